@@ -1,0 +1,1 @@
+//! Column codecs: timestamps, integers, floats, text and booleans.

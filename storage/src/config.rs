@@ -1,0 +1,100 @@
+//! Region settings and the engine's named limits, each with the reason for its value.
+
+use std::time::Duration;
+
+/// Milliseconds in IoTDB's default time partition: 7 days.
+pub const TIME_PARTITION_INTERVAL_MS_DEFAULT: i64 = 604_800_000;
+
+/// Memtable bytes per region before a flush starts (IoTDB flushes at 0.4 of its budget).
+pub const MEMTABLE_FLUSH_BYTES_DEFAULT: usize = 256 << 20;
+
+/// Memtable bytes per region (active + flushing) past which writes get `Overloaded`:
+/// flushes have fallen behind and growing further would risk the process.
+pub const MEMTABLE_BYTES_MAX_DEFAULT: usize = 768 << 20;
+
+/// WAL segment size: small enough that flushed segments are deleted promptly, large
+/// enough that segment switches are rare (IoTDB uses 30 MB files).
+pub const WAL_SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
+
+/// The most bytes one group commit writes at once; more waits for the next write.
+pub const WAL_BATCH_BYTES_MAX: usize = 16 << 20;
+
+/// The most points in one sealed-file chunk (IoTDB: 100,000 points per chunk).
+pub const CHUNK_POINTS_MAX: usize = 100_000;
+
+/// How WAL writes are made durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WalMode {
+    /// Acknowledge a write after its WAL record is fdatasync'ed (default).
+    Sync,
+    /// Acknowledge after the write reaches the OS; fdatasync every `wal_async_fsync_ms`.
+    Async,
+    /// No WAL: acknowledged writes live only in memory until flushed.
+    Off,
+}
+
+impl WalMode {
+    pub fn parse(name: &str) -> Option<WalMode> {
+        match name.to_ascii_lowercase().as_str() {
+            "sync" => Some(WalMode::Sync),
+            "async" => Some(WalMode::Async),
+            "off" | "disable" => Some(WalMode::Off),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WalMode::Sync => "sync",
+            WalMode::Async => "async",
+            WalMode::Off => "off",
+        }
+    }
+}
+
+/// Settings of one region replica.
+#[derive(Clone, Debug)]
+pub struct RegionConfig {
+    pub wal_mode: WalMode,
+    /// fdatasync period in `WalMode::Async`.
+    pub wal_async_fsync: Duration,
+    pub wal_segment_bytes: u64,
+    pub time_partition_interval_ms: i64,
+    pub memtable_flush_bytes: usize,
+    pub memtable_bytes_max: usize,
+    pub chunk_points_max: usize,
+    /// Block compression for sealed-file chunks.
+    pub compression: Compression,
+    /// Compaction write rate limit in bytes per second (0: unlimited).
+    pub compaction_bytes_per_second: u64,
+    /// A partition compacts once it has this many sealed files.
+    pub compaction_files_trigger: usize,
+    /// Time to live in milliseconds, `None` for forever.
+    pub ttl_ms: Option<i64>,
+}
+
+impl Default for RegionConfig {
+    fn default() -> Self {
+        RegionConfig {
+            wal_mode: WalMode::Sync,
+            wal_async_fsync: Duration::from_millis(1000),
+            wal_segment_bytes: WAL_SEGMENT_BYTES_DEFAULT,
+            time_partition_interval_ms: TIME_PARTITION_INTERVAL_MS_DEFAULT,
+            memtable_flush_bytes: MEMTABLE_FLUSH_BYTES_DEFAULT,
+            memtable_bytes_max: MEMTABLE_BYTES_MAX_DEFAULT,
+            chunk_points_max: CHUNK_POINTS_MAX,
+            compression: Compression::Lz4,
+            compaction_bytes_per_second: 64 << 20,
+            compaction_files_trigger: 4,
+            ttl_ms: None,
+        }
+    }
+}
+
+/// Block compression applied to encoded chunk blocks where it pays.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Lz4,
+    Zstd,
+}

@@ -1,0 +1,77 @@
+//! The storage engine's one error type.
+
+use std::path::PathBuf;
+
+use crate::types::DataType;
+
+/// Everything the storage engine can fail with. I/O errors carry the operation and path.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Bytes on disk failed validation (checksum, bounds, magic, version).
+    #[error("corruption in {path} at offset {offset}: {reason}")]
+    Corruption {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error("series {series} is {expected}, not {actual}")]
+    TypeMismatch {
+        series: String,
+        expected: DataType,
+        actual: DataType,
+    },
+    #[error("invalid tablet: {0}")]
+    InvalidTablet(String),
+    /// A write or fsync failed earlier; the region accepts no more writes.
+    #[error("region is read-only after an earlier failure: {0}")]
+    ReadOnly(String),
+    /// Memtables are over budget and flushes have not caught up; retry later.
+    #[error("region overloaded: {memtable_bytes} bytes in memtables, limit {limit_bytes}")]
+    Overloaded {
+        memtable_bytes: usize,
+        limit_bytes: usize,
+    },
+    #[error("{aggregation} is not defined on {data_type}")]
+    UnsupportedAggregation {
+        aggregation: &'static str,
+        data_type: DataType,
+    },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    #[error("region is closed")]
+    Closed,
+}
+
+/// The storage engine's result type.
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+impl StorageError {
+    /// An I/O error with its operation and path.
+    pub fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> StorageError {
+        StorageError::Io {
+            op,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// A corruption error.
+    pub fn corruption(
+        path: impl Into<PathBuf>,
+        offset: u64,
+        reason: impl Into<String>,
+    ) -> StorageError {
+        StorageError::Corruption {
+            path: path.into(),
+            offset,
+            reason: reason.into(),
+        }
+    }
+}

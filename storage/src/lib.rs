@@ -1,0 +1,29 @@
+//! `iotdb-storage`: the engine one DataRegion replica runs on one core.
+//!
+//! ```text
+//!  write(tablet) ──► WAL (group commit, io_uring) ──► memtable (per time partition, seq/unseq)
+//!                                                        │ flush (frozen memtable, background)
+//!                                                        ▼
+//!                                   sealed files (per partition, chunks + stats + index)
+//!                                                        │ compaction (rate limited)
+//!  read(range/aggregate/last) ◄── merge memtables + sequence + unsequence, newest wins
+//! ```
+//!
+//! A region is owned by exactly one shard (core); nothing else touches its files. The
+//! crate never opens a socket.
+
+pub mod codec;
+pub mod config;
+pub mod error;
+pub mod sealed;
+pub mod stats;
+pub mod types;
+pub mod wal;
+
+pub use config::{Compression, RegionConfig, WalMode};
+pub use error::{Result, StorageError};
+pub use stats::Stats;
+pub use types::{
+    DataType, NullBitmap, PointColumn, SeriesKey, Tablet, TabletColumn, TimeRange, Timestamp,
+    Value, Values,
+};

@@ -1,0 +1,541 @@
+//! The data model one region stores: data types, values, point columns and tablets.
+//!
+//! A *series* is a device path (`root.db.d1`) plus a measurement (`s1`). The write unit is a
+//! columnar [`Tablet`]: one device, several measurements, N rows, and a null bitmap per
+//! column. A null cell means "no point": the series simply has nothing at that timestamp, so
+//! the engine drops nulls at ingest and stores only [`PointColumn`]s (timestamps + values,
+//! no nulls).
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::error::{Result, StorageError};
+
+/// A timestamp in milliseconds since the Unix epoch.
+pub type Timestamp = i64;
+
+/// The data types of a series, with IoTDB's type codes as discriminants.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum DataType {
+    Boolean = 0,
+    Int32 = 1,
+    Int64 = 2,
+    Float = 3,
+    Double = 4,
+    Text = 5,
+}
+
+impl DataType {
+    /// All types, in code order.
+    pub const ALL: [DataType; 6] = [
+        DataType::Boolean,
+        DataType::Int32,
+        DataType::Int64,
+        DataType::Float,
+        DataType::Double,
+        DataType::Text,
+    ];
+
+    /// The type with IoTDB's code `code`, or `None`.
+    pub fn from_code(code: u8) -> Option<DataType> {
+        DataType::ALL.get(usize::from(code)).copied()
+    }
+
+    /// IoTDB's code of this type.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+
+    /// IoTDB's name of this type (`DOUBLE`).
+    pub fn name(self) -> &'static str {
+        match self {
+            DataType::Boolean => "BOOLEAN",
+            DataType::Int32 => "INT32",
+            DataType::Int64 => "INT64",
+            DataType::Float => "FLOAT",
+            DataType::Double => "DOUBLE",
+            DataType::Text => "TEXT",
+        }
+    }
+
+    /// The type named `name` (case-insensitive), or `None`.
+    pub fn from_name(name: &str) -> Option<DataType> {
+        DataType::ALL
+            .into_iter()
+            .find(|t| t.name().eq_ignore_ascii_case(name))
+    }
+
+    /// Whether sum, avg, min and max are defined on this type.
+    pub fn is_numeric(self) -> bool {
+        matches!(
+            self,
+            DataType::Int32 | DataType::Int64 | DataType::Float | DataType::Double
+        )
+    }
+}
+
+impl std::fmt::Display for DataType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One value of any type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    Boolean(bool),
+    Int32(i32),
+    Int64(i64),
+    Float(f32),
+    Double(f64),
+    Text(Bytes),
+}
+
+impl Value {
+    /// The type of this value.
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Value::Boolean(_) => DataType::Boolean,
+            Value::Int32(_) => DataType::Int32,
+            Value::Int64(_) => DataType::Int64,
+            Value::Float(_) => DataType::Float,
+            Value::Double(_) => DataType::Double,
+            Value::Text(_) => DataType::Text,
+        }
+    }
+
+    /// The value as f64, for numeric types.
+    pub fn as_f64(&self) -> Option<f64> {
+        match self {
+            Value::Int32(v) => Some(f64::from(*v)),
+            Value::Int64(v) => Some(*v as f64),
+            Value::Float(v) => Some(f64::from(*v)),
+            Value::Double(v) => Some(*v),
+            Value::Boolean(_) | Value::Text(_) => None,
+        }
+    }
+}
+
+/// A column of values of one type, without nulls' meaning: a tablet pairs it with a
+/// [`NullBitmap`]; a [`PointColumn`] has no nulls at all.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Values {
+    Boolean(Vec<bool>),
+    Int32(Vec<i32>),
+    Int64(Vec<i64>),
+    Float(Vec<f32>),
+    Double(Vec<f64>),
+    Text(Vec<Bytes>),
+}
+
+/// Calls `$body` with `$v` bound to the inner vector of a [`Values`], whatever its type.
+#[macro_export]
+macro_rules! with_values {
+    ($values:expr, $v:ident => $body:expr) => {
+        match $values {
+            $crate::types::Values::Boolean($v) => $body,
+            $crate::types::Values::Int32($v) => $body,
+            $crate::types::Values::Int64($v) => $body,
+            $crate::types::Values::Float($v) => $body,
+            $crate::types::Values::Double($v) => $body,
+            $crate::types::Values::Text($v) => $body,
+        }
+    };
+}
+
+impl Values {
+    /// An empty column of type `data_type`.
+    pub fn new(data_type: DataType) -> Values {
+        Values::with_capacity(data_type, 0)
+    }
+
+    /// An empty column of type `data_type` with room for `capacity` values.
+    pub fn with_capacity(data_type: DataType, capacity: usize) -> Values {
+        match data_type {
+            DataType::Boolean => Values::Boolean(Vec::with_capacity(capacity)),
+            DataType::Int32 => Values::Int32(Vec::with_capacity(capacity)),
+            DataType::Int64 => Values::Int64(Vec::with_capacity(capacity)),
+            DataType::Float => Values::Float(Vec::with_capacity(capacity)),
+            DataType::Double => Values::Double(Vec::with_capacity(capacity)),
+            DataType::Text => Values::Text(Vec::with_capacity(capacity)),
+        }
+    }
+
+    /// The type of the values.
+    pub fn data_type(&self) -> DataType {
+        match self {
+            Values::Boolean(_) => DataType::Boolean,
+            Values::Int32(_) => DataType::Int32,
+            Values::Int64(_) => DataType::Int64,
+            Values::Float(_) => DataType::Float,
+            Values::Double(_) => DataType::Double,
+            Values::Text(_) => DataType::Text,
+        }
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        with_values!(self, v => v.len())
+    }
+
+    /// Whether the column is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value at `index`. Panics when out of bounds (a bug, not bad input).
+    pub fn get(&self, index: usize) -> Value {
+        match self {
+            Values::Boolean(v) => Value::Boolean(v[index]),
+            Values::Int32(v) => Value::Int32(v[index]),
+            Values::Int64(v) => Value::Int64(v[index]),
+            Values::Float(v) => Value::Float(v[index]),
+            Values::Double(v) => Value::Double(v[index]),
+            Values::Text(v) => Value::Text(v[index].clone()),
+        }
+    }
+
+    /// Appends `value`; its type must match (checked by the caller; a mismatch is a bug).
+    pub fn push(&mut self, value: Value) {
+        match (self, value) {
+            (Values::Boolean(v), Value::Boolean(x)) => v.push(x),
+            (Values::Int32(v), Value::Int32(x)) => v.push(x),
+            (Values::Int64(v), Value::Int64(x)) => v.push(x),
+            (Values::Float(v), Value::Float(x)) => v.push(x),
+            (Values::Double(v), Value::Double(x)) => v.push(x),
+            (Values::Text(v), Value::Text(x)) => v.push(x),
+            (column, value) => panic!(
+                "pushing a {} value into a {} column",
+                value.data_type(),
+                column.data_type()
+            ),
+        }
+    }
+
+    /// Appends `other[range]`; the types must match (a mismatch is a bug).
+    pub fn extend_from(&mut self, other: &Values, range: std::ops::Range<usize>) {
+        match (self, other) {
+            (Values::Boolean(a), Values::Boolean(b)) => a.extend_from_slice(&b[range]),
+            (Values::Int32(a), Values::Int32(b)) => a.extend_from_slice(&b[range]),
+            (Values::Int64(a), Values::Int64(b)) => a.extend_from_slice(&b[range]),
+            (Values::Float(a), Values::Float(b)) => a.extend_from_slice(&b[range]),
+            (Values::Double(a), Values::Double(b)) => a.extend_from_slice(&b[range]),
+            (Values::Text(a), Values::Text(b)) => a.extend_from_slice(&b[range]),
+            (a, b) => panic!(
+                "extending a {} column with {} values",
+                a.data_type(),
+                b.data_type()
+            ),
+        }
+    }
+
+    /// Appends `other[index]`; the types must match (a mismatch is a bug).
+    pub fn push_from(&mut self, other: &Values, index: usize) {
+        self.extend_from(other, index..index + 1);
+    }
+
+    /// Keeps the first `len` values.
+    pub fn truncate(&mut self, len: usize) {
+        with_values!(self, v => v.truncate(len))
+    }
+
+    /// Bytes of heap memory the values hold, for memory accounting.
+    pub fn heap_bytes(&self) -> usize {
+        match self {
+            Values::Boolean(v) => v.capacity(),
+            Values::Int32(v) => v.capacity() * 4,
+            Values::Int64(v) => v.capacity() * 8,
+            Values::Float(v) => v.capacity() * 4,
+            Values::Double(v) => v.capacity() * 8,
+            Values::Text(v) => {
+                v.capacity() * std::mem::size_of::<Bytes>()
+                    + v.iter().map(Bytes::len).sum::<usize>()
+            }
+        }
+    }
+}
+
+/// Which rows of a tablet column are null: bit `row % 8` of byte `row / 8` (LSB first) set
+/// means null, as in IoTDB's tablets.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct NullBitmap {
+    bytes: Vec<u8>,
+}
+
+impl NullBitmap {
+    /// A bitmap of `rows` rows, none null.
+    pub fn new(rows: usize) -> NullBitmap {
+        NullBitmap {
+            bytes: vec![0; rows.div_ceil(8)],
+        }
+    }
+
+    /// A bitmap over the given bytes (LSB first, 1 = null).
+    pub fn from_bytes(bytes: Vec<u8>) -> NullBitmap {
+        NullBitmap { bytes }
+    }
+
+    /// The raw bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Whether `row` is null. Rows past the end are not null.
+    pub fn is_null(&self, row: usize) -> bool {
+        self.bytes
+            .get(row / 8)
+            .is_some_and(|byte| byte & (1 << (row % 8)) != 0)
+    }
+
+    /// Marks `row` null, growing the bitmap as needed.
+    pub fn set_null(&mut self, row: usize) {
+        if self.bytes.len() <= row / 8 {
+            self.bytes.resize(row / 8 + 1, 0);
+        }
+        self.bytes[row / 8] |= 1 << (row % 8);
+    }
+
+    /// Whether no row at all is null.
+    pub fn none_null(&self) -> bool {
+        self.bytes.iter().all(|&b| b == 0)
+    }
+}
+
+/// One measurement's column in a tablet.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TabletColumn {
+    pub measurement: Arc<str>,
+    /// One value per row; a null row holds a placeholder (0, false, empty).
+    pub values: Values,
+    /// `None`: no row is null.
+    pub nulls: Option<NullBitmap>,
+}
+
+impl TabletColumn {
+    /// Whether `row` is null in this column.
+    pub fn is_null(&self, row: usize) -> bool {
+        self.nulls.as_ref().is_some_and(|n| n.is_null(row))
+    }
+}
+
+/// The write unit: one device, several measurements, N rows, a null bitmap per column.
+///
+/// Rows need not be in time order and may repeat a timestamp: the later row wins.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tablet {
+    pub device: Arc<str>,
+    pub timestamps: Vec<Timestamp>,
+    pub columns: Vec<TabletColumn>,
+}
+
+impl Tablet {
+    /// The number of rows.
+    pub fn rows(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// The number of non-null cells: the points this tablet writes.
+    pub fn points(&self) -> usize {
+        self.columns
+            .iter()
+            .map(|c| match &c.nulls {
+                None => self.rows(),
+                Some(n) => (0..self.rows()).filter(|&r| !n.is_null(r)).count(),
+            })
+            .sum()
+    }
+
+    /// A tablet of one row (the single-row write form). `None` values are nulls.
+    pub fn single_row(
+        device: Arc<str>,
+        timestamp: Timestamp,
+        cells: Vec<(Arc<str>, Option<Value>)>,
+        types: &[DataType],
+    ) -> Result<Tablet> {
+        if cells.len() != types.len() {
+            return Err(StorageError::InvalidTablet(format!(
+                "{} cells but {} types",
+                cells.len(),
+                types.len()
+            )));
+        }
+        let mut columns = Vec::with_capacity(cells.len());
+        for ((measurement, value), &data_type) in cells.into_iter().zip(types) {
+            let mut values = Values::with_capacity(data_type, 1);
+            let nulls = match value {
+                Some(v) => {
+                    if v.data_type() != data_type {
+                        return Err(StorageError::TypeMismatch {
+                            series: format!("{device}.{measurement}"),
+                            expected: data_type,
+                            actual: v.data_type(),
+                        });
+                    }
+                    values.push(v);
+                    None
+                }
+                None => {
+                    values.push(placeholder(data_type));
+                    let mut n = NullBitmap::new(1);
+                    n.set_null(0);
+                    Some(n)
+                }
+            };
+            columns.push(TabletColumn {
+                measurement,
+                values,
+                nulls,
+            });
+        }
+        Ok(Tablet {
+            device,
+            timestamps: vec![timestamp],
+            columns,
+        })
+    }
+
+    /// Checks the tablet's shape: every column as long as the timestamps, no repeated
+    /// measurement, names non-empty. Types are checked against the series by the region.
+    pub fn validate(&self) -> Result<()> {
+        if self.device.is_empty() {
+            return Err(StorageError::InvalidTablet("empty device path".into()));
+        }
+        for (i, column) in self.columns.iter().enumerate() {
+            if column.measurement.is_empty() {
+                return Err(StorageError::InvalidTablet(format!(
+                    "column {i} has an empty measurement name"
+                )));
+            }
+            if column.values.len() != self.rows() {
+                return Err(StorageError::InvalidTablet(format!(
+                    "column {} has {} values for {} rows",
+                    column.measurement,
+                    column.values.len(),
+                    self.rows()
+                )));
+            }
+            if self.columns[..i]
+                .iter()
+                .any(|c| c.measurement == column.measurement)
+            {
+                return Err(StorageError::InvalidTablet(format!(
+                    "measurement {} appears twice",
+                    column.measurement
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The placeholder a null cell holds in a tablet column.
+pub fn placeholder(data_type: DataType) -> Value {
+    match data_type {
+        DataType::Boolean => Value::Boolean(false),
+        DataType::Int32 => Value::Int32(0),
+        DataType::Int64 => Value::Int64(0),
+        DataType::Float => Value::Float(0.0),
+        DataType::Double => Value::Double(0.0),
+        DataType::Text => Value::Text(Bytes::new()),
+    }
+}
+
+/// Points of one series: strictly increasing timestamps and one value each, no nulls.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PointColumn {
+    pub timestamps: Vec<Timestamp>,
+    pub values: Values,
+}
+
+impl PointColumn {
+    /// An empty column of type `data_type`.
+    pub fn new(data_type: DataType) -> PointColumn {
+        PointColumn {
+            timestamps: Vec::new(),
+            values: Values::new(data_type),
+        }
+    }
+
+    /// The number of points.
+    pub fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// Whether there are no points.
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// The type of the values.
+    pub fn data_type(&self) -> DataType {
+        self.values.data_type()
+    }
+}
+
+/// A series' name inside a region: device path and measurement.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SeriesKey {
+    pub device: Arc<str>,
+    pub measurement: Arc<str>,
+}
+
+impl SeriesKey {
+    pub fn new(device: &str, measurement: &str) -> SeriesKey {
+        SeriesKey {
+            device: Arc::from(device),
+            measurement: Arc::from(measurement),
+        }
+    }
+}
+
+impl std::fmt::Display for SeriesKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.device, self.measurement)
+    }
+}
+
+/// A half-open time range `[start, end)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeRange {
+    pub start: Timestamp,
+    pub end: Timestamp,
+}
+
+impl TimeRange {
+    /// Every representable timestamp.
+    pub const ALL: TimeRange = TimeRange {
+        start: i64::MIN,
+        end: i64::MAX,
+    };
+
+    pub fn new(start: Timestamp, end: Timestamp) -> TimeRange {
+        TimeRange { start, end }
+    }
+
+    pub fn contains(&self, t: Timestamp) -> bool {
+        self.start <= t && t < self.end
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start >= self.end
+    }
+
+    /// Whether `[min, max]` (both inclusive) overlaps this range.
+    pub fn overlaps(&self, min: Timestamp, max: Timestamp) -> bool {
+        min < self.end && max >= self.start
+    }
+
+    /// Whether `[min, max]` (both inclusive) lies wholly inside this range.
+    pub fn covers(&self, min: Timestamp, max: Timestamp) -> bool {
+        self.start <= min && max < self.end
+    }
+
+    pub fn intersect(&self, other: TimeRange) -> TimeRange {
+        TimeRange {
+            start: self.start.max(other.start),
+            end: self.end.min(other.end),
+        }
+    }
+}
