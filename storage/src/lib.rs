@@ -13,8 +13,12 @@
 //! crate never opens a socket.
 
 pub mod codec;
+pub mod compaction;
 pub mod config;
 pub mod error;
+pub mod memtable;
+pub mod query;
+pub mod region;
 pub mod sealed;
 pub mod stats;
 pub mod types;
@@ -22,6 +26,8 @@ pub mod wal;
 
 pub use config::{Compression, RegionConfig, WalMode};
 pub use error::{Result, StorageError};
+pub use query::{AggregateRow, Aggregation, Windows};
+pub use region::{Region, RegionInfo, SnapshotInfo, WriteAck};
 pub use stats::Stats;
 pub use types::{
     DataType, NullBitmap, PointColumn, SeriesKey, Tablet, TabletColumn, TimeRange, Timestamp,

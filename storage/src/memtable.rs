@@ -1,0 +1,392 @@
+//! The memtable: recent writes of one region, per time partition, columnar per series.
+//!
+//! Each time partition has a *sequence* side and an *unsequence* side (IoTDB's split): a
+//! point newer than everything already flushed for its device in that partition goes to
+//! the sequence side; an older one goes to the unsequence side, so sealed sequence files of
+//! a partition never overlap in time for a device. Within a series buffer an in-order
+//! append is a `memcpy`; an out-of-order one just marks the buffer unsorted, and
+//! [`Memtable::freeze`] sorts it (stable, so for a repeated timestamp the newest write wins).
+//!
+//! Owned by the region's shard; a frozen memtable is immutable and may be shared with the
+//! background flush thread.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use crate::types::{DataType, PointColumn, SeriesKey, Tablet, Timestamp, Values};
+
+/// The points of one series in a memtable.
+#[derive(Clone, Debug)]
+pub struct SeriesBuffer {
+    pub points: PointColumn,
+    /// Whether timestamps are strictly increasing (no sort or dedup needed).
+    sorted: bool,
+}
+
+impl SeriesBuffer {
+    fn new(data_type: DataType) -> SeriesBuffer {
+        SeriesBuffer {
+            points: PointColumn::new(data_type),
+            sorted: true,
+        }
+    }
+
+    fn last_time(&self) -> Option<Timestamp> {
+        self.points.timestamps.last().copied()
+    }
+
+    /// Appends `timestamps[rows]` and `values[rows]`.
+    fn append_run(
+        &mut self,
+        timestamps: &[Timestamp],
+        values: &Values,
+        rows: std::ops::Range<usize>,
+    ) {
+        if rows.is_empty() {
+            return;
+        }
+        let first = timestamps[rows.start];
+        let increasing = timestamps[rows.clone()].windows(2).all(|w| w[0] < w[1]);
+        if !increasing || self.last_time().is_some_and(|last| last >= first) {
+            self.sorted = false;
+        }
+        self.points
+            .timestamps
+            .extend_from_slice(&timestamps[rows.clone()]);
+        self.points.values.extend_from(values, rows);
+    }
+
+    /// Sorts by time, keeping for each repeated timestamp the last-appended (newest) value.
+    pub fn sort_dedup(&mut self) {
+        if self.sorted {
+            return;
+        }
+        self.points = sorted_newest_wins(&self.points);
+        self.sorted = true;
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.points.timestamps.capacity() * 8 + self.points.values.heap_bytes()
+    }
+}
+
+/// `points` sorted by time; for a repeated timestamp the value appended last wins.
+pub fn sorted_newest_wins(points: &PointColumn) -> PointColumn {
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    // Stable: equal timestamps keep arrival order, so the last of a run is the newest.
+    order.sort_by_key(|&i| points.timestamps[i]);
+    let mut out = PointColumn {
+        timestamps: Vec::with_capacity(order.len()),
+        values: Values::with_capacity(points.data_type(), order.len()),
+    };
+    for (n, &i) in order.iter().enumerate() {
+        let t = points.timestamps[i];
+        if order
+            .get(n + 1)
+            .is_some_and(|&next| points.timestamps[next] == t)
+        {
+            continue;
+        }
+        out.timestamps.push(t);
+        out.values.push_from(&points.values, i);
+    }
+    out
+}
+
+/// One side (sequence or unsequence) of one time partition.
+#[derive(Clone, Debug, Default)]
+pub struct SideTable {
+    /// device → measurement → buffer.
+    pub devices: HashMap<Arc<str>, HashMap<Arc<str>, SeriesBuffer>>,
+}
+
+impl SideTable {
+    pub fn get(&self, key: &SeriesKey) -> Option<&SeriesBuffer> {
+        self.devices.get(&key.device)?.get(&key.measurement)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Every series, sorted by key (the order sealed files want).
+    pub fn sorted_series(&self) -> Vec<(SeriesKey, &SeriesBuffer)> {
+        let mut all: Vec<(SeriesKey, &SeriesBuffer)> = self
+            .devices
+            .iter()
+            .flat_map(|(device, series)| {
+                series.iter().map(|(measurement, buffer)| {
+                    (
+                        SeriesKey {
+                            device: device.clone(),
+                            measurement: measurement.clone(),
+                        },
+                        buffer,
+                    )
+                })
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
+    }
+}
+
+/// Both sides of one time partition.
+#[derive(Clone, Debug, Default)]
+pub struct PartitionTable {
+    pub sequence: SideTable,
+    pub unsequence: SideTable,
+}
+
+/// Where the rows of one tablet column land.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    Sequence,
+    Unsequence,
+}
+
+/// The mutable memtable of a region.
+#[derive(Clone, Debug, Default)]
+pub struct Memtable {
+    /// time slot → partition.
+    pub partitions: BTreeMap<i64, PartitionTable>,
+    heap_bytes: usize,
+    points: u64,
+}
+
+impl Memtable {
+    /// Approximate heap bytes held, for the flush threshold and back-pressure.
+    pub fn heap_bytes(&self) -> usize {
+        self.heap_bytes
+    }
+
+    /// Points written (before dedup).
+    pub fn points(&self) -> u64 {
+        self.points
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.partitions.is_empty()
+    }
+
+    /// Appends the non-null cells of `tablet`. `partition_of` maps a timestamp to its time
+    /// slot; `side_of(slot, t)` says whether a point at `t` is sequence or unsequence for
+    /// the tablet's device. Types were checked by the caller.
+    pub fn apply(
+        &mut self,
+        tablet: &Tablet,
+        partition_of: impl Fn(Timestamp) -> i64,
+        side_of: impl Fn(i64, Timestamp) -> Side,
+    ) {
+        let rows = tablet.rows();
+        if rows == 0 {
+            return;
+        }
+        // Split the rows into runs of one (partition, side); a typical tablet is one run.
+        let mut runs: Vec<(i64, Side, usize, usize)> = Vec::new();
+        let mut start = 0;
+        let mut current = key_of(tablet.timestamps[0], &partition_of, &side_of);
+        for row in 1..rows {
+            let key = key_of(tablet.timestamps[row], &partition_of, &side_of);
+            if key != current {
+                runs.push((current.0, current.1, start, row));
+                start = row;
+                current = key;
+            }
+        }
+        runs.push((current.0, current.1, start, rows));
+
+        for (slot, side, first, end) in runs {
+            let partition = self.partitions.entry(slot).or_default();
+            let table = match side {
+                Side::Sequence => &mut partition.sequence,
+                Side::Unsequence => &mut partition.unsequence,
+            };
+            let device = match table.devices.get_mut(&tablet.device) {
+                Some(d) => d,
+                None => table.devices.entry(tablet.device.clone()).or_default(),
+            };
+            for column in &tablet.columns {
+                let buffer = match device.get_mut(&column.measurement) {
+                    Some(b) => b,
+                    None => device
+                        .entry(column.measurement.clone())
+                        .or_insert_with(|| SeriesBuffer::new(column.values.data_type())),
+                };
+                let before = buffer.heap_bytes();
+                match &column.nulls {
+                    Some(nulls) if !nulls.none_null() => {
+                        // Append maximal runs of non-null rows.
+                        let mut row = first;
+                        while row < end {
+                            if nulls.is_null(row) {
+                                row += 1;
+                                continue;
+                            }
+                            let run_start = row;
+                            while row < end && !nulls.is_null(row) {
+                                row += 1;
+                            }
+                            buffer.append_run(&tablet.timestamps, &column.values, run_start..row);
+                            self.points += (row - run_start) as u64;
+                        }
+                    }
+                    _ => {
+                        buffer.append_run(&tablet.timestamps, &column.values, first..end);
+                        self.points += (end - first) as u64;
+                    }
+                }
+                self.heap_bytes = self.heap_bytes + buffer.heap_bytes() - before;
+            }
+        }
+    }
+
+    /// Sorts and dedups every buffer and returns the memtable as an immutable value.
+    pub fn freeze(mut self) -> FrozenMemtable {
+        for partition in self.partitions.values_mut() {
+            for side in [&mut partition.sequence, &mut partition.unsequence] {
+                for series in side.devices.values_mut() {
+                    for buffer in series.values_mut() {
+                        buffer.sort_dedup();
+                    }
+                }
+            }
+        }
+        FrozenMemtable {
+            heap_bytes: self.heap_bytes,
+            partitions: self.partitions,
+        }
+    }
+
+    /// The points of `key` in partition `slot`, sorted and deduplicated, sequence and
+    /// unsequence sides merged (they never hold the same timestamp: see the module doc).
+    pub fn read(&self, slot: i64, key: &SeriesKey) -> Option<PointColumn> {
+        read_partition(self.partitions.get(&slot)?, key)
+    }
+}
+
+fn key_of(
+    t: Timestamp,
+    partition_of: &impl Fn(Timestamp) -> i64,
+    side_of: &impl Fn(i64, Timestamp) -> Side,
+) -> (i64, Side) {
+    let slot = partition_of(t);
+    (slot, side_of(slot, t))
+}
+
+fn read_partition(partition: &PartitionTable, key: &SeriesKey) -> Option<PointColumn> {
+    let sides: Vec<PointColumn> = [&partition.sequence, &partition.unsequence]
+        .into_iter()
+        .filter_map(|side| side.get(key))
+        .map(|buffer| {
+            if buffer.sorted {
+                buffer.points.clone()
+            } else {
+                sorted_newest_wins(&buffer.points)
+            }
+        })
+        .collect();
+    match sides.len() {
+        0 => None,
+        1 => sides.into_iter().next(),
+        _ => {
+            let mut all = sides[0].clone();
+            all.timestamps.extend_from_slice(&sides[1].timestamps);
+            all.values.extend_from(&sides[1].values, 0..sides[1].len());
+            Some(sorted_newest_wins(&all))
+        }
+    }
+}
+
+/// A memtable that no longer takes writes: sorted, deduplicated, shared with the flush
+/// thread and read by queries until its files are installed.
+#[derive(Debug)]
+pub struct FrozenMemtable {
+    pub partitions: BTreeMap<i64, PartitionTable>,
+    pub heap_bytes: usize,
+}
+
+impl FrozenMemtable {
+    /// The points of `key` in partition `slot`.
+    pub fn read(&self, slot: i64, key: &SeriesKey) -> Option<PointColumn> {
+        read_partition(self.partitions.get(&slot)?, key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::{NullBitmap, TabletColumn, Value};
+
+    fn tablet(device: &str, ts: &[i64], values: &[f64], nulls: Option<NullBitmap>) -> Tablet {
+        Tablet {
+            device: Arc::from(device),
+            timestamps: ts.to_vec(),
+            columns: vec![TabletColumn {
+                measurement: Arc::from("s1"),
+                values: Values::Double(values.to_vec()),
+                nulls,
+            }],
+        }
+    }
+
+    #[test]
+    fn out_of_order_and_duplicates_newest_wins() {
+        let mut m = Memtable::default();
+        m.apply(
+            &tablet("root.db.d1", &[5, 1, 5], &[1.0, 2.0, 3.0], None),
+            |_| 0,
+            |_, _| Side::Sequence,
+        );
+        m.apply(
+            &tablet("root.db.d1", &[1], &[9.0], None),
+            |_| 0,
+            |_, _| Side::Sequence,
+        );
+        let key = SeriesKey::new("root.db.d1", "s1");
+        let points = m.read(0, &key).unwrap();
+        assert_eq!(points.timestamps, vec![1, 5]);
+        assert_eq!(points.values, Values::Double(vec![9.0, 3.0]));
+        let frozen = m.freeze();
+        assert_eq!(frozen.read(0, &key).unwrap(), points);
+    }
+
+    #[test]
+    fn nulls_are_not_points() {
+        let mut nulls = NullBitmap::new(3);
+        nulls.set_null(1);
+        let mut m = Memtable::default();
+        m.apply(
+            &tablet("root.db.d1", &[1, 2, 3], &[1.0, 2.0, 3.0], Some(nulls)),
+            |_| 0,
+            |_, _| Side::Sequence,
+        );
+        let points = m.read(0, &SeriesKey::new("root.db.d1", "s1")).unwrap();
+        assert_eq!(points.timestamps, vec![1, 3]);
+        assert_eq!(points.values.get(1), Value::Double(3.0));
+        assert_eq!(m.points(), 2);
+    }
+
+    #[test]
+    fn rows_split_by_partition_and_side() {
+        let mut m = Memtable::default();
+        m.apply(
+            &tablet("root.db.d1", &[1, 2, 11, 12], &[1.0, 2.0, 3.0, 4.0], None),
+            |t| t / 10,
+            |_, t| {
+                if t == 2 {
+                    Side::Unsequence
+                } else {
+                    Side::Sequence
+                }
+            },
+        );
+        assert_eq!(m.partitions.len(), 2);
+        let p0 = &m.partitions[&0];
+        let key = SeriesKey::new("root.db.d1", "s1");
+        assert_eq!(p0.sequence.get(&key).unwrap().points.timestamps, vec![1]);
+        assert_eq!(p0.unsequence.get(&key).unwrap().points.timestamps, vec![2]);
+        assert_eq!(m.read(0, &key).unwrap().timestamps, vec![1, 2]);
+        assert_eq!(m.read(1, &key).unwrap().timestamps, vec![11, 12]);
+    }
+}

@@ -1,0 +1,1163 @@
+//! A region replica: the WAL, the memtables, the sealed files and the background work
+//! (flush, compaction, TTL) of one DataRegion, owned by one shard.
+//!
+//! ```text
+//!  shard thread                                       background threads
+//!  ────────────                                       ──────────────────
+//!  write ─► WAL.append ─► active memtable
+//!                            │ over memtable_flush_bytes: freeze
+//!                            ▼
+//!                      frozen memtables (readable) ──► flush job: encode, write, fsync files
+//!                            ▲                                │
+//!  tick (every 10 ms) ◄──────┴── install: manifest, drop WAL ◄┘
+//!        │
+//!        ├─► compaction job (one partition's files → one file, rate limited) ─► install
+//!        └─► TTL: drop wholly expired partitions
+//! ```
+//!
+//! [`Region`] is a cheap handle (`Rc`): it is `!Send` and lives on the shard that owns the
+//! region; only immutable data (frozen memtables, sealed files) crosses to the background
+//! threads. No `RefCell` borrow is held across an `.await`.
+
+mod manifest;
+pub mod wal_entry;
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use futures_channel::oneshot;
+
+use crate::compaction;
+use crate::config::RegionConfig;
+use crate::error::{Result, StorageError};
+use crate::memtable::{FrozenMemtable, Memtable, Side};
+use crate::query::{self, AggregateRow, Aggregation, RankedPiece, Windows};
+use crate::sealed::{SealedFile, SealedFileWriter, WriterOptions};
+use crate::types::{DataType, PointColumn, SeriesKey, Tablet, TimeRange, Timestamp, Value};
+use crate::wal::{Wal, WalOptions, WalRecord};
+
+pub use manifest::{FileEntry, FileKind, Manifest};
+
+/// How often the background task installs finished jobs and starts new ones.
+const TICK_INTERVAL: Duration = Duration::from_millis(10);
+/// Wait before retrying a failed flush or compaction (a full disk may clear).
+const JOB_RETRY_DELAY: Duration = Duration::from_secs(1);
+/// Ranks of frozen memtables start here: above every file version, below the active one.
+const FROZEN_RANK_BASE: u64 = 1 << 62;
+const ACTIVE_RANK: u64 = u64::MAX;
+
+/// A time source in milliseconds since the epoch (tests inject their own).
+pub type Clock = Rc<dyn Fn() -> Timestamp>;
+
+/// The wall clock.
+pub fn system_clock() -> Clock {
+    Rc::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as Timestamp)
+    })
+}
+
+/// A sealed file in use, with its manifest entry.
+#[derive(Clone)]
+struct LiveFile {
+    entry: FileEntry,
+    file: Arc<SealedFile>,
+}
+
+/// A memtable waiting for (or in) its flush.
+struct Frozen {
+    sequence: u64,
+    memtable: Arc<FrozenMemtable>,
+    /// The highest WAL index whose data it holds.
+    last_index: u64,
+}
+
+/// A job running on a background thread.
+struct Job<T> {
+    receiver: oneshot::Receiver<Result<T>>,
+    cancel: Arc<AtomicBool>,
+}
+
+struct FlushOutput {
+    sequence: u64,
+    files: Vec<LiveFile>,
+}
+
+struct CompactionOutput {
+    partition: i64,
+    inputs: Vec<u64>,
+    output: Option<LiveFile>,
+}
+
+/// Counters a region reports (for `SHOW REGIONS` and benchmarks).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RegionInfo {
+    pub series: usize,
+    pub sealed_files: usize,
+    pub sealed_bytes: u64,
+    pub wal_bytes: u64,
+    pub memtable_bytes: usize,
+    pub frozen_memtables: usize,
+    pub last_index: u64,
+    pub flushed_index: u64,
+    pub flushes: u64,
+    pub compactions: u64,
+    pub read_only: Option<String>,
+}
+
+/// What a snapshot holds: hard links to a consistent set of sealed files and the WAL index
+/// they cover. Records after `wal_index` come from the WAL (replica catch-up).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotInfo {
+    pub dir: PathBuf,
+    pub wal_index: u64,
+    pub files: usize,
+    pub bytes: u64,
+}
+
+struct State {
+    dir: PathBuf,
+    config: RegionConfig,
+    clock: Clock,
+    manifest: Manifest,
+    /// partition → files, in manifest order.
+    files: BTreeMap<i64, Vec<LiveFile>>,
+    /// device → measurement → type: a series keeps the type of its first write.
+    types: HashMap<Arc<str>, HashMap<Arc<str>, DataType>>,
+    active: Memtable,
+    frozen: VecDeque<Frozen>,
+    frozen_sequence: u64,
+    /// (partition, device) → the newest time frozen or flushed: older points are unsequence.
+    flushed_last_time: HashMap<(i64, Arc<str>), Timestamp>,
+    last_cache: HashMap<Arc<str>, HashMap<Arc<str>, (Timestamp, Value)>>,
+    next_index: u64,
+    flush_job: Option<Job<FlushOutput>>,
+    compaction_job: Option<(i64, Job<CompactionOutput>)>,
+    retry_after: Option<Instant>,
+    last_job_error: Option<String>,
+    read_only: Option<String>,
+    closed: bool,
+    flushes: u64,
+    compactions: u64,
+}
+
+/// A handle on an open region. Clones share the region.
+#[derive(Clone)]
+pub struct Region {
+    state: Rc<RefCell<State>>,
+    wal: Wal,
+}
+
+/// The acknowledgement of a write: await [`WriteAck::durable`] before telling the client.
+pub struct WriteAck {
+    wal: Wal,
+    index: u64,
+}
+
+impl WriteAck {
+    /// The write's search index.
+    pub fn index(&self) -> u64 {
+        self.index
+    }
+
+    /// Resolves once the write is as durable as the WAL mode promises.
+    pub async fn durable(self) -> Result<u64> {
+        self.wal.wait_durable(self.index).await?;
+        Ok(self.index)
+    }
+}
+
+fn partition_of(t: Timestamp, interval: i64) -> i64 {
+    t.div_euclid(interval)
+}
+
+impl Region {
+    /// Opens (or creates) the region in `dir` and replays its WAL. Must run inside a monoio
+    /// runtime with timers: it spawns the WAL's commit task and the region's background task.
+    pub fn open(dir: &Path, config: RegionConfig) -> Result<Region> {
+        Region::open_with_clock(dir, config, system_clock())
+    }
+
+    /// [`Region::open`] with an injected clock (TTL tests).
+    pub fn open_with_clock(dir: &Path, config: RegionConfig, clock: Clock) -> Result<Region> {
+        if config.time_partition_interval_ms <= 0 {
+            return Err(StorageError::InvalidArgument(format!(
+                "time_partition_interval must be positive, not {}",
+                config.time_partition_interval_ms
+            )));
+        }
+        let sealed_dir = dir.join("sealed");
+        std::fs::create_dir_all(&sealed_dir)
+            .map_err(|e| StorageError::io("create region directory", &sealed_dir, e))?;
+        let manifest = Manifest::load(dir)?;
+        remove_orphans(&sealed_dir, &manifest)?;
+
+        let mut state = State {
+            dir: dir.to_path_buf(),
+            config: config.clone(),
+            clock,
+            manifest: manifest.clone(),
+            files: BTreeMap::new(),
+            types: HashMap::new(),
+            active: Memtable::default(),
+            frozen: VecDeque::new(),
+            frozen_sequence: 0,
+            flushed_last_time: HashMap::new(),
+            last_cache: HashMap::new(),
+            next_index: manifest.flushed_index + 1,
+            flush_job: None,
+            compaction_job: None,
+            retry_after: None,
+            last_job_error: None,
+            read_only: None,
+            closed: false,
+            flushes: 0,
+            compactions: 0,
+        };
+        for entry in &manifest.files {
+            let file = Arc::new(SealedFile::open(&sealed_dir.join(entry.file_name()))?);
+            state.add_file(LiveFile {
+                entry: entry.clone(),
+                file,
+            })?;
+        }
+
+        let (wal, records) = Wal::open(
+            &dir.join("wal"),
+            WalOptions {
+                mode: config.wal_mode,
+                async_fsync: config.wal_async_fsync,
+                segment_bytes: config.wal_segment_bytes,
+            },
+        )?;
+        state.replay(records)?;
+        let region = Region {
+            state: Rc::new(RefCell::new(state)),
+            wal,
+        };
+        region.spawn_background();
+        Ok(region)
+    }
+
+    fn spawn_background(&self) {
+        let weak = Rc::downgrade(&self.state);
+        let wal = self.wal.clone();
+        monoio::spawn(async move {
+            loop {
+                monoio::time::sleep(TICK_INTERVAL).await;
+                let Some(state) = weak.upgrade() else { break };
+                let region = Region {
+                    state,
+                    wal: wal.clone(),
+                };
+                if region.state.borrow().closed {
+                    break;
+                }
+                region.tick();
+            }
+        });
+    }
+
+    /// Writes `tablet`: logged, then visible to reads. Await the returned ack's
+    /// [`WriteAck::durable`] before acknowledging to a client. A type that disagrees with
+    /// an existing series rejects the whole tablet.
+    pub fn write(&self, tablet: &Tablet) -> Result<WriteAck> {
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        if state.closed {
+            return Err(StorageError::Closed);
+        }
+        if let Some(reason) = &state.read_only {
+            return Err(StorageError::ReadOnly(reason.clone()));
+        }
+        tablet.validate()?;
+        state.check_types(tablet)?;
+        let memtable_bytes = state.memtable_bytes();
+        if memtable_bytes >= state.config.memtable_bytes_max {
+            return Err(StorageError::Overloaded {
+                memtable_bytes,
+                limit_bytes: state.config.memtable_bytes_max,
+            });
+        }
+        let index = state.next_index;
+        let mut payload = Vec::new();
+        wal_entry::encode(tablet, &mut payload);
+        if let Err(e) = self.wal.append(index, wal_entry::KIND_TABLET, &payload) {
+            if let StorageError::ReadOnly(reason) = &e {
+                state.read_only = Some(reason.clone());
+            }
+            return Err(e);
+        }
+        state.next_index += 1;
+        state.apply(tablet);
+        if state.active.heap_bytes() >= state.config.memtable_flush_bytes {
+            state.freeze(index);
+        }
+        Ok(WriteAck {
+            wal: self.wal.clone(),
+            index,
+        })
+    }
+
+    /// [`Region::write`] and wait until durable; returns the search index.
+    pub async fn write_durable(&self, tablet: &Tablet) -> Result<u64> {
+        let ack = self.write(tablet)?;
+        ack.durable().await
+    }
+
+    /// The data type of a series, if the region holds it.
+    pub fn series_type(&self, key: &SeriesKey) -> Option<DataType> {
+        self.state.borrow().series_type(key)
+    }
+
+    /// Every series the region holds, sorted.
+    pub fn series(&self) -> Vec<(SeriesKey, DataType)> {
+        let state = self.state.borrow();
+        let mut out: Vec<(SeriesKey, DataType)> = state
+            .types
+            .iter()
+            .flat_map(|(device, series)| {
+                series.iter().map(|(measurement, &t)| {
+                    (
+                        SeriesKey {
+                            device: device.clone(),
+                            measurement: measurement.clone(),
+                        },
+                        t,
+                    )
+                })
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Every point of `key` in `range`, newest write winning; `None` for an unknown series.
+    pub fn scan(&self, key: &SeriesKey, range: TimeRange) -> Result<Option<PointColumn>> {
+        let state = self.state.borrow();
+        let Some(data_type) = state.series_type(key) else {
+            return Ok(None);
+        };
+        let range = state.visible(range);
+        query::scan(data_type, state.pieces(key, range), range).map(Some)
+    }
+
+    /// Aggregates `key` over `range`, per window when `windows` is given. `None` for an
+    /// unknown series.
+    pub fn aggregate(
+        &self,
+        key: &SeriesKey,
+        range: TimeRange,
+        windows: Option<Windows>,
+        aggregations: &[Aggregation],
+    ) -> Result<Option<Vec<AggregateRow>>> {
+        let state = self.state.borrow();
+        let Some(data_type) = state.series_type(key) else {
+            return Ok(None);
+        };
+        let visible = state.visible(range);
+        let fetch = match windows {
+            Some(w) => visible.intersect(w.range),
+            None => visible,
+        };
+        query::aggregate(
+            data_type,
+            state.pieces(key, fetch),
+            visible,
+            windows,
+            aggregations,
+        )
+        .map(Some)
+    }
+
+    /// The newest point of `key` (from the last-value cache when it can).
+    pub fn last(&self, key: &SeriesKey) -> Result<Option<(Timestamp, Value)>> {
+        let state = self.state.borrow_mut();
+        let Some(data_type) = state.series_type(key) else {
+            return Ok(None);
+        };
+        let visible = state.visible(TimeRange::ALL);
+        let cached = state
+            .last_cache
+            .get(&key.device)
+            .and_then(|m| m.get(&key.measurement))
+            .cloned();
+        if let Some((t, value)) = cached {
+            return Ok(visible.contains(t).then_some((t, value)));
+        }
+        // Miss: read the newest cluster of pieces only.
+        let pieces = state.pieces(key, visible);
+        let Some(newest) = pieces.iter().map(|p| p.max_time).max() else {
+            return Ok(None);
+        };
+        let newest_start = pieces
+            .iter()
+            .filter(|p| p.max_time == newest)
+            .map(|p| p.min_time)
+            .min()
+            .unwrap_or(newest);
+        let points = query::scan(data_type, pieces, TimeRange::new(newest_start, visible.end))?;
+        drop(state);
+        let Some(&t) = points.timestamps.last() else {
+            return Ok(None);
+        };
+        let value = points.values.get(points.len() - 1);
+        let mut state = self.state.borrow_mut();
+        state.cache_last(&key.device, &key.measurement, t, value.clone());
+        Ok(Some((t, value)))
+    }
+
+    /// Freezes the active memtable and waits until every frozen memtable is in sealed files.
+    pub async fn flush(&self) -> Result<()> {
+        let target = {
+            let mut state = self.state.borrow_mut();
+            let last = state.next_index - 1;
+            state.freeze(last);
+            state.frozen.back().map(|f| f.sequence)
+        };
+        let Some(target) = target else { return Ok(()) };
+        loop {
+            {
+                let mut state = self.state.borrow_mut();
+                if state.frozen.front().is_none_or(|f| f.sequence > target) {
+                    return Ok(());
+                }
+                if let Some(error) = state.last_job_error.take() {
+                    return Err(StorageError::InvalidArgument(format!(
+                        "flush failed: {error}"
+                    )));
+                }
+                if state.closed {
+                    return Err(StorageError::Closed);
+                }
+            }
+            self.tick();
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Runs compaction now on every eligible partition and waits for it.
+    pub async fn compact(&self) -> Result<()> {
+        loop {
+            {
+                let mut state = self.state.borrow_mut();
+                if let Some(error) = state.last_job_error.take() {
+                    return Err(StorageError::InvalidArgument(format!(
+                        "compaction failed: {error}"
+                    )));
+                }
+                if state.compaction_job.is_none() && state.eligible_partition().is_none() {
+                    return Ok(());
+                }
+                state.retry_after = None;
+            }
+            self.tick();
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
+    /// Sets the time to live (`None`: forever). Takes effect on reads at once; wholly
+    /// expired partitions are dropped by the next tick.
+    pub fn set_ttl(&self, ttl_ms: Option<i64>) {
+        self.state.borrow_mut().config.ttl_ms = ttl_ms;
+        self.tick();
+    }
+
+    /// Installs finished background work and starts new work. Runs every 10 ms on its own;
+    /// tests may call it to make progress deterministic.
+    pub fn tick(&self) {
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        if state.closed {
+            return;
+        }
+        if let Err(e) = state.poll_flush(&self.wal) {
+            tracing::error!(dir = %state.dir.display(), error = %e, "installing a flush failed");
+            state.last_job_error = Some(e.to_string());
+        }
+        if let Err(e) = state.poll_compaction() {
+            tracing::error!(dir = %state.dir.display(), error = %e, "installing a compaction failed");
+            state.last_job_error = Some(e.to_string());
+        }
+        if let Err(e) = state.drop_expired_partitions() {
+            tracing::error!(dir = %state.dir.display(), error = %e, "dropping expired partitions failed");
+        }
+        if state.retry_after.is_some_and(|t| Instant::now() < t) {
+            return;
+        }
+        state.start_flush();
+        state.start_compaction();
+    }
+
+    /// Hard-links a consistent set of sealed files into `target` (which must not exist)
+    /// with a manifest naming them; the WAL records after `wal_index` complete it.
+    pub fn snapshot(&self, target: &Path) -> Result<SnapshotInfo> {
+        let state = self.state.borrow();
+        let sealed = target.join("sealed");
+        std::fs::create_dir_all(&sealed)
+            .map_err(|e| StorageError::io("create snapshot directory", &sealed, e))?;
+        let mut bytes = 0;
+        for live in state.files.values().flatten() {
+            let name = live.entry.file_name();
+            let from = state.dir.join("sealed").join(&name);
+            let to = sealed.join(&name);
+            std::fs::hard_link(&from, &to)
+                .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
+                .map_err(|e| StorageError::io("link snapshot file", &to, e))?;
+            bytes += live.file.bytes();
+        }
+        manifest::sync_dir(&sealed)?;
+        state.manifest.store(target)?;
+        Ok(SnapshotInfo {
+            dir: target.to_path_buf(),
+            wal_index: state.manifest.flushed_index,
+            files: state.manifest.files.len(),
+            bytes,
+        })
+    }
+
+    /// What the region holds.
+    pub fn info(&self) -> RegionInfo {
+        let state = self.state.borrow();
+        RegionInfo {
+            series: state.types.values().map(HashMap::len).sum(),
+            sealed_files: state.manifest.files.len(),
+            sealed_bytes: state.files.values().flatten().map(|f| f.file.bytes()).sum(),
+            wal_bytes: self.wal.disk_bytes(),
+            memtable_bytes: state.memtable_bytes(),
+            frozen_memtables: state.frozen.len(),
+            last_index: state.next_index - 1,
+            flushed_index: state.manifest.flushed_index,
+            flushes: state.flushes,
+            compactions: state.compactions,
+            read_only: state.read_only.clone(),
+        }
+    }
+
+    /// Stops background work and closes the WAL. With `flush`, memtables are flushed first
+    /// (a clean shutdown); without, the WAL alone holds them (as after a crash).
+    pub async fn close(self, flush: bool) -> Result<()> {
+        if flush && self.state.borrow().read_only.is_none() {
+            self.flush().await?;
+        }
+        {
+            let mut state = self.state.borrow_mut();
+            if let Some((_, job)) = &state.compaction_job {
+                job.cancel.store(true, Ordering::Relaxed);
+            }
+            if let Some(job) = &state.flush_job {
+                job.cancel.store(true, Ordering::Relaxed);
+            }
+            state.closed = true;
+        }
+        // Let cancelled jobs finish so no thread writes into the directory after close.
+        loop {
+            let running = {
+                let state = self.state.borrow();
+                state.flush_job.is_some() || state.compaction_job.is_some()
+            };
+            if !running {
+                break;
+            }
+            {
+                let mut state = self.state.borrow_mut();
+                if let Some(job) = &mut state.flush_job
+                    && !matches!(job.receiver.try_recv(), Ok(None))
+                {
+                    state.flush_job = None;
+                }
+                if let Some((_, job)) = &mut state.compaction_job
+                    && !matches!(job.receiver.try_recv(), Ok(None))
+                {
+                    state.compaction_job = None;
+                }
+            }
+            monoio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.wal.clone().close().await
+    }
+}
+
+/// Deletes files in `sealed/` that the manifest does not name (crashed flush/compaction).
+fn remove_orphans(sealed_dir: &Path, manifest: &Manifest) -> Result<()> {
+    let known: std::collections::HashSet<String> =
+        manifest.files.iter().map(FileEntry::file_name).collect();
+    let entries = std::fs::read_dir(sealed_dir)
+        .map_err(|e| StorageError::io("list sealed files", sealed_dir, e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| StorageError::io("list sealed files", sealed_dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !known.contains(&name) {
+            tracing::info!(file = %entry.path().display(), "removing a file no manifest names (interrupted flush or compaction)");
+            std::fs::remove_file(entry.path())
+                .map_err(|e| StorageError::io("remove orphan file", entry.path(), e))?;
+        }
+    }
+    Ok(())
+}
+
+impl State {
+    fn series_type(&self, key: &SeriesKey) -> Option<DataType> {
+        self.types.get(&key.device)?.get(&key.measurement).copied()
+    }
+
+    fn memtable_bytes(&self) -> usize {
+        self.active.heap_bytes()
+            + self
+                .frozen
+                .iter()
+                .map(|f| f.memtable.heap_bytes)
+                .sum::<usize>()
+    }
+
+    /// `range` minus what the TTL hides.
+    fn visible(&self, range: TimeRange) -> TimeRange {
+        match self.config.ttl_ms {
+            Some(ttl) => range.intersect(TimeRange::new(
+                (self.clock)().saturating_sub(ttl),
+                Timestamp::MAX,
+            )),
+            None => range,
+        }
+    }
+
+    fn add_file(&mut self, live: LiveFile) -> Result<()> {
+        for meta in live.file.series() {
+            self.learn_type(
+                &meta.key.device,
+                &meta.key.measurement,
+                meta.data_type,
+                live.file.path(),
+            )?;
+            let max_time = meta.chunks.iter().map(|c| c.stats.max_time).max();
+            if let (FileKind::Sequence, Some(max_time)) = (live.entry.kind, max_time) {
+                let slot = (live.entry.partition, meta.key.device.clone());
+                let entry = self.flushed_last_time.entry(slot).or_insert(max_time);
+                *entry = (*entry).max(max_time);
+            }
+        }
+        self.files
+            .entry(live.entry.partition)
+            .or_default()
+            .push(live);
+        Ok(())
+    }
+
+    /// Records the type of a series read from disk; two files disagreeing is corruption.
+    fn learn_type(
+        &mut self,
+        device: &Arc<str>,
+        measurement: &Arc<str>,
+        data_type: DataType,
+        path: &Path,
+    ) -> Result<()> {
+        let series = self.types.entry(device.clone()).or_default();
+        match series.get(measurement) {
+            Some(&known) if known != data_type => Err(StorageError::corruption(
+                path,
+                0,
+                format!("series {device}.{measurement} is {data_type} here but {known} elsewhere"),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                series.insert(measurement.clone(), data_type);
+                Ok(())
+            }
+        }
+    }
+
+    fn replay(&mut self, records: Vec<WalRecord>) -> Result<()> {
+        let mut replayed = 0usize;
+        for record in records {
+            self.next_index = self.next_index.max(record.index + 1);
+            if record.index <= self.manifest.flushed_index || record.kind != wal_entry::KIND_TABLET
+            {
+                continue;
+            }
+            let tablet = wal_entry::decode(&record.payload).map_err(|e| {
+                StorageError::corruption(
+                    self.dir.join("wal"),
+                    record.index,
+                    format!("record {}: {}", record.index, e.0),
+                )
+            })?;
+            self.check_types(&tablet)?;
+            self.apply(&tablet);
+            replayed += 1;
+        }
+        if replayed > 0 {
+            tracing::info!(dir = %self.dir.display(), records = replayed, "replayed the WAL");
+        }
+        Ok(())
+    }
+
+    /// Checks every column's type against its series and registers new series. Checks all
+    /// columns before registering any, so a rejected tablet leaves nothing behind.
+    fn check_types(&mut self, tablet: &Tablet) -> Result<()> {
+        let known = self.types.get(&tablet.device);
+        let mut new_series = false;
+        for column in &tablet.columns {
+            let actual = column.values.data_type();
+            match known.and_then(|m| m.get(&column.measurement)) {
+                Some(&expected) if expected != actual => {
+                    return Err(StorageError::TypeMismatch {
+                        series: format!("{}.{}", tablet.device, column.measurement),
+                        expected,
+                        actual,
+                    });
+                }
+                Some(_) => {}
+                None => new_series = true,
+            }
+        }
+        if new_series {
+            let series = self.types.entry(tablet.device.clone()).or_default();
+            for column in &tablet.columns {
+                series
+                    .entry(column.measurement.clone())
+                    .or_insert(column.values.data_type());
+            }
+        }
+        Ok(())
+    }
+
+    fn apply(&mut self, tablet: &Tablet) {
+        let interval = self.config.time_partition_interval_ms;
+        let flushed = &self.flushed_last_time;
+        let device = &tablet.device;
+        self.active.apply(
+            tablet,
+            |t| partition_of(t, interval),
+            |slot, t| match flushed.get(&(slot, device.clone())) {
+                Some(&last) if t <= last => Side::Unsequence,
+                _ => Side::Sequence,
+            },
+        );
+        for column in &tablet.columns {
+            let newest = (0..tablet.rows())
+                .filter(|&r| !column.is_null(r))
+                .max_by_key(|&r| (tablet.timestamps[r], r));
+            if let Some(row) = newest {
+                self.cache_last(
+                    device,
+                    &column.measurement,
+                    tablet.timestamps[row],
+                    column.values.get(row),
+                );
+            }
+        }
+    }
+
+    /// Offers a point to the last-value cache: it replaces an older or equal-time entry
+    /// (equal: the newer write wins).
+    fn cache_last(
+        &mut self,
+        device: &Arc<str>,
+        measurement: &Arc<str>,
+        t: Timestamp,
+        value: Value,
+    ) {
+        let series = match self.last_cache.get_mut(device) {
+            Some(s) => s,
+            None => self.last_cache.entry(device.clone()).or_default(),
+        };
+        match series.get_mut(measurement) {
+            Some(entry) if entry.0 <= t => *entry = (t, value),
+            Some(_) => {}
+            None => {
+                series.insert(measurement.clone(), (t, value));
+            }
+        }
+    }
+
+    /// Every piece of `key` that may hold points in `range`.
+    fn pieces(&self, key: &SeriesKey, range: TimeRange) -> Vec<RankedPiece<'_>> {
+        let mut pieces = Vec::new();
+        if range.is_empty() {
+            return pieces;
+        }
+        let interval = self.config.time_partition_interval_ms;
+        let slots = partition_of(range.start, interval)..=partition_of(range.end - 1, interval);
+        for live in self.files.range(slots.clone()).flat_map(|(_, f)| f) {
+            if let Some(meta) = live.file.find(key) {
+                for chunk in &meta.chunks {
+                    if range.overlaps(chunk.stats.min_time, chunk.stats.max_time) {
+                        pieces.push(RankedPiece::chunk(live.entry.version, &live.file, chunk));
+                    }
+                }
+            }
+        }
+        for frozen in &self.frozen {
+            for (&slot, _) in frozen.memtable.partitions.range(slots.clone()) {
+                if let Some(points) = frozen.memtable.read(slot, key) {
+                    pieces.extend(RankedPiece::points(
+                        FROZEN_RANK_BASE + frozen.sequence,
+                        points,
+                    ));
+                }
+            }
+        }
+        for (&slot, _) in self.active.partitions.range(slots) {
+            if let Some(points) = self.active.read(slot, key) {
+                pieces.extend(RankedPiece::points(ACTIVE_RANK, points));
+            }
+        }
+        pieces
+    }
+
+    /// Turns the active memtable into a frozen one (if it holds anything).
+    fn freeze(&mut self, last_index: u64) {
+        if self.active.is_empty() {
+            return;
+        }
+        let memtable = std::mem::take(&mut self.active).freeze();
+        // Points at or before what is frozen now are unsequence from here on.
+        for (&slot, partition) in &memtable.partitions {
+            for side in [&partition.sequence, &partition.unsequence] {
+                for (device, series) in &side.devices {
+                    let newest = series
+                        .values()
+                        .filter_map(|b| b.points.timestamps.last())
+                        .max();
+                    if let Some(&newest) = newest {
+                        let entry = self
+                            .flushed_last_time
+                            .entry((slot, device.clone()))
+                            .or_insert(newest);
+                        *entry = (*entry).max(newest);
+                    }
+                }
+            }
+        }
+        self.frozen_sequence += 1;
+        self.frozen.push_back(Frozen {
+            sequence: self.frozen_sequence,
+            memtable: Arc::new(memtable),
+            last_index,
+        });
+    }
+
+    fn sealed_dir(&self) -> PathBuf {
+        self.dir.join("sealed")
+    }
+
+    fn writer_options(&self) -> WriterOptions {
+        WriterOptions {
+            compression: self.config.compression,
+            chunk_points_max: self.config.chunk_points_max,
+        }
+    }
+
+    /// Starts flushing the oldest frozen memtable on a background thread.
+    fn start_flush(&mut self) {
+        if self.flush_job.is_some() || self.read_only.is_some() {
+            return;
+        }
+        let Some(frozen) = self.frozen.front() else {
+            return;
+        };
+        let mut planned = Vec::new();
+        for (&slot, partition) in &frozen.memtable.partitions {
+            for (kind, side) in [
+                (FileKind::Sequence, &partition.sequence),
+                (FileKind::Unsequence, &partition.unsequence),
+            ] {
+                if side.is_empty() {
+                    continue;
+                }
+                let id = self.manifest.allocate_id();
+                planned.push(FileEntry {
+                    id,
+                    version: id,
+                    partition: slot,
+                    kind,
+                    level: 0,
+                });
+            }
+        }
+        let memtable = frozen.memtable.clone();
+        let sequence = frozen.sequence;
+        let sealed_dir = self.sealed_dir();
+        let options = self.writer_options();
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (sender, receiver) = oneshot::channel();
+        let job_cancel = cancel.clone();
+        let spawned = std::thread::Builder::new()
+            .name("region-flush".into())
+            .spawn(move || {
+                let result =
+                    write_flush_files(&memtable, planned, &sealed_dir, options, &job_cancel)
+                        .map(|files| FlushOutput { sequence, files });
+                let _ = sender.send(result);
+            });
+        match spawned {
+            Ok(_) => self.flush_job = Some(Job { receiver, cancel }),
+            Err(e) => {
+                self.last_job_error = Some(format!("spawning a flush thread: {e}"));
+                self.retry_after = Some(Instant::now() + JOB_RETRY_DELAY);
+            }
+        }
+    }
+
+    /// Installs a finished flush: manifest first (the commit point), then memory, then WAL.
+    fn poll_flush(&mut self, wal: &Wal) -> Result<()> {
+        let Some(job) = &mut self.flush_job else {
+            return Ok(());
+        };
+        let output = match job.receiver.try_recv() {
+            Ok(None) => return Ok(()),
+            Ok(Some(output)) => output,
+            Err(_) => Err(StorageError::InvalidArgument(
+                "the flush thread died".into(),
+            )),
+        };
+        self.flush_job = None;
+        let output = match output {
+            Ok(output) => output,
+            Err(e) => {
+                self.retry_after = Some(Instant::now() + JOB_RETRY_DELAY);
+                return Err(e);
+            }
+        };
+        let frozen = self
+            .frozen
+            .front()
+            .expect("a flush runs for the oldest frozen memtable");
+        assert_eq!(frozen.sequence, output.sequence, "flushes install in order");
+        let mut manifest = self.manifest.clone();
+        manifest
+            .files
+            .extend(output.files.iter().map(|f| f.entry.clone()));
+        manifest.flushed_index = manifest.flushed_index.max(frozen.last_index);
+        manifest.store(&self.dir)?;
+        self.manifest = manifest;
+        for live in output.files {
+            self.add_file(live)?;
+        }
+        self.frozen.pop_front();
+        self.flushes += 1;
+        wal.remove_segments_below(self.manifest.flushed_index + 1)?;
+        Ok(())
+    }
+
+    /// The partition compaction should work on next, if any: one with an unsequence file,
+    /// or with at least `compaction_files_trigger` files.
+    fn eligible_partition(&self) -> Option<i64> {
+        self.files
+            .iter()
+            .find(|(_, files)| {
+                files.len() >= 2
+                    && (files.len() >= self.config.compaction_files_trigger
+                        || files.iter().any(|f| f.entry.kind == FileKind::Unsequence))
+            })
+            .map(|(&p, _)| p)
+    }
+
+    fn start_compaction(&mut self) {
+        if self.compaction_job.is_some() || self.read_only.is_some() {
+            return;
+        }
+        let Some(partition) = self.eligible_partition() else {
+            return;
+        };
+        let inputs: Vec<(u64, Arc<SealedFile>)> = self.files[&partition]
+            .iter()
+            .map(|f| (f.entry.version, f.file.clone()))
+            .collect();
+        let input_ids: Vec<u64> = self.files[&partition].iter().map(|f| f.entry.id).collect();
+        let level = self.files[&partition]
+            .iter()
+            .map(|f| f.entry.level)
+            .max()
+            .unwrap_or(0);
+        let id = self.manifest.allocate_id();
+        let entry = FileEntry {
+            id,
+            version: inputs.iter().map(|(v, _)| *v).max().unwrap_or(id),
+            partition,
+            kind: FileKind::Sequence,
+            level: level.saturating_add(1),
+        };
+        let path = self.sealed_dir().join(entry.file_name());
+        let options = self.writer_options();
+        let rate = self.config.compaction_bytes_per_second;
+        let cancel = Arc::new(AtomicBool::new(false));
+        let (sender, receiver) = oneshot::channel();
+        let job_cancel = cancel.clone();
+        let spawned = std::thread::Builder::new()
+            .name("region-compact".into())
+            .spawn(move || {
+                let result = compaction::merge_files(&inputs, &path, options, rate, &job_cancel)
+                    .and_then(|written| {
+                        let output = match written {
+                            Some(_) => Some(LiveFile {
+                                entry,
+                                file: Arc::new(SealedFile::open(&path)?),
+                            }),
+                            None => None,
+                        };
+                        Ok(CompactionOutput {
+                            partition,
+                            inputs: input_ids,
+                            output,
+                        })
+                    });
+                let _ = sender.send(result);
+            });
+        match spawned {
+            Ok(_) => self.compaction_job = Some((partition, Job { receiver, cancel })),
+            Err(e) => {
+                self.last_job_error = Some(format!("spawning a compaction thread: {e}"));
+                self.retry_after = Some(Instant::now() + JOB_RETRY_DELAY);
+            }
+        }
+    }
+
+    /// Installs a finished compaction: the manifest swaps inputs for the output atomically,
+    /// then the inputs are deleted (open readers keep their mappings).
+    fn poll_compaction(&mut self) -> Result<()> {
+        let Some((_, job)) = &mut self.compaction_job else {
+            return Ok(());
+        };
+        let output = match job.receiver.try_recv() {
+            Ok(None) => return Ok(()),
+            Ok(Some(output)) => output,
+            Err(_) => Err(StorageError::InvalidArgument(
+                "the compaction thread died".into(),
+            )),
+        };
+        self.compaction_job = None;
+        let output = match output {
+            Ok(output) => output,
+            Err(e) => {
+                self.retry_after = Some(Instant::now() + JOB_RETRY_DELAY);
+                return Err(e);
+            }
+        };
+        let Some(current) = self.files.get(&output.partition) else {
+            // The partition expired (TTL) meanwhile: the output is not needed.
+            if let Some(out) = output.output {
+                remove_file_logged(out.file.path());
+            }
+            return Ok(());
+        };
+        if !output
+            .inputs
+            .iter()
+            .all(|id| current.iter().any(|f| f.entry.id == *id))
+        {
+            if let Some(out) = output.output {
+                remove_file_logged(out.file.path());
+            }
+            return Ok(());
+        }
+        let mut manifest = self.manifest.clone();
+        manifest.files.retain(|f| !output.inputs.contains(&f.id));
+        if let Some(out) = &output.output {
+            manifest.files.push(out.entry.clone());
+        }
+        manifest.store(&self.dir)?;
+        self.manifest = manifest;
+        let removed: Vec<LiveFile> = {
+            let files = self
+                .files
+                .get_mut(&output.partition)
+                .expect("checked above");
+            let (gone, kept): (Vec<LiveFile>, Vec<LiveFile>) = files
+                .drain(..)
+                .partition(|f| output.inputs.contains(&f.entry.id));
+            *files = kept;
+            if let Some(out) = output.output {
+                files.push(out);
+            }
+            gone
+        };
+        if self.files.get(&output.partition).is_some_and(Vec::is_empty) {
+            self.files.remove(&output.partition);
+        }
+        for live in removed {
+            remove_file_logged(live.file.path());
+        }
+        self.compactions += 1;
+        Ok(())
+    }
+
+    /// Drops the files of partitions that lie wholly before the TTL cut-off.
+    fn drop_expired_partitions(&mut self) -> Result<()> {
+        let Some(ttl) = self.config.ttl_ms else {
+            return Ok(());
+        };
+        let cutoff = (self.clock)().saturating_sub(ttl);
+        let interval = self.config.time_partition_interval_ms;
+        let compacting = self.compaction_job.as_ref().map(|(p, _)| *p);
+        let expired: Vec<i64> = self
+            .files
+            .keys()
+            .copied()
+            .take_while(|&p| (p + 1).saturating_mul(interval) <= cutoff)
+            .filter(|&p| Some(p) != compacting)
+            .collect();
+        if expired.is_empty() {
+            return Ok(());
+        }
+        let mut manifest = self.manifest.clone();
+        manifest.files.retain(|f| !expired.contains(&f.partition));
+        manifest.store(&self.dir)?;
+        self.manifest = manifest;
+        for partition in expired {
+            for live in self.files.remove(&partition).unwrap_or_default() {
+                remove_file_logged(live.file.path());
+            }
+            self.flushed_last_time.retain(|(p, _), _| *p != partition);
+            tracing::info!(dir = %self.dir.display(), partition, "dropped an expired time partition");
+        }
+        Ok(())
+    }
+}
+
+fn remove_file_logged(path: &Path) {
+    if let Err(e) = std::fs::remove_file(path) {
+        tracing::warn!(file = %path.display(), error = %e, "removing a replaced sealed file failed");
+    }
+}
+
+/// Writes the planned files of a frozen memtable (on the flush thread).
+fn write_flush_files(
+    memtable: &FrozenMemtable,
+    planned: Vec<FileEntry>,
+    sealed_dir: &Path,
+    options: WriterOptions,
+    cancel: &AtomicBool,
+) -> Result<Vec<LiveFile>> {
+    let mut out = Vec::with_capacity(planned.len());
+    for entry in planned {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(StorageError::Closed);
+        }
+        let partition = &memtable.partitions[&entry.partition];
+        let side = match entry.kind {
+            FileKind::Sequence => &partition.sequence,
+            FileKind::Unsequence => &partition.unsequence,
+        };
+        let path = sealed_dir.join(entry.file_name());
+        let mut writer = SealedFileWriter::create(&path, options)?;
+        for (key, buffer) in side.sorted_series() {
+            if !buffer.points.is_empty() {
+                writer.write_series(&key, &buffer.points)?;
+            }
+        }
+        writer.finish()?;
+        out.push(LiveFile {
+            entry,
+            file: Arc::new(SealedFile::open(&path)?),
+        });
+    }
+    manifest::sync_dir(sealed_dir)?;
+    Ok(out)
+}
