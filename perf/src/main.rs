@@ -1,0 +1,165 @@
+//! `iotdb-perf`: an iot-benchmark-like load generator and benchmark harness.
+//!
+//! With no subcommand it runs the standard workload against a server (`--embedded` starts
+//! one); `iotdb-perf storage` runs the same writes in process against one region.
+
+#![forbid(unsafe_code)]
+
+mod report;
+mod storage_mode;
+mod workload;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use iotdb_storage::{DataType, WalMode};
+
+use crate::workload::WorkloadSpec;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// iotdb-perf: ingest, verify and query a workload, and report the figures.
+#[derive(Parser, Debug)]
+#[command(version, about)]
+struct Cli {
+    #[command(flatten)]
+    workload: WorkloadArgs,
+    #[command(subcommand)]
+    mode: Option<Mode>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Write the workload in process into one storage-engine region (no network).
+    Storage {
+        /// Writes in flight at once.
+        #[arg(long, default_value_t = 64)]
+        in_flight: usize,
+        /// Keep the region here instead of a temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct WorkloadArgs {
+    /// Database the devices live in.
+    #[arg(long, default_value = "root.bench")]
+    database: String,
+    #[arg(long, default_value_t = 1000)]
+    devices: usize,
+    #[arg(long, default_value_t = 10)]
+    sensors: usize,
+    /// Sensor types: one name (`DOUBLE`), or proportions in type-code order
+    /// BOOLEAN:INT32:INT64:FLOAT:DOUBLE:TEXT (`1:1:1:1:1:1`).
+    #[arg(long, default_value = "DOUBLE")]
+    types: String,
+    /// Rows per device.
+    #[arg(long, default_value_t = 1000)]
+    rows: usize,
+    /// Rows per tablet (request).
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+    /// Concurrent client connections.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Milliseconds between rows.
+    #[arg(long, default_value_t = 1000)]
+    interval_ms: i64,
+    /// Share of requests delivered after newer data of their device.
+    #[arg(long, default_value_t = 0.0)]
+    out_of_order_ratio: f64,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// sync | async | off
+    #[arg(long, default_value = "sync")]
+    wal_mode: String,
+    /// Times each query is repeated.
+    #[arg(long, default_value_t = 100)]
+    query_repeat: usize,
+    /// Write every figure as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+fn parse_types(spec: &str, sensors: usize) -> anyhow::Result<Vec<DataType>> {
+    if let Some(t) = DataType::from_name(spec) {
+        return Ok(vec![t; sensors]);
+    }
+    let weights: Vec<u32> = spec
+        .split(':')
+        .map(|w| w.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .with_context(|| {
+            format!("--types {spec:?}: a type name or proportions like 1:1:1:1:1:1")
+        })?;
+    if weights.len() != DataType::ALL.len() {
+        bail!(
+            "--types proportions need {} numbers (BOOLEAN:INT32:INT64:FLOAT:DOUBLE:TEXT)",
+            DataType::ALL.len()
+        );
+    }
+    let pairs: Vec<(DataType, u32)> = DataType::ALL.into_iter().zip(weights).collect();
+    if pairs.iter().all(|p| p.1 == 0) {
+        bail!("--types proportions are all zero");
+    }
+    Ok(workload::types_by_proportion(sensors, &pairs))
+}
+
+fn spec_of(args: &WorkloadArgs) -> anyhow::Result<WorkloadSpec> {
+    if args.devices == 0 || args.sensors == 0 || args.rows == 0 || args.batch == 0 {
+        bail!("--devices, --sensors, --rows and --batch must be positive");
+    }
+    if !(0.0..=1.0).contains(&args.out_of_order_ratio) {
+        bail!("--out-of-order-ratio must lie in [0, 1]");
+    }
+    Ok(WorkloadSpec {
+        database: args.database.clone(),
+        devices: args.devices,
+        sensors: args.sensors,
+        rows: args.rows,
+        batch: args.batch,
+        interval_ms: args.interval_ms,
+        types: parse_types(&args.types, args.sensors)?,
+        out_of_order_ratio: args.out_of_order_ratio,
+        seed: args.seed,
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let spec = spec_of(&cli.workload)?;
+    let wal_mode = WalMode::parse(&cli.workload.wal_mode)
+        .with_context(|| format!("--wal-mode {:?}: sync, async or off", cli.workload.wal_mode))?;
+    let mut report = match &cli.mode {
+        Some(Mode::Storage {
+            in_flight,
+            data_dir,
+        }) => storage_mode::run(
+            &spec,
+            &storage_mode::StorageOptions {
+                wal_mode,
+                in_flight: *in_flight,
+                data_dir: data_dir.clone(),
+                query_repeat: cli.workload.query_repeat,
+            },
+        )?,
+        None => bail!(
+            "the server modes (--embedded, --endpoints) need the server, which is not built yet"
+        ),
+    };
+    report.workload = serde_json::json!({
+        "database": spec.database, "devices": spec.devices, "sensors": spec.sensors, "rows": spec.rows,
+        "batch": spec.batch, "clients": cli.workload.clients, "interval_ms": spec.interval_ms,
+        "types": spec.types.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        "out_of_order_ratio": spec.out_of_order_ratio, "seed": spec.seed, "wal_mode": wal_mode.name(),
+    });
+    report.print();
+    if let Some(path) = &cli.workload.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}

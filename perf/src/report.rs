@@ -1,0 +1,223 @@
+//! Figures: latency percentiles, CPU time from /proc, and the printed and JSON reports
+//! (iot-benchmark's Result and Latency matrices).
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// Latencies of one operation, in microseconds.
+#[derive(Clone, Debug, Default)]
+pub struct Latencies {
+    micros: Vec<u64>,
+}
+
+impl Latencies {
+    pub fn record(&mut self, elapsed: Duration) {
+        self.micros.push(elapsed.as_micros() as u64);
+    }
+
+    /// avg, p50, p90, p99, p999, max in milliseconds.
+    pub fn summary(&self) -> LatencySummary {
+        let mut sorted = self.micros.clone();
+        sorted.sort_unstable();
+        let pick = |q: f64| -> f64 {
+            if sorted.is_empty() {
+                return 0.0;
+            }
+            let i = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+            sorted[i] as f64 / 1000.0
+        };
+        LatencySummary {
+            count: sorted.len(),
+            avg_ms: if sorted.is_empty() {
+                0.0
+            } else {
+                sorted.iter().sum::<u64>() as f64 / sorted.len() as f64 / 1000.0
+            },
+            p50_ms: pick(0.50),
+            p90_ms: pick(0.90),
+            p99_ms: pick(0.99),
+            p999_ms: pick(0.999),
+            max_ms: sorted.last().map_or(0.0, |&m| m as f64 / 1000.0),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencySummary {
+    pub count: usize,
+    pub avg_ms: f64,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    pub p99_ms: f64,
+    pub p999_ms: f64,
+    pub max_ms: f64,
+}
+
+/// utime + stime of process `pid` in seconds, from /proc.
+pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start past the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// /proc reports CPU times in USER_HZ ticks, which the kernel ABI fixes at 100 on x86-64
+/// and arm64.
+const USER_HZ: f64 = 100.0;
+
+/// The write phase's figures.
+#[derive(Clone, Debug, Serialize)]
+pub struct WriteResult {
+    pub points: u64,
+    pub requests: u64,
+    pub errors: u64,
+    pub seconds: f64,
+    pub points_per_second: f64,
+    pub server_cpu_seconds: Option<f64>,
+    pub points_per_server_cpu_second: Option<f64>,
+    pub latency: LatencySummary,
+}
+
+impl WriteResult {
+    pub fn new(
+        points: u64,
+        requests: u64,
+        errors: u64,
+        elapsed: Duration,
+        cpu: Option<f64>,
+        latency: &Latencies,
+    ) -> WriteResult {
+        let seconds = elapsed.as_secs_f64();
+        WriteResult {
+            points,
+            requests,
+            errors,
+            seconds,
+            points_per_second: points as f64 / seconds.max(1e-9),
+            server_cpu_seconds: cpu,
+            points_per_server_cpu_second: cpu.map(|c| points as f64 / c.max(1e-9)),
+            latency: latency.summary(),
+        }
+    }
+}
+
+/// Everything one run measured, for `--json`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Report {
+    pub mode: String,
+    pub workload: serde_json::Value,
+    pub write: Option<WriteResult>,
+    pub verified_points: Option<u64>,
+    pub disk_bytes: Option<u64>,
+    pub bytes_per_point: Option<f64>,
+    pub queries: Vec<(String, LatencySummary)>,
+}
+
+fn fmt_rate(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{:.2} M", v / 1e6)
+    } else if v >= 1e3 {
+        format!("{:.1} K", v / 1e3)
+    } else {
+        format!("{v:.0}")
+    }
+}
+
+impl Report {
+    /// Prints the Result and Latency matrices, ending with `points/s: N`.
+    pub fn print(&self) {
+        println!();
+        println!(
+            "---------------------------------------- Result Matrix ----------------------------------------"
+        );
+        println!(
+            "{:<12} {:>14} {:>12} {:>10} {:>12} {:>16} {:>18}",
+            "operation",
+            "points",
+            "requests",
+            "errors",
+            "seconds",
+            "points/s",
+            "points/server-cpu-s"
+        );
+        if let Some(w) = &self.write {
+            println!(
+                "{:<12} {:>14} {:>12} {:>10} {:>12.3} {:>16} {:>18}",
+                "write",
+                w.points,
+                w.requests,
+                w.errors,
+                w.seconds,
+                fmt_rate(w.points_per_second),
+                w.points_per_server_cpu_second.map_or("-".into(), fmt_rate)
+            );
+        }
+        println!(
+            "---------------------------------------- Latency Matrix (ms) -----------------------------------"
+        );
+        println!(
+            "{:<16} {:>8} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "operation", "count", "avg", "p50", "p90", "p99", "p999", "max"
+        );
+        let mut rows: Vec<(&str, &LatencySummary)> = Vec::new();
+        if let Some(w) = &self.write {
+            rows.push(("write", &w.latency));
+        }
+        rows.extend(self.queries.iter().map(|(n, l)| (n.as_str(), l)));
+        for (name, l) in rows {
+            println!(
+                "{:<16} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3} {:>9.3}",
+                name, l.count, l.avg_ms, l.p50_ms, l.p90_ms, l.p99_ms, l.p999_ms, l.max_ms
+            );
+        }
+        println!(
+            "------------------------------------------------------------------------------------------------"
+        );
+        if let Some(v) = self.verified_points {
+            println!("verified points: {v}");
+        }
+        if let (Some(bytes), Some(per_point)) = (self.disk_bytes, self.bytes_per_point) {
+            println!("bytes on disk: {bytes} ({per_point:.3} bytes/point)");
+        }
+        if let Some(w) = &self.write {
+            if let (Some(cpu), Some(per_cpu)) =
+                (w.server_cpu_seconds, w.points_per_server_cpu_second)
+            {
+                println!("server cpu: {cpu:.2} s ({per_cpu:.0} points per server CPU-second)");
+            }
+            println!("points/s: {:.0}", w.points_per_second);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles() {
+        let mut l = Latencies::default();
+        for ms in 1..=100 {
+            l.record(Duration::from_millis(ms));
+        }
+        let s = l.summary();
+        assert_eq!(s.p50_ms, 50.0);
+        assert_eq!(s.p99_ms, 99.0);
+        assert_eq!(s.max_ms, 100.0);
+        assert!((s.avg_ms - 50.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn own_cpu_time_is_readable() {
+        let mut x = 0u64;
+        for i in 0..1_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        assert!(process_cpu_seconds(std::process::id()).is_some());
+    }
+}
