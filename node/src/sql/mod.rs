@@ -1,0 +1,44 @@
+//! IoTDB SQL (tree model) front end: text in, typed [`Statement`] out.
+//!
+//! ```text
+//! statement text ──lexer──▶ tokens ──parser──▶ Statement (ast)
+//! ```
+//!
+//! The parser is hand-written (a small lexer and recursive descent) and is
+//! pure: it touches no clock, schema or I/O, so `now()` stays symbolic
+//! ([`TimeExpr::Now`]) and the node resolves it. Keywords are
+//! case-insensitive, names are case-sensitive, a trailing `;` is optional.
+//! Errors carry IoTDB's ANTLR-style message and status code 700
+//! ([`ParseError`]). Any input, however malformed, yields a value or an
+//! error, never a panic.
+//!
+//! Supported statements (IOTDB_FACTS.md §3 and §5): databases (create,
+//! alter, show, count, delete/drop, legacy `STORAGE GROUP` forms), timeseries
+//! (create, create aligned, show, count, delete), devices (show, count),
+//! `INSERT`, `SELECT` (raw, aggregates with `GROUP BY` windows, `LAST`,
+//! `WHERE` on time, `ORDER BY TIME`, `LIMIT`/`OFFSET`), `DELETE FROM`, TTL
+//! (set, unset, show), cluster introspection (`SHOW CLUSTER`, `REGIONS`,
+//! `DATANODES`, `CONFIGNODES`, `VARIABLES`, `VERSION`) and `FLUSH`.
+//!
+//! Time literals are milliseconds; ISO-8601 datetimes without an offset are
+//! read as UTC (see [`time`]).
+
+mod ast;
+mod error;
+mod lexer;
+mod parser;
+mod path;
+pub mod time;
+
+#[cfg(test)]
+mod tests;
+
+pub use ast::{
+    Aggregate, AggregateFunction, Comparison, Compressor, DataType, DatabaseAttributes, Encoding,
+    GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection, RegionKind,
+    Select, Statement, TimeExpr, TimeFilter, TimeOrder, TimeRange, Ttl,
+};
+pub use error::{ParseError, ParseErrorKind, SQL_PARSE_ERROR_STATUS};
+pub use lexer::STATEMENT_LEN_MAX;
+pub use parser::{NESTING_DEPTH_MAX, parse, parse_script};
+pub use path::{Path, PathNode, PathPattern, ROOT};
