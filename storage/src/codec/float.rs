@@ -111,8 +111,9 @@ pub fn encode<F: Float>(values: &[F], out: &mut Vec<u8>) {
 #[inline]
 fn to_decimal<F: Float>(value: F, exponent: usize) -> Option<i64> {
     let scaled = value.to_f64() * POWERS_OF_TEN[exponent];
-    // NaN fails this comparison too.
-    if !(scaled.abs() < SCALED_ABS_LIMIT) {
+    // NaN and infinities are exceptions: NaN compares false here.
+    let in_range = scaled.abs() < SCALED_ABS_LIMIT;
+    if !in_range {
         return None;
     }
     let n = ((scaled + ROUNDING_MAGIC) - ROUNDING_MAGIC) as i64;

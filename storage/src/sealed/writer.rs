@@ -175,8 +175,8 @@ impl SealedFileWriter {
             .map_err(|e| StorageError::io("write sealed file", &self.path, e.into_error()))?;
         file.sync_data()
             .map_err(|e| StorageError::io("fdatasync sealed file", &self.path, e))?;
-        let min_time = self.series.iter().map(|s| first_time(s)).min();
-        let max_time = self.series.iter().map(|s| last_time(s)).max();
+        let min_time = self.series.iter().map(first_time).min();
+        let max_time = self.series.iter().map(last_time).max();
         Ok(SealedFileSummary {
             path: self.path,
             bytes: self.offset,
