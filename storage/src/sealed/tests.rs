@@ -1,0 +1,353 @@
+//! Sealed-file tests: roundtrips of every type, range reads against a model, corruption
+//! (every single-bit flip, every truncation) and the standard workload's size on disk.
+
+use std::path::Path;
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::*;
+use crate::types::{PointColumn, TimeRange, Values};
+
+/// Values compared by their bits, so NaN payloads and -0.0 count.
+fn bits_of(points: &PointColumn) -> (Vec<i64>, Vec<u64>, Vec<Bytes>) {
+    let (numbers, texts) = match &points.values {
+        Values::Boolean(v) => (v.iter().map(|&b| u64::from(b)).collect(), vec![]),
+        Values::Int32(v) => (v.iter().map(|&x| x as u64).collect(), vec![]),
+        Values::Int64(v) => (v.iter().map(|&x| x as u64).collect(), vec![]),
+        Values::Float(v) => (v.iter().map(|x| u64::from(x.to_bits())).collect(), vec![]),
+        Values::Double(v) => (v.iter().map(|x| x.to_bits()).collect(), vec![]),
+        Values::Text(v) => (vec![], v.clone()),
+    };
+    (points.timestamps.clone(), numbers, texts)
+}
+
+fn random_series(rng: &mut StdRng, data_type: DataType, len: usize) -> PointColumn {
+    let mut t: i64 = rng.gen_range(-1_000_000..1_000_000);
+    let timestamps: Vec<i64> = (0..len)
+        .map(|_| {
+            t += if rng.gen_bool(0.8) {
+                1000
+            } else {
+                rng.gen_range(1..5000)
+            };
+            t
+        })
+        .collect();
+    let values = match data_type {
+        DataType::Boolean => Values::Boolean((0..len).map(|_| rng.r#gen()).collect()),
+        DataType::Int32 => Values::Int32((0..len).map(|_| rng.gen_range(-500..500)).collect()),
+        DataType::Int64 => Values::Int64((0..len).map(|_| rng.r#gen()).collect()),
+        DataType::Float => Values::Float(
+            (0..len)
+                .map(|_| rng.gen_range(-100i32..100) as f32 / 8.0)
+                .collect(),
+        ),
+        DataType::Double => Values::Double(
+            (0..len)
+                .map(|i| match i % 17 {
+                    3 => f64::NAN,
+                    5 => -0.0,
+                    7 => f64::from_bits(rng.r#gen()),
+                    _ => rng.gen_range(-10_000i64..10_000) as f64 / 100.0,
+                })
+                .collect(),
+        ),
+        DataType::Text => Values::Text(
+            (0..len)
+                .map(|_| Bytes::from(format!("state-{}", rng.gen_range(0..4))))
+                .collect(),
+        ),
+    };
+    PointColumn { timestamps, values }
+}
+
+/// Series of every type, several chunks each, keyed in order.
+fn sample_series(seed: u64, per_type: usize, len_max: usize) -> Vec<(SeriesKey, PointColumn)> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut series = Vec::new();
+    for (d, data_type) in DataType::ALL.into_iter().enumerate() {
+        for s in 0..per_type {
+            let len = rng.gen_range(1..=len_max);
+            series.push((
+                SeriesKey::new(&format!("root.sg.d{d}"), &format!("s{s}")),
+                random_series(&mut rng, data_type, len),
+            ));
+        }
+    }
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    series
+}
+
+fn write_file(
+    path: &Path,
+    series: &[(SeriesKey, PointColumn)],
+    options: WriterOptions,
+) -> SealedFileSummary {
+    let mut writer = SealedFileWriter::create(path, options).unwrap();
+    for (key, points) in series {
+        writer.write_series(key, points).unwrap();
+    }
+    writer.finish().unwrap()
+}
+
+#[test]
+fn every_type_roundtrips_with_every_compression() {
+    let dir = tempfile::tempdir().unwrap();
+    let series = sample_series(1, 3, 300);
+    for (i, compression) in [Compression::None, Compression::Lz4, Compression::Zstd]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.path().join(format!("{i}.sealed"));
+        let options = WriterOptions {
+            compression,
+            chunk_points_max: 64,
+        };
+        let summary = write_file(&path, &series, options);
+        let file = SealedFile::open(&path).unwrap();
+        assert_eq!(file.bytes(), summary.bytes);
+        assert_eq!(file.points(), summary.points);
+        assert_eq!(file.series().count(), series.len());
+        assert_eq!(
+            (file.min_time(), file.max_time()),
+            (summary.min_time, summary.max_time)
+        );
+        for (key, points) in &series {
+            let meta = file.find(key).unwrap();
+            assert_eq!(meta.data_type, points.data_type());
+            assert_eq!(meta.chunks.len(), points.len().div_ceil(64));
+            assert_eq!(meta.points(), points.len() as u64);
+            let read = file.read_series(key, TimeRange::ALL).unwrap().unwrap();
+            assert_eq!(bits_of(&read), bits_of(points), "{key}");
+            let stats = meta.stats();
+            assert_eq!(stats.count, points.len() as u64);
+            assert_eq!(stats.min_time, points.timestamps[0]);
+        }
+        assert!(
+            file.read_series(&SeriesKey::new("root.sg.none", "s0"), TimeRange::ALL)
+                .unwrap()
+                .is_none()
+        );
+    }
+}
+
+#[test]
+fn chunk_stats_match_their_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stats.sealed");
+    let series = sample_series(2, 2, 200);
+    write_file(
+        &path,
+        &series,
+        WriterOptions {
+            compression: Compression::Lz4,
+            chunk_points_max: 50,
+        },
+    );
+    let file = SealedFile::open(&path).unwrap();
+    for meta in file.series() {
+        for chunk in &meta.chunks {
+            let points = file.read_chunk(chunk).unwrap();
+            assert_eq!(Stats::of_all(&points).unwrap().count, chunk.stats.count);
+            assert_eq!(points.timestamps[0], chunk.stats.min_time);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    #[test]
+    fn range_reads_match_a_filter(seed in any::<u64>(), chunk_points_max in 1usize..80,
+                                  ranges in proptest::collection::vec((any::<u16>(), any::<u16>()), 1..8)) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("range.sealed");
+        let series = sample_series(seed, 1, 150);
+        write_file(&path, &series, WriterOptions { compression: Compression::None, chunk_points_max });
+        let file = SealedFile::open(&path).unwrap();
+        for (key, points) in &series {
+            let (first, last) = (points.timestamps[0], points.timestamps[points.len() - 1]);
+            let span = (last - first + 1) as f64;
+            for &(a, b) in &ranges {
+                // Ranges spread over the series and a little beyond it.
+                let at = |x: u16| first - 10 + (f64::from(x) / 65535.0 * (span + 20.0)) as i64;
+                let range = TimeRange::new(at(a), at(b));
+                let read = file.read_series(key, range).unwrap().unwrap();
+                let keep: Vec<usize> = (0..points.len()).filter(|&i| range.contains(points.timestamps[i])).collect();
+                let mut want = PointColumn::new(points.data_type());
+                for i in keep {
+                    want.timestamps.push(points.timestamps[i]);
+                    want.values.push_from(&points.values, i);
+                }
+                prop_assert_eq!(bits_of(&read), bits_of(&want));
+            }
+        }
+    }
+}
+
+/// Opens the file and reads every chunk: Ok only if all of it validated.
+fn read_everything(path: &Path) -> crate::Result<Vec<PointColumn>> {
+    let file = SealedFile::open(path)?;
+    let mut all = Vec::new();
+    for meta in file.series() {
+        for chunk in &meta.chunks {
+            all.push(file.read_chunk(chunk)?);
+        }
+    }
+    Ok(all)
+}
+
+fn assert_every_bit_flip_detected(series: &[(SeriesKey, PointColumn)], options: WriterOptions) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flip.sealed");
+    write_file(&path, series, options);
+    let original = std::fs::read(&path).unwrap();
+    assert!(read_everything(&path).is_ok());
+    let flipped_path = dir.path().join("flipped.sealed");
+    for bit in 0..original.len() * 8 {
+        let mut bytes = original.clone();
+        bytes[bit / 8] ^= 1 << (bit % 8);
+        std::fs::write(&flipped_path, &bytes).unwrap();
+        match read_everything(&flipped_path) {
+            Err(crate::StorageError::Corruption { .. }) => {}
+            other => panic!(
+                "flip of bit {bit} of {} not detected: {:?}",
+                original.len() * 8,
+                other.map(|c| c.len())
+            ),
+        }
+    }
+}
+
+#[test]
+fn every_single_bit_flip_is_detected() {
+    let mut rng = StdRng::seed_from_u64(3);
+    let series = vec![
+        (
+            SeriesKey::new("root.sg.d1", "s1"),
+            random_series(&mut rng, DataType::Double, 20),
+        ),
+        (
+            SeriesKey::new("root.sg.d1", "s2"),
+            random_series(&mut rng, DataType::Int64, 9),
+        ),
+        (
+            SeriesKey::new("root.sg.d2", "s1"),
+            random_series(&mut rng, DataType::Text, 12),
+        ),
+    ];
+    let options = WriterOptions {
+        compression: Compression::None,
+        chunk_points_max: 8,
+    };
+    assert_every_bit_flip_detected(&series, options);
+    // Compressible text, so compressed blocks are flipped too.
+    let text = PointColumn {
+        timestamps: (0..64).collect(),
+        values: Values::Text(vec![
+            Bytes::from_static(b"a fairly long repeated string");
+            64
+        ]),
+    };
+    let plain = vec![(SeriesKey::new("root.sg.d3", "t"), text)];
+    for compression in [Compression::Lz4, Compression::Zstd] {
+        assert_every_bit_flip_detected(
+            &plain,
+            WriterOptions {
+                compression,
+                chunk_points_max: 100,
+            },
+        );
+    }
+}
+
+#[test]
+fn truncated_files_are_rejected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("whole.sealed");
+    let series = sample_series(4, 1, 30);
+    write_file(&path, &series, WriterOptions::default());
+    let original = std::fs::read(&path).unwrap();
+    let truncated = dir.path().join("truncated.sealed");
+    for len in 0..original.len() {
+        std::fs::write(&truncated, &original[..len]).unwrap();
+        assert!(
+            matches!(
+                SealedFile::open(&truncated),
+                Err(crate::StorageError::Corruption { .. })
+            ),
+            "truncation to {len} bytes accepted"
+        );
+    }
+}
+
+#[test]
+fn existing_files_are_never_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("exists.sealed");
+    std::fs::write(&path, b"x").unwrap();
+    assert!(matches!(
+        SealedFileWriter::create(&path, WriterOptions::default()),
+        Err(crate::StorageError::Io { .. })
+    ));
+}
+
+#[test]
+#[should_panic(expected = "out of key order")]
+fn series_out_of_order_is_a_bug() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut writer =
+        SealedFileWriter::create(&dir.path().join("order.sealed"), WriterOptions::default())
+            .unwrap();
+    let points = PointColumn {
+        timestamps: vec![1],
+        values: Values::Int32(vec![1]),
+    };
+    writer
+        .write_series(&SeriesKey::new("root.sg.d2", "s"), &points)
+        .unwrap();
+    let _ = writer.write_series(&SeriesKey::new("root.sg.d1", "s"), &points);
+}
+
+/// Bytes on disk per point of the standard workload (100 of its 1000 devices, all 1000
+/// rows each), written with default options. The target is 1.2; the values' entropy floor
+/// is 0.96.
+#[test]
+fn standard_workload_costs_under_1_2_bytes_per_point() {
+    const DEVICES: u64 = 100;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("workload.sealed");
+    let mut keys: Vec<(SeriesKey, u64, u64)> = (0..DEVICES)
+        .flat_map(|d| {
+            (0..workload::SENSORS).map(move |s| {
+                (
+                    SeriesKey::new(&format!("root.bench.d{d}"), &format!("s{s}")),
+                    d,
+                    s,
+                )
+            })
+        })
+        .collect();
+    keys.sort();
+    let mut writer = SealedFileWriter::create(&path, WriterOptions::default()).unwrap();
+    for (key, d, s) in &keys {
+        writer
+            .write_series(key, &workload::series(*d, *s, 1000))
+            .unwrap();
+    }
+    let summary = writer.finish().unwrap();
+    let bytes_per_point = summary.bytes as f64 / summary.points as f64;
+    println!(
+        "standard workload, {DEVICES} devices: {} points, {} bytes, {bytes_per_point:.4} bytes/point",
+        summary.points, summary.bytes
+    );
+    assert_eq!(summary.points, DEVICES * workload::SENSORS * 1000);
+    assert!(bytes_per_point <= 1.2, "{bytes_per_point} bytes per point");
+    let file = SealedFile::open(&path).unwrap();
+    let (key, d, s) = &keys[17];
+    let read = file.read_series(key, TimeRange::ALL).unwrap().unwrap();
+    assert_eq!(read, workload::series(*d, *s, 1000));
+}

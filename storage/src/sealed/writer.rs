@@ -1,0 +1,197 @@
+//! Writes one sealed file, series by series, with plain `std::fs`.
+//!
+//! Runs off the shard's loop (flush and compaction threads): it blocks on writes and on the
+//! final fdatasync. A writer that fails or is dropped before `finish` leaves a partial file
+//! that `SealedFile::open` rejects (no footer); the owning region deletes it.
+
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use super::format;
+use super::{ChunkMeta, SealedFileSummary, SeriesMeta, WriterOptions};
+use crate::codec::bits::put_varint;
+use crate::codec::{self, COLUMN_VALUES_MAX};
+use crate::error::{Result, StorageError};
+use crate::stats::Stats;
+use crate::types::{PointColumn, SeriesKey, Timestamp, Values};
+
+/// Buffer between the encoder and the file: large enough that writes are few.
+const WRITE_BUFFER_BYTES: usize = 1 << 20;
+
+/// Builds a sealed file. Owned by one flush or compaction task.
+pub struct SealedFileWriter {
+    path: PathBuf,
+    file: BufWriter<File>,
+    options: WriterOptions,
+    /// Bytes written so far: the offset of the next block.
+    offset: u64,
+    series: Vec<SeriesMeta>,
+    points: u64,
+    /// Reused encode buffers.
+    column: Vec<u8>,
+    block: Vec<u8>,
+}
+
+impl SealedFileWriter {
+    /// Creates the file at `path` (which must not exist: sealed files are never rewritten)
+    /// and writes its header.
+    pub fn create(path: &Path, options: WriterOptions) -> Result<SealedFileWriter> {
+        assert!(
+            (1..=COLUMN_VALUES_MAX).contains(&options.chunk_points_max),
+            "chunk_points_max {} outside 1..={COLUMN_VALUES_MAX}",
+            options.chunk_points_max
+        );
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| StorageError::io("create sealed file", path, e))?;
+        let mut writer = SealedFileWriter {
+            path: path.to_path_buf(),
+            file: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+            options,
+            offset: 0,
+            series: Vec::new(),
+            points: 0,
+            column: Vec::new(),
+            block: Vec::new(),
+        };
+        writer.write_all(&format::header())?;
+        Ok(writer)
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> Result<()> {
+        self.file
+            .write_all(bytes)
+            .map_err(|e| StorageError::io("write sealed file", &self.path, e))?;
+        self.offset += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes one series. Series must come in strictly increasing key order, each once,
+    /// with at least one point and strictly increasing timestamps: anything else is the
+    /// caller's bug and panics.
+    pub fn write_series(&mut self, key: &SeriesKey, points: &PointColumn) -> Result<()> {
+        assert!(
+            self.series.last().is_none_or(|last| last.key < *key),
+            "series {key} written out of key order"
+        );
+        assert!(!points.is_empty(), "series {key} has no points");
+        assert_eq!(
+            points.timestamps.len(),
+            points.values.len(),
+            "series {key}: timestamps and values differ in length"
+        );
+        assert!(
+            points.timestamps.windows(2).all(|w| w[0] < w[1]),
+            "series {key}: timestamps not strictly increasing"
+        );
+        let mut chunks = Vec::with_capacity(points.len().div_ceil(self.options.chunk_points_max));
+        let mut start = 0;
+        while start < points.len() {
+            let end = (start + self.options.chunk_points_max).min(points.len());
+            chunks.push(self.write_chunk(points, start..end)?);
+            start = end;
+        }
+        self.points += points.len() as u64;
+        self.series.push(SeriesMeta {
+            key: key.clone(),
+            data_type: points.data_type(),
+            chunks,
+        });
+        Ok(())
+    }
+
+    fn write_chunk(
+        &mut self,
+        points: &PointColumn,
+        range: std::ops::Range<usize>,
+    ) -> Result<ChunkMeta> {
+        let stats = Stats::of(points, range.clone()).expect("chunk ranges are non-empty");
+        let offset = self.offset;
+
+        self.column.clear();
+        codec::encode_timestamps(&points.timestamps[range.clone()], &mut self.column);
+        self.block.clear();
+        format::encode_block(&self.column, self.options.compression, &mut self.block);
+        let time_block_len = self.block.len() as u64;
+
+        self.column.clear();
+        if range.len() == points.len() {
+            codec::encode_values(&points.values, &mut self.column);
+        } else {
+            let mut values = Values::with_capacity(points.data_type(), range.len());
+            values.extend_from(&points.values, range);
+            codec::encode_values(&values, &mut self.column);
+        }
+        format::encode_block(&self.column, self.options.compression, &mut self.block);
+        let value_block_len = self.block.len() as u64 - time_block_len;
+
+        let block = std::mem::take(&mut self.block);
+        let written = self.write_all(&block);
+        self.block = block;
+        written?;
+        Ok(ChunkMeta {
+            stats,
+            offset,
+            time_block_len,
+            value_block_len,
+        })
+    }
+
+    /// Writes the index and footer, fdatasyncs the file and returns what it holds. At
+    /// least one series must have been written (an empty sealed file is a caller's bug).
+    /// The caller makes the file's directory entry durable (fsync of the directory) when it
+    /// records the file in its manifest.
+    pub fn finish(mut self) -> Result<SealedFileSummary> {
+        assert!(
+            !self.series.is_empty(),
+            "a sealed file needs at least one series"
+        );
+        let index_offset = self.offset;
+        let mut index = Vec::new();
+        put_varint(&mut index, self.series.len() as u64);
+        let mut previous: Option<&SeriesKey> = None;
+        for series in &self.series {
+            format::put_series_key(&series.key, previous, &mut index);
+            previous = Some(&series.key);
+            index.push(series.data_type.code());
+            put_varint(&mut index, series.chunks.len() as u64);
+            for chunk in &series.chunks {
+                put_varint(&mut index, chunk.time_block_len);
+                put_varint(&mut index, chunk.value_block_len);
+                format::put_stats(&chunk.stats, &mut index);
+            }
+        }
+        let index_len = index.len() as u64;
+        let crc = crc32c::crc32c(&index);
+        index.extend_from_slice(&crc.to_le_bytes());
+        index.extend_from_slice(&format::footer(index_offset, index_len));
+        self.write_all(&index)?;
+        let file = self
+            .file
+            .into_inner()
+            .map_err(|e| StorageError::io("write sealed file", &self.path, e.into_error()))?;
+        file.sync_data()
+            .map_err(|e| StorageError::io("fdatasync sealed file", &self.path, e))?;
+        let min_time = self.series.iter().map(first_time).min();
+        let max_time = self.series.iter().map(last_time).max();
+        Ok(SealedFileSummary {
+            path: self.path,
+            bytes: self.offset,
+            series: self.series.len(),
+            points: self.points,
+            min_time: min_time.expect("non-empty"),
+            max_time: max_time.expect("non-empty"),
+        })
+    }
+}
+
+fn first_time(series: &SeriesMeta) -> Timestamp {
+    series.chunks[0].stats.min_time
+}
+
+fn last_time(series: &SeriesMeta) -> Timestamp {
+    series.chunks[series.chunks.len() - 1].stats.max_time
+}
