@@ -39,6 +39,7 @@ pub fn merge_files(
         let mut writer = SealedFileWriter::create(output, options)?;
         let started = Instant::now();
         let mut bytes_read = 0u64;
+        let mut written = 0usize;
         for (key, data_type) in series {
             if cancel.load(Ordering::Relaxed) {
                 return Err(StorageError::Closed);
@@ -55,13 +56,19 @@ pub fn merge_files(
             bytes_read += (points.len() * 16) as u64;
             if !points.is_empty() {
                 writer.write_series(key, &points)?;
+                written += 1;
             }
             throttle(started, bytes_read, bytes_per_second);
         }
-        writer.finish()
+        if written == 0 {
+            drop(writer);
+            let _ = std::fs::remove_file(output);
+            return Ok(None);
+        }
+        writer.finish().map(Some)
     })();
     match result {
-        Ok(summary) => Ok(Some(summary)),
+        Ok(summary) => Ok(summary),
         Err(e) => {
             let _ = std::fs::remove_file(output);
             Err(e)

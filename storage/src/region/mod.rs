@@ -744,7 +744,7 @@ impl State {
                 .filter(|&r| !column.is_null(r))
                 .max_by_key(|&r| (tablet.timestamps[r], r));
             if let Some(row) = newest {
-                self.cache_last(
+                self.offer_last(
                     device,
                     &column.measurement,
                     tablet.timestamps[row],
@@ -754,8 +754,27 @@ impl State {
         }
     }
 
-    /// Offers a point to the last-value cache: it replaces an older or equal-time entry
-    /// (equal: the newer write wins).
+    /// Offers a written point to the last-value cache: it replaces an older or equal-time
+    /// entry (equal: the newer write wins). A series without an entry stays without one:
+    /// older files may hold newer points, and only a read of every source may fill it.
+    fn offer_last(
+        &mut self,
+        device: &Arc<str>,
+        measurement: &Arc<str>,
+        t: Timestamp,
+        value: Value,
+    ) {
+        if let Some(entry) = self
+            .last_cache
+            .get_mut(device)
+            .and_then(|s| s.get_mut(measurement))
+            && entry.0 <= t
+        {
+            *entry = (t, value);
+        }
+    }
+
+    /// Fills the last-value cache with the newest point read from every source.
     fn cache_last(
         &mut self,
         device: &Arc<str>,
@@ -767,13 +786,7 @@ impl State {
             Some(s) => s,
             None => self.last_cache.entry(device.clone()).or_default(),
         };
-        match series.get_mut(measurement) {
-            Some(entry) if entry.0 <= t => *entry = (t, value),
-            Some(_) => {}
-            None => {
-                series.insert(measurement.clone(), (t, value));
-            }
-        }
+        series.insert(measurement.clone(), (t, value));
     }
 
     /// Every piece of `key` that may hold points in `range`.
@@ -1110,6 +1123,8 @@ impl State {
         manifest.files.retain(|f| !expired.contains(&f.partition));
         manifest.store(&self.dir)?;
         self.manifest = manifest;
+        // Cached last points may lie in the dropped files; the next read refills the cache.
+        self.last_cache.clear();
         for partition in expired {
             for live in self.files.remove(&partition).unwrap_or_default() {
                 remove_file_logged(live.file.path());
@@ -1145,12 +1160,19 @@ fn write_flush_files(
             FileKind::Sequence => &partition.sequence,
             FileKind::Unsequence => &partition.unsequence,
         };
+        // A series whose cells were all null has a buffer but no points.
+        let series: Vec<_> = side
+            .sorted_series()
+            .into_iter()
+            .filter(|(_, buffer)| !buffer.points.is_empty())
+            .collect();
+        if series.is_empty() {
+            continue;
+        }
         let path = sealed_dir.join(entry.file_name());
         let mut writer = SealedFileWriter::create(&path, options)?;
-        for (key, buffer) in side.sorted_series() {
-            if !buffer.points.is_empty() {
-                writer.write_series(&key, &buffer.points)?;
-            }
+        for (key, buffer) in series {
+            writer.write_series(&key, &buffer.points)?;
         }
         writer.finish()?;
         out.push(LiveFile {
