@@ -33,3 +33,14 @@ pub use result::{ColumnBatch, LastPoint, ResultSet};
 pub use status::{Status, StatusCode};
 pub use tablet::{ColumnValues, ColumnView, TabletView, TextColumn, WireColumn, WireTablet};
 pub use types::{DataType, NullBitmap, TypedColumn, Value};
+pub mod server;
+pub use server::{
+    ConnectionEnd, ConnectionLimits, Handler, PendingConnection, ResponseStream, Session, accept_handshake,
+    serve_connection, serve_pending,
+};
+
+pub mod client;
+pub use client::ClientConfig;
+pub use client::async_client::AsyncClient;
+pub use client::blocking::BlockingClient;
+pub use client::shard_aware::ShardAwareClient;
