@@ -127,7 +127,7 @@ impl ResultSet {
         out.put_count(self.rows.len());
         for row in &self.rows {
             for cell in row {
-                out.put_option(cell.as_ref(), |out, value| encode_value_untyped(out, value));
+                out.put_option(cell.as_ref(), encode_value_untyped);
             }
         }
     }

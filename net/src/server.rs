@@ -26,12 +26,17 @@ use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, Splitable};
+use monoio::buf::SliceMut;
+use monoio::io::{
+    AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, Splitable,
+};
 use monoio::net::TcpStream;
 
 use crate::error::{DecodeError, NetError};
 use crate::frame::{FLAG_MORE, Frame, Opcode, decode_frame};
-use crate::message::{Handshake, HandshakeAccepted, Request, ResponsePayload, ResponseResult, encode_response};
+use crate::message::{
+    Handshake, HandshakeAccepted, Request, ResponsePayload, ResponseResult, encode_response,
+};
 use crate::status::{Status, StatusCode};
 
 /// Bytes asked of the kernel per socket read when the buffer has no room.
@@ -87,7 +92,10 @@ pub struct Session {
 /// [`Handler::authenticate`] only.
 pub trait Handler: 'static {
     /// Checks credentials; the returned value is sent to the client.
-    fn authenticate(&self, handshake: &Handshake) -> impl Future<Output = Result<HandshakeAccepted, Status>>;
+    fn authenticate(
+        &self,
+        handshake: &Handshake,
+    ) -> impl Future<Output = Result<HandshakeAccepted, Status>>;
 
     /// Handles one request. Large results may be streamed: call
     /// [`ResponseStream::send_more`] for each partial payload, then return the
@@ -132,7 +140,11 @@ pub enum ConnectionEnd {
 }
 
 /// Serves one client connection to the end: handshake, then requests.
-pub async fn serve_connection<H: Handler>(stream: TcpStream, handler: Rc<H>, limits: ConnectionLimits) -> ConnectionEnd {
+pub async fn serve_connection<H: Handler>(
+    stream: TcpStream,
+    handler: Rc<H>,
+    limits: ConnectionLimits,
+) -> ConnectionEnd {
     let deadline = Instant::now() + limits.handshake_timeout;
     match accept_handshake(stream, BytesMut::new(), deadline, 0, &limits).await {
         Ok(pending) => serve_pending(pending, handler, limits).await,
@@ -160,10 +172,15 @@ pub async fn accept_handshake(
         {
             Ok(frame) => frame,
             Err(ReadEnd::Framing(error, request_id)) => {
-                let _ = stream.write_all(error_frame(request_id, &error).encode()).await;
+                let _ = stream
+                    .write_all(error_frame(request_id, &error).encode())
+                    .await;
                 return Err(ConnectionEnd::FramingLost);
             }
-            Err(ReadEnd::Timeout) => return Err(ConnectionEnd::HandshakeTimeout),
+            Err(ReadEnd::Timeout) => {
+                let _ = stream.shutdown().await;
+                return Err(ConnectionEnd::HandshakeTimeout);
+            }
             Err(ReadEnd::Closed) => return Err(ConnectionEnd::PeerClosed),
             Err(ReadEnd::Io) => return Err(ConnectionEnd::Io),
         };
@@ -179,7 +196,12 @@ pub async fn accept_handshake(
                     failed_attempts,
                 });
             }
-            Ok(Request::Ping) => response_frame(frame.request_id, Opcode::Ping, &Ok(ResponsePayload::Pong), false),
+            Ok(Request::Ping) => response_frame(
+                frame.request_id,
+                Opcode::Ping,
+                &Ok(ResponsePayload::Pong),
+                false,
+            ),
             Ok(request) => response_frame(
                 frame.request_id,
                 request.opcode(),
@@ -221,7 +243,9 @@ pub async fn serve_pending<H: Handler>(
                 };
                 break (session, pending.stream, pending.buffered);
             }
-            Err(_) if pending.failed_attempts + 1 >= HANDSHAKE_ATTEMPTS_MAX => return ConnectionEnd::HandshakeRejected,
+            Err(_) if pending.failed_attempts + 1 >= HANDSHAKE_ATTEMPTS_MAX => {
+                return ConnectionEnd::HandshakeRejected;
+            }
             Err(_) => {
                 match accept_handshake(
                     pending.stream,
@@ -245,8 +269,13 @@ pub async fn serve_pending<H: Handler>(
 /// connection usable.
 fn check_request(frame: &Frame) -> Result<Request, Frame> {
     if let Err(error) = frame.verify_checksum() {
-        let opcode = Opcode::from_u8(frame.opcode).map_or(Opcode::Error.response_code(), Opcode::response_code);
-        return Err(status_frame(frame.request_id, opcode, &Status::illegal_parameter(error.to_string())));
+        let opcode = Opcode::from_u8(frame.opcode)
+            .map_or(Opcode::Error.response_code(), Opcode::response_code);
+        return Err(status_frame(
+            frame.request_id,
+            opcode,
+            &Status::illegal_parameter(error.to_string()),
+        ));
     }
     let opcode = match Opcode::from_u8(frame.opcode) {
         Some(opcode) if opcode != Opcode::Error && !frame.is_response() => opcode,
@@ -254,17 +283,29 @@ fn check_request(frame: &Frame) -> Result<Request, Frame> {
             return Err(status_frame(
                 frame.request_id,
                 Opcode::Error.response_code(),
-                &Status::new(StatusCode::UNSUPPORTED_OPERATION, format!("unknown opcode {:#04x}", frame.opcode)),
+                &Status::new(
+                    StatusCode::UNSUPPORTED_OPERATION,
+                    format!("unknown opcode {:#04x}", frame.opcode),
+                ),
             ));
         }
     };
     Request::decode(opcode, frame.body.clone()).map_err(|error| {
-        status_frame(frame.request_id, opcode.response_code(), &Status::illegal_parameter(error.to_string()))
+        status_frame(
+            frame.request_id,
+            opcode.response_code(),
+            &Status::illegal_parameter(error.to_string()),
+        )
     })
 }
 
 fn status_frame(request_id: u64, opcode_byte: u8, status: &Status) -> Frame {
-    Frame::new(opcode_byte, 0, request_id, encode_response(&Err(status.clone())))
+    Frame::new(
+        opcode_byte,
+        0,
+        request_id,
+        encode_response(&Err(status.clone())),
+    )
 }
 
 fn error_frame(request_id: u64, error: &DecodeError) -> Frame {
@@ -272,7 +313,11 @@ fn error_frame(request_id: u64, error: &DecodeError) -> Frame {
         DecodeError::BadVersion { .. } => StatusCode::INCOMPATIBLE_VERSION,
         _ => StatusCode::ILLEGAL_PARAMETER,
     };
-    status_frame(request_id, Opcode::Error.response_code(), &Status::new(code, error.to_string()))
+    status_frame(
+        request_id,
+        Opcode::Error.response_code(),
+        &Status::new(code, error.to_string()),
+    )
 }
 
 /// Builds a response frame, replacing a payload that does not answer the
@@ -281,21 +326,34 @@ fn response_frame(request_id: u64, opcode: Opcode, response: &ResponseResult, mo
     let checked;
     let response = match response {
         Ok(payload) if !payload.answers(opcode) => {
-            debug_assert!(false, "handler answered {opcode:?} with {payload:?}");
-            checked = Err(Status::internal(format!("handler answered {opcode:?} with the wrong payload kind")));
+            tracing::error!(?opcode, "handler answered with the wrong payload kind");
+            checked = Err(Status::internal(format!(
+                "handler answered {opcode:?} with the wrong payload kind"
+            )));
             &checked
         }
         Ok(payload) => match payload.validate() {
             Ok(()) => response,
             Err(reason) => {
-                checked = Err(Status::internal(format!("handler built an invalid payload: {reason}")));
+                checked = Err(Status::internal(format!(
+                    "handler built an invalid payload: {reason}"
+                )));
                 &checked
             }
         },
         Err(_) => response,
     };
-    let flags = if more && response.is_ok() { FLAG_MORE } else { 0 };
-    Frame::new(opcode.response_code(), flags, request_id, encode_response(response))
+    let flags = if more && response.is_ok() {
+        FLAG_MORE
+    } else {
+        0
+    };
+    Frame::new(
+        opcode.response_code(),
+        flags,
+        request_id,
+        encode_response(response),
+    )
 }
 
 /// Frames waiting for the writer task (connection-local; one shard thread).
@@ -403,7 +461,10 @@ impl InFlight {
     }
 
     fn release(&self) {
-        assert!(self.count.get() > 0, "released more handler slots than acquired");
+        assert!(
+            self.count.get() > 0,
+            "released more handler slots than acquired"
+        );
         self.count.set(self.count.get() - 1);
         self.last_activity.set(Instant::now());
         if let Some(waker) = self.waker.borrow_mut().take() {
@@ -433,7 +494,10 @@ pub struct ResponseStream {
 
 impl std::fmt::Debug for ResponseStream {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        formatter.debug_struct("ResponseStream").field("request_id", &self.request_id).finish()
+        formatter
+            .debug_struct("ResponseStream")
+            .field("request_id", &self.request_id)
+            .finish()
     }
 }
 
@@ -444,7 +508,11 @@ impl ResponseStream {
     pub async fn send_more(&self, payload: ResponsePayload) -> Result<(), NetError> {
         self.outbox.wait_for_space().await;
         let frame = response_frame(self.request_id, self.opcode, &Ok(payload), true);
-        if self.outbox.push(&frame) { Ok(()) } else { Err(NetError::Closed) }
+        if self.outbox.push(&frame) {
+            Ok(())
+        } else {
+            Err(NetError::Closed)
+        }
     }
 }
 
@@ -465,8 +533,18 @@ async fn serve_session<H: Handler>(
         last_activity: Cell::new(Instant::now()),
     });
     let end = loop {
-        let deadline = ReadDeadline::Idle { in_flight: in_flight.clone(), idle: limits.idle_timeout };
-        let frame = match read_frame(&mut reader, &mut buffered, limits.frame_body_bytes_max, deadline).await {
+        let deadline = ReadDeadline::Idle {
+            in_flight: in_flight.clone(),
+            idle: limits.idle_timeout,
+        };
+        let frame = match read_frame(
+            &mut reader,
+            &mut buffered,
+            limits.frame_body_bytes_max,
+            deadline,
+        )
+        .await
+        {
             Ok(frame) => frame,
             Err(ReadEnd::Framing(error, request_id)) => {
                 outbox.push(&error_frame(request_id, &error));
@@ -490,21 +568,40 @@ async fn serve_session<H: Handler>(
         };
         match request {
             Request::Ping => {
-                outbox.push(&response_frame(frame.request_id, Opcode::Ping, &Ok(ResponsePayload::Pong), false));
+                outbox.push(&response_frame(
+                    frame.request_id,
+                    Opcode::Ping,
+                    &Ok(ResponsePayload::Pong),
+                    false,
+                ));
             }
             Request::Handshake(_) => {
                 let status = Status::illegal_parameter("already authenticated");
-                outbox.push(&response_frame(frame.request_id, Opcode::Handshake, &Err(status), false));
+                outbox.push(&response_frame(
+                    frame.request_id,
+                    Opcode::Handshake,
+                    &Err(status),
+                    false,
+                ));
             }
             request => {
                 in_flight.acquire().await;
-                let stream = ResponseStream { outbox: outbox.clone(), request_id: frame.request_id, opcode: request.opcode() };
+                let stream = ResponseStream {
+                    outbox: outbox.clone(),
+                    request_id: frame.request_id,
+                    opcode: request.opcode(),
+                };
                 let handler = handler.clone();
                 let session = session.clone();
                 let in_flight = in_flight.clone();
                 monoio::spawn(async move {
                     let response = handler.handle(&session, request, &stream).await;
-                    stream.outbox.push(&response_frame(stream.request_id, stream.opcode, &response, false));
+                    stream.outbox.push(&response_frame(
+                        stream.request_id,
+                        stream.opcode,
+                        &response,
+                        false,
+                    ));
                     in_flight.release();
                 });
             }
@@ -522,7 +619,9 @@ async fn write_loop<W: AsyncWriteRent>(mut writer: W, outbox: Rc<Outbox>) {
             frames.into_iter().next().unwrap_or_default()
         } else {
             let mut joined = BytesMut::with_capacity(total);
-            frames.iter().for_each(|frame| joined.extend_from_slice(frame));
+            frames
+                .iter()
+                .for_each(|frame| joined.extend_from_slice(frame));
             joined.freeze()
         };
         let (result, _) = writer.write_all(buffer).await;
@@ -540,7 +639,10 @@ enum ReadDeadline {
     /// Give up at this instant (handshake phase).
     Fixed(Instant),
     /// Give up once nothing was received and nothing was in flight for `idle`.
-    Idle { in_flight: Rc<InFlight>, idle: Duration },
+    Idle {
+        in_flight: Rc<InFlight>,
+        idle: Duration,
+    },
 }
 
 enum ReadEnd {
@@ -554,7 +656,7 @@ enum ReadEnd {
 /// Reads until one whole frame is buffered. The socket read is never
 /// abandoned half-way except when the connection is about to close, so no
 /// received bytes are lost to a timer.
-async fn read_frame<R: AsyncReadRent>(
+async fn read_frame<R: CancelableAsyncReadRent>(
     reader: &mut R,
     buffer: &mut BytesMut,
     body_bytes_max: u32,
@@ -570,15 +672,22 @@ async fn read_frame<R: AsyncReadRent>(
                 } else {
                     0
                 };
-                let request_id = if matches!(error, DecodeError::FrameTooLarge { .. }) { request_id } else { 0 };
+                let request_id = if matches!(error, DecodeError::FrameTooLarge { .. }) {
+                    request_id
+                } else {
+                    0
+                };
                 return Err(ReadEnd::Framing(error, request_id));
             }
         }
         if buffer.capacity() - buffer.len() < READ_CHUNK_BYTES / 4 {
             buffer.reserve(READ_CHUNK_BYTES);
         }
-        let read = reader.read(std::mem::take(buffer));
+        let canceller = Canceller::new();
+        let read =
+            reader.cancelable_read(spare_capacity(std::mem::take(buffer)), canceller.handle());
         let mut read = std::pin::pin!(read);
+        let mut timed_out = false;
         let (result, returned) = loop {
             let wake_at = match &deadline {
                 ReadDeadline::Fixed(instant) => *instant,
@@ -587,20 +696,30 @@ async fn read_frame<R: AsyncReadRent>(
             let mut sleep = std::pin::pin!(monoio::time::sleep_until(wake_at.into()));
             monoio::select! {
                 outcome = &mut read => break outcome,
-                _ = &mut sleep => match &deadline {
-                    ReadDeadline::Fixed(_) => return Err(ReadEnd::Timeout),
-                    ReadDeadline::Idle { in_flight, idle } => {
-                        if in_flight.count.get() == 0 && in_flight.last_activity.get().elapsed() >= *idle {
-                            return Err(ReadEnd::Timeout);
+                _ = &mut sleep => {
+                    let expired = match &deadline {
+                        ReadDeadline::Fixed(_) => true,
+                        ReadDeadline::Idle { in_flight, idle } => {
+                            if in_flight.count.get() > 0 {
+                                in_flight.last_activity.set(Instant::now());
+                            }
+                            in_flight.count.get() == 0 && in_flight.last_activity.get().elapsed() >= *idle
                         }
-                        if in_flight.count.get() > 0 {
-                            in_flight.last_activity.set(Instant::now());
-                        }
+                    };
+                    if expired {
+                        // Cancel and await the read so the kernel lets go of the
+                        // socket now (a dropped io_uring read would pin it open).
+                        timed_out = true;
+                        let _ = canceller.cancel();
+                        break (&mut read).await;
                     }
-                },
+                }
             }
         };
-        *buffer = returned;
+        if timed_out {
+            return Err(ReadEnd::Timeout);
+        }
+        *buffer = returned.into_inner();
         match result {
             Ok(0) => return Err(ReadEnd::Closed),
             Ok(_) => {}
@@ -612,8 +731,15 @@ async fn read_frame<R: AsyncReadRent>(
     }
 }
 
-/// Reads exactly one frame from a blocking-free monoio stream; used by the
-/// async client too.
+/// monoio reads into a `BytesMut` from its start; this view makes a read
+/// append after the bytes already buffered instead.
+fn spare_capacity(buffer: BytesMut) -> SliceMut<BytesMut> {
+    let (length, capacity) = (buffer.len(), buffer.capacity());
+    debug_assert!(length < capacity, "callers reserve before reading");
+    SliceMut::new(buffer, length, capacity)
+}
+
+/// Reads one frame without timeouts (the async client's read path).
 pub(crate) async fn read_frame_plain<R: AsyncReadRent>(
     reader: &mut R,
     buffer: &mut BytesMut,
@@ -626,8 +752,8 @@ pub(crate) async fn read_frame_plain<R: AsyncReadRent>(
         if buffer.capacity() - buffer.len() < READ_CHUNK_BYTES / 4 {
             buffer.reserve(READ_CHUNK_BYTES);
         }
-        let (result, returned) = reader.read(std::mem::take(buffer)).await;
-        *buffer = returned;
+        let (result, returned) = reader.read(spare_capacity(std::mem::take(buffer))).await;
+        *buffer = returned.into_inner();
         match result {
             Ok(0) => return Err(NetError::Closed),
             Ok(_) => {}
@@ -635,4 +761,3 @@ pub(crate) async fn read_frame_plain<R: AsyncReadRent>(
         }
     }
 }
-

@@ -8,14 +8,14 @@ use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
 use super::{
-    ClientConfig, PendingRequests, into_batches, into_done, into_handshake, into_last, into_result_set,
-    into_route_table,
+    ClientConfig, PendingRequests, into_batches, into_done, into_handshake, into_last,
+    into_result_set, into_route_table,
 };
 use crate::error::{ClientError, NetError};
 use crate::frame::{Frame, Opcode};
 use crate::message::{
-    AggregateQuery, CreateDatabase, Handshake, HandshakeAccepted, RawQuery, Request, ResponsePayload,
-    SeriesSelection, encode_insert_tablets,
+    AggregateQuery, CreateDatabase, Handshake, HandshakeAccepted, RawQuery, Request,
+    ResponsePayload, SeriesSelection, encode_insert_tablets,
 };
 use crate::partition::RouteTable;
 use crate::result::{ColumnBatch, LastPoint, ResultSet};
@@ -35,12 +35,17 @@ pub struct AsyncClient {
 impl AsyncClient {
     /// Connects (bounded by `connect_timeout`) and handshakes.
     pub async fn connect(address: SocketAddr, config: &ClientConfig) -> Result<Self, ClientError> {
-        let stream = match monoio::time::timeout(config.connect_timeout, TcpStream::connect_addr(address)).await {
-            Ok(Ok(stream)) => stream,
-            Ok(Err(error)) => return Err(NetError::io("connecting", error).into()),
-            Err(_) => return Err(NetError::Timeout("connecting").into()),
-        };
-        stream.set_nodelay(true).map_err(|error| NetError::io("setting TCP_NODELAY", error))?;
+        let stream =
+            match monoio::time::timeout(config.connect_timeout, TcpStream::connect_addr(address))
+                .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return Err(NetError::io("connecting", error).into()),
+                Err(_) => return Err(NetError::Timeout("connecting").into()),
+            };
+        stream
+            .set_nodelay(true)
+            .map_err(|error| NetError::io("setting TCP_NODELAY", error))?;
         let mut client = Self {
             stream,
             buffer: BytesMut::new(),
@@ -75,14 +80,19 @@ impl AsyncClient {
     }
 
     pub async fn send(&mut self, request: &Request) -> Result<u64, ClientError> {
-        self.send_body(request.opcode(), request.encode_body()).await
+        self.send_body(request.opcode(), request.encode_body())
+            .await
     }
 
-    pub async fn send_insert_tablets(&mut self, tablets: &[WireTablet]) -> Result<u64, ClientError> {
+    pub async fn send_insert_tablets(
+        &mut self,
+        tablets: &[WireTablet],
+    ) -> Result<u64, ClientError> {
         for tablet in tablets {
             tablet.validate().map_err(ClientError::Protocol)?;
         }
-        self.send_body(Opcode::InsertTablets, encode_insert_tablets(tablets)).await
+        self.send_body(Opcode::InsertTablets, encode_insert_tablets(tablets))
+            .await
     }
 
     pub async fn send_body(&mut self, opcode: Opcode, body: Bytes) -> Result<u64, ClientError> {
@@ -95,13 +105,20 @@ impl AsyncClient {
 
     pub async fn receive(&mut self, request_id: u64) -> Result<Vec<ResponsePayload>, ClientError> {
         if !self.pending.is_known(request_id) {
-            return Err(ClientError::Protocol(format!("request id {request_id} was not sent or already received")));
+            return Err(ClientError::Protocol(format!(
+                "request id {request_id} was not sent or already received"
+            )));
         }
         loop {
             if let Some(result) = self.pending.take(request_id) {
                 return result;
             }
-            let frame = read_frame_plain(&mut self.stream, &mut self.buffer, self.frame_body_bytes_max).await?;
+            let frame = read_frame_plain(
+                &mut self.stream,
+                &mut self.buffer,
+                self.frame_body_bytes_max,
+            )
+            .await?;
             self.pending.on_frame(frame)?;
         }
     }
@@ -128,16 +145,28 @@ impl AsyncClient {
         into_batches(self.call(&Request::QueryRaw(query)).await?)
     }
 
-    pub async fn query_aggregate(&mut self, query: AggregateQuery) -> Result<Vec<ColumnBatch>, ClientError> {
+    pub async fn query_aggregate(
+        &mut self,
+        query: AggregateQuery,
+    ) -> Result<Vec<ColumnBatch>, ClientError> {
         into_batches(self.call(&Request::QueryAggregate(query)).await?)
     }
 
-    pub async fn query_last(&mut self, series: Vec<SeriesSelection>) -> Result<Vec<LastPoint>, ClientError> {
+    pub async fn query_last(
+        &mut self,
+        series: Vec<SeriesSelection>,
+    ) -> Result<Vec<LastPoint>, ClientError> {
         into_last(self.call(&Request::QueryLast(series)).await?)
     }
 
-    pub async fn fetch_route_table(&mut self, known_version: u64) -> Result<Option<RouteTable>, ClientError> {
-        into_route_table(self.call(&Request::FetchRouteTable { known_version }).await?)
+    pub async fn fetch_route_table(
+        &mut self,
+        known_version: u64,
+    ) -> Result<Option<RouteTable>, ClientError> {
+        into_route_table(
+            self.call(&Request::FetchRouteTable { known_version })
+                .await?,
+        )
     }
 
     pub async fn flush(&mut self, databases: Vec<String>) -> Result<(), ClientError> {
@@ -145,11 +174,18 @@ impl AsyncClient {
     }
 
     pub async fn execute_sql(&mut self, statement: &str) -> Result<ResultSet, ClientError> {
-        into_result_set(self.call(&Request::ExecuteSql { statement: statement.to_owned() }).await?)
+        into_result_set(
+            self.call(&Request::ExecuteSql {
+                statement: statement.to_owned(),
+            })
+            .await?,
+        )
     }
 }
 
 /// Checks a response for the insert path (used by the shard-aware client).
-pub(crate) fn insert_outcome(result: Result<Vec<ResponsePayload>, ClientError>) -> Result<(), ClientError> {
+pub(crate) fn insert_outcome(
+    result: Result<Vec<ResponsePayload>, ClientError>,
+) -> Result<(), ClientError> {
     into_done(result?)
 }

@@ -6,14 +6,14 @@ use std::net::{TcpStream, ToSocketAddrs};
 use bytes::{Bytes, BytesMut};
 
 use super::{
-    ClientConfig, PendingRequests, into_batches, into_done, into_handshake, into_last, into_result_set,
-    into_route_table,
+    ClientConfig, PendingRequests, into_batches, into_done, into_handshake, into_last,
+    into_result_set, into_route_table,
 };
 use crate::error::{ClientError, NetError};
 use crate::frame::{Frame, Opcode, decode_frame};
 use crate::message::{
-    AggregateQuery, CreateDatabase, Handshake, HandshakeAccepted, RawQuery, Request, ResponsePayload,
-    SeriesSelection, encode_insert_tablets,
+    AggregateQuery, CreateDatabase, Handshake, HandshakeAccepted, RawQuery, Request,
+    ResponsePayload, SeriesSelection, encode_insert_tablets,
 };
 use crate::partition::RouteTable;
 use crate::result::{ColumnBatch, LastPoint, ResultSet};
@@ -34,9 +34,14 @@ pub struct BlockingClient {
 
 impl BlockingClient {
     /// Connects to the first reachable address and handshakes.
-    pub fn connect(address: impl ToSocketAddrs, config: &ClientConfig) -> Result<Self, ClientError> {
+    pub fn connect(
+        address: impl ToSocketAddrs,
+        config: &ClientConfig,
+    ) -> Result<Self, ClientError> {
         let mut last_error = None;
-        let addresses = address.to_socket_addrs().map_err(|error| NetError::io("resolving the address", error))?;
+        let addresses = address
+            .to_socket_addrs()
+            .map_err(|error| NetError::io("resolving the address", error))?;
         for address in addresses {
             match TcpStream::connect_timeout(&address, config.connect_timeout) {
                 Ok(stream) => return Self::handshake(stream, config),
@@ -48,7 +53,9 @@ impl BlockingClient {
     }
 
     fn handshake(stream: TcpStream, config: &ClientConfig) -> Result<Self, ClientError> {
-        stream.set_nodelay(true).map_err(|error| NetError::io("setting TCP_NODELAY", error))?;
+        stream
+            .set_nodelay(true)
+            .map_err(|error| NetError::io("setting TCP_NODELAY", error))?;
         let mut client = Self {
             stream,
             buffer: BytesMut::new(),
@@ -107,7 +114,9 @@ impl BlockingClient {
     /// Waits for every frame of request `request_id`.
     pub fn receive(&mut self, request_id: u64) -> Result<Vec<ResponsePayload>, ClientError> {
         if !self.pending.is_known(request_id) {
-            return Err(ClientError::Protocol(format!("request id {request_id} was not sent or already received")));
+            return Err(ClientError::Protocol(format!(
+                "request id {request_id} was not sent or already received"
+            )));
         }
         loop {
             if let Some(result) = self.pending.take(request_id) {
@@ -161,16 +170,25 @@ impl BlockingClient {
         into_batches(self.call(&Request::QueryRaw(query))?)
     }
 
-    pub fn query_aggregate(&mut self, query: AggregateQuery) -> Result<Vec<ColumnBatch>, ClientError> {
+    pub fn query_aggregate(
+        &mut self,
+        query: AggregateQuery,
+    ) -> Result<Vec<ColumnBatch>, ClientError> {
         into_batches(self.call(&Request::QueryAggregate(query))?)
     }
 
-    pub fn query_last(&mut self, series: Vec<SeriesSelection>) -> Result<Vec<LastPoint>, ClientError> {
+    pub fn query_last(
+        &mut self,
+        series: Vec<SeriesSelection>,
+    ) -> Result<Vec<LastPoint>, ClientError> {
         into_last(self.call(&Request::QueryLast(series))?)
     }
 
     /// `None` when `known_version` is current.
-    pub fn fetch_route_table(&mut self, known_version: u64) -> Result<Option<RouteTable>, ClientError> {
+    pub fn fetch_route_table(
+        &mut self,
+        known_version: u64,
+    ) -> Result<Option<RouteTable>, ClientError> {
         into_route_table(self.call(&Request::FetchRouteTable { known_version })?)
     }
 
@@ -179,6 +197,8 @@ impl BlockingClient {
     }
 
     pub fn execute_sql(&mut self, statement: &str) -> Result<ResultSet, ClientError> {
-        into_result_set(self.call(&Request::ExecuteSql { statement: statement.to_owned() })?)
+        into_result_set(self.call(&Request::ExecuteSql {
+            statement: statement.to_owned(),
+        })?)
     }
 }

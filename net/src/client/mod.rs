@@ -98,7 +98,9 @@ fn into_route_table(payloads: Vec<ResponsePayload>) -> Result<Option<RouteTable>
 fn into_result_set(payloads: Vec<ResponsePayload>) -> Result<ResultSet, ClientError> {
     let mut merged: Option<ResultSet> = None;
     for payload in payloads {
-        let ResponsePayload::ResultSet(chunk) = payload else { return Err(unexpected(&payload)) };
+        let ResponsePayload::ResultSet(chunk) = payload else {
+            return Err(unexpected(&payload));
+        };
         match &mut merged {
             None => merged = Some(chunk),
             Some(result_set) => result_set.extend(chunk).map_err(ClientError::Protocol)?,

@@ -46,16 +46,21 @@ impl PendingRequests {
             // An error frame for a request we cannot identify: framing was lost.
             if frame.opcode == Opcode::Error.response_code() {
                 let status = decode_response(Opcode::Error, frame.body)?.err();
-                return Err(status.map_or_else(|| ClientError::Protocol("error frame".to_owned()), ClientError::Status));
+                return Err(status.map_or_else(
+                    || ClientError::Protocol("error frame".to_owned()),
+                    ClientError::Status,
+                ));
             }
-            return Err(ClientError::Protocol(format!("response for unknown request id {}", frame.request_id)));
+            return Err(ClientError::Protocol(format!(
+                "response for unknown request id {}",
+                frame.request_id
+            )));
         };
         let error_frame = frame.opcode == Opcode::Error.response_code();
         if !error_frame && frame.opcode != opcode.response_code() {
             return Err(ClientError::Protocol(format!(
                 "response opcode {:#04x} for a request of opcode {:#04x}",
-                frame.opcode,
-                opcode as u8
+                frame.opcode, opcode as u8
             )));
         }
         debug_assert!(frame.opcode & RESPONSE_BIT != 0);
@@ -70,7 +75,8 @@ impl PendingRequests {
                 }
             }
             Err(status) => {
-                self.completed.insert(frame.request_id, Err(ClientError::Status(status)));
+                self.completed
+                    .insert(frame.request_id, Err(ClientError::Status(status)));
             }
         }
         Ok(())

@@ -84,7 +84,8 @@ impl ShardAwareClient {
                 }
             }
             if self.default_connection.is_none() {
-                let reason = last_error.map_or_else(|| "no seeds".to_owned(), |error| error.to_string());
+                let reason =
+                    last_error.map_or_else(|| "no seeds".to_owned(), |error| error.to_string());
                 return Err(ClientError::Unavailable(reason));
             }
         }
@@ -94,7 +95,11 @@ impl ShardAwareClient {
     /// Refetches the route table if the server holds a newer one.
     pub async fn refresh_route_table(&mut self) -> Result<(), ClientError> {
         let known_version = self.route_table.version();
-        let result = self.default_connection().await?.fetch_route_table(known_version).await;
+        let result = self
+            .default_connection()
+            .await?
+            .fetch_route_table(known_version)
+            .await;
         match result {
             Ok(Some(table)) => {
                 self.route_table = table;
@@ -115,14 +120,19 @@ impl ShardAwareClient {
         }
     }
 
-    async fn shard_connection(&mut self, key: &ConnectionKey) -> Result<&mut AsyncClient, ClientError> {
+    async fn shard_connection(
+        &mut self,
+        key: &ConnectionKey,
+    ) -> Result<&mut AsyncClient, ClientError> {
         if !self.shard_connections.contains_key(key) {
             let address = key
                 .0
                 .to_socket_addrs()
                 .map_err(|error| NetError::io("resolving a route endpoint", error))?
                 .next()
-                .ok_or_else(|| ClientError::Unavailable(format!("endpoint {} does not resolve", key.0)))?;
+                .ok_or_else(|| {
+                    ClientError::Unavailable(format!("endpoint {} does not resolve", key.0))
+                })?;
             let mut config = self.config.clone();
             config.target_shard = Some(key.1);
             let client = AsyncClient::connect(address, &config).await?;
@@ -154,7 +164,10 @@ impl ShardAwareClient {
             let mut sent = Vec::new();
             let mut failed = Vec::new();
             for (key, indexes) in groups {
-                let batch: Vec<WireTablet> = indexes.iter().map(|index| tablets[*index].clone()).collect();
+                let batch: Vec<WireTablet> = indexes
+                    .iter()
+                    .map(|index| tablets[*index].clone())
+                    .collect();
                 let connection = match &key {
                     Some(key) => self.shard_connection(key).await,
                     None => self.default_connection().await,
@@ -212,7 +225,8 @@ impl ShardAwareClient {
             failed.sort_unstable();
             remaining = failed;
         }
-        Err(last_error.unwrap_or_else(|| ClientError::Unavailable("insert attempts exhausted".to_owned())))
+        Err(last_error
+            .unwrap_or_else(|| ClientError::Unavailable("insert attempts exhausted".to_owned())))
     }
 
     fn forget(&mut self, key: &Option<ConnectionKey>, error: &ClientError) {
