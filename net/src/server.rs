@@ -110,8 +110,9 @@ pub trait Handler: 'static {
 }
 
 /// A connection that sent a handshake but is not yet authenticated. The node
-/// may move it to the shard the handshake names (take it apart with
-/// [`PendingConnection::into_parts`]) before calling [`serve_pending`].
+/// may move it to the shard the handshake names (its fields are public: move
+/// the socket's fd and `buffered` to the target shard, rebuild it there)
+/// before calling [`serve_pending`].
 #[derive(Debug)]
 pub struct PendingConnection {
     pub stream: TcpStream,
