@@ -1,0 +1,191 @@
+//! An async client for monoio: the blocking client's API with `.await`.
+//! Pipelining: `send_*` many requests, then `receive` each id.
+
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use monoio::io::AsyncWriteRentExt;
+use monoio::net::TcpStream;
+
+use super::{
+    ClientConfig, PendingRequests, into_batches, into_done, into_handshake, into_last,
+    into_result_set, into_route_table,
+};
+use crate::error::{ClientError, NetError};
+use crate::frame::{Frame, Opcode};
+use crate::message::{
+    AggregateQuery, CreateDatabase, Handshake, HandshakeAccepted, RawQuery, Request,
+    ResponsePayload, SeriesSelection, encode_insert_tablets,
+};
+use crate::partition::RouteTable;
+use crate::result::{ColumnBatch, LastPoint, ResultSet};
+use crate::server::read_frame_plain;
+use crate::tablet::WireTablet;
+
+/// One authenticated connection, used from one task on one shard thread.
+#[derive(Debug)]
+pub struct AsyncClient {
+    stream: TcpStream,
+    buffer: BytesMut,
+    pending: PendingRequests,
+    accepted: HandshakeAccepted,
+    frame_body_bytes_max: u32,
+}
+
+impl AsyncClient {
+    /// Connects (bounded by `connect_timeout`) and handshakes.
+    pub async fn connect(address: SocketAddr, config: &ClientConfig) -> Result<Self, ClientError> {
+        let stream =
+            match monoio::time::timeout(config.connect_timeout, TcpStream::connect_addr(address))
+                .await
+            {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => return Err(NetError::io("connecting", error).into()),
+                Err(_) => return Err(NetError::Timeout("connecting").into()),
+            };
+        stream
+            .set_nodelay(true)
+            .map_err(|error| NetError::io("setting TCP_NODELAY", error))?;
+        let mut client = Self {
+            stream,
+            buffer: BytesMut::new(),
+            pending: PendingRequests::default(),
+            accepted: HandshakeAccepted {
+                session_id: 0,
+                data_node_id: 0,
+                shard_id: 0,
+                shard_count: 0,
+                route_table_version: 0,
+            },
+            frame_body_bytes_max: config.frame_body_bytes_max,
+        };
+        let request = Request::Handshake(Handshake {
+            user: config.user.clone(),
+            password: config.password.clone(),
+            client_name: config.client_name.clone(),
+            target_shard: config.target_shard,
+        });
+        let request_id = client.send(&request).await?;
+        client.accepted = into_handshake(client.receive(request_id).await?)?;
+        Ok(client)
+    }
+
+    pub fn accepted(&self) -> &HandshakeAccepted {
+        &self.accepted
+    }
+
+    /// Requests sent whose responses were not collected yet.
+    pub fn outstanding(&self) -> usize {
+        self.pending.outstanding()
+    }
+
+    pub async fn send(&mut self, request: &Request) -> Result<u64, ClientError> {
+        self.send_body(request.opcode(), request.encode_body())
+            .await
+    }
+
+    pub async fn send_insert_tablets(
+        &mut self,
+        tablets: &[WireTablet],
+    ) -> Result<u64, ClientError> {
+        for tablet in tablets {
+            tablet.validate().map_err(ClientError::Protocol)?;
+        }
+        self.send_body(Opcode::InsertTablets, encode_insert_tablets(tablets))
+            .await
+    }
+
+    pub async fn send_body(&mut self, opcode: Opcode, body: Bytes) -> Result<u64, ClientError> {
+        let request_id = self.pending.register(opcode);
+        let bytes = Frame::new(opcode as u8, 0, request_id, body).encode();
+        let (result, _) = self.stream.write_all(bytes).await;
+        result.map_err(|error| NetError::io("writing a request", error))?;
+        Ok(request_id)
+    }
+
+    pub async fn receive(&mut self, request_id: u64) -> Result<Vec<ResponsePayload>, ClientError> {
+        if !self.pending.is_known(request_id) {
+            return Err(ClientError::Protocol(format!(
+                "request id {request_id} was not sent or already received"
+            )));
+        }
+        loop {
+            if let Some(result) = self.pending.take(request_id) {
+                return result;
+            }
+            let frame = read_frame_plain(
+                &mut self.stream,
+                &mut self.buffer,
+                self.frame_body_bytes_max,
+            )
+            .await?;
+            self.pending.on_frame(frame)?;
+        }
+    }
+
+    async fn call(&mut self, request: &Request) -> Result<Vec<ResponsePayload>, ClientError> {
+        let request_id = self.send(request).await?;
+        self.receive(request_id).await
+    }
+
+    pub async fn ping(&mut self) -> Result<(), ClientError> {
+        into_done(self.call(&Request::Ping).await?)
+    }
+
+    pub async fn create_database(&mut self, create: CreateDatabase) -> Result<(), ClientError> {
+        into_done(self.call(&Request::CreateDatabase(create)).await?)
+    }
+
+    pub async fn insert_tablets(&mut self, tablets: &[WireTablet]) -> Result<(), ClientError> {
+        let request_id = self.send_insert_tablets(tablets).await?;
+        into_done(self.receive(request_id).await?)
+    }
+
+    pub async fn query_raw(&mut self, query: RawQuery) -> Result<Vec<ColumnBatch>, ClientError> {
+        into_batches(self.call(&Request::QueryRaw(query)).await?)
+    }
+
+    pub async fn query_aggregate(
+        &mut self,
+        query: AggregateQuery,
+    ) -> Result<Vec<ColumnBatch>, ClientError> {
+        into_batches(self.call(&Request::QueryAggregate(query)).await?)
+    }
+
+    pub async fn query_last(
+        &mut self,
+        series: Vec<SeriesSelection>,
+    ) -> Result<Vec<LastPoint>, ClientError> {
+        into_last(self.call(&Request::QueryLast(series)).await?)
+    }
+
+    pub async fn fetch_route_table(
+        &mut self,
+        known_version: u64,
+    ) -> Result<Option<RouteTable>, ClientError> {
+        into_route_table(
+            self.call(&Request::FetchRouteTable { known_version })
+                .await?,
+        )
+    }
+
+    pub async fn flush(&mut self, databases: Vec<String>) -> Result<(), ClientError> {
+        into_done(self.call(&Request::Flush { databases }).await?)
+    }
+
+    pub async fn execute_sql(&mut self, statement: &str) -> Result<ResultSet, ClientError> {
+        into_result_set(
+            self.call(&Request::ExecuteSql {
+                statement: statement.to_owned(),
+            })
+            .await?,
+        )
+    }
+}
+
+/// Checks a response for the insert path (used by the shard-aware client).
+pub(crate) fn insert_outcome(
+    result: Result<Vec<ResponsePayload>, ClientError>,
+) -> Result<(), ClientError> {
+    into_done(result?)
+}

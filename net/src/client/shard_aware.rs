@@ -1,0 +1,242 @@
+//! A shard-aware async client: it caches the route table, keeps one
+//! connection per (endpoint, shard) named in that connection's handshake,
+//! and sends each tablet straight to the shard leading the tablet's region,
+//! so the server does no cross-core hop.
+//!
+//! Tablets with no route (a new time slot, an unknown database) go to the
+//! default connection, whose server routes them. On `ROUTE_TABLE_STALE` the
+//! client refetches the table and resends; on a connection failure it drops
+//! the connection and retries, failing over between the seed endpoints.
+//! A tablet is routed by its first row's timestamp: a tablet spanning two
+//! time slots is routed (and split) by the server.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+
+use super::ClientConfig;
+use super::async_client::{AsyncClient, insert_outcome};
+use crate::error::{ClientError, NetError};
+use crate::partition::RouteTable;
+use crate::status::StatusCode;
+use crate::tablet::WireTablet;
+
+/// Attempts per insert before giving up (route refreshes and reconnects).
+pub const INSERT_ATTEMPTS_MAX: usize = 4;
+
+/// Connection key: endpoint `host:port` and the shard named in the handshake.
+type ConnectionKey = (String, u32);
+
+/// Shard-aware client (one task, one shard thread).
+#[derive(Debug)]
+pub struct ShardAwareClient {
+    config: ClientConfig,
+    seeds: Vec<SocketAddr>,
+    /// Index into `seeds` of the endpoint the default connection uses.
+    seed_index: usize,
+    default_connection: Option<AsyncClient>,
+    shard_connections: HashMap<ConnectionKey, AsyncClient>,
+    route_table: RouteTable,
+}
+
+impl ShardAwareClient {
+    /// Connects to the first reachable seed and fetches the route table.
+    pub async fn connect(seeds: &[SocketAddr], config: ClientConfig) -> Result<Self, ClientError> {
+        if seeds.is_empty() {
+            return Err(ClientError::Unavailable("no seed endpoints".to_owned()));
+        }
+        let mut client = Self {
+            config,
+            seeds: seeds.to_vec(),
+            seed_index: 0,
+            default_connection: None,
+            shard_connections: HashMap::new(),
+            route_table: RouteTable::empty(),
+        };
+        client.refresh_route_table().await?;
+        Ok(client)
+    }
+
+    pub fn route_table(&self) -> &RouteTable {
+        &self.route_table
+    }
+
+    /// Open connections to shards (not counting the default connection).
+    pub fn shard_connection_count(&self) -> usize {
+        self.shard_connections.len()
+    }
+
+    /// The default connection, (re)connecting and failing over between seeds.
+    pub async fn default_connection(&mut self) -> Result<&mut AsyncClient, ClientError> {
+        if self.default_connection.is_none() {
+            let mut last_error = None;
+            for attempt in 0..self.seeds.len() {
+                let index = (self.seed_index + attempt) % self.seeds.len();
+                let mut config = self.config.clone();
+                config.target_shard = None;
+                match AsyncClient::connect(self.seeds[index], &config).await {
+                    Ok(client) => {
+                        self.seed_index = index;
+                        self.default_connection = Some(client);
+                        break;
+                    }
+                    Err(error @ ClientError::Status(_)) => return Err(error),
+                    Err(error) => last_error = Some(error),
+                }
+            }
+            if self.default_connection.is_none() {
+                let reason =
+                    last_error.map_or_else(|| "no seeds".to_owned(), |error| error.to_string());
+                return Err(ClientError::Unavailable(reason));
+            }
+        }
+        Ok(self.default_connection.as_mut().expect("connected above"))
+    }
+
+    /// Refetches the route table if the server holds a newer one.
+    pub async fn refresh_route_table(&mut self) -> Result<(), ClientError> {
+        let known_version = self.route_table.version();
+        let result = self
+            .default_connection()
+            .await?
+            .fetch_route_table(known_version)
+            .await;
+        match result {
+            Ok(Some(table)) => {
+                self.route_table = table;
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(error) => {
+                self.drop_default_if_broken(&error);
+                Err(error)
+            }
+        }
+    }
+
+    fn drop_default_if_broken(&mut self, error: &ClientError) {
+        if !matches!(error, ClientError::Status(_)) {
+            self.default_connection = None;
+            self.seed_index = (self.seed_index + 1) % self.seeds.len();
+        }
+    }
+
+    async fn shard_connection(
+        &mut self,
+        key: &ConnectionKey,
+    ) -> Result<&mut AsyncClient, ClientError> {
+        if !self.shard_connections.contains_key(key) {
+            let address = key
+                .0
+                .to_socket_addrs()
+                .map_err(|error| NetError::io("resolving a route endpoint", error))?
+                .next()
+                .ok_or_else(|| {
+                    ClientError::Unavailable(format!("endpoint {} does not resolve", key.0))
+                })?;
+            let mut config = self.config.clone();
+            config.target_shard = Some(key.1);
+            let client = AsyncClient::connect(address, &config).await?;
+            self.shard_connections.insert(key.clone(), client);
+        }
+        Ok(self.shard_connections.get_mut(key).expect("inserted above"))
+    }
+
+    /// Inserts tablets, each sent to the shard leading its region. Requests to
+    /// different shards are pipelined: all are sent before any is awaited.
+    pub async fn insert_tablets(&mut self, tablets: &[WireTablet]) -> Result<(), ClientError> {
+        let mut remaining: Vec<usize> = (0..tablets.len()).collect();
+        let mut last_error = None;
+        for _ in 0..INSERT_ATTEMPTS_MAX {
+            if remaining.is_empty() {
+                return Ok(());
+            }
+            // Group by destination; `None` = the default connection.
+            let mut groups: HashMap<Option<ConnectionKey>, Vec<usize>> = HashMap::new();
+            for index in &remaining {
+                let tablet = &tablets[*index];
+                let key = tablet.timestamps.first().and_then(|first| {
+                    self.route_table
+                        .route_for(&tablet.device, *first)
+                        .map(|target| (target.rpc_endpoint.to_owned(), target.shard_id))
+                });
+                groups.entry(key).or_default().push(*index);
+            }
+            let mut sent = Vec::new();
+            let mut failed = Vec::new();
+            for (key, indexes) in groups {
+                let batch: Vec<WireTablet> = indexes
+                    .iter()
+                    .map(|index| tablets[*index].clone())
+                    .collect();
+                let connection = match &key {
+                    Some(key) => self.shard_connection(key).await,
+                    None => self.default_connection().await,
+                };
+                match connection {
+                    Ok(connection) => match connection.send_insert_tablets(&batch).await {
+                        Ok(request_id) => sent.push((key, indexes, request_id)),
+                        Err(error) => {
+                            self.forget(&key, &error);
+                            last_error = Some(error);
+                            failed.extend(indexes);
+                        }
+                    },
+                    Err(error) => {
+                        self.forget(&key, &error);
+                        last_error = Some(error);
+                        failed.extend(indexes);
+                    }
+                }
+            }
+            let mut stale = false;
+            for (key, indexes, request_id) in sent {
+                let connection = match &key {
+                    Some(key) => self.shard_connections.get_mut(key),
+                    None => self.default_connection.as_mut(),
+                };
+                let Some(connection) = connection else {
+                    failed.extend(indexes);
+                    continue;
+                };
+                match insert_outcome(connection.receive(request_id).await) {
+                    Ok(()) => {}
+                    Err(error) if error.status_code() == Some(StatusCode::ROUTE_TABLE_STALE) => {
+                        stale = true;
+                        last_error = Some(error);
+                        failed.extend(indexes);
+                    }
+                    Err(error @ ClientError::Status(_)) => return Err(error),
+                    Err(error) => {
+                        self.forget(&key, &error);
+                        last_error = Some(error);
+                        failed.extend(indexes);
+                    }
+                }
+            }
+            if failed.is_empty() {
+                return Ok(());
+            }
+            // Stale or failed: the leader may have moved, refresh before retrying.
+            if let Err(error) = self.refresh_route_table().await
+                && !stale
+            {
+                last_error = Some(error);
+            }
+            failed.sort_unstable();
+            remaining = failed;
+        }
+        Err(last_error
+            .unwrap_or_else(|| ClientError::Unavailable("insert attempts exhausted".to_owned())))
+    }
+
+    fn forget(&mut self, key: &Option<ConnectionKey>, error: &ClientError) {
+        match key {
+            Some(key) => {
+                if !matches!(error, ClientError::Status(_)) {
+                    self.shard_connections.remove(key);
+                }
+            }
+            None => self.drop_default_if_broken(error),
+        }
+    }
+}
