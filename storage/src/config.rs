@@ -20,7 +20,7 @@ pub const WAL_SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 pub const WAL_BATCH_BYTES_MAX: usize = 16 << 20;
 
 /// The most points in one sealed-file chunk (IoTDB: 100,000 points per chunk).
-pub const CHUNK_POINTS_MAX: usize = 100_000;
+pub const CHUNK_POINTS_MAX: usize = 512;
 
 /// How WAL writes are made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
