@@ -1,0 +1,276 @@
+//! The mesh: bounded queues between every pair of shards, with a wake-up per shard.
+//!
+//! ```text
+//!            from shard 0          from shard 1          from shard 2
+//!   to 0   [ 0→0 ring ]          [ 1→0 ring ]          [ 2→0 ring ]   ─┐ inbox of shard 0:
+//!   to 1   [ 0→1 ring ]          [ 1→1 ring ]          [ 2→1 ring ]    │ it pops its column
+//!   to 2   [ 0→2 ring ]          [ 1→2 ring ]          [ 2→2 ring ]    │ round-robin
+//!                                                                      │
+//!   each ring: single producer (the `from` shard), single consumer (the `to` shard),
+//!   fixed capacity, FIFO. Two wait lists per destination side:
+//!     inbox[to]      receivers of shard `to` parked on an empty column; a push wakes them
+//!     space[from→to] senders of shard `from` parked on a full ring; a pop wakes them
+//! ```
+//!
+//! A queue per ordered pair (rather than one multi-producer queue per destination) means no
+//! two cores ever write the same ring slot counter, keeps order per pair, and makes
+//! back-pressure local: a slow destination stalls only the senders that talk to it.
+//!
+//! A [`MeshEndpoint`] is one shard's view of the mesh. It is `!Send`: only the shard that
+//! owns it sends from its row and receives from its column, which is what keeps each ring
+//! single-producer and single-consumer.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use crossbeam_queue::ArrayQueue;
+use futures_channel::oneshot;
+
+use crate::error::{Full, RuntimeError};
+use crate::shard::ShardId;
+use crate::wait_list::WaitList;
+
+/// The queues and wait lists of the whole mesh; shared by every shard of a node.
+pub(crate) struct MeshShared<M> {
+    shard_count: usize,
+    /// `shard_count²` rings, indexed by `from * shard_count + to`.
+    rings: Box<[ArrayQueue<M>]>,
+    /// Senders waiting for space, one list per ring (same index as `rings`).
+    space: Box<[WaitList]>,
+    /// Receivers waiting for a message, one list per destination shard.
+    inbox: Box<[WaitList]>,
+}
+
+impl<M> MeshShared<M> {
+    /// Allocates every ring of a mesh of `shard_count` shards.
+    pub(crate) fn new(shard_count: usize, capacity_per_pair: usize) -> Arc<Self> {
+        assert!(shard_count > 0, "a mesh needs at least one shard");
+        assert!(capacity_per_pair > 0, "a mesh ring needs at least one slot");
+        let pair_count = shard_count * shard_count;
+        Arc::new(Self {
+            shard_count,
+            rings: (0..pair_count)
+                .map(|_| ArrayQueue::new(capacity_per_pair))
+                .collect(),
+            space: (0..pair_count).map(|_| WaitList::default()).collect(),
+            inbox: (0..shard_count).map(|_| WaitList::default()).collect(),
+        })
+    }
+
+    /// Bytes the rings reserve for `shard_count` shards, used to refuse oversized meshes.
+    pub(crate) fn ring_bytes(shard_count: usize, capacity_per_pair: usize) -> Option<usize> {
+        // crossbeam's ring slot is the value plus a stamp word.
+        let slot_bytes = std::mem::size_of::<M>() + std::mem::size_of::<usize>();
+        shard_count
+            .checked_mul(shard_count)?
+            .checked_mul(capacity_per_pair)?
+            .checked_mul(slot_bytes)
+    }
+
+    fn pair_index(&self, from: ShardId, to: ShardId) -> usize {
+        let (from, to) = (from.index(), to.index());
+        assert!(
+            from < self.shard_count && to < self.shard_count,
+            "shard {from} → {to} outside a mesh of {} shards",
+            self.shard_count
+        );
+        from * self.shard_count + to
+    }
+}
+
+/// One shard's handle on the mesh: it sends to any shard and receives from its own inbox.
+///
+/// Owned by exactly one shard and touched only on that shard's core (the type is `!Send`).
+pub struct MeshEndpoint<M> {
+    shared: Arc<MeshShared<M>>,
+    id: ShardId,
+    /// The source ring the next receive looks at first, so that every sender gets a turn.
+    next_source: Cell<usize>,
+    /// Pins the endpoint to its shard's thread.
+    _not_send: PhantomData<Rc<()>>,
+}
+
+impl<M> MeshEndpoint<M> {
+    pub(crate) fn new(shared: Arc<MeshShared<M>>, id: ShardId) -> Self {
+        assert!(
+            id.index() < shared.shard_count,
+            "endpoint for a shard outside the mesh"
+        );
+        Self {
+            shared,
+            id,
+            next_source: Cell::new(0),
+            _not_send: PhantomData,
+        }
+    }
+
+    /// The shard that owns this endpoint.
+    pub fn id(&self) -> ShardId {
+        self.id
+    }
+
+    /// Number of shards in the mesh.
+    pub fn shard_count(&self) -> usize {
+        self.shared.shard_count
+    }
+
+    /// Slots of each ring.
+    pub fn capacity_per_pair(&self) -> usize {
+        self.shared.rings[0].capacity()
+    }
+
+    /// Messages currently queued from this shard to `to` (a snapshot; for metrics).
+    pub fn queued_to(&self, to: ShardId) -> usize {
+        self.shared.rings[self.shared.pair_index(self.id, to)].len()
+    }
+
+    /// Enqueues `message` for shard `to` if its ring has space, and wakes `to` if it waits.
+    ///
+    /// # Panics
+    /// If `to` is not a shard of this mesh: shard ids come from the node's own placement, so
+    /// an id out of range is a bug, not bad input.
+    pub fn try_send(&self, to: ShardId, message: M) -> Result<(), Full<M>> {
+        let pair = self.shared.pair_index(self.id, to);
+        self.shared.rings[pair].push(message).map_err(Full)?;
+        self.shared.inbox[to.index()].notify_all();
+        Ok(())
+    }
+
+    /// Enqueues `message` for shard `to`, waiting while its ring is full (back-pressure).
+    ///
+    /// Dropping the returned future before it completes drops the message.
+    pub fn send(&self, to: ShardId, message: M) -> SendFuture<'_, M> {
+        SendFuture {
+            endpoint: self,
+            to,
+            message: Some(message),
+        }
+    }
+
+    /// Takes the next message from this shard's inbox, if any, visiting the source rings
+    /// round-robin so that one busy sender cannot starve the others.
+    pub fn try_recv(&self) -> Option<M> {
+        let shard_count = self.shared.shard_count;
+        let start = self.next_source.get();
+        for offset in 0..shard_count {
+            let from = (start + offset) % shard_count;
+            let pair = from * shard_count + self.id.index();
+            if let Some(message) = self.shared.rings[pair].pop() {
+                self.next_source.set((from + 1) % shard_count);
+                self.shared.space[pair].notify_all();
+                return Some(message);
+            }
+        }
+        None
+    }
+
+    /// Waits for the next message in this shard's inbox.
+    ///
+    /// Cancel-safe: a message is taken off a ring only when the future completes.
+    pub fn recv(&self) -> RecvFuture<'_, M> {
+        RecvFuture { endpoint: self }
+    }
+
+    /// Sends a request to shard `to` and waits for its answer.
+    ///
+    /// `make_request` wraps the [`Reply`] handle into a message; the receiving shard answers
+    /// with [`Reply::send`]. Fails with [`RuntimeError::ReplyDropped`] if the handle is
+    /// dropped unanswered (for instance because the receiving shard stopped).
+    pub async fn request<R>(
+        &self,
+        to: ShardId,
+        make_request: impl FnOnce(Reply<R>) -> M,
+    ) -> Result<R, RuntimeError> {
+        let (sender, receiver) = oneshot::channel();
+        self.send(to, make_request(Reply { sender })).await;
+        receiver
+            .await
+            .map_err(|_| RuntimeError::ReplyDropped { shard: to })
+    }
+}
+
+/// The answer half of a [`MeshEndpoint::request`]: carried inside the request message to the
+/// shard that answers, on whichever core that is.
+pub struct Reply<R> {
+    sender: oneshot::Sender<R>,
+}
+
+impl<R> Reply<R> {
+    /// Answers the request and wakes the asking shard. Returns the answer back if the asker
+    /// has gone away (its request future was dropped).
+    pub fn send(self, answer: R) -> Result<(), R> {
+        self.sender.send(answer)
+    }
+
+    /// Whether the asker has stopped waiting, so the work can be skipped.
+    pub fn is_canceled(&self) -> bool {
+        self.sender.is_canceled()
+    }
+}
+
+impl<R> std::fmt::Debug for Reply<R> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.write_str("Reply(..)")
+    }
+}
+
+/// Future of [`MeshEndpoint::send`].
+pub struct SendFuture<'a, M> {
+    endpoint: &'a MeshEndpoint<M>,
+    to: ShardId,
+    message: Option<M>,
+}
+
+impl<M> Unpin for SendFuture<'_, M> {}
+
+impl<M> Future for SendFuture<'_, M> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let message = self
+            .message
+            .take()
+            .expect("mesh send future polled after completion");
+        let message = match self.endpoint.try_send(self.to, message) {
+            Ok(()) => return Poll::Ready(()),
+            Err(Full(message)) => message,
+        };
+        let shared = &self.endpoint.shared;
+        let pair = shared.pair_index(self.endpoint.id, self.to);
+        shared.space[pair].register(cx.waker());
+        // Re-check after registering: the receiver may have popped in between.
+        match self.endpoint.try_send(self.to, message) {
+            Ok(()) => Poll::Ready(()),
+            Err(Full(message)) => {
+                self.message = Some(message);
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Future of [`MeshEndpoint::recv`].
+pub struct RecvFuture<'a, M> {
+    endpoint: &'a MeshEndpoint<M>,
+}
+
+impl<M> Future for RecvFuture<'_, M> {
+    type Output = M;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M> {
+        if let Some(message) = self.endpoint.try_recv() {
+            return Poll::Ready(message);
+        }
+        self.endpoint.shared.inbox[self.endpoint.id.index()].register(cx.waker());
+        // Re-check after registering: a sender may have pushed in between.
+        match self.endpoint.try_recv() {
+            Some(message) => Poll::Ready(message),
+            None => Poll::Pending,
+        }
+    }
+}
