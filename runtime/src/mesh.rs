@@ -274,3 +274,145 @@ impl<M> Future for RecvFuture<'_, M> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::{Wake, Waker};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Endpoints of every shard, all on the test thread: the mesh logic without threads.
+    fn endpoints(shard_count: usize, capacity: usize) -> Vec<MeshEndpoint<u64>> {
+        let shared = MeshShared::new(shard_count, capacity);
+        (0..shard_count).map(|index| MeshEndpoint::new(shared.clone(), ShardId(index as u16))).collect()
+    }
+
+    struct CountingWake(AtomicUsize);
+
+    impl Wake for CountingWake {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn try_send_fills_exactly_the_capacity_then_hands_the_message_back() {
+        let mesh = endpoints(2, 4);
+        for value in 0..4 {
+            mesh[0].try_send(ShardId(1), value).unwrap();
+        }
+        assert_eq!(mesh[0].try_send(ShardId(1), 99).unwrap_err().into_inner(), 99);
+        assert_eq!(mesh[0].queued_to(ShardId(1)), 4);
+        // The ring to another destination is independent.
+        mesh[0].try_send(ShardId(0), 7).unwrap();
+        assert_eq!(mesh[1].try_recv(), Some(0));
+        mesh[0].try_send(ShardId(1), 4).unwrap();
+        let drained: Vec<u64> = std::iter::from_fn(|| mesh[1].try_recv()).collect();
+        assert_eq!(drained, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn receive_takes_turns_between_sources() {
+        let mesh = endpoints(3, 8);
+        for value in 0..3 {
+            mesh[0].try_send(ShardId(2), value).unwrap();
+            mesh[1].try_send(ShardId(2), 10 + value).unwrap();
+        }
+        let drained: Vec<u64> = std::iter::from_fn(|| mesh[2].try_recv()).collect();
+        assert_eq!(drained, vec![0, 10, 1, 11, 2, 12]);
+    }
+
+    #[test]
+    fn a_pending_receive_is_woken_by_a_send_and_a_pending_send_by_a_receive() {
+        let mesh = endpoints(2, 1);
+        let wake = Arc::new(CountingWake(AtomicUsize::new(0)));
+        let waker = Waker::from(wake.clone());
+        let mut context = Context::from_waker(&waker);
+
+        let mut receive = std::pin::pin!(mesh[1].recv());
+        assert!(receive.as_mut().poll(&mut context).is_pending());
+        mesh[0].try_send(ShardId(1), 1).unwrap();
+        assert_eq!(wake.0.load(Ordering::SeqCst), 1);
+        assert_eq!(receive.as_mut().poll(&mut context), Poll::Ready(1));
+
+        mesh[0].try_send(ShardId(1), 2).unwrap();
+        let mut send = std::pin::pin!(mesh[0].send(ShardId(1), 3));
+        assert!(send.as_mut().poll(&mut context).is_pending());
+        assert_eq!(mesh[1].try_recv(), Some(2));
+        assert_eq!(wake.0.load(Ordering::SeqCst), 2);
+        assert!(send.as_mut().poll(&mut context).is_ready());
+        assert_eq!(mesh[1].try_recv(), Some(3));
+    }
+
+    #[test]
+    #[should_panic(expected = "outside a mesh")]
+    fn sending_to_a_shard_outside_the_mesh_is_a_bug() {
+        let mesh = endpoints(2, 1);
+        let _ = mesh[0].try_send(ShardId(2), 0);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Operation {
+        Send { from: usize, to: usize },
+        Receive { at: usize },
+    }
+
+    fn operation(shard_count: usize) -> impl Strategy<Value = Operation> {
+        prop_oneof![
+            (0..shard_count, 0..shard_count).prop_map(|(from, to)| Operation::Send { from, to }),
+            (0..shard_count).prop_map(|at| Operation::Receive { at }),
+        ]
+    }
+
+    proptest! {
+        /// Against a model of one FIFO per pair: a send fails exactly when the model's queue
+        /// is full, a receive finds nothing exactly when every queue into the shard is empty,
+        /// and what it finds is the head of one of them (so order per pair holds and nothing
+        /// is lost or invented).
+        #[test]
+        fn the_mesh_behaves_like_bounded_fifos_per_pair(
+            capacity in 1_usize..5,
+            operations in proptest::collection::vec(operation(3), 0..400),
+        ) {
+            const SHARDS: usize = 3;
+            let mesh = endpoints(SHARDS, capacity);
+            let mut model = vec![VecDeque::new(); SHARDS * SHARDS];
+            for (step, operation) in operations.into_iter().enumerate() {
+                match operation {
+                    Operation::Send { from, to } => {
+                        // Encode the pair in the value so the receive side can find its queue.
+                        let value = (step * SHARDS * SHARDS + from * SHARDS + to) as u64;
+                        let queue = &mut model[from * SHARDS + to];
+                        match mesh[from].try_send(ShardId(to as u16), value) {
+                            Ok(()) => {
+                                prop_assert!(queue.len() < capacity);
+                                queue.push_back(value);
+                            }
+                            Err(full) => {
+                                prop_assert_eq!(queue.len(), capacity);
+                                prop_assert_eq!(full.into_inner(), value);
+                            }
+                        }
+                    }
+                    Operation::Receive { at } => match mesh[at].try_recv() {
+                        Some(value) => {
+                            let pair = (value as usize) % (SHARDS * SHARDS);
+                            prop_assert_eq!(pair % SHARDS, at);
+                            prop_assert_eq!(model[pair].pop_front(), Some(value));
+                        }
+                        None => {
+                            for from in 0..SHARDS {
+                                prop_assert!(model[from * SHARDS + at].is_empty());
+                            }
+                        }
+                    },
+                }
+            }
+        }
+    }
+}

@@ -395,3 +395,30 @@ fn invalid_configurations_are_refused_with_typed_errors() {
         Err(RuntimeError::MeshTooLarge { .. })
     ));
 }
+
+#[test]
+fn many_round_trips_through_one_slot_rings_never_lose_a_wake_up() {
+    // With one slot per ring every message makes the other side park and be woken, so a
+    // lost wake-up would hang this test instead of passing it.
+    const ROUND_TRIPS: u64 = 20_000;
+    let shards = ShardSetBuilder::new()
+        .cores(2)
+        .queue_capacity_per_pair(1)
+        .start(|context: ShardContext<u64>| async move {
+            let peer = shard(1 - context.id.index());
+            if context.id == shard(0) {
+                for value in 0..ROUND_TRIPS {
+                    context.mesh.send(peer, value).await;
+                    assert_eq!(context.mesh.recv().await, value + 1);
+                }
+            } else {
+                for _ in 0..ROUND_TRIPS {
+                    let value = context.mesh.recv().await;
+                    context.mesh.send(peer, value + 1).await;
+                }
+            }
+            ROUND_TRIPS
+        })
+        .unwrap();
+    assert_eq!(all_ok(shards.join()), vec![ROUND_TRIPS, ROUND_TRIPS]);
+}
