@@ -33,7 +33,7 @@ use futures_channel::oneshot;
 
 use crate::error::{Full, RuntimeError};
 use crate::shard::ShardId;
-use crate::wait_list::WaitList;
+use crate::wait_list::{WaitKey, WaitList};
 
 /// The queues and wait lists of the whole mesh; shared by every shard of a node.
 pub(crate) struct MeshShared<M> {
@@ -149,6 +149,7 @@ impl<M> MeshEndpoint<M> {
             endpoint: self,
             to,
             message: Some(message),
+            wait_key: None,
         }
     }
 
@@ -173,7 +174,10 @@ impl<M> MeshEndpoint<M> {
     ///
     /// Cancel-safe: a message is taken off a ring only when the future completes.
     pub fn recv(&self) -> RecvFuture<'_, M> {
-        RecvFuture { endpoint: self }
+        RecvFuture {
+            endpoint: self,
+            wait_key: None,
+        }
     }
 
     /// Sends a request to shard `to` and waits for its answer.
@@ -224,6 +228,24 @@ pub struct SendFuture<'a, M> {
     endpoint: &'a MeshEndpoint<M>,
     to: ShardId,
     message: Option<M>,
+    wait_key: Option<WaitKey>,
+}
+
+impl<M> SendFuture<'_, M> {
+    fn space(&self) -> &WaitList {
+        let shared = &self.endpoint.shared;
+        &shared.space[shared.pair_index(self.endpoint.id, self.to)]
+    }
+}
+
+impl<M> Drop for SendFuture<'_, M> {
+    fn drop(&mut self) {
+        // Only a future that waited holds a key (and its destination was then validated).
+        let mut wait_key = self.wait_key.take();
+        if wait_key.is_some() {
+            self.space().deregister(&mut wait_key);
+        }
+    }
 }
 
 impl<M> Unpin for SendFuture<'_, M> {}
@@ -240,9 +262,9 @@ impl<M> Future for SendFuture<'_, M> {
             Ok(()) => return Poll::Ready(()),
             Err(Full(message)) => message,
         };
-        let shared = &self.endpoint.shared;
-        let pair = shared.pair_index(self.endpoint.id, self.to);
-        shared.space[pair].register(cx.waker());
+        let mut wait_key = self.wait_key.take();
+        self.space().register(&mut wait_key, cx.waker());
+        self.wait_key = wait_key;
         // Re-check after registering: the receiver may have popped in between.
         match self.endpoint.try_send(self.to, message) {
             Ok(()) => Poll::Ready(()),
@@ -257,16 +279,34 @@ impl<M> Future for SendFuture<'_, M> {
 /// Future of [`MeshEndpoint::recv`].
 pub struct RecvFuture<'a, M> {
     endpoint: &'a MeshEndpoint<M>,
+    wait_key: Option<WaitKey>,
 }
+
+impl<M> RecvFuture<'_, M> {
+    fn inbox(&self) -> &WaitList {
+        &self.endpoint.shared.inbox[self.endpoint.id.index()]
+    }
+}
+
+impl<M> Drop for RecvFuture<'_, M> {
+    fn drop(&mut self) {
+        let mut wait_key = self.wait_key.take();
+        self.inbox().deregister(&mut wait_key);
+    }
+}
+
+impl<M> Unpin for RecvFuture<'_, M> {}
 
 impl<M> Future for RecvFuture<'_, M> {
     type Output = M;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<M> {
         if let Some(message) = self.endpoint.try_recv() {
             return Poll::Ready(message);
         }
-        self.endpoint.shared.inbox[self.endpoint.id.index()].register(cx.waker());
+        let mut wait_key = self.wait_key.take();
+        self.inbox().register(&mut wait_key, cx.waker());
+        self.wait_key = wait_key;
         // Re-check after registering: a sender may have pushed in between.
         match self.endpoint.try_recv() {
             Some(message) => Poll::Ready(message),
@@ -289,7 +329,9 @@ mod tests {
     /// Endpoints of every shard, all on the test thread: the mesh logic without threads.
     fn endpoints(shard_count: usize, capacity: usize) -> Vec<MeshEndpoint<u64>> {
         let shared = MeshShared::new(shard_count, capacity);
-        (0..shard_count).map(|index| MeshEndpoint::new(shared.clone(), ShardId(index as u16))).collect()
+        (0..shard_count)
+            .map(|index| MeshEndpoint::new(shared.clone(), ShardId(index as u16)))
+            .collect()
     }
 
     struct CountingWake(AtomicUsize);
@@ -306,7 +348,10 @@ mod tests {
         for value in 0..4 {
             mesh[0].try_send(ShardId(1), value).unwrap();
         }
-        assert_eq!(mesh[0].try_send(ShardId(1), 99).unwrap_err().into_inner(), 99);
+        assert_eq!(
+            mesh[0].try_send(ShardId(1), 99).unwrap_err().into_inner(),
+            99
+        );
         assert_eq!(mesh[0].queued_to(ShardId(1)), 4);
         // The ring to another destination is independent.
         mesh[0].try_send(ShardId(0), 7).unwrap();
@@ -347,6 +392,23 @@ mod tests {
         assert_eq!(wake.0.load(Ordering::SeqCst), 2);
         assert!(send.as_mut().poll(&mut context).is_ready());
         assert_eq!(mesh[1].try_recv(), Some(3));
+    }
+
+    #[test]
+    fn receive_and_send_futures_dropped_while_waiting_leave_no_waker_behind() {
+        let mesh = endpoints(2, 1);
+        let waker = Waker::noop();
+        let mut context = Context::from_waker(waker);
+        mesh[0].try_send(ShardId(1), 0).unwrap();
+        for _ in 0..1000 {
+            let mut receive = std::pin::pin!(mesh[0].recv());
+            assert!(receive.as_mut().poll(&mut context).is_pending());
+            let mut send = std::pin::pin!(mesh[0].send(ShardId(1), 1));
+            assert!(send.as_mut().poll(&mut context).is_pending());
+        }
+        let shared = &mesh[0].shared;
+        assert_eq!(shared.inbox[0].registered_count(), 0);
+        assert_eq!(shared.space[1].registered_count(), 0);
     }
 
     #[test]

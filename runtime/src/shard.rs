@@ -31,7 +31,7 @@ use crate::limits::{
 };
 use crate::mesh::{MeshEndpoint, MeshShared};
 use crate::thread::available_cores;
-use crate::wait_list::WaitList;
+use crate::wait_list::{WaitKey, WaitList};
 
 /// Index of a shard within its node: `0..shard_count`. A node view, valid on any core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -102,7 +102,10 @@ impl StopSignal {
 
     /// Completes once a stop is requested.
     pub fn wait(&self) -> StopWait<'_> {
-        StopWait { signal: self }
+        StopWait {
+            signal: self,
+            wait_key: None,
+        }
     }
 }
 
@@ -118,18 +121,29 @@ impl fmt::Debug for StopSignal {
 /// Future of [`StopSignal::wait`].
 pub struct StopWait<'a> {
     signal: &'a StopSignal,
+    wait_key: Option<WaitKey>,
+}
+
+impl Drop for StopWait<'_> {
+    fn drop(&mut self) {
+        self.signal.shared.waiters.deregister(&mut self.wait_key);
+    }
 }
 
 impl Future for StopWait<'_> {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         if self.signal.is_requested() {
             return Poll::Ready(());
         }
         // `register` ends with a full fence, pairing with the one in `notify_all`, so either
         // this re-check sees the flag or `request` sees the registered waker.
-        self.signal.shared.waiters.register(cx.waker());
+        let this = &mut *self;
+        this.signal
+            .shared
+            .waiters
+            .register(&mut this.wait_key, cx.waker());
         if self.signal.is_requested() {
             Poll::Ready(())
         } else {
