@@ -184,7 +184,11 @@ impl<M> MeshEndpoint<M> {
     ///
     /// `make_request` wraps the [`Reply`] handle into a message; the receiving shard answers
     /// with [`Reply::send`]. Fails with [`RuntimeError::ReplyDropped`] if the handle is
-    /// dropped unanswered (for instance because the receiving shard stopped).
+    /// dropped unanswered.
+    ///
+    /// A request still queued to a shard that has stopped is not dropped until the whole mesh
+    /// is (the ring outlives the shard), so a caller that must survive a peer's death should
+    /// race this against [`crate::StopSignal::wait`]; a panicking shard raises that signal.
     pub async fn request<R>(
         &self,
         to: ShardId,

@@ -196,7 +196,12 @@ impl ShardSetBuilder {
         self
     }
 
-    /// Whether to pin each shard thread to a core (default true; tests may turn it off).
+    /// Whether to pin each shard thread to a core (default true).
+    ///
+    /// Pinning pays on a machine the node has to itself. On a machine shared with other busy
+    /// processes (a developer box, CI) a pinned shard must wait for its one core, and the
+    /// mesh's round trip grew from ~8 µs unpinned to ~30 µs pinned in `mesh_bench` on a
+    /// loaded 2-core VM, so such deployments may turn it off.
     pub fn pin_to_cores(mut self, pin: bool) -> Self {
         self.pin_to_cores = pin;
         self
