@@ -61,6 +61,7 @@
 pub mod error;
 pub mod limits;
 pub mod mesh;
+pub mod net;
 pub mod shard;
 pub mod thread;
 pub mod time;
