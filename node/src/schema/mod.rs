@@ -1,0 +1,1 @@
+//! One SchemaRegion's timeseries schema.
