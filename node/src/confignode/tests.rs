@@ -521,3 +521,79 @@ proptest! {
         prop_assert_eq!(&*reopened.route_snapshot(), &*route);
     }
 }
+
+#[test]
+fn scale_out_adds_groups_that_take_new_time_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    node.register_data_node(data_node(1, 2)).unwrap();
+    node.create_database("root.s", &DatabaseAttributes::default())
+        .unwrap();
+    let week0: Vec<(u32, i64)> = (0..100).map(|slot| (slot, 0)).collect();
+    let (before, _) = node
+        .get_or_create_data_partitions("root.s", &week0)
+        .unwrap();
+    assert_eq!(
+        node.state()
+            .database("root.s")
+            .unwrap()
+            .data_region_groups
+            .len(),
+        2
+    );
+    let new_node = node.register_data_node(data_node(2, 2)).unwrap();
+    let week1: Vec<(u32, i64)> = (0..100).map(|slot| (slot, 1)).collect();
+    let (after, _) = node
+        .get_or_create_data_partitions("root.s", &week1)
+        .unwrap();
+    let database = node.state().database("root.s").unwrap();
+    assert_eq!(database.data_region_groups.len(), 4);
+    // Old partitions stay; the new node's groups take about half of week 1.
+    assert_eq!(
+        node.get_or_create_data_partitions("root.s", &week0)
+            .unwrap(),
+        (before, false)
+    );
+    let on_new_node = after
+        .iter()
+        .filter(|group| node.state().region_groups()[group].leader == new_node)
+        .count();
+    assert!((48..=52).contains(&on_new_node), "{on_new_node}");
+}
+
+#[test]
+fn damaged_journal_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    node.register_data_node(data_node(1, 1)).unwrap();
+    node.create_database("root.x", &DatabaseAttributes::default())
+        .unwrap();
+    drop(node);
+    let log = dir.path().join("confignode.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    // Damage the first record's payload; a second record follows it.
+    bytes[8 + 16 + 2] ^= 0x20;
+    std::fs::write(&log, &bytes).unwrap();
+    let error = ConfigNode::open(dir.path(), ClusterSettings::default()).unwrap_err();
+    assert!(matches!(
+        error,
+        ConfigNodeError::Journal(journal::JournalError::Corrupt { .. })
+    ));
+    assert_eq!(error.status_code(), INTERNAL_SERVER_ERROR);
+}
+
+#[test]
+fn refused_commands_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    let version = node.version();
+    assert!(
+        node.create_database("root.x", &DatabaseAttributes::default())
+            .is_ok()
+    );
+    assert!(node.get_or_create_data_partition("root.x", 0, 0).is_err());
+    assert!(node.set_node_status(9, NodeStatus::Unknown).is_err());
+    assert!(node.delete_database("root.none").is_err());
+    assert_eq!(node.version(), version + 1);
+    assert_eq!(node.route_snapshot().version, version + 1);
+}
