@@ -7,7 +7,9 @@
 //!   that accept new regions (Running, Unknown), Running first; they are
 //!   ordered by regions of the same kind *per shard* (so a 16-core node takes
 //!   more regions than a 4-core one; with equal shard counts this is IoTDB's
-//!   fewest-regions order), then by all regions per shard, then by id. The
+//!   fewest-regions order), then by leaders per shard (so a single-replica
+//!   group lands where it evens out leadership), then by all regions per
+//!   shard, then by id. The
 //!   first `replication_factor` nodes get a replica each, on the shard with
 //!   the fewest regions of that kind (then fewest of any kind).
 //! - **Leader**: the replica whose node, then shard, leads the fewest groups
@@ -142,6 +144,12 @@ pub fn plan_region_groups(
                     a_load.regions,
                     a_shards,
                     b_load.regions,
+                    b_shards,
+                ))
+                .then(per_shard(
+                    a_load.leaders,
+                    a_shards,
+                    b_load.leaders,
                     b_shards,
                 ))
                 .then(per_shard(

@@ -394,7 +394,7 @@ fn spread(counts: impl Iterator<Item = u64> + Clone) -> u64 {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(48))]
+    #![proptest_config(ProptestConfig::with_cases(128))]
 
     /// Replicas sit on distinct nodes, and with equal shard counts the
     /// replica counts per node and per core differ by at most one.
