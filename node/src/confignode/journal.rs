@@ -1,0 +1,504 @@
+//! A small durable store for a state machine: a checksummed snapshot file
+//! plus an append-only checksummed log of the commands applied since.
+//!
+//! ```text
+//! <dir>/<name>.snapshot   magic "IOTDBSN1" | index u64 | len u64 | crc32c u32 | payload
+//! <dir>/<name>.log        magic "IOTDBJL1" | record*
+//! record                  len u32 | crc32c u32 | index u64 | payload
+//! ```
+//!
+//! Integers are little-endian; payloads are JSON (the control path is not
+//! hot, and JSON keeps the files inspectable). Each crc32c covers the index
+//! and the payload. Record indexes are consecutive; a snapshot taken at index
+//! `i` covers every record up to `i`.
+//!
+//! Durability: an append returns only after `fdatasync`, so a caller that
+//! acknowledges after `append` never loses an acknowledged command. A
+//! snapshot and a fresh log are each written to a `.tmp` file, synced,
+//! renamed into place, and the directory synced, so either the old or the
+//! new file is seen after a crash, never a mix.
+//!
+//! Recovery: a record that runs past the end of the file, or whose checksum
+//! fails with nothing after it, is a torn tail from a crash mid-append (it
+//! was never acknowledged) and is truncated. A bad record followed by more
+//! bytes is corruption and is reported, never skipped. After a failed write
+//! or sync the journal refuses further appends: what reached the disk is
+//! unknown until it is reopened and recovered.
+//!
+//! The journal is shared by the ConfigNode state and by SchemaRegions; it is
+//! owned by whichever single thread drives that state machine.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+const SNAPSHOT_MAGIC: &[u8; 8] = b"IOTDBSN1";
+const LOG_MAGIC: &[u8; 8] = b"IOTDBJL1";
+/// Snapshot header: magic, index, payload length, checksum.
+const SNAPSHOT_HEADER_BYTES: usize = 8 + 8 + 8 + 4;
+/// Record header: payload length, checksum, index.
+const RECORD_HEADER_BYTES: usize = 4 + 4 + 8;
+
+/// Largest accepted record payload. A command is a few kilobytes (a batch
+/// of 1000 partition assignments is about 40 KiB); anything near this is a
+/// damaged length field, not a real record.
+pub const RECORD_BYTES_MAX: usize = 64 << 20;
+/// Largest accepted snapshot payload, so a damaged or hostile file cannot
+/// make recovery allocate without bound.
+pub const SNAPSHOT_BYTES_MAX: u64 = 2 << 30;
+
+/// Errors of the durable store.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    /// An I/O call failed.
+    #[error("{operation} {path}: {source}")]
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// A file's bytes are not what this store writes.
+    #[error("corrupt {path} at byte {offset}: {reason}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// Where the problem starts.
+        offset: u64,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A payload could not be encoded.
+    #[error("cannot encode a journal payload: {0}")]
+    Encode(String),
+    /// An earlier write or sync failed; the journal must be reopened.
+    #[error("journal {0} failed earlier and must be reopened")]
+    Failed(PathBuf),
+    /// A payload is larger than [`RECORD_BYTES_MAX`].
+    #[error("record of {bytes} bytes exceeds the limit of {RECORD_BYTES_MAX}")]
+    RecordTooLarge {
+        /// The encoded size.
+        bytes: usize,
+    },
+}
+
+fn io_error(operation: &'static str, path: &Path) -> impl FnOnce(io::Error) -> JournalError {
+    let path = path.to_path_buf();
+    move |source| JournalError::Io {
+        operation,
+        path,
+        source,
+    }
+}
+
+fn checksum(index: u64, payload: &[u8]) -> u32 {
+    crc32c::crc32c_append(crc32c::crc32c(&index.to_le_bytes()), payload)
+}
+
+/// What [`Journal::open`] found on disk.
+#[derive(Debug)]
+pub struct Recovered<S, R> {
+    /// The latest snapshot, if one was written.
+    pub snapshot: Option<S>,
+    /// The records after the snapshot, in order.
+    pub records: Vec<R>,
+}
+
+/// An open snapshot + log pair. See the module docs for the format.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    snapshot_path: PathBuf,
+    log_path: PathBuf,
+    log: File,
+    /// Index the next appended record gets.
+    next_index: u64,
+    /// Records in the log after the latest snapshot.
+    records_since_snapshot: u64,
+    failed: bool,
+}
+
+impl Journal {
+    /// Opens (creating if needed) the store `name` in `dir`, recovering the
+    /// snapshot and the records after it.
+    pub fn open<S: DeserializeOwned, R: DeserializeOwned>(
+        dir: &Path,
+        name: &str,
+    ) -> Result<(Journal, Recovered<S, R>), JournalError> {
+        fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+        let snapshot_path = dir.join(format!("{name}.snapshot"));
+        let log_path = dir.join(format!("{name}.log"));
+        for stale in [tmp_path(&snapshot_path), tmp_path(&log_path)] {
+            if stale.exists() {
+                fs::remove_file(&stale).map_err(io_error("remove stale file", &stale))?;
+            }
+        }
+        let (snapshot_index, snapshot) = match read_snapshot::<S>(&snapshot_path)? {
+            Some((index, state)) => (index, Some(state)),
+            None => (0, None),
+        };
+        if !log_path.exists() {
+            write_atomically(dir, &log_path, LOG_MAGIC)?;
+        }
+        let (records, next_index) = read_log::<R>(&log_path, snapshot_index)?;
+        let log = OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .map_err(io_error("open log", &log_path))?;
+        let journal = Journal {
+            dir: dir.to_path_buf(),
+            snapshot_path,
+            log_path,
+            log,
+            next_index,
+            records_since_snapshot: records.len() as u64,
+            failed: false,
+        };
+        Ok((journal, Recovered { snapshot, records }))
+    }
+
+    /// Appends one record and syncs it; returns its index. The record is
+    /// durable when this returns `Ok`.
+    pub fn append<R: Serialize>(&mut self, record: &R) -> Result<u64, JournalError> {
+        if self.failed {
+            return Err(JournalError::Failed(self.log_path.clone()));
+        }
+        let payload =
+            serde_json::to_vec(record).map_err(|error| JournalError::Encode(error.to_string()))?;
+        if payload.len() > RECORD_BYTES_MAX {
+            return Err(JournalError::RecordTooLarge {
+                bytes: payload.len(),
+            });
+        }
+        let index = self.next_index;
+        let mut frame = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
+        // The length fits: it is bounded by RECORD_BYTES_MAX above.
+        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&checksum(index, &payload).to_le_bytes());
+        frame.extend_from_slice(&index.to_le_bytes());
+        frame.extend_from_slice(&payload);
+        let written = self
+            .log
+            .write_all(&frame)
+            .and_then(|()| self.log.sync_data());
+        if let Err(source) = written {
+            self.failed = true;
+            return Err(JournalError::Io {
+                operation: "append to log",
+                path: self.log_path.clone(),
+                source,
+            });
+        }
+        self.next_index += 1;
+        self.records_since_snapshot += 1;
+        Ok(index)
+    }
+
+    /// Writes `state` as the snapshot covering every record so far, then
+    /// starts an empty log.
+    pub fn write_snapshot<S: Serialize>(&mut self, state: &S) -> Result<(), JournalError> {
+        if self.failed {
+            return Err(JournalError::Failed(self.log_path.clone()));
+        }
+        let result = self.write_snapshot_inner(state);
+        if result.is_err() {
+            self.failed = true;
+        }
+        result
+    }
+
+    fn write_snapshot_inner<S: Serialize>(&mut self, state: &S) -> Result<(), JournalError> {
+        let payload =
+            serde_json::to_vec(state).map_err(|error| JournalError::Encode(error.to_string()))?;
+        let index = self.next_index - 1;
+        let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
+        bytes.extend_from_slice(SNAPSHOT_MAGIC);
+        bytes.extend_from_slice(&index.to_le_bytes());
+        bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+        bytes.extend_from_slice(&checksum(index, &payload).to_le_bytes());
+        bytes.extend_from_slice(&payload);
+        write_atomically(&self.dir, &self.snapshot_path, &bytes)?;
+        // A crash here leaves the old log beside the new snapshot; recovery
+        // skips its records because their indexes are covered.
+        write_atomically(&self.dir, &self.log_path, LOG_MAGIC)?;
+        self.log = OpenOptions::new()
+            .append(true)
+            .open(&self.log_path)
+            .map_err(io_error("open log", &self.log_path))?;
+        self.records_since_snapshot = 0;
+        Ok(())
+    }
+
+    /// Records appended since the latest snapshot (the replay cost).
+    pub fn records_since_snapshot(&self) -> u64 {
+        self.records_since_snapshot
+    }
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+/// Replaces `path` with `bytes`: write a temporary file, sync it, rename it
+/// over `path`, sync the directory.
+fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+    let tmp = tmp_path(path);
+    let mut file = File::create(&tmp).map_err(io_error("create", &tmp))?;
+    file.write_all(bytes).map_err(io_error("write", &tmp))?;
+    file.sync_all().map_err(io_error("sync", &tmp))?;
+    drop(file);
+    fs::rename(&tmp, path).map_err(io_error("rename into place", path))?;
+    File::open(dir)
+        .and_then(|directory| directory.sync_all())
+        .map_err(io_error("sync directory", dir))
+}
+
+fn read_snapshot<S: DeserializeOwned>(path: &Path) -> Result<Option<(u64, S)>, JournalError> {
+    let mut file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(io_error("open snapshot", path)(error)),
+    };
+    let corrupt = |offset: u64, reason: String| JournalError::Corrupt {
+        path: path.to_path_buf(),
+        offset,
+        reason,
+    };
+    let file_bytes = file
+        .metadata()
+        .map_err(io_error("stat snapshot", path))?
+        .len();
+    if file_bytes > SNAPSHOT_BYTES_MAX + SNAPSHOT_HEADER_BYTES as u64 {
+        return Err(corrupt(0, format!("{file_bytes} bytes exceeds the limit")));
+    }
+    let mut bytes = Vec::with_capacity(file_bytes as usize);
+    file.read_to_end(&mut bytes)
+        .map_err(io_error("read snapshot", path))?;
+    let Some((header, payload)) = bytes.split_at_checked(SNAPSHOT_HEADER_BYTES) else {
+        return Err(corrupt(0, "shorter than its header".into()));
+    };
+    if &header[..8] != SNAPSHOT_MAGIC {
+        return Err(corrupt(0, "bad magic".into()));
+    }
+    let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+    let length = u64::from_le_bytes(header[16..24].try_into().expect("8 bytes"));
+    let stored = u32::from_le_bytes(header[24..28].try_into().expect("4 bytes"));
+    if length != payload.len() as u64 {
+        return Err(corrupt(
+            16,
+            format!("length {length} but {} payload bytes", payload.len()),
+        ));
+    }
+    if checksum(index, payload) != stored {
+        return Err(corrupt(24, "checksum mismatch".into()));
+    }
+    let state = serde_json::from_slice(payload)
+        .map_err(|error| corrupt(SNAPSHOT_HEADER_BYTES as u64, error.to_string()))?;
+    Ok(Some((index, state)))
+}
+
+/// Reads the log's records after `snapshot_index`, truncating a torn tail;
+/// returns them and the index the next record gets.
+fn read_log<R: DeserializeOwned>(
+    path: &Path,
+    snapshot_index: u64,
+) -> Result<(Vec<R>, u64), JournalError> {
+    let bytes = fs::read(path).map_err(io_error("read log", path))?;
+    let corrupt = |offset: usize, reason: String| JournalError::Corrupt {
+        path: path.to_path_buf(),
+        offset: offset as u64,
+        reason,
+    };
+    if bytes.get(..LOG_MAGIC.len()) != Some(LOG_MAGIC.as_slice()) {
+        return Err(corrupt(0, "bad magic".into()));
+    }
+    let mut records = Vec::new();
+    let mut offset = LOG_MAGIC.len();
+    let mut previous_index: Option<u64> = None;
+    let mut torn = false;
+    while offset < bytes.len() {
+        let rest = &bytes[offset..];
+        let Some(header) = rest.get(..RECORD_HEADER_BYTES) else {
+            torn = true;
+            break;
+        };
+        let length = u32::from_le_bytes(header[0..4].try_into().expect("4 bytes")) as usize;
+        let stored = u32::from_le_bytes(header[4..8].try_into().expect("4 bytes"));
+        let index = u64::from_le_bytes(header[8..16].try_into().expect("8 bytes"));
+        let end = RECORD_HEADER_BYTES.saturating_add(length);
+        if length > RECORD_BYTES_MAX || end > rest.len() {
+            // Runs past the end of the file: only the last, unacknowledged
+            // append can look like this.
+            torn = true;
+            break;
+        }
+        let payload = &rest[RECORD_HEADER_BYTES..end];
+        if checksum(index, payload) != stored {
+            if end == rest.len() {
+                torn = true;
+                break;
+            }
+            return Err(corrupt(
+                offset,
+                "checksum mismatch before more records".into(),
+            ));
+        }
+        match previous_index {
+            Some(previous) if index != previous + 1 => {
+                return Err(corrupt(offset, format!("index {index} follows {previous}")));
+            }
+            None if index > snapshot_index + 1 => {
+                return Err(corrupt(
+                    offset,
+                    format!("first index {index} leaves a gap after snapshot {snapshot_index}"),
+                ));
+            }
+            _ => {}
+        }
+        previous_index = Some(index);
+        if index > snapshot_index {
+            let record = serde_json::from_slice(payload)
+                .map_err(|error| corrupt(offset, error.to_string()))?;
+            records.push(record);
+        }
+        offset += end;
+    }
+    if torn {
+        let file = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io_error("open log for truncation", path))?;
+        file.set_len(offset as u64)
+            .and_then(|()| file.sync_all())
+            .map_err(io_error("truncate torn log tail", path))?;
+    }
+    let next_index =
+        previous_index.map_or(snapshot_index + 1, |index| index.max(snapshot_index) + 1);
+    Ok((records, next_index))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Opened = (Journal, Recovered<Vec<u32>, u32>);
+
+    fn open(dir: &Path) -> Result<Opened, JournalError> {
+        Journal::open(dir, "test")
+    }
+
+    #[test]
+    fn records_and_snapshots_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, recovered) = open(dir.path()).unwrap();
+        assert!(recovered.snapshot.is_none() && recovered.records.is_empty());
+        assert_eq!(journal.append(&1u32).unwrap(), 1);
+        assert_eq!(journal.append(&2u32).unwrap(), 2);
+        drop(journal);
+        let (mut journal, recovered) = open(dir.path()).unwrap();
+        assert_eq!(recovered.records, vec![1, 2]);
+        journal.write_snapshot(&vec![1u32, 2]).unwrap();
+        assert_eq!(journal.append(&3u32).unwrap(), 3);
+        drop(journal);
+        let (_, recovered) = open(dir.path()).unwrap();
+        assert_eq!(recovered.snapshot, Some(vec![1, 2]));
+        assert_eq!(recovered.records, vec![3]);
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_and_appends_continue() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = open(dir.path()).unwrap();
+        journal.append(&7u32).unwrap();
+        journal.append(&8u32).unwrap();
+        drop(journal);
+        let log = dir.path().join("test.log");
+        let length = fs::metadata(&log).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&log)
+            .unwrap()
+            .set_len(length - 1)
+            .unwrap();
+        let (mut journal, recovered) = open(dir.path()).unwrap();
+        assert_eq!(recovered.records, vec![7]);
+        assert_eq!(journal.append(&9u32).unwrap(), 2);
+        drop(journal);
+        let (_, recovered) = open(dir.path()).unwrap();
+        assert_eq!(recovered.records, vec![7, 9]);
+    }
+
+    #[test]
+    fn damaged_record_before_good_ones_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = open(dir.path()).unwrap();
+        journal.append(&7u32).unwrap();
+        journal.append(&8u32).unwrap();
+        drop(journal);
+        let log = dir.path().join("test.log");
+        let mut bytes = fs::read(&log).unwrap();
+        // Flip a payload byte of the first record.
+        bytes[LOG_MAGIC.len() + RECORD_HEADER_BYTES] ^= 0xff;
+        fs::write(&log, &bytes).unwrap();
+        assert!(matches!(
+            open(dir.path()),
+            Err(JournalError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn damaged_snapshot_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = open(dir.path()).unwrap();
+        journal.append(&1u32).unwrap();
+        journal.write_snapshot(&vec![1u32]).unwrap();
+        drop(journal);
+        let path = dir.path().join("test.snapshot");
+        let mut bytes = fs::read(&path).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 0x01;
+        fs::write(&path, &bytes).unwrap();
+        assert!(matches!(
+            open(dir.path()),
+            Err(JournalError::Corrupt { .. })
+        ));
+        fs::write(&path, b"short").unwrap();
+        assert!(matches!(
+            open(dir.path()),
+            Err(JournalError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn stale_log_records_covered_by_the_snapshot_are_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut journal, _) = open(dir.path()).unwrap();
+        journal.append(&1u32).unwrap();
+        journal.append(&2u32).unwrap();
+        let old_log = fs::read(dir.path().join("test.log")).unwrap();
+        journal.write_snapshot(&vec![1u32, 2]).unwrap();
+        drop(journal);
+        // As if the crash came between the snapshot rename and the log reset.
+        fs::write(dir.path().join("test.log"), &old_log).unwrap();
+        let (mut journal, recovered) = open(dir.path()).unwrap();
+        assert_eq!(recovered.snapshot, Some(vec![1, 2]));
+        assert!(recovered.records.is_empty());
+        assert_eq!(journal.append(&3u32).unwrap(), 3);
+    }
+
+    #[test]
+    fn bad_magic_is_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("test.log"), b"NOTALOG!").unwrap();
+        assert!(matches!(
+            open(dir.path()),
+            Err(JournalError::Corrupt { .. })
+        ));
+    }
+}

@@ -1,0 +1,563 @@
+//! [`ConfigNode`]: the ConfigNode state machine with its durable journal —
+//! the I/O edge around the pure [`ConfigState`] and planner.
+//!
+//! Every public mutation plans commands from the current state, and for each
+//! command: checks it, appends it to the journal (synced), applies it, and
+//! only then returns. After the call the route snapshot is rebuilt if the
+//! version moved. A single thread (the ConfigNode's) owns this value.
+
+use super::error::{ConfigNodeError, Result};
+use super::journal::Journal;
+use super::model::{
+    ClusterSettings, ConfigNodeSpec, DataNodeSpec, DatabaseSettings, NodeId, NodeStatus,
+    RegionGroupId, RegionGroupKind, RegionGroupPolicy,
+};
+use super::placement::{
+    plan_data_partitions, plan_leader_failover, plan_region_groups, plan_schema_partitions,
+    region_group_target,
+};
+use super::route::RouteSnapshot;
+use super::state::{ConfigCommand, ConfigState, database_of};
+use super::views::{self, RegionFilter, Table};
+use crate::sql::{DatabaseAttributes, PathPattern, Ttl};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Journal records replayed at most on open before a snapshot is written:
+/// bounds restart time while keeping snapshots (a full state rewrite) rare.
+pub const LOG_RECORDS_PER_SNAPSHOT: u64 = 4096;
+
+/// The journal's file name stem inside the ConfigNode directory.
+const JOURNAL_NAME: &str = "confignode";
+
+fn system_clock_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as i64)
+}
+
+/// The ConfigNode role's state, persisted under one directory.
+#[derive(Debug)]
+pub struct ConfigNode {
+    state: ConfigState,
+    journal: Journal,
+    route: Arc<RouteSnapshot>,
+    clock_ms: fn() -> i64,
+}
+
+impl ConfigNode {
+    /// Opens the state in `dir`, creating it with `settings` on first start.
+    /// A restarted ConfigNode must be given the settings it was created with
+    /// ([`ConfigNodeError::SettingsChanged`] otherwise).
+    pub fn open(dir: &Path, settings: ClusterSettings) -> Result<ConfigNode> {
+        let (mut journal, recovered) =
+            Journal::open::<ConfigState, ConfigCommand>(dir, JOURNAL_NAME)?;
+        let fresh = recovered.snapshot.is_none();
+        let mut state = recovered
+            .snapshot
+            .unwrap_or_else(|| ConfigState::new(settings.clone()));
+        check_settings_unchanged(state.settings(), &settings)?;
+        for command in &recovered.records {
+            state.apply(command).map_err(|error| {
+                ConfigNodeError::InvalidCommand(format!("replaying {command:?}: {error}"))
+            })?;
+        }
+        if fresh {
+            // Persist the settings before anything else so a restart knows
+            // them even if no command was ever logged.
+            journal.write_snapshot(&state)?;
+        }
+        let route = Arc::new(RouteSnapshot::from_state(&state));
+        Ok(ConfigNode {
+            state,
+            journal,
+            route,
+            clock_ms: system_clock_ms,
+        })
+    }
+
+    /// Replaces the clock that stamps region group creation times (tests use
+    /// a fixed one).
+    pub fn set_clock(&mut self, clock_ms: fn() -> i64) {
+        self.clock_ms = clock_ms;
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &ConfigState {
+        &self.state
+    }
+
+    /// The state version (number of applied commands).
+    pub fn version(&self) -> u64 {
+        self.state.version()
+    }
+
+    /// The current route table.
+    pub fn route_snapshot(&self) -> Arc<RouteSnapshot> {
+        Arc::clone(&self.route)
+    }
+
+    /// Writes a snapshot now and starts an empty log.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.journal.write_snapshot(&self.state)?;
+        Ok(())
+    }
+
+    /// Checks, persists and applies one command.
+    fn commit(&mut self, command: ConfigCommand) -> Result<()> {
+        if self.journal.records_since_snapshot() >= LOG_RECORDS_PER_SNAPSHOT {
+            self.journal.write_snapshot(&self.state)?;
+        }
+        self.state.check(&command)?;
+        self.journal.append(&command)?;
+        self.state
+            .apply(&command)
+            .expect("a checked command applies");
+        Ok(())
+    }
+
+    /// Rebuilds the route snapshot if the state changed.
+    fn publish(&mut self) {
+        if self.route.version != self.state.version() {
+            self.route = Arc::new(RouteSnapshot::from_state(&self.state));
+        }
+    }
+
+    /// Runs `operation` and republishes the route table whatever its outcome
+    /// (a multi-command operation may fail after its first commands).
+    fn mutate<T>(&mut self, operation: impl FnOnce(&mut ConfigNode) -> Result<T>) -> Result<T> {
+        let result = operation(self);
+        self.publish();
+        result
+    }
+
+    /// Registers a ConfigNode, or re-registers a known one (same internal
+    /// address and port); returns its id.
+    pub fn register_config_node(&mut self, spec: ConfigNodeSpec) -> Result<NodeId> {
+        self.mutate(|node| {
+            let known = node.state.config_nodes().values().find(|info| {
+                info.spec.internal_address == spec.internal_address
+                    && info.spec.internal_port == spec.internal_port
+            });
+            let node_id = match known {
+                Some(info) if info.spec == spec && info.status == NodeStatus::Running => {
+                    return Ok(info.node_id);
+                }
+                Some(info) => info.node_id,
+                None => node.state.next_node_id(),
+            };
+            node.commit(ConfigCommand::RegisterConfigNode { node_id, spec })?;
+            Ok(node_id)
+        })
+    }
+
+    /// Registers a DataNode, or re-registers a known one (same internal
+    /// address and port, e.g. after a restart: it becomes Running); returns
+    /// its id.
+    pub fn register_data_node(&mut self, spec: DataNodeSpec) -> Result<NodeId> {
+        self.mutate(|node| {
+            let known = node.state.data_nodes().values().find(|info| {
+                info.spec.internal_address == spec.internal_address
+                    && info.spec.internal_port == spec.internal_port
+            });
+            let node_id = match known {
+                Some(info) if info.spec == spec && info.status == NodeStatus::Running => {
+                    return Ok(info.node_id);
+                }
+                Some(info) => info.node_id,
+                None => node.state.next_node_id(),
+            };
+            node.commit(ConfigCommand::RegisterDataNode { node_id, spec })?;
+            Ok(node_id)
+        })
+    }
+
+    /// Sets a node's status (from heartbeats or an admin command). When a
+    /// DataNode stops being Running, leadership of its groups moves to
+    /// Running replicas.
+    pub fn set_node_status(&mut self, node_id: NodeId, status: NodeStatus) -> Result<()> {
+        self.mutate(|node| {
+            let current = node
+                .state
+                .data_nodes()
+                .get(&node_id)
+                .map(|info| info.status)
+                .or_else(|| {
+                    node.state
+                        .config_nodes()
+                        .get(&node_id)
+                        .map(|info| info.status)
+                })
+                .ok_or(ConfigNodeError::NodeNotFound(node_id))?;
+            if current != status {
+                node.commit(ConfigCommand::SetNodeStatus { node_id, status })?;
+            }
+            let changes = plan_leader_failover(&node.state);
+            if !changes.is_empty() {
+                node.commit(ConfigCommand::ChangeLeaders { changes })?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Removes a node. A DataNode must hold no region replica.
+    pub fn remove_node(&mut self, node_id: NodeId) -> Result<()> {
+        self.mutate(|node| node.commit(ConfigCommand::RemoveNode { node_id }))
+    }
+
+    /// Resolves `CREATE DATABASE` attributes against the cluster defaults.
+    fn settings_for(&self, attributes: &DatabaseAttributes) -> DatabaseSettings {
+        let cluster = self.state.settings();
+        let policy = |count: Option<u32>, default: RegionGroupPolicy| {
+            count.map_or(default, RegionGroupPolicy::Custom)
+        };
+        DatabaseSettings {
+            ttl_ms: ttl_ms(attributes.ttl),
+            time_partition_interval_ms: attributes
+                .time_partition_interval_ms
+                .unwrap_or(cluster.time_partition_interval_ms),
+            schema_replication_factor: attributes
+                .schema_replication_factor
+                .unwrap_or(cluster.schema_replication_factor),
+            data_replication_factor: attributes
+                .data_replication_factor
+                .unwrap_or(cluster.data_replication_factor),
+            schema_region_groups: policy(
+                attributes.schema_region_group_num,
+                cluster.schema_region_group_policy,
+            ),
+            data_region_groups: policy(
+                attributes.data_region_group_num,
+                cluster.data_region_group_policy,
+            ),
+        }
+    }
+
+    /// `CREATE DATABASE name [WITH ...]`. Region groups are created lazily,
+    /// with the first partition.
+    pub fn create_database(&mut self, name: &str, attributes: &DatabaseAttributes) -> Result<()> {
+        let settings = self.settings_for(attributes);
+        self.mutate(|node| {
+            node.commit(ConfigCommand::CreateDatabase {
+                name: name.to_string(),
+                settings,
+            })
+        })
+    }
+
+    /// `ALTER DATABASE name WITH ...`: TTL and region group counts (which
+    /// only ever grow the groups); see [`ConfigCommand::AlterDatabase`].
+    pub fn alter_database(&mut self, name: &str, attributes: &DatabaseAttributes) -> Result<()> {
+        let mut settings = self.state.database(name)?.settings.clone();
+        if let Some(ttl) = attributes.ttl {
+            settings.ttl_ms = ttl_ms(Some(ttl));
+        }
+        if let Some(interval) = attributes.time_partition_interval_ms {
+            settings.time_partition_interval_ms = interval;
+        }
+        if let Some(factor) = attributes.schema_replication_factor {
+            settings.schema_replication_factor = factor;
+        }
+        if let Some(factor) = attributes.data_replication_factor {
+            settings.data_replication_factor = factor;
+        }
+        if let Some(count) = attributes.schema_region_group_num {
+            settings.schema_region_groups = RegionGroupPolicy::Custom(count);
+        }
+        if let Some(count) = attributes.data_region_group_num {
+            settings.data_region_groups = RegionGroupPolicy::Custom(count);
+        }
+        self.mutate(|node| {
+            node.commit(ConfigCommand::AlterDatabase {
+                name: name.to_string(),
+                settings,
+            })
+        })
+    }
+
+    /// Sets (`Some`) or removes (`None`) a database's TTL in milliseconds.
+    pub fn set_ttl(&mut self, name: &str, ttl_ms: Option<u64>) -> Result<()> {
+        let mut settings = self.state.database(name)?.settings.clone();
+        settings.ttl_ms = ttl_ms;
+        self.mutate(|node| {
+            node.commit(ConfigCommand::AlterDatabase {
+                name: name.to_string(),
+                settings,
+            })
+        })
+    }
+
+    /// Deletes one database with its region groups and partitions.
+    pub fn delete_database(&mut self, name: &str) -> Result<()> {
+        self.mutate(|node| {
+            node.commit(ConfigCommand::DeleteDatabase {
+                name: name.to_string(),
+            })
+        })
+    }
+
+    /// `DELETE DATABASE p, ...`: deletes every database matching a pattern;
+    /// returns their names. No match at all is [`ConfigNodeError::DatabaseNotExist`].
+    pub fn delete_databases(&mut self, patterns: &[PathPattern]) -> Result<Vec<String>> {
+        let names: Vec<String> = self
+            .state
+            .databases()
+            .keys()
+            .filter(|name| patterns.iter().any(|pattern| pattern.matches(name)))
+            .cloned()
+            .collect();
+        if names.is_empty() {
+            let wanted: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+            return Err(ConfigNodeError::DatabaseNotExist(wanted.join(", ")));
+        }
+        for name in &names {
+            self.delete_database(name)?;
+        }
+        Ok(names)
+    }
+
+    /// The database holding `device_path`, creating it at
+    /// [`super::model::DEFAULT_DATABASE_LEVEL`] with the cluster defaults if
+    /// none exists (auto-creation on first write). Returns the name and
+    /// whether it was created.
+    pub fn ensure_database_of_device(&mut self, device_path: &str) -> Result<(String, bool)> {
+        if let Some(database) = self.state.database_of_device(device_path) {
+            return Ok((database.name.clone(), false));
+        }
+        let name = database_of(device_path)?;
+        self.create_database(&name, &DatabaseAttributes::default())?;
+        Ok((name, true))
+    }
+
+    /// Creates region groups of `kind` until the database has its target
+    /// count (AUTO grows with the cluster's cores; CUSTOM is fixed).
+    fn grow_region_groups(&mut self, database: &str, kind: RegionGroupKind) -> Result<()> {
+        let state = self.state.database(database)?;
+        let target = region_group_target(&self.state, state, kind);
+        let current = state.region_groups(kind).len() as u32;
+        if current >= target {
+            return Ok(());
+        }
+        let groups = plan_region_groups(
+            &self.state,
+            database,
+            kind,
+            target - current,
+            (self.clock_ms)(),
+        )?;
+        self.commit(ConfigCommand::CreateRegionGroups { groups })
+    }
+
+    /// The SchemaRegionGroup of a series slot, assigning it (and creating
+    /// the database's schema region groups) if needed; `true` if anything
+    /// changed.
+    pub fn get_or_create_schema_partition(
+        &mut self,
+        database: &str,
+        series_slot: u32,
+    ) -> Result<(RegionGroupId, bool)> {
+        let (groups, changed) = self.get_or_create_schema_partitions(database, &[series_slot])?;
+        Ok((groups[0], changed))
+    }
+
+    /// Batch form of [`ConfigNode::get_or_create_schema_partition`]: one
+    /// group per slot, in order.
+    pub fn get_or_create_schema_partitions(
+        &mut self,
+        database: &str,
+        series_slots: &[u32],
+    ) -> Result<(Vec<RegionGroupId>, bool)> {
+        let state = self.state.database(database)?;
+        if let Some(found) = series_slots
+            .iter()
+            .map(|slot| state.schema_partitions.get(slot).copied())
+            .collect::<Option<Vec<_>>>()
+        {
+            return Ok((found, false));
+        }
+        self.mutate(|node| {
+            node.grow_region_groups(database, RegionGroupKind::Schema)?;
+            let assignments = plan_schema_partitions(node.state.database(database)?, series_slots);
+            if !assignments.is_empty() {
+                node.commit(ConfigCommand::AssignSchemaPartitions {
+                    database: database.to_string(),
+                    assignments,
+                })?;
+            }
+            let state = node.state.database(database)?;
+            let groups = series_slots
+                .iter()
+                .map(|slot| state.schema_partitions[slot])
+                .collect();
+            Ok((groups, true))
+        })
+    }
+
+    /// The DataRegionGroup of (series slot, time slot), assigning it (and
+    /// creating or growing the database's data region groups) if needed;
+    /// `true` if anything changed. Existing assignments never move.
+    pub fn get_or_create_data_partition(
+        &mut self,
+        database: &str,
+        series_slot: u32,
+        time_slot: i64,
+    ) -> Result<(RegionGroupId, bool)> {
+        let (groups, changed) =
+            self.get_or_create_data_partitions(database, &[(series_slot, time_slot)])?;
+        Ok((groups[0], changed))
+    }
+
+    /// Batch form of [`ConfigNode::get_or_create_data_partition`]: one group
+    /// per (series slot, time slot), in order; one journal sync for all new
+    /// assignments.
+    pub fn get_or_create_data_partitions(
+        &mut self,
+        database: &str,
+        partitions: &[(u32, i64)],
+    ) -> Result<(Vec<RegionGroupId>, bool)> {
+        let state = self.state.database(database)?;
+        if let Some(found) = partitions
+            .iter()
+            .map(|&(slot, time_slot)| state.data_partition(slot, time_slot))
+            .collect::<Option<Vec<_>>>()
+        {
+            return Ok((found, false));
+        }
+        self.mutate(|node| {
+            node.grow_region_groups(database, RegionGroupKind::Data)?;
+            let assignments = plan_data_partitions(node.state.database(database)?, partitions);
+            if !assignments.is_empty() {
+                node.commit(ConfigCommand::AssignDataPartitions {
+                    database: database.to_string(),
+                    assignments,
+                })?;
+            }
+            let state = node.state.database(database)?;
+            let groups = partitions
+                .iter()
+                .map(|&(slot, time_slot)| {
+                    state
+                        .data_partition(slot, time_slot)
+                        .expect("assigned above")
+                })
+                .collect();
+            Ok((groups, true))
+        })
+    }
+
+    /// The DataRegionGroup of a partition, without creating it.
+    pub fn data_partition(
+        &self,
+        database: &str,
+        series_slot: u32,
+        time_slot: i64,
+    ) -> Option<RegionGroupId> {
+        self.state
+            .databases()
+            .get(database)?
+            .data_partition(series_slot, time_slot)
+    }
+
+    /// The SchemaRegionGroup of a series slot, without creating it.
+    pub fn schema_partition(&self, database: &str, series_slot: u32) -> Option<RegionGroupId> {
+        self.state
+            .databases()
+            .get(database)?
+            .schema_partitions
+            .get(&series_slot)
+            .copied()
+    }
+
+    /// `SHOW CLUSTER [DETAILS]`.
+    pub fn show_cluster(&self, details: bool) -> Table {
+        views::show_cluster(&self.state, details)
+    }
+
+    /// `SHOW DATANODES`.
+    pub fn show_data_nodes(&self) -> Table {
+        views::show_data_nodes(&self.state)
+    }
+
+    /// `SHOW CONFIGNODES`.
+    pub fn show_config_nodes(&self) -> Table {
+        views::show_config_nodes(&self.state)
+    }
+
+    /// `SHOW [DATA|SCHEMA] REGIONS ...`; `tsfile_size` fills TsFileSize.
+    pub fn show_regions(
+        &self,
+        filter: &RegionFilter<'_>,
+        tsfile_size: &dyn Fn(RegionGroupId, NodeId) -> Option<String>,
+    ) -> Table {
+        views::show_regions(&self.state, filter, tsfile_size)
+    }
+
+    /// `SHOW DATABASES [DETAILS] [pattern]`.
+    pub fn show_databases(&self, details: bool, pattern: Option<&PathPattern>) -> Table {
+        views::show_databases(&self.state, details, pattern)
+    }
+
+    /// `SHOW VARIABLES`.
+    pub fn show_variables(&self) -> Table {
+        views::show_variables(&self.state)
+    }
+
+    /// `SHOW ALL TTL`.
+    pub fn show_all_ttl(&self) -> Table {
+        views::show_all_ttl(&self.state)
+    }
+}
+
+fn ttl_ms(ttl: Option<Ttl>) -> Option<u64> {
+    match ttl {
+        Some(Ttl::Millis(millis)) => Some(millis),
+        Some(Ttl::Infinite) | None => None,
+    }
+}
+
+/// The cluster settings are fixed at the first start.
+fn check_settings_unchanged(persisted: &ClusterSettings, given: &ClusterSettings) -> Result<()> {
+    let pairs: [(&'static str, String, String); 6] = [
+        (
+            "cluster_name",
+            persisted.cluster_name.clone(),
+            given.cluster_name.clone(),
+        ),
+        (
+            "series_slot_num",
+            persisted.series_slot_num.to_string(),
+            given.series_slot_num.to_string(),
+        ),
+        (
+            "time_partition_interval",
+            persisted.time_partition_interval_ms.to_string(),
+            given.time_partition_interval_ms.to_string(),
+        ),
+        (
+            "schema_replication_factor",
+            persisted.schema_replication_factor.to_string(),
+            given.schema_replication_factor.to_string(),
+        ),
+        (
+            "data_replication_factor",
+            persisted.data_replication_factor.to_string(),
+            given.data_replication_factor.to_string(),
+        ),
+        (
+            "data_region_consensus_protocol_class",
+            persisted.data_region_consensus_protocol_class.clone(),
+            given.data_region_consensus_protocol_class.clone(),
+        ),
+    ];
+    for (name, persisted, given) in pairs {
+        if persisted != given {
+            return Err(ConfigNodeError::SettingsChanged {
+                name,
+                persisted,
+                given,
+            });
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,748 @@
+//! The ConfigNode's replicated state and the commands that change it.
+//!
+//! [`ConfigState`] is a pure state machine: [`ConfigState::apply`] checks a
+//! [`ConfigCommand`] against the state and then applies it, deterministically
+//! and without I/O or clocks (times travel inside the commands). Decisions
+//! (which node, which group) are made beforehand by the planner
+//! ([`super::placement`]) and recorded in the command, so replaying the
+//! command log — locally after a restart, or on a Raft follower later —
+//! rebuilds exactly the same state.
+//!
+//! Owned by the ConfigNode's single thread.
+
+use super::error::{ConfigNodeError, Result};
+use super::model::{
+    ClusterSettings, ConfigNodeInfo, ConfigNodeSpec, DataNodeInfo, DataNodeSpec, DatabaseSettings,
+    NodeId, NodeStatus, REGION_GROUPS_PER_DATABASE_MAX, REPLICATION_FACTOR_MAX, RegionGroup,
+    RegionGroupId, RegionGroupKind, RegionGroupPolicy, SHARDS_PER_DATA_NODE_MAX,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+/// Longest accepted database name, in bytes; real names are short and this
+/// bounds what a client can make us store.
+pub const DATABASE_NAME_BYTES_MAX: usize = 1024;
+
+/// One change to the ConfigNode state: the unit that is logged, replayed
+/// and (later) replicated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConfigCommand {
+    /// Adds a ConfigNode (id = the next node id) or updates a known one.
+    RegisterConfigNode {
+        /// Its id.
+        node_id: NodeId,
+        /// What it declared.
+        spec: ConfigNodeSpec,
+    },
+    /// Adds a DataNode (id = the next node id) or updates a known one; a
+    /// registration sets the status to Running.
+    RegisterDataNode {
+        /// Its id.
+        node_id: NodeId,
+        /// What it declared.
+        spec: DataNodeSpec,
+    },
+    /// Changes a node's status.
+    SetNodeStatus {
+        /// The node.
+        node_id: NodeId,
+        /// The new status.
+        status: NodeStatus,
+    },
+    /// Forgets a node; a DataNode must hold no replica.
+    RemoveNode {
+        /// The node.
+        node_id: NodeId,
+    },
+    /// Creates a database.
+    CreateDatabase {
+        /// `root.x...`.
+        name: String,
+        /// Its settings.
+        settings: DatabaseSettings,
+    },
+    /// Replaces a database's settings.
+    AlterDatabase {
+        /// The database.
+        name: String,
+        /// The new settings.
+        settings: DatabaseSettings,
+    },
+    /// Deletes a database with its region groups and partitions.
+    DeleteDatabase {
+        /// The database.
+        name: String,
+    },
+    /// Creates region groups; their ids continue the region id sequence.
+    CreateRegionGroups {
+        /// The new groups, ids ascending.
+        groups: Vec<RegionGroup>,
+    },
+    /// Assigns series slots to SchemaRegionGroups.
+    AssignSchemaPartitions {
+        /// The database.
+        database: String,
+        /// (series slot, group), each slot new.
+        assignments: Vec<(u32, RegionGroupId)>,
+    },
+    /// Assigns (series slot, time slot) pairs to DataRegionGroups.
+    AssignDataPartitions {
+        /// The database.
+        database: String,
+        /// (series slot, time slot, group), each pair new.
+        assignments: Vec<(u32, i64, RegionGroupId)>,
+    },
+    /// Moves leadership of region groups to another of their replicas.
+    ChangeLeaders {
+        /// (group, DataNode of the new leader).
+        changes: Vec<(RegionGroupId, NodeId)>,
+    },
+}
+
+/// One database: settings, region groups and partition tables.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseState {
+    /// `root.x...`.
+    pub name: String,
+    /// Its settings.
+    pub settings: DatabaseSettings,
+    /// SchemaRegionGroups, ascending.
+    pub schema_region_groups: Vec<RegionGroupId>,
+    /// DataRegionGroups, ascending.
+    pub data_region_groups: Vec<RegionGroupId>,
+    /// SchemaPartition: series slot → SchemaRegionGroup.
+    pub schema_partitions: BTreeMap<u32, RegionGroupId>,
+    /// DataPartition: series slot → time slot → DataRegionGroup.
+    pub data_partitions: BTreeMap<u32, BTreeMap<i64, RegionGroupId>>,
+}
+
+impl DatabaseState {
+    /// The region groups of `kind`.
+    pub fn region_groups(&self, kind: RegionGroupKind) -> &[RegionGroupId] {
+        match kind {
+            RegionGroupKind::Schema => &self.schema_region_groups,
+            RegionGroupKind::Data => &self.data_region_groups,
+        }
+    }
+
+    /// The DataRegionGroup of (series slot, time slot), if assigned.
+    pub fn data_partition(&self, series_slot: u32, time_slot: i64) -> Option<RegionGroupId> {
+        self.data_partitions
+            .get(&series_slot)?
+            .get(&time_slot)
+            .copied()
+    }
+
+    /// The number of DataPartitions.
+    pub fn data_partition_count(&self) -> usize {
+        self.data_partitions.values().map(BTreeMap::len).sum()
+    }
+}
+
+/// The whole ConfigNode state (a cluster view).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigState {
+    settings: ClusterSettings,
+    /// Incremented by every applied command.
+    version: u64,
+    next_node_id: NodeId,
+    next_region_id: u32,
+    config_leader: Option<NodeId>,
+    config_nodes: BTreeMap<NodeId, ConfigNodeInfo>,
+    data_nodes: BTreeMap<NodeId, DataNodeInfo>,
+    databases: BTreeMap<String, DatabaseState>,
+    region_groups: BTreeMap<RegionGroupId, RegionGroup>,
+}
+
+fn invalid(message: String) -> ConfigNodeError {
+    ConfigNodeError::InvalidCommand(message)
+}
+
+/// Checks that `name` is a database path `root.x[.y...]` without wildcards
+/// or empty nodes.
+pub fn validate_database_name(name: &str) -> Result<()> {
+    let illegal = |reason| {
+        Err(ConfigNodeError::IllegalPath {
+            path: name.to_string(),
+            reason,
+        })
+    };
+    if name.len() > DATABASE_NAME_BYTES_MAX {
+        return illegal("too long");
+    }
+    let mut nodes = name.split('.');
+    if nodes.next() != Some("root") {
+        return illegal("a database path starts with root");
+    }
+    let mut levels = 0;
+    for node in nodes {
+        if node.is_empty() {
+            return illegal("empty node");
+        }
+        if node.contains('*') {
+            return illegal("a database path has no wildcard");
+        }
+        levels += 1;
+    }
+    if levels == 0 {
+        return illegal("a database path has a node below root");
+    }
+    Ok(())
+}
+
+/// The database a device is auto-created in: its first
+/// [`super::model::DEFAULT_DATABASE_LEVEL`] nodes below `root` (`root.x` for
+/// `root.x.y.z`).
+pub fn database_of(device_path: &str) -> Result<String> {
+    let illegal = |reason| ConfigNodeError::IllegalPath {
+        path: device_path.to_string(),
+        reason,
+    };
+    if !device_path.starts_with("root.") {
+        return Err(illegal("a device path starts with root"));
+    }
+    let end = device_path
+        .match_indices('.')
+        .nth(super::model::DEFAULT_DATABASE_LEVEL)
+        .map_or(device_path.len(), |(index, _)| index);
+    let database = &device_path[..end];
+    validate_database_name(database)?;
+    if end == device_path.len() {
+        return Err(illegal("a device path is deeper than its database"));
+    }
+    Ok(database.to_string())
+}
+
+/// Checks a database's settings against the limits.
+pub fn validate_settings(database: &str, settings: &DatabaseSettings) -> Result<()> {
+    let refuse = |reason: String| {
+        Err(ConfigNodeError::DatabaseConfig {
+            database: database.to_string(),
+            reason,
+        })
+    };
+    if settings.time_partition_interval_ms <= 0 {
+        return refuse("TIME_PARTITION_INTERVAL must be positive".into());
+    }
+    for (name, factor) in [
+        (
+            "SCHEMA_REPLICATION_FACTOR",
+            settings.schema_replication_factor,
+        ),
+        ("DATA_REPLICATION_FACTOR", settings.data_replication_factor),
+    ] {
+        if !(1..=REPLICATION_FACTOR_MAX).contains(&factor) {
+            return refuse(format!("{name} must be in 1..={REPLICATION_FACTOR_MAX}"));
+        }
+    }
+    for (name, policy) in [
+        ("SCHEMA_REGION_GROUP_NUM", settings.schema_region_groups),
+        ("DATA_REGION_GROUP_NUM", settings.data_region_groups),
+    ] {
+        if let RegionGroupPolicy::Custom(count) = policy
+            && !(1..=REGION_GROUPS_PER_DATABASE_MAX).contains(&count)
+        {
+            return refuse(format!(
+                "{name} must be in 1..={REGION_GROUPS_PER_DATABASE_MAX}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+impl ConfigState {
+    /// An empty cluster with `settings`.
+    pub fn new(settings: ClusterSettings) -> ConfigState {
+        ConfigState {
+            settings,
+            version: 0,
+            next_node_id: 0,
+            next_region_id: 0,
+            config_leader: None,
+            config_nodes: BTreeMap::new(),
+            data_nodes: BTreeMap::new(),
+            databases: BTreeMap::new(),
+            region_groups: BTreeMap::new(),
+        }
+    }
+
+    /// The cluster settings.
+    pub fn settings(&self) -> &ClusterSettings {
+        &self.settings
+    }
+
+    /// The number of commands applied so far.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The id the next registered node gets.
+    pub fn next_node_id(&self) -> NodeId {
+        self.next_node_id
+    }
+
+    /// The id the next region group gets.
+    pub fn next_region_id(&self) -> u32 {
+        self.next_region_id
+    }
+
+    /// The ConfigNode that leads (the first registered, in a single-CN
+    /// cluster).
+    pub fn config_leader(&self) -> Option<NodeId> {
+        self.config_leader
+    }
+
+    /// ConfigNodes by id.
+    pub fn config_nodes(&self) -> &BTreeMap<NodeId, ConfigNodeInfo> {
+        &self.config_nodes
+    }
+
+    /// DataNodes by id.
+    pub fn data_nodes(&self) -> &BTreeMap<NodeId, DataNodeInfo> {
+        &self.data_nodes
+    }
+
+    /// Databases by name.
+    pub fn databases(&self) -> &BTreeMap<String, DatabaseState> {
+        &self.databases
+    }
+
+    /// One database.
+    pub fn database(&self, name: &str) -> Result<&DatabaseState> {
+        self.databases
+            .get(name)
+            .ok_or_else(|| ConfigNodeError::DatabaseNotExist(name.to_string()))
+    }
+
+    /// Region groups by id.
+    pub fn region_groups(&self) -> &BTreeMap<RegionGroupId, RegionGroup> {
+        &self.region_groups
+    }
+
+    /// The existing database that holds `device_path` (the database itself
+    /// or a path below it), looked up one level at a time.
+    pub fn database_of_device(&self, device_path: &str) -> Option<&DatabaseState> {
+        device_path
+            .match_indices('.')
+            .map(|(index, _)| &device_path[..index])
+            .chain(std::iter::once(device_path))
+            .find_map(|prefix| self.databases.get(prefix))
+    }
+
+    /// The existing database equal to, nested in or containing `name`.
+    fn overlapping_database(&self, name: &str) -> Option<&str> {
+        self.databases.keys().map(String::as_str).find(|existing| {
+            *existing == name || is_path_prefix(existing, name) || is_path_prefix(name, existing)
+        })
+    }
+
+    /// Checks `command` against the state, then applies it and bumps the
+    /// version. On error nothing changed.
+    pub fn apply(&mut self, command: &ConfigCommand) -> Result<()> {
+        self.check(command)?;
+        self.mutate(command);
+        self.version += 1;
+        Ok(())
+    }
+
+    /// Whether `command` may be applied to the current state.
+    pub fn check(&self, command: &ConfigCommand) -> Result<()> {
+        match command {
+            ConfigCommand::RegisterConfigNode { node_id, .. } => {
+                if *node_id != self.next_node_id && !self.config_nodes.contains_key(node_id) {
+                    return Err(invalid(format!("config node id {node_id} out of sequence")));
+                }
+            }
+            ConfigCommand::RegisterDataNode { node_id, spec } => {
+                if !(1..=SHARDS_PER_DATA_NODE_MAX).contains(&spec.shard_count) {
+                    return Err(ConfigNodeError::NodeRefused {
+                        node_id: *node_id,
+                        reason: format!(
+                            "shard count {} outside 1..={SHARDS_PER_DATA_NODE_MAX}",
+                            spec.shard_count
+                        ),
+                    });
+                }
+                if *node_id == self.next_node_id {
+                    return Ok(());
+                }
+                if !self.data_nodes.contains_key(node_id) {
+                    return Err(invalid(format!("data node id {node_id} out of sequence")));
+                }
+                let shard_used = self
+                    .region_groups
+                    .values()
+                    .flat_map(|group| &group.replicas)
+                    .filter(|replica| replica.data_node_id == *node_id)
+                    .any(|replica| replica.shard >= spec.shard_count);
+                if shard_used {
+                    return Err(ConfigNodeError::NodeRefused {
+                        node_id: *node_id,
+                        reason: format!(
+                            "regions live on shards beyond the new shard count {}",
+                            spec.shard_count
+                        ),
+                    });
+                }
+            }
+            ConfigCommand::SetNodeStatus { node_id, .. } => {
+                if !self.config_nodes.contains_key(node_id)
+                    && !self.data_nodes.contains_key(node_id)
+                {
+                    return Err(ConfigNodeError::NodeNotFound(*node_id));
+                }
+            }
+            ConfigCommand::RemoveNode { node_id } => {
+                if self.data_nodes.contains_key(node_id) {
+                    let replicas = self
+                        .region_groups
+                        .values()
+                        .filter(|group| {
+                            group
+                                .replicas
+                                .iter()
+                                .any(|replica| replica.data_node_id == *node_id)
+                        })
+                        .count();
+                    if replicas > 0 {
+                        return Err(ConfigNodeError::NodeRefused {
+                            node_id: *node_id,
+                            reason: format!("holds {replicas} region replicas; migrate them first"),
+                        });
+                    }
+                } else if !self.config_nodes.contains_key(node_id) {
+                    return Err(ConfigNodeError::NodeNotFound(*node_id));
+                }
+            }
+            ConfigCommand::CreateDatabase { name, settings } => {
+                validate_database_name(name)?;
+                validate_settings(name, settings)?;
+                if let Some(existing) = self.overlapping_database(name) {
+                    return Err(if existing == name {
+                        ConfigNodeError::DatabaseAlreadyExists(name.clone())
+                    } else {
+                        ConfigNodeError::DatabaseConflict {
+                            database: name.clone(),
+                            existing: existing.to_string(),
+                        }
+                    });
+                }
+            }
+            ConfigCommand::AlterDatabase { name, settings } => {
+                let database = self.database(name)?;
+                validate_settings(name, settings)?;
+                check_alter(database, settings)?;
+            }
+            ConfigCommand::DeleteDatabase { name } => {
+                self.database(name)?;
+            }
+            ConfigCommand::CreateRegionGroups { groups } => self.check_new_groups(groups)?,
+            ConfigCommand::AssignSchemaPartitions {
+                database,
+                assignments,
+            } => {
+                let state = self.database(database)?;
+                let mut seen = HashSet::new();
+                for &(slot, group) in assignments {
+                    self.check_slot(slot)?;
+                    if state.schema_partitions.contains_key(&slot) || !seen.insert(slot) {
+                        return Err(invalid(format!("schema slot {slot} already assigned")));
+                    }
+                    check_member(state, RegionGroupKind::Schema, group)?;
+                }
+            }
+            ConfigCommand::AssignDataPartitions {
+                database,
+                assignments,
+            } => {
+                let state = self.database(database)?;
+                let mut seen = HashSet::new();
+                for &(slot, time_slot, group) in assignments {
+                    self.check_slot(slot)?;
+                    if state.data_partition(slot, time_slot).is_some()
+                        || !seen.insert((slot, time_slot))
+                    {
+                        return Err(invalid(format!(
+                            "data partition ({slot}, {time_slot}) already assigned"
+                        )));
+                    }
+                    check_member(state, RegionGroupKind::Data, group)?;
+                }
+            }
+            ConfigCommand::ChangeLeaders { changes } => {
+                for &(group_id, leader) in changes {
+                    let group = self
+                        .region_groups
+                        .get(&group_id)
+                        .ok_or(ConfigNodeError::RegionGroupNotFound(group_id))?;
+                    if !group
+                        .replicas
+                        .iter()
+                        .any(|replica| replica.data_node_id == leader)
+                    {
+                        return Err(invalid(format!(
+                            "node {leader} holds no replica of region group {group_id}"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn check_slot(&self, slot: u32) -> Result<()> {
+        if slot >= self.settings.series_slot_num {
+            return Err(ConfigNodeError::SeriesSlotOutOfRange {
+                slot,
+                series_slot_num: self.settings.series_slot_num,
+            });
+        }
+        Ok(())
+    }
+
+    fn check_new_groups(&self, groups: &[RegionGroup]) -> Result<()> {
+        for (offset, group) in groups.iter().enumerate() {
+            let expected = self.next_region_id as u64 + offset as u64;
+            if u64::from(group.id.0) != expected {
+                return Err(invalid(format!(
+                    "region group id {} out of sequence (expected {expected})",
+                    group.id
+                )));
+            }
+            let database = self.database(&group.database)?;
+            let factor = database.settings.replication_factor(group.kind);
+            if group.replicas.len() != factor as usize {
+                return Err(invalid(format!(
+                    "region group {} has {} replicas, replication factor is {factor}",
+                    group.id,
+                    group.replicas.len()
+                )));
+            }
+            let mut nodes = BTreeSet::new();
+            for replica in &group.replicas {
+                let node = self
+                    .data_nodes
+                    .get(&replica.data_node_id)
+                    .ok_or(ConfigNodeError::NodeNotFound(replica.data_node_id))?;
+                if replica.shard >= node.spec.shard_count || !nodes.insert(replica.data_node_id) {
+                    return Err(invalid(format!(
+                        "region group {} has a bad or duplicate replica {replica:?}",
+                        group.id
+                    )));
+                }
+            }
+            if !nodes.contains(&group.leader) {
+                return Err(invalid(format!(
+                    "region group {} leader {} holds no replica",
+                    group.id, group.leader
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn mutate(&mut self, command: &ConfigCommand) {
+        match command {
+            ConfigCommand::RegisterConfigNode { node_id, spec } => {
+                self.take_node_id(*node_id);
+                self.config_nodes.insert(
+                    *node_id,
+                    ConfigNodeInfo {
+                        node_id: *node_id,
+                        status: NodeStatus::Running,
+                        spec: spec.clone(),
+                    },
+                );
+                self.config_leader.get_or_insert(*node_id);
+            }
+            ConfigCommand::RegisterDataNode { node_id, spec } => {
+                self.take_node_id(*node_id);
+                self.data_nodes.insert(
+                    *node_id,
+                    DataNodeInfo {
+                        node_id: *node_id,
+                        status: NodeStatus::Running,
+                        spec: spec.clone(),
+                    },
+                );
+            }
+            ConfigCommand::SetNodeStatus { node_id, status } => {
+                if let Some(node) = self.config_nodes.get_mut(node_id) {
+                    node.status = *status;
+                }
+                if let Some(node) = self.data_nodes.get_mut(node_id) {
+                    node.status = *status;
+                }
+            }
+            ConfigCommand::RemoveNode { node_id } => {
+                self.data_nodes.remove(node_id);
+                self.config_nodes.remove(node_id);
+                if self.config_leader == Some(*node_id) {
+                    self.config_leader = self
+                        .config_nodes
+                        .values()
+                        .find(|node| node.status == NodeStatus::Running)
+                        .map(|node| node.node_id);
+                }
+            }
+            ConfigCommand::CreateDatabase { name, settings } => {
+                self.databases.insert(
+                    name.clone(),
+                    DatabaseState {
+                        name: name.clone(),
+                        settings: settings.clone(),
+                        schema_region_groups: Vec::new(),
+                        data_region_groups: Vec::new(),
+                        schema_partitions: BTreeMap::new(),
+                        data_partitions: BTreeMap::new(),
+                    },
+                );
+            }
+            ConfigCommand::AlterDatabase { name, settings } => {
+                let database = self.databases.get_mut(name).expect("checked");
+                database.settings = settings.clone();
+            }
+            ConfigCommand::DeleteDatabase { name } => {
+                let database = self.databases.remove(name).expect("checked");
+                for id in database
+                    .schema_region_groups
+                    .iter()
+                    .chain(&database.data_region_groups)
+                {
+                    self.region_groups.remove(id);
+                }
+            }
+            ConfigCommand::CreateRegionGroups { groups } => {
+                for group in groups {
+                    let database = self.databases.get_mut(&group.database).expect("checked");
+                    match group.kind {
+                        RegionGroupKind::Schema => database.schema_region_groups.push(group.id),
+                        RegionGroupKind::Data => database.data_region_groups.push(group.id),
+                    }
+                    self.next_region_id = group.id.0 + 1;
+                    self.region_groups.insert(group.id, group.clone());
+                }
+            }
+            ConfigCommand::AssignSchemaPartitions {
+                database,
+                assignments,
+            } => {
+                let database = self.databases.get_mut(database).expect("checked");
+                database
+                    .schema_partitions
+                    .extend(assignments.iter().copied());
+            }
+            ConfigCommand::AssignDataPartitions {
+                database,
+                assignments,
+            } => {
+                let database = self.databases.get_mut(database).expect("checked");
+                for &(slot, time_slot, group) in assignments {
+                    database
+                        .data_partitions
+                        .entry(slot)
+                        .or_default()
+                        .insert(time_slot, group);
+                }
+            }
+            ConfigCommand::ChangeLeaders { changes } => {
+                for &(group, leader) in changes {
+                    self.region_groups.get_mut(&group).expect("checked").leader = leader;
+                }
+            }
+        }
+    }
+
+    fn take_node_id(&mut self, node_id: NodeId) {
+        if node_id == self.next_node_id {
+            self.next_node_id += 1;
+        }
+    }
+}
+
+/// Whether `prefix` is a proper path prefix of `path` at a node boundary.
+fn is_path_prefix(prefix: &str, path: &str) -> bool {
+    path.len() > prefix.len() && path.starts_with(prefix) && path.as_bytes()[prefix.len()] == b'.'
+}
+
+fn check_member(
+    database: &DatabaseState,
+    kind: RegionGroupKind,
+    group: RegionGroupId,
+) -> Result<()> {
+    if database.region_groups(kind).contains(&group) {
+        Ok(())
+    } else {
+        Err(invalid(format!(
+            "region group {group} is not a {} of {}",
+            kind.as_str(),
+            database.name
+        )))
+    }
+}
+
+/// What `ALTER DATABASE` may change: TTL and region group counts; the
+/// replication factors never, the time partition interval only before any
+/// data partition exists (existing partitions would change meaning).
+fn check_alter(database: &DatabaseState, settings: &DatabaseSettings) -> Result<()> {
+    let refuse = |reason: &str| {
+        Err(ConfigNodeError::DatabaseConfig {
+            database: database.name.clone(),
+            reason: reason.to_string(),
+        })
+    };
+    let current = &database.settings;
+    if settings.schema_replication_factor != current.schema_replication_factor
+        || settings.data_replication_factor != current.data_replication_factor
+    {
+        return refuse("the replication factors cannot change");
+    }
+    if settings.time_partition_interval_ms != current.time_partition_interval_ms
+        && !database.data_partitions.is_empty()
+    {
+        return refuse("the time partition interval cannot change once data exists");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_names() {
+        assert!(validate_database_name("root.sg").is_ok());
+        assert!(validate_database_name("root.a.b").is_ok());
+        for bad in [
+            "root",
+            "sg",
+            "root.",
+            "root..a",
+            "root.*",
+            "root.a.**",
+            "rooty.a",
+        ] {
+            assert!(validate_database_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn database_of_takes_the_first_level() {
+        assert_eq!(database_of("root.sg.d1").unwrap(), "root.sg");
+        assert_eq!(database_of("root.sg.a.b.c").unwrap(), "root.sg");
+        assert!(database_of("root.sg").is_err());
+        assert!(database_of("root").is_err());
+        assert!(database_of("sg.d1").is_err());
+        assert_eq!(
+            database_of("x.d").unwrap_err().status_code(),
+            super::super::error::ILLEGAL_PATH
+        );
+    }
+
+    #[test]
+    fn path_prefixes_respect_node_boundaries() {
+        assert!(is_path_prefix("root.a", "root.a.b"));
+        assert!(!is_path_prefix("root.a", "root.ab"));
+        assert!(!is_path_prefix("root.a", "root.a"));
+    }
+}

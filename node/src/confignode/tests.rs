@@ -1,0 +1,599 @@
+//! ConfigNode scenario tests and property tests: placement invariants,
+//! partition balance and stability, persistence across restarts.
+
+use super::*;
+use crate::sql::{DatabaseAttributes, PathNode, PathPattern, RegionKind, Ttl};
+use proptest::prelude::*;
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+fn fixed_clock() -> i64 {
+    1_716_820_696_654
+}
+
+fn open(dir: &Path) -> ConfigNode {
+    let mut node = ConfigNode::open(dir, ClusterSettings::default()).unwrap();
+    node.set_clock(fixed_clock);
+    node
+}
+
+fn data_node(host: u32, shards: u32) -> DataNodeSpec {
+    DataNodeSpec {
+        internal_address: format!("127.0.0.{host}"),
+        internal_port: 10730,
+        rpc_address: format!("127.0.0.{host}"),
+        rpc_port: 6667,
+        mpp_port: 10740,
+        schema_consensus_port: 10750,
+        data_consensus_port: 10760,
+        shard_count: shards,
+        version: "2.0.0".into(),
+        build_info: "test".into(),
+    }
+}
+
+fn config_node(host: u32) -> ConfigNodeSpec {
+    ConfigNodeSpec {
+        internal_address: format!("127.0.0.{host}"),
+        internal_port: 10710,
+        consensus_port: 10720,
+        version: "2.0.0".into(),
+        build_info: "test".into(),
+    }
+}
+
+fn pattern(text: &str) -> PathPattern {
+    PathPattern::new(
+        text.split('.')
+            .map(|node| match node {
+                "*" => PathNode::OneLevel,
+                "**" => PathNode::MultiLevel,
+                name => PathNode::Name(name.to_string()),
+            })
+            .collect(),
+    )
+}
+
+fn column(table: &Table, name: &str) -> Vec<Option<String>> {
+    let index = table.columns.iter().position(|c| *c == name).unwrap();
+    table.rows.iter().map(|row| row[index].clone()).collect()
+}
+
+#[test]
+fn standalone_cluster_lifecycle() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    assert_eq!(node.register_config_node(config_node(1)).unwrap(), 0);
+    assert_eq!(node.register_data_node(data_node(1, 4)).unwrap(), 1);
+    // Re-registering the same node keeps its id and changes nothing.
+    let version = node.version();
+    assert_eq!(node.register_data_node(data_node(1, 4)).unwrap(), 1);
+    assert_eq!(node.version(), version);
+
+    node.create_database("root.sg", &DatabaseAttributes::default())
+        .unwrap();
+    let error = node
+        .create_database("root.sg", &DatabaseAttributes::default())
+        .unwrap_err();
+    assert_eq!(error.status_code(), DATABASE_ALREADY_EXISTS);
+    for nested in ["root.sg.a", "root"] {
+        let error = node
+            .create_database(nested, &DatabaseAttributes::default())
+            .unwrap_err();
+        assert!(error.status_code() == DATABASE_CONFLICT || error.status_code() == ILLEGAL_PATH);
+    }
+    node.create_database("root.sgx", &DatabaseAttributes::default())
+        .unwrap();
+    let error = node
+        .create_database("root.sgx.inner", &DatabaseAttributes::default())
+        .unwrap_err();
+    assert_eq!(error.status_code(), DATABASE_CONFLICT);
+
+    // Schema first (region 0), then data: AUTO gives 4 cores / RF 1 groups.
+    let (schema_group, changed) = node.get_or_create_schema_partition("root.sg", 2).unwrap();
+    assert!(changed);
+    assert_eq!(schema_group, RegionGroupId(0));
+    let (data_group, changed) = node.get_or_create_data_partition("root.sg", 2, 0).unwrap();
+    assert!(changed);
+    assert_eq!(
+        node.state()
+            .database("root.sg")
+            .unwrap()
+            .data_region_groups
+            .len(),
+        4
+    );
+    assert_eq!(
+        node.get_or_create_data_partition("root.sg", 2, 0).unwrap(),
+        (data_group, false)
+    );
+    // Four region groups land on four distinct shards of the one DataNode.
+    let shards: std::collections::BTreeSet<u32> = node
+        .state()
+        .region_groups()
+        .values()
+        .filter(|group| group.kind == RegionGroupKind::Data)
+        .map(|group| group.replicas[0].shard)
+        .collect();
+    assert_eq!(shards.len(), 4);
+
+    let snapshot = node.route_snapshot();
+    assert_eq!(snapshot.version, node.version());
+    assert_eq!(
+        snapshot.data_region_group("root.sg", 2, 0),
+        Some(data_group)
+    );
+    assert_eq!(
+        snapshot.database_of_device("root.sg.d1").unwrap().0,
+        "root.sg"
+    );
+    let (leader, endpoint) = snapshot.leader(data_group).unwrap();
+    assert_eq!((leader.data_node_id, endpoint.rpc_port), (1, 6667));
+
+    let cluster = node.show_cluster(false);
+    assert_eq!(
+        cluster.columns,
+        vec![
+            "NodeID",
+            "NodeType",
+            "Status",
+            "InternalAddress",
+            "InternalPort",
+            "Version",
+            "BuildInfo"
+        ]
+    );
+    assert_eq!(
+        column(&cluster, "NodeType"),
+        vec![Some("ConfigNode".into()), Some("DataNode".into())]
+    );
+    assert_eq!(node.show_cluster(true).columns.len(), 13);
+
+    let regions = node.show_regions(
+        &RegionFilter {
+            kind: RegionKind::All,
+            databases: &[pattern("root.sg")],
+            node_ids: &[],
+        },
+        &|_, _| Some("0 B".into()),
+    );
+    assert_eq!(regions.rows.len(), 5);
+    assert_eq!(regions.rows[0][1].as_deref(), Some("SchemaRegion"));
+    assert_eq!(regions.rows[0][4].as_deref(), Some("1"));
+    assert_eq!(regions.rows[0][5].as_deref(), Some("0"));
+    assert_eq!(
+        regions.rows[0][11].as_deref(),
+        Some("2024-05-27T14:38:16.654")
+    );
+    assert_eq!(regions.rows[0][12], None);
+    assert_eq!(regions.rows[1][12].as_deref(), Some("0 B"));
+    let data_only = node.show_regions(
+        &RegionFilter {
+            kind: RegionKind::Data,
+            databases: &[],
+            node_ids: &[7],
+        },
+        &|_, _| None,
+    );
+    assert!(data_only.rows.is_empty());
+
+    let datanodes = node.show_data_nodes();
+    assert_eq!(column(&datanodes, "DataRegionNum"), vec![Some("4".into())]);
+    assert_eq!(
+        column(&datanodes, "SchemaRegionNum"),
+        vec![Some("1".into())]
+    );
+    let databases = node.show_databases(true, None);
+    assert_eq!(databases.rows.len(), 2);
+    assert_eq!(databases.columns.len(), 11);
+    assert_eq!(
+        node.show_config_nodes().rows[0][4].as_deref(),
+        Some("Leader")
+    );
+    assert!(
+        node.show_variables()
+            .rows
+            .iter()
+            .any(|row| row[0].as_deref() == Some("SeriesSlotNum"))
+    );
+
+    // Survives a restart exactly.
+    let before = node.state().clone();
+    let route_before = node.route_snapshot();
+    drop(node);
+    let node = open(dir.path());
+    assert_eq!(node.state(), &before);
+    assert_eq!(*node.route_snapshot(), *route_before);
+}
+
+#[test]
+fn settings_are_fixed_after_first_start() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(open(dir.path()));
+    let settings = ClusterSettings {
+        series_slot_num: 10,
+        ..ClusterSettings::default()
+    };
+    let error = ConfigNode::open(dir.path(), settings).unwrap_err();
+    assert!(matches!(
+        error,
+        ConfigNodeError::SettingsChanged {
+            name: "series_slot_num",
+            ..
+        }
+    ));
+}
+
+#[test]
+fn databases_settings_ttl_delete_and_auto_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    node.register_data_node(data_node(1, 2)).unwrap();
+    let attributes = DatabaseAttributes {
+        ttl: Some(Ttl::Millis(3_600_000)),
+        time_partition_interval_ms: Some(86_400_000),
+        data_region_group_num: Some(3),
+        ..DatabaseAttributes::default()
+    };
+    node.create_database("root.a", &attributes).unwrap();
+    let settings = &node.state().database("root.a").unwrap().settings;
+    assert_eq!(settings.ttl_ms, Some(3_600_000));
+    assert_eq!(settings.time_slot(86_400_000 * 2 + 5), 2);
+    assert_eq!(settings.time_slot(-1), -1);
+    assert_eq!(settings.data_region_groups, RegionGroupPolicy::Custom(3));
+    assert_eq!(
+        node.show_all_ttl().rows,
+        vec![vec![Some("root.a.**".into()), Some("3600000".into())]]
+    );
+
+    node.get_or_create_data_partitions("root.a", &[(0, 0), (1, 0), (2, 0)])
+        .unwrap();
+    assert_eq!(
+        node.state()
+            .database("root.a")
+            .unwrap()
+            .data_region_groups
+            .len(),
+        3
+    );
+    // The interval cannot change once data partitions exist; TTL can.
+    let error = node
+        .alter_database(
+            "root.a",
+            &DatabaseAttributes {
+                time_partition_interval_ms: Some(1000),
+                ..DatabaseAttributes::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(error.status_code(), DATABASE_CONFIG_ERROR);
+    node.set_ttl("root.a", None).unwrap();
+    assert!(node.show_all_ttl().rows.is_empty());
+
+    let bad = DatabaseAttributes {
+        data_replication_factor: Some(0),
+        ..DatabaseAttributes::default()
+    };
+    assert_eq!(
+        node.create_database("root.b", &bad)
+            .unwrap_err()
+            .status_code(),
+        DATABASE_CONFIG_ERROR
+    );
+    // Replication factor 2 with one DataNode cannot place replicas.
+    let two = DatabaseAttributes {
+        data_replication_factor: Some(2),
+        ..DatabaseAttributes::default()
+    };
+    node.create_database("root.b", &two).unwrap();
+    let error = node
+        .get_or_create_data_partition("root.b", 0, 0)
+        .unwrap_err();
+    assert_eq!(error.status_code(), NO_ENOUGH_DATANODE);
+
+    assert_eq!(
+        node.ensure_database_of_device("root.a.d1").unwrap(),
+        ("root.a".to_string(), false)
+    );
+    assert_eq!(
+        node.ensure_database_of_device("root.c.x.d1").unwrap(),
+        ("root.c".to_string(), true)
+    );
+    assert!(node.state().databases().contains_key("root.c"));
+
+    let deleted = node.delete_databases(&[pattern("root.a")]).unwrap();
+    assert_eq!(deleted, vec!["root.a".to_string()]);
+    assert!(node.state().region_groups().is_empty());
+    assert_eq!(
+        node.delete_databases(&[pattern("root.zz")])
+            .unwrap_err()
+            .status_code(),
+        DATABASE_NOT_EXIST
+    );
+    // Region ids keep counting after a delete.
+    node.get_or_create_data_partition("root.c", 0, 0).unwrap();
+    assert!(node.state().region_groups().keys().all(|id| id.0 >= 3));
+    let slot_error = node
+        .get_or_create_data_partition("root.c", 1000, 0)
+        .unwrap_err();
+    assert!(matches!(
+        slot_error,
+        ConfigNodeError::SeriesSlotOutOfRange { .. }
+    ));
+}
+
+#[test]
+fn leaders_fail_over_and_nodes_with_replicas_are_not_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    let nodes: Vec<NodeId> = (1..=3)
+        .map(|host| node.register_data_node(data_node(host, 2)).unwrap())
+        .collect();
+    let attributes = DatabaseAttributes {
+        data_replication_factor: Some(3),
+        data_region_group_num: Some(6),
+        ..DatabaseAttributes::default()
+    };
+    node.create_database("root.r", &attributes).unwrap();
+    node.get_or_create_data_partition("root.r", 0, 0).unwrap();
+    let leaders = |node: &ConfigNode| {
+        let mut counts: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for group in node.state().region_groups().values() {
+            *counts.entry(group.leader).or_default() += 1;
+        }
+        counts
+    };
+    assert_eq!(
+        leaders(&node).values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2]
+    );
+    node.set_node_status(nodes[0], NodeStatus::Unknown).unwrap();
+    let after = leaders(&node);
+    assert!(!after.contains_key(&nodes[0]));
+    assert_eq!(after.values().copied().collect::<Vec<_>>(), vec![3, 3]);
+    let removed = node.remove_node(nodes[0]).unwrap_err();
+    assert!(matches!(removed, ConfigNodeError::NodeRefused { .. }));
+    // A restarted node re-registers under its id and runs again.
+    assert_eq!(node.register_data_node(data_node(1, 2)).unwrap(), nodes[0]);
+    assert_eq!(
+        node.state().data_nodes()[&nodes[0]].status,
+        NodeStatus::Running
+    );
+}
+
+/// Region replicas of `kind` per DataNode and per (DataNode, shard).
+fn replica_loads(
+    state: &ConfigState,
+    kind: RegionGroupKind,
+) -> (BTreeMap<NodeId, u64>, BTreeMap<(NodeId, u32), u64>) {
+    let mut per_node: BTreeMap<NodeId, u64> = BTreeMap::new();
+    let mut per_shard: BTreeMap<(NodeId, u32), u64> = BTreeMap::new();
+    for node in state.data_nodes().values() {
+        per_node.insert(node.node_id, 0);
+        for shard in 0..node.spec.shard_count {
+            per_shard.insert((node.node_id, shard), 0);
+        }
+    }
+    for group in state
+        .region_groups()
+        .values()
+        .filter(|group| group.kind == kind)
+    {
+        for replica in &group.replicas {
+            *per_node.get_mut(&replica.data_node_id).unwrap() += 1;
+            *per_shard
+                .get_mut(&(replica.data_node_id, replica.shard))
+                .unwrap() += 1;
+        }
+    }
+    (per_node, per_shard)
+}
+
+fn spread(counts: impl Iterator<Item = u64> + Clone) -> u64 {
+    counts.clone().max().unwrap_or(0) - counts.min().unwrap_or(0)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(128))]
+
+    /// Replicas sit on distinct nodes, and with equal shard counts the
+    /// replica counts per node and per core differ by at most one.
+    #[test]
+    fn placement_is_balanced(
+        node_count in 1u32..6,
+        shards in 1u32..6,
+        databases in proptest::collection::vec((1u32..4, 1u32..5), 1..6),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = open(dir.path());
+        for host in 1..=node_count {
+            node.register_data_node(data_node(host, shards)).unwrap();
+        }
+        for (index, &(factor, groups)) in databases.iter().enumerate() {
+            let factor = factor.min(node_count);
+            let name = format!("root.db{index}");
+            let attributes = DatabaseAttributes {
+                data_replication_factor: Some(factor),
+                schema_replication_factor: Some(factor),
+                data_region_group_num: Some(groups),
+                ..DatabaseAttributes::default()
+            };
+            node.create_database(&name, &attributes).unwrap();
+            node.get_or_create_data_partition(&name, 0, 0).unwrap();
+            node.get_or_create_schema_partition(&name, 0).unwrap();
+        }
+        let state = node.state();
+        for group in state.region_groups().values() {
+            let mut nodes: Vec<NodeId> = group.replicas.iter().map(|r| r.data_node_id).collect();
+            nodes.sort_unstable();
+            nodes.dedup();
+            prop_assert_eq!(nodes.len(), group.replicas.len());
+            prop_assert!(nodes.contains(&group.leader));
+        }
+        for kind in [RegionGroupKind::Data, RegionGroupKind::Schema] {
+            let (per_node, per_shard) = replica_loads(state, kind);
+            prop_assert!(spread(per_node.values().copied()) <= 1, "{:?}", per_node);
+            prop_assert!(spread(per_shard.values().copied()) <= 1, "{:?}", per_shard);
+        }
+        // Every group of a single-replica database leads on its own node, so
+        // leaders are as balanced as replicas; with more replicas the greedy
+        // choice keeps leaders within two of each other.
+        let mut leaders: BTreeMap<NodeId, u64> = state.data_nodes().keys().map(|id| (*id, 0)).collect();
+        for group in state.region_groups().values().filter(|g| g.kind == RegionGroupKind::Data) {
+            *leaders.get_mut(&group.leader).unwrap() += 1;
+        }
+        prop_assert!(spread(leaders.values().copied()) <= 2, "{:?}", leaders);
+    }
+
+    /// New partitions are balanced within each time slot (at most the
+    /// inherit slack + 1 apart), and existing assignments never move.
+    #[test]
+    fn data_partitions_balance_and_never_move(
+        groups in 1u32..6,
+        requests in proptest::collection::vec(
+            proptest::collection::vec((0u32..1000, 0i64..4), 1..40), 1..12),
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = open(dir.path());
+        node.register_data_node(data_node(1, 4)).unwrap();
+        node.create_database("root.p", &DatabaseAttributes {
+            data_region_group_num: Some(groups),
+            ..DatabaseAttributes::default()
+        }).unwrap();
+        let mut seen: HashMap<(u32, i64), RegionGroupId> = HashMap::new();
+        for batch in &requests {
+            let (assigned, _) = node.get_or_create_data_partitions("root.p", batch).unwrap();
+            prop_assert_eq!(assigned.len(), batch.len());
+            for (key, group) in batch.iter().zip(assigned) {
+                let previous = *seen.entry(*key).or_insert(group);
+                prop_assert_eq!(previous, group);
+            }
+        }
+        let database = node.state().database("root.p").unwrap();
+        let mut per_time_slot: BTreeMap<i64, BTreeMap<RegionGroupId, u64>> = BTreeMap::new();
+        for by_time in database.data_partitions.values() {
+            for (&time_slot, &group) in by_time {
+                *per_time_slot.entry(time_slot).or_default().entry(group).or_default() += 1;
+            }
+        }
+        for counts in per_time_slot.values() {
+            let all: Vec<u64> = database
+                .data_region_groups
+                .iter()
+                .map(|group| counts.get(group).copied().unwrap_or(0))
+                .collect();
+            prop_assert!(spread(all.iter().copied()) <= placement::DATA_PARTITION_INHERIT_SLACK + 1, "{:?}", all);
+        }
+    }
+
+    /// Any sequence of operations survives a restart exactly, whether or
+    /// not a snapshot was taken in between.
+    #[test]
+    fn state_survives_restart(
+        operations in proptest::collection::vec((0u8..8, 0u32..1000, 0i64..3), 1..40),
+        checkpoint_at in 0usize..40,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = open(dir.path());
+        node.register_config_node(config_node(1)).unwrap();
+        for (step, &(operation, slot, time_slot)) in operations.iter().enumerate() {
+            if step == checkpoint_at {
+                node.checkpoint().unwrap();
+            }
+            let database = format!("root.d{}", slot % 3);
+            // Errors are part of the test: refused operations change nothing.
+            let _ = match operation {
+                0 => node.register_data_node(data_node(slot % 4 + 1, time_slot as u32 + 1)).map(drop),
+                1 => node.create_database(&database, &DatabaseAttributes::default()),
+                2 | 3 => node.get_or_create_data_partition(&database, slot, time_slot).map(drop),
+                4 => node.get_or_create_schema_partition(&database, slot).map(drop),
+                5 => node.set_node_status(slot % 5, NodeStatus::Unknown),
+                6 => node.set_node_status(slot % 5, NodeStatus::Running),
+                _ => node.delete_database(&database),
+            };
+        }
+        let before = node.state().clone();
+        let route = node.route_snapshot();
+        prop_assert_eq!(route.version, before.version());
+        drop(node);
+        let reopened = open(dir.path());
+        prop_assert_eq!(reopened.state(), &before);
+        prop_assert_eq!(&*reopened.route_snapshot(), &*route);
+    }
+}
+
+#[test]
+fn scale_out_adds_groups_that_take_new_time_slots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    node.register_data_node(data_node(1, 2)).unwrap();
+    node.create_database("root.s", &DatabaseAttributes::default())
+        .unwrap();
+    let week0: Vec<(u32, i64)> = (0..100).map(|slot| (slot, 0)).collect();
+    let (before, _) = node
+        .get_or_create_data_partitions("root.s", &week0)
+        .unwrap();
+    assert_eq!(
+        node.state()
+            .database("root.s")
+            .unwrap()
+            .data_region_groups
+            .len(),
+        2
+    );
+    let new_node = node.register_data_node(data_node(2, 2)).unwrap();
+    let week1: Vec<(u32, i64)> = (0..100).map(|slot| (slot, 1)).collect();
+    let (after, _) = node
+        .get_or_create_data_partitions("root.s", &week1)
+        .unwrap();
+    let database = node.state().database("root.s").unwrap();
+    assert_eq!(database.data_region_groups.len(), 4);
+    // Old partitions stay; the new node's groups take about half of week 1.
+    assert_eq!(
+        node.get_or_create_data_partitions("root.s", &week0)
+            .unwrap(),
+        (before, false)
+    );
+    let on_new_node = after
+        .iter()
+        .filter(|group| node.state().region_groups()[group].leader == new_node)
+        .count();
+    assert!((48..=52).contains(&on_new_node), "{on_new_node}");
+}
+
+#[test]
+fn damaged_journal_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    node.register_data_node(data_node(1, 1)).unwrap();
+    node.create_database("root.x", &DatabaseAttributes::default())
+        .unwrap();
+    drop(node);
+    let log = dir.path().join("confignode.log");
+    let mut bytes = std::fs::read(&log).unwrap();
+    // Damage the first record's payload; a second record follows it.
+    bytes[8 + 16 + 2] ^= 0x20;
+    std::fs::write(&log, &bytes).unwrap();
+    let error = ConfigNode::open(dir.path(), ClusterSettings::default()).unwrap_err();
+    assert!(matches!(
+        error,
+        ConfigNodeError::Journal(journal::JournalError::Corrupt { .. })
+    ));
+    assert_eq!(error.status_code(), INTERNAL_SERVER_ERROR);
+}
+
+#[test]
+fn refused_commands_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    let version = node.version();
+    assert!(
+        node.create_database("root.x", &DatabaseAttributes::default())
+            .is_ok()
+    );
+    assert!(node.get_or_create_data_partition("root.x", 0, 0).is_err());
+    assert!(node.set_node_status(9, NodeStatus::Unknown).is_err());
+    assert!(node.delete_database("root.none").is_err());
+    assert_eq!(node.version(), version + 1);
+    assert_eq!(node.route_snapshot().version, version + 1);
+}

@@ -1,0 +1,482 @@
+//! Admin SQL result sets built from the ConfigNode state, with IoTDB's
+//! column names (IOTDB_FACTS §3.1): `SHOW CLUSTER [DETAILS]`,
+//! `SHOW DATANODES`, `SHOW CONFIGNODES`, `SHOW [DATA|SCHEMA] REGIONS`,
+//! `SHOW DATABASES [DETAILS]`, `SHOW VARIABLES`, `SHOW ALL TTL`.
+//!
+//! Cells are text; `None` is a blank (not applicable) cell.
+
+use super::model::{NodeId, RegionGroupId, RegionGroupKind, RegionGroupPolicy};
+use super::placement::region_group_target;
+use super::state::ConfigState;
+use crate::sql::{PathPattern, RegionKind};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A result set: column names and rows of optional text cells.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Table {
+    /// Column names, IoTDB's spelling.
+    pub columns: Vec<&'static str>,
+    /// Rows, one cell per column.
+    pub rows: Vec<Vec<Option<String>>>,
+}
+
+fn cell(value: impl ToString) -> Option<String> {
+    Some(value.to_string())
+}
+
+/// `SHOW CLUSTER [DETAILS]`: ConfigNodes and DataNodes by id.
+pub fn show_cluster(state: &ConfigState, details: bool) -> Table {
+    let columns = if details {
+        vec![
+            "NodeID",
+            "NodeType",
+            "Status",
+            "InternalAddress",
+            "InternalPort",
+            "ConfigConsensusPort",
+            "RpcAddress",
+            "RpcPort",
+            "MppPort",
+            "SchemaConsensusPort",
+            "DataConsensusPort",
+            "Version",
+            "BuildInfo",
+        ]
+    } else {
+        vec![
+            "NodeID",
+            "NodeType",
+            "Status",
+            "InternalAddress",
+            "InternalPort",
+            "Version",
+            "BuildInfo",
+        ]
+    };
+    let mut rows: BTreeMap<NodeId, Vec<Option<String>>> = BTreeMap::new();
+    for node in state.config_nodes().values() {
+        let spec = &node.spec;
+        let row = if details {
+            vec![
+                cell(node.node_id),
+                cell("ConfigNode"),
+                cell(node.status.as_str()),
+                cell(&spec.internal_address),
+                cell(spec.internal_port),
+                cell(spec.consensus_port),
+                None,
+                None,
+                None,
+                None,
+                None,
+                cell(&spec.version),
+                cell(&spec.build_info),
+            ]
+        } else {
+            vec![
+                cell(node.node_id),
+                cell("ConfigNode"),
+                cell(node.status.as_str()),
+                cell(&spec.internal_address),
+                cell(spec.internal_port),
+                cell(&spec.version),
+                cell(&spec.build_info),
+            ]
+        };
+        rows.insert(node.node_id, row);
+    }
+    for node in state.data_nodes().values() {
+        let spec = &node.spec;
+        let row = if details {
+            vec![
+                cell(node.node_id),
+                cell("DataNode"),
+                cell(node.status.as_str()),
+                cell(&spec.internal_address),
+                cell(spec.internal_port),
+                None,
+                cell(&spec.rpc_address),
+                cell(spec.rpc_port),
+                cell(spec.mpp_port),
+                cell(spec.schema_consensus_port),
+                cell(spec.data_consensus_port),
+                cell(&spec.version),
+                cell(&spec.build_info),
+            ]
+        } else {
+            vec![
+                cell(node.node_id),
+                cell("DataNode"),
+                cell(node.status.as_str()),
+                cell(&spec.internal_address),
+                cell(spec.internal_port),
+                cell(&spec.version),
+                cell(&spec.build_info),
+            ]
+        };
+        rows.insert(node.node_id, row);
+    }
+    Table {
+        columns,
+        rows: rows.into_values().collect(),
+    }
+}
+
+/// Region replicas per DataNode: (data, schema).
+fn replica_counts(state: &ConfigState) -> BTreeMap<NodeId, (u64, u64)> {
+    let mut counts: BTreeMap<NodeId, (u64, u64)> = BTreeMap::new();
+    for group in state.region_groups().values() {
+        for replica in &group.replicas {
+            let entry = counts.entry(replica.data_node_id).or_default();
+            match group.kind {
+                RegionGroupKind::Data => entry.0 += 1,
+                RegionGroupKind::Schema => entry.1 += 1,
+            }
+        }
+    }
+    counts
+}
+
+/// `SHOW DATANODES`.
+pub fn show_data_nodes(state: &ConfigState) -> Table {
+    let counts = replica_counts(state);
+    let rows = state
+        .data_nodes()
+        .values()
+        .map(|node| {
+            let (data, schema) = counts.get(&node.node_id).copied().unwrap_or_default();
+            vec![
+                cell(node.node_id),
+                cell(node.status.as_str()),
+                cell(&node.spec.rpc_address),
+                cell(node.spec.rpc_port),
+                cell(data),
+                cell(schema),
+            ]
+        })
+        .collect();
+    Table {
+        columns: vec![
+            "NodeID",
+            "Status",
+            "RpcAddress",
+            "RpcPort",
+            "DataRegionNum",
+            "SchemaRegionNum",
+        ],
+        rows,
+    }
+}
+
+/// `SHOW CONFIGNODES`.
+pub fn show_config_nodes(state: &ConfigState) -> Table {
+    let rows = state
+        .config_nodes()
+        .values()
+        .map(|node| {
+            let role = if state.config_leader() == Some(node.node_id) {
+                "Leader"
+            } else {
+                "Follower"
+            };
+            vec![
+                cell(node.node_id),
+                cell(node.status.as_str()),
+                cell(&node.spec.internal_address),
+                cell(node.spec.internal_port),
+                cell(role),
+            ]
+        })
+        .collect();
+    Table {
+        columns: vec![
+            "NodeID",
+            "Status",
+            "InternalAddress",
+            "InternalPort",
+            "Role",
+        ],
+        rows,
+    }
+}
+
+/// Filters of `SHOW REGIONS`.
+#[derive(Debug, Clone)]
+pub struct RegionFilter<'a> {
+    /// Which kinds.
+    pub kind: RegionKind,
+    /// `OF DATABASE p, ...`; empty means all.
+    pub databases: &'a [PathPattern],
+    /// `ON NODEID n, ...`; empty means all.
+    pub node_ids: &'a [u32],
+}
+
+/// `SHOW [DATA|SCHEMA] REGIONS`: one row per replica, by region id then
+/// DataNode id. SeriesSlotNum counts the series slots a group serves;
+/// TimeSlotNum counts its DataPartitions ((series slot, time slot) pairs, 0
+/// for schema groups). `tsfile_size` gives the TsFileSize cell of a data
+/// replica (the caller knows the files); schema replicas get a blank.
+pub fn show_regions(
+    state: &ConfigState,
+    filter: &RegionFilter<'_>,
+    tsfile_size: &dyn Fn(RegionGroupId, NodeId) -> Option<String>,
+) -> Table {
+    let mut series_slots: BTreeMap<RegionGroupId, BTreeSet<u32>> = BTreeMap::new();
+    let mut time_slots: BTreeMap<RegionGroupId, u64> = BTreeMap::new();
+    for database in state.databases().values() {
+        for (&slot, &group) in &database.schema_partitions {
+            series_slots.entry(group).or_default().insert(slot);
+        }
+        for (&slot, by_time) in &database.data_partitions {
+            for &group in by_time.values() {
+                series_slots.entry(group).or_default().insert(slot);
+                *time_slots.entry(group).or_default() += 1;
+            }
+        }
+    }
+    let mut rows = Vec::new();
+    for group in state.region_groups().values() {
+        let kind_matches = match filter.kind {
+            RegionKind::All => true,
+            RegionKind::Data => group.kind == RegionGroupKind::Data,
+            RegionKind::Schema => group.kind == RegionGroupKind::Schema,
+        };
+        let database_matches = filter.databases.is_empty()
+            || filter
+                .databases
+                .iter()
+                .any(|pattern| pattern.matches(&group.database));
+        if !kind_matches || !database_matches {
+            continue;
+        }
+        let mut replicas = group.replicas.clone();
+        replicas.sort_by_key(|replica| replica.data_node_id);
+        for replica in replicas {
+            if !filter.node_ids.is_empty() && !filter.node_ids.contains(&replica.data_node_id) {
+                continue;
+            }
+            let node = state.data_nodes().get(&replica.data_node_id);
+            let size = match group.kind {
+                RegionGroupKind::Data => tsfile_size(group.id, replica.data_node_id),
+                RegionGroupKind::Schema => None,
+            };
+            rows.push(vec![
+                cell(group.id),
+                cell(group.kind.as_str()),
+                node.map(|node| node.status.as_str().to_string()),
+                cell(&group.database),
+                cell(series_slots.get(&group.id).map_or(0, BTreeSet::len)),
+                cell(time_slots.get(&group.id).copied().unwrap_or(0)),
+                cell(replica.data_node_id),
+                node.map(|node| node.spec.rpc_address.clone()),
+                node.map(|node| node.spec.rpc_port.to_string()),
+                node.map(|node| node.spec.internal_address.clone()),
+                cell(group.role_of(replica.data_node_id).as_str()),
+                cell(format_timestamp_ms(group.create_time_ms)),
+                size,
+            ]);
+        }
+    }
+    Table {
+        columns: vec![
+            "RegionId",
+            "Type",
+            "Status",
+            "Database",
+            "SeriesSlotNum",
+            "TimeSlotNum",
+            "DataNodeId",
+            "RpcAddress",
+            "RpcPort",
+            "InternalAddress",
+            "Role",
+            "CreateTime",
+            "TsFileSize",
+        ],
+        rows,
+    }
+}
+
+/// `SHOW DATABASES [DETAILS] [pattern]`. Min/Max region group numbers are
+/// the CUSTOM count, or 1 and the current AUTO target.
+pub fn show_databases(state: &ConfigState, details: bool, pattern: Option<&PathPattern>) -> Table {
+    let mut columns = vec![
+        "Database",
+        "SchemaReplicationFactor",
+        "DataReplicationFactor",
+        "TimePartitionOrigin",
+        "TimePartitionInterval",
+    ];
+    if details {
+        columns.extend([
+            "SchemaRegionGroupNum",
+            "MinSchemaRegionGroupNum",
+            "MaxSchemaRegionGroupNum",
+            "DataRegionGroupNum",
+            "MinDataRegionGroupNum",
+            "MaxDataRegionGroupNum",
+        ]);
+    }
+    let mut rows = Vec::new();
+    for database in state.databases().values() {
+        if pattern.is_some_and(|pattern| !pattern.matches(&database.name)) {
+            continue;
+        }
+        let settings = &database.settings;
+        let mut row = vec![
+            cell(&database.name),
+            cell(settings.schema_replication_factor),
+            cell(settings.data_replication_factor),
+            cell(0),
+            cell(settings.time_partition_interval_ms),
+        ];
+        if details {
+            for kind in [RegionGroupKind::Schema, RegionGroupKind::Data] {
+                let target = region_group_target(state, database, kind);
+                let minimum = match settings.region_group_policy(kind) {
+                    RegionGroupPolicy::Custom(count) => count,
+                    RegionGroupPolicy::Auto => 1,
+                };
+                row.push(cell(database.region_groups(kind).len()));
+                row.push(cell(minimum));
+                row.push(cell(target.max(database.region_groups(kind).len() as u32)));
+            }
+        }
+        rows.push(row);
+    }
+    Table { columns, rows }
+}
+
+/// `SHOW ALL TTL`: one rule per database with a TTL (`root.x.**`), as
+/// IoTDB expands a database TTL.
+pub fn show_all_ttl(state: &ConfigState) -> Table {
+    let rows = state
+        .databases()
+        .values()
+        .filter_map(|database| {
+            let ttl = database.settings.ttl_ms?;
+            Some(vec![cell(format!("{}.**", database.name)), cell(ttl)])
+        })
+        .collect();
+    Table {
+        columns: vec!["Device", "TTL(ms)"],
+        rows,
+    }
+}
+
+/// `SHOW VARIABLES`: the cluster-level settings.
+pub fn show_variables(state: &ConfigState) -> Table {
+    let settings = state.settings();
+    let policy = |policy: RegionGroupPolicy| match policy {
+        RegionGroupPolicy::Auto => "AUTO".to_string(),
+        RegionGroupPolicy::Custom(_) => "CUSTOM".to_string(),
+    };
+    let count = |policy: RegionGroupPolicy, auto: u32| match policy {
+        RegionGroupPolicy::Auto => auto.to_string(),
+        RegionGroupPolicy::Custom(count) => count.to_string(),
+    };
+    let variables: Vec<(&str, String)> = vec![
+        ("ClusterName", settings.cluster_name.clone()),
+        (
+            "DataReplicationFactor",
+            settings.data_replication_factor.to_string(),
+        ),
+        (
+            "SchemaReplicationFactor",
+            settings.schema_replication_factor.to_string(),
+        ),
+        (
+            "DataRegionConsensusProtocolClass",
+            settings.data_region_consensus_protocol_class.clone(),
+        ),
+        (
+            "SchemaRegionConsensusProtocolClass",
+            settings.schema_region_consensus_protocol_class.clone(),
+        ),
+        (
+            "ConfigNodeConsensusProtocolClass",
+            settings.config_node_consensus_protocol_class.clone(),
+        ),
+        ("TimePartitionOrigin", "0".to_string()),
+        (
+            "TimePartitionInterval",
+            settings.time_partition_interval_ms.to_string(),
+        ),
+        (
+            "ReadConsistencyLevel",
+            settings.read_consistency_level.clone(),
+        ),
+        (
+            "SchemaRegionGroupExtensionPolicy",
+            policy(settings.schema_region_group_policy),
+        ),
+        (
+            "DefaultSchemaRegionGroupNumPerDatabase",
+            count(settings.schema_region_group_policy, 1),
+        ),
+        (
+            "DataRegionGroupExtensionPolicy",
+            policy(settings.data_region_group_policy),
+        ),
+        (
+            "DefaultDataRegionGroupNumPerDatabase",
+            count(settings.data_region_group_policy, 0),
+        ),
+        ("SeriesSlotNum", settings.series_slot_num.to_string()),
+        (
+            "SeriesSlotExecutorClass",
+            "org.apache.iotdb.commons.partition.executor.hash.BKDRHashExecutor".to_string(),
+        ),
+        ("TimestampPrecision", settings.timestamp_precision.clone()),
+    ];
+    Table {
+        columns: vec!["Variable", "Value"],
+        rows: variables
+            .into_iter()
+            .map(|(name, value)| vec![cell(name), Some(value)])
+            .collect(),
+    }
+}
+
+/// `2024-05-27T14:38:16.654` (UTC), the shape of IoTDB's CreateTime cell.
+pub fn format_timestamp_ms(time_ms: i64) -> String {
+    let days = time_ms.div_euclid(86_400_000);
+    let millis_of_day = time_ms.rem_euclid(86_400_000);
+    // Civil-from-days (Howard Hinnant's algorithm), proleptic Gregorian.
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}",
+        millis_of_day / 3_600_000,
+        millis_of_day / 60_000 % 60,
+        millis_of_day / 1000 % 60,
+        millis_of_day % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_format_like_iotdb() {
+        assert_eq!(format_timestamp_ms(0), "1970-01-01T00:00:00.000");
+        assert_eq!(
+            format_timestamp_ms(1_716_820_696_654),
+            "2024-05-27T14:38:16.654"
+        );
+        assert_eq!(format_timestamp_ms(-1), "1969-12-31T23:59:59.999");
+    }
+}

@@ -1,0 +1,706 @@
+//! [`SchemaRegion`]: devices → measurements, with the auto-create hot path,
+//! pattern queries, deletes and persistence.
+
+use super::error::{Result, SchemaError};
+use crate::confignode::journal::Journal;
+use crate::sql::{Compressor, DataType, Encoding, MeasurementSpec, PathPattern};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+/// Journal records replayed at most on open before a snapshot is written.
+pub const LOG_RECORDS_PER_SNAPSHOT: u64 = 4096;
+/// Longest measurement name, in bytes (IoTDB paths are short; this bounds
+/// what one request can make us store).
+pub const MEASUREMENT_NAME_BYTES_MAX: usize = 256;
+/// Longest device path, in bytes.
+pub const DEVICE_PATH_BYTES_MAX: usize = 4096;
+/// Most measurements in one create request.
+pub const MEASUREMENTS_PER_REQUEST_MAX: usize = 65_536;
+
+/// The journal's file name stem inside the region directory.
+const JOURNAL_NAME: &str = "schema";
+
+/// IoTDB's default encoding of a type: BOOLEAN RLE, integers and times
+/// TS_2DIFF, floats GORILLA, text PLAIN.
+pub fn default_encoding(data_type: DataType) -> Encoding {
+    match data_type {
+        DataType::Boolean => Encoding::Rle,
+        DataType::Int32 | DataType::Int64 | DataType::Timestamp | DataType::Date => {
+            Encoding::Ts2Diff
+        }
+        DataType::Float | DataType::Double => Encoding::Gorilla,
+        DataType::Text | DataType::String | DataType::Blob => Encoding::Plain,
+    }
+}
+
+/// IoTDB's default compressor, LZ4.
+pub fn default_compressor() -> Compressor {
+    Compressor::Lz4
+}
+
+/// How a measurement is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct MeasurementSchema {
+    /// Its data type.
+    pub data_type: DataType,
+    /// Its encoding.
+    pub encoding: Encoding,
+    /// Its compressor.
+    pub compressor: Compressor,
+}
+
+impl MeasurementSchema {
+    /// `data_type` with IoTDB's default encoding and compressor.
+    pub fn with_defaults(data_type: DataType) -> MeasurementSchema {
+        MeasurementSchema {
+            data_type,
+            encoding: default_encoding(data_type),
+            compressor: default_compressor(),
+        }
+    }
+
+    /// The schema a `CREATE TIMESERIES` spec asks for, defaults filled in;
+    /// refuses encodings the type cannot use.
+    pub fn from_spec(spec: &MeasurementSpec) -> Result<MeasurementSchema> {
+        let schema = MeasurementSchema {
+            data_type: spec.data_type,
+            encoding: spec
+                .encoding
+                .unwrap_or_else(|| default_encoding(spec.data_type)),
+            compressor: spec.compressor.unwrap_or_else(default_compressor),
+        };
+        schema.validate()?;
+        Ok(schema)
+    }
+
+    /// Checks that the encoding suits the type (IoTDB: text-like types take
+    /// PLAIN or DICTIONARY only; DICTIONARY is text-only).
+    pub fn validate(&self) -> Result<()> {
+        let textual = matches!(
+            self.data_type,
+            DataType::Text | DataType::String | DataType::Blob
+        );
+        let allowed = match self.encoding {
+            Encoding::Plain => true,
+            Encoding::Dictionary => textual,
+            _ => !textual,
+        };
+        if allowed {
+            Ok(())
+        } else {
+            Err(SchemaError::InvalidRequest(format!(
+                "encoding {} does not support {}",
+                self.encoding, self.data_type
+            )))
+        }
+    }
+}
+
+/// What to do when a measurement exists with another type than requested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TypeConflict {
+    /// Refuse the whole batch (typed inserts: tablets, records).
+    Reject,
+    /// Use the registered type (SQL inserts, whose literal types are only a
+    /// guess; the caller converts the values).
+    UseExisting,
+}
+
+/// A timeseries matched by a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimeseriesEntry {
+    /// `device.measurement`.
+    pub path: String,
+    /// The device path.
+    pub device: String,
+    /// The measurement name.
+    pub measurement: String,
+    /// Its schema.
+    pub schema: MeasurementSchema,
+    /// Whether its device is aligned.
+    pub aligned: bool,
+}
+
+/// A device matched by a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceEntry {
+    /// The device path.
+    pub device: String,
+    /// Whether it is aligned.
+    pub aligned: bool,
+    /// How many measurements it has.
+    pub measurement_count: usize,
+}
+
+/// One change to a SchemaRegion, as logged.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchemaCommand {
+    /// Creates measurements of one device (and the device if new).
+    CreateTimeseries {
+        /// The device path.
+        device: String,
+        /// Whether the device is aligned.
+        aligned: bool,
+        /// New measurements.
+        measurements: Vec<(String, StoredSchema)>,
+    },
+    /// Deletes (device, measurement) pairs; empty devices disappear.
+    DeleteTimeseries {
+        /// The series.
+        series: Vec<(String, String)>,
+    },
+}
+
+/// A measurement schema as persisted: IoTDB's upper-case names, so the
+/// files read the same whatever the enums' order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredSchema {
+    data_type: String,
+    encoding: String,
+    compressor: String,
+}
+
+impl From<MeasurementSchema> for StoredSchema {
+    fn from(schema: MeasurementSchema) -> StoredSchema {
+        StoredSchema {
+            data_type: schema.data_type.as_str().to_string(),
+            encoding: schema.encoding.as_str().to_string(),
+            compressor: schema.compressor.as_str().to_string(),
+        }
+    }
+}
+
+impl StoredSchema {
+    fn decode(&self) -> Result<MeasurementSchema> {
+        let corrupt = |what: &str| SchemaError::Corrupt(format!("unknown {what} in {self:?}"));
+        Ok(MeasurementSchema {
+            data_type: self.data_type.parse().map_err(|()| corrupt("data type"))?,
+            encoding: self.encoding.parse().map_err(|()| corrupt("encoding"))?,
+            compressor: self
+                .compressor
+                .parse()
+                .map_err(|()| corrupt("compressor"))?,
+        })
+    }
+}
+
+/// A device as persisted: path, aligned flag, measurements by name.
+type StoredDevice = (String, bool, Vec<(String, StoredSchema)>);
+
+/// The persisted snapshot of a region.
+#[derive(Debug, Serialize, Deserialize)]
+struct Snapshot {
+    database: String,
+    /// (device, aligned, measurements), devices sorted.
+    devices: Vec<StoredDevice>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Device {
+    aligned: bool,
+    measurements: HashMap<Box<str>, MeasurementSchema>,
+}
+
+/// One SchemaRegion replica's schema, persisted under one directory.
+#[derive(Debug)]
+pub struct SchemaRegion {
+    database: String,
+    devices: HashMap<Box<str>, Device>,
+    series_count: usize,
+    journal: Journal,
+}
+
+fn check_name(path: &str, name: &str, limit: usize) -> Result<()> {
+    let illegal = |reason| {
+        Err(SchemaError::IllegalPath {
+            path: path.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return illegal("empty name");
+    }
+    if name.len() > limit {
+        return illegal("too long");
+    }
+    Ok(())
+}
+
+fn check_device(device: &str) -> Result<()> {
+    check_name(device, device, DEVICE_PATH_BYTES_MAX)?;
+    if !device.starts_with("root.") || device.split('.').any(|node| node.is_empty()) {
+        return Err(SchemaError::IllegalPath {
+            path: device.to_string(),
+            reason: "a device path is root.<node>... without empty nodes",
+        });
+    }
+    if device.contains('*') {
+        return Err(SchemaError::IllegalPath {
+            path: device.to_string(),
+            reason: "a device path has no wildcard",
+        });
+    }
+    Ok(())
+}
+
+fn check_measurement(device: &str, name: &str) -> Result<()> {
+    check_name(
+        &format!("{device}.{name}"),
+        name,
+        MEASUREMENT_NAME_BYTES_MAX,
+    )?;
+    if name.contains('.') || name.contains('*') {
+        return Err(SchemaError::IllegalPath {
+            path: format!("{device}.{name}"),
+            reason: "a measurement is one node without wildcards",
+        });
+    }
+    Ok(())
+}
+
+impl SchemaRegion {
+    /// Opens (creating on first use) the schema region of `database` in
+    /// `dir`, restoring its snapshot and replaying its log.
+    pub fn open(dir: &Path, database: &str) -> Result<SchemaRegion> {
+        let (journal, recovered) = Journal::open::<Snapshot, SchemaCommand>(dir, JOURNAL_NAME)?;
+        let fresh = recovered.snapshot.is_none();
+        let mut region = SchemaRegion {
+            database: database.to_string(),
+            devices: HashMap::new(),
+            series_count: 0,
+            journal,
+        };
+        if let Some(snapshot) = recovered.snapshot {
+            if snapshot.database != database {
+                return Err(SchemaError::Corrupt(format!(
+                    "directory holds database {}, not {database}",
+                    snapshot.database
+                )));
+            }
+            for (device, aligned, measurements) in snapshot.devices {
+                region.apply(&SchemaCommand::CreateTimeseries {
+                    device,
+                    aligned,
+                    measurements,
+                })?;
+            }
+        }
+        for command in &recovered.records {
+            region.apply(command)?;
+        }
+        if fresh {
+            region.journal.write_snapshot(&region.snapshot())?;
+        }
+        Ok(region)
+    }
+
+    /// The database this region belongs to.
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Number of timeseries.
+    pub fn series_count(&self) -> usize {
+        self.series_count
+    }
+
+    /// Number of devices.
+    pub fn device_count(&self) -> usize {
+        self.devices.len()
+    }
+
+    /// The schema of one measurement.
+    pub fn measurement(&self, device: &str, measurement: &str) -> Option<MeasurementSchema> {
+        self.devices
+            .get(device)?
+            .measurements
+            .get(measurement)
+            .copied()
+    }
+
+    /// Whether a device is aligned, if it exists.
+    pub fn device_aligned(&self, device: &str) -> Option<bool> {
+        self.devices.get(device).map(|device| device.aligned)
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        let mut devices: Vec<StoredDevice> = self
+            .devices
+            .iter()
+            .map(|(path, device)| {
+                let mut measurements: Vec<(String, StoredSchema)> = device
+                    .measurements
+                    .iter()
+                    .map(|(name, schema)| (name.to_string(), StoredSchema::from(*schema)))
+                    .collect();
+                measurements.sort_by(|a, b| a.0.cmp(&b.0));
+                (path.to_string(), device.aligned, measurements)
+            })
+            .collect();
+        devices.sort_by(|a, b| a.0.cmp(&b.0));
+        Snapshot {
+            database: self.database.clone(),
+            devices,
+        }
+    }
+
+    /// Writes a snapshot now and starts an empty log.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        let snapshot = self.snapshot();
+        self.journal.write_snapshot(&snapshot)?;
+        Ok(())
+    }
+
+    /// Applies a logged command; a command that does not fit the state
+    /// (only possible from a damaged log) is [`SchemaError::Corrupt`].
+    fn apply(&mut self, command: &SchemaCommand) -> Result<()> {
+        match command {
+            SchemaCommand::CreateTimeseries {
+                device,
+                aligned,
+                measurements,
+            } => {
+                let decoded = measurements
+                    .iter()
+                    .map(|(name, stored)| Ok((name.as_str(), stored.decode()?)))
+                    .collect::<Result<Vec<_>>>()?;
+                let entry = self
+                    .devices
+                    .entry(device.as_str().into())
+                    .or_insert_with(|| Device {
+                        aligned: *aligned,
+                        measurements: HashMap::new(),
+                    });
+                if entry.aligned != *aligned {
+                    return Err(SchemaError::Corrupt(format!(
+                        "aligned flag of {device} flips in the log"
+                    )));
+                }
+                for (name, schema) in decoded {
+                    if entry.measurements.insert(name.into(), schema).is_none() {
+                        self.series_count += 1;
+                    }
+                }
+            }
+            SchemaCommand::DeleteTimeseries { series } => {
+                for (device, measurement) in series {
+                    let Some(entry) = self.devices.get_mut(device.as_str()) else {
+                        continue;
+                    };
+                    if entry.measurements.remove(measurement.as_str()).is_some() {
+                        self.series_count -= 1;
+                    }
+                    if entry.measurements.is_empty() {
+                        self.devices.remove(device.as_str());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Logs (synced) and applies a command.
+    fn commit(&mut self, command: SchemaCommand) -> Result<()> {
+        if self.journal.records_since_snapshot() >= LOG_RECORDS_PER_SNAPSHOT {
+            self.checkpoint()?;
+        }
+        self.journal.append(&command)?;
+        self.apply(&command)
+            .expect("a planned schema command applies");
+        Ok(())
+    }
+
+    /// The auto-create hot path: the types of `measurements` of `device`,
+    /// written to `resolved` (cleared first, one per measurement), creating
+    /// missing measurements with `types` and default encodings. All or
+    /// nothing: on error nothing is created. With [`TypeConflict::Reject`]
+    /// an existing measurement of another type is
+    /// [`SchemaError::TypeMismatch`]; with [`TypeConflict::UseExisting`] its
+    /// registered type is returned. Returns how many measurements were
+    /// created.
+    ///
+    /// When the device and all measurements exist this allocates nothing
+    /// (given `resolved` has the capacity, as a reused buffer does).
+    pub fn get_or_create_measurements<S: AsRef<str>>(
+        &mut self,
+        device: &str,
+        aligned: bool,
+        measurements: &[S],
+        types: &[DataType],
+        conflict: TypeConflict,
+        resolved: &mut Vec<DataType>,
+    ) -> Result<usize> {
+        resolved.clear();
+        if measurements.len() != types.len() {
+            return Err(SchemaError::InvalidRequest(format!(
+                "{} measurements but {} types",
+                measurements.len(),
+                types.len()
+            )));
+        }
+        let mut missing = 0;
+        match self.devices.get(device) {
+            Some(entry) => {
+                if entry.aligned != aligned {
+                    return Err(SchemaError::AlignedMismatch {
+                        device: device.to_string(),
+                        aligned: entry.aligned,
+                    });
+                }
+                for (name, &requested) in measurements.iter().zip(types) {
+                    let name = name.as_ref();
+                    match entry.measurements.get(name) {
+                        Some(schema) if schema.data_type == requested => resolved.push(requested),
+                        Some(schema) => match conflict {
+                            TypeConflict::UseExisting => resolved.push(schema.data_type),
+                            TypeConflict::Reject => {
+                                resolved.clear();
+                                return Err(SchemaError::TypeMismatch {
+                                    path: format!("{device}.{name}"),
+                                    existing: schema.data_type,
+                                    requested,
+                                });
+                            }
+                        },
+                        None => {
+                            missing += 1;
+                            resolved.push(requested);
+                        }
+                    }
+                }
+            }
+            None => {
+                missing = measurements.len();
+                resolved.extend_from_slice(types);
+            }
+        }
+        if missing == 0 {
+            return Ok(0);
+        }
+        let result = self.create_missing(device, aligned, measurements, types);
+        if result.is_err() {
+            resolved.clear();
+        }
+        result
+    }
+
+    /// The slow path of [`SchemaRegion::get_or_create_measurements`]:
+    /// validates and logs the missing measurements.
+    fn create_missing<S: AsRef<str>>(
+        &mut self,
+        device: &str,
+        aligned: bool,
+        measurements: &[S],
+        types: &[DataType],
+    ) -> Result<usize> {
+        check_device(device)?;
+        if measurements.len() > MEASUREMENTS_PER_REQUEST_MAX {
+            return Err(SchemaError::InvalidRequest(format!(
+                "{} measurements exceed the limit of {MEASUREMENTS_PER_REQUEST_MAX}",
+                measurements.len()
+            )));
+        }
+        let existing = self.devices.get(device);
+        let mut new: Vec<(String, StoredSchema)> = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        for (name, &data_type) in measurements.iter().zip(types) {
+            let name = name.as_ref();
+            if existing.is_some_and(|entry| entry.measurements.contains_key(name)) {
+                continue;
+            }
+            if !seen.insert(name) {
+                return Err(SchemaError::InvalidRequest(format!(
+                    "measurement {name} appears twice"
+                )));
+            }
+            check_measurement(device, name)?;
+            new.push((
+                name.to_string(),
+                MeasurementSchema::with_defaults(data_type).into(),
+            ));
+        }
+        let created = new.len();
+        self.commit(SchemaCommand::CreateTimeseries {
+            device: device.to_string(),
+            aligned,
+            measurements: new,
+        })?;
+        Ok(created)
+    }
+
+    /// `CREATE TIMESERIES device.measurement ...`: `Ok(true)` if created,
+    /// `Ok(false)` if it exists with the same schema,
+    /// [`SchemaError::AlreadyExists`] if it exists with another.
+    pub fn create_timeseries(
+        &mut self,
+        device: &str,
+        measurement: &str,
+        schema: MeasurementSchema,
+    ) -> Result<bool> {
+        self.create_many(device, false, &[(measurement, schema)])
+            .map(|created| created == 1)
+    }
+
+    /// `CREATE ALIGNED TIMESERIES device(m1 ..., ...)`: all or nothing;
+    /// returns how many were created (existing identical ones are kept).
+    pub fn create_aligned_timeseries(
+        &mut self,
+        device: &str,
+        measurements: &[(&str, MeasurementSchema)],
+    ) -> Result<usize> {
+        self.create_many(device, true, measurements)
+    }
+
+    fn create_many(
+        &mut self,
+        device: &str,
+        aligned: bool,
+        measurements: &[(&str, MeasurementSchema)],
+    ) -> Result<usize> {
+        check_device(device)?;
+        if measurements.len() > MEASUREMENTS_PER_REQUEST_MAX {
+            return Err(SchemaError::InvalidRequest(format!(
+                "{} measurements exceed the limit of {MEASUREMENTS_PER_REQUEST_MAX}",
+                measurements.len()
+            )));
+        }
+        let existing = self.devices.get(device);
+        if let Some(entry) = existing
+            && entry.aligned != aligned
+        {
+            return Err(SchemaError::AlignedMismatch {
+                device: device.to_string(),
+                aligned: entry.aligned,
+            });
+        }
+        let mut new = Vec::new();
+        let mut seen = HashSet::new();
+        for &(name, schema) in measurements {
+            check_measurement(device, name)?;
+            schema.validate()?;
+            if !seen.insert(name) {
+                return Err(SchemaError::InvalidRequest(format!(
+                    "measurement {name} appears twice"
+                )));
+            }
+            match existing.and_then(|entry| entry.measurements.get(name)) {
+                Some(current) if *current == schema => {}
+                Some(current) if current.data_type != schema.data_type => {
+                    return Err(SchemaError::TypeMismatch {
+                        path: format!("{device}.{name}"),
+                        existing: current.data_type,
+                        requested: schema.data_type,
+                    });
+                }
+                Some(_) => {
+                    return Err(SchemaError::AlreadyExists {
+                        path: format!("{device}.{name}"),
+                    });
+                }
+                None => new.push((name.to_string(), StoredSchema::from(schema))),
+            }
+        }
+        if new.is_empty() {
+            return Ok(0);
+        }
+        let created = new.len();
+        self.commit(SchemaCommand::CreateTimeseries {
+            device: device.to_string(),
+            aligned,
+            measurements: new,
+        })?;
+        Ok(created)
+    }
+
+    /// Calls `visit` for every timeseries whose full path matches
+    /// `pattern`.
+    fn for_each_match(
+        &self,
+        pattern: &PathPattern,
+        mut visit: impl FnMut(&str, &str, &Device, MeasurementSchema),
+    ) {
+        let mut nodes: Vec<&str> = Vec::new();
+        for (path, device) in &self.devices {
+            nodes.clear();
+            nodes.extend(path.split('.'));
+            for (name, schema) in &device.measurements {
+                nodes.push(name);
+                if pattern.matches_nodes(&nodes) {
+                    visit(path, name, device, *schema);
+                }
+                nodes.pop();
+            }
+        }
+    }
+
+    /// `SHOW TIMESERIES pattern`: matches sorted by path.
+    pub fn timeseries(&self, pattern: &PathPattern) -> Vec<TimeseriesEntry> {
+        let mut entries = Vec::new();
+        self.for_each_match(pattern, |device, name, entry, schema| {
+            entries.push(TimeseriesEntry {
+                path: format!("{device}.{name}"),
+                device: device.to_string(),
+                measurement: name.to_string(),
+                schema,
+                aligned: entry.aligned,
+            });
+        });
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        entries
+    }
+
+    /// `COUNT TIMESERIES pattern`.
+    pub fn count_timeseries(&self, pattern: &PathPattern) -> u64 {
+        let mut count = 0;
+        self.for_each_match(pattern, |_, _, _, _| count += 1);
+        count
+    }
+
+    /// `SHOW DEVICES pattern`: devices whose path matches, sorted.
+    pub fn devices(&self, pattern: &PathPattern) -> Vec<DeviceEntry> {
+        let mut entries: Vec<DeviceEntry> = self
+            .devices
+            .iter()
+            .filter(|(path, _)| pattern.matches(path))
+            .map(|(path, device)| DeviceEntry {
+                device: path.to_string(),
+                aligned: device.aligned,
+                measurement_count: device.measurements.len(),
+            })
+            .collect();
+        entries.sort_by(|a, b| a.device.cmp(&b.device));
+        entries
+    }
+
+    /// `COUNT DEVICES pattern`.
+    pub fn count_devices(&self, pattern: &PathPattern) -> u64 {
+        self.devices
+            .keys()
+            .filter(|path| pattern.matches(path))
+            .count() as u64
+    }
+
+    /// `DELETE TIMESERIES p, ...`: deletes every match; returns the deleted
+    /// paths, sorted (empty if nothing matched; the caller, which sees all
+    /// regions, decides whether that is an error).
+    pub fn delete_timeseries(&mut self, patterns: &[PathPattern]) -> Result<Vec<String>> {
+        let mut series: Vec<(String, String)> = Vec::new();
+        for pattern in patterns {
+            self.for_each_match(pattern, |device, name, _, _| {
+                series.push((device.to_string(), name.to_string()));
+            });
+        }
+        series.sort();
+        series.dedup();
+        if series.is_empty() {
+            return Ok(Vec::new());
+        }
+        let deleted = series
+            .iter()
+            .map(|(device, name)| format!("{device}.{name}"))
+            .collect();
+        self.commit(SchemaCommand::DeleteTimeseries { series })?;
+        Ok(deleted)
+    }
+}
