@@ -1,13 +1,13 @@
-//! iotdb-server: the ConfigNode and DataNode roles, routing and query
-//! execution.
-//!
-//! Modules so far:
-//! - [`sql`]: the IoTDB SQL (tree model) parser producing a typed AST that
-//!   the query layer maps onto the engine.
-//! - [`confignode`]: the ConfigNode role's persistent state machine (nodes,
-//!   databases, region groups, partitions, route snapshots, admin views).
-//! - [`schema`]: one SchemaRegion's persistent timeseries schema.
+//! `iotdb-node`: the `iotdb-server` process. The ConfigNode role ([`confignode`]: nodes,
+//! databases, region groups, partitions, placement, route snapshots, admin views), schema
+//! regions ([`schema`]), the SQL front end ([`sql`]), and the DataNode role ([`datanode`])
+//! that assembles runtime, network and storage, one shard per core.
 
+#![forbid(unsafe_code)]
+
+pub mod config;
 pub mod confignode;
+pub mod datanode;
 pub mod schema;
+pub mod server;
 pub mod sql;

@@ -1,0 +1,250 @@
+//! The server's settings: a TOML file with IoTDB's key names where IoTDB has the concept,
+//! overridden by command-line flags.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use iotdb_storage::{RegionConfig, WalMode};
+use serde::Deserialize;
+
+/// IoTDB's default administrator and password (`root`/`root`).
+pub const DEFAULT_USER: &str = "root";
+pub const DEFAULT_PASSWORD: &str = "root";
+
+/// Settings of one `iotdb-server` process.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub cluster_name: String,
+    /// Address clients connect to.
+    pub dn_rpc_address: String,
+    pub dn_rpc_port: u16,
+    pub dn_internal_address: String,
+    pub dn_internal_port: u16,
+    pub cn_internal_address: String,
+    pub cn_internal_port: u16,
+    pub cn_consensus_port: u16,
+    pub dn_mpp_data_exchange_port: u16,
+    pub dn_schema_region_consensus_port: u16,
+    pub dn_data_region_consensus_port: u16,
+    /// Root of every file the node writes (`confignode/`, `datanode/`).
+    pub data_dir: PathBuf,
+    /// Shards (cores) of the DataNode; 0 means every available core.
+    pub dn_cores: usize,
+    /// `sync`, `async` or `off`.
+    pub wal_mode: String,
+    pub wal_async_mode_fsync_delay_in_ms: u64,
+    pub time_partition_interval: i64,
+    pub series_slot_num: u32,
+    pub data_replication_factor: u32,
+    pub schema_replication_factor: u32,
+    /// `AUTO` or `CUSTOM`.
+    pub data_region_group_extension_policy: String,
+    pub default_data_region_group_num_per_database: u32,
+    pub root_password: String,
+    /// Serve a non-loopback address while `root_password` is still the default.
+    pub allow_default_password_on_public_address: bool,
+    /// Most client connections at once, over all shards.
+    pub dn_rpc_max_concurrent_client_num: usize,
+    /// Memtable bytes per region that start a flush.
+    pub memtable_flush_bytes: usize,
+    /// Memtable bytes per region past which writes are rejected (606) until flushes catch up.
+    pub memtable_bytes_max: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let region = RegionConfig::default();
+        ServerConfig {
+            cluster_name: "defaultCluster".into(),
+            dn_rpc_address: "127.0.0.1".into(),
+            dn_rpc_port: 6667,
+            dn_internal_address: "127.0.0.1".into(),
+            dn_internal_port: 10730,
+            cn_internal_address: "127.0.0.1".into(),
+            cn_internal_port: 10710,
+            cn_consensus_port: 10720,
+            dn_mpp_data_exchange_port: 10740,
+            dn_schema_region_consensus_port: 10750,
+            dn_data_region_consensus_port: 10760,
+            data_dir: PathBuf::from("data"),
+            dn_cores: 0,
+            wal_mode: "sync".into(),
+            wal_async_mode_fsync_delay_in_ms: 1000,
+            time_partition_interval: iotdb_storage::config::TIME_PARTITION_INTERVAL_MS_DEFAULT,
+            series_slot_num: 1000,
+            data_replication_factor: 1,
+            schema_replication_factor: 1,
+            data_region_group_extension_policy: "AUTO".into(),
+            default_data_region_group_num_per_database: 2,
+            root_password: DEFAULT_PASSWORD.into(),
+            allow_default_password_on_public_address: false,
+            dn_rpc_max_concurrent_client_num: 1000,
+            memtable_flush_bytes: region.memtable_flush_bytes,
+            memtable_bytes_max: region.memtable_bytes_max,
+        }
+    }
+}
+
+/// Why a configuration is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parsing {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("{key} = {value:?}: {reason}")]
+    Invalid {
+        key: &'static str,
+        value: String,
+        reason: String,
+    },
+}
+
+impl ServerConfig {
+    /// Reads a TOML file; keys not given keep their defaults.
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    /// Checks the settings against each other and the rules of the deployment.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key, value: String, reason: &str| {
+            Err(ConfigError::Invalid {
+                key,
+                value,
+                reason: reason.into(),
+            })
+        };
+        if self.wal_mode_parsed().is_none() {
+            return invalid("wal_mode", self.wal_mode.clone(), "expected sync, async or off");
+        }
+        if self.time_partition_interval <= 0 {
+            return invalid(
+                "time_partition_interval",
+                self.time_partition_interval.to_string(),
+                "must be positive",
+            );
+        }
+        if self.series_slot_num == 0 {
+            return invalid("series_slot_num", "0".into(), "must be positive");
+        }
+        if self.data_replication_factor != 1 || self.schema_replication_factor != 1 {
+            return invalid(
+                "data_replication_factor",
+                self.data_replication_factor.to_string(),
+                "a standalone server holds one replica of each region",
+            );
+        }
+        if !["AUTO", "CUSTOM"].contains(&self.data_region_group_extension_policy.to_ascii_uppercase().as_str()) {
+            return invalid(
+                "data_region_group_extension_policy",
+                self.data_region_group_extension_policy.clone(),
+                "expected AUTO or CUSTOM",
+            );
+        }
+        let ip: IpAddr = match self.dn_rpc_address.parse() {
+            Ok(ip) => ip,
+            Err(_) => return invalid("dn_rpc_address", self.dn_rpc_address.clone(), "not an IP address"),
+        };
+        if !ip.is_loopback() && self.root_password == DEFAULT_PASSWORD && !self.allow_default_password_on_public_address {
+            return invalid(
+                "dn_rpc_address",
+                self.dn_rpc_address.clone(),
+                "refusing to serve a non-loopback address with the default root password: set \
+                 root_password, or allow_default_password_on_public_address = true",
+            );
+        }
+        if self.dn_rpc_max_concurrent_client_num == 0 {
+            return invalid("dn_rpc_max_concurrent_client_num", "0".into(), "must be positive");
+        }
+        Ok(())
+    }
+
+    pub fn wal_mode_parsed(&self) -> Option<WalMode> {
+        WalMode::parse(&self.wal_mode)
+    }
+
+    /// The client RPC socket address.
+    pub fn rpc_socket_address(&self) -> Result<SocketAddr, ConfigError> {
+        let ip: IpAddr = self.dn_rpc_address.parse().map_err(|_| ConfigError::Invalid {
+            key: "dn_rpc_address",
+            value: self.dn_rpc_address.clone(),
+            reason: "not an IP address".into(),
+        })?;
+        Ok(SocketAddr::new(ip, self.dn_rpc_port))
+    }
+
+    /// The storage settings of a region of a database with `ttl_ms`.
+    pub fn region_config(&self, ttl_ms: Option<i64>, time_partition_interval_ms: i64) -> RegionConfig {
+        RegionConfig {
+            wal_mode: self.wal_mode_parsed().unwrap_or(WalMode::Sync),
+            wal_async_fsync: Duration::from_millis(self.wal_async_mode_fsync_delay_in_ms),
+            time_partition_interval_ms,
+            memtable_flush_bytes: self.memtable_flush_bytes,
+            memtable_bytes_max: self.memtable_bytes_max,
+            ttl_ms,
+            ..RegionConfig::default()
+        }
+    }
+
+    pub fn confignode_dir(&self) -> PathBuf {
+        self.data_dir.join("confignode")
+    }
+
+    pub fn region_dir(&self, region_id: u32) -> PathBuf {
+        self.data_dir.join("datanode").join("data").join(format!("region-{region_id}"))
+    }
+
+    pub fn schema_dir(&self) -> PathBuf {
+        self.data_dir.join("datanode").join("schema")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid_and_toml_overrides_them() {
+        ServerConfig::default().validate().unwrap();
+        let config: ServerConfig = toml::from_str("dn_rpc_port = 7000\nwal_mode = \"async\"").unwrap();
+        assert_eq!(config.dn_rpc_port, 7000);
+        assert_eq!(config.wal_mode_parsed(), Some(WalMode::Async));
+        assert_eq!(config.cluster_name, "defaultCluster");
+        assert!(toml::from_str::<ServerConfig>("no_such_key = 1").is_err());
+    }
+
+    #[test]
+    fn default_password_on_a_public_address_is_refused() {
+        let config = ServerConfig {
+            dn_rpc_address: "0.0.0.0".into(),
+            ..ServerConfig::default()
+        };
+        assert!(config.validate().is_err());
+        let allowed = ServerConfig {
+            allow_default_password_on_public_address: true,
+            ..config.clone()
+        };
+        allowed.validate().unwrap();
+        let changed = ServerConfig {
+            root_password: "s3cret".into(),
+            ..config
+        };
+        changed.validate().unwrap();
+    }
+}

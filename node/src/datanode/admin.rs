@@ -1,0 +1,258 @@
+//! Administrative SQL on the control shard: databases, schema, TTL and the cluster views,
+//! with IoTDB's output columns.
+
+use iotdb_net::{Status, StatusCode};
+
+use super::control::{ControlAnswer, ControlPlane, engine_type, table_result};
+use crate::confignode::{RegionFilter, Table};
+use crate::schema::MeasurementSchema;
+use crate::sql::{PathNode, PathPattern, Statement, Ttl};
+
+fn done() -> Result<ControlAnswer, Status> {
+    Ok(ControlAnswer::Done)
+}
+
+fn table(columns: &[&'static str], rows: Vec<Vec<Option<String>>>) -> ControlAnswer {
+    ControlAnswer::ResultSet(table_result(Table {
+        columns: columns.to_vec(),
+        rows,
+    }))
+}
+
+fn count(column: &'static str, n: u64) -> ControlAnswer {
+    table(&[column], vec![vec![Some(n.to_string())]])
+}
+
+/// `root.**`: everything.
+fn all() -> PathPattern {
+    PathPattern::new(vec![PathNode::Name("root".into()), PathNode::MultiLevel])
+}
+
+fn status(code: i32, message: impl Into<String>) -> Status {
+    Status::new(StatusCode(code), message)
+}
+
+fn config_status(e: crate::confignode::ConfigNodeError) -> Status {
+    status(e.status_code(), e.to_string())
+}
+
+fn schema_status(e: crate::schema::SchemaError) -> Status {
+    status(e.status_code(), e.to_string())
+}
+
+/// Executes `statement`; data statements (INSERT, SELECT, DELETE FROM, FLUSH) are served by
+/// the shard that received them and never come here.
+pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<ControlAnswer, Status> {
+    match statement {
+        Statement::CreateDatabase { database, attributes } => {
+            plane
+                .config_node()
+                .create_database(&database.to_string(), &attributes)
+                .map_err(config_status)?;
+            done()
+        }
+        Statement::AlterDatabase { database, attributes } => {
+            let name = database.to_string();
+            plane.config_node().alter_database(&name, &attributes).map_err(config_status)?;
+            match attributes.ttl {
+                Some(ttl) => Ok(ttl_changed(name, ttl)),
+                None => done(),
+            }
+        }
+        Statement::ShowDatabases { details, pattern } => Ok(ControlAnswer::ResultSet(table_result(
+            plane.config_node().show_databases(details, pattern.as_ref()),
+        ))),
+        Statement::DeleteDatabases { patterns } => {
+            plane.config_node().delete_databases(&patterns).map_err(config_status)?;
+            done()
+        }
+        Statement::CountDatabases { pattern } => {
+            let shown = plane.config_node().show_databases(false, pattern.as_ref());
+            Ok(count("count", shown.rows.len() as u64))
+        }
+        Statement::CreateTimeseries { path, spec } => {
+            let measurement = path.last().map(str::to_string).ok_or_else(|| status(509, "empty path"))?;
+            let device = path.parent().ok_or_else(|| status(509, format!("{path} has no device")))?.to_string();
+            engine_type(spec.data_type)?;
+            let schema = MeasurementSchema::from_spec(&spec).map_err(schema_status)?;
+            let region = plane.schema_for_device(&device)?;
+            let created = region.create_timeseries(&device, &measurement, schema).map_err(schema_status)?;
+            if !created {
+                return Err(status(
+                    crate::schema::TIMESERIES_ALREADY_EXIST,
+                    format!("timeseries {path} already exists"),
+                ));
+            }
+            done()
+        }
+        Statement::CreateAlignedTimeseries { device, measurements } => {
+            let device = device.to_string();
+            let mut schemas = Vec::with_capacity(measurements.len());
+            for (name, spec) in &measurements {
+                engine_type(spec.data_type)?;
+                schemas.push((name.as_str(), MeasurementSchema::from_spec(spec).map_err(schema_status)?));
+            }
+            let region = plane.schema_for_device(&device)?;
+            region.create_aligned_timeseries(&device, &schemas).map_err(schema_status)?;
+            done()
+        }
+        Statement::ShowTimeseries { pattern } => {
+            let pattern = pattern.unwrap_or_else(all);
+            let snapshot = plane.config_node().route_snapshot();
+            let mut entries: Vec<_> = plane.schemas().flat_map(|s| s.timeseries(&pattern)).collect();
+            entries.sort_by(|a, b| a.path.cmp(&b.path));
+            let rows = entries
+                .into_iter()
+                .map(|e| {
+                    let database = snapshot.database_of_device(&e.device).map(|(n, _)| n.to_string());
+                    vec![
+                        Some(e.path),
+                        None,
+                        database,
+                        Some(e.schema.data_type.as_str().to_string()),
+                        Some(e.schema.encoding.as_str().to_string()),
+                        Some(e.schema.compressor.as_str().to_string()),
+                        None,
+                        None,
+                        None,
+                        None,
+                        Some("BASE".to_string()),
+                    ]
+                })
+                .collect();
+            Ok(table(
+                &[
+                    "Timeseries",
+                    "Alias",
+                    "Database",
+                    "DataType",
+                    "Encoding",
+                    "Compression",
+                    "Tags",
+                    "Attributes",
+                    "Deadband",
+                    "DeadbandParameters",
+                    "ViewType",
+                ],
+                rows,
+            ))
+        }
+        Statement::ShowDevices { pattern } => {
+            let pattern = pattern.unwrap_or_else(all);
+            let snapshot = plane.config_node().route_snapshot();
+            let mut entries: Vec<_> = plane.schemas().flat_map(|s| s.devices(&pattern)).collect();
+            entries.sort_by(|a, b| a.device.cmp(&b.device));
+            let rows = entries
+                .into_iter()
+                .map(|e| {
+                    let ttl = snapshot
+                        .database_of_device(&e.device)
+                        .and_then(|(_, d)| d.settings.ttl_ms)
+                        .map_or("INF".to_string(), |t| t.to_string());
+                    vec![Some(e.device), Some(e.aligned.to_string()), None, Some(ttl)]
+                })
+                .collect();
+            Ok(table(&["Device", "IsAligned", "Template", "TTL(ms)"], rows))
+        }
+        Statement::CountTimeseries { pattern } => {
+            let pattern = pattern.unwrap_or_else(all);
+            Ok(count("count(timeseries)", plane.schemas().map(|s| s.count_timeseries(&pattern)).sum()))
+        }
+        Statement::CountDevices { pattern } => {
+            let pattern = pattern.unwrap_or_else(all);
+            Ok(count("count(devices)", plane.schemas().map(|s| s.count_devices(&pattern)).sum()))
+        }
+        Statement::DeleteTimeseries { patterns } => {
+            let mut deleted = 0;
+            for schema in plane.schemas_mut() {
+                deleted += schema.delete_timeseries(&patterns).map_err(schema_status)?.len();
+            }
+            if deleted == 0 {
+                let shown: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+                return Err(status(508, format!("path {} does not exist", shown.join(", "))));
+            }
+            Ok(ControlAnswer::SchemaChanged)
+        }
+        Statement::SetTtl { path, ttl } => {
+            let name = database_name(&path)?;
+            let ttl_ms = match ttl {
+                Ttl::Millis(ms) => Some(ms),
+                Ttl::Infinite => None,
+            };
+            plane.config_node().set_ttl(&name, ttl_ms).map_err(config_status)?;
+            Ok(ttl_changed(name, ttl))
+        }
+        Statement::UnsetTtl { path } => {
+            let name = database_name(&path)?;
+            plane.config_node().set_ttl(&name, None).map_err(config_status)?;
+            Ok(ttl_changed(name, Ttl::Infinite))
+        }
+        Statement::ShowAllTtl => Ok(ControlAnswer::ResultSet(table_result(plane.config_node().show_all_ttl()))),
+        Statement::ShowTtlOn { patterns } => {
+            let shown = plane.config_node().show_all_ttl();
+            let rows = shown
+                .rows
+                .into_iter()
+                .filter(|row| {
+                    row.first()
+                        .and_then(Option::as_deref)
+                        .is_some_and(|device| patterns.iter().any(|p| p.matches(device) || p.matches(&format!("{device}.x"))))
+                })
+                .collect();
+            Ok(ControlAnswer::ResultSet(table_result(Table {
+                columns: shown.columns,
+                rows,
+            })))
+        }
+        Statement::ShowCluster { details } => Ok(ControlAnswer::ResultSet(table_result(plane.config_node().show_cluster(details)))),
+        Statement::ShowRegions {
+            kind,
+            databases,
+            node_ids,
+        } => {
+            let filter = RegionFilter {
+                kind,
+                databases: &databases,
+                node_ids: &node_ids,
+            };
+            let sizes = plane.region_sizes();
+            let shown = plane
+                .config_node()
+                .show_regions(&filter, &|group, _| sizes.get(&group.0).map(|b| b.to_string()));
+            Ok(ControlAnswer::ResultSet(table_result(shown)))
+        }
+        Statement::ShowDataNodes => Ok(ControlAnswer::ResultSet(table_result(plane.config_node().show_data_nodes()))),
+        Statement::ShowConfigNodes => Ok(ControlAnswer::ResultSet(table_result(plane.config_node().show_config_nodes()))),
+        Statement::ShowVariables => Ok(ControlAnswer::ResultSet(table_result(plane.config_node().show_variables()))),
+        Statement::ShowVersion => Ok(table(
+            &["Version", "BuildInfo"],
+            vec![vec![Some(env!("CARGO_PKG_VERSION").to_string()), Some("iotdb-rs".to_string())]],
+        )),
+        Statement::Insert(_) | Statement::Select(_) | Statement::DeleteData { .. } | Statement::Flush { .. } => Err(
+            Status::internal("data statements are executed by the receiving shard"),
+        ),
+    }
+}
+
+fn ttl_changed(database: String, ttl: Ttl) -> ControlAnswer {
+    ControlAnswer::TtlChanged {
+        database,
+        ttl_ms: match ttl {
+            Ttl::Millis(ms) => Some(ms.min(i64::MAX as u64) as i64),
+            Ttl::Infinite => None,
+        },
+    }
+}
+
+/// The database a TTL statement names (`root.db` or `root.db.**`).
+fn database_name(path: &PathPattern) -> Result<String, Status> {
+    let text = path.to_string();
+    let name = text.strip_suffix(".**").unwrap_or(&text).to_string();
+    if name.contains('*') {
+        return Err(status(
+            StatusCode::ILLEGAL_PARAMETER.0,
+            format!("TTL is set per database in this server: {text} is not a database path"),
+        ));
+    }
+    Ok(name)
+}

@@ -1,0 +1,396 @@
+//! The control plane of a standalone node, on the control shard: the ConfigNode role
+//! (databases, region groups, partitions, placement) and the schema regions. Other shards
+//! reach it through the mesh with a [`ControlRequest`]; every change it makes that moves
+//! data publishes a new route table.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use iotdb_net::{DataPartitionEntry, ResultSet, RouteTable, Status, StatusCode};
+use iotdb_storage::DataType;
+
+use super::route::RouteView;
+use crate::config::ServerConfig;
+use crate::confignode::{
+    ClusterSettings, ConfigNode, ConfigNodeError, ConfigNodeSpec, DataNodeSpec, RegionGroupId, RegionGroupKind,
+    RegionGroupPolicy, Role, RouteSnapshot, Table,
+};
+use crate::schema::{SchemaError, SchemaRegion, TypeConflict};
+use crate::sql::{self, DatabaseAttributes, Statement, Ttl};
+
+/// A question for the control shard.
+#[derive(Debug)]
+pub enum ControlRequest {
+    CreateDatabase {
+        name: String,
+        ttl_ms: Option<i64>,
+        data_region_group_num: Option<u32>,
+    },
+    /// Creates the database of a device at `default_database_level` if none holds it.
+    EnsureDatabase { device: String },
+    /// The types of a device's measurements, creating missing series (all or nothing).
+    EnsureSeries {
+        device: String,
+        measurements: Vec<(String, DataType)>,
+    },
+    /// The types of existing series (`None` where missing); creates nothing.
+    LookupSeries { device: String, measurements: Vec<String> },
+    EnsureDataPartitions {
+        database: String,
+        series_slot: u32,
+        time_slots: Vec<i64>,
+    },
+    /// An administrative SQL statement (schema, databases, cluster views).
+    Statement(Statement),
+    /// The shards' region sizes, for `SHOW REGIONS`.
+    ReportRegionSizes(HashMap<u32, u64>),
+}
+
+/// The control shard's answer.
+#[derive(Debug)]
+pub enum ControlAnswer {
+    Done,
+    Types(Vec<DataType>),
+    MaybeTypes(Vec<Option<DataType>>),
+    /// A database's TTL changed: every shard applies it to its regions.
+    TtlChanged { database: String, ttl_ms: Option<i64> },
+    /// Series were deleted: shards drop their schema caches.
+    SchemaChanged,
+    ResultSet(ResultSet),
+}
+
+/// The ConfigNode role and the schema regions of a standalone node.
+pub struct ControlPlane {
+    config: ServerConfig,
+    config_node: ConfigNode,
+    config_node_id: u32,
+    data_node_id: u32,
+    /// Schema region group → its replica (all on the control shard).
+    schemas: HashMap<u32, SchemaRegion>,
+    resolved: Vec<crate::sql::DataType>,
+    region_sizes: HashMap<u32, u64>,
+}
+
+fn config_status(e: ConfigNodeError) -> Status {
+    Status::new(StatusCode(e.status_code()), e.to_string())
+}
+
+fn schema_status(e: SchemaError) -> Status {
+    Status::new(StatusCode(e.status_code()), e.to_string())
+}
+
+/// The engine type of a schema type; the engine stores the six IoTDB 1.x types.
+pub fn engine_type(t: sql::DataType) -> Result<DataType, Status> {
+    DataType::from_name(t.as_str()).ok_or_else(|| {
+        Status::new(
+            StatusCode::UNSUPPORTED_OPERATION,
+            format!("data type {} is not supported: use BOOLEAN, INT32, INT64, FLOAT, DOUBLE or TEXT", t.as_str()),
+        )
+    })
+}
+
+fn schema_type(t: DataType) -> sql::DataType {
+    t.name().parse().expect("every engine type is a schema type")
+}
+
+impl ControlPlane {
+    /// Opens the ConfigNode state and registers this process's ConfigNode and DataNode
+    /// (kept across restarts: registration from the same address keeps the id).
+    pub fn open(config: &ServerConfig, cores: usize) -> anyhow::Result<ControlPlane> {
+        let policy = if config.data_region_group_extension_policy.eq_ignore_ascii_case("CUSTOM") {
+            RegionGroupPolicy::Custom(config.default_data_region_group_num_per_database.max(1))
+        } else {
+            RegionGroupPolicy::Auto
+        };
+        let settings = ClusterSettings {
+            cluster_name: config.cluster_name.clone(),
+            series_slot_num: config.series_slot_num,
+            time_partition_interval_ms: config.time_partition_interval,
+            schema_replication_factor: config.schema_replication_factor,
+            data_replication_factor: config.data_replication_factor,
+            data_region_group_policy: policy,
+            ..ClusterSettings::default()
+        };
+        let mut config_node = ConfigNode::open(&config.confignode_dir(), settings)?;
+        let version = env!("CARGO_PKG_VERSION").to_string();
+        let build_info = "iotdb-rs".to_string();
+        let config_node_id = config_node.register_config_node(ConfigNodeSpec {
+            internal_address: config.cn_internal_address.clone(),
+            internal_port: config.cn_internal_port,
+            consensus_port: config.cn_consensus_port,
+            version: version.clone(),
+            build_info: build_info.clone(),
+        })?;
+        let data_node_id = config_node.register_data_node(DataNodeSpec {
+            internal_address: config.dn_internal_address.clone(),
+            internal_port: config.dn_internal_port,
+            rpc_address: config.dn_rpc_address.clone(),
+            rpc_port: config.dn_rpc_port,
+            mpp_port: config.dn_mpp_data_exchange_port,
+            schema_consensus_port: config.dn_schema_region_consensus_port,
+            data_consensus_port: config.dn_data_region_consensus_port,
+            shard_count: cores as u32,
+            version,
+            build_info,
+        })?;
+        let mut plane = ControlPlane {
+            config: config.clone(),
+            config_node,
+            config_node_id,
+            data_node_id,
+            schemas: HashMap::new(),
+            resolved: Vec::new(),
+            region_sizes: HashMap::new(),
+        };
+        let snapshot = plane.config_node.route_snapshot();
+        for (group, route) in &snapshot.region_groups {
+            if route.kind == RegionGroupKind::Schema {
+                plane.schema_region(group.0, &route.database.clone())?;
+            }
+        }
+        Ok(plane)
+    }
+
+    pub fn data_node_id(&self) -> u32 {
+        self.data_node_id
+    }
+
+    pub fn config_node_id(&self) -> u32 {
+        self.config_node_id
+    }
+
+    fn schema_dir(&self, group: u32) -> PathBuf {
+        self.config.schema_dir().join(format!("region-{group}"))
+    }
+
+    fn schema_region(&mut self, group: u32, database: &str) -> anyhow::Result<&mut SchemaRegion> {
+        if !self.schemas.contains_key(&group) {
+            let dir = self.schema_dir(group);
+            let region = SchemaRegion::open(&dir, database)
+                .with_context(|| format!("opening schema region {group} in {}", dir.display()))?;
+            self.schemas.insert(group, region);
+        }
+        Ok(self.schemas.get_mut(&group).expect("inserted above"))
+    }
+
+    /// The route table of the current ConfigNode state, with this node's indexes.
+    pub fn route_view(&self) -> RouteView {
+        route_view_of(&self.config_node.route_snapshot(), self.data_node_id)
+    }
+
+    /// Handles one request; returns the answer and, when routing changed, the new table.
+    pub fn handle(&mut self, request: ControlRequest) -> (Result<ControlAnswer, Status>, Option<RouteView>) {
+        let version = self.config_node.version();
+        let answer = self.dispatch(request);
+        let published = (self.config_node.version() != version).then(|| self.route_view());
+        (answer, published)
+    }
+
+    fn dispatch(&mut self, request: ControlRequest) -> Result<ControlAnswer, Status> {
+        match request {
+            ControlRequest::CreateDatabase {
+                name,
+                ttl_ms,
+                data_region_group_num,
+            } => {
+                let attributes = DatabaseAttributes {
+                    ttl: ttl_ms.map(|t| Ttl::Millis(t.max(0) as u64)),
+                    data_region_group_num,
+                    ..DatabaseAttributes::default()
+                };
+                self.config_node.create_database(&name, &attributes).map_err(config_status)?;
+                Ok(ControlAnswer::Done)
+            }
+            ControlRequest::EnsureDatabase { device } => {
+                self.config_node.ensure_database_of_device(&device).map_err(config_status)?;
+                Ok(ControlAnswer::Done)
+            }
+            ControlRequest::EnsureSeries { device, measurements } => {
+                let names: Vec<&str> = measurements.iter().map(|(m, _)| m.as_str()).collect();
+                let types: Vec<sql::DataType> = measurements.iter().map(|(_, t)| schema_type(*t)).collect();
+                let region = self.schema_of(&device, true)?.expect("created when asked to");
+                let mut resolved = std::mem::take(&mut self.resolved);
+                let result = self
+                    .schemas
+                    .get_mut(&region)
+                    .expect("opened by schema_of")
+                    .get_or_create_measurements(&device, false, &names, &types, TypeConflict::Reject, &mut resolved);
+                let answer = result.map_err(schema_status).and_then(|_| {
+                    resolved.iter().map(|t| engine_type(*t)).collect::<Result<Vec<_>, _>>()
+                });
+                self.resolved = resolved;
+                answer.map(ControlAnswer::Types)
+            }
+            ControlRequest::LookupSeries { device, measurements } => {
+                let Some(region) = self.schema_of(&device, false)? else {
+                    return Ok(ControlAnswer::MaybeTypes(vec![None; measurements.len()]));
+                };
+                let schema = &self.schemas[&region];
+                Ok(ControlAnswer::MaybeTypes(
+                    measurements
+                        .iter()
+                        .map(|m| schema.measurement(&device, m).and_then(|s| engine_type(s.data_type).ok()))
+                        .collect(),
+                ))
+            }
+            ControlRequest::EnsureDataPartitions {
+                database,
+                series_slot,
+                time_slots,
+            } => {
+                let slots: Vec<(u32, i64)> = time_slots.iter().map(|t| (series_slot, *t)).collect();
+                self.config_node
+                    .get_or_create_data_partitions(&database, &slots)
+                    .map_err(config_status)?;
+                Ok(ControlAnswer::Done)
+            }
+            ControlRequest::Statement(statement) => self.execute(statement),
+            ControlRequest::ReportRegionSizes(sizes) => {
+                self.region_sizes = sizes;
+                Ok(ControlAnswer::Done)
+            }
+        }
+    }
+
+    /// The schema region group of `device` (creating database and partition when
+    /// `create`), opened.
+    fn schema_of(&mut self, device: &str, create: bool) -> Result<Option<u32>, Status> {
+        let slot_num = self.config.series_slot_num;
+        let database = if create {
+            self.config_node.ensure_database_of_device(device).map_err(config_status)?.0
+        } else {
+            match self.config_node.route_snapshot().database_of_device(device) {
+                Some((name, _)) => name.to_string(),
+                None => return Ok(None),
+            }
+        };
+        let slot = iotdb_net::series_slot(device, slot_num);
+        let group = if create {
+            self.config_node
+                .get_or_create_schema_partition(&database, slot)
+                .map_err(config_status)?
+                .0
+        } else {
+            match self.config_node.schema_partition(&database, slot) {
+                Some(g) => g,
+                None => return Ok(None),
+            }
+        };
+        self.schema_region(group.0, &database)
+            .map_err(|e| Status::internal(format!("{e:#}")))?;
+        Ok(Some(group.0))
+    }
+
+    /// Writes a checkpoint of the ConfigNode state (clean shutdown).
+    pub fn checkpoint(&mut self) {
+        if let Err(e) = self.config_node.checkpoint() {
+            tracing::error!(error = %e, "checkpointing the ConfigNode state failed");
+        }
+        for (group, schema) in &mut self.schemas {
+            if let Err(e) = schema.checkpoint() {
+                tracing::error!(group, error = %e, "checkpointing a schema region failed");
+            }
+        }
+    }
+
+    /// Executes an administrative statement.
+    fn execute(&mut self, statement: Statement) -> Result<ControlAnswer, Status> {
+        super::admin::execute(self, statement)
+    }
+
+    pub(super) fn config_node(&mut self) -> &mut ConfigNode {
+        &mut self.config_node
+    }
+
+    /// Bytes on disk of each data region group, as last reported by the shards.
+    pub(super) fn region_sizes(&self) -> HashMap<u32, u64> {
+        self.region_sizes.clone()
+    }
+
+    pub(super) fn schemas(&self) -> impl Iterator<Item = &SchemaRegion> {
+        self.schemas.values()
+    }
+
+    pub(super) fn schemas_mut(&mut self) -> impl Iterator<Item = &mut SchemaRegion> {
+        self.schemas.values_mut()
+    }
+
+    pub(super) fn schema_for_device(&mut self, device: &str) -> Result<&mut SchemaRegion, Status> {
+        let group = self.schema_of(device, true)?.expect("created when asked to");
+        Ok(self.schemas.get_mut(&group).expect("opened by schema_of"))
+    }
+}
+
+/// A SHOW view as a result set of TEXT columns.
+pub fn table_result(table: Table) -> ResultSet {
+    ResultSet {
+        column_names: table.columns.iter().map(|c| c.to_string()).collect(),
+        column_types: vec![iotdb_net::DataType::Text; table.columns.len()],
+        rows: table
+            .rows
+            .into_iter()
+            .map(|row| {
+                row.into_iter()
+                    .map(|cell| cell.map(|s| iotdb_net::Value::Text(bytes::Bytes::from(s))))
+                    .collect()
+            })
+            .collect(),
+    }
+}
+
+/// The wire route table of a ConfigNode snapshot.
+pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32) -> RouteView {
+    let databases = snapshot
+        .databases
+        .iter()
+        .map(|(name, db)| iotdb_net::DatabaseRoute {
+            name: name.clone(),
+            series_slot_num: snapshot.series_slot_num,
+            time_partition_interval_ms: db.settings.time_partition_interval_ms,
+            data_partitions: db
+                .data_partitions
+                .iter()
+                .flat_map(|(series_slot, times)| {
+                    times.iter().map(move |(time_slot, group)| DataPartitionEntry {
+                        series_slot: *series_slot,
+                        time_slot: *time_slot,
+                        region_group_id: group.0,
+                    })
+                })
+                .collect(),
+        })
+        .collect();
+    let groups = snapshot
+        .region_groups
+        .iter()
+        .filter(|(_, g)| g.kind == RegionGroupKind::Data)
+        .map(|(RegionGroupId(id), group)| iotdb_net::RegionGroupRoute {
+            region_group_id: *id,
+            replicas: group
+                .replicas
+                .iter()
+                .map(|r| {
+                    let endpoint = snapshot
+                        .data_nodes
+                        .get(&r.data_node_id)
+                        .map(|n| format!("{}:{}", n.rpc_address, n.rpc_port))
+                        .unwrap_or_default();
+                    iotdb_net::ReplicaRoute {
+                        data_node_id: r.data_node_id,
+                        rpc_endpoint: endpoint,
+                        shard_id: r.shard,
+                        is_leader: r.role == Role::Leader,
+                    }
+                })
+                .collect(),
+        })
+        .collect();
+    let table = RouteTable::new(snapshot.version, databases, groups).expect("the ConfigNode keeps valid settings");
+    let ttls = snapshot
+        .databases
+        .iter()
+        .map(|(name, db)| (name.clone(), db.settings.ttl_ms.map(|t| t.min(i64::MAX as u64) as i64)))
+        .collect();
+    RouteView::new(table, data_node_id, ttls)
+}

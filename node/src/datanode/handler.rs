@@ -1,0 +1,204 @@
+//! Client connections on a shard: accept, move a shard-aware client's socket to the shard
+//! its handshake names, authenticate, and dispatch requests.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Instant;
+
+use bytes::BytesMut;
+use iotdb_net::{
+    ConnectionLimits, Handler, Handshake, HandshakeAccepted, PendingConnection, Request, ResponsePayload,
+    ResponseResult, ResponseStream, Session, Status, StatusCode,
+};
+use iotdb_runtime::ShardId;
+
+use super::control::ControlRequest;
+use super::{Message, NodeShared, Shard};
+use crate::config::DEFAULT_USER;
+
+/// A connection travelling to the shard its handshake named.
+pub struct AdoptedConnection {
+    stream: std::net::TcpStream,
+    buffered: BytesMut,
+    handshake: Handshake,
+    request_id: u64,
+    deadline: Instant,
+    failed_attempts: u32,
+    slot: ConnectionSlot,
+}
+
+/// One of the node's `dn_rpc_max_concurrent_client_num` connection slots, released when
+/// the connection ends on whichever shard serves it.
+pub struct ConnectionSlot(Arc<NodeShared>);
+
+impl ConnectionSlot {
+    /// Takes a slot, or `None` when the node is at its connection cap.
+    pub fn take(shared: &Arc<NodeShared>) -> Option<ConnectionSlot> {
+        let max = shared.config.dn_rpc_max_concurrent_client_num;
+        let taken = shared.connections.fetch_add(1, Ordering::AcqRel);
+        if taken >= max {
+            shared.connections.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(ConnectionSlot(shared.clone()))
+    }
+}
+
+impl Drop for ConnectionSlot {
+    fn drop(&mut self) {
+        self.0.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// The request handler of one shard.
+pub struct ShardHandler {
+    shard: Rc<Shard>,
+}
+
+impl Handler for ShardHandler {
+    async fn authenticate(&self, handshake: &Handshake) -> Result<HandshakeAccepted, Status> {
+        let config = &self.shard.shared.config;
+        if handshake.user != DEFAULT_USER || handshake.password != config.root_password {
+            tracing::warn!(user = %handshake.user, client = %handshake.client_name, "authentication failed");
+            return Err(Status::new(StatusCode::WRONG_LOGIN_PASSWORD, "wrong user name or password"));
+        }
+        Ok(HandshakeAccepted {
+            session_id: self.shard.next_session(),
+            data_node_id: self.shard.shared.data_node_id,
+            shard_id: u32::from(self.shard.id.0),
+            shard_count: self.shard.shared.shard_count as u32,
+            route_table_version: self.shard.route().version(),
+        })
+    }
+
+    async fn handle(&self, _session: &Session, request: Request, stream: &ResponseStream) -> ResponseResult {
+        let shard = &self.shard;
+        match request {
+            Request::Handshake(_) | Request::Ping => Ok(ResponsePayload::Pong),
+            Request::CreateDatabase(create) => shard
+                .control(ControlRequest::CreateDatabase {
+                    name: create.name,
+                    ttl_ms: create.ttl_ms,
+                    data_region_group_num: create.data_region_group_num,
+                })
+                .await
+                .map(|_| ResponsePayload::Done),
+            Request::InsertTablets(insert) => shard.insert(insert.tablets).await.map(|()| ResponsePayload::Done),
+            Request::QueryRaw(query) => shard.query_raw(query, stream).await,
+            Request::QueryAggregate(query) => shard.query_aggregate(query).await,
+            Request::QueryLast(series) => shard.query_last(series).await,
+            Request::FetchRouteTable { known_version } => {
+                let route = shard.route();
+                Ok(ResponsePayload::RouteTable(
+                    (route.version() != known_version).then(|| route.table.clone()),
+                ))
+            }
+            Request::Flush { databases: _ } => shard.flush_all().await.map(|()| ResponsePayload::Done),
+            Request::ExecuteSql { statement } => shard.execute_sql(&statement).await.map(ResponsePayload::ResultSet),
+        }
+    }
+}
+
+/// Limits of client connections (`docs/protocol.md`).
+pub fn connection_limits() -> ConnectionLimits {
+    ConnectionLimits::default()
+}
+
+/// Accepts connections on this shard's listener until the node stops.
+pub async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener, stop: iotdb_runtime::StopSignal) {
+    loop {
+        let accepted = monoio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stop.wait() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                monoio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Some(slot) = ConnectionSlot::take(&shard.shared) else {
+            tracing::warn!(%peer, "refusing a connection: dn_rpc_max_concurrent_client_num reached");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let shard = shard.clone();
+        monoio::spawn(async move { serve_accepted(shard, stream, slot).await });
+    }
+}
+
+async fn serve_accepted(shard: Rc<Shard>, stream: monoio::net::TcpStream, slot: ConnectionSlot) {
+    let limits = connection_limits();
+    let deadline = Instant::now() + limits.handshake_timeout;
+    let pending = match iotdb_net::accept_handshake(stream, BytesMut::new(), deadline, 0, &limits).await {
+        Ok(pending) => pending,
+        Err(end) => {
+            tracing::debug!(?end, "connection ended before its handshake");
+            return;
+        }
+    };
+    let target = pending.handshake.target_shard.map(|s| ShardId(s as u16));
+    match target {
+        Some(to) if to != shard.id && usize::from(to.0) < shard.shared.shard_count => {
+            let PendingConnection {
+                stream,
+                buffered,
+                handshake,
+                request_id,
+                deadline,
+                failed_attempts,
+            } = pending;
+            let adopted = AdoptedConnection {
+                stream: iotdb_runtime::net::detach(stream),
+                buffered,
+                handshake,
+                request_id,
+                deadline,
+                failed_attempts,
+                slot,
+            };
+            shard.mesh.send(to, Message::Adopt(Box::new(adopted))).await;
+        }
+        _ => serve(shard, pending, slot).await,
+    }
+}
+
+/// Resumes a connection moved here from another shard.
+pub async fn serve_adopted(shard: Rc<Shard>, connection: AdoptedConnection) {
+    let AdoptedConnection {
+        stream,
+        buffered,
+        handshake,
+        request_id,
+        deadline,
+        failed_attempts,
+        slot,
+    } = connection;
+    let stream = match monoio::net::TcpStream::from_std(stream) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, "resuming a moved connection failed");
+            return;
+        }
+    };
+    let pending = PendingConnection {
+        stream,
+        buffered,
+        handshake,
+        request_id,
+        deadline,
+        failed_attempts,
+    };
+    serve(shard, pending, slot).await;
+}
+
+async fn serve(shard: Rc<Shard>, pending: PendingConnection, slot: ConnectionSlot) {
+    let handler = Rc::new(ShardHandler { shard });
+    let end = iotdb_net::serve_pending(pending, handler, connection_limits()).await;
+    tracing::debug!(?end, "connection ended");
+    drop(slot);
+}

@@ -1,0 +1,358 @@
+//! The DataNode role: one [`Shard`] per core, each owning the region replicas the route
+//! table places on it, serving client connections, and routing what it does not own
+//! through the mesh.
+//!
+//! ```text
+//!  client ─► shard k (any) ── tablet for group g ──► owner of g?
+//!                 │                                   ├─ k itself: region.write, await durable
+//!                 │                                   └─ shard j:  mesh Write{g, views} ─► j writes
+//!                 └─ unknown database / series / partition ─► control shard (0): ConfigNode
+//!                    role + schema; it publishes a new route table every shard picks up
+//! ```
+//!
+//! Everything in a `Shard` is owned by its core; `NodeShared` holds what all cores read
+//! (settings, the route table snapshot, counters).
+
+pub mod admin;
+pub mod control;
+pub mod convert;
+pub mod handler;
+pub mod query;
+pub mod route;
+pub mod sql_exec;
+pub mod write;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use iotdb_net::{Status, StatusCode};
+use iotdb_runtime::{MeshEndpoint, Reply, ShardId};
+use iotdb_storage::{DataType, Region};
+
+use crate::config::ServerConfig;
+use control::{ControlAnswer, ControlPlane, ControlRequest};
+use route::{RouteView, SharedRoute};
+
+/// The shard that hosts the ConfigNode role and the schema regions in a standalone node.
+pub const CONTROL_SHARD: ShardId = ShardId(0);
+
+/// What every core of the node reads.
+pub struct NodeShared {
+    pub config: ServerConfig,
+    pub data_node_id: u32,
+    pub shard_count: usize,
+    pub route: SharedRoute,
+    pub connections: AtomicUsize,
+    pub sessions: AtomicU64,
+    /// The control plane, taken by the control shard when it starts.
+    pub control: Mutex<Option<ControlPlane>>,
+}
+
+/// Messages between shards. Payloads are `Bytes`-backed views: a frame read on one core
+/// reaches its owner without a copy.
+pub enum Message {
+    Write {
+        group: u32,
+        tablets: Vec<write::Payload>,
+        reply: Reply<Result<(), Status>>,
+    },
+    Read {
+        group: u32,
+        read: query::RegionRead,
+        reply: Reply<Result<query::RegionAnswer, Status>>,
+    },
+    Flush {
+        reply: Reply<Result<(), Status>>,
+    },
+    /// A database's TTL changed; regions of it apply the new one.
+    SetTtl { database: String, ttl_ms: Option<i64> },
+    Control {
+        request: ControlRequest,
+        reply: Reply<Result<ControlAnswer, Status>>,
+    },
+    /// Series were deleted: forget cached types.
+    SchemaChanged,
+    /// Bytes on disk of each region of the shard.
+    RegionSizes { reply: Reply<Vec<(u32, u64)>> },
+    /// A connection whose handshake named this shard.
+    Adopt(Box<handler::AdoptedConnection>),
+}
+
+/// One core's DataNode state. Owned by that core.
+pub struct Shard {
+    pub id: ShardId,
+    pub shared: Arc<NodeShared>,
+    pub mesh: MeshEndpoint<Message>,
+    regions: RefCell<HashMap<u32, Region>>,
+    route: RefCell<Arc<RouteView>>,
+    /// device → measurement → type, as the schema regions answered.
+    schema_cache: RefCell<HashMap<Arc<str>, HashMap<Arc<str>, DataType>>>,
+    /// The control plane, on the control shard only.
+    control: RefCell<Option<ControlPlane>>,
+}
+
+impl Shard {
+    pub fn new(id: ShardId, shared: Arc<NodeShared>, mesh: MeshEndpoint<Message>) -> Rc<Shard> {
+        let control = if id == CONTROL_SHARD {
+            shared.control.lock().expect("control lock").take()
+        } else {
+            None
+        };
+        let route = shared.route.load();
+        Rc::new(Shard {
+            id,
+            shared,
+            mesh,
+            regions: RefCell::new(HashMap::new()),
+            route: RefCell::new(route),
+            schema_cache: RefCell::new(HashMap::new()),
+            control: RefCell::new(control),
+        })
+    }
+
+    /// The current route table (refreshed when the control shard published a newer one).
+    pub fn route(&self) -> Arc<RouteView> {
+        if self.shared.route.version() != self.route.borrow().version() {
+            *self.route.borrow_mut() = self.shared.route.load();
+        }
+        self.route.borrow().clone()
+    }
+
+    /// Asks the control shard (possibly this one).
+    pub async fn control(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
+        if self.id == CONTROL_SHARD {
+            let mut control = self.control.borrow_mut();
+            let plane = control.as_mut().ok_or_else(|| Status::internal("control plane missing"))?;
+            let (answer, published) = plane.handle(request);
+            if let Some(view) = published {
+                self.shared.route.publish(view);
+            }
+            drop(control);
+            self.broadcast_side_effects(&answer).await;
+            return answer;
+        }
+        self.mesh
+            .request(CONTROL_SHARD, |reply| Message::Control { request, reply })
+            .await
+            .map_err(|e| Status::internal(format!("control shard: {e}")))?
+    }
+
+    /// Closes the control plane cleanly (a checkpoint of its state).
+    pub fn close_control(&self) {
+        if let Some(plane) = self.control.borrow_mut().as_mut() {
+            plane.checkpoint();
+        }
+    }
+
+    /// TTL changes reach every shard's regions; schema deletions every shard's cache.
+    async fn broadcast_side_effects(&self, answer: &Result<ControlAnswer, Status>) {
+        if let Ok(ControlAnswer::SchemaChanged) = answer {
+            for to in 0..self.shared.shard_count {
+                let to = ShardId(to as u16);
+                if to == self.id {
+                    self.clear_schema_cache();
+                } else {
+                    self.mesh.send(to, Message::SchemaChanged).await;
+                }
+            }
+        }
+        if let Ok(ControlAnswer::TtlChanged { database, ttl_ms }) = answer {
+            for to in 0..self.shared.shard_count {
+                let to = ShardId(to as u16);
+                if to == self.id {
+                    self.apply_ttl(database, *ttl_ms);
+                } else {
+                    self.mesh
+                        .send(
+                            to,
+                            Message::SetTtl {
+                                database: database.clone(),
+                                ttl_ms: *ttl_ms,
+                            },
+                        )
+                        .await;
+                }
+            }
+        }
+    }
+
+    fn apply_ttl(&self, database: &str, ttl_ms: Option<i64>) {
+        let route = self.route();
+        for (group, region) in self.regions.borrow().iter() {
+            if route.database_of_group(*group).is_some_and(|d| d.name == database) {
+                region.set_ttl(ttl_ms);
+            }
+        }
+    }
+
+    /// The schema cache's types for `device`'s `measurements`, `None` where unknown.
+    pub fn cached_types(&self, device: &str, measurements: &[&str]) -> Vec<Option<DataType>> {
+        let cache = self.schema_cache.borrow();
+        let known = cache.get(device);
+        measurements
+            .iter()
+            .map(|m| known.and_then(|k| k.get(*m)).copied())
+            .collect()
+    }
+
+    pub fn cache_types(&self, device: &Arc<str>, types: &[(Arc<str>, DataType)]) {
+        let mut cache = self.schema_cache.borrow_mut();
+        let entry = cache.entry(device.clone()).or_default();
+        for (m, t) in types {
+            entry.insert(m.clone(), *t);
+        }
+    }
+
+    /// Forgets cached schema (after a delete on the control shard).
+    pub fn clear_schema_cache(&self) {
+        self.schema_cache.borrow_mut().clear();
+    }
+
+    /// The region of `group`, opened on first use. Only the owner shard calls this.
+    pub fn region(&self, group: u32) -> Result<Region, Status> {
+        if let Some(region) = self.regions.borrow().get(&group) {
+            return Ok(region.clone());
+        }
+        let route = self.route();
+        if route.local_shard(group) != Some(self.id.0) {
+            return Err(Status::new(
+                StatusCode::ROUTE_TABLE_STALE,
+                format!("region group {group} is not on shard {}", self.id.0),
+            ));
+        }
+        let database = route
+            .database_of_group(group)
+            .ok_or_else(|| Status::internal(format!("region group {group} has no database")))?;
+        let ttl = self.ttl_of(&database.name);
+        let config = self
+            .shared
+            .config
+            .region_config(ttl, database.time_partition_interval_ms);
+        let dir = self.shared.config.region_dir(group);
+        let region = Region::open(&dir, config).map_err(|e| {
+            tracing::error!(group, dir = %dir.display(), error = %e, "opening a region failed");
+            convert::status_of(&e)
+        })?;
+        tracing::info!(group, shard = self.id.0, dir = %dir.display(), "region open");
+        self.regions.borrow_mut().insert(group, region.clone());
+        Ok(region)
+    }
+
+    fn ttl_of(&self, database: &str) -> Option<i64> {
+        self.shared
+            .route
+            .load()
+            .ttls
+            .get(database)
+            .copied()
+            .flatten()
+    }
+
+    /// Opens every region the route table places on this shard (WAL replay at start).
+    pub fn open_owned_regions(&self) {
+        let route = self.route();
+        for group in route.groups_on_shard(self.id.0) {
+            if let Err(status) = self.region(group) {
+                tracing::error!(group, status = %status.message, "region failed to open");
+            }
+        }
+    }
+
+    /// Flushes every region of this shard.
+    pub async fn flush_local(&self) -> Result<(), Status> {
+        let regions: Vec<Region> = self.regions.borrow().values().cloned().collect();
+        for region in regions {
+            region.flush().await.map_err(|e| convert::status_of(&e))?;
+        }
+        Ok(())
+    }
+
+    /// Closes every region; `flush` for a clean shutdown.
+    pub async fn close_regions(&self, flush: bool) {
+        let regions: Vec<(u32, Region)> = self.regions.borrow_mut().drain().collect();
+        for (group, region) in regions {
+            if let Err(e) = region.close(flush).await {
+                tracing::error!(group, error = %e, "closing a region failed");
+            }
+        }
+    }
+
+    /// Sizes of the regions on this shard (for SHOW REGIONS).
+    pub fn region_sizes(&self) -> Vec<(u32, u64)> {
+        self.regions
+            .borrow()
+            .iter()
+            .map(|(g, r)| {
+                let info = r.info();
+                (*g, info.sealed_bytes + info.wal_bytes)
+            })
+            .collect()
+    }
+
+    /// Serves one mesh message.
+    pub async fn on_message(self: &Rc<Self>, message: Message) {
+        match message {
+            Message::Write { group, tablets, reply } => {
+                let result = self.write_local(group, &tablets).await;
+                let _ = reply.send(result);
+            }
+            Message::Read { group, read, reply } => {
+                let _ = reply.send(self.read_local(group, &read));
+            }
+            Message::Flush { reply } => {
+                let _ = reply.send(self.flush_local().await);
+            }
+            Message::SetTtl { database, ttl_ms } => self.apply_ttl(&database, ttl_ms),
+            Message::SchemaChanged => self.clear_schema_cache(),
+            Message::RegionSizes { reply } => {
+                let _ = reply.send(self.region_sizes());
+            }
+            Message::Control { request, reply } => {
+                let answer = self.control(request).await;
+                let _ = reply.send(answer);
+            }
+            Message::Adopt(connection) => {
+                let shard = self.clone();
+                monoio::spawn(async move { handler::serve_adopted(shard, *connection).await });
+            }
+        }
+    }
+
+    /// Runs `f` on every shard (this one locally), for flush.
+    pub async fn flush_all(&self) -> Result<(), Status> {
+        for to in 0..self.shared.shard_count {
+            let to = ShardId(to as u16);
+            if to == self.id {
+                self.flush_local().await?;
+            } else {
+                self.mesh
+                    .request(to, |reply| Message::Flush { reply })
+                    .await
+                    .map_err(|e| Status::internal(format!("flush on shard {}: {e}", to.0)))??;
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes on disk of every region of the node.
+    pub async fn all_region_sizes(&self) -> HashMap<u32, u64> {
+        let mut sizes: HashMap<u32, u64> = self.region_sizes().into_iter().collect();
+        for to in 0..self.shared.shard_count {
+            let to = ShardId(to as u16);
+            if to != self.id
+                && let Ok(theirs) = self.mesh.request(to, |reply| Message::RegionSizes { reply }).await
+            {
+                sizes.extend(theirs);
+            }
+        }
+        sizes
+    }
+
+    /// A new session id, unique in this process.
+    pub fn next_session(&self) -> u64 {
+        self.shared.sessions.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}

@@ -1,0 +1,465 @@
+//! The read path: a query names series by device and measurement; each device's data lies
+//! in one region group per time partition, on some shard. The receiving shard asks each
+//! owner (itself or through the mesh) for its part and stitches the parts in time order.
+
+use std::collections::BTreeSet;
+use std::rc::Rc;
+
+use iotdb_net::{
+    AggregateQuery, ColumnBatch, LastPoint, NullBitmap, RawQuery, ResponsePayload, ResponseStream, SeriesSelection,
+    Status, StatusCode, WireColumn,
+};
+use iotdb_runtime::ShardId;
+use iotdb_storage::{self as storage, AggregateRow, Aggregation, DataType, PointColumn, SeriesKey, TimeRange, Value, Windows};
+
+use super::control::{ControlAnswer, ControlRequest};
+use super::convert;
+use super::{Message, Shard};
+
+/// Rows per streamed result frame: bounds the memory of one response frame.
+pub const QUERY_BATCH_ROWS: usize = 65_536;
+
+/// What one region is asked.
+pub enum RegionRead {
+    Scan { keys: Vec<SeriesKey>, range: TimeRange },
+    Aggregate {
+        keys: Vec<SeriesKey>,
+        range: TimeRange,
+        windows: Option<Windows>,
+        aggregations: Vec<Aggregation>,
+    },
+    Last { keys: Vec<SeriesKey> },
+}
+
+/// A region's answer, one entry per key (`None`: the region does not hold the series).
+pub enum RegionAnswer {
+    Points(Vec<Option<PointColumn>>),
+    Aggregates(Vec<Option<(DataType, Vec<AggregateRow>)>>),
+    Last(Vec<Option<(i64, Value)>>),
+}
+
+impl Shard {
+    /// Serves a read of a region this shard owns.
+    pub fn read_local(&self, group: u32, read: &RegionRead) -> Result<RegionAnswer, Status> {
+        let region = self.region(group)?;
+        let status = |e: storage::StorageError| convert::status_of(&e);
+        Ok(match read {
+            RegionRead::Scan { keys, range } => RegionAnswer::Points(
+                keys.iter()
+                    .map(|k| region.scan(k, *range))
+                    .collect::<Result<_, _>>()
+                    .map_err(status)?,
+            ),
+            RegionRead::Aggregate {
+                keys,
+                range,
+                windows,
+                aggregations,
+            } => {
+                let mut out = Vec::with_capacity(keys.len());
+                for key in keys {
+                    let Some(data_type) = region.series_type(key) else {
+                        out.push(None);
+                        continue;
+                    };
+                    let usable: Vec<Aggregation> =
+                        aggregations.iter().copied().filter(|a| a.check(data_type).is_ok()).collect();
+                    let rows = region.aggregate(key, *range, *windows, &usable).map_err(status)?;
+                    out.push(rows.map(|rows| (data_type, expand(rows, &usable, aggregations))));
+                }
+                RegionAnswer::Aggregates(out)
+            }
+            RegionRead::Last { keys } => RegionAnswer::Last(
+                keys.iter()
+                    .map(|k| region.last(k))
+                    .collect::<Result<_, _>>()
+                    .map_err(status)?,
+            ),
+        })
+    }
+
+    /// Reads `read` from region group `group`, wherever it lives on this node.
+    async fn read_group(self: &Rc<Self>, group: u32, read: RegionRead) -> Result<RegionAnswer, Status> {
+        let owner = self.route().local_shard(group).ok_or_else(|| {
+            Status::new(StatusCode::ROUTE_TABLE_STALE, format!("region group {group} is not on this node"))
+        })?;
+        if owner == self.id.0 {
+            return self.read_local(group, &read);
+        }
+        self.mesh
+            .request(ShardId(owner), |reply| Message::Read { group, read, reply })
+            .await
+            .map_err(|e| Status::internal(format!("shard {owner}: {e}")))?
+    }
+
+    /// The region groups holding `device` in `[start, end)`, in time order.
+    fn groups_of(&self, device: &str, start: i64, end: i64) -> Vec<u32> {
+        let route = self.route();
+        route
+            .device(device)
+            .map(|p| p.groups_in(start, end).map(|(_, g)| g).collect())
+            .unwrap_or_default()
+    }
+
+    /// The schema's types of `selection`'s measurements (`None`: no such series).
+    async fn schema_types(&self, selection: &SeriesSelection) -> Result<Vec<Option<DataType>>, Status> {
+        let names: Vec<&str> = selection.measurements.iter().map(String::as_str).collect();
+        let cached = self.cached_types(&selection.device, &names);
+        if cached.iter().all(Option::is_some) {
+            return Ok(cached);
+        }
+        match self
+            .control(ControlRequest::LookupSeries {
+                device: selection.device.clone(),
+                measurements: selection.measurements.clone(),
+            })
+            .await?
+        {
+            ControlAnswer::MaybeTypes(types) => Ok(types),
+            _ => Err(Status::internal("control shard answered LookupSeries wrongly")),
+        }
+    }
+
+    /// Every selected series must exist (508 otherwise); returns their types.
+    async fn require_series(&self, series: &[SeriesSelection]) -> Result<Vec<Vec<DataType>>, Status> {
+        let mut out = Vec::with_capacity(series.len());
+        for selection in series {
+            let types = self.schema_types(selection).await?;
+            let mut known = Vec::with_capacity(types.len());
+            for (measurement, t) in selection.measurements.iter().zip(types) {
+                known.push(t.ok_or_else(|| {
+                    Status::new(
+                        StatusCode::PATH_NOT_EXIST,
+                        format!("path {}.{measurement} does not exist", selection.device),
+                    )
+                })?);
+            }
+            out.push(known);
+        }
+        Ok(out)
+    }
+
+    /// A raw range query: one column per series (`device.measurement`), rows aligned by
+    /// time, streamed in batches.
+    pub async fn query_raw(self: &Rc<Self>, query: RawQuery, stream: &ResponseStream) -> Result<ResponsePayload, Status> {
+        let types = self.require_series(&query.series).await?;
+        let range = TimeRange::new(query.start_time, query.end_time);
+        let mut series: Vec<(String, DataType, PointColumn)> = Vec::new();
+        for (selection, types) in query.series.iter().zip(types) {
+            let keys: Vec<SeriesKey> = selection
+                .measurements
+                .iter()
+                .map(|m| SeriesKey::new(&selection.device, m))
+                .collect();
+            let mut columns: Vec<PointColumn> = types.iter().map(|t| PointColumn::new(*t)).collect();
+            for group in self.groups_of(&selection.device, range.start, range.end) {
+                let answer = self
+                    .read_group(group, RegionRead::Scan { keys: keys.clone(), range })
+                    .await?;
+                let RegionAnswer::Points(parts) = answer else {
+                    return Err(Status::internal("a region answered a scan wrongly"));
+                };
+                for (column, part) in columns.iter_mut().zip(parts) {
+                    if let Some(part) = part {
+                        column.timestamps.extend_from_slice(&part.timestamps);
+                        column.values.extend_from(&part.values, 0..part.len());
+                    }
+                }
+            }
+            for ((measurement, data_type), column) in selection.measurements.iter().zip(types).zip(columns) {
+                series.push((format!("{}.{measurement}", selection.device), data_type, column));
+            }
+        }
+        let batches = align(series, query.offset as usize, query.limit.map(|l| l as usize));
+        let mut batches = batches.into_iter().peekable();
+        while let Some(batch) = batches.next() {
+            if batches.peek().is_none() {
+                return Ok(ResponsePayload::Batch(batch));
+            }
+            stream
+                .send_more(ResponsePayload::Batch(batch))
+                .await
+                .map_err(|e| Status::internal(format!("streaming a result: {e}")))?;
+        }
+        unreachable!("align returns at least one batch")
+    }
+
+    /// An aggregate query: one row per window (or one row), one column per series and
+    /// function, named as IoTDB names them (`count(root.db.d1.s1)`).
+    pub async fn query_aggregate(self: &Rc<Self>, query: AggregateQuery) -> Result<ResponsePayload, Status> {
+        let types = self.require_series(&query.series).await?;
+        let aggregations: Vec<Aggregation> = query.aggregations.iter().map(|a| to_storage_aggregation(*a)).collect();
+        if aggregations.is_empty() {
+            return Err(Status::illegal_parameter("no aggregation requested"));
+        }
+        let range = TimeRange::new(query.start_time, query.end_time);
+        let windows = query.group_by.map(|g| Windows {
+            range: TimeRange::new(g.start_time, g.end_time),
+            interval_ms: g.interval_ms,
+        });
+        if let Some(w) = &windows {
+            if w.interval_ms <= 0 {
+                return Err(Status::illegal_parameter("GROUP BY interval must be positive"));
+            }
+            if w.count() > storage::query::WINDOWS_MAX {
+                return Err(Status::illegal_parameter(format!(
+                    "GROUP BY would produce {} windows, more than {}",
+                    w.count(),
+                    storage::query::WINDOWS_MAX
+                )));
+            }
+        }
+        let fetch = windows.map_or(range, |w| range.intersect(w.range));
+        // Partial states combine across regions: ask for count and sum too (avg), always.
+        let mut wanted = vec![Aggregation::Count, Aggregation::Sum];
+        for a in &aggregations {
+            if !wanted.contains(a) && *a != Aggregation::Avg {
+                wanted.push(*a);
+            }
+        }
+        let window_starts: Vec<i64> = match &windows {
+            Some(w) => (0..w.count()).map(|i| w.window(i).start).collect(),
+            None => vec![query.start_time],
+        };
+        let rows = window_starts.len();
+        let mut columns = Vec::new();
+        for (selection, types) in query.series.iter().zip(&types) {
+            for a in &aggregations {
+                for t in types {
+                    a.check(*t).map_err(|e| convert::status_of(&e))?;
+                }
+            }
+            let keys: Vec<SeriesKey> = selection
+                .measurements
+                .iter()
+                .map(|m| SeriesKey::new(&selection.device, m))
+                .collect();
+            let mut partial: Vec<Vec<Partial>> = vec![vec![Partial::default(); rows]; keys.len()];
+            for group in self.groups_of(&selection.device, fetch.start, fetch.end) {
+                let read = RegionRead::Aggregate {
+                    keys: keys.clone(),
+                    range,
+                    windows,
+                    aggregations: wanted.clone(),
+                };
+                let RegionAnswer::Aggregates(answers) = self.read_group(group, read).await? else {
+                    return Err(Status::internal("a region answered an aggregation wrongly"));
+                };
+                for (series_partial, answer) in partial.iter_mut().zip(answers) {
+                    if let Some((_, region_rows)) = answer {
+                        for (p, row) in series_partial.iter_mut().zip(region_rows) {
+                            p.fold(&wanted, &row.values);
+                        }
+                    }
+                }
+            }
+            for ((measurement, data_type), series_partial) in selection.measurements.iter().zip(types).zip(partial) {
+                let path = format!("{}.{measurement}", selection.device);
+                for a in &aggregations {
+                    let output = a.output_type(*data_type);
+                    let mut column = convert::empty_column(format!("{}({path})", a.name()), output, rows);
+                    let mut nulls = NullBitmap::new(0);
+                    for p in &series_partial {
+                        let value = p.finish(*a).map(convert::to_wire_value);
+                        nulls.push(value.is_none());
+                        column.values.push(value.as_ref());
+                    }
+                    if nulls.as_bytes().iter().any(|b| *b != 0) {
+                        column.nulls = Some(nulls);
+                    }
+                    columns.push(column);
+                }
+            }
+        }
+        Ok(ResponsePayload::Batch(ColumnBatch {
+            timestamps: window_starts,
+            columns,
+        }))
+    }
+
+    /// The newest point of each series that has one.
+    pub async fn query_last(self: &Rc<Self>, series: Vec<SeriesSelection>) -> Result<ResponsePayload, Status> {
+        let mut out = Vec::new();
+        for selection in &series {
+            let keys: Vec<SeriesKey> = selection
+                .measurements
+                .iter()
+                .map(|m| SeriesKey::new(&selection.device, m))
+                .collect();
+            let mut found: Vec<Option<(i64, Value)>> = vec![None; keys.len()];
+            let mut groups = self.groups_of(&selection.device, i64::MIN, i64::MAX);
+            groups.reverse();
+            for group in groups {
+                if found.iter().all(Option::is_some) {
+                    break;
+                }
+                let RegionAnswer::Last(points) = self.read_group(group, RegionRead::Last { keys: keys.clone() }).await? else {
+                    return Err(Status::internal("a region answered a last query wrongly"));
+                };
+                for (slot, point) in found.iter_mut().zip(points) {
+                    if slot.is_none() {
+                        *slot = point;
+                    }
+                }
+            }
+            for (measurement, point) in selection.measurements.iter().zip(found) {
+                if let Some((timestamp, value)) = point {
+                    out.push(LastPoint {
+                        path: format!("{}.{measurement}", selection.device),
+                        timestamp,
+                        value: convert::to_wire_value(value),
+                    });
+                }
+            }
+        }
+        Ok(ResponsePayload::Last(out))
+    }
+}
+
+pub fn to_storage_aggregation(a: iotdb_net::Aggregation) -> Aggregation {
+    match a {
+        iotdb_net::Aggregation::Count => Aggregation::Count,
+        iotdb_net::Aggregation::Sum => Aggregation::Sum,
+        iotdb_net::Aggregation::Avg => Aggregation::Avg,
+        iotdb_net::Aggregation::Min => Aggregation::Min,
+        iotdb_net::Aggregation::Max => Aggregation::Max,
+        iotdb_net::Aggregation::First => Aggregation::First,
+        iotdb_net::Aggregation::Last => Aggregation::Last,
+    }
+}
+
+/// Rows computed for `usable` functions, laid out for `all` (`None` where unusable).
+fn expand(rows: Vec<AggregateRow>, usable: &[Aggregation], all: &[Aggregation]) -> Vec<AggregateRow> {
+    rows.into_iter()
+        .map(|row| AggregateRow {
+            window_start: row.window_start,
+            values: all
+                .iter()
+                .map(|a| usable.iter().position(|u| u == a).and_then(|i| row.values[i].clone()))
+                .collect(),
+        })
+        .collect()
+}
+
+/// An aggregation's state across regions (which are disjoint in time and folded in time
+/// order).
+#[derive(Clone, Debug, Default)]
+struct Partial {
+    count: i64,
+    sum: f64,
+    min: Option<Value>,
+    max: Option<Value>,
+    first: Option<Value>,
+    last: Option<Value>,
+}
+
+fn less(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Int32(a), Value::Int32(b)) => a < b,
+        (Value::Int64(a), Value::Int64(b)) => a < b,
+        (Value::Float(a), Value::Float(b)) => a < b,
+        (Value::Double(a), Value::Double(b)) => a < b,
+        _ => false,
+    }
+}
+
+impl Partial {
+    fn fold(&mut self, wanted: &[Aggregation], values: &[Option<Value>]) {
+        for (a, v) in wanted.iter().zip(values) {
+            let Some(v) = v else { continue };
+            match a {
+                Aggregation::Count => {
+                    if let Value::Int64(c) = v {
+                        self.count += c;
+                    }
+                }
+                Aggregation::Sum => self.sum += v.as_f64().unwrap_or(0.0),
+                Aggregation::Min => {
+                    if self.min.as_ref().is_none_or(|m| less(v, m)) {
+                        self.min = Some(v.clone());
+                    }
+                }
+                Aggregation::Max => {
+                    if self.max.as_ref().is_none_or(|m| less(m, v)) {
+                        self.max = Some(v.clone());
+                    }
+                }
+                Aggregation::First => {
+                    if self.first.is_none() {
+                        self.first = Some(v.clone());
+                    }
+                }
+                Aggregation::Last => self.last = Some(v.clone()),
+                Aggregation::Avg => {}
+            }
+        }
+    }
+
+    fn finish(&self, a: Aggregation) -> Option<Value> {
+        match a {
+            Aggregation::Count => Some(Value::Int64(self.count)),
+            _ if self.count == 0 => None,
+            Aggregation::Sum => Some(Value::Double(self.sum)),
+            Aggregation::Avg => Some(Value::Double(self.sum / self.count as f64)),
+            Aggregation::Min => self.min.clone(),
+            Aggregation::Max => self.max.clone(),
+            Aggregation::First => self.first.clone(),
+            Aggregation::Last => self.last.clone(),
+        }
+    }
+}
+
+/// Aligns series by time (the union of their timestamps; a series without a point at a time
+/// is null there), applies offset and limit, and cuts the rows into batches.
+fn align(series: Vec<(String, DataType, PointColumn)>, offset: usize, limit: Option<usize>) -> Vec<ColumnBatch> {
+    let timestamps: Vec<i64> = if series.len() == 1 {
+        series[0].2.timestamps.clone()
+    } else {
+        let all: BTreeSet<i64> = series.iter().flat_map(|s| s.2.timestamps.iter().copied()).collect();
+        all.into_iter().collect()
+    };
+    let end = limit.map_or(timestamps.len(), |l| offset.saturating_add(l).min(timestamps.len()));
+    let selected = &timestamps[offset.min(end)..end];
+    let mut batches = Vec::new();
+    let mut cursors = vec![0usize; series.len()];
+    for chunk in selected.chunks(QUERY_BATCH_ROWS) {
+        let columns = series
+            .iter()
+            .zip(cursors.iter_mut())
+            .map(|((name, data_type, points), cursor)| {
+                let mut column = convert::empty_column(name.clone(), *data_type, chunk.len());
+                let mut nulls = NullBitmap::new(0);
+                for &t in chunk {
+                    while *cursor < points.len() && points.timestamps[*cursor] < t {
+                        *cursor += 1;
+                    }
+                    if *cursor < points.len() && points.timestamps[*cursor] == t {
+                        column.values.push(Some(&convert::to_wire_value(points.values.get(*cursor))));
+                        nulls.push(false);
+                    } else {
+                        column.values.push(None);
+                        nulls.push(true);
+                    }
+                }
+                if nulls.as_bytes().iter().any(|b| *b != 0) {
+                    column.nulls = Some(nulls);
+                }
+                column
+            })
+            .collect::<Vec<WireColumn>>();
+        batches.push(ColumnBatch {
+            timestamps: chunk.to_vec(),
+            columns,
+        });
+    }
+    if batches.is_empty() {
+        batches.push(ColumnBatch {
+            timestamps: Vec::new(),
+            columns: series
+                .iter()
+                .map(|(name, data_type, _)| convert::empty_column(name.clone(), *data_type, 0))
+                .collect(),
+        });
+    }
+    batches
+}

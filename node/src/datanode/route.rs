@@ -1,0 +1,178 @@
+//! The route table as a shard reads it: the published `RouteTable` (a read-mostly snapshot
+//! shared by every core behind an `Arc`) plus lookup indexes this node builds once per
+//! version.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+
+use iotdb_net::{RouteTable, series_slot, time_slot};
+
+/// The node's current route table. Written by the control shard, read by every shard: a
+/// shard checks the version (one atomic load) per request and takes the lock only when
+/// it changed.
+pub struct SharedRoute {
+    version: AtomicU64,
+    table: RwLock<Arc<RouteView>>,
+}
+
+impl SharedRoute {
+    pub fn new(view: RouteView) -> SharedRoute {
+        SharedRoute {
+            version: AtomicU64::new(view.table.version()),
+            table: RwLock::new(Arc::new(view)),
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::Acquire)
+    }
+
+    pub fn load(&self) -> Arc<RouteView> {
+        self.table.read().expect("route lock poisoned").clone()
+    }
+
+    /// Publishes a newer table; an older or equal version is ignored.
+    pub fn publish(&self, view: RouteView) {
+        let mut table = self.table.write().expect("route lock poisoned");
+        if view.table.version() > table.table.version() {
+            let version = view.table.version();
+            *table = Arc::new(view);
+            self.version.store(version, Ordering::Release);
+        }
+    }
+}
+
+/// Where one region group's replica on this node lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LocalReplica {
+    pub region_group_id: u32,
+    pub shard: u16,
+}
+
+/// A route table with this node's indexes.
+pub struct RouteView {
+    pub table: RouteTable,
+    /// (database index, series slot) → (time slot, region group) sorted by time slot.
+    partitions: HashMap<(usize, u32), Vec<(i64, u32)>>,
+    /// region group → the shard of this node holding its replica.
+    local: HashMap<u32, u16>,
+    /// database → TTL in ms (`None`: forever); not part of the wire table.
+    pub ttls: HashMap<String, Option<i64>>,
+}
+
+/// The partition of one device: its database and where its data lives.
+#[derive(Clone, Debug)]
+pub struct DevicePartitions<'a> {
+    pub database: &'a str,
+    pub database_index: usize,
+    pub series_slot: u32,
+    pub time_partition_interval_ms: i64,
+    /// (time slot, region group) in time order.
+    pub slots: &'a [(i64, u32)],
+}
+
+impl RouteView {
+    pub fn new(table: RouteTable, data_node_id: u32, ttls: HashMap<String, Option<i64>>) -> RouteView {
+        let mut partitions: HashMap<(usize, u32), Vec<(i64, u32)>> = HashMap::new();
+        for (index, database) in table.databases().iter().enumerate() {
+            for entry in &database.data_partitions {
+                partitions
+                    .entry((index, entry.series_slot))
+                    .or_default()
+                    .push((entry.time_slot, entry.region_group_id));
+            }
+        }
+        for slots in partitions.values_mut() {
+            slots.sort_unstable();
+        }
+        let local = table
+            .region_groups()
+            .iter()
+            .filter_map(|group| {
+                group
+                    .replicas
+                    .iter()
+                    .find(|r| r.data_node_id == data_node_id)
+                    .map(|r| (group.region_group_id, r.shard_id as u16))
+            })
+            .collect();
+        RouteView {
+            table,
+            partitions,
+            local,
+            ttls,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.table.version()
+    }
+
+    /// The database and partitions of `device`, or `None` when no database holds it.
+    pub fn device(&self, device: &str) -> Option<DevicePartitions<'_>> {
+        let (database_index, database) = self.table.databases().iter().enumerate().find(|(_, d)| {
+            device.len() > d.name.len()
+                && device.starts_with(&d.name)
+                && device.as_bytes()[d.name.len()] == b'.'
+        })?;
+        let slot = series_slot(device, database.series_slot_num);
+        Some(DevicePartitions {
+            database: &database.name,
+            database_index,
+            series_slot: slot,
+            time_partition_interval_ms: database.time_partition_interval_ms,
+            slots: self
+                .partitions
+                .get(&(database_index, slot))
+                .map_or(&[], Vec::as_slice),
+        })
+    }
+
+    /// The shard of this node holding region group `group`.
+    pub fn local_shard(&self, group: u32) -> Option<u16> {
+        self.local.get(&group).copied()
+    }
+
+    /// Every region group this node holds on `shard`.
+    pub fn groups_on_shard(&self, shard: u16) -> Vec<u32> {
+        let mut groups: Vec<u32> = self.local.iter().filter(|(_, s)| **s == shard).map(|(g, _)| *g).collect();
+        groups.sort_unstable();
+        groups
+    }
+
+    /// The database holding region group `group`.
+    pub fn database_of_group(&self, group: u32) -> Option<&iotdb_net::DatabaseRoute> {
+        self.table
+            .databases()
+            .iter()
+            .find(|d| d.data_partitions.iter().any(|p| p.region_group_id == group))
+    }
+}
+
+impl DevicePartitions<'_> {
+    /// The region group of time `t`, if that partition exists.
+    pub fn group_at(&self, t: i64) -> Option<u32> {
+        let slot = time_slot(t, self.time_partition_interval_ms);
+        self.slots
+            .binary_search_by_key(&slot, |(s, _)| *s)
+            .ok()
+            .map(|i| self.slots[i].1)
+    }
+
+    /// The (time slot, group) pairs overlapping `[start, end)`, in time order.
+    pub fn groups_in(&self, start: i64, end: i64) -> impl Iterator<Item = (i64, u32)> + '_ {
+        let (first, last) = if start >= end {
+            (1, 0)
+        } else {
+            (
+                time_slot(start, self.time_partition_interval_ms),
+                time_slot(end - 1, self.time_partition_interval_ms),
+            )
+        };
+        self.slots
+            .iter()
+            .copied()
+            .filter(move |(slot, _)| *slot >= first && *slot <= last)
+    }
+}

@@ -1,0 +1,243 @@
+//! The write path: resolve each tablet's database, schema and partition (asking the control
+//! shard only for what is new), then hand it to the shard that owns its region, without a
+//! copy of the frame when the tablet lies in one time partition.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use iotdb_net::{Status, StatusCode, TabletView};
+use iotdb_runtime::ShardId;
+use iotdb_storage::{self as storage, DataType};
+
+use super::control::{ControlAnswer, ControlRequest};
+use super::convert::{self, DATA_TYPE_MISMATCH};
+use super::{Message, Shard};
+
+/// A tablet on its way to a region: the received view, or (split across time partitions)
+/// an engine tablet.
+pub enum Payload {
+    View(Arc<str>, TabletView),
+    Tablet(storage::Tablet),
+}
+
+impl Payload {
+    fn to_tablet(&self) -> std::borrow::Cow<'_, storage::Tablet> {
+        match self {
+            Payload::View(device, view) => std::borrow::Cow::Owned(convert::to_storage_tablet(view, device)),
+            Payload::Tablet(t) => std::borrow::Cow::Borrowed(t),
+        }
+    }
+}
+
+impl Shard {
+    /// Writes every tablet of an insert request; acknowledged once every one is durable.
+    /// Tablets are checked (database, types) before any is written.
+    pub async fn insert(self: &Rc<Self>, views: Vec<TabletView>) -> Result<(), Status> {
+        let mut by_group: HashMap<u32, Vec<Payload>> = HashMap::new();
+        for view in views {
+            let device: Arc<str> = Arc::from(view.device());
+            self.check_schema(&device, &view).await?;
+            for (group, payload) in self.place(&device, view).await? {
+                by_group.entry(group).or_default().push(payload);
+            }
+        }
+        let route = self.route();
+        let mut remote = Vec::new();
+        let mut local = Vec::new();
+        for (group, payloads) in by_group {
+            let owner = route.local_shard(group).ok_or_else(|| {
+                Status::new(StatusCode::ROUTE_TABLE_STALE, format!("region group {group} is not on this node"))
+            })?;
+            if owner == self.id.0 {
+                local.push((group, payloads));
+            } else {
+                let shard = self.clone();
+                remote.push(monoio::spawn(async move {
+                    shard
+                        .mesh
+                        .request(ShardId(owner), |reply| Message::Write {
+                            group,
+                            tablets: payloads,
+                            reply,
+                        })
+                        .await
+                        .map_err(|e| Status::internal(format!("shard {owner}: {e}")))?
+                }));
+            }
+        }
+        let mut result = Ok(());
+        for (group, payloads) in local {
+            if let Err(e) = self.write_local(group, &payloads).await {
+                result = Err(e);
+            }
+        }
+        for task in remote {
+            if let Err(e) = task.await {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// Checks the tablet's types against the schema, creating missing series (all or
+    /// nothing) through the control shard.
+    async fn check_schema(&self, device: &Arc<str>, view: &TabletView) -> Result<(), Status> {
+        let names: Vec<&str> = view.columns().map(|c| c.measurement()).collect();
+        let cached = self.cached_types(device, &names);
+        let mut missing = Vec::new();
+        for (column, known) in view.columns().zip(&cached) {
+            let actual = convert::to_storage_type(column.data_type());
+            match known {
+                Some(expected) if *expected != actual => return Err(mismatch(device, column.measurement(), *expected, actual)),
+                Some(_) => {}
+                None => missing.push((column.measurement().to_string(), actual)),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.ensure_database(device).await?;
+        let answer = self
+            .control(ControlRequest::EnsureSeries {
+                device: device.to_string(),
+                measurements: missing.clone(),
+            })
+            .await?;
+        let ControlAnswer::Types(types) = answer else {
+            return Err(Status::internal("control shard answered EnsureSeries wrongly"));
+        };
+        let pairs: Vec<(Arc<str>, DataType)> = missing
+            .iter()
+            .map(|(m, _)| Arc::from(m.as_str()))
+            .zip(types.iter().copied())
+            .collect();
+        for ((name, wanted), (_, got)) in missing.iter().zip(&pairs) {
+            if wanted != got {
+                return Err(mismatch(device, name, *got, *wanted));
+            }
+        }
+        self.cache_types(device, &pairs);
+        Ok(())
+    }
+
+    async fn ensure_database(&self, device: &str) -> Result<(), Status> {
+        if self.route().device(device).is_some() {
+            return Ok(());
+        }
+        self.control(ControlRequest::EnsureDatabase {
+            device: device.to_string(),
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Splits the tablet by time partition and returns each part with its region group,
+    /// creating missing partitions through the control shard.
+    async fn place(&self, device: &Arc<str>, view: TabletView) -> Result<Vec<(u32, Payload)>, Status> {
+        let timestamps = view.timestamps().into_owned();
+        if timestamps.is_empty() {
+            return Ok(Vec::new());
+        }
+        for attempt in 0..2 {
+            let route = self.route();
+            let partitions = route.device(device).ok_or_else(|| {
+                Status::new(StatusCode::DATABASE_NOT_EXIST, format!("no database holds {device}"))
+            })?;
+            let groups: Vec<Option<u32>> = timestamps.iter().map(|&t| partitions.group_at(t)).collect();
+            if groups.iter().all(Option::is_some) {
+                let groups: Vec<u32> = groups.into_iter().map(|g| g.expect("checked")).collect();
+                if groups.iter().all(|g| *g == groups[0]) {
+                    return Ok(vec![(groups[0], Payload::View(device.clone(), view))]);
+                }
+                return Ok(split(&convert::to_storage_tablet(&view, device), &groups));
+            }
+            if attempt == 1 {
+                break;
+            }
+            let interval = partitions.time_partition_interval_ms;
+            let mut slots: Vec<i64> = timestamps
+                .iter()
+                .zip(&groups)
+                .filter(|(_, g)| g.is_none())
+                .map(|(&t, _)| t.div_euclid(interval))
+                .collect();
+            slots.sort_unstable();
+            slots.dedup();
+            let request = ControlRequest::EnsureDataPartitions {
+                database: partitions.database.to_string(),
+                series_slot: partitions.series_slot,
+                time_slots: slots,
+            };
+            self.control(request).await?;
+        }
+        Err(Status::internal(format!("no data partition for {device} after creating it")))
+    }
+
+    /// Writes `payloads` into this shard's region of `group` and waits until durable.
+    pub async fn write_local(&self, group: u32, payloads: &[Payload]) -> Result<(), Status> {
+        let region = self.region(group)?;
+        let mut acks = Vec::with_capacity(payloads.len());
+        let mut result = Ok(());
+        for payload in payloads {
+            match region.write(&payload.to_tablet()) {
+                Ok(ack) => acks.push(ack),
+                Err(e) => {
+                    result = Err(convert::status_of(&e));
+                    break;
+                }
+            }
+        }
+        for ack in acks {
+            if let Err(e) = ack.durable().await {
+                result = Err(convert::status_of(&e));
+            }
+        }
+        result
+    }
+}
+
+fn mismatch(device: &str, measurement: &str, expected: DataType, actual: DataType) -> Status {
+    Status::new(
+        DATA_TYPE_MISMATCH,
+        format!("data type of {device}.{measurement} is {expected}, not {actual}"),
+    )
+}
+
+/// Splits `tablet` by the region group of each row.
+fn split(tablet: &storage::Tablet, groups: &[u32]) -> Vec<(u32, Payload)> {
+    let mut order: Vec<u32> = groups.to_vec();
+    order.sort_unstable();
+    order.dedup();
+    order
+        .into_iter()
+        .map(|group| {
+            let rows: Vec<usize> = (0..groups.len()).filter(|&r| groups[r] == group).collect();
+            let columns = tablet
+                .columns
+                .iter()
+                .map(|c| {
+                    let mut values = storage::Values::with_capacity(c.values.data_type(), rows.len());
+                    let mut nulls = storage::NullBitmap::new(rows.len());
+                    for (i, &r) in rows.iter().enumerate() {
+                        values.push_from(&c.values, r);
+                        if c.is_null(r) {
+                            nulls.set_null(i);
+                        }
+                    }
+                    storage::TabletColumn {
+                        measurement: c.measurement.clone(),
+                        values,
+                        nulls: (!nulls.none_null()).then_some(nulls),
+                    }
+                })
+                .collect();
+            let part = storage::Tablet {
+                device: tablet.device.clone(),
+                timestamps: rows.iter().map(|&r| tablet.timestamps[r]).collect(),
+                columns,
+            };
+            (group, Payload::Tablet(part))
+        })
+        .collect()
+}

@@ -1,0 +1,143 @@
+//! Process assembly: `iotdb-server standalone` starts the ConfigNode role and the DataNode
+//! role in one process — the same code a cluster runs — on one shard per core, and stops
+//! them cleanly on SIGTERM (flushing every region).
+
+use std::net::TcpListener;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
+use std::sync::{Arc, Mutex};
+
+use anyhow::{Context, bail};
+use iotdb_runtime::{ShardContext, ShardSetBuilder};
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+use crate::config::{DEFAULT_PASSWORD, ServerConfig};
+use crate::datanode::control::ControlPlane;
+use crate::datanode::route::SharedRoute;
+use crate::datanode::{Message, NodeShared, Shard, handler};
+
+/// The line printed on stdout once the server accepts clients (tests wait for it).
+pub const READY_LINE_PREFIX: &str = "iotdb-server ready: clients on ";
+
+/// Runs a standalone server until SIGTERM or SIGINT.
+pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
+    config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    let lock_path = config.data_dir.join(".lock");
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("opening {}", lock_path.display()))?;
+    if lock.try_lock().is_err() {
+        bail!("{} is in use by another iotdb-server", config.data_dir.display());
+    }
+    let cores = if config.dn_cores == 0 {
+        iotdb_runtime::available_cores()
+    } else {
+        config.dn_cores
+    };
+    let address = config.rpc_socket_address()?;
+    let control = ControlPlane::open(&config, cores).context("opening the ConfigNode state")?;
+    let data_node_id = control.data_node_id();
+    let config_node_id = control.config_node_id();
+    let route = SharedRoute::new(control.route_view());
+    let listeners = iotdb_runtime::net::reuse_port_listeners(address, cores)
+        .with_context(|| format!("listening on {address}"))?;
+    let bound = listeners[0].local_addr()?;
+    if config.root_password == DEFAULT_PASSWORD {
+        tracing::warn!("the root password is the default one; set root_password in the configuration");
+    }
+    let shared = Arc::new(NodeShared {
+        config: config.clone(),
+        data_node_id,
+        shard_count: cores,
+        route,
+        connections: AtomicUsize::new(0),
+        sessions: AtomicU64::new(0),
+        control: Mutex::new(Some(control)),
+    });
+    let listeners: Arc<Mutex<Vec<Option<TcpListener>>>> = Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
+    let shards = ShardSetBuilder::new()
+        .cores(cores)
+        .start({
+            let shared = shared.clone();
+            move |context: ShardContext<Message>| shard_main(context, shared.clone(), listeners.clone())
+        })
+        .context("starting the shards")?;
+    let stop = shards.stop_signal();
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let signal_handle = signals.handle();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(signal, "stopping: flushing and closing every region");
+                stop.request();
+            }
+        })
+        .context("starting the signal thread")?;
+    tracing::info!(
+        config_node = config_node_id,
+        data_node = data_node_id,
+        %bound,
+        shards = cores,
+        wal_mode = %config.wal_mode,
+        data_dir = %config.data_dir.display(),
+        "standalone server started (ConfigNode and DataNode roles)"
+    );
+    println!("{READY_LINE_PREFIX}{bound} ({cores} shards)");
+    let results = shards.join();
+    signal_handle.close();
+    let mut failed = false;
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => {
+                failed = true;
+                tracing::error!(shard = index, %message, "shard failed");
+            }
+            Err(e) => {
+                failed = true;
+                tracing::error!(shard = index, error = %e, "shard failed");
+            }
+        }
+    }
+    drop(lock);
+    if failed {
+        bail!("the server stopped after a shard failed");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shard_main(
+    context: ShardContext<Message>,
+    shared: Arc<NodeShared>,
+    listeners: Arc<Mutex<Vec<Option<TcpListener>>>>,
+) -> Result<(), String> {
+    let listener = listeners.lock().map_err(|_| "listener lock poisoned")?[context.id.index()]
+        .take()
+        .ok_or("no listener for this shard")?;
+    let listener = monoio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?;
+    let stop = context.stop.clone();
+    let shard = Shard::new(context.id, shared, context.mesh);
+    shard.open_owned_regions();
+    let receiver = shard.clone();
+    let receiver_stop = stop.clone();
+    monoio::spawn(async move {
+        loop {
+            let message = monoio::select! {
+                message = receiver.mesh.recv() => message,
+                _ = receiver_stop.wait() => break,
+            };
+            let shard = receiver.clone();
+            monoio::spawn(async move { shard.on_message(message).await });
+        }
+    });
+    handler::accept_loop(shard.clone(), listener, stop).await;
+    shard.close_regions(true).await;
+    shard.close_control();
+    Ok(())
+}
