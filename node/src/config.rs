@@ -131,7 +131,11 @@ impl ServerConfig {
             })
         };
         if self.wal_mode_parsed().is_none() {
-            return invalid("wal_mode", self.wal_mode.clone(), "expected sync, async or off");
+            return invalid(
+                "wal_mode",
+                self.wal_mode.clone(),
+                "expected sync, async or off",
+            );
         }
         if self.time_partition_interval <= 0 {
             return invalid(
@@ -150,7 +154,12 @@ impl ServerConfig {
                 "a standalone server holds one replica of each region",
             );
         }
-        if !["AUTO", "CUSTOM"].contains(&self.data_region_group_extension_policy.to_ascii_uppercase().as_str()) {
+        if !["AUTO", "CUSTOM"].contains(
+            &self
+                .data_region_group_extension_policy
+                .to_ascii_uppercase()
+                .as_str(),
+        ) {
             return invalid(
                 "data_region_group_extension_policy",
                 self.data_region_group_extension_policy.clone(),
@@ -159,9 +168,18 @@ impl ServerConfig {
         }
         let ip: IpAddr = match self.dn_rpc_address.parse() {
             Ok(ip) => ip,
-            Err(_) => return invalid("dn_rpc_address", self.dn_rpc_address.clone(), "not an IP address"),
+            Err(_) => {
+                return invalid(
+                    "dn_rpc_address",
+                    self.dn_rpc_address.clone(),
+                    "not an IP address",
+                );
+            }
         };
-        if !ip.is_loopback() && self.root_password == DEFAULT_PASSWORD && !self.allow_default_password_on_public_address {
+        if !ip.is_loopback()
+            && self.root_password == DEFAULT_PASSWORD
+            && !self.allow_default_password_on_public_address
+        {
             return invalid(
                 "dn_rpc_address",
                 self.dn_rpc_address.clone(),
@@ -170,7 +188,11 @@ impl ServerConfig {
             );
         }
         if self.dn_rpc_max_concurrent_client_num == 0 {
-            return invalid("dn_rpc_max_concurrent_client_num", "0".into(), "must be positive");
+            return invalid(
+                "dn_rpc_max_concurrent_client_num",
+                "0".into(),
+                "must be positive",
+            );
         }
         Ok(())
     }
@@ -181,16 +203,23 @@ impl ServerConfig {
 
     /// The client RPC socket address.
     pub fn rpc_socket_address(&self) -> Result<SocketAddr, ConfigError> {
-        let ip: IpAddr = self.dn_rpc_address.parse().map_err(|_| ConfigError::Invalid {
-            key: "dn_rpc_address",
-            value: self.dn_rpc_address.clone(),
-            reason: "not an IP address".into(),
-        })?;
+        let ip: IpAddr = self
+            .dn_rpc_address
+            .parse()
+            .map_err(|_| ConfigError::Invalid {
+                key: "dn_rpc_address",
+                value: self.dn_rpc_address.clone(),
+                reason: "not an IP address".into(),
+            })?;
         Ok(SocketAddr::new(ip, self.dn_rpc_port))
     }
 
     /// The storage settings of a region of a database with `ttl_ms`.
-    pub fn region_config(&self, ttl_ms: Option<i64>, time_partition_interval_ms: i64) -> RegionConfig {
+    pub fn region_config(
+        &self,
+        ttl_ms: Option<i64>,
+        time_partition_interval_ms: i64,
+    ) -> RegionConfig {
         RegionConfig {
             wal_mode: self.wal_mode_parsed().unwrap_or(WalMode::Sync),
             wal_async_fsync: Duration::from_millis(self.wal_async_mode_fsync_delay_in_ms),
@@ -207,7 +236,10 @@ impl ServerConfig {
     }
 
     pub fn region_dir(&self, region_id: u32) -> PathBuf {
-        self.data_dir.join("datanode").join("data").join(format!("region-{region_id}"))
+        self.data_dir
+            .join("datanode")
+            .join("data")
+            .join(format!("region-{region_id}"))
     }
 
     pub fn schema_dir(&self) -> PathBuf {
@@ -222,7 +254,8 @@ mod tests {
     #[test]
     fn defaults_are_valid_and_toml_overrides_them() {
         ServerConfig::default().validate().unwrap();
-        let config: ServerConfig = toml::from_str("dn_rpc_port = 7000\nwal_mode = \"async\"").unwrap();
+        let config: ServerConfig =
+            toml::from_str("dn_rpc_port = 7000\nwal_mode = \"async\"").unwrap();
         assert_eq!(config.dn_rpc_port, 7000);
         assert_eq!(config.wal_mode_parsed(), Some(WalMode::Async));
         assert_eq!(config.cluster_name, "defaultCluster");

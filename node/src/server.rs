@@ -31,7 +31,10 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
         .open(&lock_path)
         .with_context(|| format!("opening {}", lock_path.display()))?;
     if lock.try_lock().is_err() {
-        bail!("{} is in use by another iotdb-server", config.data_dir.display());
+        bail!(
+            "{} is in use by another iotdb-server",
+            config.data_dir.display()
+        );
     }
     let cores = if config.dn_cores == 0 {
         iotdb_runtime::available_cores()
@@ -47,7 +50,9 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {address}"))?;
     let bound = listeners[0].local_addr()?;
     if config.root_password == DEFAULT_PASSWORD {
-        tracing::warn!("the root password is the default one; set root_password in the configuration");
+        tracing::warn!(
+            "the root password is the default one; set root_password in the configuration"
+        );
     }
     let shared = Arc::new(NodeShared {
         config: config.clone(),
@@ -58,16 +63,20 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
         sessions: AtomicU64::new(0),
         control: Mutex::new(Some(control)),
     });
-    let listeners: Arc<Mutex<Vec<Option<TcpListener>>>> = Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
+    let listeners: Arc<Mutex<Vec<Option<TcpListener>>>> =
+        Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
     let shards = ShardSetBuilder::new()
         .cores(cores)
         .start({
             let shared = shared.clone();
-            move |context: ShardContext<Message>| shard_main(context, shared.clone(), listeners.clone())
+            move |context: ShardContext<Message>| {
+                shard_main(context, shared.clone(), listeners.clone())
+            }
         })
         .context("starting the shards")?;
     let stop = shards.stop_signal();
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).context("installing signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
     let signal_handle = signals.handle();
     std::thread::Builder::new()
         .name("signals".into())
@@ -120,7 +129,8 @@ async fn shard_main(
     let listener = listeners.lock().map_err(|_| "listener lock poisoned")?[context.id.index()]
         .take()
         .ok_or("no listener for this shard")?;
-    let listener = monoio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?;
+    let listener =
+        monoio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?;
     let stop = context.stop.clone();
     let shard = Shard::new(context.id, shared, context.mesh);
     shard.open_owned_regions();

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod report;
+mod server_mode;
 mod storage_mode;
 mod workload;
 
@@ -32,6 +33,19 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Mode {
+    /// Run a standalone server (what `--embedded` starts in a child process).
+    Serve {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, default_value = "127.0.0.1")]
+        rpc_address: String,
+        #[arg(long, default_value_t = 6667)]
+        rpc_port: u16,
+        #[arg(long, default_value = "sync")]
+        wal_mode: String,
+        #[arg(long)]
+        cores: Option<usize>,
+    },
     /// Write the workload in process into one storage-engine region (no network).
     Storage {
         /// Writes in flight at once.
@@ -79,6 +93,22 @@ struct WorkloadArgs {
     /// Times each query is repeated.
     #[arg(long, default_value_t = 100)]
     query_repeat: usize,
+    /// Start a standalone server on a free loopback port with a temporary data directory.
+    #[arg(long, conflicts_with = "endpoints")]
+    embedded: bool,
+    /// Running servers, `host:port,...`.
+    #[arg(long, value_delimiter = ',')]
+    endpoints: Vec<std::net::SocketAddr>,
+    /// Shards of the embedded server (default: every core).
+    #[arg(long)]
+    cores: Option<usize>,
+    /// Requests each client keeps in flight.
+    #[arg(long, default_value_t = 32)]
+    pipeline: usize,
+    #[arg(long, default_value = "root")]
+    user: String,
+    #[arg(long, default_value = "root")]
+    password: String,
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -130,6 +160,31 @@ fn spec_of(args: &WorkloadArgs) -> anyhow::Result<WorkloadSpec> {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Some(Mode::Serve {
+        data_dir,
+        rpc_address,
+        rpc_port,
+        wal_mode,
+        cores,
+    }) = cli.mode
+    {
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        let config = iotdb_node::config::ServerConfig {
+            data_dir,
+            dn_rpc_address: rpc_address,
+            dn_rpc_port: rpc_port,
+            wal_mode,
+            dn_cores: cores.unwrap_or(0),
+            ..iotdb_node::config::ServerConfig::default()
+        };
+        return iotdb_node::server::run_standalone(config);
+    }
     let spec = spec_of(&cli.workload)?;
     let wal_mode = WalMode::parse(&cli.workload.wal_mode)
         .with_context(|| format!("--wal-mode {:?}: sync, async or off", cli.workload.wal_mode))?;
@@ -146,9 +201,29 @@ fn main() -> anyhow::Result<()> {
                 query_repeat: cli.workload.query_repeat,
             },
         )?,
-        None => bail!(
-            "the server modes (--embedded, --endpoints) need the server, which is not built yet"
-        ),
+        Some(Mode::Serve { .. }) => unreachable!("served above"),
+        None => {
+            let target = if !cli.workload.endpoints.is_empty() {
+                server_mode::Target::Endpoints(cli.workload.endpoints.clone())
+            } else {
+                // `--embedded` is the default target: no flag needed on a fresh machine.
+                server_mode::Target::Embedded {
+                    cores: cli.workload.cores,
+                    wal_mode: wal_mode.name().to_string(),
+                }
+            };
+            server_mode::run(
+                &spec,
+                &server_mode::ServerOptions {
+                    target,
+                    clients: cli.workload.clients,
+                    pipeline: cli.workload.pipeline,
+                    query_repeat: cli.workload.query_repeat,
+                    user: cli.workload.user.clone(),
+                    password: cli.workload.password.clone(),
+                },
+            )?
+        }
     };
     report.workload = serde_json::json!({
         "database": spec.database, "devices": spec.devices, "sensors": spec.sensors, "rows": spec.rows,

@@ -48,11 +48,14 @@ struct Flags {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let Cli { role: Role::Standalone(flags) } = Cli::parse();
+    let Cli {
+        role: Role::Standalone(flags),
+    } = Cli::parse();
     let mut config = match &flags.config {
         Some(path) => ServerConfig::load(path)?,
         None => ServerConfig::default(),

@@ -44,26 +44,42 @@ fn schema_status(e: crate::schema::SchemaError) -> Status {
 /// the shard that received them and never come here.
 pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<ControlAnswer, Status> {
     match statement {
-        Statement::CreateDatabase { database, attributes } => {
+        Statement::CreateDatabase {
+            database,
+            attributes,
+        } => {
             plane
                 .config_node()
                 .create_database(&database.to_string(), &attributes)
                 .map_err(config_status)?;
             done()
         }
-        Statement::AlterDatabase { database, attributes } => {
+        Statement::AlterDatabase {
+            database,
+            attributes,
+        } => {
             let name = database.to_string();
-            plane.config_node().alter_database(&name, &attributes).map_err(config_status)?;
+            plane
+                .config_node()
+                .alter_database(&name, &attributes)
+                .map_err(config_status)?;
             match attributes.ttl {
                 Some(ttl) => Ok(ttl_changed(name, ttl)),
                 None => done(),
             }
         }
-        Statement::ShowDatabases { details, pattern } => Ok(ControlAnswer::ResultSet(table_result(
-            plane.config_node().show_databases(details, pattern.as_ref()),
-        ))),
+        Statement::ShowDatabases { details, pattern } => {
+            Ok(ControlAnswer::ResultSet(table_result(
+                plane
+                    .config_node()
+                    .show_databases(details, pattern.as_ref()),
+            )))
+        }
         Statement::DeleteDatabases { patterns } => {
-            plane.config_node().delete_databases(&patterns).map_err(config_status)?;
+            plane
+                .config_node()
+                .delete_databases(&patterns)
+                .map_err(config_status)?;
             done()
         }
         Statement::CountDatabases { pattern } => {
@@ -71,12 +87,20 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
             Ok(count("count", shown.rows.len() as u64))
         }
         Statement::CreateTimeseries { path, spec } => {
-            let measurement = path.last().map(str::to_string).ok_or_else(|| status(509, "empty path"))?;
-            let device = path.parent().ok_or_else(|| status(509, format!("{path} has no device")))?.to_string();
+            let measurement = path
+                .last()
+                .map(str::to_string)
+                .ok_or_else(|| status(509, "empty path"))?;
+            let device = path
+                .parent()
+                .ok_or_else(|| status(509, format!("{path} has no device")))?
+                .to_string();
             engine_type(spec.data_type)?;
             let schema = MeasurementSchema::from_spec(&spec).map_err(schema_status)?;
             let region = plane.schema_for_device(&device)?;
-            let created = region.create_timeseries(&device, &measurement, schema).map_err(schema_status)?;
+            let created = region
+                .create_timeseries(&device, &measurement, schema)
+                .map_err(schema_status)?;
             if !created {
                 return Err(status(
                     crate::schema::TIMESERIES_ALREADY_EXIST,
@@ -85,26 +109,39 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
             }
             done()
         }
-        Statement::CreateAlignedTimeseries { device, measurements } => {
+        Statement::CreateAlignedTimeseries {
+            device,
+            measurements,
+        } => {
             let device = device.to_string();
             let mut schemas = Vec::with_capacity(measurements.len());
             for (name, spec) in &measurements {
                 engine_type(spec.data_type)?;
-                schemas.push((name.as_str(), MeasurementSchema::from_spec(spec).map_err(schema_status)?));
+                schemas.push((
+                    name.as_str(),
+                    MeasurementSchema::from_spec(spec).map_err(schema_status)?,
+                ));
             }
             let region = plane.schema_for_device(&device)?;
-            region.create_aligned_timeseries(&device, &schemas).map_err(schema_status)?;
+            region
+                .create_aligned_timeseries(&device, &schemas)
+                .map_err(schema_status)?;
             done()
         }
         Statement::ShowTimeseries { pattern } => {
             let pattern = pattern.unwrap_or_else(all);
             let snapshot = plane.config_node().route_snapshot();
-            let mut entries: Vec<_> = plane.schemas().flat_map(|s| s.timeseries(&pattern)).collect();
+            let mut entries: Vec<_> = plane
+                .schemas()
+                .flat_map(|s| s.timeseries(&pattern))
+                .collect();
             entries.sort_by(|a, b| a.path.cmp(&b.path));
             let rows = entries
                 .into_iter()
                 .map(|e| {
-                    let database = snapshot.database_of_device(&e.device).map(|(n, _)| n.to_string());
+                    let database = snapshot
+                        .database_of_device(&e.device)
+                        .map(|(n, _)| n.to_string());
                     vec![
                         Some(e.path),
                         None,
@@ -156,20 +193,32 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
         }
         Statement::CountTimeseries { pattern } => {
             let pattern = pattern.unwrap_or_else(all);
-            Ok(count("count(timeseries)", plane.schemas().map(|s| s.count_timeseries(&pattern)).sum()))
+            Ok(count(
+                "count(timeseries)",
+                plane.schemas().map(|s| s.count_timeseries(&pattern)).sum(),
+            ))
         }
         Statement::CountDevices { pattern } => {
             let pattern = pattern.unwrap_or_else(all);
-            Ok(count("count(devices)", plane.schemas().map(|s| s.count_devices(&pattern)).sum()))
+            Ok(count(
+                "count(devices)",
+                plane.schemas().map(|s| s.count_devices(&pattern)).sum(),
+            ))
         }
         Statement::DeleteTimeseries { patterns } => {
             let mut deleted = 0;
             for schema in plane.schemas_mut() {
-                deleted += schema.delete_timeseries(&patterns).map_err(schema_status)?.len();
+                deleted += schema
+                    .delete_timeseries(&patterns)
+                    .map_err(schema_status)?
+                    .len();
             }
             if deleted == 0 {
                 let shown: Vec<String> = patterns.iter().map(ToString::to_string).collect();
-                return Err(status(508, format!("path {} does not exist", shown.join(", "))));
+                return Err(status(
+                    508,
+                    format!("path {} does not exist", shown.join(", ")),
+                ));
             }
             Ok(ControlAnswer::SchemaChanged)
         }
@@ -179,15 +228,23 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
                 Ttl::Millis(ms) => Some(ms),
                 Ttl::Infinite => None,
             };
-            plane.config_node().set_ttl(&name, ttl_ms).map_err(config_status)?;
+            plane
+                .config_node()
+                .set_ttl(&name, ttl_ms)
+                .map_err(config_status)?;
             Ok(ttl_changed(name, ttl))
         }
         Statement::UnsetTtl { path } => {
             let name = database_name(&path)?;
-            plane.config_node().set_ttl(&name, None).map_err(config_status)?;
+            plane
+                .config_node()
+                .set_ttl(&name, None)
+                .map_err(config_status)?;
             Ok(ttl_changed(name, Ttl::Infinite))
         }
-        Statement::ShowAllTtl => Ok(ControlAnswer::ResultSet(table_result(plane.config_node().show_all_ttl()))),
+        Statement::ShowAllTtl => Ok(ControlAnswer::ResultSet(table_result(
+            plane.config_node().show_all_ttl(),
+        ))),
         Statement::ShowTtlOn { patterns } => {
             let shown = plane.config_node().show_all_ttl();
             let rows = shown
@@ -196,7 +253,11 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
                 .filter(|row| {
                     row.first()
                         .and_then(Option::as_deref)
-                        .is_some_and(|device| patterns.iter().any(|p| p.matches(device) || p.matches(&format!("{device}.x"))))
+                        .is_some_and(|device| {
+                            patterns
+                                .iter()
+                                .any(|p| p.matches(device) || p.matches(&format!("{device}.x")))
+                        })
                 })
                 .collect();
             Ok(ControlAnswer::ResultSet(table_result(Table {
@@ -204,7 +265,9 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
                 rows,
             })))
         }
-        Statement::ShowCluster { details } => Ok(ControlAnswer::ResultSet(table_result(plane.config_node().show_cluster(details)))),
+        Statement::ShowCluster { details } => Ok(ControlAnswer::ResultSet(table_result(
+            plane.config_node().show_cluster(details),
+        ))),
         Statement::ShowRegions {
             kind,
             databases,
@@ -216,21 +279,33 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
                 node_ids: &node_ids,
             };
             let sizes = plane.region_sizes();
-            let shown = plane
-                .config_node()
-                .show_regions(&filter, &|group, _| sizes.get(&group.0).map(|b| b.to_string()));
+            let shown = plane.config_node().show_regions(&filter, &|group, _| {
+                sizes.get(&group.0).map(|b| b.to_string())
+            });
             Ok(ControlAnswer::ResultSet(table_result(shown)))
         }
-        Statement::ShowDataNodes => Ok(ControlAnswer::ResultSet(table_result(plane.config_node().show_data_nodes()))),
-        Statement::ShowConfigNodes => Ok(ControlAnswer::ResultSet(table_result(plane.config_node().show_config_nodes()))),
-        Statement::ShowVariables => Ok(ControlAnswer::ResultSet(table_result(plane.config_node().show_variables()))),
+        Statement::ShowDataNodes => Ok(ControlAnswer::ResultSet(table_result(
+            plane.config_node().show_data_nodes(),
+        ))),
+        Statement::ShowConfigNodes => Ok(ControlAnswer::ResultSet(table_result(
+            plane.config_node().show_config_nodes(),
+        ))),
+        Statement::ShowVariables => Ok(ControlAnswer::ResultSet(table_result(
+            plane.config_node().show_variables(),
+        ))),
         Statement::ShowVersion => Ok(table(
             &["Version", "BuildInfo"],
-            vec![vec![Some(env!("CARGO_PKG_VERSION").to_string()), Some("iotdb-rs".to_string())]],
+            vec![vec![
+                Some(env!("CARGO_PKG_VERSION").to_string()),
+                Some("iotdb-rs".to_string()),
+            ]],
         )),
-        Statement::Insert(_) | Statement::Select(_) | Statement::DeleteData { .. } | Statement::Flush { .. } => Err(
-            Status::internal("data statements are executed by the receiving shard"),
-        ),
+        Statement::Insert(_)
+        | Statement::Select(_)
+        | Statement::DeleteData { .. }
+        | Statement::Flush { .. } => Err(Status::internal(
+            "data statements are executed by the receiving shard",
+        )),
     }
 }
 

@@ -13,8 +13,8 @@ use iotdb_storage::DataType;
 use super::route::RouteView;
 use crate::config::ServerConfig;
 use crate::confignode::{
-    ClusterSettings, ConfigNode, ConfigNodeError, ConfigNodeSpec, DataNodeSpec, RegionGroupId, RegionGroupKind,
-    RegionGroupPolicy, Role, RouteSnapshot, Table,
+    ClusterSettings, ConfigNode, ConfigNodeError, ConfigNodeSpec, DataNodeSpec, RegionGroupId,
+    RegionGroupKind, RegionGroupPolicy, Role, RouteSnapshot, Table,
 };
 use crate::schema::{SchemaError, SchemaRegion, TypeConflict};
 use crate::sql::{self, DatabaseAttributes, Statement, Ttl};
@@ -35,7 +35,10 @@ pub enum ControlRequest {
         measurements: Vec<(String, DataType)>,
     },
     /// The types of existing series (`None` where missing); creates nothing.
-    LookupSeries { device: String, measurements: Vec<String> },
+    LookupSeries {
+        device: String,
+        measurements: Vec<String>,
+    },
     EnsureDataPartitions {
         database: String,
         series_slot: u32,
@@ -54,7 +57,10 @@ pub enum ControlAnswer {
     Types(Vec<DataType>),
     MaybeTypes(Vec<Option<DataType>>),
     /// A database's TTL changed: every shard applies it to its regions.
-    TtlChanged { database: String, ttl_ms: Option<i64> },
+    TtlChanged {
+        database: String,
+        ttl_ms: Option<i64>,
+    },
     /// Series were deleted: shards drop their schema caches.
     SchemaChanged,
     ResultSet(ResultSet),
@@ -85,20 +91,28 @@ pub fn engine_type(t: sql::DataType) -> Result<DataType, Status> {
     DataType::from_name(t.as_str()).ok_or_else(|| {
         Status::new(
             StatusCode::UNSUPPORTED_OPERATION,
-            format!("data type {} is not supported: use BOOLEAN, INT32, INT64, FLOAT, DOUBLE or TEXT", t.as_str()),
+            format!(
+                "data type {} is not supported: use BOOLEAN, INT32, INT64, FLOAT, DOUBLE or TEXT",
+                t.as_str()
+            ),
         )
     })
 }
 
 fn schema_type(t: DataType) -> sql::DataType {
-    t.name().parse().expect("every engine type is a schema type")
+    t.name()
+        .parse()
+        .expect("every engine type is a schema type")
 }
 
 impl ControlPlane {
     /// Opens the ConfigNode state and registers this process's ConfigNode and DataNode
     /// (kept across restarts: registration from the same address keeps the id).
     pub fn open(config: &ServerConfig, cores: usize) -> anyhow::Result<ControlPlane> {
-        let policy = if config.data_region_group_extension_policy.eq_ignore_ascii_case("CUSTOM") {
+        let policy = if config
+            .data_region_group_extension_policy
+            .eq_ignore_ascii_case("CUSTOM")
+        {
             RegionGroupPolicy::Custom(config.default_data_region_group_num_per_database.max(1))
         } else {
             RegionGroupPolicy::Auto
@@ -180,7 +194,10 @@ impl ControlPlane {
     }
 
     /// Handles one request; returns the answer and, when routing changed, the new table.
-    pub fn handle(&mut self, request: ControlRequest) -> (Result<ControlAnswer, Status>, Option<RouteView>) {
+    pub fn handle(
+        &mut self,
+        request: ControlRequest,
+    ) -> (Result<ControlAnswer, Status>, Option<RouteView>) {
         let version = self.config_node.version();
         let answer = self.dispatch(request);
         let published = (self.config_node.version() != version).then(|| self.route_view());
@@ -199,30 +216,53 @@ impl ControlPlane {
                     data_region_group_num,
                     ..DatabaseAttributes::default()
                 };
-                self.config_node.create_database(&name, &attributes).map_err(config_status)?;
+                self.config_node
+                    .create_database(&name, &attributes)
+                    .map_err(config_status)?;
                 Ok(ControlAnswer::Done)
             }
             ControlRequest::EnsureDatabase { device } => {
-                self.config_node.ensure_database_of_device(&device).map_err(config_status)?;
+                self.config_node
+                    .ensure_database_of_device(&device)
+                    .map_err(config_status)?;
                 Ok(ControlAnswer::Done)
             }
-            ControlRequest::EnsureSeries { device, measurements } => {
+            ControlRequest::EnsureSeries {
+                device,
+                measurements,
+            } => {
                 let names: Vec<&str> = measurements.iter().map(|(m, _)| m.as_str()).collect();
-                let types: Vec<sql::DataType> = measurements.iter().map(|(_, t)| schema_type(*t)).collect();
-                let region = self.schema_of(&device, true)?.expect("created when asked to");
+                let types: Vec<sql::DataType> =
+                    measurements.iter().map(|(_, t)| schema_type(*t)).collect();
+                let region = self
+                    .schema_of(&device, true)?
+                    .expect("created when asked to");
                 let mut resolved = std::mem::take(&mut self.resolved);
                 let result = self
                     .schemas
                     .get_mut(&region)
                     .expect("opened by schema_of")
-                    .get_or_create_measurements(&device, false, &names, &types, TypeConflict::Reject, &mut resolved);
+                    .get_or_create_measurements(
+                        &device,
+                        false,
+                        &names,
+                        &types,
+                        TypeConflict::Reject,
+                        &mut resolved,
+                    );
                 let answer = result.map_err(schema_status).and_then(|_| {
-                    resolved.iter().map(|t| engine_type(*t)).collect::<Result<Vec<_>, _>>()
+                    resolved
+                        .iter()
+                        .map(|t| engine_type(*t))
+                        .collect::<Result<Vec<_>, _>>()
                 });
                 self.resolved = resolved;
                 answer.map(ControlAnswer::Types)
             }
-            ControlRequest::LookupSeries { device, measurements } => {
+            ControlRequest::LookupSeries {
+                device,
+                measurements,
+            } => {
                 let Some(region) = self.schema_of(&device, false)? else {
                     return Ok(ControlAnswer::MaybeTypes(vec![None; measurements.len()]));
                 };
@@ -230,7 +270,11 @@ impl ControlPlane {
                 Ok(ControlAnswer::MaybeTypes(
                     measurements
                         .iter()
-                        .map(|m| schema.measurement(&device, m).and_then(|s| engine_type(s.data_type).ok()))
+                        .map(|m| {
+                            schema
+                                .measurement(&device, m)
+                                .and_then(|s| engine_type(s.data_type).ok())
+                        })
                         .collect(),
                 ))
             }
@@ -258,7 +302,10 @@ impl ControlPlane {
     fn schema_of(&mut self, device: &str, create: bool) -> Result<Option<u32>, Status> {
         let slot_num = self.config.series_slot_num;
         let database = if create {
-            self.config_node.ensure_database_of_device(device).map_err(config_status)?.0
+            self.config_node
+                .ensure_database_of_device(device)
+                .map_err(config_status)?
+                .0
         } else {
             match self.config_node.route_snapshot().database_of_device(device) {
                 Some((name, _)) => name.to_string(),
@@ -317,7 +364,9 @@ impl ControlPlane {
     }
 
     pub(super) fn schema_for_device(&mut self, device: &str) -> Result<&mut SchemaRegion, Status> {
-        let group = self.schema_of(device, true)?.expect("created when asked to");
+        let group = self
+            .schema_of(device, true)?
+            .expect("created when asked to");
         Ok(self.schemas.get_mut(&group).expect("opened by schema_of"))
     }
 }
@@ -352,11 +401,13 @@ pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32) -> RouteView {
                 .data_partitions
                 .iter()
                 .flat_map(|(series_slot, times)| {
-                    times.iter().map(move |(time_slot, group)| DataPartitionEntry {
-                        series_slot: *series_slot,
-                        time_slot: *time_slot,
-                        region_group_id: group.0,
-                    })
+                    times
+                        .iter()
+                        .map(move |(time_slot, group)| DataPartitionEntry {
+                            series_slot: *series_slot,
+                            time_slot: *time_slot,
+                            region_group_id: group.0,
+                        })
                 })
                 .collect(),
         })
@@ -386,11 +437,17 @@ pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32) -> RouteView {
                 .collect(),
         })
         .collect();
-    let table = RouteTable::new(snapshot.version, databases, groups).expect("the ConfigNode keeps valid settings");
+    let table = RouteTable::new(snapshot.version, databases, groups)
+        .expect("the ConfigNode keeps valid settings");
     let ttls = snapshot
         .databases
         .iter()
-        .map(|(name, db)| (name.clone(), db.settings.ttl_ms.map(|t| t.min(i64::MAX as u64) as i64)))
+        .map(|(name, db)| {
+            (
+                name.clone(),
+                db.settings.ttl_ms.map(|t| t.min(i64::MAX as u64) as i64),
+            )
+        })
         .collect();
     RouteView::new(table, data_node_id, ttls)
 }

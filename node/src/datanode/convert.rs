@@ -13,11 +13,13 @@ use storage::{StorageError, Values};
 pub const DATA_TYPE_MISMATCH: StatusCode = StatusCode(507);
 
 pub fn to_storage_type(data_type: iotdb_net::DataType) -> storage::DataType {
-    storage::DataType::from_code(data_type as u8).expect("wire and storage share IoTDB's type codes")
+    storage::DataType::from_code(data_type as u8)
+        .expect("wire and storage share IoTDB's type codes")
 }
 
 pub fn to_wire_type(data_type: storage::DataType) -> iotdb_net::DataType {
-    iotdb_net::DataType::from_code(data_type.code()).expect("wire and storage share IoTDB's type codes")
+    iotdb_net::DataType::from_code(data_type.code())
+        .expect("wire and storage share IoTDB's type codes")
 }
 
 /// The engine tablet of a wire tablet: one copy per fixed-width column; TEXT cells share
@@ -109,7 +111,9 @@ pub fn status_of(error: &StorageError) -> Status {
         StorageError::TypeMismatch { .. } => DATA_TYPE_MISMATCH,
         StorageError::Overloaded { .. } => StatusCode::WRITE_PROCESS_REJECT,
         StorageError::ReadOnly(_) => StatusCode::SYSTEM_READ_ONLY,
-        StorageError::InvalidTablet(_) | StorageError::InvalidArgument(_) => StatusCode::ILLEGAL_PARAMETER,
+        StorageError::InvalidTablet(_) | StorageError::InvalidArgument(_) => {
+            StatusCode::ILLEGAL_PARAMETER
+        }
         StorageError::UnsupportedAggregation { .. } => StatusCode::EXECUTE_STATEMENT_ERROR,
         StorageError::Io { .. } | StorageError::Corruption { .. } | StorageError::Closed => {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -125,19 +129,35 @@ mod tests {
 
     #[test]
     fn wire_tablet_becomes_engine_tablet() {
-        let mut tablet = WireTablet::new("root.db.d1", &[("s1", DataType::Double), ("t", DataType::Text)]);
+        let mut tablet = WireTablet::new(
+            "root.db.d1",
+            &[("s1", DataType::Double), ("t", DataType::Text)],
+        );
         tablet
-            .push_row(5, &[Some(Value::Double(1.5)), Some(Value::Text(Bytes::from("ab")))])
+            .push_row(
+                5,
+                &[
+                    Some(Value::Double(1.5)),
+                    Some(Value::Text(Bytes::from("ab"))),
+                ],
+            )
             .unwrap();
-        tablet.push_row(6, &[None, Some(Value::Text(Bytes::from("c")))]).unwrap();
+        tablet
+            .push_row(6, &[None, Some(Value::Text(Bytes::from("c")))])
+            .unwrap();
         let body = iotdb_net::encode_insert_tablets(&[tablet]);
         let request = iotdb_net::Request::decode(iotdb_net::Opcode::InsertTablets, body).unwrap();
-        let iotdb_net::Request::InsertTablets(insert) = request else { panic!() };
+        let iotdb_net::Request::InsertTablets(insert) = request else {
+            panic!()
+        };
         let view = &insert.tablets[0];
         let engine = to_storage_tablet(view, &Arc::from(view.device()));
         assert_eq!(engine.timestamps, vec![5, 6]);
         assert!(engine.columns[0].is_null(1));
         assert_eq!(engine.columns[0].values.get(0), storage::Value::Double(1.5));
-        assert_eq!(engine.columns[1].values.get(1), storage::Value::Text(Bytes::from("c")));
+        assert_eq!(
+            engine.columns[1].values.get(1),
+            storage::Value::Text(Bytes::from("c"))
+        );
     }
 }

@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use bytes::BytesMut;
 use iotdb_net::{
-    ConnectionLimits, Handler, Handshake, HandshakeAccepted, PendingConnection, Request, ResponsePayload,
-    ResponseResult, ResponseStream, Session, Status, StatusCode,
+    ConnectionLimits, Handler, Handshake, HandshakeAccepted, PendingConnection, Request,
+    ResponsePayload, ResponseResult, ResponseStream, Session, Status, StatusCode,
 };
 use iotdb_runtime::ShardId;
 
@@ -61,7 +61,10 @@ impl Handler for ShardHandler {
         let config = &self.shard.shared.config;
         if handshake.user != DEFAULT_USER || handshake.password != config.root_password {
             tracing::warn!(user = %handshake.user, client = %handshake.client_name, "authentication failed");
-            return Err(Status::new(StatusCode::WRONG_LOGIN_PASSWORD, "wrong user name or password"));
+            return Err(Status::new(
+                StatusCode::WRONG_LOGIN_PASSWORD,
+                "wrong user name or password",
+            ));
         }
         Ok(HandshakeAccepted {
             session_id: self.shard.next_session(),
@@ -72,7 +75,12 @@ impl Handler for ShardHandler {
         })
     }
 
-    async fn handle(&self, _session: &Session, request: Request, stream: &ResponseStream) -> ResponseResult {
+    async fn handle(
+        &self,
+        _session: &Session,
+        request: Request,
+        stream: &ResponseStream,
+    ) -> ResponseResult {
         let shard = &self.shard;
         match request {
             Request::Handshake(_) | Request::Ping => Ok(ResponsePayload::Pong),
@@ -84,7 +92,10 @@ impl Handler for ShardHandler {
                 })
                 .await
                 .map(|_| ResponsePayload::Done),
-            Request::InsertTablets(insert) => shard.insert(insert.tablets).await.map(|()| ResponsePayload::Done),
+            Request::InsertTablets(insert) => shard
+                .insert(insert.tablets)
+                .await
+                .map(|()| ResponsePayload::Done),
             Request::QueryRaw(query) => shard.query_raw(query, stream).await,
             Request::QueryAggregate(query) => shard.query_aggregate(query).await,
             Request::QueryLast(series) => shard.query_last(series).await,
@@ -94,8 +105,13 @@ impl Handler for ShardHandler {
                     (route.version() != known_version).then(|| route.table.clone()),
                 ))
             }
-            Request::Flush { databases: _ } => shard.flush_all().await.map(|()| ResponsePayload::Done),
-            Request::ExecuteSql { statement } => shard.execute_sql(&statement).await.map(ResponsePayload::ResultSet),
+            Request::Flush { databases: _ } => {
+                shard.flush_all().await.map(|()| ResponsePayload::Done)
+            }
+            Request::ExecuteSql { statement } => shard
+                .execute_sql(&statement)
+                .await
+                .map(ResponsePayload::ResultSet),
         }
     }
 }
@@ -106,7 +122,11 @@ pub fn connection_limits() -> ConnectionLimits {
 }
 
 /// Accepts connections on this shard's listener until the node stops.
-pub async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener, stop: iotdb_runtime::StopSignal) {
+pub async fn accept_loop(
+    shard: Rc<Shard>,
+    listener: monoio::net::TcpListener,
+    stop: iotdb_runtime::StopSignal,
+) {
     loop {
         let accepted = monoio::select! {
             accepted = listener.accept() => accepted,
@@ -134,13 +154,14 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: monoio::net::TcpListener, s
 async fn serve_accepted(shard: Rc<Shard>, stream: monoio::net::TcpStream, slot: ConnectionSlot) {
     let limits = connection_limits();
     let deadline = Instant::now() + limits.handshake_timeout;
-    let pending = match iotdb_net::accept_handshake(stream, BytesMut::new(), deadline, 0, &limits).await {
-        Ok(pending) => pending,
-        Err(end) => {
-            tracing::debug!(?end, "connection ended before its handshake");
-            return;
-        }
-    };
+    let pending =
+        match iotdb_net::accept_handshake(stream, BytesMut::new(), deadline, 0, &limits).await {
+            Ok(pending) => pending,
+            Err(end) => {
+                tracing::debug!(?end, "connection ended before its handshake");
+                return;
+            }
+        };
     let target = pending.handshake.target_shard.map(|s| ShardId(s as u16));
     match target {
         Some(to) if to != shard.id && usize::from(to.0) < shard.shared.shard_count => {

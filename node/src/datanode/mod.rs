@@ -68,7 +68,10 @@ pub enum Message {
         reply: Reply<Result<(), Status>>,
     },
     /// A database's TTL changed; regions of it apply the new one.
-    SetTtl { database: String, ttl_ms: Option<i64> },
+    SetTtl {
+        database: String,
+        ttl_ms: Option<i64>,
+    },
     Control {
         request: ControlRequest,
         reply: Reply<Result<ControlAnswer, Status>>,
@@ -76,7 +79,9 @@ pub enum Message {
     /// Series were deleted: forget cached types.
     SchemaChanged,
     /// Bytes on disk of each region of the shard.
-    RegionSizes { reply: Reply<Vec<(u32, u64)>> },
+    RegionSizes {
+        reply: Reply<Vec<(u32, u64)>>,
+    },
     /// A connection whose handshake named this shard.
     Adopt(Box<handler::AdoptedConnection>),
 }
@@ -125,7 +130,9 @@ impl Shard {
     pub async fn control(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
         if self.id == CONTROL_SHARD {
             let mut control = self.control.borrow_mut();
-            let plane = control.as_mut().ok_or_else(|| Status::internal("control plane missing"))?;
+            let plane = control
+                .as_mut()
+                .ok_or_else(|| Status::internal("control plane missing"))?;
             let (answer, published) = plane.handle(request);
             if let Some(view) = published {
                 self.shared.route.publish(view);
@@ -182,7 +189,10 @@ impl Shard {
     fn apply_ttl(&self, database: &str, ttl_ms: Option<i64>) {
         let route = self.route();
         for (group, region) in self.regions.borrow().iter() {
-            if route.database_of_group(*group).is_some_and(|d| d.name == database) {
+            if route
+                .database_of_group(*group)
+                .is_some_and(|d| d.name == database)
+            {
                 region.set_ttl(ttl_ms);
             }
         }
@@ -295,7 +305,11 @@ impl Shard {
     /// Serves one mesh message.
     pub async fn on_message(self: &Rc<Self>, message: Message) {
         match message {
-            Message::Write { group, tablets, reply } => {
+            Message::Write {
+                group,
+                tablets,
+                reply,
+            } => {
                 let result = self.write_local(group, &tablets).await;
                 let _ = reply.send(result);
             }
@@ -343,7 +357,10 @@ impl Shard {
         for to in 0..self.shared.shard_count {
             let to = ShardId(to as u16);
             if to != self.id
-                && let Ok(theirs) = self.mesh.request(to, |reply| Message::RegionSizes { reply }).await
+                && let Ok(theirs) = self
+                    .mesh
+                    .request(to, |reply| Message::RegionSizes { reply })
+                    .await
             {
                 sizes.extend(theirs);
             }

@@ -6,11 +6,14 @@ use std::collections::BTreeSet;
 use std::rc::Rc;
 
 use iotdb_net::{
-    AggregateQuery, ColumnBatch, LastPoint, NullBitmap, RawQuery, ResponsePayload, ResponseStream, SeriesSelection,
-    Status, StatusCode, WireColumn,
+    AggregateQuery, ColumnBatch, LastPoint, NullBitmap, RawQuery, ResponsePayload, ResponseStream,
+    SeriesSelection, Status, StatusCode, WireColumn,
 };
 use iotdb_runtime::ShardId;
-use iotdb_storage::{self as storage, AggregateRow, Aggregation, DataType, PointColumn, SeriesKey, TimeRange, Value, Windows};
+use iotdb_storage::{
+    self as storage, AggregateRow, Aggregation, DataType, PointColumn, SeriesKey, TimeRange, Value,
+    Windows,
+};
 
 use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
@@ -21,14 +24,19 @@ pub const QUERY_BATCH_ROWS: usize = 65_536;
 
 /// What one region is asked.
 pub enum RegionRead {
-    Scan { keys: Vec<SeriesKey>, range: TimeRange },
+    Scan {
+        keys: Vec<SeriesKey>,
+        range: TimeRange,
+    },
     Aggregate {
         keys: Vec<SeriesKey>,
         range: TimeRange,
         windows: Option<Windows>,
         aggregations: Vec<Aggregation>,
     },
-    Last { keys: Vec<SeriesKey> },
+    Last {
+        keys: Vec<SeriesKey>,
+    },
 }
 
 /// A region's answer, one entry per key (`None`: the region does not hold the series).
@@ -62,9 +70,14 @@ impl Shard {
                         out.push(None);
                         continue;
                     };
-                    let usable: Vec<Aggregation> =
-                        aggregations.iter().copied().filter(|a| a.check(data_type).is_ok()).collect();
-                    let rows = region.aggregate(key, *range, *windows, &usable).map_err(status)?;
+                    let usable: Vec<Aggregation> = aggregations
+                        .iter()
+                        .copied()
+                        .filter(|a| a.check(data_type).is_ok())
+                        .collect();
+                    let rows = region
+                        .aggregate(key, *range, *windows, &usable)
+                        .map_err(status)?;
                     out.push(rows.map(|rows| (data_type, expand(rows, &usable, aggregations))));
                 }
                 RegionAnswer::Aggregates(out)
@@ -79,9 +92,16 @@ impl Shard {
     }
 
     /// Reads `read` from region group `group`, wherever it lives on this node.
-    async fn read_group(self: &Rc<Self>, group: u32, read: RegionRead) -> Result<RegionAnswer, Status> {
+    async fn read_group(
+        self: &Rc<Self>,
+        group: u32,
+        read: RegionRead,
+    ) -> Result<RegionAnswer, Status> {
         let owner = self.route().local_shard(group).ok_or_else(|| {
-            Status::new(StatusCode::ROUTE_TABLE_STALE, format!("region group {group} is not on this node"))
+            Status::new(
+                StatusCode::ROUTE_TABLE_STALE,
+                format!("region group {group} is not on this node"),
+            )
         })?;
         if owner == self.id.0 {
             return self.read_local(group, &read);
@@ -102,7 +122,10 @@ impl Shard {
     }
 
     /// The schema's types of `selection`'s measurements (`None`: no such series).
-    async fn schema_types(&self, selection: &SeriesSelection) -> Result<Vec<Option<DataType>>, Status> {
+    async fn schema_types(
+        &self,
+        selection: &SeriesSelection,
+    ) -> Result<Vec<Option<DataType>>, Status> {
         let names: Vec<&str> = selection.measurements.iter().map(String::as_str).collect();
         let cached = self.cached_types(&selection.device, &names);
         if cached.iter().all(Option::is_some) {
@@ -116,12 +139,17 @@ impl Shard {
             .await?
         {
             ControlAnswer::MaybeTypes(types) => Ok(types),
-            _ => Err(Status::internal("control shard answered LookupSeries wrongly")),
+            _ => Err(Status::internal(
+                "control shard answered LookupSeries wrongly",
+            )),
         }
     }
 
     /// Every selected series must exist (508 otherwise); returns their types.
-    async fn require_series(&self, series: &[SeriesSelection]) -> Result<Vec<Vec<DataType>>, Status> {
+    async fn require_series(
+        &self,
+        series: &[SeriesSelection],
+    ) -> Result<Vec<Vec<DataType>>, Status> {
         let mut out = Vec::with_capacity(series.len());
         for selection in series {
             let types = self.schema_types(selection).await?;
@@ -141,7 +169,11 @@ impl Shard {
 
     /// A raw range query: one column per series (`device.measurement`), rows aligned by
     /// time, streamed in batches.
-    pub async fn query_raw(self: &Rc<Self>, query: RawQuery, stream: &ResponseStream) -> Result<ResponsePayload, Status> {
+    pub async fn query_raw(
+        self: &Rc<Self>,
+        query: RawQuery,
+        stream: &ResponseStream,
+    ) -> Result<ResponsePayload, Status> {
         let types = self.require_series(&query.series).await?;
         let range = TimeRange::new(query.start_time, query.end_time);
         let mut series: Vec<(String, DataType, PointColumn)> = Vec::new();
@@ -151,10 +183,17 @@ impl Shard {
                 .iter()
                 .map(|m| SeriesKey::new(&selection.device, m))
                 .collect();
-            let mut columns: Vec<PointColumn> = types.iter().map(|t| PointColumn::new(*t)).collect();
+            let mut columns: Vec<PointColumn> =
+                types.iter().map(|t| PointColumn::new(*t)).collect();
             for group in self.groups_of(&selection.device, range.start, range.end) {
                 let answer = self
-                    .read_group(group, RegionRead::Scan { keys: keys.clone(), range })
+                    .read_group(
+                        group,
+                        RegionRead::Scan {
+                            keys: keys.clone(),
+                            range,
+                        },
+                    )
                     .await?;
                 let RegionAnswer::Points(parts) = answer else {
                     return Err(Status::internal("a region answered a scan wrongly"));
@@ -166,11 +205,21 @@ impl Shard {
                     }
                 }
             }
-            for ((measurement, data_type), column) in selection.measurements.iter().zip(types).zip(columns) {
-                series.push((format!("{}.{measurement}", selection.device), data_type, column));
+            for ((measurement, data_type), column) in
+                selection.measurements.iter().zip(types).zip(columns)
+            {
+                series.push((
+                    format!("{}.{measurement}", selection.device),
+                    data_type,
+                    column,
+                ));
             }
         }
-        let batches = align(series, query.offset as usize, query.limit.map(|l| l as usize));
+        let batches = align(
+            series,
+            query.offset as usize,
+            query.limit.map(|l| l as usize),
+        );
         let mut batches = batches.into_iter().peekable();
         while let Some(batch) = batches.next() {
             if batches.peek().is_none() {
@@ -186,9 +235,16 @@ impl Shard {
 
     /// An aggregate query: one row per window (or one row), one column per series and
     /// function, named as IoTDB names them (`count(root.db.d1.s1)`).
-    pub async fn query_aggregate(self: &Rc<Self>, query: AggregateQuery) -> Result<ResponsePayload, Status> {
+    pub async fn query_aggregate(
+        self: &Rc<Self>,
+        query: AggregateQuery,
+    ) -> Result<ResponsePayload, Status> {
         let types = self.require_series(&query.series).await?;
-        let aggregations: Vec<Aggregation> = query.aggregations.iter().map(|a| to_storage_aggregation(*a)).collect();
+        let aggregations: Vec<Aggregation> = query
+            .aggregations
+            .iter()
+            .map(|a| to_storage_aggregation(*a))
+            .collect();
         if aggregations.is_empty() {
             return Err(Status::illegal_parameter("no aggregation requested"));
         }
@@ -199,7 +255,9 @@ impl Shard {
         });
         if let Some(w) = &windows {
             if w.interval_ms <= 0 {
-                return Err(Status::illegal_parameter("GROUP BY interval must be positive"));
+                return Err(Status::illegal_parameter(
+                    "GROUP BY interval must be positive",
+                ));
             }
             if w.count() > storage::query::WINDOWS_MAX {
                 return Err(Status::illegal_parameter(format!(
@@ -253,11 +311,14 @@ impl Shard {
                     }
                 }
             }
-            for ((measurement, data_type), series_partial) in selection.measurements.iter().zip(types).zip(partial) {
+            for ((measurement, data_type), series_partial) in
+                selection.measurements.iter().zip(types).zip(partial)
+            {
                 let path = format!("{}.{measurement}", selection.device);
                 for a in &aggregations {
                     let output = a.output_type(*data_type);
-                    let mut column = convert::empty_column(format!("{}({path})", a.name()), output, rows);
+                    let mut column =
+                        convert::empty_column(format!("{}({path})", a.name()), output, rows);
                     let mut nulls = NullBitmap::new(0);
                     for p in &series_partial {
                         let value = p.finish(*a).map(convert::to_wire_value);
@@ -278,7 +339,10 @@ impl Shard {
     }
 
     /// The newest point of each series that has one.
-    pub async fn query_last(self: &Rc<Self>, series: Vec<SeriesSelection>) -> Result<ResponsePayload, Status> {
+    pub async fn query_last(
+        self: &Rc<Self>,
+        series: Vec<SeriesSelection>,
+    ) -> Result<ResponsePayload, Status> {
         let mut out = Vec::new();
         for selection in &series {
             let keys: Vec<SeriesKey> = selection
@@ -293,7 +357,10 @@ impl Shard {
                 if found.iter().all(Option::is_some) {
                     break;
                 }
-                let RegionAnswer::Last(points) = self.read_group(group, RegionRead::Last { keys: keys.clone() }).await? else {
+                let RegionAnswer::Last(points) = self
+                    .read_group(group, RegionRead::Last { keys: keys.clone() })
+                    .await?
+                else {
                     return Err(Status::internal("a region answered a last query wrongly"));
                 };
                 for (slot, point) in found.iter_mut().zip(points) {
@@ -329,13 +396,22 @@ pub fn to_storage_aggregation(a: iotdb_net::Aggregation) -> Aggregation {
 }
 
 /// Rows computed for `usable` functions, laid out for `all` (`None` where unusable).
-fn expand(rows: Vec<AggregateRow>, usable: &[Aggregation], all: &[Aggregation]) -> Vec<AggregateRow> {
+fn expand(
+    rows: Vec<AggregateRow>,
+    usable: &[Aggregation],
+    all: &[Aggregation],
+) -> Vec<AggregateRow> {
     rows.into_iter()
         .map(|row| AggregateRow {
             window_start: row.window_start,
             values: all
                 .iter()
-                .map(|a| usable.iter().position(|u| u == a).and_then(|i| row.values[i].clone()))
+                .map(|a| {
+                    usable
+                        .iter()
+                        .position(|u| u == a)
+                        .and_then(|i| row.values[i].clone())
+                })
                 .collect(),
         })
         .collect()
@@ -411,14 +487,23 @@ impl Partial {
 
 /// Aligns series by time (the union of their timestamps; a series without a point at a time
 /// is null there), applies offset and limit, and cuts the rows into batches.
-fn align(series: Vec<(String, DataType, PointColumn)>, offset: usize, limit: Option<usize>) -> Vec<ColumnBatch> {
+fn align(
+    series: Vec<(String, DataType, PointColumn)>,
+    offset: usize,
+    limit: Option<usize>,
+) -> Vec<ColumnBatch> {
     let timestamps: Vec<i64> = if series.len() == 1 {
         series[0].2.timestamps.clone()
     } else {
-        let all: BTreeSet<i64> = series.iter().flat_map(|s| s.2.timestamps.iter().copied()).collect();
+        let all: BTreeSet<i64> = series
+            .iter()
+            .flat_map(|s| s.2.timestamps.iter().copied())
+            .collect();
         all.into_iter().collect()
     };
-    let end = limit.map_or(timestamps.len(), |l| offset.saturating_add(l).min(timestamps.len()));
+    let end = limit.map_or(timestamps.len(), |l| {
+        offset.saturating_add(l).min(timestamps.len())
+    });
     let selected = &timestamps[offset.min(end)..end];
     let mut batches = Vec::new();
     let mut cursors = vec![0usize; series.len()];
@@ -434,7 +519,9 @@ fn align(series: Vec<(String, DataType, PointColumn)>, offset: usize, limit: Opt
                         *cursor += 1;
                     }
                     if *cursor < points.len() && points.timestamps[*cursor] == t {
-                        column.values.push(Some(&convert::to_wire_value(points.values.get(*cursor))));
+                        column
+                            .values
+                            .push(Some(&convert::to_wire_value(points.values.get(*cursor))));
                         nulls.push(false);
                     } else {
                         column.values.push(None);

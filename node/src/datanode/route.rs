@@ -73,7 +73,11 @@ pub struct DevicePartitions<'a> {
 }
 
 impl RouteView {
-    pub fn new(table: RouteTable, data_node_id: u32, ttls: HashMap<String, Option<i64>>) -> RouteView {
+    pub fn new(
+        table: RouteTable,
+        data_node_id: u32,
+        ttls: HashMap<String, Option<i64>>,
+    ) -> RouteView {
         let mut partitions: HashMap<(usize, u32), Vec<(i64, u32)>> = HashMap::new();
         for (index, database) in table.databases().iter().enumerate() {
             for entry in &database.data_partitions {
@@ -111,11 +115,12 @@ impl RouteView {
 
     /// The database and partitions of `device`, or `None` when no database holds it.
     pub fn device(&self, device: &str) -> Option<DevicePartitions<'_>> {
-        let (database_index, database) = self.table.databases().iter().enumerate().find(|(_, d)| {
-            device.len() > d.name.len()
-                && device.starts_with(&d.name)
-                && device.as_bytes()[d.name.len()] == b'.'
-        })?;
+        let (database_index, database) =
+            self.table.databases().iter().enumerate().find(|(_, d)| {
+                device.len() > d.name.len()
+                    && device.starts_with(&d.name)
+                    && device.as_bytes()[d.name.len()] == b'.'
+            })?;
         let slot = series_slot(device, database.series_slot_num);
         Some(DevicePartitions {
             database: &database.name,
@@ -136,7 +141,12 @@ impl RouteView {
 
     /// Every region group this node holds on `shard`.
     pub fn groups_on_shard(&self, shard: u16) -> Vec<u32> {
-        let mut groups: Vec<u32> = self.local.iter().filter(|(_, s)| **s == shard).map(|(g, _)| *g).collect();
+        let mut groups: Vec<u32> = self
+            .local
+            .iter()
+            .filter(|(_, s)| **s == shard)
+            .map(|(g, _)| *g)
+            .collect();
         groups.sort_unstable();
         groups
     }

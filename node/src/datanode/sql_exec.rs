@@ -18,13 +18,16 @@ impl Shard {
                 self.flush_all().await?;
                 Ok(empty())
             }
-            Statement::Insert(_) | Statement::Select(_) | Statement::DeleteData { .. } => Err(Status::new(
-                StatusCode::UNSUPPORTED_OPERATION,
-                "INSERT, SELECT and DELETE FROM are not served over SQL yet: use the client SDK's insert and query requests",
-            )),
+            Statement::Insert(_) | Statement::Select(_) | Statement::DeleteData { .. } => {
+                Err(Status::new(
+                    StatusCode::UNSUPPORTED_OPERATION,
+                    "INSERT, SELECT and DELETE FROM are not served over SQL yet: use the client SDK's insert and query requests",
+                ))
+            }
             Statement::ShowRegions { .. } => {
                 let sizes = self.all_region_sizes().await;
-                self.control(ControlRequest::ReportRegionSizes(sizes)).await?;
+                self.control(ControlRequest::ReportRegionSizes(sizes))
+                    .await?;
                 self.admin(statement).await
             }
             admin => self.admin(admin).await,

@@ -24,7 +24,9 @@ pub enum Payload {
 impl Payload {
     fn to_tablet(&self) -> std::borrow::Cow<'_, storage::Tablet> {
         match self {
-            Payload::View(device, view) => std::borrow::Cow::Owned(convert::to_storage_tablet(view, device)),
+            Payload::View(device, view) => {
+                std::borrow::Cow::Owned(convert::to_storage_tablet(view, device))
+            }
             Payload::Tablet(t) => std::borrow::Cow::Borrowed(t),
         }
     }
@@ -47,7 +49,10 @@ impl Shard {
         let mut local = Vec::new();
         for (group, payloads) in by_group {
             let owner = route.local_shard(group).ok_or_else(|| {
-                Status::new(StatusCode::ROUTE_TABLE_STALE, format!("region group {group} is not on this node"))
+                Status::new(
+                    StatusCode::ROUTE_TABLE_STALE,
+                    format!("region group {group} is not on this node"),
+                )
             })?;
             if owner == self.id.0 {
                 local.push((group, payloads));
@@ -89,7 +94,9 @@ impl Shard {
         for (column, known) in view.columns().zip(&cached) {
             let actual = convert::to_storage_type(column.data_type());
             match known {
-                Some(expected) if *expected != actual => return Err(mismatch(device, column.measurement(), *expected, actual)),
+                Some(expected) if *expected != actual => {
+                    return Err(mismatch(device, column.measurement(), *expected, actual));
+                }
                 Some(_) => {}
                 None => missing.push((column.measurement().to_string(), actual)),
             }
@@ -105,7 +112,9 @@ impl Shard {
             })
             .await?;
         let ControlAnswer::Types(types) = answer else {
-            return Err(Status::internal("control shard answered EnsureSeries wrongly"));
+            return Err(Status::internal(
+                "control shard answered EnsureSeries wrongly",
+            ));
         };
         let pairs: Vec<(Arc<str>, DataType)> = missing
             .iter()
@@ -134,7 +143,11 @@ impl Shard {
 
     /// Splits the tablet by time partition and returns each part with its region group,
     /// creating missing partitions through the control shard.
-    async fn place(&self, device: &Arc<str>, view: TabletView) -> Result<Vec<(u32, Payload)>, Status> {
+    async fn place(
+        &self,
+        device: &Arc<str>,
+        view: TabletView,
+    ) -> Result<Vec<(u32, Payload)>, Status> {
         let timestamps = view.timestamps().into_owned();
         if timestamps.is_empty() {
             return Ok(Vec::new());
@@ -142,9 +155,13 @@ impl Shard {
         for attempt in 0..2 {
             let route = self.route();
             let partitions = route.device(device).ok_or_else(|| {
-                Status::new(StatusCode::DATABASE_NOT_EXIST, format!("no database holds {device}"))
+                Status::new(
+                    StatusCode::DATABASE_NOT_EXIST,
+                    format!("no database holds {device}"),
+                )
             })?;
-            let groups: Vec<Option<u32>> = timestamps.iter().map(|&t| partitions.group_at(t)).collect();
+            let groups: Vec<Option<u32>> =
+                timestamps.iter().map(|&t| partitions.group_at(t)).collect();
             if groups.iter().all(Option::is_some) {
                 let groups: Vec<u32> = groups.into_iter().map(|g| g.expect("checked")).collect();
                 if groups.iter().all(|g| *g == groups[0]) {
@@ -171,7 +188,9 @@ impl Shard {
             };
             self.control(request).await?;
         }
-        Err(Status::internal(format!("no data partition for {device} after creating it")))
+        Err(Status::internal(format!(
+            "no data partition for {device} after creating it"
+        )))
     }
 
     /// Writes `payloads` into this shard's region of `group` and waits until durable.
@@ -217,7 +236,8 @@ fn split(tablet: &storage::Tablet, groups: &[u32]) -> Vec<(u32, Payload)> {
                 .columns
                 .iter()
                 .map(|c| {
-                    let mut values = storage::Values::with_capacity(c.values.data_type(), rows.len());
+                    let mut values =
+                        storage::Values::with_capacity(c.values.data_type(), rows.len());
                     let mut nulls = storage::NullBitmap::new(rows.len());
                     for (i, &r) in rows.iter().enumerate() {
                         values.push_from(&c.values, r);
