@@ -12,11 +12,18 @@ pub const LISTEN_BACKLOG: i32 = 1024;
 
 /// `count` listeners bound to the same address with `SO_REUSEPORT`, one per shard. With
 /// port 0 the first picks a free port and the rest share it.
-pub fn reuse_port_listeners(address: SocketAddr, count: usize) -> std::io::Result<Vec<TcpListener>> {
+pub fn reuse_port_listeners(
+    address: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<TcpListener>> {
     let mut listeners: Vec<TcpListener> = Vec::with_capacity(count);
     let mut bound = address;
     for _ in 0..count.max(1) {
-        let socket = Socket::new(Domain::for_address(bound), Type::STREAM, Some(Protocol::TCP))?;
+        let socket = Socket::new(
+            Domain::for_address(bound),
+            Type::STREAM,
+            Some(Protocol::TCP),
+        )?;
         socket.set_reuse_address(true)?;
         socket.set_reuse_port(true)?;
         socket.set_nonblocking(true)?;
