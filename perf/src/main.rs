@@ -159,6 +159,7 @@ fn spec_of(args: &WorkloadArgs) -> anyhow::Result<WorkloadSpec> {
 }
 
 fn main() -> anyhow::Result<()> {
+    iotdb_runtime::tune_allocator();
     let cli = Cli::parse();
     if let Some(Mode::Serve {
         data_dir,

@@ -6,5 +6,6 @@
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
+    iotdb_runtime::tune_allocator();
     iotdb_node::cli::main()
 }

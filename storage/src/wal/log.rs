@@ -425,14 +425,40 @@ impl Wal {
     }
 
     /// Deletes the oldest segments whose records are all below `index` (a flush made them
-    /// unnecessary) and returns how many. Never the active segment, nor one with a write
-    /// still to complete.
+    /// unnecessary) and returns how many. Never one with a write still to complete; the
+    /// active segment only when nothing is pending and all of it is durable.
     pub fn remove_segments_below(&self, index: u64) -> Result<usize> {
         let shared = self.shared();
         let mut removed = 0;
         loop {
             let path = {
                 let mut state = shared.state.borrow_mut();
+                if state.segments.len() == 1 {
+                    // The active segment goes too once every record in it is below `index`
+                    // and durable: the next append starts a new segment. This is what
+                    // leaves no WAL behind after a flush of an idle region.
+                    let active = &state.segments[0];
+                    let idle = state.pending.is_empty() && state.durable_index == state.last_index;
+                    if !idle || active.last_index.is_none_or(|last| last >= index) {
+                        break;
+                    }
+                    let active = state.segments.pop_front().expect("one segment");
+                    state.disk_bytes -= active.bytes;
+                    drop(state);
+                    match shared.storage.remove_file(&active.path) {
+                        Ok(()) => {}
+                        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(source) => {
+                            return Err(StorageError::io(
+                                "remove WAL segment",
+                                &*active.path,
+                                source,
+                            ));
+                        }
+                    }
+                    removed += 1;
+                    break;
+                }
                 if state.segments.len() < 2 {
                     break;
                 }

@@ -144,9 +144,9 @@ fn segments_roll_over_and_are_removed_below_an_index() {
             "9..=16 goes, 17..=24 holds 20"
         );
         assert_eq!(
-            wal.remove_segments_below(u64::MAX).unwrap(),
+            wal.remove_segments_below(50).unwrap(),
             4,
-            "the active one stays"
+            "the active one holds 50 and stays"
         );
         assert_eq!(
             storage.file_names(&memory_dir()),
@@ -163,6 +163,24 @@ fn segments_roll_over_and_are_removed_below_an_index() {
             vec![49, 50]
         );
         assert_eq!(wal.last_index(), 50);
+
+        // Everything flushed and durable: the idle active segment goes too, and the next
+        // append starts a new one.
+        assert_eq!(wal.remove_segments_below(51).unwrap(), 1);
+        assert!(storage.file_names(&memory_dir()).is_empty());
+        assert_eq!(wal.disk_bytes(), 0);
+        wal.append(51, 1, b"after").unwrap();
+        wal.wait_durable(51).await.unwrap();
+        assert_eq!(
+            storage.file_names(&memory_dir()),
+            vec![segment_file_name(51)]
+        );
+        wal.close().await.unwrap();
+        let (_, records) = open_memory(&storage, options(WalMode::Sync, 1000)).unwrap();
+        assert_eq!(
+            records.iter().map(|r| r.index).collect::<Vec<_>>(),
+            vec![51]
+        );
     });
 }
 
