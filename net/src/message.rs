@@ -345,7 +345,7 @@ fn decode_insert(reader: &mut WireReader) -> Result<InsertTablets, DecodeError> 
                 format!("unknown bits {flags:#x}"),
             ));
         }
-        if length % SECTION_ALIGNMENT != 0 {
+        if !length.is_multiple_of(SECTION_ALIGNMENT) {
             return Err(DecodeError::invalid(
                 "tablet length",
                 format!("{length} is not a multiple of 8"),

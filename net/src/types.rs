@@ -230,7 +230,7 @@ impl NullBitmap {
             bits: bits.to_vec(),
             length_rows,
         };
-        if length_rows % 8 != 0 {
+        if !length_rows.is_multiple_of(8) {
             let last = bitmap.bits.len() - 1;
             bitmap.bits[last] &= (1u8 << (length_rows % 8)) - 1;
         }

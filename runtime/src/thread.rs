@@ -36,6 +36,24 @@ pub fn current_thread_name() -> std::io::Result<String> {
     Ok(comm.trim_end_matches('\n').to_owned())
 }
 
+/// mimalloc's delay before returning freed memory to the OS, in milliseconds. The default
+/// (10 ms) makes a steadily ingesting shard give pages back between batches and fault them
+/// in again, zeroed by the kernel: a third of the server's CPU in profiles. A second keeps
+/// them for reuse and still returns memory after a burst.
+pub const ALLOCATOR_PURGE_DELAY_MS: u32 = 1000;
+
+/// Tunes the global allocator (mimalloc) for thread-per-core servers. Call first thing in
+/// `main`, before any other thread starts; a value already set in the environment wins.
+#[allow(unsafe_code)]
+pub fn tune_allocator() {
+    const KEY: &str = "MIMALLOC_PURGE_DELAY";
+    if std::env::var_os(KEY).is_none() {
+        // SAFETY: called at the start of `main` while the process has a single thread, so
+        // no other thread reads or writes the environment concurrently.
+        unsafe { std::env::set_var(KEY, ALLOCATOR_PURGE_DELAY_MS.to_string()) };
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -72,23 +90,5 @@ mod tests {
             set_current_thread_name("a\0b"),
             Err(RuntimeError::ThreadName { .. })
         ));
-    }
-}
-
-/// mimalloc's delay before returning freed memory to the OS, in milliseconds. The default
-/// (10 ms) makes a steadily ingesting shard give pages back between batches and fault them
-/// in again, zeroed by the kernel: a third of the server's CPU in profiles. A second keeps
-/// them for reuse and still returns memory after a burst.
-pub const ALLOCATOR_PURGE_DELAY_MS: u32 = 1000;
-
-/// Tunes the global allocator (mimalloc) for thread-per-core servers. Call first thing in
-/// `main`, before any other thread starts; a value already set in the environment wins.
-#[allow(unsafe_code)]
-pub fn tune_allocator() {
-    const KEY: &str = "MIMALLOC_PURGE_DELAY";
-    if std::env::var_os(KEY).is_none() {
-        // SAFETY: called at the start of `main` while the process has a single thread, so
-        // no other thread reads or writes the environment concurrently.
-        unsafe { std::env::set_var(KEY, ALLOCATOR_PURGE_DELAY_MS.to_string()) };
     }
 }

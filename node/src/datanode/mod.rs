@@ -86,6 +86,9 @@ pub enum Message {
     Adopt(Box<handler::AdoptedConnection>),
 }
 
+/// measurement → type of one device.
+type DeviceTypes = HashMap<Arc<str>, DataType>;
+
 /// One core's DataNode state. Owned by that core.
 pub struct Shard {
     pub id: ShardId,
@@ -94,7 +97,7 @@ pub struct Shard {
     regions: RefCell<HashMap<u32, Region>>,
     route: RefCell<Arc<RouteView>>,
     /// device → measurement → type, as the schema regions answered.
-    schema_cache: RefCell<HashMap<Arc<str>, HashMap<Arc<str>, DataType>>>,
+    schema_cache: RefCell<HashMap<Arc<str>, DeviceTypes>>,
     /// The control plane, on the control shard only.
     control: RefCell<Option<ControlPlane>>,
 }
@@ -129,15 +132,13 @@ impl Shard {
     /// Asks the control shard (possibly this one).
     pub async fn control(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
         if self.id == CONTROL_SHARD {
-            let mut control = self.control.borrow_mut();
-            let plane = control
-                .as_mut()
-                .ok_or_else(|| Status::internal("control plane missing"))?;
-            let (answer, published) = plane.handle(request);
+            let (answer, published) = match self.control.borrow_mut().as_mut() {
+                Some(plane) => plane.handle(request),
+                None => return Err(Status::internal("control plane missing")),
+            };
             if let Some(view) = published {
                 self.shared.route.publish(view);
             }
-            drop(control);
             self.broadcast_side_effects(&answer).await;
             return answer;
         }

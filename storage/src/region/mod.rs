@@ -63,6 +63,9 @@ pub fn system_clock() -> Clock {
     })
 }
 
+/// The newest point of a series: its time and value.
+type LastPoint = (Timestamp, Value);
+
 /// A sealed file in use, with its manifest entry.
 #[derive(Clone)]
 struct LiveFile {
@@ -135,7 +138,7 @@ struct State {
     frozen_sequence: u64,
     /// (partition, device) → the newest time frozen or flushed: older points are unsequence.
     flushed_last_time: HashMap<(i64, Arc<str>), Timestamp>,
-    last_cache: HashMap<Arc<str>, HashMap<Arc<str>, (Timestamp, Value)>>,
+    last_cache: HashMap<Arc<str>, HashMap<Arc<str>, LastPoint>>,
     next_index: u64,
     flush_job: Option<Job<FlushOutput>>,
     compaction_job: Option<(i64, Job<CompactionOutput>)>,

@@ -82,14 +82,14 @@ pub fn recover(storage: &dyn WalStorage, dir: &Path) -> Result<Recovered> {
     for (position, (first_index, name)) in segment_names.into_iter().enumerate() {
         let path = dir.join(&name);
         let is_last = position + 1 == segment_count;
-        if let Some(previous) = previous_index {
-            if first_index <= previous {
-                return Err(StorageError::corruption(
-                    &path,
-                    0,
-                    format!("segment starts at index {first_index}, not after {previous}"),
-                ));
-            }
+        if let Some(previous) = previous_index
+            && first_index <= previous
+        {
+            return Err(StorageError::corruption(
+                &path,
+                0,
+                format!("segment starts at index {first_index}, not after {previous}"),
+            ));
         }
         let data = storage
             .read_file(&path)

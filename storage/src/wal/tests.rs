@@ -517,10 +517,10 @@ fn check_crash(segment_bytes: u64, payload_sizes: &[usize], fault: Option<(usize
         let (wal, _) = open_memory(&storage, options(WalMode::Sync, segment_bytes)).unwrap();
         let mut acknowledged = 0;
         for (position, size) in payload_sizes.iter().enumerate() {
-            if let Some((at, fault)) = fault {
-                if at == position {
-                    storage.inject(fault);
-                }
+            if let Some((at, fault)) = fault
+                && at == position
+            {
+                storage.inject(fault);
             }
             let index = position as u64 + 1;
             if wal.append(index, 0, &vec![index as u8; *size]).is_err() {
