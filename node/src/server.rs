@@ -134,6 +134,9 @@ async fn shard_main(
     let stop = context.stop.clone();
     let shard = Shard::new(context.id, shared, context.mesh);
     shard.open_owned_regions();
+    if context.id == crate::datanode::CONTROL_SHARD {
+        monoio::spawn(shard.clone().run_control(stop.clone()));
+    }
     let receiver = shard.clone();
     let receiver_stop = stop.clone();
     monoio::spawn(async move {

@@ -120,6 +120,10 @@ pub struct Journal {
     /// Records in the log after the latest snapshot.
     records_since_snapshot: u64,
     failed: bool,
+    /// Appends skip their fdatasync until [`Journal::sync`] (group commit of a batch).
+    deferred_sync: bool,
+    /// Records appended but not yet synced.
+    unsynced: bool,
 }
 
 impl Journal {
@@ -157,6 +161,8 @@ impl Journal {
             next_index,
             records_since_snapshot: records.len() as u64,
             failed: false,
+            deferred_sync: false,
+            unsynced: false,
         };
         Ok((journal, Recovered { snapshot, records }))
     }
@@ -181,10 +187,15 @@ impl Journal {
         frame.extend_from_slice(&checksum(index, &payload).to_le_bytes());
         frame.extend_from_slice(&index.to_le_bytes());
         frame.extend_from_slice(&payload);
-        let written = self
-            .log
-            .write_all(&frame)
-            .and_then(|()| self.log.sync_data());
+        let deferred = self.deferred_sync;
+        let written = self.log.write_all(&frame).and_then(|()| {
+            if deferred {
+                Ok(())
+            } else {
+                self.log.sync_data()
+            }
+        });
+        self.unsynced |= deferred;
         if let Err(source) = written {
             self.failed = true;
             return Err(JournalError::Io {
@@ -230,6 +241,33 @@ impl Journal {
             .open(&self.log_path)
             .map_err(io_error("open log", &self.log_path))?;
         self.records_since_snapshot = 0;
+        Ok(())
+    }
+
+    /// Defers the fdatasync of later appends to [`Journal::sync`], so a batch of
+    /// records costs one sync; none of them is durable before it returns.
+    pub fn defer_sync(&mut self) {
+        self.deferred_sync = true;
+    }
+
+    /// Syncs deferred appends and ends deferral.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        self.deferred_sync = false;
+        if !self.unsynced {
+            return Ok(());
+        }
+        if self.failed {
+            return Err(JournalError::Failed(self.log_path.clone()));
+        }
+        if let Err(source) = self.log.sync_data() {
+            self.failed = true;
+            return Err(JournalError::Io {
+                operation: "sync log",
+                path: self.log_path.clone(),
+                source,
+            });
+        }
+        self.unsynced = false;
         Ok(())
     }
 

@@ -98,6 +98,18 @@ impl ConfigNode {
         Arc::clone(&self.route)
     }
 
+    /// Starts a batch: the commands of the following calls are applied at once but made
+    /// durable together by [`ConfigNode::end_batch`] (one fdatasync); answer nobody before.
+    pub fn begin_batch(&mut self) {
+        self.journal.defer_sync();
+    }
+
+    /// Makes the batch durable.
+    pub fn end_batch(&mut self) -> Result<()> {
+        self.journal.sync()?;
+        Ok(())
+    }
+
     /// Writes a snapshot now and starts an empty log.
     pub fn checkpoint(&mut self) -> Result<()> {
         self.journal.write_snapshot(&self.state)?;

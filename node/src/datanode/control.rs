@@ -76,6 +76,8 @@ pub struct ControlPlane {
     schemas: HashMap<u32, SchemaRegion>,
     resolved: Vec<crate::sql::DataType>,
     region_sizes: HashMap<u32, u64>,
+    /// Inside `handle_batch`: schema regions opened now join the batch.
+    batching: bool,
 }
 
 fn config_status(e: ConfigNodeError) -> Status {
@@ -156,6 +158,7 @@ impl ControlPlane {
             schemas: HashMap::new(),
             resolved: Vec::new(),
             region_sizes: HashMap::new(),
+            batching: false,
         };
         let snapshot = plane.config_node.route_snapshot();
         for (group, route) in &snapshot.region_groups {
@@ -181,8 +184,11 @@ impl ControlPlane {
     fn schema_region(&mut self, group: u32, database: &str) -> anyhow::Result<&mut SchemaRegion> {
         if !self.schemas.contains_key(&group) {
             let dir = self.schema_dir(group);
-            let region = SchemaRegion::open(&dir, database)
+            let mut region = SchemaRegion::open(&dir, database)
                 .with_context(|| format!("opening schema region {group} in {}", dir.display()))?;
+            if self.batching {
+                region.begin_batch();
+            }
             self.schemas.insert(group, region);
         }
         Ok(self.schemas.get_mut(&group).expect("inserted above"))
@@ -193,15 +199,36 @@ impl ControlPlane {
         route_view_of(&self.config_node.route_snapshot(), self.data_node_id)
     }
 
-    /// Handles one request; returns the answer and, when routing changed, the new table.
-    pub fn handle(
+    /// Handles a batch of requests with one fdatasync per journal (group commit): the
+    /// answers are valid only once this returns, and all fail if the sync fails. Returns the
+    /// answers in order and, when routing changed, the new table.
+    pub fn handle_batch(
         &mut self,
-        request: ControlRequest,
-    ) -> (Result<ControlAnswer, Status>, Option<RouteView>) {
+        requests: Vec<ControlRequest>,
+    ) -> (Vec<Result<ControlAnswer, Status>>, Option<RouteView>) {
         let version = self.config_node.version();
-        let answer = self.dispatch(request);
+        self.config_node.begin_batch();
+        for schema in self.schemas.values_mut() {
+            schema.begin_batch();
+        }
+        self.batching = true;
+        let mut answers: Vec<Result<ControlAnswer, Status>> =
+            requests.into_iter().map(|r| self.dispatch(r)).collect();
+        self.batching = false;
+        let mut synced = self.config_node.end_batch().map_err(config_status);
+        for schema in self.schemas.values_mut() {
+            if let Err(e) = schema.end_batch() {
+                synced = Err(schema_status(e));
+            }
+        }
+        if let Err(status) = synced {
+            tracing::error!(status = %status.message, "making control-plane changes durable failed");
+            for answer in &mut answers {
+                *answer = Err(status.clone());
+            }
+        }
         let published = (self.config_node.version() != version).then(|| self.route_view());
-        (answer, published)
+        (answers, published)
     }
 
     fn dispatch(&mut self, request: ControlRequest) -> Result<ControlAnswer, Status> {

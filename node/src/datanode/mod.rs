@@ -100,6 +100,9 @@ pub struct Shard {
     schema_cache: RefCell<HashMap<Arc<str>, DeviceTypes>>,
     /// The control plane, on the control shard only.
     control: RefCell<Option<ControlPlane>>,
+    /// Control requests waiting for the next batch (control shard only).
+    control_queue: RefCell<Vec<(ControlRequest, Reply<Result<ControlAnswer, Status>>)>>,
+    control_waker: RefCell<Option<std::task::Waker>>,
 }
 
 impl Shard {
@@ -118,6 +121,8 @@ impl Shard {
             route: RefCell::new(route),
             schema_cache: RefCell::new(HashMap::new()),
             control: RefCell::new(control),
+            control_queue: RefCell::new(Vec::new()),
+            control_waker: RefCell::new(None),
         })
     }
 
@@ -129,23 +134,56 @@ impl Shard {
         self.route.borrow().clone()
     }
 
-    /// Asks the control shard (possibly this one).
+    /// Asks the control shard (through the mesh even from the control shard itself, so
+    /// that every request joins the same batches).
     pub async fn control(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
-        if self.id == CONTROL_SHARD {
-            let (answer, published) = match self.control.borrow_mut().as_mut() {
-                Some(plane) => plane.handle(request),
-                None => return Err(Status::internal("control plane missing")),
-            };
-            if let Some(view) = published {
-                self.shared.route.publish(view);
-            }
-            self.broadcast_side_effects(&answer).await;
-            return answer;
-        }
         self.mesh
             .request(CONTROL_SHARD, |reply| Message::Control { request, reply })
             .await
             .map_err(|e| Status::internal(format!("control shard: {e}")))?
+    }
+
+    /// The control shard's loop: takes every queued control request, handles them as one
+    /// batch (one fdatasync per journal), publishes the route table once, then answers.
+    pub async fn run_control(self: Rc<Self>, stop: iotdb_runtime::StopSignal) {
+        loop {
+            let batch = monoio::select! {
+                batch = self.next_control_batch() => batch,
+                _ = stop.wait() => return,
+            };
+            let (requests, replies): (Vec<ControlRequest>, Vec<_>) = batch.into_iter().unzip();
+            let (answers, published) = match self.control.borrow_mut().as_mut() {
+                Some(plane) => plane.handle_batch(requests),
+                None => (
+                    replies
+                        .iter()
+                        .map(|_| Err(Status::internal("control plane missing")))
+                        .collect(),
+                    None,
+                ),
+            };
+            if let Some(view) = published {
+                self.shared.route.publish(view);
+            }
+            for (answer, reply) in answers.into_iter().zip(replies) {
+                self.broadcast_side_effects(&answer).await;
+                let _ = reply.send(answer);
+            }
+        }
+    }
+
+    async fn next_control_batch(
+        &self,
+    ) -> Vec<(ControlRequest, Reply<Result<ControlAnswer, Status>>)> {
+        std::future::poll_fn(|context| {
+            let mut queue = self.control_queue.borrow_mut();
+            if queue.is_empty() {
+                *self.control_waker.borrow_mut() = Some(context.waker().clone());
+                return std::task::Poll::Pending;
+            }
+            std::task::Poll::Ready(std::mem::take(&mut *queue))
+        })
+        .await
     }
 
     /// Closes the control plane cleanly (a checkpoint of its state).
@@ -326,8 +364,10 @@ impl Shard {
                 let _ = reply.send(self.region_sizes());
             }
             Message::Control { request, reply } => {
-                let answer = self.control(request).await;
-                let _ = reply.send(answer);
+                self.control_queue.borrow_mut().push((request, reply));
+                if let Some(waker) = self.control_waker.borrow_mut().take() {
+                    waker.wake();
+                }
             }
             Message::Adopt(connection) => {
                 let shard = self.clone();

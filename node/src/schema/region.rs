@@ -345,6 +345,18 @@ impl SchemaRegion {
         }
     }
 
+    /// Starts a batch: later changes are made durable together by
+    /// [`SchemaRegion::end_batch`] (one fdatasync); answer nobody before.
+    pub fn begin_batch(&mut self) {
+        self.journal.defer_sync();
+    }
+
+    /// Makes the batch durable.
+    pub fn end_batch(&mut self) -> Result<()> {
+        self.journal.sync()?;
+        Ok(())
+    }
+
     /// Writes a snapshot now and starts an empty log.
     pub fn checkpoint(&mut self) -> Result<()> {
         let snapshot = self.snapshot();
