@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod progress;
 mod report;
 mod server_mode;
 mod storage_mode;

@@ -155,6 +155,7 @@ fn to_wire(tablet: &iotdb_storage::Tablet) -> WireTablet {
 struct Prepared {
     device: String,
     first_time: i64,
+    points: u64,
     body: Bytes,
 }
 
@@ -200,6 +201,7 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
             Prepared {
                 device: wire.device.clone(),
                 first_time: wire.timestamps[0],
+                points: (wire.timestamps.len() * wire.columns.len()) as u64,
                 body: iotdb_net::encode_insert_tablets(std::slice::from_ref(&wire)),
             }
         })
@@ -297,24 +299,43 @@ async fn drive(
     }
     let cpu_before = server_pid.and_then(report::process_cpu_seconds);
     let started = Instant::now();
+    let points_done = Rc::new(Cell::new(0u64));
+    let progress = monoio::spawn(crate::progress::report(
+        "write",
+        points_done.clone(),
+        spec.points(),
+    ));
     let mut tasks = Vec::new();
     for client in clients {
-        let (requests, next, errors, latencies, route) = (
+        let (requests, next, errors, latencies, route, points_done) = (
             requests.clone(),
             next.clone(),
             errors.clone(),
             latencies.clone(),
             route.clone(),
+            points_done.clone(),
         );
         let pipeline = options.pipeline.max(1);
         tasks.push(monoio::spawn(async move {
-            write_client(client, requests, next, errors, latencies, route, pipeline).await
+            write_client(
+                client,
+                requests,
+                next,
+                errors,
+                latencies,
+                route,
+                pipeline,
+                points_done,
+            )
+            .await
         }));
     }
     for task in tasks {
         task.await?;
     }
     let elapsed = started.elapsed();
+    points_done.set(spec.points());
+    progress.await;
     let cpu = match (cpu_before, server_pid.and_then(report::process_cpu_seconds)) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
@@ -443,8 +464,9 @@ async fn write_client(
     latencies: Rc<RefCell<Latencies>>,
     route: Rc<RefCell<RouteTable>>,
     pipeline: usize,
+    points_done: Rc<Cell<u64>>,
 ) -> anyhow::Result<()> {
-    let mut in_flight: VecDeque<(usize, u64, Instant)> = VecDeque::new();
+    let mut in_flight: VecDeque<(usize, usize, u64, Instant)> = VecDeque::new();
     let mut misses = 0usize;
     loop {
         while in_flight.len() < pipeline {
@@ -470,13 +492,16 @@ async fn write_client(
             let id = client.connections[shard]
                 .send_body(Opcode::InsertTablets, request.body.clone())
                 .await?;
-            in_flight.push_back((shard, id, Instant::now()));
+            in_flight.push_back((i, shard, id, Instant::now()));
         }
-        let Some((shard, id, sent)) = in_flight.pop_front() else {
+        let Some((index, shard, id, sent)) = in_flight.pop_front() else {
             break;
         };
         match client.connections[shard].receive(id).await {
-            Ok(_) => latencies.borrow_mut().record(sent.elapsed()),
+            Ok(_) => {
+                latencies.borrow_mut().record(sent.elapsed());
+                points_done.set(points_done.get() + requests[index].points);
+            }
             Err(e) => {
                 errors.set(errors.get() + 1);
                 eprintln!("write failed: {e}");
