@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
+use crate::config::ServerConfig;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use crate::config::ServerConfig;
 
 #[derive(Parser, Debug)]
 #[command(version, about = "iotdb-server: ConfigNode and DataNode roles")]
