@@ -664,8 +664,9 @@ fn value_text(value: &WireValue) -> String {
         WireValue::Boolean(b) => b.to_string(),
         WireValue::Int32(v) => v.to_string(),
         WireValue::Int64(v) => v.to_string(),
-        WireValue::Float(v) => v.to_string(),
-        WireValue::Double(v) => v.to_string(),
+        // Debug formatting keeps the fraction (`50.0`), as IoTDB's Java formatting does.
+        WireValue::Float(v) => format!("{v:?}"),
+        WireValue::Double(v) => format!("{v:?}"),
         WireValue::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
     }
 }
