@@ -130,6 +130,9 @@ pub struct SnapshotInfo {
     pub bytes: u64,
 }
 
+/// device → measurement → the newest point read from every source.
+type LastCache = HashMap<Arc<str>, HashMap<Arc<str>, (Timestamp, Value)>>;
+
 struct State {
     dir: PathBuf,
     config: RegionConfig,
@@ -144,7 +147,7 @@ struct State {
     frozen_sequence: u64,
     /// (partition, device) → the newest time frozen or flushed: older points are unsequence.
     flushed_last_time: HashMap<(i64, Arc<str>), Timestamp>,
-    last_cache: HashMap<Arc<str>, HashMap<Arc<str>, (Timestamp, Value)>>,
+    last_cache: LastCache,
     next_index: u64,
     flush_job: Option<Job<FlushOutput>>,
     compaction_job: Option<(i64, Job<CompactionOutput>)>,
