@@ -1,6 +1,13 @@
 //! iotdb-ctl: cluster administration and the SQL shell.
 //!
-//! Modules so far:
 //! - [`format`]: rendering result sets as IoTDB's boxed table, CSV or JSON.
+//! - [`session`]: a connection to a server, statements executed and their results printed
+//!   as IoTDB's CLI prints them (cells, `Time` as ISO-8601, footers, error lines).
+//! - [`shell`]: the interactive `IoTDB>` shell (multi-line statements ending in `;`,
+//!   history, `quit`/`exit`), also driven by piped stdin.
+//!
+//! The binary (`src/main.rs`) is a thin command line over these.
 
 pub mod format;
+pub mod session;
+pub mod shell;

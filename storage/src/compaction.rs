@@ -12,23 +12,31 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Result, StorageError};
-use crate::query::{self, RankedPiece};
+use crate::query;
+use crate::region::Deletion;
 use crate::sealed::{SealedFile, SealedFileSummary, SealedFileWriter, WriterOptions};
 use crate::types::{DataType, SeriesKey, TimeRange};
 
-/// Merges `inputs` (each with its newest-wins version) into a new file at `output`. Returns
-/// `None` (and writes nothing) when the inputs hold no points. `bytes_per_second` limits
+/// One file to merge: its newest-wins version and the deletions to apply to it.
+pub struct Input {
+    pub version: u64,
+    pub file: Arc<SealedFile>,
+    pub deletions: Vec<Deletion>,
+}
+
+/// Merges `inputs` into a new file at `output`, dropping the points their deletions hide.
+/// Returns `None` (and writes nothing) when no point remains. `bytes_per_second` limits
 /// the write rate (0: unlimited); `cancel` aborts, removing the partial output.
 pub fn merge_files(
-    inputs: &[(u64, Arc<SealedFile>)],
+    inputs: &[Input],
     output: &Path,
     options: WriterOptions,
     bytes_per_second: u64,
     cancel: &AtomicBool,
 ) -> Result<Option<SealedFileSummary>> {
     let mut series: BTreeMap<&SeriesKey, DataType> = BTreeMap::new();
-    for (_, file) in inputs {
-        for meta in file.series() {
+    for input in inputs {
+        for meta in input.file.series() {
             series.insert(&meta.key, meta.data_type);
         }
     }
@@ -45,10 +53,16 @@ pub fn merge_files(
                 return Err(StorageError::Closed);
             }
             let mut pieces = Vec::new();
-            for (version, file) in inputs {
-                if let Some(meta) = file.find(key) {
+            for input in inputs {
+                if let Some(meta) = input.file.find(key) {
                     for chunk in &meta.chunks {
-                        pieces.push(RankedPiece::chunk(*version, file, chunk));
+                        pieces.extend(query::chunk_piece(
+                            input.version,
+                            &input.file,
+                            chunk,
+                            &input.deletions,
+                            key,
+                        )?);
                     }
                 }
             }

@@ -27,7 +27,7 @@ pub mod wal;
 pub use config::{Compression, RegionConfig, WalMode};
 pub use error::{Result, StorageError};
 pub use query::{AggregateRow, Aggregation, Windows};
-pub use region::{Region, RegionInfo, SnapshotInfo, WriteAck};
+pub use region::{Deletion, Region, RegionInfo, SnapshotInfo, WriteAck};
 pub use stats::Stats;
 pub use types::{
     DataType, NullBitmap, PointColumn, SeriesKey, Tablet, TabletColumn, TimeRange, Timestamp,

@@ -10,9 +10,10 @@
 
 use crate::error::{Result, StorageError};
 use crate::memtable::sorted_newest_wins;
+use crate::region::{Deletion, deletion};
 use crate::sealed::{ChunkMeta, SealedFile};
 use crate::stats::Stats;
-use crate::types::{DataType, PointColumn, TimeRange, Timestamp, Value, Values};
+use crate::types::{DataType, PointColumn, SeriesKey, TimeRange, Timestamp, Value, Values};
 
 /// Aggregation functions, with IoTDB's names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -186,6 +187,24 @@ impl<'a> RankedPiece<'a> {
             Piece::Chunk { file, chunk } => file.read_chunk(chunk),
         }
     }
+}
+
+/// A sealed-file chunk as a piece, without the points `deletions` hide: the chunk itself
+/// when no deletion of `key` overlaps it (its statistics stay usable), else its decoded
+/// points minus the deleted ones (`None` when nothing remains).
+pub fn chunk_piece<'a>(
+    rank: u64,
+    file: &'a SealedFile,
+    chunk: &'a ChunkMeta,
+    deletions: &[Deletion],
+    key: &SeriesKey,
+) -> Result<Option<RankedPiece<'a>>> {
+    let deleted = deletion::ranges_for(deletions, key, chunk.stats.min_time, chunk.stats.max_time);
+    if deleted.is_empty() {
+        return Ok(Some(RankedPiece::chunk(rank, file, chunk)));
+    }
+    let points = deletion::without(file.read_chunk(chunk)?, &deleted);
+    Ok(RankedPiece::points(rank, points))
 }
 
 /// Groups pieces overlapping `range` into time-disjoint clusters, in time order.

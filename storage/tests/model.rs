@@ -1,5 +1,5 @@
 //! Property test: random writes (in and out of order, duplicates, nulls, every type),
-//! flushes, compactions, restarts and TTL changes against a region, with every query
+//! deletions, flushes, compactions, restarts and TTL changes against a region, with every query
 //! answer compared to a simple in-memory model.
 
 use std::cell::Cell;
@@ -38,6 +38,12 @@ enum Op {
     },
     WrongType {
         device: usize,
+    },
+    Delete {
+        device: usize,
+        measurement: usize,
+        start: i64,
+        end: i64,
     },
     Flush,
     Compact,
@@ -140,6 +146,7 @@ fn op_strategy() -> impl Strategy<Value = Op> {
     prop_oneof![
         8 => write_strategy(),
         1 => (0..DEVICES.len()).prop_map(|device| Op::WrongType { device }),
+        2 => (series.clone(), range.clone()).prop_map(|((device, measurement), (start, end))| Op::Delete { device, measurement, start, end }),
         2 => Just(Op::Flush),
         1 => Just(Op::Compact),
         1 => Just(Op::Restart),
@@ -373,6 +380,23 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                             .unwrap()
                             .is_none()
                     );
+                }
+                Op::Delete {
+                    device,
+                    measurement,
+                    start,
+                    end,
+                } => {
+                    let key = SeriesKey::new(DEVICES[device], MEASUREMENTS[measurement].0);
+                    region
+                        .delete(&[key], TimeRange::new(start, end))
+                        .unwrap()
+                        .durable()
+                        .await
+                        .unwrap();
+                    if let Some(points) = model.series.get_mut(&(device, measurement)) {
+                        points.retain(|t, _| !(start..end).contains(t));
+                    }
                 }
                 Op::Flush => region.flush().await.unwrap(),
                 Op::Compact => region.compact().await.unwrap(),

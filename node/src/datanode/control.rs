@@ -44,6 +44,9 @@ pub enum ControlRequest {
         series_slot: u32,
         time_slots: Vec<i64>,
     },
+    /// The series matching each pattern (sorted by path within a pattern), for SQL
+    /// queries and deletions that name series with `*` and `**`.
+    MatchSeries { patterns: Vec<sql::PathPattern> },
     /// An administrative SQL statement (schema, databases, cluster views).
     Statement(Statement),
     /// The shards' region sizes, for `SHOW REGIONS`.
@@ -64,6 +67,8 @@ pub enum ControlAnswer {
     /// Series were deleted: shards drop their schema caches.
     SchemaChanged,
     ResultSet(ResultSet),
+    /// One list per requested pattern: (device, measurement, type).
+    Series(Vec<Vec<(String, String, DataType)>>),
 }
 
 /// The ConfigNode role and the schema regions of a standalone node.
@@ -316,6 +321,12 @@ impl ControlPlane {
                     .map_err(config_status)?;
                 Ok(ControlAnswer::Done)
             }
+            ControlRequest::MatchSeries { patterns } => Ok(ControlAnswer::Series(
+                patterns
+                    .iter()
+                    .map(|pattern| self.match_series(pattern))
+                    .collect(),
+            )),
             ControlRequest::Statement(statement) => self.execute(statement),
             ControlRequest::ReportRegionSizes(sizes) => {
                 self.region_sizes = sizes;
@@ -354,6 +365,24 @@ impl ControlPlane {
         self.schema_region(group.0, &database)
             .map_err(|e| Status::internal(format!("{e:#}")))?;
         Ok(Some(group.0))
+    }
+
+    /// Every series matching `pattern`, sorted by path (types the engine cannot store are
+    /// left out: no data can exist for them).
+    fn match_series(&self, pattern: &sql::PathPattern) -> Vec<(String, String, DataType)> {
+        let mut entries: Vec<_> = self
+            .schemas
+            .values()
+            .flat_map(|s| s.timeseries(pattern))
+            .collect();
+        entries.sort_by(|a, b| a.path.cmp(&b.path));
+        entries
+            .into_iter()
+            .filter_map(|e| {
+                let data_type = engine_type(e.schema.data_type).ok()?;
+                Some((e.device, e.measurement, data_type))
+            })
+            .collect()
     }
 
     /// Writes a checkpoint of the ConfigNode state (clean shutdown).

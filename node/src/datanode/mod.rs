@@ -67,6 +67,13 @@ pub enum Message {
     Flush {
         reply: Reply<Result<(), Status>>,
     },
+    /// `DELETE FROM`: a logged deletion in a region this shard owns.
+    Delete {
+        group: u32,
+        keys: Vec<iotdb_storage::SeriesKey>,
+        range: iotdb_storage::TimeRange,
+        reply: Reply<Result<(), Status>>,
+    },
     /// A database's TTL changed; regions of it apply the new one.
     SetTtl {
         database: String,
@@ -357,6 +364,14 @@ impl Shard {
             }
             Message::Flush { reply } => {
                 let _ = reply.send(self.flush_local().await);
+            }
+            Message::Delete {
+                group,
+                keys,
+                range,
+                reply,
+            } => {
+                let _ = reply.send(self.delete_local(group, &keys, range).await);
             }
             Message::SetTtl { database, ttl_ms } => self.apply_ttl(&database, ttl_ms),
             Message::SchemaChanged => self.clear_schema_cache(),

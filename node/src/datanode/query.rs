@@ -174,6 +174,26 @@ impl Shard {
         query: RawQuery,
         stream: &ResponseStream,
     ) -> Result<ResponsePayload, Status> {
+        let batches = self.query_raw_batches(query).await?;
+        let mut batches = batches.into_iter().peekable();
+        while let Some(batch) = batches.next() {
+            if batches.peek().is_none() {
+                return Ok(ResponsePayload::Batch(batch));
+            }
+            stream
+                .send_more(ResponsePayload::Batch(batch))
+                .await
+                .map_err(|e| Status::internal(format!("streaming a result: {e}")))?;
+        }
+        unreachable!("align returns at least one batch")
+    }
+
+    /// A raw range query's result, cut into batches of at most [`QUERY_BATCH_ROWS`] rows
+    /// (at least one batch, empty when no row matched).
+    pub async fn query_raw_batches(
+        self: &Rc<Self>,
+        query: RawQuery,
+    ) -> Result<Vec<ColumnBatch>, Status> {
         let types = self.require_series(&query.series).await?;
         let range = TimeRange::new(query.start_time, query.end_time);
         let mut series: Vec<(String, DataType, PointColumn)> = Vec::new();
@@ -215,22 +235,11 @@ impl Shard {
                 ));
             }
         }
-        let batches = align(
+        Ok(align(
             series,
             query.offset as usize,
             query.limit.map(|l| l as usize),
-        );
-        let mut batches = batches.into_iter().peekable();
-        while let Some(batch) = batches.next() {
-            if batches.peek().is_none() {
-                return Ok(ResponsePayload::Batch(batch));
-            }
-            stream
-                .send_more(ResponsePayload::Batch(batch))
-                .await
-                .map_err(|e| Status::internal(format!("streaming a result: {e}")))?;
-        }
-        unreachable!("align returns at least one batch")
+        ))
     }
 
     /// An aggregate query: one row per window (or one row), one column per series and

@@ -1,13 +1,52 @@
 //! SQL on the receiving shard: parse, then run data statements here (they need the data
 //! path) and send administrative ones to the control shard.
+//!
+//! ```text
+//! text ─ sql::parse ─▶ Statement ─┬─ INSERT      ─▶ one tablet ─▶ Shard::insert (same path as the SDK)
+//!                                 ├─ SELECT      ─▶ MatchSeries (control shard) ─▶ query_raw_batches /
+//!                                 │                 query_aggregate / query_last ─▶ ResultSet
+//!                                 ├─ DELETE FROM ─▶ MatchSeries ─▶ Shard::delete_data (every region)
+//!                                 ├─ FLUSH       ─▶ Shard::flush_all
+//!                                 └─ the rest    ─▶ control shard (admin.rs)
+//! ```
+//!
+//! Result sets follow IoTDB's columns: raw and windowed queries start with `Time`, an
+//! aggregate without `GROUP BY` has no `Time` column, `SELECT LAST` answers
+//! `Time, Timeseries, Value, DataType`.
+//!
+//! Type inference for series an `INSERT` creates follows IoTDB's defaults
+//! (`boolean_string_infer_type=BOOLEAN`, `integer_string_infer_type=DOUBLE`,
+//! `floating_string_infer_type=DOUBLE`, strings `TEXT`): an integer literal creates a DOUBLE
+//! series, as in IoTDB, so that a later `1.5` into the same series is not a type error.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
-use iotdb_net::{ResultSet, Status, StatusCode};
+use bytes::{Bytes, BytesMut};
+use iotdb_net::{
+    AggregateQuery, ColumnBatch, DataType as WireType, GroupByWindow, RawQuery, ResponsePayload,
+    ResultSet, SeriesSelection, Status, StatusCode, TabletView, Value as WireValue, WireTablet,
+};
+use iotdb_runtime::ShardId;
+use iotdb_storage::{DataType, SeriesKey};
 
-use super::Shard;
 use super::control::{ControlAnswer, ControlRequest};
-use crate::sql::{self, Statement};
+use super::convert::{self, DATA_TYPE_MISMATCH};
+use super::{Message, Shard};
+use crate::sql::{
+    self, AggregateFunction, Insert, Literal, PathPattern, Projection, Select, Statement,
+    TimeFilter, TimeOrder, TimeRange,
+};
+
+/// Most rows one `SELECT` returns over SQL: the answer is one frame, so its size is bounded
+/// here; use `LIMIT`/`OFFSET` (or the SDK's streamed queries) to page through more.
+pub const SQL_RESULT_ROWS_MAX: usize = 1_000_000;
+
+/// Most rows one `INSERT` statement may carry: it becomes one tablet in one frame.
+pub const SQL_INSERT_ROWS_MAX: usize = 100_000;
+
+/// A series a pattern matched: device, measurement, type.
+type Matched = (String, String, DataType);
 
 impl Shard {
     /// Executes one SQL statement.
@@ -18,11 +57,17 @@ impl Shard {
                 self.flush_all().await?;
                 Ok(empty())
             }
-            Statement::Insert(_) | Statement::Select(_) | Statement::DeleteData { .. } => {
-                Err(Status::new(
-                    StatusCode::UNSUPPORTED_OPERATION,
-                    "INSERT, SELECT and DELETE FROM are not served over SQL yet: use the client SDK's insert and query requests",
-                ))
+            Statement::Insert(insert) => {
+                self.execute_insert(insert).await?;
+                Ok(empty())
+            }
+            Statement::Select(select) => self.execute_select(select).await,
+            Statement::DeleteData {
+                patterns,
+                time_filter,
+            } => {
+                self.execute_delete(patterns, time_filter).await?;
+                Ok(empty())
             }
             Statement::ShowRegions { .. } => {
                 let sizes = self.all_region_sizes().await;
@@ -40,6 +85,366 @@ impl Shard {
             _ => Ok(empty()),
         }
     }
+
+    /// The series each pattern matches, sorted by path within a pattern.
+    async fn match_series(&self, patterns: Vec<PathPattern>) -> Result<Vec<Vec<Matched>>, Status> {
+        match self
+            .control(ControlRequest::MatchSeries { patterns })
+            .await?
+        {
+            ControlAnswer::Series(series) => Ok(series),
+            _ => Err(Status::internal(
+                "control shard answered MatchSeries wrongly",
+            )),
+        }
+    }
+
+    /// The distinct series of `patterns` in pattern order; 508 when none matches.
+    async fn require_matches(&self, patterns: Vec<PathPattern>) -> Result<Vec<Matched>, Status> {
+        let shown: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+        let mut out: Vec<Matched> = Vec::new();
+        for matched in self.match_series(patterns).await? {
+            for series in matched {
+                if !out.contains(&series) {
+                    out.push(series);
+                }
+            }
+        }
+        if out.is_empty() {
+            return Err(Status::new(
+                StatusCode::PATH_NOT_EXIST,
+                format!("path {} does not exist", shown.join(", ")),
+            ));
+        }
+        Ok(out)
+    }
+
+    /// `INSERT INTO device(time, m...) VALUES (...)`: one tablet through the SDK's write path,
+    /// so the schema check (and series creation) happens before anything is written.
+    async fn execute_insert(self: &Rc<Self>, insert: Insert) -> Result<(), Status> {
+        if insert.rows.len() > SQL_INSERT_ROWS_MAX {
+            return Err(Status::illegal_parameter(format!(
+                "an INSERT statement may carry at most {SQL_INSERT_ROWS_MAX} rows"
+            )));
+        }
+        let device = insert.device.to_string();
+        for (index, name) in insert.measurements.iter().enumerate() {
+            if insert.measurements[..index].contains(name) {
+                return Err(Status::illegal_parameter(format!(
+                    "measurement {name} appears twice in the INSERT"
+                )));
+            }
+        }
+        let existing = match self
+            .control(ControlRequest::LookupSeries {
+                device: device.clone(),
+                measurements: insert.measurements.clone(),
+            })
+            .await?
+        {
+            ControlAnswer::MaybeTypes(types) => types,
+            _ => {
+                return Err(Status::internal(
+                    "control shard answered LookupSeries wrongly",
+                ));
+            }
+        };
+        let mut types = Vec::with_capacity(insert.measurements.len());
+        for (column, known) in existing.iter().enumerate() {
+            let data_type = match known {
+                Some(t) => *t,
+                None => insert
+                    .rows
+                    .iter()
+                    .find_map(|row| inferred_type(&row.values[column]))
+                    .unwrap_or(DataType::Double),
+            };
+            types.push(data_type);
+        }
+        let now_ms = now_ms();
+        // Sorted by time, the last of equal times kept: IoTDB's newest-write-wins within a
+        // statement, and the write path sees an in-order tablet.
+        let mut rows: Vec<(i64, &[Literal])> = insert
+            .rows
+            .iter()
+            .map(|row| (row.time.resolve(now_ms), row.values.as_slice()))
+            .collect();
+        rows.sort_by_key(|(time, _)| *time);
+        let mut deduplicated: Vec<(i64, &[Literal])> = Vec::with_capacity(rows.len());
+        for row in rows {
+            match deduplicated.last_mut() {
+                Some(last) if last.0 == row.0 => *last = row,
+                _ => deduplicated.push(row),
+            }
+        }
+        let schema: Vec<(&str, WireType)> = insert
+            .measurements
+            .iter()
+            .zip(&types)
+            .map(|(m, t)| (m.as_str(), convert::to_wire_type(*t)))
+            .collect();
+        let mut tablet = WireTablet::new(device.clone(), &schema);
+        tablet.is_aligned = insert.aligned;
+        for (time, literals) in deduplicated {
+            let mut cells = Vec::with_capacity(literals.len());
+            for ((literal, data_type), name) in
+                literals.iter().zip(&types).zip(&insert.measurements)
+            {
+                cells.push(literal_value(literal, *data_type).map_err(|found| {
+                    Status::new(
+                        DATA_TYPE_MISMATCH,
+                        format!(
+                            "data type of {device}.{name} is {}, but the value {found} was given",
+                            data_type.name()
+                        ),
+                    )
+                })?);
+            }
+            tablet
+                .push_row(time, &cells)
+                .map_err(|e| Status::internal(format!("building the insert tablet: {e}")))?;
+        }
+        let mut encoded = BytesMut::new();
+        tablet.encode_contents(&mut encoded);
+        let view = TabletView::decode(Bytes::from(encoded), insert.aligned)
+            .map_err(|e| Status::internal(format!("decoding the insert tablet: {e}")))?;
+        self.insert(vec![view]).await
+    }
+
+    async fn execute_select(self: &Rc<Self>, select: Select) -> Result<ResultSet, Status> {
+        let range = time_range(select.time_filter.as_ref());
+        match &select.projection {
+            Projection::Raw(_) => self.select_raw(&select, range).await,
+            Projection::Aggregates(_) => self.select_aggregates(&select, range).await,
+            Projection::Last(_) => self.select_last(&select, range).await,
+        }
+    }
+
+    async fn select_raw(
+        self: &Rc<Self>,
+        select: &Select,
+        range: TimeRange,
+    ) -> Result<ResultSet, Status> {
+        if select.group_by.is_some() {
+            return Err(Status::new(
+                StatusCode::SQL_PARSE_ERROR,
+                "GROUP BY time needs aggregate functions in the select list",
+            ));
+        }
+        let matched = self.require_matches(select.series_patterns()).await?;
+        let offset = select.offset.unwrap_or(0);
+        let ascending = select.order == TimeOrder::Ascending;
+        // Descending order reverses the whole answer first, so offset and limit apply after.
+        let query = RawQuery {
+            series: selections(&matched),
+            start_time: range.start_ms,
+            end_time: range.end_ms,
+            limit: if ascending { select.limit } else { None },
+            offset: if ascending { offset } else { 0 },
+        };
+        let batches = self.query_raw_batches(query).await?;
+        let mut result = batches_result(&batches, &column_order(&matched), true)?;
+        if !ascending {
+            result.rows.reverse();
+            let start = (offset as usize).min(result.rows.len());
+            let end = select.limit.map_or(result.rows.len(), |l| {
+                start.saturating_add(l as usize).min(result.rows.len())
+            });
+            result.rows = result.rows.drain(start..end).collect();
+        }
+        bounded(result)
+    }
+
+    async fn select_aggregates(
+        self: &Rc<Self>,
+        select: &Select,
+        range: TimeRange,
+    ) -> Result<ResultSet, Status> {
+        let Projection::Aggregates(aggregates) = &select.projection else {
+            return Err(Status::internal("not an aggregate projection"));
+        };
+        let group_by = match &select.group_by {
+            None => None,
+            Some(group_by) => Some(group_by_window(group_by, range)?),
+        };
+        let mut result: Option<ResultSet> = None;
+        for aggregate in aggregates {
+            let aggregation = wire_aggregation(aggregate.function)?;
+            let patterns: Vec<PathPattern> = select
+                .from
+                .iter()
+                .map(|from| from.join(&aggregate.path))
+                .collect();
+            let matched = self.require_matches(patterns).await?;
+            let query = AggregateQuery {
+                series: selections(&matched),
+                start_time: range.start_ms,
+                end_time: range.end_ms,
+                aggregations: vec![aggregation],
+                group_by,
+            };
+            let ResponsePayload::Batch(batch) = self.query_aggregate(query).await? else {
+                return Err(Status::internal("an aggregation answered wrongly"));
+            };
+            let names: Vec<String> = column_order(&matched)
+                .iter()
+                .map(|path| {
+                    format!(
+                        "{}({path})",
+                        aggregate.function.as_str().to_ascii_lowercase()
+                    )
+                })
+                .collect();
+            let part = batches_result(std::slice::from_ref(&batch), &names, group_by.is_some())?;
+            result = Some(match result {
+                None => part,
+                Some(mut so_far) => {
+                    let skip = usize::from(group_by.is_some());
+                    so_far
+                        .column_names
+                        .extend(part.column_names.into_iter().skip(skip));
+                    so_far
+                        .column_types
+                        .extend(part.column_types.into_iter().skip(skip));
+                    for (row, more) in so_far.rows.iter_mut().zip(part.rows) {
+                        row.extend(more.into_iter().skip(skip));
+                    }
+                    so_far
+                }
+            });
+        }
+        let mut result =
+            result.ok_or_else(|| Status::illegal_parameter("no aggregate selected"))?;
+        if select.order == TimeOrder::Descending && group_by.is_some() {
+            result.rows.reverse();
+        }
+        let offset = select.offset.unwrap_or(0) as usize;
+        let start = offset.min(result.rows.len());
+        let end = select.limit.map_or(result.rows.len(), |l| {
+            start.saturating_add(l as usize).min(result.rows.len())
+        });
+        result.rows = result.rows.drain(start..end).collect();
+        bounded(result)
+    }
+
+    async fn select_last(
+        self: &Rc<Self>,
+        select: &Select,
+        range: TimeRange,
+    ) -> Result<ResultSet, Status> {
+        let matched = self.require_matches(select.series_patterns()).await?;
+        let types: HashMap<String, DataType> = matched
+            .iter()
+            .map(|(device, measurement, t)| (format!("{device}.{measurement}"), *t))
+            .collect();
+        let ResponsePayload::Last(points) = self.query_last(selections(&matched)).await? else {
+            return Err(Status::internal("a last query answered wrongly"));
+        };
+        let mut result = ResultSet::new(&[
+            ("Time", WireType::Int64),
+            ("Timeseries", WireType::Text),
+            ("Value", WireType::Text),
+            ("DataType", WireType::Text),
+        ]);
+        for point in points {
+            // IoTDB's `SELECT LAST ... WHERE time >= t` keeps only newer last points.
+            if !range.contains(point.timestamp) {
+                continue;
+            }
+            let data_type = types
+                .get(&point.path)
+                .map_or("UNKNOWN", |t| t.name())
+                .to_string();
+            result.rows.push(vec![
+                Some(WireValue::Int64(point.timestamp)),
+                Some(text(point.path)),
+                Some(text(value_text(&point.value))),
+                Some(text(data_type)),
+            ]);
+        }
+        Ok(result)
+    }
+
+    /// `DELETE FROM patterns [WHERE time ...]`: a logged deletion in every region holding the
+    /// matched series.
+    async fn execute_delete(
+        self: &Rc<Self>,
+        patterns: Vec<PathPattern>,
+        time_filter: Option<TimeFilter>,
+    ) -> Result<(), Status> {
+        let range = time_range(time_filter.as_ref());
+        let matched = self.require_matches(patterns).await?;
+        if range.is_empty() {
+            return Ok(());
+        }
+        self.delete_data(selections(&matched), range.start_ms, range.end_ms)
+            .await
+    }
+}
+
+impl Shard {
+    /// Deletes the points of `series` in `[start_ms, end_ms)` in every region group that
+    /// holds them, each on its owner shard; returns once every deletion is durable.
+    pub async fn delete_data(
+        self: &Rc<Self>,
+        series: Vec<SeriesSelection>,
+        start_ms: i64,
+        end_ms: i64,
+    ) -> Result<(), Status> {
+        let range = iotdb_storage::TimeRange::new(start_ms, end_ms);
+        let route = self.route();
+        let mut by_group: HashMap<u32, Vec<SeriesKey>> = HashMap::new();
+        for selection in &series {
+            let Some(placement) = route.device(&selection.device) else {
+                continue;
+            };
+            for (_, group) in placement.groups_in(start_ms, end_ms) {
+                let keys = by_group.entry(group).or_default();
+                for measurement in &selection.measurements {
+                    keys.push(SeriesKey::new(&selection.device, measurement));
+                }
+            }
+        }
+        for (group, keys) in by_group {
+            let owner = route.local_shard(group).ok_or_else(|| {
+                Status::new(
+                    StatusCode::ROUTE_TABLE_STALE,
+                    format!("region group {group} is not on this node"),
+                )
+            })?;
+            if owner == self.id.0 {
+                self.delete_local(group, &keys, range).await?;
+            } else {
+                self.mesh
+                    .request(ShardId(owner), |reply| Message::Delete {
+                        group,
+                        keys,
+                        range,
+                        reply,
+                    })
+                    .await
+                    .map_err(|e| Status::internal(format!("shard {owner}: {e}")))??;
+            }
+        }
+        Ok(())
+    }
+
+    /// A deletion in a region this shard owns, awaited until durable.
+    pub async fn delete_local(
+        &self,
+        group: u32,
+        keys: &[SeriesKey],
+        range: iotdb_storage::TimeRange,
+    ) -> Result<(), Status> {
+        let region = self.region(group)?;
+        let ack = region
+            .delete(keys, range)
+            .map_err(|e| convert::status_of(&e))?;
+        ack.durable()
+            .await
+            .map(|_| ())
+            .map_err(|e| convert::status_of(&e))
+    }
 }
 
 fn statement_of(text: &str) -> Result<Statement, Status> {
@@ -52,5 +457,261 @@ fn empty() -> ResultSet {
         column_names: Vec::new(),
         column_types: Vec::new(),
         rows: Vec::new(),
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn time_range(filter: Option<&TimeFilter>) -> TimeRange {
+    filter.map_or(TimeRange::ALL, |f| f.resolve(now_ms()))
+}
+
+fn text(s: impl Into<String>) -> WireValue {
+    WireValue::Text(Bytes::from(s.into()))
+}
+
+/// The type IoTDB infers for a new series from a literal (see the module docs); `None` for
+/// `null`, which says nothing.
+fn inferred_type(literal: &Literal) -> Option<DataType> {
+    match literal {
+        Literal::Boolean(_) => Some(DataType::Boolean),
+        Literal::Integer(_) | Literal::Float(_) => Some(DataType::Double),
+        Literal::Text(_) => Some(DataType::Text),
+        Literal::Null => None,
+    }
+}
+
+/// A literal as a value of `data_type`; `Err(literal text)` when it does not fit.
+fn literal_value(literal: &Literal, data_type: DataType) -> Result<Option<WireValue>, String> {
+    let value = match (literal, data_type) {
+        (Literal::Null, _) => return Ok(None),
+        (Literal::Boolean(b), DataType::Boolean) => WireValue::Boolean(*b),
+        (Literal::Integer(i), DataType::Int32) => {
+            WireValue::Int32(i32::try_from(*i).map_err(|_| i.to_string())?)
+        }
+        (Literal::Integer(i), DataType::Int64) => WireValue::Int64(*i),
+        (Literal::Integer(i), DataType::Float) => WireValue::Float(*i as f32),
+        (Literal::Integer(i), DataType::Double) => WireValue::Double(*i as f64),
+        (Literal::Float(f), DataType::Float) => WireValue::Float(*f as f32),
+        (Literal::Float(f), DataType::Double) => WireValue::Double(*f),
+        (Literal::Text(s), DataType::Text) => WireValue::Text(Bytes::from(s.clone())),
+        // IoTDB accepts an unquoted number or boolean into a TEXT series as its text.
+        (Literal::Integer(i), DataType::Text) => text(i.to_string()),
+        (Literal::Float(f), DataType::Text) => text(f.to_string()),
+        (Literal::Boolean(b), DataType::Text) => text(b.to_string()),
+        (Literal::Text(s), _) => return Err(format!("'{s}'")),
+        (Literal::Integer(i), _) => return Err(i.to_string()),
+        (Literal::Float(f), _) => return Err(f.to_string()),
+        (Literal::Boolean(b), _) => return Err(b.to_string()),
+    };
+    Ok(Some(value))
+}
+
+/// Matched series grouped by device, devices in first-seen order.
+fn selections(matched: &[Matched]) -> Vec<SeriesSelection> {
+    let mut out: Vec<SeriesSelection> = Vec::new();
+    for (device, measurement, _) in matched {
+        match out.iter_mut().find(|s| &s.device == device) {
+            Some(selection) => selection.measurements.push(measurement.clone()),
+            None => out.push(SeriesSelection {
+                device: device.clone(),
+                measurements: vec![measurement.clone()],
+            }),
+        }
+    }
+    out
+}
+
+/// The full paths of the series in the order [`selections`] puts their columns.
+fn column_order(matched: &[Matched]) -> Vec<String> {
+    selections(matched)
+        .iter()
+        .flat_map(|s| {
+            s.measurements
+                .iter()
+                .map(move |m| format!("{}.{m}", s.device))
+        })
+        .collect()
+}
+
+/// Batches as a result set named `names` (one per batch column), with a leading `Time`
+/// column when `with_time`.
+fn batches_result(
+    batches: &[ColumnBatch],
+    names: &[String],
+    with_time: bool,
+) -> Result<ResultSet, Status> {
+    let Some(first) = batches.first() else {
+        return Err(Status::internal("a query answered no batch"));
+    };
+    if first.columns.len() != names.len() {
+        return Err(Status::internal(format!(
+            "a query answered {} columns for {} series",
+            first.columns.len(),
+            names.len()
+        )));
+    }
+    let mut result = empty();
+    if with_time {
+        result.column_names.push("Time".to_string());
+        result.column_types.push(WireType::Int64);
+    }
+    for (name, column) in names.iter().zip(&first.columns) {
+        result.column_names.push(name.clone());
+        result.column_types.push(column.values.data_type());
+    }
+    for batch in batches {
+        for (row, timestamp) in batch.timestamps.iter().enumerate() {
+            if result.rows.len() >= SQL_RESULT_ROWS_MAX {
+                return Err(too_many_rows());
+            }
+            let mut cells = Vec::with_capacity(result.column_names.len());
+            if with_time {
+                cells.push(Some(WireValue::Int64(*timestamp)));
+            }
+            cells.extend(batch.columns.iter().map(|c| c.value(row)));
+            result.rows.push(cells);
+        }
+    }
+    Ok(result)
+}
+
+fn too_many_rows() -> Status {
+    Status::illegal_parameter(format!(
+        "the result has more than {SQL_RESULT_ROWS_MAX} rows: narrow the time range or use LIMIT and OFFSET"
+    ))
+}
+
+fn bounded(result: ResultSet) -> Result<ResultSet, Status> {
+    if result.rows.len() > SQL_RESULT_ROWS_MAX {
+        return Err(too_many_rows());
+    }
+    Ok(result)
+}
+
+/// The windows of `GROUP BY ([start, end), interval)`; without a range, the WHERE bounds.
+fn group_by_window(group_by: &sql::GroupByTime, range: TimeRange) -> Result<GroupByWindow, Status> {
+    if group_by
+        .sliding_step_ms
+        .is_some_and(|step| step != group_by.interval_ms)
+    {
+        return Err(Status::new(
+            StatusCode::UNSUPPORTED_OPERATION,
+            "GROUP BY with a sliding step other than the interval is not supported",
+        ));
+    }
+    let (start_time, end_time) = match &group_by.range {
+        Some(window_range) => {
+            if !window_range.left_closed {
+                return Err(Status::new(
+                    StatusCode::UNSUPPORTED_OPERATION,
+                    "GROUP BY ((start, end], ...) is not supported: use [start, end)",
+                ));
+            }
+            let now = now_ms();
+            (
+                window_range.start.resolve(now),
+                window_range.end.resolve(now),
+            )
+        }
+        None => {
+            if range.start_ms == i64::MIN || range.end_ms == i64::MAX {
+                return Err(Status::illegal_parameter(
+                    "GROUP BY without a range needs a WHERE clause bounding time on both sides",
+                ));
+            }
+            (range.start_ms, range.end_ms)
+        }
+    };
+    if start_time >= end_time {
+        return Err(Status::illegal_parameter(
+            "the GROUP BY range is empty: start must be before end",
+        ));
+    }
+    Ok(GroupByWindow {
+        start_time,
+        end_time,
+        interval_ms: group_by.interval_ms,
+    })
+}
+
+fn wire_aggregation(function: AggregateFunction) -> Result<iotdb_net::Aggregation, Status> {
+    use iotdb_net::Aggregation as A;
+    Ok(match function {
+        AggregateFunction::Count => A::Count,
+        AggregateFunction::Avg => A::Avg,
+        AggregateFunction::Sum => A::Sum,
+        AggregateFunction::MinValue => A::Min,
+        AggregateFunction::MaxValue => A::Max,
+        AggregateFunction::FirstValue => A::First,
+        AggregateFunction::LastValue => A::Last,
+        AggregateFunction::MinTime | AggregateFunction::MaxTime => {
+            return Err(Status::new(
+                StatusCode::UNSUPPORTED_OPERATION,
+                format!("aggregate function {} is not supported", function.as_str()),
+            ));
+        }
+    })
+}
+
+/// A value as IoTDB's `SELECT LAST` prints it in its `Value` column.
+fn value_text(value: &WireValue) -> String {
+    match value {
+        WireValue::Boolean(b) => b.to_string(),
+        WireValue::Int32(v) => v.to_string(),
+        WireValue::Int64(v) => v.to_string(),
+        // Debug formatting keeps the fraction (`50.0`), as IoTDB's Java formatting does.
+        WireValue::Float(v) => format!("{v:?}"),
+        WireValue::Double(v) => format!("{v:?}"),
+        WireValue::Text(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inference_follows_iotdb_defaults() {
+        assert_eq!(inferred_type(&Literal::Integer(1)), Some(DataType::Double));
+        assert_eq!(inferred_type(&Literal::Float(1.5)), Some(DataType::Double));
+        assert_eq!(
+            inferred_type(&Literal::Boolean(true)),
+            Some(DataType::Boolean)
+        );
+        assert_eq!(
+            inferred_type(&Literal::Text("a".into())),
+            Some(DataType::Text)
+        );
+        assert_eq!(inferred_type(&Literal::Null), None);
+    }
+
+    #[test]
+    fn literals_convert_to_the_series_type_or_fail() {
+        assert_eq!(
+            literal_value(&Literal::Integer(7), DataType::Int32),
+            Ok(Some(WireValue::Int32(7)))
+        );
+        assert!(literal_value(&Literal::Integer(i64::MAX), DataType::Int32).is_err());
+        assert!(literal_value(&Literal::Text("x".into()), DataType::Double).is_err());
+        assert!(literal_value(&Literal::Float(1.5), DataType::Int64).is_err());
+        assert_eq!(literal_value(&Literal::Null, DataType::Int64), Ok(None));
+    }
+
+    #[test]
+    fn selections_group_by_device_in_first_seen_order() {
+        let matched = vec![
+            ("root.a.d2".to_string(), "s1".to_string(), DataType::Double),
+            ("root.a.d1".to_string(), "s1".to_string(), DataType::Double),
+            ("root.a.d2".to_string(), "s2".to_string(), DataType::Double),
+        ];
+        assert_eq!(
+            column_order(&matched),
+            ["root.a.d2.s1", "root.a.d2.s2", "root.a.d1.s1"]
+        );
     }
 }

@@ -19,6 +19,7 @@
 //! region; only immutable data (frozen memtables, sealed files) crosses to the background
 //! threads. No `RefCell` borrow is held across an `.await`.
 
+pub mod deletion;
 mod manifest;
 pub mod wal_entry;
 
@@ -41,6 +42,7 @@ use crate::sealed::{SealedFile, SealedFileWriter, WriterOptions};
 use crate::types::{DataType, PointColumn, SeriesKey, Tablet, TimeRange, Timestamp, Value};
 use crate::wal::{Wal, WalOptions, WalRecord};
 
+pub use deletion::Deletion;
 pub use manifest::{FileEntry, FileKind, Manifest};
 
 /// How often the background task installs finished jobs and starts new ones.
@@ -63,14 +65,13 @@ pub fn system_clock() -> Clock {
     })
 }
 
-/// The newest point of a series: its time and value.
-type LastPoint = (Timestamp, Value);
-
 /// A sealed file in use, with its manifest entry.
 #[derive(Clone)]
 struct LiveFile {
     entry: FileEntry,
     file: Arc<SealedFile>,
+    /// Deletions issued after the file's points were written (persisted in MODS).
+    deletions: Vec<Deletion>,
 }
 
 /// A memtable waiting for (or in) its flush.
@@ -79,6 +80,8 @@ struct Frozen {
     memtable: Arc<FrozenMemtable>,
     /// The highest WAL index whose data it holds.
     last_index: u64,
+    /// Deletions issued after it was frozen; its files inherit them.
+    deletions: Vec<Deletion>,
 }
 
 /// A job running on a background thread.
@@ -95,6 +98,9 @@ struct FlushOutput {
 struct CompactionOutput {
     partition: i64,
     inputs: Vec<u64>,
+    /// How many of each input's deletions the job applied (in `inputs` order); later ones
+    /// move to the output.
+    applied_deletions: Vec<usize>,
     output: Option<LiveFile>,
 }
 
@@ -124,6 +130,9 @@ pub struct SnapshotInfo {
     pub bytes: u64,
 }
 
+/// device → measurement → the newest point read from every source.
+type LastCache = HashMap<Arc<str>, HashMap<Arc<str>, (Timestamp, Value)>>;
+
 struct State {
     dir: PathBuf,
     config: RegionConfig,
@@ -138,7 +147,7 @@ struct State {
     frozen_sequence: u64,
     /// (partition, device) → the newest time frozen or flushed: older points are unsequence.
     flushed_last_time: HashMap<(i64, Arc<str>), Timestamp>,
-    last_cache: HashMap<Arc<str>, HashMap<Arc<str>, LastPoint>>,
+    last_cache: LastCache,
     next_index: u64,
     flush_job: Option<Job<FlushOutput>>,
     compaction_job: Option<(i64, Job<CompactionOutput>)>,
@@ -200,6 +209,7 @@ impl Region {
             .map_err(|e| StorageError::io("create region directory", &sealed_dir, e))?;
         let manifest = Manifest::load(dir)?;
         remove_orphans(&sealed_dir, &manifest)?;
+        let mut mods = deletion::load(dir)?;
 
         let mut state = State {
             dir: dir.to_path_buf(),
@@ -228,6 +238,7 @@ impl Region {
             state.add_file(LiveFile {
                 entry: entry.clone(),
                 file,
+                deletions: mods.remove(&entry.id).unwrap_or_default(),
             })?;
         }
 
@@ -314,6 +325,53 @@ impl Region {
         ack.durable().await
     }
 
+    /// Deletes the points of `keys` in `range` that the region holds now (later writes are
+    /// not affected): logged in the WAL, then applied. Await the ack's durability before
+    /// acknowledging to a client.
+    pub fn delete(&self, keys: &[SeriesKey], range: TimeRange) -> Result<WriteAck> {
+        let mut state = self.state.borrow_mut();
+        let state = &mut *state;
+        if state.closed {
+            return Err(StorageError::Closed);
+        }
+        if let Some(reason) = &state.read_only {
+            return Err(StorageError::ReadOnly(reason.clone()));
+        }
+        if keys.len() > deletion::DELETION_KEYS_MAX {
+            return Err(StorageError::InvalidArgument(format!(
+                "a deletion names {} series, at most {}",
+                keys.len(),
+                deletion::DELETION_KEYS_MAX
+            )));
+        }
+        let index = state.next_index;
+        let mut payload = Vec::new();
+        deletion::encode_record(keys, range, &mut payload);
+        if let Err(e) = self.wal.append(index, deletion::KIND_DELETE, &payload) {
+            if let StorageError::ReadOnly(reason) = &e {
+                state.read_only = Some(reason.clone());
+            }
+            return Err(e);
+        }
+        state.next_index += 1;
+        let deletions: Vec<Deletion> = keys
+            .iter()
+            .map(|key| Deletion {
+                key: key.clone(),
+                range,
+            })
+            .collect();
+        state.apply_deletions(index, &deletions);
+        if let Err(e) = state.store_mods() {
+            state.read_only = Some(format!("persisting a deletion failed: {e}"));
+            return Err(e);
+        }
+        Ok(WriteAck {
+            wal: self.wal.clone(),
+            index,
+        })
+    }
+
     /// The data type of a series, if the region holds it.
     pub fn series_type(&self, key: &SeriesKey) -> Option<DataType> {
         self.state.borrow().series_type(key)
@@ -348,7 +406,7 @@ impl Region {
             return Ok(None);
         };
         let range = state.visible(range);
-        query::scan(data_type, state.pieces(key, range), range).map(Some)
+        query::scan(data_type, state.pieces(key, range)?, range).map(Some)
     }
 
     /// Aggregates `key` over `range`, per window when `windows` is given. `None` for an
@@ -371,7 +429,7 @@ impl Region {
         };
         query::aggregate(
             data_type,
-            state.pieces(key, fetch),
+            state.pieces(key, fetch)?,
             visible,
             windows,
             aggregations,
@@ -395,7 +453,7 @@ impl Region {
             return Ok(visible.contains(t).then_some((t, value)));
         }
         // Miss: read the newest cluster of pieces only.
-        let pieces = state.pieces(key, visible);
+        let pieces = state.pieces(key, visible)?;
         let Some(newest) = pieces.iter().map(|p| p.max_time).max() else {
             return Ok(None);
         };
@@ -516,6 +574,7 @@ impl Region {
             bytes += live.file.bytes();
         }
         manifest::sync_dir(&sealed)?;
+        deletion::store(target, &state.mods())?;
         state.manifest.store(target)?;
         Ok(SnapshotInfo {
             dir: target.to_path_buf(),
@@ -679,8 +738,22 @@ impl State {
         let mut replayed = 0usize;
         for record in records {
             self.next_index = self.next_index.max(record.index + 1);
-            if record.index <= self.manifest.flushed_index || record.kind != wal_entry::KIND_TABLET
-            {
+            if record.index <= self.manifest.flushed_index {
+                continue;
+            }
+            if record.kind == deletion::KIND_DELETE {
+                let deletions = deletion::decode_record(&record.payload).map_err(|e| {
+                    StorageError::corruption(
+                        self.dir.join("wal"),
+                        record.index,
+                        format!("record {}: {e}", record.index),
+                    )
+                })?;
+                self.apply_deletions(record.index, &deletions);
+                replayed += 1;
+                continue;
+            }
+            if record.kind != wal_entry::KIND_TABLET {
                 continue;
             }
             let tablet = wal_entry::decode(&record.payload).map_err(|e| {
@@ -792,11 +865,12 @@ impl State {
         series.insert(measurement.clone(), (t, value));
     }
 
-    /// Every piece of `key` that may hold points in `range`.
-    fn pieces(&self, key: &SeriesKey, range: TimeRange) -> Vec<RankedPiece<'_>> {
+    /// Every piece of `key` that may hold points in `range`, deleted points removed (a
+    /// chunk a deletion overlaps is decoded and filtered, so its statistics are not used).
+    fn pieces(&self, key: &SeriesKey, range: TimeRange) -> Result<Vec<RankedPiece<'_>>> {
         let mut pieces = Vec::new();
         if range.is_empty() {
-            return pieces;
+            return Ok(pieces);
         }
         let interval = self.config.time_partition_interval_ms;
         let slots = partition_of(range.start, interval)..=partition_of(range.end - 1, interval);
@@ -804,7 +878,13 @@ impl State {
             if let Some(meta) = live.file.find(key) {
                 for chunk in &meta.chunks {
                     if range.overlaps(chunk.stats.min_time, chunk.stats.max_time) {
-                        pieces.push(RankedPiece::chunk(live.entry.version, &live.file, chunk));
+                        pieces.extend(query::chunk_piece(
+                            live.entry.version,
+                            &live.file,
+                            chunk,
+                            &live.deletions,
+                            key,
+                        )?);
                     }
                 }
             }
@@ -812,9 +892,15 @@ impl State {
         for frozen in &self.frozen {
             for (&slot, _) in frozen.memtable.partitions.range(slots.clone()) {
                 if let Some(points) = frozen.memtable.read(slot, key) {
+                    let deleted = match (points.timestamps.first(), points.timestamps.last()) {
+                        (Some(&min), Some(&max)) => {
+                            deletion::ranges_for(&frozen.deletions, key, min, max)
+                        }
+                        _ => Vec::new(),
+                    };
                     pieces.extend(RankedPiece::points(
                         FROZEN_RANK_BASE + frozen.sequence,
-                        points,
+                        deletion::without(points, &deleted),
                     ));
                 }
             }
@@ -824,7 +910,45 @@ impl State {
                 pieces.extend(RankedPiece::points(ACTIVE_RANK, points));
             }
         }
-        pieces
+        Ok(pieces)
+    }
+
+    /// Applies deletions logged at WAL `index`: every point held now is in a frozen
+    /// memtable or a sealed file after the freeze, and each of those takes the deletions;
+    /// cached last points of the series are forgotten.
+    fn apply_deletions(&mut self, index: u64, deletions: &[Deletion]) {
+        self.freeze(index.saturating_sub(1));
+        for frozen in &mut self.frozen {
+            for d in deletions {
+                deletion::attach(&mut frozen.deletions, d);
+            }
+        }
+        for live in self.files.values_mut().flatten() {
+            for d in deletions {
+                if live.file.find(&d.key).is_some() {
+                    deletion::attach(&mut live.deletions, d);
+                }
+            }
+        }
+        for d in deletions {
+            if let Some(series) = self.last_cache.get_mut(&d.key.device) {
+                series.remove(&d.key.measurement);
+            }
+        }
+    }
+
+    /// The deletions of every live file, by file id (what MODS holds).
+    fn mods(&self) -> BTreeMap<u64, Vec<Deletion>> {
+        self.files
+            .values()
+            .flatten()
+            .filter(|f| !f.deletions.is_empty())
+            .map(|f| (f.entry.id, f.deletions.clone()))
+            .collect()
+    }
+
+    fn store_mods(&self) -> Result<()> {
+        deletion::store(&self.dir, &self.mods())
     }
 
     /// Turns the active memtable into a frozen one (if it holds anything).
@@ -856,6 +980,7 @@ impl State {
             sequence: self.frozen_sequence,
             memtable: Arc::new(memtable),
             last_index,
+            deletions: Vec::new(),
         });
     }
 
@@ -946,6 +1071,26 @@ impl State {
             .front()
             .expect("a flush runs for the oldest frozen memtable");
         assert_eq!(frozen.sequence, output.sequence, "flushes install in order");
+        let inherited = frozen.deletions.clone();
+        let mut output = output;
+        for live in &mut output.files {
+            live.deletions = inherited
+                .iter()
+                .filter(|d| live.file.find(&d.key).is_some())
+                .cloned()
+                .collect();
+        }
+        // MODS first: a manifest naming the files without their deletions would resurrect
+        // deleted points once the WAL records below the flushed index are gone.
+        if output.files.iter().any(|f| !f.deletions.is_empty()) {
+            let mut mods = self.mods();
+            for live in &output.files {
+                if !live.deletions.is_empty() {
+                    mods.insert(live.entry.id, live.deletions.clone());
+                }
+            }
+            deletion::store(&self.dir, &mods)?;
+        }
         let mut manifest = self.manifest.clone();
         manifest
             .files
@@ -982,10 +1127,15 @@ impl State {
         let Some(partition) = self.eligible_partition() else {
             return;
         };
-        let inputs: Vec<(u64, Arc<SealedFile>)> = self.files[&partition]
+        let inputs: Vec<compaction::Input> = self.files[&partition]
             .iter()
-            .map(|f| (f.entry.version, f.file.clone()))
+            .map(|f| compaction::Input {
+                version: f.entry.version,
+                file: f.file.clone(),
+                deletions: f.deletions.clone(),
+            })
             .collect();
+        let applied_deletions: Vec<usize> = inputs.iter().map(|i| i.deletions.len()).collect();
         let input_ids: Vec<u64> = self.files[&partition].iter().map(|f| f.entry.id).collect();
         let level = self.files[&partition]
             .iter()
@@ -995,7 +1145,7 @@ impl State {
         let id = self.manifest.allocate_id();
         let entry = FileEntry {
             id,
-            version: inputs.iter().map(|(v, _)| *v).max().unwrap_or(id),
+            version: inputs.iter().map(|i| i.version).max().unwrap_or(id),
             partition,
             kind: FileKind::Sequence,
             level: level.saturating_add(1),
@@ -1015,12 +1165,14 @@ impl State {
                             Some(_) => Some(LiveFile {
                                 entry,
                                 file: Arc::new(SealedFile::open(&path)?),
+                                deletions: Vec::new(),
                             }),
                             None => None,
                         };
                         Ok(CompactionOutput {
                             partition,
                             inputs: input_ids,
+                            applied_deletions,
                             output,
                         })
                     });
@@ -1073,6 +1225,27 @@ impl State {
             }
             return Ok(());
         }
+        let mut output = output;
+        // Deletions that arrived while the job ran were not applied: the output keeps them
+        // (MODS first, as for a flush).
+        if let Some(out) = &mut output.output {
+            for (id, applied) in output.inputs.iter().zip(&output.applied_deletions) {
+                let input = current
+                    .iter()
+                    .find(|f| f.entry.id == *id)
+                    .expect("checked above");
+                for d in input.deletions.iter().skip(*applied) {
+                    if out.file.find(&d.key).is_some() {
+                        deletion::attach(&mut out.deletions, d);
+                    }
+                }
+            }
+            if !out.deletions.is_empty() {
+                let mut mods = self.mods();
+                mods.insert(out.entry.id, out.deletions.clone());
+                deletion::store(&self.dir, &mods)?;
+            }
+        }
         let mut manifest = self.manifest.clone();
         manifest.files.retain(|f| !output.inputs.contains(&f.id));
         if let Some(out) = &output.output {
@@ -1097,8 +1270,13 @@ impl State {
         if self.files.get(&output.partition).is_some_and(Vec::is_empty) {
             self.files.remove(&output.partition);
         }
+        let had_deletions = removed.iter().any(|f| !f.deletions.is_empty());
         for live in removed {
             remove_file_logged(live.file.path());
+        }
+        if had_deletions {
+            // Applied physically now: MODS no longer needs the inputs' entries.
+            self.store_mods()?;
         }
         self.compactions += 1;
         Ok(())
@@ -1181,6 +1359,7 @@ fn write_flush_files(
         out.push(LiveFile {
             entry,
             file: Arc::new(SealedFile::open(&path)?),
+            deletions: Vec::new(),
         });
     }
     manifest::sync_dir(sealed_dir)?;

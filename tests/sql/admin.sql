@@ -1,0 +1,20 @@
+-- Administrative statements and their errors.
+CREATE DATABASE root.adm;
+CREATE DATABASE root.adm;
+SHOW DATABASES;
+COUNT DATABASES;
+CREATE TIMESERIES root.adm.d.s WITH DATATYPE=DOUBLE;
+CREATE ALIGNED TIMESERIES root.adm.a(x INT64, y TEXT);
+COUNT TIMESERIES root.adm.**;
+SHOW DEVICES root.adm.**;
+COUNT DEVICES;
+SET TTL TO root.adm 3600000;
+SHOW ALL TTL;
+UNSET TTL TO root.adm;
+DELETE TIMESERIES root.adm.d.s;
+DELETE TIMESERIES root.adm.d.s;
+DELETE DATABASE root.nope;
+SET TTL TO root.nope 1000;
+DELETE DATABASE root.adm;
+SHOW DATABASES;
+show datanodes;
