@@ -93,6 +93,9 @@ pub enum Message {
     Adopt(Box<handler::AdoptedConnection>),
 }
 
+/// A control request waiting on the control shard, with where its answer goes.
+type PendingControl = (ControlRequest, Reply<Result<ControlAnswer, Status>>);
+
 /// measurement → type of one device.
 type DeviceTypes = HashMap<Arc<str>, DataType>;
 
@@ -108,7 +111,7 @@ pub struct Shard {
     /// The control plane, on the control shard only.
     control: RefCell<Option<ControlPlane>>,
     /// Control requests waiting for the next batch (control shard only).
-    control_queue: RefCell<Vec<(ControlRequest, Reply<Result<ControlAnswer, Status>>)>>,
+    control_queue: RefCell<Vec<PendingControl>>,
     control_waker: RefCell<Option<std::task::Waker>>,
 }
 
