@@ -182,9 +182,7 @@ impl Shard {
         }
     }
 
-    async fn next_control_batch(
-        &self,
-    ) -> Vec<(ControlRequest, Reply<Result<ControlAnswer, Status>>)> {
+    async fn next_control_batch(&self) -> Vec<PendingControl> {
         std::future::poll_fn(|context| {
             let mut queue = self.control_queue.borrow_mut();
             if queue.is_empty() {
