@@ -56,7 +56,11 @@ impl Model {
                 .series
                 .entry(id)
                 .or_insert_with(|| (column.values.data_type(), BTreeMap::new()));
-            assert_eq!(entry.0, column.values.data_type(), "the model got a type change");
+            assert_eq!(
+                entry.0,
+                column.values.data_type(),
+                "the model got a type change"
+            );
             for (row, timestamp) in tablet.timestamps.iter().enumerate() {
                 if let Some(value) = column.value(row) {
                     entry.1.insert(*timestamp, value);
@@ -85,7 +89,10 @@ impl Model {
     }
 
     pub fn points(&self, id: &SeriesId) -> impl Iterator<Item = (&i64, &Value)> {
-        self.series.get(id).into_iter().flat_map(|(_, points)| points)
+        self.series
+            .get(id)
+            .into_iter()
+            .flat_map(|(_, points)| points)
     }
 
     pub fn point_count(&self) -> usize {
@@ -169,12 +176,20 @@ impl Model {
             .into_iter()
             .skip(usize::try_from(offset).unwrap_or(usize::MAX))
             .take(limit.map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX)))
-            .map(|t| (t, maps.iter().map(|points| points.get(&t).cloned()).collect()))
+            .map(|t| {
+                (
+                    t,
+                    maps.iter().map(|points| points.get(&t).cloned()).collect(),
+                )
+            })
             .collect()
     }
 
     /// Column names of an aggregate query (`count(root.db.d.s)`, series-major).
-    pub fn aggregate_columns(series: &[SeriesSelection], aggregations: &[Aggregation]) -> Vec<String> {
+    pub fn aggregate_columns(
+        series: &[SeriesSelection],
+        aggregations: &[Aggregation],
+    ) -> Vec<String> {
         let mut names = Vec::new();
         for id in Self::ids_of(series) {
             for aggregation in aggregations {
@@ -203,11 +218,7 @@ impl Model {
                     let window_end = window_start
                         .saturating_add(window.interval_ms)
                         .min(window.end_time);
-                    out.push((
-                        window_start,
-                        window_start.max(start),
-                        window_end.min(end),
-                    ));
+                    out.push((window_start, window_start.max(start), window_end.min(end)));
                     window_start = window_start.saturating_add(window.interval_ms);
                 }
                 out
@@ -316,7 +327,11 @@ pub fn rows_of(batches: &[ColumnBatch]) -> Result<(Vec<String>, Rows), String> {
         for (row, timestamp) in batch.timestamps.iter().enumerate() {
             rows.push((
                 *timestamp,
-                batch.columns.iter().map(|column| column.value(row)).collect(),
+                batch
+                    .columns
+                    .iter()
+                    .map(|column| column.value(row))
+                    .collect(),
             ));
         }
     }
@@ -347,7 +362,10 @@ mod tests {
     #[test]
     fn newest_wins_and_nulls_write_nothing() {
         let mut model = Model::new();
-        model.apply(&tablet("root.m.d", &[(1, Some(10), Some("x")), (2, Some(20), None)]));
+        model.apply(&tablet(
+            "root.m.d",
+            &[(1, Some(10), Some("x")), (2, Some(20), None)],
+        ));
         model.apply(&tablet("root.m.d", &[(1, Some(11), None), (3, None, None)]));
         let selection = [model.selection("root.m.d")];
         let rows = model.raw(&selection, 0, 10, 0, None);
@@ -373,12 +391,32 @@ mod tests {
         assert_eq!(
             model.aggregate(&only_a, 0, 10, &aggregations, Some(windows)),
             vec![
-                (0, vec![Some(Value::Int64(1)), Some(Value::Int64(11)), Some(Value::Int64(11))]),
-                (2, vec![Some(Value::Int64(1)), Some(Value::Int64(20)), Some(Value::Int64(20))]),
+                (
+                    0,
+                    vec![
+                        Some(Value::Int64(1)),
+                        Some(Value::Int64(11)),
+                        Some(Value::Int64(11))
+                    ]
+                ),
+                (
+                    2,
+                    vec![
+                        Some(Value::Int64(1)),
+                        Some(Value::Int64(20)),
+                        Some(Value::Int64(20))
+                    ]
+                ),
             ]
         );
         assert_eq!(
-            model.aggregate(&only_a, 5, 10, &[Aggregation::Count, Aggregation::Sum], None),
+            model.aggregate(
+                &only_a,
+                5,
+                10,
+                &[Aggregation::Count, Aggregation::Sum],
+                None
+            ),
             vec![(5, vec![Some(Value::Int64(0)), None])]
         );
         assert_eq!(model.last(&only_a)[0].timestamp, 2);

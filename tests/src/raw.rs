@@ -57,7 +57,8 @@ pub struct RawConnection {
 
 impl RawConnection {
     pub fn connect(address: SocketAddr) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(address).with_context(|| format!("connecting to {address}"))?;
+        let stream =
+            TcpStream::connect(address).with_context(|| format!("connecting to {address}"))?;
         stream.set_read_timeout(Some(READ_TIMEOUT))?;
         stream.set_nodelay(true)?;
         Ok(Self {

@@ -56,8 +56,14 @@ fn insert_some(client: &mut BlockingClient, device: &str, measurements: &[(&str,
     client.insert_tablets(&[tablet]).expect("insert");
 }
 
-fn admin_statements(cores: usize) {
-    let server = TestServer::start(server_options!().cores(cores).kernel_port()).expect("start");
+fn admin_statements(cores: usize, kernel_port: bool) {
+    let options = server_options!().cores(cores);
+    let options = if kernel_port {
+        options.kernel_port()
+    } else {
+        options
+    };
+    let server = TestServer::start(options).expect("start");
     let mut client = server.client().expect("connect");
 
     let created = sql(&mut client, "CREATE DATABASE root.t");
@@ -65,7 +71,11 @@ fn admin_statements(cores: usize) {
     let again = client
         .execute_sql("CREATE DATABASE root.t")
         .expect_err("creating a database twice succeeded");
-    assert_eq!(again.status_code(), Some(StatusCode::DATABASE_ALREADY_EXISTS), "{again}");
+    assert_eq!(
+        again.status_code(),
+        Some(StatusCode::DATABASE_ALREADY_EXISTS),
+        "{again}"
+    );
 
     let databases = sql(&mut client, "SHOW DATABASES");
     assert_eq!(
@@ -80,8 +90,14 @@ fn admin_statements(cores: usize) {
     );
     let rows = rows_where(&databases, "Database", "root.t");
     assert_eq!(rows.len(), 1, "{databases:?}");
-    assert_eq!(cell(&databases, rows[0], "DataReplicationFactor").as_deref(), Some("1"));
-    assert_eq!(cell(&databases, rows[0], "SchemaReplicationFactor").as_deref(), Some("1"));
+    assert_eq!(
+        cell(&databases, rows[0], "DataReplicationFactor").as_deref(),
+        Some("1")
+    );
+    assert_eq!(
+        cell(&databases, rows[0], "SchemaReplicationFactor").as_deref(),
+        Some("1")
+    );
     assert_eq!(
         cell(&databases, rows[0], "TimePartitionInterval").as_deref(),
         Some("604800000"),
@@ -91,7 +107,11 @@ fn admin_statements(cores: usize) {
     insert_some(
         &mut client,
         "root.t.d1",
-        &[("a", DataType::Int64), ("b", DataType::Text), ("c", DataType::Double)],
+        &[
+            ("a", DataType::Int64),
+            ("b", DataType::Text),
+            ("c", DataType::Double),
+        ],
     );
     insert_some(&mut client, "root.t.d2", &[("a", DataType::Boolean)]);
     // A database created on the fly by an insert.
@@ -103,19 +123,43 @@ fn admin_statements(cores: usize) {
     let count = sql(&mut client, "COUNT TIMESERIES root.t.**");
     assert_eq!(cell(&count, 0, "count(timeseries)").as_deref(), Some("4"));
     let databases = sql(&mut client, "SHOW DATABASES");
-    assert_eq!(rows_where(&databases, "Database", "root.auto").len(), 1, "{databases:?}");
+    assert_eq!(
+        rows_where(&databases, "Database", "root.auto").len(),
+        1,
+        "{databases:?}"
+    );
 
     let cluster = sql(&mut client, "SHOW CLUSTER");
     assert_eq!(
         cluster.column_names,
-        ["NodeID", "NodeType", "Status", "InternalAddress", "InternalPort", "Version", "BuildInfo"]
+        [
+            "NodeID",
+            "NodeType",
+            "Status",
+            "InternalAddress",
+            "InternalPort",
+            "Version",
+            "BuildInfo"
+        ]
     );
-    assert_eq!(cluster.rows.len(), 2, "one ConfigNode and one DataNode: {cluster:?}");
+    assert_eq!(
+        cluster.rows.len(),
+        2,
+        "one ConfigNode and one DataNode: {cluster:?}"
+    );
     let config_nodes = rows_where(&cluster, "NodeType", "ConfigNode");
     let data_nodes = rows_where(&cluster, "NodeType", "DataNode");
-    assert_eq!((config_nodes.len(), data_nodes.len()), (1, 1), "{cluster:?}");
+    assert_eq!(
+        (config_nodes.len(), data_nodes.len()),
+        (1, 1),
+        "{cluster:?}"
+    );
     for row in 0..cluster.rows.len() {
-        assert_eq!(cell(&cluster, row, "Status").as_deref(), Some("Running"), "{cluster:?}");
+        assert_eq!(
+            cell(&cluster, row, "Status").as_deref(),
+            Some("Running"),
+            "{cluster:?}"
+        );
     }
     // Node ids come from one sequence.
     assert_ne!(
@@ -127,7 +171,14 @@ fn admin_statements(cores: usize) {
     let datanodes = sql(&mut client, "SHOW DATANODES");
     assert_eq!(
         datanodes.column_names,
-        ["NodeID", "Status", "RpcAddress", "RpcPort", "DataRegionNum", "SchemaRegionNum"]
+        [
+            "NodeID",
+            "Status",
+            "RpcAddress",
+            "RpcPort",
+            "DataRegionNum",
+            "SchemaRegionNum"
+        ]
     );
     assert_eq!(datanodes.rows.len(), 1, "{datanodes:?}");
     assert_eq!(cell(&datanodes, 0, "NodeID"), Some(data_node_id.clone()));
@@ -175,10 +226,22 @@ fn admin_statements(cores: usize) {
         assert!(data >= 1 && schema >= 1, "{database}: {regions:?}");
     }
     for row in 0..regions.rows.len() {
-        assert_eq!(cell(&regions, row, "DataNodeId"), Some(data_node_id.clone()), "{regions:?}");
-        assert_eq!(cell(&regions, row, "Status").as_deref(), Some("Running"), "{regions:?}");
+        assert_eq!(
+            cell(&regions, row, "DataNodeId"),
+            Some(data_node_id.clone()),
+            "{regions:?}"
+        );
+        assert_eq!(
+            cell(&regions, row, "Status").as_deref(),
+            Some("Running"),
+            "{regions:?}"
+        );
         // One replica per region in a standalone server: it leads.
-        assert_eq!(cell(&regions, row, "Role").as_deref(), Some("Leader"), "{regions:?}");
+        assert_eq!(
+            cell(&regions, row, "Role").as_deref(),
+            Some("Leader"),
+            "{regions:?}"
+        );
         assert_eq!(
             cell(&regions, row, "RpcPort"),
             Some(server.address().port().to_string()),
@@ -193,21 +256,36 @@ fn admin_statements(cores: usize) {
     ids.dedup();
     assert_eq!(ids.len(), regions.rows.len(), "{regions:?}");
 
-    for bad in ["SELEC * FROM root.t", "CREATE DATABASE", "SHOW", "COUNT TIMESERIES root.(("] {
+    for bad in [
+        "SELEC * FROM root.t",
+        "CREATE DATABASE",
+        "SHOW",
+        "COUNT TIMESERIES root.((",
+    ] {
         let error = client
             .execute_sql(bad)
             .expect_err("a malformed statement succeeded");
-        assert_eq!(error.status_code(), Some(StatusCode::SQL_PARSE_ERROR), "{bad}: {error}");
+        assert_eq!(
+            error.status_code(),
+            Some(StatusCode::SQL_PARSE_ERROR),
+            "{bad}: {error}"
+        );
     }
     client.ping().expect("usable after parse errors");
 }
 
 #[test]
 fn admin_sql_one_shard() {
-    admin_statements(1);
+    admin_statements(1, false);
 }
 
 #[test]
 fn admin_sql_two_shards() {
-    admin_statements(2);
+    admin_statements(2, false);
+}
+
+/// `--rpc-port 0`: the views must report the port the server bound, not 0.
+#[test]
+fn admin_sql_with_a_kernel_chosen_port() {
+    admin_statements(2, true);
 }

@@ -181,12 +181,18 @@ fn ingest(
                     .iter()
                     .filter_map(|plan| plan.get(step).cloned())
                     .collect();
-                client.insert_tablets(&batch).await.expect("shard-aware insert");
+                client
+                    .insert_tablets(&batch)
+                    .await
+                    .expect("shard-aware insert");
                 batch.iter().for_each(|tablet| model.apply(tablet));
                 if step == 0 {
                     // The first inserts created data partitions; the client learns of them
                     // only by refetching (it does not refresh on its own after a success).
-                    client.refresh_route_table().await.expect("refresh the route table");
+                    client
+                        .refresh_route_table()
+                        .await
+                        .expect("refresh the route table");
                 }
             }
             // The route table named this database's regions, so some tablets went
@@ -220,7 +226,10 @@ fn check_raw(
     offset: u64,
     limit: Option<u64>,
 ) {
-    let what = format!("raw {series:?} [{}, {}) offset {offset} limit {limit:?}", range.0, range.1);
+    let what = format!(
+        "raw {series:?} [{}, {}) offset {offset} limit {limit:?}",
+        range.0, range.1
+    );
     let batches = client
         .query_raw(RawQuery {
             series: series.clone(),
@@ -247,7 +256,10 @@ fn check_aggregate(
     aggregations: &[Aggregation],
     group_by: Option<GroupByWindow>,
 ) {
-    let what = format!("aggregate {aggregations:?} of {series:?} [{}, {}) by {group_by:?}", range.0, range.1);
+    let what = format!(
+        "aggregate {aggregations:?} of {series:?} [{}, {}) by {group_by:?}",
+        range.0, range.1
+    );
     let batches = client
         .query_aggregate(AggregateQuery {
             series: series.clone(),
@@ -278,11 +290,39 @@ fn verify(server: &TestServer, model: &Model) {
     for device in &devices {
         let all = model.selection(device);
         check_raw(&mut client, model, vec![all.clone()], (start, end), 0, None);
-        check_raw(&mut client, model, vec![all.clone()], (start, end), 37, Some(50));
-        check_raw(&mut client, model, vec![all.clone()], (start, end), 0, Some(0));
+        check_raw(
+            &mut client,
+            model,
+            vec![all.clone()],
+            (start, end),
+            37,
+            Some(50),
+        );
+        check_raw(
+            &mut client,
+            model,
+            vec![all.clone()],
+            (start, end),
+            0,
+            Some(0),
+        );
         // One series over every partition: each point once, in time order.
-        check_raw(&mut client, model, vec![selection(device, &["i"])], (start, end), 0, None);
-        check_raw(&mut client, model, vec![selection(device, &["t"])], (start, end), 100, Some(200));
+        check_raw(
+            &mut client,
+            model,
+            vec![selection(device, &["i"])],
+            (start, end),
+            0,
+            None,
+        );
+        check_raw(
+            &mut client,
+            model,
+            vec![selection(device, &["t"])],
+            (start, end),
+            100,
+            Some(200),
+        );
         // The second partition on, one series at a time.
         for (measurement, _) in SCHEMA {
             check_raw(
@@ -356,7 +396,14 @@ fn verify(server: &TestServer, model: &Model) {
             selection(&devices[0], &["b", "i"]),
             selection(&devices[devices.len() - 1], &["t", "d"]),
         ];
-        check_raw(&mut client, model, pair.clone(), (start, end), 11, Some(300));
+        check_raw(
+            &mut client,
+            model,
+            pair.clone(),
+            (start, end),
+            11,
+            Some(300),
+        );
         check_aggregate(
             &mut client,
             model,
@@ -365,7 +412,10 @@ fn verify(server: &TestServer, model: &Model) {
             &[Aggregation::Count, Aggregation::Last],
             None,
         );
-        assert_eq!(client.query_last(pair.clone()).expect("last"), model.last(&pair));
+        assert_eq!(
+            client.query_last(pair.clone()).expect("last"),
+            model.last(&pair)
+        );
     }
 }
 
@@ -461,8 +511,12 @@ fn acknowledged_writes_survive_sigkill() {
     let address = server.address();
     let writers: Vec<_> = (0..WRITERS)
         .map(|writer| {
-            let (acknowledged, attempted, acks, stop) =
-                (acknowledged.clone(), attempted.clone(), acks.clone(), stop.clone());
+            let (acknowledged, attempted, acks, stop) = (
+                acknowledged.clone(),
+                attempted.clone(),
+                acks.clone(),
+                stop.clone(),
+            );
             std::thread::spawn(move || {
                 let device = format!("{DATABASE}.crash{writer}");
                 let mut rng = Rng(writer as u64 + 77);
@@ -477,7 +531,10 @@ fn acknowledged_writes_survive_sigkill() {
                         (0..ROWS as i64).map(|row| base + row * STEP_MS).collect();
                     let tablet = tablet_of(&device, &mut rng, &timestamps, 0);
                     attempted.lock().unwrap().apply(&tablet);
-                    if client.insert_tablets(std::slice::from_ref(&tablet)).is_err() {
+                    if client
+                        .insert_tablets(std::slice::from_ref(&tablet))
+                        .is_err()
+                    {
                         return;
                     }
                     acknowledged.lock().unwrap().apply(&tablet);
@@ -530,8 +587,58 @@ fn acknowledged_writes_survive_sigkill() {
         let sent: BTreeMap<i64, Value> =
             attempted.points(id).map(|(t, v)| (*t, v.clone())).collect();
         for (t, value) in &found {
-            assert_eq!(sent.get(t), Some(value), "{} at {t}: never written", id.path());
+            assert_eq!(
+                sent.get(t),
+                Some(value),
+                "{} at {t}: never written",
+                id.path()
+            );
         }
     }
     server.stop().expect("clean stop after recovery");
+}
+
+/// With `--rpc-port 0` the route table must name the port the server bound, or a
+/// shard-aware client cannot reach any shard.
+#[test]
+fn shard_aware_client_with_a_kernel_chosen_port() {
+    let server = TestServer::start(server_options!().cores(2).kernel_port()).expect("start");
+    create_database(&mut server.client().expect("connect"));
+    let address = server.address();
+    let device = format!("{DATABASE}.kp");
+    let mut rng = Rng(5);
+    let first = tablet_of(&device, &mut rng, &[T0, T0 + STEP_MS], 0);
+    let second = tablet_of(&device, &mut rng, &[T0 + 2 * STEP_MS, T0 + 3 * STEP_MS], 0);
+    let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("monoio runtime");
+    runtime.block_on(async {
+        let mut client = ShardAwareClient::connect(&[address], ClientConfig::default())
+            .await
+            .expect("shard-aware connect");
+        client
+            .insert_tablets(std::slice::from_ref(&first))
+            .await
+            .expect("first insert");
+        client.refresh_route_table().await.expect("refresh");
+        let endpoint = client
+            .route_table()
+            .route_for(&device, T0)
+            .map(|target| target.rpc_endpoint.to_owned());
+        assert_eq!(
+            endpoint,
+            Some(address.to_string()),
+            "the route table's endpoint for {device}"
+        );
+        client
+            .insert_tablets(std::slice::from_ref(&second))
+            .await
+            .expect("routed insert");
+        assert!(client.shard_connection_count() >= 1);
+    });
+    let mut model = Model::new();
+    model.apply(&first);
+    model.apply(&second);
+    verify(&server, &model);
 }
