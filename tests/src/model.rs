@@ -168,6 +168,9 @@ impl Model {
             .iter()
             .map(|id| self.series.get(id).map_or(&empty, |(_, points)| points))
             .collect();
+        if start >= end {
+            return Vec::new();
+        }
         let timestamps: BTreeSet<i64> = maps
             .iter()
             .flat_map(|points| points.range(start..end).map(|(t, _)| *t))
