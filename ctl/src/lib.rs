@@ -8,6 +8,7 @@
 //!
 //! The binary (`src/main.rs`) is a thin command line over these.
 
+pub mod cli;
 pub mod format;
 pub mod session;
 pub mod shell;

@@ -42,13 +42,17 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
         config.dn_cores
     };
     let address = config.rpc_socket_address()?;
+    // Bind first: with port 0 the kernel picks the port, and the ConfigNode must record
+    // (and route clients to) the real one.
+    let listeners = iotdb_runtime::net::reuse_port_listeners(address, cores)
+        .with_context(|| format!("listening on {address}"))?;
+    let bound = listeners[0].local_addr()?;
+    let mut config = config;
+    config.dn_rpc_port = bound.port();
     let control = ControlPlane::open(&config, cores).context("opening the ConfigNode state")?;
     let data_node_id = control.data_node_id();
     let config_node_id = control.config_node_id();
     let route = SharedRoute::new(control.route_view());
-    let listeners = iotdb_runtime::net::reuse_port_listeners(address, cores)
-        .with_context(|| format!("listening on {address}"))?;
-    let bound = listeners[0].local_addr()?;
     if config.root_password == DEFAULT_PASSWORD {
         tracing::warn!(
             "the root password is the default one; set root_password in the configuration"

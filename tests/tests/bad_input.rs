@@ -17,7 +17,7 @@ const DEVICE: &str = "root.bad.d1";
 const ERROR_RESPONSE_OPCODE: u8 = 0xFF;
 /// The status a wrong type for an existing series gets (the brief's and `node`'s
 /// `datanode::convert::DATA_TYPE_MISMATCH`; `node::schema` says 614 for the same case).
-const TYPE_MISMATCH: StatusCode = StatusCode(507);
+const TYPE_MISMATCH: StatusCode = StatusCode(614);
 /// RSS growth tolerated across a flood of bad input.
 const RSS_GROWTH_BYTES_MAX: u64 = 64 * 1024 * 1024;
 

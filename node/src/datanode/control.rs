@@ -83,6 +83,8 @@ pub struct ControlPlane {
     region_sizes: HashMap<u32, u64>,
     /// Inside `handle_batch`: schema regions opened now join the batch.
     batching: bool,
+    /// Shards of this DataNode now (a restart may have fewer than placement assumed).
+    shard_count: usize,
 }
 
 fn config_status(e: ConfigNodeError) -> Status {
@@ -164,6 +166,7 @@ impl ControlPlane {
             resolved: Vec::new(),
             region_sizes: HashMap::new(),
             batching: false,
+            shard_count: cores,
         };
         let snapshot = plane.config_node.route_snapshot();
         for (group, route) in &snapshot.region_groups {
@@ -201,7 +204,11 @@ impl ControlPlane {
 
     /// The route table of the current ConfigNode state, with this node's indexes.
     pub fn route_view(&self) -> RouteView {
-        route_view_of(&self.config_node.route_snapshot(), self.data_node_id)
+        route_view_of(
+            &self.config_node.route_snapshot(),
+            self.data_node_id,
+            self.shard_count,
+        )
     }
 
     /// Handles a batch of requests with one fdatasync per journal (group commit): the
@@ -445,7 +452,7 @@ pub fn table_result(table: Table) -> ResultSet {
 }
 
 /// The wire route table of a ConfigNode snapshot.
-pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32) -> RouteView {
+pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32, shard_count: usize) -> RouteView {
     let databases = snapshot
         .databases
         .iter()
@@ -505,5 +512,5 @@ pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32) -> RouteView {
             )
         })
         .collect();
-    RouteView::new(table, data_node_id, ttls)
+    RouteView::new(table, data_node_id, shard_count, ttls)
 }

@@ -9,8 +9,8 @@ use iotdb_net::{Status, StatusCode, TabletView, TypedColumn, WireColumn};
 use iotdb_storage as storage;
 use storage::{StorageError, Values};
 
-/// IoTDB's DATA_TYPE_MISMATCH.
-pub const DATA_TYPE_MISMATCH: StatusCode = StatusCode(507);
+/// IoTDB's DATA_TYPE_MISMATCH (614), the one code for a type conflict wherever it is found.
+pub const DATA_TYPE_MISMATCH: StatusCode = StatusCode(crate::schema::DATA_TYPE_MISMATCH);
 
 pub fn to_storage_type(data_type: iotdb_net::DataType) -> storage::DataType {
     storage::DataType::from_code(data_type as u8)

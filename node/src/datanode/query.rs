@@ -112,13 +112,41 @@ impl Shard {
             .map_err(|e| Status::internal(format!("shard {owner}: {e}")))?
     }
 
-    /// The region groups holding `device` in `[start, end)`, in time order.
-    fn groups_of(&self, device: &str, start: i64, end: i64) -> Vec<u32> {
+    /// Where `device`'s data in `range` lies: (region group, the part of `range` in its
+    /// time partitions), in time order. A group usually holds several time partitions of a
+    /// device, so each read is clipped to its own partitions or points would repeat.
+    fn parts_of(&self, device: &str, range: TimeRange) -> Vec<(u32, TimeRange)> {
         let route = self.route();
-        route
-            .device(device)
-            .map(|p| p.groups_in(start, end).map(|(_, g)| g).collect())
-            .unwrap_or_default()
+        let Some(partitions) = route.device(device) else {
+            return Vec::new();
+        };
+        let interval = partitions.time_partition_interval_ms;
+        let mut parts: Vec<(u32, TimeRange)> = Vec::new();
+        for (slot, group) in partitions.groups_in(range.start, range.end) {
+            let slot_start = slot.saturating_mul(interval);
+            let slot_range = TimeRange::new(slot_start, slot_start.saturating_add(interval));
+            let part = range.intersect(slot_range);
+            match parts.last_mut() {
+                // Adjacent partitions of one group: one read.
+                Some((last_group, last)) if *last_group == group && last.end == part.start => {
+                    last.end = part.end
+                }
+                _ => parts.push((group, part)),
+            }
+        }
+        parts
+    }
+
+    /// Every region group holding data of `device`.
+    fn groups_of(&self, device: &str) -> Vec<u32> {
+        let mut groups: Vec<u32> = self
+            .parts_of(device, TimeRange::ALL)
+            .into_iter()
+            .map(|(g, _)| g)
+            .collect();
+        groups.sort_unstable();
+        groups.dedup();
+        groups
     }
 
     /// The schema's types of `selection`'s measurements (`None`: no such series).
@@ -205,13 +233,13 @@ impl Shard {
                 .collect();
             let mut columns: Vec<PointColumn> =
                 types.iter().map(|t| PointColumn::new(*t)).collect();
-            for group in self.groups_of(&selection.device, range.start, range.end) {
+            for (group, part) in self.parts_of(&selection.device, range) {
                 let answer = self
                     .read_group(
                         group,
                         RegionRead::Scan {
                             keys: keys.clone(),
-                            range,
+                            range: part,
                         },
                     )
                     .await?;
@@ -302,10 +330,10 @@ impl Shard {
                 .map(|m| SeriesKey::new(&selection.device, m))
                 .collect();
             let mut partial: Vec<Vec<Partial>> = vec![vec![Partial::default(); rows]; keys.len()];
-            for group in self.groups_of(&selection.device, fetch.start, fetch.end) {
+            for (group, part) in self.parts_of(&selection.device, fetch) {
                 let read = RegionRead::Aggregate {
                     keys: keys.clone(),
-                    range,
+                    range: part,
                     windows,
                     aggregations: wanted.clone(),
                 };
@@ -360,12 +388,9 @@ impl Shard {
                 .map(|m| SeriesKey::new(&selection.device, m))
                 .collect();
             let mut found: Vec<Option<(i64, Value)>> = vec![None; keys.len()];
-            let mut groups = self.groups_of(&selection.device, i64::MIN, i64::MAX);
-            groups.reverse();
-            for group in groups {
-                if found.iter().all(Option::is_some) {
-                    break;
-                }
+            // A group may hold partitions older and newer than another's: ask every group
+            // and keep the newest point.
+            for group in self.groups_of(&selection.device) {
                 let RegionAnswer::Last(points) = self
                     .read_group(group, RegionRead::Last { keys: keys.clone() })
                     .await?
@@ -373,8 +398,10 @@ impl Shard {
                     return Err(Status::internal("a region answered a last query wrongly"));
                 };
                 for (slot, point) in found.iter_mut().zip(points) {
-                    if slot.is_none() {
-                        *slot = point;
+                    if let Some(point) = point
+                        && slot.as_ref().is_none_or(|(t, _)| point.0 > *t)
+                    {
+                        *slot = Some(point);
                     }
                 }
             }

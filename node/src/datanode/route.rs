@@ -76,6 +76,7 @@ impl RouteView {
     pub fn new(
         table: RouteTable,
         data_node_id: u32,
+        shard_count: usize,
         ttls: HashMap<String, Option<i64>>,
     ) -> RouteView {
         let mut partitions: HashMap<(usize, u32), Vec<(i64, u32)>> = HashMap::new();
@@ -98,7 +99,12 @@ impl RouteView {
                     .replicas
                     .iter()
                     .find(|r| r.data_node_id == data_node_id)
-                    .map(|r| (group.region_group_id, r.shard_id as u16))
+                    .map(|r| {
+                        (
+                            group.region_group_id,
+                            local_shard_of(r.shard_id, shard_count),
+                        )
+                    })
             })
             .collect();
         RouteView {
@@ -158,6 +164,13 @@ impl RouteView {
             .iter()
             .find(|d| d.data_partitions.iter().any(|p| p.region_group_id == group))
     }
+}
+
+/// The shard of this node that owns a replica placed on core `placed`: the same core, or,
+/// when the node restarted with fewer shards than it was placed with, the core it maps to
+/// (the same on every shard, so each region still has exactly one owner).
+fn local_shard_of(placed: u32, shard_count: usize) -> u16 {
+    (placed as usize % shard_count.max(1)) as u16
 }
 
 impl DevicePartitions<'_> {

@@ -1,0 +1,128 @@
+//! The `iotdb-ctl` command line (shared by the binary and the test harness's copy).
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+
+use crate::format::OutputFormat;
+use crate::session::{CtlError, DEFAULT_ADDRESS, Session};
+use crate::shell::{self, History, ShellOptions};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "iotdb-ctl",
+    version,
+    about = "iotdb-ctl: SQL and cluster administration",
+    disable_help_flag = true
+)]
+struct Cli {
+    /// Server address, host:port.
+    #[arg(short = 'h', long = "host", default_value = DEFAULT_ADDRESS, global = true)]
+    host: String,
+    /// User name.
+    #[arg(short = 'u', long = "user", default_value = "root", global = true)]
+    user: String,
+    /// Password.
+    #[arg(short = 'p', long = "password", default_value = "root", global = true)]
+    password: String,
+    /// Output format: table, csv or json.
+    #[arg(long, default_value = "table", global = true)]
+    format: OutputFormat,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help, global = true)]
+    help: Option<bool>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Executes one SQL statement and prints its result.
+    Sql {
+        /// The statement.
+        statement: String,
+    },
+    /// An interactive SQL shell (reads piped stdin too).
+    Cli,
+    /// Cluster views: cluster [details], regions, datanodes, databases.
+    Show {
+        /// What to show.
+        #[arg(num_args = 1..=2, required = true)]
+        what: Vec<String>,
+    },
+}
+
+/// Parses the process arguments and runs the command; the exit code follows the result.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("{error}");
+            match error {
+                CtlError::Server { .. } => ExitCode::from(1),
+                _ => ExitCode::from(2),
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode, CtlError> {
+    let statement = match &cli.command {
+        Command::Sql { statement } => Some(statement.clone()),
+        Command::Show { what } => {
+            let words: Vec<String> = what.iter().map(|w| w.to_ascii_lowercase()).collect();
+            let words: Vec<&str> = words.iter().map(String::as_str).collect();
+            let statement = match words.as_slice() {
+                ["cluster"] => "show cluster",
+                ["cluster", "details"] => "show cluster details",
+                ["regions"] => "show regions",
+                ["datanodes"] => "show datanodes",
+                ["databases"] => "show databases",
+                _ => {
+                    eprintln!(
+                        "unknown view '{}': use cluster [details], regions, datanodes or databases",
+                        what.join(" ")
+                    );
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            Some(statement.to_string())
+        }
+        Command::Cli => None,
+    };
+    let mut session = Session::connect(&cli.host, &cli.user, &cli.password)?;
+    let stdout = std::io::stdout();
+    match statement {
+        Some(statement) => {
+            let text = session.run(&statement, cli.format, true)?;
+            let mut out = stdout.lock();
+            out.write_all(text.as_bytes())?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => {
+            let stdin = std::io::stdin();
+            let interactive = stdin.is_terminal();
+            let options = ShellOptions {
+                format: cli.format,
+                prompt: interactive,
+                timing: true,
+            };
+            let mut history = History::with_home_file();
+            let failures = shell::run(
+                &mut session,
+                stdin.lock(),
+                &mut stdout.lock(),
+                &mut std::io::stderr().lock(),
+                options,
+                &mut history,
+            )?;
+            Ok(if failures > 0 && !interactive {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
+    }
+}
