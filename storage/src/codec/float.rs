@@ -58,7 +58,12 @@ pub trait Float: Copy {
     fn from_raw(raw: u64) -> Self;
     fn to_f64(self) -> f64;
     /// The value ALP decodes integer `n` at exponent `e` to.
-    fn from_decimal(n: i64, exponent: usize) -> Self;
+    fn from_decimal(n: i64, exponent: usize) -> Self {
+        Self::from_scaled(n, POWERS_OF_TEN[exponent])
+    }
+    /// `n / power`, rounded to this type: [`Float::from_decimal`] with the power of ten
+    /// looked up once per column rather than once per value.
+    fn from_scaled(n: i64, power: f64) -> Self;
 }
 
 impl Float for f64 {
@@ -72,8 +77,9 @@ impl Float for f64 {
     fn to_f64(self) -> f64 {
         self
     }
-    fn from_decimal(n: i64, exponent: usize) -> Self {
-        n as f64 / POWERS_OF_TEN[exponent]
+    #[inline]
+    fn from_scaled(n: i64, power: f64) -> Self {
+        n as f64 / power
     }
 }
 
@@ -88,8 +94,9 @@ impl Float for f32 {
     fn to_f64(self) -> f64 {
         f64::from(self)
     }
-    fn from_decimal(n: i64, exponent: usize) -> Self {
-        (n as f64 / POWERS_OF_TEN[exponent]) as f32
+    #[inline]
+    fn from_scaled(n: i64, power: f64) -> Self {
+        (n as f64 / power) as f32
     }
 }
 
@@ -294,11 +301,12 @@ fn decode_alp<F: Float>(reader: &mut ByteReader<'_>, count: usize) -> Result<Vec
         }
         exceptions.push((index, read_raw::<F>(reader, "alp exception")?));
     }
-    let integers = integer::decode(reader, count)?;
-    let mut values: Vec<F> = integers
-        .iter()
-        .map(|&n| F::from_decimal(n, exponent))
-        .collect();
+    // The integers are converted as each block of them is rebuilt: no intermediate column.
+    let power = POWERS_OF_TEN[exponent];
+    let mut values: Vec<F> = Vec::with_capacity(count);
+    integer::decode_runs(reader, count, |run| {
+        values.extend(run.iter().map(|&n| F::from_scaled(n, power)));
+    })?;
     for (index, value) in exceptions {
         values[index] = value;
     }

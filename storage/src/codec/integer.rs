@@ -147,6 +147,20 @@ fn encode_block(block: &[i64], out: &mut Vec<u8>) {
 
 /// Decodes `count` values from the front of `reader`.
 pub fn decode(reader: &mut ByteReader<'_>, count: usize) -> Result<Vec<i64>, CodecError> {
+    let mut values = Vec::with_capacity(count);
+    decode_runs(reader, count, |run| values.extend_from_slice(run))?;
+    Ok(values)
+}
+
+/// Decodes `count` values from the front of `reader`, handing them to `sink` in order, in
+/// runs of at most [`BLOCK_LEN`] values. The values are rebuilt block by block in a stack
+/// buffer, so a caller that converts them (ALP's integers to floats) allocates nothing
+/// besides its own output. On error, `sink` may have seen a prefix of the values.
+pub fn decode_runs(
+    reader: &mut ByteReader<'_>,
+    count: usize,
+    mut sink: impl FnMut(&[i64]),
+) -> Result<(), CodecError> {
     let order = usize::from(reader.u8("integer order")?);
     if order > usize::from(ORDER_MAX) || order > count {
         return Err(CodecError::Invalid {
@@ -157,29 +171,49 @@ pub fn decode(reader: &mut ByteReader<'_>, count: usize) -> Result<Vec<i64>, Cod
     for seed in seeds.iter_mut().take(order) {
         *seed = reader.signed_varint("integer seed")?;
     }
-    let mut values = vec![0i64; count];
-    if count > order {
-        decode_residuals(reader, &mut values[order..])?;
+    // The values the seeds stand for, and the running state differencing undoes from: the
+    // last value and (order 2) the last first difference.
+    let mut integrator = Integrator {
+        order,
+        last: seeds[0],
+        delta: seeds[1],
+    };
+    let mut head = [0i64; ORDER_MAX as usize];
+    if order >= 1 {
+        head[0] = seeds[0];
     }
-    for level in (0..order).rev() {
-        values[level] = seeds[level];
-        for i in level + 1..count {
-            values[i] = values[i].wrapping_add(values[i - 1]);
-        }
+    if order == 2 {
+        head[1] = seeds[0].wrapping_add(seeds[1]);
+        integrator.last = head[1];
     }
-    Ok(values)
-}
-
-fn decode_residuals(reader: &mut ByteReader<'_>, residuals: &mut [i64]) -> Result<(), CodecError> {
+    if order > 0 {
+        sink(&head[..order]);
+    }
+    let residual_count = count - order;
+    if residual_count == 0 {
+        return Ok(());
+    }
+    let mut scratch = [0i64; BLOCK_LEN];
     match reader.u8("residual mode")? {
         RESIDUALS_CONSTANT => {
-            let value = reader.signed_varint("constant residual")?;
-            residuals.fill(value);
+            let residual = reader.signed_varint("constant residual")?;
+            let mut left = residual_count;
+            while left > 0 {
+                let run = &mut scratch[..left.min(BLOCK_LEN)];
+                integrator.constant(residual, run);
+                sink(run);
+                left -= run.len();
+            }
             Ok(())
         }
         RESIDUALS_BLOCKS => {
-            for block in residuals.chunks_mut(BLOCK_LEN) {
-                decode_block(reader, block)?;
+            let mut left = residual_count;
+            while left > 0 {
+                let run = &mut scratch[..left.min(BLOCK_LEN)];
+                decode_block(reader, run)?;
+                integrator.integrate(run);
+                sink(run);
+                left -= run.len();
             }
             Ok(())
         }
@@ -187,6 +221,70 @@ fn decode_residuals(reader: &mut ByteReader<'_>, residuals: &mut [i64]) -> Resul
             what: "residual mode",
             tag,
         }),
+    }
+}
+
+/// Undoes differencing of order 0, 1 or 2, run by run.
+struct Integrator {
+    order: usize,
+    /// The last value produced.
+    last: i64,
+    /// Order 2: the last first difference.
+    delta: i64,
+}
+
+impl Integrator {
+    /// Turns residuals into values, in place.
+    #[inline]
+    fn integrate(&mut self, run: &mut [i64]) {
+        match self.order {
+            0 => {}
+            1 => {
+                let mut last = self.last;
+                for slot in run.iter_mut() {
+                    last = last.wrapping_add(*slot);
+                    *slot = last;
+                }
+                self.last = last;
+            }
+            _ => {
+                let (mut last, mut delta) = (self.last, self.delta);
+                for slot in run.iter_mut() {
+                    delta = delta.wrapping_add(*slot);
+                    last = last.wrapping_add(delta);
+                    *slot = last;
+                }
+                (self.last, self.delta) = (last, delta);
+            }
+        }
+    }
+
+    /// Fills `run` with the values that a run of residuals all equal to `residual` gives.
+    #[inline]
+    fn constant(&mut self, residual: i64, run: &mut [i64]) {
+        match self.order {
+            0 => run.fill(residual),
+            // An arithmetic sequence (regular timestamps are order 2 with residual 0): each
+            // value computed from its index, so the loop has no carried dependency.
+            1 => {
+                let start = self.last;
+                for (i, slot) in run.iter_mut().enumerate() {
+                    *slot = start.wrapping_add(residual.wrapping_mul(i as i64 + 1));
+                }
+                self.last = run[run.len() - 1];
+            }
+            _ if residual == 0 => {
+                let (start, delta) = (self.last, self.delta);
+                for (i, slot) in run.iter_mut().enumerate() {
+                    *slot = start.wrapping_add(delta.wrapping_mul(i as i64 + 1));
+                }
+                self.last = run[run.len() - 1];
+            }
+            _ => {
+                run.fill(residual);
+                self.integrate(run);
+            }
+        }
     }
 }
 
@@ -208,7 +306,11 @@ fn decode_block(reader: &mut ByteReader<'_>, block: &mut [i64]) -> Result<(), Co
         };
         let payload_bits = full_groups as u64 * u64::from(group_bits) + u64::from(tail_bits);
         let payload = reader.take(payload_bits.div_ceil(8) as usize, "radix block payload")?;
+        let divisor = Divisor::new(radix);
         let mut bits = BitReader::new(payload);
+        // A group's number must be below radix^len: anything above has a top digit that
+        // does not fit, which the encoder never writes.
+        let mut overflow = 0u64;
         for group in block.chunks_mut(per_group) {
             let width = if group.len() == per_group {
                 group_bits
@@ -217,30 +319,119 @@ fn decode_block(reader: &mut ByteReader<'_>, block: &mut [i64]) -> Result<(), Co
             };
             let mut packed = bits.read(width, "radix group")?;
             for slot in group.iter_mut() {
-                *slot = min.wrapping_add((packed % radix) as i64);
-                packed /= radix;
+                let (quotient, digit) = divisor.div_rem(packed);
+                *slot = min.wrapping_add(digit as i64);
+                packed = quotient;
             }
-            if packed != 0 {
-                return Err(CodecError::Invalid {
-                    what: "radix group out of range",
-                });
-            }
+            overflow |= packed;
+        }
+        if overflow != 0 {
+            return Err(CodecError::Invalid {
+                what: "radix group out of range",
+            });
         }
         bits.finish("radix block padding")
     } else if kind <= 64 {
-        let width = u32::from(kind);
-        let payload_bits = block.len() as u64 * u64::from(width);
-        let payload = reader.take(payload_bits.div_ceil(8) as usize, "bit-packed block")?;
-        let mut bits = BitReader::new(payload);
-        for slot in block.iter_mut() {
-            *slot = min.wrapping_add(bits.read(width, "bit-packed value")? as i64);
-        }
-        bits.finish("bit-packed block padding")
+        let width = usize::from(kind);
+        let payload_len = (block.len() * width).div_ceil(8);
+        let payload = reader.take(payload_len, "bit-packed block")?;
+        unpack(payload, width, min, block)
     } else {
         Err(CodecError::UnknownTag {
             what: "block kind",
             tag: kind,
         })
+    }
+}
+
+/// Sets `block[i]` to `min` plus the i-th `width`-bit value of `payload`, which holds
+/// exactly `block.len()` values, padded with zero bits to a whole byte.
+fn unpack(payload: &[u8], width: usize, min: i64, block: &mut [i64]) -> Result<(), CodecError> {
+    debug_assert_eq!(payload.len(), (block.len() * width).div_ceil(8));
+    // Byte-aligned widths are plain little-endian lanes: loops the compiler vectorises.
+    match width {
+        0 => block.fill(min),
+        8 => {
+            for (slot, &byte) in block.iter_mut().zip(payload) {
+                *slot = min.wrapping_add(i64::from(byte));
+            }
+        }
+        16 => {
+            for (slot, lane) in block.iter_mut().zip(payload.chunks_exact(2)) {
+                *slot = min.wrapping_add(i64::from(u16::from_le_bytes([lane[0], lane[1]])));
+            }
+        }
+        32 => {
+            for (slot, lane) in block.iter_mut().zip(payload.chunks_exact(4)) {
+                let value = u32::from_le_bytes([lane[0], lane[1], lane[2], lane[3]]);
+                *slot = min.wrapping_add(i64::from(value));
+            }
+        }
+        64 => {
+            for (slot, lane) in block.iter_mut().zip(payload.chunks_exact(8)) {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(lane);
+                *slot = min.wrapping_add(u64::from_le_bytes(bytes) as i64);
+            }
+        }
+        // Any width up to 56 bits lies within one unaligned 8-byte load. The payload is
+        // copied into a zero-padded buffer so every load is in bounds without a branch.
+        1..=56 => {
+            let mut padded = [0u8; BLOCK_LEN * 56 / 8 + 8];
+            padded[..payload.len()].copy_from_slice(payload);
+            let mask = (1u64 << width) - 1;
+            for (i, slot) in block.iter_mut().enumerate() {
+                let bit = i * width;
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&padded[bit / 8..bit / 8 + 8]);
+                let value = (u64::from_le_bytes(bytes) >> (bit % 8)) & mask;
+                *slot = min.wrapping_add(value as i64);
+            }
+        }
+        _ => {
+            let mut bits = BitReader::new(payload);
+            for slot in block.iter_mut() {
+                *slot = min.wrapping_add(bits.read(width as u32, "bit-packed value")? as i64);
+            }
+        }
+    }
+    // The bits past the last value, up to the byte boundary, must be zero padding.
+    let used_bits = block.len() * width % 8;
+    if used_bits != 0 && payload[payload.len() - 1] >> used_bits != 0 {
+        return Err(CodecError::Invalid {
+            what: "bit-packed block padding",
+        });
+    }
+    Ok(())
+}
+
+/// Division of u64s by one divisor fixed at run time, by multiplication (Granlund and
+/// Montgomery's method, simplified with one correction step): a hardware 64-bit division
+/// takes tens of cycles, and radix blocks divide once per value.
+#[derive(Clone, Copy, Debug)]
+struct Divisor {
+    divisor: u64,
+    /// floor((2^64 - 1) / divisor): the estimate it gives is the quotient or one less.
+    reciprocal: u64,
+}
+
+impl Divisor {
+    fn new(divisor: u64) -> Divisor {
+        assert!(divisor > 1, "divisor {divisor} too small");
+        Divisor {
+            divisor,
+            reciprocal: u64::MAX / divisor,
+        }
+    }
+
+    /// (n / divisor, n % divisor).
+    #[inline]
+    fn div_rem(self, n: u64) -> (u64, u64) {
+        // reciprocal * divisor > 2^64 - 1 - divisor, so the estimate is at most one short.
+        let estimate = ((u128::from(n) * u128::from(self.reciprocal)) >> 64) as u64;
+        let remainder = n - estimate * self.divisor;
+        let short = u64::from(remainder >= self.divisor);
+        (estimate + short, remainder - short * self.divisor)
     }
 }
 
@@ -272,6 +463,65 @@ mod tests {
         assert_eq!((per_group, group_bits), (8, 62));
         assert_eq!(block_layout(200).0, KIND_RADIX);
         assert_eq!(block_layout(255).0, 8);
+    }
+
+    #[test]
+    fn division_by_multiplication_is_exact() {
+        for divisor in [
+            2u64,
+            3,
+            7,
+            10,
+            201,
+            255,
+            257,
+            1 << 20,
+            (1 << 32) + 1,
+            u64::MAX,
+        ] {
+            let d = Divisor::new(divisor);
+            for n in [
+                0,
+                1,
+                divisor - 1,
+                divisor,
+                divisor.wrapping_add(1),
+                u64::MAX,
+                1 << 63,
+            ] {
+                assert_eq!(d.div_rem(n), (n / divisor, n % divisor), "{n} / {divisor}");
+            }
+        }
+    }
+
+    #[test]
+    fn every_width_roundtrips() {
+        for width in 0..=64u32 {
+            let max = if width == 64 {
+                u64::MAX
+            } else {
+                (1u64 << width) - 1
+            };
+            for len in [1usize, 7, 8, 255, 256] {
+                let values: Vec<i64> = (0..len as u64)
+                    .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & max) as i64)
+                    .collect();
+                let mut out = Vec::new();
+                encode(&values, 0, &mut out);
+                let mut reader = ByteReader::new(&out);
+                assert_eq!(decode(&mut reader, len).unwrap(), values, "width {width}");
+            }
+        }
+    }
+
+    #[test]
+    fn nonzero_padding_is_rejected() {
+        // Four 3-bit values leave 4 bits of padding in the second byte.
+        let mut out = Vec::new();
+        encode(&[0, 7, 0, 5], 0, &mut out);
+        let last = out.len() - 1;
+        out[last] |= 0x80;
+        assert!(decode(&mut ByteReader::new(&out), 4).is_err());
     }
 
     #[test]
