@@ -26,17 +26,17 @@ pub const FLOAT_GORILLA: u8 = 2;
 
 /// The largest decimal exponent tried: 10^18 is exact in an f64, and values with more
 /// fractional digits than that are not decimals a sensor produces.
-const EXPONENT_MAX: usize = 18;
+pub const EXPONENT_MAX: usize = 18;
 
 /// Exact powers of ten, 10^0 ..= 10^EXPONENT_MAX.
-const POWERS_OF_TEN: [f64; EXPONENT_MAX + 1] = [
+pub const POWERS_OF_TEN: [f64; EXPONENT_MAX + 1] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18,
 ];
 
 /// Scaled values at or beyond this magnitude are exceptions: below it, the add-and-subtract
 /// rounding trick is exact and the integer converts to f64 without loss.
-const SCALED_ABS_LIMIT: f64 = (1u64 << 51) as f64;
+pub const SCALED_ABS_LIMIT: f64 = (1u64 << 51) as f64;
 
 /// Adding then subtracting 2^52 + 2^51 rounds an f64 of magnitude below 2^51 to an integer
 /// (ties to even) without a libm call. Which way ties go does not matter: the encoder
