@@ -306,7 +306,7 @@ fn decode_block(reader: &mut ByteReader<'_>, block: &mut [i64]) -> Result<(), Co
         };
         let payload_bits = full_groups as u64 * u64::from(group_bits) + u64::from(tail_bits);
         let payload = reader.take(payload_bits.div_ceil(8) as usize, "radix block payload")?;
-        let divisor = Divisor::new(radix);
+        let digits = RadixDigits::new(radix);
         let mut bits = BitReader::new(payload);
         // A group's number must be below radix^len: anything above has a top digit that
         // does not fit, which the encoder never writes.
@@ -317,13 +317,8 @@ fn decode_block(reader: &mut ByteReader<'_>, block: &mut [i64]) -> Result<(), Co
             } else {
                 tail_bits
             };
-            let mut packed = bits.read(width, "radix group")?;
-            for slot in group.iter_mut() {
-                let (quotient, digit) = divisor.div_rem(packed);
-                *slot = min.wrapping_add(digit as i64);
-                packed = quotient;
-            }
-            overflow |= packed;
+            let packed = bits.read(width, "radix group")?;
+            overflow |= digits.unpack(packed, min, group);
         }
         if overflow != 0 {
             return Err(CodecError::Invalid {
@@ -403,6 +398,92 @@ fn unpack(payload: &[u8], width: usize, min: i64, block: &mut [i64]) -> Result<(
         });
     }
     Ok(())
+}
+
+/// Splits radix-packed numbers into their digits, least significant first.
+///
+/// A 64-bit number is first cut into lanes of `lane_digits` digits, each below 2^31
+/// (one multiplication-based division per lane); within a lane, division by the radix is
+/// a single 64-bit multiply and shift, exact for numerators below 2^31 (the round-up
+/// method of Granlund and Montgomery). Digits of one lane still depend on each other, but
+/// the chain is short and cheap, and lanes and groups are independent.
+#[derive(Clone, Copy, Debug)]
+struct RadixDigits {
+    radix: u64,
+    /// Digits per lane: the most with radix^lane_digits <= 2^31; 0 when the radix itself
+    /// exceeds 2^31, and every digit takes a full division.
+    lane_digits: usize,
+    /// radix^lane_digits.
+    lane_divisor: Divisor,
+    radix_divisor: Divisor,
+    /// ceil(2^shift / radix).
+    magic: u64,
+    /// 31 + ceil(log2 radix).
+    shift: u32,
+}
+
+/// Lane values stay below this, so that the lane division's product fits in 64 bits.
+const LANE_LIMIT: u64 = 1 << 31;
+
+impl RadixDigits {
+    fn new(radix: u64) -> RadixDigits {
+        assert!(radix >= 3, "radix {radix} too small");
+        let mut lane_digits = 0;
+        let mut lane_divisor = 1u64;
+        while lane_divisor.checked_mul(radix).is_some_and(|d| d <= LANE_LIMIT) {
+            lane_divisor *= radix;
+            lane_digits += 1;
+        }
+        let shift = 31 + (64 - (radix - 1).leading_zeros());
+        let magic = if lane_digits == 0 {
+            0
+        } else {
+            ((1u128 << shift).div_ceil(u128::from(radix))) as u64
+        };
+        RadixDigits {
+            radix,
+            lane_digits,
+            lane_divisor: Divisor::new(lane_divisor.max(2)),
+            radix_divisor: Divisor::new(radix),
+            magic,
+            shift,
+        }
+    }
+
+    /// Writes `min` plus each digit of `packed` into `group` and returns the bits left over
+    /// past its digits: non-zero means the number was out of range.
+    #[inline]
+    fn unpack(&self, mut packed: u64, min: i64, group: &mut [i64]) -> u64 {
+        if self.lane_digits == 0 {
+            for slot in group.iter_mut() {
+                let (quotient, digit) = self.radix_divisor.div_rem(packed);
+                *slot = min.wrapping_add(digit as i64);
+                packed = quotient;
+            }
+            return packed;
+        }
+        let mut overflow = 0;
+        let lanes = group.len().div_ceil(self.lane_digits);
+        for (index, lane) in group.chunks_mut(self.lane_digits).enumerate() {
+            let mut value = if index + 1 < lanes {
+                let (quotient, lane_value) = self.lane_divisor.div_rem(packed);
+                packed = quotient;
+                lane_value
+            } else {
+                // The last lane holds what is left; beyond 2^31 it is out of range anyway,
+                // and the multiply below would not be exact.
+                overflow |= packed & !(LANE_LIMIT - 1);
+                packed & (LANE_LIMIT - 1)
+            };
+            for slot in lane.iter_mut() {
+                let quotient = (value * self.magic) >> self.shift;
+                *slot = min.wrapping_add((value - quotient * self.radix) as i64);
+                value = quotient;
+            }
+            overflow |= value;
+        }
+        overflow
+    }
 }
 
 /// Division of u64s by one divisor fixed at run time, by multiplication (Granlund and
@@ -490,6 +571,30 @@ mod tests {
                 1 << 63,
             ] {
                 assert_eq!(d.div_rem(n), (n / divisor, n % divisor), "{n} / {divisor}");
+            }
+        }
+    }
+
+    #[test]
+    fn radix_digits_match_division() {
+        for radix in [3u64, 5, 10, 201, 1000, 65_537, (1 << 31) - 1, (1 << 31) + 1, (1 << 32) - 5] {
+            let digits = RadixDigits::new(radix);
+            let (per_group, _) = radix_group(radix - 1).unwrap();
+            let max = (0..per_group).fold(1u128, |p, _| p * u128::from(radix)) - 1;
+            for packed in [0u128, 1, u128::from(radix), max / 3, max / 2 + 7, max] {
+                let packed = packed as u64;
+                let mut group = vec![0i64; per_group];
+                assert_eq!(digits.unpack(packed, 5, &mut group), 0, "radix {radix}");
+                let mut rest = packed;
+                for &digit in &group {
+                    assert_eq!(digit - 5, (rest % radix) as i64, "radix {radix}, {packed}");
+                    rest /= radix;
+                }
+            }
+            // One past the largest number of a group overflows.
+            if max < u128::from(u64::MAX) {
+                let mut group = vec![0i64; per_group];
+                assert_ne!(digits.unpack(max as u64 + 1, 0, &mut group), 0, "radix {radix}");
             }
         }
     }
