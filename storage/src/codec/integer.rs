@@ -430,7 +430,10 @@ impl RadixDigits {
         assert!(radix >= 3, "radix {radix} too small");
         let mut lane_digits = 0;
         let mut lane_divisor = 1u64;
-        while lane_divisor.checked_mul(radix).is_some_and(|d| d <= LANE_LIMIT) {
+        while lane_divisor
+            .checked_mul(radix)
+            .is_some_and(|d| d <= LANE_LIMIT)
+        {
             lane_divisor *= radix;
             lane_digits += 1;
         }
@@ -577,7 +580,17 @@ mod tests {
 
     #[test]
     fn radix_digits_match_division() {
-        for radix in [3u64, 5, 10, 201, 1000, 65_537, (1 << 31) - 1, (1 << 31) + 1, (1 << 32) - 5] {
+        for radix in [
+            3u64,
+            5,
+            10,
+            201,
+            1000,
+            65_537,
+            (1 << 31) - 1,
+            (1 << 31) + 1,
+            (1 << 32) - 5,
+        ] {
             let digits = RadixDigits::new(radix);
             let (per_group, _) = radix_group(radix - 1).unwrap();
             let max = (0..per_group).fold(1u128, |p, _| p * u128::from(radix)) - 1;
@@ -594,7 +607,11 @@ mod tests {
             // One past the largest number of a group overflows.
             if max < u128::from(u64::MAX) {
                 let mut group = vec![0i64; per_group];
-                assert_ne!(digits.unpack(max as u64 + 1, 0, &mut group), 0, "radix {radix}");
+                assert_ne!(
+                    digits.unpack(max as u64 + 1, 0, &mut group),
+                    0,
+                    "radix {radix}"
+                );
             }
         }
     }
