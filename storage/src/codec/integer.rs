@@ -32,6 +32,10 @@ const RESIDUALS_BLOCKS: u8 = 1;
 /// Block kind: radix packing (kinds 0..=64 are plain bit widths).
 const KIND_RADIX: u8 = 0x80;
 
+/// The most payload bytes a radix block has: at least two values share each group of at
+/// most 64 bits.
+const RADIX_PAYLOAD_BYTES_MAX: usize = BLOCK_LEN / 2 * 8;
+
 /// Appends the encoding of `values` with differencing order `order` (0..=ORDER_MAX).
 pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
     assert!(order <= ORDER_MAX, "differencing order {order} unsupported");
@@ -307,25 +311,45 @@ fn decode_block(reader: &mut ByteReader<'_>, block: &mut [i64]) -> Result<(), Co
         let payload_bits = full_groups as u64 * u64::from(group_bits) + u64::from(tail_bits);
         let payload = reader.take(payload_bits.div_ceil(8) as usize, "radix block payload")?;
         let digits = RadixDigits::new(radix);
-        let mut bits = BitReader::new(payload);
+        // Groups are read with unaligned 8-byte loads from a zero-padded copy, so no read
+        // needs a bounds branch; a group of more than 57 bits takes one more byte.
+        let mut padded = [0u8; RADIX_PAYLOAD_BYTES_MAX + 9];
+        padded[..payload.len()].copy_from_slice(payload);
+        let group_at = |bit: usize, width: u32| -> u64 {
+            let byte = bit / 8;
+            let shift = (bit % 8) as u32;
+            let mut low = [0u8; 8];
+            low.copy_from_slice(&padded[byte..byte + 8]);
+            // `<< 1 << (63 - shift)` is `<< (64 - shift)`, and 0 when shift is 0.
+            let value = (u64::from_le_bytes(low) >> shift)
+                | (u64::from(padded[byte + 8]) << 1 << (63 - shift));
+            if width == 64 {
+                value
+            } else {
+                value & ((1u64 << width) - 1)
+            }
+        };
         // A group's number must be below radix^len: anything above has a top digit that
         // does not fit, which the encoder never writes.
         let mut overflow = 0u64;
-        for group in block.chunks_mut(per_group) {
-            let width = if group.len() == per_group {
-                group_bits
-            } else {
-                tail_bits
-            };
-            let packed = bits.read(width, "radix group")?;
-            overflow |= digits.unpack(packed, min, group);
+        let full_lanes = digits.lanes(per_group);
+        let group_bits_usize = group_bits as usize;
+        let mut groups = block.chunks_exact_mut(per_group);
+        for (index, group) in groups.by_ref().enumerate() {
+            let packed = group_at(index * group_bits_usize, group_bits);
+            overflow |= digits.unpack(packed, min, group, full_lanes);
+        }
+        let tail_group = groups.into_remainder();
+        if !tail_group.is_empty() {
+            let packed = group_at(full_groups * group_bits_usize, tail_bits);
+            overflow |= digits.unpack(packed, min, tail_group, digits.lanes(tail));
         }
         if overflow != 0 {
             return Err(CodecError::Invalid {
                 what: "radix group out of range",
             });
         }
-        bits.finish("radix block padding")
+        check_padding(payload, payload_bits as usize)
     } else if kind <= 64 {
         let width = usize::from(kind);
         let payload_len = (block.len() * width).div_ceil(8);
@@ -390,11 +414,17 @@ fn unpack(payload: &[u8], width: usize, min: i64, block: &mut [i64]) -> Result<(
             }
         }
     }
-    // The bits past the last value, up to the byte boundary, must be zero padding.
-    let used_bits = block.len() * width % 8;
-    if used_bits != 0 && payload[payload.len() - 1] >> used_bits != 0 {
+    check_padding(payload, block.len() * width)
+}
+
+/// Fails unless the bits of `payload` past its first `used_bits` (at most 7, up to the
+/// byte boundary) are zero: the encoder pads with zeros, so anything else is corruption.
+fn check_padding(payload: &[u8], used_bits: usize) -> Result<(), CodecError> {
+    debug_assert_eq!(payload.len(), used_bits.div_ceil(8));
+    let tail_bits = used_bits % 8;
+    if tail_bits != 0 && payload[payload.len() - 1] >> tail_bits != 0 {
         return Err(CodecError::Invalid {
-            what: "bit-packed block padding",
+            what: "block padding",
         });
     }
     Ok(())
@@ -453,10 +483,22 @@ impl RadixDigits {
         }
     }
 
-    /// Writes `min` plus each digit of `packed` into `group` and returns the bits left over
-    /// past its digits: non-zero means the number was out of range.
+    /// Lanes a group of `digits` digits splits into.
+    fn lanes(&self, digits: usize) -> usize {
+        if self.lane_digits == 0 {
+            digits
+        } else {
+            digits.div_ceil(self.lane_digits)
+        }
+    }
+
+    /// Writes `min` plus each digit of `packed` into `group` (of `lanes` lanes, as
+    /// [`RadixDigits::lanes`] gives: computed once per block, as it takes a division) and
+    /// returns the bits left over past its digits: non-zero means the number was out of
+    /// range.
     #[inline]
-    fn unpack(&self, mut packed: u64, min: i64, group: &mut [i64]) -> u64 {
+    fn unpack(&self, mut packed: u64, min: i64, group: &mut [i64], lanes: usize) -> u64 {
+        debug_assert_eq!(lanes, self.lanes(group.len()));
         if self.lane_digits == 0 {
             for slot in group.iter_mut() {
                 let (quotient, digit) = self.radix_divisor.div_rem(packed);
@@ -466,7 +508,6 @@ impl RadixDigits {
             return packed;
         }
         let mut overflow = 0;
-        let lanes = group.len().div_ceil(self.lane_digits);
         for (index, lane) in group.chunks_mut(self.lane_digits).enumerate() {
             let mut value = if index + 1 < lanes {
                 let (quotient, lane_value) = self.lane_divisor.div_rem(packed);
@@ -597,7 +638,12 @@ mod tests {
             for packed in [0u128, 1, u128::from(radix), max / 3, max / 2 + 7, max] {
                 let packed = packed as u64;
                 let mut group = vec![0i64; per_group];
-                assert_eq!(digits.unpack(packed, 5, &mut group), 0, "radix {radix}");
+                let lanes = digits.lanes(per_group);
+                assert_eq!(
+                    digits.unpack(packed, 5, &mut group, lanes),
+                    0,
+                    "radix {radix}"
+                );
                 let mut rest = packed;
                 for &digit in &group {
                     assert_eq!(digit - 5, (rest % radix) as i64, "radix {radix}, {packed}");
@@ -607,12 +653,37 @@ mod tests {
             // One past the largest number of a group overflows.
             if max < u128::from(u64::MAX) {
                 let mut group = vec![0i64; per_group];
-                assert_ne!(
-                    digits.unpack(max as u64 + 1, 0, &mut group),
-                    0,
-                    "radix {radix}"
-                );
+                let lanes = digits.lanes(per_group);
+                let overflow = digits.unpack(max as u64 + 1, 0, &mut group, lanes);
+                assert_ne!(overflow, 0, "radix {radix}");
             }
+        }
+    }
+
+    #[test]
+    fn radix_blocks_of_every_shape_roundtrip() {
+        // Spans whose radix packs 40 (span 2: 64-bit groups), 27, 8 and 6 values a group,
+        // with full and partial last groups.
+        for span in [2i64, 4, 200, 1500, 3_000_000] {
+            for len in [1usize, 2, 7, 8, 9, 255, 256, 257, 600] {
+                let values: Vec<i64> = (0..len as i64)
+                    .map(|i| -17 + (i * 7919 + i * i) % (span + 1))
+                    .collect();
+                let mut out = Vec::new();
+                encode(&values, 0, &mut out);
+                let mut reader = ByteReader::new(&out);
+                assert_eq!(
+                    decode(&mut reader, len).unwrap(),
+                    values,
+                    "span {span}, {len}"
+                );
+                reader.finish("end").unwrap();
+            }
+            assert_eq!(
+                block_layout(span as u64).0 == KIND_RADIX,
+                span != 3_000_000,
+                "span {span}"
+            );
         }
     }
 
