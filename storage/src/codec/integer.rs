@@ -15,6 +15,13 @@
 //!
 //! Arithmetic wraps, so every i64 sequence round-trips, overflowing differences included.
 //! A perfectly regular timestamp column (order 2, all residuals zero) costs about 12 bytes.
+//!
+//! Decoding ([`decode_runs`]) rebuilds one block at a time in a stack buffer and hands each
+//! run to the caller, so a caller converting the integers (ALP) needs no intermediate
+//! column. Byte-aligned widths unpack as plain lanes, other widths with one unaligned load
+//! per value; radix digits come from multiply-and-shift divisions (a hardware division per
+//! value would cost more than everything else together); constant residuals of order 1, or
+//! order 2 with residual 0, are filled in closed form.
 
 use super::CodecError;
 use super::bits::{BitReader, BitWriter, ByteReader, bit_width, put_signed_varint, put_varint};
