@@ -8,9 +8,11 @@
 //! block: [min: zigzag varint] [kind u8] [kind == KIND_RADIX: span varint] [payload, whole bytes]
 //!   kind 0..=64: each residual - min in `kind` bits, LSB-first
 //!   KIND_RADIX : groups of k residuals - min packed as one base-(span+1) number in the
-//!                fewest bits that hold (span+1)^k - 1; wins when span+1 is far from a power
-//!                of two (a span of 200, a ±1.00 random walk in hundredths, costs 7.75 bits
-//!                instead of 8)
+//!                fewest bits that hold (span+1)^k - 1, LSB-first, the first residual the
+//!                least significant digit; k is the group size (with (span+1)^k <= 2^31)
+//!                that takes the fewest bits per value, the smallest on ties. It wins when
+//!                span+1 is far from a power of two: a span of 200 (a ±1.00 random walk in
+//!                hundredths) packs 3 values in 23 bits, 7.67 bits a value instead of 8
 //! ```
 //!
 //! Arithmetic wraps, so every i64 sequence round-trips, overflowing differences included.
@@ -39,9 +41,13 @@ const RESIDUALS_BLOCKS: u8 = 1;
 /// Block kind: radix packing (kinds 0..=64 are plain bit widths).
 const KIND_RADIX: u8 = 0x80;
 
+/// A radix group's number stays below this, so it takes at most 31 bits: one unaligned
+/// 8-byte load reads any group, and dividing it by the radix is a multiply and a shift.
+const GROUP_LIMIT: u64 = 1 << 31;
+
 /// The most payload bytes a radix block has: at least two values share each group of at
-/// most 64 bits.
-const RADIX_PAYLOAD_BYTES_MAX: usize = BLOCK_LEN / 2 * 8;
+/// most 31 bits.
+const RADIX_PAYLOAD_BYTES_MAX: usize = BLOCK_LEN / 2 * 4;
 
 /// Appends the encoding of `values` with differencing order `order` (0..=ORDER_MAX).
 pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
@@ -96,24 +102,30 @@ fn block_layout(span: u64) -> (u8, usize, u32) {
     }
 }
 
-/// For radix `span + 1`: the most values whose product fits in a u64, and the bits their
-/// packed number needs. `None` when the radix is trivial or a power of two.
+/// For radix `span + 1`: the group size with the fewest bits per value among those whose
+/// numbers stay below [`GROUP_LIMIT`], and the bits its packed number needs. `None` when
+/// the radix is trivial or a power of two, or no group beats one value per group.
 fn radix_group(span: u64) -> Option<(usize, u32)> {
-    let radix = u128::from(span.checked_add(1)?);
+    let radix = span.checked_add(1)?;
     if radix < 3 || radix.is_power_of_two() {
         return None;
     }
-    let mut product: u128 = 1;
-    let mut per_group = 0usize;
-    while let Some(next) = product.checked_mul(radix).filter(|&p| p <= 1u128 << 64) {
+    let mut best: Option<(usize, u32)> = None;
+    let mut product = radix;
+    let mut per_group = 1usize;
+    while product <= GROUP_LIMIT {
+        let group_bits = bit_width(product - 1);
+        // Fewer bits per value: group_bits / per_group < best_bits / best_per_group.
+        if best.is_none_or(|(k, bits)| group_bits as usize * k < bits as usize * per_group) {
+            best = Some((per_group, group_bits));
+        }
+        let Some(next) = product.checked_mul(radix) else {
+            break;
+        };
         product = next;
         per_group += 1;
     }
-    if per_group < 2 {
-        return None;
-    }
-    let group_bits = 128 - (product - 1).leading_zeros();
-    Some((per_group, group_bits))
+    best.filter(|&(per_group, _)| per_group >= 2)
 }
 
 /// Bits a partial radix group of `values` values needs.
@@ -319,37 +331,28 @@ fn decode_block(reader: &mut ByteReader<'_>, block: &mut [i64]) -> Result<(), Co
         let payload = reader.take(payload_bits.div_ceil(8) as usize, "radix block payload")?;
         let digits = RadixDigits::new(radix);
         // Groups are read with unaligned 8-byte loads from a zero-padded copy, so no read
-        // needs a bounds branch; a group of more than 57 bits takes one more byte.
-        let mut padded = [0u8; RADIX_PAYLOAD_BYTES_MAX + 9];
+        // needs a bounds branch; a group of at most 31 bits lies within one load.
+        let mut padded = [0u8; RADIX_PAYLOAD_BYTES_MAX + 8];
         padded[..payload.len()].copy_from_slice(payload);
         let group_at = |bit: usize, width: u32| -> u64 {
             let byte = bit / 8;
-            let shift = (bit % 8) as u32;
-            let mut low = [0u8; 8];
-            low.copy_from_slice(&padded[byte..byte + 8]);
-            // `<< 1 << (63 - shift)` is `<< (64 - shift)`, and 0 when shift is 0.
-            let value = (u64::from_le_bytes(low) >> shift)
-                | (u64::from(padded[byte + 8]) << 1 << (63 - shift));
-            if width == 64 {
-                value
-            } else {
-                value & ((1u64 << width) - 1)
-            }
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&padded[byte..byte + 8]);
+            (u64::from_le_bytes(bytes) >> (bit % 8)) & ((1u64 << width) - 1)
         };
         // A group's number must be below radix^len: anything above has a top digit that
         // does not fit, which the encoder never writes.
         let mut overflow = 0u64;
-        let full_lanes = digits.lanes(per_group);
         let group_bits_usize = group_bits as usize;
         let mut groups = block.chunks_exact_mut(per_group);
         for (index, group) in groups.by_ref().enumerate() {
             let packed = group_at(index * group_bits_usize, group_bits);
-            overflow |= digits.unpack(packed, min, group, full_lanes);
+            overflow |= digits.unpack(packed, min, group);
         }
         let tail_group = groups.into_remainder();
         if !tail_group.is_empty() {
             let packed = group_at(full_groups * group_bits_usize, tail_bits);
-            overflow |= digits.unpack(packed, min, tail_group, digits.lanes(tail));
+            overflow |= digits.unpack(packed, min, tail_group);
         }
         if overflow != 0 {
             return Err(CodecError::Invalid {
@@ -437,133 +440,48 @@ fn check_padding(payload: &[u8], used_bits: usize) -> Result<(), CodecError> {
     Ok(())
 }
 
-/// Splits radix-packed numbers into their digits, least significant first.
+/// Splits radix-packed groups into their digits, least significant first.
 ///
-/// A 64-bit number is first cut into lanes of `lane_digits` digits, each below 2^31
-/// (one multiplication-based division per lane); within a lane, division by the radix is
-/// a single 64-bit multiply and shift, exact for numerators below 2^31 (the round-up
-/// method of Granlund and Montgomery). Digits of one lane still depend on each other, but
-/// the chain is short and cheap, and lanes and groups are independent.
+/// A group's number is below 2^31 ([`GROUP_LIMIT`]), where division by the radix is one
+/// 64-bit multiply and shift (the round-up method of Granlund and Montgomery: with
+/// `shift = 31 + ceil(log2 radix)` and `magic = ceil(2^shift / radix)`, the error
+/// `magic · radix − 2^shift < radix <= 2^(shift − 31)` keeps the quotient exact for every
+/// numerator below 2^31, and the product stays below 2^64). A hardware division per value
+/// would cost more than all the rest of decoding.
 #[derive(Clone, Copy, Debug)]
 struct RadixDigits {
     radix: u64,
-    /// Digits per lane: the most with radix^lane_digits <= 2^31; 0 when the radix itself
-    /// exceeds 2^31, and every digit takes a full division.
-    lane_digits: usize,
-    /// radix^lane_digits.
-    lane_divisor: Divisor,
-    radix_divisor: Divisor,
     /// ceil(2^shift / radix).
     magic: u64,
     /// 31 + ceil(log2 radix).
     shift: u32,
 }
 
-/// Lane values stay below this, so that the lane division's product fits in 64 bits.
-const LANE_LIMIT: u64 = 1 << 31;
-
 impl RadixDigits {
     fn new(radix: u64) -> RadixDigits {
-        assert!(radix >= 3, "radix {radix} too small");
-        let mut lane_digits = 0;
-        let mut lane_divisor = 1u64;
-        while lane_divisor
-            .checked_mul(radix)
-            .is_some_and(|d| d <= LANE_LIMIT)
-        {
-            lane_divisor *= radix;
-            lane_digits += 1;
-        }
-        let shift = 31 + (64 - (radix - 1).leading_zeros());
-        let magic = if lane_digits == 0 {
-            0
-        } else {
-            ((1u128 << shift).div_ceil(u128::from(radix))) as u64
-        };
+        assert!(
+            (3..GROUP_LIMIT).contains(&radix),
+            "radix {radix} outside 3..2^31"
+        );
+        let shift = 31 + bit_width(radix - 1);
         RadixDigits {
             radix,
-            lane_digits,
-            lane_divisor: Divisor::new(lane_divisor.max(2)),
-            radix_divisor: Divisor::new(radix),
-            magic,
+            magic: (1u64 << shift).div_ceil(radix),
             shift,
         }
     }
 
-    /// Lanes a group of `digits` digits splits into.
-    fn lanes(&self, digits: usize) -> usize {
-        if self.lane_digits == 0 {
-            digits
-        } else {
-            digits.div_ceil(self.lane_digits)
-        }
-    }
-
-    /// Writes `min` plus each digit of `packed` into `group` (of `lanes` lanes, as
-    /// [`RadixDigits::lanes`] gives: computed once per block, as it takes a division) and
-    /// returns the bits left over past its digits: non-zero means the number was out of
-    /// range.
+    /// Writes `min` plus each digit of `packed` (below 2^31) into `group` and returns what
+    /// is left past its digits: non-zero means the number was out of range.
     #[inline]
-    fn unpack(&self, mut packed: u64, min: i64, group: &mut [i64], lanes: usize) -> u64 {
-        debug_assert_eq!(lanes, self.lanes(group.len()));
-        if self.lane_digits == 0 {
-            for slot in group.iter_mut() {
-                let (quotient, digit) = self.radix_divisor.div_rem(packed);
-                *slot = min.wrapping_add(digit as i64);
-                packed = quotient;
-            }
-            return packed;
+    fn unpack(&self, mut packed: u64, min: i64, group: &mut [i64]) -> u64 {
+        debug_assert!(packed < GROUP_LIMIT);
+        for slot in group.iter_mut() {
+            let quotient = (packed * self.magic) >> self.shift;
+            *slot = min.wrapping_add((packed - quotient * self.radix) as i64);
+            packed = quotient;
         }
-        let mut overflow = 0;
-        for (index, lane) in group.chunks_mut(self.lane_digits).enumerate() {
-            let mut value = if index + 1 < lanes {
-                let (quotient, lane_value) = self.lane_divisor.div_rem(packed);
-                packed = quotient;
-                lane_value
-            } else {
-                // The last lane holds what is left; beyond 2^31 it is out of range anyway,
-                // and the multiply below would not be exact.
-                overflow |= packed & !(LANE_LIMIT - 1);
-                packed & (LANE_LIMIT - 1)
-            };
-            for slot in lane.iter_mut() {
-                let quotient = (value * self.magic) >> self.shift;
-                *slot = min.wrapping_add((value - quotient * self.radix) as i64);
-                value = quotient;
-            }
-            overflow |= value;
-        }
-        overflow
-    }
-}
-
-/// Division of u64s by one divisor fixed at run time, by multiplication (Granlund and
-/// Montgomery's method, simplified with one correction step): a hardware 64-bit division
-/// takes tens of cycles, and radix blocks divide once per value.
-#[derive(Clone, Copy, Debug)]
-struct Divisor {
-    divisor: u64,
-    /// floor((2^64 - 1) / divisor): the estimate it gives is the quotient or one less.
-    reciprocal: u64,
-}
-
-impl Divisor {
-    fn new(divisor: u64) -> Divisor {
-        assert!(divisor > 1, "divisor {divisor} too small");
-        Divisor {
-            divisor,
-            reciprocal: u64::MAX / divisor,
-        }
-    }
-
-    /// (n / divisor, n % divisor).
-    #[inline]
-    fn div_rem(self, n: u64) -> (u64, u64) {
-        // reciprocal * divisor > 2^64 - 1 - divisor, so the estimate is at most one short.
-        let estimate = ((u128::from(n) * u128::from(self.reciprocal)) >> 64) as u64;
-        let remainder = n - estimate * self.divisor;
-        let short = u64::from(remainder >= self.divisor);
-        (estimate + short, remainder - short * self.divisor)
+        packed
     }
 }
 
@@ -592,86 +510,39 @@ mod tests {
     #[test]
     fn radix_packing_beats_bit_packing_for_a_span_of_200() {
         let (per_group, group_bits) = radix_group(200).unwrap();
-        assert_eq!((per_group, group_bits), (8, 62));
+        assert_eq!((per_group, group_bits), (3, 23));
         assert_eq!(block_layout(200).0, KIND_RADIX);
         assert_eq!(block_layout(255).0, 8);
     }
 
     #[test]
-    fn division_by_multiplication_is_exact() {
-        for divisor in [
-            2u64,
-            3,
-            7,
-            10,
-            201,
-            255,
-            257,
-            1 << 20,
-            (1 << 32) + 1,
-            u64::MAX,
-        ] {
-            let d = Divisor::new(divisor);
-            for n in [
-                0,
-                1,
-                divisor - 1,
-                divisor,
-                divisor.wrapping_add(1),
-                u64::MAX,
-                1 << 63,
-            ] {
-                assert_eq!(d.div_rem(n), (n / divisor, n % divisor), "{n} / {divisor}");
-            }
-        }
-    }
-
-    #[test]
     fn radix_digits_match_division() {
-        for radix in [
-            3u64,
-            5,
-            10,
-            201,
-            1000,
-            65_537,
-            (1 << 31) - 1,
-            (1 << 31) + 1,
-            (1 << 32) - 5,
-        ] {
+        for radix in [3u64, 5, 10, 201, 1000, 46_339, 65_537, (1 << 31) - 1] {
             let digits = RadixDigits::new(radix);
-            let (per_group, _) = radix_group(radix - 1).unwrap();
-            let max = (0..per_group).fold(1u128, |p, _| p * u128::from(radix)) - 1;
-            for packed in [0u128, 1, u128::from(radix), max / 3, max / 2 + 7, max] {
-                let packed = packed as u64;
-                let mut group = vec![0i64; per_group];
-                let lanes = digits.lanes(per_group);
-                assert_eq!(
-                    digits.unpack(packed, 5, &mut group, lanes),
-                    0,
-                    "radix {radix}"
-                );
-                let mut rest = packed;
-                for &digit in &group {
-                    assert_eq!(digit - 5, (rest % radix) as i64, "radix {radix}, {packed}");
-                    rest /= radix;
+            // Every numerator below 2^31 near multiples of the radix, and the extremes.
+            let mut numerators = vec![0u64, 1, (1 << 31) - 1, (1 << 31) - 2];
+            for q in [1u64, 2, 1000, ((1 << 31) - 1) / radix] {
+                for n in [q * radix - 1, q * radix, q * radix + 1] {
+                    if n < 1 << 31 {
+                        numerators.push(n);
+                    }
                 }
             }
-            // One past the largest number of a group overflows.
-            if max < u128::from(u64::MAX) {
-                let mut group = vec![0i64; per_group];
-                let lanes = digits.lanes(per_group);
-                let overflow = digits.unpack(max as u64 + 1, 0, &mut group, lanes);
-                assert_ne!(overflow, 0, "radix {radix}");
+            for packed in numerators {
+                let mut group = [0i64; 2];
+                let rest = digits.unpack(packed, 5, &mut group);
+                assert_eq!(group[0] - 5, (packed % radix) as i64, "{packed} by {radix}");
+                assert_eq!(group[1] - 5, (packed / radix % radix) as i64, "{packed}");
+                assert_eq!(rest, packed / radix / radix, "{packed} by {radix}");
             }
         }
     }
 
     #[test]
     fn radix_blocks_of_every_shape_roundtrip() {
-        // Spans whose radix packs 40 (span 2: 64-bit groups), 27, 8 and 6 values a group,
-        // with full and partial last groups.
-        for span in [2i64, 4, 200, 1500, 3_000_000] {
+        // Spans whose radix packs several values a group (or, the last, none), with full
+        // and partial last groups.
+        for span in [2i64, 4, 200, 1200, 3_000_000] {
             for len in [1usize, 2, 7, 8, 9, 255, 256, 257, 600] {
                 let values: Vec<i64> = (0..len as i64)
                     .map(|i| -17 + (i * 7919 + i * i) % (span + 1))
