@@ -4,7 +4,7 @@
 //! ```text
 //! header  : MAGIC (8) | FORMAT_VERSION u32 LE | reserved u32 = 0                 16 bytes
 //! chunks  : per series in key order, per chunk in time order:
-//!           time block | value block
+//!           time block (absent when the timestamps are regular) | value block
 //!   block : compression u8 | raw length varint (compressed only) | payload | crc32c u32 LE
 //!           (the checksum covers every byte of the block before it)
 //! index   : series count varint, then per series:
