@@ -471,17 +471,22 @@ impl RadixDigits {
         }
     }
 
-    /// Writes `min` plus each digit of `packed` (below 2^31) into `group` and returns what
-    /// is left past its digits: non-zero means the number was out of range.
+    /// Writes `min` plus each digit of `packed` (below 2^31) into `group` (non-empty) and
+    /// returns non-zero when the number was out of range (its top digit too large).
     #[inline]
     fn unpack(&self, mut packed: u64, min: i64, group: &mut [i64]) -> u64 {
-        debug_assert!(packed < GROUP_LIMIT);
-        for slot in group.iter_mut() {
+        debug_assert!(packed < GROUP_LIMIT && !group.is_empty());
+        let Some((top, low)) = group.split_last_mut() else {
+            return packed;
+        };
+        for slot in low.iter_mut() {
             let quotient = (packed * self.magic) >> self.shift;
             *slot = min.wrapping_add((packed - quotient * self.radix) as i64);
             packed = quotient;
         }
-        packed
+        // What is left is the top digit, when the number is in range.
+        *top = min.wrapping_add(packed as i64);
+        u64::from(packed >= self.radix)
     }
 }
 
@@ -530,10 +535,13 @@ mod tests {
             }
             for packed in numerators {
                 let mut group = [0i64; 2];
-                let rest = digits.unpack(packed, 5, &mut group);
+                let overflow = digits.unpack(packed, 5, &mut group);
                 assert_eq!(group[0] - 5, (packed % radix) as i64, "{packed} by {radix}");
-                assert_eq!(group[1] - 5, (packed / radix % radix) as i64, "{packed}");
-                assert_eq!(rest, packed / radix / radix, "{packed} by {radix}");
+                let in_range = packed / radix < radix;
+                assert_eq!(overflow == 0, in_range, "{packed} by {radix}");
+                if in_range {
+                    assert_eq!(group[1] - 5, (packed / radix) as i64, "{packed} by {radix}");
+                }
             }
         }
     }
