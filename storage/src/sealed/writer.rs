@@ -115,7 +115,7 @@ impl SealedFileWriter {
         let timestamps = &points.timestamps[range.clone()];
         let regular = timestamps
             .windows(2)
-            .all(|w| w[1] - w[0] == timestamps[1] - timestamps[0]);
+            .all(|w| w[1].wrapping_sub(w[0]) == timestamps[1].wrapping_sub(timestamps[0]));
         self.block.clear();
         if !regular {
             self.column.clear();
