@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use iotdb_storage::sealed::{SealedFile, SealedFileWriter, WriterOptions, workload};
+use iotdb_storage::sealed::{SealedFile, SealedFileWriter, WriterOptions, format, workload};
 use iotdb_storage::{SeriesKey, TimeRange};
 
 /// Rows per series, as the workload fixes.
@@ -54,6 +54,17 @@ fn main() -> anyhow::Result<()> {
         summary.points,
         summary.bytes,
         summary.bytes as f64 / summary.points as f64
+    );
+    let bytes = std::fs::read(&path)?;
+    let mut footer = [0u8; format::FOOTER_LEN];
+    footer.copy_from_slice(&bytes[bytes.len() - format::FOOTER_LEN..]);
+    let (_, index_len) =
+        format::parse_footer(&footer).map_err(|reason| anyhow::anyhow!("footer: {reason}"))?;
+    let chunks: usize = file.series().map(|s| s.chunks.len()).sum();
+    println!(
+        "index {index_len} bytes ({:.4} bytes/point, {:.1} bytes/chunk over {chunks} chunks)",
+        index_len as f64 / summary.points as f64,
+        index_len as f64 / chunks as f64
     );
     println!(
         "write (generate + encode + fdatasync) {:.2} s, open + read all {:.2} s",

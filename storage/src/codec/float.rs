@@ -26,17 +26,17 @@ pub const FLOAT_GORILLA: u8 = 2;
 
 /// The largest decimal exponent tried: 10^18 is exact in an f64, and values with more
 /// fractional digits than that are not decimals a sensor produces.
-const EXPONENT_MAX: usize = 18;
+pub const EXPONENT_MAX: usize = 18;
 
 /// Exact powers of ten, 10^0 ..= 10^EXPONENT_MAX.
-const POWERS_OF_TEN: [f64; EXPONENT_MAX + 1] = [
+pub const POWERS_OF_TEN: [f64; EXPONENT_MAX + 1] = [
     1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
     1e17, 1e18,
 ];
 
 /// Scaled values at or beyond this magnitude are exceptions: below it, the add-and-subtract
 /// rounding trick is exact and the integer converts to f64 without loss.
-const SCALED_ABS_LIMIT: f64 = (1u64 << 51) as f64;
+pub const SCALED_ABS_LIMIT: f64 = (1u64 << 51) as f64;
 
 /// Adding then subtracting 2^52 + 2^51 rounds an f64 of magnitude below 2^51 to an integer
 /// (ties to even) without a libm call. Which way ties go does not matter: the encoder
@@ -58,7 +58,12 @@ pub trait Float: Copy {
     fn from_raw(raw: u64) -> Self;
     fn to_f64(self) -> f64;
     /// The value ALP decodes integer `n` at exponent `e` to.
-    fn from_decimal(n: i64, exponent: usize) -> Self;
+    fn from_decimal(n: i64, exponent: usize) -> Self {
+        Self::from_scaled(n, POWERS_OF_TEN[exponent])
+    }
+    /// `n / power`, rounded to this type: [`Float::from_decimal`] with the power of ten
+    /// looked up once per column rather than once per value.
+    fn from_scaled(n: i64, power: f64) -> Self;
 }
 
 impl Float for f64 {
@@ -72,8 +77,9 @@ impl Float for f64 {
     fn to_f64(self) -> f64 {
         self
     }
-    fn from_decimal(n: i64, exponent: usize) -> Self {
-        n as f64 / POWERS_OF_TEN[exponent]
+    #[inline]
+    fn from_scaled(n: i64, power: f64) -> Self {
+        n as f64 / power
     }
 }
 
@@ -88,8 +94,9 @@ impl Float for f32 {
     fn to_f64(self) -> f64 {
         f64::from(self)
     }
-    fn from_decimal(n: i64, exponent: usize) -> Self {
-        (n as f64 / POWERS_OF_TEN[exponent]) as f32
+    #[inline]
+    fn from_scaled(n: i64, power: f64) -> Self {
+        (n as f64 / power) as f32
     }
 }
 
@@ -294,11 +301,12 @@ fn decode_alp<F: Float>(reader: &mut ByteReader<'_>, count: usize) -> Result<Vec
         }
         exceptions.push((index, read_raw::<F>(reader, "alp exception")?));
     }
-    let integers = integer::decode(reader, count)?;
-    let mut values: Vec<F> = integers
-        .iter()
-        .map(|&n| F::from_decimal(n, exponent))
-        .collect();
+    // The integers are converted as each block of them is rebuilt: no intermediate column.
+    let power = POWERS_OF_TEN[exponent];
+    let mut values: Vec<F> = Vec::with_capacity(count);
+    integer::decode_runs(reader, count, |run| {
+        values.extend(run.iter().map(|&n| F::from_scaled(n, power)));
+    })?;
     for (index, value) in exceptions {
         values[index] = value;
     }

@@ -8,13 +8,22 @@
 //! block: [min: zigzag varint] [kind u8] [kind == KIND_RADIX: span varint] [payload, whole bytes]
 //!   kind 0..=64: each residual - min in `kind` bits, LSB-first
 //!   KIND_RADIX : groups of k residuals - min packed as one base-(span+1) number in the
-//!                fewest bits that hold (span+1)^k - 1; wins when span+1 is far from a power
-//!                of two (a span of 200, a ±1.00 random walk in hundredths, costs 7.75 bits
-//!                instead of 8)
+//!                fewest bits that hold (span+1)^k - 1, LSB-first, the first residual the
+//!                least significant digit; k is the group size (with (span+1)^k <= 2^31)
+//!                that takes the fewest bits per value, the smallest on ties. It wins when
+//!                span+1 is far from a power of two: a span of 200 (a ±1.00 random walk in
+//!                hundredths) packs 3 values in 23 bits, 7.67 bits a value instead of 8
 //! ```
 //!
 //! Arithmetic wraps, so every i64 sequence round-trips, overflowing differences included.
 //! A perfectly regular timestamp column (order 2, all residuals zero) costs about 12 bytes.
+//!
+//! Decoding ([`decode_runs`]) rebuilds one block at a time in a stack buffer and hands each
+//! run to the caller, so a caller converting the integers (ALP) needs no intermediate
+//! column. Byte-aligned widths unpack as plain lanes, other widths with one unaligned load
+//! per value; radix digits come from multiply-and-shift divisions (a hardware division per
+//! value would cost more than everything else together); constant residuals of order 1, or
+//! order 2 with residual 0, are filled in closed form.
 
 use super::CodecError;
 use super::bits::{BitReader, BitWriter, ByteReader, bit_width, put_signed_varint, put_varint};
@@ -31,6 +40,14 @@ const RESIDUALS_BLOCKS: u8 = 1;
 
 /// Block kind: radix packing (kinds 0..=64 are plain bit widths).
 const KIND_RADIX: u8 = 0x80;
+
+/// A radix group's number stays below this, so it takes at most 31 bits: one unaligned
+/// 8-byte load reads any group, and dividing it by the radix is a multiply and a shift.
+const GROUP_LIMIT: u64 = 1 << 31;
+
+/// The most payload bytes a radix block has: at least two values share each group of at
+/// most 31 bits.
+const RADIX_PAYLOAD_BYTES_MAX: usize = BLOCK_LEN / 2 * 4;
 
 /// Appends the encoding of `values` with differencing order `order` (0..=ORDER_MAX).
 pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
@@ -85,24 +102,30 @@ fn block_layout(span: u64) -> (u8, usize, u32) {
     }
 }
 
-/// For radix `span + 1`: the most values whose product fits in a u64, and the bits their
-/// packed number needs. `None` when the radix is trivial or a power of two.
+/// For radix `span + 1`: the group size with the fewest bits per value among those whose
+/// numbers stay below [`GROUP_LIMIT`], and the bits its packed number needs. `None` when
+/// the radix is trivial or a power of two, or no group beats one value per group.
 fn radix_group(span: u64) -> Option<(usize, u32)> {
-    let radix = u128::from(span.checked_add(1)?);
+    let radix = span.checked_add(1)?;
     if radix < 3 || radix.is_power_of_two() {
         return None;
     }
-    let mut product: u128 = 1;
-    let mut per_group = 0usize;
-    while let Some(next) = product.checked_mul(radix).filter(|&p| p <= 1u128 << 64) {
+    let mut best: Option<(usize, u32)> = None;
+    let mut product = radix;
+    let mut per_group = 1usize;
+    while product <= GROUP_LIMIT {
+        let group_bits = bit_width(product - 1);
+        // Fewer bits per value: group_bits / per_group < best_bits / best_per_group.
+        if best.is_none_or(|(k, bits)| group_bits as usize * k < bits as usize * per_group) {
+            best = Some((per_group, group_bits));
+        }
+        let Some(next) = product.checked_mul(radix) else {
+            break;
+        };
         product = next;
         per_group += 1;
     }
-    if per_group < 2 {
-        return None;
-    }
-    let group_bits = 128 - (product - 1).leading_zeros();
-    Some((per_group, group_bits))
+    best.filter(|&(per_group, _)| per_group >= 2)
 }
 
 /// Bits a partial radix group of `values` values needs.
@@ -147,6 +170,20 @@ fn encode_block(block: &[i64], out: &mut Vec<u8>) {
 
 /// Decodes `count` values from the front of `reader`.
 pub fn decode(reader: &mut ByteReader<'_>, count: usize) -> Result<Vec<i64>, CodecError> {
+    let mut values = Vec::with_capacity(count);
+    decode_runs(reader, count, |run| values.extend_from_slice(run))?;
+    Ok(values)
+}
+
+/// Decodes `count` values from the front of `reader`, handing them to `sink` in order, in
+/// runs of at most [`BLOCK_LEN`] values. The values are rebuilt block by block in a stack
+/// buffer, so a caller that converts them (ALP's integers to floats) allocates nothing
+/// besides its own output. On error, `sink` may have seen a prefix of the values.
+pub fn decode_runs(
+    reader: &mut ByteReader<'_>,
+    count: usize,
+    mut sink: impl FnMut(&[i64]),
+) -> Result<(), CodecError> {
     let order = usize::from(reader.u8("integer order")?);
     if order > usize::from(ORDER_MAX) || order > count {
         return Err(CodecError::Invalid {
@@ -157,29 +194,49 @@ pub fn decode(reader: &mut ByteReader<'_>, count: usize) -> Result<Vec<i64>, Cod
     for seed in seeds.iter_mut().take(order) {
         *seed = reader.signed_varint("integer seed")?;
     }
-    let mut values = vec![0i64; count];
-    if count > order {
-        decode_residuals(reader, &mut values[order..])?;
+    // The values the seeds stand for, and the running state differencing undoes from: the
+    // last value and (order 2) the last first difference.
+    let mut integrator = Integrator {
+        order,
+        last: seeds[0],
+        delta: seeds[1],
+    };
+    let mut head = [0i64; ORDER_MAX as usize];
+    if order >= 1 {
+        head[0] = seeds[0];
     }
-    for level in (0..order).rev() {
-        values[level] = seeds[level];
-        for i in level + 1..count {
-            values[i] = values[i].wrapping_add(values[i - 1]);
-        }
+    if order == 2 {
+        head[1] = seeds[0].wrapping_add(seeds[1]);
+        integrator.last = head[1];
     }
-    Ok(values)
-}
-
-fn decode_residuals(reader: &mut ByteReader<'_>, residuals: &mut [i64]) -> Result<(), CodecError> {
+    if order > 0 {
+        sink(&head[..order]);
+    }
+    let residual_count = count - order;
+    if residual_count == 0 {
+        return Ok(());
+    }
+    let mut scratch = [0i64; BLOCK_LEN];
     match reader.u8("residual mode")? {
         RESIDUALS_CONSTANT => {
-            let value = reader.signed_varint("constant residual")?;
-            residuals.fill(value);
+            let residual = reader.signed_varint("constant residual")?;
+            let mut left = residual_count;
+            while left > 0 {
+                let run = &mut scratch[..left.min(BLOCK_LEN)];
+                integrator.constant(residual, run);
+                sink(run);
+                left -= run.len();
+            }
             Ok(())
         }
         RESIDUALS_BLOCKS => {
-            for block in residuals.chunks_mut(BLOCK_LEN) {
-                decode_block(reader, block)?;
+            let mut left = residual_count;
+            while left > 0 {
+                let run = &mut scratch[..left.min(BLOCK_LEN)];
+                decode_block(reader, run)?;
+                integrator.integrate(run);
+                sink(run);
+                left -= run.len();
             }
             Ok(())
         }
@@ -187,6 +244,70 @@ fn decode_residuals(reader: &mut ByteReader<'_>, residuals: &mut [i64]) -> Resul
             what: "residual mode",
             tag,
         }),
+    }
+}
+
+/// Undoes differencing of order 0, 1 or 2, run by run.
+struct Integrator {
+    order: usize,
+    /// The last value produced.
+    last: i64,
+    /// Order 2: the last first difference.
+    delta: i64,
+}
+
+impl Integrator {
+    /// Turns residuals into values, in place.
+    #[inline]
+    fn integrate(&mut self, run: &mut [i64]) {
+        match self.order {
+            0 => {}
+            1 => {
+                let mut last = self.last;
+                for slot in run.iter_mut() {
+                    last = last.wrapping_add(*slot);
+                    *slot = last;
+                }
+                self.last = last;
+            }
+            _ => {
+                let (mut last, mut delta) = (self.last, self.delta);
+                for slot in run.iter_mut() {
+                    delta = delta.wrapping_add(*slot);
+                    last = last.wrapping_add(delta);
+                    *slot = last;
+                }
+                (self.last, self.delta) = (last, delta);
+            }
+        }
+    }
+
+    /// Fills `run` with the values that a run of residuals all equal to `residual` gives.
+    #[inline]
+    fn constant(&mut self, residual: i64, run: &mut [i64]) {
+        match self.order {
+            0 => run.fill(residual),
+            // An arithmetic sequence (regular timestamps are order 2 with residual 0): each
+            // value computed from its index, so the loop has no carried dependency.
+            1 => {
+                let start = self.last;
+                for (i, slot) in run.iter_mut().enumerate() {
+                    *slot = start.wrapping_add(residual.wrapping_mul(i as i64 + 1));
+                }
+                self.last = run[run.len() - 1];
+            }
+            _ if residual == 0 => {
+                let (start, delta) = (self.last, self.delta);
+                for (i, slot) in run.iter_mut().enumerate() {
+                    *slot = start.wrapping_add(delta.wrapping_mul(i as i64 + 1));
+                }
+                self.last = run[run.len() - 1];
+            }
+            _ => {
+                run.fill(residual);
+                self.integrate(run);
+            }
+        }
     }
 }
 
@@ -208,39 +329,164 @@ fn decode_block(reader: &mut ByteReader<'_>, block: &mut [i64]) -> Result<(), Co
         };
         let payload_bits = full_groups as u64 * u64::from(group_bits) + u64::from(tail_bits);
         let payload = reader.take(payload_bits.div_ceil(8) as usize, "radix block payload")?;
-        let mut bits = BitReader::new(payload);
-        for group in block.chunks_mut(per_group) {
-            let width = if group.len() == per_group {
-                group_bits
-            } else {
-                tail_bits
-            };
-            let mut packed = bits.read(width, "radix group")?;
-            for slot in group.iter_mut() {
-                *slot = min.wrapping_add((packed % radix) as i64);
-                packed /= radix;
-            }
-            if packed != 0 {
-                return Err(CodecError::Invalid {
-                    what: "radix group out of range",
-                });
-            }
+        let digits = RadixDigits::new(radix);
+        // Groups are read with unaligned 8-byte loads from a zero-padded copy, so no read
+        // needs a bounds branch; a group of at most 31 bits lies within one load.
+        let mut padded = [0u8; RADIX_PAYLOAD_BYTES_MAX + 8];
+        padded[..payload.len()].copy_from_slice(payload);
+        let group_at = |bit: usize, width: u32| -> u64 {
+            let byte = bit / 8;
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(&padded[byte..byte + 8]);
+            (u64::from_le_bytes(bytes) >> (bit % 8)) & ((1u64 << width) - 1)
+        };
+        // A group's number must be below radix^len: anything above has a top digit that
+        // does not fit, which the encoder never writes.
+        let mut overflow = 0u64;
+        let group_bits_usize = group_bits as usize;
+        let mut groups = block.chunks_exact_mut(per_group);
+        for (index, group) in groups.by_ref().enumerate() {
+            let packed = group_at(index * group_bits_usize, group_bits);
+            overflow |= digits.unpack(packed, min, group);
         }
-        bits.finish("radix block padding")
+        let tail_group = groups.into_remainder();
+        if !tail_group.is_empty() {
+            let packed = group_at(full_groups * group_bits_usize, tail_bits);
+            overflow |= digits.unpack(packed, min, tail_group);
+        }
+        if overflow != 0 {
+            return Err(CodecError::Invalid {
+                what: "radix group out of range",
+            });
+        }
+        check_padding(payload, payload_bits as usize)
     } else if kind <= 64 {
-        let width = u32::from(kind);
-        let payload_bits = block.len() as u64 * u64::from(width);
-        let payload = reader.take(payload_bits.div_ceil(8) as usize, "bit-packed block")?;
-        let mut bits = BitReader::new(payload);
-        for slot in block.iter_mut() {
-            *slot = min.wrapping_add(bits.read(width, "bit-packed value")? as i64);
-        }
-        bits.finish("bit-packed block padding")
+        let width = usize::from(kind);
+        let payload_len = (block.len() * width).div_ceil(8);
+        let payload = reader.take(payload_len, "bit-packed block")?;
+        unpack(payload, width, min, block)
     } else {
         Err(CodecError::UnknownTag {
             what: "block kind",
             tag: kind,
         })
+    }
+}
+
+/// Sets `block[i]` to `min` plus the i-th `width`-bit value of `payload`, which holds
+/// exactly `block.len()` values, padded with zero bits to a whole byte.
+fn unpack(payload: &[u8], width: usize, min: i64, block: &mut [i64]) -> Result<(), CodecError> {
+    debug_assert_eq!(payload.len(), (block.len() * width).div_ceil(8));
+    // Byte-aligned widths are plain little-endian lanes: loops the compiler vectorises.
+    match width {
+        0 => block.fill(min),
+        8 => {
+            for (slot, &byte) in block.iter_mut().zip(payload) {
+                *slot = min.wrapping_add(i64::from(byte));
+            }
+        }
+        16 => {
+            for (slot, lane) in block.iter_mut().zip(payload.chunks_exact(2)) {
+                *slot = min.wrapping_add(i64::from(u16::from_le_bytes([lane[0], lane[1]])));
+            }
+        }
+        32 => {
+            for (slot, lane) in block.iter_mut().zip(payload.chunks_exact(4)) {
+                let value = u32::from_le_bytes([lane[0], lane[1], lane[2], lane[3]]);
+                *slot = min.wrapping_add(i64::from(value));
+            }
+        }
+        64 => {
+            for (slot, lane) in block.iter_mut().zip(payload.chunks_exact(8)) {
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(lane);
+                *slot = min.wrapping_add(u64::from_le_bytes(bytes) as i64);
+            }
+        }
+        // Any width up to 56 bits lies within one unaligned 8-byte load. The payload is
+        // copied into a zero-padded buffer so every load is in bounds without a branch.
+        1..=56 => {
+            let mut padded = [0u8; BLOCK_LEN * 56 / 8 + 8];
+            padded[..payload.len()].copy_from_slice(payload);
+            let mask = (1u64 << width) - 1;
+            for (i, slot) in block.iter_mut().enumerate() {
+                let bit = i * width;
+                let mut bytes = [0u8; 8];
+                bytes.copy_from_slice(&padded[bit / 8..bit / 8 + 8]);
+                let value = (u64::from_le_bytes(bytes) >> (bit % 8)) & mask;
+                *slot = min.wrapping_add(value as i64);
+            }
+        }
+        _ => {
+            let mut bits = BitReader::new(payload);
+            for slot in block.iter_mut() {
+                *slot = min.wrapping_add(bits.read(width as u32, "bit-packed value")? as i64);
+            }
+        }
+    }
+    check_padding(payload, block.len() * width)
+}
+
+/// Fails unless the bits of `payload` past its first `used_bits` (at most 7, up to the
+/// byte boundary) are zero: the encoder pads with zeros, so anything else is corruption.
+fn check_padding(payload: &[u8], used_bits: usize) -> Result<(), CodecError> {
+    debug_assert_eq!(payload.len(), used_bits.div_ceil(8));
+    let tail_bits = used_bits % 8;
+    if tail_bits != 0 && payload[payload.len() - 1] >> tail_bits != 0 {
+        return Err(CodecError::Invalid {
+            what: "block padding",
+        });
+    }
+    Ok(())
+}
+
+/// Splits radix-packed groups into their digits, least significant first.
+///
+/// A group's number is below 2^31 ([`GROUP_LIMIT`]), where division by the radix is one
+/// 64-bit multiply and shift (the round-up method of Granlund and Montgomery: with
+/// `shift = 31 + ceil(log2 radix)` and `magic = ceil(2^shift / radix)`, the error
+/// `magic · radix − 2^shift < radix <= 2^(shift − 31)` keeps the quotient exact for every
+/// numerator below 2^31, and the product stays below 2^64). A hardware division per value
+/// would cost more than all the rest of decoding.
+#[derive(Clone, Copy, Debug)]
+struct RadixDigits {
+    radix: u64,
+    /// ceil(2^shift / radix).
+    magic: u64,
+    /// 31 + ceil(log2 radix).
+    shift: u32,
+}
+
+impl RadixDigits {
+    fn new(radix: u64) -> RadixDigits {
+        assert!(
+            (3..GROUP_LIMIT).contains(&radix),
+            "radix {radix} outside 3..2^31"
+        );
+        let shift = 31 + bit_width(radix - 1);
+        RadixDigits {
+            radix,
+            magic: (1u64 << shift).div_ceil(radix),
+            shift,
+        }
+    }
+
+    /// Writes `min` plus each digit of `packed` (below 2^31) into `group` (non-empty) and
+    /// returns non-zero when the number was out of range (its top digit too large).
+    #[inline]
+    fn unpack(&self, mut packed: u64, min: i64, group: &mut [i64]) -> u64 {
+        debug_assert!(packed < GROUP_LIMIT && !group.is_empty());
+        let Some((top, low)) = group.split_last_mut() else {
+            return packed;
+        };
+        for slot in low.iter_mut() {
+            let quotient = (packed * self.magic) >> self.shift;
+            *slot = min.wrapping_add((packed - quotient * self.radix) as i64);
+            packed = quotient;
+        }
+        // What is left is the top digit, when the number is in range.
+        *top = min.wrapping_add(packed as i64);
+        u64::from(packed >= self.radix)
     }
 }
 
@@ -269,9 +515,92 @@ mod tests {
     #[test]
     fn radix_packing_beats_bit_packing_for_a_span_of_200() {
         let (per_group, group_bits) = radix_group(200).unwrap();
-        assert_eq!((per_group, group_bits), (8, 62));
+        assert_eq!((per_group, group_bits), (3, 23));
         assert_eq!(block_layout(200).0, KIND_RADIX);
         assert_eq!(block_layout(255).0, 8);
+    }
+
+    #[test]
+    fn radix_digits_match_division() {
+        for radix in [3u64, 5, 10, 201, 1000, 46_339, 65_537, (1 << 31) - 1] {
+            let digits = RadixDigits::new(radix);
+            // Every numerator below 2^31 near multiples of the radix, and the extremes.
+            let mut numerators = vec![0u64, 1, (1 << 31) - 1, (1 << 31) - 2];
+            for q in [1u64, 2, 1000, ((1 << 31) - 1) / radix] {
+                for n in [q * radix - 1, q * radix, q * radix + 1] {
+                    if n < 1 << 31 {
+                        numerators.push(n);
+                    }
+                }
+            }
+            for packed in numerators {
+                let mut group = [0i64; 2];
+                let overflow = digits.unpack(packed, 5, &mut group);
+                assert_eq!(group[0] - 5, (packed % radix) as i64, "{packed} by {radix}");
+                let in_range = packed / radix < radix;
+                assert_eq!(overflow == 0, in_range, "{packed} by {radix}");
+                if in_range {
+                    assert_eq!(group[1] - 5, (packed / radix) as i64, "{packed} by {radix}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn radix_blocks_of_every_shape_roundtrip() {
+        // Spans whose radix packs several values a group (or, the last, none), with full
+        // and partial last groups.
+        for span in [2i64, 4, 200, 1200, 3_000_000] {
+            for len in [1usize, 2, 7, 8, 9, 255, 256, 257, 600] {
+                let values: Vec<i64> = (0..len as i64)
+                    .map(|i| -17 + (i * 7919 + i * i) % (span + 1))
+                    .collect();
+                let mut out = Vec::new();
+                encode(&values, 0, &mut out);
+                let mut reader = ByteReader::new(&out);
+                assert_eq!(
+                    decode(&mut reader, len).unwrap(),
+                    values,
+                    "span {span}, {len}"
+                );
+                reader.finish("end").unwrap();
+            }
+            assert_eq!(
+                block_layout(span as u64).0 == KIND_RADIX,
+                span != 3_000_000,
+                "span {span}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_width_roundtrips() {
+        for width in 0..=64u32 {
+            let max = if width == 64 {
+                u64::MAX
+            } else {
+                (1u64 << width) - 1
+            };
+            for len in [1usize, 7, 8, 255, 256] {
+                let values: Vec<i64> = (0..len as u64)
+                    .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & max) as i64)
+                    .collect();
+                let mut out = Vec::new();
+                encode(&values, 0, &mut out);
+                let mut reader = ByteReader::new(&out);
+                assert_eq!(decode(&mut reader, len).unwrap(), values, "width {width}");
+            }
+        }
+    }
+
+    #[test]
+    fn nonzero_padding_is_rejected() {
+        // Four 3-bit values leave 4 bits of padding in the second byte.
+        let mut out = Vec::new();
+        encode(&[0, 7, 0, 5], 0, &mut out);
+        let last = out.len() - 1;
+        out[last] |= 0x80;
+        assert!(decode(&mut ByteReader::new(&out), 4).is_err());
     }
 
     #[test]

@@ -11,8 +11,9 @@
 //! One file holds many series; each series is split into chunks of at most
 //! `chunk_points_max` points, each chunk a time block and a value block encoded by
 //! [`crate::codec`], compressed where that pays, and checksummed. Per-chunk [`Stats`] live
-//! in the index at the tail, so aggregations and range pruning read no data blocks. The
-//! byte layout is in [`format`].
+//! in the index at the tail, compactly coded, so aggregations and range pruning read no
+//! data blocks. A chunk whose timestamps are regular has no time block: its statistics
+//! (min time, max time, count) imply them. The byte layout is in [`format`].
 
 pub mod format;
 mod reader;
@@ -102,9 +103,11 @@ impl SeriesMeta {
 #[derive(Clone, Debug, PartialEq)]
 pub struct ChunkMeta {
     pub stats: Stats,
-    /// File offset of the time block; the value block follows it.
+    /// File offset of the time block (or, without one, of the value block); the value
+    /// block follows the time block.
     pub offset: u64,
-    /// Bytes of the time block, checksum included.
+    /// Bytes of the time block, checksum included; 0 when the chunk has none because its
+    /// timestamps are regular (see [`format::regular_timestamps`]).
     pub time_block_len: u64,
     /// Bytes of the value block, checksum included.
     pub value_block_len: u64,

@@ -148,15 +148,25 @@ impl SealedFile {
             .map_err(|_| self.corrupt(chunk.offset, "chunk point count"))?;
         let time_offset = chunk.offset;
         let value_offset = chunk.offset.saturating_add(chunk.time_block_len);
-        let time_raw = self.block(time_offset, chunk.time_block_len)?;
-        let timestamps = codec::decode_timestamps(&time_raw, count)
-            .map_err(|e| e.into_corruption(&self.path, time_offset))?;
-        let increasing = timestamps.windows(2).all(|w| w[0] < w[1]);
-        if !increasing
-            || timestamps.first() != Some(&chunk.stats.min_time)
-            || timestamps.last() != Some(&chunk.stats.max_time)
-        {
-            return Err(self.corrupt(time_offset, "timestamps disagree with chunk statistics"));
+        let timestamps = if chunk.time_block_len == 0 {
+            // `open` checked that the statistics describe regular timestamps.
+            format::regular_timestamps(&chunk.stats)
+                .ok_or_else(|| self.corrupt(time_offset, "irregular implied timestamps"))?
+        } else {
+            let time_raw = self.block(time_offset, chunk.time_block_len)?;
+            let timestamps = codec::decode_timestamps(&time_raw, count)
+                .map_err(|e| e.into_corruption(&self.path, time_offset))?;
+            let increasing = timestamps.windows(2).all(|w| w[0] < w[1]);
+            if !increasing
+                || timestamps.first() != Some(&chunk.stats.min_time)
+                || timestamps.last() != Some(&chunk.stats.max_time)
+            {
+                return Err(self.corrupt(time_offset, "timestamps disagree with chunk statistics"));
+            }
+            timestamps
+        };
+        if timestamps.len() != count {
+            return Err(self.corrupt(time_offset, "implied timestamps disagree with the count"));
         }
         let value_raw = self.block(value_offset, chunk.value_block_len)?;
         let values = codec::decode_values(chunk.data_type(), &value_raw, count)
@@ -219,6 +229,7 @@ fn parse_index(index: &[u8], index_offset: u64) -> Result<Vec<SeriesMeta>, Codec
     let series_count = reader.length(index.len(), "series count")?;
     let mut series: Vec<SeriesMeta> = Vec::with_capacity(series_count);
     let mut offset = HEADER_LEN as u64;
+    let mut context = format::IndexContext::default();
     for _ in 0..series_count {
         let key = format::read_series_key(&mut reader, series.last().map(|s| &s.key))?;
         if series.last().is_some_and(|s| s.key >= key) {
@@ -237,11 +248,13 @@ fn parse_index(index: &[u8], index_offset: u64) -> Result<Vec<SeriesMeta>, Codec
                 what: "series without chunks",
             });
         }
-        let mut chunks: Vec<ChunkMeta> = Vec::with_capacity(chunk_count);
+        context.read_series_start(&mut reader, data_type)?;
+        // Each entry takes at least a byte: a count beyond the bytes left is corrupt, and
+        // must not size an allocation.
+        let mut chunks: Vec<ChunkMeta> = Vec::with_capacity(chunk_count.min(reader.remaining()));
         for _ in 0..chunk_count {
-            let time_block_len = reader.varint("time block length")?;
-            let value_block_len = reader.varint("value block length")?;
-            let stats = format::read_stats(&mut reader, data_type)?;
+            let (time_block_len, value_block_len, stats) =
+                context.read_chunk(&mut reader, data_type)?;
             if chunks
                 .last()
                 .is_some_and(|c| c.stats.max_time >= stats.min_time)
@@ -251,7 +264,12 @@ fn parse_index(index: &[u8], index_offset: u64) -> Result<Vec<SeriesMeta>, Codec
                 });
             }
             let overhead = format::BLOCK_OVERHEAD_MIN as u64;
-            if time_block_len < overhead || value_block_len < overhead {
+            let time_block_ok = if time_block_len == 0 {
+                format::regular_timestamps_ok(&stats)
+            } else {
+                time_block_len >= overhead
+            };
+            if !time_block_ok || value_block_len < overhead {
                 return Err(CodecError::Invalid {
                     what: "block length",
                 });

@@ -111,10 +111,17 @@ impl SealedFileWriter {
         let stats = Stats::of(points, range.clone()).expect("chunk ranges are non-empty");
         let offset = self.offset;
 
-        self.column.clear();
-        codec::encode_timestamps(&points.timestamps[range.clone()], &mut self.column);
+        // Regular timestamps are implied by the statistics: no time block.
+        let timestamps = &points.timestamps[range.clone()];
+        let regular = timestamps
+            .windows(2)
+            .all(|w| w[1].wrapping_sub(w[0]) == timestamps[1].wrapping_sub(timestamps[0]));
         self.block.clear();
-        format::encode_block(&self.column, self.options.compression, &mut self.block);
+        if !regular {
+            self.column.clear();
+            codec::encode_timestamps(timestamps, &mut self.column);
+            format::encode_block(&self.column, self.options.compression, &mut self.block);
+        }
         let time_block_len = self.block.len() as u64;
 
         self.column.clear();
@@ -153,15 +160,15 @@ impl SealedFileWriter {
         let mut index = Vec::new();
         put_varint(&mut index, self.series.len() as u64);
         let mut previous: Option<&SeriesKey> = None;
+        let mut context = format::IndexContext::default();
         for series in &self.series {
             format::put_series_key(&series.key, previous, &mut index);
             previous = Some(&series.key);
             index.push(series.data_type.code());
             put_varint(&mut index, series.chunks.len() as u64);
+            context.put_series_start(series.data_type, &series.chunks[0].stats, &mut index);
             for chunk in &series.chunks {
-                put_varint(&mut index, chunk.time_block_len);
-                put_varint(&mut index, chunk.value_block_len);
-                format::put_stats(&chunk.stats, &mut index);
+                context.put_chunk(chunk, &mut index);
             }
         }
         let index_len = index.len() as u64;
