@@ -807,18 +807,38 @@ impl State {
         let interval = self.config.time_partition_interval_ms;
         let flushed = &self.flushed_last_time;
         let device = &tablet.device;
+        // The rows of a tablet nearly always share one time partition: look its flushed
+        // time up once, not once per row.
+        let memo: std::cell::Cell<Option<(i64, Option<Timestamp>)>> = std::cell::Cell::new(None);
         self.active.apply(
             tablet,
             |t| partition_of(t, interval),
-            |slot, t| match flushed.get(&(slot, device.clone())) {
-                Some(&last) if t <= last => Side::Unsequence,
-                _ => Side::Sequence,
+            |slot, t| {
+                let last = match memo.get() {
+                    Some((memo_slot, last)) if memo_slot == slot => last,
+                    _ => {
+                        let last = flushed.get(&(slot, device.clone())).copied();
+                        memo.set(Some((slot, last)));
+                        last
+                    }
+                };
+                match last {
+                    Some(last) if t <= last => Side::Unsequence,
+                    _ => Side::Sequence,
+                }
             },
         );
+        // The newest row (the later of equal times) of a column without nulls is the same
+        // for every such column.
+        let newest_row = (0..tablet.rows()).max_by_key(|&r| (tablet.timestamps[r], r));
         for column in &tablet.columns {
-            let newest = (0..tablet.rows())
-                .filter(|&r| !column.is_null(r))
-                .max_by_key(|&r| (tablet.timestamps[r], r));
+            let newest = if column.nulls.as_ref().is_none_or(|n| n.none_null()) {
+                newest_row
+            } else {
+                (0..tablet.rows())
+                    .filter(|&r| !column.is_null(r))
+                    .max_by_key(|&r| (tablet.timestamps[r], r))
+            };
             if let Some(row) = newest {
                 self.offer_last(
                     device,

@@ -25,9 +25,7 @@ pub fn encode(tablet: &Tablet, out: &mut Vec<u8>) {
     put_str16(out, &tablet.device);
     out.extend_from_slice(&(rows as u32).to_le_bytes());
     out.extend_from_slice(&(tablet.columns.len() as u16).to_le_bytes());
-    for t in &tablet.timestamps {
-        out.extend_from_slice(&t.to_le_bytes());
-    }
+    put_fixed(out, &tablet.timestamps);
     for column in &tablet.columns {
         put_str16(out, &column.measurement);
         out.push(column.values.data_type().code());
@@ -42,18 +40,10 @@ pub fn encode(tablet: &Tablet, out: &mut Vec<u8>) {
         }
         match &column.values {
             Values::Boolean(v) => out.extend(v.iter().map(|&b| u8::from(b))),
-            Values::Int32(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Values::Int64(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Values::Float(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
-            Values::Double(v) => v
-                .iter()
-                .for_each(|x| out.extend_from_slice(&x.to_le_bytes())),
+            Values::Int32(v) => put_fixed(out, v),
+            Values::Int64(v) => put_fixed(out, v),
+            Values::Float(v) => put_fixed(out, v),
+            Values::Double(v) => put_fixed(out, v),
             Values::Text(v) => {
                 for s in v {
                     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
@@ -63,6 +53,34 @@ pub fn encode(tablet: &Tablet, out: &mut Vec<u8>) {
         }
     }
 }
+
+/// Appends fixed-width numbers little-endian: one copy of the slice's bytes on
+/// little-endian hosts, a conversion per value elsewhere.
+fn put_fixed<T: zerocopy::IntoBytes + zerocopy::Immutable + ToLe>(out: &mut Vec<u8>, values: &[T]) {
+    if cfg!(target_endian = "little") {
+        out.extend_from_slice(zerocopy::IntoBytes::as_bytes(values));
+    } else {
+        for v in values {
+            v.put_le(out);
+        }
+    }
+}
+
+/// A number's little-endian bytes.
+trait ToLe {
+    fn put_le(&self, out: &mut Vec<u8>);
+}
+
+macro_rules! to_le {
+    ($($t:ty),*) => {$(
+        impl ToLe for $t {
+            fn put_le(&self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+        }
+    )*};
+}
+to_le!(i32, i64, f32, f64);
 
 fn put_str16(out: &mut Vec<u8>, s: &str) {
     out.extend_from_slice(&(s.len() as u16).to_le_bytes());
