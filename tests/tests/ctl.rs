@@ -1,73 +1,22 @@
 //! The `iotdb-ctl` binary against a real server: the interactive shell with piped stdin,
 //! and `sql`/`show` with their exit codes and formats.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, Command, Stdio};
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use iotdb_tests::{TestServer, server_options};
 
 fn ctl_binary() -> &'static str {
     env!("CARGO_BIN_EXE_iotdb-ctl-under-test")
 }
 
-/// A standalone server on a free port, killed on drop.
-struct Server {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iotdb-server-under-test"))
-            .args(["standalone", "--data-dir"])
-            .arg(dir.path())
-            .args([
-                "--rpc-address",
-                "127.0.0.1",
-                "--rpc-port",
-                "0",
-                "--cores",
-                "2",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting iotdb-server");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let address = loop {
-            let line = lines
-                .next()
-                .expect("iotdb-server exited before its ready line")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix("iotdb-server ready: clients on ") {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            address,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn interactive_shell_with_piped_stdin() {
-    let server = Server::start();
+    let server = TestServer::start(server_options!()).unwrap();
+    let address = server.address().to_string();
     let home = tempfile::tempdir().unwrap();
     let mut child = Command::new(ctl_binary())
-        .args(["-h", &server.address, "cli"])
+        .args(["-h", &address, "cli"])
         .env("HOME", home.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -114,10 +63,11 @@ fn interactive_shell_with_piped_stdin() {
 
 #[test]
 fn sql_subcommand_prints_and_fails_with_status() {
-    let server = Server::start();
+    let server = TestServer::start(server_options!()).unwrap();
+    let address = server.address().to_string();
     let ctl = ctl_binary();
     let ok = Command::new(ctl)
-        .args(["-h", &server.address, "sql", "show databases"])
+        .args(["-h", &address, "sql", "show databases"])
         .output()
         .unwrap();
     assert!(ok.status.success());
@@ -127,21 +77,14 @@ fn sql_subcommand_prints_and_fails_with_status() {
         "{text}"
     );
     let bad = Command::new(ctl)
-        .args(["-h", &server.address, "sql", "selec 1"])
+        .args(["-h", &address, "sql", "selec 1"])
         .output()
         .unwrap();
     assert_eq!(bad.status.code(), Some(1));
     let stderr = String::from_utf8(bad.stderr).unwrap();
     assert!(stderr.starts_with("Msg: 700: "), "{stderr}");
     let csv = Command::new(ctl)
-        .args([
-            "-h",
-            &server.address,
-            "--format",
-            "csv",
-            "show",
-            "datanodes",
-        ])
+        .args(["-h", &address, "--format", "csv", "show", "datanodes"])
         .output()
         .unwrap();
     assert!(csv.status.success());

@@ -1,87 +1,33 @@
 //! Golden SQL tests (GreptimeDB sqlness style) against a real standalone `iotdb-server`.
 //!
-//! Every `tests/sql/<case>.sql` at the workspace root holds statements ending in `;`
+//! Every `tests/tests/sql/<case>.sql` holds statements ending in `;`
 //! (lines starting with `--` are comments, copied to the output). Each case runs on a
 //! fresh server; `tests/sql/<case>.result` holds every statement followed by what
 //! `iotdb-ctl sql` prints for it, without the `It costs` timing line (errors as the
 //! `Msg: <code>: <message>` line the binary writes to stderr).
 //!
 //! Regenerate the expected files after an intended change with
-//! `IOTDB_GOLDEN_REGENERATE=1 cargo test -p iotdb-node --test sql_golden`, then review the
+//! `IOTDB_GOLDEN_REGENERATE=1 cargo test -p iotdb-tests --test sql_golden`, then review the
 //! diff.
 //!
 //! The tests of the `iotdb-ctl` binary itself are in `tests/tests/ctl.rs`.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 
 use iotdb_ctl::format::OutputFormat;
 use iotdb_ctl::session::{Session, render_result};
 use iotdb_ctl::shell::take_statements;
-
-/// A standalone server on a free port, killed on drop.
-struct Server {
-    child: Child,
-    address: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_iotdb-server"))
-            .args(["standalone", "--data-dir"])
-            .arg(dir.path())
-            .args([
-                "--rpc-address",
-                "127.0.0.1",
-                "--rpc-port",
-                "0",
-                "--cores",
-                "2",
-            ])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting iotdb-server");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let address = loop {
-            let line = lines
-                .next()
-                .expect("iotdb-server exited before its ready line")
-                .unwrap();
-            if let Some(rest) = line.strip_prefix(iotdb_node::server::READY_LINE_PREFIX) {
-                break rest.split_whitespace().next().unwrap().to_string();
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Server {
-            child,
-            address,
-            _dir: dir,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use iotdb_tests::{TestServer, server_options};
 
 fn cases_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/sql")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sql")
 }
 
 /// Runs one case file and returns the text its `.result` file should hold.
 fn run_case(sql: &str) -> String {
-    let server = Server::start();
-    let mut session = Session::connect(&server.address, "root", "root").unwrap();
+    let server = TestServer::start(server_options!().cores(2)).unwrap();
+    let address = server.address().to_string();
+    let mut session = Session::connect(&address, "root", "root").unwrap();
     let mut out = String::new();
     let mut pending = String::new();
     for line in sql.lines() {
@@ -96,7 +42,10 @@ fn run_case(sql: &str) -> String {
             out.push_str(&statement);
             out.push_str(";\n\n");
             match session.execute(&statement) {
-                Ok(result) => out.push_str(&render_result(&result, OutputFormat::Table, None)),
+                Ok(mut result) => {
+                    mask_address(&mut result, server.address());
+                    out.push_str(&render_result(&result, OutputFormat::Table, None));
+                }
                 Err(error) => {
                     out.push_str(&error.to_string());
                     out.push('\n');
@@ -109,9 +58,22 @@ fn run_case(sql: &str) -> String {
         pending.trim().is_empty(),
         "a statement lacks its ';': {pending}"
     );
-    // The kernel picks the client port: mask it (same width, so tables stay aligned).
-    let port = server.address.rsplit(':').next().unwrap_or_default();
-    out.replace(port, &"P".repeat(port.len()))
+    out
+}
+
+/// The harness picks the server's loopback address and port per run: cells holding them
+/// read `<ip>` and `<port>`, so the tables are the same every run.
+fn mask_address(result: &mut iotdb_net::ResultSet, address: std::net::SocketAddr) {
+    let (ip, port) = (address.ip().to_string(), address.port().to_string());
+    for cell in result.rows.iter_mut().flatten().flatten() {
+        if let iotdb_net::Value::Text(text) = cell {
+            if text.as_ref() == ip.as_bytes() {
+                *text = bytes::Bytes::from_static(b"<ip>");
+            } else if text.as_ref() == port.as_bytes() {
+                *text = bytes::Bytes::from_static(b"<port>");
+            }
+        }
+    }
 }
 
 #[test]
