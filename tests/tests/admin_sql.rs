@@ -289,3 +289,56 @@ fn admin_sql_two_shards() {
 fn admin_sql_with_a_kernel_chosen_port() {
     admin_statements(2, true);
 }
+
+/// The region directories of a server's data regions.
+fn region_dirs(server: &TestServer) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(server.data_dir().join("datanode").join("data")) else {
+        return Vec::new();
+    };
+    entries.flatten().map(|e| e.path()).collect()
+}
+
+#[test]
+fn delete_database_drops_its_regions_and_data() {
+    let server = TestServer::start(server_options!().cores(2)).expect("start");
+    let mut client = server.client().expect("client");
+    insert_some(&mut client, "root.gone.d1", &[("s1", DataType::Double)]);
+    insert_some(&mut client, "root.kept.d1", &[("s1", DataType::Double)]);
+    client.flush(Vec::new()).expect("flush");
+    let before = region_dirs(&server);
+    assert!(before.len() >= 2, "{before:?}");
+
+    sql(&mut client, "DELETE DATABASE root.gone");
+    let after = region_dirs(&server);
+    assert_eq!(
+        after.len(),
+        before.len() - 1,
+        "one region removed: {before:?} -> {after:?}"
+    );
+    let databases = sql(&mut client, "SHOW DATABASES");
+    assert!(rows_where(&databases, "Database", "root.gone").is_empty());
+    assert_eq!(rows_where(&databases, "Database", "root.kept").len(), 1);
+    let error = client
+        .execute_sql("SELECT s1 FROM root.gone.d1")
+        .expect_err("the series went with its database");
+    assert!(
+        matches!(
+            error.status_code(),
+            Some(StatusCode::PATH_NOT_EXIST | StatusCode::DATABASE_NOT_EXIST)
+        ),
+        "{error}"
+    );
+
+    // Writing the same device again starts from nothing.
+    insert_some(&mut client, "root.gone.d1", &[("s1", DataType::Int64)]);
+    let count = sql(&mut client, "SELECT count(s1) FROM root.gone.d1");
+    assert_eq!(
+        cell(&count, 0, "count(root.gone.d1.s1)").as_deref(),
+        Some("1")
+    );
+    let kept = sql(&mut client, "SELECT count(s1) FROM root.kept.d1");
+    assert_eq!(
+        cell(&kept, 0, "count(root.kept.d1.s1)").as_deref(),
+        Some("1")
+    );
+}

@@ -4,7 +4,7 @@
 use iotdb_net::{Status, StatusCode};
 
 use super::control::{ControlAnswer, ControlPlane, engine_type, table_result};
-use crate::confignode::{RegionFilter, Table};
+use crate::confignode::{RegionFilter, RegionGroupKind, Table};
 use crate::schema::MeasurementSchema;
 use crate::sql::{PathNode, PathPattern, Statement, Ttl};
 
@@ -76,11 +76,21 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
             )))
         }
         Statement::DeleteDatabases { patterns } => {
-            plane
+            let before = plane.config_node().route_snapshot();
+            let deleted = plane
                 .config_node()
                 .delete_databases(&patterns)
                 .map_err(config_status)?;
-            done()
+            let mut data_groups = Vec::new();
+            for (group, route) in &before.region_groups {
+                if deleted.contains(&route.database) {
+                    match route.kind {
+                        RegionGroupKind::Data => data_groups.push(group.0),
+                        RegionGroupKind::Schema => plane.drop_schema_region(group.0),
+                    }
+                }
+            }
+            Ok(ControlAnswer::RegionsDropped { data_groups })
         }
         Statement::CountDatabases { pattern } => {
             let shown = plane.config_node().show_databases(false, pattern.as_ref());

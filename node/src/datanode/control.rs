@@ -66,6 +66,10 @@ pub enum ControlAnswer {
     },
     /// Series were deleted: shards drop their schema caches.
     SchemaChanged,
+    /// Databases were deleted: their data regions are closed and removed by their shards.
+    RegionsDropped {
+        data_groups: Vec<u32>,
+    },
     ResultSet(ResultSet),
     /// One list per requested pattern: (device, measurement, type).
     Series(Vec<Vec<(String, String, DataType)>>),
@@ -390,6 +394,17 @@ impl ControlPlane {
                 Some((e.device, e.measurement, data_type))
             })
             .collect()
+    }
+
+    /// Closes and deletes the replica of a schema region group whose database is gone.
+    pub(super) fn drop_schema_region(&mut self, group: u32) {
+        self.schemas.remove(&group);
+        let dir = self.schema_dir(group);
+        if let Err(e) = std::fs::remove_dir_all(&dir)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(group, dir = %dir.display(), error = %e, "removing a dropped schema region failed");
+        }
     }
 
     /// Writes a checkpoint of the ConfigNode state (clean shutdown).

@@ -89,6 +89,11 @@ pub enum Message {
     RegionSizes {
         reply: Reply<Vec<(u32, u64)>>,
     },
+    /// Region groups of deleted databases: close and remove the ones this shard holds.
+    DropRegions {
+        groups: Vec<u32>,
+        reply: Reply<()>,
+    },
     /// A connection whose handshake named this shard.
     Adopt(Box<handler::AdoptedConnection>),
 }
@@ -201,8 +206,49 @@ impl Shard {
         }
     }
 
-    /// TTL changes reach every shard's regions; schema deletions every shard's cache.
+    /// Closes and deletes the regions of `groups` this shard holds (their database is gone).
+    pub async fn drop_regions(&self, groups: &[u32]) {
+        self.clear_schema_cache();
+        for group in groups {
+            let Some(region) = self.regions.borrow_mut().remove(group) else {
+                continue;
+            };
+            if let Err(e) = region.close(false).await {
+                tracing::warn!(group, error = %e, "closing a dropped region failed");
+            }
+            let dir = self.shared.config.region_dir(*group);
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => {
+                    tracing::info!(group, dir = %dir.display(), "dropped the region of a deleted database")
+                }
+                Err(e) => {
+                    tracing::warn!(group, dir = %dir.display(), error = %e, "removing a dropped region failed")
+                }
+            }
+        }
+    }
+
+    /// TTL changes reach every shard's regions; schema deletions every shard's cache;
+    /// deleted databases' regions are dropped by their shards.
     async fn broadcast_side_effects(&self, answer: &Result<ControlAnswer, Status>) {
+        if let Ok(ControlAnswer::RegionsDropped { data_groups }) = answer {
+            for to in 0..self.shared.shard_count {
+                let to = ShardId(to as u16);
+                if to == self.id {
+                    self.drop_regions(data_groups).await;
+                } else {
+                    // Wait for each: the statement returns once the files are gone.
+                    let groups = data_groups.clone();
+                    if let Err(e) = self
+                        .mesh
+                        .request(to, |reply| Message::DropRegions { groups, reply })
+                        .await
+                    {
+                        tracing::warn!(shard = to.0, error = %e, "dropping regions failed");
+                    }
+                }
+            }
+        }
         if let Ok(ControlAnswer::SchemaChanged) = answer {
             for to in 0..self.shared.shard_count {
                 let to = ShardId(to as u16);
@@ -378,6 +424,10 @@ impl Shard {
             Message::SchemaChanged => self.clear_schema_cache(),
             Message::RegionSizes { reply } => {
                 let _ = reply.send(self.region_sizes());
+            }
+            Message::DropRegions { groups, reply } => {
+                self.drop_regions(&groups).await;
+                let _ = reply.send(());
             }
             Message::Control { request, reply } => {
                 self.control_queue.borrow_mut().push((request, reply));
