@@ -45,6 +45,9 @@ pub enum StorageError {
     },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A flush or compaction failed (it is retried; the WAL still holds the data).
+    #[error("background job: {0}")]
+    BackgroundJob(String),
     #[error("region is closed")]
     Closed,
 }

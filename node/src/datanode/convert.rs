@@ -115,9 +115,10 @@ pub fn status_of(error: &StorageError) -> Status {
             StatusCode::ILLEGAL_PARAMETER
         }
         StorageError::UnsupportedAggregation { .. } => StatusCode::EXECUTE_STATEMENT_ERROR,
-        StorageError::Io { .. } | StorageError::Corruption { .. } | StorageError::Closed => {
-            StatusCode::INTERNAL_SERVER_ERROR
-        }
+        StorageError::Io { .. }
+        | StorageError::Corruption { .. }
+        | StorageError::BackgroundJob(_)
+        | StorageError::Closed => StatusCode::INTERNAL_SERVER_ERROR,
     };
     Status::new(code, error.to_string())
 }

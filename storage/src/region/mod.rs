@@ -90,6 +90,20 @@ struct Job<T> {
     cancel: Arc<AtomicBool>,
 }
 
+impl<T> Job<T> {
+    /// The job's result once its thread is done (a thread that died is an error), or
+    /// `None` while it runs.
+    fn try_finish(&mut self, what: &str) -> Option<Result<T>> {
+        match self.receiver.try_recv() {
+            Ok(None) => None,
+            Ok(Some(result)) => Some(result),
+            Err(_) => Some(Err(StorageError::BackgroundJob(format!(
+                "the {what} thread died"
+            )))),
+        }
+    }
+}
+
 struct FlushOutput {
     sequence: u64,
     files: Vec<LiveFile>,
@@ -490,7 +504,7 @@ impl Region {
                     return Ok(());
                 }
                 if let Some(error) = state.last_job_error.take() {
-                    return Err(StorageError::InvalidArgument(format!(
+                    return Err(StorageError::BackgroundJob(format!(
                         "flush failed: {error}"
                     )));
                 }
@@ -509,7 +523,7 @@ impl Region {
             {
                 let mut state = self.state.borrow_mut();
                 if let Some(error) = state.last_job_error.take() {
-                    return Err(StorageError::InvalidArgument(format!(
+                    return Err(StorageError::BackgroundJob(format!(
                         "compaction failed: {error}"
                     )));
                 }
@@ -630,12 +644,12 @@ impl Region {
             {
                 let mut state = self.state.borrow_mut();
                 if let Some(job) = &mut state.flush_job
-                    && !matches!(job.receiver.try_recv(), Ok(None))
+                    && job.try_finish("flush").is_some()
                 {
                     state.flush_job = None;
                 }
                 if let Some((_, job)) = &mut state.compaction_job
-                    && !matches!(job.receiver.try_recv(), Ok(None))
+                    && job.try_finish("compaction").is_some()
                 {
                     state.compaction_job = None;
                 }
@@ -1066,26 +1080,25 @@ impl State {
         }
     }
 
+    /// Passes a job's result through; a failure postpones the next job (a full disk may
+    /// clear).
+    fn retry_later_on_error<T>(&mut self, result: Result<T>) -> Result<T> {
+        if result.is_err() {
+            self.retry_after = Some(Instant::now() + JOB_RETRY_DELAY);
+        }
+        result
+    }
+
     /// Installs a finished flush: manifest first (the commit point), then memory, then WAL.
     fn poll_flush(&mut self, wal: &Wal) -> Result<()> {
         let Some(job) = &mut self.flush_job else {
             return Ok(());
         };
-        let output = match job.receiver.try_recv() {
-            Ok(None) => return Ok(()),
-            Ok(Some(output)) => output,
-            Err(_) => Err(StorageError::InvalidArgument(
-                "the flush thread died".into(),
-            )),
+        let Some(output) = job.try_finish("flush") else {
+            return Ok(());
         };
         self.flush_job = None;
-        let output = match output {
-            Ok(output) => output,
-            Err(e) => {
-                self.retry_after = Some(Instant::now() + JOB_RETRY_DELAY);
-                return Err(e);
-            }
-        };
+        let output = self.retry_later_on_error(output)?;
         let frozen = self
             .frozen
             .front()
@@ -1213,21 +1226,11 @@ impl State {
         let Some((_, job)) = &mut self.compaction_job else {
             return Ok(());
         };
-        let output = match job.receiver.try_recv() {
-            Ok(None) => return Ok(()),
-            Ok(Some(output)) => output,
-            Err(_) => Err(StorageError::InvalidArgument(
-                "the compaction thread died".into(),
-            )),
+        let Some(output) = job.try_finish("compaction") else {
+            return Ok(());
         };
         self.compaction_job = None;
-        let output = match output {
-            Ok(output) => output,
-            Err(e) => {
-                self.retry_after = Some(Instant::now() + JOB_RETRY_DELAY);
-                return Err(e);
-            }
-        };
+        let output = self.retry_later_on_error(output)?;
         let Some(current) = self.files.get(&output.partition) else {
             // The partition expired (TTL) meanwhile: the output is not needed.
             if let Some(out) = output.output {
