@@ -69,8 +69,9 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
     });
     let listeners: Arc<Mutex<Vec<Option<TcpListener>>>> =
         Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
-    let shards = ShardSetBuilder::new()
+        let shards = ShardSetBuilder::new()
         .cores(cores)
+        .pin_to_cores(config.dn_pin_shards_to_cores)
         .start({
             let shared = shared.clone();
             move |context: ShardContext<Message>| {

@@ -161,6 +161,7 @@ impl ShardAwareClient {
                 });
                 groups.entry(key).or_default().push(*index);
             }
+                        let unrouted = groups.contains_key(&None);
             let mut sent = Vec::new();
             let mut failed = Vec::new();
             for (key, indexes) in groups {
@@ -213,7 +214,13 @@ impl ShardAwareClient {
                     }
                 }
             }
-            if failed.is_empty() {
+                        if failed.is_empty() {
+                // The server created partitions for the tablets that had no route: learn
+                // them, so the next writes go straight to their shards. Best effort: the
+                // writes themselves succeeded.
+                if unrouted && let Err(error) = self.refresh_route_table().await {
+                    tracing::debug!(%error, "refreshing the route table after new partitions failed");
+                }
                 return Ok(());
             }
             // Stale or failed: the leader may have moved, refresh before retrying.
