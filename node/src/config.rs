@@ -30,7 +30,7 @@ pub struct ServerConfig {
     pub dn_data_region_consensus_port: u16,
     /// Root of every file the node writes (`confignode/`, `datanode/`).
     pub data_dir: PathBuf,
-        /// Shards (cores) of the DataNode; 0 means every available core.
+    /// Shards (cores) of the DataNode; 0 means every available core.
     pub dn_cores: usize,
     /// Pin each shard's thread to its core. Right on a dedicated machine; on a shared, busy
     /// one a pinned shard must wait for its core, so turning it off can lower latency.
@@ -72,7 +72,7 @@ impl Default for ServerConfig {
             dn_schema_region_consensus_port: 10750,
             dn_data_region_consensus_port: 10760,
             data_dir: PathBuf::from("data"),
-                        dn_cores: 0,
+            dn_cores: 0,
             dn_pin_shards_to_cores: true,
             wal_mode: "sync".into(),
             wal_async_mode_fsync_delay_in_ms: 1000,

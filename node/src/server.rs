@@ -69,7 +69,7 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
     });
     let listeners: Arc<Mutex<Vec<Option<TcpListener>>>> =
         Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
-        let shards = ShardSetBuilder::new()
+    let shards = ShardSetBuilder::new()
         .cores(cores)
         .pin_to_cores(config.dn_pin_shards_to_cores)
         .start({

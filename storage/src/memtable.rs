@@ -14,6 +14,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use crate::types::{DataType, PointColumn, SeriesKey, Tablet, Timestamp, Values};
+use crate::with_values;
+
+/// The smallest capacity a series buffer grows to: small enough for millions of sparse
+/// series, large enough that dense ones skip the tiny sizes.
+const SERIES_CAPACITY_MIN: usize = 16;
 
 /// The points of one series in a memtable.
 #[derive(Clone, Debug)]
@@ -50,10 +55,25 @@ impl SeriesBuffer {
         if !increasing || self.last_time().is_some_and(|last| last >= first) {
             self.sorted = false;
         }
+        self.reserve(rows.len());
         self.points
             .timestamps
             .extend_from_slice(&timestamps[rows.clone()]);
         self.points.values.extend_from(values, rows);
+    }
+
+    /// Makes room for `additional` points, growing to powers of two: a series written in
+    /// runs of 100 holds 1000 points in 1024 slots (Vec's own doubling from 100 would end
+    /// at 1600, and touch twice the fresh memory on the way).
+    fn reserve(&mut self, additional: usize) {
+        let needed = self.points.len() + additional;
+        if needed <= self.points.timestamps.capacity() {
+            return;
+        }
+        let target = needed.next_power_of_two().max(SERIES_CAPACITY_MIN);
+        let len = self.points.len();
+        self.points.timestamps.reserve_exact(target - len);
+        with_values!(&mut self.points.values, v => v.reserve_exact(target - len));
     }
 
     /// Sorts by time, keeping for each repeated timestamp the last-appended (newest) value.

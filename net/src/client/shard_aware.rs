@@ -161,7 +161,7 @@ impl ShardAwareClient {
                 });
                 groups.entry(key).or_default().push(*index);
             }
-                        let unrouted = groups.contains_key(&None);
+            let unrouted = groups.contains_key(&None);
             let mut sent = Vec::new();
             let mut failed = Vec::new();
             for (key, indexes) in groups {
@@ -214,7 +214,7 @@ impl ShardAwareClient {
                     }
                 }
             }
-                        if failed.is_empty() {
+            if failed.is_empty() {
                 // The server created partitions for the tablets that had no route: learn
                 // them, so the next writes go straight to their shards. Best effort: the
                 // writes themselves succeeded.
