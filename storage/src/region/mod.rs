@@ -52,6 +52,9 @@ const JOB_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Ranks of frozen memtables start here: above every file version, below the active one.
 const FROZEN_RANK_BASE: u64 = 1 << 62;
 const ACTIVE_RANK: u64 = u64::MAX;
+/// The largest WAL encoding buffer kept for reuse between writes (a huge tablet's buffer
+/// is freed rather than held).
+const WAL_SCRATCH_BYTES_MAX: usize = 1 << 20;
 
 /// A time source in milliseconds since the epoch (tests inject their own).
 pub type Clock = Rc<dyn Fn() -> Timestamp>;
@@ -163,6 +166,8 @@ struct State {
     flushed_last_time: HashMap<(i64, Arc<str>), Timestamp>,
     last_cache: LastCache,
     next_index: u64,
+    /// Reused buffer for encoding WAL payloads.
+    wal_scratch: Vec<u8>,
     flush_job: Option<Job<FlushOutput>>,
     compaction_job: Option<(i64, Job<CompactionOutput>)>,
     retry_after: Option<Instant>,
@@ -238,6 +243,7 @@ impl Region {
             flushed_last_time: HashMap::new(),
             last_cache: HashMap::new(),
             next_index: manifest.flushed_index + 1,
+            wal_scratch: Vec::new(),
             flush_job: None,
             compaction_job: None,
             retry_after: None,
@@ -314,9 +320,15 @@ impl Region {
             });
         }
         let index = state.next_index;
-        let mut payload = Vec::new();
+        // The encoding buffer is reused from write to write: no allocation per tablet.
+        let mut payload = std::mem::take(&mut state.wal_scratch);
+        payload.clear();
         wal_entry::encode(tablet, &mut payload);
-        if let Err(e) = self.wal.append(index, wal_entry::KIND_TABLET, &payload) {
+        let appended = self.wal.append(index, wal_entry::KIND_TABLET, &payload);
+        if payload.capacity() <= WAL_SCRATCH_BYTES_MAX {
+            state.wal_scratch = payload;
+        }
+        if let Err(e) = appended {
             if let StorageError::ReadOnly(reason) = &e {
                 state.read_only = Some(reason.clone());
             }
