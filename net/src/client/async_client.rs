@@ -14,8 +14,8 @@ use super::{
 use crate::error::{ClientError, NetError};
 use crate::frame::{Frame, Opcode};
 use crate::message::{
-    AggregateQuery, CreateDatabase, Handshake, HandshakeAccepted, RawQuery, Request,
-    ResponsePayload, SeriesSelection, encode_insert_tablets,
+    AggregateQuery, CreateDatabase, HandshakeAccepted, RawQuery, Request, ResponsePayload,
+    SeriesSelection, encode_insert_tablets,
 };
 use crate::partition::RouteTable;
 use crate::result::{ColumnBatch, LastPoint, ResultSet};
@@ -50,21 +50,10 @@ impl AsyncClient {
             stream,
             buffer: BytesMut::new(),
             pending: PendingRequests::default(),
-            accepted: HandshakeAccepted {
-                session_id: 0,
-                data_node_id: 0,
-                shard_id: 0,
-                shard_count: 0,
-                route_table_version: 0,
-            },
+            accepted: super::not_yet_accepted(),
             frame_body_bytes_max: config.frame_body_bytes_max,
         };
-        let request = Request::Handshake(Handshake {
-            user: config.user.clone(),
-            password: config.password.clone(),
-            client_name: config.client_name.clone(),
-            target_shard: config.target_shard,
-        });
+        let request = super::handshake_request(config);
         let request_id = client.send(&request).await?;
         client.accepted = into_handshake(client.receive(request_id).await?)?;
         Ok(client)

@@ -46,6 +46,27 @@ impl Default for ClientConfig {
     }
 }
 
+/// The handshake every connection opens with.
+fn handshake_request(config: &ClientConfig) -> crate::message::Request {
+    crate::message::Request::Handshake(crate::message::Handshake {
+        user: config.user.clone(),
+        password: config.password.clone(),
+        client_name: config.client_name.clone(),
+        target_shard: config.target_shard,
+    })
+}
+
+/// What a client holds until the server has accepted its handshake.
+fn not_yet_accepted() -> HandshakeAccepted {
+    HandshakeAccepted {
+        session_id: 0,
+        data_node_id: 0,
+        shard_id: 0,
+        shard_count: 0,
+        route_table_version: 0,
+    }
+}
+
 fn unexpected(payload: &ResponsePayload) -> ClientError {
     ClientError::Protocol(format!("unexpected payload {payload:?}"))
 }

@@ -3,7 +3,9 @@
 
 use iotdb_net::{Status, StatusCode};
 
-use super::control::{ControlAnswer, ControlPlane, engine_type, table_result};
+use super::control::{
+    ControlAnswer, ControlPlane, config_status, engine_type, schema_status, table_result,
+};
 use crate::confignode::{RegionFilter, RegionGroupKind, Table};
 use crate::schema::MeasurementSchema;
 use crate::sql::{PathNode, PathPattern, Statement, Ttl};
@@ -30,14 +32,6 @@ fn all() -> PathPattern {
 
 fn status(code: i32, message: impl Into<String>) -> Status {
     Status::new(StatusCode(code), message)
-}
-
-fn config_status(e: crate::confignode::ConfigNodeError) -> Status {
-    status(e.status_code(), e.to_string())
-}
-
-fn schema_status(e: crate::schema::SchemaError) -> Status {
-    status(e.status_code(), e.to_string())
 }
 
 /// Executes `statement`; data statements (INSERT, SELECT, DELETE FROM, FLUSH) are served by

@@ -91,11 +91,13 @@ pub struct ControlPlane {
     shard_count: usize,
 }
 
-fn config_status(e: ConfigNodeError) -> Status {
+/// The status a client sees for a ConfigNode error (its IoTDB code).
+pub(super) fn config_status(e: ConfigNodeError) -> Status {
     Status::new(StatusCode(e.status_code()), e.to_string())
 }
 
-fn schema_status(e: SchemaError) -> Status {
+/// The status a client sees for a schema error (its IoTDB code).
+pub(super) fn schema_status(e: SchemaError) -> Status {
     Status::new(StatusCode(e.status_code()), e.to_string())
 }
 
