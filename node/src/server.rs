@@ -44,8 +44,16 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
     let address = config.rpc_socket_address()?;
     // Bind first: with port 0 the kernel picks the port, and the ConfigNode must record
     // (and route clients to) the real one.
-    let listeners = iotdb_runtime::net::reuse_port_listeners(address, cores)
-        .with_context(|| format!("listening on {address}"))?;
+    let listeners = iotdb_runtime::net::shard_listeners(address, cores).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "the client port {address} (dn_rpc_port) is already in use by another process; \
+                 stop it or choose another port"
+            )
+        } else {
+            anyhow::Error::new(e).context(format!("listening on {address}"))
+        }
+    })?;
     let bound = listeners[0].local_addr()?;
     let mut config = config;
     config.dn_rpc_port = bound.port();

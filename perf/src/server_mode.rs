@@ -232,12 +232,86 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
         Target::Endpoints(_) => "endpoints".into(),
     };
     if let Some(server) = &mut server {
+        let points = spec.points() as f64;
         let bytes = dir_bytes(server.data_dir.path());
         report.disk_bytes = Some(bytes);
-        report.bytes_per_point = Some(bytes as f64 / spec.points() as f64);
+        report.bytes_per_point = Some(bytes as f64 / points);
+        report.compaction_settle_seconds = settle_compaction(server.data_dir.path());
+        let bytes = dir_bytes(server.data_dir.path());
+        report.disk_bytes_compacted = Some(bytes);
+        report.bytes_per_point_compacted = Some(bytes as f64 / points);
         server.stop();
     }
     Ok(report)
+}
+
+/// The longest wait for compaction to settle after the final flush. A region compacts a
+/// partition with several files once it has been cold for `compaction_cold_delay` (10 s),
+/// then at its rate limit (64 MiB/s of points per region).
+const COMPACTION_SETTLE_MAX: Duration = Duration::from_secs(300);
+/// How often the data directory is looked at while waiting.
+const COMPACTION_POLL: Duration = Duration::from_millis(250);
+/// How often the wait prints a progress line.
+const COMPACTION_PROGRESS: Duration = Duration::from_secs(5);
+
+/// Waits until every time partition of every region under `dir` is one sealed file (what
+/// compaction leaves once it has nothing more to do), printing progress; returns the
+/// seconds it took, or `None` when [`COMPACTION_SETTLE_MAX`] passed first.
+fn settle_compaction(dir: &Path) -> Option<f64> {
+    let started = Instant::now();
+    let mut last_progress = started;
+    loop {
+        let pending = partitions_with_several_files(dir);
+        if pending == 0 {
+            let seconds = started.elapsed().as_secs_f64();
+            if seconds >= 1.0 {
+                eprintln!("compaction settled in {seconds:.1} s");
+            }
+            return Some(seconds);
+        }
+        if started.elapsed() >= COMPACTION_SETTLE_MAX {
+            eprintln!(
+                "compaction did not settle within {COMPACTION_SETTLE_MAX:?}: {pending} partitions still hold several files"
+            );
+            return None;
+        }
+        if last_progress.elapsed() >= COMPACTION_PROGRESS {
+            last_progress = Instant::now();
+            eprintln!(
+                "waiting for compaction: {pending} partitions hold several files ({:.0} s)",
+                started.elapsed().as_secs_f64()
+            );
+        }
+        std::thread::sleep(COMPACTION_POLL);
+    }
+}
+
+/// How many (region, time partition) pairs under `dir` hold more than one sealed file.
+/// Sealed files are named `<partition>-<seq|unseq>-<id>-L<level>.tsf` in a region's
+/// `sealed/` directory.
+fn partitions_with_several_files(dir: &Path) -> usize {
+    let mut counts: std::collections::HashMap<(std::path::PathBuf, String), usize> =
+        std::collections::HashMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(current) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(path);
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(stem) = name.strip_suffix(".tsf") {
+                // From the right: the partition number itself may be negative.
+                let partition = stem.rsplitn(4, '-').nth(3).unwrap_or_default().to_owned();
+                *counts.entry((current.clone(), partition)).or_default() += 1;
+            }
+        }
+    }
+    counts.values().filter(|&&n| n > 1).count()
 }
 
 /// Bytes of every file under `dir` (data files, WAL, metadata).
@@ -396,60 +470,70 @@ async fn drive(
     eprintln!("verified {verified} points");
     admin.flush(Vec::new()).await.context("flushing")?;
 
-    // Queries.
+    // Queries: one series of each type the workload holds, asked what its type supports.
     let device = spec.device_path(0);
-    let selection = || {
-        vec![SeriesSelection {
-            device: device.clone(),
-            measurements: vec![WorkloadSpec::sensor_name(0)],
-        }]
-    };
     let hour = 3_600_000;
     let end = T0_MS + spec.rows as i64 * spec.interval_ms;
-    let (mut raw, mut group_by, mut last) = (
-        Latencies::default(),
-        Latencies::default(),
-        Latencies::default(),
-    );
-    for _ in 0..options.query_repeat {
-        let t = Instant::now();
-        admin
-            .query_raw(RawQuery {
-                series: selection(),
-                start_time: T0_MS,
-                end_time: T0_MS + hour,
-                limit: None,
-                offset: 0,
-            })
-            .await?;
-        raw.record(t.elapsed());
-        let t = Instant::now();
-        admin
-            .query_aggregate(AggregateQuery {
-                series: selection(),
-                start_time: T0_MS,
-                end_time: end,
-                aggregations: vec![Aggregation::Count, Aggregation::Avg],
-                group_by: Some(GroupByWindow {
+    let targets = workload::query_series(spec);
+    let several_types = targets.len() > 1;
+    let mut queries = Vec::new();
+    for target in &targets {
+        let selection = || {
+            vec![SeriesSelection {
+                device: device.clone(),
+                measurements: vec![WorkloadSpec::sensor_name(target.sensor)],
+            }]
+        };
+        let aggregations = if target.numeric() {
+            vec![Aggregation::Count, Aggregation::Avg]
+        } else {
+            vec![Aggregation::Count, Aggregation::First, Aggregation::Last]
+        };
+        let (mut raw, mut group_by, mut last) = (
+            Latencies::default(),
+            Latencies::default(),
+            Latencies::default(),
+        );
+        for _ in 0..options.query_repeat {
+            let t = Instant::now();
+            admin
+                .query_raw(RawQuery {
+                    series: selection(),
+                    start_time: T0_MS,
+                    end_time: T0_MS + hour,
+                    limit: None,
+                    offset: 0,
+                })
+                .await?;
+            raw.record(t.elapsed());
+            let t = Instant::now();
+            admin
+                .query_aggregate(AggregateQuery {
+                    series: selection(),
                     start_time: T0_MS,
                     end_time: end,
-                    interval_ms: hour,
-                }),
-            })
-            .await?;
-        group_by.record(t.elapsed());
-        let t = Instant::now();
-        admin.query_last(selection()).await?;
-        last.record(t.elapsed());
+                    aggregations: aggregations.clone(),
+                    group_by: Some(GroupByWindow {
+                        start_time: T0_MS,
+                        end_time: end,
+                        interval_ms: hour,
+                    }),
+                })
+                .await?;
+            group_by.record(t.elapsed());
+            let t = Instant::now();
+            admin.query_last(selection()).await?;
+            last.record(t.elapsed());
+        }
+        let label = |name: &str| workload::query_label(name, target, several_types);
+        queries.push((label("raw 1h"), raw.summary()));
+        queries.push((label(target.group_by_label()), group_by.summary()));
+        queries.push((label("last"), last.summary()));
     }
     Ok(Report {
         write: Some(write),
         verified_points: Some(verified),
-        queries: vec![
-            ("raw 1h".into(), raw.summary()),
-            ("count,avg 1h".into(), group_by.summary()),
-            ("last".into(), last.summary()),
-        ],
+        queries,
         ..Report::default()
     })
 }

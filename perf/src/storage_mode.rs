@@ -130,52 +130,72 @@ pub fn run(spec: &WorkloadSpec, options: &StorageOptions) -> anyhow::Result<Repo
         }
         report.verified_points = Some(verified);
 
-        // Flush and compact, then measure the disk.
+        // Flush and compact, measuring the disk after each.
         let t = Instant::now();
         region.flush().await?;
         eprintln!("flushed in {:.3} s", t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        region.compact().await?;
-        eprintln!("compacted in {:.3} s", t.elapsed().as_secs_f64());
         let info = region.info();
         let disk = info.sealed_bytes + info.wal_bytes;
         report.disk_bytes = Some(disk);
         report.bytes_per_point = Some(disk as f64 / points as f64);
+        let t = Instant::now();
+        region.compact().await?;
+        let seconds = t.elapsed().as_secs_f64();
+        eprintln!("compacted in {seconds:.3} s");
+        let info = region.info();
+        let disk = info.sealed_bytes + info.wal_bytes;
+        report.disk_bytes_compacted = Some(disk);
+        report.bytes_per_point_compacted = Some(disk as f64 / points as f64);
+        report.compaction_settle_seconds = Some(seconds);
 
-        // Queries, each repeated.
-        let key = SeriesKey::new(&spec.device_path(0), &WorkloadSpec::sensor_name(0));
+        // Queries, each repeated: one series of each type, asked what its type supports.
         let end = T0_MS + spec.rows as i64 * spec.interval_ms;
         let hour = 3_600_000;
-        let mut raw = Latencies::default();
-        let mut group_by = Latencies::default();
-        let mut last = Latencies::default();
-        for _ in 0..options.query_repeat {
-            let t = Instant::now();
-            let points = region.scan(&key, TimeRange::new(T0_MS, T0_MS + hour))?;
-            raw.record(t.elapsed());
-            std::hint::black_box(points);
-            let t = Instant::now();
-            let rows = region.aggregate(
-                &key,
-                TimeRange::ALL,
-                Some(Windows {
-                    range: TimeRange::new(T0_MS, end),
-                    interval_ms: hour,
-                }),
-                &[Aggregation::Count, Aggregation::Avg],
-            )?;
-            group_by.record(t.elapsed());
-            std::hint::black_box(rows);
-            let t = Instant::now();
-            let point = region.last(&key)?;
-            last.record(t.elapsed());
-            std::hint::black_box(point);
+        let targets = workload::query_series(&spec);
+        let several_types = targets.len() > 1;
+        report.queries.clear();
+        for target in &targets {
+            let key = SeriesKey::new(
+                &spec.device_path(0),
+                &WorkloadSpec::sensor_name(target.sensor),
+            );
+            let aggregations = if target.numeric() {
+                vec![Aggregation::Count, Aggregation::Avg]
+            } else {
+                vec![Aggregation::Count, Aggregation::First, Aggregation::Last]
+            };
+            let mut raw = Latencies::default();
+            let mut group_by = Latencies::default();
+            let mut last = Latencies::default();
+            for _ in 0..options.query_repeat {
+                let t = Instant::now();
+                let points = region.scan(&key, TimeRange::new(T0_MS, T0_MS + hour))?;
+                raw.record(t.elapsed());
+                std::hint::black_box(points);
+                let t = Instant::now();
+                let rows = region.aggregate(
+                    &key,
+                    TimeRange::ALL,
+                    Some(Windows {
+                        range: TimeRange::new(T0_MS, end),
+                        interval_ms: hour,
+                    }),
+                    &aggregations,
+                )?;
+                group_by.record(t.elapsed());
+                std::hint::black_box(rows);
+                let t = Instant::now();
+                let point = region.last(&key)?;
+                last.record(t.elapsed());
+                std::hint::black_box(point);
+            }
+            let label = |name: &str| workload::query_label(name, target, several_types);
+            report.queries.push((label("raw 1h"), raw.summary()));
+            report
+                .queries
+                .push((label(target.group_by_label()), group_by.summary()));
+            report.queries.push((label("last"), last.summary()));
         }
-        report.queries = vec![
-            ("raw 1h".into(), raw.summary()),
-            ("count,avg 1h".into(), group_by.summary()),
-            ("last".into(), last.summary()),
-        ];
         region.close(false).await?;
         // Give the background threads a moment to see the close.
         monoio::time::sleep(Duration::from_millis(1)).await;

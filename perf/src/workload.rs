@@ -43,6 +43,52 @@ impl WorkloadSpec {
     }
 }
 
+/// A series the query phase asks about: the first sensor of device 0 of one type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct QuerySeries {
+    pub sensor: usize,
+    pub data_type: DataType,
+}
+
+impl QuerySeries {
+    /// Whether the numeric aggregates (sum, avg, min, max) are defined on this series;
+    /// BOOLEAN and TEXT series get count, first and last only (as in IoTDB).
+    pub fn numeric(&self) -> bool {
+        self.data_type.is_numeric()
+    }
+
+    /// The name of the windowed aggregate query asked of this series.
+    pub fn group_by_label(&self) -> &'static str {
+        if self.numeric() {
+            "count,avg 1h"
+        } else {
+            "count,first,last 1h"
+        }
+    }
+}
+
+/// One series per sensor type the workload holds (the first sensor of that type), in
+/// type-code order, so the query phase asks each type only what it supports.
+pub fn query_series(spec: &WorkloadSpec) -> Vec<QuerySeries> {
+    let mut series: Vec<QuerySeries> = Vec::new();
+    for (sensor, &data_type) in spec.types.iter().enumerate() {
+        if !series.iter().any(|q| q.data_type == data_type) {
+            series.push(QuerySeries { sensor, data_type });
+        }
+    }
+    series.sort_by_key(|q| q.data_type.code());
+    series
+}
+
+/// The label of a query row: the query's name, and the type when several are asked.
+pub fn query_label(name: &str, series: &QuerySeries, several_types: bool) -> String {
+    if several_types {
+        format!("{name} {}", series.data_type.name())
+    } else {
+        name.to_owned()
+    }
+}
+
 /// Assigns types to `sensors` by the proportions `weights` (iot-benchmark's
 /// `INSERT_DATATYPE_PROPORTION`), in type-code order, deterministically.
 pub fn types_by_proportion(sensors: usize, weights: &[(DataType, u32)]) -> Vec<DataType> {

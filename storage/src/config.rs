@@ -22,6 +22,15 @@ pub const WAL_BATCH_BYTES_MAX: usize = 16 << 20;
 /// The most points in one sealed-file chunk (IoTDB: 100,000 points per chunk).
 pub const CHUNK_POINTS_MAX: usize = 512;
 
+/// How long a partition with several sealed files must go without writes (nothing of it in
+/// a memtable, no flush installed in the region) before it is compacted into one file even
+/// below `compaction_files_trigger`. A partition that stopped receiving data (last week's,
+/// or everything once an ingest ends) is then rewritten once with full-length chunks and
+/// one index, instead of keeping the short chunks and per-file overhead of every flush
+/// (measured: up to 50 % more bytes per point). Long enough not to rewrite a partition
+/// that only paused between flushes.
+pub const COMPACTION_COLD_DELAY_DEFAULT: Duration = Duration::from_secs(10);
+
 /// How WAL writes are made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum WalMode {
@@ -69,6 +78,9 @@ pub struct RegionConfig {
     pub compaction_bytes_per_second: u64,
     /// A partition compacts once it has this many sealed files.
     pub compaction_files_trigger: usize,
+    /// A partition with several files compacts once it has been cold this long
+    /// ([`COMPACTION_COLD_DELAY_DEFAULT`]).
+    pub compaction_cold_delay: Duration,
     /// Time to live in milliseconds, `None` for forever.
     pub ttl_ms: Option<i64>,
 }
@@ -86,6 +98,7 @@ impl Default for RegionConfig {
             compression: Compression::Lz4,
             compaction_bytes_per_second: 64 << 20,
             compaction_files_trigger: 4,
+            compaction_cold_delay: COMPACTION_COLD_DELAY_DEFAULT,
             ttl_ms: None,
         }
     }

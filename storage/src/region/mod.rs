@@ -176,6 +176,11 @@ struct State {
     closed: bool,
     flushes: u64,
     compactions: u64,
+    /// When the last flush was installed: partitions count as cold only after
+    /// `compaction_cold_delay` without one.
+    last_flush_installed: Option<Instant>,
+    /// Set while [`Region::compact`] runs: cold partitions qualify at once.
+    compact_requested: bool,
 }
 
 /// A handle on an open region. Clones share the region.
@@ -252,6 +257,8 @@ impl Region {
             closed: false,
             flushes: 0,
             compactions: 0,
+            last_flush_installed: None,
+            compact_requested: false,
         };
         for entry in &manifest.files {
             let file = Arc::new(SealedFile::open(&sealed_dir.join(entry.file_name()))?);
@@ -529,8 +536,18 @@ impl Region {
         }
     }
 
-    /// Runs compaction now on every eligible partition and waits for it.
+    /// Runs compaction now on every eligible partition, cold ones without waiting for
+    /// `compaction_cold_delay`, and waits for it.
     pub async fn compact(&self) -> Result<()> {
+        /// Clears the request however the wait ends (returned or dropped).
+        struct Requested<'a>(&'a RefCell<State>);
+        impl Drop for Requested<'_> {
+            fn drop(&mut self) {
+                self.0.borrow_mut().compact_requested = false;
+            }
+        }
+        self.state.borrow_mut().compact_requested = true;
+        let _requested = Requested(&self.state);
         loop {
             {
                 let mut state = self.state.borrow_mut();
@@ -1148,21 +1165,43 @@ impl State {
         }
         self.frozen.pop_front();
         self.flushes += 1;
+        self.last_flush_installed = Some(Instant::now());
         wal.remove_segments_below(self.manifest.flushed_index + 1)?;
         Ok(())
     }
 
-    /// The partition compaction should work on next, if any: one with an unsequence file,
-    /// or with at least `compaction_files_trigger` files.
+    /// The partition compaction should work on next, if any: one with several files of
+    /// which one is unsequence, or at least `compaction_files_trigger` of them, or which
+    /// has gone cold ([`State::is_cold`]).
     fn eligible_partition(&self) -> Option<i64> {
         self.files
             .iter()
-            .find(|(_, files)| {
+            .find(|&(&partition, files)| {
                 files.len() >= 2
                     && (files.len() >= self.config.compaction_files_trigger
-                        || files.iter().any(|f| f.entry.kind == FileKind::Unsequence))
+                        || files.iter().any(|f| f.entry.kind == FileKind::Unsequence)
+                        || self.is_cold(partition))
             })
             .map(|(&p, _)| p)
+    }
+
+    /// Whether `partition` takes no writes now: nothing of it in the active or a frozen
+    /// memtable, and no flush installed for `compaction_cold_delay` (no delay while
+    /// [`Region::compact`] runs).
+    fn is_cold(&self, partition: i64) -> bool {
+        let delay = if self.compact_requested {
+            Duration::ZERO
+        } else {
+            self.config.compaction_cold_delay
+        };
+        !self.active.partitions.contains_key(&partition)
+            && self
+                .frozen
+                .iter()
+                .all(|f| !f.memtable.partitions.contains_key(&partition))
+            && self
+                .last_flush_installed
+                .is_none_or(|installed| installed.elapsed() >= delay)
     }
 
     fn start_compaction(&mut self) {
