@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub memtable_flush_bytes: usize,
     /// Memtable bytes per region past which writes are rejected (606) until flushes catch up.
     pub memtable_bytes_max: usize,
+    /// Milliseconds a time partition with several sealed files must take no writes before
+    /// it is compacted into one file (see `iotdb_storage::config::COMPACTION_COLD_DELAY_DEFAULT`).
+    pub compaction_cold_delay_in_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             dn_rpc_max_concurrent_client_num: 1000,
             memtable_flush_bytes: region.memtable_flush_bytes,
             memtable_bytes_max: region.memtable_bytes_max,
+            compaction_cold_delay_in_ms: region.compaction_cold_delay.as_millis() as u64,
         }
     }
 }
@@ -230,6 +234,7 @@ impl ServerConfig {
             time_partition_interval_ms,
             memtable_flush_bytes: self.memtable_flush_bytes,
             memtable_bytes_max: self.memtable_bytes_max,
+            compaction_cold_delay: Duration::from_millis(self.compaction_cold_delay_in_ms),
             ttl_ms,
             ..RegionConfig::default()
         }
