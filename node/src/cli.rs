@@ -48,6 +48,7 @@ pub fn main() -> anyhow::Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(iotdb_runtime::log_colours())
         .init();
     let Cli {
         role: Role::Standalone(flags),

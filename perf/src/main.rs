@@ -9,6 +9,7 @@ mod progress;
 mod report;
 mod server_mode;
 mod storage_mode;
+mod verify;
 mod workload;
 
 use std::path::PathBuf;
@@ -176,6 +177,7 @@ fn main() -> anyhow::Result<()> {
                     .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
             )
             .with_writer(std::io::stderr)
+            .with_ansi(iotdb_runtime::log_colours())
             .init();
         let config = iotdb_node::config::ServerConfig {
             data_dir,

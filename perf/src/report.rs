@@ -69,17 +69,40 @@ pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
 /// and arm64.
 const USER_HZ: f64 = 100.0;
 
-/// The write phase's figures.
+/// The write phase's figures, ingest only and through the flush.
 #[derive(Clone, Debug, Serialize)]
 pub struct WriteResult {
     pub points: u64,
     pub requests: u64,
     pub errors: u64,
+    /// Until the last write was acknowledged (the data in WAL and memtables).
+    pub ingest: Phase,
+    /// Until every point was in sealed files: the ingest plus the final flush (sealing,
+    /// encoding, file fsyncs). The figure to compare with stores that compress as they
+    /// ingest.
+    pub with_flush: Phase,
+    pub latency: LatencySummary,
+}
+
+/// Wall time and server CPU of one stretch of the run.
+#[derive(Clone, Debug, Serialize)]
+pub struct Phase {
     pub seconds: f64,
     pub points_per_second: f64,
     pub server_cpu_seconds: Option<f64>,
     pub points_per_server_cpu_second: Option<f64>,
-    pub latency: LatencySummary,
+}
+
+impl Phase {
+    pub fn new(points: u64, elapsed: Duration, cpu: Option<f64>) -> Phase {
+        let seconds = elapsed.as_secs_f64();
+        Phase {
+            seconds,
+            points_per_second: points as f64 / seconds.max(1e-9),
+            server_cpu_seconds: cpu,
+            points_per_server_cpu_second: cpu.map(|c| points as f64 / c.max(1e-9)),
+        }
+    }
 }
 
 impl WriteResult {
@@ -87,22 +110,31 @@ impl WriteResult {
         points: u64,
         requests: u64,
         errors: u64,
-        elapsed: Duration,
-        cpu: Option<f64>,
+        ingest: Phase,
+        with_flush: Phase,
         latency: &Latencies,
     ) -> WriteResult {
-        let seconds = elapsed.as_secs_f64();
         WriteResult {
             points,
             requests,
             errors,
-            seconds,
-            points_per_second: points as f64 / seconds.max(1e-9),
-            server_cpu_seconds: cpu,
-            points_per_server_cpu_second: cpu.map(|c| points as f64 / c.max(1e-9)),
+            ingest,
+            with_flush,
             latency: latency.summary(),
         }
     }
+}
+
+/// How much the clients kept in flight.
+#[derive(Clone, Debug, Serialize)]
+pub struct Concurrency {
+    pub clients: usize,
+    /// Connections each client holds (one per shard of the server).
+    pub connections_per_client: usize,
+    /// Requests each client keeps in flight over its connections.
+    pub pipeline: usize,
+    /// `clients × pipeline`: write requests in flight at once.
+    pub requests_in_flight: usize,
 }
 
 /// Everything one run measured, for `--json`.
@@ -110,8 +142,17 @@ impl WriteResult {
 pub struct Report {
     pub mode: String,
     pub workload: serde_json::Value,
+    /// The headline: points per second through the flush to sealed files.
+    pub points_per_second: Option<f64>,
+    /// The headline: points per server CPU-second through the flush to sealed files.
+    pub points_per_server_cpu_second: Option<f64>,
     pub write: Option<WriteResult>,
+    pub concurrency: Option<Concurrency>,
+    /// Points whose series matched the generator (count, time range, value checksum)
+    /// after the flush.
     pub verified_points: Option<u64>,
+    /// The same after a restart of the server (or a reopen of the region).
+    pub verified_after_restart: Option<u64>,
     /// Every byte of the data directory right after the final flush.
     pub disk_bytes: Option<u64>,
     pub bytes_per_point: Option<f64>,
@@ -122,6 +163,15 @@ pub struct Report {
     /// its bound and the compacted figure is what the directory held then.
     pub compaction_settle_seconds: Option<f64>,
     pub queries: Vec<(String, LatencySummary)>,
+}
+
+impl Report {
+    /// Records the write figures and copies the through-the-flush ones to the headline.
+    pub fn set_write(&mut self, write: WriteResult) {
+        self.points_per_second = Some(write.with_flush.points_per_second);
+        self.points_per_server_cpu_second = write.with_flush.points_per_server_cpu_second;
+        self.write = Some(write);
+    }
 }
 
 fn fmt_rate(v: f64) -> String {
@@ -152,16 +202,20 @@ impl Report {
             "points/server-cpu-s"
         );
         if let Some(w) = &self.write {
-            println!(
-                "{:<12} {:>14} {:>12} {:>10} {:>12.3} {:>16} {:>18}",
-                "write",
-                w.points,
-                w.requests,
-                w.errors,
-                w.seconds,
-                fmt_rate(w.points_per_second),
-                w.points_per_server_cpu_second.map_or("-".into(), fmt_rate)
-            );
+            for (name, phase) in [("write", &w.ingest), ("write+flush", &w.with_flush)] {
+                println!(
+                    "{:<12} {:>14} {:>12} {:>10} {:>12.3} {:>16} {:>18}",
+                    name,
+                    w.points,
+                    w.requests,
+                    w.errors,
+                    phase.seconds,
+                    fmt_rate(phase.points_per_second),
+                    phase
+                        .points_per_server_cpu_second
+                        .map_or("-".into(), fmt_rate)
+                );
+            }
         }
         println!(
             "---------------------------------------- Latency Matrix (ms) -----------------------------------"
@@ -184,8 +238,19 @@ impl Report {
         println!(
             "------------------------------------------------------------------------------------------------"
         );
+        if let Some(c) = &self.concurrency {
+            println!(
+                "concurrency: {} clients x {} connections (one per shard), {} requests in flight per client = {} write requests in flight",
+                c.clients, c.connections_per_client, c.pipeline, c.requests_in_flight
+            );
+        }
         if let Some(v) = self.verified_points {
-            println!("verified points: {v}");
+            println!(
+                "verified points: {v} (count, time range and value checksum of every series, after the flush)"
+            );
+        }
+        if let Some(v) = self.verified_after_restart {
+            println!("verified points after a restart: {v}");
         }
         if let (Some(bytes), Some(per_point)) = (self.disk_bytes, self.bytes_per_point) {
             println!("bytes on disk after flush: {bytes} ({per_point:.3} bytes/point)");
@@ -203,12 +268,22 @@ impl Report {
             }
         }
         if let Some(w) = &self.write {
-            if let (Some(cpu), Some(per_cpu)) =
-                (w.server_cpu_seconds, w.points_per_server_cpu_second)
-            {
-                println!("server cpu: {cpu:.2} s ({per_cpu:.0} points per server CPU-second)");
+            if let (Some(cpu), Some(per_cpu)) = (
+                w.ingest.server_cpu_seconds,
+                w.ingest.points_per_server_cpu_second,
+            ) {
+                println!(
+                    "server cpu, ingest only: {cpu:.2} s ({per_cpu:.0} points per server CPU-second)"
+                );
             }
-            println!("points/s: {:.0}", w.points_per_second);
+            println!("points/s ingest only: {:.0}", w.ingest.points_per_second);
+            if let Some(cpu) = w.with_flush.server_cpu_seconds {
+                println!("server cpu with flush: {cpu:.2} s");
+            }
+            if let Some(per_cpu) = w.with_flush.points_per_server_cpu_second {
+                println!("points per server CPU-second with flush: {per_cpu:.0}");
+            }
+            println!("points/s: {:.0}", w.with_flush.points_per_second);
         }
     }
 }

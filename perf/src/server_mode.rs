@@ -18,12 +18,14 @@ use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use iotdb_net::{
     AggregateQuery, Aggregation, AsyncClient, ClientConfig, ClientError, CreateDatabase,
-    GroupByWindow, Opcode, RawQuery, RouteTable, SeriesSelection, StatusCode, TypedColumn, Value,
+    GroupByWindow, Opcode, RawQuery, RouteTable, SeriesSelection, StatusCode, TypedColumn,
     WireColumn, WireTablet,
 };
 use iotdb_storage::Values;
 
-use crate::report::{self, Latencies, Report, WriteResult};
+use crate::progress::Progress;
+use crate::report::{self, Concurrency, Latencies, Phase, Report, WriteResult};
+use crate::verify::{self, Expected};
 use crate::workload::{self, T0_MS, WorkloadSpec};
 
 /// How a server is reached.
@@ -53,61 +55,45 @@ struct EmbeddedServer {
     child: Child,
     address: SocketAddr,
     data_dir: tempfile::TempDir,
+    cores: Option<usize>,
+    wal_mode: String,
 }
 
 impl EmbeddedServer {
     fn start(cores: Option<usize>, wal_mode: &str) -> anyhow::Result<EmbeddedServer> {
         let data_dir = tempfile::tempdir().context("creating the server's data directory")?;
-        let exe = std::env::current_exe().context("finding this executable")?;
-        let mut command = Command::new(exe);
-        command
-            .arg("serve")
-            .arg("--data-dir")
-            .arg(data_dir.path())
-            .args([
-                "--rpc-address",
-                "127.0.0.1",
-                "--rpc-port",
-                "0",
-                "--wal-mode",
-                wal_mode,
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(cores) = cores {
-            command.arg("--cores").arg(cores.to_string());
-        }
-        let mut child = command.spawn().context("starting the embedded server")?;
-        let stdout = child.stdout.take().context("the server's stdout")?;
-        let mut lines = BufReader::new(stdout).lines();
-        let address = loop {
-            let Some(line) = lines.next() else {
-                let status = child.wait()?;
-                bail!("the embedded server exited ({status}) before it was ready");
-            };
-            let line = line?;
-            if let Some(rest) = line.strip_prefix(iotdb_node::server::READY_LINE_PREFIX) {
-                let address = rest.split_whitespace().next().unwrap_or_default();
-                break address
-                    .parse::<SocketAddr>()
-                    .with_context(|| format!("server address in {line:?}"))?;
-            }
-        };
-        // Keep draining stdout so the server never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        eprintln!("embedded server pid {} on {address}", child.id());
+        let (child, address) = spawn_server(data_dir.path(), cores, wal_mode)?;
         Ok(EmbeddedServer {
             child,
             address,
             data_dir,
+            cores,
+            wal_mode: wal_mode.to_owned(),
         })
     }
 
+    /// Stops the server cleanly and starts it again on the same data directory (on a new
+    /// port).
+    fn restart(&mut self) -> anyhow::Result<()> {
+        self.stop();
+        let (child, address) = spawn_server(self.data_dir.path(), self.cores, &self.wal_mode)?;
+        self.child = child;
+        self.address = address;
+        Ok(())
+    }
+
+    /// SIGTERM (a clean stop: every region flushed), then SIGKILL after a minute. Does
+    /// nothing once the process has exited.
     fn stop(&mut self) {
+        if let Ok(Some(_)) = self.child.try_wait() {
+            return;
+        }
         let pid = self.child.id();
         let _ = Command::new("kill")
             .arg("-TERM")
             .arg(pid.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status();
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
@@ -125,6 +111,53 @@ impl Drop for EmbeddedServer {
     fn drop(&mut self) {
         self.stop();
     }
+}
+
+/// Starts `iotdb-perf serve` on `data_dir` and waits for its ready line.
+fn spawn_server(
+    data_dir: &Path,
+    cores: Option<usize>,
+    wal_mode: &str,
+) -> anyhow::Result<(Child, SocketAddr)> {
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let mut command = Command::new(exe);
+    command
+        .arg("serve")
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args([
+            "--rpc-address",
+            "127.0.0.1",
+            "--rpc-port",
+            "0",
+            "--wal-mode",
+            wal_mode,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if let Some(cores) = cores {
+        command.arg("--cores").arg(cores.to_string());
+    }
+    let mut child = command.spawn().context("starting the embedded server")?;
+    let stdout = child.stdout.take().context("the server's stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let address = loop {
+        let Some(line) = lines.next() else {
+            let status = child.wait()?;
+            bail!("the embedded server exited ({status}) before it was ready");
+        };
+        let line = line?;
+        if let Some(rest) = line.strip_prefix(iotdb_node::server::READY_LINE_PREFIX) {
+            let address = rest.split_whitespace().next().unwrap_or_default();
+            break address
+                .parse::<SocketAddr>()
+                .with_context(|| format!("server address in {line:?}"))?;
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    eprintln!("embedded server pid {} on {address}", child.id());
+    Ok((child, address))
 }
 
 /// The wire tablet of a generated request.
@@ -194,7 +227,9 @@ impl ShardClient {
 /// Runs the workload against the target and returns its figures.
 pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Report> {
     eprintln!("generating {} points ...", spec.points());
-    let requests: Vec<Prepared> = workload::generate(spec)
+    let generated = workload::generate(spec);
+    let expected = Rc::new(Expected::of(spec, &generated));
+    let requests: Vec<Prepared> = generated
         .into_iter()
         .map(|r| {
             let wire = to_wire(&r.tablet);
@@ -222,11 +257,14 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
         .enable_timer()
         .build()
         .context("building the client runtime")?;
-    let spec_owned = spec.clone();
-    let options_owned = options.clone();
-    let mut report = runtime.block_on(async move {
-        drive(&spec_owned, &options_owned, address, requests, server_pid).await
-    })?;
+    let mut report = runtime.block_on(drive(
+        spec,
+        options,
+        address,
+        requests,
+        server_pid,
+        expected.clone(),
+    ))?;
     report.mode = match &options.target {
         Target::Embedded { .. } => "embedded".into(),
         Target::Endpoints(_) => "endpoints".into(),
@@ -240,10 +278,64 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
         let bytes = dir_bytes(server.data_dir.path());
         report.disk_bytes_compacted = Some(bytes);
         report.bytes_per_point_compacted = Some(bytes as f64 / points);
+        // What a restart reads back (sealed files, WAL replay) must match as well.
+        server.restart().context("restarting the embedded server")?;
+        let address = server.address;
+        let verified = runtime.block_on(async {
+            let mut admin = AsyncClient::connect(address, &client_config(options, None))
+                .await
+                .with_context(|| format!("connecting to {address} after the restart"))?;
+            verify_all(&mut admin, spec, &expected).await
+        })?;
+        eprintln!("verified {verified} points after a restart");
+        report.verified_after_restart = Some(verified);
         server.stop();
     }
     Ok(report)
 }
+
+/// Reads every series of the workload back (one raw query per device) and checks its
+/// count, time range and value checksum against the generator's; returns the points
+/// verified. A mismatch is an error.
+async fn verify_all(
+    admin: &mut AsyncClient,
+    spec: &WorkloadSpec,
+    expected: &Expected,
+) -> anyhow::Result<u64> {
+    let measurements: Vec<String> = (0..spec.sensors).map(WorkloadSpec::sensor_name).collect();
+    let mut verified = 0u64;
+    for d in 0..spec.devices {
+        let device = spec.device_path(d);
+        let batches = admin
+            .query_raw(RawQuery {
+                series: vec![SeriesSelection {
+                    device: device.clone(),
+                    measurements: measurements.clone(),
+                }],
+                start_time: i64::MIN,
+                end_time: i64::MAX,
+                limit: None,
+                offset: 0,
+            })
+            .await
+            .with_context(|| format!("reading {device} back"))?;
+        let digests = verify::digest_batches(&batches, &measurements)
+            .with_context(|| format!("reading {device} back"))?;
+        for (sensor, digest) in digests.iter().enumerate() {
+            verified += expected.check(&device, sensor, digest)?;
+        }
+    }
+    if verified != spec.points() {
+        bail!(
+            "verified {verified} points, the workload wrote {}",
+            spec.points()
+        );
+    }
+    Ok(verified)
+}
+
+/// Repeats of the cross-series query at most (it reads the whole workload each time).
+const CROSS_SERIES_REPEAT_MAX: usize = 10;
 
 /// The longest wait for compaction to settle after the final flush. A region compacts a
 /// partition with several files once it has been cold for `compaction_cold_delay` (10 s),
@@ -335,6 +427,7 @@ async fn drive(
     address: SocketAddr,
     requests: Vec<Prepared>,
     server_pid: Option<u32>,
+    expected: Rc<Expected>,
 ) -> anyhow::Result<Report> {
     let mut admin = AsyncClient::connect(address, &client_config(options, None))
         .await
@@ -352,7 +445,7 @@ async fn drive(
         Err(e) => return Err(e).context("creating the database"),
     }
 
-    // Write.
+    // Write, then flush: the timed window ends when every point is in sealed files.
     let route = Rc::new(RefCell::new(
         admin
             .fetch_route_table(0)
@@ -371,14 +464,17 @@ async fn drive(
                 .context("connecting a client")?,
         );
     }
+    let pipeline = options.pipeline.max(1);
+    let concurrency = Concurrency {
+        clients: clients.len(),
+        connections_per_client: clients.first().map_or(0, |c| c.connections.len()),
+        pipeline,
+        requests_in_flight: clients.len() * pipeline,
+    };
     let cpu_before = server_pid.and_then(report::process_cpu_seconds);
     let started = Instant::now();
-    let points_done = Rc::new(Cell::new(0u64));
-    let progress = monoio::spawn(crate::progress::report(
-        "write",
-        points_done.clone(),
-        spec.points(),
-    ));
+    let progress = Progress::start("write", spec.points());
+    let points_done = progress.counter();
     let mut tasks = Vec::new();
     for client in clients {
         let (requests, next, errors, latencies, route, points_done) = (
@@ -389,7 +485,6 @@ async fn drive(
             route.clone(),
             points_done.clone(),
         );
-        let pipeline = options.pipeline.max(1);
         tasks.push(monoio::spawn(async move {
             write_client(
                 client,
@@ -407,68 +502,38 @@ async fn drive(
     for task in tasks {
         task.await?;
     }
-    let elapsed = started.elapsed();
-    points_done.set(spec.points());
-    progress.await;
-    let cpu = match (cpu_before, server_pid.and_then(report::process_cpu_seconds)) {
+    let ingest_elapsed = started.elapsed();
+    let ingest_cpu = server_pid.and_then(report::process_cpu_seconds);
+    progress.finish(ingest_elapsed).await;
+    if errors.get() > 0 {
+        bail!("{} write requests failed", errors.get());
+    }
+    admin.flush(Vec::new()).await.context("flushing")?;
+    let flush_elapsed = started.elapsed();
+    let flush_cpu = server_pid.and_then(report::process_cpu_seconds);
+    let cpu_since = |after: Option<f64>| match (cpu_before, after) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
     };
     let latencies = latencies.borrow().clone();
+    let points = spec.points();
     let write = WriteResult::new(
-        spec.points(),
+        points,
         requests.len() as u64,
         errors.get(),
-        elapsed,
-        cpu,
+        Phase::new(points, ingest_elapsed, cpu_since(ingest_cpu)),
+        Phase::new(points, flush_elapsed, cpu_since(flush_cpu)),
         &latencies,
     );
     eprintln!(
-        "wrote {} points in {:.3} s",
-        spec.points(),
-        elapsed.as_secs_f64()
+        "wrote {points} points in {:.3} s, {:.3} s through the flush",
+        ingest_elapsed.as_secs_f64(),
+        flush_elapsed.as_secs_f64()
     );
-    if errors.get() > 0 {
-        bail!("{} write requests failed", errors.get());
-    }
 
-    // Verify: every series holds every row.
-    let mut verified = 0u64;
-    for d in 0..spec.devices {
-        let device = spec.device_path(d);
-        let measurements: Vec<String> = (0..spec.sensors).map(WorkloadSpec::sensor_name).collect();
-        let batches = admin
-            .query_aggregate(AggregateQuery {
-                series: vec![SeriesSelection {
-                    device: device.clone(),
-                    measurements: measurements.clone(),
-                }],
-                start_time: i64::MIN,
-                end_time: i64::MAX,
-                aggregations: vec![Aggregation::Count],
-                group_by: None,
-            })
-            .await
-            .with_context(|| format!("counting {device}"))?;
-        let batch = batches
-            .first()
-            .ok_or_else(|| anyhow!("no count for {device}"))?;
-        for (column, measurement) in batch.columns.iter().zip(&measurements) {
-            let count = match column.values.get(0) {
-                Some(Value::Int64(c)) => c as u64,
-                other => bail!("count of {device}.{measurement} is {other:?}"),
-            };
-            if count != spec.rows as u64 {
-                bail!(
-                    "{device}.{measurement} holds {count} points, not {}",
-                    spec.rows
-                );
-            }
-            verified += count;
-        }
-    }
+    // Verify every series: count, time range and values.
+    let verified = verify_all(&mut admin, spec, &expected).await?;
     eprintln!("verified {verified} points");
-    admin.flush(Vec::new()).await.context("flushing")?;
 
     // Queries: one series of each type the workload holds, asked what its type supports.
     let device = spec.device_path(0);
@@ -530,12 +595,48 @@ async fn drive(
         queries.push((label(target.group_by_label()), group_by.summary()));
         queries.push((label("last"), last.summary()));
     }
-    Ok(Report {
-        write: Some(write),
+    // Across series: count and avg per hour of every numeric series of every device (the
+    // whole workload when every sensor is numeric), in one request.
+    let numeric: Vec<String> = (0..spec.sensors)
+        .filter(|&s| spec.types[s].is_numeric())
+        .map(WorkloadSpec::sensor_name)
+        .collect();
+    if !numeric.is_empty() {
+        let series: Vec<SeriesSelection> = (0..spec.devices)
+            .map(|d| SeriesSelection {
+                device: spec.device_path(d),
+                measurements: numeric.clone(),
+            })
+            .collect();
+        let mut across = Latencies::default();
+        for _ in 0..options.query_repeat.min(CROSS_SERIES_REPEAT_MAX) {
+            let t = Instant::now();
+            admin
+                .query_aggregate(AggregateQuery {
+                    series: series.clone(),
+                    start_time: T0_MS,
+                    end_time: end,
+                    aggregations: vec![Aggregation::Count, Aggregation::Avg],
+                    group_by: Some(GroupByWindow {
+                        start_time: T0_MS,
+                        end_time: end,
+                        interval_ms: hour,
+                    }),
+                })
+                .await
+                .context("the cross-series GROUP BY")?;
+            across.record(t.elapsed());
+        }
+        queries.push(("count,avg 1h all series".into(), across.summary()));
+    }
+    let mut report = Report {
+        concurrency: Some(concurrency),
         verified_points: Some(verified),
         queries,
         ..Report::default()
-    })
+    };
+    report.set_write(write);
+    Ok(report)
 }
 
 /// One client's share of the writes: takes requests from the shared counter, sends each to

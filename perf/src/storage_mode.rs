@@ -7,11 +7,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use iotdb_storage::{
-    Aggregation, Region, RegionConfig, SeriesKey, TimeRange, Value, WalMode, Windows,
-};
+use iotdb_storage::{Aggregation, Region, RegionConfig, SeriesKey, TimeRange, WalMode, Windows};
 
-use crate::report::{self, Latencies, Report, WriteResult};
+use crate::report::{self, Latencies, Phase, Report, WriteResult};
+use crate::verify::{self, Expected};
 use crate::workload::{self, T0_MS, WorkloadSpec};
 
 /// Options of the storage mode.
@@ -30,6 +29,7 @@ pub struct StorageOptions {
 pub fn run(spec: &WorkloadSpec, options: &StorageOptions) -> anyhow::Result<Report> {
     eprintln!("generating {} points ...", spec.points());
     let requests = workload::generate(spec);
+    let expected = Expected::of(spec, &requests);
     let temp = tempfile::tempdir().context("creating a temporary directory")?;
     let dir = options
         .data_dir
@@ -46,7 +46,7 @@ pub fn run(spec: &WorkloadSpec, options: &StorageOptions) -> anyhow::Result<Repo
         .build()
         .context("building the monoio runtime")?;
     runtime.block_on(async move {
-        let region = Region::open(&dir, config).context("opening the region")?;
+        let region = Region::open(&dir, config.clone()).context("opening the region")?;
         let mut report = Report {
             mode: "storage".into(),
             ..Report::default()
@@ -93,47 +93,40 @@ pub fn run(spec: &WorkloadSpec, options: &StorageOptions) -> anyhow::Result<Repo
         for task in tasks {
             task.await;
         }
-        let elapsed = started.elapsed();
-        let cpu = match (cpu_before, report::process_cpu_seconds(std::process::id())) {
+        let ingest_elapsed = started.elapsed();
+        let ingest_cpu = report::process_cpu_seconds(std::process::id());
+        // The timed window ends when every point is in sealed files.
+        region.flush().await?;
+        let flush_elapsed = started.elapsed();
+        let flush_cpu = report::process_cpu_seconds(std::process::id());
+        let cpu_since = |after: Option<f64>| match (cpu_before, after) {
             (Some(a), Some(b)) => Some(b - a),
             _ => None,
         };
         let points = spec.points();
         let latencies = latencies.borrow().clone();
-        report.write = Some(WriteResult::new(
+        report.set_write(WriteResult::new(
             points,
             requests.len() as u64,
             errors.get(),
-            elapsed,
-            cpu,
+            Phase::new(points, ingest_elapsed, cpu_since(ingest_cpu)),
+            Phase::new(points, flush_elapsed, cpu_since(flush_cpu)),
             &latencies,
         ));
-        eprintln!("wrote {points} points in {:.3} s", elapsed.as_secs_f64());
-
-        // Verify: every series holds every row.
-        let mut verified = 0u64;
-        for d in 0..spec.devices {
-            for s in 0..spec.sensors {
-                let key = SeriesKey::new(&spec.device_path(d), &WorkloadSpec::sensor_name(s));
-                let rows = region
-                    .aggregate(&key, TimeRange::ALL, None, &[Aggregation::Count])?
-                    .with_context(|| format!("series {key} is missing"))?;
-                let count = match rows[0].values[0] {
-                    Some(Value::Int64(c)) => c as u64,
-                    ref other => bail!("count of {key} is {other:?}"),
-                };
-                if count != spec.rows as u64 {
-                    bail!("series {key} holds {count} points, not {}", spec.rows);
-                }
-                verified += count;
-            }
+        eprintln!(
+            "wrote {points} points in {:.3} s, {:.3} s through the flush",
+            ingest_elapsed.as_secs_f64(),
+            flush_elapsed.as_secs_f64()
+        );
+        if errors.get() > 0 {
+            bail!("{} writes failed", errors.get());
         }
+
+        // Verify every series: count, time range and values.
+        let verified = verify_region(&region, &spec, &expected)?;
         report.verified_points = Some(verified);
 
-        // Flush and compact, measuring the disk after each.
-        let t = Instant::now();
-        region.flush().await?;
-        eprintln!("flushed in {:.3} s", t.elapsed().as_secs_f64());
+        // Measure the disk after the flush and after compaction.
         let info = region.info();
         let disk = info.sealed_bytes + info.wal_bytes;
         report.disk_bytes = Some(disk);
@@ -196,9 +189,36 @@ pub fn run(spec: &WorkloadSpec, options: &StorageOptions) -> anyhow::Result<Repo
                 .push((label(target.group_by_label()), group_by.summary()));
             report.queries.push((label("last"), last.summary()));
         }
+        region.close(true).await?;
+        // What a reopen reads back (sealed files, WAL replay) must match as well.
+        let region = Region::open(&dir, config).context("reopening the region")?;
+        report.verified_after_restart = Some(verify_region(&region, &spec, &expected)?);
         region.close(false).await?;
         // Give the background threads a moment to see the close.
         monoio::time::sleep(Duration::from_millis(1)).await;
         Ok(report)
     })
+}
+
+/// Scans every series of the workload from `region` and checks it against the generator;
+/// returns the points verified.
+fn verify_region(region: &Region, spec: &WorkloadSpec, expected: &Expected) -> anyhow::Result<u64> {
+    let mut verified = 0u64;
+    for d in 0..spec.devices {
+        let device = spec.device_path(d);
+        for s in 0..spec.sensors {
+            let key = SeriesKey::new(&device, &WorkloadSpec::sensor_name(s));
+            let points = region
+                .scan(&key, TimeRange::ALL)?
+                .with_context(|| format!("series {key} is missing"))?;
+            verified += expected.check(&device, s, &verify::digest_points(&points))?;
+        }
+    }
+    if verified != spec.points() {
+        bail!(
+            "verified {verified} points, the workload wrote {}",
+            spec.points()
+        );
+    }
+    Ok(verified)
 }

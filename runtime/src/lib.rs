@@ -71,4 +71,6 @@ pub use error::{Full, RuntimeError};
 pub use mesh::{MeshEndpoint, Reply};
 pub use monoio::spawn;
 pub use shard::{DriverKind, ShardContext, ShardId, ShardSet, ShardSetBuilder, StopSignal};
-pub use thread::{available_cores, current_thread_name, set_current_thread_name, tune_allocator};
+pub use thread::{
+    available_cores, current_thread_name, log_colours, set_current_thread_name, tune_allocator,
+};

@@ -9,6 +9,14 @@ pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
 }
 
+/// Whether log lines on stderr may carry ANSI colour escapes: only on a terminal, and not
+/// when `NO_COLOR` is set (<https://no-color.org>). Logs written to a file or a pipe stay
+/// plain text.
+pub fn log_colours() -> bool {
+    use std::io::IsTerminal;
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Sets the calling thread's name as `ps`, `top -H` and `perf` show it.
 ///
 /// Shard threads are named `shard-i` when spawned; this is for threads a binary creates by
