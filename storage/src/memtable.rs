@@ -20,6 +20,15 @@ use crate::with_values;
 /// series, large enough that dense ones skip the tiny sizes.
 const SERIES_CAPACITY_MIN: usize = 16;
 
+/// What a memtable holds per series besides its point buffers: the map entry (key and
+/// buffer headers) with the hash table's control byte and spare slots (hashbrown keeps at
+/// most 7/8 of its slots full). Counted in the memory budget, so a flood of new series of
+/// one point each is held to the budget too, not only bulky ones.
+const SERIES_ENTRY_BYTES: usize = std::mem::size_of::<(Arc<str>, SeriesBuffer)>() * 8 / 7 + 1;
+/// The same per device and side of a partition: its entry and its series map's header.
+const DEVICE_ENTRY_BYTES: usize =
+    std::mem::size_of::<(Arc<str>, HashMap<Arc<str>, SeriesBuffer>)>() * 8 / 7 + 1;
+
 /// The points of one series in a memtable.
 #[derive(Clone, Debug)]
 pub struct SeriesBuffer {
@@ -224,14 +233,20 @@ impl Memtable {
             };
             let device = match table.devices.get_mut(&tablet.device) {
                 Some(d) => d,
-                None => table.devices.entry(tablet.device.clone()).or_default(),
+                None => {
+                    self.heap_bytes += DEVICE_ENTRY_BYTES;
+                    table.devices.entry(tablet.device.clone()).or_default()
+                }
             };
             for column in &tablet.columns {
                 let buffer = match device.get_mut(&column.measurement) {
                     Some(b) => b,
-                    None => device
-                        .entry(column.measurement.clone())
-                        .or_insert_with(|| SeriesBuffer::new(column.values.data_type())),
+                    None => {
+                        self.heap_bytes += SERIES_ENTRY_BYTES;
+                        device
+                            .entry(column.measurement.clone())
+                            .or_insert_with(|| SeriesBuffer::new(column.values.data_type()))
+                    }
                 };
                 let before = buffer.heap_bytes();
                 match &column.nulls {
@@ -348,6 +363,33 @@ mod tests {
                 nulls,
             }],
         }
+    }
+
+    #[test]
+    fn the_budget_counts_every_new_series_and_device() {
+        let mut m = Memtable::default();
+        let devices = 1000;
+        for d in 0..devices {
+            m.apply(
+                &tablet(&format!("root.db.d{d}"), &[1], &[1.0], None),
+                |_| 0,
+                |_, _| Side::Sequence,
+            );
+        }
+        let buffers = SERIES_CAPACITY_MIN * 16; // timestamps and doubles
+        assert_eq!(
+            m.heap_bytes(),
+            devices * (DEVICE_ENTRY_BYTES + SERIES_ENTRY_BYTES + buffers)
+        );
+        assert!(SERIES_ENTRY_BYTES > std::mem::size_of::<SeriesBuffer>());
+        // Writing again to known series adds no entry overhead.
+        let before = m.heap_bytes();
+        m.apply(
+            &tablet("root.db.d0", &[2], &[2.0], None),
+            |_| 0,
+            |_, _| Side::Sequence,
+        );
+        assert_eq!(m.heap_bytes(), before);
     }
 
     #[test]

@@ -342,6 +342,7 @@ impl Region {
             return Err(e);
         }
         state.next_index += 1;
+        state.register_types(tablet);
         state.apply(tablet);
         if state.active.heap_bytes() >= state.config.memtable_flush_bytes {
             state.freeze(index);
@@ -690,7 +691,27 @@ impl Region {
 }
 
 /// Deletes files in `sealed/` that the manifest does not name (crashed flush/compaction).
+/// Deletes nothing until every file the manifest names is known to exist: a manifest that
+/// names a missing file means the disk lost something (a compaction output whose directory
+/// entry was not durable, a file removed by hand), and deleting the files it does not name
+/// could then destroy the only remaining copy of that data (the compaction's inputs).
 fn remove_orphans(sealed_dir: &Path, manifest: &Manifest) -> Result<()> {
+    for entry in &manifest.files {
+        let path = sealed_dir.join(entry.file_name());
+        match std::fs::symlink_metadata(&path) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StorageError::Corruption {
+                    path: path.clone(),
+                    offset: 0,
+                    reason: "the manifest names this sealed file but it does not exist; \
+                             no file of the region was deleted"
+                        .into(),
+                });
+            }
+            Err(e) => return Err(StorageError::io("check sealed file", &path, e)),
+        }
+    }
     let known: std::collections::HashSet<String> =
         manifest.files.iter().map(FileEntry::file_name).collect();
     let entries = std::fs::read_dir(sealed_dir)
@@ -780,6 +801,18 @@ impl State {
     fn replay(&mut self, records: Vec<WalRecord>) -> Result<()> {
         let mut replayed = 0usize;
         for record in records {
+            // A kind this build does not know is not skipped: its write would be lost
+            // silently (a newer version's record, or damage the checksum missed).
+            if record.kind != deletion::KIND_DELETE && record.kind != wal_entry::KIND_TABLET {
+                return Err(StorageError::corruption(
+                    self.dir.join("wal"),
+                    record.index,
+                    format!(
+                        "record {} has unknown kind {}; refusing to replay past it",
+                        record.index, record.kind
+                    ),
+                ));
+            }
             self.next_index = self.next_index.max(record.index + 1);
             if record.index <= self.manifest.flushed_index {
                 continue;
@@ -796,9 +829,6 @@ impl State {
                 replayed += 1;
                 continue;
             }
-            if record.kind != wal_entry::KIND_TABLET {
-                continue;
-            }
             let tablet = wal_entry::decode(&record.payload).map_err(|e| {
                 StorageError::corruption(
                     self.dir.join("wal"),
@@ -807,6 +837,7 @@ impl State {
                 )
             })?;
             self.check_types(&tablet)?;
+            self.register_types(&tablet);
             self.apply(&tablet);
             replayed += 1;
         }
@@ -816,34 +847,44 @@ impl State {
         Ok(())
     }
 
-    /// Checks every column's type against its series and registers new series. Checks all
-    /// columns before registering any, so a rejected tablet leaves nothing behind.
-    fn check_types(&mut self, tablet: &Tablet) -> Result<()> {
-        let known = self.types.get(&tablet.device);
-        let mut new_series = false;
+    /// Checks every column's type against its series. Registers nothing: new series are
+    /// registered by [`State::register_types`] once the write is logged, so a tablet
+    /// refused later (overload, a WAL failure) leaves no type behind.
+    fn check_types(&self, tablet: &Tablet) -> Result<()> {
+        let Some(known) = self.types.get(&tablet.device) else {
+            return Ok(());
+        };
         for column in &tablet.columns {
             let actual = column.values.data_type();
-            match known.and_then(|m| m.get(&column.measurement)) {
-                Some(&expected) if expected != actual => {
-                    return Err(StorageError::TypeMismatch {
-                        series: format!("{}.{}", tablet.device, column.measurement),
-                        expected,
-                        actual,
-                    });
-                }
-                Some(_) => {}
-                None => new_series = true,
-            }
-        }
-        if new_series {
-            let series = self.types.entry(tablet.device.clone()).or_default();
-            for column in &tablet.columns {
-                series
-                    .entry(column.measurement.clone())
-                    .or_insert(column.values.data_type());
+            if let Some(&expected) = known.get(&column.measurement)
+                && expected != actual
+            {
+                return Err(StorageError::TypeMismatch {
+                    series: format!("{}.{}", tablet.device, column.measurement),
+                    expected,
+                    actual,
+                });
             }
         }
         Ok(())
+    }
+
+    /// Registers the series of a checked and logged tablet that are new.
+    fn register_types(&mut self, tablet: &Tablet) {
+        let known = self.types.get(&tablet.device);
+        if tablet
+            .columns
+            .iter()
+            .all(|c| known.is_some_and(|m| m.contains_key(&c.measurement)))
+        {
+            return;
+        }
+        let series = self.types.entry(tablet.device.clone()).or_default();
+        for column in &tablet.columns {
+            series
+                .entry(column.measurement.clone())
+                .or_insert(column.values.data_type());
+        }
     }
 
     fn apply(&mut self, tablet: &Tablet) {
@@ -1245,6 +1286,13 @@ impl State {
             .spawn(move || {
                 let result = compaction::merge_files(&inputs, &path, options, rate, &job_cancel)
                     .and_then(|written| {
+                        // The output's directory entry must be durable before the manifest
+                        // names it and the inputs are deleted.
+                        if written.is_some()
+                            && let Some(sealed) = path.parent()
+                        {
+                            manifest::sync_dir(sealed)?;
+                        }
                         let output = match written {
                             Some(_) => Some(LiveFile {
                                 entry,
