@@ -260,6 +260,18 @@ impl ServerConfig {
 mod tests {
     use super::*;
 
+    /// A tablet as large as the wire allows is logged as one WAL record: the frame limit
+    /// of client connections stays below the WAL's record limit, with room for the WAL
+    /// entry's own encoding (a quarter more than the frame).
+    #[test]
+    fn any_legal_frame_fits_one_wal_record() {
+        let frame = crate::datanode::handler::connection_limits().frame_body_bytes_max as usize;
+        assert!(
+            frame + frame / 4 <= iotdb_storage::config::WAL_RECORD_PAYLOAD_BYTES_MAX,
+            "frames of {frame} bytes may not fit a WAL record"
+        );
+    }
+
     #[test]
     fn defaults_are_valid_and_toml_overrides_them() {
         ServerConfig::default().validate().unwrap();

@@ -44,16 +44,7 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
     let address = config.rpc_socket_address()?;
     // Bind first: with port 0 the kernel picks the port, and the ConfigNode must record
     // (and route clients to) the real one.
-    let listeners = iotdb_runtime::net::shard_listeners(address, cores).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AddrInUse {
-            anyhow::anyhow!(
-                "the client port {address} (dn_rpc_port) is already in use by another process; \
-                 stop it or choose another port"
-            )
-        } else {
-            anyhow::Error::new(e).context(format!("listening on {address}"))
-        }
-    })?;
+    let listeners = bind_client_port(address, cores)?;
     let bound = listeners[0].local_addr()?;
     let mut config = config;
     config.dn_rpc_port = bound.port();
@@ -132,6 +123,47 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// How long a start waits for its client port to be released before giving up. A process
+/// that just died (a crash, SIGKILL, a quick restart) may hold its listening socket a
+/// little longer: io_uring tears its rings down after the process exits, and requests
+/// still pending on the socket keep it open until then.
+const PORT_RELEASE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// Pause between two attempts to bind a port in use.
+const PORT_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Binds the client port exclusively (see `iotdb_runtime::net::shard_listeners`), waiting
+/// up to [`PORT_RELEASE_WAIT`] while another process holds it, then failing with a message
+/// naming the address.
+fn bind_client_port(
+    address: std::net::SocketAddr,
+    cores: usize,
+) -> anyhow::Result<Vec<TcpListener>> {
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    let mut told = false;
+    loop {
+        match iotdb_runtime::net::shard_listeners(address, cores) {
+            Ok(listeners) => return Ok(listeners),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                if std::time::Instant::now() >= deadline {
+                    bail!(
+                        "the client port {address} (dn_rpc_port) is already in use by another \
+                         process; stop it or choose another port"
+                    );
+                }
+                if !told {
+                    told = true;
+                    tracing::warn!(
+                        %address,
+                        "the client port is in use; waiting up to {PORT_RELEASE_WAIT:?} for it to be released"
+                    );
+                }
+                std::thread::sleep(PORT_RETRY_PAUSE);
+            }
+            Err(e) => return Err(anyhow::Error::new(e).context(format!("listening on {address}"))),
+        }
+    }
 }
 
 async fn shard_main(

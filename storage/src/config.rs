@@ -19,6 +19,13 @@ pub const WAL_SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 /// The most bytes one group commit writes at once; more waits for the next write.
 pub const WAL_BATCH_BYTES_MAX: usize = 16 << 20;
 
+/// The largest payload of one WAL record, so the largest write a region takes whole. Above
+/// the 64 MiB frame body the wire protocol accepts (a tablet's WAL encoding is about its
+/// wire size), so any tablet a client may legally send is logged as one record, atomically,
+/// never refused for its size. A batch holding a record larger than `WAL_BATCH_BYTES_MAX`
+/// is written on its own, and its buffer is not kept for reuse.
+pub const WAL_RECORD_PAYLOAD_BYTES_MAX: usize = 96 << 20;
+
 /// The most points in one sealed-file chunk (IoTDB: 100,000 points per chunk).
 pub const CHUNK_POINTS_MAX: usize = 512;
 

@@ -129,7 +129,10 @@ async fn write_batch(
         );
         state.written_index = batch.last_index;
         state.check_invariants();
-        if state.spare_buffers.len() < super::log::SPARE_BUFFERS_MAX {
+        // A buffer grown past a normal batch by one huge record is freed, not kept.
+        if state.spare_buffers.len() < super::log::SPARE_BUFFERS_MAX
+            && buffer.capacity() <= crate::config::WAL_BATCH_BYTES_MAX
+        {
             buffer.clear();
             state.spare_buffers.push(buffer);
         }

@@ -23,10 +23,10 @@ pub const SEGMENT_HEADER_BYTES: usize = 16;
 /// Bytes of a record's header (checksum, length, index, kind, reserved).
 pub const RECORD_HEADER_BYTES: usize = 20;
 
-/// The largest payload of one record: a record must fit in one group-commit batch
-/// (`config::WAL_BATCH_BYTES_MAX`), together with a segment header when it opens a segment.
-pub const RECORD_PAYLOAD_BYTES_MAX: usize =
-    crate::config::WAL_BATCH_BYTES_MAX - RECORD_HEADER_BYTES - SEGMENT_HEADER_BYTES;
+/// The largest payload of one record (`config::WAL_RECORD_PAYLOAD_BYTES_MAX`, with its why).
+/// A record larger than a group-commit batch (`config::WAL_BATCH_BYTES_MAX`) is a batch of
+/// its own.
+pub const RECORD_PAYLOAD_BYTES_MAX: usize = crate::config::WAL_RECORD_PAYLOAD_BYTES_MAX;
 
 /// Appends a segment header to `buffer`.
 pub fn encode_segment_header(buffer: &mut Vec<u8>) {

@@ -376,6 +376,33 @@ fn one_tick_of_appends_is_one_write_and_one_fsync() {
 }
 
 #[test]
+fn a_record_larger_than_a_batch_is_written_whole_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    // Larger than a group-commit batch, as a 20 MiB tablet (a legal frame) is.
+    let huge: Vec<u8> = (0..crate::config::WAL_BATCH_BYTES_MAX + (4 << 20))
+        .map(|i| (i % 251) as u8)
+        .collect();
+    block_on(async {
+        let (wal, _) = Wal::open(&wal_dir, options(WalMode::Sync, 64 << 20)).unwrap();
+        wal.append(1, 0, b"before").unwrap();
+        wal.append(2, 0, &huge).unwrap();
+        wal.append(3, 0, b"after").unwrap();
+        wal.wait_durable(3).await.unwrap();
+        wal.close().await.unwrap();
+
+        let (_wal, records) = Wal::open(&wal_dir, options(WalMode::Sync, 64 << 20)).unwrap();
+        assert_eq!(records.len(), 3);
+        assert_eq!(&records[0].payload[..], b"before");
+        assert!(
+            records[1].payload[..] == huge[..],
+            "the huge record changed"
+        );
+        assert_eq!(&records[2].payload[..], b"after");
+    });
+}
+
+#[test]
 fn a_batch_is_capped_at_the_batch_limit() {
     let storage = MemoryStorage::new();
     block_on(async {
