@@ -19,7 +19,7 @@ use bytes::Bytes;
 use super::{LogError, Record, RecordLog};
 use crate::io::{Env, Node, NodeId, TimerId};
 use crate::sim::{
-    ChaosConfig, DiskConfig, NetworkConfig, SimConfig, SimDisk, Simulation, check_seeds,
+    ChaosConfig, DiskConfig, NetworkConfig, SimConfig, SimDisk, Simulation, Writeback, check_seeds,
 };
 
 const APPEND: TimerId = TimerId(1);
@@ -235,6 +235,7 @@ fn config() -> SimConfig {
         capacity_bytes: 64 * 1024 * 1024,
         writeback_probability: 0.6,
         torn_write_probability: 0.5,
+        writeback: Writeback::InOrder,
     };
     config.chaos = ChaosConfig {
         interval_ms: 20,

@@ -46,7 +46,24 @@ pub struct DiskConfig {
     /// At a crash, probability that the change after the surviving prefix is torn:
     /// partly on disk instead of absent.
     pub torn_write_probability: f64,
+    /// How unsynced writes reach the platter at a crash.
+    pub writeback: Writeback,
 }
+
+/// The order in which a crash lets unsynced writes of one file survive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Writeback {
+    /// A prefix of the writes, in order, the last one maybe torn (the default). This is
+    /// the model the WAL's recovery rule assumes.
+    InOrder,
+    /// Each 4 KiB page of each unsynced write survives or not on its own, in any order,
+    /// as a kernel's page writeback and a drive's cache allow. A later page can be on disk
+    /// while an earlier one is not.
+    PagesAnyOrder,
+}
+
+/// Page size of `Writeback::PagesAnyOrder`.
+pub const PAGE_BYTES: u64 = 4096;
 
 impl DiskConfig {
     /// A disk that never fails (a crash still loses what was not synced).
@@ -58,6 +75,7 @@ impl DiskConfig {
             capacity_bytes: u64::MAX,
             writeback_probability: 0.0,
             torn_write_probability: 0.0,
+            writeback: Writeback::InOrder,
         }
     }
 
@@ -70,6 +88,7 @@ impl DiskConfig {
             capacity_bytes: 64 * 1024 * 1024,
             writeback_probability: 0.5,
             torn_write_probability: 0.5,
+            writeback: Writeback::InOrder,
         }
     }
 }
@@ -132,6 +151,8 @@ struct DiskState {
     inodes: BTreeMap<u64, Inode>,
     next_inode: u64,
     stats: DiskStats,
+    /// Print injected faults to stderr (`SIM_TRACE`).
+    trace: bool,
 }
 
 /// A handle to one node's simulated disk (one directory).
@@ -156,6 +177,28 @@ fn apply(image: &mut Vec<u8>, op: &DataOp) {
                 usize::try_from(*len).expect("simulated files fit in memory"),
                 0,
             );
+        }
+    }
+}
+
+/// A change split at page boundaries (a truncate stays whole).
+fn pages(op: &DataOp) -> Vec<DataOp> {
+    match op {
+        DataOp::Truncate { .. } => vec![op.clone()],
+        DataOp::Write { offset, data } => {
+            let mut pieces = Vec::new();
+            let mut start = 0usize;
+            while start < data.len() {
+                let at = offset + start as u64;
+                let room = (PAGE_BYTES - at % PAGE_BYTES) as usize;
+                let end = (start + room).min(data.len());
+                pieces.push(DataOp::Write {
+                    offset: at,
+                    data: data[start..end].to_vec(),
+                });
+                start = end;
+            }
+            pieces
         }
     }
 }
@@ -189,6 +232,7 @@ impl SimDisk {
                 inodes: BTreeMap::new(),
                 next_inode: 1,
                 stats: DiskStats::default(),
+                trace: std::env::var_os(super::trace::TRACE_ENV).is_some_and(|value| value != "0"),
             })),
             incarnation: 0,
         }
@@ -231,7 +275,19 @@ impl SimDisk {
         let live: std::collections::BTreeSet<u64> = state.names.values().copied().collect();
         state.inodes.retain(|inode, _| live.contains(inode));
 
+        let trace = state.trace;
         for inode in state.inodes.values_mut() {
+            if state.config.writeback == Writeback::PagesAnyOrder {
+                for op in std::mem::take(&mut inode.pending) {
+                    for page in pages(&op) {
+                        if state.rng.chance(writeback) {
+                            apply(&mut inode.durable, &page);
+                        }
+                    }
+                }
+                inode.volatile = inode.durable.clone();
+                continue;
+            }
             let kept = (0..inode.pending.len())
                 .take_while(|_| state.rng.chance(writeback))
                 .count();
@@ -244,6 +300,12 @@ impl SimDisk {
             {
                 state.stats.torn_writes += 1;
                 let prefix = state.rng.below(data.len() as u64) as usize;
+                if trace {
+                    eprintln!(
+                        "sim disk: crash tears a {}-byte write at {offset} after {prefix} bytes",
+                        data.len()
+                    );
+                }
                 let torn_data = if state.rng.chance(0.5) {
                     data[..prefix].to_vec()
                 } else {
@@ -322,6 +384,9 @@ impl DiskState {
         let full = self.used_bytes().saturating_add(growth) > self.config.capacity_bytes;
         if full || self.rng.chance(self.config.no_space_probability) {
             self.stats.no_space += 1;
+            if self.trace {
+                eprintln!("sim disk: {op} {name}: injected ENOSPC");
+            }
             return Err(DiskError::NoSpace {
                 op,
                 name: name.to_string(),
@@ -349,6 +414,9 @@ impl DiskState {
             return None;
         }
         self.stats.sync_failures += 1;
+        if self.trace {
+            eprintln!("sim disk: {op} {name}: injected EIO");
+        }
         Some(DiskError::Io {
             op,
             name: name.to_string(),
@@ -445,6 +513,9 @@ impl Disk for SimDisk {
                 if lose && !inode.pending.is_empty() {
                     inode.pending.clear();
                     state.stats.lost_on_sync_failure += 1;
+                    if state.trace {
+                        eprintln!("sim disk: the failed fsync of {name} lost its unsynced writes");
+                    }
                 }
                 return Err(error);
             }

@@ -45,7 +45,7 @@ mod trace;
 #[cfg(test)]
 mod tests;
 
-pub use disk::{DiskConfig, DiskStats, SimDisk};
+pub use disk::{DiskConfig, DiskStats, PAGE_BYTES, SimDisk, Writeback};
 pub use network::{NetworkConfig, NetworkStats, SimNetwork};
 pub use rng::SimRng;
 pub use scheduler::{ChaosConfig, Factory, SimConfig, SimError, Simulation};
