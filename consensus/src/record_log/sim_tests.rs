@@ -218,7 +218,12 @@ impl Node for LogNode {
             match log.sync() {
                 Ok(durable) => model.acknowledge(self.id, durable),
                 Err(LogError::ReadOnly { .. }) => model.read_only_skips += 1,
-                Err(LogError::Disk { .. }) => model.commit_failures += 1,
+                Err(LogError::Disk { .. }) => {
+                    model.commit_failures += 1;
+                    if !log.is_read_only() && !self.retry_after_sync_failure {
+                        model.violate(format!("{}: a failed fsync left the log writable", self.id));
+                    }
+                }
                 Err(error) => model.violate(format!("{}: sync: {error}", self.id)),
             }
         }

@@ -171,6 +171,8 @@ pub struct Simulation<N: Node> {
     factory: Factory<N>,
     trace: Trace,
     chaos_enabled: bool,
+    /// A Chaos event is queued (so re-enabling chaos never starts a second chain).
+    chaos_queued: bool,
 }
 
 impl<N: Node> std::fmt::Debug for Simulation<N> {
@@ -278,6 +280,7 @@ impl<N: Node> Simulation<N> {
             slots,
             factory: Box::new(factory),
             trace: Trace::new(),
+            chaos_queued: false,
         };
         for index in 0..simulation.slots.len() {
             simulation.schedule(
@@ -289,6 +292,7 @@ impl<N: Node> Simulation<N> {
         }
         if simulation.chaos_enabled {
             let first = simulation.config.chaos.interval_ms;
+            simulation.chaos_queued = true;
             simulation.schedule(first, Event::Chaos);
         }
         simulation
@@ -343,17 +347,18 @@ impl<N: Node> Simulation<N> {
     /// Stops (or resumes) the injected crashes and partitions; a pending restart still
     /// happens. Heals the network when stopping.
     pub fn set_chaos(&mut self, enabled: bool) {
-        let was = self.chaos_enabled;
         self.chaos_enabled = enabled && self.config.chaos.interval_ms > 0;
         if !self.chaos_enabled {
             self.network.heal();
-        } else if !was {
+        } else if !self.chaos_queued {
+            self.chaos_queued = true;
             let at = self.now_ms + self.config.chaos.interval_ms;
             self.schedule(at, Event::Chaos);
         }
     }
 
-    /// Crashes node `id` now (if it is up); it stays down until [`Simulation::restart`].
+    /// Crashes node `id` now (if it is up). It stays down until [`Simulation::restart`],
+    /// or until a restart that chaos queued before comes due.
     pub fn crash(&mut self, id: NodeId) {
         self.crash_node(id);
     }
@@ -524,6 +529,7 @@ impl<N: Node> Simulation<N> {
     }
 
     fn chaos(&mut self) {
+        self.chaos_queued = false;
         if !self.chaos_enabled {
             return;
         }
@@ -565,6 +571,7 @@ impl<N: Node> Simulation<N> {
                 .record(&[6, now_ms], || format!("{now_ms:>6} ms heal"));
             self.network.heal();
         }
+        self.chaos_queued = true;
         self.schedule(now_ms + chaos.interval_ms, Event::Chaos);
     }
 

@@ -454,3 +454,34 @@ fn page_writeback_can_persist_a_later_page_without_an_earlier_one() {
     }
     assert!(out_of_order > 0);
 }
+
+/// Does nothing: a run of silent nodes has only the scheduler's own events.
+struct Silent;
+
+impl Node for Silent {
+    fn on_start(&mut self, _: &mut dyn Env) {}
+    fn on_message(&mut self, _: &mut dyn Env, _: NodeId, _: Bytes) {}
+    fn on_timer(&mut self, _: &mut dyn Env, _: TimerId) {}
+}
+
+#[test]
+fn toggling_chaos_keeps_one_chain_of_decisions() {
+    let mut config = SimConfig::reliable(2);
+    config.chaos = ChaosConfig {
+        interval_ms: 10,
+        ..ChaosConfig::none()
+    };
+    let mut sim = Simulation::new(9, config, |_, _| Silent);
+    sim.run_until(5).expect("bounded");
+    assert_eq!(sim.steps(), 2, "the two starts");
+    sim.set_chaos(false);
+    sim.set_chaos(true);
+    sim.set_chaos(false);
+    sim.set_chaos(true);
+    sim.run_until(1_000).expect("bounded");
+    assert_eq!(
+        sim.steps(),
+        2 + 100,
+        "one chaos decision every 10 ms, not two"
+    );
+}
