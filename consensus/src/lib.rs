@@ -13,6 +13,8 @@
 //! - [`rpc`]: request/response correlation by id over any `Transport`, with typed timeouts.
 //! - [`record_log`]: a small checksummed, group-committed log over any `Disk`, with the
 //!   WAL's recovery rules; the pattern the storage WAL and the Raft log store follow.
+//! - [`atomic_file`]: a small file replaced whole (temp, fsync, rename, fsync directory):
+//!   the Raft hard state, snapshot metadata, a node's persisted id.
 //!
 //! Nothing here opens a socket or reads the system clock on its own: the drivers pass those
 //! in, so the same code runs on a shard and in the simulator. See `SIMULATOR.md` beside this
@@ -20,6 +22,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod atomic_file;
 pub mod io;
 pub mod limits;
 pub mod record_log;
