@@ -26,7 +26,7 @@
 //! ```
 //!
 //! A failing seed panics with the command that replays it alone, e.g.
-//! `SIM_SEED=1234 cargo test --release -p iotdb-consensus --lib -- --exact
+//! `SIM_SEED=1234 cargo test --release -p iotdb-consensus -- --exact
 //! record_log::sim_tests::acknowledged_records_survive_crashes`; add `SIM_TRACE=1` to print
 //! every event. `SIM_SEEDS=<n>` runs more seeds, `SIM_SEED_BASE=<n>` other ones.
 //!

@@ -48,14 +48,20 @@ pub fn seeds_from_env() -> Result<Vec<u64>, String> {
 }
 
 /// The command that replays `seed` of the test `name` in `module` (`module_path!()`).
+///
+/// The package is the one `cargo test` is running (`CARGO_PKG_NAME` at run time), else
+/// the crate name of `module` with `_` read as `-`; so a simulated test in another crate
+/// (the ConfigNode's, in `node`) prints its own replay command. No `--lib`: the command
+/// finds the test in unit and integration test targets alike.
 pub fn replay_command(module: &str, name: &str, seed: u64) -> String {
-    let path = module.split_once("::").map_or("", |(_, rest)| rest);
+    let (krate, path) = module.split_once("::").unwrap_or((module, ""));
     let test = if path.is_empty() {
         name.to_string()
     } else {
         format!("{path}::{name}")
     };
-    format!("{SEED_ENV}={seed} cargo test --release -p iotdb-consensus --lib -- --exact {test}")
+    let package = std::env::var("CARGO_PKG_NAME").unwrap_or_else(|_| krate.replace('_', "-"));
+    format!("{SEED_ENV}={seed} cargo test --release -p {package} -- --exact {test}")
 }
 
 /// Runs `run` for every seed of the environment; on the first failure, panics with the
@@ -86,7 +92,7 @@ mod tests {
     fn replay_command_names_the_test_and_seed() {
         assert_eq!(
             replay_command("iotdb_consensus::sim::tests", "determinism", 7),
-            "SIM_SEED=7 cargo test --release -p iotdb-consensus --lib -- --exact sim::tests::determinism"
+            "SIM_SEED=7 cargo test --release -p iotdb-consensus -- --exact sim::tests::determinism"
         );
     }
 

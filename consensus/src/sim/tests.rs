@@ -485,3 +485,14 @@ fn toggling_chaos_keeps_one_chain_of_decisions() {
         "one chaos decision every 10 ms, not two"
     );
 }
+
+#[test]
+fn crash_at_crashes_at_the_given_time() {
+    let (mut sim, _) = chatter_sim(2, SimConfig::reliable(2));
+    sim.crash_at(NodeId(1), 50);
+    sim.run_until(49).expect("bounded");
+    assert!(sim.is_up(NodeId(1)));
+    sim.run_until(50).expect("bounded");
+    assert!(!sim.is_up(NodeId(1)));
+    assert!(sim.is_up(NodeId(0)));
+}
