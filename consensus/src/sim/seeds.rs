@@ -10,6 +10,7 @@
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
+use super::trace::TRACE_ENV;
 use crate::limits::{SIM_SEEDS_DEFAULT, SIM_SEEDS_MAX};
 
 /// Replays one seed.
@@ -80,7 +81,10 @@ pub fn check_seeds(module: &str, name: &str, mut run: impl FnMut(u64) -> Result<
                 .unwrap_or_else(|| "panic with a non-text payload".to_string()),
         };
         let command = replay_command(module, name, seed);
-        panic!("simulation failed at seed {seed}: {reason}\nreplay with:\n  {command}");
+        panic!(
+            "simulation failed at seed {seed}: {reason}\nreplay with:\n  {command}\n\
+             (prefix {TRACE_ENV}=1 and add --nocapture to print every event)"
+        );
     }
 }
 
