@@ -1,0 +1,63 @@
+//! Named limits of the consensus crate, gathered in one place with the reason for each.
+//!
+//! Every queue, batch and loop in this crate — the simulator's included — is bounded by a
+//! constant from here or by a field of a config whose default comes from here.
+
+/// Largest payload one `Transport::send` carries.
+///
+/// Why 16 MiB: it matches the order of `net`'s largest frame, so a state machine that works
+/// in the simulator never builds a message the real transport refuses; replication batches
+/// and snapshot chunks are cut well below it.
+pub const TRANSPORT_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// Requests one `rpc::Rpc` keeps waiting for a response at once.
+///
+/// Why 1024: a node has a handful of peers and pipelines a few batches to each; more than
+/// this in flight means a peer stopped answering and the caller should back off
+/// (`RpcError::TooManyInFlight`) instead of growing a table of timers without end.
+pub const RPC_IN_FLIGHT_MAX: usize = 1024;
+
+/// Largest payload of one `record_log` record.
+///
+/// Why 1 MiB: a record is written in one group-commit batch, so it must fit well inside
+/// `LOG_BATCH_BYTES_MAX`; and recovery reads a length from disk before trusting it, so a
+/// small bound keeps a damaged length from asking for gigabytes.
+pub const LOG_RECORD_PAYLOAD_BYTES_MAX: usize = 1024 * 1024;
+
+/// Most bytes one group commit writes (records appended since the last commit).
+///
+/// Why 4 MiB: one write and one fsync per batch; past a few MiB a larger batch no longer
+/// saves fsyncs worth having and only delays every waiter in it. `append` refuses with
+/// `LogError::BatchFull` beyond this, which is the caller's back-pressure signal.
+pub const LOG_BATCH_BYTES_MAX: usize = 4 * 1024 * 1024;
+
+/// Longest file name a `Disk` accepts, in bytes.
+///
+/// Why 255: Linux's `NAME_MAX`; a simulated disk that accepted longer names would let a
+/// test pass that the real file system fails.
+pub const DISK_FILE_NAME_BYTES_MAX: usize = 255;
+
+/// Most nodes one simulation drives.
+///
+/// Why 64: simulations exist to explore interleavings, which a few nodes already produce
+/// in abundance; a cap keeps a mistyped config from allocating a world.
+pub const SIM_NODES_MAX: usize = 64;
+
+/// Default bound on the events one simulation processes before it fails.
+///
+/// Why 2 million: the residents' runs take tens of thousands of events; a run that reaches
+/// this is livelocked (a timer re-arming at zero delay, a message ping-pong) and must fail
+/// with its seed rather than spin.
+pub const SIM_STEPS_MAX_DEFAULT: u64 = 2_000_000;
+
+/// Seeds a simulated test runs when `SIM_SEEDS` is not set.
+///
+/// Why 200: enough that each fault (crash, torn write, fsync error, partition) is hit in
+/// many combinations, while the crate's whole test run stays within a minute or two on the
+/// 2-core CI machine. Nightly or local soak runs raise it with `SIM_SEEDS`.
+pub const SIM_SEEDS_DEFAULT: u64 = 200;
+
+/// Largest `SIM_SEEDS` accepted.
+///
+/// Why: a typo (`SIM_SEEDS=2000000000`) should fail at once, not run for a week.
+pub const SIM_SEEDS_MAX: u64 = 10_000_000;
