@@ -57,6 +57,10 @@ pub struct ServerConfig {
     /// Milliseconds a time partition with several sealed files must take no writes before
     /// it is compacted into one file (see `iotdb_storage::config::COMPACTION_COLD_DELAY_DEFAULT`).
     pub compaction_cold_delay_in_ms: u64,
+    /// Worker threads of the storage background pool that runs every region's flushes,
+    /// compactions and metadata writes; 0 means half the cores, at least 2
+    /// (`iotdb_storage::background::default_threads`).
+    pub storage_background_threads: usize,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +95,7 @@ impl Default for ServerConfig {
             memtable_flush_bytes: region.memtable_flush_bytes,
             memtable_bytes_max: region.memtable_bytes_max,
             compaction_cold_delay_in_ms: region.compaction_cold_delay.as_millis() as u64,
+            storage_background_threads: 0,
         }
     }
 }
@@ -202,7 +207,29 @@ impl ServerConfig {
                 "must be positive",
             );
         }
+        let threads = self.storage_background_threads;
+        if threads != 0
+            && !(iotdb_storage::config::BACKGROUND_THREADS_MIN
+                ..=iotdb_storage::config::BACKGROUND_THREADS_MAX)
+                .contains(&threads)
+        {
+            return invalid(
+                "storage_background_threads",
+                threads.to_string(),
+                "expected 0 (half the cores) or 2 to 256: one worker is kept free of \
+                 compactions for flushes",
+            );
+        }
         Ok(())
+    }
+
+    /// The storage background pool's size.
+    pub fn background_pool_options(&self) -> iotdb_storage::PoolOptions {
+        let mut options = iotdb_storage::PoolOptions::default();
+        if self.storage_background_threads != 0 {
+            options.threads = self.storage_background_threads;
+        }
+        options
     }
 
     pub fn wal_mode_parsed(&self) -> Option<WalMode> {

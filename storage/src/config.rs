@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::background::BackgroundPool;
+
 /// Milliseconds in IoTDB's default time partition: 7 days.
 pub const TIME_PARTITION_INTERVAL_MS_DEFAULT: i64 = 604_800_000;
 
@@ -37,6 +39,34 @@ pub const CHUNK_POINTS_MAX: usize = 512;
 /// (measured: up to 50 % more bytes per point). Long enough not to rewrite a partition
 /// that only paused between flushes.
 pub const COMPACTION_COLD_DELAY_DEFAULT: Duration = Duration::from_secs(10);
+
+/// Fewest worker threads of a background pool.
+///
+/// Why 2: compactions may occupy every worker but one, so that a flush (which
+/// back-pressure waits on) never queues behind a compaction running for minutes under its
+/// rate limit; with one worker that guarantee is impossible.
+pub const BACKGROUND_THREADS_MIN: usize = 2;
+
+/// Most worker threads of a background pool.
+///
+/// Why 256: flushes and compactions compete with the shards for cores and the disk; more
+/// workers than cores only adds contention. 256 matches the most shards a node runs.
+pub const BACKGROUND_THREADS_MAX: usize = 256;
+
+/// Jobs each queue (urgent, compaction) of the background pool holds by default.
+///
+/// Why 256: a region has at most one flush, one compaction and one metadata write
+/// outstanding, and a queued job is a small closure holding `Arc`s, so 256 slots take the
+/// work of a few hundred regions that all want it in the same tick for a few KiB. Past
+/// it, the job is refused and the region asks again on its next tick (10 ms later): the
+/// shard never blocks and the queue never grows.
+pub const BACKGROUND_QUEUE_JOBS_MAX_DEFAULT: usize = 256;
+
+/// Largest queue a background pool accepts.
+///
+/// Why: a queue much deeper than the regions of a node only hides that the disk cannot
+/// keep up; the memtable budget's back-pressure is what should answer that.
+pub const BACKGROUND_QUEUE_JOBS_MAX_LIMIT: usize = 64 * 1024;
 
 /// How WAL writes are made durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -90,6 +120,9 @@ pub struct RegionConfig {
     pub compaction_cold_delay: Duration,
     /// Time to live in milliseconds, `None` for forever.
     pub ttl_ms: Option<i64>,
+    /// The pool that runs this region's flushes, compactions and metadata writes, shared
+    /// with the other regions of the process; `None`: [`BackgroundPool::process_default`].
+    pub background: Option<BackgroundPool>,
 }
 
 impl Default for RegionConfig {
@@ -107,6 +140,7 @@ impl Default for RegionConfig {
             compaction_files_trigger: 4,
             compaction_cold_delay: COMPACTION_COLD_DELAY_DEFAULT,
             ttl_ms: None,
+            background: None,
         }
     }
 }

@@ -12,6 +12,7 @@
 //! A region is owned by exactly one shard (core); nothing else touches its files. The
 //! crate never opens a socket.
 
+pub mod background;
 pub mod codec;
 pub mod compaction;
 pub mod config;
@@ -24,6 +25,7 @@ pub mod stats;
 pub mod types;
 pub mod wal;
 
+pub use background::{BackgroundPool, JobClass, PoolOptions, PoolStats, QueueFull};
 pub use config::{Compression, RegionConfig, WalMode};
 pub use error::{Result, StorageError};
 pub use query::{AggregateRow, Aggregation, Windows};

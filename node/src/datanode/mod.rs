@@ -39,6 +39,24 @@ use route::{RouteView, SharedRoute};
 /// The shard that hosts the ConfigNode role and the schema regions in a standalone node.
 pub const CONTROL_SHARD: ShardId = ShardId(0);
 
+/// The storage background pool of this process: every region of every shard hands its
+/// flushes, compactions and metadata writes to it (fixed threads, bounded queues; see
+/// `iotdb_storage::background`). Created on the first region open, sized by that server's
+/// `storage_background_threads`; a process runs one DataNode, so one pool.
+fn background_pool(config: &ServerConfig) -> Result<iotdb_storage::BackgroundPool, Status> {
+    static POOL: std::sync::OnceLock<iotdb_storage::BackgroundPool> = std::sync::OnceLock::new();
+    if let Some(pool) = POOL.get() {
+        return Ok(pool.clone());
+    }
+    let pool =
+        iotdb_storage::BackgroundPool::new(config.background_pool_options()).map_err(|e| {
+            tracing::error!(error = %e, "starting the storage background pool failed");
+            Status::internal(format!("starting the storage background pool: {e}"))
+        })?;
+    // Two shards racing here: the loser's pool is dropped (its threads stop) unused.
+    Ok(POOL.get_or_init(|| pool).clone())
+}
+
 /// What every core of the node reads.
 pub struct NodeShared {
     pub config: ServerConfig,
@@ -330,10 +348,11 @@ impl Shard {
             .database_of_group(group)
             .ok_or_else(|| Status::internal(format!("region group {group} has no database")))?;
         let ttl = self.ttl_of(&database.name);
-        let config = self
+        let mut config = self
             .shared
             .config
             .region_config(ttl, database.time_partition_interval_ms);
+        config.background = Some(background_pool(&self.shared.config)?);
         let dir = self.shared.config.region_dir(group);
         let region = Region::open(&dir, config).map_err(|e| {
             tracing::error!(group, dir = %dir.display(), error = %e, "opening a region failed");

@@ -2,8 +2,8 @@
 //! (flush, compaction, TTL) of one DataRegion, owned by one shard.
 //!
 //! ```text
-//!  shard thread                                       background threads
-//!  ────────────                                       ──────────────────
+//!  shard thread                                       background pool (storage-bg-N)
+//!  ────────────                                       ──────────────────────────────
 //!  write ─► WAL.append ─► active memtable
 //!                            │ over memtable_flush_bytes: freeze
 //!                            ▼
@@ -17,7 +17,11 @@
 //!
 //! [`Region`] is a cheap handle (`Rc`): it is `!Send` and lives on the shard that owns the
 //! region; only immutable data (frozen memtables, sealed files) crosses to the background
-//! threads. No `RefCell` borrow is held across an `.await`.
+//! pool ([`crate::background`]), which a process shares between all its regions. The region
+//! has at most one flush and one compaction job outstanding; a job the pool refuses (queue
+//! full) is not started and the next tick asks again, so the shard never waits on the
+//! pool. Results come back through a oneshot that the shard's tick polls. No `RefCell`
+//! borrow is held across an `.await`.
 
 pub mod deletion;
 mod manifest;
@@ -33,6 +37,7 @@ use std::time::{Duration, Instant};
 
 use futures_channel::oneshot;
 
+use crate::background::{BackgroundPool, JobClass};
 use crate::compaction;
 use crate::config::RegionConfig;
 use crate::error::{Result, StorageError};
@@ -87,21 +92,21 @@ struct Frozen {
     deletions: Vec<Deletion>,
 }
 
-/// A job running on a background thread.
+/// A job queued or running on the background pool.
 struct Job<T> {
     receiver: oneshot::Receiver<Result<T>>,
     cancel: Arc<AtomicBool>,
 }
 
 impl<T> Job<T> {
-    /// The job's result once its thread is done (a thread that died is an error), or
-    /// `None` while it runs.
+    /// The job's result once it is done (a job that panicked is an error), or `None`
+    /// while it is queued or runs.
     fn try_finish(&mut self, what: &str) -> Option<Result<T>> {
         match self.receiver.try_recv() {
             Ok(None) => None,
             Ok(Some(result)) => Some(result),
             Err(_) => Some(Err(StorageError::BackgroundJob(format!(
-                "the {what} thread died"
+                "the {what} job died"
             )))),
         }
     }
@@ -134,6 +139,9 @@ pub struct RegionInfo {
     pub flushed_index: u64,
     pub flushes: u64,
     pub compactions: u64,
+    /// Flushes and compactions the background pool refused (queue full) and that were
+    /// asked for again on a later tick.
+    pub jobs_deferred: u64,
     pub read_only: Option<String>,
 }
 
@@ -181,6 +189,10 @@ struct State {
     last_flush_installed: Option<Instant>,
     /// Set while [`Region::compact`] runs: cold partitions qualify at once.
     compact_requested: bool,
+    /// Runs flushes and compactions; shared with other regions.
+    pool: BackgroundPool,
+    /// Jobs the pool refused (queue full) and that were retried on a later tick.
+    jobs_deferred: u64,
 }
 
 /// A handle on an open region. Clones share the region.
@@ -259,6 +271,11 @@ impl Region {
             compactions: 0,
             last_flush_installed: None,
             compact_requested: false,
+            pool: config
+                .background
+                .clone()
+                .unwrap_or_else(BackgroundPool::process_default),
+            jobs_deferred: 0,
         };
         for entry in &manifest.files {
             let file = Arc::new(SealedFile::open(&sealed_dir.join(entry.file_name()))?);
@@ -642,6 +659,7 @@ impl Region {
             flushed_index: state.manifest.flushed_index,
             flushes: state.flushes,
             compactions: state.compactions,
+            jobs_deferred: state.jobs_deferred,
             read_only: state.read_only.clone(),
         }
     }
@@ -662,7 +680,8 @@ impl Region {
             }
             state.closed = true;
         }
-        // Let cancelled jobs finish so no thread writes into the directory after close.
+        // Let cancelled jobs finish so no job writes into the directory after close (a queued
+        // job still runs, sees the cancel flag and stops at once).
         loop {
             let running = {
                 let state = self.state.borrow();
@@ -1099,7 +1118,8 @@ impl State {
         }
     }
 
-    /// Starts flushing the oldest frozen memtable on a background thread.
+    /// Queues the flush of the oldest frozen memtable on the background pool (urgent
+    /// class); a full queue leaves it for the next tick.
     fn start_flush(&mut self) {
         if self.flush_job.is_some() || self.read_only.is_some() {
             return;
@@ -1107,6 +1127,7 @@ impl State {
         let Some(frozen) = self.frozen.front() else {
             return;
         };
+        let ids_before = self.manifest.next_file_id;
         let mut planned = Vec::new();
         for (&slot, partition) in &frozen.memtable.partitions {
             for (kind, side) in [
@@ -1131,21 +1152,18 @@ impl State {
         let sealed_dir = self.sealed_dir();
         let options = self.writer_options();
         let cancel = Arc::new(AtomicBool::new(false));
-        let (sender, receiver) = oneshot::channel();
         let job_cancel = cancel.clone();
-        let spawned = std::thread::Builder::new()
-            .name("region-flush".into())
-            .spawn(move || {
-                let result =
-                    write_flush_files(&memtable, planned, &sealed_dir, options, &job_cancel)
-                        .map(|files| FlushOutput { sequence, files });
-                let _ = sender.send(result);
-            });
-        match spawned {
-            Ok(_) => self.flush_job = Some(Job { receiver, cancel }),
-            Err(e) => {
-                self.last_job_error = Some(format!("spawning a flush thread: {e}"));
-                self.retry_after = Some(Instant::now() + JOB_RETRY_DELAY);
+        let submitted = self.pool.try_run(JobClass::Urgent, move || {
+            write_flush_files(&memtable, planned, &sealed_dir, options, &job_cancel)
+                .map(|files| FlushOutput { sequence, files })
+        });
+        match submitted {
+            Ok(receiver) => self.flush_job = Some(Job { receiver, cancel }),
+            Err(full) => {
+                // Nothing was written: hand the ids back and ask again next tick.
+                self.manifest.next_file_id = ids_before;
+                self.jobs_deferred += 1;
+                tracing::debug!(dir = %self.dir.display(), error = %full, "flush deferred");
             }
         }
     }
@@ -1267,6 +1285,7 @@ impl State {
             .map(|f| f.entry.level)
             .max()
             .unwrap_or(0);
+        let ids_before = self.manifest.next_file_id;
         let id = self.manifest.allocate_id();
         let entry = FileEntry {
             id,
@@ -1279,42 +1298,38 @@ impl State {
         let options = self.writer_options();
         let rate = self.config.compaction_bytes_per_second;
         let cancel = Arc::new(AtomicBool::new(false));
-        let (sender, receiver) = oneshot::channel();
         let job_cancel = cancel.clone();
-        let spawned = std::thread::Builder::new()
-            .name("region-compact".into())
-            .spawn(move || {
-                let result = compaction::merge_files(&inputs, &path, options, rate, &job_cancel)
-                    .and_then(|written| {
-                        // The output's directory entry must be durable before the manifest
-                        // names it and the inputs are deleted.
-                        if written.is_some()
-                            && let Some(sealed) = path.parent()
-                        {
-                            manifest::sync_dir(sealed)?;
-                        }
-                        let output = match written {
-                            Some(_) => Some(LiveFile {
-                                entry,
-                                file: Arc::new(SealedFile::open(&path)?),
-                                deletions: Vec::new(),
-                            }),
-                            None => None,
-                        };
-                        Ok(CompactionOutput {
-                            partition,
-                            inputs: input_ids,
-                            applied_deletions,
-                            output,
-                        })
-                    });
-                let _ = sender.send(result);
-            });
-        match spawned {
-            Ok(_) => self.compaction_job = Some((partition, Job { receiver, cancel })),
-            Err(e) => {
-                self.last_job_error = Some(format!("spawning a compaction thread: {e}"));
-                self.retry_after = Some(Instant::now() + JOB_RETRY_DELAY);
+        let submitted = self.pool.try_run(JobClass::Compaction, move || {
+            let written = compaction::merge_files(&inputs, &path, options, rate, &job_cancel)?;
+            // The output's directory entry must be durable before the manifest names it
+            // and the inputs are deleted.
+            if written.is_some()
+                && let Some(sealed) = path.parent()
+            {
+                manifest::sync_dir(sealed)?;
+            }
+            let output = match written {
+                Some(_) => Some(LiveFile {
+                    entry,
+                    file: Arc::new(SealedFile::open(&path)?),
+                    deletions: Vec::new(),
+                }),
+                None => None,
+            };
+            Ok(CompactionOutput {
+                partition,
+                inputs: input_ids,
+                applied_deletions,
+                output,
+            })
+        });
+        match submitted {
+            Ok(receiver) => self.compaction_job = Some((partition, Job { receiver, cancel })),
+            Err(full) => {
+                // Nothing was written: hand the id back and ask again next tick.
+                self.manifest.next_file_id = ids_before;
+                self.jobs_deferred += 1;
+                tracing::debug!(dir = %self.dir.display(), error = %full, "compaction deferred");
             }
         }
     }
@@ -1445,7 +1460,7 @@ fn remove_file_logged(path: &Path) {
     }
 }
 
-/// Writes the planned files of a frozen memtable (on the flush thread).
+/// Writes the planned files of a frozen memtable (on a background pool worker).
 fn write_flush_files(
     memtable: &FrozenMemtable,
     planned: Vec<FileEntry>,
