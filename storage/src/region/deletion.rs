@@ -5,10 +5,14 @@
 //! ```text
 //! Region::delete ─► WAL record (KIND_DELETE) ─► freeze the active memtable
 //!                                              ─► attach to every frozen memtable and sealed file
-//!                                              ─► MODS side file (atomic rewrite)
+//!                                              ─► MODS marked dirty: rewritten whole by the
+//!                                                 region's next metadata job on the
+//!                                                 background pool (the WAL record covers
+//!                                                 the deletion until then)
 //! reads:       a chunk or memtable piece overlapping a deletion is decoded and filtered
 //!              (its chunk statistics are not used)
-//! flush:       the files of a frozen memtable inherit its deletions (MODS written first)
+//! flush:       the files of a frozen memtable inherit its deletions (MODS written first,
+//!              in the same metadata job as the manifest)
 //! compaction:  applies its inputs' deletions physically; the output carries only those
 //!              that arrived while it ran
 //! open:        MODS is loaded for the manifest's files; WAL delete records past the

@@ -2,26 +2,38 @@
 //! (flush, compaction, TTL) of one DataRegion, owned by one shard.
 //!
 //! ```text
-//!  shard thread                                       background pool (storage-bg-N)
-//!  ────────────                                       ──────────────────────────────
+//!  shard thread (owns the region)                     background pool (storage-bg-N)
+//!  ──────────────────────────────                     ──────────────────────────────
 //!  write ─► WAL.append ─► active memtable
 //!                            │ over memtable_flush_bytes: freeze
 //!                            ▼
 //!                      frozen memtables (readable) ──► flush job: encode, write, fsync files
-//!                            ▲                                │
-//!  tick (every 10 ms) ◄──────┴── install: manifest, drop WAL ◄┘
-//!        │
-//!        ├─► compaction job (one partition's files → one file, rate limited) ─► install
-//!        └─► TTL: drop wholly expired partitions
+//!                                                                 │
+//!  tick (every 10 ms) ◄── output ready ◄──────────────────────────┘
+//!        │  plan: new MODS + MANIFEST ──────────────► metadata job: MODS, then MANIFEST
+//!        │                                            (tmp, fsync, rename, dir fsync)
+//!        │  install in memory, drop WAL ◄── durable ◄─┘
+//!        ├─► compaction job (one partition's files → one file, rate limited)
+//!        │      └─► metadata job ─► install ─► removal job (the replaced inputs)
+//!        └─► TTL: metadata job dropping wholly expired partitions ─► install ─► removal
 //! ```
 //!
 //! [`Region`] is a cheap handle (`Rc`): it is `!Send` and lives on the shard that owns the
-//! region; only immutable data (frozen memtables, sealed files) crosses to the background
-//! pool ([`crate::background`]), which a process shares between all its regions. The region
-//! has at most one flush and one compaction job outstanding; a job the pool refuses (queue
-//! full) is not started and the next tick asks again, so the shard never waits on the
-//! pool. Results come back through a oneshot that the shard's tick polls. No `RefCell`
-//! borrow is held across an `.await`.
+//! region; only immutable data (frozen memtables, sealed files, planned manifests) crosses
+//! to the background pool ([`crate::background`]), which a process shares between all its
+//! regions. The shard's loop never writes or fsyncs a file of the region besides the WAL
+//! (through io_uring): sealed files, MODS and MANIFEST are written on the pool and the
+//! tick installs the result when its oneshot resolves. A job the pool refuses (queue
+//! full) is not started and the next tick asks again, so the shard never waits on it.
+//!
+//! Crash-safety order, unchanged by running it on the pool: sealed files and their
+//! directory entry are durable before a manifest names them; MODS is durable before a
+//! manifest whose flushed index passes a deletion's WAL record (both in one metadata job,
+//! MODS first); the manifest is durable before the WAL below its flushed index is dropped
+//! or a compaction's inputs are deleted. One metadata job runs per region at a time, each
+//! planned from the state the previous one installed. A `DELETE` only marks MODS dirty:
+//! its WAL record covers it until the next metadata job writes MODS (within a tick).
+//! No `RefCell` borrow is held across an `.await`.
 
 pub mod deletion;
 mod manifest;
@@ -126,6 +138,42 @@ struct CompactionOutput {
     output: Option<LiveFile>,
 }
 
+/// What MODS holds: file id → the deletions of that file.
+type Mods = BTreeMap<u64, Vec<Deletion>>;
+
+/// A metadata write (MODS and/or MANIFEST) queued or running on the pool, and what the
+/// region applies in memory once it is durable. At most one runs per region, so each
+/// plans from the state the previous one left and two never race on `MANIFEST.tmp`.
+struct MetadataJob {
+    receiver: oneshot::Receiver<Result<()>>,
+    install: Install,
+    /// Whether it rewrites MODS (a failure then leaves MODS stale).
+    writes_mods: bool,
+}
+
+/// What a metadata write commits.
+enum Install {
+    /// A flush's files; `deletions_seen` deletions of its memtable were written to MODS.
+    Flush {
+        output: FlushOutput,
+        manifest: Manifest,
+        deletions_seen: usize,
+    },
+    /// A compaction's output replacing its inputs; the output carried `deletions_seen`.
+    Compaction {
+        output: CompactionOutput,
+        manifest: Manifest,
+        deletions_seen: usize,
+    },
+    /// Wholly expired time partitions (TTL).
+    Expire {
+        partitions: Vec<i64>,
+        manifest: Manifest,
+    },
+    /// MODS alone: deletions issued since the last write.
+    Mods,
+}
+
 /// Counters a region reports (for `SHOW REGIONS` and benchmarks).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RegionInfo {
@@ -139,8 +187,8 @@ pub struct RegionInfo {
     pub flushed_index: u64,
     pub flushes: u64,
     pub compactions: u64,
-    /// Flushes and compactions the background pool refused (queue full) and that were
-    /// asked for again on a later tick.
+    /// Jobs (flushes, compactions, metadata writes, file removals) the background pool
+    /// refused (queue full) and that were asked for again on a later tick.
     pub jobs_deferred: u64,
     pub read_only: Option<String>,
 }
@@ -189,8 +237,18 @@ struct State {
     last_flush_installed: Option<Instant>,
     /// Set while [`Region::compact`] runs: cold partitions qualify at once.
     compact_requested: bool,
-    /// Runs flushes and compactions; shared with other regions.
+    /// Runs flushes, compactions and metadata writes; shared with other regions.
     pool: BackgroundPool,
+    /// A finished flush waiting for its metadata write.
+    flush_ready: Option<FlushOutput>,
+    /// A finished compaction waiting for its metadata write.
+    compaction_ready: Option<CompactionOutput>,
+    metadata_job: Option<MetadataJob>,
+    /// A live file's deletions are not all in MODS yet (the WAL holds them).
+    mods_dirty: bool,
+    /// Replaced sealed files to delete on the pool (no manifest names them any more).
+    files_to_remove: Vec<PathBuf>,
+    removal_job: Option<oneshot::Receiver<Result<()>>>,
     /// Jobs the pool refused (queue full) and that were retried on a later tick.
     jobs_deferred: u64,
 }
@@ -276,6 +334,12 @@ impl Region {
                 .clone()
                 .unwrap_or_else(BackgroundPool::process_default),
             jobs_deferred: 0,
+            flush_ready: None,
+            compaction_ready: None,
+            metadata_job: None,
+            mods_dirty: false,
+            files_to_remove: Vec::new(),
+            removal_job: None,
         };
         for entry in &manifest.files {
             let file = Arc::new(SealedFile::open(&sealed_dir.join(entry.file_name()))?);
@@ -413,10 +477,9 @@ impl Region {
             })
             .collect();
         state.apply_deletions(index, &deletions);
-        if let Err(e) = state.store_mods() {
-            state.read_only = Some(format!("persisting a deletion failed: {e}"));
-            return Err(e);
-        }
+        // MODS is rewritten by a metadata write on the pool, always before a manifest
+        // whose flushed index passes this record; until then the WAL holds the deletion.
+        state.mods_dirty = true;
         Ok(WriteAck {
             wal: self.wal.clone(),
             index,
@@ -574,7 +637,7 @@ impl Region {
                         "compaction failed: {error}"
                     )));
                 }
-                if state.compaction_job.is_none() && state.eligible_partition().is_none() {
+                if state.compacting_partition().is_none() && state.eligible_partition().is_none() {
                     return Ok(());
                 }
                 state.retry_after = None;
@@ -599,22 +662,21 @@ impl Region {
         if state.closed {
             return;
         }
-        if let Err(e) = state.poll_flush(&self.wal) {
-            tracing::error!(dir = %state.dir.display(), error = %e, "installing a flush failed");
+        if let Err(e) = state.finish_metadata(&self.wal) {
+            tracing::error!(dir = %state.dir.display(), error = %e, "installing background work failed");
             state.last_job_error = Some(e.to_string());
         }
-        if let Err(e) = state.poll_compaction() {
-            tracing::error!(dir = %state.dir.display(), error = %e, "installing a compaction failed");
+        if let Err(e) = state.collect_jobs() {
+            tracing::error!(dir = %state.dir.display(), error = %e, "a flush or compaction failed");
             state.last_job_error = Some(e.to_string());
         }
-        if let Err(e) = state.drop_expired_partitions() {
-            tracing::error!(dir = %state.dir.display(), error = %e, "dropping expired partitions failed");
+        state.start_removals();
+        if state.retry_after.is_none_or(|t| Instant::now() >= t) {
+            state.start_metadata();
+            state.start_flush();
+            state.start_compaction();
         }
-        if state.retry_after.is_some_and(|t| Instant::now() < t) {
-            return;
-        }
-        state.start_flush();
-        state.start_compaction();
+        state.check_invariants();
     }
 
     /// Hard-links a consistent set of sealed files into `target` (which must not exist)
@@ -681,28 +743,10 @@ impl Region {
             state.closed = true;
         }
         // Let cancelled jobs finish so no job writes into the directory after close (a queued
-        // job still runs, sees the cancel flag and stops at once).
-        loop {
-            let running = {
-                let state = self.state.borrow();
-                state.flush_job.is_some() || state.compaction_job.is_some()
-            };
-            if !running {
-                break;
-            }
-            {
-                let mut state = self.state.borrow_mut();
-                if let Some(job) = &mut state.flush_job
-                    && job.try_finish("flush").is_some()
-                {
-                    state.flush_job = None;
-                }
-                if let Some((_, job)) = &mut state.compaction_job
-                    && job.try_finish("compaction").is_some()
-                {
-                    state.compaction_job = None;
-                }
-            }
+        // job still runs, sees the cancel flag and stops at once). A metadata write that
+        // completes now is not installed in memory: the region is closing, and what it made
+        // durable is what the next open reads.
+        while self.state.borrow_mut().poll_jobs_for_close() {
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
         self.wal.clone().close().await
@@ -1070,10 +1114,6 @@ impl State {
             .collect()
     }
 
-    fn store_mods(&self) -> Result<()> {
-        deletion::store(&self.dir, &self.mods())
-    }
-
     /// Turns the active memtable into a frozen one (if it holds anything).
     fn freeze(&mut self, last_index: u64) {
         if self.active.is_empty() {
@@ -1121,7 +1161,7 @@ impl State {
     /// Queues the flush of the oldest frozen memtable on the background pool (urgent
     /// class); a full queue leaves it for the next tick.
     fn start_flush(&mut self) {
-        if self.flush_job.is_some() || self.read_only.is_some() {
+        if self.flush_busy() || self.read_only.is_some() {
             return;
         }
         let Some(frozen) = self.frozen.front() else {
@@ -1177,48 +1217,319 @@ impl State {
         result
     }
 
-    /// Installs a finished flush: manifest first (the commit point), then memory, then WAL.
-    fn poll_flush(&mut self, wal: &Wal) -> Result<()> {
-        let Some(job) = &mut self.flush_job else {
-            return Ok(());
-        };
-        let Some(output) = job.try_finish("flush") else {
-            return Ok(());
-        };
-        self.flush_job = None;
-        let output = self.retry_later_on_error(output)?;
+    /// Whether a flush is anywhere between queued and installed.
+    fn flush_busy(&self) -> bool {
+        self.flush_job.is_some()
+            || self.flush_ready.is_some()
+            || matches!(
+                self.metadata_job,
+                Some(MetadataJob {
+                    install: Install::Flush { .. },
+                    ..
+                })
+            )
+    }
+
+    /// The partition a compaction works on, from queued to installed.
+    fn compacting_partition(&self) -> Option<i64> {
+        if let Some((partition, _)) = &self.compaction_job {
+            return Some(*partition);
+        }
+        if let Some(output) = &self.compaction_ready {
+            return Some(output.partition);
+        }
+        match &self.metadata_job {
+            Some(MetadataJob {
+                install: Install::Compaction { output, .. },
+                ..
+            }) => Some(output.partition),
+            _ => None,
+        }
+    }
+
+    /// Takes the results of finished flush and compaction jobs; they are installed through
+    /// a metadata write ([`State::start_metadata`]).
+    fn collect_jobs(&mut self) -> Result<()> {
+        if let Some(job) = &mut self.flush_job
+            && let Some(output) = job.try_finish("flush")
+        {
+            self.flush_job = None;
+            let output = self.retry_later_on_error(output)?;
+            assert!(self.flush_ready.is_none(), "one flush at a time");
+            self.flush_ready = Some(output);
+        }
+        if let Some((_, job)) = &mut self.compaction_job
+            && let Some(output) = job.try_finish("compaction")
+        {
+            self.compaction_job = None;
+            let output = self.retry_later_on_error(output)?;
+            assert!(self.compaction_ready.is_none(), "one compaction at a time");
+            self.compaction_ready = Some(output);
+        }
+        Ok(())
+    }
+
+    /// Queues a metadata write on the background pool: MODS first, then the manifest, each
+    /// replaced atomically (temp file, fsync, rename, directory fsync). `install` is
+    /// applied in memory once both are durable ([`State::finish_metadata`]). A full queue
+    /// hands `install` back unsubmitted.
+    fn submit_metadata(
+        &mut self,
+        install: Install,
+        mods: Option<BTreeMap<u64, Vec<Deletion>>>,
+        manifest: Option<Manifest>,
+    ) -> std::result::Result<(), Box<Install>> {
+        assert!(self.metadata_job.is_none(), "one metadata write at a time");
+        let dir = self.dir.clone();
+        let writes_mods = mods.is_some();
+        let submitted = self.pool.try_run(JobClass::Urgent, move || {
+            // MODS first: a manifest naming files without their deletions would resurrect
+            // deleted points once the WAL records below the flushed index are gone.
+            if let Some(mods) = mods {
+                deletion::store(&dir, &mods)?;
+            }
+            if let Some(manifest) = manifest {
+                manifest.store(&dir)?;
+            }
+            Ok(())
+        });
+        match submitted {
+            Ok(receiver) => {
+                if writes_mods {
+                    // Every deletion held now is in this write; later ones dirty it again.
+                    self.mods_dirty = false;
+                }
+                self.metadata_job = Some(MetadataJob {
+                    receiver,
+                    install,
+                    writes_mods,
+                });
+                Ok(())
+            }
+            Err(full) => {
+                self.jobs_deferred += 1;
+                tracing::debug!(dir = %self.dir.display(), error = %full, "metadata write deferred");
+                Err(Box::new(install))
+            }
+        }
+    }
+
+    /// The MODS content with `extra` files' deletions added, when it must be written: some
+    /// of `extra` carry deletions, or a deletion since the last write is not in it yet.
+    fn mods_with(&self, extra: &[&LiveFile]) -> Option<BTreeMap<u64, Vec<Deletion>>> {
+        if !self.mods_dirty && extra.iter().all(|f| f.deletions.is_empty()) {
+            return None;
+        }
+        let mut mods = self.mods();
+        for live in extra {
+            if !live.deletions.is_empty() {
+                mods.insert(live.entry.id, live.deletions.clone());
+            }
+        }
+        Some(mods)
+    }
+
+    /// Starts the next metadata write if none runs: a finished flush first (back-pressure
+    /// waits on it), then a finished compaction, then wholly expired partitions, then MODS
+    /// alone when a deletion is not in it yet.
+    fn start_metadata(&mut self) {
+        if self.metadata_job.is_some() || self.read_only.is_some() {
+            return;
+        }
+        if let Some(output) = self.flush_ready.take() {
+            let (install, mods, manifest) = self.plan_flush_install(output);
+            if let Err(install) = self.submit_metadata(install, mods, Some(manifest)) {
+                let Install::Flush { output, .. } = *install else {
+                    unreachable!("submit_metadata hands back what it was given")
+                };
+                self.flush_ready = Some(output);
+            }
+            return;
+        }
+        if let Some(output) = self.compaction_ready.take() {
+            if let Some((install, mods, manifest)) = self.plan_compaction_install(output)
+                && let Err(install) = self.submit_metadata(install, mods, Some(manifest))
+            {
+                let Install::Compaction { output, .. } = *install else {
+                    unreachable!("submit_metadata hands back what it was given")
+                };
+                self.compaction_ready = Some(output);
+            }
+            return;
+        }
+        let expired = self.expired_partitions();
+        if !expired.is_empty() {
+            let mut manifest = self.manifest.clone();
+            manifest.files.retain(|f| !expired.contains(&f.partition));
+            let install = Install::Expire {
+                partitions: expired,
+                manifest: manifest.clone(),
+            };
+            // A full queue: the next tick finds the partitions again.
+            let _ = self.submit_metadata(install, None, Some(manifest));
+            return;
+        }
+        if self.mods_dirty {
+            let mods = self.mods();
+            let _ = self.submit_metadata(Install::Mods, Some(mods), None);
+        }
+    }
+
+    /// What installing a finished flush writes: its files inherit the frozen memtable's
+    /// deletions (in MODS), and the manifest names them and covers the WAL up to the
+    /// memtable's last index.
+    fn plan_flush_install(&self, mut output: FlushOutput) -> (Install, Option<Mods>, Manifest) {
         let frozen = self
             .frozen
             .front()
             .expect("a flush runs for the oldest frozen memtable");
         assert_eq!(frozen.sequence, output.sequence, "flushes install in order");
-        let inherited = frozen.deletions.clone();
-        let mut output = output;
-        for live in &mut output.files {
-            live.deletions = inherited
-                .iter()
-                .filter(|d| live.file.find(&d.key).is_some())
-                .cloned()
-                .collect();
-        }
-        // MODS first: a manifest naming the files without their deletions would resurrect
-        // deleted points once the WAL records below the flushed index are gone.
-        if output.files.iter().any(|f| !f.deletions.is_empty()) {
-            let mut mods = self.mods();
-            for live in &output.files {
-                if !live.deletions.is_empty() {
-                    mods.insert(live.entry.id, live.deletions.clone());
-                }
-            }
-            deletion::store(&self.dir, &mods)?;
-        }
+        inherit_deletions(&mut output.files, &frozen.deletions);
+        let mods = self.mods_with(&output.files.iter().collect::<Vec<_>>());
         let mut manifest = self.manifest.clone();
         manifest
             .files
             .extend(output.files.iter().map(|f| f.entry.clone()));
         manifest.flushed_index = manifest.flushed_index.max(frozen.last_index);
-        manifest.store(&self.dir)?;
+        let install = Install::Flush {
+            output,
+            manifest: manifest.clone(),
+            deletions_seen: frozen.deletions.len(),
+        };
+        (install, mods, manifest)
+    }
+
+    /// What installing a finished compaction writes, or `None` (its output removed) when
+    /// its inputs are gone (the partition expired meanwhile).
+    fn plan_compaction_install(
+        &mut self,
+        mut output: CompactionOutput,
+    ) -> Option<(Install, Option<Mods>, Manifest)> {
+        let inputs_live = self.files.get(&output.partition).is_some_and(|current| {
+            output
+                .inputs
+                .iter()
+                .all(|id| current.iter().any(|f| f.entry.id == *id))
+        });
+        if !inputs_live {
+            if let Some(out) = output.output {
+                self.files_to_remove.push(out.file.path().to_path_buf());
+            }
+            return None;
+        }
+        let deletions_seen = self.carry_late_deletions(&mut output);
+        let mods = match &output.output {
+            Some(out) => self.mods_with(&[out]),
+            None => self.mods_with(&[]),
+        };
+        let mut manifest = self.manifest.clone();
+        manifest.files.retain(|f| !output.inputs.contains(&f.id));
+        if let Some(out) = &output.output {
+            manifest.files.push(out.entry.clone());
+        }
+        let install = Install::Compaction {
+            output,
+            manifest: manifest.clone(),
+            deletions_seen,
+        };
+        Some((install, mods, manifest))
+    }
+
+    /// Deletions that reached a compaction's inputs after the job took them were not
+    /// applied: the output keeps them. Returns how many the output carries.
+    fn carry_late_deletions(&self, output: &mut CompactionOutput) -> usize {
+        let current = &self.files[&output.partition];
+        let Some(out) = &mut output.output else {
+            return 0;
+        };
+        for (id, applied) in output.inputs.iter().zip(&output.applied_deletions) {
+            let input = current
+                .iter()
+                .find(|f| f.entry.id == *id)
+                .expect("the inputs are live");
+            for d in input.deletions.iter().skip(*applied) {
+                if out.file.find(&d.key).is_some() {
+                    deletion::attach(&mut out.deletions, d);
+                }
+            }
+        }
+        out.deletions.len()
+    }
+
+    /// Applies a finished metadata write in memory: the manifest and MODS are durable now.
+    /// A failed write drops what it would have installed (files it named become orphans,
+    /// deleted on the next open; the frozen memtable is flushed again).
+    fn finish_metadata(&mut self, wal: &Wal) -> Result<()> {
+        let Some(job) = &mut self.metadata_job else {
+            return Ok(());
+        };
+        let result = match job.receiver.try_recv() {
+            Ok(None) => return Ok(()),
+            Ok(Some(result)) => result,
+            Err(_) => Err(StorageError::BackgroundJob(
+                "the metadata write job died".into(),
+            )),
+        };
+        let job = self.metadata_job.take().expect("checked above");
+        if let Err(e) = result {
+            if job.writes_mods {
+                self.mods_dirty = true;
+            }
+            return self.retry_later_on_error(Err(e));
+        }
+        match job.install {
+            Install::Flush {
+                output,
+                manifest,
+                deletions_seen,
+            } => self.install_flush(wal, output, manifest, deletions_seen),
+            Install::Compaction {
+                output,
+                manifest,
+                deletions_seen,
+            } => self.install_compaction(output, manifest, deletions_seen),
+            Install::Expire {
+                partitions,
+                manifest,
+            } => {
+                self.install_expiry(partitions, manifest);
+                Ok(())
+            }
+            Install::Mods => Ok(()),
+        }
+    }
+
+    /// Takes `manifest` (durable now) as the region's, keeping file ids allocated since it
+    /// was planned.
+    fn adopt_manifest(&mut self, mut manifest: Manifest) {
+        assert!(
+            manifest.flushed_index >= self.manifest.flushed_index,
+            "the flushed index never goes back"
+        );
+        manifest.next_file_id = manifest.next_file_id.max(self.manifest.next_file_id);
         self.manifest = manifest;
+    }
+
+    /// A flush whose manifest is durable: memory, then the WAL below the flushed index.
+    fn install_flush(
+        &mut self,
+        wal: &Wal,
+        mut output: FlushOutput,
+        manifest: Manifest,
+        deletions_seen: usize,
+    ) -> Result<()> {
+        let frozen = self
+            .frozen
+            .front()
+            .expect("a flush installs for the oldest frozen memtable");
+        assert_eq!(frozen.sequence, output.sequence, "flushes install in order");
+        if frozen.deletions.len() != deletions_seen {
+            // Deletions issued while MODS and the manifest were written: the WAL still
+            // holds them (past the flushed index); the next metadata write persists them.
+            inherit_deletions(&mut output.files, &frozen.deletions);
+            self.mods_dirty = true;
+        }
+        self.adopt_manifest(manifest);
         for live in output.files {
             self.add_file(live)?;
         }
@@ -1227,6 +1538,174 @@ impl State {
         self.last_flush_installed = Some(Instant::now());
         wal.remove_segments_below(self.manifest.flushed_index + 1)?;
         Ok(())
+    }
+
+    /// A compaction whose manifest is durable: swap inputs for the output in memory, then
+    /// delete the inputs (open readers keep their mappings).
+    fn install_compaction(
+        &mut self,
+        mut output: CompactionOutput,
+        manifest: Manifest,
+        deletions_seen: usize,
+    ) -> Result<()> {
+        assert!(
+            self.files
+                .get(&output.partition)
+                .is_some_and(|current| output
+                    .inputs
+                    .iter()
+                    .all(|id| current.iter().any(|f| f.entry.id == *id))),
+            "metadata writes are serialized: nothing removed the inputs meanwhile"
+        );
+        if self.carry_late_deletions(&mut output) != deletions_seen {
+            self.mods_dirty = true;
+        }
+        self.adopt_manifest(manifest);
+        let removed: Vec<LiveFile> = {
+            let files = self
+                .files
+                .get_mut(&output.partition)
+                .expect("checked above");
+            let (gone, kept): (Vec<LiveFile>, Vec<LiveFile>) = files
+                .drain(..)
+                .partition(|f| output.inputs.contains(&f.entry.id));
+            *files = kept;
+            if let Some(out) = output.output {
+                files.push(out);
+            }
+            gone
+        };
+        if self.files.get(&output.partition).is_some_and(Vec::is_empty) {
+            self.files.remove(&output.partition);
+        }
+        if removed.iter().any(|f| !f.deletions.is_empty()) {
+            // Applied physically now: MODS no longer needs the inputs' entries.
+            self.mods_dirty = true;
+        }
+        self.files_to_remove
+            .extend(removed.iter().map(|f| f.file.path().to_path_buf()));
+        self.compactions += 1;
+        Ok(())
+    }
+
+    /// Expired partitions whose manifest is durable: forget and delete their files.
+    fn install_expiry(&mut self, partitions: Vec<i64>, manifest: Manifest) {
+        self.adopt_manifest(manifest);
+        // Cached last points may lie in the dropped files; the next read refills the cache.
+        self.last_cache.clear();
+        for partition in partitions {
+            for live in self.files.remove(&partition).unwrap_or_default() {
+                self.mods_dirty |= !live.deletions.is_empty();
+                self.files_to_remove.push(live.file.path().to_path_buf());
+            }
+            self.flushed_last_time.retain(|(p, _), _| *p != partition);
+            tracing::info!(dir = %self.dir.display(), partition, "dropped an expired time partition");
+        }
+    }
+
+    /// Partitions wholly before the TTL cut-off (not one being compacted).
+    fn expired_partitions(&self) -> Vec<i64> {
+        let Some(ttl) = self.config.ttl_ms else {
+            return Vec::new();
+        };
+        let cutoff = (self.clock)().saturating_sub(ttl);
+        let interval = self.config.time_partition_interval_ms;
+        let compacting = self.compacting_partition();
+        self.files
+            .keys()
+            .copied()
+            .take_while(|&p| (p + 1).saturating_mul(interval) <= cutoff)
+            .filter(|&p| Some(p) != compacting)
+            .collect()
+    }
+
+    /// Deletes replaced sealed files on the pool; the manifest no longer names them, so a
+    /// crash before this leaves orphans that the next open removes.
+    fn start_removals(&mut self) {
+        if let Some(job) = &mut self.removal_job {
+            match job.try_recv() {
+                Ok(None) => return,
+                Ok(Some(_)) | Err(_) => self.removal_job = None,
+            }
+        }
+        if self.files_to_remove.is_empty() {
+            return;
+        }
+        let paths = std::mem::take(&mut self.files_to_remove);
+        let job_paths = paths.clone();
+        match self.pool.try_run(JobClass::Urgent, move || {
+            for path in &job_paths {
+                remove_file_logged(path);
+            }
+            Ok(())
+        }) {
+            Ok(receiver) => self.removal_job = Some(receiver),
+            Err(_) => {
+                self.jobs_deferred += 1;
+                self.files_to_remove = paths;
+            }
+        }
+    }
+
+    /// Drops finished jobs; whether any still runs (for [`Region::close`]).
+    fn poll_jobs_for_close(&mut self) -> bool {
+        if let Some(job) = &mut self.flush_job
+            && job.try_finish("flush").is_some()
+        {
+            self.flush_job = None;
+        }
+        if let Some((_, job)) = &mut self.compaction_job
+            && job.try_finish("compaction").is_some()
+        {
+            self.compaction_job = None;
+        }
+        if let Some(job) = &mut self.metadata_job
+            && !matches!(job.receiver.try_recv(), Ok(None))
+        {
+            self.metadata_job = None;
+        }
+        if let Some(job) = &mut self.removal_job
+            && !matches!(job.try_recv(), Ok(None))
+        {
+            self.removal_job = None;
+        }
+        self.flush_job.is_some()
+            || self.compaction_job.is_some()
+            || self.metadata_job.is_some()
+            || self.removal_job.is_some()
+    }
+
+    /// Checks what holds between ticks.
+    fn check_invariants(&self) {
+        assert!(
+            self.flush_ready.is_none() || self.flush_job.is_none(),
+            "one flush at a time"
+        );
+        let compactions = usize::from(self.compaction_job.is_some())
+            + usize::from(self.compaction_ready.is_some())
+            + usize::from(matches!(
+                self.metadata_job,
+                Some(MetadataJob {
+                    install: Install::Compaction { .. },
+                    ..
+                })
+            ));
+        assert!(compactions <= 1, "one compaction at a time");
+        if let Some(MetadataJob {
+            install: Install::Flush { output, .. },
+            ..
+        }) = &self.metadata_job
+        {
+            assert_eq!(
+                self.frozen.front().map(|f| f.sequence),
+                Some(output.sequence),
+                "a flush installs for the oldest frozen memtable"
+            );
+        }
+        assert!(
+            self.manifest.flushed_index < self.next_index,
+            "the manifest covers only logged records"
+        );
     }
 
     /// The partition compaction should work on next, if any: one with several files of
@@ -1264,7 +1743,7 @@ impl State {
     }
 
     fn start_compaction(&mut self) {
-        if self.compaction_job.is_some() || self.read_only.is_some() {
+        if self.compacting_partition().is_some() || self.read_only.is_some() {
             return;
         }
         let Some(partition) = self.eligible_partition() else {
@@ -1333,124 +1812,16 @@ impl State {
             }
         }
     }
+}
 
-    /// Installs a finished compaction: the manifest swaps inputs for the output atomically,
-    /// then the inputs are deleted (open readers keep their mappings).
-    fn poll_compaction(&mut self) -> Result<()> {
-        let Some((_, job)) = &mut self.compaction_job else {
-            return Ok(());
-        };
-        let Some(output) = job.try_finish("compaction") else {
-            return Ok(());
-        };
-        self.compaction_job = None;
-        let output = self.retry_later_on_error(output)?;
-        let Some(current) = self.files.get(&output.partition) else {
-            // The partition expired (TTL) meanwhile: the output is not needed.
-            if let Some(out) = output.output {
-                remove_file_logged(out.file.path());
-            }
-            return Ok(());
-        };
-        if !output
-            .inputs
+/// Gives each flushed file the deletions of its memtable that name a series it holds.
+fn inherit_deletions(files: &mut [LiveFile], deletions: &[Deletion]) {
+    for live in files {
+        live.deletions = deletions
             .iter()
-            .all(|id| current.iter().any(|f| f.entry.id == *id))
-        {
-            if let Some(out) = output.output {
-                remove_file_logged(out.file.path());
-            }
-            return Ok(());
-        }
-        let mut output = output;
-        // Deletions that arrived while the job ran were not applied: the output keeps them
-        // (MODS first, as for a flush).
-        if let Some(out) = &mut output.output {
-            for (id, applied) in output.inputs.iter().zip(&output.applied_deletions) {
-                let input = current
-                    .iter()
-                    .find(|f| f.entry.id == *id)
-                    .expect("checked above");
-                for d in input.deletions.iter().skip(*applied) {
-                    if out.file.find(&d.key).is_some() {
-                        deletion::attach(&mut out.deletions, d);
-                    }
-                }
-            }
-            if !out.deletions.is_empty() {
-                let mut mods = self.mods();
-                mods.insert(out.entry.id, out.deletions.clone());
-                deletion::store(&self.dir, &mods)?;
-            }
-        }
-        let mut manifest = self.manifest.clone();
-        manifest.files.retain(|f| !output.inputs.contains(&f.id));
-        if let Some(out) = &output.output {
-            manifest.files.push(out.entry.clone());
-        }
-        manifest.store(&self.dir)?;
-        self.manifest = manifest;
-        let removed: Vec<LiveFile> = {
-            let files = self
-                .files
-                .get_mut(&output.partition)
-                .expect("checked above");
-            let (gone, kept): (Vec<LiveFile>, Vec<LiveFile>) = files
-                .drain(..)
-                .partition(|f| output.inputs.contains(&f.entry.id));
-            *files = kept;
-            if let Some(out) = output.output {
-                files.push(out);
-            }
-            gone
-        };
-        if self.files.get(&output.partition).is_some_and(Vec::is_empty) {
-            self.files.remove(&output.partition);
-        }
-        let had_deletions = removed.iter().any(|f| !f.deletions.is_empty());
-        for live in removed {
-            remove_file_logged(live.file.path());
-        }
-        if had_deletions {
-            // Applied physically now: MODS no longer needs the inputs' entries.
-            self.store_mods()?;
-        }
-        self.compactions += 1;
-        Ok(())
-    }
-
-    /// Drops the files of partitions that lie wholly before the TTL cut-off.
-    fn drop_expired_partitions(&mut self) -> Result<()> {
-        let Some(ttl) = self.config.ttl_ms else {
-            return Ok(());
-        };
-        let cutoff = (self.clock)().saturating_sub(ttl);
-        let interval = self.config.time_partition_interval_ms;
-        let compacting = self.compaction_job.as_ref().map(|(p, _)| *p);
-        let expired: Vec<i64> = self
-            .files
-            .keys()
-            .copied()
-            .take_while(|&p| (p + 1).saturating_mul(interval) <= cutoff)
-            .filter(|&p| Some(p) != compacting)
+            .filter(|d| live.file.find(&d.key).is_some())
+            .cloned()
             .collect();
-        if expired.is_empty() {
-            return Ok(());
-        }
-        let mut manifest = self.manifest.clone();
-        manifest.files.retain(|f| !expired.contains(&f.partition));
-        manifest.store(&self.dir)?;
-        self.manifest = manifest;
-        // Cached last points may lie in the dropped files; the next read refills the cache.
-        self.last_cache.clear();
-        for partition in expired {
-            for live in self.files.remove(&partition).unwrap_or_default() {
-                remove_file_logged(live.file.path());
-            }
-            self.flushed_last_time.retain(|(p, _), _| *p != partition);
-            tracing::info!(dir = %self.dir.display(), partition, "dropped an expired time partition");
-        }
-        Ok(())
     }
 }
 

@@ -1,0 +1,115 @@
+//! MODS and MANIFEST are written by metadata jobs on the background pool, never by the
+//! shard during a `DELETE` or a tick, and the crash-safety order survives the move: a
+//! deletion reaches MODS before a manifest that lets the WAL drop its record.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use iotdb_storage::region::deletion;
+use iotdb_storage::{
+    BackgroundPool, PoolOptions, Region, RegionConfig, SeriesKey, Tablet, TabletColumn, TimeRange,
+    Values,
+};
+
+const WAIT_MAX: Duration = Duration::from_secs(30);
+
+fn tablet(first: i64, rows: i64) -> Tablet {
+    Tablet {
+        device: Arc::from("root.meta.d0"),
+        timestamps: (first..first + rows).collect(),
+        columns: vec![TabletColumn {
+            measurement: Arc::from("s0"),
+            values: Values::Int64((first..first + rows).collect()),
+            nulls: None,
+        }],
+    }
+}
+
+fn key() -> SeriesKey {
+    SeriesKey::new("root.meta.d0", "s0")
+}
+
+fn timestamps(region: &Region) -> Vec<i64> {
+    region
+        .scan(&key(), TimeRange::ALL)
+        .unwrap()
+        .unwrap()
+        .timestamps
+}
+
+#[test]
+fn deletions_reach_mods_through_the_pool_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = BackgroundPool::new(PoolOptions {
+        threads: 2,
+        queue_jobs_max: 4,
+    })
+    .unwrap();
+    let config = RegionConfig {
+        // Small WAL segments: a flush lets the WAL drop the records it covers.
+        wal_segment_bytes: 4 << 10,
+        background: Some(pool.clone()),
+        ..RegionConfig::default()
+    };
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let region = Region::open(dir.path(), config.clone()).unwrap();
+            region.write_durable(&tablet(0, 100)).await.unwrap();
+            region.flush().await.unwrap();
+            assert!(
+                !dir.path().join(deletion::MODS_NAME).exists(),
+                "no deletion yet, no MODS"
+            );
+
+            // The DELETE itself writes nothing but its WAL record ...
+            let jobs_before = pool.stats().jobs_completed;
+            region
+                .delete(&[key()], TimeRange::new(10, 20))
+                .unwrap()
+                .durable()
+                .await
+                .unwrap();
+            assert!(!dir.path().join(deletion::MODS_NAME).exists());
+            // ... and a metadata job on the pool persists it within a few ticks.
+            let deadline = Instant::now() + WAIT_MAX;
+            while !dir.path().join(deletion::MODS_NAME).exists() {
+                assert!(Instant::now() < deadline, "MODS never written");
+                monoio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(pool.stats().jobs_completed > jobs_before);
+            let mods = deletion::load(dir.path()).unwrap();
+            assert_eq!(mods.values().map(Vec::len).sum::<usize>(), 1);
+
+            // A deletion followed at once by a flush: the flush's metadata job writes MODS
+            // before the manifest that lets the WAL drop the deletion's record.
+            region.write_durable(&tablet(100, 100)).await.unwrap();
+            region
+                .delete(&[key()], TimeRange::new(150, 160))
+                .unwrap()
+                .durable()
+                .await
+                .unwrap();
+            region.write_durable(&tablet(200, 50)).await.unwrap();
+            region.flush().await.unwrap();
+            let expected: Vec<i64> = (0..250)
+                .filter(|t| !(10..20).contains(t) && !(150..160).contains(t))
+                .collect();
+            assert_eq!(timestamps(&region), expected);
+            let info = region.info();
+            assert_eq!(info.flushed_index, info.last_index, "everything is flushed");
+            region.close(false).await.unwrap();
+
+            // Reopened from MANIFEST and MODS alone (the WAL holds nothing unflushed).
+            let region = Region::open(dir.path(), config.clone()).unwrap();
+            assert_eq!(timestamps(&region), expected);
+            region.compact().await.unwrap();
+            assert_eq!(timestamps(&region), expected);
+            region.close(true).await.unwrap();
+            let region = Region::open(dir.path(), config).unwrap();
+            assert_eq!(timestamps(&region), expected);
+            region.close(true).await.unwrap();
+        });
+}
