@@ -473,24 +473,31 @@ mod tests {
         assert_eq!(pool.stats().compactions_running_peak, 2);
     }
 
-    /// Queued urgent jobs are taken before queued compactions.
+    /// Queued urgent jobs are taken before queued compactions, even a compaction queued
+    /// earlier that the cap would let run.
     #[test]
     fn urgent_jobs_are_taken_first() {
-        let pool = pool(2, 16);
-        let (release, released) = mpsc::channel::<()>();
-        let released = Arc::new(Mutex::new(released));
+        let pool = pool(3, 16);
         let order = Arc::new(Mutex::new(Vec::new()));
-        // Occupy both workers: one compaction (the cap) and one urgent job.
+        // Occupy all three workers: one compaction (the cap is two) and two urgent jobs,
+        // each released by its own channel.
+        let mut releases = Vec::new();
         let mut blockers = Vec::new();
-        for class in [JobClass::Compaction, JobClass::Urgent] {
-            let released = released.clone();
+        for class in [JobClass::Compaction, JobClass::Urgent, JobClass::Urgent] {
+            let (release, released) = mpsc::channel::<()>();
+            releases.push(release);
             blockers.push(
                 pool.try_run(class, move || {
-                    let _ = released.lock().unwrap().recv();
+                    let _ = released.recv();
                     Ok(())
                 })
                 .unwrap(),
             );
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while pool.stats().running_peak < 3 {
+            assert!(Instant::now() < deadline, "the blockers did not start");
+            std::thread::sleep(Duration::from_millis(1));
         }
         let mut queued = Vec::new();
         for (name, class) in [
@@ -506,12 +513,14 @@ mod tests {
                 .unwrap(),
             );
         }
-        // Free the urgent worker first: it must take the flush, not the compaction.
-        release.send(()).unwrap();
+        // Free one urgent worker: it must take the flush, not the earlier compaction.
+        releases[1].send(()).unwrap();
         let flush = queued.pop().unwrap();
         wait(flush).unwrap();
-        assert_eq!(*order.lock().unwrap(), vec!["flush"]);
-        release.send(()).unwrap();
+        assert_eq!(order.lock().unwrap()[0], "flush");
+        for release in &releases {
+            let _ = release.send(());
+        }
         for r in blockers.into_iter().chain(queued) {
             wait(r).unwrap();
         }
