@@ -36,7 +36,7 @@ pub use types::{DataType, NullBitmap, TypedColumn, Value};
 pub mod server;
 pub use server::{
     ConnectionEnd, ConnectionLimits, Handler, PendingConnection, ResponseStream, Session,
-    accept_handshake, serve_connection, serve_pending,
+    HANDSHAKE_ATTEMPTS_MAX, accept_handshake, serve_connection, serve_pending,
 };
 
 pub mod client;

@@ -14,6 +14,7 @@ use iotdb_net::{
 use iotdb_runtime::ShardId;
 
 use super::control::ControlRequest;
+use crate::rpc::thrift::{self, Sniffed};
 use super::{Message, NodeShared, Shard};
 use crate::config::DEFAULT_USER;
 
@@ -151,11 +152,30 @@ pub async fn accept_loop(
     }
 }
 
-async fn serve_accepted(shard: Rc<Shard>, stream: monoio::net::TcpStream, slot: ConnectionSlot) {
+async fn serve_accepted(
+    shard: Rc<Shard>,
+    mut stream: monoio::net::TcpStream,
+    slot: ConnectionSlot,
+) {
     let limits = connection_limits();
     let deadline = Instant::now() + limits.handshake_timeout;
+    // Both protocols share the port: the first bytes tell them apart (docs/protocol.md).
+    let mut buffered = BytesMut::new();
+    match thrift::read_first_bytes(&mut stream, &mut buffered, deadline).await {
+        Ok(Sniffed::Thrift(protocol)) => {
+            let end = thrift::serve(shard, stream, buffered, protocol, deadline, limits).await;
+            tracing::debug!(?end, "thrift connection ended");
+            drop(slot);
+            return;
+        }
+        Ok(_) => {}
+        Err(end) => {
+            tracing::debug!(?end, "connection ended before its first frame");
+            return;
+        }
+    }
     let pending =
-        match iotdb_net::accept_handshake(stream, BytesMut::new(), deadline, 0, &limits).await {
+        match iotdb_net::accept_handshake(stream, buffered, deadline, 0, &limits).await {
             Ok(pending) => pending,
             Err(end) => {
                 tracing::debug!(?end, "connection ended before its handshake");
