@@ -14,9 +14,9 @@ use iotdb_net::{
 use iotdb_runtime::ShardId;
 
 use super::control::ControlRequest;
-use crate::rpc::thrift::{self, Sniffed};
 use super::{Message, NodeShared, Shard};
 use crate::config::DEFAULT_USER;
+use crate::rpc::thrift::{self, Sniffed};
 
 /// A connection travelling to the shard its handshake named.
 pub struct AdoptedConnection {
@@ -174,14 +174,13 @@ async fn serve_accepted(
             return;
         }
     }
-    let pending =
-        match iotdb_net::accept_handshake(stream, buffered, deadline, 0, &limits).await {
-            Ok(pending) => pending,
-            Err(end) => {
-                tracing::debug!(?end, "connection ended before its handshake");
-                return;
-            }
-        };
+    let pending = match iotdb_net::accept_handshake(stream, buffered, deadline, 0, &limits).await {
+        Ok(pending) => pending,
+        Err(end) => {
+            tracing::debug!(?end, "connection ended before its handshake");
+            return;
+        }
+    };
     let target = pending.handshake.target_shard.map(|s| ShardId(s as u16));
     match target {
         Some(to) if to != shard.id && usize::from(to.0) < shard.shared.shard_count => {

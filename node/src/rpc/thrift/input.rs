@@ -336,20 +336,24 @@ impl TInputProtocol for FrameInput<'_> {
                 } else {
                     Some(i16::from_be_bytes(self.array()?))
                 };
-                Ok(TFieldIdentifier::new::<Option<String>, String, Option<i16>>(
-                    None, field_type, id,
-                ))
+                Ok(
+                    TFieldIdentifier::new::<Option<String>, String, Option<i16>>(
+                        None, field_type, id,
+                    ),
+                )
             }
             ThriftProtocol::Compact => {
                 let header = self.byte()?;
                 let code = header & 0x0f;
                 let field_type = Self::compact_type(code)?;
                 if field_type == TType::Stop {
-                    return Ok(TFieldIdentifier::new::<Option<String>, String, Option<i16>>(
-                        None,
-                        TType::Stop,
-                        None,
-                    ));
+                    return Ok(
+                        TFieldIdentifier::new::<Option<String>, String, Option<i16>>(
+                            None,
+                            TType::Stop,
+                            None,
+                        ),
+                    );
                 }
                 if field_type == TType::Bool {
                     self.pending_bool = Some(code == 1);
@@ -363,11 +367,13 @@ impl TInputProtocol for FrameInput<'_> {
                         .checked_add(i16::from(delta))
                         .ok_or_else(|| invalid("field id overflow"))?
                 };
-                Ok(TFieldIdentifier::new::<Option<String>, String, Option<i16>>(
-                    None,
-                    field_type,
-                    Some(self.last_field_id),
-                ))
+                Ok(
+                    TFieldIdentifier::new::<Option<String>, String, Option<i16>>(
+                        None,
+                        field_type,
+                        Some(self.last_field_id),
+                    ),
+                )
             }
         }
     }
@@ -494,7 +500,9 @@ impl TInputProtocol for FrameInput<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use thrift::protocol::{TBinaryOutputProtocol, TCompactOutputProtocol, TOutputProtocol};
+    use thrift::protocol::{
+        TBinaryOutputProtocol, TCompactOutputProtocol, TOutputProtocol, TSerializable,
+    };
 
     fn write_sample(protocol: &mut dyn TOutputProtocol) {
         protocol

@@ -94,22 +94,38 @@ impl<'a> Reader<'a> {
 }
 
 /// Reads `rows` fixed-width big-endian values at once.
-fn fixed_column(reader: &mut Reader<'_>, data_type: DataType, rows: usize) -> Result<TypedColumn, Status> {
+fn fixed_column(
+    reader: &mut Reader<'_>,
+    data_type: DataType,
+    rows: usize,
+) -> Result<TypedColumn, Status> {
     let width = data_type.fixed_width_bytes().unwrap_or(0);
     let bytes = reader.take(rows * width, "a value column")?;
     Ok(match data_type {
         DataType::Boolean => TypedColumn::Boolean(bytes.iter().map(|b| *b != 0).collect()),
         DataType::Int32 => TypedColumn::Int32(
-            bytes.chunks_exact(4).map(|c| i32::from_be_bytes(c.try_into().unwrap_or_default())).collect(),
+            bytes
+                .chunks_exact(4)
+                .map(|c| i32::from_be_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
         ),
         DataType::Int64 => TypedColumn::Int64(
-            bytes.chunks_exact(8).map(|c| i64::from_be_bytes(c.try_into().unwrap_or_default())).collect(),
+            bytes
+                .chunks_exact(8)
+                .map(|c| i64::from_be_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
         ),
         DataType::Float => TypedColumn::Float(
-            bytes.chunks_exact(4).map(|c| f32::from_be_bytes(c.try_into().unwrap_or_default())).collect(),
+            bytes
+                .chunks_exact(4)
+                .map(|c| f32::from_be_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
         ),
         DataType::Double => TypedColumn::Double(
-            bytes.chunks_exact(8).map(|c| f64::from_be_bytes(c.try_into().unwrap_or_default())).collect(),
+            bytes
+                .chunks_exact(8)
+                .map(|c| f64::from_be_bytes(c.try_into().unwrap_or_default()))
+                .collect(),
         ),
         DataType::Text => {
             let mut values = Vec::with_capacity(rows);
@@ -136,7 +152,9 @@ pub struct ThriftTablet<'a> {
 pub fn tablet(thrift: &ThriftTablet<'_>) -> Result<WireTablet, Status> {
     let rows = usize::try_from(thrift.size).map_err(|_| malformed("negative row count"))?;
     if rows > TABLET_ROWS_MAX {
-        return Err(malformed(format!("{rows} rows (at most {TABLET_ROWS_MAX})")));
+        return Err(malformed(format!(
+            "{rows} rows (at most {TABLET_ROWS_MAX})"
+        )));
     }
     if thrift.measurements.len() != thrift.types.len() {
         return Err(malformed(format!(
@@ -308,7 +326,22 @@ mod tests {
         };
         assert!(tablet(&base).is_err());
         assert!(tablet(&ThriftTablet { size: -1, ..base }).is_err());
-        assert!(tablet(&ThriftTablet { types: &[11], ..base }).is_err());
-        assert!(record("root.sg.d", &measurements, &[5, 0x7f, 0xff, 0xff, 0xff], 1, false).is_err());
+        assert!(
+            tablet(&ThriftTablet {
+                types: &[11],
+                ..base
+            })
+            .is_err()
+        );
+        assert!(
+            record(
+                "root.sg.d",
+                &measurements,
+                &[5, 0x7f, 0xff, 0xff, 0xff],
+                1,
+                false
+            )
+            .is_err()
+        );
     }
 }

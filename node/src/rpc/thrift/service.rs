@@ -397,7 +397,11 @@ impl Connection {
             "closeSession" => {
                 let request: TSCloseSessionReq = read_request(input)?;
                 if let Some(session) = self.session.take() {
-                    tracing::debug!(session = session.id, asked = request.session_id, "thrift session closed");
+                    tracing::debug!(
+                        session = session.id,
+                        asked = request.session_id,
+                        "thrift session closed"
+                    );
                 }
                 self.queries.clear();
                 return Ok(Some(Reply::Status(success())));
@@ -432,7 +436,11 @@ impl Connection {
                 let _ = args!(SessionIdArgs);
                 Reply::TimeZone(TSGetTimeZoneResp {
                     status: success(),
-                    time_zone: self.session.as_ref().map(|s| s.zone_id.clone()).unwrap_or_default(),
+                    time_zone: self
+                        .session
+                        .as_ref()
+                        .map(|s| s.zone_id.clone())
+                        .unwrap_or_default(),
                 })
             }
             "setTimeZone" => {
@@ -477,11 +485,17 @@ impl Connection {
             }
             "deleteStorageGroups" => {
                 let args = args!(SessionPathsArgs);
-                Reply::Status(self.paths_statement("DELETE DATABASE", &args.paths, "").await)
+                Reply::Status(
+                    self.paths_statement("DELETE DATABASE", &args.paths, "")
+                        .await,
+                )
             }
             "deleteTimeseries" => {
                 let args = args!(SessionPathsArgs);
-                Reply::Status(self.paths_statement("DELETE TIMESERIES", &args.paths, "").await)
+                Reply::Status(
+                    self.paths_statement("DELETE TIMESERIES", &args.paths, "")
+                        .await,
+                )
             }
             "deleteData" => {
                 let request = request!(TSDeleteDataReq);
@@ -514,7 +528,10 @@ impl Connection {
             }
             "insertTablets" | "testInsertTablets" => {
                 let request = request!(TSInsertTabletsReq);
-                Reply::Status(self.write(tablets_of(&request), name.starts_with("test")).await)
+                Reply::Status(
+                    self.write(tablets_of(&request), name.starts_with("test"))
+                        .await,
+                )
             }
             "insertRecord" | "testInsertRecord" => {
                 let request = request!(TSInsertRecordReq);
@@ -561,7 +578,10 @@ impl Connection {
                     timestamp: request.timestamp,
                 }];
                 let aligned = request.is_aligned.unwrap_or(false);
-                Reply::Status(self.string_records(&rows, aligned, name.starts_with("test")).await)
+                Reply::Status(
+                    self.string_records(&rows, aligned, name.starts_with("test"))
+                        .await,
+                )
             }
             "insertStringRecords" | "testInsertStringRecords" => {
                 let request = request!(TSInsertStringRecordsReq);
@@ -574,7 +594,10 @@ impl Connection {
                     request.prefix_paths.len(),
                 );
                 Reply::Status(match result {
-                    Ok(rows) => self.string_records(&rows, aligned, name.starts_with("test")).await,
+                    Ok(rows) => {
+                        self.string_records(&rows, aligned, name.starts_with("test"))
+                            .await
+                    }
                     Err(error) => ts_status(&error),
                 })
             }
@@ -650,7 +673,9 @@ impl Connection {
         if !dialect.eq_ignore_ascii_case("tree") {
             return refuse(
                 StatusCode::UNSUPPORTED_OPERATION.0,
-                &format!("sql_dialect {dialect} is not supported: this server has the tree model only"),
+                &format!(
+                    "sql_dialect {dialect} is not supported: this server has the tree model only"
+                ),
             );
         }
         let id = self.shard.next_session() as i64;
@@ -792,7 +817,8 @@ impl Connection {
             "SELECT {suffixes} FROM root WHERE time >= {} AND time < {}",
             request.start_time, request.end_time
         );
-        self.execute(&statement, fetch_size(request.fetch_size)).await
+        self.execute(&statement, fetch_size(request.fetch_size))
+            .await
     }
 
     async fn last_query(&mut self, request: &TSLastDataQueryReq) -> TSExecuteStatementResp {
@@ -803,9 +829,13 @@ impl Connection {
         let statement = if request.time == i64::MIN {
             format!("SELECT LAST {suffixes} FROM root")
         } else {
-            format!("SELECT LAST {suffixes} FROM root WHERE time >= {}", request.time)
+            format!(
+                "SELECT LAST {suffixes} FROM root WHERE time >= {}",
+                request.time
+            )
         };
-        self.execute(&statement, fetch_size(request.fetch_size)).await
+        self.execute(&statement, fetch_size(request.fetch_size))
+            .await
     }
 
     async fn run(&self, statement: &str) -> Result<(), Status> {
@@ -827,9 +857,10 @@ impl Connection {
         let checked: Result<Vec<&str>, Status> =
             paths.iter().map(|p| checked_path(p, true)).collect();
         match checked {
-            Ok(paths) => {
-                result_status(self.run(&format!("{verb} {}{suffix}", paths.join(", "))).await)
-            }
+            Ok(paths) => result_status(
+                self.run(&format!("{verb} {}{suffix}", paths.join(", ")))
+                    .await,
+            ),
             Err(error) => ts_status(&error),
         }
     }
@@ -1184,7 +1215,11 @@ fn encoding_name(code: i32) -> Result<&'static str, Status> {
         11 => "CHIMP",
         12 => "SPRINTZ",
         13 => "RLBE",
-        _ => return Err(Status::illegal_parameter(format!("unknown encoding {code}"))),
+        _ => {
+            return Err(Status::illegal_parameter(format!(
+                "unknown encoding {code}"
+            )));
+        }
     })
 }
 

@@ -40,12 +40,12 @@ fn put_packed_bits(out: &mut Vec<u8>, bits: impl Iterator<Item = bool>) {
             byte |= 0x80 >> (count % 8);
         }
         count += 1;
-        if count % 8 == 0 {
+        if count.is_multiple_of(8) {
             out.push(byte);
             byte = 0;
         }
     }
-    if count % 8 != 0 {
+    if !count.is_multiple_of(8) {
         out.push(byte);
     }
 }
