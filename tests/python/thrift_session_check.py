@@ -107,6 +107,23 @@ session.insert_str_record("root.py.r3", 1, ["v", "w"], ["12", "text"])
 expect(rows_of(session, "SELECT x FROM root.py.r1")[1], [[5, 7], [8, 9], [9, 10], [10, 11]], "insert_record(s_of_one_device)")
 expect(rows_of(session, "SELECT v, w FROM root.py.r3")[1], [[1, 12.0, "text"]], "insert_str_record infers DOUBLE and TEXT")
 
+# insert_tablets (two devices in one call) and the test_* variant (checked, not written).
+session.insert_tablets([
+    Tablet("root.py.t1", ["v"], [TSDataType.INT64], [[1], [2]], [1, 2]),
+    Tablet("root.py.t2", ["v"], [TSDataType.DOUBLE], [[0.5]], [3]),
+])
+expect(rows_of(session, "SELECT v FROM root.py.t1")[1], [[1, 1], [2, 2]], "insert_tablets device 1")
+expect(rows_of(session, "SELECT v FROM root.py.t2")[1], [[3, 0.5]], "insert_tablets device 2")
+session.test_insert_tablet(Tablet("root.py.t3", ["v"], [TSDataType.INT64], [[1]], [1]))
+expect(session.check_time_series_exists("root.py.t3.v"), False, "test_insert_tablet writes nothing")
+
+# Time zone (stored per session) and executeStatementV2.
+session.set_time_zone("Asia/Shanghai")
+expect(session.get_time_zone(), "Asia/Shanghai", "set_time_zone / get_time_zone")
+with session.execute_statement("SHOW DATABASES root.py") as data_set:
+    frame = data_set.todf()
+expect(frame["Database"].tolist(), ["root.py"], "execute_statement (executeStatementV2)")
+
 # SQL INSERT through execute_non_query_statement.
 session.execute_non_query_statement("INSERT INTO root.py.d0(time, s0, s1, s2) VALUES (1, 100, 1.25, 'a'), (2, 200, 2.5, 'b'), (3, 300, 3.75, 'c')")
 expect(

@@ -120,12 +120,27 @@ fn session(address: SocketAddr) -> TcpStream {
     stream
 }
 
+/// How a hostile connection starts before its bad bytes.
+#[derive(Clone, Copy)]
+enum Start {
+    /// A failed `openSession` first: a Thrift connection that is not authenticated (its
+    /// first frame must look like a Thrift call to be taken for Thrift at all).
+    FailedLogin,
+    LoggedIn,
+}
+
 /// Sends `bytes` and expects an exception reply followed by a closed connection.
-fn expect_exception_and_close(address: SocketAddr, logged_in: bool, bytes: &[u8], what: &str) {
-    let mut stream = if logged_in {
-        session(address)
-    } else {
-        connect(address)
+fn expect_exception_and_close(address: SocketAddr, start: Start, bytes: &[u8], what: &str) {
+    let mut stream = match start {
+        Start::LoggedIn => session(address),
+        Start::FailedLogin => {
+            let mut stream = connect(address);
+            stream.write_all(&open_session("wrong").framed()).unwrap();
+            let (kind, body) = read_reply(&mut stream).expect("openSession reply");
+            assert_eq!(kind, REPLY);
+            assert!(body.windows(4).any(|w| w == 801i32.to_be_bytes()));
+            stream
+        }
     };
     stream.write_all(bytes).unwrap();
     let reply = read_reply(&mut stream);
@@ -146,20 +161,20 @@ fn hostile_thrift_bytes_get_an_error_and_a_closed_connection() {
         // A frame longer than the pre-authentication cap, and a negative length.
         expect_exception_and_close(
             address,
-            false,
+            Start::FailedLogin,
             &[0x00, 0x10, 0x00, 0x00, 0x80, 0x01],
             "1 MiB frame before openSession",
         );
         expect_exception_and_close(
             address,
-            false,
+            Start::FailedLogin,
             &[0xff, 0xff, 0xff, 0xfe, 0x80, 0x01],
             "negative frame length",
         );
         // After login: a frame over the 64 MiB cap.
         expect_exception_and_close(
             address,
-            true,
+            Start::LoggedIn,
             &[0x7f, 0x00, 0x00, 0x00, 0x80, 0x01],
             "2 GiB frame",
         );
@@ -171,7 +186,12 @@ fn hostile_thrift_bytes_get_an_error_and_a_closed_connection() {
             .field(T_STRING, 2)
             .raw(&0x7fff_ff00i32.to_be_bytes())
             .raw(b"root.x");
-        expect_exception_and_close(address, true, &huge_string.framed(), "2 GiB string");
+        expect_exception_and_close(
+            address,
+            Start::LoggedIn,
+            &huge_string.framed(),
+            "2 GiB string",
+        );
         // A list declaring a billion elements, and a negative count.
         for count in [1_000_000_000i32, -5] {
             let huge_list = Message::call("insertTablet")
@@ -180,22 +200,32 @@ fn hostile_thrift_bytes_get_an_error_and_a_closed_connection() {
                 .raw(&[T_STRING])
                 .i32(count)
                 .string("s1");
-            expect_exception_and_close(address, true, &huge_list.framed(), "lying list count");
+            expect_exception_and_close(
+                address,
+                Start::LoggedIn,
+                &huge_list.framed(),
+                "lying list count",
+            );
         }
         // Wrong field types: the request struct as an i32, then a struct cut short.
         let wrong_type = Message::call("executeQueryStatementV2")
             .field(T_I32, 1)
             .i32(7)
             .stop();
-        expect_exception_and_close(address, true, &wrong_type.framed(), "request as i32");
+        expect_exception_and_close(
+            address,
+            Start::LoggedIn,
+            &wrong_type.framed(),
+            "request as i32",
+        );
         let cut = Message::call("executeStatementV2")
             .field(T_STRUCT, 1)
             .field(T_I64, 1);
-        expect_exception_and_close(address, true, &cut.framed(), "struct cut short");
+        expect_exception_and_close(address, Start::LoggedIn, &cut.framed(), "struct cut short");
         // Not a Thrift message at all after a valid frame length.
         expect_exception_and_close(
             address,
-            false,
+            Start::FailedLogin,
             &[0, 0, 0, 6, 0x80, 0x01, 0xff, 0xff, 0xff, 0xff],
             "bad message header",
         );
@@ -264,6 +294,25 @@ fn hostile_thrift_bytes_get_an_error_and_a_closed_connection() {
         body.windows(4).any(|w| w == 300i32.to_be_bytes()),
         "300 UNSUPPORTED_OPERATION"
     );
+
+    // Bytes that only half look like Thrift (a length over the pre-authentication cap, a
+    // reply header) are not taken for Thrift: the native path answers and closes.
+    for first in [
+        &[0x00u8, 0x10, 0x00, 0x00, 0x80, 0x01, 0x00, 0x01][..],
+        &[0x00, 0x00, 0x00, 0x08, 0x80, 0x01, 0x00, 0x02, 0, 0, 0, 0],
+    ] {
+        let mut stream = connect(address);
+        // Padded to a native header's 24 bytes, so the native path can judge the magic.
+        let mut bytes = first.to_vec();
+        bytes.resize(24, 0);
+        stream.write_all(&bytes).unwrap();
+        let mut reply = Vec::new();
+        let _ = stream.read_to_end(&mut reply);
+        assert!(
+            reply.starts_with(b"ITDB"),
+            "a native error frame: {reply:?}"
+        );
+    }
 
     // The server is alive, serves the native protocol too, and its memory is bounded.
     let mut native = server.client().expect("native client after the flood");

@@ -128,7 +128,8 @@ fn fixed_column(
                 .collect(),
         ),
         DataType::Text => {
-            let mut values = Vec::with_capacity(rows);
+            // Each value needs at least its 4-byte length: reserve no more than can come.
+            let mut values = Vec::with_capacity(rows.min(reader.remaining() / 4));
             for _ in 0..rows {
                 values.push(reader.text()?);
             }

@@ -64,29 +64,37 @@ pub enum Sniffed {
     Thrift(ThriftProtocol),
 }
 
-/// Tells the protocol from a connection's first bytes. A native frame starts with the
-/// magic `ITDB`; a Thrift framed message with a 4-byte big-endian length (which can never
-/// equal `ITDB`: that length is over 1 GiB, far above any frame cap) followed by the
-/// strict binary version `0x80 0x01` or the compact protocol id `0x82`.
+/// Tells the protocol from a connection's first bytes.
+///
+/// A native frame starts with the magic `ITDB`. A Thrift client's first message is its
+/// `openSession` call in a framed transport: a 4-byte big-endian length, which is below the
+/// 64 KiB pre-authentication cap (so its first two bytes are zero; `ITDB` read as a length
+/// is over 1 GiB), then the strict binary header `80 01 00 01` (version 1, CALL) or the
+/// compact header `82 21` (protocol id, version 1 with CALL). Anything else is left to the
+/// native path, which answers it with its bad-magic error: random bytes are taken for
+/// Thrift only with a chance of about 2^-32.
 pub fn sniff(first: &[u8]) -> Sniffed {
-    if first.len() >= 4 && &first[..4] == iotdb_net::MAGIC.as_slice() {
+    const BINARY_CALL: [u8; 4] = [0x80, 0x01, 0x00, 0x01];
+    const COMPACT_CALL: [u8; 2] = [0x82, 0x21];
+    if first.first().is_some_and(|b| *b != 0) || first.get(1).is_some_and(|b| *b != 0) {
         return Sniffed::Native;
     }
     if first.len() < 6 {
-        // Decide early when the bytes so far already rule Thrift out.
-        if !first.is_empty() && first[0] == iotdb_net::MAGIC[0] {
-            return if first.len() < 4 {
-                Sniffed::NeedMore
-            } else {
-                Sniffed::Native
-            };
-        }
         return Sniffed::NeedMore;
     }
-    match (first[4], first[5]) {
-        (0x80, 0x01) => Sniffed::Thrift(ThriftProtocol::Binary),
-        (0x82, _) => Sniffed::Thrift(ThriftProtocol::Compact),
-        _ => Sniffed::Native,
+    if first[4..6] == COMPACT_CALL {
+        return Sniffed::Thrift(ThriftProtocol::Compact);
+    }
+    if first[4..6] != BINARY_CALL[..2] {
+        return Sniffed::Native;
+    }
+    if first.len() < 8 {
+        return Sniffed::NeedMore;
+    }
+    if first[4..8] == BINARY_CALL {
+        Sniffed::Thrift(ThriftProtocol::Binary)
+    } else {
+        Sniffed::Native
     }
 }
 
@@ -302,16 +310,26 @@ mod tests {
     #[test]
     fn sniffs_both_protocols() {
         assert_eq!(sniff(b"ITDB\x01\x01"), Sniffed::Native);
-        assert_eq!(sniff(b"IT"), Sniffed::NeedMore);
+        assert_eq!(sniff(b"I"), Sniffed::Native);
+        assert_eq!(sniff(&[0, 0, 0]), Sniffed::NeedMore);
+        assert_eq!(sniff(&[0, 0, 0, 40, 0x80, 0x01, 0x00]), Sniffed::NeedMore);
         assert_eq!(
-            sniff(&[0, 0, 0, 40, 0x80, 0x01]),
+            sniff(&[0, 0, 0, 40, 0x80, 0x01, 0x00, 0x01]),
             Sniffed::Thrift(ThriftProtocol::Binary)
         );
         assert_eq!(
             sniff(&[0, 0, 0, 40, 0x82, 0x21]),
             Sniffed::Thrift(ThriftProtocol::Compact)
         );
-        assert_eq!(sniff(&[0, 0, 0, 40, 0x00]), Sniffed::NeedMore);
+        // A reply or exception header, a large length, or other bytes: native.
+        assert_eq!(
+            sniff(&[0, 0, 0, 40, 0x80, 0x01, 0x00, 0x02]),
+            Sniffed::Native
+        );
+        assert_eq!(
+            sniff(&[0, 1, 0, 40, 0x80, 0x01, 0x00, 0x01]),
+            Sniffed::Native
+        );
         assert_eq!(sniff(&[0, 0, 0, 40, 0x00, 0x00]), Sniffed::Native);
         assert_eq!(sniff(b"GET / HTTP/1.1"), Sniffed::Native);
     }
