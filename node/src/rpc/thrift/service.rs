@@ -22,7 +22,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::rc::Rc;
 
-use iotdb_net::{DataType, ResultSet, Status, StatusCode};
+use iotdb_net::{DataType, ResultSet, Status, StatusCode, TabletView};
 use thrift::protocol::{
     TBinaryOutputProtocol, TCompactOutputProtocol, TFieldIdentifier, TInputProtocol,
     TMessageIdentifier, TMessageType, TOutputProtocol, TSerializable, TStructIdentifier, TType,
@@ -542,6 +542,7 @@ impl Connection {
                     request.timestamp,
                     request.is_aligned.unwrap_or(false),
                 )
+                .and_then(|tablet| insert::view(&tablet))
                 .map(|t| vec![t]);
                 Reply::Status(self.write(tablets, name.starts_with("test")).await)
             }
@@ -965,17 +966,9 @@ impl Connection {
     }
 
     /// Writes converted tablets through the native write path (`test`: convert only).
-    async fn write(
-        &self,
-        tablets: Result<Vec<iotdb_net::WireTablet>, Status>,
-        test_only: bool,
-    ) -> TSStatus {
+    async fn write(&self, views: Result<Vec<TabletView>, Status>, test_only: bool) -> TSStatus {
         let result = async {
-            let tablets = tablets?;
-            let views = tablets
-                .iter()
-                .map(insert::view)
-                .collect::<Result<Vec<_>, _>>()?;
+            let views = views?;
             if test_only {
                 return Ok(());
             }
@@ -1243,8 +1236,8 @@ fn compressor_name(code: i32) -> Result<&'static str, Status> {
     })
 }
 
-fn tablet_of(request: &TSInsertTabletReq) -> Result<iotdb_net::WireTablet, Status> {
-    insert::tablet(&insert::ThriftTablet {
+fn tablet_of(request: &TSInsertTabletReq) -> Result<TabletView, Status> {
+    insert::tablet_view(&insert::ThriftTablet {
         device: &request.prefix_path,
         measurements: &request.measurements,
         types: &request.types,
@@ -1255,7 +1248,7 @@ fn tablet_of(request: &TSInsertTabletReq) -> Result<iotdb_net::WireTablet, Statu
     })
 }
 
-fn tablets_of(request: &TSInsertTabletsReq) -> Result<Vec<iotdb_net::WireTablet>, Status> {
+fn tablets_of(request: &TSInsertTabletsReq) -> Result<Vec<TabletView>, Status> {
     let count = request.prefix_paths.len();
     if [
         request.measurements_list.len(),
@@ -1273,7 +1266,7 @@ fn tablets_of(request: &TSInsertTabletsReq) -> Result<Vec<iotdb_net::WireTablet>
     }
     (0..count)
         .map(|i| {
-            insert::tablet(&insert::ThriftTablet {
+            insert::tablet_view(&insert::ThriftTablet {
                 device: &request.prefix_paths[i],
                 measurements: &request.measurements_list[i],
                 types: &request.types_list[i],
@@ -1293,7 +1286,7 @@ fn records_of<'a>(
     timestamps: &[i64],
     count: usize,
     aligned: bool,
-) -> Result<Vec<iotdb_net::WireTablet>, Status> {
+) -> Result<Vec<TabletView>, Status> {
     if measurements.len() != count || values.len() != count || timestamps.len() != count {
         return Err(Status::illegal_parameter(
             "the lists of an insert records request differ in length",
@@ -1303,6 +1296,7 @@ fn records_of<'a>(
         .map(|i| {
             let device = device(i).ok_or_else(|| Status::illegal_parameter("device missing"))?;
             insert::record(device, &measurements[i], &values[i], timestamps[i], aligned)
+                .and_then(|tablet| insert::view(&tablet))
         })
         .collect()
 }
