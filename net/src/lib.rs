@@ -35,8 +35,8 @@ pub use tablet::{ColumnValues, ColumnView, TabletView, TextColumn, WireColumn, W
 pub use types::{DataType, NullBitmap, TypedColumn, Value};
 pub mod server;
 pub use server::{
-    ConnectionEnd, ConnectionLimits, Handler, PendingConnection, ResponseStream, Session,
-    accept_handshake, serve_connection, serve_pending,
+    ConnectionEnd, ConnectionLimits, HANDSHAKE_ATTEMPTS_MAX, Handler, PendingConnection,
+    ResponseStream, Session, accept_handshake, serve_connection, serve_pending,
 };
 
 pub mod client;

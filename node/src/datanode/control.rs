@@ -32,6 +32,8 @@ pub enum ControlRequest {
     /// The types of a device's measurements, creating missing series (all or nothing).
     EnsureSeries {
         device: String,
+        /// Whether the writing tablet is aligned (must match an existing device).
+        aligned: bool,
         measurements: Vec<(String, DataType)>,
     },
     /// The types of existing series (`None` where missing); creates nothing.
@@ -274,6 +276,7 @@ impl ControlPlane {
             }
             ControlRequest::EnsureSeries {
                 device,
+                aligned,
                 measurements,
             } => {
                 let names: Vec<&str> = measurements.iter().map(|(m, _)| m.as_str()).collect();
@@ -289,7 +292,7 @@ impl ControlPlane {
                     .expect("opened by schema_of")
                     .get_or_create_measurements(
                         &device,
-                        false,
+                        aligned,
                         &names,
                         &types,
                         TypeConflict::Reject,

@@ -121,7 +121,8 @@ impl Shard {
 
     /// `INSERT INTO device(time, m...) VALUES (...)`: one tablet through the SDK's write path,
     /// so the schema check (and series creation) happens before anything is written.
-    async fn execute_insert(self: &Rc<Self>, insert: Insert) -> Result<(), Status> {
+    /// Runs an `INSERT` (also the path of IoTDB's string records, `rpc::thrift`).
+    pub(crate) async fn execute_insert(self: &Rc<Self>, insert: Insert) -> Result<(), Status> {
         if insert.rows.len() > SQL_INSERT_ROWS_MAX {
             return Err(Status::illegal_parameter(format!(
                 "an INSERT statement may carry at most {SQL_INSERT_ROWS_MAX} rows"

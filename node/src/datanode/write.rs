@@ -108,6 +108,7 @@ impl Shard {
         let answer = self
             .control(ControlRequest::EnsureSeries {
                 device: device.to_string(),
+                aligned: view.is_aligned(),
                 measurements: missing.clone(),
             })
             .await?;
