@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod confignode;
 pub mod datanode;
+pub mod internal;
 pub mod schema;
 pub mod server;
 pub mod sql;
