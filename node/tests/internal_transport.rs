@@ -483,3 +483,56 @@ fn a_full_queue_is_overloaded_and_a_dead_peer_unreachable() {
         assert!(error.to_string().contains("unreachable"));
     });
 }
+
+#[test]
+fn a_half_open_connection_is_dropped_and_reconnected() {
+    // A peer that says hello, then never answers and never closes (its host died).
+    let listener = std::net::TcpListener::bind(any_port()).unwrap();
+    let address = listener.local_addr().unwrap();
+    let accepts = Arc::new(Mutex::new(Vec::new()));
+    std::thread::spawn({
+        let accepts = accepts.clone();
+        move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut hello = [0u8; 24 + 6 + CLUSTER.len()];
+                if stream.read_exact(&mut hello).is_err() {
+                    return;
+                }
+                let mut body = BytesMut::new();
+                body.put_u32_le(2);
+                body.put_u16_le(CLUSTER.len() as u16);
+                body.put_slice(CLUSTER.as_bytes());
+                let accepted = iotdb_net::internal_frame::internal_frame(
+                    iotdb_net::internal_frame::OP_HELLO_ACCEPTED,
+                    0,
+                    body.freeze(),
+                );
+                stream.write_all(&accepted).unwrap();
+                accepts.lock().unwrap().push(stream);
+            }
+        }
+    });
+    let limits = InternalLimits {
+        dead_connection_silence: Duration::from_millis(200),
+        ..InternalLimits::default()
+    };
+    run(async {
+        let endpoint = client(1, CLUSTER, (2, address), limits);
+        let error = endpoint
+            .request(NodeId(2), request_body(1, 0), Duration::from_millis(300))
+            .await
+            .expect_err("the peer never answers");
+        assert!(matches!(error, InternalError::Timeout { .. }), "{error}");
+        // The silent connection is presumed dead; the next request opens a new one.
+        monoio::time::sleep(Duration::from_millis(50)).await;
+        let _ = endpoint
+            .request(NodeId(2), request_body(2, 0), Duration::from_millis(300))
+            .await;
+    });
+    assert_eq!(
+        accepts.lock().unwrap().len(),
+        2,
+        "a second connection was opened"
+    );
+}

@@ -51,8 +51,8 @@ pub(crate) struct Peer {
     last_failure: RefCell<String>,
     driver_running: Cell<bool>,
     shut_down: Cell<bool>,
-    /// When the current connection last received a frame (or was opened).
-    last_received: Cell<Instant>,
+    /// When the current connection last received a frame (`None`: nothing yet).
+    last_received: Cell<Option<Instant>>,
     /// Set when a request timed out with nothing received since it was sent: the
     /// connection is half-open (the peer's host died without closing it); it is dropped.
     presumed_dead: Cell<bool>,
@@ -78,7 +78,7 @@ impl Peer {
             last_failure: RefCell::new(String::new()),
             driver_running: Cell::new(false),
             shut_down: Cell::new(false),
-            last_received: Cell::new(Instant::now()),
+            last_received: Cell::new(None),
             presumed_dead: Cell::new(false),
         }
     }
@@ -119,7 +119,7 @@ impl Peer {
                 // A response arriving later finds no pending entry and is dropped.
                 self.pending.borrow_mut().remove(&request_id);
                 if timeout >= self.limits.dead_connection_silence
-                    && self.last_received.get() < sent_at
+                    && self.last_received.get().is_none_or(|at| at < sent_at)
                 {
                     self.presumed_dead.set(true);
                     self.outbox.wake();
@@ -372,7 +372,7 @@ async fn run_connection(peer: &Rc<Peer>, stream: TcpStream, buffer: BytesMut) ->
     let (mut reader, mut writer) = stream.into_split();
     let broken: Rc<RefCell<Option<String>>> = Rc::new(RefCell::new(None));
     let stop_reader = Rc::new(Signal::default());
-    peer.last_received.set(Instant::now());
+    peer.last_received.set(None);
     peer.presumed_dead.set(false);
     let reader_task = monoio::spawn({
         let peer = peer.clone();
@@ -393,7 +393,7 @@ async fn run_connection(peer: &Rc<Peer>, stream: TcpStream, buffer: BytesMut) ->
                     Err(ReadEnd::Closed) => break "closed by the peer".to_owned(),
                     Err(ReadEnd::Bad(error)) => break error.to_string(),
                 };
-                peer.last_received.set(Instant::now());
+                peer.last_received.set(Some(Instant::now()));
                 match frame.opcode {
                     OP_RESPONSE => peer.settle(frame.request_id, Ok(frame.body)),
                     OP_ERROR if frame.request_id != 0 => {
