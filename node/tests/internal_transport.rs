@@ -536,3 +536,106 @@ fn a_half_open_connection_is_dropped_and_reconnected() {
         "a second connection was opened"
     );
 }
+
+/// Hands every one-way message to a shared inbox (what a shard loop's driver would feed to
+/// `Node::on_message`).
+struct Inbox {
+    messages: Rc<std::cell::RefCell<Vec<(NodeId, Bytes)>>>,
+}
+
+impl InternalHandler for Inbox {
+    fn handle_request(&self, _from: NodeId, _body: Bytes) -> Pin<Box<dyn Future<Output = Bytes>>> {
+        Box::pin(async { Bytes::new() })
+    }
+
+    fn on_message(&self, from: NodeId, body: Bytes) {
+        self.messages.borrow_mut().push((from, body));
+    }
+}
+
+/// The consensus crate's `Rpc` over the real transport: requests and responses travel as
+/// one-way messages (`Transport::send`) and pair by the envelope's id.
+#[test]
+fn consensus_rpc_pairs_over_the_real_transport() {
+    use iotdb_consensus::io::{Clock, SystemClock, TimerId};
+    use iotdb_consensus::rpc::{Incoming, Rpc};
+
+    struct Env {
+        endpoint: InternalEndpoint,
+        clock: SystemClock,
+    }
+    impl Clock for Env {
+        fn now_ms(&self) -> u64 {
+            self.clock.now_ms()
+        }
+        fn set_timer(&mut self, timer: TimerId, after_ms: u64) {
+            self.clock.set_timer(timer, after_ms)
+        }
+        fn cancel_timer(&mut self, timer: TimerId) {
+            self.clock.cancel_timer(timer)
+        }
+    }
+    impl Transport for Env {
+        fn send(&mut self, to: NodeId, payload: Bytes) -> Result<(), TransportError> {
+            self.endpoint.send(to, payload)
+        }
+    }
+
+    run(async {
+        let mut nodes = Vec::new();
+        for id in [1u32, 2] {
+            let messages = Rc::new(std::cell::RefCell::new(Vec::new()));
+            let endpoint = InternalEndpoint::new(
+                config(id, CLUSTER, InternalLimits::default()),
+                Rc::new(Inbox {
+                    messages: messages.clone(),
+                }),
+            )
+            .unwrap();
+            let address = endpoint
+                .serve(bind_internal_port(any_port(), "dn_internal_port").unwrap())
+                .unwrap();
+            nodes.push((endpoint, messages, address));
+        }
+        nodes[0].0.add_peer(NodeId(2), nodes[1].2);
+        nodes[1].0.add_peer(NodeId(1), nodes[0].2);
+        let mut env = Env {
+            endpoint: nodes[0].0.clone(),
+            clock: SystemClock::new(),
+        };
+        let mut rpc = Rpc::new(7);
+        let mut sent = HashMap::new();
+        for index in 0..200u32 {
+            let id = rpc
+                .request(&mut env, NodeId(2), &index.to_le_bytes(), 10_000)
+                .unwrap();
+            sent.insert(id, index);
+        }
+        let mut server_rpc = Rpc::new(9);
+        let mut server_transport = nodes[1].0.clone();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !sent.is_empty() && Instant::now() < deadline {
+            monoio::time::sleep(Duration::from_millis(5)).await;
+            for (from, frame) in nodes[1].1.borrow_mut().drain(..) {
+                let Incoming::Request { from, id, payload } =
+                    server_rpc.receive(from, &frame).unwrap()
+                else {
+                    panic!("node 2 gets only requests");
+                };
+                Rpc::respond(&mut server_transport, from, id, &payload).unwrap();
+            }
+            for (from, frame) in nodes[0].1.borrow_mut().drain(..) {
+                let Incoming::Response { id, payload, .. } = rpc.receive(from, &frame).unwrap()
+                else {
+                    panic!("node 1 gets only responses");
+                };
+                let index = sent
+                    .remove(&id)
+                    .expect("a response pairs with a pending request");
+                assert_eq!(&payload[..], &index.to_le_bytes());
+            }
+        }
+        assert!(sent.is_empty(), "{} requests unanswered", sent.len());
+        assert_eq!(rpc.in_flight(), 0);
+    });
+}
