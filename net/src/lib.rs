@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod internal_frame;
 pub mod message;
 pub mod partition;
 pub mod result;

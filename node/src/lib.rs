@@ -10,6 +10,7 @@ pub mod cli;
 pub mod config;
 pub mod confignode;
 pub mod datanode;
+pub mod internal;
 pub mod rpc;
 pub mod schema;
 pub mod server;
