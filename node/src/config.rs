@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub memtable_flush_bytes: usize,
     /// Memtable bytes per region past which writes are rejected (606) until flushes catch up.
     pub memtable_bytes_max: usize,
+    /// IoTDB's `enable_partial_insert`: write the measurements of a row that fit their
+    /// series and report the others (614), rather than refusing the whole insert.
+    pub enable_partial_insert: bool,
 }
 
 impl Default for ServerConfig {
@@ -87,6 +90,7 @@ impl Default for ServerConfig {
             dn_rpc_max_concurrent_client_num: 1000,
             memtable_flush_bytes: region.memtable_flush_bytes,
             memtable_bytes_max: region.memtable_bytes_max,
+            enable_partial_insert: true,
         }
     }
 }
