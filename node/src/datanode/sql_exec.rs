@@ -368,6 +368,9 @@ impl Shard {
                 *row = retain_columns(std::mem::take(row), keep);
             }
         }
+        if let Some(how) = &select.fill {
+            super::select::fill(how, &result.column_types, &mut result.rows, first_value);
+        }
         if select.order == TimeOrder::Descending && group_by.is_some() {
             result.rows.reverse();
         }

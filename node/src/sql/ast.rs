@@ -542,6 +542,17 @@ pub enum TimeOrder {
     Descending,
 }
 
+/// `FILL(PREVIOUS | LINEAR | constant)`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fill {
+    /// The latest earlier non-null value of the column.
+    Previous,
+    /// Linear interpolation in time between the neighbouring non-null values (numbers).
+    Linear,
+    /// A constant, for the columns whose type it fits.
+    Constant(Literal),
+}
+
 /// A query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Select {
@@ -559,6 +570,8 @@ pub struct Select {
     pub having: Option<Expr>,
     /// `ALIGN BY DEVICE`: one row per device and time, with a `Device` column.
     pub align_by_device: bool,
+    /// `FILL(...)`: how null cells of the result are filled.
+    pub fill: Option<Fill>,
     /// `SLIMIT n`: most series (columns) returned.
     pub slimit: Option<u64>,
     /// `SOFFSET m`: series (columns) skipped first.

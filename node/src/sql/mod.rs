@@ -38,8 +38,8 @@ mod tests;
 
 pub use ast::{
     Aggregate, AggregateFunction, Comparison, Compressor, DataType, DatabaseAttributes, Encoding,
-    GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection, RegionKind,
-    Select, Statement, TimeExpr, TimeFilter, TimeOrder, TimeRange, Ttl,
+    Fill, GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection,
+    RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder, TimeRange, Ttl,
 };
 pub use error::{ParseError, ParseErrorKind, SQL_PARSE_ERROR_STATUS};
 pub use expr::{ArithmeticOp, CompareOp, Expr, split_time_filter};

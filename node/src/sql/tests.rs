@@ -511,6 +511,7 @@ fn select_raw_columns() {
             time_filter: None,
             value_filter: None,
             having: None,
+            fill: None,
             align_by_device: false,
             slimit: None,
             soffset: None,
@@ -1162,4 +1163,31 @@ fn having_aliases_slimit_and_align_by_device() {
         ")".repeat(100)
     );
     assert!(err(&deep).to_string().contains("nests deeper"));
+}
+
+#[test]
+fn fill_clauses() {
+    use crate::sql::Fill;
+    assert_eq!(
+        select("SELECT s1 FROM root.sg.d1 FILL(previous)").fill,
+        Some(Fill::Previous)
+    );
+    assert_eq!(
+        select("SELECT count(s1) FROM root.sg.d1 GROUP BY ([0, 9), 3ms) FILL(LINEAR) ORDER BY TIME DESC").fill,
+        Some(Fill::Linear)
+    );
+    assert_eq!(
+        select("SELECT s1 FROM root.sg.d1 FILL(2.5) LIMIT 3").fill,
+        Some(Fill::Constant(Literal::Float(2.5)))
+    );
+    assert!(
+        err("SELECT LAST s1 FROM root.sg.d1 FILL(previous)")
+            .to_string()
+            .contains("FILL")
+    );
+    assert!(
+        err("SELECT s1 FROM root.sg.d1 FILL(previous")
+            .to_string()
+            .contains("')'")
+    );
 }

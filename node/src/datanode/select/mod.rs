@@ -12,6 +12,7 @@
 //! device) and stacks the devices in path order, with a `Device` column.
 
 mod bind;
+mod fill;
 
 use std::rc::Rc;
 
@@ -19,6 +20,7 @@ use iotdb_net::{DataType as WireType, ResultSet, SeriesSelection, Status, Value 
 use iotdb_storage::{DataType, FilterCounters, PointColumn, SeriesKey, TimeRange, ValueFilter};
 
 pub use bind::{Bound, bind, push_down};
+pub use fill::fill;
 
 use super::Shard;
 use super::query::{RegionAnswer, RegionRead, align};
@@ -138,6 +140,9 @@ impl Shard {
                 row
             })
             .collect();
+        if let Some(how) = &select.fill {
+            fill(how, &result.column_types, &mut rows, 1);
+        }
         if select.order == TimeOrder::Descending {
             rows.reverse();
         }
@@ -256,6 +261,9 @@ impl Shard {
                     row
                 })
                 .collect();
+            if let Some(how) = &select.fill {
+                fill(how, &result.column_types, &mut device_rows, 2);
+            }
             if select.order == TimeOrder::Descending {
                 device_rows.reverse();
             }

@@ -10,8 +10,8 @@ mod expr;
 
 use super::ast::{
     Aggregate, AggregateFunction, Comparison, Compressor, DataType, DatabaseAttributes, Encoding,
-    GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection, RegionKind,
-    Select, Statement, TimeExpr, TimeFilter, TimeOrder, Ttl,
+    Fill, GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection,
+    RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder, Ttl,
 };
 use super::error::{ParseError, ParseErrorKind};
 use super::expr::split_time_filter;
@@ -817,6 +817,26 @@ impl<'a> Parser<'a> {
         } else {
             None
         };
+        let fill = if self.eat_keyword("FILL") {
+            if matches!(projection, Projection::Last(_)) {
+                return Err(self.invalid_at(
+                    having_offset,
+                    "SELECT LAST does not support FILL".to_string(),
+                ));
+            }
+            self.expect(&TokenKind::LeftParen, "'('")?;
+            let fill = if self.eat_keyword("PREVIOUS") {
+                Fill::Previous
+            } else if self.eat_keyword("LINEAR") {
+                Fill::Linear
+            } else {
+                Fill::Constant(self.literal()?)
+            };
+            self.expect(&TokenKind::RightParen, "')'")?;
+            Some(fill)
+        } else {
+            None
+        };
         let mut order = TimeOrder::Ascending;
         if self.eat_keyword("ORDER") {
             self.expect_keyword("BY")?;
@@ -859,6 +879,7 @@ impl<'a> Parser<'a> {
             time_filter,
             value_filter,
             having,
+            fill,
             align_by_device,
             slimit,
             soffset,
