@@ -93,8 +93,14 @@ fn load(client: &mut BlockingClient) -> Model {
         let mut values = Vec::new();
         for row in 0..ROWS {
             let time = row * STEP_MS;
-            let s1 = (random.next() % 5 != 0).then(|| (random.next() % 2001) as f64 / 8.0 - 125.0);
-            let s2 = (random.next() % 4 != 0).then(|| (random.next() % 100) as i64);
+            let s1 = !random
+                .next()
+                .is_multiple_of(5)
+                .then(|| (random.next() % 2001) as f64 / 8.0 - 125.0);
+            let s2 = !random
+                .next()
+                .is_multiple_of(4)
+                .then(|| (random.next() % 100) as i64);
             if s1.is_none() && s2.is_none() {
                 continue;
             }
