@@ -93,14 +93,10 @@ fn load(client: &mut BlockingClient) -> Model {
         let mut values = Vec::new();
         for row in 0..ROWS {
             let time = row * STEP_MS;
-            let s1 = !random
-                .next()
-                .is_multiple_of(5)
-                .then(|| (random.next() % 2001) as f64 / 8.0 - 125.0);
-            let s2 = !random
-                .next()
-                .is_multiple_of(4)
-                .then(|| (random.next() % 100) as i64);
+            let has_s1 = !random.next().is_multiple_of(5);
+            let s1 = has_s1.then(|| (random.next() % 2001) as f64 / 8.0 - 125.0);
+            let has_s2 = !random.next().is_multiple_of(4);
+            let s2 = has_s2.then(|| (random.next() % 100) as i64);
             if s1.is_none() && s2.is_none() {
                 continue;
             }
