@@ -442,6 +442,32 @@ async fn drive(
         admin.query_last(selection()).await?;
         last.record(t.elapsed());
     }
+    // SQL: a value filter pushed down to the regions, on one device at a time in turn, and
+    // ALIGN BY DEVICE over every device (the first 10 rows of each).
+    let (mut filtered, mut by_device) = (Latencies::default(), Latencies::default());
+    for i in 0..options.query_repeat {
+        let device = spec.device_path(i % spec.devices);
+        let sensor = WorkloadSpec::sensor_name(0);
+        let t = Instant::now();
+        admin
+            .execute_sql(&format!(
+                "SELECT {sensor} FROM {device} WHERE {sensor} > 40"
+            ))
+            .await?;
+        filtered.record(t.elapsed());
+        let t = Instant::now();
+        let result = admin
+            .execute_sql(&format!(
+                "SELECT {sensor} FROM {}.* WHERE time < {} ALIGN BY DEVICE",
+                spec.database,
+                T0_MS + 10 * spec.interval_ms
+            ))
+            .await?;
+        by_device.record(t.elapsed());
+        if result.rows.len() != spec.devices * spec.rows.min(10) {
+            bail!("ALIGN BY DEVICE answered {} rows", result.rows.len());
+        }
+    }
     Ok(Report {
         write: Some(write),
         verified_points: Some(verified),
@@ -449,6 +475,11 @@ async fn drive(
             ("raw 1h".into(), raw.summary()),
             ("count,avg 1h".into(), group_by.summary()),
             ("last".into(), last.summary()),
+            ("sql value filter s > 40".into(), filtered.summary()),
+            (
+                "sql align by device, 10 rows each".into(),
+                by_device.summary(),
+            ),
         ],
         ..Report::default()
     })

@@ -24,7 +24,7 @@ pub use fill::fill;
 
 use super::Shard;
 use super::query::{RegionAnswer, RegionRead, align};
-use crate::sql::{Expr, PathNode, PathPattern, Select, TimeOrder};
+use crate::sql::{Expr, PathPattern, Select, TimeOrder};
 
 /// One series a query reads.
 #[derive(Clone, Debug, PartialEq)]
@@ -44,15 +44,6 @@ impl Column {
 pub struct Rows {
     pub times: Vec<i64>,
     pub cells: Vec<Vec<Option<WireValue>>>,
-}
-
-/// A pattern for `device` joined with a suffix.
-fn device_pattern(device: &str, suffix: &PathPattern) -> PathPattern {
-    let nodes: Vec<PathNode> = device
-        .split('.')
-        .map(|n| PathNode::Name(n.to_string()))
-        .collect();
-    PathPattern::new(nodes).join(suffix)
 }
 
 /// `items` with SOFFSET and SLIMIT applied.
@@ -112,14 +103,14 @@ impl Shard {
         let mut names: Vec<String> = outputs.iter().map(Column::path).collect();
         self.apply_aliases(select, items, &mut names, &outputs)
             .await?;
-        let from = select.from.clone();
+        let resolved = self.resolve_filter_paths(select).await?;
         let rows = self
             .raw_rows(
                 outputs.clone(),
                 select.value_filter.as_ref(),
                 range,
                 now_ms,
-                |suffix| from.iter().map(|f| f.join(suffix)).collect(),
+                &resolved,
             )
             .await?;
         let mut result = ResultSet::new(&[("Time", WireType::Int64)]);
@@ -185,15 +176,17 @@ impl Shard {
         now_ms: i64,
     ) -> Result<ResultSet, Status> {
         let mut measurements: Vec<(String, DataType)> = Vec::new();
-        let mut devices: Vec<String> = Vec::new();
+        // Devices in path order, each with the series the select list names in it.
+        let mut devices: std::collections::BTreeMap<String, Vec<Column>> = Default::default();
         let mut item_of_measurement: Vec<usize> = Vec::new();
         for (index, item) in items.iter().enumerate() {
             let patterns: Vec<PathPattern> = select.from.iter().map(|f| f.join(item)).collect();
             let mut matched = self.columns_of(patterns).await?;
             matched.sort_by(|a, b| a.measurement.cmp(&b.measurement));
             for column in matched {
-                if !devices.contains(&column.device) {
-                    devices.push(column.device.clone());
+                let known = devices.entry(column.device.clone()).or_default();
+                if !known.contains(&column) {
+                    known.push(column.clone());
                 }
                 if !measurements.iter().any(|(m, _)| *m == column.measurement) {
                     measurements.push((column.measurement.clone(), column.data_type));
@@ -201,8 +194,9 @@ impl Shard {
                 }
             }
         }
-        devices.sort();
         let measurements = series_window(measurements, select);
+        // The filter's paths, resolved once for every device (one schema lookup per path).
+        let resolved = self.resolve_filter_paths(select).await?;
         let mut result = ResultSet::new(&[("Time", WireType::Int64), ("Device", WireType::Text)]);
         for (i, (measurement, data_type)) in measurements.iter().enumerate() {
             let alias = select
@@ -218,13 +212,7 @@ impl Shard {
                 .push(super::convert::to_wire_type(*data_type));
         }
         let mut rows = Vec::new();
-        for device in &devices {
-            let known = self
-                .columns_of(vec![device_pattern(
-                    device,
-                    &PathPattern::new(vec![PathNode::OneLevel]),
-                )])
-                .await?;
+        for (device, known) in &devices {
             // Only this device's series, at the positions of the measurement columns.
             let mut outputs = Vec::new();
             let mut positions = Vec::new();
@@ -237,15 +225,16 @@ impl Shard {
             if outputs.is_empty() {
                 continue;
             }
-            let device_name = device.clone();
+            // Inside this device only: the filter's series of other devices do not count.
+            let own: Vec<(PathPattern, Vec<Column>)> = resolved
+                .iter()
+                .map(|(path, columns)| {
+                    let mine = columns.iter().filter(|c| c.device == *device).cloned();
+                    (path.clone(), mine.collect())
+                })
+                .collect();
             let part = self
-                .raw_rows(
-                    outputs,
-                    select.value_filter.as_ref(),
-                    range,
-                    now_ms,
-                    |suffix| vec![device_pattern(&device_name, suffix)],
-                )
+                .raw_rows(outputs, select.value_filter.as_ref(), range, now_ms, &own)
                 .await?;
             let mut device_rows: Vec<Vec<Option<WireValue>>> = part
                 .times
@@ -276,35 +265,50 @@ impl Shard {
         Ok(result)
     }
 
-    /// The rows of `outputs` in `range` where `filter` holds. `expand` turns a filter's
-    /// suffix path into the full patterns it names (every FROM prefix, or one device).
+    /// The series each path of the WHERE filter names under the FROM prefixes.
+    async fn resolve_filter_paths(
+        &self,
+        select: &Select,
+    ) -> Result<Vec<(PathPattern, Vec<Column>)>, Status> {
+        let mut out: Vec<(PathPattern, Vec<Column>)> = Vec::new();
+        let Some(filter) = &select.value_filter else {
+            return Ok(out);
+        };
+        let mut paths: Vec<PathPattern> = Vec::new();
+        filter.visit(&mut |e| {
+            if let Expr::Path(p) = e
+                && !paths.contains(p)
+            {
+                paths.push(p.clone());
+            }
+        });
+        for path in paths {
+            let patterns: Vec<PathPattern> = select.from.iter().map(|f| f.join(&path)).collect();
+            out.push((path, self.columns_of(patterns).await?));
+        }
+        Ok(out)
+    }
+
+    /// The rows of `outputs` in `range` where `filter` holds; `filter_series` holds the
+    /// series each of the filter's paths names.
     pub(super) async fn raw_rows(
         self: &Rc<Self>,
         outputs: Vec<Column>,
         filter: Option<&Expr>,
         range: TimeRange,
         now_ms: i64,
-        expand: impl Fn(&PathPattern) -> Vec<PathPattern>,
+        filter_series: &[(PathPattern, Vec<Column>)],
     ) -> Result<Rows, Status> {
         let output_count = outputs.len();
         let mut fetched = outputs;
         let bound = match filter {
             None => None,
             Some(filter) => {
-                // Resolve the filter's paths first (async), then bind (sync).
+                // Each filter path as indices into the fetched columns.
                 let mut resolved: Vec<(PathPattern, Vec<usize>)> = Vec::new();
-                let mut paths = Vec::new();
-                filter.visit(&mut |e| {
-                    if let Expr::Path(p) = e {
-                        paths.push(p.clone());
-                    }
-                });
-                for path in paths {
-                    if resolved.iter().any(|(p, _)| *p == path) {
-                        continue;
-                    }
+                for (path, columns) in filter_series {
                     let mut indices = Vec::new();
-                    for column in self.columns_of(expand(&path)).await? {
+                    for column in columns.iter().cloned() {
                         let index = match fetched.iter().position(|c| *c == column) {
                             Some(i) => i,
                             None => {
@@ -316,7 +320,7 @@ impl Shard {
                             indices.push(index);
                         }
                     }
-                    resolved.push((path, indices));
+                    resolved.push((path.clone(), indices));
                 }
                 Some(bind(filter, now_ms, &mut |e| match e {
                     Expr::Path(p) => resolved
