@@ -283,6 +283,13 @@ impl Shard {
             None => None,
             Some(group_by) => Some(group_by_window(group_by, range)?),
         };
+        let left_open = match &select.group_by {
+            Some(sql::GroupByTime {
+                range: Some(window_range),
+                ..
+            }) => !window_range.left_closed,
+            _ => false,
+        };
         let mut result: Option<ResultSet> = None;
         for (index, aggregate) in aggregates.iter().enumerate() {
             let aggregation = wire_aggregation(aggregate.function)?;
@@ -352,6 +359,9 @@ impl Shard {
             return Ok(empty);
         };
         let first_value = usize::from(group_by.is_some());
+        if let (true, Some(window)) = (left_open, group_by) {
+            label_left_open(&mut result, window);
+        }
         if let Some(having) = &select.having {
             self.apply_having(select, having, &mut result, first_value, now)
                 .await?;
@@ -733,17 +743,19 @@ fn group_by_window(group_by: &sql::GroupByTime, range: TimeRange) -> Result<Grou
     }
     let (start_time, end_time) = match &group_by.range {
         Some(window_range) => {
-            if !window_range.left_closed {
-                return Err(Status::new(
-                    StatusCode::UNSUPPORTED_OPERATION,
-                    "GROUP BY ((start, end], ...) is not supported: use [start, end)",
-                ));
-            }
             let now = now_ms();
-            (
+            let (start, end) = (
                 window_range.start.resolve(now),
                 window_range.end.resolve(now),
-            )
+            );
+            if window_range.left_closed {
+                (start, end)
+            } else {
+                // `((a, b], i)`: windows (a + k·i, a + (k+1)·i], in whole milliseconds the
+                // half-open [a + 1 + k·i, ...) up to b + 1; each row is labelled with its
+                // window's right end (see `label_left_open`).
+                (start.saturating_add(1), end.saturating_add(1))
+            }
         }
         None => {
             if range.start_ms == i64::MIN || range.end_ms == i64::MAX {
@@ -764,6 +776,19 @@ fn group_by_window(group_by: &sql::GroupByTime, range: TimeRange) -> Result<Grou
         end_time,
         interval_ms: group_by.interval_ms,
     })
+}
+
+/// Labels each row of a left-open `GROUP BY ((a, b], i)` with its window's right end, as
+/// IoTDB does: the row of window start `s` shows `min(s + i, b + 1) - 1`.
+fn label_left_open(result: &mut ResultSet, window: GroupByWindow) {
+    for row in &mut result.rows {
+        if let Some(Some(WireValue::Int64(start))) = row.first_mut() {
+            *start = start
+                .saturating_add(window.interval_ms)
+                .min(window.end_time)
+                .saturating_sub(1);
+        }
+    }
 }
 
 fn wire_aggregation(function: AggregateFunction) -> Result<iotdb_net::Aggregation, Status> {

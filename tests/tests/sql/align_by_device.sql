@@ -18,3 +18,6 @@ SELECT count(s1) FROM root.abd.d1 GROUP BY ([1, 5), 1ms) HAVING count(s1) > 0;
 SELECT count(s1), max_value(s1) FROM root.abd.* GROUP BY ([1, 5), 2ms) HAVING max_value(s1) > 2;
 SELECT count(*) FROM root.abd.d1 SLIMIT 1;
 SELECT extreme(s3) FROM root.abd.d2;
+-- Left-open windows ((a, b], interval): each row is labelled with its window's right end.
+SELECT count(s1), sum(s1) FROM root.abd.d1 GROUP BY ((0, 3], 2ms);
+SELECT count(s1) FROM root.abd.d1 GROUP BY ((0, 4], 2ms) ORDER BY TIME DESC;
