@@ -57,6 +57,9 @@ pub struct ServerConfig {
     /// Milliseconds a time partition with several sealed files must take no writes before
     /// it is compacted into one file (see `iotdb_storage::config::COMPACTION_COLD_DELAY_DEFAULT`).
     pub compaction_cold_delay_in_ms: u64,
+    /// IoTDB's `enable_partial_insert`: write the measurements of a row that fit their
+    /// series and report the others (614), rather than refusing the whole insert.
+    pub enable_partial_insert: bool,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +94,7 @@ impl Default for ServerConfig {
             memtable_flush_bytes: region.memtable_flush_bytes,
             memtable_bytes_max: region.memtable_bytes_max,
             compaction_cold_delay_in_ms: region.compaction_cold_delay.as_millis() as u64,
+            enable_partial_insert: true,
         }
     }
 }

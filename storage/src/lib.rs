@@ -16,6 +16,7 @@ pub mod codec;
 pub mod compaction;
 pub mod config;
 pub mod error;
+pub mod filter;
 pub mod memtable;
 pub mod query;
 pub mod region;
@@ -26,6 +27,7 @@ pub mod wal;
 
 pub use config::{Compression, RegionConfig, WalMode};
 pub use error::{Result, StorageError};
+pub use filter::{CompareOp, FilterCounters, Operand, ValueFilter, Verdict};
 pub use query::{AggregateRow, Aggregation, Windows};
 pub use region::{Deletion, Region, RegionInfo, SnapshotInfo, WriteAck};
 pub use stats::Stats;
