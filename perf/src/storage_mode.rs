@@ -7,7 +7,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use iotdb_storage::{Aggregation, Region, RegionConfig, SeriesKey, TimeRange, WalMode, Windows};
+use iotdb_storage::{
+    Aggregation, CompareOp, FilterCounters, Operand, Region, RegionConfig, SeriesKey, TimeRange,
+    ValueFilter, WalMode, Windows,
+};
 
 use crate::report::{self, Latencies, Phase, Report, WriteResult};
 use crate::verify::{self, Expected};
