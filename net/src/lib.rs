@@ -11,6 +11,7 @@
 pub mod codec;
 pub mod error;
 pub mod frame;
+pub mod internal_frame;
 pub mod message;
 pub mod partition;
 pub mod result;
@@ -35,8 +36,8 @@ pub use tablet::{ColumnValues, ColumnView, TabletView, TextColumn, WireColumn, W
 pub use types::{DataType, NullBitmap, TypedColumn, Value};
 pub mod server;
 pub use server::{
-    ConnectionEnd, ConnectionLimits, Handler, PendingConnection, ResponseStream, Session,
-    accept_handshake, serve_connection, serve_pending,
+    ConnectionEnd, ConnectionLimits, HANDSHAKE_ATTEMPTS_MAX, Handler, PendingConnection,
+    ResponseStream, Session, accept_handshake, serve_connection, serve_pending,
 };
 
 pub mod client;

@@ -71,10 +71,16 @@ pub enum Aggregation {
     Max = 4,
     First = 5,
     Last = 6,
+    /// IoTDB's `min_time`: the time of the first point (INT64).
+    MinTime = 7,
+    /// IoTDB's `max_time`: the time of the last point (INT64).
+    MaxTime = 8,
+    /// IoTDB's `extreme`: the value of largest magnitude, the positive one on a tie.
+    Extreme = 9,
 }
 
 impl Aggregation {
-    pub const ALL: [Aggregation; 7] = [
+    pub const ALL: [Aggregation; 10] = [
         Aggregation::Count,
         Aggregation::Sum,
         Aggregation::Avg,
@@ -82,6 +88,9 @@ impl Aggregation {
         Aggregation::Max,
         Aggregation::First,
         Aggregation::Last,
+        Aggregation::MinTime,
+        Aggregation::MaxTime,
+        Aggregation::Extreme,
     ];
 
     pub fn from_code(code: u8) -> Result<Self, DecodeError> {
@@ -101,6 +110,9 @@ impl Aggregation {
             Aggregation::Max => "max_value",
             Aggregation::First => "first_value",
             Aggregation::Last => "last_value",
+            Aggregation::MinTime => "min_time",
+            Aggregation::MaxTime => "max_time",
+            Aggregation::Extreme => "extreme",
         }
     }
 }

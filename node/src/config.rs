@@ -61,6 +61,9 @@ pub struct ServerConfig {
     /// compactions and metadata writes; 0 means half the cores, at least 2
     /// (`iotdb_storage::background::default_threads`).
     pub storage_background_threads: usize,
+    /// IoTDB's `enable_partial_insert`: write the measurements of a row that fit their
+    /// series and report the others (614), rather than refusing the whole insert.
+    pub enable_partial_insert: bool,
 }
 
 impl Default for ServerConfig {
@@ -96,6 +99,7 @@ impl Default for ServerConfig {
             memtable_bytes_max: region.memtable_bytes_max,
             compaction_cold_delay_in_ms: region.compaction_cold_delay.as_millis() as u64,
             storage_background_threads: 0,
+            enable_partial_insert: true,
         }
     }
 }

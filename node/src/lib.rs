@@ -1,7 +1,8 @@
 //! `iotdb-node`: the `iotdb-server` process. The ConfigNode role ([`confignode`]: nodes,
 //! databases, region groups, partitions, placement, route snapshots, admin views), schema
 //! regions ([`schema`]), the SQL front end ([`sql`]), and the DataNode role ([`datanode`])
-//! that assembles runtime, network and storage, one shard per core.
+//! that assembles runtime, network and storage, one shard per core; [`rpc`] serves IoTDB's
+//! own client RPC (Thrift) beside the native protocol.
 
 #![forbid(unsafe_code)]
 
@@ -9,6 +10,8 @@ pub mod cli;
 pub mod config;
 pub mod confignode;
 pub mod datanode;
+pub mod internal;
+pub mod rpc;
 pub mod schema;
 pub mod server;
 pub mod sql;

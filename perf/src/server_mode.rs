@@ -628,6 +628,43 @@ async fn drive(
             across.record(t.elapsed());
         }
         queries.push(("count,avg 1h all series".into(), across.summary()));
+
+        // SQL: a value filter pushed down to the regions, on one device at a time in turn,
+        // and ALIGN BY DEVICE over every device (the first 10 rows of each).
+        let sensor = &numeric[0];
+        let (mut filtered, mut by_device) = (Latencies::default(), Latencies::default());
+        for i in 0..options.query_repeat {
+            let device = spec.device_path(i % spec.devices);
+            let t = Instant::now();
+            admin
+                .execute_sql(&format!(
+                    "SELECT {sensor} FROM {device} WHERE {sensor} > 40"
+                ))
+                .await
+                .context("the value-filtered query")?;
+            filtered.record(t.elapsed());
+            let t = Instant::now();
+            let result = admin
+                .execute_sql(&format!(
+                    "SELECT {sensor} FROM {}.* WHERE time < {} ALIGN BY DEVICE",
+                    spec.database,
+                    T0_MS + 10 * spec.interval_ms
+                ))
+                .await
+                .context("the ALIGN BY DEVICE query")?;
+            by_device.record(t.elapsed());
+            if result.rows.len() != spec.devices * spec.rows.min(10) {
+                bail!("ALIGN BY DEVICE answered {} rows", result.rows.len());
+            }
+        }
+        queries.push((
+            format!("sql value filter {sensor} > 40"),
+            filtered.summary(),
+        ));
+        queries.push((
+            "sql align by device, 10 rows each".into(),
+            by_device.summary(),
+        ));
     }
     let mut report = Report {
         concurrency: Some(concurrency),

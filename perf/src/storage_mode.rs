@@ -7,7 +7,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use iotdb_storage::{Aggregation, Region, RegionConfig, SeriesKey, TimeRange, WalMode, Windows};
+use iotdb_storage::{
+    Aggregation, CompareOp, FilterCounters, Operand, Region, RegionConfig, SeriesKey, TimeRange,
+    ValueFilter, WalMode, Windows,
+};
 
 use crate::report::{self, Latencies, Phase, Report, WriteResult};
 use crate::verify::{self, Expected};
@@ -188,6 +191,38 @@ pub fn run(spec: &WorkloadSpec, options: &StorageOptions) -> anyhow::Result<Repo
                 .queries
                 .push((label(target.group_by_label()), group_by.summary()));
             report.queries.push((label("last"), last.summary()));
+        }
+        // A value filter pushed down to every numeric series once (`s > 40`, over all
+        // time): how often chunk statistics decide without checking points.
+        let filter = ValueFilter::Compare(CompareOp::Greater, Operand::Number(40.0));
+        let mut filtered = Latencies::default();
+        let mut counters = FilterCounters::default();
+        let mut matched = 0u64;
+        let mut series = 0usize;
+        for d in 0..spec.devices {
+            for s in (0..spec.sensors).filter(|&s| spec.types[s].is_numeric()) {
+                let key = SeriesKey::new(&spec.device_path(d), &WorkloadSpec::sensor_name(s));
+                let t = Instant::now();
+                let points = region.scan_filtered(&key, TimeRange::ALL, &filter, &mut counters)?;
+                filtered.record(t.elapsed());
+                matched += points.map_or(0, |p| p.len() as u64);
+                series += 1;
+            }
+        }
+        if series > 0 {
+            let chunks = counters.chunks_skipped + counters.chunks_all_in + counters.pieces_checked;
+            eprintln!(
+                "value filter s > 40 on {series} series: {matched} points match; chunks: {} \
+                 skipped by statistics, {} kept whole by statistics, {} checked point by point \
+                 ({} points) of {chunks}",
+                counters.chunks_skipped,
+                counters.chunks_all_in,
+                counters.pieces_checked,
+                counters.points_checked,
+            );
+            report
+                .queries
+                .push(("value filter s > 40, per series".into(), filtered.summary()));
         }
         region.close(true).await?;
         // What a reopen reads back (sealed files, WAL replay) must match as well.

@@ -9,6 +9,7 @@
 //! aggregation window is answered from the chunk's statistics without decoding it.
 
 use crate::error::{Result, StorageError};
+use crate::filter::{FilterCounters, ValueFilter, Verdict};
 use crate::memtable::sorted_newest_wins;
 use crate::region::{Deletion, deletion};
 use crate::sealed::{ChunkMeta, SealedFile};
@@ -25,10 +26,16 @@ pub enum Aggregation {
     Max,
     First,
     Last,
+    /// The time of the first point.
+    MinTime,
+    /// The time of the last point.
+    MaxTime,
+    /// The value of largest magnitude (the positive one on a tie), as IoTDB's `extreme`.
+    Extreme,
 }
 
 impl Aggregation {
-    pub const ALL: [Aggregation; 7] = [
+    pub const ALL: [Aggregation; 10] = [
         Aggregation::Count,
         Aggregation::Sum,
         Aggregation::Avg,
@@ -36,6 +43,9 @@ impl Aggregation {
         Aggregation::Max,
         Aggregation::First,
         Aggregation::Last,
+        Aggregation::MinTime,
+        Aggregation::MaxTime,
+        Aggregation::Extreme,
     ];
 
     /// IoTDB's function name (`min_value`).
@@ -48,15 +58,22 @@ impl Aggregation {
             Aggregation::Max => "max_value",
             Aggregation::First => "first_value",
             Aggregation::Last => "last_value",
+            Aggregation::MinTime => "min_time",
+            Aggregation::MaxTime => "max_time",
+            Aggregation::Extreme => "extreme",
         }
     }
 
     /// The type of the result over a series of type `input`.
     pub fn output_type(self, input: DataType) -> DataType {
         match self {
-            Aggregation::Count => DataType::Int64,
+            Aggregation::Count | Aggregation::MinTime | Aggregation::MaxTime => DataType::Int64,
             Aggregation::Sum | Aggregation::Avg => DataType::Double,
-            Aggregation::Min | Aggregation::Max | Aggregation::First | Aggregation::Last => input,
+            Aggregation::Min
+            | Aggregation::Max
+            | Aggregation::First
+            | Aggregation::Last
+            | Aggregation::Extreme => input,
         }
     }
 
@@ -64,7 +81,11 @@ impl Aggregation {
     pub fn check(self, input: DataType) -> Result<()> {
         let numeric_only = matches!(
             self,
-            Aggregation::Sum | Aggregation::Avg | Aggregation::Min | Aggregation::Max
+            Aggregation::Sum
+                | Aggregation::Avg
+                | Aggregation::Min
+                | Aggregation::Max
+                | Aggregation::Extreme
         );
         if numeric_only && !input.is_numeric() {
             return Err(StorageError::UnsupportedAggregation {
@@ -287,6 +308,54 @@ pub fn scan(
     Ok(out)
 }
 
+/// The points of a series in `range` that pass `filter`, newest write winning, in time
+/// order. A chunk alone in its cluster is judged by its statistics first: skipped when no
+/// point can pass, kept whole when every point does (see [`crate::filter`]).
+pub fn scan_filtered(
+    data_type: DataType,
+    pieces: Vec<RankedPiece<'_>>,
+    range: TimeRange,
+    filter: &ValueFilter,
+    counters: &mut FilterCounters,
+) -> Result<PointColumn> {
+    let mut out = PointColumn::new(data_type);
+    if range.is_empty() {
+        return Ok(out);
+    }
+    for cluster in clusters(pieces, range) {
+        let verdict = match cluster.as_slice() {
+            [only] => match &only.piece {
+                Piece::Chunk { chunk, .. } => Some(filter.verdict(&chunk.stats, data_type)),
+                Piece::Points(_) => None,
+            },
+            _ => None,
+        };
+        let points = match verdict {
+            Some(Verdict::AllOut) => {
+                counters.chunks_skipped += 1;
+                continue;
+            }
+            Some(Verdict::AllIn) => {
+                counters.chunks_all_in += 1;
+                merge_cluster(cluster, range)?
+            }
+            Some(Verdict::Unknown) | None => {
+                let points = merge_cluster(cluster, range)?;
+                counters.pieces_checked += 1;
+                counters.points_checked += points.len() as u64;
+                filter.apply(points)
+            }
+        };
+        if out.is_empty() {
+            out = points;
+        } else {
+            out.timestamps.extend_from_slice(&points.timestamps);
+            out.values.extend_from(&points.values, 0..points.len());
+        }
+    }
+    Ok(out)
+}
+
 /// Running state of the aggregations of one window.
 #[derive(Clone, Debug, Default)]
 struct Accumulator {
@@ -425,9 +494,24 @@ impl Accumulator {
                 Aggregation::Max => self.max.clone(),
                 Aggregation::First => self.first.as_ref().map(|f| f.1.clone()),
                 Aggregation::Last => self.last.as_ref().map(|l| l.1.clone()),
+                Aggregation::MinTime => self.first.as_ref().map(|f| Value::Int64(f.0)),
+                Aggregation::MaxTime => self.last.as_ref().map(|l| Value::Int64(l.0)),
+                Aggregation::Extreme => extreme(self.min.as_ref(), self.max.as_ref()),
             })
             .collect()
     }
+}
+
+/// The value of largest magnitude of `min` and `max` (the positive one on a tie), as
+/// IoTDB's `extreme`.
+pub fn extreme(min: Option<&Value>, max: Option<&Value>) -> Option<Value> {
+    let (min, max) = (min?, max?);
+    let magnitude = |v: &Value| v.as_f64().map_or(0.0, f64::abs);
+    Some(if magnitude(min) > magnitude(max) {
+        min.clone()
+    } else {
+        max.clone()
+    })
 }
 
 /// Aggregates one series over `range`, in one row, or per window when `windows` is given

@@ -233,14 +233,15 @@ impl Model {
             .map(|(row_time, from, to)| {
                 let mut cells = Vec::new();
                 for id in &ids {
-                    let points: Vec<&Value> = match self.series.get(id) {
+                    let timed: Vec<(i64, &Value)> = match self.series.get(id) {
                         Some((_, points)) if from < to => {
-                            points.range(from..to).map(|(_, v)| v).collect()
+                            points.range(from..to).map(|(t, v)| (*t, v)).collect()
                         }
                         _ => Vec::new(),
                     };
+                    let points: Vec<&Value> = timed.iter().map(|(_, v)| *v).collect();
                     for aggregation in aggregations {
-                        cells.push(aggregate_of(*aggregation, &points));
+                        cells.push(aggregate_of(*aggregation, &timed, &points));
                     }
                 }
                 (row_time, cells)
@@ -281,7 +282,11 @@ fn less(a: &Value, b: &Value) -> bool {
 
 /// One aggregate over points in time order. The test data keeps sums exact in f64 (values
 /// are small multiples of powers of two), so the order the server adds them in is moot.
-fn aggregate_of(aggregation: Aggregation, points: &[&Value]) -> Option<Value> {
+fn aggregate_of(
+    aggregation: Aggregation,
+    timed: &[(i64, &Value)],
+    points: &[&Value],
+) -> Option<Value> {
     if aggregation == Aggregation::Count {
         return Some(Value::Int64(points.len() as i64));
     }
@@ -305,6 +310,17 @@ fn aggregate_of(aggregation: Aggregation, points: &[&Value]) -> Option<Value> {
         .clone(),
         Aggregation::First => points[0].clone(),
         Aggregation::Last => points[points.len() - 1].clone(),
+        Aggregation::MinTime => Value::Int64(timed[0].0),
+        Aggregation::MaxTime => Value::Int64(timed[timed.len() - 1].0),
+        Aggregation::Extreme => {
+            let min = aggregate_of(Aggregation::Min, timed, points)?;
+            let max = aggregate_of(Aggregation::Max, timed, points)?;
+            if as_f64(&min).abs() > as_f64(&max).abs() {
+                min
+            } else {
+                max
+            }
+        }
     })
 }
 

@@ -287,7 +287,21 @@ fn requests_before_the_handshake_and_bad_passwords() {
 
 #[test]
 fn wrong_type_for_an_existing_series_writes_nothing_of_the_tablet() {
-    let server = TestServer::start(server_options!().cores(2)).expect("start");
+    // IoTDB's all-or-nothing setting.
+    wrong_type_for_an_existing_series(false);
+}
+
+#[test]
+fn wrong_type_for_an_existing_series_writes_the_rest_with_partial_insert() {
+    // IoTDB's default: the columns that fit are written, the failing one is reported.
+    wrong_type_for_an_existing_series(true);
+}
+
+fn wrong_type_for_an_existing_series(partial: bool) {
+    let options = server_options!()
+        .cores(2)
+        .config_toml(&format!("enable_partial_insert = {partial}\n"));
+    let server = TestServer::start(options).expect("start");
     seed(&server);
     // From each shard, so both a warm and a cold schema cache are exercised.
     for shard in 0..2u32 {
@@ -305,7 +319,8 @@ fn wrong_type_for_an_existing_series_writes_nothing_of_the_tablet() {
                 ("s1", DataType::Double),
             ],
         );
-        for t in 10..13 {
+        let first = 10 + 10 * i64::from(shard);
+        for t in first..first + 3 {
             tablet
                 .push_row(
                     t,
@@ -320,31 +335,48 @@ fn wrong_type_for_an_existing_series_writes_nothing_of_the_tablet() {
         let error = client
             .insert_tablets(&[tablet])
             .expect_err("a DOUBLE into an INT64 series was accepted");
-        // Nothing of that tablet: s3 and s1 keep only the seeded points.
-        let batches = client
-            .query_raw(query(DEVICE, &["s1", "s3"]))
-            .expect("query");
-        let (_, rows) = rows_of(&batches).expect("batches");
-        let times: Vec<i64> = rows.iter().map(|(t, _)| *t).collect();
-        assert_eq!(
-            times,
-            vec![1, 2, 3],
-            "shard {shard}: rows after a rejected tablet"
-        );
-        // The new series got no points (it may or may not exist in the schema).
-        match client.query_raw(query(DEVICE, &[measurement_new.as_str()])) {
-            Ok(batches) => {
-                let (_, rows) = rows_of(&batches).expect("batches");
-                assert!(rows.is_empty(), "shard {shard}: {rows:?}");
+        let times_of = |client: &mut iotdb_net::BlockingClient, measurement: &str| -> Vec<i64> {
+            match client.query_raw(query(DEVICE, &[measurement])) {
+                Ok(batches) => {
+                    let (_, rows) = rows_of(&batches).expect("batches");
+                    rows.iter().map(|(t, _)| *t).collect()
+                }
+                Err(error) => {
+                    // Without partial insert the new series may not exist at all.
+                    assert_eq!(
+                        error.status_code(),
+                        Some(StatusCode::PATH_NOT_EXIST),
+                        "{error}"
+                    );
+                    Vec::new()
+                }
             }
-            Err(error) => assert_eq!(
-                error.status_code(),
-                Some(StatusCode::PATH_NOT_EXIST),
-                "{error}"
-            ),
+        };
+        // s1 (the mismatched column) keeps only the seeded points either way.
+        assert_eq!(
+            times_of(&mut client, "s1"),
+            vec![1, 2, 3],
+            "shard {shard}: s1"
+        );
+        let written: Vec<i64> = (first..first + 3).collect();
+        if partial {
+            let mut s3 = vec![1, 2, 3];
+            for earlier in 0..=shard {
+                s3.extend(10 + 10 * i64::from(earlier)..13 + 10 * i64::from(earlier));
+            }
+            assert_eq!(times_of(&mut client, "s3"), s3, "shard {shard}: s3");
+            assert_eq!(times_of(&mut client, &measurement_new), written);
+            assert!(error.to_string().contains("[s1]"), "{error}");
+        } else {
+            assert_eq!(
+                times_of(&mut client, "s3"),
+                vec![1, 2, 3],
+                "shard {shard}: s3"
+            );
+            assert!(times_of(&mut client, &measurement_new).is_empty());
         }
         client.ping().expect("the connection stays usable");
-        // Checked last, so a wrong code does not hide a partial write.
+        // Checked last, so a wrong code does not hide a wrong write.
         assert_eq!(
             error.status_code(),
             Some(TYPE_MISMATCH),

@@ -27,7 +27,7 @@ fn interactive_shell_with_piped_stdin() {
                   INSERT INTO root.shell.d(time, s1)\n  VALUES (1, 1.5),\n  (2, 2.5);\n\
                   select s1\n  from root.shell.d;\n\
                   show databases;\n\
-                  select nope from root.shell.d;\n\
+                  delete from root.shell.d.nope;\n\
                   quit\n\
                   show databases;\n";
     child

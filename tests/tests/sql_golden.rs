@@ -25,7 +25,17 @@ fn cases_dir() -> PathBuf {
 
 /// Runs one case file and returns the text its `.result` file should hold.
 fn run_case(sql: &str) -> String {
-    let server = TestServer::start(server_options!().cores(2)).unwrap();
+    // A case may start with `-- config: key = value` lines: server settings it runs under.
+    let config: String = sql
+        .lines()
+        .map_while(|line| line.strip_prefix("-- config: "))
+        .map(|setting| format!("{setting}\n"))
+        .collect();
+    let mut options = server_options!().cores(2);
+    if !config.is_empty() {
+        options = options.config_toml(&config);
+    }
+    let server = TestServer::start(options).unwrap();
     let address = server.address().to_string();
     let mut session = Session::connect(&address, "root", "root").unwrap();
     let mut out = String::new();

@@ -16,7 +16,7 @@
 //!
 //! Implementations: the simulator's (`sim`) for all of them; [`SystemClock`] and
 //! [`StdDisk`] are the cheap real ones. The real `Transport` is the io_uring internal
-//! protocol of issue 8 item 3, which comes later; the real `Disk` on a shard loop must sit
+//! protocol (`iotdb_node::internal::InternalEndpoint`); the real `Disk` on a shard loop must sit
 //! behind io_uring or the bounded I/O pool (item 5), since these calls are synchronous.
 //!
 //! Everything here is single-threaded: an `Env` and a `Disk` belong to the core (shard, or

@@ -26,4 +26,8 @@ pub enum TransportError {
     /// The queue towards the peer is full; the caller backs off and retries later.
     #[error("send queue to {0} is full")]
     Overloaded(NodeId),
+    /// The node is known to be down (the real transport's connection attempts to it
+    /// failed a moment ago); the message was dropped at once rather than queued.
+    #[error("node {0} is unreachable")]
+    Unreachable(NodeId),
 }

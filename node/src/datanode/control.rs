@@ -30,9 +30,14 @@ pub enum ControlRequest {
     /// Creates the database of a device at `default_database_level` if none holds it.
     EnsureDatabase { device: String },
     /// The types of a device's measurements, creating missing series (all or nothing).
+    /// With `use_existing`, a series that exists with another type answers its own type
+    /// (the caller reports it: partial insert) instead of refusing the request.
     EnsureSeries {
         device: String,
+        /// Whether the writing tablet is aligned (must match an existing device).
+        aligned: bool,
         measurements: Vec<(String, DataType)>,
+        use_existing: bool,
     },
     /// The types of existing series (`None` where missing); creates nothing.
     LookupSeries {
@@ -274,8 +279,15 @@ impl ControlPlane {
             }
             ControlRequest::EnsureSeries {
                 device,
+                aligned,
                 measurements,
+                use_existing,
             } => {
+                let conflict = if use_existing {
+                    TypeConflict::UseExisting
+                } else {
+                    TypeConflict::Reject
+                };
                 let names: Vec<&str> = measurements.iter().map(|(m, _)| m.as_str()).collect();
                 let types: Vec<sql::DataType> =
                     measurements.iter().map(|(_, t)| schema_type(*t)).collect();
@@ -289,10 +301,10 @@ impl ControlPlane {
                     .expect("opened by schema_of")
                     .get_or_create_measurements(
                         &device,
-                        false,
+                        aligned,
                         &names,
                         &types,
-                        TypeConflict::Reject,
+                        conflict,
                         &mut resolved,
                     );
                 let answer = result.map_err(schema_status).and_then(|_| {

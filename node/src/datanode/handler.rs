@@ -16,6 +16,7 @@ use iotdb_runtime::ShardId;
 use super::control::ControlRequest;
 use super::{Message, NodeShared, Shard};
 use crate::config::DEFAULT_USER;
+use crate::rpc::thrift::{self, Sniffed};
 
 /// A connection travelling to the shard its handshake named.
 pub struct AdoptedConnection {
@@ -151,17 +152,35 @@ pub async fn accept_loop(
     }
 }
 
-async fn serve_accepted(shard: Rc<Shard>, stream: monoio::net::TcpStream, slot: ConnectionSlot) {
+async fn serve_accepted(
+    shard: Rc<Shard>,
+    mut stream: monoio::net::TcpStream,
+    slot: ConnectionSlot,
+) {
     let limits = connection_limits();
     let deadline = Instant::now() + limits.handshake_timeout;
-    let pending =
-        match iotdb_net::accept_handshake(stream, BytesMut::new(), deadline, 0, &limits).await {
-            Ok(pending) => pending,
-            Err(end) => {
-                tracing::debug!(?end, "connection ended before its handshake");
-                return;
-            }
-        };
+    // Both protocols share the port: the first bytes tell them apart (docs/protocol.md).
+    let mut buffered = BytesMut::new();
+    match thrift::read_first_bytes(&mut stream, &mut buffered, deadline).await {
+        Ok(Sniffed::Thrift(protocol)) => {
+            let end = thrift::serve(shard, stream, buffered, protocol, deadline, limits).await;
+            tracing::debug!(?end, "thrift connection ended");
+            drop(slot);
+            return;
+        }
+        Ok(_) => {}
+        Err(end) => {
+            tracing::debug!(?end, "connection ended before its first frame");
+            return;
+        }
+    }
+    let pending = match iotdb_net::accept_handshake(stream, buffered, deadline, 0, &limits).await {
+        Ok(pending) => pending,
+        Err(end) => {
+            tracing::debug!(?end, "connection ended before its handshake");
+            return;
+        }
+    };
     let target = pending.handshake.target_shard.map(|s| ShardId(s as u16));
     match target {
         Some(to) if to != shard.id && usize::from(to.0) < shard.shared.shard_count => {

@@ -19,6 +19,7 @@ pub mod convert;
 pub mod handler;
 pub mod query;
 pub mod route;
+pub mod select;
 pub mod sql_exec;
 pub mod write;
 

@@ -11,8 +11,8 @@ use iotdb_net::{
 };
 use iotdb_runtime::ShardId;
 use iotdb_storage::{
-    self as storage, AggregateRow, Aggregation, DataType, PointColumn, SeriesKey, TimeRange, Value,
-    Windows,
+    self as storage, AggregateRow, Aggregation, DataType, FilterCounters, PointColumn, SeriesKey,
+    TimeRange, Value, ValueFilter, Windows,
 };
 
 use super::control::{ControlAnswer, ControlRequest};
@@ -37,6 +37,12 @@ pub enum RegionRead {
     Last {
         keys: Vec<SeriesKey>,
     },
+    /// A scan with a value filter per key (`None`: every point), pushed down to the region.
+    ScanFiltered {
+        keys: Vec<SeriesKey>,
+        range: TimeRange,
+        filters: Vec<Option<ValueFilter>>,
+    },
 }
 
 /// A region's answer, one entry per key (`None`: the region does not hold the series).
@@ -44,6 +50,8 @@ pub enum RegionAnswer {
     Points(Vec<Option<PointColumn>>),
     Aggregates(Vec<Option<(DataType, Vec<AggregateRow>)>>),
     Last(Vec<Option<(i64, Value)>>),
+    /// Filtered points, and how chunk statistics were used.
+    Filtered(Vec<Option<PointColumn>>, FilterCounters),
 }
 
 impl Shard {
@@ -82,6 +90,22 @@ impl Shard {
                 }
                 RegionAnswer::Aggregates(out)
             }
+            RegionRead::ScanFiltered {
+                keys,
+                range,
+                filters,
+            } => {
+                let mut counters = FilterCounters::default();
+                let mut out = Vec::with_capacity(keys.len());
+                for (key, filter) in keys.iter().zip(filters) {
+                    let points = match filter {
+                        Some(filter) => region.scan_filtered(key, *range, filter, &mut counters),
+                        None => region.scan(key, *range),
+                    };
+                    out.push(points.map_err(status)?);
+                }
+                RegionAnswer::Filtered(out, counters)
+            }
             RegionRead::Last { keys } => RegionAnswer::Last(
                 keys.iter()
                     .map(|k| region.last(k))
@@ -92,7 +116,7 @@ impl Shard {
     }
 
     /// Reads `read` from region group `group`, wherever it lives on this node.
-    async fn read_group(
+    pub(super) async fn read_group(
         self: &Rc<Self>,
         group: u32,
         read: RegionRead,
@@ -115,7 +139,7 @@ impl Shard {
     /// Where `device`'s data in `range` lies: (region group, the part of `range` in its
     /// time partitions), in time order. A group usually holds several time partitions of a
     /// device, so each read is clipped to its own partitions or points would repeat.
-    fn parts_of(&self, device: &str, range: TimeRange) -> Vec<(u32, TimeRange)> {
+    pub(super) fn parts_of(&self, device: &str, range: TimeRange) -> Vec<(u32, TimeRange)> {
         let route = self.route();
         let Some(partitions) = route.device(device) else {
             return Vec::new();
@@ -306,10 +330,18 @@ impl Shard {
         }
         let fetch = windows.map_or(range, |w| range.intersect(w.range));
         // Partial states combine across regions: ask for count and sum too (avg), always.
+        // Extreme combines from min and max.
         let mut wanted = vec![Aggregation::Count, Aggregation::Sum];
         for a in &aggregations {
-            if !wanted.contains(a) && *a != Aggregation::Avg {
-                wanted.push(*a);
+            let parts: &[Aggregation] = match a {
+                Aggregation::Avg => &[],
+                Aggregation::Extreme => &[Aggregation::Min, Aggregation::Max],
+                other => std::slice::from_ref(other),
+            };
+            for part in parts {
+                if !wanted.contains(part) {
+                    wanted.push(*part);
+                }
             }
         }
         let window_starts: Vec<i64> = match &windows {
@@ -428,6 +460,9 @@ pub fn to_storage_aggregation(a: iotdb_net::Aggregation) -> Aggregation {
         iotdb_net::Aggregation::Max => Aggregation::Max,
         iotdb_net::Aggregation::First => Aggregation::First,
         iotdb_net::Aggregation::Last => Aggregation::Last,
+        iotdb_net::Aggregation::MinTime => Aggregation::MinTime,
+        iotdb_net::Aggregation::MaxTime => Aggregation::MaxTime,
+        iotdb_net::Aggregation::Extreme => Aggregation::Extreme,
     }
 }
 
@@ -463,6 +498,8 @@ struct Partial {
     max: Option<Value>,
     first: Option<Value>,
     last: Option<Value>,
+    min_time: Option<Value>,
+    max_time: Option<Value>,
 }
 
 fn less(a: &Value, b: &Value) -> bool {
@@ -502,7 +539,13 @@ impl Partial {
                     }
                 }
                 Aggregation::Last => self.last = Some(v.clone()),
-                Aggregation::Avg => {}
+                Aggregation::MinTime => {
+                    if self.min_time.is_none() {
+                        self.min_time = Some(v.clone());
+                    }
+                }
+                Aggregation::MaxTime => self.max_time = Some(v.clone()),
+                Aggregation::Avg | Aggregation::Extreme => {}
             }
         }
     }
@@ -517,13 +560,16 @@ impl Partial {
             Aggregation::Max => self.max.clone(),
             Aggregation::First => self.first.clone(),
             Aggregation::Last => self.last.clone(),
+            Aggregation::MinTime => self.min_time.clone(),
+            Aggregation::MaxTime => self.max_time.clone(),
+            Aggregation::Extreme => storage::query::extreme(self.min.as_ref(), self.max.as_ref()),
         }
     }
 }
 
 /// Aligns series by time (the union of their timestamps; a series without a point at a time
 /// is null there), applies offset and limit, and cuts the rows into batches.
-fn align(
+pub(super) fn align(
     series: Vec<(String, DataType, PointColumn)>,
     offset: usize,
     limit: Option<usize>,

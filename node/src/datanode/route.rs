@@ -119,14 +119,17 @@ impl RouteView {
         self.table.version()
     }
 
-    /// The database and partitions of `device`, or `None` when no database holds it.
+    /// The database and partitions of `device`, or `None` when no database holds it. As in
+    /// IoTDB, a device may be the database itself (`CREATE DATABASE root.vehicle.d0`, then
+    /// `INSERT INTO root.vehicle.d0(time, s0) ...`); its series slot is still the hash of
+    /// the device path.
     pub fn device(&self, device: &str) -> Option<DevicePartitions<'_>> {
-        let (database_index, database) =
-            self.table.databases().iter().enumerate().find(|(_, d)| {
-                device.len() > d.name.len()
-                    && device.starts_with(&d.name)
-                    && device.as_bytes()[d.name.len()] == b'.'
-            })?;
+        let (database_index, database) = self
+            .table
+            .databases()
+            .iter()
+            .enumerate()
+            .find(|(_, d)| holds(&d.name, device))?;
         let slot = series_slot(device, database.series_slot_num);
         Some(DevicePartitions {
             database: &database.name,
@@ -166,6 +169,13 @@ impl RouteView {
     }
 }
 
+/// Whether database `database` holds `device`: the device is the database or lies below it
+/// (at a node boundary, so `root.ln` does not hold `root.lnx`).
+fn holds(database: &str, device: &str) -> bool {
+    device.starts_with(database)
+        && (device.len() == database.len() || device.as_bytes()[database.len()] == b'.')
+}
+
 /// The shard of this node that owns a replica placed on core `placed`: the same core, or,
 /// when the node restarted with fewer shards than it was placed with, the core it maps to
 /// (the same on every shard, so each region still has exactly one owner).
@@ -197,5 +207,18 @@ impl DevicePartitions<'_> {
             .iter()
             .copied()
             .filter(move |(slot, _)| *slot >= first && *slot <= last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::holds;
+
+    #[test]
+    fn a_database_holds_itself_and_paths_below_it_only() {
+        assert!(holds("root.vehicle.d0", "root.vehicle.d0"));
+        assert!(holds("root.vehicle", "root.vehicle.d0"));
+        assert!(!holds("root.vehicle", "root.vehiclex.d0"));
+        assert!(!holds("root.vehicle.d0", "root.vehicle"));
     }
 }

@@ -24,14 +24,15 @@ use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use iotdb_net::{
-    AggregateQuery, ColumnBatch, DataType as WireType, GroupByWindow, RawQuery, ResponsePayload,
-    ResultSet, SeriesSelection, Status, StatusCode, TabletView, Value as WireValue, WireTablet,
+    AggregateQuery, ColumnBatch, DataType as WireType, GroupByWindow, ResponsePayload, ResultSet,
+    SeriesSelection, Status, StatusCode, TabletView, Value as WireValue, WireTablet,
 };
 use iotdb_runtime::ShardId;
 use iotdb_storage::{DataType, SeriesKey};
 
 use super::control::{ControlAnswer, ControlRequest};
 use super::convert::{self, DATA_TYPE_MISMATCH};
+use super::write::PartialFailure;
 use super::{Message, Shard};
 use crate::sql::{
     self, AggregateFunction, Insert, Literal, PathPattern, Projection, Select, Statement,
@@ -99,9 +100,9 @@ impl Shard {
         }
     }
 
-    /// The distinct series of `patterns` in pattern order; 508 when none matches.
-    async fn require_matches(&self, patterns: Vec<PathPattern>) -> Result<Vec<Matched>, Status> {
-        let shown: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+    /// The distinct series of `patterns` in pattern order (none is no error: IoTDB answers a
+    /// query that matches nothing with an empty result and its header).
+    pub(super) async fn matches(&self, patterns: Vec<PathPattern>) -> Result<Vec<Matched>, Status> {
         let mut out: Vec<Matched> = Vec::new();
         for matched in self.match_series(patterns).await? {
             for series in matched {
@@ -110,6 +111,13 @@ impl Shard {
                 }
             }
         }
+        Ok(out)
+    }
+
+    /// The distinct series of `patterns` in pattern order; 508 when none matches.
+    async fn require_matches(&self, patterns: Vec<PathPattern>) -> Result<Vec<Matched>, Status> {
+        let shown: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+        let out = self.matches(patterns).await?;
         if out.is_empty() {
             return Err(Status::new(
                 StatusCode::PATH_NOT_EXIST,
@@ -121,7 +129,8 @@ impl Shard {
 
     /// `INSERT INTO device(time, m...) VALUES (...)`: one tablet through the SDK's write path,
     /// so the schema check (and series creation) happens before anything is written.
-    async fn execute_insert(self: &Rc<Self>, insert: Insert) -> Result<(), Status> {
+    /// Runs an `INSERT` (also the path of IoTDB's string records, `rpc::thrift`).
+    pub(crate) async fn execute_insert(self: &Rc<Self>, insert: Insert) -> Result<(), Status> {
         if insert.rows.len() > SQL_INSERT_ROWS_MAX {
             return Err(Status::illegal_parameter(format!(
                 "an INSERT statement may carry at most {SQL_INSERT_ROWS_MAX} rows"
@@ -185,20 +194,31 @@ impl Shard {
             .collect();
         let mut tablet = WireTablet::new(device.clone(), &schema);
         tablet.is_aligned = insert.aligned;
+        let partial = self.shared.config.enable_partial_insert;
+        let mut failures: Vec<PartialFailure> = Vec::new();
         for (time, literals) in deduplicated {
             let mut cells = Vec::with_capacity(literals.len());
             for ((literal, data_type), name) in
                 literals.iter().zip(&types).zip(&insert.measurements)
             {
-                cells.push(literal_value(literal, *data_type).map_err(|found| {
-                    Status::new(
-                        DATA_TYPE_MISMATCH,
-                        format!(
-                            "data type of {device}.{name} is {}, but the value {found} was given",
-                            data_type.name()
-                        ),
-                    )
-                })?);
+                match literal_value(literal, *data_type) {
+                    Ok(cell) => cells.push(cell),
+                    Err(found) => {
+                        let status = Status::new(
+                            DATA_TYPE_MISMATCH,
+                            format!(
+                                "data type of {device}.{name} is {}, but the value {found} was given",
+                                data_type.name()
+                            ),
+                        );
+                        if !partial {
+                            return Err(status);
+                        }
+                        // IoTDB's partial insert: this cell is left out, the row's others stay.
+                        failures.push(PartialFailure::new(name, status));
+                        cells.push(None);
+                    }
+                }
             }
             tablet
                 .push_row(time, &cells)
@@ -208,57 +228,54 @@ impl Shard {
         tablet.encode_contents(&mut encoded);
         let view = TabletView::decode(Bytes::from(encoded), insert.aligned)
             .map_err(|e| Status::internal(format!("decoding the insert tablet: {e}")))?;
-        self.insert(vec![view]).await
+        self.insert_reporting(vec![view], failures).await
     }
 
     async fn execute_select(self: &Rc<Self>, select: Select) -> Result<ResultSet, Status> {
-        let range = time_range(select.time_filter.as_ref());
+        let now = now_ms();
+        let range = select
+            .time_filter
+            .as_ref()
+            .map_or(TimeRange::ALL, |f| f.resolve(now));
         match &select.projection {
-            Projection::Raw(_) => self.select_raw(&select, range).await,
-            Projection::Aggregates(_) => self.select_aggregates(&select, range).await,
-            Projection::Last(_) => self.select_last(&select, range).await,
+            Projection::Raw(_) => {
+                if select.group_by.is_some() {
+                    return Err(Status::new(
+                        StatusCode::SQL_PARSE_ERROR,
+                        "GROUP BY time needs aggregate functions in the select list",
+                    ));
+                }
+                let range = iotdb_storage::TimeRange::new(range.start_ms, range.end_ms);
+                bounded(self.select_raw_rows(&select, range, now).await?)
+            }
+            Projection::Aggregates(_) => {
+                if select.value_filter.is_some() {
+                    return Err(unsupported(
+                        "aggregates with a value filter in WHERE are not supported yet; \
+                         filter on time only",
+                    ));
+                }
+                if select.align_by_device {
+                    return Err(unsupported(
+                        "aggregates with ALIGN BY DEVICE are not supported yet",
+                    ));
+                }
+                self.select_aggregates(&select, range, now).await
+            }
+            Projection::Last(_) => {
+                if select.value_filter.is_some() {
+                    return Err(unsupported("SELECT LAST takes a time filter only"));
+                }
+                self.select_last(&select, range).await
+            }
         }
-    }
-
-    async fn select_raw(
-        self: &Rc<Self>,
-        select: &Select,
-        range: TimeRange,
-    ) -> Result<ResultSet, Status> {
-        if select.group_by.is_some() {
-            return Err(Status::new(
-                StatusCode::SQL_PARSE_ERROR,
-                "GROUP BY time needs aggregate functions in the select list",
-            ));
-        }
-        let matched = self.require_matches(select.series_patterns()).await?;
-        let offset = select.offset.unwrap_or(0);
-        let ascending = select.order == TimeOrder::Ascending;
-        // Descending order reverses the whole answer first, so offset and limit apply after.
-        let query = RawQuery {
-            series: selections(&matched),
-            start_time: range.start_ms,
-            end_time: range.end_ms,
-            limit: if ascending { select.limit } else { None },
-            offset: if ascending { offset } else { 0 },
-        };
-        let batches = self.query_raw_batches(query).await?;
-        let mut result = batches_result(&batches, &column_order(&matched), true)?;
-        if !ascending {
-            result.rows.reverse();
-            let start = (offset as usize).min(result.rows.len());
-            let end = select.limit.map_or(result.rows.len(), |l| {
-                start.saturating_add(l as usize).min(result.rows.len())
-            });
-            result.rows = result.rows.drain(start..end).collect();
-        }
-        bounded(result)
     }
 
     async fn select_aggregates(
         self: &Rc<Self>,
         select: &Select,
         range: TimeRange,
+        now: i64,
     ) -> Result<ResultSet, Status> {
         let Projection::Aggregates(aggregates) = &select.projection else {
             return Err(Status::internal("not an aggregate projection"));
@@ -267,15 +284,33 @@ impl Shard {
             None => None,
             Some(group_by) => Some(group_by_window(group_by, range)?),
         };
+        let left_open = match &select.group_by {
+            Some(sql::GroupByTime {
+                range: Some(window_range),
+                ..
+            }) => !window_range.left_closed,
+            _ => false,
+        };
         let mut result: Option<ResultSet> = None;
-        for aggregate in aggregates {
+        for (index, aggregate) in aggregates.iter().enumerate() {
             let aggregation = wire_aggregation(aggregate.function)?;
             let patterns: Vec<PathPattern> = select
                 .from
                 .iter()
                 .map(|from| from.join(&aggregate.path))
                 .collect();
-            let matched = self.require_matches(patterns).await?;
+            let matched = self.matches(patterns).await?;
+            if matched.is_empty() {
+                // IoTDB drops an item that matches no series from the header.
+                continue;
+            }
+            let alias = select.aliases.get(index).cloned().flatten();
+            if alias.is_some() && matched.len() > 1 {
+                return Err(Status::illegal_parameter(format!(
+                    "alias '{}' can only be matched with one time series",
+                    alias.unwrap_or_default()
+                )));
+            }
             let query = AggregateQuery {
                 series: selections(&matched),
                 start_time: range.start_ms,
@@ -289,10 +324,12 @@ impl Shard {
             let names: Vec<String> = column_order(&matched)
                 .iter()
                 .map(|path| {
-                    format!(
-                        "{}({path})",
-                        aggregate.function.as_str().to_ascii_lowercase()
-                    )
+                    alias.clone().unwrap_or_else(|| {
+                        format!(
+                            "{}({path})",
+                            aggregate.function.as_str().to_ascii_lowercase()
+                        )
+                    })
                 })
                 .collect();
             let part = batches_result(std::slice::from_ref(&batch), &names, group_by.is_some())?;
@@ -313,8 +350,38 @@ impl Shard {
                 }
             });
         }
-        let mut result =
-            result.ok_or_else(|| Status::illegal_parameter("no aggregate selected"))?;
+        let Some(mut result) = result else {
+            // Nothing matched: an empty result with its header, as IoTDB answers.
+            let mut empty = empty();
+            if group_by.is_some() {
+                empty.column_names.push("Time".to_string());
+                empty.column_types.push(WireType::Int64);
+            }
+            return Ok(empty);
+        };
+        let first_value = usize::from(group_by.is_some());
+        if let (true, Some(window)) = (left_open, group_by) {
+            label_left_open(&mut result, window);
+        }
+        if let Some(having) = &select.having {
+            self.apply_having(select, having, &mut result, first_value, now)
+                .await?;
+        }
+        if select.slimit.is_some() || select.soffset.is_some() {
+            let kept: Vec<usize> = super::select::series_window(
+                (first_value..result.column_names.len()).collect(),
+                select,
+            );
+            let keep = |i: usize| i < first_value || kept.contains(&i);
+            result.column_names = retain_columns(std::mem::take(&mut result.column_names), keep);
+            result.column_types = retain_columns(std::mem::take(&mut result.column_types), keep);
+            for row in &mut result.rows {
+                *row = retain_columns(std::mem::take(row), keep);
+            }
+        }
+        if let Some(how) = &select.fill {
+            super::select::fill(how, &result.column_types, &mut result.rows, first_value);
+        }
         if select.order == TimeOrder::Descending && group_by.is_some() {
             result.rows.reverse();
         }
@@ -327,12 +394,69 @@ impl Shard {
         bounded(result)
     }
 
+    /// Keeps the rows of an aggregate result where `having` holds. Its aggregates
+    /// (`count(s1)`) name result columns; one that matches several expands as in WHERE.
+    async fn apply_having(
+        &self,
+        select: &Select,
+        having: &sql::Expr,
+        result: &mut ResultSet,
+        first_value: usize,
+        now: i64,
+    ) -> Result<(), Status> {
+        let mut resolved: Vec<(sql::Expr, Vec<usize>)> = Vec::new();
+        let mut calls = Vec::new();
+        having.visit(&mut |e| {
+            if let sql::Expr::Function { name, args } = e
+                && AggregateFunction::from_name(name).is_some()
+            {
+                calls.push((e.clone(), name.clone(), args.clone()));
+            }
+        });
+        for (call, name, args) in calls {
+            let [sql::Expr::Path(path)] = args.as_slice() else {
+                return Err(Status::illegal_parameter(format!(
+                    "{name} in HAVING takes one series"
+                )));
+            };
+            let function = AggregateFunction::from_name(&name).expect("checked above");
+            let patterns: Vec<PathPattern> = select.from.iter().map(|f| f.join(path)).collect();
+            let wanted: Vec<String> = column_order(&self.matches(patterns).await?)
+                .iter()
+                .map(|p| format!("{}({p})", function.as_str().to_ascii_lowercase()))
+                .collect();
+            let columns: Vec<usize> = (first_value..result.column_names.len())
+                .filter(|&i| wanted.contains(&result.column_names[i]))
+                .collect();
+            if columns.len() < wanted.len() {
+                return Err(Status::illegal_parameter(format!(
+                    "{name}({path}) in HAVING must also be in the select list"
+                )));
+            }
+            resolved.push((call, columns));
+        }
+        let bound = super::select::bind(having, now, &mut |e| {
+            resolved
+                .iter()
+                .find(|(c, _)| c == e)
+                .map(|(_, i)| i.clone())
+        })?;
+        result.rows.retain(|row| {
+            let time = match row.first() {
+                Some(Some(WireValue::Int64(t))) if first_value == 1 => *t,
+                _ => 0,
+            };
+            bound.passes(time, row)
+        });
+        Ok(())
+    }
+
     async fn select_last(
         self: &Rc<Self>,
         select: &Select,
         range: TimeRange,
     ) -> Result<ResultSet, Status> {
-        let matched = self.require_matches(select.series_patterns()).await?;
+        let matched = self.matches(select.series_patterns()).await?;
         let types: HashMap<String, DataType> = matched
             .iter()
             .map(|(device, measurement, t)| (format!("{device}.{measurement}"), *t))
@@ -580,7 +704,21 @@ fn batches_result(
     Ok(result)
 }
 
-fn too_many_rows() -> Status {
+/// The items of `values` whose index `keep` accepts.
+fn retain_columns<T>(values: Vec<T>, keep: impl Fn(usize) -> bool) -> Vec<T> {
+    values
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| keep(*i))
+        .map(|(_, v)| v)
+        .collect()
+}
+
+fn unsupported(message: &str) -> Status {
+    Status::new(StatusCode::UNSUPPORTED_OPERATION, message)
+}
+
+pub(super) fn too_many_rows() -> Status {
     Status::illegal_parameter(format!(
         "the result has more than {SQL_RESULT_ROWS_MAX} rows: narrow the time range or use LIMIT and OFFSET"
     ))
@@ -606,17 +744,19 @@ fn group_by_window(group_by: &sql::GroupByTime, range: TimeRange) -> Result<Grou
     }
     let (start_time, end_time) = match &group_by.range {
         Some(window_range) => {
-            if !window_range.left_closed {
-                return Err(Status::new(
-                    StatusCode::UNSUPPORTED_OPERATION,
-                    "GROUP BY ((start, end], ...) is not supported: use [start, end)",
-                ));
-            }
             let now = now_ms();
-            (
+            let (start, end) = (
                 window_range.start.resolve(now),
                 window_range.end.resolve(now),
-            )
+            );
+            if window_range.left_closed {
+                (start, end)
+            } else {
+                // `((a, b], i)`: windows (a + k·i, a + (k+1)·i], in whole milliseconds the
+                // half-open [a + 1 + k·i, ...) up to b + 1; each row is labelled with its
+                // window's right end (see `label_left_open`).
+                (start.saturating_add(1), end.saturating_add(1))
+            }
         }
         None => {
             if range.start_ms == i64::MIN || range.end_ms == i64::MAX {
@@ -639,6 +779,19 @@ fn group_by_window(group_by: &sql::GroupByTime, range: TimeRange) -> Result<Grou
     })
 }
 
+/// Labels each row of a left-open `GROUP BY ((a, b], i)` with its window's right end, as
+/// IoTDB does: the row of window start `s` shows `min(s + i, b + 1) - 1`.
+fn label_left_open(result: &mut ResultSet, window: GroupByWindow) {
+    for row in &mut result.rows {
+        if let Some(Some(WireValue::Int64(start))) = row.first_mut() {
+            *start = start
+                .saturating_add(window.interval_ms)
+                .min(window.end_time)
+                .saturating_sub(1);
+        }
+    }
+}
+
 fn wire_aggregation(function: AggregateFunction) -> Result<iotdb_net::Aggregation, Status> {
     use iotdb_net::Aggregation as A;
     Ok(match function {
@@ -649,12 +802,9 @@ fn wire_aggregation(function: AggregateFunction) -> Result<iotdb_net::Aggregatio
         AggregateFunction::MaxValue => A::Max,
         AggregateFunction::FirstValue => A::First,
         AggregateFunction::LastValue => A::Last,
-        AggregateFunction::MinTime | AggregateFunction::MaxTime => {
-            return Err(Status::new(
-                StatusCode::UNSUPPORTED_OPERATION,
-                format!("aggregate function {} is not supported", function.as_str()),
-            ));
-        }
+        AggregateFunction::MinTime => A::MinTime,
+        AggregateFunction::MaxTime => A::MaxTime,
+        AggregateFunction::Extreme => A::Extreme,
     })
 }
 

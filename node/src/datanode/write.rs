@@ -35,15 +35,56 @@ impl Payload {
 impl Shard {
     /// Writes every tablet of an insert request; acknowledged once every one is durable.
     /// Tablets are checked (database, types) before any is written.
+    ///
+    /// With `enable_partial_insert` (IoTDB's default) a column whose type does not match its
+    /// series is left out and the rest is written; the answer is then 614 naming the failed
+    /// measurements, as IoTDB's. Without it one bad column refuses the whole request.
     pub async fn insert(self: &Rc<Self>, views: Vec<TabletView>) -> Result<(), Status> {
+        self.insert_reporting(views, Vec::new()).await
+    }
+
+    /// [`Shard::insert`], with failures already found by the caller (an SQL `INSERT`'s
+    /// values that do not fit their series) reported alongside the tablets' own.
+    pub async fn insert_reporting(
+        self: &Rc<Self>,
+        views: Vec<TabletView>,
+        mut failures: Vec<PartialFailure>,
+    ) -> Result<(), Status> {
+        let partial = self.shared.config.enable_partial_insert;
         let mut by_group: HashMap<u32, Vec<Payload>> = HashMap::new();
         for view in views {
             let device: Arc<str> = Arc::from(view.device());
-            self.check_schema(&device, &view).await?;
-            for (group, payload) in self.place(&device, view).await? {
+            let rejected = self.check_schema(&device, &view, partial).await?;
+            let payload = if rejected.is_empty() {
+                Payload::View(device.clone(), view)
+            } else {
+                let mut tablet = convert::to_storage_tablet(&view, &device);
+                tablet
+                    .columns
+                    .retain(|c| !rejected.iter().any(|f| *f.measurement == *c.measurement));
+                failures.extend(rejected);
+                if tablet.columns.is_empty() {
+                    continue;
+                }
+                Payload::Tablet(tablet)
+            };
+            for (group, payload) in self.place(&device, payload).await? {
                 by_group.entry(group).or_default().push(payload);
             }
         }
+        let written = self.write_groups(by_group).await;
+        match (written, failures.is_empty()) {
+            (Err(e), _) => Err(e),
+            (Ok(()), true) => Ok(()),
+            (Ok(()), false) => Err(PartialFailure::status(&failures)),
+        }
+    }
+
+    /// Writes each group's payloads on the shard that owns it; waits until all are durable.
+    async fn write_groups(
+        self: &Rc<Self>,
+        by_group: HashMap<u32, Vec<Payload>>,
+    ) -> Result<(), Status> {
         let route = self.route();
         let mut remote = Vec::new();
         let mut local = Vec::new();
@@ -86,29 +127,42 @@ impl Shard {
     }
 
     /// Checks the tablet's types against the schema, creating missing series (all or
-    /// nothing) through the control shard.
-    async fn check_schema(&self, device: &Arc<str>, view: &TabletView) -> Result<(), Status> {
+    /// nothing) through the control shard. A column whose type differs from its series' is
+    /// returned as a failure when `partial`, refuses the tablet otherwise.
+    async fn check_schema(
+        &self,
+        device: &Arc<str>,
+        view: &TabletView,
+        partial: bool,
+    ) -> Result<Vec<PartialFailure>, Status> {
         let names: Vec<&str> = view.columns().map(|c| c.measurement()).collect();
         let cached = self.cached_types(device, &names);
         let mut missing = Vec::new();
+        let mut failures = Vec::new();
         for (column, known) in view.columns().zip(&cached) {
             let actual = convert::to_storage_type(column.data_type());
             match known {
                 Some(expected) if *expected != actual => {
-                    return Err(mismatch(device, column.measurement(), *expected, actual));
+                    let status = mismatch(device, column.measurement(), *expected, actual);
+                    if !partial {
+                        return Err(status);
+                    }
+                    failures.push(PartialFailure::new(column.measurement(), status));
                 }
                 Some(_) => {}
                 None => missing.push((column.measurement().to_string(), actual)),
             }
         }
         if missing.is_empty() {
-            return Ok(());
+            return Ok(failures);
         }
         self.ensure_database(device).await?;
         let answer = self
             .control(ControlRequest::EnsureSeries {
                 device: device.to_string(),
+                aligned: view.is_aligned(),
                 measurements: missing.clone(),
+                use_existing: partial,
             })
             .await?;
         let ControlAnswer::Types(types) = answer else {
@@ -123,11 +177,15 @@ impl Shard {
             .collect();
         for ((name, wanted), (_, got)) in missing.iter().zip(&pairs) {
             if wanted != got {
-                return Err(mismatch(device, name, *got, *wanted));
+                let status = mismatch(device, name, *got, *wanted);
+                if !partial {
+                    return Err(status);
+                }
+                failures.push(PartialFailure::new(name, status));
             }
         }
         self.cache_types(device, &pairs);
-        Ok(())
+        Ok(failures)
     }
 
     async fn ensure_database(&self, device: &str) -> Result<(), Status> {
@@ -146,9 +204,12 @@ impl Shard {
     async fn place(
         &self,
         device: &Arc<str>,
-        view: TabletView,
+        payload: Payload,
     ) -> Result<Vec<(u32, Payload)>, Status> {
-        let timestamps = view.timestamps().into_owned();
+        let timestamps = match &payload {
+            Payload::View(_, view) => view.timestamps().into_owned(),
+            Payload::Tablet(tablet) => tablet.timestamps.clone(),
+        };
         if timestamps.is_empty() {
             return Ok(Vec::new());
         }
@@ -165,9 +226,9 @@ impl Shard {
             if groups.iter().all(Option::is_some) {
                 let groups: Vec<u32> = groups.into_iter().map(|g| g.expect("checked")).collect();
                 if groups.iter().all(|g| *g == groups[0]) {
-                    return Ok(vec![(groups[0], Payload::View(device.clone(), view))]);
+                    return Ok(vec![(groups[0], payload)]);
                 }
-                return Ok(split(&convert::to_storage_tablet(&view, device), &groups));
+                return Ok(split(&payload.to_tablet(), &groups));
             }
             if attempt == 1 {
                 break;
@@ -213,6 +274,47 @@ impl Shard {
             }
         }
         result
+    }
+}
+
+/// A measurement left out of a partial insert, and why.
+pub struct PartialFailure {
+    pub measurement: String,
+    pub status: Status,
+}
+
+impl PartialFailure {
+    pub fn new(measurement: &str, status: Status) -> PartialFailure {
+        PartialFailure {
+            measurement: measurement.to_string(),
+            status,
+        }
+    }
+
+    /// IoTDB's answer to a partial insert: the first failure's code, every failed
+    /// measurement and each reason (`Fail to insert measurements [s2] caused by [...]`).
+    pub fn status(failures: &[PartialFailure]) -> Status {
+        let mut names: Vec<&str> = Vec::new();
+        let mut reasons: Vec<&str> = Vec::new();
+        for f in failures {
+            if !names.contains(&f.measurement.as_str()) {
+                names.push(&f.measurement);
+            }
+            if !reasons.contains(&f.status.message.as_str()) {
+                reasons.push(&f.status.message);
+            }
+        }
+        let code = failures
+            .first()
+            .map_or(StatusCode::INTERNAL_SERVER_ERROR, |f| f.status.code);
+        Status::new(
+            code,
+            format!(
+                "Fail to insert measurements [{}] caused by [{}]",
+                names.join(", "),
+                reasons.join(", ")
+            ),
+        )
     }
 }
 

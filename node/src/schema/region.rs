@@ -74,19 +74,10 @@ impl MeasurementSchema {
         Ok(schema)
     }
 
-    /// Checks that the encoding suits the type (IoTDB: text-like types take
-    /// PLAIN or DICTIONARY only; DICTIONARY is text-only).
+    /// Checks that the encoding suits the type, with IoTDB's table
+    /// (`TSEncoding.TYPE_SUPPORTED_ENCODINGS` in apache/tsfile).
     pub fn validate(&self) -> Result<()> {
-        let textual = matches!(
-            self.data_type,
-            DataType::Text | DataType::String | DataType::Blob
-        );
-        let allowed = match self.encoding {
-            Encoding::Plain => true,
-            Encoding::Dictionary => textual,
-            _ => !textual,
-        };
-        if allowed {
+        if supports(self.data_type, self.encoding) {
             Ok(())
         } else {
             Err(SchemaError::InvalidRequest(format!(
@@ -94,6 +85,43 @@ impl MeasurementSchema {
                 self.encoding, self.data_type
             )))
         }
+    }
+}
+
+/// Whether IoTDB accepts `encoding` for `data_type` (apache/tsfile's
+/// `TSEncoding.TYPE_SUPPORTED_ENCODINGS`): BOOLEAN takes PLAIN and RLE; the
+/// integer and time types PLAIN, RLE, TS_2DIFF, GORILLA, ZIGZAG, CHIMP,
+/// SPRINTZ and RLBE; FLOAT and DOUBLE the same without ZIGZAG but with
+/// GORILLA_V1; TEXT and STRING PLAIN and DICTIONARY; BLOB only PLAIN. DIFF,
+/// BITMAP and REGULAR suit no value type.
+pub fn supports(data_type: DataType, encoding: Encoding) -> bool {
+    use Encoding as E;
+    match data_type {
+        DataType::Boolean => matches!(encoding, E::Plain | E::Rle),
+        DataType::Int32 | DataType::Int64 | DataType::Timestamp | DataType::Date => matches!(
+            encoding,
+            E::Plain
+                | E::Rle
+                | E::Ts2Diff
+                | E::Gorilla
+                | E::Zigzag
+                | E::Chimp
+                | E::Sprintz
+                | E::Rlbe
+        ),
+        DataType::Float | DataType::Double => matches!(
+            encoding,
+            E::Plain
+                | E::Rle
+                | E::Ts2Diff
+                | E::GorillaV1
+                | E::Gorilla
+                | E::Chimp
+                | E::Sprintz
+                | E::Rlbe
+        ),
+        DataType::Text | DataType::String => matches!(encoding, E::Plain | E::Dictionary),
+        DataType::Blob => encoding == E::Plain,
     }
 }
 

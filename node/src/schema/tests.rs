@@ -341,3 +341,53 @@ proptest! {
         prop_assert_eq!(after, expected);
     }
 }
+
+#[test]
+fn encodings_follow_iotdbs_type_table() {
+    use super::region::supports;
+    use crate::sql::Encoding as E;
+    // The examples, then one row per type of IoTDB's table.
+    assert!(!supports(DataType::Boolean, E::Ts2Diff));
+    assert!(!supports(DataType::Double, E::Regular));
+    assert!(!supports(DataType::Text, E::Ts2Diff));
+    let accepted =
+        |t: DataType| -> Vec<E> { E::ALL.iter().copied().filter(|e| supports(t, *e)).collect() };
+    assert_eq!(accepted(DataType::Boolean), [E::Plain, E::Rle]);
+    let ints = [
+        E::Plain,
+        E::Rle,
+        E::Ts2Diff,
+        E::Gorilla,
+        E::Zigzag,
+        E::Chimp,
+        E::Sprintz,
+        E::Rlbe,
+    ];
+    for t in [
+        DataType::Int32,
+        DataType::Int64,
+        DataType::Timestamp,
+        DataType::Date,
+    ] {
+        assert_eq!(accepted(t), ints);
+    }
+    let floats = [
+        E::Plain,
+        E::Rle,
+        E::Ts2Diff,
+        E::GorillaV1,
+        E::Gorilla,
+        E::Chimp,
+        E::Sprintz,
+        E::Rlbe,
+    ];
+    assert_eq!(accepted(DataType::Float), floats);
+    assert_eq!(accepted(DataType::Double), floats);
+    assert_eq!(accepted(DataType::Text), [E::Plain, E::Dictionary]);
+    assert_eq!(accepted(DataType::String), [E::Plain, E::Dictionary]);
+    assert_eq!(accepted(DataType::Blob), [E::Plain]);
+    // The default encoding of every type is accepted.
+    for t in DataType::ALL {
+        assert!(supports(*t, super::region::default_encoding(*t)), "{t}");
+    }
+}

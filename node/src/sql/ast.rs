@@ -4,6 +4,7 @@
 //! `now()` against a clock by the node, not here. Times are milliseconds
 //! since the epoch (see [`super::time`]).
 
+use super::expr::Expr;
 use super::path::{Path, PathPattern};
 use std::fmt;
 use std::str::FromStr;
@@ -338,6 +339,8 @@ keyword_enum! {
         MinTime = "MIN_TIME",
         /// `MAX_TIME`
         MaxTime = "MAX_TIME",
+        /// `EXTREME`
+        Extreme = "EXTREME",
     }
 }
 
@@ -539,15 +542,40 @@ pub enum TimeOrder {
     Descending,
 }
 
+/// `FILL(PREVIOUS | LINEAR | constant)`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fill {
+    /// The latest earlier non-null value of the column.
+    Previous,
+    /// Linear interpolation in time between the neighbouring non-null values (numbers).
+    Linear,
+    /// A constant, for the columns whose type it fits.
+    Constant(Literal),
+}
+
 /// A query.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Select {
     /// What is selected.
     pub projection: Projection,
+    /// `AS alias` of each select item, in order (`None`: no alias).
+    pub aliases: Vec<Option<String>>,
     /// FROM prefixes (full patterns).
     pub from: Vec<PathPattern>,
-    /// WHERE time predicate.
+    /// The WHERE conjuncts that bound time only.
     pub time_filter: Option<TimeFilter>,
+    /// The rest of WHERE: a predicate on series values (and time), evaluated per row.
+    pub value_filter: Option<Expr>,
+    /// `HAVING` predicate on the aggregates of a `GROUP BY` row.
+    pub having: Option<Expr>,
+    /// `ALIGN BY DEVICE`: one row per device and time, with a `Device` column.
+    pub align_by_device: bool,
+    /// `FILL(...)`: how null cells of the result are filled.
+    pub fill: Option<Fill>,
+    /// `SLIMIT n`: most series (columns) returned.
+    pub slimit: Option<u64>,
+    /// `SOFFSET m`: series (columns) skipped first.
+    pub soffset: Option<u64>,
     /// GROUP BY time windows (aggregate queries only).
     pub group_by: Option<GroupByTime>,
     /// `ORDER BY TIME ASC|DESC`.

@@ -66,6 +66,10 @@ pub enum TokenKind {
     Plus,
     /// `-`
     Minus,
+    /// `/`
+    Slash,
+    /// `%`
+    Percent,
     /// End of input.
     Eof,
 }
@@ -192,6 +196,8 @@ pub fn tokenize(source: &str) -> Result<Vec<Token>, ParseError> {
                     b'>' => (TokenKind::Greater, 1),
                     b'+' => (TokenKind::Plus, 1),
                     b'-' => (TokenKind::Minus, 1),
+                    b'/' => (TokenKind::Slash, 1),
+                    b'%' => (TokenKind::Percent, 1),
                     _ => {
                         let character = source[position..].chars().next().unwrap_or('?');
                         return Err(ParseError::at(

@@ -15,8 +15,10 @@
 //! Supported statements (IOTDB_FACTS.md §3 and §5): databases (create,
 //! alter, show, count, delete/drop, legacy `STORAGE GROUP` forms), timeseries
 //! (create, create aligned, show, count, delete), devices (show, count),
-//! `INSERT`, `SELECT` (raw, aggregates with `GROUP BY` windows, `LAST`,
-//! `WHERE` on time, `ORDER BY TIME`, `LIMIT`/`OFFSET`), `DELETE FROM`, TTL
+//! `INSERT`, `SELECT` (raw, aggregates with `GROUP BY` windows and `HAVING`,
+//! `LAST`, `WHERE` expressions ([`Expr`]; the time-only conjuncts split off
+//! as a [`TimeFilter`]), `AS` aliases, `ORDER BY TIME`, `LIMIT`/`OFFSET`,
+//! `SLIMIT`/`SOFFSET`, `ALIGN BY DEVICE`), `DELETE FROM`, TTL
 //! (set, unset, show), cluster introspection (`SHOW CLUSTER`, `REGIONS`,
 //! `DATANODES`, `CONFIGNODES`, `VARIABLES`, `VERSION`) and `FLUSH`.
 //!
@@ -25,6 +27,7 @@
 
 mod ast;
 mod error;
+mod expr;
 mod lexer;
 mod parser;
 mod path;
@@ -35,10 +38,11 @@ mod tests;
 
 pub use ast::{
     Aggregate, AggregateFunction, Comparison, Compressor, DataType, DatabaseAttributes, Encoding,
-    GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection, RegionKind,
-    Select, Statement, TimeExpr, TimeFilter, TimeOrder, TimeRange, Ttl,
+    Fill, GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection,
+    RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder, TimeRange, Ttl,
 };
 pub use error::{ParseError, ParseErrorKind, SQL_PARSE_ERROR_STATUS};
+pub use expr::{ArithmeticOp, CompareOp, Expr, split_time_filter};
 pub use lexer::STATEMENT_LEN_MAX;
 pub use parser::{NESTING_DEPTH_MAX, parse, parse_script};
 pub use path::{Path, PathNode, PathPattern, ROOT};

@@ -506,8 +506,15 @@ fn select_raw_columns() {
         select("SELECT s1, s2 FROM root.sg.d1"),
         Select {
             projection: Projection::Raw(vec![pattern("s1"), pattern("s2")]),
+            aliases: vec![None, None],
             from: vec![pattern("root.sg.d1")],
             time_filter: None,
+            value_filter: None,
+            having: None,
+            fill: None,
+            align_by_device: false,
+            slimit: None,
+            soffset: None,
             group_by: None,
             order: TimeOrder::Ascending,
             limit: None,
@@ -593,18 +600,19 @@ fn time_predicates_of_every_shape() {
 
 #[test]
 fn time_predicate_errors() {
+    // DELETE takes a time range only; a SELECT's WHERE is a general expression.
     assert!(
-        err("select s from root.a.d where time > 1 or time < 0")
+        err("delete from root.a.d.s where time > 1 or time < 0")
             .to_string()
             .contains("OR in a time filter")
     );
     assert!(
-        err("select s from root.a.d where time != 1")
+        err("delete from root.a.d.s where time != 1")
             .to_string()
             .contains("'!='")
     );
     assert!(
-        err("select s from root.a.d where s1 > 1")
+        err("delete from root.a.d.s where s1 > 1")
             .to_string()
             .starts_with("line 1:29 mismatched input 's1' expecting {TIME, TIMESTAMP, '('}")
     );
@@ -751,7 +759,7 @@ fn error_positions_on_later_lines() {
     assert_eq!((error.line, error.column), (3, 13));
     assert_eq!(
         error.to_string(),
-        "line 3:13 mismatched input '>' expecting a time (integer, datetime or now())"
+        "line 3:13 mismatched input '>' expecting an expression"
     );
     assert_eq!(
         err("SHOW DATABASES extra").to_string(),
@@ -1089,4 +1097,97 @@ proptest! {
         };
         prop_assert_eq!(parsed, value);
     }
+}
+
+// ----- WHERE expressions, HAVING, layout clauses --------------------------------
+
+#[test]
+fn value_filters_parse_with_precedence_and_split_off_time() {
+    use crate::sql::{CompareOp, Expr};
+    let query = select(
+        "SELECT s1 FROM root.sg.d1 WHERE time >= 10 AND (s1 > 5 OR NOT s2 <= 1) AND s3 IN (1, 2) \
+         AND s4 NOT BETWEEN 1 AND 2 AND s5 LIKE 'a%' AND s6 REGEXP '^b' AND s7 IS NOT NULL",
+    );
+    assert_eq!(
+        query.time_filter.unwrap().comparisons,
+        vec![(Comparison::GreaterEqual, TimeExpr::Absolute(10))]
+    );
+    let conjuncts = query.value_filter.unwrap().conjuncts();
+    assert_eq!(conjuncts.len(), 6);
+    assert!(matches!(&conjuncts[0], Expr::Or(left, right)
+        if matches!(**left, Expr::Compare(CompareOp::Greater, _, _))
+            && matches!(**right, Expr::Not(_))));
+    assert!(matches!(&conjuncts[1], Expr::In { list, negated: false, .. } if list.len() == 2));
+    assert!(matches!(&conjuncts[2], Expr::Between { negated: true, .. }));
+    assert!(matches!(&conjuncts[3], Expr::Like { pattern, .. } if pattern == "a%"));
+    assert!(matches!(&conjuncts[4], Expr::Regexp { .. }));
+    assert!(matches!(&conjuncts[5], Expr::IsNull { negated: true, .. }));
+    // Arithmetic binds tighter than comparison, * tighter than +.
+    let query = select("SELECT s1 FROM root.sg.d1 WHERE s1 + 2 * s2 > -3 AND time != 5");
+    let conjuncts = query.value_filter.unwrap().conjuncts();
+    assert!(
+        matches!(&conjuncts[0], Expr::Compare(CompareOp::Greater, left, _)
+        if matches!(**left, Expr::Arithmetic(crate::sql::ArithmeticOp::Add, _, _)))
+    );
+    assert!(query.time_filter.is_none());
+}
+
+#[test]
+fn having_aliases_slimit_and_align_by_device() {
+    let query = select(
+        "SELECT count(s1) AS c, max_time(s1), extreme(s1) FROM root.sg.* \
+         GROUP BY ([0, 10), 5ms) HAVING count(s1) > 1 SLIMIT 2 SOFFSET 1 ALIGN BY DEVICE",
+    );
+    assert_eq!(query.aliases, vec![Some("c".to_string()), None, None]);
+    assert!(query.having.is_some());
+    assert_eq!((query.slimit, query.soffset), (Some(2), Some(1)));
+    assert!(query.align_by_device);
+    assert!(
+        err("SELECT s1 FROM root.sg.d1 HAVING s1 > 1")
+            .to_string()
+            .contains("HAVING")
+    );
+    assert!(
+        err("SELECT s1 FROM root.sg.d1 WHERE s1 >")
+            .to_string()
+            .contains("expression")
+    );
+    assert!(
+        err("SELECT s1 FROM root.sg.d1 WHERE s1 NOT 5")
+            .to_string()
+            .contains("extraneous input 'NOT'")
+    );
+    let deep = format!(
+        "select s from root.a.d where {}s > 1{}",
+        "(".repeat(100),
+        ")".repeat(100)
+    );
+    assert!(err(&deep).to_string().contains("nests deeper"));
+}
+
+#[test]
+fn fill_clauses() {
+    use crate::sql::Fill;
+    assert_eq!(
+        select("SELECT s1 FROM root.sg.d1 FILL(previous)").fill,
+        Some(Fill::Previous)
+    );
+    assert_eq!(
+        select("SELECT count(s1) FROM root.sg.d1 GROUP BY ([0, 9), 3ms) FILL(LINEAR) ORDER BY TIME DESC").fill,
+        Some(Fill::Linear)
+    );
+    assert_eq!(
+        select("SELECT s1 FROM root.sg.d1 FILL(2.5) LIMIT 3").fill,
+        Some(Fill::Constant(Literal::Float(2.5)))
+    );
+    assert!(
+        err("SELECT LAST s1 FROM root.sg.d1 FILL(previous)")
+            .to_string()
+            .contains("FILL")
+    );
+    assert!(
+        err("SELECT s1 FROM root.sg.d1 FILL(previous")
+            .to_string()
+            .contains("')'")
+    );
 }

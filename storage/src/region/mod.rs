@@ -53,6 +53,7 @@ use crate::background::{BackgroundPool, JobClass};
 use crate::compaction;
 use crate::config::RegionConfig;
 use crate::error::{Result, StorageError};
+use crate::filter::{FilterCounters, ValueFilter};
 use crate::memtable::{FrozenMemtable, Memtable, Side};
 use crate::query::{self, AggregateRow, Aggregation, RankedPiece, Windows};
 use crate::sealed::{SealedFile, SealedFileWriter, WriterOptions};
@@ -521,6 +522,30 @@ impl Region {
         };
         let range = state.visible(range);
         query::scan(data_type, state.pieces(key, range)?, range).map(Some)
+    }
+
+    /// The points of `key` in `range` that pass `filter` (`None` for an unknown series),
+    /// with how the chunk statistics were used added to `counters`.
+    pub fn scan_filtered(
+        &self,
+        key: &SeriesKey,
+        range: TimeRange,
+        filter: &ValueFilter,
+        counters: &mut FilterCounters,
+    ) -> Result<Option<PointColumn>> {
+        let state = self.state.borrow();
+        let Some(data_type) = state.series_type(key) else {
+            return Ok(None);
+        };
+        let range = state.visible(range);
+        query::scan_filtered(
+            data_type,
+            state.pieces(key, range)?,
+            range,
+            filter,
+            counters,
+        )
+        .map(Some)
     }
 
     /// Aggregates `key` over `range`, per window when `windows` is given. `None` for an

@@ -19,7 +19,8 @@ SELECT s1 FROM root.ln.d1 WHERE time <= 1;
 CREATE TIMESERIES root.ln.d3.i WITH DATATYPE=INT32, ENCODING=RLE;
 INSERT INTO root.ln.d3(time, i) VALUES (5, 7);
 SELECT i FROM root.ln.d3;
--- Errors: a type mismatch writes nothing of the statement.
+-- A value that does not fit its series is left out and reported (IoTDB's partial insert);
+-- the statement's other values are written.
 INSERT INTO root.ln.d3(time, i, fresh) VALUES (6, 'text', 1);
 SELECT * FROM root.ln.d3;
 INSERT INTO root.ln.d3(time, i) VALUES (7, 3000000000);

@@ -6,12 +6,15 @@
 //! recursion is through parenthesised time filters, bounded by
 //! [`NESTING_DEPTH_MAX`], so no input can exhaust the stack.
 
+mod expr;
+
 use super::ast::{
     Aggregate, AggregateFunction, Comparison, Compressor, DataType, DatabaseAttributes, Encoding,
-    GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection, RegionKind,
-    Select, Statement, TimeExpr, TimeFilter, TimeOrder, Ttl,
+    Fill, GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection,
+    RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder, Ttl,
 };
 use super::error::{ParseError, ParseErrorKind};
+use super::expr::split_time_filter;
 use super::lexer::{Token, TokenKind, tokenize};
 use super::path::{Path, PathNode, PathPattern, ROOT};
 use super::time::{parse_datetime_millis, parse_duration_millis};
@@ -64,6 +67,8 @@ struct Parser<'a> {
     source: &'a str,
     tokens: Vec<Token>,
     position: usize,
+    /// The `AS` aliases of the select list being parsed.
+    aliases: Vec<Option<String>>,
 }
 
 impl<'a> Parser<'a> {
@@ -77,6 +82,7 @@ impl<'a> Parser<'a> {
             source,
             tokens,
             position: 0,
+            aliases: Vec::new(),
         })
     }
 
@@ -778,12 +784,13 @@ impl<'a> Parser<'a> {
         } else {
             self.select_items()?
         };
+        let aliases = std::mem::take(&mut self.aliases);
         self.expect_keyword("FROM")?;
         let from = self.full_pattern_list()?;
-        let time_filter = if self.eat_keyword("WHERE") {
-            Some(self.time_filter(0)?)
+        let (time_filter, value_filter) = if self.eat_keyword("WHERE") {
+            split_time_filter(self.expression()?)
         } else {
-            None
+            (None, None)
         };
         let group_by_offset = self.peek().offset;
         let group_by = if self.eat_keyword("GROUP") {
@@ -798,6 +805,38 @@ impl<'a> Parser<'a> {
                 "GROUP BY needs aggregate functions in the select list".to_string(),
             ));
         }
+        let having_offset = self.peek().offset;
+        let having = if self.eat_keyword("HAVING") {
+            if !matches!(projection, Projection::Aggregates(_)) {
+                return Err(self.invalid_at(
+                    having_offset,
+                    "HAVING needs aggregate functions in the select list".to_string(),
+                ));
+            }
+            Some(self.expression()?)
+        } else {
+            None
+        };
+        let fill = if self.eat_keyword("FILL") {
+            if matches!(projection, Projection::Last(_)) {
+                return Err(self.invalid_at(
+                    having_offset,
+                    "SELECT LAST does not support FILL".to_string(),
+                ));
+            }
+            self.expect(&TokenKind::LeftParen, "'('")?;
+            let fill = if self.eat_keyword("PREVIOUS") {
+                Fill::Previous
+            } else if self.eat_keyword("LINEAR") {
+                Fill::Linear
+            } else {
+                Fill::Constant(self.literal()?)
+            };
+            self.expect(&TokenKind::RightParen, "')'")?;
+            Some(fill)
+        } else {
+            None
+        };
         let mut order = TimeOrder::Ascending;
         if self.eat_keyword("ORDER") {
             self.expect_keyword("BY")?;
@@ -809,19 +848,41 @@ impl<'a> Parser<'a> {
             }
         }
         let (mut limit, mut offset) = (None, None);
+        let (mut slimit, mut soffset) = (None, None);
+        let mut align_by_device = false;
         loop {
             if limit.is_none() && self.eat_keyword("LIMIT") {
                 limit = Some(self.unsigned::<u64>("a row count")?);
             } else if offset.is_none() && self.eat_keyword("OFFSET") {
                 offset = Some(self.unsigned::<u64>("a row count")?);
+            } else if slimit.is_none() && self.eat_keyword("SLIMIT") {
+                slimit = Some(self.unsigned::<u64>("a series count")?);
+            } else if soffset.is_none() && self.eat_keyword("SOFFSET") {
+                soffset = Some(self.unsigned::<u64>("a series count")?);
+            } else if !align_by_device && self.eat_keyword("ALIGN") {
+                self.expect_keyword("BY")?;
+                align_by_device = self.expect_keyword_of(&["DEVICE", "TIME"])? == 0;
             } else {
                 break;
             }
         }
+        if align_by_device && matches!(projection, Projection::Last(_)) {
+            return Err(self.invalid_at(
+                self.peek().offset,
+                "SELECT LAST does not support ALIGN BY DEVICE".to_string(),
+            ));
+        }
         Ok(Statement::Select(Select {
             projection,
+            aliases,
             from,
             time_filter,
+            value_filter,
+            having,
+            fill,
+            align_by_device,
+            slimit,
+            soffset,
             group_by,
             order,
             limit,
@@ -831,6 +892,7 @@ impl<'a> Parser<'a> {
 
     /// The select list of a raw or aggregate query; the two may not mix.
     fn select_items(&mut self) -> Result<Projection, ParseError> {
+        self.aliases.clear();
         let mut raw = Vec::new();
         let mut aggregates = Vec::new();
         loop {
@@ -857,6 +919,12 @@ impl<'a> Parser<'a> {
                 }
                 raw.push(path);
             }
+            let alias = if self.eat_keyword("AS") {
+                Some(self.node_name()?)
+            } else {
+                None
+            };
+            self.aliases.push(alias);
             if !self.eat(&TokenKind::Comma) {
                 break;
             }

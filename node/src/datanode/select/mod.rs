@@ -1,0 +1,475 @@
+//! Raw `SELECT`s with value filters, aliases, `SLIMIT`/`SOFFSET` and `ALIGN BY DEVICE`.
+//!
+//! ```text
+//! select list × FROM ─ MatchSeries ─▶ output columns (SOFFSET/SLIMIT applied)
+//! WHERE value filter ─ bind ─▶ Bound (paths → columns; filter-only series appended)
+//!                      push_down ─▶ one ValueFilter per column ─▶ regions (ScanFiltered:
+//!                                    chunk statistics skip or keep whole chunks)
+//! filtered columns ─ align on time ─ evaluate the whole filter per row ─ project ─▶ rows
+//! ```
+//!
+//! `ALIGN BY DEVICE` runs the same per device (the filter's paths resolved inside that
+//! device) and stacks the devices in path order, with a `Device` column.
+
+mod bind;
+mod fill;
+
+use std::rc::Rc;
+
+use iotdb_net::{DataType as WireType, ResultSet, SeriesSelection, Status, Value as WireValue};
+use iotdb_storage::{DataType, FilterCounters, PointColumn, SeriesKey, TimeRange, ValueFilter};
+
+pub use bind::{Bound, bind, push_down};
+pub use fill::fill;
+
+use super::Shard;
+use super::query::{RegionAnswer, RegionRead, align};
+use crate::sql::{Expr, PathPattern, Select, TimeOrder};
+
+/// One series a query reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Column {
+    pub device: String,
+    pub measurement: String,
+    pub data_type: DataType,
+}
+
+impl Column {
+    pub fn path(&self) -> String {
+        format!("{}.{}", self.device, self.measurement)
+    }
+}
+
+/// Rows of a raw query before naming: times and one cell per output column.
+pub struct Rows {
+    pub times: Vec<i64>,
+    pub cells: Vec<Vec<Option<WireValue>>>,
+}
+
+/// `items` with SOFFSET and SLIMIT applied.
+pub fn series_window<T>(items: Vec<T>, select: &Select) -> Vec<T> {
+    let skip = select.soffset.unwrap_or(0) as usize;
+    let take = select.slimit.map_or(usize::MAX, |l| l as usize);
+    items.into_iter().skip(skip).take(take).collect()
+}
+
+impl Shard {
+    /// The series `patterns` match, as columns, in match order.
+    pub(super) async fn columns_of(
+        &self,
+        patterns: Vec<PathPattern>,
+    ) -> Result<Vec<Column>, Status> {
+        Ok(self
+            .matches(patterns)
+            .await?
+            .into_iter()
+            .map(|(device, measurement, data_type)| Column {
+                device,
+                measurement,
+                data_type,
+            })
+            .collect())
+    }
+
+    /// A raw query aligned by time: `Time` then one column per output series.
+    pub(super) async fn select_raw_rows(
+        self: &Rc<Self>,
+        select: &Select,
+        range: TimeRange,
+        now_ms: i64,
+    ) -> Result<ResultSet, Status> {
+        let crate::sql::Projection::Raw(items) = &select.projection else {
+            return Err(Status::internal("not a raw projection"));
+        };
+        if select.align_by_device {
+            return self
+                .select_raw_by_device(select, items, range, now_ms)
+                .await;
+        }
+        // Columns grouped by device in first-seen order, as the unfiltered path always did.
+        let matched = self.columns_of(select.series_patterns()).await?;
+        let mut outputs: Vec<Column> = Vec::new();
+        for column in &matched {
+            if !outputs.iter().any(|c| c.device == column.device) {
+                outputs.extend(
+                    matched
+                        .iter()
+                        .filter(|c| c.device == column.device)
+                        .cloned(),
+                );
+            }
+        }
+        let outputs = series_window(outputs, select);
+        let mut names: Vec<String> = outputs.iter().map(Column::path).collect();
+        self.apply_aliases(select, items, &mut names, &outputs)
+            .await?;
+        let resolved = self.resolve_filter_paths(select).await?;
+        let rows = self
+            .raw_rows(
+                outputs.clone(),
+                select.value_filter.as_ref(),
+                range,
+                now_ms,
+                &resolved,
+            )
+            .await?;
+        let mut result = ResultSet::new(&[("Time", WireType::Int64)]);
+        for (name, column) in names.iter().zip(&outputs) {
+            result.column_names.push(name.clone());
+            result
+                .column_types
+                .push(super::convert::to_wire_type(column.data_type));
+        }
+        let mut rows: Vec<Vec<Option<WireValue>>> = rows
+            .times
+            .iter()
+            .zip(rows.cells)
+            .map(|(t, cells)| {
+                let mut row = Vec::with_capacity(cells.len() + 1);
+                row.push(Some(WireValue::Int64(*t)));
+                row.extend(cells);
+                row
+            })
+            .collect();
+        if let Some(how) = &select.fill {
+            fill(how, &result.column_types, &mut rows, 1);
+        }
+        if select.order == TimeOrder::Descending {
+            rows.reverse();
+        }
+        result.rows = page(rows, select);
+        Ok(result)
+    }
+
+    /// Renames the column of each aliased select item; an alias must name one series.
+    async fn apply_aliases(
+        &self,
+        select: &Select,
+        items: &[PathPattern],
+        names: &mut [String],
+        outputs: &[Column],
+    ) -> Result<(), Status> {
+        for (item, alias) in items.iter().zip(&select.aliases) {
+            let Some(alias) = alias else { continue };
+            let patterns: Vec<PathPattern> = select.from.iter().map(|f| f.join(item)).collect();
+            let matched = self.columns_of(patterns).await?;
+            if matched.len() > 1 {
+                return Err(Status::illegal_parameter(format!(
+                    "alias '{alias}' can only be matched with one time series"
+                )));
+            }
+            for column in matched {
+                if let Some(i) = outputs.iter().position(|c| *c == column) {
+                    names[i] = alias.clone();
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `ALIGN BY DEVICE`: `Time, Device`, then one column per measurement name.
+    async fn select_raw_by_device(
+        self: &Rc<Self>,
+        select: &Select,
+        items: &[PathPattern],
+        range: TimeRange,
+        now_ms: i64,
+    ) -> Result<ResultSet, Status> {
+        let mut measurements: Vec<(String, DataType)> = Vec::new();
+        // Devices in path order, each with the series the select list names in it.
+        let mut devices: std::collections::BTreeMap<String, Vec<Column>> = Default::default();
+        let mut item_of_measurement: Vec<usize> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let patterns: Vec<PathPattern> = select.from.iter().map(|f| f.join(item)).collect();
+            let mut matched = self.columns_of(patterns).await?;
+            matched.sort_by(|a, b| a.measurement.cmp(&b.measurement));
+            for column in matched {
+                let known = devices.entry(column.device.clone()).or_default();
+                if !known.contains(&column) {
+                    known.push(column.clone());
+                }
+                if !measurements.iter().any(|(m, _)| *m == column.measurement) {
+                    measurements.push((column.measurement.clone(), column.data_type));
+                    item_of_measurement.push(index);
+                }
+            }
+        }
+        let measurements = series_window(measurements, select);
+        // The filter's paths, resolved once for every device (one schema lookup per path).
+        let resolved = self.resolve_filter_paths(select).await?;
+        let mut result = ResultSet::new(&[("Time", WireType::Int64), ("Device", WireType::Text)]);
+        for (i, (measurement, data_type)) in measurements.iter().enumerate() {
+            let alias = select
+                .aliases
+                .get(item_of_measurement[i])
+                .cloned()
+                .flatten();
+            result
+                .column_names
+                .push(alias.unwrap_or_else(|| measurement.clone()));
+            result
+                .column_types
+                .push(super::convert::to_wire_type(*data_type));
+        }
+        let mut rows = Vec::new();
+        for (device, known) in &devices {
+            // Only this device's series, at the positions of the measurement columns.
+            let mut outputs = Vec::new();
+            let mut positions = Vec::new();
+            for (i, (measurement, _)) in measurements.iter().enumerate() {
+                if let Some(column) = known.iter().find(|c| c.measurement == *measurement) {
+                    outputs.push(column.clone());
+                    positions.push(i);
+                }
+            }
+            if outputs.is_empty() {
+                continue;
+            }
+            // Inside this device only: the filter's series of other devices do not count.
+            let own: Vec<(PathPattern, Vec<Column>)> = resolved
+                .iter()
+                .map(|(path, columns)| {
+                    let mine = columns.iter().filter(|c| c.device == *device).cloned();
+                    (path.clone(), mine.collect())
+                })
+                .collect();
+            let part = self
+                .raw_rows(outputs, select.value_filter.as_ref(), range, now_ms, &own)
+                .await?;
+            let mut device_rows: Vec<Vec<Option<WireValue>>> = part
+                .times
+                .iter()
+                .zip(part.cells)
+                .map(|(t, cells)| {
+                    let mut row = vec![None; measurements.len() + 2];
+                    row[0] = Some(WireValue::Int64(*t));
+                    row[1] = Some(WireValue::Text(bytes::Bytes::from(device.clone())));
+                    for (cell, position) in cells.into_iter().zip(&positions) {
+                        row[position + 2] = cell;
+                    }
+                    row
+                })
+                .collect();
+            if let Some(how) = &select.fill {
+                fill(how, &result.column_types, &mut device_rows, 2);
+            }
+            if select.order == TimeOrder::Descending {
+                device_rows.reverse();
+            }
+            rows.extend(device_rows);
+            if rows.len() > super::sql_exec::SQL_RESULT_ROWS_MAX {
+                return Err(super::sql_exec::too_many_rows());
+            }
+        }
+        result.rows = page(rows, select);
+        Ok(result)
+    }
+
+    /// The series each path of the WHERE filter names under the FROM prefixes.
+    async fn resolve_filter_paths(
+        &self,
+        select: &Select,
+    ) -> Result<Vec<(PathPattern, Vec<Column>)>, Status> {
+        let mut out: Vec<(PathPattern, Vec<Column>)> = Vec::new();
+        let Some(filter) = &select.value_filter else {
+            return Ok(out);
+        };
+        let mut paths: Vec<PathPattern> = Vec::new();
+        filter.visit(&mut |e| {
+            if let Expr::Path(p) = e
+                && !paths.contains(p)
+            {
+                paths.push(p.clone());
+            }
+        });
+        for path in paths {
+            let patterns: Vec<PathPattern> = select.from.iter().map(|f| f.join(&path)).collect();
+            out.push((path, self.columns_of(patterns).await?));
+        }
+        Ok(out)
+    }
+
+    /// The rows of `outputs` in `range` where `filter` holds; `filter_series` holds the
+    /// series each of the filter's paths names.
+    pub(super) async fn raw_rows(
+        self: &Rc<Self>,
+        outputs: Vec<Column>,
+        filter: Option<&Expr>,
+        range: TimeRange,
+        now_ms: i64,
+        filter_series: &[(PathPattern, Vec<Column>)],
+    ) -> Result<Rows, Status> {
+        let output_count = outputs.len();
+        let mut fetched = outputs;
+        let bound = match filter {
+            None => None,
+            Some(filter) => {
+                // Each filter path as indices into the fetched columns.
+                let mut resolved: Vec<(PathPattern, Vec<usize>)> = Vec::new();
+                for (path, columns) in filter_series {
+                    let mut indices = Vec::new();
+                    for column in columns.iter().cloned() {
+                        let index = match fetched.iter().position(|c| *c == column) {
+                            Some(i) => i,
+                            None => {
+                                fetched.push(column);
+                                fetched.len() - 1
+                            }
+                        };
+                        if !indices.contains(&index) {
+                            indices.push(index);
+                        }
+                    }
+                    resolved.push((path.clone(), indices));
+                }
+                Some(bind(filter, now_ms, &mut |e| match e {
+                    Expr::Path(p) => resolved
+                        .iter()
+                        .find(|(q, _)| q == p)
+                        .map(|(_, i)| i.clone()),
+                    _ => None,
+                })?)
+            }
+        };
+        let filters = match &bound {
+            Some(b) => push_down(b, fetched.len()),
+            None => vec![None; fetched.len()],
+        };
+        let (mut points, counters) = self.fetch_columns(&fetched, range, &filters).await?;
+        if bound.is_some() {
+            tracing::debug!(?counters, "value filter pushed down");
+            restrict_to_required(&mut points, &filters);
+        }
+        let series: Vec<(String, DataType, PointColumn)> = fetched
+            .iter()
+            .zip(points)
+            .map(|(c, p)| (c.path(), c.data_type, p))
+            .collect();
+        let mut rows = Rows {
+            times: Vec::new(),
+            cells: Vec::new(),
+        };
+        for batch in align(series, 0, None) {
+            for (r, &t) in batch.timestamps.iter().enumerate() {
+                let row: Vec<Option<WireValue>> =
+                    batch.columns.iter().map(|c| c.value(r)).collect();
+                if bound.as_ref().is_some_and(|b| !b.passes(t, &row)) {
+                    continue;
+                }
+                // A row that passes is kept even when every output cell is null (the filter
+                // may read only other series), as IoTDB does.
+                rows.times.push(t);
+                rows.cells
+                    .push(row.into_iter().take(output_count).collect());
+                if rows.times.len() > super::sql_exec::SQL_RESULT_ROWS_MAX {
+                    return Err(super::sql_exec::too_many_rows());
+                }
+            }
+        }
+        Ok(rows)
+    }
+
+    /// Every column's points in `range` (filtered where a filter is given), read from the
+    /// regions holding each device, in time order.
+    pub(super) async fn fetch_columns(
+        self: &Rc<Self>,
+        columns: &[Column],
+        range: TimeRange,
+        filters: &[Option<ValueFilter>],
+    ) -> Result<(Vec<PointColumn>, FilterCounters), Status> {
+        let mut out: Vec<PointColumn> = columns
+            .iter()
+            .map(|c| PointColumn::new(c.data_type))
+            .collect();
+        let mut counters = FilterCounters::default();
+        let mut devices: Vec<&str> = Vec::new();
+        for c in columns {
+            if !devices.contains(&c.device.as_str()) {
+                devices.push(&c.device);
+            }
+        }
+        for device in devices {
+            let indices: Vec<usize> = (0..columns.len())
+                .filter(|&i| columns[i].device == device)
+                .collect();
+            let keys: Vec<SeriesKey> = indices
+                .iter()
+                .map(|&i| SeriesKey::new(device, &columns[i].measurement))
+                .collect();
+            let device_filters: Vec<Option<ValueFilter>> =
+                indices.iter().map(|&i| filters[i].clone()).collect();
+            for (group, part) in self.parts_of(device, range) {
+                let read = RegionRead::ScanFiltered {
+                    keys: keys.clone(),
+                    range: part,
+                    filters: device_filters.clone(),
+                };
+                let RegionAnswer::Filtered(parts, used) = self.read_group(group, read).await?
+                else {
+                    return Err(Status::internal(
+                        "a region answered a filtered scan wrongly",
+                    ));
+                };
+                counters.add(&used);
+                for (&i, part) in indices.iter().zip(parts) {
+                    if let Some(part) = part {
+                        out[i].timestamps.extend_from_slice(&part.timestamps);
+                        out[i].values.extend_from(&part.values, 0..part.len());
+                    }
+                }
+            }
+        }
+        Ok((out, counters))
+    }
+}
+
+/// Keeps, in every column, only the times at which every filtered column has a point: a
+/// row where a filtered column is null cannot pass.
+fn restrict_to_required(points: &mut [PointColumn], filters: &[Option<ValueFilter>]) {
+    let required: Vec<usize> = (0..points.len())
+        .filter(|&i| filters[i].is_some())
+        .collect();
+    let Some(&first) = required.first() else {
+        return;
+    };
+    let mut times: Vec<i64> = points[first].timestamps.clone();
+    for &i in &required[1..] {
+        let other = &points[i].timestamps;
+        times.retain(|t| other.binary_search(t).is_ok());
+    }
+    for column in points.iter_mut() {
+        if column.timestamps.len() == times.len() && column.timestamps == times {
+            continue;
+        }
+        let mut kept = PointColumn::new(column.data_type());
+        for (i, t) in column.timestamps.iter().enumerate() {
+            if times.binary_search(t).is_ok() {
+                kept.timestamps.push(*t);
+                kept.values.push_from(&column.values, i);
+            }
+        }
+        *column = kept;
+    }
+}
+
+/// `rows` with OFFSET and LIMIT applied.
+pub fn page<T>(rows: Vec<T>, select: &Select) -> Vec<T> {
+    let skip = select.offset.unwrap_or(0) as usize;
+    let take = select.limit.map_or(usize::MAX, |l| l as usize);
+    rows.into_iter().skip(skip).take(take).collect()
+}
+
+/// The selections (device, measurements) of `columns`, devices in first-seen order.
+pub fn selections_of(columns: &[Column]) -> Vec<SeriesSelection> {
+    let mut out: Vec<SeriesSelection> = Vec::new();
+    for c in columns {
+        match out.iter_mut().find(|s| s.device == c.device) {
+            Some(s) => s.measurements.push(c.measurement.clone()),
+            None => out.push(SeriesSelection {
+                device: c.device.clone(),
+                measurements: vec![c.measurement.clone()],
+            }),
+        }
+    }
+    out
+}

@@ -1,0 +1,35 @@
+-- Value filters in WHERE, pushed down to the regions (memtable and sealed chunks).
+CREATE DATABASE root.vf;
+CREATE TIMESERIES root.vf.d1.temperature WITH DATATYPE=FLOAT, ENCODING=RLE;
+CREATE TIMESERIES root.vf.d1.status WITH DATATYPE=BOOLEAN, ENCODING=PLAIN;
+CREATE TIMESERIES root.vf.d1.hardware WITH DATATYPE=TEXT, ENCODING=PLAIN;
+INSERT INTO root.vf.d1(time, temperature, status, hardware) VALUES (1, 20.5, true, 'v1'), (2, 25.0, false, 'v2'), (3, 30.5, true, 'alpha');
+FLUSH;
+INSERT INTO root.vf.d1(time, temperature, status, hardware) VALUES (4, 35.0, false, 'beta'), (5, 22.0, true, 'v10');
+INSERT INTO root.vf.d1(time, status) VALUES (6, false);
+SELECT temperature FROM root.vf.d1 WHERE temperature > 24;
+SELECT * FROM root.vf.d1 WHERE temperature > 24 AND time < 5;
+SELECT temperature, hardware FROM root.vf.d1 WHERE temperature < 21 OR status = false;
+SELECT temperature FROM root.vf.d1 WHERE NOT temperature >= 25;
+SELECT temperature FROM root.vf.d1 WHERE temperature IN (20.5, 35);
+SELECT temperature FROM root.vf.d1 WHERE temperature NOT IN (20.5, 35);
+SELECT temperature FROM root.vf.d1 WHERE temperature BETWEEN 22 AND 30.5;
+SELECT temperature FROM root.vf.d1 WHERE temperature NOT BETWEEN 22 AND 30.5;
+SELECT hardware FROM root.vf.d1 WHERE hardware LIKE 'v_';
+SELECT hardware FROM root.vf.d1 WHERE hardware LIKE '%a';
+SELECT hardware FROM root.vf.d1 WHERE hardware REGEXP '^v[0-9]+$';
+SELECT hardware FROM root.vf.d1 WHERE hardware NOT REGEXP '^v';
+SELECT status, temperature FROM root.vf.d1 WHERE temperature IS NULL;
+SELECT status, temperature FROM root.vf.d1 WHERE temperature IS NOT NULL AND status = true;
+SELECT temperature FROM root.vf.d1 WHERE temperature * 2 - 1 > 60;
+SELECT temperature FROM root.vf.d1 WHERE abs(temperature - 30) < 3;
+SELECT temperature FROM root.vf.d1 WHERE time > 1 AND temperature > 21 ORDER BY TIME DESC LIMIT 2 OFFSET 1;
+SELECT temperature AS t FROM root.vf.d1 WHERE t > 1;
+SELECT temperature AS t FROM root.vf.d1 WHERE temperature > 30;
+-- Wildcards: the filter holds for every series it names.
+INSERT INTO root.vf.d2(time, temperature) VALUES (1, 40.0), (3, 10.0), (4, 50.0);
+SELECT temperature FROM root.vf.* WHERE temperature > 15;
+SELECT * FROM root.vf.d1 WHERE nothing > 1;
+SELECT temperature FROM root.vf.d1 WHERE hardware LIKE '(';
+SELECT temperature FROM root.vf.d1 WHERE hardware REGEXP '(';
+SELECT temperature FROM root.vf.d1 WHERE temperature >;
