@@ -64,7 +64,9 @@ fn deletions_reach_mods_through_the_pool_and_survive_a_restart() {
                 "no deletion yet, no MODS"
             );
 
-            // The DELETE itself writes nothing but its WAL record ...
+            // The DELETE itself writes only its WAL record (the region's tick may already
+            // have handed MODS to the pool by the time the record is durable, so that is
+            // not asserted here) ...
             let jobs_before = pool.stats().jobs_completed;
             region
                 .delete(&[key()], TimeRange::new(10, 20))
@@ -72,7 +74,6 @@ fn deletions_reach_mods_through_the_pool_and_survive_a_restart() {
                 .durable()
                 .await
                 .unwrap();
-            assert!(!dir.path().join(deletion::MODS_NAME).exists());
             // ... and a metadata job on the pool persists it within a few ticks.
             let deadline = Instant::now() + WAIT_MAX;
             while !dir.path().join(deletion::MODS_NAME).exists() {
