@@ -149,9 +149,9 @@ pub struct ThriftTablet<'a> {
     pub is_aligned: bool,
 }
 
-/// Converts a Thrift tablet to an owned native one (value by value; the reference that
-/// [`tablet_view`]'s direct conversion is tested against).
-pub fn tablet(thrift: &ThriftTablet<'_>) -> Result<WireTablet, Status> {
+/// The row count of a Thrift tablet, once its shape is checked: a row count within
+/// [`TABLET_ROWS_MAX`], one type per measurement, eight timestamp bytes per row.
+fn checked_rows(thrift: &ThriftTablet<'_>) -> Result<usize, Status> {
     let rows = usize::try_from(thrift.size).map_err(|_| malformed("negative row count"))?;
     if rows > TABLET_ROWS_MAX {
         return Err(malformed(format!(
@@ -171,6 +171,13 @@ pub fn tablet(thrift: &ThriftTablet<'_>) -> Result<WireTablet, Status> {
             thrift.timestamps.len()
         )));
     }
+    Ok(rows)
+}
+
+/// Converts a Thrift tablet to an owned native one (value by value; the reference that
+/// [`tablet_view`]'s direct conversion is tested against).
+pub fn tablet(thrift: &ThriftTablet<'_>) -> Result<WireTablet, Status> {
+    let rows = checked_rows(thrift)?;
     let types: Vec<DataType> = thrift
         .types
         .iter()
@@ -242,25 +249,7 @@ struct Located<'a> {
 
 /// Checks a Thrift tablet and finds its columns and bitmaps without converting anything.
 fn locate<'a>(thrift: &ThriftTablet<'a>) -> Result<Located<'a>, Status> {
-    let rows = usize::try_from(thrift.size).map_err(|_| malformed("negative row count"))?;
-    if rows > TABLET_ROWS_MAX {
-        return Err(malformed(format!(
-            "{rows} rows (at most {TABLET_ROWS_MAX})"
-        )));
-    }
-    if thrift.measurements.len() != thrift.types.len() {
-        return Err(malformed(format!(
-            "{} measurements but {} types",
-            thrift.measurements.len(),
-            thrift.types.len()
-        )));
-    }
-    if thrift.timestamps.len() != rows * 8 {
-        return Err(malformed(format!(
-            "{} timestamp bytes for {rows} rows",
-            thrift.timestamps.len()
-        )));
-    }
+    let rows = checked_rows(thrift)?;
     for (index, name) in thrift.measurements.iter().enumerate() {
         if thrift.measurements[..index].contains(name) {
             return Err(malformed(format!("measurement {name} appears twice")));
