@@ -6,6 +6,8 @@ use std::net::TcpListener;
 use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
+use crate::datanode::control_thread::ControlThread;
+
 use anyhow::{Context, bail};
 use iotdb_runtime::{ShardContext, ShardSetBuilder};
 use signal_hook::consts::{SIGINT, SIGTERM};
@@ -51,7 +53,9 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
     let control = ControlPlane::open(&config, cores).context("opening the ConfigNode state")?;
     let data_node_id = control.data_node_id();
     let config_node_id = control.config_node_id();
-    let route = SharedRoute::new(control.route_view());
+    let route = Arc::new(SharedRoute::new(control.route_view()));
+    let (control_thread, control) =
+        ControlThread::start(control, route.clone()).context("starting the control thread")?;
     if config.root_password == DEFAULT_PASSWORD {
         tracing::warn!(
             "the root password is the default one; set root_password in the configuration"
@@ -64,7 +68,7 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
         route,
         connections: AtomicUsize::new(0),
         sessions: AtomicU64::new(0),
-        control: Mutex::new(Some(control)),
+        control,
     });
     let listeners: Arc<Mutex<Vec<Option<TcpListener>>>> =
         Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
@@ -103,6 +107,8 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
     println!("{READY_LINE_PREFIX}{bound} ({cores} shards)");
     let results = shards.join();
     signal_handle.close();
+    // Every shard has stopped asking: answer what is queued, checkpoint, stop.
+    control_thread.stop();
     let mut failed = false;
     for (index, result) in results.into_iter().enumerate() {
         match result {
@@ -179,9 +185,6 @@ async fn shard_main(
     let stop = context.stop.clone();
     let shard = Shard::new(context.id, shared, context.mesh);
     shard.open_owned_regions();
-    if context.id == crate::datanode::CONTROL_SHARD {
-        monoio::spawn(shard.clone().run_control(stop.clone()));
-    }
     let receiver = shard.clone();
     let receiver_stop = stop.clone();
     monoio::spawn(async move {
@@ -196,6 +199,5 @@ async fn shard_main(
     });
     handler::accept_loop(shard.clone(), listener, stop).await;
     shard.close_regions(true).await;
-    shard.close_control();
     Ok(())
 }

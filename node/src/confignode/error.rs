@@ -46,6 +46,12 @@ pub enum ConfigNodeError {
     /// No such database.
     #[error("database {0} does not exist")]
     DatabaseNotExist(String),
+    /// The database is being deleted: nothing new is created in it.
+    #[error("database {0} is being deleted")]
+    DatabaseBeingDeleted(String),
+    /// A test's kill point was reached: the operation stopped there, as a crash would.
+    #[error("stopped at kill point {0}")]
+    Killed(&'static str),
     /// A database or device path is malformed.
     #[error("{path} is not a legal path: {reason}")]
     IllegalPath {
@@ -109,6 +115,9 @@ pub enum ConfigNodeError {
     /// The persisted state could not be read or written.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// A command store other than the journal failed (see `store::DiskStore`).
+    #[error("config store: {0}")]
+    Store(String),
 }
 
 impl ConfigNodeError {
@@ -125,10 +134,12 @@ impl ConfigNodeError {
             | ConfigNodeError::NodeRefused { .. }
             | ConfigNodeError::SeriesSlotOutOfRange { .. }
             | ConfigNodeError::RegionGroupNotFound(_)
+            | ConfigNodeError::DatabaseBeingDeleted(_)
             | ConfigNodeError::SettingsChanged { .. } => EXECUTE_STATEMENT_ERROR,
-            ConfigNodeError::InvalidCommand(_) | ConfigNodeError::Journal(_) => {
-                INTERNAL_SERVER_ERROR
-            }
+            ConfigNodeError::InvalidCommand(_)
+            | ConfigNodeError::Journal(_)
+            | ConfigNodeError::Store(_)
+            | ConfigNodeError::Killed(_) => INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -28,8 +28,10 @@ pub mod journal;
 mod model;
 mod node;
 pub mod placement;
+pub mod procedure;
 mod route;
 mod state;
+pub mod store;
 pub mod views;
 
 #[cfg(test)]
@@ -48,6 +50,7 @@ pub use model::{
     TIME_PARTITION_INTERVAL_MS_DEFAULT,
 };
 pub use node::{ConfigNode, LOG_RECORDS_PER_SNAPSHOT};
+pub use procedure::{KillMode, KillPoint, NoEffects, Procedure, ProcedureEnv};
 pub use route::{DataNodeRoute, DatabaseRoute, RegionGroupRoute, ReplicaRoute, RouteSnapshot};
 pub use state::{
     ConfigCommand, ConfigState, DATABASE_NAME_BYTES_MAX, DatabaseState, database_of,

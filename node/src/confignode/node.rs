@@ -16,8 +16,12 @@ use super::placement::{
     plan_data_partitions, plan_leader_failover, plan_region_groups, plan_schema_partitions,
     region_group_target,
 };
+use super::procedure::{
+    DeleteDatabaseStep, KillMode, KillPoint, Procedure, ProcedureEnv, ProcedureId,
+};
 use super::route::RouteSnapshot;
 use super::state::{ConfigCommand, ConfigState, database_of};
+use super::store::{CommandStore, Recovered, open_journal};
 use super::views::{self, RegionFilter, Table};
 use crate::sql::{DatabaseAttributes, PathPattern, Ttl};
 use std::path::Path;
@@ -37,13 +41,19 @@ fn system_clock_ms() -> i64 {
         .map_or(0, |elapsed| elapsed.as_millis() as i64)
 }
 
-/// The ConfigNode role's state, persisted under one directory.
+/// The ConfigNode role's state, persisted in a [`CommandStore`] (the server's is the
+/// std::fs [`Journal`] under one directory; the simulator's a faulty simulated disk).
 #[derive(Debug)]
-pub struct ConfigNode {
+pub struct ConfigNode<S: CommandStore = Journal> {
     state: ConfigState,
-    journal: Journal,
+    journal: S,
     route: Arc<RouteSnapshot>,
     clock_ms: fn() -> i64,
+    /// Who leads the ConfigNode group: the consensus layer's view, never replicated state
+    /// (a lone ConfigNode leads itself once registered).
+    leader: Option<NodeId>,
+    /// What kill points do (tests only; disarmed in production).
+    kill_mode: KillMode,
 }
 
 impl ConfigNode {
@@ -51,14 +61,25 @@ impl ConfigNode {
     /// A restarted ConfigNode must be given the settings it was created with
     /// ([`ConfigNodeError::SettingsChanged`] otherwise).
     pub fn open(dir: &Path, settings: ClusterSettings) -> Result<ConfigNode> {
-        let (mut journal, recovered) =
-            Journal::open::<ConfigState, ConfigCommand>(dir, JOURNAL_NAME)?;
+        let (journal, recovered) = open_journal(dir, JOURNAL_NAME)?;
+        ConfigNode::from_store(journal, recovered, settings)
+    }
+}
+
+impl<S: CommandStore> ConfigNode<S> {
+    /// The ConfigNode over an opened store and what it recovered (see
+    /// [`ConfigNode::open`] for the rules on `settings`).
+    pub fn from_store(
+        mut journal: S,
+        recovered: Recovered,
+        settings: ClusterSettings,
+    ) -> Result<ConfigNode<S>> {
         let fresh = recovered.snapshot.is_none();
         let mut state = recovered
             .snapshot
             .unwrap_or_else(|| ConfigState::new(settings.clone()));
         check_settings_unchanged(state.settings(), &settings)?;
-        for command in &recovered.records {
+        for command in &recovered.commands {
             state.apply(command).map_err(|error| {
                 ConfigNodeError::InvalidCommand(format!("replaying {command:?}: {error}"))
             })?;
@@ -74,6 +95,8 @@ impl ConfigNode {
             journal,
             route,
             clock_ms: system_clock_ms,
+            leader: None,
+            kill_mode: KillMode::Disarmed,
         })
     }
 
@@ -81,6 +104,16 @@ impl ConfigNode {
     /// a fixed one).
     pub fn set_clock(&mut self, clock_ms: fn() -> i64) {
         self.clock_ms = clock_ms;
+    }
+
+    /// Records who leads the ConfigNode group (shown by `SHOW CONFIGNODES`).
+    pub fn set_leader(&mut self, leader: Option<NodeId>) {
+        self.leader = leader;
+    }
+
+    /// Arms (or disarms) the procedures' kill points (tests).
+    pub fn set_kill_mode(&mut self, kill_mode: KillMode) {
+        self.kill_mode = kill_mode;
     }
 
     /// The current state.
@@ -138,7 +171,7 @@ impl ConfigNode {
 
     /// Runs `operation` and republishes the route table whatever its outcome
     /// (a multi-command operation may fail after its first commands).
-    fn mutate<T>(&mut self, operation: impl FnOnce(&mut ConfigNode) -> Result<T>) -> Result<T> {
+    fn mutate<T>(&mut self, operation: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         let result = operation(self);
         self.publish();
         result
@@ -202,12 +235,9 @@ impl ConfigNode {
                         .map(|info| info.status)
                 })
                 .ok_or(ConfigNodeError::NodeNotFound(node_id))?;
-            if current != status {
+            if current != status || !plan_leader_failover(&node.state).is_empty() {
+                // One command: applying it also moves leadership off stopped nodes.
                 node.commit(ConfigCommand::SetNodeStatus { node_id, status })?;
-            }
-            let changes = plan_leader_failover(&node.state);
-            if !changes.is_empty() {
-                node.commit(ConfigCommand::ChangeLeaders { changes })?;
             }
             Ok(())
         })
@@ -300,18 +330,107 @@ impl ConfigNode {
         })
     }
 
-    /// Deletes one database with its region groups and partitions.
-    pub fn delete_database(&mut self, name: &str) -> Result<()> {
+    /// Deletes one database with its region groups and partitions: a
+    /// [`Procedure::DeleteDatabase`], run to its end (`env` drops the replicas).
+    pub fn delete_database(&mut self, name: &str, env: &mut dyn ProcedureEnv) -> Result<()> {
         self.mutate(|node| {
-            node.commit(ConfigCommand::DeleteDatabase {
-                name: name.to_string(),
-            })
+            node.state.database(name)?;
+            let id = node.state.next_procedure_id();
+            node.commit(ConfigCommand::StartProcedure {
+                id,
+                procedure: Procedure::DeleteDatabase {
+                    name: name.to_string(),
+                    step: DeleteDatabaseStep::DropReplicas,
+                },
+            })?;
+            node.kill_point(KillPoint::DeleteDatabaseStarted)?;
+            node.run_procedure(id, env)
         })
+    }
+
+    /// Resumes every procedure a crash interrupted, oldest first. A ConfigNode calls
+    /// this once after opening (and, later, on becoming leader) before serving requests.
+    pub fn resume_procedures(&mut self, env: &mut dyn ProcedureEnv) -> Result<usize> {
+        let ids: Vec<ProcedureId> = self.state.procedures().keys().copied().collect();
+        self.mutate(|node| {
+            for &id in &ids {
+                let procedure = &node.state.procedures()[&id];
+                tracing::info!(
+                    id,
+                    kind = procedure.kind(),
+                    ?procedure,
+                    "resuming a procedure"
+                );
+                node.run_procedure(id, env)?;
+            }
+            Ok(ids.len())
+        })
+    }
+
+    /// Runs procedure `id` from its recorded step to its end.
+    fn run_procedure(&mut self, id: ProcedureId, env: &mut dyn ProcedureEnv) -> Result<()> {
+        loop {
+            let Some(procedure) = self.state.procedures().get(&id).cloned() else {
+                return Ok(());
+            };
+            match procedure {
+                Procedure::DeleteDatabase { name, step } => match step {
+                    DeleteDatabaseStep::DropReplicas => {
+                        let groups: Vec<(RegionGroupId, RegionGroupKind)> = self
+                            .state
+                            .region_groups()
+                            .values()
+                            .filter(|group| group.database == name)
+                            .map(|group| (group.id, group.kind))
+                            .collect();
+                        env.drop_replicas(&groups).map_err(|reason| {
+                            ConfigNodeError::InvalidCommand(format!(
+                                "dropping the region replicas of {name}: {reason}"
+                            ))
+                        })?;
+                        self.kill_point(KillPoint::DeleteDatabaseReplicasDropped)?;
+                        self.commit(ConfigCommand::AdvanceProcedure {
+                            id,
+                            procedure: Procedure::DeleteDatabase {
+                                name,
+                                step: DeleteDatabaseStep::Forget,
+                            },
+                        })?;
+                        self.kill_point(KillPoint::DeleteDatabaseForgetRecorded)?;
+                    }
+                    DeleteDatabaseStep::Forget => {
+                        if self.state.databases().contains_key(&name) {
+                            self.commit(ConfigCommand::DeleteDatabase { name })?;
+                        }
+                        self.kill_point(KillPoint::DeleteDatabaseForgotten)?;
+                        self.commit(ConfigCommand::FinishProcedure { id })?;
+                    }
+                },
+            }
+        }
+    }
+
+    /// A named point between two commands of a procedure (see [`KillMode`]).
+    fn kill_point(&self, point: KillPoint) -> Result<()> {
+        match self.kill_mode {
+            KillMode::Fail(armed) if armed == point => Err(ConfigNodeError::Killed(point.name())),
+            KillMode::Abort(armed) if armed == point => {
+                // Whatever was appended reached the OS (a process crash keeps it), as
+                // when a real process dies here.
+                eprintln!("kill point {} reached: aborting", point.name());
+                std::process::abort();
+            }
+            _ => Ok(()),
+        }
     }
 
     /// `DELETE DATABASE p, ...`: deletes every database matching a pattern;
     /// returns their names. No match at all is [`ConfigNodeError::DatabaseNotExist`].
-    pub fn delete_databases(&mut self, patterns: &[PathPattern]) -> Result<Vec<String>> {
+    pub fn delete_databases(
+        &mut self,
+        patterns: &[PathPattern],
+        env: &mut dyn ProcedureEnv,
+    ) -> Result<Vec<String>> {
         let names: Vec<String> = self
             .state
             .databases()
@@ -324,7 +443,7 @@ impl ConfigNode {
             return Err(ConfigNodeError::DatabaseNotExist(wanted.join(", ")));
         }
         for name in &names {
-            self.delete_database(name)?;
+            self.delete_database(name, env)?;
         }
         Ok(names)
     }
@@ -493,7 +612,7 @@ impl ConfigNode {
 
     /// `SHOW CONFIGNODES`.
     pub fn show_config_nodes(&self) -> Table {
-        views::show_config_nodes(&self.state)
+        views::show_config_nodes(&self.state, self.leader)
     }
 
     /// `SHOW [DATA|SCHEMA] REGIONS ...`; `tsfile_size` fills TsFileSize.

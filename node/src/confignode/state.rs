@@ -16,6 +16,8 @@ use super::model::{
     NodeId, NodeStatus, REGION_GROUPS_PER_DATABASE_MAX, REPLICATION_FACTOR_MAX, RegionGroup,
     RegionGroupId, RegionGroupKind, RegionGroupPolicy, SHARDS_PER_DATA_NODE_MAX,
 };
+use super::placement::plan_leader_failover;
+use super::procedure::{Procedure, ProcedureId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -97,6 +99,25 @@ pub enum ConfigCommand {
         /// (group, DataNode of the new leader).
         changes: Vec<(RegionGroupId, NodeId)>,
     },
+    /// Records a new procedure at its first step (see [`super::procedure`]).
+    StartProcedure {
+        /// Its id: the next of the procedure id sequence.
+        id: ProcedureId,
+        /// The procedure at its first step.
+        procedure: Procedure,
+    },
+    /// Records that a procedure moved to its next step.
+    AdvanceProcedure {
+        /// The procedure.
+        id: ProcedureId,
+        /// The same procedure at its new step.
+        procedure: Procedure,
+    },
+    /// Forgets a procedure that completed.
+    FinishProcedure {
+        /// The procedure.
+        id: ProcedureId,
+    },
 }
 
 /// One database: settings, region groups and partition tables.
@@ -147,7 +168,12 @@ pub struct ConfigState {
     version: u64,
     next_node_id: NodeId,
     next_region_id: u32,
-    config_leader: Option<NodeId>,
+    /// The id the next procedure gets; ids are never reused.
+    #[serde(default)]
+    next_procedure_id: ProcedureId,
+    /// Procedures that have not finished, by id: resumed after a restart.
+    #[serde(default)]
+    procedures: BTreeMap<ProcedureId, Procedure>,
     config_nodes: BTreeMap<NodeId, ConfigNodeInfo>,
     data_nodes: BTreeMap<NodeId, DataNodeInfo>,
     databases: BTreeMap<String, DatabaseState>,
@@ -258,7 +284,8 @@ impl ConfigState {
             version: 0,
             next_node_id: 0,
             next_region_id: 0,
-            config_leader: None,
+            next_procedure_id: 0,
+            procedures: BTreeMap::new(),
             config_nodes: BTreeMap::new(),
             data_nodes: BTreeMap::new(),
             databases: BTreeMap::new(),
@@ -286,10 +313,30 @@ impl ConfigState {
         self.next_region_id
     }
 
-    /// The ConfigNode that leads (the first registered, in a single-CN
-    /// cluster).
-    pub fn config_leader(&self) -> Option<NodeId> {
-        self.config_leader
+    /// The id the next procedure gets.
+    pub fn next_procedure_id(&self) -> ProcedureId {
+        self.next_procedure_id
+    }
+
+    /// Unfinished procedures by id (ascending = the order they started).
+    pub fn procedures(&self) -> &BTreeMap<ProcedureId, Procedure> {
+        &self.procedures
+    }
+
+    /// The unfinished procedure working on `database`, if any.
+    pub fn procedure_on(&self, database: &str) -> Option<ProcedureId> {
+        self.procedures
+            .iter()
+            .find(|(_, procedure)| procedure.database() == Some(database))
+            .map(|(id, _)| *id)
+    }
+
+    /// Refuses to create anything in a database a procedure is deleting.
+    fn check_not_deleting(&self, database: &str) -> Result<()> {
+        match self.procedure_on(database) {
+            Some(_) => Err(ConfigNodeError::DatabaseBeingDeleted(database.to_string())),
+            None => Ok(()),
+        }
     }
 
     /// ConfigNodes by id.
@@ -416,6 +463,7 @@ impl ConfigState {
             }
             ConfigCommand::CreateDatabase { name, settings } => {
                 validate_database_name(name)?;
+                self.check_not_deleting(name)?;
                 validate_settings(name, settings)?;
                 if let Some(existing) = self.overlapping_database(name) {
                     return Err(if existing == name {
@@ -429,6 +477,7 @@ impl ConfigState {
                 }
             }
             ConfigCommand::AlterDatabase { name, settings } => {
+                self.check_not_deleting(name)?;
                 let database = self.database(name)?;
                 validate_settings(name, settings)?;
                 check_alter(database, settings)?;
@@ -436,11 +485,17 @@ impl ConfigState {
             ConfigCommand::DeleteDatabase { name } => {
                 self.database(name)?;
             }
-            ConfigCommand::CreateRegionGroups { groups } => self.check_new_groups(groups)?,
+            ConfigCommand::CreateRegionGroups { groups } => {
+                for group in groups {
+                    self.check_not_deleting(&group.database)?;
+                }
+                self.check_new_groups(groups)?;
+            }
             ConfigCommand::AssignSchemaPartitions {
                 database,
                 assignments,
             } => {
+                self.check_not_deleting(database)?;
                 let state = self.database(database)?;
                 let mut seen = HashSet::new();
                 for &(slot, group) in assignments {
@@ -455,6 +510,7 @@ impl ConfigState {
                 database,
                 assignments,
             } => {
+                self.check_not_deleting(database)?;
                 let state = self.database(database)?;
                 let mut seen = HashSet::new();
                 for &(slot, time_slot, group) in assignments {
@@ -484,6 +540,34 @@ impl ConfigState {
                             "node {leader} holds no replica of region group {group_id}"
                         )));
                     }
+                }
+            }
+            ConfigCommand::StartProcedure { id, procedure } => {
+                if *id != self.next_procedure_id {
+                    return Err(invalid(format!("procedure id {id} out of sequence")));
+                }
+                if let Some(database) = procedure.database() {
+                    self.database(database)?;
+                    self.check_not_deleting(database)?;
+                }
+            }
+            ConfigCommand::AdvanceProcedure { id, procedure } => {
+                let current = self
+                    .procedures
+                    .get(id)
+                    .ok_or_else(|| invalid(format!("procedure {id} is not running")))?;
+                if current.kind() != procedure.kind() || current.database() != procedure.database()
+                {
+                    return Err(invalid(format!(
+                        "procedure {id} is a {} and cannot become a {}",
+                        current.kind(),
+                        procedure.kind()
+                    )));
+                }
+            }
+            ConfigCommand::FinishProcedure { id } => {
+                if !self.procedures.contains_key(id) {
+                    return Err(invalid(format!("procedure {id} is not running")));
                 }
             }
         }
@@ -553,7 +637,6 @@ impl ConfigState {
                         spec: spec.clone(),
                     },
                 );
-                self.config_leader.get_or_insert(*node_id);
             }
             ConfigCommand::RegisterDataNode { node_id, spec } => {
                 self.take_node_id(*node_id);
@@ -573,17 +656,16 @@ impl ConfigState {
                 if let Some(node) = self.data_nodes.get_mut(node_id) {
                     node.status = *status;
                 }
+                // Leadership leaves DataNodes that stopped running in the same command, so
+                // no state exists (and no crash can leave one) where a group is led by a
+                // node known to be down while another replica runs.
+                for (group, leader) in plan_leader_failover(self) {
+                    self.region_groups.get_mut(&group).expect("planned").leader = leader;
+                }
             }
             ConfigCommand::RemoveNode { node_id } => {
                 self.data_nodes.remove(node_id);
                 self.config_nodes.remove(node_id);
-                if self.config_leader == Some(*node_id) {
-                    self.config_leader = self
-                        .config_nodes
-                        .values()
-                        .find(|node| node.status == NodeStatus::Running)
-                        .map(|node| node.node_id);
-                }
             }
             ConfigCommand::CreateDatabase { name, settings } => {
                 self.databases.insert(
@@ -649,6 +731,16 @@ impl ConfigState {
                 for &(group, leader) in changes {
                     self.region_groups.get_mut(&group).expect("checked").leader = leader;
                 }
+            }
+            ConfigCommand::StartProcedure { id, procedure } => {
+                self.next_procedure_id = id + 1;
+                self.procedures.insert(*id, procedure.clone());
+            }
+            ConfigCommand::AdvanceProcedure { id, procedure } => {
+                self.procedures.insert(*id, procedure.clone());
+            }
+            ConfigCommand::FinishProcedure { id } => {
+                self.procedures.remove(id);
             }
         }
     }

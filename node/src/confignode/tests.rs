@@ -2,6 +2,7 @@
 //! partition balance and stability, persistence across restarts.
 
 use super::*;
+use crate::confignode::procedure::NoEffects;
 use crate::sql::{DatabaseAttributes, PathNode, PathPattern, RegionKind, Ttl};
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
@@ -64,6 +65,7 @@ fn standalone_cluster_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = open(dir.path());
     assert_eq!(node.register_config_node(config_node(1)).unwrap(), 0);
+    node.set_leader(Some(0));
     assert_eq!(node.register_data_node(data_node(1, 4)).unwrap(), 1);
     // Re-registering the same node keeps its id and changes nothing.
     let version = node.version();
@@ -301,11 +303,13 @@ fn databases_settings_ttl_delete_and_auto_creation() {
     );
     assert!(node.state().databases().contains_key("root.c"));
 
-    let deleted = node.delete_databases(&[pattern("root.a")]).unwrap();
+    let deleted = node
+        .delete_databases(&[pattern("root.a")], &mut NoEffects)
+        .unwrap();
     assert_eq!(deleted, vec!["root.a".to_string()]);
     assert!(node.state().region_groups().is_empty());
     assert_eq!(
-        node.delete_databases(&[pattern("root.zz")])
+        node.delete_databases(&[pattern("root.zz")], &mut NoEffects)
             .unwrap_err()
             .status_code(),
         DATABASE_NOT_EXIST
@@ -509,7 +513,7 @@ proptest! {
                 4 => node.get_or_create_schema_partition(&database, slot).map(drop),
                 5 => node.set_node_status(slot % 5, NodeStatus::Unknown),
                 6 => node.set_node_status(slot % 5, NodeStatus::Running),
-                _ => node.delete_database(&database),
+                _ => node.delete_database(&database, &mut NoEffects),
             };
         }
         let before = node.state().clone();
@@ -593,7 +597,143 @@ fn refused_commands_change_nothing() {
     );
     assert!(node.get_or_create_data_partition("root.x", 0, 0).is_err());
     assert!(node.set_node_status(9, NodeStatus::Unknown).is_err());
-    assert!(node.delete_database("root.none").is_err());
+    assert!(node.delete_database("root.none", &mut NoEffects).is_err());
     assert_eq!(node.version(), version + 1);
     assert_eq!(node.route_snapshot().version, version + 1);
+}
+
+/// Records every replica drop it is asked for.
+#[derive(Default)]
+struct RecordDrops {
+    dropped: std::collections::BTreeSet<RegionGroupId>,
+}
+
+impl ProcedureEnv for RecordDrops {
+    fn drop_replicas(&mut self, groups: &[(RegionGroupId, RegionGroupKind)]) -> Result<(), String> {
+        self.dropped.extend(groups.iter().map(|(group, _)| *group));
+        Ok(())
+    }
+}
+
+/// A database deletion crashed at each of its kill points resumes after a restart and ends
+/// exactly as an uninterrupted one: database, groups and partitions gone, every replica
+/// dropped, the other database untouched, no id reused.
+#[test]
+fn delete_database_survives_a_crash_at_every_kill_point() {
+    for point in KillPoint::ALL {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = open(dir.path());
+        node.register_config_node(config_node(1)).unwrap();
+        for host in 1..=3 {
+            node.register_data_node(data_node(host, 2)).unwrap();
+        }
+        for database in ["root.gone", "root.kept"] {
+            node.create_database(database, &DatabaseAttributes::default())
+                .unwrap();
+            node.get_or_create_schema_partitions(database, &[1, 2])
+                .unwrap();
+            node.get_or_create_data_partitions(database, &[(1, 0), (2, 0), (3, 1)])
+                .unwrap();
+        }
+        let doomed: std::collections::BTreeSet<RegionGroupId> = node
+            .state()
+            .database("root.gone")
+            .unwrap()
+            .schema_region_groups
+            .iter()
+            .chain(
+                &node
+                    .state()
+                    .database("root.gone")
+                    .unwrap()
+                    .data_region_groups,
+            )
+            .copied()
+            .collect();
+        assert!(!doomed.is_empty());
+        let kept = node.state().database("root.kept").unwrap().clone();
+        let next_region_id = node.state().next_region_id();
+
+        node.set_kill_mode(KillMode::Fail(point));
+        let mut first = RecordDrops::default();
+        let error = node.delete_database("root.gone", &mut first).unwrap_err();
+        assert!(
+            matches!(error, ConfigNodeError::Killed(name) if name == point.name()),
+            "{point:?}: {error}"
+        );
+        drop(node);
+
+        // The restart: the procedure is still recorded and resumes.
+        let mut node = open(dir.path());
+        assert_eq!(node.state().procedures().len(), 1, "{point:?}");
+        if node.state().databases().contains_key("root.gone") {
+            // Nothing new is created in a database being deleted.
+            let refused = node
+                .get_or_create_data_partitions("root.gone", &[(9, 9)])
+                .unwrap_err();
+            assert!(
+                matches!(refused, ConfigNodeError::DatabaseBeingDeleted(_)),
+                "{point:?}: {refused}"
+            );
+        }
+        let mut second = RecordDrops::default();
+        assert_eq!(node.resume_procedures(&mut second).unwrap(), 1);
+
+        let state = node.state();
+        assert!(state.procedures().is_empty(), "{point:?}");
+        assert!(!state.databases().contains_key("root.gone"), "{point:?}");
+        assert!(
+            doomed
+                .iter()
+                .all(|id| !state.region_groups().contains_key(id)),
+            "{point:?}"
+        );
+        assert_eq!(state.database("root.kept").unwrap(), &kept, "{point:?}");
+        assert_eq!(
+            state.next_region_id(),
+            next_region_id,
+            "{point:?}: ids never reused"
+        );
+        let dropped: std::collections::BTreeSet<RegionGroupId> =
+            first.dropped.union(&second.dropped).copied().collect();
+        assert_eq!(dropped, doomed, "{point:?}: every replica dropped");
+        // The database can be created again, with new region group ids.
+        node.create_database("root.gone", &DatabaseAttributes::default())
+            .unwrap();
+        let (groups, _) = node
+            .get_or_create_data_partitions("root.gone", &[(1, 0)])
+            .unwrap();
+        assert!(groups[0].0 >= next_region_id, "{point:?}");
+        // And a further restart replays to the same state.
+        let version = node.version();
+        drop(node);
+        let node = open(dir.path());
+        assert_eq!(node.version(), version);
+        assert!(node.state().procedures().is_empty());
+    }
+}
+
+/// A node status change is one command: leadership leaves a stopped DataNode in the same
+/// command, so no replayed prefix of the log has a group led by a node known to be down.
+#[test]
+fn node_status_and_leader_failover_are_one_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    node.register_config_node(config_node(1)).unwrap();
+    let mut settings = DatabaseAttributes::default();
+    settings.data_replication_factor = Some(2);
+    let nodes: Vec<NodeId> = (1..=2)
+        .map(|host| node.register_data_node(data_node(host, 1)).unwrap())
+        .collect();
+    node.create_database("root.sg", &settings).unwrap();
+    let (groups, _) = node
+        .get_or_create_data_partitions("root.sg", &[(1, 0)])
+        .unwrap();
+    let leader = node.state().region_groups()[&groups[0]].leader;
+    let version = node.version();
+    node.set_node_status(leader, NodeStatus::Unknown).unwrap();
+    assert_eq!(node.version(), version + 1);
+    let new_leader = node.state().region_groups()[&groups[0]].leader;
+    assert_ne!(new_leader, leader);
+    assert!(nodes.contains(&new_leader));
 }

@@ -168,13 +168,14 @@ pub fn show_data_nodes(state: &ConfigState) -> Table {
     }
 }
 
-/// `SHOW CONFIGNODES`.
-pub fn show_config_nodes(state: &ConfigState) -> Table {
+/// `SHOW CONFIGNODES`; `leader` is who leads the ConfigNode group now (the consensus
+/// layer's view, not replicated state).
+pub fn show_config_nodes(state: &ConfigState, leader: Option<NodeId>) -> Table {
     let rows = state
         .config_nodes()
         .values()
         .map(|node| {
-            let role = if state.config_leader() == Some(node.node_id) {
+            let role = if leader == Some(node.node_id) {
                 "Leader"
             } else {
                 "Follower"

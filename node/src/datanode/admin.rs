@@ -1,4 +1,4 @@
-//! Administrative SQL on the control shard: databases, schema, TTL and the cluster views,
+//! Administrative SQL on the control thread: databases, schema, TTL and the cluster views,
 //! with IoTDB's output columns.
 
 use iotdb_net::{Status, StatusCode};
@@ -6,7 +6,7 @@ use iotdb_net::{Status, StatusCode};
 use super::control::{
     ControlAnswer, ControlPlane, config_status, engine_type, schema_status, table_result,
 };
-use crate::confignode::{RegionFilter, RegionGroupKind, Table};
+use crate::confignode::{RegionFilter, Table};
 use crate::schema::MeasurementSchema;
 use crate::sql::{PathNode, PathPattern, Statement, Ttl};
 
@@ -69,23 +69,9 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
                     .show_databases(details, pattern.as_ref()),
             )))
         }
-        Statement::DeleteDatabases { patterns } => {
-            let before = plane.config_node().route_snapshot();
-            let deleted = plane
-                .config_node()
-                .delete_databases(&patterns)
-                .map_err(config_status)?;
-            let mut data_groups = Vec::new();
-            for (group, route) in &before.region_groups {
-                if deleted.contains(&route.database) {
-                    match route.kind {
-                        RegionGroupKind::Data => data_groups.push(group.0),
-                        RegionGroupKind::Schema => plane.drop_schema_region(group.0),
-                    }
-                }
-            }
-            Ok(ControlAnswer::RegionsDropped { data_groups })
-        }
+        Statement::DeleteDatabases { patterns } => Ok(ControlAnswer::RegionsDropped {
+            data_groups: plane.delete_databases(&patterns)?,
+        }),
         Statement::CountDatabases { pattern } => {
             let shown = plane.config_node().show_databases(false, pattern.as_ref());
             Ok(count("count", shown.rows.len() as u64))

@@ -1,7 +1,7 @@
-//! The control plane of a standalone node, on the control shard: the ConfigNode role
-//! (databases, region groups, partitions, placement) and the schema regions. Other shards
-//! reach it through the mesh with a [`ControlRequest`]; every change it makes that moves
-//! data publishes a new route table.
+//! The control plane of a standalone node, on the control thread: the ConfigNode role
+//! (databases, region groups, partitions, placement) and the schema regions. Shards reach
+//! it through [`super::control_thread::ControlHandle`] with a [`ControlRequest`]; every
+//! change it makes that moves data publishes a new route table.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,13 +13,14 @@ use iotdb_storage::DataType;
 use super::route::RouteView;
 use crate::config::ServerConfig;
 use crate::confignode::{
-    ClusterSettings, ConfigNode, ConfigNodeError, ConfigNodeSpec, DataNodeSpec, RegionGroupId,
-    RegionGroupKind, RegionGroupPolicy, Role, RouteSnapshot, Table,
+    ClusterSettings, ConfigNode, ConfigNodeError, ConfigNodeSpec, DataNodeSpec, KillMode,
+    KillPoint, ProcedureEnv, RegionGroupId, RegionGroupKind, RegionGroupPolicy, Role,
+    RouteSnapshot, Table,
 };
 use crate::schema::{SchemaError, SchemaRegion, TypeConflict};
 use crate::sql::{self, DatabaseAttributes, Statement, Ttl};
 
-/// A question for the control shard.
+/// A question for the control plane.
 #[derive(Debug)]
 pub enum ControlRequest {
     CreateDatabase {
@@ -58,7 +59,7 @@ pub enum ControlRequest {
     ReportRegionSizes(HashMap<u32, u64>),
 }
 
-/// The control shard's answer.
+/// The control plane's answer.
 #[derive(Debug)]
 pub enum ControlAnswer {
     Done,
@@ -86,7 +87,7 @@ pub struct ControlPlane {
     config_node: ConfigNode,
     config_node_id: u32,
     data_node_id: u32,
-    /// Schema region group → its replica (all on the control shard).
+    /// Schema region group → its replica (all on the control thread).
     schemas: HashMap<u32, SchemaRegion>,
     resolved: Vec<crate::sql::DataType>,
     region_sizes: HashMap<u32, u64>,
@@ -168,6 +169,14 @@ impl ControlPlane {
             version,
             build_info,
         })?;
+        config_node.set_leader(Some(config_node_id));
+        if let Some(point) = kill_point_from_env()? {
+            tracing::warn!(
+                kill_point = point.name(),
+                "IOTDB_KILL_POINT is set: the process aborts when a procedure reaches it"
+            );
+            config_node.set_kill_mode(KillMode::Abort(point));
+        }
         let mut plane = ControlPlane {
             config: config.clone(),
             config_node,
@@ -179,6 +188,18 @@ impl ControlPlane {
             batching: false,
             shard_count: cores,
         };
+        // Finish what a crash interrupted before answering anyone.
+        let mut dropped = Vec::new();
+        let mut env = DropReplicas {
+            schema_dir: plane.config.schema_dir(),
+            schemas: &mut plane.schemas,
+            data_groups: &mut dropped,
+        };
+        let resumed = plane.config_node.resume_procedures(&mut env)?;
+        if resumed > 0 {
+            tracing::info!(resumed, "resumed interrupted procedures");
+        }
+        plane.reconcile_replicas()?;
         let snapshot = plane.config_node.route_snapshot();
         for (group, route) in &snapshot.region_groups {
             if route.kind == RegionGroupKind::Schema {
@@ -186,6 +207,65 @@ impl ControlPlane {
             }
         }
         Ok(plane)
+    }
+
+    /// Removes the replica directories (data and schema) of region groups the ConfigNode
+    /// has forgotten: drops a crash or a failed removal interrupted (see
+    /// [`super::lifecycle`]). Runs at start-up, before any shard opens a region.
+    fn reconcile_replicas(&self) -> anyhow::Result<()> {
+        let state = self.config_node.state();
+        let mine = |kind: RegionGroupKind| -> std::collections::BTreeSet<u32> {
+            state
+                .region_groups()
+                .values()
+                .filter(|group| {
+                    group.kind == kind
+                        && group
+                            .replicas
+                            .iter()
+                            .any(|replica| replica.data_node_id == self.data_node_id)
+                })
+                .map(|group| group.id.0)
+                .collect()
+        };
+        let next = state.next_region_id();
+        let data_dir = self.config.region_dir(0);
+        let data_dir = data_dir.parent().expect("region dirs have a parent");
+        super::lifecycle::reconcile_region_dirs(
+            data_dir,
+            &mine(RegionGroupKind::Data),
+            next,
+            "data",
+        )
+        .with_context(|| format!("reconciling {}", data_dir.display()))?;
+        let schema_dir = self.config.schema_dir();
+        super::lifecycle::reconcile_region_dirs(
+            &schema_dir,
+            &mine(RegionGroupKind::Schema),
+            next,
+            "schema",
+        )
+        .with_context(|| format!("reconciling {}", schema_dir.display()))?;
+        Ok(())
+    }
+
+    /// `DELETE DATABASE`: runs a deletion procedure per matching database; schema replicas
+    /// are dropped here, the data region groups returned for the shards to drop (a crash
+    /// before they do is repaired at the next start by [`Self::reconcile_replicas`]).
+    pub(super) fn delete_databases(
+        &mut self,
+        patterns: &[sql::PathPattern],
+    ) -> Result<Vec<u32>, Status> {
+        let mut data_groups = Vec::new();
+        let mut env = DropReplicas {
+            schema_dir: self.config.schema_dir(),
+            schemas: &mut self.schemas,
+            data_groups: &mut data_groups,
+        };
+        self.config_node
+            .delete_databases(patterns, &mut env)
+            .map_err(config_status)?;
+        Ok(data_groups)
     }
 
     pub fn data_node_id(&self) -> u32 {
@@ -410,17 +490,6 @@ impl ControlPlane {
             .collect()
     }
 
-    /// Closes and deletes the replica of a schema region group whose database is gone.
-    pub(super) fn drop_schema_region(&mut self, group: u32) {
-        self.schemas.remove(&group);
-        let dir = self.schema_dir(group);
-        if let Err(e) = std::fs::remove_dir_all(&dir)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(group, dir = %dir.display(), error = %e, "removing a dropped schema region failed");
-        }
-    }
-
     /// Writes a checkpoint of the ConfigNode state (clean shutdown).
     pub fn checkpoint(&mut self) {
         if let Err(e) = self.config_node.checkpoint() {
@@ -460,6 +529,60 @@ impl ControlPlane {
             .schema_of(device, true)?
             .expect("created when asked to");
         Ok(self.schemas.get_mut(&group).expect("opened by schema_of"))
+    }
+}
+
+/// `IOTDB_KILL_POINT=<name>`: a test hook that aborts the process when a procedure
+/// reaches the named kill point (see [`KillPoint`]); unknown names are refused.
+fn kill_point_from_env() -> anyhow::Result<Option<KillPoint>> {
+    match std::env::var("IOTDB_KILL_POINT") {
+        Ok(name) if name.is_empty() => Ok(None),
+        Ok(name) => match KillPoint::from_name(&name) {
+            Some(point) => Ok(Some(point)),
+            None => {
+                let known: Vec<&str> = KillPoint::ALL.iter().map(|p| p.name()).collect();
+                anyhow::bail!(
+                    "IOTDB_KILL_POINT={name} names no kill point; known: {}",
+                    known.join(", ")
+                )
+            }
+        },
+        Err(_) => Ok(None),
+    }
+}
+
+/// The effects of the ConfigNode's procedures on this node: schema replicas are dropped
+/// at once (they live on the control thread); data region groups are collected for the
+/// shards that own them.
+struct DropReplicas<'a> {
+    schema_dir: PathBuf,
+    schemas: &'a mut HashMap<u32, SchemaRegion>,
+    data_groups: &'a mut Vec<u32>,
+}
+
+impl ProcedureEnv for DropReplicas<'_> {
+    fn drop_replicas(&mut self, groups: &[(RegionGroupId, RegionGroupKind)]) -> Result<(), String> {
+        for &(group, kind) in groups {
+            match kind {
+                RegionGroupKind::Data => {
+                    if !self.data_groups.contains(&group.0) {
+                        self.data_groups.push(group.0);
+                    }
+                }
+                RegionGroupKind::Schema => {
+                    self.schemas.remove(&group.0);
+                    let dir = self.schema_dir.join(format!("region-{}", group.0));
+                    match std::fs::remove_dir_all(&dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => {
+                            return Err(format!("removing {}: {e}", dir.display()));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 

@@ -6,7 +6,7 @@
 //!  client ─► shard k (any) ── tablet for group g ──► owner of g?
 //!                 │                                   ├─ k itself: region.write, await durable
 //!                 │                                   └─ shard j:  mesh Write{g, views} ─► j writes
-//!                 └─ unknown database / series / partition ─► control shard (0): ConfigNode
+//!                 └─ unknown database / series / partition ─► control thread: ConfigNode
 //!                    role + schema; it publishes a new route table every shard picks up
 //! ```
 //!
@@ -15,8 +15,10 @@
 
 pub mod admin;
 pub mod control;
+pub mod control_thread;
 pub mod convert;
 pub mod handler;
+pub mod lifecycle;
 pub mod query;
 pub mod route;
 pub mod select;
@@ -26,19 +28,17 @@ pub mod write;
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use iotdb_net::{Status, StatusCode};
 use iotdb_runtime::{MeshEndpoint, Reply, ShardId};
 use iotdb_storage::{DataType, Region};
 
 use crate::config::ServerConfig;
-use control::{ControlAnswer, ControlPlane, ControlRequest};
+use control::{ControlAnswer, ControlRequest};
+use control_thread::ControlHandle;
 use route::{RouteView, SharedRoute};
-
-/// The shard that hosts the ConfigNode role and the schema regions in a standalone node.
-pub const CONTROL_SHARD: ShardId = ShardId(0);
 
 /// The storage background pool of this process: every region of every shard hands its
 /// flushes, compactions and metadata writes to it (fixed threads, bounded queues; see
@@ -63,11 +63,11 @@ pub struct NodeShared {
     pub config: ServerConfig,
     pub data_node_id: u32,
     pub shard_count: usize,
-    pub route: SharedRoute,
+    pub route: Arc<SharedRoute>,
     pub connections: AtomicUsize,
     pub sessions: AtomicU64,
-    /// The control plane, taken by the control shard when it starts.
-    pub control: Mutex<Option<ControlPlane>>,
+    /// The control thread (ConfigNode role and schema regions).
+    pub control: ControlHandle,
 }
 
 /// Messages between shards. Payloads are `Bytes`-backed views: a frame read on one core
@@ -98,10 +98,6 @@ pub enum Message {
         database: String,
         ttl_ms: Option<i64>,
     },
-    Control {
-        request: ControlRequest,
-        reply: Reply<Result<ControlAnswer, Status>>,
-    },
     /// Series were deleted: forget cached types.
     SchemaChanged,
     /// Bytes on disk of each region of the shard.
@@ -117,9 +113,6 @@ pub enum Message {
     Adopt(Box<handler::AdoptedConnection>),
 }
 
-/// A control request waiting on the control shard, with where its answer goes.
-type PendingControl = (ControlRequest, Reply<Result<ControlAnswer, Status>>);
-
 /// measurement → type of one device.
 type DeviceTypes = HashMap<Arc<str>, DataType>;
 
@@ -132,20 +125,10 @@ pub struct Shard {
     route: RefCell<Arc<RouteView>>,
     /// device → measurement → type, as the schema regions answered.
     schema_cache: RefCell<HashMap<Arc<str>, DeviceTypes>>,
-    /// The control plane, on the control shard only.
-    control: RefCell<Option<ControlPlane>>,
-    /// Control requests waiting for the next batch (control shard only).
-    control_queue: RefCell<Vec<PendingControl>>,
-    control_waker: RefCell<Option<std::task::Waker>>,
 }
 
 impl Shard {
     pub fn new(id: ShardId, shared: Arc<NodeShared>, mesh: MeshEndpoint<Message>) -> Rc<Shard> {
-        let control = if id == CONTROL_SHARD {
-            shared.control.lock().expect("control lock").take()
-        } else {
-            None
-        };
         let route = shared.route.load();
         Rc::new(Shard {
             id,
@@ -154,13 +137,10 @@ impl Shard {
             regions: RefCell::new(HashMap::new()),
             route: RefCell::new(route),
             schema_cache: RefCell::new(HashMap::new()),
-            control: RefCell::new(control),
-            control_queue: RefCell::new(Vec::new()),
-            control_waker: RefCell::new(None),
         })
     }
 
-    /// The current route table (refreshed when the control shard published a newer one).
+    /// The current route table (refreshed when the control thread published a newer one).
     pub fn route(&self) -> Arc<RouteView> {
         if self.shared.route.version() != self.route.borrow().version() {
             *self.route.borrow_mut() = self.shared.route.load();
@@ -168,61 +148,13 @@ impl Shard {
         self.route.borrow().clone()
     }
 
-    /// Asks the control shard (through the mesh even from the control shard itself, so
-    /// that every request joins the same batches).
+    /// Asks the control plane (on its own thread; see [`control_thread`]) and, once it
+    /// answered, spreads the answer's side effects to every shard (dropped regions, TTLs,
+    /// schema caches) before returning, so a statement returns once they took effect.
     pub async fn control(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
-        self.mesh
-            .request(CONTROL_SHARD, |reply| Message::Control { request, reply })
-            .await
-            .map_err(|e| Status::internal(format!("control shard: {e}")))?
-    }
-
-    /// The control shard's loop: takes every queued control request, handles them as one
-    /// batch (one fdatasync per journal), publishes the route table once, then answers.
-    pub async fn run_control(self: Rc<Self>, stop: iotdb_runtime::StopSignal) {
-        loop {
-            let batch = monoio::select! {
-                batch = self.next_control_batch() => batch,
-                _ = stop.wait() => return,
-            };
-            let (requests, replies): (Vec<ControlRequest>, Vec<_>) = batch.into_iter().unzip();
-            let (answers, published) = match self.control.borrow_mut().as_mut() {
-                Some(plane) => plane.handle_batch(requests),
-                None => (
-                    replies
-                        .iter()
-                        .map(|_| Err(Status::internal("control plane missing")))
-                        .collect(),
-                    None,
-                ),
-            };
-            if let Some(view) = published {
-                self.shared.route.publish(view);
-            }
-            for (answer, reply) in answers.into_iter().zip(replies) {
-                self.broadcast_side_effects(&answer).await;
-                let _ = reply.send(answer);
-            }
-        }
-    }
-
-    async fn next_control_batch(&self) -> Vec<PendingControl> {
-        std::future::poll_fn(|context| {
-            let mut queue = self.control_queue.borrow_mut();
-            if queue.is_empty() {
-                *self.control_waker.borrow_mut() = Some(context.waker().clone());
-                return std::task::Poll::Pending;
-            }
-            std::task::Poll::Ready(std::mem::take(&mut *queue))
-        })
-        .await
-    }
-
-    /// Closes the control plane cleanly (a checkpoint of its state).
-    pub fn close_control(&self) {
-        if let Some(plane) = self.control.borrow_mut().as_mut() {
-            plane.checkpoint();
-        }
+        let answer = self.shared.control.call(request).await;
+        self.broadcast_side_effects(&answer).await;
+        answer
     }
 
     /// Closes and deletes the regions of `groups` this shard holds (their database is gone).
@@ -328,7 +260,7 @@ impl Shard {
         }
     }
 
-    /// Forgets cached schema (after a delete on the control shard).
+    /// Forgets cached schema (after a schema deletion).
     pub fn clear_schema_cache(&self) {
         self.schema_cache.borrow_mut().clear();
     }
@@ -448,12 +380,6 @@ impl Shard {
             Message::DropRegions { groups, reply } => {
                 self.drop_regions(&groups).await;
                 let _ = reply.send(());
-            }
-            Message::Control { request, reply } => {
-                self.control_queue.borrow_mut().push((request, reply));
-                if let Some(waker) = self.control_waker.borrow_mut().take() {
-                    waker.wake();
-                }
             }
             Message::Adopt(connection) => {
                 let shard = self.clone();

@@ -192,7 +192,7 @@ impl Shard {
         {
             ControlAnswer::MaybeTypes(types) => Ok(types),
             _ => Err(Status::internal(
-                "control shard answered LookupSeries wrongly",
+                "the control plane answered LookupSeries wrongly",
             )),
         }
     }

@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use iotdb_net::{RouteTable, series_slot, time_slot};
 
-/// The node's current route table. Written by the control shard, read by every shard: a
+/// The node's current route table. Written by the control thread, read by every shard: a
 /// shard checks the version (one atomic load) per request and takes the lock only when
 /// it changed.
 pub struct SharedRoute {

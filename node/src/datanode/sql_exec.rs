@@ -1,13 +1,13 @@
 //! SQL on the receiving shard: parse, then run data statements here (they need the data
-//! path) and send administrative ones to the control shard.
+//! path) and send administrative ones to the control plane.
 //!
 //! ```text
 //! text ─ sql::parse ─▶ Statement ─┬─ INSERT      ─▶ one tablet ─▶ Shard::insert (same path as the SDK)
-//!                                 ├─ SELECT      ─▶ MatchSeries (control shard) ─▶ query_raw_batches /
+//!                                 ├─ SELECT      ─▶ MatchSeries (control plane) ─▶ query_raw_batches /
 //!                                 │                 query_aggregate / query_last ─▶ ResultSet
 //!                                 ├─ DELETE FROM ─▶ MatchSeries ─▶ Shard::delete_data (every region)
 //!                                 ├─ FLUSH       ─▶ Shard::flush_all
-//!                                 └─ the rest    ─▶ control shard (admin.rs)
+//!                                 └─ the rest    ─▶ control plane (admin.rs)
 //! ```
 //!
 //! Result sets follow IoTDB's columns: raw and windowed queries start with `Time`, an
@@ -95,7 +95,7 @@ impl Shard {
         {
             ControlAnswer::Series(series) => Ok(series),
             _ => Err(Status::internal(
-                "control shard answered MatchSeries wrongly",
+                "the control plane answered MatchSeries wrongly",
             )),
         }
     }
@@ -154,7 +154,7 @@ impl Shard {
             ControlAnswer::MaybeTypes(types) => types,
             _ => {
                 return Err(Status::internal(
-                    "control shard answered LookupSeries wrongly",
+                    "the control plane answered LookupSeries wrongly",
                 ));
             }
         };

@@ -127,7 +127,7 @@ impl Shard {
     }
 
     /// Checks the tablet's types against the schema, creating missing series (all or
-    /// nothing) through the control shard. A column whose type differs from its series' is
+    /// nothing) through the control plane. A column whose type differs from its series' is
     /// returned as a failure when `partial`, refuses the tablet otherwise.
     async fn check_schema(
         &self,
@@ -167,7 +167,7 @@ impl Shard {
             .await?;
         let ControlAnswer::Types(types) = answer else {
             return Err(Status::internal(
-                "control shard answered EnsureSeries wrongly",
+                "the control plane answered EnsureSeries wrongly",
             ));
         };
         let pairs: Vec<(Arc<str>, DataType)> = missing
@@ -200,7 +200,7 @@ impl Shard {
     }
 
     /// Splits the tablet by time partition and returns each part with its region group,
-    /// creating missing partitions through the control shard.
+    /// creating missing partitions through the control plane.
     async fn place(
         &self,
         device: &Arc<str>,

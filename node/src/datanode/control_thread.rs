@@ -1,0 +1,158 @@
+//! The control thread: the ConfigNode role and the schema regions of a standalone node run
+//! on a thread of their own, off every shard's data path.
+//!
+//! ```text
+//!  shard k ──try_send(request, oneshot)──► bounded queue ──► control thread
+//!     ▲         (full: Overloaded, at once)                    │ takes every queued request
+//!     │                                                        │ (≤ CONTROL_BATCH_REQUESTS_MAX)
+//!     │                                                        │ = one batch, one fdatasync
+//!     │                                                        │ per journal (group commit)
+//!     └──────────── answer (after the sync) ◄──────────────────┤
+//!                   route table: SharedRoute::publish ◄────────┘ (before the answers)
+//! ```
+//!
+//! The thread blocks on its queue and on `fdatasync`; no shard ever waits on it except
+//! for the answer it asked for, and a shard never blocks on the queue: a full queue answers
+//! `Overloaded` at once (a client retries). The route table is published before any answer
+//! of the batch is sent, so a shard that hears "created" already sees the new partitions.
+
+use std::sync::Arc;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::thread::JoinHandle;
+
+use futures_channel::oneshot;
+use iotdb_net::{Status, StatusCode};
+
+use super::control::{ControlAnswer, ControlPlane, ControlRequest};
+use super::route::SharedRoute;
+
+/// Control requests queued for the control thread at most. Each is a shard's question
+/// about schema or partitions (a few hundred bytes); a queue this deep is seconds of
+/// control work, so a fuller one means the control plane is falling behind and the
+/// asker is better told `Overloaded` than made to wait without bound.
+pub const CONTROL_QUEUE_REQUESTS_MAX: usize = 4096;
+
+/// Requests handled in one batch at most: bounds the time the first of them waits for
+/// the batch's fdatasync while keeping the group commit wide.
+pub const CONTROL_BATCH_REQUESTS_MAX: usize = 1024;
+
+type Answer = Result<ControlAnswer, Status>;
+
+enum Job {
+    Request(ControlRequest, oneshot::Sender<Answer>),
+    /// Checkpoint and stop.
+    Stop,
+}
+
+/// How shards reach the control thread. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct ControlHandle {
+    queue: SyncSender<Job>,
+}
+
+impl ControlHandle {
+    /// Asks the control plane; the answer comes once it is durable. Never blocks the
+    /// calling shard: a full queue is `Overloaded` at once.
+    pub async fn call(&self, request: ControlRequest) -> Answer {
+        let (sender, receiver) = oneshot::channel();
+        match self.queue.try_send(Job::Request(request, sender)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                return Err(Status::new(
+                    StatusCode::WRITE_PROCESS_REJECT,
+                    format!(
+                        "overloaded: {CONTROL_QUEUE_REQUESTS_MAX} schema and partition requests \
+                         are already queued for the control plane; retry"
+                    ),
+                ));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(Status::internal("the control plane has stopped"));
+            }
+        }
+        receiver
+            .await
+            .map_err(|_| Status::internal("the control plane stopped before answering"))?
+    }
+}
+
+/// The running control thread; [`ControlThread::stop`] checkpoints and joins it.
+pub struct ControlThread {
+    queue: SyncSender<Job>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl ControlThread {
+    /// Starts the thread that owns `plane`, publishing route changes to `route`.
+    pub fn start(
+        plane: ControlPlane,
+        route: Arc<SharedRoute>,
+    ) -> std::io::Result<(ControlThread, ControlHandle)> {
+        let (queue, jobs) = mpsc::sync_channel(CONTROL_QUEUE_REQUESTS_MAX);
+        let thread = std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || run(plane, &route, &jobs))?;
+        Ok((
+            ControlThread {
+                queue: queue.clone(),
+                thread: Some(thread),
+            },
+            ControlHandle { queue },
+        ))
+    }
+
+    /// Answers what is queued, checkpoints the control plane and waits for the thread.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        // A blocking send: the queue drains as the thread works, and Stop comes last.
+        let _ = self.queue.send(Job::Stop);
+        if thread.join().is_err() {
+            tracing::error!("the control thread panicked");
+        }
+    }
+}
+
+impl Drop for ControlThread {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+fn run(mut plane: ControlPlane, route: &SharedRoute, jobs: &Receiver<Job>) {
+    let mut stopping = false;
+    while !stopping {
+        let Ok(first) = jobs.recv() else { break };
+        let mut batch = Vec::new();
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Request(request, reply) => batch.push((request, reply)),
+                Job::Stop => {
+                    stopping = true;
+                    break;
+                }
+            }
+            if batch.len() < CONTROL_BATCH_REQUESTS_MAX {
+                next = jobs.try_recv().ok();
+            }
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        let (requests, replies): (Vec<ControlRequest>, Vec<_>) = batch.into_iter().unzip();
+        let (answers, published) = plane.handle_batch(requests);
+        if let Some(view) = published {
+            route.publish(view);
+        }
+        for (answer, reply) in answers.into_iter().zip(replies) {
+            let _ = reply.send(answer);
+        }
+    }
+    plane.checkpoint();
+}
