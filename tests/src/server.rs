@@ -52,6 +52,8 @@ pub struct ServerOptions {
     /// `--rpc-port 0` (the server picks the port) instead of a port the harness found
     /// free on the server's loopback host.
     pub kernel_port: bool,
+    /// Extra environment variables of the process (e.g. `IOTDB_KILL_POINT`).
+    pub env: Vec<(String, String)>,
 }
 
 impl ServerOptions {
@@ -62,6 +64,7 @@ impl ServerOptions {
             wal_mode: "sync".to_owned(),
             config_toml: None,
             kernel_port: false,
+            env: Vec::new(),
         }
     }
 
@@ -83,6 +86,12 @@ impl ServerOptions {
 
     pub fn config_toml(mut self, toml: &str) -> Self {
         self.config_toml = Some(toml.to_owned());
+        self
+    }
+
+    /// Sets an environment variable of the server process.
+    pub fn env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
         self
     }
 }
@@ -213,6 +222,17 @@ impl TestServer {
         Ok(())
     }
 
+    /// The options later restarts use (e.g. to drop an environment variable).
+    pub fn options_mut(&mut self) -> &mut ServerOptions {
+        &mut self.options
+    }
+
+    /// Waits up to `timeout` for the process to exit on its own; its exit status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("the server is not running")?;
+        wait_with_deadline(&mut child, timeout)
+    }
+
     /// Starts the process again on the same data directory, address and port.
     pub fn restart(&mut self) -> anyhow::Result<()> {
         if self.is_running() {
@@ -252,6 +272,7 @@ impl TestServer {
             .args(["--cores", &self.options.cores.to_string()])
             .args(["--wal-mode", &self.options.wal_mode])
             .env("NO_COLOR", "1")
+            .envs(self.options.env.iter().map(|(key, value)| (key, value)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
