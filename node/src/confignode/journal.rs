@@ -153,6 +153,9 @@ impl Journal {
             .append(true)
             .open(&log_path)
             .map_err(io_error("open log", &log_path))?;
+        // The recovered records may sit only in the page cache (a process crash before
+        // their sync): make them durable before anything is acknowledged on top of them.
+        log.sync_data().map_err(io_error("sync log", &log_path))?;
         let journal = Journal {
             dir: dir.to_path_buf(),
             snapshot_path,

@@ -35,6 +35,8 @@ pub mod store;
 pub mod views;
 
 #[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
 mod tests;
 
 pub use error::{

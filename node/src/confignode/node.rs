@@ -74,7 +74,6 @@ impl<S: CommandStore> ConfigNode<S> {
         recovered: Recovered,
         settings: ClusterSettings,
     ) -> Result<ConfigNode<S>> {
-        let fresh = recovered.snapshot.is_none();
         let mut state = recovered
             .snapshot
             .unwrap_or_else(|| ConfigState::new(settings.clone()));
@@ -84,11 +83,17 @@ impl<S: CommandStore> ConfigNode<S> {
                 ConfigNodeError::InvalidCommand(format!("replaying {command:?}: {error}"))
             })?;
         }
-        if fresh {
-            // Persist the settings before anything else so a restart knows
-            // them even if no command was ever logged.
-            journal.write_snapshot(&state)?;
-        }
+        // Every open starts a new snapshot and an empty log, so no file an
+        // earlier process wrote is ever appended to. What it wrote may have
+        // been read from the page cache only: after a failed fsync Linux keeps
+        // the pages readable but marks them clean, so they never reach the
+        // disk, a later fsync succeeds without writing them, and appending
+        // after them leaves a hole in the middle of the log once the power
+        // goes. A snapshot written from memory and synced makes everything
+        // recovered durable and retires the old files. (Fresh: this also
+        // persists the settings before any command.) The simulator found
+        // both forms of this (sim_tests).
+        journal.write_snapshot(&state)?;
         let route = Arc::new(RouteSnapshot::from_state(&state));
         Ok(ConfigNode {
             state,

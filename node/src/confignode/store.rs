@@ -149,6 +149,9 @@ impl<D: Disk + Clone + std::fmt::Debug> DiskStore<D> {
             };
         let name = log_file(generation);
         let opened = RecordLog::open(disk.clone(), &name).map_err(log_error)?;
+        // What was recovered may sit only in the page cache (a process crash before the
+        // sync): make it durable before anything is acknowledged on top of it.
+        disk.sync(&name).map_err(disk_error)?;
         let commands = opened
             .records
             .iter()

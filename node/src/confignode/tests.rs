@@ -720,8 +720,10 @@ fn node_status_and_leader_failover_are_one_command() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = open(dir.path());
     node.register_config_node(config_node(1)).unwrap();
-    let mut settings = DatabaseAttributes::default();
-    settings.data_replication_factor = Some(2);
+    let settings = DatabaseAttributes {
+        data_replication_factor: Some(2),
+        ..DatabaseAttributes::default()
+    };
     let nodes: Vec<NodeId> = (1..=2)
         .map(|host| node.register_data_node(data_node(host, 1)).unwrap())
         .collect();
