@@ -23,6 +23,7 @@
 //! Everything here is a cluster view owned by the ConfigNode's single
 //! thread; only `Arc<RouteSnapshot>` crosses cores.
 
+mod api;
 mod error;
 pub mod journal;
 mod model;
@@ -39,6 +40,7 @@ mod sim_tests;
 #[cfg(test)]
 mod tests;
 
+pub use api::{ConfigRequest, ConfigResponse, ShowRequest};
 pub use error::{
     ConfigNodeError, DATABASE_ALREADY_EXISTS, DATABASE_CONFIG_ERROR, DATABASE_CONFLICT,
     DATABASE_NOT_EXIST, EXECUTE_STATEMENT_ERROR, ILLEGAL_PATH, INTERNAL_SERVER_ERROR,

@@ -12,12 +12,16 @@ use crate::sql::{PathPattern, RegionKind};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A result set: column names and rows of optional text cells.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Table {
     /// Column names, IoTDB's spelling.
-    pub columns: Vec<&'static str>,
+    pub columns: Vec<String>,
     /// Rows, one cell per column.
     pub rows: Vec<Vec<Option<String>>>,
+}
+
+fn names(columns: &[&str]) -> Vec<String> {
+    columns.iter().map(|name| name.to_string()).collect()
 }
 
 fn cell(value: impl ToString) -> Option<String> {
@@ -117,7 +121,7 @@ pub fn show_cluster(state: &ConfigState, details: bool) -> Table {
         rows.insert(node.node_id, row);
     }
     Table {
-        columns,
+        columns: names(&columns),
         rows: rows.into_values().collect(),
     }
 }
@@ -156,14 +160,14 @@ pub fn show_data_nodes(state: &ConfigState) -> Table {
         })
         .collect();
     Table {
-        columns: vec![
+        columns: names(&[
             "NodeID",
             "Status",
             "RpcAddress",
             "RpcPort",
             "DataRegionNum",
             "SchemaRegionNum",
-        ],
+        ]),
         rows,
     }
 }
@@ -190,13 +194,13 @@ pub fn show_config_nodes(state: &ConfigState, leader: Option<NodeId>) -> Table {
         })
         .collect();
     Table {
-        columns: vec![
+        columns: names(&[
             "NodeID",
             "Status",
             "InternalAddress",
             "InternalPort",
             "Role",
-        ],
+        ]),
         rows,
     }
 }
@@ -279,7 +283,7 @@ pub fn show_regions(
         }
     }
     Table {
-        columns: vec![
+        columns: names(&[
             "RegionId",
             "Type",
             "Status",
@@ -293,7 +297,7 @@ pub fn show_regions(
             "Role",
             "CreateTime",
             "TsFileSize",
-        ],
+        ]),
         rows,
     }
 }
@@ -345,7 +349,10 @@ pub fn show_databases(state: &ConfigState, details: bool, pattern: Option<&PathP
         }
         rows.push(row);
     }
-    Table { columns, rows }
+    Table {
+        columns: names(&columns),
+        rows,
+    }
 }
 
 /// `SHOW ALL TTL`: one rule per database with a TTL (`root.x.**`), as
@@ -360,7 +367,7 @@ pub fn show_all_ttl(state: &ConfigState) -> Table {
         })
         .collect();
     Table {
-        columns: vec!["Device", "TTL(ms)"],
+        columns: names(&["Device", "TTL(ms)"]),
         rows,
     }
 }
@@ -431,7 +438,7 @@ pub fn show_variables(state: &ConfigState) -> Table {
         ("TimestampPrecision", settings.timestamp_precision.clone()),
     ];
     Table {
-        columns: vec!["Variable", "Value"],
+        columns: names(&["Variable", "Value"]),
         rows: variables
             .into_iter()
             .map(|(name, value)| vec![cell(name), Some(value)])

@@ -3,10 +3,8 @@
 
 use iotdb_net::{Status, StatusCode};
 
-use super::control::{
-    ControlAnswer, ControlPlane, config_status, engine_type, schema_status, table_result,
-};
-use crate::confignode::{RegionFilter, Table};
+use super::control::{ControlAnswer, ControlPlane, engine_type, schema_status, table_result};
+use crate::confignode::{ConfigRequest, ShowRequest, Table};
 use crate::schema::MeasurementSchema;
 use crate::sql::{PathNode, PathPattern, Statement, Ttl};
 
@@ -16,7 +14,7 @@ fn done() -> Result<ControlAnswer, Status> {
 
 fn table(columns: &[&'static str], rows: Vec<Vec<Option<String>>>) -> ControlAnswer {
     ControlAnswer::ResultSet(table_result(Table {
-        columns: columns.to_vec(),
+        columns: columns.iter().map(|name| name.to_string()).collect(),
         rows,
     }))
 }
@@ -42,10 +40,10 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
             database,
             attributes,
         } => {
-            plane
-                .config_node()
-                .create_database(&database.to_string(), &attributes)
-                .map_err(config_status)?;
+            plane.config(ConfigRequest::CreateDatabase {
+                name: database.to_string(),
+                attributes,
+            })?;
             done()
         }
         Statement::AlterDatabase {
@@ -53,27 +51,28 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
             attributes,
         } => {
             let name = database.to_string();
-            plane
-                .config_node()
-                .alter_database(&name, &attributes)
-                .map_err(config_status)?;
+            plane.config(ConfigRequest::AlterDatabase {
+                name: name.clone(),
+                attributes: attributes.clone(),
+            })?;
             match attributes.ttl {
                 Some(ttl) => Ok(ttl_changed(name, ttl)),
                 None => done(),
             }
         }
-        Statement::ShowDatabases { details, pattern } => {
-            Ok(ControlAnswer::ResultSet(table_result(
-                plane
-                    .config_node()
-                    .show_databases(details, pattern.as_ref()),
-            )))
+        Statement::ShowDatabases { details, pattern } => Ok(ControlAnswer::ResultSet(
+            table_result(plane.show(ShowRequest::Databases { details, pattern })?),
+        )),
+        Statement::DeleteDatabases { patterns } => {
+            let (_, data_groups) =
+                plane.config_with_drops(ConfigRequest::DeleteDatabases { patterns })?;
+            Ok(ControlAnswer::RegionsDropped { data_groups })
         }
-        Statement::DeleteDatabases { patterns } => Ok(ControlAnswer::RegionsDropped {
-            data_groups: plane.delete_databases(&patterns)?,
-        }),
         Statement::CountDatabases { pattern } => {
-            let shown = plane.config_node().show_databases(false, pattern.as_ref());
+            let shown = plane.show(ShowRequest::Databases {
+                details: false,
+                pattern,
+            })?;
             Ok(count("count", shown.rows.len() as u64))
         }
         Statement::CreateTimeseries { path, spec } => {
@@ -120,7 +119,7 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
         }
         Statement::ShowTimeseries { pattern } => {
             let pattern = pattern.unwrap_or_else(all);
-            let snapshot = plane.config_node().route_snapshot();
+            let snapshot = plane.route_snapshot();
             let mut entries: Vec<_> = plane
                 .schemas()
                 .flat_map(|s| s.timeseries(&pattern))
@@ -166,7 +165,7 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
         }
         Statement::ShowDevices { pattern } => {
             let pattern = pattern.unwrap_or_else(all);
-            let snapshot = plane.config_node().route_snapshot();
+            let snapshot = plane.route_snapshot();
             let mut entries: Vec<_> = plane.schemas().flat_map(|s| s.devices(&pattern)).collect();
             entries.sort_by(|a, b| a.device.cmp(&b.device));
             let rows = entries
@@ -218,25 +217,25 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
                 Ttl::Millis(ms) => Some(ms),
                 Ttl::Infinite => None,
             };
-            plane
-                .config_node()
-                .set_ttl(&name, ttl_ms)
-                .map_err(config_status)?;
+            plane.config(ConfigRequest::SetTtl {
+                name: name.clone(),
+                ttl_ms,
+            })?;
             Ok(ttl_changed(name, ttl))
         }
         Statement::UnsetTtl { path } => {
             let name = database_name(&path)?;
-            plane
-                .config_node()
-                .set_ttl(&name, None)
-                .map_err(config_status)?;
+            plane.config(ConfigRequest::SetTtl {
+                name: name.clone(),
+                ttl_ms: None,
+            })?;
             Ok(ttl_changed(name, Ttl::Infinite))
         }
         Statement::ShowAllTtl => Ok(ControlAnswer::ResultSet(table_result(
-            plane.config_node().show_all_ttl(),
+            plane.show(ShowRequest::AllTtl)?,
         ))),
         Statement::ShowTtlOn { patterns } => {
-            let shown = plane.config_node().show_all_ttl();
+            let shown = plane.show(ShowRequest::AllTtl)?;
             let rows = shown
                 .rows
                 .into_iter()
@@ -256,32 +255,30 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
             })))
         }
         Statement::ShowCluster { details } => Ok(ControlAnswer::ResultSet(table_result(
-            plane.config_node().show_cluster(details),
+            plane.show(ShowRequest::Cluster { details })?,
         ))),
         Statement::ShowRegions {
             kind,
             databases,
             node_ids,
         } => {
-            let filter = RegionFilter {
+            let sizes = plane.region_sizes().into_iter().collect();
+            let shown = plane.show(ShowRequest::Regions {
                 kind,
-                databases: &databases,
-                node_ids: &node_ids,
-            };
-            let sizes = plane.region_sizes();
-            let shown = plane.config_node().show_regions(&filter, &|group, _| {
-                sizes.get(&group.0).map(|b| b.to_string())
-            });
+                databases,
+                node_ids,
+                sizes,
+            })?;
             Ok(ControlAnswer::ResultSet(table_result(shown)))
         }
         Statement::ShowDataNodes => Ok(ControlAnswer::ResultSet(table_result(
-            plane.config_node().show_data_nodes(),
+            plane.show(ShowRequest::DataNodes)?,
         ))),
         Statement::ShowConfigNodes => Ok(ControlAnswer::ResultSet(table_result(
-            plane.config_node().show_config_nodes(),
+            plane.show(ShowRequest::ConfigNodes)?,
         ))),
         Statement::ShowVariables => Ok(ControlAnswer::ResultSet(table_result(
-            plane.config_node().show_variables(),
+            plane.show(ShowRequest::Variables)?,
         ))),
         Statement::ShowVersion => Ok(table(
             &["Version", "BuildInfo"],

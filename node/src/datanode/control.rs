@@ -13,9 +13,9 @@ use iotdb_storage::DataType;
 use super::route::RouteView;
 use crate::config::ServerConfig;
 use crate::confignode::{
-    ClusterSettings, ConfigNode, ConfigNodeError, ConfigNodeSpec, DataNodeSpec, KillMode,
-    KillPoint, ProcedureEnv, RegionGroupId, RegionGroupKind, RegionGroupPolicy, Role,
-    RouteSnapshot, Table,
+    ClusterSettings, ConfigNode, ConfigNodeError, ConfigNodeSpec, ConfigRequest, ConfigResponse,
+    DataNodeSpec, KillMode, KillPoint, ProcedureEnv, RegionGroupId, RegionGroupKind,
+    RegionGroupPolicy, Role, RouteSnapshot, ShowRequest, Table,
 };
 use crate::schema::{SchemaError, SchemaRegion, TypeConflict};
 use crate::sql::{self, DatabaseAttributes, Statement, Ttl};
@@ -150,25 +150,36 @@ impl ControlPlane {
         let mut config_node = ConfigNode::open(&config.confignode_dir(), settings)?;
         let version = env!("CARGO_PKG_VERSION").to_string();
         let build_info = "iotdb-rs".to_string();
-        let config_node_id = config_node.register_config_node(ConfigNodeSpec {
-            internal_address: config.cn_internal_address.clone(),
-            internal_port: config.cn_internal_port,
-            consensus_port: config.cn_consensus_port,
-            version: version.clone(),
-            build_info: build_info.clone(),
-        })?;
-        let data_node_id = config_node.register_data_node(DataNodeSpec {
-            internal_address: config.dn_internal_address.clone(),
-            internal_port: config.dn_internal_port,
-            rpc_address: config.dn_rpc_address.clone(),
-            rpc_port: config.dn_rpc_port,
-            mpp_port: config.dn_mpp_data_exchange_port,
-            schema_consensus_port: config.dn_schema_region_consensus_port,
-            data_consensus_port: config.dn_data_region_consensus_port,
-            shard_count: cores as u32,
-            version,
-            build_info,
-        })?;
+        let mut no_effects = crate::confignode::NoEffects;
+        let config_node_id = config_node
+            .handle(
+                ConfigRequest::RegisterConfigNode(ConfigNodeSpec {
+                    internal_address: config.cn_internal_address.clone(),
+                    internal_port: config.cn_internal_port,
+                    consensus_port: config.cn_consensus_port,
+                    version: version.clone(),
+                    build_info: build_info.clone(),
+                }),
+                &mut no_effects,
+            )?
+            .into_node_id()?;
+        let data_node_id = config_node
+            .handle(
+                ConfigRequest::RegisterDataNode(DataNodeSpec {
+                    internal_address: config.dn_internal_address.clone(),
+                    internal_port: config.dn_internal_port,
+                    rpc_address: config.dn_rpc_address.clone(),
+                    rpc_port: config.dn_rpc_port,
+                    mpp_port: config.dn_mpp_data_exchange_port,
+                    schema_consensus_port: config.dn_schema_region_consensus_port,
+                    data_consensus_port: config.dn_data_region_consensus_port,
+                    shard_count: cores as u32,
+                    version,
+                    build_info,
+                }),
+                &mut no_effects,
+            )?
+            .into_node_id()?;
         config_node.set_leader(Some(config_node_id));
         if let Some(point) = kill_point_from_env()? {
             tracing::warn!(
@@ -249,23 +260,47 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// `DELETE DATABASE`: runs a deletion procedure per matching database; schema replicas
-    /// are dropped here, the data region groups returned for the shards to drop (a crash
-    /// before they do is repaired at the next start by [`Self::reconcile_replicas`]).
-    pub(super) fn delete_databases(
+    /// Asks the ConfigNode. Procedure effects on this node: schema replicas are dropped
+    /// here; dropped data region groups are returned for the shards that own them to drop
+    /// (a crash before they do is repaired at the next start by
+    /// [`Self::reconcile_replicas`]).
+    pub(super) fn config_with_drops(
         &mut self,
-        patterns: &[sql::PathPattern],
-    ) -> Result<Vec<u32>, Status> {
+        request: ConfigRequest,
+    ) -> Result<(ConfigResponse, Vec<u32>), Status> {
         let mut data_groups = Vec::new();
         let mut env = DropReplicas {
             schema_dir: self.config.schema_dir(),
             schemas: &mut self.schemas,
             data_groups: &mut data_groups,
         };
-        self.config_node
-            .delete_databases(patterns, &mut env)
+        let response = self
+            .config_node
+            .handle(request, &mut env)
             .map_err(config_status)?;
-        Ok(data_groups)
+        Ok((response, data_groups))
+    }
+
+    /// Asks the ConfigNode a request that drops no replica.
+    pub(super) fn config(&mut self, request: ConfigRequest) -> Result<ConfigResponse, Status> {
+        let (response, dropped) = self.config_with_drops(request)?;
+        debug_assert!(
+            dropped.is_empty(),
+            "a request that drops regions went through config()"
+        );
+        Ok(response)
+    }
+
+    /// A ConfigNode view.
+    pub(super) fn show(&mut self, show: ShowRequest) -> Result<Table, Status> {
+        self.config(ConfigRequest::Show(show))?
+            .into_table()
+            .map_err(config_status)
+    }
+
+    /// The ConfigNode's current route table (what DataNodes and clients route with).
+    pub(super) fn route_snapshot(&self) -> std::sync::Arc<RouteSnapshot> {
+        self.config_node.route_snapshot()
     }
 
     pub fn data_node_id(&self) -> u32 {
@@ -346,15 +381,11 @@ impl ControlPlane {
                     data_region_group_num,
                     ..DatabaseAttributes::default()
                 };
-                self.config_node
-                    .create_database(&name, &attributes)
-                    .map_err(config_status)?;
+                self.config(ConfigRequest::CreateDatabase { name, attributes })?;
                 Ok(ControlAnswer::Done)
             }
             ControlRequest::EnsureDatabase { device } => {
-                self.config_node
-                    .ensure_database_of_device(&device)
-                    .map_err(config_status)?;
+                self.config(ConfigRequest::EnsureDatabaseOfDevice { device })?;
                 Ok(ControlAnswer::Done)
             }
             ControlRequest::EnsureSeries {
@@ -420,10 +451,11 @@ impl ControlPlane {
                 series_slot,
                 time_slots,
             } => {
-                let slots: Vec<(u32, i64)> = time_slots.iter().map(|t| (series_slot, *t)).collect();
-                self.config_node
-                    .get_or_create_data_partitions(&database, &slots)
-                    .map_err(config_status)?;
+                let partitions = time_slots.iter().map(|t| (series_slot, *t)).collect();
+                self.config(ConfigRequest::GetOrCreateDataPartitions {
+                    database,
+                    partitions,
+                })?;
                 Ok(ControlAnswer::Done)
             }
             ControlRequest::MatchSeries { patterns } => Ok(ControlAnswer::Series(
@@ -445,10 +477,11 @@ impl ControlPlane {
     fn schema_of(&mut self, device: &str, create: bool) -> Result<Option<u32>, Status> {
         let slot_num = self.config.series_slot_num;
         let database = if create {
-            self.config_node
-                .ensure_database_of_device(device)
-                .map_err(config_status)?
-                .0
+            self.config(ConfigRequest::EnsureDatabaseOfDevice {
+                device: device.to_string(),
+            })?
+            .into_database()
+            .map_err(config_status)?
         } else {
             match self.config_node.route_snapshot().database_of_device(device) {
                 Some((name, _)) => name.to_string(),
@@ -457,10 +490,14 @@ impl ControlPlane {
         };
         let slot = iotdb_net::series_slot(device, slot_num);
         let group = if create {
-            self.config_node
-                .get_or_create_schema_partition(&database, slot)
-                .map_err(config_status)?
-                .0
+            let groups = self
+                .config(ConfigRequest::GetOrCreateSchemaPartitions {
+                    database: database.clone(),
+                    series_slots: vec![slot],
+                })?
+                .into_groups()
+                .map_err(config_status)?;
+            groups[0]
         } else {
             match self.config_node.schema_partition(&database, slot) {
                 Some(g) => g,
@@ -505,10 +542,6 @@ impl ControlPlane {
     /// Executes an administrative statement.
     fn execute(&mut self, statement: Statement) -> Result<ControlAnswer, Status> {
         super::admin::execute(self, statement)
-    }
-
-    pub(super) fn config_node(&mut self) -> &mut ConfigNode {
-        &mut self.config_node
     }
 
     /// Bytes on disk of each data region group, as last reported by the shards.

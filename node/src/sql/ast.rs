@@ -144,7 +144,7 @@ pub enum Statement {
 
 /// `WITH` settings of `CREATE DATABASE` / `ALTER DATABASE`; `None` keeps the
 /// cluster default.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DatabaseAttributes {
     /// `TTL=ms|INF`.
     pub ttl: Option<Ttl>,
@@ -161,7 +161,7 @@ pub struct DatabaseAttributes {
 }
 
 /// A time to live.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Ttl {
     /// Data older than this many milliseconds expires.
     Millis(u64),
@@ -170,7 +170,7 @@ pub enum Ttl {
 }
 
 /// Which regions `SHOW REGIONS` lists.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RegionKind {
     /// `SHOW REGIONS`.
     All,

@@ -11,7 +11,7 @@ use std::fmt;
 pub const ROOT: &str = "root";
 
 /// One node of a path pattern.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PathNode {
     /// A literal node name.
     Name(String),
@@ -54,7 +54,7 @@ impl fmt::Display for PathNode {
 
 /// A path whose nodes may include `*` and `**`. A full pattern starts with
 /// `root`; a suffix pattern (select-list items) does not.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PathPattern {
     /// The nodes in order; never empty when built by the parser.
     pub nodes: Vec<PathNode>,
