@@ -156,3 +156,48 @@ fn run(mut plane: ControlPlane, route: &SharedRoute, jobs: &Receiver<Job>) {
     }
     plane.checkpoint();
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
+        let mut context = Context::from_waker(Waker::noop());
+        pin!(future).poll(&mut context)
+    }
+
+    /// A full queue answers at once with a typed overload status; nothing waits.
+    #[test]
+    fn a_full_queue_answers_overloaded_at_once() {
+        let (queue, jobs) = mpsc::sync_channel(2);
+        let handle = ControlHandle { queue };
+        for _ in 0..2 {
+            let waiting = poll_once(handle.call(ControlRequest::EnsureDatabase {
+                device: "root.sg.d1".into(),
+            }));
+            assert!(
+                waiting.is_pending(),
+                "queued, waiting for the control thread"
+            );
+        }
+        let Poll::Ready(answer) = poll_once(handle.call(ControlRequest::EnsureDatabase {
+            device: "root.sg.d1".into(),
+        })) else {
+            panic!("a full queue must answer at once");
+        };
+        let status = answer.expect_err("overloaded");
+        assert_eq!(status.code, StatusCode::WRITE_PROCESS_REJECT);
+        assert!(status.message.contains("overloaded"), "{}", status.message);
+        // A stopped control thread is an error too, not a hang.
+        drop(jobs);
+        let Poll::Ready(answer) = poll_once(handle.call(ControlRequest::EnsureDatabase {
+            device: "root.sg.d1".into(),
+        })) else {
+            panic!("a stopped control plane must answer at once");
+        };
+        assert!(answer.is_err());
+    }
+}
