@@ -2,9 +2,15 @@
 //! the I/O edge around the pure [`ConfigState`] and planner.
 //!
 //! Every public mutation plans commands from the current state, and for each
-//! command: checks it, appends it to the journal (synced), applies it, and
-//! only then returns. After the call the route snapshot is rebuilt if the
-//! version moved. A single thread (the ConfigNode's) owns this value.
+//! command: checks it, appends it to the store, applies it, and only then
+//! plans the next one ("propose and await": a multi-command operation never
+//! plans from a state its earlier commands have not reached, so the same code
+//! runs over a replicated log, where a command is applied once committed).
+//! Nothing is answered before the store made the commands durable (at once,
+//! or at the end of a group-committed batch). Operations whose steps involve
+//! other nodes are procedures (`super::procedure`), resumed after a restart.
+//! After a call the route snapshot is rebuilt if the version moved. A single
+//! thread (the ConfigNode's) owns this value.
 
 use super::error::{ConfigNodeError, Result};
 use super::journal::Journal;

@@ -317,7 +317,11 @@ impl SchemaRegion {
         for command in &recovered.records {
             region.apply(command)?;
         }
-        if fresh {
+        if fresh || !recovered.records.is_empty() {
+            // As the ConfigNode does (see `ConfigNode::from_store`): records
+            // replayed from the log may live only in the page cache after a
+            // failed fsync, so they are made durable in a fresh snapshot and
+            // the old log retired before anything is appended after them.
             region.journal.write_snapshot(&region.snapshot())?;
         }
         Ok(region)
