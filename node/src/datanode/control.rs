@@ -108,7 +108,7 @@ pub(super) fn schema_status(e: SchemaError) -> Status {
 
 /// The engine type of a schema type; the engine stores the six IoTDB 1.x types.
 pub fn engine_type(t: sql::DataType) -> Result<DataType, Status> {
-    DataType::from_name(t.as_str()).ok_or_else(|| {
+    t.stored().ok_or_else(|| {
         Status::new(
             StatusCode::UNSUPPORTED_OPERATION,
             format!(
@@ -120,9 +120,7 @@ pub fn engine_type(t: sql::DataType) -> Result<DataType, Status> {
 }
 
 fn schema_type(t: DataType) -> sql::DataType {
-    t.name()
-        .parse()
-        .expect("every engine type is a schema type")
+    sql::DataType::from(t)
 }
 
 impl ControlPlane {

@@ -12,16 +12,6 @@ use storage::{StorageError, Values};
 /// IoTDB's DATA_TYPE_MISMATCH (614), the one code for a type conflict wherever it is found.
 pub const DATA_TYPE_MISMATCH: StatusCode = StatusCode(crate::schema::DATA_TYPE_MISMATCH);
 
-pub fn to_storage_type(data_type: iotdb_net::DataType) -> storage::DataType {
-    storage::DataType::from_code(data_type as u8)
-        .expect("wire and storage share IoTDB's type codes")
-}
-
-pub fn to_wire_type(data_type: storage::DataType) -> iotdb_net::DataType {
-    iotdb_net::DataType::from_code(data_type.code())
-        .expect("wire and storage share IoTDB's type codes")
-}
-
 /// The engine tablet of a wire tablet: one copy per fixed-width column; TEXT cells share
 /// the frame's bytes.
 pub fn to_storage_tablet(view: &TabletView, device: &Arc<str>) -> storage::Tablet {

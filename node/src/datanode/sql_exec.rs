@@ -190,7 +190,7 @@ impl Shard {
             .measurements
             .iter()
             .zip(&types)
-            .map(|(m, t)| (m.as_str(), convert::to_wire_type(*t)))
+            .map(|(m, t)| (m.as_str(), *t))
             .collect();
         let mut tablet = WireTablet::new(device.clone(), &schema);
         tablet.is_aligned = insert.aligned;

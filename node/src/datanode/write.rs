@@ -140,7 +140,7 @@ impl Shard {
         let mut missing = Vec::new();
         let mut failures = Vec::new();
         for (column, known) in view.columns().zip(&cached) {
-            let actual = convert::to_storage_type(column.data_type());
+            let actual = column.data_type();
             match known {
                 Some(expected) if *expected != actual => {
                     let status = mismatch(device, column.measurement(), *expected, actual);
