@@ -129,24 +129,52 @@ mod tests {
     fn wire_values_are_iotdb_ones() {
         let expected = [
             (StatusCode::SUCCESS_STATUS, 200, "SUCCESS_STATUS"),
-            (StatusCode::EXECUTE_STATEMENT_ERROR, 301, "EXECUTE_STATEMENT_ERROR"),
+            (
+                StatusCode::EXECUTE_STATEMENT_ERROR,
+                301,
+                "EXECUTE_STATEMENT_ERROR",
+            ),
             (StatusCode::MULTIPLE_ERROR, 302, "MULTIPLE_ERROR"),
             (StatusCode::ILLEGAL_PARAMETER, 303, "ILLEGAL_PARAMETER"),
-            (StatusCode::INTERNAL_SERVER_ERROR, 305, "INTERNAL_SERVER_ERROR"),
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                305,
+                "INTERNAL_SERVER_ERROR",
+            ),
             (StatusCode::DATABASE_NOT_EXIST, 500, "DATABASE_NOT_EXIST"),
-            (StatusCode::DATABASE_ALREADY_EXISTS, 501, "DATABASE_ALREADY_EXISTS"),
-            (StatusCode::TIMESERIES_ALREADY_EXIST, 503, "TIMESERIES_ALREADY_EXIST"),
+            (
+                StatusCode::DATABASE_ALREADY_EXISTS,
+                501,
+                "DATABASE_ALREADY_EXISTS",
+            ),
+            (
+                StatusCode::TIMESERIES_ALREADY_EXIST,
+                503,
+                "TIMESERIES_ALREADY_EXIST",
+            ),
             (StatusCode::METADATA_ERROR, 507, "METADATA_ERROR"),
             (StatusCode::PATH_NOT_EXIST, 508, "PATH_NOT_EXIST"),
             (StatusCode::ILLEGAL_PATH, 509, "ILLEGAL_PATH"),
-            (StatusCode::DATABASE_CONFIG_ERROR, 525, "DATABASE_CONFIG_ERROR"),
+            (
+                StatusCode::DATABASE_CONFIG_ERROR,
+                525,
+                "DATABASE_CONFIG_ERROR",
+            ),
             (StatusCode::DATABASE_CONFLICT, 529, "DATABASE_CONFLICT"),
             (StatusCode::SYSTEM_READ_ONLY, 600, "SYSTEM_READ_ONLY"),
-            (StatusCode::WRITE_PROCESS_REJECT, 606, "WRITE_PROCESS_REJECT"),
+            (
+                StatusCode::WRITE_PROCESS_REJECT,
+                606,
+                "WRITE_PROCESS_REJECT",
+            ),
             (StatusCode::OUT_OF_TTL, 607, "OUT_OF_TTL"),
             (StatusCode::DATA_TYPE_MISMATCH, 614, "DATA_TYPE_MISMATCH"),
             (StatusCode::SQL_PARSE_ERROR, 700, "SQL_PARSE_ERROR"),
-            (StatusCode::WRONG_LOGIN_PASSWORD, 801, "WRONG_LOGIN_PASSWORD"),
+            (
+                StatusCode::WRONG_LOGIN_PASSWORD,
+                801,
+                "WRONG_LOGIN_PASSWORD",
+            ),
             (StatusCode::NO_ENOUGH_DATANODE, 903, "NO_ENOUGH_DATANODE"),
         ];
         for (status, code, name) in expected {
@@ -155,6 +183,9 @@ mod tests {
             assert_eq!(StatusCode::from_code(code), status);
         }
         assert_eq!(StatusCode(999).name(), "UNKNOWN");
-        assert_eq!(StatusCode::ROUTE_TABLE_STALE.to_string(), "420 (ROUTE_TABLE_STALE)");
+        assert_eq!(
+            StatusCode::ROUTE_TABLE_STALE.to_string(),
+            "420 (ROUTE_TABLE_STALE)"
+        );
     }
 }

@@ -256,7 +256,7 @@ impl ConfigState {
         ConfigState {
             settings,
             version: 0,
-            next_node_id: 0,
+            next_node_id: NodeId(0),
             next_region_id: 0,
             config_leader: None,
             config_nodes: BTreeMap::new(),
@@ -374,7 +374,7 @@ impl ConfigState {
                     .values()
                     .flat_map(|group| &group.replicas)
                     .filter(|replica| replica.data_node_id == *node_id)
-                    .any(|replica| replica.shard >= spec.shard_count);
+                    .any(|replica| u32::from(replica.shard.0) >= spec.shard_count);
                 if shard_used {
                     return Err(ConfigNodeError::NodeRefused {
                         node_id: *node_id,
@@ -524,7 +524,9 @@ impl ConfigState {
                     .data_nodes
                     .get(&replica.data_node_id)
                     .ok_or(ConfigNodeError::NodeNotFound(replica.data_node_id))?;
-                if replica.shard >= node.spec.shard_count || !nodes.insert(replica.data_node_id) {
+                if u32::from(replica.shard.0) >= node.spec.shard_count
+                    || !nodes.insert(replica.data_node_id)
+                {
                     return Err(invalid(format!(
                         "region group {} has a bad or duplicate replica {replica:?}",
                         group.id
@@ -655,7 +657,7 @@ impl ConfigState {
 
     fn take_node_id(&mut self, node_id: NodeId) {
         if node_id == self.next_node_id {
-            self.next_node_id += 1;
+            self.next_node_id = NodeId(node_id.0 + 1);
         }
     }
 }

@@ -63,11 +63,14 @@ fn column(table: &Table, name: &str) -> Vec<Option<String>> {
 fn standalone_cluster_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = open(dir.path());
-    assert_eq!(node.register_config_node(config_node(1)).unwrap(), 0);
-    assert_eq!(node.register_data_node(data_node(1, 4)).unwrap(), 1);
+    assert_eq!(
+        node.register_config_node(config_node(1)).unwrap(),
+        NodeId(0)
+    );
+    assert_eq!(node.register_data_node(data_node(1, 4)).unwrap(), NodeId(1));
     // Re-registering the same node keeps its id and changes nothing.
     let version = node.version();
-    assert_eq!(node.register_data_node(data_node(1, 4)).unwrap(), 1);
+    assert_eq!(node.register_data_node(data_node(1, 4)).unwrap(), NodeId(1));
     assert_eq!(node.version(), version);
 
     node.create_database("root.sg", &DatabaseAttributes::default())
@@ -108,7 +111,7 @@ fn standalone_cluster_lifecycle() {
         (data_group, false)
     );
     // Four region groups land on four distinct shards of the one DataNode.
-    let shards: std::collections::BTreeSet<u32> = node
+    let shards: std::collections::BTreeSet<ShardId> = node
         .state()
         .region_groups()
         .values()
@@ -128,7 +131,7 @@ fn standalone_cluster_lifecycle() {
         "root.sg"
     );
     let (leader, endpoint) = snapshot.leader(data_group).unwrap();
-    assert_eq!((leader.data_node_id, endpoint.rpc_port), (1, 6667));
+    assert_eq!((leader.data_node_id, endpoint.rpc_port), (NodeId(1), 6667));
 
     let cluster = node.show_cluster(false);
     assert_eq!(
@@ -365,13 +368,13 @@ fn leaders_fail_over_and_nodes_with_replicas_are_not_removed() {
 fn replica_loads(
     state: &ConfigState,
     kind: RegionGroupKind,
-) -> (BTreeMap<NodeId, u64>, BTreeMap<(NodeId, u32), u64>) {
+) -> (BTreeMap<NodeId, u64>, BTreeMap<(NodeId, ShardId), u64>) {
     let mut per_node: BTreeMap<NodeId, u64> = BTreeMap::new();
-    let mut per_shard: BTreeMap<(NodeId, u32), u64> = BTreeMap::new();
+    let mut per_shard: BTreeMap<(NodeId, ShardId), u64> = BTreeMap::new();
     for node in state.data_nodes().values() {
         per_node.insert(node.node_id, 0);
         for shard in 0..node.spec.shard_count {
-            per_shard.insert((node.node_id, shard), 0);
+            per_shard.insert((node.node_id, ShardId(shard as u16)), 0);
         }
     }
     for group in state
@@ -507,8 +510,8 @@ proptest! {
                 1 => node.create_database(&database, &DatabaseAttributes::default()),
                 2 | 3 => node.get_or_create_data_partition(&database, slot, time_slot).map(drop),
                 4 => node.get_or_create_schema_partition(&database, slot).map(drop),
-                5 => node.set_node_status(slot % 5, NodeStatus::Unknown),
-                6 => node.set_node_status(slot % 5, NodeStatus::Running),
+                5 => node.set_node_status(NodeId(slot % 5), NodeStatus::Unknown),
+                6 => node.set_node_status(NodeId(slot % 5), NodeStatus::Running),
                 _ => node.delete_database(&database),
             };
         }
@@ -592,8 +595,29 @@ fn refused_commands_change_nothing() {
             .is_ok()
     );
     assert!(node.get_or_create_data_partition("root.x", 0, 0).is_err());
-    assert!(node.set_node_status(9, NodeStatus::Unknown).is_err());
+    assert!(
+        node.set_node_status(NodeId(9), NodeStatus::Unknown)
+            .is_err()
+    );
     assert!(node.delete_database("root.none").is_err());
     assert_eq!(node.version(), version + 1);
     assert_eq!(node.route_snapshot().version, version + 1);
+}
+
+/// Journals written while node ids and shards were bare integers still read: the typed ids
+/// are `#[serde(transparent)]`, so the JSON is unchanged.
+#[test]
+fn typed_ids_keep_the_journal_json() {
+    let text = r#"{"data_node_id":3,"shard":2}"#;
+    let replica: RegionReplica = serde_json::from_str(text).unwrap();
+    assert_eq!(
+        replica,
+        RegionReplica {
+            data_node_id: NodeId(3),
+            shard: ShardId(2),
+        }
+    );
+    assert_eq!(serde_json::to_string(&replica).unwrap(), text);
+    let leaders: BTreeMap<RegionGroupId, NodeId> = serde_json::from_str(r#"{"7":3}"#).unwrap();
+    assert_eq!(leaders, BTreeMap::from([(RegionGroupId(7), NodeId(3))]));
 }

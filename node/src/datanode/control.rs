@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use iotdb_model::NodeId;
 use iotdb_net::{DataPartitionEntry, ResultSet, RouteTable, Status, StatusCode};
 use iotdb_storage::DataType;
 
@@ -84,8 +85,8 @@ pub enum ControlAnswer {
 pub struct ControlPlane {
     config: ServerConfig,
     config_node: ConfigNode,
-    config_node_id: u32,
-    data_node_id: u32,
+    config_node_id: NodeId,
+    data_node_id: NodeId,
     /// Schema region group → its replica (all on the control shard).
     schemas: HashMap<u32, SchemaRegion>,
     resolved: Vec<crate::sql::DataType>,
@@ -186,11 +187,11 @@ impl ControlPlane {
         Ok(plane)
     }
 
-    pub fn data_node_id(&self) -> u32 {
+    pub fn data_node_id(&self) -> NodeId {
         self.data_node_id
     }
 
-    pub fn config_node_id(&self) -> u32 {
+    pub fn config_node_id(&self) -> NodeId {
         self.config_node_id
     }
 
@@ -479,7 +480,11 @@ pub fn table_result(table: Table) -> ResultSet {
 }
 
 /// The wire route table of a ConfigNode snapshot.
-pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32, shard_count: usize) -> RouteView {
+pub fn route_view_of(
+    snapshot: &RouteSnapshot,
+    data_node_id: NodeId,
+    shard_count: usize,
+) -> RouteView {
     let databases = snapshot
         .databases
         .iter()
@@ -518,9 +523,9 @@ pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32, shard_count: u
                         .map(|n| format!("{}:{}", n.rpc_address, n.rpc_port))
                         .unwrap_or_default();
                     iotdb_net::ReplicaRoute {
-                        data_node_id: r.data_node_id,
+                        data_node_id: r.data_node_id.0,
                         rpc_endpoint: endpoint,
-                        shard_id: r.shard,
+                        shard_id: u32::from(r.shard.0),
                         is_leader: r.role == Role::Leader,
                     }
                 })
@@ -539,5 +544,5 @@ pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32, shard_count: u
             )
         })
         .collect();
-    RouteView::new(table, data_node_id, shard_count, ttls)
+    RouteView::new(table, data_node_id.0, shard_count, ttls)
 }

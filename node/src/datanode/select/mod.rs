@@ -116,9 +116,7 @@ impl Shard {
         let mut result = ResultSet::new(&[("Time", DataType::Int64)]);
         for (name, column) in names.iter().zip(&outputs) {
             result.column_names.push(name.clone());
-            result
-                .column_types
-                .push(column.data_type);
+            result.column_types.push(column.data_type);
         }
         let mut rows: Vec<Vec<Option<WireValue>>> = rows
             .times
@@ -207,9 +205,7 @@ impl Shard {
             result
                 .column_names
                 .push(alias.unwrap_or_else(|| measurement.clone()));
-            result
-                .column_types
-                .push(*data_type);
+            result.column_types.push(*data_type);
         }
         let mut rows = Vec::new();
         for (device, known) in &devices {
