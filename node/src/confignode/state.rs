@@ -737,7 +737,7 @@ mod tests {
         assert!(database_of("sg.d1").is_err());
         assert_eq!(
             database_of("x.d").unwrap_err().status_code(),
-            super::super::error::ILLEGAL_PATH
+            iotdb_model::StatusCode::ILLEGAL_PATH
         );
     }
 

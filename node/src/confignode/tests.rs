@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::sql::{DatabaseAttributes, PathNode, PathPattern, RegionKind, Ttl};
+use iotdb_model::StatusCode;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -78,19 +79,22 @@ fn standalone_cluster_lifecycle() {
     let error = node
         .create_database("root.sg", &DatabaseAttributes::default())
         .unwrap_err();
-    assert_eq!(error.status_code(), DATABASE_ALREADY_EXISTS);
+    assert_eq!(error.status_code(), StatusCode::DATABASE_ALREADY_EXISTS);
     for nested in ["root.sg.a", "root"] {
         let error = node
             .create_database(nested, &DatabaseAttributes::default())
             .unwrap_err();
-        assert!(error.status_code() == DATABASE_CONFLICT || error.status_code() == ILLEGAL_PATH);
+        assert!(
+            error.status_code() == StatusCode::DATABASE_CONFLICT
+                || error.status_code() == StatusCode::ILLEGAL_PATH
+        );
     }
     node.create_database("root.sgx", &DatabaseAttributes::default())
         .unwrap();
     let error = node
         .create_database("root.sgx.inner", &DatabaseAttributes::default())
         .unwrap_err();
-    assert_eq!(error.status_code(), DATABASE_CONFLICT);
+    assert_eq!(error.status_code(), StatusCode::DATABASE_CONFLICT);
 
     // Schema first (region 0), then data: AUTO gives 4 cores / RF 1 groups.
     let (schema_group, changed) = node.get_or_create_schema_partition("root.sg", 2).unwrap();
@@ -269,7 +273,7 @@ fn databases_settings_ttl_delete_and_auto_creation() {
             },
         )
         .unwrap_err();
-    assert_eq!(error.status_code(), DATABASE_CONFIG_ERROR);
+    assert_eq!(error.status_code(), StatusCode::DATABASE_CONFIG_ERROR);
     node.set_ttl("root.a", None).unwrap();
     assert!(node.show_all_ttl().rows.is_empty());
 
@@ -281,7 +285,7 @@ fn databases_settings_ttl_delete_and_auto_creation() {
         node.create_database("root.b", &bad)
             .unwrap_err()
             .status_code(),
-        DATABASE_CONFIG_ERROR
+        StatusCode::DATABASE_CONFIG_ERROR
     );
     // Replication factor 2 with one DataNode cannot place replicas.
     let two = DatabaseAttributes {
@@ -292,7 +296,7 @@ fn databases_settings_ttl_delete_and_auto_creation() {
     let error = node
         .get_or_create_data_partition("root.b", 0, 0)
         .unwrap_err();
-    assert_eq!(error.status_code(), NO_ENOUGH_DATANODE);
+    assert_eq!(error.status_code(), StatusCode::NO_ENOUGH_DATANODE);
 
     assert_eq!(
         node.ensure_database_of_device("root.a.d1").unwrap(),
@@ -311,7 +315,7 @@ fn databases_settings_ttl_delete_and_auto_creation() {
         node.delete_databases(&[pattern("root.zz")])
             .unwrap_err()
             .status_code(),
-        DATABASE_NOT_EXIST
+        StatusCode::DATABASE_NOT_EXIST
     );
     // Region ids keep counting after a delete.
     node.get_or_create_data_partition("root.c", 0, 0).unwrap();
@@ -582,7 +586,7 @@ fn damaged_journal_is_a_typed_error() {
         error,
         ConfigNodeError::Journal(journal::JournalError::Corrupt { .. })
     ));
-    assert_eq!(error.status_code(), INTERNAL_SERVER_ERROR);
+    assert_eq!(error.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
 }
 
 #[test]

@@ -99,12 +99,12 @@ pub struct ControlPlane {
 
 /// The status a client sees for a ConfigNode error (its IoTDB code).
 pub(super) fn config_status(e: ConfigNodeError) -> Status {
-    Status::new(StatusCode(e.status_code()), e.to_string())
+    Status::new(e.status_code(), e.to_string())
 }
 
 /// The status a client sees for a schema error (its IoTDB code).
 pub(super) fn schema_status(e: SchemaError) -> Status {
-    Status::new(StatusCode(e.status_code()), e.to_string())
+    Status::new(e.status_code(), e.to_string())
 }
 
 /// The engine type of a schema type; the engine stores the six IoTDB 1.x types.
