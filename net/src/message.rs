@@ -502,7 +502,7 @@ pub fn encode_response(response: &ResponseResult) -> Bytes {
     let mut out = BytesMut::new();
     match response {
         Ok(payload) => {
-            out.put_i32_le(StatusCode::SUCCESS.0);
+            out.put_i32_le(StatusCode::SUCCESS_STATUS.0);
             out.put_string("");
             payload.encode(&mut out, 0);
         }

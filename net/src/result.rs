@@ -136,7 +136,7 @@ impl ResultSet {
         let columns = reader.list("result set columns", 5, |reader| {
             Ok((
                 reader.string("column name")?,
-                DataType::from_code(reader.u8("column type")?)?,
+                crate::types::data_type_of_code(reader.u8("column type")?)?,
             ))
         })?;
         let (column_names, column_types): (Vec<_>, Vec<_>) = columns.into_iter().unzip();
@@ -204,7 +204,7 @@ pub(crate) fn encode_value(out: &mut BytesMut, value: &Value) {
 }
 
 pub(crate) fn decode_value(reader: &mut WireReader) -> Result<Value, DecodeError> {
-    let data_type = DataType::from_code(reader.u8("value type")?)?;
+    let data_type = crate::types::data_type_of_code(reader.u8("value type")?)?;
     decode_value_untyped(reader, data_type)
 }
 

@@ -274,7 +274,7 @@ impl TabletView {
         let mut schema = Vec::with_capacity(column_count);
         for _ in 0..column_count {
             let measurement = reader.string("measurement")?;
-            let data_type = DataType::from_code(reader.u8("data type")?)?;
+            let data_type = crate::types::data_type_of_code(reader.u8("data type")?)?;
             let has_nulls = reader.bool("null bitmap flag")?;
             schema.push((measurement, data_type, has_nulls));
         }

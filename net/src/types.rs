@@ -5,56 +5,12 @@ use bytes::Bytes;
 
 use crate::error::DecodeError;
 
-/// A column's data type; the discriminant is IoTDB's `TSDataType` code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum DataType {
-    Boolean = 0,
-    Int32 = 1,
-    Int64 = 2,
-    Float = 3,
-    Double = 4,
-    Text = 5,
-}
+pub use iotdb_model::DataType;
 
-impl DataType {
-    pub const ALL: [DataType; 6] = [
-        DataType::Boolean,
-        DataType::Int32,
-        DataType::Int64,
-        DataType::Float,
-        DataType::Double,
-        DataType::Text,
-    ];
-
-    pub fn from_code(code: u8) -> Result<Self, DecodeError> {
-        Self::ALL
-            .into_iter()
-            .find(|data_type| *data_type as u8 == code)
-            .ok_or_else(|| DecodeError::invalid("data type", format!("unknown type code {code}")))
-    }
-
-    /// Bytes per value in a fixed-width column; `None` for TEXT.
-    pub fn fixed_width_bytes(self) -> Option<usize> {
-        match self {
-            DataType::Boolean => Some(1),
-            DataType::Int32 | DataType::Float => Some(4),
-            DataType::Int64 | DataType::Double => Some(8),
-            DataType::Text => None,
-        }
-    }
-
-    /// IoTDB's upper-case name ("INT64"), as result sets print it.
-    pub fn name(self) -> &'static str {
-        match self {
-            DataType::Boolean => "BOOLEAN",
-            DataType::Int32 => "INT32",
-            DataType::Int64 => "INT64",
-            DataType::Float => "FLOAT",
-            DataType::Double => "DOUBLE",
-            DataType::Text => "TEXT",
-        }
-    }
+/// The type with IoTDB's code `code`, or a decode error naming it.
+pub fn data_type_of_code(code: u8) -> Result<DataType, DecodeError> {
+    DataType::from_code(code)
+        .ok_or_else(|| DecodeError::invalid("data type", format!("unknown type code {code}")))
 }
 
 /// One value of any type. Floats compare by bit pattern so that NaN

@@ -382,7 +382,7 @@ fn bad_requests_get_error_frames_and_the_connection_stays_usable() {
     let reply = read_frame(&mut stream, &mut buffer).unwrap();
     assert_eq!(
         (reply.request_id, reply.opcode, status_of(&reply)),
-        (9, 0x82, StatusCode::SUCCESS)
+        (9, 0x82, StatusCode::SUCCESS_STATUS)
     );
 }
 
@@ -439,7 +439,7 @@ fn requests_before_handshake_get_not_login_and_ping_works() {
     write_frame(&mut stream, Opcode::Ping as u8, 1, Bytes::new());
     assert_eq!(
         status_of(&read_frame(&mut stream, &mut buffer).unwrap()),
-        StatusCode::SUCCESS
+        StatusCode::SUCCESS_STATUS
     );
     write_frame(&mut stream, Opcode::ExecuteSql as u8, 2, sql("stats"));
     assert_eq!(

@@ -63,7 +63,7 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
     }
     let shared = Arc::new(NodeShared {
         config: config.clone(),
-        data_node_id,
+        data_node_id: data_node_id.0,
         shard_count: cores,
         route,
         connections: AtomicUsize::new(0),
@@ -96,8 +96,8 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
         })
         .context("starting the signal thread")?;
     tracing::info!(
-        config_node = config_node_id,
-        data_node = data_node_id,
+        config_node = %config_node_id,
+        data_node = %data_node_id,
         %bound,
         shards = cores,
         wal_mode = %config.wal_mode,

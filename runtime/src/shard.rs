@@ -33,22 +33,7 @@ use crate::mesh::{MeshEndpoint, MeshShared};
 use crate::thread::available_cores;
 use crate::wait_list::{WaitKey, WaitList};
 
-/// Index of a shard within its node: `0..shard_count`. A node view, valid on any core.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ShardId(pub u16);
-
-impl ShardId {
-    /// The shard's position, for indexing per-shard tables.
-    pub fn index(self) -> usize {
-        usize::from(self.0)
-    }
-}
-
-impl fmt::Display for ShardId {
-    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "{}", self.0)
-    }
-}
+pub use iotdb_model::ShardId;
 
 /// Which I/O driver a shard's runtime ended up with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

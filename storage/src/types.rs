@@ -15,72 +15,7 @@ use crate::error::{Result, StorageError};
 /// A timestamp in milliseconds since the Unix epoch.
 pub type Timestamp = i64;
 
-/// The data types of a series, with IoTDB's type codes as discriminants.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(u8)]
-pub enum DataType {
-    Boolean = 0,
-    Int32 = 1,
-    Int64 = 2,
-    Float = 3,
-    Double = 4,
-    Text = 5,
-}
-
-impl DataType {
-    /// All types, in code order.
-    pub const ALL: [DataType; 6] = [
-        DataType::Boolean,
-        DataType::Int32,
-        DataType::Int64,
-        DataType::Float,
-        DataType::Double,
-        DataType::Text,
-    ];
-
-    /// The type with IoTDB's code `code`, or `None`.
-    pub fn from_code(code: u8) -> Option<DataType> {
-        DataType::ALL.get(usize::from(code)).copied()
-    }
-
-    /// IoTDB's code of this type.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-
-    /// IoTDB's name of this type (`DOUBLE`).
-    pub fn name(self) -> &'static str {
-        match self {
-            DataType::Boolean => "BOOLEAN",
-            DataType::Int32 => "INT32",
-            DataType::Int64 => "INT64",
-            DataType::Float => "FLOAT",
-            DataType::Double => "DOUBLE",
-            DataType::Text => "TEXT",
-        }
-    }
-
-    /// The type named `name` (case-insensitive), or `None`.
-    pub fn from_name(name: &str) -> Option<DataType> {
-        DataType::ALL
-            .into_iter()
-            .find(|t| t.name().eq_ignore_ascii_case(name))
-    }
-
-    /// Whether sum, avg, min and max are defined on this type.
-    pub fn is_numeric(self) -> bool {
-        matches!(
-            self,
-            DataType::Int32 | DataType::Int64 | DataType::Float | DataType::Double
-        )
-    }
-}
-
-impl std::fmt::Display for DataType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
-    }
-}
+pub use iotdb_model::DataType;
 
 /// One value of any type.
 #[derive(Clone, Debug, PartialEq)]

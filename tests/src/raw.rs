@@ -108,7 +108,7 @@ impl RawConnection {
     /// Handshakes as root/root and requires success.
     pub fn authenticate(&mut self) -> anyhow::Result<()> {
         let answer = self.handshake("root", "root")?;
-        if answer.status != StatusCode::SUCCESS {
+        if answer.status != StatusCode::SUCCESS_STATUS {
             bail!("handshake refused: {} {}", answer.status, answer.message);
         }
         Ok(())
@@ -152,7 +152,7 @@ impl RawConnection {
         let answer = self
             .read_response()?
             .context("the server closed the connection instead of answering a ping")?;
-        if answer.request_id != request_id || answer.status != StatusCode::SUCCESS {
+        if answer.request_id != request_id || answer.status != StatusCode::SUCCESS_STATUS {
             bail!("bad answer to ping {request_id}: {answer:?}");
         }
         Ok(())

@@ -15,9 +15,8 @@ use iotdb_tests::{TestServer, server_options};
 const DEVICE: &str = "root.bad.d1";
 /// Opcode byte of the error response (`Error | 0x80`).
 const ERROR_RESPONSE_OPCODE: u8 = 0xFF;
-/// The status a wrong type for an existing series gets (the brief's and `node`'s
-/// `datanode::convert::DATA_TYPE_MISMATCH`; `node::schema` says 614 for the same case).
-const TYPE_MISMATCH: StatusCode = StatusCode(614);
+/// The status a wrong type for an existing series gets, from the schema or the engine.
+const TYPE_MISMATCH: StatusCode = StatusCode::DATA_TYPE_MISMATCH;
 /// RSS growth tolerated across a flood of bad input.
 const RSS_GROWTH_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
@@ -82,7 +81,11 @@ fn assert_closed_with_error(connection: &mut RawConnection, what: &str) {
         .unwrap_or_else(|error| panic!("{what}: {error:#}"));
     assert!(responses.len() <= 1, "{what}: {responses:?}");
     for response in &responses {
-        assert_ne!(response.status, StatusCode::SUCCESS, "{what}: {response:?}");
+        assert_ne!(
+            response.status,
+            StatusCode::SUCCESS_STATUS,
+            "{what}: {response:?}"
+        );
         assert_eq!(
             response.opcode, ERROR_RESPONSE_OPCODE,
             "{what}: {response:?}"

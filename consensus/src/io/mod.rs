@@ -34,17 +34,7 @@ pub use disk::{Disk, DiskError, DiskOp, validate_file_name};
 pub use std_disk::StdDisk;
 pub use transport::{Transport, TransportError};
 
-/// A node of the cluster (ConfigNode or DataNode: ids come from one sequence).
-///
-/// It moves to the shared model crate when that exists (issue 8 item 1).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct NodeId(pub u32);
-
-impl std::fmt::Display for NodeId {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "n{}", self.0)
-    }
-}
+pub use iotdb_model::NodeId;
 
 /// A timer a node names itself (`ELECTION`, `HEARTBEAT`, ...). Setting a timer that is
 /// armed re-arms it; a timer fires at most once per setting.

@@ -10,24 +10,7 @@
 
 use super::journal::JournalError;
 use super::model::{NodeId, RegionGroupId};
-
-/// IoTDB DATABASE_NOT_EXIST.
-pub const DATABASE_NOT_EXIST: i32 = 500;
-/// IoTDB DATABASE_ALREADY_EXISTS.
-pub const DATABASE_ALREADY_EXISTS: i32 = 501;
-/// IoTDB ILLEGAL_PATH.
-pub const ILLEGAL_PATH: i32 = 509;
-/// IoTDB DATABASE_CONFIG_ERROR.
-pub const DATABASE_CONFIG_ERROR: i32 = 525;
-/// IoTDB DATABASE_CONFLICT: nested databases.
-pub const DATABASE_CONFLICT: i32 = 529;
-/// IoTDB NO_ENOUGH_DATANODE.
-pub const NO_ENOUGH_DATANODE: i32 = 903;
-/// IoTDB EXECUTE_STATEMENT_ERROR, for refused requests without a more
-/// specific code.
-pub const EXECUTE_STATEMENT_ERROR: i32 = 301;
-/// IoTDB INTERNAL_SERVER_ERROR.
-pub const INTERNAL_SERVER_ERROR: i32 = 305;
+use iotdb_model::StatusCode;
 
 /// Everything the ConfigNode state machine can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
@@ -122,24 +105,24 @@ pub enum ConfigNodeError {
 
 impl ConfigNodeError {
     /// The IoTDB status code a client sees.
-    pub fn status_code(&self) -> i32 {
+    pub fn status_code(&self) -> StatusCode {
         match self {
-            ConfigNodeError::DatabaseAlreadyExists(_) => DATABASE_ALREADY_EXISTS,
-            ConfigNodeError::DatabaseConflict { .. } => DATABASE_CONFLICT,
-            ConfigNodeError::DatabaseNotExist(_) => DATABASE_NOT_EXIST,
-            ConfigNodeError::IllegalPath { .. } => ILLEGAL_PATH,
-            ConfigNodeError::DatabaseConfig { .. } => DATABASE_CONFIG_ERROR,
-            ConfigNodeError::NotEnoughDataNodes { .. } => NO_ENOUGH_DATANODE,
+            ConfigNodeError::DatabaseAlreadyExists(_) => StatusCode::DATABASE_ALREADY_EXISTS,
+            ConfigNodeError::DatabaseConflict { .. } => StatusCode::DATABASE_CONFLICT,
+            ConfigNodeError::DatabaseNotExist(_) => StatusCode::DATABASE_NOT_EXIST,
+            ConfigNodeError::IllegalPath { .. } => StatusCode::ILLEGAL_PATH,
+            ConfigNodeError::DatabaseConfig { .. } => StatusCode::DATABASE_CONFIG_ERROR,
+            ConfigNodeError::NotEnoughDataNodes { .. } => StatusCode::NO_ENOUGH_DATANODE,
             ConfigNodeError::NodeNotFound(_)
             | ConfigNodeError::NodeRefused { .. }
             | ConfigNodeError::SeriesSlotOutOfRange { .. }
             | ConfigNodeError::RegionGroupNotFound(_)
             | ConfigNodeError::DatabaseBeingDeleted(_)
-            | ConfigNodeError::SettingsChanged { .. } => EXECUTE_STATEMENT_ERROR,
+            | ConfigNodeError::SettingsChanged { .. } => StatusCode::EXECUTE_STATEMENT_ERROR,
             ConfigNodeError::InvalidCommand(_)
             | ConfigNodeError::Journal(_)
             | ConfigNodeError::Store(_)
-            | ConfigNodeError::Killed(_) => INTERNAL_SERVER_ERROR,
+            | ConfigNodeError::Killed(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -41,11 +41,7 @@ mod sim_tests;
 mod tests;
 
 pub use api::{ConfigRequest, ConfigResponse, ShowRequest};
-pub use error::{
-    ConfigNodeError, DATABASE_ALREADY_EXISTS, DATABASE_CONFIG_ERROR, DATABASE_CONFLICT,
-    DATABASE_NOT_EXIST, EXECUTE_STATEMENT_ERROR, ILLEGAL_PATH, INTERNAL_SERVER_ERROR,
-    NO_ENOUGH_DATANODE, Result,
-};
+pub use error::{ConfigNodeError, Result};
 pub use model::{
     ClusterSettings, ConfigNodeInfo, ConfigNodeSpec, DEFAULT_DATABASE_LEVEL, DataNodeInfo,
     DataNodeSpec, DatabaseSettings, NodeId, NodeStatus, REGION_GROUPS_PER_DATABASE_MAX,

@@ -5,14 +5,8 @@
 //! copies of them travel inside a [`super::RouteSnapshot`].
 
 use serde::{Deserialize, Serialize};
-use std::fmt;
 
-/// A node id. ConfigNodes and DataNodes draw from one sequence, starting at
-/// 0, as `SHOW CLUSTER` shows.
-pub type NodeId = u32;
-
-/// A core (shard) index on a DataNode, `0..shard_count`.
-pub type ShardId = u32;
+pub use iotdb_model::{NodeId, RegionGroupId, ShardId};
 
 /// IoTDB's default number of series slots per database.
 pub const SERIES_SLOT_NUM_DEFAULT: u32 = 1000;
@@ -28,18 +22,6 @@ pub const REPLICATION_FACTOR_MAX: u32 = 9;
 pub const REGION_GROUPS_PER_DATABASE_MAX: u32 = 4096;
 /// Largest number of shards (cores) a DataNode may declare.
 pub const SHARDS_PER_DATA_NODE_MAX: u32 = 1024;
-
-/// A region group id. One sequence, starting at 0, covers schema and data
-/// region groups (IoTDB numbers them this way in `SHOW REGIONS`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct RegionGroupId(pub u32);
-
-impl fmt::Display for RegionGroupId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 /// Whether a region group holds schema or data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -76,7 +76,7 @@ impl ClusterLoad {
                 };
                 let same_kind = group.kind == kind;
                 let leader = same_kind && group.leader == replica.data_node_id;
-                for load in [node, &mut shards[replica.shard as usize]] {
+                for load in [node, &mut shards[replica.shard.index()]] {
                     load.all_regions += 1;
                     load.regions += u64::from(same_kind);
                     load.leaders += u64::from(leader);
@@ -91,7 +91,7 @@ impl ClusterLoad {
             .nodes
             .get_mut(&replica.data_node_id)
             .expect("placed on a known node");
-        for load in [node, &mut shards[replica.shard as usize]] {
+        for load in [node, &mut shards[replica.shard.index()]] {
             load.all_regions += 1;
             load.regions += 1;
             load.leaders += u64::from(leader);
@@ -216,7 +216,7 @@ fn choose_shard(shards: &[Load], leader: bool) -> ShardId {
         })
         .map(|(index, _)| index)
         .expect("a DataNode has at least one shard");
-    best as ShardId
+    ShardId(u16::try_from(best).expect("a DataNode has at most SHARDS_PER_DATA_NODE_MAX shards"))
 }
 
 /// How many region groups of `kind` the database should have now.

@@ -67,7 +67,7 @@ struct NodeModel {
     /// Acknowledged partition assignments: (database, series slot, time slot) → group.
     assignments: BTreeMap<(String, u32, i64), RegionGroupId>,
     next_region_id: u32,
-    next_node_id: NodeId,
+    next_node_id: u32,
 }
 
 #[derive(Debug, Default)]
@@ -130,7 +130,7 @@ impl Model {
         let model = &mut self.nodes[node.0 as usize];
         model.acknowledged_version = state.version();
         model.next_region_id = state.next_region_id();
-        model.next_node_id = state.next_node_id();
+        model.next_node_id = state.next_node_id().0;
         for database in state.databases().values() {
             for (slot, times) in &database.data_partitions {
                 for (time, group) in times {
@@ -154,7 +154,7 @@ impl Model {
             ));
         }
         if state.next_region_id() < model.next_region_id
-            || state.next_node_id() < model.next_node_id
+            || state.next_node_id().0 < model.next_node_id
         {
             violations.push(format!(
                 "{node}: an id sequence went back: regions {} < {} or nodes {} < {}",

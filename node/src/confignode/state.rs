@@ -282,7 +282,7 @@ impl ConfigState {
         ConfigState {
             settings,
             version: 0,
-            next_node_id: 0,
+            next_node_id: NodeId(0),
             next_region_id: 0,
             next_procedure_id: 0,
             procedures: BTreeMap::new(),
@@ -421,7 +421,7 @@ impl ConfigState {
                     .values()
                     .flat_map(|group| &group.replicas)
                     .filter(|replica| replica.data_node_id == *node_id)
-                    .any(|replica| replica.shard >= spec.shard_count);
+                    .any(|replica| u32::from(replica.shard.0) >= spec.shard_count);
                 if shard_used {
                     return Err(ConfigNodeError::NodeRefused {
                         node_id: *node_id,
@@ -608,7 +608,9 @@ impl ConfigState {
                     .data_nodes
                     .get(&replica.data_node_id)
                     .ok_or(ConfigNodeError::NodeNotFound(replica.data_node_id))?;
-                if replica.shard >= node.spec.shard_count || !nodes.insert(replica.data_node_id) {
+                if u32::from(replica.shard.0) >= node.spec.shard_count
+                    || !nodes.insert(replica.data_node_id)
+                {
                     return Err(invalid(format!(
                         "region group {} has a bad or duplicate replica {replica:?}",
                         group.id
@@ -747,7 +749,7 @@ impl ConfigState {
 
     fn take_node_id(&mut self, node_id: NodeId) {
         if node_id == self.next_node_id {
-            self.next_node_id += 1;
+            self.next_node_id = NodeId(node_id.0 + 1);
         }
     }
 }
@@ -827,7 +829,7 @@ mod tests {
         assert!(database_of("sg.d1").is_err());
         assert_eq!(
             database_of("x.d").unwrap_err().status_code(),
-            super::super::error::ILLEGAL_PATH
+            iotdb_model::StatusCode::ILLEGAL_PATH
         );
     }
 

@@ -4,6 +4,7 @@
 use super::*;
 use crate::confignode::procedure::NoEffects;
 use crate::sql::{DatabaseAttributes, PathNode, PathPattern, RegionKind, Ttl};
+use iotdb_model::StatusCode;
 use proptest::prelude::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -64,12 +65,15 @@ fn column(table: &Table, name: &str) -> Vec<Option<String>> {
 fn standalone_cluster_lifecycle() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = open(dir.path());
-    assert_eq!(node.register_config_node(config_node(1)).unwrap(), 0);
-    node.set_leader(Some(0));
-    assert_eq!(node.register_data_node(data_node(1, 4)).unwrap(), 1);
+    assert_eq!(
+        node.register_config_node(config_node(1)).unwrap(),
+        NodeId(0)
+    );
+    node.set_leader(Some(NodeId(0)));
+    assert_eq!(node.register_data_node(data_node(1, 4)).unwrap(), NodeId(1));
     // Re-registering the same node keeps its id and changes nothing.
     let version = node.version();
-    assert_eq!(node.register_data_node(data_node(1, 4)).unwrap(), 1);
+    assert_eq!(node.register_data_node(data_node(1, 4)).unwrap(), NodeId(1));
     assert_eq!(node.version(), version);
 
     node.create_database("root.sg", &DatabaseAttributes::default())
@@ -77,19 +81,22 @@ fn standalone_cluster_lifecycle() {
     let error = node
         .create_database("root.sg", &DatabaseAttributes::default())
         .unwrap_err();
-    assert_eq!(error.status_code(), DATABASE_ALREADY_EXISTS);
+    assert_eq!(error.status_code(), StatusCode::DATABASE_ALREADY_EXISTS);
     for nested in ["root.sg.a", "root"] {
         let error = node
             .create_database(nested, &DatabaseAttributes::default())
             .unwrap_err();
-        assert!(error.status_code() == DATABASE_CONFLICT || error.status_code() == ILLEGAL_PATH);
+        assert!(
+            error.status_code() == StatusCode::DATABASE_CONFLICT
+                || error.status_code() == StatusCode::ILLEGAL_PATH
+        );
     }
     node.create_database("root.sgx", &DatabaseAttributes::default())
         .unwrap();
     let error = node
         .create_database("root.sgx.inner", &DatabaseAttributes::default())
         .unwrap_err();
-    assert_eq!(error.status_code(), DATABASE_CONFLICT);
+    assert_eq!(error.status_code(), StatusCode::DATABASE_CONFLICT);
 
     // Schema first (region 0), then data: AUTO gives 4 cores / RF 1 groups.
     let (schema_group, changed) = node.get_or_create_schema_partition("root.sg", 2).unwrap();
@@ -110,7 +117,7 @@ fn standalone_cluster_lifecycle() {
         (data_group, false)
     );
     // Four region groups land on four distinct shards of the one DataNode.
-    let shards: std::collections::BTreeSet<u32> = node
+    let shards: std::collections::BTreeSet<ShardId> = node
         .state()
         .region_groups()
         .values()
@@ -130,7 +137,7 @@ fn standalone_cluster_lifecycle() {
         "root.sg"
     );
     let (leader, endpoint) = snapshot.leader(data_group).unwrap();
-    assert_eq!((leader.data_node_id, endpoint.rpc_port), (1, 6667));
+    assert_eq!((leader.data_node_id, endpoint.rpc_port), (NodeId(1), 6667));
 
     let cluster = node.show_cluster(false);
     assert_eq!(
@@ -268,7 +275,7 @@ fn databases_settings_ttl_delete_and_auto_creation() {
             },
         )
         .unwrap_err();
-    assert_eq!(error.status_code(), DATABASE_CONFIG_ERROR);
+    assert_eq!(error.status_code(), StatusCode::DATABASE_CONFIG_ERROR);
     node.set_ttl("root.a", None).unwrap();
     assert!(node.show_all_ttl().rows.is_empty());
 
@@ -280,7 +287,7 @@ fn databases_settings_ttl_delete_and_auto_creation() {
         node.create_database("root.b", &bad)
             .unwrap_err()
             .status_code(),
-        DATABASE_CONFIG_ERROR
+        StatusCode::DATABASE_CONFIG_ERROR
     );
     // Replication factor 2 with one DataNode cannot place replicas.
     let two = DatabaseAttributes {
@@ -291,7 +298,7 @@ fn databases_settings_ttl_delete_and_auto_creation() {
     let error = node
         .get_or_create_data_partition("root.b", 0, 0)
         .unwrap_err();
-    assert_eq!(error.status_code(), NO_ENOUGH_DATANODE);
+    assert_eq!(error.status_code(), StatusCode::NO_ENOUGH_DATANODE);
 
     assert_eq!(
         node.ensure_database_of_device("root.a.d1").unwrap(),
@@ -312,7 +319,7 @@ fn databases_settings_ttl_delete_and_auto_creation() {
         node.delete_databases(&[pattern("root.zz")], &mut NoEffects)
             .unwrap_err()
             .status_code(),
-        DATABASE_NOT_EXIST
+        StatusCode::DATABASE_NOT_EXIST
     );
     // Region ids keep counting after a delete.
     node.get_or_create_data_partition("root.c", 0, 0).unwrap();
@@ -369,13 +376,13 @@ fn leaders_fail_over_and_nodes_with_replicas_are_not_removed() {
 fn replica_loads(
     state: &ConfigState,
     kind: RegionGroupKind,
-) -> (BTreeMap<NodeId, u64>, BTreeMap<(NodeId, u32), u64>) {
+) -> (BTreeMap<NodeId, u64>, BTreeMap<(NodeId, ShardId), u64>) {
     let mut per_node: BTreeMap<NodeId, u64> = BTreeMap::new();
-    let mut per_shard: BTreeMap<(NodeId, u32), u64> = BTreeMap::new();
+    let mut per_shard: BTreeMap<(NodeId, ShardId), u64> = BTreeMap::new();
     for node in state.data_nodes().values() {
         per_node.insert(node.node_id, 0);
         for shard in 0..node.spec.shard_count {
-            per_shard.insert((node.node_id, shard), 0);
+            per_shard.insert((node.node_id, ShardId(shard as u16)), 0);
         }
     }
     for group in state
@@ -511,8 +518,8 @@ proptest! {
                 1 => node.create_database(&database, &DatabaseAttributes::default()),
                 2 | 3 => node.get_or_create_data_partition(&database, slot, time_slot).map(drop),
                 4 => node.get_or_create_schema_partition(&database, slot).map(drop),
-                5 => node.set_node_status(slot % 5, NodeStatus::Unknown),
-                6 => node.set_node_status(slot % 5, NodeStatus::Running),
+                5 => node.set_node_status(NodeId(slot % 5), NodeStatus::Unknown),
+                6 => node.set_node_status(NodeId(slot % 5), NodeStatus::Running),
                 _ => node.delete_database(&database, &mut NoEffects),
             };
         }
@@ -583,7 +590,7 @@ fn damaged_journal_is_a_typed_error() {
         error,
         ConfigNodeError::Journal(journal::JournalError::Corrupt { .. })
     ));
-    assert_eq!(error.status_code(), INTERNAL_SERVER_ERROR);
+    assert_eq!(error.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
 }
 
 #[test]
@@ -596,7 +603,10 @@ fn refused_commands_change_nothing() {
             .is_ok()
     );
     assert!(node.get_or_create_data_partition("root.x", 0, 0).is_err());
-    assert!(node.set_node_status(9, NodeStatus::Unknown).is_err());
+    assert!(
+        node.set_node_status(NodeId(9), NodeStatus::Unknown)
+            .is_err()
+    );
     assert!(node.delete_database("root.none", &mut NoEffects).is_err());
     assert_eq!(node.version(), version + 1);
     assert_eq!(node.route_snapshot().version, version + 1);
@@ -738,4 +748,22 @@ fn node_status_and_leader_failover_are_one_command() {
     let new_leader = node.state().region_groups()[&groups[0]].leader;
     assert_ne!(new_leader, leader);
     assert!(nodes.contains(&new_leader));
+}
+
+/// Journals written while node ids and shards were bare integers still read: the typed ids
+/// are `#[serde(transparent)]`, so the JSON is unchanged.
+#[test]
+fn typed_ids_keep_the_journal_json() {
+    let text = r#"{"data_node_id":3,"shard":2}"#;
+    let replica: RegionReplica = serde_json::from_str(text).unwrap();
+    assert_eq!(
+        replica,
+        RegionReplica {
+            data_node_id: NodeId(3),
+            shard: ShardId(2),
+        }
+    );
+    assert_eq!(serde_json::to_string(&replica).unwrap(), text);
+    let leaders: BTreeMap<RegionGroupId, NodeId> = serde_json::from_str(r#"{"7":3}"#).unwrap();
+    assert_eq!(leaders, BTreeMap::from([(RegionGroupId(7), NodeId(3))]));
 }

@@ -257,7 +257,7 @@ pub fn show_regions(
         let mut replicas = group.replicas.clone();
         replicas.sort_by_key(|replica| replica.data_node_id);
         for replica in replicas {
-            if !filter.node_ids.is_empty() && !filter.node_ids.contains(&replica.data_node_id) {
+            if !filter.node_ids.is_empty() && !filter.node_ids.contains(&replica.data_node_id.0) {
                 continue;
             }
             let node = state.data_nodes().get(&replica.data_node_id);

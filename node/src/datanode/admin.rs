@@ -28,8 +28,8 @@ fn all() -> PathPattern {
     PathPattern::new(vec![PathNode::Name("root".into()), PathNode::MultiLevel])
 }
 
-fn status(code: i32, message: impl Into<String>) -> Status {
-    Status::new(StatusCode(code), message)
+fn status(code: StatusCode, message: impl Into<String>) -> Status {
+    Status::new(code, message)
 }
 
 /// Executes `statement`; data statements (INSERT, SELECT, DELETE FROM, FLUSH) are served by
@@ -79,10 +79,10 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
             let measurement = path
                 .last()
                 .map(str::to_string)
-                .ok_or_else(|| status(509, "empty path"))?;
+                .ok_or_else(|| status(StatusCode::ILLEGAL_PATH, "empty path"))?;
             let device = path
                 .parent()
-                .ok_or_else(|| status(509, format!("{path} has no device")))?
+                .ok_or_else(|| status(StatusCode::ILLEGAL_PATH, format!("{path} has no device")))?
                 .to_string();
             engine_type(spec.data_type)?;
             let schema = MeasurementSchema::from_spec(&spec).map_err(schema_status)?;
@@ -92,7 +92,7 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
                 .map_err(schema_status)?;
             if !created {
                 return Err(status(
-                    crate::schema::TIMESERIES_ALREADY_EXIST,
+                    StatusCode::TIMESERIES_ALREADY_EXIST,
                     format!("timeseries {path} already exists"),
                 ));
             }
@@ -205,7 +205,7 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
             if deleted == 0 {
                 let shown: Vec<String> = patterns.iter().map(ToString::to_string).collect();
                 return Err(status(
-                    508,
+                    StatusCode::PATH_NOT_EXIST,
                     format!("path {} does not exist", shown.join(", ")),
                 ));
             }
@@ -312,7 +312,7 @@ fn database_name(path: &PathPattern) -> Result<String, Status> {
     let name = text.strip_suffix(".**").unwrap_or(&text).to_string();
     if name.contains('*') {
         return Err(status(
-            StatusCode::ILLEGAL_PARAMETER.0,
+            StatusCode::ILLEGAL_PARAMETER,
             format!("TTL is set per database in this server: {text} is not a database path"),
         ));
     }

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use anyhow::Context;
+use iotdb_model::NodeId;
 use iotdb_net::{DataPartitionEntry, ResultSet, RouteTable, Status, StatusCode};
 use iotdb_storage::DataType;
 
@@ -85,8 +86,8 @@ pub enum ControlAnswer {
 pub struct ControlPlane {
     config: ServerConfig,
     config_node: ConfigNode,
-    config_node_id: u32,
-    data_node_id: u32,
+    config_node_id: NodeId,
+    data_node_id: NodeId,
     /// Schema region group → its replica (all on the control thread).
     schemas: HashMap<u32, SchemaRegion>,
     resolved: Vec<crate::sql::DataType>,
@@ -99,17 +100,17 @@ pub struct ControlPlane {
 
 /// The status a client sees for a ConfigNode error (its IoTDB code).
 pub(super) fn config_status(e: ConfigNodeError) -> Status {
-    Status::new(StatusCode(e.status_code()), e.to_string())
+    Status::new(e.status_code(), e.to_string())
 }
 
 /// The status a client sees for a schema error (its IoTDB code).
 pub(super) fn schema_status(e: SchemaError) -> Status {
-    Status::new(StatusCode(e.status_code()), e.to_string())
+    Status::new(e.status_code(), e.to_string())
 }
 
 /// The engine type of a schema type; the engine stores the six IoTDB 1.x types.
 pub fn engine_type(t: sql::DataType) -> Result<DataType, Status> {
-    DataType::from_name(t.as_str()).ok_or_else(|| {
+    t.stored().ok_or_else(|| {
         Status::new(
             StatusCode::UNSUPPORTED_OPERATION,
             format!(
@@ -121,9 +122,7 @@ pub fn engine_type(t: sql::DataType) -> Result<DataType, Status> {
 }
 
 fn schema_type(t: DataType) -> sql::DataType {
-    t.name()
-        .parse()
-        .expect("every engine type is a schema type")
+    sql::DataType::from(t)
 }
 
 impl ControlPlane {
@@ -303,11 +302,11 @@ impl ControlPlane {
         self.config_node.route_snapshot()
     }
 
-    pub fn data_node_id(&self) -> u32 {
+    pub fn data_node_id(&self) -> NodeId {
         self.data_node_id
     }
 
-    pub fn config_node_id(&self) -> u32 {
+    pub fn config_node_id(&self) -> NodeId {
         self.config_node_id
     }
 
@@ -637,7 +636,11 @@ pub fn table_result(table: Table) -> ResultSet {
 }
 
 /// The wire route table of a ConfigNode snapshot.
-pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32, shard_count: usize) -> RouteView {
+pub fn route_view_of(
+    snapshot: &RouteSnapshot,
+    data_node_id: NodeId,
+    shard_count: usize,
+) -> RouteView {
     let databases = snapshot
         .databases
         .iter()
@@ -676,9 +679,9 @@ pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32, shard_count: u
                         .map(|n| format!("{}:{}", n.rpc_address, n.rpc_port))
                         .unwrap_or_default();
                     iotdb_net::ReplicaRoute {
-                        data_node_id: r.data_node_id,
+                        data_node_id: r.data_node_id.0,
                         rpc_endpoint: endpoint,
-                        shard_id: r.shard,
+                        shard_id: u32::from(r.shard.0),
                         is_leader: r.role == Role::Leader,
                     }
                 })
@@ -697,5 +700,5 @@ pub fn route_view_of(snapshot: &RouteSnapshot, data_node_id: u32, shard_count: u
             )
         })
         .collect();
-    RouteView::new(table, data_node_id, shard_count, ttls)
+    RouteView::new(table, data_node_id.0, shard_count, ttls)
 }

@@ -9,19 +9,6 @@ use iotdb_net::{Status, StatusCode, TabletView, TypedColumn, WireColumn};
 use iotdb_storage as storage;
 use storage::{StorageError, Values};
 
-/// IoTDB's DATA_TYPE_MISMATCH (614), the one code for a type conflict wherever it is found.
-pub const DATA_TYPE_MISMATCH: StatusCode = StatusCode(crate::schema::DATA_TYPE_MISMATCH);
-
-pub fn to_storage_type(data_type: iotdb_net::DataType) -> storage::DataType {
-    storage::DataType::from_code(data_type as u8)
-        .expect("wire and storage share IoTDB's type codes")
-}
-
-pub fn to_wire_type(data_type: storage::DataType) -> iotdb_net::DataType {
-    iotdb_net::DataType::from_code(data_type.code())
-        .expect("wire and storage share IoTDB's type codes")
-}
-
 /// The engine tablet of a wire tablet: one copy per fixed-width column; TEXT cells share
 /// the frame's bytes.
 pub fn to_storage_tablet(view: &TabletView, device: &Arc<str>) -> storage::Tablet {
@@ -108,7 +95,7 @@ pub fn empty_column(name: String, data_type: storage::DataType, rows: usize) -> 
 /// The status a client sees for an engine error.
 pub fn status_of(error: &StorageError) -> Status {
     let code = match error {
-        StorageError::TypeMismatch { .. } => DATA_TYPE_MISMATCH,
+        StorageError::TypeMismatch { .. } => StatusCode::DATA_TYPE_MISMATCH,
         StorageError::Overloaded { .. } => StatusCode::WRITE_PROCESS_REJECT,
         StorageError::ReadOnly(_) => StatusCode::SYSTEM_READ_ONLY,
         StorageError::InvalidTablet(_) | StorageError::InvalidArgument(_) => {

@@ -31,7 +31,7 @@ use iotdb_runtime::ShardId;
 use iotdb_storage::{DataType, SeriesKey};
 
 use super::control::{ControlAnswer, ControlRequest};
-use super::convert::{self, DATA_TYPE_MISMATCH};
+use super::convert;
 use super::write::PartialFailure;
 use super::{Message, Shard};
 use crate::sql::{
@@ -190,7 +190,7 @@ impl Shard {
             .measurements
             .iter()
             .zip(&types)
-            .map(|(m, t)| (m.as_str(), convert::to_wire_type(*t)))
+            .map(|(m, t)| (m.as_str(), *t))
             .collect();
         let mut tablet = WireTablet::new(device.clone(), &schema);
         tablet.is_aligned = insert.aligned;
@@ -205,7 +205,7 @@ impl Shard {
                     Ok(cell) => cells.push(cell),
                     Err(found) => {
                         let status = Status::new(
-                            DATA_TYPE_MISMATCH,
+                            StatusCode::DATA_TYPE_MISMATCH,
                             format!(
                                 "data type of {device}.{name} is {}, but the value {found} was given",
                                 data_type.name()

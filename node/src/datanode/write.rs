@@ -11,7 +11,7 @@ use iotdb_runtime::ShardId;
 use iotdb_storage::{self as storage, DataType};
 
 use super::control::{ControlAnswer, ControlRequest};
-use super::convert::{self, DATA_TYPE_MISMATCH};
+use super::convert;
 use super::{Message, Shard};
 
 /// A tablet on its way to a region: the received view, or (split across time partitions)
@@ -140,7 +140,7 @@ impl Shard {
         let mut missing = Vec::new();
         let mut failures = Vec::new();
         for (column, known) in view.columns().zip(&cached) {
-            let actual = convert::to_storage_type(column.data_type());
+            let actual = column.data_type();
             match known {
                 Some(expected) if *expected != actual => {
                     let status = mismatch(device, column.measurement(), *expected, actual);
@@ -320,7 +320,7 @@ impl PartialFailure {
 
 fn mismatch(device: &str, measurement: &str, expected: DataType, actual: DataType) -> Status {
     Status::new(
-        DATA_TYPE_MISMATCH,
+        StatusCode::DATA_TYPE_MISMATCH,
         format!("data type of {device}.{measurement} is {expected}, not {actual}"),
     )
 }

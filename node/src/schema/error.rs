@@ -5,17 +5,7 @@
 
 use crate::confignode::journal::JournalError;
 use crate::sql::DataType;
-
-/// IoTDB TIMESERIES_ALREADY_EXIST.
-pub const TIMESERIES_ALREADY_EXIST: i32 = 503;
-/// IoTDB METADATA_ERROR.
-pub const METADATA_ERROR: i32 = 507;
-/// IoTDB ILLEGAL_PATH.
-pub const ILLEGAL_PATH: i32 = 509;
-/// IoTDB DATA_TYPE_MISMATCH.
-pub const DATA_TYPE_MISMATCH: i32 = 614;
-/// IoTDB INTERNAL_SERVER_ERROR.
-pub const INTERNAL_SERVER_ERROR: i32 = 305;
+use iotdb_model::StatusCode;
 
 /// Everything a SchemaRegion can refuse or fail at.
 #[derive(Debug, thiserror::Error)]
@@ -67,13 +57,15 @@ pub enum SchemaError {
 
 impl SchemaError {
     /// The IoTDB status code a client sees.
-    pub fn status_code(&self) -> i32 {
+    pub fn status_code(&self) -> StatusCode {
         match self {
-            SchemaError::TypeMismatch { .. } => DATA_TYPE_MISMATCH,
-            SchemaError::AlreadyExists { .. } => TIMESERIES_ALREADY_EXIST,
-            SchemaError::AlignedMismatch { .. } | SchemaError::InvalidRequest(_) => METADATA_ERROR,
-            SchemaError::IllegalPath { .. } => ILLEGAL_PATH,
-            SchemaError::Corrupt(_) | SchemaError::Journal(_) => INTERNAL_SERVER_ERROR,
+            SchemaError::TypeMismatch { .. } => StatusCode::DATA_TYPE_MISMATCH,
+            SchemaError::AlreadyExists { .. } => StatusCode::TIMESERIES_ALREADY_EXIST,
+            SchemaError::AlignedMismatch { .. } | SchemaError::InvalidRequest(_) => {
+                StatusCode::METADATA_ERROR
+            }
+            SchemaError::IllegalPath { .. } => StatusCode::ILLEGAL_PATH,
+            SchemaError::Corrupt(_) | SchemaError::Journal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 }

@@ -18,10 +18,7 @@ mod region;
 #[cfg(test)]
 mod tests;
 
-pub use error::{
-    DATA_TYPE_MISMATCH, ILLEGAL_PATH, INTERNAL_SERVER_ERROR, METADATA_ERROR, Result, SchemaError,
-    TIMESERIES_ALREADY_EXIST,
-};
+pub use error::{Result, SchemaError};
 pub use region::{
     DeviceEntry, LOG_RECORDS_PER_SNAPSHOT, MEASUREMENT_NAME_BYTES_MAX,
     MEASUREMENTS_PER_REQUEST_MAX, MeasurementSchema, SchemaCommand, SchemaRegion, StoredSchema,

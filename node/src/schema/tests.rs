@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::sql::{DataType, PathNode, PathPattern};
+use iotdb_model::StatusCode;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 
@@ -52,7 +53,7 @@ fn auto_create_is_all_or_nothing_and_typed() {
             &mut types,
         )
         .unwrap_err();
-    assert_eq!(error.status_code(), DATA_TYPE_MISMATCH);
+    assert_eq!(error.status_code(), StatusCode::DATA_TYPE_MISMATCH);
     assert!(error.to_string().contains("root.sg.d1.s2"));
     assert!(region.measurement("root.sg.d1", "s3").is_none());
     assert!(types.is_empty());
@@ -104,7 +105,7 @@ fn auto_create_is_all_or_nothing_and_typed() {
             &mut types,
         )
         .unwrap_err();
-    assert_eq!(error.status_code(), ILLEGAL_PATH);
+    assert_eq!(error.status_code(), StatusCode::ILLEGAL_PATH);
     let error = region
         .get_or_create_measurements(
             "root.sg.d2",
@@ -176,13 +177,13 @@ fn create_show_count_delete() {
             MeasurementSchema::with_defaults(DataType::Int32),
         )
         .unwrap_err();
-    assert_eq!(error.status_code(), DATA_TYPE_MISMATCH);
+    assert_eq!(error.status_code(), StatusCode::DATA_TYPE_MISMATCH);
     let mut plain = double;
     plain.encoding = crate::sql::Encoding::Plain;
     let error = region
         .create_timeseries("root.sg.d1", "s1", plain)
         .unwrap_err();
-    assert_eq!(error.status_code(), TIMESERIES_ALREADY_EXIST);
+    assert_eq!(error.status_code(), StatusCode::TIMESERIES_ALREADY_EXIST);
     let mut bad = MeasurementSchema::with_defaults(DataType::Text);
     bad.encoding = crate::sql::Encoding::Gorilla;
     assert!(matches!(

@@ -259,6 +259,37 @@ keyword_enum! {
     }
 }
 
+impl DataType {
+    /// The shared model's type for this SQL type name, or `None` for the IoTDB 1.3 types
+    /// the engine does not store (TIMESTAMP, DATE, BLOB, STRING).
+    pub fn stored(self) -> Option<iotdb_model::DataType> {
+        use iotdb_model::DataType as Stored;
+        match self {
+            DataType::Boolean => Some(Stored::Boolean),
+            DataType::Int32 => Some(Stored::Int32),
+            DataType::Int64 => Some(Stored::Int64),
+            DataType::Float => Some(Stored::Float),
+            DataType::Double => Some(Stored::Double),
+            DataType::Text => Some(Stored::Text),
+            DataType::Timestamp | DataType::Date | DataType::Blob | DataType::String => None,
+        }
+    }
+}
+
+impl From<iotdb_model::DataType> for DataType {
+    fn from(data_type: iotdb_model::DataType) -> DataType {
+        use iotdb_model::DataType as Stored;
+        match data_type {
+            Stored::Boolean => DataType::Boolean,
+            Stored::Int32 => DataType::Int32,
+            Stored::Int64 => DataType::Int64,
+            Stored::Float => DataType::Float,
+            Stored::Double => DataType::Double,
+            Stored::Text => DataType::Text,
+        }
+    }
+}
+
 keyword_enum! {
     /// IoTDB encodings (IOTDB_FACTS §5).
     Encoding {
@@ -620,6 +651,16 @@ mod tests {
         assert_eq!("lz4".parse(), Ok(Compressor::Lz4));
         assert_eq!("nope".parse::<DataType>(), Err(()));
         assert_eq!(DataType::Int64.to_string(), "INT64");
+    }
+
+    #[test]
+    fn stored_types_keep_their_names() {
+        for data_type in iotdb_model::DataType::ALL {
+            let sql = DataType::from(data_type);
+            assert_eq!(sql.as_str(), data_type.name());
+            assert_eq!(sql.stored(), Some(data_type));
+        }
+        assert_eq!(DataType::String.stored(), None);
     }
 
     #[test]

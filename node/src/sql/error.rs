@@ -5,12 +5,11 @@
 //! As in ANTLR, the line is 1-based and the column is the 0-based character
 //! (not byte) index within that line; the byte offset into the statement is
 //! kept as well for programmatic use. IoTDB answers such errors with status
-//! code 700 (`SQL_PARSE_ERROR`), exposed here as [`SQL_PARSE_ERROR_STATUS`].
+//! code 700 ([`StatusCode::SQL_PARSE_ERROR`]).
 
 use std::fmt;
 
-/// IoTDB's status code for a statement that does not parse.
-pub const SQL_PARSE_ERROR_STATUS: i32 = 700;
+use iotdb_model::StatusCode;
 
 /// What went wrong while lexing or parsing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,8 +92,8 @@ impl ParseError {
     }
 
     /// IoTDB's status code for this error (always 700).
-    pub fn status_code(&self) -> i32 {
-        SQL_PARSE_ERROR_STATUS
+    pub fn status_code(&self) -> StatusCode {
+        StatusCode::SQL_PARSE_ERROR
     }
 }
 
@@ -117,7 +116,7 @@ mod tests {
             error.to_string(),
             "line 1:14 mismatched input 'FORM' expecting FROM"
         );
-        assert_eq!(error.status_code(), 700);
+        assert_eq!(error.status_code().code(), 700);
     }
 
     #[test]

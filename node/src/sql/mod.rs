@@ -41,7 +41,7 @@ pub use ast::{
     Fill, GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection,
     RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder, TimeRange, Ttl,
 };
-pub use error::{ParseError, ParseErrorKind, SQL_PARSE_ERROR_STATUS};
+pub use error::{ParseError, ParseErrorKind};
 pub use expr::{ArithmeticOp, CompareOp, Expr, split_time_filter};
 pub use lexer::STATEMENT_LEN_MAX;
 pub use parser::{NESTING_DEPTH_MAX, parse, parse_script};

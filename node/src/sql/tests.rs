@@ -727,7 +727,7 @@ fn select_errors() {
         "line 1:14 mismatched input 'FORM' expecting FROM"
     );
     assert_eq!((error.offset, error.line, error.column), (14, 1, 14));
-    assert_eq!(error.status_code(), 700);
+    assert_eq!(error.status_code().code(), 700);
     assert!(
         err("SELECT s1, count(s1) FROM root.sg.d1")
             .to_string()

@@ -7,12 +7,13 @@
 //! whose type it fits (a number the numeric columns, an integer also the integer ones, a
 //! string the text columns, a boolean the boolean ones).
 
-use iotdb_net::{DataType as WireType, Value as WireValue};
+use iotdb_model::DataType;
+use iotdb_net::Value as WireValue;
 
 use crate::sql::{Fill, Literal};
 
 /// Fills the nulls of `rows` (time order, times in column 0) in columns `first..`.
-pub fn fill(fill: &Fill, types: &[WireType], rows: &mut [Vec<Option<WireValue>>], first: usize) {
+pub fn fill(fill: &Fill, types: &[DataType], rows: &mut [Vec<Option<WireValue>>], first: usize) {
     for column in first..types.len() {
         match fill {
             Fill::Previous => {
@@ -55,17 +56,17 @@ fn number(value: &WireValue) -> Option<f64> {
     }
 }
 
-fn of_type(data_type: WireType, v: f64) -> Option<WireValue> {
+fn of_type(data_type: DataType, v: f64) -> Option<WireValue> {
     Some(match data_type {
-        WireType::Int32 => WireValue::Int32(v as i32),
-        WireType::Int64 => WireValue::Int64(v as i64),
-        WireType::Float => WireValue::Float(v as f32),
-        WireType::Double => WireValue::Double(v),
+        DataType::Int32 => WireValue::Int32(v as i32),
+        DataType::Int64 => WireValue::Int64(v as i64),
+        DataType::Float => WireValue::Float(v as f32),
+        DataType::Double => WireValue::Double(v),
         _ => return None,
     })
 }
 
-fn linear(data_type: WireType, rows: &mut [Vec<Option<WireValue>>], column: usize) {
+fn linear(data_type: DataType, rows: &mut [Vec<Option<WireValue>>], column: usize) {
     let known: Vec<(usize, i64, f64)> = rows
         .iter()
         .enumerate()
@@ -86,14 +87,14 @@ fn linear(data_type: WireType, rows: &mut [Vec<Option<WireValue>>], column: usiz
     }
 }
 
-fn constant(literal: &Literal, data_type: WireType) -> Option<WireValue> {
+fn constant(literal: &Literal, data_type: DataType) -> Option<WireValue> {
     match (literal, data_type) {
-        (Literal::Integer(i), WireType::Int32) => i32::try_from(*i).ok().map(WireValue::Int32),
-        (Literal::Integer(i), WireType::Int64) => Some(WireValue::Int64(*i)),
+        (Literal::Integer(i), DataType::Int32) => i32::try_from(*i).ok().map(WireValue::Int32),
+        (Literal::Integer(i), DataType::Int64) => Some(WireValue::Int64(*i)),
         (Literal::Integer(i), t) => of_type(t, *i as f64),
-        (Literal::Float(f), WireType::Float | WireType::Double) => of_type(data_type, *f),
-        (Literal::Text(s), WireType::Text) => Some(WireValue::Text(bytes::Bytes::from(s.clone()))),
-        (Literal::Boolean(b), WireType::Boolean) => Some(WireValue::Boolean(*b)),
+        (Literal::Float(f), DataType::Float | DataType::Double) => of_type(data_type, *f),
+        (Literal::Text(s), DataType::Text) => Some(WireValue::Text(bytes::Bytes::from(s.clone()))),
+        (Literal::Boolean(b), DataType::Boolean) => Some(WireValue::Boolean(*b)),
         _ => None,
     }
 }
@@ -117,7 +118,7 @@ mod tests {
 
     #[test]
     fn previous_linear_and_constant() {
-        let types = [WireType::Int64, WireType::Double];
+        let types = [DataType::Int64, DataType::Double];
         let data = [
             (1, None),
             (2, Some(1.0)),

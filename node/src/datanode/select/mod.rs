@@ -16,7 +16,7 @@ mod fill;
 
 use std::rc::Rc;
 
-use iotdb_net::{DataType as WireType, ResultSet, SeriesSelection, Status, Value as WireValue};
+use iotdb_net::{ResultSet, SeriesSelection, Status, Value as WireValue};
 use iotdb_storage::{DataType, FilterCounters, PointColumn, SeriesKey, TimeRange, ValueFilter};
 
 pub use bind::{Bound, bind, push_down};
@@ -113,12 +113,10 @@ impl Shard {
                 &resolved,
             )
             .await?;
-        let mut result = ResultSet::new(&[("Time", WireType::Int64)]);
+        let mut result = ResultSet::new(&[("Time", DataType::Int64)]);
         for (name, column) in names.iter().zip(&outputs) {
             result.column_names.push(name.clone());
-            result
-                .column_types
-                .push(super::convert::to_wire_type(column.data_type));
+            result.column_types.push(column.data_type);
         }
         let mut rows: Vec<Vec<Option<WireValue>>> = rows
             .times
@@ -197,7 +195,7 @@ impl Shard {
         let measurements = series_window(measurements, select);
         // The filter's paths, resolved once for every device (one schema lookup per path).
         let resolved = self.resolve_filter_paths(select).await?;
-        let mut result = ResultSet::new(&[("Time", WireType::Int64), ("Device", WireType::Text)]);
+        let mut result = ResultSet::new(&[("Time", DataType::Int64), ("Device", DataType::Text)]);
         for (i, (measurement, data_type)) in measurements.iter().enumerate() {
             let alias = select
                 .aliases
@@ -207,9 +205,7 @@ impl Shard {
             result
                 .column_names
                 .push(alias.unwrap_or_else(|| measurement.clone()));
-            result
-                .column_types
-                .push(super::convert::to_wire_type(*data_type));
+            result.column_types.push(*data_type);
         }
         let mut rows = Vec::new();
         for (device, known) in &devices {

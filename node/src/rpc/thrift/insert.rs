@@ -33,7 +33,10 @@ fn malformed(what: impl Into<String>) -> Status {
 /// IoTDB's type code as a type this server stores; the others get a clear status.
 pub fn data_type(code: i32) -> Result<DataType, Status> {
     let name = match code {
-        0..=5 => return DataType::from_code(code as u8).map_err(|e| malformed(e.to_string())),
+        0..=5 => {
+            return DataType::from_code(code as u8)
+                .ok_or_else(|| malformed(format!("unknown type code {code}")));
+        }
         8 => "TIMESTAMP",
         9 => "DATE",
         10 => "BLOB",

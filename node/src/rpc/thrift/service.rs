@@ -49,9 +49,6 @@ pub const FETCH_SIZE_DEFAULT: usize = 5000;
 /// Largest page a client may ask for, so one answer stays well inside a frame.
 pub const FETCH_SIZE_MAX: usize = 100_000;
 
-/// IoTDB's status codes this module uses beyond the native ones.
-const MULTIPLE_ERROR: i32 = 302;
-
 /// The reply of one call, by result type.
 enum Reply {
     Status(TSStatus),
@@ -142,12 +139,12 @@ fn reply_kind(method: &str) -> Option<ReplyKind> {
 }
 
 fn success() -> TSStatus {
-    status(200, "")
+    status(StatusCode::SUCCESS_STATUS, "")
 }
 
-fn status(code: i32, message: &str) -> TSStatus {
+fn status(code: StatusCode, message: &str) -> TSStatus {
     TSStatus {
-        code,
+        code: code.code(),
         message: (!message.is_empty()).then(|| message.to_owned()),
         sub_status: None,
         redirect_node: None,
@@ -157,7 +154,7 @@ fn status(code: i32, message: &str) -> TSStatus {
 
 /// A native status as IoTDB's `TSStatus` (the codes are IoTDB's already).
 fn ts_status(error: &Status) -> TSStatus {
-    status(error.code.0, &error.message)
+    status(error.code, &error.message)
 }
 
 fn result_status(result: Result<(), Status>) -> TSStatus {
@@ -629,7 +626,7 @@ impl Connection {
                 return Ok(error_reply(
                     kind,
                     status(
-                        StatusCode::UNSUPPORTED_OPERATION.0,
+                        StatusCode::UNSUPPORTED_OPERATION,
                         &format!("{name} is not supported by this server"),
                     ),
                 ));
@@ -640,7 +637,7 @@ impl Connection {
 
     fn open_session(&mut self, request: TSOpenSessionReq) -> TSOpenSessionResp {
         let config = &self.shard.shared.config;
-        let refuse = |code: i32, message: &str| TSOpenSessionResp {
+        let refuse = |code: StatusCode, message: &str| TSOpenSessionResp {
             status: status(code, message),
             server_protocol_version: TSProtocolVersion::IOTDB_SERVICE_PROTOCOL_V3,
             session_id: None,
@@ -652,13 +649,13 @@ impl Connection {
             self.failed_logins += 1;
             tracing::warn!(user = %request.username, "thrift authentication failed");
             return refuse(
-                StatusCode::WRONG_LOGIN_PASSWORD.0,
+                StatusCode::WRONG_LOGIN_PASSWORD,
                 "Authentication failed: wrong user name or password",
             );
         }
         if request.client_protocol != TSProtocolVersion::IOTDB_SERVICE_PROTOCOL_V3 {
             return refuse(
-                StatusCode::INCOMPATIBLE_VERSION.0,
+                StatusCode::INCOMPATIBLE_VERSION,
                 &format!(
                     "client protocol version {} is not supported; this server speaks V3",
                     request.client_protocol.0
@@ -673,7 +670,7 @@ impl Connection {
             .unwrap_or("tree");
         if !dialect.eq_ignore_ascii_case("tree") {
             return refuse(
-                StatusCode::UNSUPPORTED_OPERATION.0,
+                StatusCode::UNSUPPORTED_OPERATION,
                 &format!(
                     "sql_dialect {dialect} is not supported: this server has the tree model only"
                 ),
@@ -783,7 +780,7 @@ impl Connection {
         let Some(index) = self.queries.iter().position(|q| q.id == request.query_id) else {
             return TSFetchResultsResp {
                 status: status(
-                    StatusCode::EXECUTE_STATEMENT_ERROR.0,
+                    StatusCode::EXECUTE_STATEMENT_ERROR,
                     &format!(
                         "query {} is not open on this connection (finished, closed, or \
                          dropped after {OPEN_QUERIES_MAX} newer queries)",
@@ -853,7 +850,7 @@ impl Connection {
     /// `{verb} p1, p2, ... {suffix}` over checked path patterns.
     async fn paths_statement(&self, verb: &str, paths: &[String], suffix: &str) -> TSStatus {
         if paths.is_empty() {
-            return status(StatusCode::ILLEGAL_PARAMETER.0, "no path given");
+            return status(StatusCode::ILLEGAL_PARAMETER, "no path given");
         }
         let checked: Result<Vec<&str>, Status> =
             paths.iter().map(|p| checked_path(p, true)).collect();
@@ -912,7 +909,7 @@ impl Connection {
             || request.compressors.len() != count
         {
             return status(
-                StatusCode::ILLEGAL_PARAMETER.0,
+                StatusCode::ILLEGAL_PARAMETER,
                 "paths, data types, encodings and compressors differ in length",
             );
         }
@@ -938,7 +935,7 @@ impl Connection {
             || request.compressors.len() != count
         {
             return status(
-                StatusCode::ILLEGAL_PARAMETER.0,
+                StatusCode::ILLEGAL_PARAMETER,
                 "measurements, data types, encodings and compressors differ in length",
             );
         }
@@ -1090,7 +1087,7 @@ fn not_logged_in(kind: ReplyKind) -> Option<Reply> {
     error_reply(
         kind,
         status(
-            StatusCode::NOT_LOGIN.0,
+            StatusCode::NOT_LOGIN,
             "Log in failed. Either you are not authorized or the session has timed out: \
              call openSession first",
         ),
@@ -1111,17 +1108,20 @@ fn redirect_hint() -> Option<TEndPoint> {
 /// One status for several: success if all succeeded, else IoTDB's 302 MULTIPLE_ERROR
 /// with every status as a sub-status.
 fn combine(statuses: Vec<TSStatus>) -> TSStatus {
-    if statuses.iter().all(|s| s.code == 200) {
+    if statuses
+        .iter()
+        .all(|s| s.code == StatusCode::SUCCESS_STATUS.code())
+    {
         return success();
     }
     let message = statuses
         .iter()
-        .filter(|s| s.code != 200)
+        .filter(|s| s.code != StatusCode::SUCCESS_STATUS.code())
         .filter_map(|s| s.message.clone())
         .collect::<Vec<_>>()
         .join("; ");
     TSStatus {
-        code: MULTIPLE_ERROR,
+        code: StatusCode::MULTIPLE_ERROR.code(),
         message: Some(message),
         sub_status: Some(statuses.into_iter().map(Box::new).collect()),
         redirect_node: None,
@@ -1141,7 +1141,7 @@ fn fetch_size(requested: Option<i32>) -> usize {
 fn checked_path(path: &str, pattern: bool) -> Result<&str, Status> {
     let illegal = || {
         Status::new(
-            iotdb_net::StatusCode(509),
+            StatusCode::ILLEGAL_PATH,
             format!("{path} is not a legal path"),
         )
     };
@@ -1163,7 +1163,7 @@ fn checked_node(name: &str) -> Result<&str, Status> {
     checked_path(&format!("root.{name}"), false)?;
     if name.contains('.') {
         return Err(Status::new(
-            iotdb_net::StatusCode(509),
+            StatusCode::ILLEGAL_PATH,
             format!("{name} is not a legal measurement name"),
         ));
     }
@@ -1180,7 +1180,7 @@ fn series_suffixes(paths: &[String]) -> Result<String, Status> {
         let checked = checked_path(path, false)?;
         let suffix = checked.strip_prefix("root.").ok_or_else(|| {
             Status::new(
-                iotdb_net::StatusCode(509),
+                StatusCode::ILLEGAL_PATH,
                 format!("{path} is not a full series path"),
             )
         })?;
