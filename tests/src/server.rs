@@ -52,6 +52,9 @@ pub struct ServerOptions {
     /// `--rpc-port 0` (the server picks the port) instead of a port the harness found
     /// free on the server's loopback host.
     pub kernel_port: bool,
+    /// The data directory, when not `data/` in the server's temporary directory (a test
+    /// that puts it on a small file system of its own).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -62,7 +65,14 @@ impl ServerOptions {
             wal_mode: "sync".to_owned(),
             config_toml: None,
             kernel_port: false,
+            data_dir: None,
         }
+    }
+
+    /// Puts the data directory at `dir` instead of inside the server's temporary directory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
     }
 
     /// Starts with `--rpc-port 0`: the server picks the port and reports it.
@@ -135,7 +145,10 @@ impl TestServer {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.root.path().join("data")
+        self.options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self.root.path().join("data"))
     }
 
     pub fn log_path(&self) -> PathBuf {
