@@ -795,7 +795,8 @@ async fn serve_session<H: Handler>(
             }
             Request::Handshake(_) => {
                 let status = Status::illegal_parameter("already authenticated");
-                let reply = response_frame(frame.request_id, Opcode::Handshake, &Err(status), false);
+                let reply =
+                    response_frame(frame.request_id, Opcode::Handshake, &Err(status), false);
                 outbox.push(&reply, None);
             }
             request => {
@@ -1085,7 +1086,10 @@ mod tests {
             Poll::Pending,
             "80 + 30 > 100"
         );
-        assert!(outbox.push(&frame_of(56), None), "the reader's one reply past the bound");
+        assert!(
+            outbox.push(&frame_of(56), None),
+            "the reader's one reply past the bound"
+        );
         assert_eq!(poll_once(outbox.wait_for_space(1)), Poll::Pending);
         let batch = poll_once(outbox.next_batch());
         let Poll::Ready(Some(batch)) = batch else {
@@ -1112,7 +1116,11 @@ mod tests {
         let Poll::Ready(Some(batch)) = poll_once(outbox.next_batch()) else {
             panic!("one frame was queued")
         };
-        assert_eq!(in_flight.count.get(), 1, "taken by the writer, not yet written");
+        assert_eq!(
+            in_flight.count.get(),
+            1,
+            "taken by the writer, not yet written"
+        );
         drop(batch);
         assert_eq!(in_flight.count.get(), 0, "written: released");
     }

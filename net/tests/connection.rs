@@ -714,7 +714,12 @@ fn shard_aware_client_routes_refreshes_and_fails_over() {
 /// written; the last ping may be partial.
 fn ping_until_blocked(stream: &mut TcpStream, bytes_max: usize) -> usize {
     let ping = Frame::new(Opcode::Ping as u8, 0, 7, Bytes::new()).encode();
-    let batch: Vec<u8> = ping.iter().copied().cycle().take(ping.len() * 1024).collect();
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1024)
+        .collect();
     stream.set_nonblocking(true).unwrap();
     let mut written = 0;
     let mut refusals = 0;
@@ -770,7 +775,10 @@ fn a_client_that_never_reads_stops_the_server_reading() {
     finisher.join().unwrap();
     write_frame(&mut stream, Opcode::ExecuteSql as u8, 9, sql("stats"));
     let frame = read_frame(&mut stream, &mut buffer).unwrap();
-    assert_eq!((frame.request_id, status_of(&frame)), (9, StatusCode::SUCCESS));
+    assert_eq!(
+        (frame.request_id, status_of(&frame)),
+        (9, StatusCode::SUCCESS)
+    );
 }
 
 #[test]
@@ -799,7 +807,12 @@ fn a_spent_request_bytes_budget_answers_overloaded_and_the_connection_stays_usab
     while budget.used() < 800 {
         std::thread::sleep(Duration::from_millis(2));
     }
-    write_frame(&mut other, Opcode::ExecuteSql as u8, 5, sql(&"z".repeat(400)));
+    write_frame(
+        &mut other,
+        Opcode::ExecuteSql as u8,
+        5,
+        sql(&"z".repeat(400)),
+    );
     let refused = read_frame(&mut other, &mut other_buffer).unwrap();
     assert_eq!(
         (refused.request_id, status_of(&refused)),
@@ -808,13 +821,24 @@ fn a_spent_request_bytes_budget_answers_overloaded_and_the_connection_stays_usab
     // Pings cost nothing and are answered while the budget is spent.
     write_frame(&mut other, Opcode::Ping as u8, 6, Bytes::new());
     let pong = read_frame(&mut other, &mut other_buffer).unwrap();
-    assert_eq!((pong.request_id, status_of(&pong)), (6, StatusCode::SUCCESS));
+    assert_eq!(
+        (pong.request_id, status_of(&pong)),
+        (6, StatusCode::SUCCESS)
+    );
 
     // Once the held request is answered its bytes are given back.
     holder.write_all(&held[34..]).unwrap();
     let answer = read_frame(&mut holder, &mut holder_buffer).unwrap();
-    assert_eq!((answer.request_id, status_of(&answer)), (4, StatusCode::SQL_PARSE_ERROR));
-    write_frame(&mut other, Opcode::ExecuteSql as u8, 7, sql(&"z".repeat(400)));
+    assert_eq!(
+        (answer.request_id, status_of(&answer)),
+        (4, StatusCode::SQL_PARSE_ERROR)
+    );
+    write_frame(
+        &mut other,
+        Opcode::ExecuteSql as u8,
+        7,
+        sql(&"z".repeat(400)),
+    );
     let answer = read_frame(&mut other, &mut other_buffer).unwrap();
     assert_eq!(
         (answer.request_id, status_of(&answer)),

@@ -18,8 +18,8 @@ use iotdb_net::frame::decode_frame;
 use iotdb_net::internal_frame::{decode_internal_frame, internal_frame};
 use iotdb_net::{
     AggregateQuery, Aggregation, ColumnBatch, CreateDatabase, DataPartitionEntry, DataType,
-    DatabaseRoute, Frame, GroupByWindow, Handshake, HandshakeAccepted, LastPoint, Opcode,
-    RawQuery, RegionGroupRoute, ReplicaRoute, Request, ResponsePayload, ResultSet, RouteTable,
+    DatabaseRoute, Frame, GroupByWindow, Handshake, HandshakeAccepted, LastPoint, Opcode, RawQuery,
+    RegionGroupRoute, ReplicaRoute, Request, ResponsePayload, ResultSet, RouteTable,
     SeriesSelection, Status, StatusCode, TabletView, TypedColumn, Value, WireColumn, WireTablet,
     decode_response, encode_insert_tablets, encode_response,
 };
@@ -264,15 +264,14 @@ fn sample_responses() -> Vec<(Opcode, Vec<u8>)> {
         Some(Value::Int64(1)),
         Some(Value::Text(Bytes::from_static(b"x"))),
     ]);
-    result.rows.push(vec![None, Some(Value::Text(Bytes::new()))]);
+    result
+        .rows
+        .push(vec![None, Some(Value::Text(Bytes::new()))]);
     let batch = ColumnBatch {
         timestamps: vec![1, 2, 3],
         columns: vec![
             WireColumn::new("root.sg.d1.s1", TypedColumn::Int64(vec![1, 2, 3])),
-            WireColumn::new(
-                "root.sg.d1.s2",
-                TypedColumn::Double(vec![0.5, 1.5, 2.5]),
-            ),
+            WireColumn::new("root.sg.d1.s2", TypedColumn::Double(vec![0.5, 1.5, 2.5])),
         ],
     };
     let responses = [
@@ -355,9 +354,11 @@ fn wire_decoders_survive_arbitrary_and_mutated_input() {
     fuzz("frames (arbitrary)", arbitrary_bytes(), |bytes| {
         decode_frames(&bytes)
     });
-    fuzz("frames (mutated)", mutated(frame_streams.clone()), |bytes| {
-        decode_frames(&bytes)
-    });
+    fuzz(
+        "frames (mutated)",
+        mutated(frame_streams.clone()),
+        |bytes| decode_frames(&bytes),
+    );
 
     // Request bodies, each decoded as its own opcode and as a random one.
     let request_bodies: Vec<Vec<u8>> = requests.iter().map(|(_, body)| body.clone()).collect();
@@ -428,7 +429,11 @@ fn wire_decoders_survive_arbitrary_and_mutated_input() {
         let _ = RouteTable::decode(&mut WireReader::new(Bytes::from(bytes)));
     };
     fuzz("route tables (arbitrary)", arbitrary_bytes(), check_table);
-    fuzz("route tables (mutated)", mutated(vec![table.to_vec()]), check_table);
+    fuzz(
+        "route tables (mutated)",
+        mutated(vec![table.to_vec()]),
+        check_table,
+    );
 
     // Internal (node-to-node) frames.
     let internal: Vec<Vec<u8>> = (0..3u8)

@@ -174,7 +174,11 @@ fn open_journal(dir: &Path, snapshot: &[u8], log: &[u8]) {
 
 // ---- thrift ----
 
-fn thrift_message(protocol: ThriftProtocol, name: &str, args: &dyn Fn(&mut dyn TOutputProtocol)) -> Vec<u8> {
+fn thrift_message(
+    protocol: ThriftProtocol,
+    name: &str,
+    args: &dyn Fn(&mut dyn TOutputProtocol),
+) -> Vec<u8> {
     let mut out = Vec::new();
     {
         let write = |output: &mut dyn TOutputProtocol| {
@@ -332,11 +336,9 @@ fn node_decoders_survive_arbitrary_and_mutated_input() {
     // The journal: a snapshot file and a log file, each damaged or arbitrary.
     let (snapshot, log) = sample_journal(&dir.path().join("sample"));
     let journal_dir = dir.path().join("journal");
-    let (_, recovered) = Journal::open::<serde_json::Value, serde_json::Value>(
-        &dir.path().join("sample"),
-        "fuzz",
-    )
-    .expect("the sample journal opens");
+    let (_, recovered) =
+        Journal::open::<serde_json::Value, serde_json::Value>(&dir.path().join("sample"), "fuzz")
+            .expect("the sample journal opens");
     assert!(recovered.snapshot.is_some());
     assert_eq!(recovered.records.len(), 3);
     fuzz(
@@ -395,13 +397,42 @@ fn node_decoders_survive_arbitrary_and_mutated_input() {
         cases,
         prop::collection::vec(
             prop_oneof![
-                Just("SELECT "), Just("FROM "), Just("WHERE "), Just("root"), Just("."),
-                Just("**"), Just("*"), Just("("), Just(")"), Just(","), Just("'"), Just("\""),
-                Just("`"), Just("1"), Just("-"), Just("9223372036854775808"), Just("1e999"),
-                Just("time"), Just(">="), Just("AND "), Just("OR "), Just("NOT "),
-                Just("GROUP BY "), Just("["), Just(")"), Just("10ms"), Just("LIMIT "),
-                Just(";"), Just("INSERT INTO "), Just("VALUES "), Just("count"), Just(" "),
-                Just("2024-01-01T00:00:00"), Just("\\"), Just("\n"), Just("--"),
+                Just("SELECT "),
+                Just("FROM "),
+                Just("WHERE "),
+                Just("root"),
+                Just("."),
+                Just("**"),
+                Just("*"),
+                Just("("),
+                Just(")"),
+                Just(","),
+                Just("'"),
+                Just("\""),
+                Just("`"),
+                Just("1"),
+                Just("-"),
+                Just("9223372036854775808"),
+                Just("1e999"),
+                Just("time"),
+                Just(">="),
+                Just("AND "),
+                Just("OR "),
+                Just("NOT "),
+                Just("GROUP BY "),
+                Just("["),
+                Just(")"),
+                Just("10ms"),
+                Just("LIMIT "),
+                Just(";"),
+                Just("INSERT INTO "),
+                Just("VALUES "),
+                Just("count"),
+                Just(" "),
+                Just("2024-01-01T00:00:00"),
+                Just("\\"),
+                Just("\n"),
+                Just("--"),
             ],
             0..60,
         )

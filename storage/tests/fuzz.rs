@@ -274,16 +274,23 @@ fn storage_decoders_survive_arbitrary_and_mutated_input() {
 
     // WAL segments decoded record by record, payloads included.
     let segment = valid_segment();
-    fuzz("wal segments (arbitrary)", cases, arbitrary_bytes(), |bytes| {
-        decode_segment(&bytes)
-    });
+    fuzz(
+        "wal segments (arbitrary)",
+        cases,
+        arbitrary_bytes(),
+        |bytes| decode_segment(&bytes),
+    );
     let mut records = 0;
     let mut offset = SEGMENT_HEADER_BYTES;
     while let Ok(record) = decode_record(&segment, offset) {
         records += 1;
         offset = record.end();
     }
-    assert_eq!((records, offset), (2, segment.len()), "the valid segment decodes whole");
+    assert_eq!(
+        (records, offset),
+        (2, segment.len()),
+        "the valid segment decodes whole"
+    );
     let mut with_header = segment[..SEGMENT_HEADER_BYTES].to_vec();
     with_header.extend_from_slice(&[0; 64]);
     fuzz(
@@ -299,8 +306,18 @@ fn storage_decoders_survive_arbitrary_and_mutated_input() {
         let _ = wal_entry::decode(&bytes);
         let _ = deletion::decode_record(&bytes);
     };
-    fuzz("wal payloads (arbitrary)", cases, arbitrary_bytes(), check_payload);
-    fuzz("wal payloads (mutated)", cases, mutated(payloads), check_payload);
+    fuzz(
+        "wal payloads (arbitrary)",
+        cases,
+        arbitrary_bytes(),
+        check_payload,
+    );
+    fuzz(
+        "wal payloads (mutated)",
+        cases,
+        mutated(payloads),
+        check_payload,
+    );
 
     // Recovery over damaged segment files.
     let wal_dir = dir.path().join("wal");
@@ -317,7 +334,10 @@ fn storage_decoders_survive_arbitrary_and_mutated_input() {
         .into_iter()
         .enumerate()
         .map(|(index, compression)| {
-            sample_sealed_file(&dir.path().join(format!("sample-{index}.sealed")), compression)
+            sample_sealed_file(
+                &dir.path().join(format!("sample-{index}.sealed")),
+                compression,
+            )
         })
         .collect();
     // The unspoiled samples open and read: the fuzzing starts from real files.
@@ -360,7 +380,10 @@ fn storage_decoders_survive_arbitrary_and_mutated_input() {
         columns.push(out);
     }
     let mut timestamps = Vec::new();
-    encode_timestamps(&(0..50).map(|t| t * 1000).collect::<Vec<_>>(), &mut timestamps);
+    encode_timestamps(
+        &(0..50).map(|t| t * 1000).collect::<Vec<_>>(),
+        &mut timestamps,
+    );
     columns.push(timestamps);
     let check_column = |(bytes, count, type_index): (Vec<u8>, usize, usize)| {
         let _ = decode_timestamps(&bytes, count);

@@ -10,7 +10,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use iotdb_net::{CreateDatabase, DataType, RawQuery, SeriesSelection, StatusCode, Value, WireTablet};
+use iotdb_net::{
+    CreateDatabase, DataType, RawQuery, SeriesSelection, StatusCode, Value, WireTablet,
+};
 use iotdb_tests::model::rows_of;
 use iotdb_tests::{TestServer, server_options};
 
@@ -57,7 +59,10 @@ impl Drop for TmpfsMount {
         let status = Command::new("umount").arg(self.dir.path()).status();
         if !matches!(status, Ok(status) if status.success()) {
             // Something still holds it: detach it now, the kernel frees it when let go.
-            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
         }
     }
 }

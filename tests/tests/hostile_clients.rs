@@ -57,9 +57,7 @@ fn start_with(config: Option<&str>) -> TestServer {
         .expect("create database");
     let mut tablet = WireTablet::new(DEVICE, &[("s1", DataType::Int64)]);
     for t in 0..1000 {
-        tablet
-            .push_row(t, &[Some(Value::Int64(t))])
-            .expect("a row");
+        tablet.push_row(t, &[Some(Value::Int64(t))]).expect("a row");
     }
     client.insert_tablets(&[tablet]).expect("seed");
     server
@@ -131,9 +129,14 @@ fn handshake_frame(request_id: u64) -> Vec<u8> {
         client_name: "hostile".to_owned(),
         target_shard: None,
     });
-    Frame::new(Opcode::Handshake as u8, 0, request_id, request.encode_body())
-        .encode()
-        .to_vec()
+    Frame::new(
+        Opcode::Handshake as u8,
+        0,
+        request_id,
+        request.encode_body(),
+    )
+    .encode()
+    .to_vec()
 }
 
 fn authenticated_stream(address: SocketAddr) -> TcpStream {
@@ -175,13 +178,21 @@ fn status_of(frame: &Frame) -> StatusCode {
 fn request_batch(first_id: u64) -> Vec<u8> {
     let mut bytes = Vec::new();
     for offset in 0..10 {
-        bytes.extend_from_slice(&Frame::new(Opcode::Ping as u8, 0, first_id + offset, Default::default()).encode());
+        bytes.extend_from_slice(
+            &Frame::new(Opcode::Ping as u8, 0, first_id + offset, Default::default()).encode(),
+        );
     }
     let query = Request::ExecuteSql {
         statement: format!("SELECT s1 FROM {DEVICE}"),
     };
     bytes.extend_from_slice(
-        &Frame::new(Opcode::ExecuteSql as u8, 0, first_id + 10, query.encode_body()).encode(),
+        &Frame::new(
+            Opcode::ExecuteSql as u8,
+            0,
+            first_id + 10,
+            query.encode_body(),
+        )
+        .encode(),
     );
     bytes
 }
@@ -232,13 +243,16 @@ fn clients_that_never_read_cost_a_bounded_outbox_each() {
             sent < BYTES_MAX,
             "the server kept reading {sent} bytes from a client that never reads"
         );
-        eprintln!("a slow reader got {} KiB in before the server stopped reading", sent >> 10);
+        eprintln!(
+            "a slow reader got {} KiB in before the server stopped reading",
+            sent >> 10
+        );
         slow.push(stream);
     }
     // Requests already read: at most an outbox, the in-flight cap of answers being
     // written and one read chunk per connection.
-    let allowed = SLOW_READERS
-        * (OUTBOX_BYTES_MAX + 2 * READ_CHUNK_BYTES + CONNECTION_OVERHEAD_BYTES);
+    let allowed =
+        SLOW_READERS * (OUTBOX_BYTES_MAX + 2 * READ_CHUNK_BYTES + CONNECTION_OVERHEAD_BYTES);
     assert_rss_within(&server, baseline, allowed, "slow readers");
     assert_served(&server, 10_001);
     drop(slow);
@@ -283,7 +297,10 @@ fn a_thousand_idle_connections() {
             .write_all(&Frame::new(Opcode::Ping as u8, 0, 9, Default::default()).encode())
             .expect("ping");
         let frame = read_frame(stream, &mut bytes::BytesMut::new()).expect("a pong");
-        assert_eq!((frame.request_id, status_of(&frame)), (9, StatusCode::SUCCESS));
+        assert_eq!(
+            (frame.request_id, status_of(&frame)),
+            (9, StatusCode::SUCCESS)
+        );
     }
     drop(idle);
     assert_served(&server, 20_002);
@@ -338,7 +355,12 @@ fn connect_and_close_floods_leave_nothing_behind() {
     // Connections closed with queries still running finish them first, and the
     // allocator keeps some freed memory: a first flood may cost that much once, but a
     // second as long must not cost it again (nothing per connection stays behind).
-    assert_rss_within(&server, baseline, FLOOD_RESIDUE_BYTES, "after a connect-and-close flood");
+    assert_rss_within(
+        &server,
+        baseline,
+        FLOOD_RESIDUE_BYTES,
+        "after a connect-and-close flood",
+    );
     assert_rss_within(&server, half_way, 0, "after a second flood as long");
     assert_served(&server, 30_001);
 }
@@ -400,9 +422,18 @@ fn pipelining_far_past_the_in_flight_cap() {
         let mut seen = HashSet::new();
         while seen.len() < count {
             let frame = read_frame(&mut reader, &mut buffer).expect("an answer");
-            assert_eq!(status_of(&frame), StatusCode::SUCCESS, "request {}", frame.request_id);
+            assert_eq!(
+                status_of(&frame),
+                StatusCode::SUCCESS,
+                "request {}",
+                frame.request_id
+            );
             assert!(!frame.has_more(), "small answers come in one frame");
-            assert!(seen.insert(frame.request_id), "request {} answered twice", frame.request_id);
+            assert!(
+                seen.insert(frame.request_id),
+                "request {} answered twice",
+                frame.request_id
+            );
         }
         seen
     });
