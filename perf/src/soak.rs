@@ -161,12 +161,16 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions, soak: &SoakOptions) -> 
         written as f64 / elapsed.as_secs_f64(),
         soak.rate
     );
-    println!("one column per {} s", bucket_seconds(samples.len()));
-    plot("RSS (MiB)", &samples, |s| {
+    let bucket = bucket_seconds(samples.len());
+    println!(
+        "one column per {bucket} s (its highest sample); \"second half\": the range over the \
+         second half of the run, where a warm server must be flat or a steady sawtooth"
+    );
+    plot("RSS (MiB)", &samples, bucket, |s| {
         s.rss_bytes as f64 / (1 << 20) as f64
     });
-    plot("open files", &samples, |s| s.open_files as f64);
-    plot("WAL (MiB)", &samples, |s| {
+    plot("open files", &samples, bucket, |s| s.open_files as f64);
+    plot("WAL (MiB)", &samples, bucket, |s| {
         s.wal_bytes as f64 / (1 << 20) as f64
     });
     let rates: Vec<Sample> = samples
@@ -178,7 +182,7 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions, soak: &SoakOptions) -> 
             ..pair[1]
         })
         .collect();
-    plot("points/s", &rates, |s| s.points_acknowledged as f64);
+    plot("points/s", &rates, bucket, |s| s.points_acknowledged as f64);
     if errors > 0 {
         bail!("{errors} write requests failed during the soak");
     }
@@ -328,20 +332,25 @@ fn bucket_seconds(samples: usize) -> usize {
     samples.div_ceil(PLOT_WIDTH).max(1)
 }
 
-/// One row of eighth-block characters (the bucket's maximum), then min, max and last.
-fn plot(label: &str, samples: &[Sample], value: impl Fn(&Sample) -> f64) {
+/// One row of eighth-block characters (each column the highest sample of its `bucket`),
+/// then min, max and last, and the range over the second half of the run.
+fn plot(label: &str, samples: &[Sample], bucket: usize, value: impl Fn(&Sample) -> f64) {
     const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
     if samples.is_empty() {
         println!("{label:>12} (no samples)");
         return;
     }
     let values: Vec<f64> = samples.iter().map(&value).collect();
-    let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-    let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let range = |values: &[f64]| {
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        (min, max)
+    };
+    let (min, max) = range(&values);
+    let (late_min, late_max) = range(&values[values.len() / 2..]);
     let last = *values.last().expect("not empty");
-    let bucket = bucket_seconds(values.len());
     let line: String = values
-        .chunks(bucket)
+        .chunks(bucket.max(1))
         .map(|chunk| {
             let peak = chunk.iter().copied().fold(f64::NEG_INFINITY, f64::max);
             let level = if max > min {
@@ -352,7 +361,9 @@ fn plot(label: &str, samples: &[Sample], value: impl Fn(&Sample) -> f64) {
             LEVELS[level.min(7)]
         })
         .collect();
-    println!("{label:>12} {line}  min {min:.1}  max {max:.1}  last {last:.1}");
+    println!(
+        "{label:>12} {line}  min {min:.1}  max {max:.1}  last {last:.1}  second half {late_min:.1}..{late_max:.1}"
+    );
 }
 
 #[cfg(test)]
