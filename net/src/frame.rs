@@ -197,7 +197,9 @@ pub fn parse_header(bytes: &[u8], body_bytes_max: u32) -> Result<FrameHeader, De
 
 /// Splits one complete frame off the front of `buffer`, or returns `None`
 /// when more bytes are needed. The body is frozen out of the buffer without a
-/// copy. Header errors are fatal for the connection (see [`parse_header`]);
+/// copy. Nothing is reserved for an announced body: the caller grows the
+/// buffer as bytes arrive, so a header announcing 64 MiB costs nothing until
+/// the bytes come. Header errors are fatal for the connection (see [`parse_header`]);
 /// the checksum is left to [`Frame::verify_checksum`].
 pub fn decode_frame(
     buffer: &mut BytesMut,
@@ -209,7 +211,6 @@ pub fn decode_frame(
     let header = parse_header(&buffer[..HEADER_BYTES], body_bytes_max)?;
     let body_length = header.body_length.get() as usize;
     if buffer.len() < HEADER_BYTES + body_length {
-        buffer.reserve(HEADER_BYTES + body_length - buffer.len());
         return Ok(None);
     }
     buffer.advance(HEADER_BYTES);
@@ -276,6 +277,20 @@ mod tests {
             decode_frame(&mut bytes, 1024),
             Err(DecodeError::BadVersion { found: 9 })
         ));
+    }
+
+    #[test]
+    fn an_announced_body_is_not_reserved_up_front() {
+        let mut header = Frame::new(0x04, 0, 1, Bytes::new()).header();
+        header.body_length = U32::new(64 * 1024 * 1024);
+        let mut buffer = BytesMut::from(header.as_bytes());
+        buffer.extend_from_slice(&[0; 10]);
+        assert_eq!(decode_frame(&mut buffer, 64 * 1024 * 1024).unwrap(), None);
+        assert!(
+            buffer.capacity() < 64 * 1024,
+            "a 64 MiB announcement reserved {} bytes",
+            buffer.capacity()
+        );
     }
 
     #[test]

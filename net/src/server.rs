@@ -11,21 +11,38 @@
 //! ```
 //!
 //! Requests are pipelined: up to `in_flight_requests_max` handler tasks run
-//! at once and may finish in any order; beyond the cap the reader stops
-//! reading (TCP back-pressure). The writer drains the outbox in batches, one
-//! `write` per batch. A streaming handler waits when the outbox holds more
-//! than `outbox_bytes_max`, so a slow client cannot make us buffer a whole
-//! result.
+//! at once and may finish in any order. The writer drains the outbox in
+//! batches, one `write` per batch. Every buffer is bounded, so a client that
+//! sends without reading, or announces more than it sends, costs a known amount
+//! of memory (the figures are in `docs/protocol.md`):
+//!
+//! - **Outbox**: at most `outbox_bytes_max` queued bytes (or one frame larger
+//!   than that when the outbox is empty). The reader does not read the next
+//!   frame while the outbox is full, so pings and error replies, which the
+//!   reader queues itself, cannot grow it; handlers wait for room before they
+//!   queue a response, streamed or final.
+//! - **Handler slots**: a request holds one of `in_flight_requests_max` slots
+//!   from its decoding until its last response frame is *written* to the
+//!   socket (not merely queued); at the cap the reader stops reading (TCP
+//!   back-pressure).
+//! - **Request bytes**: the body of every request, from its header's arrival
+//!   until its handler returns, is charged to a budget shared by every
+//!   connection of the server ([`RequestBytesBudget`]). A frame whose body does
+//!   not fit is read and dropped as it arrives, never buffered, and answered
+//!   606 (overloaded). The read buffer grows as bytes arrive; an announced
+//!   body size is never reserved up front.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use monoio::buf::SliceMut;
 use monoio::io::{
     AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt, CancelableAsyncReadRent, Canceller, Splitable,
@@ -33,7 +50,7 @@ use monoio::io::{
 use monoio::net::TcpStream;
 
 use crate::error::{DecodeError, NetError};
-use crate::frame::{FLAG_MORE, Frame, Opcode, decode_frame};
+use crate::frame::{FLAG_MORE, Frame, HEADER_BYTES, Opcode, decode_frame, parse_header};
 use crate::message::{
     Handshake, HandshakeAccepted, Request, ResponsePayload, ResponseResult, encode_response,
 };
@@ -44,6 +61,107 @@ const READ_CHUNK_BYTES: usize = 64 * 1024;
 /// Failed handshakes tolerated on one connection before it is closed
 /// (slows password guessing without punishing a typo).
 pub const HANDSHAKE_ATTEMPTS_MAX: u32 = 3;
+
+/// Default of [`ConnectionLimits::outbox_bytes_max`].
+///
+/// Why 4 MiB: the kernel's socket send buffer tops out at 4 MiB by default
+/// (`net.ipv4.tcp_wmem`), so more queued bytes per connection buy no
+/// throughput, while a slow reader on each of the server's 1000 connections
+/// could hold 1000 times this amount.
+pub const OUTBOX_BYTES_MAX_DEFAULT: usize = 4 * 1024 * 1024;
+
+/// Default of the server-wide budget of in-flight request bytes
+/// ([`RequestBytesBudget`]).
+///
+/// Why 256 MiB: it admits four maximum-size (64 MiB) frames at once, or
+/// thousands of ordinary insert frames (tens to hundreds of KiB) from every
+/// pipelining client together, while capping what clients can make the server
+/// hold in request bodies at a fraction of one region's memtable budget
+/// (768 MiB), whatever the number of connections times their in-flight cap
+/// (1000 × 128 × 64 MiB otherwise).
+pub const REQUEST_BYTES_IN_FLIGHT_MAX_DEFAULT: usize = 256 * 1024 * 1024;
+
+/// Request bodies shorter than this are copied out of the read buffer, so a
+/// small request that waits in a handler does not pin a whole read chunk
+/// (up to `READ_CHUNK_BYTES`) in memory.
+const BODY_COPY_BYTES_MAX: usize = 16 * 1024;
+
+/// A budget of request bytes shared by every connection of a server (and by
+/// every shard: it is an atomic counter behind an `Arc`; clones share it).
+///
+/// A request's body is charged from the moment its header arrives until its
+/// handler returns; a frame whose body does not fit is answered 606
+/// (overloaded) and its body is dropped as it arrives.
+#[derive(Debug, Clone)]
+pub struct RequestBytesBudget {
+    inner: Arc<BudgetInner>,
+}
+
+#[derive(Debug)]
+struct BudgetInner {
+    used: AtomicUsize,
+    max: usize,
+}
+
+impl RequestBytesBudget {
+    pub fn new(max: usize) -> Self {
+        Self {
+            inner: Arc::new(BudgetInner {
+                used: AtomicUsize::new(0),
+                max,
+            }),
+        }
+    }
+
+    pub fn max(&self) -> usize {
+        self.inner.max
+    }
+
+    /// Bytes charged now, over all connections.
+    pub fn used(&self) -> usize {
+        self.inner.used.load(Ordering::Relaxed)
+    }
+
+    /// Charges `bytes`, or `None` when they do not fit. Zero bytes always fit
+    /// (a ping is answered even when the budget is spent).
+    pub fn try_acquire(&self, bytes: usize) -> Option<RequestBytes> {
+        let mut used = self.inner.used.load(Ordering::Relaxed);
+        loop {
+            let total = used.checked_add(bytes)?;
+            if bytes > 0 && total > self.inner.max {
+                return None;
+            }
+            match self.inner.used.compare_exchange_weak(
+                used,
+                total,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => {
+                    return Some(RequestBytes {
+                        budget: self.inner.clone(),
+                        bytes,
+                    });
+                }
+                Err(actual) => used = actual,
+            }
+        }
+    }
+}
+
+/// Bytes charged to a [`RequestBytesBudget`]; given back on drop.
+#[derive(Debug)]
+pub struct RequestBytes {
+    budget: Arc<BudgetInner>,
+    bytes: usize,
+}
+
+impl Drop for RequestBytes {
+    fn drop(&mut self) {
+        let before = self.budget.used.fetch_sub(self.bytes, Ordering::AcqRel);
+        assert!(before >= self.bytes, "request bytes given back twice");
+    }
+}
 
 /// Per-connection limits; see `docs/protocol.md`.
 #[derive(Debug, Clone)]
@@ -59,8 +177,13 @@ pub struct ConnectionLimits {
     pub handshake_timeout: Duration,
     /// A connection with no frame received and nothing in flight for this long is closed.
     pub idle_timeout: Duration,
-    /// Encoded response bytes queued for the socket before streaming handlers wait.
+    /// Encoded response bytes queued for the socket: at the bound the reader stops
+    /// reading and handlers wait before queueing (one frame larger than the bound
+    /// is let through when nothing else is queued).
     pub outbox_bytes_max: usize,
+    /// In-flight request bytes of the whole server: clones share it, so a server
+    /// passes clones of one `ConnectionLimits` to every connection.
+    pub request_bytes_budget: RequestBytesBudget,
 }
 
 impl Default for ConnectionLimits {
@@ -71,7 +194,8 @@ impl Default for ConnectionLimits {
             in_flight_requests_max: 128,
             handshake_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
-            outbox_bytes_max: 16 * 1024 * 1024,
+            outbox_bytes_max: OUTBOX_BYTES_MAX_DEFAULT,
+            request_bytes_budget: RequestBytesBudget::new(REQUEST_BYTES_IN_FLIGHT_MAX_DEFAULT),
         }
     }
 }
@@ -168,10 +292,12 @@ pub async fn accept_handshake(
             &mut buffered,
             limits.unauthenticated_frame_body_bytes_max,
             ReadDeadline::Fixed(deadline),
+            None,
         )
         .await
         {
-            Ok(frame) => frame,
+            Ok(ReadItem::Frame(frame, _)) => frame,
+            Ok(ReadItem::Refused { .. }) => unreachable!("no budget, no refusal"),
             Err(ReadEnd::Framing(error, request_id)) => {
                 let _ = stream
                     .write_all(error_frame(request_id, &error).encode())
@@ -357,9 +483,17 @@ fn response_frame(request_id: u64, opcode: Opcode, response: &ResponseResult, mo
     )
 }
 
+/// One queued frame and, for a request's last frame, the handler slot it
+/// releases once written.
+struct Queued {
+    bytes: Bytes,
+    /// Dropping it (after the write) releases the slot.
+    slot: Option<HandlerSlot>,
+}
+
 /// Frames waiting for the writer task (connection-local; one shard thread).
 struct Outbox {
-    frames: RefCell<VecDeque<Bytes>>,
+    frames: RefCell<VecDeque<Queued>>,
     queued_bytes: Cell<usize>,
     queued_bytes_max: usize,
     closed: Cell<bool>,
@@ -379,34 +513,47 @@ impl Outbox {
         }
     }
 
-    /// Queues a frame; false once the connection is closing.
-    fn push(&self, frame: &Frame) -> bool {
+    /// Queues a frame (with the handler slot its writing releases); false once
+    /// the connection is closing, and then the slot is released at once. Never
+    /// waits: callers wait for [`Outbox::wait_for_space`] first, which is what
+    /// bounds the queue.
+    fn push(&self, frame: &Frame, slot: Option<HandlerSlot>) -> bool {
         if self.closed.get() {
             return false;
         }
         let bytes = frame.encode();
         self.queued_bytes.set(self.queued_bytes.get() + bytes.len());
-        self.frames.borrow_mut().push_back(bytes);
+        self.frames.borrow_mut().push_back(Queued { bytes, slot });
         if let Some(waker) = self.writer_waker.borrow_mut().take() {
             waker.wake();
         }
         true
     }
 
-    async fn wait_for_space(&self) {
+    /// Whether `bytes` more may be queued: they fit under the bound, or the
+    /// outbox is empty (one frame larger than the bound goes out alone).
+    fn has_room_for(&self, bytes: usize) -> bool {
+        let queued = self.queued_bytes.get();
+        queued == 0 || queued.saturating_add(bytes) <= self.queued_bytes_max
+    }
+
+    /// Waits until [`Outbox::has_room_for`] `bytes`; false once closed.
+    async fn wait_for_space(&self, bytes: usize) -> bool {
         poll_fn(|context| {
-            if self.closed.get() || self.queued_bytes.get() < self.queued_bytes_max {
-                Poll::Ready(())
+            if self.closed.get() {
+                Poll::Ready(false)
+            } else if self.has_room_for(bytes) {
+                Poll::Ready(true)
             } else {
                 self.space_wakers.borrow_mut().push(context.waker().clone());
                 Poll::Pending
             }
         })
-        .await;
+        .await
     }
 
     /// Everything queued, or `None` once closed and drained.
-    async fn next_batch(&self) -> Option<Vec<Bytes>> {
+    async fn next_batch(&self) -> Option<Vec<Queued>> {
         poll_fn(|context| {
             let mut frames = self.frames.borrow_mut();
             if !frames.is_empty() {
@@ -437,9 +584,19 @@ impl Outbox {
             waker.wake();
         }
     }
+
+    /// Closes and drops what was not written (the writer failed), releasing
+    /// the handler slots those frames held.
+    fn close_and_discard(&self) {
+        self.close();
+        let dropped: Vec<Queued> = self.frames.borrow_mut().drain(..).collect();
+        let bytes: usize = dropped.iter().map(|queued| queued.bytes.len()).sum();
+        drop(dropped);
+        self.written(bytes);
+    }
 }
 
-/// Counts running handler tasks; the reader waits on it at the cap.
+/// Counts handler slots in use; the reader waits on it at the cap.
 struct InFlight {
     count: Cell<usize>,
     max: usize,
@@ -447,8 +604,28 @@ struct InFlight {
     last_activity: Cell<Instant>,
 }
 
+/// One of a connection's `in_flight_requests_max` slots, held from a request's
+/// decoding until its last response frame is written (or dropped with the
+/// connection); released on drop.
+struct HandlerSlot(Rc<InFlight>);
+
+impl Drop for HandlerSlot {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
 impl InFlight {
-    async fn acquire(&self) {
+    fn new(max: usize) -> Self {
+        Self {
+            count: Cell::new(0),
+            max: max.max(1),
+            waker: RefCell::new(None),
+            last_activity: Cell::new(Instant::now()),
+        }
+    }
+
+    async fn acquire(self: &Rc<Self>) -> HandlerSlot {
         poll_fn(|context| {
             if self.count.get() < self.max {
                 self.count.set(self.count.get() + 1);
@@ -459,6 +636,7 @@ impl InFlight {
             }
         })
         .await;
+        HandlerSlot(self.clone())
     }
 
     fn release(&self) {
@@ -507,14 +685,40 @@ impl ResponseStream {
     /// connection's outbox is full; fails once the connection is closing, at
     /// which point the handler should stop.
     pub async fn send_more(&self, payload: ResponsePayload) -> Result<(), NetError> {
-        self.outbox.wait_for_space().await;
         let frame = response_frame(self.request_id, self.opcode, &Ok(payload), true);
-        if self.outbox.push(&frame) {
+        if self.outbox.wait_for_space(frame.body.len()).await && self.outbox.push(&frame, None) {
             Ok(())
         } else {
             Err(NetError::Closed)
         }
     }
+
+    /// Queues the request's last frame once there is room; its writing
+    /// releases `slot`.
+    async fn finish(&self, response: &ResponseResult, slot: HandlerSlot) {
+        let frame = response_frame(self.request_id, self.opcode, response, false);
+        if self.outbox.wait_for_space(frame.body.len()).await {
+            self.outbox.push(&frame, Some(slot));
+        }
+    }
+}
+
+/// The answer to a request whose body did not fit the server's request bytes budget.
+fn overloaded_frame(request_id: u64, opcode: u8, body_length: u32, budget: usize) -> Frame {
+    let opcode_byte = Opcode::from_u8(opcode)
+        .filter(|opcode| *opcode != Opcode::Error)
+        .map_or(Opcode::Error.response_code(), Opcode::response_code);
+    status_frame(
+        request_id,
+        opcode_byte,
+        &Status::new(
+            StatusCode::WRITE_PROCESS_REJECT,
+            format!(
+                "overloaded: a request body of {body_length} bytes does not fit the server's \
+                 in-flight request bytes budget ({budget} bytes); retry later"
+            ),
+        ),
+    )
 }
 
 async fn serve_session<H: Handler>(
@@ -527,28 +731,41 @@ async fn serve_session<H: Handler>(
     let (mut reader, writer) = stream.into_split();
     let outbox = Rc::new(Outbox::new(limits.outbox_bytes_max));
     let writer_task = monoio::spawn(write_loop(writer, outbox.clone()));
-    let in_flight = Rc::new(InFlight {
-        count: Cell::new(0),
-        max: limits.in_flight_requests_max.max(1),
-        waker: RefCell::new(None),
-        last_activity: Cell::new(Instant::now()),
-    });
+    let in_flight = Rc::new(InFlight::new(limits.in_flight_requests_max));
+    let budget = limits.request_bytes_budget.clone();
     let end = loop {
+        // A full outbox stops the reading: the client takes its answers
+        // before it may ask for more, and the replies the reader queues itself
+        // (pings, errors) add at most one frame past the bound.
+        if !outbox.wait_for_space(1).await {
+            break ConnectionEnd::Io;
+        }
         let deadline = ReadDeadline::Idle {
             in_flight: in_flight.clone(),
             idle: limits.idle_timeout,
         };
-        let frame = match read_frame(
+        let read = read_frame(
             &mut reader,
             &mut buffered,
             limits.frame_body_bytes_max,
             deadline,
+            Some(&budget),
         )
-        .await
-        {
-            Ok(frame) => frame,
+        .await;
+        in_flight.last_activity.set(Instant::now());
+        let (frame, charged) = match read {
+            Ok(ReadItem::Frame(frame, charged)) => (frame, charged),
+            Ok(ReadItem::Refused {
+                request_id,
+                opcode,
+                body_length,
+            }) => {
+                let reply = overloaded_frame(request_id, opcode, body_length, budget.max());
+                outbox.push(&reply, None);
+                continue;
+            }
             Err(ReadEnd::Framing(error, request_id)) => {
-                outbox.push(&error_frame(request_id, &error));
+                outbox.push(&error_frame(request_id, &error), None);
                 break ConnectionEnd::FramingLost;
             }
             Err(ReadEnd::Timeout) => break ConnectionEnd::IdleTimeout,
@@ -559,51 +776,44 @@ async fn serve_session<H: Handler>(
             }
             Err(ReadEnd::Io) => break ConnectionEnd::Io,
         };
-        in_flight.last_activity.set(Instant::now());
         let request = match check_request(&frame) {
             Ok(request) => request,
             Err(reply) => {
-                outbox.push(&reply);
+                outbox.push(&reply, None);
                 continue;
             }
         };
         match request {
             Request::Ping => {
-                outbox.push(&response_frame(
+                let reply = response_frame(
                     frame.request_id,
                     Opcode::Ping,
                     &Ok(ResponsePayload::Pong),
                     false,
-                ));
+                );
+                outbox.push(&reply, None);
             }
             Request::Handshake(_) => {
                 let status = Status::illegal_parameter("already authenticated");
-                outbox.push(&response_frame(
-                    frame.request_id,
-                    Opcode::Handshake,
-                    &Err(status),
-                    false,
-                ));
+                let reply =
+                    response_frame(frame.request_id, Opcode::Handshake, &Err(status), false);
+                outbox.push(&reply, None);
             }
             request => {
-                in_flight.acquire().await;
+                let slot = in_flight.acquire().await;
                 let stream = ResponseStream {
                     outbox: outbox.clone(),
                     request_id: frame.request_id,
                     opcode: request.opcode(),
                 };
+                drop(frame);
                 let handler = handler.clone();
                 let session = session.clone();
-                let in_flight = in_flight.clone();
                 monoio::spawn(async move {
                     let response = handler.handle(&session, request, &stream).await;
-                    stream.outbox.push(&response_frame(
-                        stream.request_id,
-                        stream.opcode,
-                        &response,
-                        false,
-                    ));
-                    in_flight.release();
+                    // The request's body is gone with the handler's future.
+                    drop(charged);
+                    stream.finish(&response, slot).await;
                 });
             }
         }
@@ -615,24 +825,32 @@ async fn serve_session<H: Handler>(
 
 async fn write_loop<W: AsyncWriteRent>(mut writer: W, outbox: Rc<Outbox>) {
     while let Some(frames) = outbox.next_batch().await {
-        let total: usize = frames.iter().map(Bytes::len).sum();
+        let total: usize = frames.iter().map(|queued| queued.bytes.len()).sum();
+        // The slots stay held until the write completes; the frames' bytes go as
+        // soon as they are joined, so a batch is never in memory twice.
+        let mut slots = Vec::with_capacity(frames.len());
         let buffer = if frames.len() == 1 {
-            frames.into_iter().next().unwrap_or_default()
+            let Queued { bytes, slot } = frames.into_iter().next().expect("one frame");
+            slots.push(slot);
+            bytes
         } else {
             let mut joined = BytesMut::with_capacity(total);
-            frames
-                .iter()
-                .for_each(|frame| joined.extend_from_slice(frame));
+            for Queued { bytes, slot } in frames {
+                joined.extend_from_slice(&bytes);
+                slots.push(slot);
+            }
             joined.freeze()
         };
         let (result, _) = writer.write_all(buffer).await;
+        // Written: the requests these frames finish give back their slots.
+        drop(slots);
         outbox.written(total);
         if let Err(error) = result {
             tracing::debug!(%error, "client connection write failed");
             break;
         }
     }
-    outbox.close();
+    outbox.close_and_discard();
     let _ = writer.shutdown().await;
 }
 
@@ -646,6 +864,18 @@ enum ReadDeadline {
     },
 }
 
+/// What [`read_frame`] read.
+enum ReadItem {
+    /// A whole frame, with the request bytes charged for its body.
+    Frame(Frame, Option<RequestBytes>),
+    /// A frame whose body did not fit the budget: its body was read and dropped.
+    Refused {
+        request_id: u64,
+        opcode: u8,
+        body_length: u32,
+    },
+}
+
 enum ReadEnd {
     /// Framing lost; the request id if the header was readable.
     Framing(DecodeError, u64),
@@ -654,31 +884,93 @@ enum ReadEnd {
     Io,
 }
 
+/// A frame being received: its header was read, its body is charged (or refused).
+enum Receiving {
+    Header,
+    Body(Option<RequestBytes>),
+    Dropping {
+        request_id: u64,
+        opcode: u8,
+        body_length: u32,
+        remaining: usize,
+    },
+}
+
 /// Reads until one whole frame is buffered. The socket read is never
 /// abandoned half-way except when the connection is about to close, so no
 /// received bytes are lost to a timer.
+///
+/// With a `budget`, a frame's body is charged to it as soon as its header is
+/// buffered; a body that does not fit is read and dropped chunk by chunk and
+/// reported as [`ReadItem::Refused`]. The buffer grows as bytes arrive, a read
+/// chunk at a time (amortised doubling), never by the announced body size.
 async fn read_frame<R: CancelableAsyncReadRent>(
     reader: &mut R,
     buffer: &mut BytesMut,
     body_bytes_max: u32,
     deadline: ReadDeadline,
-) -> Result<Frame, ReadEnd> {
+    budget: Option<&RequestBytesBudget>,
+) -> Result<ReadItem, ReadEnd> {
+    let mut receiving = Receiving::Header;
     loop {
-        match decode_frame(buffer, body_bytes_max) {
-            Ok(Some(frame)) => return Ok(frame),
-            Ok(None) => {}
-            Err(error) => {
-                let request_id = if buffer.len() >= 16 {
-                    u64::from_le_bytes(buffer[8..16].try_into().unwrap_or_default())
-                } else {
-                    0
-                };
-                let request_id = if matches!(error, DecodeError::FrameTooLarge { .. }) {
-                    request_id
-                } else {
-                    0
-                };
-                return Err(ReadEnd::Framing(error, request_id));
+        if let Receiving::Dropping {
+            request_id,
+            opcode,
+            body_length,
+            remaining,
+        } = &mut receiving
+        {
+            let dropped = buffer.len().min(*remaining);
+            buffer.advance(dropped);
+            *remaining -= dropped;
+            if *remaining == 0 {
+                return Ok(ReadItem::Refused {
+                    request_id: *request_id,
+                    opcode: *opcode,
+                    body_length: *body_length,
+                });
+            }
+        } else if buffer.len() >= HEADER_BYTES {
+            let header = match parse_header(&buffer[..HEADER_BYTES], body_bytes_max) {
+                Ok(header) => header,
+                Err(error) => {
+                    let request_id = if matches!(error, DecodeError::FrameTooLarge { .. }) {
+                        u64::from_le_bytes(buffer[8..16].try_into().unwrap_or_default())
+                    } else {
+                        0
+                    };
+                    return Err(ReadEnd::Framing(error, request_id));
+                }
+            };
+            let body_length = header.body_length.get();
+            if let (Receiving::Header, Some(budget)) = (&receiving, budget) {
+                match budget.try_acquire(body_length as usize) {
+                    Some(charged) => receiving = Receiving::Body(Some(charged)),
+                    None => {
+                        buffer.advance(HEADER_BYTES);
+                        receiving = Receiving::Dropping {
+                            request_id: header.request_id.get(),
+                            opcode: header.opcode,
+                            body_length,
+                            remaining: body_length as usize,
+                        };
+                        continue;
+                    }
+                }
+            }
+            match decode_frame(buffer, body_bytes_max) {
+                Ok(Some(mut frame)) => {
+                    if frame.body.len() < BODY_COPY_BYTES_MAX {
+                        frame.body = Bytes::copy_from_slice(&frame.body);
+                    }
+                    let charged = match receiving {
+                        Receiving::Body(charged) => charged,
+                        _ => None,
+                    };
+                    return Ok(ReadItem::Frame(frame, charged));
+                }
+                Ok(None) => {}
+                Err(error) => return Err(ReadEnd::Framing(error, 0)),
             }
         }
         if buffer.capacity() - buffer.len() < READ_CHUNK_BYTES / 4 {
@@ -760,5 +1052,110 @@ pub(crate) async fn read_frame_plain<R: AsyncReadRent>(
             Ok(_) => {}
             Err(error) => return Err(NetError::io("reading a frame", error)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::pin::pin;
+    use std::task::Context;
+
+    /// Polls a future once with a waker that does nothing.
+    fn poll_once<F: Future>(future: F) -> Poll<F::Output> {
+        let mut context = Context::from_waker(Waker::noop());
+        pin!(future).poll(&mut context)
+    }
+
+    fn frame_of(body_bytes: usize) -> Frame {
+        Frame::new(
+            Opcode::Ping.response_code(),
+            0,
+            1,
+            Bytes::from(vec![0; body_bytes]),
+        )
+    }
+
+    #[test]
+    fn a_full_outbox_makes_the_reader_and_handlers_wait() {
+        let outbox = Outbox::new(100);
+        assert!(outbox.push(&frame_of(56), None), "80 bytes queued");
+        assert_eq!(poll_once(outbox.wait_for_space(1)), Poll::Ready(true));
+        assert_eq!(
+            poll_once(outbox.wait_for_space(30)),
+            Poll::Pending,
+            "80 + 30 > 100"
+        );
+        assert!(
+            outbox.push(&frame_of(56), None),
+            "the reader's one reply past the bound"
+        );
+        assert_eq!(poll_once(outbox.wait_for_space(1)), Poll::Pending);
+        let batch = poll_once(outbox.next_batch());
+        let Poll::Ready(Some(batch)) = batch else {
+            panic!("two frames were queued")
+        };
+        outbox.written(batch.iter().map(|queued| queued.bytes.len()).sum());
+        assert_eq!(poll_once(outbox.wait_for_space(1)), Poll::Ready(true));
+        // One frame larger than the bound goes out alone.
+        assert_eq!(poll_once(outbox.wait_for_space(1000)), Poll::Ready(true));
+        outbox.close();
+        assert_eq!(poll_once(outbox.wait_for_space(1)), Poll::Ready(false));
+    }
+
+    #[test]
+    fn a_handler_slot_is_released_when_its_response_is_written_not_queued() {
+        let in_flight = Rc::new(InFlight::new(1));
+        let outbox = Outbox::new(1 << 20);
+        let Poll::Ready(slot) = poll_once(in_flight.acquire()) else {
+            panic!("the first slot is free")
+        };
+        assert!(outbox.push(&frame_of(8), Some(slot)));
+        assert_eq!(in_flight.count.get(), 1, "queued, not written: still held");
+        assert!(poll_once(in_flight.acquire()).is_pending());
+        let Poll::Ready(Some(batch)) = poll_once(outbox.next_batch()) else {
+            panic!("one frame was queued")
+        };
+        assert_eq!(
+            in_flight.count.get(),
+            1,
+            "taken by the writer, not yet written"
+        );
+        drop(batch);
+        assert_eq!(in_flight.count.get(), 0, "written: released");
+    }
+
+    #[test]
+    fn a_closed_outbox_releases_the_slots_of_unwritten_frames() {
+        let in_flight = Rc::new(InFlight::new(2));
+        let outbox = Outbox::new(1 << 20);
+        let Poll::Ready(first) = poll_once(in_flight.acquire()) else {
+            panic!("free")
+        };
+        let Poll::Ready(second) = poll_once(in_flight.acquire()) else {
+            panic!("free")
+        };
+        assert!(outbox.push(&frame_of(8), Some(first)));
+        outbox.close_and_discard();
+        assert_eq!(in_flight.count.get(), 1);
+        assert_eq!(outbox.queued_bytes.get(), 0);
+        assert!(!outbox.push(&frame_of(8), Some(second)), "closed");
+        assert_eq!(in_flight.count.get(), 0, "a refused push releases at once");
+    }
+
+    #[test]
+    fn the_request_bytes_budget_is_shared_and_given_back() {
+        let budget = RequestBytesBudget::new(1000);
+        let clone = budget.clone();
+        let first = budget.try_acquire(600).expect("fits");
+        assert!(clone.try_acquire(500).is_none(), "600 + 500 > 1000");
+        let second = clone.try_acquire(400).expect("fits exactly");
+        assert_eq!(budget.used(), 1000);
+        assert!(budget.try_acquire(0).is_some(), "zero bytes always fit");
+        assert!(budget.try_acquire(usize::MAX).is_none());
+        drop(first);
+        assert_eq!(clone.used(), 400);
+        drop(second);
+        assert_eq!(budget.used(), 0);
     }
 }

@@ -708,3 +708,142 @@ fn shard_aware_client_routes_refreshes_and_fails_over() {
         );
     });
 }
+
+/// Writes pings on a non-blocking socket until the kernel refuses more bytes for a
+/// while (the server stopped reading), or `bytes_max` were written. Returns the bytes
+/// written; the last ping may be partial.
+fn ping_until_blocked(stream: &mut TcpStream, bytes_max: usize) -> usize {
+    let ping = Frame::new(Opcode::Ping as u8, 0, 7, Bytes::new()).encode();
+    let batch: Vec<u8> = ping
+        .iter()
+        .copied()
+        .cycle()
+        .take(ping.len() * 1024)
+        .collect();
+    stream.set_nonblocking(true).unwrap();
+    let mut written = 0;
+    let mut refusals = 0;
+    while written < bytes_max && refusals < 40 {
+        let offset = written % batch.len();
+        match stream.write(&batch[offset..]) {
+            Ok(count) => {
+                written += count;
+                refusals = 0;
+            }
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                refusals += 1;
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(error) => panic!("writing pings: {error}"),
+        }
+    }
+    stream.set_nonblocking(false).unwrap();
+    written
+}
+
+#[test]
+fn a_client_that_never_reads_stops_the_server_reading() {
+    // Pings are answered by the reader itself: before the outbox had a bound it
+    // queued their answers for ever; now a full outbox stops the reading.
+    const BYTES_MAX: usize = 256 * 1024 * 1024;
+    let limits = ConnectionLimits {
+        outbox_bytes_max: 64 * 1024,
+        ..ConnectionLimits::default()
+    };
+    let server = spawn_server(limits, None);
+    let (mut stream, mut buffer) = raw_session(server.address);
+    let written = ping_until_blocked(&mut stream, BYTES_MAX);
+    assert!(
+        written < BYTES_MAX,
+        "the server kept reading {written} bytes of pings from a client that never reads"
+    );
+    // Complete the last ping, then every ping gets its answer, in order.
+    let ping_bytes = Frame::new(Opcode::Ping as u8, 0, 7, Bytes::new()).encode();
+    let partial = written % ping_bytes.len();
+    let pings = written.div_ceil(ping_bytes.len());
+    let mut writer = stream.try_clone().unwrap();
+    let finisher = std::thread::spawn(move || {
+        if partial > 0 {
+            writer.write_all(&ping_bytes[partial..]).unwrap();
+        }
+    });
+    for _ in 0..pings {
+        let frame = read_frame(&mut stream, &mut buffer).expect("a pong");
+        assert_eq!(frame.opcode, Opcode::Ping.response_code());
+        assert_eq!(status_of(&frame), StatusCode::SUCCESS_STATUS);
+    }
+    finisher.join().unwrap();
+    write_frame(&mut stream, Opcode::ExecuteSql as u8, 9, sql("stats"));
+    let frame = read_frame(&mut stream, &mut buffer).unwrap();
+    assert_eq!(
+        (frame.request_id, status_of(&frame)),
+        (9, StatusCode::SUCCESS_STATUS)
+    );
+}
+
+#[test]
+fn a_spent_request_bytes_budget_answers_overloaded_and_the_connection_stays_usable() {
+    let limits = ConnectionLimits {
+        request_bytes_budget: iotdb_net::server::RequestBytesBudget::new(1024),
+        ..ConnectionLimits::default()
+    };
+    let budget = limits.request_bytes_budget.clone();
+    let server = spawn_server(limits, None);
+    let (mut holder, mut holder_buffer) = raw_session(server.address);
+    let (mut other, mut other_buffer) = raw_session(server.address);
+
+    // A body larger than the whole budget is refused without being buffered.
+    let statement = "x".repeat(4096);
+    write_frame(&mut other, Opcode::ExecuteSql as u8, 3, sql(&statement));
+    let refused = read_frame(&mut other, &mut other_buffer).unwrap();
+    assert_eq!(refused.request_id, 3);
+    assert_eq!(refused.opcode, Opcode::ExecuteSql.response_code());
+    assert_eq!(status_of(&refused), StatusCode::WRITE_PROCESS_REJECT);
+
+    // A header announcing 800 bytes holds them from its arrival, before the body comes.
+    let held = Frame::new(Opcode::ExecuteSql as u8, 0, 4, sql(&"y".repeat(796))).encode();
+    assert_eq!(held.len(), 24 + 800);
+    holder.write_all(&held[..34]).unwrap();
+    while budget.used() < 800 {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    write_frame(
+        &mut other,
+        Opcode::ExecuteSql as u8,
+        5,
+        sql(&"z".repeat(400)),
+    );
+    let refused = read_frame(&mut other, &mut other_buffer).unwrap();
+    assert_eq!(
+        (refused.request_id, status_of(&refused)),
+        (5, StatusCode::WRITE_PROCESS_REJECT)
+    );
+    // Pings cost nothing and are answered while the budget is spent.
+    write_frame(&mut other, Opcode::Ping as u8, 6, Bytes::new());
+    let pong = read_frame(&mut other, &mut other_buffer).unwrap();
+    assert_eq!(
+        (pong.request_id, status_of(&pong)),
+        (6, StatusCode::SUCCESS_STATUS)
+    );
+
+    // Once the held request is answered its bytes are given back.
+    holder.write_all(&held[34..]).unwrap();
+    let answer = read_frame(&mut holder, &mut holder_buffer).unwrap();
+    assert_eq!(
+        (answer.request_id, status_of(&answer)),
+        (4, StatusCode::SQL_PARSE_ERROR)
+    );
+    write_frame(
+        &mut other,
+        Opcode::ExecuteSql as u8,
+        7,
+        sql(&"z".repeat(400)),
+    );
+    let answer = read_frame(&mut other, &mut other_buffer).unwrap();
+    assert_eq!(
+        (answer.request_id, status_of(&answer)),
+        (7, StatusCode::SQL_PARSE_ERROR),
+        "the budget was given back"
+    );
+    assert_eq!(budget.used(), 0);
+}

@@ -8,6 +8,7 @@
 mod progress;
 mod report;
 mod server_mode;
+mod soak;
 mod storage_mode;
 mod verify;
 mod workload;
@@ -114,6 +115,14 @@ struct WorkloadArgs {
     /// Write every figure as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Soak instead of the benchmark: write the workload's shape at `--rate` for this
+    /// long (`600`, `600s`, `10m`, `1h`) against the embedded server, sampling its RSS,
+    /// open files and WAL bytes every second, and plot them at the end.
+    #[arg(long, value_parser = soak::parse_duration)]
+    duration: Option<std::time::Duration>,
+    /// Points per second the soak writes.
+    #[arg(long, default_value_t = 100_000)]
+    rate: u64,
 }
 
 fn parse_types(spec: &str, sensors: usize) -> anyhow::Result<Vec<DataType>> {
@@ -206,6 +215,24 @@ fn main() -> anyhow::Result<()> {
             },
         )?,
         Some(Mode::Serve { .. }) => unreachable!("served above"),
+        None if cli.workload.duration.is_some() => {
+            let options = server_mode::ServerOptions {
+                target: server_mode::Target::Embedded {
+                    cores: cli.workload.cores,
+                    wal_mode: wal_mode.name().to_string(),
+                },
+                clients: 1,
+                pipeline: cli.workload.pipeline,
+                query_repeat: 0,
+                user: cli.workload.user.clone(),
+                password: cli.workload.password.clone(),
+            };
+            let soak = soak::SoakOptions {
+                duration: cli.workload.duration.expect("checked"),
+                rate: cli.workload.rate.max(1),
+            };
+            return soak::run(&spec, &options, &soak);
+        }
         None => {
             let target = if !cli.workload.endpoints.is_empty() {
                 server_mode::Target::Endpoints(cli.workload.endpoints.clone())

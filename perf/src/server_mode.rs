@@ -51,16 +51,16 @@ pub struct ServerOptions {
 }
 
 /// A server process this run started; stopped (SIGTERM) and its directory removed on drop.
-struct EmbeddedServer {
-    child: Child,
-    address: SocketAddr,
-    data_dir: tempfile::TempDir,
+pub(crate) struct EmbeddedServer {
+    pub(crate) child: Child,
+    pub(crate) address: SocketAddr,
+    pub(crate) data_dir: tempfile::TempDir,
     cores: Option<usize>,
     wal_mode: String,
 }
 
 impl EmbeddedServer {
-    fn start(cores: Option<usize>, wal_mode: &str) -> anyhow::Result<EmbeddedServer> {
+    pub(crate) fn start(cores: Option<usize>, wal_mode: &str) -> anyhow::Result<EmbeddedServer> {
         let data_dir = tempfile::tempdir().context("creating the server's data directory")?;
         let (child, address) = spawn_server(data_dir.path(), cores, wal_mode)?;
         Ok(EmbeddedServer {
@@ -161,7 +161,7 @@ fn spawn_server(
 }
 
 /// The wire tablet of a generated request.
-fn to_wire(tablet: &iotdb_storage::Tablet) -> WireTablet {
+pub(crate) fn to_wire(tablet: &iotdb_storage::Tablet) -> WireTablet {
     WireTablet {
         device: tablet.device.to_string(),
         is_aligned: false,
@@ -192,7 +192,7 @@ struct Prepared {
     body: Bytes,
 }
 
-fn client_config(options: &ServerOptions, shard: Option<u32>) -> ClientConfig {
+pub(crate) fn client_config(options: &ServerOptions, shard: Option<u32>) -> ClientConfig {
     ClientConfig {
         user: options.user.clone(),
         password: options.password.clone(),
@@ -204,12 +204,12 @@ fn client_config(options: &ServerOptions, shard: Option<u32>) -> ClientConfig {
 
 /// One client: a connection per shard of the first endpoint (the standalone case) plus the
 /// route table to pick among them.
-struct ShardClient {
-    connections: Vec<AsyncClient>,
+pub(crate) struct ShardClient {
+    pub(crate) connections: Vec<AsyncClient>,
 }
 
 impl ShardClient {
-    async fn connect(
+    pub(crate) async fn connect(
         address: SocketAddr,
         options: &ServerOptions,
     ) -> Result<ShardClient, ClientError> {

@@ -54,6 +54,9 @@ pub struct ServerOptions {
     pub kernel_port: bool,
     /// Extra environment variables of the process (e.g. `IOTDB_KILL_POINT`).
     pub env: Vec<(String, String)>,
+    /// The data directory, when not `data/` in the server's temporary directory (a test
+    /// that puts it on a small file system of its own).
+    pub data_dir: Option<PathBuf>,
 }
 
 impl ServerOptions {
@@ -65,7 +68,14 @@ impl ServerOptions {
             config_toml: None,
             kernel_port: false,
             env: Vec::new(),
+            data_dir: None,
         }
+    }
+
+    /// Puts the data directory at `dir` instead of inside the server's temporary directory.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
+        self
     }
 
     /// Starts with `--rpc-port 0`: the server picks the port and reports it.
@@ -144,7 +154,10 @@ impl TestServer {
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.root.path().join("data")
+        self.options
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| self.root.path().join("data"))
     }
 
     pub fn log_path(&self) -> PathBuf {

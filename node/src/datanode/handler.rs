@@ -117,9 +117,11 @@ impl Handler for ShardHandler {
     }
 }
 
-/// Limits of client connections (`docs/protocol.md`).
+/// Limits of client connections (`docs/protocol.md`). One value per process, so every
+/// connection of every shard shares its in-flight request bytes budget.
 pub fn connection_limits() -> ConnectionLimits {
-    ConnectionLimits::default()
+    static LIMITS: std::sync::OnceLock<ConnectionLimits> = std::sync::OnceLock::new();
+    LIMITS.get_or_init(ConnectionLimits::default).clone()
 }
 
 /// Accepts connections on this shard's listener until the node stops.

@@ -152,12 +152,37 @@ pub async fn serve(
             return ThriftEnd::ClosedAfterError;
         }
         let total = 4 + length as usize;
+        // After openSession a frame's bytes are charged to the server-wide request bytes
+        // budget from its length word on, as native frames are (docs/protocol.md).
+        let charged = if authenticated {
+            match limits.request_bytes_budget.try_acquire(length as usize) {
+                Some(charged) => Some(charged),
+                None => {
+                    if let Err(end) =
+                        discard(&mut stream, &mut buffered, total, deadline, authenticated).await
+                    {
+                        return end;
+                    }
+                    let message = format!(
+                        "overloaded: a frame of {length} bytes does not fit the server's \
+                         in-flight request bytes budget ({} bytes); retry later",
+                        limits.request_bytes_budget.max()
+                    );
+                    let _ = stream.write_all(frame_error(protocol, &message)).await;
+                    let _ = stream.shutdown().await;
+                    return ThriftEnd::ClosedAfterError;
+                }
+            }
+        } else {
+            None
+        };
         if let Err(end) = fill(&mut stream, &mut buffered, total, deadline, authenticated).await {
             return end;
         }
         let frame = buffered.split_to(total);
         let outcome = connection.handle_frame(&frame[4..]).await;
         drop(frame);
+        drop(charged);
         let (reply, close) = match outcome {
             service::Outcome::Continue(reply) => (reply, false),
             service::Outcome::Close(reply) => (reply, true),
@@ -227,6 +252,27 @@ async fn fill(
         }
     }
     Ok(())
+}
+
+/// Reads and drops the first `bytes` of the stream (a frame refused by the budget), a
+/// read at a time, never holding more than one read's worth.
+async fn discard(
+    stream: &mut TcpStream,
+    buffered: &mut BytesMut,
+    bytes: usize,
+    deadline: Instant,
+    authenticated: bool,
+) -> Result<(), ThriftEnd> {
+    let mut remaining = bytes;
+    loop {
+        let dropped = buffered.len().min(remaining);
+        bytes::Buf::advance(buffered, dropped);
+        remaining -= dropped;
+        if remaining == 0 {
+            return Ok(());
+        }
+        fill(stream, buffered, 1, deadline, authenticated).await?;
+    }
 }
 
 /// Reads what the first bytes of a connection need to be told apart, bounded by the

@@ -1,0 +1,416 @@
+//! Fuzzing what storage reads back from disk: WAL segment headers and records, WAL
+//! recovery over whole damaged segment files, the WAL payloads (tablets, deletions),
+//! sealed files (header, index, chunks, blocks) and the column codecs. Inputs are
+//! arbitrary bytes and mutations of valid encodings (bytes flipped, cut short, length and
+//! count fields replaced by huge values).
+//!
+//! Every decoder must return a typed error or a value, never panic, and never allocate
+//! much more than it was given: the check watches the process's peak virtual size
+//! (`VmPeak`), where a `Vec::with_capacity` of a declared gigabyte shows even if its pages
+//! are never touched. The decoders run one after another in a single test so that no
+//! other test's allocations blur the figure.
+//!
+//! `FUZZ_CASES=N` sets the cases per decoder (default [`CASES_DEFAULT`], sized for CI).
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use iotdb_storage::codec::{decode_timestamps, decode_values, encode_timestamps, encode_values};
+use iotdb_storage::region::{deletion, wal_entry};
+use iotdb_storage::sealed::{SealedFile, SealedFileWriter, WriterOptions};
+use iotdb_storage::wal::MonoioStorage;
+use iotdb_storage::wal::format::{
+    SEGMENT_HEADER_BYTES, decode_record, decode_segment_header, encode_record,
+    encode_segment_header,
+};
+use iotdb_storage::wal::recovery::{recover, segment_file_name};
+use iotdb_storage::{
+    Compression, DataType, NullBitmap, PointColumn, SeriesKey, Tablet, TabletColumn, TimeRange,
+    Values,
+};
+use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
+
+/// Cases per decoder without `FUZZ_CASES`; the file-based ones (recovery, sealed files)
+/// take a fifth of it, since each case writes files.
+const CASES_DEFAULT: u32 = 1000;
+/// Peak virtual memory a decoder may add while it runs.
+const PEAK_GROWTH_BYTES_MAX: u64 = 512 * 1024 * 1024;
+
+fn cases() -> u32 {
+    std::env::var("FUZZ_CASES")
+        .ok()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or(CASES_DEFAULT)
+}
+
+fn peak_virtual_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with("VmPeak:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024)
+}
+
+fn fuzz<S: Strategy>(name: &str, cases: u32, strategy: S, check: impl Fn(S::Value)) {
+    let before = peak_virtual_bytes();
+    let started = std::time::Instant::now();
+    let mut runner = TestRunner::new(Config {
+        cases: cases.max(1),
+        failure_persistence: None,
+        ..Config::default()
+    });
+    if let Err(error) = runner.run(&strategy, |input| {
+        check(input);
+        Ok(())
+    }) {
+        panic!("{name}: {error}");
+    }
+    let growth = peak_virtual_bytes().saturating_sub(before);
+    eprintln!(
+        "{name}: {:?}, peak virtual size +{} KiB",
+        started.elapsed(),
+        growth >> 10
+    );
+    assert!(
+        growth < PEAK_GROWTH_BYTES_MAX,
+        "{name}: the peak virtual size grew by {growth} bytes"
+    );
+}
+
+#[derive(Debug, Clone)]
+enum Mutation {
+    Flip(usize, u8),
+    Truncate(usize),
+    Length(usize, u32),
+    Insert(usize, u8),
+}
+
+fn mutation() -> impl Strategy<Value = Mutation> {
+    prop_oneof![
+        (any::<usize>(), 1..=255u8).prop_map(|(at, mask)| Mutation::Flip(at, mask)),
+        any::<usize>().prop_map(Mutation::Truncate),
+        (
+            any::<usize>(),
+            prop_oneof![
+                Just(u32::MAX),
+                Just(0x8000_0000),
+                Just(0x00FF_FFFF),
+                Just(65_536),
+                any::<u32>()
+            ]
+        )
+            .prop_map(|(at, value)| Mutation::Length(at, value)),
+        (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Insert(at, byte)),
+    ]
+}
+
+fn mutate(valid: &[u8], mutations: &[Mutation]) -> Vec<u8> {
+    let mut bytes = valid.to_vec();
+    for mutation in mutations {
+        match *mutation {
+            Mutation::Flip(at, mask) if !bytes.is_empty() => {
+                let at = at % bytes.len();
+                bytes[at] ^= mask;
+            }
+            Mutation::Truncate(at) => bytes.truncate(at % (bytes.len() + 1)),
+            Mutation::Length(at, value) if bytes.len() >= 4 => {
+                let at = at % (bytes.len() - 3);
+                bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
+            }
+            Mutation::Insert(at, byte) => {
+                let at = at % (bytes.len() + 1);
+                bytes.insert(at, byte);
+            }
+            _ => {}
+        }
+    }
+    bytes
+}
+
+fn mutated(samples: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    let count = samples.len();
+    (0..count, prop::collection::vec(mutation(), 1..4))
+        .prop_map(move |(index, mutations)| mutate(&samples[index], &mutations))
+}
+
+fn arbitrary_bytes() -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(any::<u8>(), 0..1024)
+}
+
+fn sample_values(data_type: DataType, rows: usize) -> Values {
+    match data_type {
+        DataType::Boolean => Values::Boolean((0..rows).map(|row| row % 3 == 0).collect()),
+        DataType::Int32 => Values::Int32((0..rows).map(|row| row as i32 * 7 - 20).collect()),
+        DataType::Int64 => Values::Int64((0..rows).map(|row| row as i64 * 1000).collect()),
+        DataType::Float => Values::Float((0..rows).map(|row| row as f32 / 4.0).collect()),
+        DataType::Double => Values::Double((0..rows).map(|row| row as f64 * 0.1).collect()),
+        DataType::Text => Values::Text(
+            (0..rows)
+                .map(|row| Bytes::from(format!("v{}", row % 5)))
+                .collect(),
+        ),
+    }
+}
+
+fn sample_tablet() -> Tablet {
+    let rows = 6;
+    let mut nulls = NullBitmap::new(rows);
+    nulls.set_null(2);
+    Tablet {
+        device: Arc::from("root.sg.d1"),
+        timestamps: (0..rows as i64).map(|t| t * 10).collect(),
+        columns: DataType::ALL
+            .into_iter()
+            .enumerate()
+            .map(|(index, data_type)| TabletColumn {
+                measurement: Arc::from(format!("s{index}").as_str()),
+                values: sample_values(data_type, rows),
+                nulls: (index % 2 == 0).then(|| nulls.clone()),
+            })
+            .collect(),
+    }
+}
+
+fn wal_payloads() -> Vec<Vec<u8>> {
+    let mut tablet = Vec::new();
+    wal_entry::encode(&sample_tablet(), &mut tablet);
+    let mut deletion = Vec::new();
+    deletion::encode_record(
+        &[
+            SeriesKey::new("root.sg.d1", "s1"),
+            SeriesKey::new("root.sg.d2", "s2"),
+        ],
+        TimeRange::new(0, 100),
+        &mut deletion,
+    );
+    vec![tablet, deletion]
+}
+
+fn valid_segment() -> Vec<u8> {
+    let mut segment = Vec::new();
+    encode_segment_header(&mut segment);
+    for (index, payload) in wal_payloads().iter().enumerate() {
+        encode_record(&mut segment, index as u64 + 1, index as u8 + 1, &[payload]);
+    }
+    segment
+}
+
+fn decode_segment(bytes: &[u8]) {
+    if decode_segment_header(bytes).is_err() {
+        return;
+    }
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while let Ok(record) = decode_record(bytes, offset) {
+        let payload = &bytes[record.payload_start..record.end()];
+        let _ = wal_entry::decode(payload);
+        let _ = deletion::decode_record(payload);
+        offset = record.end();
+    }
+}
+
+/// Recovery over a directory holding a valid first segment and a damaged second one
+/// (when `two`), or just the damaged one.
+fn recover_from(dir: &Path, damaged: &[u8], two: bool) {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).expect("a directory");
+    if two {
+        std::fs::write(dir.join(segment_file_name(0)), valid_segment()).expect("write");
+        std::fs::write(dir.join(segment_file_name(100)), damaged).expect("write");
+    } else {
+        std::fs::write(dir.join(segment_file_name(1)), damaged).expect("write");
+    }
+    if let Ok(recovered) = recover(&MonoioStorage, dir) {
+        for record in &recovered.records {
+            let _ = wal_entry::decode(&record.payload);
+            let _ = deletion::decode_record(&record.payload);
+        }
+    }
+}
+
+fn sample_sealed_file(path: &Path, compression: Compression) -> Vec<u8> {
+    let mut writer = SealedFileWriter::create(
+        path,
+        WriterOptions {
+            compression,
+            chunk_points_max: 16,
+        },
+    )
+    .expect("create");
+    for (index, data_type) in DataType::ALL.into_iter().enumerate() {
+        let rows = 40;
+        let points = PointColumn {
+            timestamps: (0..rows as i64).map(|t| t * 3).collect(),
+            values: sample_values(data_type, rows),
+        };
+        writer
+            .write_series(&SeriesKey::new("root.sg.d1", &format!("s{index}")), &points)
+            .expect("write");
+    }
+    writer.finish().expect("finish");
+    std::fs::read(path).expect("read back")
+}
+
+fn read_sealed(path: &Path, bytes: &[u8]) {
+    let _ = std::fs::remove_file(path);
+    std::fs::write(path, bytes).expect("write");
+    let Ok(file) = SealedFile::open(path) else {
+        return;
+    };
+    let series: Vec<_> = file.series().cloned().collect();
+    for meta in &series {
+        let _ = file.read_series_meta(meta, TimeRange::ALL);
+    }
+}
+
+#[test]
+fn storage_decoders_survive_arbitrary_and_mutated_input() {
+    let cases = cases();
+    let file_cases = (cases / 5).max(1);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+
+    // WAL segments decoded record by record, payloads included.
+    let segment = valid_segment();
+    fuzz(
+        "wal segments (arbitrary)",
+        cases,
+        arbitrary_bytes(),
+        |bytes| decode_segment(&bytes),
+    );
+    let mut records = 0;
+    let mut offset = SEGMENT_HEADER_BYTES;
+    while let Ok(record) = decode_record(&segment, offset) {
+        records += 1;
+        offset = record.end();
+    }
+    assert_eq!(
+        (records, offset),
+        (2, segment.len()),
+        "the valid segment decodes whole"
+    );
+    let mut with_header = segment[..SEGMENT_HEADER_BYTES].to_vec();
+    with_header.extend_from_slice(&[0; 64]);
+    fuzz(
+        "wal segments (mutated)",
+        cases,
+        mutated(vec![segment.clone(), with_header]),
+        |bytes| decode_segment(&bytes),
+    );
+
+    // WAL payloads on their own.
+    let payloads = wal_payloads();
+    let check_payload = |bytes: Vec<u8>| {
+        let _ = wal_entry::decode(&bytes);
+        let _ = deletion::decode_record(&bytes);
+    };
+    fuzz(
+        "wal payloads (arbitrary)",
+        cases,
+        arbitrary_bytes(),
+        check_payload,
+    );
+    fuzz(
+        "wal payloads (mutated)",
+        cases,
+        mutated(payloads),
+        check_payload,
+    );
+
+    // Recovery over damaged segment files.
+    let wal_dir = dir.path().join("wal");
+    fuzz(
+        "wal recovery (mutated)",
+        file_cases,
+        (mutated(vec![segment.clone()]), any::<bool>()),
+        |(bytes, two)| recover_from(&wal_dir, &bytes, two),
+    );
+
+    // Sealed files: opened, every series read.
+    let sealed_path = dir.path().join("fuzz.sealed");
+    let samples: Vec<Vec<u8>> = [Compression::None, Compression::Lz4, Compression::Zstd]
+        .into_iter()
+        .enumerate()
+        .map(|(index, compression)| {
+            sample_sealed_file(
+                &dir.path().join(format!("sample-{index}.sealed")),
+                compression,
+            )
+        })
+        .collect();
+    // The unspoiled samples open and read: the fuzzing starts from real files.
+    for sample in &samples {
+        std::fs::write(&sealed_path, sample).expect("write");
+        let file = SealedFile::open(&sealed_path).expect("a valid sealed file opens");
+        let series: Vec<_> = file.series().cloned().collect();
+        assert_eq!(series.len(), DataType::ALL.len());
+        for meta in &series {
+            let points = file.read_series_meta(meta, TimeRange::ALL).expect("reads");
+            assert_eq!(points.timestamps.len(), 40);
+        }
+        drop(file);
+        std::fs::remove_file(&sealed_path).expect("remove");
+    }
+    fuzz(
+        "sealed files (mutated)",
+        file_cases,
+        mutated(samples.clone()),
+        |bytes| read_sealed(&sealed_path, &bytes),
+    );
+    // A valid file with its tail (index and footer) replaced by arbitrary bytes.
+    fuzz(
+        "sealed files (arbitrary index)",
+        file_cases,
+        (0..samples.len(), arbitrary_bytes()),
+        |(index, tail)| {
+            let sample = &samples[index];
+            let mut bytes = sample[..sample.len() / 2].to_vec();
+            bytes.extend_from_slice(&tail);
+            read_sealed(&sealed_path, &bytes);
+        },
+    );
+
+    // Column codecs with any count a damaged index could claim.
+    let mut columns = Vec::new();
+    for data_type in DataType::ALL {
+        let mut out = Vec::new();
+        encode_values(&sample_values(data_type, 50), &mut out);
+        columns.push(out);
+    }
+    let mut timestamps = Vec::new();
+    encode_timestamps(
+        &(0..50).map(|t| t * 1000).collect::<Vec<_>>(),
+        &mut timestamps,
+    );
+    columns.push(timestamps);
+    let check_column = |(bytes, count, type_index): (Vec<u8>, usize, usize)| {
+        let _ = decode_timestamps(&bytes, count);
+        let _ = decode_values(DataType::ALL[type_index % 6], &bytes, count);
+    };
+    // Counts past the column limit must be refused before anything is allocated. A count
+    // within it may legitimately decode from a few bytes (a constant run), so a count at
+    // the limit costs up to the limit's worth of values: that is the codecs' bound
+    // (`COLUMN_VALUES_MAX` values a column), tried a few times only.
+    let refused = prop_oneof![Just((1usize << 24) + 1), Just(usize::MAX), (1usize << 25)..];
+    let count = prop_oneof![4 => 0..100usize, 2 => 100..70_000usize, 1 => refused];
+    fuzz(
+        "column codecs (arbitrary)",
+        cases,
+        (arbitrary_bytes(), count.clone(), any::<usize>()),
+        check_column,
+    );
+    fuzz(
+        "column codecs (mutated)",
+        cases,
+        (mutated(columns.clone()), count, any::<usize>()),
+        check_column,
+    );
+    fuzz(
+        "column codecs (count at the limit)",
+        8,
+        (mutated(columns), Just(1usize << 24), any::<usize>()),
+        check_column,
+    );
+}

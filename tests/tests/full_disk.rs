@@ -1,0 +1,198 @@
+//! A real full disk: the server's data directory on a small tmpfs that ingest fills.
+//!
+//! When the WAL can no longer write, the region turns read-only and writes get the typed
+//! 600 (SYSTEM_READ_ONLY); every acknowledged point stays readable, before and after a
+//! restart. The documented way back to Running (`docs/operations.md`, "A full disk") is
+//! to free space and restart the server, which this test does.
+//!
+//! Mounting needs root (CAP_SYS_ADMIN); where it is refused the test says why and passes.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use iotdb_net::{
+    CreateDatabase, DataType, RawQuery, SeriesSelection, StatusCode, Value, WireTablet,
+};
+use iotdb_tests::model::rows_of;
+use iotdb_tests::{TestServer, server_options};
+
+/// Size of the file system the data directory lives on.
+const TMPFS_BYTES: u64 = 48 << 20;
+/// Space held back by a file the test deletes to free space again.
+const BALLAST_BYTES: usize = 8 << 20;
+const DEVICE: &str = "root.full.d1";
+const MEASUREMENTS: [&str; 4] = ["s0", "s1", "s2", "s3"];
+const ROWS_PER_WRITE: i64 = 5000;
+/// Writes before the test gives up on filling the disk (far more than it holds).
+const WRITES_MAX: i64 = 2000;
+
+/// A tmpfs mounted for the test, unmounted on drop.
+struct TmpfsMount {
+    dir: tempfile::TempDir,
+}
+
+impl TmpfsMount {
+    fn new(bytes: u64) -> Result<TmpfsMount, String> {
+        let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+        let output = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .output()
+            .map_err(|error| format!("running mount: {error}"))?;
+        if !output.status.success() {
+            return Err(format!(
+                "mount -t tmpfs failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            ));
+        }
+        Ok(TmpfsMount { dir })
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for TmpfsMount {
+    fn drop(&mut self) {
+        let status = Command::new("umount").arg(self.dir.path()).status();
+        if !matches!(status, Ok(status) if status.success()) {
+            // Something still holds it: detach it now, the kernel frees it when let go.
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+}
+
+/// The value series `index` holds at `time`: every point is checkable without a model.
+fn value_at(index: usize, time: i64) -> f64 {
+    (time as f64) * 0.25 + index as f64 * 1_000_000.0
+}
+
+fn tablet(first: i64) -> WireTablet {
+    let schema: Vec<(&str, DataType)> = MEASUREMENTS
+        .iter()
+        .map(|name| (*name, DataType::Double))
+        .collect();
+    let mut tablet = WireTablet::new(DEVICE, &schema);
+    for time in first..first + ROWS_PER_WRITE {
+        let cells: Vec<Option<Value>> = (0..MEASUREMENTS.len())
+            .map(|index| Some(Value::Double(value_at(index, time))))
+            .collect();
+        tablet.push_row(time, &cells).expect("a row");
+    }
+    tablet
+}
+
+/// Every acknowledged point (times `0..acknowledged_end`) reads back with its value.
+fn assert_all_readable(server: &TestServer, acknowledged_end: i64, when: &str) {
+    let mut client = server.client().expect("connect");
+    let batches = client
+        .query_raw(RawQuery {
+            series: vec![SeriesSelection {
+                device: DEVICE.to_owned(),
+                measurements: MEASUREMENTS.iter().map(|m| (*m).to_owned()).collect(),
+            }],
+            start_time: 0,
+            end_time: acknowledged_end,
+            limit: None,
+            offset: 0,
+        })
+        .expect("query the acknowledged points");
+    let (_, rows) = rows_of(&batches).expect("batches");
+    assert_eq!(
+        rows.len() as i64,
+        acknowledged_end,
+        "{when}: every acknowledged row reads back"
+    );
+    for (expected_time, (time, cells)) in rows.iter().enumerate() {
+        assert_eq!(*time, expected_time as i64, "{when}");
+        for (index, cell) in cells.iter().enumerate() {
+            assert_eq!(
+                *cell,
+                Some(Value::Double(value_at(index, *time))),
+                "{when}: series {index} at {time}"
+            );
+        }
+    }
+}
+
+fn fill_ballast(path: &Path) {
+    std::fs::write(path, vec![0x5a; BALLAST_BYTES]).expect("write the ballast file");
+}
+
+#[test]
+fn a_full_disk_makes_writes_read_only_loses_nothing_and_a_restart_recovers() {
+    let mount = match TmpfsMount::new(TMPFS_BYTES) {
+        Ok(mount) => mount,
+        Err(reason) => {
+            eprintln!("skipping the full-disk test: {reason}");
+            return;
+        }
+    };
+    let ballast: PathBuf = mount.path().join("ballast");
+    fill_ballast(&ballast);
+    let options = server_options!()
+        .cores(1)
+        .data_dir(mount.path().join("data"))
+        // Flushes write sealed files while the disk fills, too.
+        .config_toml("memtable_flush_bytes = 8388608");
+    let mut server = TestServer::start(options).expect("start the server");
+    let mut client = server.client().expect("connect");
+    client
+        .create_database(CreateDatabase {
+            name: "root.full".to_owned(),
+            ttl_ms: None,
+            data_region_group_num: None,
+        })
+        .expect("create database");
+
+    // Ingest until a write fails; everything before it was acknowledged.
+    let mut acknowledged_end = 0;
+    let failure = loop {
+        assert!(
+            acknowledged_end < WRITES_MAX * ROWS_PER_WRITE,
+            "{} rows written to a {TMPFS_BYTES}-byte file system without a failure",
+            acknowledged_end
+        );
+        match client.insert_tablets(&[tablet(acknowledged_end)]) {
+            Ok(()) => acknowledged_end += ROWS_PER_WRITE,
+            Err(error) => break error,
+        }
+    };
+    eprintln!("the disk filled after {acknowledged_end} rows: {failure}");
+    assert_eq!(
+        failure.status_code(),
+        Some(StatusCode::SYSTEM_READ_ONLY),
+        "a full disk is a typed read-only error, not {failure}"
+    );
+    // Read-only stays read-only (no half-written state), and reads go on.
+    let again = client
+        .insert_tablets(&[tablet(acknowledged_end)])
+        .expect_err("still read-only");
+    assert_eq!(again.status_code(), Some(StatusCode::SYSTEM_READ_ONLY));
+    assert_all_readable(&server, acknowledged_end, "read-only");
+    drop(client);
+
+    // The way back: free space, restart. (SIGKILL: a clean stop would try to flush onto
+    // the full disk; recovery replays the WAL either way.)
+    server.kill().expect("kill");
+    std::fs::remove_file(&ballast).expect("free space");
+    server.restart().expect("restart after freeing space");
+    assert_all_readable(&server, acknowledged_end, "after the restart");
+    let mut client = server.client().expect("connect");
+    client
+        .insert_tablets(&[tablet(acknowledged_end)])
+        .expect("Running again: writes succeed");
+    acknowledged_end += ROWS_PER_WRITE;
+    assert_all_readable(&server, acknowledged_end, "after a new write");
+    drop(client);
+    server.stop().expect("a clean stop");
+    server.restart().expect("a second restart");
+    assert_all_readable(&server, acknowledged_end, "after a clean restart");
+    drop(server);
+    drop(mount);
+}
