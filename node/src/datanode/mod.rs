@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use iotdb_net::{Status, StatusCode};
 use iotdb_runtime::{MeshEndpoint, Reply, ShardId};
-use iotdb_storage::{DataType, Region};
+use iotdb_storage::{DataType, MemoryBudget, Region};
 
 use crate::config::ServerConfig;
 use control::{ControlAnswer, ControlPlane, ControlRequest};
@@ -137,6 +137,8 @@ pub struct Shard {
     /// Control requests waiting for the next batch (control shard only).
     control_queue: RefCell<Vec<PendingControl>>,
     control_waker: RefCell<Option<std::task::Waker>>,
+    /// The memtable budget every region of this shard draws on (`shard_write_memory_bytes`).
+    memory: MemoryBudget,
 }
 
 impl Shard {
@@ -147,6 +149,7 @@ impl Shard {
             None
         };
         let route = shared.route.load();
+        let memory = MemoryBudget::for_shard(shared.config.shard_write_memory_bytes);
         Rc::new(Shard {
             id,
             shared,
@@ -157,6 +160,7 @@ impl Shard {
             control: RefCell::new(control),
             control_queue: RefCell::new(Vec::new()),
             control_waker: RefCell::new(None),
+            memory,
         })
     }
 
@@ -355,7 +359,7 @@ impl Shard {
             .region_config(ttl, database.time_partition_interval_ms);
         config.background = Some(background_pool(&self.shared.config)?);
         let dir = self.shared.config.region_dir(group);
-        let region = Region::open(&dir, config).map_err(|e| {
+        let region = Region::open_with_budget(&dir, config, &self.memory).map_err(|e| {
             tracing::error!(group, dir = %dir.display(), error = %e, "opening a region failed");
             convert::status_of(&e)
         })?;
