@@ -12,6 +12,10 @@ use serde::Deserialize;
 pub const DEFAULT_USER: &str = "root";
 pub const DEFAULT_PASSWORD: &str = "root";
 
+/// The smallest `shard_write_memory_bytes` accepted. Why 1 MiB: below it every tablet
+/// would freeze and flush a memtable of its own, which only a typo asks for.
+pub const SHARD_WRITE_MEMORY_BYTES_MIN: usize = 1 << 20;
+
 /// Settings of one `iotdb-server` process.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -50,10 +54,10 @@ pub struct ServerConfig {
     pub allow_default_password_on_public_address: bool,
     /// Most client connections at once, over all shards.
     pub dn_rpc_max_concurrent_client_num: usize,
-    /// Memtable bytes per region that start a flush.
-    pub memtable_flush_bytes: usize,
-    /// Memtable bytes per region past which writes are rejected (606) until flushes catch up.
-    pub memtable_bytes_max: usize,
+    /// Memtable bytes all regions of one shard may hold together: past it the shard's
+    /// writes wait for a flush, then are rejected (606); flushes of the largest memtables
+    /// start at a third of it (`iotdb_storage::budget`).
+    pub shard_write_memory_bytes: usize,
     /// Milliseconds a time partition with several sealed files must take no writes before
     /// it is compacted into one file (see `iotdb_storage::config::COMPACTION_COLD_DELAY_DEFAULT`).
     pub compaction_cold_delay_in_ms: u64,
@@ -95,8 +99,7 @@ impl Default for ServerConfig {
             root_password: DEFAULT_PASSWORD.into(),
             allow_default_password_on_public_address: false,
             dn_rpc_max_concurrent_client_num: 1000,
-            memtable_flush_bytes: region.memtable_flush_bytes,
-            memtable_bytes_max: region.memtable_bytes_max,
+            shard_write_memory_bytes: iotdb_storage::config::SHARD_WRITE_MEMORY_BYTES_DEFAULT,
             compaction_cold_delay_in_ms: region.compaction_cold_delay.as_millis() as u64,
             storage_background_threads: 0,
             enable_partial_insert: true,
@@ -163,6 +166,13 @@ impl ServerConfig {
         }
         if self.series_slot_num == 0 {
             return invalid("series_slot_num", "0".into(), "must be positive");
+        }
+        if self.shard_write_memory_bytes < SHARD_WRITE_MEMORY_BYTES_MIN {
+            return invalid(
+                "shard_write_memory_bytes",
+                self.shard_write_memory_bytes.to_string(),
+                "must be at least 1 MiB",
+            );
         }
         if self.data_replication_factor != 1 || self.schema_replication_factor != 1 {
             return invalid(
@@ -263,8 +273,6 @@ impl ServerConfig {
             wal_mode: self.wal_mode_parsed().unwrap_or(WalMode::Sync),
             wal_async_fsync: Duration::from_millis(self.wal_async_mode_fsync_delay_in_ms),
             time_partition_interval_ms,
-            memtable_flush_bytes: self.memtable_flush_bytes,
-            memtable_bytes_max: self.memtable_bytes_max,
             compaction_cold_delay: Duration::from_millis(self.compaction_cold_delay_in_ms),
             ttl_ms,
             ..RegionConfig::default()

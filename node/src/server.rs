@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use crate::datanode::control_thread::ControlThread;
 
 use anyhow::{Context, bail};
+use iotdb_runtime::limits::MESH_HANDLERS_IN_FLIGHT_MAX;
 use iotdb_runtime::{ShardContext, ShardSetBuilder};
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -187,14 +188,17 @@ async fn shard_main(
     shard.open_owned_regions();
     let receiver = shard.clone();
     let receiver_stop = stop.clone();
+    // At most MESH_HANDLERS_IN_FLIGHT_MAX messages are handled at once; past that the
+    // shard stops receiving and its senders meet the mesh's back-pressure.
+    let limit = iotdb_runtime::InFlightLimit::new(MESH_HANDLERS_IN_FLIGHT_MAX);
     monoio::spawn(async move {
-        loop {
-            let message = monoio::select! {
-                message = receiver.mesh.recv() => message,
-                _ = receiver_stop.wait() => break,
-            };
+        let serve = receiver.mesh.serve(&limit, |message| {
             let shard = receiver.clone();
-            monoio::spawn(async move { shard.on_message(message).await });
+            async move { shard.on_message(message).await }
+        });
+        monoio::select! {
+            _ = serve => {},
+            _ = receiver_stop.wait() => {},
         }
     });
     handler::accept_loop(shard.clone(), listener, stop).await;

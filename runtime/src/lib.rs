@@ -59,6 +59,7 @@
 //! ```
 
 pub mod error;
+pub mod in_flight;
 pub mod limits;
 pub mod mesh;
 pub mod net;
@@ -68,6 +69,7 @@ pub mod time;
 mod wait_list;
 
 pub use error::{Full, RuntimeError};
+pub use in_flight::{InFlightLimit, Permit};
 pub use mesh::{MeshEndpoint, Reply};
 pub use monoio::spawn;
 pub use shard::{DriverKind, ShardContext, ShardId, ShardSet, ShardSetBuilder, StopSignal};

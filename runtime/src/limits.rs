@@ -19,6 +19,17 @@ pub const MESH_QUEUE_CAPACITY_DEFAULT: usize = 1024;
 /// pushing back on the sender; 64 Ki slots is already generous.
 pub const MESH_QUEUE_CAPACITY_MAX: usize = 64 * 1024;
 
+/// Most mesh messages one shard handles at once (`MeshEndpoint::serve`).
+///
+/// Why 256: every handler in flight holds its message (a routed batch of tablets, up to a
+/// frame each) and usually waits for a WAL group commit, so the bound caps the memory and
+/// the tasks a flood of routed writes can pin on one shard. 256 is far more than one group
+/// commit needs to gather a batch (all handlers of a tick join one write), so it only bites
+/// when the shard is behind, which is exactly when its senders should feel back-pressure:
+/// past the bound the shard stops receiving, its rings fill, and senders wait (`send`) or
+/// are refused (`try_send`).
+pub const MESH_HANDLERS_IN_FLIGHT_MAX: usize = 256;
+
 /// Largest number of shards one node may start.
 ///
 /// Why 256: shard ids travel as `u16` in route tables, and the mesh grows with the square of

@@ -32,6 +32,7 @@ use crossbeam_queue::ArrayQueue;
 use futures_channel::oneshot;
 
 use crate::error::{Full, RuntimeError};
+use crate::in_flight::InFlightLimit;
 use crate::shard::ShardId;
 use crate::wait_list::{WaitKey, WaitList};
 
@@ -202,6 +203,39 @@ impl<M> MeshEndpoint<M> {
     }
 }
 
+impl<M: 'static> MeshEndpoint<M> {
+    /// The shard's receive loop: takes messages from its inbox and runs `handle` on each
+    /// in a task of its own, with at most `limit.max()` handlers running at once.
+    ///
+    /// A permit is taken *before* a message is: at the bound the loop stops receiving, the
+    /// rings to this shard fill, and senders meet the mesh's back-pressure (`send` waits,
+    /// `try_send` gets [`Full`]) instead of this shard spawning a task per message without
+    /// limit. As handlers finish, the loop resumes. (While it waits for a message, the
+    /// loop itself holds the permit that message's handler will get.)
+    ///
+    /// Never returns; race it against [`crate::StopSignal::wait`] to stop. Cancel-safe:
+    /// no message is taken that is not handed to a handler.
+    ///
+    /// A handler must not wait for an answer that only a handler of this same shard can
+    /// give (a mesh request to itself, or a chain that comes back to it): with every permit
+    /// held by such waiters, the loop could not receive the answer's request, a deadlock.
+    pub async fn serve<F, Fut>(&self, limit: &InFlightLimit, mut handle: F)
+    where
+        F: FnMut(M) -> Fut,
+        Fut: Future<Output = ()> + 'static,
+    {
+        loop {
+            let permit = limit.acquire().await;
+            let message = self.recv().await;
+            let handler = handle(message);
+            monoio::spawn(async move {
+                handler.await;
+                drop(permit);
+            });
+        }
+    }
+}
+
 /// The answer half of a [`MeshEndpoint::request`]: carried inside the request message to the
 /// shard that answers, on whichever core that is.
 pub struct Reply<R> {
@@ -336,6 +370,77 @@ mod tests {
         (0..shard_count)
             .map(|index| MeshEndpoint::new(shared.clone(), ShardId(index as u16)))
             .collect()
+    }
+
+    #[test]
+    fn serve_bounds_the_handlers_in_flight_and_handles_every_message() {
+        const MESSAGES: u64 = 200;
+        const BOUND: usize = 4;
+        let mut endpoints = endpoints(2, 8);
+        let receiver = endpoints.pop().expect("shard 1");
+        let sender = endpoints.pop().expect("shard 0");
+        let runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
+            .enable_timer()
+            .build();
+        runtime.expect("monoio runtime").block_on(async move {
+            let running = Rc::new(Cell::new(0usize));
+            let peak = Rc::new(Cell::new(0usize));
+            let started = Rc::new(std::cell::RefCell::new(Vec::new()));
+            let finished = Rc::new(Cell::new(0u64));
+            let limit = InFlightLimit::new(BOUND);
+            {
+                let (running, peak, started, finished) = (
+                    running.clone(),
+                    peak.clone(),
+                    started.clone(),
+                    finished.clone(),
+                );
+                let limit = limit.clone();
+                monoio::spawn(async move {
+                    receiver
+                        .serve(&limit, |message| {
+                            let (running, peak, started, finished) = (
+                                running.clone(),
+                                peak.clone(),
+                                started.clone(),
+                                finished.clone(),
+                            );
+                            async move {
+                                running.set(running.get() + 1);
+                                peak.set(peak.get().max(running.get()));
+                                started.borrow_mut().push(message);
+                                // A slow handler: the sender outruns it.
+                                monoio::time::sleep(std::time::Duration::from_micros(200)).await;
+                                running.set(running.get() - 1);
+                                finished.set(finished.get() + 1);
+                            }
+                        })
+                        .await;
+                });
+            }
+            let mut refused = 0;
+            for message in 0..MESSAGES {
+                if let Err(Full(message)) = sender.try_send(ShardId(1), message) {
+                    // The receiver stopped taking messages: the ring filled up.
+                    refused += 1;
+                    sender.send(ShardId(1), message).await;
+                }
+                assert!(limit.in_flight() <= BOUND);
+            }
+            while finished.get() < MESSAGES {
+                monoio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            assert_eq!(
+                peak.get(),
+                BOUND,
+                "handlers ran up to the bound, never past it"
+            );
+            assert_eq!(limit.peak(), BOUND);
+            // The loop holds one permit while it waits for the next message.
+            assert_eq!(limit.in_flight(), 1, "every handler's permit came back");
+            assert!(refused > 0, "the ring filled while the handlers were busy");
+            assert_eq!(*started.borrow(), (0..MESSAGES).collect::<Vec<_>>());
+        });
     }
 
     struct CountingWake(AtomicUsize);

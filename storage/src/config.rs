@@ -7,12 +7,41 @@ use crate::background::BackgroundPool;
 /// Milliseconds in IoTDB's default time partition: 7 days.
 pub const TIME_PARTITION_INTERVAL_MS_DEFAULT: i64 = 604_800_000;
 
-/// Memtable bytes per region before a flush starts (IoTDB flushes at 0.4 of its budget).
+/// Memtable bytes per region before a flush starts (IoTDB flushes at 0.4 of its budget),
+/// for a region opened without a shard's budget (`Region::open`); a DataNode's regions
+/// share their shard's budget instead (`budget::MemoryBudget`).
 pub const MEMTABLE_FLUSH_BYTES_DEFAULT: usize = 256 << 20;
 
 /// Memtable bytes per region (active + flushing) past which writes get `Overloaded`:
-/// flushes have fallen behind and growing further would risk the process.
+/// flushes have fallen behind and growing further would risk the process. For a region
+/// opened without a shard's budget, like `MEMTABLE_FLUSH_BYTES_DEFAULT`.
 pub const MEMTABLE_BYTES_MAX_DEFAULT: usize = 768 << 20;
+
+/// Memtable bytes one shard's regions may hold together (`shard_write_memory_bytes`):
+/// past it every write of the shard waits for a flush, then gets `Overloaded` (606).
+///
+/// Why 1.5 GiB: the per-region default it replaces (`MEMTABLE_BYTES_MAX_DEFAULT`, 768 MiB)
+/// times two regions, which is what a shard typically owns (the AUTO policy aims at one
+/// region group led per core, and with replication each core also follows about one).
+/// One budget per shard lets a busy region use what idle neighbours leave.
+pub const SHARD_WRITE_MEMORY_BYTES_DEFAULT: usize = 1536 << 20;
+
+/// A shard's flush threshold is its budget divided by this: flushes start once the active
+/// memtables hold a third of the budget.
+///
+/// Why a third: the same ratio as the per-region defaults (256 MiB of 768 MiB): the
+/// memtables being frozen and flushed, plus the active ones refilling meanwhile, fit in the
+/// remaining two thirds before writes are refused.
+pub const SHARD_FLUSH_FRACTION_DIVISOR: usize = 3;
+
+/// The longest a write waits for the shard's memtable budget to have room
+/// (`Region::write_waiting`) before it is refused with `Overloaded`.
+///
+/// Why 5 s: a flush of a full memtable takes seconds on a busy disk, so a short burst
+/// should wait rather than fail; but a client must hear 606 well within its own request
+/// timeout (IoTDB's clients default to 20 s or more), and a waiting write holds its
+/// tablet in memory and, when routed, one of the shard's mesh handler slots.
+pub const WRITE_MEMORY_WAIT_MAX: Duration = Duration::from_secs(5);
 
 /// WAL segment size: small enough that flushed segments are deleted promptly, large
 /// enough that segment switches are rare (IoTDB uses 30 MB files).

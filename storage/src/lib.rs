@@ -13,6 +13,7 @@
 //! crate never opens a socket.
 
 pub mod background;
+pub mod budget;
 pub mod codec;
 pub mod compaction;
 pub mod config;
@@ -27,6 +28,7 @@ pub mod types;
 pub mod wal;
 
 pub use background::{BackgroundPool, JobClass, PoolOptions, PoolStats, QueueFull};
+pub use budget::MemoryBudget;
 pub use config::{Compression, RegionConfig, WalMode};
 pub use error::{Result, StorageError};
 pub use filter::{CompareOp, FilterCounters, Operand, ValueFilter, Verdict};

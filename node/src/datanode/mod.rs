@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use iotdb_net::{Status, StatusCode};
 use iotdb_runtime::{MeshEndpoint, Reply, ShardId};
-use iotdb_storage::{DataType, Region};
+use iotdb_storage::{DataType, MemoryBudget, Region};
 
 use crate::config::ServerConfig;
 use control::{ControlAnswer, ControlRequest};
@@ -125,11 +125,14 @@ pub struct Shard {
     route: RefCell<Arc<RouteView>>,
     /// device → measurement → type, as the schema regions answered.
     schema_cache: RefCell<HashMap<Arc<str>, DeviceTypes>>,
+    /// The memtable budget every region of this shard draws on (`shard_write_memory_bytes`).
+    memory: MemoryBudget,
 }
 
 impl Shard {
     pub fn new(id: ShardId, shared: Arc<NodeShared>, mesh: MeshEndpoint<Message>) -> Rc<Shard> {
         let route = shared.route.load();
+        let memory = MemoryBudget::for_shard(shared.config.shard_write_memory_bytes);
         Rc::new(Shard {
             id,
             shared,
@@ -137,6 +140,7 @@ impl Shard {
             regions: RefCell::new(HashMap::new()),
             route: RefCell::new(route),
             schema_cache: RefCell::new(HashMap::new()),
+            memory,
         })
     }
 
@@ -287,7 +291,7 @@ impl Shard {
             .region_config(ttl, database.time_partition_interval_ms);
         config.background = Some(background_pool(&self.shared.config)?);
         let dir = self.shared.config.region_dir(group);
-        let region = Region::open(&dir, config).map_err(|e| {
+        let region = Region::open_with_budget(&dir, config, &self.memory).map_err(|e| {
             tracing::error!(group, dir = %dir.display(), error = %e, "opening a region failed");
             convert::status_of(&e)
         })?;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use iotdb_net::{Status, StatusCode, TabletView};
 use iotdb_runtime::ShardId;
+use iotdb_storage::config::WRITE_MEMORY_WAIT_MAX;
 use iotdb_storage::{self as storage, DataType};
 
 use super::control::{ControlAnswer, ControlRequest};
@@ -260,7 +261,12 @@ impl Shard {
         let mut acks = Vec::with_capacity(payloads.len());
         let mut result = Ok(());
         for payload in payloads {
-            match region.write(&payload.to_tablet()) {
+            // While the shard's memtable budget is full the write waits for a flush, up
+            // to WRITE_MEMORY_WAIT_MAX, then gets Overloaded (606).
+            let written = region
+                .write_waiting(&payload.to_tablet(), WRITE_MEMORY_WAIT_MAX)
+                .await;
+            match written {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {
                     result = Err(convert::status_of(&e));

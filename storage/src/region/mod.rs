@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 use futures_channel::oneshot;
 
 use crate::background::{BackgroundPool, JobClass};
+use crate::budget::{BudgetAccount, MemoryBudget};
 use crate::compaction;
 use crate::config::RegionConfig;
 use crate::error::{Result, StorageError};
@@ -252,6 +253,8 @@ struct State {
     removal_job: Option<oneshot::Receiver<Result<()>>>,
     /// Jobs the pool refused (queue full) and that were retried on a later tick.
     jobs_deferred: u64,
+    /// This region's share of its shard's memtable budget.
+    memory: BudgetAccount,
 }
 
 /// A handle on an open region. Clones share the region.
@@ -293,6 +296,27 @@ impl Region {
 
     /// [`Region::open`] with an injected clock (TTL tests).
     pub fn open_with_clock(dir: &Path, config: RegionConfig, clock: Clock) -> Result<Region> {
+        let budget = MemoryBudget::new(config.memtable_flush_bytes, config.memtable_bytes_max);
+        Region::open_in_budget(dir, config, clock, &budget)
+    }
+
+    /// [`Region::open`] drawing on a shard's shared memtable budget: the region's own
+    /// `memtable_flush_bytes` / `memtable_bytes_max` are then unused, and the budget decides
+    /// when it freezes and when its writes are refused (`budget`'s module doc).
+    pub fn open_with_budget(
+        dir: &Path,
+        config: RegionConfig,
+        budget: &MemoryBudget,
+    ) -> Result<Region> {
+        Region::open_in_budget(dir, config, system_clock(), budget)
+    }
+
+    fn open_in_budget(
+        dir: &Path,
+        config: RegionConfig,
+        clock: Clock,
+        budget: &MemoryBudget,
+    ) -> Result<Region> {
         if config.time_partition_interval_ms <= 0 {
             return Err(StorageError::InvalidArgument(format!(
                 "time_partition_interval must be positive, not {}",
@@ -335,6 +359,7 @@ impl Region {
                 .clone()
                 .unwrap_or_else(BackgroundPool::process_default),
             jobs_deferred: 0,
+            memory: budget.account(),
             flush_ready: None,
             compaction_ready: None,
             metadata_job: None,
@@ -360,6 +385,7 @@ impl Region {
             },
         )?;
         state.replay(records)?;
+        state.balance_memory();
         let region = Region {
             state: Rc::new(RefCell::new(state)),
             wal,
@@ -401,11 +427,11 @@ impl Region {
         }
         tablet.validate()?;
         state.check_types(tablet)?;
-        let memtable_bytes = state.memtable_bytes();
-        if memtable_bytes >= state.config.memtable_bytes_max {
+        let budget = state.memory.budget();
+        if budget.is_full() {
             return Err(StorageError::Overloaded {
-                memtable_bytes,
-                limit_bytes: state.config.memtable_bytes_max,
+                memtable_bytes: budget.total_bytes(),
+                limit_bytes: budget.max_bytes(),
             });
         }
         let index = state.next_index;
@@ -426,13 +452,31 @@ impl Region {
         state.next_index += 1;
         state.register_types(tablet);
         state.apply(tablet);
-        if state.active.heap_bytes() >= state.config.memtable_flush_bytes {
-            state.freeze(index);
-        }
+        state.balance_memory();
         Ok(WriteAck {
             wal: self.wal.clone(),
             index,
         })
+    }
+
+    /// [`Region::write`], but while the shard's memtable budget is full it waits (up to
+    /// `max_wait`) for a flush to give bytes back instead of failing at once; past
+    /// `max_wait` it fails with `Overloaded` as `write` does.
+    pub async fn write_waiting(&self, tablet: &Tablet, max_wait: Duration) -> Result<WriteAck> {
+        let deadline = Instant::now() + max_wait;
+        loop {
+            match self.write(tablet) {
+                Err(StorageError::Overloaded { .. }) if Instant::now() < deadline => {
+                    let budget = self.state.borrow().memory.budget().clone();
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    monoio::select! {
+                        _ = budget.wait_for_room() => {}
+                        _ = monoio::time::sleep(remaining) => {}
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// [`Region::write`] and wait until durable; returns the search index.
@@ -478,6 +522,7 @@ impl Region {
             })
             .collect();
         state.apply_deletions(index, &deletions);
+        state.balance_memory();
         // MODS is rewritten by a metadata write on the pool, always before a manifest
         // whose flushed index passes this record; until then the WAL holds the deletion.
         state.mods_dirty = true;
@@ -696,6 +741,7 @@ impl Region {
             state.last_job_error = Some(e.to_string());
         }
         state.start_removals();
+        state.balance_memory();
         if state.retry_after.is_none_or(|t| Instant::now() >= t) {
             state.start_metadata();
             state.start_flush();
@@ -819,6 +865,20 @@ fn remove_orphans(sealed_dir: &Path, manifest: &Manifest) -> Result<()> {
 impl State {
     fn series_type(&self, key: &SeriesKey) -> Option<DataType> {
         self.types.get(&key.device)?.get(&key.measurement).copied()
+    }
+
+    /// Reports the memtables to the shard's budget and freezes the active one if the
+    /// budget asks (its sum over the shard passed the flush threshold and this region's
+    /// active memtable is among the largest). Called after every change of the memtables.
+    fn balance_memory(&mut self) {
+        let frozen: usize = self.frozen.iter().map(|f| f.memtable.heap_bytes).sum();
+        self.memory.report(self.active.heap_bytes(), frozen);
+        if self.memory.take_freeze_request() && !self.active.is_empty() {
+            let last_index = self.next_index - 1;
+            self.freeze(last_index);
+            let frozen: usize = self.frozen.iter().map(|f| f.memtable.heap_bytes).sum();
+            self.memory.report(self.active.heap_bytes(), frozen);
+        }
     }
 
     fn memtable_bytes(&self) -> usize {

@@ -152,11 +152,13 @@ async fn sync(shared: &Shared, open: &mut Option<OpenSegment>) -> Result<(), Str
         return Ok(());
     };
     let written_index = shared.state.borrow().written_index;
-    segment
-        .file
-        .sync_data()
-        .await
-        .map_err(|error| format!("fdatasync {}: {error}", segment.path.display()))?;
+    if !mutant::skips_fsync() {
+        segment
+            .file
+            .sync_data()
+            .await
+            .map_err(|error| format!("fdatasync {}: {error}", segment.path.display()))?;
+    }
     segment.unsynced = false;
     {
         let mut state = shared.state.borrow_mut();
@@ -189,5 +191,25 @@ pub(super) async fn run_fsync_timer(shared: Weak<Shared>) {
         if let Some(waker) = waker {
             waker.wake();
         }
+    }
+}
+
+/// Deliberate bugs the WAL simulation (`sim_tests`) must catch, switched on per thread;
+/// compiled out of non-test builds.
+pub(super) mod mutant {
+    #[cfg(test)]
+    thread_local! {
+        /// Treat a batch as durable without its fdatasync.
+        pub static SKIP_FSYNC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[cfg(test)]
+    pub fn skips_fsync() -> bool {
+        SKIP_FSYNC.with(std::cell::Cell::get)
+    }
+
+    #[cfg(not(test))]
+    pub fn skips_fsync() -> bool {
+        false
     }
 }

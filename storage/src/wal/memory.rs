@@ -187,13 +187,15 @@ struct MemoryFileHandle {
 }
 
 impl MemoryFileHandle {
+    /// Runs `operation` on the file. A file removed while this handle was open is gone
+    /// from the directory but, as on POSIX, the open handle still works: the operation
+    /// succeeds on an unlinked copy that nothing can read any more.
     fn with_file<T>(&self, operation: impl FnOnce(&mut MemoryFile) -> T) -> io::Result<T> {
         let mut state = self.storage.state.borrow_mut();
-        let file = state
-            .files
-            .get_mut(&self.path)
-            .ok_or_else(|| not_found(&self.path))?;
-        Ok(operation(file))
+        match state.files.get_mut(&self.path) {
+            Some(file) => Ok(operation(file)),
+            None => Ok(operation(&mut MemoryFile::default())),
+        }
     }
 }
 

@@ -76,4 +76,6 @@ pub struct WalRecord {
 }
 
 #[cfg(test)]
+mod sim_tests;
+#[cfg(test)]
 mod tests;
