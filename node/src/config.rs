@@ -58,6 +58,11 @@ pub struct ServerConfig {
     /// writes wait for a flush, then are rejected (606); flushes of the largest memtables
     /// start at a third of it (`iotdb_storage::budget`).
     pub shard_write_memory_bytes: usize,
+    /// Replaced by `shard_write_memory_bytes` (memory is budgeted per shard, not per
+    /// region): still accepted so existing configuration files load; a start warns.
+    pub memtable_flush_bytes: Option<usize>,
+    /// Replaced by `shard_write_memory_bytes`; accepted and ignored with a warning.
+    pub memtable_bytes_max: Option<usize>,
     /// Milliseconds a time partition with several sealed files must take no writes before
     /// it is compacted into one file (see `iotdb_storage::config::COMPACTION_COLD_DELAY_DEFAULT`).
     pub compaction_cold_delay_in_ms: u64,
@@ -100,6 +105,8 @@ impl Default for ServerConfig {
             allow_default_password_on_public_address: false,
             dn_rpc_max_concurrent_client_num: 1000,
             shard_write_memory_bytes: iotdb_storage::config::SHARD_WRITE_MEMORY_BYTES_DEFAULT,
+            memtable_flush_bytes: None,
+            memtable_bytes_max: None,
             compaction_cold_delay_in_ms: region.compaction_cold_delay.as_millis() as u64,
             storage_background_threads: 0,
             enable_partial_insert: true,
@@ -320,6 +327,23 @@ mod tests {
         assert_eq!(config.wal_mode_parsed(), Some(WalMode::Async));
         assert_eq!(config.cluster_name, "defaultCluster");
         assert!(toml::from_str::<ServerConfig>("no_such_key = 1").is_err());
+    }
+
+    /// Configuration files written for the per-region memtable keys still load (the keys
+    /// are ignored with a warning at start).
+    #[test]
+    fn replaced_memtable_keys_still_load() {
+        let config: ServerConfig = toml::from_str(
+            "memtable_flush_bytes = 1048576
+memtable_bytes_max = 4194304",
+        )
+        .unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.memtable_flush_bytes, Some(1 << 20));
+        assert_eq!(
+            config.shard_write_memory_bytes,
+            iotdb_storage::config::SHARD_WRITE_MEMORY_BYTES_DEFAULT
+        );
     }
 
     #[test]

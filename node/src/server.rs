@@ -24,6 +24,20 @@ pub const READY_LINE_PREFIX: &str = "iotdb-server ready: clients on ";
 /// Runs a standalone server until SIGTERM or SIGINT.
 pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
     config.validate()?;
+    for (key, value) in [
+        ("memtable_flush_bytes", config.memtable_flush_bytes),
+        ("memtable_bytes_max", config.memtable_bytes_max),
+    ] {
+        if let Some(value) = value {
+            tracing::warn!(
+                key,
+                value,
+                shard_write_memory_bytes = config.shard_write_memory_bytes,
+                "this key is no longer used: memtable memory is budgeted per shard; set \
+                 shard_write_memory_bytes instead"
+            );
+        }
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
     let lock_path = config.data_dir.join(".lock");
