@@ -84,6 +84,7 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
         connections: AtomicUsize::new(0),
         sessions: AtomicU64::new(0),
         control,
+        read_only_reported: std::sync::atomic::AtomicBool::new(false),
     });
     let listeners: Arc<Mutex<Vec<Option<TcpListener>>>> =
         Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));

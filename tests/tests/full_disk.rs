@@ -120,6 +120,29 @@ fn assert_all_readable(server: &TestServer, acknowledged_end: i64, when: &str) {
     }
 }
 
+/// The Status of the DataNode row of `SHOW CLUSTER`.
+fn data_node_status(client: &mut iotdb_net::BlockingClient) -> String {
+    let cluster = client.execute_sql("SHOW CLUSTER").expect("show cluster");
+    let column = |name: &str| {
+        cluster
+            .column_names
+            .iter()
+            .position(|column| column == name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", cluster.column_names))
+    };
+    let (kind, status) = (column("NodeType"), column("Status"));
+    let text = |cell: &Option<Value>| match cell {
+        Some(Value::Text(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        other => panic!("a text cell, not {other:?}"),
+    };
+    cluster
+        .rows
+        .iter()
+        .find(|row| text(&row[kind]) == "DataNode")
+        .map(|row| text(&row[status]))
+        .expect("a DataNode row")
+}
+
 fn fill_ballast(path: &Path) {
     std::fs::write(path, vec![0x5a; BALLAST_BYTES]).expect("write the ballast file");
 }
@@ -138,8 +161,9 @@ fn a_full_disk_makes_writes_read_only_loses_nothing_and_a_restart_recovers() {
     let options = server_options!()
         .cores(1)
         .data_dir(mount.path().join("data"))
-        // Flushes write sealed files while the disk fills, too.
-        .config_toml("memtable_flush_bytes = 8388608");
+        // Flushes (from 8 MiB, a third of the shard's budget) write sealed files while the
+        // disk fills, too.
+        .config_toml("shard_write_memory_bytes = 25165824");
     let mut server = TestServer::start(options).expect("start the server");
     let mut client = server.client().expect("connect");
     client
@@ -174,6 +198,11 @@ fn a_full_disk_makes_writes_read_only_loses_nothing_and_a_restart_recovers() {
         .insert_tablets(&[tablet(acknowledged_end)])
         .expect_err("still read-only");
     assert_eq!(again.status_code(), Some(StatusCode::SYSTEM_READ_ONLY));
+    assert_eq!(
+        data_node_status(&mut client),
+        "ReadOnly",
+        "SHOW CLUSTER shows the DataNode read-only"
+    );
     assert_all_readable(&server, acknowledged_end, "read-only");
     drop(client);
 
@@ -184,6 +213,11 @@ fn a_full_disk_makes_writes_read_only_loses_nothing_and_a_restart_recovers() {
     server.restart().expect("restart after freeing space");
     assert_all_readable(&server, acknowledged_end, "after the restart");
     let mut client = server.client().expect("connect");
+    assert_eq!(
+        data_node_status(&mut client),
+        "Running",
+        "after the restart"
+    );
     client
         .insert_tablets(&[tablet(acknowledged_end)])
         .expect("Running again: writes succeed");

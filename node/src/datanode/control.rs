@@ -15,7 +15,7 @@ use super::route::RouteView;
 use crate::config::ServerConfig;
 use crate::confignode::{
     ClusterSettings, ConfigNode, ConfigNodeError, ConfigNodeSpec, ConfigRequest, ConfigResponse,
-    DataNodeSpec, KillMode, KillPoint, ProcedureEnv, RegionGroupId, RegionGroupKind,
+    DataNodeSpec, KillMode, KillPoint, NodeStatus, ProcedureEnv, RegionGroupId, RegionGroupKind,
     RegionGroupPolicy, Role, RouteSnapshot, ShowRequest, Table,
 };
 use crate::schema::{SchemaError, SchemaRegion, TypeConflict};
@@ -58,6 +58,9 @@ pub enum ControlRequest {
     Statement(Statement),
     /// The shards' region sizes, for `SHOW REGIONS`.
     ReportRegionSizes(HashMap<u32, u64>),
+    /// A region of this DataNode turned read-only (a full disk, a failed write or fsync):
+    /// the DataNode is shown `ReadOnly` until a restart.
+    ReportReadOnly { reason: String },
 }
 
 /// The control plane's answer.
@@ -180,6 +183,15 @@ impl ControlPlane {
             )?
             .into_node_id()?;
         config_node.set_leader(Some(config_node_id));
+        // A restart is the way back from ReadOnly (docs/operations.md): regions reopen
+        // from their WAL and serve writes again.
+        config_node.handle(
+            ConfigRequest::SetNodeStatus {
+                node_id: data_node_id,
+                status: NodeStatus::Running,
+            },
+            &mut no_effects,
+        )?;
         if let Some(point) = kill_point_from_env()? {
             tracing::warn!(
                 kill_point = point.name(),
@@ -464,6 +476,19 @@ impl ControlPlane {
                     .collect(),
             )),
             ControlRequest::Statement(statement) => self.execute(statement),
+            ControlRequest::ReportReadOnly { reason } => {
+                tracing::error!(
+                    data_node = %self.data_node_id,
+                    %reason,
+                    "a region turned read-only: the DataNode is ReadOnly until it restarts \
+                     (free space or fix the device first)"
+                );
+                self.config(ConfigRequest::SetNodeStatus {
+                    node_id: self.data_node_id,
+                    status: NodeStatus::ReadOnly,
+                })?;
+                Ok(ControlAnswer::Done)
+            }
             ControlRequest::ReportRegionSizes(sizes) => {
                 self.region_sizes = sizes;
                 Ok(ControlAnswer::Done)

@@ -68,6 +68,8 @@ pub struct NodeShared {
     pub sessions: AtomicU64,
     /// The control thread (ConfigNode role and schema regions).
     pub control: ControlHandle,
+    /// Whether a region's turn to read-only was reported (once per process).
+    pub read_only_reported: std::sync::atomic::AtomicBool,
 }
 
 /// Messages between shards. Payloads are `Bytes`-backed views: a frame read on one core

@@ -279,7 +279,34 @@ impl Shard {
                 result = Err(convert::status_of(&e));
             }
         }
+        if let Err(status) = &result
+            && status.code == StatusCode::SYSTEM_READ_ONLY
+        {
+            self.report_read_only(&status.message).await;
+        }
         result
+    }
+
+    /// Tells the control plane, once per process, that a region turned read-only, so
+    /// `SHOW CLUSTER` shows this DataNode `ReadOnly`.
+    async fn report_read_only(&self, reason: &str) {
+        if self
+            .shared
+            .read_only_reported
+            .swap(true, std::sync::atomic::Ordering::AcqRel)
+        {
+            return;
+        }
+        let reason = reason.to_string();
+        if let Err(status) = self
+            .control(ControlRequest::ReportReadOnly { reason })
+            .await
+        {
+            tracing::warn!(error = %status.message, "reporting the DataNode read-only failed");
+            self.shared
+                .read_only_reported
+                .store(false, std::sync::atomic::Ordering::Release);
+        }
     }
 }
 
