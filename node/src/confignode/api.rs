@@ -39,6 +39,14 @@ pub enum ConfigRequest {
         /// Its new status.
         status: NodeStatus,
     },
+    /// What a node says of itself (a heartbeat's status: `ReadOnly` when its disk is
+    /// full); runtime knowledge, not persisted.
+    ReportNodeStatus {
+        /// The node.
+        node_id: NodeId,
+        /// Its status.
+        status: NodeStatus,
+    },
     /// Forgets a node (a DataNode must hold no replica).
     RemoveNode {
         /// The node.
@@ -219,6 +227,10 @@ impl<S: CommandStore> ConfigNode<S> {
             }
             ConfigRequest::SetNodeStatus { node_id, status } => {
                 self.set_node_status(node_id, status)?;
+                ConfigResponse::Done
+            }
+            ConfigRequest::ReportNodeStatus { node_id, status } => {
+                self.report_status(node_id, status)?;
                 ConfigResponse::Done
             }
             ConfigRequest::RemoveNode { node_id } => {

@@ -60,6 +60,11 @@ pub struct ConfigNode<S: CommandStore = Journal> {
     leader: Option<NodeId>,
     /// What kill points do (tests only; disarmed in production).
     kill_mode: KillMode,
+    /// Statuses nodes reported about themselves (a DataNode whose disk filled is
+    /// `ReadOnly`): like IoTDB's heartbeat-fed load cache, runtime knowledge, never
+    /// written to the store — a node that cannot write its own disk must still be able to
+    /// say so, and a restart starts from what the node reports again.
+    reported_status: std::collections::BTreeMap<NodeId, NodeStatus>,
 }
 
 impl ConfigNode {
@@ -108,6 +113,7 @@ impl<S: CommandStore> ConfigNode<S> {
             clock_ms: system_clock_ms,
             leader: None,
             kill_mode: KillMode::Disarmed,
+            reported_status: std::collections::BTreeMap::new(),
         })
     }
 
@@ -120,6 +126,34 @@ impl<S: CommandStore> ConfigNode<S> {
     /// Records who leads the ConfigNode group (shown by `SHOW CONFIGNODES`).
     pub fn set_leader(&mut self, leader: Option<NodeId>) {
         self.leader = leader;
+    }
+
+    /// Records the status a node reported about itself (not persisted; see
+    /// `reported_status`); `Running` clears an earlier report.
+    pub fn report_status(&mut self, node_id: NodeId, status: NodeStatus) -> Result<()> {
+        if !self.state.data_nodes().contains_key(&node_id)
+            && !self.state.config_nodes().contains_key(&node_id)
+        {
+            return Err(ConfigNodeError::NodeNotFound(node_id));
+        }
+        if status == NodeStatus::Running {
+            self.reported_status.remove(&node_id);
+        } else {
+            self.reported_status.insert(node_id, status);
+        }
+        Ok(())
+    }
+
+    /// The state the views show: the replicated state with reported statuses laid over.
+    fn view_state(&self) -> std::borrow::Cow<'_, ConfigState> {
+        if self.reported_status.is_empty() {
+            return std::borrow::Cow::Borrowed(&self.state);
+        }
+        let mut state = self.state.clone();
+        for (&node_id, &status) in &self.reported_status {
+            state.overlay_status(node_id, status);
+        }
+        std::borrow::Cow::Owned(state)
     }
 
     /// Arms (or disarms) the procedures' kill points (tests).
@@ -613,17 +647,17 @@ impl<S: CommandStore> ConfigNode<S> {
 
     /// `SHOW CLUSTER [DETAILS]`.
     pub fn show_cluster(&self, details: bool) -> Table {
-        views::show_cluster(&self.state, details)
+        views::show_cluster(&self.view_state(), details)
     }
 
     /// `SHOW DATANODES`.
     pub fn show_data_nodes(&self) -> Table {
-        views::show_data_nodes(&self.state)
+        views::show_data_nodes(&self.view_state())
     }
 
     /// `SHOW CONFIGNODES`.
     pub fn show_config_nodes(&self) -> Table {
-        views::show_config_nodes(&self.state, self.leader)
+        views::show_config_nodes(&self.view_state(), self.leader)
     }
 
     /// `SHOW [DATA|SCHEMA] REGIONS ...`; `tsfile_size` fills TsFileSize.
@@ -632,7 +666,7 @@ impl<S: CommandStore> ConfigNode<S> {
         filter: &RegionFilter<'_>,
         tsfile_size: &dyn Fn(RegionGroupId, NodeId) -> Option<String>,
     ) -> Table {
-        views::show_regions(&self.state, filter, tsfile_size)
+        views::show_regions(&self.view_state(), filter, tsfile_size)
     }
 
     /// `SHOW DATABASES [DETAILS] [pattern]`.

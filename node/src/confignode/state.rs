@@ -331,6 +331,17 @@ impl ConfigState {
             .map(|(id, _)| *id)
     }
 
+    /// Lays a node's reported status over a copy of the state that only views read
+    /// (`ConfigNode::view_state`); never applied to the replicated state.
+    pub(super) fn overlay_status(&mut self, node_id: NodeId, status: NodeStatus) {
+        if let Some(node) = self.data_nodes.get_mut(&node_id) {
+            node.status = status;
+        }
+        if let Some(node) = self.config_nodes.get_mut(&node_id) {
+            node.status = status;
+        }
+    }
+
     /// Refuses to create anything in a database a procedure is deleting.
     fn check_not_deleting(&self, database: &str) -> Result<()> {
         match self.procedure_on(database) {

@@ -767,3 +767,39 @@ fn typed_ids_keep_the_journal_json() {
     let leaders: BTreeMap<RegionGroupId, NodeId> = serde_json::from_str(r#"{"7":3}"#).unwrap();
     assert_eq!(leaders, BTreeMap::from([(RegionGroupId(7), NodeId(3))]));
 }
+
+/// A node's reported status (ReadOnly after its disk filled) shows in the views but is
+/// never written: it needs no disk, and a restart starts from what the node reports again.
+#[test]
+fn reported_status_shows_but_is_not_persisted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    node.register_config_node(config_node(1)).unwrap();
+    let data_node_id = node.register_data_node(data_node(1, 2)).unwrap();
+    let version = node.version();
+    node.report_status(data_node_id, NodeStatus::ReadOnly)
+        .unwrap();
+    assert_eq!(node.version(), version, "nothing journaled");
+    assert_eq!(
+        column(&node.show_data_nodes(), "Status"),
+        vec![Some("ReadOnly".into())]
+    );
+    assert!(
+        node.report_status(NodeId(42), NodeStatus::ReadOnly)
+            .is_err()
+    );
+    drop(node);
+    let mut node = open(dir.path());
+    assert_eq!(
+        column(&node.show_data_nodes(), "Status"),
+        vec![Some("Running".into())]
+    );
+    node.report_status(data_node_id, NodeStatus::ReadOnly)
+        .unwrap();
+    node.report_status(data_node_id, NodeStatus::Running)
+        .unwrap();
+    assert_eq!(
+        column(&node.show_data_nodes(), "Status"),
+        vec![Some("Running".into())]
+    );
+}

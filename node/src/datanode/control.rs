@@ -183,15 +183,6 @@ impl ControlPlane {
             )?
             .into_node_id()?;
         config_node.set_leader(Some(config_node_id));
-        // A restart is the way back from ReadOnly (docs/operations.md): regions reopen
-        // from their WAL and serve writes again.
-        config_node.handle(
-            ConfigRequest::SetNodeStatus {
-                node_id: data_node_id,
-                status: NodeStatus::Running,
-            },
-            &mut no_effects,
-        )?;
         if let Some(point) = kill_point_from_env()? {
             tracing::warn!(
                 kill_point = point.name(),
@@ -483,7 +474,8 @@ impl ControlPlane {
                     "a region turned read-only: the DataNode is ReadOnly until it restarts \
                      (free space or fix the device first)"
                 );
-                self.config(ConfigRequest::SetNodeStatus {
+                // Reported, not journaled: the journal may sit on the very disk that filled.
+                self.config(ConfigRequest::ReportNodeStatus {
                     node_id: self.data_node_id,
                     status: NodeStatus::ReadOnly,
                 })?;
