@@ -174,14 +174,34 @@ impl Shard {
                 tracing::warn!(group, error = %e, "closing a dropped region failed");
             }
             let dir = self.shared.config.region_dir(*group);
-            match std::fs::remove_dir_all(&dir) {
+            // The removal runs on the storage background pool, never on this shard's
+            // loop; the statement still waits for it, so it returns once the files are
+            // gone. A removal that fails (or finds the pool full) is finished at the next
+            // start, when region directories are reconciled against the route table.
+            match self.remove_on_pool(dir.clone()).await {
                 Ok(()) => {
                     tracing::info!(group, dir = %dir.display(), "dropped the region of a deleted database")
                 }
-                Err(e) => {
-                    tracing::warn!(group, dir = %dir.display(), error = %e, "removing a dropped region failed")
+                Err(reason) => {
+                    tracing::warn!(group, dir = %dir.display(), %reason,
+                        "removing a dropped region failed; the next start removes it")
                 }
             }
+        }
+    }
+
+    /// Removes a directory tree on the storage background pool and waits for it.
+    async fn remove_on_pool(&self, dir: std::path::PathBuf) -> Result<(), String> {
+        let pool = background_pool(&self.shared.config).map_err(|status| status.message)?;
+        let done = pool
+            .try_run(iotdb_storage::JobClass::Urgent, move || {
+                std::fs::remove_dir_all(&dir)
+                    .map_err(|e| iotdb_storage::StorageError::io("remove dropped region", &dir, e))
+            })
+            .map_err(|full| full.to_string())?;
+        match done.await {
+            Ok(result) => result.map_err(|e| e.to_string()),
+            Err(_) => Err("the removal job was cancelled".to_string()),
         }
     }
 
