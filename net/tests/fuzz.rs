@@ -24,127 +24,19 @@ use iotdb_net::{
     decode_response, encode_insert_tablets, encode_response,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+
+#[path = "../../testing/fuzz_harness.rs"]
+mod fuzz_harness;
+use fuzz_harness::{arbitrary_bytes, cases, mutated};
 
 /// Cases per decoder without `FUZZ_CASES`: a few thousand in all, seconds in CI.
 const CASES_DEFAULT: u32 = 2000;
-/// Peak virtual memory a decoder may add while it runs.
-const PEAK_GROWTH_BYTES_MAX: u64 = 512 * 1024 * 1024;
 /// The frame body limit the server applies after authentication.
 const FRAME_BODY_BYTES_MAX: u32 = 64 * 1024 * 1024;
 
-fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(CASES_DEFAULT)
-}
-
-/// `VmPeak` of this process, in bytes.
-fn peak_virtual_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find(|line| line.starts_with("VmPeak:"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse::<u64>().ok())
-        .map_or(0, |kib| kib * 1024)
-}
-
-/// Runs `check` on `cases()` inputs drawn from `strategy` and requires the peak virtual
-/// size to grow by less than [`PEAK_GROWTH_BYTES_MAX`].
+/// [`fuzz_harness::fuzz`] with this file's case count.
 fn fuzz<S: Strategy>(name: &str, strategy: S, check: impl Fn(S::Value)) {
-    let before = peak_virtual_bytes();
-    let started = std::time::Instant::now();
-    let mut runner = TestRunner::new(Config {
-        cases: cases(),
-        failure_persistence: None,
-        ..Config::default()
-    });
-    let result = runner.run(&strategy, |input| {
-        check(input);
-        Ok(())
-    });
-    if let Err(error) = result {
-        panic!("{name}: {error}");
-    }
-    let growth = peak_virtual_bytes().saturating_sub(before);
-    eprintln!(
-        "{name}: {:?}, peak virtual size +{} KiB",
-        started.elapsed(),
-        growth >> 10
-    );
-    assert!(
-        growth < PEAK_GROWTH_BYTES_MAX,
-        "{name}: the peak virtual size grew by {growth} bytes"
-    );
-}
-
-/// How a valid encoding is spoiled.
-#[derive(Debug, Clone)]
-enum Mutation {
-    /// XOR one byte (position taken modulo the length).
-    Flip(usize, u8),
-    /// Cut the encoding at this position (modulo the length + 1).
-    Truncate(usize),
-    /// Overwrite four bytes at this position with a little-endian u32: what a lying
-    /// length or count field looks like.
-    Length(usize, u32),
-    /// Insert a byte.
-    Insert(usize, u8),
-}
-
-fn mutation() -> impl Strategy<Value = Mutation> {
-    prop_oneof![
-        (any::<usize>(), 1..=255u8).prop_map(|(at, mask)| Mutation::Flip(at, mask)),
-        any::<usize>().prop_map(Mutation::Truncate),
-        (
-            any::<usize>(),
-            prop_oneof![
-                Just(u32::MAX),
-                Just(0x8000_0000),
-                Just(0x00FF_FFFF),
-                Just(65_536),
-                any::<u32>()
-            ]
-        )
-            .prop_map(|(at, value)| Mutation::Length(at, value)),
-        (any::<usize>(), any::<u8>()).prop_map(|(at, byte)| Mutation::Insert(at, byte)),
-    ]
-}
-
-fn mutate(valid: &[u8], mutations: &[Mutation]) -> Vec<u8> {
-    let mut bytes = valid.to_vec();
-    for mutation in mutations {
-        match *mutation {
-            Mutation::Flip(at, mask) if !bytes.is_empty() => {
-                let at = at % bytes.len();
-                bytes[at] ^= mask;
-            }
-            Mutation::Truncate(at) => bytes.truncate(at % (bytes.len() + 1)),
-            Mutation::Length(at, value) if bytes.len() >= 4 => {
-                let at = at % (bytes.len() - 3);
-                bytes[at..at + 4].copy_from_slice(&value.to_le_bytes());
-            }
-            Mutation::Insert(at, byte) => {
-                let at = at % (bytes.len() + 1);
-                bytes.insert(at, byte);
-            }
-            _ => {}
-        }
-    }
-    bytes
-}
-
-/// A valid encoding from `samples`, spoiled by one to four mutations.
-fn mutated(samples: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
-    let count = samples.len();
-    (0..count, prop::collection::vec(mutation(), 1..4))
-        .prop_map(move |(index, mutations)| mutate(&samples[index], &mutations))
-}
-
-fn arbitrary_bytes() -> impl Strategy<Value = Vec<u8>> {
-    prop::collection::vec(any::<u8>(), 0..1024)
+    fuzz_harness::fuzz(name, cases(CASES_DEFAULT), strategy, check);
 }
 
 fn selection() -> SeriesSelection {
