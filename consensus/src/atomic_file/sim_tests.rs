@@ -150,12 +150,7 @@ fn run(seed: u64) -> Result<(u64, u64, u64), String> {
     });
     sim.run_until(1_000).map_err(|error| error.to_string())?;
     // Final check: every node crashes and reads its state back from a reliable disk.
-    sim.set_chaos(false);
-    for index in 0..NODES as u32 {
-        sim.crash(NodeId(index));
-        sim.disk(NodeId(index)).set_config(DiskConfig::reliable());
-        sim.restart(NodeId(index));
-    }
+    sim.crash_all_onto_reliable_disks();
     sim.run_for(30).map_err(|error| error.to_string())?;
     let model = model.borrow();
     if let Some(reason) = &model.violation {

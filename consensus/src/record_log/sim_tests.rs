@@ -287,17 +287,12 @@ fn run(seed: u64, retry_after_sync_failure: bool, totals: &mut Totals) -> Result
 
     // The final check: every node crashes (tearing what it had not synced), then recovers
     // on a disk that no longer fails; every acknowledged record must be there.
-    sim.set_chaos(false);
     let nodes: Vec<NodeId> = (0..NODES as u32).map(NodeId).collect();
     let opened_before: Vec<u64> = nodes
         .iter()
         .map(|id| model.borrow().nodes[id.0 as usize].opened)
         .collect();
-    for &id in &nodes {
-        sim.crash(id);
-        sim.disk(id).set_config(DiskConfig::reliable());
-        sim.restart(id);
-    }
+    sim.crash_all_onto_reliable_disks();
     // A restart chaos queued before it stopped may still be pending: wait for it.
     let deadline = sim.now_ms() + config().chaos.restart_delay_max_ms + 10;
     let recovered = |sim: &Simulation<LogNode>| {

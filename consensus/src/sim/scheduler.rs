@@ -378,6 +378,19 @@ impl<N: Node> Simulation<N> {
         }
     }
 
+    /// The final check of a faulty run: stops chaos, crashes every node (tearing what it
+    /// had not synced), makes every disk reliable and queues every restart, so what the
+    /// nodes recover next is judged on a disk that no longer fails.
+    pub fn crash_all_onto_reliable_disks(&mut self) {
+        self.set_chaos(false);
+        for index in 0..self.slots.len() {
+            let id = NodeId(index as u32);
+            self.crash(id);
+            self.disk(id).set_config(DiskConfig::reliable());
+            self.restart(id);
+        }
+    }
+
     /// Processes events due up to `deadline_ms`, then sets the time to it.
     pub fn run_until(&mut self, deadline_ms: u64) -> Result<(), SimError> {
         while let Some(&Reverse((at_ms, _, _))) = self.queue.peek() {

@@ -427,13 +427,8 @@ fn run(seed: u64, totals: &mut Model) -> Result<u64, String> {
     };
     sim.run_until(RUN_MS).map_err(|error| error.to_string())?;
     check(&model)?;
-    sim.set_chaos(false);
     let nodes: Vec<SimNodeId> = (0..NODES as u32).map(SimNodeId).collect();
-    for &id in &nodes {
-        sim.crash(id);
-        sim.disk(id).set_config(DiskConfig::reliable());
-        sim.restart(id);
-    }
+    sim.crash_all_onto_reliable_disks();
     let deadline = sim.now_ms() + config().chaos.restart_delay_max_ms + 50;
     sim.run_until_goal(deadline, "every ConfigNode recovers", |sim| {
         nodes
