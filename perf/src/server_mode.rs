@@ -429,21 +429,7 @@ async fn drive(
     server_pid: Option<u32>,
     expected: Rc<Expected>,
 ) -> anyhow::Result<Report> {
-    let mut admin = AsyncClient::connect(address, &client_config(options, None))
-        .await
-        .with_context(|| format!("connecting to {address}"))?;
-    match admin
-        .create_database(CreateDatabase {
-            name: spec.database.clone(),
-            ttl_ms: None,
-            data_region_group_num: None,
-        })
-        .await
-    {
-        Ok(()) => {}
-        Err(e) if e.status_code() == Some(StatusCode::DATABASE_ALREADY_EXISTS) => {}
-        Err(e) => return Err(e).context("creating the database"),
-    }
+    let mut admin = connect_admin(spec, options, address).await?;
 
     // Write, then flush: the timed window ends when every point is in sealed files.
     let route = Rc::new(RefCell::new(
@@ -740,4 +726,28 @@ async fn write_client(
         }
     }
     Ok(())
+}
+
+/// The admin connection of a run: connected, with the workload's database created (an
+/// existing one is fine: a soak or a rerun against a live server).
+pub(crate) async fn connect_admin(
+    spec: &WorkloadSpec,
+    options: &ServerOptions,
+    address: SocketAddr,
+) -> anyhow::Result<AsyncClient> {
+    let mut admin = AsyncClient::connect(address, &client_config(options, None))
+        .await
+        .with_context(|| format!("connecting to {address}"))?;
+    match admin
+        .create_database(CreateDatabase {
+            name: spec.database.clone(),
+            ttl_ms: None,
+            data_region_group_num: None,
+        })
+        .await
+    {
+        Ok(()) => Ok(admin),
+        Err(e) if e.status_code() == Some(StatusCode::DATABASE_ALREADY_EXISTS) => Ok(admin),
+        Err(e) => Err(e).context("creating the database"),
+    }
 }

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use iotdb_net::{AsyncClient, CreateDatabase, Opcode, RouteTable, StatusCode};
+use iotdb_net::{Opcode, RouteTable};
 
 use crate::server_mode::{self, EmbeddedServer, ServerOptions, ShardClient, Target};
 use crate::workload::{self, WorkloadSpec};
@@ -199,21 +199,7 @@ async fn write_at_rate(
     soak: &SoakOptions,
     acknowledged: Arc<std::sync::atomic::AtomicU64>,
 ) -> anyhow::Result<(u64, Duration, u64)> {
-    let mut admin = AsyncClient::connect(address, &server_mode::client_config(options, None))
-        .await
-        .with_context(|| format!("connecting to {address}"))?;
-    match admin
-        .create_database(CreateDatabase {
-            name: spec.database.clone(),
-            ttl_ms: None,
-            data_region_group_num: None,
-        })
-        .await
-    {
-        Ok(()) => {}
-        Err(e) if e.status_code() == Some(StatusCode::DATABASE_ALREADY_EXISTS) => {}
-        Err(e) => return Err(e).context("creating the database"),
-    }
+    let mut admin = server_mode::connect_admin(spec, options, address).await?;
     let mut client = ShardClient::connect(address, options).await?;
     let mut route = admin
         .fetch_route_table(0)
