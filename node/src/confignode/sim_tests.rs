@@ -27,6 +27,7 @@ use iotdb_consensus::sim::{
 };
 
 use super::store::DiskStore;
+use super::tests::data_node;
 use super::*;
 use crate::sql::DatabaseAttributes;
 
@@ -38,21 +39,6 @@ const DATABASES: [&str; 3] = ["root.a", "root.b", "root.c"];
 
 fn fixed_clock() -> i64 {
     1_700_000_000_000
-}
-
-fn data_node(host: u64, shards: u32) -> DataNodeSpec {
-    DataNodeSpec {
-        internal_address: format!("127.0.1.{host}"),
-        internal_port: 10730,
-        rpc_address: format!("127.0.1.{host}"),
-        rpc_port: 6667,
-        mpp_port: 10740,
-        schema_consensus_port: 10750,
-        data_consensus_port: 10760,
-        shard_count: shards,
-        version: "sim".into(),
-        build_info: "sim".into(),
-    }
 }
 
 /// What the test knows about one node, across its incarnations.
@@ -259,7 +245,7 @@ impl CnNode {
         let outcome = match env.random_u64() % 10 {
             0 => node
                 .register_data_node(data_node(
-                    env.random_u64() % 5,
+                    (env.random_u64() % 5) as u32,
                     1 + (env.random_u64() % 3) as u32,
                 ))
                 .map(drop),

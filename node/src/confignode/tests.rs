@@ -19,7 +19,7 @@ fn open(dir: &Path) -> ConfigNode {
     node
 }
 
-fn data_node(host: u32, shards: u32) -> DataNodeSpec {
+pub(super) fn data_node(host: u32, shards: u32) -> DataNodeSpec {
     DataNodeSpec {
         internal_address: format!("127.0.0.{host}"),
         internal_port: 10730,
