@@ -215,15 +215,7 @@ fn read_thrift(protocol: ThriftProtocol, bytes: &[u8]) {
 
 fn convert_tablet(request: &TSInsertTabletReq) {
     for is_aligned in [false, true] {
-        let thrift = ThriftTablet {
-            device: &request.prefix_path,
-            measurements: &request.measurements,
-            types: &request.types,
-            values: &request.values,
-            timestamps: &request.timestamps,
-            size: request.size,
-            is_aligned,
-        };
+        let thrift = ThriftTablet::of_request(request, is_aligned);
         let _ = tablet(&thrift);
         let _ = tablet_view(&thrift);
     }

@@ -152,6 +152,24 @@ pub struct ThriftTablet<'a> {
     pub is_aligned: bool,
 }
 
+impl<'a> ThriftTablet<'a> {
+    /// The parts of an `insertTablet` request; `is_aligned` as the caller resolved it.
+    pub fn of_request(
+        request: &'a super::generated::TSInsertTabletReq,
+        is_aligned: bool,
+    ) -> ThriftTablet<'a> {
+        ThriftTablet {
+            device: &request.prefix_path,
+            measurements: &request.measurements,
+            types: &request.types,
+            values: &request.values,
+            timestamps: &request.timestamps,
+            size: request.size,
+            is_aligned,
+        }
+    }
+}
+
 /// The row count of a Thrift tablet, once its shape is checked: a row count within
 /// [`TABLET_ROWS_MAX`], one type per measurement, eight timestamp bytes per row.
 fn checked_rows(thrift: &ThriftTablet<'_>) -> Result<usize, Status> {

@@ -1237,15 +1237,10 @@ fn compressor_name(code: i32) -> Result<&'static str, Status> {
 }
 
 fn tablet_of(request: &TSInsertTabletReq) -> Result<TabletView, Status> {
-    insert::tablet_view(&insert::ThriftTablet {
-        device: &request.prefix_path,
-        measurements: &request.measurements,
-        types: &request.types,
-        values: &request.values,
-        timestamps: &request.timestamps,
-        size: request.size,
-        is_aligned: request.is_aligned.unwrap_or(false),
-    })
+    insert::tablet_view(&insert::ThriftTablet::of_request(
+        request,
+        request.is_aligned.unwrap_or(false),
+    ))
 }
 
 fn tablets_of(request: &TSInsertTabletsReq) -> Result<Vec<TabletView>, Status> {
