@@ -9,7 +9,10 @@
 use std::fmt;
 
 /// A series' (or a column's) data type; the discriminant is IoTDB's `TSDataType` code.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// Serde writes the variant's name (node-to-node control messages).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[repr(u8)]
 pub enum DataType {
     Boolean = 0,

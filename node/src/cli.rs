@@ -17,6 +17,11 @@ struct Cli {
 enum Role {
     /// A ConfigNode and a DataNode in one process.
     Standalone(Flags),
+    /// A ConfigNode: founds a cluster (cn_seed_config_node = its own address) and serves
+    /// DataNodes on cn_internal_port.
+    Confignode(Flags),
+    /// A DataNode: joins the cluster of dn_seed_config_node and serves clients.
+    Datanode(Flags),
 }
 
 #[derive(clap::Args, Debug)]
@@ -38,6 +43,10 @@ struct Flags {
     /// sync | async | off
     #[arg(long)]
     wal_mode: Option<String>,
+    /// Overrides any configuration key (IoTDB's names), after the file: `--set
+    /// dn_rpc_port=6668 --set cluster_name=c1`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    set: Vec<String>,
 }
 
 /// Parses the process arguments and runs the chosen role until it stops.
@@ -50,13 +59,12 @@ pub fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_ansi(iotdb_runtime::log_colours())
         .init();
-    let Cli {
-        role: Role::Standalone(flags),
-    } = Cli::parse();
-    let mut config = match &flags.config {
-        Some(path) => ServerConfig::load(path)?,
-        None => ServerConfig::default(),
+    let (name, flags) = match Cli::parse().role {
+        Role::Standalone(flags) => ("standalone", flags),
+        Role::Confignode(flags) => ("confignode", flags),
+        Role::Datanode(flags) => ("datanode", flags),
     };
+    let mut config = ServerConfig::load_with_overrides(flags.config.as_deref(), &flags.set)?;
     if let Some(v) = flags.data_dir {
         config.data_dir = v;
     }
@@ -72,5 +80,10 @@ pub fn main() -> anyhow::Result<()> {
     if let Some(v) = flags.wal_mode {
         config.wal_mode = v;
     }
-    crate::server::run_standalone(config).context("iotdb-server standalone")
+    let run = match name {
+        "confignode" => crate::cluster::confignode_service::run_confignode,
+        "datanode" => crate::server::run_datanode,
+        _ => crate::server::run_standalone,
+    };
+    run(config).with_context(|| format!("iotdb-server {name}"))
 }

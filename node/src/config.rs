@@ -16,6 +16,15 @@ pub const DEFAULT_PASSWORD: &str = "root";
 /// would freeze and flush a memtable of its own, which only a typo asks for.
 pub const SHARD_WRITE_MEMORY_BYTES_MIN: usize = 1 << 20;
 
+/// Heartbeats a node may miss in a row before the ConfigNode shows it `Unknown` (a broken
+/// connection marks it at once). Why 2: a node stopped by SIGKILL turns Unknown within
+/// three heartbeat intervals, while one slow answer on a busy machine does not flap it.
+pub const HEARTBEATS_MISSED_FOR_UNKNOWN: u32 = 2;
+
+/// The shortest `heartbeat_interval_in_ms` accepted. Why 50 ms: below it heartbeats cost
+/// more than the work they watch, and timeouts fire on an ordinary scheduling delay.
+pub const HEARTBEAT_INTERVAL_MS_MIN: u64 = 50;
+
 /// Settings of one `iotdb-server` process.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,6 +38,15 @@ pub struct ServerConfig {
     pub cn_internal_address: String,
     pub cn_internal_port: u16,
     pub cn_consensus_port: u16,
+    /// `host:port` of a running ConfigNode (its `cn_internal_port`) that a new ConfigNode
+    /// registers with; the first ConfigNode names itself and founds the cluster.
+    pub cn_seed_config_node: String,
+    /// `host:port` of a running ConfigNode a DataNode registers with (IoTDB's
+    /// `dn_seed_config_node`).
+    pub dn_seed_config_node: String,
+    /// How often the ConfigNode leader heartbeats every node; a node that misses
+    /// [`HEARTBEATS_MISSED_FOR_UNKNOWN`] in a row (or whose connection breaks) is `Unknown`.
+    pub heartbeat_interval_in_ms: u64,
     pub dn_mpp_data_exchange_port: u16,
     pub dn_schema_region_consensus_port: u16,
     pub dn_data_region_consensus_port: u16,
@@ -87,6 +105,9 @@ impl Default for ServerConfig {
             cn_internal_address: "127.0.0.1".into(),
             cn_internal_port: 10710,
             cn_consensus_port: 10720,
+            cn_seed_config_node: "127.0.0.1:10710".into(),
+            dn_seed_config_node: "127.0.0.1:10710".into(),
+            heartbeat_interval_in_ms: 1000,
             dn_mpp_data_exchange_port: 10740,
             dn_schema_region_consensus_port: 10750,
             dn_data_region_consensus_port: 10760,
@@ -148,6 +169,82 @@ impl ServerConfig {
         })
     }
 
+    /// Reads an optional TOML file, then applies `--set KEY=VALUE` overrides (a value is
+    /// read as TOML — `6668`, `true`, `"text"` — and as a plain string when it is not
+    /// valid TOML, so `--set cluster_name=c1` works unquoted). An unknown key is refused
+    /// with its name.
+    pub fn load_with_overrides(
+        path: Option<&Path>,
+        overrides: &[String],
+    ) -> Result<ServerConfig, ConfigError> {
+        let origin = path.map_or_else(|| PathBuf::from("--set"), Path::to_path_buf);
+        let mut table = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|source| ConfigError::Parse {
+                        path: path.to_path_buf(),
+                        source: Box::new(source),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        for item in overrides {
+            let Some((key, value)) = item.split_once('=') else {
+                return Err(ConfigError::Invalid {
+                    key: "--set",
+                    value: item.clone(),
+                    reason: "expected KEY=VALUE".into(),
+                });
+            };
+            let key = key.trim();
+            let value = value.trim();
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.to_string()));
+            table.insert(key.to_string(), parsed);
+        }
+        toml::Value::Table(table)
+            .try_into()
+            .map_err(|source| ConfigError::Parse {
+                path: origin,
+                source: Box::new(source),
+            })
+    }
+
+    /// The cluster-wide settings this process declares; every node of a cluster must
+    /// declare the same (checked at registration, naming the key that differs).
+    pub fn cluster_settings(&self) -> crate::confignode::ClusterSettings {
+        use crate::confignode::{ClusterSettings, RegionGroupPolicy};
+        let policy = if self
+            .data_region_group_extension_policy
+            .eq_ignore_ascii_case("CUSTOM")
+        {
+            RegionGroupPolicy::Custom(self.default_data_region_group_num_per_database.max(1))
+        } else {
+            RegionGroupPolicy::Auto
+        };
+        ClusterSettings {
+            cluster_name: self.cluster_name.clone(),
+            series_slot_num: self.series_slot_num,
+            time_partition_interval_ms: self.time_partition_interval,
+            schema_replication_factor: self.schema_replication_factor,
+            data_replication_factor: self.data_replication_factor,
+            data_region_group_policy: policy,
+            ..ClusterSettings::default()
+        }
+    }
+
+    /// The heartbeat interval.
+    pub fn heartbeat_interval(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_interval_in_ms)
+    }
+
     /// Checks the settings against each other and the rules of the deployment.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let invalid = |key, value: String, reason: &str| {
@@ -181,12 +278,37 @@ impl ServerConfig {
                 "must be at least 1 MiB",
             );
         }
-        if self.data_replication_factor != 1 || self.schema_replication_factor != 1 {
+        for (key, factor) in [
+            ("data_replication_factor", self.data_replication_factor),
+            ("schema_replication_factor", self.schema_replication_factor),
+        ] {
+            if factor != 1 {
+                return invalid(
+                    key,
+                    factor.to_string(),
+                    "regions are not replicated yet (IoTConsensus replication is the next \
+                     step): every region group has one replica",
+                );
+            }
+        }
+        if self.heartbeat_interval_in_ms < HEARTBEAT_INTERVAL_MS_MIN {
             return invalid(
-                "data_replication_factor",
-                self.data_replication_factor.to_string(),
-                "a standalone server holds one replica of each region",
+                "heartbeat_interval_in_ms",
+                self.heartbeat_interval_in_ms.to_string(),
+                "must be at least 50",
             );
+        }
+        for (key, seed) in [
+            ("cn_seed_config_node", &self.cn_seed_config_node),
+            ("dn_seed_config_node", &self.dn_seed_config_node),
+        ] {
+            if parse_endpoint(seed).is_none() {
+                return invalid(
+                    key,
+                    seed.clone(),
+                    "expected host:port, e.g. 127.0.0.1:10710",
+                );
+            }
         }
         if !["AUTO", "CUSTOM"].contains(
             &self
@@ -257,17 +379,27 @@ impl ServerConfig {
         WalMode::parse(&self.wal_mode)
     }
 
+    /// `cn_internal_address:cn_internal_port`.
+    pub fn cn_internal_socket_address(&self) -> Result<SocketAddr, ConfigError> {
+        socket_address(
+            "cn_internal_address",
+            &self.cn_internal_address,
+            self.cn_internal_port,
+        )
+    }
+
+    /// `dn_internal_address:dn_internal_port`.
+    pub fn dn_internal_socket_address(&self) -> Result<SocketAddr, ConfigError> {
+        socket_address(
+            "dn_internal_address",
+            &self.dn_internal_address,
+            self.dn_internal_port,
+        )
+    }
+
     /// The client RPC socket address.
     pub fn rpc_socket_address(&self) -> Result<SocketAddr, ConfigError> {
-        let ip: IpAddr = self
-            .dn_rpc_address
-            .parse()
-            .map_err(|_| ConfigError::Invalid {
-                key: "dn_rpc_address",
-                value: self.dn_rpc_address.clone(),
-                reason: "not an IP address".into(),
-            })?;
-        Ok(SocketAddr::new(ip, self.dn_rpc_port))
+        socket_address("dn_rpc_address", &self.dn_rpc_address, self.dn_rpc_port)
     }
 
     /// The storage settings of a region of a database with `ttl_ms`.
@@ -286,6 +418,10 @@ impl ServerConfig {
         }
     }
 
+    pub fn datanode_dir(&self) -> PathBuf {
+        self.data_dir.join("datanode")
+    }
+
     pub fn confignode_dir(&self) -> PathBuf {
         self.data_dir.join("confignode")
     }
@@ -300,6 +436,28 @@ impl ServerConfig {
     pub fn schema_dir(&self) -> PathBuf {
         self.data_dir.join("datanode").join("schema")
     }
+}
+
+/// `host:port` → a socket address (the host must be an IP address or `localhost`).
+pub fn parse_endpoint(endpoint: &str) -> Option<SocketAddr> {
+    let (host, port) = endpoint.trim().rsplit_once(':')?;
+    let port: u16 = port.parse().ok()?;
+    let host = if host == "localhost" {
+        "127.0.0.1"
+    } else {
+        host
+    };
+    let ip: IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
+    Some(SocketAddr::new(ip, port))
+}
+
+fn socket_address(key: &'static str, address: &str, port: u16) -> Result<SocketAddr, ConfigError> {
+    let ip: IpAddr = address.parse().map_err(|_| ConfigError::Invalid {
+        key,
+        value: address.to_string(),
+        reason: "not an IP address".into(),
+    })?;
+    Ok(SocketAddr::new(ip, port))
 }
 
 #[cfg(test)]
@@ -344,6 +502,38 @@ memtable_bytes_max = 4194304",
             config.shard_write_memory_bytes,
             iotdb_storage::config::SHARD_WRITE_MEMORY_BYTES_DEFAULT
         );
+    }
+
+    /// `--set` overrides any key of the file, unquoted strings included; unknown keys
+    /// and malformed items are refused with their name.
+    #[test]
+    fn set_overrides_keys() {
+        let config = ServerConfig::load_with_overrides(
+            None,
+            &[
+                "dn_rpc_port=6668".into(),
+                "cluster_name=c1".into(),
+                "dn_pin_shards_to_cores = false".into(),
+                "cn_seed_config_node=127.0.0.2:10710".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.dn_rpc_port, 6668);
+        assert_eq!(config.cluster_name, "c1");
+        assert!(!config.dn_pin_shards_to_cores);
+        assert_eq!(config.cn_seed_config_node, "127.0.0.2:10710");
+        config.validate().unwrap();
+        let unknown = ServerConfig::load_with_overrides(None, &["no_such_key=1".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(unknown.contains("no_such_key"), "{unknown}");
+        assert!(ServerConfig::load_with_overrides(None, &["dn_rpc_port".into()]).is_err());
+        let bad_seed = ServerConfig::load_with_overrides(None, &["dn_seed_config_node=x".into()])
+            .unwrap()
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(bad_seed.contains("dn_seed_config_node"), "{bad_seed}");
     }
 
     #[test]

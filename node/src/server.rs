@@ -21,8 +21,89 @@ use crate::datanode::{Message, NodeShared, Shard, handler};
 /// The line printed on stdout once the server accepts clients (tests wait for it).
 pub const READY_LINE_PREFIX: &str = "iotdb-server ready: clients on ";
 
+/// The build identifier every node declares (`BuildInfo` in `SHOW CLUSTER`).
+pub const BUILD_INFO: &str = "iotdb-rs";
+
 /// Runs a standalone server until SIGTERM or SIGINT.
 pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
+    check_config(&config)?;
+    let lock = lock_data_dir(&config.data_dir)?;
+    let cores = cores_of(&config);
+    let address = config.rpc_socket_address()?;
+    // Bind first: with port 0 the kernel picks the port, and the ConfigNode must record
+    // (and route clients to) the real one.
+    let listeners = bind_client_port(address, cores)?;
+    let mut config = config;
+    config.dn_rpc_port = listeners[0].local_addr()?.port();
+    let control = ControlPlane::open(&config, cores).context("opening the ConfigNode state")?;
+    run_data_node(config, cores, listeners, control, None)?;
+    drop(lock);
+    Ok(())
+}
+
+/// Runs a DataNode that joins the cluster of its seed ConfigNode (`dn_seed_config_node`),
+/// until SIGTERM or SIGINT.
+pub fn run_datanode(config: ServerConfig) -> anyhow::Result<()> {
+    use crate::cluster::{identity, link, protocol, registration};
+    check_config(&config)?;
+    let lock = lock_data_dir(&config.data_dir)?;
+    let dir = config.datanode_dir();
+    let known = identity::load(&dir)?;
+    if let Some(known) = &known {
+        identity::check_cluster(known, &config.cluster_name, &dir)?;
+    }
+    let cores = cores_of(&config);
+    let listeners = bind_client_port(config.rpc_socket_address()?, cores)?;
+    let internal = bind_internal_waiting(config.dn_internal_socket_address()?, "dn_internal_port")?;
+    let mut config = config;
+    config.dn_rpc_port = listeners[0].local_addr()?.port();
+    config.dn_internal_port = internal.local_addr()?.port();
+    let claimed_id = known.as_ref().map(|k| k.node_id);
+    let joined = registration::register(
+        &config.dn_seed_config_node,
+        "dn_seed_config_node",
+        &config.cluster_name,
+        claimed_id,
+        &protocol::ToConfigNode::Register {
+            node: protocol::NodeSpec::DataNode(crate::datanode::control::data_node_spec(
+                &config, cores,
+            )),
+            settings: config.cluster_settings(),
+            claimed_id,
+        },
+        registration::SEED_WAIT,
+    )?;
+    if known.is_none() {
+        identity::store(
+            &dir,
+            &identity::Identity {
+                cluster_name: config.cluster_name.clone(),
+                node_id: joined.node_id,
+            },
+        )?;
+    }
+    tracing::info!(data_node = %joined.node_id, leader = %joined.leader, "joined the cluster");
+    let member = link::ClusterMember {
+        node_id: joined.node_id,
+        cluster_name: config.cluster_name.clone(),
+        leader: joined.leader,
+        leader_address: joined.leader_address,
+        listener: Mutex::new(Some(internal)),
+        jobs: Mutex::new(None),
+    };
+    let (cn_link, jobs) = link::CnLink::new();
+    *member
+        .jobs
+        .lock()
+        .map_err(|_| anyhow::anyhow!("link lock poisoned"))? = Some(jobs);
+    let control = ControlPlane::open_member(&config, cores, joined, cn_link)
+        .context("opening the DataNode's control plane")?;
+    run_data_node(config, cores, listeners, control, Some(member))?;
+    drop(lock);
+    Ok(())
+}
+
+fn check_config(config: &ServerConfig) -> anyhow::Result<()> {
     config.validate()?;
     for (key, value) in [
         ("memtable_flush_bytes", config.memtable_flush_bytes),
@@ -38,9 +119,27 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
             );
         }
     }
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
-    let lock_path = config.data_dir.join(".lock");
+    if config.root_password == DEFAULT_PASSWORD {
+        tracing::warn!(
+            "the root password is the default one; set root_password in the configuration"
+        );
+    }
+    Ok(())
+}
+
+fn cores_of(config: &ServerConfig) -> usize {
+    if config.dn_cores == 0 {
+        iotdb_runtime::available_cores()
+    } else {
+        config.dn_cores
+    }
+}
+
+/// Creates the data directory and takes its lock: one process per data directory.
+pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    let lock_path = data_dir.join(".lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -48,34 +147,46 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
         .open(&lock_path)
         .with_context(|| format!("opening {}", lock_path.display()))?;
     if lock.try_lock().is_err() {
-        bail!(
-            "{} is in use by another iotdb-server",
-            config.data_dir.display()
-        );
+        bail!("{} is in use by another iotdb-server", data_dir.display());
     }
-    let cores = if config.dn_cores == 0 {
-        iotdb_runtime::available_cores()
-    } else {
-        config.dn_cores
-    };
-    let address = config.rpc_socket_address()?;
-    // Bind first: with port 0 the kernel picks the port, and the ConfigNode must record
-    // (and route clients to) the real one.
-    let listeners = bind_client_port(address, cores)?;
+    Ok(lock)
+}
+
+/// Calls `stop` on the first SIGTERM or SIGINT; `close` the handle once stopped.
+pub(crate) fn stop_on_signals(
+    stop: impl FnOnce() + Send + 'static,
+) -> anyhow::Result<signal_hook::iterator::Handle> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .context("installing signal handlers")?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if let Some(signal) = signals.forever().next() {
+                tracing::info!(signal, "stopping");
+                stop();
+            }
+        })
+        .context("starting the signal thread")?;
+    Ok(handle)
+}
+
+/// The DataNode role on one shard per core, with `control` on its own thread; a cluster
+/// `member` also serves the internal port on shard 0.
+fn run_data_node(
+    config: ServerConfig,
+    cores: usize,
+    listeners: Vec<TcpListener>,
+    control: ControlPlane,
+    member: Option<crate::cluster::link::ClusterMember>,
+) -> anyhow::Result<()> {
     let bound = listeners[0].local_addr()?;
-    let mut config = config;
-    config.dn_rpc_port = bound.port();
-    let control = ControlPlane::open(&config, cores).context("opening the ConfigNode state")?;
     let data_node_id = control.data_node_id();
     let config_node_id = control.config_node_id();
     let route = Arc::new(SharedRoute::new(control.route_view()));
     let (control_thread, control) =
         ControlThread::start(control, route.clone()).context("starting the control thread")?;
-    if config.root_password == DEFAULT_PASSWORD {
-        tracing::warn!(
-            "the root password is the default one; set root_password in the configuration"
-        );
-    }
+    let clustered = member.is_some();
     let shared = Arc::new(NodeShared {
         config: config.clone(),
         data_node_id: data_node_id.0,
@@ -85,6 +196,7 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
         sessions: AtomicU64::new(0),
         control,
         read_only_reported: std::sync::atomic::AtomicBool::new(false),
+        cluster: member,
     });
     let listeners: Arc<Mutex<Vec<Option<TcpListener>>>> =
         Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
@@ -99,18 +211,10 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
         })
         .context("starting the shards")?;
     let stop = shards.stop_signal();
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
-        .context("installing signal handlers")?;
-    let signal_handle = signals.handle();
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            if let Some(signal) = signals.forever().next() {
-                tracing::info!(signal, "stopping: flushing and closing every region");
-                stop.request();
-            }
-        })
-        .context("starting the signal thread")?;
+    let signal_handle = stop_on_signals(move || {
+        tracing::info!("flushing and closing every region");
+        stop.request();
+    })?;
     tracing::info!(
         config_node = %config_node_id,
         data_node = %data_node_id,
@@ -118,7 +222,8 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
         shards = cores,
         wal_mode = %config.wal_mode,
         data_dir = %config.data_dir.display(),
-        "standalone server started (ConfigNode and DataNode roles)"
+        "{} started",
+        if clustered { "DataNode" } else { "standalone server (ConfigNode and DataNode roles)" }
     );
     println!("{READY_LINE_PREFIX}{bound} ({cores} shards)");
     let results = shards.join();
@@ -139,7 +244,6 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
             }
         }
     }
-    drop(lock);
     if failed {
         bail!("the server stopped after a shard failed");
     }
@@ -188,6 +292,30 @@ fn bind_client_port(
     }
 }
 
+/// Binds an internal port exclusively, waiting up to [`PORT_RELEASE_WAIT`] while another
+/// process (a node that just died) still holds it.
+pub(crate) fn bind_internal_waiting(
+    address: std::net::SocketAddr,
+    key: &'static str,
+) -> anyhow::Result<TcpListener> {
+    let deadline = std::time::Instant::now() + PORT_RELEASE_WAIT;
+    loop {
+        match crate::internal::bind_internal_port(address, key) {
+            Ok(listener) => return Ok(listener),
+            Err(crate::internal::InternalError::PortInUse { .. })
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(PORT_RETRY_PAUSE);
+            }
+            Err(e) => {
+                return Err(anyhow::Error::new(e).context(format!(
+                    "{key}: stop the other process or choose another port"
+                )));
+            }
+        }
+    }
+}
+
 async fn shard_main(
     context: ShardContext<Message>,
     shared: Arc<NodeShared>,
@@ -199,7 +327,13 @@ async fn shard_main(
     let listener =
         monoio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?;
     let stop = context.stop.clone();
-    let shard = Shard::new(context.id, shared, context.mesh);
+    let shard = Shard::new(context.id, shared.clone(), context.mesh);
+    let endpoint = match &shared.cluster {
+        Some(member) if context.id.index() == 0 => {
+            Some(crate::cluster::link::start_on_shard(&shard, member)?)
+        }
+        _ => None,
+    };
     shard.open_owned_regions();
     let receiver = shard.clone();
     let receiver_stop = stop.clone();
@@ -217,6 +351,9 @@ async fn shard_main(
         }
     });
     handler::accept_loop(shard.clone(), listener, stop).await;
+    if let Some(endpoint) = endpoint {
+        endpoint.shut_down();
+    }
     shard.close_regions(true).await;
     Ok(())
 }

@@ -288,7 +288,7 @@ fn tmp_path(path: &Path) -> PathBuf {
 
 /// Replaces `path` with `bytes`: write a temporary file, sync it, rename it
 /// over `path`, sync the directory.
-fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
+pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
     let tmp = tmp_path(path);
     let mut file = File::create(&tmp).map_err(io_error("create", &tmp))?;
     file.write_all(bytes).map_err(io_error("write", &tmp))?;

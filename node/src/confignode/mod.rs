@@ -49,7 +49,9 @@ pub use model::{
     RegionReplica, Role, SERIES_SLOT_NUM_DEFAULT, SHARDS_PER_DATA_NODE_MAX, ShardId,
     TIME_PARTITION_INTERVAL_MS_DEFAULT,
 };
-pub use node::{ConfigNode, LOG_RECORDS_PER_SNAPSHOT};
+pub use node::{
+    ConfigNode, HISTORY_COMMANDS_MAX, LOG_RECORDS_PER_SNAPSHOT, check_settings_unchanged,
+};
 pub use procedure::{KillMode, KillPoint, NoEffects, Procedure, ProcedureEnv};
 pub use route::{DataNodeRoute, DatabaseRoute, RegionGroupRoute, ReplicaRoute, RouteSnapshot};
 pub use state::{

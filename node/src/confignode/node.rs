@@ -38,6 +38,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// bounds restart time while keeping snapshots (a full state rewrite) rare.
 pub const LOG_RECORDS_PER_SNAPSHOT: u64 = 4096;
 
+/// Commands kept in memory after they were applied, so a DataNode that is a little behind
+/// catches its mirror of the state up with the commands it missed rather than a whole
+/// state. Why 4096: the same as a journal between snapshots — seconds of the busiest DDL
+/// or partition creation; a node further behind gets the whole state (`Delta::Full`).
+pub const HISTORY_COMMANDS_MAX: usize = 4096;
+
 /// The journal's file name stem inside the ConfigNode directory.
 const JOURNAL_NAME: &str = "confignode";
 
@@ -65,6 +71,10 @@ pub struct ConfigNode<S: CommandStore = Journal> {
     /// written to the store — a node that cannot write its own disk must still be able to
     /// say so, and a restart starts from what the node reports again.
     reported_status: std::collections::BTreeMap<NodeId, NodeStatus>,
+    /// The last applied commands (at most [`HISTORY_COMMANDS_MAX`]): the command at
+    /// position `i` moved the state from version `history_base + i` to the next.
+    history: std::collections::VecDeque<ConfigCommand>,
+    history_base: u64,
 }
 
 impl ConfigNode {
@@ -106,7 +116,10 @@ impl<S: CommandStore> ConfigNode<S> {
         // both forms of this (sim_tests).
         journal.write_snapshot(&state)?;
         let route = Arc::new(RouteSnapshot::from_state(&state));
+        let history_base = state.version();
         Ok(ConfigNode {
+            history: std::collections::VecDeque::new(),
+            history_base,
             state,
             journal,
             route,
@@ -204,7 +217,23 @@ impl<S: CommandStore> ConfigNode<S> {
         self.state
             .apply(&command)
             .expect("a checked command applies");
+        if self.history.len() == HISTORY_COMMANDS_MAX {
+            self.history.pop_front();
+            self.history_base += 1;
+        }
+        self.history.push_back(command);
         Ok(())
+    }
+
+    /// The commands that bring a state at `version` to the current one, oldest first;
+    /// `None` when they are no longer kept (the caller then needs the whole state) or
+    /// `version` is ahead of this node's.
+    pub fn commands_since(&self, version: u64) -> Option<Vec<ConfigCommand>> {
+        if version < self.history_base || version > self.state.version() {
+            return None;
+        }
+        let skip = (version - self.history_base) as usize;
+        Some(self.history.iter().skip(skip).cloned().collect())
     }
 
     /// Rebuilds the route snapshot if the state changed.
@@ -692,9 +721,13 @@ fn ttl_ms(ttl: Option<Ttl>) -> Option<u64> {
     }
 }
 
-/// The cluster settings are fixed at the first start.
-fn check_settings_unchanged(persisted: &ClusterSettings, given: &ClusterSettings) -> Result<()> {
-    let pairs: [(&'static str, String, String); 6] = [
+/// Checks that `given` cluster settings equal the `persisted` ones, naming the first key
+/// that differs (a restart with other settings, or a node joining with other settings).
+pub fn check_settings_unchanged(
+    persisted: &ClusterSettings,
+    given: &ClusterSettings,
+) -> Result<()> {
+    let pairs: [(&'static str, String, String); 7] = [
         (
             "cluster_name",
             persisted.cluster_name.clone(),
@@ -724,6 +757,11 @@ fn check_settings_unchanged(persisted: &ClusterSettings, given: &ClusterSettings
             "data_region_consensus_protocol_class",
             persisted.data_region_consensus_protocol_class.clone(),
             given.data_region_consensus_protocol_class.clone(),
+        ),
+        (
+            "data_region_group_extension_policy",
+            format!("{:?}", persisted.data_region_group_policy),
+            format!("{:?}", given.data_region_group_policy),
         ),
     ];
     for (name, persisted, given) in pairs {

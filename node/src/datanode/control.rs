@@ -11,12 +11,13 @@ use iotdb_model::NodeId;
 use iotdb_net::{DataPartitionEntry, ResultSet, RouteTable, Status, StatusCode};
 use iotdb_storage::DataType;
 
+use super::config_access::ConfigAccess;
 use super::route::RouteView;
 use crate::config::ServerConfig;
 use crate::confignode::{
-    ClusterSettings, ConfigNode, ConfigNodeError, ConfigNodeSpec, ConfigRequest, ConfigResponse,
-    DataNodeSpec, KillMode, KillPoint, NodeStatus, ProcedureEnv, RegionGroupId, RegionGroupKind,
-    RegionGroupPolicy, Role, RouteSnapshot, ShowRequest, Table,
+    ConfigNode, ConfigNodeError, ConfigNodeSpec, ConfigRequest, ConfigResponse, DataNodeSpec,
+    KillMode, KillPoint, NodeStatus, ProcedureEnv, RegionGroupId, RegionGroupKind, Role,
+    RouteSnapshot, ShowRequest, Table,
 };
 use crate::schema::{SchemaError, SchemaRegion, TypeConflict};
 use crate::sql::{self, DatabaseAttributes, Statement, Ttl};
@@ -61,6 +62,9 @@ pub enum ControlRequest {
     /// A region of this DataNode turned read-only (a full disk, a failed write or fsync):
     /// the DataNode is shown `ReadOnly` until a restart.
     ReportReadOnly { reason: String },
+    /// What a heartbeat of the ConfigNode leader brought: the changes this member's mirror
+    /// of the ConfigNode state lacks (answered `RegionsDropped` when replicas here went).
+    ApplyDelta(crate::cluster::protocol::Delta),
 }
 
 /// The control plane's answer.
@@ -83,12 +87,81 @@ pub enum ControlAnswer {
     ResultSet(ResultSet),
     /// One list per requested pattern: (device, measurement, type).
     Series(Vec<Vec<(String, String, DataType)>>),
+    /// The device's SchemaRegion is on another DataNode (a cluster member): ask it there.
+    Elsewhere {
+        data_node: NodeId,
+        /// Its internal endpoint, `host:port`.
+        internal_endpoint: String,
+    },
+}
+
+impl ControlRequest {
+    /// The schema question to forward to the DataNode holding the device's SchemaRegion,
+    /// for the requests that can be answered there.
+    pub fn forwardable(&self) -> Option<crate::cluster::protocol::SchemaRequest> {
+        use crate::cluster::protocol::SchemaRequest;
+        match self {
+            ControlRequest::EnsureSeries {
+                device,
+                aligned,
+                measurements,
+                use_existing,
+            } => Some(SchemaRequest::EnsureSeries {
+                device: device.clone(),
+                aligned: *aligned,
+                measurements: measurements.clone(),
+                use_existing: *use_existing,
+            }),
+            ControlRequest::LookupSeries {
+                device,
+                measurements,
+            } => Some(SchemaRequest::LookupSeries {
+                device: device.clone(),
+                measurements: measurements.clone(),
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl From<crate::cluster::protocol::SchemaRequest> for ControlRequest {
+    fn from(request: crate::cluster::protocol::SchemaRequest) -> ControlRequest {
+        use crate::cluster::protocol::SchemaRequest;
+        match request {
+            SchemaRequest::EnsureSeries {
+                device,
+                aligned,
+                measurements,
+                use_existing,
+            } => ControlRequest::EnsureSeries {
+                device,
+                aligned,
+                measurements,
+                use_existing,
+            },
+            SchemaRequest::LookupSeries {
+                device,
+                measurements,
+            } => ControlRequest::LookupSeries {
+                device,
+                measurements,
+            },
+        }
+    }
+}
+
+/// Where a device's SchemaRegion is.
+enum SchemaPlace {
+    /// On this node: the group's id (the region is open).
+    Here(u32),
+    /// On another DataNode.
+    Elsewhere(ControlAnswer),
 }
 
 /// The ConfigNode role and the schema regions of a standalone node.
 pub struct ControlPlane {
     config: ServerConfig,
-    config_node: ConfigNode,
+    config_node: ConfigAccess,
     config_node_id: NodeId,
     data_node_id: NodeId,
     /// Schema region group → its replica (all on the control thread).
@@ -101,8 +174,24 @@ pub struct ControlPlane {
     shard_count: usize,
 }
 
+/// What this process's DataNode declares when it registers.
+pub fn data_node_spec(config: &ServerConfig, cores: usize) -> DataNodeSpec {
+    DataNodeSpec {
+        internal_address: config.dn_internal_address.clone(),
+        internal_port: config.dn_internal_port,
+        rpc_address: config.dn_rpc_address.clone(),
+        rpc_port: config.dn_rpc_port,
+        mpp_port: config.dn_mpp_data_exchange_port,
+        schema_consensus_port: config.dn_schema_region_consensus_port,
+        data_consensus_port: config.dn_data_region_consensus_port,
+        shard_count: cores as u32,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        build_info: crate::server::BUILD_INFO.to_string(),
+    }
+}
+
 /// The status a client sees for a ConfigNode error (its IoTDB code).
-pub(super) fn config_status(e: ConfigNodeError) -> Status {
+pub(crate) fn config_status(e: ConfigNodeError) -> Status {
     Status::new(e.status_code(), e.to_string())
 }
 
@@ -132,26 +221,8 @@ impl ControlPlane {
     /// Opens the ConfigNode state and registers this process's ConfigNode and DataNode
     /// (kept across restarts: registration from the same address keeps the id).
     pub fn open(config: &ServerConfig, cores: usize) -> anyhow::Result<ControlPlane> {
-        let policy = if config
-            .data_region_group_extension_policy
-            .eq_ignore_ascii_case("CUSTOM")
-        {
-            RegionGroupPolicy::Custom(config.default_data_region_group_num_per_database.max(1))
-        } else {
-            RegionGroupPolicy::Auto
-        };
-        let settings = ClusterSettings {
-            cluster_name: config.cluster_name.clone(),
-            series_slot_num: config.series_slot_num,
-            time_partition_interval_ms: config.time_partition_interval,
-            schema_replication_factor: config.schema_replication_factor,
-            data_replication_factor: config.data_replication_factor,
-            data_region_group_policy: policy,
-            ..ClusterSettings::default()
-        };
-        let mut config_node = ConfigNode::open(&config.confignode_dir(), settings)?;
-        let version = env!("CARGO_PKG_VERSION").to_string();
-        let build_info = "iotdb-rs".to_string();
+        let mut config_node =
+            ConfigNode::open(&config.confignode_dir(), config.cluster_settings())?;
         let mut no_effects = crate::confignode::NoEffects;
         let config_node_id = config_node
             .handle(
@@ -159,26 +230,15 @@ impl ControlPlane {
                     internal_address: config.cn_internal_address.clone(),
                     internal_port: config.cn_internal_port,
                     consensus_port: config.cn_consensus_port,
-                    version: version.clone(),
-                    build_info: build_info.clone(),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                    build_info: crate::server::BUILD_INFO.to_string(),
                 }),
                 &mut no_effects,
             )?
             .into_node_id()?;
         let data_node_id = config_node
             .handle(
-                ConfigRequest::RegisterDataNode(DataNodeSpec {
-                    internal_address: config.dn_internal_address.clone(),
-                    internal_port: config.dn_internal_port,
-                    rpc_address: config.dn_rpc_address.clone(),
-                    rpc_port: config.dn_rpc_port,
-                    mpp_port: config.dn_mpp_data_exchange_port,
-                    schema_consensus_port: config.dn_schema_region_consensus_port,
-                    data_consensus_port: config.dn_data_region_consensus_port,
-                    shard_count: cores as u32,
-                    version,
-                    build_info,
-                }),
+                ConfigRequest::RegisterDataNode(data_node_spec(config, cores)),
                 &mut no_effects,
             )?
             .into_node_id()?;
@@ -190,7 +250,63 @@ impl ControlPlane {
             );
             config_node.set_kill_mode(KillMode::Abort(point));
         }
-        let mut plane = ControlPlane {
+        let mut plane = ControlPlane::new(
+            config,
+            cores,
+            ConfigAccess::Local(Box::new(config_node)),
+            config_node_id,
+            data_node_id,
+        );
+        // Finish what a crash interrupted before answering anyone.
+        let mut dropped = Vec::new();
+        let mut env = DropReplicas {
+            schema_dir: plane.config.schema_dir(),
+            schemas: &mut plane.schemas,
+            data_groups: &mut dropped,
+        };
+        if let ConfigAccess::Local(node) = &mut plane.config_node {
+            let resumed = node.resume_procedures(&mut env)?;
+            if resumed > 0 {
+                tracing::info!(resumed, "resumed interrupted procedures");
+            }
+        }
+        plane.open_replicas()?;
+        Ok(plane)
+    }
+
+    /// The control plane of a cluster member: the ConfigNode is another process, reached
+    /// through `link`; `registration` is what joining the cluster returned.
+    pub fn open_member(
+        config: &ServerConfig,
+        cores: usize,
+        registration: crate::cluster::registration::Registration,
+        link: crate::cluster::link::CnLink,
+    ) -> anyhow::Result<ControlPlane> {
+        let mut mirror = crate::confignode::ConfigState::new(config.cluster_settings());
+        registration
+            .delta
+            .apply_to(&mut mirror)
+            .map_err(|reason| anyhow::anyhow!("the ConfigNode's state did not apply: {reason}"))?;
+        let remote = super::config_access::RemoteConfig::new(link, mirror, registration.node_id);
+        let mut plane = ControlPlane::new(
+            config,
+            cores,
+            ConfigAccess::Remote(remote),
+            registration.leader,
+            registration.node_id,
+        );
+        plane.open_replicas()?;
+        Ok(plane)
+    }
+
+    fn new(
+        config: &ServerConfig,
+        cores: usize,
+        config_node: ConfigAccess,
+        config_node_id: NodeId,
+        data_node_id: NodeId,
+    ) -> ControlPlane {
+        ControlPlane {
             config: config.clone(),
             config_node,
             config_node_id,
@@ -200,26 +316,23 @@ impl ControlPlane {
             region_sizes: HashMap::new(),
             batching: false,
             shard_count: cores,
-        };
-        // Finish what a crash interrupted before answering anyone.
-        let mut dropped = Vec::new();
-        let mut env = DropReplicas {
-            schema_dir: plane.config.schema_dir(),
-            schemas: &mut plane.schemas,
-            data_groups: &mut dropped,
-        };
-        let resumed = plane.config_node.resume_procedures(&mut env)?;
-        if resumed > 0 {
-            tracing::info!(resumed, "resumed interrupted procedures");
         }
-        plane.reconcile_replicas()?;
-        let snapshot = plane.config_node.route_snapshot();
+    }
+
+    /// Reconciles replica directories and opens the schema regions placed on this node.
+    fn open_replicas(&mut self) -> anyhow::Result<()> {
+        self.reconcile_replicas()?;
+        let snapshot = self.config_node.route_snapshot();
         for (group, route) in &snapshot.region_groups {
-            if route.kind == RegionGroupKind::Schema {
-                plane.schema_region(group.0, &route.database.clone())?;
+            let here = route
+                .replicas
+                .iter()
+                .any(|replica| replica.data_node_id == self.data_node_id);
+            if route.kind == RegionGroupKind::Schema && here {
+                self.schema_region(group.0, &route.database.clone())?;
             }
         }
-        Ok(plane)
+        Ok(())
     }
 
     /// Removes the replica directories (data and schema) of region groups the ConfigNode
@@ -276,10 +389,7 @@ impl ControlPlane {
             schemas: &mut self.schemas,
             data_groups: &mut data_groups,
         };
-        let response = self
-            .config_node
-            .handle(request, &mut env)
-            .map_err(config_status)?;
+        let response = self.config_node.handle(request, &mut env)?;
         Ok((response, data_groups))
     }
 
@@ -355,7 +465,7 @@ impl ControlPlane {
         let mut answers: Vec<Result<ControlAnswer, Status>> =
             requests.into_iter().map(|r| self.dispatch(r)).collect();
         self.batching = false;
-        let mut synced = self.config_node.end_batch().map_err(config_status);
+        let mut synced = self.config_node.end_batch();
         for schema in self.schemas.values_mut() {
             if let Err(e) = schema.end_batch() {
                 synced = Err(schema_status(e));
@@ -404,9 +514,11 @@ impl ControlPlane {
                 let names: Vec<&str> = measurements.iter().map(|(m, _)| m.as_str()).collect();
                 let types: Vec<sql::DataType> =
                     measurements.iter().map(|(_, t)| schema_type(*t)).collect();
-                let region = self
-                    .schema_of(&device, true)?
-                    .expect("created when asked to");
+                let region = match self.schema_of(&device, true)? {
+                    Some(SchemaPlace::Here(region)) => region,
+                    Some(SchemaPlace::Elsewhere(answer)) => return Ok(answer),
+                    None => unreachable!("created when asked to"),
+                };
                 let mut resolved = std::mem::take(&mut self.resolved);
                 let result = self
                     .schemas
@@ -433,8 +545,12 @@ impl ControlPlane {
                 device,
                 measurements,
             } => {
-                let Some(region) = self.schema_of(&device, false)? else {
-                    return Ok(ControlAnswer::MaybeTypes(vec![None; measurements.len()]));
+                let region = match self.schema_of(&device, false)? {
+                    Some(SchemaPlace::Here(region)) => region,
+                    Some(SchemaPlace::Elsewhere(answer)) => return Ok(answer),
+                    None => {
+                        return Ok(ControlAnswer::MaybeTypes(vec![None; measurements.len()]));
+                    }
                 };
                 let schema = &self.schemas[&region];
                 Ok(ControlAnswer::MaybeTypes(
@@ -485,12 +601,26 @@ impl ControlPlane {
                 self.region_sizes = sizes;
                 Ok(ControlAnswer::Done)
             }
+            ControlRequest::ApplyDelta(delta) => {
+                let mut data_groups = Vec::new();
+                let mut env = DropReplicas {
+                    schema_dir: self.config.schema_dir(),
+                    schemas: &mut self.schemas,
+                    data_groups: &mut data_groups,
+                };
+                self.config_node.apply_delta(delta, &mut env)?;
+                if data_groups.is_empty() {
+                    Ok(ControlAnswer::Done)
+                } else {
+                    Ok(ControlAnswer::RegionsDropped { data_groups })
+                }
+            }
         }
     }
 
     /// The schema region group of `device` (creating database and partition when
-    /// `create`), opened.
-    fn schema_of(&mut self, device: &str, create: bool) -> Result<Option<u32>, Status> {
+    /// `create`), opened when it is on this node.
+    fn schema_of(&mut self, device: &str, create: bool) -> Result<Option<SchemaPlace>, Status> {
         let slot_num = self.config.series_slot_num;
         let database = if create {
             self.config(ConfigRequest::EnsureDatabaseOfDevice {
@@ -520,9 +650,34 @@ impl ControlPlane {
                 None => return Ok(None),
             }
         };
+        if let Some(elsewhere) = self.holder_elsewhere(group) {
+            return Ok(Some(SchemaPlace::Elsewhere(elsewhere)));
+        }
         self.schema_region(group.0, &database)
             .map_err(|e| Status::internal(format!("{e:#}")))?;
-        Ok(Some(group.0))
+        Ok(Some(SchemaPlace::Here(group.0)))
+    }
+
+    /// Where to ask when a SchemaRegion group's replica is on another DataNode (`None`
+    /// when one is here: always so standalone).
+    fn holder_elsewhere(&self, group: RegionGroupId) -> Option<ControlAnswer> {
+        let state = self.config_node.state();
+        let replicas = &state.region_groups().get(&group)?.replicas;
+        if replicas
+            .iter()
+            .any(|replica| replica.data_node_id == self.data_node_id)
+        {
+            return None;
+        }
+        let holder = replicas.first()?.data_node_id;
+        let info = state.data_nodes().get(&holder)?;
+        Some(ControlAnswer::Elsewhere {
+            data_node: holder,
+            internal_endpoint: format!(
+                "{}:{}",
+                info.spec.internal_address, info.spec.internal_port
+            ),
+        })
     }
 
     /// Every series matching `pattern`, sorted by path (types the engine cannot store are
@@ -545,9 +700,7 @@ impl ControlPlane {
 
     /// Writes a checkpoint of the ConfigNode state (clean shutdown).
     pub fn checkpoint(&mut self) {
-        if let Err(e) = self.config_node.checkpoint() {
-            tracing::error!(error = %e, "checkpointing the ConfigNode state failed");
-        }
+        self.config_node.checkpoint();
         for (group, schema) in &mut self.schemas {
             if let Err(e) = schema.checkpoint() {
                 tracing::error!(group, error = %e, "checkpointing a schema region failed");
@@ -574,16 +727,27 @@ impl ControlPlane {
     }
 
     pub(super) fn schema_for_device(&mut self, device: &str) -> Result<&mut SchemaRegion, Status> {
-        let group = self
-            .schema_of(device, true)?
-            .expect("created when asked to");
+        let group = match self.schema_of(device, true)? {
+            Some(SchemaPlace::Here(group)) => group,
+            Some(SchemaPlace::Elsewhere(ControlAnswer::Elsewhere { data_node, .. })) => {
+                return Err(Status::new(
+                    StatusCode::UNSUPPORTED_OPERATION,
+                    format!(
+                        "the schema of {device} is held by DataNode {data_node}: run this \
+                         statement on that DataNode (forwarding schema statements between \
+                         DataNodes is not supported yet)"
+                    ),
+                ));
+            }
+            _ => unreachable!("created when asked to"),
+        };
         Ok(self.schemas.get_mut(&group).expect("opened by schema_of"))
     }
 }
 
 /// `IOTDB_KILL_POINT=<name>`: a test hook that aborts the process when a procedure
 /// reaches the named kill point (see [`KillPoint`]); unknown names are refused.
-fn kill_point_from_env() -> anyhow::Result<Option<KillPoint>> {
+pub(crate) fn kill_point_from_env() -> anyhow::Result<Option<KillPoint>> {
     match std::env::var("IOTDB_KILL_POINT") {
         Ok(name) if name.is_empty() => Ok(None),
         Ok(name) => match KillPoint::from_name(&name) {

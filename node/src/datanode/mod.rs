@@ -14,6 +14,7 @@
 //! (settings, the route table snapshot, counters).
 
 pub mod admin;
+pub mod config_access;
 pub mod control;
 pub mod control_thread;
 pub mod convert;
@@ -70,6 +71,8 @@ pub struct NodeShared {
     pub control: ControlHandle,
     /// Whether a region's turn to read-only was reported (once per process).
     pub read_only_reported: std::sync::atomic::AtomicBool,
+    /// A cluster member's identity and internal port (`None` standalone).
+    pub cluster: Option<crate::cluster::link::ClusterMember>,
 }
 
 /// Messages between shards. Payloads are `Bytes`-backed views: a frame read on one core
@@ -113,6 +116,14 @@ pub enum Message {
     },
     /// A connection whose handshake named this shard.
     Adopt(Box<handler::AdoptedConnection>),
+    /// To shard 0, which holds the node's internal endpoint: ask the DataNode holding a
+    /// device's SchemaRegion.
+    AskSchemaHolder {
+        holder: iotdb_model::NodeId,
+        address: std::net::SocketAddr,
+        request: crate::cluster::protocol::SchemaRequest,
+        reply: Reply<Result<ControlAnswer, Status>>,
+    },
 }
 
 /// measurement → type of one device.
@@ -129,6 +140,8 @@ pub struct Shard {
     schema_cache: RefCell<HashMap<Arc<str>, DeviceTypes>>,
     /// The memtable budget every region of this shard draws on (`shard_write_memory_bytes`).
     memory: MemoryBudget,
+    /// Shard 0 of a cluster member: the node's internal endpoint.
+    internal: RefCell<Option<crate::internal::InternalEndpoint>>,
 }
 
 impl Shard {
@@ -143,6 +156,7 @@ impl Shard {
             route: RefCell::new(route),
             schema_cache: RefCell::new(HashMap::new()),
             memory,
+            internal: RefCell::new(None),
         })
     }
 
@@ -157,10 +171,61 @@ impl Shard {
     /// Asks the control plane (on its own thread; see [`control_thread`]) and, once it
     /// answered, spreads the answer's side effects to every shard (dropped regions, TTLs,
     /// schema caches) before returning, so a statement returns once they took effect.
+    ///
+    /// In a cluster, a schema question about a device whose SchemaRegion is on another
+    /// DataNode is answered there (one internal request, from shard 0).
     pub async fn control(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
+        let forwardable = request.forwardable();
         let answer = self.shared.control.call(request).await;
+        if let (
+            Ok(ControlAnswer::Elsewhere {
+                data_node,
+                internal_endpoint,
+            }),
+            Some(schema),
+        ) = (&answer, forwardable)
+        {
+            return self
+                .ask_schema_holder(*data_node, internal_endpoint, schema)
+                .await;
+        }
         self.broadcast_side_effects(&answer).await;
         answer
+    }
+
+    /// Sets shard 0's internal endpoint (a cluster member).
+    pub fn set_internal_endpoint(&self, endpoint: crate::internal::InternalEndpoint) {
+        *self.internal.borrow_mut() = Some(endpoint);
+    }
+
+    async fn ask_schema_holder(
+        &self,
+        holder: iotdb_model::NodeId,
+        endpoint: &str,
+        request: crate::cluster::protocol::SchemaRequest,
+    ) -> Result<ControlAnswer, Status> {
+        let address = crate::config::parse_endpoint(endpoint).ok_or_else(|| {
+            Status::internal(format!(
+                "DataNode {holder} has no usable internal address {endpoint:?}"
+            ))
+        })?;
+        if self.id.0 == 0 {
+            let internal = self.internal.borrow().clone();
+            let internal = internal.ok_or_else(|| {
+                Status::internal("this DataNode has no internal endpoint (not a cluster member)")
+            })?;
+            return crate::cluster::link::ask_schema_holder(&internal, holder, address, &request)
+                .await;
+        }
+        self.mesh
+            .request(ShardId(0), |reply| Message::AskSchemaHolder {
+                holder,
+                address,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|e| Status::internal(format!("reaching shard 0: {e}")))?
     }
 
     /// Closes and deletes the regions of `groups` this shard holds (their database is gone).
@@ -410,6 +475,24 @@ impl Shard {
             Message::Adopt(connection) => {
                 let shard = self.clone();
                 monoio::spawn(async move { handler::serve_adopted(shard, *connection).await });
+            }
+            Message::AskSchemaHolder {
+                holder,
+                address,
+                request,
+                reply,
+            } => {
+                let internal = self.internal.borrow().clone();
+                let answer = match internal {
+                    Some(internal) => {
+                        crate::cluster::link::ask_schema_holder(
+                            &internal, holder, address, &request,
+                        )
+                        .await
+                    }
+                    None => Err(Status::internal("shard 0 has no internal endpoint")),
+                };
+                let _ = reply.send(answer);
             }
         }
     }

@@ -32,6 +32,10 @@ pub use endpoint::{EndpointConfig, InternalEndpoint, InternalHandler};
 pub use error::InternalError;
 pub use limits::{CLUSTER_NAME_BYTES_MAX, InternalLimits};
 
+/// The peer id under which a node dials an address whose node id it does not know yet
+/// (its seed ConfigNode, at registration): such a peer may answer as any node.
+pub const SEED_PEER: iotdb_consensus::io::NodeId = iotdb_consensus::io::NodeId(u32::MAX - 1);
+
 /// Binds an internal port exclusively (no `SO_REUSEPORT`, see
 /// `iotdb_runtime::net::shard_listeners`): a second process on the same port fails with
 /// `PortInUse` naming the configuration `key` (`dn_internal_port`, ...).

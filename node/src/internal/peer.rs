@@ -343,7 +343,7 @@ async fn hello(peer: &Peer, mut stream: TcpStream) -> Result<(TcpStream, BytesMu
     match frame.opcode {
         OP_HELLO_ACCEPTED => {
             let theirs = Hello::decode(&frame.body)?;
-            if theirs.node_id != peer.id {
+            if theirs.node_id != peer.id && peer.id != super::SEED_PEER {
                 return Err(InternalError::Refused {
                     peer: peer.id,
                     message: format!(

@@ -1,0 +1,261 @@
+//! A cluster member's line to the ConfigNode, and its side of the ConfigNode's
+//! heartbeats.
+//!
+//! ```text
+//!  control thread ──CnLink::call (blocks the control thread only)──► jobs queue ─┐
+//!                                                                                 ▼
+//!  shard 0 (monoio): InternalEndpoint on dn_internal_port ──request──► ConfigNode leader
+//!                    ◄── ToNode::Heartbeat{delta} ── ConfigNode leader
+//!                        └─► control thread (ApplyDelta), side effects to every shard
+//!                        └─► FromNode::Alive{status, version}
+//! ```
+//!
+//! The endpoint lives on shard 0: a node's control traffic is small, and a shard can
+//! spread what a heartbeat changed (dropped regions, TTLs) to the other shards over the
+//! mesh. The control thread never runs an event loop; it hands its request to shard 0 and
+//! waits for the answer, bounded by [`CN_REQUEST_TIMEOUT`].
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::Mutex;
+use std::sync::mpsc::{SyncSender, sync_channel};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_channel::mpsc;
+use iotdb_net::{Status, StatusCode};
+
+use super::protocol::{self, FromConfigNode, FromNode, ToConfigNode, ToNode};
+use crate::confignode::{NodeId, NodeStatus};
+use crate::datanode::Shard;
+use crate::datanode::control::{ControlAnswer, ControlRequest};
+use crate::internal::{EndpointConfig, InternalEndpoint, InternalHandler, InternalLimits};
+
+/// How long a request to the ConfigNode may take. Why 10 s: a ConfigNode answers in
+/// milliseconds; one that takes longer is down or failing over, and the client's
+/// statement should fail with a clear error rather than hang.
+pub const CN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Requests queued for shard 0 to send to the ConfigNode. Why 1024: the control thread
+/// sends one at a time; the bound only guards against a stalled shard 0.
+const LINK_QUEUE_MAX: usize = 1024;
+
+/// One request to the ConfigNode and where its answer goes.
+pub struct LinkJob {
+    body: Bytes,
+    reply: SyncSender<Result<Bytes, String>>,
+}
+
+/// The control thread's handle (`Send`): a request travels through shard 0's endpoint.
+#[derive(Clone)]
+pub struct CnLink {
+    jobs: mpsc::Sender<LinkJob>,
+}
+
+/// Shard 0's end of the link.
+pub type LinkJobs = mpsc::Receiver<LinkJob>;
+
+impl CnLink {
+    pub fn new() -> (CnLink, LinkJobs) {
+        let (jobs, receiver) = mpsc::channel(LINK_QUEUE_MAX);
+        (CnLink { jobs }, receiver)
+    }
+
+    /// Sends `request` to the ConfigNode leader and waits for its answer (blocking: for
+    /// the control thread only).
+    pub fn call(&self, request: &ToConfigNode) -> Result<FromConfigNode, Status> {
+        let (reply, answer) = sync_channel(1);
+        let job = LinkJob {
+            body: protocol::encode(request),
+            reply,
+        };
+        self.jobs.clone().try_send(job).map_err(|e| {
+            if e.is_full() {
+                Status::new(
+                    StatusCode::WRITE_PROCESS_REJECT,
+                    "overloaded: too many requests queued for the ConfigNode; retry",
+                )
+            } else {
+                Status::internal("the DataNode is stopping: no line to the ConfigNode")
+            }
+        })?;
+        let body = answer
+            .recv_timeout(CN_REQUEST_TIMEOUT + Duration::from_secs(1))
+            .map_err(|_| Status::internal("the request to the ConfigNode was dropped"))?
+            .map_err(|reason| {
+                Status::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("the ConfigNode could not be asked: {reason}"),
+                )
+            })?;
+        protocol::decode("ConfigNode answer", &body)
+    }
+}
+
+/// What shard 0 needs to serve the cluster: taken once when it starts.
+pub struct ClusterMember {
+    pub node_id: NodeId,
+    pub cluster_name: String,
+    /// The ConfigNode leader.
+    pub leader: NodeId,
+    pub leader_address: SocketAddr,
+    pub listener: Mutex<Option<std::net::TcpListener>>,
+    pub jobs: Mutex<Option<LinkJobs>>,
+}
+
+/// Starts the node's internal endpoint on shard 0 (called by shard 0 only) and the task
+/// that sends the control thread's requests. Returns the endpoint (shut it down at stop).
+pub fn start_on_shard(
+    shard: &Rc<Shard>,
+    member: &ClusterMember,
+) -> Result<InternalEndpoint, String> {
+    let listener = member
+        .listener
+        .lock()
+        .map_err(|_| "the internal listener lock is poisoned")?
+        .take()
+        .ok_or("the internal listener was taken already")?;
+    let mut jobs = member
+        .jobs
+        .lock()
+        .map_err(|_| "the link lock is poisoned")?
+        .take()
+        .ok_or("the ConfigNode link was taken already")?;
+    let endpoint = InternalEndpoint::new(
+        EndpointConfig {
+            node_id: member.node_id,
+            cluster_name: member.cluster_name.clone(),
+            limits: InternalLimits::default(),
+        },
+        Rc::new(DataNodeHandler {
+            shard: shard.clone(),
+        }),
+    )
+    .map_err(|e| e.to_string())?;
+    endpoint.serve(listener).map_err(|e| e.to_string())?;
+    shard.set_internal_endpoint(endpoint.clone());
+    endpoint.add_peer(member.leader, member.leader_address);
+    let sender = endpoint.clone();
+    let leader = member.leader;
+    monoio::spawn(async move {
+        while let Some(job) = next_job(&mut jobs).await {
+            let endpoint = sender.clone();
+            monoio::spawn(async move {
+                let answer = endpoint
+                    .request(leader, job.body, CN_REQUEST_TIMEOUT)
+                    .await
+                    .map_err(|e| e.to_string());
+                let _ = job.reply.try_send(answer);
+            });
+        }
+    });
+    Ok(endpoint)
+}
+
+async fn next_job(jobs: &mut LinkJobs) -> Option<LinkJob> {
+    std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *jobs), cx)).await
+}
+
+/// Serves the ConfigNode leader's heartbeats on shard 0.
+struct DataNodeHandler {
+    shard: Rc<Shard>,
+}
+
+impl InternalHandler for DataNodeHandler {
+    fn handle_request(&self, _from: NodeId, body: Bytes) -> Pin<Box<dyn Future<Output = Bytes>>> {
+        let shard = self.shard.clone();
+        Box::pin(async move {
+            let answer = match protocol::decode::<ToNode>("DataNode request", &body) {
+                Ok(ToNode::Heartbeat { delta, .. }) => heartbeat(&shard, delta).await,
+                Ok(ToNode::Schema(request)) => schema(&shard, request).await,
+                Err(status) => FromNode::Refused(status.into()),
+            };
+            protocol::encode(&answer)
+        })
+    }
+
+    fn on_message(&self, from: NodeId, _body: Bytes) {
+        tracing::debug!(%from, "ignored a one-way message: the DataNode expects none yet");
+    }
+}
+
+/// Answers another DataNode's schema question from a SchemaRegion held here. Asked of
+/// the control thread directly, never forwarded again: if the region is not here either
+/// (the asker's mirror is older than ours), the asker gets an error and its client
+/// retries, rather than a request bouncing between nodes.
+async fn schema(shard: &Shard, request: protocol::SchemaRequest) -> FromNode {
+    match shard.shared.control.call(request.into()).await {
+        Ok(ControlAnswer::Types(types)) => FromNode::Types(types),
+        Ok(ControlAnswer::MaybeTypes(types)) => FromNode::MaybeTypes(types),
+        Ok(ControlAnswer::Elsewhere { data_node, .. }) => FromNode::Refused(
+            Status::new(
+                StatusCode::ROUTE_TABLE_STALE,
+                format!("this DataNode does not hold that schema; DataNode {data_node} does"),
+            )
+            .into(),
+        ),
+        Ok(other) => FromNode::Refused(
+            Status::internal(format!("unexpected answer to a schema request: {other:?}")).into(),
+        ),
+        Err(status) => FromNode::Refused(status.into()),
+    }
+}
+
+/// Sends a schema question to the DataNode holding the SchemaRegion (from shard 0, which
+/// owns the node's endpoint) and turns its answer back into a control answer.
+pub async fn ask_schema_holder(
+    endpoint: &InternalEndpoint,
+    holder: NodeId,
+    address: SocketAddr,
+    request: &protocol::SchemaRequest,
+) -> Result<ControlAnswer, Status> {
+    endpoint.add_peer(holder, address);
+    let body = protocol::encode(&ToNode::Schema(request.clone()));
+    let answer = endpoint
+        .request(holder, body, CN_REQUEST_TIMEOUT)
+        .await
+        .map_err(|e| {
+            Status::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("asking DataNode {holder} for schema: {e}"),
+            )
+        })?;
+    match protocol::decode::<FromNode>("schema answer", &answer)? {
+        FromNode::Types(types) => Ok(ControlAnswer::Types(types)),
+        FromNode::MaybeTypes(types) => Ok(ControlAnswer::MaybeTypes(types)),
+        FromNode::Refused(status) => Err(status.into()),
+        other => Err(Status::internal(format!(
+            "unexpected schema answer from DataNode {holder}: {other:?}"
+        ))),
+    }
+}
+
+async fn heartbeat(shard: &Shard, delta: protocol::Delta) -> FromNode {
+    if !matches!(delta, protocol::Delta::None) {
+        match shard.control(ControlRequest::ApplyDelta(delta)).await {
+            Ok(ControlAnswer::Done | ControlAnswer::RegionsDropped { .. }) => {}
+            Ok(other) => tracing::warn!(?other, "unexpected answer to a heartbeat's changes"),
+            Err(status) => return FromNode::Refused(status.into()),
+        }
+    }
+    let shared = &shard.shared;
+    let route = shared.route.load();
+    let regions = (0..shared.shard_count)
+        .map(|s| route.groups_on_shard(s as u16).len())
+        .sum::<usize>();
+    let status = if shared
+        .read_only_reported
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        NodeStatus::ReadOnly
+    } else {
+        NodeStatus::Running
+    };
+    FromNode::Alive {
+        status,
+        version: route.version(),
+        regions: regions as u32,
+    }
+}

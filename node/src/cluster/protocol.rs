@@ -1,0 +1,255 @@
+//! The bodies of the cluster's control messages on the internal protocol: what DataNodes
+//! (and ConfigNodes that join) ask a ConfigNode, and what the ConfigNode leader asks every
+//! node in its heartbeats. JSON (serde) bodies: control traffic is small and rare next to
+//! data, and the ConfigNode's commands are already serde values.
+//!
+//! ```text
+//!  DataNode ──ToConfigNode::Register{spec, settings, claimed id}──► ConfigNode
+//!           ◄── FromConfigNode::Registered{id, delta} ────────────
+//!  DataNode ──ToConfigNode::Config{request, known_version}────────► ConfigNode
+//!           ◄── FromConfigNode::Answer{result, delta} ────────────   (delta: the commands
+//!                                                                     the node's mirror lacks)
+//!  ConfigNode leader ──ToNode::Heartbeat{delta}──► every node, each heartbeat interval
+//!                    ◄── FromNode::Alive{status, version, regions}
+//! ```
+
+use iotdb_model::{DataType, StatusCode};
+use iotdb_net::Status;
+use serde::{Deserialize, Serialize};
+
+use crate::confignode::{
+    ClusterSettings, ConfigCommand, ConfigNodeSpec, ConfigRequest, ConfigResponse, ConfigState,
+    DataNodeSpec, NodeId, NodeStatus,
+};
+
+/// A node asks a ConfigNode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToConfigNode {
+    /// Join the cluster (or re-join after a restart, with the id it persisted).
+    Register {
+        node: NodeSpec,
+        /// The cluster-wide settings the node was started with: they must equal the
+        /// cluster's (a mismatch is refused naming the key).
+        settings: ClusterSettings,
+        /// The id the node persisted at its first registration; `None` for a new node.
+        claimed_id: Option<NodeId>,
+    },
+    /// A ConfigNode request, and the version of the asker's mirror of the state.
+    Config {
+        request: ConfigRequest,
+        known_version: u64,
+    },
+    /// Just the commands since `known_version` (a DataNode catching up).
+    Fetch { known_version: u64 },
+}
+
+/// What a registering node declares.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum NodeSpec {
+    ConfigNode(ConfigNodeSpec),
+    DataNode(DataNodeSpec),
+}
+
+/// A ConfigNode's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromConfigNode {
+    Registered {
+        node_id: NodeId,
+        /// The leading ConfigNode's id and internal address (`host:port`).
+        leader: NodeId,
+        leader_address: String,
+        delta: Delta,
+    },
+    Answer {
+        result: Result<ConfigResponse, WireStatus>,
+        delta: Delta,
+    },
+    /// Refused (a registration with the wrong settings, a malformed body, ...).
+    Refused(WireStatus),
+}
+
+/// The ConfigNode leader (or another DataNode) asks a DataNode.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ToNode {
+    /// Are you alive? Here is what changed since the version you last reported.
+    Heartbeat { leader: NodeId, delta: Delta },
+    /// A schema question for a SchemaRegion this node holds (asked by a DataNode that
+    /// received a write or query for a device whose schema lives here).
+    Schema(SchemaRequest),
+}
+
+/// Schema questions a DataNode forwards to the holder of the device's SchemaRegion.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SchemaRequest {
+    /// The types of a device's measurements, creating missing series (all or nothing).
+    EnsureSeries {
+        device: String,
+        aligned: bool,
+        measurements: Vec<(String, DataType)>,
+        use_existing: bool,
+    },
+    /// The types of existing series (`None` where missing).
+    LookupSeries {
+        device: String,
+        measurements: Vec<String>,
+    },
+}
+
+/// A node's answer to the ConfigNode leader.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum FromNode {
+    Alive {
+        /// `Running`, or `ReadOnly` when a region of it turned read-only (a full disk).
+        status: NodeStatus,
+        /// The version of its mirror of the ConfigNode state after this heartbeat.
+        version: u64,
+        /// Region replicas it has open.
+        regions: u32,
+    },
+    Refused(WireStatus),
+    /// The answer to [`SchemaRequest::EnsureSeries`].
+    Types(Vec<DataType>),
+    /// The answer to [`SchemaRequest::LookupSeries`].
+    MaybeTypes(Vec<Option<DataType>>),
+}
+
+/// How a node's mirror of the ConfigNode state catches up.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub enum Delta {
+    /// Nothing changed since the asker's version.
+    #[default]
+    None,
+    /// The commands after `from_version`, oldest first.
+    Commands {
+        from_version: u64,
+        commands: Vec<ConfigCommand>,
+    },
+    /// The whole state (the asker is too far behind, or new).
+    Full(Box<ConfigState>),
+}
+
+impl Delta {
+    /// Brings `mirror` up to date. A `Commands` delta that does not start at the mirror's
+    /// version is refused (the caller asks for the whole state).
+    pub fn apply_to(self, mirror: &mut ConfigState) -> Result<(), String> {
+        match self {
+            Delta::None => Ok(()),
+            Delta::Full(state) => {
+                if state.version() >= mirror.version() {
+                    *mirror = *state;
+                }
+                Ok(())
+            }
+            Delta::Commands {
+                from_version,
+                commands,
+            } => {
+                let end = from_version + commands.len() as u64;
+                if end <= mirror.version() {
+                    return Ok(()); // Already applied (an older answer arrived late).
+                }
+                if from_version > mirror.version() {
+                    return Err(format!(
+                        "the commands start at version {from_version}, the mirror is at {}",
+                        mirror.version()
+                    ));
+                }
+                let skip = (mirror.version() - from_version) as usize;
+                for command in commands.into_iter().skip(skip) {
+                    mirror
+                        .apply(&command)
+                        .map_err(|e| format!("applying {command:?}: {e}"))?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A status on the wire (IoTDB's code and the message).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireStatus {
+    pub code: i32,
+    pub message: String,
+}
+
+impl From<Status> for WireStatus {
+    fn from(status: Status) -> WireStatus {
+        WireStatus {
+            code: status.code.code(),
+            message: status.message,
+        }
+    }
+}
+
+impl From<WireStatus> for Status {
+    fn from(wire: WireStatus) -> Status {
+        Status::new(StatusCode::from_code(wire.code), wire.message)
+    }
+}
+
+/// Encodes a body.
+pub fn encode<T: Serialize>(value: &T) -> bytes::Bytes {
+    bytes::Bytes::from(serde_json::to_vec(value).expect("protocol values serialize"))
+}
+
+/// Decodes a body; a malformed one is a typed error naming what was expected.
+pub fn decode<T: for<'de> Deserialize<'de>>(what: &str, body: &[u8]) -> Result<T, Status> {
+    serde_json::from_slice(body).map_err(|e| {
+        Status::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("a malformed {what} message on the internal port: {e}"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::confignode::{ClusterSettings, ConfigNode, ConfigRequest, NoEffects};
+
+    /// A mirror fed with command deltas ends equal to the ConfigNode's state, and a delta
+    /// that does not join the mirror is refused instead of applied out of order.
+    #[test]
+    fn a_mirror_follows_the_config_node_by_deltas() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = ConfigNode::open(dir.path(), ClusterSettings::default()).unwrap();
+        let mut mirror = node.state().clone();
+        let first = mirror.version();
+        node.handle(
+            ConfigRequest::CreateDatabase {
+                name: "root.a".into(),
+                attributes: Default::default(),
+            },
+            &mut NoEffects,
+        )
+        .unwrap();
+        node.handle(
+            ConfigRequest::CreateDatabase {
+                name: "root.b".into(),
+                attributes: Default::default(),
+            },
+            &mut NoEffects,
+        )
+        .unwrap();
+        let commands = node.commands_since(first + 1).unwrap();
+        let gap = Delta::Commands {
+            from_version: first + 1,
+            commands,
+        };
+        assert!(gap.apply_to(&mut mirror).is_err(), "a gap is refused");
+        let delta = Delta::Commands {
+            from_version: first,
+            commands: node.commands_since(first).unwrap(),
+        };
+        let body = encode(&delta);
+        let delta: Delta = decode("delta", &body).unwrap();
+        delta.clone().apply_to(&mut mirror).unwrap();
+        assert_eq!(&mirror, node.state());
+        // Applying it again changes nothing.
+        delta.apply_to(&mut mirror).unwrap();
+        assert_eq!(&mirror, node.state());
+        assert!(node.commands_since(node.version() + 1).is_none());
+        assert!(decode::<Delta>("delta", b"{nonsense").is_err());
+    }
+}

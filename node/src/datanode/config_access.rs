@@ -1,0 +1,198 @@
+//! How a DataNode's control plane reaches the ConfigNode: in its own process (standalone)
+//! or in another one (a cluster member), behind one interface.
+//!
+//! A member keeps a *mirror* of the ConfigNode state: every answer of the ConfigNode, and
+//! every heartbeat of its leader, carries the commands the mirror lacks ([`Delta`]), which
+//! the mirror applies with the same deterministic `ConfigState::apply`. Route tables,
+//! partition lookups and placement questions are then answered from the mirror without a
+//! round trip; only changes (and `SHOW` views, which include runtime statuses) travel.
+//! When the mirror loses a region group this node holds (a database deleted through
+//! another DataNode), the replicas are dropped here through the same [`ProcedureEnv`]
+//! as a local procedure's.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use iotdb_net::{Status, StatusCode};
+
+use super::control::config_status;
+use crate::cluster::link::CnLink;
+use crate::cluster::protocol::{Delta, FromConfigNode, ToConfigNode};
+use crate::confignode::{
+    ConfigNode, ConfigRequest, ConfigResponse, ConfigState, NodeId, ProcedureEnv, RegionGroupId,
+    RegionGroupKind, RouteSnapshot,
+};
+
+/// The ConfigNode, local or remote.
+pub enum ConfigAccess {
+    Local(Box<ConfigNode>),
+    Remote(RemoteConfig),
+}
+
+/// A ConfigNode in another process, and this node's mirror of its state.
+pub struct RemoteConfig {
+    link: CnLink,
+    mirror: ConfigState,
+    route: Arc<RouteSnapshot>,
+    data_node_id: NodeId,
+}
+
+impl RemoteConfig {
+    pub fn new(link: CnLink, mirror: ConfigState, data_node_id: NodeId) -> RemoteConfig {
+        let route = Arc::new(RouteSnapshot::from_state(&mirror));
+        RemoteConfig {
+            link,
+            mirror,
+            route,
+            data_node_id,
+        }
+    }
+
+    /// Region groups with a replica on this node, and their kinds.
+    fn local_groups(&self) -> BTreeMap<RegionGroupId, RegionGroupKind> {
+        self.mirror
+            .region_groups()
+            .values()
+            .filter(|group| {
+                group
+                    .replicas
+                    .iter()
+                    .any(|replica| replica.data_node_id == self.data_node_id)
+            })
+            .map(|group| (group.id, group.kind))
+            .collect()
+    }
+
+    /// Applies a delta; replicas of groups the state no longer has are dropped through
+    /// `env`. A delta that does not join the mirror (it missed some) fetches the whole
+    /// state instead.
+    pub fn apply(&mut self, delta: Delta, env: &mut dyn ProcedureEnv) -> Result<(), Status> {
+        let before = self.local_groups();
+        if let Err(reason) = delta.apply_to(&mut self.mirror) {
+            tracing::warn!(%reason, "the ConfigNode state mirror missed changes; fetching it whole");
+            match self.link.call(&ToConfigNode::Fetch { known_version: 0 })? {
+                FromConfigNode::Answer { delta, .. } => {
+                    delta.apply_to(&mut self.mirror).map_err(|reason| {
+                        Status::internal(format!("refreshing the mirror: {reason}"))
+                    })?
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
+        if self.route.version != self.mirror.version() {
+            self.route = Arc::new(RouteSnapshot::from_state(&self.mirror));
+        }
+        let after = self.local_groups();
+        let gone: Vec<_> = before
+            .into_iter()
+            .filter(|(group, _)| !after.contains_key(group))
+            .collect();
+        if !gone.is_empty() {
+            env.drop_replicas(&gone).map_err(Status::internal)?;
+        }
+        Ok(())
+    }
+
+    fn handle(
+        &mut self,
+        request: ConfigRequest,
+        env: &mut dyn ProcedureEnv,
+    ) -> Result<ConfigResponse, Status> {
+        let known_version = self.mirror.version();
+        match self.link.call(&ToConfigNode::Config {
+            request,
+            known_version,
+        })? {
+            FromConfigNode::Answer { result, delta } => {
+                // The mirror first: whoever hears "created" must find it in the route table.
+                self.apply(delta, env)?;
+                result.map_err(Status::from)
+            }
+            FromConfigNode::Refused(status) => Err(status.into()),
+            other => Err(unexpected(&other)),
+        }
+    }
+}
+
+fn unexpected(answer: &FromConfigNode) -> Status {
+    Status::new(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        format!("unexpected answer from the ConfigNode: {answer:?}"),
+    )
+}
+
+impl ConfigAccess {
+    /// Serves one request; `env` carries out the effects on this node's replicas.
+    pub fn handle(
+        &mut self,
+        request: ConfigRequest,
+        env: &mut dyn ProcedureEnv,
+    ) -> Result<ConfigResponse, Status> {
+        match self {
+            ConfigAccess::Local(node) => node.handle(request, env).map_err(config_status),
+            ConfigAccess::Remote(remote) => remote.handle(request, env),
+        }
+    }
+
+    /// The state (a member's mirror of it).
+    pub fn state(&self) -> &ConfigState {
+        match self {
+            ConfigAccess::Local(node) => node.state(),
+            ConfigAccess::Remote(remote) => &remote.mirror,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.state().version()
+    }
+
+    pub fn route_snapshot(&self) -> Arc<RouteSnapshot> {
+        match self {
+            ConfigAccess::Local(node) => node.route_snapshot(),
+            ConfigAccess::Remote(remote) => remote.route.clone(),
+        }
+    }
+
+    /// The SchemaRegionGroup of a series slot, if assigned.
+    pub fn schema_partition(&self, database: &str, series_slot: u32) -> Option<RegionGroupId> {
+        self.state()
+            .databases()
+            .get(database)?
+            .schema_partitions
+            .get(&series_slot)
+            .copied()
+    }
+
+    /// Starts a group-committed batch (local journal only).
+    pub fn begin_batch(&mut self) {
+        if let ConfigAccess::Local(node) = self {
+            node.begin_batch();
+        }
+    }
+
+    /// Makes the batch durable (a remote ConfigNode made each change durable before it
+    /// answered).
+    pub fn end_batch(&mut self) -> Result<(), Status> {
+        match self {
+            ConfigAccess::Local(node) => node.end_batch().map_err(config_status),
+            ConfigAccess::Remote(_) => Ok(()),
+        }
+    }
+
+    /// Writes a checkpoint of a local ConfigNode.
+    pub fn checkpoint(&mut self) {
+        if let ConfigAccess::Local(node) = self
+            && let Err(e) = node.checkpoint()
+        {
+            tracing::error!(error = %e, "checkpointing the ConfigNode state failed");
+        }
+    }
+
+    /// Applies what a heartbeat of the ConfigNode leader brought (a member only).
+    pub fn apply_delta(&mut self, delta: Delta, env: &mut dyn ProcedureEnv) -> Result<(), Status> {
+        match self {
+            ConfigAccess::Local(_) => Ok(()),
+            ConfigAccess::Remote(remote) => remote.apply(delta, env),
+        }
+    }
+}
