@@ -3,14 +3,17 @@
 //!
 //! - [`server`]: [`TestServer`], one `iotdb-server standalone` child process with its own
 //!   data directory and loopback address;
+//! - [`cluster`]: [`TestCluster`], a ConfigNode and DataNodes as separate processes;
 //! - [`model`]: [`Model`], the in-test reference every query answer is compared with;
 //! - [`raw`]: hand-made frames for the bad-input tests (what no well-behaved client sends).
 
 #![forbid(unsafe_code)]
 
+pub mod cluster;
 pub mod model;
 pub mod raw;
 pub mod server;
 
+pub use cluster::TestCluster;
 pub use model::{Model, SeriesId};
-pub use server::{ServerOptions, TestServer};
+pub use server::{Role, ServerOptions, TestServer};

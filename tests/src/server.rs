@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use iotdb_net::{BlockingClient, ClientConfig};
+use iotdb_node::cluster::confignode_service::CONFIGNODE_READY_PREFIX;
 use iotdb_node::server::READY_LINE_PREFIX;
 
 /// How long a server may take to print its ready line (a debug build opening many regions
@@ -57,6 +58,28 @@ pub struct ServerOptions {
     /// The data directory, when not `data/` in the server's temporary directory (a test
     /// that puts it on a small file system of its own).
     pub data_dir: Option<PathBuf>,
+    /// `standalone`, `confignode` or `datanode`.
+    pub role: Role,
+    /// `--set KEY=VALUE` items, in order.
+    pub sets: Vec<String>,
+}
+
+/// Which `iotdb-server` subcommand a test server runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Standalone,
+    ConfigNode,
+    DataNode,
+}
+
+impl Role {
+    fn subcommand(self) -> &'static str {
+        match self {
+            Role::Standalone => "standalone",
+            Role::ConfigNode => "confignode",
+            Role::DataNode => "datanode",
+        }
+    }
 }
 
 impl ServerOptions {
@@ -69,7 +92,21 @@ impl ServerOptions {
             kernel_port: false,
             env: Vec::new(),
             data_dir: None,
+            role: Role::Standalone,
+            sets: Vec::new(),
         }
+    }
+
+    /// Runs `role` instead of `standalone`.
+    pub fn role(mut self, role: Role) -> Self {
+        self.role = role;
+        self
+    }
+
+    /// Adds `--set key=value`.
+    pub fn set(mut self, key: &str, value: impl std::fmt::Display) -> Self {
+        self.sets.push(format!("{key}={value}"));
+        self
     }
 
     /// Puts the data directory at `dir` instead of inside the server's temporary directory.
@@ -121,11 +158,16 @@ pub struct TestServer {
 impl TestServer {
     /// Starts a server on a fresh data directory and waits until it accepts clients.
     pub fn start(options: ServerOptions) -> anyhow::Result<TestServer> {
+        Self::start_on(next_loopback_host(), options)
+    }
+
+    /// [`TestServer::start`] on a given loopback host (a cluster node whose internal
+    /// address was chosen before it starts).
+    pub fn start_on(ip: Ipv4Addr, options: ServerOptions) -> anyhow::Result<TestServer> {
         let root = tempfile::Builder::new()
             .prefix("iotdb-test-")
             .tempdir()
             .context("creating the server's temporary directory")?;
-        let ip = next_loopback_host();
         let mut server = TestServer {
             options,
             root,
@@ -277,7 +319,7 @@ impl TestServer {
             .context("opening the server log")?;
         let mut command = Command::new(&self.options.binary);
         command
-            .arg("standalone")
+            .arg(self.options.role.subcommand())
             .arg("--data-dir")
             .arg(&data_dir)
             .args(["--rpc-address", &self.ip.to_string()])
@@ -289,6 +331,9 @@ impl TestServer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log));
+        for item in &self.options.sets {
+            command.args(["--set", item]);
+        }
         if let Some(toml) = &self.options.config_toml {
             let path = self.root.path().join("server.toml");
             std::fs::write(&path, toml).context("writing the server configuration")?;
@@ -303,7 +348,8 @@ impl TestServer {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.starts_with(READY_LINE_PREFIX) {
+                if line.starts_with(READY_LINE_PREFIX) || line.starts_with(CONFIGNODE_READY_PREFIX)
+                {
                     let _ = sender.send(line);
                 }
             }
@@ -329,6 +375,16 @@ impl TestServer {
                 }
             }
         };
+        if let Some(rest) = line.strip_prefix(CONFIGNODE_READY_PREFIX) {
+            // `node <id> on <address>`: a ConfigNode serves no clients.
+            let address = rest
+                .split_once(" on ")
+                .and_then(|(_, address)| address.parse::<SocketAddr>().ok())
+                .with_context(|| format!("malformed ConfigNode ready line {line:?}"))?;
+            self.address = address;
+            self.shard_count = 0;
+            return Ok(());
+        }
         let (address, shards) = parse_ready_line(&line)?;
         if address.ip() != IpAddr::V4(self.ip) || (port != 0 && address.port() != port) {
             bail!("asked for {}:{port}, the server bound {address}", self.ip);
@@ -383,7 +439,8 @@ pub fn parse_ready_line(line: &str) -> anyhow::Result<(SocketAddr, usize)> {
 
 /// 127.0.0.x with x in 2..=251, spread by process id so concurrent test binaries rarely
 /// share a host (sharing is harmless: ports are picked by the kernel).
-fn next_loopback_host() -> Ipv4Addr {
+/// A loopback host of its own for the next server of this process.
+pub fn next_loopback_host() -> Ipv4Addr {
     let base = std::process::id().wrapping_mul(37);
     let n = NEXT_HOST.fetch_add(1, Ordering::Relaxed);
     let x = 2 + (base.wrapping_add(n) % 250);
@@ -392,7 +449,7 @@ fn next_loopback_host() -> Ipv4Addr {
 
 /// A port free on `ip` right now. The host is (almost always) this test's alone, so the
 /// port stays free until the server binds it.
-fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
+pub fn free_port(ip: Ipv4Addr) -> anyhow::Result<u16> {
     let listener = std::net::TcpListener::bind((ip, 0)).context("finding a free port")?;
     Ok(listener.local_addr()?.port())
 }

@@ -189,6 +189,10 @@ async fn schema(shard: &Shard, request: protocol::SchemaRequest) -> FromNode {
     match shard.shared.control.call(request.into()).await {
         Ok(ControlAnswer::Types(types)) => FromNode::Types(types),
         Ok(ControlAnswer::MaybeTypes(types)) => FromNode::MaybeTypes(types),
+        // Only this node's SchemaRegions: the asker asks the others itself.
+        Ok(ControlAnswer::Series(series) | ControlAnswer::SeriesAndElsewhere { series, .. }) => {
+            FromNode::Series(series)
+        }
         Ok(ControlAnswer::Elsewhere { data_node, .. }) => FromNode::Refused(
             Status::new(
                 StatusCode::ROUTE_TABLE_STALE,
@@ -225,6 +229,7 @@ pub async fn ask_schema_holder(
     match protocol::decode::<FromNode>("schema answer", &answer)? {
         FromNode::Types(types) => Ok(ControlAnswer::Types(types)),
         FromNode::MaybeTypes(types) => Ok(ControlAnswer::MaybeTypes(types)),
+        FromNode::Series(series) => Ok(ControlAnswer::Series(series)),
         FromNode::Refused(status) => Err(status.into()),
         other => Err(Status::internal(format!(
             "unexpected schema answer from DataNode {holder}: {other:?}"

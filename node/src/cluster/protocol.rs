@@ -21,6 +21,7 @@ use crate::confignode::{
     ClusterSettings, ConfigCommand, ConfigNodeSpec, ConfigRequest, ConfigResponse, ConfigState,
     DataNodeSpec, NodeId, NodeStatus,
 };
+use crate::sql::PathPattern;
 
 /// A node asks a ConfigNode.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,6 +94,8 @@ pub enum SchemaRequest {
         device: String,
         measurements: Vec<String>,
     },
+    /// The series matching each pattern in the SchemaRegions the asked node holds.
+    MatchSeries { patterns: Vec<PathPattern> },
 }
 
 /// A node's answer to the ConfigNode leader.
@@ -111,6 +114,9 @@ pub enum FromNode {
     Types(Vec<DataType>),
     /// The answer to [`SchemaRequest::LookupSeries`].
     MaybeTypes(Vec<Option<DataType>>),
+    /// The answer to [`SchemaRequest::MatchSeries`]: per pattern, (device, measurement,
+    /// type).
+    Series(Vec<Vec<(String, String, DataType)>>),
 }
 
 /// How a node's mirror of the ConfigNode state catches up.

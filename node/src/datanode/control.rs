@@ -87,6 +87,12 @@ pub enum ControlAnswer {
     ResultSet(ResultSet),
     /// One list per requested pattern: (device, measurement, type).
     Series(Vec<Vec<(String, String, DataType)>>),
+    /// [`ControlAnswer::Series`] from this node's SchemaRegions, and the other DataNodes
+    /// that hold SchemaRegions (a cluster member): ask them too and merge.
+    SeriesAndElsewhere {
+        series: Vec<Vec<(String, String, DataType)>>,
+        others: Vec<(NodeId, String)>,
+    },
     /// The device's SchemaRegion is on another DataNode (a cluster member): ask it there.
     Elsewhere {
         data_node: NodeId,
@@ -119,6 +125,9 @@ impl ControlRequest {
                 device: device.clone(),
                 measurements: measurements.clone(),
             }),
+            ControlRequest::MatchSeries { patterns } => Some(SchemaRequest::MatchSeries {
+                patterns: patterns.clone(),
+            }),
             _ => None,
         }
     }
@@ -146,6 +155,7 @@ impl From<crate::cluster::protocol::SchemaRequest> for ControlRequest {
                 device,
                 measurements,
             },
+            SchemaRequest::MatchSeries { patterns } => ControlRequest::MatchSeries { patterns },
         }
     }
 }
@@ -576,12 +586,18 @@ impl ControlPlane {
                 })?;
                 Ok(ControlAnswer::Done)
             }
-            ControlRequest::MatchSeries { patterns } => Ok(ControlAnswer::Series(
-                patterns
+            ControlRequest::MatchSeries { patterns } => {
+                let series = patterns
                     .iter()
                     .map(|pattern| self.match_series(pattern))
-                    .collect(),
-            )),
+                    .collect();
+                let others = self.other_schema_holders();
+                if others.is_empty() {
+                    Ok(ControlAnswer::Series(series))
+                } else {
+                    Ok(ControlAnswer::SeriesAndElsewhere { series, others })
+                }
+            }
             ControlRequest::Statement(statement) => self.execute(statement),
             ControlRequest::ReportReadOnly { reason } => {
                 tracing::error!(
@@ -656,6 +672,28 @@ impl ControlPlane {
         self.schema_region(group.0, &database)
             .map_err(|e| Status::internal(format!("{e:#}")))?;
         Ok(Some(SchemaPlace::Here(group.0)))
+    }
+
+    /// The other DataNodes holding SchemaRegions, with their internal endpoints.
+    fn other_schema_holders(&self) -> Vec<(NodeId, String)> {
+        let state = self.config_node.state();
+        let holders: std::collections::BTreeSet<NodeId> = state
+            .region_groups()
+            .values()
+            .filter(|group| group.kind == RegionGroupKind::Schema)
+            .flat_map(|group| group.replicas.first().map(|r| r.data_node_id))
+            .filter(|node| *node != self.data_node_id)
+            .collect();
+        holders
+            .into_iter()
+            .filter_map(|node| {
+                let info = state.data_nodes().get(&node)?;
+                Some((
+                    node,
+                    format!("{}:{}", info.spec.internal_address, info.spec.internal_port),
+                ))
+            })
+            .collect()
     }
 
     /// Where to ask when a SchemaRegion group's replica is on another DataNode (`None`

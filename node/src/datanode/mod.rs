@@ -176,6 +176,7 @@ impl Shard {
     /// DataNode is answered there (one internal request, from shard 0).
     pub async fn control(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
         let forwardable = request.forwardable();
+        let request_copy = forwardable.clone();
         let answer = self.shared.control.call(request).await;
         if let (
             Ok(ControlAnswer::Elsewhere {
@@ -189,8 +190,46 @@ impl Shard {
                 .ask_schema_holder(*data_node, internal_endpoint, schema)
                 .await;
         }
+        if let (Ok(ControlAnswer::SeriesAndElsewhere { series, others }), Some(schema)) =
+            (&answer, request_copy)
+        {
+            return self.match_everywhere(series.clone(), others, schema).await;
+        }
         self.broadcast_side_effects(&answer).await;
         answer
+    }
+
+    /// Merges this node's series matches with every other schema holder's, per pattern,
+    /// sorted by path.
+    async fn match_everywhere(
+        &self,
+        mut series: Vec<Vec<(String, String, DataType)>>,
+        others: &[(iotdb_model::NodeId, String)],
+        request: crate::cluster::protocol::SchemaRequest,
+    ) -> Result<ControlAnswer, Status> {
+        for (node, endpoint) in others {
+            match self
+                .ask_schema_holder(*node, endpoint, request.clone())
+                .await?
+            {
+                ControlAnswer::Series(theirs) if theirs.len() == series.len() => {
+                    for (mine, theirs) in series.iter_mut().zip(theirs) {
+                        mine.extend(theirs);
+                    }
+                }
+                other => {
+                    return Err(Status::internal(format!(
+                        "DataNode {node} answered a series match with {other:?}"
+                    )));
+                }
+            }
+        }
+        for list in &mut series {
+            // By full path, as one node's own answer is sorted.
+            list.sort_by_cached_key(|(device, measurement, _)| format!("{device}.{measurement}"));
+            list.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        }
+        Ok(ControlAnswer::Series(series))
     }
 
     /// Sets shard 0's internal endpoint (a cluster member).

@@ -1,0 +1,162 @@
+//! [`TestCluster`]: a ConfigNode process and DataNode processes, each on a loopback host
+//! of its own (127.0.0.x), started in the seed's order (the ConfigNode first), with a
+//! short heartbeat interval so status changes show within a test's patience.
+
+use std::net::Ipv4Addr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use iotdb_net::{BlockingClient, ResultSet};
+
+use crate::server::{Role, ServerOptions, TestServer, free_port, next_loopback_host};
+
+/// The heartbeat interval of test clusters: a killed DataNode is Unknown within three.
+pub const TEST_HEARTBEAT_MS: u64 = 200;
+
+/// A ConfigNode and its DataNodes.
+pub struct TestCluster {
+    binary: std::path::PathBuf,
+    pub config_node: TestServer,
+    pub data_nodes: Vec<TestServer>,
+    /// `host:port` of the ConfigNode's internal port (every node's seed).
+    pub seed: String,
+    pub cluster_name: String,
+}
+
+impl TestCluster {
+    /// Starts a ConfigNode, then `data_nodes` DataNodes of `cores` shards each.
+    pub fn start(
+        binary: impl Into<std::path::PathBuf>,
+        data_nodes: usize,
+        cores: usize,
+    ) -> anyhow::Result<TestCluster> {
+        let binary = binary.into();
+        let ip = next_loopback_host();
+        let port = free_port(ip)?;
+        let seed = format!("{ip}:{port}");
+        let cluster_name = "testCluster".to_string();
+        let options = ServerOptions::new(&binary)
+            .role(Role::ConfigNode)
+            .set("cluster_name", &cluster_name)
+            .set("cn_internal_address", ip)
+            .set("cn_internal_port", port)
+            .set("cn_seed_config_node", &seed)
+            .set("heartbeat_interval_in_ms", TEST_HEARTBEAT_MS);
+        let config_node = TestServer::start_on(ip, options).context("starting the ConfigNode")?;
+        let mut cluster = TestCluster {
+            binary,
+            config_node,
+            data_nodes: Vec::new(),
+            seed,
+            cluster_name,
+        };
+        for _ in 0..data_nodes {
+            cluster.add_data_node(cores)?;
+        }
+        Ok(cluster)
+    }
+
+    /// Options of a new DataNode of this cluster on `ip` (a test may change them).
+    pub fn data_node_options(&self, ip: Ipv4Addr, cores: usize) -> anyhow::Result<ServerOptions> {
+        Ok(ServerOptions::new(&self.binary)
+            .kernel_port()
+            .role(Role::DataNode)
+            .cores(cores)
+            .set("cluster_name", &self.cluster_name)
+            .set("dn_internal_address", ip)
+            .set("dn_internal_port", free_port(ip)?)
+            .set("dn_seed_config_node", &self.seed)
+            .set("heartbeat_interval_in_ms", TEST_HEARTBEAT_MS))
+    }
+
+    /// Starts one more DataNode (expansion).
+    pub fn add_data_node(&mut self, cores: usize) -> anyhow::Result<&mut TestServer> {
+        let ip = next_loopback_host();
+        let options = self.data_node_options(ip, cores)?;
+        let node = TestServer::start_on(ip, options)
+            .with_context(|| format!("starting DataNode {}", self.data_nodes.len() + 1))?;
+        self.data_nodes.push(node);
+        Ok(self.data_nodes.last_mut().expect("pushed"))
+    }
+
+    /// A client of DataNode `index`.
+    pub fn client(&self, index: usize) -> anyhow::Result<BlockingClient> {
+        self.data_nodes[index].client()
+    }
+
+    /// `SHOW CLUSTER` asked of DataNode `index`, as (NodeID, NodeType, Status,
+    /// InternalAddress, InternalPort) rows.
+    pub fn show_cluster(&self, index: usize) -> anyhow::Result<Vec<ClusterRow>> {
+        let result = self.client(index)?.execute_sql("SHOW CLUSTER")?;
+        rows_of(&result)
+    }
+
+    /// Waits up to `timeout` until `SHOW CLUSTER` on DataNode `index` satisfies `done`.
+    pub fn wait_for_cluster(
+        &self,
+        index: usize,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[ClusterRow]) -> bool,
+    ) -> anyhow::Result<Vec<ClusterRow>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let rows = self.show_cluster(index);
+            if let Ok(rows) = &rows
+                && done(rows)
+            {
+                return Ok(rows.clone());
+            }
+            if Instant::now() >= deadline {
+                bail!("{what}: not within {timeout:?}; last SHOW CLUSTER: {rows:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// One row of `SHOW CLUSTER`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterRow {
+    pub node_id: u32,
+    pub node_type: String,
+    pub status: String,
+    pub internal_address: String,
+    pub internal_port: u16,
+}
+
+fn rows_of(result: &ResultSet) -> anyhow::Result<Vec<ClusterRow>> {
+    let column = |name: &str| {
+        result
+            .column_names
+            .iter()
+            .position(|c| c == name)
+            .with_context(|| format!("no {name} column in {:?}", result.column_names))
+    };
+    let (id, kind, status, address, port) = (
+        column("NodeID")?,
+        column("NodeType")?,
+        column("Status")?,
+        column("InternalAddress")?,
+        column("InternalPort")?,
+    );
+    let text = |row: &[Option<iotdb_net::Value>], i: usize| -> anyhow::Result<String> {
+        match &row[i] {
+            Some(iotdb_net::Value::Text(bytes)) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+            other => bail!("column {i} is {other:?}, not text"),
+        }
+    };
+    result
+        .rows
+        .iter()
+        .map(|row| {
+            Ok(ClusterRow {
+                node_id: text(row, id)?.parse()?,
+                node_type: text(row, kind)?,
+                status: text(row, status)?,
+                internal_address: text(row, address)?,
+                internal_port: text(row, port)?.parse()?,
+            })
+        })
+        .collect()
+}

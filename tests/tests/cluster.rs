@@ -1,0 +1,254 @@
+//! A real cluster on one machine: a ConfigNode process and DataNode processes on their own
+//! 127.0.0.x addresses, started in the seed's order (ConfigNode first, then DataNodes that
+//! register through their seed). `SHOW CLUSTER` asked of any DataNode lists every node
+//! with its id and status; ids survive restarts; a DataNode killed with SIGKILL turns
+//! Unknown within three heartbeat intervals and Running again when it comes back; a node
+//! of another cluster, or with other cluster-wide settings, is refused at once.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use iotdb_net::{StatusCode, Value};
+use iotdb_tests::cluster::{ClusterRow, TEST_HEARTBEAT_MS};
+use iotdb_tests::{TestCluster, TestServer};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_iotdb-server-under-test");
+/// How long a change that heartbeats carry may take to show on a loaded 2-core machine
+/// running debug builds (the figures are printed; the bound only ends a hung test).
+const PATIENCE: Duration = Duration::from_secs(20);
+
+fn data_node_ids(rows: &[ClusterRow]) -> BTreeSet<u32> {
+    rows.iter()
+        .filter(|row| row.node_type == "DataNode")
+        .map(|row| row.node_id)
+        .collect()
+}
+
+fn status_of(rows: &[ClusterRow], node_id: u32) -> Option<&str> {
+    rows.iter()
+        .find(|row| row.node_id == node_id)
+        .map(|row| row.status.as_str())
+}
+
+/// Writes one point of `device` through every DataNode; the one that holds the device's
+/// data region accepts it, the others answer ROUTE_TABLE_STALE (forwarding is the next
+/// step). Returns the index of the DataNode that took it.
+fn write_point(cluster: &TestCluster, device: &str, time: i64, value: f64) -> usize {
+    let mut taken = Vec::new();
+    for index in 0..cluster.data_nodes.len() {
+        let statement = format!("INSERT INTO {device}(time, s1) VALUES ({time}, {value})");
+        match cluster.client(index).unwrap().execute_sql(&statement) {
+            Ok(_) => taken.push(index),
+            Err(e) => assert_eq!(
+                e.status_code(),
+                Some(StatusCode::ROUTE_TABLE_STALE),
+                "{device} on DataNode {index}: {e}"
+            ),
+        }
+    }
+    assert_eq!(
+        taken.len(),
+        1,
+        "{device} must be held by exactly one DataNode"
+    );
+    taken[0]
+}
+
+fn read_point(cluster: &TestCluster, index: usize, device: &str) -> Option<f64> {
+    let result = cluster
+        .client(index)
+        .unwrap()
+        .execute_sql(&format!("SELECT s1 FROM {device}"))
+        .unwrap_or_else(|e| panic!("reading {device} on DataNode {index}: {e}"));
+    assert!(result.rows.len() <= 1, "{device}: {result:?}");
+    // Columns: Time, then the series.
+    match result.rows.first()?.get(1)?.as_ref()? {
+        // SQL infers an integer literal as DOUBLE, as IoTDB does.
+        Value::Double(v) => Some(*v),
+        other => panic!("{device} holds {other:?}"),
+    }
+}
+
+/// 1C3D: every DataNode sees the same cluster; the schema of a device lives in one
+/// SchemaRegion whichever DataNode wrote it; a restart of every node keeps ids and data.
+#[test]
+fn a_1c3d_cluster_forms_and_restarts_with_its_ids_and_data() {
+    let started = Instant::now();
+    let mut cluster = TestCluster::start(BINARY, 3, 2).expect("start 1C3D");
+    eprintln!("1C3D started in {:?}", started.elapsed());
+    let rows = cluster
+        .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
+            rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
+        })
+        .unwrap();
+    assert_eq!(rows[0].node_type, "ConfigNode");
+    assert_eq!(
+        rows[0].node_id, 0,
+        "the first ConfigNode founds the cluster as node 0"
+    );
+    assert_eq!(
+        format!("{}:{}", rows[0].internal_address, rows[0].internal_port),
+        cluster.seed
+    );
+    let ids = data_node_ids(&rows);
+    assert_eq!(ids, BTreeSet::from([1, 2, 3]), "one id sequence: {rows:?}");
+    for index in 1..3 {
+        assert_eq!(
+            cluster.show_cluster(index).unwrap(),
+            rows,
+            "any DataNode answers"
+        );
+    }
+
+    cluster
+        .client(1)
+        .unwrap()
+        .execute_sql("CREATE DATABASE root.sg")
+        .unwrap();
+    let devices: Vec<String> = (0..12).map(|d| format!("root.sg.d{d}")).collect();
+    let holders: Vec<usize> = devices
+        .iter()
+        .enumerate()
+        .map(|(i, device)| write_point(&cluster, device, 1, i as f64))
+        .collect();
+    // Every device's schema exists once: a write through a DataNode that does not hold
+    // the SchemaRegion asked the one that does (no local copies). Each DataNode lists
+    // the series of its own SchemaRegions; together they list each series exactly once.
+    let mut listed = Vec::new();
+    for index in 0..3 {
+        let series = cluster
+            .client(index)
+            .unwrap()
+            .execute_sql("SHOW TIMESERIES root.sg.**")
+            .unwrap();
+        listed.extend(series.rows.into_iter().map(|row| format!("{:?}", row[0])));
+    }
+    listed.sort();
+    let unique: BTreeSet<_> = listed.iter().cloned().collect();
+    assert_eq!(listed.len(), devices.len(), "each series once: {listed:?}");
+    assert_eq!(unique.len(), devices.len());
+    // The holder of a device's data refuses a value of another type: the type came from
+    // the one SchemaRegion, wherever it is.
+    let error = cluster
+        .client(holders[0])
+        .unwrap()
+        .execute_sql("INSERT INTO root.sg.d0(time, s1) VALUES (2, 'text')")
+        .expect_err("s1 is DOUBLE");
+    assert_ne!(
+        error.status_code(),
+        Some(StatusCode::ROUTE_TABLE_STALE),
+        "{error}"
+    );
+
+    // Stop everything (DataNodes first, as the scripts do), start in the seed's order.
+    for node in &mut cluster.data_nodes {
+        node.stop().expect("stop a DataNode");
+    }
+    cluster.config_node.stop().expect("stop the ConfigNode");
+    cluster
+        .config_node
+        .restart()
+        .expect("restart the ConfigNode");
+    for node in &mut cluster.data_nodes {
+        node.restart().expect("restart a DataNode");
+    }
+    let after = cluster
+        .wait_for_cluster(
+            2,
+            PATIENCE,
+            "every node Running after the restart",
+            |rows| rows.len() == 4 && rows.iter().all(|row| row.status == "Running"),
+        )
+        .unwrap();
+    assert_eq!(after, rows, "ids, addresses and ports survive restarts");
+    for (i, device) in devices.iter().enumerate() {
+        assert_eq!(
+            read_point(&cluster, holders[i], device),
+            Some(i as f64),
+            "{device}"
+        );
+    }
+}
+
+/// A DataNode killed with SIGKILL turns Unknown within three heartbeat intervals (plus
+/// the scheduling slack of a loaded machine), and Running again once restarted, with
+/// its id.
+#[test]
+fn a_killed_data_node_turns_unknown_and_comes_back() {
+    let mut cluster = TestCluster::start(BINARY, 2, 1).expect("start 1C2D");
+    let rows = cluster
+        .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
+            rows.len() == 3 && rows.iter().all(|row| row.status == "Running")
+        })
+        .unwrap();
+    let victim_id = *data_node_ids(&rows).iter().last().unwrap();
+    let killed = Instant::now();
+    cluster.data_nodes[1].kill().expect("SIGKILL");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "the killed DataNode Unknown", |rows| {
+            status_of(rows, victim_id) == Some("Unknown")
+        })
+        .unwrap();
+    let unknown_after = killed.elapsed();
+    eprintln!("killed DataNode Unknown after {unknown_after:?} (heartbeat {TEST_HEARTBEAT_MS} ms)");
+    assert!(
+        unknown_after < Duration::from_millis(3 * TEST_HEARTBEAT_MS) + Duration::from_secs(2),
+        "Unknown only after {unknown_after:?}"
+    );
+    let restarted = Instant::now();
+    cluster.data_nodes[1].restart().expect("restart");
+    let rows = cluster
+        .wait_for_cluster(0, PATIENCE, "the restarted DataNode Running", |rows| {
+            status_of(rows, victim_id) == Some("Running")
+        })
+        .unwrap();
+    eprintln!("restarted DataNode Running after {:?}", restarted.elapsed());
+    assert_eq!(data_node_ids(&rows).len(), 2, "no new id: {rows:?}");
+}
+
+/// Nodes that do not belong are refused with a clear error and a non-zero exit, never
+/// joined as a second cluster: another cluster_name, other cluster-wide settings, an
+/// internal address another DataNode already registered.
+#[test]
+fn nodes_that_do_not_belong_are_refused() {
+    let mut cluster = TestCluster::start(BINARY, 1, 1).expect("start 1C1D");
+    let refused = |options: iotdb_tests::ServerOptions, ip, expected: &[&str]| {
+        let error = match TestServer::start_on(ip, options) {
+            Ok(_) => panic!("a node that does not belong started"),
+            Err(error) => format!("{error:#}"),
+        };
+        for text in expected {
+            assert!(error.contains(text), "{text:?} missing from: {error}");
+        }
+    };
+    let ip = iotdb_tests::server::next_loopback_host();
+    let other_name = cluster
+        .data_node_options(ip, 1)
+        .unwrap()
+        .set("cluster_name", "otherCluster");
+    refused(other_name, ip, &["otherCluster", "testCluster"]);
+    let other_slots = cluster
+        .data_node_options(ip, 1)
+        .unwrap()
+        .set("series_slot_num", 999);
+    refused(other_slots, ip, &["series_slot_num", "999"]);
+    // A new DataNode (no identity of its own) on the internal address and port another
+    // DataNode registered: refused, even while that DataNode is down.
+    let first = cluster.show_cluster(0).unwrap()[1].clone();
+    cluster.data_nodes[0].stop().expect("stop the DataNode");
+    let taken_ip: std::net::Ipv4Addr = first.internal_address.parse().unwrap();
+    let impostor = cluster
+        .data_node_options(taken_ip, 1)
+        .unwrap()
+        .set("dn_internal_port", first.internal_port);
+    refused(
+        impostor,
+        taken_ip,
+        &["already registered", &first.node_id.to_string()],
+    );
+    cluster.data_nodes[0]
+        .restart()
+        .expect("the real one comes back");
+    let rows = cluster.show_cluster(0).unwrap();
+    assert_eq!(rows.len(), 2, "nobody joined: {rows:?}");
+}
