@@ -251,6 +251,10 @@ fn run_data_node(
     Ok(())
 }
 
+/// How often a cluster member's shard looks for a newer route table to follow (dropped
+/// regions, TTLs). Why 200 ms: a tenth of the default heartbeat that brings the change.
+const ROUTE_FOLLOW_INTERVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// How long a start waits for its client port to be released before giving up. A process
 /// that just died (a crash, SIGKILL, a quick restart) may hold its listening socket a
 /// little longer: io_uring tears its rings down after the process exits, and requests
@@ -335,6 +339,25 @@ async fn shard_main(
         _ => None,
     };
     shard.open_owned_regions();
+    if shared.cluster.is_some() {
+        // Other DataNodes change the ConfigNode state too: follow the route table.
+        let follower = shard.clone();
+        let follower_stop = stop.clone();
+        monoio::spawn(async move {
+            let mut seen = follower.route();
+            loop {
+                monoio::select! {
+                    _ = follower_stop.wait() => break,
+                    _ = monoio::time::sleep(ROUTE_FOLLOW_INTERVAL) => {}
+                }
+                let now = follower.route();
+                if now.version() != seen.version() {
+                    follower.follow_route(&seen, &now).await;
+                    seen = now;
+                }
+            }
+        });
+    }
     let receiver = shard.clone();
     let receiver_stop = stop.clone();
     // At most MESH_HANDLERS_IN_FLIGHT_MAX messages are handled at once; past that the

@@ -252,3 +252,202 @@ fn nodes_that_do_not_belong_are_refused() {
     let rows = cluster.show_cluster(0).unwrap();
     assert_eq!(rows.len(), 2, "nobody joined: {rows:?}");
 }
+
+/// `SHOW REGIONS` as (RegionId, Type, DataNodeId, TimeSlotNum) rows.
+fn regions(cluster: &TestCluster, index: usize) -> Vec<(u32, String, u32, u64)> {
+    let result = cluster
+        .client(index)
+        .unwrap()
+        .execute_sql("SHOW REGIONS")
+        .unwrap();
+    let column = |name: &str| {
+        result
+            .column_names
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", result.column_names))
+    };
+    let (id, kind, node, slots) = (
+        column("RegionId"),
+        column("Type"),
+        column("DataNodeId"),
+        column("TimeSlotNum"),
+    );
+    let text = |value: &Option<Value>| match value {
+        Some(Value::Text(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        other => panic!("{other:?}"),
+    };
+    result
+        .rows
+        .iter()
+        .map(|row| {
+            (
+                text(&row[id]).parse().unwrap(),
+                text(&row[kind]),
+                text(&row[node]).parse().unwrap(),
+                text(&row[slots]).parse().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Seed 002, expansion without migration: a 1C2D cluster holds a week of data; a third
+/// DataNode joins; the next week's partitions go partly to new region groups on it,
+/// while the first week's stay where they are; every point reads back.
+#[test]
+fn a_new_data_node_takes_new_partitions_and_nothing_moves() {
+    const WEEK_MS: i64 = 7 * 24 * 3600 * 1000;
+    const DEVICES: usize = 16;
+    let mut cluster = TestCluster::start(BINARY, 2, 1).expect("start 1C2D");
+    cluster
+        .client(0)
+        .unwrap()
+        .execute_sql("CREATE DATABASE root.farm")
+        .unwrap();
+    let devices: Vec<String> = (0..DEVICES).map(|d| format!("root.farm.d{d}")).collect();
+    let mut holders = Vec::new();
+    for (i, device) in devices.iter().enumerate() {
+        holders.push((
+            device.clone(),
+            0,
+            write_point(&cluster, device, 1, i as f64),
+        ));
+    }
+    let before = regions(&cluster, 0);
+    let new_id = {
+        cluster.add_data_node(1).expect("a third DataNode joins");
+        let rows = cluster
+            .wait_for_cluster(2, PATIENCE, "the new DataNode Running", |rows| {
+                rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
+            })
+            .unwrap();
+        *data_node_ids(&rows).iter().last().unwrap()
+    };
+    // Nothing moved: every region the first week created is where it was.
+    let after_join = regions(&cluster, 2);
+    assert_eq!(after_join, before, "joining moves no region");
+    for (i, device) in devices.iter().enumerate() {
+        let holder = write_point(&cluster, device, WEEK_MS + 1, (DEVICES + i) as f64);
+        holders.push((device.clone(), 1, holder));
+    }
+    let after = regions(&cluster, 1);
+    let on_new: Vec<_> = after
+        .iter()
+        .filter(|(_, kind, node, _)| kind == "DataRegion" && *node == new_id)
+        .collect();
+    assert!(
+        !on_new.is_empty() && on_new.iter().all(|(_, _, _, slots)| *slots > 0),
+        "the second week lands partly on the new DataNode {new_id}: {after:?}"
+    );
+    for old in before.iter().filter(|(_, kind, _, _)| kind == "DataRegion") {
+        let now = after
+            .iter()
+            .find(|r| r.0 == old.0)
+            .expect("old region kept");
+        assert_eq!(now.2, old.2, "region {} stays on its DataNode", old.0);
+    }
+    let new_week_holders: BTreeSet<usize> = holders
+        .iter()
+        .filter(|(_, week, _)| *week == 1)
+        .map(|(_, _, holder)| *holder)
+        .collect();
+    assert!(new_week_holders.contains(&2), "{holders:?}");
+    for (device, week, holder) in &holders {
+        let result = cluster
+            .client(*holder)
+            .unwrap()
+            .execute_sql(&format!(
+                "SELECT s1 FROM {device} WHERE time >= {} AND time < {}",
+                *week as i64 * WEEK_MS,
+                (*week as i64 + 1) * WEEK_MS
+            ))
+            .unwrap();
+        assert_eq!(
+            result.rows.len(),
+            1,
+            "{device} week {week} on DataNode {holder}"
+        );
+    }
+}
+
+/// `SET TTL` and `DELETE DATABASE` through one DataNode reach every DataNode: they learn
+/// them from the ConfigNode's heartbeat, apply the TTL and drop their replicas.
+#[test]
+fn ttl_and_deleted_databases_reach_every_data_node() {
+    let cluster = TestCluster::start(BINARY, 2, 1).expect("start 1C2D");
+    cluster
+        .client(0)
+        .unwrap()
+        .execute_sql("CREATE DATABASE root.gone")
+        .unwrap();
+    let placed: Vec<(String, usize)> = (0..8)
+        .map(|d| {
+            let device = format!("root.gone.d{d}");
+            let holder = write_point(&cluster, &device, 1, 1.0);
+            (device, holder)
+        })
+        .collect();
+    let holders: BTreeSet<usize> = placed.iter().map(|(_, holder)| *holder).collect();
+    assert_eq!(holders.len(), 2, "both DataNodes hold data");
+    let region_dirs = |index: usize| -> Vec<String> {
+        let dir = cluster.data_nodes[index]
+            .data_dir()
+            .join("datanode")
+            .join("data");
+        std::fs::read_dir(&dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| Some(e.ok()?.file_name().to_string_lossy().into_owned()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(!region_dirs(1).is_empty());
+    // A TTL set through one DataNode reaches the regions of the other: points at time 1
+    // are far older than an hour, so they stop being visible there.
+    let (held_by_1, _) = placed
+        .iter()
+        .find(|(_, holder)| *holder == 1)
+        .expect("a device with data on DataNode 1");
+    assert!(read_point(&cluster, 1, held_by_1).is_some());
+    cluster
+        .client(0)
+        .unwrap()
+        .execute_sql("SET TTL TO root.gone 3600000")
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    while read_point(&cluster, 1, held_by_1).is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the TTL never reached DataNode 1"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster
+        .client(0)
+        .unwrap()
+        .execute_sql("DELETE DATABASE root.gone")
+        .unwrap();
+    assert!(
+        region_dirs(0).is_empty(),
+        "the asking DataNode dropped its own at once"
+    );
+    let deadline = Instant::now() + PATIENCE;
+    while !region_dirs(1).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the other DataNode still holds {:?}",
+            region_dirs(1)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let error = cluster
+        .client(1)
+        .unwrap()
+        .execute_sql("SELECT s1 FROM root.gone.d0")
+        .map(|result| result.rows.len());
+    assert!(
+        matches!(error, Ok(0) | Err(_)),
+        "nothing of root.gone remains: {error:?}"
+    );
+}

@@ -360,6 +360,28 @@ impl Shard {
         }
     }
 
+    /// Brings the regions this shard has open in line with a newer route table (a
+    /// cluster member, whose ConfigNode state changes through other DataNodes too): a
+    /// region no longer placed here (its database was deleted) is closed and removed, and
+    /// a database whose TTL changed has it applied.
+    pub async fn follow_route(&self, previous: &RouteView, current: &RouteView) {
+        let open: Vec<u32> = self.regions.borrow().keys().copied().collect();
+        let gone: Vec<u32> = open
+            .iter()
+            .copied()
+            .filter(|group| current.local_shard(*group) != Some(self.id.0))
+            .collect();
+        if !gone.is_empty() {
+            tracing::info!(groups = ?gone, shard = self.id.0, "the route table no longer places these regions here");
+            self.drop_regions(&gone).await;
+        }
+        for (database, ttl) in &current.ttls {
+            if previous.ttls.get(database) != Some(ttl) {
+                self.apply_ttl(database, *ttl);
+            }
+        }
+    }
+
     fn apply_ttl(&self, database: &str, ttl_ms: Option<i64>) {
         let route = self.route();
         for (group, region) in self.regions.borrow().iter() {
