@@ -174,6 +174,22 @@ impl Service {
         }
     }
 
+    /// Every ConfigNode's internal endpoint.
+    fn config_node_endpoints(&self) -> Vec<(NodeId, String)> {
+        self.node
+            .borrow()
+            .state()
+            .config_nodes()
+            .values()
+            .map(|info| {
+                (
+                    info.node_id,
+                    format!("{}:{}", info.spec.internal_address, info.spec.internal_port),
+                )
+            })
+            .collect()
+    }
+
     fn serve(&self, request: ToConfigNode) -> FromConfigNode {
         match request {
             ToConfigNode::Register {
@@ -403,6 +419,7 @@ async fn heartbeat_loop(
             };
             let body = protocol::encode(&ToNode::Heartbeat {
                 leader: service.node_id,
+                config_nodes: service.config_node_endpoints(),
                 delta: service.delta_since(acked),
             });
             let service = service.clone();

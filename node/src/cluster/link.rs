@@ -15,6 +15,7 @@
 //! mesh. The control thread never runs an event loop; it hands its request to shard 0 and
 //! waits for the answer, bounded by [`CN_REQUEST_TIMEOUT`].
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -123,30 +124,36 @@ pub fn start_on_shard(
         .map_err(|_| "the link lock is poisoned")?
         .take()
         .ok_or("the ConfigNode link was taken already")?;
+    let handler = Rc::new(DataNodeHandler {
+        shard: shard.clone(),
+        config_nodes: RefCell::new(None),
+        endpoint: RefCell::new(None),
+    });
     let endpoint = InternalEndpoint::new(
         EndpointConfig {
             node_id: member.node_id,
             cluster_name: member.cluster_name.clone(),
             limits: InternalLimits::default(),
         },
-        Rc::new(DataNodeHandler {
-            shard: shard.clone(),
-        }),
+        handler.clone(),
     )
     .map_err(|e| e.to_string())?;
+    handler.endpoint.replace(Some(endpoint.clone()));
     endpoint.serve(listener).map_err(|e| e.to_string())?;
     shard.set_internal_endpoint(endpoint.clone());
-    endpoint.add_peer(member.leader, member.leader_address);
+    let config_nodes = Rc::new(ConfigNodes {
+        leader: RefCell::new(member.leader),
+        known: RefCell::new(vec![(member.leader, member.leader_address)]),
+    });
+    config_nodes.learn(member.leader, &[(member.leader, member.leader_address)], &endpoint);
+    handler.config_nodes.replace(Some(config_nodes.clone()));
     let sender = endpoint.clone();
-    let leader = member.leader;
     monoio::spawn(async move {
         while let Some(job) = next_job(&mut jobs).await {
             let endpoint = sender.clone();
+            let config_nodes = config_nodes.clone();
             monoio::spawn(async move {
-                let answer = endpoint
-                    .request(leader, job.body, CN_REQUEST_TIMEOUT)
-                    .await
-                    .map_err(|e| e.to_string());
+                let answer = config_nodes.ask(&endpoint, job.body).await;
                 let _ = job.reply.try_send(answer);
             });
         }
@@ -154,21 +161,108 @@ pub fn start_on_shard(
     Ok(endpoint)
 }
 
+/// Attempts of one request at most: the leader, then wherever redirects and failures
+/// point. Why 6: a leader change is one redirect; a dead leader costs one failed attempt
+/// per other ConfigNode before the new one answers.
+const ATTEMPTS_MAX: usize = 6;
+
+/// The ConfigNodes a DataNode knows, and which one leads (shard 0's view, updated by
+/// every heartbeat and redirect).
+struct ConfigNodes {
+    leader: RefCell<NodeId>,
+    known: RefCell<Vec<(NodeId, SocketAddr)>>,
+}
+
+impl ConfigNodes {
+    fn learn(&self, leader: NodeId, nodes: &[(NodeId, SocketAddr)], endpoint: &InternalEndpoint) {
+        for (id, address) in nodes {
+            endpoint.add_peer(*id, *address);
+        }
+        if !nodes.is_empty() {
+            *self.known.borrow_mut() = nodes.to_vec();
+        }
+        *self.leader.borrow_mut() = leader;
+    }
+
+    /// Asks the leader; follows a redirect, and on a failure tries the next ConfigNode.
+    async fn ask(&self, endpoint: &InternalEndpoint, body: Bytes) -> Result<Bytes, String> {
+        let mut last_error = String::from("no ConfigNode is known");
+        for attempt in 0..ATTEMPTS_MAX {
+            let target = *self.leader.borrow();
+            match endpoint.request(target, body.clone(), CN_REQUEST_TIMEOUT).await {
+                Ok(answer) => match protocol::decode::<FromConfigNode>("ConfigNode answer", &answer) {
+                    Ok(FromConfigNode::NotLeader {
+                        leader: Some(leader),
+                        leader_address,
+                    }) => {
+                        if let Some(address) =
+                            leader_address.as_deref().and_then(crate::config::parse_endpoint)
+                        {
+                            endpoint.add_peer(leader, address);
+                        }
+                        *self.leader.borrow_mut() = leader;
+                        last_error = format!("ConfigNode {target} does not lead; {leader} does");
+                    }
+                    Ok(FromConfigNode::NotLeader { leader: None, .. }) => {
+                        // An election is under way: wait a moment, ask again.
+                        last_error = "the ConfigNode group has no leader right now".into();
+                        monoio::time::sleep(Duration::from_millis(200 << attempt.min(3))).await;
+                    }
+                    _ => return Ok(answer),
+                },
+                Err(error) => {
+                    last_error = format!("ConfigNode {target}: {error}");
+                    // Try the next ConfigNode we know.
+                    let known = self.known.borrow().clone();
+                    if let Some(index) = known.iter().position(|(id, _)| *id == target) {
+                        let next = known[(index + 1) % known.len()].0;
+                        *self.leader.borrow_mut() = next;
+                    }
+                    if known.len() <= 1 {
+                        return Err(last_error);
+                    }
+                }
+            }
+        }
+        Err(last_error)
+    }
+}
+
 async fn next_job(jobs: &mut LinkJobs) -> Option<LinkJob> {
     std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *jobs), cx)).await
 }
 
-/// Serves the ConfigNode leader's heartbeats on shard 0.
+/// Serves the ConfigNode leader's heartbeats (and other DataNodes' schema questions) on
+/// shard 0.
 struct DataNodeHandler {
     shard: Rc<Shard>,
+    config_nodes: RefCell<Option<Rc<ConfigNodes>>>,
+    endpoint: RefCell<Option<InternalEndpoint>>,
 }
 
 impl InternalHandler for DataNodeHandler {
     fn handle_request(&self, _from: NodeId, body: Bytes) -> Pin<Box<dyn Future<Output = Bytes>>> {
         let shard = self.shard.clone();
+        let config_nodes = self.config_nodes.borrow().clone();
+        let endpoint = self.endpoint.borrow().clone();
         Box::pin(async move {
             let answer = match protocol::decode::<ToNode>("DataNode request", &body) {
-                Ok(ToNode::Heartbeat { delta, .. }) => heartbeat(&shard, delta).await,
+                Ok(ToNode::Heartbeat {
+                    leader,
+                    config_nodes: nodes,
+                    delta,
+                }) => {
+                    if let (Some(config_nodes), Some(endpoint)) = (config_nodes, endpoint) {
+                        let nodes: Vec<(NodeId, SocketAddr)> = nodes
+                            .iter()
+                            .filter_map(|(id, address)| {
+                                Some((*id, crate::config::parse_endpoint(address)?))
+                            })
+                            .collect();
+                        config_nodes.learn(leader, &nodes, &endpoint);
+                    }
+                    heartbeat(&shard, delta).await
+                }
                 Ok(ToNode::Schema(request)) => schema(&shard, request).await,
                 Err(status) => FromNode::Refused(status.into()),
             };

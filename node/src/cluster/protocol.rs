@@ -67,13 +67,24 @@ pub enum FromConfigNode {
     },
     /// Refused (a registration with the wrong settings, a malformed body, ...).
     Refused(WireStatus),
+    /// This ConfigNode does not lead the ConfigNode group: ask the leader (when known).
+    NotLeader {
+        leader: Option<NodeId>,
+        leader_address: Option<String>,
+    },
 }
 
 /// The ConfigNode leader (or another DataNode) asks a DataNode.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ToNode {
-    /// Are you alive? Here is what changed since the version you last reported.
-    Heartbeat { leader: NodeId, delta: Delta },
+    /// Are you alive? Here is what changed since the version you last reported. Names
+    /// the leading ConfigNode (the sender) and every ConfigNode's internal endpoint, so a
+    /// DataNode always knows where to ask, and whom to try when the leader fails.
+    Heartbeat {
+        leader: NodeId,
+        config_nodes: Vec<(NodeId, String)>,
+        delta: Delta,
+    },
     /// A schema question for a SchemaRegion this node holds (asked by a DataNode that
     /// received a write or query for a device whose schema lives here).
     Schema(SchemaRequest),

@@ -107,12 +107,32 @@ async fn ask_seed(
     endpoint.add_peer(SEED_PEER, address);
     let deadline = Instant::now() + wait;
     let mut told = false;
+    let mut target = SEED_PEER;
     let answer = loop {
         match endpoint
-            .request(SEED_PEER, body.clone(), super::link::CN_REQUEST_TIMEOUT)
+            .request(target, body.clone(), super::link::CN_REQUEST_TIMEOUT)
             .await
         {
-            Ok(answer) => break Ok(answer),
+            Ok(answer) => match protocol::decode::<FromConfigNode>("registration answer", &answer) {
+                // The seed is a follower: register with the leader it names.
+                Ok(FromConfigNode::NotLeader {
+                    leader: Some(leader),
+                    leader_address: Some(leader_address),
+                }) if Instant::now() < deadline => {
+                    let Some(leader_address) = parse_endpoint(&leader_address) else {
+                        break Err(anyhow::anyhow!(
+                            "the seed names its leader at {leader_address:?}"
+                        ));
+                    };
+                    endpoint.add_peer(leader, leader_address);
+                    target = leader;
+                }
+                Ok(FromConfigNode::NotLeader { .. }) if Instant::now() < deadline => {
+                    // An election is under way.
+                    monoio::time::sleep(Duration::from_millis(500)).await;
+                }
+                _ => break Ok(answer),
+            },
             Err(error @ (InternalError::Unreachable { .. } | InternalError::Timeout { .. }))
                 if Instant::now() < deadline =>
             {

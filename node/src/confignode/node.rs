@@ -27,7 +27,7 @@ use super::procedure::{
 };
 use super::route::RouteSnapshot;
 use super::state::{ConfigCommand, ConfigState, database_of};
-use super::store::{CommandStore, Recovered, open_journal};
+use super::store::{CommandStore, Committed, Recovered, open_journal};
 use super::views::{self, RegionFilter, Table};
 use crate::sql::{DatabaseAttributes, PathPattern, Ttl};
 use std::path::Path;
@@ -213,16 +213,85 @@ impl<S: CommandStore> ConfigNode<S> {
             self.journal.write_snapshot(&self.state)?;
         }
         self.state.check(&command)?;
-        self.journal.append(&command)?;
-        self.state
-            .apply(&command)
-            .expect("a checked command applies");
+        let before = self.journal.append(&command)?;
+        if before.is_empty() {
+            self.state
+                .apply(&command)
+                .expect("a checked command applies");
+            self.remember(command);
+            return Ok(());
+        }
+        // Replicated: what others committed first comes first. Our command was checked
+        // against the state without them; if they made it invalid, it is skipped here as
+        // on every other node (apply is deterministic), and the caller is told.
+        self.apply_committed(before);
+        if self.apply_one(command) {
+            Ok(())
+        } else {
+            Err(ConfigNodeError::InvalidCommand(
+                "the change conflicted with a concurrent one; retry".into(),
+            ))
+        }
+    }
+
+    /// Keeps an applied command for the deltas of DataNode mirrors.
+    fn remember(&mut self, command: ConfigCommand) {
         if self.history.len() == HISTORY_COMMANDS_MAX {
             self.history.pop_front();
             self.history_base += 1;
         }
         self.history.push_back(command);
-        Ok(())
+    }
+
+    /// Applies a committed command; one that does not apply (checked against a state
+    /// that changed before it was committed) is skipped — on every node alike, since
+    /// apply is deterministic — and `false` is returned.
+    fn apply_one(&mut self, command: ConfigCommand) -> bool {
+        match self.state.apply(&command) {
+            Ok(()) => {
+                self.remember(command);
+                true
+            }
+            Err(error) => {
+                tracing::warn!(%error, ?command, "a committed command does not apply; skipped");
+                false
+            }
+        }
+    }
+
+    fn apply_committed(&mut self, committed: Vec<Committed>) {
+        for entry in committed {
+            match entry {
+                Committed::Command(command) => {
+                    self.apply_one(command);
+                }
+                Committed::State(state) => {
+                    self.state = *state;
+                    self.history.clear();
+                    self.history_base = self.state.version();
+                }
+            }
+        }
+    }
+
+    /// Applies what other ConfigNodes committed (a replicated store's followers, and a
+    /// new leader before it serves). Returns how many entries were applied.
+    pub fn catch_up(&mut self) -> usize {
+        let committed = self.journal.poll_committed();
+        let count = committed.len();
+        if count > 0 {
+            self.mutate(|node| {
+                node.apply_committed(committed);
+                Ok(())
+            })
+            .expect("applying committed entries cannot fail");
+        }
+        count
+    }
+
+    /// The store (a replicated store's host asks it about leadership).
+    pub fn store(&self) -> &S {
+        &self.journal
     }
 
     /// The commands that bring a state at `version` to the current one, oldest first;

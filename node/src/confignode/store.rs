@@ -41,11 +41,26 @@ pub struct Recovered {
     pub commands: Vec<ConfigCommand>,
 }
 
+/// What a replicated store hands its ConfigNode to apply: a command another ConfigNode
+/// committed, or a whole state (this node lagged too far and the leader sent a snapshot).
+#[derive(Debug, Clone)]
+pub enum Committed {
+    Command(ConfigCommand),
+    State(Box<ConfigState>),
+}
+
 /// The ConfigNode's durable command store. Owned by the ConfigNode's thread.
 pub trait CommandStore: std::fmt::Debug {
     /// Appends one command; durable when this returns unless syncs are deferred, then
-    /// durable after the next successful [`CommandStore::sync`].
-    fn append(&mut self, command: &ConfigCommand) -> Result<()>;
+    /// durable after the next successful [`CommandStore::sync`]. A replicated store
+    /// returns once the command is committed, with what others committed before it,
+    /// which the ConfigNode applies first (a local store: nothing).
+    fn append(&mut self, command: &ConfigCommand) -> Result<Vec<Committed>>;
+    /// What others committed since (a replicated store: the followers' only source of
+    /// changes; a local store: nothing).
+    fn poll_committed(&mut self) -> Vec<Committed> {
+        Vec::new()
+    }
     /// Makes the following appends wait for [`CommandStore::sync`] (group commit).
     fn defer_sync(&mut self);
     /// Makes every deferred append durable and ends deferral.
@@ -58,9 +73,9 @@ pub trait CommandStore: std::fmt::Debug {
 }
 
 impl CommandStore for Journal {
-    fn append(&mut self, command: &ConfigCommand) -> Result<()> {
+    fn append(&mut self, command: &ConfigCommand) -> Result<Vec<Committed>> {
         Journal::append(self, command)?;
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn defer_sync(&mut self) {
@@ -211,7 +226,7 @@ impl<D: Disk + Clone + std::fmt::Debug> DiskStore<D> {
 }
 
 impl<D: Disk + Clone + std::fmt::Debug> CommandStore for DiskStore<D> {
-    fn append(&mut self, command: &ConfigCommand) -> Result<()> {
+    fn append(&mut self, command: &ConfigCommand) -> Result<Vec<Committed>> {
         self.check_usable()?;
         let payload =
             serde_json::to_vec(command).map_err(|error| store_error("encoding", error))?;
@@ -220,7 +235,7 @@ impl<D: Disk + Clone + std::fmt::Debug> CommandStore for DiskStore<D> {
         if !self.deferred {
             self.commit()?;
         }
-        Ok(())
+        Ok(Vec::new())
     }
 
     fn defer_sync(&mut self) {
