@@ -134,10 +134,12 @@ mod tests {
 
     #[test]
     fn records_round_trip_and_garbage_is_an_error() {
-        let mut entry = Entry::default();
-        entry.index = 7;
-        entry.term = 3;
-        entry.data = Bytes::from_static(b"command");
+        let entry = Entry {
+            index: 7,
+            term: 3,
+            data: Bytes::from_static(b"command"),
+            ..Entry::default()
+        };
         let payload = encode_entry_record(&entry);
         assert_eq!(decode_record(&payload), Ok(LogRecord::Entry(entry)));
         let hard_state = HardState {
@@ -147,7 +149,10 @@ mod tests {
             ..HardState::default()
         };
         let payload = encode_hard_state_record(&hard_state);
-        assert_eq!(decode_record(&payload), Ok(LogRecord::HardState(hard_state)));
+        assert_eq!(
+            decode_record(&payload),
+            Ok(LogRecord::HardState(hard_state))
+        );
         assert!(decode_record(&[]).is_err());
         assert!(decode_record(&[9, 1, 2]).is_err());
         assert!(decode_record(&[RECORD_ENTRY, 0xff, 0xff, 0xff]).is_err());
@@ -155,9 +160,11 @@ mod tests {
 
     #[test]
     fn snapshot_file_round_trips_and_rejects_bad_lengths() {
-        let mut metadata = SnapshotMetadata::default();
-        metadata.index = 10;
-        metadata.term = 2;
+        let mut metadata = SnapshotMetadata {
+            index: 10,
+            term: 2,
+            ..SnapshotMetadata::default()
+        };
         metadata.set_conf_state(ConfState::from((vec![1, 2, 3], vec![])));
         let file = SnapshotFile {
             generation: 5,
@@ -183,11 +190,13 @@ mod tests {
 
     #[test]
     fn messages_round_trip_and_random_bytes_never_panic() {
-        let mut message = Message::default();
+        let mut message = Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            ..Message::default()
+        };
         message.set_msg_type(MessageType::MsgAppend);
-        message.from = 1;
-        message.to = 2;
-        message.term = 3;
         let bytes = encode_message(&message);
         assert_eq!(decode_message(&bytes), Ok(message));
         let mut state = 0x9e37_79b9_7f4a_7c15_u64;

@@ -97,6 +97,9 @@ pub struct Output {
     pub committed: Vec<Committed>,
     /// The leader as now known, when it changed during this call (None inside: unknown).
     pub leader_changed: Option<Option<u64>>,
+    /// A follower needs a snapshot newer than the stored one: call `compact` soon, with
+    /// the state machine as of `applied_index`.
+    pub compact_requested: bool,
 }
 
 /// Where a proposal landed in the leader's log: it is committed iff a `Committed` with
@@ -230,6 +233,34 @@ impl<D: Disk> RaftGroup<D> {
     /// Entries kept since the last snapshot: the host compacts when this grows large.
     pub fn entries_since_snapshot(&self) -> u64 {
         self.node.store().entries_since_snapshot()
+    }
+
+    /// The leader's view of every peer's replication, for a test's failure message.
+    #[cfg(test)]
+    pub(crate) fn progress_summary(&self) -> String {
+        let raft = &self.node.raft;
+        let mut peers: Vec<String> = raft
+            .prs()
+            .iter()
+            .map(|(id, progress)| {
+                format!(
+                    "{id}: match {} next {} {:?} pending_snapshot {} paused {}",
+                    progress.matched,
+                    progress.next_idx,
+                    progress.state,
+                    progress.pending_snapshot,
+                    progress.is_paused()
+                )
+            })
+            .collect();
+        peers.sort();
+        format!(
+            "commit {} last {} first {} role {:?} peers {peers:?}",
+            raft.raft_log.committed,
+            raft.raft_log.last_index(),
+            self.node.store().first_index(),
+            raft.state
+        )
     }
 
     /// Whether a disk failure stopped the group (every call now fails; restart).
@@ -402,6 +433,7 @@ impl<D: Disk> RaftGroup<D> {
             }
         }
         self.settle_election_timeout(false);
+        output.compact_requested = self.node.store().snapshot_wanted();
         let leader = self.leader();
         if leader != self.leader {
             self.leader = leader;
@@ -523,6 +555,14 @@ impl<D: Disk> RaftGroup<D> {
     ) {
         let mut voters = conf_state.voters.clone();
         voters.sort_unstable();
+        if self.is_leader() && !voters.contains(&self.config.id) {
+            // raft-rs 0.7 leaves a removed leader leading, and then panics on its own
+            // missing progress (`maybe_commit`, `on_persist_entries`). Step down in the
+            // same term: no message is pending (raft emits none after a self-removal),
+            // and a non-voter never campaigns, so it stays quiet until added back.
+            let term = self.node.raft.term;
+            self.node.raft.become_follower(term, raft::INVALID_ID);
+        }
         self.conf_history.push((entry.index, conf_state));
         output.committed.push(Committed::ConfChange {
             index: entry.index,
@@ -602,8 +642,6 @@ fn emit(output: &mut Output, messages: Vec<Message>, snapshot_targets: &mut Vec<
         if message.get_msg_type() == MessageType::MsgSnapshot {
             snapshot_targets.push(message.to);
         }
-        output
-            .messages
-            .push((message.to, encode_message(&message)));
+        output.messages.push((message.to, encode_message(&message)));
     }
 }

@@ -59,6 +59,9 @@ pub struct RaftStorage<D: Disk> {
     hard_state: HardState,
     /// A write, fsync or rotation failed: nothing more is written or acknowledged.
     failed: bool,
+    /// Raft wanted to send the snapshot to a node its conf state does not name (one added
+    /// after it was taken, which would refuse it): the host should compact anew.
+    snapshot_wanted: std::cell::Cell<bool>,
 }
 
 impl<D: Disk> std::fmt::Debug for RaftStorage<D> {
@@ -79,12 +82,13 @@ impl<D: Disk> RaftStorage<D> {
     /// empty, bootstraps a new group (a durable snapshot at index 1, term 1, with those
     /// voters and empty data); with state on disk, `initial_voters` is ignored.
     pub fn open(mut disk: D, initial_voters: &[u64]) -> Result<RaftStorage<D>, RaftGroupError> {
-        let snapshot_file = match atomic_file::read(&mut disk, SNAPSHOT_FILE)? {
-            Some(bytes) => Some(decode_snapshot_file(&bytes).map_err(|reason| {
-                RaftGroupError::Corrupt(format!("{SNAPSHOT_FILE}: {reason}"))
-            })?),
-            None => None,
-        };
+        let snapshot_file =
+            match atomic_file::read(&mut disk, SNAPSHOT_FILE)? {
+                Some(bytes) => Some(decode_snapshot_file(&bytes).map_err(|reason| {
+                    RaftGroupError::Corrupt(format!("{SNAPSHOT_FILE}: {reason}"))
+                })?),
+                None => None,
+            };
         let generation = snapshot_file.as_ref().map_or(0, |file| file.generation);
         let current = log_file(generation);
         let mut removed = false;
@@ -117,6 +121,7 @@ impl<D: Disk> RaftStorage<D> {
             entries: Vec::new(),
             hard_state: HardState::default(),
             failed: false,
+            snapshot_wanted: std::cell::Cell::new(false),
         };
         let mut had_records = false;
         for record in opened.records {
@@ -165,9 +170,11 @@ impl<D: Disk> RaftStorage<D> {
     }
 
     fn bootstrap(&mut self, voters: &[u64]) -> Result<(), RaftGroupError> {
-        let mut metadata = SnapshotMetadata::default();
-        metadata.index = 1;
-        metadata.term = 1;
+        let mut metadata = SnapshotMetadata {
+            index: 1,
+            term: 1,
+            ..SnapshotMetadata::default()
+        };
         metadata.set_conf_state(ConfState::from((voters.to_vec(), Vec::<u64>::new())));
         self.snapshot = Snapshot::default();
         self.snapshot.set_metadata(metadata);
@@ -203,6 +210,12 @@ impl<D: Disk> RaftStorage<D> {
     /// Entries held (and on disk) since the latest snapshot.
     pub fn entries_since_snapshot(&self) -> u64 {
         self.entries.len() as u64
+    }
+
+    /// Whether raft needs a newer snapshot than the stored one (see `snapshot`); cleared
+    /// by the next compaction.
+    pub fn snapshot_wanted(&self) -> bool {
+        self.snapshot_wanted.get()
     }
 
     pub fn has_failed(&self) -> bool {
@@ -331,6 +344,8 @@ impl<D: Disk> RaftStorage<D> {
     ) -> Result<(), RaftGroupError> {
         let invalid = |reason: String| RaftGroupError::InvalidCompaction { index, reason };
         if index <= self.snapshot_index() {
+            // Nothing newer to store; raft asks again if it still needs more.
+            self.snapshot_wanted.set(false);
             return Ok(());
         }
         if index > self.hard_state.commit || index > self.last_index() {
@@ -341,9 +356,11 @@ impl<D: Disk> RaftStorage<D> {
             )));
         }
         let term = self.entry_term(index)?;
-        let mut metadata = SnapshotMetadata::default();
-        metadata.index = index;
-        metadata.term = term;
+        let mut metadata = SnapshotMetadata {
+            index,
+            term,
+            ..SnapshotMetadata::default()
+        };
         metadata.set_conf_state(conf_state);
         let max = snapshot_bytes_max(&metadata);
         if data.len() > max {
@@ -365,6 +382,7 @@ impl<D: Disk> RaftStorage<D> {
             self.entries = previous_entries;
             return Err(error);
         }
+        self.snapshot_wanted.set(false);
         self.check_invariants();
         Ok(())
     }
@@ -454,8 +472,7 @@ impl<D: Disk> raft::Storage for RaftStorage<D> {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
         let first = self.first_index();
-        let mut entries =
-            self.entries[(low - first) as usize..(high - first) as usize].to_vec();
+        let mut entries = self.entries[(low - first) as usize..(high - first) as usize].to_vec();
         raft::util::limit_size(&mut entries, max_size.into());
         Ok(entries)
     }
@@ -472,8 +489,15 @@ impl<D: Disk> raft::Storage for RaftStorage<D> {
         Ok(RaftStorage::last_index(self))
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot_index() == 0 || self.snapshot_index() < request_index {
+    /// The stored snapshot, unless it cannot serve: older than `request_index`, or taken
+    /// before `to` joined (the follower would refuse a snapshot whose conf state does not
+    /// name it, and the log it needs is gone). Then raft is told to retry later and the
+    /// host is asked, through `snapshot_wanted`, to compact now.
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let conf_state = self.snapshot.get_metadata().get_conf_state();
+        let names_to = conf_state.voters.contains(&to) || conf_state.learners.contains(&to);
+        if self.snapshot_index() == 0 || self.snapshot_index() < request_index || !names_to {
+            self.snapshot_wanted.set(true);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));
@@ -489,11 +513,12 @@ mod tests {
     use raft::Storage as _;
 
     fn entry(index: u64, term: u64, data: &'static [u8]) -> Entry {
-        let mut entry = Entry::default();
-        entry.index = index;
-        entry.term = term;
-        entry.data = Bytes::from_static(data);
-        entry
+        Entry {
+            index,
+            term,
+            data: Bytes::from_static(data),
+            ..Entry::default()
+        }
     }
 
     fn reopen(disk: &SimDisk) -> RaftStorage<SimDisk> {
@@ -533,17 +558,31 @@ mod tests {
 
         // Initial voters are ignored once there is state.
         storage
-            .compact(2, ConfState::from((vec![1, 2], vec![])), Bytes::from_static(b"s2"))
+            .compact(
+                2,
+                ConfState::from((vec![1, 2], vec![])),
+                Bytes::from_static(b"s2"),
+            )
             .unwrap();
         assert_eq!(storage.first_index(), 3);
-        assert!(storage.entries(2, 3, None, GetEntriesContext::empty(false)).is_err());
+        assert!(
+            storage
+                .entries(2, 3, None, GetEntriesContext::empty(false))
+                .is_err()
+        );
         let storage = {
             disk.crash();
             RaftStorage::open(disk.handle(), &[7, 8]).unwrap()
         };
         assert_eq!((storage.first_index(), storage.last_index()), (3, 3));
-        assert_eq!(storage.snapshot(0, 2).unwrap().data, Bytes::from_static(b"s2"));
-        assert_eq!(storage.initial_state().unwrap().conf_state.voters, vec![1, 2]);
+        assert_eq!(
+            storage.snapshot(0, 2).unwrap().data,
+            Bytes::from_static(b"s2")
+        );
+        assert_eq!(
+            storage.initial_state().unwrap().conf_state.voters,
+            vec![1, 2]
+        );
         let logs: Vec<String> = disk
             .handle()
             .list()
