@@ -48,6 +48,45 @@
 //! group overrides it after every call that may have reset it, from a generator seeded by
 //! [`RaftGroupConfig::random_seed`], so a simulated run replays exactly.
 //!
+//! A host loop, in outline (the simulated `ConfigNodeSim` in `sim_tests` is a complete
+//! one):
+//!
+//! ```no_run
+//! use iotdb_consensus::io::StdDisk;
+//! use iotdb_consensus::raft_group::{Committed, RaftGroup, RaftGroupConfig, RaftGroupError};
+//!
+//! # fn send(_to: u64, _bytes: bytes::Bytes) {}
+//! # fn restore(_data: &[u8]) {}
+//! # fn apply(_data: &[u8]) {}
+//! # fn state_snapshot() -> Vec<u8> { Vec::new() }
+//! # fn main() -> Result<(), RaftGroupError> {
+//! let config = RaftGroupConfig::new(1, vec![1], 0x5eed);
+//! let (mut group, restored) = RaftGroup::open(StdDisk::new("/var/lib/iotdb/raft"), config)?;
+//! if let Some(snapshot) = restored {
+//!     restore(&snapshot.data); // empty bytes: the initial state
+//! }
+//! loop {
+//!     group.tick()?; // or group.step(from, &bytes)? / group.propose(command)?
+//!     let output = group.advance()?; // a fatal error: exit, let the supervisor restart
+//!     for (to, bytes) in output.messages {
+//!         send(to, bytes);
+//!     }
+//!     for committed in output.committed {
+//!         match committed {
+//!             Committed::Normal { data, .. } => apply(&data),
+//!             Committed::ConfChange { voters, .. } => println!("voters now {voters:?}"),
+//!             Committed::Snapshot(snapshot) => restore(&snapshot.data),
+//!         }
+//!     }
+//!     if output.compact_requested || group.entries_since_snapshot() > 10_000 {
+//!         group.compact(group.applied_index(), state_snapshot())?;
+//!     }
+//! #   break;
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Owned by one thread (the ConfigNode's control thread, or the simulator's).
 
 mod codec;
