@@ -426,10 +426,12 @@ impl<D: Disk> RaftGroup<D> {
                 break;
             }
             if let Err(error) = self.handle_ready(&mut output) {
+                // Whatever failed, the Ready was not given back: raft-rs cannot go on.
+                self.failed = true;
                 if error.is_fatal() {
-                    self.failed = true;
+                    return Err(error);
                 }
-                return Err(error);
+                return Err(RaftGroupError::Ready(error.to_string()));
             }
         }
         self.settle_election_timeout(false);

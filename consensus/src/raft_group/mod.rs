@@ -146,6 +146,11 @@ pub enum RaftGroupError {
     /// decode, a gap in the log, a missing log file).
     #[error("raft storage is corrupt: {0}")]
     Corrupt(String),
+    /// Handling a `Ready` failed other than on the disk (raft-rs refused a conf change or
+    /// a snapshot it produced itself): a bug; the group stops as after a disk failure,
+    /// because raft-rs cannot continue with a `Ready` it handed out and never got back.
+    #[error("raft ready handling failed: {0}")]
+    Ready(String),
     /// An earlier disk failure stopped the group; restart the process.
     #[error("the raft group stopped after a disk failure; restart the process")]
     Failed,
@@ -160,6 +165,7 @@ impl RaftGroupError {
                 | RaftGroupError::SnapshotFile(_)
                 | RaftGroupError::Disk(_)
                 | RaftGroupError::Corrupt(_)
+                | RaftGroupError::Ready(_)
                 | RaftGroupError::Failed
         )
     }
