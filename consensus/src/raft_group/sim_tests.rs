@@ -579,6 +579,9 @@ struct Totals {
     crashes: u64,
     torn_writes: u64,
     lost_on_sync_failure: u64,
+    /// Messages dropped by a partition, and by loss.
+    partitioned: u64,
+    dropped: u64,
     converge_ms_max: u64,
 }
 
@@ -717,6 +720,8 @@ fn run(seed: u64, totals: &mut Totals) -> Result<u64, String> {
     sum.max_term = sum.max_term.max(stats.max_term);
     totals.removal_runs += u64::from(changes_membership);
     totals.converge_ms_max = totals.converge_ms_max.max(sim.now_ms() - started);
+    totals.partitioned += sim.network_stats().partitioned;
+    totals.dropped += sim.network_stats().dropped;
     for index in 0..NODES as u32 {
         let disk = sim.disk(NodeId(index)).stats();
         totals.crashes += disk.crashes;
@@ -750,6 +755,7 @@ fn raft_group_is_safe_and_live_under_faults() {
         assert!(totals.torn_writes > 0, "{totals:?}");
         assert!(totals.lost_on_sync_failure > 0, "{totals:?}");
         assert!(totals.removal_runs > 0, "{totals:?}");
+        assert!(totals.partitioned > 0 && totals.dropped > 0, "{totals:?}");
     }
 }
 
