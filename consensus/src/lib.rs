@@ -15,6 +15,8 @@
 //!   WAL's recovery rules; the pattern the storage WAL and the Raft log store follow.
 //! - [`atomic_file`]: a small file replaced whole (temp, fsync, rename, fsync directory):
 //!   the Raft hard state, snapshot metadata, a node's persisted id.
+//! - [`raft_group`]: one Raft group on raft-rs (the ConfigNodes' consensus), its log and
+//!   snapshot persisted through a `Disk`, driven as events in, outputs out.
 //!
 //! Nothing here opens a socket or reads the system clock on its own: the drivers pass those
 //! in, so the same code runs on a shard and in the simulator. See `SIMULATOR.md` beside this
@@ -25,6 +27,7 @@
 pub mod atomic_file;
 pub mod io;
 pub mod limits;
+pub mod raft_group;
 pub mod record_log;
 pub mod rpc;
 pub mod sim;

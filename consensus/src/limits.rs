@@ -61,3 +61,38 @@ pub const SIM_SEEDS_DEFAULT: u64 = 200;
 ///
 /// Why: a typo (`SIM_SEEDS=2000000000`) should fail at once, not run for a week.
 pub const SIM_SEEDS_MAX: u64 = 10_000_000;
+
+/// Largest payload of one entry a `RaftGroup` accepts (`propose`, or an entry in a peer's
+/// message).
+///
+/// Why 512 KiB: each entry is one `record_log` record, which must stay under
+/// `LOG_RECORD_PAYLOAD_BYTES_MAX` with its protobuf framing; ConfigNode commands are a few
+/// KiB, so anything near this is a bug in the caller, refused before it reaches the log.
+pub const RAFT_ENTRY_BYTES_MAX: usize = 512 * 1024;
+
+/// Bytes of entries one Raft append message carries (raft's `max_size_per_msg` default).
+///
+/// Why 1 MiB: far below `TRANSPORT_PAYLOAD_BYTES_MAX` even with a maximal entry on top
+/// (raft always sends at least one entry), and small enough that a lost message costs
+/// little to resend.
+pub const RAFT_MESSAGE_ENTRIES_BYTES_MAX: u64 = 1024 * 1024;
+
+/// Append messages a leader keeps in flight to one follower (raft's `max_inflight_msgs`).
+///
+/// Why 64: with 1 MiB messages that is at most 64 MiB queued towards a slow follower, and
+/// a ConfigNode's write rate never needs a deeper pipeline.
+pub const RAFT_INFLIGHT_MESSAGES_MAX: usize = 64;
+
+/// Bytes of proposed but uncommitted entries a leader holds (raft's
+/// `max_uncommitted_size`); past it, proposals are refused.
+///
+/// Why 16 MiB: it bounds the leader's memory while a quorum is unreachable; the caller
+/// sees `RaftGroupError::ProposalDropped` and backs off.
+pub const RAFT_UNCOMMITTED_BYTES_MAX: u64 = 16 * 1024 * 1024;
+
+/// Rounds of `Ready` one `RaftGroup::advance` handles before returning.
+///
+/// Why 64: one round usually drains everything (a second one picks up what the first
+/// made possible: a commit after persisting, a snapshot report); the bound only keeps a
+/// bug from looping for ever, and what is left is handled by the next call.
+pub const RAFT_READY_ROUNDS_MAX: usize = 64;

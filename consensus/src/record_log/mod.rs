@@ -263,6 +263,17 @@ impl<D: Disk> RecordLog<D> {
         self.last_index
     }
 
+    /// The disk, for the owner's *other* files (a snapshot, the next log file). Writing
+    /// this log's own file through it would break the log.
+    pub fn disk_mut(&mut self) -> &mut D {
+        &mut self.disk
+    }
+
+    /// Closes the log and hands the disk back (records not committed are dropped).
+    pub fn into_disk(self) -> D {
+        self.disk
+    }
+
     /// Whether a failure has made the log read-only.
     pub fn is_read_only(&self) -> bool {
         self.read_only
@@ -289,7 +300,7 @@ impl<D: Disk> RecordLog<D> {
     }
 
     #[cfg(test)]
-    fn set_retry_after_sync_failure(&mut self, retry: bool) {
+    pub(crate) fn set_retry_after_sync_failure(&mut self, retry: bool) {
         self.retry_after_sync_failure = retry;
     }
 }
