@@ -15,3 +15,4 @@ pub mod identity;
 pub mod link;
 pub mod protocol;
 pub mod registration;
+pub mod replicated;
