@@ -33,6 +33,11 @@
 //! and the entries kept), sync it, then switch by rewriting the snapshot file, then remove
 //! the old log. A crash anywhere in between recovers one consistent pair.
 //!
+//! `advance` returns all messages at once, after the round's fsync: the leader's
+//! `messages()` could have left before it (raft thesis 10.2.1), so they only leave a little
+//! later than they might; `persisted_messages()` (votes, append acknowledgements) must not
+//! leave before it, and do not.
+//!
 //! **Membership.** The configuration in force is the snapshot's conf state plus the conf
 //! changes in the log, re-applied as they are re-committed after a restart (etcd's rule;
 //! raft-rs restores its tracker from the conf state `Storage::initial_state` returns,
