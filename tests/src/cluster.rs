@@ -13,10 +13,11 @@ use crate::server::{Role, ServerOptions, TestServer, free_port, next_loopback_ho
 /// The heartbeat interval of test clusters: a killed DataNode is Unknown within three.
 pub const TEST_HEARTBEAT_MS: u64 = 200;
 
-/// A ConfigNode and its DataNodes.
+/// ConfigNodes and DataNodes.
 pub struct TestCluster {
     binary: std::path::PathBuf,
-    pub config_node: TestServer,
+    /// The first founded the cluster; the others joined through it.
+    pub config_nodes: Vec<TestServer>,
     pub data_nodes: Vec<TestServer>,
     /// `host:port` of the ConfigNode's internal port (every node's seed).
     pub seed: String,
@@ -30,30 +31,57 @@ impl TestCluster {
         data_nodes: usize,
         cores: usize,
     ) -> anyhow::Result<TestCluster> {
+        Self::start_with(binary, 1, data_nodes, cores)
+    }
+
+    /// Starts `config_nodes` ConfigNodes (the first founds the cluster, the others join
+    /// through it, one at a time), then `data_nodes` DataNodes of `cores` shards each.
+    pub fn start_with(
+        binary: impl Into<std::path::PathBuf>,
+        config_nodes: usize,
+        data_nodes: usize,
+        cores: usize,
+    ) -> anyhow::Result<TestCluster> {
         let binary = binary.into();
         let ip = next_loopback_host();
         let port = free_port(ip)?;
         let seed = format!("{ip}:{port}");
-        let cluster_name = "testCluster".to_string();
-        let options = ServerOptions::new(&binary)
-            .role(Role::ConfigNode)
-            .set("cluster_name", &cluster_name)
-            .set("cn_internal_address", ip)
-            .set("cn_internal_port", port)
-            .set("cn_seed_config_node", &seed)
-            .set("heartbeat_interval_in_ms", TEST_HEARTBEAT_MS);
-        let config_node = TestServer::start_on(ip, options).context("starting the ConfigNode")?;
         let mut cluster = TestCluster {
             binary,
-            config_node,
+            config_nodes: Vec::new(),
             data_nodes: Vec::new(),
             seed,
-            cluster_name,
+            cluster_name: "testCluster".to_string(),
         };
+        cluster.add_config_node(ip, port)?;
+        for _ in 1..config_nodes {
+            let ip = next_loopback_host();
+            let port = free_port(ip)?;
+            cluster.add_config_node(ip, port)?;
+        }
         for _ in 0..data_nodes {
             cluster.add_data_node(cores)?;
         }
         Ok(cluster)
+    }
+
+    fn add_config_node(&mut self, ip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+        let mut consensus = free_port(ip)?;
+        while consensus == port {
+            consensus = free_port(ip)?;
+        }
+        let options = ServerOptions::new(&self.binary)
+            .role(Role::ConfigNode)
+            .set("cluster_name", &self.cluster_name)
+            .set("cn_internal_address", ip)
+            .set("cn_internal_port", port)
+            .set("cn_consensus_port", consensus)
+            .set("cn_seed_config_node", &self.seed)
+            .set("heartbeat_interval_in_ms", TEST_HEARTBEAT_MS);
+        let node = TestServer::start_on(ip, options)
+            .with_context(|| format!("starting ConfigNode {}", self.config_nodes.len() + 1))?;
+        self.config_nodes.push(node);
+        Ok(())
     }
 
     /// Options of a new DataNode of this cluster on `ip` (a test may change them).
@@ -77,6 +105,30 @@ impl TestCluster {
             .with_context(|| format!("starting DataNode {}", self.data_nodes.len() + 1))?;
         self.data_nodes.push(node);
         Ok(self.data_nodes.last_mut().expect("pushed"))
+    }
+
+    /// `SHOW CONFIGNODES` asked of DataNode `index`: (NodeID, Status, Role) rows.
+    pub fn show_config_nodes(&self, index: usize) -> anyhow::Result<Vec<(u32, String, String)>> {
+        let result = self.client(index)?.execute_sql("SHOW CONFIGNODES")?;
+        let column = |name: &str| {
+            result
+                .column_names
+                .iter()
+                .position(|c| c == name)
+                .with_context(|| format!("no {name} column in {:?}", result.column_names))
+        };
+        let (id, status, role) = (column("NodeID")?, column("Status")?, column("Role")?);
+        result
+            .rows
+            .iter()
+            .map(|row| {
+                Ok((
+                    text(row, id)?.parse()?,
+                    text(row, status)?,
+                    text(row, role)?,
+                ))
+            })
+            .collect()
     }
 
     /// A client of DataNode `index`.
@@ -140,12 +192,6 @@ fn rows_of(result: &ResultSet) -> anyhow::Result<Vec<ClusterRow>> {
         column("InternalAddress")?,
         column("InternalPort")?,
     );
-    let text = |row: &[Option<iotdb_net::Value>], i: usize| -> anyhow::Result<String> {
-        match &row[i] {
-            Some(iotdb_net::Value::Text(bytes)) => Ok(String::from_utf8_lossy(bytes).into_owned()),
-            other => bail!("column {i} is {other:?}, not text"),
-        }
-    };
     result
         .rows
         .iter()
@@ -159,4 +205,11 @@ fn rows_of(result: &ResultSet) -> anyhow::Result<Vec<ClusterRow>> {
             })
         })
         .collect()
+}
+
+fn text(row: &[Option<iotdb_net::Value>], i: usize) -> anyhow::Result<String> {
+    match &row[i] {
+        Some(iotdb_net::Value::Text(bytes)) => Ok(String::from_utf8_lossy(bytes).into_owned()),
+        other => bail!("column {i} is {other:?}, not text"),
+    }
 }

@@ -144,9 +144,8 @@ fn a_1c3d_cluster_forms_and_restarts_with_its_ids_and_data() {
     for node in &mut cluster.data_nodes {
         node.stop().expect("stop a DataNode");
     }
-    cluster.config_node.stop().expect("stop the ConfigNode");
-    cluster
-        .config_node
+    cluster.config_nodes[0].stop().expect("stop the ConfigNode");
+    cluster.config_nodes[0]
         .restart()
         .expect("restart the ConfigNode");
     for node in &mut cluster.data_nodes {
@@ -450,4 +449,112 @@ fn ttl_and_deleted_databases_reach_every_data_node() {
         matches!(error, Ok(0) | Err(_)),
         "nothing of root.gone remains: {error:?}"
     );
+}
+
+/// 3C3D (seed 000): three ConfigNodes replicate the cluster state through Raft. Killing
+/// the leading ConfigNode: another takes over within a few election timeouts, no
+/// committed change is lost, and DDL works again through the same DataNodes.
+#[test]
+fn a_3c3d_cluster_replaces_its_config_node_leader() {
+    let started = Instant::now();
+    let mut cluster = TestCluster::start_with(BINARY, 3, 3, 1).expect("start 3C3D");
+    eprintln!("3C3D started in {:?}", started.elapsed());
+    let rows = cluster
+        .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
+            rows.len() == 6 && rows.iter().all(|row| row.status == "Running")
+        })
+        .unwrap();
+    let config_ids: Vec<u32> = rows
+        .iter()
+        .filter(|row| row.node_type == "ConfigNode")
+        .map(|row| row.node_id)
+        .collect();
+    assert_eq!(
+        config_ids,
+        [0, 1, 2],
+        "ConfigNodes first in the one sequence: {rows:?}"
+    );
+    assert_eq!(data_node_ids(&rows), BTreeSet::from([3, 4, 5]));
+    let config_nodes = cluster.show_config_nodes(1).unwrap();
+    let leaders: Vec<u32> = config_nodes
+        .iter()
+        .filter(|(_, _, role)| role == "Leader")
+        .map(|(id, _, _)| *id)
+        .collect();
+    assert_eq!(leaders.len(), 1, "one leader: {config_nodes:?}");
+    let leader = leaders[0];
+    cluster
+        .client(0)
+        .unwrap()
+        .execute_sql("CREATE DATABASE root.before")
+        .unwrap();
+
+    let killed = Instant::now();
+    cluster.config_nodes[leader as usize]
+        .kill()
+        .expect("SIGKILL the leader");
+    let deadline = Instant::now() + PATIENCE;
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match cluster
+            .client(1)
+            .unwrap()
+            .execute_sql("CREATE DATABASE root.after")
+        {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "no DDL {PATIENCE:?} after the kill: {e}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+    }
+    eprintln!(
+        "CREATE DATABASE worked again {:?} after the leader was killed ({attempts} attempts)",
+        killed.elapsed()
+    );
+    let config_nodes = cluster.show_config_nodes(2).unwrap();
+    let new_leader = config_nodes
+        .iter()
+        .find(|(_, _, role)| role == "Leader")
+        .map(|(id, _, _)| *id)
+        .expect("a new leader");
+    assert_ne!(new_leader, leader, "{config_nodes:?}");
+    let databases = cluster
+        .client(2)
+        .unwrap()
+        .execute_sql("SHOW DATABASES")
+        .unwrap();
+    let names: Vec<String> = databases
+        .rows
+        .iter()
+        .map(|row| match &row[0] {
+            Some(Value::Text(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert!(names.contains(&"root.before".to_string()), "{names:?}");
+    assert!(names.contains(&"root.after".to_string()), "{names:?}");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "the killed ConfigNode Unknown", |rows| {
+            status_of(rows, leader) == Some("Unknown")
+        })
+        .unwrap();
+    // The old leader comes back as a follower and catches up.
+    cluster.config_nodes[leader as usize]
+        .restart()
+        .expect("restart");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "the old leader Running again", |rows| {
+            status_of(rows, leader) == Some("Running")
+        })
+        .unwrap();
+    cluster
+        .client(0)
+        .unwrap()
+        .execute_sql("CREATE DATABASE root.later")
+        .unwrap();
 }

@@ -14,7 +14,7 @@
 //! founds the cluster and registers itself; its id and cluster name are kept in
 //! `confignode/node-identity.json`, so a restart serves the same cluster as the same node.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -29,6 +29,7 @@ use bytes::Bytes;
 
 use super::identity::{self, Identity};
 use super::protocol::{self, Delta, FromConfigNode, FromNode, NodeSpec, ToConfigNode, ToNode};
+use super::replicated::{RaftOptions, RaftShared, RaftStore, raft_id};
 use crate::config::{HEARTBEATS_MISSED_FOR_UNKNOWN, ServerConfig, parse_endpoint};
 use crate::confignode::{
     ConfigNode, ConfigNodeSpec, ConfigRequest, NoEffects, NodeId, NodeStatus,
@@ -41,6 +42,20 @@ use crate::internal::{
 /// The line printed on stdout once the ConfigNode serves (tests and scripts wait for it).
 pub const CONFIGNODE_READY_PREFIX: &str = "iotdb-server confignode ready: node ";
 
+/// How long a founding ConfigNode waits to win the election of its one-member group.
+const FOUNDING_LEADER_WAIT: Duration = Duration::from_secs(10);
+
+/// This ConfigNode's declaration.
+fn own_spec(config: &ServerConfig) -> ConfigNodeSpec {
+    ConfigNodeSpec {
+        internal_address: config.cn_internal_address.clone(),
+        internal_port: config.cn_internal_port,
+        consensus_port: config.cn_consensus_port,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        build_info: crate::server::BUILD_INFO.to_string(),
+    }
+}
+
 /// Runs a ConfigNode until SIGTERM or SIGINT.
 pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
     config.validate()?;
@@ -48,54 +63,90 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let _lock = crate::server::lock_data_dir(&config.data_dir)?;
     let own = config.cn_internal_socket_address()?;
+    let consensus = std::net::SocketAddr::new(own.ip(), config.cn_consensus_port);
     let seed = parse_endpoint(&config.cn_seed_config_node).context("cn_seed_config_node")?;
     let known = identity::load(&dir)?;
     if let Some(known) = &known {
         identity::check_cluster(known, &config.cluster_name, &dir)?;
-    } else if seed != own {
-        bail!(
-            "cn_seed_config_node = {seed} is another ConfigNode: joining a running ConfigNode \
-             group needs the replicated ConfigNode state, which this version does not have \
-             yet; run one ConfigNode (cn_seed_config_node = {own}, its own address)"
-        );
     }
     let listener = crate::server::bind_internal_waiting(own, "cn_internal_port")?;
-    let mut node = ConfigNode::open(&dir, config.cluster_settings())
+    let consensus_listener = crate::server::bind_internal_waiting(consensus, "cn_consensus_port")?;
+    // Who this node is: as before a restart; the founder of a new cluster (its seed is
+    // itself); or a new member, registered by the seed's group leader.
+    let mut peers = std::collections::HashMap::new();
+    let (node_id, founding) = match &known {
+        Some(known) => (known.node_id, false),
+        None if seed == own => (NodeId(0), true),
+        None => {
+            let joined = super::registration::register(
+                &config.cn_seed_config_node,
+                "cn_seed_config_node",
+                &config.cluster_name,
+                None,
+                &protocol::ToConfigNode::Register {
+                    node: NodeSpec::ConfigNode(own_spec(&config)),
+                    settings: config.cluster_settings(),
+                    claimed_id: None,
+                },
+                super::registration::SEED_WAIT,
+            )?;
+            identity::store(
+                &dir,
+                &Identity {
+                    cluster_name: config.cluster_name.clone(),
+                    node_id: joined.node_id,
+                },
+            )?;
+            tracing::info!(node_id = %joined.node_id, leader = %joined.leader, "joined the ConfigNode group");
+            peers.extend(
+                joined
+                    .consensus_peers
+                    .iter()
+                    .map(|(node, address)| (raft_id(*node), *address)),
+            );
+            (joined.node_id, false)
+        }
+    };
+    let (store, recovered) = RaftStore::start(RaftOptions {
+        node_id,
+        cluster_name: config.cluster_name.clone(),
+        dir: dir.join("raft"),
+        listener: consensus_listener,
+        founding,
+        settings: config.cluster_settings(),
+        peers,
+    })?;
+    let raft = store.shared().clone();
+    let mut node = ConfigNode::from_store(store, recovered, config.cluster_settings())
         .with_context(|| format!("opening the ConfigNode state in {}", dir.display()))?;
-    let node_id = node
-        .handle(
-            ConfigRequest::RegisterConfigNode(ConfigNodeSpec {
-                internal_address: config.cn_internal_address.clone(),
-                internal_port: config.cn_internal_port,
-                consensus_port: config.cn_consensus_port,
-                version: env!("CARGO_PKG_VERSION").to_string(),
-                build_info: crate::server::BUILD_INFO.to_string(),
-            }),
-            &mut NoEffects,
-        )?
-        .into_node_id()?;
-    match &known {
-        Some(known) if known.node_id != node_id => bail!(
-            "{} says this is node {}, but the ConfigNode state registers it as {node_id}",
-            dir.display(),
-            known.node_id
-        ),
-        Some(_) => {}
-        None => identity::store(
+    if founding {
+        let deadline = Instant::now() + FOUNDING_LEADER_WAIT;
+        while raft.leader() != Some(node_id) {
+            if Instant::now() >= deadline || raft.has_failed() {
+                bail!("the new ConfigNode group elected no leader within {FOUNDING_LEADER_WAIT:?}");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        node.catch_up();
+        let registered = node
+            .handle(
+                ConfigRequest::RegisterConfigNode(own_spec(&config)),
+                &mut NoEffects,
+            )?
+            .into_node_id()?;
+        if registered != node_id {
+            bail!("the founding ConfigNode was registered as {registered}, not {node_id}");
+        }
+        identity::store(
             &dir,
             &Identity {
                 cluster_name: config.cluster_name.clone(),
                 node_id,
             },
-        )?,
+        )?;
     }
-    node.set_leader(Some(node_id));
     if let Some(point) = crate::datanode::control::kill_point_from_env()? {
         node.set_kill_mode(crate::confignode::KillMode::Abort(point));
-    }
-    let resumed = node.resume_procedures(&mut NoEffects)?;
-    if resumed > 0 {
-        tracing::info!(resumed, "resumed interrupted procedures");
     }
     let stop = Arc::new(AtomicBool::new(false));
     let signals = crate::server::stop_on_signals({
@@ -109,10 +160,11 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
     let service = Rc::new(Service {
         node: RefCell::new(node),
         node_id,
-        address: own,
+        raft,
+        leading: Cell::new(false),
         liveness: RefCell::new(HashMap::new()),
     });
-    runtime.block_on(async {
+    let outcome = runtime.block_on(async {
         let endpoint = InternalEndpoint::new(
             EndpointConfig {
                 node_id,
@@ -126,14 +178,16 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
         let bound = endpoint.serve(listener)?;
         tracing::info!(%node_id, %bound, cluster = %config.cluster_name, "ConfigNode started");
         println!("{CONFIGNODE_READY_PREFIX}{node_id} on {bound}");
-        heartbeat_loop(&service, &endpoint, config.heartbeat_interval(), &stop).await;
+        let outcome = heartbeat_loop(&service, &endpoint, config.heartbeat_interval(), &stop).await;
         endpoint.shut_down();
-        anyhow::Ok(())
-    })?;
+        outcome
+    });
     signals.close();
-    if let Err(e) = service.node.borrow_mut().checkpoint() {
+    let mut node = service.node.borrow_mut();
+    if let Err(e) = node.checkpoint() {
         tracing::error!(error = %e, "checkpointing the ConfigNode state failed");
     }
+    outcome?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -153,13 +207,106 @@ struct Liveness {
 }
 
 struct Service {
-    node: RefCell<ConfigNode>,
+    node: RefCell<ConfigNode<RaftStore>>,
     node_id: NodeId,
-    address: SocketAddr,
+    raft: Arc<RaftShared>,
+    /// Whether this node led at the last tick (a new leader starts liveness afresh and
+    /// resumes interrupted procedures).
+    leading: Cell<bool>,
     liveness: RefCell<HashMap<NodeId, Liveness>>,
 }
 
 impl Service {
+    fn is_leader(&self) -> bool {
+        self.raft.leader() == Some(self.node_id)
+    }
+
+    /// The redirect a follower answers with.
+    fn not_leader(&self) -> FromConfigNode {
+        let leader = self.raft.leader();
+        let leader_address = leader.and_then(|leader| {
+            let node = self.node.borrow();
+            let info = node.state().config_nodes().get(&leader)?;
+            Some(format!(
+                "{}:{}",
+                info.spec.internal_address, info.spec.internal_port
+            ))
+        });
+        FromConfigNode::NotLeader {
+            leader,
+            leader_address,
+        }
+    }
+
+    /// The internal endpoint of this node (`host:port`).
+    fn own_address(&self) -> String {
+        let node = self.node.borrow();
+        node.state()
+            .config_nodes()
+            .get(&self.node_id)
+            .map(|info| format!("{}:{}", info.spec.internal_address, info.spec.internal_port))
+            .unwrap_or_default()
+    }
+
+    /// Every ConfigNode's consensus endpoint, from the state.
+    fn consensus_endpoints(&self) -> Vec<(NodeId, String)> {
+        let node = self.node.borrow();
+        node.state()
+            .config_nodes()
+            .values()
+            .map(|info| {
+                (
+                    info.node_id,
+                    format!(
+                        "{}:{}",
+                        info.spec.internal_address, info.spec.consensus_port
+                    ),
+                )
+            })
+            .collect()
+    }
+
+    /// Tells the raft thread every ConfigNode's consensus address.
+    fn sync_peers(&self) {
+        let peers = self
+            .consensus_endpoints()
+            .into_iter()
+            .filter_map(|(node, address)| Some((raft_id(node), parse_endpoint(&address)?)))
+            .collect();
+        self.raft.add_peers(peers);
+    }
+
+    /// One tick of the ConfigNode's loop: applies what the group committed, follows
+    /// leadership, compacts when asked. An error stops the process (a failed raft disk).
+    fn tick(&self) -> anyhow::Result<()> {
+        if self.raft.has_failed() {
+            bail!("the ConfigNode raft group failed (see the log); restart this ConfigNode");
+        }
+        let mut node = self.node.borrow_mut();
+        node.catch_up();
+        node.set_leader(self.raft.leader());
+        if self.raft.take_compact_request()
+            && let Err(e) = node.checkpoint()
+        {
+            tracing::warn!(error = %e, "compacting the ConfigNode state failed");
+        }
+        drop(node);
+        self.sync_peers();
+        let leading = self.is_leader();
+        if leading && !self.leading.get() {
+            tracing::info!(node_id = %self.node_id, "leading the ConfigNode group");
+            self.liveness.borrow_mut().clear();
+            match self.node.borrow_mut().resume_procedures(&mut NoEffects) {
+                Ok(0) => {}
+                Ok(resumed) => tracing::info!(resumed, "resumed interrupted procedures"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "resuming procedures failed; retried on the next leadership")
+                }
+            }
+        }
+        self.leading.set(leading);
+        Ok(())
+    }
     /// The commands a mirror at `known_version` lacks.
     fn delta_since(&self, known_version: Option<u64>) -> Delta {
         let node = self.node.borrow();
@@ -172,6 +319,30 @@ impl Service {
             },
             _ => Delta::Full(Box::new(node.state().clone())),
         }
+    }
+
+    /// Whom the leader heartbeats: every DataNode (not being removed) and every other
+    /// ConfigNode, with their internal endpoints; `true` for DataNodes.
+    fn heartbeat_targets(&self) -> Vec<(NodeId, Option<SocketAddr>, bool)> {
+        let node = self.node.borrow();
+        let state = node.state();
+        let data_nodes = state
+            .data_nodes()
+            .values()
+            .filter(|info| info.status != NodeStatus::Removing)
+            .map(|info| {
+                let address = format!("{}:{}", info.spec.internal_address, info.spec.internal_port);
+                (info.node_id, parse_endpoint(&address), true)
+            });
+        let config_nodes = state
+            .config_nodes()
+            .values()
+            .filter(|info| info.node_id != self.node_id)
+            .map(|info| {
+                let address = format!("{}:{}", info.spec.internal_address, info.spec.internal_port);
+                (info.node_id, parse_endpoint(&address), false)
+            });
+        data_nodes.chain(config_nodes).collect()
     }
 
     /// Every ConfigNode's internal endpoint.
@@ -191,7 +362,18 @@ impl Service {
     }
 
     fn serve(&self, request: ToConfigNode) -> FromConfigNode {
+        if matches!(request, ToConfigNode::Ping) {
+            return FromConfigNode::Answer {
+                result: Ok(crate::confignode::ConfigResponse::Done),
+                delta: Delta::None,
+            };
+        }
+        self.node.borrow_mut().catch_up();
+        if !self.is_leader() {
+            return self.not_leader();
+        }
         match request {
+            ToConfigNode::Ping => unreachable!("answered above"),
             ToConfigNode::Register {
                 node,
                 settings,
@@ -237,12 +419,12 @@ impl Service {
                     "{e}: every node of a cluster must be started with the same value"
                 ));
             }
-            let NodeSpec::DataNode(spec) = spec else {
-                return refused(
-                    "joining a running ConfigNode group needs the replicated ConfigNode \
-                     state, which this version does not have yet"
-                        .into(),
-                );
+            let spec = match spec {
+                NodeSpec::DataNode(spec) => spec,
+                NodeSpec::ConfigNode(spec) => {
+                    drop(node);
+                    return self.register_config_node(spec, claimed_id);
+                }
             };
             let holder = node
                 .state()
@@ -293,11 +475,67 @@ impl Service {
                 FromConfigNode::Registered {
                     node_id,
                     leader: self.node_id,
-                    leader_address: self.address.to_string(),
+                    leader_address: self.own_address(),
                     delta: self.delta_since(None),
+                    consensus_peers: Vec::new(),
                 }
             }
             Err(e) => refused(e.to_string()),
+        }
+    }
+
+    /// Registers a ConfigNode joining the group and makes it a voter (both idempotent: a
+    /// joiner that retries after a crash gets the same id).
+    fn register_config_node(
+        &self,
+        spec: ConfigNodeSpec,
+        claimed_id: Option<NodeId>,
+    ) -> FromConfigNode {
+        let refused = |message: String| {
+            FromConfigNode::Refused(protocol::WireStatus {
+                code: iotdb_net::StatusCode::EXECUTE_STATEMENT_ERROR.code(),
+                message,
+            })
+        };
+        let holder = self
+            .node
+            .borrow()
+            .state()
+            .config_nodes()
+            .values()
+            .find(|info| {
+                info.spec.internal_address == spec.internal_address
+                    && info.spec.internal_port == spec.internal_port
+            })
+            .map(|info| info.node_id);
+        if let (Some(claimed), Some(holder)) = (claimed_id, holder)
+            && claimed != holder
+        {
+            return refused(format!(
+                "{}:{} is ConfigNode {holder}, not {claimed}",
+                spec.internal_address, spec.internal_port
+            ));
+        }
+        let registered = self
+            .node
+            .borrow_mut()
+            .handle(ConfigRequest::RegisterConfigNode(spec), &mut NoEffects)
+            .and_then(|answer| answer.into_node_id());
+        let node_id = match registered {
+            Ok(node_id) => node_id,
+            Err(e) => return refused(e.to_string()),
+        };
+        self.sync_peers();
+        if let Err(e) = self.node.borrow().store().add_voter(node_id) {
+            return refused(format!("adding ConfigNode {node_id} to the group: {e}"));
+        }
+        tracing::info!(%node_id, "ConfigNode joined the group");
+        FromConfigNode::Registered {
+            node_id,
+            leader: self.node_id,
+            leader_address: self.own_address(),
+            delta: Delta::None,
+            consensus_peers: self.consensus_endpoints(),
         }
     }
 
@@ -346,13 +584,20 @@ impl Service {
             }
         };
         let missed = self.liveness.borrow()[&target].missed;
+        if !self.is_leader() {
+            return; // Only the leader records statuses.
+        }
         let mut node = self.node.borrow_mut();
-        let Some(current) = node.state().data_nodes().get(&target).map(|n| n.status) else {
+        let data_node = node.state().data_nodes().get(&target).map(|n| n.status);
+        let config_node = node.state().config_nodes().get(&target).map(|n| n.status);
+        let Some(current) = data_node.or(config_node) else {
             return;
         };
         let change = match status {
             Some(reported) => {
-                if let Err(e) = node.report_status(target, reported) {
+                if data_node.is_some()
+                    && let Err(e) = node.report_status(target, reported)
+                {
                     tracing::warn!(node = %target, error = %e, "recording a reported status failed");
                 }
                 (current == NodeStatus::Unknown).then_some(NodeStatus::Running)
@@ -377,28 +622,17 @@ async fn heartbeat_loop(
     endpoint: &InternalEndpoint,
     interval: Duration,
     stop: &AtomicBool,
-) {
-    let tick = interval.min(Duration::from_millis(100));
+) -> anyhow::Result<()> {
+    let tick = interval.min(Duration::from_millis(50));
     let mut next = Instant::now();
     while !stop.load(Ordering::Acquire) {
-        if Instant::now() < next {
-            monoio::time::sleep(tick.min(next - Instant::now())).await;
+        service.tick()?;
+        if !service.is_leader() || Instant::now() < next {
+            monoio::time::sleep(tick).await;
             continue;
         }
         next = Instant::now() + interval;
-        let targets: Vec<(NodeId, Option<SocketAddr>)> = service
-            .node
-            .borrow()
-            .state()
-            .data_nodes()
-            .values()
-            .filter(|info| info.status != NodeStatus::Removing)
-            .map(|info| {
-                let address = format!("{}:{}", info.spec.internal_address, info.spec.internal_port);
-                (info.node_id, parse_endpoint(&address))
-            })
-            .collect();
-        for (target, address) in targets {
+        for (target, address, to_data_node) in service.heartbeat_targets() {
             let Some(address) = address else { continue };
             {
                 let mut liveness = service.liveness.borrow_mut();
@@ -417,29 +651,42 @@ async fn heartbeat_loop(
                     liveness[&target].incarnation,
                 )
             };
-            let body = protocol::encode(&ToNode::Heartbeat {
-                leader: service.node_id,
-                config_nodes: service.config_node_endpoints(),
-                delta: service.delta_since(acked),
-            });
+            let body = if to_data_node {
+                protocol::encode(&ToNode::Heartbeat {
+                    leader: service.node_id,
+                    config_nodes: service.config_node_endpoints(),
+                    delta: service.delta_since(acked),
+                })
+            } else {
+                protocol::encode(&ToConfigNode::Ping)
+            };
             let service = service.clone();
             let endpoint = endpoint.clone();
             monoio::spawn(async move {
-                let outcome = endpoint
-                    .request(target, body, interval)
-                    .await
-                    .and_then(|answer| {
-                        protocol::decode::<FromNode>("heartbeat answer", &answer).map_err(
-                            |status| InternalError::Malformed {
-                                what: "heartbeat answer",
-                                reason: status.message,
-                            },
-                        )
-                    });
+                let answer = endpoint.request(target, body, interval).await;
+                let outcome = answer.and_then(|answer| {
+                    let malformed = |status: iotdb_net::Status| InternalError::Malformed {
+                        what: "heartbeat answer",
+                        reason: status.message,
+                    };
+                    if to_data_node {
+                        protocol::decode::<FromNode>("heartbeat answer", &answer).map_err(malformed)
+                    } else {
+                        // A ConfigNode that answers at all is alive.
+                        protocol::decode::<FromConfigNode>("ping answer", &answer)
+                            .map_err(malformed)
+                            .map(|_| FromNode::Alive {
+                                status: NodeStatus::Running,
+                                version: 0,
+                                regions: 0,
+                            })
+                    }
+                });
                 service.heartbeat_done(target, incarnation, outcome);
             });
         }
     }
+    Ok(())
 }
 
 struct Handler {

@@ -145,7 +145,11 @@ pub fn start_on_shard(
         leader: RefCell::new(member.leader),
         known: RefCell::new(vec![(member.leader, member.leader_address)]),
     });
-    config_nodes.learn(member.leader, &[(member.leader, member.leader_address)], &endpoint);
+    config_nodes.learn(
+        member.leader,
+        &[(member.leader, member.leader_address)],
+        &endpoint,
+    );
     handler.config_nodes.replace(Some(config_nodes.clone()));
     let sender = endpoint.clone();
     monoio::spawn(async move {
@@ -189,27 +193,34 @@ impl ConfigNodes {
         let mut last_error = String::from("no ConfigNode is known");
         for attempt in 0..ATTEMPTS_MAX {
             let target = *self.leader.borrow();
-            match endpoint.request(target, body.clone(), CN_REQUEST_TIMEOUT).await {
-                Ok(answer) => match protocol::decode::<FromConfigNode>("ConfigNode answer", &answer) {
-                    Ok(FromConfigNode::NotLeader {
-                        leader: Some(leader),
-                        leader_address,
-                    }) => {
-                        if let Some(address) =
-                            leader_address.as_deref().and_then(crate::config::parse_endpoint)
-                        {
-                            endpoint.add_peer(leader, address);
+            match endpoint
+                .request(target, body.clone(), CN_REQUEST_TIMEOUT)
+                .await
+            {
+                Ok(answer) => {
+                    match protocol::decode::<FromConfigNode>("ConfigNode answer", &answer) {
+                        Ok(FromConfigNode::NotLeader {
+                            leader: Some(leader),
+                            leader_address,
+                        }) => {
+                            if let Some(address) = leader_address
+                                .as_deref()
+                                .and_then(crate::config::parse_endpoint)
+                            {
+                                endpoint.add_peer(leader, address);
+                            }
+                            *self.leader.borrow_mut() = leader;
+                            last_error =
+                                format!("ConfigNode {target} does not lead; {leader} does");
                         }
-                        *self.leader.borrow_mut() = leader;
-                        last_error = format!("ConfigNode {target} does not lead; {leader} does");
+                        Ok(FromConfigNode::NotLeader { leader: None, .. }) => {
+                            // An election is under way: wait a moment, ask again.
+                            last_error = "the ConfigNode group has no leader right now".into();
+                            monoio::time::sleep(Duration::from_millis(200 << attempt.min(3))).await;
+                        }
+                        _ => return Ok(answer),
                     }
-                    Ok(FromConfigNode::NotLeader { leader: None, .. }) => {
-                        // An election is under way: wait a moment, ask again.
-                        last_error = "the ConfigNode group has no leader right now".into();
-                        monoio::time::sleep(Duration::from_millis(200 << attempt.min(3))).await;
-                    }
-                    _ => return Ok(answer),
-                },
+                }
                 Err(error) => {
                     last_error = format!("ConfigNode {target}: {error}");
                     // Try the next ConfigNode we know.

@@ -42,6 +42,8 @@ pub enum ToConfigNode {
     },
     /// Just the commands since `known_version` (a DataNode catching up).
     Fetch { known_version: u64 },
+    /// Are you alive? (the ConfigNode leader's heartbeat to the other ConfigNodes)
+    Ping,
 }
 
 /// What a registering node declares.
@@ -60,6 +62,11 @@ pub enum FromConfigNode {
         leader: NodeId,
         leader_address: String,
         delta: Delta,
+        /// A joining ConfigNode's peers: every ConfigNode's consensus endpoint
+        /// (`cn_internal_address:cn_consensus_port`), so it can answer the leader before
+        /// the replicated state told it where the others are.
+        #[serde(default)]
+        consensus_peers: Vec<(NodeId, String)>,
     },
     Answer {
         result: Result<ConfigResponse, WireStatus>,

@@ -31,6 +31,8 @@ pub struct Registration {
     pub leader: NodeId,
     pub leader_address: SocketAddr,
     pub delta: Delta,
+    /// Every ConfigNode's consensus endpoint (for a joining ConfigNode).
+    pub consensus_peers: Vec<(NodeId, SocketAddr)>,
 }
 
 /// Registers with the ConfigNode at `seed` (`host:port`), retrying an unreachable seed
@@ -68,15 +70,21 @@ pub fn register(
             leader,
             leader_address,
             delta,
+            consensus_peers,
         } => {
             let leader_address = parse_endpoint(&leader_address).with_context(|| {
                 format!("the ConfigNode named its leader at {leader_address:?}")
             })?;
+            let consensus_peers = consensus_peers
+                .iter()
+                .filter_map(|(id, address)| Some((*id, parse_endpoint(address)?)))
+                .collect();
             Ok(Registration {
                 node_id,
                 leader,
                 leader_address,
                 delta,
+                consensus_peers,
             })
         }
         FromConfigNode::Refused(status) => {
@@ -113,26 +121,28 @@ async fn ask_seed(
             .request(target, body.clone(), super::link::CN_REQUEST_TIMEOUT)
             .await
         {
-            Ok(answer) => match protocol::decode::<FromConfigNode>("registration answer", &answer) {
-                // The seed is a follower: register with the leader it names.
-                Ok(FromConfigNode::NotLeader {
-                    leader: Some(leader),
-                    leader_address: Some(leader_address),
-                }) if Instant::now() < deadline => {
-                    let Some(leader_address) = parse_endpoint(&leader_address) else {
-                        break Err(anyhow::anyhow!(
-                            "the seed names its leader at {leader_address:?}"
-                        ));
-                    };
-                    endpoint.add_peer(leader, leader_address);
-                    target = leader;
+            Ok(answer) => {
+                match protocol::decode::<FromConfigNode>("registration answer", &answer) {
+                    // The seed is a follower: register with the leader it names.
+                    Ok(FromConfigNode::NotLeader {
+                        leader: Some(leader),
+                        leader_address: Some(leader_address),
+                    }) if Instant::now() < deadline => {
+                        let Some(leader_address) = parse_endpoint(&leader_address) else {
+                            break Err(anyhow::anyhow!(
+                                "the seed names its leader at {leader_address:?}"
+                            ));
+                        };
+                        endpoint.add_peer(leader, leader_address);
+                        target = leader;
+                    }
+                    Ok(FromConfigNode::NotLeader { .. }) if Instant::now() < deadline => {
+                        // An election is under way.
+                        monoio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    _ => break Ok(answer),
                 }
-                Ok(FromConfigNode::NotLeader { .. }) if Instant::now() < deadline => {
-                    // An election is under way.
-                    monoio::time::sleep(Duration::from_millis(500)).await;
-                }
-                _ => break Ok(answer),
-            },
+            }
             Err(error @ (InternalError::Unreachable { .. } | InternalError::Timeout { .. }))
                 if Instant::now() < deadline =>
             {

@@ -98,10 +98,10 @@ impl RaftShared {
         self.compact_requested.swap(false, Ordering::AcqRel)
     }
 
-    /// Sets the consensus addresses of the group's members.
-    pub fn set_peers(&self, peers: HashMap<u64, SocketAddr>) {
+    /// Learns (or moves) the consensus addresses of members.
+    pub fn add_peers(&self, peers: HashMap<u64, SocketAddr>) {
         if let Ok(mut known) = self.peers.lock() {
-            *known = peers;
+            known.extend(peers);
         }
     }
 
@@ -159,6 +159,9 @@ pub struct RaftOptions {
     /// Founding a new group: this node is its only voter and campaigns at once.
     pub founding: bool,
     pub settings: ClusterSettings,
+    /// Consensus addresses known before the state says them (a joining node's, from its
+    /// registration), by raft id.
+    pub peers: HashMap<u64, SocketAddr>,
 }
 
 impl RaftStore {
@@ -169,6 +172,7 @@ impl RaftStore {
         std::fs::create_dir_all(&options.dir)
             .with_context(|| format!("creating {}", options.dir.display()))?;
         let shared = Arc::new(RaftShared::default());
+        shared.add_peers(options.peers.clone());
         let stop = Arc::new(AtomicBool::new(false));
         let (jobs, receiver) = mpsc::channel(JOBS_MAX);
         let (opened, opened_receiver) = sync_channel(1);
@@ -224,7 +228,9 @@ impl RaftStore {
         })?;
         answer
             .recv_timeout(PROPOSE_TIMEOUT)
-            .map_err(|_| ConfigNodeError::Store("adding a ConfigNode to the group timed out".into()))?
+            .map_err(|_| {
+                ConfigNodeError::Store("adding a ConfigNode to the group timed out".into())
+            })?
             .map_err(ConfigNodeError::Store)
     }
 
@@ -244,20 +250,37 @@ impl Drop for RaftStore {
 }
 
 impl CommandStore for RaftStore {
-    fn append(&mut self, command: &ConfigCommand) -> crate::confignode::Result<Vec<Committed>> {
+    fn append(
+        &mut self,
+        command: &ConfigCommand,
+        state: &ConfigState,
+    ) -> crate::confignode::Result<Vec<Committed>> {
         let data = serde_json::to_vec(command)
             .map_err(|e| ConfigNodeError::Store(format!("encoding a command: {e}")))?;
         let (reply, answer) = sync_channel(1);
         self.send(Job::Propose { data, reply })?;
-        let index = answer
-            .recv_timeout(PROPOSE_TIMEOUT)
-            .map_err(|_| {
-                ConfigNodeError::Store(format!(
-                    "the change was not committed within {PROPOSE_TIMEOUT:?} (no quorum of \
-                     ConfigNodes?); it may still take effect"
-                ))
-            })?
-            .map_err(ConfigNodeError::Store)?;
+        let deadline = std::time::Instant::now() + PROPOSE_TIMEOUT;
+        let index = loop {
+            match answer.recv_timeout(Duration::from_millis(20)) {
+                Ok(result) => break result.map_err(ConfigNodeError::Store)?,
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+                    if std::time::Instant::now() < deadline =>
+                {
+                    // A member that needs a snapshot may be the quorum this commit waits
+                    // for: give it one (of everything applied so far) instead of
+                    // waiting for the ConfigNode thread, which is this thread.
+                    if self.shared.take_compact_request() {
+                        self.write_snapshot(state)?;
+                    }
+                }
+                Err(_) => {
+                    return Err(ConfigNodeError::Store(format!(
+                        "the change was not committed within {PROPOSE_TIMEOUT:?} (no quorum \
+                         of ConfigNodes?); it may still take effect"
+                    )));
+                }
+            }
+        };
         // What others committed before ours comes first; ours is applied by the caller.
         let mut before = Vec::new();
         if let Ok(mut queue) = self.shared.committed.lock() {
@@ -348,7 +371,11 @@ fn run(
         .map_or(1, |d| d.as_nanos() as u64)
         ^ u64::from(options.node_id.0);
     let me = raft_id(options.node_id);
-    let voters = if options.founding { vec![me] } else { Vec::new() };
+    let voters = if options.founding {
+        vec![me]
+    } else {
+        Vec::new()
+    };
     let config = RaftGroupConfig::new(me, voters, seed);
     let (group, restored) = match RaftGroup::open(StdDisk::new(&options.dir), config) {
         Ok(opened) => opened,
@@ -497,7 +524,12 @@ impl Host {
             }
         };
         if let Some(endpoint) = &self.endpoint {
-            let peers = self.shared.peers.lock().map(|p| p.clone()).unwrap_or_default();
+            let peers = self
+                .shared
+                .peers
+                .lock()
+                .map(|p| p.clone())
+                .unwrap_or_default();
             for (to, bytes) in output.messages {
                 let Some(address) = peers.get(&to) else {
                     tracing::debug!(to, "no consensus address known for a raft peer yet");
@@ -511,6 +543,12 @@ impl Host {
             self.hand_over(committed);
         }
         if let Some(leader) = output.leader_changed {
+            tracing::info!(
+                ?leader,
+                term = self.group.term(),
+                me = self.group.id(),
+                "raft leader changed"
+            );
             self.shared
                 .leader
                 .store(leader.unwrap_or(0), Ordering::Release);
@@ -558,7 +596,12 @@ impl Host {
                 voters,
                 ..
             } => {
-                tracing::info!(index, ?change, ?voters, "ConfigNode group membership changed");
+                tracing::info!(
+                    index,
+                    ?change,
+                    ?voters,
+                    "ConfigNode group membership changed"
+                );
                 if let Ok(mut known) = self.shared.voters.lock() {
                     *known = voters.clone();
                 }
@@ -572,7 +615,9 @@ impl Host {
                         }
                     });
                 }
-                return;
+                // The ConfigNode takes it too, so a snapshot it writes names the new
+                // configuration's members.
+                (index, Committed::Nothing)
             }
             RaftCommitted::Snapshot(snapshot) => {
                 match decode_state(&snapshot.data, &self.settings) {

@@ -213,7 +213,7 @@ impl<S: CommandStore> ConfigNode<S> {
             self.journal.write_snapshot(&self.state)?;
         }
         self.state.check(&command)?;
-        let before = self.journal.append(&command)?;
+        let before = self.journal.append(&command, &self.state)?;
         if before.is_empty() {
             self.state
                 .apply(&command)
@@ -270,6 +270,7 @@ impl<S: CommandStore> ConfigNode<S> {
                     self.history.clear();
                     self.history_base = self.state.version();
                 }
+                Committed::Nothing => {}
             }
         }
     }

@@ -47,6 +47,9 @@ pub struct Recovered {
 pub enum Committed {
     Command(ConfigCommand),
     State(Box<ConfigState>),
+    /// An entry that changes no state (a membership change of the ConfigNode group): it
+    /// only moves the applied position, which snapshots are taken at.
+    Nothing,
 }
 
 /// The ConfigNode's durable command store. Owned by the ConfigNode's thread.
@@ -54,8 +57,10 @@ pub trait CommandStore: std::fmt::Debug {
     /// Appends one command; durable when this returns unless syncs are deferred, then
     /// durable after the next successful [`CommandStore::sync`]. A replicated store
     /// returns once the command is committed, with what others committed before it,
-    /// which the ConfigNode applies first (a local store: nothing).
-    fn append(&mut self, command: &ConfigCommand) -> Result<Vec<Committed>>;
+    /// which the ConfigNode applies first (a local store: nothing). `state` is the state
+    /// the command was checked against (everything applied so far): a replicated store
+    /// may snapshot it while it waits, when a lagging member needs a snapshot to commit.
+    fn append(&mut self, command: &ConfigCommand, state: &ConfigState) -> Result<Vec<Committed>>;
     /// What others committed since (a replicated store: the followers' only source of
     /// changes; a local store: nothing).
     fn poll_committed(&mut self) -> Vec<Committed> {
@@ -73,7 +78,7 @@ pub trait CommandStore: std::fmt::Debug {
 }
 
 impl CommandStore for Journal {
-    fn append(&mut self, command: &ConfigCommand) -> Result<Vec<Committed>> {
+    fn append(&mut self, command: &ConfigCommand, _state: &ConfigState) -> Result<Vec<Committed>> {
         Journal::append(self, command)?;
         Ok(Vec::new())
     }
@@ -226,7 +231,7 @@ impl<D: Disk + Clone + std::fmt::Debug> DiskStore<D> {
 }
 
 impl<D: Disk + Clone + std::fmt::Debug> CommandStore for DiskStore<D> {
-    fn append(&mut self, command: &ConfigCommand) -> Result<Vec<Committed>> {
+    fn append(&mut self, command: &ConfigCommand, _state: &ConfigState) -> Result<Vec<Committed>> {
         self.check_usable()?;
         let payload =
             serde_json::to_vec(command).map_err(|error| store_error("encoding", error))?;
