@@ -110,13 +110,7 @@ impl TestCluster {
     /// `SHOW CONFIGNODES` asked of DataNode `index`: (NodeID, Status, Role) rows.
     pub fn show_config_nodes(&self, index: usize) -> anyhow::Result<Vec<(u32, String, String)>> {
         let result = self.client(index)?.execute_sql("SHOW CONFIGNODES")?;
-        let column = |name: &str| {
-            result
-                .column_names
-                .iter()
-                .position(|c| c == name)
-                .with_context(|| format!("no {name} column in {:?}", result.column_names))
-        };
+        let column = |name: &str| column(&result, name);
         let (id, status, role) = (column("NodeID")?, column("Status")?, column("Role")?);
         result
             .rows
@@ -177,14 +171,17 @@ pub struct ClusterRow {
     pub internal_port: u16,
 }
 
+/// The position of column `name`.
+fn column(result: &ResultSet, name: &str) -> anyhow::Result<usize> {
+    result
+        .column_names
+        .iter()
+        .position(|c| c == name)
+        .with_context(|| format!("no {name} column in {:?}", result.column_names))
+}
+
 fn rows_of(result: &ResultSet) -> anyhow::Result<Vec<ClusterRow>> {
-    let column = |name: &str| {
-        result
-            .column_names
-            .iter()
-            .position(|c| c == name)
-            .with_context(|| format!("no {name} column in {:?}", result.column_names))
-    };
+    let column = |name: &str| column(result, name);
     let (id, kind, status, address, port) = (
         column("NodeID")?,
         column("NodeType")?,

@@ -428,12 +428,7 @@ impl Service {
             };
             let holder = node
                 .state()
-                .data_nodes()
-                .values()
-                .find(|info| {
-                    info.spec.internal_address == spec.internal_address
-                        && info.spec.internal_port == spec.internal_port
-                })
+                .data_node_at(&spec.internal_address, spec.internal_port)
                 .map(|info| info.node_id);
             match (claimed_id, holder) {
                 (None, Some(holder)) => {
@@ -501,12 +496,7 @@ impl Service {
             .node
             .borrow()
             .state()
-            .config_nodes()
-            .values()
-            .find(|info| {
-                info.spec.internal_address == spec.internal_address
-                    && info.spec.internal_port == spec.internal_port
-            })
+            .config_node_at(&spec.internal_address, spec.internal_port)
             .map(|info| info.node_id);
         if let (Some(claimed), Some(holder)) = (claimed_id, holder)
             && claimed != holder

@@ -291,7 +291,12 @@ impl InternalHandler for DataNodeHandler {
 /// (the asker's mirror is older than ours), the asker gets an error and its client
 /// retries, rather than a request bouncing between nodes.
 async fn schema(shard: &Shard, request: protocol::SchemaRequest) -> FromNode {
-    match shard.shared.control.call(request.into()).await {
+    match shard
+        .shared
+        .control
+        .call(ControlRequest::Schema(request))
+        .await
+    {
         Ok(ControlAnswer::Types(types)) => FromNode::Types(types),
         Ok(ControlAnswer::MaybeTypes(types)) => FromNode::MaybeTypes(types),
         // Only this node's SchemaRegions: the asker asks the others itself.

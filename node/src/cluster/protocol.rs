@@ -101,18 +101,23 @@ pub enum ToNode {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SchemaRequest {
     /// The types of a device's measurements, creating missing series (all or nothing).
+    /// With `use_existing`, a series that exists with another type answers its own type
+    /// (the caller reports it: partial insert) instead of refusing the request.
     EnsureSeries {
         device: String,
+        /// Whether the writing tablet is aligned (must match an existing device).
         aligned: bool,
         measurements: Vec<(String, DataType)>,
         use_existing: bool,
     },
-    /// The types of existing series (`None` where missing).
+    /// The types of existing series (`None` where missing); creates nothing.
     LookupSeries {
         device: String,
         measurements: Vec<String>,
     },
-    /// The series matching each pattern in the SchemaRegions the asked node holds.
+    /// The series matching each pattern (sorted by path within a pattern), in the
+    /// SchemaRegions of the asked node; for SQL queries and deletions that name series
+    /// with `*` and `**`. A cluster member's own shards merge every holder's answers.
     MatchSeries { patterns: Vec<PathPattern> },
 }
 

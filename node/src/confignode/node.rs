@@ -325,10 +325,9 @@ impl<S: CommandStore> ConfigNode<S> {
     /// address and port); returns its id.
     pub fn register_config_node(&mut self, spec: ConfigNodeSpec) -> Result<NodeId> {
         self.mutate(|node| {
-            let known = node.state.config_nodes().values().find(|info| {
-                info.spec.internal_address == spec.internal_address
-                    && info.spec.internal_port == spec.internal_port
-            });
+            let known = node
+                .state
+                .config_node_at(&spec.internal_address, spec.internal_port);
             let node_id = match known {
                 Some(info) if info.spec == spec && info.status == NodeStatus::Running => {
                     return Ok(info.node_id);
@@ -346,10 +345,9 @@ impl<S: CommandStore> ConfigNode<S> {
     /// its id.
     pub fn register_data_node(&mut self, spec: DataNodeSpec) -> Result<NodeId> {
         self.mutate(|node| {
-            let known = node.state.data_nodes().values().find(|info| {
-                info.spec.internal_address == spec.internal_address
-                    && info.spec.internal_port == spec.internal_port
-            });
+            let known = node
+                .state
+                .data_node_at(&spec.internal_address, spec.internal_port);
             let node_id = match known {
                 Some(info) if info.spec == spec && info.status == NodeStatus::Running => {
                     return Ok(info.node_id);

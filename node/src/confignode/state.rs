@@ -361,6 +361,20 @@ impl ConfigState {
     }
 
     /// Databases by name.
+    /// The DataNode registered with this internal address and port.
+    pub fn data_node_at(&self, address: &str, port: u16) -> Option<&DataNodeInfo> {
+        self.data_nodes
+            .values()
+            .find(|info| info.spec.internal_address == address && info.spec.internal_port == port)
+    }
+
+    /// The ConfigNode registered with this internal address and port.
+    pub fn config_node_at(&self, address: &str, port: u16) -> Option<&ConfigNodeInfo> {
+        self.config_nodes
+            .values()
+            .find(|info| info.spec.internal_address == address && info.spec.internal_port == port)
+    }
+
     pub fn databases(&self) -> &BTreeMap<String, DatabaseState> {
         &self.databases
     }

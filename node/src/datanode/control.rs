@@ -13,6 +13,7 @@ use iotdb_storage::DataType;
 
 use super::config_access::ConfigAccess;
 use super::route::RouteView;
+use crate::cluster::protocol::SchemaRequest;
 use crate::config::ServerConfig;
 use crate::confignode::{
     ConfigNode, ConfigNodeError, ConfigNodeSpec, ConfigRequest, ConfigResponse, DataNodeSpec,
@@ -32,29 +33,14 @@ pub enum ControlRequest {
     },
     /// Creates the database of a device at `default_database_level` if none holds it.
     EnsureDatabase { device: String },
-    /// The types of a device's measurements, creating missing series (all or nothing).
-    /// With `use_existing`, a series that exists with another type answers its own type
-    /// (the caller reports it: partial insert) instead of refusing the request.
-    EnsureSeries {
-        device: String,
-        /// Whether the writing tablet is aligned (must match an existing device).
-        aligned: bool,
-        measurements: Vec<(String, DataType)>,
-        use_existing: bool,
-    },
-    /// The types of existing series (`None` where missing); creates nothing.
-    LookupSeries {
-        device: String,
-        measurements: Vec<String>,
-    },
+    /// A question for the SchemaRegion of a device, or for every SchemaRegion (series
+    /// matching patterns). In a cluster it is answered where the region is.
+    Schema(SchemaRequest),
     EnsureDataPartitions {
         database: String,
         series_slot: u32,
         time_slots: Vec<i64>,
     },
-    /// The series matching each pattern (sorted by path within a pattern), for SQL
-    /// queries and deletions that name series with `*` and `**`.
-    MatchSeries { patterns: Vec<sql::PathPattern> },
     /// An administrative SQL statement (schema, databases, cluster views).
     Statement(Statement),
     /// The shards' region sizes, for `SHOW REGIONS`.
@@ -102,60 +88,11 @@ pub enum ControlAnswer {
 }
 
 impl ControlRequest {
-    /// The schema question to forward to the DataNode holding the device's SchemaRegion,
-    /// for the requests that can be answered there.
-    pub fn forwardable(&self) -> Option<crate::cluster::protocol::SchemaRequest> {
-        use crate::cluster::protocol::SchemaRequest;
+    /// The schema question to forward to the DataNode holding the device's SchemaRegion.
+    pub fn forwardable(&self) -> Option<SchemaRequest> {
         match self {
-            ControlRequest::EnsureSeries {
-                device,
-                aligned,
-                measurements,
-                use_existing,
-            } => Some(SchemaRequest::EnsureSeries {
-                device: device.clone(),
-                aligned: *aligned,
-                measurements: measurements.clone(),
-                use_existing: *use_existing,
-            }),
-            ControlRequest::LookupSeries {
-                device,
-                measurements,
-            } => Some(SchemaRequest::LookupSeries {
-                device: device.clone(),
-                measurements: measurements.clone(),
-            }),
-            ControlRequest::MatchSeries { patterns } => Some(SchemaRequest::MatchSeries {
-                patterns: patterns.clone(),
-            }),
+            ControlRequest::Schema(request) => Some(request.clone()),
             _ => None,
-        }
-    }
-}
-
-impl From<crate::cluster::protocol::SchemaRequest> for ControlRequest {
-    fn from(request: crate::cluster::protocol::SchemaRequest) -> ControlRequest {
-        use crate::cluster::protocol::SchemaRequest;
-        match request {
-            SchemaRequest::EnsureSeries {
-                device,
-                aligned,
-                measurements,
-                use_existing,
-            } => ControlRequest::EnsureSeries {
-                device,
-                aligned,
-                measurements,
-                use_existing,
-            },
-            SchemaRequest::LookupSeries {
-                device,
-                measurements,
-            } => ControlRequest::LookupSeries {
-                device,
-                measurements,
-            },
-            SchemaRequest::MatchSeries { patterns } => ControlRequest::MatchSeries { patterns },
         }
     }
 }
@@ -513,12 +450,12 @@ impl ControlPlane {
                 self.config(ConfigRequest::EnsureDatabaseOfDevice { device })?;
                 Ok(ControlAnswer::Done)
             }
-            ControlRequest::EnsureSeries {
+            ControlRequest::Schema(SchemaRequest::EnsureSeries {
                 device,
                 aligned,
                 measurements,
                 use_existing,
-            } => {
+            }) => {
                 let conflict = if use_existing {
                     TypeConflict::UseExisting
                 } else {
@@ -554,10 +491,10 @@ impl ControlPlane {
                 self.resolved = resolved;
                 answer.map(ControlAnswer::Types)
             }
-            ControlRequest::LookupSeries {
+            ControlRequest::Schema(SchemaRequest::LookupSeries {
                 device,
                 measurements,
-            } => {
+            }) => {
                 let region = match self.schema_of(&device, false)? {
                     Some(SchemaPlace::Here(region)) => region,
                     Some(SchemaPlace::Elsewhere(answer)) => return Ok(answer),
@@ -589,7 +526,7 @@ impl ControlPlane {
                 })?;
                 Ok(ControlAnswer::Done)
             }
-            ControlRequest::MatchSeries { patterns } => {
+            ControlRequest::Schema(SchemaRequest::MatchSeries { patterns }) => {
                 let series = patterns
                     .iter()
                     .map(|pattern| self.match_series(pattern))

@@ -18,6 +18,7 @@ use iotdb_storage::{
 use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
 use super::{Message, Shard};
+use crate::cluster::protocol::SchemaRequest;
 
 /// Rows per streamed result frame: bounds the memory of one response frame.
 pub const QUERY_BATCH_ROWS: usize = 65_536;
@@ -184,10 +185,10 @@ impl Shard {
             return Ok(cached);
         }
         match self
-            .control(ControlRequest::LookupSeries {
+            .control(ControlRequest::Schema(SchemaRequest::LookupSeries {
                 device: selection.device.clone(),
                 measurements: selection.measurements.clone(),
-            })
+            }))
             .await?
         {
             ControlAnswer::MaybeTypes(types) => Ok(types),

@@ -34,6 +34,7 @@ use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
 use super::write::PartialFailure;
 use super::{Message, Shard};
+use crate::cluster::protocol::SchemaRequest;
 use crate::sql::{
     self, AggregateFunction, Insert, Literal, PathPattern, Projection, Select, Statement,
     TimeFilter, TimeOrder, TimeRange,
@@ -90,7 +91,9 @@ impl Shard {
     /// The series each pattern matches, sorted by path within a pattern.
     async fn match_series(&self, patterns: Vec<PathPattern>) -> Result<Vec<Vec<Matched>>, Status> {
         match self
-            .control(ControlRequest::MatchSeries { patterns })
+            .control(ControlRequest::Schema(SchemaRequest::MatchSeries {
+                patterns,
+            }))
             .await?
         {
             ControlAnswer::Series(series) => Ok(series),
@@ -145,10 +148,10 @@ impl Shard {
             }
         }
         let existing = match self
-            .control(ControlRequest::LookupSeries {
+            .control(ControlRequest::Schema(SchemaRequest::LookupSeries {
                 device: device.clone(),
                 measurements: insert.measurements.clone(),
-            })
+            }))
             .await?
         {
             ControlAnswer::MaybeTypes(types) => types,

@@ -14,6 +14,7 @@ use iotdb_storage::{self as storage, DataType};
 use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
 use super::{Message, Shard};
+use crate::cluster::protocol::SchemaRequest;
 
 /// A tablet on its way to a region: the received view, or (split across time partitions)
 /// an engine tablet.
@@ -159,12 +160,12 @@ impl Shard {
         }
         self.ensure_database(device).await?;
         let answer = self
-            .control(ControlRequest::EnsureSeries {
+            .control(ControlRequest::Schema(SchemaRequest::EnsureSeries {
                 device: device.to_string(),
                 aligned: view.is_aligned(),
                 measurements: missing.clone(),
                 use_existing: partial,
-            })
+            }))
             .await?;
         let ControlAnswer::Types(types) = answer else {
             return Err(Status::internal(
