@@ -140,6 +140,40 @@ fn a_1c3d_cluster_forms_and_restarts_with_its_ids_and_data() {
         "{error}"
     );
 
+    // SHOW REGIONS on any DataNode gives every data region's size on disk: its own from
+    // its shards, the others' from their heartbeats to the ConfigNode.
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let result = cluster
+            .client(0)
+            .unwrap()
+            .execute_sql("SHOW DATA REGIONS")
+            .unwrap();
+        let size = result
+            .column_names
+            .iter()
+            .position(|c| c == "TsFileSize")
+            .expect("TsFileSize");
+        let slots = result
+            .column_names
+            .iter()
+            .position(|c| c == "TimeSlotNum")
+            .expect("TimeSlotNum");
+        let missing: Vec<_> = result
+            .rows
+            .iter()
+            .filter(|row| {
+                !matches!(&row[slots], Some(Value::Text(t)) if t.as_ref() == b"0")
+                    && row[size].is_none()
+            })
+            .collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(Instant::now() < deadline, "regions without a size: {missing:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
     // Stop everything (DataNodes first, as the scripts do), start in the seed's order.
     for node in &mut cluster.data_nodes {
         node.stop().expect("stop a DataNode");

@@ -163,6 +163,7 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
         raft,
         leading: Cell::new(false),
         liveness: RefCell::new(HashMap::new()),
+        region_sizes: RefCell::new(std::collections::BTreeMap::new()),
     });
     let outcome = runtime.block_on(async {
         let endpoint = InternalEndpoint::new(
@@ -214,6 +215,8 @@ struct Service {
     /// resumes interrupted procedures).
     leading: Cell<bool>,
     liveness: RefCell<HashMap<NodeId, Liveness>>,
+    /// Bytes on disk of each data region, as the DataNodes' heartbeats last said.
+    region_sizes: RefCell<std::collections::BTreeMap<u32, u64>>,
 }
 
 impl Service {
@@ -380,9 +383,17 @@ impl Service {
                 claimed_id,
             } => self.register(node, &settings, claimed_id),
             ToConfigNode::Config {
-                request,
+                mut request,
                 known_version,
             } => {
+                if let ConfigRequest::Show(crate::confignode::ShowRequest::Regions { sizes, .. }) =
+                    &mut request
+                {
+                    // The asker knows its own regions' sizes; heartbeats told the others.
+                    for (region, size) in self.region_sizes.borrow().iter() {
+                        sizes.entry(*region).or_insert(*size);
+                    }
+                }
                 let result = self
                     .node
                     .borrow_mut()
@@ -547,10 +558,18 @@ impl Service {
             }
             match outcome {
                 Ok(FromNode::Alive {
-                    status, version, ..
+                    status,
+                    version,
+                    region_sizes,
+                    ..
                 }) => {
                     entry.missed = 0;
                     entry.acked_version = Some(version);
+                    let mut sizes = self.region_sizes.borrow_mut();
+                    sizes.extend(region_sizes);
+                    let node = self.node.borrow();
+                    let groups = node.state().region_groups();
+                    sizes.retain(|id, _| groups.contains_key(&crate::confignode::RegionGroupId(*id)));
                     Some(status)
                 }
                 Ok(FromNode::Refused(status)) => {
@@ -669,6 +688,7 @@ async fn heartbeat_loop(
                                 status: NodeStatus::Running,
                                 version: 0,
                                 regions: 0,
+                                region_sizes: Vec::new(),
                             })
                     }
                 });

@@ -368,9 +368,11 @@ async fn heartbeat(shard: &Shard, delta: protocol::Delta) -> FromNode {
     } else {
         NodeStatus::Running
     };
+    let region_sizes = shard.all_region_sizes().await.into_iter().collect();
     FromNode::Alive {
         status,
         version: route.version(),
         regions: regions as u32,
+        region_sizes,
     }
 }

@@ -131,6 +131,9 @@ pub enum FromNode {
         version: u64,
         /// Region replicas it has open.
         regions: u32,
+        /// Bytes on disk of each data region it has open (`SHOW REGIONS`' TsFileSize).
+        #[serde(default)]
+        region_sizes: Vec<(u32, u64)>,
     },
     Refused(WireStatus),
     /// The answer to [`SchemaRequest::EnsureSeries`].
