@@ -59,6 +59,10 @@ pub fn run_datanode(config: ServerConfig) -> anyhow::Result<()> {
     config.dn_rpc_port = listeners[0].local_addr()?.port();
     config.dn_internal_port = internal.local_addr()?.port();
     let claimed_id = known.as_ref().map(|k| k.node_id);
+    let token = match &known {
+        Some(_) => 0,
+        None => identity::registration_token(&dir)?,
+    };
     let joined = registration::register(
         &config.dn_seed_config_node,
         "dn_seed_config_node",
@@ -66,13 +70,14 @@ pub fn run_datanode(config: ServerConfig) -> anyhow::Result<()> {
         claimed_id,
         &protocol::ToConfigNode::Register {
             node: protocol::NodeSpec::DataNode(crate::datanode::control::data_node_spec(
-                &config, cores,
+                &config, cores, token,
             )),
             settings: config.cluster_settings(),
             claimed_id,
         },
         registration::SEED_WAIT,
     )?;
+    crate::cluster::kill_point("DataNode.Registered");
     if known.is_none() {
         identity::store(
             &dir,

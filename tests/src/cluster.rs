@@ -65,19 +65,29 @@ impl TestCluster {
         Ok(cluster)
     }
 
-    fn add_config_node(&mut self, ip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+    /// Options of a ConfigNode of this cluster on `ip` (its seed is the first one's).
+    pub fn config_node_options(&self, ip: Ipv4Addr) -> anyhow::Result<ServerOptions> {
+        let port = free_port(ip)?;
+        self.config_node_options_on(ip, port)
+    }
+
+    fn config_node_options_on(&self, ip: Ipv4Addr, port: u16) -> anyhow::Result<ServerOptions> {
         let mut consensus = free_port(ip)?;
         while consensus == port {
             consensus = free_port(ip)?;
         }
-        let options = ServerOptions::new(&self.binary)
+        Ok(ServerOptions::new(&self.binary)
             .role(Role::ConfigNode)
             .set("cluster_name", &self.cluster_name)
             .set("cn_internal_address", ip)
             .set("cn_internal_port", port)
             .set("cn_consensus_port", consensus)
             .set("cn_seed_config_node", &self.seed)
-            .set("heartbeat_interval_in_ms", TEST_HEARTBEAT_MS);
+            .set("heartbeat_interval_in_ms", TEST_HEARTBEAT_MS))
+    }
+
+    fn add_config_node(&mut self, ip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
+        let options = self.config_node_options_on(ip, port)?;
         let node = TestServer::start_on(ip, options)
             .with_context(|| format!("starting ConfigNode {}", self.config_nodes.len() + 1))?;
         self.config_nodes.push(node);

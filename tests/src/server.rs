@@ -367,7 +367,17 @@ impl TestServer {
                         );
                     }
                 }
-                Err(_) => {
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    // Stdout closed without a ready line: the process is exiting.
+                    if let Some(child) = self.child.as_mut() {
+                        let _ = wait_with_deadline(child, STOP_TIMEOUT);
+                    }
+                    bail!(
+                        "the server exited before it was ready; log tail:\n{}",
+                        self.log_tail()
+                    );
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
                     bail!(
                         "the server printed no ready line within {READY_TIMEOUT:?}; log tail:\n{}",
                         self.log_tail()

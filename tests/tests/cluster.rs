@@ -170,7 +170,10 @@ fn a_1c3d_cluster_forms_and_restarts_with_its_ids_and_data() {
         if missing.is_empty() {
             break;
         }
-        assert!(Instant::now() < deadline, "regions without a size: {missing:?}");
+        assert!(
+            Instant::now() < deadline,
+            "regions without a size: {missing:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 
@@ -591,4 +594,95 @@ fn a_3c3d_cluster_replaces_its_config_node_leader() {
         .unwrap()
         .execute_sql("CREATE DATABASE root.later")
         .unwrap();
+}
+
+/// Joining survives a crash between its steps (the kill points of `cluster::KILL_POINTS`):
+/// a DataNode that dies after the ConfigNode registered it, before it kept its id, gets
+/// the same id when it starts again; a ConfigNode leader that dies after it registered a
+/// joining ConfigNode, before adding it to the Raft group, lets the joiner in with the same
+/// id once restarted.
+#[test]
+fn joining_survives_a_crash_at_each_kill_point() {
+    let mut cluster = TestCluster::start(BINARY, 0, 1).expect("start 1C");
+
+    // DataNode.Registered
+    let kept = tempfile::tempdir().expect("a data directory that outlives the process");
+    let ip = iotdb_tests::server::next_loopback_host();
+    let options = cluster
+        .data_node_options(ip, 1)
+        .unwrap()
+        .data_dir(kept.path())
+        .env("IOTDB_KILL_POINT", "DataNode.Registered");
+    let error = match TestServer::start_on(ip, options.clone()) {
+        Ok(_) => panic!("the DataNode should abort at DataNode.Registered"),
+        Err(error) => format!("{error:#}"),
+    };
+    assert!(error.contains("exited before it was ready"), "{error}");
+    let mut options = options;
+    options.env.clear();
+    cluster
+        .data_nodes
+        .push(TestServer::start_on(ip, options).expect("restart the DataNode"));
+    let rows = cluster
+        .wait_for_cluster(0, PATIENCE, "the DataNode Running", |rows| {
+            rows.iter()
+                .any(|row| row.node_type == "DataNode" && row.status == "Running")
+        })
+        .unwrap();
+    assert_eq!(
+        data_node_ids(&rows),
+        BTreeSet::from([1]),
+        "registered once, with the id of its first attempt: {rows:?}"
+    );
+
+    // ConfigNode.Registered, on the leader (the only ConfigNode).
+    cluster.config_nodes[0].stop().expect("stop the ConfigNode");
+    cluster.config_nodes[0]
+        .options_mut()
+        .env
+        .push(("IOTDB_KILL_POINT".into(), "ConfigNode.Registered".into()));
+    cluster.config_nodes[0].restart().expect("restart armed");
+    let joiner_ip = iotdb_tests::server::next_loopback_host();
+    let joiner_dir = tempfile::tempdir().unwrap();
+    let joiner = cluster
+        .config_node_options(joiner_ip)
+        .unwrap()
+        .data_dir(joiner_dir.path());
+    // The joiner keeps trying its seed while the leader is down (up to 20 s).
+    let joining = std::thread::spawn(move || TestServer::start_on(joiner_ip, joiner));
+    cluster.config_nodes[0]
+        .wait_exit(Duration::from_secs(30))
+        .expect("the leader aborted at ConfigNode.Registered");
+    cluster.config_nodes[0].options_mut().env.clear();
+    cluster.config_nodes[0]
+        .restart()
+        .expect("restart the leader");
+    let joined = joining
+        .join()
+        .expect("the joining thread")
+        .expect("the joiner gets in once the leader is back");
+    cluster.config_nodes.push(joined);
+    let rows = cluster
+        .wait_for_cluster(0, PATIENCE, "two ConfigNodes Running", |rows| {
+            rows.iter()
+                .filter(|row| row.node_type == "ConfigNode" && row.status == "Running")
+                .count()
+                == 2
+        })
+        .unwrap();
+    let config_ids: BTreeSet<u32> = rows
+        .iter()
+        .filter(|row| row.node_type == "ConfigNode")
+        .map(|row| row.node_id)
+        .collect();
+    assert_eq!(
+        config_ids,
+        BTreeSet::from([0, 2]),
+        "the joiner kept the id it was given: {rows:?}"
+    );
+    cluster
+        .client(0)
+        .unwrap()
+        .execute_sql("CREATE DATABASE root.two_config_nodes")
+        .expect("the two-member group commits");
 }

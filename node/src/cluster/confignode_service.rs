@@ -386,8 +386,9 @@ impl Service {
                 mut request,
                 known_version,
             } => {
-                if let ConfigRequest::Show(crate::confignode::ShowRequest::Regions { sizes, .. }) =
-                    &mut request
+                if let ConfigRequest::Show(crate::confignode::ShowRequest::Regions {
+                    sizes, ..
+                }) = &mut request
                 {
                     // The asker knows its own regions' sizes; heartbeats told the others.
                     for (region, size) in self.region_sizes.borrow().iter() {
@@ -441,7 +442,18 @@ impl Service {
                 .state()
                 .data_node_at(&spec.internal_address, spec.internal_port)
                 .map(|info| info.node_id);
+            let retried = holder.is_some_and(|holder| {
+                spec.registration_token != 0
+                    && node
+                        .state()
+                        .data_nodes()
+                        .get(&holder)
+                        .map(|info| info.spec.registration_token)
+                        == Some(spec.registration_token)
+            });
             match (claimed_id, holder) {
+                // The same node again: it died before it persisted the id it was given.
+                (None, Some(_)) if retried => {}
                 (None, Some(holder)) => {
                     return refused(format!(
                         "{}:{} (dn_internal_address:dn_internal_port) is already registered as \
@@ -526,6 +538,7 @@ impl Service {
             Ok(node_id) => node_id,
             Err(e) => return refused(e.to_string()),
         };
+        super::kill_point("ConfigNode.Registered");
         self.sync_peers();
         if let Err(e) = self.node.borrow().store().add_voter(node_id) {
             return refused(format!("adding ConfigNode {node_id} to the group: {e}"));
@@ -569,7 +582,9 @@ impl Service {
                     sizes.extend(region_sizes);
                     let node = self.node.borrow();
                     let groups = node.state().region_groups();
-                    sizes.retain(|id, _| groups.contains_key(&crate::confignode::RegionGroupId(*id)));
+                    sizes.retain(|id, _| {
+                        groups.contains_key(&crate::confignode::RegionGroupId(*id))
+                    });
                     Some(status)
                 }
                 Ok(FromNode::Refused(status)) => {

@@ -44,6 +44,38 @@ pub fn store(dir: &Path, identity: &Identity) -> anyhow::Result<()> {
         .with_context(|| format!("writing {}", path(dir).display()))
 }
 
+/// The file holding a DataNode's registration token until it has an id.
+pub const TOKEN_FILE: &str = "registration-token";
+
+/// The registration token of a node without an id: read, or drawn and persisted before
+/// the node registers, so a registration retried after a crash presents the same one.
+pub fn registration_token(dir: &Path) -> anyhow::Result<u64> {
+    let path = dir.join(TOKEN_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            return text
+                .trim()
+                .parse()
+                .with_context(|| format!("{} is damaged", path.display()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    let token = hasher.finish().max(1);
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    crate::confignode::journal::write_atomically(dir, &path, token.to_string().as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(token)
+}
+
 /// Refuses to start a node whose data belongs to another cluster.
 pub fn check_cluster(identity: &Identity, cluster_name: &str, dir: &Path) -> anyhow::Result<()> {
     if identity.cluster_name != cluster_name {

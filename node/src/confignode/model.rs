@@ -142,6 +142,11 @@ pub struct DataNodeSpec {
     pub version: String,
     /// Build identifier.
     pub build_info: String,
+    /// A random number the DataNode keeps in its data directory until it has an id: a
+    /// registration retried after a crash (same token, same address) gets the same id,
+    /// while another node on a registered address is refused. 0: none (older journals).
+    #[serde(default)]
+    pub registration_token: u64,
 }
 
 /// A registered DataNode.

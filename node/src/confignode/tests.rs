@@ -31,6 +31,7 @@ pub(super) fn data_node(host: u32, shards: u32) -> DataNodeSpec {
         shard_count: shards,
         version: "2.0.0".into(),
         build_info: "test".into(),
+        registration_token: 0,
     }
 }
 

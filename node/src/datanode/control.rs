@@ -122,7 +122,12 @@ pub struct ControlPlane {
 }
 
 /// What this process's DataNode declares when it registers.
-pub fn data_node_spec(config: &ServerConfig, cores: usize) -> DataNodeSpec {
+/// `registration_token`: see [`DataNodeSpec::registration_token`] (0 standalone).
+pub fn data_node_spec(
+    config: &ServerConfig,
+    cores: usize,
+    registration_token: u64,
+) -> DataNodeSpec {
     DataNodeSpec {
         internal_address: config.dn_internal_address.clone(),
         internal_port: config.dn_internal_port,
@@ -134,6 +139,7 @@ pub fn data_node_spec(config: &ServerConfig, cores: usize) -> DataNodeSpec {
         shard_count: cores as u32,
         version: env!("CARGO_PKG_VERSION").to_string(),
         build_info: crate::server::BUILD_INFO.to_string(),
+        registration_token,
     }
 }
 
@@ -185,7 +191,7 @@ impl ControlPlane {
             .into_node_id()?;
         let data_node_id = config_node
             .handle(
-                ConfigRequest::RegisterDataNode(data_node_spec(config, cores)),
+                ConfigRequest::RegisterDataNode(data_node_spec(config, cores, 0)),
                 &mut no_effects,
             )?
             .into_node_id()?;
@@ -730,8 +736,14 @@ pub(crate) fn kill_point_from_env() -> anyhow::Result<Option<KillPoint>> {
         Ok(name) if name.is_empty() => Ok(None),
         Ok(name) => match KillPoint::from_name(&name) {
             Some(point) => Ok(Some(point)),
+            // A kill point of joining the cluster (`crate::cluster::kill_point`).
+            None if crate::cluster::KILL_POINTS.contains(&name.as_str()) => Ok(None),
             None => {
-                let known: Vec<&str> = KillPoint::ALL.iter().map(|p| p.name()).collect();
+                let known: Vec<&str> = KillPoint::ALL
+                    .iter()
+                    .map(|p| p.name())
+                    .chain(crate::cluster::KILL_POINTS)
+                    .collect();
                 anyhow::bail!(
                     "IOTDB_KILL_POINT={name} names no kill point; known: {}",
                     known.join(", ")
