@@ -39,6 +39,11 @@ use crate::internal::{EndpointConfig, InternalEndpoint, InternalHandler, Interna
 /// statement should fail with a clear error rather than hang.
 pub const CN_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// The largest answer a DataNode sends another in one internal frame (the transport's
+/// frame limit, less room for the frame itself).
+const REMOTE_ANSWER_BYTES_MAX: usize =
+    iotdb_consensus::limits::TRANSPORT_PAYLOAD_BYTES_MAX - 64 * 1024;
+
 /// Requests queued for shard 0 to send to the ConfigNode. Why 1024: the control thread
 /// sends one at a time; the bound only guards against a stalled shard 0.
 const LINK_QUEUE_MAX: usize = 1024;
@@ -275,9 +280,25 @@ impl InternalHandler for DataNodeHandler {
                     heartbeat(&shard, delta).await
                 }
                 Ok(ToNode::Schema(request)) => schema(&shard, request).await,
+                Ok(ToNode::Read { group, read: wire }) => read(&shard, group, wire).await,
                 Err(status) => FromNode::Refused(status.into()),
             };
-            protocol::encode(&answer)
+            let body = protocol::encode(&answer);
+            if body.len() > REMOTE_ANSWER_BYTES_MAX {
+                return protocol::encode(&FromNode::Refused(
+                    Status::new(
+                        StatusCode::EXECUTE_STATEMENT_ERROR,
+                        format!(
+                            "the answer of this DataNode is {} bytes, more than one internal \
+                             frame carries ({REMOTE_ANSWER_BYTES_MAX}): narrow the query (a \
+                             shorter time range, fewer series)",
+                            body.len()
+                        ),
+                    )
+                    .into(),
+                ));
+            }
+            body
         })
     }
 
@@ -317,33 +338,36 @@ async fn schema(shard: &Shard, request: protocol::SchemaRequest) -> FromNode {
     }
 }
 
-/// Sends a schema question to the DataNode holding the SchemaRegion (from shard 0, which
-/// owns the node's endpoint) and turns its answer back into a control answer.
-pub async fn ask_schema_holder(
+/// Sends `body` to DataNode `node` at `address` and waits for the answer (shard 0 only:
+/// it owns the endpoint).
+pub async fn ask_node(
     endpoint: &InternalEndpoint,
-    holder: NodeId,
+    node: NodeId,
     address: SocketAddr,
-    request: &protocol::SchemaRequest,
-) -> Result<ControlAnswer, Status> {
-    endpoint.add_peer(holder, address);
-    let body = protocol::encode(&ToNode::Schema(request.clone()));
-    let answer = endpoint
-        .request(holder, body, CN_REQUEST_TIMEOUT)
+    body: Bytes,
+) -> Result<Bytes, Status> {
+    endpoint.add_peer(node, address);
+    endpoint
+        .request(node, body, CN_REQUEST_TIMEOUT)
         .await
         .map_err(|e| {
             Status::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                format!("asking DataNode {holder} for schema: {e}"),
+                format!("asking DataNode {node}: {e}"),
             )
-        })?;
-    match protocol::decode::<FromNode>("schema answer", &answer)? {
-        FromNode::Types(types) => Ok(ControlAnswer::Types(types)),
-        FromNode::MaybeTypes(types) => Ok(ControlAnswer::MaybeTypes(types)),
-        FromNode::Series(series) => Ok(ControlAnswer::Series(series)),
-        FromNode::Refused(status) => Err(status.into()),
-        other => Err(Status::internal(format!(
-            "unexpected schema answer from DataNode {holder}: {other:?}"
-        ))),
+        })
+}
+
+/// Reads a region group held here for another DataNode: only from this node's own
+/// replicas (never forwarded again), and only an answer that fits one internal frame.
+async fn read(shard: &Rc<Shard>, group: u32, read: super::remote_read::WireRead) -> FromNode {
+    let read = match read.into_read() {
+        Ok(read) => read,
+        Err(status) => return FromNode::Refused(status.into()),
+    };
+    match shard.read_group_here(group, read).await {
+        Ok(answer) => FromNode::Region(super::remote_read::WireAnswer::of(&answer)),
+        Err(status) => FromNode::Refused(status.into()),
     }
 }
 

@@ -15,6 +15,7 @@ pub mod identity;
 pub mod link;
 pub mod protocol;
 pub mod registration;
+pub mod remote_read;
 pub mod replicated;
 
 /// The kill points of joining a cluster: between the steps of a registration that a crash

@@ -95,6 +95,11 @@ pub enum ToNode {
     /// A schema question for a SchemaRegion this node holds (asked by a DataNode that
     /// received a write or query for a device whose schema lives here).
     Schema(SchemaRequest),
+    /// A read of a region group this node holds (asked by a DataNode serving a query).
+    Read {
+        group: u32,
+        read: super::remote_read::WireRead,
+    },
 }
 
 /// Schema questions a DataNode forwards to the holder of the device's SchemaRegion.
@@ -143,6 +148,8 @@ pub enum FromNode {
     /// The answer to [`SchemaRequest::MatchSeries`]: per pattern, (device, measurement,
     /// type).
     Series(Vec<Vec<(String, String, DataType)>>),
+    /// The answer to [`ToNode::Read`].
+    Region(super::remote_read::WireAnswer),
 }
 
 /// How a node's mirror of the ConfigNode state catches up.

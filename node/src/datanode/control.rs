@@ -871,5 +871,17 @@ pub fn route_view_of(
             )
         })
         .collect();
-    RouteView::new(table, data_node_id.0, shard_count, ttls)
+    let mut view = RouteView::new(table, data_node_id.0, shard_count, ttls);
+    view.internal_endpoints = snapshot
+        .data_nodes
+        .iter()
+        .filter_map(|(id, node)| {
+            let address = crate::config::parse_endpoint(&format!(
+                "{}:{}",
+                node.internal_address, node.internal_port
+            ))?;
+            Some((id.0, address))
+        })
+        .collect();
+    view
 }

@@ -116,13 +116,13 @@ pub enum Message {
     },
     /// A connection whose handshake named this shard.
     Adopt(Box<handler::AdoptedConnection>),
-    /// To shard 0, which holds the node's internal endpoint: ask the DataNode holding a
-    /// device's SchemaRegion.
-    AskSchemaHolder {
-        holder: iotdb_model::NodeId,
+    /// To shard 0, which holds the node's internal endpoint: send a request to another
+    /// DataNode (a schema question, a region read) and answer with its response.
+    AskNode {
+        node: iotdb_model::NodeId,
         address: std::net::SocketAddr,
-        request: crate::cluster::protocol::SchemaRequest,
-        reply: Reply<Result<ControlAnswer, Status>>,
+        body: bytes::Bytes,
+        reply: Reply<Result<bytes::Bytes, Status>>,
     },
 }
 
@@ -243,24 +243,45 @@ impl Shard {
         endpoint: &str,
         request: crate::cluster::protocol::SchemaRequest,
     ) -> Result<ControlAnswer, Status> {
+        use crate::cluster::protocol::{FromNode, ToNode};
         let address = crate::config::parse_endpoint(endpoint).ok_or_else(|| {
             Status::internal(format!(
                 "DataNode {holder} has no usable internal address {endpoint:?}"
             ))
         })?;
+        let body = crate::cluster::protocol::encode(&ToNode::Schema(request));
+        let answer = self.ask_node(holder, address, body).await?;
+        match crate::cluster::protocol::decode::<FromNode>("schema answer", &answer)? {
+            FromNode::Types(types) => Ok(ControlAnswer::Types(types)),
+            FromNode::MaybeTypes(types) => Ok(ControlAnswer::MaybeTypes(types)),
+            FromNode::Series(series) => Ok(ControlAnswer::Series(series)),
+            FromNode::Refused(status) => Err(status.into()),
+            other => Err(Status::internal(format!(
+                "unexpected schema answer from DataNode {holder}: {other:?}"
+            ))),
+        }
+    }
+
+    /// Sends a request to another DataNode's internal port and waits for its answer: from
+    /// shard 0, which holds the node's internal endpoint (one mesh hop from any other).
+    pub(crate) async fn ask_node(
+        &self,
+        node: iotdb_model::NodeId,
+        address: std::net::SocketAddr,
+        body: bytes::Bytes,
+    ) -> Result<bytes::Bytes, Status> {
         if self.id.0 == 0 {
             let internal = self.internal.borrow().clone();
             let internal = internal.ok_or_else(|| {
                 Status::internal("this DataNode has no internal endpoint (not a cluster member)")
             })?;
-            return crate::cluster::link::ask_schema_holder(&internal, holder, address, &request)
-                .await;
+            return crate::cluster::link::ask_node(&internal, node, address, body).await;
         }
         self.mesh
-            .request(ShardId(0), |reply| Message::AskSchemaHolder {
-                holder,
+            .request(ShardId(0), |reply| Message::AskNode {
+                node,
                 address,
-                request,
+                body,
                 reply,
             })
             .await
@@ -537,23 +558,13 @@ impl Shard {
                 let shard = self.clone();
                 monoio::spawn(async move { handler::serve_adopted(shard, *connection).await });
             }
-            Message::AskSchemaHolder {
-                holder,
+            Message::AskNode {
+                node,
                 address,
-                request,
+                body,
                 reply,
             } => {
-                let internal = self.internal.borrow().clone();
-                let answer = match internal {
-                    Some(internal) => {
-                        crate::cluster::link::ask_schema_holder(
-                            &internal, holder, address, &request,
-                        )
-                        .await
-                    }
-                    None => Err(Status::internal("shard 0 has no internal endpoint")),
-                };
-                let _ = reply.send(answer);
+                let _ = reply.send(self.ask_node(node, address, body).await);
             }
         }
     }

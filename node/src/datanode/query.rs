@@ -116,8 +116,49 @@ impl Shard {
         })
     }
 
-    /// Reads `read` from region group `group`, wherever it lives on this node.
+    /// Reads `read` from region group `group`, wherever it lives: on this node (this shard
+    /// or another through the mesh), or — a cluster member — on the DataNode holding it.
     pub(super) async fn read_group(
+        self: &Rc<Self>,
+        group: u32,
+        read: RegionRead,
+    ) -> Result<RegionAnswer, Status> {
+        let route = self.route();
+        if route.local_shard(group).is_none()
+            && self.shared.cluster.is_some()
+            && let Some((node, address)) = route.remote_holder(group)
+        {
+            return self
+                .read_remote(iotdb_model::NodeId(node), address, group, &read)
+                .await;
+        }
+        self.read_group_here(group, read).await
+    }
+
+    async fn read_remote(
+        &self,
+        node: iotdb_model::NodeId,
+        address: std::net::SocketAddr,
+        group: u32,
+        read: &RegionRead,
+    ) -> Result<RegionAnswer, Status> {
+        use crate::cluster::protocol::{FromNode, ToNode, decode, encode};
+        let body = encode(&ToNode::Read {
+            group,
+            read: crate::cluster::remote_read::WireRead::of(read),
+        });
+        let answer = self.ask_node(node, address, body).await?;
+        match decode::<FromNode>("region answer", &answer)? {
+            FromNode::Region(answer) => answer.into_answer(),
+            FromNode::Refused(status) => Err(status.into()),
+            other => Err(Status::internal(format!(
+                "unexpected answer to a region read from DataNode {node}: {other:?}"
+            ))),
+        }
+    }
+
+    /// Reads `read` from region group `group` on this node only.
+    pub(crate) async fn read_group_here(
         self: &Rc<Self>,
         group: u32,
         read: RegionRead,

@@ -59,6 +59,9 @@ pub struct RouteView {
     local: HashMap<u32, u16>,
     /// database → TTL in ms (`None`: forever); not part of the wire table.
     pub ttls: HashMap<String, Option<i64>>,
+    /// DataNode id → its internal endpoint (a cluster member reads other DataNodes'
+    /// regions there); not part of the wire table.
+    pub internal_endpoints: HashMap<u32, std::net::SocketAddr>,
 }
 
 /// The partition of one device: its database and where its data lives.
@@ -112,7 +115,28 @@ impl RouteView {
             partitions,
             local,
             ttls,
+            internal_endpoints: HashMap::new(),
         }
+    }
+
+    /// Where another DataNode holds region group `group`: its id and internal endpoint
+    /// (the leader replica's; `None` when unknown or when this node holds it).
+    pub fn remote_holder(&self, group: u32) -> Option<(u32, std::net::SocketAddr)> {
+        if self.local.contains_key(&group) {
+            return None;
+        }
+        let route = self
+            .table
+            .region_groups()
+            .iter()
+            .find(|g| g.region_group_id == group)?;
+        let replica = route
+            .replicas
+            .iter()
+            .find(|r| r.is_leader)
+            .or_else(|| route.replicas.first())?;
+        let address = self.internal_endpoints.get(&replica.data_node_id)?;
+        Some((replica.data_node_id, *address))
     }
 
     pub fn version(&self) -> u64 {
