@@ -93,11 +93,14 @@ enum WireValues {
     Text(Vec<Vec<u8>>),
 }
 
+/// An aggregate row on the wire: (window start, one value per aggregation).
+pub type WireAggregateRow = (i64, Vec<Option<WireValue>>);
+
 /// A `RegionAnswer` on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum WireAnswer {
     Points(Vec<Option<WireColumn>>),
-    Aggregates(Vec<Option<(DataType, Vec<(i64, Vec<Option<WireValue>>)>)>>),
+    Aggregates(Vec<Option<(DataType, Vec<WireAggregateRow>)>>),
     Last(Vec<Option<(i64, WireValue)>>),
     /// Points, and the filter counters (skipped, all in, pieces checked, points checked).
     Filtered(Vec<Option<WireColumn>>, [u64; 4]),
