@@ -371,7 +371,9 @@ impl Model {
                 ));
             }
         }
-        if state.next_node_id().0 <= self.node_ids.keys().next_back().map_or(0, |id| id.0) {
+        if let Some(last) = self.node_ids.keys().next_back()
+            && state.next_node_id().0 <= last.0
+        {
             violations.push(format!(
                 "after {index}: next node id {} is not past every id handed out",
                 state.next_node_id()
