@@ -8,7 +8,8 @@
 //! longer applies (planned against an older state) is skipped, identically on every node.
 //! A snapshot is the JSON of the state (empty bytes: the initial state); nodes compact
 //! after a few entries, so snapshots are installed often. Node 0 founds the group alone
-//! and the leader adds the two others as voters.
+//! and the leader adds the two others as voters; in a third of the runs a voter is
+//! removed and added back.
 //!
 //! Only the leader plans, with the real planner: a scratch [`ConfigNode`] over a clone of
 //! its applied state and a store that records the commands `handle` appends; one
@@ -57,11 +58,14 @@ const CLIENT: TimerId = TimerId(2);
 const NODES: usize = 3;
 const TICK_MS: u64 = 10;
 /// Virtual time with chaos on.
-const CHAOS_MS: u64 = 4_000;
+const CHAOS_MS: u64 = 8_000;
 /// Virtual time the group gets to converge once chaos stopped.
 const CONVERGE_MS: u64 = 20_000;
 /// Compact once this many entries follow the snapshot: small, so snapshots move often.
 const COMPACT_AFTER_ENTRIES: u64 = 12;
+/// In runs that change membership: a voter is removed here and added back later.
+const REMOVE_AT_MS: u64 = 3_000;
+const READD_AT_MS: u64 = 6_000;
 /// A leader gives up waiting for its operation after this long (the server's propose
 /// timeout, scaled to the simulation) and plans the next.
 const IN_FLIGHT_MS: u64 = 400;
@@ -985,6 +989,7 @@ fn check_acknowledged(
 struct Totals {
     stats: Stats,
     acknowledged_checked: u64,
+    removal_runs: u64,
     crashes: u64,
     torn_writes: u64,
     lost_on_sync_failure: u64,
@@ -1015,6 +1020,8 @@ fn run(seed: u64, totals: &mut Totals) -> std::result::Result<u64, String> {
         Some(reason) => Err(reason),
         None => Ok(()),
     };
+    let changes_membership = seed % 3 == 1;
+    let victim = 1 + (seed / 3) % NODES as u64;
     // Chaos, in slices: a node whose group stopped on a disk error is restarted.
     let mut bounded = 0;
     while sim.now_ms() < CHAOS_MS {
@@ -1022,6 +1029,14 @@ fn run(seed: u64, totals: &mut Totals) -> std::result::Result<u64, String> {
         assert!(bounded <= CHAOS_MS, "slices are bounded");
         sim.run_for(TICK_MS).map_err(|error| error.to_string())?;
         check(&model)?;
+        if changes_membership {
+            let mut model = model.borrow_mut();
+            if sim.now_ms() == REMOVE_AT_MS {
+                model.target_voters.remove(&victim);
+            } else if sim.now_ms() == READD_AT_MS {
+                model.target_voters.insert(victim);
+            }
+        }
         let failed = std::mem::take(&mut model.borrow_mut().needs_restart);
         for id in failed {
             sim.crash(id);
@@ -1031,7 +1046,11 @@ fn run(seed: u64, totals: &mut Totals) -> std::result::Result<u64, String> {
 
     // Healing: chaos stops, every node crashes (tearing what it had not synced) and
     // restarts on a disk that no longer fails, over a reliable network; clients stop.
-    model.borrow_mut().quiet = true;
+    {
+        let mut model = model.borrow_mut();
+        model.quiet = true;
+        model.target_voters = (1..=NODES as u64).collect();
+    }
     sim.crash_all_onto_reliable_disks();
     sim.network_mut().set_config(NetworkConfig::reliable());
     let started = sim.now_ms();
@@ -1129,6 +1148,7 @@ fn run(seed: u64, totals: &mut Totals) -> std::result::Result<u64, String> {
         .values()
         .map(|db| db.data_partition_count() as u64)
         .sum::<u64>();
+    totals.removal_runs += u64::from(changes_membership);
     totals.converge_ms_max = totals.converge_ms_max.max(sim.now_ms() - started);
     totals.partitioned += sim.network_stats().partitioned;
     totals.dropped += sim.network_stats().dropped;
@@ -1170,6 +1190,7 @@ fn replicated_config_state_is_safe_and_live_under_faults() {
         assert!(stats.databases_deleted > 0, "{totals:?}");
         assert!(stats.data_partitions > 0, "{totals:?}");
         assert!(totals.torn_writes > 0, "{totals:?}");
+        assert!(totals.removal_runs > 0, "{totals:?}");
         assert!(totals.partitioned > 0 && totals.dropped > 0, "{totals:?}");
     }
 }
