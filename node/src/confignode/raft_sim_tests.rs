@@ -33,8 +33,12 @@
 //! - (5) every operation a client saw acknowledged is reflected in the final state unless
 //!   a later applied command undid it.
 //!
-//! Mutants (a replica that skips entries; a leader that plans while its previous
-//! operation is still in flight) must be caught by some seed.
+//! Mutants (a replica that skips entries; a leader that acknowledges an operation before
+//! it commits) must be caught by some seed. A leader that plans while its previous
+//! operation is still in flight must break nothing: the commands that conflict are
+//! skipped alike on every node. (Before a known node id could only re-register its own
+//! node, that, and a new leader planning while its predecessor's registration was still
+//! uncommitted, handed one node id to two DataNodes.)
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
