@@ -4,8 +4,10 @@
 //!
 //! Each simulated ConfigNode hosts a `RaftGroup<SimDisk>` and the `ConfigState` it
 //! applied. Committed `Normal` entries carry the JSON of one client operation's
-//! `Vec<ConfigCommand>`, applied in order with [`ConfigState::apply`]; a command that no
-//! longer applies (planned against an older state) is skipped, identically on every node.
+//! `Vec<ConfigCommand>` or, in half of the runs, of one `ConfigCommand` (the server's
+//! encoding: an operation's next command is proposed once the previous one committed),
+//! applied in order with [`ConfigState::apply`]; a command that no longer applies
+//! (planned against an older state) is skipped, identically on every node.
 //! A snapshot is the JSON of the state (empty bytes: the initial state); nodes compact
 //! after a few entries, so snapshots are installed often. Node 0 founds the group alone
 //! and the leader adds the two others as voters; in a third of the runs a voter is
@@ -41,7 +43,7 @@
 //! uncommitted, handed one node id to two DataNodes.)
 
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::rc::Rc;
 
 use bytes::Bytes;
@@ -461,7 +463,12 @@ impl Model {
 /// The operation the leader waits for.
 #[derive(Debug)]
 struct InFlight {
-    proposed: Proposed,
+    /// The entry awaited; `None` between two commands of a per-command operation.
+    proposed: Option<Proposed>,
+    /// Commands still to propose, one entry each (per-command runs).
+    remaining: VecDeque<ConfigCommand>,
+    /// The leader's term when the operation started: it ends with the term.
+    term: u64,
     request: ConfigRequest,
     /// What the client is answered once it commits; `None`: nobody waits for it.
     response: Option<ConfigResponse>,
@@ -478,6 +485,9 @@ struct CnSim {
     /// group's applied index).
     applied: u64,
     in_flight: Option<InFlight>,
+    /// Each command its own entry, the next proposed once the previous committed (as the
+    /// server's `RaftStore` does); else one entry per operation.
+    per_command: bool,
     model: Rc<RefCell<Model>>,
 }
 
@@ -547,7 +557,7 @@ impl CnSim {
         if self
             .in_flight
             .as_ref()
-            .is_some_and(|op| op.proposed.index <= index)
+            .is_some_and(|op| op.proposed.is_none_or(|proposed| proposed.index <= index))
         {
             // Covered by the snapshot: its fate is unknown here; the client retries.
             self.in_flight = None;
@@ -566,7 +576,11 @@ impl CnSim {
                 let mut model = self.model.borrow_mut();
                 model.check_entry(self.id, index, term, &data);
                 model.stats.applied_entries += 1;
-                let commands: Vec<ConfigCommand> = match serde_json::from_slice(&data) {
+                // An operation's commands, or one command (the server's encoding).
+                let decoded = serde_json::from_slice::<Vec<ConfigCommand>>(&data).or_else(|_| {
+                    serde_json::from_slice::<ConfigCommand>(&data).map(|command| vec![command])
+                });
+                let commands = match decoded {
                     Ok(commands) => commands,
                     Err(error) => {
                         model.violate(format!(
@@ -596,8 +610,15 @@ impl CnSim {
                     }
                 }
                 model.check_state(self.id, index, &self.state);
-                if let Some(op) = self.in_flight.take_if(|op| op.proposed.index == index) {
-                    if op.proposed.term == term && all_applied {
+                let awaited = |op: &mut InFlight| op.proposed.is_some_and(|p| p.index == index);
+                if let Some(op) = self.in_flight.take_if(awaited) {
+                    let proposed_term = op.proposed.map_or(0, |proposed| proposed.term);
+                    if proposed_term == term && all_applied && !op.remaining.is_empty() {
+                        self.in_flight = Some(InFlight {
+                            proposed: None,
+                            ..op
+                        });
+                    } else if proposed_term == term && all_applied {
                         if let Some(response) = op.response {
                             model.stats.acknowledged += 1;
                             model.acknowledged.push(Ack {
@@ -700,9 +721,35 @@ impl CnSim {
             return;
         }
         let now = env.now_ms();
-        if let Some(op) = &self.in_flight {
+        let term = group.term();
+        if let Some(mut op) = self.in_flight.take() {
+            if op.term == term && op.proposed.is_none() {
+                // Per-command: the previous command committed; propose the next.
+                let Some(command) = op.remaining.pop_front() else {
+                    return;
+                };
+                let data = match serde_json::to_vec(&command) {
+                    Ok(data) => data,
+                    Err(error) => {
+                        let reason = format!("{}: encoding: {error}", self.id);
+                        return self.model.borrow_mut().violate(reason);
+                    }
+                };
+                match group.propose(data) {
+                    Ok(proposed) => {
+                        self.model.borrow_mut().stats.proposals += 1;
+                        op.proposed = Some(proposed);
+                        op.since_ms = now;
+                        self.in_flight = Some(op);
+                    }
+                    Err(error) if error.is_fatal() => self.fail(&error),
+                    Err(_) => {} // The operation fails; its client retries.
+                }
+                return;
+            }
             let waited = now.saturating_sub(op.since_ms);
-            if waited < IN_FLIGHT_MS && !mutant(Mutant::Pipeline) {
+            if op.term == term && waited < IN_FLIGHT_MS && !mutant(Mutant::Pipeline) {
+                self.in_flight = Some(op);
                 return;
             }
         }
@@ -736,7 +783,14 @@ impl CnSim {
             }
             return;
         }
-        let data = match serde_json::to_vec(&commands) {
+        let mut remaining: VecDeque<ConfigCommand> = commands.into();
+        let encoded = if self.per_command {
+            let first = remaining.pop_front();
+            serde_json::to_vec(&first)
+        } else {
+            serde_json::to_vec(&std::mem::take(&mut remaining))
+        };
+        let data = match encoded {
             Ok(data) => data,
             Err(error) => return model.violate(format!("{}: encoding: {error}", self.id)),
         };
@@ -758,7 +812,9 @@ impl CnSim {
                     });
                 }
                 self.in_flight = Some(InFlight {
-                    proposed,
+                    proposed: Some(proposed),
+                    remaining,
+                    term,
                     request,
                     response,
                     since_ms: now,
@@ -1011,6 +1067,7 @@ fn run(seed: u64, totals: &mut Totals) -> std::result::Result<u64, String> {
         model.state_at.insert(1, ConfigState::new(settings()));
     }
     let shared = Rc::clone(&model);
+    let per_command = seed % 2 == 0;
     let mut sim = Simulation::new(seed, config(), move |id, disk| CnSim {
         id,
         disk: Some(disk),
@@ -1018,6 +1075,7 @@ fn run(seed: u64, totals: &mut Totals) -> std::result::Result<u64, String> {
         state: ConfigState::new(settings()),
         applied: 0,
         in_flight: None,
+        per_command,
         model: Rc::clone(&shared),
     });
     let check = |model: &Rc<RefCell<Model>>| match model.borrow().violation.clone() {
