@@ -1067,7 +1067,7 @@ fn run(seed: u64, totals: &mut Totals) -> std::result::Result<u64, String> {
         model.state_at.insert(1, ConfigState::new(settings()));
     }
     let shared = Rc::clone(&model);
-    let per_command = seed % 2 == 0;
+    let per_command = seed.is_multiple_of(2);
     let mut sim = Simulation::new(seed, config(), move |id, disk| CnSim {
         id,
         disk: Some(disk),
