@@ -420,9 +420,22 @@ impl ConfigState {
     /// Whether `command` may be applied to the current state.
     pub fn check(&self, command: &ConfigCommand) -> Result<()> {
         match command {
-            ConfigCommand::RegisterConfigNode { node_id, .. } => {
-                if *node_id != self.next_node_id && !self.config_nodes.contains_key(node_id) {
-                    return Err(invalid(format!("config node id {node_id} out of sequence")));
+            ConfigCommand::RegisterConfigNode { node_id, spec } => {
+                if *node_id != self.next_node_id {
+                    // A known id re-registers its own node only (same internal address
+                    // and port): a registration planned from a state that lacked another
+                    // one with this id must not take that node's id over.
+                    let known = self.config_nodes.get(node_id).ok_or_else(|| {
+                        invalid(format!("config node id {node_id} out of sequence"))
+                    })?;
+                    if (&known.spec.internal_address, known.spec.internal_port)
+                        != (&spec.internal_address, spec.internal_port)
+                    {
+                        return Err(invalid(format!(
+                            "config node id {node_id} belongs to {}:{}",
+                            known.spec.internal_address, known.spec.internal_port
+                        )));
+                    }
                 }
             }
             ConfigCommand::RegisterDataNode { node_id, spec } => {
@@ -438,8 +451,18 @@ impl ConfigState {
                 if *node_id == self.next_node_id {
                     return Ok(());
                 }
-                if !self.data_nodes.contains_key(node_id) {
-                    return Err(invalid(format!("data node id {node_id} out of sequence")));
+                let known = self
+                    .data_nodes
+                    .get(node_id)
+                    .ok_or_else(|| invalid(format!("data node id {node_id} out of sequence")))?;
+                if (&known.spec.internal_address, known.spec.internal_port)
+                    != (&spec.internal_address, spec.internal_port)
+                {
+                    // See RegisterConfigNode: an id never moves to another node.
+                    return Err(invalid(format!(
+                        "data node id {node_id} belongs to {}:{}",
+                        known.spec.internal_address, known.spec.internal_port
+                    )));
                 }
                 let shard_used = self
                     .region_groups

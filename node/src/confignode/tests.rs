@@ -35,7 +35,7 @@ pub(super) fn data_node(host: u32, shards: u32) -> DataNodeSpec {
     }
 }
 
-fn config_node(host: u32) -> ConfigNodeSpec {
+pub(super) fn config_node(host: u32) -> ConfigNodeSpec {
     ConfigNodeSpec {
         internal_address: format!("127.0.0.{host}"),
         internal_port: 10710,
