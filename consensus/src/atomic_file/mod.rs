@@ -43,8 +43,8 @@ pub enum AtomicFileError {
     },
     #[error("{name} is corrupt: {reason}")]
     Corrupt { name: String, reason: String },
-    #[error("{bytes} bytes exceed the {ATOMIC_FILE_BYTES_MAX}-byte limit of an atomic file")]
-    TooLarge { bytes: usize },
+    #[error("{bytes} bytes exceed the {max}-byte limit of this atomic file")]
+    TooLarge { bytes: usize, max: usize },
 }
 
 fn disk_error(name: &str) -> impl Fn(DiskError) -> AtomicFileError + '_ {
@@ -54,10 +54,25 @@ fn disk_error(name: &str) -> impl Fn(DiskError) -> AtomicFileError + '_ {
     }
 }
 
-/// Replaces the contents of `name` with `data`, durably and atomically.
+/// Replaces the contents of `name` with `data`, durably and atomically (at most
+/// [`ATOMIC_FILE_BYTES_MAX`] bytes).
 pub fn write(disk: &mut impl Disk, name: &str, data: &[u8]) -> Result<(), AtomicFileError> {
-    if data.len() > ATOMIC_FILE_BYTES_MAX {
-        return Err(AtomicFileError::TooLarge { bytes: data.len() });
+    write_bounded(disk, name, data, ATOMIC_FILE_BYTES_MAX)
+}
+
+/// [`write`] with another bound on the contents, for a file whose owner has a reason to
+/// hold more than metadata (a Raft snapshot, bounded by what one message carries).
+pub fn write_bounded(
+    disk: &mut impl Disk,
+    name: &str,
+    data: &[u8],
+    max: usize,
+) -> Result<(), AtomicFileError> {
+    if data.len() > max {
+        return Err(AtomicFileError::TooLarge {
+            bytes: data.len(),
+            max,
+        });
     }
     let temp = format!("{name}{TEMP_SUFFIX}");
     let io = disk_error(name);

@@ -804,4 +804,31 @@ mod tests {
             .count();
         assert_eq!(logs, 1);
     }
+
+    /// A snapshot far beyond an ordinary atomic file (a ConfigNode state with years of
+    /// partitions) is kept and survives a restart; one beyond what a message carries is
+    /// refused with a typed error and changes nothing.
+    #[test]
+    fn large_snapshots_up_to_a_message_are_kept() {
+        let disk = SimDisk::new(DiskConfig::reliable(), SimRng::new(6));
+        let mut group = open(&disk, 1, vec![1]);
+        elect(&mut group);
+        group.propose(b"x".to_vec()).unwrap();
+        group.advance().unwrap();
+        let index = group.applied_index();
+        let large = vec![7u8; 4 * 1024 * 1024];
+        group.compact(index, large.clone()).unwrap();
+        group.propose(b"y".to_vec()).unwrap();
+        group.advance().unwrap();
+        let too_large = vec![7u8; crate::limits::RAFT_SNAPSHOT_FILE_BYTES_MAX + 1];
+        assert!(matches!(
+            group.compact(group.applied_index(), too_large),
+            Err(RaftGroupError::SnapshotTooLarge { .. })
+        ));
+        drop(group);
+        let (_, restored) =
+            RaftGroup::open(disk.handle(), RaftGroupConfig::new(1, vec![1], 6)).expect("reopen");
+        let restored = restored.expect("a snapshot");
+        assert_eq!((restored.index, restored.data.len()), (index, large.len()));
+    }
 }

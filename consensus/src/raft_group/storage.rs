@@ -29,8 +29,9 @@ use super::codec::{
     encode_hard_state_record, encode_snapshot_file, snapshot_file_overhead,
 };
 use super::mutant::{self, Mutant};
-use crate::atomic_file::{self, ATOMIC_FILE_BYTES_MAX};
+use crate::atomic_file;
 use crate::io::Disk;
+use crate::limits::RAFT_SNAPSHOT_FILE_BYTES_MAX;
 use crate::record_log::{LogError, RecordLog};
 
 /// The snapshot file's name.
@@ -42,9 +43,10 @@ fn log_file(generation: u64) -> String {
     format!("{LOG_FILE_PREFIX}{generation:020}")
 }
 
-/// Largest state-machine snapshot the storage holds (the snapshot file is an atomic file).
+/// Largest state-machine snapshot the storage holds (the snapshot file is an atomic file
+/// of at most [`RAFT_SNAPSHOT_FILE_BYTES_MAX`] bytes).
 pub fn snapshot_bytes_max(metadata: &SnapshotMetadata) -> usize {
-    ATOMIC_FILE_BYTES_MAX.saturating_sub(snapshot_file_overhead(metadata))
+    RAFT_SNAPSHOT_FILE_BYTES_MAX.saturating_sub(snapshot_file_overhead(metadata))
 }
 
 /// The Raft log, hard state and latest snapshot of one node, durable through a `Disk`.
@@ -415,7 +417,12 @@ impl<D: Disk> RaftStorage<D> {
             metadata: self.snapshot.get_metadata().clone(),
             data: self.snapshot.data.clone(),
         };
-        atomic_file::write(log.disk_mut(), SNAPSHOT_FILE, &encode_snapshot_file(&file))?;
+        atomic_file::write_bounded(
+            log.disk_mut(),
+            SNAPSHOT_FILE,
+            &encode_snapshot_file(&file),
+            RAFT_SNAPSHOT_FILE_BYTES_MAX,
+        )?;
         let disk = log.disk_mut();
         if disk.list()?.contains(&old_name) {
             disk.remove(&old_name)?;
