@@ -93,10 +93,10 @@ pub const RAFT_UNCOMMITTED_BYTES_MAX: u64 = 16 * 1024 * 1024;
 /// Largest Raft snapshot file (the state machine's snapshot with its metadata).
 ///
 /// Why 15 MiB: a snapshot travels to a lagging follower in one message, which must fit
-/// `TRANSPORT_PAYLOAD_BYTES_MAX` (16 MiB) with its framing; the ConfigNode's state is
-/// about 22 bytes per data partition, so this holds ~700 000 partitions (a thousand series
-/// slots for thirteen years of weekly time partitions). Beyond it a snapshot must be sent
-/// in chunks.
+/// `TRANSPORT_PAYLOAD_BYTES_MAX` (16 MiB) with its framing; the ConfigNode's state takes
+/// about 14 bytes per data partition (measured: 150 KB for 10 000), so this holds about a
+/// million partitions (a thousand series slots for twenty years of weekly time
+/// partitions). Beyond it a snapshot must be sent in chunks.
 pub const RAFT_SNAPSHOT_FILE_BYTES_MAX: usize = TRANSPORT_PAYLOAD_BYTES_MAX - 1024 * 1024;
 
 /// Rounds of `Ready` one `RaftGroup::advance` handles before returning.
