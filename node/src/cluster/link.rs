@@ -196,12 +196,15 @@ impl ConfigNodes {
     /// Asks the leader; follows a redirect, and on a failure tries the next ConfigNode.
     async fn ask(&self, endpoint: &InternalEndpoint, body: Bytes) -> Result<Bytes, String> {
         let mut last_error = String::from("no ConfigNode is known");
+        // Every attempt together within one request timeout: the control thread waits
+        // that long (and a second) for the answer.
+        let deadline = std::time::Instant::now() + CN_REQUEST_TIMEOUT;
         for attempt in 0..ATTEMPTS_MAX {
+            let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) else {
+                break;
+            };
             let target = *self.leader.borrow();
-            match endpoint
-                .request(target, body.clone(), CN_REQUEST_TIMEOUT)
-                .await
-            {
+            match endpoint.request(target, body.clone(), left).await {
                 Ok(answer) => {
                     match protocol::decode::<FromConfigNode>("ConfigNode answer", &answer) {
                         Ok(FromConfigNode::NotLeader {
@@ -371,13 +374,21 @@ async fn read(shard: &Rc<Shard>, group: u32, read: super::remote_read::WireRead)
     }
 }
 
-async fn heartbeat(shard: &Shard, delta: protocol::Delta) -> FromNode {
+async fn heartbeat(shard: &Rc<Shard>, delta: protocol::Delta) -> FromNode {
     if !matches!(delta, protocol::Delta::None) {
-        match shard.control(ControlRequest::ApplyDelta(delta)).await {
-            Ok(ControlAnswer::Done | ControlAnswer::RegionsDropped { .. }) => {}
-            Ok(other) => tracing::warn!(?other, "unexpected answer to a heartbeat's changes"),
-            Err(status) => return FromNode::Refused(status.into()),
-        }
+        // Applied behind the answer: a control thread busy with a slow ConfigNode request
+        // must not make this DataNode miss heartbeats. The answer names the version before
+        // the changes, so an unapplied delta is simply sent again (applying is idempotent).
+        let shard = shard.clone();
+        monoio::spawn(async move {
+            match shard.control(ControlRequest::ApplyDelta(delta)).await {
+                Ok(ControlAnswer::Done | ControlAnswer::RegionsDropped { .. }) => {}
+                Ok(other) => tracing::warn!(?other, "unexpected answer to a heartbeat's changes"),
+                Err(status) => {
+                    tracing::warn!(status = %status.message, "applying a heartbeat's changes failed")
+                }
+            }
+        });
     }
     let shared = &shard.shared;
     let route = shared.route.load();
