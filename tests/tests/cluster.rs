@@ -24,6 +24,13 @@ fn data_node_ids(rows: &[ClusterRow]) -> BTreeSet<u32> {
         .collect()
 }
 
+fn config_node_ids(rows: &[ClusterRow]) -> BTreeSet<u32> {
+    rows.iter()
+        .filter(|row| row.node_type == "ConfigNode")
+        .map(|row| row.node_id)
+        .collect()
+}
+
 fn status_of(rows: &[ClusterRow], node_id: u32) -> Option<&str> {
     rows.iter()
         .find(|row| row.node_id == node_id)
@@ -519,14 +526,9 @@ fn a_3c3d_cluster_replaces_its_config_node_leader() {
             rows.len() == 6 && rows.iter().all(|row| row.status == "Running")
         })
         .unwrap();
-    let config_ids: Vec<u32> = rows
-        .iter()
-        .filter(|row| row.node_type == "ConfigNode")
-        .map(|row| row.node_id)
-        .collect();
     assert_eq!(
-        config_ids,
-        [0, 1, 2],
+        config_node_ids(&rows),
+        BTreeSet::from([0, 1, 2]),
         "ConfigNodes first in the one sequence: {rows:?}"
     );
     assert_eq!(data_node_ids(&rows), BTreeSet::from([3, 4, 5]));
@@ -688,13 +690,8 @@ fn joining_survives_a_crash_at_each_kill_point() {
                 == 2
         })
         .unwrap();
-    let config_ids: BTreeSet<u32> = rows
-        .iter()
-        .filter(|row| row.node_type == "ConfigNode")
-        .map(|row| row.node_id)
-        .collect();
     assert_eq!(
-        config_ids,
+        config_node_ids(&rows),
         BTreeSet::from([0, 2]),
         "the joiner kept the id it was given: {rows:?}"
     );

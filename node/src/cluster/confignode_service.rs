@@ -193,6 +193,14 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A registration refused, with the reason.
+fn refused(message: String) -> FromConfigNode {
+    FromConfigNode::Refused(protocol::WireStatus {
+        code: iotdb_net::StatusCode::EXECUTE_STATEMENT_ERROR.code(),
+        message,
+    })
+}
+
 /// What the ConfigNode knows of a node's heartbeats (runtime only).
 #[derive(Debug, Default)]
 struct Liveness {
@@ -310,6 +318,7 @@ impl Service {
         self.leading.set(leading);
         Ok(())
     }
+
     /// The commands a mirror at `known_version` lacks.
     fn delta_since(&self, known_version: Option<u64>) -> Delta {
         let node = self.node.borrow();
@@ -418,12 +427,6 @@ impl Service {
         settings: &crate::confignode::ClusterSettings,
         claimed_id: Option<NodeId>,
     ) -> FromConfigNode {
-        let refused = |message: String| {
-            FromConfigNode::Refused(protocol::WireStatus {
-                code: iotdb_net::StatusCode::EXECUTE_STATEMENT_ERROR.code(),
-                message,
-            })
-        };
         let result = {
             let mut node = self.node.borrow_mut();
             if let Err(e) = check_settings_unchanged(node.state().settings(), settings) {
@@ -509,12 +512,6 @@ impl Service {
         spec: ConfigNodeSpec,
         claimed_id: Option<NodeId>,
     ) -> FromConfigNode {
-        let refused = |message: String| {
-            FromConfigNode::Refused(protocol::WireStatus {
-                code: iotdb_net::StatusCode::EXECUTE_STATEMENT_ERROR.code(),
-                message,
-            })
-        };
         let holder = self
             .node
             .borrow()
