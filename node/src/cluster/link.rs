@@ -265,6 +265,9 @@ impl InternalHandler for DataNodeHandler {
         let config_nodes = self.config_nodes.borrow().clone();
         let endpoint = self.endpoint.borrow().clone();
         Box::pin(async move {
+            if body.first() == Some(&super::forward::WRITE_TAG) {
+                return protocol::encode(&super::forward::serve(&shard, body).await);
+            }
             let answer = match protocol::decode::<ToNode>("DataNode request", &body) {
                 Ok(ToNode::Heartbeat {
                     leader,

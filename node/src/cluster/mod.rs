@@ -11,6 +11,7 @@
 //! current by the deltas every answer and heartbeat carry, so routing needs no round trip.
 
 pub mod confignode_service;
+pub mod forward;
 pub mod identity;
 pub mod link;
 pub mod protocol;

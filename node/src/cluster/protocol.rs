@@ -150,6 +150,8 @@ pub enum FromNode {
     Series(Vec<Vec<(String, String, DataType)>>),
     /// The answer to [`ToNode::Read`].
     Region(super::remote_read::WireAnswer),
+    /// A forwarded write (`cluster::forward`) is durable.
+    Written,
 }
 
 /// How a node's mirror of the ConfigNode state catches up.

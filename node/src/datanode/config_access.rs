@@ -188,6 +188,21 @@ impl ConfigAccess {
         }
     }
 
+    /// Fetches what the ConfigNode changed since the mirror's version (a member only).
+    pub fn refresh(&mut self, env: &mut dyn ProcedureEnv) -> Result<(), Status> {
+        match self {
+            ConfigAccess::Local(_) => Ok(()),
+            ConfigAccess::Remote(remote) => {
+                let known_version = remote.mirror.version();
+                match remote.link.call(&ToConfigNode::Fetch { known_version })? {
+                    FromConfigNode::Answer { delta, .. } => remote.apply(delta, env),
+                    FromConfigNode::Refused(status) => Err(status.into()),
+                    other => Err(unexpected(&other)),
+                }
+            }
+        }
+    }
+
     /// Applies what a heartbeat of the ConfigNode leader brought (a member only).
     pub fn apply_delta(&mut self, delta: Delta, env: &mut dyn ProcedureEnv) -> Result<(), Status> {
         match self {

@@ -51,6 +51,9 @@ pub enum ControlRequest {
     /// What a heartbeat of the ConfigNode leader brought: the changes this member's mirror
     /// of the ConfigNode state lacks (answered `RegionsDropped` when replicas here went).
     ApplyDelta(crate::cluster::protocol::Delta),
+    /// Bring a member's mirror of the ConfigNode state up to date now (a forwarded write or
+    /// read named a region group this node has not heard of yet).
+    Refresh,
 }
 
 /// The control plane's answer.
@@ -533,6 +536,10 @@ impl ControlPlane {
                 Ok(ControlAnswer::Done)
             }
             ControlRequest::Schema(SchemaRequest::MatchSeries { patterns }) => {
+                // A query plans against the route table: a member first catches its
+                // mirror up, so partitions another DataNode created a moment ago (and
+                // wrote to) are read too.
+                self.refresh_mirror()?;
                 let series = patterns
                     .iter()
                     .map(|pattern| self.match_series(pattern))
@@ -561,6 +568,10 @@ impl ControlPlane {
             }
             ControlRequest::ReportRegionSizes(sizes) => {
                 self.region_sizes = sizes;
+                Ok(ControlAnswer::Done)
+            }
+            ControlRequest::Refresh => {
+                self.refresh_mirror()?;
                 Ok(ControlAnswer::Done)
             }
             ControlRequest::ApplyDelta(delta) => {
@@ -640,6 +651,18 @@ impl ControlPlane {
                 ))
             })
             .collect()
+    }
+
+    /// Catches a member's mirror of the ConfigNode state up (standalone: nothing to do).
+    /// Data replicas it drops are closed by the shards following the route table.
+    fn refresh_mirror(&mut self) -> Result<(), Status> {
+        let mut data_groups = Vec::new();
+        let mut env = DropReplicas {
+            schema_dir: self.config.schema_dir(),
+            schemas: &mut self.schemas,
+            data_groups: &mut data_groups,
+        };
+        self.config_node.refresh(&mut env)
     }
 
     /// Where to ask when a SchemaRegion group's replica is on another DataNode (`None`
@@ -872,6 +895,11 @@ pub fn route_view_of(
         })
         .collect();
     let mut view = RouteView::new(table, data_node_id.0, shard_count, ttls);
+    view.group_databases = snapshot
+        .region_groups
+        .iter()
+        .map(|(id, group)| (id.0, group.database.clone()))
+        .collect();
     view.internal_endpoints = snapshot
         .data_nodes
         .iter()

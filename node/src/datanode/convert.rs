@@ -64,6 +64,38 @@ fn slice_of(frame: &Bytes, cell: &[u8]) -> Bytes {
 }
 
 /// A wire value of an engine value.
+/// The wire tablet of an engine tablet (a write forwarded to another DataNode).
+pub fn to_wire_tablet(tablet: &storage::Tablet) -> iotdb_net::WireTablet {
+    let rows = tablet.timestamps.len();
+    iotdb_net::WireTablet {
+        device: tablet.device.to_string(),
+        is_aligned: false,
+        timestamps: tablet.timestamps.clone(),
+        columns: tablet
+            .columns
+            .iter()
+            .map(|column| {
+                let values = match &column.values {
+                    Values::Boolean(v) => TypedColumn::Boolean(v.clone()),
+                    Values::Int32(v) => TypedColumn::Int32(v.clone()),
+                    Values::Int64(v) => TypedColumn::Int64(v.clone()),
+                    Values::Float(v) => TypedColumn::Float(v.clone()),
+                    Values::Double(v) => TypedColumn::Double(v.clone()),
+                    Values::Text(v) => TypedColumn::Text(v.clone()),
+                };
+                let wire = WireColumn::new(column.measurement.to_string(), values);
+                match &column.nulls {
+                    Some(nulls) => {
+                        let flags: Vec<bool> = (0..rows).map(|row| nulls.is_null(row)).collect();
+                        wire.with_nulls(iotdb_net::NullBitmap::from_nulls(&flags))
+                    }
+                    None => wire,
+                }
+            })
+            .collect(),
+    }
+}
+
 pub fn to_wire_value(value: storage::Value) -> iotdb_net::Value {
     match value {
         storage::Value::Boolean(v) => iotdb_net::Value::Boolean(v),

@@ -232,6 +232,25 @@ impl Shard {
         Ok(ControlAnswer::Series(series))
     }
 
+    /// The shard of this node holding region group `group`, refreshing a member's route
+    /// table from the ConfigNode once when it does not know the group (another DataNode
+    /// that just created it forwards a write or read here before the heartbeat would tell).
+    pub(crate) async fn local_owner(&self, group: u32) -> Result<u16, Status> {
+        if let Some(owner) = self.route().local_shard(group) {
+            return Ok(owner);
+        }
+        if self.shared.cluster.is_some() {
+            self.control(ControlRequest::Refresh).await?;
+            if let Some(owner) = self.route().local_shard(group) {
+                return Ok(owner);
+            }
+        }
+        Err(Status::new(
+            StatusCode::ROUTE_TABLE_STALE,
+            format!("region group {group} is not on this DataNode"),
+        ))
+    }
+
     /// Sets shard 0's internal endpoint (a cluster member).
     pub fn set_internal_endpoint(&self, endpoint: crate::internal::InternalEndpoint) {
         *self.internal.borrow_mut() = Some(endpoint);

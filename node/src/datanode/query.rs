@@ -163,12 +163,7 @@ impl Shard {
         group: u32,
         read: RegionRead,
     ) -> Result<RegionAnswer, Status> {
-        let owner = self.route().local_shard(group).ok_or_else(|| {
-            Status::new(
-                StatusCode::ROUTE_TABLE_STALE,
-                format!("region group {group} is not on this node"),
-            )
-        })?;
+        let owner = self.local_owner(group).await?;
         if owner == self.id.0 {
             return self.read_local(group, &read);
         }
@@ -224,6 +219,10 @@ impl Shard {
         let cached = self.cached_types(&selection.device, &names);
         if cached.iter().all(Option::is_some) {
             return Ok(cached);
+        }
+        if self.shared.cluster.is_some() {
+            // Plan against a current route table (partitions another DataNode created).
+            self.control(ControlRequest::Refresh).await?;
         }
         match self
             .control(ControlRequest::Schema(SchemaRequest::LookupSeries {

@@ -62,6 +62,9 @@ pub struct RouteView {
     /// DataNode id → its internal endpoint (a cluster member reads other DataNodes'
     /// regions there); not part of the wire table.
     pub internal_endpoints: HashMap<u32, std::net::SocketAddr>,
+    /// Region group → its database (known before any partition is assigned to the
+    /// group); not part of the wire table.
+    pub group_databases: HashMap<u32, String>,
 }
 
 /// The partition of one device: its database and where its data lives.
@@ -116,6 +119,7 @@ impl RouteView {
             local,
             ttls,
             internal_endpoints: HashMap::new(),
+            group_databases: HashMap::new(),
         }
     }
 
@@ -186,6 +190,9 @@ impl RouteView {
 
     /// The database holding region group `group`.
     pub fn database_of_group(&self, group: u32) -> Option<&iotdb_net::DatabaseRoute> {
+        if let Some(name) = self.group_databases.get(&group) {
+            return self.table.databases().iter().find(|d| d.name == *name);
+        }
         self.table
             .databases()
             .iter()

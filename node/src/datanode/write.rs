@@ -24,6 +24,20 @@ pub enum Payload {
 }
 
 impl Payload {
+    /// The tablet's contents in the wire encoding, and whether it is aligned (a write
+    /// forwarded to another DataNode).
+    pub(crate) fn wire_contents(&self) -> (bytes::Bytes, bool) {
+        match self {
+            Payload::View(_, view) => (view.bytes().clone(), view.is_aligned()),
+            Payload::Tablet(tablet) => {
+                let wire = convert::to_wire_tablet(tablet);
+                let mut out = bytes::BytesMut::new();
+                wire.encode_contents(&mut out);
+                (out.freeze(), wire.is_aligned)
+            }
+        }
+    }
+
     fn to_tablet(&self) -> std::borrow::Cow<'_, storage::Tablet> {
         match self {
             Payload::View(device, view) => {
@@ -82,7 +96,9 @@ impl Shard {
         }
     }
 
-    /// Writes each group's payloads on the shard that owns it; waits until all are durable.
+    /// Writes each group's payloads on the shard that owns it — or, a cluster member, on
+    /// the DataNode that holds the group (one hop, `cluster::forward`); waits until all
+    /// are durable.
     async fn write_groups(
         self: &Rc<Self>,
         by_group: HashMap<u32, Vec<Payload>>,
@@ -91,12 +107,31 @@ impl Shard {
         let mut remote = Vec::new();
         let mut local = Vec::new();
         for (group, payloads) in by_group {
-            let owner = route.local_shard(group).ok_or_else(|| {
-                Status::new(
-                    StatusCode::ROUTE_TABLE_STALE,
-                    format!("region group {group} is not on this node"),
-                )
-            })?;
+            let Some(owner) = route.local_shard(group) else {
+                let holder = if self.shared.cluster.is_some() {
+                    route.remote_holder(group)
+                } else {
+                    None
+                };
+                let (node, address) = holder.ok_or_else(|| {
+                    Status::new(
+                        StatusCode::ROUTE_TABLE_STALE,
+                        format!("region group {group} is not on this node"),
+                    )
+                })?;
+                let shard = self.clone();
+                remote.push(monoio::spawn(async move {
+                    crate::cluster::forward::write(
+                        &shard,
+                        iotdb_model::NodeId(node),
+                        address,
+                        group,
+                        &payloads,
+                    )
+                    .await
+                }));
+                continue;
+            };
             if owner == self.id.0 {
                 local.push((group, payloads));
             } else {
@@ -126,6 +161,27 @@ impl Shard {
             }
         }
         result
+    }
+
+    /// Writes a group's payloads on this node only (a write another DataNode forwarded:
+    /// never forwarded again); durable on return.
+    pub(crate) async fn write_group_here(
+        self: &Rc<Self>,
+        group: u32,
+        payloads: Vec<Payload>,
+    ) -> Result<(), Status> {
+        let owner = self.local_owner(group).await?;
+        if owner == self.id.0 {
+            return self.write_local(group, &payloads).await;
+        }
+        self.mesh
+            .request(ShardId(owner), |reply| Message::Write {
+                group,
+                tablets: payloads,
+                reply,
+            })
+            .await
+            .map_err(|e| Status::internal(format!("shard {owner}: {e}")))?
     }
 
     /// Checks the tablet's types against the schema, creating missing series (all or
