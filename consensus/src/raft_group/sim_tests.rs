@@ -24,16 +24,18 @@
 //! must be caught by some seed.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
 
 use super::mutant::{self, Mutant};
-use super::{Committed, MembershipChange, Proposed, RaftGroup, RaftGroupConfig, RaftGroupError};
+use super::{Committed, MembershipChange, Proposed, RaftGroup, RaftGroupError};
 use crate::io::{Env, Node, NodeId, TimerId};
-use crate::record_log::LogError;
-use crate::sim::{NetworkConfig, SimConfig, SimDisk, Simulation, check_seeds};
+use crate::sim::raft_driver::{
+    self, Harness, RaftHost, RaftModel, Schedule, SimTotals, group_config, raft_id, sim_node,
+};
+use crate::sim::{SimConfig, SimDisk, Simulation, check_seeds};
 
 const TICK: TimerId = TimerId(1);
 const CLIENT: TimerId = TimerId(2);
@@ -51,14 +53,6 @@ const READD_AT_MS: u64 = 4_000;
 
 const WIRE_RAFT: u8 = 0;
 const WIRE_FORWARD: u8 = 1;
-
-fn raft_id(node: NodeId) -> u64 {
-    u64::from(node.0) + 1
-}
-
-fn node_id(raft: u64) -> NodeId {
-    NodeId((raft - 1) as u32)
-}
 
 /// A command of the toy state machine.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -165,8 +159,8 @@ impl ToyState {
 /// What the test knows, across every node and incarnation.
 #[derive(Debug, Default)]
 struct Model {
-    /// The term and bytes first applied at each index (conf changes as a marker).
-    log: BTreeMap<u64, (u64, Vec<u8>)>,
+    /// Log safety, the voters to steer towards, the final phase's quiet, restarts.
+    harness: Harness,
     /// The state after applying everything up to each applied index.
     state_at: BTreeMap<u64, ToyState>,
     /// Index at which each id was handed out.
@@ -175,13 +169,6 @@ struct Model {
     assignments: BTreeMap<u8, u64>,
     /// Proposals applied by the leader that proposed them: index -> (term, bytes).
     acknowledged: BTreeMap<u64, (u64, Vec<u8>)>,
-    /// Voters the leaders steer the membership towards.
-    target_voters: BTreeSet<u64>,
-    /// Clients stop proposing (the final convergence).
-    quiet: bool,
-    /// Nodes whose group stopped on a disk error: the test restarts them.
-    needs_restart: BTreeSet<NodeId>,
-    violation: Option<String>,
     stats: Stats,
 }
 
@@ -198,28 +185,19 @@ struct Stats {
     max_term: u64,
 }
 
-impl Model {
-    fn violate(&mut self, reason: String) {
-        if self.violation.is_none() {
-            self.violation = Some(reason);
-        }
+impl RaftModel for Model {
+    fn harness(&self) -> &Harness {
+        &self.harness
     }
 
-    /// Checks (and the first time records) the entry at `index`.
-    fn check_entry(&mut self, node: NodeId, index: u64, term: u64, bytes: &[u8]) {
-        match self.log.get(&index) {
-            Some((first_term, first_bytes)) => {
-                if *first_term != term || first_bytes != bytes {
-                    self.violate(format!(
-                        "{node}: index {index} applied as term {term} {bytes:?}, \
-                         first applied as term {first_term} {first_bytes:?}"
-                    ));
-                }
-            }
-            None => {
-                self.log.insert(index, (term, bytes.to_vec()));
-            }
-        }
+    fn harness_mut(&mut self) -> &mut Harness {
+        &mut self.harness
+    }
+}
+
+impl Model {
+    fn violate(&mut self, reason: String) {
+        self.harness.violate(reason);
     }
 
     /// Checks (and the first time records) the state after `index`.
@@ -254,16 +232,7 @@ impl ConfigNodeSim {
     fn fail(&mut self, error: &RaftGroupError) {
         let mut model = self.model.borrow_mut();
         model.stats.fatal_errors += 1;
-        model.needs_restart.insert(self.id);
-        let corrupt = matches!(
-            error,
-            RaftGroupError::Corrupt(_) | RaftGroupError::Log(LogError::Corrupt { .. })
-        );
-        if corrupt || model.quiet {
-            // Crashes only tear unsynced tails, and the final phase runs on reliable
-            // disks: recovery must succeed there.
-            model.violate(format!("{}: {error}", self.id));
-        }
+        model.harness.group_failed(self.id, error);
         self.group = None;
     }
 
@@ -305,7 +274,7 @@ impl ConfigNodeSim {
             Committed::Normal { index, term, data } => {
                 self.check_order(index);
                 let mut model = self.model.borrow_mut();
-                model.check_entry(self.id, index, term, &data);
+                model.harness.check_entry(self.id, index, term, &data);
                 model.stats.applied_entries += 1;
                 let Some(command) = Command::decode(&data) else {
                     model.violate(format!("{}: entry {index} does not decode", self.id));
@@ -354,7 +323,7 @@ impl ConfigNodeSim {
                 self.check_order(index);
                 let marker = format!("{change:?} -> {voters:?}").into_bytes();
                 let mut model = self.model.borrow_mut();
-                model.check_entry(self.id, index, term, &marker);
+                model.harness.check_entry(self.id, index, term, &marker);
                 model.stats.conf_changes += 1;
                 self.applied = index;
                 model.check_state(self.id, index, &self.state);
@@ -385,7 +354,7 @@ impl ConfigNodeSim {
             let mut payload = Vec::with_capacity(bytes.len() + 1);
             payload.push(WIRE_RAFT);
             payload.extend_from_slice(&bytes);
-            let _ = env.send(node_id(to), Bytes::from(payload));
+            let _ = env.send(sim_node(to), Bytes::from(payload));
         }
         for committed in output.committed {
             self.apply(committed);
@@ -449,7 +418,7 @@ impl ConfigNodeSim {
         } else if let Some(leader) = group.leader() {
             let mut payload = vec![WIRE_FORWARD];
             payload.extend_from_slice(&command.encode());
-            let _ = env.send(node_id(leader), Bytes::from(payload));
+            let _ = env.send(sim_node(leader), Bytes::from(payload));
             self.model.borrow_mut().stats.forwarded += 1;
         }
     }
@@ -459,21 +428,8 @@ impl ConfigNodeSim {
         let Some(group) = self.group.as_mut() else {
             return;
         };
-        if !group.is_leader() {
-            return;
-        }
-        let target = self.model.borrow().target_voters.clone();
-        let voters: BTreeSet<u64> = group.voters().into_iter().collect();
-        let result = if let Some(&add) = target.difference(&voters).next() {
-            group.propose_add_voter(add)
-        } else if let Some(&remove) = voters.difference(&target).next() {
-            group.propose_remove_voter(remove)
-        } else {
-            return;
-        };
-        if let Err(error) = result
-            && error.is_fatal()
-        {
+        let target = self.model.borrow().harness.target_voters.clone();
+        if let Some(error) = raft_driver::steer_membership(group, &target) {
             self.fail(&error);
         }
     }
@@ -482,15 +438,7 @@ impl ConfigNodeSim {
 impl Node for ConfigNodeSim {
     fn on_start(&mut self, env: &mut dyn Env) {
         let disk = self.disk.take().expect("started once");
-        let initial_voters = if self.id == NodeId(0) {
-            vec![1]
-        } else {
-            Vec::new()
-        };
-        let mut config = RaftGroupConfig::new(raft_id(self.id), initial_voters, env.random_u64());
-        config.election_tick = 15;
-        config.heartbeat_tick = 3;
-        config.max_size_per_msg = 4096;
+        let config = group_config(self.id, env, 4096);
         match RaftGroup::open(disk, config) {
             Ok((group, restored)) => {
                 self.group = Some(group);
@@ -548,7 +496,7 @@ impl Node for ConfigNodeSim {
             }
             env.set_timer(TICK, TICK_MS);
         } else {
-            if !self.model.borrow().quiet {
+            if !self.model.borrow().harness.quiet {
                 self.client(env);
             }
             self.steer_membership();
@@ -570,29 +518,36 @@ fn config() -> SimConfig {
     config
 }
 
+impl RaftHost for ConfigNodeSim {
+    fn group(&self) -> Option<&RaftGroup<SimDisk>> {
+        self.group.as_ref()
+    }
+}
+
+const SCHEDULE: Schedule = Schedule {
+    nodes: NODES,
+    slice_ms: TICK_MS,
+    chaos_ms: CHAOS_MS,
+    converge_ms: CONVERGE_MS,
+    remove_at_ms: REMOVE_AT_MS,
+    readd_at_ms: READD_AT_MS,
+};
+
 /// Totals over all seeds, to show the faults and features were exercised.
 #[derive(Debug, Default)]
 struct Totals {
     stats: Stats,
     acknowledged_survived: u64,
-    removal_runs: u64,
-    crashes: u64,
-    torn_writes: u64,
-    lost_on_sync_failure: u64,
-    /// Messages dropped by a partition, and by loss.
-    partitioned: u64,
-    dropped: u64,
-    converge_ms_max: u64,
+    sim: SimTotals,
 }
 
 fn run(seed: u64, totals: &mut Totals) -> Result<u64, String> {
-    let model = Rc::new(RefCell::new(Model::default()));
-    {
-        let mut model = model.borrow_mut();
-        model.target_voters = (1..=NODES as u64).collect();
-        // The bootstrap snapshot at index 1 holds the initial state.
-        model.state_at.insert(1, ToyState::default());
-    }
+    let model = Rc::new(RefCell::new(Model {
+        harness: Harness::new(NODES),
+        ..Model::default()
+    }));
+    // The bootstrap snapshot at index 1 holds the initial state.
+    model.borrow_mut().state_at.insert(1, ToyState::default());
     let shared = Rc::clone(&model);
     let mut sim = Simulation::new(seed, config(), move |id, disk| ConfigNodeSim {
         id,
@@ -603,106 +558,26 @@ fn run(seed: u64, totals: &mut Totals) -> Result<u64, String> {
         pending: BTreeMap::new(),
         model: Rc::clone(&shared),
     });
-    let check = |model: &Rc<RefCell<Model>>| match model.borrow().violation.clone() {
-        Some(reason) => Err(reason),
-        None => Ok(()),
-    };
-    let changes_membership = seed % 3 == 1;
-    let victim = 1 + (seed / 3) % NODES as u64;
-    // Chaos, in slices: a node whose group stopped on a disk error is restarted.
-    let mut bounded = 0;
-    while sim.now_ms() < CHAOS_MS {
-        bounded += 1;
-        assert!(bounded <= CHAOS_MS, "slices are bounded");
-        sim.run_for(TICK_MS).map_err(|error| error.to_string())?;
-        check(&model)?;
-        if changes_membership {
-            let mut model = model.borrow_mut();
-            if sim.now_ms() == REMOVE_AT_MS {
-                model.target_voters.remove(&victim);
-            } else if sim.now_ms() == READD_AT_MS {
-                model.target_voters.insert(victim);
-            }
-        }
-        let failed = std::mem::take(&mut model.borrow_mut().needs_restart);
-        for id in failed {
-            sim.crash(id);
-            sim.restart(id);
-        }
-    }
-
-    // The final check: chaos stops, every node crashes (tearing what it had not synced)
-    // and restarts on a disk that no longer fails, over a reliable network; clients stop.
-    {
-        let mut model = model.borrow_mut();
-        model.quiet = true;
-        model.target_voters = (1..=NODES as u64).collect();
-    }
-    sim.crash_all_onto_reliable_disks();
-    sim.network_mut().set_config(NetworkConfig::reliable());
-    let started = sim.now_ms();
-    let deadline = started + CONVERGE_MS;
-    let acknowledged_max = model
-        .borrow()
-        .acknowledged
-        .keys()
-        .next_back()
-        .copied()
-        .unwrap_or(0);
-    let all: Vec<u64> = (1..=NODES as u64).collect();
-    let converged = |sim: &Simulation<ConfigNodeSim>| {
-        let nodes: Vec<&ConfigNodeSim> = (0..NODES as u32)
-            .filter_map(|index| sim.node(NodeId(index)))
-            .collect();
-        if nodes.len() != NODES {
-            return false;
-        }
-        let groups: Vec<&RaftGroup<SimDisk>> = nodes
-            .iter()
-            .filter_map(|node| node.group.as_ref())
-            .collect();
-        if groups.len() != NODES {
-            return false;
-        }
-        let Some(leader) = groups.iter().find(|group| group.is_leader()) else {
-            return false;
-        };
-        let commit = leader.commit_index();
-        commit >= acknowledged_max
-            && groups
-                .iter()
-                .all(|group| group.applied_index() == commit && group.voters() == all)
-            && nodes.iter().all(|node| node.state == nodes[0].state)
-    };
-    sim.run_until_goal(
-        deadline,
-        "a leader, three voters, every node applied the same index and state",
-        converged,
-    )
-    .map_err(|error| {
-        if let Some(reason) = model.borrow().violation.clone() {
-            return reason;
-        }
-        let detail: Vec<String> = (0..NODES as u32)
-            .map(
-                |index| match sim.node(NodeId(index)).and_then(|n| n.group.as_ref()) {
-                    Some(group) => format!(
-                        "{group:?} voters {:?} {}",
-                        group.voters(),
-                        group.progress_summary()
-                    ),
-                    None => format!("n{index}: down"),
-                },
-            )
-            .collect();
-        format!("{error}; acknowledged up to {acknowledged_max}; {detail:?}")
-    })?;
-    check(&model)?;
+    let driven = raft_driver::drive(
+        &mut sim,
+        &model,
+        &SCHEDULE,
+        |model| model.acknowledged.keys().next_back().copied().unwrap_or(0),
+        |nodes| nodes.iter().all(|node| node.state == nodes[0].state),
+        |node| match node.group.as_ref() {
+            Some(group) => format!(
+                "{group:?} voters {:?} {}",
+                group.voters(),
+                group.progress_summary()
+            ),
+            None => format!("{}: down", node.id),
+        },
+    )?;
 
     // (c), explicitly: every acknowledged entry is what the converged nodes applied there.
     let model = model.borrow();
     for (index, entry) in &model.acknowledged {
-        if model.log.get(index) != Some(entry) {
+        if model.harness.log.get(index) != Some(entry) {
             return Err(format!("acknowledged entry {index} was lost"));
         }
     }
@@ -718,16 +593,7 @@ fn run(seed: u64, totals: &mut Totals) -> Result<u64, String> {
     sum.compactions += stats.compactions;
     sum.fatal_errors += stats.fatal_errors;
     sum.max_term = sum.max_term.max(stats.max_term);
-    totals.removal_runs += u64::from(changes_membership);
-    totals.converge_ms_max = totals.converge_ms_max.max(sim.now_ms() - started);
-    totals.partitioned += sim.network_stats().partitioned;
-    totals.dropped += sim.network_stats().dropped;
-    for index in 0..NODES as u32 {
-        let disk = sim.disk(NodeId(index)).stats();
-        totals.crashes += disk.crashes;
-        totals.torn_writes += disk.torn_writes;
-        totals.lost_on_sync_failure += disk.lost_on_sync_failure;
-    }
+    totals.sim.add(&sim, NODES, &driven);
     Ok(sim.trace_hash())
 }
 
@@ -752,44 +618,30 @@ fn raft_group_is_safe_and_live_under_faults() {
         assert!(stats.compactions > 0, "{totals:?}");
         assert!(stats.fatal_errors > 0, "{totals:?}");
         assert!(stats.conf_changes >= 2 * seeds, "{totals:?}");
-        assert!(totals.torn_writes > 0, "{totals:?}");
-        assert!(totals.lost_on_sync_failure > 0, "{totals:?}");
-        assert!(totals.removal_runs > 0, "{totals:?}");
-        assert!(totals.partitioned > 0 && totals.dropped > 0, "{totals:?}");
+        assert!(totals.sim.torn_writes > 0, "{totals:?}");
+        assert!(totals.sim.lost_on_sync_failure > 0, "{totals:?}");
+        assert!(totals.sim.removal_runs > 0, "{totals:?}");
+        assert!(
+            totals.sim.partitioned > 0 && totals.sim.dropped > 0,
+            "{totals:?}"
+        );
     }
 }
 
 #[test]
 fn same_seed_same_raft_run() {
-    check_seeds(module_path!(), "same_seed_same_raft_run", |seed| {
-        if seed % 20 != 0 {
-            return Ok(()); // A sample is enough: determinism does not depend on the seed.
-        }
-        let first = run(seed, &mut Totals::default())?;
-        let second = run(seed, &mut Totals::default())?;
-        if first == second {
-            Ok(())
-        } else {
-            Err(format!("trace hashes differ: {first:x} vs {second:x}"))
-        }
+    raft_driver::same_seed_same_trace(module_path!(), "same_seed_same_raft_run", 20, |seed| {
+        run(seed, &mut Totals::default())
     });
 }
 
 /// Runs seeds with `bug` switched on until one fails; the harness must catch it.
 fn caught(bug: Mutant, seeds: u64) -> Option<String> {
-    mutant::set(Some(bug));
-    let outcome = std::panic::catch_unwind(|| {
-        (0..seeds).find_map(|seed| run(seed, &mut Totals::default()).err())
-    });
-    mutant::set(None);
-    outcome.unwrap_or_else(|panic| {
-        Some(
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_else(|| "panic".to_string()),
-        )
-    })
+    raft_driver::first_failure(
+        |on| mutant::set(on.then_some(bug)),
+        seeds,
+        |seed| run(seed, &mut Totals::default()).map(drop),
+    )
 }
 
 #[test]

@@ -37,6 +37,7 @@
 
 mod disk;
 mod network;
+pub mod raft_driver;
 mod rng;
 mod scheduler;
 mod seeds;

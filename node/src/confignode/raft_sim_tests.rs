@@ -49,10 +49,12 @@ use std::rc::Rc;
 use bytes::Bytes;
 use iotdb_consensus::io::{Env, Node, NodeId as SimNodeId, TimerId};
 use iotdb_consensus::raft_group::{
-    Committed as RaftCommitted, Proposed, RaftGroup, RaftGroupConfig, RaftGroupError,
+    Committed as RaftCommitted, Proposed, RaftGroup, RaftGroupError,
 };
-use iotdb_consensus::record_log::LogError;
-use iotdb_consensus::sim::{NetworkConfig, SimConfig, SimDisk, Simulation, check_seeds};
+use iotdb_consensus::sim::raft_driver::{
+    self, Harness, RaftHost, RaftModel, Schedule, SimTotals, group_config, raft_id, sim_node,
+};
+use iotdb_consensus::sim::{SimConfig, SimDisk, Simulation, check_seeds};
 
 use super::store::{CommandStore, Committed, Recovered};
 use super::tests::{config_node, data_node};
@@ -80,14 +82,6 @@ const DEVICES: [&str; 3] = ["root.a.d1", "root.c.d2", "root.e.d3"];
 
 fn fixed_clock() -> i64 {
     1_700_000_000_000
-}
-
-fn raft_id(node: SimNodeId) -> u64 {
-    u64::from(node.0) + 1
-}
-
-fn sim_node(raft: u64) -> SimNodeId {
-    SimNodeId(raft.saturating_sub(1) as u32)
 }
 
 fn settings() -> ClusterSettings {
@@ -261,8 +255,8 @@ struct Ack {
 /// What the test knows, across every node and incarnation.
 #[derive(Debug, Default)]
 struct Model {
-    /// The term and bytes first applied at each index (conf changes as a marker).
-    log: BTreeMap<u64, (u64, Vec<u8>)>,
+    /// Log safety, the voters to steer towards, the final phase's quiet, restarts.
+    harness: Harness,
     /// The commands that applied at each index (skipped ones left out).
     applied_commands: BTreeMap<u64, Vec<ConfigCommand>>,
     /// The state after each applied index.
@@ -278,13 +272,6 @@ struct Model {
     /// (database, series slot) → schema region group, as last assigned.
     schema_partitions: BTreeMap<(String, u32), RegionGroupId>,
     acknowledged: Vec<Ack>,
-    /// Leaders steer the membership towards all three voters.
-    target_voters: BTreeSet<u64>,
-    /// Clients stop (the final convergence).
-    quiet: bool,
-    /// Nodes whose group stopped on a disk error: the test restarts them.
-    needs_restart: BTreeSet<SimNodeId>,
-    violation: Option<String>,
     stats: Stats,
 }
 
@@ -308,30 +295,19 @@ struct Stats {
     data_partitions: u64,
 }
 
-impl Model {
-    fn violate(&mut self, reason: String) {
-        if self.violation.is_none() {
-            self.violation = Some(reason);
-        }
+impl RaftModel for Model {
+    fn harness(&self) -> &Harness {
+        &self.harness
     }
 
-    /// Checks (and the first time records) the entry at `index`.
-    fn check_entry(&mut self, node: SimNodeId, index: u64, term: u64, bytes: &[u8]) {
-        match self.log.get(&index) {
-            Some((first_term, first_bytes)) => {
-                if *first_term != term || first_bytes != bytes {
-                    self.violate(format!(
-                        "{node}: index {index} applied as term {term} ({} bytes), first \
-                         applied as term {first_term} ({} bytes)",
-                        bytes.len(),
-                        first_bytes.len()
-                    ));
-                }
-            }
-            None => {
-                self.log.insert(index, (term, bytes.to_vec()));
-            }
-        }
+    fn harness_mut(&mut self) -> &mut Harness {
+        &mut self.harness
+    }
+}
+
+impl Model {
+    fn violate(&mut self, reason: String) {
+        self.harness.violate(reason);
     }
 
     /// Checks (and the first time records and judges) the state after `index`.
@@ -495,16 +471,7 @@ impl CnSim {
     fn fail(&mut self, error: &RaftGroupError) {
         let mut model = self.model.borrow_mut();
         model.stats.fatal_errors += 1;
-        model.needs_restart.insert(self.id);
-        let corrupt = matches!(
-            error,
-            RaftGroupError::Corrupt(_) | RaftGroupError::Log(LogError::Corrupt { .. })
-        );
-        if corrupt || model.quiet {
-            // Crashes only tear unsynced tails, and the final phase runs on reliable
-            // disks: recovery must succeed there.
-            model.violate(format!("{}: {error}", self.id));
-        }
+        model.harness.group_failed(self.id, error);
         self.group = None;
         self.in_flight = None;
     }
@@ -574,7 +541,7 @@ impl CnSim {
                     return;
                 }
                 let mut model = self.model.borrow_mut();
-                model.check_entry(self.id, index, term, &data);
+                model.harness.check_entry(self.id, index, term, &data);
                 model.stats.applied_entries += 1;
                 // An operation's commands, or one command (the server's encoding).
                 let decoded = serde_json::from_slice::<Vec<ConfigCommand>>(&data).or_else(|_| {
@@ -641,7 +608,7 @@ impl CnSim {
                 self.check_order(index);
                 let marker = format!("{change:?} -> {voters:?}").into_bytes();
                 let mut model = self.model.borrow_mut();
-                model.check_entry(self.id, index, term, &marker);
+                model.harness.check_entry(self.id, index, term, &marker);
                 model.stats.conf_changes += 1;
                 self.applied = index;
                 model.check_state(self.id, index, &self.state);
@@ -753,7 +720,7 @@ impl CnSim {
                 return;
             }
         }
-        let quiet = self.model.borrow().quiet;
+        let quiet = self.model.borrow().harness.quiet;
         if quiet && self.state.procedures().is_empty() {
             return;
         }
@@ -830,21 +797,8 @@ impl CnSim {
         let Some(group) = self.group.as_mut() else {
             return;
         };
-        if !group.is_leader() {
-            return;
-        }
-        let target = self.model.borrow().target_voters.clone();
-        let voters: BTreeSet<u64> = group.voters().into_iter().collect();
-        let result = if let Some(&add) = target.difference(&voters).next() {
-            group.propose_add_voter(add)
-        } else if let Some(&remove) = voters.difference(&target).next() {
-            group.propose_remove_voter(remove)
-        } else {
-            return;
-        };
-        if let Err(error) = result
-            && error.is_fatal()
-        {
+        let target = self.model.borrow().harness.target_voters.clone();
+        if let Some(error) = raft_driver::steer_membership(group, &target) {
             self.fail(&error);
         }
     }
@@ -855,15 +809,7 @@ impl Node for CnSim {
         let Some(disk) = self.disk.take() else {
             return;
         };
-        let initial_voters = if self.id == SimNodeId(0) {
-            vec![1]
-        } else {
-            Vec::new()
-        };
-        let mut config = RaftGroupConfig::new(raft_id(self.id), initial_voters, env.random_u64());
-        config.election_tick = 15;
-        config.heartbeat_tick = 3;
-        config.max_size_per_msg = 16 * 1024;
+        let config = group_config(self.id, env, 16 * 1024);
         match RaftGroup::open(disk, config) {
             Ok((group, restored)) => {
                 self.group = Some(group);
@@ -1044,28 +990,39 @@ fn check_acknowledged(
     }
 }
 
+impl RaftHost for CnSim {
+    fn group(&self) -> Option<&RaftGroup<SimDisk>> {
+        self.group.as_ref()
+    }
+}
+
+const SCHEDULE: Schedule = Schedule {
+    nodes: NODES,
+    slice_ms: TICK_MS,
+    chaos_ms: CHAOS_MS,
+    converge_ms: CONVERGE_MS,
+    remove_at_ms: REMOVE_AT_MS,
+    readd_at_ms: READD_AT_MS,
+};
+
 /// Totals over all seeds, to show the faults and features were exercised.
 #[derive(Debug, Default)]
 struct Totals {
     stats: Stats,
     acknowledged_checked: u64,
-    removal_runs: u64,
-    crashes: u64,
-    torn_writes: u64,
-    lost_on_sync_failure: u64,
-    partitioned: u64,
-    dropped: u64,
-    converge_ms_max: u64,
+    sim: SimTotals,
 }
 
 fn run(seed: u64, totals: &mut Totals) -> std::result::Result<u64, String> {
-    let model = Rc::new(RefCell::new(Model::default()));
-    {
-        let mut model = model.borrow_mut();
-        model.target_voters = (1..=NODES as u64).collect();
-        // The bootstrap snapshot at index 1 holds the initial state.
-        model.state_at.insert(1, ConfigState::new(settings()));
-    }
+    let model = Rc::new(RefCell::new(Model {
+        harness: Harness::new(NODES),
+        ..Model::default()
+    }));
+    // The bootstrap snapshot at index 1 holds the initial state.
+    model
+        .borrow_mut()
+        .state_at
+        .insert(1, ConfigState::new(settings()));
     let shared = Rc::clone(&model);
     let per_command = seed.is_multiple_of(2);
     let mut sim = Simulation::new(seed, config(), move |id, disk| CnSim {
@@ -1078,100 +1035,33 @@ fn run(seed: u64, totals: &mut Totals) -> std::result::Result<u64, String> {
         per_command,
         model: Rc::clone(&shared),
     });
-    let check = |model: &Rc<RefCell<Model>>| match model.borrow().violation.clone() {
-        Some(reason) => Err(reason),
-        None => Ok(()),
-    };
-    let changes_membership = seed % 3 == 1;
-    let victim = 1 + (seed / 3) % NODES as u64;
-    // Chaos, in slices: a node whose group stopped on a disk error is restarted.
-    let mut bounded = 0;
-    while sim.now_ms() < CHAOS_MS {
-        bounded += 1;
-        assert!(bounded <= CHAOS_MS, "slices are bounded");
-        sim.run_for(TICK_MS).map_err(|error| error.to_string())?;
-        check(&model)?;
-        if changes_membership {
-            let mut model = model.borrow_mut();
-            if sim.now_ms() == REMOVE_AT_MS {
-                model.target_voters.remove(&victim);
-            } else if sim.now_ms() == READD_AT_MS {
-                model.target_voters.insert(victim);
-            }
-        }
-        let failed = std::mem::take(&mut model.borrow_mut().needs_restart);
-        for id in failed {
-            sim.crash(id);
-            sim.restart(id);
-        }
-    }
-
-    // Healing: chaos stops, every node crashes (tearing what it had not synced) and
-    // restarts on a disk that no longer fails, over a reliable network; clients stop.
-    {
-        let mut model = model.borrow_mut();
-        model.quiet = true;
-        model.target_voters = (1..=NODES as u64).collect();
-    }
-    sim.crash_all_onto_reliable_disks();
-    sim.network_mut().set_config(NetworkConfig::reliable());
-    let started = sim.now_ms();
-    let deadline = started + CONVERGE_MS;
-    let acknowledged_max = model
-        .borrow()
-        .acknowledged
-        .iter()
-        .map(|ack| ack.index)
-        .max()
-        .unwrap_or(0);
-    let all: Vec<u64> = (1..=NODES as u64).collect();
-    let converged = |sim: &Simulation<CnSim>| {
-        let nodes: Vec<&CnSim> = (0..NODES as u32)
-            .filter_map(|index| sim.node(SimNodeId(index)))
-            .collect();
-        let groups: Vec<&RaftGroup<SimDisk>> = nodes
-            .iter()
-            .filter_map(|node| node.group.as_ref())
-            .collect();
-        if groups.len() != NODES {
-            return false;
-        }
-        let Some(leader) = groups.iter().find(|group| group.is_leader()) else {
-            return false;
-        };
-        let commit = leader.commit_index();
-        commit >= acknowledged_max
-            && groups
+    let driven = raft_driver::drive(
+        &mut sim,
+        &model,
+        &SCHEDULE,
+        |model| {
+            model
+                .acknowledged
                 .iter()
-                .all(|group| group.applied_index() == commit && group.voters() == all)
-            && nodes
+                .map(|ack| ack.index)
+                .max()
+                .unwrap_or(0)
+        },
+        |nodes| {
+            nodes
                 .iter()
                 .all(|node| node.state == nodes[0].state && node.state.procedures().is_empty())
-    };
-    sim.run_until_goal(
-        deadline,
-        "a leader, three voters, every node applied the same index and state",
-        converged,
-    )
-    .map_err(|error| {
-        if let Some(reason) = model.borrow().violation.clone() {
-            return reason;
-        }
-        let detail: Vec<String> = (0..NODES as u32)
-            .map(|index| match sim.node(SimNodeId(index)) {
-                Some(node) => format!(
-                    "{:?} state applied {} version {} procedures {}",
-                    node.group,
-                    node.applied,
-                    node.state.version(),
-                    node.state.procedures().len()
-                ),
-                None => format!("n{index}: down"),
-            })
-            .collect();
-        format!("{error}; acknowledged up to {acknowledged_max}; {detail:?}")
-    })?;
-    check(&model)?;
+        },
+        |node| {
+            format!(
+                "{:?} state applied {} version {} procedures {}",
+                node.group,
+                node.applied,
+                node.state.version(),
+                node.state.procedures().len()
+            )
+        },
+    )?;
 
     // (5): every acknowledged operation is reflected in the converged state.
     let final_state = sim
@@ -1210,16 +1100,7 @@ fn run(seed: u64, totals: &mut Totals) -> std::result::Result<u64, String> {
         .values()
         .map(|db| db.data_partition_count() as u64)
         .sum::<u64>();
-    totals.removal_runs += u64::from(changes_membership);
-    totals.converge_ms_max = totals.converge_ms_max.max(sim.now_ms() - started);
-    totals.partitioned += sim.network_stats().partitioned;
-    totals.dropped += sim.network_stats().dropped;
-    for index in 0..NODES as u32 {
-        let disk = sim.disk(SimNodeId(index)).stats();
-        totals.crashes += disk.crashes;
-        totals.torn_writes += disk.torn_writes;
-        totals.lost_on_sync_failure += disk.lost_on_sync_failure;
-    }
+    totals.sim.add(&sim, NODES, &driven);
     Ok(sim.trace_hash())
 }
 
@@ -1251,47 +1132,32 @@ fn replicated_config_state_is_safe_and_live_under_faults() {
         assert!(stats.conf_changes >= 2 * seeds, "{totals:?}");
         assert!(stats.databases_deleted > 0, "{totals:?}");
         assert!(stats.data_partitions > 0, "{totals:?}");
-        assert!(totals.torn_writes > 0, "{totals:?}");
-        assert!(totals.removal_runs > 0, "{totals:?}");
-        assert!(totals.partitioned > 0 && totals.dropped > 0, "{totals:?}");
+        assert!(totals.sim.torn_writes > 0, "{totals:?}");
+        assert!(totals.sim.removal_runs > 0, "{totals:?}");
+        assert!(
+            totals.sim.partitioned > 0 && totals.sim.dropped > 0,
+            "{totals:?}"
+        );
     }
 }
 
 #[test]
 fn same_seed_same_replicated_config_run() {
-    check_seeds(
+    raft_driver::same_seed_same_trace(
         module_path!(),
         "same_seed_same_replicated_config_run",
-        |seed| {
-            if seed % 25 != 0 {
-                return Ok(()); // A sample is enough: determinism does not depend on the seed.
-            }
-            let first = run(seed, &mut Totals::default())?;
-            let second = run(seed, &mut Totals::default())?;
-            if first == second {
-                Ok(())
-            } else {
-                Err(format!("trace hashes differ: {first:x} vs {second:x}"))
-            }
-        },
+        25,
+        |seed| run(seed, &mut Totals::default()),
     );
 }
 
-/// Runs seeds with `bug` switched on until one fails; the checks must catch it.
+/// Runs seeds `0..seeds` with `bug` switched on until one fails: its reason.
 fn caught(bug: Mutant, seeds: u64) -> Option<String> {
-    MUTANT.with(|active| active.set(Some(bug)));
-    let outcome = std::panic::catch_unwind(|| {
-        (0..seeds).find_map(|seed| run(seed, &mut Totals::default()).err())
-    });
-    MUTANT.with(|active| active.set(None));
-    outcome.unwrap_or_else(|panic| {
-        Some(
-            panic
-                .downcast_ref::<String>()
-                .cloned()
-                .unwrap_or_else(|| "panic".to_string()),
-        )
-    })
+    raft_driver::first_failure(
+        |on| MUTANT.with(|active| active.set(on.then_some(bug))),
+        seeds,
+        |seed| run(seed, &mut Totals::default()).map(drop),
+    )
 }
 
 #[test]
@@ -1306,18 +1172,9 @@ fn a_replica_that_skips_entries_is_caught() {
 /// re-registers its own node, this handed one node id to two DataNodes.
 #[test]
 fn a_leader_that_plans_ahead_of_its_commits_stays_safe() {
-    MUTANT.with(|active| active.set(Some(Mutant::Pipeline)));
-    let outcome = std::panic::catch_unwind(|| {
-        (0..40).find_map(|seed| {
-            run(seed, &mut Totals::default())
-                .err()
-                .map(|reason| format!("seed {seed}: {reason}"))
-        })
-    });
-    MUTANT.with(|active| active.set(None));
     assert_eq!(
-        outcome.ok(),
-        Some(None),
+        caught(Mutant::Pipeline, 40),
+        None,
         "pipelined planning broke an invariant"
     );
 }
