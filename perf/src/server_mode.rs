@@ -18,10 +18,8 @@ use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use iotdb_net::{
     AggregateQuery, Aggregation, AsyncClient, ClientConfig, ClientError, CreateDatabase,
-    GroupByWindow, Opcode, RawQuery, RouteTable, SeriesSelection, StatusCode, TypedColumn,
-    WireColumn, WireTablet,
+    GroupByWindow, Opcode, RawQuery, RouteTable, SeriesSelection, StatusCode, WireTablet,
 };
-use iotdb_storage::Values;
 
 use crate::progress::Progress;
 use crate::report::{self, Concurrency, Latencies, Phase, Report, WriteResult};
@@ -162,27 +160,7 @@ fn spawn_server(
 
 /// The wire tablet of a generated request.
 pub(crate) fn to_wire(tablet: &iotdb_storage::Tablet) -> WireTablet {
-    WireTablet {
-        device: tablet.device.to_string(),
-        is_aligned: false,
-        timestamps: tablet.timestamps.clone(),
-        columns: tablet
-            .columns
-            .iter()
-            .map(|c| WireColumn {
-                measurement: c.measurement.to_string(),
-                values: match &c.values {
-                    Values::Boolean(v) => TypedColumn::Boolean(v.clone()),
-                    Values::Int32(v) => TypedColumn::Int32(v.clone()),
-                    Values::Int64(v) => TypedColumn::Int64(v.clone()),
-                    Values::Float(v) => TypedColumn::Float(v.clone()),
-                    Values::Double(v) => TypedColumn::Double(v.clone()),
-                    Values::Text(v) => TypedColumn::Text(v.clone()),
-                },
-                nulls: None,
-            })
-            .collect(),
-    }
+    iotdb_node::datanode::convert::to_wire_tablet(tablet)
 }
 
 struct Prepared {

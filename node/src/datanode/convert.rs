@@ -63,8 +63,8 @@ fn slice_of(frame: &Bytes, cell: &[u8]) -> Bytes {
     }
 }
 
-/// A wire value of an engine value.
-/// The wire tablet of an engine tablet (a write forwarded to another DataNode).
+/// The wire tablet of an engine tablet (a write forwarded to another DataNode; the load
+/// generator's requests).
 pub fn to_wire_tablet(tablet: &storage::Tablet) -> iotdb_net::WireTablet {
     let rows = tablet.timestamps.len();
     iotdb_net::WireTablet {
@@ -96,6 +96,7 @@ pub fn to_wire_tablet(tablet: &storage::Tablet) -> iotdb_net::WireTablet {
     }
 }
 
+/// A wire value of an engine value.
 pub fn to_wire_value(value: storage::Value) -> iotdb_net::Value {
     match value {
         storage::Value::Boolean(v) => iotdb_net::Value::Boolean(v),

@@ -137,15 +137,7 @@ impl Shard {
             } else {
                 let shard = self.clone();
                 remote.push(monoio::spawn(async move {
-                    shard
-                        .mesh
-                        .request(ShardId(owner), |reply| Message::Write {
-                            group,
-                            tablets: payloads,
-                            reply,
-                        })
-                        .await
-                        .map_err(|e| Status::internal(format!("shard {owner}: {e}")))?
+                    shard.write_on_shard(owner, group, payloads).await
                 }));
             }
         }
@@ -174,6 +166,16 @@ impl Shard {
         if owner == self.id.0 {
             return self.write_local(group, &payloads).await;
         }
+        self.write_on_shard(owner, group, payloads).await
+    }
+
+    /// Writes a group's payloads on shard `owner` of this node (through the mesh).
+    async fn write_on_shard(
+        &self,
+        owner: u16,
+        group: u32,
+        payloads: Vec<Payload>,
+    ) -> Result<(), Status> {
         self.mesh
             .request(ShardId(owner), |reply| Message::Write {
                 group,
