@@ -441,21 +441,16 @@ impl Service {
                     return self.register_config_node(spec, claimed_id);
                 }
             };
-            let holder = node
+            let registered = node
                 .state()
-                .data_node_at(&spec.internal_address, spec.internal_port)
-                .map(|info| info.node_id);
-            let retried = holder.is_some_and(|holder| {
+                .data_node_at(&spec.internal_address, spec.internal_port);
+            let holder = registered.map(|info| info.node_id);
+            // The same node again (same token): it died before it persisted its id.
+            let retried = registered.is_some_and(|info| {
                 spec.registration_token != 0
-                    && node
-                        .state()
-                        .data_nodes()
-                        .get(&holder)
-                        .map(|info| info.spec.registration_token)
-                        == Some(spec.registration_token)
+                    && info.spec.registration_token == spec.registration_token
             });
             match (claimed_id, holder) {
-                // The same node again: it died before it persisted the id it was given.
                 (None, Some(_)) if retried => {}
                 (None, Some(holder)) => {
                     return refused(format!(

@@ -148,7 +148,7 @@ pub fn start_on_shard(
     shard.set_internal_endpoint(endpoint.clone());
     let config_nodes = Rc::new(ConfigNodes {
         leader: RefCell::new(member.leader),
-        known: RefCell::new(vec![(member.leader, member.leader_address)]),
+        known: RefCell::new(Vec::new()),
     });
     config_nodes.learn(
         member.leader,
@@ -247,7 +247,9 @@ impl ConfigNodes {
     }
 }
 
-async fn next_job(jobs: &mut LinkJobs) -> Option<LinkJob> {
+/// The next item of a cross-thread queue (`None` once every sender is gone): how a
+/// monoio loop waits on a plain thread's requests.
+pub(crate) async fn next_job<T>(jobs: &mut mpsc::Receiver<T>) -> Option<T> {
     std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *jobs), cx)).await
 }
 

@@ -444,7 +444,7 @@ fn run(
         host.borrow_mut().process();
         while !stop.load(Ordering::Acquire) {
             let job = monoio::select! {
-                job = next_job(&mut jobs) => job,
+                job = super::link::next_job(&mut jobs) => job,
                 _ = monoio::time::sleep(TICK) => None,
             };
             let mut host = host.borrow_mut();
@@ -460,10 +460,6 @@ fn run(
         }
         endpoint.shut_down();
     });
-}
-
-async fn next_job(jobs: &mut mpsc::Receiver<Job>) -> Option<Job> {
-    std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut *jobs), cx)).await
 }
 
 impl Host {
