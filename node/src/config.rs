@@ -64,6 +64,9 @@ pub struct ServerConfig {
     pub series_slot_num: u32,
     pub data_replication_factor: u32,
     pub schema_replication_factor: u32,
+    /// `leader` (IoTDB's: acknowledge once the leader's WAL holds a write) or `in_sync`
+    /// (once every replica of the group's in-sync set holds it durably).
+    pub data_replication_ack: String,
     /// `AUTO` or `CUSTOM`.
     pub data_region_group_extension_policy: String,
     pub default_data_region_group_num_per_database: u32,
@@ -120,6 +123,7 @@ impl Default for ServerConfig {
             series_slot_num: 1000,
             data_replication_factor: 1,
             schema_replication_factor: 1,
+            data_replication_ack: "leader".into(),
             data_region_group_extension_policy: "AUTO".into(),
             default_data_region_group_num_per_database: 2,
             root_password: DEFAULT_PASSWORD.into(),
@@ -220,7 +224,7 @@ impl ServerConfig {
     /// The cluster-wide settings this process declares; every node of a cluster must
     /// declare the same (checked at registration, naming the key that differs).
     pub fn cluster_settings(&self) -> crate::confignode::ClusterSettings {
-        use crate::confignode::{ClusterSettings, RegionGroupPolicy};
+        use crate::confignode::{ClusterSettings, RegionGroupPolicy, ReplicationAck};
         let policy = if self
             .data_region_group_extension_policy
             .eq_ignore_ascii_case("CUSTOM")
@@ -236,6 +240,8 @@ impl ServerConfig {
             schema_replication_factor: self.schema_replication_factor,
             data_replication_factor: self.data_replication_factor,
             data_region_group_policy: policy,
+            data_replication_ack: ReplicationAck::parse(&self.data_replication_ack)
+                .unwrap_or_default(),
             ..ClusterSettings::default()
         }
     }
@@ -290,6 +296,13 @@ impl ServerConfig {
                      step): every region group has one replica",
                 );
             }
+        }
+        if crate::confignode::ReplicationAck::parse(&self.data_replication_ack).is_none() {
+            return invalid(
+                "data_replication_ack",
+                self.data_replication_ack.clone(),
+                "expected leader or in_sync",
+            );
         }
         if self.heartbeat_interval_in_ms < HEARTBEAT_INTERVAL_MS_MIN {
             return invalid(

@@ -52,6 +52,18 @@ pub enum ConfigRequest {
         /// The node.
         node_id: NodeId,
     },
+    /// A replicated region group's leader asks to change the in-sync set
+    /// (`data_replication_ack = in_sync`): refused when the epoch or the version moved.
+    ChangeInSync {
+        /// The group.
+        group: RegionGroupId,
+        /// The leader epoch the leader is in.
+        epoch: u64,
+        /// The in-sync version it saw.
+        version: u64,
+        /// The members it wants in the set (the others leave it).
+        in_sync: Vec<NodeId>,
+    },
     /// Creates a database.
     CreateDatabase {
         /// `root.x...`.
@@ -235,6 +247,15 @@ impl<S: CommandStore> ConfigNode<S> {
             }
             ConfigRequest::RemoveNode { node_id } => {
                 self.remove_node(node_id)?;
+                ConfigResponse::Done
+            }
+            ConfigRequest::ChangeInSync {
+                group,
+                epoch,
+                version,
+                in_sync,
+            } => {
+                self.change_in_sync(group, epoch, version, &in_sync)?;
                 ConfigResponse::Done
             }
             ConfigRequest::CreateDatabase { name, attributes } => {

@@ -95,6 +95,9 @@ pub enum ConfigNodeError {
     /// A region group id that does not exist.
     #[error("region group {0} does not exist")]
     RegionGroupNotFound(RegionGroupId),
+    /// A request made against a state that changed since (a late in-sync request).
+    #[error("stale request: {0}")]
+    StaleRequest(String),
     /// The persisted state could not be read or written.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -118,6 +121,7 @@ impl ConfigNodeError {
             | ConfigNodeError::SeriesSlotOutOfRange { .. }
             | ConfigNodeError::RegionGroupNotFound(_)
             | ConfigNodeError::DatabaseBeingDeleted(_)
+            | ConfigNodeError::StaleRequest(_)
             | ConfigNodeError::SettingsChanged { .. } => StatusCode::EXECUTE_STATEMENT_ERROR,
             ConfigNodeError::InvalidCommand(_)
             | ConfigNodeError::Journal(_)

@@ -48,8 +48,8 @@ pub use model::{
     ClusterSettings, ConfigNodeInfo, ConfigNodeSpec, DEFAULT_DATABASE_LEVEL, DataNodeInfo,
     DataNodeSpec, DatabaseSettings, NodeId, NodeStatus, REGION_GROUPS_PER_DATABASE_MAX,
     REPLICATION_FACTOR_MAX, RegionGroup, RegionGroupId, RegionGroupKind, RegionGroupPolicy,
-    RegionReplica, Role, SERIES_SLOT_NUM_DEFAULT, SHARDS_PER_DATA_NODE_MAX, ShardId,
-    TIME_PARTITION_INTERVAL_MS_DEFAULT,
+    RegionReplica, ReplicationAck, Role, SERIES_SLOT_NUM_DEFAULT, SHARDS_PER_DATA_NODE_MAX,
+    ShardId, TIME_PARTITION_INTERVAL_MS_DEFAULT,
 };
 pub use node::{
     ConfigNode, HISTORY_COMMANDS_MAX, LOG_RECORDS_PER_SNAPSHOT, check_settings_unchanged,

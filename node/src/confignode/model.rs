@@ -184,9 +184,42 @@ pub struct RegionGroup {
     pub leader: NodeId,
     /// When it was created, milliseconds since the epoch.
     pub create_time_ms: i64,
+    /// The leader epoch: bumped by every change of `leader`, so a replica can tell the
+    /// newest routing choice from a late one and the entries of one leader from another's.
+    #[serde(default)]
+    pub epoch: u64,
+    /// Replicas outside the in-sync set (`data_replication_ack = in_sync`): a write is
+    /// acknowledged once every other replica holds it durably, and a new leader is
+    /// chosen only among the others. Never holds the leader.
+    #[serde(default)]
+    pub out_of_sync: Vec<NodeId>,
+    /// Bumped by every change of `out_of_sync`; a request to change it names the version
+    /// it was made against, so a late one is refused.
+    #[serde(default)]
+    pub in_sync_version: u64,
 }
 
 impl RegionGroup {
+    /// Whether the replica on `data_node_id` is in the in-sync set.
+    pub fn in_sync(&self, data_node_id: NodeId) -> bool {
+        self.replicas
+            .iter()
+            .any(|replica| replica.data_node_id == data_node_id)
+            && !self.out_of_sync.contains(&data_node_id)
+    }
+
+    /// Makes `leader` the leader in a new epoch (no-op when it already leads).
+    pub fn set_leader(&mut self, leader: NodeId) {
+        if self.leader != leader {
+            self.leader = leader;
+            self.epoch += 1;
+            if self.out_of_sync.contains(&leader) {
+                self.out_of_sync.retain(|node| *node != leader);
+                self.in_sync_version += 1;
+            }
+        }
+    }
+
     /// The role of the replica on `data_node_id`.
     pub fn role_of(&self, data_node_id: NodeId) -> Role {
         if self.leader == data_node_id {
@@ -206,6 +239,38 @@ pub enum RegionGroupPolicy {
     Auto,
     /// CUSTOM: exactly this many groups.
     Custom(u32),
+}
+
+/// `data_replication_ack`: when a write to a replicated data region group is
+/// acknowledged to its client.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReplicationAck {
+    /// IoTDB's: once the leader's WAL holds it; the followers get it asynchronously, so
+    /// a leader that dies before shipping it takes it along.
+    #[default]
+    Leader,
+    /// Once every replica of the group's in-sync set holds it durably (PacificA, Kafka's
+    /// ISR): no acknowledged write is lost while one replica of the set survives.
+    InSync,
+}
+
+impl ReplicationAck {
+    /// The configuration value (`leader`, `in_sync`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ReplicationAck::Leader => "leader",
+            ReplicationAck::InSync => "in_sync",
+        }
+    }
+
+    /// Parses a configuration value.
+    pub fn parse(text: &str) -> Option<ReplicationAck> {
+        match text {
+            "leader" => Some(ReplicationAck::Leader),
+            "in_sync" => Some(ReplicationAck::InSync),
+            _ => None,
+        }
+    }
 }
 
 /// Cluster-wide settings, fixed when the cluster is first started (IoTDB
@@ -238,6 +303,9 @@ pub struct ClusterSettings {
     pub read_consistency_level: String,
     /// `timestamp_precision`.
     pub timestamp_precision: String,
+    /// `data_replication_ack`.
+    #[serde(default)]
+    pub data_replication_ack: ReplicationAck,
 }
 
 impl Default for ClusterSettings {
@@ -258,6 +326,7 @@ impl Default for ClusterSettings {
                 .into(),
             read_consistency_level: "strong".into(),
             timestamp_precision: "ms".into(),
+            data_replication_ack: ReplicationAck::Leader,
         }
     }
 }

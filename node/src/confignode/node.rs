@@ -385,6 +385,44 @@ impl<S: CommandStore> ConfigNode<S> {
         })
     }
 
+    /// Sets a region group's in-sync set to `in_sync` (its leader's request): the
+    /// replicas not named leave it. Refused when the group's epoch or in-sync version
+    /// moved since the leader saw them.
+    pub fn change_in_sync(
+        &mut self,
+        group: RegionGroupId,
+        epoch: u64,
+        version: u64,
+        in_sync: &[NodeId],
+    ) -> Result<()> {
+        self.mutate(|node| {
+            let current = node
+                .state
+                .region_groups()
+                .get(&group)
+                .ok_or(ConfigNodeError::RegionGroupNotFound(group))?;
+            let mut out_of_sync: Vec<NodeId> = current
+                .replicas
+                .iter()
+                .map(|replica| replica.data_node_id)
+                .filter(|node| !in_sync.contains(node))
+                .collect();
+            out_of_sync.sort_unstable();
+            if out_of_sync == current.out_of_sync
+                && current.epoch == epoch
+                && current.in_sync_version == version
+            {
+                return Ok(());
+            }
+            node.commit(ConfigCommand::ChangeInSync {
+                group,
+                epoch,
+                version,
+                out_of_sync,
+            })
+        })
+    }
+
     /// Removes a node. A DataNode must hold no region replica.
     pub fn remove_node(&mut self, node_id: NodeId) -> Result<()> {
         self.mutate(|node| node.commit(ConfigCommand::RemoveNode { node_id }))
@@ -795,7 +833,12 @@ pub fn check_settings_unchanged(
     persisted: &ClusterSettings,
     given: &ClusterSettings,
 ) -> Result<()> {
-    let pairs: [(&'static str, String, String); 7] = [
+    let pairs: [(&'static str, String, String); 8] = [
+        (
+            "data_replication_ack",
+            persisted.data_replication_ack.name().to_string(),
+            given.data_replication_ack.name().to_string(),
+        ),
         (
             "cluster_name",
             persisted.cluster_name.clone(),

@@ -32,7 +32,7 @@
 use super::error::{ConfigNodeError, Result};
 use super::model::{
     NodeId, NodeStatus, REGION_GROUPS_PER_DATABASE_MAX, RegionGroup, RegionGroupId,
-    RegionGroupKind, RegionGroupPolicy, RegionReplica, ShardId,
+    RegionGroupKind, RegionGroupPolicy, RegionReplica, ReplicationAck, ShardId,
 };
 use super::state::{ConfigState, DatabaseState};
 use std::cmp::Ordering;
@@ -199,6 +199,9 @@ pub fn plan_region_groups(
             replicas,
             leader,
             create_time_ms,
+            epoch: 1,
+            out_of_sync: Vec::new(),
+            in_sync_version: 0,
         });
     }
     Ok(groups)
@@ -380,7 +383,9 @@ fn neighbour_group(
 
 /// Leader moves for groups whose leader's node is not Running: to the
 /// replica on a Running node that leads the fewest groups of that kind.
-/// Groups with no Running replica keep their leader.
+/// Groups with no Running replica keep their leader. With `data_replication_ack =
+/// in_sync` only replicas of the in-sync set are candidates (the others may lack
+/// acknowledged writes).
 pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)> {
     let running = |node_id: &NodeId| {
         state
@@ -392,6 +397,7 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
     for group in state.region_groups().values() {
         *leaders.entry((group.leader, group.kind)).or_default() += 1;
     }
+    let in_sync_only = state.settings().data_replication_ack == ReplicationAck::InSync;
     let mut changes = Vec::new();
     for group in state.region_groups().values() {
         if running(&group.leader) {
@@ -402,6 +408,7 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
             .iter()
             .map(|replica| replica.data_node_id)
             .filter(running)
+            .filter(|node| !in_sync_only || group.in_sync(*node))
             .min_by_key(|node| {
                 (
                     leaders.get(&(*node, group.kind)).copied().unwrap_or(0),

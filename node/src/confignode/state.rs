@@ -14,7 +14,7 @@ use super::error::{ConfigNodeError, Result};
 use super::model::{
     ClusterSettings, ConfigNodeInfo, ConfigNodeSpec, DataNodeInfo, DataNodeSpec, DatabaseSettings,
     NodeId, NodeStatus, REGION_GROUPS_PER_DATABASE_MAX, REPLICATION_FACTOR_MAX, RegionGroup,
-    RegionGroupId, RegionGroupKind, RegionGroupPolicy, SHARDS_PER_DATA_NODE_MAX,
+    RegionGroupId, RegionGroupKind, RegionGroupPolicy, ReplicationAck, SHARDS_PER_DATA_NODE_MAX,
 };
 use super::placement::plan_leader_failover;
 use super::procedure::{Procedure, ProcedureId};
@@ -98,6 +98,18 @@ pub enum ConfigCommand {
     ChangeLeaders {
         /// (group, DataNode of the new leader).
         changes: Vec<(RegionGroupId, NodeId)>,
+    },
+    /// Changes a replicated region group's in-sync set (asked by its leader, or by
+    /// the ConfigNode when a member's node stops running).
+    ChangeInSync {
+        /// The group.
+        group: RegionGroupId,
+        /// The leader epoch the request was made in: refused if the leader changed since.
+        epoch: u64,
+        /// The in-sync version the request was made against: refused if it changed since.
+        version: u64,
+        /// The replicas out of the set afterwards (never the leader).
+        out_of_sync: Vec<NodeId>,
     },
     /// Records a new procedure at its first step (see [`super::procedure`]).
     StartProcedure {
@@ -343,6 +355,23 @@ impl ConfigState {
     }
 
     /// Refuses to create anything in a database a procedure is deleting.
+    /// `data_replication_ack = in_sync`: takes a node that stopped running out of the
+    /// in-sync set of every group it is a follower of (the leaders go on without it;
+    /// it asks back in once caught up). A leader stays: leadership moved first where an
+    /// in-sync replica was running, and a group without one keeps its set.
+    fn leave_in_sync_sets(&mut self, node_id: NodeId) {
+        if self.settings.data_replication_ack != ReplicationAck::InSync {
+            return;
+        }
+        for group in self.region_groups.values_mut() {
+            if group.leader != node_id && group.in_sync(node_id) && group.replicas.len() > 1 {
+                group.out_of_sync.push(node_id);
+                group.out_of_sync.sort_unstable();
+                group.in_sync_version += 1;
+            }
+        }
+    }
+
     fn check_not_deleting(&self, database: &str) -> Result<()> {
         match self.procedure_on(database) {
             Some(_) => Err(ConfigNodeError::DatabaseBeingDeleted(database.to_string())),
@@ -590,6 +619,40 @@ impl ConfigState {
                     }
                 }
             }
+            ConfigCommand::ChangeInSync {
+                group,
+                epoch,
+                version,
+                out_of_sync,
+            } => {
+                let current = self
+                    .region_groups
+                    .get(group)
+                    .ok_or(ConfigNodeError::RegionGroupNotFound(*group))?;
+                if current.epoch != *epoch || current.in_sync_version != *version {
+                    return Err(ConfigNodeError::StaleRequest(format!(
+                        "region group {group} is at epoch {} in-sync version {}, the request \
+                         was made at {epoch}/{version}",
+                        current.epoch, current.in_sync_version
+                    )));
+                }
+                if out_of_sync.contains(&current.leader) {
+                    return Err(invalid(format!(
+                        "the leader {} of region group {group} cannot leave the in-sync set",
+                        current.leader
+                    )));
+                }
+                if let Some(node) = out_of_sync.iter().find(|node| {
+                    !current
+                        .replicas
+                        .iter()
+                        .any(|replica| replica.data_node_id == **node)
+                }) {
+                    return Err(invalid(format!(
+                        "node {node} holds no replica of region group {group}"
+                    )));
+                }
+            }
             ConfigCommand::StartProcedure { id, procedure } => {
                 if *id != self.next_procedure_id {
                     return Err(invalid(format!("procedure id {id} out of sequence")));
@@ -710,7 +773,13 @@ impl ConfigState {
                 // no state exists (and no crash can leave one) where a group is led by a
                 // node known to be down while another replica runs.
                 for (group, leader) in plan_leader_failover(self) {
-                    self.region_groups.get_mut(&group).expect("planned").leader = leader;
+                    self.region_groups
+                        .get_mut(&group)
+                        .expect("planned")
+                        .set_leader(leader);
+                }
+                if *status != NodeStatus::Running {
+                    self.leave_in_sync_sets(*node_id);
                 }
             }
             ConfigCommand::RemoveNode { node_id } => {
@@ -779,8 +848,21 @@ impl ConfigState {
             }
             ConfigCommand::ChangeLeaders { changes } => {
                 for &(group, leader) in changes {
-                    self.region_groups.get_mut(&group).expect("checked").leader = leader;
+                    self.region_groups
+                        .get_mut(&group)
+                        .expect("checked")
+                        .set_leader(leader);
                 }
+            }
+            ConfigCommand::ChangeInSync {
+                group, out_of_sync, ..
+            } => {
+                let group = self.region_groups.get_mut(group).expect("checked");
+                let mut out_of_sync = out_of_sync.clone();
+                out_of_sync.sort_unstable();
+                out_of_sync.dedup();
+                group.out_of_sync = out_of_sync;
+                group.in_sync_version += 1;
             }
             ConfigCommand::StartProcedure { id, procedure } => {
                 self.next_procedure_id = id + 1;

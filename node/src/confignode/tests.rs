@@ -751,6 +751,76 @@ fn node_status_and_leader_failover_are_one_command() {
     assert!(nodes.contains(&new_leader));
 }
 
+/// With `data_replication_ack = in_sync`: a leader change bumps the epoch, a node that
+/// stops running leaves the in-sync sets it follows in, a new leader comes only from the
+/// set, and a late in-sync request is refused without changing anything.
+#[test]
+fn in_sync_sets_follow_failures_and_refuse_late_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = ClusterSettings {
+        data_replication_ack: ReplicationAck::InSync,
+        ..ClusterSettings::default()
+    };
+    let mut node = ConfigNode::open(dir.path(), settings).unwrap();
+    node.set_clock(fixed_clock);
+    let nodes: Vec<NodeId> = (1..=3)
+        .map(|host| node.register_data_node(data_node(host, 1)).unwrap())
+        .collect();
+    let attributes = DatabaseAttributes {
+        data_replication_factor: Some(3),
+        data_region_group_num: Some(1),
+        ..DatabaseAttributes::default()
+    };
+    node.create_database("root.sg", &attributes).unwrap();
+    let (groups, _) = node
+        .get_or_create_data_partitions("root.sg", &[(1, 0)])
+        .unwrap();
+    let id = groups[0];
+    let group = node.state().region_groups()[&id].clone();
+    assert_eq!((group.epoch, group.in_sync_version), (1, 0));
+    assert!(group.out_of_sync.is_empty());
+    let leader = group.leader;
+    let followers: Vec<NodeId> = nodes.iter().copied().filter(|n| *n != leader).collect();
+
+    // The leader drops a follower; a request made at the old version is then late.
+    node.change_in_sync(id, 1, 0, &[leader, followers[0]])
+        .unwrap();
+    let group = node.state().region_groups()[&id].clone();
+    assert_eq!(group.out_of_sync, vec![followers[1]]);
+    assert_eq!(group.in_sync_version, 1);
+    let version = node.version();
+    let late = node.change_in_sync(id, 1, 0, &nodes).unwrap_err();
+    assert!(matches!(late, ConfigNodeError::StaleRequest(_)), "{late}");
+    let wrong_epoch = node.change_in_sync(id, 2, 1, &nodes).unwrap_err();
+    assert!(matches!(wrong_epoch, ConfigNodeError::StaleRequest(_)));
+    let without_leader = node.change_in_sync(id, 1, 1, &followers).unwrap_err();
+    assert!(matches!(without_leader, ConfigNodeError::InvalidCommand(_)));
+    assert_eq!(node.version(), version, "refused requests change nothing");
+
+    // The leader dies: only the in-sync follower may lead, in a new epoch, and the dead
+    // leader leaves the set.
+    node.set_node_status(leader, NodeStatus::Unknown).unwrap();
+    let group = node.state().region_groups()[&id].clone();
+    assert_eq!(group.leader, followers[0]);
+    assert_eq!(group.epoch, 2);
+    assert_eq!(group.out_of_sync, {
+        let mut out = vec![leader, followers[1]];
+        out.sort_unstable();
+        out
+    });
+    // The only in-sync replica dies too: no out-of-sync replica may take over.
+    node.set_node_status(followers[0], NodeStatus::Unknown)
+        .unwrap();
+    let group = node.state().region_groups()[&id].clone();
+    assert_eq!((group.leader, group.epoch), (followers[0], 2));
+    // It comes back and asks the caught-up replicas back in.
+    node.set_node_status(followers[0], NodeStatus::Running)
+        .unwrap();
+    node.change_in_sync(id, 2, group.in_sync_version, &nodes)
+        .unwrap();
+    assert!(node.state().region_groups()[&id].out_of_sync.is_empty());
+}
+
 /// Journals written while node ids and shards were bare integers still read: the typed ids
 /// are `#[serde(transparent)]`, so the JSON is unchanged.
 #[test]

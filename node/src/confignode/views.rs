@@ -436,6 +436,10 @@ pub fn show_variables(state: &ConfigState) -> Table {
             "org.apache.iotdb.commons.partition.executor.hash.BKDRHashExecutor".to_string(),
         ),
         ("TimestampPrecision", settings.timestamp_precision.clone()),
+        (
+            "DataReplicationAck",
+            settings.data_replication_ack.name().to_string(),
+        ),
     ];
     Table {
         columns: names(&["Variable", "Value"]),
