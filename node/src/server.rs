@@ -55,9 +55,11 @@ pub fn run_datanode(config: ServerConfig) -> anyhow::Result<()> {
     let cores = cores_of(&config);
     let listeners = bind_client_port(config.rpc_socket_address()?, cores)?;
     let internal = bind_internal_waiting(config.dn_internal_socket_address()?, "dn_internal_port")?;
+    let consensus = bind_consensus_ports(&config, cores)?;
     let mut config = config;
     config.dn_rpc_port = listeners[0].local_addr()?.port();
     config.dn_internal_port = internal.local_addr()?.port();
+    config.dn_data_region_consensus_port = consensus[0].local_addr()?.port();
     let claimed_id = known.as_ref().map(|k| k.node_id);
     let token = match &known {
         Some(_) => 0,
@@ -95,6 +97,7 @@ pub fn run_datanode(config: ServerConfig) -> anyhow::Result<()> {
         leader_address: joined.leader_address,
         listener: Mutex::new(Some(internal)),
         jobs: Mutex::new(None),
+        consensus_listeners: Mutex::new(consensus.into_iter().map(Some).collect()),
     };
     let (cn_link, jobs) = link::CnLink::new();
     *member
@@ -301,6 +304,30 @@ fn bind_client_port(
     }
 }
 
+/// Binds the data-region consensus port of every shard: shard `s` replicates on
+/// `dn_data_region_consensus_port + s` (port 0: shard 0 takes a free port, the others the
+/// ports after it), on the internal address.
+fn bind_consensus_ports(config: &ServerConfig, cores: usize) -> anyhow::Result<Vec<TcpListener>> {
+    let ip = config.dn_internal_socket_address()?.ip();
+    let mut listeners: Vec<TcpListener> = Vec::with_capacity(cores);
+    for shard in 0..cores {
+        let port = match listeners.first() {
+            None => config.dn_data_region_consensus_port,
+            Some(first) => u16::try_from(usize::from(first.local_addr()?.port()) + shard)
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "dn_data_region_consensus_port: shard {shard} would listen past port 65535"
+                    )
+                })?,
+        };
+        listeners.push(bind_internal_waiting(
+            std::net::SocketAddr::new(ip, port),
+            "dn_data_region_consensus_port (shard s listens on it + s)",
+        )?);
+    }
+    Ok(listeners)
+}
+
 /// Binds an internal port exclusively, waiting up to [`PORT_RELEASE_WAIT`] while another
 /// process (a node that just died) still holds it.
 pub(crate) fn bind_internal_waiting(
@@ -343,6 +370,16 @@ async fn shard_main(
         }
         _ => None,
     };
+    if let Some(member) = &shared.cluster {
+        let listener = member
+            .consensus_listeners
+            .lock()
+            .map_err(|_| "consensus listener lock poisoned")?
+            .get_mut(context.id.index())
+            .and_then(Option::take)
+            .ok_or("no consensus listener for this shard")?;
+        shard.start_replication(listener, &member.cluster_name)?;
+    }
     shard.open_owned_regions();
     if shared.cluster.is_some() {
         // Other DataNodes change the ConfigNode state too: follow the route table.
@@ -382,6 +419,7 @@ async fn shard_main(
     if let Some(endpoint) = endpoint {
         endpoint.shut_down();
     }
+    shard.stop_replication();
     shard.close_regions(true).await;
     Ok(())
 }

@@ -109,6 +109,8 @@ pub struct ClusterMember {
     pub leader_address: SocketAddr,
     pub listener: Mutex<Option<std::net::TcpListener>>,
     pub jobs: Mutex<Option<LinkJobs>>,
+    /// Each shard's data-region consensus listener, taken by that shard at start.
+    pub consensus_listeners: Mutex<Vec<Option<std::net::TcpListener>>>,
 }
 
 /// Starts the node's internal endpoint on shard 0 (called by shard 0 only) and the task

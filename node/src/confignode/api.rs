@@ -64,6 +64,14 @@ pub enum ConfigRequest {
         /// The members it wants in the set (the others leave it).
         in_sync: Vec<NodeId>,
     },
+    /// A replica named leader of an epoch it already led before a restart asks for a new
+    /// epoch (same leader); a no-op when the group moved past `epoch` already.
+    NewLeaderEpoch {
+        /// The group.
+        group: RegionGroupId,
+        /// The epoch it may not lead again.
+        epoch: u64,
+    },
     /// Creates a database.
     CreateDatabase {
         /// `root.x...`.
@@ -256,6 +264,10 @@ impl<S: CommandStore> ConfigNode<S> {
                 in_sync,
             } => {
                 self.change_in_sync(group, epoch, version, &in_sync)?;
+                ConfigResponse::Done
+            }
+            ConfigRequest::NewLeaderEpoch { group, epoch } => {
+                self.new_leader_epoch(group, epoch)?;
                 ConfigResponse::Done
             }
             ConfigRequest::CreateDatabase { name, attributes } => {

@@ -423,6 +423,22 @@ impl<S: CommandStore> ConfigNode<S> {
         })
     }
 
+    /// Bumps a region group's epoch, same leader (the leader asks after a restart: it may
+    /// not lead an epoch twice). A no-op when the epoch moved past `epoch` already.
+    pub fn new_leader_epoch(&mut self, group: RegionGroupId, epoch: u64) -> Result<()> {
+        self.mutate(|node| {
+            let current = node
+                .state
+                .region_groups()
+                .get(&group)
+                .ok_or(ConfigNodeError::RegionGroupNotFound(group))?;
+            if current.epoch > epoch {
+                return Ok(());
+            }
+            node.commit(ConfigCommand::NewLeaderEpoch { group, epoch })
+        })
+    }
+
     /// Removes a node. A DataNode must hold no region replica.
     pub fn remove_node(&mut self, node_id: NodeId) -> Result<()> {
         self.mutate(|node| node.commit(ConfigCommand::RemoveNode { node_id }))

@@ -8,7 +8,8 @@
 //! the wire route table.
 
 use super::model::{
-    DatabaseSettings, NodeId, NodeStatus, RegionGroupId, RegionGroupKind, Role, ShardId,
+    DatabaseSettings, NodeId, NodeStatus, RegionGroupId, RegionGroupKind, ReplicationAck, Role,
+    ShardId,
 };
 use super::state::ConfigState;
 use std::collections::BTreeMap;
@@ -44,6 +45,12 @@ pub struct RegionGroupRoute {
     pub database: String,
     /// Its replicas; exactly one is the leader.
     pub replicas: Vec<ReplicaRoute>,
+    /// The leader epoch (bumped by every leader change).
+    pub epoch: u64,
+    /// Replicas outside the in-sync set.
+    pub out_of_sync: Vec<NodeId>,
+    /// The version of the in-sync set.
+    pub in_sync_version: u64,
 }
 
 impl RegionGroupRoute {
@@ -67,6 +74,8 @@ pub struct DataNodeRoute {
     pub internal_address: String,
     /// Internal port.
     pub internal_port: u16,
+    /// First data-region consensus port: shard `s` replicates on this port + `s`.
+    pub data_consensus_port: u16,
     /// Number of shards.
     pub shard_count: u32,
     /// Status when the snapshot was taken.
@@ -87,6 +96,8 @@ pub struct RouteSnapshot {
     pub region_groups: BTreeMap<RegionGroupId, RegionGroupRoute>,
     /// DataNodes by id.
     pub data_nodes: BTreeMap<NodeId, DataNodeRoute>,
+    /// `data_replication_ack`.
+    pub replication_ack: ReplicationAck,
 }
 
 impl RouteSnapshot {
@@ -121,6 +132,9 @@ impl RouteSnapshot {
                     kind: group.kind,
                     database: group.database.clone(),
                     replicas,
+                    epoch: group.epoch,
+                    out_of_sync: group.out_of_sync.clone(),
+                    in_sync_version: group.in_sync_version,
                 };
                 (group.id, route)
             })
@@ -134,6 +148,7 @@ impl RouteSnapshot {
                     rpc_port: node.spec.rpc_port,
                     internal_address: node.spec.internal_address.clone(),
                     internal_port: node.spec.internal_port,
+                    data_consensus_port: node.spec.data_consensus_port,
                     shard_count: node.spec.shard_count,
                     status: node.status,
                 };
@@ -146,6 +161,7 @@ impl RouteSnapshot {
             databases,
             region_groups,
             data_nodes,
+            replication_ack: state.settings().data_replication_ack,
         }
     }
 

@@ -111,6 +111,13 @@ pub enum ConfigCommand {
         /// The replicas out of the set afterwards (never the leader).
         out_of_sync: Vec<NodeId>,
     },
+    /// Starts a new leader epoch of a group with the same leader.
+    NewLeaderEpoch {
+        /// The group.
+        group: RegionGroupId,
+        /// Its current epoch (refused otherwise).
+        epoch: u64,
+    },
     /// Records a new procedure at its first step (see [`super::procedure`]).
     StartProcedure {
         /// Its id: the next of the procedure id sequence.
@@ -653,6 +660,18 @@ impl ConfigState {
                     )));
                 }
             }
+            ConfigCommand::NewLeaderEpoch { group, epoch } => {
+                let current = self
+                    .region_groups
+                    .get(group)
+                    .ok_or(ConfigNodeError::RegionGroupNotFound(*group))?;
+                if current.epoch != *epoch {
+                    return Err(ConfigNodeError::StaleRequest(format!(
+                        "region group {group} is at epoch {}, not {epoch}",
+                        current.epoch
+                    )));
+                }
+            }
             ConfigCommand::StartProcedure { id, procedure } => {
                 if *id != self.next_procedure_id {
                     return Err(invalid(format!("procedure id {id} out of sequence")));
@@ -853,6 +872,9 @@ impl ConfigState {
                         .expect("checked")
                         .set_leader(leader);
                 }
+            }
+            ConfigCommand::NewLeaderEpoch { group, .. } => {
+                self.region_groups.get_mut(group).expect("checked").epoch += 1;
             }
             ConfigCommand::ChangeInSync {
                 group, out_of_sync, ..

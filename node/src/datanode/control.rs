@@ -12,12 +12,12 @@ use iotdb_net::{DataPartitionEntry, ResultSet, RouteTable, Status, StatusCode};
 use iotdb_storage::DataType;
 
 use super::config_access::ConfigAccess;
-use super::route::RouteView;
+use super::route::{GroupReplication, RouteView};
 use crate::cluster::protocol::SchemaRequest;
 use crate::config::ServerConfig;
 use crate::confignode::{
     ConfigNode, ConfigNodeError, ConfigNodeSpec, ConfigRequest, ConfigResponse, DataNodeSpec,
-    KillMode, KillPoint, NodeStatus, ProcedureEnv, RegionGroupId, RegionGroupKind, Role,
+    KillMode, KillPoint, NodeStatus, ProcedureEnv, RegionGroupId, RegionGroupKind, ReplicationAck, Role,
     RouteSnapshot, ShowRequest, Table,
 };
 use crate::schema::{SchemaError, SchemaRegion, TypeConflict};
@@ -54,6 +54,15 @@ pub enum ControlRequest {
     /// Bring a member's mirror of the ConfigNode state up to date now (a forwarded write or
     /// read named a region group this node has not heard of yet).
     Refresh,
+    /// The leader replica of a replicated group asks to change its in-sync set.
+    ChangeInSync {
+        group: u32,
+        epoch: u64,
+        version: u64,
+        in_sync: Vec<u32>,
+    },
+    /// A replica named leader of an epoch it led before a restart asks for a new epoch.
+    NewLeaderEpoch { group: u32, epoch: u64 },
 }
 
 /// The control plane's answer.
@@ -574,6 +583,27 @@ impl ControlPlane {
                 self.refresh_mirror()?;
                 Ok(ControlAnswer::Done)
             }
+            ControlRequest::ChangeInSync {
+                group,
+                epoch,
+                version,
+                in_sync,
+            } => {
+                self.config(ConfigRequest::ChangeInSync {
+                    group: RegionGroupId(group),
+                    epoch,
+                    version,
+                    in_sync: in_sync.into_iter().map(NodeId).collect(),
+                })?;
+                Ok(ControlAnswer::Done)
+            }
+            ControlRequest::NewLeaderEpoch { group, epoch } => {
+                self.config(ConfigRequest::NewLeaderEpoch {
+                    group: RegionGroupId(group),
+                    epoch,
+                })?;
+                Ok(ControlAnswer::Done)
+            }
             ControlRequest::ApplyDelta(delta) => {
                 let mut data_groups = Vec::new();
                 let mut env = DropReplicas {
@@ -909,6 +939,54 @@ pub fn route_view_of(
                 node.internal_address, node.internal_port
             ))?;
             Some((id.0, address))
+        })
+        .collect();
+    view.consensus_endpoints = snapshot
+        .data_nodes
+        .iter()
+        .filter_map(|(id, node)| {
+            let address = crate::config::parse_endpoint(&format!(
+                "{}:{}",
+                node.internal_address, node.data_consensus_port
+            ))?;
+            Some((id.0, address))
+        })
+        .collect();
+    view.replication = snapshot
+        .region_groups
+        .iter()
+        .filter(|(_, group)| {
+            group.kind == RegionGroupKind::Data
+                && group.replicas.len() > 1
+                && group.replicas.iter().any(|r| r.data_node_id == data_node_id)
+        })
+        .map(|(id, group)| {
+            let nodes = || group.replicas.iter().map(|r| r.data_node_id);
+            let replication = GroupReplication {
+                epoch: group.epoch,
+                leader: group.leader().data_node_id.0,
+                replicas: group
+                    .replicas
+                    .iter()
+                    .map(|r| (r.data_node_id.0, r.shard.0))
+                    .collect(),
+                in_sync: nodes()
+                    .filter(|n| !group.out_of_sync.contains(n))
+                    .map(|n| n.0)
+                    .collect(),
+                in_sync_version: group.in_sync_version,
+                running: nodes()
+                    .filter(|n| {
+                        snapshot
+                            .data_nodes
+                            .get(n)
+                            .is_some_and(|node| node.status == NodeStatus::Running)
+                    })
+                    .map(|n| n.0)
+                    .collect(),
+                ack_in_sync: snapshot.replication_ack == ReplicationAck::InSync,
+            };
+            (id.0, replication)
         })
         .collect();
     view

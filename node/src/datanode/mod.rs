@@ -21,6 +21,7 @@ pub mod convert;
 pub mod handler;
 pub mod lifecycle;
 pub mod query;
+pub mod replication;
 pub mod route;
 pub mod select;
 pub mod sql_exec;
@@ -142,6 +143,9 @@ pub struct Shard {
     memory: MemoryBudget,
     /// Shard 0 of a cluster member: the node's internal endpoint.
     internal: RefCell<Option<crate::internal::InternalEndpoint>>,
+    /// Replicated region groups with their replica on this shard, and this shard's
+    /// consensus endpoint.
+    pub(crate) replication: replication::ShardReplication,
 }
 
 impl Shard {
@@ -157,6 +161,7 @@ impl Shard {
             schema_cache: RefCell::new(HashMap::new()),
             memory,
             internal: RefCell::new(None),
+            replication: replication::ShardReplication::default(),
         })
     }
 

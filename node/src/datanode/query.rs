@@ -124,7 +124,7 @@ impl Shard {
         read: RegionRead,
     ) -> Result<RegionAnswer, Status> {
         let route = self.route();
-        if route.local_shard(group).is_none()
+        if route.serving_shard(group).is_none()
             && self.shared.cluster.is_some()
             && let Some((node, address)) = route.remote_holder(group)
         {

@@ -65,6 +65,29 @@ pub struct RouteView {
     /// Region group → its database (known before any partition is assigned to the
     /// group); not part of the wire table.
     pub group_databases: HashMap<u32, String>,
+    /// Replicated data region groups (more than one replica) with a replica on this node.
+    pub replication: HashMap<u32, GroupReplication>,
+    /// Each DataNode's first data-region consensus address: shard `s` listens on its port
+    /// + `s`.
+    pub consensus_endpoints: HashMap<u32, std::net::SocketAddr>,
+    /// This DataNode's id.
+    pub data_node_id: u32,
+}
+
+/// What the replica of a replicated region group on this node needs from the ConfigNode:
+/// the leader it routes to, in which epoch, the in-sync set, which replicas run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupReplication {
+    pub epoch: u64,
+    pub leader: u32,
+    /// (DataNode, shard) of every replica.
+    pub replicas: Vec<(u32, u16)>,
+    pub in_sync: Vec<u32>,
+    pub in_sync_version: u64,
+    /// Replicas whose DataNode is Running.
+    pub running: Vec<u32>,
+    /// `data_replication_ack = in_sync`.
+    pub ack_in_sync: bool,
 }
 
 /// The partition of one device: its database and where its data lives.
@@ -120,12 +143,36 @@ impl RouteView {
             ttls,
             internal_endpoints: HashMap::new(),
             group_databases: HashMap::new(),
+            replication: HashMap::new(),
+            consensus_endpoints: HashMap::new(),
+            data_node_id,
         }
+    }
+
+    /// The leader of a replicated group when another DataNode leads it: where a client
+    /// write (and a consistent read) of the group goes instead of this node's follower.
+    pub fn leader_elsewhere(&self, group: u32) -> Option<(u32, std::net::SocketAddr)> {
+        let replication = self.replication.get(&group)?;
+        if replication.leader == self.data_node_id {
+            return None;
+        }
+        let address = self.internal_endpoints.get(&replication.leader)?;
+        Some((replication.leader, *address))
+    }
+
+    /// The consensus address of shard `shard` of DataNode `node`.
+    pub fn consensus_address(&self, node: u32, shard: u16) -> Option<std::net::SocketAddr> {
+        let base = self.consensus_endpoints.get(&node)?;
+        let port = base.port().checked_add(shard)?;
+        Some(std::net::SocketAddr::new(base.ip(), port))
     }
 
     /// Where another DataNode holds region group `group`: its id and internal endpoint
     /// (the leader replica's; `None` when unknown or when this node holds it).
     pub fn remote_holder(&self, group: u32) -> Option<(u32, std::net::SocketAddr)> {
+        if let Some(leader) = self.leader_elsewhere(group) {
+            return Some(leader);
+        }
         if self.local.contains_key(&group) {
             return None;
         }
@@ -174,6 +221,15 @@ impl RouteView {
     /// The shard of this node holding region group `group`.
     pub fn local_shard(&self, group: u32) -> Option<u16> {
         self.local.get(&group).copied()
+    }
+
+    /// The shard of this node that serves clients' writes and reads of `group`: the
+    /// local replica's, unless the group is replicated and another DataNode leads it.
+    pub fn serving_shard(&self, group: u32) -> Option<u16> {
+        if self.leader_elsewhere(group).is_some() {
+            return None;
+        }
+        self.local_shard(group)
     }
 
     /// Every region group this node holds on `shard`.

@@ -533,7 +533,7 @@ impl Shard {
             }
         }
         for (group, keys) in by_group {
-            let owner = route.local_shard(group).ok_or_else(|| {
+            let owner = route.serving_shard(group).ok_or_else(|| {
                 Status::new(
                     StatusCode::ROUTE_TABLE_STALE,
                     format!("region group {group} is not on this node"),
@@ -558,11 +558,14 @@ impl Shard {
 
     /// A deletion in a region this shard owns, awaited until durable.
     pub async fn delete_local(
-        &self,
+        self: &Rc<Self>,
         group: u32,
         keys: &[SeriesKey],
         range: iotdb_storage::TimeRange,
     ) -> Result<(), Status> {
+        if let Some(driver) = self.replicated_here(group) {
+            return self.delete_replicated(&driver, keys, range).await;
+        }
         let region = self.region(group)?;
         let ack = region
             .delete(keys, range)

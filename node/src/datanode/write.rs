@@ -38,7 +38,7 @@ impl Payload {
         }
     }
 
-    fn to_tablet(&self) -> std::borrow::Cow<'_, storage::Tablet> {
+    pub(crate) fn to_tablet(&self) -> std::borrow::Cow<'_, storage::Tablet> {
         match self {
             Payload::View(device, view) => {
                 std::borrow::Cow::Owned(convert::to_storage_tablet(view, device))
@@ -107,7 +107,7 @@ impl Shard {
         let mut remote = Vec::new();
         let mut local = Vec::new();
         for (group, payloads) in by_group {
-            let Some(owner) = route.local_shard(group) else {
+            let Some(owner) = route.serving_shard(group) else {
                 let holder = if self.shared.cluster.is_some() {
                     route.remote_holder(group)
                 } else {
@@ -162,6 +162,13 @@ impl Shard {
         group: u32,
         payloads: Vec<Payload>,
     ) -> Result<(), Status> {
+        if let Some((leader, _)) = self.route().leader_elsewhere(group) {
+            // Forwarded once, never again: the sender's route table is older than ours.
+            return Err(Status::new(
+                StatusCode::ROUTE_TABLE_STALE,
+                format!("region group {group} is led by DataNode {leader}; refetch the route table"),
+            ));
+        }
         let owner = self.local_owner(group).await?;
         if owner == self.id.0 {
             return self.write_local(group, &payloads).await;
@@ -315,7 +322,14 @@ impl Shard {
     }
 
     /// Writes `payloads` into this shard's region of `group` and waits until durable.
-    pub async fn write_local(&self, group: u32, payloads: &[Payload]) -> Result<(), Status> {
+    pub async fn write_local(
+        self: &Rc<Self>,
+        group: u32,
+        payloads: &[Payload],
+    ) -> Result<(), Status> {
+        if let Some(driver) = self.replicated_here(group) {
+            return self.write_replicated(&driver, payloads).await;
+        }
         let region = self.region(group)?;
         let mut acks = Vec::with_capacity(payloads.len());
         let mut result = Ok(());

@@ -1,0 +1,806 @@
+//! Region replication on a DataNode shard: the driver of `iotdb_consensus::iot`.
+//!
+//! A replicated data region group (more than one replica) has, on every DataNode holding a
+//! replica, one [`Replica`] state machine on the shard that owns the region. This module
+//! feeds it events (the ConfigNode's view of the group from the route table, client writes,
+//! WAL durability, peers' messages, a tick) and carries out its commands against the
+//! shard's [`Region`] and the shard's own consensus endpoint.
+//!
+//! ```text
+//!  DN a, shard 1 (leader of g)                      DN b, shard 0 (follower of g)
+//!  client write ─► region.write_for_replication      consensus endpoint :port+0
+//!                  ─► Replica::step(Written)                 │ on_message(g, bytes)
+//!                  ─► Send{b, Append} ─► consensus ─────────►│ Replica::step(Received)
+//!                     endpoint :port+1 (one hop,             │ Apply ─► apply queue ─►
+//!                     core to core, WAL bytes as they are)   │  region.apply_replicated
+//!                  ◄─ Appended{durable} ◄────────────────────┘ Durable ─► Appended
+//!  Acknowledge{through} ─► the waiting client writes return
+//! ```
+//!
+//! Each shard listens on `dn_data_region_consensus_port + shard` and talks only to the
+//! owning shard of each peer replica, so a replication batch never crosses the mesh on
+//! either side. Peer ids on these endpoints name (DataNode, shard): see [`peer_id`].
+//!
+//! The replica never waits: a command that needs I/O (a WAL read, the apply queue, a
+//! request to the ConfigNode) runs in a task that steps the replica again with the result.
+//! `drive` takes the replica's borrow only while stepping, then executes the commands, so
+//! no borrow is held across an `.await` and no command re-enters `drive` synchronously.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes};
+use futures_channel::oneshot;
+use iotdb_consensus::io::NodeId;
+use iotdb_consensus::iot::{
+    AckMode, Command, Entry, Epochs, Event, GroupView, IotConfig, Message, Recovered, Refusal,
+    Replica,
+};
+use iotdb_net::{Status, StatusCode};
+use iotdb_storage::{LogEntry, LogRead, Region};
+
+use super::Shard;
+use super::control::ControlRequest;
+use super::route::GroupReplication;
+use super::write::Payload;
+use crate::internal::{EndpointConfig, InternalEndpoint, InternalHandler, InternalLimits};
+
+/// How often every replica of the shard is ticked (timeouts, resends, views).
+const TICK_INTERVAL: Duration = Duration::from_millis(10);
+/// Longest a client write waits for its acknowledgement (`in_sync`: every in-sync replica
+/// durable) before it fails with a retryable status.
+const ACK_WAIT_MAX: Duration = Duration::from_secs(30);
+/// While the shard's memtable budget is full, a replicated write or apply waits this long
+/// for a flush before it is refused (as a local write is).
+const MEMORY_WAIT_MAX: Duration = iotdb_storage::config::WRITE_MEMORY_WAIT_MAX;
+/// The file beside a region's data holding its replica's epoch table.
+const EPOCHS_FILE: &str = "replication-epochs.json";
+/// Bits of a consensus peer id that name the shard (`SHARDS_PER_DATA_NODE_MAX` = 1024).
+const SHARD_BITS: u32 = 10;
+/// Group id + message tag prefix of every replication frame.
+const FRAME_HEADER_BYTES: usize = 4;
+
+/// The consensus endpoint's peer id of shard `shard` of DataNode `node`.
+pub fn peer_id(node: u32, shard: u16) -> NodeId {
+    NodeId((node << SHARD_BITS) | u32::from(shard))
+}
+
+fn node_of_peer(peer: NodeId) -> u32 {
+    peer.0 >> SHARD_BITS
+}
+
+/// The replication state of one shard.
+#[derive(Default)]
+pub struct ShardReplication {
+    endpoint: RefCell<Option<InternalEndpoint>>,
+    groups: RefCell<HashMap<u32, Rc<GroupDriver>>>,
+    peers: RefCell<HashSet<NodeId>>,
+    /// The route version the views were last taken from.
+    seen_route: Cell<u64>,
+}
+
+/// One replicated group's replica on this shard.
+pub(crate) struct GroupDriver {
+    group: u32,
+    region: Region,
+    replica: RefCell<Replica>,
+    /// The latest view taken from the route table.
+    view: RefCell<Option<GroupReplication>>,
+    /// Entries the replica asked to apply, in index order, not yet in the region.
+    apply_queue: RefCell<VecDeque<Entry>>,
+    applying: Cell<bool>,
+    /// Client writes through here were acknowledged.
+    acknowledged: Cell<u64>,
+    waiters: RefCell<BTreeMap<u64, Vec<oneshot::Sender<()>>>>,
+    epochs_path: PathBuf,
+    /// Set by `NeedSnapshot`: the replica must be rebuilt from the leader's snapshot.
+    awaiting_snapshot: Cell<bool>,
+}
+
+impl ShardReplication {
+    /// Shuts the consensus endpoint down (at stop).
+    pub fn shut_down(&self) {
+        if let Some(endpoint) = self.endpoint.borrow_mut().take() {
+            endpoint.shut_down();
+        }
+        for driver in self.groups.borrow_mut().drain().map(|(_, d)| d) {
+            driver.fail_waiters();
+        }
+    }
+}
+
+impl GroupDriver {
+    fn fail_waiters(&self) {
+        // Dropping the senders wakes every waiter with `Canceled`.
+        self.waiters.borrow_mut().clear();
+    }
+
+    fn release_waiters(&self, through: u64) {
+        if through <= self.acknowledged.get() {
+            return;
+        }
+        self.acknowledged.set(through);
+        let mut waiters = self.waiters.borrow_mut();
+        let later = waiters.split_off(&(through + 1));
+        for senders in std::mem::replace(&mut *waiters, later).into_values() {
+            for sender in senders {
+                let _ = sender.send(());
+            }
+        }
+    }
+}
+
+/// The replication settings of a view.
+fn iot_config() -> IotConfig {
+    IotConfig {
+        // Below the internal transport's 16 MiB frame bound, with room for the header.
+        max_batch_bytes: 15 * 1024 * 1024,
+        ..IotConfig::default()
+    }
+}
+
+fn group_view(view: &GroupReplication) -> GroupView {
+    let peers = |nodes: &[u32]| nodes.iter().map(|n| u64::from(*n)).collect();
+    GroupView {
+        epoch: view.epoch,
+        leader: u64::from(view.leader),
+        replicas: view.replicas.iter().map(|(n, _)| u64::from(*n)).collect(),
+        in_sync: peers(&view.in_sync),
+        in_sync_version: view.in_sync_version,
+        running: peers(&view.running),
+        ack: if view.ack_in_sync {
+            AckMode::InSync
+        } else {
+            AckMode::Leader
+        },
+    }
+}
+
+fn to_entry(entry: LogEntry) -> Entry {
+    Entry {
+        index: entry.index,
+        kind: entry.kind,
+        payload: entry.payload,
+    }
+}
+
+fn to_log_entry(entry: &Entry) -> LogEntry {
+    LogEntry {
+        index: entry.index,
+        kind: entry.kind,
+        payload: entry.payload.clone(),
+    }
+}
+
+/// The epoch table file's contents.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct EpochsFile {
+    pairs: Vec<(u64, u64)>,
+    leader_fence: u64,
+}
+
+fn load_epochs(path: &std::path::Path) -> Result<Epochs, Status> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Epochs::new()),
+        Err(e) => {
+            return Err(Status::internal(format!(
+                "reading {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    let file: EpochsFile = serde_json::from_slice(&bytes)
+        .map_err(|e| Status::internal(format!("{} is damaged: {e}", path.display())))?;
+    Epochs::from_pairs(file.pairs, file.leader_fence).ok_or_else(|| {
+        Status::internal(format!(
+            "{} is damaged: epochs out of order",
+            path.display()
+        ))
+    })
+}
+
+fn store_epochs(path: &std::path::Path, epochs: &Epochs) -> anyhow::Result<()> {
+    let file = EpochsFile {
+        pairs: epochs.pairs().to_vec(),
+        leader_fence: epochs.leader_fence(),
+    };
+    let bytes = serde_json::to_vec(&file)?;
+    let dir = path
+        .parent()
+        .ok_or_else(|| anyhow::anyhow!("{} has no directory", path.display()))?;
+    std::fs::create_dir_all(dir)?;
+    crate::confignode::journal::write_atomically(dir, path, &bytes)
+}
+
+/// Frames a replication message for group `group`.
+fn frame(group: u32, message: &Message) -> Bytes {
+    let mut out = Vec::with_capacity(64);
+    out.put_u32_le(group);
+    message.encode(&mut out);
+    Bytes::from(out)
+}
+
+/// What the consensus endpoint of a shard does with its peers' frames.
+struct ReplicationHandler {
+    shard: Rc<Shard>,
+}
+
+impl InternalHandler for ReplicationHandler {
+    fn handle_request(&self, _from: NodeId, _body: Bytes) -> Pin<Box<dyn Future<Output = Bytes>>> {
+        Box::pin(async { Bytes::from_static(b"no requests on the consensus port") })
+    }
+
+    fn on_message(&self, from: NodeId, body: Bytes) {
+        if body.len() < FRAME_HEADER_BYTES {
+            tracing::warn!(%from, bytes = body.len(), "a replication frame too short to name its group");
+            return;
+        }
+        let group = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
+        let message = match Message::decode(&body.slice(FRAME_HEADER_BYTES..)) {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%from, group, %error, "a malformed replication message was dropped");
+                return;
+            }
+        };
+        let Some(driver) = self.shard.replication_driver(group) else {
+            tracing::debug!(%from, group, "a replication message for a group not replicated here");
+            return;
+        };
+        self.shard.drive(
+            &driver,
+            Event::Received {
+                from: u64::from(node_of_peer(from)),
+                message,
+            },
+        );
+    }
+}
+
+impl Shard {
+    /// Starts this shard's consensus endpoint on `listener` and the replication tick.
+    pub(crate) fn start_replication(
+        self: &Rc<Self>,
+        listener: std::net::TcpListener,
+        cluster_name: &str,
+    ) -> Result<(), String> {
+        let endpoint = InternalEndpoint::new(
+            EndpointConfig {
+                node_id: peer_id(self.shared.data_node_id, self.id.0),
+                cluster_name: cluster_name.to_string(),
+                limits: InternalLimits::default(),
+            },
+            Rc::new(ReplicationHandler {
+                shard: self.clone(),
+            }),
+        )
+        .map_err(|e| e.to_string())?;
+        endpoint.serve(listener).map_err(|e| e.to_string())?;
+        *self.replication.endpoint.borrow_mut() = Some(endpoint);
+        let shard = self.clone();
+        monoio::spawn(async move {
+            let started = Instant::now();
+            loop {
+                monoio::time::sleep(TICK_INTERVAL).await;
+                if shard.replication.endpoint.borrow().is_none() {
+                    break;
+                }
+                shard.replication_tick(started.elapsed().as_millis() as u64);
+            }
+        });
+        Ok(())
+    }
+
+    /// Whether `group` is replicated and has its replica on this shard.
+    pub(crate) fn replication_driver(self: &Rc<Self>, group: u32) -> Option<Rc<GroupDriver>> {
+        if let Some(driver) = self.replication.groups.borrow().get(&group) {
+            return Some(driver.clone());
+        }
+        self.replication.endpoint.borrow().as_ref()?;
+        let route = self.route();
+        let view = route.replication.get(&group)?.clone();
+        if route.local_shard(group) != Some(self.id.0) {
+            return None;
+        }
+        let region = match self.region(group) {
+            Ok(region) => region,
+            Err(status) => {
+                tracing::error!(group, %status, "opening a replicated region failed");
+                return None;
+            }
+        };
+        let epochs_path = self.shared.config.region_dir(group).join(EPOCHS_FILE);
+        let epochs = match load_epochs(&epochs_path) {
+            Ok(epochs) => epochs,
+            Err(status) => {
+                tracing::error!(group, %status, "the replica's epoch table cannot be read");
+                return None;
+            }
+        };
+        let info = region.info();
+        let recovered = Recovered {
+            last_index: info.last_index,
+            durable_index: info.last_index,
+            epochs,
+        };
+        let me = u64::from(self.shared.data_node_id);
+        let driver = Rc::new(GroupDriver {
+            group,
+            region,
+            replica: RefCell::new(Replica::new(me, iot_config(), recovered)),
+            view: RefCell::new(None),
+            apply_queue: RefCell::new(VecDeque::new()),
+            applying: Cell::new(false),
+            acknowledged: Cell::new(info.last_index),
+            waiters: RefCell::new(BTreeMap::new()),
+            epochs_path,
+            awaiting_snapshot: Cell::new(false),
+        });
+        tracing::info!(group, shard = self.id.0, last_index = info.last_index, "replica started");
+        self.replication
+            .groups
+            .borrow_mut()
+            .insert(group, driver.clone());
+        self.update_view(&driver, &view);
+        Some(driver)
+    }
+
+    fn update_view(self: &Rc<Self>, driver: &Rc<GroupDriver>, view: &GroupReplication) {
+        if driver.view.borrow().as_ref() == Some(view) {
+            return;
+        }
+        *driver.view.borrow_mut() = Some(view.clone());
+        let endpoint = self.replication.endpoint.borrow().clone();
+        if let Some(endpoint) = endpoint {
+            let route = self.route();
+            let mut known = self.replication.peers.borrow_mut();
+            for &(node, shard) in &view.replicas {
+                if node == self.shared.data_node_id {
+                    continue;
+                }
+                if let Some(address) = route.consensus_address(node, shard) {
+                    let id = peer_id(node, shard);
+                    // `add_peer` also moves a known peer to a new address.
+                    endpoint.add_peer(id, address);
+                    known.insert(id);
+                }
+            }
+        }
+        if view.leader != self.shared.data_node_id {
+            // Writes waiting here will never be acknowledged by this replica.
+            driver.fail_waiters();
+        }
+        self.drive(driver, Event::View(group_view(view)));
+    }
+
+    /// Every tick: new views from a newer route table, then time for every replica.
+    fn replication_tick(self: &Rc<Self>, now_ms: u64) {
+        let route = self.route();
+        if route.version() != self.replication.seen_route.get() {
+            self.replication.seen_route.set(route.version());
+            for (&group, view) in &route.replication {
+                if route.local_shard(group) != Some(self.id.0) {
+                    continue;
+                }
+                let existing = self.replication.groups.borrow().get(&group).cloned();
+                match existing {
+                    Some(driver) => self.update_view(&driver, view),
+                    None => {
+                        self.replication_driver(group);
+                    }
+                }
+            }
+            let gone: Vec<u32> = self
+                .replication
+                .groups
+                .borrow()
+                .keys()
+                .copied()
+                .filter(|group| route.local_shard(*group) != Some(self.id.0))
+                .filter(|group| !route.replication.contains_key(group))
+                .collect();
+            for group in gone {
+                if let Some(driver) = self.replication.groups.borrow_mut().remove(&group) {
+                    driver.fail_waiters();
+                }
+            }
+        }
+        let drivers: Vec<Rc<GroupDriver>> =
+            self.replication.groups.borrow().values().cloned().collect();
+        for driver in drivers {
+            self.drive(&driver, Event::Tick { now_ms });
+        }
+    }
+
+    /// Steps the replica with `event` and carries out what it asks.
+    fn drive(self: &Rc<Self>, driver: &Rc<GroupDriver>, event: Event) {
+        let mut commands = Vec::new();
+        driver.replica.borrow_mut().step(event, &mut commands);
+        for command in commands {
+            self.execute(driver, command);
+        }
+    }
+
+    fn execute(self: &Rc<Self>, driver: &Rc<GroupDriver>, command: Command) {
+        let group = driver.group;
+        match command {
+            Command::Send { to, message } => self.send_replication(driver, to, &message),
+            Command::Apply { entries } => {
+                driver.apply_queue.borrow_mut().extend(entries);
+                if !driver.applying.get() {
+                    driver.applying.set(true);
+                    let shard = self.clone();
+                    let driver = driver.clone();
+                    monoio::spawn(async move { shard.apply_queued(&driver).await });
+                }
+            }
+            Command::PersistEpochs(epochs) => {
+                // Rare (a new epoch) and small: written in place, before anything after it.
+                if let Err(error) = store_epochs(&driver.epochs_path, &epochs) {
+                    tracing::error!(group, error = %error, "persisting the replica's epoch table failed; restarting the replica from its files");
+                    self.restart_replica(driver);
+                }
+            }
+            Command::ReadLog {
+                peer,
+                from,
+                max_bytes,
+            } => {
+                let shard = self.clone();
+                let driver = driver.clone();
+                monoio::spawn(async move {
+                    let event = match driver.region.read_log(from, max_bytes).await {
+                        Ok(LogRead::Entries(entries)) => Event::LogRead {
+                            peer,
+                            entries: entries.into_iter().map(to_entry).collect(),
+                        },
+                        Ok(LogRead::Gone { first_kept }) => Event::LogGone { peer, first_kept },
+                        Err(error) => {
+                            tracing::error!(group = driver.group, %error, "reading the WAL for a follower failed");
+                            return;
+                        }
+                    };
+                    shard.drive(&driver, event);
+                });
+            }
+            Command::SendSnapshot { peer } => {
+                tracing::warn!(
+                    group,
+                    peer,
+                    "a follower needs this region's snapshot; snapshot transfer is not wired \
+                     on the DataNode yet, so it stays behind until it is"
+                );
+                let shard = self.clone();
+                let driver = driver.clone();
+                monoio::spawn(async move {
+                    monoio::time::sleep(Duration::from_secs(5)).await;
+                    let through = driver.replica.borrow().progress().last_index;
+                    shard.drive(
+                        &driver,
+                        Event::SnapshotSent {
+                            peer,
+                            through,
+                            ok: false,
+                        },
+                    );
+                });
+            }
+            Command::NeedSnapshot { from } => {
+                if !driver.awaiting_snapshot.replace(true) {
+                    tracing::error!(
+                        group,
+                        leader = from,
+                        "this replica diverged from (or fell behind) the leader's log and must \
+                         be rebuilt from its snapshot"
+                    );
+                }
+            }
+            Command::Acknowledge { through } => driver.release_waiters(through),
+            Command::RequestInSync {
+                epoch,
+                in_sync,
+                version,
+            } => {
+                let request = ControlRequest::ChangeInSync {
+                    group,
+                    epoch,
+                    version,
+                    in_sync: in_sync.into_iter().map(|n| n as u32).collect(),
+                };
+                self.spawn_control(group, request);
+            }
+            Command::RequestNewEpoch { epoch } => {
+                let request = ControlRequest::NewLeaderEpoch { group, epoch };
+                self.spawn_control(group, request);
+            }
+            Command::SetRetentionFloor(floor) => driver.region.set_retention_floor(Some(floor)),
+        }
+    }
+
+    fn spawn_control(self: &Rc<Self>, group: u32, request: ControlRequest) {
+        let shard = self.clone();
+        monoio::spawn(async move {
+            if let Err(status) = shard.control(request).await {
+                tracing::warn!(group, %status, "the ConfigNode refused a replication request");
+            }
+        });
+    }
+
+    fn send_replication(self: &Rc<Self>, driver: &Rc<GroupDriver>, to: u64, message: &Message) {
+        let Some(shard) = driver.view.borrow().as_ref().and_then(|view| {
+            view.replicas
+                .iter()
+                .find(|(node, _)| u64::from(*node) == to)
+                .map(|(_, shard)| *shard)
+        }) else {
+            return;
+        };
+        let endpoint = self.replication.endpoint.borrow().clone();
+        let Some(endpoint) = endpoint else { return };
+        let id = peer_id(to as u32, shard);
+        // Best effort: a lost message is resent by the replica's timers.
+        if let Err(error) = endpoint.send_message(id, frame(driver.group, message)) {
+            tracing::debug!(group = driver.group, peer = to, %error, "a replication message was not sent");
+        }
+    }
+
+    /// Applies the queued entries in order, then reports their durability.
+    async fn apply_queued(self: &Rc<Self>, driver: &Rc<GroupDriver>) {
+        loop {
+            let mut last = None;
+            loop {
+                let Some(entry) = driver.apply_queue.borrow_mut().pop_front() else {
+                    break;
+                };
+                match self.apply_one(driver, &entry).await {
+                    Ok(ack) => last = Some(ack),
+                    Err(status) => {
+                        tracing::error!(group = driver.group, index = entry.index, %status, "applying a replicated entry failed; restarting the replica from its files");
+                        driver.apply_queue.borrow_mut().clear();
+                        driver.applying.set(false);
+                        self.restart_replica(driver);
+                        return;
+                    }
+                }
+            }
+            if let Some(ack) = last {
+                match ack.durable().await {
+                    Ok(through) => self.drive(driver, Event::Durable { through }),
+                    Err(error) => {
+                        tracing::error!(group = driver.group, %error, "the replica's WAL failed");
+                    }
+                }
+            }
+            if driver.apply_queue.borrow().is_empty() {
+                driver.applying.set(false);
+                return;
+            }
+        }
+    }
+
+    async fn apply_one(
+        &self,
+        driver: &GroupDriver,
+        entry: &Entry,
+    ) -> Result<iotdb_storage::WriteAck, Status> {
+        let deadline = Instant::now() + MEMORY_WAIT_MAX;
+        let entry = to_log_entry(entry);
+        loop {
+            match driver.region.apply_replicated(&entry) {
+                Err(iotdb_storage::StorageError::Overloaded { .. })
+                    if Instant::now() < deadline =>
+                {
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+                other => return other.map_err(|e| super::convert::status_of(&e)),
+            }
+        }
+    }
+
+    /// Rebuilds the replica's state machine from the region's files (after a failure that
+    /// left the two apart), then gives it the current view again.
+    fn restart_replica(self: &Rc<Self>, driver: &Rc<GroupDriver>) {
+        let info = driver.region.info();
+        let epochs = load_epochs(&driver.epochs_path).unwrap_or_default();
+        let me = u64::from(self.shared.data_node_id);
+        *driver.replica.borrow_mut() = Replica::new(
+            me,
+            iot_config(),
+            Recovered {
+                last_index: info.last_index,
+                durable_index: info.last_index,
+                epochs,
+            },
+        );
+        driver.fail_waiters();
+        let view = driver.view.borrow().clone();
+        if let Some(view) = view {
+            self.drive(driver, Event::View(group_view(&view)));
+        }
+    }
+
+    /// Writes a client's payloads into the replicated group led here, and waits until the
+    /// replica acknowledges them (the leader's WAL, or every in-sync replica).
+    pub(crate) async fn write_replicated(
+        self: &Rc<Self>,
+        driver: &Rc<GroupDriver>,
+        payloads: &[Payload],
+    ) -> Result<(), Status> {
+        let mut acks = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let tablet = payload.to_tablet();
+            acks.push(
+                self.log_replicated(driver, |region| region.write_for_replication(&tablet))
+                    .await?,
+            );
+        }
+        self.acknowledged(driver, acks).await
+    }
+
+    /// `DELETE FROM` in the replicated group led here: logged and shipped like a write.
+    pub(crate) async fn delete_replicated(
+        self: &Rc<Self>,
+        driver: &Rc<GroupDriver>,
+        keys: &[iotdb_storage::SeriesKey],
+        range: iotdb_storage::TimeRange,
+    ) -> Result<(), Status> {
+        let ack = self
+            .log_replicated(driver, |region| region.delete_for_replication(keys, range))
+            .await?;
+        self.acknowledged(driver, vec![ack]).await
+    }
+
+    /// Logs one entry through `log` on the leader and hands it to the replica; waits (up
+    /// to MEMORY_WAIT_MAX) while the shard's memtable budget is full.
+    async fn log_replicated(
+        self: &Rc<Self>,
+        driver: &Rc<GroupDriver>,
+        log: impl Fn(&Region) -> iotdb_storage::Result<(iotdb_storage::WriteAck, LogEntry)>,
+    ) -> Result<iotdb_storage::WriteAck, Status> {
+        let deadline = Instant::now() + MEMORY_WAIT_MAX;
+        loop {
+            self.check_writable(driver)?;
+            // No await between the check, the log and `Written`: the replica and the
+            // region agree on the index.
+            match log(&driver.region) {
+                Err(iotdb_storage::StorageError::Overloaded { .. })
+                    if Instant::now() < deadline =>
+                {
+                    monoio::time::sleep(Duration::from_millis(10)).await;
+                }
+                Err(e) => return Err(super::convert::status_of(&e)),
+                Ok((ack, entry)) => {
+                    self.drive(
+                        driver,
+                        Event::Written {
+                            entry: to_entry(entry),
+                        },
+                    );
+                    return Ok(ack);
+                }
+            }
+        }
+    }
+
+    /// Waits until the entries of `acks` are durable here and acknowledged by the replica.
+    async fn acknowledged(
+        self: &Rc<Self>,
+        driver: &Rc<GroupDriver>,
+        acks: Vec<iotdb_storage::WriteAck>,
+    ) -> Result<(), Status> {
+        let mut last = 0;
+        for ack in acks {
+            let through = ack.durable().await.map_err(|e| super::convert::status_of(&e))?;
+            self.drive(driver, Event::Durable { through });
+            last = through;
+        }
+        self.wait_acknowledged(driver, last).await
+    }
+
+    fn check_writable(&self, driver: &GroupDriver) -> Result<(), Status> {
+        if !driver.apply_queue.borrow().is_empty() {
+            return Err(Status::new(
+                StatusCode::WRITE_PROCESS_REJECT,
+                format!(
+                    "region group {} is catching up with its replicas; retry",
+                    driver.group
+                ),
+            ));
+        }
+        match driver.replica.borrow().write_allowed() {
+            Ok(_) => Ok(()),
+            Err(Refusal::NotLeader { leader }) => Err(Status::new(
+                StatusCode::ROUTE_TABLE_STALE,
+                match leader {
+                    Some(leader) => format!(
+                        "region group {} is led by DataNode {leader}; refetch the route table",
+                        driver.group
+                    ),
+                    None => format!("region group {} has no leader now; retry", driver.group),
+                },
+            )),
+            Err(refusal) => Err(Status::new(
+                StatusCode::WRITE_PROCESS_REJECT,
+                format!(
+                    "region group {} is taking over as leader ({refusal:?}); retry",
+                    driver.group
+                ),
+            )),
+        }
+    }
+
+    async fn wait_acknowledged(&self, driver: &GroupDriver, through: u64) -> Result<(), Status> {
+        if through == 0 || driver.acknowledged.get() >= through {
+            return Ok(());
+        }
+        let (sender, receiver) = oneshot::channel();
+        driver
+            .waiters
+            .borrow_mut()
+            .entry(through)
+            .or_default()
+            .push(sender);
+        let not_acknowledged = || {
+            Status::new(
+                StatusCode::WRITE_PROCESS_REJECT,
+                format!(
+                    "the write to region group {} was logged but not acknowledged by its \
+                     in-sync replicas (leadership moved or a replica is unresponsive); retry \
+                     it: writes are idempotent",
+                    driver.group
+                ),
+            )
+        };
+        monoio::select! {
+            answer = receiver => answer.map_err(|_| not_acknowledged()),
+            _ = monoio::time::sleep(ACK_WAIT_MAX) => Err(not_acknowledged()),
+        }
+    }
+
+    /// The replica of `group` on this shard, when the group is replicated.
+    pub(crate) fn replicated_here(self: &Rc<Self>, group: u32) -> Option<Rc<GroupDriver>> {
+        if !self.route().replication.contains_key(&group) {
+            return None;
+        }
+        self.replication_driver(group)
+    }
+
+    /// Stops replication on this shard (at stop).
+    pub(crate) fn stop_replication(&self) {
+        self.replication.shut_down();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peer_ids_name_node_and_shard() {
+        let id = peer_id(7, 3);
+        assert_eq!(node_of_peer(id), 7);
+        assert_ne!(peer_id(7, 3), peer_id(7, 4));
+        assert_ne!(peer_id(7, 3), peer_id(8, 3));
+        assert_eq!(node_of_peer(peer_id(4_000_000, 1023)), 4_000_000);
+    }
+
+    #[test]
+    fn epoch_tables_survive_a_round_trip_and_damage_is_typed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g").join(EPOCHS_FILE);
+        assert_eq!(load_epochs(&path).unwrap(), Epochs::new());
+        let epochs = Epochs::from_pairs(vec![(1, 1), (3, 40)], 3).unwrap();
+        store_epochs(&path, &epochs).unwrap();
+        assert_eq!(load_epochs(&path).unwrap(), epochs);
+        std::fs::write(&path, b"{\"pairs\":[[3,40],[1,1]],\"leader_fence\":0}").unwrap();
+        assert!(load_epochs(&path).is_err());
+        std::fs::write(&path, b"garbage").unwrap();
+        assert!(load_epochs(&path).is_err());
+    }
+}
