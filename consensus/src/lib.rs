@@ -17,6 +17,9 @@
 //!   the Raft hard state, snapshot metadata, a node's persisted id.
 //! - [`raft_group`]: one Raft group on raft-rs (the ConfigNodes' consensus), its log and
 //!   snapshot persisted through a `Disk`, driven as events in, outputs out.
+//! - [`iot`]: IoTConsensus-style replication of one region group (the DataRegions'
+//!   consensus): leader epochs from the ConfigNode, per-peer dispatchers, divergence found
+//!   by epoch tables, snapshots, and two ack modes (leader-durable, in-sync set).
 //!
 //! Nothing here opens a socket or reads the system clock on its own: the drivers pass those
 //! in, so the same code runs on a shard and in the simulator. See `SIMULATOR.md` beside this
@@ -26,6 +29,7 @@
 
 pub mod atomic_file;
 pub mod io;
+pub mod iot;
 pub mod limits;
 pub mod raft_group;
 pub mod record_log;
