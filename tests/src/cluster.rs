@@ -22,6 +22,8 @@ pub struct TestCluster {
     /// `host:port` of the ConfigNode's internal port (every node's seed).
     pub seed: String,
     pub cluster_name: String,
+    /// Settings every node of the cluster starts with (`--set key=value`).
+    pub settings: Vec<(String, String)>,
 }
 
 impl TestCluster {
@@ -42,6 +44,18 @@ impl TestCluster {
         data_nodes: usize,
         cores: usize,
     ) -> anyhow::Result<TestCluster> {
+        Self::start_configured(binary, config_nodes, data_nodes, cores, &[])
+    }
+
+    /// [`TestCluster::start_with`], every node also started with `settings` (cluster-wide
+    /// ones such as `data_replication_factor`).
+    pub fn start_configured(
+        binary: impl Into<std::path::PathBuf>,
+        config_nodes: usize,
+        data_nodes: usize,
+        cores: usize,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<TestCluster> {
         let binary = binary.into();
         let ip = next_loopback_host();
         let port = free_port(ip)?;
@@ -52,6 +66,10 @@ impl TestCluster {
             data_nodes: Vec::new(),
             seed,
             cluster_name: "testCluster".to_string(),
+            settings: settings
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
         };
         cluster.add_config_node(ip, port)?;
         for _ in 1..config_nodes {
@@ -76,7 +94,7 @@ impl TestCluster {
         while consensus == port {
             consensus = free_port(ip)?;
         }
-        Ok(ServerOptions::new(&self.binary)
+        Ok(self.with_settings(ServerOptions::new(&self.binary))
             .role(Role::ConfigNode)
             .set("cluster_name", &self.cluster_name)
             .set("cn_internal_address", ip)
@@ -84,6 +102,13 @@ impl TestCluster {
             .set("cn_consensus_port", consensus)
             .set("cn_seed_config_node", &self.seed)
             .set("heartbeat_interval_in_ms", TEST_HEARTBEAT_MS))
+    }
+
+    fn with_settings(&self, mut options: ServerOptions) -> ServerOptions {
+        for (key, value) in &self.settings {
+            options = options.set(key, value);
+        }
+        options
     }
 
     fn add_config_node(&mut self, ip: Ipv4Addr, port: u16) -> anyhow::Result<()> {
@@ -96,7 +121,7 @@ impl TestCluster {
 
     /// Options of a new DataNode of this cluster on `ip` (a test may change them).
     pub fn data_node_options(&self, ip: Ipv4Addr, cores: usize) -> anyhow::Result<ServerOptions> {
-        Ok(ServerOptions::new(&self.binary)
+        Ok(self.with_settings(ServerOptions::new(&self.binary))
             .kernel_port()
             .role(Role::DataNode)
             .cores(cores)

@@ -210,7 +210,8 @@ fn admin_statements(cores: usize, kernel_port: bool) {
             "InternalAddress",
             "Role",
             "CreateTime",
-            "TsFileSize"
+            "TsFileSize",
+            "InSync"
         ]
     );
     for database in ["root.t", "root.auto"] {

@@ -279,6 +279,7 @@ pub fn show_regions(
                 cell(group.role_of(replica.data_node_id).as_str()),
                 cell(format_timestamp_ms(group.create_time_ms)),
                 size,
+                cell(group.in_sync(replica.data_node_id)),
             ]);
         }
     }
@@ -297,6 +298,9 @@ pub fn show_regions(
             "Role",
             "CreateTime",
             "TsFileSize",
+            // Beyond IoTDB: whether the replica is in its group's in-sync set
+            // (`data_replication_ack = in_sync` acknowledges once every member has a write).
+            "InSync",
         ]),
         rows,
     }

@@ -62,8 +62,19 @@ const MEMORY_WAIT_MAX: Duration = iotdb_storage::config::WRITE_MEMORY_WAIT_MAX;
 const EPOCHS_FILE: &str = "replication-epochs.json";
 /// Bits of a consensus peer id that name the shard (`SHARDS_PER_DATA_NODE_MAX` = 1024).
 const SHARD_BITS: u32 = 10;
-/// Group id + message tag prefix of every replication frame.
+/// Group id prefix of every replication frame.
 const FRAME_HEADER_BYTES: usize = 4;
+/// Snapshot transfer requests (group u32 | op u8 | body) and their answers.
+const SNAPSHOT_BEGIN: u8 = 1;
+const SNAPSHOT_CHUNK: u8 = 2;
+const SNAPSHOT_FINISH: u8 = 3;
+const SNAPSHOT_OK: u8 = 0;
+const SNAPSHOT_REFUSED: u8 = 1;
+/// Bytes of one snapshot chunk: well below the 16 MiB frame bound, large enough that the
+/// per-request round trip does not dominate.
+const SNAPSHOT_CHUNK_BYTES: usize = 4 * 1024 * 1024;
+/// One snapshot request's answer may take this long (a chunk's fsync, the install).
+const SNAPSHOT_REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The consensus endpoint's peer id of shard `shard` of DataNode `node`.
 pub fn peer_id(node: u32, shard: u16) -> NodeId {
@@ -100,6 +111,8 @@ pub(crate) struct GroupDriver {
     epochs_path: PathBuf,
     /// Set by `NeedSnapshot`: the replica must be rebuilt from the leader's snapshot.
     awaiting_snapshot: Cell<bool>,
+    /// The snapshot being received (follower), with the leader's DataNode sending it.
+    receiving: RefCell<Option<(u32, iotdb_storage::SnapshotWriter)>>,
 }
 
 impl ShardReplication {
@@ -232,8 +245,20 @@ struct ReplicationHandler {
 }
 
 impl InternalHandler for ReplicationHandler {
-    fn handle_request(&self, _from: NodeId, _body: Bytes) -> Pin<Box<dyn Future<Output = Bytes>>> {
-        Box::pin(async { Bytes::from_static(b"no requests on the consensus port") })
+    fn handle_request(&self, from: NodeId, body: Bytes) -> Pin<Box<dyn Future<Output = Bytes>>> {
+        let shard = self.shard.clone();
+        Box::pin(async move {
+            let answer = shard.receive_snapshot(from, body).await;
+            let mut out = Vec::new();
+            match answer {
+                Ok(()) => out.push(SNAPSHOT_OK),
+                Err(reason) => {
+                    out.push(SNAPSHOT_REFUSED);
+                    out.extend_from_slice(reason.as_bytes());
+                }
+            }
+            Bytes::from(out)
+        })
     }
 
     fn on_message(&self, from: NodeId, body: Bytes) {
@@ -341,6 +366,7 @@ impl Shard {
             waiters: RefCell::new(BTreeMap::new()),
             epochs_path,
             awaiting_snapshot: Cell::new(false),
+            receiving: RefCell::new(None),
         });
         tracing::info!(group, shard = self.id.0, last_index = info.last_index, "replica started");
         self.replication
@@ -470,25 +496,20 @@ impl Shard {
                 });
             }
             Command::SendSnapshot { peer } => {
-                tracing::warn!(
-                    group,
-                    peer,
-                    "a follower needs this region's snapshot; snapshot transfer is not wired \
-                     on the DataNode yet, so it stays behind until it is"
-                );
                 let shard = self.clone();
                 let driver = driver.clone();
                 monoio::spawn(async move {
-                    monoio::time::sleep(Duration::from_secs(5)).await;
-                    let through = driver.replica.borrow().progress().last_index;
-                    shard.drive(
-                        &driver,
-                        Event::SnapshotSent {
-                            peer,
-                            through,
-                            ok: false,
-                        },
-                    );
+                    let (through, ok) = match shard.send_snapshot(&driver, peer).await {
+                        Ok(through) => {
+                            tracing::info!(group = driver.group, peer, through, "snapshot sent and installed");
+                            (through, true)
+                        }
+                        Err(reason) => {
+                            tracing::warn!(group = driver.group, peer, %reason, "sending a snapshot failed; it is retried");
+                            (0, false)
+                        }
+                    };
+                    shard.drive(&driver, Event::SnapshotSent { peer, through, ok });
                 });
             }
             Command::NeedSnapshot { from } => {
@@ -761,6 +782,196 @@ impl Shard {
             answer = receiver => answer.map_err(|_| not_acknowledged()),
             _ = monoio::time::sleep(ACK_WAIT_MAX) => Err(not_acknowledged()),
         }
+    }
+
+    /// Leader: takes a snapshot of the region (hard links of its sealed files), streams it
+    /// to `peer`'s owning shard, and returns the index it covers once the peer installed it.
+    async fn send_snapshot(&self, driver: &GroupDriver, peer: u64) -> Result<u64, String> {
+        let shard = driver
+            .view
+            .borrow()
+            .as_ref()
+            .and_then(|view| view.replicas.iter().find(|(n, _)| u64::from(*n) == peer))
+            .map(|(_, shard)| *shard)
+            .ok_or("the peer is not a replica of the group")?;
+        let endpoint = self
+            .replication
+            .endpoint
+            .borrow()
+            .clone()
+            .ok_or("replication is stopped")?;
+        let to = peer_id(peer as u32, shard);
+        let dir = self.shared.config.region_dir(driver.group).with_extension(format!(
+            "snapshot-to-{peer}-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        ));
+        let result = async {
+            let info = driver.region.snapshot(&dir).map_err(|e| e.to_string())?;
+            let through = info.wal_index;
+            let epochs = driver.replica.borrow().epochs().slice(1, through);
+            let request = |op: u8, body: &[u8]| {
+                let mut out = Vec::with_capacity(5 + body.len());
+                out.put_u32_le(driver.group);
+                out.put_u8(op);
+                out.extend_from_slice(body);
+                let endpoint = endpoint.clone();
+                async move {
+                    let answer = endpoint
+                        .request(to, Bytes::from(out), SNAPSHOT_REQUEST_TIMEOUT)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    match answer.first() {
+                        Some(&SNAPSHOT_OK) => Ok(()),
+                        _ => Err(format!(
+                            "the follower refused: {}",
+                            String::from_utf8_lossy(answer.get(1..).unwrap_or_default())
+                        )),
+                    }
+                }
+            };
+            request(SNAPSHOT_BEGIN, &[]).await?;
+            let mut reader =
+                iotdb_storage::SnapshotReader::open(&dir).map_err(|e| e.to_string())?;
+            let mut sent = 0u64;
+            while let Some(chunk) = reader
+                .next_chunk(SNAPSHOT_CHUNK_BYTES)
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                let mut body = Vec::with_capacity(chunk.encoded_len());
+                chunk.encode(&mut body);
+                sent += body.len() as u64;
+                request(SNAPSHOT_CHUNK, &body).await?;
+            }
+            let finish = serde_json::to_vec(&EpochsFile {
+                pairs: epochs.pairs().to_vec(),
+                leader_fence: 0,
+            })
+            .map_err(|e| e.to_string())?;
+            let mut body = through.to_le_bytes().to_vec();
+            body.extend_from_slice(&finish);
+            request(SNAPSHOT_FINISH, &body).await?;
+            tracing::info!(group = driver.group, peer, through, bytes = sent, files = info.files, "snapshot streamed");
+            Ok(through)
+        }
+        .await;
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing a sent snapshot failed");
+        }
+        result
+    }
+
+    /// Follower: one request of a snapshot transfer from the group's leader.
+    async fn receive_snapshot(self: &Rc<Self>, from: NodeId, body: Bytes) -> Result<(), String> {
+        if body.len() < FRAME_HEADER_BYTES + 1 {
+            return Err("a snapshot request too short".into());
+        }
+        let group = u32::from_le_bytes([body[0], body[1], body[2], body[3]]);
+        let op = body[4];
+        let body = body.slice(FRAME_HEADER_BYTES + 1..);
+        let driver = self
+            .replication_driver(group)
+            .ok_or_else(|| format!("region group {group} is not replicated on this shard"))?;
+        let leader = node_of_peer(from);
+        if driver.view.borrow().as_ref().map(|view| view.leader) != Some(leader) {
+            return Err(format!("DataNode {leader} does not lead region group {group}"));
+        }
+        let staging = self
+            .shared
+            .config
+            .region_dir(group)
+            .with_extension("snapshot-receiving");
+        match op {
+            SNAPSHOT_BEGIN => {
+                if !driver.awaiting_snapshot.get() {
+                    return Err("this replica is not waiting for a snapshot".into());
+                }
+                driver.receiving.borrow_mut().take();
+                if staging.exists() {
+                    std::fs::remove_dir_all(&staging).map_err(|e| e.to_string())?;
+                }
+                let writer =
+                    iotdb_storage::SnapshotWriter::new(&staging).map_err(|e| e.to_string())?;
+                *driver.receiving.borrow_mut() = Some((leader, writer));
+                Ok(())
+            }
+            SNAPSHOT_CHUNK => {
+                let chunk = iotdb_storage::Chunk::decode(&body).map_err(|e| e.to_string())?;
+                let (sender, mut writer) = driver
+                    .receiving
+                    .borrow_mut()
+                    .take()
+                    .ok_or("no snapshot transfer is under way")?;
+                if sender != leader {
+                    return Err("another leader's transfer is under way".into());
+                }
+                let accepted = writer.accept(chunk).await;
+                if accepted.is_ok() {
+                    *driver.receiving.borrow_mut() = Some((sender, writer));
+                }
+                accepted.map_err(|e| e.to_string())
+            }
+            SNAPSHOT_FINISH => {
+                let (sender, writer) = driver
+                    .receiving
+                    .borrow_mut()
+                    .take()
+                    .ok_or("no snapshot transfer is under way")?;
+                if sender != leader || body.len() < 8 {
+                    return Err("a malformed snapshot finish".into());
+                }
+                let through = u64::from_le_bytes(body[..8].try_into().expect("8 bytes"));
+                let file: EpochsFile =
+                    serde_json::from_slice(&body[8..]).map_err(|e| e.to_string())?;
+                let mut epochs = Epochs::from_pairs(file.pairs, 0)
+                    .ok_or("the snapshot's epoch table is out of order")?;
+                let info = writer.finish().await.map_err(|e| e.to_string())?;
+                if info.wal_index != through {
+                    return Err(format!(
+                        "the snapshot covers index {}, the leader said {through}",
+                        info.wal_index
+                    ));
+                }
+                self.install_received(&driver, &staging, &mut epochs).await?;
+                Ok(())
+            }
+            other => Err(format!("unknown snapshot operation {other}")),
+        }
+    }
+
+    /// Replaces the replica's region with the received snapshot, then starts a fresh
+    /// replica state machine on it.
+    async fn install_received(
+        self: &Rc<Self>,
+        driver: &Rc<GroupDriver>,
+        staging: &std::path::Path,
+        epochs: &mut Epochs,
+    ) -> Result<(), String> {
+        let group = driver.group;
+        let old_fence = load_epochs(&driver.epochs_path)
+            .map(|e| e.leader_fence())
+            .unwrap_or(0);
+        epochs.set_leader_fence(old_fence);
+        self.replication.groups.borrow_mut().remove(&group);
+        driver.fail_waiters();
+        let region = self.regions.borrow_mut().remove(&group);
+        if let Some(region) = region
+            && let Err(e) = region.close(false).await
+        {
+            tracing::warn!(group, error = %e, "closing the replica before the install failed");
+        }
+        let dir = self.shared.config.region_dir(group);
+        Region::install_snapshot(&dir, staging).map_err(|e| e.to_string())?;
+        store_epochs(&driver.epochs_path, epochs).map_err(|e| e.to_string())?;
+        if let Err(e) = std::fs::remove_dir_all(staging) {
+            tracing::warn!(dir = %staging.display(), error = %e, "removing the snapshot staging failed");
+        }
+        self.replication_driver(group)
+            .ok_or("the replica did not reopen after the install")?;
+        tracing::info!(group, "installed the leader's snapshot");
+        Ok(())
     }
 
     /// The replica of `group` on this shard, when the group is replicated.

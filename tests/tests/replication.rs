@@ -1,0 +1,289 @@
+//! Region replication across real processes: a 1C3D cluster with
+//! `data_replication_factor=2`. Every data region group has two replicas on distinct
+//! DataNodes, one the leader; a client connected to one DataNode writes series led by
+//! the others; the DataNode leading most groups is killed with SIGKILL while writes run;
+//! writes resume through the surviving DataNodes, and with `data_replication_ack =
+//! in_sync` every acknowledged point reads back after the failover. The killed node
+//! restarts and catches up: when the surviving replica of each of its groups is then
+//! stopped, it serves every point itself.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use iotdb_net::{BlockingClient, Value};
+use iotdb_tests::TestCluster;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_iotdb-server-under-test");
+/// Ends a hung wait on a loaded 2-core machine running debug builds; the figures are
+/// printed.
+const PATIENCE: Duration = Duration::from_secs(30);
+const DEVICES: usize = 12;
+
+fn device(index: usize) -> String {
+    format!("root.rep.d{index}")
+}
+
+/// One data region replica as `SHOW REGIONS` lists it.
+#[derive(Debug, Clone)]
+struct ReplicaRow {
+    region: u32,
+    data_node: u32,
+    leader: bool,
+    in_sync: bool,
+}
+
+fn data_replicas(client: &mut BlockingClient) -> Vec<ReplicaRow> {
+    let result = client.execute_sql("SHOW DATA REGIONS").unwrap();
+    let column = |name: &str| {
+        result
+            .column_names
+            .iter()
+            .position(|c| c == name)
+            .unwrap_or_else(|| panic!("no {name} in {:?}", result.column_names))
+    };
+    let (region, node, role, in_sync) = (
+        column("RegionId"),
+        column("DataNodeId"),
+        column("Role"),
+        column("InSync"),
+    );
+    let text = |value: &Option<Value>| match value {
+        Some(Value::Text(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        other => panic!("{other:?}"),
+    };
+    result
+        .rows
+        .iter()
+        .map(|row| ReplicaRow {
+            region: text(&row[region]).parse().unwrap(),
+            data_node: text(&row[node]).parse().unwrap(),
+            leader: text(&row[role]) == "Leader",
+            in_sync: text(&row[in_sync]) == "true",
+        })
+        .collect()
+}
+
+/// Index in `cluster.data_nodes` of the DataNode with id `id`.
+fn index_of(cluster: &TestCluster, id: u32) -> usize {
+    let rows = cluster.show_cluster(0).unwrap();
+    let row = rows
+        .iter()
+        .find(|row| row.node_id == id)
+        .unwrap_or_else(|| panic!("no node {id} in {rows:?}"));
+    cluster
+        .data_nodes
+        .iter()
+        .position(|node| node.address().ip().to_string() == row.internal_address)
+        .unwrap_or_else(|| panic!("no DataNode process at {}", row.internal_address))
+}
+
+/// Writes `round` of every device through DataNode `via`, retrying each insert until it
+/// is acknowledged (a failover refuses writes for a moment); returns the longest wait.
+fn write_round(cluster: &TestCluster, via: usize, round: i64) -> Duration {
+    let mut longest = Duration::ZERO;
+    for index in 0..DEVICES {
+        let statement = format!(
+            "INSERT INTO {}(time, s1) VALUES ({round}, {})",
+            device(index),
+            round * 100 + index as i64
+        );
+        let started = Instant::now();
+        loop {
+            let outcome = cluster
+                .client(via)
+                .map_err(|e| e.to_string())
+                .and_then(|mut client| client.execute_sql(&statement).map_err(|e| e.to_string()));
+            match outcome {
+                Ok(_) => break,
+                Err(error) if started.elapsed() < PATIENCE => {
+                    eprintln!("retrying {statement}: {error}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(error) => panic!("{statement} never succeeded: {error}"),
+            }
+        }
+        longest = longest.max(started.elapsed());
+    }
+    longest
+}
+
+/// Every device's (time → value) as DataNode `via` answers.
+fn read_all(cluster: &TestCluster, via: usize) -> BTreeMap<String, BTreeMap<i64, i64>> {
+    let mut client = cluster.client(via).unwrap();
+    (0..DEVICES)
+        .map(|index| {
+            let result = client
+                .execute_sql(&format!("SELECT s1 FROM {}", device(index)))
+                .unwrap_or_else(|e| panic!("reading {} via {via}: {e}", device(index)));
+            let points = result
+                .rows
+                .iter()
+                .map(|row| {
+                    let time = match &row[0] {
+                        Some(Value::Int64(t)) => *t,
+                        other => panic!("time {other:?}"),
+                    };
+                    let value = match &row[1] {
+                        Some(Value::Double(v)) => *v as i64,
+                        Some(Value::Int64(v)) => *v,
+                        other => panic!("value {other:?}"),
+                    };
+                    (time, value)
+                })
+                .collect();
+            (device(index), points)
+        })
+        .collect()
+}
+
+fn expected(rounds: &BTreeSet<i64>) -> BTreeMap<String, BTreeMap<i64, i64>> {
+    (0..DEVICES)
+        .map(|index| {
+            let points = rounds
+                .iter()
+                .map(|round| (*round, round * 100 + index as i64))
+                .collect();
+            (device(index), points)
+        })
+        .collect()
+}
+
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
+    let mut cluster = TestCluster::start_configured(
+        BINARY,
+        1,
+        3,
+        1,
+        &[
+            ("data_replication_factor", "2"),
+            ("data_replication_ack", "in_sync"),
+            ("data_region_group_extension_policy", "CUSTOM"),
+            ("default_data_region_group_num_per_database", "6"),
+        ],
+    )
+    .expect("start 1C3D");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
+            rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
+        })
+        .unwrap();
+    let mut acked: BTreeSet<i64> = BTreeSet::new();
+    for round in 0..5 {
+        write_round(&cluster, 0, round);
+        acked.insert(round);
+    }
+
+    // Two replicas per group on distinct DataNodes, exactly one leader.
+    let replicas = data_replicas(&mut cluster.client(0).unwrap());
+    let mut groups: BTreeMap<u32, Vec<ReplicaRow>> = BTreeMap::new();
+    for row in &replicas {
+        groups.entry(row.region).or_default().push(row.clone());
+    }
+    assert!(!groups.is_empty(), "{replicas:?}");
+    for (group, rows) in &groups {
+        let nodes: BTreeSet<u32> = rows.iter().map(|r| r.data_node).collect();
+        assert_eq!((rows.len(), nodes.len()), (2, 2), "group {group}: {rows:?}");
+        assert_eq!(rows.iter().filter(|r| r.leader).count(), 1, "{rows:?}");
+    }
+    assert_eq!(read_all(&cluster, 1), expected(&acked), "before the kill");
+
+    // Kill the DataNode leading most groups while a client keeps writing through another.
+    let mut leaders: BTreeMap<u32, usize> = BTreeMap::new();
+    for row in replicas.iter().filter(|r| r.leader) {
+        *leaders.entry(row.data_node).or_default() += 1;
+    }
+    let (&victim_id, _) = leaders.iter().max_by_key(|(_, count)| **count).unwrap();
+    let victim = index_of(&cluster, victim_id);
+    let via = (victim + 1) % 3;
+    let killed = Instant::now();
+    cluster.data_nodes[victim].kill().expect("SIGKILL");
+    let mut longest = Duration::ZERO;
+    for round in 5..10 {
+        longest = longest.max(write_round(&cluster, via, round));
+        acked.insert(round);
+    }
+    eprintln!(
+        "leader DataNode {victim_id} killed: writes resumed within {longest:?} (round of \
+         {DEVICES} inserts done {:?} after the kill)",
+        killed.elapsed()
+    );
+    assert_eq!(
+        read_all(&cluster, via),
+        expected(&acked),
+        "every acknowledged point after the failover"
+    );
+    let after = data_replicas(&mut cluster.client(via).unwrap());
+    assert!(
+        after
+            .iter()
+            .filter(|r| r.leader)
+            .all(|r| r.data_node != victim_id),
+        "no group is led by the dead node: {after:?}"
+    );
+
+    // The killed node comes back and catches up; then each surviving DataNode is stopped
+    // in turn, so that the restarted one leads its groups and serves them alone.
+    cluster.data_nodes[victim].restart().expect("restart");
+    cluster
+        .wait_for_cluster(via, PATIENCE, "the restarted DataNode Running", |rows| {
+            rows.iter()
+                .all(|row| row.node_type != "DataNode" || row.status == "Running")
+        })
+        .unwrap();
+    for round in 10..12 {
+        write_round(&cluster, via, round);
+        acked.insert(round);
+    }
+    // Back in every in-sync set (its leaders ask once it caught up).
+    let all_in_sync = |cluster: &TestCluster, via: usize| {
+        wait_for("every replica in sync", || {
+            let rows = data_replicas(&mut cluster.client(via).ok()?);
+            rows.iter().all(|r| r.in_sync).then_some(())
+        })
+    };
+    all_in_sync(&cluster, via);
+    let other = (victim + 2) % 3;
+    for stopped in [via, other] {
+        let survivor = if stopped == via { other } else { via };
+        cluster.data_nodes[stopped].stop().expect("stop");
+        let victim_groups: BTreeSet<u32> = wait_for("leaders moved off the stopped node", || {
+            let rows = data_replicas(&mut cluster.client(victim).ok()?);
+            let stopped_id = rows
+                .iter()
+                .map(|r| r.data_node)
+                .find(|id| index_of(&cluster, *id) == stopped)?;
+            let moved = rows
+                .iter()
+                .filter(|r| r.leader)
+                .all(|r| r.data_node != stopped_id);
+            moved.then(|| {
+                rows.iter()
+                    .filter(|r| r.data_node == victim_id && r.leader)
+                    .map(|r| r.region)
+                    .collect()
+            })
+        });
+        eprintln!("DataNode {victim_id} now leads groups {victim_groups:?}");
+        let read = read_all(&cluster, victim);
+        assert_eq!(read, expected(&acked), "served with {stopped} stopped");
+        cluster.data_nodes[stopped].restart().expect("restart");
+        cluster
+            .wait_for_cluster(survivor, PATIENCE, "all Running again", |rows| {
+                rows.iter().all(|row| row.status == "Running")
+            })
+            .unwrap();
+        all_in_sync(&cluster, survivor);
+    }
+}
