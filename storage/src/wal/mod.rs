@@ -26,12 +26,14 @@ mod commit;
 pub mod format;
 mod log;
 pub mod memory;
+mod reader;
 pub mod recovery;
 pub mod storage;
 
 use std::time::Duration;
 
-pub use log::Wal;
+pub use log::{SegmentSpan, Wal};
+pub use reader::WalRead;
 pub use memory::{Fault, MemoryStorage};
 pub use storage::{MonoioStorage, WalFile, WalStorage};
 
