@@ -107,8 +107,14 @@ impl Chunk {
 
     /// Appends the chunk's encoding (module doc) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
-        assert!(self.file.len() <= FILE_NAME_BYTES_MAX, "names come from a snapshot");
-        assert!(self.data.len() <= SNAPSHOT_CHUNK_BYTES_MAX, "chunks are bounded");
+        assert!(
+            self.file.len() <= FILE_NAME_BYTES_MAX,
+            "names come from a snapshot"
+        );
+        assert!(
+            self.data.len() <= SNAPSHOT_CHUNK_BYTES_MAX,
+            "chunks are bounded"
+        );
         out.reserve(self.encoded_len());
         out.extend_from_slice(CHUNK_MAGIC);
         out.push(CHUNK_VERSION);
@@ -245,7 +251,8 @@ impl SnapshotReader {
             let entries = std::fs::read_dir(&sealed)
                 .map_err(|e| StorageError::io("list snapshot files", &sealed, e))?;
             for entry in entries {
-                let entry = entry.map_err(|e| StorageError::io("list snapshot files", &sealed, e))?;
+                let entry =
+                    entry.map_err(|e| StorageError::io("list snapshot files", &sealed, e))?;
                 let name = entry.file_name().into_string().map_err(|name| {
                     ReplicationError::InvalidSnapshot(format!("file name {name:?} is not UTF-8"))
                 })?;

@@ -318,10 +318,13 @@ mod tests {
             old.write_durable(&tablet(100, 5, 1)).await.expect("write");
             old.close(false).await.expect("close");
 
-            let leader = Region::open(&dir.path().join("leader"), RegionConfig::default())
-                .expect("open");
+            let leader =
+                Region::open(&dir.path().join("leader"), RegionConfig::default()).expect("open");
             for i in 0..3 {
-                leader.write_durable(&tablet(i * 20, 20, 2)).await.expect("write");
+                leader
+                    .write_durable(&tablet(i * 20, 20, 2))
+                    .await
+                    .expect("write");
             }
             leader.flush().await.expect("flush");
             leader.snapshot(&snapshot_dir).expect("snapshot");

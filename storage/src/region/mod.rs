@@ -64,8 +64,8 @@ use crate::types::{DataType, PointColumn, SeriesKey, Tablet, TimeRange, Timestam
 use crate::wal::{Wal, WalOptions, WalRecord};
 
 pub use deletion::Deletion;
-pub use replication::{LogEntry, LogRead};
 pub use manifest::{FileEntry, FileKind, Manifest};
+pub use replication::{LogEntry, LogRead};
 
 /// How often the background task installs finished jobs and starts new ones.
 const TICK_INTERVAL: Duration = Duration::from_millis(10);
@@ -468,7 +468,10 @@ impl Region {
     /// Appends one record at the region's next index; a WAL failure makes the region
     /// read-only.
     fn append_record(&self, state: &mut State, index: u64, kind: u8, payload: &[u8]) -> Result<()> {
-        assert_eq!(index, state.next_index, "records are logged at the next index");
+        assert_eq!(
+            index, state.next_index,
+            "records are logged at the next index"
+        );
         if let Err(e) = self.wal.append(index, kind, payload) {
             if let StorageError::ReadOnly(reason) = &e {
                 state.read_only = Some(reason.clone());

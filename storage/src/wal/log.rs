@@ -361,9 +361,11 @@ impl Wal {
         encode_record(&mut batch.bytes, index, kind, parts);
         batch.last_index = index;
         let record_offset = active.bytes + header_bytes as u64;
-        if active.checkpoints.last().is_none_or(|&(_, offset)| {
-            record_offset - offset >= WAL_READ_CHECKPOINT_BYTES as u64
-        }) {
+        if active
+            .checkpoints
+            .last()
+            .is_none_or(|&(_, offset)| record_offset - offset >= WAL_READ_CHECKPOINT_BYTES as u64)
+        {
             active.checkpoints.push((index, record_offset));
         }
         active.bytes += added_bytes as u64;

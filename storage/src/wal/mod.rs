@@ -33,8 +33,8 @@ pub mod storage;
 use std::time::Duration;
 
 pub use log::{SegmentSpan, Wal};
-pub use reader::WalRead;
 pub use memory::{Fault, MemoryStorage};
+pub use reader::WalRead;
 pub use storage::{MonoioStorage, WalFile, WalStorage};
 
 use crate::config::{RegionConfig, WalMode};

@@ -139,9 +139,7 @@ impl Wal {
                     last_index,
                 } => {
                     let before = gathered.next;
-                    match read_segment(self, &path, start_offset, last_index, &mut gathered)
-                        .await
-                    {
+                    match read_segment(self, &path, start_offset, last_index, &mut gathered).await {
                         Ok(()) => {}
                         // Removed meanwhile (a flush): locate again, once per file.
                         Err(StorageError::Io { source, .. })
@@ -318,8 +316,8 @@ async fn read_segment(
         // damage.
         if cursor.ensure(storage.as_ref(), RECORD_HEADER_BYTES).await? {
             let at = cursor.position + 4;
-            let length = u32::from_le_bytes(cursor.buffer[at..at + 4].try_into().expect("4 bytes"))
-                as usize;
+            let length =
+                u32::from_le_bytes(cursor.buffer[at..at + 4].try_into().expect("4 bytes")) as usize;
             // An absurd length is refused by `decode_record`, not read.
             if length <= RECORD_PAYLOAD_BYTES_MAX {
                 cursor
