@@ -47,6 +47,16 @@ pub const WRITE_MEMORY_WAIT_MAX: Duration = Duration::from_secs(5);
 /// enough that segment switches are rare (IoTDB uses 30 MB files).
 pub const WAL_SEGMENT_BYTES_DEFAULT: u64 = 64 << 20;
 
+/// A WAL segment remembers the offset of one record per this many bytes, so a read by
+/// index (`Wal::read`, a follower catching up) scans at most this much before its first
+/// record. Costs 16 bytes of memory per 64 KiB of WAL (256 KiB per retained GiB).
+pub const WAL_READ_CHECKPOINT_BYTES: usize = 64 << 10;
+
+/// The most bytes one file read of `Wal::read` asks for beyond the record it needs: a
+/// read by index moves at most this much (or one record, if larger) per io_uring
+/// operation, so it never holds the shard's loop or a big buffer for long.
+pub const WAL_READ_WINDOW_BYTES: usize = 1 << 20;
+
 /// The most bytes one group commit writes at once; more waits for the next write.
 pub const WAL_BATCH_BYTES_MAX: usize = 16 << 20;
 
@@ -56,6 +66,40 @@ pub const WAL_BATCH_BYTES_MAX: usize = 16 << 20;
 /// never refused for its size. A batch holding a record larger than `WAL_BATCH_BYTES_MAX`
 /// is written on its own, and its buffer is not kept for reuse.
 pub const WAL_RECORD_PAYLOAD_BYTES_MAX: usize = 96 << 20;
+
+/// WAL bytes a region keeps for lagging followers (`RegionConfig::wal_retention_bytes_max`;
+/// IoTDB's `wal_throttle_threshold_in_byte`). Below a retention floor
+/// (`Region::set_retention_floor`) flushed segments are kept for replicas that still
+/// need them, but never past this many bytes of WAL: then the oldest flushed segments go
+/// anyway and a follower that needed them is caught up by a snapshot instead.
+///
+/// Why 1 GiB: at the tens of MiB/s a region ingests, a few tens of seconds of writes,
+/// which covers a follower restarting or a short network partition, while a node with a
+/// few dozen regions spends at most tens of GiB of disk on it. IoTDB's 50 to 200 GB is
+/// per node and blocks writes when reached; here the cap is per region and never blocks.
+pub const WAL_RETENTION_BYTES_MAX_DEFAULT: u64 = 1 << 30;
+
+/// The most data bytes in one snapshot chunk (`transfer::Chunk`): what one call of
+/// `SnapshotReader::next_chunk` reads and one `SnapshotWriter::accept` writes.
+///
+/// Why 16 MiB: IoTDB's `data_region_iot_max_size_per_batch`; a chunk with its header fits
+/// well inside one 64 MiB wire frame, and one read or write of it keeps the shard busy for
+/// milliseconds, not seconds.
+pub const SNAPSHOT_CHUNK_BYTES_MAX: usize = 16 << 20;
+
+/// The largest file a received snapshot may hold. A sender that claims more (an offset
+/// past it) is refused before anything is written there.
+///
+/// Why 64 GiB: far above any sealed file a region writes (a compaction merges one time
+/// partition of one region), far below what would fill a disk by mistake.
+pub const SNAPSHOT_FILE_BYTES_MAX: u64 = 64 << 30;
+
+/// The most files a received snapshot may hold.
+///
+/// Why 100,000: a region's manifest names at most a few files per time partition after
+/// compaction, so even decades of weekly partitions stay far below it; the bound keeps a
+/// broken sender from filling a directory.
+pub const SNAPSHOT_FILES_MAX: usize = 100_000;
 
 /// The most points in one sealed-file chunk (IoTDB: 100,000 points per chunk).
 pub const CHUNK_POINTS_MAX: usize = 512;
@@ -134,6 +178,9 @@ pub struct RegionConfig {
     /// fdatasync period in `WalMode::Async`.
     pub wal_async_fsync: Duration,
     pub wal_segment_bytes: u64,
+    /// The most WAL bytes kept for followers below the flushed index
+    /// ([`WAL_RETENTION_BYTES_MAX_DEFAULT`]).
+    pub wal_retention_bytes_max: u64,
     pub time_partition_interval_ms: i64,
     pub memtable_flush_bytes: usize,
     pub memtable_bytes_max: usize,
@@ -160,6 +207,7 @@ impl Default for RegionConfig {
             wal_mode: WalMode::Sync,
             wal_async_fsync: Duration::from_millis(1000),
             wal_segment_bytes: WAL_SEGMENT_BYTES_DEFAULT,
+            wal_retention_bytes_max: WAL_RETENTION_BYTES_MAX_DEFAULT,
             time_partition_interval_ms: TIME_PARTITION_INTERVAL_MS_DEFAULT,
             memtable_flush_bytes: MEMTABLE_FLUSH_BYTES_DEFAULT,
             memtable_bytes_max: MEMTABLE_BYTES_MAX_DEFAULT,

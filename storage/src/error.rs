@@ -50,6 +50,30 @@ pub enum StorageError {
     BackgroundJob(String),
     #[error("region is closed")]
     Closed,
+    /// Region replication refused a log entry or a snapshot chunk (`ReplicationError`).
+    #[error("replication: {0}")]
+    Replication(#[from] ReplicationError),
+}
+
+/// Why a replicated log entry or a snapshot transfer was refused. Nothing was written
+/// when one of these is returned.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ReplicationError {
+    /// The entry's index is below the region's next index: it was applied already.
+    #[error("entry {index} is a duplicate: the region's next index is {next_index}")]
+    Duplicate { index: u64, next_index: u64 },
+    /// The entry's index is above the region's next index: entries in between are missing.
+    #[error("entry {index} leaves a gap: the region's next index is {next_index}")]
+    Gap { index: u64, next_index: u64 },
+    /// The entry's kind is unknown or its payload does not decode.
+    #[error("entry {index} is invalid: {reason}")]
+    InvalidEntry { index: u64, reason: String },
+    /// A snapshot chunk failed validation (name, order, checksum, size, encoding).
+    #[error("snapshot chunk refused: {0}")]
+    InvalidChunk(String),
+    /// A received snapshot is incomplete or inconsistent.
+    #[error("snapshot refused: {0}")]
+    InvalidSnapshot(String),
 }
 
 /// The storage engine's result type.

@@ -24,17 +24,19 @@ pub mod query;
 pub mod region;
 pub mod sealed;
 pub mod stats;
+pub mod transfer;
 pub mod types;
 pub mod wal;
 
 pub use background::{BackgroundPool, JobClass, PoolOptions, PoolStats, QueueFull};
 pub use budget::MemoryBudget;
 pub use config::{Compression, RegionConfig, WalMode};
-pub use error::{Result, StorageError};
+pub use error::{ReplicationError, Result, StorageError};
 pub use filter::{CompareOp, FilterCounters, Operand, ValueFilter, Verdict};
 pub use query::{AggregateRow, Aggregation, Windows};
-pub use region::{Deletion, Region, RegionInfo, SnapshotInfo, WriteAck};
+pub use region::{Deletion, LogEntry, LogRead, Region, RegionInfo, SnapshotInfo, WriteAck};
 pub use stats::Stats;
+pub use transfer::{Chunk, SnapshotReader, SnapshotWriter};
 pub use types::{
     DataType, NullBitmap, PointColumn, SeriesKey, Tablet, TabletColumn, TimeRange, Timestamp,
     Value, Values,

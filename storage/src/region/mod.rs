@@ -36,7 +36,9 @@
 //! No `RefCell` borrow is held across an `.await`.
 
 pub mod deletion;
+mod install;
 mod manifest;
+mod replication;
 pub mod wal_entry;
 
 use std::cell::RefCell;
@@ -63,6 +65,7 @@ use crate::wal::{Wal, WalOptions, WalRecord};
 
 pub use deletion::Deletion;
 pub use manifest::{FileEntry, FileKind, Manifest};
+pub use replication::{LogEntry, LogRead};
 
 /// How often the background task installs finished jobs and starts new ones.
 const TICK_INTERVAL: Duration = Duration::from_millis(10);
@@ -183,6 +186,12 @@ pub struct RegionInfo {
     pub sealed_files: usize,
     pub sealed_bytes: u64,
     pub wal_bytes: u64,
+    /// The lowest index the WAL may still hold (its oldest segment's first index), `None`
+    /// when it has no segment: what a follower can still be sent from the log.
+    pub wal_first_index: Option<u64>,
+    /// WAL bytes whose records are all flushed, kept for followers by a retention floor
+    /// (or not yet dropped).
+    pub wal_retained_bytes: u64,
     pub memtable_bytes: usize,
     pub frozen_memtables: usize,
     pub last_index: u64,
@@ -255,6 +264,9 @@ struct State {
     jobs_deferred: u64,
     /// This region's share of its shard's memtable budget.
     memory: BudgetAccount,
+    /// WAL from this index on is kept for followers even when flushed
+    /// ([`Region::set_retention_floor`]), within `wal_retention_bytes_max`.
+    retention_floor: Option<u64>,
 }
 
 /// A handle on an open region. Clones share the region.
@@ -323,6 +335,8 @@ impl Region {
                 config.time_partition_interval_ms
             )));
         }
+        // A snapshot install interrupted by a crash is finished or discarded first.
+        install::recover(dir)?;
         let sealed_dir = dir.join("sealed");
         std::fs::create_dir_all(&sealed_dir)
             .map_err(|e| StorageError::io("create region directory", &sealed_dir, e))?;
@@ -366,6 +380,7 @@ impl Region {
             mods_dirty: false,
             files_to_remove: Vec::new(),
             removal_job: None,
+            retention_floor: None,
         };
         for entry in &manifest.files {
             let file = Arc::new(SealedFile::open(&sealed_dir.join(entry.file_name()))?);
@@ -419,37 +434,28 @@ impl Region {
     pub fn write(&self, tablet: &Tablet) -> Result<WriteAck> {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
-        if state.closed {
-            return Err(StorageError::Closed);
-        }
-        if let Some(reason) = &state.read_only {
-            return Err(StorageError::ReadOnly(reason.clone()));
-        }
-        tablet.validate()?;
-        state.check_types(tablet)?;
-        let budget = state.memory.budget();
-        if budget.is_full() {
-            return Err(StorageError::Overloaded {
-                memtable_bytes: budget.total_bytes(),
-                limit_bytes: budget.max_bytes(),
-            });
-        }
+        state.admit_tablet(tablet)?;
         let index = state.next_index;
         // The encoding buffer is reused from write to write: no allocation per tablet.
         let mut payload = std::mem::take(&mut state.wal_scratch);
         payload.clear();
         wal_entry::encode(tablet, &mut payload);
-        let appended = self.wal.append(index, wal_entry::KIND_TABLET, &payload);
+        let logged = self.log_tablet(state, index, &payload, tablet);
         if payload.capacity() <= WAL_SCRATCH_BYTES_MAX {
             state.wal_scratch = payload;
         }
-        if let Err(e) = appended {
-            if let StorageError::ReadOnly(reason) = &e {
-                state.read_only = Some(reason.clone());
-            }
-            return Err(e);
-        }
-        state.next_index += 1;
+        logged
+    }
+
+    /// Appends an admitted tablet's record at `index` (the next index), then applies it.
+    fn log_tablet(
+        &self,
+        state: &mut State,
+        index: u64,
+        payload: &[u8],
+        tablet: &Tablet,
+    ) -> Result<WriteAck> {
+        self.append_record(state, index, wal_entry::KIND_TABLET, payload)?;
         state.register_types(tablet);
         state.apply(tablet);
         state.balance_memory();
@@ -457,6 +463,23 @@ impl Region {
             wal: self.wal.clone(),
             index,
         })
+    }
+
+    /// Appends one record at the region's next index; a WAL failure makes the region
+    /// read-only.
+    fn append_record(&self, state: &mut State, index: u64, kind: u8, payload: &[u8]) -> Result<()> {
+        assert_eq!(
+            index, state.next_index,
+            "records are logged at the next index"
+        );
+        if let Err(e) = self.wal.append(index, kind, payload) {
+            if let StorageError::ReadOnly(reason) = &e {
+                state.read_only = Some(reason.clone());
+            }
+            return Err(e);
+        }
+        state.next_index += 1;
+        Ok(())
     }
 
     /// [`Region::write`], but while the shard's memtable budget is full it waits (up to
@@ -491,29 +514,10 @@ impl Region {
     pub fn delete(&self, keys: &[SeriesKey], range: TimeRange) -> Result<WriteAck> {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
-        if state.closed {
-            return Err(StorageError::Closed);
-        }
-        if let Some(reason) = &state.read_only {
-            return Err(StorageError::ReadOnly(reason.clone()));
-        }
-        if keys.len() > deletion::DELETION_KEYS_MAX {
-            return Err(StorageError::InvalidArgument(format!(
-                "a deletion names {} series, at most {}",
-                keys.len(),
-                deletion::DELETION_KEYS_MAX
-            )));
-        }
+        state.admit_deletion(keys.len())?;
         let index = state.next_index;
         let mut payload = Vec::new();
         deletion::encode_record(keys, range, &mut payload);
-        if let Err(e) = self.wal.append(index, deletion::KIND_DELETE, &payload) {
-            if let StorageError::ReadOnly(reason) = &e {
-                state.read_only = Some(reason.clone());
-            }
-            return Err(e);
-        }
-        state.next_index += 1;
         let deletions: Vec<Deletion> = keys
             .iter()
             .map(|key| Deletion {
@@ -521,7 +525,19 @@ impl Region {
                 range,
             })
             .collect();
-        state.apply_deletions(index, &deletions);
+        self.log_deletion(state, index, &payload, &deletions)
+    }
+
+    /// Appends an admitted deletion's record at `index` (the next index), then applies it.
+    fn log_deletion(
+        &self,
+        state: &mut State,
+        index: u64,
+        payload: &[u8],
+        deletions: &[Deletion],
+    ) -> Result<WriteAck> {
+        self.append_record(state, index, deletion::KIND_DELETE, payload)?;
+        state.apply_deletions(index, deletions);
         state.balance_memory();
         // MODS is rewritten by a metadata write on the pool, always before a manifest
         // whose flushed index passes this record; until then the WAL holds the deletion.
@@ -781,11 +797,21 @@ impl Region {
     /// What the region holds.
     pub fn info(&self) -> RegionInfo {
         let state = self.state.borrow();
+        let spans = self.wal.segment_spans();
         RegionInfo {
             series: state.types.values().map(HashMap::len).sum(),
             sealed_files: state.manifest.files.len(),
             sealed_bytes: state.files.values().flatten().map(|f| f.file.bytes()).sum(),
             wal_bytes: self.wal.disk_bytes(),
+            wal_first_index: spans.first().map(|span| span.first_index),
+            wal_retained_bytes: spans
+                .iter()
+                .filter(|span| {
+                    span.last_index
+                        .is_some_and(|last| last <= state.manifest.flushed_index)
+                })
+                .map(|span| span.bytes)
+                .sum(),
             memtable_bytes: state.memtable_bytes(),
             frozen_memtables: state.frozen.len(),
             last_index: state.next_index - 1,
@@ -863,6 +889,46 @@ fn remove_orphans(sealed_dir: &Path, manifest: &Manifest) -> Result<()> {
 }
 
 impl State {
+    /// Whether the region takes writes at all.
+    fn check_writable(&self) -> Result<()> {
+        if self.closed {
+            return Err(StorageError::Closed);
+        }
+        if let Some(reason) = &self.read_only {
+            return Err(StorageError::ReadOnly(reason.clone()));
+        }
+        Ok(())
+    }
+
+    /// The checks a tablet passes before it is logged (a local write and a replicated
+    /// one alike): the region is writable, the tablet is well formed, its types agree
+    /// with the region's series, and the shard's memtable budget has room.
+    fn admit_tablet(&self, tablet: &Tablet) -> Result<()> {
+        self.check_writable()?;
+        tablet.validate()?;
+        self.check_types(tablet)?;
+        let budget = self.memory.budget();
+        if budget.is_full() {
+            return Err(StorageError::Overloaded {
+                memtable_bytes: budget.total_bytes(),
+                limit_bytes: budget.max_bytes(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The checks a deletion of `keys` series passes before it is logged.
+    fn admit_deletion(&self, keys: usize) -> Result<()> {
+        self.check_writable()?;
+        if keys > deletion::DELETION_KEYS_MAX {
+            return Err(StorageError::InvalidArgument(format!(
+                "a deletion names {keys} series, at most {}",
+                deletion::DELETION_KEYS_MAX
+            )));
+        }
+        Ok(())
+    }
+
     fn series_type(&self, key: &SeriesKey) -> Option<DataType> {
         self.types.get(&key.device)?.get(&key.measurement).copied()
     }
@@ -1621,7 +1687,35 @@ impl State {
         self.frozen.pop_front();
         self.flushes += 1;
         self.last_flush_installed = Some(Instant::now());
-        wal.remove_segments_below(self.manifest.flushed_index + 1)?;
+        self.trim_wal(wal)
+    }
+
+    /// Drops WAL segments the region no longer needs: every one below the flushed index,
+    /// except those a retention floor keeps for followers while the WAL stays within
+    /// `wal_retention_bytes_max` (past it, the oldest flushed segments go anyway).
+    fn trim_wal(&self, wal: &Wal) -> Result<()> {
+        let flushed_bound = self.manifest.flushed_index + 1;
+        let bound = match self.retention_floor {
+            None => flushed_bound,
+            Some(floor) => {
+                let mut bound = floor.min(flushed_bound);
+                let mut total = wal.disk_bytes();
+                for span in wal.segment_spans() {
+                    if total <= self.config.wal_retention_bytes_max {
+                        break;
+                    }
+                    match span.last_index {
+                        Some(last) if last < flushed_bound => {
+                            bound = bound.max(last + 1);
+                            total -= span.bytes;
+                        }
+                        _ => break,
+                    }
+                }
+                bound
+            }
+        };
+        wal.remove_segments_below(bound)?;
         Ok(())
     }
 

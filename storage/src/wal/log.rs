@@ -19,7 +19,7 @@ use super::format::{
 };
 use super::recovery::{recover, segment_file_name};
 use super::storage::{MonoioStorage, WalStorage};
-use crate::config::{WAL_BATCH_BYTES_MAX, WalMode};
+use crate::config::{WAL_BATCH_BYTES_MAX, WAL_READ_CHECKPOINT_BYTES, WalMode};
 use crate::error::{Result, StorageError};
 
 /// Spare batch buffers kept for reuse: one being filled and one in flight need no more.
@@ -85,6 +85,20 @@ pub(super) struct Segment {
     pub last_index: Option<u64>,
     pub path: Rc<Path>,
     pub bytes: u64,
+    /// (index, offset) of one record every `WAL_READ_CHECKPOINT_BYTES` or so, oldest
+    /// first: where a read by index starts scanning (`super::reader`).
+    pub checkpoints: Vec<(u64, u64)>,
+}
+
+/// Where a segment stands, as [`Wal::segment_spans`] reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentSpan {
+    /// The index in the file name: no record in it is lower.
+    pub first_index: u64,
+    /// The highest index in it, `None` while it holds no record.
+    pub last_index: Option<u64>,
+    /// Its bytes, including what is still pending.
+    pub bytes: u64,
 }
 
 /// Bytes bound for one positional write to one segment.
@@ -93,6 +107,8 @@ pub(super) struct Batch {
     pub path: Rc<Path>,
     pub offset: u64,
     pub bytes: Vec<u8>,
+    /// The index of the batch's first record.
+    pub first_index: u64,
     pub last_index: u64,
 }
 
@@ -223,6 +239,7 @@ impl Wal {
                 last_index: segment.last_index,
                 path: Rc::from(segment.path),
                 bytes: segment.bytes,
+                checkpoints: segment.checkpoints,
             })
             .collect();
         let disk_bytes = segments.iter().map(|segment| segment.bytes).sum();
@@ -255,7 +272,7 @@ impl Wal {
         Ok((wal, recovered.records))
     }
 
-    fn shared(&self) -> &Rc<Shared> {
+    pub(super) fn shared(&self) -> &Rc<Shared> {
         &self.handle.shared
     }
 
@@ -312,6 +329,7 @@ impl Wal {
                 last_index: None,
                 path: Rc::from(shared.dir.join(segment_file_name(index))),
                 bytes: 0,
+                checkpoints: Vec::new(),
             });
         }
         let active = segments.back_mut().expect("an active segment exists");
@@ -331,6 +349,7 @@ impl Wal {
                 path: active.path.clone(),
                 offset: active.bytes,
                 bytes: spare_buffers.pop().unwrap_or_default(),
+                first_index: index,
                 last_index: index,
             });
         }
@@ -341,6 +360,14 @@ impl Wal {
         }
         encode_record(&mut batch.bytes, index, kind, parts);
         batch.last_index = index;
+        let record_offset = active.bytes + header_bytes as u64;
+        if active
+            .checkpoints
+            .last()
+            .is_none_or(|&(_, offset)| record_offset - offset >= WAL_READ_CHECKPOINT_BYTES as u64)
+        {
+            active.checkpoints.push((index, record_offset));
+        }
         active.bytes += added_bytes as u64;
         active.last_index = Some(index);
         state.last_index = index;
@@ -412,6 +439,21 @@ impl Wal {
     /// Bytes of all segments, including what is still pending.
     pub fn disk_bytes(&self) -> u64 {
         self.shared().state.borrow().disk_bytes
+    }
+
+    /// Every segment, oldest first (for retention decisions and `RegionInfo`).
+    pub fn segment_spans(&self) -> Vec<SegmentSpan> {
+        self.shared()
+            .state
+            .borrow()
+            .segments
+            .iter()
+            .map(|segment| SegmentSpan {
+                first_index: segment.first_index,
+                last_index: segment.last_index,
+                bytes: segment.bytes,
+            })
+            .collect()
     }
 
     /// The number of segment files.

@@ -26,13 +26,15 @@ mod commit;
 pub mod format;
 mod log;
 pub mod memory;
+mod reader;
 pub mod recovery;
 pub mod storage;
 
 use std::time::Duration;
 
-pub use log::Wal;
+pub use log::{SegmentSpan, Wal};
 pub use memory::{Fault, MemoryStorage};
+pub use reader::WalRead;
 pub use storage::{MonoioStorage, WalFile, WalStorage};
 
 use crate::config::{RegionConfig, WalMode};

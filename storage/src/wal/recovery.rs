@@ -13,6 +13,7 @@ use bytes::Bytes;
 use super::WalRecord;
 use super::format::{SEGMENT_HEADER_BYTES, decode_record, decode_segment_header};
 use super::storage::WalStorage;
+use crate::config::WAL_READ_CHECKPOINT_BYTES;
 use crate::error::{Result, StorageError};
 
 /// Segment file names: `wal-` + the first index, zero-padded to 20 digits + `.log`, so
@@ -50,6 +51,9 @@ pub struct RecoveredSegment {
     pub path: PathBuf,
     /// Valid bytes (0 when even the header was torn: the next write starts with one).
     pub bytes: u64,
+    /// (index, offset) of one record every `WAL_READ_CHECKPOINT_BYTES` or so, where a
+    /// read by index starts scanning.
+    pub checkpoints: Vec<(u64, u64)>,
 }
 
 /// Everything recovery learned.
@@ -124,6 +128,7 @@ fn recover_segment(
         last_index: None,
         path: path.to_path_buf(),
         bytes: data.len() as u64,
+        checkpoints: Vec::new(),
     };
     let damage = match decode_segment_header(data) {
         Err(reason) => Some((0, reason)),
@@ -153,6 +158,11 @@ fn recover_segment(
                             kind: record.kind,
                             payload: data.slice(record.payload_start..record.end()),
                         });
+                        if segment.checkpoints.last().is_none_or(|&(_, at)| {
+                            offset as u64 - at >= WAL_READ_CHECKPOINT_BYTES as u64
+                        }) {
+                            segment.checkpoints.push((record.index, offset as u64));
+                        }
                         *previous_index = Some(record.index);
                         segment.last_index = Some(record.index);
                         offset = record.end();

@@ -28,6 +28,22 @@ pub trait WalStorage {
     fn list_dir(&self, dir: &Path) -> io::Result<Vec<String>>;
     /// A whole file's bytes.
     fn read_file(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Up to `len` bytes of `path` from `offset` (fewer only where the file ends). The
+    /// default reads the whole file; the real storage reads just the range, through
+    /// io_uring.
+    fn read_at<'a>(
+        &'a self,
+        path: &'a Path,
+        offset: u64,
+        len: usize,
+    ) -> LocalBoxFuture<'a, io::Result<Vec<u8>>> {
+        Box::pin(async move {
+            let data = self.read_file(path)?;
+            let start = usize::try_from(offset).map_or(data.len(), |o| o.min(data.len()));
+            let end = start.saturating_add(len).min(data.len());
+            Ok(data[start..end].to_vec())
+        })
+    }
     /// Shortens a file to `len` bytes and makes that durable.
     fn truncate_file(&self, path: &Path, len: u64) -> io::Result<()>;
     /// Deletes a file.
@@ -86,6 +102,15 @@ impl WalStorage for MonoioStorage {
         std::fs::remove_file(path)
     }
 
+    fn read_at<'a>(
+        &'a self,
+        path: &'a Path,
+        offset: u64,
+        len: usize,
+    ) -> LocalBoxFuture<'a, io::Result<Vec<u8>>> {
+        Box::pin(read_range(path, offset, len))
+    }
+
     fn open_file<'a>(&'a self, path: &'a Path) -> LocalBoxFuture<'a, io::Result<Rc<dyn WalFile>>> {
         Box::pin(async move {
             let existed = std::fs::metadata(path).is_ok();
@@ -100,6 +125,32 @@ impl WalStorage for MonoioStorage {
             Ok(Rc::new(MonoioFile { file }) as Rc<dyn WalFile>)
         })
     }
+}
+
+/// Up to `len` bytes of `path` from `offset` through monoio (io_uring where available):
+/// the shard's loop goes on while the read is in flight.
+pub async fn read_range(path: &Path, offset: u64, len: usize) -> io::Result<Vec<u8>> {
+    let file = monoio::fs::File::open(path).await?;
+    let mut out: Vec<u8> = Vec::with_capacity(len);
+    let mut result = Ok(());
+    while out.len() < len {
+        let wanted = len - out.len();
+        let (read, buffer) = file
+            .read_at(Vec::with_capacity(wanted), offset + out.len() as u64)
+            .await;
+        match read {
+            Ok(0) => break,
+            // Nearly always one read does it, and its buffer is the result.
+            Ok(_) if out.is_empty() => out = buffer,
+            Ok(_) => out.extend_from_slice(&buffer),
+            Err(error) => {
+                result = Err(error);
+                break;
+            }
+        }
+    }
+    file.close().await?;
+    result.map(|()| out)
 }
 
 /// fsync of the directory holding `path`, so a newly created file survives a crash.
