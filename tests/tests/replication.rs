@@ -64,8 +64,8 @@ fn data_replicas(client: &mut BlockingClient) -> Vec<ReplicaRow> {
 }
 
 /// Index in `cluster.data_nodes` of the DataNode with id `id`.
-fn index_of(cluster: &TestCluster, id: u32) -> usize {
-    let rows = cluster.show_cluster(0).unwrap();
+fn index_of(cluster: &TestCluster, id: u32, via: usize) -> usize {
+    let rows = cluster.show_cluster(via).unwrap();
     let row = rows
         .iter()
         .find(|row| row.node_id == id)
@@ -96,25 +96,41 @@ fn write_round(cluster: &TestCluster, via: usize, round: i64) -> Duration {
             match outcome {
                 Ok(_) => break,
                 Err(error) if started.elapsed() < PATIENCE => {
-                    eprintln!("retrying {statement}: {error}");
+                    eprintln!(
+                        "retrying {statement} after {:?}: {error}",
+                        started.elapsed()
+                    );
                     std::thread::sleep(Duration::from_millis(100));
                 }
                 Err(error) => panic!("{statement} never succeeded: {error}"),
             }
+        }
+        if started.elapsed() > Duration::from_secs(1) {
+            eprintln!("{statement} took {:?}", started.elapsed());
         }
         longest = longest.max(started.elapsed());
     }
     longest
 }
 
-/// Every device's (time → value) as DataNode `via` answers.
+/// Every device's (time → value) as DataNode `via` answers. A read of a group whose
+/// leader just stopped fails until `via`'s route table names the new one: retried.
 fn read_all(cluster: &TestCluster, via: usize) -> BTreeMap<String, BTreeMap<i64, i64>> {
     let mut client = cluster.client(via).unwrap();
     (0..DEVICES)
         .map(|index| {
-            let result = client
-                .execute_sql(&format!("SELECT s1 FROM {}", device(index)))
-                .unwrap_or_else(|e| panic!("reading {} via {via}: {e}", device(index)));
+            let statement = format!("SELECT s1 FROM {}", device(index));
+            let started = Instant::now();
+            let result = loop {
+                match client.execute_sql(&statement) {
+                    Ok(result) => break result,
+                    Err(error) if started.elapsed() < PATIENCE => {
+                        eprintln!("retrying {statement} via {via}: {error}");
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
+                    Err(error) => panic!("{statement} via {via}: {error}"),
+                }
+            };
             let points = result
                 .rows
                 .iter()
@@ -205,7 +221,7 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
         *leaders.entry(row.data_node).or_default() += 1;
     }
     let (&victim_id, _) = leaders.iter().max_by_key(|(_, count)| **count).unwrap();
-    let victim = index_of(&cluster, victim_id);
+    let victim = index_of(&cluster, victim_id, 0);
     let via = (victim + 1) % 3;
     let killed = Instant::now();
     cluster.data_nodes[victim].kill().expect("SIGKILL");
@@ -263,7 +279,7 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
             let stopped_id = rows
                 .iter()
                 .map(|r| r.data_node)
-                .find(|id| index_of(&cluster, *id) == stopped)?;
+                .find(|id| index_of(&cluster, *id, victim) == stopped)?;
             let moved = rows
                 .iter()
                 .filter(|r| r.leader)

@@ -131,6 +131,7 @@ pub fn status_of(error: &StorageError) -> Status {
         StorageError::TypeMismatch { .. } => StatusCode::DATA_TYPE_MISMATCH,
         StorageError::Overloaded { .. } => StatusCode::WRITE_PROCESS_REJECT,
         StorageError::ReadOnly(_) => StatusCode::SYSTEM_READ_ONLY,
+        StorageError::Replication(_) => StatusCode::INTERNAL_SERVER_ERROR,
         StorageError::InvalidTablet(_) | StorageError::InvalidArgument(_) => {
             StatusCode::ILLEGAL_PARAMETER
         }

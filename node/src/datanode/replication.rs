@@ -228,7 +228,8 @@ fn store_epochs(path: &std::path::Path, epochs: &Epochs) -> anyhow::Result<()> {
         .parent()
         .ok_or_else(|| anyhow::anyhow!("{} has no directory", path.display()))?;
     std::fs::create_dir_all(dir)?;
-    crate::confignode::journal::write_atomically(dir, path, &bytes)
+    crate::confignode::journal::write_atomically(dir, path, &bytes)?;
+    Ok(())
 }
 
 /// Frames a replication message for group `group`.
@@ -610,18 +611,11 @@ impl Shard {
         driver: &GroupDriver,
         entry: &Entry,
     ) -> Result<iotdb_storage::WriteAck, Status> {
-        let deadline = Instant::now() + MEMORY_WAIT_MAX;
-        let entry = to_log_entry(entry);
-        loop {
-            match driver.region.apply_replicated(&entry) {
-                Err(iotdb_storage::StorageError::Overloaded { .. })
-                    if Instant::now() < deadline =>
-                {
-                    monoio::time::sleep(Duration::from_millis(10)).await;
-                }
-                other => return other.map_err(|e| super::convert::status_of(&e)),
-            }
-        }
+        driver
+            .region
+            .apply_replicated_waiting(&to_log_entry(entry), MEMORY_WAIT_MAX)
+            .await
+            .map_err(|e| super::convert::status_of(&e))
     }
 
     /// Rebuilds the replica's state machine from the region's files (after a failure that
