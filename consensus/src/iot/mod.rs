@@ -163,6 +163,10 @@ pub struct Recovered {
     pub last_index: Index,
     pub durable_index: Index,
     pub epochs: Epochs,
+    /// The replica was wiped for a snapshot (`NeedSnapshot`) that was not installed yet.
+    /// Such a replica holds nothing and must not lead; the driver persists this flag
+    /// with the wipe and clears it with the install.
+    pub awaiting_snapshot: bool,
 }
 
 /// An input to [`Replica::step`].

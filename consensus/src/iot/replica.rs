@@ -50,6 +50,7 @@ impl Replica {
             last_index,
             durable_index,
             mut epochs,
+            awaiting_snapshot,
         } = recovered;
         // Labels past the recovered log were persisted for entries that did not survive.
         epochs.truncate_from(last_index + 1);
@@ -60,7 +61,11 @@ impl Replica {
             view: None,
             epoch: epochs.max_epoch(),
             leader: None,
-            role: Role::Follower,
+            role: if awaiting_snapshot {
+                Role::Installing
+            } else {
+                Role::Follower
+            },
             last: last_index,
             durable: durable_index.min(last_index),
             epochs,
@@ -104,6 +109,7 @@ impl Replica {
             Role::Leader => Ok(self.last + 1),
             Role::CatchingUp => Err(Refusal::CatchingUp),
             Role::Stale => Err(Refusal::Stale),
+            Role::Installing if self.leader == Some(self.me) => Err(Refusal::Stale),
             Role::Follower | Role::Installing => Err(Refusal::NotLeader {
                 leader: self.leader,
             }),
@@ -158,6 +164,11 @@ impl Replica {
         }
         self.learn_epoch(epoch, Some(leader));
         if leader != self.me {
+            return;
+        }
+        if self.role == Role::Installing {
+            // A wiped replica holds nothing: leading would lose the group's data.
+            out.push(Command::RequestNewEpoch { epoch });
             return;
         }
         if epoch <= self.epochs.leader_fence() {
