@@ -528,20 +528,31 @@ impl Replica {
         &mut self,
         from: PeerId,
         through: Index,
-        _last: Index,
+        last: Index,
         durable: Index,
         out: &mut Vec<Command>,
     ) {
         let (my_last, now_ms) = (self.last, self.now_ms);
-        let Some(state) = self
-            .lead
-            .as_mut()
-            .filter(|lead| lead.catch_up.is_none())
-            .and_then(|lead| lead.peers.get_mut(&from))
-        else {
+        let Some(lead) = self.lead.as_mut().filter(|lead| lead.catch_up.is_none()) else {
+            return;
+        };
+        let Some(state) = lead.peers.get_mut(&from) else {
             return;
         };
         if state.phase != PeerPhase::Shipping {
+            return;
+        }
+        if last < state.matched {
+            // The peer lost entries it had confirmed (a crash before they were durable):
+            // find out where it stands.
+            let seq = lead.seq();
+            let state = lead.peers.get_mut(&from).expect("present");
+            state.probe(seq, now_ms);
+            let epoch = self.epoch;
+            out.push(Command::Send {
+                to: from,
+                message: Message::Probe { epoch, seq },
+            });
             return;
         }
         state.matched = state.matched.max(through.min(my_last));

@@ -39,6 +39,8 @@ pub struct Replica {
     installing_from: Option<PeerId>,
     /// Present while this replica leads (or catches up to lead).
     pub(super) lead: Option<Leadership>,
+    /// Recovery corrected the table; it is persisted at the first step.
+    epochs_dirty: bool,
 }
 
 impl Replica {
@@ -52,9 +54,12 @@ impl Replica {
             mut epochs,
             awaiting_snapshot,
         } = recovered;
-        // Labels past the recovered log were persisted for entries that did not survive.
+        // Labels past the recovered log were persisted for entries that did not survive;
+        // the corrected table is persisted before anything else (first `step`).
+        let persisted = epochs.clone();
         epochs.truncate_from(last_index + 1);
         epochs.trim(config.epochs_max);
+        let epochs_dirty = epochs != persisted;
         let replica = Replica {
             me,
             now_ms: 0,
@@ -74,6 +79,7 @@ impl Replica {
             serving: BTreeMap::new(),
             installing_from: None,
             lead: None,
+            epochs_dirty,
             config,
         };
         replica.check_invariants();
@@ -82,6 +88,9 @@ impl Replica {
 
     /// Feeds one event; the commands to execute, in order, are appended to `out`.
     pub fn step(&mut self, event: Event, out: &mut Vec<Command>) {
+        if std::mem::take(&mut self.epochs_dirty) {
+            out.push(Command::PersistEpochs(self.epochs.clone()));
+        }
         match event {
             Event::Tick { now_ms } => {
                 self.now_ms = self.now_ms.max(now_ms);
@@ -342,7 +351,13 @@ impl Replica {
             return;
         }
         if prev > self.last {
-            self.buffer(prev, labels, entries);
+            if entries.is_empty() {
+                // A heartbeat past our end: the leader thinks we hold entries we lost
+                // (a crash dropped unsynced ones). Tell it where we are.
+                self.send_state(from, 0, out);
+            } else {
+                self.buffer(prev, labels, entries);
+            }
             return;
         }
         if !self.accept_batch(prev, &labels, entries, out) {

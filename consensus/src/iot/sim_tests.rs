@@ -423,9 +423,14 @@ impl IotNode {
                 self.awaiting_snapshot = Some(from);
             }
             Command::Acknowledge { through } => {
+                // Writes of an earlier leadership of this replica were failed back to
+                // their clients when it stepped down; only this epoch's are acknowledged.
                 let epoch = self.replica.progress().epoch;
                 let pending = std::mem::take(&mut model.pending[id]);
                 for (written_epoch, index, payload) in pending {
+                    if written_epoch != epoch {
+                        continue;
+                    }
                     if index <= through {
                         model.counters.acknowledged += 1;
                         model.acked.push(Acked {
@@ -438,7 +443,6 @@ impl IotNode {
                         model.pending[id].push((written_epoch, index, payload));
                     }
                 }
-                let _ = epoch;
             }
             request @ (Command::RequestInSync { .. } | Command::RequestNewEpoch { .. }) => {
                 model.requests.push(request)
