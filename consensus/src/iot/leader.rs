@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use super::mutant::{self, Mutant};
 use super::replica::Replica;
 use super::{
     AckMode, Command, Entry, Epoch, Epochs, Index, IotConfig, Message, PeerId, PeerPhase,
@@ -494,7 +495,7 @@ impl Replica {
         }
         match state.phase {
             PeerPhase::Probing if seq == state.seq => {
-                if last > common {
+                if last > common && !mutant::active(Mutant::TrustEveryFollower) {
                     state.enter(PeerPhase::Rebuilding, now_ms);
                     self.send_rebuild(from, out);
                     self.maintain_in_sync(out);
@@ -766,7 +767,7 @@ impl Replica {
             return;
         }
         let mut through = self.durable;
-        if self.ack_mode() == AckMode::InSync {
+        if self.ack_mode() == AckMode::InSync && !mutant::active(Mutant::AckWithoutInSync) {
             let view = self.view.as_ref().expect("InSync comes from a view");
             let lead = self.lead.as_ref().expect("leading");
             for &peer in view.in_sync.iter().chain(lead.pending_adds.iter()) {

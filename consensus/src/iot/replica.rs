@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::leader::Leadership;
+use super::mutant::{self, Mutant};
 use super::{
     AckMode, Command, Entry, Epoch, Epochs, Event, GroupView, Index, IotConfig, Message, PeerId,
     Progress, Recovered, Refusal, Role,
@@ -180,7 +181,7 @@ impl Replica {
             out.push(Command::RequestNewEpoch { epoch });
             return;
         }
-        if epoch <= self.epochs.leader_fence() {
+        if epoch <= self.epochs.leader_fence() && !mutant::active(Mutant::IgnoreLeaderFence) {
             self.role = Role::Stale;
             out.push(Command::RequestNewEpoch { epoch });
             return;

@@ -35,6 +35,7 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::mutant::{self, Mutant};
 use super::{
     AckMode, Command, Entry, Epoch, Epochs, Event, GroupView, Index, IotConfig, Message, PeerId,
     Recovered, Replica, Role,
@@ -44,8 +45,10 @@ use crate::sim::{ChaosConfig, NetworkConfig, SimConfig, SimRng, Simulation, chec
 
 const TICK: TimerId = TimerId(1);
 const TICK_MS: u64 = 10;
-const CHAOS_MS: u64 = 3_000;
+const CHAOS_MS: u64 = 10_000;
 const CONVERGE_MS: u64 = 15_000;
+/// Seeds a mutant gets to be caught in.
+const MUTANT_SEEDS_MAX: u64 = 300;
 /// The model ConfigNode fails over after the leader has been down this long.
 const DETECT_MS: u64 = 40;
 
@@ -97,6 +100,63 @@ struct Counters {
     reorders: u64,
     fetched: u64,
     acknowledged: u64,
+    /// Leader mode: acknowledged writes a failover lost (allowed when not shipped).
+    lost_unshipped: u64,
+    crashes: u64,
+    partitioned: u64,
+    duplicated: u64,
+    dropped: u64,
+    /// Replicas whose bounded epoch table dropped its oldest pairs.
+    trimmed_tables: u64,
+    groups_of_two: u64,
+    groups_of_three: u64,
+}
+
+impl Counters {
+    fn add(&mut self, other: &Counters) {
+        let Counters {
+            failovers,
+            balancer_moves,
+            new_epoch_requests,
+            snapshots,
+            log_gone,
+            rebuilds,
+            divergent_rebuilds,
+            shrinks,
+            expands,
+            reorders,
+            fetched,
+            acknowledged,
+            lost_unshipped,
+            crashes,
+            partitioned,
+            duplicated,
+            dropped,
+            trimmed_tables,
+            groups_of_two,
+            groups_of_three,
+        } = other;
+        self.failovers += failovers;
+        self.balancer_moves += balancer_moves;
+        self.new_epoch_requests += new_epoch_requests;
+        self.snapshots += snapshots;
+        self.log_gone += log_gone;
+        self.rebuilds += rebuilds;
+        self.divergent_rebuilds += divergent_rebuilds;
+        self.shrinks += shrinks;
+        self.expands += expands;
+        self.reorders += reorders;
+        self.fetched += fetched;
+        self.acknowledged += acknowledged;
+        self.lost_unshipped += lost_unshipped;
+        self.crashes += crashes;
+        self.partitioned += partitioned;
+        self.duplicated += duplicated;
+        self.dropped += dropped;
+        self.trimmed_tables += trimmed_tables;
+        self.groups_of_two += groups_of_two;
+        self.groups_of_three += groups_of_three;
+    }
 }
 
 #[derive(Debug)]
@@ -669,6 +729,7 @@ impl Node for IotNode {
         }
         let mut model = self.model.borrow_mut();
         let id = self.id;
+        model.counters.crashes += 1;
         model.up[id] = false;
         model.pending[id].clear();
         // The durable prefix survives, and some of what was written after it.
@@ -757,6 +818,27 @@ fn run(seed: u64, ack: AckMode) -> Result<Outcome, String> {
     stop(&model)?;
     check_acknowledged(&model.borrow())?;
     let mut model = model.borrow_mut();
+    let network = sim.network_stats().clone();
+    let model = &mut *model;
+    let counters = &mut model.counters;
+    counters.partitioned = network.partitioned;
+    counters.duplicated = network.duplicated;
+    counters.dropped = network.dropped;
+    counters.trimmed_tables = model
+        .stores
+        .iter()
+        .filter(|store| store.epochs.first_labelled() > 1)
+        .count() as u64;
+    counters.lost_unshipped = model
+        .acked
+        .iter()
+        .filter(|acked| !model.stores[0].holds(acked.index, &acked.payload))
+        .count() as u64;
+    if nodes == 2 {
+        counters.groups_of_two += 1;
+    } else {
+        counters.groups_of_three += 1;
+    }
     Ok(Outcome {
         counters: std::mem::take(&mut model.counters),
         log: model.stores[0].log.clone(),
@@ -813,19 +895,7 @@ fn run_seeds(name: &str, ack: AckMode) -> Counters {
     let mut totals = Counters::default();
     check_seeds(module_path!(), name, |seed| {
         let outcome = run(seed, ack)?;
-        let c = &outcome.counters;
-        totals.failovers += c.failovers;
-        totals.balancer_moves += c.balancer_moves;
-        totals.new_epoch_requests += c.new_epoch_requests;
-        totals.snapshots += c.snapshots;
-        totals.log_gone += c.log_gone;
-        totals.rebuilds += c.rebuilds;
-        totals.divergent_rebuilds += c.divergent_rebuilds;
-        totals.shrinks += c.shrinks;
-        totals.expands += c.expands;
-        totals.reorders += c.reorders;
-        totals.fetched += c.fetched;
-        totals.acknowledged += c.acknowledged;
+        totals.add(&outcome.counters);
         Ok(())
     });
     eprintln!("{name}: {totals:?}");
@@ -845,6 +915,14 @@ fn assert_faults_fired(totals: &Counters, ack: AckMode) {
     assert!(totals.reorders > 0, "{totals:?}");
     assert!(totals.fetched > 0, "{totals:?}");
     assert!(totals.acknowledged > 0, "{totals:?}");
+    assert!(totals.crashes > 0 && totals.partitioned > 0, "{totals:?}");
+    assert!(totals.duplicated > 0 && totals.dropped > 0, "{totals:?}");
+    assert!(totals.trimmed_tables > 0, "{totals:?}");
+    assert!(totals.groups_of_two > 0 && totals.groups_of_three > 0, "{totals:?}");
+    if ack == AckMode::Leader {
+        // The check of lost writes must have had something to judge.
+        assert!(totals.lost_unshipped > 0, "{totals:?}");
+    }
     if ack == AckMode::InSync {
         assert!(totals.shrinks > 0, "{totals:?}");
         assert!(totals.expands > 0, "{totals:?}");
@@ -870,4 +948,28 @@ fn same_seed_same_run() {
         (outcome.acked, outcome.log, outcome.counters.reorders)
     };
     assert_eq!(trace(7), trace(7));
+}
+
+#[test]
+fn mutants_are_caught() {
+    if std::env::var_os(crate::sim::SEED_ENV).is_some() {
+        return;
+    }
+    let cases = [
+        (Mutant::AckWithoutInSync, AckMode::InSync),
+        (Mutant::TrustEveryFollower, AckMode::Leader),
+        (Mutant::IgnoreLeaderFence, AckMode::Leader),
+    ];
+    for (bug, ack) in cases {
+        mutant::set(Some(bug));
+        let caught = (0..MUTANT_SEEDS_MAX).find_map(|seed| {
+            std::panic::catch_unwind(|| run(seed, ack))
+                .map_or(Some((seed, "panic".to_string())), |outcome| {
+                    outcome.err().map(|reason| (seed, reason))
+                })
+        });
+        mutant::set(None);
+        let (seed, reason) = caught.unwrap_or_else(|| panic!("{bug:?} survived"));
+        eprintln!("{bug:?} caught at seed {seed}: {reason}");
+    }
 }
