@@ -29,6 +29,11 @@ pub(super) struct Leadership {
     queue_bytes: usize,
     peers: BTreeMap<PeerId, Peer>,
     pub(super) acknowledged: Index,
+    /// The first index of this leader's epoch. Everything before it may have been
+    /// acknowledged by an earlier leader, so a replica joins the in-sync set only once it
+    /// holds all of it durably (Kafka's KAFKA-7128: a lagging high watermark after a
+    /// leader change would otherwise admit a replica missing acknowledged writes).
+    epoch_start: Index,
     retention_floor: Option<Index>,
     /// The in-sync set last requested and when, until a newer view arrives.
     requested_in_sync: Option<(Vec<PeerId>, u64)>,
@@ -75,6 +80,7 @@ impl Leadership {
             queue_bytes: 0,
             peers: BTreeMap::new(),
             acknowledged: 0,
+            epoch_start: 0,
             retention_floor: None,
             requested_in_sync: None,
             pending_adds: BTreeSet::new(),
@@ -267,6 +273,7 @@ impl Replica {
         let now_ms = self.now_ms;
         let lead = self.lead.as_mut().expect("catching up");
         lead.catch_up = None;
+        lead.epoch_start = self.last + 1;
         for peer in peers.into_iter().filter(|&peer| peer != self.me) {
             let seq = lead.seq();
             lead.peers.insert(peer, Peer::probing(now_ms, seq));
@@ -727,7 +734,7 @@ impl Replica {
                 desired.remove(&peer);
             }
             let caught_up = state.phase == PeerPhase::Shipping
-                && state.durable >= lead.acknowledged
+                && state.durable >= lead.acknowledged.max(lead.epoch_start - 1)
                 && !stuck;
             if !listed && caught_up && view.replicas.contains(&peer) {
                 desired.insert(peer);

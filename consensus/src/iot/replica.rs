@@ -42,6 +42,8 @@ pub struct Replica {
     pub(super) lead: Option<Leadership>,
     /// Recovery corrected the table; it is persisted at the first step.
     epochs_dirty: bool,
+    /// When `RequestNewEpoch` was last emitted (repeated while the view stays stale).
+    new_epoch_requested_ms: u64,
 }
 
 impl Replica {
@@ -81,6 +83,7 @@ impl Replica {
             installing_from: None,
             lead: None,
             epochs_dirty,
+            new_epoch_requested_ms: 0,
             config,
         };
         replica.check_invariants();
@@ -95,6 +98,7 @@ impl Replica {
         match event {
             Event::Tick { now_ms } => {
                 self.now_ms = self.now_ms.max(now_ms);
+                self.repeat_new_epoch_request(out);
                 self.leader_tick(out);
             }
             Event::View(view) => self.on_view(view, out),
@@ -178,15 +182,30 @@ impl Replica {
         }
         if self.role == Role::Installing {
             // A wiped replica holds nothing: leading would lose the group's data.
-            out.push(Command::RequestNewEpoch { epoch });
+            self.request_new_epoch(out);
             return;
         }
         if epoch <= self.epochs.leader_fence() && !mutant::active(Mutant::IgnoreLeaderFence) {
             self.role = Role::Stale;
-            out.push(Command::RequestNewEpoch { epoch });
+            self.request_new_epoch(out);
             return;
         }
         self.start_catch_up(out);
+    }
+
+    fn request_new_epoch(&mut self, out: &mut Vec<Command>) {
+        self.new_epoch_requested_ms = self.now_ms;
+        out.push(Command::RequestNewEpoch { epoch: self.epoch });
+    }
+
+    /// Named leader of an epoch it may not lead: ask again until a new view comes (the
+    /// ConfigNode may have lost the request, or had no other replica to pick then).
+    fn repeat_new_epoch_request(&mut self, out: &mut Vec<Command>) {
+        let named = self.leader == Some(self.me)
+            && matches!(self.role, Role::Stale | Role::Installing);
+        if named && self.now_ms >= self.new_epoch_requested_ms + self.config.resend_after_ms {
+            self.request_new_epoch(out);
+        }
     }
 
     /// Moves to `epoch` (higher than or equal to the one known) led by `leader`: a
