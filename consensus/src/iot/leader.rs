@@ -187,26 +187,25 @@ impl Replica {
             return;
         }
         let all_answered = catch_up.answers.values().all(Option::is_some);
-        let half_time = self.now_ms
-            >= catch_up.started_ms + self.config.catch_up_timeout_ms / 2;
+        let half_time = self.now_ms >= catch_up.started_ms + self.config.catch_up_timeout_ms / 2;
         if !all_answered && !half_time {
             return;
         }
         let best = catch_up
             .answers
             .iter()
-            .filter_map(|(&peer, answer)| answer.as_ref().map(|(last, epochs)| (peer, *last, epochs)))
-            .filter(|&(_, last, ref epochs)| {
-                last > self.last
-                    && epochs.common_prefix(last, &self.epochs, self.last) == self.last
+            .filter_map(|(&peer, answer)| {
+                answer.as_ref().map(|(last, epochs)| (peer, *last, epochs))
+            })
+            .filter(|&(_, last, epochs)| {
+                last > self.last && epochs.common_prefix(last, &self.epochs, self.last) == self.last
             })
             .max_by_key(|&(peer, last, _)| (last, peer))
             .map(|(peer, last, _)| (peer, last));
         match best {
             Some((peer, target)) => {
                 let now_ms = self.now_ms;
-                if let Some(catch_up) = self.lead.as_mut().and_then(|lead| lead.catch_up.as_mut())
-                {
+                if let Some(catch_up) = self.lead.as_mut().and_then(|lead| lead.catch_up.as_mut()) {
                     catch_up.source = Some((peer, target, now_ms));
                 }
                 self.send_fetch(peer, out);
@@ -240,7 +239,11 @@ impl Replica {
         let Some((source, target, _)) = catch_up.source else {
             return;
         };
-        if source != from || entries.first().is_some_and(|first| first.index != self.last + 1) {
+        if source != from
+            || entries
+                .first()
+                .is_some_and(|first| first.index != self.last + 1)
+        {
             return;
         }
         if gone || entries.is_empty() || !self.accept_batch(self.last, &labels, entries, out) {
@@ -287,8 +290,16 @@ impl Replica {
     }
 
     pub(super) fn on_written(&mut self, entry: Entry, out: &mut Vec<Command>) {
-        assert_eq!(self.role, Role::Leader, "a write logged on a replica that does not lead");
-        assert_eq!(entry.index, self.last + 1, "a write logged at the wrong index");
+        assert_eq!(
+            self.role,
+            Role::Leader,
+            "a write logged on a replica that does not lead"
+        );
+        assert_eq!(
+            entry.index,
+            self.last + 1,
+            "a write logged at the wrong index"
+        );
         self.last = entry.index;
         let bytes_max = self.config.queue_bytes_max;
         let lead = self.lead.as_mut().expect("leading");
@@ -379,7 +390,12 @@ impl Replica {
         }
     }
 
-    pub(super) fn on_log_read(&mut self, peer: PeerId, mut entries: Vec<Entry>, out: &mut Vec<Command>) {
+    pub(super) fn on_log_read(
+        &mut self,
+        peer: PeerId,
+        mut entries: Vec<Entry>,
+        out: &mut Vec<Command>,
+    ) {
         let reading = self
             .lead
             .as_ref()
@@ -397,7 +413,9 @@ impl Replica {
         let state = lead.peers.get_mut(&peer).expect("reading");
         state.reading = None;
         if phase != PeerPhase::Shipping
-            || entries.first().is_none_or(|first| first.index != from || from != state.next)
+            || entries
+                .first()
+                .is_none_or(|first| first.index != from || from != state.next)
         {
             return;
         }

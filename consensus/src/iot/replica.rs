@@ -201,8 +201,8 @@ impl Replica {
     /// Named leader of an epoch it may not lead: ask again until a new view comes (the
     /// ConfigNode may have lost the request, or had no other replica to pick then).
     fn repeat_new_epoch_request(&mut self, out: &mut Vec<Command>) {
-        let named = self.leader == Some(self.me)
-            && matches!(self.role, Role::Stale | Role::Installing);
+        let named =
+            self.leader == Some(self.me) && matches!(self.role, Role::Stale | Role::Installing);
         if named && self.now_ms >= self.new_epoch_requested_ms + self.config.resend_after_ms {
             self.request_new_epoch(out);
         }
@@ -424,7 +424,10 @@ impl Replica {
         // Equal labels at one index mean equal logs up to it (the epoch rule), so one
         // check at the last index both hold covers `prev` and every overlapping entry.
         let overlap_end = batch_last.min(self.last);
-        match (self.epochs.epoch_at(overlap_end), labels.epoch_at(overlap_end)) {
+        match (
+            self.epochs.epoch_at(overlap_end),
+            labels.epoch_at(overlap_end),
+        ) {
             (Some(mine), Some(theirs)) if mine == theirs => {}
             _ => return false,
         }
@@ -464,9 +467,10 @@ impl Replica {
         if self.role != Role::Follower {
             return;
         }
-        let listed_in_sync = self.view.as_ref().is_none_or(|view| {
-            view.ack == AckMode::InSync && view.in_sync.contains(&self.me)
-        });
+        let listed_in_sync = self
+            .view
+            .as_ref()
+            .is_none_or(|view| view.ack == AckMode::InSync && view.in_sync.contains(&self.me));
         if listed_in_sync {
             // An in-sync replica may hold acknowledged writes nobody else has: it is wiped
             // only after a view drops it from the set.
@@ -543,14 +547,20 @@ impl Replica {
     fn check_invariants(&self) {
         assert!(self.durable <= self.last, "durable past the log's end");
         assert!(
-            self.epochs.pairs().last().is_none_or(|&(_, first)| first <= self.last + 1),
+            self.epochs
+                .pairs()
+                .last()
+                .is_none_or(|&(_, first)| first <= self.last + 1),
             "labels past the log's end: {:?} last {}",
             self.epochs,
             self.last
         );
         assert!(self.epochs.pairs().len() <= self.config.epochs_max.max(1));
         assert!(self.reorder.len() <= self.config.max_pending_batches);
-        assert_eq!(self.lead.is_some(), matches!(self.role, Role::Leader | Role::CatchingUp));
+        assert_eq!(
+            self.lead.is_some(),
+            matches!(self.role, Role::Leader | Role::CatchingUp)
+        );
         if let Some(lead) = &self.lead {
             lead.check_invariants(self.last, &self.config);
         }

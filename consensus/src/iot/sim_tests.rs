@@ -73,7 +73,11 @@ impl Store {
     }
 
     fn holds(&self, index: Index, payload: &Bytes) -> bool {
-        index >= 1 && self.log.get(index as usize - 1).is_some_and(|entry| &entry.payload == payload)
+        index >= 1
+            && self
+                .log
+                .get(index as usize - 1)
+                .is_some_and(|entry| entry.payload == payload)
     }
 }
 
@@ -199,7 +203,10 @@ impl Model {
             return; // The bounded table dropped this label already.
         }
         let Some(epoch) = epochs.epoch_at(entry.index) else {
-            self.violate(format!("n{node}: index {} stored without a label", entry.index));
+            self.violate(format!(
+                "n{node}: index {} stored without a label",
+                entry.index
+            ));
             return;
         };
         let known = self
@@ -400,7 +407,8 @@ impl IotNode {
     fn send(&self, env: &mut dyn Env, to: PeerId, tag: u8, message: &Message) {
         let mut bytes = vec![tag];
         message.encode(&mut bytes);
-        env.send(NodeId(to as u32), Bytes::from(bytes)).expect("known node");
+        env.send(NodeId(to as u32), Bytes::from(bytes))
+            .expect("known node");
     }
 
     fn execute(&mut self, env: &mut dyn Env, command: Command, events: &mut VecDeque<Event>) {
@@ -557,7 +565,7 @@ impl IotNode {
         let synced = {
             let mut model = self.model.borrow_mut();
             let store = &mut model.stores[self.id];
-            (store.durable < store.last() && env.random_u64() % 3 == 0).then(|| {
+            (store.durable < store.last() && env.random_u64().is_multiple_of(3)).then(|| {
                 store.durable = store.last();
                 store.durable
             })
@@ -567,10 +575,11 @@ impl IotNode {
         }
         // A client write, if this replica leads.
         let writes = self.model.borrow().writes;
-        if writes && env.random_u64() % 4 == 0 {
-            if let Ok(index) = self.replica.write_allowed() {
-                self.write(env, index);
-            }
+        if writes
+            && env.random_u64().is_multiple_of(4)
+            && let Ok(index) = self.replica.write_allowed()
+        {
+            self.write(env, index);
         }
         self.delete_wal();
         env.set_timer(TICK, TICK_MS);
@@ -809,11 +818,15 @@ fn run(seed: u64, ack: AckMode) -> Result<Outcome, String> {
             .collect();
         let roles: Vec<String> = (0..nodes)
             .map(|node| {
-                sim.node(NodeId(node as u32))
-                    .map_or("down".into(), |node| format!("{:?}", node.replica.progress()))
+                sim.node(NodeId(node as u32)).map_or("down".into(), |node| {
+                    format!("{:?}", node.replica.progress())
+                })
             })
             .collect();
-        format!("{error}: view {:?}; stores {logs:?}; {roles:?}", model.cn.view)
+        format!(
+            "{error}: view {:?}; stores {logs:?}; {roles:?}",
+            model.cn.view
+        )
     })?;
     stop(&model)?;
     check_acknowledged(&model.borrow())?;
@@ -918,7 +931,10 @@ fn assert_faults_fired(totals: &Counters, ack: AckMode) {
     assert!(totals.crashes > 0 && totals.partitioned > 0, "{totals:?}");
     assert!(totals.duplicated > 0 && totals.dropped > 0, "{totals:?}");
     assert!(totals.trimmed_tables > 0, "{totals:?}");
-    assert!(totals.groups_of_two > 0 && totals.groups_of_three > 0, "{totals:?}");
+    assert!(
+        totals.groups_of_two > 0 && totals.groups_of_three > 0,
+        "{totals:?}"
+    );
     if ack == AckMode::Leader {
         // The check of lost writes must have had something to judge.
         assert!(totals.lost_unshipped > 0, "{totals:?}");
@@ -931,13 +947,19 @@ fn assert_faults_fired(totals: &Counters, ack: AckMode) {
 
 #[test]
 fn leader_ack_group_converges_and_keeps_shipped_writes() {
-    let totals = run_seeds("leader_ack_group_converges_and_keeps_shipped_writes", AckMode::Leader);
+    let totals = run_seeds(
+        "leader_ack_group_converges_and_keeps_shipped_writes",
+        AckMode::Leader,
+    );
     assert_faults_fired(&totals, AckMode::Leader);
 }
 
 #[test]
 fn in_sync_ack_never_loses_an_acknowledged_write() {
-    let totals = run_seeds("in_sync_ack_never_loses_an_acknowledged_write", AckMode::InSync);
+    let totals = run_seeds(
+        "in_sync_ack_never_loses_an_acknowledged_write",
+        AckMode::InSync,
+    );
     assert_faults_fired(&totals, AckMode::InSync);
 }
 
