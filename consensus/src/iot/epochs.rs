@@ -120,8 +120,13 @@ impl Epochs {
             return true;
         }
         self.truncate_from(from);
-        if self.epoch_at(from - 1).is_some_and(|epoch| epoch > first_epoch)
-            || self.pairs.last().is_some_and(|&(epoch, _)| epoch > first_epoch)
+        if self
+            .epoch_at(from - 1)
+            .is_some_and(|epoch| epoch > first_epoch)
+            || self
+                .pairs
+                .last()
+                .is_some_and(|&(epoch, _)| epoch > first_epoch)
         {
             // Our older labels claim a later epoch than the source gives what follows
             // them: the logs do not share this prefix. The caller checked they do.

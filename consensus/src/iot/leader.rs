@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use super::mutant::{self, Mutant};
 use super::replica::Replica;
 use super::{
     AckMode, Command, Entry, Epoch, Epochs, Index, IotConfig, Message, PeerId, PeerPhase,
@@ -28,6 +29,11 @@ pub(super) struct Leadership {
     queue_bytes: usize,
     peers: BTreeMap<PeerId, Peer>,
     pub(super) acknowledged: Index,
+    /// The first index of this leader's epoch. Everything before it may have been
+    /// acknowledged by an earlier leader, so a replica joins the in-sync set only once it
+    /// holds all of it durably (Kafka's KAFKA-7128: a lagging high watermark after a
+    /// leader change would otherwise admit a replica missing acknowledged writes).
+    epoch_start: Index,
     retention_floor: Option<Index>,
     /// The in-sync set last requested and when, until a newer view arrives.
     requested_in_sync: Option<(Vec<PeerId>, u64)>,
@@ -74,6 +80,7 @@ impl Leadership {
             queue_bytes: 0,
             peers: BTreeMap::new(),
             acknowledged: 0,
+            epoch_start: 0,
             retention_floor: None,
             requested_in_sync: None,
             pending_adds: BTreeSet::new(),
@@ -180,26 +187,25 @@ impl Replica {
             return;
         }
         let all_answered = catch_up.answers.values().all(Option::is_some);
-        let half_time = self.now_ms
-            >= catch_up.started_ms + self.config.catch_up_timeout_ms / 2;
+        let half_time = self.now_ms >= catch_up.started_ms + self.config.catch_up_timeout_ms / 2;
         if !all_answered && !half_time {
             return;
         }
         let best = catch_up
             .answers
             .iter()
-            .filter_map(|(&peer, answer)| answer.as_ref().map(|(last, epochs)| (peer, *last, epochs)))
-            .filter(|&(_, last, ref epochs)| {
-                last > self.last
-                    && epochs.common_prefix(last, &self.epochs, self.last) == self.last
+            .filter_map(|(&peer, answer)| {
+                answer.as_ref().map(|(last, epochs)| (peer, *last, epochs))
+            })
+            .filter(|&(_, last, epochs)| {
+                last > self.last && epochs.common_prefix(last, &self.epochs, self.last) == self.last
             })
             .max_by_key(|&(peer, last, _)| (last, peer))
             .map(|(peer, last, _)| (peer, last));
         match best {
             Some((peer, target)) => {
                 let now_ms = self.now_ms;
-                if let Some(catch_up) = self.lead.as_mut().and_then(|lead| lead.catch_up.as_mut())
-                {
+                if let Some(catch_up) = self.lead.as_mut().and_then(|lead| lead.catch_up.as_mut()) {
                     catch_up.source = Some((peer, target, now_ms));
                 }
                 self.send_fetch(peer, out);
@@ -233,7 +239,11 @@ impl Replica {
         let Some((source, target, _)) = catch_up.source else {
             return;
         };
-        if source != from || entries.first().is_some_and(|first| first.index != self.last + 1) {
+        if source != from
+            || entries
+                .first()
+                .is_some_and(|first| first.index != self.last + 1)
+        {
             return;
         }
         if gone || entries.is_empty() || !self.accept_batch(self.last, &labels, entries, out) {
@@ -266,6 +276,7 @@ impl Replica {
         let now_ms = self.now_ms;
         let lead = self.lead.as_mut().expect("catching up");
         lead.catch_up = None;
+        lead.epoch_start = self.last + 1;
         for peer in peers.into_iter().filter(|&peer| peer != self.me) {
             let seq = lead.seq();
             lead.peers.insert(peer, Peer::probing(now_ms, seq));
@@ -279,8 +290,16 @@ impl Replica {
     }
 
     pub(super) fn on_written(&mut self, entry: Entry, out: &mut Vec<Command>) {
-        assert_eq!(self.role, Role::Leader, "a write logged on a replica that does not lead");
-        assert_eq!(entry.index, self.last + 1, "a write logged at the wrong index");
+        assert_eq!(
+            self.role,
+            Role::Leader,
+            "a write logged on a replica that does not lead"
+        );
+        assert_eq!(
+            entry.index,
+            self.last + 1,
+            "a write logged at the wrong index"
+        );
         self.last = entry.index;
         let bytes_max = self.config.queue_bytes_max;
         let lead = self.lead.as_mut().expect("leading");
@@ -371,7 +390,12 @@ impl Replica {
         }
     }
 
-    pub(super) fn on_log_read(&mut self, peer: PeerId, mut entries: Vec<Entry>, out: &mut Vec<Command>) {
+    pub(super) fn on_log_read(
+        &mut self,
+        peer: PeerId,
+        mut entries: Vec<Entry>,
+        out: &mut Vec<Command>,
+    ) {
         let reading = self
             .lead
             .as_ref()
@@ -389,7 +413,9 @@ impl Replica {
         let state = lead.peers.get_mut(&peer).expect("reading");
         state.reading = None;
         if phase != PeerPhase::Shipping
-            || entries.first().is_none_or(|first| first.index != from || from != state.next)
+            || entries
+                .first()
+                .is_none_or(|first| first.index != from || from != state.next)
         {
             return;
         }
@@ -494,7 +520,7 @@ impl Replica {
         }
         match state.phase {
             PeerPhase::Probing if seq == state.seq => {
-                if last > common {
+                if last > common && !mutant::active(Mutant::TrustEveryFollower) {
                     state.enter(PeerPhase::Rebuilding, now_ms);
                     self.send_rebuild(from, out);
                     self.maintain_in_sync(out);
@@ -528,20 +554,31 @@ impl Replica {
         &mut self,
         from: PeerId,
         through: Index,
-        _last: Index,
+        last: Index,
         durable: Index,
         out: &mut Vec<Command>,
     ) {
         let (my_last, now_ms) = (self.last, self.now_ms);
-        let Some(state) = self
-            .lead
-            .as_mut()
-            .filter(|lead| lead.catch_up.is_none())
-            .and_then(|lead| lead.peers.get_mut(&from))
-        else {
+        let Some(lead) = self.lead.as_mut().filter(|lead| lead.catch_up.is_none()) else {
+            return;
+        };
+        let Some(state) = lead.peers.get_mut(&from) else {
             return;
         };
         if state.phase != PeerPhase::Shipping {
+            return;
+        }
+        if last < state.matched {
+            // The peer lost entries it had confirmed (a crash before they were durable):
+            // find out where it stands.
+            let seq = lead.seq();
+            let state = lead.peers.get_mut(&from).expect("present");
+            state.probe(seq, now_ms);
+            let epoch = self.epoch;
+            out.push(Command::Send {
+                to: from,
+                message: Message::Probe { epoch, seq },
+            });
             return;
         }
         state.matched = state.matched.max(through.min(my_last));
@@ -715,7 +752,7 @@ impl Replica {
                 desired.remove(&peer);
             }
             let caught_up = state.phase == PeerPhase::Shipping
-                && state.durable >= lead.acknowledged
+                && state.durable >= lead.acknowledged.max(lead.epoch_start - 1)
                 && !stuck;
             if !listed && caught_up && view.replicas.contains(&peer) {
                 desired.insert(peer);
@@ -755,7 +792,7 @@ impl Replica {
             return;
         }
         let mut through = self.durable;
-        if self.ack_mode() == AckMode::InSync {
+        if self.ack_mode() == AckMode::InSync && !mutant::active(Mutant::AckWithoutInSync) {
             let view = self.view.as_ref().expect("InSync comes from a view");
             let lead = self.lead.as_ref().expect("leading");
             for &peer in view.in_sync.iter().chain(lead.pending_adds.iter()) {

@@ -69,6 +69,39 @@ mod replica;
 #[cfg(test)]
 mod sim_tests;
 
+/// Deliberate bugs the simulation must catch (switched on per thread, tests only).
+pub(crate) mod mutant {
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub(crate) enum Mutant {
+        /// InSync: acknowledge at the leader's own durable index, ignoring the set.
+        AckWithoutInSync,
+        /// Treat every follower as a prefix of the leader's log (no divergence check).
+        TrustEveryFollower,
+        /// Lead an epoch again after a restart (no leader fence).
+        IgnoreLeaderFence,
+    }
+
+    #[cfg(test)]
+    thread_local! {
+        static ACTIVE: std::cell::Cell<Option<Mutant>> = const { std::cell::Cell::new(None) };
+    }
+
+    #[cfg(test)]
+    pub(crate) fn set(mutant: Option<Mutant>) {
+        ACTIVE.with(|active| active.set(mutant));
+    }
+
+    #[cfg(test)]
+    pub(crate) fn active(mutant: Mutant) -> bool {
+        ACTIVE.with(|active| active.get() == Some(mutant))
+    }
+
+    #[cfg(not(test))]
+    pub(crate) fn active(_: Mutant) -> bool {
+        false
+    }
+}
+
 use bytes::Bytes;
 
 pub use epochs::Epochs;
@@ -163,6 +196,10 @@ pub struct Recovered {
     pub last_index: Index,
     pub durable_index: Index,
     pub epochs: Epochs,
+    /// The replica was wiped for a snapshot (`NeedSnapshot`) that was not installed yet.
+    /// Such a replica holds nothing and must not lead; the driver persists this flag
+    /// with the wipe and clears it with the install.
+    pub awaiting_snapshot: bool,
 }
 
 /// An input to [`Replica::step`].

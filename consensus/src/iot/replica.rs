@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use super::leader::Leadership;
+use super::mutant::{self, Mutant};
 use super::{
     AckMode, Command, Entry, Epoch, Epochs, Event, GroupView, Index, IotConfig, Message, PeerId,
     Progress, Recovered, Refusal, Role,
@@ -39,6 +40,10 @@ pub struct Replica {
     installing_from: Option<PeerId>,
     /// Present while this replica leads (or catches up to lead).
     pub(super) lead: Option<Leadership>,
+    /// Recovery corrected the table; it is persisted at the first step.
+    epochs_dirty: bool,
+    /// When `RequestNewEpoch` was last emitted (repeated while the view stays stale).
+    new_epoch_requested_ms: u64,
 }
 
 impl Replica {
@@ -50,17 +55,25 @@ impl Replica {
             last_index,
             durable_index,
             mut epochs,
+            awaiting_snapshot,
         } = recovered;
-        // Labels past the recovered log were persisted for entries that did not survive.
+        // Labels past the recovered log were persisted for entries that did not survive;
+        // the corrected table is persisted before anything else (first `step`).
+        let persisted = epochs.clone();
         epochs.truncate_from(last_index + 1);
         epochs.trim(config.epochs_max);
+        let epochs_dirty = epochs != persisted;
         let replica = Replica {
             me,
             now_ms: 0,
             view: None,
             epoch: epochs.max_epoch(),
             leader: None,
-            role: Role::Follower,
+            role: if awaiting_snapshot {
+                Role::Installing
+            } else {
+                Role::Follower
+            },
             last: last_index,
             durable: durable_index.min(last_index),
             epochs,
@@ -69,6 +82,8 @@ impl Replica {
             serving: BTreeMap::new(),
             installing_from: None,
             lead: None,
+            epochs_dirty,
+            new_epoch_requested_ms: 0,
             config,
         };
         replica.check_invariants();
@@ -77,9 +92,13 @@ impl Replica {
 
     /// Feeds one event; the commands to execute, in order, are appended to `out`.
     pub fn step(&mut self, event: Event, out: &mut Vec<Command>) {
+        if std::mem::take(&mut self.epochs_dirty) {
+            out.push(Command::PersistEpochs(self.epochs.clone()));
+        }
         match event {
             Event::Tick { now_ms } => {
                 self.now_ms = self.now_ms.max(now_ms);
+                self.repeat_new_epoch_request(out);
                 self.leader_tick(out);
             }
             Event::View(view) => self.on_view(view, out),
@@ -104,6 +123,7 @@ impl Replica {
             Role::Leader => Ok(self.last + 1),
             Role::CatchingUp => Err(Refusal::CatchingUp),
             Role::Stale => Err(Refusal::Stale),
+            Role::Installing if self.leader == Some(self.me) => Err(Refusal::Stale),
             Role::Follower | Role::Installing => Err(Refusal::NotLeader {
                 leader: self.leader,
             }),
@@ -160,12 +180,32 @@ impl Replica {
         if leader != self.me {
             return;
         }
-        if epoch <= self.epochs.leader_fence() {
+        if self.role == Role::Installing {
+            // A wiped replica holds nothing: leading would lose the group's data.
+            self.request_new_epoch(out);
+            return;
+        }
+        if epoch <= self.epochs.leader_fence() && !mutant::active(Mutant::IgnoreLeaderFence) {
             self.role = Role::Stale;
-            out.push(Command::RequestNewEpoch { epoch });
+            self.request_new_epoch(out);
             return;
         }
         self.start_catch_up(out);
+    }
+
+    fn request_new_epoch(&mut self, out: &mut Vec<Command>) {
+        self.new_epoch_requested_ms = self.now_ms;
+        out.push(Command::RequestNewEpoch { epoch: self.epoch });
+    }
+
+    /// Named leader of an epoch it may not lead: ask again until a new view comes (the
+    /// ConfigNode may have lost the request, or had no other replica to pick then).
+    fn repeat_new_epoch_request(&mut self, out: &mut Vec<Command>) {
+        let named =
+            self.leader == Some(self.me) && matches!(self.role, Role::Stale | Role::Installing);
+        if named && self.now_ms >= self.new_epoch_requested_ms + self.config.resend_after_ms {
+            self.request_new_epoch(out);
+        }
     }
 
     /// Moves to `epoch` (higher than or equal to the one known) led by `leader`: a
@@ -331,7 +371,13 @@ impl Replica {
             return;
         }
         if prev > self.last {
-            self.buffer(prev, labels, entries);
+            if entries.is_empty() {
+                // A heartbeat past our end: the leader thinks we hold entries we lost
+                // (a crash dropped unsynced ones). Tell it where we are.
+                self.send_state(from, 0, out);
+            } else {
+                self.buffer(prev, labels, entries);
+            }
             return;
         }
         if !self.accept_batch(prev, &labels, entries, out) {
@@ -378,7 +424,10 @@ impl Replica {
         // Equal labels at one index mean equal logs up to it (the epoch rule), so one
         // check at the last index both hold covers `prev` and every overlapping entry.
         let overlap_end = batch_last.min(self.last);
-        match (self.epochs.epoch_at(overlap_end), labels.epoch_at(overlap_end)) {
+        match (
+            self.epochs.epoch_at(overlap_end),
+            labels.epoch_at(overlap_end),
+        ) {
             (Some(mine), Some(theirs)) if mine == theirs => {}
             _ => return false,
         }
@@ -418,9 +467,10 @@ impl Replica {
         if self.role != Role::Follower {
             return;
         }
-        let listed_in_sync = self.view.as_ref().is_none_or(|view| {
-            view.ack == AckMode::InSync && view.in_sync.contains(&self.me)
-        });
+        let listed_in_sync = self
+            .view
+            .as_ref()
+            .is_none_or(|view| view.ack == AckMode::InSync && view.in_sync.contains(&self.me));
         if listed_in_sync {
             // An in-sync replica may hold acknowledged writes nobody else has: it is wiped
             // only after a view drops it from the set.
@@ -497,14 +547,20 @@ impl Replica {
     fn check_invariants(&self) {
         assert!(self.durable <= self.last, "durable past the log's end");
         assert!(
-            self.epochs.pairs().last().is_none_or(|&(_, first)| first <= self.last + 1),
+            self.epochs
+                .pairs()
+                .last()
+                .is_none_or(|&(_, first)| first <= self.last + 1),
             "labels past the log's end: {:?} last {}",
             self.epochs,
             self.last
         );
         assert!(self.epochs.pairs().len() <= self.config.epochs_max.max(1));
         assert!(self.reorder.len() <= self.config.max_pending_batches);
-        assert_eq!(self.lead.is_some(), matches!(self.role, Role::Leader | Role::CatchingUp));
+        assert_eq!(
+            self.lead.is_some(),
+            matches!(self.role, Role::Leader | Role::CatchingUp)
+        );
         if let Some(lead) = &self.lead {
             lead.check_invariants(self.last, &self.config);
         }
