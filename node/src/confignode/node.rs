@@ -408,6 +408,22 @@ impl<S: CommandStore> ConfigNode<S> {
                 .filter(|node| !in_sync.contains(node))
                 .collect();
             out_of_sync.sort_unstable();
+            // A replica joins the set only while its DataNode runs: the leader may believe
+            // a dead follower caught up (it was, when it died), but a new leader must never
+            // be chosen among nodes that are down.
+            if let Some(node_id) = in_sync.iter().find(|node_id| {
+                !current.in_sync(**node_id)
+                    && node
+                        .state
+                        .data_nodes()
+                        .get(node_id)
+                        .is_none_or(|info| info.status != NodeStatus::Running)
+            }) {
+                return Err(ConfigNodeError::StaleRequest(format!(
+                    "DataNode {node_id} is not Running: it cannot join the in-sync set of \
+                     region group {group}"
+                )));
+            }
             if out_of_sync == current.out_of_sync
                 && current.epoch == epoch
                 && current.in_sync_version == version

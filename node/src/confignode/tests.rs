@@ -808,14 +808,21 @@ fn in_sync_sets_follow_failures_and_refuse_late_requests() {
         out.sort_unstable();
         out
     });
+    // A dead replica cannot be asked back in.
+    let refused = node
+        .change_in_sync(id, 2, group.in_sync_version, &nodes)
+        .unwrap_err();
+    assert!(matches!(refused, ConfigNodeError::StaleRequest(_)), "{refused}");
     // The only in-sync replica dies too: no out-of-sync replica may take over.
     node.set_node_status(followers[0], NodeStatus::Unknown)
         .unwrap();
     let group = node.state().region_groups()[&id].clone();
     assert_eq!((group.leader, group.epoch), (followers[0], 2));
-    // It comes back and asks the caught-up replicas back in.
-    node.set_node_status(followers[0], NodeStatus::Running)
-        .unwrap();
+    // The nodes come back, and the leader asks the caught-up replicas back in.
+    for node_id in &nodes {
+        node.set_node_status(*node_id, NodeStatus::Running).unwrap();
+    }
+    let group = node.state().region_groups()[&id].clone();
     node.change_in_sync(id, 2, group.in_sync_version, &nodes)
         .unwrap();
     assert!(node.state().region_groups()[&id].out_of_sync.is_empty());

@@ -195,12 +195,24 @@ fn to_log_entry(entry: &Entry) -> LogEntry {
 struct EpochsFile {
     pairs: Vec<(u64, u64)>,
     leader_fence: u64,
+    /// The replica must be rebuilt from the leader's snapshot (`NeedSnapshot`), which
+    /// has not been installed yet: it must not lead, even after a restart.
+    #[serde(default)]
+    awaiting_snapshot: bool,
 }
 
-fn load_epochs(path: &std::path::Path) -> Result<Epochs, Status> {
+/// What a replica keeps beside its region: its epoch table and whether it awaits a
+/// snapshot.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ReplicaFile {
+    epochs: Epochs,
+    awaiting_snapshot: bool,
+}
+
+fn load_epochs(path: &std::path::Path) -> Result<ReplicaFile, Status> {
     let bytes = match std::fs::read(path) {
         Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Epochs::new()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReplicaFile::default()),
         Err(e) => {
             return Err(Status::internal(format!(
                 "reading {}: {e}",
@@ -210,18 +222,23 @@ fn load_epochs(path: &std::path::Path) -> Result<Epochs, Status> {
     };
     let file: EpochsFile = serde_json::from_slice(&bytes)
         .map_err(|e| Status::internal(format!("{} is damaged: {e}", path.display())))?;
-    Epochs::from_pairs(file.pairs, file.leader_fence).ok_or_else(|| {
+    let epochs = Epochs::from_pairs(file.pairs, file.leader_fence).ok_or_else(|| {
         Status::internal(format!(
             "{} is damaged: epochs out of order",
             path.display()
         ))
+    })?;
+    Ok(ReplicaFile {
+        epochs,
+        awaiting_snapshot: file.awaiting_snapshot,
     })
 }
 
-fn store_epochs(path: &std::path::Path, epochs: &Epochs) -> anyhow::Result<()> {
+fn store_epochs(path: &std::path::Path, replica: &ReplicaFile) -> anyhow::Result<()> {
     let file = EpochsFile {
-        pairs: epochs.pairs().to_vec(),
-        leader_fence: epochs.leader_fence(),
+        pairs: replica.epochs.pairs().to_vec(),
+        leader_fence: replica.epochs.leader_fence(),
+        awaiting_snapshot: replica.awaiting_snapshot,
     };
     let bytes = serde_json::to_vec(&file)?;
     let dir = path
@@ -342,8 +359,8 @@ impl Shard {
             }
         };
         let epochs_path = self.shared.config.region_dir(group).join(EPOCHS_FILE);
-        let epochs = match load_epochs(&epochs_path) {
-            Ok(epochs) => epochs,
+        let file = match load_epochs(&epochs_path) {
+            Ok(file) => file,
             Err(status) => {
                 tracing::error!(group, %status, "the replica's epoch table cannot be read");
                 return None;
@@ -353,7 +370,8 @@ impl Shard {
         let recovered = Recovered {
             last_index: info.last_index,
             durable_index: info.last_index,
-            epochs,
+            epochs: file.epochs,
+            awaiting_snapshot: file.awaiting_snapshot,
         };
         let me = u64::from(self.shared.data_node_id);
         let driver = Rc::new(GroupDriver {
@@ -366,7 +384,7 @@ impl Shard {
             acknowledged: Cell::new(info.last_index),
             waiters: RefCell::new(BTreeMap::new()),
             epochs_path,
-            awaiting_snapshot: Cell::new(false),
+            awaiting_snapshot: Cell::new(file.awaiting_snapshot),
             receiving: RefCell::new(None),
         });
         tracing::info!(group, shard = self.id.0, last_index = info.last_index, "replica started");
@@ -382,6 +400,14 @@ impl Shard {
         if driver.view.borrow().as_ref() == Some(view) {
             return;
         }
+        tracing::info!(
+            group = driver.group,
+            epoch = view.epoch,
+            leader = view.leader,
+            in_sync = ?view.in_sync,
+            running = ?view.running,
+            "replica view"
+        );
         *driver.view.borrow_mut() = Some(view.clone());
         let endpoint = self.replication.endpoint.borrow().clone();
         if let Some(endpoint) = endpoint {
@@ -469,7 +495,11 @@ impl Shard {
             }
             Command::PersistEpochs(epochs) => {
                 // Rare (a new epoch) and small: written in place, before anything after it.
-                if let Err(error) = store_epochs(&driver.epochs_path, &epochs) {
+                let file = ReplicaFile {
+                    epochs,
+                    awaiting_snapshot: driver.awaiting_snapshot.get(),
+                };
+                if let Err(error) = store_epochs(&driver.epochs_path, &file) {
                     tracing::error!(group, error = %error, "persisting the replica's epoch table failed; restarting the replica from its files");
                     self.restart_replica(driver);
                 }
@@ -515,6 +545,15 @@ impl Shard {
             }
             Command::NeedSnapshot { from } => {
                 if !driver.awaiting_snapshot.replace(true) {
+                    // Persisted: a restart must not forget that this replica's data is
+                    // not the group's (it may not lead until the install).
+                    let file = ReplicaFile {
+                        epochs: driver.replica.borrow().epochs().clone(),
+                        awaiting_snapshot: true,
+                    };
+                    if let Err(error) = store_epochs(&driver.epochs_path, &file) {
+                        tracing::error!(group, %error, "persisting the replica's snapshot wait failed");
+                    }
                     tracing::error!(
                         group,
                         leader = from,
@@ -622,7 +661,7 @@ impl Shard {
     /// left the two apart), then gives it the current view again.
     fn restart_replica(self: &Rc<Self>, driver: &Rc<GroupDriver>) {
         let info = driver.region.info();
-        let epochs = load_epochs(&driver.epochs_path).unwrap_or_default();
+        let file = load_epochs(&driver.epochs_path).unwrap_or_default();
         let me = u64::from(self.shared.data_node_id);
         *driver.replica.borrow_mut() = Replica::new(
             me,
@@ -630,7 +669,8 @@ impl Shard {
             Recovered {
                 last_index: info.last_index,
                 durable_index: info.last_index,
-                epochs,
+                epochs: file.epochs,
+                awaiting_snapshot: file.awaiting_snapshot,
             },
         );
         driver.fail_waiters();
@@ -842,6 +882,7 @@ impl Shard {
             let finish = serde_json::to_vec(&EpochsFile {
                 pairs: epochs.pairs().to_vec(),
                 leader_fence: 0,
+                awaiting_snapshot: false,
             })
             .map_err(|e| e.to_string())?;
             let mut body = through.to_le_bytes().to_vec();
@@ -945,7 +986,7 @@ impl Shard {
     ) -> Result<(), String> {
         let group = driver.group;
         let old_fence = load_epochs(&driver.epochs_path)
-            .map(|e| e.leader_fence())
+            .map(|file| file.epochs.leader_fence())
             .unwrap_or(0);
         epochs.set_leader_fence(old_fence);
         self.replication.groups.borrow_mut().remove(&group);
@@ -958,7 +999,11 @@ impl Shard {
         }
         let dir = self.shared.config.region_dir(group);
         Region::install_snapshot(&dir, staging).map_err(|e| e.to_string())?;
-        store_epochs(&driver.epochs_path, epochs).map_err(|e| e.to_string())?;
+        let file = ReplicaFile {
+            epochs: epochs.clone(),
+            awaiting_snapshot: false,
+        };
+        store_epochs(&driver.epochs_path, &file).map_err(|e| e.to_string())?;
         if let Err(e) = std::fs::remove_dir_all(staging) {
             tracing::warn!(dir = %staging.display(), error = %e, "removing the snapshot staging failed");
         }
@@ -999,10 +1044,13 @@ mod tests {
     fn epoch_tables_survive_a_round_trip_and_damage_is_typed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g").join(EPOCHS_FILE);
-        assert_eq!(load_epochs(&path).unwrap(), Epochs::new());
-        let epochs = Epochs::from_pairs(vec![(1, 1), (3, 40)], 3).unwrap();
-        store_epochs(&path, &epochs).unwrap();
-        assert_eq!(load_epochs(&path).unwrap(), epochs);
+        assert_eq!(load_epochs(&path).unwrap(), ReplicaFile::default());
+        let file = ReplicaFile {
+            epochs: Epochs::from_pairs(vec![(1, 1), (3, 40)], 3).unwrap(),
+            awaiting_snapshot: true,
+        };
+        store_epochs(&path, &file).unwrap();
+        assert_eq!(load_epochs(&path).unwrap(), file);
         std::fs::write(&path, b"{\"pairs\":[[3,40],[1,1]],\"leader_fence\":0}").unwrap();
         assert!(load_epochs(&path).is_err());
         std::fs::write(&path, b"garbage").unwrap();
