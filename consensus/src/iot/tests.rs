@@ -41,9 +41,12 @@ fn config() -> IotConfig {
     }
 }
 
+/// A replica of a test group: its id, its log's payloads, and the log's epoch pairs.
+type Member<'a> = (PeerId, &'a [&'a str], &'a [(u64, Index)]);
+
 impl Group {
     /// Replicas with the given logs, labelled by `pairs`.
-    fn new(members: &[(PeerId, &[&str], &[(u64, Index)])]) -> Group {
+    fn new(members: &[Member<'_>]) -> Group {
         let mut group = Group {
             replicas: BTreeMap::new(),
             logs: BTreeMap::new(),
