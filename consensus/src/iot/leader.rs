@@ -380,6 +380,7 @@ impl Replica {
             }
             if !send_batch(&self.epochs, epoch, peer, state, batch, now_ms, out) {
                 state.enter(PeerPhase::Rebuilding, now_ms);
+                self.send_rebuild(peer, out);
                 break;
             }
         }
