@@ -105,3 +105,21 @@ pub const RAFT_SNAPSHOT_FILE_BYTES_MAX: usize = TRANSPORT_PAYLOAD_BYTES_MAX - 10
 /// made possible: a commit after persisting, a snapshot report); the bound only keeps a
 /// bug from looping for ever, and what is left is handled by the next call.
 pub const RAFT_READY_ROUNDS_MAX: usize = 64;
+
+/// Most entries one IoTConsensus message (`iot::Message`) carries on decode.
+///
+/// Why 65,536: 64× IoTDB's default batch (`max_batch_entries` 1024); a count above this
+/// is a damaged or hostile message, refused before anything is allocated.
+pub const IOT_MESSAGE_ENTRIES_MAX: usize = 65_536;
+
+/// Most epoch pairs one IoTConsensus message carries on decode.
+///
+/// Why 4096: tables are bounded by `IotConfig::epochs_max` (default 64) and the slices a
+/// message carries are shorter still.
+pub const IOT_MESSAGE_EPOCHS_MAX: usize = 4096;
+
+/// Largest entry payload an IoTConsensus message carries on decode.
+///
+/// Why 16 MiB: IoTDB's `max_batch_bytes`, and `TRANSPORT_PAYLOAD_BYTES_MAX`; one WAL record
+/// of a region is far smaller.
+pub const IOT_MESSAGE_PAYLOAD_BYTES_MAX: usize = TRANSPORT_PAYLOAD_BYTES_MAX;

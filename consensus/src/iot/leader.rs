@@ -35,7 +35,7 @@ pub(super) struct Leadership {
     /// leader change would otherwise admit a replica missing acknowledged writes).
     epoch_start: Index,
     retention_floor: Option<Index>,
-    /// The in-sync set last requested and when, until a newer view arrives.
+    /// The in-sync set last requested and when (`sent_ms`), until a newer view arrives.
     requested_in_sync: Option<(Vec<PeerId>, u64)>,
     /// Replicas requested into the in-sync set since the last view change: they count for
     /// acknowledgement at once, since the ConfigNode may already have added them.
@@ -317,22 +317,17 @@ impl Replica {
 
     /// The view changed within this epoch (in-sync set, running replicas).
     pub(super) fn leader_view_changed(&mut self, out: &mut Vec<Command>) {
-        let (replicas, version) = match &self.view {
-            Some(view) => (view.replicas.clone(), view.in_sync_version),
-            None => return,
+        let Some(replicas) = self.view.as_ref().map(|view| view.replicas.clone()) else {
+            return;
         };
         let now_ms = self.now_ms;
         let leading = self.role == Role::Leader;
         let Some(lead) = self.lead.as_mut() else {
             return;
         };
-        if lead
-            .requested_in_sync
-            .as_ref()
-            .is_some_and(|&(_, requested)| requested < version)
-        {
-            lead.requested_in_sync = None;
-        }
+        // A newer view settles every request based on an older one: the ConfigNode
+        // applies a request only at the version it names, and views carry the whole set.
+        lead.requested_in_sync = None;
         lead.pending_adds.clear();
         if leading {
             for peer in replicas.into_iter().filter(|&peer| peer != self.me) {
@@ -385,6 +380,7 @@ impl Replica {
             }
             if !send_batch(&self.epochs, epoch, peer, state, batch, now_ms, out) {
                 state.enter(PeerPhase::Rebuilding, now_ms);
+                self.send_rebuild(peer, out);
                 break;
             }
         }

@@ -6,7 +6,7 @@
 //! as `count u32` then `(epoch u64, first index u64)` pairs.
 //!
 //! Decoding trusts nothing: every length is checked against what remains and against a
-//! named bound before anything is allocated, entries must be dense and ascending, epoch
+//! named bound (`limits::IOT_MESSAGE_*`) before anything is allocated, entries must be dense and ascending, epoch
 //! tables ascending, and trailing bytes are an error. Every failure is a [`DecodeError`].
 //!
 //! | tag | message | fields after the epoch |
@@ -23,24 +23,10 @@ use bytes::Bytes;
 use thiserror::Error;
 
 use super::{Entry, Epoch, Epochs, Index};
-
-/// Most entries one message carries on decode.
-///
-/// Why 65,536: 64× the default batch (`max_batch_entries` 1024); a count above this is a
-/// damaged or hostile message, refused before allocating.
-pub const MESSAGE_ENTRIES_MAX: usize = 65_536;
-
-/// Most epoch pairs one message carries on decode.
-///
-/// Why 4096: tables are bounded by `IotConfig::epochs_max` (default 64) and slices of them
-/// are shorter still.
-pub const MESSAGE_EPOCHS_MAX: usize = 4096;
-
-/// Largest entry payload accepted on decode.
-///
-/// Why 16 MiB: `max_batch_bytes`; one WAL record of a region is far smaller, and the
-/// transport refuses larger frames anyway.
-pub const MESSAGE_PAYLOAD_BYTES_MAX: usize = 16 * 1024 * 1024;
+use crate::limits::{
+    IOT_MESSAGE_ENTRIES_MAX as MESSAGE_ENTRIES_MAX, IOT_MESSAGE_EPOCHS_MAX as MESSAGE_EPOCHS_MAX,
+    IOT_MESSAGE_PAYLOAD_BYTES_MAX as MESSAGE_PAYLOAD_BYTES_MAX,
+};
 
 /// A message between replicas of one region group. Every message carries the sender's
 /// epoch; a receiver that knows a higher one answers with it.

@@ -68,6 +68,8 @@ mod replica;
 
 #[cfg(test)]
 mod sim_tests;
+#[cfg(test)]
+mod tests;
 
 /// Deliberate bugs the simulation must catch (switched on per thread, tests only).
 pub(crate) mod mutant {
