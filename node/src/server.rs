@@ -313,12 +313,13 @@ fn bind_consensus_ports(config: &ServerConfig, cores: usize) -> anyhow::Result<V
     for shard in 0..cores {
         let port = match listeners.first() {
             None => config.dn_data_region_consensus_port,
-            Some(first) => u16::try_from(usize::from(first.local_addr()?.port()) + shard)
-                .map_err(|_| {
+            Some(first) => {
+                u16::try_from(usize::from(first.local_addr()?.port()) + shard).map_err(|_| {
                     anyhow::anyhow!(
                         "dn_data_region_consensus_port: shard {shard} would listen past port 65535"
                     )
-                })?,
+                })?
+            }
         };
         listeners.push(bind_internal_waiting(
             std::net::SocketAddr::new(ip, port),

@@ -94,7 +94,8 @@ impl TestCluster {
         while consensus == port {
             consensus = free_port(ip)?;
         }
-        Ok(self.with_settings(ServerOptions::new(&self.binary))
+        Ok(self
+            .with_settings(ServerOptions::new(&self.binary))
             .role(Role::ConfigNode)
             .set("cluster_name", &self.cluster_name)
             .set("cn_internal_address", ip)
@@ -107,6 +108,10 @@ impl TestCluster {
     fn with_settings(&self, mut options: ServerOptions) -> ServerOptions {
         for (key, value) in &self.settings {
             options = options.set(key, value);
+        }
+        // `IOTDB_TEST_RUST_LOG=...` sets the nodes' RUST_LOG (debugging a cluster test).
+        if let Ok(filter) = std::env::var("IOTDB_TEST_RUST_LOG") {
+            options = options.env("RUST_LOG", &filter);
         }
         options
     }
@@ -121,7 +126,8 @@ impl TestCluster {
 
     /// Options of a new DataNode of this cluster on `ip` (a test may change them).
     pub fn data_node_options(&self, ip: Ipv4Addr, cores: usize) -> anyhow::Result<ServerOptions> {
-        Ok(self.with_settings(ServerOptions::new(&self.binary))
+        Ok(self
+            .with_settings(ServerOptions::new(&self.binary))
             .kernel_port()
             .role(Role::DataNode)
             .cores(cores)

@@ -272,7 +272,11 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
     };
     all_in_sync(&cluster, via);
     let other = (victim + 2) % 3;
-    assert_eq!(read_all(&cluster, victim), expected(&acked), "via the restarted node");
+    assert_eq!(
+        read_all(&cluster, victim),
+        expected(&acked),
+        "via the restarted node"
+    );
 
     // The restarted replica can lead: stop the survivor that does not hold the (not yet
     // replicated) schema region, so the restarted node leads the groups they share.
@@ -300,7 +304,11 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
             })
     });
     eprintln!("with DataNode {stopped_id} stopped, DataNode {victim_id} leads groups {led:?}");
-    assert_eq!(read_all(&cluster, victim), expected(&acked), "with {stopped_id} stopped");
+    assert_eq!(
+        read_all(&cluster, victim),
+        expected(&acked),
+        "with {stopped_id} stopped"
+    );
     cluster.data_nodes[stopped].restart().expect("restart");
     cluster
         .wait_for_cluster(victim, PATIENCE, "all Running again", |rows| {
@@ -338,7 +346,10 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
         assert_eq!(first, second, "the two replicas of group {group} differ");
         compared += first.len();
     }
-    eprintln!("{} groups, {compared} series compared replica against replica", groups.len());
+    eprintln!(
+        "{} groups, {compared} series compared replica against replica",
+        groups.len()
+    );
 }
 
 /// The DataNode holding the database's SchemaRegion.

@@ -750,7 +750,8 @@ impl Replica {
             let caught_up = state.phase == PeerPhase::Shipping
                 && state.durable >= lead.acknowledged.max(lead.epoch_start - 1)
                 && !stuck;
-            if !listed && caught_up && view.replicas.contains(&peer) && view.running.contains(&peer) {
+            if !listed && caught_up && view.replicas.contains(&peer) && view.running.contains(&peer)
+            {
                 desired.insert(peer);
             }
         }

@@ -163,6 +163,21 @@ impl Replica {
             }
         };
         if !newer {
+            // Which replicas run changes without a version of its own (a node went down
+            // and came back): take it from a view of the same epoch and in-sync version, or
+            // a leader never asks a returning replica back in.
+            let same = self.view.as_ref().is_some_and(|current| {
+                (view.epoch, view.in_sync_version) == (current.epoch, current.in_sync_version)
+                    && view.running != current.running
+            });
+            if same {
+                if let Some(current) = self.view.as_mut() {
+                    current.running = view.running;
+                }
+                if self.is_leading() {
+                    self.leader_view_changed(out);
+                }
+            }
             return;
         }
         let leader = view.leader;

@@ -812,7 +812,10 @@ fn in_sync_sets_follow_failures_and_refuse_late_requests() {
     let refused = node
         .change_in_sync(id, 2, group.in_sync_version, &nodes)
         .unwrap_err();
-    assert!(matches!(refused, ConfigNodeError::StaleRequest(_)), "{refused}");
+    assert!(
+        matches!(refused, ConfigNodeError::StaleRequest(_)),
+        "{refused}"
+    );
     // The only in-sync replica dies too: no out-of-sync replica may take over.
     node.set_node_status(followers[0], NodeStatus::Unknown)
         .unwrap();

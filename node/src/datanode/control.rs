@@ -17,8 +17,8 @@ use crate::cluster::protocol::SchemaRequest;
 use crate::config::ServerConfig;
 use crate::confignode::{
     ConfigNode, ConfigNodeError, ConfigNodeSpec, ConfigRequest, ConfigResponse, DataNodeSpec,
-    KillMode, KillPoint, NodeStatus, ProcedureEnv, RegionGroupId, RegionGroupKind, ReplicationAck, Role,
-    RouteSnapshot, ShowRequest, Table,
+    KillMode, KillPoint, NodeStatus, ProcedureEnv, RegionGroupId, RegionGroupKind, ReplicationAck,
+    Role, RouteSnapshot, ShowRequest, Table,
 };
 use crate::schema::{SchemaError, SchemaRegion, TypeConflict};
 use crate::sql::{self, DatabaseAttributes, Statement, Ttl};
@@ -958,7 +958,10 @@ pub fn route_view_of(
         .filter(|(_, group)| {
             group.kind == RegionGroupKind::Data
                 && group.replicas.len() > 1
-                && group.replicas.iter().any(|r| r.data_node_id == data_node_id)
+                && group
+                    .replicas
+                    .iter()
+                    .any(|r| r.data_node_id == data_node_id)
         })
         .map(|(id, group)| {
             let nodes = || group.replicas.iter().map(|r| r.data_node_id);

@@ -93,6 +93,8 @@ pub struct ShardReplication {
     peers: RefCell<HashSet<NodeId>>,
     /// The route version the views were last taken from.
     seen_route: Cell<u64>,
+    /// The second of the last progress report (debug logging).
+    last_report_s: Cell<u64>,
 }
 
 /// One replicated group's replica on this shard.
@@ -214,10 +216,7 @@ fn load_epochs(path: &std::path::Path) -> Result<ReplicaFile, Status> {
         Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ReplicaFile::default()),
         Err(e) => {
-            return Err(Status::internal(format!(
-                "reading {}: {e}",
-                path.display()
-            )));
+            return Err(Status::internal(format!("reading {}: {e}", path.display())));
         }
     };
     let file: EpochsFile = serde_json::from_slice(&bytes)
@@ -387,7 +386,12 @@ impl Shard {
             awaiting_snapshot: Cell::new(file.awaiting_snapshot),
             receiving: RefCell::new(None),
         });
-        tracing::info!(group, shard = self.id.0, last_index = info.last_index, "replica started");
+        tracing::info!(
+            group,
+            shard = self.id.0,
+            last_index = info.last_index,
+            "replica started"
+        );
         self.replication
             .groups
             .borrow_mut()
@@ -406,6 +410,7 @@ impl Shard {
             leader = view.leader,
             in_sync = ?view.in_sync,
             running = ?view.running,
+            in_sync_ack = view.ack_in_sync,
             "replica view"
         );
         *driver.view.borrow_mut() = Some(view.clone());
@@ -466,8 +471,12 @@ impl Shard {
         }
         let drivers: Vec<Rc<GroupDriver>> =
             self.replication.groups.borrow().values().cloned().collect();
+        let report = now_ms / 1000 != self.replication.last_report_s.replace(now_ms / 1000);
         for driver in drivers {
             self.drive(&driver, Event::Tick { now_ms });
+            if report {
+                tracing::debug!(group = driver.group, progress = ?driver.replica.borrow().progress(), "replica progress");
+            }
         }
     }
 
@@ -532,7 +541,12 @@ impl Shard {
                 monoio::spawn(async move {
                     let (through, ok) = match shard.send_snapshot(&driver, peer).await {
                         Ok(through) => {
-                            tracing::info!(group = driver.group, peer, through, "snapshot sent and installed");
+                            tracing::info!(
+                                group = driver.group,
+                                peer,
+                                through,
+                                "snapshot sent and installed"
+                            );
                             (through, true)
                         }
                         Err(reason) => {
@@ -586,9 +600,13 @@ impl Shard {
 
     fn spawn_control(self: &Rc<Self>, group: u32, request: ControlRequest) {
         let shard = self.clone();
+        tracing::info!(group, ?request, "asking the ConfigNode");
         monoio::spawn(async move {
-            if let Err(status) = shard.control(request).await {
-                tracing::warn!(group, %status, "the ConfigNode refused a replication request");
+            match shard.control(request).await {
+                Ok(_) => tracing::info!(group, "the ConfigNode took the replication request"),
+                Err(status) => {
+                    tracing::warn!(group, %status, "the ConfigNode refused a replication request")
+                }
             }
         });
     }
@@ -751,7 +769,10 @@ impl Shard {
     ) -> Result<(), Status> {
         let mut last = 0;
         for ack in acks {
-            let through = ack.durable().await.map_err(|e| super::convert::status_of(&e))?;
+            let through = ack
+                .durable()
+                .await
+                .map_err(|e| super::convert::status_of(&e))?;
             self.drive(driver, Event::Durable { through });
             last = through;
         }
@@ -835,12 +856,16 @@ impl Shard {
             .clone()
             .ok_or("replication is stopped")?;
         let to = peer_id(peer as u32, shard);
-        let dir = self.shared.config.region_dir(driver.group).with_extension(format!(
-            "snapshot-to-{peer}-{}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos())
-        ));
+        let dir = self
+            .shared
+            .config
+            .region_dir(driver.group)
+            .with_extension(format!(
+                "snapshot-to-{peer}-{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos())
+            ));
         let result = async {
             let info = driver.region.snapshot(&dir).map_err(|e| e.to_string())?;
             let through = info.wal_index;
@@ -888,7 +913,14 @@ impl Shard {
             let mut body = through.to_le_bytes().to_vec();
             body.extend_from_slice(&finish);
             request(SNAPSHOT_FINISH, &body).await?;
-            tracing::info!(group = driver.group, peer, through, bytes = sent, files = info.files, "snapshot streamed");
+            tracing::info!(
+                group = driver.group,
+                peer,
+                through,
+                bytes = sent,
+                files = info.files,
+                "snapshot streamed"
+            );
             Ok(through)
         }
         .await;
@@ -911,7 +943,9 @@ impl Shard {
             .ok_or_else(|| format!("region group {group} is not replicated on this shard"))?;
         let leader = node_of_peer(from);
         if driver.view.borrow().as_ref().map(|view| view.leader) != Some(leader) {
-            return Err(format!("DataNode {leader} does not lead region group {group}"));
+            return Err(format!(
+                "DataNode {leader} does not lead region group {group}"
+            ));
         }
         let staging = self
             .shared
@@ -969,7 +1003,8 @@ impl Shard {
                         info.wal_index
                     ));
                 }
-                self.install_received(&driver, &staging, &mut epochs).await?;
+                self.install_received(&driver, &staging, &mut epochs)
+                    .await?;
                 Ok(())
             }
             other => Err(format!("unknown snapshot operation {other}")),

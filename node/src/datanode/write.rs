@@ -166,7 +166,9 @@ impl Shard {
             // Forwarded once, never again: the sender's route table is older than ours.
             return Err(Status::new(
                 StatusCode::ROUTE_TABLE_STALE,
-                format!("region group {group} is led by DataNode {leader}; refetch the route table"),
+                format!(
+                    "region group {group} is led by DataNode {leader}; refetch the route table"
+                ),
             ));
         }
         let owner = self.local_owner(group).await?;
