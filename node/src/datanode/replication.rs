@@ -62,6 +62,8 @@ const MEMORY_WAIT_MAX: Duration = iotdb_storage::config::WRITE_MEMORY_WAIT_MAX;
 const EPOCHS_FILE: &str = "replication-epochs.json";
 /// Bits of a consensus peer id that name the shard (`SHARDS_PER_DATA_NODE_MAX` = 1024).
 const SHARD_BITS: u32 = 10;
+/// How often a leader with lagging followers says so at info level.
+const LAG_REPORT_SECONDS: u64 = 5;
 /// Group id prefix of every replication frame.
 const FRAME_HEADER_BYTES: usize = 4;
 /// Snapshot transfer requests (group u32 | op u8 | body) and their answers.
@@ -147,6 +149,27 @@ impl GroupDriver {
                 let _ = sender.send(());
             }
         }
+    }
+}
+
+/// Every second at debug level, and every LAG_REPORT_SECONDS at info level while a
+/// follower lags, what a leader replica knows of its followers.
+fn report_progress(driver: &GroupDriver, second: u64) {
+    let progress = driver.replica.borrow().progress();
+    tracing::debug!(group = driver.group, ?progress, "replica progress");
+    let lagging: Vec<(u64, u64, u64)> = progress
+        .peers
+        .iter()
+        .filter(|peer| peer.lag_entries > 0)
+        .map(|peer| (peer.peer, peer.lag_entries, peer.lag_bytes))
+        .collect();
+    if !lagging.is_empty() && second % LAG_REPORT_SECONDS == 0 {
+        tracing::info!(
+            group = driver.group,
+            last_index = progress.last_index,
+            lag = ?lagging,
+            "replication lag: (follower, entries, bytes still in memory) behind this leader"
+        );
     }
 }
 
@@ -471,11 +494,12 @@ impl Shard {
         }
         let drivers: Vec<Rc<GroupDriver>> =
             self.replication.groups.borrow().values().cloned().collect();
-        let report = now_ms / 1000 != self.replication.last_report_s.replace(now_ms / 1000);
+        let second = now_ms / 1000;
+        let report = second != self.replication.last_report_s.replace(second);
         for driver in drivers {
             self.drive(&driver, Event::Tick { now_ms });
             if report {
-                tracing::debug!(group = driver.group, progress = ?driver.replica.borrow().progress(), "replica progress");
+                report_progress(&driver, second);
             }
         }
     }
