@@ -87,6 +87,14 @@ pub struct ServerConfig {
     /// Milliseconds a time partition with several sealed files must take no writes before
     /// it is compacted into one file (see `iotdb_storage::config::COMPACTION_COLD_DELAY_DEFAULT`).
     pub compaction_cold_delay_in_ms: u64,
+    /// WAL bytes a replicated region keeps for lagging followers beyond what it flushed
+    /// (per region; IoTDB's `wal_throttle_threshold_in_byte` is per node and blocks
+    /// writes). Past it the oldest flushed WAL is deleted anyway and a follower that
+    /// needed it is caught up by a snapshot of the region instead.
+    pub wal_throttle_threshold_in_byte: u64,
+    /// A WAL segment file is closed and a new one begun past this size (IoTDB's name);
+    /// flushed WAL is deleted a whole segment at a time.
+    pub wal_file_size_threshold_in_byte: u64,
     /// Worker threads of the storage background pool that runs every region's flushes,
     /// compactions and metadata writes; 0 means half the cores, at least 2
     /// (`iotdb_storage::background::default_threads`).
@@ -133,6 +141,8 @@ impl Default for ServerConfig {
             memtable_flush_bytes: None,
             memtable_bytes_max: None,
             compaction_cold_delay_in_ms: region.compaction_cold_delay.as_millis() as u64,
+            wal_throttle_threshold_in_byte: region.wal_retention_bytes_max,
+            wal_file_size_threshold_in_byte: region.wal_segment_bytes,
             storage_background_threads: 0,
             enable_partial_insert: true,
         }
@@ -429,6 +439,8 @@ impl ServerConfig {
             wal_async_fsync: Duration::from_millis(self.wal_async_mode_fsync_delay_in_ms),
             time_partition_interval_ms,
             compaction_cold_delay: Duration::from_millis(self.compaction_cold_delay_in_ms),
+            wal_retention_bytes_max: self.wal_throttle_threshold_in_byte,
+            wal_segment_bytes: self.wal_file_size_threshold_in_byte.max(WAL_FILE_BYTES_MIN),
             ttl_ms,
             ..RegionConfig::default()
         }
@@ -453,6 +465,9 @@ impl ServerConfig {
         self.data_dir.join("datanode").join("schema")
     }
 }
+
+/// The smallest WAL segment accepted: one page; smaller ones only multiply files.
+const WAL_FILE_BYTES_MIN: u64 = 4096;
 
 /// `host:port` → a socket address (the host must be an IP address or `localhost`).
 pub fn parse_endpoint(endpoint: &str) -> Option<SocketAddr> {

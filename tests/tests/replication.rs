@@ -317,18 +317,23 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
         .unwrap();
     all_in_sync(&cluster, victim);
 
-    // Both replicas of every group hold the same points: stop every node (a clean stop
-    // flushes) and compare the region directories series by series.
-    let replicas = data_replicas(&mut cluster.client(victim).unwrap());
+    compare_replicas(&mut cluster, victim);
+}
+
+/// Stops every DataNode (a clean stop flushes) and compares the two replicas of every data
+/// region group, series by series, point by point, from their files.
+fn compare_replicas(cluster: &mut TestCluster, via: usize) {
+    let replicas = data_replicas(&mut cluster.client(via).unwrap());
     let holders: Vec<(u32, usize)> = replicas
         .iter()
-        .map(|r| (r.region, index_of(&cluster, r.data_node, victim)))
+        .map(|r| (r.region, index_of(cluster, r.data_node, via)))
         .collect();
+    let groups: BTreeSet<u32> = replicas.iter().map(|r| r.region).collect();
     for node in &mut cluster.data_nodes {
         node.stop().expect("stop");
     }
     let mut compared = 0;
-    for (group, rows) in &groups {
+    for group in &groups {
         let dirs: Vec<std::path::PathBuf> = holders
             .iter()
             .filter(|(region, _)| region == group)
@@ -339,7 +344,7 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
                     .join(format!("region-{group}"))
             })
             .collect();
-        assert_eq!(dirs.len(), 2, "group {group}: {rows:?}");
+        assert_eq!(dirs.len(), 2, "group {group}: {replicas:?}");
         let first = region_contents(&dirs[0]);
         let second = region_contents(&dirs[1]);
         assert!(!first.is_empty(), "group {group} holds nothing");
@@ -350,6 +355,78 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
         "{} groups, {compared} series compared replica against replica",
         groups.len()
     );
+}
+
+/// Leader mode, and a follower that missed more than its leader's WAL keeps: with a
+/// one-byte WAL cap and 4 KiB WAL files, the leader's flushed WAL is gone when the
+/// follower returns (and the leader restarted, so no memory queue holds it either), so the
+/// follower is rebuilt from a snapshot of the leader's region streamed over the consensus
+/// port; the replicas then hold the same points.
+#[test]
+fn a_follower_behind_the_leaders_wal_is_rebuilt_from_a_snapshot() {
+    let mut cluster = TestCluster::start_configured(
+        BINARY,
+        1,
+        2,
+        1,
+        &[
+            ("data_replication_factor", "2"),
+            ("data_replication_ack", "leader"),
+            ("data_region_group_extension_policy", "CUSTOM"),
+            ("default_data_region_group_num_per_database", "4"),
+            ("wal_throttle_threshold_in_byte", "1"),
+            ("wal_file_size_threshold_in_byte", "4096"),
+        ],
+    )
+    .expect("start 1C2D");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
+            rows.len() == 3 && rows.iter().all(|row| row.status == "Running")
+        })
+        .unwrap();
+    let mut acked: BTreeSet<i64> = BTreeSet::new();
+    for round in 0..5 {
+        write_round(&cluster, 0, round);
+        acked.insert(round);
+    }
+    // Node 1 stops; node 0 leads everything and takes writes the follower misses, then
+    // flushes them (its WAL below the flushed index goes: the cap is one byte).
+    cluster.data_nodes[1].stop().expect("stop");
+    for round in 5..25 {
+        write_round(&cluster, 0, round);
+        acked.insert(round);
+    }
+    cluster
+        .client(0)
+        .unwrap()
+        .execute_sql("FLUSH")
+        .expect("flush");
+    // The leader restarts too, so that what the follower missed is in no memory queue:
+    // only in sealed files.
+    cluster.data_nodes[0].stop().expect("stop the leader");
+    cluster.data_nodes[0].restart().expect("restart the leader");
+    cluster.data_nodes[1].restart().expect("restart");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "both DataNodes Running", |rows| {
+            rows.iter().all(|row| row.status == "Running")
+        })
+        .unwrap();
+    for round in 25..27 {
+        write_round(&cluster, 0, round);
+        acked.insert(round);
+    }
+    let log = cluster.data_nodes[1].log_path();
+    let groups = data_replicas(&mut cluster.client(0).unwrap())
+        .iter()
+        .map(|r| r.region)
+        .collect::<BTreeSet<u32>>()
+        .len();
+    wait_for("every replica of node 1 rebuilt from a snapshot", || {
+        let text = std::fs::read_to_string(&log).ok()?;
+        (text.matches("installed the leader's snapshot").count() >= groups).then_some(())
+    });
+    assert_eq!(read_all(&cluster, 1), expected(&acked));
+    compare_replicas(&mut cluster, 0);
 }
 
 /// The DataNode holding the database's SchemaRegion.
