@@ -163,7 +163,7 @@ fn report_progress(driver: &GroupDriver, second: u64) {
         .filter(|peer| peer.lag_entries > 0)
         .map(|peer| (peer.peer, peer.lag_entries, peer.lag_bytes))
         .collect();
-    if !lagging.is_empty() && second % LAG_REPORT_SECONDS == 0 {
+    if !lagging.is_empty() && second.is_multiple_of(LAG_REPORT_SECONDS) {
         tracing::info!(
             group = driver.group,
             last_index = progress.last_index,
