@@ -545,6 +545,17 @@ impl Service {
         }
     }
 
+    /// Evens out leadership of replicated region groups (a DataNode that came back, or
+    /// rejoined an in-sync set, takes its share again). Cheap when even: no command.
+    fn balance_leaders(&self) {
+        let mut node = self.node.borrow_mut();
+        match node.balance_leaders() {
+            Ok(0) => {}
+            Ok(moved) => tracing::info!(moved, "moved region group leaders to even them out"),
+            Err(e) => tracing::warn!(error = %e, "balancing region group leaders failed"),
+        }
+    }
+
     /// Records a heartbeat's outcome: an answer makes an Unknown node Running again (and
     /// records a ReadOnly report); a broken connection, or too many missed answers, make
     /// it Unknown.
@@ -648,6 +659,7 @@ async fn heartbeat_loop(
             continue;
         }
         next = Instant::now() + interval;
+        service.balance_leaders();
         for (target, address, to_data_node) in service.heartbeat_targets() {
             let Some(address) = address else { continue };
             {

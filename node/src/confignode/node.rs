@@ -19,8 +19,8 @@ use super::model::{
     RegionGroupId, RegionGroupKind, RegionGroupPolicy,
 };
 use super::placement::{
-    plan_data_partitions, plan_leader_failover, plan_region_groups, plan_schema_partitions,
-    region_group_target,
+    plan_data_partitions, plan_leader_balance, plan_leader_failover, plan_region_groups,
+    plan_schema_partitions, region_group_target,
 };
 use super::procedure::{
     DeleteDatabaseStep, KillMode, KillPoint, Procedure, ProcedureEnv, ProcedureId,
@@ -452,6 +452,19 @@ impl<S: CommandStore> ConfigNode<S> {
                 return Ok(());
             }
             node.commit(ConfigCommand::NewLeaderEpoch { group, epoch })
+        })
+    }
+
+    /// Evens out leadership of replicated data region groups over the Running DataNodes
+    /// ([`plan_leader_balance`]); returns how many groups moved (0: nothing committed).
+    pub fn balance_leaders(&mut self) -> Result<usize> {
+        self.mutate(|node| {
+            let changes = plan_leader_balance(&node.state);
+            let moved = changes.len();
+            if moved > 0 {
+                node.commit(ConfigCommand::ChangeLeaders { changes })?;
+            }
+            Ok(moved)
         })
     }
 

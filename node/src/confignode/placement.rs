@@ -425,3 +425,58 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
     }
     changes
 }
+
+/// Leader moves that even out leadership of replicated data region groups over the
+/// Running DataNodes (IoTDB balances leaders the same way after a node returns; greedy
+/// here): while one node leads at least two groups more than another node holding a
+/// replica of one of them, that group's leadership moves to the other. Only Running
+/// replicas are candidates, and with `data_replication_ack = in_sync` only members of
+/// the in-sync set. Each group moves at most once per plan, so a plan never undoes
+/// itself; an even cluster gives an empty plan.
+pub fn plan_leader_balance(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)> {
+    let running = |node_id: &NodeId| {
+        state
+            .data_nodes()
+            .get(node_id)
+            .is_some_and(|node| node.status == NodeStatus::Running)
+    };
+    let in_sync_only = state.settings().data_replication_ack == ReplicationAck::InSync;
+    let replicated = || {
+        state
+            .region_groups()
+            .values()
+            .filter(|group| group.kind == RegionGroupKind::Data && group.replicas.len() > 1)
+    };
+    let mut leaders: BTreeMap<NodeId, u64> = state
+        .data_nodes()
+        .keys()
+        .filter(|node| running(node))
+        .map(|node| (*node, 0))
+        .collect();
+    for group in replicated() {
+        if let Some(count) = leaders.get_mut(&group.leader) {
+            *count += 1;
+        }
+    }
+    let mut changes = Vec::new();
+    for group in replicated() {
+        let Some(&from) = leaders.get(&group.leader) else {
+            continue;
+        };
+        let best = group
+            .replicas
+            .iter()
+            .map(|replica| replica.data_node_id)
+            .filter(|node| *node != group.leader && running(node))
+            .filter(|node| !in_sync_only || group.in_sync(*node))
+            .min_by_key(|node| (leaders[node], *node));
+        if let Some(to) = best
+            && from >= leaders[&to] + 2
+        {
+            *leaders.get_mut(&group.leader).expect("counted") -= 1;
+            *leaders.get_mut(&to).expect("counted") += 1;
+            changes.push((group.id, to));
+        }
+    }
+    changes
+}

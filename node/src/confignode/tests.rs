@@ -831,6 +831,51 @@ fn in_sync_sets_follow_failures_and_refuse_late_requests() {
     assert!(node.state().region_groups()[&id].out_of_sync.is_empty());
 }
 
+/// After a failover and the node's return, leadership is evened out again: only to
+/// Running replicas, never undone by the next plan.
+#[test]
+fn leaders_even_out_when_a_node_returns() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    let nodes: Vec<NodeId> = (1..=3)
+        .map(|host| node.register_data_node(data_node(host, 1)).unwrap())
+        .collect();
+    let attributes = DatabaseAttributes {
+        data_replication_factor: Some(2),
+        data_region_group_num: Some(6),
+        ..DatabaseAttributes::default()
+    };
+    node.create_database("root.b", &attributes).unwrap();
+    node.get_or_create_data_partition("root.b", 0, 0).unwrap();
+    let leaders = |node: &ConfigNode| {
+        let mut counts: BTreeMap<NodeId, usize> = nodes.iter().map(|n| (*n, 0)).collect();
+        for group in node.state().region_groups().values() {
+            if group.kind == RegionGroupKind::Data {
+                *counts.get_mut(&group.leader).unwrap() += 1;
+            }
+        }
+        counts.into_values().collect::<Vec<_>>()
+    };
+    assert_eq!(leaders(&node), vec![2, 2, 2]);
+    assert_eq!(node.balance_leaders().unwrap(), 0, "even already");
+    node.set_node_status(nodes[0], NodeStatus::Unknown).unwrap();
+    assert_eq!(leaders(&node)[0], 0);
+    node.balance_leaders().unwrap();
+    let down = leaders(&node);
+    assert_eq!(down[0], 0, "nothing moves to a node that is down: {down:?}");
+    assert!(down[1].abs_diff(down[2]) <= 1, "{down:?}");
+    node.set_node_status(nodes[0], NodeStatus::Running).unwrap();
+    let version = node.version();
+    assert!(node.balance_leaders().unwrap() > 0);
+    assert_eq!(node.version(), version + 1, "one command");
+    let after = leaders(&node);
+    assert!(
+        after.iter().max().unwrap() - after.iter().min().unwrap() <= 1,
+        "{after:?}"
+    );
+    assert_eq!(node.balance_leaders().unwrap(), 0, "a balanced plan stays");
+}
+
 /// Journals written while node ids and shards were bare integers still read: the typed ids
 /// are `#[serde(transparent)]`, so the JSON is unchanged.
 #[test]
