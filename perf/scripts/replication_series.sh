@@ -11,8 +11,11 @@ for r in $(seq $N); do
   done
 done
 echo "== medians ($N runs each; logs in $OUT)"
+median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 for cfg in "rf=1 ack=leader" "rf=2 ack=leader" "rf=2 ack=in_sync"; do
-  grep "^RESULT $cfg " $OUT/results.txt | tr ' ' '\n' | awk -F= -v cfg="$cfg" '
-    $1 == "points_per_s" || $1 == "points_per_dn_cpu_s" || $1 == "dn_cpu_s_sealed" || $1 == "cn_cpu_s_sealed" {v[$1] = v[$1] " " $2}
-    END {printf "%s:", cfg; for (k in v) {n = split(v[k], a, " "); asort(a); printf " %s=%s", k, a[int((n + 1) / 2)]} print ""}'
+  line="$cfg:"
+  for key in points_per_s dn_cpu_s_sealed cn_cpu_s_sealed points_per_dn_cpu_s points_per_cluster_cpu_s; do
+    line="$line $key=$(grep "^RESULT $cfg " $OUT/results.txt | tr ' ' '\n' | sed -n "s/^$key=//p" | median)"
+  done
+  echo "$line"
 done
