@@ -68,7 +68,10 @@ cpu_of() {
 sec() { awk -v t="$1" -v hz="$HZ" 'BEGIN {printf "%.2f", t / hz}'; }
 ctl() { "$C" -h "$1" "${@:2}"; }
 
-REP="--set data_replication_factor=$RF --set data_replication_ack=$ACK"
+# EXTRA_SET: more settings for every node, e.g. EXTRA_SET="--set data_region_group_extension_policy=CUSTOM
+# --set default_data_region_group_num_per_database=3" (with AUTO, RF=2 on 3 one-core DataNodes
+# gives one data region group, RF=1 three).
+REP="--set data_replication_factor=$RF --set data_replication_ack=$ACK ${EXTRA_SET:-}"
 $B confignode --data-dir $D/cn --set cn_internal_address=127.0.0.51 --set cn_seed_config_node=127.0.0.51:10710 $REP > $D/cn.out 2> $D/cn.err &
 PIDS+=($!)
 for t in $(seq 400); do grep -q ready $D/cn.out && break; kill -0 ${PIDS[0]} 2>/dev/null || die "ConfigNode exited"; sleep 0.05; done
@@ -151,6 +154,7 @@ for i in 1 2 3; do ctl 127.0.0.6$i:6667 sql "flush" > /dev/null || echo "FLUSH o
 cn2=$(cpu_of cn); dn2=$(cpu_of dn); t2=$(date +%s.%N)
 e1=$(ticks ${PIDS[1]}); e2=$(ticks ${PIDS[2]}); e3=$(ticks ${PIDS[3]})
 ctl 127.0.0.61:6667 sql "show regions" > $D/show-regions.txt 2>&1
+groups=$(grep DataRegion $D/show-regions.txt | awk -F"|" '{print $2}' | sort -u | wc -l)
 kill -CONT $PERF_PID
 wait $PERF_PID; perf_rc=$?; PERF_PID=
 [ $perf_rc = 0 ] || { tail -20 $D/perf.out >&2; echo "iotdb-perf exited $perf_rc" >&2; }
@@ -164,7 +168,7 @@ laglines=$(cat $D/dn*.err | grep -c 'replication lag')
 warns=$(cat $D/*.err | grep -cE ' WARN | ERROR ')
 dn_perf=$((dn1 - dn0)); dn_sealed=$((dn2 - dn0)); cn_sealed=$((cn2 - cn0))
 ppcs() { awk -v p="$points" -v t="$1" -v hz="$HZ" 'BEGIN {if (t > 0) printf "%.0f", p * hz / t; else print "n/a"}'; }
-echo "RESULT rf=$RF ack=$ACK points=$points points_per_s=$pps verified=${verified:-none} perf_rc=$perf_rc" \
+echo "RESULT rf=$RF ack=$ACK data_region_groups=$groups points=$points points_per_s=$pps verified=${verified:-none} perf_rc=$perf_rc" \
   "dn_cpu_s_perf_window=$(sec $dn_perf) cn_cpu_s_perf_window=$(sec $((cn1 - cn0)))" \
   "dn_cpu_s_sealed=$(sec $dn_sealed) cn_cpu_s_sealed=$(sec $cn_sealed) quiet_after_s=${quiet_after:-none}" \
   "points_per_dn_cpu_s=$(ppcs $dn_sealed) points_per_cluster_cpu_s=$(ppcs $((dn_sealed + cn_sealed)))" \

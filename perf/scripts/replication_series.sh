@@ -15,7 +15,7 @@ median() { sort -g | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 for cfg in "rf=1 ack=leader" "rf=2 ack=leader" "rf=2 ack=in_sync"; do
   line="$cfg:"
   for key in points_per_s dn_cpu_s_sealed cn_cpu_s_sealed points_per_dn_cpu_s points_per_cluster_cpu_s; do
-    line="$line $key=$(grep "^RESULT $cfg " $OUT/results.txt | tr ' ' '\n' | sed -n "s/^$key=//p" | median)"
+    line="$line $key=$(grep "^RESULT $cfg data_region_groups=[0-9]* " $OUT/results.txt | tr ' ' '\n' | sed -n "s/^$key=//p" | median)"
   done
   echo "$line"
 done
