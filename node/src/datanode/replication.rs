@@ -62,6 +62,13 @@ const MEMORY_WAIT_MAX: Duration = iotdb_storage::config::WRITE_MEMORY_WAIT_MAX;
 const EPOCHS_FILE: &str = "replication-epochs.json";
 /// Bits of a consensus peer id that name the shard (`SHARDS_PER_DATA_NODE_MAX` = 1024).
 const SHARD_BITS: u32 = 10;
+/// Longest a client write waits for its group's new leader to finish catching up (a
+/// new group, a failover) before it is refused with a retryable status. The catch-up
+/// itself is bounded by `IotConfig::catch_up_timeout_ms`; this is shorter, so a client
+/// hears back in time and retries.
+const TAKE_OVER_WAIT_MAX: Duration = Duration::from_secs(3);
+/// How often a waiting write looks again.
+const TAKE_OVER_POLL: Duration = Duration::from_millis(5);
 /// How often a leader with lagging followers says so at info level.
 const LAG_REPORT_SECONDS: u64 = 5;
 /// Group id prefix of every replication frame.
@@ -97,6 +104,8 @@ pub struct ShardReplication {
     seen_route: Cell<u64>,
     /// The second of the last progress report (debug logging).
     last_report_s: Cell<u64>,
+    /// A mirror refresh for a message of an unknown group is under way.
+    refreshing: Cell<bool>,
 }
 
 /// One replicated group's replica on this shard.
@@ -315,7 +324,25 @@ impl InternalHandler for ReplicationHandler {
             }
         };
         let Some(driver) = self.shard.replication_driver(group) else {
-            tracing::debug!(%from, group, "a replication message for a group not replicated here");
+            // A new group's leader can be quicker than this node's mirror of the
+            // ConfigNode state: catch the mirror up, then take the message.
+            tracing::debug!(%from, group, "a replication message for a group not known here yet");
+            // One refresh at a time per shard; messages meanwhile are resent by their leader.
+            if self.shard.replication.refreshing.replace(true) {
+                return;
+            }
+            let shard = self.shard.clone();
+            monoio::spawn(async move {
+                let refreshed = shard.control(ControlRequest::Refresh).await;
+                shard.replication.refreshing.set(false);
+                if refreshed.is_err() {
+                    return;
+                }
+                if let Some(driver) = shard.replication_driver(group) {
+                    let from = u64::from(node_of_peer(from));
+                    shard.drive(&driver, Event::Received { from, message });
+                }
+            });
             return;
         };
         self.shard.drive(
@@ -761,8 +788,17 @@ impl Shard {
         log: impl Fn(&Region) -> iotdb_storage::Result<(iotdb_storage::WriteAck, LogEntry)>,
     ) -> Result<iotdb_storage::WriteAck, Status> {
         let deadline = Instant::now() + MEMORY_WAIT_MAX;
+        let taking_over = Instant::now() + TAKE_OVER_WAIT_MAX;
         loop {
-            self.check_writable(driver)?;
+            if let Err(status) = self.check_writable(driver) {
+                // A leader that is catching up (a new group, a failover) accepts writes
+                // within moments: the write waits rather than fail.
+                if status.code == StatusCode::WRITE_PROCESS_REJECT && Instant::now() < taking_over {
+                    monoio::time::sleep(TAKE_OVER_POLL).await;
+                    continue;
+                }
+                return Err(status);
+            }
             // No await between the check, the log and `Written`: the replica and the
             // region agree on the index.
             match log(&driver.region) {
