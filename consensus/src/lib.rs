@@ -27,6 +27,36 @@
 
 #![forbid(unsafe_code)]
 
+/// The switch of a module's deliberate bugs (`Mutant`): tests turn one on (`set`) to check
+/// that the simulation catches it; outside tests `active` is always false, so the checks
+/// compile away. Expands, inside a module that defines `enum Mutant`, to `set` and
+/// `active`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! mutant_switch {
+    ($mutant:ident) => {
+        #[cfg(test)]
+        thread_local! {
+            static ACTIVE: std::cell::Cell<Option<$mutant>> = const { std::cell::Cell::new(None) };
+        }
+
+        #[cfg(test)]
+        pub(crate) fn set(mutant: Option<$mutant>) {
+            ACTIVE.with(|active| active.set(mutant));
+        }
+
+        #[cfg(test)]
+        pub(crate) fn active(mutant: $mutant) -> bool {
+            ACTIVE.with(|active| active.get() == Some(mutant))
+        }
+
+        #[cfg(not(test))]
+        pub(crate) fn active(_: $mutant) -> bool {
+            false
+        }
+    };
+}
+
 pub mod atomic_file;
 pub mod io;
 pub mod iot;

@@ -188,23 +188,5 @@ pub(crate) mod mutant {
         IgnoreSyncFailure,
     }
 
-    #[cfg(test)]
-    thread_local! {
-        static ACTIVE: std::cell::Cell<Option<Mutant>> = const { std::cell::Cell::new(None) };
-    }
-
-    #[cfg(test)]
-    pub(crate) fn set(mutant: Option<Mutant>) {
-        ACTIVE.with(|active| active.set(mutant));
-    }
-
-    #[cfg(test)]
-    pub(crate) fn active(mutant: Mutant) -> bool {
-        ACTIVE.with(|active| active.get() == Some(mutant))
-    }
-
-    #[cfg(not(test))]
-    pub(crate) fn active(_: Mutant) -> bool {
-        false
-    }
+    crate::mutant_switch!(Mutant);
 }

@@ -512,20 +512,8 @@ impl Region {
     /// not affected): logged in the WAL, then applied. Await the ack's durability before
     /// acknowledging to a client.
     pub fn delete(&self, keys: &[SeriesKey], range: TimeRange) -> Result<WriteAck> {
-        let mut state = self.state.borrow_mut();
-        let state = &mut *state;
-        state.admit_deletion(keys.len())?;
-        let index = state.next_index;
-        let mut payload = Vec::new();
-        deletion::encode_record(keys, range, &mut payload);
-        let deletions: Vec<Deletion> = keys
-            .iter()
-            .map(|key| Deletion {
-                key: key.clone(),
-                range,
-            })
-            .collect();
-        self.log_deletion(state, index, &payload, &deletions)
+        // Deletions are rare and small: the replicated form's record is simply dropped.
+        self.delete_for_replication(keys, range).map(|(ack, _)| ack)
     }
 
     /// Appends an admitted deletion's record at `index` (the next index), then applies it.
