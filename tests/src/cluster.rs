@@ -213,6 +213,31 @@ pub struct ClusterRow {
 }
 
 /// The position of column `name`.
+/// The rows of an admin view (`SHOW REGIONS`, ...) as column name → text cell; a cell
+/// that is not text (or null) is shown as its debug form.
+pub fn text_rows(result: &ResultSet) -> Vec<std::collections::BTreeMap<String, String>> {
+    result
+        .rows
+        .iter()
+        .map(|row| {
+            result
+                .column_names
+                .iter()
+                .zip(row)
+                .map(|(name, cell)| {
+                    let text = match cell {
+                        Some(iotdb_net::Value::Text(bytes)) => {
+                            String::from_utf8_lossy(bytes).into_owned()
+                        }
+                        other => format!("{other:?}"),
+                    };
+                    (name.clone(), text)
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn column(result: &ResultSet, name: &str) -> anyhow::Result<usize> {
     result
         .column_names

@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use iotdb_net::{StatusCode, Value};
-use iotdb_tests::cluster::{ClusterRow, TEST_HEARTBEAT_MS};
+use iotdb_tests::cluster::{ClusterRow, TEST_HEARTBEAT_MS, text_rows};
 use iotdb_tests::{TestCluster, TestServer};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_iotdb-server-under-test");
@@ -293,32 +293,14 @@ fn regions(cluster: &TestCluster, index: usize) -> Vec<(u32, String, u32, u64)> 
         .unwrap()
         .execute_sql("SHOW REGIONS")
         .unwrap();
-    let column = |name: &str| {
-        result
-            .column_names
-            .iter()
-            .position(|c| c == name)
-            .unwrap_or_else(|| panic!("no {name} in {:?}", result.column_names))
-    };
-    let (id, kind, node, slots) = (
-        column("RegionId"),
-        column("Type"),
-        column("DataNodeId"),
-        column("TimeSlotNum"),
-    );
-    let text = |value: &Option<Value>| match value {
-        Some(Value::Text(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
-        other => panic!("{other:?}"),
-    };
-    result
-        .rows
+    text_rows(&result)
         .iter()
         .map(|row| {
             (
-                text(&row[id]).parse().unwrap(),
-                text(&row[kind]),
-                text(&row[node]).parse().unwrap(),
-                text(&row[slots]).parse().unwrap(),
+                row["RegionId"].parse().unwrap(),
+                row["Type"].clone(),
+                row["DataNodeId"].parse().unwrap(),
+                row["TimeSlotNum"].parse().unwrap(),
             )
         })
         .collect()

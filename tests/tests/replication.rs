@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use iotdb_net::{BlockingClient, Value};
 use iotdb_tests::TestCluster;
+use iotdb_tests::cluster::text_rows;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_iotdb-server-under-test");
 /// Ends a hung wait on a loaded 2-core machine running debug builds; the figures are
@@ -34,31 +35,13 @@ struct ReplicaRow {
 
 fn data_replicas(client: &mut BlockingClient) -> Vec<ReplicaRow> {
     let result = client.execute_sql("SHOW DATA REGIONS").unwrap();
-    let column = |name: &str| {
-        result
-            .column_names
-            .iter()
-            .position(|c| c == name)
-            .unwrap_or_else(|| panic!("no {name} in {:?}", result.column_names))
-    };
-    let (region, node, role, in_sync) = (
-        column("RegionId"),
-        column("DataNodeId"),
-        column("Role"),
-        column("InSync"),
-    );
-    let text = |value: &Option<Value>| match value {
-        Some(Value::Text(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
-        other => panic!("{other:?}"),
-    };
-    result
-        .rows
+    text_rows(&result)
         .iter()
         .map(|row| ReplicaRow {
-            region: text(&row[region]).parse().unwrap(),
-            data_node: text(&row[node]).parse().unwrap(),
-            leader: text(&row[role]) == "Leader",
-            in_sync: text(&row[in_sync]) == "true",
+            region: row["RegionId"].parse().unwrap(),
+            data_node: row["DataNodeId"].parse().unwrap(),
+            leader: row["Role"] == "Leader",
+            in_sync: row["InSync"] == "true",
         })
         .collect()
 }
@@ -432,15 +415,7 @@ fn a_follower_behind_the_leaders_wal_is_rebuilt_from_a_snapshot() {
 /// The DataNode holding the database's SchemaRegion.
 fn schema_holder(client: &mut BlockingClient) -> u32 {
     let result = client.execute_sql("SHOW SCHEMA REGIONS").unwrap();
-    let node = result
-        .column_names
-        .iter()
-        .position(|c| c == "DataNodeId")
-        .unwrap();
-    match &result.rows[0][node] {
-        Some(Value::Text(bytes)) => String::from_utf8_lossy(bytes).parse().unwrap(),
-        other => panic!("{other:?}"),
-    }
+    text_rows(&result)[0]["DataNodeId"].parse().unwrap()
 }
 
 /// Every series of the region in `dir` (closed) with all its points, as text.

@@ -486,9 +486,19 @@ impl Region {
     /// `max_wait`) for a flush to give bytes back instead of failing at once; past
     /// `max_wait` it fails with `Overloaded` as `write` does.
     pub async fn write_waiting(&self, tablet: &Tablet, max_wait: Duration) -> Result<WriteAck> {
+        self.waiting_for_room(max_wait, || self.write(tablet)).await
+    }
+
+    /// Runs `operation` until it is not refused for a full memtable budget, waiting for a
+    /// flush to give bytes back between tries, at most `max_wait` in all.
+    pub(crate) async fn waiting_for_room<T>(
+        &self,
+        max_wait: Duration,
+        mut operation: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
         let deadline = Instant::now() + max_wait;
         loop {
-            match self.write(tablet) {
+            match operation() {
                 Err(StorageError::Overloaded { .. }) if Instant::now() < deadline => {
                     let budget = self.state.borrow().memory.budget().clone();
                     let remaining = deadline.saturating_duration_since(Instant::now());

@@ -21,12 +21,12 @@
 //! nothing here knows peers. A follower's WAL holds the leader's indexes, so after a
 //! restart both sides agree on where the follower stands (`RegionInfo::last_index`).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::{Region, deletion, wal_entry};
-use crate::error::{ReplicationError, Result, StorageError};
+use crate::error::{ReplicationError, Result};
 use crate::types::{SeriesKey, Tablet, TimeRange};
 use crate::wal::WalRead;
 
@@ -160,20 +160,8 @@ impl Region {
         entry: &LogEntry,
         max_wait: Duration,
     ) -> Result<WriteAck> {
-        let deadline = Instant::now() + max_wait;
-        loop {
-            match self.apply_replicated(entry) {
-                Err(StorageError::Overloaded { .. }) if Instant::now() < deadline => {
-                    let budget = self.state.borrow().memory.budget().clone();
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    monoio::select! {
-                        _ = budget.wait_for_room() => {}
-                        _ = monoio::time::sleep(remaining) => {}
-                    }
-                }
-                other => return other,
-            }
-        }
+        self.waiting_for_room(max_wait, || self.apply_replicated(entry))
+            .await
     }
 
     /// The WAL's records from `from` on, within `max_bytes` (see [`LogRead`]), read from
