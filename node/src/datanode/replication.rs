@@ -106,6 +106,9 @@ pub struct ShardReplication {
     last_report_s: Cell<u64>,
     /// A mirror refresh for a message of an unknown group is under way.
     refreshing: Cell<bool>,
+    /// Groups whose region is being replaced by a snapshot: no replica (and no second
+    /// open of the region) until the install finished.
+    installing: RefCell<HashSet<u32>>,
 }
 
 /// One replicated group's replica on this shard.
@@ -328,7 +331,10 @@ impl InternalHandler for ReplicationHandler {
             // ConfigNode state: catch the mirror up, then take the message.
             tracing::debug!(%from, group, "a replication message for a group not known here yet");
             // One refresh at a time per shard; messages meanwhile are resent by their leader.
-            if self.shard.replication.refreshing.replace(true) {
+            // A group being installed is known: its messages wait for the new replica.
+            if self.shard.replication.installing.borrow().contains(&group)
+                || self.shard.replication.refreshing.replace(true)
+            {
                 return;
             }
             let shard = self.shard.clone();
@@ -395,6 +401,9 @@ impl Shard {
             return Some(driver.clone());
         }
         self.replication.endpoint.borrow().as_ref()?;
+        if self.replication.installing.borrow().contains(&group) {
+            return None;
+        }
         let route = self.route();
         let view = route.replication.get(&group)?.clone();
         if route.local_shard(group) != Some(self.id.0) {
@@ -531,8 +540,21 @@ impl Shard {
         }
     }
 
+    /// Whether `driver` is still the group's replica here (a task of one replaced by a
+    /// snapshot install, or of a dropped group, must not act any more).
+    fn is_current(&self, driver: &Rc<GroupDriver>) -> bool {
+        self.replication
+            .groups
+            .borrow()
+            .get(&driver.group)
+            .is_some_and(|current| Rc::ptr_eq(current, driver))
+    }
+
     /// Steps the replica with `event` and carries out what it asks.
     fn drive(self: &Rc<Self>, driver: &Rc<GroupDriver>, event: Event) {
+        if !self.is_current(driver) {
+            return;
+        }
         let mut commands = Vec::new();
         driver.replica.borrow_mut().step(event, &mut commands);
         for command in commands {
@@ -685,6 +707,12 @@ impl Shard {
         loop {
             let mut last = None;
             loop {
+                if !self.is_current(driver) {
+                    // Replaced (a snapshot install) or dropped: its entries are moot.
+                    driver.apply_queue.borrow_mut().clear();
+                    driver.applying.set(false);
+                    return;
+                }
                 let Some(entry) = driver.apply_queue.borrow_mut().pop_front() else {
                     break;
                 };
@@ -1085,20 +1113,26 @@ impl Shard {
             .unwrap_or(0);
         epochs.set_leader_fence(old_fence);
         self.replication.groups.borrow_mut().remove(&group);
+        self.replication.installing.borrow_mut().insert(group);
         driver.fail_waiters();
-        let region = self.regions.borrow_mut().remove(&group);
-        if let Some(region) = region
-            && let Err(e) = region.close(false).await
-        {
-            tracing::warn!(group, error = %e, "closing the replica before the install failed");
+        let installed = async {
+            let region = self.regions.borrow_mut().remove(&group);
+            if let Some(region) = region
+                && let Err(e) = region.close(false).await
+            {
+                tracing::warn!(group, error = %e, "closing the replica before the install failed");
+            }
+            let dir = self.shared.config.region_dir(group);
+            Region::install_snapshot(&dir, staging).map_err(|e| e.to_string())?;
+            let file = ReplicaFile {
+                epochs: epochs.clone(),
+                awaiting_snapshot: false,
+            };
+            store_epochs(&driver.epochs_path, &file).map_err(|e| e.to_string())
         }
-        let dir = self.shared.config.region_dir(group);
-        Region::install_snapshot(&dir, staging).map_err(|e| e.to_string())?;
-        let file = ReplicaFile {
-            epochs: epochs.clone(),
-            awaiting_snapshot: false,
-        };
-        store_epochs(&driver.epochs_path, &file).map_err(|e| e.to_string())?;
+        .await;
+        self.replication.installing.borrow_mut().remove(&group);
+        installed?;
         if let Err(e) = std::fs::remove_dir_all(staging) {
             tracing::warn!(dir = %staging.display(), error = %e, "removing the snapshot staging failed");
         }
