@@ -84,8 +84,14 @@ fn fixed_clock() -> i64 {
     1_700_000_000_000
 }
 
+/// In-sync acknowledgement: failover is then limited to in-sync replicas and a stopped
+/// node leaves the sets it follows in, both inside `SetNodeStatus` — more of `apply` to
+/// keep deterministic across the replicas.
 fn settings() -> ClusterSettings {
-    ClusterSettings::default()
+    ClusterSettings {
+        data_replication_ack: crate::confignode::ReplicationAck::InSync,
+        ..ClusterSettings::default()
+    }
 }
 
 /// Deliberate bugs a test switches on (per thread) to show the checks catch them.
@@ -176,7 +182,7 @@ fn random_request(env: &mut dyn Env, state: &ConfigState) -> ConfigRequest {
     let mut pick = |n: u64| env.random_u64() % n;
     let database = DATABASES[pick(DATABASES.len() as u64) as usize].to_string();
     let data_nodes: Vec<NodeId> = state.data_nodes().keys().copied().collect();
-    match pick(20) {
+    match pick(22) {
         0..=2 => {
             ConfigRequest::RegisterDataNode(data_node(10 + pick(6) as u32, 1 + pick(3) as u32))
         }
@@ -221,6 +227,43 @@ fn random_request(env: &mut dyn Env, state: &ConfigState) -> ConfigRequest {
         16 | 17 => ConfigRequest::DeleteDatabases {
             patterns: vec![database_pattern(&database)],
         },
+        20 | 21 => {
+            // A replicated group's leader asking to change its in-sync set or for a new
+            // epoch, now and then against a view that moved on (refused).
+            let groups: Vec<&crate::confignode::RegionGroup> = state
+                .region_groups()
+                .values()
+                .filter(|group| group.replicas.len() > 1)
+                .collect();
+            let Some(group) =
+                (!groups.is_empty()).then(|| groups[pick(groups.len() as u64) as usize])
+            else {
+                return ConfigRequest::SetTtl {
+                    name: database,
+                    ttl_ms: None,
+                };
+            };
+            let stale = pick(4) == 0;
+            let epoch = group.epoch.saturating_sub(u64::from(stale));
+            if pick(2) == 0 {
+                return ConfigRequest::NewLeaderEpoch {
+                    group: group.id,
+                    epoch,
+                };
+            }
+            let in_sync = group
+                .replicas
+                .iter()
+                .map(|replica| replica.data_node_id)
+                .filter(|node| *node == group.leader || pick(2) == 0)
+                .collect();
+            ConfigRequest::ChangeInSync {
+                group: group.id,
+                epoch,
+                version: group.in_sync_version,
+                in_sync,
+            }
+        }
         _ => {
             // A DataNode without replicas when there is one (else the refusal path).
             let holding: BTreeSet<NodeId> = state
@@ -1010,6 +1053,8 @@ const SCHEDULE: Schedule = Schedule {
 struct Totals {
     stats: Stats,
     acknowledged_checked: u64,
+    /// `ChangeInSync` commands applied (a leader's request or nothing).
+    in_sync_changes: u64,
     sim: SimTotals,
 }
 
@@ -1073,6 +1118,24 @@ fn run(seed: u64, totals: &mut Totals) -> std::result::Result<u64, String> {
         check_acknowledged(ack, &final_state, &model.applied_commands)?;
     }
     totals.acknowledged_checked += model.acknowledged.len() as u64;
+    // (6): replication bookkeeping stays well formed: a leader is an in-sync replica, the
+    // out-of-sync replicas are replicas, and a group led by a Running node after a failover
+    // is led by a member of its in-sync set.
+    for group in final_state.region_groups().values() {
+        let holds = |node: &NodeId| group.replicas.iter().any(|r| r.data_node_id == *node);
+        if !holds(&group.leader)
+            || group.out_of_sync.contains(&group.leader)
+            || !group.out_of_sync.iter().all(holds)
+        {
+            return Err(format!("region group {} is malformed: {group:?}", group.id));
+        }
+    }
+    totals.in_sync_changes += model
+        .applied_commands
+        .values()
+        .flatten()
+        .filter(|command| matches!(command, ConfigCommand::ChangeInSync { .. }))
+        .count() as u64;
     let stats = &model.stats;
     let sum = &mut totals.stats;
     sum.operations += stats.operations;
@@ -1132,6 +1195,7 @@ fn replicated_config_state_is_safe_and_live_under_faults() {
         assert!(stats.conf_changes >= 2 * seeds, "{totals:?}");
         assert!(stats.databases_deleted > 0, "{totals:?}");
         assert!(stats.data_partitions > 0, "{totals:?}");
+        assert!(totals.in_sync_changes > 0 || seeds < 100, "{totals:?}");
         assert!(totals.sim.torn_writes > 0, "{totals:?}");
         assert!(totals.sim.removal_runs > 0, "{totals:?}");
         assert!(
