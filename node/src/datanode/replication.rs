@@ -1142,12 +1142,23 @@ impl Shard {
         Ok(())
     }
 
-    /// The replica of `group` on this shard, when the group is replicated.
-    pub(crate) fn replicated_here(self: &Rc<Self>, group: u32) -> Option<Rc<GroupDriver>> {
+    /// The replica of `group` on this shard when the group is replicated (`None`: it is
+    /// not, write the region directly). A replicated group whose replica is not ready here
+    /// (being rebuilt, its files unreadable) refuses: a write must never reach its region
+    /// around the replica.
+    pub(crate) fn replicated_here(
+        self: &Rc<Self>,
+        group: u32,
+    ) -> Result<Option<Rc<GroupDriver>>, Status> {
         if !self.route().replication.contains_key(&group) {
-            return None;
+            return Ok(None);
         }
-        self.replication_driver(group)
+        self.replication_driver(group).map(Some).ok_or_else(|| {
+            Status::new(
+                StatusCode::WRITE_PROCESS_REJECT,
+                format!("the replica of region group {group} on this DataNode is not ready; retry"),
+            )
+        })
     }
 
     /// Stops replication on this shard (at stop).

@@ -563,7 +563,7 @@ impl Shard {
         keys: &[SeriesKey],
         range: iotdb_storage::TimeRange,
     ) -> Result<(), Status> {
-        if let Some(driver) = self.replicated_here(group) {
+        if let Some(driver) = self.replicated_here(group)? {
             return self.delete_replicated(&driver, keys, range).await;
         }
         let region = self.region(group)?;

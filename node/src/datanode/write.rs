@@ -329,7 +329,7 @@ impl Shard {
         group: u32,
         payloads: &[Payload],
     ) -> Result<(), Status> {
-        if let Some(driver) = self.replicated_here(group) {
+        if let Some(driver) = self.replicated_here(group)? {
             return self.write_replicated(&driver, payloads).await;
         }
         let region = self.region(group)?;
