@@ -968,10 +968,18 @@ pub fn route_view_of(
             let replication = GroupReplication {
                 epoch: group.epoch,
                 leader: group.leader().data_node_id.0,
+                // The shard that owns each replica now: a DataNode restarted with fewer
+                // cores than it was placed with maps its replicas onto the cores it has.
                 replicas: group
                     .replicas
                     .iter()
-                    .map(|r| (r.data_node_id.0, r.shard.0))
+                    .map(|r| {
+                        let cores = snapshot
+                            .data_nodes
+                            .get(&r.data_node_id)
+                            .map_or(1, |node| node.shard_count.max(1));
+                        (r.data_node_id.0, (u32::from(r.shard.0) % cores) as u16)
+                    })
                     .collect(),
                 in_sync: nodes()
                     .filter(|n| !group.out_of_sync.contains(n))

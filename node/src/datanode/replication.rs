@@ -395,7 +395,8 @@ impl Shard {
         Ok(())
     }
 
-    /// Whether `group` is replicated and has its replica on this shard.
+    /// The replica of `group` on this shard, started on first use, when the group is
+    /// replicated and this shard owns its replica here.
     pub(crate) fn replication_driver(self: &Rc<Self>, group: u32) -> Option<Rc<GroupDriver>> {
         if let Some(driver) = self.replication.groups.borrow().get(&group) {
             return Some(driver.clone());
