@@ -22,7 +22,8 @@ pub struct TestCluster {
     /// `host:port` of the ConfigNode's internal port (every node's seed).
     pub seed: String,
     pub cluster_name: String,
-    /// Settings every node of the cluster starts with (`--set key=value`).
+    /// Settings every node of the cluster starts with (`--set key=value`), after (so
+    /// overriding) the test defaults.
     pub settings: Vec<(String, String)>,
 }
 

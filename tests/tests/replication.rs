@@ -171,6 +171,8 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
             ("data_replication_ack", "in_sync"),
             ("data_region_group_extension_policy", "CUSTOM"),
             ("default_data_region_group_num_per_database", "6"),
+            // The issue's setting: writes must resume within 5 s of the kill.
+            ("heartbeat_interval_in_ms", "500"),
         ],
     )
     .expect("start 1C3D");
@@ -218,6 +220,10 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
         "leader DataNode {victim_id} killed: writes resumed within {longest:?} (round of \
          {DEVICES} inserts done {:?} after the kill)",
         killed.elapsed()
+    );
+    assert!(
+        longest < Duration::from_secs(5),
+        "writes resumed only after {longest:?}"
     );
     assert_eq!(
         read_all(&cluster, via),
