@@ -99,7 +99,6 @@ fn node_of_peer(peer: NodeId) -> u32 {
 pub struct ShardReplication {
     endpoint: RefCell<Option<InternalEndpoint>>,
     groups: RefCell<HashMap<u32, Rc<GroupDriver>>>,
-    peers: RefCell<HashSet<NodeId>>,
     /// The route version the views were last taken from.
     seen_route: Cell<u64>,
     /// The second of the last progress report (debug logging).
@@ -477,16 +476,13 @@ impl Shard {
         let endpoint = self.replication.endpoint.borrow().clone();
         if let Some(endpoint) = endpoint {
             let route = self.route();
-            let mut known = self.replication.peers.borrow_mut();
             for &(node, shard) in &view.replicas {
                 if node == self.shared.data_node_id {
                     continue;
                 }
                 if let Some(address) = route.consensus_address(node, shard) {
-                    let id = peer_id(node, shard);
                     // `add_peer` also moves a known peer to a new address.
-                    endpoint.add_peer(id, address);
-                    known.insert(id);
+                    endpoint.add_peer(peer_id(node, shard), address);
                 }
             }
         }
@@ -520,8 +516,10 @@ impl Shard {
                 .borrow()
                 .keys()
                 .copied()
-                .filter(|group| route.local_shard(*group) != Some(self.id.0))
-                .filter(|group| !route.replication.contains_key(group))
+                .filter(|group| {
+                    route.local_shard(*group) != Some(self.id.0)
+                        || !route.replication.contains_key(group)
+                })
                 .collect();
             for group in gone {
                 if let Some(driver) = self.replication.groups.borrow_mut().remove(&group) {
@@ -674,10 +672,10 @@ impl Shard {
 
     fn spawn_control(self: &Rc<Self>, group: u32, request: ControlRequest) {
         let shard = self.clone();
-        tracing::info!(group, ?request, "asking the ConfigNode");
+        tracing::debug!(group, ?request, "asking the ConfigNode");
         monoio::spawn(async move {
             match shard.control(request).await {
-                Ok(_) => tracing::info!(group, "the ConfigNode took the replication request"),
+                Ok(_) => tracing::debug!(group, "the ConfigNode took the replication request"),
                 Err(status) => {
                     tracing::warn!(group, %status, "the ConfigNode refused a replication request")
                 }
