@@ -112,6 +112,14 @@ impl Leadership {
         }
     }
 
+    /// Drops queued entries below `index`.
+    fn drop_queued_below(&mut self, index: Index) {
+        while self.queue.front().is_some_and(|entry| entry.index < index) {
+            let front = self.queue.pop_front().expect("checked");
+            self.queue_bytes -= front.payload.len();
+        }
+    }
+
     fn queue_front(&self) -> Option<Index> {
         self.queue.front().map(|entry| entry.index)
     }
@@ -825,6 +833,17 @@ impl Replica {
             lead.retention_floor = Some(floor);
             out.push(Command::SetRetentionFloor(floor));
         }
+        // What every follower holds durably leaves the shipping queue too: a resend starts
+        // from the follower's durable index, and anything older a follower could still
+        // need (after a rebuild) is read back from the WAL. Otherwise the queue keeps
+        // every payload up to `queue_bytes_max`, and the leader's memory grows with it.
+        let durable_everywhere = lead
+            .peers
+            .values()
+            .map(|state| state.durable + 1)
+            .min()
+            .unwrap_or(last + 1);
+        lead.drop_queued_below(durable_everywhere);
     }
 
     pub(super) fn peer_progress(&self) -> Vec<PeerProgress> {
