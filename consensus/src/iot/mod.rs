@@ -54,9 +54,10 @@
 //! acknowledged write. An in-sync member is never asked to wipe itself: it is dropped
 //! first.
 //!
-//! Every buffer is bounded: the shipping queue (`queue_bytes_max`), the epoch table
-//! (`epochs_max`), the reorder buffer (`max_pending_batches` batches), batches in flight,
-//! and message sizes on decode ([`message`]).
+//! Every buffer is bounded: the shipping queue (`queue_bytes_max`, and it keeps only what
+//! some follower does not yet hold durably), the epoch table (`epochs_max`), the reorder
+//! buffer (`max_pending_batches` batches), batches in flight, and message sizes on decode
+//! ([`message`]).
 //!
 //! *Owner*: one `Replica` per region replica, owned by the shard that owns the region;
 //! not `Send`-dependent, no clock (time comes in `Event::Tick`).
