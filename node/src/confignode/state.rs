@@ -361,7 +361,6 @@ impl ConfigState {
         }
     }
 
-    /// Refuses to create anything in a database a procedure is deleting.
     /// `data_replication_ack = in_sync`: takes a node that stopped running out of the
     /// in-sync set of every group it is a follower of (the leaders go on without it;
     /// it asks back in once caught up). A leader stays: leadership moved first where an
@@ -379,6 +378,7 @@ impl ConfigState {
         }
     }
 
+    /// Refuses to create anything in a database a procedure is deleting.
     fn check_not_deleting(&self, database: &str) -> Result<()> {
         match self.procedure_on(database) {
             Some(_) => Err(ConfigNodeError::DatabaseBeingDeleted(database.to_string())),
@@ -622,6 +622,14 @@ impl ConfigState {
                     {
                         return Err(invalid(format!(
                             "node {leader} holds no replica of region group {group_id}"
+                        )));
+                    }
+                    if self.settings.data_replication_ack == ReplicationAck::InSync
+                        && !group.in_sync(leader)
+                    {
+                        // It may lack acknowledged writes.
+                        return Err(invalid(format!(
+                            "node {leader} is not in the in-sync set of region group {group_id}"
                         )));
                     }
                 }

@@ -793,6 +793,17 @@ fn in_sync_sets_follow_failures_and_refuse_late_requests() {
     assert!(matches!(late, ConfigNodeError::StaleRequest(_)), "{late}");
     let wrong_epoch = node.change_in_sync(id, 2, 1, &nodes).unwrap_err();
     assert!(matches!(wrong_epoch, ConfigNodeError::StaleRequest(_)));
+    // Leadership never moves to a replica out of the set (it may lack acknowledged writes).
+    let mut state = node.state().clone();
+    let moved = state
+        .apply(&ConfigCommand::ChangeLeaders {
+            changes: vec![(id, followers[1])],
+        })
+        .unwrap_err();
+    assert!(
+        matches!(moved, ConfigNodeError::InvalidCommand(_)),
+        "{moved}"
+    );
     let without_leader = node.change_in_sync(id, 1, 1, &followers).unwrap_err();
     assert!(matches!(without_leader, ConfigNodeError::InvalidCommand(_)));
     assert_eq!(node.version(), version, "refused requests change nothing");
