@@ -396,11 +396,7 @@ impl<S: CommandStore> ConfigNode<S> {
         in_sync: &[NodeId],
     ) -> Result<()> {
         self.mutate(|node| {
-            let current = node
-                .state
-                .region_groups()
-                .get(&group)
-                .ok_or(ConfigNodeError::RegionGroupNotFound(group))?;
+            let current = node.state.region_group(group)?;
             let mut out_of_sync: Vec<NodeId> = current
                 .replicas
                 .iter()
@@ -443,11 +439,7 @@ impl<S: CommandStore> ConfigNode<S> {
     /// not lead an epoch twice). A no-op when the epoch moved past `epoch` already.
     pub fn new_leader_epoch(&mut self, group: RegionGroupId, epoch: u64) -> Result<()> {
         self.mutate(|node| {
-            let current = node
-                .state
-                .region_groups()
-                .get(&group)
-                .ok_or(ConfigNodeError::RegionGroupNotFound(group))?;
+            let current = node.state.region_group(group)?;
             if current.epoch > epoch {
                 return Ok(());
             }

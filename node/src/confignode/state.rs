@@ -427,6 +427,13 @@ impl ConfigState {
         &self.region_groups
     }
 
+    /// One region group, or the typed error naming it.
+    pub fn region_group(&self, id: RegionGroupId) -> Result<&RegionGroup> {
+        self.region_groups
+            .get(&id)
+            .ok_or(ConfigNodeError::RegionGroupNotFound(id))
+    }
+
     /// The existing database that holds `device_path` (the database itself
     /// or a path below it), looked up one level at a time.
     pub fn database_of_device(&self, device_path: &str) -> Option<&DatabaseState> {
@@ -611,10 +618,7 @@ impl ConfigState {
             }
             ConfigCommand::ChangeLeaders { changes } => {
                 for &(group_id, leader) in changes {
-                    let group = self
-                        .region_groups
-                        .get(&group_id)
-                        .ok_or(ConfigNodeError::RegionGroupNotFound(group_id))?;
+                    let group = self.region_group(group_id)?;
                     if !group
                         .replicas
                         .iter()
@@ -640,10 +644,7 @@ impl ConfigState {
                 version,
                 out_of_sync,
             } => {
-                let current = self
-                    .region_groups
-                    .get(group)
-                    .ok_or(ConfigNodeError::RegionGroupNotFound(*group))?;
+                let current = self.region_group(*group)?;
                 if current.epoch != *epoch || current.in_sync_version != *version {
                     return Err(ConfigNodeError::StaleRequest(format!(
                         "region group {group} is at epoch {} in-sync version {}, the request \
@@ -669,10 +670,7 @@ impl ConfigState {
                 }
             }
             ConfigCommand::NewLeaderEpoch { group, epoch } => {
-                let current = self
-                    .region_groups
-                    .get(group)
-                    .ok_or(ConfigNodeError::RegionGroupNotFound(*group))?;
+                let current = self.region_group(*group)?;
                 if current.epoch != *epoch {
                     return Err(ConfigNodeError::StaleRequest(format!(
                         "region group {group} is at epoch {}, not {epoch}",
