@@ -425,24 +425,18 @@ impl Shard {
             }
         };
         let info = region.info();
-        let recovered = Recovered {
-            last_index: info.last_index,
-            durable_index: info.last_index,
-            epochs: file.epochs,
-            awaiting_snapshot: file.awaiting_snapshot,
-        };
-        let me = u64::from(self.shared.data_node_id);
+        let awaiting_snapshot = file.awaiting_snapshot;
         let driver = Rc::new(GroupDriver {
             group,
             region,
-            replica: RefCell::new(Replica::new(me, iot_config(), recovered)),
+            replica: RefCell::new(self.recovered_replica(info.last_index, file)),
             view: RefCell::new(None),
             apply_queue: RefCell::new(VecDeque::new()),
             applying: Cell::new(false),
             acknowledged: Cell::new(info.last_index),
             waiters: RefCell::new(BTreeMap::new()),
             epochs_path,
-            awaiting_snapshot: Cell::new(file.awaiting_snapshot),
+            awaiting_snapshot: Cell::new(awaiting_snapshot),
             receiving: RefCell::new(None),
         });
         tracing::info!(
@@ -753,22 +747,24 @@ impl Shard {
             .map_err(|e| super::convert::status_of(&e))
     }
 
+    /// A replica state machine for a region whose WAL ends at `last_index` (all of it
+    /// durable once replayed), with the epoch table and snapshot wait kept beside it.
+    fn recovered_replica(&self, last_index: u64, file: ReplicaFile) -> Replica {
+        let recovered = Recovered {
+            last_index,
+            durable_index: last_index,
+            epochs: file.epochs,
+            awaiting_snapshot: file.awaiting_snapshot,
+        };
+        Replica::new(u64::from(self.shared.data_node_id), iot_config(), recovered)
+    }
+
     /// Rebuilds the replica's state machine from the region's files (after a failure that
     /// left the two apart), then gives it the current view again.
     fn restart_replica(self: &Rc<Self>, driver: &Rc<GroupDriver>) {
-        let info = driver.region.info();
         let file = load_epochs(&driver.epochs_path).unwrap_or_default();
-        let me = u64::from(self.shared.data_node_id);
-        *driver.replica.borrow_mut() = Replica::new(
-            me,
-            iot_config(),
-            Recovered {
-                last_index: info.last_index,
-                durable_index: info.last_index,
-                epochs: file.epochs,
-                awaiting_snapshot: file.awaiting_snapshot,
-            },
-        );
+        *driver.replica.borrow_mut() =
+            self.recovered_replica(driver.region.info().last_index, file);
         driver.fail_waiters();
         let view = driver.view.borrow().clone();
         if let Some(view) = view {
@@ -832,7 +828,12 @@ impl Shard {
                 Err(iotdb_storage::StorageError::Overloaded { .. })
                     if Instant::now() < deadline =>
                 {
-                    monoio::time::sleep(Duration::from_millis(10)).await;
+                    // As `Region::write_waiting` does: woken by a flush giving bytes back.
+                    let remaining = deadline.saturating_duration_since(Instant::now());
+                    monoio::select! {
+                        _ = self.memory.wait_for_room() => {}
+                        _ = monoio::time::sleep(remaining) => {}
+                    }
                 }
                 Err(e) => return Err(super::convert::status_of(&e)),
                 Ok((ack, entry)) => {
