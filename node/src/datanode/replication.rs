@@ -143,6 +143,17 @@ impl ShardReplication {
 }
 
 impl GroupDriver {
+    /// The consensus endpoint id of replica `node`'s owning shard, per the latest view.
+    fn peer_endpoint_id(&self, node: u64) -> Option<NodeId> {
+        let view = self.view.borrow();
+        let &(node, shard) = view
+            .as_ref()?
+            .replicas
+            .iter()
+            .find(|(replica, _)| u64::from(*replica) == node)?;
+        Some(peer_id(node, shard))
+    }
+
     fn fail_waiters(&self) {
         // Dropping the senders wakes every waiter with `Canceled`.
         self.waiters.borrow_mut().clear();
@@ -678,17 +689,11 @@ impl Shard {
     }
 
     fn send_replication(self: &Rc<Self>, driver: &Rc<GroupDriver>, to: u64, message: &Message) {
-        let Some(shard) = driver.view.borrow().as_ref().and_then(|view| {
-            view.replicas
-                .iter()
-                .find(|(node, _)| u64::from(*node) == to)
-                .map(|(_, shard)| *shard)
-        }) else {
+        let Some(id) = driver.peer_endpoint_id(to) else {
             return;
         };
         let endpoint = self.replication.endpoint.borrow().clone();
         let Some(endpoint) = endpoint else { return };
-        let id = peer_id(to as u32, shard);
         // Best effort: a lost message is resent by the replica's timers.
         if let Err(error) = endpoint.send_message(id, frame(driver.group, message)) {
             tracing::debug!(group = driver.group, peer = to, %error, "a replication message was not sent");
@@ -930,12 +935,8 @@ impl Shard {
     /// Leader: takes a snapshot of the region (hard links of its sealed files), streams it
     /// to `peer`'s owning shard, and returns the index it covers once the peer installed it.
     async fn send_snapshot(&self, driver: &GroupDriver, peer: u64) -> Result<u64, String> {
-        let shard = driver
-            .view
-            .borrow()
-            .as_ref()
-            .and_then(|view| view.replicas.iter().find(|(n, _)| u64::from(*n) == peer))
-            .map(|(_, shard)| *shard)
+        let to = driver
+            .peer_endpoint_id(peer)
             .ok_or("the peer is not a replica of the group")?;
         let endpoint = self
             .replication
@@ -943,7 +944,6 @@ impl Shard {
             .borrow()
             .clone()
             .ok_or("replication is stopped")?;
-        let to = peer_id(peer as u32, shard);
         let dir = self
             .shared
             .config
