@@ -34,6 +34,8 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use crate::codec::CodecError;
+use crate::codec::bits::ByteReader;
 use crate::config::{SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FILE_BYTES_MAX, SNAPSHOT_FILES_MAX};
 use crate::error::{ReplicationError, Result, StorageError};
 use crate::region::{Manifest, SnapshotInfo, deletion};
@@ -130,40 +132,42 @@ impl Chunk {
     /// Decodes one chunk that fills `bytes` exactly, its checksum verified; the data is a
     /// slice of `bytes`, not a copy.
     pub fn decode(bytes: &Bytes) -> Result<Chunk> {
-        let mut cursor = Cursor { bytes, at: 0 };
-        if cursor.take(4)? != CHUNK_MAGIC {
+        let truncated = |error: CodecError| invalid_chunk(error.to_string());
+        let mut reader = ByteReader::new(bytes);
+        if reader.take(4, "chunk magic").map_err(truncated)? != CHUNK_MAGIC {
             return Err(invalid_chunk("bad magic"));
         }
-        let version = cursor.take(1)?[0];
+        let version = reader.u8("chunk version").map_err(truncated)?;
         if version != CHUNK_VERSION {
             return Err(invalid_chunk(format!("unsupported version {version}")));
         }
-        let flag_byte = cursor.take(1)?[0];
+        let flag_byte = reader.u8("chunk flags").map_err(truncated)?;
         if flag_byte & !FLAG_LAST_OF_FILE != 0 {
             return Err(invalid_chunk(format!("unknown flags {flag_byte:#x}")));
         }
-        let name_len = u16::from_le_bytes(cursor.array()?) as usize;
+        let name_len = reader.take(2, "file name length").map_err(truncated)?;
+        let name_len = u16::from_le_bytes([name_len[0], name_len[1]]) as usize;
         if name_len > FILE_NAME_BYTES_MAX {
             return Err(invalid_chunk(format!("file name of {name_len} bytes")));
         }
-        let file = std::str::from_utf8(cursor.take(name_len)?)
+        let file = std::str::from_utf8(reader.take(name_len, "file name").map_err(truncated)?)
             .map_err(|_| invalid_chunk("file name is not UTF-8"))?
             .to_string();
-        let offset = u64::from_le_bytes(cursor.array()?);
-        let data_len = u32::from_le_bytes(cursor.array()?) as usize;
+        let offset = reader.u64_le("chunk offset").map_err(truncated)?;
+        let data_len = reader.u32_le("data length").map_err(truncated)? as usize;
         if data_len > SNAPSHOT_CHUNK_BYTES_MAX {
             return Err(invalid_chunk(format!(
                 "{data_len} data bytes, at most {SNAPSHOT_CHUNK_BYTES_MAX}"
             )));
         }
-        let data_start = cursor.at;
-        cursor.take(data_len)?;
-        let data = bytes.slice(data_start..cursor.at);
-        let crc32c = u32::from_le_bytes(cursor.array()?);
-        if cursor.at != bytes.len() {
+        let data_start = reader.position();
+        reader.take(data_len, "chunk data").map_err(truncated)?;
+        let data = bytes.slice(data_start..reader.position());
+        let crc32c = reader.u32_le("chunk checksum").map_err(truncated)?;
+        if reader.remaining() != 0 {
             return Err(invalid_chunk(format!(
                 "{} trailing bytes",
-                bytes.len() - cursor.at
+                reader.remaining()
             )));
         }
         let chunk = Chunk {
@@ -175,35 +179,6 @@ impl Chunk {
         };
         chunk.verify()?;
         Ok(chunk)
-    }
-}
-
-/// Reads an encoded chunk front to back, every length checked against what remains.
-struct Cursor<'a> {
-    bytes: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|&end| end <= self.bytes.len())
-            .ok_or_else(|| {
-                invalid_chunk(format!(
-                    "{n} bytes wanted at offset {}, {} in all",
-                    self.at,
-                    self.bytes.len()
-                ))
-            })?;
-        let slice = &self.bytes[self.at..end];
-        self.at = end;
-        Ok(slice)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N]> {
-        Ok(self.take(N)?.try_into().expect("take returns N bytes"))
     }
 }
 
