@@ -294,21 +294,18 @@ impl ServerConfig {
                 "must be at least 1 MiB",
             );
         }
-        if self.schema_replication_factor != 1 {
-            return invalid(
-                "schema_replication_factor",
-                self.schema_replication_factor.to_string(),
-                "schema regions are not replicated yet: every schema region group has one \
-                 replica (data regions replicate: data_replication_factor)",
-            );
-        }
         let max = crate::confignode::REPLICATION_FACTOR_MAX;
-        if self.data_replication_factor == 0 || self.data_replication_factor > max {
-            return invalid(
-                "data_replication_factor",
-                self.data_replication_factor.to_string(),
-                &format!("must be between 1 and {max}"),
-            );
+        for (key, factor) in [
+            ("schema_replication_factor", self.schema_replication_factor),
+            ("data_replication_factor", self.data_replication_factor),
+        ] {
+            if factor == 0 || factor > max {
+                return invalid(
+                    key,
+                    factor.to_string(),
+                    &format!("must be between 1 and {max}"),
+                );
+            }
         }
         if crate::confignode::ReplicationAck::parse(&self.data_replication_ack).is_none() {
             return invalid(

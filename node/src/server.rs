@@ -56,10 +56,18 @@ pub fn run_datanode(config: ServerConfig) -> anyhow::Result<()> {
     let listeners = bind_client_port(config.rpc_socket_address()?, cores)?;
     let internal = bind_internal_waiting(config.dn_internal_socket_address()?, "dn_internal_port")?;
     let consensus = bind_consensus_ports(&config, cores)?;
+    let schema_consensus = bind_internal_waiting(
+        std::net::SocketAddr::new(
+            config.dn_internal_socket_address()?.ip(),
+            config.dn_schema_region_consensus_port,
+        ),
+        "dn_schema_region_consensus_port",
+    )?;
     let mut config = config;
     config.dn_rpc_port = listeners[0].local_addr()?.port();
     config.dn_internal_port = internal.local_addr()?.port();
     config.dn_data_region_consensus_port = consensus[0].local_addr()?.port();
+    config.dn_schema_region_consensus_port = schema_consensus.local_addr()?.port();
     let claimed_id = known.as_ref().map(|k| k.node_id);
     let token = match &known {
         Some(_) => 0,
@@ -104,7 +112,12 @@ pub fn run_datanode(config: ServerConfig) -> anyhow::Result<()> {
         .jobs
         .lock()
         .map_err(|_| anyhow::anyhow!("link lock poisoned"))? = Some(jobs);
-    let control = ControlPlane::open_member(&config, cores, joined, cn_link)
+    let schema_raft = crate::datanode::schema_replication::SchemaRaft::start(
+        joined.node_id,
+        config.cluster_name.clone(),
+        schema_consensus,
+    )?;
+    let control = ControlPlane::open_member(&config, cores, joined, cn_link, schema_raft)
         .context("opening the DataNode's control plane")?;
     run_data_node(config, cores, listeners, control, Some(member))?;
     drop(lock);

@@ -446,3 +446,212 @@ fn region_contents(dir: &std::path::Path) -> BTreeMap<String, String> {
         contents
     })
 }
+
+/// `SHOW SCHEMA REGIONS` as (region, DataNode, leader) rows.
+fn schema_replicas(client: &mut BlockingClient) -> Vec<(u32, u32, bool)> {
+    let result = client.execute_sql("SHOW SCHEMA REGIONS").unwrap();
+    text_rows(&result)
+        .iter()
+        .map(|row| {
+            (
+                row["RegionId"].parse().unwrap(),
+                row["DataNodeId"].parse().unwrap(),
+                row["Role"] == "Leader",
+            )
+        })
+        .collect()
+}
+
+/// Creates series `root.sch.d{index}.s{index % 3}` by writing one point to it through
+/// DataNode `via` (the SchemaRegion creates it on the fly), retrying until acknowledged;
+/// returns the path and how long it took.
+fn create_series(cluster: &TestCluster, via: usize, index: usize) -> (String, Duration) {
+    let statement = format!(
+        "INSERT INTO root.sch.d{index}(time, s{}) VALUES (1, {index})",
+        index % 3
+    );
+    let started = Instant::now();
+    loop {
+        let outcome = cluster
+            .client(via)
+            .map_err(|e| e.to_string())
+            .and_then(|mut client| client.execute_sql(&statement).map_err(|e| e.to_string()));
+        match outcome {
+            Ok(_) => break,
+            Err(error) if started.elapsed() < PATIENCE => {
+                eprintln!("retrying {statement} via {via}: {error}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => panic!("{statement} via {via} never succeeded: {error}"),
+        }
+    }
+    (
+        format!("root.sch.d{index}.s{}", index % 3),
+        started.elapsed(),
+    )
+}
+
+/// Every series under `root.sch` with its one value, as a query through DataNode `via`
+/// sees them (the query asks every schema region's leader which series exist).
+fn series_via(cluster: &TestCluster, via: usize) -> BTreeMap<String, i64> {
+    let started = Instant::now();
+    let result = loop {
+        match cluster
+            .client(via)
+            .and_then(|mut client| Ok(client.execute_sql("SELECT * FROM root.sch.**")?))
+        {
+            Ok(result) => break result,
+            Err(error) if started.elapsed() < PATIENCE => {
+                eprintln!("retrying the query via {via}: {error}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => panic!("querying via {via}: {error}"),
+        }
+    };
+    let row = result.rows.first().cloned().unwrap_or_default();
+    result
+        .column_names
+        .iter()
+        .zip(row)
+        .skip(1)
+        .map(|(name, value)| {
+            let value = match value {
+                Some(Value::Double(v)) => v as i64,
+                Some(Value::Int64(v)) => v,
+                other => panic!("{name}: {other:?}"),
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// Creates series `indexes` through DataNode `via` (see [`create_series`]), recording
+/// them in `created`; returns the longest wait.
+fn create_all(
+    cluster: &TestCluster,
+    via: usize,
+    indexes: std::ops::Range<usize>,
+    created: &mut BTreeMap<String, i64>,
+) -> Duration {
+    let mut longest = Duration::ZERO;
+    for index in indexes {
+        let (path, took) = create_series(cluster, via, index);
+        created.insert(path, index as i64);
+        longest = longest.max(took);
+    }
+    longest
+}
+
+/// Schema regions replicate through Raft (`schema_replication_factor=3` on three
+/// DataNodes): series created through one DataNode exist on every replica; when the
+/// DataNode whose replica leads the schema region is killed, the other two elect a new
+/// leader and series creation resumes; the killed node restarts, catches up, and with
+/// the second leader killed too, it and the third replica carry on with every series.
+#[test]
+fn schema_regions_replicate_through_raft_and_survive_their_leaders_kill() {
+    let mut cluster = TestCluster::start_configured(
+        BINARY,
+        1,
+        3,
+        1,
+        &[
+            ("schema_replication_factor", "3"),
+            ("data_replication_factor", "3"),
+            ("heartbeat_interval_in_ms", "500"),
+        ],
+    )
+    .expect("start 1C3D");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
+            rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
+        })
+        .unwrap();
+    let mut created = BTreeMap::new();
+    create_all(&cluster, 0, 0..6, &mut created);
+
+    // Three replicas on distinct DataNodes; the ConfigNode records the elected leader.
+    let rows = wait_for("one elected schema region leader recorded", || {
+        let rows = schema_replicas(&mut cluster.client(0).ok()?);
+        (rows.len() == 3 && rows.iter().filter(|r| r.2).count() == 1).then_some(rows)
+    });
+    let nodes: BTreeSet<u32> = rows.iter().map(|r| r.1).collect();
+    assert_eq!(nodes.len(), 3, "{rows:?}");
+    let leader = rows.iter().find(|r| r.2).expect("a leader").1;
+    assert_eq!(series_via(&cluster, 1), created);
+
+    // Kill the leader's DataNode; the others elect a new leader and creation resumes.
+    let victim = index_of(&cluster, leader, 0);
+    let via = (victim + 1) % 3;
+    let killed = Instant::now();
+    cluster.data_nodes[victim].kill().expect("SIGKILL");
+    let longest = create_all(&cluster, via, 6..12, &mut created);
+    eprintln!(
+        "schema leader DataNode {leader} killed: series creation resumed within {longest:?} \
+         ({:?} after the kill for six series)",
+        killed.elapsed()
+    );
+    assert!(
+        longest < Duration::from_secs(5),
+        "series creation resumed only after {longest:?}"
+    );
+    let second = wait_for("a new schema region leader recorded", || {
+        let rows = schema_replicas(&mut cluster.client(via).ok()?);
+        rows.iter().find(|r| r.2 && r.1 != leader).map(|r| r.1)
+    });
+    assert_eq!(series_via(&cluster, via), created);
+
+    // The killed node comes back and catches up; then the second leader is killed, and
+    // the restarted replica with the third one carry the group.
+    cluster.data_nodes[victim].restart().expect("restart");
+    cluster
+        .wait_for_cluster(via, PATIENCE, "the restarted DataNode Running", |rows| {
+            rows.iter()
+                .all(|row| row.node_type != "DataNode" || row.status == "Running")
+        })
+        .unwrap();
+    create_all(&cluster, victim, 12..15, &mut created);
+    let second_index = index_of(&cluster, second, victim);
+    let third = (0..3)
+        .find(|index| *index != victim && *index != second_index)
+        .expect("a third DataNode");
+    cluster.data_nodes[second_index].kill().expect("SIGKILL");
+    create_all(&cluster, victim, 15..18, &mut created);
+    assert_eq!(series_via(&cluster, victim), created);
+    assert_eq!(series_via(&cluster, third), created);
+    let rows = wait_for("a third leader recorded", || {
+        let rows = schema_replicas(&mut cluster.client(victim).ok()?);
+        rows.iter().any(|r| r.2 && r.1 != second).then_some(rows)
+    });
+    eprintln!("after the second kill: {rows:?}");
+
+    // Every replica back; deleting the database closes each replica's Raft group and
+    // removes its directory on every DataNode.
+    cluster.data_nodes[second_index].restart().expect("restart");
+    cluster
+        .wait_for_cluster(victim, PATIENCE, "all Running again", |rows| {
+            rows.iter().all(|row| row.status == "Running")
+        })
+        .unwrap();
+    let region = rows[0].0;
+    let replica_dirs = |cluster: &TestCluster| -> Vec<std::path::PathBuf> {
+        cluster
+            .data_nodes
+            .iter()
+            .map(|node| {
+                node.data_dir()
+                    .join("datanode/schema")
+                    .join(format!("region-{region}"))
+            })
+            .filter(|dir| dir.exists())
+            .collect()
+    };
+    assert_eq!(replica_dirs(&cluster).len(), 3);
+    cluster
+        .client(victim)
+        .unwrap()
+        .execute_sql("DELETE DATABASE root.sch")
+        .expect("delete the database");
+    wait_for("every schema replica removed", || {
+        replica_dirs(&cluster).is_empty().then_some(())
+    });
+}

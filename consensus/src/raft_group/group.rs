@@ -212,6 +212,13 @@ impl<D: Disk> RaftGroup<D> {
         self.node.raft.term
     }
 
+    /// Whether this node leads and has committed an entry of its own term: every entry
+    /// committed by earlier leaders is then committed here too (and handed out by
+    /// `advance`), so a state machine that applied them may serve linearizable reads.
+    pub fn leader_ready(&self) -> bool {
+        self.is_leader() && self.node.raft.commit_to_current_term()
+    }
+
     /// The voters of the configuration applied so far, sorted.
     pub fn voters(&self) -> Vec<u64> {
         let mut voters = self.current_conf_state().voters.clone();

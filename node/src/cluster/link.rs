@@ -318,9 +318,9 @@ impl InternalHandler for DataNodeHandler {
 }
 
 /// Answers another DataNode's schema question from a SchemaRegion held here. Asked of
-/// the control thread directly, never forwarded again: if the region is not here either
-/// (the asker's mirror is older than ours), the asker gets an error and its client
-/// retries, rather than a request bouncing between nodes.
+/// the control thread directly, never forwarded again: if the region is not served here
+/// (a follower replica, or the asker's mirror is older than ours), the asker is told
+/// where it is (`SchemaElsewhere`) and asks there itself, a bounded number of times.
 async fn schema(shard: &Shard, request: protocol::SchemaRequest) -> FromNode {
     match shard
         .shared
@@ -334,13 +334,13 @@ async fn schema(shard: &Shard, request: protocol::SchemaRequest) -> FromNode {
         Ok(ControlAnswer::Series(series) | ControlAnswer::SeriesAndElsewhere { series, .. }) => {
             FromNode::Series(series)
         }
-        Ok(ControlAnswer::Elsewhere { data_node, .. }) => FromNode::Refused(
-            Status::new(
-                StatusCode::ROUTE_TABLE_STALE,
-                format!("this DataNode does not hold that schema; DataNode {data_node} does"),
-            )
-            .into(),
-        ),
+        Ok(ControlAnswer::Elsewhere {
+            data_node,
+            internal_endpoint,
+        }) => FromNode::SchemaElsewhere {
+            data_node,
+            internal_endpoint,
+        },
         Ok(other) => FromNode::Refused(
             Status::internal(format!("unexpected answer to a schema request: {other:?}")).into(),
         ),

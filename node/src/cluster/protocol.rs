@@ -148,6 +148,14 @@ pub enum FromNode {
     /// The answer to [`SchemaRequest::MatchSeries`]: per pattern, (device, measurement,
     /// type).
     Series(Vec<Vec<(String, String, DataType)>>),
+    /// The answer to a [`SchemaRequest`] this node does not serve: the DataNode that
+    /// does, as far as this node knows (the leader of a replicated schema region group).
+    /// The asker follows a few such answers at most.
+    SchemaElsewhere {
+        data_node: NodeId,
+        /// Its internal endpoint, `host:port`.
+        internal_endpoint: String,
+    },
     /// The answer to [`ToNode::Read`].
     Region(super::remote_read::WireAnswer),
     /// A forwarded write (`cluster::forward`) is durable.

@@ -354,7 +354,7 @@ struct Host {
     shared: Arc<RaftShared>,
     settings: ClusterSettings,
     /// Proposals waiting for their entry to commit.
-    pending: Vec<(Proposed, SyncSender<Result<u64, String>>)>,
+    pending: Vec<PendingProposal>,
     /// Voters being added, waiting for their conf change.
     joining: Vec<(u64, SyncSender<Result<(), String>>)>,
 }
@@ -397,13 +397,10 @@ fn run(
     if let Ok(mut voters) = shared.voters.lock() {
         *voters = group.voters();
     }
-    let mut runtime = match monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-    {
+    let mut runtime = match raft_runtime() {
         Ok(runtime) => runtime,
-        Err(e) => {
-            let _ = opened.send(Err(format!("starting the raft runtime: {e}")));
+        Err(reason) => {
+            let _ = opened.send(Err(reason));
             return;
         }
     };
@@ -417,26 +414,27 @@ fn run(
             pending: Vec::new(),
             joining: Vec::new(),
         }));
-        let endpoint = match InternalEndpoint::new(
-            EndpointConfig {
-                node_id: options.node_id,
-                cluster_name: options.cluster_name.clone(),
-                limits: InternalLimits::default(),
-            },
-            Rc::new(RaftHandler { host: host.clone() }),
-        ) {
-            Ok(endpoint) => endpoint,
-            Err(e) => {
-                tracing::error!(error = %e, "the raft endpoint failed");
-                shared.failed.store(true, Ordering::Release);
-                return;
+        let handler = OnMessage({
+            let host = host.clone();
+            move |from, body: &[u8]| {
+                // The loop holds the host only between awaits, never while a message
+                // arrives.
+                if let Ok(mut host) = host.try_borrow_mut() {
+                    host.step(raft_id(from), body);
+                    host.process();
+                }
             }
-        };
-        if let Err(e) = endpoint.serve(options.listener) {
-            tracing::error!(error = %e, "serving cn_consensus_port failed");
+        });
+        let Some(endpoint) = serve_raft_endpoint(
+            options.node_id,
+            options.cluster_name.clone(),
+            handler,
+            options.listener,
+            "cn_consensus_port",
+        ) else {
             shared.failed.store(true, Ordering::Release);
             return;
-        }
+        };
         host.borrow_mut().endpoint = Some(endpoint.clone());
         if options.founding {
             let _ = host.borrow_mut().group.campaign();
@@ -570,17 +568,7 @@ impl Host {
                         None
                     }
                 };
-                self.pending.retain(|(proposed, reply)| {
-                    if proposed.index != index {
-                        return true;
-                    }
-                    let _ = reply.try_send(if proposed.term == term {
-                        Ok(index)
-                    } else {
-                        Err("the proposal was replaced by another leader's entry".into())
-                    });
-                    false
-                });
+                answer_proposals(&mut self.pending, index, term);
                 match entry {
                     Some(entry) => (index, entry),
                     None => return,
@@ -638,20 +626,89 @@ impl Host {
 }
 
 fn propose_error(error: &RaftGroupError) -> String {
+    not_leader_error(error, "this ConfigNode does not lead the ConfigNode group")
+}
+
+/// A proposal's error as its proposer reads it: `not_leader` and the leader when raft
+/// knows one.
+pub(crate) fn not_leader_error(error: &RaftGroupError, not_leader: &str) -> String {
     match error {
         RaftGroupError::NotLeader { leader } => format!(
-            "this ConfigNode does not lead the ConfigNode group (leader: {})",
+            "{not_leader} (leader: {})",
             leader.map_or("unknown".to_string(), |l| node_of(l).to_string())
         ),
         other => other.to_string(),
     }
 }
 
-struct RaftHandler {
-    host: Rc<std::cell::RefCell<Host>>,
+/// A proposal waiting for its entry, answered when an entry commits at its index: its
+/// index if the entry is its own (same term), else why it was lost.
+pub(crate) type PendingProposal = (Proposed, SyncSender<Result<u64, String>>);
+
+/// Answers the proposals waiting for the entry committed at (`index`, `term`).
+pub(crate) fn answer_proposals(pending: &mut Vec<PendingProposal>, index: u64, term: u64) {
+    pending.retain(|(proposed, reply)| {
+        if proposed.index != index {
+            return true;
+        }
+        let _ = reply.try_send(if proposed.term == term {
+            Ok(index)
+        } else {
+            Err("the proposal was replaced by another leader's entry".into())
+        });
+        false
+    });
 }
 
-impl InternalHandler for RaftHandler {
+/// A raft thread's runtime: io_uring where the kernel has it, with timers.
+pub(crate) type RaftRuntime = monoio::FusionRuntime<
+    monoio::time::TimeDriver<monoio::IoUringDriver>,
+    monoio::time::TimeDriver<monoio::LegacyDriver>,
+>;
+
+/// The monoio runtime of a raft thread (timers for ticks).
+pub(crate) fn raft_runtime() -> Result<RaftRuntime, String> {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .map_err(|e| format!("starting the raft runtime: {e}"))
+}
+
+/// Serves a raft thread's consensus port (`key` names it in errors) with `handler`;
+/// `None` when it failed (logged). Must run inside the thread's runtime.
+pub(crate) fn serve_raft_endpoint(
+    node_id: NodeId,
+    cluster_name: String,
+    handler: OnMessage<impl Fn(NodeId, &[u8]) + 'static>,
+    listener: std::net::TcpListener,
+    key: &str,
+) -> Option<InternalEndpoint> {
+    let endpoint = match InternalEndpoint::new(
+        EndpointConfig {
+            node_id,
+            cluster_name,
+            limits: InternalLimits::default(),
+        },
+        Rc::new(handler),
+    ) {
+        Ok(endpoint) => endpoint,
+        Err(e) => {
+            tracing::error!(error = %e, key, "the raft endpoint failed");
+            return None;
+        }
+    };
+    if let Err(e) = endpoint.serve(listener) {
+        tracing::error!(error = %e, key, "serving a raft consensus port failed");
+        return None;
+    }
+    Some(endpoint)
+}
+
+/// A raft thread's endpoint handler: one-way messages go to the closure (raft sends no
+/// requests).
+pub(crate) struct OnMessage<F>(pub F);
+
+impl<F: Fn(NodeId, &[u8])> InternalHandler for OnMessage<F> {
     fn handle_request(
         &self,
         _from: NodeId,
@@ -661,10 +718,6 @@ impl InternalHandler for RaftHandler {
     }
 
     fn on_message(&self, from: NodeId, body: Bytes) {
-        // The loop holds the host only between awaits, never while a message arrives.
-        if let Ok(mut host) = self.host.try_borrow_mut() {
-            host.step(raft_id(from), &body);
-            host.process();
-        }
+        (self.0)(from, &body);
     }
 }

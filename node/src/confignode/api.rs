@@ -72,6 +72,15 @@ pub enum ConfigRequest {
         /// The epoch it may not lead again.
         epoch: u64,
     },
+    /// The Raft leader of a replicated SchemaRegion group says so: the ConfigNode records
+    /// it (`SHOW REGIONS`, where other DataNodes send schema questions). Schema groups of
+    /// more than one replica elect their leader; the ConfigNode only follows.
+    ReportSchemaLeader {
+        /// The group.
+        group: RegionGroupId,
+        /// The DataNode whose replica leads it.
+        leader: NodeId,
+    },
     /// Creates a database.
     CreateDatabase {
         /// `root.x...`.
@@ -268,6 +277,10 @@ impl<S: CommandStore> ConfigNode<S> {
             }
             ConfigRequest::NewLeaderEpoch { group, epoch } => {
                 self.new_leader_epoch(group, epoch)?;
+                ConfigResponse::Done
+            }
+            ConfigRequest::ReportSchemaLeader { group, leader } => {
+                self.report_schema_leader(group, leader)?;
                 ConfigResponse::Done
             }
             ConfigRequest::CreateDatabase { name, attributes } => {

@@ -208,6 +208,12 @@ impl RegionGroup {
             && !self.out_of_sync.contains(&data_node_id)
     }
 
+    /// Whether the group elects its leader (Raft: a SchemaRegion group of more than one
+    /// replica): the ConfigNode records the elected leader and never moves it itself.
+    pub fn elects_leader(&self) -> bool {
+        self.kind == RegionGroupKind::Schema && self.replicas.len() > 1
+    }
+
     /// Makes `leader` the leader in a new epoch (no-op when it already leads).
     pub fn set_leader(&mut self, leader: NodeId) {
         if self.leader != leader {

@@ -447,6 +447,30 @@ impl<S: CommandStore> ConfigNode<S> {
         })
     }
 
+    /// Records the leader a replicated SchemaRegion group elected (its replica's report):
+    /// a no-op when already recorded. Refused for a data group or an unreplicated one
+    /// (their leaders are the ConfigNode's choice) and for a node holding no replica.
+    pub fn report_schema_leader(&mut self, group: RegionGroupId, leader: NodeId) -> Result<()> {
+        self.mutate(|node| {
+            let current = node.state.region_group(group)?;
+            if !current.elects_leader() {
+                return Err(ConfigNodeError::NodeRefused {
+                    node_id: leader,
+                    reason: format!(
+                        "region group {group} does not elect its leader: the ConfigNode \
+                         chooses it"
+                    ),
+                });
+            }
+            if current.leader == leader {
+                return Ok(());
+            }
+            node.commit(ConfigCommand::ChangeLeaders {
+                changes: vec![(group, leader)],
+            })
+        })
+    }
+
     /// Evens out leadership of replicated data region groups over the Running DataNodes
     /// ([`plan_leader_balance`]); returns how many groups moved (0: nothing committed).
     pub fn balance_leaders(&mut self) -> Result<usize> {

@@ -400,7 +400,8 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
     let in_sync_only = state.settings().data_replication_ack == ReplicationAck::InSync;
     let mut changes = Vec::new();
     for group in state.region_groups().values() {
-        if running(&group.leader) {
+        // A group that elects its leader reports the new one itself.
+        if running(&group.leader) || group.elects_leader() {
             continue;
         }
         let best = group

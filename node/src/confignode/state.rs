@@ -370,7 +370,12 @@ impl ConfigState {
             return;
         }
         for group in self.region_groups.values_mut() {
-            if group.leader != node_id && group.in_sync(node_id) && group.replicas.len() > 1 {
+            // Only data region groups have in-sync sets (schema groups commit by Raft).
+            if group.kind == RegionGroupKind::Data
+                && group.leader != node_id
+                && group.in_sync(node_id)
+                && group.replicas.len() > 1
+            {
                 group.out_of_sync.push(node_id);
                 group.out_of_sync.sort_unstable();
                 group.in_sync_version += 1;
@@ -629,6 +634,7 @@ impl ConfigState {
                         )));
                     }
                     if self.settings.data_replication_ack == ReplicationAck::InSync
+                        && group.kind == RegionGroupKind::Data
                         && !group.in_sync(leader)
                     {
                         // It may lack acknowledged writes.

@@ -940,3 +940,73 @@ fn reported_status_shows_but_is_not_persisted() {
         vec![Some("Running".into())]
     );
 }
+
+/// A replicated schema region group elects its leader (Raft): the ConfigNode records the
+/// replica that reports itself leader, never moves that leadership on failover, keeps
+/// such groups out of in-sync sets, and refuses reports it cannot take.
+#[test]
+fn schema_groups_record_their_elected_leader_and_keep_it_through_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = ClusterSettings {
+        data_replication_ack: ReplicationAck::InSync,
+        ..ClusterSettings::default()
+    };
+    let mut node = ConfigNode::open(dir.path(), settings).unwrap();
+    node.set_clock(fixed_clock);
+    let nodes: Vec<NodeId> = (1..=4)
+        .map(|host| node.register_data_node(data_node(host, 1)).unwrap())
+        .collect();
+    let attributes = DatabaseAttributes {
+        data_replication_factor: Some(3),
+        schema_replication_factor: Some(3),
+        data_region_group_num: Some(1),
+        ..DatabaseAttributes::default()
+    };
+    node.create_database("root.sg", &attributes).unwrap();
+    let (schema, _) = node.get_or_create_schema_partition("root.sg", 0).unwrap();
+    let (data, _) = node
+        .get_or_create_data_partitions("root.sg", &[(0, 0)])
+        .unwrap();
+    let data = data[0];
+    let group = node.state().region_groups()[&schema].clone();
+    assert!(group.elects_leader());
+    assert!(!node.state().region_groups()[&data].elects_leader());
+    let members: Vec<NodeId> = group.replicas.iter().map(|r| r.data_node_id).collect();
+    let elected = *members.iter().find(|n| **n != group.leader).unwrap();
+    let outsider = *nodes.iter().find(|n| !members.contains(n)).unwrap();
+
+    // The elected replica's report is recorded; repeating it changes nothing.
+    node.report_schema_leader(schema, elected).unwrap();
+    assert_eq!(node.state().region_groups()[&schema].leader, elected);
+    let version = node.version();
+    node.report_schema_leader(schema, elected).unwrap();
+    assert_eq!(node.version(), version);
+    // Refused: a node without a replica; a data group (the ConfigNode chooses those).
+    let error = node.report_schema_leader(schema, outsider).unwrap_err();
+    assert!(
+        matches!(error, ConfigNodeError::InvalidCommand(_)),
+        "{error}"
+    );
+    let error = node.report_schema_leader(data, elected).unwrap_err();
+    assert!(
+        matches!(error, ConfigNodeError::NodeRefused { .. }),
+        "{error}"
+    );
+
+    // The elected leader's DataNode stops: the data groups fail over, the schema group
+    // waits for its replicas' election, and stays out of in-sync bookkeeping.
+    let other = *members.iter().find(|n| **n != elected).unwrap();
+    node.set_node_status(elected, NodeStatus::Unknown).unwrap();
+    node.set_node_status(other, NodeStatus::Unknown).unwrap();
+    let group = &node.state().region_groups()[&schema];
+    assert_eq!(group.leader, elected);
+    assert!(group.out_of_sync.is_empty(), "{group:?}");
+    let survivor = *members
+        .iter()
+        .find(|n| **n != elected && **n != other)
+        .unwrap();
+    node.set_node_status(other, NodeStatus::Running).unwrap();
+    node.report_schema_leader(schema, survivor).unwrap();
+    assert_eq!(node.state().region_groups()[&schema].leader, survivor);
+    assert_ne!(node.state().region_groups()[&data].leader, elected);
+}

@@ -3,8 +3,9 @@
 //! it through [`super::control_thread::ControlHandle`] with a [`ControlRequest`]; every
 //! change it makes that moves data publishes a new route table.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use iotdb_model::NodeId;
@@ -13,6 +14,7 @@ use iotdb_storage::DataType;
 
 use super::config_access::ConfigAccess;
 use super::route::{GroupReplication, RouteView};
+use super::schema_replication::SchemaRaft;
 use crate::cluster::protocol::SchemaRequest;
 use crate::config::ServerConfig;
 use crate::confignode::{
@@ -123,8 +125,16 @@ pub struct ControlPlane {
     config_node: ConfigAccess,
     config_node_id: NodeId,
     data_node_id: NodeId,
-    /// Schema region group → its replica (all on the control thread).
+    /// Schema region group → its replica (all on the control thread). Declared before
+    /// `schema_raft`: replicated regions close their Raft groups before its thread stops.
     schemas: HashMap<u32, SchemaRegion>,
+    /// The Raft groups of replicated SchemaRegions (a cluster member).
+    schema_raft: Option<SchemaRaft>,
+    /// The schema regions this node answers for now (unreplicated ones, and replicated
+    /// ones it leads), as of the last [`ControlPlane::refresh_served`].
+    served: HashSet<u32>,
+    /// When this node last told the ConfigNode it leads a schema region group.
+    leader_reports: HashMap<u32, Instant>,
     resolved: Vec<crate::sql::DataType>,
     region_sizes: HashMap<u32, u64>,
     /// Inside `handle_batch`: schema regions opened now join the batch.
@@ -246,6 +256,7 @@ impl ControlPlane {
         cores: usize,
         registration: crate::cluster::registration::Registration,
         link: crate::cluster::link::CnLink,
+        schema_raft: SchemaRaft,
     ) -> anyhow::Result<ControlPlane> {
         let mut mirror = crate::confignode::ConfigState::new(config.cluster_settings());
         registration
@@ -260,6 +271,7 @@ impl ControlPlane {
             registration.leader,
             registration.node_id,
         );
+        plane.schema_raft = Some(schema_raft);
         plane.open_replicas()?;
         Ok(plane)
     }
@@ -277,6 +289,9 @@ impl ControlPlane {
             config_node_id,
             data_node_id,
             schemas: HashMap::new(),
+            schema_raft: None,
+            served: HashSet::new(),
+            leader_reports: HashMap::new(),
             resolved: Vec::new(),
             region_sizes: HashMap::new(),
             batching: false,
@@ -287,6 +302,7 @@ impl ControlPlane {
     /// Reconciles replica directories and opens the schema regions placed on this node.
     fn open_replicas(&mut self) -> anyhow::Result<()> {
         self.reconcile_replicas()?;
+        self.update_schema_peers();
         let snapshot = self.config_node.route_snapshot();
         for (group, route) in &snapshot.region_groups {
             let here = route
@@ -398,8 +414,34 @@ impl ControlPlane {
     fn schema_region(&mut self, group: u32, database: &str) -> anyhow::Result<&mut SchemaRegion> {
         if !self.schemas.contains_key(&group) {
             let dir = self.schema_dir(group);
-            let mut region = SchemaRegion::open(&dir, database)
-                .with_context(|| format!("opening schema region {group} in {}", dir.display()))?;
+            let elected = self
+                .config_node
+                .state()
+                .region_groups()
+                .get(&RegionGroupId(group))
+                .filter(|g| g.elects_leader())
+                .map(|g| {
+                    let replicas: Vec<NodeId> = g.replicas.iter().map(|r| r.data_node_id).collect();
+                    (replicas, g.leader == self.data_node_id)
+                });
+            let mut region = match (elected, &mut self.schema_raft) {
+                (Some((replicas, campaign)), Some(raft)) => {
+                    let (log, restored) =
+                        raft.open(group, dir.join("raft"), &replicas, campaign)?;
+                    SchemaRegion::open_replicated(
+                        database,
+                        log,
+                        restored.as_ref().map(|(index, data)| (*index, &data[..])),
+                    )
+                    .with_context(|| format!("restoring schema region {group}"))?
+                }
+                (Some(_), None) => anyhow::bail!(
+                    "schema region group {group} is replicated, but this node takes part in                      no schema consensus (a standalone node)"
+                ),
+                (None, _) => SchemaRegion::open(&dir, database).with_context(|| {
+                    format!("opening schema region {group} in {}", dir.display())
+                })?,
+            };
             if self.batching {
                 region.begin_batch();
             }
@@ -549,6 +591,7 @@ impl ControlPlane {
                 // mirror up, so partitions another DataNode created a moment ago (and
                 // wrote to) are read too.
                 self.refresh_mirror()?;
+                self.refresh_served()?;
                 let series = patterns
                     .iter()
                     .map(|pattern| self.match_series(pattern))
@@ -658,7 +701,188 @@ impl ControlPlane {
         }
         self.schema_region(group.0, &database)
             .map_err(|e| Status::internal(format!("{e:#}")))?;
+        if let Some(elsewhere) = self.schema_leader_elsewhere(group.0)? {
+            return Ok(Some(SchemaPlace::Elsewhere(elsewhere)));
+        }
         Ok(Some(SchemaPlace::Here(group.0)))
+    }
+
+    /// For a replicated schema region with a replica here: `None` when this replica leads
+    /// and caught up (it may serve), else where the leader is. A group without a leader
+    /// (a new group, or an election after its leader died) is waited for up to
+    /// [`SCHEMA_LEADER_WAIT`]: an election takes about a second.
+    fn schema_leader_elsewhere(&mut self, group: u32) -> Result<Option<ControlAnswer>, Status> {
+        let Some(raft) = &self.schema_raft else {
+            return Ok(None);
+        };
+        if !self.schemas.get(&group).is_some_and(|r| r.is_replicated()) {
+            return Ok(None);
+        }
+        let deadline = Instant::now() + SCHEMA_LEADER_WAIT;
+        loop {
+            if raft.has_failed(group) {
+                return Err(Status::internal(format!(
+                    "the replica of schema region group {group} on DataNode {} stopped after                      a disk error; restart that DataNode",
+                    self.data_node_id
+                )));
+            }
+            // `serves` before catching up: entries before the leader's first of its term
+            // are queued before it says so.
+            let serves = raft.serves(group);
+            let region = self.schemas.get_mut(&group).expect("checked above");
+            region.catch_up().map_err(schema_status)?;
+            if serves {
+                return Ok(None);
+            }
+            if let Some(leader) = raft.leader(group)
+                && leader != self.data_node_id
+                && let Some(answer) = self.elsewhere(leader)
+            {
+                return Ok(Some(answer));
+            }
+            if Instant::now() >= deadline {
+                return Err(schema_status(crate::schema::SchemaError::Unavailable(
+                    format!(
+                        "schema region group {group} has no leader yet (an election is under way,                      or too few of its replicas run); retry"
+                    ),
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Where to send a schema question for DataNode `node`.
+    fn elsewhere(&self, node: NodeId) -> Option<ControlAnswer> {
+        let info = self.config_node.state().data_nodes().get(&node)?;
+        Some(ControlAnswer::Elsewhere {
+            data_node: node,
+            internal_endpoint: format!(
+                "{}:{}",
+                info.spec.internal_address, info.spec.internal_port
+            ),
+        })
+    }
+
+    /// The DataNode answering for schema region group `group`: this replica's Raft
+    /// knowledge when it has one, else the ConfigNode's record.
+    fn schema_leader(&self, group: RegionGroupId) -> Option<NodeId> {
+        if let Some(raft) = &self.schema_raft
+            && self
+                .schemas
+                .get(&group.0)
+                .is_some_and(|r| r.is_replicated())
+            && let Some(leader) = raft.leader(group.0)
+        {
+            return Some(leader);
+        }
+        let state = self.config_node.state();
+        let recorded = state.region_groups().get(&group)?;
+        Some(recorded.leader)
+    }
+
+    /// Takes note of which schema regions this node answers for now (unreplicated ones,
+    /// and the replicated ones it leads), after catching those up.
+    fn refresh_served(&mut self) -> Result<(), Status> {
+        self.served.clear();
+        for (group, region) in &mut self.schemas {
+            if !region.is_replicated() {
+                self.served.insert(*group);
+                continue;
+            }
+            let serves = self.schema_raft.as_ref().is_some_and(|r| r.serves(*group));
+            region.catch_up().map_err(schema_status)?;
+            if serves {
+                self.served.insert(*group);
+            }
+        }
+        Ok(())
+    }
+
+    /// Periodic work of a cluster member's replicated schema regions (every
+    /// [`super::control_thread::MAINTENANCE_INTERVAL`] while idle): learns peers' addresses,
+    /// opens the replicas placed here that another DataNode created, applies what their
+    /// groups committed, and tells the ConfigNode which groups this node leads. Returns
+    /// the new route table when the ConfigNode state changed.
+    pub fn maintain(&mut self) -> Option<RouteView> {
+        self.schema_raft.as_ref()?;
+        let version = self.config_node.version();
+        self.update_schema_peers();
+        let placed: Vec<(u32, String)> = self
+            .config_node
+            .state()
+            .region_groups()
+            .values()
+            .filter(|g| {
+                g.elects_leader()
+                    && !self.schemas.contains_key(&g.id.0)
+                    && g.replicas
+                        .iter()
+                        .any(|r| r.data_node_id == self.data_node_id)
+            })
+            .map(|g| (g.id.0, g.database.clone()))
+            .collect();
+        for (group, database) in placed {
+            if let Err(e) = self.schema_region(group, &database) {
+                tracing::warn!(group, error = %format!("{e:#}"), "opening a schema region replica failed");
+            }
+        }
+        if let Err(status) = self.refresh_served() {
+            tracing::warn!(status = %status.message, "applying committed schema changes failed");
+        }
+        let raft = self.schema_raft.as_mut()?;
+        let open: HashSet<u32> = self.schemas.keys().copied().collect();
+        let dropped: Vec<u32> = raft.groups().filter(|g| !open.contains(g)).collect();
+        for group in dropped {
+            raft.forget(group);
+        }
+        let mut reports = Vec::new();
+        for group in self.served.iter().copied() {
+            let recorded = self
+                .config_node
+                .state()
+                .region_groups()
+                .get(&RegionGroupId(group))
+                .filter(|g| g.elects_leader())
+                .map(|g| g.leader);
+            let due = self
+                .leader_reports
+                .get(&group)
+                .is_none_or(|at| at.elapsed() >= LEADER_REPORT_INTERVAL);
+            if recorded.is_some_and(|leader| leader != self.data_node_id) && due {
+                reports.push(group);
+            }
+        }
+        for group in reports {
+            self.leader_reports.insert(group, Instant::now());
+            if let Err(status) = self.config(ConfigRequest::ReportSchemaLeader {
+                group: RegionGroupId(group),
+                leader: self.data_node_id,
+            }) {
+                tracing::warn!(group, status = %status.message, "reporting schema region leadership failed");
+            }
+        }
+        (self.config_node.version() != version).then(|| self.route_view())
+    }
+
+    /// Tells the schema raft thread where every DataNode's schema consensus port is.
+    fn update_schema_peers(&self) {
+        let Some(raft) = &self.schema_raft else {
+            return;
+        };
+        let peers = self
+            .config_node
+            .state()
+            .data_nodes()
+            .iter()
+            .filter_map(|(id, info)| {
+                let address = crate::config::parse_endpoint(&format!(
+                    "{}:{}",
+                    info.spec.internal_address, info.spec.schema_consensus_port
+                ))?;
+                Some((*id, address))
+            })
+            .collect();
+        raft.set_peers(peers);
     }
 
     /// The other DataNodes holding SchemaRegions, with their internal endpoints.
@@ -667,8 +891,10 @@ impl ControlPlane {
         let holders: std::collections::BTreeSet<NodeId> = state
             .region_groups()
             .values()
-            .filter(|group| group.kind == RegionGroupKind::Schema)
-            .flat_map(|group| group.replicas.first().map(|r| r.data_node_id))
+            .filter(|group| {
+                group.kind == RegionGroupKind::Schema && !self.served.contains(&group.id.0)
+            })
+            .filter_map(|group| self.schema_leader(group.id))
             .filter(|node| *node != self.data_node_id)
             .collect();
         holders
@@ -706,25 +932,15 @@ impl ControlPlane {
         {
             return None;
         }
-        let holder = replicas.first()?.data_node_id;
-        let info = state.data_nodes().get(&holder)?;
-        Some(ControlAnswer::Elsewhere {
-            data_node: holder,
-            internal_endpoint: format!(
-                "{}:{}",
-                info.spec.internal_address, info.spec.internal_port
-            ),
-        })
+        // A replicated group's recorded leader (a follower sends the asker on).
+        let holder = self.schema_leader(group)?;
+        self.elsewhere(holder)
     }
 
     /// Every series matching `pattern`, sorted by path (types the engine cannot store are
     /// left out: no data can exist for them).
     fn match_series(&self, pattern: &sql::PathPattern) -> Vec<(String, String, DataType)> {
-        let mut entries: Vec<_> = self
-            .schemas
-            .values()
-            .flat_map(|s| s.timeseries(pattern))
-            .collect();
+        let mut entries: Vec<_> = self.schemas().flat_map(|s| s.timeseries(pattern)).collect();
         entries.sort_by(|a, b| a.path.cmp(&b.path));
         entries
             .into_iter()
@@ -747,6 +963,7 @@ impl ControlPlane {
 
     /// Executes an administrative statement.
     fn execute(&mut self, statement: Statement) -> Result<ControlAnswer, Status> {
+        self.refresh_served()?;
         super::admin::execute(self, statement)
     }
 
@@ -755,12 +972,20 @@ impl ControlPlane {
         self.region_sizes.clone()
     }
 
+    /// The schema regions this node answers for (see [`Self::refresh_served`]).
     pub(super) fn schemas(&self) -> impl Iterator<Item = &SchemaRegion> {
-        self.schemas.values()
+        self.schemas
+            .iter()
+            .filter(|(group, _)| self.served.contains(group))
+            .map(|(_, region)| region)
     }
 
     pub(super) fn schemas_mut(&mut self) -> impl Iterator<Item = &mut SchemaRegion> {
-        self.schemas.values_mut()
+        let served = &self.served;
+        self.schemas
+            .iter_mut()
+            .filter(move |(group, _)| served.contains(group))
+            .map(|(_, region)| region)
     }
 
     pub(super) fn schema_for_device(&mut self, device: &str) -> Result<&mut SchemaRegion, Status> {
@@ -781,6 +1006,15 @@ impl ControlPlane {
         Ok(self.schemas.get_mut(&group).expect("opened by schema_of"))
     }
 }
+
+/// How long a schema question waits for a replicated schema region group to elect a
+/// leader. Why 5 s: an election takes 0.5–1 s (`schema_replication::TICK`); longer means
+/// too few replicas run, which a retry will not fix sooner.
+const SCHEMA_LEADER_WAIT: Duration = Duration::from_secs(5);
+
+/// How often a schema region leader repeats its report while the ConfigNode records
+/// another leader (a report may be lost with a ConfigNode leader change).
+const LEADER_REPORT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// `IOTDB_KILL_POINT=<name>`: a test hook that aborts the process when a procedure
 /// reaches the named kill point (see [`KillPoint`]); unknown names are refused.

@@ -23,6 +23,7 @@ pub mod lifecycle;
 pub mod query;
 pub mod replication;
 pub mod route;
+pub mod schema_replication;
 pub mod select;
 pub mod sql_exec;
 pub mod write;
@@ -41,6 +42,10 @@ use crate::config::ServerConfig;
 use control::{ControlAnswer, ControlRequest};
 use control_thread::ControlHandle;
 use route::{RouteView, SharedRoute};
+
+/// How many times a schema question follows `SchemaElsewhere` answers at most (a
+/// replicated schema region's follower names its leader; the leader may just have moved).
+const SCHEMA_REDIRECTS_MAX: usize = 3;
 
 /// The storage background pool of this process: every region of every shard hands its
 /// flushes, compactions and metadata writes to it (fixed threads, bounded queues; see
@@ -274,16 +279,39 @@ impl Shard {
             ))
         })?;
         let body = crate::cluster::protocol::encode(&ToNode::Schema(request));
-        let answer = self.ask_node(holder, address, body).await?;
-        match crate::cluster::protocol::decode::<FromNode>("schema answer", &answer)? {
-            FromNode::Types(types) => Ok(ControlAnswer::Types(types)),
-            FromNode::MaybeTypes(types) => Ok(ControlAnswer::MaybeTypes(types)),
-            FromNode::Series(series) => Ok(ControlAnswer::Series(series)),
-            FromNode::Refused(status) => Err(status.into()),
-            other => Err(Status::internal(format!(
-                "unexpected schema answer from DataNode {holder}: {other:?}"
-            ))),
+        let (mut holder, mut address) = (holder, address);
+        for _ in 0..SCHEMA_REDIRECTS_MAX {
+            let answer = self.ask_node(holder, address, body.clone()).await?;
+            match crate::cluster::protocol::decode::<FromNode>("schema answer", &answer)? {
+                FromNode::Types(types) => return Ok(ControlAnswer::Types(types)),
+                FromNode::MaybeTypes(types) => return Ok(ControlAnswer::MaybeTypes(types)),
+                FromNode::Series(series) => return Ok(ControlAnswer::Series(series)),
+                FromNode::Refused(status) => return Err(status.into()),
+                FromNode::SchemaElsewhere {
+                    data_node,
+                    internal_endpoint,
+                } if data_node != holder => {
+                    tracing::debug!(from = %holder, to = %data_node, "a schema question sent on");
+                    address = crate::config::parse_endpoint(&internal_endpoint).ok_or_else(|| {
+                        Status::internal(format!(
+                            "DataNode {data_node} has no usable internal address {internal_endpoint:?}"
+                        ))
+                    })?;
+                    holder = data_node;
+                }
+                other => {
+                    return Err(Status::internal(format!(
+                        "unexpected schema answer from DataNode {holder}: {other:?}"
+                    )));
+                }
+            }
         }
+        Err(Status::new(
+            StatusCode::ROUTE_TABLE_STALE,
+            format!(
+                "the schema question was sent on {SCHEMA_REDIRECTS_MAX} times without reaching                  the DataNode that serves it (a leader change under way); retry"
+            ),
+        ))
     }
 
     /// Sends a request to another DataNode's internal port and waits for its answer: from

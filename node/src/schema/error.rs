@@ -53,6 +53,10 @@ pub enum SchemaError {
     /// The persisted state could not be read or written.
     #[error(transparent)]
     Journal(#[from] JournalError),
+    /// A replicated region could not commit the change now (no leader elected yet, no
+    /// quorum of replicas, leadership moved): nothing was changed here; retry.
+    #[error("schema region replication: {0}")]
+    Unavailable(String),
 }
 
 impl SchemaError {
@@ -66,6 +70,7 @@ impl SchemaError {
             }
             SchemaError::IllegalPath { .. } => StatusCode::ILLEGAL_PATH,
             SchemaError::Corrupt(_) | SchemaError::Journal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            SchemaError::Unavailable(_) => StatusCode::WRITE_PROCESS_REJECT,
         }
     }
 }

@@ -9,8 +9,12 @@
 //! The schema is an in-memory map persisted as an append-only checksummed
 //! command log plus a periodic snapshot (the journal shared with
 //! [`crate::confignode`]); it is restored on open. All-or-nothing batches:
-//! a refused batch creates nothing. A SchemaRegion replica is owned by one
-//! shard (core); nothing else touches it.
+//! a refused batch creates nothing. A replicated region (more than one replica)
+//! has no journal: its commands commit through a [`ReplicatedLog`] (a Raft
+//! group, `datanode::schema_replication`) and every replica applies what the log
+//! committed, in order; a command an earlier entry contradicts is left out whole
+//! and its planner plans again. Every SchemaRegion replica of a DataNode lives
+//! on its control thread; nothing else touches it.
 
 mod error;
 mod region;
@@ -21,6 +25,6 @@ mod tests;
 pub use error::{Result, SchemaError};
 pub use region::{
     DeviceEntry, LOG_RECORDS_PER_SNAPSHOT, MEASUREMENT_NAME_BYTES_MAX,
-    MEASUREMENTS_PER_REQUEST_MAX, MeasurementSchema, SchemaCommand, SchemaRegion, StoredSchema,
-    TimeseriesEntry, TypeConflict, default_compressor, default_encoding,
+    MEASUREMENTS_PER_REQUEST_MAX, MeasurementSchema, ReplicatedLog, SchemaCommand, SchemaRegion,
+    StoredSchema, TimeseriesEntry, TypeConflict, default_compressor, default_encoding,
 };

@@ -4,6 +4,7 @@
 use super::error::{Result, SchemaError};
 use crate::confignode::journal::Journal;
 use crate::sql::{Compressor, DataType, Encoding, MeasurementSpec, PathPattern};
+use iotdb_consensus::raft_group::Committed;
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -125,6 +126,18 @@ pub fn supports(data_type: DataType, encoding: Encoding) -> bool {
     }
 }
 
+/// How many times a replicated region plans a change again when the log left it out
+/// (another leader's entry came first). Why 3: a plan is made on the caught-up state of
+/// the serving leader, so only a leader change between planning and commit overtakes it.
+const REPLAN_ATTEMPTS: usize = 3;
+
+/// How strictly a logged command is applied (see `SchemaRegion::apply`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Replay {
+    Strict,
+    Lenient,
+}
+
 /// What to do when a measurement exists with another type than requested.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TypeConflict {
@@ -230,13 +243,56 @@ struct Device {
     measurements: HashMap<Box<str>, MeasurementSchema>,
 }
 
-/// One SchemaRegion replica's schema, persisted under one directory.
+/// One SchemaRegion replica's schema, persisted under one directory (its own journal),
+/// or replicated through a [`ReplicatedLog`].
 #[derive(Debug)]
 pub struct SchemaRegion {
     database: String,
     devices: HashMap<Box<str>, Device>,
     series_count: usize,
-    journal: Journal,
+    log: Log,
+}
+
+/// The log of a replicated SchemaRegion (a Raft group, see
+/// `datanode::schema_replication`): the region proposes its commands there and applies
+/// what comes out committed, in log order, on every replica alike — its own commands
+/// included, so the leader's state is always a prefix of the log.
+pub trait ReplicatedLog: Send {
+    /// Proposes an encoded command and waits until it is committed (or why it was not);
+    /// returns its index. The entry itself comes out of `take_committed` like any other.
+    fn propose(&mut self, command: Vec<u8>) -> Result<u64>;
+    /// The entries committed since the last call, in order.
+    fn take_committed(&mut self) -> Vec<Committed>;
+    /// Replaces the log up to `index` by `snapshot`, the state as of `index`.
+    fn compact(&mut self, index: u64, snapshot: Vec<u8>) -> Result<()>;
+    /// Whether a lagging replica needs a newer snapshot than the log holds (compact now).
+    fn take_compact_request(&mut self) -> bool;
+}
+
+/// Where a region's changes go.
+enum Log {
+    /// Its own journal, synced per batch.
+    Journal(Journal),
+    /// A replicated log.
+    Replicated {
+        log: Box<dyn ReplicatedLog>,
+        /// Index of the last committed entry applied.
+        applied: u64,
+        /// Entries applied since the last compaction.
+        since_snapshot: u64,
+    },
+}
+
+impl std::fmt::Debug for Log {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Log::Journal(journal) => formatter.debug_tuple("Journal").field(journal).finish(),
+            Log::Replicated { applied, .. } => formatter
+                .debug_struct("Replicated")
+                .field("applied", applied)
+                .finish_non_exhaustive(),
+        }
+    }
 }
 
 fn check_name(path: &str, name: &str, limit: usize) -> Result<()> {
@@ -297,34 +353,161 @@ impl SchemaRegion {
             database: database.to_string(),
             devices: HashMap::new(),
             series_count: 0,
-            journal,
+            log: Log::Journal(journal),
         };
         if let Some(snapshot) = recovered.snapshot {
-            if snapshot.database != database {
-                return Err(SchemaError::Corrupt(format!(
-                    "directory holds database {}, not {database}",
-                    snapshot.database
-                )));
-            }
-            for (device, aligned, measurements) in snapshot.devices {
-                region.apply(&SchemaCommand::CreateTimeseries {
-                    device,
-                    aligned,
-                    measurements,
-                })?;
-            }
+            region.load(snapshot)?;
         }
         for command in &recovered.records {
-            region.apply(command)?;
+            region.apply(command, Replay::Strict)?;
         }
         if fresh || !recovered.records.is_empty() {
             // As the ConfigNode does (see `ConfigNode::from_store`): records
             // replayed from the log may live only in the page cache after a
             // failed fsync, so they are made durable in a fresh snapshot and
             // the old log retired before anything is appended after them.
-            region.journal.write_snapshot(&region.snapshot())?;
+            region.checkpoint()?;
         }
         Ok(region)
+    }
+
+    /// A replica of a replicated region: its state is `restored` (the latest snapshot of
+    /// the log, at its index; `None` or empty data: an empty region), and then the
+    /// entries `log` hands out committed ([`SchemaRegion::catch_up`]).
+    pub fn open_replicated(
+        database: &str,
+        log: Box<dyn ReplicatedLog>,
+        restored: Option<(u64, &[u8])>,
+    ) -> Result<SchemaRegion> {
+        let mut region = SchemaRegion {
+            database: database.to_string(),
+            devices: HashMap::new(),
+            series_count: 0,
+            log: Log::Replicated {
+                log,
+                applied: 0,
+                since_snapshot: 0,
+            },
+        };
+        if let Some((index, data)) = restored {
+            region.restore(index, data)?;
+        }
+        Ok(region)
+    }
+
+    /// Whether the region is replicated (its changes commit through a [`ReplicatedLog`]).
+    pub fn is_replicated(&self) -> bool {
+        matches!(self.log, Log::Replicated { .. })
+    }
+
+    /// Adds a snapshot's devices to the (empty) state.
+    fn load(&mut self, snapshot: Snapshot) -> Result<()> {
+        if snapshot.database != self.database {
+            return Err(SchemaError::Corrupt(format!(
+                "the snapshot holds database {}, not {}",
+                snapshot.database, self.database
+            )));
+        }
+        for (device, aligned, measurements) in snapshot.devices {
+            self.apply(
+                &SchemaCommand::CreateTimeseries {
+                    device,
+                    aligned,
+                    measurements,
+                },
+                Replay::Strict,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the state by a snapshot of the replicated log taken at `index`.
+    fn restore(&mut self, index: u64, data: &[u8]) -> Result<()> {
+        self.devices.clear();
+        self.series_count = 0;
+        if !data.is_empty() {
+            let snapshot: Snapshot = serde_json::from_slice(data).map_err(|e| {
+                SchemaError::Corrupt(format!("a snapshot that does not decode: {e}"))
+            })?;
+            self.load(snapshot)?;
+        }
+        if let Log::Replicated {
+            applied,
+            since_snapshot,
+            ..
+        } = &mut self.log
+        {
+            *applied = index;
+            *since_snapshot = 0;
+        }
+        Ok(())
+    }
+
+    /// Applies what the replicated log committed since the last call (a no-op for a
+    /// journaled region), and compacts the log when it grew long or a lagging replica
+    /// needs a snapshot. A committed entry that does not decode is skipped, as on every
+    /// replica alike.
+    pub fn catch_up(&mut self) -> Result<()> {
+        let Log::Replicated { log, .. } = &mut self.log else {
+            return Ok(());
+        };
+        let committed = log.take_committed();
+        for entry in committed {
+            match entry {
+                Committed::Normal { index, data, .. } => {
+                    if index <= self.applied_index() {
+                        continue;
+                    }
+                    if !data.is_empty() {
+                        match serde_json::from_slice::<SchemaCommand>(&data) {
+                            Ok(command) => self.apply(&command, Replay::Lenient)?,
+                            Err(e) => tracing::error!(
+                                index,
+                                error = %e,
+                                "a committed schema command does not decode; skipped"
+                            ),
+                        }
+                    }
+                    self.advance_applied(index);
+                }
+                Committed::ConfChange { index, .. } => self.advance_applied(index),
+                Committed::Snapshot(snapshot) => {
+                    self.restore(snapshot.index, &snapshot.data)?;
+                }
+            }
+        }
+        let Log::Replicated {
+            log,
+            since_snapshot,
+            ..
+        } = &mut self.log
+        else {
+            return Ok(());
+        };
+        if *since_snapshot >= LOG_RECORDS_PER_SNAPSHOT || log.take_compact_request() {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
+    /// Index of the last replicated entry applied (0 for a journaled region).
+    pub fn applied_index(&self) -> u64 {
+        match &self.log {
+            Log::Replicated { applied, .. } => *applied,
+            Log::Journal(_) => 0,
+        }
+    }
+
+    fn advance_applied(&mut self, index: u64) {
+        if let Log::Replicated {
+            applied,
+            since_snapshot,
+            ..
+        } = &mut self.log
+        {
+            *applied = index;
+            *since_snapshot += 1;
+        }
     }
 
     /// The database this region belongs to.
@@ -380,25 +563,51 @@ impl SchemaRegion {
     /// Starts a batch: later changes are made durable together by
     /// [`SchemaRegion::end_batch`] (one fdatasync); answer nobody before.
     pub fn begin_batch(&mut self) {
-        self.journal.defer_sync();
+        if let Log::Journal(journal) = &mut self.log {
+            journal.defer_sync();
+        }
     }
 
-    /// Makes the batch durable.
+    /// Makes the batch durable (a replicated region's changes are durable once
+    /// committed).
     pub fn end_batch(&mut self) -> Result<()> {
-        self.journal.sync()?;
+        if let Log::Journal(journal) = &mut self.log {
+            journal.sync()?;
+        }
         Ok(())
     }
 
-    /// Writes a snapshot now and starts an empty log.
+    /// Writes a snapshot now and starts an empty log (a replicated region: compacts its
+    /// log up to what it applied).
     pub fn checkpoint(&mut self) -> Result<()> {
         let snapshot = self.snapshot();
-        self.journal.write_snapshot(&snapshot)?;
+        match &mut self.log {
+            Log::Journal(journal) => journal.write_snapshot(&snapshot)?,
+            Log::Replicated {
+                log,
+                applied,
+                since_snapshot,
+            } => {
+                if *applied == 0 {
+                    return Ok(());
+                }
+                let data = serde_json::to_vec(&snapshot).map_err(|e| {
+                    SchemaError::Corrupt(format!("encoding a schema snapshot: {e}"))
+                })?;
+                log.compact(*applied, data)?;
+                *since_snapshot = 0;
+            }
+        }
         Ok(())
     }
 
-    /// Applies a logged command; a command that does not fit the state
-    /// (only possible from a damaged log) is [`SchemaError::Corrupt`].
-    fn apply(&mut self, command: &SchemaCommand) -> Result<()> {
+    /// Applies a logged command. `Strict` (a region's own journal, where every command
+    /// was planned against the state): a command that does not fit (only possible from a
+    /// damaged log) is [`SchemaError::Corrupt`]. `Lenient` (a replicated log, where two
+    /// leaders may have planned against older states): what conflicts with the state is
+    /// left out — an existing measurement keeps its schema, a device its aligned flag —
+    /// the same on every replica, so the first committed wins.
+    fn apply(&mut self, command: &SchemaCommand, replay: Replay) -> Result<()> {
         match command {
             SchemaCommand::CreateTimeseries {
                 device,
@@ -409,6 +618,19 @@ impl SchemaRegion {
                     .iter()
                     .map(|(name, stored)| Ok((name.as_str(), stored.decode()?)))
                     .collect::<Result<Vec<_>>>()?;
+                if replay == Replay::Lenient
+                    && let Some(existing) = self.devices.get(device.as_str())
+                    && (existing.aligned != *aligned
+                        || decoded.iter().any(|(name, schema)| {
+                            existing
+                                .measurements
+                                .get(*name)
+                                .is_some_and(|current| current != schema)
+                        }))
+                {
+                    // All or nothing, as its planner promised: an earlier entry decided.
+                    return Ok(());
+                }
                 let entry = self
                     .devices
                     .entry(device.as_str().into())
@@ -444,15 +666,85 @@ impl SchemaRegion {
         Ok(())
     }
 
-    /// Logs (synced) and applies a command.
+    /// Logs (synced) and applies a command; a replicated region proposes it and applies
+    /// everything committed up to it.
     fn commit(&mut self, command: SchemaCommand) -> Result<()> {
-        if self.journal.records_since_snapshot() >= LOG_RECORDS_PER_SNAPSHOT {
-            self.checkpoint()?;
+        match &mut self.log {
+            Log::Journal(journal) => {
+                if journal.records_since_snapshot() >= LOG_RECORDS_PER_SNAPSHOT {
+                    self.checkpoint()?;
+                }
+                let Log::Journal(journal) = &mut self.log else {
+                    unreachable!("matched above")
+                };
+                journal.append(&command)?;
+                self.apply(&command, Replay::Strict)
+                    .expect("a planned schema command applies");
+            }
+            Log::Replicated { log, .. } => {
+                let data = serde_json::to_vec(&command)
+                    .map_err(|e| SchemaError::Corrupt(format!("encoding a schema command: {e}")))?;
+                let index = log.propose(data)?;
+                self.catch_up()?;
+                if self.applied_index() < index {
+                    return Err(SchemaError::Unavailable(format!(
+                        "entry {index} committed but not handed over (applied {})",
+                        self.applied_index()
+                    )));
+                }
+            }
         }
-        self.journal.append(&command)?;
-        self.apply(&command)
-            .expect("a planned schema command applies");
         Ok(())
+    }
+
+    /// After a replicated commit: what the log made of the request (another leader's
+    /// entry may have come first and the command was left out whole). Refuses, as
+    /// planning would have, when the device's aligned flag or a measurement's type is not
+    /// what was asked; with [`TypeConflict::UseExisting`] answers the registered type
+    /// instead. `Ok(false)`: a measurement is missing, plan again on the state as it is.
+    fn recheck<S: AsRef<str>>(
+        &self,
+        device: &str,
+        aligned: bool,
+        measurements: &[S],
+        conflict: TypeConflict,
+        resolved: &mut [DataType],
+    ) -> Result<bool> {
+        let Some(entry) = self.devices.get(device) else {
+            return Ok(false);
+        };
+        if entry.aligned != aligned {
+            return Err(SchemaError::AlignedMismatch {
+                device: device.to_string(),
+                aligned: entry.aligned,
+            });
+        }
+        for (name, wanted) in measurements.iter().zip(resolved.iter_mut()) {
+            let name = name.as_ref();
+            match entry.measurements.get(name) {
+                Some(schema) if schema.data_type == *wanted => {}
+                Some(schema) if conflict == TypeConflict::UseExisting => {
+                    *wanted = schema.data_type;
+                }
+                Some(schema) => {
+                    return Err(SchemaError::TypeMismatch {
+                        path: format!("{device}.{name}"),
+                        existing: schema.data_type,
+                        requested: *wanted,
+                    });
+                }
+                None => return Ok(false),
+            }
+        }
+        Ok(true)
+    }
+
+    /// What a replicated region answers when its plans kept being overtaken.
+    fn overtaken(device: &str) -> SchemaError {
+        SchemaError::Unavailable(format!(
+            "the schema of {device} kept changing under this request (other leaders' \
+             entries came first {REPLAN_ATTEMPTS} times); retry"
+        ))
     }
 
     /// The auto-create hot path: the types of `measurements` of `device`,
@@ -475,6 +767,28 @@ impl SchemaRegion {
         conflict: TypeConflict,
         resolved: &mut Vec<DataType>,
     ) -> Result<usize> {
+        for _ in 0..REPLAN_ATTEMPTS {
+            if let Some(created) =
+                self.get_or_create_once(device, aligned, measurements, types, conflict, resolved)?
+            {
+                return Ok(created);
+            }
+        }
+        resolved.clear();
+        Err(Self::overtaken(device))
+    }
+
+    /// One plan of [`SchemaRegion::get_or_create_measurements`]; `None`: a replicated
+    /// log left the plan out (an earlier entry conflicted), plan again.
+    fn get_or_create_once<S: AsRef<str>>(
+        &mut self,
+        device: &str,
+        aligned: bool,
+        measurements: &[S],
+        types: &[DataType],
+        conflict: TypeConflict,
+        resolved: &mut Vec<DataType>,
+    ) -> Result<Option<usize>> {
         resolved.clear();
         if measurements.len() != types.len() {
             return Err(SchemaError::InvalidRequest(format!(
@@ -520,10 +834,19 @@ impl SchemaRegion {
             }
         }
         if missing == 0 {
-            return Ok(0);
+            return Ok(Some(0));
         }
-        let result = self.create_missing(device, aligned, measurements, types);
-        if result.is_err() {
+        let result = self
+            .create_missing(device, aligned, measurements, types)
+            .and_then(|created| {
+                if !self.is_replicated() {
+                    return Ok(Some(created));
+                }
+                Ok(self
+                    .recheck(device, aligned, measurements, conflict, resolved)?
+                    .then_some(created))
+            });
+        if !matches!(result, Ok(Some(_))) {
             resolved.clear();
         }
         result
@@ -602,6 +925,22 @@ impl SchemaRegion {
         aligned: bool,
         measurements: &[(&str, MeasurementSchema)],
     ) -> Result<usize> {
+        for _ in 0..REPLAN_ATTEMPTS {
+            if let Some(created) = self.create_many_once(device, aligned, measurements)? {
+                return Ok(created);
+            }
+        }
+        Err(Self::overtaken(device))
+    }
+
+    /// One plan of [`SchemaRegion::create_many`]; `None`: plan again (see
+    /// [`SchemaRegion::get_or_create_once`]).
+    fn create_many_once(
+        &mut self,
+        device: &str,
+        aligned: bool,
+        measurements: &[(&str, MeasurementSchema)],
+    ) -> Result<Option<usize>> {
         check_device(device)?;
         if measurements.len() > MEASUREMENTS_PER_REQUEST_MAX {
             return Err(SchemaError::InvalidRequest(format!(
@@ -646,7 +985,7 @@ impl SchemaRegion {
             }
         }
         if new.is_empty() {
-            return Ok(0);
+            return Ok(Some(0));
         }
         let created = new.len();
         self.commit(SchemaCommand::CreateTimeseries {
@@ -654,7 +993,17 @@ impl SchemaRegion {
             aligned,
             measurements: new,
         })?;
-        Ok(created)
+        if self.is_replicated() {
+            // Applied whole, or left out whole (an earlier entry conflicted): plan again.
+            let applied = measurements
+                .iter()
+                .all(|(name, schema)| self.measurement(device, name) == Some(*schema))
+                && self.device_aligned(device) == Some(aligned);
+            if !applied {
+                return Ok(None);
+            }
+        }
+        Ok(Some(created))
     }
 
     /// Calls `visit` for every timeseries whose full path matches

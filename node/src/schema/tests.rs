@@ -392,3 +392,212 @@ fn encodings_follow_iotdbs_type_table() {
         assert!(supports(*t, super::region::default_encoding(*t)), "{t}");
     }
 }
+
+/// The replicated log of the tests: every replica appends to one shared list of
+/// committed entries (a Raft group that commits at once) and reads it from its own cursor.
+#[derive(Default)]
+struct SharedLog {
+    entries: Vec<Vec<u8>>,
+    /// The latest compaction: (index, snapshot).
+    snapshot: Option<(u64, Vec<u8>)>,
+}
+
+struct FakeLog {
+    shared: std::sync::Arc<std::sync::Mutex<SharedLog>>,
+    /// Entries handed out so far.
+    cursor: usize,
+}
+
+impl ReplicatedLog for FakeLog {
+    fn propose(&mut self, command: Vec<u8>) -> Result<u64> {
+        let mut shared = self.shared.lock().unwrap();
+        shared.entries.push(command);
+        Ok(shared.entries.len() as u64)
+    }
+
+    fn take_committed(&mut self) -> Vec<iotdb_consensus::raft_group::Committed> {
+        let shared = self.shared.lock().unwrap();
+        let taken = shared.entries[self.cursor..]
+            .iter()
+            .enumerate()
+            .map(
+                |(offset, data)| iotdb_consensus::raft_group::Committed::Normal {
+                    index: (self.cursor + offset + 1) as u64,
+                    term: 1,
+                    data: bytes::Bytes::from(data.clone()),
+                },
+            )
+            .collect();
+        self.cursor = shared.entries.len();
+        taken
+    }
+
+    fn compact(&mut self, index: u64, snapshot: Vec<u8>) -> Result<()> {
+        self.shared.lock().unwrap().snapshot = Some((index, snapshot));
+        Ok(())
+    }
+
+    fn take_compact_request(&mut self) -> bool {
+        false
+    }
+}
+
+fn replica(
+    shared: &std::sync::Arc<std::sync::Mutex<SharedLog>>,
+    from_snapshot: bool,
+) -> SchemaRegion {
+    let snapshot = if from_snapshot {
+        shared.lock().unwrap().snapshot.clone()
+    } else {
+        None
+    };
+    let log = FakeLog {
+        shared: shared.clone(),
+        cursor: snapshot.as_ref().map_or(0, |(index, _)| *index as usize),
+    };
+    SchemaRegion::open_replicated(
+        "root.sg",
+        Box::new(log),
+        snapshot
+            .as_ref()
+            .map(|(index, data)| (*index, data.as_slice())),
+    )
+    .unwrap()
+}
+
+fn contents(region: &SchemaRegion) -> Vec<(String, DataType, bool)> {
+    region
+        .timeseries(&pattern("root.**"))
+        .into_iter()
+        .map(|entry| (entry.path, entry.schema.data_type, entry.aligned))
+        .collect()
+}
+
+/// Two replicas that plan against states of different ages (two leaders in turn) agree
+/// on what the log made of their changes: the first committed wins, the later planner
+/// is refused exactly as it would have been had it known (or, with `UseExisting`, told
+/// the registered type), and every replica applies the same state.
+#[test]
+fn replicated_regions_converge_and_refuse_what_an_earlier_entry_contradicts() {
+    let shared = std::sync::Arc::new(std::sync::Mutex::new(SharedLog::default()));
+    let mut first = replica(&shared, false);
+    let mut second = replica(&shared, false);
+    let mut types = Vec::new();
+    assert!(first.is_replicated());
+    first
+        .get_or_create_measurements(
+            "root.sg.d1",
+            false,
+            &["s1", "s2"],
+            &[DataType::Int64, DataType::Int64],
+            TypeConflict::Reject,
+            &mut types,
+        )
+        .unwrap();
+    assert_eq!(first.applied_index(), 1);
+    // `second` plans without having caught up: s2 looks new to it.
+    let error = second
+        .get_or_create_measurements(
+            "root.sg.d1",
+            false,
+            &["s2"],
+            &[DataType::Double],
+            TypeConflict::Reject,
+            &mut types,
+        )
+        .unwrap_err();
+    assert_eq!(
+        error.status_code(),
+        StatusCode::DATA_TYPE_MISMATCH,
+        "{error}"
+    );
+    assert!(types.is_empty());
+    // With UseExisting a stale planner is told the registered type.
+    let mut third = replica(&shared, false);
+    let created = third
+        .get_or_create_measurements(
+            "root.sg.d1",
+            false,
+            &["s2", "s3"],
+            &[DataType::Double, DataType::Boolean],
+            TypeConflict::Reject,
+            &mut types,
+        )
+        .map(|_| ())
+        .unwrap_err();
+    assert_eq!(
+        created.status_code(),
+        StatusCode::DATA_TYPE_MISMATCH,
+        "{created}"
+    );
+    let mut fourth = replica(&shared, false);
+    fourth
+        .get_or_create_measurements(
+            "root.sg.d1",
+            false,
+            &["s2", "s4"],
+            &[DataType::Double, DataType::Float],
+            TypeConflict::UseExisting,
+            &mut types,
+        )
+        .unwrap();
+    assert_eq!(types, vec![DataType::Int64, DataType::Float]);
+    // An aligned device planned as non-aligned by a stale replica.
+    first
+        .create_aligned_timeseries(
+            "root.sg.d2",
+            &[("a", MeasurementSchema::with_defaults(DataType::Int32))],
+        )
+        .unwrap();
+    let error = second
+        .create_timeseries(
+            "root.sg.d2",
+            "b",
+            MeasurementSchema::with_defaults(DataType::Int32),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(error, SchemaError::AlignedMismatch { aligned: true, .. }),
+        "{error}"
+    );
+    // Deletions replicate too.
+    assert_eq!(
+        second
+            .delete_timeseries(&[pattern("root.sg.d1.s1")])
+            .unwrap(),
+        vec!["root.sg.d1.s1".to_string()]
+    );
+    for region in [&mut first, &mut second, &mut third, &mut fourth] {
+        region.catch_up().unwrap();
+    }
+    let expected = vec![
+        ("root.sg.d1.s2".to_string(), DataType::Int64, false),
+        ("root.sg.d1.s4".to_string(), DataType::Float, false),
+        ("root.sg.d2.a".to_string(), DataType::Int32, true),
+    ];
+    for region in [&first, &second, &third, &fourth] {
+        assert_eq!(contents(region), expected);
+        assert_eq!(region.series_count(), 3);
+    }
+
+    // A replica restored from a compaction's snapshot, then the entries after it, ends
+    // in the same state.
+    first.checkpoint().unwrap();
+    let at = first.applied_index();
+    assert_eq!(shared.lock().unwrap().snapshot.as_ref().unwrap().0, at);
+    first
+        .get_or_create_measurements(
+            "root.sg.d3",
+            false,
+            &["x"],
+            &[DataType::Text],
+            TypeConflict::Reject,
+            &mut types,
+        )
+        .unwrap();
+    let mut restored = replica(&shared, true);
+    restored.catch_up().unwrap();
+    assert_eq!(restored.applied_index(), first.applied_index());
+    assert_eq!(contents(&restored), contents(&first));
+    assert_eq!(contents(&restored).len(), 4);
+}
