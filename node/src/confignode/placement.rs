@@ -381,8 +381,46 @@ fn neighbour_group(
     after.map(|(_, group)| *group)
 }
 
+/// Leaders per (node, shard) of one kind of group: the tie-break that spreads leaders over
+/// a node's cores (each core serves the writes of the groups it leads).
+fn core_leaders(state: &ConfigState, kind: RegionGroupKind) -> HashMap<(NodeId, ShardId), u64> {
+    let mut counts = HashMap::new();
+    for group in state.region_groups().values().filter(|g| g.kind == kind) {
+        if let Some(replica) = group
+            .replicas
+            .iter()
+            .find(|r| r.data_node_id == group.leader)
+        {
+            *counts
+                .entry((replica.data_node_id, replica.shard))
+                .or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// Moves one leader count from the leader replica's core to `to`'s, for the tie-break.
+fn move_core_leader(counts: &mut HashMap<(NodeId, ShardId), u64>, group: &RegionGroup, to: NodeId) {
+    let core = |node: NodeId| {
+        group
+            .replicas
+            .iter()
+            .find(|r| r.data_node_id == node)
+            .map(|r| (r.data_node_id, r.shard))
+    };
+    if let Some(from) = core(group.leader)
+        && let Some(count) = counts.get_mut(&from)
+    {
+        *count = count.saturating_sub(1);
+    }
+    if let Some(to) = core(to) {
+        *counts.entry(to).or_default() += 1;
+    }
+}
+
 /// Leader moves for groups whose leader's node is not Running: to the
-/// replica on a Running node that leads the fewest groups of that kind.
+/// replica on a Running node that leads the fewest groups of that kind (then the one
+/// whose core leads the fewest).
 /// Groups with no Running replica keep their leader. With `data_replication_ack =
 /// in_sync` only replicas of the in-sync set are candidates (the others may lack
 /// acknowledged writes).
@@ -397,6 +435,11 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
     for group in state.region_groups().values() {
         *leaders.entry((group.leader, group.kind)).or_default() += 1;
     }
+    let mut cores: HashMap<RegionGroupKind, HashMap<(NodeId, ShardId), u64>> =
+        [RegionGroupKind::Data, RegionGroupKind::Schema]
+            .into_iter()
+            .map(|kind| (kind, core_leaders(state, kind)))
+            .collect();
     let in_sync_only = state.settings().data_replication_ack == ReplicationAck::InSync;
     let mut changes = Vec::new();
     for group in state.region_groups().values() {
@@ -404,23 +447,30 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
         if running(&group.leader) || group.elects_leader() {
             continue;
         }
+        let core_counts = cores.get_mut(&group.kind).expect("both kinds");
         let best = group
             .replicas
             .iter()
-            .map(|replica| replica.data_node_id)
-            .filter(running)
-            .filter(|node| !in_sync_only || group.in_sync(*node))
-            .min_by_key(|node| {
+            .filter(|replica| running(&replica.data_node_id))
+            .filter(|replica| !in_sync_only || group.in_sync(replica.data_node_id))
+            .min_by_key(|replica| {
+                let node = replica.data_node_id;
                 (
-                    leaders.get(&(*node, group.kind)).copied().unwrap_or(0),
-                    *node,
+                    leaders.get(&(node, group.kind)).copied().unwrap_or(0),
+                    core_counts
+                        .get(&(node, replica.shard))
+                        .copied()
+                        .unwrap_or(0),
+                    node,
                 )
-            });
+            })
+            .map(|replica| replica.data_node_id);
         if let Some(node) = best {
             *leaders.entry((node, group.kind)).or_default() += 1;
             if let Some(count) = leaders.get_mut(&(group.leader, group.kind)) {
                 *count = count.saturating_sub(1);
             }
+            move_core_leader(core_counts, group, node);
             changes.push((group.id, node));
         }
     }
@@ -432,8 +482,9 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
 /// here): while one node leads at least two groups more than another node holding a
 /// replica of one of them, that group's leadership moves to the other. Only Running
 /// replicas are candidates, and with `data_replication_ack = in_sync` only members of
-/// the in-sync set. Each group moves at most once per plan, so a plan never undoes
-/// itself; an even cluster gives an empty plan.
+/// the in-sync set; among equally loaded candidates, the one whose core leads the fewest.
+/// Each group moves at most once per plan, so a plan never undoes itself; an even
+/// cluster gives an empty plan.
 pub fn plan_leader_balance(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)> {
     let running = |node_id: &NodeId| {
         state
@@ -459,6 +510,7 @@ pub fn plan_leader_balance(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)> 
             *count += 1;
         }
     }
+    let mut cores = core_leaders(state, RegionGroupKind::Data);
     let mut changes = Vec::new();
     for group in replicated() {
         let Some(&from) = leaders.get(&group.leader) else {
@@ -467,15 +519,25 @@ pub fn plan_leader_balance(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)> 
         let best = group
             .replicas
             .iter()
-            .map(|replica| replica.data_node_id)
-            .filter(|node| *node != group.leader && running(node))
-            .filter(|node| !in_sync_only || group.in_sync(*node))
-            .min_by_key(|node| (leaders[node], *node));
+            .filter(|replica| {
+                replica.data_node_id != group.leader && running(&replica.data_node_id)
+            })
+            .filter(|replica| !in_sync_only || group.in_sync(replica.data_node_id))
+            .min_by_key(|replica| {
+                let node = replica.data_node_id;
+                (
+                    leaders[&node],
+                    cores.get(&(node, replica.shard)).copied().unwrap_or(0),
+                    node,
+                )
+            })
+            .map(|replica| replica.data_node_id);
         if let Some(to) = best
             && from >= leaders[&to] + 2
         {
             *leaders.get_mut(&group.leader).expect("counted") -= 1;
             *leaders.get_mut(&to).expect("counted") += 1;
+            move_core_leader(&mut cores, group, to);
             changes.push((group.id, to));
         }
     }

@@ -1010,3 +1010,51 @@ fn schema_groups_record_their_elected_leader_and_keep_it_through_failures() {
     assert_eq!(node.state().region_groups()[&schema].leader, survivor);
     assert_ne!(node.state().region_groups()[&data].leader, elected);
 }
+
+/// Leaders that fail over (and are balanced back) spread over the cores of the nodes
+/// that take them, not only over the nodes: each core serves the writes of the groups it
+/// leads.
+#[test]
+fn failover_spreads_leaders_over_cores() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    let nodes: Vec<NodeId> = (1..=3)
+        .map(|host| node.register_data_node(data_node(host, 2)).unwrap())
+        .collect();
+    let attributes = DatabaseAttributes {
+        data_replication_factor: Some(3),
+        data_region_group_num: Some(12),
+        ..DatabaseAttributes::default()
+    };
+    node.create_database("root.r", &attributes).unwrap();
+    node.get_or_create_data_partition("root.r", 0, 0).unwrap();
+    let per_core = |node: &ConfigNode| {
+        let mut counts: BTreeMap<(NodeId, ShardId), usize> = BTreeMap::new();
+        for group in node.state().region_groups().values() {
+            let leader = group
+                .replicas
+                .iter()
+                .find(|r| r.data_node_id == group.leader)
+                .unwrap();
+            *counts
+                .entry((leader.data_node_id, leader.shard))
+                .or_default() += 1;
+        }
+        counts
+    };
+    assert!(
+        per_core(&node).values().all(|count| *count == 2),
+        "{:?}",
+        per_core(&node)
+    );
+    node.set_node_status(nodes[0], NodeStatus::Unknown).unwrap();
+    let after = per_core(&node);
+    assert_eq!(after.len(), 4, "{after:?}");
+    assert!(after.values().all(|count| *count == 3), "{after:?}");
+    // Back: balancing returns leaders to it, still even over cores.
+    node.set_node_status(nodes[0], NodeStatus::Running).unwrap();
+    node.balance_leaders().unwrap();
+    let balanced = per_core(&node);
+    assert_eq!(balanced.len(), 6, "{balanced:?}");
+    assert!(balanced.values().all(|count| *count == 2), "{balanced:?}");
+}
