@@ -201,6 +201,31 @@ fn a_1c3d_cluster_forms_and_restarts_with_its_ids_and_data() {
             );
         }
     }
+
+    // Any DataNode deletes too: `DELETE FROM` of a device whose region group another
+    // DataNode holds is carried out there.
+    for (i, device) in devices.iter().enumerate().filter(|(i, _)| i % 2 == 0) {
+        cluster
+            .client((i + 1) % 3)
+            .unwrap()
+            .execute_sql(&format!("DELETE FROM {device}.s1"))
+            .unwrap_or_else(|e| panic!("deleting {device} through DataNode {}: {e}", (i + 1) % 3));
+    }
+    cluster
+        .client(2)
+        .unwrap()
+        .execute_sql("DELETE FROM root.sg.d1.s1, root.sg.d3.s1 WHERE time < 1")
+        .expect("a deletion that matches no point");
+    for (i, device) in devices.iter().enumerate() {
+        let expected = (i % 2 == 1).then_some(i as f64);
+        for index in 0..3 {
+            assert_eq!(
+                read_point(&cluster, index, device),
+                expected,
+                "{device} through DataNode {index} after the deletions"
+            );
+        }
+    }
 }
 
 /// A DataNode killed with SIGKILL turns Unknown within three heartbeat intervals (plus

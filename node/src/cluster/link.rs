@@ -291,6 +291,24 @@ impl InternalHandler for DataNodeHandler {
                 }
                 Ok(ToNode::Schema(request)) => schema(&shard, request).await,
                 Ok(ToNode::Read { group, read: wire }) => read(&shard, group, wire).await,
+                Ok(ToNode::Delete {
+                    group,
+                    series,
+                    start_ms,
+                    end_ms,
+                }) => {
+                    let keys: Vec<iotdb_storage::SeriesKey> = series
+                        .iter()
+                        .map(|(device, measurement)| {
+                            iotdb_storage::SeriesKey::new(device, measurement)
+                        })
+                        .collect();
+                    let range = iotdb_storage::TimeRange::new(start_ms, end_ms);
+                    match shard.delete_group_here(group, keys, range).await {
+                        Ok(()) => FromNode::Deleted,
+                        Err(status) => FromNode::Refused(status.into()),
+                    }
+                }
                 Err(status) => FromNode::Refused(status.into()),
             };
             let body = protocol::encode(&answer);

@@ -100,6 +100,15 @@ pub enum ToNode {
         group: u32,
         read: super::remote_read::WireRead,
     },
+    /// `DELETE FROM` of series in a region group this node holds (leads, when
+    /// replicated): the points of `series` (device, measurement) in `[start_ms, end_ms)`.
+    /// Answered `Deleted` once durable; never forwarded again.
+    Delete {
+        group: u32,
+        series: Vec<(String, String)>,
+        start_ms: i64,
+        end_ms: i64,
+    },
 }
 
 /// Schema questions a DataNode forwards to the holder of the device's SchemaRegion.
@@ -160,6 +169,8 @@ pub enum FromNode {
     Region(super::remote_read::WireAnswer),
     /// A forwarded write (`cluster::forward`) is durable.
     Written,
+    /// A forwarded deletion ([`ToNode::Delete`]) is durable.
+    Deleted,
 }
 
 /// How a node's mirror of the ConfigNode state catches up.

@@ -509,9 +509,15 @@ impl Shard {
     }
 }
 
+/// Bytes of series names in one forwarded deletion at most. Why 2 MiB: JSON escaping
+/// makes a byte at most six (`\u0000`), so a request stays inside one internal frame
+/// (16 MiB).
+const FORWARD_DELETE_BYTES_MAX: usize = 2 * 1024 * 1024;
+
 impl Shard {
     /// Deletes the points of `series` in `[start_ms, end_ms)` in every region group that
-    /// holds them, each on its owner shard; returns once every deletion is durable.
+    /// holds them, each on its owner shard — or, a cluster member, on the DataNode that
+    /// holds (leads) the group, one hop; returns once every deletion is durable.
     pub async fn delete_data(
         self: &Rc<Self>,
         series: Vec<SeriesSelection>,
@@ -532,25 +538,101 @@ impl Shard {
                 }
             }
         }
+        let mut remote = Vec::new();
         for (group, keys) in by_group {
-            let owner = route.serving_shard(group).ok_or_else(|| {
-                Status::new(
-                    StatusCode::ROUTE_TABLE_STALE,
-                    format!("region group {group} is not on this node"),
-                )
-            })?;
-            if owner == self.id.0 {
-                self.delete_local(group, &keys, range).await?;
-            } else {
-                self.mesh
-                    .request(ShardId(owner), |reply| Message::Delete {
-                        group,
-                        keys,
-                        range,
-                        reply,
-                    })
-                    .await
-                    .map_err(|e| Status::internal(format!("shard {owner}: {e}")))??;
+            let Some(owner) = route.serving_shard(group) else {
+                // A group held (led) by another DataNode: deleted there, one hop.
+                let (node, address) = self.holder_elsewhere(&route, group)?;
+                let shard = self.clone();
+                remote.push(monoio::spawn(async move {
+                    shard
+                        .delete_elsewhere(node, address, group, keys, range)
+                        .await
+                }));
+                continue;
+            };
+            self.delete_on_shard(owner, group, keys, range).await?;
+        }
+        let mut result = Ok(());
+        for task in remote {
+            if let Err(e) = task.await {
+                result = Err(e);
+            }
+        }
+        result
+    }
+
+    /// A deletion on shard `owner` of this node (this shard, or through the mesh).
+    async fn delete_on_shard(
+        self: &Rc<Self>,
+        owner: u16,
+        group: u32,
+        keys: Vec<SeriesKey>,
+        range: iotdb_storage::TimeRange,
+    ) -> Result<(), Status> {
+        if owner == self.id.0 {
+            return self.delete_local(group, &keys, range).await;
+        }
+        self.mesh
+            .request(ShardId(owner), |reply| Message::Delete {
+                group,
+                keys,
+                range,
+                reply,
+            })
+            .await
+            .map_err(|e| Status::internal(format!("shard {owner}: {e}")))?
+    }
+
+    /// A deletion another DataNode forwarded, in a group this node holds (never forwarded
+    /// again: a follower refuses it, naming the leader); durable on return.
+    pub(crate) async fn delete_group_here(
+        self: &Rc<Self>,
+        group: u32,
+        keys: Vec<SeriesKey>,
+        range: iotdb_storage::TimeRange,
+    ) -> Result<(), Status> {
+        let owner = self.owner_here(group).await?;
+        self.delete_on_shard(owner, group, keys, range).await
+    }
+
+    /// Sends a deletion of `keys` in `group` to DataNode `node`, in requests of at most
+    /// [`FORWARD_DELETE_BYTES_MAX`] of series names, and waits until it is durable there.
+    async fn delete_elsewhere(
+        self: &Rc<Self>,
+        node: iotdb_model::NodeId,
+        address: std::net::SocketAddr,
+        group: u32,
+        keys: Vec<SeriesKey>,
+        range: iotdb_storage::TimeRange,
+    ) -> Result<(), Status> {
+        use crate::cluster::protocol::{self, FromNode, ToNode};
+        let mut keys = keys.into_iter().peekable();
+        while keys.peek().is_some() {
+            let mut series = Vec::new();
+            let mut bytes = 0;
+            while let Some(key) = keys.next_if(|key| {
+                bytes == 0
+                    || bytes + key.device.len() + key.measurement.len() <= FORWARD_DELETE_BYTES_MAX
+            }) {
+                bytes += key.device.len() + key.measurement.len();
+                series.push((key.device.to_string(), key.measurement.to_string()));
+            }
+            let body = protocol::encode(&ToNode::Delete {
+                group,
+                series,
+                start_ms: range.start,
+                end_ms: range.end,
+            });
+            let answer = self.ask_node(node, address, body).await?;
+            match protocol::decode::<FromNode>("delete answer", &answer)? {
+                FromNode::Deleted => {}
+                FromNode::Refused(status) => return Err(status.into()),
+                other => {
+                    return Err(Status::internal(format!(
+                        "unexpected answer to a forwarded deletion from DataNode {node}: {other:?}"
+                    )));
+                }
             }
         }
         Ok(())

@@ -108,27 +108,10 @@ impl Shard {
         let mut local = Vec::new();
         for (group, payloads) in by_group {
             let Some(owner) = route.serving_shard(group) else {
-                let holder = if self.shared.cluster.is_some() {
-                    route.remote_holder(group)
-                } else {
-                    None
-                };
-                let (node, address) = holder.ok_or_else(|| {
-                    Status::new(
-                        StatusCode::ROUTE_TABLE_STALE,
-                        format!("region group {group} is not on this node"),
-                    )
-                })?;
+                let (node, address) = self.holder_elsewhere(&route, group)?;
                 let shard = self.clone();
                 remote.push(monoio::spawn(async move {
-                    crate::cluster::forward::write(
-                        &shard,
-                        iotdb_model::NodeId(node),
-                        address,
-                        group,
-                        &payloads,
-                    )
-                    .await
+                    crate::cluster::forward::write(&shard, node, address, group, &payloads).await
                 }));
                 continue;
             };
@@ -155,15 +138,33 @@ impl Shard {
         result
     }
 
-    /// Writes a group's payloads on this node only (a write another DataNode forwarded:
-    /// never forwarded again); durable on return.
-    pub(crate) async fn write_group_here(
-        self: &Rc<Self>,
+    /// The DataNode that serves region group `group` when this node does not (a cluster
+    /// member: its holder, or its leader when replicated); `ROUTE_TABLE_STALE` when none is
+    /// known.
+    pub(crate) fn holder_elsewhere(
+        &self,
+        route: &super::route::RouteView,
         group: u32,
-        payloads: Vec<Payload>,
-    ) -> Result<(), Status> {
+    ) -> Result<(iotdb_model::NodeId, std::net::SocketAddr), Status> {
+        let holder = if self.shared.cluster.is_some() {
+            route.remote_holder(group)
+        } else {
+            None
+        };
+        let (node, address) = holder.ok_or_else(|| {
+            Status::new(
+                StatusCode::ROUTE_TABLE_STALE,
+                format!("region group {group} is not on this node"),
+            )
+        })?;
+        Ok((iotdb_model::NodeId(node), address))
+    }
+
+    /// The shard serving region group `group` on this node, for what another DataNode
+    /// forwarded: refused (`ROUTE_TABLE_STALE`, naming the leader) when another DataNode
+    /// leads it — forwarded once, never again: the sender's route table is older than ours.
+    pub(crate) async fn owner_here(self: &Rc<Self>, group: u32) -> Result<u16, Status> {
         if let Some((leader, _)) = self.route().leader_elsewhere(group) {
-            // Forwarded once, never again: the sender's route table is older than ours.
             return Err(Status::new(
                 StatusCode::ROUTE_TABLE_STALE,
                 format!(
@@ -171,7 +172,17 @@ impl Shard {
                 ),
             ));
         }
-        let owner = self.local_owner(group).await?;
+        self.local_owner(group).await
+    }
+
+    /// Writes a group's payloads on this node only (a write another DataNode forwarded:
+    /// never forwarded again); durable on return.
+    pub(crate) async fn write_group_here(
+        self: &Rc<Self>,
+        group: u32,
+        payloads: Vec<Payload>,
+    ) -> Result<(), Status> {
+        let owner = self.owner_here(group).await?;
         if owner == self.id.0 {
             return self.write_local(group, &payloads).await;
         }
