@@ -104,21 +104,40 @@ fn a_1c3d_cluster_forms_and_restarts_with_its_ids_and_data() {
         write_point(&cluster, i % 3, device, 1, i as f64);
     }
     // Every device's schema exists once: a write through a DataNode that does not hold
-    // the SchemaRegion asked the one that does (no local copies). Each DataNode lists
-    // the series of its own SchemaRegions; together they list each series exactly once.
-    let mut listed = Vec::new();
-    for index in 0..3 {
-        let series = cluster
+    // the SchemaRegion asked the one that does (no local copies). Any DataNode lists and
+    // counts every series and device, each once, from every SchemaRegion's holder.
+    let expected: Vec<String> = {
+        let mut paths: Vec<String> = devices.iter().map(|d| format!("{d}.s1")).collect();
+        paths.sort();
+        paths
+    };
+    let first_column = |index: usize, statement: &str| -> Vec<String> {
+        let result = cluster
             .client(index)
             .unwrap()
-            .execute_sql("SHOW TIMESERIES root.sg.**")
-            .unwrap();
-        listed.extend(series.rows.into_iter().map(|row| format!("{:?}", row[0])));
+            .execute_sql(statement)
+            .unwrap_or_else(|e| panic!("{statement} on DataNode {index}: {e}"));
+        result
+            .rows
+            .iter()
+            .map(|row| match &row[0] {
+                Some(Value::Text(text)) => String::from_utf8_lossy(text).into_owned(),
+                other => panic!("{statement}: {other:?}"),
+            })
+            .collect()
+    };
+    let mut sorted_devices = devices.clone();
+    sorted_devices.sort();
+    for index in 0..3 {
+        assert_eq!(first_column(index, "SHOW TIMESERIES root.sg.**"), expected);
+        assert_eq!(
+            first_column(index, "SHOW DEVICES root.sg.**"),
+            sorted_devices
+        );
+        assert_eq!(first_column(index, "COUNT TIMESERIES root.sg.**"), ["12"]);
+        assert_eq!(first_column(index, "COUNT DEVICES"), ["12"]);
+        assert_eq!(first_column(index, "COUNT TIMESERIES root.sg.d1.**"), ["1"]);
     }
-    listed.sort();
-    let unique: BTreeSet<_> = listed.iter().cloned().collect();
-    assert_eq!(listed.len(), devices.len(), "each series once: {listed:?}");
-    assert_eq!(unique.len(), devices.len());
     // Every DataNode refuses a value of another type: the type came from the one
     // SchemaRegion, wherever it is.
     for index in 0..3 {

@@ -618,6 +618,29 @@ fn schema_regions_replicate_through_raft_and_survive_their_leaders_kill() {
     create_all(&cluster, victim, 15..18, &mut created);
     assert_eq!(series_via(&cluster, victim), created);
     assert_eq!(series_via(&cluster, third), created);
+    // SHOW/COUNT TIMESERIES through a follower's DataNode too (asked of the leader).
+    for index in [victim, third] {
+        let result = cluster
+            .client(index)
+            .unwrap()
+            .execute_sql("COUNT TIMESERIES root.sch.**")
+            .unwrap();
+        assert_eq!(
+            text_rows(&result)[0]["count(timeseries)"],
+            created.len().to_string(),
+            "via {index}"
+        );
+        let result = cluster
+            .client(index)
+            .unwrap()
+            .execute_sql("SHOW TIMESERIES root.sch.**")
+            .unwrap();
+        let listed: Vec<String> = text_rows(&result)
+            .iter()
+            .map(|row| row["Timeseries"].clone())
+            .collect();
+        assert_eq!(listed, created.keys().cloned().collect::<Vec<_>>());
+    }
     let rows = wait_for("a third leader recorded", || {
         let rows = schema_replicas(&mut cluster.client(victim).ok()?);
         rows.iter().any(|r| r.2 && r.1 != second).then_some(rows)

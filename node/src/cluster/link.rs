@@ -352,6 +352,9 @@ async fn schema(shard: &Shard, request: protocol::SchemaRequest) -> FromNode {
         Ok(ControlAnswer::Series(series) | ControlAnswer::SeriesAndElsewhere { series, .. }) => {
             FromNode::Series(series)
         }
+        Ok(ControlAnswer::ResultSet(result) | ControlAnswer::ShowAndElsewhere { result, .. }) => {
+            FromNode::Rows(crate::datanode::control::text_rows(&result))
+        }
         Ok(ControlAnswer::Elsewhere {
             data_node,
             internal_endpoint,

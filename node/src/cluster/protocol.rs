@@ -133,6 +133,56 @@ pub enum SchemaRequest {
     /// SchemaRegions of the asked node; for SQL queries and deletions that name series
     /// with `*` and `**`. A cluster member's own shards merge every holder's answers.
     MatchSeries { patterns: Vec<PathPattern> },
+    /// A `SHOW`/`COUNT` view of the SchemaRegions the asked node serves (leads):
+    /// answered with its rows; the asker merges every serving node's.
+    Show {
+        view: SchemaView,
+        pattern: Option<PathPattern>,
+    },
+}
+
+/// The schema views a cluster merges from every schema region's leader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SchemaView {
+    /// `SHOW TIMESERIES`: rows by path.
+    Timeseries,
+    /// `SHOW DEVICES`: rows by device.
+    Devices,
+    /// `COUNT TIMESERIES`: one count.
+    CountTimeseries,
+    /// `COUNT DEVICES`: one count.
+    CountDevices,
+}
+
+impl SchemaView {
+    /// The view of a statement, with its pattern (`None`: not a schema view).
+    pub fn of(statement: &crate::sql::Statement) -> Option<(SchemaView, Option<PathPattern>)> {
+        use crate::sql::Statement;
+        match statement {
+            Statement::ShowTimeseries { pattern } => {
+                Some((SchemaView::Timeseries, pattern.clone()))
+            }
+            Statement::ShowDevices { pattern } => Some((SchemaView::Devices, pattern.clone())),
+            Statement::CountTimeseries { pattern } => {
+                Some((SchemaView::CountTimeseries, pattern.clone()))
+            }
+            Statement::CountDevices { pattern } => {
+                Some((SchemaView::CountDevices, pattern.clone()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The statement of a view.
+    pub fn statement(self, pattern: Option<PathPattern>) -> crate::sql::Statement {
+        use crate::sql::Statement;
+        match self {
+            SchemaView::Timeseries => Statement::ShowTimeseries { pattern },
+            SchemaView::Devices => Statement::ShowDevices { pattern },
+            SchemaView::CountTimeseries => Statement::CountTimeseries { pattern },
+            SchemaView::CountDevices => Statement::CountDevices { pattern },
+        }
+    }
 }
 
 /// A node's answer to the ConfigNode leader.
@@ -165,6 +215,8 @@ pub enum FromNode {
         /// Its internal endpoint, `host:port`.
         internal_endpoint: String,
     },
+    /// The answer to [`SchemaRequest::Show`]: the view's rows (text cells).
+    Rows(Vec<Vec<Option<String>>>),
     /// The answer to [`ToNode::Read`].
     Region(super::remote_read::WireAnswer),
     /// A forwarded write (`cluster::forward`) is durable.

@@ -93,6 +93,14 @@ pub enum ControlAnswer {
         series: Vec<Vec<(String, String, DataType)>>,
         others: Vec<(NodeId, String)>,
     },
+    /// A schema view ([`SchemaRequest::Show`]) of this node's serving SchemaRegions, and
+    /// the other DataNodes serving SchemaRegions: ask them too and merge.
+    ShowAndElsewhere {
+        result: ResultSet,
+        others: Vec<(NodeId, String)>,
+    },
+    /// Another DataNode's rows of a schema view.
+    Rows(Vec<Vec<Option<String>>>),
     /// The device's SchemaRegion is on another DataNode (a cluster member): ask it there.
     Elsewhere {
         data_node: NodeId,
@@ -603,6 +611,20 @@ impl ControlPlane {
                     Ok(ControlAnswer::SeriesAndElsewhere { series, others })
                 }
             }
+            ControlRequest::Schema(SchemaRequest::Show { view, pattern }) => {
+                // As a query: what another DataNode created a moment ago is listed too.
+                self.refresh_mirror()?;
+                let ControlAnswer::ResultSet(result) = self.execute(view.statement(pattern))?
+                else {
+                    return Err(Status::internal("a schema view answered no rows"));
+                };
+                let others = self.other_schema_holders();
+                if others.is_empty() {
+                    Ok(ControlAnswer::ResultSet(result))
+                } else {
+                    Ok(ControlAnswer::ShowAndElsewhere { result, others })
+                }
+            }
             ControlRequest::Statement(statement) => self.execute(statement),
             ControlRequest::ReportReadOnly { reason } => {
                 tracing::error!(
@@ -1091,6 +1113,25 @@ pub fn table_result(table: Table) -> ResultSet {
             })
             .collect(),
     }
+}
+
+/// A result set's cells as text (a SHOW view's, whose columns are all TEXT).
+pub fn text_rows(result: &ResultSet) -> Vec<Vec<Option<String>>> {
+    result
+        .rows
+        .iter()
+        .map(|row| {
+            row.iter()
+                .map(|cell| match cell {
+                    Some(iotdb_net::Value::Text(text)) => {
+                        Some(String::from_utf8_lossy(text).into_owned())
+                    }
+                    Some(other) => Some(format!("{other:?}")),
+                    None => None,
+                })
+                .collect()
+        })
+        .collect()
 }
 
 /// The wire route table of a ConfigNode snapshot.

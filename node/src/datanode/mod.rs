@@ -201,9 +201,16 @@ impl Shard {
                 .await;
         }
         if let (Ok(ControlAnswer::SeriesAndElsewhere { series, others }), Some(schema)) =
-            (&answer, request_copy)
+            (&answer, request_copy.clone())
         {
             return self.match_everywhere(series.clone(), others, schema).await;
+        }
+        if let (
+            Ok(ControlAnswer::ShowAndElsewhere { result, others }),
+            Some(schema @ crate::cluster::protocol::SchemaRequest::Show { view, .. }),
+        ) = (&answer, request_copy)
+        {
+            return self.show_everywhere(view, result, others, schema).await;
         }
         self.broadcast_side_effects(&answer).await;
         answer
@@ -240,6 +247,51 @@ impl Shard {
             list.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         }
         Ok(ControlAnswer::Series(series))
+    }
+
+    /// Merges this node's rows of a schema view with every other schema leader's: listed
+    /// rows sorted by their first column (path, device), each once; counts summed.
+    async fn show_everywhere(
+        &self,
+        view: crate::cluster::protocol::SchemaView,
+        result: &iotdb_net::ResultSet,
+        others: &[(iotdb_model::NodeId, String)],
+        request: crate::cluster::protocol::SchemaRequest,
+    ) -> Result<ControlAnswer, Status> {
+        use crate::cluster::protocol::SchemaView;
+        let mut rows = control::text_rows(result);
+        for (node, endpoint) in others {
+            match self
+                .ask_schema_holder(*node, endpoint, request.clone())
+                .await?
+            {
+                ControlAnswer::Rows(theirs) => rows.extend(theirs),
+                other => {
+                    return Err(Status::internal(format!(
+                        "DataNode {node} answered a schema view with {other:?}"
+                    )));
+                }
+            }
+        }
+        match view {
+            SchemaView::Timeseries | SchemaView::Devices => {
+                rows.sort_by(|a, b| a.first().cmp(&b.first()));
+                rows.dedup_by(|a, b| a.first() == b.first());
+            }
+            SchemaView::CountTimeseries | SchemaView::CountDevices => {
+                let total: u64 = rows
+                    .iter()
+                    .filter_map(|row| row.first()?.as_deref()?.parse::<u64>().ok())
+                    .sum();
+                rows = vec![vec![Some(total.to_string())]];
+            }
+        }
+        Ok(ControlAnswer::ResultSet(control::table_result(
+            crate::confignode::Table {
+                columns: result.column_names.clone(),
+                rows,
+            },
+        )))
     }
 
     /// The shard of this node holding region group `group`, refreshing a member's route
@@ -286,6 +338,7 @@ impl Shard {
                 FromNode::Types(types) => return Ok(ControlAnswer::Types(types)),
                 FromNode::MaybeTypes(types) => return Ok(ControlAnswer::MaybeTypes(types)),
                 FromNode::Series(series) => return Ok(ControlAnswer::Series(series)),
+                FromNode::Rows(rows) => return Ok(ControlAnswer::Rows(rows)),
                 FromNode::Refused(status) => return Err(status.into()),
                 FromNode::SchemaElsewhere {
                     data_node,

@@ -7,6 +7,8 @@
 //!                                 │                 query_aggregate / query_last ─▶ ResultSet
 //!                                 ├─ DELETE FROM ─▶ MatchSeries ─▶ Shard::delete_data (every region)
 //!                                 ├─ FLUSH       ─▶ Shard::flush_all
+//!                                 ├─ SHOW/COUNT TIMESERIES|DEVICES ─▶ SchemaRequest::Show
+//!                                 │                 (every schema leader's rows, merged)
 //!                                 └─ the rest    ─▶ control plane (admin.rs)
 //! ```
 //!
@@ -34,7 +36,7 @@ use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
 use super::write::PartialFailure;
 use super::{Message, Shard};
-use crate::cluster::protocol::SchemaRequest;
+use crate::cluster::protocol::{SchemaRequest, SchemaView};
 use crate::sql::{
     self, AggregateFunction, Insert, Literal, PathPattern, Projection, Select, Statement,
     TimeFilter, TimeOrder, TimeRange,
@@ -70,6 +72,24 @@ impl Shard {
             } => {
                 self.execute_delete(patterns, time_filter).await?;
                 Ok(empty())
+            }
+            Statement::ShowTimeseries { .. }
+            | Statement::ShowDevices { .. }
+            | Statement::CountTimeseries { .. }
+            | Statement::CountDevices { .. } => {
+                let (view, pattern) = SchemaView::of(&statement).expect("a schema view statement");
+                match self
+                    .control(ControlRequest::Schema(SchemaRequest::Show {
+                        view,
+                        pattern,
+                    }))
+                    .await?
+                {
+                    ControlAnswer::ResultSet(result) => Ok(result),
+                    other => Err(Status::internal(format!(
+                        "the control plane answered a schema view with {other:?}"
+                    ))),
+                }
             }
             Statement::ShowRegions { .. } => {
                 let sizes = self.all_region_sizes().await;
