@@ -19,8 +19,10 @@
 # Server CPU (utime+stime of /proc/PID/stat, every process of the cluster):
 #   - "perf window": from just before iotdb-perf starts (it then generates the payloads,
 #     client side, while the servers idle) to its `wrote N points ... through the flush`
-#     line. iotdb-perf against endpoints uses only the first endpoint and its FLUSH is
-#     node-local, so in that window only DataNode 1's regions are flushed.
+#     line. iotdb-perf spreads its clients over the endpoints (client i connects to
+#     endpoint i % 3; before 2026-12-02 all entered through the first), and its FLUSH goes
+#     to the first endpoint and is node-local, so in that window only DataNode 1's regions
+#     are flushed.
 #   - "sealed window" (the figure to quote): iotdb-perf is stopped (SIGSTOP) at that line,
 #     every DataNode gets `FLUSH`, the script waits until the DataNodes' CPU goes quiet
 #     (followers caught up), flushes every DataNode again, then takes the CPU; then

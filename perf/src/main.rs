@@ -99,7 +99,9 @@ struct WorkloadArgs {
     /// Start a standalone server on a free loopback port with a temporary data directory.
     #[arg(long, conflicts_with = "endpoints")]
     embedded: bool,
-    /// Running servers, `host:port,...`.
+    /// Running servers, `host:port,...`: the clients are spread over them (client `i`
+    /// connects to endpoint `i % n`; in a cluster any DataNode forwards what another holds);
+    /// the first also serves the setup, verification and queries.
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<std::net::SocketAddr>,
     /// Shards of the embedded server (default: every core).

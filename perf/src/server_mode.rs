@@ -223,11 +223,12 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
         Target::Embedded { cores, wal_mode } => Some(EmbeddedServer::start(*cores, wal_mode)?),
         Target::Endpoints(_) => None,
     };
-    let address = match (&server, &options.target) {
-        (Some(s), _) => s.address,
-        (None, Target::Endpoints(list)) => *list
-            .first()
-            .ok_or_else(|| anyhow!("--endpoints is empty"))?,
+    let addresses = match (&server, &options.target) {
+        (Some(s), _) => vec![s.address],
+        (None, Target::Endpoints(list)) if list.is_empty() => {
+            return Err(anyhow!("--endpoints is empty"));
+        }
+        (None, Target::Endpoints(list)) => list.clone(),
         (None, Target::Embedded { .. }) => unreachable!("embedded starts a server"),
     };
     let server_pid = server.as_ref().map(|s| s.child.id());
@@ -238,7 +239,7 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
     let mut report = runtime.block_on(drive(
         spec,
         options,
-        address,
+        &addresses,
         requests,
         server_pid,
         expected.clone(),
@@ -399,14 +400,18 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// `addresses`: the endpoints the clients are spread over (client `i` connects to
+/// endpoint `i % n`; a DataNode forwards what another one holds); the first one also
+/// serves the setup, the verification and the queries.
 async fn drive(
     spec: &WorkloadSpec,
     options: &ServerOptions,
-    address: SocketAddr,
+    addresses: &[SocketAddr],
     requests: Vec<Prepared>,
     server_pid: Option<u32>,
     expected: Rc<Expected>,
 ) -> anyhow::Result<Report> {
+    let address = addresses[0];
     let mut admin = connect_admin(spec, options, address).await?;
 
     // Write, then flush: the timed window ends when every point is in sealed files.
@@ -421,11 +426,12 @@ async fn drive(
     let errors = Rc::new(Cell::new(0u64));
     let latencies = Rc::new(RefCell::new(Latencies::default()));
     let mut clients = Vec::new();
-    for _ in 0..options.clients.max(1) {
+    for index in 0..options.clients.max(1) {
+        let endpoint = addresses[index % addresses.len()];
         clients.push(
-            ShardClient::connect(address, options)
+            ShardClient::connect(endpoint, options)
                 .await
-                .context("connecting a client")?,
+                .with_context(|| format!("connecting a client to {endpoint}"))?,
         );
     }
     let pipeline = options.pipeline.max(1);
