@@ -16,7 +16,8 @@ use clap::{Parser, Subcommand};
     disable_help_flag = true
 )]
 struct Cli {
-    /// Server address, host:port.
+    /// Server address, host:port; several DataNodes of a cluster separated by commas
+    /// (`a:6667,b:6667,c:6667`): the first that answers, and the next when one fails.
     #[arg(short = 'h', long = "host", default_value = DEFAULT_ADDRESS, global = true)]
     host: String,
     /// User name.

@@ -8,7 +8,10 @@
 
 use std::time::{Duration, Instant};
 
-use iotdb_net::{BlockingClient, ClientConfig, ClientError, DataType, ResultSet, Value};
+use iotdb_net::{
+    BlockingClient, ClientConfig, ClientError, DataType, FailoverClient, FailoverPolicy, ResultSet,
+    Value,
+};
 
 use crate::format::{self, OutputFormat};
 
@@ -45,14 +48,41 @@ impl CtlError {
     }
 }
 
-/// A logged-in connection.
+/// A logged-in connection: to one server, or to one of several DataNodes of a cluster
+/// (`-h a:6667,b:6667`), moving to another when one fails.
 pub struct Session {
-    client: BlockingClient,
+    client: Client,
     address: String,
 }
 
+enum Client {
+    One(BlockingClient),
+    Any(FailoverClient),
+}
+
+/// The socket addresses of a comma-separated `host:port` list.
+fn endpoints(list: &str) -> Result<Vec<std::net::SocketAddr>, CtlError> {
+    use std::net::ToSocketAddrs;
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| {
+            let unresolved = |error: std::io::Error| CtlError::Connection {
+                address: entry.to_string(),
+                source: ClientError::Unavailable(format!("resolving {entry}: {error}")),
+            };
+            entry
+                .to_socket_addrs()
+                .map_err(unresolved)?
+                .next()
+                .ok_or_else(|| unresolved(std::io::Error::other("no address")))
+        })
+        .collect()
+}
+
 impl Session {
-    /// Connects to `address` (`host:port`) and logs in.
+    /// Connects to `address` (`host:port`, or several separated by commas: the first
+    /// that answers, moving to the next when one fails) and logs in.
     pub fn connect(address: &str, user: &str, password: &str) -> Result<Session, CtlError> {
         let config = ClientConfig {
             user: user.to_string(),
@@ -60,11 +90,19 @@ impl Session {
             client_name: "iotdb-ctl".to_string(),
             ..ClientConfig::default()
         };
-        let client =
-            BlockingClient::connect(address, &config).map_err(|source| CtlError::Connection {
-                address: address.to_string(),
-                source,
-            })?;
+        let failed = |source| CtlError::Connection {
+            address: address.to_string(),
+            source,
+        };
+        let client = if address.contains(',') {
+            let endpoints = endpoints(address)?;
+            Client::Any(
+                FailoverClient::connect(&endpoints, &config, FailoverPolicy::default())
+                    .map_err(failed)?,
+            )
+        } else {
+            Client::One(BlockingClient::connect(address, &config).map_err(failed)?)
+        };
         Ok(Session {
             client,
             address: address.to_string(),
@@ -73,18 +111,20 @@ impl Session {
 
     /// Executes one statement.
     pub fn execute(&mut self, statement: &str) -> Result<ResultSet, CtlError> {
-        self.client
-            .execute_sql(statement)
-            .map_err(|error| match error {
-                ClientError::Status(status) => CtlError::Server {
-                    code: status.code.0,
-                    message: status.message,
-                },
-                source => CtlError::Connection {
-                    address: self.address.clone(),
-                    source,
-                },
-            })
+        let result = match &mut self.client {
+            Client::One(client) => client.execute_sql(statement),
+            Client::Any(client) => client.execute_sql(statement),
+        };
+        result.map_err(|error| match error {
+            ClientError::Status(status) => CtlError::Server {
+                code: status.code.0,
+                message: status.message,
+            },
+            source => CtlError::Connection {
+                address: self.address.clone(),
+                source,
+            },
+        })
     }
 
     /// Executes `statement` and renders its result with the CLI's footer (the timing line

@@ -44,4 +44,5 @@ pub mod client;
 pub use client::ClientConfig;
 pub use client::async_client::AsyncClient;
 pub use client::blocking::BlockingClient;
+pub use client::failover::{FailoverClient, FailoverPolicy};
 pub use client::shard_aware::ShardAwareClient;

@@ -2,12 +2,16 @@
 //! client for monoio, and a shard-aware async client that sends each tablet
 //! straight to the shard leading its region.
 //!
+//! A failover client (blocking) takes several DataNodes of a cluster and moves to the next
+//! when one fails, sending the request again.
+//!
 //! Both plain clients pipeline: `send_*` writes a request and returns its id
 //! at once; `receive` collects the response frames for one id (buffering
 //! frames of other ids that arrive first). The convenience methods do both.
 
 pub mod async_client;
 pub mod blocking;
+pub mod failover;
 mod pending;
 pub mod shard_aware;
 
