@@ -5,6 +5,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cluster_mode;
 mod progress;
 mod report;
 mod server_mode;
@@ -48,6 +49,18 @@ enum Mode {
         wal_mode: String,
         #[arg(long)]
         cores: Option<usize>,
+    },
+    /// Run one node of a `--cluster` (what `--cluster` starts in child processes):
+    /// `confignode` or `datanode`, with any configuration key as `--set key=value`.
+    #[command(hide = true)]
+    Node {
+        role: String,
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long)]
+        cores: Option<usize>,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
     },
     /// Write the workload in process into one storage-engine region (no network).
     Storage {
@@ -104,7 +117,20 @@ struct WorkloadArgs {
     /// the first also serves the setup, verification and queries.
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<std::net::SocketAddr>,
-    /// Shards of the embedded server (default: every core).
+    /// Start a local cluster instead of a standalone server, `<ConfigNodes>C<DataNodes>D`
+    /// (`1C3D`): every node a child process on 127.0.0.1 with a temporary directory, the
+    /// clients spread over the DataNodes, the server CPU summed over every node.
+    #[arg(long, conflicts_with = "endpoints")]
+    cluster: Option<String>,
+    /// `data_replication_factor` of the `--cluster`.
+    #[arg(long, default_value_t = 1, requires = "cluster")]
+    replication: u32,
+    /// Any configuration key for every node of the `--cluster` (repeatable):
+    /// `--node-set data_replication_ack=in_sync`.
+    #[arg(long = "node-set", value_name = "KEY=VALUE", requires = "cluster")]
+    node_set: Vec<String>,
+    /// Shards of the embedded server (default: every core), or of each DataNode of the
+    /// `--cluster`.
     #[arg(long)]
     cores: Option<usize>,
     /// Requests each client keeps in flight.
@@ -171,6 +197,19 @@ fn spec_of(args: &WorkloadArgs) -> anyhow::Result<WorkloadSpec> {
     })
 }
 
+/// Logging of a server this binary runs for a run (`serve`, `node`): warnings and errors
+/// on stderr unless `RUST_LOG` says otherwise.
+fn init_server_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(iotdb_runtime::log_colours())
+        .init();
+}
+
 fn main() -> anyhow::Result<()> {
     iotdb_runtime::tune_allocator();
     let cli = Cli::parse();
@@ -182,14 +221,7 @@ fn main() -> anyhow::Result<()> {
         cores,
     }) = cli.mode
     {
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-            )
-            .with_writer(std::io::stderr)
-            .with_ansi(iotdb_runtime::log_colours())
-            .init();
+        init_server_logging();
         let config = iotdb_node::config::ServerConfig {
             data_dir,
             dn_rpc_address: rpc_address,
@@ -199,6 +231,25 @@ fn main() -> anyhow::Result<()> {
             ..iotdb_node::config::ServerConfig::default()
         };
         return iotdb_node::server::run_standalone(config);
+    }
+    if let Some(Mode::Node {
+        role,
+        data_dir,
+        cores,
+        set,
+    }) = &cli.mode
+    {
+        init_server_logging();
+        let mut config = iotdb_node::config::ServerConfig::load_with_overrides(None, set)?;
+        config.data_dir = data_dir.clone();
+        if let Some(cores) = cores {
+            config.dn_cores = *cores;
+        }
+        return match role.as_str() {
+            "confignode" => iotdb_node::cluster::confignode_service::run_confignode(config),
+            "datanode" => iotdb_node::server::run_datanode(config),
+            other => bail!("iotdb-perf node {other}: expected confignode or datanode"),
+        };
     }
     let spec = spec_of(&cli.workload)?;
     let wal_mode = WalMode::parse(&cli.workload.wal_mode)
@@ -216,7 +267,7 @@ fn main() -> anyhow::Result<()> {
                 query_repeat: cli.workload.query_repeat,
             },
         )?,
-        Some(Mode::Serve { .. }) => unreachable!("served above"),
+        Some(Mode::Serve { .. } | Mode::Node { .. }) => unreachable!("served above"),
         None if cli.workload.duration.is_some() => {
             let options = server_mode::ServerOptions {
                 target: server_mode::Target::Embedded {
@@ -236,7 +287,19 @@ fn main() -> anyhow::Result<()> {
             return soak::run(&spec, &options, &soak);
         }
         None => {
-            let target = if !cli.workload.endpoints.is_empty() {
+            let target = if let Some(shape) = &cli.workload.cluster {
+                let mut settings = vec![format!(
+                    "data_replication_factor={}",
+                    cli.workload.replication
+                )];
+                settings.extend(cli.workload.node_set.iter().cloned());
+                server_mode::Target::Cluster {
+                    shape: cluster_mode::Shape::parse(shape)?,
+                    cores: cli.workload.cores,
+                    wal_mode: wal_mode.name().to_string(),
+                    settings,
+                }
+            } else if !cli.workload.endpoints.is_empty() {
                 server_mode::Target::Endpoints(cli.workload.endpoints.clone())
             } else {
                 // `--embedded` is the default target: no flag needed on a fresh machine.

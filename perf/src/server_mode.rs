@@ -1,13 +1,12 @@
 //! The workload against a server over the wire: an embedded standalone server (this
-//! binary re-executed as `iotdb-perf serve`, so its CPU time is its own), or running
-//! servers given by `--endpoints`.
+//! binary re-executed as `iotdb-perf serve`, so its CPU time is its own), a local cluster
+//! (`--cluster`, every node's CPU summed), or running servers given by `--endpoints`.
 //!
 //! Each client task routes every request to the shard owning its region (shard-aware,
 //! zero hops), keeping up to `pipeline` requests in flight.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -35,6 +34,14 @@ pub enum Target {
         wal_mode: String,
     },
     Endpoints(Vec<SocketAddr>),
+    /// Start a local cluster (`crate::cluster_mode`): its shape, each DataNode's shards
+    /// and WAL mode, and settings (`key=value`) for every node.
+    Cluster {
+        shape: crate::cluster_mode::Shape,
+        cores: Option<usize>,
+        wal_mode: String,
+        settings: Vec<String>,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -83,25 +90,7 @@ impl EmbeddedServer {
     /// SIGTERM (a clean stop: every region flushed), then SIGKILL after a minute. Does
     /// nothing once the process has exited.
     fn stop(&mut self) {
-        if let Ok(Some(_)) = self.child.try_wait() {
-            return;
-        }
-        let pid = self.child.id();
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(pid.to_string())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        crate::cluster_mode::stop(&mut self.child);
     }
 }
 
@@ -137,23 +126,17 @@ fn spawn_server(
         command.arg("--cores").arg(cores.to_string());
     }
     let mut child = command.spawn().context("starting the embedded server")?;
-    let stdout = child.stdout.take().context("the server's stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let address = loop {
-        let Some(line) = lines.next() else {
-            let status = child.wait()?;
-            bail!("the embedded server exited ({status}) before it was ready");
-        };
-        let line = line?;
-        if let Some(rest) = line.strip_prefix(iotdb_node::server::READY_LINE_PREFIX) {
-            let address = rest.split_whitespace().next().unwrap_or_default();
-            break address
-                .parse::<SocketAddr>()
-                .with_context(|| format!("server address in {line:?}"))?;
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let rest = crate::cluster_mode::wait_ready(
+        &mut child,
+        "the embedded server",
+        iotdb_node::server::READY_LINE_PREFIX,
+    )?;
+    let address = rest
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .parse::<SocketAddr>()
+        .with_context(|| format!("server address in {rest:?}"))?;
     eprintln!("embedded server pid {} on {address}", child.id());
     Ok((child, address))
 }
@@ -221,17 +204,33 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
         .collect();
     let mut server = match &options.target {
         Target::Embedded { cores, wal_mode } => Some(EmbeddedServer::start(*cores, wal_mode)?),
-        Target::Endpoints(_) => None,
+        Target::Endpoints(_) | Target::Cluster { .. } => None,
     };
-    let addresses = match (&server, &options.target) {
-        (Some(s), _) => vec![s.address],
-        (None, Target::Endpoints(list)) if list.is_empty() => {
+    let cluster = match &options.target {
+        Target::Cluster {
+            shape,
+            cores,
+            wal_mode,
+            settings,
+        } => Some(crate::cluster_mode::EmbeddedCluster::start(
+            *shape, *cores, wal_mode, settings,
+        )?),
+        _ => None,
+    };
+    let addresses = match (&server, &cluster, &options.target) {
+        (Some(s), _, _) => vec![s.address],
+        (_, Some(c), _) => c.endpoints.clone(),
+        (_, _, Target::Endpoints(list)) if list.is_empty() => {
             return Err(anyhow!("--endpoints is empty"));
         }
-        (None, Target::Endpoints(list)) => list.clone(),
-        (None, Target::Embedded { .. }) => unreachable!("embedded starts a server"),
+        (_, _, Target::Endpoints(list)) => list.clone(),
+        _ => unreachable!("embedded and cluster targets start servers"),
     };
-    let server_pid = server.as_ref().map(|s| s.child.id());
+    let server_pids: Vec<u32> = match (&server, &cluster) {
+        (Some(s), _) => vec![s.child.id()],
+        (_, Some(c)) => c.pids(),
+        _ => Vec::new(),
+    };
     let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
         .enable_timer()
         .build()
@@ -241,13 +240,17 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
         options,
         &addresses,
         requests,
-        server_pid,
+        &server_pids,
         expected.clone(),
     ))?;
     report.mode = match &options.target {
         Target::Embedded { .. } => "embedded".into(),
         Target::Endpoints(_) => "endpoints".into(),
+        Target::Cluster {
+            shape, settings, ..
+        } => format!("cluster {shape} ({})", settings.join(" ")),
     };
+    drop(cluster);
     if let Some(server) = &mut server {
         let points = spec.points() as f64;
         let bytes = dir_bytes(server.data_dir.path());
@@ -271,6 +274,23 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
         server.stop();
     }
     Ok(report)
+}
+
+/// Waits until the server processes use less than 5 % of a core over half a second (at
+/// most 60 s); returns how long it took.
+async fn settle_cluster(server_cpu: &impl Fn() -> Option<f64>) -> Duration {
+    const WINDOW: Duration = Duration::from_millis(500);
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let before = server_cpu();
+        monoio::time::sleep(WINDOW).await;
+        match (before, server_cpu()) {
+            (Some(a), Some(b)) if b - a < 0.05 * WINDOW.as_secs_f64() => break,
+            (Some(_), Some(_)) => {}
+            _ => break,
+        }
+    }
+    started.elapsed()
 }
 
 /// Reads every series of the workload back (one raw query per device) and checks its
@@ -408,10 +428,20 @@ async fn drive(
     options: &ServerOptions,
     addresses: &[SocketAddr],
     requests: Vec<Prepared>,
-    server_pid: Option<u32>,
+    server_pids: &[u32],
     expected: Rc<Expected>,
 ) -> anyhow::Result<Report> {
     let address = addresses[0];
+    // Every server process's CPU seconds together (`None` when a server is not ours).
+    let server_cpu = || -> Option<f64> {
+        if server_pids.is_empty() {
+            return None;
+        }
+        server_pids
+            .iter()
+            .map(|pid| report::process_cpu_seconds(*pid))
+            .sum()
+    };
     let mut admin = connect_admin(spec, options, address).await?;
 
     // Write, then flush: the timed window ends when every point is in sealed files.
@@ -424,6 +454,7 @@ async fn drive(
     let requests = Rc::new(requests);
     let next = Rc::new(Cell::new(0usize));
     let errors = Rc::new(Cell::new(0u64));
+    let retried = Rc::new(Cell::new(0u64));
     let latencies = Rc::new(RefCell::new(Latencies::default()));
     let mut clients = Vec::new();
     for index in 0..options.clients.max(1) {
@@ -441,16 +472,17 @@ async fn drive(
         pipeline,
         requests_in_flight: clients.len() * pipeline,
     };
-    let cpu_before = server_pid.and_then(report::process_cpu_seconds);
+    let cpu_before = server_cpu();
     let started = Instant::now();
     let progress = Progress::start("write", spec.points());
     let points_done = progress.counter();
     let mut tasks = Vec::new();
     for client in clients {
-        let (requests, next, errors, latencies, route, points_done) = (
+        let (requests, next, errors, retried, latencies, route, points_done) = (
             requests.clone(),
             next.clone(),
             errors.clone(),
+            retried.clone(),
             latencies.clone(),
             route.clone(),
             points_done.clone(),
@@ -461,6 +493,7 @@ async fn drive(
                 requests,
                 next,
                 errors,
+                retried,
                 latencies,
                 route,
                 pipeline,
@@ -473,14 +506,48 @@ async fn drive(
         task.await?;
     }
     let ingest_elapsed = started.elapsed();
-    let ingest_cpu = server_pid.and_then(report::process_cpu_seconds);
+    let ingest_cpu = server_cpu();
     progress.finish(ingest_elapsed).await;
     if errors.get() > 0 {
         bail!("{} write requests failed", errors.get());
     }
+    if retried.get() > 0 {
+        eprintln!(
+            "{} write requests were answered 606/420 (not now, not here) and sent again",
+            retried.get()
+        );
+    }
     admin.flush(Vec::new()).await.context("flushing")?;
+    // FLUSH is node-local: every other DataNode flushes its own regions too.
+    for endpoint in &addresses[1..] {
+        let mut other = AsyncClient::connect(*endpoint, &client_config(options, None))
+            .await
+            .with_context(|| format!("connecting to {endpoint} to flush"))?;
+        other
+            .flush(Vec::new())
+            .await
+            .with_context(|| format!("flushing {endpoint}"))?;
+    }
     let flush_elapsed = started.elapsed();
-    let flush_cpu = server_pid.and_then(report::process_cpu_seconds);
+    if addresses.len() > 1 && !server_pids.is_empty() {
+        // Replicas may still be applying what their leaders shipped: their work counts
+        // too. Wait until the cluster is quiet, then flush every DataNode again.
+        let settled = settle_cluster(&server_cpu).await;
+        for endpoint in addresses {
+            let mut node = AsyncClient::connect(*endpoint, &client_config(options, None))
+                .await
+                .with_context(|| format!("connecting to {endpoint} to flush"))?;
+            node.flush(Vec::new())
+                .await
+                .with_context(|| format!("flushing {endpoint}"))?;
+        }
+        eprintln!(
+            "the cluster went quiet {:.1} s after the flush (replicas caught up); its CPU \
+             through the flush includes that",
+            settled.as_secs_f64()
+        );
+    }
+    let flush_cpu = server_cpu();
     let cpu_since = |after: Option<f64>| match (cpu_before, after) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
@@ -648,17 +715,24 @@ async fn drive(
 
 /// One client's share of the writes: takes requests from the shared counter, sends each to
 /// its shard's connection, keeps `pipeline` in flight.
+/// Times a write answered "not now" or "not here" (606, 420) is sent at most.
+const WRITE_ATTEMPTS_MAX: u32 = 100;
+/// The pause before sending such a write again.
+const WRITE_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
 async fn write_client(
     mut client: ShardClient,
     requests: Rc<Vec<Prepared>>,
     next: Rc<Cell<usize>>,
     errors: Rc<Cell<u64>>,
+    retried: Rc<Cell<u64>>,
     latencies: Rc<RefCell<Latencies>>,
     route: Rc<RefCell<RouteTable>>,
     pipeline: usize,
     points_done: Rc<Cell<u64>>,
 ) -> anyhow::Result<()> {
-    let mut in_flight: VecDeque<(usize, usize, u64, Instant)> = VecDeque::new();
+    // (request, shard, request id, first sent, attempts)
+    let mut in_flight: VecDeque<(usize, usize, u64, Instant, u32)> = VecDeque::new();
     let mut misses = 0usize;
     loop {
         while in_flight.len() < pipeline {
@@ -684,15 +758,31 @@ async fn write_client(
             let id = client.connections[shard]
                 .send_body(Opcode::InsertTablets, request.body.clone())
                 .await?;
-            in_flight.push_back((i, shard, id, Instant::now()));
+            in_flight.push_back((i, shard, id, Instant::now(), 1));
         }
-        let Some((index, shard, id, sent)) = in_flight.pop_front() else {
+        let Some((index, shard, id, sent, attempts)) = in_flight.pop_front() else {
             break;
         };
         match client.connections[shard].receive(id).await {
             Ok(_) => {
                 latencies.borrow_mut().record(sent.elapsed());
                 points_done.set(points_done.get() + requests[index].points);
+            }
+            Err(ClientError::Status(status))
+                if matches!(
+                    status.code,
+                    StatusCode::WRITE_PROCESS_REJECT | StatusCode::ROUTE_TABLE_STALE
+                ) && attempts < WRITE_ATTEMPTS_MAX =>
+            {
+                // "Not now" (a new replicated group taking over as leader, an overloaded
+                // control plane) or "not here" (a moved leader): the same points again, a
+                // moment later; the latency keeps counting from the first send.
+                retried.set(retried.get() + 1);
+                monoio::time::sleep(WRITE_RETRY_PAUSE).await;
+                let id = client.connections[shard]
+                    .send_body(Opcode::InsertTablets, requests[index].body.clone())
+                    .await?;
+                in_flight.push_back((index, shard, id, sent, attempts + 1));
             }
             Err(e) => {
                 errors.set(errors.get() + 1);
