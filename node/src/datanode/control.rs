@@ -444,7 +444,8 @@ impl ControlPlane {
                     .with_context(|| format!("restoring schema region {group}"))?
                 }
                 (Some(_), None) => anyhow::bail!(
-                    "schema region group {group} is replicated, but this node takes part in                      no schema consensus (a standalone node)"
+                    "schema region group {group} is replicated, but this node takes part in \
+                    no schema consensus (a standalone node)"
                 ),
                 (None, _) => SchemaRegion::open(&dir, database).with_context(|| {
                     format!("opening schema region {group} in {}", dir.display())
@@ -744,7 +745,8 @@ impl ControlPlane {
         loop {
             if raft.has_failed(group) {
                 return Err(Status::internal(format!(
-                    "the replica of schema region group {group} on DataNode {} stopped after                      a disk error; restart that DataNode",
+                    "the replica of schema region group {group} on DataNode {} stopped after \
+                    a disk error; restart that DataNode",
                     self.data_node_id
                 )));
             }
@@ -765,7 +767,8 @@ impl ControlPlane {
             if Instant::now() >= deadline {
                 return Err(schema_status(crate::schema::SchemaError::Unavailable(
                     format!(
-                        "schema region group {group} has no leader yet (an election is under way,                      or too few of its replicas run); retry"
+                        "schema region group {group} has no leader yet (an election is under way, \
+                    or too few of its replicas run); retry"
                     ),
                 )));
             }

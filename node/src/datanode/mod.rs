@@ -362,7 +362,8 @@ impl Shard {
         Err(Status::new(
             StatusCode::ROUTE_TABLE_STALE,
             format!(
-                "the schema question was sent on {SCHEMA_REDIRECTS_MAX} times without reaching                  the DataNode that serves it (a leader change under way); retry"
+                "the schema question was sent on {SCHEMA_REDIRECTS_MAX} times without reaching \
+                    the DataNode that serves it (a leader change under way); retry"
             ),
         ))
     }
