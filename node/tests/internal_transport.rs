@@ -206,8 +206,11 @@ fn pipelined_requests_pair_with_their_responses_under_load() {
                 let my_tag = tag;
                 handles.push(monoio::spawn(async move {
                     let body = request_body(my_tag, (my_tag % 4) as u8);
+                    // A bound for a hang, not a figure: on a loaded CI machine running
+                    // other multi-process tests beside this one, 500 requests in flight
+                    // once took more than 20 s.
                     let response = endpoint
-                        .request(NodeId(2), body, Duration::from_secs(20))
+                        .request(NodeId(2), body, Duration::from_secs(60))
                         .await
                         .expect("request under load");
                     (my_tag, response)
