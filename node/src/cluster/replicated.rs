@@ -440,19 +440,20 @@ fn run(
             let _ = host.borrow_mut().group.campaign();
         }
         host.borrow_mut().process();
+        let mut ticks = Ticks::new(TICK);
         while !stop.load(Ordering::Acquire) {
             let job = monoio::select! {
                 job = super::link::next_job(&mut jobs) => job,
-                _ = monoio::time::sleep(TICK) => None,
+                _ = monoio::time::sleep(ticks.until_next()) => None,
             };
             let mut host = host.borrow_mut();
-            match job {
-                Some(job) => host.take(job),
-                None => {
-                    if let Err(e) = host.group.tick() {
-                        host.fail(&e);
-                    }
-                }
+            if let Some(job) = job {
+                host.take(job);
+            }
+            if ticks.due()
+                && let Err(e) = host.group.tick()
+            {
+                host.fail(&e);
             }
             host.process();
         }
@@ -658,6 +659,38 @@ pub(crate) fn answer_proposals(pending: &mut Vec<PendingProposal>, index: u64, t
         });
         false
     });
+}
+
+/// A raft thread's clock: a tick every `interval` however many jobs arrive in between
+/// (a wait restarted by every job would starve the ticks of a busy leader).
+pub(crate) struct Ticks {
+    interval: Duration,
+    next: std::time::Instant,
+}
+
+impl Ticks {
+    pub(crate) fn new(interval: Duration) -> Ticks {
+        Ticks {
+            interval,
+            next: std::time::Instant::now() + interval,
+        }
+    }
+
+    /// How long until the next tick is due.
+    pub(crate) fn until_next(&self) -> Duration {
+        self.next
+            .saturating_duration_since(std::time::Instant::now())
+    }
+
+    /// Whether a tick is due now (it then counts as taken).
+    pub(crate) fn due(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if now < self.next {
+            return false;
+        }
+        self.next = now + self.interval;
+        true
+    }
 }
 
 /// A raft thread's runtime: io_uring where the kernel has it, with timers.

@@ -43,8 +43,8 @@ use iotdb_consensus::raft_group::{
 use iotdb_model::NodeId;
 
 use crate::cluster::replicated::{
-    OnMessage, PendingProposal, answer_proposals, node_of, not_leader_error, raft_id, raft_runtime,
-    serve_raft_endpoint,
+    OnMessage, PendingProposal, Ticks, answer_proposals, node_of, not_leader_error, raft_id,
+    raft_runtime, serve_raft_endpoint,
 };
 use crate::internal::InternalEndpoint;
 use crate::schema::{ReplicatedLog, SchemaError};
@@ -416,15 +416,18 @@ fn run(
             return;
         };
         host.borrow_mut().endpoint = Some(endpoint.clone());
+        let mut ticks = Ticks::new(TICK);
         while !stop.load(Ordering::Acquire) {
             let job = monoio::select! {
                 job = crate::cluster::link::next_job(&mut jobs) => job,
-                _ = monoio::time::sleep(TICK) => None,
+                _ = monoio::time::sleep(ticks.until_next()) => None,
             };
             let mut host = host.borrow_mut();
-            match job {
-                Some(job) => host.take(job),
-                None => host.tick(),
+            if let Some(job) = job {
+                host.take(job);
+            }
+            if ticks.due() {
+                host.tick();
             }
         }
         endpoint.shut_down();
