@@ -65,20 +65,49 @@ pub enum InternalFrameError {
     ReservedFlags(u16),
 }
 
-/// Encodes `frame` (header and body, one buffer) with the internal magic and version.
-pub fn encode_internal(frame: &Frame) -> Bytes {
-    let mut header = frame.header();
-    header.magic = INTERNAL_MAGIC;
-    header.version = INTERNAL_PROTOCOL_VERSION;
-    let mut out = BytesMut::with_capacity(HEADER_BYTES + frame.body.len());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(&frame.body);
-    out.freeze()
+/// Builds and encodes an internal frame (header and body, one buffer; the body is copied
+/// once).
+pub fn internal_frame(opcode: u8, request_id: u64, body: Bytes) -> Bytes {
+    internal_frame_with(opcode, request_id, body.len(), |out| {
+        out.extend_from_slice(&body)
+    })
 }
 
-/// Builds and encodes an internal frame.
-pub fn internal_frame(opcode: u8, request_id: u64, body: Bytes) -> Bytes {
-    encode_internal(&Frame::new(opcode, 0, request_id, body))
+/// Builds an internal frame whose body, exactly `body_bytes` long, `write_body` appends in
+/// place after the header: one allocation of the frame's final size, and the body is
+/// written once, where it is sent from (a body encoded into a buffer of its own and then
+/// framed is copied twice, its buffer grown on the way). The header (length, checksum) is
+/// filled in once the body is there.
+///
+/// # Panics
+/// If `write_body` appends other than `body_bytes` bytes (a caller's size is wrong), or
+/// the body exceeds `u32::MAX` bytes.
+pub fn internal_frame_with(
+    opcode: u8,
+    request_id: u64,
+    body_bytes: usize,
+    write_body: impl FnOnce(&mut Vec<u8>),
+) -> Bytes {
+    let body_length = u32::try_from(body_bytes).expect("frame body longer than u32::MAX");
+    let mut out = Vec::with_capacity(HEADER_BYTES + body_bytes);
+    out.resize(HEADER_BYTES, 0);
+    write_body(&mut out);
+    assert_eq!(
+        out.len() - HEADER_BYTES,
+        body_bytes,
+        "an internal frame's body is as long as announced"
+    );
+    let header = FrameHeader {
+        magic: INTERNAL_MAGIC,
+        version: INTERNAL_PROTOCOL_VERSION,
+        opcode,
+        flags: 0.into(),
+        request_id: request_id.into(),
+        body_length: body_length.into(),
+        body_crc32c: crc32c::crc32c(&out[HEADER_BYTES..]).into(),
+    };
+    out[..HEADER_BYTES].copy_from_slice(header.as_bytes());
+    Bytes::from(out)
 }
 
 /// Splits one complete internal frame off the front of `buffer`, or `None` when more
@@ -181,6 +210,42 @@ mod tests {
             decode_internal_frame(&mut corrupt, 1024),
             Err(InternalFrameError::Checksum)
         );
+    }
+
+    #[test]
+    fn a_body_written_in_place_frames_as_a_copied_one() {
+        let body = b"group and message";
+        let in_place = internal_frame_with(OP_MESSAGE, 7, body.len(), |out| {
+            out.extend_from_slice(&body[..5]);
+            out.extend_from_slice(&body[5..]);
+        });
+        assert_eq!(
+            in_place,
+            encode_frame_copied(OP_MESSAGE, 7, Bytes::from_static(body))
+        );
+        let mut buffer = BytesMut::from(&in_place[..]);
+        let frame = decode_internal_frame(&mut buffer, 1024).unwrap().unwrap();
+        assert_eq!((frame.opcode, frame.request_id), (OP_MESSAGE, 7));
+        assert_eq!(&frame.body[..], body);
+    }
+
+    #[test]
+    #[should_panic(expected = "as long as announced")]
+    fn a_body_of_another_length_than_announced_is_a_bug() {
+        internal_frame_with(OP_MESSAGE, 0, 3, |out| out.extend_from_slice(b"four"));
+    }
+
+    /// The frame as the client protocol's `Frame` encodes it, with the internal magic and
+    /// version: what `internal_frame_with` must produce.
+    fn encode_frame_copied(opcode: u8, request_id: u64, body: Bytes) -> Bytes {
+        let frame = Frame::new(opcode, 0, request_id, body);
+        let mut header = frame.header();
+        header.magic = INTERNAL_MAGIC;
+        header.version = INTERNAL_PROTOCOL_VERSION;
+        let mut out = BytesMut::new();
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(&frame.body);
+        out.freeze()
     }
 
     proptest! {

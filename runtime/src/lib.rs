@@ -57,6 +57,9 @@
 //! #[global_allocator]
 //! static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 //! ```
+//!
+//! and calls [`tune_allocator`] first thing in `main` (transparent huge pages off: see its
+//! doc for the profile that asked for it).
 
 pub mod error;
 pub mod in_flight;

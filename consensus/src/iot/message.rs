@@ -28,6 +28,15 @@ use crate::limits::{
     IOT_MESSAGE_PAYLOAD_BYTES_MAX as MESSAGE_PAYLOAD_BYTES_MAX,
 };
 
+/// Bytes of the tag and the sender's epoch that start every message.
+const MESSAGE_HEADER_BYTES: usize = 1 + 8;
+/// Bytes of one `(epoch, first index)` pair of an epoch table.
+const EPOCH_PAIR_BYTES: usize = 16;
+/// Bytes of an entry before its payload: index u64, kind u8, length u32.
+const ENTRY_HEADER_BYTES: usize = 8 + 1 + 4;
+/// Bytes of a count (of epoch pairs, of entries).
+const COUNT_BYTES: usize = 4;
+
 /// A message between replicas of one region group. Every message carries the sender's
 /// epoch; a receiver that knows a higher one answers with it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,7 +125,34 @@ impl Message {
         }
     }
 
-    /// Appends the encoding to `out`.
+    /// How many bytes [`Message::encode`] appends: a buffer sized with it is written once,
+    /// never grown (a batch of entries is megabytes).
+    pub fn encoded_len(&self) -> usize {
+        let epochs_len = |epochs: &Epochs| COUNT_BYTES + EPOCH_PAIR_BYTES * epochs.pairs().len();
+        let entries_len = |entries: &[Entry]| {
+            COUNT_BYTES
+                + entries
+                    .iter()
+                    .map(|entry| ENTRY_HEADER_BYTES + entry.payload.len())
+                    .sum::<usize>()
+        };
+        MESSAGE_HEADER_BYTES
+            + match self {
+                Message::Probe { .. } => 8,
+                Message::State { epochs, .. } => 3 * 8 + 1 + epochs_len(epochs),
+                Message::Append {
+                    epochs, entries, ..
+                } => 8 + epochs_len(epochs) + entries_len(entries),
+                Message::Appended { .. } => 3 * 8,
+                Message::Rebuild { .. } => 0,
+                Message::Fetch { .. } => 2 * 8,
+                Message::Fetched {
+                    epochs, entries, ..
+                } => 1 + epochs_len(epochs) + entries_len(entries),
+            }
+    }
+
+    /// Appends the encoding ([`Message::encoded_len`] bytes) to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let tag = match self {
             Message::Probe { .. } => 1,
@@ -187,7 +223,7 @@ impl Message {
 
     /// The encoding as one buffer.
     pub fn to_bytes(&self) -> Bytes {
-        let mut out = Vec::new();
+        let mut out = Vec::with_capacity(self.encoded_len());
         self.encode(&mut out);
         Bytes::from(out)
     }
@@ -341,7 +377,7 @@ impl Reader<'_> {
     }
 
     fn epochs(&mut self) -> Result<Epochs, DecodeError> {
-        let count = self.count("epoch pairs", MESSAGE_EPOCHS_MAX, 16)?;
+        let count = self.count("epoch pairs", MESSAGE_EPOCHS_MAX, EPOCH_PAIR_BYTES)?;
         let mut pairs = Vec::with_capacity(count);
         for _ in 0..count {
             pairs.push((self.u64()?, self.u64()?));
@@ -350,7 +386,7 @@ impl Reader<'_> {
     }
 
     fn entries(&mut self) -> Result<Vec<Entry>, DecodeError> {
-        let count = self.count("entries", MESSAGE_ENTRIES_MAX, 13)?;
+        let count = self.count("entries", MESSAGE_ENTRIES_MAX, ENTRY_HEADER_BYTES)?;
         let mut entries: Vec<Entry> = Vec::with_capacity(count);
         for _ in 0..count {
             let index = self.u64()?;
@@ -437,6 +473,15 @@ mod tests {
         for message in samples() {
             let bytes = message.to_bytes();
             assert_eq!(Message::decode(&bytes), Ok(message));
+        }
+    }
+
+    #[test]
+    fn encoded_len_is_what_encode_appends() {
+        for message in samples() {
+            let mut out = vec![0xAB; 3];
+            message.encode(&mut out);
+            assert_eq!(out.len() - 3, message.encoded_len(), "{message:?}");
         }
     }
 

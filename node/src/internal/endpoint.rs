@@ -154,7 +154,22 @@ impl InternalEndpoint {
 
     /// Queues a one-way message to `to` (best effort, as `Transport` promises).
     pub fn send_message(&self, to: NodeId, body: Bytes) -> Result<(), InternalError> {
-        self.peer(to)?.send(body)
+        self.send_message_with(to, body.len(), |out| out.extend_from_slice(&body))
+    }
+
+    /// [`InternalEndpoint::send_message`] of a body exactly `body_bytes` long that
+    /// `write_body` appends straight into the frame to be sent: a large message (a
+    /// replication batch) is encoded once, into a buffer allocated at its final size, and
+    /// not copied again on its way to the socket. `write_body` does not run when the peer
+    /// cannot take the message (shut down, too large, known unreachable); a body of another
+    /// length than announced is a bug (panics).
+    pub fn send_message_with(
+        &self,
+        to: NodeId,
+        body_bytes: usize,
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), InternalError> {
+        self.peer(to)?.send_with(body_bytes, write_body)
     }
 
     /// Stops accepting (the pending accept is cancelled and the listener closed, so the

@@ -24,6 +24,7 @@ use futures_channel::oneshot;
 use iotdb_consensus::io::NodeId;
 use iotdb_net::internal_frame::{
     OP_ERROR, OP_HELLO, OP_HELLO_ACCEPTED, OP_MESSAGE, OP_REQUEST, OP_RESPONSE, internal_frame,
+    internal_frame_with,
 };
 use monoio::io::{AsyncWriteRent, Splitable};
 use monoio::net::TcpStream;
@@ -87,10 +88,16 @@ impl Peer {
         self.address.set(address);
     }
 
-    /// Queues a one-way message.
-    pub(crate) fn send(self: &Rc<Self>, body: Bytes) -> Result<(), InternalError> {
-        self.check_sendable(body.len())?;
-        self.push(internal_frame(OP_MESSAGE, 0, body))
+    /// Queues a one-way message whose body of exactly `body_bytes` `write_body` encodes in
+    /// place, into the frame that is sent (`internal_frame_with`); nothing is encoded when
+    /// the peer cannot take it.
+    pub(crate) fn send_with(
+        self: &Rc<Self>,
+        body_bytes: usize,
+        write_body: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(), InternalError> {
+        self.check_sendable(body_bytes)?;
+        self.push(internal_frame_with(OP_MESSAGE, 0, body_bytes, write_body))
     }
 
     /// Queues a request and waits for its response, at most `timeout`.

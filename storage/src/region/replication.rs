@@ -57,14 +57,14 @@ pub enum LogRead {
 
 impl Region {
     /// [`Region::write`], also returning the logged record to ship to followers. The
-    /// payload is encoded once, into a buffer that becomes the entry's `Bytes` (the plain
-    /// `write` reuses its buffer instead).
+    /// payload is encoded once, into a buffer of exactly its size that becomes the entry's
+    /// `Bytes` (the plain `write` reuses its buffer instead).
     pub fn write_for_replication(&self, tablet: &Tablet) -> Result<(WriteAck, LogEntry)> {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         state.admit_tablet(tablet)?;
         let index = state.next_index;
-        let mut payload = Vec::new();
+        let mut payload = Vec::with_capacity(wal_entry::encoded_len(tablet));
         wal_entry::encode(tablet, &mut payload);
         let ack = self.log_tablet(state, index, &payload, tablet)?;
         Ok((
