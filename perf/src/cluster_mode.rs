@@ -179,6 +179,11 @@ impl EmbeddedCluster {
             .collect()
     }
 
+    /// How many of [`EmbeddedCluster::pids`] (the first ones) are ConfigNodes.
+    pub(crate) fn config_node_count(&self) -> usize {
+        self.config_nodes.len()
+    }
+
     /// Waits until `SHOW CLUSTER` lists every node Running.
     fn wait_until_running(&self, shape: Shape) -> anyhow::Result<()> {
         let expected = shape.config_nodes + shape.data_nodes;

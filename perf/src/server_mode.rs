@@ -241,6 +241,9 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
         &addresses,
         requests,
         &server_pids,
+        cluster
+            .as_ref()
+            .map_or(0, crate::cluster_mode::EmbeddedCluster::config_node_count),
         expected.clone(),
     ))?;
     report.mode = match &options.target {
@@ -429,6 +432,7 @@ async fn drive(
     addresses: &[SocketAddr],
     requests: Vec<Prepared>,
     server_pids: &[u32],
+    config_nodes: usize,
     expected: Rc<Expected>,
 ) -> anyhow::Result<Report> {
     let address = addresses[0];
@@ -473,6 +477,10 @@ async fn drive(
         requests_in_flight: clients.len() * pipeline,
     };
     let cpu_before = server_cpu();
+    let per_process_before: Vec<Option<f64>> = server_pids
+        .iter()
+        .map(|pid| report::process_cpu_seconds(*pid))
+        .collect();
     let started = Instant::now();
     let progress = Progress::start("write", spec.points());
     let points_done = progress.counter();
@@ -548,6 +556,37 @@ async fn drive(
         );
     }
     let flush_cpu = server_cpu();
+    if server_pids.len() > 1 {
+        // Where a cluster's CPU went, node by node (ConfigNodes first, then DataNodes).
+        let used: Vec<f64> = server_pids
+            .iter()
+            .zip(&per_process_before)
+            .map(
+                |(pid, before)| match (before, report::process_cpu_seconds(*pid)) {
+                    (Some(a), Some(b)) => b - a,
+                    _ => 0.0,
+                },
+            )
+            .collect();
+        let shares: Vec<String> = used
+            .iter()
+            .enumerate()
+            .map(|(index, seconds)| {
+                if index < config_nodes {
+                    format!("ConfigNode {} {seconds:.2} s", index + 1)
+                } else {
+                    format!("DataNode {} {seconds:.2} s", index + 1 - config_nodes)
+                }
+            })
+            .collect();
+        let data_nodes: f64 = used[config_nodes.min(used.len())..].iter().sum();
+        eprintln!(
+            "server cpu through the flush by process: {}; DataNodes together {data_nodes:.2} s \
+             ({:.0} points per DataNode CPU-second)",
+            shares.join(", "),
+            spec.points() as f64 / data_nodes.max(f64::MIN_POSITIVE)
+        );
+    }
     let cpu_since = |after: Option<f64>| match (cpu_before, after) {
         (Some(a), Some(b)) => Some(b - a),
         _ => None,
