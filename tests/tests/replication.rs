@@ -70,29 +70,38 @@ fn write_round(cluster: &TestCluster, via: usize, round: i64) -> Duration {
             device(index),
             round * 100 + index as i64
         );
-        let started = Instant::now();
-        loop {
-            let outcome = cluster
-                .client(via)
-                .map_err(|e| e.to_string())
-                .and_then(|mut client| client.execute_sql(&statement).map_err(|e| e.to_string()));
-            match outcome {
-                Ok(_) => break,
-                Err(error) if started.elapsed() < PATIENCE => {
-                    if started.elapsed() < Duration::from_millis(100) {
-                        eprintln!("retrying {statement}: {error}");
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-                Err(error) => panic!("{statement} never succeeded: {error}"),
-            }
+        let took = execute_until_acknowledged(cluster, via, &statement);
+        if took > Duration::from_secs(1) {
+            eprintln!("{statement} took {took:?}");
         }
-        if started.elapsed() > Duration::from_secs(1) {
-            eprintln!("{statement} took {:?}", started.elapsed());
-        }
-        longest = longest.max(started.elapsed());
+        longest = longest.max(took);
     }
     longest
+}
+
+/// Executes `statement` through DataNode `via`, again every 100 ms until it is
+/// acknowledged (a failover refuses it for a moment; the first refusal is printed), for
+/// [`PATIENCE`] at most; returns how long it took.
+fn execute_until_acknowledged(cluster: &TestCluster, via: usize, statement: &str) -> Duration {
+    let started = Instant::now();
+    let mut told = false;
+    loop {
+        let outcome = cluster
+            .client(via)
+            .map_err(|e| e.to_string())
+            .and_then(|mut client| client.execute_sql(statement).map_err(|e| e.to_string()));
+        match outcome {
+            Ok(_) => return started.elapsed(),
+            Err(error) if started.elapsed() < PATIENCE => {
+                if !told {
+                    told = true;
+                    eprintln!("retrying {statement} via {via}: {error}");
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(error) => panic!("{statement} via {via} never succeeded: {error}"),
+        }
+    }
 }
 
 /// Every device's (time → value) as DataNode `via` answers. A read of a group whose
@@ -469,25 +478,8 @@ fn create_series(cluster: &TestCluster, via: usize, index: usize) -> (String, Du
         "INSERT INTO root.sch.d{index}(time, s{}) VALUES (1, {index})",
         index % 3
     );
-    let started = Instant::now();
-    loop {
-        let outcome = cluster
-            .client(via)
-            .map_err(|e| e.to_string())
-            .and_then(|mut client| client.execute_sql(&statement).map_err(|e| e.to_string()));
-        match outcome {
-            Ok(_) => break,
-            Err(error) if started.elapsed() < PATIENCE => {
-                eprintln!("retrying {statement} via {via}: {error}");
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            Err(error) => panic!("{statement} via {via} never succeeded: {error}"),
-        }
-    }
-    (
-        format!("root.sch.d{index}.s{}", index % 3),
-        started.elapsed(),
-    )
+    let took = execute_until_acknowledged(cluster, via, &statement);
+    (format!("root.sch.d{index}.s{}", index % 3), took)
 }
 
 /// Every series under `root.sch` with its one value, as a query through DataNode `via`
