@@ -658,12 +658,15 @@ fn schema_regions_replicate_through_raft_and_survive_their_leaders_kill() {
     });
 }
 
-/// A client given every DataNode (`FailoverClient`) keeps writing and reading while the
-/// DataNode it is connected to is killed: no error reaches the caller, and every
-/// acknowledged point reads back (RF=2, `in_sync`).
+/// Clients given every DataNode keep writing and reading while the DataNode one of them is
+/// connected to is killed: a `FailoverClient` (SQL) and a `ShardAwareClient` (tablets to
+/// the leaders' cores). No error reaches the caller, and every acknowledged point reads
+/// back (RF=2, `in_sync`).
 #[test]
 fn a_failover_client_rides_over_the_death_of_its_data_node() {
-    use iotdb_net::{ClientConfig, FailoverClient, FailoverPolicy};
+    use iotdb_net::{
+        ClientConfig, DataType, FailoverClient, FailoverPolicy, ShardAwareClient, WireTablet,
+    };
     let mut cluster = start_1c3d(&[
         ("data_replication_factor", "2"),
         ("data_replication_ack", "in_sync"),
@@ -681,21 +684,43 @@ fn a_failover_client_rides_over_the_death_of_its_data_node() {
     };
     let mut client =
         FailoverClient::connect(&endpoints, &ClientConfig::default(), policy).expect("connect");
+    let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .expect("runtime");
+    let mut sharded = runtime
+        .block_on(ShardAwareClient::connect(
+            &endpoints,
+            ClientConfig::default(),
+        ))
+        .expect("connect the shard-aware client");
+    sharded.set_failover_policy(policy);
     // The database and the schema of every device exist before the kill, so what the
     // test measures is the data path (a new device's schema would wait for the schema
     // region's election as well, which the schema test covers).
     let mut acked: BTreeSet<i64> = BTreeSet::new();
-    let write = |client: &mut FailoverClient, round: i64| {
+    let mut write = |client: &mut FailoverClient, round: i64| {
+        let mut tablets = Vec::new();
         for index in 0..DEVICES {
+            let value = round * 100 + index as i64;
             let statement = format!(
-                "INSERT INTO {}(time, s1) VALUES ({round}, {})",
-                device(index),
-                round * 100 + index as i64
+                "INSERT INTO {}(time, s1) VALUES ({round}, {value})",
+                device(index)
             );
             client
                 .execute_sql(&statement)
                 .unwrap_or_else(|e| panic!("{statement}: an error reached the caller: {e}"));
+            let mut tablet = WireTablet::new(device(index), &[("s2", DataType::Double)]);
+            tablet
+                .push_row(round, &[Some(Value::Double(value as f64))])
+                .expect("a row");
+            tablets.push(tablet);
         }
+        runtime
+            .block_on(sharded.insert_tablets(&tablets))
+            .unwrap_or_else(|e| {
+                panic!("round {round} of tablets: an error reached the caller: {e}")
+            });
     };
     for round in 0..3 {
         write(&mut client, round);
@@ -716,8 +741,8 @@ fn a_failover_client_rides_over_the_death_of_its_data_node() {
         client.endpoint()
     );
     assert_ne!(client.endpoint(), endpoints[victim]);
-    for index in 0..DEVICES {
-        let statement = format!("SELECT s1 FROM {}", device(index));
+    for (index, measurement) in (0..DEVICES).flat_map(|i| [(i, "s1"), (i, "s2")]) {
+        let statement = format!("SELECT {measurement} FROM {}", device(index));
         let result = client
             .execute_sql(&statement)
             .expect("a read after the kill");

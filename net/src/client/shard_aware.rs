@@ -6,7 +6,11 @@
 //! Tablets with no route (a new time slot, an unknown database) go to the
 //! default connection, whose server routes them. On `ROUTE_TABLE_STALE` the
 //! client refetches the table and resends; on a connection failure it drops
-//! the connection and retries, failing over between the seed endpoints.
+//! the connection and retries, failing over between the seed endpoints. After
+//! [`INSERT_ATTEMPTS_MAX`] quick attempts it keeps trying, paced, for as long as
+//! its [`FailoverPolicy`] allows (a DataNode's death takes a few seconds to
+//! reach the route table), on transient failures only (see
+//! [`super::failover::is_transient`]).
 //! A tablet is routed by its first row's timestamp: a tablet spanning two
 //! time slots is routed (and split) by the server.
 
@@ -15,12 +19,14 @@ use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::ClientConfig;
 use super::async_client::{AsyncClient, insert_outcome};
+use super::failover::{FailoverPolicy, is_transient};
 use crate::error::{ClientError, NetError};
 use crate::partition::RouteTable;
 use crate::status::StatusCode;
 use crate::tablet::WireTablet;
 
-/// Attempts per insert before giving up (route refreshes and reconnects).
+/// Attempts per insert made at once (route refreshes and reconnects); later ones are
+/// paced by the client's [`FailoverPolicy`].
 pub const INSERT_ATTEMPTS_MAX: usize = 4;
 
 /// Connection key: endpoint `host:port` and the shard named in the handshake.
@@ -36,6 +42,7 @@ pub struct ShardAwareClient {
     default_connection: Option<AsyncClient>,
     shard_connections: HashMap<ConnectionKey, AsyncClient>,
     route_table: RouteTable,
+    policy: FailoverPolicy,
 }
 
 impl ShardAwareClient {
@@ -51,9 +58,15 @@ impl ShardAwareClient {
             default_connection: None,
             shard_connections: HashMap::new(),
             route_table: RouteTable::empty(),
+            policy: FailoverPolicy::default(),
         };
         client.refresh_route_table().await?;
         Ok(client)
+    }
+
+    /// How long an insert keeps trying after its quick attempts failed.
+    pub fn set_failover_policy(&mut self, policy: FailoverPolicy) {
+        self.policy = policy;
     }
 
     pub fn route_table(&self) -> &RouteTable {
@@ -146,9 +159,16 @@ impl ShardAwareClient {
     pub async fn insert_tablets(&mut self, tablets: &[WireTablet]) -> Result<(), ClientError> {
         let mut remaining: Vec<usize> = (0..tablets.len()).collect();
         let mut last_error = None;
-        for _ in 0..INSERT_ATTEMPTS_MAX {
+        let deadline = std::time::Instant::now() + self.policy.retry_for;
+        for attempt in 1.. {
             if remaining.is_empty() {
                 return Ok(());
+            }
+            if attempt > INSERT_ATTEMPTS_MAX {
+                if std::time::Instant::now() + self.policy.pause >= deadline {
+                    break;
+                }
+                monoio::time::sleep(self.policy.pause).await;
             }
             // Group by destination; `None` = the default connection.
             let mut groups: HashMap<Option<ConnectionKey>, Vec<usize>> = HashMap::new();
@@ -206,8 +226,10 @@ impl ShardAwareClient {
                         last_error = Some(error);
                         failed.extend(indexes);
                     }
-                    Err(error @ ClientError::Status(_)) => return Err(error),
+                    Err(error) if !is_transient(&error) => return Err(error),
                     Err(error) => {
+                        // A broken connection is dropped; a DataNode that said "not now"
+                        // (606) or could not reach another (305) is asked again.
                         self.forget(&key, &error);
                         last_error = Some(error);
                         failed.extend(indexes);
