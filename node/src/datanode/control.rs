@@ -691,33 +691,42 @@ impl ControlPlane {
     /// `create`), opened when it is on this node.
     fn schema_of(&mut self, device: &str, create: bool) -> Result<Option<SchemaPlace>, Status> {
         let slot_num = self.config.series_slot_num;
-        let database = if create {
-            self.config(ConfigRequest::EnsureDatabaseOfDevice {
-                device: device.to_string(),
-            })?
-            .into_database()
-            .map_err(config_status)?
-        } else {
-            match self.config_node.route_snapshot().database_of_device(device) {
+        // What the state (a member's mirror) already holds needs no ConfigNode request:
+        // only a database or a schema partition that does not exist yet is created there.
+        // (A database being deleted is asked about, so the ConfigNode refuses it.)
+        let known = self
+            .config_node
+            .route_snapshot()
+            .database_of_device(device)
+            .map(|(name, _)| name.to_string())
+            .filter(|name| self.config_node.state().procedure_on(name).is_none());
+        let database = match known {
+            Some(name) => name,
+            None if create => self
+                .config(ConfigRequest::EnsureDatabaseOfDevice {
+                    device: device.to_string(),
+                })?
+                .into_database()
+                .map_err(config_status)?,
+            None => match self.config_node.route_snapshot().database_of_device(device) {
                 Some((name, _)) => name.to_string(),
                 None => return Ok(None),
-            }
+            },
         };
         let slot = iotdb_net::series_slot(device, slot_num);
-        let group = if create {
-            let groups = self
-                .config(ConfigRequest::GetOrCreateSchemaPartitions {
-                    database: database.clone(),
-                    series_slots: vec![slot],
-                })?
-                .into_groups()
-                .map_err(config_status)?;
-            groups[0]
-        } else {
-            match self.config_node.schema_partition(&database, slot) {
-                Some(g) => g,
-                None => return Ok(None),
+        let group = match self.config_node.schema_partition(&database, slot) {
+            Some(group) => group,
+            None if create => {
+                let groups = self
+                    .config(ConfigRequest::GetOrCreateSchemaPartitions {
+                        database: database.clone(),
+                        series_slots: vec![slot],
+                    })?
+                    .into_groups()
+                    .map_err(config_status)?;
+                groups[0]
             }
+            None => return Ok(None),
         };
         if let Some(elsewhere) = self.holder_elsewhere(group) {
             return Ok(Some(SchemaPlace::Elsewhere(elsewhere)));
