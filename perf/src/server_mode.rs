@@ -436,16 +436,21 @@ async fn drive(
     expected: Rc<Expected>,
 ) -> anyhow::Result<Report> {
     let address = addresses[0];
-    // Every server process's CPU seconds together (`None` when a server is not ours).
-    let server_cpu = || -> Option<f64> {
-        if server_pids.is_empty() {
-            return None;
-        }
+    // Each server process's CPU seconds, and their total (`None` when a server is not
+    // ours, or a process could not be read).
+    let per_process = || -> Vec<Option<f64>> {
         server_pids
             .iter()
             .map(|pid| report::process_cpu_seconds(*pid))
-            .sum()
+            .collect()
     };
+    let total = |readings: &[Option<f64>]| -> Option<f64> {
+        if readings.is_empty() {
+            return None;
+        }
+        readings.iter().copied().sum()
+    };
+    let server_cpu = || total(&per_process());
     let mut admin = connect_admin(spec, options, address).await?;
 
     // Write, then flush: the timed window ends when every point is in sealed files.
@@ -476,11 +481,8 @@ async fn drive(
         pipeline,
         requests_in_flight: clients.len() * pipeline,
     };
-    let cpu_before = server_cpu();
-    let per_process_before: Vec<Option<f64>> = server_pids
-        .iter()
-        .map(|pid| report::process_cpu_seconds(*pid))
-        .collect();
+    let per_process_before = per_process();
+    let cpu_before = total(&per_process_before);
     let started = Instant::now();
     let progress = Progress::start("write", spec.points());
     let points_done = progress.counter();
@@ -555,18 +557,17 @@ async fn drive(
             settled.as_secs_f64()
         );
     }
-    let flush_cpu = server_cpu();
+    let per_process_flushed = per_process();
+    let flush_cpu = total(&per_process_flushed);
     if server_pids.len() > 1 {
         // Where a cluster's CPU went, node by node (ConfigNodes first, then DataNodes).
-        let used: Vec<f64> = server_pids
+        let used: Vec<f64> = per_process_before
             .iter()
-            .zip(&per_process_before)
-            .map(
-                |(pid, before)| match (before, report::process_cpu_seconds(*pid)) {
-                    (Some(a), Some(b)) => b - a,
-                    _ => 0.0,
-                },
-            )
+            .zip(&per_process_flushed)
+            .map(|(before, after)| match (before, after) {
+                (Some(a), Some(b)) => b - a,
+                _ => 0.0,
+            })
             .collect();
         let shares: Vec<String> = used
             .iter()

@@ -168,6 +168,17 @@ fn start_1c3d(settings: &[(&str, &str)]) -> TestCluster {
     cluster
 }
 
+/// Restarts DataNode `index` and waits until DataNode `via` shows every DataNode Running.
+fn restart_data_node(cluster: &mut TestCluster, index: usize, via: usize) {
+    cluster.data_nodes[index].restart().expect("restart");
+    cluster
+        .wait_for_cluster(via, PATIENCE, "the restarted DataNode Running", |rows| {
+            rows.iter()
+                .all(|row| row.node_type != "DataNode" || row.status == "Running")
+        })
+        .unwrap();
+}
+
 fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     let started = Instant::now();
     loop {
@@ -249,13 +260,7 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
 
     // The killed node comes back and catches up; then each surviving DataNode is stopped
     // in turn, so that the restarted one leads its groups and serves them alone.
-    cluster.data_nodes[victim].restart().expect("restart");
-    cluster
-        .wait_for_cluster(via, PATIENCE, "the restarted DataNode Running", |rows| {
-            rows.iter()
-                .all(|row| row.node_type != "DataNode" || row.status == "Running")
-        })
-        .unwrap();
+    restart_data_node(&mut cluster, victim, via);
     for round in 10..12 {
         write_round(&cluster, via, round);
         acked.insert(round);
@@ -581,13 +586,7 @@ fn schema_regions_replicate_through_raft_and_survive_their_leaders_kill() {
 
     // The killed node comes back and catches up; then the second leader is killed, and
     // the restarted replica with the third one carry the group.
-    cluster.data_nodes[victim].restart().expect("restart");
-    cluster
-        .wait_for_cluster(via, PATIENCE, "the restarted DataNode Running", |rows| {
-            rows.iter()
-                .all(|row| row.node_type != "DataNode" || row.status == "Running")
-        })
-        .unwrap();
+    restart_data_node(&mut cluster, victim, via);
     create_all(&cluster, victim, 12..15, &mut created);
     let second_index = index_of(&cluster, second, victim);
     let third = (0..3)

@@ -422,16 +422,10 @@ impl ControlPlane {
     fn schema_region(&mut self, group: u32, database: &str) -> anyhow::Result<&mut SchemaRegion> {
         if !self.schemas.contains_key(&group) {
             let dir = self.schema_dir(group);
-            let elected = self
-                .config_node
-                .state()
-                .region_groups()
-                .get(&RegionGroupId(group))
-                .filter(|g| g.elects_leader())
-                .map(|g| {
-                    let replicas: Vec<NodeId> = g.replicas.iter().map(|r| r.data_node_id).collect();
-                    (replicas, g.leader == self.data_node_id)
-                });
+            let elected = self.elected_group(group).map(|g| {
+                let replicas: Vec<NodeId> = g.replicas.iter().map(|r| r.data_node_id).collect();
+                (replicas, g.leader == self.data_node_id)
+            });
             let mut region = match (elected, &mut self.schema_raft) {
                 (Some((replicas, campaign)), Some(raft)) => {
                     let (log, restored) =
@@ -698,20 +692,16 @@ impl ControlPlane {
             .config_node
             .route_snapshot()
             .database_of_device(device)
-            .map(|(name, _)| name.to_string())
-            .filter(|name| self.config_node.state().procedure_on(name).is_none());
+            .map(|(name, _)| name.to_string());
         let database = match known {
-            Some(name) => name,
-            None if create => self
+            Some(name) if !create || self.config_node.state().procedure_on(&name).is_none() => name,
+            _ if create => self
                 .config(ConfigRequest::EnsureDatabaseOfDevice {
                     device: device.to_string(),
                 })?
                 .into_database()
                 .map_err(config_status)?,
-            None => match self.config_node.route_snapshot().database_of_device(device) {
-                Some((name, _)) => name.to_string(),
-                None => return Ok(None),
-            },
+            _ => return Ok(None),
         };
         let slot = iotdb_net::series_slot(device, slot_num);
         let group = match self.config_node.schema_partition(&database, slot) {
@@ -744,14 +734,14 @@ impl ControlPlane {
     /// (a new group, or an election after its leader died) is waited for up to
     /// [`SCHEMA_LEADER_WAIT`]: an election takes about a second.
     fn schema_leader_elsewhere(&mut self, group: u32) -> Result<Option<ControlAnswer>, Status> {
-        let Some(raft) = &self.schema_raft else {
-            return Ok(None);
-        };
-        if !self.schemas.get(&group).is_some_and(|r| r.is_replicated()) {
+        if self.schema_raft.is_none()
+            || !self.schemas.get(&group).is_some_and(|r| r.is_replicated())
+        {
             return Ok(None);
         }
         let deadline = Instant::now() + SCHEMA_LEADER_WAIT;
         loop {
+            let raft = self.schema_raft.as_ref().expect("checked above");
             if raft.has_failed(group) {
                 return Err(Status::internal(format!(
                     "the replica of schema region group {group} on DataNode {} stopped after \
@@ -759,14 +749,10 @@ impl ControlPlane {
                     self.data_node_id
                 )));
             }
-            // `serves` before catching up: entries before the leader's first of its term
-            // are queued before it says so.
-            let serves = raft.serves(group);
-            let region = self.schemas.get_mut(&group).expect("checked above");
-            region.catch_up().map_err(schema_status)?;
-            if serves {
+            if self.catch_up_serving(group)? {
                 return Ok(None);
             }
+            let raft = self.schema_raft.as_ref().expect("checked above");
             if let Some(leader) = raft.leader(group)
                 && leader != self.data_node_id
                 && let Some(answer) = self.elsewhere(leader)
@@ -783,6 +769,26 @@ impl ControlPlane {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Schema region group `group` when it elects its leader (more than one replica).
+    fn elected_group(&self, group: u32) -> Option<&crate::confignode::RegionGroup> {
+        self.config_node
+            .state()
+            .region_groups()
+            .get(&RegionGroupId(group))
+            .filter(|g| g.elects_leader())
+    }
+
+    /// Catches the replicated schema region of `group` up and says whether this replica
+    /// serves it (see [`SchemaRaft::serves`]). Asked before catching up: entries before
+    /// the leader's first of its term are queued before it says it serves.
+    fn catch_up_serving(&mut self, group: u32) -> Result<bool, Status> {
+        let serves = self.schema_raft.as_ref().is_some_and(|r| r.serves(group));
+        if let Some(region) = self.schemas.get_mut(&group) {
+            region.catch_up().map_err(schema_status)?;
+        }
+        Ok(serves)
     }
 
     /// Where to send a schema question for DataNode `node`.
@@ -818,15 +824,14 @@ impl ControlPlane {
     /// and the replicated ones it leads), after catching those up.
     fn refresh_served(&mut self) -> Result<(), Status> {
         self.served.clear();
-        for (group, region) in &mut self.schemas {
-            if !region.is_replicated() {
-                self.served.insert(*group);
-                continue;
-            }
-            let serves = self.schema_raft.as_ref().is_some_and(|r| r.serves(*group));
-            region.catch_up().map_err(schema_status)?;
-            if serves {
-                self.served.insert(*group);
+        let groups: Vec<(u32, bool)> = self
+            .schemas
+            .iter()
+            .map(|(group, region)| (*group, region.is_replicated()))
+            .collect();
+        for (group, replicated) in groups {
+            if !replicated || self.catch_up_serving(group)? {
+                self.served.insert(group);
             }
         }
         Ok(())
@@ -871,13 +876,7 @@ impl ControlPlane {
         }
         let mut reports = Vec::new();
         for group in self.served.iter().copied() {
-            let recorded = self
-                .config_node
-                .state()
-                .region_groups()
-                .get(&RegionGroupId(group))
-                .filter(|g| g.elects_leader())
-                .map(|g| g.leader);
+            let recorded = self.elected_group(group).map(|g| g.leader);
             let due = self
                 .leader_reports
                 .get(&group)

@@ -669,14 +669,13 @@ impl SchemaRegion {
     /// Logs (synced) and applies a command; a replicated region proposes it and applies
     /// everything committed up to it.
     fn commit(&mut self, command: SchemaCommand) -> Result<()> {
+        if let Log::Journal(journal) = &self.log
+            && journal.records_since_snapshot() >= LOG_RECORDS_PER_SNAPSHOT
+        {
+            self.checkpoint()?;
+        }
         match &mut self.log {
             Log::Journal(journal) => {
-                if journal.records_since_snapshot() >= LOG_RECORDS_PER_SNAPSHOT {
-                    self.checkpoint()?;
-                }
-                let Log::Journal(journal) = &mut self.log else {
-                    unreachable!("matched above")
-                };
                 journal.append(&command)?;
                 self.apply(&command, Replay::Strict)
                     .expect("a planned schema command applies");
