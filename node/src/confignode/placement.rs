@@ -477,10 +477,11 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
     changes
 }
 
-/// Leader moves that even out leadership of replicated data region groups over the
-/// Running DataNodes (IoTDB balances leaders the same way after a node returns; greedy
-/// here): while one node leads at least two groups more than another node holding a
-/// replica of one of them, that group's leadership moves to the other. Only Running
+/// Leader moves that even out leadership of data region groups over the Running
+/// DataNodes (IoTDB balances leaders the same way after a node returns; greedy here):
+/// while one node leads at least two groups more than another node holding a replica of
+/// one of them, that group's leadership moves to the other. Every data group's leader
+/// counts; only replicated groups move. Only Running
 /// replicas are candidates, and with `data_replication_ack = in_sync` only members of
 /// the in-sync set; among equally loaded candidates, the one whose core leads the fewest.
 /// Each group moves at most once per plan, so a plan never undoes itself; an even
@@ -505,7 +506,13 @@ pub fn plan_leader_balance(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)> 
         .filter(|node| running(node))
         .map(|node| (*node, 0))
         .collect();
-    for group in replicated() {
+    // Single-replica groups count as the load they are (their leader cannot move): a node
+    // that leads many of them gives its replicated groups' leadership away first.
+    for group in state
+        .region_groups()
+        .values()
+        .filter(|group| group.kind == RegionGroupKind::Data)
+    {
         if let Some(count) = leaders.get_mut(&group.leader) {
             *count += 1;
         }
