@@ -5,11 +5,13 @@
 //!   data directory and loopback address;
 //! - [`cluster`]: [`TestCluster`], a ConfigNode and DataNodes as separate processes;
 //! - [`model`]: [`Model`], the in-test reference every query answer is compared with;
+//! - [`dataset`]: a deterministic dataset and the checks of every query kind against it;
 //! - [`raw`]: hand-made frames for the bad-input tests (what no well-behaved client sends).
 
 #![forbid(unsafe_code)]
 
 pub mod cluster;
+pub mod dataset;
 pub mod model;
 pub mod raw;
 pub mod server;

@@ -340,12 +340,20 @@ impl InternalHandler for DataNodeHandler {
 /// (a follower replica, or the asker's mirror is older than ours), the asker is told
 /// where it is (`SchemaElsewhere`) and asks there itself, a bounded number of times.
 async fn schema(shard: &Shard, request: protocol::SchemaRequest) -> FromNode {
-    match shard
+    let deleting = matches!(request, protocol::SchemaRequest::DeleteSeries { .. });
+    let answer = shard
         .shared
         .control
         .call(ControlRequest::Schema(request))
-        .await
-    {
+        .await;
+    if deleting {
+        // Whether or not this node served any of them, its shards may cache their types.
+        shard.drop_cached_schemas().await;
+    }
+    match answer {
+        Ok(ControlAnswer::Count(count)) => FromNode::Count(count),
+        // Only this node's SchemaRegions: the asker asks the others itself.
+        Ok(ControlAnswer::DeletedAndElsewhere { deleted, .. }) => FromNode::Count(deleted),
         Ok(ControlAnswer::Types(types)) => FromNode::Types(types),
         Ok(ControlAnswer::MaybeTypes(types)) => FromNode::MaybeTypes(types),
         // Only this node's SchemaRegions: the asker asks the others itself.

@@ -139,6 +139,17 @@ pub enum SchemaRequest {
         view: SchemaView,
         pattern: Option<PathPattern>,
     },
+    /// `CREATE [ALIGNED] TIMESERIES` of one device, on the node serving its SchemaRegion:
+    /// answered with how many series were new ([`FromNode::Count`]).
+    CreateSeries {
+        device: String,
+        aligned: bool,
+        measurements: Vec<(String, crate::schema::StoredSchema)>,
+    },
+    /// `DELETE TIMESERIES`: the series matching `patterns` in the SchemaRegions the asked
+    /// node serves, answered with how many went ([`FromNode::Count`]). Every DataNode
+    /// is asked, holder or not, so each drops its cached types of them.
+    DeleteSeries { patterns: Vec<PathPattern> },
 }
 
 /// The schema views a cluster merges from every schema region's leader.
@@ -223,6 +234,9 @@ pub enum FromNode {
     Written,
     /// A forwarded deletion ([`ToNode::Delete`]) is durable.
     Deleted,
+    /// The answer to [`SchemaRequest::CreateSeries`] and [`SchemaRequest::DeleteSeries`]:
+    /// how many series were created or deleted (durably).
+    Count(u64),
 }
 
 /// How a node's mirror of the ConfigNode state catches up.

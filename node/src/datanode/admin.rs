@@ -4,9 +4,10 @@
 use iotdb_net::{Status, StatusCode};
 
 use super::control::{ControlAnswer, ControlPlane, engine_type, schema_status, table_result};
+use crate::cluster::protocol::SchemaRequest;
 use crate::confignode::{ConfigRequest, ShowRequest, Table};
-use crate::schema::MeasurementSchema;
-use crate::sql::{PathNode, PathPattern, Statement, Ttl};
+use crate::schema::{MeasurementSchema, StoredSchema};
+use crate::sql::{MeasurementSpec, Path, PathNode, PathPattern, Statement, Ttl};
 
 fn done() -> Result<ControlAnswer, Status> {
     Ok(ControlAnswer::Done)
@@ -74,48 +75,6 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
                 pattern,
             })?;
             Ok(count("count", shown.rows.len() as u64))
-        }
-        Statement::CreateTimeseries { path, spec } => {
-            let measurement = path
-                .last()
-                .map(str::to_string)
-                .ok_or_else(|| status(StatusCode::ILLEGAL_PATH, "empty path"))?;
-            let device = path
-                .parent()
-                .ok_or_else(|| status(StatusCode::ILLEGAL_PATH, format!("{path} has no device")))?
-                .to_string();
-            engine_type(spec.data_type)?;
-            let schema = MeasurementSchema::from_spec(&spec).map_err(schema_status)?;
-            let region = plane.schema_for_device(&device)?;
-            let created = region
-                .create_timeseries(&device, &measurement, schema)
-                .map_err(schema_status)?;
-            if !created {
-                return Err(status(
-                    StatusCode::TIMESERIES_ALREADY_EXIST,
-                    format!("timeseries {path} already exists"),
-                ));
-            }
-            done()
-        }
-        Statement::CreateAlignedTimeseries {
-            device,
-            measurements,
-        } => {
-            let device = device.to_string();
-            let mut schemas = Vec::with_capacity(measurements.len());
-            for (name, spec) in &measurements {
-                engine_type(spec.data_type)?;
-                schemas.push((
-                    name.as_str(),
-                    MeasurementSchema::from_spec(spec).map_err(schema_status)?,
-                ));
-            }
-            let region = plane.schema_for_device(&device)?;
-            region
-                .create_aligned_timeseries(&device, &schemas)
-                .map_err(schema_status)?;
-            done()
         }
         Statement::ShowTimeseries { pattern } => {
             let pattern = pattern.unwrap_or_else(all);
@@ -193,23 +152,6 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
                 "count(devices)",
                 plane.schemas().map(|s| s.count_devices(&pattern)).sum(),
             ))
-        }
-        Statement::DeleteTimeseries { patterns } => {
-            let mut deleted = 0;
-            for schema in plane.schemas_mut() {
-                deleted += schema
-                    .delete_timeseries(&patterns)
-                    .map_err(schema_status)?
-                    .len();
-            }
-            if deleted == 0 {
-                let shown: Vec<String> = patterns.iter().map(ToString::to_string).collect();
-                return Err(status(
-                    StatusCode::PATH_NOT_EXIST,
-                    format!("path {} does not exist", shown.join(", ")),
-                ));
-            }
-            Ok(ControlAnswer::SchemaChanged)
         }
         Statement::SetTtl { path, ttl } => {
             let name = database_name(&path)?;
@@ -293,7 +235,61 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
         | Statement::Flush { .. } => Err(Status::internal(
             "data statements are executed by the receiving shard",
         )),
+        Statement::CreateTimeseries { .. }
+        | Statement::CreateAlignedTimeseries { .. }
+        | Statement::DeleteTimeseries { .. } => Err(Status::internal(
+            "schema changes are sent as schema requests (admin::schema_change)",
+        )),
     }
+}
+
+/// The schema request of a schema-changing statement (`CREATE [ALIGNED] TIMESERIES`,
+/// `DELETE TIMESERIES`), checked here, before it goes to the node serving the
+/// SchemaRegion (`None`: not such a statement).
+pub fn schema_change(statement: &Statement) -> Option<Result<SchemaRequest, Status>> {
+    Some(match statement {
+        Statement::CreateTimeseries { path, spec } => create_timeseries(path, spec),
+        Statement::CreateAlignedTimeseries {
+            device,
+            measurements,
+        } => measurements
+            .iter()
+            .map(|(name, spec)| Ok((name.clone(), stored_schema(spec)?)))
+            .collect::<Result<Vec<_>, Status>>()
+            .map(|measurements| SchemaRequest::CreateSeries {
+                device: device.to_string(),
+                aligned: true,
+                measurements,
+            }),
+        Statement::DeleteTimeseries { patterns } => Ok(SchemaRequest::DeleteSeries {
+            patterns: patterns.clone(),
+        }),
+        _ => return None,
+    })
+}
+
+/// `CREATE TIMESERIES path spec`: one series of a non-aligned device.
+fn create_timeseries(path: &Path, spec: &MeasurementSpec) -> Result<SchemaRequest, Status> {
+    let measurement = path
+        .last()
+        .map(str::to_string)
+        .ok_or_else(|| status(StatusCode::ILLEGAL_PATH, "empty path"))?;
+    let device = path
+        .parent()
+        .ok_or_else(|| status(StatusCode::ILLEGAL_PATH, format!("{path} has no device")))?
+        .to_string();
+    Ok(SchemaRequest::CreateSeries {
+        device,
+        aligned: false,
+        measurements: vec![(measurement, stored_schema(spec)?)],
+    })
+}
+
+/// A statement's measurement spec, defaults filled in, as it travels and is logged.
+fn stored_schema(spec: &MeasurementSpec) -> Result<StoredSchema, Status> {
+    engine_type(spec.data_type)?;
+    let schema = MeasurementSchema::from_spec(spec).map_err(schema_status)?;
+    Ok(StoredSchema::from(schema))
 }
 
 fn ttl_changed(database: String, ttl: Ttl) -> ControlAnswer {

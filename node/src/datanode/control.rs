@@ -78,8 +78,6 @@ pub enum ControlAnswer {
         database: String,
         ttl_ms: Option<i64>,
     },
-    /// Series were deleted: shards drop their schema caches.
-    SchemaChanged,
     /// Databases were deleted: their data regions are closed and removed by their shards.
     RegionsDropped {
         data_groups: Vec<u32>,
@@ -101,6 +99,15 @@ pub enum ControlAnswer {
     },
     /// Another DataNode's rows of a schema view.
     Rows(Vec<Vec<Option<String>>>),
+    /// Series created or deleted (the answer to `CreateSeries` and `DeleteSeries`).
+    Count(u64),
+    /// Series this node deleted from the SchemaRegions it serves, and the other live
+    /// DataNodes: ask them too (they delete from theirs and drop their cached types), and
+    /// add up.
+    DeletedAndElsewhere {
+        deleted: u64,
+        others: Vec<(NodeId, String)>,
+    },
     /// The device's SchemaRegion is on another DataNode (a cluster member): ask it there.
     Elsewhere {
         data_node: NodeId,
@@ -620,6 +627,43 @@ impl ControlPlane {
                     Ok(ControlAnswer::ShowAndElsewhere { result, others })
                 }
             }
+            ControlRequest::Schema(SchemaRequest::CreateSeries {
+                device,
+                aligned,
+                measurements,
+            }) => {
+                let region = match self.schema_of(&device, true)? {
+                    Some(SchemaPlace::Here(region)) => region,
+                    Some(SchemaPlace::Elsewhere(answer)) => return Ok(answer),
+                    None => unreachable!("created when asked to"),
+                };
+                let schemas = measurements
+                    .iter()
+                    .map(|(name, stored)| Ok((name.as_str(), stored.decode()?)))
+                    .collect::<crate::schema::Result<Vec<_>>>()
+                    .map_err(schema_status)?;
+                let created = self
+                    .schemas
+                    .get_mut(&region)
+                    .expect("opened by schema_of")
+                    .create_many(&device, aligned, &schemas)
+                    .map_err(schema_status)?;
+                Ok(ControlAnswer::Count(created as u64))
+            }
+            ControlRequest::Schema(SchemaRequest::DeleteSeries { patterns }) => {
+                // Which regions this node leads now, as for a query.
+                self.refresh_mirror()?;
+                self.refresh_served()?;
+                let mut deleted = 0;
+                for schema in self.schemas_mut() {
+                    deleted += schema
+                        .delete_timeseries(&patterns)
+                        .map_err(schema_status)?
+                        .len() as u64;
+                }
+                let others = self.other_live_data_nodes();
+                Ok(ControlAnswer::DeletedAndElsewhere { deleted, others })
+            }
             ControlRequest::Statement(statement) => self.execute(statement),
             ControlRequest::ReportReadOnly { reason } => {
                 tracing::error!(
@@ -942,6 +986,23 @@ impl ControlPlane {
             .collect()
     }
 
+    /// The other DataNodes not `Unknown` (a cluster member), with their internal
+    /// endpoints: those that may serve a SchemaRegion or cache a schema.
+    fn other_live_data_nodes(&self) -> Vec<(NodeId, String)> {
+        self.config_node
+            .state()
+            .data_nodes()
+            .iter()
+            .filter(|(id, info)| **id != self.data_node_id && info.status != NodeStatus::Unknown)
+            .map(|(id, info)| {
+                (
+                    *id,
+                    format!("{}:{}", info.spec.internal_address, info.spec.internal_port),
+                )
+            })
+            .collect()
+    }
+
     /// Catches a member's mirror of the ConfigNode state up (standalone: nothing to do).
     /// Data replicas it drops are closed by the shards following the route table.
     fn refresh_mirror(&mut self) -> Result<(), Status> {
@@ -1019,24 +1080,6 @@ impl ControlPlane {
             .iter_mut()
             .filter(move |(group, _)| served.contains(group))
             .map(|(_, region)| region)
-    }
-
-    pub(super) fn schema_for_device(&mut self, device: &str) -> Result<&mut SchemaRegion, Status> {
-        let group = match self.schema_of(device, true)? {
-            Some(SchemaPlace::Here(group)) => group,
-            Some(SchemaPlace::Elsewhere(ControlAnswer::Elsewhere { data_node, .. })) => {
-                return Err(Status::new(
-                    StatusCode::UNSUPPORTED_OPERATION,
-                    format!(
-                        "the schema of {device} is held by DataNode {data_node}: run this \
-                         statement on that DataNode (forwarding schema statements between \
-                         DataNodes is not supported yet)"
-                    ),
-                ));
-            }
-            _ => unreachable!("created when asked to"),
-        };
-        Ok(self.schemas.get_mut(&group).expect("opened by schema_of"))
     }
 }
 

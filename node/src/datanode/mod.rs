@@ -186,34 +186,71 @@ impl Shard {
     /// DataNode is answered there (one internal request, from shard 0).
     pub async fn control(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
         let forwardable = request.forwardable();
-        let request_copy = forwardable.clone();
         let answer = self.shared.control.call(request).await;
-        if let (
-            Ok(ControlAnswer::Elsewhere {
-                data_node,
-                internal_endpoint,
-            }),
-            Some(schema),
-        ) = (&answer, forwardable)
-        {
-            return self
-                .ask_schema_holder(*data_node, internal_endpoint, schema)
-                .await;
-        }
-        if let (Ok(ControlAnswer::SeriesAndElsewhere { series, others }), Some(schema)) =
-            (&answer, request_copy.clone())
-        {
-            return self.match_everywhere(series.clone(), others, schema).await;
-        }
-        if let (
-            Ok(ControlAnswer::ShowAndElsewhere { result, others }),
-            Some(schema @ crate::cluster::protocol::SchemaRequest::Show { view, .. }),
-        ) = (&answer, request_copy)
-        {
-            return self.show_everywhere(view, result, others, schema).await;
+        if let (Ok(answer), Some(schema)) = (&answer, forwardable) {
+            match answer {
+                ControlAnswer::Elsewhere {
+                    data_node,
+                    internal_endpoint,
+                } => {
+                    return self
+                        .ask_schema_holder(*data_node, internal_endpoint, schema)
+                        .await;
+                }
+                ControlAnswer::SeriesAndElsewhere { series, others } => {
+                    return self.match_everywhere(series.clone(), others, schema).await;
+                }
+                ControlAnswer::ShowAndElsewhere { result, others } => {
+                    if let crate::cluster::protocol::SchemaRequest::Show { view, .. } = schema {
+                        return self.show_everywhere(view, result, others, schema).await;
+                    }
+                }
+                ControlAnswer::DeletedAndElsewhere { deleted, others } => {
+                    // Dropped first: a DataNode that fails to answer below must not leave
+                    // this one writing to series that are gone.
+                    self.drop_cached_schemas().await;
+                    return self.delete_everywhere(*deleted, others, schema).await;
+                }
+                _ => {}
+            }
         }
         self.broadcast_side_effects(&answer).await;
         answer
+    }
+
+    /// Adds every other live DataNode's deletions (`DELETE TIMESERIES`) to this node's.
+    async fn delete_everywhere(
+        &self,
+        mut deleted: u64,
+        others: &[(iotdb_model::NodeId, String)],
+        request: crate::cluster::protocol::SchemaRequest,
+    ) -> Result<ControlAnswer, Status> {
+        for (node, endpoint) in others {
+            match self
+                .ask_schema_holder(*node, endpoint, request.clone())
+                .await?
+            {
+                ControlAnswer::Count(theirs) => deleted += theirs,
+                other => {
+                    return Err(Status::internal(format!(
+                        "DataNode {node} answered a series deletion with {other:?}"
+                    )));
+                }
+            }
+        }
+        Ok(ControlAnswer::Count(deleted))
+    }
+
+    /// Drops every shard's cached schema (series were deleted).
+    pub(crate) async fn drop_cached_schemas(&self) {
+        for to in 0..self.shared.shard_count {
+            let to = ShardId(to as u16);
+            if to == self.id {
+                self.clear_schema_cache();
+            } else {
+                self.mesh.send(to, Message::SchemaChanged).await;
+            }
+        }
     }
 
     /// Merges this node's series matches with every other schema holder's, per pattern,
@@ -339,6 +376,7 @@ impl Shard {
                 FromNode::MaybeTypes(types) => return Ok(ControlAnswer::MaybeTypes(types)),
                 FromNode::Series(series) => return Ok(ControlAnswer::Series(series)),
                 FromNode::Rows(rows) => return Ok(ControlAnswer::Rows(rows)),
+                FromNode::Count(count) => return Ok(ControlAnswer::Count(count)),
                 FromNode::Refused(status) => return Err(status.into()),
                 FromNode::SchemaElsewhere {
                     data_node,
@@ -454,16 +492,6 @@ impl Shard {
                     {
                         tracing::warn!(shard = to.0, error = %e, "dropping regions failed");
                     }
-                }
-            }
-        }
-        if let Ok(ControlAnswer::SchemaChanged) = answer {
-            for to in 0..self.shared.shard_count {
-                let to = ShardId(to as u16);
-                if to == self.id {
-                    self.clear_schema_cache();
-                } else {
-                    self.mesh.send(to, Message::SchemaChanged).await;
                 }
             }
         }

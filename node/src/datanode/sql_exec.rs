@@ -97,7 +97,42 @@ impl Shard {
                     .await?;
                 self.admin(statement).await
             }
+            Statement::CreateTimeseries { .. }
+            | Statement::CreateAlignedTimeseries { .. }
+            | Statement::DeleteTimeseries { .. } => self.execute_schema_change(&statement).await,
             admin => self.admin(admin).await,
+        }
+    }
+
+    /// `CREATE [ALIGNED] TIMESERIES` (on the node serving the device's SchemaRegion,
+    /// wherever it is) and `DELETE TIMESERIES` (on every node serving one).
+    async fn execute_schema_change(
+        self: &Rc<Self>,
+        statement: &Statement,
+    ) -> Result<ResultSet, Status> {
+        let request = super::admin::schema_change(statement)
+            .ok_or_else(|| Status::internal("not a schema change"))??;
+        let count = match self.control(ControlRequest::Schema(request)).await? {
+            ControlAnswer::Count(count) => count,
+            other => {
+                return Err(Status::internal(format!(
+                    "the control plane answered a schema change with {other:?}"
+                )));
+            }
+        };
+        match statement {
+            Statement::CreateTimeseries { path, .. } if count == 0 => Err(Status::new(
+                StatusCode::TIMESERIES_ALREADY_EXIST,
+                format!("timeseries {path} already exists"),
+            )),
+            Statement::DeleteTimeseries { patterns } if count == 0 => {
+                let shown: Vec<String> = patterns.iter().map(ToString::to_string).collect();
+                Err(Status::new(
+                    StatusCode::PATH_NOT_EXIST,
+                    format!("path {} does not exist", shown.join(", ")),
+                ))
+            }
+            _ => Ok(empty()),
         }
     }
 

@@ -23,6 +23,27 @@ pub enum Payload {
     Tablet(storage::Tablet),
 }
 
+/// How long a write keeps sending a region group's points to its holder again after
+/// transient failures. Why 10 s: a dead DataNode turns `Unknown` after three missed
+/// heartbeats (3 s with IoTDB's 1 s interval) and a new leader takes over a moment later;
+/// 10 s covers that on a loaded machine and stays under a client's patience.
+pub const FORWARD_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The pause between two sends of a forwarded write that failed transiently.
+pub const FORWARD_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Whether a forwarded write that failed with `status` may succeed when sent again after
+/// the route table changes: the holder was unreachable or broke the connection (305), no
+/// longer leads the group (420), or was taking over or overloaded (606).
+fn forward_may_succeed_later(status: &Status) -> bool {
+    matches!(
+        status.code,
+        StatusCode::INTERNAL_SERVER_ERROR
+            | StatusCode::ROUTE_TABLE_STALE
+            | StatusCode::WRITE_PROCESS_REJECT
+    )
+}
+
 impl Payload {
     /// The tablet's contents in the wire encoding, and whether it is aligned (a write
     /// forwarded to another DataNode).
@@ -99,19 +120,65 @@ impl Shard {
     /// Writes each group's payloads on the shard that owns it — or, a cluster member, on
     /// the DataNode that holds the group (one hop, `cluster::forward`); waits until all
     /// are durable.
+    ///
+    /// A group forwarded to a DataNode that fails transiently (unreachable, no longer
+    /// leading, taking over) is sent again, to whoever the route table names then, every
+    /// [`FORWARD_RETRY_PAUSE`] for [`FORWARD_RETRY_FOR`] at most: a leader's death is
+    /// not the client's problem when another replica takes over within that time.
+    /// Sending again is safe: a write of the same points is idempotent.
     async fn write_groups(
         self: &Rc<Self>,
-        by_group: HashMap<u32, Vec<Payload>>,
+        mut by_group: HashMap<u32, Vec<Payload>>,
     ) -> Result<(), Status> {
+        let started = std::time::Instant::now();
+        loop {
+            let (result, retry) = self.write_groups_once(by_group).await;
+            let Some((group, status)) = retry.first().map(|(g, _, s)| (*g, s.clone())) else {
+                return result;
+            };
+            if result.is_err() || started.elapsed() + FORWARD_RETRY_PAUSE > FORWARD_RETRY_FOR {
+                return result.and(Err(status));
+            }
+            tracing::debug!(group, status = %status.message, "a forwarded write is sent again");
+            monoio::time::sleep(FORWARD_RETRY_PAUSE).await;
+            // The failover may be known to the ConfigNode already: learn it now rather
+            // than at the next heartbeat.
+            if let Err(status) = self.control(ControlRequest::Refresh).await {
+                tracing::debug!(status = %status.message, "refreshing the route failed");
+            }
+            by_group = retry
+                .into_iter()
+                .map(|(g, payloads, _)| (g, payloads))
+                .collect();
+        }
+    }
+
+    /// One round of [`Self::write_groups`]: the first final error (if any), and the
+    /// forwarded groups that failed transiently, with their payloads and why.
+    async fn write_groups_once(
+        self: &Rc<Self>,
+        by_group: HashMap<u32, Vec<Payload>>,
+    ) -> (Result<(), Status>, Vec<(u32, Vec<Payload>, Status)>) {
         let route = self.route();
-        let mut remote = Vec::new();
+        let mut forwarded = Vec::new();
+        let mut on_shards = Vec::new();
         let mut local = Vec::new();
+        let mut result = Ok(());
         for (group, payloads) in by_group {
             let Some(owner) = route.serving_shard(group) else {
-                let (node, address) = self.holder_elsewhere(&route, group)?;
+                let (node, address) = match self.holder_elsewhere(&route, group) {
+                    Ok(holder) => holder,
+                    Err(status) => {
+                        result = Err(status);
+                        continue;
+                    }
+                };
                 let shard = self.clone();
-                remote.push(monoio::spawn(async move {
-                    crate::cluster::forward::write(&shard, node, address, group, &payloads).await
+                forwarded.push(monoio::spawn(async move {
+                    let written =
+                        crate::cluster::forward::write(&shard, node, address, group, &payloads)
+                            .await;
+                    (group, payloads, written)
                 }));
                 continue;
             };
@@ -119,23 +186,32 @@ impl Shard {
                 local.push((group, payloads));
             } else {
                 let shard = self.clone();
-                remote.push(monoio::spawn(async move {
+                on_shards.push(monoio::spawn(async move {
                     shard.write_on_shard(owner, group, payloads).await
                 }));
             }
         }
-        let mut result = Ok(());
         for (group, payloads) in local {
             if let Err(e) = self.write_local(group, &payloads).await {
                 result = Err(e);
             }
         }
-        for task in remote {
+        for task in on_shards {
             if let Err(e) = task.await {
                 result = Err(e);
             }
         }
-        result
+        let mut retry = Vec::new();
+        for task in forwarded {
+            match task.await {
+                (_, _, Ok(())) => {}
+                (group, payloads, Err(status)) if forward_may_succeed_later(&status) => {
+                    retry.push((group, payloads, status));
+                }
+                (_, _, Err(status)) => result = Err(status),
+            }
+        }
+        (result, retry)
     }
 
     /// The DataNode that serves region group `group` when this node does not (a cluster

@@ -213,7 +213,8 @@ impl From<MeasurementSchema> for StoredSchema {
 }
 
 impl StoredSchema {
-    fn decode(&self) -> Result<MeasurementSchema> {
+    /// The schema, or `Corrupt` naming what is unknown.
+    pub fn decode(&self) -> Result<MeasurementSchema> {
         let corrupt = |what: &str| SchemaError::Corrupt(format!("unknown {what} in {self:?}"));
         Ok(MeasurementSchema {
             data_type: self.data_type.parse().map_err(|()| corrupt("data type"))?,
@@ -918,7 +919,9 @@ impl SchemaRegion {
         self.create_many(device, true, measurements)
     }
 
-    fn create_many(
+    /// Creates `measurements` of `device` (aligned or not), all or nothing; returns how
+    /// many were new (existing identical ones are kept, another schema is an error).
+    pub fn create_many(
         &mut self,
         device: &str,
         aligned: bool,
