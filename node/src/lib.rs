@@ -11,6 +11,7 @@ pub mod cluster;
 pub mod config;
 pub mod confignode;
 pub mod datanode;
+pub mod format;
 pub mod internal;
 pub mod rpc;
 pub mod schema;

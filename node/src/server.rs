@@ -156,7 +156,8 @@ fn cores_of(config: &ServerConfig) -> usize {
     }
 }
 
-/// Creates the data directory and takes its lock: one process per data directory.
+/// Creates the data directory and takes its lock: one process per data directory. Then
+/// checks (and writes) its format stamp (`crate::format`): a newer format is refused.
 pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     std::fs::create_dir_all(data_dir)
         .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
@@ -170,6 +171,12 @@ pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::f
     if lock.try_lock().is_err() {
         bail!("{} is in use by another iotdb-server", data_dir.display());
     }
+    let stamp = crate::format::check_and_stamp(data_dir)?;
+    tracing::debug!(
+        format_version = stamp.format_version,
+        written_by = %stamp.written_by,
+        "data directory format"
+    );
     Ok(lock)
 }
 
