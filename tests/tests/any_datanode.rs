@@ -174,6 +174,11 @@ fn golden(cluster: &TestCluster, standalone: &TestServer) {
              GROUP BY ([{T0}, {}), 1d)",
             T0 + 3 * week
         ),
+        format!(
+            "SELECT count(d), first_value(t), extreme(i) FROM {DATABASE}.** \
+             GROUP BY ([{T0}, {}), 1d, 6h)",
+            T0 + 3 * week
+        ),
         format!("SELECT LAST * FROM {DATABASE}.**"),
         format!("SELECT d FROM {DATABASE}.d4 WHERE d > 100"),
         format!("COUNT TIMESERIES {DATABASE}.**"),

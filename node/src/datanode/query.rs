@@ -341,6 +341,18 @@ impl Shard {
         self: &Rc<Self>,
         query: AggregateQuery,
     ) -> Result<ResponsePayload, Status> {
+        self.query_aggregate_sliding(query, None).await
+    }
+
+    /// [`Self::query_aggregate`], with the windows of its `group_by` starting every
+    /// `step_ms` instead of every interval when `step_ms` is given (`GROUP BY ([a, b),
+    /// interval, step)`): the regions aggregate panes (see [`Sliding`]) and each window
+    /// combines its panes' partial states, so no point is read twice.
+    pub async fn query_aggregate_sliding(
+        self: &Rc<Self>,
+        query: AggregateQuery,
+        step_ms: Option<i64>,
+    ) -> Result<ResponsePayload, Status> {
         let types = self.require_series(&query.series).await?;
         let aggregations: Vec<Aggregation> = query
             .aggregations
@@ -351,15 +363,40 @@ impl Shard {
             return Err(Status::illegal_parameter("no aggregation requested"));
         }
         let range = TimeRange::new(query.start_time, query.end_time);
+        let sliding = match (query.group_by, step_ms) {
+            (Some(g), Some(step_ms)) if step_ms != g.interval_ms => {
+                if g.interval_ms <= 0 || step_ms <= 0 {
+                    return Err(Status::illegal_parameter(
+                        "GROUP BY interval and sliding step must be positive",
+                    ));
+                }
+                Some(Sliding {
+                    range: TimeRange::new(g.start_time, g.end_time),
+                    interval_ms: g.interval_ms,
+                    step_ms,
+                })
+            }
+            _ => None,
+        };
+        // What the regions aggregate: the windows, or the panes of sliding windows.
         let windows = query.group_by.map(|g| Windows {
             range: TimeRange::new(g.start_time, g.end_time),
-            interval_ms: g.interval_ms,
+            interval_ms: sliding.map_or(g.interval_ms, |s| s.pane_ms()),
         });
         if let Some(w) = &windows {
             if w.interval_ms <= 0 {
                 return Err(Status::illegal_parameter(
                     "GROUP BY interval must be positive",
                 ));
+            }
+            if let Some(s) = &sliding
+                && s.window_count() > storage::query::WINDOWS_MAX
+            {
+                return Err(Status::illegal_parameter(format!(
+                    "GROUP BY would produce {} windows, more than {}",
+                    s.window_count(),
+                    storage::query::WINDOWS_MAX
+                )));
             }
             if w.count() > storage::query::WINDOWS_MAX {
                 return Err(Status::illegal_parameter(format!(
@@ -385,9 +422,11 @@ impl Shard {
                 }
             }
         }
-        let window_starts: Vec<i64> = match &windows {
-            Some(w) => (0..w.count()).map(|i| w.window(i).start).collect(),
-            None => vec![query.start_time],
+        let panes = windows.map_or(1, |w| w.count());
+        let window_starts: Vec<i64> = match (&sliding, &windows) {
+            (Some(s), _) => s.window_starts().collect(),
+            (None, Some(w)) => (0..w.count()).map(|i| w.window(i).start).collect(),
+            (None, None) => vec![query.start_time],
         };
         let rows = window_starts.len();
         let mut columns = Vec::new();
@@ -402,7 +441,7 @@ impl Shard {
                 .iter()
                 .map(|m| SeriesKey::new(&selection.device, m))
                 .collect();
-            let mut partial: Vec<Vec<Partial>> = vec![vec![Partial::default(); rows]; keys.len()];
+            let mut partial: Vec<Vec<Partial>> = vec![vec![Partial::default(); panes]; keys.len()];
             for (group, part) in self.parts_of(&selection.device, fetch) {
                 let read = RegionRead::Aggregate {
                     keys: keys.clone(),
@@ -420,6 +459,9 @@ impl Shard {
                         }
                     }
                 }
+            }
+            if let Some(s) = &sliding {
+                partial = partial.iter().map(|panes| s.combine(panes)).collect();
             }
             for ((measurement, data_type), series_partial) in
                 selection.measurements.iter().zip(types).zip(partial)
@@ -554,6 +596,34 @@ fn less(a: &Value, b: &Value) -> bool {
 }
 
 impl Partial {
+    /// Adds `later`'s points (all after this one's, in time) to this partial state.
+    fn merge(&mut self, later: &Partial) {
+        self.count += later.count;
+        self.sum += later.sum;
+        if let Some(v) = &later.min
+            && self.min.as_ref().is_none_or(|m| less(v, m))
+        {
+            self.min = Some(v.clone());
+        }
+        if let Some(v) = &later.max
+            && self.max.as_ref().is_none_or(|m| less(m, v))
+        {
+            self.max = Some(v.clone());
+        }
+        if self.first.is_none() {
+            self.first.clone_from(&later.first);
+        }
+        if self.min_time.is_none() {
+            self.min_time.clone_from(&later.min_time);
+        }
+        if later.last.is_some() {
+            self.last.clone_from(&later.last);
+        }
+        if later.max_time.is_some() {
+            self.max_time.clone_from(&later.max_time);
+        }
+    }
+
     fn fold(&mut self, wanted: &[Aggregation], values: &[Option<Value>]) {
         for (a, v) in wanted.iter().zip(values) {
             let Some(v) = v else { continue };
@@ -605,6 +675,60 @@ impl Partial {
             Aggregation::MaxTime => self.max_time.clone(),
             Aggregation::Extreme => storage::query::extreme(self.min.as_ref(), self.max.as_ref()),
         }
+    }
+}
+
+/// Sliding windows: `GROUP BY ([start, end), interval, step)` with a step other than the
+/// interval. Window `k` is `[start + k·step, start + k·step + interval)` clipped to `end`,
+/// for every start before `end`. Every window is a run of whole *panes* of
+/// `gcd(interval, step)`, so the regions aggregate panes (each point once) and each window
+/// merges its panes' partial states: overlapping windows (step < interval) share panes,
+/// windows with gaps between them (step > interval) skip some.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Sliding {
+    range: TimeRange,
+    interval_ms: i64,
+    step_ms: i64,
+}
+
+impl Sliding {
+    fn pane_ms(&self) -> i64 {
+        let (mut a, mut b) = (self.interval_ms, self.step_ms);
+        while b != 0 {
+            (a, b) = (b, a % b);
+        }
+        a
+    }
+
+    fn window_count(&self) -> usize {
+        let span = i128::from(self.range.end) - i128::from(self.range.start);
+        if span <= 0 {
+            return 0;
+        }
+        let step = i128::from(self.step_ms);
+        usize::try_from((span + step - 1) / step).unwrap_or(usize::MAX)
+    }
+
+    fn window_starts(&self) -> impl Iterator<Item = i64> + '_ {
+        (0..self.window_count() as i64).map(|k| self.range.start + k * self.step_ms)
+    }
+
+    /// Each window's partial state from the panes' (in time order).
+    fn combine(&self, panes: &[Partial]) -> Vec<Partial> {
+        let pane = self.pane_ms();
+        let per_step = (self.step_ms / pane) as usize;
+        let per_window = (self.interval_ms / pane) as usize;
+        (0..self.window_count())
+            .map(|k| {
+                let first = k * per_step;
+                let last = (first + per_window).min(panes.len());
+                let mut window = Partial::default();
+                for p in panes.get(first..last).unwrap_or_default() {
+                    window.merge(p);
+                }
+                window
+            })
+            .collect()
     }
 }
 

@@ -376,7 +376,9 @@ impl Shard {
                 aggregations: vec![aggregation],
                 group_by,
             };
-            let ResponsePayload::Batch(batch) = self.query_aggregate(query).await? else {
+            let step = select.group_by.as_ref().and_then(|g| g.sliding_step_ms);
+            let ResponsePayload::Batch(batch) = self.query_aggregate_sliding(query, step).await?
+            else {
                 return Err(Status::internal("an aggregation answered wrongly"));
             };
             let names: Vec<String> = column_order(&matched)
@@ -874,17 +876,9 @@ fn bounded(result: ResultSet) -> Result<ResultSet, Status> {
     Ok(result)
 }
 
-/// The windows of `GROUP BY ([start, end), interval)`; without a range, the WHERE bounds.
+/// The windows of `GROUP BY ([start, end), interval[, step])` (a sliding step is passed to
+/// the aggregation beside them); without a range, the WHERE bounds.
 fn group_by_window(group_by: &sql::GroupByTime, range: TimeRange) -> Result<GroupByWindow, Status> {
-    if group_by
-        .sliding_step_ms
-        .is_some_and(|step| step != group_by.interval_ms)
-    {
-        return Err(Status::new(
-            StatusCode::UNSUPPORTED_OPERATION,
-            "GROUP BY with a sliding step other than the interval is not supported",
-        ));
-    }
     let (start_time, end_time) = match &group_by.range {
         Some(window_range) => {
             let now = now_ms();
