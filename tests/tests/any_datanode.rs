@@ -179,6 +179,9 @@ fn golden(cluster: &TestCluster, standalone: &TestServer) {
              GROUP BY ([{T0}, {}), 1d, 6h)",
             T0 + 3 * week
         ),
+        format!(
+            "SELECT count(d), first_value(t), last_value(b) FROM {DATABASE}.** GROUP BY LEVEL = 1"
+        ),
         format!("SELECT LAST * FROM {DATABASE}.**"),
         format!("SELECT d FROM {DATABASE}.d4 WHERE d > 100"),
         format!("COUNT TIMESERIES {DATABASE}.**"),

@@ -341,18 +341,17 @@ impl Shard {
         self: &Rc<Self>,
         query: AggregateQuery,
     ) -> Result<ResponsePayload, Status> {
-        self.query_aggregate_sliding(query, None).await
+        self.query_aggregate_shaped(query, Shape::default()).await
     }
 
-    /// [`Self::query_aggregate`], with the windows of its `group_by` starting every
-    /// `step_ms` instead of every interval when `step_ms` is given (`GROUP BY ([a, b),
-    /// interval, step)`): the regions aggregate panes (see [`Sliding`]) and each window
-    /// combines its panes' partial states, so no point is read twice.
-    pub async fn query_aggregate_sliding(
+    /// [`Self::query_aggregate`] shaped as SQL asks (see [`Shape`]): sliding windows, and
+    /// series aggregated together by level.
+    pub(super) async fn query_aggregate_shaped(
         self: &Rc<Self>,
         query: AggregateQuery,
-        step_ms: Option<i64>,
+        shape: Shape,
     ) -> Result<ResponsePayload, Status> {
+        let step_ms = shape.step_ms;
         let types = self.require_series(&query.series).await?;
         let aggregations: Vec<Aggregation> = query
             .aggregations
@@ -422,6 +421,20 @@ impl Shard {
                 }
             }
         }
+        if shape.groups.is_some() {
+            // Series merge out of time order: the first and last points are told apart
+            // by their times.
+            for part in [Aggregation::MinTime, Aggregation::MaxTime] {
+                if !wanted.contains(&part) {
+                    wanted.push(part);
+                }
+            }
+        }
+        let mut grouped: Vec<Option<(DataType, Vec<Partial>)>> = match &shape.groups {
+            Some(groups) => vec![None; groups.names.len()],
+            None => Vec::new(),
+        };
+        let mut series_index = 0;
         let panes = windows.map_or(1, |w| w.count());
         let window_starts: Vec<i64> = match (&sliding, &windows) {
             (Some(s), _) => s.window_starts().collect(),
@@ -467,21 +480,46 @@ impl Shard {
                 selection.measurements.iter().zip(types).zip(partial)
             {
                 let path = format!("{}.{measurement}", selection.device);
-                for a in &aggregations {
-                    let output = a.output_type(*data_type);
-                    let mut column =
-                        convert::empty_column(format!("{}({path})", a.name()), output, rows);
-                    let mut nulls = NullBitmap::new(0);
-                    for p in &series_partial {
-                        let value = p.finish(*a).map(convert::to_wire_value);
-                        nulls.push(value.is_none());
-                        column.values.push(value.as_ref());
+                if let Some(groups) = &shape.groups {
+                    let group = *groups
+                        .of_series
+                        .get(series_index)
+                        .ok_or_else(|| Status::internal("GROUP BY LEVEL: a series has no group"))?;
+                    series_index += 1;
+                    match &mut grouped[group] {
+                        slot @ None => *slot = Some((*data_type, series_partial)),
+                        Some((group_type, so_far)) => {
+                            check_group_type(
+                                &aggregations,
+                                &groups.names[group],
+                                *group_type,
+                                *data_type,
+                            )?;
+                            for (mine, theirs) in so_far.iter_mut().zip(&series_partial) {
+                                mine.merge_series(theirs);
+                            }
+                        }
                     }
-                    if nulls.as_bytes().iter().any(|b| *b != 0) {
-                        column.nulls = Some(nulls);
-                    }
-                    columns.push(column);
+                    continue;
                 }
+                push_columns(
+                    &mut columns,
+                    &path,
+                    *data_type,
+                    &series_partial,
+                    &aggregations,
+                    rows,
+                );
+            }
+        }
+        if let Some(groups) = &shape.groups {
+            for (name, group) in groups.names.iter().zip(grouped) {
+                let Some((data_type, partial)) = group else {
+                    return Err(Status::internal(format!(
+                        "GROUP BY LEVEL: no series in {name}"
+                    )));
+                };
+                push_columns(&mut columns, name, data_type, &partial, &aggregations, rows);
             }
         }
         Ok(ResponsePayload::Batch(ColumnBatch {
@@ -595,21 +633,116 @@ fn less(a: &Value, b: &Value) -> bool {
     }
 }
 
+/// How SQL shapes an aggregation beyond the SDK's [`AggregateQuery`].
+#[derive(Debug, Default)]
+pub(super) struct Shape {
+    /// Windows start every `step_ms` instead of every interval (`GROUP BY ([a, b),
+    /// interval, step)`): the regions aggregate panes (see [`Sliding`]) and each window
+    /// combines its panes' partial states, so no point is read twice.
+    pub step_ms: Option<i64>,
+    /// Series aggregated together (`GROUP BY LEVEL`): one output column per group and
+    /// aggregation instead of per series.
+    pub groups: Option<SeriesGroups>,
+}
+
+/// Which group each series of a query belongs to.
+#[derive(Debug)]
+pub(super) struct SeriesGroups {
+    /// The group of each series, in the query's series order (selection by selection).
+    pub of_series: Vec<usize>,
+    /// Each group's path (`root.ln.*.*.status`), naming its columns.
+    pub names: Vec<String>,
+}
+
+/// One column per aggregation of one series (or group) from its per-window partial states.
+fn push_columns(
+    columns: &mut Vec<iotdb_net::WireColumn>,
+    path: &str,
+    data_type: DataType,
+    partial: &[Partial],
+    aggregations: &[Aggregation],
+    rows: usize,
+) {
+    for a in aggregations {
+        let output = a.output_type(data_type);
+        let mut column = convert::empty_column(format!("{}({path})", a.name()), output, rows);
+        let mut nulls = NullBitmap::new(0);
+        for p in partial {
+            let value = p.finish(*a).map(convert::to_wire_value);
+            nulls.push(value.is_none());
+            column.values.push(value.as_ref());
+        }
+        if nulls.as_bytes().iter().any(|b| *b != 0) {
+            column.nulls = Some(nulls);
+        }
+        columns.push(column);
+    }
+}
+
+/// Series aggregated together must agree on what an aggregation's column holds: the same
+/// type, unless every aggregation's output type is fixed (count, sum, avg, times).
+fn check_group_type(
+    aggregations: &[Aggregation],
+    group: &str,
+    a: DataType,
+    b: DataType,
+) -> Result<(), Status> {
+    if a == b
+        || aggregations
+            .iter()
+            .all(|agg| agg.output_type(a) == agg.output_type(b))
+    {
+        return Ok(());
+    }
+    Err(Status::illegal_parameter(format!(
+        "GROUP BY LEVEL aggregates series of different types ({} and {}) into {group}: \
+         min_value, max_value, extreme, first_value and last_value need one type",
+        a.name(),
+        b.name()
+    )))
+}
+
 impl Partial {
-    /// Adds `later`'s points (all after this one's, in time) to this partial state.
-    fn merge(&mut self, later: &Partial) {
-        self.count += later.count;
-        self.sum += later.sum;
-        if let Some(v) = &later.min
+    /// Adds another series' partial state of the same window (its points may be earlier
+    /// or later than this one's: first and last go by time; on a tie the other's last wins,
+    /// this one's first stays).
+    fn merge_series(&mut self, other: &Partial) {
+        self.merge_totals(other);
+        let time = |v: &Option<Value>| match v {
+            Some(Value::Int64(t)) => Some(*t),
+            _ => None,
+        };
+        let (mine, theirs) = (time(&self.min_time), time(&other.min_time));
+        if theirs.is_some_and(|theirs| mine.is_none_or(|mine| theirs < mine)) {
+            self.min_time.clone_from(&other.min_time);
+            self.first.clone_from(&other.first);
+        }
+        let (mine, theirs) = (time(&self.max_time), time(&other.max_time));
+        if theirs.is_some_and(|theirs| mine.is_none_or(|mine| theirs >= mine)) {
+            self.max_time.clone_from(&other.max_time);
+            self.last.clone_from(&other.last);
+        }
+    }
+
+    /// Count, sum, min and max of both.
+    fn merge_totals(&mut self, other: &Partial) {
+        self.count += other.count;
+        self.sum += other.sum;
+        if let Some(v) = &other.min
             && self.min.as_ref().is_none_or(|m| less(v, m))
         {
             self.min = Some(v.clone());
         }
-        if let Some(v) = &later.max
+        if let Some(v) = &other.max
             && self.max.as_ref().is_none_or(|m| less(m, v))
         {
             self.max = Some(v.clone());
         }
+    }
+
+    /// Adds `later`'s points (all after this one's, in time) to this partial state.
+    fn merge(&mut self, later: &Partial) {
+        self.merge_totals(later);
         if self.first.is_none() {
             self.first.clone_from(&later.first);
         }

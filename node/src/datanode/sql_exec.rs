@@ -318,6 +318,11 @@ impl Shard {
                         "aggregates with ALIGN BY DEVICE are not supported yet",
                     ));
                 }
+                if select.group_by_level.is_some() && select.having.is_some() {
+                    return Err(unsupported(
+                        "HAVING with GROUP BY LEVEL is not supported yet",
+                    ));
+                }
                 self.select_aggregates(&select, range, now).await
             }
             Projection::Last(_) => {
@@ -363,7 +368,13 @@ impl Shard {
                 continue;
             }
             let alias = select.aliases.get(index).cloned().flatten();
-            if alias.is_some() && matched.len() > 1 {
+            let paths = column_order(&matched);
+            let groups = select
+                .group_by_level
+                .as_ref()
+                .map(|levels| level_groups(&paths, levels));
+            let outputs = groups.as_ref().map_or(paths.len(), |g| g.names.len());
+            if alias.is_some() && outputs > 1 {
                 return Err(Status::illegal_parameter(format!(
                     "alias '{}' can only be matched with one time series",
                     alias.unwrap_or_default()
@@ -376,12 +387,16 @@ impl Shard {
                 aggregations: vec![aggregation],
                 group_by,
             };
-            let step = select.group_by.as_ref().and_then(|g| g.sliding_step_ms);
-            let ResponsePayload::Batch(batch) = self.query_aggregate_sliding(query, step).await?
+            let shape = super::query::Shape {
+                step_ms: select.group_by.as_ref().and_then(|g| g.sliding_step_ms),
+                groups,
+            };
+            let names_of = shape.groups.as_ref().map_or(paths, |g| g.names.clone());
+            let ResponsePayload::Batch(batch) = self.query_aggregate_shaped(query, shape).await?
             else {
                 return Err(Status::internal("an aggregation answered wrongly"));
             };
-            let names: Vec<String> = column_order(&matched)
+            let names: Vec<String> = names_of
                 .iter()
                 .map(|path| {
                     alias.clone().unwrap_or_else(|| {
@@ -793,6 +808,40 @@ fn selections(matched: &[Matched]) -> Vec<SeriesSelection> {
         }
     }
     out
+}
+
+/// `GROUP BY LEVEL = levels` of series `paths` (in query order): a series' group is its
+/// path with every node between root and the measurement replaced by `*`, except at the
+/// given levels (root is level 0), as IoTDB names the columns (`root.ln.*.*.status`).
+/// Groups are ordered by name.
+fn level_groups(paths: &[String], levels: &[usize]) -> super::query::SeriesGroups {
+    let keys: Vec<String> = paths
+        .iter()
+        .map(|path| {
+            let nodes: Vec<&str> = path.split('.').collect();
+            let last = nodes.len() - 1;
+            nodes
+                .iter()
+                .enumerate()
+                .map(|(level, node)| {
+                    if level == 0 || level == last || levels.contains(&level) {
+                        *node
+                    } else {
+                        "*"
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .collect();
+    let mut names = keys.clone();
+    names.sort();
+    names.dedup();
+    let of_series = keys
+        .iter()
+        .map(|key| names.binary_search(key).expect("a name of the keys"))
+        .collect();
+    super::query::SeriesGroups { of_series, names }
 }
 
 /// The full paths of the series in the order [`selections`] puts their columns.

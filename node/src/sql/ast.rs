@@ -609,6 +609,9 @@ pub struct Select {
     pub soffset: Option<u64>,
     /// GROUP BY time windows (aggregate queries only).
     pub group_by: Option<GroupByTime>,
+    /// `GROUP BY LEVEL = l[, l]`: series whose paths agree at these levels (root is
+    /// level 0) are aggregated together (aggregate queries only).
+    pub group_by_level: Option<Vec<usize>>,
     /// `ORDER BY TIME ASC|DESC`.
     pub order: TimeOrder,
     /// `LIMIT n`: most rows returned.

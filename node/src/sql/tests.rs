@@ -516,6 +516,7 @@ fn select_raw_columns() {
             slimit: None,
             soffset: None,
             group_by: None,
+            group_by_level: None,
             order: TimeOrder::Ascending,
             limit: None,
             offset: None,

@@ -793,13 +793,22 @@ impl<'a> Parser<'a> {
             (None, None)
         };
         let group_by_offset = self.peek().offset;
-        let group_by = if self.eat_keyword("GROUP") {
+        let (mut group_by, mut group_by_level) = (None, None);
+        if self.eat_keyword("GROUP") {
             self.expect_keyword("BY")?;
-            Some(self.group_by_time()?)
-        } else {
-            None
-        };
-        if group_by.is_some() && !matches!(projection, Projection::Aggregates(_)) {
+            // `(time windows)`, `LEVEL = l[, l]`, or both, in this order.
+            if self.peek().kind == TokenKind::LeftParen {
+                group_by = Some(self.group_by_time()?);
+                if self.eat(&TokenKind::Comma) {
+                    group_by_level = Some(self.group_by_level()?);
+                }
+            } else {
+                group_by_level = Some(self.group_by_level()?);
+            }
+        }
+        if (group_by.is_some() || group_by_level.is_some())
+            && !matches!(projection, Projection::Aggregates(_))
+        {
             return Err(self.invalid_at(
                 group_by_offset,
                 "GROUP BY needs aggregate functions in the select list".to_string(),
@@ -884,6 +893,7 @@ impl<'a> Parser<'a> {
             slimit,
             soffset,
             group_by,
+            group_by_level,
             order,
             limit,
             offset,
@@ -979,6 +989,35 @@ impl<'a> Parser<'a> {
             interval_ms,
             sliding_step_ms,
         })
+    }
+
+    /// `LEVEL = l[, l]*`: levels in increasing order, each once (root is level 0, which
+    /// every path shares, so it is refused).
+    fn group_by_level(&mut self) -> Result<Vec<usize>, ParseError> {
+        self.expect_keyword("LEVEL")?;
+        self.expect(&TokenKind::Equal, "'='")?;
+        let mut levels = Vec::new();
+        loop {
+            let offset = self.peek().offset;
+            let level = self.unsigned::<usize>("a path level")?;
+            if level == 0 {
+                return Err(self.invalid_at(
+                    offset,
+                    "GROUP BY LEVEL starts at 1: level 0 is root, shared by every series"
+                        .to_string(),
+                ));
+            }
+            levels.push(level);
+            // `LEVEL = 1, 3`: a comma followed by a number continues the list.
+            if self.peek().kind == TokenKind::Comma && self.peek_at(1).kind == TokenKind::Number {
+                self.advance();
+            } else {
+                break;
+            }
+        }
+        levels.sort_unstable();
+        levels.dedup();
+        Ok(levels)
     }
 
     fn positive_duration(&mut self) -> Result<i64, ParseError> {
