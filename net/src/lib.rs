@@ -42,7 +42,8 @@ pub use server::{
 
 pub mod client;
 pub use client::ClientConfig;
+pub use client::async_calls::AsyncCalls;
 pub use client::async_client::AsyncClient;
 pub use client::blocking::BlockingClient;
-pub use client::failover::{FailoverClient, FailoverPolicy};
-pub use client::shard_aware::ShardAwareClient;
+pub use client::failover::{AsyncFailoverClient, FailoverClient, FailoverPolicy};
+pub use client::shard_aware::{Destination, ShardAwareClient, ShardEndpoint};

@@ -1,5 +1,6 @@
 //! Loopback tests of `serve_connection` with a mock handler, driven by raw
-//! sockets, the blocking client, the async client and the shard-aware client.
+//! sockets, the blocking client, the async client, the async failover client and the
+//! shard-aware client.
 
 use std::cell::{Cell, RefCell};
 use std::io::{Read, Write};
@@ -11,11 +12,12 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use iotdb_net::frame::decode_frame;
 use iotdb_net::{
-    AsyncClient, BlockingClient, ClientConfig, ClientError, ColumnBatch, ConnectionEnd,
-    ConnectionLimits, DataPartitionEntry, DataType, DatabaseRoute, Frame, Handler, Handshake,
-    HandshakeAccepted, Opcode, RawQuery, RegionGroupRoute, ReplicaRoute, Request, ResponsePayload,
-    ResponseResult, ResponseStream, ResultSet, RouteTable, Session, ShardAwareClient, Status,
-    StatusCode, TypedColumn, Value, WireColumn, WireTablet, decode_response, series_slot,
+    AsyncCalls, AsyncClient, AsyncFailoverClient, BlockingClient, ClientConfig, ClientError,
+    ColumnBatch, ConnectionEnd, ConnectionLimits, DataPartitionEntry, DataType, DatabaseRoute,
+    FailoverPolicy, Frame, Handler, Handshake, HandshakeAccepted, Opcode, RawQuery,
+    RegionGroupRoute, ReplicaRoute, Request, ResponsePayload, ResponseResult, ResponseStream,
+    ResultSet, RouteTable, Session, ShardAwareClient, Status, StatusCode, TypedColumn, Value,
+    WireColumn, WireTablet, decode_response, series_slot,
 };
 
 #[derive(Default)]
@@ -649,6 +651,80 @@ fn async_client_pipelines() {
         assert!(
             matches!(error, ClientError::Status(ref status) if status.code == StatusCode::SQL_PARSE_ERROR)
         );
+    });
+}
+
+/// The async failover client passes endpoints that refuse or drop it, rides over a
+/// connection the server closed (the same request again, elsewhere), and returns an error
+/// no other DataNode would fix at once, where it is.
+#[test]
+fn async_failover_client_moves_on_from_broken_endpoints_only() {
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    // Accepts and drops every connection: a handshake that breaks.
+    let dropper = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dropping = dropper.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in dropper.incoming() {
+            drop(stream);
+        }
+    });
+    // Closes a connection idle for 200 ms: the client's next call finds it broken.
+    let server = spawn_server(
+        ConnectionLimits {
+            idle_timeout: Duration::from_millis(200),
+            ..ConnectionLimits::default()
+        },
+        None,
+    );
+    let policy = FailoverPolicy {
+        retry_for: Duration::from_secs(20),
+        pause: Duration::from_millis(10),
+    };
+    run_async(async move {
+        let endpoints = [dead, dropping, server.address];
+        let mut client = AsyncFailoverClient::connect(&endpoints, &config(), policy)
+            .await
+            .unwrap();
+        assert_eq!(client.endpoint(), server.address);
+        assert!(client.accepted().is_some());
+        client.ping().await.unwrap();
+        let mut tablet = WireTablet::new("root.sg.d1", &[("s1", DataType::Int32)]);
+        tablet.push_row(0, &[Some(Value::Int32(1))]).unwrap();
+        client.insert_tablets(&[tablet.clone()]).await.unwrap();
+
+        monoio::time::sleep(Duration::from_millis(500)).await;
+        // The server closed the connection: the insert goes round the endpoints (the
+        // dead one, the dropping one) and back to the server on a new connection.
+        tablet.timestamps[0] = 1;
+        client.insert_tablets(&[tablet]).await.unwrap();
+        assert_eq!(client.endpoint(), server.address);
+        let inserts = texts(&client.execute_sql("inserts").await.unwrap());
+        assert_eq!(inserts, vec!["-:root.sg.d1@0", "-:root.sg.d1@1"]);
+
+        let error = client.execute_sql("nonsense").await.unwrap_err();
+        assert_eq!(error.status_code(), Some(StatusCode::SQL_PARSE_ERROR));
+        assert_eq!(
+            client.endpoint(),
+            server.address,
+            "a lasting error stays put"
+        );
+
+        // A refused login is not retried elsewhere either.
+        let wrong = ClientConfig {
+            password: "nope".into(),
+            ..config()
+        };
+        let error = AsyncFailoverClient::connect(&[server.address, dead], &wrong, policy)
+            .await
+            .unwrap_err();
+        assert_eq!(error.status_code(), Some(StatusCode::WRONG_LOGIN_PASSWORD));
+        let error = AsyncFailoverClient::connect(&[dead, dropping], &config(), policy)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, ClientError::Net(_)), "{error}");
     });
 }
 

@@ -8,7 +8,7 @@
 //!              ├─ node datanode 1 ───────────────────────┤ every node: --set <settings>
 //!              ├─ node datanode 2 ───────────────────────┤ (data_replication_factor, ...)
 //!              └─ node datanode 3 ───────────────────────┘
-//!  clients spread over the DataNodes' client ports (client i → DataNode i % n)
+//!  clients on the DataNodes' client ports as `--route` says (server_mode::Route)
 //! ```
 
 use std::io::{BufRead, BufReader};

@@ -112,16 +112,25 @@ struct WorkloadArgs {
     /// Start a standalone server on a free loopback port with a temporary data directory.
     #[arg(long, conflicts_with = "endpoints")]
     embedded: bool,
-    /// Running servers, `host:port,...`: the clients are spread over them (client `i`
-    /// connects to endpoint `i % n`; in a cluster any DataNode forwards what another holds);
-    /// the first also serves the setup, verification and queries.
+    /// Running servers, `host:port,...` (a cluster's DataNodes): the clients reach them as
+    /// `--route` says; the first also serves the setup, verification and queries.
     #[arg(long, value_delimiter = ',')]
     endpoints: Vec<std::net::SocketAddr>,
     /// Start a local cluster instead of a standalone server, `<ConfigNodes>C<DataNodes>D`
     /// (`1C3D`): every node a child process on 127.0.0.1 with a temporary directory, the
-    /// clients spread over the DataNodes, the server CPU summed over every node.
+    /// clients reaching the DataNodes as `--route` says, the server CPU summed over every
+    /// node.
     #[arg(long, conflicts_with = "endpoints")]
     cluster: Option<String>,
+    /// How the write clients reach the servers. `one`: every client on the first
+    /// DataNode, which forwards the writes for region groups led elsewhere (one hop);
+    /// `spread`: client i on DataNode i % n, which forwards what it does not lead;
+    /// `shard-aware`: each client a ShardAwareClient seeded with every DataNode, sending
+    /// each write to the DataNode and core leading its region group (no hop). Default:
+    /// `shard-aware` with `--cluster` or `--endpoints`, `one` against the embedded server
+    /// (with one server, all three send each write to the core that leads it).
+    #[arg(long, value_enum)]
+    route: Option<server_mode::Route>,
     /// `data_replication_factor` of the `--cluster`.
     #[arg(long, default_value_t = 1, requires = "cluster")]
     replication: u32,
@@ -274,6 +283,7 @@ fn main() -> anyhow::Result<()> {
                     cores: cli.workload.cores,
                     wal_mode: wal_mode.name().to_string(),
                 },
+                route: server_mode::Route::One,
                 clients: 1,
                 pipeline: cli.workload.pipeline,
                 query_repeat: 0,
@@ -308,10 +318,17 @@ fn main() -> anyhow::Result<()> {
                     wal_mode: wal_mode.name().to_string(),
                 }
             };
+            let route = cli.workload.route.unwrap_or(match target {
+                server_mode::Target::Embedded { .. } => server_mode::Route::One,
+                server_mode::Target::Cluster { .. } | server_mode::Target::Endpoints(_) => {
+                    server_mode::Route::ShardAware
+                }
+            });
             server_mode::run(
                 &spec,
                 &server_mode::ServerOptions {
                     target,
+                    route,
                     clients: cli.workload.clients,
                     pipeline: cli.workload.pipeline,
                     query_repeat: cli.workload.query_repeat,
@@ -326,6 +343,7 @@ fn main() -> anyhow::Result<()> {
         "batch": spec.batch, "clients": cli.workload.clients, "interval_ms": spec.interval_ms,
         "types": spec.types.iter().map(|t| t.name()).collect::<Vec<_>>(),
         "out_of_order_ratio": spec.out_of_order_ratio, "seed": spec.seed, "wal_mode": wal_mode.name(),
+        "pipeline": cli.workload.pipeline, "cores": cli.workload.cores,
     });
     report.print();
     if let Some(path) = &cli.workload.json {

@@ -137,10 +137,29 @@ pub struct Concurrency {
     pub requests_in_flight: usize,
 }
 
+/// How the clients reached the servers, and how many writes that sent straight to the
+/// leader of their region group.
+#[derive(Clone, Debug, Serialize)]
+pub struct Routing {
+    /// `one`, `spread` or `shard-aware` (`--route`).
+    pub route: String,
+    /// What the route means, for the summary.
+    pub description: String,
+    /// Write requests whose first send went to the DataNode and core leading their region
+    /// group (by the client's route table); the others were forwarded to the leading
+    /// DataNode, or handed to its core, by the server that received them.
+    pub direct_requests: u64,
+    pub requests: u64,
+}
+
 /// Everything one run measured, for `--json`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
     pub mode: String,
+    pub routing: Option<Routing>,
+    /// CPU seconds of each server process from the start of the writes through the
+    /// flush (and a cluster's catch-up), by name (`ConfigNode 1`, `DataNode 2`).
+    pub server_cpu_by_process: Vec<(String, f64)>,
     pub workload: serde_json::Value,
     /// The headline: points per second through the flush to sealed files.
     pub points_per_second: Option<f64>,
@@ -238,11 +257,26 @@ impl Report {
         println!(
             "------------------------------------------------------------------------------------------------"
         );
+        println!("target: {}", self.mode);
+        if let Some(r) = &self.routing {
+            println!(
+                "route: {} ({}); writes sent straight to the leading DataNode and core: {} of {}",
+                r.route, r.description, r.direct_requests, r.requests
+            );
+        }
         if let Some(c) = &self.concurrency {
             println!(
-                "concurrency: {} clients x {} connections (one per shard), {} requests in flight per client = {} write requests in flight",
+                "concurrency: {} clients x {} connections (one per core written to), {} requests in flight per client = {} write requests in flight",
                 c.clients, c.connections_per_client, c.pipeline, c.requests_in_flight
             );
+        }
+        if !self.server_cpu_by_process.is_empty() {
+            let shares: Vec<String> = self
+                .server_cpu_by_process
+                .iter()
+                .map(|(name, seconds)| format!("{name} {seconds:.2} s"))
+                .collect();
+            println!("server cpu with flush by process: {}", shares.join(", "));
         }
         if let Some(v) = self.verified_points {
             println!(

@@ -2,8 +2,19 @@
 //! binary re-executed as `iotdb-perf serve`, so its CPU time is its own), a local cluster
 //! (`--cluster`, every node's CPU summed), or running servers given by `--endpoints`.
 //!
-//! Each client task routes every request to the shard owning its region (shard-aware,
-//! zero hops), keeping up to `pipeline` requests in flight.
+//! Each client task keeps up to `pipeline` requests in flight. How it reaches a cluster is
+//! its [`Route`]: every client on the first DataNode (`one`), the clients spread over the
+//! DataNodes (`spread`), both with a connection per core of their DataNode and the server
+//! forwarding what another DataNode leads, or each client a `ShardAwareClient` seeded with
+//! every DataNode that sends each request to the (DataNode, core) leading its region
+//! group (`shard-aware`, no hop).
+//!
+//! ```text
+//!  one          client 0..n ──► DN1 ─┬─ leads it: its core
+//!                                    └─ else: forward ──► DN2 / DN3 (one hop)
+//!  spread       client i ──► DN(i % n) ─ same as above
+//!  shard-aware  client i ──► DN and core leading the tablet's group (route table)
+//! ```
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -16,12 +27,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
 use iotdb_net::{
-    AggregateQuery, Aggregation, AsyncClient, ClientConfig, ClientError, CreateDatabase,
-    GroupByWindow, Opcode, RawQuery, RouteTable, SeriesSelection, StatusCode, WireTablet,
+    AggregateQuery, Aggregation, AsyncCalls, AsyncClient, ClientConfig, ClientError,
+    CreateDatabase, Destination, GroupByWindow, Opcode, RawQuery, RouteTable, SeriesSelection,
+    ShardAwareClient, StatusCode, WireTablet,
 };
 
 use crate::progress::Progress;
-use crate::report::{self, Concurrency, Latencies, Phase, Report, WriteResult};
+use crate::report::{self, Concurrency, Latencies, Phase, Report, Routing, WriteResult};
 use crate::verify::{self, Expected};
 use crate::workload::{self, T0_MS, WorkloadSpec};
 
@@ -44,9 +56,52 @@ pub enum Target {
     },
 }
 
+/// How the write clients reach the servers (`--route`). Against one server the three
+/// differ only in the connections: `one` and `spread` hold one per core of it,
+/// `shard-aware` one per core it writes to plus a default connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Route {
+    /// Every client talks to the first DataNode (a connection per core); it forwards the
+    /// writes for region groups led elsewhere (one hop).
+    One,
+    /// Client `i` talks to DataNode `i % n` (a connection per core), which forwards what it
+    /// does not lead.
+    Spread,
+    /// Each client is a `ShardAwareClient` seeded with every DataNode (the list rotated by
+    /// the client's index, so the default connections spread), sending each write to the
+    /// DataNode and core leading its region group: no hop.
+    ShardAware,
+}
+
+impl Route {
+    pub fn name(self) -> &'static str {
+        match self {
+            Route::One => "one",
+            Route::Spread => "spread",
+            Route::ShardAware => "shard-aware",
+        }
+    }
+
+    fn description(self) -> &'static str {
+        match self {
+            Route::One => {
+                "every client on the first DataNode, which forwards what another DataNode leads"
+            }
+            Route::Spread => {
+                "client i on DataNode i % n, which forwards what another DataNode leads"
+            }
+            Route::ShardAware => {
+                "shard-aware clients seeded with every DataNode: each write to the DataNode \
+                 and core leading its region group"
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct ServerOptions {
     pub target: Target,
+    pub route: Route,
     pub clients: usize,
     /// Requests each client keeps in flight.
     pub pipeline: usize,
@@ -185,6 +240,158 @@ impl ShardClient {
     }
 }
 
+/// One write client: how it picks the connection of each request.
+enum Writer {
+    /// Every core of one DataNode (`one`, `spread`): a write goes to the core leading its
+    /// region group when this DataNode leads it, otherwise to any core (by request index),
+    /// which forwards it to the DataNode that leads.
+    Pinned {
+        client: ShardClient,
+        /// The DataNode the client talks to, as the route table names it.
+        data_node_id: u32,
+    },
+    ShardAware(Box<ShardAwareClient>),
+}
+
+/// The connection a write went out on, where its answer is received.
+#[derive(Clone, Debug)]
+enum Lane {
+    Shard(usize),
+    Routed(Destination),
+}
+
+/// Where a write goes, and whether that is its region group's leader itself.
+struct Choice {
+    lane: Lane,
+    /// The DataNode and core that lead the write's group (by the client's route table).
+    direct: bool,
+    /// The route table does not know the write's group yet.
+    miss: bool,
+}
+
+impl Writer {
+    async fn connect(
+        route: Route,
+        index: usize,
+        addresses: &[SocketAddr],
+        options: &ServerOptions,
+    ) -> Result<Writer, ClientError> {
+        let pinned = match route {
+            Route::One => addresses[0],
+            Route::Spread => addresses[index % addresses.len()],
+            Route::ShardAware => {
+                let mut seeds = addresses.to_vec();
+                seeds.rotate_left(index % addresses.len());
+                let client =
+                    ShardAwareClient::connect(&seeds, client_config(options, None)).await?;
+                return Ok(Writer::ShardAware(Box::new(client)));
+            }
+        };
+        let client = ShardClient::connect(pinned, options).await?;
+        let data_node_id = client.connections[0].accepted().data_node_id;
+        Ok(Writer::Pinned {
+            client,
+            data_node_id,
+        })
+    }
+
+    /// Connections open now (after the writes: every one the client used).
+    fn connection_count(&self) -> usize {
+        match self {
+            Writer::Pinned { client, .. } => client.connections.len(),
+            Writer::ShardAware(client) => client.shard_connection_count() + 1,
+        }
+    }
+
+    /// Where request `index` goes. `route` is the run's shared table (pinned clients);
+    /// a shard-aware client has its own.
+    fn choose(&self, request: &Prepared, index: usize, route: &RouteTable) -> Choice {
+        match self {
+            Writer::Pinned {
+                client,
+                data_node_id,
+            } => {
+                let shards = client.connections.len();
+                let target = route.route_for(&request.device, request.first_time);
+                match target {
+                    Some(t)
+                        if t.data_node_id == *data_node_id && (t.shard_id as usize) < shards =>
+                    {
+                        Choice {
+                            lane: Lane::Shard(t.shard_id as usize),
+                            direct: true,
+                            miss: false,
+                        }
+                    }
+                    _ => Choice {
+                        lane: Lane::Shard(index % shards),
+                        direct: false,
+                        miss: target.is_none(),
+                    },
+                }
+            }
+            Writer::ShardAware(client) => {
+                let destination = client.destination(&request.device, request.first_time);
+                let routed = destination != Destination::Default;
+                Choice {
+                    lane: Lane::Routed(destination),
+                    direct: routed,
+                    miss: !routed,
+                }
+            }
+        }
+    }
+
+    async fn send(&mut self, lane: &Lane, body: Bytes) -> Result<u64, ClientError> {
+        let connection = match (self, lane) {
+            (Writer::Pinned { client, .. }, Lane::Shard(shard)) => &mut client.connections[*shard],
+            (Writer::ShardAware(client), Lane::Routed(destination)) => {
+                client.connection(destination).await?
+            }
+            _ => unreachable!("a lane comes from its own writer"),
+        };
+        connection.send_body(Opcode::InsertTablets, body).await
+    }
+
+    async fn receive(&mut self, lane: &Lane, id: u64) -> Result<(), ClientError> {
+        let result = match (&mut *self, lane) {
+            (Writer::Pinned { client, .. }, Lane::Shard(shard)) => {
+                client.connections[*shard].receive(id).await
+            }
+            (Writer::ShardAware(client), Lane::Routed(destination)) => {
+                match client.open_connection(destination) {
+                    Some(connection) => connection.receive(id).await,
+                    None => Err(ClientError::Unavailable(format!(
+                        "the connection to {destination:?} was dropped"
+                    ))),
+                }
+            }
+            _ => unreachable!("a lane comes from its own writer"),
+        };
+        if let (Err(error), Writer::ShardAware(client), Lane::Routed(destination)) =
+            (&result, self, lane)
+        {
+            client.forget(destination, error);
+        }
+        result.map(|_| ())
+    }
+
+    /// Learns the partitions the servers created since the table was fetched (the
+    /// writes that missed were routed by the server that received them).
+    async fn refresh_route(&mut self, route: &RefCell<RouteTable>) -> Result<(), ClientError> {
+        match self {
+            Writer::Pinned { client, .. } => {
+                let known = route.borrow().version();
+                if let Some(table) = client.connections[0].fetch_route_table(known).await? {
+                    *route.borrow_mut() = table;
+                }
+                Ok(())
+            }
+            Writer::ShardAware(client) => client.refresh_route_table().await,
+        }
+    }
+}
+
 /// Runs the workload against the target and returns its figures.
 pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Report> {
     eprintln!("generating {} points ...", spec.points());
@@ -248,7 +455,7 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
     ))?;
     report.mode = match &options.target {
         Target::Embedded { .. } => "embedded".into(),
-        Target::Endpoints(_) => "endpoints".into(),
+        Target::Endpoints(list) => format!("endpoints {}", addresses_text(list)),
         Target::Cluster {
             shape, settings, ..
         } => format!("cluster {shape} ({})", settings.join(" ")),
@@ -423,9 +630,17 @@ fn dir_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
-/// `addresses`: the endpoints the clients are spread over (client `i` connects to
-/// endpoint `i % n`; a DataNode forwards what another one holds); the first one also
-/// serves the setup, the verification and the queries.
+fn addresses_text(addresses: &[SocketAddr]) -> String {
+    addresses
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// `addresses`: the servers (a cluster's DataNodes), reached by the write clients as
+/// `options.route` says; the first one also serves the setup, the verification and the
+/// queries.
 async fn drive(
     spec: &WorkloadSpec,
     options: &ServerOptions,
@@ -465,22 +680,23 @@ async fn drive(
     let errors = Rc::new(Cell::new(0u64));
     let retried = Rc::new(Cell::new(0u64));
     let latencies = Rc::new(RefCell::new(Latencies::default()));
+    let direct = Rc::new(Cell::new(0u64));
     let mut clients = Vec::new();
     for index in 0..options.clients.max(1) {
-        let endpoint = addresses[index % addresses.len()];
         clients.push(
-            ShardClient::connect(endpoint, options)
+            Writer::connect(options.route, index, addresses, options)
                 .await
-                .with_context(|| format!("connecting a client to {endpoint}"))?,
+                .with_context(|| {
+                    format!(
+                        "connecting client {index} ({}) to {}",
+                        options.route.name(),
+                        addresses_text(addresses)
+                    )
+                })?,
         );
     }
+    let client_count = clients.len();
     let pipeline = options.pipeline.max(1);
-    let concurrency = Concurrency {
-        clients: clients.len(),
-        connections_per_client: clients.first().map_or(0, |c| c.connections.len()),
-        pipeline,
-        requests_in_flight: clients.len() * pipeline,
-    };
     let per_process_before = per_process();
     let cpu_before = total(&per_process_before);
     let started = Instant::now();
@@ -488,33 +704,29 @@ async fn drive(
     let points_done = progress.counter();
     let mut tasks = Vec::new();
     for client in clients {
-        let (requests, next, errors, retried, latencies, route, points_done) = (
-            requests.clone(),
-            next.clone(),
-            errors.clone(),
-            retried.clone(),
-            latencies.clone(),
-            route.clone(),
-            points_done.clone(),
-        );
-        tasks.push(monoio::spawn(async move {
-            write_client(
-                client,
-                requests,
-                next,
-                errors,
-                retried,
-                latencies,
-                route,
-                pipeline,
-                points_done,
-            )
-            .await
-        }));
+        let shared = WriteShared {
+            requests: requests.clone(),
+            next: next.clone(),
+            errors: errors.clone(),
+            retried: retried.clone(),
+            direct: direct.clone(),
+            latencies: latencies.clone(),
+            route: route.clone(),
+            points_done: points_done.clone(),
+        };
+        tasks.push(monoio::spawn(write_client(client, shared, pipeline)));
     }
+    let mut writers = Vec::new();
     for task in tasks {
-        task.await?;
+        writers.push(task.await?);
     }
+    let concurrency = Concurrency {
+        clients: client_count,
+        connections_per_client: writers.first().map_or(0, Writer::connection_count),
+        pipeline,
+        requests_in_flight: client_count * pipeline,
+    };
+    drop(writers);
     let ingest_elapsed = started.elapsed();
     let ingest_cpu = server_cpu();
     progress.finish(ingest_elapsed).await;
@@ -559,32 +771,32 @@ async fn drive(
     }
     let per_process_flushed = per_process();
     let flush_cpu = total(&per_process_flushed);
+    // Where a cluster's CPU went, node by node (ConfigNodes first, then DataNodes).
+    let mut server_cpu_by_process = Vec::new();
     if server_pids.len() > 1 {
-        // Where a cluster's CPU went, node by node (ConfigNodes first, then DataNodes).
-        let used: Vec<f64> = per_process_before
+        for (index, (before, after)) in per_process_before
             .iter()
             .zip(&per_process_flushed)
-            .map(|(before, after)| match (before, after) {
+            .enumerate()
+        {
+            let seconds = match (before, after) {
                 (Some(a), Some(b)) => b - a,
                 _ => 0.0,
-            })
-            .collect();
-        let shares: Vec<String> = used
+            };
+            let name = if index < config_nodes {
+                format!("ConfigNode {}", index + 1)
+            } else {
+                format!("DataNode {}", index + 1 - config_nodes)
+            };
+            server_cpu_by_process.push((name, seconds));
+        }
+        let data_nodes: f64 = server_cpu_by_process[config_nodes.min(server_pids.len())..]
             .iter()
-            .enumerate()
-            .map(|(index, seconds)| {
-                if index < config_nodes {
-                    format!("ConfigNode {} {seconds:.2} s", index + 1)
-                } else {
-                    format!("DataNode {} {seconds:.2} s", index + 1 - config_nodes)
-                }
-            })
-            .collect();
-        let data_nodes: f64 = used[config_nodes.min(used.len())..].iter().sum();
+            .map(|(_, seconds)| seconds)
+            .sum();
         eprintln!(
-            "server cpu through the flush by process: {}; DataNodes together {data_nodes:.2} s \
-             ({:.0} points per DataNode CPU-second)",
-            shares.join(", "),
+            "DataNodes' cpu through the flush together {data_nodes:.2} s ({:.0} points per \
+             DataNode CPU-second)",
             spec.points() as f64 / data_nodes.max(f64::MIN_POSITIVE)
         );
     }
@@ -744,6 +956,13 @@ async fn drive(
         ));
     }
     let mut report = Report {
+        routing: Some(Routing {
+            route: options.route.name().to_owned(),
+            description: options.route.description().to_owned(),
+            direct_requests: direct.get(),
+            requests: requests.len() as u64,
+        }),
+        server_cpu_by_process,
         concurrency: Some(concurrency),
         verified_points: Some(verified),
         queries,
@@ -753,93 +972,123 @@ async fn drive(
     Ok(report)
 }
 
-/// One client's share of the writes: takes requests from the shared counter, sends each to
-/// its shard's connection, keeps `pipeline` in flight.
 /// Times a write answered "not now" or "not here" (606, 420) is sent at most.
 const WRITE_ATTEMPTS_MAX: u32 = 100;
 /// The pause before sending such a write again.
 const WRITE_RETRY_PAUSE: Duration = Duration::from_millis(20);
+/// Writes that missed the route table (their group was new to it) before a client fetches
+/// it again: one fetch per batch of misses, not one per write.
+const ROUTE_MISSES_BEFORE_REFRESH: usize = 64;
 
-async fn write_client(
-    mut client: ShardClient,
+/// What the write clients of a run share (one thread: `Rc`).
+struct WriteShared {
     requests: Rc<Vec<Prepared>>,
+    /// The next request to send (clients take requests in turn).
     next: Rc<Cell<usize>>,
     errors: Rc<Cell<u64>>,
     retried: Rc<Cell<u64>>,
+    /// Requests whose first send went straight to their group's leading DataNode and core.
+    direct: Rc<Cell<u64>>,
     latencies: Rc<RefCell<Latencies>>,
+    /// The route table of the pinned clients (`one`, `spread`).
     route: Rc<RefCell<RouteTable>>,
-    pipeline: usize,
     points_done: Rc<Cell<u64>>,
-) -> anyhow::Result<()> {
-    // (request, shard, request id, first sent, attempts)
-    let mut in_flight: VecDeque<(usize, usize, u64, Instant, u32)> = VecDeque::new();
+}
+
+/// One write in flight: its request, the connection it went out on, its id there, when
+/// it was first sent and how often.
+struct InFlight {
+    index: usize,
+    lane: Lane,
+    id: u64,
+    sent: Instant,
+    attempts: u32,
+}
+
+/// One client's share of the writes: takes requests from the shared counter, sends each
+/// where its [`Writer`] routes it, keeps `pipeline` in flight. Returns the writer (its
+/// connections count in the summary).
+async fn write_client(
+    mut client: Writer,
+    shared: WriteShared,
+    pipeline: usize,
+) -> anyhow::Result<Writer> {
+    let requests = &shared.requests;
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
     let mut misses = 0usize;
     loop {
         while in_flight.len() < pipeline {
-            let i = next.get();
-            if i >= requests.len() {
+            let index = shared.next.get();
+            if index >= requests.len() {
                 break;
             }
-            next.set(i + 1);
-            let request = &requests[i];
-            let shard = {
-                let route = route.borrow();
-                route
-                    .route_for(&request.device, request.first_time)
-                    .map(|t| t.shard_id as usize)
-            };
-            let shard = match shard {
-                Some(s) if s < client.connections.len() => s,
-                _ => {
-                    misses += 1;
-                    i % client.connections.len()
-                }
-            };
-            let id = client.connections[shard]
-                .send_body(Opcode::InsertTablets, request.body.clone())
+            shared.next.set(index + 1);
+            let choice = client.choose(&requests[index], index, &shared.route.borrow());
+            misses += usize::from(choice.miss);
+            if choice.direct {
+                shared.direct.set(shared.direct.get() + 1);
+            }
+            let id = client
+                .send(&choice.lane, requests[index].body.clone())
                 .await?;
-            in_flight.push_back((i, shard, id, Instant::now(), 1));
+            in_flight.push_back(InFlight {
+                index,
+                lane: choice.lane,
+                id,
+                sent: Instant::now(),
+                attempts: 1,
+            });
         }
-        let Some((index, shard, id, sent, attempts)) = in_flight.pop_front() else {
+        let Some(write) = in_flight.pop_front() else {
             break;
         };
-        match client.connections[shard].receive(id).await {
-            Ok(_) => {
-                latencies.borrow_mut().record(sent.elapsed());
-                points_done.set(points_done.get() + requests[index].points);
+        match client.receive(&write.lane, write.id).await {
+            Ok(()) => {
+                shared.latencies.borrow_mut().record(write.sent.elapsed());
+                shared
+                    .points_done
+                    .set(shared.points_done.get() + requests[write.index].points);
             }
             Err(ClientError::Status(status))
                 if matches!(
                     status.code,
                     StatusCode::WRITE_PROCESS_REJECT | StatusCode::ROUTE_TABLE_STALE
-                ) && attempts < WRITE_ATTEMPTS_MAX =>
+                ) && write.attempts < WRITE_ATTEMPTS_MAX =>
             {
                 // "Not now" (a new replicated group taking over as leader, an overloaded
                 // control plane) or "not here" (a moved leader): the same points again, a
-                // moment later; the latency keeps counting from the first send.
-                retried.set(retried.get() + 1);
+                // moment later, routed again by a fresh table when the route was stale;
+                // the latency keeps counting from the first send.
+                shared.retried.set(shared.retried.get() + 1);
+                if status.code == StatusCode::ROUTE_TABLE_STALE {
+                    client.refresh_route(&shared.route).await?;
+                }
                 monoio::time::sleep(WRITE_RETRY_PAUSE).await;
-                let id = client.connections[shard]
-                    .send_body(Opcode::InsertTablets, requests[index].body.clone())
+                let choice =
+                    client.choose(&requests[write.index], write.index, &shared.route.borrow());
+                let id = client
+                    .send(&choice.lane, requests[write.index].body.clone())
                     .await?;
-                in_flight.push_back((index, shard, id, sent, attempts + 1));
+                in_flight.push_back(InFlight {
+                    lane: choice.lane,
+                    id,
+                    attempts: write.attempts + 1,
+                    ..write
+                });
             }
             Err(e) => {
-                errors.set(errors.get() + 1);
+                shared.errors.set(shared.errors.get() + 1);
                 eprintln!("write failed: {e}");
             }
         }
         // New partitions appear as the workload moves on: refresh the route table after
         // misses (the server routed those requests itself).
-        if misses >= 64 {
+        if misses >= ROUTE_MISSES_BEFORE_REFRESH {
             misses = 0;
-            let known = route.borrow().version();
-            if let Some(table) = client.connections[shard].fetch_route_table(known).await? {
-                *route.borrow_mut() = table;
-            }
+            client.refresh_route(&shared.route).await?;
         }
     }
-    Ok(())
+    Ok(client)
 }
 
 /// The admin connection of a run: connected, with the workload's database created (an

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use iotdb_net::{Opcode, RouteTable};
+use iotdb_net::{AsyncCalls, Opcode, RouteTable};
 
 use crate::server_mode::{self, EmbeddedServer, ServerOptions, ShardClient, Target};
 use crate::workload::{self, WorkloadSpec};

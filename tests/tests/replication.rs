@@ -658,13 +658,14 @@ fn schema_regions_replicate_through_raft_and_survive_their_leaders_kill() {
 }
 
 /// Clients given every DataNode keep writing and reading while the DataNode one of them is
-/// connected to is killed: a `FailoverClient` (SQL) and a `ShardAwareClient` (tablets to
-/// the leaders' cores). No error reaches the caller, and every acknowledged point reads
-/// back (RF=2, `in_sync`).
+/// connected to is killed: a `FailoverClient` (SQL), an `AsyncFailoverClient` (tablets,
+/// and the reads of its series) and a `ShardAwareClient` (tablets to the leaders' cores).
+/// No error reaches the caller, and every acknowledged point reads back (RF=2, `in_sync`).
 #[test]
 fn a_failover_client_rides_over_the_death_of_its_data_node() {
     use iotdb_net::{
-        ClientConfig, DataType, FailoverClient, FailoverPolicy, ShardAwareClient, WireTablet,
+        AsyncCalls, AsyncFailoverClient, ClientConfig, DataType, FailoverClient, FailoverPolicy,
+        ShardAwareClient, WireTablet,
     };
     let mut cluster = start_1c3d(&[
         ("data_replication_factor", "2"),
@@ -694,12 +695,21 @@ fn a_failover_client_rides_over_the_death_of_its_data_node() {
         ))
         .expect("connect the shard-aware client");
     sharded.set_failover_policy(policy);
+    let mut async_client = runtime
+        .block_on(AsyncFailoverClient::connect(
+            &endpoints,
+            &ClientConfig::default(),
+            policy,
+        ))
+        .expect("connect the async failover client");
+    let async_connected = async_client.accepted().expect("connected").data_node_id;
     // The database and the schema of every device exist before the kill, so what the
     // test measures is the data path (a new device's schema would wait for the schema
     // region's election as well, which the schema test covers).
     let mut acked: BTreeSet<i64> = BTreeSet::new();
     let mut write = |client: &mut FailoverClient, round: i64| {
         let mut tablets = Vec::new();
+        let mut async_tablets = Vec::new();
         for index in 0..DEVICES {
             let value = round * 100 + index as i64;
             let statement = format!(
@@ -714,11 +724,21 @@ fn a_failover_client_rides_over_the_death_of_its_data_node() {
                 .push_row(round, &[Some(Value::Double(value as f64))])
                 .expect("a row");
             tablets.push(tablet);
+            let mut tablet = WireTablet::new(device(index), &[("s3", DataType::Double)]);
+            tablet
+                .push_row(round, &[Some(Value::Double(value as f64))])
+                .expect("a row");
+            async_tablets.push(tablet);
         }
         runtime
             .block_on(sharded.insert_tablets(&tablets))
             .unwrap_or_else(|e| {
                 panic!("round {round} of tablets: an error reached the caller: {e}")
+            });
+        runtime
+            .block_on(async_client.insert_tablets(&async_tablets))
+            .unwrap_or_else(|e| {
+                panic!("round {round} through the async client: an error reached the caller: {e}")
             });
     };
     for round in 0..3 {
@@ -735,16 +755,24 @@ fn a_failover_client_rides_over_the_death_of_its_data_node() {
     }
     eprintln!(
         "DataNode {connected} (the client's) killed: five rounds written {:?} after the kill, \
-         through {}",
+         through {} (the async client through {})",
         killed.elapsed(),
-        client.endpoint()
+        client.endpoint(),
+        async_client.endpoint()
     );
     assert_ne!(client.endpoint(), endpoints[victim]);
-    for (index, measurement) in (0..DEVICES).flat_map(|i| [(i, "s1"), (i, "s2")]) {
+    if async_connected == connected {
+        assert_ne!(async_client.endpoint(), endpoints[victim]);
+    }
+    for (index, measurement) in (0..DEVICES).flat_map(|i| [(i, "s1"), (i, "s2"), (i, "s3")]) {
         let statement = format!("SELECT {measurement} FROM {}", device(index));
-        let result = client
-            .execute_sql(&statement)
-            .expect("a read after the kill");
+        // The async client's series are read through it (its query path after the kill).
+        let result = if measurement == "s3" {
+            runtime.block_on(async_client.execute_sql(&statement))
+        } else {
+            client.execute_sql(&statement)
+        }
+        .expect("a read after the kill");
         let times: Vec<i64> = result
             .rows
             .iter()

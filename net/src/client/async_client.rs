@@ -1,5 +1,5 @@
-//! An async client for monoio: the blocking client's API with `.await`.
-//! Pipelining: `send_*` many requests, then `receive` each id.
+//! An async client for monoio: the blocking client's API with `.await` (the calls are
+//! [`AsyncCalls`]'s). Pipelining: `send_*` many requests, then `receive` each id.
 
 use std::net::SocketAddr;
 
@@ -7,18 +7,11 @@ use bytes::{Bytes, BytesMut};
 use monoio::io::AsyncWriteRentExt;
 use monoio::net::TcpStream;
 
-use super::{
-    ClientConfig, PendingRequests, into_batches, into_done, into_handshake, into_last,
-    into_result_set, into_route_table,
-};
+use super::async_calls::AsyncCalls;
+use super::{ClientConfig, PendingRequests, into_done, into_handshake};
 use crate::error::{ClientError, NetError};
 use crate::frame::{Frame, Opcode};
-use crate::message::{
-    AggregateQuery, CreateDatabase, HandshakeAccepted, RawQuery, Request, ResponsePayload,
-    SeriesSelection, encode_insert_tablets,
-};
-use crate::partition::RouteTable;
-use crate::result::{ColumnBatch, LastPoint, ResultSet};
+use crate::message::{HandshakeAccepted, Request, ResponsePayload, encode_insert_tablets};
 use crate::server::read_frame_plain;
 use crate::tablet::WireTablet;
 
@@ -111,64 +104,16 @@ impl AsyncClient {
             self.pending.on_frame(frame)?;
         }
     }
+}
 
-    async fn call(&mut self, request: &Request) -> Result<Vec<ResponsePayload>, ClientError> {
-        let request_id = self.send(request).await?;
+impl AsyncCalls for AsyncClient {
+    async fn exchange(
+        &mut self,
+        opcode: Opcode,
+        body: Bytes,
+    ) -> Result<Vec<ResponsePayload>, ClientError> {
+        let request_id = self.send_body(opcode, body).await?;
         self.receive(request_id).await
-    }
-
-    pub async fn ping(&mut self) -> Result<(), ClientError> {
-        into_done(self.call(&Request::Ping).await?)
-    }
-
-    pub async fn create_database(&mut self, create: CreateDatabase) -> Result<(), ClientError> {
-        into_done(self.call(&Request::CreateDatabase(create)).await?)
-    }
-
-    pub async fn insert_tablets(&mut self, tablets: &[WireTablet]) -> Result<(), ClientError> {
-        let request_id = self.send_insert_tablets(tablets).await?;
-        into_done(self.receive(request_id).await?)
-    }
-
-    pub async fn query_raw(&mut self, query: RawQuery) -> Result<Vec<ColumnBatch>, ClientError> {
-        into_batches(self.call(&Request::QueryRaw(query)).await?)
-    }
-
-    pub async fn query_aggregate(
-        &mut self,
-        query: AggregateQuery,
-    ) -> Result<Vec<ColumnBatch>, ClientError> {
-        into_batches(self.call(&Request::QueryAggregate(query)).await?)
-    }
-
-    pub async fn query_last(
-        &mut self,
-        series: Vec<SeriesSelection>,
-    ) -> Result<Vec<LastPoint>, ClientError> {
-        into_last(self.call(&Request::QueryLast(series)).await?)
-    }
-
-    pub async fn fetch_route_table(
-        &mut self,
-        known_version: u64,
-    ) -> Result<Option<RouteTable>, ClientError> {
-        into_route_table(
-            self.call(&Request::FetchRouteTable { known_version })
-                .await?,
-        )
-    }
-
-    pub async fn flush(&mut self, databases: Vec<String>) -> Result<(), ClientError> {
-        into_done(self.call(&Request::Flush { databases }).await?)
-    }
-
-    pub async fn execute_sql(&mut self, statement: &str) -> Result<ResultSet, ClientError> {
-        into_result_set(
-            self.call(&Request::ExecuteSql {
-                statement: statement.to_owned(),
-            })
-            .await?,
-        )
     }
 }
 

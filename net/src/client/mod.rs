@@ -2,13 +2,15 @@
 //! client for monoio, and a shard-aware async client that sends each tablet
 //! straight to the shard leading its region.
 //!
-//! A failover client (blocking) takes several DataNodes of a cluster and moves to the next
-//! when one fails, sending the request again.
+//! The failover clients (`FailoverClient`, blocking; `AsyncFailoverClient`, monoio) take
+//! several DataNodes of a cluster and move to the next when one fails, sending the request
+//! again; both follow one `failover::Failover` for what to do between attempts.
 //!
 //! Both plain clients pipeline: `send_*` writes a request and returns its id
 //! at once; `receive` collects the response frames for one id (buffering
 //! frames of other ids that arrive first). The convenience methods do both.
 
+pub mod async_calls;
 pub mod async_client;
 pub mod blocking;
 pub mod failover;

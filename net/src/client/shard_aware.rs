@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 
 use super::ClientConfig;
+use super::async_calls::AsyncCalls;
 use super::async_client::{AsyncClient, insert_outcome};
 use super::failover::{FailoverPolicy, is_transient};
 use crate::error::{ClientError, NetError};
@@ -29,8 +30,24 @@ use crate::tablet::WireTablet;
 /// paced by the client's [`FailoverPolicy`].
 pub const INSERT_ATTEMPTS_MAX: usize = 4;
 
-/// Connection key: endpoint `host:port` and the shard named in the handshake.
-type ConnectionKey = (String, u32);
+/// A connection to one core of one DataNode: its client endpoint `host:port` (as the route
+/// table names it) and the shard named in the handshake.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ShardEndpoint {
+    pub rpc_endpoint: String,
+    pub shard_id: u32,
+}
+
+/// Where the client sends a tablet.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Destination {
+    /// The (DataNode, core) leading the tablet's region group: no hop on the server.
+    Leader(ShardEndpoint),
+    /// The default connection, when the route table does not know the tablet's region
+    /// (a new time slot, an unknown database, an empty tablet): that server routes it,
+    /// forwarding where another DataNode leads, and a route refresh teaches the client.
+    Default,
+}
 
 /// Shard-aware client (one task, one shard thread).
 #[derive(Debug)]
@@ -40,7 +57,7 @@ pub struct ShardAwareClient {
     /// Index into `seeds` of the endpoint the default connection uses.
     seed_index: usize,
     default_connection: Option<AsyncClient>,
-    shard_connections: HashMap<ConnectionKey, AsyncClient>,
+    shard_connections: HashMap<ShardEndpoint, AsyncClient>,
     route_table: RouteTable,
     policy: FailoverPolicy,
 }
@@ -135,23 +152,78 @@ impl ShardAwareClient {
 
     async fn shard_connection(
         &mut self,
-        key: &ConnectionKey,
+        key: &ShardEndpoint,
     ) -> Result<&mut AsyncClient, ClientError> {
         if !self.shard_connections.contains_key(key) {
             let address = key
-                .0
+                .rpc_endpoint
                 .to_socket_addrs()
                 .map_err(|error| NetError::io("resolving a route endpoint", error))?
                 .next()
                 .ok_or_else(|| {
-                    ClientError::Unavailable(format!("endpoint {} does not resolve", key.0))
+                    ClientError::Unavailable(format!(
+                        "endpoint {} does not resolve",
+                        key.rpc_endpoint
+                    ))
                 })?;
             let mut config = self.config.clone();
-            config.target_shard = Some(key.1);
+            config.target_shard = Some(key.shard_id);
             let client = AsyncClient::connect(address, &config).await?;
             self.shard_connections.insert(key.clone(), client);
         }
         Ok(self.shard_connections.get_mut(key).expect("inserted above"))
+    }
+
+    /// Where a tablet of `device` whose first row is at `first_time_ms` goes, by the
+    /// cached route table.
+    pub fn destination(&self, device: &str, first_time_ms: i64) -> Destination {
+        self.route_table
+            .route_for(device, first_time_ms)
+            .map_or(Destination::Default, |target| {
+                Destination::Leader(ShardEndpoint {
+                    rpc_endpoint: target.rpc_endpoint.to_owned(),
+                    shard_id: target.shard_id,
+                })
+            })
+    }
+
+    /// The connection to `destination`, opened when there is none (the default one fails
+    /// over between the seeds). With [`ShardAwareClient::destination`] this is the
+    /// pipelining surface: a caller that keeps many requests in flight sends each with
+    /// `send_*` on its destination's connection and collects it later with `receive`
+    /// there (`iotdb-perf` does), instead of awaiting each
+    /// [`ShardAwareClient::insert_tablets`].
+    pub async fn connection(
+        &mut self,
+        destination: &Destination,
+    ) -> Result<&mut AsyncClient, ClientError> {
+        match destination {
+            Destination::Leader(key) => self.shard_connection(key).await,
+            Destination::Default => self.default_connection().await,
+        }
+    }
+
+    /// The connection to `destination` if one is open: the answer to a request comes on
+    /// the connection it went out on, so a receive must not open a new one.
+    pub fn open_connection(&mut self, destination: &Destination) -> Option<&mut AsyncClient> {
+        match destination {
+            Destination::Leader(key) => self.shard_connections.get_mut(key),
+            Destination::Default => self.default_connection.as_mut(),
+        }
+    }
+
+    /// Drops the connection to `destination` when `error` says it is broken (anything but
+    /// a status the server answered), so the next [`ShardAwareClient::connection`] opens a
+    /// fresh one (the default connection to the next seed).
+    pub fn forget(&mut self, destination: &Destination, error: &ClientError) {
+        match destination {
+            Destination::Leader(key) => {
+                if !matches!(error, ClientError::Status(_)) {
+                    self.shard_connections.remove(key);
+                }
+            }
+            Destination::Default => self.drop_default_if_broken(error),
+        }
     }
 
     /// Inserts tablets, each sent to the shard leading its region. Requests to
@@ -170,18 +242,18 @@ impl ShardAwareClient {
                 }
                 monoio::time::sleep(self.policy.pause).await;
             }
-            // Group by destination; `None` = the default connection.
-            let mut groups: HashMap<Option<ConnectionKey>, Vec<usize>> = HashMap::new();
+            let mut groups: HashMap<Destination, Vec<usize>> = HashMap::new();
             for index in &remaining {
                 let tablet = &tablets[*index];
-                let key = tablet.timestamps.first().and_then(|first| {
-                    self.route_table
-                        .route_for(&tablet.device, *first)
-                        .map(|target| (target.rpc_endpoint.to_owned(), target.shard_id))
-                });
-                groups.entry(key).or_default().push(*index);
+                let destination = tablet
+                    .timestamps
+                    .first()
+                    .map_or(Destination::Default, |first| {
+                        self.destination(&tablet.device, *first)
+                    });
+                groups.entry(destination).or_default().push(*index);
             }
-            let unrouted = groups.contains_key(&None);
+            let unrouted = groups.contains_key(&Destination::Default);
             let mut sent = Vec::new();
             let mut failed = Vec::new();
             for (key, indexes) in groups {
@@ -189,11 +261,7 @@ impl ShardAwareClient {
                     .iter()
                     .map(|index| tablets[*index].clone())
                     .collect();
-                let connection = match &key {
-                    Some(key) => self.shard_connection(key).await,
-                    None => self.default_connection().await,
-                };
-                match connection {
+                match self.connection(&key).await {
                     Ok(connection) => match connection.send_insert_tablets(&batch).await {
                         Ok(request_id) => sent.push((key, indexes, request_id)),
                         Err(error) => {
@@ -211,11 +279,7 @@ impl ShardAwareClient {
             }
             let mut stale = false;
             for (key, indexes, request_id) in sent {
-                let connection = match &key {
-                    Some(key) => self.shard_connections.get_mut(key),
-                    None => self.default_connection.as_mut(),
-                };
-                let Some(connection) = connection else {
+                let Some(connection) = self.open_connection(&key) else {
                     failed.extend(indexes);
                     continue;
                 };
@@ -256,16 +320,5 @@ impl ShardAwareClient {
         }
         Err(last_error
             .unwrap_or_else(|| ClientError::Unavailable("insert attempts exhausted".to_owned())))
-    }
-
-    fn forget(&mut self, key: &Option<ConnectionKey>, error: &ClientError) {
-        match key {
-            Some(key) => {
-                if !matches!(error, ClientError::Status(_)) {
-                    self.shard_connections.remove(key);
-                }
-            }
-            None => self.drop_default_if_broken(error),
-        }
     }
 }
