@@ -18,6 +18,7 @@ use iotdb_net::{
 };
 use iotdb_tests::TestCluster;
 use iotdb_tests::cluster::text_rows;
+use iotdb_tests::model::Rows;
 
 const BINARY: &str = env!("CARGO_BIN_EXE_iotdb-server-under-test");
 /// Ends a hung wait on a loaded 2-core machine running debug builds.
@@ -87,17 +88,18 @@ fn data_node_indexes(cluster: &TestCluster) -> BTreeMap<u32, usize> {
         .collect()
 }
 
-/// (time, s1, s2) of every row a raw query of both series returns.
+/// The rows a raw query of `measurements` (of `s1`, `s2`) returns.
 fn query(
     client: &mut BlockingClient,
+    measurements: &[&str],
     limit: Option<u64>,
     offset: u64,
-) -> Result<Vec<(i64, i64, f64)>, String> {
+) -> Result<Rows, String> {
     let batches = client
         .query_raw(RawQuery {
             series: vec![SeriesSelection {
                 device: DEVICE.into(),
-                measurements: vec!["s1".into(), "s2".into()],
+                measurements: measurements.iter().map(|m| m.to_string()).collect(),
             }],
             start_time: i64::MIN,
             end_time: i64::MAX,
@@ -105,25 +107,23 @@ fn query(
             offset,
         })
         .map_err(|e| e.to_string())?;
-    let (_, rows) = iotdb_tests::model::rows_of(&batches)?;
-    Ok(rows
-        .into_iter()
-        .map(|(time, cells)| {
-            let s1 = match &cells[0] {
-                Some(Value::Int64(v)) => *v,
-                other => panic!("s1 at {time}: {other:?}"),
-            };
-            let s2 = match &cells[1] {
-                Some(Value::Double(v)) => *v,
-                other => panic!("s2 at {time}: {other:?}"),
-            };
-            (time, s1, s2)
-        })
-        .collect())
+    Ok(iotdb_tests::model::rows_of(&batches)?.1)
 }
 
-fn expected() -> Vec<(i64, i64, f64)> {
-    (0..POINTS).map(|t| (t, t * 7, t as f64 / 4.0)).collect()
+/// The rows every point of `measurements` makes, in time order.
+fn expected(measurements: &[&str]) -> Rows {
+    (0..POINTS)
+        .map(|t| {
+            let cells = measurements
+                .iter()
+                .map(|m| match *m {
+                    "s1" => Some(Value::Int64(t * 7)),
+                    _ => Some(Value::Double(t as f64 / 4.0)),
+                })
+                .collect();
+            (t, cells)
+        })
+        .collect()
 }
 
 #[test]
@@ -190,13 +190,16 @@ fn remote_reads_page_large_answers_and_move_on_from_a_frozen_leader() {
     );
     let mut client = cluster.client(reader).unwrap();
 
-    // (a) Every point, once, in order, though the answer spans about a hundred pages.
-    let all = query(&mut client, None, 0).unwrap();
-    assert_eq!(all.len(), POINTS as usize);
-    assert_eq!(all, expected());
+    // (a) Every point, once, in order, though the answer spans about a hundred pages: one
+    // series alone (its column is the answer as the pages built it), then both aligned.
+    let s1 = query(&mut client, &["s1"], None, 0).unwrap();
+    assert_eq!(s1.len(), POINTS as usize);
+    assert_eq!(s1, expected(&["s1"]));
+    let both = ["s1", "s2"];
+    assert_eq!(query(&mut client, &both, None, 0).unwrap(), expected(&both));
     // LIMIT and OFFSET apply after the merge of the pages.
-    let tail = query(&mut client, Some(10), POINTS as u64 - 4).unwrap();
-    assert_eq!(tail, expected()[POINTS as usize - 4..]);
+    let tail = query(&mut client, &both, Some(10), POINTS as u64 - 4).unwrap();
+    assert_eq!(tail, expected(&both)[POINTS as usize - 4..]);
 
     // (b) The leader frozen: the read times out there and the in-sync follower answers.
     let pid = cluster.data_nodes[indexes[&leader]]
@@ -204,12 +207,12 @@ fn remote_reads_page_large_answers_and_move_on_from_a_frozen_leader() {
         .expect("the leader runs");
     let frozen = Frozen::freeze(pid);
     let started = Instant::now();
-    let outcome = query(&mut client, None, 0);
+    let outcome = query(&mut client, &both, None, 0);
     let took = started.elapsed();
     drop(frozen);
     eprintln!("the query with the leader frozen took {took:?}");
     let all = outcome.expect("the follower answers while the leader is frozen");
-    assert_eq!(all, expected());
+    assert_eq!(all, expected(&both));
     // Bounded by the timeout (once per request to the frozen leader before the read
     // moves on) plus a margin for a loaded machine; not a speed measurement.
     assert!(
@@ -237,6 +240,6 @@ fn remote_reads_page_large_answers_and_move_on_from_a_frozen_leader() {
     cluster.data_nodes[indexes[&leader]]
         .kill()
         .expect("kill the leader");
-    let all = query(&mut client, None, 0).expect("the follower answers for a killed leader");
-    assert_eq!(all, expected());
+    let all = query(&mut client, &both, None, 0).expect("the follower answers for a killed leader");
+    assert_eq!(all, expected(&both));
 }
