@@ -27,7 +27,9 @@
 //! page's wire bytes are in memory at a time on either side.
 
 use iotdb_net::Status;
-use iotdb_storage::{FilterCounters, PointColumn, SeriesKey, TimeRange, types::Values};
+use iotdb_storage::{
+    FilterCounters, PointColumn, SeriesKey, TimeRange, ValueFilter, types::Values,
+};
 use serde::{Deserialize, Serialize};
 
 use super::query::{RegionAnswer, RegionRead};
@@ -230,37 +232,29 @@ impl PagedRead {
             return None;
         }
         let chunk = |all: &[SeriesKey]| all[keys.clone()].to_vec();
+        let page =
+            |all: &[SeriesKey], range: &TimeRange, filters: Option<&[Option<ValueFilter>]>| {
+                RegionRead::ScanPage {
+                    keys: chunk(all),
+                    range: *range,
+                    filters: filters.map(|f| f[keys.clone()].to_vec()),
+                    cursor: self.cursor,
+                    page_bytes_max: self.page_bytes_max,
+                }
+            };
         Some(match &self.read {
-            RegionRead::Scan { keys: all, range } => RegionRead::ScanPage {
-                keys: chunk(all),
-                range: *range,
-                filters: None,
-                cursor: self.cursor,
-                page_bytes_max: self.page_bytes_max,
-            },
+            RegionRead::Scan { keys: all, range } => page(all, range, None),
             RegionRead::ScanFiltered {
                 keys: all,
                 range,
                 filters,
-            } => RegionRead::ScanPage {
-                keys: chunk(all),
-                range: *range,
-                filters: Some(filters[keys.clone()].to_vec()),
-                cursor: self.cursor,
-                page_bytes_max: self.page_bytes_max,
-            },
+            } => page(all, range, Some(filters)),
             RegionRead::ScanPage {
                 keys: all,
                 range,
                 filters,
                 ..
-            } => RegionRead::ScanPage {
-                keys: chunk(all),
-                range: *range,
-                filters: filters.as_ref().map(|f| f[keys.clone()].to_vec()),
-                cursor: self.cursor,
-                page_bytes_max: self.page_bytes_max,
-            },
+            } => page(all, range, filters.as_deref()),
             RegionRead::Aggregate {
                 keys: all,
                 range,
