@@ -7,7 +7,8 @@
 //! point once, in order (with `LIMIT`/`OFFSET` after the merge), and the same query still
 //! does while the group's leader is frozen with SIGSTOP — the read times out on the
 //! leader and moves on to the in-sync follower — and once the leader (both replicas in
-//! sync again) is killed.
+//! sync again) is killed. With the last replica frozen too, the client's error names the
+//! replicas tried.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -223,7 +224,7 @@ fn remote_reads_page_large_answers_and_move_on_from_a_frozen_leader() {
     // (c) Both replicas in sync again, the leader killed: the broken connection moves the
     // read on at once.
     let started = Instant::now();
-    let leader = loop {
+    let killed = loop {
         let rows = text_rows(&client.execute_sql("SHOW DATA REGIONS").unwrap());
         let leader = rows.iter().find(|row| row["Role"] == "Leader");
         if rows.iter().all(|row| row["InSync"] == "true")
@@ -237,9 +238,20 @@ fn remote_reads_page_large_answers_and_move_on_from_a_frozen_leader() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
-    cluster.data_nodes[indexes[&leader]]
+    cluster.data_nodes[indexes[&killed]]
         .kill()
         .expect("kill the leader");
     let all = query(&mut client, &both, None, 0).expect("the follower answers for a killed leader");
     assert_eq!(all, expected(&both));
+
+    // (d) The last replica frozen too: the client hears which replicas were tried and why.
+    let last = if killed == leader { follower } else { leader };
+    let frozen = Frozen::freeze(cluster.data_nodes[indexes[&last]].pid().expect("it runs"));
+    let error = query(&mut client, &both, None, 0).expect_err("no replica can answer");
+    drop(frozen);
+    eprintln!("with no replica left: {error}");
+    assert!(
+        error.contains("no replica of region group") && error.contains(&format!("DataNode {last}")),
+        "{error}"
+    );
 }
