@@ -11,7 +11,8 @@
 //!    every replica failed ─► 305 naming each replica tried and why
 //! ```
 //!
-//! Which replicas may answer (the rule): the leader first, always. With
+//! Which replicas may answer (the rule): the leader first — unless it failed a read on
+//! this core within the last 5 s ([`SUSPECT_FOR`]): then it is asked after the others. With
 //! `data_replication_ack = leader` only the leader: a follower may lack writes the leader
 //! acknowledged and not yet shipped, so the read fails (retryably) until the ConfigNode
 //! moves leadership. With `in_sync`, a follower in the group's in-sync set whose DataNode
@@ -22,8 +23,10 @@
 //! before the read began (read-your-writes holds); if the ConfigNode cannot be asked, no
 //! follower is.
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use iotdb_net::{Status, StatusCode};
 
@@ -31,6 +34,34 @@ use super::Shard;
 use super::control::ControlRequest;
 use super::query::{RegionAnswer, RegionRead};
 use super::read_pages::PagedRead;
+
+/// How long a DataNode that failed a read is asked after the other replicas. Why 5 s:
+/// about the time the ConfigNode takes to mark a silent DataNode Unknown (with the
+/// default heartbeat) and move its leaderships, after which the route itself sends reads
+/// elsewhere.
+const SUSPECT_FOR: Duration = Duration::from_secs(5);
+
+thread_local! {
+    /// DataNodes this core's reads found failing lately, and when: a read of another
+    /// group asks them last, so a frozen DataNode costs a query one timeout rather than
+    /// one per region group. Core-local (each shard's thread has its own), never shared.
+    static SUSPECTS: RefCell<HashMap<u32, Instant>> = RefCell::new(HashMap::new());
+}
+
+/// The DataNodes that failed a read on this core within [`SUSPECT_FOR`].
+fn suspects() -> Vec<u32> {
+    SUSPECTS.with_borrow_mut(|suspects| {
+        suspects.retain(|_, at| at.elapsed() < SUSPECT_FOR);
+        suspects.keys().copied().collect()
+    })
+}
+
+/// `order` with the `suspects` moved to its end, each part in its own order.
+fn suspects_last(order: Vec<u32>, suspects: &[u32]) -> Vec<u32> {
+    let (healthy, suspect): (Vec<u32>, Vec<u32>) =
+        order.into_iter().partition(|n| !suspects.contains(n));
+    healthy.into_iter().chain(suspect).collect()
+}
 
 /// Whether a replica's failure is its own (another replica may well answer): it could not
 /// be reached or timed out (305 from the internal endpoint), did not hold or lead the
@@ -83,7 +114,7 @@ impl Shard {
         let this_node = self.route().data_node_id;
         let leader = order[0];
         let mut paged = PagedRead::new(read, self.shared.config.dn_remote_read_page_bytes);
-        let mut candidates = order.into_iter();
+        let mut candidates = suspects_last(order, &suspects()).into_iter();
         let mut failures: Vec<(u32, Status)> = Vec::new();
         let mut refreshed = false;
         let mut current = candidates.next();
@@ -107,11 +138,8 @@ impl Shard {
                 }
                 let tried: Vec<u32> = failures.iter().map(|(n, _)| *n).collect();
                 let fresh = self.route().read_order(group).unwrap_or_default();
-                candidates = fresh
-                    .into_iter()
-                    .filter(|n| !tried.contains(n))
-                    .collect::<Vec<_>>()
-                    .into_iter();
+                let fresh = fresh.into_iter().filter(|n| !tried.contains(n)).collect();
+                candidates = suspects_last(fresh, &suspects()).into_iter();
                 current = candidates.next();
                 continue;
             }
@@ -125,6 +153,13 @@ impl Shard {
                 self.read_pages_from(node, this_node, group, &mut paged)
                     .await
             };
+            if node != this_node {
+                SUSPECTS.with_borrow_mut(|suspects| match &outcome {
+                    Ok(()) => suspects.remove(&node),
+                    Err(status) if transient(status) => suspects.insert(node, Instant::now()),
+                    Err(_) => None,
+                });
+            }
             match outcome {
                 Ok(()) => return Ok(paged.finish()),
                 Err(status) if transient(&status) => {
@@ -193,6 +228,19 @@ impl Shard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Replicas that failed lately go last, the rest keep their order.
+    #[test]
+    fn replicas_that_failed_lately_are_asked_last() {
+        assert_eq!(suspects_last(vec![3, 1, 2], &[3]), [1, 2, 3]);
+        assert_eq!(suspects_last(vec![3, 1, 2], &[2, 3]), [1, 3, 2]);
+        assert_eq!(
+            suspects_last(vec![3], &[3]),
+            [3],
+            "the only replica is still asked"
+        );
+        assert_eq!(suspects_last(vec![3, 1], &[]), [3, 1]);
+    }
 
     /// A replica's own trouble moves the read on; a refusal of the read itself does not,
     /// and the final error names every replica in the order tried.
