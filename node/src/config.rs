@@ -25,6 +25,9 @@ pub const HEARTBEATS_MISSED_FOR_UNKNOWN: u32 = 2;
 /// more than the work they watch, and timeouts fire on an ordinary scheduling delay.
 pub const HEARTBEAT_INTERVAL_MS_MIN: u64 = 50;
 
+/// The default `dn_remote_read_timeout_ms` (see there).
+pub const REMOTE_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
+
 /// Settings of one `iotdb-server` process.
 #[derive(Clone, Debug, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -102,6 +105,16 @@ pub struct ServerConfig {
     /// IoTDB's `enable_partial_insert`: write the measurements of a row that fit their
     /// series and report the others (614), rather than refusing the whole insert.
     pub enable_partial_insert: bool,
+    /// How long a DataNode waits for another to answer one request of a region read (a
+    /// page of a scan, an aggregate, a `LAST`) before it asks the next replica that may
+    /// serve the read (`datanode::group_read`). Why 10 s: a page takes milliseconds; a
+    /// replica that takes seconds is frozen or failing, and the query should move on while
+    /// the client still waits.
+    pub dn_remote_read_timeout_ms: u64,
+    /// Bytes of one page of a scan another DataNode answers (capped at 8 MiB so a page
+    /// fits an internal frame; `datanode::read_pages`). For tests: small pages make a
+    /// small data set span many pages.
+    pub dn_remote_read_page_bytes: usize,
 }
 
 impl Default for ServerConfig {
@@ -145,6 +158,8 @@ impl Default for ServerConfig {
             wal_file_size_threshold_in_byte: region.wal_segment_bytes,
             storage_background_threads: 0,
             enable_partial_insert: true,
+            dn_remote_read_timeout_ms: REMOTE_READ_TIMEOUT_MS_DEFAULT,
+            dn_remote_read_page_bytes: crate::datanode::read_pages::PAGE_BYTES_DEFAULT,
         }
     }
 }
@@ -365,6 +380,12 @@ impl ServerConfig {
                 "refusing to serve a non-loopback address with the default root password: set \
                  root_password, or allow_default_password_on_public_address = true",
             );
+        }
+        if self.dn_remote_read_timeout_ms == 0 {
+            return invalid("dn_remote_read_timeout_ms", "0".into(), "must be positive");
+        }
+        if self.dn_remote_read_page_bytes == 0 {
+            return invalid("dn_remote_read_page_bytes", "0".into(), "must be positive");
         }
         if self.dn_rpc_max_concurrent_client_num == 0 {
             return invalid(

@@ -318,8 +318,10 @@ impl InternalHandler for DataNodeHandler {
                         StatusCode::EXECUTE_STATEMENT_ERROR,
                         format!(
                             "the answer of this DataNode is {} bytes, more than one internal \
-                             frame carries ({REMOTE_ANSWER_BYTES_MAX}): narrow the query (a \
-                             shorter time range, fewer series)",
+                             frame carries ({REMOTE_ANSWER_BYTES_MAX}); scans are paged and \
+                             reads of many series split, so only a single series' answer this \
+                             large (a huge text value, millions of GROUP BY windows) gets \
+                             here: narrow the query",
                             body.len()
                         ),
                     )
@@ -377,28 +379,28 @@ async fn schema(shard: &Shard, request: protocol::SchemaRequest) -> FromNode {
     }
 }
 
-/// Sends `body` to DataNode `node` at `address` and waits for the answer (shard 0 only:
-/// it owns the endpoint).
+/// Sends `body` to DataNode `node` at `address` and waits at most `timeout` for the
+/// answer (shard 0 only: it owns the endpoint). Every failure (unreachable, a broken
+/// connection, the timeout) is a 305 naming the DataNode.
 pub async fn ask_node(
     endpoint: &InternalEndpoint,
     node: NodeId,
     address: SocketAddr,
     body: Bytes,
+    timeout: Duration,
 ) -> Result<Bytes, Status> {
     endpoint.add_peer(node, address);
-    endpoint
-        .request(node, body, CN_REQUEST_TIMEOUT)
-        .await
-        .map_err(|e| {
-            Status::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                format!("asking DataNode {node}: {e}"),
-            )
-        })
+    endpoint.request(node, body, timeout).await.map_err(|e| {
+        Status::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("asking DataNode {node}: {e}"),
+        )
+    })
 }
 
 /// Reads a region group held here for another DataNode: only from this node's own
-/// replicas (never forwarded again), and only an answer that fits one internal frame.
+/// replicas (never forwarded again), and only an answer that fits one internal frame (the
+/// asker pages scans and splits reads of many series so that they do: `read_pages`).
 async fn read(shard: &Rc<Shard>, group: u32, read: super::remote_read::WireRead) -> FromNode {
     let read = match read.into_read() {
         Ok(read) => read,

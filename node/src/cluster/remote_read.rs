@@ -5,8 +5,10 @@
 //! region group of the cluster the same way.
 //!
 //! The bodies are JSON mirrors of the engine's types (which know nothing of serde). An
-//! answer must fit one internal frame (16 MiB): a larger one is refused with a message
-//! saying so (streaming region reads between nodes is the next step).
+//! answer must fit one internal frame (16 MiB): the asker reads scans a page at a time
+//! (`ScanPage`, resumed from a cursor) and splits reads of many series
+//! (`datanode::read_pages`), so only one series' oversized answer is refused (with a
+//! message saying so).
 
 use iotdb_model::DataType;
 use iotdb_net::Status;
@@ -17,6 +19,7 @@ use iotdb_storage::{
 use serde::{Deserialize, Serialize};
 
 use crate::datanode::query::{RegionAnswer, RegionRead};
+use crate::datanode::read_pages::ReadCursor;
 
 /// A `RegionRead` on the wire.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -40,6 +43,14 @@ pub enum WireRead {
         keys: Vec<(String, String)>,
         range: (i64, i64),
         filters: Vec<Option<WireFilter>>,
+    },
+    /// One page of a scan (`RegionRead::ScanPage`).
+    ScanPage {
+        keys: Vec<(String, String)>,
+        range: (i64, i64),
+        filters: Option<Vec<Option<WireFilter>>>,
+        cursor: ReadCursor,
+        page_bytes_max: u64,
     },
 }
 
@@ -104,6 +115,12 @@ pub enum WireAnswer {
     Last(Vec<Option<(i64, WireValue)>>),
     /// Points, and the filter counters (skipped, all in, pieces checked, points checked).
     Filtered(Vec<Option<WireColumn>>, [u64; 4]),
+    /// One page of a scan: points, filter counters, where the next page starts.
+    Page {
+        columns: Vec<Option<WireColumn>>,
+        counters: [u64; 4],
+        next: Option<ReadCursor>,
+    },
 }
 
 fn malformed(what: &str) -> Status {
@@ -166,7 +183,20 @@ impl WireRead {
             } => WireRead::ScanFiltered {
                 keys: keys_out(keys),
                 range: range_out(*range),
-                filters: filters.iter().map(|f| f.as_ref().map(filter_out)).collect(),
+                filters: filters_out(filters),
+            },
+            RegionRead::ScanPage {
+                keys,
+                range,
+                filters,
+                cursor,
+                page_bytes_max,
+            } => WireRead::ScanPage {
+                keys: keys_out(keys),
+                range: range_out(*range),
+                filters: filters.as_deref().map(filters_out),
+                cursor: *cursor,
+                page_bytes_max: *page_bytes_max as u64,
             },
         }
     }
@@ -209,12 +239,51 @@ impl WireRead {
             } => RegionRead::ScanFiltered {
                 keys: keys_in(&keys),
                 range: range_in(range),
-                filters: filters
-                    .into_iter()
-                    .map(|f| f.map(filter_in).transpose())
-                    .collect::<Result<_, _>>()?,
+                filters: filters_in(filters)?,
+            },
+            WireRead::ScanPage {
+                keys,
+                range,
+                filters,
+                cursor,
+                page_bytes_max,
+            } => RegionRead::ScanPage {
+                keys: keys_in(&keys),
+                range: range_in(range),
+                filters: filters.map(filters_in).transpose()?,
+                cursor,
+                page_bytes_max: usize::try_from(page_bytes_max).unwrap_or(usize::MAX),
             },
         })
+    }
+}
+
+fn filters_out(filters: &[Option<ValueFilter>]) -> Vec<Option<WireFilter>> {
+    filters.iter().map(|f| f.as_ref().map(filter_out)).collect()
+}
+
+fn filters_in(filters: Vec<Option<WireFilter>>) -> Result<Vec<Option<ValueFilter>>, Status> {
+    filters
+        .into_iter()
+        .map(|f| f.map(filter_in).transpose())
+        .collect()
+}
+
+fn counters_out(counters: &FilterCounters) -> [u64; 4] {
+    [
+        counters.chunks_skipped,
+        counters.chunks_all_in,
+        counters.pieces_checked,
+        counters.points_checked,
+    ]
+}
+
+fn counters_in([skipped, all_in, pieces, points]: [u64; 4]) -> FilterCounters {
+    FilterCounters {
+        chunks_skipped: skipped,
+        chunks_all_in: all_in,
+        pieces_checked: pieces,
+        points_checked: points,
     }
 }
 
@@ -375,13 +444,17 @@ impl WireAnswer {
             ),
             RegionAnswer::Filtered(columns, counters) => WireAnswer::Filtered(
                 columns.iter().map(|c| c.as_ref().map(column_out)).collect(),
-                [
-                    counters.chunks_skipped,
-                    counters.chunks_all_in,
-                    counters.pieces_checked,
-                    counters.points_checked,
-                ],
+                counters_out(counters),
             ),
+            RegionAnswer::Page {
+                columns,
+                counters,
+                next,
+            } => WireAnswer::Page {
+                columns: columns.iter().map(|c| c.as_ref().map(column_out)).collect(),
+                counters: counters_out(counters),
+                next: *next,
+            },
         }
     }
 
@@ -422,15 +495,18 @@ impl WireAnswer {
                     .map(|p| p.map(|(time, value)| (time, value_in(value))))
                     .collect(),
             ),
-            WireAnswer::Filtered(c, [skipped, all_in, pieces, points]) => RegionAnswer::Filtered(
-                columns(c)?,
-                FilterCounters {
-                    chunks_skipped: skipped,
-                    chunks_all_in: all_in,
-                    pieces_checked: pieces,
-                    points_checked: points,
-                },
-            ),
+            WireAnswer::Filtered(c, counters) => {
+                RegionAnswer::Filtered(columns(c)?, counters_in(counters))
+            }
+            WireAnswer::Page {
+                columns: c,
+                counters,
+                next,
+            } => RegionAnswer::Page {
+                columns: columns(c)?,
+                counters: counters_in(counters),
+                next,
+            },
         })
     }
 }
@@ -512,6 +588,45 @@ mod tests {
         };
         assert_eq!(columns[0].as_ref().unwrap().timestamps, [1, 2]);
         assert!(columns[1].is_none());
+        let page = RegionRead::ScanPage {
+            keys: keys.clone(),
+            range,
+            filters: Some(vec![None]),
+            cursor: ReadCursor {
+                key: 0,
+                after: Some(41),
+                span_hint: Some(7),
+            },
+            page_bytes_max: 4096,
+        };
+        let RegionRead::ScanPage {
+            cursor,
+            page_bytes_max,
+            filters,
+            ..
+        } = roundtrip_read(&page)
+        else {
+            panic!("kind changed");
+        };
+        assert_eq!(
+            (cursor.after, cursor.span_hint, page_bytes_max),
+            (Some(41), Some(7), 4096)
+        );
+        assert_eq!(filters.map(|f| f.len()), Some(1));
+        let answer = RegionAnswer::Page {
+            columns: vec![None],
+            counters: FilterCounters::default(),
+            next: Some(cursor),
+        };
+        let body = serde_json::to_vec(&WireAnswer::of(&answer)).unwrap();
+        let RegionAnswer::Page { next, .. } = serde_json::from_slice::<WireAnswer>(&body)
+            .unwrap()
+            .into_answer()
+            .unwrap()
+        else {
+            panic!("kind changed");
+        };
+        assert_eq!(next, Some(cursor));
         let damaged = WireAnswer::Points(vec![Some(WireColumn {
             timestamps: vec![1, 2, 3],
             values: WireValues::Int64(vec![1]),

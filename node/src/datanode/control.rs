@@ -1281,6 +1281,44 @@ pub fn route_view_of(
             Some((id.0, address))
         })
         .collect();
+    let in_sync = |group: &crate::confignode::RegionGroupRoute| -> Vec<u32> {
+        group
+            .replicas
+            .iter()
+            .map(|r| r.data_node_id)
+            .filter(|n| !group.out_of_sync.contains(n))
+            .map(|n| n.0)
+            .collect()
+    };
+    let running = |group: &crate::confignode::RegionGroupRoute| -> Vec<u32> {
+        group
+            .replicas
+            .iter()
+            .map(|r| r.data_node_id)
+            .filter(|n| {
+                snapshot
+                    .data_nodes
+                    .get(n)
+                    .is_some_and(|node| node.status == NodeStatus::Running)
+            })
+            .map(|n| n.0)
+            .collect()
+    };
+    view.read_replicas = snapshot
+        .region_groups
+        .iter()
+        .filter(|(_, group)| group.kind == RegionGroupKind::Data && !group.replicas.is_empty())
+        .map(|(id, group)| {
+            let replicas = super::route::ReadReplicas {
+                leader: group.leader().data_node_id.0,
+                data_nodes: group.replicas.iter().map(|r| r.data_node_id.0).collect(),
+                in_sync: in_sync(group),
+                running: running(group),
+                ack_in_sync: snapshot.replication_ack == ReplicationAck::InSync,
+            };
+            (id.0, replicas)
+        })
+        .collect();
     view.replication = snapshot
         .region_groups
         .iter()
@@ -1293,7 +1331,6 @@ pub fn route_view_of(
                     .any(|r| r.data_node_id == data_node_id)
         })
         .map(|(id, group)| {
-            let nodes = || group.replicas.iter().map(|r| r.data_node_id);
             let replication = GroupReplication {
                 epoch: group.epoch,
                 leader: group.leader().data_node_id.0,
@@ -1310,20 +1347,9 @@ pub fn route_view_of(
                         (r.data_node_id.0, (u32::from(r.shard.0) % cores) as u16)
                     })
                     .collect(),
-                in_sync: nodes()
-                    .filter(|n| !group.out_of_sync.contains(n))
-                    .map(|n| n.0)
-                    .collect(),
+                in_sync: in_sync(group),
                 in_sync_version: group.in_sync_version,
-                running: nodes()
-                    .filter(|n| {
-                        snapshot
-                            .data_nodes
-                            .get(n)
-                            .is_some_and(|node| node.status == NodeStatus::Running)
-                    })
-                    .map(|n| n.0)
-                    .collect(),
+                running: running(group),
                 ack_in_sync: snapshot.replication_ack == ReplicationAck::InSync,
             };
             (id.0, replication)

@@ -18,9 +18,11 @@ pub mod config_access;
 pub mod control;
 pub mod control_thread;
 pub mod convert;
+mod group_read;
 pub mod handler;
 pub mod lifecycle;
 pub mod query;
+pub mod read_pages;
 pub mod replication;
 pub mod route;
 pub mod schema_replication;
@@ -128,6 +130,8 @@ pub enum Message {
         node: iotdb_model::NodeId,
         address: std::net::SocketAddr,
         body: bytes::Bytes,
+        /// How long the answer may take.
+        timeout: std::time::Duration,
         reply: Reply<Result<bytes::Bytes, Status>>,
     },
 }
@@ -414,18 +418,37 @@ impl Shard {
         address: std::net::SocketAddr,
         body: bytes::Bytes,
     ) -> Result<bytes::Bytes, Status> {
+        self.ask_node_within(
+            node,
+            address,
+            body,
+            crate::cluster::link::CN_REQUEST_TIMEOUT,
+        )
+        .await
+    }
+
+    /// [`Shard::ask_node`] waiting at most `timeout` for the answer (a region read's
+    /// `dn_remote_read_timeout_ms`).
+    pub(crate) async fn ask_node_within(
+        &self,
+        node: iotdb_model::NodeId,
+        address: std::net::SocketAddr,
+        body: bytes::Bytes,
+        timeout: std::time::Duration,
+    ) -> Result<bytes::Bytes, Status> {
         if self.id.0 == 0 {
             let internal = self.internal.borrow().clone();
             let internal = internal.ok_or_else(|| {
                 Status::internal("this DataNode has no internal endpoint (not a cluster member)")
             })?;
-            return crate::cluster::link::ask_node(&internal, node, address, body).await;
+            return crate::cluster::link::ask_node(&internal, node, address, body, timeout).await;
         }
         self.mesh
             .request(ShardId(0), |reply| Message::AskNode {
                 node,
                 address,
                 body,
+                timeout,
                 reply,
             })
             .await
@@ -696,9 +719,10 @@ impl Shard {
                 node,
                 address,
                 body,
+                timeout,
                 reply,
             } => {
-                let _ = reply.send(self.ask_node(node, address, body).await);
+                let _ = reply.send(self.ask_node_within(node, address, body, timeout).await);
             }
         }
     }

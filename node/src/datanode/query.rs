@@ -1,6 +1,7 @@
 //! The read path: a query names series by device and measurement; each device's data lies
 //! in one region group per time partition, on some shard. The receiving shard asks each
-//! owner (itself or through the mesh) for its part and stitches the parts in time order.
+//! owner (itself, through the mesh, or on another DataNode: `group_read`) for its part and
+//! stitches the parts in time order.
 
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -17,6 +18,7 @@ use iotdb_storage::{
 
 use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
+use super::read_pages::{self, ReadCursor};
 use super::{Message, Shard};
 use crate::cluster::protocol::SchemaRequest;
 
@@ -24,6 +26,7 @@ use crate::cluster::protocol::SchemaRequest;
 pub const QUERY_BATCH_ROWS: usize = 65_536;
 
 /// What one region is asked.
+#[derive(Clone)]
 pub enum RegionRead {
     Scan {
         keys: Vec<SeriesKey>,
@@ -44,6 +47,29 @@ pub enum RegionRead {
         range: TimeRange,
         filters: Vec<Option<ValueFilter>>,
     },
+    /// One page of a scan (filtered when `filters` is given): from `cursor` on, at most
+    /// `page_bytes_max` bytes (capped at [`read_pages::PAGE_BYTES_MAX`]); how another
+    /// DataNode reads a scan of any size (`read_pages`).
+    ScanPage {
+        keys: Vec<SeriesKey>,
+        range: TimeRange,
+        filters: Option<Vec<Option<ValueFilter>>>,
+        cursor: ReadCursor,
+        page_bytes_max: usize,
+    },
+}
+
+impl RegionRead {
+    /// The series the read names.
+    pub fn keys(&self) -> &[SeriesKey] {
+        match self {
+            RegionRead::Scan { keys, .. }
+            | RegionRead::Aggregate { keys, .. }
+            | RegionRead::Last { keys }
+            | RegionRead::ScanFiltered { keys, .. }
+            | RegionRead::ScanPage { keys, .. } => keys,
+        }
+    }
 }
 
 /// A region's answer, one entry per key (`None`: the region does not hold the series).
@@ -53,6 +79,13 @@ pub enum RegionAnswer {
     Last(Vec<Option<(i64, Value)>>),
     /// Filtered points, and how chunk statistics were used.
     Filtered(Vec<Option<PointColumn>>, FilterCounters),
+    /// One page of a scan: one entry per key (`None` outside the page or unknown), the
+    /// filter counters of the page, and where the next page starts (`None`: the last).
+    Page {
+        columns: Vec<Option<PointColumn>>,
+        counters: FilterCounters,
+        next: Option<ReadCursor>,
+    },
 }
 
 impl Shard {
@@ -107,6 +140,32 @@ impl Shard {
                 }
                 RegionAnswer::Filtered(out, counters)
             }
+            RegionRead::ScanPage {
+                keys,
+                range,
+                filters,
+                cursor,
+                page_bytes_max,
+            } => {
+                let mut counters = FilterCounters::default();
+                let page_bytes_max = (*page_bytes_max).min(read_pages::PAGE_BYTES_MAX);
+                let (columns, next) =
+                    read_pages::fill_page(keys.len(), *range, *cursor, page_bytes_max, |i, r| {
+                        let filter = filters.as_ref().and_then(|f| f.get(i)?.as_ref());
+                        match filter {
+                            Some(filter) => {
+                                region.scan_filtered(&keys[i], r, filter, &mut counters)
+                            }
+                            None => region.scan(&keys[i], r),
+                        }
+                        .map_err(status)
+                    })?;
+                RegionAnswer::Page {
+                    columns,
+                    counters,
+                    next,
+                }
+            }
             RegionRead::Last { keys } => RegionAnswer::Last(
                 keys.iter()
                     .map(|k| region.last(k))
@@ -114,47 +173,6 @@ impl Shard {
                     .map_err(status)?,
             ),
         })
-    }
-
-    /// Reads `read` from region group `group`, wherever it lives: on this node (this shard
-    /// or another through the mesh), or — a cluster member — on the DataNode holding it.
-    pub(super) async fn read_group(
-        self: &Rc<Self>,
-        group: u32,
-        read: RegionRead,
-    ) -> Result<RegionAnswer, Status> {
-        let route = self.route();
-        if route.serving_shard(group).is_none()
-            && self.shared.cluster.is_some()
-            && let Some((node, address)) = route.remote_holder(group)
-        {
-            return self
-                .read_remote(iotdb_model::NodeId(node), address, group, &read)
-                .await;
-        }
-        self.read_group_here(group, read).await
-    }
-
-    async fn read_remote(
-        &self,
-        node: iotdb_model::NodeId,
-        address: std::net::SocketAddr,
-        group: u32,
-        read: &RegionRead,
-    ) -> Result<RegionAnswer, Status> {
-        use crate::cluster::protocol::{FromNode, ToNode, decode, encode};
-        let body = encode(&ToNode::Read {
-            group,
-            read: crate::cluster::remote_read::WireRead::of(read),
-        });
-        let answer = self.ask_node(node, address, body).await?;
-        match decode::<FromNode>("region answer", &answer)? {
-            FromNode::Region(answer) => answer.into_answer(),
-            FromNode::Refused(status) => Err(status.into()),
-            other => Err(Status::internal(format!(
-                "unexpected answer to a region read from DataNode {node}: {other:?}"
-            ))),
-        }
     }
 
     /// Reads `read` from region group `group` on this node only.

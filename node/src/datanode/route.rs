@@ -70,8 +70,51 @@ pub struct RouteView {
     /// Each DataNode's first data-region consensus address: shard `s` listens on its port
     /// + `s`.
     pub consensus_endpoints: HashMap<u32, std::net::SocketAddr>,
+    /// Every data region group's replicas as a read sees them (who leads, who is in
+    /// sync and Running); not part of the wire table.
+    pub read_replicas: HashMap<u32, ReadReplicas>,
     /// This DataNode's id.
     pub data_node_id: u32,
+}
+
+/// The replicas of one data region group, as a read of it chooses among them (a cluster
+/// view from this node's mirror of the ConfigNode state).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReadReplicas {
+    pub leader: u32,
+    /// The DataNode of every replica, in placement order.
+    pub data_nodes: Vec<u32>,
+    /// Replicas in the group's in-sync set.
+    pub in_sync: Vec<u32>,
+    /// Replicas whose DataNode is Running.
+    pub running: Vec<u32>,
+    /// `data_replication_ack = in_sync`.
+    pub ack_in_sync: bool,
+}
+
+impl ReadReplicas {
+    /// The DataNodes that may answer a read of the group, in the order a read tries them:
+    /// the leader first (it holds every acknowledged point in both acknowledgement
+    /// modes); then, only with `data_replication_ack = in_sync`, the followers that are
+    /// in the in-sync set and Running — this node's own replica first (no network hop),
+    /// the others by ascending DataNode id. With `leader` acknowledgement a follower may
+    /// lack points the leader acknowledged and not yet shipped, so it never answers.
+    pub fn read_order(&self, this_node: u32) -> Vec<u32> {
+        let mut order = vec![self.leader];
+        if !self.ack_in_sync {
+            return order;
+        }
+        let mut followers: Vec<u32> = self
+            .data_nodes
+            .iter()
+            .copied()
+            .filter(|n| *n != self.leader && self.in_sync.contains(n) && self.running.contains(n))
+            .collect();
+        followers.sort_unstable_by_key(|n| (*n != this_node, *n));
+        followers.dedup();
+        order.extend(followers);
+        order
+    }
 }
 
 /// What the replica of a replicated region group on this node needs from the ConfigNode:
@@ -145,6 +188,7 @@ impl RouteView {
             group_databases: HashMap::new(),
             replication: HashMap::new(),
             consensus_endpoints: HashMap::new(),
+            read_replicas: HashMap::new(),
             data_node_id,
         }
     }
@@ -188,6 +232,17 @@ impl RouteView {
             .or_else(|| route.replicas.first())?;
         let address = self.internal_endpoints.get(&replica.data_node_id)?;
         Some((replica.data_node_id, *address))
+    }
+
+    /// The DataNodes a read of data region group `group` may go to, in the order it
+    /// tries them ([`ReadReplicas::read_order`]); `None` when this node's mirror does not
+    /// know the group.
+    pub fn read_order(&self, group: u32) -> Option<Vec<u32>> {
+        Some(
+            self.read_replicas
+                .get(&group)?
+                .read_order(self.data_node_id),
+        )
     }
 
     pub fn version(&self) -> u64 {
@@ -299,7 +354,46 @@ impl DevicePartitions<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::holds;
+    use super::{ReadReplicas, holds};
+
+    /// The leader always comes first; followers only with in-sync acknowledgement, only
+    /// in sync and Running, this node's own first, then by id — whatever the placement
+    /// order.
+    #[test]
+    fn reads_try_the_leader_then_in_sync_running_followers() {
+        let group = ReadReplicas {
+            leader: 3,
+            data_nodes: vec![5, 3, 1, 4, 2],
+            in_sync: vec![1, 2, 3, 4, 5],
+            running: vec![1, 2, 3, 5],
+            ack_in_sync: true,
+        };
+        assert_eq!(group.read_order(9), [3, 1, 2, 5], "4 is not Running");
+        assert_eq!(
+            group.read_order(5),
+            [3, 5, 1, 2],
+            "this node's replica first"
+        );
+        assert_eq!(group.read_order(3), [3, 1, 2, 5], "the leader is this node");
+        let lagging = ReadReplicas {
+            in_sync: vec![3, 5],
+            ..group.clone()
+        };
+        assert_eq!(
+            lagging.read_order(1),
+            [3, 5],
+            "1 and 2 may miss acknowledged points"
+        );
+        let leader_ack = ReadReplicas {
+            ack_in_sync: false,
+            ..group
+        };
+        assert_eq!(
+            leader_ack.read_order(5),
+            [3],
+            "followers may miss what the leader acknowledged"
+        );
+    }
 
     #[test]
     fn a_database_holds_itself_and_paths_below_it_only() {
