@@ -5,7 +5,8 @@
 //! 1. A plain client of DataNode 1 writes the end-to-end dataset (mixed types, nulls,
 //!    overwrites, three time partitions): groups led by the other two are forwarded.
 //! 2. A plain client of DataNode 3 reads every point back — raw with `LIMIT`/`OFFSET`,
-//!    every aggregate, windows, `LAST` — exactly as the model says.
+//!    every aggregate, windows, `LAST` — exactly as the model says; a tablet larger than
+//!    an internal frame is forwarded in parts.
 //! 3. Schema statements through DataNodes that do not hold the SchemaRegion:
 //!    `CREATE [ALIGNED] TIMESERIES`, then `DELETE TIMESERIES`, seen by every DataNode.
 //! 4. Golden: SQL queries that need all three DataNodes answer exactly what a standalone
@@ -18,7 +19,7 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use iotdb_net::{BlockingClient, CreateDatabase, StatusCode, WireTablet};
+use iotdb_net::{BlockingClient, CreateDatabase, DataType, StatusCode, Value, WireTablet};
 use iotdb_tests::cluster::text_rows;
 use iotdb_tests::dataset::{Rng, STEP_MS, T0, WEEK_MS, device_plan, tablet_of, verify};
 use iotdb_tests::{Model, TestCluster, TestServer, server_options};
@@ -211,6 +212,54 @@ fn golden(cluster: &TestCluster, standalone: &TestServer) {
     }
 }
 
+/// A tablet larger than one internal frame (16 MiB), written through `writer` for a group
+/// another DataNode leads, is forwarded in parts and reads back whole through `reader`.
+fn large_tablet_forwarded(writer: &mut BlockingClient, reader: &mut BlockingClient) {
+    const ROWS: i64 = 1_300_000;
+    const BIG: &str = "root.big";
+    let writer_id = data_node_id(writer);
+    writer
+        .create_database(CreateDatabase {
+            name: BIG.to_owned(),
+            ttl_ms: None,
+            data_region_group_num: Some(GROUPS),
+        })
+        .expect("create root.big");
+    // A device whose partition another DataNode leads: made by one point, then looked up.
+    let device = (0..32)
+        .map(|index| format!("{BIG}.d{index}"))
+        .find(|device| {
+            let mut first = WireTablet::new(device.clone(), &[("s", DataType::Int64)]);
+            first.push_row(T0, &[Some(Value::Int64(0))]).unwrap();
+            writer.insert_tablets(&[first]).expect("a first point");
+            let table = writer.fetch_route_table(0).unwrap().expect("a route table");
+            let leader = table.route_for(device, T0).expect("a route").data_node_id;
+            leader != writer_id
+        })
+        .expect("a device led by another DataNode");
+    let mut tablet = WireTablet::new(device.clone(), &[("s", DataType::Int64)]);
+    for row in 0..ROWS {
+        tablet
+            .push_row(T0 + row, &[Some(Value::Int64(row))])
+            .unwrap();
+    }
+    writer
+        .insert_tablets(&[tablet])
+        .expect("a tablet larger than an internal frame, forwarded");
+    let answer = reader
+        .execute_sql(&format!("SELECT count(s), sum(s) FROM {device}"))
+        .expect("count and sum");
+    let expected_sum = (ROWS * (ROWS - 1) / 2) as f64;
+    assert_eq!(
+        answer.rows,
+        vec![vec![
+            Some(Value::Int64(ROWS)),
+            Some(Value::Double(expected_sum))
+        ]],
+        "{device}"
+    );
+}
+
 /// One small tablet per device at round `round` (row times after the dataset's).
 fn round_tablets(round: i64) -> Vec<WireTablet> {
     let mut rng = Rng(9_000 + round as u64);
@@ -272,6 +321,11 @@ fn every_data_node_serves_every_write_and_query_and_rides_over_a_kill() {
         &model,
     );
     eprintln!("verified through DataNode 3 ({:?} in)", started.elapsed());
+    large_tablet_forwarded(&mut writer, &mut cluster.client(2).unwrap());
+    eprintln!(
+        "a 20 MiB tablet forwarded in parts ({:?} in)",
+        started.elapsed()
+    );
 
     // 3. Schema statements anywhere.
     schema_statements_anywhere(&cluster);

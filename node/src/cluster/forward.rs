@@ -10,8 +10,8 @@
 //! ```
 //!
 //! A batch is at most [`FORWARD_BATCH_BYTES_MAX`]; a group's tablets are sent in as many
-//! batches as they need. A single tablet larger than a batch is refused with a message
-//! naming the DataNode to send it to.
+//! batches as they need. A single tablet larger than a batch is cut by rows into parts of
+//! at most half a batch; only rows too large for that are refused.
 
 use std::net::SocketAddr;
 use std::rc::Rc;
@@ -43,29 +43,55 @@ pub async fn write(
     let mut batch: Vec<(Bytes, bool)> = Vec::new();
     let mut bytes = 0;
     for payload in payloads {
-        let (contents, aligned) = payload.wire_contents();
-        if contents.len() > FORWARD_BATCH_BYTES_MAX {
-            return Err(Status::new(
-                StatusCode::EXECUTE_STATEMENT_ERROR,
-                format!(
-                    "a tablet of {} bytes is too large to forward to DataNode {node}, which \
-                     holds region group {group}; send it to that DataNode directly, or in \
-                     smaller tablets",
-                    contents.len()
-                ),
-            ));
+        for (contents, aligned) in forwardable_parts(payload, node, group)? {
+            if bytes + contents.len() > FORWARD_BATCH_BYTES_MAX {
+                send(shard, node, address, group, std::mem::take(&mut batch)).await?;
+                bytes = 0;
+            }
+            bytes += contents.len();
+            batch.push((contents, aligned));
         }
-        if bytes + contents.len() > FORWARD_BATCH_BYTES_MAX {
-            send(shard, node, address, group, std::mem::take(&mut batch)).await?;
-            bytes = 0;
-        }
-        bytes += contents.len();
-        batch.push((contents, aligned));
     }
     if !batch.is_empty() {
         send(shard, node, address, group, batch).await?;
     }
     Ok(())
+}
+
+/// A payload's wire contents, cut by rows into tablets of at most half a batch when it is
+/// larger than one (a client frame may carry 64 MiB, an internal one 16 MiB). Sent in row
+/// order, each part durable before the reply; a client that sees an error sends the whole
+/// tablet again (the same points: idempotent). Refused only when a single row is too large.
+fn forwardable_parts(
+    payload: &Payload,
+    node: NodeId,
+    group: u32,
+) -> Result<Vec<(Bytes, bool)>, Status> {
+    let whole = payload.wire_contents();
+    if whole.0.len() <= FORWARD_BATCH_BYTES_MAX {
+        return Ok(vec![whole]);
+    }
+    let pieces = whole.0.len().div_ceil(FORWARD_BATCH_BYTES_MAX / 2);
+    let parts: Vec<(Bytes, bool)> = payload
+        .split_rows(pieces)
+        .iter()
+        .map(Payload::wire_contents)
+        .collect();
+    if let Some((largest, _)) = parts
+        .iter()
+        .find(|(c, _)| c.len() > FORWARD_BATCH_BYTES_MAX)
+    {
+        return Err(Status::new(
+            StatusCode::EXECUTE_STATEMENT_ERROR,
+            format!(
+                "a part of {} bytes of a tablet is too large to forward to DataNode {node}, \
+                 which holds region group {group} (rows too large); send it to that \
+                 DataNode directly, or in smaller tablets",
+                largest.len()
+            ),
+        ));
+    }
+    Ok(parts)
 }
 
 async fn send(

@@ -59,6 +59,19 @@ impl Payload {
         }
     }
 
+    /// The payload cut into `pieces` tablets of consecutive rows (as even as rows allow),
+    /// in row order: a tablet too large to forward in one internal frame travels in parts.
+    pub(crate) fn split_rows(&self, pieces: usize) -> Vec<Payload> {
+        let tablet = self.to_tablet();
+        let rows = tablet.timestamps.len();
+        let pieces = pieces.clamp(1, rows.max(1));
+        let chunk_of: Vec<u32> = (0..rows).map(|row| (row * pieces / rows) as u32).collect();
+        split(&tablet, &chunk_of)
+            .into_iter()
+            .map(|(_, part)| part)
+            .collect()
+    }
+
     pub(crate) fn to_tablet(&self) -> std::borrow::Cow<'_, storage::Tablet> {
         match self {
             Payload::View(device, view) => {
