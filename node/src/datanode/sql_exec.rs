@@ -314,9 +314,7 @@ impl Shard {
                     ));
                 }
                 if select.align_by_device {
-                    return Err(unsupported(
-                        "aggregates with ALIGN BY DEVICE are not supported yet",
-                    ));
+                    return self.select_aggregates_by_device(&select, range).await;
                 }
                 if select.group_by_level.is_some() && select.having.is_some() {
                     return Err(unsupported(
@@ -467,6 +465,178 @@ impl Shard {
         });
         result.rows = result.rows.drain(start..end).collect();
         bounded(result)
+    }
+
+    /// Aggregates `ALIGN BY DEVICE`, as IoTDB lays them out: one row per device (per window
+    /// and device with `GROUP BY`, devices in path order), a `Device` column after `Time`,
+    /// and one column per select item and measurement, named `count(s1)`.
+    async fn select_aggregates_by_device(
+        self: &Rc<Self>,
+        select: &Select,
+        range: TimeRange,
+    ) -> Result<ResultSet, Status> {
+        let Projection::Aggregates(aggregates) = &select.projection else {
+            return Err(Status::internal("not an aggregate projection"));
+        };
+        if select.group_by_level.is_some() {
+            return Err(unsupported(
+                "GROUP BY LEVEL with ALIGN BY DEVICE is not supported (IoTDB refuses it too)",
+            ));
+        }
+        if select.having.is_some() {
+            return Err(unsupported(
+                "HAVING with ALIGN BY DEVICE is not supported yet",
+            ));
+        }
+        let group_by = match &select.group_by {
+            None => None,
+            Some(group_by) => Some(group_by_window(group_by, range)?),
+        };
+        let step_ms = select.group_by.as_ref().and_then(|g| g.sliding_step_ms);
+        // Output columns (item, measurement), item by item, measurements in name order; and
+        // what each device has of them.
+        let mut columns: Vec<(usize, String)> = Vec::new();
+        let mut devices: std::collections::BTreeMap<String, Vec<(usize, String)>> =
+            Default::default();
+        for (index, aggregate) in aggregates.iter().enumerate() {
+            let patterns = select
+                .from
+                .iter()
+                .map(|from| from.join(&aggregate.path))
+                .collect();
+            let mut matched = self.matches(patterns).await?;
+            matched.sort_by(|a, b| a.1.cmp(&b.1));
+            for (device, measurement, _) in matched {
+                let column = (index, measurement);
+                if !columns.contains(&column) {
+                    columns.push(column.clone());
+                }
+                devices.entry(device).or_default().push(column);
+            }
+        }
+        let columns = super::select::series_window(columns, select);
+        let mut types: Vec<Option<WireType>> = vec![None; columns.len()];
+        // Per device: the rows' times and each column's cells.
+        let mut blocks: Vec<(String, Vec<i64>, Vec<Option<Vec<Option<WireValue>>>>)> = Vec::new();
+        for (device, has) in &devices {
+            let mut times = None;
+            let mut cells: Vec<Option<Vec<Option<WireValue>>>> = vec![None; columns.len()];
+            for (index, aggregate) in aggregates.iter().enumerate() {
+                let wanted: Vec<(usize, &String)> = columns
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, column)| column.0 == index && has.contains(column))
+                    .map(|(position, (_, measurement))| (position, measurement))
+                    .collect();
+                if wanted.is_empty() {
+                    continue;
+                }
+                let query = AggregateQuery {
+                    series: vec![SeriesSelection {
+                        device: device.clone(),
+                        measurements: wanted.iter().map(|(_, m)| (*m).clone()).collect(),
+                    }],
+                    start_time: range.start_ms,
+                    end_time: range.end_ms,
+                    aggregations: vec![wire_aggregation(aggregate.function)?],
+                    group_by,
+                };
+                let shape = super::query::Shape {
+                    step_ms,
+                    groups: None,
+                };
+                let ResponsePayload::Batch(batch) =
+                    self.query_aggregate_shaped(query, shape).await?
+                else {
+                    return Err(Status::internal("an aggregation answered wrongly"));
+                };
+                for ((position, measurement), column) in wanted.iter().zip(&batch.columns) {
+                    let data_type = column.values.data_type();
+                    match types[*position] {
+                        Some(known) if known != data_type => {
+                            return Err(Status::illegal_parameter(format!(
+                                "{}({measurement}) is {} in one device and {} in {device}: \
+                                 ALIGN BY DEVICE needs one type per column",
+                                aggregate.function.as_str().to_ascii_lowercase(),
+                                known.name(),
+                                data_type.name()
+                            )));
+                        }
+                        _ => types[*position] = Some(data_type),
+                    }
+                    cells[*position] = Some(
+                        (0..batch.timestamps.len())
+                            .map(|row| column.value(row))
+                            .collect(),
+                    );
+                }
+                times.get_or_insert(batch.timestamps);
+            }
+            if let Some(times) = times {
+                blocks.push((device.clone(), times, cells));
+            }
+        }
+        let first_value = usize::from(group_by.is_some()) + 1;
+        let mut result = empty();
+        if group_by.is_some() {
+            result.column_names.push("Time".to_string());
+            result.column_types.push(WireType::Int64);
+        }
+        result.column_names.push("Device".to_string());
+        result.column_types.push(WireType::Text);
+        for ((index, measurement), data_type) in columns.iter().zip(&types) {
+            let alias = select.aliases.get(*index).cloned().flatten();
+            result.column_names.push(alias.unwrap_or_else(|| {
+                let function = aggregates[*index].function.as_str().to_ascii_lowercase();
+                format!("{function}({measurement})")
+            }));
+            result
+                .column_types
+                .push(data_type.unwrap_or(WireType::Text));
+        }
+        let mut rows = Vec::new();
+        for (device, times, cells) in blocks {
+            let mut block: Vec<Vec<Option<WireValue>>> = times
+                .iter()
+                .enumerate()
+                .map(|(row, time)| {
+                    let mut out = Vec::with_capacity(result.column_names.len());
+                    if group_by.is_some() {
+                        out.push(Some(WireValue::Int64(*time)));
+                    }
+                    out.push(Some(WireValue::Text(Bytes::from(device.clone()))));
+                    out.extend(
+                        cells
+                            .iter()
+                            .map(|column| column.as_ref().and_then(|c| c[row].clone())),
+                    );
+                    out
+                })
+                .collect();
+            if let Some(how) = &select.fill {
+                super::select::fill(how, &result.column_types, &mut block, first_value);
+            }
+            if select.order == TimeOrder::Descending {
+                block.reverse();
+            }
+            rows.extend(block);
+            if rows.len() > SQL_RESULT_ROWS_MAX {
+                return Err(too_many_rows());
+            }
+        }
+        result.rows = super::select::page(rows, select);
+        if let (
+            Some(window),
+            Some(sql::GroupByTime {
+                range: Some(window_range),
+                ..
+            }),
+        ) = (group_by, &select.group_by)
+            && !window_range.left_closed
+        {
+            label_left_open(&mut result, window);
+        }
+        Ok(result)
     }
 
     /// Keeps the rows of an aggregate result where `having` holds. Its aggregates
