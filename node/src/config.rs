@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use iotdb_storage::{RegionConfig, WalMode};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// IoTDB's default administrator and password (`root`/`root`).
 pub const DEFAULT_USER: &str = "root";
@@ -28,8 +28,10 @@ pub const HEARTBEAT_INTERVAL_MS_MIN: u64 = 50;
 /// The default `dn_remote_read_timeout_ms` (see there).
 pub const REMOTE_READ_TIMEOUT_MS_DEFAULT: u64 = 10_000;
 
-/// Settings of one `iotdb-server` process.
-#[derive(Clone, Debug, Deserialize)]
+/// Settings of one `iotdb-server` process. `conf/iotdb-system.toml` at the repository root
+/// lists every key with its default (checked by `tests/tests/scripts.rs`,
+/// `shipped_conf_lists_every_key_with_its_default`).
+#[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub cluster_name: String,

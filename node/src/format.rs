@@ -1,8 +1,8 @@
-//! The data directory's format version, so that an upgrade never meets files it cannot read
-//! without saying so.
+//! The format version of a role's directory (`data_dir/confignode`, `data_dir/datanode`),
+//! so that an upgrade never meets files it cannot read without saying so.
 //!
-//! Every role stamps its data directory with `format.json` once it holds the directory's
-//! lock: `{"format_version": N, "written_by": "<package version>"}`. A build reads every
+//! Every role stamps its directory with `format.json` once it holds the directory's lock
+//! (a standalone server both): `{"format_version": N, "written_by": "<package version>"}`. A build reads every
 //! format version up to its own [`DATA_FORMAT_VERSION`] (upgrading older directories, then
 //! stamping them with its own), and refuses a directory stamped with a newer one — naming
 //! both versions — instead of misreading it. A directory without the stamp is either new
@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 /// The format this build writes.
 pub const DATA_FORMAT_VERSION: u32 = 1;
 
-/// The stamp's file name in the data directory.
+/// The stamp's file name in a role's directory.
 pub const FORMAT_FILE: &str = "format.json";
 
 /// The stamp's contents.
@@ -42,7 +42,7 @@ impl FormatStamp {
     }
 }
 
-/// Checks `data_dir`'s stamp (the caller holds the directory's lock): a newer format is
+/// Checks the stamp of `data_dir` (a role's directory; the caller holds its lock): a newer format is
 /// refused, an older one upgraded, a missing stamp written. Returns the stamp found (or the
 /// one written).
 pub fn check_and_stamp(data_dir: &Path) -> anyhow::Result<FormatStamp> {

@@ -27,7 +27,10 @@ pub const BUILD_INFO: &str = "iotdb-rs";
 /// Runs a standalone server until SIGTERM or SIGINT.
 pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
     check_config(&config)?;
-    let lock = lock_data_dir(&config.data_dir)?;
+    let locks = [
+        lock_role_dir(&config.confignode_dir())?,
+        lock_role_dir(&config.datanode_dir())?,
+    ];
     let cores = cores_of(&config);
     let address = config.rpc_socket_address()?;
     // Bind first: with port 0 the kernel picks the port, and the ConfigNode must record
@@ -37,7 +40,7 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
     config.dn_rpc_port = listeners[0].local_addr()?.port();
     let control = ControlPlane::open(&config, cores).context("opening the ConfigNode state")?;
     run_data_node(config, cores, listeners, control, None)?;
-    drop(lock);
+    drop(locks);
     Ok(())
 }
 
@@ -46,7 +49,7 @@ pub fn run_standalone(config: ServerConfig) -> anyhow::Result<()> {
 pub fn run_datanode(config: ServerConfig) -> anyhow::Result<()> {
     use crate::cluster::{identity, link, protocol, registration};
     check_config(&config)?;
-    let lock = lock_data_dir(&config.data_dir)?;
+    let lock = lock_role_dir(&config.datanode_dir())?;
     let dir = config.datanode_dir();
     let known = identity::load(&dir)?;
     if let Some(known) = &known {
@@ -156,12 +159,17 @@ fn cores_of(config: &ServerConfig) -> usize {
     }
 }
 
-/// Creates the data directory and takes its lock: one process per data directory. Then
-/// checks (and writes) its format stamp (`crate::format`): a newer format is refused.
-pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
-    let lock_path = data_dir.join(".lock");
+/// Creates a role's directory (`confignode/` or `datanode/` in the data directory) and
+/// takes its lock (`.lock` in it): one process per role directory. Why per role, not per
+/// data directory: a ConfigNode and a DataNode on one machine may share one configuration
+/// file and so one `data_dir` (as IoTDB's 1C1D-per-machine deployments do), since neither
+/// writes into the other's directory; two DataNodes, or a standalone server and either
+/// role, still exclude each other. Then checks (and writes) the role directory's format
+/// stamp (`crate::format`): a newer format is refused.
+pub(crate) fn lock_role_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("creating the directory {}", dir.display()))?;
+    let lock_path = dir.join(".lock");
     let lock = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -169,13 +177,13 @@ pub(crate) fn lock_data_dir(data_dir: &std::path::Path) -> anyhow::Result<std::f
         .open(&lock_path)
         .with_context(|| format!("opening {}", lock_path.display()))?;
     if lock.try_lock().is_err() {
-        bail!("{} is in use by another iotdb-server", data_dir.display());
+        bail!("{} is in use by another iotdb-server", dir.display());
     }
-    let stamp = crate::format::check_and_stamp(data_dir)?;
+    let stamp = crate::format::check_and_stamp(dir)?;
     tracing::debug!(
         format_version = stamp.format_version,
         written_by = %stamp.written_by,
-        "data directory format"
+        "role directory format"
     );
     Ok(lock)
 }

@@ -83,8 +83,11 @@ fn data_written_by_format_1_opens_with_every_point() {
     let mut old = TestServer::start(server_options!().data_dir(&data)).expect("open the fixture");
     let found = answers(&old);
     old.stop().expect("stop");
-    let stamp = std::fs::read_to_string(data.join("format.json")).expect("a format stamp");
-    assert!(stamp.contains("\"format_version\": 1"), "{stamp}");
+    for role in ["confignode", "datanode"] {
+        let stamp = std::fs::read_to_string(data.join(role).join("format.json"))
+            .expect("a format stamp");
+        assert!(stamp.contains("\"format_version\": 1"), "{role}: {stamp}");
+    }
 
     let mut fresh = TestServer::start(server_options!()).expect("a fresh server");
     let mut client = fresh.client().expect("connect");
@@ -114,7 +117,7 @@ fn a_newer_data_format_is_refused_naming_both_versions() {
     let data = dir.path().join("data");
     copy_tree(&fixture(), &data);
     std::fs::write(
-        data.join("format.json"),
+        data.join("datanode/format.json"),
         r#"{"format_version": 7, "written_by": "9.1.0"}"#,
     )
     .unwrap();
@@ -129,7 +132,7 @@ fn a_newer_data_format_is_refused_naming_both_versions() {
         "{error}"
     );
     // Nothing was changed: the stamp still says 7.
-    let stamp = std::fs::read_to_string(data.join("format.json")).unwrap();
+    let stamp = std::fs::read_to_string(data.join("datanode/format.json")).unwrap();
     assert!(stamp.contains("7"), "{stamp}");
 }
 
@@ -148,7 +151,9 @@ fn write_the_fixture() {
             .unwrap_or_else(|e| panic!("{statement}: {e}"));
     }
     server.kill().expect("SIGKILL: the tail stays in the WAL");
-    std::fs::remove_file(data.join(".lock")).unwrap();
+    for role in ["confignode", "datanode"] {
+        std::fs::remove_file(data.join(role).join(".lock")).unwrap();
+    }
     let target = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
         "fixtures/data-format-{}",
         iotdb_node::format::DATA_FORMAT_VERSION

@@ -60,8 +60,7 @@ fn own_spec(config: &ServerConfig) -> ConfigNodeSpec {
 pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
     config.validate()?;
     let dir = config.confignode_dir();
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let _lock = crate::server::lock_data_dir(&config.data_dir)?;
+    let _lock = crate::server::lock_role_dir(&dir)?;
     let own = config.cn_internal_socket_address()?;
     let consensus = std::net::SocketAddr::new(own.ip(), config.cn_consensus_port);
     let seed = parse_endpoint(&config.cn_seed_config_node).context("cn_seed_config_node")?;

@@ -52,6 +52,10 @@ pub const SQL_INSERT_ROWS_MAX: usize = 100_000;
 /// A series a pattern matched: device, measurement, type.
 type Matched = (String, String, DataType);
 
+/// One device's part of an aggregate `ALIGN BY DEVICE`: the device, its rows' times, and
+/// each output column's cells (`None`: the device has no such series).
+type DeviceBlock = (String, Vec<i64>, Vec<Option<Vec<Option<WireValue>>>>);
+
 impl Shard {
     /// Executes one SQL statement.
     pub async fn execute_sql(self: &Rc<Self>, text: &str) -> Result<ResultSet, Status> {
@@ -517,7 +521,7 @@ impl Shard {
         let columns = super::select::series_window(columns, select);
         let mut types: Vec<Option<WireType>> = vec![None; columns.len()];
         // Per device: the rows' times and each column's cells.
-        let mut blocks: Vec<(String, Vec<i64>, Vec<Option<Vec<Option<WireValue>>>>)> = Vec::new();
+        let mut blocks: Vec<DeviceBlock> = Vec::new();
         for (device, has) in &devices {
             let mut times = None;
             let mut cells: Vec<Option<Vec<Option<WireValue>>>> = vec![None; columns.len()];

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# stop-datanode.sh: stops the DataNode this installation started (see docs/operations.md,
+# "Scripts").
+set -euo pipefail
+# shellcheck source=sbin/iotdb-common.sh
+. "$(dirname "${BASH_SOURCE[0]}")/iotdb-common.sh"
+
+usage() {
+    cat <<USAGE
+Usage: $(basename "$0") [-c FILE] [--set KEY=VALUE]...
+
+Stops the DataNode whose pid is in $IOTDB_LOG_DIR/datanode.pid: sends SIGTERM (it flushes
+every region and stops) and waits for it to exit (at most ${IOTDB_STOP_TIMEOUT:-90} s:
+IOTDB_STOP_TIMEOUT), then removes the pid file. Exits non-zero, keeping the pid file,
+when it did not stop in time.
+Succeeds when no DataNode is running, unless its directories under data_dir are locked by
+a server these scripts did not start (the configuration is read only for data_dir).
+
+Options:
+USAGE
+    common_options_help
+}
+
+parse_common_options "$@"
+no_more_arguments
+stop_node datanode
