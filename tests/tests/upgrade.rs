@@ -84,8 +84,8 @@ fn data_written_by_format_1_opens_with_every_point() {
     let found = answers(&old);
     old.stop().expect("stop");
     for role in ["confignode", "datanode"] {
-        let stamp = std::fs::read_to_string(data.join(role).join("format.json"))
-            .expect("a format stamp");
+        let stamp =
+            std::fs::read_to_string(data.join(role).join("format.json")).expect("a format stamp");
         assert!(stamp.contains("\"format_version\": 1"), "{role}: {stamp}");
     }
 
