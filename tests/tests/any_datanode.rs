@@ -185,6 +185,7 @@ fn golden(cluster: &TestCluster, standalone: &TestServer) {
         ),
         format!("SELECT LAST * FROM {DATABASE}.**"),
         format!("SELECT d FROM {DATABASE}.d4 WHERE d > 100"),
+        format!("SELECT count(d), avg(d), max_value(i) FROM {DATABASE}.d4 WHERE d > 100"),
         format!("COUNT TIMESERIES {DATABASE}.**"),
         format!("SHOW DEVICES {DATABASE}.**"),
         format!("SHOW TIMESERIES {DATABASE}.d2.*"),

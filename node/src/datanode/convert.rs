@@ -108,6 +108,18 @@ pub fn to_wire_value(value: storage::Value) -> iotdb_net::Value {
     }
 }
 
+/// The engine value of a wire value.
+pub fn to_storage_value(value: iotdb_net::Value) -> storage::Value {
+    match value {
+        iotdb_net::Value::Boolean(v) => storage::Value::Boolean(v),
+        iotdb_net::Value::Int32(v) => storage::Value::Int32(v),
+        iotdb_net::Value::Int64(v) => storage::Value::Int64(v),
+        iotdb_net::Value::Float(v) => storage::Value::Float(v),
+        iotdb_net::Value::Double(v) => storage::Value::Double(v),
+        iotdb_net::Value::Text(v) => storage::Value::Text(v),
+    }
+}
+
 /// An empty wire column of `data_type`.
 pub fn empty_column(name: String, data_type: storage::DataType, rows: usize) -> WireColumn {
     let values = match data_type {

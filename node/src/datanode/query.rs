@@ -473,7 +473,20 @@ impl Shard {
                 .map(|m| SeriesKey::new(&selection.device, m))
                 .collect();
             let mut partial: Vec<Vec<Partial>> = vec![vec![Partial::default(); panes]; keys.len()];
-            for (group, part) in self.parts_of(&selection.device, fetch) {
+            if let Some(points) = &shape.points {
+                for (offset, series_partial) in partial.iter_mut().enumerate() {
+                    let series = points.get(series_index + offset).ok_or_else(|| {
+                        Status::internal("a value-filtered aggregate lacks a series' points")
+                    })?;
+                    fold_points(series_partial, series, windows.as_ref());
+                }
+            }
+            let regions = if shape.points.is_some() {
+                Vec::new()
+            } else {
+                self.parts_of(&selection.device, fetch)
+            };
+            for (group, part) in regions {
                 let read = RegionRead::Aggregate {
                     keys: keys.clone(),
                     range: part,
@@ -498,12 +511,13 @@ impl Shard {
                 selection.measurements.iter().zip(types).zip(partial)
             {
                 let path = format!("{}.{measurement}", selection.device);
+                let index = series_index;
+                series_index += 1;
                 if let Some(groups) = &shape.groups {
                     let group = *groups
                         .of_series
-                        .get(series_index)
+                        .get(index)
                         .ok_or_else(|| Status::internal("GROUP BY LEVEL: a series has no group"))?;
-                    series_index += 1;
                     match &mut grouped[group] {
                         slot @ None => *slot = Some((*data_type, series_partial)),
                         Some((group_type, so_far)) => {
@@ -661,6 +675,53 @@ pub(super) struct Shape {
     /// Series aggregated together (`GROUP BY LEVEL`): one output column per group and
     /// aggregation instead of per series.
     pub groups: Option<SeriesGroups>,
+    /// The points to aggregate, already read (the rows a `WHERE` value filter kept), per
+    /// series in the query's order, each in time order: the regions are not asked.
+    pub points: Option<Vec<Vec<(i64, Value)>>>,
+}
+
+/// What one point contributes to a partial state, for [`Partial::fold`].
+const POINT_PARTS: [Aggregation; 8] = [
+    Aggregation::Count,
+    Aggregation::Sum,
+    Aggregation::Min,
+    Aggregation::Max,
+    Aggregation::First,
+    Aggregation::Last,
+    Aggregation::MinTime,
+    Aggregation::MaxTime,
+];
+
+/// Folds points (in time order) into per-window (or per-pane) partial states.
+fn fold_points(partial: &mut [Partial], points: &[(i64, Value)], windows: Option<&Windows>) {
+    for (time, value) in points {
+        let index = match windows {
+            None => 0,
+            Some(w) if w.range.contains(*time) => {
+                ((i128::from(*time) - i128::from(w.range.start)) / i128::from(w.interval_ms))
+                    as usize
+            }
+            Some(_) => continue,
+        };
+        let Some(p) = partial.get_mut(index) else {
+            continue;
+        };
+        let v = Some(value.clone());
+        let t = Some(Value::Int64(*time));
+        p.fold(
+            &POINT_PARTS,
+            &[
+                Some(Value::Int64(1)),
+                v.clone(),
+                v.clone(),
+                v.clone(),
+                v.clone(),
+                v,
+                t.clone(),
+                t,
+            ],
+        );
+    }
 }
 
 /// Which group each series of a query belongs to.

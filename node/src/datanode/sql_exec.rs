@@ -46,6 +46,11 @@ use crate::sql::{
 /// here; use `LIMIT`/`OFFSET` (or the SDK's streamed queries) to page through more.
 pub const SQL_RESULT_ROWS_MAX: usize = 1_000_000;
 
+/// Most rows an aggregate with a value filter in `WHERE` reads: the rows the filter keeps
+/// are aggregated on the receiving shard, in memory (about 10 M rows of a few series fit a
+/// few hundred MiB).
+pub const FILTERED_AGGREGATE_ROWS_MAX: usize = 10_000_000;
+
 /// Most rows one `INSERT` statement may carry: it becomes one tablet in one frame.
 pub const SQL_INSERT_ROWS_MAX: usize = 100_000;
 
@@ -311,10 +316,10 @@ impl Shard {
                 bounded(self.select_raw_rows(&select, range, now).await?)
             }
             Projection::Aggregates(_) => {
-                if select.value_filter.is_some() {
+                if select.value_filter.is_some() && select.align_by_device {
                     return Err(unsupported(
-                        "aggregates with a value filter in WHERE are not supported yet; \
-                         filter on time only",
+                        "aggregates ALIGN BY DEVICE with a value filter in WHERE are not \
+                         supported yet; filter on time only",
                     ));
                 }
                 if select.align_by_device {
@@ -356,6 +361,12 @@ impl Shard {
             }) => !window_range.left_closed,
             _ => false,
         };
+        // A value filter: its paths resolved once; each item then aggregates the rows it
+        // keeps (read raw, filtered on the regions' chunk statistics where they can).
+        let filter_series = match &select.value_filter {
+            Some(_) => Some(self.resolve_filter_paths(select).await?),
+            None => None,
+        };
         let mut result: Option<ResultSet> = None;
         for (index, aggregate) in aggregates.iter().enumerate() {
             let aggregation = wire_aggregation(aggregate.function)?;
@@ -389,9 +400,17 @@ impl Shard {
                 aggregations: vec![aggregation],
                 group_by,
             };
+            let points = match &filter_series {
+                Some(filter_series) => Some(
+                    self.filtered_points(select, &matched, range, group_by, now, filter_series)
+                        .await?,
+                ),
+                None => None,
+            };
             let shape = super::query::Shape {
                 step_ms: select.group_by.as_ref().and_then(|g| g.sliding_step_ms),
                 groups,
+                points,
             };
             let names_of = shape.groups.as_ref().map_or(paths, |g| g.names.clone());
             let ResponsePayload::Batch(batch) = self.query_aggregate_shaped(query, shape).await?
@@ -471,6 +490,70 @@ impl Shard {
         bounded(result)
     }
 
+    /// The points of `matched` (in [`selections`] order) in `range` (and the windows) on
+    /// the rows where `select`'s value filter holds: what a value-filtered aggregate
+    /// aggregates. At most [`FILTERED_AGGREGATE_ROWS_MAX`] rows.
+    async fn filtered_points(
+        self: &Rc<Self>,
+        select: &Select,
+        matched: &[Matched],
+        range: TimeRange,
+        group_by: Option<GroupByWindow>,
+        now: i64,
+        filter_series: &[(PathPattern, Vec<super::select::Column>)],
+    ) -> Result<Vec<Vec<(i64, iotdb_storage::Value)>>, Status> {
+        let outputs: Vec<super::select::Column> = selections(matched)
+            .iter()
+            .flat_map(|selection| {
+                selection.measurements.iter().map(|measurement| {
+                    let data_type = matched
+                        .iter()
+                        .find(|(d, m, _)| *d == selection.device && m == measurement)
+                        .map(|(_, _, t)| *t)
+                        .expect("a matched series");
+                    super::select::Column {
+                        device: selection.device.clone(),
+                        measurement: measurement.clone(),
+                        data_type,
+                    }
+                })
+            })
+            .collect();
+        let mut fetch = iotdb_storage::TimeRange::new(range.start_ms, range.end_ms);
+        if let Some(window) = group_by {
+            fetch = fetch.intersect(iotdb_storage::TimeRange::new(
+                window.start_time,
+                window.end_time,
+            ));
+        }
+        let series = outputs.len();
+        let rows = self
+            .raw_rows(
+                outputs,
+                select.value_filter.as_ref(),
+                fetch,
+                now,
+                filter_series,
+            )
+            .await?;
+        if rows.times.len() > FILTERED_AGGREGATE_ROWS_MAX {
+            return Err(Status::illegal_parameter(format!(
+                "the value filter keeps {} rows, more than {FILTERED_AGGREGATE_ROWS_MAX} an \
+                 aggregate with a value filter reads: narrow the time range",
+                rows.times.len()
+            )));
+        }
+        let mut points: Vec<Vec<(i64, iotdb_storage::Value)>> = vec![Vec::new(); series];
+        for (time, cells) in rows.times.iter().zip(rows.cells) {
+            for (column, cell) in points.iter_mut().zip(cells) {
+                if let Some(value) = cell {
+                    column.push((*time, convert::to_storage_value(value)));
+                }
+            }
+        }
+        Ok(points)
+    }
+
     /// Aggregates `ALIGN BY DEVICE`, as IoTDB lays them out: one row per device (per window
     /// and device with `GROUP BY`, devices in path order), a `Device` column after `Time`,
     /// and one column per select item and measurement, named `count(s1)`.
@@ -548,6 +631,7 @@ impl Shard {
                 let shape = super::query::Shape {
                     step_ms,
                     groups: None,
+                    points: None,
                 };
                 let ResponsePayload::Batch(batch) =
                     self.query_aggregate_shaped(query, shape).await?

@@ -262,7 +262,7 @@ impl Shard {
     }
 
     /// The series each path of the WHERE filter names under the FROM prefixes.
-    async fn resolve_filter_paths(
+    pub(super) async fn resolve_filter_paths(
         &self,
         select: &Select,
     ) -> Result<Vec<(PathPattern, Vec<Column>)>, Status> {
