@@ -315,6 +315,16 @@ impl Shard {
                 let range = iotdb_storage::TimeRange::new(range.start_ms, range.end_ms);
                 bounded(self.select_raw_rows(&select, range, now).await?)
             }
+            Projection::Computed(_) => {
+                if select.group_by.is_some() || select.group_by_level.is_some() {
+                    return Err(Status::new(
+                        StatusCode::SQL_PARSE_ERROR,
+                        "GROUP BY needs aggregate functions in the select list",
+                    ));
+                }
+                let range = iotdb_storage::TimeRange::new(range.start_ms, range.end_ms);
+                bounded(self.select_computed(&select, range, now).await?)
+            }
             Projection::Aggregates(_) => {
                 if select.value_filter.is_some() && select.align_by_device {
                     return Err(unsupported(

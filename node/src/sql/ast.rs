@@ -522,13 +522,16 @@ pub struct InsertRow {
 }
 
 /// What a `SELECT` computes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Projection {
     /// Raw points of the listed series (suffix patterns joined to each FROM
     /// pattern).
     Raw(Vec<PathPattern>),
     /// One aggregate per item.
     Aggregates(Vec<Aggregate>),
+    /// Raw items of which at least one is an expression (`s1 + 1`, `sin(s1)`,
+    /// `cast(s1 AS INT32)`), evaluated on each row; plain paths are [`Expr::Path`].
+    Computed(Vec<super::expr::Expr>),
     /// `SELECT LAST ...`: the latest point of each listed series.
     Last(Vec<PathPattern>),
 }
@@ -626,6 +629,7 @@ impl Select {
     pub fn series_patterns(&self) -> Vec<PathPattern> {
         let suffixes: Vec<&PathPattern> = match &self.projection {
             Projection::Raw(paths) | Projection::Last(paths) => paths.iter().collect(),
+            Projection::Computed(items) => items.iter().flat_map(|item| item.paths()).collect(),
             Projection::Aggregates(aggregates) => {
                 aggregates.iter().map(|aggregate| &aggregate.path).collect()
             }

@@ -19,6 +19,66 @@ pub enum ArithmeticOp {
     Modulo,
 }
 
+/// Built-in functions of one number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScalarFunction {
+    Abs,
+    Sin,
+    Cos,
+    Tan,
+    Sqrt,
+    Exp,
+    Ln,
+    Log10,
+    Ceil,
+    Floor,
+    Round,
+    Sign,
+}
+
+impl ScalarFunction {
+    pub fn from_name(name: &str) -> Option<ScalarFunction> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "abs" => ScalarFunction::Abs,
+            "sin" => ScalarFunction::Sin,
+            "cos" => ScalarFunction::Cos,
+            "tan" => ScalarFunction::Tan,
+            "sqrt" => ScalarFunction::Sqrt,
+            "exp" => ScalarFunction::Exp,
+            "ln" => ScalarFunction::Ln,
+            "log10" => ScalarFunction::Log10,
+            "ceil" => ScalarFunction::Ceil,
+            "floor" => ScalarFunction::Floor,
+            "round" => ScalarFunction::Round,
+            "sign" => ScalarFunction::Sign,
+            _ => return None,
+        })
+    }
+
+    pub fn apply(self, x: f64) -> f64 {
+        match self {
+            ScalarFunction::Abs => x.abs(),
+            ScalarFunction::Sin => x.sin(),
+            ScalarFunction::Cos => x.cos(),
+            ScalarFunction::Tan => x.tan(),
+            ScalarFunction::Sqrt => x.sqrt(),
+            ScalarFunction::Exp => x.exp(),
+            ScalarFunction::Ln => x.ln(),
+            ScalarFunction::Log10 => x.log10(),
+            ScalarFunction::Ceil => x.ceil(),
+            ScalarFunction::Floor => x.floor(),
+            ScalarFunction::Round => x.round(),
+            ScalarFunction::Sign => {
+                if x == 0.0 {
+                    0.0
+                } else {
+                    x.signum()
+                }
+            }
+        }
+    }
+}
+
 /// A comparison operator, `!=` included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CompareOp {
@@ -63,6 +123,11 @@ pub enum Expr {
     And(Box<Expr>, Box<Expr>),
     Or(Box<Expr>, Box<Expr>),
     Not(Box<Expr>),
+    /// `cast(e AS type)`.
+    Cast {
+        expr: Box<Expr>,
+        data_type: super::ast::DataType,
+    },
     /// `e [NOT] IN (c, ...)`.
     In {
         expr: Box<Expr>,
@@ -136,7 +201,7 @@ impl Expr {
         f(self);
         match self {
             Expr::Time | Expr::Path(_) | Expr::Constant(_) | Expr::Now { .. } => {}
-            Expr::Negate(e) | Expr::Not(e) => e.visit(f),
+            Expr::Negate(e) | Expr::Not(e) | Expr::Cast { expr: e, .. } => e.visit(f),
             Expr::In { expr, .. }
             | Expr::Like { expr, .. }
             | Expr::Regexp { expr, .. }

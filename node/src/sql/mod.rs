@@ -42,7 +42,7 @@ pub use ast::{
     RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder, TimeRange, Ttl,
 };
 pub use error::{ParseError, ParseErrorKind};
-pub use expr::{ArithmeticOp, CompareOp, Expr, split_time_filter};
+pub use expr::{ArithmeticOp, CompareOp, Expr, ScalarFunction, split_time_filter};
 pub use lexer::STATEMENT_LEN_MAX;
 pub use parser::{NESTING_DEPTH_MAX, parse, parse_script};
 pub use path::{Path, PathNode, PathPattern, ROOT};

@@ -737,7 +737,7 @@ fn select_errors() {
     assert!(
         err("SELECT median(s1) FROM root.sg.d1")
             .to_string()
-            .contains("unknown aggregate function 'median'")
+            .contains("unknown function 'median'")
     );
     assert!(
         err("SELECT root.sg.d1.s1 FROM root.sg.d1")

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use iotdb_net::{Status, Value as WireValue};
 use iotdb_storage::{self as storage, Operand, ValueFilter};
 
-use crate::sql::{ArithmeticOp, CompareOp, Expr, Literal};
+use crate::sql::{ArithmeticOp, CompareOp, Expr, Literal, ScalarFunction};
 
 /// Most copies a wildcard expansion may make of one expression.
 pub const EXPANSIONS_MAX: usize = 4096;
@@ -82,65 +82,43 @@ pub enum Bound {
     Matches(Box<Bound>, ValueFilter),
     IsNull(Box<Bound>),
     Function(ScalarFunction, Box<Bound>),
+    /// `cast(e AS type)`: the value converted to the type's kind of scalar (see
+    /// [`cast`]).
+    Cast(storage::DataType, Box<Bound>),
 }
 
-/// Built-in functions of one number.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ScalarFunction {
-    Abs,
-    Sin,
-    Cos,
-    Tan,
-    Sqrt,
-    Exp,
-    Ln,
-    Log10,
-    Ceil,
-    Floor,
-    Round,
-    Sign,
-}
-
-impl ScalarFunction {
-    pub fn from_name(name: &str) -> Option<ScalarFunction> {
-        Some(match name.to_ascii_lowercase().as_str() {
-            "abs" => ScalarFunction::Abs,
-            "sin" => ScalarFunction::Sin,
-            "cos" => ScalarFunction::Cos,
-            "tan" => ScalarFunction::Tan,
-            "sqrt" => ScalarFunction::Sqrt,
-            "exp" => ScalarFunction::Exp,
-            "ln" => ScalarFunction::Ln,
-            "log10" => ScalarFunction::Log10,
-            "ceil" => ScalarFunction::Ceil,
-            "floor" => ScalarFunction::Floor,
-            "round" => ScalarFunction::Round,
-            "sign" => ScalarFunction::Sign,
-            _ => return None,
-        })
-    }
-
-    pub fn apply(self, x: f64) -> f64 {
-        match self {
-            ScalarFunction::Abs => x.abs(),
-            ScalarFunction::Sin => x.sin(),
-            ScalarFunction::Cos => x.cos(),
-            ScalarFunction::Tan => x.tan(),
-            ScalarFunction::Sqrt => x.sqrt(),
-            ScalarFunction::Exp => x.exp(),
-            ScalarFunction::Ln => x.ln(),
-            ScalarFunction::Log10 => x.log10(),
-            ScalarFunction::Ceil => x.ceil(),
-            ScalarFunction::Floor => x.floor(),
-            ScalarFunction::Round => x.round(),
-            ScalarFunction::Sign => {
-                if x == 0.0 {
-                    0.0
-                } else {
-                    x.signum()
-                }
+/// `scalar` as `to` holds it: integers truncate toward zero, booleans are 1 and 0 as
+/// numbers and non-zero as booleans, text parses (null when it does not), anything prints
+/// as text. Range checks of the narrower types are the caller's (on output).
+pub fn cast(scalar: Scalar, to: storage::DataType) -> Scalar {
+    use storage::DataType as T;
+    match (to, scalar) {
+        (_, Scalar::Null) => Scalar::Null,
+        (T::Int32 | T::Int64, Scalar::Number(v)) => Scalar::Number(v.trunc()),
+        (T::Float | T::Double, Scalar::Number(v)) => Scalar::Number(v),
+        (T::Int32 | T::Int64 | T::Float | T::Double, Scalar::Bool(b)) => {
+            Scalar::Number(if b { 1.0 } else { 0.0 })
+        }
+        (T::Int32 | T::Int64 | T::Float | T::Double, Scalar::Text(t)) => {
+            match std::str::from_utf8(&t)
+                .ok()
+                .and_then(|t| t.trim().parse::<f64>().ok())
+            {
+                Some(v) if matches!(to, T::Int32 | T::Int64) => Scalar::Number(v.trunc()),
+                Some(v) => Scalar::Number(v),
+                None => Scalar::Null,
             }
         }
+        (T::Boolean, Scalar::Number(v)) => Scalar::Bool(v != 0.0),
+        (T::Boolean, Scalar::Bool(b)) => Scalar::Bool(b),
+        (T::Boolean, Scalar::Text(t)) => match std::str::from_utf8(&t).map(str::trim) {
+            Ok(t) if t.eq_ignore_ascii_case("true") => Scalar::Bool(true),
+            Ok(t) if t.eq_ignore_ascii_case("false") => Scalar::Bool(false),
+            _ => Scalar::Null,
+        },
+        (T::Text, Scalar::Number(v)) => Scalar::Text(Bytes::from(v.to_string())),
+        (T::Text, Scalar::Bool(b)) => Scalar::Text(Bytes::from(b.to_string())),
+        (T::Text, text @ Scalar::Text(_)) => text,
     }
 }
 
@@ -151,6 +129,25 @@ pub fn bind(
     now_ms: i64,
     leaf: &mut dyn FnMut(&Expr) -> Option<Vec<usize>>,
 ) -> Result<Bound, Status> {
+    let copies = bind_each(expr, now_ms, leaf)?;
+    Ok(copies
+        .into_iter()
+        .map(|(bound, _)| bound)
+        .reduce(|so_far, bound| Bound::And(Box::new(so_far), Box::new(bound)))
+        .expect("at least one combination"))
+}
+
+/// One copy of an expanded expression, with the column each leaf took in it (`None`: the
+/// leaf matched nothing).
+pub type BoundCopy = (Bound, Vec<(Expr, Option<usize>)>);
+
+/// Each copy of `expr` a wildcard expansion makes (one per combination of the columns its
+/// leaves match), with the column each leaf took in it (`None`: the leaf matched nothing).
+pub fn bind_each(
+    expr: &Expr,
+    now_ms: i64,
+    leaf: &mut dyn FnMut(&Expr) -> Option<Vec<usize>>,
+) -> Result<Vec<BoundCopy>, Status> {
     let mut leaves: Vec<(Expr, Vec<usize>)> = Vec::new();
     collect_leaves(expr, leaf, &mut leaves);
     let combinations = leaves
@@ -161,10 +158,10 @@ pub fn bind(
         .filter(|n| *n <= EXPANSIONS_MAX)
         .ok_or_else(|| {
             Status::illegal_parameter(format!(
-                "the filter expands to more than {EXPANSIONS_MAX} combinations of series"
+                "the expression expands to more than {EXPANSIONS_MAX} combinations of series"
             ))
         })?;
-    let mut out: Option<Bound> = None;
+    let mut out = Vec::with_capacity(combinations);
     for combination in 0..combinations {
         let mut rest = combination;
         let choice: Vec<Option<usize>> = leaves
@@ -179,12 +176,10 @@ pub fn bind(
             })
             .collect();
         let bound = bind_with(expr, now_ms, &leaves, &choice)?;
-        out = Some(match out {
-            None => bound,
-            Some(so_far) => Bound::And(Box::new(so_far), Box::new(bound)),
-        });
+        let taken = leaves.iter().map(|(e, _)| e.clone()).zip(choice).collect();
+        out.push((bound, taken));
     }
-    Ok(out.expect("at least one combination"))
+    Ok(out)
 }
 
 fn collect_leaves(
@@ -202,7 +197,7 @@ fn collect_leaves(
     let mut children: Vec<&Expr> = Vec::new();
     match expr {
         Expr::Time | Expr::Path(_) | Expr::Constant(_) | Expr::Now { .. } => {}
-        Expr::Negate(e) | Expr::Not(e) => children.push(e),
+        Expr::Negate(e) | Expr::Not(e) | Expr::Cast { expr: e, .. } => children.push(e),
         Expr::In { expr, .. }
         | Expr::Like { expr, .. }
         | Expr::Regexp { expr, .. }
@@ -296,6 +291,15 @@ fn bind_with(
             negate(*negated, Bound::Matches(child(expr)?, filter))
         }
         Expr::IsNull { expr, negated } => negate(*negated, Bound::IsNull(child(expr)?)),
+        Expr::Cast { expr, data_type } => {
+            let to = data_type.stored().ok_or_else(|| {
+                Status::illegal_parameter(format!(
+                    "cannot cast to {}: use BOOLEAN, INT32, INT64, FLOAT, DOUBLE or TEXT",
+                    data_type.as_str()
+                ))
+            })?;
+            Bound::Cast(to, child(expr)?)
+        }
         Expr::Function { name, args } => {
             let function = ScalarFunction::from_name(name).ok_or_else(|| {
                 Status::illegal_parameter(format!("unknown function {name} in an expression"))
@@ -362,6 +366,7 @@ impl Bound {
                 Scalar::Number(v) => Scalar::Number(f.apply(v)),
                 _ => Scalar::Null,
             },
+            Bound::Cast(to, e) => cast(e.eval(time, row), *to),
         }
     }
 
@@ -427,7 +432,8 @@ impl Bound {
             | Bound::In(e, _)
             | Bound::Matches(e, _)
             | Bound::IsNull(e)
-            | Bound::Function(_, e) => e.columns(out),
+            | Bound::Function(_, e)
+            | Bound::Cast(_, e) => e.columns(out),
             Bound::Arithmetic(_, a, b)
             | Bound::Compare(_, a, b)
             | Bound::And(a, b)

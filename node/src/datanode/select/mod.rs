@@ -12,6 +12,7 @@
 //! device) and stacks the devices in path order, with a `Device` column.
 
 mod bind;
+mod computed;
 mod fill;
 
 use std::rc::Rc;

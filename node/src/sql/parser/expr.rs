@@ -1,7 +1,8 @@
 //! Expressions (`WHERE`, `HAVING`): precedence from loosest to tightest is `OR`, `AND`,
 //! `NOT`, a predicate (`=`/`!=`/`<`…, `[NOT] IN`, `[NOT] BETWEEN`, `[NOT] LIKE`,
 //! `[NOT] REGEXP`, `IS [NOT] NULL`), `+`/`-`, `*`, unary `-`, then a primary: a parenthesised
-//! expression, a constant, `time`, `now()`, a datetime, a function call or a suffix path.
+//! expression, a constant, `time`, `now()`, a datetime, `cast(e AS type)`, a function call
+//! or a suffix path.
 //! Nesting is bounded by [`NESTING_DEPTH_MAX`], so no input can exhaust the stack.
 
 use super::super::ast::{Literal, TimeExpr};
@@ -214,6 +215,20 @@ impl Parser<'_> {
                 TimeExpr::Absolute(ms) => Ok(Expr::Constant(Literal::Integer(ms))),
                 TimeExpr::Now { offset_ms } => Ok(Expr::Now { offset_ms }),
             },
+            TokenKind::Word
+                if token.is_keyword("cast") && self.peek_at(1).kind == TokenKind::LeftParen =>
+            {
+                self.advance();
+                self.advance();
+                let expr = self.or_expression(self.deeper(depth)?)?;
+                self.expect_keyword("AS")?;
+                let data_type = self.keyword_value("data type")?;
+                self.expect(&TokenKind::RightParen, "')'")?;
+                Ok(Expr::Cast {
+                    expr: Box::new(expr),
+                    data_type,
+                })
+            }
             TokenKind::Word if self.peek_at(1).kind == TokenKind::LeftParen => {
                 self.advance();
                 self.advance();

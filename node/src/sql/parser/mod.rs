@@ -14,7 +14,7 @@ use super::ast::{
     RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder, Ttl,
 };
 use super::error::{ParseError, ParseErrorKind};
-use super::expr::split_time_filter;
+use super::expr::{Expr, ScalarFunction, split_time_filter};
 use super::lexer::{Token, TokenKind, tokenize};
 use super::path::{Path, PathNode, PathPattern, ROOT};
 use super::time::{parse_datetime_millis, parse_duration_millis};
@@ -900,20 +900,33 @@ impl<'a> Parser<'a> {
         }))
     }
 
-    /// The select list of a raw or aggregate query; the two may not mix.
+    /// The select list of a raw or aggregate query; the two may not mix. A raw item is a
+    /// suffix path, or an expression of paths (`s1 + 1`, `sin(s1)`, `cast(s1 AS INT32)`).
     fn select_items(&mut self) -> Result<Projection, ParseError> {
         self.aliases.clear();
-        let mut raw = Vec::new();
+        let mut raw: Vec<Expr> = Vec::new();
         let mut aggregates = Vec::new();
         loop {
             let token = self.peek().clone();
-            if token.kind == TokenKind::Word && self.peek_at(1).kind == TokenKind::LeftParen {
-                let function = AggregateFunction::from_name(&token.text).ok_or_else(|| {
-                    self.invalid_at(
-                        token.offset,
-                        format!("unknown aggregate function '{}'", token.text),
-                    )
-                })?;
+            let aggregate = (token.kind == TokenKind::Word
+                && self.peek_at(1).kind == TokenKind::LeftParen)
+                .then(|| AggregateFunction::from_name(&token.text))
+                .flatten();
+            if token.kind == TokenKind::Word
+                && self.peek_at(1).kind == TokenKind::LeftParen
+                && aggregate.is_none()
+                && !token.is_keyword("cast")
+                && ScalarFunction::from_name(&token.text).is_none()
+            {
+                return Err(self.invalid_at(
+                    token.offset,
+                    format!(
+                        "unknown function '{}': not an aggregate, a math function or cast",
+                        token.text
+                    ),
+                ));
+            }
+            if let Some(function) = aggregate {
                 self.advance();
                 self.advance(); // '('
                 let path = self.suffix_pattern()?;
@@ -921,13 +934,38 @@ impl<'a> Parser<'a> {
                 if !raw.is_empty() {
                     return Err(self.hybrid_query_error(token.offset));
                 }
+                if !self.item_ends() {
+                    return Err(self.invalid_at(
+                        token.offset,
+                        "expressions of aggregates are not supported yet".to_string(),
+                    ));
+                }
                 aggregates.push(Aggregate { function, path });
             } else {
-                let path = self.suffix_pattern()?;
+                let start = self.position;
+                let plain = match token.kind {
+                    TokenKind::Word
+                    | TokenKind::Backquoted
+                    | TokenKind::Star
+                    | TokenKind::DoubleStar
+                        if self.peek_at(1).kind != TokenKind::LeftParen =>
+                    {
+                        let path = self.suffix_pattern()?;
+                        self.item_ends().then_some(path)
+                    }
+                    _ => None,
+                };
+                let item = match plain {
+                    Some(path) => Expr::Path(path),
+                    None => {
+                        self.position = start;
+                        self.expression()?
+                    }
+                };
                 if !aggregates.is_empty() {
                     return Err(self.hybrid_query_error(token.offset));
                 }
-                raw.push(path);
+                raw.push(item);
             }
             let alias = if self.eat_keyword("AS") {
                 Some(self.node_name()?)
@@ -939,11 +977,26 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        Ok(if aggregates.is_empty() {
-            Projection::Raw(raw)
-        } else {
-            Projection::Aggregates(aggregates)
-        })
+        if !aggregates.is_empty() {
+            return Ok(Projection::Aggregates(aggregates));
+        }
+        if raw.iter().all(|item| matches!(item, Expr::Path(_))) {
+            let paths = raw
+                .into_iter()
+                .map(|item| match item {
+                    Expr::Path(path) => path,
+                    _ => unreachable!("checked above"),
+                })
+                .collect();
+            return Ok(Projection::Raw(paths));
+        }
+        Ok(Projection::Computed(raw))
+    }
+
+    /// Whether a select item ends here (`,`, `AS`, `FROM`).
+    fn item_ends(&self) -> bool {
+        let next = self.peek();
+        next.kind == TokenKind::Comma || next.is_keyword("AS") || next.is_keyword("FROM")
     }
 
     fn hybrid_query_error(&self, offset: usize) -> ParseError {

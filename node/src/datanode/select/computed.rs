@@ -1,0 +1,300 @@
+//! Expressions in the select list of a raw query (`SELECT s1 + 1, sin(s2), cast(s3 AS
+//! INT32), s1 * s2 FROM ...`), as IoTDB evaluates them: on each row of the series they read
+//! (a row exists where any of them has a point; an operand without one is null, and so is
+//! the result), named after the expression with its full paths (`root.sg.d1.s1 + 1`).
+//!
+//! A path matching several series makes one column per combination (IoTDB's expansion).
+//! Arithmetic and the math functions are DOUBLE, comparisons and logic BOOLEAN, a cast the
+//! type it names; a plain path keeps its series' type and values.
+
+use std::rc::Rc;
+
+use iotdb_net::{ResultSet, Status, StatusCode, Value as WireValue};
+use iotdb_storage::{DataType, TimeRange};
+
+use super::bind::{Scalar, bind_each};
+use super::{Column, Shard, fill, page, series_window};
+use crate::sql::{
+    ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select, TimeOrder,
+};
+
+/// Where an output column's cells come from.
+enum Output {
+    /// A fetched series, as it is.
+    Column(usize),
+    /// An expression bound to the fetched series.
+    Computed(super::Bound),
+}
+
+impl Shard {
+    /// A raw query with expressions in its select list (see the module docs).
+    pub(in crate::datanode) async fn select_computed(
+        self: &Rc<Self>,
+        select: &Select,
+        range: TimeRange,
+        now_ms: i64,
+    ) -> Result<ResultSet, Status> {
+        let Projection::Computed(items) = &select.projection else {
+            return Err(Status::internal("not a computed projection"));
+        };
+        if select.align_by_device {
+            return Err(Status::new(
+                StatusCode::UNSUPPORTED_OPERATION,
+                "expressions in the select list with ALIGN BY DEVICE are not supported yet",
+            ));
+        }
+        let mut fetched: Vec<Column> = Vec::new();
+        let mut outputs: Vec<(String, DataType, Output)> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            // Each path of the item, resolved once, as indexes into `fetched`.
+            let mut leaves: Vec<(PathPattern, Vec<usize>)> = Vec::new();
+            for path in item.paths() {
+                if leaves.iter().any(|(p, _)| p == path) {
+                    continue;
+                }
+                let patterns = select.from.iter().map(|f| f.join(path)).collect();
+                let mut indexes = Vec::new();
+                for column in self.columns_of(patterns).await? {
+                    let at = match fetched.iter().position(|c| *c == column) {
+                        Some(at) => at,
+                        None => {
+                            fetched.push(column);
+                            fetched.len() - 1
+                        }
+                    };
+                    indexes.push(at);
+                }
+                leaves.push((path.clone(), indexes));
+            }
+            // As IoTDB: an item naming a series that does not exist has no column.
+            if leaves.iter().any(|(_, indexes)| indexes.is_empty()) {
+                continue;
+            }
+            let first = outputs.len();
+            if let Expr::Path(_) = item {
+                for &at in &leaves[0].1 {
+                    outputs.push((
+                        fetched[at].path(),
+                        fetched[at].data_type,
+                        Output::Column(at),
+                    ));
+                }
+            } else {
+                let data_type = output_type(item)?;
+                let copies = bind_each(item, now_ms, &mut |e| match e {
+                    Expr::Path(p) => leaves.iter().find(|(q, _)| q == p).map(|(_, i)| i.clone()),
+                    _ => None,
+                })?;
+                for (bound, taken) in copies {
+                    let name = render(item, &|e| {
+                        taken
+                            .iter()
+                            .find(|(leaf, _)| leaf == e)
+                            .and_then(|(_, at)| at.map(|at| fetched[at].path()))
+                    });
+                    outputs.push((name, data_type, Output::Computed(bound)));
+                }
+            }
+            if let Some(Some(alias)) = select.aliases.get(index) {
+                if outputs.len() - first != 1 {
+                    return Err(Status::illegal_parameter(format!(
+                        "alias '{alias}' can only be matched with one time series"
+                    )));
+                }
+                outputs[first].0 = alias.clone();
+            }
+        }
+        let outputs = series_window(outputs, select);
+        let resolved = self.resolve_filter_paths(select).await?;
+        let rows = self
+            .raw_rows(
+                fetched,
+                select.value_filter.as_ref(),
+                range,
+                now_ms,
+                &resolved,
+            )
+            .await?;
+        let mut result = ResultSet::new(&[("Time", DataType::Int64)]);
+        for (name, data_type, _) in &outputs {
+            result.column_names.push(name.clone());
+            result.column_types.push(*data_type);
+        }
+        let mut out: Vec<Vec<Option<WireValue>>> = Vec::with_capacity(rows.times.len());
+        for (time, cells) in rows.times.iter().zip(&rows.cells) {
+            let mut row = Vec::with_capacity(outputs.len() + 1);
+            row.push(Some(WireValue::Int64(*time)));
+            for (name, data_type, output) in &outputs {
+                row.push(match output {
+                    Output::Column(at) => cells[*at].clone(),
+                    Output::Computed(bound) => wire_value(bound.eval(*time, cells), *data_type)
+                        .map_err(|e| Status::illegal_parameter(format!("{name}: {e}")))?,
+                });
+            }
+            out.push(row);
+        }
+        if let Some(how) = &select.fill {
+            fill(how, &result.column_types, &mut out, 1);
+        }
+        if select.order == TimeOrder::Descending {
+            out.reverse();
+        }
+        result.rows = page(out, select);
+        Ok(result)
+    }
+}
+
+/// The type of an expression's column.
+fn output_type(expr: &Expr) -> Result<DataType, Status> {
+    Ok(match expr {
+        Expr::Cast { data_type, .. } => data_type.stored().ok_or_else(|| {
+            Status::illegal_parameter(format!("cannot cast to {}", data_type.as_str()))
+        })?,
+        Expr::Compare(..)
+        | Expr::And(..)
+        | Expr::Or(..)
+        | Expr::Not(_)
+        | Expr::In { .. }
+        | Expr::Between { .. }
+        | Expr::Like { .. }
+        | Expr::Regexp { .. }
+        | Expr::IsNull { .. } => DataType::Boolean,
+        Expr::Time => DataType::Int64,
+        Expr::Constant(Literal::Text(_)) => DataType::Text,
+        Expr::Constant(Literal::Boolean(_)) => DataType::Boolean,
+        _ => DataType::Double,
+    })
+}
+
+/// A computed value as a cell of `data_type` (null where the value has another kind).
+fn wire_value(scalar: Scalar, data_type: DataType) -> Result<Option<WireValue>, String> {
+    let integer = |v: f64, min: f64, max: f64| {
+        if v.is_finite() && v >= min && v <= max {
+            Ok(v.trunc())
+        } else {
+            Err(format!("{v} is out of the range of {}", data_type.name()))
+        }
+    };
+    Ok(match (data_type, scalar) {
+        (_, Scalar::Null) => None,
+        (DataType::Boolean, Scalar::Bool(b)) => Some(WireValue::Boolean(b)),
+        (DataType::Int32, Scalar::Number(v)) => {
+            Some(WireValue::Int32(
+                integer(v, f64::from(i32::MIN), f64::from(i32::MAX))? as i32,
+            ))
+        }
+        (DataType::Int64, Scalar::Number(v)) => {
+            Some(WireValue::Int64(
+                integer(v, i64::MIN as f64, i64::MAX as f64)? as i64,
+            ))
+        }
+        (DataType::Float, Scalar::Number(v)) => Some(WireValue::Float(v as f32)),
+        (DataType::Double, Scalar::Number(v)) => Some(WireValue::Double(v)),
+        (DataType::Text, Scalar::Text(t)) => Some(WireValue::Text(t)),
+        _ => None,
+    })
+}
+
+/// The column name of an expression: its text with each path replaced by the series it
+/// took (`path` answers for a leaf), as IoTDB names expression columns.
+fn render(expr: &Expr, path: &dyn Fn(&Expr) -> Option<String>) -> String {
+    let nested = |e: &Expr| {
+        let text = render(e, path);
+        match e {
+            Expr::Arithmetic(..) | Expr::Compare(..) | Expr::And(..) | Expr::Or(..) => {
+                format!("({text})")
+            }
+            _ => text,
+        }
+    };
+    match expr {
+        Expr::Path(p) => path(expr).unwrap_or_else(|| p.to_string()),
+        Expr::Time => "Time".to_string(),
+        Expr::Now { .. } => "now()".to_string(),
+        Expr::Constant(literal) => match literal {
+            Literal::Integer(v) => v.to_string(),
+            Literal::Float(v) => v.to_string(),
+            Literal::Text(t) => format!("'{t}'"),
+            Literal::Boolean(b) => b.to_string(),
+            Literal::Null => "null".to_string(),
+        },
+        Expr::Negate(e) => format!("-{}", nested(e)),
+        Expr::Arithmetic(op, a, b) => {
+            let op = match op {
+                ArithmeticOp::Add => "+",
+                ArithmeticOp::Subtract => "-",
+                ArithmeticOp::Multiply => "*",
+                ArithmeticOp::Divide => "/",
+                ArithmeticOp::Modulo => "%",
+            };
+            format!("{} {op} {}", nested(a), nested(b))
+        }
+        Expr::Compare(op, a, b) => {
+            let op = match op {
+                CompareOp::Less => "<",
+                CompareOp::LessEqual => "<=",
+                CompareOp::Greater => ">",
+                CompareOp::GreaterEqual => ">=",
+                CompareOp::Equal => "=",
+                CompareOp::NotEqual => "!=",
+            };
+            format!("{} {op} {}", nested(a), nested(b))
+        }
+        Expr::And(a, b) => format!("{} & {}", nested(a), nested(b)),
+        Expr::Or(a, b) => format!("{} | {}", nested(a), nested(b)),
+        Expr::Not(e) => format!("!{}", nested(e)),
+        Expr::Cast { expr, data_type } => {
+            format!("CAST({} AS {})", render(expr, path), data_type.as_str())
+        }
+        Expr::Function { name, args } => {
+            let args: Vec<String> = args.iter().map(|a| render(a, path)).collect();
+            format!("{name}({})", args.join(", "))
+        }
+        Expr::In {
+            expr,
+            list,
+            negated,
+        } => {
+            let list: Vec<String> = list
+                .iter()
+                .map(|l| render(&Expr::Constant(l.clone()), path))
+                .collect();
+            let not = if *negated { "NOT " } else { "" };
+            format!("{} {not}IN ({})", nested(expr), list.join(", "))
+        }
+        Expr::Between {
+            expr,
+            low,
+            high,
+            negated,
+        } => {
+            let not = if *negated { "NOT " } else { "" };
+            format!(
+                "{} {not}BETWEEN {} AND {}",
+                nested(expr),
+                nested(low),
+                nested(high)
+            )
+        }
+        Expr::Like {
+            expr,
+            pattern,
+            negated,
+        } => {
+            let not = if *negated { "NOT " } else { "" };
+            format!("{} {not}LIKE '{pattern}'", nested(expr))
+        }
+        Expr::Regexp {
+            expr,
+            pattern,
+            negated,
+        } => {
+            let not = if *negated { "NOT " } else { "" };
+            format!("{} {not}REGEXP '{pattern}'", nested(expr))
+        }
+        Expr::IsNull { expr, negated } => {
+            let not = if *negated { "NOT " } else { "" };
+            format!("{} IS {not}NULL", nested(expr))
+        }
+    }
+}
