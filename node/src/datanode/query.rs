@@ -725,12 +725,51 @@ fn fold_points(partial: &mut [Partial], points: &[(i64, Value)], windows: Option
 }
 
 /// Which group each series of a query belongs to.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(super) struct SeriesGroups {
     /// The group of each series, in the query's series order (selection by selection).
     pub of_series: Vec<usize>,
     /// Each group's path (`root.ln.*.*.status`), naming its columns.
     pub names: Vec<String>,
+}
+
+/// Batches of one row each (an aggregation per window) as one batch of a row per window,
+/// the rows at `starts`.
+pub(super) fn stack_rows(batches: &[ColumnBatch], starts: Vec<i64>) -> Result<ColumnBatch, Status> {
+    let Some(first) = batches.first() else {
+        return Ok(ColumnBatch {
+            timestamps: starts,
+            columns: Vec::new(),
+        });
+    };
+    let mut columns = Vec::with_capacity(first.columns.len());
+    for (index, template) in first.columns.iter().enumerate() {
+        let data_type = template.values.data_type();
+        let mut column = iotdb_net::WireColumn {
+            measurement: template.measurement.clone(),
+            values: iotdb_net::TypedColumn::empty(data_type),
+            nulls: None,
+        };
+        let mut nulls = NullBitmap::new(0);
+        for batch in batches {
+            let value = batch
+                .columns
+                .get(index)
+                .filter(|c| c.values.data_type() == data_type && batch.timestamps.len() == 1)
+                .ok_or_else(|| Status::internal("calendar windows answered unevenly"))?
+                .value(0);
+            nulls.push(value.is_none());
+            column.values.push(value.as_ref());
+        }
+        if nulls.as_bytes().iter().any(|b| *b != 0) {
+            column.nulls = Some(nulls);
+        }
+        columns.push(column);
+    }
+    Ok(ColumnBatch {
+        timestamps: starts,
+        columns,
+    })
 }
 
 /// One column per aggregation of one series (or group) from its per-window partial states.

@@ -423,10 +423,7 @@ impl Shard {
                 points,
             };
             let names_of = shape.groups.as_ref().map_or(paths, |g| g.names.clone());
-            let ResponsePayload::Batch(batch) = self.query_aggregate_shaped(query, shape).await?
-            else {
-                return Err(Status::internal("an aggregation answered wrongly"));
-            };
+            let batch = self.aggregate_batch(query, shape, select).await?;
             let names: Vec<String> = names_of
                 .iter()
                 .map(|path| {
@@ -498,6 +495,62 @@ impl Shard {
         });
         result.rows = result.rows.drain(start..end).collect();
         bounded(result)
+    }
+
+    /// `query` shaped by `shape` as one batch; windows in calendar months (`GROUP BY ([a,
+    /// b), 1mo)`) differ in length, so each is aggregated on its own (at most
+    /// [`CALENDAR_WINDOWS_MAX`]) and the rows stacked.
+    async fn aggregate_batch(
+        self: &Rc<Self>,
+        query: AggregateQuery,
+        shape: super::query::Shape,
+        select: &Select,
+    ) -> Result<ColumnBatch, Status> {
+        let months = select.group_by.as_ref().and_then(|g| g.months);
+        let (Some(months), Some(window)) = (months, query.group_by) else {
+            let ResponsePayload::Batch(batch) = self.query_aggregate_shaped(query, shape).await?
+            else {
+                return Err(Status::internal("an aggregation answered wrongly"));
+            };
+            return Ok(batch);
+        };
+        let windows = calendar_windows(window.start_time, window.end_time, months)?;
+        let mut batches = Vec::with_capacity(windows.len());
+        for (start, end) in &windows {
+            let (from, to) = (
+                query.start_time.max(*start),
+                query.end_time.min(*end).max(query.start_time.max(*start)),
+            );
+            let one = AggregateQuery {
+                start_time: from,
+                end_time: to,
+                group_by: None,
+                ..query.clone()
+            };
+            let points = shape.points.as_ref().map(|series| {
+                series
+                    .iter()
+                    .map(|points| {
+                        points
+                            .iter()
+                            .filter(|(t, _)| *t >= from && *t < to)
+                            .cloned()
+                            .collect()
+                    })
+                    .collect()
+            });
+            let one_shape = super::query::Shape {
+                step_ms: None,
+                groups: shape.groups.clone(),
+                points,
+            };
+            let ResponsePayload::Batch(batch) = self.query_aggregate_shaped(one, one_shape).await?
+            else {
+                return Err(Status::internal("an aggregation answered wrongly"));
+            };
+            batches.push(batch);
+        }
+        super::query::stack_rows(&batches, windows.iter().map(|(s, _)| *s).collect())
     }
 
     /// The points of `matched` (in [`selections`] order) in `range` (and the windows) on
@@ -643,11 +696,7 @@ impl Shard {
                     groups: None,
                     points: None,
                 };
-                let ResponsePayload::Batch(batch) =
-                    self.query_aggregate_shaped(query, shape).await?
-                else {
-                    return Err(Status::internal("an aggregation answered wrongly"));
-                };
+                let batch = self.aggregate_batch(query, shape, select).await?;
                 for ((position, measurement), column) in wanted.iter().zip(&batch.columns) {
                     let data_type = column.values.data_type();
                     match types[*position] {
@@ -1193,9 +1242,50 @@ fn bounded(result: ResultSet) -> Result<ResultSet, Status> {
     Ok(result)
 }
 
+/// Most windows a `GROUP BY` in calendar months makes: each is one aggregation.
+pub const CALENDAR_WINDOWS_MAX: usize = 100_000;
+
+/// The windows of `GROUP BY ([start, end), n mo[, m mo])`: `n` natural months starting
+/// every `m` months from `start` (added to `start` each time, the day clamped to the
+/// month's length), clipped to `end`.
+fn calendar_windows(
+    start: i64,
+    end: i64,
+    months: sql::CalendarWindows,
+) -> Result<Vec<(i64, i64)>, Status> {
+    let overflow = || Status::illegal_parameter("the GROUP BY range overflows in months");
+    let mut windows = Vec::new();
+    for k in 0_i64.. {
+        let offset = k * i64::from(months.step);
+        let window_start = sql::time::add_months_millis(start, offset).ok_or_else(overflow)?;
+        if window_start >= end {
+            break;
+        }
+        if windows.len() == CALENDAR_WINDOWS_MAX {
+            return Err(Status::illegal_parameter(format!(
+                "GROUP BY in months would produce more than {CALENDAR_WINDOWS_MAX} windows"
+            )));
+        }
+        let window_end = sql::time::add_months_millis(start, offset + i64::from(months.interval))
+            .ok_or_else(overflow)?;
+        windows.push((window_start, window_end.min(end)));
+    }
+    Ok(windows)
+}
+
 /// The windows of `GROUP BY ([start, end), interval[, step])` (a sliding step is passed to
 /// the aggregation beside them); without a range, the WHERE bounds.
 fn group_by_window(group_by: &sql::GroupByTime, range: TimeRange) -> Result<GroupByWindow, Status> {
+    if group_by.months.is_some()
+        && group_by
+            .range
+            .as_ref()
+            .is_some_and(|window_range| !window_range.left_closed)
+    {
+        return Err(unsupported(
+            "GROUP BY in months over a left-open range ((a, b], 1mo) is not supported yet",
+        ));
+    }
     let (start_time, end_time) = match &group_by.range {
         Some(window_range) => {
             let now = now_ms();

@@ -554,6 +554,17 @@ pub struct GroupByTime {
     pub interval_ms: i64,
     /// Distance between window starts; `None` means `interval_ms`.
     pub sliding_step_ms: Option<i64>,
+    /// Calendar months (`GROUP BY ([a, b), 1mo[, 2mo])`): windows of `interval` natural
+    /// months starting every `step` months from `a` (UTC); `interval_ms` and
+    /// `sliding_step_ms` are then unused.
+    pub months: Option<CalendarWindows>,
+}
+
+/// Window length and step in calendar months.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CalendarWindows {
+    pub interval: u32,
+    pub step: u32,
 }
 
 /// The range of a `GROUP BY` time clause: `[start, end)` or `(start, end]`.

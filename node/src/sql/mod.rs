@@ -37,9 +37,10 @@ pub mod time;
 mod tests;
 
 pub use ast::{
-    Aggregate, AggregateFunction, Comparison, Compressor, DataType, DatabaseAttributes, Encoding,
-    Fill, GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection,
-    RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder, TimeRange, Ttl,
+    Aggregate, AggregateFunction, CalendarWindows, Comparison, Compressor, DataType,
+    DatabaseAttributes, Encoding, Fill, GroupByRange, GroupByTime, Insert, InsertRow, Literal,
+    MeasurementSpec, Projection, RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder,
+    TimeRange, Ttl,
 };
 pub use error::{ParseError, ParseErrorKind};
 pub use expr::{ArithmeticOp, CompareOp, Expr, ScalarFunction, split_time_filter};

@@ -670,6 +670,7 @@ fn select_group_by_time_windows() {
             }),
             interval_ms: 3_600_000,
             sliding_step_ms: None,
+            months: None,
         })
     );
     let query = select("SELECT count(s1) FROM root.sg.d1 GROUP BY ((0, 100], 10ms, 5ms)");
@@ -1190,5 +1191,39 @@ fn fill_clauses() {
         err("SELECT s1 FROM root.sg.d1 FILL(previous")
             .to_string()
             .contains("')'")
+    );
+}
+
+#[test]
+fn calendar_months_add_as_natural_months_and_parse_in_group_by() {
+    use crate::sql::time::{add_months_millis, parse_months};
+    // From Jan 31 (06:00 UTC): Feb 29 in a leap year, then Mar 31; a year on: Jan 31.
+    let jan31 = 1_706_680_800_000;
+    assert_eq!(add_months_millis(jan31, 1), Some(1_709_186_400_000));
+    assert_eq!(add_months_millis(jan31, 2), Some(1_711_864_800_000));
+    assert_eq!(add_months_millis(jan31, 12), Some(1_738_303_200_000));
+    // Across a year, and before the epoch.
+    assert_eq!(
+        add_months_millis(1_703_980_800_000, 2),
+        Some(1_709_164_800_000)
+    );
+    assert_eq!(add_months_millis(-86_400_000, 1), Some(2_592_000_000));
+    assert_eq!(add_months_millis(i64::MAX - 1, 1), None);
+    assert_eq!(parse_months("3mo"), Some(Ok(3)));
+    assert_eq!(parse_months("3h"), None);
+    assert!(matches!(parse_months("0mo"), Some(Err(_))));
+    let query = select("SELECT count(s) FROM root.a.d GROUP BY ([0, 100), 1mo, 2mo)");
+    let group_by = query.group_by.expect("a GROUP BY");
+    assert_eq!(
+        group_by.months,
+        Some(crate::sql::CalendarWindows {
+            interval: 1,
+            step: 2
+        })
+    );
+    assert!(
+        err("SELECT count(s) FROM root.a.d GROUP BY ([0, 100), 1h, 1mo)")
+            .to_string()
+            .contains("not months")
     );
 }

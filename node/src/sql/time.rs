@@ -89,6 +89,60 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
+/// The proleptic Gregorian date of a day count from 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`): (year, month 1-12, day 1-31).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// `ms` (milliseconds since the epoch, UTC) plus `months` calendar months, the day of the
+/// month clamped to the target month's length (Jan 31 + 1 month = Feb 28/29), as IoTDB
+/// adds natural months. `None` on overflow.
+pub fn add_months_millis(ms: i64, months: i64) -> Option<i64> {
+    let days = ms.div_euclid(MILLIS_PER_DAY);
+    let time_of_day = ms.rem_euclid(MILLIS_PER_DAY);
+    let (year, month, day) = civil_from_days(days);
+    let month_index = year
+        .checked_mul(12)?
+        .checked_add(month - 1)?
+        .checked_add(months)?;
+    let (year, month) = (month_index.div_euclid(12), month_index.rem_euclid(12) + 1);
+    let day = day.min(days_in_month(year, month));
+    days_from_civil(year, month, day)
+        .checked_mul(MILLIS_PER_DAY)?
+        .checked_add(time_of_day)
+}
+
+/// A calendar-month count such as `1mo` or `12mo` (`GROUP BY` windows in natural months);
+/// `None` when `text` is not one.
+pub fn parse_months(text: &str) -> Option<Result<u32, String>> {
+    let digits = text
+        .strip_suffix("mo")
+        .or_else(|| text.strip_suffix("MO"))?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some(match digits.parse::<u32>() {
+        Ok(0) => Err("a duration must be positive".to_string()),
+        Ok(months) if months <= 12_000 => Ok(months),
+        _ => Err(format!("'{text}' is too many months")),
+    })
+}
+
 fn is_leap_year(year: i64) -> bool {
     (year % 4 == 0 && year % 100 != 0) || year % 400 == 0
 }

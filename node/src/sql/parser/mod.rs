@@ -9,15 +9,16 @@
 mod expr;
 
 use super::ast::{
-    Aggregate, AggregateFunction, Comparison, Compressor, DataType, DatabaseAttributes, Encoding,
-    Fill, GroupByRange, GroupByTime, Insert, InsertRow, Literal, MeasurementSpec, Projection,
-    RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder, Ttl,
+    Aggregate, AggregateFunction, CalendarWindows, Comparison, Compressor, DataType,
+    DatabaseAttributes, Encoding, Fill, GroupByRange, GroupByTime, Insert, InsertRow, Literal,
+    MeasurementSpec, Projection, RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder,
+    Ttl,
 };
 use super::error::{ParseError, ParseErrorKind};
 use super::expr::{Expr, ScalarFunction, split_time_filter};
 use super::lexer::{Token, TokenKind, tokenize};
 use super::path::{Path, PathNode, PathPattern, ROOT};
-use super::time::{parse_datetime_millis, parse_duration_millis};
+use super::time::{parse_datetime_millis, parse_duration_millis, parse_months};
 
 /// Deepest nesting of parentheses in a time filter; real filters nest one or
 /// two levels, and the bound keeps hostile input from overflowing the stack.
@@ -1030,8 +1031,42 @@ impl<'a> Parser<'a> {
             }
             _ => None,
         };
+        if let Some(interval) = self.months()? {
+            let step = if self.eat(&TokenKind::Comma) {
+                match self.months()? {
+                    Some(step) => step,
+                    None => {
+                        return Err(self.invalid_at(
+                            self.peek().offset,
+                            "a window in months slides by months too (`1mo, 2mo`)".to_string(),
+                        ));
+                    }
+                }
+            } else {
+                interval
+            };
+            self.expect(&TokenKind::RightParen, "')'")?;
+            if range.is_none() {
+                return Err(self.invalid_at(
+                    self.peek().offset,
+                    "GROUP BY in months needs its range: ([start, end), 1mo)".to_string(),
+                ));
+            }
+            return Ok(GroupByTime {
+                range,
+                interval_ms: 0,
+                sliding_step_ms: None,
+                months: Some(CalendarWindows { interval, step }),
+            });
+        }
         let interval_ms = self.positive_duration()?;
         let sliding_step_ms = if self.eat(&TokenKind::Comma) {
+            if self.months()?.is_some() {
+                return Err(self.invalid_at(
+                    self.peek().offset,
+                    "a window of fixed length slides by a fixed length, not months".to_string(),
+                ));
+            }
             Some(self.positive_duration()?)
         } else {
             None
@@ -1041,7 +1076,24 @@ impl<'a> Parser<'a> {
             range,
             interval_ms,
             sliding_step_ms,
+            months: None,
         })
+    }
+
+    /// A month count (`3mo`), consumed; `None` (nothing consumed) for anything else.
+    fn months(&mut self) -> Result<Option<u32>, ParseError> {
+        let token = self.peek().clone();
+        if token.kind != TokenKind::Number {
+            return Ok(None);
+        }
+        match parse_months(&token.text) {
+            None => Ok(None),
+            Some(Ok(months)) => {
+                self.advance();
+                Ok(Some(months))
+            }
+            Some(Err(message)) => Err(self.invalid_at(token.offset, message)),
+        }
     }
 
     /// `LEVEL = l[, l]*`: levels in increasing order, each once (root is level 0, which
