@@ -4,7 +4,9 @@
 //! another database, points in two time partitions, some in sealed files and some in
 //! memtables, and random nulls. Each query (value filters of every shape, with time
 //! filters, `ALIGN BY DEVICE`, `ORDER BY TIME DESC`, `LIMIT`, aggregates with `HAVING`)
-//! is answered by the server and by the model, and the answers must be equal.
+//! is answered by the server and by the model, and the answers must be equal; so are
+//! sliding windows, value-filtered aggregates, `GROUP BY LEVEL`, aggregates `ALIGN BY
+//! DEVICE` and expressions in the select list.
 
 use std::collections::BTreeMap;
 
@@ -273,4 +275,141 @@ fn value_filtered_and_device_aligned_queries_match_the_model() {
     }
     assert!(!want.is_empty());
     assert_eq!(rows_of(&got), want, "windowed aggregates with HAVING");
+}
+
+/// Per window of `windows` ((start, end)): count of s1, sum of s2 (null without points) and
+/// max of s1 (null without points) over the model's rows of `device` where `keep` holds.
+fn model_aggregates(
+    model: &Model,
+    device: &str,
+    windows: &[(i64, i64)],
+    keep: &dyn Fn(Option<f64>, Option<f64>) -> bool,
+) -> Vec<(i64, Vec<Option<f64>>)> {
+    let rows = model_rows(model, device, &|_, a, b| keep(a, b));
+    windows
+        .iter()
+        .map(|(start, end)| {
+            let inside: Vec<&Vec<Option<f64>>> = rows
+                .iter()
+                .filter(|(t, _)| t >= start && t < end)
+                .map(|(_, cells)| cells)
+                .collect();
+            let s1: Vec<f64> = inside.iter().filter_map(|c| c[0]).collect();
+            let s2: Vec<f64> = inside.iter().filter_map(|c| c[1]).collect();
+            let sum = (!s2.is_empty()).then(|| s2.iter().sum());
+            let max = s1.iter().copied().reduce(f64::max);
+            (*start, vec![Some(s1.len() as f64), sum, max])
+        })
+        .collect()
+}
+
+/// Windows of `interval` starting every `step` over the dataset's hours, clipped to its end.
+fn windows(interval: i64, step: i64) -> Vec<(i64, i64)> {
+    let end = ROWS * STEP_MS;
+    (0..)
+        .map(|k| k * step)
+        .take_while(|start| *start < end)
+        .map(|start| (start, (start + interval).min(end)))
+        .collect()
+}
+
+#[test]
+fn sliding_filtered_grouped_and_computed_queries_match_the_model() {
+    let server = TestServer::start(server_options!().cores(2)).expect("start");
+    let mut client = server.client().expect("client");
+    let model = load(&mut client);
+    let end = ROWS * STEP_MS;
+    let hour = STEP_MS;
+    let all = |_: Option<f64>, _: Option<f64>| true;
+
+    for device in DEVICES {
+        // Sliding windows: a day every six hours.
+        let got = sql(
+            &mut client,
+            &format!(
+                "SELECT count(s1), sum(s2), max_value(s1) FROM {device} \
+                 GROUP BY ([0, {end}), 24h, 6h)"
+            ),
+        );
+        let want = model_aggregates(&model, device, &windows(24 * hour, 6 * hour), &all);
+        assert_eq!(rows_of(&got), want, "{device} sliding windows");
+        // Aggregates of the rows a value filter keeps, in windows of two days.
+        let got = sql(
+            &mut client,
+            &format!(
+                "SELECT count(s1), sum(s2), max_value(s1) FROM {device} WHERE s2 > 50 \
+                 GROUP BY ([0, {end}), 48h)"
+            ),
+        );
+        let want = model_aggregates(&model, device, &windows(48 * hour, 48 * hour), &|_, b| {
+            b.is_some_and(|b| b > 50.0)
+        });
+        assert_eq!(rows_of(&got), want, "{device} value-filtered aggregates");
+        // Expressions in the select list, row by row.
+        let got = sql(
+            &mut client,
+            &format!("SELECT s1 * 2 + s2, abs(s1) FROM {device}"),
+        );
+        let want: Vec<(i64, Vec<Option<f64>>)> = model_rows(&model, device, &|_, _, _| true)
+            .into_iter()
+            .map(|(t, cells)| {
+                let combined = match (cells[0], cells[1]) {
+                    (Some(a), Some(b)) => Some(a * 2.0 + b),
+                    _ => None,
+                };
+                (t, vec![combined, cells[0].map(f64::abs)])
+            })
+            .collect();
+        assert_eq!(rows_of(&got), want, "{device} select-list expressions");
+    }
+
+    // GROUP BY LEVEL: both devices of root.mdl2 in one column per aggregate.
+    let got = sql(
+        &mut client,
+        &format!(
+            "SELECT count(s1), sum(s2), max_value(s1) FROM root.mdl2.* \
+             GROUP BY ([0, {end}), 100h), LEVEL = 1"
+        ),
+    );
+    let spans = windows(100 * hour, 100 * hour);
+    let (a, b) = (
+        model_aggregates(&model, DEVICES[1], &spans, &all),
+        model_aggregates(&model, DEVICES[2], &spans, &all),
+    );
+    let want: Vec<(i64, Vec<Option<f64>>)> = a
+        .into_iter()
+        .zip(b)
+        .map(|((t, x), (_, y))| {
+            let add = |p: Option<f64>, q: Option<f64>| match (p, q) {
+                (Some(p), Some(q)) => Some(p + q),
+                (p, q) => p.or(q),
+            };
+            let max = |p: Option<f64>, q: Option<f64>| match (p, q) {
+                (Some(p), Some(q)) => Some(p.max(q)),
+                (p, q) => p.or(q),
+            };
+            (t, vec![add(x[0], y[0]), add(x[1], y[1]), max(x[2], y[2])])
+        })
+        .collect();
+    assert_eq!(rows_of(&got), want, "GROUP BY LEVEL");
+    assert_eq!(want.len(), 4, "four windows of 100 hours");
+
+    // Aggregates ALIGN BY DEVICE, the database-level device first.
+    let got = sql(
+        &mut client,
+        &format!(
+            "SELECT count(s1), sum(s2), max_value(s1) FROM root.mdl.d0, root.mdl2.* \
+             GROUP BY ([0, {end}), 200h) ALIGN BY DEVICE"
+        ),
+    );
+    let spans = windows(200 * hour, 200 * hour);
+    let mut want = Vec::new();
+    for (index, device) in DEVICES.iter().enumerate() {
+        for (t, cells) in model_aggregates(&model, device, &spans, &all) {
+            let mut row = vec![Some(index as f64)];
+            row.extend(cells);
+            want.push((t, row));
+        }
+    }
+    assert_eq!(rows_of(&got), want, "aggregates ALIGN BY DEVICE");
 }
