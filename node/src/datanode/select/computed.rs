@@ -13,10 +13,8 @@ use iotdb_net::{ResultSet, Status, StatusCode, Value as WireValue};
 use iotdb_storage::{DataType, TimeRange};
 
 use super::bind::{Scalar, bind_each};
-use super::{Column, Shard, fill, page, series_window};
-use crate::sql::{
-    ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select, TimeOrder,
-};
+use super::{Column, Shard, series_window};
+use crate::sql::{ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select};
 
 /// Where an output column's cells come from.
 enum Output {
@@ -133,13 +131,7 @@ impl Shard {
             }
             out.push(row);
         }
-        if let Some(how) = &select.fill {
-            fill(how, &result.column_types, &mut out, 1);
-        }
-        if select.order == TimeOrder::Descending {
-            out.reverse();
-        }
-        result.rows = page(out, select);
+        super::finish_time_rows(&mut result, out, select);
         Ok(result)
     }
 }

@@ -47,6 +47,22 @@ pub struct Rows {
     pub cells: Vec<Vec<Option<WireValue>>>,
 }
 
+/// Sets `rows` (a `Time` column first) as `result`'s rows, after `select`'s `FILL`, order
+/// and `LIMIT`/`OFFSET`.
+fn finish_time_rows(
+    result: &mut ResultSet,
+    mut rows: Vec<Vec<Option<WireValue>>>,
+    select: &Select,
+) {
+    if let Some(how) = &select.fill {
+        fill(how, &result.column_types, &mut rows, 1);
+    }
+    if select.order == TimeOrder::Descending {
+        rows.reverse();
+    }
+    result.rows = page(rows, select);
+}
+
 /// `items` with SOFFSET and SLIMIT applied.
 pub fn series_window<T>(items: Vec<T>, select: &Select) -> Vec<T> {
     let skip = select.soffset.unwrap_or(0) as usize;
@@ -119,7 +135,7 @@ impl Shard {
             result.column_names.push(name.clone());
             result.column_types.push(column.data_type);
         }
-        let mut rows: Vec<Vec<Option<WireValue>>> = rows
+        let rows: Vec<Vec<Option<WireValue>>> = rows
             .times
             .iter()
             .zip(rows.cells)
@@ -130,13 +146,7 @@ impl Shard {
                 row
             })
             .collect();
-        if let Some(how) = &select.fill {
-            fill(how, &result.column_types, &mut rows, 1);
-        }
-        if select.order == TimeOrder::Descending {
-            rows.reverse();
-        }
-        result.rows = page(rows, select);
+        finish_time_rows(&mut result, rows, select);
         Ok(result)
     }
 
