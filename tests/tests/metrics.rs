@@ -95,8 +95,8 @@ fn parse(text: &str) -> Scrape {
             if !belongs {
                 bad("sample outside its family");
             }
-            if kind == "counter" && !(value >= 0.0) {
-                bad("a counter below zero");
+            if kind == "counter" && (value.is_nan() || value < 0.0) {
+                bad("a counter below zero or not a number");
             }
             if samples.insert(key, value).is_some() {
                 bad("repeated sample");
@@ -159,12 +159,10 @@ fn parse_sample(line: &str) -> Result<(Key, f64), String> {
     Ok(((name.to_string(), labels), value))
 }
 
+/// `[a-zA-Z_:][a-zA-Z0-9_:]*`, written apart from the server's check on purpose.
 fn valid_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_' || c == ':')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == ':';
+    !name.is_empty() && !name.starts_with(|c: char| c.is_ascii_digit()) && name.chars().all(allowed)
 }
 
 /// `GET path` over a fresh connection: (status line, content type, body).

@@ -240,13 +240,13 @@ impl NodeMetrics {
     }
 
     fn render_data_node(&self, out: &mut Exposition) {
-        let sum = |field: fn(&ShardMetrics) -> &AtomicU64| -> f64 {
+        let sum = |field: Field| -> f64 {
             self.shards
                 .iter()
                 .map(|s| field(s).load(Ordering::Relaxed))
                 .sum::<u64>() as f64
         };
-        let counters: [(&str, &str, fn(&ShardMetrics) -> &AtomicU64); 3] = [
+        let counters: [(&str, &str, Field); 3] = [
             (
                 "iotdb_points_written_total",
                 "Points written by clients and acknowledged (rows times columns).",
@@ -334,6 +334,9 @@ impl NodeMetrics {
         }
     }
 }
+
+/// One counter or gauge of a shard's slot, to sum over shards.
+type Field = fn(&ShardMetrics) -> &AtomicU64;
 
 fn render_storage(out: &mut Exposition, storage: &StorageSnapshot) {
     out.family(
