@@ -61,7 +61,9 @@ impl RequestKind {
 }
 
 /// The counters and published gauges of one shard. Owner: that shard's thread writes;
-/// the metrics thread reads.
+/// the metrics thread reads. Aligned to 128 bytes (two cache lines, as adjacent-line
+/// prefetchers pair them) so neighbouring shards' slots never share a line.
+#[repr(align(128))]
 pub struct ShardMetrics {
     /// The I/O counters of the shard's regions, installed on the shard's thread.
     pub storage: Arc<StorageMetrics>,
