@@ -117,6 +117,18 @@ pub struct ServerConfig {
     /// fits an internal frame; `datanode::read_pages`). For tests: small pages make a
     /// small data set span many pages.
     pub dn_remote_read_page_bytes: usize,
+    /// IoTDB's reporter list of a DataNode (comma-separated): `PROMETHEUS` serves the
+    /// DataNode's metrics on `dn_metric_prometheus_reporter_port` (`crate::metrics`);
+    /// empty (IoTDB's default) serves none. A standalone server follows this key.
+    pub dn_metric_reporter_list: String,
+    /// The DataNode's metrics port, on `dn_rpc_address` (0: the kernel picks one, printed
+    /// at start).
+    pub dn_metric_prometheus_reporter_port: u16,
+    /// IoTDB's reporter list of a ConfigNode: `PROMETHEUS` serves its metrics on
+    /// `cn_metric_prometheus_reporter_port`.
+    pub cn_metric_reporter_list: String,
+    /// The ConfigNode's metrics port, on `cn_internal_address` (0: the kernel picks).
+    pub cn_metric_prometheus_reporter_port: u16,
 }
 
 impl Default for ServerConfig {
@@ -162,6 +174,10 @@ impl Default for ServerConfig {
             enable_partial_insert: true,
             dn_remote_read_timeout_ms: REMOTE_READ_TIMEOUT_MS_DEFAULT,
             dn_remote_read_page_bytes: crate::datanode::read_pages::PAGE_BYTES_DEFAULT,
+            dn_metric_reporter_list: String::new(),
+            dn_metric_prometheus_reporter_port: 9092,
+            cn_metric_reporter_list: String::new(),
+            cn_metric_prometheus_reporter_port: 9091,
         }
     }
 }
@@ -396,6 +412,14 @@ impl ServerConfig {
                 "must be positive",
             );
         }
+        for (key, list) in [
+            ("dn_metric_reporter_list", &self.dn_metric_reporter_list),
+            ("cn_metric_reporter_list", &self.cn_metric_reporter_list),
+        ] {
+            if let Err(reason) = crate::metrics::prometheus_enabled(list) {
+                return invalid(key, list.clone(), &reason);
+            }
+        }
         let threads = self.storage_background_threads;
         if threads != 0
             && !(iotdb_storage::config::BACKGROUND_THREADS_MIN
@@ -446,6 +470,26 @@ impl ServerConfig {
     /// The client RPC socket address.
     pub fn rpc_socket_address(&self) -> Result<SocketAddr, ConfigError> {
         socket_address("dn_rpc_address", &self.dn_rpc_address, self.dn_rpc_port)
+    }
+
+    /// The DataNode's (and a standalone server's) metrics endpoint, `None` when
+    /// `dn_metric_reporter_list` does not name `PROMETHEUS`.
+    pub fn dn_metrics_socket_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        metrics_address(
+            &self.dn_metric_reporter_list,
+            ("dn_rpc_address", &self.dn_rpc_address),
+            self.dn_metric_prometheus_reporter_port,
+        )
+    }
+
+    /// The ConfigNode's metrics endpoint, `None` when `cn_metric_reporter_list` does not
+    /// name `PROMETHEUS`.
+    pub fn cn_metrics_socket_address(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        metrics_address(
+            &self.cn_metric_reporter_list,
+            ("cn_internal_address", &self.cn_internal_address),
+            self.cn_metric_prometheus_reporter_port,
+        )
     }
 
     /// The storage settings of a region of a database with `ttl_ms`.
@@ -500,6 +544,24 @@ pub fn parse_endpoint(endpoint: &str) -> Option<SocketAddr> {
     };
     let ip: IpAddr = host.trim_matches(['[', ']']).parse().ok()?;
     Some(SocketAddr::new(ip, port))
+}
+
+/// The metrics endpoint on `address` (the role's own, so nodes on different hosts of one
+/// machine do not collide) when `list` turns Prometheus on.
+fn metrics_address(
+    list: &str,
+    (key, address): (&'static str, &str),
+    port: u16,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    match crate::metrics::prometheus_enabled(list) {
+        Ok(true) => socket_address(key, address, port).map(Some),
+        Ok(false) => Ok(None),
+        Err(reason) => Err(ConfigError::Invalid {
+            key: "metric_reporter_list",
+            value: list.to_string(),
+            reason,
+        }),
+    }
 }
 
 fn socket_address(key: &'static str, address: &str, port: u16) -> Result<SocketAddr, ConfigError> {

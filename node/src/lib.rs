@@ -13,6 +13,7 @@ pub mod confignode;
 pub mod datanode;
 pub mod format;
 pub mod internal;
+pub mod metrics;
 pub mod rpc;
 pub mod schema;
 pub mod server;

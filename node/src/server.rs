@@ -17,6 +17,7 @@ use crate::config::{DEFAULT_PASSWORD, ServerConfig};
 use crate::datanode::control::ControlPlane;
 use crate::datanode::route::SharedRoute;
 use crate::datanode::{Message, NodeShared, Shard, handler};
+use crate::metrics::{NodeMetrics, NodeStatus, Role};
 
 /// The line printed on stdout once the server accepts clients (tests wait for it).
 pub const READY_LINE_PREFIX: &str = "iotdb-server ready: clients on ";
@@ -223,6 +224,18 @@ fn run_data_node(
     let (control_thread, control) =
         ControlThread::start(control, route.clone()).context("starting the control thread")?;
     let clustered = member.is_some();
+    // A standalone server is both roles and serves both sets on the DataNode's port.
+    let roles = if clustered {
+        vec![Role::DataNode]
+    } else {
+        vec![Role::ConfigNode, Role::DataNode]
+    };
+    let metrics = NodeMetrics::new(roles, cores);
+    crate::metrics::serve(
+        config.dn_metrics_socket_address()?,
+        "dn_metric_prometheus_reporter_port",
+        &metrics,
+    )?;
     let shared = Arc::new(NodeShared {
         config: config.clone(),
         data_node_id: data_node_id.0,
@@ -233,6 +246,7 @@ fn run_data_node(
         control,
         read_only_reported: std::sync::atomic::AtomicBool::new(false),
         cluster: member,
+        metrics: metrics.clone(),
     });
     let listeners: Arc<Mutex<Vec<Option<TcpListener>>>> =
         Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
@@ -247,7 +261,9 @@ fn run_data_node(
         })
         .context("starting the shards")?;
     let stop = shards.stop_signal();
+    let stopping = metrics.clone();
     let signal_handle = stop_on_signals(move || {
+        stopping.set_status(NodeStatus::Stopping);
         tracing::info!("flushing and closing every region");
         stop.request();
     })?;
@@ -261,6 +277,7 @@ fn run_data_node(
         "{} started",
         if clustered { "DataNode" } else { "standalone server (ConfigNode and DataNode roles)" }
     );
+    metrics.set_status(NodeStatus::Running);
     println!("{READY_LINE_PREFIX}{bound} ({cores} shards)");
     let results = shards.join();
     signal_handle.close();
@@ -392,6 +409,9 @@ async fn shard_main(
     let listener =
         monoio::net::TcpListener::from_std(listener).map_err(|e| format!("listener: {e}"))?;
     let stop = context.stop.clone();
+    iotdb_storage::metrics::install_for_this_thread(
+        shared.metrics.shard(context.id.index()).storage.clone(),
+    );
     let shard = Shard::new(context.id, shared.clone(), context.mesh);
     let endpoint = match &shared.cluster {
         Some(member) if context.id.index() == 0 => {
@@ -429,6 +449,7 @@ async fn shard_main(
             }
         });
     }
+    monoio::spawn(publish_gauges(shard.clone(), stop.clone()));
     let receiver = shard.clone();
     let receiver_stop = stop.clone();
     // At most MESH_HANDLERS_IN_FLIGHT_MAX messages are handled at once; past that the
@@ -451,4 +472,16 @@ async fn shard_main(
     shard.stop_replication();
     shard.close_regions(true).await;
     Ok(())
+}
+
+/// Publishes the shard's gauges into its metrics slot every
+/// [`crate::metrics::GAUGE_PUBLISH_INTERVAL`] until the node stops.
+async fn publish_gauges(shard: std::rc::Rc<Shard>, stop: iotdb_runtime::StopSignal) {
+    loop {
+        shard.publish_metrics();
+        monoio::select! {
+            _ = stop.wait() => break,
+            _ = monoio::time::sleep(crate::metrics::GAUGE_PUBLISH_INTERVAL) => {}
+        }
+    }
 }

@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod filter;
 pub mod memtable;
+pub mod metrics;
 pub mod query;
 pub mod region;
 pub mod sealed;

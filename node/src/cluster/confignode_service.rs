@@ -70,6 +70,12 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
     }
     let listener = crate::server::bind_internal_waiting(own, "cn_internal_port")?;
     let consensus_listener = crate::server::bind_internal_waiting(consensus, "cn_consensus_port")?;
+    let metrics = crate::metrics::NodeMetrics::new(vec![crate::metrics::Role::ConfigNode], 0);
+    crate::metrics::serve(
+        config.cn_metrics_socket_address()?,
+        "cn_metric_prometheus_reporter_port",
+        &metrics,
+    )?;
     // Who this node is: as before a restart; the founder of a new cluster (its seed is
     // itself); or a new member, registered by the seed's group leader.
     let mut peers = std::collections::HashMap::new();
@@ -177,8 +183,10 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
         )?;
         let bound = endpoint.serve(listener)?;
         tracing::info!(%node_id, %bound, cluster = %config.cluster_name, "ConfigNode started");
+        metrics.set_status(crate::metrics::NodeStatus::Running);
         println!("{CONFIGNODE_READY_PREFIX}{node_id} on {bound}");
         let outcome = heartbeat_loop(&service, &endpoint, config.heartbeat_interval(), &stop).await;
+        metrics.set_status(crate::metrics::NodeStatus::Stopping);
         endpoint.shut_down();
         outcome
     });

@@ -16,6 +16,7 @@ use iotdb_runtime::ShardId;
 use super::control::ControlRequest;
 use super::{Message, NodeShared, Shard};
 use crate::config::DEFAULT_USER;
+use crate::metrics::RequestKind;
 use crate::rpc::thrift::{self, Sniffed};
 
 /// A connection travelling to the shard its handshake named.
@@ -82,6 +83,31 @@ impl Handler for ShardHandler {
         request: Request,
         stream: &ResponseStream,
     ) -> ResponseResult {
+        let shard = &self.shard;
+        let metrics = shard.metrics();
+        metrics.request(request_kind(&request));
+        let result = self.dispatch(request, stream).await;
+        if let Err(status) = &result {
+            metrics.error(status.code);
+        }
+        result
+    }
+}
+
+/// What a native request is, for the request counters.
+fn request_kind(request: &Request) -> RequestKind {
+    match request {
+        Request::InsertTablets(_) => RequestKind::Write,
+        Request::QueryRaw(_) | Request::QueryAggregate(_) | Request::QueryLast(_) => {
+            RequestKind::Query
+        }
+        Request::ExecuteSql { statement } => RequestKind::of_sql(statement),
+        _ => RequestKind::Other,
+    }
+}
+
+impl ShardHandler {
+    async fn dispatch(&self, request: Request, stream: &ResponseStream) -> ResponseResult {
         let shard = &self.shard;
         match request {
             Request::Handshake(_) | Request::Ping => Ok(ResponsePayload::Pong),

@@ -81,6 +81,8 @@ pub struct NodeShared {
     pub read_only_reported: std::sync::atomic::AtomicBool,
     /// A cluster member's identity and internal port (`None` standalone).
     pub cluster: Option<crate::cluster::link::ClusterMember>,
+    /// The process's metrics; shard `s` writes only `metrics.shard(s)`.
+    pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
 /// Messages between shards. Payloads are `Bytes`-backed views: a frame read on one core
@@ -656,6 +658,28 @@ impl Shard {
     }
 
     /// Closes every region; `flush` for a clean shutdown.
+    /// This shard's metrics slot (only this shard writes it).
+    pub fn metrics(&self) -> &crate::metrics::ShardMetrics {
+        self.shared.metrics.shard(self.id.index())
+    }
+
+    /// Publishes this shard's gauges into its metrics slot: memtable bytes, data region
+    /// replicas, the lag of the groups it leads, and a turn to read-only.
+    pub fn publish_metrics(&self) {
+        self.metrics().publish(
+            self.memory.total_bytes() as u64,
+            self.regions.borrow().len() as u64,
+            self.replication.leader_lags(),
+        );
+        if self
+            .shared
+            .read_only_reported
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            self.shared.metrics.set_read_only();
+        }
+    }
+
     pub async fn close_regions(&self, flush: bool) {
         let regions: Vec<(u32, Region)> = self.regions.borrow_mut().drain().collect();
         for (group, region) in regions {

@@ -131,6 +131,22 @@ pub(crate) struct GroupDriver {
 }
 
 impl ShardReplication {
+    /// (group, entries its furthest follower lags) of every group this shard's replica
+    /// leads, for the replication lag gauge (`crate::metrics`).
+    pub(crate) fn leader_lags(&self) -> Vec<(u32, u64)> {
+        self.groups
+            .borrow()
+            .values()
+            .filter_map(|driver| {
+                let progress = driver.replica.borrow().progress();
+                (progress.role == iotdb_consensus::iot::Role::Leader).then(|| {
+                    let lag = progress.peers.iter().map(|p| p.lag_entries).max();
+                    (driver.group, lag.unwrap_or(0))
+                })
+            })
+            .collect()
+    }
+
     /// Shuts the consensus endpoint down (at stop).
     pub fn shut_down(&self) {
         if let Some(endpoint) = self.endpoint.borrow_mut().take() {

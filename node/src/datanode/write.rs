@@ -59,6 +59,15 @@ impl Payload {
         }
     }
 
+    /// Points the payload holds: rows times columns.
+    pub(crate) fn points(&self) -> u64 {
+        let (rows, columns) = match self {
+            Payload::View(_, view) => (view.row_count(), view.column_count()),
+            Payload::Tablet(tablet) => (tablet.rows(), tablet.columns.len()),
+        };
+        (rows * columns) as u64
+    }
+
     /// The payload cut into `pieces` tablets of consecutive rows (as even as rows allow),
     /// in row order: a tablet too large to forward in one internal frame travels in parts.
     pub(crate) fn split_rows(&self, pieces: usize) -> Vec<Payload> {
@@ -122,7 +131,13 @@ impl Shard {
                 by_group.entry(group).or_default().push(payload);
             }
         }
+        let points: u64 = by_group.values().flatten().map(Payload::points).sum();
         let written = self.write_groups(by_group).await;
+        if written.is_ok() {
+            // Partially failed measurements were cut out of the payloads above, so these
+            // are the points written.
+            self.metrics().points_written(points);
+        }
         match (written, failures.is_empty()) {
             (Err(e), _) => Err(e),
             (Ok(()), true) => Ok(()),

@@ -1404,6 +1404,7 @@ impl State {
         {
             self.flush_job = None;
             let output = self.retry_later_on_error(output)?;
+            crate::metrics::flushed(output.files.iter().map(|f| f.file.bytes()).sum());
             assert!(self.flush_ready.is_none(), "one flush at a time");
             self.flush_ready = Some(output);
         }
@@ -1412,6 +1413,7 @@ impl State {
         {
             self.compaction_job = None;
             let output = self.retry_later_on_error(output)?;
+            crate::metrics::compacted(output.output.as_ref().map_or(0, |f| f.file.bytes()));
             assert!(self.compaction_ready.is_none(), "one compaction at a time");
             self.compaction_ready = Some(output);
         }

@@ -153,11 +153,13 @@ async fn sync(shared: &Shared, open: &mut Option<OpenSegment>) -> Result<(), Str
     };
     let written_index = shared.state.borrow().written_index;
     if !mutant::skips_fsync() {
+        let started = std::time::Instant::now();
         segment
             .file
             .sync_data()
             .await
             .map_err(|error| format!("fdatasync {}: {error}", segment.path.display()))?;
+        crate::metrics::wal_fsync(started.elapsed());
     }
     segment.unsynced = false;
     {

@@ -60,6 +60,39 @@ enum Reply {
     I64(i64),
 }
 
+impl Reply {
+    /// The status code of a reply that reports a failure (anything but success).
+    fn failure(&self) -> Option<i32> {
+        let status = match self {
+            Reply::Status(status) => status,
+            Reply::Execute(response) => &response.status,
+            Reply::Fetch(response) => &response.status,
+            Reply::Open(response) => &response.status,
+            Reply::TimeZone(_) | Reply::Properties(_) | Reply::I64(_) => return None,
+        };
+        (status.code != StatusCode::SUCCESS_STATUS.code()).then_some(status.code)
+    }
+}
+
+/// What a method is, for the request counters (`crate::metrics`). The generic
+/// `executeStatement` and `executeUpdateStatement` are counted when they fail only: their
+/// SQL is not looked at here.
+fn request_kind(method: &str) -> crate::metrics::RequestKind {
+    use crate::metrics::RequestKind;
+    if method.starts_with("insert") {
+        RequestKind::Write
+    } else if method.starts_with("executeQueryStatement")
+        || method.starts_with("executeRawDataQuery")
+        || method.starts_with("executeLastDataQuery")
+        || method.starts_with("executeFastLastDataQuery")
+        || method.starts_with("executeAggregationQuery")
+    {
+        RequestKind::Query
+    } else {
+        RequestKind::Other
+    }
+}
+
 /// Result types of the methods, to answer an error in the type the client expects.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum ReplyKind {
@@ -357,6 +390,11 @@ impl Connection {
             Ok(reply) => reply,
             Err(error) => return Outcome::Close(self.protocol_error(&name, sequence, &error)),
         };
+        let metrics = self.shard.metrics();
+        metrics.request(request_kind(&name));
+        if let Some(code) = reply.as_ref().and_then(Reply::failure) {
+            metrics.error(StatusCode(code));
+        }
         let close = self.failed_logins >= iotdb_net::HANDSHAKE_ATTEMPTS_MAX;
         let bytes = match reply {
             Some(reply) => self.encode_reply(&name, sequence, &reply),
