@@ -21,16 +21,6 @@ USAGE
     common_options_help
 }
 
-force=0
 parse_common_options "$@"
-for argument in "${IOTDB_REST[@]+"${IOTDB_REST[@]}"}"; do
-    case "$argument" in
-        -f | --force) force=1 ;;
-        *)
-            echo "$(basename "$0"): unexpected argument: $argument" >&2
-            usage >&2
-            exit 2
-            ;;
-    esac
-done
-destroy_nodes "$force" datanode
+take_force_option
+destroy_nodes "$IOTDB_FORCE" datanode

@@ -78,6 +78,21 @@ no_more_arguments() {
     fi
 }
 
+# Takes -f/--force out of the arguments parse_common_options left (IOTDB_FORCE=1 when given,
+# else 0), then refuses the rest (the destroy scripts' options).
+take_force_option() {
+    local rest=() argument
+    IOTDB_FORCE=0
+    for argument in "${IOTDB_REST[@]+"${IOTDB_REST[@]}"}"; do
+        case "$argument" in
+            -f | --force) IOTDB_FORCE=1 ;;
+            *) rest+=("$argument") ;;
+        esac
+    done
+    IOTDB_REST=("${rest[@]+"${rest[@]}"}")
+    no_more_arguments
+}
+
 # The options every node script documents.
 common_options_help() {
     cat <<EOF

@@ -231,20 +231,43 @@ impl Shard {
         others: &[(iotdb_model::NodeId, String)],
         request: crate::cluster::protocol::SchemaRequest,
     ) -> Result<ControlAnswer, Status> {
-        for (node, endpoint) in others {
-            match self
-                .ask_schema_holder(*node, endpoint, request.clone())
-                .await?
-            {
-                ControlAnswer::Count(theirs) => deleted += theirs,
-                other => {
-                    return Err(Status::internal(format!(
-                        "DataNode {node} answered a series deletion with {other:?}"
-                    )));
+        self.ask_each(
+            others,
+            &request,
+            "a series deletion",
+            |answer| match answer {
+                ControlAnswer::Count(theirs) => {
+                    deleted += theirs;
+                    Ok(())
                 }
+                other => Err(other),
+            },
+        )
+        .await?;
+        Ok(ControlAnswer::Count(deleted))
+    }
+
+    /// Asks each of `others` `request` (following schema redirects) and hands the answers
+    /// to `take` in turn; one `take` gives back is unexpected: an internal error naming
+    /// `what` was asked.
+    async fn ask_each(
+        &self,
+        others: &[(iotdb_model::NodeId, String)],
+        request: &crate::cluster::protocol::SchemaRequest,
+        what: &str,
+        mut take: impl FnMut(ControlAnswer) -> Result<(), ControlAnswer>,
+    ) -> Result<(), Status> {
+        for (node, endpoint) in others {
+            let answer = self
+                .ask_schema_holder(*node, endpoint, request.clone())
+                .await?;
+            if let Err(other) = take(answer) {
+                return Err(Status::internal(format!(
+                    "DataNode {node} answered {what} with {other:?}"
+                )));
             }
         }
-        Ok(ControlAnswer::Count(deleted))
+        Ok(())
     }
 
     /// Drops every shard's cached schema (series were deleted).
@@ -267,23 +290,16 @@ impl Shard {
         others: &[(iotdb_model::NodeId, String)],
         request: crate::cluster::protocol::SchemaRequest,
     ) -> Result<ControlAnswer, Status> {
-        for (node, endpoint) in others {
-            match self
-                .ask_schema_holder(*node, endpoint, request.clone())
-                .await?
-            {
-                ControlAnswer::Series(theirs) if theirs.len() == series.len() => {
-                    for (mine, theirs) in series.iter_mut().zip(theirs) {
-                        mine.extend(theirs);
-                    }
+        self.ask_each(others, &request, "a series match", |answer| match answer {
+            ControlAnswer::Series(theirs) if theirs.len() == series.len() => {
+                for (mine, theirs) in series.iter_mut().zip(theirs) {
+                    mine.extend(theirs);
                 }
-                other => {
-                    return Err(Status::internal(format!(
-                        "DataNode {node} answered a series match with {other:?}"
-                    )));
-                }
+                Ok(())
             }
-        }
+            other => Err(other),
+        })
+        .await?;
         for list in &mut series {
             // By full path, as one node's own answer is sorted.
             list.sort_by_cached_key(|(device, measurement, _)| format!("{device}.{measurement}"));
@@ -303,19 +319,14 @@ impl Shard {
     ) -> Result<ControlAnswer, Status> {
         use crate::cluster::protocol::SchemaView;
         let mut rows = control::text_rows(result);
-        for (node, endpoint) in others {
-            match self
-                .ask_schema_holder(*node, endpoint, request.clone())
-                .await?
-            {
-                ControlAnswer::Rows(theirs) => rows.extend(theirs),
-                other => {
-                    return Err(Status::internal(format!(
-                        "DataNode {node} answered a schema view with {other:?}"
-                    )));
-                }
+        self.ask_each(others, &request, "a schema view", |answer| match answer {
+            ControlAnswer::Rows(theirs) => {
+                rows.extend(theirs);
+                Ok(())
             }
-        }
+            other => Err(other),
+        })
+        .await?;
         match view {
             SchemaView::Timeseries | SchemaView::Devices => {
                 rows.sort_by(|a, b| a.first().cmp(&b.first()));
