@@ -338,6 +338,9 @@ impl Replica {
         lead.requested_in_sync = None;
         lead.pending_adds.clear();
         if leading {
+            // A replica removed from the group (a migration's last step) is shipped to no
+            // more; one added is probed from the start.
+            lead.peers.retain(|peer, _| replicas.contains(peer));
             for peer in replicas.into_iter().filter(|&peer| peer != self.me) {
                 if !lead.peers.contains_key(&peer) {
                     let seq = lead.seq();

@@ -31,6 +31,7 @@ use super::identity::{self, Identity};
 use super::protocol::{self, Delta, FromConfigNode, FromNode, NodeSpec, ToConfigNode, ToNode};
 use super::replicated::{RaftOptions, RaftShared, RaftStore, raft_id};
 use crate::config::{HEARTBEATS_MISSED_FOR_UNKNOWN, ServerConfig, parse_endpoint};
+use crate::confignode::procedure::LeaderReport;
 use crate::confignode::{
     ConfigNode, ConfigNodeSpec, ConfigRequest, NoEffects, NodeId, NodeStatus,
     check_settings_unchanged,
@@ -169,6 +170,7 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
         leading: Cell::new(false),
         liveness: RefCell::new(HashMap::new()),
         region_sizes: RefCell::new(std::collections::BTreeMap::new()),
+        leader_reports: RefCell::new(HashMap::new()),
     });
     let outcome = runtime.block_on(async {
         let endpoint = InternalEndpoint::new(
@@ -232,6 +234,9 @@ struct Service {
     liveness: RefCell<HashMap<NodeId, Liveness>>,
     /// Bytes on disk of each data region, as the DataNodes' heartbeats last said.
     region_sizes: RefCell<std::collections::BTreeMap<u32, u64>>,
+    /// What the leader of each replicated data group last said of its followers (the
+    /// DataNodes' heartbeat answers): runtime knowledge that moves migrations on.
+    leader_reports: RefCell<HashMap<u32, LeaderReport>>,
 }
 
 impl Service {
@@ -563,6 +568,17 @@ impl Service {
         }
     }
 
+    /// Moves migrations and DataNode removals on from the leaders' latest reports.
+    fn advance_procedures(&self) {
+        let reports = self.leader_reports.borrow();
+        let mut node = self.node.borrow_mut();
+        match node.advance_procedures(&reports) {
+            Ok(0) => {}
+            Ok(changes) => tracing::debug!(changes, "procedures moved on"),
+            Err(e) => tracing::warn!(error = %e, "moving procedures on failed; retried next round"),
+        }
+    }
+
     /// Records a heartbeat's outcome: an answer makes an Unknown node Running again (and
     /// records a ReadOnly report); a broken connection, or too many missed answers, make
     /// it Unknown.
@@ -584,9 +600,14 @@ impl Service {
                     status,
                     version,
                     region_sizes,
+                    leading,
                     ..
                 }) => {
                     entry.missed = 0;
+                    let mut reports = self.leader_reports.borrow_mut();
+                    reports.retain(|_, report| report.leader != target.0);
+                    reports.extend(leading.into_iter().map(|report| (report.group, report)));
+                    drop(reports);
                     entry.acked_version = Some(version);
                     let mut sizes = self.region_sizes.borrow_mut();
                     sizes.extend(region_sizes);
@@ -667,6 +688,7 @@ async fn heartbeat_loop(
         }
         next = Instant::now() + interval;
         service.balance_leaders();
+        service.advance_procedures();
         for (target, address, to_data_node) in service.heartbeat_targets() {
             let Some(address) = address else { continue };
             {
@@ -715,6 +737,7 @@ async fn heartbeat_loop(
                                 version: 0,
                                 regions: 0,
                                 region_sizes: Vec::new(),
+                                leading: Vec::new(),
                             })
                     }
                 });

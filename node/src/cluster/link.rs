@@ -441,11 +441,12 @@ async fn heartbeat(shard: &Rc<Shard>, delta: protocol::Delta) -> FromNode {
     } else {
         NodeStatus::Running
     };
-    let region_sizes = shard.all_region_sizes().await.into_iter().collect();
+    let report = shard.node_report().await;
     FromNode::Alive {
         status,
         version: route.version(),
         regions: regions as u32,
-        region_sizes,
+        region_sizes: report.sizes,
+        leading: report.leading,
     }
 }

@@ -209,6 +209,10 @@ pub enum FromNode {
         /// Bytes on disk of each data region it has open (`SHOW REGIONS`' TsFileSize).
         #[serde(default)]
         region_sizes: Vec<(u32, u64)>,
+        /// What each replicated group it leads says of its followers (migrations wait on
+        /// it).
+        #[serde(default)]
+        leading: Vec<crate::confignode::procedure::LeaderReport>,
     },
     Refused(WireStatus),
     /// The answer to [`SchemaRequest::EnsureSeries`].

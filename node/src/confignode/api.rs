@@ -52,6 +52,22 @@ pub enum ConfigRequest {
         /// The node.
         node_id: NodeId,
     },
+    /// `MIGRATE REGION group FROM from TO to`: starts a migration procedure
+    /// ([`ConfigResponse::Procedure`]).
+    MigrateRegion {
+        /// The data region group.
+        group: RegionGroupId,
+        /// The DataNode giving its replica up.
+        from: NodeId,
+        /// The DataNode taking it.
+        to: NodeId,
+    },
+    /// `REMOVE DATANODE node`: starts (or finds) its removal procedure
+    /// ([`ConfigResponse::Procedure`]).
+    RemoveDataNode {
+        /// The DataNode.
+        node_id: NodeId,
+    },
     /// A replicated region group's leader asks to change the in-sync set
     /// (`data_replication_ack = in_sync`): refused when the epoch or the version moved.
     ChangeInSync {
@@ -190,6 +206,8 @@ pub enum ConfigResponse {
     Deleted(Vec<String>),
     /// A view.
     Table(Table),
+    /// The id of the procedure that carries the request out.
+    Procedure(u64),
 }
 
 impl ConfigResponse {
@@ -231,6 +249,14 @@ impl ConfigResponse {
         }
     }
 
+    /// The procedure id of a request that started one.
+    pub fn into_procedure(self) -> Result<u64> {
+        match self {
+            ConfigResponse::Procedure(id) => Ok(id),
+            other => Err(other.unexpected("a procedure id")),
+        }
+    }
+
     /// A view.
     pub fn into_table(self) -> Result<Table> {
         match self {
@@ -265,6 +291,12 @@ impl<S: CommandStore> ConfigNode<S> {
             ConfigRequest::RemoveNode { node_id } => {
                 self.remove_node(node_id)?;
                 ConfigResponse::Done
+            }
+            ConfigRequest::MigrateRegion { group, from, to } => {
+                ConfigResponse::Procedure(self.migrate_region(group, from, to)?)
+            }
+            ConfigRequest::RemoveDataNode { node_id } => {
+                ConfigResponse::Procedure(self.remove_data_node(node_id)?)
             }
             ConfigRequest::ChangeInSync {
                 group,

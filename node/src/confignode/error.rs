@@ -95,6 +95,14 @@ pub enum ConfigNodeError {
     /// A region group id that does not exist.
     #[error("region group {0} does not exist")]
     RegionGroupNotFound(RegionGroupId),
+    /// A region group operation (a migration) that the group's state forbids.
+    #[error("region {group}: {reason}")]
+    RegionRefused {
+        /// The group.
+        group: RegionGroupId,
+        /// Why.
+        reason: String,
+    },
     /// A request made against a state that changed since (a late in-sync request).
     #[error("stale request: {0}")]
     StaleRequest(String),
@@ -120,6 +128,7 @@ impl ConfigNodeError {
             | ConfigNodeError::NodeRefused { .. }
             | ConfigNodeError::SeriesSlotOutOfRange { .. }
             | ConfigNodeError::RegionGroupNotFound(_)
+            | ConfigNodeError::RegionRefused { .. }
             | ConfigNodeError::DatabaseBeingDeleted(_)
             | ConfigNodeError::StaleRequest(_)
             | ConfigNodeError::SettingsChanged { .. } => StatusCode::EXECUTE_STATEMENT_ERROR,

@@ -22,8 +22,12 @@ use super::placement::{
     plan_data_partitions, plan_leader_balance, plan_leader_failover, plan_region_groups,
     plan_schema_partitions, region_group_target,
 };
+use super::model::{RegionReplica, ReplicationAck};
+use super::placement::{plan_migration_shard, plan_migration_target};
 use super::procedure::{
-    DeleteDatabaseStep, KillMode, KillPoint, Procedure, ProcedureEnv, ProcedureId,
+    CAUGHT_UP_LAG_ENTRIES, DeleteDatabaseStep, KillMode, KillPoint, LeaderReport,
+    MIGRATION_STEP_TIMEOUT_MS, MIGRATIONS_PER_REMOVAL, MigrateStep, Procedure, ProcedureEnv,
+    ProcedureId, RemoveDataNodeStep,
 };
 use super::route::RouteSnapshot;
 use super::state::{ConfigCommand, ConfigState, database_of};
@@ -75,6 +79,9 @@ pub struct ConfigNode<S: CommandStore = Journal> {
     /// position `i` moved the state from version `history_base + i` to the next.
     history: std::collections::VecDeque<ConfigCommand>,
     history_base: u64,
+    /// When each waiting migration step was first seen waiting (runtime: a new leader
+    /// starts the clock again), for [`MIGRATION_STEP_TIMEOUT_MS`].
+    waiting_since: std::collections::HashMap<ProcedureId, (MigrateStep, i64)>,
 }
 
 impl ConfigNode {
@@ -127,6 +134,7 @@ impl<S: CommandStore> ConfigNode<S> {
             leader: None,
             kill_mode: KillMode::Disarmed,
             reported_status: std::collections::BTreeMap::new(),
+            waiting_since: std::collections::HashMap::new(),
         })
     }
 
@@ -647,6 +655,472 @@ impl<S: CommandStore> ConfigNode<S> {
                         self.commit(ConfigCommand::FinishProcedure { id })?;
                     }
                 },
+                // Driven by `advance_procedures` from the DataNodes' reports.
+                Procedure::MigrateRegion { .. } | Procedure::RemoveDataNode { .. } => {
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// `MIGRATE REGION group FROM from TO to`: starts a [`Procedure::MigrateRegion`] and
+    /// returns its id; [`Self::advance_procedures`] carries it out. Refused (nothing
+    /// recorded) when the group is not a data region group, `from` holds no replica of
+    /// it, `to` is not a Running DataNode or already holds one, or another migration or a
+    /// removal of either node runs.
+    pub fn migrate_region(
+        &mut self,
+        group: RegionGroupId,
+        from: NodeId,
+        to: NodeId,
+    ) -> Result<ProcedureId> {
+        self.mutate(|node| {
+            let current = node.state.region_group(group)?;
+            let refused = |reason: String| ConfigNodeError::RegionRefused { group, reason };
+            if current.kind != RegionGroupKind::Data {
+                return Err(refused(
+                    "only DataRegions migrate; a SchemaRegion keeps its DataNodes".into(),
+                ));
+            }
+            if !current.replicas.iter().any(|r| r.data_node_id == from) {
+                return Err(refused(format!("DataNode {from} holds no replica of it")));
+            }
+            let target = node
+                .state
+                .data_nodes()
+                .get(&to)
+                .ok_or(ConfigNodeError::NodeNotFound(to))?;
+            if target.status != NodeStatus::Running {
+                return Err(refused(format!(
+                    "DataNode {to} is {}, not Running",
+                    target.status.as_str()
+                )));
+            }
+            if current.replicas.iter().any(|r| r.data_node_id == to) {
+                return Err(refused(format!("DataNode {to} already holds a replica of it")));
+            }
+            if let Some((id, ..)) = node.state.migration_of(group) {
+                return Err(refused(format!("migration {id} of it is running")));
+            }
+            for n in [from, to] {
+                if let Some(id) = node.state.removal_of(n) {
+                    return Err(refused(format!(
+                        "DataNode {n} is being removed (procedure {id})"
+                    )));
+                }
+            }
+            let shard = plan_migration_shard(&node.state, current.kind, to);
+            node.start_migration(group, from, RegionReplica {
+                data_node_id: to,
+                shard,
+            }, None)
+        })
+    }
+
+    fn start_migration(
+        &mut self,
+        group: RegionGroupId,
+        from: NodeId,
+        to: RegionReplica,
+        removal_of: Option<NodeId>,
+    ) -> Result<ProcedureId> {
+        let id = self.state.next_procedure_id();
+        self.commit(ConfigCommand::StartProcedure {
+            id,
+            procedure: Procedure::MigrateRegion {
+                group,
+                from,
+                to: to.data_node_id,
+                shard: to.shard,
+                step: MigrateStep::AddPeer,
+                removal_of,
+            },
+        })?;
+        tracing::info!(id, %group, %from, to = %to.data_node_id, "region migration started");
+        self.kill_point(KillPoint::MigrateStarted)?;
+        Ok(id)
+    }
+
+    /// `REMOVE DATANODE node`: starts a [`Procedure::RemoveDataNode`] (or returns the one
+    /// already running). Refused when fewer Running DataNodes than the largest replication
+    /// factor would remain, when another replica of a group on the node is not Running
+    /// (the node may hold the only good copy), or when it holds a SchemaRegion replica
+    /// (SchemaRegions do not migrate yet).
+    pub fn remove_data_node(&mut self, node_id: NodeId) -> Result<ProcedureId> {
+        self.mutate(|node| {
+            if let Some(id) = node.state.removal_of(node_id) {
+                return Ok(id);
+            }
+            if !node.state.data_nodes().contains_key(&node_id) {
+                return Err(ConfigNodeError::NodeNotFound(node_id));
+            }
+            let refused = |reason: String| ConfigNodeError::NodeRefused { node_id, reason };
+            let remaining = node
+                .state
+                .data_nodes()
+                .values()
+                .filter(|n| n.node_id != node_id && n.status == NodeStatus::Running)
+                .count();
+            let largest_factor = node
+                .state
+                .databases()
+                .values()
+                .map(|d| {
+                    d.settings
+                        .data_replication_factor
+                        .max(d.settings.schema_replication_factor)
+                })
+                .max()
+                .unwrap_or(1)
+                .max(1);
+            if remaining < largest_factor as usize {
+                return Err(refused(format!(
+                    "only {remaining} Running DataNodes would remain, fewer than the \
+                     largest replication factor {largest_factor}"
+                )));
+            }
+            for group in node.state.region_groups().values() {
+                if !group.replicas.iter().any(|r| r.data_node_id == node_id) {
+                    continue;
+                }
+                if group.kind == RegionGroupKind::Schema {
+                    return Err(refused(format!(
+                        "it holds a replica of SchemaRegion {} ({}), and SchemaRegions do \
+                         not migrate yet",
+                        group.id, group.database
+                    )));
+                }
+                let down = group.replicas.iter().map(|r| r.data_node_id).find(|n| {
+                    *n != node_id
+                        && node
+                            .state
+                            .data_nodes()
+                            .get(n)
+                            .is_none_or(|info| info.status != NodeStatus::Running)
+                });
+                if let Some(down) = down {
+                    return Err(refused(format!(
+                        "DataNode {down}, which holds another replica of region {}, is not \
+                         Running; removing this one could lose the group's data",
+                        group.id
+                    )));
+                }
+                if let Some((id, ..)) = node.state.migration_of(group.id) {
+                    return Err(refused(format!(
+                        "region {} is being migrated (procedure {id}); wait for it",
+                        group.id
+                    )));
+                }
+            }
+            let id = node.state.next_procedure_id();
+            node.commit(ConfigCommand::StartProcedure {
+                id,
+                procedure: Procedure::RemoveDataNode {
+                    node: node_id,
+                    step: RemoveDataNodeStep::MoveReplicas,
+                },
+            })?;
+            tracing::info!(id, node = %node_id, "DataNode removal started");
+            node.kill_point(KillPoint::RemoveDataNodeStarted)?;
+            node.advance_removal(id, node_id, RemoveDataNodeStep::MoveReplicas)?;
+            Ok(id)
+        })
+    }
+
+    /// Moves every migration and DataNode removal on as far as the state and the leaders'
+    /// `reports` allow (the ConfigNode leader calls this each heartbeat round). A step
+    /// waits for what it needs (a replica caught up, a leader taking over); one that waits
+    /// longer than [`MIGRATION_STEP_TIMEOUT_MS`] rolls its migration back. Returns how
+    /// many procedures moved.
+    pub fn advance_procedures(
+        &mut self,
+        reports: &std::collections::HashMap<u32, LeaderReport>,
+    ) -> Result<usize> {
+        let ids: Vec<(ProcedureId, Procedure)> = self
+            .state
+            .procedures()
+            .iter()
+            .map(|(id, p)| (*id, p.clone()))
+            .collect();
+        self.waiting_since
+            .retain(|id, _| ids.iter().any(|(known, _)| known == id));
+        let before = self.state.version();
+        self.mutate(|node| {
+            for (id, procedure) in ids {
+                match procedure {
+                    Procedure::MigrateRegion {
+                        group,
+                        from,
+                        to,
+                        shard,
+                        step,
+                        ..
+                    } => node.advance_migration(id, group, from, RegionReplica {
+                        data_node_id: to,
+                        shard,
+                    }, step, reports)?,
+                    Procedure::RemoveDataNode { node: target, step } => {
+                        node.advance_removal(id, target, step)?
+                    }
+                    Procedure::DeleteDatabase { .. } => {}
+                }
+            }
+            Ok(())
+        })?;
+        Ok((self.state.version() - before) as usize)
+    }
+
+    /// Records procedure `id` at its next step.
+    fn advance_to(&mut self, id: ProcedureId, procedure: Procedure) -> Result<()> {
+        self.waiting_since.remove(&id);
+        self.commit(ConfigCommand::AdvanceProcedure { id, procedure })
+    }
+
+    /// Whether `id` has waited at `step` past the timeout (starting the clock on first
+    /// sight).
+    fn waited_too_long(&mut self, id: ProcedureId, step: MigrateStep) -> bool {
+        let now = (self.clock_ms)();
+        let since = self.waiting_since.entry(id).or_insert((step, now));
+        if since.0 != step {
+            *since = (step, now);
+        }
+        now - since.1 > MIGRATION_STEP_TIMEOUT_MS
+    }
+
+    fn advance_migration(
+        &mut self,
+        id: ProcedureId,
+        group: RegionGroupId,
+        from: NodeId,
+        to: RegionReplica,
+        mut step: MigrateStep,
+        reports: &std::collections::HashMap<u32, LeaderReport>,
+    ) -> Result<()> {
+        let removal_of = match self.state.procedures().get(&id) {
+            Some(Procedure::MigrateRegion { removal_of, .. }) => *removal_of,
+            _ => None,
+        };
+        let procedure = |step| {
+            Procedure::MigrateRegion {
+                group,
+                from,
+                to: to.data_node_id,
+                shard: to.shard,
+                step,
+                removal_of,
+            }
+        };
+        let holds = |state: &ConfigState, node: NodeId| {
+            state
+                .region_groups()
+                .get(&group)
+                .is_some_and(|g| g.replicas.iter().any(|r| r.data_node_id == node))
+        };
+        let new = to.data_node_id;
+        loop {
+            let Some(current) = self.state.region_groups().get(&group).cloned() else {
+                // The database was deleted meanwhile: nothing left to move.
+                tracing::info!(id, %group, "region group gone; migration finished");
+                return self.commit(ConfigCommand::FinishProcedure { id });
+            };
+            let running = |state: &ConfigState, node: NodeId| {
+                state
+                    .data_nodes()
+                    .get(&node)
+                    .is_some_and(|info| info.status == NodeStatus::Running)
+            };
+            let leads_now = |report: Option<&LeaderReport>, leader: NodeId| {
+                report.is_some_and(|r| r.epoch == current.epoch && r.leader == leader.0)
+            };
+            match step {
+                MigrateStep::AddPeer => {
+                    if !holds(&self.state, new) {
+                        if !self.state.data_nodes().contains_key(&new) {
+                            tracing::warn!(id, %group, to = %new, "destination DataNode gone; migration abandoned");
+                            return self.commit(ConfigCommand::FinishProcedure { id });
+                        }
+                        self.commit(ConfigCommand::AddRegionReplica {
+                            group,
+                            replica: to,
+                        })?;
+                        tracing::info!(id, %group, to = %new, "migration: replica added");
+                    }
+                    self.kill_point(KillPoint::MigratePeerAdded)?;
+                    step = MigrateStep::CatchUp;
+                    self.advance_to(id, procedure(step))?;
+                }
+                MigrateStep::CatchUp => {
+                    let report = reports.get(&group.0);
+                    let caught_up = leads_now(report, current.leader)
+                        && report.is_some_and(|r| {
+                            r.peers.iter().any(|p| {
+                                p.node == new.0 && p.shipping && p.lag_entries <= CAUGHT_UP_LAG_ENTRIES
+                            })
+                        });
+                    let in_sync_ack =
+                        self.state.settings().data_replication_ack == ReplicationAck::InSync;
+                    let ready = caught_up && (!in_sync_ack || current.in_sync(new));
+                    if !ready {
+                        if self.waited_too_long(id, step) {
+                            tracing::warn!(id, %group, to = %new, "migration: the new replica did not catch up in time; rolling back");
+                            step = MigrateStep::Cancel;
+                            self.advance_to(id, procedure(step))?;
+                            continue;
+                        }
+                        return Ok(());
+                    }
+                    if !current.in_sync(new) {
+                        // `leader` acknowledgement keeps no in-sync set of its own.
+                        let out_of_sync = current
+                            .out_of_sync
+                            .iter()
+                            .copied()
+                            .filter(|n| *n != new)
+                            .collect();
+                        self.commit(ConfigCommand::ChangeInSync {
+                            group,
+                            epoch: current.epoch,
+                            version: current.in_sync_version,
+                            out_of_sync,
+                        })?;
+                    }
+                    tracing::info!(id, %group, to = %new, "migration: the new replica caught up");
+                    self.kill_point(KillPoint::MigrateCaughtUp)?;
+                    step = MigrateStep::TransferLeader;
+                    self.advance_to(id, procedure(step))?;
+                }
+                MigrateStep::TransferLeader => {
+                    if current.leader == from {
+                        if !running(&self.state, new) {
+                            if self.waited_too_long(id, step) {
+                                step = MigrateStep::Cancel;
+                                self.advance_to(id, procedure(step))?;
+                                continue;
+                            }
+                            return Ok(());
+                        }
+                        self.commit(ConfigCommand::ChangeLeaders {
+                            changes: vec![(group, new)],
+                        })?;
+                        tracing::info!(id, %group, to = %new, "migration: leadership moves to the new replica");
+                        self.kill_point(KillPoint::MigrateLeaderMoved)?;
+                        return Ok(());
+                    }
+                    if current.leader == new && !leads_now(reports.get(&group.0), new) {
+                        // The new leader catches up from the old one before it serves;
+                        // the old replica stays until then.
+                        if self.waited_too_long(id, step) {
+                            tracing::warn!(id, %group, to = %new, "migration: the new replica did not take over in time; rolling back");
+                            step = MigrateStep::Cancel;
+                            self.advance_to(id, procedure(step))?;
+                            continue;
+                        }
+                        return Ok(());
+                    }
+                    step = MigrateStep::RemovePeer;
+                    self.advance_to(id, procedure(step))?;
+                }
+                MigrateStep::RemovePeer => {
+                    if current.leader == from {
+                        // Leadership came back (a failover): move it again first.
+                        step = MigrateStep::TransferLeader;
+                        self.advance_to(id, procedure(step))?;
+                        continue;
+                    }
+                    if holds(&self.state, from) {
+                        self.commit(ConfigCommand::RemoveRegionReplica { group, node: from })?;
+                    }
+                    tracing::info!(id, %group, %from, to = %new, "region migration finished");
+                    self.kill_point(KillPoint::MigratePeerRemoved)?;
+                    return self.commit(ConfigCommand::FinishProcedure { id });
+                }
+                MigrateStep::Cancel => {
+                    if current.leader == new {
+                        if holds(&self.state, from) && running(&self.state, from) {
+                            self.commit(ConfigCommand::ChangeLeaders {
+                                changes: vec![(group, from)],
+                            })?;
+                        }
+                        return Ok(());
+                    }
+                    if holds(&self.state, new) && current.replicas.len() > 1 {
+                        self.commit(ConfigCommand::RemoveRegionReplica { group, node: new })?;
+                    }
+                    tracing::warn!(id, %group, %from, to = %new, "region migration rolled back");
+                    return self.commit(ConfigCommand::FinishProcedure { id });
+                }
+            }
+        }
+    }
+
+    fn advance_removal(
+        &mut self,
+        id: ProcedureId,
+        target: NodeId,
+        step: RemoveDataNodeStep,
+    ) -> Result<()> {
+        match step {
+            RemoveDataNodeStep::MoveReplicas => {
+                let Some(info) = self.state.data_nodes().get(&target) else {
+                    return self.commit(ConfigCommand::FinishProcedure { id });
+                };
+                if info.status != NodeStatus::Removing {
+                    // Leaders move off it in the same command.
+                    self.commit(ConfigCommand::SetNodeStatus {
+                        node_id: target,
+                        status: NodeStatus::Removing,
+                    })?;
+                }
+                let held: Vec<RegionGroupId> = self
+                    .state
+                    .region_groups()
+                    .values()
+                    .filter(|g| g.replicas.iter().any(|r| r.data_node_id == target))
+                    .map(|g| g.id)
+                    .collect();
+                if held.is_empty() {
+                    self.advance_to(id, Procedure::RemoveDataNode {
+                        node: target,
+                        step: RemoveDataNodeStep::Forget,
+                    })?;
+                    return self.advance_removal(id, target, RemoveDataNodeStep::Forget);
+                }
+                let mut running = self
+                    .state
+                    .procedures()
+                    .values()
+                    .filter(|p| {
+                        matches!(p, Procedure::MigrateRegion { removal_of: Some(n), .. } if *n == target)
+                    })
+                    .count();
+                for group in held {
+                    if running >= MIGRATIONS_PER_REMOVAL {
+                        break;
+                    }
+                    if self.state.migration_of(group).is_some() {
+                        continue;
+                    }
+                    let current = self.state.region_group(group)?.clone();
+                    if current.kind != RegionGroupKind::Data {
+                        continue;
+                    }
+                    let Some(replica) = plan_migration_target(&self.state, &current, target) else {
+                        tracing::warn!(id, %group, node = %target, "no Running DataNode can take this replica yet; retried");
+                        continue;
+                    };
+                    self.start_migration(group, target, replica, Some(target))?;
+                    self.kill_point(KillPoint::RemoveDataNodeMigrationStarted)?;
+                    running += 1;
+                }
+                Ok(())
+            }
+            RemoveDataNodeStep::Forget => {
+                if self.state.data_nodes().contains_key(&target) {
+                    self.commit(ConfigCommand::RemoveNode { node_id: target })?;
+                    tracing::info!(id, node = %target, "DataNode removed from the cluster");
+                }
+                self.kill_point(KillPoint::RemoveDataNodeForgotten)?;
+                self.commit(ConfigCommand::FinishProcedure { id })
             }
         }
     }

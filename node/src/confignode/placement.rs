@@ -222,6 +222,50 @@ fn choose_shard(shards: &[Load], leader: bool) -> ShardId {
     ShardId(u16::try_from(best).expect("a DataNode has at most SHARDS_PER_DATA_NODE_MAX shards"))
 }
 
+/// Where a migrated replica of `group` goes when its DataNode is removed: the Running
+/// DataNode not holding the group (and not `excluded`) with the fewest regions of the
+/// group's kind per shard (then fewest of any kind, then lowest id), on its shard with the
+/// fewest regions of that kind. `None` when no DataNode qualifies.
+pub fn plan_migration_target(
+    state: &ConfigState,
+    group: &RegionGroup,
+    excluded: NodeId,
+) -> Option<RegionReplica> {
+    let load = ClusterLoad::of(state, group.kind);
+    let holders: Vec<NodeId> = group.replicas.iter().map(|r| r.data_node_id).collect();
+    let node = state
+        .data_nodes()
+        .values()
+        .filter(|node| node.status == NodeStatus::Running)
+        .map(|node| node.node_id)
+        .filter(|node| *node != excluded && !holders.contains(node))
+        .min_by(|&a, &b| {
+            let (a_load, b_load) = (load.nodes[&a].0, load.nodes[&b].0);
+            let (a_shards, b_shards) = (load.shard_count(a), load.shard_count(b));
+            per_shard(a_load.regions, a_shards, b_load.regions, b_shards)
+                .then(per_shard(
+                    a_load.all_regions,
+                    a_shards,
+                    b_load.all_regions,
+                    b_shards,
+                ))
+                .then(a.cmp(&b))
+        })?;
+    Some(RegionReplica {
+        data_node_id: node,
+        shard: choose_shard(&load.nodes[&node].1, false),
+    })
+}
+
+/// The core of DataNode `node` that takes a migrated replica of a group of `kind` (`MIGRATE
+/// REGION ... TO node`): the one with the fewest regions of that kind.
+pub fn plan_migration_shard(state: &ConfigState, kind: RegionGroupKind, node: NodeId) -> ShardId {
+    let load = ClusterLoad::of(state, kind);
+    load.nodes
+        .get(&node)
+        .map_or(ShardId(0), |(_, shards)| choose_shard(shards, false))
+}
+
 /// How many region groups of `kind` the database should have now.
 pub fn region_group_target(
     state: &ConfigState,
@@ -419,7 +463,7 @@ fn move_core_leader(counts: &mut HashMap<(NodeId, ShardId), u64>, group: &Region
 }
 
 /// Leader moves for groups whose leader's node is not Running: to the
-/// replica on a Running node that leads the fewest groups of that kind (then the one
+/// replica (never one a migration is still adding) on a Running node that leads the fewest groups of that kind (then the one
 /// whose core leads the fewest).
 /// Groups with no Running replica keep their leader. With `data_replication_ack =
 /// in_sync` only replicas of the in-sync set are candidates (the others may lack
@@ -448,11 +492,13 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
             continue;
         }
         let core_counts = cores.get_mut(&group.kind).expect("both kinds");
+        let adding = state.adding_replica(group.id);
         let best = group
             .replicas
             .iter()
             .filter(|replica| running(&replica.data_node_id))
             .filter(|replica| !in_sync_only || group.in_sync(replica.data_node_id))
+            .filter(|replica| Some(replica.data_node_id) != adding)
             .min_by_key(|replica| {
                 let node = replica.data_node_id;
                 (
@@ -523,6 +569,10 @@ pub fn plan_leader_balance(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)> 
         let Some(&from) = leaders.get(&group.leader) else {
             continue;
         };
+        if state.migration_of(group.id).is_some() {
+            // A migration moves this group's leader itself.
+            continue;
+        }
         let best = group
             .replicas
             .iter()

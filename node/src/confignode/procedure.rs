@@ -22,7 +22,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::model::{RegionGroupId, RegionGroupKind};
+use super::model::{NodeId, RegionGroupId, RegionGroupKind, ShardId};
 
 /// A procedure's id: from one sequence in the state, never reused.
 pub type ProcedureId = u64;
@@ -39,7 +39,132 @@ pub enum Procedure {
         /// Where it is.
         step: DeleteDatabaseStep,
     },
+    /// Moves one replica of a data region group from one DataNode to another (`MIGRATE
+    /// REGION`, and each replica of a DataNode being removed): the new replica is added
+    /// (`Adding`), catches up from the leader (its WAL, or a snapshot of the sealed files
+    /// and the WAL tail), takes leadership if the old one led, and the old replica is
+    /// removed (`Removing`), after which its DataNode deletes its files. The steps are
+    /// driven by [`super::ConfigNode::advance_procedures`] from what the DataNodes
+    /// report; until the old replica is removed the migration can be rolled back
+    /// (`Cancel`), and a rollback leaves the group as it was.
+    MigrateRegion {
+        /// The region group.
+        group: RegionGroupId,
+        /// The DataNode giving its replica up.
+        from: NodeId,
+        /// The DataNode taking it.
+        to: NodeId,
+        /// The core of `to` that owns the new replica.
+        shard: ShardId,
+        /// Where it is.
+        step: MigrateStep,
+        /// The DataNode removal this migration is part of, if any.
+        #[serde(default)]
+        removal_of: Option<NodeId>,
+    },
+    /// Removes a DataNode (`REMOVE DATANODE`): it turns `Removing` (leaders move off it in
+    /// the same command), every replica on it is migrated to another DataNode (a
+    /// [`Procedure::MigrateRegion`] each, a few at a time), and then it is forgotten and
+    /// stops itself.
+    RemoveDataNode {
+        /// The DataNode.
+        node: NodeId,
+        /// Where it is.
+        step: RemoveDataNodeStep,
+    },
 }
+
+/// The steps of [`Procedure::MigrateRegion`], in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MigrateStep {
+    /// Add the new replica to the group (`AddRegionReplica`): out of the in-sync set,
+    /// never chosen as leader while it is added.
+    AddPeer,
+    /// Wait until the group's leader reports the new replica caught up (shipping, within
+    /// [`CAUGHT_UP_LAG_ENTRIES`] of its log; with `in_sync` acknowledgement, in the in-sync
+    /// set).
+    CatchUp,
+    /// If the old replica leads, give leadership to the new one and wait until it leads
+    /// (it catches up from the old leader first, so nothing acknowledged is lost).
+    TransferLeader,
+    /// Remove the old replica from the group; its DataNode then deletes its files.
+    RemovePeer,
+    /// Roll back: remove the new replica again (the catch-up failed or timed out).
+    Cancel,
+}
+
+impl MigrateStep {
+    /// How `SHOW REGIONS` names the new replica's state at this step.
+    pub fn new_replica_status(self) -> Option<&'static str> {
+        match self {
+            MigrateStep::AddPeer | MigrateStep::CatchUp => Some("Adding"),
+            MigrateStep::Cancel => Some("Removing"),
+            MigrateStep::TransferLeader | MigrateStep::RemovePeer => None,
+        }
+    }
+
+    /// How `SHOW REGIONS` names the old replica's state at this step.
+    pub fn old_replica_status(self) -> Option<&'static str> {
+        match self {
+            MigrateStep::TransferLeader | MigrateStep::RemovePeer => Some("Removing"),
+            MigrateStep::AddPeer | MigrateStep::CatchUp | MigrateStep::Cancel => None,
+        }
+    }
+}
+
+/// The steps of [`Procedure::RemoveDataNode`], in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RemoveDataNodeStep {
+    /// Start a migration for each replica still on the node (at most
+    /// [`MIGRATIONS_PER_REMOVAL`] at a time) until it holds none.
+    MoveReplicas,
+    /// Forget the node (`RemoveNode`), then finish; the node stops itself when its
+    /// mirror no longer lists it.
+    Forget,
+}
+
+/// What the leader of a replicated data region group says of it in its heartbeat answer:
+/// runtime knowledge that drives migrations (never persisted). Only a replica that leads
+/// (caught up, taking writes) reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaderReport {
+    /// The group.
+    pub group: u32,
+    /// The epoch it leads.
+    pub epoch: u64,
+    /// The DataNode it is on.
+    pub leader: u32,
+    /// Each other replica as the leader sees it.
+    pub peers: Vec<PeerReport>,
+}
+
+/// One follower in a [`LeaderReport`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerReport {
+    /// Its DataNode.
+    pub node: u32,
+    /// Entries are being shipped to it (not probing, rebuilding or sending a snapshot).
+    pub shipping: bool,
+    /// How many entries of the leader's log it lacks durably.
+    pub lag_entries: u64,
+}
+
+/// Longest a migration waits for its new replica to catch up, or for it to take
+/// leadership, before rolling back. Why 30 minutes: a snapshot of a large region crosses
+/// a busy network in minutes; a migration stuck longer has failed and must not leave the
+/// group (or a DataNode removal) hanging forever, as IoTDB's users report.
+pub const MIGRATION_STEP_TIMEOUT_MS: i64 = 30 * 60 * 1000;
+
+/// How far (in log entries) a new replica may trail its leader and count as caught up.
+/// Why 1024: under a steady write load a follower is always a few batches behind; the
+/// rest is closed by the leader transfer (the new leader catches up from the old one
+/// before it serves) or by ordinary replication (a follower removed from beside a leader
+/// loses nothing acknowledged).
+pub const CAUGHT_UP_LAG_ENTRIES: u64 = 1024;
+
+/// Migrations a DataNode removal runs at once. Why 2: each ships a snapshot from a leader
+/// while clients keep writing; two keep the network busy without starving client writes.
+pub const MIGRATIONS_PER_REMOVAL: usize = 2;
 
 /// The steps of [`Procedure::DeleteDatabase`], in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -55,6 +180,8 @@ impl Procedure {
     pub fn kind(&self) -> &'static str {
         match self {
             Procedure::DeleteDatabase { .. } => "DeleteDatabase",
+            Procedure::MigrateRegion { .. } => "MigrateRegion",
+            Procedure::RemoveDataNode { .. } => "RemoveDataNode",
         }
     }
 
@@ -63,6 +190,7 @@ impl Procedure {
     pub fn database(&self) -> Option<&str> {
         match self {
             Procedure::DeleteDatabase { name, .. } => Some(name),
+            Procedure::MigrateRegion { .. } | Procedure::RemoveDataNode { .. } => None,
         }
     }
 }
@@ -79,15 +207,59 @@ pub enum KillPoint {
     DeleteDatabaseForgetRecorded,
     /// The database is forgotten; the procedure is not finished yet.
     DeleteDatabaseForgotten,
+    /// `StartProcedure` of a migration is durable; the new replica is not added yet.
+    MigrateStarted,
+    /// The new replica is added; the step `CatchUp` is not recorded yet.
+    MigratePeerAdded,
+    /// The new replica caught up; the next step is not recorded yet.
+    MigrateCaughtUp,
+    /// Leadership moved to the new replica; the step `RemovePeer` is not recorded yet.
+    MigrateLeaderMoved,
+    /// The old replica is removed; the procedure is not finished yet.
+    MigratePeerRemoved,
+    /// The DataNode turned `Removing`; its migrations have not started.
+    RemoveDataNodeStarted,
+    /// A migration of the removal started; the next one has not.
+    RemoveDataNodeMigrationStarted,
+    /// The node holds nothing and is forgotten; the procedure is not finished yet.
+    RemoveDataNodeForgotten,
 }
 
 impl KillPoint {
     /// Every kill point, for tests that crash at each.
-    pub const ALL: [KillPoint; 4] = [
+    pub const ALL: [KillPoint; 12] = [
         KillPoint::DeleteDatabaseStarted,
         KillPoint::DeleteDatabaseReplicasDropped,
         KillPoint::DeleteDatabaseForgetRecorded,
         KillPoint::DeleteDatabaseForgotten,
+        KillPoint::MigrateStarted,
+        KillPoint::MigratePeerAdded,
+        KillPoint::MigrateCaughtUp,
+        KillPoint::MigrateLeaderMoved,
+        KillPoint::MigratePeerRemoved,
+        KillPoint::RemoveDataNodeStarted,
+        KillPoint::RemoveDataNodeMigrationStarted,
+        KillPoint::RemoveDataNodeForgotten,
+    ];
+
+    /// The kill points of a database deletion.
+    pub const DELETE_DATABASE: [KillPoint; 4] = [
+        KillPoint::DeleteDatabaseStarted,
+        KillPoint::DeleteDatabaseReplicasDropped,
+        KillPoint::DeleteDatabaseForgetRecorded,
+        KillPoint::DeleteDatabaseForgotten,
+    ];
+
+    /// The kill points of region migration and DataNode removal.
+    pub const MIGRATION: [KillPoint; 8] = [
+        KillPoint::MigrateStarted,
+        KillPoint::MigratePeerAdded,
+        KillPoint::MigrateCaughtUp,
+        KillPoint::MigrateLeaderMoved,
+        KillPoint::MigratePeerRemoved,
+        KillPoint::RemoveDataNodeStarted,
+        KillPoint::RemoveDataNodeMigrationStarted,
+        KillPoint::RemoveDataNodeForgotten,
     ];
 
     /// Its name, as `IOTDB_KILL_POINT` spells it.
@@ -97,6 +269,14 @@ impl KillPoint {
             KillPoint::DeleteDatabaseReplicasDropped => "DeleteDatabase.ReplicasDropped",
             KillPoint::DeleteDatabaseForgetRecorded => "DeleteDatabase.ForgetRecorded",
             KillPoint::DeleteDatabaseForgotten => "DeleteDatabase.Forgotten",
+            KillPoint::MigrateStarted => "MigrateRegion.Started",
+            KillPoint::MigratePeerAdded => "MigrateRegion.PeerAdded",
+            KillPoint::MigrateCaughtUp => "MigrateRegion.CaughtUp",
+            KillPoint::MigrateLeaderMoved => "MigrateRegion.LeaderMoved",
+            KillPoint::MigratePeerRemoved => "MigrateRegion.PeerRemoved",
+            KillPoint::RemoveDataNodeStarted => "RemoveDataNode.Started",
+            KillPoint::RemoveDataNodeMigrationStarted => "RemoveDataNode.MigrationStarted",
+            KillPoint::RemoveDataNodeForgotten => "RemoveDataNode.Forgotten",
         }
     }
 

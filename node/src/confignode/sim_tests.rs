@@ -283,7 +283,8 @@ impl CnNode {
                 let kill = env.random_u64().is_multiple_of(3);
                 if kill {
                     let point =
-                        KillPoint::ALL[(env.random_u64() % KillPoint::ALL.len() as u64) as usize];
+                        KillPoint::DELETE_DATABASE
+                        [(env.random_u64() % KillPoint::DELETE_DATABASE.len() as u64) as usize];
                     node.set_kill_mode(KillMode::Fail(point));
                 }
                 let result = node.delete_database(database, &mut CountDrops(&mut self.dropped));

@@ -14,10 +14,10 @@ use super::error::{ConfigNodeError, Result};
 use super::model::{
     ClusterSettings, ConfigNodeInfo, ConfigNodeSpec, DataNodeInfo, DataNodeSpec, DatabaseSettings,
     NodeId, NodeStatus, REGION_GROUPS_PER_DATABASE_MAX, REPLICATION_FACTOR_MAX, RegionGroup,
-    RegionGroupId, RegionGroupKind, RegionGroupPolicy, ReplicationAck, SHARDS_PER_DATA_NODE_MAX,
+    RegionGroupId, RegionGroupKind, RegionGroupPolicy, RegionReplica, ReplicationAck, SHARDS_PER_DATA_NODE_MAX,
 };
 use super::placement::plan_leader_failover;
-use super::procedure::{Procedure, ProcedureId};
+use super::procedure::{MigrateStep, Procedure, ProcedureId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -117,6 +117,22 @@ pub enum ConfigCommand {
         group: RegionGroupId,
         /// Its current epoch (refused otherwise).
         epoch: u64,
+    },
+    /// Adds a replica to a data region group (a migration's first step): it starts out
+    /// of the in-sync set and is never chosen as leader while its migration adds it.
+    AddRegionReplica {
+        /// The group.
+        group: RegionGroupId,
+        /// The new replica (a DataNode not holding the group yet, and its core).
+        replica: RegionReplica,
+    },
+    /// Removes a replica from a data region group (a migration's last step, or its
+    /// rollback); never the leader, never the last one.
+    RemoveRegionReplica {
+        /// The group.
+        group: RegionGroupId,
+        /// The DataNode whose replica leaves.
+        node: NodeId,
     },
     /// Records a new procedure at its first step (see [`super::procedure`]).
     StartProcedure {
@@ -381,6 +397,43 @@ impl ConfigState {
                 group.in_sync_version += 1;
             }
         }
+    }
+
+    /// The migration running on `group`, if any: (procedure id, from, to, step).
+    pub fn migration_of(
+        &self,
+        group: RegionGroupId,
+    ) -> Option<(ProcedureId, NodeId, NodeId, MigrateStep)> {
+        self.procedures
+            .iter()
+            .find_map(|(&id, procedure)| match procedure {
+                Procedure::MigrateRegion {
+                    group: g,
+                    from,
+                    to,
+                    step,
+                    ..
+                } if *g == group => Some((id, *from, *to, *step)),
+                _ => None,
+            })
+    }
+
+    /// The DataNode whose replica of `group` a migration is adding (it holds too little
+    /// to lead yet).
+    pub fn adding_replica(&self, group: RegionGroupId) -> Option<NodeId> {
+        self.migration_of(group)
+            .filter(|(_, _, _, step)| step.new_replica_status().is_some())
+            .map(|(_, _, to, _)| to)
+    }
+
+    /// The removal running for DataNode `node`, if any.
+    pub fn removal_of(&self, node: NodeId) -> Option<ProcedureId> {
+        self.procedures
+            .iter()
+            .find_map(|(&id, procedure)| match procedure {
+                Procedure::RemoveDataNode { node: n, .. } if *n == node => Some(id),
+                _ => None,
+            })
     }
 
     /// Refuses to create anything in a database a procedure is deleting.
@@ -684,6 +737,54 @@ impl ConfigState {
                     )));
                 }
             }
+            ConfigCommand::AddRegionReplica { group, replica } => {
+                let current = self.region_group(*group)?;
+                let refused = |reason: String| ConfigNodeError::RegionRefused {
+                    group: *group,
+                    reason,
+                };
+                if current.kind != RegionGroupKind::Data {
+                    return Err(refused("only data region groups migrate".into()));
+                }
+                let node = self
+                    .data_nodes
+                    .get(&replica.data_node_id)
+                    .ok_or(ConfigNodeError::NodeNotFound(replica.data_node_id))?;
+                if current
+                    .replicas
+                    .iter()
+                    .any(|r| r.data_node_id == replica.data_node_id)
+                {
+                    return Err(refused(format!(
+                        "DataNode {} already holds a replica of it",
+                        replica.data_node_id
+                    )));
+                }
+                if u32::from(replica.shard.0) >= node.spec.shard_count {
+                    return Err(refused(format!(
+                        "DataNode {} has no core {}",
+                        replica.data_node_id, replica.shard.0
+                    )));
+                }
+            }
+            ConfigCommand::RemoveRegionReplica { group, node } => {
+                let current = self.region_group(*group)?;
+                let refused = |reason: String| ConfigNodeError::RegionRefused {
+                    group: *group,
+                    reason,
+                };
+                if !current.replicas.iter().any(|r| r.data_node_id == *node) {
+                    return Err(refused(format!("DataNode {node} holds no replica of it")));
+                }
+                if current.leader == *node {
+                    return Err(refused(format!(
+                        "the replica on DataNode {node} leads it; leadership moves first"
+                    )));
+                }
+                if current.replicas.len() == 1 {
+                    return Err(refused("its last replica cannot be removed".into()));
+                }
+            }
             ConfigCommand::StartProcedure { id, procedure } => {
                 if *id != self.next_procedure_id {
                     return Err(invalid(format!("procedure id {id} out of sequence")));
@@ -896,6 +997,25 @@ impl ConfigState {
                 out_of_sync.sort_unstable();
                 out_of_sync.dedup();
                 group.out_of_sync = out_of_sync;
+                group.in_sync_version += 1;
+            }
+            ConfigCommand::AddRegionReplica { group, replica } => {
+                let group = self.region_groups.get_mut(group).expect("checked");
+                group.replicas.push(*replica);
+                // Out of the in-sync set until its leader reports it caught up: with
+                // `in_sync` acknowledgement the leader asks it in; otherwise the
+                // migration's catch-up step takes it out of the list.
+                group.out_of_sync.push(replica.data_node_id);
+                group.out_of_sync.sort_unstable();
+                group.out_of_sync.dedup();
+                group.in_sync_version += 1;
+            }
+            ConfigCommand::RemoveRegionReplica { group, node } => {
+                let group = self.region_groups.get_mut(group).expect("checked");
+                group.replicas.retain(|r| r.data_node_id != *node);
+                group.out_of_sync.retain(|n| n != node);
+                // A new version: every replica's view changes (the leader stops shipping
+                // to the removed one).
                 group.in_sync_version += 1;
             }
             ConfigCommand::StartProcedure { id, procedure } => {

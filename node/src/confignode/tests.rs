@@ -638,7 +638,7 @@ impl ProcedureEnv for RecordDrops {
 /// dropped, the other database untouched, no id reused.
 #[test]
 fn delete_database_survives_a_crash_at_every_kill_point() {
-    for point in KillPoint::ALL {
+    for point in KillPoint::DELETE_DATABASE {
         let dir = tempfile::tempdir().unwrap();
         let mut node = open(dir.path());
         node.register_config_node(config_node(1)).unwrap();
@@ -1064,4 +1064,309 @@ fn failover_spreads_leaders_over_cores() {
     let balanced = per_core(&node);
     assert_eq!(balanced.len(), 6, "{balanced:?}");
     assert!(balanced.values().all(|count| *count == 2), "{balanced:?}");
+}
+
+/// The leader report a healthy group would send: every follower shipping, caught up.
+fn healthy_reports(node: &ConfigNode) -> HashMap<u32, procedure::LeaderReport> {
+    node.state()
+        .region_groups()
+        .values()
+        .filter(|g| g.kind == RegionGroupKind::Data && g.replicas.len() > 1)
+        .map(|g| {
+            let report = procedure::LeaderReport {
+                group: g.id.0,
+                epoch: g.epoch,
+                leader: g.leader.0,
+                peers: g
+                    .replicas
+                    .iter()
+                    .filter(|r| r.data_node_id != g.leader)
+                    .map(|r| procedure::PeerReport {
+                        node: r.data_node_id.0,
+                        shipping: true,
+                        lag_entries: 0,
+                    })
+                    .collect(),
+            };
+            (g.id.0, report)
+        })
+        .collect()
+}
+
+/// Advances procedures (with healthy reports each round) until none runs, at most `rounds`.
+fn run_procedures(node: &mut ConfigNode, rounds: usize) {
+    for _ in 0..rounds {
+        if node.state().procedures().is_empty() {
+            return;
+        }
+        let reports = healthy_reports(node);
+        node.advance_procedures(&reports).unwrap();
+    }
+    assert!(
+        node.state().procedures().is_empty(),
+        "still running: {:?}",
+        node.state().procedures()
+    );
+}
+
+/// A cluster of four single-core DataNodes and one database of factor 2 (the schema
+/// region on one node, data groups on pairs).
+fn migration_cluster(dir: &Path) -> ConfigNode {
+    let mut node = open(dir);
+    node.register_config_node(config_node(1)).unwrap();
+    node.set_leader(Some(NodeId(0)));
+    for host in 1..=4 {
+        node.register_data_node(data_node(host, 1)).unwrap();
+    }
+    let attributes = DatabaseAttributes {
+        data_replication_factor: Some(2),
+        data_region_group_num: Some(4),
+        ..DatabaseAttributes::default()
+    };
+    node.create_database("root.m", &attributes).unwrap();
+    node.get_or_create_data_partitions("root.m", &[(1, 0), (2, 0), (3, 0), (4, 0)])
+        .unwrap();
+    node
+}
+
+/// `MIGRATE REGION` of a group's leader crashed at each of its kill points resumes after
+/// a restart and ends as an uninterrupted one: the new replica holds the group and leads
+/// it, the old one is gone, nothing else moved; and refusals record nothing.
+#[test]
+fn migrate_region_survives_a_crash_at_every_kill_point() {
+    for point in [
+        None,
+        Some(KillPoint::MigrateStarted),
+        Some(KillPoint::MigratePeerAdded),
+        Some(KillPoint::MigrateCaughtUp),
+        Some(KillPoint::MigrateLeaderMoved),
+        Some(KillPoint::MigratePeerRemoved),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = migration_cluster(dir.path());
+        let group = node
+            .state()
+            .region_groups()
+            .values()
+            .find(|g| g.kind == RegionGroupKind::Data)
+            .unwrap()
+            .clone();
+        let from = group.leader;
+        let stay = group
+            .replicas
+            .iter()
+            .map(|r| r.data_node_id)
+            .find(|n| *n != from)
+            .unwrap();
+        let to = node
+            .state()
+            .data_nodes()
+            .keys()
+            .copied()
+            .find(|n| group.replicas.iter().all(|r| r.data_node_id != *n))
+            .unwrap();
+        let untouched: Vec<RegionGroup> = node
+            .state()
+            .region_groups()
+            .values()
+            .filter(|g| g.id != group.id)
+            .cloned()
+            .collect();
+
+        // Refusals: the destination holds it already, an unknown node, a schema region.
+        let version = node.version();
+        let refused = node.migrate_region(group.id, from, stay).unwrap_err();
+        assert!(refused.to_string().contains("already holds"), "{refused}");
+        assert!(matches!(
+            node.migrate_region(group.id, from, NodeId(99)),
+            Err(ConfigNodeError::NodeNotFound(_))
+        ));
+        assert!(node.migrate_region(group.id, to, stay).is_err());
+        assert_eq!(node.version(), version, "refusals record nothing");
+
+        if let Some(point) = point {
+            node.set_kill_mode(KillMode::Fail(point));
+        }
+        let started = node.migrate_region(group.id, from, to);
+        let mut crashed = started.is_err();
+        if !crashed {
+            // A step waiting for a report is not a crash; keep going until the point.
+            for _ in 0..10 {
+                let reports = healthy_reports(&node);
+                match node.advance_procedures(&reports) {
+                    Ok(_) => {}
+                    Err(ConfigNodeError::Killed(name)) => {
+                        assert_eq!(Some(name), point.map(KillPoint::name));
+                        crashed = true;
+                        break;
+                    }
+                    Err(other) => panic!("{point:?}: {other}"),
+                }
+                if node.state().procedures().is_empty() {
+                    break;
+                }
+            }
+        }
+        assert_eq!(crashed, point.is_some(), "{point:?}");
+        drop(node);
+
+        let mut node = open(dir.path());
+        node.set_leader(Some(NodeId(0)));
+        run_procedures(&mut node, 10);
+        let moved = node.state().region_group(group.id).unwrap();
+        let holders: std::collections::BTreeSet<NodeId> =
+            moved.replicas.iter().map(|r| r.data_node_id).collect();
+        assert_eq!(holders, [stay, to].into_iter().collect(), "{point:?}");
+        assert_eq!(moved.leader, to, "{point:?}: the new replica leads");
+        assert!(moved.in_sync(to) && moved.in_sync(stay), "{point:?}: {moved:?}");
+        for before in &untouched {
+            assert_eq!(
+                node.state().region_group(before.id).unwrap().replicas,
+                before.replicas,
+                "{point:?}"
+            );
+        }
+    }
+}
+
+/// A migration whose new replica never catches up is rolled back after the timeout: the
+/// group is as it was, and `SHOW REGIONS` shows `Adding` while it waits.
+#[test]
+fn a_migration_that_never_catches_up_rolls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = migration_cluster(dir.path());
+    let group = node
+        .state()
+        .region_groups()
+        .values()
+        .find(|g| g.kind == RegionGroupKind::Data)
+        .unwrap()
+        .clone();
+    let to = node
+        .state()
+        .data_nodes()
+        .keys()
+        .copied()
+        .find(|n| group.replicas.iter().all(|r| r.data_node_id != *n))
+        .unwrap();
+    node.migrate_region(group.id, group.leader, to).unwrap();
+    let none = HashMap::new();
+    node.advance_procedures(&none).unwrap();
+    node.advance_procedures(&none).unwrap();
+    let regions = node.show_regions(
+        &RegionFilter {
+            kind: RegionKind::Data,
+            databases: &[],
+            node_ids: &[to.0],
+        },
+        &|_, _| None,
+    );
+    let status: Vec<Option<String>> = column(&regions, "RegionId")
+        .into_iter()
+        .zip(column(&regions, "Status"))
+        .filter(|(id, _)| id.as_deref() == Some(group.id.0.to_string().as_str()))
+        .map(|(_, status)| status)
+        .collect();
+    assert_eq!(status, vec![Some("Adding".to_string())]);
+    fn much_later() -> i64 {
+        fixed_clock() + procedure::MIGRATION_STEP_TIMEOUT_MS + 1
+    }
+    node.set_clock(much_later);
+    node.advance_procedures(&none).unwrap();
+    assert!(node.state().procedures().is_empty());
+    assert_eq!(node.state().region_group(group.id).unwrap().replicas, group.replicas);
+}
+
+/// `REMOVE DATANODE` crashed at each of its kill points resumes and ends with the node
+/// forgotten and every group it held on other nodes with its full replica count; removals
+/// below the replication factor, of a node holding a SchemaRegion, or of an unknown node
+/// are refused without a change.
+#[test]
+fn remove_data_node_survives_a_crash_at_every_kill_point() {
+    for point in [
+        None,
+        Some(KillPoint::RemoveDataNodeStarted),
+        Some(KillPoint::RemoveDataNodeMigrationStarted),
+        Some(KillPoint::MigratePeerAdded),
+        // No `MigrateLeaderMoved`: a Removing node's leaderships moved when it turned
+        // Removing (to replicas that hold everything), so no migration transfers one.
+        Some(KillPoint::MigrateCaughtUp),
+        Some(KillPoint::MigratePeerRemoved),
+        Some(KillPoint::RemoveDataNodeForgotten),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = migration_cluster(dir.path());
+        let schema_holders: Vec<NodeId> = node
+            .state()
+            .region_groups()
+            .values()
+            .filter(|g| g.kind == RegionGroupKind::Schema)
+            .flat_map(|g| g.replicas.iter().map(|r| r.data_node_id))
+            .collect();
+        // Schema regions are created lazily; none yet, so every DataNode qualifies.
+        let victim = node
+            .state()
+            .data_nodes()
+            .keys()
+            .copied()
+            .find(|n| {
+                !schema_holders.contains(n)
+                    && node
+                        .state()
+                        .region_groups()
+                        .values()
+                        .any(|g| g.replicas.iter().any(|r| r.data_node_id == *n))
+            })
+            .unwrap();
+        let version = node.version();
+        assert!(matches!(
+            node.remove_data_node(NodeId(99)),
+            Err(ConfigNodeError::NodeNotFound(_))
+        ));
+        assert_eq!(node.version(), version);
+
+        if let Some(point) = point {
+            node.set_kill_mode(KillMode::Fail(point));
+        }
+        let mut crashed = node.remove_data_node(victim).is_err();
+        for _ in 0..40 {
+            if crashed || node.state().procedures().is_empty() {
+                break;
+            }
+            let reports = healthy_reports(&node);
+            match node.advance_procedures(&reports) {
+                Ok(_) => {}
+                Err(ConfigNodeError::Killed(_)) => crashed = true,
+                Err(other) => panic!("{point:?}: {other}"),
+            }
+        }
+        assert_eq!(crashed, point.is_some(), "{point:?}");
+        drop(node);
+        let mut node = open(dir.path());
+        node.set_leader(Some(NodeId(0)));
+        run_procedures(&mut node, 40);
+        assert!(!node.state().data_nodes().contains_key(&victim), "{point:?}");
+        for group in node.state().region_groups().values() {
+            if group.kind == RegionGroupKind::Data {
+                assert_eq!(group.replicas.len(), 2, "{point:?}: {group:?}");
+            }
+            assert!(
+                group.replicas.iter().all(|r| r.data_node_id != victim),
+                "{point:?}: {group:?}"
+            );
+        }
+
+        // Three DataNodes left, factor 2: one more may go, not two more.
+        let left: Vec<NodeId> = node.state().data_nodes().keys().copied().collect();
+        assert_eq!(left.len(), 3);
+        node.remove_data_node(left[0]).unwrap();
+        run_procedures(&mut node, 40);
+        let version = node.version();
+        let refused = node.remove_data_node(left[1]).unwrap_err();
+        assert!(
+            refused.to_string().contains("replication factor 2"),
+            "{refused}"
+        );
+        assert_eq!(node.version(), version);
+    }
 }

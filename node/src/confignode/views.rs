@@ -265,10 +265,23 @@ pub fn show_regions(
                 RegionGroupKind::Data => tsfile_size(group.id, replica.data_node_id),
                 RegionGroupKind::Schema => None,
             };
+            // A replica a migration adds or removes says so (IoTDB's `Adding` and
+            // `Removing` region statuses); otherwise its DataNode's status.
+            let migrating = state.migration_of(group.id).and_then(|(_, from, to, step)| {
+                if replica.data_node_id == to {
+                    step.new_replica_status()
+                } else if replica.data_node_id == from {
+                    step.old_replica_status()
+                } else {
+                    None
+                }
+            });
             rows.push(vec![
                 cell(group.id),
                 cell(group.kind.as_str()),
-                node.map(|node| node.status.as_str().to_string()),
+                migrating
+                    .map(str::to_string)
+                    .or_else(|| node.map(|node| node.status.as_str().to_string())),
                 cell(&group.database),
                 cell(series_slots.get(&group.id).map_or(0, BTreeSet::len)),
                 cell(time_slots.get(&group.id).copied().unwrap_or(0)),

@@ -3,9 +3,11 @@
 
 use iotdb_net::{Status, StatusCode};
 
-use super::control::{ControlAnswer, ControlPlane, engine_type, schema_status, table_result};
+use super::control::{
+    ControlAnswer, ControlPlane, config_status, engine_type, schema_status, table_result,
+};
 use crate::cluster::protocol::SchemaRequest;
-use crate::confignode::{ConfigRequest, ShowRequest, Table};
+use crate::confignode::{ConfigRequest, NodeId, RegionGroupId, ShowRequest, Table};
 use crate::schema::{MeasurementSchema, StoredSchema};
 use crate::sql::{MeasurementSpec, Path, PathNode, PathPattern, Statement, Ttl};
 
@@ -213,6 +215,31 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
             })?;
             Ok(ControlAnswer::ResultSet(table_result(shown)))
         }
+        Statement::MigrateRegion { region, from, to } => {
+            let id = plane
+                .config(ConfigRequest::MigrateRegion {
+                    group: RegionGroupId(region),
+                    from: NodeId(from),
+                    to: NodeId(to),
+                })?
+                .into_procedure()
+                .map_err(config_status)?;
+            Ok(procedures_started(&[id]))
+        }
+        Statement::RemoveDataNode { node_ids } => {
+            let mut ids = Vec::with_capacity(node_ids.len());
+            for node_id in node_ids {
+                ids.push(
+                    plane
+                        .config(ConfigRequest::RemoveDataNode {
+                            node_id: NodeId(node_id),
+                        })?
+                        .into_procedure()
+                        .map_err(config_status)?,
+                );
+            }
+            Ok(procedures_started(&ids))
+        }
         Statement::ShowDataNodes => Ok(ControlAnswer::ResultSet(table_result(
             plane.show(ShowRequest::DataNodes)?,
         ))),
@@ -241,6 +268,15 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
             "schema changes are sent as schema requests (admin::schema_change)",
         )),
     }
+}
+
+/// The answer to a statement that started procedures: their ids (`ProcedureId`); `SHOW
+/// REGIONS` and `SHOW CLUSTER` follow their progress.
+fn procedures_started(ids: &[u64]) -> ControlAnswer {
+    table(
+        &["ProcedureId"],
+        ids.iter().map(|id| vec![Some(id.to_string())]).collect(),
+    )
 }
 
 /// The schema request of a schema-changing statement (`CREATE [ALIGNED] TIMESERIES`,

@@ -35,6 +35,8 @@ pub struct RemoteConfig {
     mirror: ConfigState,
     route: Arc<RouteSnapshot>,
     data_node_id: NodeId,
+    /// The mirror no longer lists this node (it was removed); the stop was requested.
+    removed_noticed: bool,
 }
 
 impl RemoteConfig {
@@ -45,6 +47,7 @@ impl RemoteConfig {
             mirror,
             route,
             data_node_id,
+            removed_noticed: false,
         }
     }
 
@@ -89,6 +92,22 @@ impl RemoteConfig {
             .collect();
         if !gone.is_empty() {
             env.drop_replicas(&gone).map_err(Status::internal)?;
+        }
+        if self.mirror.version() > 0
+            && !self.mirror.data_nodes().contains_key(&self.data_node_id)
+            && !self.removed_noticed
+        {
+            // `REMOVE DATANODE` finished: every replica moved away and the ConfigNode
+            // forgot this node. It stops as on SIGTERM (flushing what it still has open).
+            self.removed_noticed = true;
+            tracing::warn!(
+                data_node = %self.data_node_id,
+                "this DataNode was removed from the cluster; stopping (its data directory \
+                 can be destroyed with sbin/destroy-datanode.sh)"
+            );
+            if let Err(e) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {
+                tracing::error!(error = %e, "stopping after the removal failed; stop this process");
+            }
         }
         Ok(())
     }

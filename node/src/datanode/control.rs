@@ -1299,7 +1299,11 @@ pub fn route_view_of(
                 snapshot
                     .data_nodes
                     .get(n)
-                    .is_some_and(|node| node.status == NodeStatus::Running)
+                    // A DataNode being removed serves until its replicas have moved: a
+                    // new leader catches up from it.
+                    .is_some_and(|node| {
+                        matches!(node.status, NodeStatus::Running | NodeStatus::Removing)
+                    })
             })
             .map(|n| n.0)
             .collect()

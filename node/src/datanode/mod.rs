@@ -85,6 +85,14 @@ pub struct NodeShared {
     pub metrics: Arc<crate::metrics::NodeMetrics>,
 }
 
+/// What a shard tells a heartbeat: bytes on disk of each region it holds, and a
+/// [`LeaderReport`] for each replicated group it leads.
+#[derive(Debug, Default)]
+pub struct ShardReport {
+    pub sizes: Vec<(u32, u64)>,
+    pub leading: Vec<crate::confignode::procedure::LeaderReport>,
+}
+
 /// Messages between shards. Payloads are `Bytes`-backed views: a frame read on one core
 /// reaches its owner without a copy.
 pub enum Message {
@@ -115,9 +123,9 @@ pub enum Message {
     },
     /// Series were deleted: forget cached types.
     SchemaChanged,
-    /// Bytes on disk of each region of the shard.
+    /// Bytes on disk of each region of the shard, and what its leading replicas report.
     RegionSizes {
-        reply: Reply<Vec<(u32, u64)>>,
+        reply: Reply<ShardReport>,
     },
     /// Region groups of deleted databases: close and remove the ones this shard holds.
     DropRegions {
@@ -740,7 +748,7 @@ impl Shard {
             Message::SetTtl { database, ttl_ms } => self.apply_ttl(&database, ttl_ms),
             Message::SchemaChanged => self.clear_schema_cache(),
             Message::RegionSizes { reply } => {
-                let _ = reply.send(self.region_sizes());
+                let _ = reply.send(self.shard_report());
             }
             Message::DropRegions { groups, reply } => {
                 self.drop_regions(&groups).await;
@@ -780,7 +788,20 @@ impl Shard {
 
     /// Bytes on disk of every region of the node.
     pub async fn all_region_sizes(&self) -> HashMap<u32, u64> {
-        let mut sizes: HashMap<u32, u64> = self.region_sizes().into_iter().collect();
+        self.node_report().await.sizes.into_iter().collect()
+    }
+
+    /// This shard's [`ShardReport`].
+    fn shard_report(&self) -> ShardReport {
+        ShardReport {
+            sizes: self.region_sizes(),
+            leading: self.replication.leader_reports(self.shared.data_node_id),
+        }
+    }
+
+    /// Every shard's [`ShardReport`] together (a heartbeat's answer).
+    pub async fn node_report(&self) -> ShardReport {
+        let mut report = self.shard_report();
         for to in 0..self.shared.shard_count {
             let to = ShardId(to as u16);
             if to != self.id
@@ -789,10 +810,11 @@ impl Shard {
                     .request(to, |reply| Message::RegionSizes { reply })
                     .await
             {
-                sizes.extend(theirs);
+                report.sizes.extend(theirs.sizes);
+                report.leading.extend(theirs.leading);
             }
         }
-        sizes
+        report
     }
 
     /// A new session id, unique in this process.

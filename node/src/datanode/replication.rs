@@ -147,6 +147,36 @@ impl ShardReplication {
             .collect()
     }
 
+    /// A report of every group this shard's replica leads (caught up, taking writes):
+    /// how each follower stands, for the ConfigNode's migrations.
+    pub(crate) fn leader_reports(
+        &self,
+        data_node_id: u32,
+    ) -> Vec<crate::confignode::procedure::LeaderReport> {
+        use crate::confignode::procedure::{LeaderReport, PeerReport};
+        self.groups
+            .borrow()
+            .values()
+            .filter_map(|driver| {
+                let progress = driver.replica.borrow().progress();
+                (progress.role == iotdb_consensus::iot::Role::Leader).then(|| LeaderReport {
+                    group: driver.group,
+                    epoch: progress.epoch,
+                    leader: data_node_id,
+                    peers: progress
+                        .peers
+                        .iter()
+                        .map(|peer| PeerReport {
+                            node: peer.peer as u32,
+                            shipping: peer.phase == iotdb_consensus::iot::PeerPhase::Shipping,
+                            lag_entries: peer.lag_entries,
+                        })
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
     /// Shuts the consensus endpoint down (at stop).
     pub fn shut_down(&self) {
         if let Some(endpoint) = self.endpoint.borrow_mut().take() {

@@ -127,6 +127,20 @@ pub enum Statement {
         /// DataNode ids to restrict to; empty means all.
         node_ids: Vec<u32>,
     },
+    /// `MIGRATE REGION r FROM a TO b`: moves a DataRegion replica between DataNodes.
+    MigrateRegion {
+        /// The region group id.
+        region: u32,
+        /// The DataNode giving its replica up.
+        from: u32,
+        /// The DataNode taking it.
+        to: u32,
+    },
+    /// `REMOVE DATANODE n[, n]`: migrates each node's replicas away and removes it.
+    RemoveDataNode {
+        /// DataNode ids.
+        node_ids: Vec<u32>,
+    },
     /// `SHOW DATANODES`.
     ShowDataNodes,
     /// `SHOW CONFIGNODES`.

@@ -27,7 +27,7 @@ pub const NESTING_DEPTH_MAX: usize = 32;
 /// Keywords that may start a statement, for error messages.
 const STATEMENT_KEYWORDS: &[&str] = &[
     "CREATE", "ALTER", "SET", "UNSET", "SHOW", "COUNT", "DELETE", "DROP", "INSERT", "SELECT",
-    "FLUSH",
+    "FLUSH", "MIGRATE", "REMOVE",
 ];
 
 /// Parses exactly one statement, with an optional trailing `;`.
@@ -209,6 +209,8 @@ impl<'a> Parser<'a> {
             "INSERT" => self.insert(),
             "SELECT" => self.select(),
             "FLUSH" => self.flush(),
+            "MIGRATE" => self.migrate(),
+            "REMOVE" => self.remove(),
             _ => Err(self.mismatched(&one_of(STATEMENT_KEYWORDS))),
         }
     }
@@ -618,6 +620,32 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(Statement::Flush { databases })
+    }
+
+    /// `MIGRATE REGION r FROM a TO b` (IoTDB 1.3).
+    fn migrate(&mut self) -> Result<Statement, ParseError> {
+        self.expect_keyword("MIGRATE")?;
+        self.expect_keyword("REGION")?;
+        let region = self.unsigned::<u32>("a region id")?;
+        self.expect_keyword("FROM")?;
+        let from = self.unsigned::<u32>("a DataNode id")?;
+        self.expect_keyword("TO")?;
+        let to = self.unsigned::<u32>("a DataNode id")?;
+        Ok(Statement::MigrateRegion { region, from, to })
+    }
+
+    /// `REMOVE DATANODE n[, n]` (IoTDB 1.3).
+    fn remove(&mut self) -> Result<Statement, ParseError> {
+        self.expect_keyword("REMOVE")?;
+        self.expect_keyword("DATANODE")?;
+        let mut node_ids = Vec::new();
+        loop {
+            node_ids.push(self.unsigned::<u32>("a DataNode id")?);
+            if !self.eat(&TokenKind::Comma) {
+                break;
+            }
+        }
+        Ok(Statement::RemoveDataNode { node_ids })
     }
 
     // ----- INSERT ---------------------------------------------------------

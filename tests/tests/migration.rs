@@ -1,0 +1,402 @@
+//! Region migration and DataNode removal across real processes.
+//!
+//! - `MIGRATE REGION` of a group's leader replica in a 1C3D cluster with
+//!   `data_replication_factor=2`, while a client writes, with the ConfigNode SIGKILLed in
+//!   the middle: after its restart the migration finishes, the new replica leads, the old
+//!   one's files are gone, and every acknowledged point reads back.
+//! - `REMOVE DATANODE` of a node holding single-replica groups (`factor 1`: the only copy
+//!   moves, snapshot and WAL tail) while a client writes: the node leaves `SHOW CLUSTER`
+//!   and stops itself, and every acknowledged point reads back. Refusals (an unknown
+//!   node, a destination already holding the region, a removal below the replication
+//!   factor) change nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use iotdb_net::{BlockingClient, Value};
+use iotdb_tests::TestCluster;
+use iotdb_tests::cluster::text_rows;
+
+const BINARY: &str = env!("CARGO_BIN_EXE_iotdb-server-under-test");
+/// Ends a hung wait on a loaded 2-core machine; migrations ship a snapshot first.
+const PATIENCE: Duration = Duration::from_secs(60);
+const DEVICES: usize = 8;
+
+fn device(database: &str, index: usize) -> String {
+    format!("{database}.d{index}")
+}
+
+/// One region replica as `SHOW DATA REGIONS` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Replica {
+    region: u32,
+    data_node: u32,
+    status: String,
+    leader: bool,
+}
+
+fn data_replicas(client: &mut BlockingClient) -> anyhow::Result<Vec<Replica>> {
+    let result = client.execute_sql("SHOW DATA REGIONS")?;
+    Ok(text_rows(&result)
+        .iter()
+        .map(|row| Replica {
+            region: row["RegionId"].parse().unwrap(),
+            data_node: row["DataNodeId"].parse().unwrap(),
+            status: row["Status"].clone(),
+            leader: row["Role"] == "Leader",
+        })
+        .collect())
+}
+
+fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = probe() {
+            return value;
+        }
+        assert!(started.elapsed() < PATIENCE, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A client that writes rounds of one point per device through DataNode `via` until
+/// stopped, retrying a refused round (a leader moving refuses writes for a moment);
+/// the rounds it saw acknowledged.
+struct Writer {
+    stop: Arc<AtomicBool>,
+    acked: Arc<Mutex<BTreeSet<i64>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(address: std::net::SocketAddr, database: &'static str, first: i64) -> Writer {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(BTreeSet::new()));
+        let thread = {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let mut round = first;
+                let mut client: Option<BlockingClient> = None;
+                let mut refused_since: Option<Instant> = None;
+                while !stop.load(Ordering::Acquire) {
+                    let values: Vec<String> = (0..DEVICES)
+                        .map(|index| {
+                            format!(
+                                "INSERT INTO {}(time, s1) VALUES ({round}, {})",
+                                device(database, index),
+                                round * 100 + index as i64
+                            )
+                        })
+                        .collect();
+                    let outcome = (|| -> anyhow::Result<()> {
+                        if client.is_none() {
+                            client = Some(BlockingClient::connect(
+                                address,
+                                &iotdb_net::ClientConfig::default(),
+                            )?);
+                        }
+                        let c = client.as_mut().expect("connected");
+                        for statement in &values {
+                            c.execute_sql(statement)?;
+                        }
+                        Ok(())
+                    })();
+                    match outcome {
+                        Ok(()) => {
+                            acked.lock().unwrap().insert(round);
+                            round += 1;
+                            refused_since = None;
+                            std::thread::sleep(Duration::from_millis(20));
+                        }
+                        Err(error) => {
+                            let since = *refused_since.get_or_insert_with(Instant::now);
+                            assert!(
+                                since.elapsed() < PATIENCE,
+                                "round {round} refused for {PATIENCE:?}: {error}"
+                            );
+                            client = None;
+                            std::thread::sleep(Duration::from_millis(100));
+                        }
+                    }
+                }
+            })
+        };
+        Writer {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    fn acked(&self) -> usize {
+        self.acked.lock().unwrap().len()
+    }
+
+    /// Stops the writer and returns the acknowledged rounds.
+    fn finish(mut self) -> BTreeSet<i64> {
+        self.stop.store(true, Ordering::Release);
+        self.thread.take().unwrap().join().expect("the writer panicked");
+        self.acked.lock().unwrap().clone()
+    }
+}
+
+/// Every acknowledged round of every device reads back through DataNode `via` (a round
+/// being written when the writer stopped may be partly there too).
+fn check_points(cluster: &TestCluster, via: usize, database: &str, acked: &BTreeSet<i64>) {
+    let mut client = cluster.client(via).unwrap();
+    for index in 0..DEVICES {
+        let statement = format!("SELECT s1 FROM {}", device(database, index));
+        let result = wait_for(&statement, || client.execute_sql(&statement).ok());
+        let points: BTreeMap<i64, i64> = result
+            .rows
+            .iter()
+            .map(|row| {
+                let time = match &row[0] {
+                    Some(Value::Int64(t)) => *t,
+                    other => panic!("time {other:?}"),
+                };
+                let value = match &row[1] {
+                    Some(Value::Double(v)) => *v as i64,
+                    Some(Value::Int64(v)) => *v,
+                    other => panic!("value {other:?}"),
+                };
+                (time, value)
+            })
+            .collect();
+        for round in acked {
+            assert_eq!(
+                points.get(round),
+                Some(&(round * 100 + index as i64)),
+                "{statement}: acknowledged round {round} is missing via DataNode {via}"
+            );
+        }
+    }
+}
+
+/// Index in `cluster.data_nodes` of the DataNode with id `id`.
+fn index_of(cluster: &TestCluster, id: u32, via: usize) -> usize {
+    let rows = cluster.show_cluster(via).unwrap();
+    let row = rows
+        .iter()
+        .find(|row| row.node_id == id)
+        .unwrap_or_else(|| panic!("no node {id} in {rows:?}"));
+    cluster
+        .data_nodes
+        .iter()
+        .position(|node| node.address().ip().to_string() == row.internal_address)
+        .unwrap_or_else(|| panic!("no DataNode process at {}", row.internal_address))
+}
+
+fn error_of(client: &mut BlockingClient, statement: &str) -> String {
+    match client.execute_sql(statement) {
+        Ok(result) => panic!("{statement} succeeded: {result:?}"),
+        Err(error) => error.to_string(),
+    }
+}
+
+#[test]
+fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
+    let mut cluster = TestCluster::start_configured(
+        BINARY,
+        1,
+        3,
+        1,
+        &[
+            ("data_replication_factor", "2"),
+            ("data_region_group_extension_policy", "CUSTOM"),
+            ("default_data_region_group_num_per_database", "3"),
+        ],
+    )
+    .expect("start 1C3D");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
+            rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
+        })
+        .unwrap();
+    let database = "root.mig";
+    let writer = Writer::start(cluster.data_nodes[0].address(), database, 0);
+    wait_for("first writes", || (writer.acked() >= 5).then_some(()));
+
+    // A group led by a DataNode, moved to the DataNode that has no replica of it.
+    let before = data_replicas(&mut cluster.client(0).unwrap()).unwrap();
+    let data_nodes: BTreeSet<u32> = before.iter().map(|r| r.data_node).collect();
+    assert_eq!(data_nodes.len(), 3, "{before:?}");
+    let leader = before.iter().find(|r| r.leader).expect("a leader").clone();
+    let holders: BTreeSet<u32> = before
+        .iter()
+        .filter(|r| r.region == leader.region)
+        .map(|r| r.data_node)
+        .collect();
+    let target = *data_nodes.difference(&holders).next().expect("a third node");
+    let mut admin = cluster.client(1).unwrap();
+
+    // Refusals change nothing.
+    let other = *holders.iter().find(|n| **n != leader.data_node).unwrap();
+    let refused = error_of(
+        &mut admin,
+        &format!("MIGRATE REGION {} FROM {} TO {other}", leader.region, leader.data_node),
+    );
+    assert!(refused.contains("already holds"), "{refused}");
+    let refused = error_of(&mut admin, "REMOVE DATANODE 99");
+    assert!(refused.contains("99 does not exist"), "{refused}");
+    assert_eq!(data_replicas(&mut admin).unwrap(), before);
+
+    let started = Instant::now();
+    admin
+        .execute_sql(&format!(
+            "MIGRATE REGION {} FROM {} TO {target}",
+            leader.region, leader.data_node
+        ))
+        .expect("MIGRATE REGION");
+    // The new replica shows up `Adding`; then the ConfigNode dies mid-migration.
+    wait_for("the new replica listed", || {
+        let rows = data_replicas(&mut cluster.client(1).ok()?).ok()?;
+        rows.iter()
+            .any(|r| r.region == leader.region && r.data_node == target)
+            .then_some(())
+    });
+    cluster.config_nodes[0].kill().expect("SIGKILL the ConfigNode");
+    std::thread::sleep(Duration::from_millis(500));
+    cluster.config_nodes[0].restart().expect("restart the ConfigNode");
+
+    let after = wait_for("the migration finished", || {
+        let rows = data_replicas(&mut cluster.client(1).ok()?).ok()?;
+        let group: Vec<&Replica> = rows.iter().filter(|r| r.region == leader.region).collect();
+        let nodes: BTreeSet<u32> = group.iter().map(|r| r.data_node).collect();
+        let settled = group.iter().all(|r| r.status == "Running");
+        (nodes == BTreeSet::from([other, target]) && settled).then_some(rows)
+    });
+    eprintln!(
+        "region {} moved from DataNode {} to {target} in {:?} (ConfigNode killed midway)",
+        leader.region,
+        leader.data_node,
+        started.elapsed()
+    );
+    let new_leader = after
+        .iter()
+        .find(|r| r.region == leader.region && r.leader)
+        .unwrap();
+    assert_eq!(new_leader.data_node, target, "the new replica took leadership: {after:?}");
+    // Other groups did not move.
+    for replica in before.iter().filter(|r| r.region != leader.region) {
+        assert!(
+            after
+                .iter()
+                .any(|r| r.region == replica.region && r.data_node == replica.data_node),
+            "{replica:?} moved: {after:?}"
+        );
+    }
+
+    // Writes went on; every acknowledged point reads back through every DataNode.
+    std::thread::sleep(Duration::from_millis(300));
+    let acked = writer.finish();
+    assert!(acked.len() > 10, "{} rounds", acked.len());
+    for via in 0..3 {
+        check_points(&cluster, via, database, &acked);
+    }
+    // The old replica's files are gone.
+    let old = index_of(&cluster, leader.data_node, 0);
+    let dir = cluster.data_nodes[old]
+        .data_dir()
+        .join("datanode")
+        .join("data")
+        .join(format!("region-{}", leader.region));
+    wait_for("the old replica's directory removed", || {
+        (!dir.exists()).then_some(())
+    });
+}
+
+#[test]
+fn remove_data_node_moves_its_only_copies_and_stops_it() {
+    let mut cluster = TestCluster::start_configured(
+        BINARY,
+        1,
+        3,
+        1,
+        &[
+            ("data_replication_factor", "1"),
+            ("data_region_group_extension_policy", "CUSTOM"),
+            ("default_data_region_group_num_per_database", "3"),
+        ],
+    )
+    .expect("start 1C3D");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
+            rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
+        })
+        .unwrap();
+    let database = "root.rm";
+    let writer = Writer::start(cluster.data_nodes[0].address(), database, 0);
+    wait_for("first writes", || (writer.acked() >= 5).then_some(()));
+
+    let mut admin = cluster.client(0).unwrap();
+    let schema = admin.execute_sql("SHOW SCHEMA REGIONS").unwrap();
+    let schema_holders: BTreeSet<u32> = text_rows(&schema)
+        .iter()
+        .map(|row| row["DataNodeId"].parse().unwrap())
+        .collect();
+    let replicas = data_replicas(&mut admin).unwrap();
+    let victim = replicas
+        .iter()
+        .map(|r| r.data_node)
+        .find(|n| !schema_holders.contains(n))
+        .expect("a DataNode with data regions and no SchemaRegion");
+    let victim_index = index_of(&cluster, victim, 0);
+    assert_ne!(victim_index, 0, "the writer's DataNode holds the SchemaRegion");
+    let moved: Vec<u32> = replicas
+        .iter()
+        .filter(|r| r.data_node == victim)
+        .map(|r| r.region)
+        .collect();
+
+    let started = Instant::now();
+    admin
+        .execute_sql(&format!("REMOVE DATANODE {victim}"))
+        .expect("REMOVE DATANODE");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "the removed DataNode gone", |rows| {
+            rows.iter().all(|row| row.node_id != victim)
+        })
+        .unwrap();
+    let status = cluster.data_nodes[victim_index]
+        .wait_exit(PATIENCE)
+        .expect("the removed DataNode stops itself");
+    assert!(status.success(), "{status:?}");
+    eprintln!(
+        "DataNode {victim} removed in {:?}; its regions {moved:?} moved",
+        started.elapsed()
+    );
+    let after = data_replicas(&mut admin).unwrap();
+    for region in &moved {
+        let holders: Vec<&Replica> = after.iter().filter(|r| r.region == *region).collect();
+        assert_eq!(holders.len(), 1, "region {region}: {after:?}");
+        assert_ne!(holders[0].data_node, victim);
+    }
+
+    // With two DataNodes left and factor 1, removing one more is allowed; with factor 2
+    // it would not be: the refusal is checked on a database of factor 2.
+    admin
+        .execute_sql("CREATE DATABASE root.two WITH DATA_REPLICATION_FACTOR=2")
+        .expect("a database of factor 2");
+    let survivor = cluster
+        .show_cluster(0)
+        .unwrap()
+        .iter()
+        .find(|row| row.node_type == "DataNode")
+        .map(|row| row.node_id)
+        .unwrap();
+    let refused = error_of(&mut admin, &format!("REMOVE DATANODE {survivor}"));
+    assert!(refused.contains("replication factor 2"), "{refused}");
+
+    std::thread::sleep(Duration::from_millis(300));
+    let acked = writer.finish();
+    assert!(acked.len() > 10, "{} rounds", acked.len());
+    check_points(&cluster, 0, database, &acked);
+    // A restart of the remaining cluster keeps every point.
+    for index in (0..3).filter(|i| *i != victim_index) {
+        cluster.data_nodes[index].restart().expect("restart");
+    }
+    check_points(&cluster, 0, database, &acked);
+}
