@@ -137,7 +137,11 @@ impl Writer {
     /// Stops the writer and returns the acknowledged rounds.
     fn finish(mut self) -> BTreeSet<i64> {
         self.stop.store(true, Ordering::Release);
-        self.thread.take().unwrap().join().expect("the writer panicked");
+        self.thread
+            .take()
+            .unwrap()
+            .join()
+            .expect("the writer panicked");
         self.acked.lock().unwrap().clone()
     }
 }
@@ -229,14 +233,20 @@ fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
         .filter(|r| r.region == leader.region)
         .map(|r| r.data_node)
         .collect();
-    let target = *data_nodes.difference(&holders).next().expect("a third node");
+    let target = *data_nodes
+        .difference(&holders)
+        .next()
+        .expect("a third node");
     let mut admin = cluster.client(1).unwrap();
 
     // Refusals change nothing.
     let other = *holders.iter().find(|n| **n != leader.data_node).unwrap();
     let refused = error_of(
         &mut admin,
-        &format!("MIGRATE REGION {} FROM {} TO {other}", leader.region, leader.data_node),
+        &format!(
+            "MIGRATE REGION {} FROM {} TO {other}",
+            leader.region, leader.data_node
+        ),
     );
     assert!(refused.contains("already holds"), "{refused}");
     let refused = error_of(&mut admin, "REMOVE DATANODE 99");
@@ -257,9 +267,13 @@ fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
             .any(|r| r.region == leader.region && r.data_node == target)
             .then_some(())
     });
-    cluster.config_nodes[0].kill().expect("SIGKILL the ConfigNode");
+    cluster.config_nodes[0]
+        .kill()
+        .expect("SIGKILL the ConfigNode");
     std::thread::sleep(Duration::from_millis(500));
-    cluster.config_nodes[0].restart().expect("restart the ConfigNode");
+    cluster.config_nodes[0]
+        .restart()
+        .expect("restart the ConfigNode");
 
     let after = wait_for("the migration finished", || {
         let rows = data_replicas(&mut cluster.client(1).ok()?).ok()?;
@@ -278,7 +292,10 @@ fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
         .iter()
         .find(|r| r.region == leader.region && r.leader)
         .unwrap();
-    assert_eq!(new_leader.data_node, target, "the new replica took leadership: {after:?}");
+    assert_eq!(
+        new_leader.data_node, target,
+        "the new replica took leadership: {after:?}"
+    );
     // Other groups did not move.
     for replica in before.iter().filter(|r| r.region != leader.region) {
         assert!(
@@ -344,7 +361,10 @@ fn remove_data_node_moves_its_only_copies_and_stops_it() {
         .find(|n| !schema_holders.contains(n))
         .expect("a DataNode with data regions and no SchemaRegion");
     let victim_index = index_of(&cluster, victim, 0);
-    assert_ne!(victim_index, 0, "the writer's DataNode holds the SchemaRegion");
+    assert_ne!(
+        victim_index, 0,
+        "the writer's DataNode holds the SchemaRegion"
+    );
     let moved: Vec<u32> = replicas
         .iter()
         .filter(|r| r.data_node == victim)
@@ -396,6 +416,7 @@ fn remove_data_node_moves_its_only_copies_and_stops_it() {
     check_points(&cluster, 0, database, &acked);
     // A restart of the remaining cluster keeps every point.
     for index in (0..3).filter(|i| *i != victim_index) {
+        cluster.data_nodes[index].stop().expect("stop");
         cluster.data_nodes[index].restart().expect("restart");
     }
     check_points(&cluster, 0, database, &acked);

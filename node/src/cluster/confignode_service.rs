@@ -171,6 +171,8 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
         liveness: RefCell::new(HashMap::new()),
         region_sizes: RefCell::new(std::collections::BTreeMap::new()),
         leader_reports: RefCell::new(HashMap::new()),
+        last_data_nodes: RefCell::new(HashMap::new()),
+        departed: RefCell::new(HashMap::new()),
     });
     let outcome = runtime.block_on(async {
         let endpoint = InternalEndpoint::new(
@@ -237,7 +239,17 @@ struct Service {
     /// What the leader of each replicated data group last said of its followers (the
     /// DataNodes' heartbeat answers): runtime knowledge that moves migrations on.
     leader_reports: RefCell<HashMap<u32, LeaderReport>>,
+    /// The DataNodes of the last heartbeat round, to notice one that was forgotten.
+    last_data_nodes: RefCell<HashMap<NodeId, Option<SocketAddr>>>,
+    /// DataNodes forgotten (removed) that still get heartbeats until they stop, and until
+    /// when.
+    departed: RefCell<HashMap<NodeId, (Option<SocketAddr>, Instant)>>,
 }
+
+/// How long a removed DataNode is still heartbeated (so it learns of its removal and stops
+/// itself). Why 30 s: it answers within a heartbeat interval and stops in seconds; a node
+/// that does not is down and is told at its next start (its registration is refused).
+const DEPARTED_HEARTBEATS_FOR: Duration = Duration::from_secs(30);
 
 impl Service {
     fn is_leader(&self) -> bool {
@@ -350,14 +362,39 @@ impl Service {
     fn heartbeat_targets(&self) -> Vec<(NodeId, Option<SocketAddr>, bool)> {
         let node = self.node.borrow();
         let state = node.state();
-        let data_nodes = state
+        // A Removing DataNode serves (and is heartbeated) until its replicas moved.
+        let current: HashMap<NodeId, Option<SocketAddr>> = state
             .data_nodes()
             .values()
-            .filter(|info| info.status != NodeStatus::Removing)
             .map(|info| {
                 let address = format!("{}:{}", info.spec.internal_address, info.spec.internal_port);
-                (info.node_id, parse_endpoint(&address), true)
-            });
+                (info.node_id, parse_endpoint(&address))
+            })
+            .collect();
+        // One that was just forgotten (its removal finished) is told so by the next
+        // heartbeats' delta, and stops itself; it is heartbeated until it no longer
+        // answers, for at most `DEPARTED_HEARTBEATS_FOR`.
+        let now = Instant::now();
+        let mut departed = self.departed.borrow_mut();
+        for (id, address) in self.last_data_nodes.replace(current.clone()) {
+            if !current.contains_key(&id) {
+                departed.insert(id, (address, now + DEPARTED_HEARTBEATS_FOR));
+            }
+        }
+        departed.retain(|id, (_, until)| {
+            *until > now
+                && self
+                    .liveness
+                    .borrow()
+                    .get(id)
+                    .is_none_or(|l| l.missed < HEARTBEATS_MISSED_FOR_UNKNOWN)
+        });
+        let data_nodes = current
+            .into_iter()
+            .chain(departed.iter().map(|(id, (address, _))| (*id, *address)))
+            .map(|(id, address)| (id, address, true))
+            .collect::<Vec<_>>()
+            .into_iter();
         let config_nodes = state
             .config_nodes()
             .values()

@@ -18,16 +18,15 @@ use super::model::{
     ClusterSettings, ConfigNodeSpec, DataNodeSpec, DatabaseSettings, NodeId, NodeStatus,
     RegionGroupId, RegionGroupKind, RegionGroupPolicy,
 };
+use super::model::{RegionReplica, ReplicationAck};
 use super::placement::{
     plan_data_partitions, plan_leader_balance, plan_leader_failover, plan_region_groups,
     plan_schema_partitions, region_group_target,
 };
-use super::model::{RegionReplica, ReplicationAck};
 use super::placement::{plan_migration_shard, plan_migration_target};
 use super::procedure::{
-    CAUGHT_UP_LAG_ENTRIES, DeleteDatabaseStep, KillMode, KillPoint, LeaderReport,
-    MIGRATION_STEP_TIMEOUT_MS, MIGRATIONS_PER_REMOVAL, MigrateStep, Procedure, ProcedureEnv,
-    ProcedureId, RemoveDataNodeStep,
+    DeleteDatabaseStep, KillMode, KillPoint, LeaderReport, MIGRATION_STEP_TIMEOUT_MS,
+    MIGRATIONS_PER_REMOVAL, MigrateStep, Procedure, ProcedureEnv, ProcedureId, RemoveDataNodeStep,
 };
 use super::route::RouteSnapshot;
 use super::state::{ConfigCommand, ConfigState, database_of};
@@ -82,6 +81,10 @@ pub struct ConfigNode<S: CommandStore = Journal> {
     /// When each waiting migration step was first seen waiting (runtime: a new leader
     /// starts the clock again), for [`MIGRATION_STEP_TIMEOUT_MS`].
     waiting_since: std::collections::HashMap<ProcedureId, (MigrateStep, i64)>,
+    /// The index each migration's new replica must hold before it counts as caught up:
+    /// the leader's last index when the catch-up step was first looked at (runtime; a
+    /// new leader takes a later, so stricter, one).
+    catch_up_targets: std::collections::HashMap<ProcedureId, u64>,
 }
 
 impl ConfigNode {
@@ -135,6 +138,7 @@ impl<S: CommandStore> ConfigNode<S> {
             kill_mode: KillMode::Disarmed,
             reported_status: std::collections::BTreeMap::new(),
             waiting_since: std::collections::HashMap::new(),
+            catch_up_targets: std::collections::HashMap::new(),
         })
     }
 
@@ -697,7 +701,9 @@ impl<S: CommandStore> ConfigNode<S> {
                 )));
             }
             if current.replicas.iter().any(|r| r.data_node_id == to) {
-                return Err(refused(format!("DataNode {to} already holds a replica of it")));
+                return Err(refused(format!(
+                    "DataNode {to} already holds a replica of it"
+                )));
             }
             if let Some((id, ..)) = node.state.migration_of(group) {
                 return Err(refused(format!("migration {id} of it is running")));
@@ -710,10 +716,15 @@ impl<S: CommandStore> ConfigNode<S> {
                 }
             }
             let shard = plan_migration_shard(&node.state, current.kind, to);
-            node.start_migration(group, from, RegionReplica {
-                data_node_id: to,
-                shard,
-            }, None)
+            node.start_migration(
+                group,
+                from,
+                RegionReplica {
+                    data_node_id: to,
+                    shard,
+                },
+                None,
+            )
         })
     }
 
@@ -844,6 +855,8 @@ impl<S: CommandStore> ConfigNode<S> {
             .collect();
         self.waiting_since
             .retain(|id, _| ids.iter().any(|(known, _)| known == id));
+        self.catch_up_targets
+            .retain(|id, _| ids.iter().any(|(known, _)| known == id));
         let before = self.state.version();
         self.mutate(|node| {
             for (id, procedure) in ids {
@@ -855,10 +868,17 @@ impl<S: CommandStore> ConfigNode<S> {
                         shard,
                         step,
                         ..
-                    } => node.advance_migration(id, group, from, RegionReplica {
-                        data_node_id: to,
-                        shard,
-                    }, step, reports)?,
+                    } => node.advance_migration(
+                        id,
+                        group,
+                        from,
+                        RegionReplica {
+                            data_node_id: to,
+                            shard,
+                        },
+                        step,
+                        reports,
+                    )?,
                     Procedure::RemoveDataNode { node: target, step } => {
                         node.advance_removal(id, target, step)?
                     }
@@ -900,15 +920,13 @@ impl<S: CommandStore> ConfigNode<S> {
             Some(Procedure::MigrateRegion { removal_of, .. }) => *removal_of,
             _ => None,
         };
-        let procedure = |step| {
-            Procedure::MigrateRegion {
-                group,
-                from,
-                to: to.data_node_id,
-                shard: to.shard,
-                step,
-                removal_of,
-            }
+        let procedure = |step| Procedure::MigrateRegion {
+            group,
+            from,
+            to: to.data_node_id,
+            shard: to.shard,
+            step,
+            removal_of,
         };
         let holds = |state: &ConfigState, node: NodeId| {
             state
@@ -939,10 +957,7 @@ impl<S: CommandStore> ConfigNode<S> {
                             tracing::warn!(id, %group, to = %new, "destination DataNode gone; migration abandoned");
                             return self.commit(ConfigCommand::FinishProcedure { id });
                         }
-                        self.commit(ConfigCommand::AddRegionReplica {
-                            group,
-                            replica: to,
-                        })?;
+                        self.commit(ConfigCommand::AddRegionReplica { group, replica: to })?;
                         tracing::info!(id, %group, to = %new, "migration: replica added");
                     }
                     self.kill_point(KillPoint::MigratePeerAdded)?;
@@ -950,13 +965,15 @@ impl<S: CommandStore> ConfigNode<S> {
                     self.advance_to(id, procedure(step))?;
                 }
                 MigrateStep::CatchUp => {
-                    let report = reports.get(&group.0);
-                    let caught_up = leads_now(report, current.leader)
-                        && report.is_some_and(|r| {
-                            r.peers.iter().any(|p| {
-                                p.node == new.0 && p.shipping && p.lag_entries <= CAUGHT_UP_LAG_ENTRIES
-                            })
-                        });
+                    let report = reports
+                        .get(&group.0)
+                        .filter(|report| leads_now(Some(report), current.leader));
+                    let caught_up = report.is_some_and(|r| {
+                        let target = *self.catch_up_targets.entry(id).or_insert(r.last_index);
+                        r.peers
+                            .iter()
+                            .any(|p| p.node == new.0 && p.shipping && p.durable_index >= target)
+                    });
                     let in_sync_ack =
                         self.state.settings().data_replication_ack == ReplicationAck::InSync;
                     let ready = caught_up && (!in_sync_ack || current.in_sync(new));
@@ -1079,10 +1096,13 @@ impl<S: CommandStore> ConfigNode<S> {
                     .map(|g| g.id)
                     .collect();
                 if held.is_empty() {
-                    self.advance_to(id, Procedure::RemoveDataNode {
-                        node: target,
-                        step: RemoveDataNodeStep::Forget,
-                    })?;
+                    self.advance_to(
+                        id,
+                        Procedure::RemoveDataNode {
+                            node: target,
+                            step: RemoveDataNodeStep::Forget,
+                        },
+                    )?;
                     return self.advance_removal(id, target, RemoveDataNodeStep::Forget);
                 }
                 let mut running = self

@@ -80,9 +80,10 @@ pub enum MigrateStep {
     /// Add the new replica to the group (`AddRegionReplica`): out of the in-sync set,
     /// never chosen as leader while it is added.
     AddPeer,
-    /// Wait until the group's leader reports the new replica caught up (shipping, within
-    /// [`CAUGHT_UP_LAG_ENTRIES`] of its log; with `in_sync` acknowledgement, in the in-sync
-    /// set).
+    /// Wait until the group's leader reports the new replica caught up: shipping, and
+    /// durable through the last index the leader reported when the ConfigNode first
+    /// looked at this step (so everything acknowledged before the migration began is
+    /// on it; with `in_sync` acknowledgement it must also be in the in-sync set).
     CatchUp,
     /// If the old replica leads, give leadership to the new one and wait until it leads
     /// (it catches up from the old leader first, so nothing acknowledged is lost).
@@ -134,6 +135,9 @@ pub struct LeaderReport {
     pub epoch: u64,
     /// The DataNode it is on.
     pub leader: u32,
+    /// The last index of its log.
+    #[serde(default)]
+    pub last_index: u64,
     /// Each other replica as the leader sees it.
     pub peers: Vec<PeerReport>,
 }
@@ -147,6 +151,9 @@ pub struct PeerReport {
     pub shipping: bool,
     /// How many entries of the leader's log it lacks durably.
     pub lag_entries: u64,
+    /// Through which index it holds the leader's log durably.
+    #[serde(default)]
+    pub durable_index: u64,
 }
 
 /// Longest a migration waits for its new replica to catch up, or for it to take
@@ -154,13 +161,6 @@ pub struct PeerReport {
 /// a busy network in minutes; a migration stuck longer has failed and must not leave the
 /// group (or a DataNode removal) hanging forever, as IoTDB's users report.
 pub const MIGRATION_STEP_TIMEOUT_MS: i64 = 30 * 60 * 1000;
-
-/// How far (in log entries) a new replica may trail its leader and count as caught up.
-/// Why 1024: under a steady write load a follower is always a few batches behind; the
-/// rest is closed by the leader transfer (the new leader catches up from the old one
-/// before it serves) or by ordinary replication (a follower removed from beside a leader
-/// loses nothing acknowledged).
-pub const CAUGHT_UP_LAG_ENTRIES: u64 = 1024;
 
 /// Migrations a DataNode removal runs at once. Why 2: each ships a snapshot from a leader
 /// while clients keep writing; two keep the network busy without starving client writes.

@@ -282,8 +282,7 @@ impl CnNode {
             _ => {
                 let kill = env.random_u64().is_multiple_of(3);
                 if kill {
-                    let point =
-                        KillPoint::DELETE_DATABASE
+                    let point = KillPoint::DELETE_DATABASE
                         [(env.random_u64() % KillPoint::DELETE_DATABASE.len() as u64) as usize];
                     node.set_kill_mode(KillMode::Fail(point));
                 }

@@ -14,7 +14,8 @@ use super::error::{ConfigNodeError, Result};
 use super::model::{
     ClusterSettings, ConfigNodeInfo, ConfigNodeSpec, DataNodeInfo, DataNodeSpec, DatabaseSettings,
     NodeId, NodeStatus, REGION_GROUPS_PER_DATABASE_MAX, REPLICATION_FACTOR_MAX, RegionGroup,
-    RegionGroupId, RegionGroupKind, RegionGroupPolicy, RegionReplica, ReplicationAck, SHARDS_PER_DATA_NODE_MAX,
+    RegionGroupId, RegionGroupKind, RegionGroupPolicy, RegionReplica, ReplicationAck,
+    SHARDS_PER_DATA_NODE_MAX,
 };
 use super::placement::plan_leader_failover;
 use super::procedure::{MigrateStep, Procedure, ProcedureId};

@@ -1077,6 +1077,7 @@ fn healthy_reports(node: &ConfigNode) -> HashMap<u32, procedure::LeaderReport> {
                 group: g.id.0,
                 epoch: g.epoch,
                 leader: g.leader.0,
+                last_index: 100,
                 peers: g
                     .replicas
                     .iter()
@@ -1085,6 +1086,7 @@ fn healthy_reports(node: &ConfigNode) -> HashMap<u32, procedure::LeaderReport> {
                         node: r.data_node_id.0,
                         shipping: true,
                         lag_entries: 0,
+                        durable_index: 100,
                     })
                     .collect(),
             };
@@ -1218,7 +1220,10 @@ fn migrate_region_survives_a_crash_at_every_kill_point() {
             moved.replicas.iter().map(|r| r.data_node_id).collect();
         assert_eq!(holders, [stay, to].into_iter().collect(), "{point:?}");
         assert_eq!(moved.leader, to, "{point:?}: the new replica leads");
-        assert!(moved.in_sync(to) && moved.in_sync(stay), "{point:?}: {moved:?}");
+        assert!(
+            moved.in_sync(to) && moved.in_sync(stay),
+            "{point:?}: {moved:?}"
+        );
         for before in &untouched {
             assert_eq!(
                 node.state().region_group(before.id).unwrap().replicas,
@@ -1274,7 +1279,10 @@ fn a_migration_that_never_catches_up_rolls_back() {
     node.set_clock(much_later);
     node.advance_procedures(&none).unwrap();
     assert!(node.state().procedures().is_empty());
-    assert_eq!(node.state().region_group(group.id).unwrap().replicas, group.replicas);
+    assert_eq!(
+        node.state().region_group(group.id).unwrap().replicas,
+        group.replicas
+    );
 }
 
 /// `REMOVE DATANODE` crashed at each of its kill points resumes and ends with the node
@@ -1345,7 +1353,10 @@ fn remove_data_node_survives_a_crash_at_every_kill_point() {
         let mut node = open(dir.path());
         node.set_leader(Some(NodeId(0)));
         run_procedures(&mut node, 40);
-        assert!(!node.state().data_nodes().contains_key(&victim), "{point:?}");
+        assert!(
+            !node.state().data_nodes().contains_key(&victim),
+            "{point:?}"
+        );
         for group in node.state().region_groups().values() {
             if group.kind == RegionGroupKind::Data {
                 assert_eq!(group.replicas.len(), 2, "{point:?}: {group:?}");

@@ -267,15 +267,17 @@ pub fn show_regions(
             };
             // A replica a migration adds or removes says so (IoTDB's `Adding` and
             // `Removing` region statuses); otherwise its DataNode's status.
-            let migrating = state.migration_of(group.id).and_then(|(_, from, to, step)| {
-                if replica.data_node_id == to {
-                    step.new_replica_status()
-                } else if replica.data_node_id == from {
-                    step.old_replica_status()
-                } else {
-                    None
-                }
-            });
+            let migrating = state
+                .migration_of(group.id)
+                .and_then(|(_, from, to, step)| {
+                    if replica.data_node_id == to {
+                        step.new_replica_status()
+                    } else if replica.data_node_id == from {
+                        step.old_replica_status()
+                    } else {
+                        None
+                    }
+                });
             rows.push(vec![
                 cell(group.id),
                 cell(group.kind.as_str()),

@@ -163,6 +163,7 @@ impl ShardReplication {
                     group: driver.group,
                     epoch: progress.epoch,
                     leader: data_node_id,
+                    last_index: progress.last_index,
                     peers: progress
                         .peers
                         .iter()
@@ -170,6 +171,7 @@ impl ShardReplication {
                             node: peer.peer as u32,
                             shipping: peer.phase == iotdb_consensus::iot::PeerPhase::Shipping,
                             lag_entries: peer.lag_entries,
+                            durable_index: peer.durable_index,
                         })
                         .collect(),
                 })
@@ -800,10 +802,20 @@ impl Shard {
     /// A replica state machine for a region whose WAL ends at `last_index` (all of it
     /// durable once replayed), with the epoch table and snapshot wait kept beside it.
     fn recovered_replica(&self, last_index: u64, file: ReplicaFile) -> Replica {
+        let mut epochs = file.epochs;
+        if epochs.pairs().is_empty() && last_index > 0 {
+            // A region written while its group had one replica (a migration of a
+            // single-replica group makes it replicated now): its entries are labelled
+            // epoch 0, before any leader epoch, so they can be shipped. No other replica
+            // holds entries of epoch 0: a group has one replica while it is unreplicated,
+            // and a removed replica's files are deleted.
+            epochs = iotdb_consensus::iot::Epochs::from_pairs(vec![(0, 1)], epochs.leader_fence())
+                .expect("one pair starting at index 1");
+        }
         let recovered = Recovered {
             last_index,
             durable_index: last_index,
-            epochs: file.epochs,
+            epochs,
             awaiting_snapshot: file.awaiting_snapshot,
         };
         Replica::new(u64::from(self.shared.data_node_id), iot_config(), recovered)
