@@ -51,6 +51,34 @@ enum Command {
         #[arg(num_args = 1..=2, required = true)]
         what: Vec<String>,
     },
+    /// Removes a DataNode: its region replicas move to other DataNodes, then it leaves the
+    /// cluster and stops itself. Waits for the end, printing progress.
+    RemoveDatanode {
+        /// The DataNode: its id, or host:port as SHOW DATANODES lists it.
+        node: String,
+        /// Longest wait, in seconds (the removal goes on after it).
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+        /// Start the removal and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Moves a DataRegion replica from one DataNode to another (MIGRATE REGION). Waits for
+    /// the end, printing progress.
+    MigrateRegion {
+        /// The region id (SHOW REGIONS).
+        region: u32,
+        /// The DataNode giving its replica up: id or host:port.
+        from: String,
+        /// The DataNode taking it: id or host:port.
+        to: String,
+        /// Longest wait, in seconds (the migration goes on after it).
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
+        /// Start the migration and return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
 }
 
 /// Parses the process arguments and runs the command; the exit code follows the result.
@@ -91,6 +119,35 @@ fn run(cli: Cli) -> Result<ExitCode, CtlError> {
             Some(statement.to_string())
         }
         Command::Cli => None,
+        Command::RemoveDatanode {
+            node,
+            timeout,
+            no_wait,
+        } => {
+            let mut session = Session::connect(&cli.host, &cli.user, &cli.password)?;
+            let wait = (!no_wait).then(|| std::time::Duration::from_secs(*timeout));
+            crate::admin::remove_data_node(&mut session, node, wait, &mut std::io::stdout())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::MigrateRegion {
+            region,
+            from,
+            to,
+            timeout,
+            no_wait,
+        } => {
+            let mut session = Session::connect(&cli.host, &cli.user, &cli.password)?;
+            let wait = (!no_wait).then(|| std::time::Duration::from_secs(*timeout));
+            crate::admin::migrate_region(
+                &mut session,
+                *region,
+                from,
+                to,
+                wait,
+                &mut std::io::stdout(),
+            )?;
+            return Ok(ExitCode::SUCCESS);
+        }
     };
     let mut session = Session::connect(&cli.host, &cli.user, &cli.password)?;
     let stdout = std::io::stdout();

@@ -371,10 +371,41 @@ fn remove_data_node_moves_its_only_copies_and_stops_it() {
         .map(|r| r.region)
         .collect();
 
+    // As the seed does it: `sbin/remove-datanode.sh ip:port` (here through DataNode 0,
+    // naming the victim by its client address), which waits for the end.
     let started = Instant::now();
-    admin
-        .execute_sql(&format!("REMOVE DATANODE {victim}"))
-        .expect("REMOVE DATANODE");
+    let victim_address = cluster.data_nodes[victim_index].address();
+    let scratch = tempfile::tempdir().unwrap();
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_iotdb-ctl-under-test"),
+        bin.join("iotdb-ctl"),
+    )
+    .unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("sbin/remove-datanode.sh");
+    let output = std::process::Command::new(&script)
+        .arg(victim_address.to_string())
+        .args(["-h", &cluster.data_nodes[0].address().to_string()])
+        .args(["--timeout", "60"])
+        .env("IOTDB_BIN_DIR", &bin)
+        .env("IOTDB_CONF", scratch.path().join("none.toml"))
+        .output()
+        .expect("running remove-datanode.sh");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "remove-datanode.sh: {printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        printed.contains(&format!("DataNode {victim} removed")),
+        "{printed}"
+    );
+    eprint!("{printed}");
     cluster
         .wait_for_cluster(0, PATIENCE, "the removed DataNode gone", |rows| {
             rows.iter().all(|row| row.node_id != victim)
