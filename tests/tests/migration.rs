@@ -452,3 +452,58 @@ fn remove_data_node_moves_its_only_copies_and_stops_it() {
     }
     check_points(&cluster, 0, database, &acked);
 }
+
+#[test]
+fn remove_config_node_shrinks_the_group_and_refuses_the_leader_and_the_last() {
+    let mut cluster = TestCluster::start_with(BINARY, 3, 1, 1).expect("start 3C1D");
+    let all_running = |rows: &[(u32, String, String)]| {
+        rows.len() == 3 && rows.iter().all(|(_, status, _)| status == "Running")
+    };
+    let rows = wait_for("three ConfigNodes Running", || {
+        let rows = cluster.show_config_nodes(0).ok()?;
+        all_running(&rows).then_some(rows)
+    });
+    let leader = rows.iter().find(|(_, _, role)| role == "Leader").unwrap().0;
+    let follower = rows.iter().find(|(_, _, role)| role != "Leader").unwrap().0;
+    let mut admin = cluster.client(0).unwrap();
+    let refused = error_of(&mut admin, &format!("REMOVE CONFIGNODE {leader}"));
+    assert!(refused.contains("leads the ConfigNode group"), "{refused}");
+    let refused = error_of(&mut admin, "REMOVE CONFIGNODE 77");
+    assert!(refused.contains("77 does not exist"), "{refused}");
+
+    admin
+        .execute_sql(&format!("REMOVE CONFIGNODE {follower}"))
+        .expect("REMOVE CONFIGNODE");
+    let status = cluster.config_nodes[follower as usize]
+        .wait_exit(PATIENCE)
+        .expect("the removed ConfigNode stops itself");
+    assert!(status.success(), "{status:?}");
+    let rows = wait_for("two ConfigNodes listed", || {
+        let rows = cluster.show_config_nodes(0).ok()?;
+        (rows.len() == 2).then_some(rows)
+    });
+    assert!(rows.iter().all(|(id, _, _)| *id != follower), "{rows:?}");
+    // The two that remain still commit: a database and a write.
+    admin
+        .execute_sql("INSERT INTO root.cn.d1(time, s1) VALUES (1, 1)")
+        .expect("a write after the removal");
+
+    // The leader now: removing the other one leaves one; the last is refused.
+    let rows = cluster.show_config_nodes(0).unwrap();
+    let leader = rows.iter().find(|(_, _, role)| role == "Leader").unwrap().0;
+    let other = rows.iter().find(|(id, _, _)| *id != leader).unwrap().0;
+    admin
+        .execute_sql(&format!("REMOVE CONFIGNODE {other}"))
+        .expect("REMOVE CONFIGNODE of the second");
+    cluster.config_nodes[other as usize]
+        .wait_exit(PATIENCE)
+        .expect("the second removed ConfigNode stops itself");
+    let refused = wait_for("the last ConfigNode refused", || {
+        let message = error_of(&mut admin, &format!("REMOVE CONFIGNODE {leader}"));
+        message.contains("the last ConfigNode").then_some(message)
+    });
+    eprintln!("{refused}");
+    admin
+        .execute_sql("INSERT INTO root.cn.d1(time, s1) VALUES (2, 2)")
+        .expect("a write with one ConfigNode left");
+}

@@ -173,6 +173,9 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
         leader_reports: RefCell::new(HashMap::new()),
         last_data_nodes: RefCell::new(HashMap::new()),
         departed: RefCell::new(HashMap::new()),
+        seen_self: Cell::new(false),
+        removed: Cell::new(false),
+        last_voter_check: Cell::new(Instant::now()),
     });
     let outcome = runtime.block_on(async {
         let endpoint = InternalEndpoint::new(
@@ -244,6 +247,13 @@ struct Service {
     /// DataNodes forgotten (removed) that still get heartbeats until they stop, and until
     /// when.
     departed: RefCell<HashMap<NodeId, (Option<SocketAddr>, Instant)>>,
+    /// The Raft configuration listed this ConfigNode once (so its absence later means a
+    /// removal).
+    seen_self: Cell<bool>,
+    /// The removal was noticed and the stop requested.
+    removed: Cell<bool>,
+    /// When the leader last compared the Raft voters with the state's ConfigNodes.
+    last_voter_check: Cell<Instant>,
 }
 
 /// How long a removed DataNode is still heartbeated (so it learns of its removal and stops
@@ -340,7 +350,43 @@ impl Service {
             }
         }
         self.leading.set(leading);
+        self.follow_config_node_removals(leading);
         Ok(())
+    }
+
+    /// `REMOVE CONFIGNODE`: the leader takes every ConfigNode the state forgot out of the
+    /// Raft group (again each second until the configuration says so); a ConfigNode that
+    /// finds itself out of the group's configuration stops as on SIGTERM.
+    fn follow_config_node_removals(&self, leading: bool) {
+        let node = self.node.borrow();
+        // The Raft configuration says it, not the state: a follower's state may lag.
+        let voters = self.raft.voters();
+        let listed = voters.contains(&crate::cluster::replicated::raft_id(self.node_id));
+        if listed {
+            self.seen_self.set(true);
+        } else if self.seen_self.get() && !voters.is_empty() && !self.removed.replace(true) {
+            tracing::warn!(node_id = %self.node_id, "this ConfigNode was removed from the cluster; stopping");
+            if let Err(e) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {
+                tracing::error!(error = %e, "stopping after the removal failed; stop this process");
+            }
+        }
+        if !leading || self.last_voter_check.get().elapsed() < Duration::from_secs(1) {
+            return;
+        }
+        self.last_voter_check.set(Instant::now());
+        let forgotten: Vec<NodeId> = self
+            .raft
+            .voters()
+            .into_iter()
+            .map(crate::cluster::replicated::node_of)
+            .filter(|id| !node.state().config_nodes().contains_key(id))
+            .collect();
+        for id in forgotten {
+            tracing::info!(node = %id, "taking a removed ConfigNode out of the group");
+            if let Err(e) = node.store().remove_voter(id) {
+                tracing::warn!(node = %id, error = %e, "removing a ConfigNode from the group failed; retried");
+            }
+        }
     }
 
     /// The commands a mirror at `known_version` lacks.

@@ -121,6 +121,11 @@ enum Job {
         id: u64,
         reply: SyncSender<Result<(), String>>,
     },
+    /// Proposes removing `id` from the voters (no reply: the leader's tick repeats it
+    /// until the configuration no longer names a ConfigNode the state forgot).
+    RemoveVoter {
+        id: u64,
+    },
     Compact {
         index: u64,
         snapshot: Vec<u8>,
@@ -232,6 +237,11 @@ impl RaftStore {
                 ConfigNodeError::Store("adding a ConfigNode to the group timed out".into())
             })?
             .map_err(ConfigNodeError::Store)
+    }
+
+    /// Proposes removing `node` from the group's voters (the leader only; idempotent).
+    pub fn remove_voter(&self, node: NodeId) -> Result<(), ConfigNodeError> {
+        self.send(Job::RemoveVoter { id: raft_id(node) })
     }
 
     /// Stops the raft thread.
@@ -489,6 +499,14 @@ impl Host {
                     Err(e) => {
                         let _ = reply.try_send(Err(propose_error(&e)));
                     }
+                }
+            }
+            Job::RemoveVoter { id } => {
+                if !self.group.voters().contains(&id) {
+                    return;
+                }
+                if let Err(e) = self.group.propose_remove_voter(id) {
+                    tracing::warn!(error = %e, id, "proposing a ConfigNode's removal failed; retried");
                 }
             }
             Job::Compact { index, snapshot } => {

@@ -68,6 +68,11 @@ pub enum ConfigRequest {
         /// The DataNode.
         node_id: NodeId,
     },
+    /// `REMOVE CONFIGNODE node`: forgets a ConfigNode (not the last, not the leader).
+    RemoveConfigNode {
+        /// The ConfigNode.
+        node_id: NodeId,
+    },
     /// A replicated region group's leader asks to change the in-sync set
     /// (`data_replication_ack = in_sync`): refused when the epoch or the version moved.
     ChangeInSync {
@@ -294,6 +299,10 @@ impl<S: CommandStore> ConfigNode<S> {
             }
             ConfigRequest::MigrateRegion { group, from, to } => {
                 ConfigResponse::Procedure(self.migrate_region(group, from, to)?)
+            }
+            ConfigRequest::RemoveConfigNode { node_id } => {
+                self.remove_config_node(node_id)?;
+                ConfigResponse::Done
             }
             ConfigRequest::RemoveDataNode { node_id } => {
                 ConfigResponse::Procedure(self.remove_data_node(node_id)?)

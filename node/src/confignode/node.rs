@@ -496,6 +496,32 @@ impl<S: CommandStore> ConfigNode<S> {
         })
     }
 
+    /// `REMOVE CONFIGNODE node`: forgets a ConfigNode (its host then takes it out of the
+    /// Raft group, and the node stops itself once it applied its removal). Refused for the
+    /// last ConfigNode and for the leader (stop it first: the others elect a new leader,
+    /// which can remove it).
+    pub fn remove_config_node(&mut self, node_id: NodeId) -> Result<()> {
+        self.mutate(|node| {
+            if !node.state.config_nodes().contains_key(&node_id) {
+                return Err(ConfigNodeError::NodeNotFound(node_id));
+            }
+            let refused = |reason: &str| ConfigNodeError::NodeRefused {
+                node_id,
+                reason: reason.to_string(),
+            };
+            if node.state.config_nodes().len() == 1 {
+                return Err(refused("the last ConfigNode cannot be removed"));
+            }
+            if node.leader == Some(node_id) {
+                return Err(refused(
+                    "it leads the ConfigNode group: stop it first (the others elect a new \
+                     leader), then remove it",
+                ));
+            }
+            node.commit(ConfigCommand::RemoveNode { node_id })
+        })
+    }
+
     /// Removes a node. A DataNode must hold no region replica.
     pub fn remove_node(&mut self, node_id: NodeId) -> Result<()> {
         self.mutate(|node| node.commit(ConfigCommand::RemoveNode { node_id }))

@@ -240,6 +240,12 @@ pub fn execute(plane: &mut ControlPlane, statement: Statement) -> Result<Control
             }
             Ok(procedures_started(&ids))
         }
+        Statement::RemoveConfigNode { node_id } => {
+            plane.config(ConfigRequest::RemoveConfigNode {
+                node_id: NodeId(node_id),
+            })?;
+            Ok(ControlAnswer::Done)
+        }
         Statement::ShowDataNodes => Ok(ControlAnswer::ResultSet(table_result(
             plane.show(ShowRequest::DataNodes)?,
         ))),

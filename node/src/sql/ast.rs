@@ -141,6 +141,11 @@ pub enum Statement {
         /// DataNode ids.
         node_ids: Vec<u32>,
     },
+    /// `REMOVE CONFIGNODE n`: takes a ConfigNode out of the cluster.
+    RemoveConfigNode {
+        /// The ConfigNode's id.
+        node_id: u32,
+    },
     /// `SHOW DATANODES`.
     ShowDataNodes,
     /// `SHOW CONFIGNODES`.

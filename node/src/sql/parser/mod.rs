@@ -634,10 +634,13 @@ impl<'a> Parser<'a> {
         Ok(Statement::MigrateRegion { region, from, to })
     }
 
-    /// `REMOVE DATANODE n[, n]` (IoTDB 1.3).
+    /// `REMOVE DATANODE n[, n]`, `REMOVE CONFIGNODE n` (IoTDB 1.3).
     fn remove(&mut self) -> Result<Statement, ParseError> {
         self.expect_keyword("REMOVE")?;
-        self.expect_keyword("DATANODE")?;
+        if self.expect_keyword_of(&["DATANODE", "CONFIGNODE"])? == 1 {
+            let node_id = self.unsigned::<u32>("a ConfigNode id")?;
+            return Ok(Statement::RemoveConfigNode { node_id });
+        }
         let mut node_ids = Vec::new();
         loop {
             node_ids.push(self.unsigned::<u32>("a DataNode id")?);
