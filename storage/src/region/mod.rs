@@ -394,6 +394,15 @@ impl Region {
                 deletions: mods.remove(&entry.id).unwrap_or_default(),
             })?;
         }
+        // What is left in MODS names files no manifest has: MODS is written before the
+        // manifest that names a new file, and that manifest write failed. Those ids must
+        // never be handed out again, or the stale deletions would apply to a later file
+        // (hiding points written after them) once MODS and that file's manifest are read
+        // together; and MODS is rewritten without them.
+        if let Some(&highest) = mods.keys().next_back() {
+            state.manifest.next_file_id = state.manifest.next_file_id.max(highest);
+            state.mods_dirty = true;
+        }
 
         let (wal, records) = Wal::open(
             &dir.join("wal"),
