@@ -797,6 +797,12 @@ impl Region {
         })
     }
 
+    /// Why the region takes no more writes, if it turned read-only (a WAL, flush,
+    /// compaction or metadata write failed); cheaper than [`Region::info`].
+    pub fn read_only(&self) -> Option<String> {
+        self.state.borrow().read_only.clone()
+    }
+
     /// What the region holds.
     pub fn info(&self) -> RegionInfo {
         let state = self.state.borrow();
