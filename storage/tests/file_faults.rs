@@ -444,3 +444,32 @@ fn a_failed_compaction_install_leaves_no_deletion_for_a_later_file() {
         region.close(false).await.unwrap();
     });
 }
+
+/// A clean close whose final flush fails still closes: background jobs stop and the WAL
+/// is closed (no job writes into the directory after `close` returns), and the flush's
+/// error is returned.
+#[test]
+fn a_close_whose_flush_fails_still_closes() {
+    let root = temp_dir();
+    let region_dir = root.path().join("region");
+    let fs = FaultyFileSystem::new(&root.path().join("backup")).unwrap();
+    let mut model = Model::new();
+    block_on(async {
+        let region = Region::open(&region_dir, config(Some(&fs))).unwrap();
+        setup(&region, &mut model).await;
+        assert!(write(&region, &mut model, 200, 10).await);
+        fs.inject(Fault::first(OperationKind::Create, ".tsf", FaultKind::NoSpace));
+        let handle = region.clone();
+        let closed = region.close(true).await;
+        expect_read_only("a close with a flush", &closed.expect_err("the flush failed"));
+        assert!(
+            matches!(handle.write(&tablet(500, 1, 0)), Err(StorageError::Closed)),
+            "the region was left open"
+        );
+    });
+    block_on(async {
+        let region = Region::open(&region_dir, config(None)).unwrap();
+        assert_matches_model(&region, &model, "reopened after a failed clean close");
+        region.close(true).await.unwrap();
+    });
+}

@@ -833,11 +833,16 @@ impl Region {
     }
 
     /// Stops background work and closes the WAL. With `flush`, memtables are flushed first
-    /// (a clean shutdown); without, the WAL alone holds them (as after a crash).
+    /// (a clean shutdown); without, the WAL alone holds them (as after a crash). A flush
+    /// that fails does not stop the close: its error is returned once the region is closed.
     pub async fn close(self, flush: bool) -> Result<()> {
-        if flush && self.state.borrow().read_only.is_none() {
-            self.flush().await?;
-        }
+        // A failed flush still closes the region (its jobs stopped, the WAL closed), then
+        // reports the failure: what it left undone is in the WAL.
+        let flushed = if flush && self.state.borrow().read_only.is_none() {
+            self.flush().await
+        } else {
+            Ok(())
+        };
         {
             let mut state = self.state.borrow_mut();
             if let Some((_, job)) = &state.compaction_job {
@@ -855,7 +860,8 @@ impl Region {
         while self.state.borrow_mut().poll_jobs_for_close() {
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
-        self.wal.clone().close().await
+        let closed = self.wal.clone().close().await;
+        flushed.and(closed)
     }
 }
 
