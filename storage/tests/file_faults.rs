@@ -1,11 +1,13 @@
 //! Faults in every file the engine writes besides the WAL (sealed files, MANIFEST, MODS,
 //! their temp files and directories), injected through `RegionConfig::file_system`.
 //!
-//! One region lives through a fixed scenario: two flushes (setup, no fault), then a flush,
-//! a compaction and a deletion with a flush after it. A counting run records every file
-//! operation of the faulted part; then, for each operation index and each fault kind
-//! (ENOSPC, EIO, a short write, a crash that fails every later operation), a fresh region
-//! runs the scenario with that one fault. After each:
+//! A region lives through a fixed scenario after two flushes without faults (setup):
+//! a flush, an unsequence flush, a compaction and a deletion with a flush after it
+//! (`Scenario::FlushCompactDelete`), or a deletion arriving during a compaction
+//! (`Scenario::DeleteDuringCompaction`). A counting run records every file operation of
+//! the faulted part; then, for each operation index, a fresh region runs the scenario
+//! with one fault there: ENOSPC, EIO, a short write, or a crash (that operation and every
+//! later one fail). After each:
 //!
 //! - every step that failed failed with `StorageError::ReadOnly` (600 to clients), and once
 //!   a fault other than on the removal of a replaced file fired, the region is read-only
@@ -13,11 +15,14 @@
 //! - the live region still reads exactly the model (every acknowledged point, nothing
 //!   deleted);
 //! - after a power loss (every file cut to its last fdatasync, every create, rename and
-//!   remove not followed by a directory fsync undone), the directory reopened with plain
-//!   `std::fs` reads exactly the model, takes writes, flushes and compacts again.
+//!   remove not followed by a directory fsync undone) or a process stop (the OS keeps
+//!   everything), the directory reopened with plain `std::fs` reads exactly the model,
+//!   takes writes (also where deletions were) and flushes, and reads the model again
+//!   after a second reopen.
 //!
-//! `FILE_FAULT_KINDS=all` (default: crash at every index, the other kinds at every
-//! second index) runs every kind at every index.
+//! By default every index gets a crash followed by a power loss, and the first scenario's
+//! indexes one of the other kinds each (rotating) followed by a process stop;
+//! `FILE_FAULT_KINDS=all` runs every kind at every index, each both ways (about 4× longer).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -195,9 +200,51 @@ async fn setup(region: &Region, model: &mut Model) {
     assert_eq!(region.info().sealed_files, 2);
 }
 
-/// The faulted part: a flush, an overwrite flushed as an unsequence file, a compaction
-/// (newest wins), a deletion and the flush that follows it.
-async fn faulted_steps(region: &Region, model: &mut Model) {
+/// What happens while a fault may strike.
+#[derive(Clone, Copy, Debug)]
+enum Scenario {
+    /// A flush, an overwrite flushed as an unsequence file, a compaction (newest wins), a
+    /// deletion and the flush that follows it.
+    FlushCompactDelete,
+    /// A deletion arriving while a (slow) compaction runs, so its output carries it into
+    /// MODS; then the deleted range written again, flushed as an unsequence file and
+    /// compacted with the deletion applied.
+    DeleteDuringCompaction,
+}
+
+impl Scenario {
+    fn config(self, file_system: &FaultyFileSystem) -> RegionConfig {
+        let config = config(Some(file_system));
+        match self {
+            Scenario::FlushCompactDelete => config,
+            // About 50 ms per series of the setup's two files.
+            Scenario::DeleteDuringCompaction => RegionConfig {
+                compaction_bytes_per_second: 64_000,
+                ..config
+            },
+        }
+    }
+
+    async fn steps(self, region: &Region, model: &mut Model) {
+        match self {
+            Scenario::FlushCompactDelete => flush_compact_delete(region, model).await,
+            Scenario::DeleteDuringCompaction => delete_during_compaction(region, model).await,
+        }
+    }
+}
+
+async fn delete_during_compaction(region: &Region, model: &mut Model) {
+    let compacting = region.clone();
+    let compaction = monoio::spawn(async move { compacting.compact().await });
+    monoio::time::sleep(Duration::from_millis(20)).await;
+    delete(region, model, TimeRange::new(0, 150)).await;
+    step_result("a compaction a deletion met", compaction.await);
+    write_generation(region, model, 0, 150, 2).await;
+    step_result("the flush of the deleted range", region.flush().await);
+    step_result("the compaction after it", region.compact().await);
+}
+
+async fn flush_compact_delete(region: &Region, model: &mut Model) {
     write(region, model, 200, 100).await;
     step_result("a flush", region.flush().await);
     write_generation(region, model, 150, 10, 1).await;
@@ -218,18 +265,18 @@ struct Run {
 /// Runs the scenario in `root` with `fault` armed after the setup, then checks the live
 /// region and the reopened region against the model: reopened after a power loss (what
 /// was not durable is gone) or after the process stopped (the OS kept everything).
-fn run(root: &Path, fault: Option<Fault>, power_loss: bool) -> Run {
+fn run(root: &Path, scenario: Scenario, fault: Option<Fault>, power_loss: bool) -> Run {
     let region_dir = root.join("region");
     let fs = FaultyFileSystem::new(&root.join("backup")).unwrap();
     let mut model = Model::new();
     let (operations, fired) = block_on(async {
-        let region = Region::open(&region_dir, config(Some(&fs))).unwrap();
+        let region = Region::open(&region_dir, scenario.config(&fs)).unwrap();
         setup(&region, &mut model).await;
         let base = fs.operation_count();
         if let Some(fault) = fault.clone() {
             fs.inject(fault);
         }
-        faulted_steps(&region, &mut model).await;
+        scenario.steps(&region, &mut model).await;
 
         let operations = fs.operations().split_off(base);
         let fired = fs.fired();
@@ -266,11 +313,18 @@ fn run(root: &Path, fault: Option<Fault>, power_loss: bool) -> Run {
             .unwrap_or_else(|e| panic!("reopening after {fault:?} failed: {e}"));
         assert_eq!(region.info().read_only, None);
         assert_matches_model(&region, &model, "the reopened region");
+        // New points, and points again where deletions were: a deletion that outlived
+        // its purpose would hide them.
         assert!(write(&region, &mut model, 400, 50).await);
+        assert!(write_generation(&region, &mut model, 0, 300, 3).await);
         region.flush().await.unwrap();
-        region.compact().await.unwrap();
         assert_matches_model(&region, &model, "the reopened region after more writes");
         region.close(true).await.unwrap();
+    });
+    block_on(async {
+        let region = Region::open(&region_dir, config(None)).unwrap();
+        assert_matches_model(&region, &model, "the region reopened a second time");
+        region.close(false).await.unwrap();
     });
     Run { operations, fired }
 }
@@ -284,16 +338,29 @@ fn describe(operations: &[(OperationKind, std::path::PathBuf)], index: usize) ->
 
 /// Every operation index of the faulted part: a crash followed by a power loss at each,
 /// and one of ENOSPC, EIO and a short write (rotating) followed by a process stop.
-/// `FILE_FAULT_KINDS=all` runs every kind at every index, each both ways.
 #[test]
-fn a_fault_at_every_operation_leaves_the_region_read_only_and_recoverable() {
+fn a_fault_at_every_operation_of_a_flush_a_compaction_and_a_deletion() {
+    fault_at_every_operation(Scenario::FlushCompactDelete, 30, true);
+}
+
+/// Every operation index of a compaction that a deletion meets: a crash followed by a
+/// power loss at each.
+#[test]
+fn a_fault_at_every_operation_of_a_compaction_a_deletion_met() {
+    fault_at_every_operation(Scenario::DeleteDuringCompaction, 15, false);
+}
+
+/// Runs `scenario` once to count its operations (at least `operations_min`), then once
+/// per operation index: a crash and a power loss, and with `other_kinds` one of the other
+/// kinds (rotating) and a process stop; `FILE_FAULT_KINDS=all`: every kind, both ways.
+fn fault_at_every_operation(scenario: Scenario, operations_min: usize, other_kinds: bool) {
     let counting = temp_dir();
-    let baseline = run(counting.path(), None, true);
+    let baseline = run(counting.path(), scenario, None, true);
     assert!(!baseline.fired);
     let count = baseline.operations.len();
     assert!(
-        count >= 30,
-        "two flushes, a compaction and a deletion perform more operations: {:?}",
+        count >= operations_min,
+        "{scenario:?} performs more operations: {:?}",
         baseline.operations
     );
     let all = std::env::var("FILE_FAULT_KINDS").is_ok_and(|v| v == "all");
@@ -307,7 +374,9 @@ fn a_fault_at_every_operation_leaves_the_region_read_only_and_recoverable() {
             }
         } else {
             cases.push((index, FaultKind::Crash, true));
-            cases.push((index, others[index % others.len()], false));
+            if other_kinds {
+                cases.push((index, others[index % others.len()], false));
+            }
         }
     }
     let started = Instant::now();
@@ -315,11 +384,12 @@ fn a_fault_at_every_operation_leaves_the_region_read_only_and_recoverable() {
     for &(index, kind, power_loss) in &cases {
         let dir = temp_dir();
         let fault = Fault::at(index as u64, kind);
-        match std::panic::catch_unwind(|| run(dir.path(), Some(fault), power_loss)) {
+        match std::panic::catch_unwind(|| run(dir.path(), scenario, Some(fault), power_loss)) {
             Ok(result) => fired += usize::from(result.fired),
             Err(panic) => {
                 eprintln!(
-                    "{kind:?} at operation {index} of {count} ({}), power loss {power_loss}: failed",
+                    "{scenario:?}: {kind:?} at operation {index} of {count} ({}), \
+                     power loss {power_loss}: failed",
                     describe(&baseline.operations, index)
                 );
                 std::panic::resume_unwind(panic);
@@ -327,7 +397,7 @@ fn a_fault_at_every_operation_leaves_the_region_read_only_and_recoverable() {
         }
     }
     eprintln!(
-        "{} faulted runs over {count} operations ({fired} faults fired) in {:?}",
+        "{scenario:?}: {} faulted runs over {count} operations ({fired} faults fired) in {:?}",
         cases.len(),
         started.elapsed()
     );
@@ -355,7 +425,8 @@ fn each_file_kind_fails_into_read_only() {
     ];
     for (operation, path, kind) in cases {
         let dir = temp_dir();
-        let result = run(dir.path(), Some(Fault::first(operation, path, kind)), true);
+        let fault = Fault::first(operation, path, kind);
+        let result = run(dir.path(), Scenario::FlushCompactDelete, Some(fault), true);
         assert!(result.fired, "{kind:?} on {operation:?} {path} never met an operation");
     }
 }
