@@ -154,10 +154,7 @@ async fn write_generation(
     rows: i64,
     generation: i64,
 ) -> bool {
-    match region
-        .write_durable(&tablet(first, rows, generation))
-        .await
-    {
+    match region.write_durable(&tablet(first, rows, generation)).await {
         Ok(_) => {
             for t in first..first + rows {
                 for (m, name) in MEASUREMENTS.iter().enumerate() {
@@ -281,7 +278,9 @@ fn run(root: &Path, scenario: Scenario, fault: Option<Fault>, power_loss: bool) 
         let operations = fs.operations().split_off(base);
         let fired = fs.fired();
         assert!(fired.len() <= 1, "one fault armed, {fired:?} fired");
-        let fired_on = fired.first().map(|&(index, _)| fs.operations()[index].clone());
+        let fired_on = fired
+            .first()
+            .map(|&(index, _)| fs.operations()[index].clone());
         // A replaced file that cannot be removed is an orphan the next open deletes; any
         // other failed operation makes the region read-only.
         if let Some((kind, path)) = &fired_on
@@ -403,7 +402,11 @@ fn fault_at_every_operation(scenario: Scenario, operations_min: usize, other_kin
     );
     // Background timing may shift an operation or two between runs; nearly every armed
     // fault must still meet one.
-    assert!(fired * 10 >= cases.len() * 9, "{fired} of {} fired", cases.len());
+    assert!(
+        fired * 10 >= cases.len() * 9,
+        "{fired} of {} fired",
+        cases.len()
+    );
 }
 
 /// One named fault per file kind (the enumeration above covers them all; these say which
@@ -427,7 +430,10 @@ fn each_file_kind_fails_into_read_only() {
         let dir = temp_dir();
         let fault = Fault::first(operation, path, kind);
         let result = run(dir.path(), Scenario::FlushCompactDelete, Some(fault), true);
-        assert!(result.fired, "{kind:?} on {operation:?} {path} never met an operation");
+        assert!(
+            result.fired,
+            "{kind:?} on {operation:?} {path} never met an operation"
+        );
     }
 }
 
@@ -529,10 +535,17 @@ fn a_close_whose_flush_fails_still_closes() {
         let region = Region::open(&region_dir, config(Some(&fs))).unwrap();
         setup(&region, &mut model).await;
         assert!(write(&region, &mut model, 200, 10).await);
-        fs.inject(Fault::first(OperationKind::Create, ".tsf", FaultKind::NoSpace));
+        fs.inject(Fault::first(
+            OperationKind::Create,
+            ".tsf",
+            FaultKind::NoSpace,
+        ));
         let handle = region.clone();
         let closed = region.close(true).await;
-        expect_read_only("a close with a flush", &closed.expect_err("the flush failed"));
+        expect_read_only(
+            "a close with a flush",
+            &closed.expect_err("the flush failed"),
+        );
         assert!(
             matches!(handle.write(&tablet(500, 1, 0)), Err(StorageError::Closed)),
             "the region was left open"
