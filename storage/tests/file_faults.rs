@@ -25,7 +25,7 @@
 //! `FILE_FAULT_KINDS=all` runs every kind at every index, each both ways (about 4× longer).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -98,6 +98,25 @@ fn temp_dir() -> tempfile::TempDir {
         return dir;
     }
     tempfile::tempdir().unwrap()
+}
+
+/// A fresh directory: the region's (not created yet) and a fault-injecting file system
+/// keeping its backups beside it. The directory lives as long as the `TempDir`.
+fn fixture() -> (tempfile::TempDir, PathBuf, FaultyFileSystem) {
+    let root = temp_dir();
+    let region_dir = root.path().join("region");
+    let fs = FaultyFileSystem::new(&root.path().join("backup")).unwrap();
+    (root, region_dir, fs)
+}
+
+/// Reopens `region_dir` with plain `std::fs`, checks it against the model and closes it.
+fn assert_reopens_to_model(region_dir: &Path, model: &Model, when: &str) {
+    block_on(async {
+        let region = Region::open(region_dir, config(None))
+            .unwrap_or_else(|e| panic!("{when}: reopening failed: {e}"));
+        assert_matches_model(&region, model, when);
+        region.close(false).await.unwrap();
+    });
 }
 
 /// A step's failure must be the typed read-only error.
@@ -320,11 +339,7 @@ fn run(root: &Path, scenario: Scenario, fault: Option<Fault>, power_loss: bool) 
         assert_matches_model(&region, &model, "the reopened region after more writes");
         region.close(true).await.unwrap();
     });
-    block_on(async {
-        let region = Region::open(&region_dir, config(None)).unwrap();
-        assert_matches_model(&region, &model, "the region reopened a second time");
-        region.close(false).await.unwrap();
-    });
+    assert_reopens_to_model(&region_dir, &model, "the region reopened a second time");
     Run { operations, fired }
 }
 
@@ -464,10 +479,8 @@ fn a_fault_while_opening_fails_the_open_and_the_next_one_recovers() {
                 Err(StorageError::Io { .. }) => {}
                 Err(e) => panic!("{operation:?} {path}: {e:?} is not an I/O error"),
             }
-            let region = Region::open(&region_dir, config(None)).unwrap();
-            assert_matches_model(&region, &model, "after a failed open");
-            region.close(false).await.unwrap();
         });
+        assert_reopens_to_model(&region_dir, &model, "after a failed open");
     }
 }
 
@@ -478,9 +491,7 @@ fn a_fault_while_opening_fails_the_open_and_the_next_one_recovers() {
 /// after it once MODS and that file's manifest are reopened together.
 #[test]
 fn a_failed_compaction_install_leaves_no_deletion_for_a_later_file() {
-    let root = temp_dir();
-    let region_dir = root.path().join("region");
-    let fs = FaultyFileSystem::new(&root.path().join("backup")).unwrap();
+    let (_root, region_dir, fs) = fixture();
     let mut model = Model::new();
     let deleted = TimeRange::new(0, 150);
     block_on(async {
@@ -515,11 +526,7 @@ fn a_failed_compaction_install_leaves_no_deletion_for_a_later_file() {
         assert_matches_model(&region, &model, "after rewriting the deleted range");
         region.close(true).await.unwrap();
     });
-    block_on(async {
-        let region = Region::open(&region_dir, config(None)).unwrap();
-        assert_matches_model(&region, &model, "reopened once more");
-        region.close(false).await.unwrap();
-    });
+    assert_reopens_to_model(&region_dir, &model, "reopened once more");
 }
 
 /// A clean close whose final flush fails still closes: background jobs stop and the WAL
@@ -527,9 +534,7 @@ fn a_failed_compaction_install_leaves_no_deletion_for_a_later_file() {
 /// error is returned.
 #[test]
 fn a_close_whose_flush_fails_still_closes() {
-    let root = temp_dir();
-    let region_dir = root.path().join("region");
-    let fs = FaultyFileSystem::new(&root.path().join("backup")).unwrap();
+    let (_root, region_dir, fs) = fixture();
     let mut model = Model::new();
     block_on(async {
         let region = Region::open(&region_dir, config(Some(&fs))).unwrap();
@@ -551,9 +556,5 @@ fn a_close_whose_flush_fails_still_closes() {
             "the region was left open"
         );
     });
-    block_on(async {
-        let region = Region::open(&region_dir, config(None)).unwrap();
-        assert_matches_model(&region, &model, "reopened after a failed clean close");
-        region.close(true).await.unwrap();
-    });
+    assert_reopens_to_model(&region_dir, &model, "reopened after a failed clean close");
 }

@@ -81,7 +81,10 @@ fn deletions_reach_mods_through_the_pool_and_survive_a_restart() {
             while !dir.path().join(deletion::MODS_NAME).exists()
                 || pool.stats().jobs_completed <= jobs_before
             {
-                assert!(Instant::now() < deadline, "MODS never written by a pool job");
+                assert!(
+                    Instant::now() < deadline,
+                    "MODS never written by a pool job"
+                );
                 monoio::time::sleep(Duration::from_millis(5)).await;
             }
             let mods = deletion::load(dir.path()).unwrap();

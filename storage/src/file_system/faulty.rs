@@ -41,6 +41,8 @@ pub enum OperationKind {
     CreateDir,
     Rename,
     Remove,
+    RemoveDir,
+    HardLink,
     SyncDir,
 }
 
@@ -110,6 +112,7 @@ enum Undo {
         to: PathBuf,
         replaced: Option<PathBuf>,
     },
+    /// A file or a whole directory, kept in the backup directory.
     Removed {
         path: PathBuf,
         backup: PathBuf,
@@ -406,6 +409,28 @@ impl FileSystem for FaultyFileSystem {
             path: path.to_path_buf(),
             backup,
         });
+        Ok(())
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        self.begin(OperationKind::RemoveDir, dir)?;
+        // Moved aside rather than deleted, so that a power loss can bring it back.
+        let mut state = self.lock();
+        state.backups += 1;
+        let backup = self.backup_dir.join(format!("backup-{}", state.backups));
+        std::fs::rename(dir, &backup)?;
+        state.synced_bytes.retain(|path, _| !path.starts_with(dir));
+        state.undo.push(Undo::Removed {
+            path: dir.to_path_buf(),
+            backup,
+        });
+        Ok(())
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        self.begin(OperationKind::HardLink, to)?;
+        std::fs::hard_link(from, to)?;
+        self.lock().undo.push(Undo::Created(to.to_path_buf()));
         Ok(())
     }
 

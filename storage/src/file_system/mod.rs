@@ -1,5 +1,6 @@
 //! The seam between the engine and the files it writes off the WAL: sealed files, MANIFEST,
-//! MODS, and the removal of replaced files.
+//! MODS, the removal of replaced files, and a snapshot install (its staging directory and
+//! `INSTALL` marker).
 //!
 //! ```text
 //!  region (shard) ── plans ──► background pool ──► FileSystem ──► StdFileSystem (std::fs)
@@ -58,6 +59,10 @@ pub trait FileSystem: Send + Sync + std::fmt::Debug {
     fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// Deletes a file.
     fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Deletes a directory and everything in it.
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// A second name `to` for the file `from` (a snapshot shares sealed files this way).
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// fsync of a directory: makes creates, renames and removes inside it durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
 }
@@ -133,6 +138,14 @@ impl FileSystem for StdFileSystem {
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
         std::fs::remove_file(path)
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(dir)
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
     }
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {

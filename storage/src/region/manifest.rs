@@ -198,16 +198,11 @@ pub(crate) fn replace_file(
     file_system
         .rename(&tmp, &path)
         .map_err(|e| StorageError::io(ops.rename, &path, e))?;
-    sync_dir_in(file_system, dir)
+    sync_dir(file_system, dir)
 }
 
-/// fsyncs a directory so a rename or create inside it is durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    sync_dir_in(&StdFileSystem, dir)
-}
-
-/// [`sync_dir`] through `file_system`.
-pub(crate) fn sync_dir_in(file_system: &dyn FileSystem, dir: &Path) -> Result<()> {
+/// fsyncs a directory through `file_system` so a rename or create inside it is durable.
+pub(crate) fn sync_dir(file_system: &dyn FileSystem, dir: &Path) -> Result<()> {
     file_system
         .sync_dir(dir)
         .map_err(|e| StorageError::io("fsync directory", PathBuf::from(dir), e))

@@ -339,8 +339,8 @@ impl Region {
             )));
         }
         // A snapshot install interrupted by a crash is finished or discarded first.
-        install::recover(dir)?;
         let file_system = config.file_system.clone().unwrap_or_else(std_file_system);
+        install::recover(&*file_system, dir)?;
         let sealed_dir = dir.join("sealed");
         file_system
             .create_dir_all(&sealed_dir)
@@ -772,21 +772,19 @@ impl Region {
     /// with a manifest naming them; the WAL records after `wal_index` complete it.
     pub fn snapshot(&self, target: &Path) -> Result<SnapshotInfo> {
         let state = self.state.borrow();
+        let file_system = &*state.file_system;
         let sealed = target.join("sealed");
-        std::fs::create_dir_all(&sealed)
+        file_system
+            .create_dir_all(&sealed)
             .map_err(|e| StorageError::io("create snapshot directory", &sealed, e))?;
         let mut bytes = 0;
         for live in state.files.values().flatten() {
             let name = live.entry.file_name();
             let from = state.dir.join("sealed").join(&name);
-            let to = sealed.join(&name);
-            std::fs::hard_link(&from, &to)
-                .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
-                .map_err(|e| StorageError::io("link snapshot file", &to, e))?;
+            install::link_or_copy(file_system, &from, &sealed.join(&name))?;
             bytes += live.file.bytes();
         }
-        let file_system = &*state.file_system;
-        manifest::sync_dir_in(file_system, &sealed)?;
+        manifest::sync_dir(file_system, &sealed)?;
         deletion::store_in(file_system, target, &state.mods())?;
         state.manifest.store_in(file_system, target)?;
         Ok(SnapshotInfo {
@@ -2005,7 +2003,7 @@ impl State {
             if written.is_some()
                 && let Some(sealed) = path.parent()
             {
-                manifest::sync_dir_in(file_system, sealed)?;
+                manifest::sync_dir(file_system, sealed)?;
             }
             let output = match written {
                 Some(_) => Some(LiveFile {
@@ -2096,6 +2094,6 @@ fn write_flush_files(
             deletions: Vec::new(),
         });
     }
-    manifest::sync_dir_in(target.file_system, target.sealed_dir)?;
+    manifest::sync_dir(target.file_system, target.sealed_dir)?;
     Ok(out)
 }
