@@ -9,8 +9,9 @@
 //! - per file written through it, the length made durable by its last successful
 //!   `sync_data` (0 for a file it created): a power loss truncates the file to it;
 //! - per directory, the creates, renames and removes since its last successful
-//!   `sync_dir`, oldest first: a power loss undoes them newest first (a replaced or
-//!   removed file is kept as a hard link in the backup directory until then).
+//!   `sync_dir`, oldest first: a power loss undoes them newest first (a replaced file
+//!   is kept as a hard link, a removed file or directory is moved, into the backup
+//!   directory until then).
 //!
 //! Truncating to the synced length is the worst case a crash allows (POSIX may keep any
 //! prefix), so a test that passes here passes for every prefix the disk could keep.
@@ -237,6 +238,27 @@ impl FaultyFileSystem {
         }
     }
 
+    /// Removes the file or directory `path` by moving it into the backup directory, so
+    /// that a power loss can bring it back.
+    fn remove_undoably(&self, operation: OperationKind, path: &Path) -> io::Result<()> {
+        self.begin(operation, path)?;
+        if operation == OperationKind::Remove && path.is_dir() {
+            return Err(io::ErrorKind::IsADirectory.into());
+        }
+        let mut state = self.lock();
+        state.backups += 1;
+        let backup = self.backup_dir.join(format!("backup-{}", state.backups));
+        std::fs::rename(path, &backup)?;
+        state
+            .synced_bytes
+            .retain(|synced, _| !synced.starts_with(path));
+        state.undo.push(Undo::Removed {
+            path: path.to_path_buf(),
+            backup,
+        });
+        Ok(())
+    }
+
     /// Keeps a hard link to `path` in the backup directory; its name there.
     fn back_up(&self, state: &mut State, path: &Path) -> io::Result<PathBuf> {
         state.backups += 1;
@@ -400,31 +422,11 @@ impl FileSystem for FaultyFileSystem {
     }
 
     fn remove_file(&self, path: &Path) -> io::Result<()> {
-        self.begin(OperationKind::Remove, path)?;
-        let mut state = self.lock();
-        let backup = self.back_up(&mut state, path)?;
-        std::fs::remove_file(path)?;
-        state.synced_bytes.remove(path);
-        state.undo.push(Undo::Removed {
-            path: path.to_path_buf(),
-            backup,
-        });
-        Ok(())
+        self.remove_undoably(OperationKind::Remove, path)
     }
 
     fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
-        self.begin(OperationKind::RemoveDir, dir)?;
-        // Moved aside rather than deleted, so that a power loss can bring it back.
-        let mut state = self.lock();
-        state.backups += 1;
-        let backup = self.backup_dir.join(format!("backup-{}", state.backups));
-        std::fs::rename(dir, &backup)?;
-        state.synced_bytes.retain(|path, _| !path.starts_with(dir));
-        state.undo.push(Undo::Removed {
-            path: dir.to_path_buf(),
-            backup,
-        });
-        Ok(())
+        self.remove_undoably(OperationKind::RemoveDir, dir)
     }
 
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
