@@ -479,6 +479,11 @@ async fn shard_main(
 async fn publish_gauges(shard: std::rc::Rc<Shard>, stop: iotdb_runtime::StopSignal) {
     loop {
         shard.publish_metrics();
+        // A region may turn read-only with no client write to hear it (a background flush,
+        // compaction or metadata write failed): SHOW CLUSTER must say so all the same.
+        if let Some(reason) = shard.read_only_region() {
+            shard.report_read_only(&reason).await;
+        }
         monoio::select! {
             _ = stop.wait() => break,
             _ = monoio::time::sleep(crate::metrics::GAUGE_PUBLISH_INTERVAL) => {}

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::error::{Result, StorageError};
+use crate::file_system::FileSystem;
 use crate::query;
 use crate::region::Deletion;
 use crate::sealed::{SealedFile, SealedFileSummary, SealedFileWriter, WriterOptions};
@@ -26,8 +27,10 @@ pub struct Input {
 
 /// Merges `inputs` into a new file at `output`, dropping the points their deletions hide.
 /// Returns `None` (and writes nothing) when no point remains. `bytes_per_second` limits
-/// the write rate (0: unlimited); `cancel` aborts, removing the partial output.
+/// the write rate (0: unlimited); `cancel` aborts, removing the partial output. The output
+/// is written through `file_system`.
 pub fn merge_files(
+    file_system: &dyn FileSystem,
     inputs: &[Input],
     output: &Path,
     options: WriterOptions,
@@ -44,7 +47,7 @@ pub fn merge_files(
         return Ok(None);
     }
     let result = (|| {
-        let mut writer = SealedFileWriter::create(output, options)?;
+        let mut writer = SealedFileWriter::create_in(file_system, output, options)?;
         let started = Instant::now();
         let mut bytes_read = 0u64;
         let mut written = 0usize;
@@ -76,7 +79,7 @@ pub fn merge_files(
         }
         if written == 0 {
             drop(writer);
-            let _ = std::fs::remove_file(output);
+            let _ = file_system.remove_file(output);
             return Ok(None);
         }
         writer.finish().map(Some)
@@ -84,7 +87,7 @@ pub fn merge_files(
     match result {
         Ok(summary) => Ok(summary),
         Err(e) => {
-            let _ = std::fs::remove_file(output);
+            let _ = file_system.remove_file(output);
             Err(e)
         }
     }

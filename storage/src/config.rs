@@ -1,8 +1,10 @@
 //! Region settings and the engine's named limits, each with the reason for its value.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::background::BackgroundPool;
+use crate::file_system::FileSystem;
 
 /// Milliseconds in IoTDB's default time partition: 7 days.
 pub const TIME_PARTITION_INTERVAL_MS_DEFAULT: i64 = 604_800_000;
@@ -199,6 +201,9 @@ pub struct RegionConfig {
     /// The pool that runs this region's flushes, compactions and metadata writes, shared
     /// with the other regions of the process; `None`: [`BackgroundPool::process_default`].
     pub background: Option<BackgroundPool>,
+    /// Where sealed files, MANIFEST and MODS are written (not the WAL); `None`:
+    /// [`crate::file_system::StdFileSystem`]. Tests pass a fault-injecting one.
+    pub file_system: Option<Arc<dyn FileSystem>>,
 }
 
 impl Default for RegionConfig {
@@ -218,6 +223,7 @@ impl Default for RegionConfig {
             compaction_cold_delay: COMPACTION_COLD_DELAY_DEFAULT,
             ttl_ms: None,
             background: None,
+            file_system: None,
         }
     }
 }

@@ -45,7 +45,7 @@ pub enum StorageError {
     },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
-    /// A flush or compaction failed (it is retried; the WAL still holds the data).
+    /// A background job died (panicked) or the pool could not start a worker thread.
     #[error("background job: {0}")]
     BackgroundJob(String),
     #[error("region is closed")]

@@ -18,6 +18,7 @@ pub mod codec;
 pub mod compaction;
 pub mod config;
 pub mod error;
+pub mod file_system;
 pub mod filter;
 pub mod memtable;
 pub mod metrics;

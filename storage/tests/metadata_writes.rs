@@ -76,11 +76,17 @@ fn deletions_reach_mods_through_the_pool_and_survive_a_restart() {
                 .unwrap();
             // ... and a metadata job on the pool persists it within a few ticks.
             let deadline = Instant::now() + WAIT_MAX;
-            while !dir.path().join(deletion::MODS_NAME).exists() {
-                assert!(Instant::now() < deadline, "MODS never written");
+            // MODS appears at its rename, before the job's directory fsync and return: wait
+            // for the job to complete as well.
+            while !dir.path().join(deletion::MODS_NAME).exists()
+                || pool.stats().jobs_completed <= jobs_before
+            {
+                assert!(
+                    Instant::now() < deadline,
+                    "MODS never written by a pool job"
+                );
                 monoio::time::sleep(Duration::from_millis(5)).await;
             }
-            assert!(pool.stats().jobs_completed > jobs_before);
             let mods = deletion::load(dir.path()).unwrap();
             assert_eq!(mods.values().map(Vec::len).sum::<usize>(), 1);
 

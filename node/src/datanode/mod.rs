@@ -708,6 +708,11 @@ impl Shard {
         }
     }
 
+    /// Why a region of this shard turned read-only, if one did.
+    pub fn read_only_region(&self) -> Option<String> {
+        self.regions.borrow().values().find_map(Region::read_only)
+    }
+
     /// Sizes of the regions on this shard (for SHOW REGIONS).
     pub fn region_sizes(&self) -> Vec<(u32, u64)> {
         self.regions

@@ -479,7 +479,7 @@ impl Shard {
 
     /// Tells the control plane, once per process, that a region turned read-only, so
     /// `SHOW CLUSTER` shows this DataNode `ReadOnly`.
-    async fn report_read_only(&self, reason: &str) {
+    pub(crate) async fn report_read_only(&self, reason: &str) {
         if self
             .shared
             .read_only_reported

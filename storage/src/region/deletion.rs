@@ -31,12 +31,12 @@
 //! ```
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
 
+use super::manifest::{ReplaceOps, replace_file};
 use crate::error::{Result, StorageError};
+use crate::file_system::{FileSystem, StdFileSystem};
 use crate::types::{PointColumn, SeriesKey, TimeRange, Values};
 
 /// The WAL record kind of a deletion.
@@ -140,8 +140,13 @@ pub fn decode_record(payload: &[u8]) -> std::result::Result<Vec<Deletion>, Strin
 
 /// Reads `dir/MODS` (file id → deletions); a missing file means none.
 pub fn load(dir: &Path) -> Result<BTreeMap<u64, Vec<Deletion>>> {
+    load_in(&StdFileSystem, dir)
+}
+
+/// [`load`] through `file_system`.
+pub fn load_in(file_system: &dyn FileSystem, dir: &Path) -> Result<BTreeMap<u64, Vec<Deletion>>> {
     let path = dir.join(MODS_NAME);
-    let bytes = match fs::read(&path) {
+    let bytes = match file_system.read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
         Err(e) => return Err(StorageError::io("read deletions", path, e)),
@@ -151,17 +156,20 @@ pub fn load(dir: &Path) -> Result<BTreeMap<u64, Vec<Deletion>>> {
 
 /// Atomically replaces `dir/MODS` with `mods`.
 pub fn store(dir: &Path, mods: &BTreeMap<u64, Vec<Deletion>>) -> Result<()> {
-    let tmp = dir.join("MODS.tmp");
-    let path = dir.join(MODS_NAME);
-    let encoded = encode_mods(mods);
-    let write = || -> std::io::Result<()> {
-        let mut file = fs::File::create(&tmp)?;
-        file.write_all(&encoded)?;
-        file.sync_all()
+    store_in(&StdFileSystem, dir, mods)
+}
+
+/// [`store`] through `file_system`.
+pub fn store_in(
+    file_system: &dyn FileSystem,
+    dir: &Path,
+    mods: &BTreeMap<u64, Vec<Deletion>>,
+) -> Result<()> {
+    let ops = ReplaceOps {
+        write: "write deletions",
+        rename: "rename deletions",
     };
-    write().map_err(|e| StorageError::io("write deletions", &tmp, e))?;
-    fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename deletions", &path, e))?;
-    super::manifest::sync_dir(dir)
+    replace_file(file_system, dir, MODS_NAME, &encode_mods(mods), ops)
 }
 
 fn encode_mods(mods: &BTreeMap<u64, Vec<Deletion>>) -> Vec<u8> {
@@ -320,9 +328,9 @@ mod tests {
         store(dir.path(), &mods).unwrap();
         assert_eq!(load(dir.path()).unwrap(), mods);
         let path = dir.path().join(MODS_NAME);
-        let mut bytes = fs::read(&path).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
         bytes[14] ^= 1;
-        fs::write(&path, bytes).unwrap();
+        std::fs::write(&path, bytes).unwrap();
         assert!(matches!(
             load(dir.path()),
             Err(StorageError::Corruption { .. })

@@ -11,11 +11,10 @@
 //! count × (u64 id, u64 version, i64 partition, u8 kind, u8 level) | u32 crc32c of all before
 //! ```
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
+use crate::file_system::{FileSystem, StdFileSystem};
 
 const MAGIC: &[u8; 8] = b"IOTDBMNF";
 const FORMAT_VERSION: u32 = 1;
@@ -70,8 +69,13 @@ pub struct Manifest {
 impl Manifest {
     /// Reads `dir/MANIFEST`; a missing file is an empty manifest.
     pub fn load(dir: &Path) -> Result<Manifest> {
+        Manifest::load_in(&StdFileSystem, dir)
+    }
+
+    /// [`Manifest::load`] through `file_system`.
+    pub fn load_in(file_system: &dyn FileSystem, dir: &Path) -> Result<Manifest> {
         let path = dir.join(MANIFEST_NAME);
-        let bytes = match fs::read(&path) {
+        let bytes = match file_system.read(&path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Manifest::default()),
             Err(e) => return Err(StorageError::io("read manifest", path, e)),
@@ -147,16 +151,16 @@ impl Manifest {
 
     /// Atomically replaces `dir/MANIFEST` with this manifest.
     pub fn store(&self, dir: &Path) -> Result<()> {
-        let tmp = dir.join("MANIFEST.tmp");
-        let path = dir.join(MANIFEST_NAME);
-        let write = || -> std::io::Result<()> {
-            let mut file = fs::File::create(&tmp)?;
-            file.write_all(&self.encode())?;
-            file.sync_all()
+        self.store_in(&StdFileSystem, dir)
+    }
+
+    /// [`Manifest::store`] through `file_system`.
+    pub fn store_in(&self, file_system: &dyn FileSystem, dir: &Path) -> Result<()> {
+        let ops = ReplaceOps {
+            write: "write manifest",
+            rename: "rename manifest",
         };
-        write().map_err(|e| StorageError::io("write manifest", &tmp, e))?;
-        fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename manifest", &path, e))?;
-        sync_dir(dir)
+        replace_file(file_system, dir, MANIFEST_NAME, &self.encode(), ops)
     }
 
     /// Allocates a new file id.
@@ -166,10 +170,41 @@ impl Manifest {
     }
 }
 
-/// fsyncs a directory so a rename or create inside it is durable.
-pub fn sync_dir(dir: &Path) -> Result<()> {
-    fs::File::open(dir)
-        .and_then(|d| d.sync_all())
+/// The operation names a [`replace_file`] error carries.
+pub(crate) struct ReplaceOps {
+    pub write: &'static str,
+    pub rename: &'static str,
+}
+
+/// Atomically replaces `dir/name` with `bytes`: written to
+/// `name.tmp`, fdatasync'ed, renamed over `name`, and the directory fsync'ed. A crash
+/// leaves the old or the new content, never a mix; a leftover `.tmp` is overwritten by
+/// the next replacement.
+pub(crate) fn replace_file(
+    file_system: &dyn FileSystem,
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    ops: ReplaceOps,
+) -> Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let path = dir.join(name);
+    let write = || -> std::io::Result<()> {
+        let mut file = file_system.create(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_data()
+    };
+    write().map_err(|e| StorageError::io(ops.write, &tmp, e))?;
+    file_system
+        .rename(&tmp, &path)
+        .map_err(|e| StorageError::io(ops.rename, &path, e))?;
+    sync_dir(file_system, dir)
+}
+
+/// fsyncs a directory through `file_system` so a rename or create inside it is durable.
+pub(crate) fn sync_dir(file_system: &dyn FileSystem, dir: &Path) -> Result<()> {
+    file_system
+        .sync_dir(dir)
         .map_err(|e| StorageError::io("fsync directory", PathBuf::from(dir), e))
 }
 
@@ -195,7 +230,7 @@ mod tests {
         manifest.store(dir.path()).unwrap();
         assert_eq!(Manifest::load(dir.path()).unwrap(), manifest);
         let path = dir.path().join(MANIFEST_NAME);
-        let bytes = fs::read(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
         for bit in 0..bytes.len() * 8 {
             let mut bad = bytes.clone();
             bad[bit / 8] ^= 1 << (bit % 8);

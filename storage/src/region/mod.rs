@@ -56,6 +56,7 @@ use crate::budget::{BudgetAccount, MemoryBudget};
 use crate::compaction;
 use crate::config::RegionConfig;
 use crate::error::{Result, StorageError};
+use crate::file_system::{FileSystem, std_file_system};
 use crate::filter::{FilterCounters, ValueFilter};
 use crate::memtable::{FrozenMemtable, Memtable, Side};
 use crate::query::{self, AggregateRow, Aggregation, RankedPiece, Windows};
@@ -69,8 +70,6 @@ pub use replication::{LogEntry, LogRead};
 
 /// How often the background task installs finished jobs and starts new ones.
 const TICK_INTERVAL: Duration = Duration::from_millis(10);
-/// Wait before retrying a failed flush or compaction (a full disk may clear).
-const JOB_RETRY_DELAY: Duration = Duration::from_secs(1);
 /// Ranks of frozen memtables start here: above every file version, below the active one.
 const FROZEN_RANK_BASE: u64 = 1 << 62;
 const ACTIVE_RANK: u64 = u64::MAX;
@@ -237,8 +236,9 @@ struct State {
     wal_scratch: Vec<u8>,
     flush_job: Option<Job<FlushOutput>>,
     compaction_job: Option<(i64, Job<CompactionOutput>)>,
-    retry_after: Option<Instant>,
-    last_job_error: Option<String>,
+    /// Why the region takes no more writes: a WAL append or fsync failed, or a flush,
+    /// compaction or metadata write did (`StorageError::ReadOnly` from then on; a restart
+    /// recovers from what is durable).
     read_only: Option<String>,
     closed: bool,
     flushes: u64,
@@ -267,6 +267,9 @@ struct State {
     /// WAL from this index on is kept for followers even when flushed
     /// ([`Region::set_retention_floor`]), within `wal_retention_bytes_max`.
     retention_floor: Option<u64>,
+    /// Writes sealed files, MANIFEST and MODS (`RegionConfig::file_system`); shared with
+    /// the jobs on the pool.
+    file_system: Arc<dyn FileSystem>,
 }
 
 /// A handle on an open region. Clones share the region.
@@ -336,13 +339,15 @@ impl Region {
             )));
         }
         // A snapshot install interrupted by a crash is finished or discarded first.
-        install::recover(dir)?;
+        let file_system = config.file_system.clone().unwrap_or_else(std_file_system);
+        install::recover(&*file_system, dir)?;
         let sealed_dir = dir.join("sealed");
-        std::fs::create_dir_all(&sealed_dir)
+        file_system
+            .create_dir_all(&sealed_dir)
             .map_err(|e| StorageError::io("create region directory", &sealed_dir, e))?;
-        let manifest = Manifest::load(dir)?;
-        remove_orphans(&sealed_dir, &manifest)?;
-        let mut mods = deletion::load(dir)?;
+        let manifest = Manifest::load_in(&*file_system, dir)?;
+        remove_orphans(&*file_system, &sealed_dir, &manifest)?;
+        let mut mods = deletion::load_in(&*file_system, dir)?;
 
         let mut state = State {
             dir: dir.to_path_buf(),
@@ -360,8 +365,6 @@ impl Region {
             wal_scratch: Vec::new(),
             flush_job: None,
             compaction_job: None,
-            retry_after: None,
-            last_job_error: None,
             read_only: None,
             closed: false,
             flushes: 0,
@@ -381,6 +384,7 @@ impl Region {
             files_to_remove: Vec::new(),
             removal_job: None,
             retention_floor: None,
+            file_system,
         };
         for entry in &manifest.files {
             let file = Arc::new(SealedFile::open(&sealed_dir.join(entry.file_name()))?);
@@ -389,6 +393,15 @@ impl Region {
                 file,
                 deletions: mods.remove(&entry.id).unwrap_or_default(),
             })?;
+        }
+        // What is left in MODS names files no manifest has: MODS is written before the
+        // manifest that names a new file, and that manifest write failed. Those ids must
+        // never be handed out again, or the stale deletions would apply to a later file
+        // (hiding points written after them) once MODS and that file's manifest are read
+        // together; and MODS is rewritten without them.
+        if let Some(&highest) = mods.keys().next_back() {
+            state.manifest.next_file_id = state.manifest.next_file_id.max(highest);
+            state.mods_dirty = true;
         }
 
         let (wal, records) = Wal::open(
@@ -683,14 +696,12 @@ impl Region {
         let Some(target) = target else { return Ok(()) };
         loop {
             {
-                let mut state = self.state.borrow_mut();
+                let state = self.state.borrow();
                 if state.frozen.front().is_none_or(|f| f.sequence > target) {
                     return Ok(());
                 }
-                if let Some(error) = state.last_job_error.take() {
-                    return Err(StorageError::BackgroundJob(format!(
-                        "flush failed: {error}"
-                    )));
+                if let Some(reason) = &state.read_only {
+                    return Err(StorageError::ReadOnly(reason.clone()));
                 }
                 if state.closed {
                     return Err(StorageError::Closed);
@@ -715,16 +726,13 @@ impl Region {
         let _requested = Requested(&self.state);
         loop {
             {
-                let mut state = self.state.borrow_mut();
-                if let Some(error) = state.last_job_error.take() {
-                    return Err(StorageError::BackgroundJob(format!(
-                        "compaction failed: {error}"
-                    )));
+                let state = self.state.borrow();
+                if let Some(reason) = &state.read_only {
+                    return Err(StorageError::ReadOnly(reason.clone()));
                 }
                 if state.compacting_partition().is_none() && state.eligible_partition().is_none() {
                     return Ok(());
                 }
-                state.retry_after = None;
             }
             self.tick();
             monoio::time::sleep(Duration::from_millis(1)).await;
@@ -747,20 +755,16 @@ impl Region {
             return;
         }
         if let Err(e) = state.finish_metadata(&self.wal) {
-            tracing::error!(dir = %state.dir.display(), error = %e, "installing background work failed");
-            state.last_job_error = Some(e.to_string());
+            state.turn_read_only("a metadata write or its install", &e);
         }
         if let Err(e) = state.collect_jobs() {
-            tracing::error!(dir = %state.dir.display(), error = %e, "a flush or compaction failed");
-            state.last_job_error = Some(e.to_string());
+            state.turn_read_only("a flush or compaction", &e);
         }
         state.start_removals();
         state.balance_memory();
-        if state.retry_after.is_none_or(|t| Instant::now() >= t) {
-            state.start_metadata();
-            state.start_flush();
-            state.start_compaction();
-        }
+        state.start_metadata();
+        state.start_flush();
+        state.start_compaction();
         state.check_invariants();
     }
 
@@ -768,28 +772,33 @@ impl Region {
     /// with a manifest naming them; the WAL records after `wal_index` complete it.
     pub fn snapshot(&self, target: &Path) -> Result<SnapshotInfo> {
         let state = self.state.borrow();
+        let file_system = &*state.file_system;
         let sealed = target.join("sealed");
-        std::fs::create_dir_all(&sealed)
+        file_system
+            .create_dir_all(&sealed)
             .map_err(|e| StorageError::io("create snapshot directory", &sealed, e))?;
         let mut bytes = 0;
         for live in state.files.values().flatten() {
             let name = live.entry.file_name();
             let from = state.dir.join("sealed").join(&name);
-            let to = sealed.join(&name);
-            std::fs::hard_link(&from, &to)
-                .or_else(|_| std::fs::copy(&from, &to).map(|_| ()))
-                .map_err(|e| StorageError::io("link snapshot file", &to, e))?;
+            install::link_or_copy(file_system, &from, &sealed.join(&name))?;
             bytes += live.file.bytes();
         }
-        manifest::sync_dir(&sealed)?;
-        deletion::store(target, &state.mods())?;
-        state.manifest.store(target)?;
+        manifest::sync_dir(file_system, &sealed)?;
+        deletion::store_in(file_system, target, &state.mods())?;
+        state.manifest.store_in(file_system, target)?;
         Ok(SnapshotInfo {
             dir: target.to_path_buf(),
             wal_index: state.manifest.flushed_index,
             files: state.manifest.files.len(),
             bytes,
         })
+    }
+
+    /// Why the region takes no more writes, if it turned read-only (a WAL, flush,
+    /// compaction or metadata write failed); cheaper than [`Region::info`].
+    pub fn read_only(&self) -> Option<String> {
+        self.state.borrow().read_only.clone()
     }
 
     /// What the region holds.
@@ -822,11 +831,16 @@ impl Region {
     }
 
     /// Stops background work and closes the WAL. With `flush`, memtables are flushed first
-    /// (a clean shutdown); without, the WAL alone holds them (as after a crash).
+    /// (a clean shutdown); without, the WAL alone holds them (as after a crash). A flush
+    /// that fails does not stop the close: its error is returned once the region is closed.
     pub async fn close(self, flush: bool) -> Result<()> {
-        if flush && self.state.borrow().read_only.is_none() {
-            self.flush().await?;
-        }
+        // A failed flush still closes the region (its jobs stopped, the WAL closed), then
+        // reports the failure: what it left undone is in the WAL.
+        let flushed = if flush && self.state.borrow().read_only.is_none() {
+            self.flush().await
+        } else {
+            Ok(())
+        };
         {
             let mut state = self.state.borrow_mut();
             if let Some((_, job)) = &state.compaction_job {
@@ -844,7 +858,8 @@ impl Region {
         while self.state.borrow_mut().poll_jobs_for_close() {
             monoio::time::sleep(Duration::from_millis(1)).await;
         }
-        self.wal.clone().close().await
+        let closed = self.wal.clone().close().await;
+        flushed.and(closed)
     }
 }
 
@@ -853,12 +868,16 @@ impl Region {
 /// names a missing file means the disk lost something (a compaction output whose directory
 /// entry was not durable, a file removed by hand), and deleting the files it does not name
 /// could then destroy the only remaining copy of that data (the compaction's inputs).
-fn remove_orphans(sealed_dir: &Path, manifest: &Manifest) -> Result<()> {
+fn remove_orphans(
+    file_system: &dyn FileSystem,
+    sealed_dir: &Path,
+    manifest: &Manifest,
+) -> Result<()> {
     for entry in &manifest.files {
         let path = sealed_dir.join(entry.file_name());
-        match std::fs::symlink_metadata(&path) {
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        match file_system.exists(&path) {
+            Ok(true) => {}
+            Ok(false) => {
                 return Err(StorageError::Corruption {
                     path: path.clone(),
                     offset: 0,
@@ -872,15 +891,16 @@ fn remove_orphans(sealed_dir: &Path, manifest: &Manifest) -> Result<()> {
     }
     let known: std::collections::HashSet<String> =
         manifest.files.iter().map(FileEntry::file_name).collect();
-    let entries = std::fs::read_dir(sealed_dir)
+    let names = file_system
+        .list(sealed_dir)
         .map_err(|e| StorageError::io("list sealed files", sealed_dir, e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| StorageError::io("list sealed files", sealed_dir, e))?;
-        let name = entry.file_name().to_string_lossy().into_owned();
+    for name in names {
         if !known.contains(&name) {
-            tracing::info!(file = %entry.path().display(), "removing a file no manifest names (interrupted flush or compaction)");
-            std::fs::remove_file(entry.path())
-                .map_err(|e| StorageError::io("remove orphan file", entry.path(), e))?;
+            let path = sealed_dir.join(&name);
+            tracing::info!(file = %path.display(), "removing a file no manifest names (interrupted flush or compaction)");
+            file_system
+                .remove_file(&path)
+                .map_err(|e| StorageError::io("remove orphan file", &path, e))?;
         }
     }
     Ok(())
@@ -1342,8 +1362,14 @@ impl State {
         let options = self.writer_options();
         let cancel = Arc::new(AtomicBool::new(false));
         let job_cancel = cancel.clone();
+        let file_system = self.file_system.clone();
         let submitted = self.pool.try_run(JobClass::Urgent, move || {
-            write_flush_files(&memtable, planned, &sealed_dir, options, &job_cancel)
+            let target = FlushTarget {
+                file_system: &*file_system,
+                sealed_dir: &sealed_dir,
+                options,
+            };
+            write_flush_files(&memtable, planned, &target, &job_cancel)
                 .map(|files| FlushOutput { sequence, files })
         });
         match submitted {
@@ -1357,13 +1383,19 @@ impl State {
         }
     }
 
-    /// Passes a job's result through; a failure postpones the next job (a full disk may
-    /// clear).
-    fn retry_later_on_error<T>(&mut self, result: Result<T>) -> Result<T> {
-        if result.is_err() {
-            self.retry_after = Some(Instant::now() + JOB_RETRY_DELAY);
+    /// A flush, compaction or metadata write failed: the region takes no more writes and
+    /// starts no more jobs. Retrying is not safe in general: after a failed fsync the
+    /// kernel may have dropped the dirty pages, so a later successful fsync proves nothing
+    /// (the WAL follows the same rule). Every acknowledged write is still in the WAL (no
+    /// manifest passed it), and a restart recovers from what is durable.
+    fn turn_read_only(&mut self, what: &str, error: &StorageError) {
+        if matches!(error, StorageError::Closed) {
+            return;
         }
-        result
+        tracing::error!(dir = %self.dir.display(), error = %error, "{what} failed: the region is read-only until it is reopened");
+        if self.read_only.is_none() {
+            self.read_only = Some(format!("{what} failed: {error}"));
+        }
     }
 
     /// Whether a flush is anywhere between queued and installed.
@@ -1403,7 +1435,7 @@ impl State {
             && let Some(output) = job.try_finish("flush")
         {
             self.flush_job = None;
-            let output = self.retry_later_on_error(output)?;
+            let output = output?;
             crate::metrics::flushed(output.files.iter().map(|f| f.file.bytes()).sum());
             assert!(self.flush_ready.is_none(), "one flush at a time");
             self.flush_ready = Some(output);
@@ -1412,7 +1444,7 @@ impl State {
             && let Some(output) = job.try_finish("compaction")
         {
             self.compaction_job = None;
-            let output = self.retry_later_on_error(output)?;
+            let output = output?;
             crate::metrics::compacted(output.output.as_ref().map_or(0, |f| f.file.bytes()));
             assert!(self.compaction_ready.is_none(), "one compaction at a time");
             self.compaction_ready = Some(output);
@@ -1433,14 +1465,15 @@ impl State {
         assert!(self.metadata_job.is_none(), "one metadata write at a time");
         let dir = self.dir.clone();
         let writes_mods = mods.is_some();
+        let file_system = self.file_system.clone();
         let submitted = self.pool.try_run(JobClass::Urgent, move || {
             // MODS first: a manifest naming files without their deletions would resurrect
             // deleted points once the WAL records below the flushed index are gone.
             if let Some(mods) = mods {
-                deletion::store(&dir, &mods)?;
+                deletion::store_in(&*file_system, &dir, &mods)?;
             }
             if let Some(manifest) = manifest {
-                manifest.store(&dir)?;
+                manifest.store_in(&*file_system, &dir)?;
             }
             Ok(())
         });
@@ -1608,8 +1641,10 @@ impl State {
     }
 
     /// Applies a finished metadata write in memory: the manifest and MODS are durable now.
-    /// A failed write drops what it would have installed (files it named become orphans,
-    /// deleted on the next open; the frozen memtable is flushed again).
+    /// A failed write installs nothing and the region turns read-only
+    /// ([`State::turn_read_only`]): the MANIFEST on disk is then the old one or, when only
+    /// the directory fsync failed, possibly the new one; either names only durable files,
+    /// and the next open recovers from it and the WAL.
     fn finish_metadata(&mut self, wal: &Wal) -> Result<()> {
         let Some(job) = &mut self.metadata_job else {
             return Ok(());
@@ -1626,7 +1661,7 @@ impl State {
             if job.writes_mods {
                 self.mods_dirty = true;
             }
-            return self.retry_later_on_error(Err(e));
+            return Err(e);
         }
         match job.install {
             Install::Flush {
@@ -1812,9 +1847,10 @@ impl State {
         }
         let paths = std::mem::take(&mut self.files_to_remove);
         let job_paths = paths.clone();
+        let file_system = self.file_system.clone();
         match self.pool.try_run(JobClass::Urgent, move || {
             for path in &job_paths {
-                remove_file_logged(path);
+                remove_file_logged(&*file_system, path);
             }
             Ok(())
         }) {
@@ -1957,14 +1993,17 @@ impl State {
         let rate = self.config.compaction_bytes_per_second;
         let cancel = Arc::new(AtomicBool::new(false));
         let job_cancel = cancel.clone();
+        let file_system = self.file_system.clone();
         let submitted = self.pool.try_run(JobClass::Compaction, move || {
-            let written = compaction::merge_files(&inputs, &path, options, rate, &job_cancel)?;
+            let file_system = &*file_system;
+            let written =
+                compaction::merge_files(file_system, &inputs, &path, options, rate, &job_cancel)?;
             // The output's directory entry must be durable before the manifest names it
             // and the inputs are deleted.
             if written.is_some()
                 && let Some(sealed) = path.parent()
             {
-                manifest::sync_dir(sealed)?;
+                manifest::sync_dir(file_system, sealed)?;
             }
             let output = match written {
                 Some(_) => Some(LiveFile {
@@ -2004,18 +2043,24 @@ fn inherit_deletions(files: &mut [LiveFile], deletions: &[Deletion]) {
     }
 }
 
-fn remove_file_logged(path: &Path) {
-    if let Err(e) = std::fs::remove_file(path) {
+fn remove_file_logged(file_system: &dyn FileSystem, path: &Path) {
+    if let Err(e) = file_system.remove_file(path) {
         tracing::warn!(file = %path.display(), error = %e, "removing a replaced sealed file failed");
     }
+}
+
+/// Where and how a flush writes its files.
+struct FlushTarget<'a> {
+    file_system: &'a dyn FileSystem,
+    sealed_dir: &'a Path,
+    options: WriterOptions,
 }
 
 /// Writes the planned files of a frozen memtable (on a background pool worker).
 fn write_flush_files(
     memtable: &FrozenMemtable,
     planned: Vec<FileEntry>,
-    sealed_dir: &Path,
-    options: WriterOptions,
+    target: &FlushTarget<'_>,
     cancel: &AtomicBool,
 ) -> Result<Vec<LiveFile>> {
     let mut out = Vec::with_capacity(planned.len());
@@ -2037,8 +2082,8 @@ fn write_flush_files(
         if series.is_empty() {
             continue;
         }
-        let path = sealed_dir.join(entry.file_name());
-        let mut writer = SealedFileWriter::create(&path, options)?;
+        let path = target.sealed_dir.join(entry.file_name());
+        let mut writer = SealedFileWriter::create_in(target.file_system, &path, target.options)?;
         for (key, buffer) in series {
             writer.write_series(&key, &buffer.points)?;
         }
@@ -2049,6 +2094,6 @@ fn write_flush_files(
             deletions: Vec::new(),
         });
     }
-    manifest::sync_dir(sealed_dir)?;
+    manifest::sync_dir(target.file_system, target.sealed_dir)?;
     Ok(out)
 }

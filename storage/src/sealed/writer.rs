@@ -1,10 +1,10 @@
-//! Writes one sealed file, series by series, with plain `std::fs`.
+//! Writes one sealed file, series by series, through the region's
+//! [`FileSystem`](crate::file_system::FileSystem) (`std::fs` in production).
 //!
 //! Runs off the shard's loop (flush and compaction threads): it blocks on writes and on the
 //! final fdatasync. A writer that fails or is dropped before `finish` leaves a partial file
 //! that `SealedFile::open` rejects (no footer); the owning region deletes it.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
@@ -13,6 +13,7 @@ use super::{ChunkMeta, SealedFileSummary, SeriesMeta, WriterOptions};
 use crate::codec::bits::put_varint;
 use crate::codec::{self, COLUMN_VALUES_MAX};
 use crate::error::{Result, StorageError};
+use crate::file_system::{FileSystem, StdFileSystem, WritableFile};
 use crate::stats::Stats;
 use crate::types::{PointColumn, SeriesKey, Timestamp, Values};
 
@@ -22,7 +23,7 @@ const WRITE_BUFFER_BYTES: usize = 1 << 20;
 /// Builds a sealed file. Owned by one flush or compaction task.
 pub struct SealedFileWriter {
     path: PathBuf,
-    file: BufWriter<File>,
+    file: BufWriter<Box<dyn WritableFile>>,
     options: WriterOptions,
     /// Bytes written so far: the offset of the next block.
     offset: u64,
@@ -37,15 +38,22 @@ impl SealedFileWriter {
     /// Creates the file at `path` (which must not exist: sealed files are never rewritten)
     /// and writes its header.
     pub fn create(path: &Path, options: WriterOptions) -> Result<SealedFileWriter> {
+        SealedFileWriter::create_in(&StdFileSystem, path, options)
+    }
+
+    /// [`SealedFileWriter::create`] through `file_system`.
+    pub fn create_in(
+        file_system: &dyn FileSystem,
+        path: &Path,
+        options: WriterOptions,
+    ) -> Result<SealedFileWriter> {
         assert!(
             (1..=COLUMN_VALUES_MAX).contains(&options.chunk_points_max),
             "chunk_points_max {} outside 1..={COLUMN_VALUES_MAX}",
             options.chunk_points_max
         );
-        let file = File::options()
-            .write(true)
-            .create_new(true)
-            .open(path)
+        let file = file_system
+            .create_new(path)
             .map_err(|e| StorageError::io("create sealed file", path, e))?;
         let mut writer = SealedFileWriter {
             path: path.to_path_buf(),
@@ -176,7 +184,7 @@ impl SealedFileWriter {
         index.extend_from_slice(&crc.to_le_bytes());
         index.extend_from_slice(&format::footer(index_offset, index_len));
         self.write_all(&index)?;
-        let file = self
+        let mut file = self
             .file
             .into_inner()
             .map_err(|e| StorageError::io("write sealed file", &self.path, e.into_error()))?;

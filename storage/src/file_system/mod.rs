@@ -1,0 +1,154 @@
+//! The seam between the engine and the files it writes off the WAL: sealed files, MANIFEST,
+//! MODS, the removal of replaced files, and a snapshot install (its staging directory and
+//! `INSTALL` marker).
+//!
+//! ```text
+//!  region (shard) ── plans ──► background pool ──► FileSystem ──► StdFileSystem (std::fs)
+//!  Region::open ── manifest, MODS, orphans ──────►     │       └─► FaultyFileSystem (tests)
+//!                                                      ▼
+//!                                       sealed/*.tsf, MANIFEST(.tmp), MODS(.tmp)
+//! ```
+//!
+//! Every create, write, fsync, rename, remove, read and listing of those files goes
+//! through one [`FileSystem`], chosen when the region is opened
+//! (`RegionConfig::file_system`; `None` is [`StdFileSystem`]). The WAL keeps its own
+//! seam (`wal::WalStorage`, io_uring, simulated by `wal::MemoryStorage`); sealed files
+//! are read through `mmap` of the real file, which is why the fault-injecting
+//! implementation ([`faulty::FaultyFileSystem`]) wraps a real directory instead of
+//! holding files in memory.
+//!
+//! Why not the consensus crate's `io::Disk`: it names files in one flat directory, is
+//! single-threaded (`&mut self`) and holds its simulated files in memory; the engine
+//! writes in two directories (the region's and `sealed/`) from pool threads and maps its
+//! sealed files, so a small path-based, `Send + Sync` trait fits it without an adapter.
+//!
+//! The durability contract is POSIX's (the same as `io::Disk`'s): data written to a file
+//! survives a crash only after [`WritableFile::sync_data`]; a create, rename or remove
+//! only after [`FileSystem::sync_dir`] of its directory. A failed fsync may have lost the
+//! data for good: the region never retries one, it turns read-only.
+
+pub mod faulty;
+
+use std::io::{self, Write};
+use std::path::Path;
+use std::sync::Arc;
+
+/// A file opened for writing by [`FileSystem::create_new`] or [`FileSystem::create`].
+/// Owned by one background job at a time.
+pub trait WritableFile: Write + Send {
+    /// fdatasync: makes the data written so far (and the length) durable.
+    fn sync_data(&mut self) -> io::Result<()>;
+}
+
+/// The file operations the engine performs on sealed files, MANIFEST and MODS. Shared by
+/// the shard that owns a region and the pool threads that run its jobs (`Send + Sync`).
+pub trait FileSystem: Send + Sync + std::fmt::Debug {
+    /// Creates `path` for writing; fails with `AlreadyExists` if it exists.
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Creates `path` for writing, truncating it if it exists.
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// The whole file.
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// Whether `path` exists (without following a symbolic link).
+    fn exists(&self, path: &Path) -> io::Result<bool>;
+    /// The names of the entries of `dir`.
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>>;
+    /// Creates `dir` and its parents.
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// Atomically renames `from` to `to`, replacing `to`.
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// Deletes a file.
+    fn remove_file(&self, path: &Path) -> io::Result<()>;
+    /// Deletes a directory and everything in it.
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()>;
+    /// A second name `to` for the file `from` (a snapshot shares sealed files this way).
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
+    /// fsync of a directory: makes creates, renames and removes inside it durable.
+    fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// The real file system: `std::fs`, blocking (called on the background pool, and by
+/// `Region::open`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StdFileSystem;
+
+/// The production choice, shared.
+pub fn std_file_system() -> Arc<dyn FileSystem> {
+    Arc::new(StdFileSystem)
+}
+
+struct StdFile(std::fs::File);
+
+impl Write for StdFile {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.0.write(bytes)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0.flush()
+    }
+}
+
+impl WritableFile for StdFile {
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.0.sync_data()
+    }
+}
+
+impl FileSystem for StdFileSystem {
+    fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let file = std::fs::File::options()
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        Ok(Box::new(StdFile(file)))
+    }
+
+    fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        Ok(Box::new(StdFile(std::fs::File::create(path)?)))
+    }
+
+    fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
+        std::fs::read(path)
+    }
+
+    fn exists(&self, path: &Path) -> io::Result<bool> {
+        match std::fs::symlink_metadata(path) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn list(&self, dir: &Path) -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            names.push(entry?.file_name().to_string_lossy().into_owned());
+        }
+        Ok(names)
+    }
+
+    fn create_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::create_dir_all(dir)
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::rename(from, to)
+    }
+
+    fn remove_file(&self, path: &Path) -> io::Result<()> {
+        std::fs::remove_file(path)
+    }
+
+    fn remove_dir_all(&self, dir: &Path) -> io::Result<()> {
+        std::fs::remove_dir_all(dir)
+    }
+
+    fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()> {
+        std::fs::hard_link(from, to)
+    }
+
+    fn sync_dir(&self, dir: &Path) -> io::Result<()> {
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
