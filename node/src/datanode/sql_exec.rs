@@ -333,14 +333,12 @@ impl Shard {
                     ));
                 }
                 if select.align_by_device {
-                    return self.select_aggregates_by_device(&select, range).await;
-                }
-                if select.group_by_level.is_some() && select.having.is_some() {
-                    return Err(unsupported(
-                        "HAVING with GROUP BY LEVEL is not supported yet",
-                    ));
+                    return self.select_aggregates_by_device(&select, range, now).await;
                 }
                 self.select_aggregates(&select, range, now).await
+            }
+            Projection::AggregateExpressions(_) => {
+                self.select_aggregate_expressions(&select, range, now).await
             }
             Projection::Last(_) => {
                 if select.value_filter.is_some() {
@@ -351,7 +349,7 @@ impl Shard {
         }
     }
 
-    async fn select_aggregates(
+    pub(super) async fn select_aggregates(
         self: &Rc<Self>,
         select: &Select,
         range: TimeRange,
@@ -620,10 +618,11 @@ impl Shard {
     /// Aggregates `ALIGN BY DEVICE`, as IoTDB lays them out: one row per device (per window
     /// and device with `GROUP BY`, devices in path order), a `Device` column after `Time`,
     /// and one column per select item and measurement, named `count(s1)`.
-    async fn select_aggregates_by_device(
+    pub(super) async fn select_aggregates_by_device(
         self: &Rc<Self>,
         select: &Select,
         range: TimeRange,
+        now: i64,
     ) -> Result<ResultSet, Status> {
         let Projection::Aggregates(aggregates) = &select.projection else {
             return Err(Status::internal("not an aggregate projection"));
@@ -812,19 +811,14 @@ impl Shard {
                 )));
             };
             let function = AggregateFunction::from_name(&name).expect("checked above");
-            let patterns: Vec<PathPattern> = select.from.iter().map(|f| f.join(path)).collect();
-            let wanted: Vec<String> = column_order(&self.matches(patterns).await?)
-                .iter()
-                .map(|p| format!("{}({p})", function.as_str().to_ascii_lowercase()))
-                .collect();
-            let columns: Vec<usize> = (first_value..result.column_names.len())
-                .filter(|&i| wanted.contains(&result.column_names[i]))
-                .collect();
-            if columns.len() < wanted.len() {
-                return Err(Status::illegal_parameter(format!(
-                    "{name}({path}) in HAVING must also be in the select list"
-                )));
-            }
+            let columns = self
+                .aggregate_columns(select, function, path, &result.column_names, first_value)
+                .await?
+                .ok_or_else(|| {
+                    Status::illegal_parameter(format!(
+                        "{name}({path}) in HAVING must also be in the select list"
+                    ))
+                })?;
             resolved.push((call, columns));
         }
         let bound = super::select::bind(having, now, &mut |e| {
@@ -841,6 +835,44 @@ impl Shard {
             bound.passes(time, row)
         });
         Ok(())
+    }
+
+    /// The columns among `names` (from `first_value` on) that hold `function(path)` of
+    /// `select`'s series: one per series, or per group under `GROUP BY LEVEL` (named as
+    /// IoTDB names them); `None` when one of them is not there.
+    pub(super) async fn aggregate_columns(
+        &self,
+        select: &Select,
+        function: AggregateFunction,
+        path: &PathPattern,
+        names: &[String],
+        first_value: usize,
+    ) -> Result<Option<Vec<usize>>, Status> {
+        let patterns: Vec<PathPattern> = select.from.iter().map(|f| f.join(path)).collect();
+        let matched = self.matches(patterns).await?;
+        let series = if select.align_by_device {
+            // `ALIGN BY DEVICE` names a column by measurement (`count(s1)`).
+            let mut measurements: Vec<String> = matched.into_iter().map(|(_, m, _)| m).collect();
+            measurements.sort();
+            measurements.dedup();
+            measurements
+        } else {
+            let paths = column_order(&matched);
+            match &select.group_by_level {
+                Some(levels) => level_groups(&paths, levels).names,
+                None => paths,
+            }
+        };
+        let function = function.as_str().to_ascii_lowercase();
+        let mut columns = Vec::with_capacity(series.len());
+        for one in series {
+            let wanted = format!("{function}({one})");
+            match (first_value..names.len()).find(|&i| names[i] == wanted) {
+                Some(column) => columns.push(column),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(columns))
     }
 
     async fn select_last(

@@ -14,7 +14,9 @@ use iotdb_storage::{DataType, TimeRange};
 
 use super::bind::{Scalar, bind_each};
 use super::{Column, Shard, series_window};
-use crate::sql::{ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select};
+use crate::sql::{
+    Aggregate, ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select, TimeOrder,
+};
 
 /// Where an output column's cells come from.
 enum Output {
@@ -136,6 +138,154 @@ impl Shard {
     }
 }
 
+impl Shard {
+    /// Expressions of aggregates in the select list (`count(s1) + 1, sum(s1) / count(s1)`,
+    /// IoTDB's nested aggregate expressions): the distinct aggregates they (and `HAVING`)
+    /// name are computed as a plain aggregate query, then each item is evaluated on its
+    /// rows, the series expanded as in raw expressions (`count(root.sg.d1.s1) + 1`; under
+    /// `ALIGN BY DEVICE`, by measurement: `count(s1) + 1`). `FILL`, `SLIMIT`, order and
+    /// `LIMIT` apply to the evaluated columns.
+    pub(in crate::datanode) async fn select_aggregate_expressions(
+        self: &Rc<Self>,
+        select: &Select,
+        range: crate::sql::TimeRange,
+        now_ms: i64,
+    ) -> Result<ResultSet, Status> {
+        let Projection::AggregateExpressions(items) = &select.projection else {
+            return Err(Status::internal("not an aggregate expression projection"));
+        };
+        let mut calls: Vec<Aggregate> = Vec::new();
+        let mut collect = |e: &Expr| {
+            if let Some(call) = Aggregate::of_call(e)
+                && !calls.contains(&call)
+            {
+                calls.push(call);
+            }
+        };
+        items.iter().for_each(|item| item.visit(&mut collect));
+        if let Some(having) = &select.having {
+            having.visit(&mut collect);
+        }
+        let inner = Select {
+            projection: Projection::Aggregates(calls.clone()),
+            aliases: vec![None; calls.len()],
+            fill: None,
+            slimit: None,
+            soffset: None,
+            order: TimeOrder::Ascending,
+            limit: None,
+            offset: None,
+            ..select.clone()
+        };
+        let aggregated = if select.align_by_device {
+            self.select_aggregates_by_device(&inner, range, now_ms)
+                .await?
+        } else {
+            self.select_aggregates(&inner, range, now_ms).await?
+        };
+        let first_value =
+            usize::from(select.group_by.is_some()) + usize::from(select.align_by_device);
+        if aggregated.column_names.len() <= first_value {
+            // Nothing matched: the header alone, as the plain aggregate query answers.
+            return Ok(aggregated);
+        }
+        let names = &aggregated.column_names;
+        let mut outputs: Vec<(String, DataType, Output)> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let mut leaves: Vec<(Aggregate, Vec<usize>)> = Vec::new();
+            for call in calls.iter().filter(|call| {
+                let mut named = false;
+                item.visit(&mut |e| named |= Aggregate::of_call(e).as_ref() == Some(*call));
+                named
+            }) {
+                let columns = self
+                    .aggregate_columns(select, call.function, &call.path, names, first_value)
+                    .await?
+                    .unwrap_or_default();
+                leaves.push((call.clone(), columns));
+            }
+            // As IoTDB: an item naming no series has no column.
+            if leaves.iter().any(|(_, columns)| columns.is_empty()) {
+                continue;
+            }
+            let first = outputs.len();
+            if Aggregate::of_call(item).is_some() {
+                for &at in &leaves[0].1 {
+                    outputs.push((
+                        names[at].clone(),
+                        aggregated.column_types[at],
+                        Output::Column(at),
+                    ));
+                }
+            } else {
+                let data_type = output_type(item)?;
+                let leaf_columns = |e: &Expr| {
+                    let call = Aggregate::of_call(e)?;
+                    leaves
+                        .iter()
+                        .find(|(c, _)| *c == call)
+                        .map(|(_, i)| i.clone())
+                };
+                for (bound, taken) in bind_each(item, now_ms, &mut |e| leaf_columns(e))? {
+                    let name = render(item, &|e| {
+                        taken
+                            .iter()
+                            .find(|(leaf, _)| leaf == e)
+                            .and_then(|(_, at)| at.map(|at| names[at].clone()))
+                    });
+                    outputs.push((name, data_type, Output::Computed(bound)));
+                }
+            }
+            if let Some(Some(alias)) = select.aliases.get(index) {
+                if outputs.len() - first != 1 {
+                    return Err(Status::illegal_parameter(format!(
+                        "alias '{alias}' can only be matched with one time series"
+                    )));
+                }
+                outputs[first].0 = alias.clone();
+            }
+        }
+        let outputs = series_window(outputs, select);
+        let mut result = ResultSet {
+            column_names: names[..first_value].to_vec(),
+            column_types: aggregated.column_types[..first_value].to_vec(),
+            rows: Vec::new(),
+        };
+        for (name, data_type, _) in &outputs {
+            result.column_names.push(name.clone());
+            result.column_types.push(*data_type);
+        }
+        let mut rows = Vec::with_capacity(aggregated.rows.len());
+        for cells in &aggregated.rows {
+            let time = match cells.first() {
+                Some(Some(WireValue::Int64(time))) if select.group_by.is_some() => *time,
+                _ => 0,
+            };
+            let mut row = cells[..first_value].to_vec();
+            for (name, data_type, output) in &outputs {
+                row.push(match output {
+                    Output::Column(at) => cells[*at].clone(),
+                    Output::Computed(bound) => wire_value(bound.eval(time, cells), *data_type)
+                        .map_err(|e| Status::illegal_parameter(format!("{name}: {e}")))?,
+                });
+            }
+            rows.push(row);
+        }
+        if select.align_by_device {
+            super::finish_device_rows(&mut result, rows, select, first_value);
+        } else {
+            if let Some(how) = &select.fill {
+                super::fill(how, &result.column_types, &mut rows, first_value);
+            }
+            if select.order == TimeOrder::Descending && select.group_by.is_some() {
+                rows.reverse();
+            }
+            result.rows = super::page(rows, select);
+        }
+        Ok(result)
+    }
+}
+
 /// The type of an expression's column.
 fn output_type(expr: &Expr) -> Result<DataType, Status> {
     Ok(match expr {
@@ -190,6 +340,9 @@ fn wire_value(scalar: Scalar, data_type: DataType) -> Result<Option<WireValue>, 
 /// The column name of an expression: its text with each path replaced by the series it
 /// took (`path` answers for a leaf), as IoTDB names expression columns.
 fn render(expr: &Expr, path: &dyn Fn(&Expr) -> Option<String>) -> String {
+    if let Some(text) = path(expr) {
+        return text;
+    }
     let nested = |e: &Expr| {
         let text = render(e, path);
         match e {

@@ -63,6 +63,34 @@ fn finish_time_rows(
     result.rows = page(rows, select);
 }
 
+/// Sets `rows` of an `ALIGN BY DEVICE` result (each device's rows together, its `Device`
+/// column just before `first_value`) as `result`'s rows, after `select`'s `FILL` and order
+/// within each device, and `LIMIT`/`OFFSET` over all.
+fn finish_device_rows(
+    result: &mut ResultSet,
+    rows: Vec<Vec<Option<WireValue>>>,
+    select: &Select,
+    first_value: usize,
+) {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut rows = rows.into_iter().peekable();
+    while let Some(row) = rows.next() {
+        let device = row[first_value - 1].clone();
+        let mut block = vec![row];
+        while let Some(next) = rows.next_if(|next| next[first_value - 1] == device) {
+            block.push(next);
+        }
+        if let Some(how) = &select.fill {
+            fill(how, &result.column_types, &mut block, first_value);
+        }
+        if select.order == TimeOrder::Descending {
+            block.reverse();
+        }
+        out.extend(block);
+    }
+    result.rows = page(out, select);
+}
+
 /// `items` with SOFFSET and SLIMIT applied.
 pub fn series_window<T>(items: Vec<T>, select: &Select) -> Vec<T> {
     let skip = select.soffset.unwrap_or(0) as usize;
