@@ -326,12 +326,6 @@ impl Shard {
                 bounded(self.select_computed(&select, range, now).await?)
             }
             Projection::Aggregates(_) => {
-                if select.value_filter.is_some() && select.align_by_device {
-                    return Err(unsupported(
-                        "aggregates ALIGN BY DEVICE with a value filter in WHERE are not \
-                         supported yet; filter on time only",
-                    ));
-                }
                 if select.align_by_device {
                     return self.select_aggregates_by_device(&select, range, now).await;
                 }
@@ -647,6 +641,7 @@ impl Shard {
         let mut columns: Vec<(usize, String)> = Vec::new();
         let mut devices: std::collections::BTreeMap<String, Vec<(usize, String)>> =
             Default::default();
+        let mut types_of: HashMap<(String, String), DataType> = HashMap::new();
         for (index, aggregate) in aggregates.iter().enumerate() {
             let patterns = select
                 .from
@@ -655,7 +650,8 @@ impl Shard {
                 .collect();
             let mut matched = self.matches(patterns).await?;
             matched.sort_by(|a, b| a.1.cmp(&b.1));
-            for (device, measurement, _) in matched {
+            for (device, measurement, data_type) in matched {
+                types_of.insert((device.clone(), measurement.clone()), data_type);
                 let column = (index, measurement);
                 if !columns.contains(&column) {
                     columns.push(column.clone());
@@ -665,6 +661,12 @@ impl Shard {
         }
         let columns = super::select::series_window(columns, select);
         let mut types: Vec<Option<WireType>> = vec![None; columns.len()];
+        // A value filter: its paths resolved once, then each device's aggregates fold the
+        // rows it keeps inside that device (its paths name only the device's series).
+        let filter_series = match &select.value_filter {
+            Some(_) => Some(self.resolve_filter_paths(select).await?),
+            None => None,
+        };
         // Per device: the rows' times and each column's cells.
         let mut blocks: Vec<DeviceBlock> = Vec::new();
         for (device, has) in &devices {
@@ -690,10 +692,33 @@ impl Shard {
                     aggregations: vec![wire_aggregation(aggregate.function)?],
                     group_by,
                 };
+                let points = match &filter_series {
+                    Some(filter_series) => {
+                        let own: Vec<(PathPattern, Vec<super::select::Column>)> = filter_series
+                            .iter()
+                            .map(|(path, columns)| {
+                                let mine = columns.iter().filter(|c| c.device == *device);
+                                (path.clone(), mine.cloned().collect())
+                            })
+                            .collect();
+                        let matched: Vec<Matched> = wanted
+                            .iter()
+                            .map(|(_, m)| {
+                                let key = (device.clone(), (*m).clone());
+                                (key.0.clone(), key.1.clone(), types_of[&key])
+                            })
+                            .collect();
+                        Some(
+                            self.filtered_points(select, &matched, range, group_by, now, &own)
+                                .await?,
+                        )
+                    }
+                    None => None,
+                };
                 let shape = super::query::Shape {
                     step_ms,
                     groups: None,
-                    points: None,
+                    points,
                 };
                 let batch = self.aggregate_batch(query, shape, select).await?;
                 for ((position, measurement), column) in wanted.iter().zip(&batch.columns) {
