@@ -456,7 +456,7 @@ impl Shard {
         };
         let first_value = usize::from(group_by.is_some());
         if let (true, Some(window)) = (left_open, group_by) {
-            label_left_open(&mut result, window);
+            label_left_open(&mut result, window, select);
         }
         if let Some(having) = &select.having {
             self.apply_having(select, having, &mut result, first_value, now)
@@ -542,7 +542,18 @@ impl Shard {
             };
             batches.push(batch);
         }
-        super::query::stack_rows(&batches, windows.iter().map(|(s, _)| *s).collect())
+        // A left-open range `((a, b], 1mo)` is shifted by one millisecond (see
+        // `group_by_window`): each row is labelled with its window's right end, as IoTDB.
+        let left_open = select
+            .group_by
+            .as_ref()
+            .and_then(|g| g.range.as_ref())
+            .is_some_and(|window_range| !window_range.left_closed);
+        let labels = windows
+            .iter()
+            .map(|(start, end)| if left_open { end - 1 } else { *start })
+            .collect();
+        super::query::stack_rows(&batches, labels)
     }
 
     /// The points of `matched` (in [`selections`] order) in `range` (and the windows) on
@@ -805,7 +816,7 @@ impl Shard {
         ) = (group_by, &select.group_by)
             && !window_range.left_closed
         {
-            label_left_open(&mut result, window);
+            label_left_open(&mut result, window, select);
         }
         Ok(result)
     }
@@ -1333,16 +1344,6 @@ fn calendar_windows(
 /// The windows of `GROUP BY ([start, end), interval[, step])` (a sliding step is passed to
 /// the aggregation beside them); without a range, the WHERE bounds.
 fn group_by_window(group_by: &sql::GroupByTime, range: TimeRange) -> Result<GroupByWindow, Status> {
-    if group_by.months.is_some()
-        && group_by
-            .range
-            .as_ref()
-            .is_some_and(|window_range| !window_range.left_closed)
-    {
-        return Err(unsupported(
-            "GROUP BY in months over a left-open range ((a, b], 1mo) is not supported yet",
-        ));
-    }
     let (start_time, end_time) = match &group_by.range {
         Some(window_range) => {
             let now = now_ms();
@@ -1381,8 +1382,12 @@ fn group_by_window(group_by: &sql::GroupByTime, range: TimeRange) -> Result<Grou
 }
 
 /// Labels each row of a left-open `GROUP BY ((a, b], i)` with its window's right end, as
-/// IoTDB does: the row of window start `s` shows `min(s + i, b + 1) - 1`.
-fn label_left_open(result: &mut ResultSet, window: GroupByWindow) {
+/// IoTDB does: the row of window start `s` shows `min(s + i, b + 1) - 1`. Windows in
+/// calendar months are labelled as they are aggregated (`aggregate_batch`).
+fn label_left_open(result: &mut ResultSet, window: GroupByWindow, select: &Select) {
+    if select.group_by.as_ref().is_some_and(|g| g.months.is_some()) {
+        return;
+    }
     for row in &mut result.rows {
         if let Some(Some(WireValue::Int64(start))) = row.first_mut() {
             *start = start
