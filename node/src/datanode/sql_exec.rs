@@ -600,6 +600,7 @@ impl Shard {
                 fetch,
                 now,
                 filter_series,
+                None,
             )
             .await?;
         if rows.times.len() > FILTERED_AGGREGATE_ROWS_MAX {

@@ -113,6 +113,7 @@ impl Shard {
                 range,
                 now_ms,
                 &resolved,
+                super::rows_needed(select),
             )
             .await?;
         let mut result = ResultSet::new(&[("Time", DataType::Int64)]);
