@@ -706,13 +706,7 @@ impl Shard {
                 };
                 let points = match &filter_series {
                     Some(filter_series) => {
-                        let own: Vec<(PathPattern, Vec<super::select::Column>)> = filter_series
-                            .iter()
-                            .map(|(path, columns)| {
-                                let mine = columns.iter().filter(|c| c.device == *device);
-                                (path.clone(), mine.cloned().collect())
-                            })
-                            .collect();
+                        let own = super::select::within_device(filter_series, device);
                         let matched: Vec<Matched> = wanted
                             .iter()
                             .map(|(_, m)| {

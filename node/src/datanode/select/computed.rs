@@ -12,7 +12,7 @@ use std::rc::Rc;
 use iotdb_net::{ResultSet, Status, Value as WireValue};
 use iotdb_storage::{DataType, TimeRange};
 
-use super::bind::{Scalar, bind_each};
+use super::bind::{BoundCopy, Scalar, bind_each};
 use super::{Column, Shard, series_window};
 use crate::sql::{
     Aggregate, ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select, TimeOrder,
@@ -132,14 +132,7 @@ impl Shard {
             if outputs.is_empty() {
                 continue;
             }
-            // Inside this device only: the filter's series of other devices do not count.
-            let own: Vec<(PathPattern, Vec<Column>)> = filter_series
-                .iter()
-                .map(|(path, columns)| {
-                    let mine = columns.iter().filter(|c| c.device == device);
-                    (path.clone(), mine.cloned().collect())
-                })
-                .collect();
+            let own = super::within_device(filter_series, device);
             let part = self
                 .raw_rows(
                     fetched,
@@ -230,26 +223,52 @@ fn bind_items(
                 Expr::Path(p) => leaves.iter().find(|(q, _)| q == p).map(|(_, i)| i.clone()),
                 _ => None,
             })?;
-            for (bound, taken) in copies {
-                let name = render(item, &|e| {
-                    taken
-                        .iter()
-                        .find(|(leaf, _)| leaf == e)
-                        .and_then(|(_, at)| at.map(|at| name_of(&fetched[at])))
-                });
-                outputs.push((name, data_type, Output::Computed(bound)));
-            }
+            push_copies(&mut outputs, item, data_type, copies, &|at| {
+                name_of(&fetched[at])
+            });
         }
-        if let Some(Some(alias)) = select.aliases.get(index) {
-            if outputs.len() - first != 1 {
-                return Err(Status::illegal_parameter(format!(
-                    "alias '{alias}' can only be matched with one time series"
-                )));
-            }
-            outputs[first].0 = alias.clone();
-        }
+        apply_alias(&mut outputs, first, select, index)?;
     }
     Ok((fetched, outputs))
+}
+
+/// Each copy of expression `item` (one per combination of the columns its leaves took) as
+/// an output column, named after the expression with `column_name` of each leaf's column.
+fn push_copies(
+    outputs: &mut Vec<OutputColumn>,
+    item: &Expr,
+    data_type: DataType,
+    copies: Vec<BoundCopy>,
+    column_name: &dyn Fn(usize) -> String,
+) {
+    for (bound, taken) in copies {
+        let name = render(item, &|e| {
+            taken
+                .iter()
+                .find(|(leaf, _)| leaf == e)
+                .and_then(|(_, at)| at.map(column_name))
+        });
+        outputs.push((name, data_type, Output::Computed(bound)));
+    }
+}
+
+/// Names the columns select item `index` made (`outputs[first..]`) after its alias, if it
+/// has one; an alias must name one column.
+fn apply_alias(
+    outputs: &mut [OutputColumn],
+    first: usize,
+    select: &Select,
+    index: usize,
+) -> Result<(), Status> {
+    if let Some(Some(alias)) = select.aliases.get(index) {
+        if outputs.len() - first != 1 {
+            return Err(Status::illegal_parameter(format!(
+                "alias '{alias}' can only be matched with one time series"
+            )));
+        }
+        outputs[first].0 = alias.clone();
+    }
+    Ok(())
 }
 
 /// The cells of `outputs` on one row (`cells`: the fetched series' values at `time`).
@@ -356,24 +375,12 @@ impl Shard {
                         .find(|(c, _)| *c == call)
                         .map(|(_, i)| i.clone())
                 };
-                for (bound, taken) in bind_each(item, now_ms, &mut |e| leaf_columns(e))? {
-                    let name = render(item, &|e| {
-                        taken
-                            .iter()
-                            .find(|(leaf, _)| leaf == e)
-                            .and_then(|(_, at)| at.map(|at| names[at].clone()))
-                    });
-                    outputs.push((name, data_type, Output::Computed(bound)));
-                }
+                let copies = bind_each(item, now_ms, &mut |e| leaf_columns(e))?;
+                push_copies(&mut outputs, item, data_type, copies, &|at| {
+                    names[at].clone()
+                });
             }
-            if let Some(Some(alias)) = select.aliases.get(index) {
-                if outputs.len() - first != 1 {
-                    return Err(Status::illegal_parameter(format!(
-                        "alias '{alias}' can only be matched with one time series"
-                    )));
-                }
-                outputs[first].0 = alias.clone();
-            }
+            apply_alias(&mut outputs, first, select, index)?;
         }
         let outputs = series_window(outputs, select);
         let mut result = ResultSet {

@@ -264,14 +264,7 @@ impl Shard {
             if outputs.is_empty() {
                 continue;
             }
-            // Inside this device only: the filter's series of other devices do not count.
-            let own: Vec<(PathPattern, Vec<Column>)> = resolved
-                .iter()
-                .map(|(path, columns)| {
-                    let mine = columns.iter().filter(|c| c.device == *device).cloned();
-                    (path.clone(), mine.collect())
-                })
-                .collect();
+            let own = within_device(&resolved, device);
             let part = self
                 .raw_rows(
                     outputs,
@@ -529,6 +522,21 @@ pub fn rows_needed(select: &Select) -> Option<usize> {
     }
     let rows = limit.saturating_add(select.offset.unwrap_or(0));
     Some(usize::try_from(rows).unwrap_or(usize::MAX))
+}
+
+/// The filter's paths (`filter_series`) restricted to `device`'s series: under `ALIGN BY
+/// DEVICE` a filter is evaluated inside each device, other devices' series do not count.
+pub fn within_device(
+    filter_series: &[(PathPattern, Vec<Column>)],
+    device: &str,
+) -> Vec<(PathPattern, Vec<Column>)> {
+    filter_series
+        .iter()
+        .map(|(path, columns)| {
+            let mine = columns.iter().filter(|c| c.device == device).cloned();
+            (path.clone(), mine.collect())
+        })
+        .collect()
 }
 
 /// `rows` with OFFSET and LIMIT applied.
