@@ -638,11 +638,6 @@ impl Shard {
                 "GROUP BY LEVEL with ALIGN BY DEVICE is not supported (IoTDB refuses it too)",
             ));
         }
-        if select.having.is_some() {
-            return Err(unsupported(
-                "HAVING with ALIGN BY DEVICE is not supported yet",
-            ));
-        }
         let group_by = match &select.group_by {
             None => None,
             Some(group_by) => Some(group_by_window(group_by, range)?),
@@ -773,7 +768,7 @@ impl Shard {
         }
         let mut rows = Vec::new();
         for (device, times, cells) in blocks {
-            let mut block: Vec<Vec<Option<WireValue>>> = times
+            let block: Vec<Vec<Option<WireValue>>> = times
                 .iter()
                 .enumerate()
                 .map(|(row, time)| {
@@ -790,18 +785,20 @@ impl Shard {
                     out
                 })
                 .collect();
-            if let Some(how) = &select.fill {
-                super::select::fill(how, &result.column_types, &mut block, first_value);
-            }
-            if select.order == TimeOrder::Descending {
-                block.reverse();
-            }
             rows.extend(block);
             if rows.len() > SQL_RESULT_ROWS_MAX {
                 return Err(too_many_rows());
             }
         }
-        result.rows = super::select::page(rows, select);
+        result.rows = rows;
+        // HAVING on each device's rows (its columns are named `count(s1)`), then FILL and
+        // order within each device, LIMIT over all.
+        if let Some(having) = &select.having {
+            self.apply_having(select, having, &mut result, first_value, now)
+                .await?;
+        }
+        let rows = std::mem::take(&mut result.rows);
+        super::select::finish_device_rows(&mut result, rows, select, first_value);
         if let (
             Some(window),
             Some(sql::GroupByTime {
@@ -860,7 +857,7 @@ impl Shard {
         })?;
         result.rows.retain(|row| {
             let time = match row.first() {
-                Some(Some(WireValue::Int64(t))) if first_value == 1 => *t,
+                Some(Some(WireValue::Int64(t))) if select.group_by.is_some() => *t,
                 _ => 0,
             };
             bound.passes(time, row)

@@ -66,7 +66,7 @@ fn finish_time_rows(
 /// Sets `rows` of an `ALIGN BY DEVICE` result (each device's rows together, its `Device`
 /// column just before `first_value`) as `result`'s rows, after `select`'s `FILL` and order
 /// within each device, and `LIMIT`/`OFFSET` over all.
-fn finish_device_rows(
+pub(super) fn finish_device_rows(
     result: &mut ResultSet,
     rows: Vec<Vec<Option<WireValue>>>,
     select: &Select,
