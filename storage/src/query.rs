@@ -292,19 +292,38 @@ pub fn scan(
     pieces: Vec<RankedPiece<'_>>,
     range: TimeRange,
 ) -> Result<PointColumn> {
+    scan_first(data_type, pieces, range, usize::MAX)
+}
+
+/// The first `points_max` points of a series in `range` (all when it has fewer), newest
+/// write winning, in time order. Clusters of overlapping pieces are merged in time order
+/// and the scan stops at the cluster that completes the count, so the chunks after it are
+/// never decoded.
+pub fn scan_first(
+    data_type: DataType,
+    pieces: Vec<RankedPiece<'_>>,
+    range: TimeRange,
+    points_max: usize,
+) -> Result<PointColumn> {
     let mut out = PointColumn::new(data_type);
-    if range.is_empty() {
+    if range.is_empty() || points_max == 0 {
         return Ok(out);
     }
     for cluster in clusters(pieces, range) {
         let points = merge_cluster(cluster, range)?;
-        if out.is_empty() {
+        let wanted = points.len().min(points_max - out.len());
+        if out.is_empty() && wanted == points.len() {
             out = points;
         } else {
-            out.timestamps.extend_from_slice(&points.timestamps);
-            out.values.extend_from(&points.values, 0..points.len());
+            out.timestamps
+                .extend_from_slice(&points.timestamps[..wanted]);
+            out.values.extend_from(&points.values, 0..wanted);
+        }
+        if out.len() == points_max {
+            break;
         }
     }
+    debug_assert!(out.len() <= points_max);
     Ok(out)
 }
 

@@ -433,6 +433,16 @@ fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                         })
                         .unwrap_or_default();
                     prop_assert_eq!(&got, &expected);
+                    // The first points only (a query's LIMIT): a prefix of the whole scan.
+                    let first = (expected.len() / 3).max(1);
+                    let got_first: Vec<i64> = region
+                        .scan_first(&key, range, first)
+                        .unwrap()
+                        .map(|p| p.timestamps)
+                        .unwrap_or_default();
+                    let wanted_first: Vec<i64> =
+                        expected.iter().take(first).map(|(t, _)| *t).collect();
+                    prop_assert_eq!(got_first, wanted_first);
                     // The same scan filtered on the value (pushed down, judged by chunk
                     // statistics where a chunk is alone), against the model filtered by hand.
                     if let Some(threshold) =

@@ -161,6 +161,12 @@ fn golden(cluster: &TestCluster, standalone: &TestServer) {
     let statements = [
         format!("SELECT * FROM {DATABASE}.d0"),
         format!("SELECT * FROM {DATABASE}.** LIMIT 300 OFFSET 170"),
+        // A LIMIT pushed down to every region (remote pages stop at each series' first
+        // points), across time partitions.
+        format!("SELECT d, i FROM {DATABASE}.** LIMIT 7 OFFSET 150"),
+        format!("SELECT d + i FROM {DATABASE}.* LIMIT 5 OFFSET 40 ALIGN BY DEVICE"),
+        format!("SELECT count(d) + 1, sum(i) / count(i) FROM {DATABASE}.**"),
+        format!("SELECT count(d) * 2 FROM {DATABASE}.* WHERE d > 100 ALIGN BY DEVICE"),
         format!(
             "SELECT i, t FROM {DATABASE}.** WHERE time >= {} AND time < {}",
             T0 + week,

@@ -43,6 +43,10 @@ pub enum WireRead {
         keys: Vec<(String, String)>,
         range: (i64, i64),
         filters: Vec<Option<WireFilter>>,
+        /// The first this many points of each key (a pushed-down `LIMIT`); absent from
+        /// older senders, which read every point.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        points_max: Option<u64>,
     },
     /// One page of a scan (`RegionRead::ScanPage`).
     ScanPage {
@@ -51,6 +55,9 @@ pub enum WireRead {
         filters: Option<Vec<Option<WireFilter>>>,
         cursor: ReadCursor,
         page_bytes_max: u64,
+        /// As in `ScanFiltered`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        points_max: Option<u64>,
     },
 }
 
@@ -180,10 +187,12 @@ impl WireRead {
                 keys,
                 range,
                 filters,
+                points_max,
             } => WireRead::ScanFiltered {
                 keys: keys_out(keys),
                 range: range_out(*range),
                 filters: filters_out(filters),
+                points_max: points_max.map(|n| n as u64),
             },
             RegionRead::ScanPage {
                 keys,
@@ -191,12 +200,14 @@ impl WireRead {
                 filters,
                 cursor,
                 page_bytes_max,
+                points_max,
             } => WireRead::ScanPage {
                 keys: keys_out(keys),
                 range: range_out(*range),
                 filters: filters.as_deref().map(filters_out),
                 cursor: *cursor,
                 page_bytes_max: *page_bytes_max as u64,
+                points_max: points_max.map(|n| n as u64),
             },
         }
     }
@@ -236,10 +247,12 @@ impl WireRead {
                 keys,
                 range,
                 filters,
+                points_max,
             } => RegionRead::ScanFiltered {
                 keys: keys_in(&keys),
                 range: range_in(range),
                 filters: filters_in(filters)?,
+                points_max: points_max.map(count_in),
             },
             WireRead::ScanPage {
                 keys,
@@ -247,15 +260,22 @@ impl WireRead {
                 filters,
                 cursor,
                 page_bytes_max,
+                points_max,
             } => RegionRead::ScanPage {
                 keys: keys_in(&keys),
                 range: range_in(range),
                 filters: filters.map(filters_in).transpose()?,
                 cursor,
-                page_bytes_max: usize::try_from(page_bytes_max).unwrap_or(usize::MAX),
+                page_bytes_max: count_in(page_bytes_max),
+                points_max: points_max.map(count_in),
             },
         })
     }
+}
+
+/// A count from the wire as a `usize` (saturating: a larger count only means "all").
+fn count_in(count: u64) -> usize {
+    usize::try_from(count).unwrap_or(usize::MAX)
 }
 
 fn filters_out(filters: &[Option<ValueFilter>]) -> Vec<Option<WireFilter>> {
@@ -540,16 +560,18 @@ mod tests {
             keys: keys.clone(),
             range,
             filters: vec![Some(filter.clone()), None],
+            points_max: Some(10),
         };
         let RegionRead::ScanFiltered {
             keys: k,
             range: r,
             filters,
+            points_max,
         } = roundtrip_read(&read)
         else {
             panic!("kind changed");
         };
-        assert_eq!((k, r), (keys.clone(), range));
+        assert_eq!((k, r, points_max), (keys.clone(), range, Some(10)));
         assert_eq!(format!("{:?}", filters[0]), format!("{:?}", Some(filter)));
         let aggregate = RegionRead::Aggregate {
             keys: keys.clone(),
@@ -598,19 +620,21 @@ mod tests {
                 span_hint: Some(7),
             },
             page_bytes_max: 4096,
+            points_max: None,
         };
         let RegionRead::ScanPage {
             cursor,
             page_bytes_max,
             filters,
+            points_max,
             ..
         } = roundtrip_read(&page)
         else {
             panic!("kind changed");
         };
         assert_eq!(
-            (cursor.after, cursor.span_hint, page_bytes_max),
-            (Some(41), Some(7), 4096)
+            (cursor.after, cursor.span_hint, page_bytes_max, points_max),
+            (Some(41), Some(7), 4096, None)
         );
         assert_eq!(filters.map(|f| f.len()), Some(1));
         let answer = RegionAnswer::Page {
@@ -643,6 +667,7 @@ mod tests {
             keys: vec![],
             range: (0, 1),
             filters: vec![Some(WireFilter::Matches("(".into()))],
+            points_max: None,
         };
         assert!(bad_regex.into_read().is_err());
     }

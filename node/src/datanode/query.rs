@@ -41,11 +41,13 @@ pub enum RegionRead {
     Last {
         keys: Vec<SeriesKey>,
     },
-    /// A scan with a value filter per key (`None`: every point), pushed down to the region.
+    /// A scan with a value filter per key (`None`: every point), pushed down to the region;
+    /// with `points_max`, only the first that many points of each key (a `LIMIT`).
     ScanFiltered {
         keys: Vec<SeriesKey>,
         range: TimeRange,
         filters: Vec<Option<ValueFilter>>,
+        points_max: Option<usize>,
     },
     /// One page of a scan (filtered when `filters` is given): from `cursor` on, at most
     /// `page_bytes_max` bytes (capped at [`read_pages::PAGE_BYTES_MAX`]); how another
@@ -56,6 +58,8 @@ pub enum RegionRead {
         filters: Option<Vec<Option<ValueFilter>>>,
         cursor: ReadCursor,
         page_bytes_max: usize,
+        /// As in `ScanFiltered`: the first this many points of each key suffice.
+        points_max: Option<usize>,
     },
 }
 
@@ -86,6 +90,32 @@ pub enum RegionAnswer {
         counters: FilterCounters,
         next: Option<ReadCursor>,
     },
+}
+
+/// One key's points in `range` that pass `filter` (every point without one), the first
+/// `points_max` of them when given; `None` for a series the region does not hold.
+fn scan_one(
+    region: &storage::Region,
+    key: &SeriesKey,
+    range: TimeRange,
+    filter: Option<&ValueFilter>,
+    points_max: Option<usize>,
+    counters: &mut FilterCounters,
+) -> storage::Result<Option<PointColumn>> {
+    match (filter, points_max) {
+        (None, None) => region.scan(key, range),
+        (None, Some(points_max)) => region.scan_first(key, range, points_max),
+        (Some(filter), points_max) => {
+            let points = region.scan_filtered(key, range, filter, counters)?;
+            Ok(points.map(|points| match points_max {
+                Some(points_max) if points.len() > points_max => {
+                    let end = points.timestamps[points_max];
+                    storage::query::trim(points, TimeRange::new(i64::MIN, end))
+                }
+                _ => points,
+            }))
+        }
+    }
 }
 
 impl Shard {
@@ -128,14 +158,19 @@ impl Shard {
                 keys,
                 range,
                 filters,
+                points_max,
             } => {
                 let mut counters = FilterCounters::default();
                 let mut out = Vec::with_capacity(keys.len());
                 for (key, filter) in keys.iter().zip(filters) {
-                    let points = match filter {
-                        Some(filter) => region.scan_filtered(key, *range, filter, &mut counters),
-                        None => region.scan(key, *range),
-                    };
+                    let points = scan_one(
+                        &region,
+                        key,
+                        *range,
+                        filter.as_ref(),
+                        *points_max,
+                        &mut counters,
+                    );
                     out.push(points.map_err(status)?);
                 }
                 RegionAnswer::Filtered(out, counters)
@@ -146,19 +181,15 @@ impl Shard {
                 filters,
                 cursor,
                 page_bytes_max,
+                points_max,
             } => {
                 let mut counters = FilterCounters::default();
                 let page_bytes_max = (*page_bytes_max).min(read_pages::PAGE_BYTES_MAX);
                 let (columns, next) =
                     read_pages::fill_page(keys.len(), *range, *cursor, page_bytes_max, |i, r| {
                         let filter = filters.as_ref().and_then(|f| f.get(i)?.as_ref());
-                        match filter {
-                            Some(filter) => {
-                                region.scan_filtered(&keys[i], r, filter, &mut counters)
-                            }
-                            None => region.scan(&keys[i], r),
-                        }
-                        .map_err(status)
+                        scan_one(&region, &keys[i], r, filter, *points_max, &mut counters)
+                            .map_err(status)
                     })?;
                 RegionAnswer::Page {
                     columns,

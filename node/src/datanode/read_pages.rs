@@ -232,29 +232,32 @@ impl PagedRead {
             return None;
         }
         let chunk = |all: &[SeriesKey]| all[keys.clone()].to_vec();
-        let page =
-            |all: &[SeriesKey], range: &TimeRange, filters: Option<&[Option<ValueFilter>]>| {
-                RegionRead::ScanPage {
-                    keys: chunk(all),
-                    range: *range,
-                    filters: filters.map(|f| f[keys.clone()].to_vec()),
-                    cursor: self.cursor,
-                    page_bytes_max: self.page_bytes_max,
-                }
-            };
+        let page = |all: &[SeriesKey],
+                    range: &TimeRange,
+                    filters: Option<&[Option<ValueFilter>]>,
+                    points_max: Option<usize>| RegionRead::ScanPage {
+            keys: chunk(all),
+            range: *range,
+            filters: filters.map(|f| f[keys.clone()].to_vec()),
+            cursor: self.cursor,
+            page_bytes_max: self.page_bytes_max,
+            points_max,
+        };
         Some(match &self.read {
-            RegionRead::Scan { keys: all, range } => page(all, range, None),
+            RegionRead::Scan { keys: all, range } => page(all, range, None, None),
             RegionRead::ScanFiltered {
                 keys: all,
                 range,
                 filters,
-            } => page(all, range, Some(filters)),
+                points_max,
+            } => page(all, range, Some(filters), *points_max),
             RegionRead::ScanPage {
                 keys: all,
                 range,
                 filters,
+                points_max,
                 ..
-            } => page(all, range, filters.as_deref()),
+            } => page(all, range, filters.as_deref(), *points_max),
             RegionRead::Aggregate {
                 keys: all,
                 range,
@@ -275,6 +278,11 @@ impl PagedRead {
     pub fn absorb(&mut self, answer: RegionAnswer) -> Result<(), Status> {
         let keys = self.chunk_keys();
         self.started = true;
+        let points_max = match &self.read {
+            RegionRead::ScanFiltered { points_max, .. }
+            | RegionRead::ScanPage { points_max, .. } => *points_max,
+            _ => None,
+        };
         match (&mut self.answer, answer) {
             (
                 RegionAnswer::Points(columns),
@@ -285,7 +293,9 @@ impl PagedRead {
                 },
             ) => {
                 merge_page(columns, keys.clone(), page)?;
-                if keep_cursor(&mut self.cursor, next, keys.len())? {
+                if keep_cursor(&mut self.cursor, next, keys.len())?
+                    && !skip_full_keys(&mut self.cursor, columns, keys.clone(), points_max)
+                {
                     return Ok(());
                 }
             }
@@ -299,7 +309,9 @@ impl PagedRead {
             ) => {
                 merge_page(columns, keys.clone(), page)?;
                 total.add(&counters);
-                if keep_cursor(&mut self.cursor, next, keys.len())? {
+                if keep_cursor(&mut self.cursor, next, keys.len())?
+                    && !skip_full_keys(&mut self.cursor, columns, keys.clone(), points_max)
+                {
                     return Ok(());
                 }
             }
@@ -361,6 +373,37 @@ fn merge_page(
         }
     }
     Ok(())
+}
+
+/// With `points_max` (a `LIMIT` pushed down), moves `cursor` past the keys that already
+/// have that many points in `columns` (the whole read's; `keys` the chunk's range of
+/// them): their remaining points are not needed. `true` when that completes the chunk.
+fn skip_full_keys(
+    cursor: &mut ReadCursor,
+    columns: &[Option<PointColumn>],
+    keys: std::ops::Range<usize>,
+    points_max: Option<usize>,
+) -> bool {
+    let Some(points_max) = points_max else {
+        return false;
+    };
+    let full = |key: u32| {
+        columns
+            .get(keys.start + key as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|column| column.len() >= points_max)
+    };
+    if !full(cursor.key) {
+        return false;
+    }
+    while (cursor.key as usize) < keys.len() && full(cursor.key) {
+        *cursor = ReadCursor {
+            key: cursor.key + 1,
+            after: None,
+            span_hint: None,
+        };
+    }
+    cursor.key as usize >= keys.len()
 }
 
 /// Keeps a page's next cursor; `false` when the chunk of `keys` keys is complete.
@@ -427,6 +470,7 @@ mod tests {
                     range,
                     cursor,
                     page_bytes_max,
+                    points_max,
                     ..
                 } = request
                 else {
@@ -438,7 +482,9 @@ mod tests {
                     .collect();
                 let (columns, next) =
                     fill_page(keys.len(), range, cursor, page_bytes_max, |i, r| {
-                        self.scan(names[i], r)
+                        // As `Region::scan_first`: the first `points_max` points of `r`.
+                        let first = points_max.map_or(r.end, |n| r.start.saturating_add(n as i64));
+                        self.scan(names[i], TimeRange::new(r.start, first.min(r.end)))
                     })
                     .unwrap();
                 pages += 1;
@@ -489,6 +535,50 @@ mod tests {
                 "{pages} pages of {page_bytes} bytes"
             );
         }
+    }
+
+    /// With `points_max` (a pushed-down `LIMIT`) each series' first points arrive, at
+    /// least `points_max` of them, and the pages stop there instead of reading on.
+    #[test]
+    fn a_limited_scan_stops_paging_each_series_at_its_first_points() {
+        let lengths = vec![Some(100_000), None, Some(3), Some(100_000)];
+        let range = TimeRange::new(0, 1_000_000);
+        let mut region = FakeRegion {
+            lengths: lengths.clone(),
+            decoded: 0,
+        };
+        let read = RegionRead::ScanFiltered {
+            keys: keys(lengths.len()),
+            range,
+            filters: vec![None; lengths.len()],
+            points_max: Some(10),
+        };
+        let per_point = point_bytes(&Values::Int64(vec![0]), 0);
+        let (answer, pages) = region.serve(read, 4 * per_point);
+        let RegionAnswer::Filtered(columns, _) = answer else {
+            panic!("a filtered scan answers filtered points");
+        };
+        for (column, length) in columns.iter().zip(&lengths) {
+            match (column, length) {
+                (None, None) => {}
+                (Some(column), Some(length)) => {
+                    let wanted = (*length).min(10) as usize;
+                    assert!(column.len() >= wanted && column.len() <= 20);
+                    assert_eq!(
+                        column.timestamps[..wanted],
+                        (0..wanted as i64).collect::<Vec<_>>()
+                    );
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+        assert!(
+            pages <= 12,
+            "{pages} pages for three series' first 10 points"
+        );
+        // Pages re-read a little of each series (the span hint), nothing like the 200,003
+        // points the region holds.
+        assert!(region.decoded <= 100, "decoded {}", region.decoded);
     }
 
     /// A cursor resumes after its timestamp, within the range, and the span hint keeps a

@@ -326,21 +326,13 @@ impl Shard {
                 bounded(self.select_computed(&select, range, now).await?)
             }
             Projection::Aggregates(_) => {
-                if select.value_filter.is_some() && select.align_by_device {
-                    return Err(unsupported(
-                        "aggregates ALIGN BY DEVICE with a value filter in WHERE are not \
-                         supported yet; filter on time only",
-                    ));
-                }
                 if select.align_by_device {
-                    return self.select_aggregates_by_device(&select, range).await;
-                }
-                if select.group_by_level.is_some() && select.having.is_some() {
-                    return Err(unsupported(
-                        "HAVING with GROUP BY LEVEL is not supported yet",
-                    ));
+                    return self.select_aggregates_by_device(&select, range, now).await;
                 }
                 self.select_aggregates(&select, range, now).await
+            }
+            Projection::AggregateExpressions(_) => {
+                self.select_aggregate_expressions(&select, range, now).await
             }
             Projection::Last(_) => {
                 if select.value_filter.is_some() {
@@ -351,7 +343,7 @@ impl Shard {
         }
     }
 
-    async fn select_aggregates(
+    pub(super) async fn select_aggregates(
         self: &Rc<Self>,
         select: &Select,
         range: TimeRange,
@@ -464,7 +456,7 @@ impl Shard {
         };
         let first_value = usize::from(group_by.is_some());
         if let (true, Some(window)) = (left_open, group_by) {
-            label_left_open(&mut result, window);
+            label_left_open(&mut result, window, select);
         }
         if let Some(having) = &select.having {
             self.apply_having(select, having, &mut result, first_value, now)
@@ -550,7 +542,18 @@ impl Shard {
             };
             batches.push(batch);
         }
-        super::query::stack_rows(&batches, windows.iter().map(|(s, _)| *s).collect())
+        // A left-open range `((a, b], 1mo)` is shifted by one millisecond (see
+        // `group_by_window`): each row is labelled with its window's right end, as IoTDB.
+        let left_open = select
+            .group_by
+            .as_ref()
+            .and_then(|g| g.range.as_ref())
+            .is_some_and(|window_range| !window_range.left_closed);
+        let labels = windows
+            .iter()
+            .map(|(start, end)| if left_open { end - 1 } else { *start })
+            .collect();
+        super::query::stack_rows(&batches, labels)
     }
 
     /// The points of `matched` (in [`selections`] order) in `range` (and the windows) on
@@ -597,6 +600,7 @@ impl Shard {
                 fetch,
                 now,
                 filter_series,
+                None,
             )
             .await?;
         if rows.times.len() > FILTERED_AGGREGATE_ROWS_MAX {
@@ -620,10 +624,11 @@ impl Shard {
     /// Aggregates `ALIGN BY DEVICE`, as IoTDB lays them out: one row per device (per window
     /// and device with `GROUP BY`, devices in path order), a `Device` column after `Time`,
     /// and one column per select item and measurement, named `count(s1)`.
-    async fn select_aggregates_by_device(
+    pub(super) async fn select_aggregates_by_device(
         self: &Rc<Self>,
         select: &Select,
         range: TimeRange,
+        now: i64,
     ) -> Result<ResultSet, Status> {
         let Projection::Aggregates(aggregates) = &select.projection else {
             return Err(Status::internal("not an aggregate projection"));
@@ -631,11 +636,6 @@ impl Shard {
         if select.group_by_level.is_some() {
             return Err(unsupported(
                 "GROUP BY LEVEL with ALIGN BY DEVICE is not supported (IoTDB refuses it too)",
-            ));
-        }
-        if select.having.is_some() {
-            return Err(unsupported(
-                "HAVING with ALIGN BY DEVICE is not supported yet",
             ));
         }
         let group_by = match &select.group_by {
@@ -648,6 +648,7 @@ impl Shard {
         let mut columns: Vec<(usize, String)> = Vec::new();
         let mut devices: std::collections::BTreeMap<String, Vec<(usize, String)>> =
             Default::default();
+        let mut types_of: HashMap<(String, String), DataType> = HashMap::new();
         for (index, aggregate) in aggregates.iter().enumerate() {
             let patterns = select
                 .from
@@ -656,7 +657,8 @@ impl Shard {
                 .collect();
             let mut matched = self.matches(patterns).await?;
             matched.sort_by(|a, b| a.1.cmp(&b.1));
-            for (device, measurement, _) in matched {
+            for (device, measurement, data_type) in matched {
+                types_of.insert((device.clone(), measurement.clone()), data_type);
                 let column = (index, measurement);
                 if !columns.contains(&column) {
                     columns.push(column.clone());
@@ -666,6 +668,12 @@ impl Shard {
         }
         let columns = super::select::series_window(columns, select);
         let mut types: Vec<Option<WireType>> = vec![None; columns.len()];
+        // A value filter: its paths resolved once, then each device's aggregates fold the
+        // rows it keeps inside that device (its paths name only the device's series).
+        let filter_series = match &select.value_filter {
+            Some(_) => Some(self.resolve_filter_paths(select).await?),
+            None => None,
+        };
         // Per device: the rows' times and each column's cells.
         let mut blocks: Vec<DeviceBlock> = Vec::new();
         for (device, has) in &devices {
@@ -691,10 +699,27 @@ impl Shard {
                     aggregations: vec![wire_aggregation(aggregate.function)?],
                     group_by,
                 };
+                let points = match &filter_series {
+                    Some(filter_series) => {
+                        let own = super::select::within_device(filter_series, device);
+                        let matched: Vec<Matched> = wanted
+                            .iter()
+                            .map(|(_, m)| {
+                                let key = (device.clone(), (*m).clone());
+                                (key.0.clone(), key.1.clone(), types_of[&key])
+                            })
+                            .collect();
+                        Some(
+                            self.filtered_points(select, &matched, range, group_by, now, &own)
+                                .await?,
+                        )
+                    }
+                    None => None,
+                };
                 let shape = super::query::Shape {
                     step_ms,
                     groups: None,
-                    points: None,
+                    points,
                 };
                 let batch = self.aggregate_batch(query, shape, select).await?;
                 for ((position, measurement), column) in wanted.iter().zip(&batch.columns) {
@@ -743,7 +768,7 @@ impl Shard {
         }
         let mut rows = Vec::new();
         for (device, times, cells) in blocks {
-            let mut block: Vec<Vec<Option<WireValue>>> = times
+            let block: Vec<Vec<Option<WireValue>>> = times
                 .iter()
                 .enumerate()
                 .map(|(row, time)| {
@@ -760,18 +785,20 @@ impl Shard {
                     out
                 })
                 .collect();
-            if let Some(how) = &select.fill {
-                super::select::fill(how, &result.column_types, &mut block, first_value);
-            }
-            if select.order == TimeOrder::Descending {
-                block.reverse();
-            }
             rows.extend(block);
             if rows.len() > SQL_RESULT_ROWS_MAX {
                 return Err(too_many_rows());
             }
         }
-        result.rows = super::select::page(rows, select);
+        result.rows = rows;
+        // HAVING on each device's rows (its columns are named `count(s1)`), then FILL and
+        // order within each device, LIMIT over all.
+        if let Some(having) = &select.having {
+            self.apply_having(select, having, &mut result, first_value, now)
+                .await?;
+        }
+        let rows = std::mem::take(&mut result.rows);
+        super::select::finish_device_rows(&mut result, rows, select, first_value);
         if let (
             Some(window),
             Some(sql::GroupByTime {
@@ -781,7 +808,7 @@ impl Shard {
         ) = (group_by, &select.group_by)
             && !window_range.left_closed
         {
-            label_left_open(&mut result, window);
+            label_left_open(&mut result, window, select);
         }
         Ok(result)
     }
@@ -812,19 +839,14 @@ impl Shard {
                 )));
             };
             let function = AggregateFunction::from_name(&name).expect("checked above");
-            let patterns: Vec<PathPattern> = select.from.iter().map(|f| f.join(path)).collect();
-            let wanted: Vec<String> = column_order(&self.matches(patterns).await?)
-                .iter()
-                .map(|p| format!("{}({p})", function.as_str().to_ascii_lowercase()))
-                .collect();
-            let columns: Vec<usize> = (first_value..result.column_names.len())
-                .filter(|&i| wanted.contains(&result.column_names[i]))
-                .collect();
-            if columns.len() < wanted.len() {
-                return Err(Status::illegal_parameter(format!(
-                    "{name}({path}) in HAVING must also be in the select list"
-                )));
-            }
+            let columns = self
+                .aggregate_columns(select, function, path, &result.column_names, first_value)
+                .await?
+                .ok_or_else(|| {
+                    Status::illegal_parameter(format!(
+                        "{name}({path}) in HAVING must also be in the select list"
+                    ))
+                })?;
             resolved.push((call, columns));
         }
         let bound = super::select::bind(having, now, &mut |e| {
@@ -835,12 +857,50 @@ impl Shard {
         })?;
         result.rows.retain(|row| {
             let time = match row.first() {
-                Some(Some(WireValue::Int64(t))) if first_value == 1 => *t,
+                Some(Some(WireValue::Int64(t))) if select.group_by.is_some() => *t,
                 _ => 0,
             };
             bound.passes(time, row)
         });
         Ok(())
+    }
+
+    /// The columns among `names` (from `first_value` on) that hold `function(path)` of
+    /// `select`'s series: one per series, or per group under `GROUP BY LEVEL` (named as
+    /// IoTDB names them); `None` when one of them is not there.
+    pub(super) async fn aggregate_columns(
+        &self,
+        select: &Select,
+        function: AggregateFunction,
+        path: &PathPattern,
+        names: &[String],
+        first_value: usize,
+    ) -> Result<Option<Vec<usize>>, Status> {
+        let patterns: Vec<PathPattern> = select.from.iter().map(|f| f.join(path)).collect();
+        let matched = self.matches(patterns).await?;
+        let series = if select.align_by_device {
+            // `ALIGN BY DEVICE` names a column by measurement (`count(s1)`).
+            let mut measurements: Vec<String> = matched.into_iter().map(|(_, m, _)| m).collect();
+            measurements.sort();
+            measurements.dedup();
+            measurements
+        } else {
+            let paths = column_order(&matched);
+            match &select.group_by_level {
+                Some(levels) => level_groups(&paths, levels).names,
+                None => paths,
+            }
+        };
+        let function = function.as_str().to_ascii_lowercase();
+        let mut columns = Vec::with_capacity(series.len());
+        for one in series {
+            let wanted = format!("{function}({one})");
+            match (first_value..names.len()).find(|&i| names[i] == wanted) {
+                Some(column) => columns.push(column),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(columns))
     }
 
     async fn select_last(
@@ -1276,16 +1336,6 @@ fn calendar_windows(
 /// The windows of `GROUP BY ([start, end), interval[, step])` (a sliding step is passed to
 /// the aggregation beside them); without a range, the WHERE bounds.
 fn group_by_window(group_by: &sql::GroupByTime, range: TimeRange) -> Result<GroupByWindow, Status> {
-    if group_by.months.is_some()
-        && group_by
-            .range
-            .as_ref()
-            .is_some_and(|window_range| !window_range.left_closed)
-    {
-        return Err(unsupported(
-            "GROUP BY in months over a left-open range ((a, b], 1mo) is not supported yet",
-        ));
-    }
     let (start_time, end_time) = match &group_by.range {
         Some(window_range) => {
             let now = now_ms();
@@ -1324,8 +1374,12 @@ fn group_by_window(group_by: &sql::GroupByTime, range: TimeRange) -> Result<Grou
 }
 
 /// Labels each row of a left-open `GROUP BY ((a, b], i)` with its window's right end, as
-/// IoTDB does: the row of window start `s` shows `min(s + i, b + 1) - 1`.
-fn label_left_open(result: &mut ResultSet, window: GroupByWindow) {
+/// IoTDB does: the row of window start `s` shows `min(s + i, b + 1) - 1`. Windows in
+/// calendar months are labelled as they are aggregated (`aggregate_batch`).
+fn label_left_open(result: &mut ResultSet, window: GroupByWindow, select: &Select) {
+    if select.group_by.as_ref().is_some_and(|g| g.months.is_some()) {
+        return;
+    }
     for row in &mut result.rows {
         if let Some(Some(WireValue::Int64(start))) = row.first_mut() {
             *start = start

@@ -548,6 +548,10 @@ pub enum Projection {
     Raw(Vec<PathPattern>),
     /// One aggregate per item.
     Aggregates(Vec<Aggregate>),
+    /// Aggregate items of which at least one is an expression of aggregates and constants
+    /// (`count(s1) + 1`, `sum(s1) / count(s1)`), evaluated on the aggregated rows; a plain
+    /// aggregate is its call, [`Expr::Function`](Expr::Function).
+    AggregateExpressions(Vec<Expr>),
     /// Raw items of which at least one is an expression (`s1 + 1`, `sin(s1)`,
     /// `cast(s1 AS INT32)`), evaluated on each row; plain paths are [`Expr::Path`].
     Computed(Vec<super::expr::Expr>),
@@ -562,6 +566,33 @@ pub struct Aggregate {
     pub function: AggregateFunction,
     /// Its argument, a suffix pattern such as `s1` or `*`.
     pub path: PathPattern,
+}
+
+impl Aggregate {
+    /// The aggregate an expression is when it is one call of an aggregate function on
+    /// one path (`count(s1)`).
+    pub fn of_call(expr: &Expr) -> Option<Aggregate> {
+        match expr {
+            Expr::Function { name, args } => match args.as_slice() {
+                [Expr::Path(path)] => Some(Aggregate {
+                    function: AggregateFunction::from_name(name)?,
+                    path: path.clone(),
+                }),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+}
+
+impl Projection {
+    /// Whether the query aggregates (plain aggregates or expressions of them).
+    pub fn is_aggregate(&self) -> bool {
+        matches!(
+            self,
+            Projection::Aggregates(_) | Projection::AggregateExpressions(_)
+        )
+    }
 }
 
 /// `GROUP BY ([start, end), interval[, step])`.
@@ -659,7 +690,9 @@ impl Select {
     pub fn series_patterns(&self) -> Vec<PathPattern> {
         let suffixes: Vec<&PathPattern> = match &self.projection {
             Projection::Raw(paths) | Projection::Last(paths) => paths.iter().collect(),
-            Projection::Computed(items) => items.iter().flat_map(|item| item.paths()).collect(),
+            Projection::Computed(items) | Projection::AggregateExpressions(items) => {
+                items.iter().flat_map(|item| item.paths()).collect()
+            }
             Projection::Aggregates(aggregates) => {
                 aggregates.iter().map(|aggregate| &aggregate.path).collect()
             }

@@ -1227,3 +1227,42 @@ fn calendar_months_add_as_natural_months_and_parse_in_group_by() {
             .contains("not months")
     );
 }
+
+#[test]
+fn select_expressions_of_aggregates() {
+    let query = select("SELECT count(s1) + 1, sum(s1) / count(*), -max_value(s2) FROM root.sg.d1");
+    let Projection::AggregateExpressions(items) = &query.projection else {
+        panic!("expressions of aggregates: {:?}", query.projection);
+    };
+    assert_eq!(items.len(), 3);
+    assert!(matches!(items[2], Expr::Negate(_)));
+    assert!(query.projection.is_aggregate());
+    // A plain aggregate among expressions is its call.
+    let query = select("SELECT count(s1), count(s1) * 2 FROM root.sg.d1 GROUP BY LEVEL = 1");
+    let Projection::AggregateExpressions(items) = &query.projection else {
+        panic!("expressions of aggregates");
+    };
+    assert_eq!(
+        crate::sql::Aggregate::of_call(&items[0]),
+        Some(crate::sql::Aggregate {
+            function: AggregateFunction::Count,
+            path: pattern("s1"),
+        })
+    );
+    // Plain aggregates alone stay plain.
+    let query = select("SELECT count(s1), sum(s2) FROM root.sg.d1");
+    assert!(matches!(query.projection, Projection::Aggregates(_)));
+    // A path outside the aggregates, or mixed items, is IoTDB's hybrid query.
+    for hybrid in [
+        "SELECT count(s1) + s1 FROM root.sg.d1",
+        "SELECT s1, count(s1) + 1 FROM root.sg.d1",
+        "SELECT count(s1) + 1, s1 FROM root.sg.d1",
+    ] {
+        assert!(err(hybrid).to_string().contains("hybrid"), "{hybrid}");
+    }
+    assert!(
+        err("SELECT sum(s1 + 1) FROM root.sg.d1")
+            .to_string()
+            .contains("one series path")
+    );
+}

@@ -596,6 +596,22 @@ impl Region {
         query::scan(data_type, state.pieces(key, range)?, range).map(Some)
     }
 
+    /// The first `points_max` points of `key` in `range` (`None` for an unknown series),
+    /// decoding only the chunks they lie in: what a query with `LIMIT` needs of a series.
+    pub fn scan_first(
+        &self,
+        key: &SeriesKey,
+        range: TimeRange,
+        points_max: usize,
+    ) -> Result<Option<PointColumn>> {
+        let state = self.state.borrow();
+        let Some(data_type) = state.series_type(key) else {
+            return Ok(None);
+        };
+        let range = state.visible(range);
+        query::scan_first(data_type, state.pieces(key, range)?, range, points_max).map(Some)
+    }
+
     /// The points of `key` in `range` that pass `filter` (`None` for an unknown series),
     /// with how the chunk statistics were used added to `counters`.
     pub fn scan_filtered(

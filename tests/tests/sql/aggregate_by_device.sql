@@ -16,3 +16,6 @@ SELECT count(s1) AS c FROM root.abd.d1, root.abd.d2 GROUP BY ([0, 6), 2ms) LIMIT
 SELECT sum(s1) FROM root.abd.* ALIGN BY DEVICE;
 SELECT max_value(s1) FROM root.abd.* ALIGN BY DEVICE;
 SELECT count(s1) FROM root.abd.* GROUP BY LEVEL = 1 ALIGN BY DEVICE;
+SELECT count(s1) FROM root.abd.d1, root.abd.d2 GROUP BY ([0, 6), 2ms) HAVING count(s1) > 1 ALIGN BY DEVICE;
+SELECT count(s1), sum(s1) FROM root.abd.d1, root.abd.d2 HAVING sum(s1) > 10 ALIGN BY DEVICE;
+SELECT count(s1) + 1 FROM root.abd.d1, root.abd.d2 GROUP BY ([0, 6), 2ms) HAVING count(s1) >= 1 FILL(PREVIOUS) ALIGN BY DEVICE;

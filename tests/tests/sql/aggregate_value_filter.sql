@@ -20,3 +20,6 @@ SELECT count(temp) FROM root.avf.d1 WHERE temp > 8 GROUP BY ([0, 6), 2ms) HAVING
 SELECT count(temp) FROM root.avf.d1 WHERE temp > 100;
 SELECT count(temp) FROM root.avf.d1 WHERE time >= 2 AND temp < 30;
 SELECT count(temp) FROM root.avf.* WHERE temp > 8 ALIGN BY DEVICE;
+SELECT count(temp), max_value(temp) FROM root.avf.* WHERE temp > 8 AND temp < 55 ALIGN BY DEVICE;
+SELECT count(temp) FROM root.avf.* WHERE temp > 8 GROUP BY ([0, 6), 3ms) ALIGN BY DEVICE;
+SELECT count(temp), count(status) FROM root.avf.* WHERE status = true ALIGN BY DEVICE;

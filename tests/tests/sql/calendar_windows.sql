@@ -15,3 +15,5 @@ SELECT count(s) FROM root.cal.d GROUP BY ((2024-01-01T00:00:00, 2024-07-01T00:00
 SELECT count(s) FROM root.cal.d GROUP BY ([2024-01-01T00:00:00, 2024-07-01T00:00:00), 1mo, 1d);
 SELECT count(s) FROM root.cal.d WHERE time >= 2024-01-01T00:00:00 AND time < 2024-03-01T00:00:00 GROUP BY (1mo);
 SELECT count(s), sum(s) FROM root.cal.d WHERE time >= 2024-03-01T00:00:00 GROUP BY ([2024-01-01T00:00:00, 2024-05-01T00:00:00), 1mo);
+SELECT count(s), sum(s) FROM root.cal.d GROUP BY ((2024-01-01T00:00:00, 2024-04-01T00:00:00], 1mo);
+SELECT count(s) FROM root.cal.d GROUP BY ((2024-01-31T00:00:00, 2024-06-30T00:00:00], 1mo, 2mo);

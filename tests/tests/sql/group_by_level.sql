@@ -24,3 +24,5 @@ SELECT max_value(temperature) FROM root.** GROUP BY LEVEL = 3;
 SELECT count(status) AS c FROM root.** GROUP BY LEVEL = 1;
 SELECT count(status) FROM root.** GROUP BY LEVEL = 0;
 SELECT status FROM root.** GROUP BY LEVEL = 1;
+SELECT count(status), sum(temperature) FROM root.** GROUP BY LEVEL = 1 HAVING sum(temperature) > 10;
+SELECT count(status) FROM root.** GROUP BY ([0, 7), 3ms), LEVEL = 1 HAVING count(status) >= 1;

@@ -19,3 +19,7 @@ SELECT nothing + 1, s1 - 1 FROM root.ex.d1;
 SELECT cast(s1 AS DATE) FROM root.ex.d1;
 SELECT count(s1) + 1 FROM root.ex.d1;
 SELECT s1 + 1 FROM root.ex.d1 ALIGN BY DEVICE;
+SELECT s1 + 1, s1 * s2, cast(s1 AS TEXT) FROM root.ex.* ALIGN BY DEVICE;
+SELECT s1 - 1 AS m, s2 FROM root.ex.* WHERE s1 > 0 ALIGN BY DEVICE;
+SELECT * + 1 FROM root.ex.* WHERE time <= 2 ALIGN BY DEVICE;
+SELECT s1 + 1 FROM root.ex.* ORDER BY TIME DESC LIMIT 3 ALIGN BY DEVICE;

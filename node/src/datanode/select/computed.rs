@@ -9,12 +9,14 @@
 
 use std::rc::Rc;
 
-use iotdb_net::{ResultSet, Status, StatusCode, Value as WireValue};
+use iotdb_net::{ResultSet, Status, Value as WireValue};
 use iotdb_storage::{DataType, TimeRange};
 
-use super::bind::{Scalar, bind_each};
+use super::bind::{BoundCopy, Scalar, bind_each};
 use super::{Column, Shard, series_window};
-use crate::sql::{ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select};
+use crate::sql::{
+    Aggregate, ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select, TimeOrder,
+};
 
 /// Where an output column's cells come from.
 enum Output {
@@ -23,6 +25,9 @@ enum Output {
     /// An expression bound to the fetched series.
     Computed(super::Bound),
 }
+
+/// An output column: its name, type and where its cells come from.
+type OutputColumn = (String, DataType, Output);
 
 impl Shard {
     /// A raw query with expressions in its select list (see the module docs).
@@ -35,82 +40,30 @@ impl Shard {
         let Projection::Computed(items) = &select.projection else {
             return Err(Status::internal("not a computed projection"));
         };
-        if select.align_by_device {
-            return Err(Status::new(
-                StatusCode::UNSUPPORTED_OPERATION,
-                "expressions in the select list with ALIGN BY DEVICE are not supported yet",
-            ));
-        }
-        let mut fetched: Vec<Column> = Vec::new();
-        let mut outputs: Vec<(String, DataType, Output)> = Vec::new();
-        for (index, item) in items.iter().enumerate() {
-            // Each path of the item, resolved once, as indexes into `fetched`.
-            let mut leaves: Vec<(PathPattern, Vec<usize>)> = Vec::new();
-            for path in item.paths() {
-                if leaves.iter().any(|(p, _)| p == path) {
-                    continue;
-                }
+        // Each distinct path of the items, with the series it names, resolved once.
+        let mut resolved: Vec<(PathPattern, Vec<Column>)> = Vec::new();
+        for path in items.iter().flat_map(Expr::paths) {
+            if !resolved.iter().any(|(p, _)| p == path) {
                 let patterns = select.from.iter().map(|f| f.join(path)).collect();
-                let mut indexes = Vec::new();
-                for column in self.columns_of(patterns).await? {
-                    let at = match fetched.iter().position(|c| *c == column) {
-                        Some(at) => at,
-                        None => {
-                            fetched.push(column);
-                            fetched.len() - 1
-                        }
-                    };
-                    indexes.push(at);
-                }
-                leaves.push((path.clone(), indexes));
-            }
-            // As IoTDB: an item naming a series that does not exist has no column.
-            if leaves.iter().any(|(_, indexes)| indexes.is_empty()) {
-                continue;
-            }
-            let first = outputs.len();
-            if let Expr::Path(_) = item {
-                for &at in &leaves[0].1 {
-                    outputs.push((
-                        fetched[at].path(),
-                        fetched[at].data_type,
-                        Output::Column(at),
-                    ));
-                }
-            } else {
-                let data_type = output_type(item)?;
-                let copies = bind_each(item, now_ms, &mut |e| match e {
-                    Expr::Path(p) => leaves.iter().find(|(q, _)| q == p).map(|(_, i)| i.clone()),
-                    _ => None,
-                })?;
-                for (bound, taken) in copies {
-                    let name = render(item, &|e| {
-                        taken
-                            .iter()
-                            .find(|(leaf, _)| leaf == e)
-                            .and_then(|(_, at)| at.map(|at| fetched[at].path()))
-                    });
-                    outputs.push((name, data_type, Output::Computed(bound)));
-                }
-            }
-            if let Some(Some(alias)) = select.aliases.get(index) {
-                if outputs.len() - first != 1 {
-                    return Err(Status::illegal_parameter(format!(
-                        "alias '{alias}' can only be matched with one time series"
-                    )));
-                }
-                outputs[first].0 = alias.clone();
+                resolved.push((path.clone(), self.columns_of(patterns).await?));
             }
         }
+        let filter_series = self.resolve_filter_paths(select).await?;
+        if select.align_by_device {
+            return self
+                .select_computed_by_device(select, items, &resolved, &filter_series, range, now_ms)
+                .await;
+        }
+        let (fetched, outputs) = bind_items(items, select, &resolved, None, now_ms)?;
         let outputs = series_window(outputs, select);
-        let resolved = self.resolve_filter_paths(select).await?;
         let rows = self
             .raw_rows(
                 fetched,
                 select.value_filter.as_ref(),
                 range,
                 now_ms,
-                &resolved,
+                &filter_series,
+                super::rows_needed(select),
             )
             .await?;
         let mut result = ResultSet::new(&[("Time", DataType::Int64)]);
@@ -120,18 +73,346 @@ impl Shard {
         }
         let mut out: Vec<Vec<Option<WireValue>>> = Vec::with_capacity(rows.times.len());
         for (time, cells) in rows.times.iter().zip(&rows.cells) {
-            let mut row = Vec::with_capacity(outputs.len() + 1);
-            row.push(Some(WireValue::Int64(*time)));
-            for (name, data_type, output) in &outputs {
-                row.push(match output {
-                    Output::Column(at) => cells[*at].clone(),
-                    Output::Computed(bound) => wire_value(bound.eval(*time, cells), *data_type)
-                        .map_err(|e| Status::illegal_parameter(format!("{name}: {e}")))?,
-                });
-            }
+            let mut row = vec![Some(WireValue::Int64(*time))];
+            row.extend(evaluate(&outputs, *time, cells)?);
             out.push(row);
         }
         super::finish_time_rows(&mut result, out, select);
+        Ok(result)
+    }
+
+    /// Expressions `ALIGN BY DEVICE`: each device's rows with the items bound to its own
+    /// series, columns named by measurement (`s1 + 1`), the union of every device's
+    /// columns in order of first appearance (devices in path order); a device without
+    /// a column's series has null there.
+    async fn select_computed_by_device(
+        self: &Rc<Self>,
+        select: &Select,
+        items: &[Expr],
+        resolved: &[(PathPattern, Vec<Column>)],
+        filter_series: &[(PathPattern, Vec<Column>)],
+        range: TimeRange,
+        now_ms: i64,
+    ) -> Result<ResultSet, Status> {
+        let devices: std::collections::BTreeSet<&str> = resolved
+            .iter()
+            .flat_map(|(_, columns)| columns.iter().map(|c| c.device.as_str()))
+            .collect();
+        let mut per_device = Vec::with_capacity(devices.len());
+        let mut columns: Vec<(String, DataType)> = Vec::new();
+        for device in devices {
+            let (fetched, outputs) = bind_items(items, select, resolved, Some(device), now_ms)?;
+            for (name, data_type, _) in &outputs {
+                if !columns.iter().any(|(known, _)| known == name) {
+                    columns.push((name.clone(), *data_type));
+                }
+            }
+            per_device.push((device, fetched, outputs));
+        }
+        let columns = series_window(columns, select);
+        let mut result = ResultSet::new(&[("Time", DataType::Int64), ("Device", DataType::Text)]);
+        for (name, data_type) in &columns {
+            result.column_names.push(name.clone());
+            result.column_types.push(*data_type);
+        }
+        let mut rows: Vec<Vec<Option<WireValue>>> = Vec::new();
+        for (device, fetched, outputs) in per_device {
+            let needed = super::rows_needed(select);
+            if needed.is_some_and(|needed| rows.len() >= needed) {
+                break;
+            }
+            // This device's outputs that are columns of the result, at their positions.
+            let (positions, outputs): (Vec<usize>, Vec<OutputColumn>) = outputs
+                .into_iter()
+                .filter_map(|output| {
+                    let at = columns.iter().position(|(name, _)| *name == output.0)?;
+                    Some((at, output))
+                })
+                .unzip();
+            if outputs.is_empty() {
+                continue;
+            }
+            let own = super::within_device(filter_series, device);
+            let part = self
+                .raw_rows(
+                    fetched,
+                    select.value_filter.as_ref(),
+                    range,
+                    now_ms,
+                    &own,
+                    needed.map(|n| n - n.min(rows.len())),
+                )
+                .await?;
+            for (time, cells) in part.times.iter().zip(&part.cells) {
+                let mut row = vec![None; columns.len() + 2];
+                row[0] = Some(WireValue::Int64(*time));
+                row[1] = Some(WireValue::Text(bytes::Bytes::from(device.to_string())));
+                for (value, at) in evaluate(&outputs, *time, cells)?
+                    .into_iter()
+                    .zip(&positions)
+                {
+                    row[at + 2] = value;
+                }
+                rows.push(row);
+            }
+            if rows.len() > crate::datanode::sql_exec::SQL_RESULT_ROWS_MAX {
+                return Err(crate::datanode::sql_exec::too_many_rows());
+            }
+        }
+        super::finish_device_rows(&mut result, rows, select, 2);
+        Ok(result)
+    }
+}
+
+/// The series to fetch and the output columns of raw select `items`, each path bound to
+/// the series `resolved` says it names (only `device`'s under `ALIGN BY DEVICE`, and then
+/// named by measurement). An item naming a series that does not exist has no column, as
+/// in IoTDB; an alias must name one column.
+fn bind_items(
+    items: &[Expr],
+    select: &Select,
+    resolved: &[(PathPattern, Vec<Column>)],
+    device: Option<&str>,
+    now_ms: i64,
+) -> Result<(Vec<Column>, Vec<OutputColumn>), Status> {
+    let name_of = |column: &Column| match device {
+        Some(_) => column.measurement.clone(),
+        None => column.path(),
+    };
+    let mut fetched: Vec<Column> = Vec::new();
+    let mut outputs: Vec<OutputColumn> = Vec::new();
+    for (index, item) in items.iter().enumerate() {
+        // Each path of the item as indexes into `fetched`.
+        let mut leaves: Vec<(PathPattern, Vec<usize>)> = Vec::new();
+        for path in item.paths() {
+            if leaves.iter().any(|(p, _)| p == path) {
+                continue;
+            }
+            let series = resolved
+                .iter()
+                .find(|(p, _)| p == path)
+                .map_or(&[][..], |(_, columns)| columns.as_slice());
+            let mut indexes = Vec::new();
+            for column in series {
+                if device.is_some_and(|device| column.device != device) {
+                    continue;
+                }
+                let at = match fetched.iter().position(|c| c == column) {
+                    Some(at) => at,
+                    None => {
+                        fetched.push(column.clone());
+                        fetched.len() - 1
+                    }
+                };
+                indexes.push(at);
+            }
+            leaves.push((path.clone(), indexes));
+        }
+        if leaves.iter().any(|(_, indexes)| indexes.is_empty()) {
+            continue;
+        }
+        let first = outputs.len();
+        if let Expr::Path(_) = item {
+            for &at in &leaves[0].1 {
+                let column = &fetched[at];
+                outputs.push((name_of(column), column.data_type, Output::Column(at)));
+            }
+        } else {
+            let data_type = output_type(item)?;
+            let copies = bind_each(item, now_ms, &mut |e| match e {
+                Expr::Path(p) => leaves.iter().find(|(q, _)| q == p).map(|(_, i)| i.clone()),
+                _ => None,
+            })?;
+            push_copies(&mut outputs, item, data_type, copies, &|at| {
+                name_of(&fetched[at])
+            });
+        }
+        apply_alias(&mut outputs, first, select, index)?;
+    }
+    Ok((fetched, outputs))
+}
+
+/// Each copy of expression `item` (one per combination of the columns its leaves took) as
+/// an output column, named after the expression with `column_name` of each leaf's column.
+fn push_copies(
+    outputs: &mut Vec<OutputColumn>,
+    item: &Expr,
+    data_type: DataType,
+    copies: Vec<BoundCopy>,
+    column_name: &dyn Fn(usize) -> String,
+) {
+    for (bound, taken) in copies {
+        let name = render(item, &|e| {
+            taken
+                .iter()
+                .find(|(leaf, _)| leaf == e)
+                .and_then(|(_, at)| at.map(column_name))
+        });
+        outputs.push((name, data_type, Output::Computed(bound)));
+    }
+}
+
+/// Names the columns select item `index` made (`outputs[first..]`) after its alias, if it
+/// has one; an alias must name one column.
+fn apply_alias(
+    outputs: &mut [OutputColumn],
+    first: usize,
+    select: &Select,
+    index: usize,
+) -> Result<(), Status> {
+    if let Some(Some(alias)) = select.aliases.get(index) {
+        if outputs.len() - first != 1 {
+            return Err(Status::illegal_parameter(format!(
+                "alias '{alias}' can only be matched with one time series"
+            )));
+        }
+        outputs[first].0 = alias.clone();
+    }
+    Ok(())
+}
+
+/// The cells of `outputs` on one row (`cells`: the fetched series' values at `time`).
+fn evaluate(
+    outputs: &[OutputColumn],
+    time: i64,
+    cells: &[Option<WireValue>],
+) -> Result<Vec<Option<WireValue>>, Status> {
+    outputs
+        .iter()
+        .map(|(name, data_type, output)| match output {
+            Output::Column(at) => Ok(cells[*at].clone()),
+            Output::Computed(bound) => wire_value(bound.eval(time, cells), *data_type)
+                .map_err(|e| Status::illegal_parameter(format!("{name}: {e}"))),
+        })
+        .collect()
+}
+
+impl Shard {
+    /// Expressions of aggregates in the select list (`count(s1) + 1, sum(s1) / count(s1)`,
+    /// IoTDB's nested aggregate expressions): the distinct aggregates they (and `HAVING`)
+    /// name are computed as a plain aggregate query, then each item is evaluated on its
+    /// rows, the series expanded as in raw expressions (`count(root.sg.d1.s1) + 1`; under
+    /// `ALIGN BY DEVICE`, by measurement: `count(s1) + 1`). `FILL`, `SLIMIT`, order and
+    /// `LIMIT` apply to the evaluated columns.
+    pub(in crate::datanode) async fn select_aggregate_expressions(
+        self: &Rc<Self>,
+        select: &Select,
+        range: crate::sql::TimeRange,
+        now_ms: i64,
+    ) -> Result<ResultSet, Status> {
+        let Projection::AggregateExpressions(items) = &select.projection else {
+            return Err(Status::internal("not an aggregate expression projection"));
+        };
+        let mut calls: Vec<Aggregate> = Vec::new();
+        let mut collect = |e: &Expr| {
+            if let Some(call) = Aggregate::of_call(e)
+                && !calls.contains(&call)
+            {
+                calls.push(call);
+            }
+        };
+        items.iter().for_each(|item| item.visit(&mut collect));
+        if let Some(having) = &select.having {
+            having.visit(&mut collect);
+        }
+        let inner = Select {
+            projection: Projection::Aggregates(calls.clone()),
+            aliases: vec![None; calls.len()],
+            fill: None,
+            slimit: None,
+            soffset: None,
+            order: TimeOrder::Ascending,
+            limit: None,
+            offset: None,
+            ..select.clone()
+        };
+        let aggregated = if select.align_by_device {
+            self.select_aggregates_by_device(&inner, range, now_ms)
+                .await?
+        } else {
+            self.select_aggregates(&inner, range, now_ms).await?
+        };
+        let first_value =
+            usize::from(select.group_by.is_some()) + usize::from(select.align_by_device);
+        if aggregated.column_names.len() <= first_value {
+            // Nothing matched: the header alone, as the plain aggregate query answers.
+            return Ok(aggregated);
+        }
+        let names = &aggregated.column_names;
+        let mut outputs: Vec<OutputColumn> = Vec::new();
+        for (index, item) in items.iter().enumerate() {
+            let mut leaves: Vec<(Aggregate, Vec<usize>)> = Vec::new();
+            for call in calls.iter().filter(|call| {
+                let mut named = false;
+                item.visit(&mut |e| named |= Aggregate::of_call(e).as_ref() == Some(*call));
+                named
+            }) {
+                let columns = self
+                    .aggregate_columns(select, call.function, &call.path, names, first_value)
+                    .await?
+                    .unwrap_or_default();
+                leaves.push((call.clone(), columns));
+            }
+            // As IoTDB: an item naming no series has no column.
+            if leaves.iter().any(|(_, columns)| columns.is_empty()) {
+                continue;
+            }
+            let first = outputs.len();
+            if Aggregate::of_call(item).is_some() {
+                for &at in &leaves[0].1 {
+                    outputs.push((
+                        names[at].clone(),
+                        aggregated.column_types[at],
+                        Output::Column(at),
+                    ));
+                }
+            } else {
+                let data_type = output_type(item)?;
+                let leaf_columns = |e: &Expr| {
+                    let call = Aggregate::of_call(e)?;
+                    leaves
+                        .iter()
+                        .find(|(c, _)| *c == call)
+                        .map(|(_, i)| i.clone())
+                };
+                let copies = bind_each(item, now_ms, &mut |e| leaf_columns(e))?;
+                push_copies(&mut outputs, item, data_type, copies, &|at| {
+                    names[at].clone()
+                });
+            }
+            apply_alias(&mut outputs, first, select, index)?;
+        }
+        let outputs = series_window(outputs, select);
+        let mut result = ResultSet {
+            column_names: names[..first_value].to_vec(),
+            column_types: aggregated.column_types[..first_value].to_vec(),
+            rows: Vec::new(),
+        };
+        for (name, data_type, _) in &outputs {
+            result.column_names.push(name.clone());
+            result.column_types.push(*data_type);
+        }
+        let mut rows = Vec::with_capacity(aggregated.rows.len());
+        for cells in &aggregated.rows {
+            let time = match cells.first() {
+                Some(Some(WireValue::Int64(time))) if select.group_by.is_some() => *time,
+                _ => 0,
+            };
+            let mut row = cells[..first_value].to_vec();
+            row.extend(evaluate(&outputs, time, cells)?);
+            rows.push(row);
+        }
+        if select.align_by_device {
+            super::finish_device_rows(&mut result, rows, select, first_value);
+        } else {
+            if let Some(how) = &select.fill {
+                super::fill(how, &result.column_types, &mut rows, first_value);
+            }
+            if select.order == TimeOrder::Descending && select.group_by.is_some() {
+                rows.reverse();
+            }
+            result.rows = super::page(rows, select);
+        }
         Ok(result)
     }
 }
@@ -190,6 +471,9 @@ fn wire_value(scalar: Scalar, data_type: DataType) -> Result<Option<WireValue>, 
 /// The column name of an expression: its text with each path replaced by the series it
 /// took (`path` answers for a leaf), as IoTDB names expression columns.
 fn render(expr: &Expr, path: &dyn Fn(&Expr) -> Option<String>) -> String {
+    if let Some(text) = path(expr) {
+        return text;
+    }
     let nested = |e: &Expr| {
         let text = render(e, path);
         match e {

@@ -63,6 +63,34 @@ fn finish_time_rows(
     result.rows = page(rows, select);
 }
 
+/// Sets `rows` of an `ALIGN BY DEVICE` result (each device's rows together, its `Device`
+/// column just before `first_value`) as `result`'s rows, after `select`'s `FILL` and order
+/// within each device, and `LIMIT`/`OFFSET` over all.
+pub(super) fn finish_device_rows(
+    result: &mut ResultSet,
+    rows: Vec<Vec<Option<WireValue>>>,
+    select: &Select,
+    first_value: usize,
+) {
+    let mut out = Vec::with_capacity(rows.len());
+    let mut rows = rows.into_iter().peekable();
+    while let Some(row) = rows.next() {
+        let device = row[first_value - 1].clone();
+        let mut block = vec![row];
+        while let Some(next) = rows.next_if(|next| next[first_value - 1] == device) {
+            block.push(next);
+        }
+        if let Some(how) = &select.fill {
+            fill(how, &result.column_types, &mut block, first_value);
+        }
+        if select.order == TimeOrder::Descending {
+            block.reverse();
+        }
+        out.extend(block);
+    }
+    result.rows = page(out, select);
+}
+
 /// `items` with SOFFSET and SLIMIT applied.
 pub fn series_window<T>(items: Vec<T>, select: &Select) -> Vec<T> {
     let skip = select.soffset.unwrap_or(0) as usize;
@@ -128,6 +156,7 @@ impl Shard {
                 range,
                 now_ms,
                 &resolved,
+                rows_needed(select),
             )
             .await?;
         let mut result = ResultSet::new(&[("Time", DataType::Int64)]);
@@ -220,6 +249,9 @@ impl Shard {
         }
         let mut rows = Vec::new();
         for (device, known) in &devices {
+            if rows_needed(select).is_some_and(|needed| rows.len() >= needed) {
+                break;
+            }
             // Only this device's series, at the positions of the measurement columns.
             let mut outputs = Vec::new();
             let mut positions = Vec::new();
@@ -232,16 +264,16 @@ impl Shard {
             if outputs.is_empty() {
                 continue;
             }
-            // Inside this device only: the filter's series of other devices do not count.
-            let own: Vec<(PathPattern, Vec<Column>)> = resolved
-                .iter()
-                .map(|(path, columns)| {
-                    let mine = columns.iter().filter(|c| c.device == *device).cloned();
-                    (path.clone(), mine.collect())
-                })
-                .collect();
+            let own = within_device(&resolved, device);
             let part = self
-                .raw_rows(outputs, select.value_filter.as_ref(), range, now_ms, &own)
+                .raw_rows(
+                    outputs,
+                    select.value_filter.as_ref(),
+                    range,
+                    now_ms,
+                    &own,
+                    rows_needed(select).map(|n| n - n.min(rows.len())),
+                )
                 .await?;
             let mut device_rows: Vec<Vec<Option<WireValue>>> = part
                 .times
@@ -297,7 +329,10 @@ impl Shard {
     }
 
     /// The rows of `outputs` in `range` where `filter` holds; `filter_series` holds the
-    /// series each of the filter's paths names.
+    /// series each of the filter's paths names. With `rows_max` (a `LIMIT`, see
+    /// [`rows_needed`]) only the first that many rows: without a filter the regions read
+    /// only each series' first `rows_max` points (the first rows of the aligned result lie
+    /// among them), and the alignment stops once it has them.
     pub(super) async fn raw_rows(
         self: &Rc<Self>,
         outputs: Vec<Column>,
@@ -305,6 +340,7 @@ impl Shard {
         range: TimeRange,
         now_ms: i64,
         filter_series: &[(PathPattern, Vec<Column>)],
+        rows_max: Option<usize>,
     ) -> Result<Rows, Status> {
         let output_count = outputs.len();
         let mut fetched = outputs;
@@ -342,7 +378,10 @@ impl Shard {
             Some(b) => push_down(b, fetched.len()),
             None => vec![None; fetched.len()],
         };
-        let (mut points, counters) = self.fetch_columns(&fetched, range, &filters).await?;
+        let points_max = rows_max.filter(|_| bound.is_none());
+        let (mut points, counters) = self
+            .fetch_columns(&fetched, range, &filters, points_max)
+            .await?;
         if bound.is_some() {
             tracing::debug!(?counters, "value filter pushed down");
             restrict_to_required(&mut points, &filters);
@@ -356,8 +395,12 @@ impl Shard {
             times: Vec::new(),
             cells: Vec::new(),
         };
-        for batch in align(series, 0, None) {
+        let rows_max = rows_max.unwrap_or(usize::MAX);
+        'batches: for batch in align(series, 0, None) {
             for (r, &t) in batch.timestamps.iter().enumerate() {
+                if rows.times.len() >= rows_max {
+                    break 'batches;
+                }
                 let row: Vec<Option<WireValue>> =
                     batch.columns.iter().map(|c| c.value(r)).collect();
                 if bound.as_ref().is_some_and(|b| !b.passes(t, &row)) {
@@ -377,12 +420,15 @@ impl Shard {
     }
 
     /// Every column's points in `range` (filtered where a filter is given), read from the
-    /// regions holding each device, in time order.
+    /// regions holding each device, in time order; with `points_max`, each column's first
+    /// `points_max` points (or more), the regions of later time partitions not asked for a
+    /// column that has them.
     pub(super) async fn fetch_columns(
         self: &Rc<Self>,
         columns: &[Column],
         range: TimeRange,
         filters: &[Option<ValueFilter>],
+        points_max: Option<usize>,
     ) -> Result<(Vec<PointColumn>, FilterCounters), Status> {
         let mut out: Vec<PointColumn> = columns
             .iter()
@@ -396,20 +442,27 @@ impl Shard {
             }
         }
         for device in devices {
-            let indices: Vec<usize> = (0..columns.len())
-                .filter(|&i| columns[i].device == device)
-                .collect();
-            let keys: Vec<SeriesKey> = indices
-                .iter()
-                .map(|&i| SeriesKey::new(device, &columns[i].measurement))
-                .collect();
-            let device_filters: Vec<Option<ValueFilter>> =
-                indices.iter().map(|&i| filters[i].clone()).collect();
             for (group, part) in self.parts_of(device, range) {
+                // The device's columns that still need points (all without a limit).
+                let indices: Vec<usize> = (0..columns.len())
+                    .filter(|&i| columns[i].device == device)
+                    .filter(|&i| points_max.is_none_or(|n| out[i].len() < n))
+                    .collect();
+                if indices.is_empty() {
+                    break;
+                }
+                let keys: Vec<SeriesKey> = indices
+                    .iter()
+                    .map(|&i| SeriesKey::new(device, &columns[i].measurement))
+                    .collect();
                 let read = RegionRead::ScanFiltered {
-                    keys: keys.clone(),
+                    keys,
                     range: part,
-                    filters: device_filters.clone(),
+                    filters: indices.iter().map(|&i| filters[i].clone()).collect(),
+                    points_max: points_max.map(|n| {
+                        let fewest = indices.iter().map(|&i| out[i].len()).min();
+                        n - fewest.unwrap_or(0)
+                    }),
                 };
                 let RegionAnswer::Filtered(parts, used) = self.read_group(group, read).await?
                 else {
@@ -457,6 +510,33 @@ fn restrict_to_required(points: &mut [PointColumn], filters: &[Option<ValueFilte
         }
         *column = kept;
     }
+}
+
+/// The rows of a raw query (in time order) that its `LIMIT`/`OFFSET` can return:
+/// `offset + limit`, when those are the first rows by time (ascending order, no `FILL`,
+/// which may read later rows); `None` when every row may be needed.
+pub fn rows_needed(select: &Select) -> Option<usize> {
+    let limit = select.limit?;
+    if select.order != TimeOrder::Ascending || select.fill.is_some() {
+        return None;
+    }
+    let rows = limit.saturating_add(select.offset.unwrap_or(0));
+    Some(usize::try_from(rows).unwrap_or(usize::MAX))
+}
+
+/// The filter's paths (`filter_series`) restricted to `device`'s series: under `ALIGN BY
+/// DEVICE` a filter is evaluated inside each device, other devices' series do not count.
+pub fn within_device(
+    filter_series: &[(PathPattern, Vec<Column>)],
+    device: &str,
+) -> Vec<(PathPattern, Vec<Column>)> {
+    filter_series
+        .iter()
+        .map(|(path, columns)| {
+            let mine = columns.iter().filter(|c| c.device == device).cloned();
+            (path.clone(), mine.collect())
+        })
+        .collect()
 }
 
 /// `rows` with OFFSET and LIMIT applied.

@@ -57,6 +57,32 @@ pub fn parse_script(source: &str) -> Result<Vec<Statement>, ParseError> {
 }
 
 /// Formats an expectation set as ANTLR does: `FROM` or `{FROM, ','}`.
+/// How many paths `expr` names outside aggregate calls (`count(s1) + s2`: one).
+fn paths_outside_aggregates(expr: &Expr) -> usize {
+    match expr {
+        Expr::Path(_) => 1,
+        Expr::Function { name, .. } if AggregateFunction::from_name(name).is_some() => 0,
+        Expr::Time | Expr::Constant(_) | Expr::Now { .. } => 0,
+        Expr::Negate(e)
+        | Expr::Not(e)
+        | Expr::Cast { expr: e, .. }
+        | Expr::In { expr: e, .. }
+        | Expr::Like { expr: e, .. }
+        | Expr::Regexp { expr: e, .. }
+        | Expr::IsNull { expr: e, .. } => paths_outside_aggregates(e),
+        Expr::Arithmetic(_, a, b) | Expr::Compare(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
+            paths_outside_aggregates(a) + paths_outside_aggregates(b)
+        }
+        Expr::Between {
+            expr, low, high, ..
+        } => [expr, low, high]
+            .into_iter()
+            .map(|e| paths_outside_aggregates(e))
+            .sum(),
+        Expr::Function { args, .. } => args.iter().map(paths_outside_aggregates).sum(),
+    }
+}
+
 fn one_of(items: &[&str]) -> String {
     match items {
         [single] => (*single).to_string(),
@@ -838,9 +864,7 @@ impl<'a> Parser<'a> {
                 group_by_level = Some(self.group_by_level()?);
             }
         }
-        if (group_by.is_some() || group_by_level.is_some())
-            && !matches!(projection, Projection::Aggregates(_))
-        {
+        if (group_by.is_some() || group_by_level.is_some()) && !projection.is_aggregate() {
             return Err(self.invalid_at(
                 group_by_offset,
                 "GROUP BY needs aggregate functions in the select list".to_string(),
@@ -848,7 +872,7 @@ impl<'a> Parser<'a> {
         }
         let having_offset = self.peek().offset;
         let having = if self.eat_keyword("HAVING") {
-            if !matches!(projection, Projection::Aggregates(_)) {
+            if !projection.is_aggregate() {
                 return Err(self.invalid_at(
                     having_offset,
                     "HAVING needs aggregate functions in the select list".to_string(),
@@ -933,20 +957,20 @@ impl<'a> Parser<'a> {
     }
 
     /// The select list of a raw or aggregate query; the two may not mix. A raw item is a
-    /// suffix path, or an expression of paths (`s1 + 1`, `sin(s1)`, `cast(s1 AS INT32)`).
+    /// suffix path, or an expression of paths (`s1 + 1`, `sin(s1)`, `cast(s1 AS INT32)`);
+    /// an aggregate item is an aggregate (`count(s1)`) or an expression of aggregates and
+    /// constants (`sum(s1) / count(s1)`).
     fn select_items(&mut self) -> Result<Projection, ParseError> {
         self.aliases.clear();
-        let mut raw: Vec<Expr> = Vec::new();
-        let mut aggregates = Vec::new();
+        // Every item as an expression (a plain aggregate as its call), and whether the
+        // list is of aggregates; `None` until the first item says.
+        let mut items: Vec<Expr> = Vec::new();
+        let mut of_aggregates: Option<bool> = None;
         loop {
             let token = self.peek().clone();
-            let aggregate = (token.kind == TokenKind::Word
-                && self.peek_at(1).kind == TokenKind::LeftParen)
-                .then(|| AggregateFunction::from_name(&token.text))
-                .flatten();
             if token.kind == TokenKind::Word
                 && self.peek_at(1).kind == TokenKind::LeftParen
-                && aggregate.is_none()
+                && AggregateFunction::from_name(&token.text).is_none()
                 && !token.is_keyword("cast")
                 && ScalarFunction::from_name(&token.text).is_none()
             {
@@ -958,47 +982,31 @@ impl<'a> Parser<'a> {
                     ),
                 ));
             }
-            if let Some(function) = aggregate {
-                self.advance();
-                self.advance(); // '('
-                let path = self.suffix_pattern()?;
-                self.expect(&TokenKind::RightParen, "')'")?;
-                if !raw.is_empty() {
-                    return Err(self.hybrid_query_error(token.offset));
+            let start = self.position;
+            let plain = match token.kind {
+                TokenKind::Word
+                | TokenKind::Backquoted
+                | TokenKind::Star
+                | TokenKind::DoubleStar
+                    if self.peek_at(1).kind != TokenKind::LeftParen =>
+                {
+                    let path = self.suffix_pattern()?;
+                    self.item_ends().then_some(path)
                 }
-                if !self.item_ends() {
-                    return Err(self.invalid_at(
-                        token.offset,
-                        "expressions of aggregates are not supported yet".to_string(),
-                    ));
+                _ => None,
+            };
+            let item = match plain {
+                Some(path) => Expr::Path(path),
+                None => {
+                    self.position = start;
+                    self.expression()?
                 }
-                aggregates.push(Aggregate { function, path });
-            } else {
-                let start = self.position;
-                let plain = match token.kind {
-                    TokenKind::Word
-                    | TokenKind::Backquoted
-                    | TokenKind::Star
-                    | TokenKind::DoubleStar
-                        if self.peek_at(1).kind != TokenKind::LeftParen =>
-                    {
-                        let path = self.suffix_pattern()?;
-                        self.item_ends().then_some(path)
-                    }
-                    _ => None,
-                };
-                let item = match plain {
-                    Some(path) => Expr::Path(path),
-                    None => {
-                        self.position = start;
-                        self.expression()?
-                    }
-                };
-                if !aggregates.is_empty() {
-                    return Err(self.hybrid_query_error(token.offset));
-                }
-                raw.push(item);
+            };
+            let aggregated = self.check_aggregates(&item, token.offset)?;
+            if *of_aggregates.get_or_insert(aggregated) != aggregated {
+                return Err(self.hybrid_query_error(token.offset));
             }
+            items.push(item);
             let alias = if self.eat_keyword("AS") {
                 Some(self.node_name()?)
             } else {
@@ -1009,11 +1017,15 @@ impl<'a> Parser<'a> {
                 break;
             }
         }
-        if !aggregates.is_empty() {
-            return Ok(Projection::Aggregates(aggregates));
+        if of_aggregates == Some(true) {
+            let plain: Option<Vec<Aggregate>> = items.iter().map(Aggregate::of_call).collect();
+            return Ok(match plain {
+                Some(aggregates) => Projection::Aggregates(aggregates),
+                None => Projection::AggregateExpressions(items),
+            });
         }
-        if raw.iter().all(|item| matches!(item, Expr::Path(_))) {
-            let paths = raw
+        if items.iter().all(|item| matches!(item, Expr::Path(_))) {
+            let paths = items
                 .into_iter()
                 .map(|item| match item {
                     Expr::Path(path) => path,
@@ -1022,7 +1034,36 @@ impl<'a> Parser<'a> {
                 .collect();
             return Ok(Projection::Raw(paths));
         }
-        Ok(Projection::Computed(raw))
+        Ok(Projection::Computed(items))
+    }
+
+    /// Whether select item `item` is of aggregates: every path in it inside an aggregate
+    /// call whose argument is one path (`count(s1) + 1`), or none (`s1 + 1`). Paths both
+    /// inside and outside aggregates are IoTDB's hybrid query, refused.
+    fn check_aggregates(&self, item: &Expr, offset: usize) -> Result<bool, ParseError> {
+        let mut calls = 0usize;
+        let mut nested = false;
+        item.visit(&mut |e| {
+            if let Expr::Function { name, args } = e
+                && AggregateFunction::from_name(name).is_some()
+            {
+                calls += 1;
+                nested |= !matches!(args.as_slice(), [Expr::Path(_)]);
+            }
+        });
+        if nested {
+            return Err(self.invalid_at(
+                offset,
+                "an aggregate function takes one series path (expressions inside aggregates \
+                 are not supported)"
+                    .to_string(),
+            ));
+        }
+        match calls {
+            0 => Ok(false),
+            _ if paths_outside_aggregates(item) == 0 => Ok(true),
+            _ => Err(self.hybrid_query_error(offset)),
+        }
     }
 
     /// Whether a select item ends here (`,`, `AS`, `FROM`).
