@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # remove-datanode.sh: removes a DataNode from the cluster (see docs/operations.md,
-# "Shrinking: remove a DataNode").
+# "Shrinking: remove a DataNode"); remove-confignode.sh runs it with --role confignode.
 set -euo pipefail
 # shellcheck source=sbin/iotdb-common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/iotdb-common.sh"
@@ -25,10 +25,14 @@ Options:
   -c, --config FILE    the configuration read for the defaults above
   --timeout SECONDS    longest wait
   --no-wait            start the removal and return
+  --role confignode    remove a ConfigNode instead (what remove-confignode.sh does): NODE
+                       is its id or internal address:port (SHOW CONFIGNODES); refused for
+                       the last ConfigNode and for the leader
   --help               this help
 USAGE
 }
 
+role="datanode"
 node=""
 host=""
 user="root"
@@ -44,6 +48,11 @@ while [ "$#" -gt 0 ]; do
         --no-wait)
             wait_flag="--no-wait"
             shift
+            ;;
+        --role)
+            [ "$#" -ge 2 ] || die "--role needs a value"
+            role="$2"
+            shift 2
             ;;
         -h | -u | -pw | -c | --config | --timeout)
             [ "$#" -ge 2 ] || die "$1 needs a value (see --help)"
@@ -91,5 +100,9 @@ if [ -z "$password" ]; then
     fi
 fi
 bin="$(bin_dir iotdb-ctl)"
-exec "$bin/iotdb-ctl" -h "$host" -u "$user" -p "$password" remove-datanode "$node" \
+case "$role" in
+    datanode | confignode) ;;
+    *) die "--role $role: datanode or confignode" ;;
+esac
+exec "$bin/iotdb-ctl" -h "$host" -u "$user" -p "$password" "remove-$role" "$node" \
     --timeout "$timeout" ${wait_flag:+"$wait_flag"}

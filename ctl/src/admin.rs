@@ -44,15 +44,21 @@ fn failed(message: String) -> CtlError {
 /// The DataNode id named by `target`: an id, or the `rpc_address:rpc_port` (or internal
 /// address and port) `SHOW DATANODES` lists.
 pub fn resolve_data_node(session: &mut Session, target: &str) -> Result<u32, CtlError> {
+    resolve_node(session, target, "DATANODES")
+}
+
+/// The node id named by `target` among `SHOW {view}`: an id, or an address and port it
+/// lists (rpc or internal).
+fn resolve_node(session: &mut Session, target: &str, view: &str) -> Result<u32, CtlError> {
     if let Ok(id) = target.parse::<u32>() {
         return Ok(id);
     }
     let Some((host, port)) = target.rsplit_once(':') else {
         return Err(failed(format!(
-            "'{target}' is neither a DataNode id nor host:port"
+            "'{target}' is neither a node id nor host:port"
         )));
     };
-    let shown = session.execute("SHOW DATANODES")?;
+    let shown = session.execute(&format!("SHOW {view}"))?;
     let matches: Vec<u32> = rows(&shown)
         .iter()
         .filter(|row| {
@@ -67,10 +73,10 @@ pub fn resolve_data_node(session: &mut Session, target: &str) -> Result<u32, Ctl
     match matches.as_slice() {
         [id] => Ok(*id),
         [] => Err(failed(format!(
-            "no DataNode at {target} (SHOW DATANODES lists their addresses)"
+            "no node at {target} (SHOW {view} lists their addresses)"
         ))),
         _ => Err(failed(format!(
-            "several DataNodes at {target}: {matches:?}; give the id"
+            "several nodes at {target}: {matches:?}; give the id"
         ))),
     }
 }
@@ -118,6 +124,38 @@ pub fn remove_data_node(
             return Err(failed(format!(
                 "DataNode {id} is still being removed after {wait:?} ({held} replicas left); \
                  it goes on in the cluster: follow it with SHOW CLUSTER and SHOW REGIONS"
+            )));
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// `REMOVE CONFIGNODE id`, then waits until it left `SHOW CONFIGNODES`.
+pub fn remove_config_node(
+    session: &mut Session,
+    target: &str,
+    wait: Option<Duration>,
+    out: &mut dyn Write,
+) -> Result<(), CtlError> {
+    let id = resolve_node(session, target, "CONFIGNODES")?;
+    session.execute(&format!("REMOVE CONFIGNODE {id}"))?;
+    writeln!(out, "removing ConfigNode {id}")?;
+    let Some(wait) = wait else {
+        return Ok(());
+    };
+    let started = Instant::now();
+    loop {
+        let shown = session.execute("SHOW CONFIGNODES")?;
+        let listed = rows(&shown)
+            .iter()
+            .any(|row| row.get("NodeID").map(String::as_str) == Some(&id.to_string()));
+        if !listed {
+            writeln!(out, "ConfigNode {id} removed; it stops itself")?;
+            return Ok(());
+        }
+        if started.elapsed() > wait {
+            return Err(failed(format!(
+                "ConfigNode {id} is still listed after {wait:?}: see SHOW CONFIGNODES"
             )));
         }
         std::thread::sleep(POLL);

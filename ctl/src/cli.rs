@@ -63,6 +63,18 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
+    /// Removes a ConfigNode (not the last, not the leader): it leaves the ConfigNode group
+    /// and stops itself.
+    RemoveConfignode {
+        /// The ConfigNode: its id, or host:port as SHOW CONFIGNODES lists it.
+        node: String,
+        /// Longest wait, in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+        /// Return at once.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Moves a DataRegion replica from one DataNode to another (MIGRATE REGION). Waits for
     /// the end, printing progress.
     MigrateRegion {
@@ -127,6 +139,16 @@ fn run(cli: Cli) -> Result<ExitCode, CtlError> {
             let mut session = Session::connect(&cli.host, &cli.user, &cli.password)?;
             let wait = (!no_wait).then(|| std::time::Duration::from_secs(*timeout));
             crate::admin::remove_data_node(&mut session, node, wait, &mut std::io::stdout())?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::RemoveConfignode {
+            node,
+            timeout,
+            no_wait,
+        } => {
+            let mut session = Session::connect(&cli.host, &cli.user, &cli.password)?;
+            let wait = (!no_wait).then(|| std::time::Duration::from_secs(*timeout));
+            crate::admin::remove_config_node(&mut session, node, wait, &mut std::io::stdout())?;
             return Ok(ExitCode::SUCCESS);
         }
         Command::MigrateRegion {

@@ -193,6 +193,38 @@ fn index_of(cluster: &TestCluster, id: u32, via: usize) -> usize {
         .unwrap_or_else(|| panic!("no DataNode process at {}", row.internal_address))
 }
 
+/// Runs `sbin/<script> args... --timeout 60` with the binaries under test and no
+/// configuration file; its standard output (it must succeed).
+fn run_script(script: &str, args: &[&str]) -> String {
+    let scratch = tempfile::tempdir().unwrap();
+    let bin = scratch.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_iotdb-ctl-under-test"),
+        bin.join("iotdb-ctl"),
+    )
+    .unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .join("sbin")
+        .join(script);
+    let output = std::process::Command::new(&path)
+        .args(args)
+        .args(["--timeout", "60"])
+        .env("IOTDB_BIN_DIR", &bin)
+        .env("IOTDB_CONF", scratch.path().join("none.toml"))
+        .output()
+        .unwrap_or_else(|e| panic!("running {script}: {e}"));
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{script}: {printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    printed
+}
+
 fn error_of(client: &mut BlockingClient, statement: &str) -> String {
     match client.execute_sql(statement) {
         Ok(result) => panic!("{statement} succeeded: {result:?}"),
@@ -374,32 +406,14 @@ fn remove_data_node_moves_its_only_copies_and_stops_it() {
     // As the seed does it: `sbin/remove-datanode.sh ip:port` (here through DataNode 0,
     // naming the victim by its client address), which waits for the end.
     let started = Instant::now();
-    let victim_address = cluster.data_nodes[victim_index].address();
-    let scratch = tempfile::tempdir().unwrap();
-    let bin = scratch.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(
-        env!("CARGO_BIN_EXE_iotdb-ctl-under-test"),
-        bin.join("iotdb-ctl"),
-    )
-    .unwrap();
-    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .join("sbin/remove-datanode.sh");
-    let output = std::process::Command::new(&script)
-        .arg(victim_address.to_string())
-        .args(["-h", &cluster.data_nodes[0].address().to_string()])
-        .args(["--timeout", "60"])
-        .env("IOTDB_BIN_DIR", &bin)
-        .env("IOTDB_CONF", scratch.path().join("none.toml"))
-        .output()
-        .expect("running remove-datanode.sh");
-    let printed = String::from_utf8_lossy(&output.stdout);
-    assert!(
-        output.status.success(),
-        "remove-datanode.sh: {printed}{}",
-        String::from_utf8_lossy(&output.stderr)
+    let victim_address = cluster.data_nodes[victim_index].address().to_string();
+    let printed = run_script(
+        "remove-datanode.sh",
+        &[
+            &victim_address,
+            "-h",
+            &cluster.data_nodes[0].address().to_string(),
+        ],
     );
     assert!(
         printed.contains(&format!("DataNode {victim} removed")),
@@ -492,9 +506,18 @@ fn remove_config_node_shrinks_the_group_and_refuses_the_leader_and_the_last() {
     let rows = cluster.show_config_nodes(0).unwrap();
     let leader = rows.iter().find(|(_, _, role)| role == "Leader").unwrap().0;
     let other = rows.iter().find(|(id, _, _)| *id != leader).unwrap().0;
-    admin
-        .execute_sql(&format!("REMOVE CONFIGNODE {other}"))
-        .expect("REMOVE CONFIGNODE of the second");
+    let printed = run_script(
+        "remove-confignode.sh",
+        &[
+            &other.to_string(),
+            "-h",
+            &cluster.data_nodes[0].address().to_string(),
+        ],
+    );
+    assert!(
+        printed.contains(&format!("ConfigNode {other} removed")),
+        "{printed}"
+    );
     cluster.config_nodes[other as usize]
         .wait_exit(PATIENCE)
         .expect("the second removed ConfigNode stops itself");
