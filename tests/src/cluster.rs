@@ -179,6 +179,20 @@ impl TestCluster {
         rows_of(&result)
     }
 
+    /// The position in [`TestCluster::data_nodes`] of the DataNode whose id is `id`, by its
+    /// internal address in `SHOW CLUSTER` asked of DataNode `via`.
+    pub fn data_node_index(&self, id: u32, via: usize) -> usize {
+        let rows = self.show_cluster(via).unwrap();
+        let row = rows
+            .iter()
+            .find(|row| row.node_id == id)
+            .unwrap_or_else(|| panic!("no node {id} in {rows:?}"));
+        self.data_nodes
+            .iter()
+            .position(|node| node.address().ip().to_string() == row.internal_address)
+            .unwrap_or_else(|| panic!("no DataNode process at {}", row.internal_address))
+    }
+
     /// Waits up to `timeout` until `SHOW CLUSTER` on DataNode `index` satisfies `done`.
     pub fn wait_for_cluster(
         &self,
@@ -201,6 +215,27 @@ impl TestCluster {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
+}
+
+/// A `SELECT s FROM device` result as time → value, for integral test values (stored as
+/// INT64, or DOUBLE when the series was auto-created from a literal).
+pub fn time_values(result: &ResultSet) -> std::collections::BTreeMap<i64, i64> {
+    result
+        .rows
+        .iter()
+        .map(|row| {
+            let time = match &row[0] {
+                Some(iotdb_net::Value::Int64(t)) => *t,
+                other => panic!("time {other:?}"),
+            };
+            let value = match &row[1] {
+                Some(iotdb_net::Value::Double(v)) => *v as i64,
+                Some(iotdb_net::Value::Int64(v)) => *v,
+                other => panic!("value {other:?}"),
+            };
+            (time, value)
+        })
+        .collect()
 }
 
 /// One row of `SHOW CLUSTER`.

@@ -10,14 +10,14 @@
 //!   node, a destination already holding the region, a removal below the replication
 //!   factor) change nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use iotdb_net::{BlockingClient, Value};
+use iotdb_net::BlockingClient;
 use iotdb_tests::TestCluster;
-use iotdb_tests::cluster::text_rows;
+use iotdb_tests::cluster::{text_rows, time_values};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_iotdb-server-under-test");
 /// Ends a hung wait on a loaded 2-core machine; migrations ship a snapshot first.
@@ -153,22 +153,7 @@ fn check_points(cluster: &TestCluster, via: usize, database: &str, acked: &BTree
     for index in 0..DEVICES {
         let statement = format!("SELECT s1 FROM {}", device(database, index));
         let result = wait_for(&statement, || client.execute_sql(&statement).ok());
-        let points: BTreeMap<i64, i64> = result
-            .rows
-            .iter()
-            .map(|row| {
-                let time = match &row[0] {
-                    Some(Value::Int64(t)) => *t,
-                    other => panic!("time {other:?}"),
-                };
-                let value = match &row[1] {
-                    Some(Value::Double(v)) => *v as i64,
-                    Some(Value::Int64(v)) => *v,
-                    other => panic!("value {other:?}"),
-                };
-                (time, value)
-            })
-            .collect();
+        let points = time_values(&result);
         for round in acked {
             assert_eq!(
                 points.get(round),
@@ -177,20 +162,6 @@ fn check_points(cluster: &TestCluster, via: usize, database: &str, acked: &BTree
             );
         }
     }
-}
-
-/// Index in `cluster.data_nodes` of the DataNode with id `id`.
-fn index_of(cluster: &TestCluster, id: u32, via: usize) -> usize {
-    let rows = cluster.show_cluster(via).unwrap();
-    let row = rows
-        .iter()
-        .find(|row| row.node_id == id)
-        .unwrap_or_else(|| panic!("no node {id} in {rows:?}"));
-    cluster
-        .data_nodes
-        .iter()
-        .position(|node| node.address().ip().to_string() == row.internal_address)
-        .unwrap_or_else(|| panic!("no DataNode process at {}", row.internal_address))
 }
 
 /// Runs `sbin/<script> args... --timeout 60` with the binaries under test and no
@@ -232,15 +203,16 @@ fn error_of(client: &mut BlockingClient, statement: &str) -> String {
     }
 }
 
-#[test]
-fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
-    let mut cluster = TestCluster::start_configured(
+/// A 1C3D cluster (one core per DataNode) of `factor` replicas and three data region
+/// groups per database, every node Running.
+fn start_1c3d(factor: &str) -> TestCluster {
+    let cluster = TestCluster::start_configured(
         BINARY,
         1,
         3,
         1,
         &[
-            ("data_replication_factor", "2"),
+            ("data_replication_factor", factor),
             ("data_region_group_extension_policy", "CUSTOM"),
             ("default_data_region_group_num_per_database", "3"),
         ],
@@ -251,6 +223,12 @@ fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
             rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
         })
         .unwrap();
+    cluster
+}
+
+#[test]
+fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
+    let mut cluster = start_1c3d("2");
     let database = "root.mig";
     let writer = Writer::start(cluster.data_nodes[0].address(), database, 0);
     wait_for("first writes", || (writer.acked() >= 5).then_some(()));
@@ -346,7 +324,7 @@ fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
         check_points(&cluster, via, database, &acked);
     }
     // The old replica's files are gone.
-    let old = index_of(&cluster, leader.data_node, 0);
+    let old = cluster.data_node_index(leader.data_node, 0);
     let dir = cluster.data_nodes[old]
         .data_dir()
         .join("datanode")
@@ -359,23 +337,7 @@ fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
 
 #[test]
 fn remove_data_node_moves_its_only_copies_and_stops_it() {
-    let mut cluster = TestCluster::start_configured(
-        BINARY,
-        1,
-        3,
-        1,
-        &[
-            ("data_replication_factor", "1"),
-            ("data_region_group_extension_policy", "CUSTOM"),
-            ("default_data_region_group_num_per_database", "3"),
-        ],
-    )
-    .expect("start 1C3D");
-    cluster
-        .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
-            rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
-        })
-        .unwrap();
+    let mut cluster = start_1c3d("1");
     let database = "root.rm";
     let writer = Writer::start(cluster.data_nodes[0].address(), database, 0);
     wait_for("first writes", || (writer.acked() >= 5).then_some(()));
@@ -392,7 +354,7 @@ fn remove_data_node_moves_its_only_copies_and_stops_it() {
         .map(|r| r.data_node)
         .find(|n| !schema_holders.contains(n))
         .expect("a DataNode with data regions and no SchemaRegion");
-    let victim_index = index_of(&cluster, victim, 0);
+    let victim_index = cluster.data_node_index(victim, 0);
     assert_ne!(
         victim_index, 0,
         "the writer's DataNode holds the SchemaRegion"

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use iotdb_net::{BlockingClient, Value};
 use iotdb_tests::TestCluster;
-use iotdb_tests::cluster::text_rows;
+use iotdb_tests::cluster::{text_rows, time_values};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_iotdb-server-under-test");
 /// Ends a hung wait on a loaded 2-core machine running debug builds; the figures are
@@ -44,20 +44,6 @@ fn data_replicas(client: &mut BlockingClient) -> Vec<ReplicaRow> {
             in_sync: row["InSync"] == "true",
         })
         .collect()
-}
-
-/// Index in `cluster.data_nodes` of the DataNode with id `id`.
-fn index_of(cluster: &TestCluster, id: u32, via: usize) -> usize {
-    let rows = cluster.show_cluster(via).unwrap();
-    let row = rows
-        .iter()
-        .find(|row| row.node_id == id)
-        .unwrap_or_else(|| panic!("no node {id} in {rows:?}"));
-    cluster
-        .data_nodes
-        .iter()
-        .position(|node| node.address().ip().to_string() == row.internal_address)
-        .unwrap_or_else(|| panic!("no DataNode process at {}", row.internal_address))
 }
 
 /// Writes `round` of every device through DataNode `via`, retrying each insert until it
@@ -124,23 +110,7 @@ fn read_all(cluster: &TestCluster, via: usize) -> BTreeMap<String, BTreeMap<i64,
                     Err(error) => panic!("{statement} via {via}: {error}"),
                 }
             };
-            let points = result
-                .rows
-                .iter()
-                .map(|row| {
-                    let time = match &row[0] {
-                        Some(Value::Int64(t)) => *t,
-                        other => panic!("time {other:?}"),
-                    };
-                    let value = match &row[1] {
-                        Some(Value::Double(v)) => *v as i64,
-                        Some(Value::Int64(v)) => *v,
-                        other => panic!("value {other:?}"),
-                    };
-                    (time, value)
-                })
-                .collect();
-            (device(index), points)
+            (device(index), time_values(&result))
         })
         .collect()
 }
@@ -226,7 +196,7 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
         *leaders.entry(row.data_node).or_default() += 1;
     }
     let (&victim_id, _) = leaders.iter().max_by_key(|(_, count)| **count).unwrap();
-    let victim = index_of(&cluster, victim_id, 0);
+    let victim = cluster.data_node_index(victim_id, 0);
     let via = (victim + 1) % 3;
     let killed = Instant::now();
     cluster.data_nodes[victim].kill().expect("SIGKILL");
@@ -285,12 +255,12 @@ fn in_sync_replicas_keep_every_acknowledged_point_across_a_leader_kill() {
     let schema_holder = schema_holder(&mut cluster.client(via).unwrap());
     let stopped = [via, other]
         .into_iter()
-        .find(|index| index_of(&cluster, schema_holder, victim) != *index)
+        .find(|index| cluster.data_node_index(schema_holder, victim) != *index)
         .expect("one survivor does not hold the schema region");
     let stopped_id = data_replicas(&mut cluster.client(victim).unwrap())
         .iter()
         .map(|r| r.data_node)
-        .find(|id| index_of(&cluster, *id, victim) == stopped)
+        .find(|id| cluster.data_node_index(*id, victim) == stopped)
         .expect("the stopped node holds replicas");
     cluster.data_nodes[stopped].stop().expect("stop");
     let led = wait_for("leaders moved off the stopped node", || {
@@ -328,7 +298,7 @@ fn compare_replicas(cluster: &mut TestCluster, via: usize) {
     let replicas = data_replicas(&mut cluster.client(via).unwrap());
     let holders: Vec<(u32, usize)> = replicas
         .iter()
-        .map(|r| (r.region, index_of(cluster, r.data_node, via)))
+        .map(|r| (r.region, cluster.data_node_index(r.data_node, via)))
         .collect();
     let groups: BTreeSet<u32> = replicas.iter().map(|r| r.region).collect();
     for node in &mut cluster.data_nodes {
@@ -564,7 +534,7 @@ fn schema_regions_replicate_through_raft_and_survive_their_leaders_kill() {
     assert_eq!(series_via(&cluster, 1), created);
 
     // Kill the leader's DataNode; the others elect a new leader and creation resumes.
-    let victim = index_of(&cluster, leader, 0);
+    let victim = cluster.data_node_index(leader, 0);
     let via = (victim + 1) % 3;
     let killed = Instant::now();
     cluster.data_nodes[victim].kill().expect("SIGKILL");
@@ -588,7 +558,7 @@ fn schema_regions_replicate_through_raft_and_survive_their_leaders_kill() {
     // the restarted replica with the third one carry the group.
     restart_data_node(&mut cluster, victim, via);
     create_all(&cluster, victim, 12..15, &mut created);
-    let second_index = index_of(&cluster, second, victim);
+    let second_index = cluster.data_node_index(second, victim);
     let third = (0..3)
         .find(|index| *index != victim && *index != second_index)
         .expect("a third DataNode");
@@ -746,7 +716,7 @@ fn a_failover_client_rides_over_the_death_of_its_data_node() {
         acked.insert(round);
     }
     let connected = client.accepted().expect("connected").data_node_id;
-    let victim = index_of(&cluster, connected, 0);
+    let victim = cluster.data_node_index(connected, 0);
     let killed = Instant::now();
     cluster.data_nodes[victim].kill().expect("SIGKILL");
     for round in 3..8 {

@@ -250,18 +250,6 @@ impl KillPoint {
         KillPoint::DeleteDatabaseForgotten,
     ];
 
-    /// The kill points of region migration and DataNode removal.
-    pub const MIGRATION: [KillPoint; 8] = [
-        KillPoint::MigrateStarted,
-        KillPoint::MigratePeerAdded,
-        KillPoint::MigrateCaughtUp,
-        KillPoint::MigrateLeaderMoved,
-        KillPoint::MigratePeerRemoved,
-        KillPoint::RemoveDataNodeStarted,
-        KillPoint::RemoveDataNodeMigrationStarted,
-        KillPoint::RemoveDataNodeForgotten,
-    ];
-
     /// Its name, as `IOTDB_KILL_POINT` spells it.
     pub fn name(self) -> &'static str {
         match self {
