@@ -379,7 +379,9 @@ impl Service {
             .voters()
             .into_iter()
             .map(crate::cluster::replicated::node_of)
-            .filter(|id| !node.state().config_nodes().contains_key(id))
+            // Never itself: a leader does not vote itself out (see REMOVE CONFIGNODE's
+            // refusal of the leader).
+            .filter(|id| *id != self.node_id && !node.state().config_nodes().contains_key(id))
             .collect();
         for id in forgotten {
             tracing::info!(node = %id, "taking a removed ConfigNode out of the group");

@@ -35,6 +35,8 @@ pub struct RemoteConfig {
     mirror: ConfigState,
     route: Arc<RouteSnapshot>,
     data_node_id: NodeId,
+    /// The mirror listed this node once (so its absence later means a removal).
+    seen_self: bool,
     /// The mirror no longer lists this node (it was removed); the stop was requested.
     removed_noticed: bool,
 }
@@ -47,6 +49,7 @@ impl RemoteConfig {
             mirror,
             route,
             data_node_id,
+            seen_self: false,
             removed_noticed: false,
         }
     }
@@ -93,10 +96,9 @@ impl RemoteConfig {
         if !gone.is_empty() {
             env.drop_replicas(&gone).map_err(Status::internal)?;
         }
-        if self.mirror.version() > 0
-            && !self.mirror.data_nodes().contains_key(&self.data_node_id)
-            && !self.removed_noticed
-        {
+        let listed = self.mirror.data_nodes().contains_key(&self.data_node_id);
+        self.seen_self |= listed;
+        if self.seen_self && !listed && !self.removed_noticed {
             // `REMOVE DATANODE` finished: every replica moved away and the ConfigNode
             // forgot this node. It stops as on SIGTERM (flushing what it still has open).
             self.removed_noticed = true;
