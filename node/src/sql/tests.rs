@@ -770,12 +770,12 @@ fn error_positions_on_later_lines() {
     assert_eq!(
         err("SELEC s1 FROM root.sg").to_string(),
         "line 1:0 mismatched input 'SELEC' expecting \
-         {CREATE, ALTER, SET, UNSET, SHOW, COUNT, DELETE, DROP, INSERT, SELECT, FLUSH}"
+         {CREATE, ALTER, SET, UNSET, SHOW, COUNT, DELETE, DROP, INSERT, SELECT, FLUSH, MIGRATE, REMOVE}"
     );
     assert_eq!(
         err("").to_string(),
         "line 1:0 mismatched input '<EOF>' expecting \
-         {CREATE, ALTER, SET, UNSET, SHOW, COUNT, DELETE, DROP, INSERT, SELECT, FLUSH}"
+         {CREATE, ALTER, SET, UNSET, SHOW, COUNT, DELETE, DROP, INSERT, SELECT, FLUSH, MIGRATE, REMOVE}"
     );
 }
 
