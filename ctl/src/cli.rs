@@ -56,12 +56,8 @@ enum Command {
     RemoveDatanode {
         /// The DataNode: its id, or host:port as SHOW DATANODES lists it.
         node: String,
-        /// Longest wait, in seconds (the removal goes on after it).
-        #[arg(long, default_value_t = 1800)]
-        timeout: u64,
-        /// Start the removal and return at once.
-        #[arg(long)]
-        no_wait: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
     /// Removes a ConfigNode (not the last, not the leader): it leaves the ConfigNode group
     /// and stops itself.
@@ -84,13 +80,37 @@ enum Command {
         from: String,
         /// The DataNode taking it: id or host:port.
         to: String,
-        /// Longest wait, in seconds (the migration goes on after it).
-        #[arg(long, default_value_t = 1800)]
-        timeout: u64,
-        /// Start the migration and return at once.
-        #[arg(long)]
-        no_wait: bool,
+        #[command(flatten)]
+        wait: WaitArgs,
     },
+}
+
+/// How long a cluster operation's command follows the operation (which goes on in the
+/// cluster whatever the command does).
+#[derive(clap::Args, Debug)]
+struct WaitArgs {
+    /// Longest wait, in seconds.
+    #[arg(long, default_value_t = 1800)]
+    timeout: u64,
+    /// Start the operation and return at once.
+    #[arg(long)]
+    no_wait: bool,
+}
+
+/// Connects and runs one cluster operation that follows its progress on stdout.
+fn follow(
+    cli: &Cli,
+    wait: &WaitArgs,
+    operation: impl FnOnce(
+        &mut Session,
+        Option<std::time::Duration>,
+        &mut dyn Write,
+    ) -> Result<(), CtlError>,
+) -> Result<ExitCode, CtlError> {
+    let mut session = Session::connect(&cli.host, &cli.user, &cli.password)?;
+    let wait = (!wait.no_wait).then(|| std::time::Duration::from_secs(wait.timeout));
+    operation(&mut session, wait, &mut std::io::stdout())?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Parses the process arguments and runs the command; the exit code follows the result.
@@ -131,44 +151,33 @@ fn run(cli: Cli) -> Result<ExitCode, CtlError> {
             Some(statement.to_string())
         }
         Command::Cli => None,
-        Command::RemoveDatanode {
-            node,
-            timeout,
-            no_wait,
-        } => {
-            let mut session = Session::connect(&cli.host, &cli.user, &cli.password)?;
-            let wait = (!no_wait).then(|| std::time::Duration::from_secs(*timeout));
-            crate::admin::remove_data_node(&mut session, node, wait, &mut std::io::stdout())?;
-            return Ok(ExitCode::SUCCESS);
+        Command::RemoveDatanode { node, wait } => {
+            return follow(&cli, wait, |session, wait, out| {
+                crate::admin::remove_data_node(session, node, wait, out)
+            });
         }
         Command::RemoveConfignode {
             node,
             timeout,
             no_wait,
         } => {
-            let mut session = Session::connect(&cli.host, &cli.user, &cli.password)?;
-            let wait = (!no_wait).then(|| std::time::Duration::from_secs(*timeout));
-            crate::admin::remove_config_node(&mut session, node, wait, &mut std::io::stdout())?;
-            return Ok(ExitCode::SUCCESS);
+            let wait = WaitArgs {
+                timeout: *timeout,
+                no_wait: *no_wait,
+            };
+            return follow(&cli, &wait, |session, wait, out| {
+                crate::admin::remove_config_node(session, node, wait, out)
+            });
         }
         Command::MigrateRegion {
             region,
             from,
             to,
-            timeout,
-            no_wait,
+            wait,
         } => {
-            let mut session = Session::connect(&cli.host, &cli.user, &cli.password)?;
-            let wait = (!no_wait).then(|| std::time::Duration::from_secs(*timeout));
-            crate::admin::migrate_region(
-                &mut session,
-                *region,
-                from,
-                to,
-                wait,
-                &mut std::io::stdout(),
-            )?;
-            return Ok(ExitCode::SUCCESS);
+            return follow(&cli, wait, |session, wait, out| {
+                crate::admin::migrate_region(session, *region, from, to, wait, out)
+            });
         }
     };
     let mut session = Session::connect(&cli.host, &cli.user, &cli.password)?;
