@@ -184,9 +184,8 @@ fn run(cli: Cli) -> Result<ExitCode, CtlError> {
     let stdout = std::io::stdout();
     match statement {
         Some(statement) => {
-            let text = session.run(&statement, cli.format, true)?;
             let mut out = stdout.lock();
-            out.write_all(text.as_bytes())?;
+            session.run(&statement, cli.format, true, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }

@@ -162,11 +162,15 @@ pub fn render_csv<C: AsRef<str>>(columns: &[C], rows: &[Vec<Option<String>>]) ->
         &mut output,
         columns.iter().map(|column| Some(column.as_ref())),
     );
+    output.push_str(&render_csv_records(columns.len(), rows));
+    output
+}
+
+/// Renders CSV records without the header: the rows of a later page.
+pub fn render_csv_records(columns: usize, rows: &[Vec<Option<String>>]) -> String {
+    let mut output = String::new();
     for row in rows {
-        push_csv_record(
-            &mut output,
-            (0..columns.len()).map(|index| cell(row, index)),
-        );
+        push_csv_record(&mut output, (0..columns).map(|index| cell(row, index)));
     }
     output
 }

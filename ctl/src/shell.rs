@@ -139,8 +139,8 @@ pub fn run(
                 return Ok(failures);
             }
             history.push(&statement);
-            match session.run(&statement, options.format, options.timing) {
-                Ok(text) => write!(output, "{text}")?,
+            match session.run(&statement, options.format, options.timing, output) {
+                Ok(()) => {}
                 Err(error @ CtlError::Server { .. }) => {
                     failures += 1;
                     output.flush()?;
@@ -155,8 +155,8 @@ pub fn run(
     if !rest.is_empty() {
         // Input ended inside a statement: run it, as IoTDB's CLI does with `-e`.
         history.push(rest);
-        match session.run(rest, options.format, options.timing) {
-            Ok(text) => write!(output, "{text}")?,
+        match session.run(rest, options.format, options.timing, output) {
+            Ok(()) => {}
             Err(error @ CtlError::Server { .. }) => {
                 failures += 1;
                 writeln!(errors, "{error}")?;

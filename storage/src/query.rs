@@ -337,8 +337,22 @@ pub fn scan_filtered(
     filter: &ValueFilter,
     counters: &mut FilterCounters,
 ) -> Result<PointColumn> {
+    scan_filtered_first(data_type, pieces, range, filter, usize::MAX, counters)
+}
+
+/// The first `points_max` points of a series in `range` that pass `filter` (all when
+/// fewer pass), as [`scan_filtered`] finds them; the scan stops at the cluster that
+/// completes the count, so the chunks after it are neither judged nor decoded.
+pub fn scan_filtered_first(
+    data_type: DataType,
+    pieces: Vec<RankedPiece<'_>>,
+    range: TimeRange,
+    filter: &ValueFilter,
+    points_max: usize,
+    counters: &mut FilterCounters,
+) -> Result<PointColumn> {
     let mut out = PointColumn::new(data_type);
-    if range.is_empty() {
+    if range.is_empty() || points_max == 0 {
         return Ok(out);
     }
     for cluster in clusters(pieces, range) {
@@ -365,11 +379,16 @@ pub fn scan_filtered(
                 filter.apply(points)
             }
         };
-        if out.is_empty() {
+        let wanted = points.len().min(points_max - out.len());
+        if out.is_empty() && wanted == points.len() {
             out = points;
         } else {
-            out.timestamps.extend_from_slice(&points.timestamps);
-            out.values.extend_from(&points.values, 0..points.len());
+            out.timestamps
+                .extend_from_slice(&points.timestamps[..wanted]);
+            out.values.extend_from(&points.values, 0..wanted);
+        }
+        if out.len() == points_max {
+            break;
         }
     }
     Ok(out)

@@ -190,4 +190,35 @@ impl BlockingClient {
             statement: statement.to_owned(),
         })?)
     }
+
+    /// Executes `statement` and hands its result to `on_page` a page at a time, as the
+    /// server streams it (a raw `SELECT` of any size; other results come as one page):
+    /// each page carries the columns and some rows. When `on_page` fails, the rest of the
+    /// result is read and dropped, and its error returned.
+    pub fn execute_sql_pages(
+        &mut self,
+        statement: &str,
+        mut on_page: impl FnMut(ResultSet) -> Result<(), ClientError>,
+    ) -> Result<(), ClientError> {
+        let request_id = self.send(&Request::ExecuteSql {
+            statement: statement.to_owned(),
+        })?;
+        let mut failed: Option<ClientError> = None;
+        loop {
+            let (payloads, last) = match self.pending.take(request_id) {
+                Some(result) => (result?, true),
+                None => (self.pending.take_partial(request_id), false),
+            };
+            for payload in payloads {
+                if failed.is_none() {
+                    failed = into_result_set(vec![payload]).and_then(&mut on_page).err();
+                }
+            }
+            if last {
+                return failed.map_or(Ok(()), Err);
+            }
+            let frame = self.read_frame()?;
+            self.pending.on_frame(frame)?;
+        }
+    }
 }

@@ -34,6 +34,15 @@ impl PendingRequests {
         self.completed.remove(&request_id)
     }
 
+    /// Takes the partial payloads of a streamed response that arrived so far (its frames
+    /// with the MORE flag), leaving the request outstanding.
+    pub fn take_partial(&mut self, request_id: u64) -> Vec<ResponsePayload> {
+        self.expected
+            .get_mut(&request_id)
+            .map(|(_, payloads)| std::mem::take(payloads))
+            .unwrap_or_default()
+    }
+
     pub fn is_known(&self, request_id: u64) -> bool {
         self.expected.contains_key(&request_id) || self.completed.contains_key(&request_id)
     }

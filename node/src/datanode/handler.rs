@@ -14,6 +14,8 @@ use iotdb_net::{
 use iotdb_runtime::ShardId;
 
 use super::control::ControlRequest;
+use super::select::RowPages;
+use super::sql_exec::SqlAnswer;
 use super::{Message, NodeShared, Shard};
 use crate::config::DEFAULT_USER;
 use crate::metrics::RequestKind;
@@ -135,11 +137,34 @@ impl ShardHandler {
             Request::Flush { databases: _ } => {
                 shard.flush_all().await.map(|()| ResponsePayload::Done)
             }
-            Request::ExecuteSql { statement } => shard
-                .execute_sql(&statement)
-                .await
-                .map(ResponsePayload::ResultSet),
+            Request::ExecuteSql { statement } => match shard.open_sql(&statement).await? {
+                SqlAnswer::Whole(result) => Ok(ResponsePayload::ResultSet(result)),
+                SqlAnswer::Pages(pages) => stream_pages(pages, stream).await,
+            },
         }
+    }
+}
+
+/// Cells (rows × columns) of one streamed SQL result frame: about 4 MiB of numbers, far
+/// below the frame limit unless TEXT values are long.
+pub const SQL_PAGE_CELLS: usize = 1 << 19;
+
+/// Sends a paged SQL result as frames of at most [`SQL_PAGE_CELLS`] cells, each a result
+/// set with the columns, the last one returned (empty when no row is left for it).
+async fn stream_pages(mut pages: RowPages, stream: &ResponseStream) -> ResponseResult {
+    let width = pages.header().column_names.len().max(1);
+    let rows_max = (SQL_PAGE_CELLS / width).max(1);
+    loop {
+        let (rows, more) = pages.next_page(rows_max).await?;
+        let mut page = pages.header().clone();
+        page.rows = rows;
+        if !more {
+            return Ok(ResponsePayload::ResultSet(page));
+        }
+        stream
+            .send_more(ResponsePayload::ResultSet(page))
+            .await
+            .map_err(|e| Status::internal(format!("streaming a result: {e}")))?;
     }
 }
 

@@ -105,16 +105,13 @@ fn scan_one(
     match (filter, points_max) {
         (None, None) => region.scan(key, range),
         (None, Some(points_max)) => region.scan_first(key, range, points_max),
-        (Some(filter), points_max) => {
-            let points = region.scan_filtered(key, range, filter, counters)?;
-            Ok(points.map(|points| match points_max {
-                Some(points_max) if points.len() > points_max => {
-                    let end = points.timestamps[points_max];
-                    storage::query::trim(points, TimeRange::new(i64::MIN, end))
-                }
-                _ => points,
-            }))
-        }
+        (Some(filter), points_max) => region.scan_filtered_first(
+            key,
+            range,
+            filter,
+            points_max.unwrap_or(usize::MAX),
+            counters,
+        ),
     }
 }
 

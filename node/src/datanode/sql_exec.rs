@@ -34,6 +34,7 @@ use iotdb_storage::{DataType, SeriesKey};
 
 use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
+use super::select::RowPages;
 use super::write::PartialFailure;
 use super::{Message, Shard};
 use crate::cluster::protocol::{SchemaRequest, SchemaView};
@@ -61,10 +62,43 @@ type Matched = (String, String, DataType);
 /// each output column's cells (`None`: the device has no such series).
 type DeviceBlock = (String, Vec<i64>, Vec<Option<Vec<Option<WireValue>>>>);
 
+/// What a SQL statement answers: a whole result, or a raw `SELECT`'s result a page at a
+/// time (any size, in bounded memory).
+pub enum SqlAnswer {
+    Whole(ResultSet),
+    Pages(RowPages),
+}
+
+impl SqlAnswer {
+    /// The whole result; a paged one is refused past [`SQL_RESULT_ROWS_MAX`] rows.
+    pub async fn gather(self) -> Result<ResultSet, Status> {
+        match self {
+            SqlAnswer::Whole(result) => Ok(result),
+            SqlAnswer::Pages(pages) => pages.gather().await,
+        }
+    }
+}
+
 impl Shard {
-    /// Executes one SQL statement.
+    /// Executes one SQL statement and answers its whole result (see
+    /// [`SQL_RESULT_ROWS_MAX`]; [`Shard::open_sql`] answers any size a page at a time).
     pub async fn execute_sql(self: &Rc<Self>, text: &str) -> Result<ResultSet, Status> {
+        self.open_sql(text).await?.gather().await
+    }
+
+    /// Executes one SQL statement; a raw `SELECT` answers its rows a page at a time.
+    pub async fn open_sql(self: &Rc<Self>, text: &str) -> Result<SqlAnswer, Status> {
         let statement = statement_of(text)?;
+        if let Statement::Select(select) = statement {
+            return self.execute_select(select).await;
+        }
+        self.execute_statement(statement)
+            .await
+            .map(SqlAnswer::Whole)
+    }
+
+    /// Executes one statement other than `SELECT`.
+    async fn execute_statement(self: &Rc<Self>, statement: Statement) -> Result<ResultSet, Status> {
         match statement {
             Statement::Flush { .. } => {
                 self.flush_all().await?;
@@ -74,7 +108,7 @@ impl Shard {
                 self.execute_insert(insert).await?;
                 Ok(empty())
             }
-            Statement::Select(select) => self.execute_select(select).await,
+            Statement::Select(select) => self.execute_select(select).await?.gather().await,
             Statement::DeleteData {
                 patterns,
                 time_filter,
@@ -298,7 +332,7 @@ impl Shard {
         self.insert_reporting(vec![view], failures).await
     }
 
-    async fn execute_select(self: &Rc<Self>, select: Select) -> Result<ResultSet, Status> {
+    async fn execute_select(self: &Rc<Self>, select: Select) -> Result<SqlAnswer, Status> {
         let now = now_ms();
         let range = select
             .time_filter
@@ -313,7 +347,9 @@ impl Shard {
                     ));
                 }
                 let range = iotdb_storage::TimeRange::new(range.start_ms, range.end_ms);
-                bounded(self.select_raw_rows(&select, range, now).await?)
+                Ok(SqlAnswer::Pages(
+                    self.select_raw_rows(&select, range, now).await?,
+                ))
             }
             Projection::Computed(_) => {
                 if select.group_by.is_some() || select.group_by_level.is_some() {
@@ -323,22 +359,25 @@ impl Shard {
                     ));
                 }
                 let range = iotdb_storage::TimeRange::new(range.start_ms, range.end_ms);
-                bounded(self.select_computed(&select, range, now).await?)
+                Ok(SqlAnswer::Pages(
+                    self.select_computed(&select, range, now).await?,
+                ))
             }
-            Projection::Aggregates(_) => {
-                if select.align_by_device {
-                    return self.select_aggregates_by_device(&select, range, now).await;
-                }
+            Projection::Aggregates(_) => if select.align_by_device {
+                self.select_aggregates_by_device(&select, range, now).await
+            } else {
                 self.select_aggregates(&select, range, now).await
             }
-            Projection::AggregateExpressions(_) => {
-                self.select_aggregate_expressions(&select, range, now).await
-            }
+            .map(SqlAnswer::Whole),
+            Projection::AggregateExpressions(_) => self
+                .select_aggregate_expressions(&select, range, now)
+                .await
+                .map(SqlAnswer::Whole),
             Projection::Last(_) => {
                 if select.value_filter.is_some() {
                     return Err(unsupported("SELECT LAST takes a time filter only"));
                 }
-                self.select_last(&select, range).await
+                self.select_last(&select, range).await.map(SqlAnswer::Whole)
             }
         }
     }
@@ -601,15 +640,15 @@ impl Shard {
                 now,
                 filter_series,
                 None,
+                FILTERED_AGGREGATE_ROWS_MAX,
+                || {
+                    Status::illegal_parameter(format!(
+                        "the value filter keeps more than {FILTERED_AGGREGATE_ROWS_MAX} rows, \
+                         the most an aggregate with a value filter reads: narrow the time range"
+                    ))
+                },
             )
             .await?;
-        if rows.times.len() > FILTERED_AGGREGATE_ROWS_MAX {
-            return Err(Status::illegal_parameter(format!(
-                "the value filter keeps {} rows, more than {FILTERED_AGGREGATE_ROWS_MAX} an \
-                 aggregate with a value filter reads: narrow the time range",
-                rows.times.len()
-            )));
-        }
         let mut points: Vec<Vec<(i64, iotdb_storage::Value)>> = vec![Vec::new(); series];
         for (time, cells) in rows.times.iter().zip(rows.cells) {
             for (column, cell) in points.iter_mut().zip(cells) {

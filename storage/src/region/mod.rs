@@ -621,16 +621,30 @@ impl Region {
         filter: &ValueFilter,
         counters: &mut FilterCounters,
     ) -> Result<Option<PointColumn>> {
+        self.scan_filtered_first(key, range, filter, usize::MAX, counters)
+    }
+
+    /// The first `points_max` points of `key` in `range` that pass `filter`, decoding only
+    /// the chunks up to the one that completes the count: a page of a filtered scan.
+    pub fn scan_filtered_first(
+        &self,
+        key: &SeriesKey,
+        range: TimeRange,
+        filter: &ValueFilter,
+        points_max: usize,
+        counters: &mut FilterCounters,
+    ) -> Result<Option<PointColumn>> {
         let state = self.state.borrow();
         let Some(data_type) = state.series_type(key) else {
             return Ok(None);
         };
         let range = state.visible(range);
-        query::scan_filtered(
+        query::scan_filtered_first(
             data_type,
             state.pieces(key, range)?,
             range,
             filter,
+            points_max,
             counters,
         )
         .map(Some)

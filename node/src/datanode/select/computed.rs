@@ -13,7 +13,7 @@ use iotdb_net::{ResultSet, Status, Value as WireValue};
 use iotdb_storage::{DataType, TimeRange};
 
 use super::bind::{BoundCopy, Scalar, bind_each};
-use super::{Column, Shard, series_window};
+use super::{Column, RawCursor, RowMaker, RowPages, Shard, series_window};
 use crate::sql::{
     Aggregate, ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select, TimeOrder,
 };
@@ -36,7 +36,7 @@ impl Shard {
         select: &Select,
         range: TimeRange,
         now_ms: i64,
-    ) -> Result<ResultSet, Status> {
+    ) -> Result<RowPages, Status> {
         let Projection::Computed(items) = &select.projection else {
             return Err(Status::internal("not a computed projection"));
         };
@@ -56,29 +56,26 @@ impl Shard {
         }
         let (fetched, outputs) = bind_items(items, select, &resolved, None, now_ms)?;
         let outputs = series_window(outputs, select);
-        let rows = self
-            .raw_rows(
-                fetched,
-                select.value_filter.as_ref(),
-                range,
-                now_ms,
-                &filter_series,
-                super::rows_needed(select),
-            )
-            .await?;
-        let mut result = ResultSet::new(&[("Time", DataType::Int64)]);
+        let mut header = ResultSet::new(&[("Time", DataType::Int64)]);
         for (name, data_type, _) in &outputs {
-            result.column_names.push(name.clone());
-            result.column_types.push(*data_type);
+            header.column_names.push(name.clone());
+            header.column_types.push(*data_type);
         }
-        let mut out: Vec<Vec<Option<WireValue>>> = Vec::with_capacity(rows.times.len());
-        for (time, cells) in rows.times.iter().zip(&rows.cells) {
-            let mut row = vec![Some(WireValue::Int64(*time))];
-            row.extend(evaluate(&outputs, *time, cells)?);
-            out.push(row);
-        }
-        super::finish_time_rows(&mut result, out, select);
-        Ok(result)
+        let cursor = RawCursor::open(
+            self.clone(),
+            fetched,
+            select.value_filter.as_ref(),
+            range,
+            now_ms,
+            &filter_series,
+            super::rows_needed(select),
+        )?;
+        let make: RowMaker = Box::new(move |time, cells| {
+            let mut row = vec![Some(WireValue::Int64(time))];
+            row.extend(evaluate(&outputs, time, &cells)?);
+            Ok(row)
+        });
+        Ok(RowPages::new(header, vec![(cursor, make)], select, 1))
     }
 
     /// Expressions `ALIGN BY DEVICE`: each device's rows with the items bound to its own
@@ -93,7 +90,7 @@ impl Shard {
         filter_series: &[(PathPattern, Vec<Column>)],
         range: TimeRange,
         now_ms: i64,
-    ) -> Result<ResultSet, Status> {
+    ) -> Result<RowPages, Status> {
         let devices: std::collections::BTreeSet<&str> = resolved
             .iter()
             .flat_map(|(_, columns)| columns.iter().map(|c| c.device.as_str()))
@@ -115,52 +112,46 @@ impl Shard {
             result.column_names.push(name.clone());
             result.column_types.push(*data_type);
         }
-        let mut rows: Vec<Vec<Option<WireValue>>> = Vec::new();
+        let width = columns.len() + 2;
+        let mut parts = Vec::with_capacity(per_device.len());
         for (device, fetched, outputs) in per_device {
-            let needed = super::rows_needed(select);
-            if needed.is_some_and(|needed| rows.len() >= needed) {
-                break;
-            }
             // This device's outputs that are columns of the result, at their positions.
             let (positions, outputs): (Vec<usize>, Vec<OutputColumn>) = outputs
                 .into_iter()
                 .filter_map(|output| {
                     let at = columns.iter().position(|(name, _)| *name == output.0)?;
-                    Some((at, output))
+                    Some((at + 2, output))
                 })
                 .unzip();
             if outputs.is_empty() {
                 continue;
             }
             let own = super::within_device(filter_series, device);
-            let part = self
-                .raw_rows(
-                    fetched,
-                    select.value_filter.as_ref(),
-                    range,
-                    now_ms,
-                    &own,
-                    needed.map(|n| n - n.min(rows.len())),
-                )
-                .await?;
-            for (time, cells) in part.times.iter().zip(&part.cells) {
-                let mut row = vec![None; columns.len() + 2];
-                row[0] = Some(WireValue::Int64(*time));
-                row[1] = Some(WireValue::Text(bytes::Bytes::from(device.to_string())));
-                for (value, at) in evaluate(&outputs, *time, cells)?
+            let cursor = RawCursor::open(
+                self.clone(),
+                fetched,
+                select.value_filter.as_ref(),
+                range,
+                now_ms,
+                &own,
+                super::rows_needed(select),
+            )?;
+            let device = WireValue::Text(bytes::Bytes::from(device.to_string()));
+            let make: RowMaker = Box::new(move |time, cells| {
+                let mut row = vec![None; width];
+                row[0] = Some(WireValue::Int64(time));
+                row[1] = Some(device.clone());
+                for (value, &at) in evaluate(&outputs, time, &cells)?
                     .into_iter()
                     .zip(&positions)
                 {
-                    row[at + 2] = value;
+                    row[at] = value;
                 }
-                rows.push(row);
-            }
-            if rows.len() > crate::datanode::sql_exec::SQL_RESULT_ROWS_MAX {
-                return Err(crate::datanode::sql_exec::too_many_rows());
-            }
+                Ok(row)
+            });
+            parts.push((cursor, make));
         }
-        super::finish_device_rows(&mut result, rows, select, 2);
-        Ok(result)
+        Ok(RowPages::new(result, parts, select, 2))
     }
 }
 

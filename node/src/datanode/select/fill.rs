@@ -14,26 +14,41 @@ use crate::sql::{Fill, Literal};
 
 /// Fills the nulls of `rows` (time order, times in column 0) in columns `first..`.
 pub fn fill(fill: &Fill, types: &[DataType], rows: &mut [Vec<Option<WireValue>>], first: usize) {
-    for column in first..types.len() {
-        match fill {
-            Fill::Previous => {
-                let mut previous: Option<WireValue> = None;
+    match fill {
+        Fill::Previous => fill_previous(rows, first, &mut vec![None; types.len()]),
+        Fill::Linear => {
+            for (column, data_type) in types.iter().enumerate().skip(first) {
+                linear(*data_type, rows, column);
+            }
+        }
+        Fill::Constant(literal) => {
+            for (column, data_type) in types.iter().enumerate().skip(first) {
+                let Some(value) = constant(literal, *data_type) else {
+                    continue;
+                };
                 for row in rows.iter_mut() {
-                    match &row[column] {
-                        Some(v) => previous = Some(v.clone()),
-                        None => row[column] = previous.clone(),
+                    if row[column].is_none() {
+                        row[column] = Some(value.clone());
                     }
                 }
             }
-            Fill::Linear => linear(types[column], rows, column),
-            Fill::Constant(literal) => {
-                if let Some(value) = constant(literal, types[column]) {
-                    for row in rows.iter_mut() {
-                        if row[column].is_none() {
-                            row[column] = Some(value.clone());
-                        }
-                    }
-                }
+        }
+    }
+}
+
+/// `FILL(PREVIOUS)` of the columns `first..` of `rows` that follow earlier rows (a page
+/// of a streamed result): `previous` holds each column's latest value before them and is
+/// brought up to date.
+pub fn fill_previous(
+    rows: &mut [Vec<Option<WireValue>>],
+    first: usize,
+    previous: &mut [Option<WireValue>],
+) {
+    for row in rows {
+        for (column, cell) in row.iter_mut().enumerate().skip(first) {
+            match cell {
+                Some(value) => previous[column] = Some(value.clone()),
+                None => cell.clone_from(&previous[column]),
             }
         }
     }

@@ -14,6 +14,7 @@
 mod bind;
 mod computed;
 mod fill;
+mod pages;
 
 use std::rc::Rc;
 
@@ -21,10 +22,11 @@ use iotdb_net::{ResultSet, SeriesSelection, Status, Value as WireValue};
 use iotdb_storage::{DataType, FilterCounters, PointColumn, SeriesKey, TimeRange, ValueFilter};
 
 pub use bind::{Bound, bind, push_down};
-pub use fill::fill;
+pub use fill::{fill, fill_previous};
+pub use pages::{RawCursor, Row, RowMaker, RowPages};
 
 use super::Shard;
-use super::query::{RegionAnswer, RegionRead, align};
+use super::query::{RegionAnswer, RegionRead};
 use crate::sql::{Expr, PathPattern, Select, TimeOrder};
 
 /// One series a query reads.
@@ -45,22 +47,6 @@ impl Column {
 pub struct Rows {
     pub times: Vec<i64>,
     pub cells: Vec<Vec<Option<WireValue>>>,
-}
-
-/// Sets `rows` (a `Time` column first) as `result`'s rows, after `select`'s `FILL`, order
-/// and `LIMIT`/`OFFSET`.
-fn finish_time_rows(
-    result: &mut ResultSet,
-    mut rows: Vec<Vec<Option<WireValue>>>,
-    select: &Select,
-) {
-    if let Some(how) = &select.fill {
-        fill(how, &result.column_types, &mut rows, 1);
-    }
-    if select.order == TimeOrder::Descending {
-        rows.reverse();
-    }
-    result.rows = page(rows, select);
 }
 
 /// Sets `rows` of an `ALIGN BY DEVICE` result (each device's rows together, its `Device`
@@ -116,13 +102,14 @@ impl Shard {
             .collect())
     }
 
-    /// A raw query aligned by time: `Time` then one column per output series.
-    pub(super) async fn select_raw_rows(
+    /// A raw query aligned by time: `Time` then one column per output series, answered a
+    /// page at a time.
+    pub(in crate::datanode) async fn select_raw_rows(
         self: &Rc<Self>,
         select: &Select,
         range: TimeRange,
         now_ms: i64,
-    ) -> Result<ResultSet, Status> {
+    ) -> Result<RowPages, Status> {
         let crate::sql::Projection::Raw(items) = &select.projection else {
             return Err(Status::internal("not a raw projection"));
         };
@@ -149,34 +136,27 @@ impl Shard {
         self.apply_aliases(select, items, &mut names, &outputs)
             .await?;
         let resolved = self.resolve_filter_paths(select).await?;
-        let rows = self
-            .raw_rows(
-                outputs.clone(),
-                select.value_filter.as_ref(),
-                range,
-                now_ms,
-                &resolved,
-                rows_needed(select),
-            )
-            .await?;
-        let mut result = ResultSet::new(&[("Time", DataType::Int64)]);
+        let mut header = ResultSet::new(&[("Time", DataType::Int64)]);
         for (name, column) in names.iter().zip(&outputs) {
-            result.column_names.push(name.clone());
-            result.column_types.push(column.data_type);
+            header.column_names.push(name.clone());
+            header.column_types.push(column.data_type);
         }
-        let rows: Vec<Vec<Option<WireValue>>> = rows
-            .times
-            .iter()
-            .zip(rows.cells)
-            .map(|(t, cells)| {
-                let mut row = Vec::with_capacity(cells.len() + 1);
-                row.push(Some(WireValue::Int64(*t)));
-                row.extend(cells);
-                row
-            })
-            .collect();
-        finish_time_rows(&mut result, rows, select);
-        Ok(result)
+        let cursor = RawCursor::open(
+            self.clone(),
+            outputs,
+            select.value_filter.as_ref(),
+            range,
+            now_ms,
+            &resolved,
+            rows_needed(select),
+        )?;
+        let make: RowMaker = Box::new(|time, cells| {
+            let mut row = Vec::with_capacity(cells.len() + 1);
+            row.push(Some(WireValue::Int64(time)));
+            row.extend(cells);
+            Ok(row)
+        });
+        Ok(RowPages::new(header, vec![(cursor, make)], select, 1))
     }
 
     /// Renames the column of each aliased select item; an alias must name one series.
@@ -212,7 +192,7 @@ impl Shard {
         items: &[PathPattern],
         range: TimeRange,
         now_ms: i64,
-    ) -> Result<ResultSet, Status> {
+    ) -> Result<RowPages, Status> {
         let mut measurements: Vec<(String, DataType)> = Vec::new();
         // Devices in path order, each with the series the select list names in it.
         let mut devices: std::collections::BTreeMap<String, Vec<Column>> = Default::default();
@@ -247,61 +227,44 @@ impl Shard {
                 .push(alias.unwrap_or_else(|| measurement.clone()));
             result.column_types.push(*data_type);
         }
-        let mut rows = Vec::new();
-        for (device, known) in &devices {
-            if rows_needed(select).is_some_and(|needed| rows.len() >= needed) {
-                break;
-            }
+        let mut parts = Vec::with_capacity(devices.len());
+        let width = measurements.len() + 2;
+        for (device, known) in devices {
             // Only this device's series, at the positions of the measurement columns.
             let mut outputs = Vec::new();
             let mut positions = Vec::new();
             for (i, (measurement, _)) in measurements.iter().enumerate() {
                 if let Some(column) = known.iter().find(|c| c.measurement == *measurement) {
                     outputs.push(column.clone());
-                    positions.push(i);
+                    positions.push(i + 2);
                 }
             }
             if outputs.is_empty() {
                 continue;
             }
-            let own = within_device(&resolved, device);
-            let part = self
-                .raw_rows(
-                    outputs,
-                    select.value_filter.as_ref(),
-                    range,
-                    now_ms,
-                    &own,
-                    rows_needed(select).map(|n| n - n.min(rows.len())),
-                )
-                .await?;
-            let mut device_rows: Vec<Vec<Option<WireValue>>> = part
-                .times
-                .iter()
-                .zip(part.cells)
-                .map(|(t, cells)| {
-                    let mut row = vec![None; measurements.len() + 2];
-                    row[0] = Some(WireValue::Int64(*t));
-                    row[1] = Some(WireValue::Text(bytes::Bytes::from(device.clone())));
-                    for (cell, position) in cells.into_iter().zip(&positions) {
-                        row[position + 2] = cell;
-                    }
-                    row
-                })
-                .collect();
-            if let Some(how) = &select.fill {
-                fill(how, &result.column_types, &mut device_rows, 2);
-            }
-            if select.order == TimeOrder::Descending {
-                device_rows.reverse();
-            }
-            rows.extend(device_rows);
-            if rows.len() > super::sql_exec::SQL_RESULT_ROWS_MAX {
-                return Err(super::sql_exec::too_many_rows());
-            }
+            let own = within_device(&resolved, &device);
+            let cursor = RawCursor::open(
+                self.clone(),
+                outputs,
+                select.value_filter.as_ref(),
+                range,
+                now_ms,
+                &own,
+                rows_needed(select),
+            )?;
+            let device = WireValue::Text(bytes::Bytes::from(device));
+            let make: RowMaker = Box::new(move |time, cells| {
+                let mut row = vec![None; width];
+                row[0] = Some(WireValue::Int64(time));
+                row[1] = Some(device.clone());
+                for (cell, &at) in cells.into_iter().zip(&positions) {
+                    row[at] = cell;
+                }
+                Ok(row)
+            });
+            parts.push((cursor, make));
         }
-        result.rows = page(rows, select);
-        Ok(result)
+        Ok(RowPages::new(result, parts, select, 2))
     }
 
     /// The series each path of the WHERE filter names under the FROM prefixes.
@@ -328,11 +291,9 @@ impl Shard {
         Ok(out)
     }
 
-    /// The rows of `outputs` in `range` where `filter` holds; `filter_series` holds the
-    /// series each of the filter's paths names. With `rows_max` (a `LIMIT`, see
-    /// [`rows_needed`]) only the first that many rows: without a filter the regions read
-    /// only each series' first `rows_max` points (the first rows of the aligned result lie
-    /// among them), and the alignment stops once it has them.
+    /// The rows of `outputs` in `range` where `filter` holds (see [`RawCursor::open`]), the
+    /// first `rows_max` of them when given; more than `cap` rows is refused with `too_many`.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn raw_rows(
         self: &Rc<Self>,
         outputs: Vec<Column>,
@@ -341,82 +302,20 @@ impl Shard {
         now_ms: i64,
         filter_series: &[(PathPattern, Vec<Column>)],
         rows_max: Option<usize>,
+        cap: usize,
+        too_many: impl Fn() -> Status,
     ) -> Result<Rows, Status> {
-        let output_count = outputs.len();
-        let mut fetched = outputs;
-        let bound = match filter {
-            None => None,
-            Some(filter) => {
-                // Each filter path as indices into the fetched columns.
-                let mut resolved: Vec<(PathPattern, Vec<usize>)> = Vec::new();
-                for (path, columns) in filter_series {
-                    let mut indices = Vec::new();
-                    for column in columns.iter().cloned() {
-                        let index = match fetched.iter().position(|c| *c == column) {
-                            Some(i) => i,
-                            None => {
-                                fetched.push(column);
-                                fetched.len() - 1
-                            }
-                        };
-                        if !indices.contains(&index) {
-                            indices.push(index);
-                        }
-                    }
-                    resolved.push((path.clone(), indices));
-                }
-                Some(bind(filter, now_ms, &mut |e| match e {
-                    Expr::Path(p) => resolved
-                        .iter()
-                        .find(|(q, _)| q == p)
-                        .map(|(_, i)| i.clone()),
-                    _ => None,
-                })?)
-            }
-        };
-        let filters = match &bound {
-            Some(b) => push_down(b, fetched.len()),
-            None => vec![None; fetched.len()],
-        };
-        let points_max = rows_max.filter(|_| bound.is_none());
-        let (mut points, counters) = self
-            .fetch_columns(&fetched, range, &filters, points_max)
-            .await?;
-        if bound.is_some() {
-            tracing::debug!(?counters, "value filter pushed down");
-            restrict_to_required(&mut points, &filters);
-        }
-        let series: Vec<(String, DataType, PointColumn)> = fetched
-            .iter()
-            .zip(points)
-            .map(|(c, p)| (c.path(), c.data_type, p))
-            .collect();
-        let mut rows = Rows {
-            times: Vec::new(),
-            cells: Vec::new(),
-        };
-        let rows_max = rows_max.unwrap_or(usize::MAX);
-        'batches: for batch in align(series, 0, None) {
-            for (r, &t) in batch.timestamps.iter().enumerate() {
-                if rows.times.len() >= rows_max {
-                    break 'batches;
-                }
-                let row: Vec<Option<WireValue>> =
-                    batch.columns.iter().map(|c| c.value(r)).collect();
-                if bound.as_ref().is_some_and(|b| !b.passes(t, &row)) {
-                    continue;
-                }
-                // A row that passes is kept even when every output cell is null (the filter
-                // may read only other series), as IoTDB does.
-                rows.times.push(t);
-                rows.cells
-                    .push(row.into_iter().take(output_count).collect());
-                if rows.times.len() > super::sql_exec::SQL_RESULT_ROWS_MAX {
-                    return Err(super::sql_exec::too_many_rows());
-                }
-            }
-        }
-        Ok(rows)
+        RawCursor::open(
+            self.clone(),
+            outputs,
+            filter,
+            range,
+            now_ms,
+            filter_series,
+            rows_max,
+        )?
+        .collect(rows_max, cap, too_many)
+        .await
     }
 
     /// Every column's points in `range` (filtered where a filter is given), read from the

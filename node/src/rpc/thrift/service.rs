@@ -5,7 +5,8 @@
 //! frame ─ FrameInput ─▶ (method name, seq) ─▶ args struct (generated)
 //!   ├─ openSession / closeSession / time zone / properties   connection state only
 //!   ├─ insert*  ─▶ insert.rs: native tablets ─▶ Shard::insert (schema, routing, group commit)
-//!   ├─ execute*V2 / raw / last ─▶ Shard::execute_sql ─▶ Query (pages of TsBlocks)
+//!   ├─ execute*V2 / raw / last ─▶ Shard::open_sql ─▶ Query (pages of TsBlocks; a raw
+//!   │                              SELECT's rows are read as the client fetches them)
 //!   ├─ fetchResultsV2 / closeOperation                      the connection's open queries
 //!   └─ schema calls ─▶ SQL statements built from checked paths ─▶ Shard::execute_sql
 //! reply: {0: success} of the method's result type, or a TApplicationException
@@ -34,13 +35,16 @@ use super::input::{FrameInput, ThriftProtocol};
 use super::{insert, tsblock};
 use crate::config::DEFAULT_USER;
 use crate::datanode::Shard;
+use crate::datanode::select::{Row, RowPages};
+use crate::datanode::sql_exec::SqlAnswer;
 use crate::sql;
 
 /// Queries one connection keeps open for paging; opening one more drops the oldest
 /// (a client that never calls `closeOperation` cannot grow the server without bound).
 ///
-/// Why 16: each open query holds its materialised result (up to the SQL row cap); a
-/// session reads one result at a time, and a few interleaved iterators are plenty.
+/// Why 16: an open query holds a raw result's cursor and its next page, or what is left of
+/// another result (up to the SQL row cap); a session reads one result at a time, and a few
+/// interleaved iterators are plenty.
 pub const OPEN_QUERIES_MAX: usize = 16;
 
 /// Rows per TsBlock page when the client names no fetch size (the Python client's default).
@@ -239,26 +243,38 @@ fn execute_status(status: TSStatus) -> TSExecuteStatementResp {
     }
 }
 
-/// A materialised result being paged to the client.
+/// A result being paged to the client.
 struct Query {
     id: i64,
-    /// The value columns (without `Time` when `has_time`).
-    result: ResultSet,
+    /// The result's columns (no rows).
+    header: ResultSet,
     /// The result's first column is the time column (IoTDB's `ignoreTimeStamp = false`).
     has_time: bool,
-    /// Next row to send.
-    position: usize,
+    rows: QueryRows,
+}
+
+/// Where a query's next rows come from.
+enum QueryRows {
+    /// What is left of a result computed whole.
+    Whole(VecDeque<Row>),
+    /// A raw `SELECT` read a page at a time as the client fetches.
+    Pages(RowPages),
 }
 
 impl Query {
     fn value_types(&self) -> &[DataType] {
-        &self.result.column_types[usize::from(self.has_time)..]
+        &self.header.column_types[usize::from(self.has_time)..]
     }
 
     /// The next page as one TsBlock, and whether rows remain after it.
-    fn next_page(&mut self, fetch_size: usize) -> (Vec<u8>, bool) {
-        let end = (self.position + fetch_size).min(self.result.rows.len());
-        let rows = &self.result.rows[self.position..end];
+    async fn next_page(&mut self, fetch_size: usize) -> Result<(Vec<u8>, bool), Status> {
+        let (rows, more) = match &mut self.rows {
+            QueryRows::Whole(rows) => {
+                let page: Vec<Row> = rows.drain(..fetch_size.min(rows.len())).collect();
+                (page, !rows.is_empty())
+            }
+            QueryRows::Pages(pages) => pages.next_page(fetch_size).await?,
+        };
         let offset = usize::from(self.has_time);
         let times: Vec<i64> = rows
             .iter()
@@ -270,8 +286,7 @@ impl Query {
         let block = tsblock::encode(&times, self.value_types(), |row, column| {
             rows[row][column + offset].as_ref()
         });
-        self.position = end;
-        (block, end < self.result.rows.len())
+        Ok((block, more))
     }
 }
 
@@ -500,7 +515,7 @@ impl Connection {
             }
             "fetchResultsV2" => {
                 let request = request!(TSFetchResultsReq);
-                Reply::Fetch(self.fetch(&request))
+                Reply::Fetch(self.fetch(&request).await)
             }
             "closeOperation" | "cancelOperation" => {
                 if name == "closeOperation" {
@@ -759,28 +774,32 @@ impl Connection {
 
     /// Runs SQL and answers with its first page (or just the status).
     async fn execute(&mut self, statement: &str, fetch_size: usize) -> TSExecuteStatementResp {
-        match self.shard.execute_sql(statement).await {
-            Ok(result) => self.answer(result, fetch_size),
-            Err(error) => execute_status(ts_status(&error)),
-        }
-    }
-
-    fn answer(&mut self, result: ResultSet, fetch_size: usize) -> TSExecuteStatementResp {
-        if result.column_names.is_empty() {
+        let (header, rows) = match self.shard.open_sql(statement).await {
+            Ok(SqlAnswer::Whole(mut result)) => {
+                let rows = std::mem::take(&mut result.rows);
+                (result, QueryRows::Whole(rows.into()))
+            }
+            Ok(SqlAnswer::Pages(pages)) => (pages.header().clone(), QueryRows::Pages(pages)),
+            Err(error) => return execute_status(ts_status(&error)),
+        };
+        if header.column_names.is_empty() {
             return execute_status(success());
         }
-        let has_time = result.column_names.first().map(String::as_str) == Some("Time")
-            && result.column_types.first() == Some(&DataType::Int64);
+        let has_time = header.column_names.first().map(String::as_str) == Some("Time")
+            && header.column_types.first() == Some(&DataType::Int64);
         self.next_query_id += 1;
         let mut query = Query {
             id: self.next_query_id,
-            result,
+            header,
             has_time,
-            position: 0,
+            rows,
         };
-        let (block, more) = query.next_page(fetch_size);
+        let (block, more) = match query.next_page(fetch_size).await {
+            Ok(page) => page,
+            Err(error) => return execute_status(ts_status(&error)),
+        };
         let offset = usize::from(has_time);
-        let columns: Vec<String> = query.result.column_names[offset..].to_vec();
+        let columns: Vec<String> = query.header.column_names[offset..].to_vec();
         let types: Vec<String> = query
             .value_types()
             .iter()
@@ -813,7 +832,7 @@ impl Connection {
         }
     }
 
-    fn fetch(&mut self, request: &TSFetchResultsReq) -> TSFetchResultsResp {
+    async fn fetch(&mut self, request: &TSFetchResultsReq) -> TSFetchResultsResp {
         let fetch_size = fetch_size(Some(request.fetch_size));
         let Some(index) = self.queries.iter().position(|q| q.id == request.query_id) else {
             return TSFetchResultsResp {
@@ -831,7 +850,19 @@ impl Connection {
                 more_data: Some(false),
             };
         };
-        let (block, more) = self.queries[index].next_page(fetch_size);
+        let (block, more) = match self.queries[index].next_page(fetch_size).await {
+            Ok(page) => page,
+            Err(error) => {
+                self.queries.remove(index);
+                return TSFetchResultsResp {
+                    status: ts_status(&error),
+                    has_result_set: false,
+                    is_align: true,
+                    query_result: None,
+                    more_data: Some(false),
+                };
+            }
+        };
         if !more {
             self.queries.remove(index);
         }
