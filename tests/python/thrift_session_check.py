@@ -155,6 +155,10 @@ names, rows = rows_of(session, "SELECT v FROM root.py.big")
 expect(len(rows), count, "rows of a multi-page result")
 expect(rows[-1], [count - 1, (count - 1) * 3], "last row of a multi-page result")
 expect(sum(r[1] for r in rows), 3 * count * (count - 1) // 2, "sum over every page")
+# The same newest first (the server reads windows from the end as pages are fetched).
+names, rows = rows_of(session, "SELECT v FROM root.py.big ORDER BY TIME DESC")
+expect([r[0] for r in rows], list(range(count - 1, -1, -1)), "times of a descending multi-page result")
+expect(rows[0], [count - 1, (count - 1) * 3], "first row of a descending multi-page result")
 
 # todf(): a pandas frame.
 with session.execute_query_statement("SELECT v FROM root.py.big") as data_set:

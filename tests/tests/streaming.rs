@@ -202,12 +202,24 @@ fn raw_selects_of_any_size_stream_in_pages_that_match_the_model() {
     }
     assert_rows(sql, &result.rows, &filled);
 
-    // Descending order: the newest rows first.
-    let sql = "SELECT s1, s3 FROM root.st.d0 ORDER BY TIME DESC LIMIT 5 OFFSET 2";
+    // Descending order: the newest rows first, windows read from the end of the range.
+    let sql = "SELECT * FROM root.st.** ORDER BY TIME DESC";
+    let (result, pages) = paged(&mut client, sql);
+    let mut newest = expected.clone();
+    newest.reverse();
+    assert_rows(sql, &result.rows, &newest);
+    assert!(pages >= 3, "{sql}: {pages} pages");
+    let sql = "SELECT s1, s3 FROM root.st.d0 WHERE time >= 1000 AND time < 140000 ORDER BY TIME DESC LIMIT 5 OFFSET 2";
     let (result, _) = paged(&mut client, sql);
     let mut newest = aligned(&[(0, "s1"), (0, "s3")]);
+    newest.retain(|row| matches!(row[0], Some(Value::Int64(t)) if (1000..140_000).contains(&t)));
     newest.reverse();
     assert_rows(sql, &result.rows, &newest[2..7]);
+    let sql = "SELECT s1, s2 FROM root.st.d0 WHERE s2 >= 1000000 ORDER BY TIME DESC";
+    let (result, _) = paged(&mut client, sql);
+    let mut newest = filtered.clone();
+    newest.reverse();
+    assert_rows(sql, &result.rows, &newest);
 
     // ALIGN BY DEVICE: each device's rows in turn, the Device column second.
     let sql = "SELECT s1, s2 FROM root.st.** ALIGN BY DEVICE";
@@ -221,6 +233,14 @@ fn raw_selects_of_any_size_stream_in_pages_that_match_the_model() {
         }
     }
     assert_rows(sql, &result.rows, &by_device);
+    // ... and in descending order within each device.
+    let sql = "SELECT s1, s2 FROM root.st.** ORDER BY TIME DESC ALIGN BY DEVICE";
+    let (result, _) = paged(&mut client, sql);
+    let descending: Vec<Row> = by_device
+        .chunks(ROWS as usize)
+        .flat_map(|device| device.iter().rev().cloned())
+        .collect();
+    assert_rows(sql, &result.rows, &descending);
 
     // An expression of two series, null where either has no point.
     let sql = "SELECT s1 + s2 FROM root.st.d0";
@@ -236,6 +256,64 @@ fn raw_selects_of_any_size_stream_in_pages_that_match_the_model() {
         })
         .collect();
     assert_rows(sql, &result.rows, &sums);
+}
+
+/// Aggregates of many `GROUP BY` windows are answered a page of windows at a time:
+/// every window's values, `LIMIT`/`OFFSET` and `FILL(PREVIOUS)` across pages, newest first.
+#[test]
+fn many_group_by_windows_stream_in_pages_of_windows() {
+    let server = TestServer::start(server_options!()).expect("server");
+    let mut client = server.client().expect("connect");
+    write_all(&mut client);
+    const WIDTH: i64 = 5;
+    let windows = ROWS / WIDTH;
+    // Window k: count(s1) = 5, max_value(s2) the largest s2 in it (s2 every third time).
+    let window_row = |k: i64| -> Row {
+        let start = k * WIDTH;
+        let max_s2 = (start..start + WIDTH)
+            .filter(|t| t % 3 == 0)
+            .max()
+            .map(|t| Value::Int64(t * 10));
+        vec![Some(Value::Int64(start)), Some(Value::Int64(WIDTH)), max_s2]
+    };
+    let sql = format!(
+        "SELECT count(s1), max_value(s2) FROM root.st.d0 GROUP BY ([0, {ROWS}), {WIDTH}ms)"
+    );
+    let (result, pages) = paged(&mut client, &sql);
+    assert_eq!(
+        result.column_names,
+        ["Time", "count(root.st.d0.s1)", "max_value(root.st.d0.s2)"]
+    );
+    let expected: Vec<Row> = (0..windows).map(window_row).collect();
+    assert_rows(&sql, &result.rows, &expected);
+    assert!(pages >= 1, "{sql}");
+    // LIMIT/OFFSET across a page boundary (10,000 windows a page).
+    let sql = format!("{sql} LIMIT 4 OFFSET 9998");
+    let (result, _) = paged(&mut client, &sql);
+    assert_rows(&sql, &result.rows, &expected[9998..10_002]);
+    // Newest window first.
+    let sql = format!(
+        "SELECT count(s1), max_value(s2) FROM root.st.d0 GROUP BY ([0, {ROWS}), {WIDTH}ms) ORDER BY TIME DESC"
+    );
+    let (result, _) = paged(&mut client, &sql);
+    let newest: Vec<Row> = expected.iter().rev().cloned().collect();
+    assert_rows(&sql, &result.rows, &newest);
+    // FILL(PREVIOUS) carries the sparse series' latest value across pages (s3 every 997).
+    let sql = format!(
+        "SELECT last_value(s3) FROM root.st.d0 GROUP BY ([0, {ROWS}), {WIDTH}ms) FILL(PREVIOUS)"
+    );
+    let (result, _) = paged(&mut client, &sql);
+    let filled: Vec<Row> = (0..windows)
+        .map(|k| {
+            let end = k * WIDTH + WIDTH;
+            let latest = (end - 1) / 997 * 997;
+            vec![
+                Some(Value::Int64(k * WIDTH)),
+                Some(Value::Double(-(latest as f64))),
+            ]
+        })
+        .collect();
+    assert_rows(&sql, &result.rows, &filled);
 }
 
 #[test]
@@ -292,4 +370,59 @@ fn a_result_beyond_the_gathered_limit_is_streamed_whole() {
         .execute_sql("SELECT count(v) FROM root.large.d0")
         .expect("count");
     assert_eq!(count.rows, vec![vec![Some(Value::Int64(LARGE_ROWS))]]);
+}
+
+/// The same paging through a DataNode that holds no replica of the data: every page's
+/// points come from the other DataNode (remote reads, themselves paged by bytes), and the
+/// answer is the model's, in both orders.
+#[test]
+fn a_data_node_without_the_data_streams_a_large_result_from_its_holder() {
+    const BINARY: &str = env!("CARGO_BIN_EXE_iotdb-server-under-test");
+    let cluster = iotdb_tests::TestCluster::start_configured(
+        BINARY,
+        1,
+        2,
+        1,
+        &[
+            ("data_region_group_extension_policy", "CUSTOM"),
+            ("default_data_region_group_num_per_database", "1"),
+        ],
+    )
+    .expect("start 1C2D");
+    cluster
+        .wait_for_cluster(
+            0,
+            std::time::Duration::from_secs(30),
+            "every node Running",
+            |rows| rows.len() == 3 && rows.iter().all(|row| row.status == "Running"),
+        )
+        .unwrap();
+    let mut writer = cluster.client(0).unwrap();
+    write_all(&mut writer);
+    let regions =
+        iotdb_tests::cluster::text_rows(&writer.execute_sql("SHOW DATA REGIONS").unwrap());
+    assert_eq!(regions.len(), 1, "one data region: {regions:?}");
+    let holder: u32 = regions[0]["DataNodeId"].parse().unwrap();
+    let holder_index = cluster.data_node_index(holder, 0);
+    let mut reader = cluster.client(1 - holder_index).unwrap();
+
+    let sql = "SELECT s1, s2, s3 FROM root.st.d0, root.st.d1";
+    let (result, pages) = paged(&mut reader, sql);
+    let series = [
+        (0, "s1"),
+        (0, "s2"),
+        (0, "s3"),
+        (1, "s1"),
+        (1, "s2"),
+        (1, "s3"),
+    ];
+    let expected = aligned(&series);
+    assert_rows(sql, &result.rows, &expected);
+    assert!(pages >= 2, "{sql}: {pages} pages");
+    let sql =
+        "SELECT s1, s2, s3 FROM root.st.d0, root.st.d1 ORDER BY TIME DESC LIMIT 100000 OFFSET 3";
+    let (result, _) = paged(&mut reader, sql);
+    let mut newest = expected.clone();
+    newest.reverse();
+    assert_rows(sql, &result.rows, &newest[3..100_003]);
 }

@@ -19,6 +19,7 @@ use iotdb_storage::{
 use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
 use super::read_pages::{self, ReadCursor};
+use super::select::{Column, RawCursor};
 use super::{Message, Shard};
 use crate::cluster::protocol::SchemaRequest;
 
@@ -307,78 +308,74 @@ impl Shard {
     }
 
     /// A raw range query: one column per series (`device.measurement`), rows aligned by
-    /// time, streamed in batches.
+    /// time, read a page of points at a time ([`RawCursor`]) and streamed in batches of at
+    /// most [`QUERY_BATCH_ROWS`] rows, `offset` and `limit` applied after the merge.
     pub async fn query_raw(
         self: &Rc<Self>,
         query: RawQuery,
         stream: &ResponseStream,
     ) -> Result<ResponsePayload, Status> {
-        let batches = self.query_raw_batches(query).await?;
-        let mut batches = batches.into_iter().peekable();
-        while let Some(batch) = batches.next() {
-            if batches.peek().is_none() {
-                return Ok(ResponsePayload::Batch(batch));
-            }
-            stream
-                .send_more(ResponsePayload::Batch(batch))
-                .await
-                .map_err(|e| Status::internal(format!("streaming a result: {e}")))?;
-        }
-        unreachable!("align returns at least one batch")
-    }
-
-    /// A raw range query's result, cut into batches of at most [`QUERY_BATCH_ROWS`] rows
-    /// (at least one batch, empty when no row matched).
-    pub async fn query_raw_batches(
-        self: &Rc<Self>,
-        query: RawQuery,
-    ) -> Result<Vec<ColumnBatch>, Status> {
         let types = self.require_series(&query.series).await?;
-        let range = TimeRange::new(query.start_time, query.end_time);
-        let mut series: Vec<(String, DataType, PointColumn)> = Vec::new();
+        let mut columns = Vec::new();
         for (selection, types) in query.series.iter().zip(types) {
-            let keys: Vec<SeriesKey> = selection
-                .measurements
+            for (measurement, data_type) in selection.measurements.iter().zip(types) {
+                columns.push(Column {
+                    device: selection.device.clone(),
+                    measurement: measurement.clone(),
+                    data_type,
+                });
+            }
+        }
+        let mut skip = query.offset as usize;
+        let mut left = query.limit.map_or(usize::MAX, |l| l as usize);
+        let rows_max = query.limit.map(|_| skip.saturating_add(left));
+        let range = TimeRange::new(query.start_time, query.end_time);
+        let mut cursor = RawCursor::open(
+            self.clone(),
+            columns,
+            None,
+            range,
+            0,
+            &[],
+            rows_max,
+            crate::sql::TimeOrder::Ascending,
+        )?;
+        let mut ready: Option<ColumnBatch> = None;
+        while left > 0 {
+            let Some(points) = cursor.next_points().await? else {
+                break;
+            };
+            let series: Vec<(String, DataType, PointColumn)> = cursor
+                .columns()
                 .iter()
-                .map(|m| SeriesKey::new(&selection.device, m))
+                .zip(points)
+                .map(|(c, p)| (c.path(), c.data_type, p))
                 .collect();
-            let mut columns: Vec<PointColumn> =
-                types.iter().map(|t| PointColumn::new(*t)).collect();
-            for (group, part) in self.parts_of(&selection.device, range) {
-                let answer = self
-                    .read_group(
-                        group,
-                        RegionRead::Scan {
-                            keys: keys.clone(),
-                            range: part,
-                        },
-                    )
-                    .await?;
-                let RegionAnswer::Points(parts) = answer else {
-                    return Err(Status::internal("a region answered a scan wrongly"));
-                };
-                for (column, part) in columns.iter_mut().zip(parts) {
-                    if let Some(part) = part {
-                        column.timestamps.extend_from_slice(&part.timestamps);
-                        column.values.extend_from(&part.values, 0..part.len());
-                    }
+            let (batches, rows) = align(series, skip, Some(left));
+            let taken = rows.saturating_sub(skip).min(left);
+            skip -= skip.min(rows);
+            left -= taken;
+            for batch in batches.into_iter().filter(|b| !b.timestamps.is_empty()) {
+                if let Some(full) = ready.replace(batch) {
+                    stream
+                        .send_more(ResponsePayload::Batch(full))
+                        .await
+                        .map_err(|e| Status::internal(format!("streaming a result: {e}")))?;
                 }
             }
-            for ((measurement, data_type), column) in
-                selection.measurements.iter().zip(types).zip(columns)
-            {
-                series.push((
-                    format!("{}.{measurement}", selection.device),
-                    data_type,
-                    column,
-                ));
-            }
         }
-        Ok(align(
-            series,
-            query.offset as usize,
-            query.limit.map(|l| l as usize),
-        ))
+        let last = match ready {
+            Some(batch) => batch,
+            None => {
+                let empty: Vec<(String, DataType, PointColumn)> = cursor
+                    .columns()
+                    .iter()
+                    .map(|c| (c.path(), c.data_type, PointColumn::new(c.data_type)))
+                    .collect();
+                align(empty, 0, None).0.remove(0)
+            }
+        };
+        Ok(ResponsePayload::Batch(last))
     }
 
     /// An aggregate query: one row per window (or one row), one column per series and
@@ -1012,12 +1009,13 @@ impl Sliding {
 }
 
 /// Aligns series by time (the union of their timestamps; a series without a point at a time
-/// is null there), applies offset and limit, and cuts the rows into batches.
+/// is null there), applies offset and limit, and cuts the rows into batches (at least one);
+/// also answers how many rows there were before offset and limit.
 pub(super) fn align(
     series: Vec<(String, DataType, PointColumn)>,
     offset: usize,
     limit: Option<usize>,
-) -> Vec<ColumnBatch> {
+) -> (Vec<ColumnBatch>, usize) {
     let timestamps: Vec<i64> = if series.len() == 1 {
         series[0].2.timestamps.clone()
     } else {
@@ -1074,5 +1072,5 @@ pub(super) fn align(
                 .collect(),
         });
     }
-    batches
+    (batches, timestamps.len())
 }

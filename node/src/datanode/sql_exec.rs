@@ -3,8 +3,9 @@
 //!
 //! ```text
 //! text ─ sql::parse ─▶ Statement ─┬─ INSERT      ─▶ one tablet ─▶ Shard::insert (same path as the SDK)
-//!                                 ├─ SELECT      ─▶ MatchSeries (control plane) ─▶ query_raw_batches /
-//!                                 │                 query_aggregate / query_last ─▶ ResultSet
+//!                                 ├─ SELECT      ─▶ MatchSeries (control plane) ─▶ raw: RowPages
+//!                                 │                 (select/pages, a page at a time) /
+//!                                 │                 aggregates, LAST ─▶ ResultSet
 //!                                 ├─ DELETE FROM ─▶ MatchSeries ─▶ Shard::delete_data (every region)
 //!                                 ├─ FLUSH       ─▶ Shard::flush_all
 //!                                 ├─ SHOW/COUNT TIMESERIES|DEVICES ─▶ SchemaRequest::Show
@@ -34,7 +35,7 @@ use iotdb_storage::{DataType, SeriesKey};
 
 use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
-use super::select::RowPages;
+use super::select::{RowPages, WindowPages};
 use super::write::PartialFailure;
 use super::{Message, Shard};
 use crate::cluster::protocol::{SchemaRequest, SchemaView};
@@ -362,6 +363,12 @@ impl Shard {
                 Ok(SqlAnswer::Pages(
                     self.select_computed(&select, range, now).await?,
                 ))
+            }
+            Projection::Aggregates(_) | Projection::AggregateExpressions(_)
+                if WindowPages::pageable(&select, range, now) =>
+            {
+                let (windows, first) = WindowPages::open(self, &select, range, now).await?;
+                Ok(SqlAnswer::Pages(RowPages::windows(windows, first, &select)))
             }
             Projection::Aggregates(_) => if select.align_by_device {
                 self.select_aggregates_by_device(&select, range, now).await

@@ -69,6 +69,7 @@ impl Shard {
             now_ms,
             &filter_series,
             super::rows_needed(select),
+            select.order,
         )?;
         let make: RowMaker = Box::new(move |time, cells| {
             let mut row = vec![Some(WireValue::Int64(time))];
@@ -135,6 +136,7 @@ impl Shard {
                 now_ms,
                 &own,
                 super::rows_needed(select),
+                select.order,
             )?;
             let device = WireValue::Text(bytes::Bytes::from(device.to_string()));
             let make: RowMaker = Box::new(move |time, cells| {

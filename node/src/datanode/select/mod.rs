@@ -19,11 +19,13 @@ mod pages;
 use std::rc::Rc;
 
 use iotdb_net::{ResultSet, SeriesSelection, Status, Value as WireValue};
-use iotdb_storage::{DataType, FilterCounters, PointColumn, SeriesKey, TimeRange, ValueFilter};
+use iotdb_storage::{
+    Aggregation, DataType, FilterCounters, PointColumn, SeriesKey, TimeRange, Value, ValueFilter,
+};
 
 pub use bind::{Bound, bind, push_down};
 pub use fill::{fill, fill_previous};
-pub use pages::{RawCursor, Row, RowMaker, RowPages};
+pub use pages::{RawCursor, Row, RowMaker, RowPages, WindowPages};
 
 use super::Shard;
 use super::query::{RegionAnswer, RegionRead};
@@ -149,6 +151,7 @@ impl Shard {
             now_ms,
             &resolved,
             rows_needed(select),
+            select.order,
         )?;
         let make: RowMaker = Box::new(|time, cells| {
             let mut row = Vec::with_capacity(cells.len() + 1);
@@ -251,6 +254,7 @@ impl Shard {
                 now_ms,
                 &own,
                 rows_needed(select),
+                select.order,
             )?;
             let device = WireValue::Text(bytes::Bytes::from(device));
             let make: RowMaker = Box::new(move |time, cells| {
@@ -313,6 +317,7 @@ impl Shard {
             now_ms,
             filter_series,
             rows_max,
+            TimeOrder::Ascending,
         )?
         .collect(rows_max, cap, too_many)
         .await
@@ -379,6 +384,69 @@ impl Shard {
             }
         }
         Ok((out, counters))
+    }
+}
+
+/// A column's point count in a range, and the oldest and newest time of its points.
+pub type ColumnCount = (u64, Option<(i64, i64)>);
+
+impl Shard {
+    /// Each column's points in `range`, counted by the regions holding its device (from
+    /// chunk statistics where a chunk lies inside the range): what sizes a descending page.
+    pub(super) async fn count_columns(
+        self: &Rc<Self>,
+        columns: &[Column],
+        range: TimeRange,
+    ) -> Result<Vec<ColumnCount>, Status> {
+        let mut out: Vec<ColumnCount> = vec![(0, None); columns.len()];
+        let mut devices: Vec<&str> = Vec::new();
+        for c in columns {
+            if !devices.contains(&c.device.as_str()) {
+                devices.push(&c.device);
+            }
+        }
+        for device in devices {
+            let indices: Vec<usize> = (0..columns.len())
+                .filter(|&i| columns[i].device == device)
+                .collect();
+            let keys: Vec<SeriesKey> = indices
+                .iter()
+                .map(|&i| SeriesKey::new(device, &columns[i].measurement))
+                .collect();
+            for (group, part) in self.parts_of(device, range) {
+                let read = RegionRead::Aggregate {
+                    keys: keys.clone(),
+                    range: part,
+                    windows: None,
+                    aggregations: vec![
+                        Aggregation::Count,
+                        Aggregation::MinTime,
+                        Aggregation::MaxTime,
+                    ],
+                };
+                let RegionAnswer::Aggregates(answers) = self.read_group(group, read).await? else {
+                    return Err(Status::internal("a region answered a count wrongly"));
+                };
+                for (&i, answer) in indices.iter().zip(answers) {
+                    let Some(row) = answer.and_then(|(_, rows)| rows.into_iter().next()) else {
+                        continue;
+                    };
+                    if let [
+                        Some(Value::Int64(count)),
+                        Some(Value::Int64(oldest)),
+                        Some(Value::Int64(newest)),
+                    ] = row.values[..]
+                    {
+                        out[i].0 += u64::try_from(count).unwrap_or(0);
+                        out[i].1 = Some(match out[i].1 {
+                            None => (oldest, newest),
+                            Some((a, b)) => (a.min(oldest), b.max(newest)),
+                        });
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
