@@ -7,12 +7,16 @@
 //!    cluster), then the DataNodes; `show cluster` lists ConfigNodes 0–2 and DataNodes 3–5,
 //!    all Running.
 //! 2. Create a database; a client writes rounds of points through the first DataNode
-//!    from here to step 5; `show regions` places every DataRegion on two DataNodes.
-//! 3. Expand: a fourth machine's `start-datanode.sh`; it joins as DataNode 6.
+//!    from here to step 5 (so does the second client of step 3); `show regions` places every DataRegion on two DataNodes.
+//! 3. Expand: a fourth machine's `start-datanode.sh`; it joins as DataNode 6. New series,
+//!    written by a second client from now on, go to a region group placed on it too (the
+//!    database grows one with the cluster).
 //! 4. Shrink while the client writes: `remove-datanode.sh ip:port` on the fourth machine,
 //!    then `remove-datanode.sh <id>` on a machine whose DataNode holds no SchemaRegion
-//!    (SchemaRegions do not move yet). Each node leaves `show cluster`, holds no region
-//!    replica and stops itself; every DataRegion keeps two Running replicas.
+//!    (SchemaRegions do not move yet). Each holds DataRegion replicas, which move (the
+//!    script asks the DataNode it removes, so `iotdb-ctl` moves to another one first);
+//!    each leaves `show cluster`, holds no replica and stops itself; every DataRegion
+//!    keeps two Running replicas.
 //! 5. Stop the client and check every acknowledged point, then stop the cluster in the
 //!    seed's order: every DataNode, then every ConfigNode.
 //! 6. Upgrade: on each machine `bin/` and `sbin/` are replaced by those of a new release
@@ -39,6 +43,9 @@ const CTL: &str = env!("CARGO_BIN_EXE_iotdb-ctl-under-test");
 /// Ends a hung wait on a loaded 2-core machine.
 const PATIENCE: Duration = Duration::from_secs(60);
 const DATABASE: &str = "root.seed";
+/// The devices a second client writes after the expansion: new series of the database,
+/// whose new partitions go to the region group its growth (more DataNodes) adds.
+const GROWN: &str = "root.seed.grown";
 
 /// One machine of the seed: an installation directory on a loopback host of its own.
 struct Machine {
@@ -231,14 +238,26 @@ fn assert_two_replicas_each(regions: &BTreeMap<u32, Vec<(u32, String)>>, nodes: 
 /// the node it removes); then the node is gone from `show cluster` asked of `observer`,
 /// holds no replica, and its process stopped itself.
 fn remove_data_node(machine: &Machine, node: &str, id: u32, observer: &Machine) {
+    let held = settled_data_regions(observer)
+        .values()
+        .flatten()
+        .filter(|(node, _)| *node == id)
+        .count();
+    assert!(
+        held > 0,
+        "DataNode {id} holds no DataRegion replica to move"
+    );
     let started = Instant::now();
     let pid = read_pid(&machine.pid_file("datanode"));
     let run = machine
         .scripts
         .run("remove-datanode.sh", &[node, "--timeout", "60"])
         .ok();
+    // The script asked the DataNode it removes; iotdb-ctl moved to another one first.
     assert!(
-        run.stdout.contains(&format!("DataNode {id} removed")),
+        run.stdout
+            .contains(&format!("DataNode {id} stops itself once removed"))
+            && run.stdout.contains(&format!("DataNode {id} removed")),
         "{}",
         run.text()
     );
@@ -254,7 +273,27 @@ fn remove_data_node(machine: &Machine, node: &str, id: u32, observer: &Machine) 
         );
         std::thread::sleep(Duration::from_millis(100));
     }
-    eprintln!("DataNode {id} removed ({node}) in {:?}", started.elapsed());
+    eprintln!(
+        "DataNode {id} removed ({node}) in {:?}; its {held} DataRegion replicas moved",
+        started.elapsed()
+    );
+}
+
+/// Every acknowledged round of each (database, rounds) reads back exactly through
+/// `machine`'s DataNode; how many points that is.
+fn check_databases(machine: &Machine, acked: &[(&str, BTreeSet<i64>)]) -> usize {
+    let mut client = iotdb_net::BlockingClient::connect(
+        machine.rpc().as_str(),
+        &iotdb_net::ClientConfig::default(),
+    )
+    .unwrap();
+    acked
+        .iter()
+        .map(|(database, rounds)| {
+            assert!(rounds.len() > 10, "{database}: {} rounds", rounds.len());
+            check_rounds(&mut client, database, rounds, PATIENCE)
+        })
+        .sum()
 }
 
 /// Starts machines' ConfigNodes, then their DataNodes, in the seed's order.
@@ -361,7 +400,9 @@ fn seed_walk_start_expand_shrink_stop_upgrade_destroy() {
     let schema_holders = holders(&regions(&m2, "SchemaRegion"));
     assert!(!schema_holders.is_empty());
 
-    // 3. Expansion: a fourth machine's DataNode joins as DataNode 6.
+    // 3. Expansion: a fourth machine's DataNode joins as DataNode 6. Existing regions
+    // stay; with one more core the database grows a region group, placed on the emptiest
+    // DataNodes (so also on DataNode 6), which takes the new series' partitions.
     m4.start("datanode");
     let expanded = running_cluster(&m1.scripts, &m3.rpc(), 7);
     let mut expected_expanded = expected.clone();
@@ -372,6 +413,17 @@ fn seed_walk_start_expand_shrink_stop_upgrade_destroy() {
         m4.dn_internal(),
     ));
     assert_eq!(expanded, expected_expanded);
+    let grown_writer = Writer::start(m1.rpc().parse().unwrap(), GROWN, 0, PATIENCE);
+    let deadline = Instant::now() + PATIENCE;
+    while grown_writer.acked() < 5 {
+        assert!(
+            Instant::now() < deadline,
+            "no writes to {GROWN} acknowledged"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let data = settled_data_regions(&m1);
+    assert_two_replicas_each(&data, &BTreeSet::from([3, 4, 5, 6]));
 
     // 4. Shrinking while the client writes: the fourth machine's DataNode by ip:port,
     // then, by id, a DataNode other than the writer's that holds no SchemaRegion.
@@ -398,13 +450,8 @@ fn seed_walk_start_expand_shrink_stop_upgrade_destroy() {
 
     // 5. Clients first, then DataNodes, then ConfigNodes.
     std::thread::sleep(Duration::from_millis(300));
-    let acked = writer.finish();
-    assert!(acked.len() > 10, "{} rounds", acked.len());
-    let mut client =
-        iotdb_net::BlockingClient::connect(m1.rpc().as_str(), &iotdb_net::ClientConfig::default())
-            .unwrap();
-    let points = check_rounds(&mut client, DATABASE, &acked, PATIENCE);
-    drop(client);
+    let acked = [(DATABASE, writer.finish()), (GROWN, grown_writer.finish())];
+    let points = check_databases(&m1, &acked);
     let serving: Vec<&Machine> = three
         .iter()
         .copied()
@@ -421,8 +468,7 @@ fn seed_walk_start_expand_shrink_stop_upgrade_destroy() {
         );
     }
     eprintln!(
-        "{} rounds ({points} points) written; cluster stopped at {:?}",
-        acked.len(),
+        "{points} points written; cluster stopped at {:?}",
         walk.elapsed()
     );
 
@@ -457,15 +503,7 @@ fn seed_walk_start_expand_shrink_stop_upgrade_destroy() {
         "regions moved across the restart"
     );
     for machine in &serving {
-        let mut client = iotdb_net::BlockingClient::connect(
-            machine.rpc().as_str(),
-            &iotdb_net::ClientConfig::default(),
-        )
-        .unwrap();
-        assert_eq!(
-            check_rounds(&mut client, DATABASE, &acked, PATIENCE),
-            points
-        );
+        assert_eq!(check_databases(machine, &acked), points);
     }
     eprintln!(
         "upgraded and restarted with every point at {:?}",
