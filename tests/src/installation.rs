@@ -60,6 +60,36 @@ pub fn with_key(conf: &str, key: &str, value: &str) -> String {
     text.join("\n") + "\n"
 }
 
+/// `conf/iotdb-system.toml` of the checkout set up for one machine of a cluster on the
+/// loopback host `ip`: `cluster_name`, both seeds (`seed`: a ConfigNode's `ip:port`), a
+/// 200 ms heartbeat, one core, and its six ports (`ports`, in this order):
+/// `cn_internal_port`, `cn_consensus_port`, `dn_rpc_port`, `dn_internal_port`,
+/// `dn_schema_region_consensus_port`, `dn_data_region_consensus_port`.
+pub fn machine_conf(cluster_name: &str, ip: Ipv4Addr, ports: &[u16], seed: &str) -> String {
+    assert_eq!(ports.len(), 6, "six ports");
+    let mut conf = std::fs::read_to_string(repository().join("conf/iotdb-system.toml")).unwrap();
+    let seed = format!("\"{seed}\"");
+    for (key, value) in [
+        ("cluster_name", format!("\"{cluster_name}\"")),
+        ("cn_internal_address", format!("\"{ip}\"")),
+        ("cn_internal_port", ports[0].to_string()),
+        ("cn_consensus_port", ports[1].to_string()),
+        ("cn_seed_config_node", seed.clone()),
+        ("dn_seed_config_node", seed),
+        ("heartbeat_interval_in_ms", "200".to_string()),
+        ("dn_rpc_address", format!("\"{ip}\"")),
+        ("dn_rpc_port", ports[2].to_string()),
+        ("dn_internal_address", format!("\"{ip}\"")),
+        ("dn_internal_port", ports[3].to_string()),
+        ("dn_schema_region_consensus_port", ports[4].to_string()),
+        ("dn_data_region_consensus_port", ports[5].to_string()),
+        ("dn_cores", "1".to_string()),
+    ] {
+        conf = with_key(&conf, key, &value);
+    }
+    conf
+}
+
 /// How the scripts are run: from which `sbin/`, with which environment.
 pub struct Scripts {
     pub sbin: PathBuf,

@@ -22,7 +22,8 @@ use std::time::Instant;
 
 use iotdb_node::config::ServerConfig;
 use iotdb_tests::installation::{
-    self, Guard, Scripts, alive, free_ports, read_pid, repository, running_cluster, with_key,
+    self, Guard, Scripts, alive, free_ports, machine_conf, read_pid, repository, running_cluster,
+    with_key,
 };
 use iotdb_tests::server::{free_port, next_loopback_host};
 use serde::Deserialize;
@@ -166,27 +167,12 @@ fn cluster_1c2d_from_the_checkout() {
     let b = next_loopback_host();
     let pa = free_ports(a, 6);
     let pb = free_ports(b, 4);
-    let seed = format!("\"{a}:{}\"", pa[0]);
-    let mut conf = std::fs::read_to_string(repository().join("conf/iotdb-system.toml")).unwrap();
-    for (key, value) in [
-        ("cluster_name", "\"sbin\"".to_string()),
-        ("cn_internal_address", format!("\"{a}\"")),
-        ("cn_internal_port", pa[0].to_string()),
-        ("cn_consensus_port", pa[1].to_string()),
-        ("cn_seed_config_node", seed.clone()),
-        ("dn_seed_config_node", seed),
-        ("heartbeat_interval_in_ms", "200".to_string()),
-        ("dn_rpc_address", format!("\"{a}\"")),
-        ("dn_rpc_port", pa[2].to_string()),
-        ("dn_internal_address", format!("\"{a}\"")),
-        ("dn_internal_port", pa[3].to_string()),
-        ("dn_schema_region_consensus_port", pa[4].to_string()),
-        ("dn_data_region_consensus_port", pa[5].to_string()),
-        ("dn_cores", "1".to_string()),
-        ("data_dir", format!("\"{}\"", root.join("a/data").display())),
-    ] {
-        conf = with_key(&conf, key, &value);
-    }
+    let conf = machine_conf("sbin", a, &pa, &format!("{a}:{}", pa[0]));
+    let conf = with_key(
+        &conf,
+        "data_dir",
+        &format!("\"{}\"", root.join("a/data").display()),
+    );
     let conf_path = root.join("iotdb-system.toml");
     std::fs::write(&conf_path, conf).unwrap();
     let machine_a = Scripts {

@@ -32,8 +32,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use iotdb_tests::installation::{
-    self, Guard, Scripts, alive, cluster_rows, free_ports, read_pid, repository, running_cluster,
-    with_key,
+    self, Guard, Scripts, alive, cluster_rows, free_ports, machine_conf, read_pid, repository,
+    running_cluster, with_key,
 };
 use iotdb_tests::load::{Writer, check_rounds};
 use iotdb_tests::server::next_loopback_host;
@@ -72,28 +72,12 @@ impl Machine {
         let ip = next_loopback_host();
         let ports = free_ports(ip, 6);
         let own_seed = format!("{ip}:{}", ports[0]);
-        let seed = format!("\"{}\"", seed.unwrap_or(&own_seed));
-        let mut conf =
-            std::fs::read_to_string(repository().join("conf/iotdb-system.toml")).unwrap();
+        let mut conf = machine_conf("seedWalk", ip, &ports, seed.unwrap_or(&own_seed));
         for (key, value) in [
-            ("cluster_name", "\"seedWalk\"".to_string()),
-            ("cn_internal_address", format!("\"{ip}\"")),
-            ("cn_internal_port", ports[0].to_string()),
-            ("cn_consensus_port", ports[1].to_string()),
-            ("cn_seed_config_node", seed.clone()),
-            ("dn_seed_config_node", seed),
-            ("heartbeat_interval_in_ms", "200".to_string()),
-            ("dn_rpc_address", format!("\"{ip}\"")),
-            ("dn_rpc_port", ports[2].to_string()),
-            ("dn_internal_address", format!("\"{ip}\"")),
-            ("dn_internal_port", ports[3].to_string()),
-            ("dn_schema_region_consensus_port", ports[4].to_string()),
-            ("dn_data_region_consensus_port", ports[5].to_string()),
-            ("dn_cores", "1".to_string()),
-            ("dn_pin_shards_to_cores", "false".to_string()),
-            ("data_replication_factor", "2".to_string()),
+            ("dn_pin_shards_to_cores", "false"),
+            ("data_replication_factor", "2"),
         ] {
-            conf = with_key(&conf, key, &value);
+            conf = with_key(&conf, key, value);
         }
         std::fs::write(home.join("conf/iotdb-system.toml"), conf).unwrap();
         let scripts = Scripts {
