@@ -13,7 +13,8 @@
 //!    database grows one with the cluster).
 //! 4. Shrink while the client writes: `remove-datanode.sh ip:port` on the fourth machine,
 //!    then `remove-datanode.sh <id>` on a machine whose DataNode holds no SchemaRegion
-//!    (SchemaRegions do not move yet). Each holds DataRegion replicas, which move (the
+//!    (SchemaRegions do not move yet: removing a DataNode that holds one is refused
+//!    and changes nothing). Each holds DataRegion replicas, which move (the
 //!    script asks the DataNode it removes, so `iotdb-ctl` moves to another one first);
 //!    each leaves `show cluster`, holds no replica and stops itself; every DataRegion
 //!    keeps two Running replicas.
@@ -411,7 +412,20 @@ fn seed_walk_start_expand_shrink_stop_upgrade_destroy() {
 
     // 4. Shrinking while the client writes: the fourth machine's DataNode by ip:port,
     // then, by id, a DataNode other than the writer's that holds no SchemaRegion.
+    assert_eq!(holders(&regions(&m1, "SchemaRegion")), schema_holders);
     assert!(!schema_holders.contains(&6), "{schema_holders:?}");
+    // A DataNode holding a SchemaRegion cannot be removed yet: refused, nothing changes.
+    let holder = schema_holders.first().unwrap().to_string();
+    m1.scripts
+        .run(
+            "remove-datanode.sh",
+            &[&holder, "-h", &m1.rpc(), "--timeout", "60"],
+        )
+        .fails_saying("SchemaRegions do not migrate yet");
+    assert_eq!(
+        running_cluster(&m1.scripts, &m1.rpc(), 7),
+        expected_expanded
+    );
     remove_data_node(&m4, &m4.rpc(), 6, &m1);
     let (victim, victim_id) = [(&m2, 4), (&m3, 5)]
         .into_iter()
