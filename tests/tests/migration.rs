@@ -9,6 +9,8 @@
 //!   and stops itself, and every acknowledged point reads back. Refusals (an unknown
 //!   node, a destination already holding the region, a removal below the replication
 //!   factor) change nothing.
+//! - `REMOVE DATANODE` of a node that holds nothing, sent through that node: it is
+//!   removed at once, and still answers before it stops.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -387,4 +389,33 @@ fn remove_config_node_shrinks_the_group_and_refuses_the_leader_and_the_last() {
     admin
         .execute_sql("INSERT INTO root.cn.d1(time, s1) VALUES (2, 2)")
         .expect("a write with one ConfigNode left");
+}
+
+#[test]
+fn remove_data_node_holding_nothing_answers_the_client_it_was_sent_through() {
+    // No database: no DataNode holds a replica, so a removal finishes at once, and the
+    // news reaches the removed node with the answer to its own REMOVE DATANODE.
+    let mut cluster = start_1c3d("1");
+    let rows = cluster.show_cluster(0).unwrap();
+    let victim = rows
+        .iter()
+        .filter(|row| row.node_type == "DataNode")
+        .map(|row| row.node_id)
+        .find(|id| cluster.data_node_index(*id, 0) != 0)
+        .unwrap();
+    let victim_index = cluster.data_node_index(victim, 0);
+    let mut through_itself = cluster.client(victim_index).unwrap();
+    through_itself
+        .execute_sql(&format!("REMOVE DATANODE {victim}"))
+        .expect("the answer to REMOVE DATANODE reaches the client before the node stops");
+    let status = cluster.data_nodes[victim_index]
+        .wait_exit(PATIENCE)
+        .unwrap_or_else(|e| {
+            let log = cluster.data_nodes[victim_index].log_tail();
+            panic!("the removed DataNode did not stop itself: {e}\n{log}")
+        });
+    assert!(status.success(), "{status:?}");
+    let after = cluster.show_cluster(0).unwrap();
+    assert!(after.iter().all(|row| row.node_id != victim), "{after:?}");
+    assert_eq!(after.len(), rows.len() - 1, "{after:?}");
 }
