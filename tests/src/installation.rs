@@ -32,6 +32,18 @@ pub fn bin_dir(parent: &Path, server: &str, ctl: &str) -> PathBuf {
     bin
 }
 
+/// The checkout's `sbin/` copied to `to`, as `sbin/dist.sh` packs it (without `dist.sh`,
+/// which needs the checkout).
+pub fn copy_sbin(to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(repository().join("sbin")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "dist.sh" {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 /// `count` distinct free ports on `ip`.
 pub fn free_ports(ip: Ipv4Addr, count: usize) -> Vec<u16> {
     let mut ports = BTreeSet::new();

@@ -22,8 +22,8 @@ use std::time::Instant;
 
 use iotdb_node::config::ServerConfig;
 use iotdb_tests::installation::{
-    self, Guard, Scripts, alive, free_ports, machine_conf, read_pid, repository, running_cluster,
-    with_key,
+    self, Guard, Scripts, alive, copy_sbin, free_ports, machine_conf, read_pid, repository,
+    running_cluster, with_key,
 };
 use iotdb_tests::server::{free_port, next_loopback_host};
 use serde::Deserialize;
@@ -46,11 +46,7 @@ fn standalone_from_an_unpacked_installation() {
         .unwrap();
     let home = home_dir.path();
     // The layout of the tarball: sbin/, conf/, bin/.
-    std::fs::create_dir_all(home.join("sbin")).unwrap();
-    for entry in std::fs::read_dir(repository().join("sbin")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, home.join("sbin").join(path.file_name().unwrap())).unwrap();
-    }
+    copy_sbin(&home.join("sbin"));
     bin_dir(home);
     let ip = next_loopback_host();
     let port = free_port(ip).unwrap();

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use iotdb_tests::installation::{
-    self, Guard, Scripts, alive, cluster_rows, free_ports, machine_conf, read_pid, repository,
+    self, Guard, Scripts, alive, cluster_rows, copy_sbin, free_ports, machine_conf, read_pid,
     running_cluster, with_key,
 };
 use iotdb_tests::load::{Writer, check_rounds};
@@ -134,17 +134,6 @@ impl Machine {
     fn running_binary(&self, role: &str) -> PathBuf {
         let pid = read_pid(&self.pid_file(role));
         std::fs::read_link(Path::new("/proc").join(pid).join("exe")).unwrap()
-    }
-}
-
-/// The checkout's `sbin/` as `dist.sh` packs it (without `dist.sh`).
-fn copy_sbin(to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(repository().join("sbin")).unwrap() {
-        let path = entry.unwrap().path();
-        if path.file_name().unwrap() != "dist.sh" {
-            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-        }
     }
 }
 
