@@ -90,6 +90,7 @@ pub fn remove_data_node(
     out: &mut dyn Write,
 ) -> Result<(), CtlError> {
     let id = resolve_data_node(session, target)?;
+    move_off_data_node(session, id, out)?;
     session.execute(&format!("REMOVE DATANODE {id}"))?;
     writeln!(
         out,
@@ -128,6 +129,45 @@ pub fn remove_data_node(
         }
         std::thread::sleep(POLL);
     }
+}
+
+/// A removed DataNode stops itself, and the answer to the statement that removed it (or
+/// to a later progress poll) may go down with it, as when `remove-datanode.sh` runs on the
+/// machine it removes (the seed's way) and asks that machine's DataNode. So a session that
+/// talks to DataNode `id` moves first to another Running DataNode that answers; with
+/// none, it stays (the server refuses what cannot be done).
+fn move_off_data_node(session: &mut Session, id: u32, out: &mut dyn Write) -> Result<(), CtlError> {
+    let shown = rows(&session.execute("SHOW DATANODES")?);
+    let address = |row: &std::collections::BTreeMap<String, String>| {
+        format!(
+            "{}:{}",
+            row.get("RpcAddress").map_or("", String::as_str),
+            row.get("RpcPort").map_or("", String::as_str)
+        )
+    };
+    let id_text = id.to_string();
+    let Some(removed) = shown.iter().find(|row| row.get("NodeID") == Some(&id_text)) else {
+        return Ok(());
+    };
+    if !session.talks_to(&address(removed)) {
+        return Ok(());
+    }
+    let others = shown.iter().filter(|row| {
+        row.get("NodeID") != Some(&id_text)
+            && row.get("Status").map(String::as_str) == Some("Running")
+    });
+    for row in others {
+        let other = address(row);
+        if session.reconnect(&other).is_ok() {
+            writeln!(
+                out,
+                "asking DataNode {} at {other}: DataNode {id} stops itself once removed",
+                row.get("NodeID").map_or("?", String::as_str)
+            )?;
+            return Ok(());
+        }
+    }
+    Ok(())
 }
 
 /// `REMOVE CONFIGNODE id`, then waits until it left `SHOW CONFIGNODES`.

@@ -54,6 +54,7 @@ impl CtlError {
 pub struct Session {
     client: Client,
     address: String,
+    config: ClientConfig,
 }
 
 enum Client {
@@ -107,7 +108,31 @@ impl Session {
         Ok(Session {
             client,
             address: address.to_string(),
+            config,
         })
+    }
+
+    /// Whether `address` (`host:port`) is one of the servers this session talks to, by
+    /// socket address (a host name and the IP it resolves to are the same server).
+    pub fn talks_to(&self, address: &str) -> bool {
+        let (Ok(mine), Ok(theirs)) = (endpoints(&self.address), endpoints(address)) else {
+            return false;
+        };
+        mine.iter().any(|endpoint| theirs.contains(endpoint))
+    }
+
+    /// Moves the session to the one server at `address`, logged in as before; on failure
+    /// the session stays where it was.
+    pub fn reconnect(&mut self, address: &str) -> Result<(), CtlError> {
+        let client = BlockingClient::connect(address, &self.config).map_err(|source| {
+            CtlError::Connection {
+                address: address.to_string(),
+                source,
+            }
+        })?;
+        self.client = Client::One(client);
+        self.address = address.to_string();
+        Ok(())
     }
 
     /// Executes one statement.

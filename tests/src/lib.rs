@@ -6,12 +6,17 @@
 //! - [`cluster`]: [`TestCluster`], a ConfigNode and DataNodes as separate processes;
 //! - [`model`]: [`Model`], the in-test reference every query answer is compared with;
 //! - [`dataset`]: a deterministic dataset and the checks of every query kind against it;
-//! - [`raw`]: hand-made frames for the bad-input tests (what no well-behaved client sends).
+//! - [`raw`]: hand-made frames for the bad-input tests (what no well-behaved client sends);
+//! - [`installation`]: the `sbin/` scripts run as an operator runs them, from an
+//!   installation directory;
+//! - [`load`]: a background writer of exactly checkable rounds, and their read-back.
 
 #![forbid(unsafe_code)]
 
 pub mod cluster;
 pub mod dataset;
+pub mod installation;
+pub mod load;
 pub mod model;
 pub mod raw;
 pub mod server;

@@ -9,25 +9,20 @@
 //!   and stops itself, and every acknowledged point reads back. Refusals (an unknown
 //!   node, a destination already holding the region, a removal below the replication
 //!   factor) change nothing.
+//! - `REMOVE DATANODE` of a node that holds nothing, sent through that node: it is
+//!   removed at once, and still answers before it stops.
 
 use std::collections::BTreeSet;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use iotdb_net::BlockingClient;
 use iotdb_tests::TestCluster;
-use iotdb_tests::cluster::{text_rows, time_values};
+use iotdb_tests::cluster::text_rows;
+use iotdb_tests::load::{Writer, check_rounds};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_iotdb-server-under-test");
 /// Ends a hung wait on a loaded 2-core machine; migrations ship a snapshot first.
 const PATIENCE: Duration = Duration::from_secs(60);
-const DEVICES: usize = 8;
-
-fn device(database: &str, index: usize) -> String {
-    format!("{database}.d{index}")
-}
-
 /// One region replica as `SHOW DATA REGIONS` lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Replica {
@@ -61,107 +56,10 @@ fn wait_for<T>(what: &str, mut probe: impl FnMut() -> Option<T>) -> T {
     }
 }
 
-/// A client that writes rounds of one point per device through DataNode `via` until
-/// stopped, retrying a refused round (a leader moving refuses writes for a moment);
-/// the rounds it saw acknowledged.
-struct Writer {
-    stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<BTreeSet<i64>>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Writer {
-    fn start(address: std::net::SocketAddr, database: &'static str, first: i64) -> Writer {
-        let stop = Arc::new(AtomicBool::new(false));
-        let acked = Arc::new(Mutex::new(BTreeSet::new()));
-        let thread = {
-            let (stop, acked) = (stop.clone(), acked.clone());
-            std::thread::spawn(move || {
-                let mut round = first;
-                let mut client: Option<BlockingClient> = None;
-                let mut refused_since: Option<Instant> = None;
-                while !stop.load(Ordering::Acquire) {
-                    let values: Vec<String> = (0..DEVICES)
-                        .map(|index| {
-                            format!(
-                                "INSERT INTO {}(time, s1) VALUES ({round}, {})",
-                                device(database, index),
-                                round * 100 + index as i64
-                            )
-                        })
-                        .collect();
-                    let outcome = (|| -> anyhow::Result<()> {
-                        if client.is_none() {
-                            client = Some(BlockingClient::connect(
-                                address,
-                                &iotdb_net::ClientConfig::default(),
-                            )?);
-                        }
-                        let c = client.as_mut().expect("connected");
-                        for statement in &values {
-                            c.execute_sql(statement)?;
-                        }
-                        Ok(())
-                    })();
-                    match outcome {
-                        Ok(()) => {
-                            acked.lock().unwrap().insert(round);
-                            round += 1;
-                            refused_since = None;
-                            std::thread::sleep(Duration::from_millis(20));
-                        }
-                        Err(error) => {
-                            let since = *refused_since.get_or_insert_with(Instant::now);
-                            assert!(
-                                since.elapsed() < PATIENCE,
-                                "round {round} refused for {PATIENCE:?}: {error}"
-                            );
-                            client = None;
-                            std::thread::sleep(Duration::from_millis(100));
-                        }
-                    }
-                }
-            })
-        };
-        Writer {
-            stop,
-            acked,
-            thread: Some(thread),
-        }
-    }
-
-    fn acked(&self) -> usize {
-        self.acked.lock().unwrap().len()
-    }
-
-    /// Stops the writer and returns the acknowledged rounds.
-    fn finish(mut self) -> BTreeSet<i64> {
-        self.stop.store(true, Ordering::Release);
-        self.thread
-            .take()
-            .unwrap()
-            .join()
-            .expect("the writer panicked");
-        self.acked.lock().unwrap().clone()
-    }
-}
-
-/// Every acknowledged round of every device reads back through DataNode `via` (a round
-/// being written when the writer stopped may be partly there too).
+/// Every acknowledged round of every device reads back through DataNode `via`.
 fn check_points(cluster: &TestCluster, via: usize, database: &str, acked: &BTreeSet<i64>) {
     let mut client = cluster.client(via).unwrap();
-    for index in 0..DEVICES {
-        let statement = format!("SELECT s1 FROM {}", device(database, index));
-        let result = wait_for(&statement, || client.execute_sql(&statement).ok());
-        let points = time_values(&result);
-        for round in acked {
-            assert_eq!(
-                points.get(round),
-                Some(&(round * 100 + index as i64)),
-                "{statement}: acknowledged round {round} is missing via DataNode {via}"
-            );
-        }
-    }
+    check_rounds(&mut client, database, acked, PATIENCE);
 }
 
 /// Runs `sbin/<script> args... --timeout 60` with the binaries under test and no
@@ -230,7 +128,7 @@ fn start_1c3d(factor: &str) -> TestCluster {
 fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
     let mut cluster = start_1c3d("2");
     let database = "root.mig";
-    let writer = Writer::start(cluster.data_nodes[0].address(), database, 0);
+    let writer = Writer::start(cluster.data_nodes[0].address(), database, 0, PATIENCE);
     wait_for("first writes", || (writer.acked() >= 5).then_some(()));
 
     // A group led by a DataNode, moved to the DataNode that has no replica of it.
@@ -339,7 +237,7 @@ fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
 fn remove_data_node_moves_its_only_copies_and_stops_it() {
     let mut cluster = start_1c3d("1");
     let database = "root.rm";
-    let writer = Writer::start(cluster.data_nodes[0].address(), database, 0);
+    let writer = Writer::start(cluster.data_nodes[0].address(), database, 0, PATIENCE);
     wait_for("first writes", || (writer.acked() >= 5).then_some(()));
 
     let mut admin = cluster.client(0).unwrap();
@@ -491,4 +389,33 @@ fn remove_config_node_shrinks_the_group_and_refuses_the_leader_and_the_last() {
     admin
         .execute_sql("INSERT INTO root.cn.d1(time, s1) VALUES (2, 2)")
         .expect("a write with one ConfigNode left");
+}
+
+#[test]
+fn remove_data_node_holding_nothing_answers_the_client_it_was_sent_through() {
+    // No database: no DataNode holds a replica, so a removal finishes at once, and the
+    // news reaches the removed node with the answer to its own REMOVE DATANODE.
+    let mut cluster = start_1c3d("1");
+    let rows = cluster.show_cluster(0).unwrap();
+    let victim = rows
+        .iter()
+        .filter(|row| row.node_type == "DataNode")
+        .map(|row| row.node_id)
+        .find(|id| cluster.data_node_index(*id, 0) != 0)
+        .unwrap();
+    let victim_index = cluster.data_node_index(victim, 0);
+    let mut through_itself = cluster.client(victim_index).unwrap();
+    through_itself
+        .execute_sql(&format!("REMOVE DATANODE {victim}"))
+        .expect("the answer to REMOVE DATANODE reaches the client before the node stops");
+    let status = cluster.data_nodes[victim_index]
+        .wait_exit(PATIENCE)
+        .unwrap_or_else(|e| {
+            let log = cluster.data_nodes[victim_index].log_tail();
+            panic!("the removed DataNode did not stop itself: {e}\n{log}")
+        });
+    assert!(status.success(), "{status:?}");
+    let after = cluster.show_cluster(0).unwrap();
+    assert!(after.iter().all(|row| row.node_id != victim), "{after:?}");
+    assert_eq!(after.len(), rows.len() - 1, "{after:?}");
 }

@@ -18,200 +18,23 @@
 //! Every node gets its own 127.0.0.x host and kernel-picked free ports. A guard kills any
 //! process a pid file still names when the test ends, and prints the logs on failure.
 
-use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use iotdb_node::config::ServerConfig;
+use iotdb_tests::installation::{
+    self, Guard, Scripts, alive, copy_sbin, free_ports, machine_conf, read_pid, repository,
+    running_cluster, with_key,
+};
 use iotdb_tests::server::{free_port, next_loopback_host};
 use serde::Deserialize;
 
-fn repository() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("tests/ is in the repository")
-        .to_path_buf()
-}
-
-/// A directory of links named as the release binaries, to the binaries under test.
-fn bin_dir(parent: &Path) -> PathBuf {
-    let bin = parent.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for (name, target) in [
-        (
-            "iotdb-server",
-            env!("CARGO_BIN_EXE_iotdb-server-under-test"),
-        ),
-        ("iotdb-ctl", env!("CARGO_BIN_EXE_iotdb-ctl-under-test")),
-    ] {
-        std::os::unix::fs::symlink(target, bin.join(name)).unwrap();
-    }
-    bin
-}
-
-/// `count` distinct free ports on `ip`.
-fn free_ports(ip: Ipv4Addr, count: usize) -> Vec<u16> {
-    let mut ports = BTreeSet::new();
-    while ports.len() < count {
-        ports.insert(free_port(ip).unwrap());
-    }
-    ports.into_iter().collect()
-}
-
-/// Replaces the `key = ...` line of a configuration file's text.
-fn with_key(conf: &str, key: &str, value: &str) -> String {
-    let prefix = format!("{key} = ");
-    let mut found = false;
-    let text: Vec<String> = conf
-        .lines()
-        .map(|line| {
-            if line.starts_with(&prefix) {
-                found = true;
-                format!("{prefix}{value}")
-            } else {
-                line.to_string()
-            }
-        })
-        .collect();
-    assert!(found, "no {key} line in the configuration");
-    text.join("\n") + "\n"
-}
-
-/// How the scripts are run: from which `sbin/`, with which environment.
-struct Scripts {
-    sbin: PathBuf,
-    env: Vec<(&'static str, PathBuf)>,
-}
-
-/// What a script printed and how it exited.
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn text(&self) -> String {
-        format!(
-            "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-
-    #[track_caller]
-    fn ok(self) -> Run {
-        assert_eq!(self.code, Some(0), "{}", self.text());
-        self
-    }
-
-    #[track_caller]
-    fn fails_saying(self, words: &str) -> Run {
-        assert_ne!(self.code, Some(0), "{}", self.text());
-        assert!(
-            self.stderr.contains(words) || self.stdout.contains(words),
-            "expected {words:?}: {}",
-            self.text()
-        );
-        self
-    }
-}
-
-impl Scripts {
-    fn run(&self, script: &str, args: &[&str]) -> Run {
-        self.run_with_input(script, args, "")
-    }
-
-    fn run_with_input(&self, script: &str, args: &[&str], input: &str) -> Run {
-        let mut command = Command::new(self.sbin.join(script));
-        command.args(args).stdin(Stdio::piped());
-        command.stdout(Stdio::piped()).stderr(Stdio::piped());
-        for key in ["IOTDB_HOME", "IOTDB_CONF", "IOTDB_BIN_DIR", "IOTDB_LOG_DIR"] {
-            command.env_remove(key);
-        }
-        command.env("IOTDB_START_TIMEOUT", "60");
-        command.env("IOTDB_STOP_TIMEOUT", "60");
-        for (key, value) in &self.env {
-            command.env(key, value);
-        }
-        let mut child = command.spawn().unwrap();
-        {
-            use std::io::Write;
-            let mut stdin = child.stdin.take().unwrap();
-            stdin.write_all(input.as_bytes()).unwrap();
-        }
-        let Output {
-            status,
-            stdout,
-            stderr,
-        } = child.wait_with_output().unwrap();
-        Run {
-            code: status.code(),
-            stdout: String::from_utf8_lossy(&stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&stderr).into_owned(),
-        }
-    }
-
-    /// `start-cli.sh -h HOST -e STATEMENT --format csv`, which must succeed.
-    #[track_caller]
-    fn sql(&self, host: &str, statement: &str) -> String {
-        self.run(
-            "start-cli.sh",
-            &["-h", host, "-e", statement, "--format", "csv"],
-        )
-        .ok()
-        .stdout
-    }
-}
-
-/// Kills what a pid file still names when the test ends, and prints the logs when it
-/// failed.
-struct Guard {
-    log_dirs: Vec<PathBuf>,
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        for dir in &self.log_dirs {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let text = std::fs::read_to_string(&path).unwrap_or_default();
-                match path.extension().and_then(|e| e.to_str()) {
-                    Some("pid") => {
-                        let pid = text.trim();
-                        eprintln!("killing pid {pid} of {}", path.display());
-                        let _ = Command::new("kill").args(["-KILL", pid]).status();
-                    }
-                    Some("log") if std::thread::panicking() => {
-                        eprintln!("--- {}\n{text}", path.display());
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
-}
-
-/// Whether a process with this pid runs: it exists and is not a zombie (a stopped server
-/// whose new parent, once its start script exited, has not collected it yet).
-fn alive(pid: &str) -> bool {
-    let Ok(stat) = std::fs::read_to_string(Path::new("/proc").join(pid).join("stat")) else {
-        return false;
-    };
-    // `pid (name) state ...`: the state follows the last ')'.
-    let state = stat.rsplit_once(')').map(|(_, rest)| rest.trim_start());
-    !matches!(state.and_then(|rest| rest.chars().next()), Some('Z') | None)
-}
-
-fn read_pid(path: &Path) -> String {
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .trim()
-        .to_string()
+/// `parent/bin` with links to the binaries under test.
+fn bin_dir(parent: &std::path::Path) -> std::path::PathBuf {
+    installation::bin_dir(
+        parent,
+        env!("CARGO_BIN_EXE_iotdb-server-under-test"),
+        env!("CARGO_BIN_EXE_iotdb-ctl-under-test"),
+    )
 }
 
 #[test]
@@ -223,11 +46,7 @@ fn standalone_from_an_unpacked_installation() {
         .unwrap();
     let home = home_dir.path();
     // The layout of the tarball: sbin/, conf/, bin/.
-    std::fs::create_dir_all(home.join("sbin")).unwrap();
-    for entry in std::fs::read_dir(repository().join("sbin")).unwrap() {
-        let path = entry.unwrap().path();
-        std::fs::copy(&path, home.join("sbin").join(path.file_name().unwrap())).unwrap();
-    }
+    copy_sbin(&home.join("sbin"));
     bin_dir(home);
     let ip = next_loopback_host();
     let port = free_port(ip).unwrap();
@@ -329,55 +148,6 @@ fn standalone_from_an_unpacked_installation() {
     eprintln!("standalone walk-through: {:?}", started.elapsed());
 }
 
-/// The rows of `show cluster` as (NodeID, NodeType, Status, InternalAddress:InternalPort).
-fn cluster_rows(csv: &str) -> Vec<(String, String, String, String)> {
-    let mut lines = csv.lines().filter(|l| !l.is_empty());
-    let header: Vec<&str> = lines.next().expect("a header").split(',').collect();
-    let column = |name: &str| {
-        header
-            .iter()
-            .position(|c| *c == name)
-            .unwrap_or_else(|| panic!("no {name} in {header:?}"))
-    };
-    let (id, kind, status, address, port) = (
-        column("NodeID"),
-        column("NodeType"),
-        column("Status"),
-        column("InternalAddress"),
-        column("InternalPort"),
-    );
-    lines
-        .filter(|l| l.chars().next().is_some_and(|c| c.is_ascii_digit()))
-        .map(|line| {
-            let cells: Vec<&str> = line.split(',').collect();
-            (
-                cells[id].to_string(),
-                cells[kind].to_string(),
-                cells[status].to_string(),
-                format!("{}:{}", cells[address], cells[port]),
-            )
-        })
-        .collect()
-}
-
-/// `show cluster` through start-cli.sh once every node shows `Running` (a restarted
-/// DataNode is Unknown until the ConfigNode's next heartbeat reaches it).
-fn running_cluster(
-    scripts: &Scripts,
-    host: &str,
-    nodes: usize,
-) -> Vec<(String, String, String, String)> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let rows = cluster_rows(&scripts.sql(host, "show cluster"));
-        if rows.len() == nodes && rows.iter().all(|row| row.2 == "Running") {
-            return rows;
-        }
-        assert!(Instant::now() < deadline, "not all Running: {rows:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn cluster_1c2d_from_the_checkout() {
     let started = Instant::now();
@@ -393,27 +163,12 @@ fn cluster_1c2d_from_the_checkout() {
     let b = next_loopback_host();
     let pa = free_ports(a, 6);
     let pb = free_ports(b, 4);
-    let seed = format!("\"{a}:{}\"", pa[0]);
-    let mut conf = std::fs::read_to_string(repository().join("conf/iotdb-system.toml")).unwrap();
-    for (key, value) in [
-        ("cluster_name", "\"sbin\"".to_string()),
-        ("cn_internal_address", format!("\"{a}\"")),
-        ("cn_internal_port", pa[0].to_string()),
-        ("cn_consensus_port", pa[1].to_string()),
-        ("cn_seed_config_node", seed.clone()),
-        ("dn_seed_config_node", seed),
-        ("heartbeat_interval_in_ms", "200".to_string()),
-        ("dn_rpc_address", format!("\"{a}\"")),
-        ("dn_rpc_port", pa[2].to_string()),
-        ("dn_internal_address", format!("\"{a}\"")),
-        ("dn_internal_port", pa[3].to_string()),
-        ("dn_schema_region_consensus_port", pa[4].to_string()),
-        ("dn_data_region_consensus_port", pa[5].to_string()),
-        ("dn_cores", "1".to_string()),
-        ("data_dir", format!("\"{}\"", root.join("a/data").display())),
-    ] {
-        conf = with_key(&conf, key, &value);
-    }
+    let conf = machine_conf("sbin", a, &pa, &format!("{a}:{}", pa[0]));
+    let conf = with_key(
+        &conf,
+        "data_dir",
+        &format!("\"{}\"", root.join("a/data").display()),
+    );
     let conf_path = root.join("iotdb-system.toml");
     std::fs::write(&conf_path, conf).unwrap();
     let machine_a = Scripts {

@@ -23,6 +23,30 @@ use crate::confignode::{
     RegionGroupKind, RouteSnapshot,
 };
 
+/// How long a removed DataNode goes on answering before it stops. Why: the news of its
+/// removal may come with the answer to the `REMOVE DATANODE` that this very node carried
+/// to the ConfigNode (a node holding nothing is removed at once), and a stop at once
+/// would close that client's connection before the answer went out. The route table no
+/// longer names the node, so in this second it is given nothing new to hold.
+const REMOVED_STOP_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Stops this process as SIGTERM does (flushing what it still has open), after
+/// [`REMOVED_STOP_DELAY`], from a thread of its own: the caller (the control thread)
+/// goes on answering meanwhile. Runs once, at the end of the node's life.
+fn stop_after_removal() {
+    let spawned = std::thread::Builder::new()
+        .name("removed-stop".to_string())
+        .spawn(|| {
+            std::thread::sleep(REMOVED_STOP_DELAY);
+            if let Err(e) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {
+                tracing::error!(error = %e, "stopping after the removal failed; stop this process");
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "stopping after the removal failed; stop this process");
+    }
+}
+
 /// The ConfigNode, local or remote.
 pub enum ConfigAccess {
     Local(Box<ConfigNode>),
@@ -44,12 +68,15 @@ pub struct RemoteConfig {
 impl RemoteConfig {
     pub fn new(link: CnLink, mirror: ConfigState, data_node_id: NodeId) -> RemoteConfig {
         let route = Arc::new(RouteSnapshot::from_state(&mirror));
+        // The registration's state lists this node: a node removed before any later
+        // delta reached it (one holding nothing goes at once) must still see its removal.
+        let seen_self = mirror.data_nodes().contains_key(&data_node_id);
         RemoteConfig {
             link,
             mirror,
             route,
             data_node_id,
-            seen_self: false,
+            seen_self,
             removed_noticed: false,
         }
     }
@@ -107,9 +134,7 @@ impl RemoteConfig {
                 "this DataNode was removed from the cluster; stopping (its data directory \
                  can be destroyed with sbin/destroy-datanode.sh)"
             );
-            if let Err(e) = signal_hook::low_level::raise(signal_hook::consts::SIGTERM) {
-                tracing::error!(error = %e, "stopping after the removal failed; stop this process");
-            }
+            stop_after_removal();
         }
         Ok(())
     }
