@@ -639,23 +639,24 @@ impl Shard {
             ));
         }
         let series = outputs.len();
-        let rows = self
-            .raw_rows(
-                outputs,
-                select.value_filter.as_ref(),
-                fetch,
-                now,
-                filter_series,
-                None,
-                FILTERED_AGGREGATE_ROWS_MAX,
-                || {
-                    Status::illegal_parameter(format!(
-                        "the value filter keeps more than {FILTERED_AGGREGATE_ROWS_MAX} rows, \
-                         the most an aggregate with a value filter reads: narrow the time range"
-                    ))
-                },
-            )
-            .await?;
+        let too_many = || {
+            Status::illegal_parameter(format!(
+                "the value filter keeps more than {FILTERED_AGGREGATE_ROWS_MAX} rows, the most \
+                 an aggregate with a value filter reads: narrow the time range"
+            ))
+        };
+        let rows = super::select::RawCursor::open(
+            self.clone(),
+            outputs,
+            select.value_filter.as_ref(),
+            fetch,
+            now,
+            filter_series,
+            None,
+            TimeOrder::Ascending,
+        )?
+        .collect(None, FILTERED_AGGREGATE_ROWS_MAX, too_many)
+        .await?;
         let mut points: Vec<Vec<(i64, iotdb_storage::Value)>> = vec![Vec::new(); series];
         for (time, cells) in rows.times.iter().zip(rows.cells) {
             for (column, cell) in points.iter_mut().zip(cells) {

@@ -61,16 +61,7 @@ impl Shard {
             header.column_names.push(name.clone());
             header.column_types.push(*data_type);
         }
-        let cursor = RawCursor::open(
-            self.clone(),
-            fetched,
-            select.value_filter.as_ref(),
-            range,
-            now_ms,
-            &filter_series,
-            super::rows_needed(select),
-            select.order,
-        )?;
+        let cursor = RawCursor::of_select(self, fetched, select, range, now_ms, &filter_series)?;
         let make: RowMaker = Box::new(move |time, cells| {
             let mut row = vec![Some(WireValue::Int64(time))];
             row.extend(evaluate(&outputs, time, &cells)?);
@@ -128,16 +119,7 @@ impl Shard {
                 continue;
             }
             let own = super::within_device(filter_series, device);
-            let cursor = RawCursor::open(
-                self.clone(),
-                fetched,
-                select.value_filter.as_ref(),
-                range,
-                now_ms,
-                &own,
-                super::rows_needed(select),
-                select.order,
-            )?;
+            let cursor = RawCursor::of_select(self, fetched, select, range, now_ms, &own)?;
             let device = WireValue::Text(bytes::Bytes::from(device.to_string()));
             let make: RowMaker = Box::new(move |time, cells| {
                 let mut row = vec![None; width];

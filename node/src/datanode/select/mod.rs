@@ -143,16 +143,7 @@ impl Shard {
             header.column_names.push(name.clone());
             header.column_types.push(column.data_type);
         }
-        let cursor = RawCursor::open(
-            self.clone(),
-            outputs,
-            select.value_filter.as_ref(),
-            range,
-            now_ms,
-            &resolved,
-            rows_needed(select),
-            select.order,
-        )?;
+        let cursor = RawCursor::of_select(self, outputs, select, range, now_ms, &resolved)?;
         let make: RowMaker = Box::new(|time, cells| {
             let mut row = Vec::with_capacity(cells.len() + 1);
             row.push(Some(WireValue::Int64(time)));
@@ -246,16 +237,7 @@ impl Shard {
                 continue;
             }
             let own = within_device(&resolved, &device);
-            let cursor = RawCursor::open(
-                self.clone(),
-                outputs,
-                select.value_filter.as_ref(),
-                range,
-                now_ms,
-                &own,
-                rows_needed(select),
-                select.order,
-            )?;
+            let cursor = RawCursor::of_select(self, outputs, select, range, now_ms, &own)?;
             let device = WireValue::Text(bytes::Bytes::from(device));
             let make: RowMaker = Box::new(move |time, cells| {
                 let mut row = vec![None; width];
@@ -293,34 +275,6 @@ impl Shard {
             out.push((path, self.columns_of(patterns).await?));
         }
         Ok(out)
-    }
-
-    /// The rows of `outputs` in `range` where `filter` holds (see [`RawCursor::open`]), the
-    /// first `rows_max` of them when given; more than `cap` rows is refused with `too_many`.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) async fn raw_rows(
-        self: &Rc<Self>,
-        outputs: Vec<Column>,
-        filter: Option<&Expr>,
-        range: TimeRange,
-        now_ms: i64,
-        filter_series: &[(PathPattern, Vec<Column>)],
-        rows_max: Option<usize>,
-        cap: usize,
-        too_many: impl Fn() -> Status,
-    ) -> Result<Rows, Status> {
-        RawCursor::open(
-            self.clone(),
-            outputs,
-            filter,
-            range,
-            now_ms,
-            filter_series,
-            rows_max,
-            TimeOrder::Ascending,
-        )?
-        .collect(rows_max, cap, too_many)
-        .await
     }
 
     /// Every column's points in `range` (filtered where a filter is given), read from the

@@ -149,6 +149,28 @@ impl RawCursor {
         })
     }
 
+    /// A cursor over `outputs` as `select` reads them: its value filter (the series of its
+    /// paths in `filter_series`), its `LIMIT` pushed down ([`super::rows_needed`]), its order.
+    pub fn of_select(
+        shard: &Rc<Shard>,
+        outputs: Vec<Column>,
+        select: &Select,
+        range: TimeRange,
+        now_ms: i64,
+        filter_series: &[(PathPattern, Vec<Column>)],
+    ) -> Result<RawCursor, Status> {
+        RawCursor::open(
+            shard.clone(),
+            outputs,
+            select.value_filter.as_ref(),
+            range,
+            now_ms,
+            filter_series,
+            super::rows_needed(select),
+            select.order,
+        )
+    }
+
     /// The next page's points of every fetched column, each complete up to the same time
     /// (the series only a value filter reads included, restricted to the times where every
     /// filtered column has a point), or `None` once the range is read.
