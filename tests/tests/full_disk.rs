@@ -5,7 +5,14 @@
 //! restart. The documented way back to Running (`docs/operations.md`, "A full disk") is
 //! to free space and restart the server, which this test does.
 //!
-//! Mounting needs root (CAP_SYS_ADMIN); where it is refused the test says why and passes.
+//! A second test fails only the background flush: a one-page tmpfs, filled, mounted over
+//! the region's `sealed/` directory while the WAL keeps its room. The flush fails with
+//! ENOSPC on a pool thread, the region turns read-only, writes answer 600 and `SHOW
+//! CLUSTER` shows the DataNode `ReadOnly`; nothing acknowledged is lost, and a restart
+//! with room again is back to `Running`. No test-only hook in the server: the fault is a
+//! real full file system, placed where only the flush writes.
+//!
+//! Mounting needs root (CAP_SYS_ADMIN); where it is refused a test says why and passes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -28,15 +35,25 @@ const WRITES_MAX: i64 = 2000;
 
 /// A tmpfs mounted for the test, unmounted on drop.
 struct TmpfsMount {
-    dir: tempfile::TempDir,
+    path: PathBuf,
+    /// The mount point when the test made one (removed after the unmount).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TmpfsMount {
+    /// A tmpfs of `bytes` on a fresh directory.
     fn new(bytes: u64) -> Result<TmpfsMount, String> {
         let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+        let mut mount = TmpfsMount::at(dir.path(), bytes)?;
+        mount._dir = Some(dir);
+        Ok(mount)
+    }
+
+    /// A tmpfs of `bytes` over the existing directory `path`.
+    fn at(path: &Path, bytes: u64) -> Result<TmpfsMount, String> {
         let output = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
+            .arg(path)
             .output()
             .map_err(|error| format!("running mount: {error}"))?;
         if !output.status.success() {
@@ -46,23 +63,23 @@ impl TmpfsMount {
                 String::from_utf8_lossy(&output.stderr).trim()
             ));
         }
-        Ok(TmpfsMount { dir })
+        Ok(TmpfsMount {
+            path: path.to_path_buf(),
+            _dir: None,
+        })
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 }
 
 impl Drop for TmpfsMount {
     fn drop(&mut self) {
-        let status = Command::new("umount").arg(self.dir.path()).status();
+        let status = Command::new("umount").arg(&self.path).status();
         if !matches!(status, Ok(status) if status.success()) {
             // Something still holds it: detach it now, the kernel frees it when let go.
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
         }
     }
 }
@@ -229,4 +246,128 @@ fn a_full_disk_makes_writes_read_only_loses_nothing_and_a_restart_recovers() {
     assert_all_readable(&server, acknowledged_end, "after a clean restart");
     drop(server);
     drop(mount);
+}
+
+/// How long the test waits for the failed flush to show (the region's next tick, then the
+/// status gauge).
+const READ_ONLY_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The one region directory of the server's DataNode.
+fn only_region_dir(data_dir: &Path) -> PathBuf {
+    let regions = data_dir.join("datanode").join("data");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&regions)
+        .expect("list the region directories")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.is_dir() && path.join("sealed").is_dir())
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one region in {}: {dirs:?}",
+        regions.display()
+    );
+    dirs.remove(0)
+}
+
+/// Fills the file system of `dir` with one file until it refuses more.
+fn fill_up(dir: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(dir.join("ballast")).expect("create the ballast");
+    let block = vec![0x5a; 4096];
+    while file.write_all(&block).is_ok() {}
+}
+
+#[test]
+fn a_failed_background_flush_turns_the_datanode_read_only() {
+    let root = tempfile::tempdir().expect("a data directory");
+    let options = server_options!()
+        .cores(1)
+        .data_dir(root.path().join("data"));
+    let mut server = TestServer::start(options).expect("start the server");
+    let mut client = server.client().expect("connect");
+    client
+        .create_database(CreateDatabase {
+            name: "root.full".to_owned(),
+            ttl_ms: None,
+            data_region_group_num: None,
+        })
+        .expect("create database");
+    client
+        .insert_tablets(&[tablet(0)])
+        .expect("the first write creates the region");
+    let mut acknowledged_end = ROWS_PER_WRITE;
+    let sealed = only_region_dir(&server.data_dir()).join("sealed");
+    assert_eq!(
+        std::fs::read_dir(&sealed).expect("list sealed/").count(),
+        0,
+        "nothing was flushed yet"
+    );
+    let mount = match TmpfsMount::at(&sealed, 4096) {
+        Ok(mount) => mount,
+        Err(reason) => {
+            eprintln!("skipping the failed-flush test: {reason}");
+            return;
+        }
+    };
+    fill_up(mount.path());
+
+    // The flush fails on the pool; the statement may report it or not, the region must.
+    let flushed = client.execute_sql("FLUSH");
+    eprintln!("FLUSH onto the full sealed/ answered {:?}", flushed.err());
+    let deadline = std::time::Instant::now() + READ_ONLY_WAIT;
+    let refused = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes still succeed {READ_ONLY_WAIT:?} after the flush failed"
+        );
+        match client.insert_tablets(&[tablet(acknowledged_end)]) {
+            Ok(()) => acknowledged_end += ROWS_PER_WRITE,
+            Err(error) => break error,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        refused.status_code(),
+        Some(StatusCode::SYSTEM_READ_ONLY),
+        "a failed flush makes writes a typed read-only error, not {refused}"
+    );
+    loop {
+        let status = data_node_status(&mut client);
+        if status == "ReadOnly" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SHOW CLUSTER still says {status} after the flush failed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_all_readable(
+        &server,
+        acknowledged_end,
+        "read-only after the failed flush",
+    );
+    drop(client);
+
+    // The way back: room for sealed files again (the tiny mount goes; nothing the
+    // manifest names was on it), then a restart replays the WAL.
+    server.kill().expect("kill");
+    drop(mount);
+    server.restart().expect("restart with room again");
+    assert_all_readable(&server, acknowledged_end, "after the restart");
+    let mut client = server.client().expect("connect");
+    assert_eq!(
+        data_node_status(&mut client),
+        "Running",
+        "after the restart"
+    );
+    client
+        .insert_tablets(&[tablet(acknowledged_end)])
+        .expect("Running again: writes succeed");
+    acknowledged_end += ROWS_PER_WRITE;
+    client.execute_sql("FLUSH").expect("a flush with room");
+    drop(client);
+    server.stop().expect("a clean stop");
+    server.restart().expect("a second restart");
+    assert_all_readable(&server, acknowledged_end, "after a clean restart");
 }
