@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use iotdb_model::StatusCode;
 use iotdb_storage::file_system::FileSystem;
-use iotdb_storage::file_system::faulty::{FaultCase, FaultyFileSystem, fault_cases};
+use iotdb_storage::file_system::faulty::{FaultyFileSystem, fault_cases, run_fault_cases};
 
 use super::{MeasurementSchema, SchemaError, SchemaRegion};
 use crate::sql::DataType;
@@ -132,33 +132,24 @@ fn a_fault_at_every_operation_of_a_schema_region_journal() {
     assert!(operations.len() >= 30, "{operations:?}");
 
     let cases = fault_cases(operations.len(), true);
-    for &FaultCase {
-        index,
-        kind,
-        power_loss,
-    } in &cases
-    {
-        let root = tempfile::tempdir().unwrap();
-        let fs = FaultyFileSystem::new(&root.path().join("backup")).unwrap();
-        let dir = root.path().join("schema");
-        fs.inject(iotdb_storage::file_system::faulty::Fault::at(
-            index as u64,
-            kind,
-        ));
-        let outcome = scenario(Arc::new(fs.clone()), &dir);
-        let when = format!(
-            "{kind:?} at operation {index} ({:?}), power loss {power_loss}",
-            operations[index]
-        );
-        assert!(outcome.failed, "{when}: the fault was swallowed");
-        if power_loss {
-            fs.power_loss().unwrap();
-        }
-        check_reopen(&dir, &outcome, &when);
-    }
-    eprintln!(
-        "schema region journal: {} faulted runs over {} operations",
-        cases.len(),
-        operations.len()
+    let fired = run_fault_cases(
+        "schema region journal",
+        &operations,
+        &cases,
+        |fault, power_loss, when| {
+            let root = tempfile::tempdir().unwrap();
+            let fs = FaultyFileSystem::new(&root.path().join("backup")).unwrap();
+            let dir = root.path().join("schema");
+            fs.inject(fault);
+            let outcome = scenario(Arc::new(fs.clone()), &dir);
+            assert!(outcome.failed, "{when}: the fault was swallowed");
+            if power_loss {
+                fs.power_loss().unwrap();
+            }
+            check_reopen(&dir, &outcome, when);
+            !fs.fired().is_empty()
+        },
     );
+    // One thread, no timing: every armed fault meets its operation.
+    assert_eq!(fired, cases.len());
 }

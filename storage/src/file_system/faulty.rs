@@ -149,6 +149,53 @@ pub fn fault_cases(count: usize, other_kinds: bool) -> Vec<FaultCase> {
     cases
 }
 
+/// Runs `run` once per case of `cases`, with the case's fault (armed at its index),
+/// whether a power loss follows, and a description naming the operation at that index in
+/// `operations` (the counting run's). A case that panics is reported by its description
+/// before the panic goes on. Prints how many runs there were and returns how many saw
+/// their fault fire (`run`'s answer).
+pub fn run_fault_cases(
+    label: &str,
+    operations: &[(OperationKind, PathBuf)],
+    cases: &[FaultCase],
+    mut run: impl FnMut(Fault, bool, &str) -> bool,
+) -> usize {
+    let started = std::time::Instant::now();
+    let mut fired = 0;
+    for case in cases {
+        let operation = operations.get(case.index).map_or_else(
+            || "(beyond the counting run's operations)".to_string(),
+            |(kind, path)| format!("{kind:?} {}", path.display()),
+        );
+        let when = format!(
+            "{label}: {:?} at operation {} of {} ({operation}), power loss {}",
+            case.kind,
+            case.index,
+            operations.len(),
+            case.power_loss
+        );
+        let fault = Fault::at(case.index as u64, case.kind);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(fault, case.power_loss, &when)
+        }));
+        match outcome {
+            Ok(true) => fired += 1,
+            Ok(false) => {}
+            Err(panic) => {
+                eprintln!("{when}: failed");
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+    eprintln!(
+        "{label}: {} faulted runs over {} operations ({fired} faults fired) in {:?}",
+        cases.len(),
+        operations.len(),
+        started.elapsed()
+    );
+    fired
+}
+
 /// A directory operation a power loss may undo.
 #[derive(Debug)]
 enum Undo {

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use iotdb_storage::file_system::faulty::{
-    Fault, FaultCase, FaultKind, FaultyFileSystem, OperationKind, fault_cases,
+    Fault, FaultKind, FaultyFileSystem, OperationKind, fault_cases, run_fault_cases,
 };
 
 mod snapshot_receive;
@@ -351,13 +351,6 @@ fn run(root: &Path, scenario: Scenario, fault: Option<Fault>, power_loss: bool) 
     Run { operations, fired }
 }
 
-fn describe(operations: &[(OperationKind, std::path::PathBuf)], index: usize) -> String {
-    operations.get(index).map_or_else(
-        || "(beyond this run's operations)".into(),
-        |(kind, path)| format!("{kind:?} {}", path.display()),
-    )
-}
-
 /// Every operation index of the faulted part: a crash followed by a power loss at each,
 /// and one of ENOSPC, EIO and a short write (rotating) followed by a process stop.
 #[test]
@@ -386,32 +379,15 @@ fn fault_at_every_operation(scenario: Scenario, operations_min: usize, other_kin
         baseline.operations
     );
     let cases = fault_cases(count, other_kinds);
-    let started = Instant::now();
-    let mut fired = 0;
-    for &FaultCase {
-        index,
-        kind,
-        power_loss,
-    } in &cases
-    {
-        let dir = temp_dir();
-        let fault = Fault::at(index as u64, kind);
-        match std::panic::catch_unwind(|| run(dir.path(), scenario, Some(fault), power_loss)) {
-            Ok(result) => fired += usize::from(result.fired),
-            Err(panic) => {
-                eprintln!(
-                    "{scenario:?}: {kind:?} at operation {index} of {count} ({}), \
-                     power loss {power_loss}: failed",
-                    describe(&baseline.operations, index)
-                );
-                std::panic::resume_unwind(panic);
-            }
-        }
-    }
-    eprintln!(
-        "{scenario:?}: {} faulted runs over {count} operations ({fired} faults fired) in {:?}",
-        cases.len(),
-        started.elapsed()
+    let label = format!("{scenario:?}");
+    let fired = run_fault_cases(
+        &label,
+        &baseline.operations,
+        &cases,
+        |fault, power_loss, _| {
+            let dir = temp_dir();
+            run(dir.path(), scenario, Some(fault), power_loss).fired
+        },
     );
     // Background timing may shift an operation or two between runs; nearly every armed
     // fault must still meet one.

@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use iotdb_storage::file_system::FileSystem;
-use iotdb_storage::file_system::faulty::{Fault, FaultCase, FaultyFileSystem, fault_cases};
+use iotdb_storage::file_system::faulty::{Fault, FaultyFileSystem, fault_cases, run_fault_cases};
 use iotdb_storage::transfer::{SnapshotReader, SnapshotWriter};
 use iotdb_storage::{Region, StorageError, TimeRange};
 
@@ -202,29 +202,12 @@ fn a_fault_at_every_operation_of_a_snapshot_receive() {
     );
 
     let cases = fault_cases(operations.len(), true);
-    let mut fired = 0;
-    for &FaultCase {
-        index,
-        kind,
-        power_loss,
-    } in &cases
-    {
-        let when = format!(
-            "{kind:?} at operation {index} ({:?}), power loss {power_loss}",
-            operations[index]
-        );
-        fired += usize::from(run(
-            &prepared,
-            Fault::at(index as u64, kind),
-            power_loss,
-            &when,
-        ));
-    }
+    let fired = run_fault_cases(
+        "snapshot receive",
+        &operations,
+        &cases,
+        |fault, power_loss, when| run(&prepared, fault, power_loss, when),
+    );
     // The receive runs on one thread: every armed fault meets its operation.
     assert_eq!(fired, cases.len());
-    eprintln!(
-        "snapshot receive: {} faulted runs over {} operations",
-        cases.len(),
-        operations.len()
-    );
 }

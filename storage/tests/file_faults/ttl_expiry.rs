@@ -21,7 +21,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use iotdb_storage::file_system::faulty::{
-    Fault, FaultCase, FaultyFileSystem, OperationKind, fault_cases,
+    Fault, FaultyFileSystem, OperationKind, fault_cases, run_fault_cases,
 };
 use iotdb_storage::region::Clock;
 use iotdb_storage::{Region, RegionConfig, TimeRange};
@@ -164,36 +164,10 @@ fn a_fault_at_every_operation_of_a_ttl_expiry() {
     // and the removal of two expired files.
     assert!(operations.len() >= 10, "{operations:?}");
     let cases = fault_cases(operations.len(), true);
-    let mut fired = 0;
-    for &FaultCase {
-        index,
-        kind,
-        power_loss,
-    } in &cases
-    {
+    let fired = run_fault_cases("TTL expiry", &operations, &cases, |fault, power_loss, _| {
         let dir = temp_dir();
-        let fault = Fault::at(index as u64, kind);
-        let outcome = std::panic::catch_unwind(|| {
-            run(dir.path(), Some(fault), power_loss, Some(operations.len()))
-        });
-        match outcome {
-            Ok((_, true)) => fired += 1,
-            Ok((_, false)) => {}
-            Err(panic) => {
-                eprintln!(
-                    "TTL expiry: {kind:?} at operation {index} ({:?}), power loss \
-                     {power_loss}: failed",
-                    operations[index]
-                );
-                std::panic::resume_unwind(panic);
-            }
-        }
-    }
-    eprintln!(
-        "TTL expiry: {} faulted runs over {} operations ({fired} fired)",
-        cases.len(),
-        operations.len()
-    );
+        run(dir.path(), Some(fault), power_loss, Some(operations.len())).1
+    });
     assert!(
         fired * 10 >= cases.len() * 9,
         "{fired} of {} fired",
