@@ -21,7 +21,7 @@ use iotdb_net::{
     CreateDatabase, DataType, RawQuery, SeriesSelection, StatusCode, Value, WireTablet,
 };
 use iotdb_tests::model::rows_of;
-use iotdb_tests::{TestServer, server_options};
+use iotdb_tests::{ServerOptions, TestServer, server_options};
 
 /// Size of the file system the data directory lives on.
 const TMPFS_BYTES: u64 = 48 << 20;
@@ -160,6 +160,20 @@ fn data_node_status(client: &mut iotdb_net::BlockingClient) -> String {
         .expect("a DataNode row")
 }
 
+/// A server with `options` and the test's database, and a client of it.
+fn start_with_database(options: ServerOptions) -> (TestServer, iotdb_net::BlockingClient) {
+    let server = TestServer::start(options).expect("start the server");
+    let mut client = server.client().expect("connect");
+    client
+        .create_database(CreateDatabase {
+            name: "root.full".to_owned(),
+            ttl_ms: None,
+            data_region_group_num: None,
+        })
+        .expect("create database");
+    (server, client)
+}
+
 fn fill_ballast(path: &Path) {
     std::fs::write(path, vec![0x5a; BALLAST_BYTES]).expect("write the ballast file");
 }
@@ -181,15 +195,7 @@ fn a_full_disk_makes_writes_read_only_loses_nothing_and_a_restart_recovers() {
         // Flushes (from 8 MiB, a third of the shard's budget) write sealed files while the
         // disk fills, too.
         .config_toml("shard_write_memory_bytes = 25165824");
-    let mut server = TestServer::start(options).expect("start the server");
-    let mut client = server.client().expect("connect");
-    client
-        .create_database(CreateDatabase {
-            name: "root.full".to_owned(),
-            ttl_ms: None,
-            data_region_group_num: None,
-        })
-        .expect("create database");
+    let (mut server, mut client) = start_with_database(options);
 
     // Ingest until a write fails; everything before it was acknowledged.
     let mut acknowledged_end = 0;
@@ -291,15 +297,7 @@ fn a_failed_background_flush_turns_the_datanode_read_only() {
     let options = server_options!()
         .cores(1)
         .data_dir(root.path().join("data"));
-    let mut server = TestServer::start(options).expect("start the server");
-    let mut client = server.client().expect("connect");
-    client
-        .create_database(CreateDatabase {
-            name: "root.full".to_owned(),
-            ttl_ms: None,
-            data_region_group_num: None,
-        })
-        .expect("create database");
+    let (mut server, mut client) = start_with_database(options);
     client
         .insert_tablets(&[tablet(0)])
         .expect("the first write creates the region");

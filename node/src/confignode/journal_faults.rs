@@ -160,18 +160,38 @@ fn a_fault_at_every_operation_of_appends_a_batch_and_a_snapshot() {
     // snapshot and a fresh log (each create, write, sync, rename, directory sync).
     assert!(operations.len() >= 30, "{operations:?}");
 
+    fault_every_operation(
+        "journal",
+        &operations,
+        scenario,
+        |outcome| outcome.failed,
+        check_reopen,
+    );
+}
+
+/// Runs `scenario` in a fresh directory once per fault case over `operations` (the
+/// counting run's): the fault must fail the scenario (`failed`), and after the power loss
+/// or process stop, `check` must accept the directory and the scenario's outcome. Shared
+/// with the SchemaRegion's journal test.
+pub(crate) fn fault_every_operation<O>(
+    label: &str,
+    operations: &[(OperationKind, std::path::PathBuf)],
+    scenario: impl Fn(Arc<dyn FileSystem>, &Path) -> O,
+    failed: impl Fn(&O) -> bool,
+    check: impl Fn(&Path, &O, &str),
+) {
     let cases = fault_cases(operations.len(), true);
-    let fired = run_fault_cases("journal", &operations, &cases, |fault, power_loss, when| {
+    let fired = run_fault_cases(label, operations, &cases, |fault, power_loss, when| {
         let root = tempfile::tempdir().unwrap();
         let fs = faulty(root.path());
-        let dir = root.path().join("journal");
+        let dir = root.path().join("state");
         fs.inject(fault);
         let outcome = scenario(Arc::new(fs.clone()), &dir);
-        assert!(outcome.failed, "{when}: the fault was swallowed");
+        assert!(failed(&outcome), "{when}: the fault was swallowed");
         if power_loss {
             fs.power_loss().unwrap();
         }
-        check_reopen(&dir, &outcome, when);
+        check(&dir, &outcome, when);
         !fs.fired().is_empty()
     });
     // One thread, no timing: every armed fault meets its operation.

@@ -36,7 +36,7 @@ pub mod store;
 pub mod views;
 
 #[cfg(test)]
-mod journal_faults;
+pub(crate) mod journal_faults;
 #[cfg(test)]
 mod raft_sim_tests;
 #[cfg(test)]

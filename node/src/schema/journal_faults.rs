@@ -5,7 +5,7 @@
 //!
 //! Each operation index gets a crash followed by a power loss, and one of ENOSPC, EIO and
 //! a short write (rotating) followed by a process stop (`FILE_FAULT_KINDS=all`: every
-//! kind, both ways). After each: the call that met the fault failed with
+//! kind, both ways; the runner is the ConfigNode journal test's). After each: the call that met the fault failed with
 //! `SchemaError::Journal` (500 to clients) and the region refuses the next creation the
 //! same way; reopened with `std::fs`, the region holds every acknowledged series (a
 //! creation that returned `Ok` outside a batch; a batch whose `end_batch` returned `Ok`)
@@ -17,7 +17,9 @@ use std::sync::Arc;
 
 use iotdb_model::StatusCode;
 use iotdb_storage::file_system::FileSystem;
-use iotdb_storage::file_system::faulty::{FaultyFileSystem, fault_cases, run_fault_cases};
+use iotdb_storage::file_system::faulty::FaultyFileSystem;
+
+use crate::confignode::journal_faults::fault_every_operation;
 
 use super::{MeasurementSchema, SchemaError, SchemaRegion};
 use crate::sql::DataType;
@@ -131,25 +133,11 @@ fn a_fault_at_every_operation_of_a_schema_region_journal() {
     let operations = fs.operations();
     assert!(operations.len() >= 30, "{operations:?}");
 
-    let cases = fault_cases(operations.len(), true);
-    let fired = run_fault_cases(
+    fault_every_operation(
         "schema region journal",
         &operations,
-        &cases,
-        |fault, power_loss, when| {
-            let root = tempfile::tempdir().unwrap();
-            let fs = FaultyFileSystem::new(&root.path().join("backup")).unwrap();
-            let dir = root.path().join("schema");
-            fs.inject(fault);
-            let outcome = scenario(Arc::new(fs.clone()), &dir);
-            assert!(outcome.failed, "{when}: the fault was swallowed");
-            if power_loss {
-                fs.power_loss().unwrap();
-            }
-            check_reopen(&dir, &outcome, when);
-            !fs.fired().is_empty()
-        },
+        scenario,
+        |outcome| outcome.failed,
+        check_reopen,
     );
-    // One thread, no timing: every armed fault meets its operation.
-    assert_eq!(fired, cases.len());
 }
