@@ -25,12 +25,23 @@
 //! crc32c over: name, offset (8 bytes LE), flags byte, data
 //! ```
 //!
-//! File I/O goes through monoio (io_uring where the runtime has it), one bounded read or
-//! write per chunk; listing and creating directories is `std::fs` (a few calls per
-//! snapshot). Both ends belong to the shard that runs them.
+//! The reader reads through monoio (io_uring where the runtime has it), one bounded read
+//! per chunk. The writer creates, writes, fsyncs and lists through the engine's
+//! [`FileSystem`] seam (`crate::file_system`), so that tests can fail any operation of a
+//! receive; its calls block the receiving shard, one chunk's write (at most
+//! `SNAPSHOT_CHUNK_BYTES_MAX`, 4 MiB from the DataNode) or one fsync at a time, as
+//! `Region::snapshot` and `Region::install_snapshot` already do. Both ends belong to the
+//! shard that runs them.
+//!
+//! A failed receive leaves only its staging directory: `finish` is the only way to a
+//! [`SnapshotInfo`], it refuses a writer that met an I/O error, and nothing installs a
+//! staging directory that `finish` did not describe. The receiver removes the directory
+//! before the next attempt (`SnapshotWriter::new` refuses a non-empty one).
 
 use std::collections::BTreeSet;
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -38,7 +49,8 @@ use crate::codec::CodecError;
 use crate::codec::bits::ByteReader;
 use crate::config::{SNAPSHOT_CHUNK_BYTES_MAX, SNAPSHOT_FILE_BYTES_MAX, SNAPSHOT_FILES_MAX};
 use crate::error::{ReplicationError, Result, StorageError};
-use crate::region::{Manifest, SnapshotInfo, deletion};
+use crate::file_system::{FileSystem, WritableFile, std_file_system};
+use crate::region::{Manifest, SnapshotInfo, deletion, sync_dir};
 use crate::wal::storage::read_range;
 
 const CHUNK_MAGIC: &[u8; 4] = b"IOSC";
@@ -297,13 +309,14 @@ impl SnapshotReader {
 /// The file being received.
 struct Receiving {
     name: String,
-    file: monoio::fs::File,
+    file: Box<dyn WritableFile>,
     next_offset: u64,
 }
 
 /// Rebuilds a snapshot from chunks in a staging directory (the module doc). Owned by the
 /// shard that receives.
 pub struct SnapshotWriter {
+    file_system: Arc<dyn FileSystem>,
     dir: PathBuf,
     done: BTreeSet<String>,
     current: Option<Receiving>,
@@ -313,20 +326,35 @@ pub struct SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    /// A writer into `staging_dir`, which must not exist or be empty.
+    /// A writer into `staging_dir`, which must not exist or be empty, through `std::fs`.
     pub fn new(staging_dir: &Path) -> Result<SnapshotWriter> {
-        if let Ok(mut entries) = std::fs::read_dir(staging_dir)
-            && entries.next().is_some()
-        {
-            return Err(StorageError::InvalidArgument(format!(
-                "snapshot staging directory {} is not empty",
-                staging_dir.display()
-            )));
+        SnapshotWriter::with_file_system(std_file_system(), staging_dir)
+    }
+
+    /// A writer into `staging_dir` (which must not exist or be empty) through
+    /// `file_system`.
+    pub fn with_file_system(
+        file_system: Arc<dyn FileSystem>,
+        staging_dir: &Path,
+    ) -> Result<SnapshotWriter> {
+        let listed = file_system.list(staging_dir);
+        match listed {
+            Ok(names) if !names.is_empty() => {
+                return Err(StorageError::InvalidArgument(format!(
+                    "snapshot staging directory {} is not empty",
+                    staging_dir.display()
+                )));
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StorageError::io("list snapshot staging", staging_dir, e)),
         }
         let sealed = staging_dir.join("sealed");
-        std::fs::create_dir_all(&sealed)
+        file_system
+            .create_dir_all(&sealed)
             .map_err(|e| StorageError::io("create snapshot staging", &sealed, e))?;
         Ok(SnapshotWriter {
+            file_system,
             dir: staging_dir.to_path_buf(),
             done: BTreeSet::new(),
             current: None,
@@ -338,7 +366,8 @@ impl SnapshotWriter {
     /// Writes one chunk. Refused without effect: a bad checksum or name, a chunk that is
     /// not the next one of the current file (or, between files, not offset 0 of a file
     /// not received yet), a file past `SNAPSHOT_FILE_BYTES_MAX`, too many files. An I/O
-    /// error fails the writer for good.
+    /// error fails the writer for good: this and every later call return
+    /// `StorageError::ReadOnly` (an I/O error on the first).
     pub async fn accept(&mut self, chunk: Chunk) -> Result<()> {
         if let Some(reason) = &self.failed {
             return Err(StorageError::ReadOnly(reason.clone()));
@@ -379,11 +408,9 @@ impl SnapshotWriter {
                     )));
                 }
                 let path = self.dir.join(&chunk.file);
-                let file = monoio::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .open(&path)
-                    .await
+                let file = self
+                    .file_system
+                    .create_new(&path)
                     .map_err(|e| self.fail(StorageError::io("create snapshot file", &path, e)))?;
                 self.current = Some(Receiving {
                     name: chunk.file.clone(),
@@ -394,7 +421,9 @@ impl SnapshotWriter {
         }
         let current = self.current.as_mut().expect("set above");
         let length = chunk.data.len() as u64;
-        let (written, _) = current.file.write_all_at(chunk.data, chunk.offset).await;
+        // Chunks of a file arrive in order (checked above), so the file is written
+        // sequentially.
+        let written = current.file.write_all(&chunk.data);
         let path = self.dir.join(&chunk.file);
         if let Err(e) = written {
             return Err(self.fail(StorageError::io("write snapshot file", &path, e)));
@@ -402,10 +431,8 @@ impl SnapshotWriter {
         current.next_offset += length;
         self.bytes += length;
         if chunk.last_of_file {
-            let current = self.current.take().expect("set above");
-            let synced = current.file.sync_all().await;
-            let closed = current.file.close().await;
-            if let Err(e) = synced.and(closed) {
+            let mut current = self.current.take().expect("set above");
+            if let Err(e) = current.file.sync_data() {
                 return Err(self.fail(StorageError::io("fsync snapshot file", &path, e)));
             }
             self.done.insert(current.name);
@@ -413,8 +440,11 @@ impl SnapshotWriter {
         Ok(())
     }
 
+    /// Fails the writer for good with `error` (an I/O error: what reached the disk is
+    /// unknown, so the receive must start again in an empty directory).
     fn fail(&mut self, error: StorageError) -> StorageError {
         self.failed = Some(error.to_string());
+        self.current = None;
         error
     }
 
@@ -435,8 +465,8 @@ impl SnapshotWriter {
         if !self.done.contains(MANIFEST_FILE) {
             return Err(ReplicationError::InvalidSnapshot("no MANIFEST received".into()).into());
         }
-        let manifest = Manifest::load(&self.dir)?;
-        deletion::load(&self.dir)?;
+        let manifest = Manifest::load_in(&*self.file_system, &self.dir)?;
+        deletion::load_in(&*self.file_system, &self.dir)?;
         let named: BTreeSet<String> = manifest
             .files
             .iter()
@@ -457,7 +487,7 @@ impl SnapshotWriter {
             .into());
         }
         for dir in [self.dir.join("sealed"), self.dir.clone()] {
-            sync_dir(&dir).await?;
+            sync_dir(&*self.file_system, &dir)?;
         }
         Ok(SnapshotInfo {
             dir: self.dir,
@@ -466,17 +496,4 @@ impl SnapshotWriter {
             bytes: self.bytes,
         })
     }
-}
-
-/// fsync of a directory through monoio.
-async fn sync_dir(dir: &Path) -> Result<()> {
-    let synced = async {
-        let file = monoio::fs::File::open(dir).await?;
-        let result = file.sync_all().await;
-        file.close().await?;
-        result
-    };
-    synced
-        .await
-        .map_err(|e| StorageError::io("fsync directory", dir, e))
 }

@@ -5,7 +5,14 @@
 //! restart. The documented way back to Running (`docs/operations.md`, "A full disk") is
 //! to free space and restart the server, which this test does.
 //!
-//! Mounting needs root (CAP_SYS_ADMIN); where it is refused the test says why and passes.
+//! A second test fails only the background flush: a one-page tmpfs, filled, mounted over
+//! the region's `sealed/` directory while the WAL keeps its room. The flush fails with
+//! ENOSPC on a pool thread, the region turns read-only, writes answer 600 and `SHOW
+//! CLUSTER` shows the DataNode `ReadOnly`; nothing acknowledged is lost, and a restart
+//! with room again is back to `Running`. No test-only hook in the server: the fault is a
+//! real full file system, placed where only the flush writes.
+//!
+//! Mounting needs root (CAP_SYS_ADMIN); where it is refused a test says why and passes.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -14,7 +21,7 @@ use iotdb_net::{
     CreateDatabase, DataType, RawQuery, SeriesSelection, StatusCode, Value, WireTablet,
 };
 use iotdb_tests::model::rows_of;
-use iotdb_tests::{TestServer, server_options};
+use iotdb_tests::{ServerOptions, TestServer, server_options};
 
 /// Size of the file system the data directory lives on.
 const TMPFS_BYTES: u64 = 48 << 20;
@@ -28,15 +35,25 @@ const WRITES_MAX: i64 = 2000;
 
 /// A tmpfs mounted for the test, unmounted on drop.
 struct TmpfsMount {
-    dir: tempfile::TempDir,
+    path: PathBuf,
+    /// The mount point when the test made one (removed after the unmount).
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl TmpfsMount {
+    /// A tmpfs of `bytes` on a fresh directory.
     fn new(bytes: u64) -> Result<TmpfsMount, String> {
         let dir = tempfile::tempdir().map_err(|error| error.to_string())?;
+        let mut mount = TmpfsMount::at(dir.path(), bytes)?;
+        mount._dir = Some(dir);
+        Ok(mount)
+    }
+
+    /// A tmpfs of `bytes` over the existing directory `path`.
+    fn at(path: &Path, bytes: u64) -> Result<TmpfsMount, String> {
         let output = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
+            .arg(path)
             .output()
             .map_err(|error| format!("running mount: {error}"))?;
         if !output.status.success() {
@@ -46,23 +63,23 @@ impl TmpfsMount {
                 String::from_utf8_lossy(&output.stderr).trim()
             ));
         }
-        Ok(TmpfsMount { dir })
+        Ok(TmpfsMount {
+            path: path.to_path_buf(),
+            _dir: None,
+        })
     }
 
     fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
     }
 }
 
 impl Drop for TmpfsMount {
     fn drop(&mut self) {
-        let status = Command::new("umount").arg(self.dir.path()).status();
+        let status = Command::new("umount").arg(&self.path).status();
         if !matches!(status, Ok(status) if status.success()) {
             // Something still holds it: detach it now, the kernel frees it when let go.
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
+            let _ = Command::new("umount").arg("-l").arg(&self.path).status();
         }
     }
 }
@@ -143,6 +160,20 @@ fn data_node_status(client: &mut iotdb_net::BlockingClient) -> String {
         .expect("a DataNode row")
 }
 
+/// A server with `options` and the test's database, and a client of it.
+fn start_with_database(options: ServerOptions) -> (TestServer, iotdb_net::BlockingClient) {
+    let server = TestServer::start(options).expect("start the server");
+    let mut client = server.client().expect("connect");
+    client
+        .create_database(CreateDatabase {
+            name: "root.full".to_owned(),
+            ttl_ms: None,
+            data_region_group_num: None,
+        })
+        .expect("create database");
+    (server, client)
+}
+
 fn fill_ballast(path: &Path) {
     std::fs::write(path, vec![0x5a; BALLAST_BYTES]).expect("write the ballast file");
 }
@@ -164,15 +195,7 @@ fn a_full_disk_makes_writes_read_only_loses_nothing_and_a_restart_recovers() {
         // Flushes (from 8 MiB, a third of the shard's budget) write sealed files while the
         // disk fills, too.
         .config_toml("shard_write_memory_bytes = 25165824");
-    let mut server = TestServer::start(options).expect("start the server");
-    let mut client = server.client().expect("connect");
-    client
-        .create_database(CreateDatabase {
-            name: "root.full".to_owned(),
-            ttl_ms: None,
-            data_region_group_num: None,
-        })
-        .expect("create database");
+    let (mut server, mut client) = start_with_database(options);
 
     // Ingest until a write fails; everything before it was acknowledged.
     let mut acknowledged_end = 0;
@@ -210,8 +233,17 @@ fn a_full_disk_makes_writes_read_only_loses_nothing_and_a_restart_recovers() {
     // the full disk; recovery replays the WAL either way.)
     server.kill().expect("kill");
     std::fs::remove_file(&ballast).expect("free space");
-    server.restart().expect("restart after freeing space");
-    assert_all_readable(&server, acknowledged_end, "after the restart");
+    back_to_running(&mut server, acknowledged_end);
+    drop(server);
+    drop(mount);
+}
+
+/// After a kill, with room again: a restart recovers every acknowledged point (times
+/// `0..acknowledged_end`), the DataNode is `Running`, a write and a flush succeed, and a
+/// clean stop and second restart keep everything.
+fn back_to_running(server: &mut TestServer, mut acknowledged_end: i64) {
+    server.restart().expect("restart with room again");
+    assert_all_readable(server, acknowledged_end, "after the restart");
     let mut client = server.client().expect("connect");
     assert_eq!(
         data_node_status(&mut client),
@@ -222,11 +254,115 @@ fn a_full_disk_makes_writes_read_only_loses_nothing_and_a_restart_recovers() {
         .insert_tablets(&[tablet(acknowledged_end)])
         .expect("Running again: writes succeed");
     acknowledged_end += ROWS_PER_WRITE;
-    assert_all_readable(&server, acknowledged_end, "after a new write");
+    client.execute_sql("FLUSH").expect("a flush with room");
+    assert_all_readable(server, acknowledged_end, "after a new write");
     drop(client);
     server.stop().expect("a clean stop");
     server.restart().expect("a second restart");
-    assert_all_readable(&server, acknowledged_end, "after a clean restart");
-    drop(server);
+    assert_all_readable(server, acknowledged_end, "after a clean restart");
+}
+
+/// How long the test waits for the failed flush to show (the region's next tick, then the
+/// status gauge).
+const READ_ONLY_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// The one region directory of the server's DataNode.
+fn only_region_dir(data_dir: &Path) -> PathBuf {
+    let regions = data_dir.join("datanode").join("data");
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(&regions)
+        .expect("list the region directories")
+        .map(|entry| entry.expect("a directory entry").path())
+        .filter(|path| path.is_dir() && path.join("sealed").is_dir())
+        .collect();
+    assert_eq!(
+        dirs.len(),
+        1,
+        "one region in {}: {dirs:?}",
+        regions.display()
+    );
+    dirs.remove(0)
+}
+
+/// Fills the file system of `dir` with one file until it refuses more.
+fn fill_up(dir: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(dir.join("ballast")).expect("create the ballast");
+    let block = vec![0x5a; 4096];
+    while file.write_all(&block).is_ok() {}
+}
+
+#[test]
+fn a_failed_background_flush_turns_the_datanode_read_only() {
+    let root = tempfile::tempdir().expect("a data directory");
+    let options = server_options!()
+        .cores(1)
+        .data_dir(root.path().join("data"));
+    let (mut server, mut client) = start_with_database(options);
+    client
+        .insert_tablets(&[tablet(0)])
+        .expect("the first write creates the region");
+    let mut acknowledged_end = ROWS_PER_WRITE;
+    let sealed = only_region_dir(&server.data_dir()).join("sealed");
+    assert_eq!(
+        std::fs::read_dir(&sealed).expect("list sealed/").count(),
+        0,
+        "nothing was flushed yet"
+    );
+    let mount = match TmpfsMount::at(&sealed, 4096) {
+        Ok(mount) => mount,
+        Err(reason) => {
+            eprintln!("skipping the failed-flush test: {reason}");
+            return;
+        }
+    };
+    fill_up(mount.path());
+
+    // The flush fails on the pool; a statement that reports it reports the typed 600.
+    if let Err(error) = client.execute_sql("FLUSH") {
+        assert_eq!(
+            error.status_code(),
+            Some(StatusCode::SYSTEM_READ_ONLY),
+            "FLUSH onto a full sealed/ answered {error}"
+        );
+    }
+    let deadline = std::time::Instant::now() + READ_ONLY_WAIT;
+    let refused = loop {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "writes still succeed {READ_ONLY_WAIT:?} after the flush failed"
+        );
+        match client.insert_tablets(&[tablet(acknowledged_end)]) {
+            Ok(()) => acknowledged_end += ROWS_PER_WRITE,
+            Err(error) => break error,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(
+        refused.status_code(),
+        Some(StatusCode::SYSTEM_READ_ONLY),
+        "a failed flush makes writes a typed read-only error, not {refused}"
+    );
+    loop {
+        let status = data_node_status(&mut client);
+        if status == "ReadOnly" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "SHOW CLUSTER still says {status} after the flush failed"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_all_readable(
+        &server,
+        acknowledged_end,
+        "read-only after the failed flush",
+    );
+    drop(client);
+
+    // The way back: room for sealed files again (the tiny mount goes; nothing the
+    // manifest names was on it), then a restart replays the WAL.
+    server.kill().expect("kill");
     drop(mount);
+    back_to_running(&mut server, acknowledged_end);
 }

@@ -27,12 +27,17 @@
 //!
 //! The journal is shared by the ConfigNode state and by SchemaRegions; it is
 //! owned by whichever single thread drives that state machine.
+//!
+//! Every file operation goes through the storage engine's
+//! [`FileSystem`] seam (`std::fs` in production, [`Journal::open`]; a fault-injecting
+//! one in tests, [`Journal::open_in`]), so that a test can fail any of them.
 
+use iotdb_storage::file_system::{FileSystem, WritableFile, std_file_system};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 const SNAPSHOT_MAGIC: &[u8; 8] = b"IOTDBSN1";
 const LOG_MAGIC: &[u8; 8] = b"IOTDBJL1";
@@ -109,12 +114,12 @@ pub struct Recovered<S, R> {
 }
 
 /// An open snapshot + log pair. See the module docs for the format.
-#[derive(Debug)]
 pub struct Journal {
+    file_system: Arc<dyn FileSystem>,
     dir: PathBuf,
     snapshot_path: PathBuf,
     log_path: PathBuf,
-    log: File,
+    log: Box<dyn WritableFile>,
     /// Index the next appended record gets.
     next_index: u64,
     /// Records in the log after the latest snapshot.
@@ -126,37 +131,65 @@ pub struct Journal {
     unsynced: bool,
 }
 
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Journal")
+            .field("log_path", &self.log_path)
+            .field("next_index", &self.next_index)
+            .field("records_since_snapshot", &self.records_since_snapshot)
+            .field("failed", &self.failed)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Journal {
-    /// Opens (creating if needed) the store `name` in `dir`, recovering the
-    /// snapshot and the records after it.
+    /// Opens (creating if needed) the store `name` in `dir` through `std::fs`,
+    /// recovering the snapshot and the records after it.
     pub fn open<S: DeserializeOwned, R: DeserializeOwned>(
         dir: &Path,
         name: &str,
     ) -> Result<(Journal, Recovered<S, R>), JournalError> {
-        fs::create_dir_all(dir).map_err(io_error("create directory", dir))?;
+        Journal::open_in(std_file_system(), dir, name)
+    }
+
+    /// [`Journal::open`] through `file_system`, which every later operation of the
+    /// journal uses too.
+    pub fn open_in<S: DeserializeOwned, R: DeserializeOwned>(
+        file_system: Arc<dyn FileSystem>,
+        dir: &Path,
+        name: &str,
+    ) -> Result<(Journal, Recovered<S, R>), JournalError> {
+        let fs = &*file_system;
+        fs.create_dir_all(dir)
+            .map_err(io_error("create directory", dir))?;
         let snapshot_path = dir.join(format!("{name}.snapshot"));
         let log_path = dir.join(format!("{name}.log"));
         for stale in [tmp_path(&snapshot_path), tmp_path(&log_path)] {
-            if stale.exists() {
-                fs::remove_file(&stale).map_err(io_error("remove stale file", &stale))?;
+            if fs.exists(&stale).map_err(io_error("look for", &stale))? {
+                fs.remove_file(&stale)
+                    .map_err(io_error("remove stale file", &stale))?;
             }
         }
-        let (snapshot_index, snapshot) = match read_snapshot::<S>(&snapshot_path)? {
+        let (snapshot_index, snapshot) = match read_snapshot::<S>(fs, &snapshot_path)? {
             Some((index, state)) => (index, Some(state)),
             None => (0, None),
         };
-        if !log_path.exists() {
-            write_atomically(dir, &log_path, LOG_MAGIC)?;
+        if !fs
+            .exists(&log_path)
+            .map_err(io_error("look for", &log_path))?
+        {
+            write_atomically_in(fs, dir, &log_path, LOG_MAGIC)?;
         }
-        let (records, next_index) = read_log::<R>(&log_path, snapshot_index)?;
-        let log = OpenOptions::new()
-            .append(true)
-            .open(&log_path)
+        let (records, next_index) = read_log::<R>(fs, &log_path, snapshot_index)?;
+        let mut log = fs
+            .open_append(&log_path)
             .map_err(io_error("open log", &log_path))?;
         // The recovered records may sit only in the page cache (a process crash before
         // their sync): make them durable before anything is acknowledged on top of them.
         log.sync_data().map_err(io_error("sync log", &log_path))?;
         let journal = Journal {
+            file_system,
             dir: dir.to_path_buf(),
             snapshot_path,
             log_path,
@@ -235,13 +268,13 @@ impl Journal {
         bytes.extend_from_slice(&(payload.len() as u64).to_le_bytes());
         bytes.extend_from_slice(&checksum(index, &payload).to_le_bytes());
         bytes.extend_from_slice(&payload);
-        write_atomically(&self.dir, &self.snapshot_path, &bytes)?;
+        let fs = &*self.file_system;
+        write_atomically_in(fs, &self.dir, &self.snapshot_path, &bytes)?;
         // A crash here leaves the old log beside the new snapshot; recovery
         // skips its records because their indexes are covered.
-        write_atomically(&self.dir, &self.log_path, LOG_MAGIC)?;
-        self.log = OpenOptions::new()
-            .append(true)
-            .open(&self.log_path)
+        write_atomically_in(fs, &self.dir, &self.log_path, LOG_MAGIC)?;
+        self.log = fs
+            .open_append(&self.log_path)
             .map_err(io_error("open log", &self.log_path))?;
         self.records_since_snapshot = 0;
         Ok(())
@@ -286,41 +319,47 @@ fn tmp_path(path: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Replaces `path` with `bytes`: write a temporary file, sync it, rename it
-/// over `path`, sync the directory.
+/// Replaces `path` with `bytes` through `std::fs`: [`write_atomically_in`].
 pub(crate) fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> Result<(), JournalError> {
-    let tmp = tmp_path(path);
-    let mut file = File::create(&tmp).map_err(io_error("create", &tmp))?;
-    file.write_all(bytes).map_err(io_error("write", &tmp))?;
-    file.sync_all().map_err(io_error("sync", &tmp))?;
-    drop(file);
-    fs::rename(&tmp, path).map_err(io_error("rename into place", path))?;
-    File::open(dir)
-        .and_then(|directory| directory.sync_all())
-        .map_err(io_error("sync directory", dir))
+    write_atomically_in(&*std_file_system(), dir, path, bytes)
 }
 
-fn read_snapshot<S: DeserializeOwned>(path: &Path) -> Result<Option<(u64, S)>, JournalError> {
-    let mut file = match File::open(path) {
-        Ok(file) => file,
+/// Replaces `path` with `bytes`: write a temporary file, sync it, rename it
+/// over `path`, sync the directory.
+fn write_atomically_in(
+    fs: &dyn FileSystem,
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<(), JournalError> {
+    let tmp = tmp_path(path);
+    let mut file = fs.create(&tmp).map_err(io_error("create", &tmp))?;
+    file.write_all(bytes).map_err(io_error("write", &tmp))?;
+    file.sync_data().map_err(io_error("sync", &tmp))?;
+    drop(file);
+    fs.rename(&tmp, path)
+        .map_err(io_error("rename into place", path))?;
+    fs.sync_dir(dir).map_err(io_error("sync directory", dir))
+}
+
+fn read_snapshot<S: DeserializeOwned>(
+    fs: &dyn FileSystem,
+    path: &Path,
+) -> Result<Option<(u64, S)>, JournalError> {
+    let file_bytes = match fs.file_bytes(path) {
+        Ok(bytes) => bytes,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(io_error("open snapshot", path)(error)),
+        Err(error) => return Err(io_error("stat snapshot", path)(error)),
     };
     let corrupt = |offset: u64, reason: String| JournalError::Corrupt {
         path: path.to_path_buf(),
         offset,
         reason,
     };
-    let file_bytes = file
-        .metadata()
-        .map_err(io_error("stat snapshot", path))?
-        .len();
     if file_bytes > SNAPSHOT_BYTES_MAX + SNAPSHOT_HEADER_BYTES as u64 {
         return Err(corrupt(0, format!("{file_bytes} bytes exceeds the limit")));
     }
-    let mut bytes = Vec::with_capacity(file_bytes as usize);
-    file.read_to_end(&mut bytes)
-        .map_err(io_error("read snapshot", path))?;
+    let bytes = fs.read(path).map_err(io_error("read snapshot", path))?;
     let Some((header, payload)) = bytes.split_at_checked(SNAPSHOT_HEADER_BYTES) else {
         return Err(corrupt(0, "shorter than its header".into()));
     };
@@ -347,10 +386,11 @@ fn read_snapshot<S: DeserializeOwned>(path: &Path) -> Result<Option<(u64, S)>, J
 /// Reads the log's records after `snapshot_index`, truncating a torn tail;
 /// returns them and the index the next record gets.
 fn read_log<R: DeserializeOwned>(
+    fs: &dyn FileSystem,
     path: &Path,
     snapshot_index: u64,
 ) -> Result<(Vec<R>, u64), JournalError> {
-    let bytes = fs::read(path).map_err(io_error("read log", path))?;
+    let bytes = fs.read(path).map_err(io_error("read log", path))?;
     let corrupt = |offset: usize, reason: String| JournalError::Corrupt {
         path: path.to_path_buf(),
         offset: offset as u64,
@@ -411,12 +451,7 @@ fn read_log<R: DeserializeOwned>(
         offset += end;
     }
     if torn {
-        let file = OpenOptions::new()
-            .write(true)
-            .open(path)
-            .map_err(io_error("open log for truncation", path))?;
-        file.set_len(offset as u64)
-            .and_then(|()| file.sync_all())
+        fs.truncate(path, offset as u64)
             .map_err(io_error("truncate torn log tail", path))?;
     }
     let next_index =
@@ -427,6 +462,7 @@ fn read_log<R: DeserializeOwned>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs::{self, OpenOptions};
 
     type Opened = (Journal, Recovered<Vec<u32>, u32>);
 

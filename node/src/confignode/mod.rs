@@ -36,6 +36,8 @@ pub mod store;
 pub mod views;
 
 #[cfg(test)]
+pub(crate) mod journal_faults;
+#[cfg(test)]
 mod raft_sim_tests;
 #[cfg(test)]
 mod sim_tests;

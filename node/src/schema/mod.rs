@@ -20,6 +20,8 @@ mod error;
 mod region;
 
 #[cfg(test)]
+mod journal_faults;
+#[cfg(test)]
 mod tests;
 
 pub use error::{Result, SchemaError};

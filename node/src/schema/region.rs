@@ -348,7 +348,18 @@ impl SchemaRegion {
     /// Opens (creating on first use) the schema region of `database` in
     /// `dir`, restoring its snapshot and replaying its log.
     pub fn open(dir: &Path, database: &str) -> Result<SchemaRegion> {
-        let (journal, recovered) = Journal::open::<Snapshot, SchemaCommand>(dir, JOURNAL_NAME)?;
+        SchemaRegion::open_in(iotdb_storage::file_system::std_file_system(), dir, database)
+    }
+
+    /// [`SchemaRegion::open`] with its journal's files written through `file_system`
+    /// (tests inject faults this way).
+    pub fn open_in(
+        file_system: std::sync::Arc<dyn iotdb_storage::file_system::FileSystem>,
+        dir: &Path,
+        database: &str,
+    ) -> Result<SchemaRegion> {
+        let (journal, recovered) =
+            Journal::open_in::<Snapshot, SchemaCommand>(file_system, dir, JOURNAL_NAME)?;
         let fresh = recovered.snapshot.is_none();
         let mut region = SchemaRegion {
             database: database.to_string(),

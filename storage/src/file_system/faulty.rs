@@ -34,9 +34,15 @@ use super::{FileSystem, WritableFile};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OperationKind {
     Create,
+    /// Opening an existing file to append to it.
+    OpenAppend,
     Write,
+    /// Cutting a file short (and syncing its new length).
+    Truncate,
     SyncData,
     Read,
+    /// Asking a file's length.
+    FileBytes,
     Exists,
     List,
     CreateDir,
@@ -102,6 +108,92 @@ impl Fault {
                 .as_ref()
                 .is_none_or(|part| path.to_string_lossy().contains(part.as_str()))
     }
+}
+
+/// One fault to try in a test that faults every operation index of a scenario.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultCase {
+    /// The operation index (counted from the injection) that fails.
+    pub index: usize,
+    pub kind: FaultKind,
+    /// Whether a power loss follows (else the process stops and the OS keeps everything).
+    pub power_loss: bool,
+}
+
+/// The faults to try at `count` operation indexes: a crash and a power loss at each, and
+/// with `other_kinds` one of ENOSPC, EIO and a short write (rotating) followed by a
+/// process stop. With `FILE_FAULT_KINDS=all` in the environment (long runs): every kind
+/// at every index, each both ways.
+pub fn fault_cases(count: usize, other_kinds: bool) -> Vec<FaultCase> {
+    let all = std::env::var("FILE_FAULT_KINDS").is_ok_and(|v| v == "all");
+    let others = [FaultKind::NoSpace, FaultKind::Io, FaultKind::ShortWrite];
+    let case = |index, kind, power_loss| FaultCase {
+        index,
+        kind,
+        power_loss,
+    };
+    let mut cases = Vec::new();
+    for index in 0..count {
+        if all {
+            for kind in [FaultKind::Crash].iter().chain(&others) {
+                cases.push(case(index, *kind, true));
+                cases.push(case(index, *kind, false));
+            }
+        } else {
+            cases.push(case(index, FaultKind::Crash, true));
+            if other_kinds {
+                cases.push(case(index, others[index % others.len()], false));
+            }
+        }
+    }
+    cases
+}
+
+/// Runs `run` once per case of `cases`, with the case's fault (armed at its index),
+/// whether a power loss follows, and a description naming the operation at that index in
+/// `operations` (the counting run's). A case that panics is reported by its description
+/// before the panic goes on. Prints how many runs there were and returns how many saw
+/// their fault fire (`run`'s answer).
+pub fn run_fault_cases(
+    label: &str,
+    operations: &[(OperationKind, PathBuf)],
+    cases: &[FaultCase],
+    mut run: impl FnMut(Fault, bool, &str) -> bool,
+) -> usize {
+    let started = std::time::Instant::now();
+    let mut fired = 0;
+    for case in cases {
+        let operation = operations.get(case.index).map_or_else(
+            || "(beyond the counting run's operations)".to_string(),
+            |(kind, path)| format!("{kind:?} {}", path.display()),
+        );
+        let when = format!(
+            "{label}: {:?} at operation {} of {} ({operation}), power loss {}",
+            case.kind,
+            case.index,
+            operations.len(),
+            case.power_loss
+        );
+        let fault = Fault::at(case.index as u64, case.kind);
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run(fault, case.power_loss, &when)
+        }));
+        match outcome {
+            Ok(true) => fired += 1,
+            Ok(false) => {}
+            Err(panic) => {
+                eprintln!("{when}: failed");
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+    eprintln!(
+        "{label}: {} faulted runs over {} operations ({fired} faults fired) in {:?}",
+        cases.len(),
+        operations.len(),
+        started.elapsed()
+    );
+    fired
 }
 
 /// A directory operation a power loss may undo.
@@ -381,9 +473,41 @@ impl FileSystem for FaultyFileSystem {
         self.open_for_write(path, false)
     }
 
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        self.begin(OperationKind::OpenAppend, path)?;
+        let file = std::fs::File::options().append(true).open(path)?;
+        let len = file.metadata()?.len();
+        // What the file held when it was opened is durable (or already tracked); what is
+        // appended is not until a sync.
+        self.lock()
+            .synced_bytes
+            .entry(path.to_path_buf())
+            .or_insert(len);
+        Ok(Box::new(FaultyFile {
+            file_system: self.clone(),
+            path: path.to_path_buf(),
+            file,
+        }))
+    }
+
+    fn truncate(&self, path: &Path, bytes: u64) -> io::Result<()> {
+        self.begin(OperationKind::Truncate, path)?;
+        let file = std::fs::File::options().write(true).open(path)?;
+        file.set_len(bytes)?;
+        file.sync_all()?;
+        // The fsync made every byte left durable.
+        self.lock().synced_bytes.insert(path.to_path_buf(), bytes);
+        Ok(())
+    }
+
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         self.begin(OperationKind::Read, path)?;
         std::fs::read(path)
+    }
+
+    fn file_bytes(&self, path: &Path) -> io::Result<u64> {
+        self.begin(OperationKind::FileBytes, path)?;
+        super::StdFileSystem.file_bytes(path)
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {

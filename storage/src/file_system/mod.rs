@@ -1,6 +1,8 @@
 //! The seam between the engine and the files it writes off the WAL: sealed files, MANIFEST,
-//! MODS, the removal of replaced files, and a snapshot install (its staging directory and
-//! `INSTALL` marker).
+//! MODS, the removal of replaced files, TTL expiry, a received snapshot
+//! (`transfer::SnapshotWriter`) and a snapshot install (its staging directory and
+//! `INSTALL` marker). The node crate's journal (the ConfigNode's state and each
+//! single-replica SchemaRegion) writes through it too.
 //!
 //! ```text
 //!  region (shard) ── plans ──► background pool ──► FileSystem ──► StdFileSystem (std::fs)
@@ -47,8 +49,15 @@ pub trait FileSystem: Send + Sync + std::fmt::Debug {
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
     /// Creates `path` for writing, truncating it if it exists.
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Opens the existing file `path` for writing at its end (a journal's log).
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Cuts the existing file `path` to `bytes` and makes that length durable (a
+    /// journal dropping a torn tail).
+    fn truncate(&self, path: &Path, bytes: u64) -> io::Result<()>;
     /// The whole file.
     fn read(&self, path: &Path) -> io::Result<Vec<u8>>;
+    /// The file's length in bytes (checked against a limit before a [`FileSystem::read`]).
+    fn file_bytes(&self, path: &Path) -> io::Result<u64>;
     /// Whether `path` exists (without following a symbolic link).
     fn exists(&self, path: &Path) -> io::Result<bool>;
     /// The names of the entries of `dir`.
@@ -108,8 +117,23 @@ impl FileSystem for StdFileSystem {
         Ok(Box::new(StdFile(std::fs::File::create(path)?)))
     }
 
+    fn open_append(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        let file = std::fs::File::options().append(true).open(path)?;
+        Ok(Box::new(StdFile(file)))
+    }
+
+    fn truncate(&self, path: &Path, bytes: u64) -> io::Result<()> {
+        let file = std::fs::File::options().write(true).open(path)?;
+        file.set_len(bytes)?;
+        file.sync_all()
+    }
+
     fn read(&self, path: &Path) -> io::Result<Vec<u8>> {
         std::fs::read(path)
+    }
+
+    fn file_bytes(&self, path: &Path) -> io::Result<u64> {
+        Ok(std::fs::metadata(path)?.len())
     }
 
     fn exists(&self, path: &Path) -> io::Result<bool> {

@@ -65,6 +65,7 @@ use crate::types::{DataType, PointColumn, SeriesKey, Tablet, TimeRange, Timestam
 use crate::wal::{Wal, WalOptions, WalRecord};
 
 pub use deletion::Deletion;
+pub(crate) use manifest::sync_dir;
 pub use manifest::{FileEntry, FileKind, Manifest};
 pub use replication::{LogEntry, LogRead};
 

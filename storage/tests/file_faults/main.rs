@@ -23,13 +23,21 @@
 //! By default every index gets a crash followed by a power loss, and the first scenario's
 //! indexes one of the other kinds each (rotating) followed by a process stop;
 //! `FILE_FAULT_KINDS=all` runs every kind at every index, each both ways (about 4× longer).
+//!
+//! The modules fault other writers through the same seam: a replica receiving a
+//! snapshot (`snapshot_receive`) and TTL expiry (`ttl_expiry`).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use iotdb_storage::file_system::faulty::{Fault, FaultKind, FaultyFileSystem, OperationKind};
+use iotdb_storage::file_system::faulty::{
+    Fault, FaultKind, FaultyFileSystem, OperationKind, fault_cases, run_fault_cases,
+};
+
+mod snapshot_receive;
+mod ttl_expiry;
 use iotdb_storage::{
     Region, RegionConfig, SeriesKey, StorageError, Tablet, TabletColumn, TimeRange, Values,
 };
@@ -343,13 +351,6 @@ fn run(root: &Path, scenario: Scenario, fault: Option<Fault>, power_loss: bool) 
     Run { operations, fired }
 }
 
-fn describe(operations: &[(OperationKind, std::path::PathBuf)], index: usize) -> String {
-    operations.get(index).map_or_else(
-        || "(beyond this run's operations)".into(),
-        |(kind, path)| format!("{kind:?} {}", path.display()),
-    )
-}
-
 /// Every operation index of the faulted part: a crash followed by a power loss at each,
 /// and one of ENOSPC, EIO and a short write (rotating) followed by a process stop.
 #[test]
@@ -377,43 +378,16 @@ fn fault_at_every_operation(scenario: Scenario, operations_min: usize, other_kin
         "{scenario:?} performs more operations: {:?}",
         baseline.operations
     );
-    let all = std::env::var("FILE_FAULT_KINDS").is_ok_and(|v| v == "all");
-    let others = [FaultKind::NoSpace, FaultKind::Io, FaultKind::ShortWrite];
-    let mut cases = Vec::new();
-    for index in 0..count {
-        if all {
-            for kind in [FaultKind::Crash].iter().chain(&others) {
-                cases.push((index, *kind, true));
-                cases.push((index, *kind, false));
-            }
-        } else {
-            cases.push((index, FaultKind::Crash, true));
-            if other_kinds {
-                cases.push((index, others[index % others.len()], false));
-            }
-        }
-    }
-    let started = Instant::now();
-    let mut fired = 0;
-    for &(index, kind, power_loss) in &cases {
-        let dir = temp_dir();
-        let fault = Fault::at(index as u64, kind);
-        match std::panic::catch_unwind(|| run(dir.path(), scenario, Some(fault), power_loss)) {
-            Ok(result) => fired += usize::from(result.fired),
-            Err(panic) => {
-                eprintln!(
-                    "{scenario:?}: {kind:?} at operation {index} of {count} ({}), \
-                     power loss {power_loss}: failed",
-                    describe(&baseline.operations, index)
-                );
-                std::panic::resume_unwind(panic);
-            }
-        }
-    }
-    eprintln!(
-        "{scenario:?}: {} faulted runs over {count} operations ({fired} faults fired) in {:?}",
-        cases.len(),
-        started.elapsed()
+    let cases = fault_cases(count, other_kinds);
+    let label = format!("{scenario:?}");
+    let fired = run_fault_cases(
+        &label,
+        &baseline.operations,
+        &cases,
+        |fault, power_loss, _| {
+            let dir = temp_dir();
+            run(dir.path(), scenario, Some(fault), power_loss).fired
+        },
     );
     // Background timing may shift an operation or two between runs; nearly every armed
     // fault must still meet one.
