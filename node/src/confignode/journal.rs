@@ -286,6 +286,11 @@ impl Journal {
         self.deferred_sync = true;
     }
 
+    /// Whether an earlier write or sync failed (the journal must be reopened).
+    pub fn has_failed(&self) -> bool {
+        self.failed
+    }
+
     /// Syncs deferred appends and ends deferral.
     pub fn sync(&mut self) -> Result<(), JournalError> {
         self.deferred_sync = false;

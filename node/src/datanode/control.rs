@@ -765,8 +765,21 @@ impl ControlPlane {
         if let Some(elsewhere) = self.holder_elsewhere(group) {
             return Ok(Some(SchemaPlace::Elsewhere(elsewhere)));
         }
-        self.schema_region(group.0, &database)
+        let region = self
+            .schema_region(group.0, &database)
             .map_err(|e| Status::internal(format!("{e:#}")))?;
+        if region.has_failed() {
+            // The failed batch's series are still in memory but not durable: serving them
+            // would acknowledge writes to series a restart may not know.
+            return Err(Status::new(
+                StatusCode::SYSTEM_READ_ONLY,
+                format!(
+                    "schema region group {} on DataNode {} stopped after a failed journal \
+                     write; free disk space and restart that DataNode",
+                    group.0, self.data_node_id
+                ),
+            ));
+        }
         if let Some(elsewhere) = self.schema_leader_elsewhere(group.0)? {
             return Ok(Some(SchemaPlace::Elsewhere(elsewhere)));
         }

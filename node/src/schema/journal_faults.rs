@@ -91,6 +91,7 @@ fn scenario(file_system: Arc<dyn FileSystem>, dir: &Path) -> Outcome {
             "a failed region answered {refused:?}"
         );
         assert!(region.measurement(DEVICE, "refused").is_none());
+        assert!(region.has_failed(), "a failed region does not say so");
     }
     outcome
 }

@@ -580,6 +580,12 @@ impl SchemaRegion {
         }
     }
 
+    /// Whether its own journal failed a write or sync: the series it holds in memory may
+    /// include some that are not durable, so it must not serve until reopened from disk.
+    pub fn has_failed(&self) -> bool {
+        matches!(&self.log, Log::Journal(journal) if journal.has_failed())
+    }
+
     /// Makes the batch durable (a replicated region's changes are durable once
     /// committed).
     pub fn end_batch(&mut self) -> Result<()> {
