@@ -221,6 +221,9 @@ fn run_data_node(
     let data_node_id = control.data_node_id();
     let config_node_id = control.config_node_id();
     let route = Arc::new(SharedRoute::new(control.route_view()));
+    let read_only_reported = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut control = control;
+    control.share_read_only_flag(read_only_reported.clone());
     let (control_thread, control) =
         ControlThread::start(control, route.clone()).context("starting the control thread")?;
     let clustered = member.is_some();
@@ -244,7 +247,7 @@ fn run_data_node(
         connections: AtomicUsize::new(0),
         sessions: AtomicU64::new(0),
         control,
-        read_only_reported: std::sync::atomic::AtomicBool::new(false),
+        read_only_reported,
         cluster: member,
         metrics: metrics.clone(),
     });

@@ -12,6 +12,10 @@
 //! with room again is back to `Running`. No test-only hook in the server: the fault is a
 //! real full file system, placed where only the flush writes.
 //!
+//! A third fills the disk under a SchemaRegion's own journal by creating series: the
+//! statement that does not fit fails, the SchemaRegion then answers 600 and the DataNode is
+//! `ReadOnly`; restarted with room, every acknowledged series is there.
+//!
 //! Mounting needs root (CAP_SYS_ADMIN); where it is refused a test says why and passes.
 
 use std::path::{Path, PathBuf};
@@ -365,4 +369,90 @@ fn a_failed_background_flush_turns_the_datanode_read_only() {
     server.kill().expect("kill");
     drop(mount);
     back_to_running(&mut server, acknowledged_end);
+}
+
+/// A full disk under the SchemaRegion's own journal: new series of a known device write
+/// only that journal. The first append that does not fit fails its statement; from then
+/// on the SchemaRegion answers 600 (its memory may hold series that are not durable) and
+/// `SHOW CLUSTER` shows the DataNode `ReadOnly`. Freed and restarted, every series whose
+/// creation was acknowledged is there and the DataNode is `Running`.
+#[test]
+fn a_failed_schema_journal_turns_the_datanode_read_only() {
+    let mount = match TmpfsMount::new(16 << 20) {
+        Ok(mount) => mount,
+        Err(reason) => {
+            eprintln!("skipping the schema-journal test: {reason}");
+            return;
+        }
+    };
+    let options = server_options!()
+        .cores(1)
+        .data_dir(mount.path().join("data"));
+    let (mut server, mut client) = start_with_database(options);
+    client
+        .insert_tablets(&[tablet(0)])
+        .expect("the first write creates the device and its regions");
+    fill_up(mount.path());
+    let mut created: Vec<String> = Vec::new();
+    let failure = loop {
+        assert!(
+            created.len() < 100_000,
+            "100,000 series created on a full file system"
+        );
+        let name = format!("x{}", created.len());
+        let sql = format!("CREATE TIMESERIES {DEVICE}.{name} WITH DATATYPE=INT64");
+        match client.execute_sql(&sql) {
+            Ok(_) => created.push(name),
+            Err(error) => break error,
+        }
+    };
+    eprintln!(
+        "the schema journal failed after {} series: {failure}",
+        created.len()
+    );
+    let refused = client
+        .execute_sql(&format!(
+            "CREATE TIMESERIES {DEVICE}.late WITH DATATYPE=INT64"
+        ))
+        .expect_err("a failed SchemaRegion refuses");
+    assert_eq!(
+        refused.status_code(),
+        Some(StatusCode::SYSTEM_READ_ONLY),
+        "after a failed journal write: {refused}"
+    );
+    assert_eq!(data_node_status(&mut client), "ReadOnly", "SHOW CLUSTER");
+    drop(client);
+
+    server.kill().expect("kill");
+    std::fs::remove_file(mount.path().join("ballast")).expect("free space");
+    server.restart().expect("restart with room again");
+    let mut client = server.client().expect("connect");
+    assert_eq!(
+        data_node_status(&mut client),
+        "Running",
+        "after the restart"
+    );
+    let shown = client
+        .execute_sql(&format!("SHOW TIMESERIES {DEVICE}.**"))
+        .expect("show timeseries");
+    let names: Vec<String> = shown
+        .rows
+        .iter()
+        .filter_map(|row| match &row[0] {
+            Some(Value::Text(bytes)) => Some(String::from_utf8_lossy(bytes).into_owned()),
+            _ => None,
+        })
+        .collect();
+    for name in &created {
+        let path = format!("{DEVICE}.{name}");
+        assert!(names.contains(&path), "acknowledged {path} is gone");
+    }
+    client
+        .execute_sql(&format!(
+            "CREATE TIMESERIES {DEVICE}.late WITH DATATYPE=INT64"
+        ))
+        .expect("a new series once there is room");
+    drop(client);
+    drop(server);
+    drop(mount);
 }

@@ -5,6 +5,8 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -156,6 +158,9 @@ pub struct ControlPlane {
     batching: bool,
     /// Shards of this DataNode now (a restart may have fewer than placement assumed).
     shard_count: usize,
+    /// The DataNode's "turned read-only" flag (`NodeShared::read_only_reported`): set here
+    /// when a SchemaRegion's journal fails, so heartbeats and SHOW CLUSTER say `ReadOnly`.
+    read_only_reported: Arc<AtomicBool>,
 }
 
 /// What this process's DataNode declares when it registers.
@@ -311,6 +316,7 @@ impl ControlPlane {
             region_sizes: HashMap::new(),
             batching: false,
             shard_count: cores,
+            read_only_reported: Arc::new(AtomicBool::new(false)),
         }
     }
 
@@ -460,6 +466,40 @@ impl ControlPlane {
         Ok(self.schemas.get_mut(&group).expect("inserted above"))
     }
 
+    /// Shares the DataNode's read-only flag (see [`NodeShared::read_only_reported`]).
+    ///
+    /// [`NodeShared::read_only_reported`]: super::NodeShared::read_only_reported
+    pub fn share_read_only_flag(&mut self, flag: Arc<AtomicBool>) {
+        self.read_only_reported = flag;
+    }
+
+    /// Once a SchemaRegion of this node failed a journal write: tells the ConfigNode this
+    /// DataNode is `ReadOnly` (once per process, as a failed data region does).
+    fn report_failed_schema(&mut self) {
+        let failed: Vec<u32> = self
+            .schemas
+            .iter()
+            .filter(|(_, region)| region.has_failed())
+            .map(|(group, _)| *group)
+            .collect();
+        if failed.is_empty() || self.read_only_reported.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::error!(
+            data_node = %self.data_node_id,
+            groups = ?failed,
+            "a schema region's journal failed: the DataNode is ReadOnly until it restarts \
+             (free space or fix the device first)"
+        );
+        if let Err(status) = self.config(ConfigRequest::ReportNodeStatus {
+            node_id: self.data_node_id,
+            status: NodeStatus::ReadOnly,
+        }) {
+            tracing::warn!(error = %status.message, "reporting the DataNode read-only failed");
+            self.read_only_reported.store(false, Ordering::Release);
+        }
+    }
+
     /// The route table of the current ConfigNode state, with this node's indexes.
     pub fn route_view(&self) -> RouteView {
         route_view_of(
@@ -477,6 +517,14 @@ impl ControlPlane {
         requests: Vec<ControlRequest>,
     ) -> (Vec<Result<ControlAnswer, Status>>, Option<RouteView>) {
         let version = self.config_node.version();
+        // A SchemaRegion whose journal failed in an earlier batch refuses every request
+        // (600) and has nothing of this batch to sync: its failure must not fail the rest.
+        let failed_before: HashSet<u32> = self
+            .schemas
+            .iter()
+            .filter(|(_, region)| region.has_failed())
+            .map(|(group, _)| *group)
+            .collect();
         self.config_node.begin_batch();
         for schema in self.schemas.values_mut() {
             schema.begin_batch();
@@ -486,7 +534,10 @@ impl ControlPlane {
             requests.into_iter().map(|r| self.dispatch(r)).collect();
         self.batching = false;
         let mut synced = self.config_node.end_batch();
-        for schema in self.schemas.values_mut() {
+        for (group, schema) in &mut self.schemas {
+            if failed_before.contains(group) {
+                continue;
+            }
             if let Err(e) = schema.end_batch() {
                 synced = Err(schema_status(e));
             }
@@ -497,6 +548,7 @@ impl ControlPlane {
                 *answer = Err(status.clone());
             }
         }
+        self.report_failed_schema();
         let published = (self.config_node.version() != version).then(|| self.route_view());
         (answers, published)
     }

@@ -77,8 +77,9 @@ pub struct NodeShared {
     pub sessions: AtomicU64,
     /// The control thread (ConfigNode role and schema regions).
     pub control: ControlHandle,
-    /// Whether a region's turn to read-only was reported (once per process).
-    pub read_only_reported: std::sync::atomic::AtomicBool,
+    /// Whether a region's turn to read-only was reported (once per process); the control
+    /// plane shares it (a SchemaRegion whose journal failed).
+    pub read_only_reported: Arc<std::sync::atomic::AtomicBool>,
     /// A cluster member's identity and internal port (`None` standalone).
     pub cluster: Option<crate::cluster::link::ClusterMember>,
     /// The process's metrics; shard `s` writes only `metrics.shard(s)`.
