@@ -170,16 +170,14 @@ impl Session {
         out: &mut dyn Write,
     ) -> Result<(), CtlError> {
         let started = Instant::now();
-        let Client::One(client) = &mut self.client else {
-            let result = self.execute(statement)?;
-            let text = render_result(&result, output, timing.then(|| started.elapsed()));
-            return Ok(out.write_all(text.as_bytes())?);
+        let client = match &mut self.client {
+            Client::One(client) if output != OutputFormat::Json => client,
+            _ => {
+                let result = self.execute(statement)?;
+                let text = render_result(&result, output, timing.then(|| started.elapsed()));
+                return Ok(out.write_all(text.as_bytes())?);
+            }
         };
-        if output == OutputFormat::Json {
-            let result = self.execute(statement)?;
-            let text = render_result(&result, output, None);
-            return Ok(out.write_all(text.as_bytes())?);
-        }
         let mut rows_written = 0usize;
         let mut first = true;
         let mut columns = 0usize;
@@ -211,13 +209,7 @@ impl Session {
             return Ok(out.write_all(format!("{SUCCESS_MESSAGE}\n").as_bytes())?);
         }
         if output == OutputFormat::Table {
-            let footer = format::render_footer(rows_written, started.elapsed());
-            let footer = if timing {
-                footer
-            } else {
-                // The count line alone (golden files leave the timing out).
-                format!("{}\n", footer.lines().next().unwrap_or_default())
-            };
+            let footer = footer(rows_written, timing.then(|| started.elapsed()));
             out.write_all(footer.as_bytes())?;
         }
         Ok(())
@@ -255,17 +247,19 @@ pub fn render_result(
     let rows = text_rows(result);
     let mut text = format::render(output, &result.column_names, &rows);
     if output == OutputFormat::Table {
-        let footer = format::render_footer(rows.len(), elapsed.unwrap_or_default());
-        match elapsed {
-            Some(_) => text.push_str(&footer),
-            None => {
-                // The count line alone (golden files leave the timing out).
-                text.push_str(footer.lines().next().unwrap_or_default());
-                text.push('\n');
-            }
-        }
+        text.push_str(&footer(rows.len(), elapsed));
     }
     text
+}
+
+/// A table's footer: the count line, then the timing line given `elapsed` (golden files
+/// leave the timing out).
+fn footer(rows: usize, elapsed: Option<Duration>) -> String {
+    let footer = format::render_footer(rows, elapsed.unwrap_or_default());
+    match elapsed {
+        Some(_) => footer,
+        None => format!("{}\n", footer.lines().next().unwrap_or_default()),
+    }
 }
 
 /// One cell as the CLI prints it.

@@ -431,22 +431,10 @@ impl Shard {
                     "GROUP BY interval must be positive",
                 ));
             }
-            if let Some(s) = &sliding
-                && s.window_count() > storage::query::WINDOWS_MAX
-            {
-                return Err(Status::illegal_parameter(format!(
-                    "GROUP BY would produce {} windows, more than {}",
-                    s.window_count(),
-                    storage::query::WINDOWS_MAX
-                )));
+            if let Some(s) = &sliding {
+                check_window_count(s.window_count() as u128)?;
             }
-            if w.count() > storage::query::WINDOWS_MAX {
-                return Err(Status::illegal_parameter(format!(
-                    "GROUP BY would produce {} windows, more than {}",
-                    w.count(),
-                    storage::query::WINDOWS_MAX
-                )));
-            }
+            check_window_count(w.count() as u128)?;
         }
         let fetch = windows.map_or(range, |w| range.intersect(w.range));
         // Partial states combine across regions: ask for count and sum too (avg), always.
@@ -1006,6 +994,17 @@ impl Sliding {
             })
             .collect()
     }
+}
+
+/// Refuses a `GROUP BY` of more than [`storage::query::WINDOWS_MAX`] windows.
+pub(super) fn check_window_count(windows: u128) -> Result<(), Status> {
+    let windows_max = storage::query::WINDOWS_MAX;
+    if windows > windows_max as u128 {
+        return Err(Status::illegal_parameter(format!(
+            "GROUP BY would produce {windows} windows, more than {windows_max}"
+        )));
+    }
+    Ok(())
 }
 
 /// Aligns series by time (the union of their timestamps; a series without a point at a time

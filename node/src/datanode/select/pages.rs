@@ -35,7 +35,7 @@ use iotdb_storage::{DataType, PointColumn, TimeRange, ValueFilter};
 
 use super::{Bound, Column, Rows, bind, fill, fill_previous, push_down, restrict_to_required};
 use crate::datanode::Shard;
-use crate::datanode::query::align;
+use crate::datanode::query::{align, check_window_count};
 use crate::datanode::sql_exec::{SQL_RESULT_ROWS_MAX, too_many_rows};
 use crate::sql::{Expr, Fill, PathPattern, Select, TimeOrder};
 
@@ -393,9 +393,10 @@ impl RowPages {
     /// `first` (see [`WindowPages::open`]).
     pub fn windows(windows: WindowPages, first: ResultSet, select: &Select) -> RowPages {
         let mut header = first;
-        let rows = std::mem::take(&mut header.rows);
+        let mut rows = std::mem::take(&mut header.rows);
         let mut pages = RowPages::of(header, Source::Windows(windows), select, 1);
-        pages.take_rows(rows, false);
+        pages.fill_rows(&mut rows);
+        pages.take_rows(rows);
         pages
     }
 
@@ -479,7 +480,7 @@ impl RowPages {
                 if part_done {
                     self.previous.iter_mut().for_each(|v| *v = None);
                 }
-                self.take_rows(rows, true);
+                self.take_rows(rows);
             }
             Source::Windows(windows) => {
                 // Rows in the result's order; a FILL here is in ascending order (see
@@ -488,7 +489,7 @@ impl RowPages {
                     return Ok(false);
                 };
                 self.fill_rows(&mut rows);
-                self.take_rows(rows, true);
+                self.take_rows(rows);
             }
         }
         Ok(true)
@@ -503,12 +504,9 @@ impl RowPages {
         }
     }
 
-    /// Takes the next rows of the result (FILLed already when `filled`) through OFFSET
-    /// and LIMIT into `ready`.
-    fn take_rows(&mut self, mut rows: Vec<Row>, filled: bool) {
-        if !filled {
-            self.fill_rows(&mut rows);
-        }
+    /// Takes the next rows of the result (FILLed already) through OFFSET and LIMIT into
+    /// `ready`.
+    fn take_rows(&mut self, rows: Vec<Row>) {
         let skipped = self.skip.min(rows.len());
         self.skip -= skipped;
         let kept = (rows.len() - skipped).min(self.left);
@@ -618,12 +616,7 @@ impl WindowPages {
         let (a, b, left_closed) = Self::bounds(select, range, now_ms);
         let span = i128::from(b) - i128::from(a);
         let windows = (span + i128::from(interval) - 1) / i128::from(interval);
-        let windows_max = iotdb_storage::query::WINDOWS_MAX;
-        if windows > windows_max as i128 {
-            return Err(Status::illegal_parameter(format!(
-                "GROUP BY would produce {windows} windows, more than {windows_max}"
-            )));
-        }
+        check_window_count(windows.max(0) as u128)?;
         let mut narrowed = select.clone();
         narrowed.limit = None;
         narrowed.offset = None;
