@@ -11,6 +11,11 @@
 //!   factor) change nothing.
 //! - `REMOVE DATANODE` of a node that holds nothing, sent through that node: it is
 //!   removed at once, and still answers before it stops.
+//! - `MIGRATE REGION` of a single-replica SchemaRegion while a client creates series,
+//!   with the ConfigNode aborting right after the move (`MigrateRegion.SchemaMoved`):
+//!   after its restart the migration finishes, every acknowledged series is listed
+//!   through every DataNode, the old directory is gone, and `REMOVE DATANODE` of the new
+//!   holder moves it again.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -418,4 +423,187 @@ fn remove_data_node_holding_nothing_answers_the_client_it_was_sent_through() {
     let after = cluster.show_cluster(0).unwrap();
     assert!(after.iter().all(|row| row.node_id != victim), "{after:?}");
     assert_eq!(after.len(), rows.len() - 1, "{after:?}");
+}
+
+/// `SHOW SCHEMA REGIONS` as (region, DataNode, status) rows.
+fn schema_replicas(client: &mut BlockingClient) -> anyhow::Result<Vec<(u32, u32, String)>> {
+    let result = client.execute_sql("SHOW SCHEMA REGIONS")?;
+    Ok(text_rows(&result)
+        .iter()
+        .map(|row| {
+            (
+                row["RegionId"].parse().unwrap(),
+                row["DataNodeId"].parse().unwrap(),
+                row["Status"].clone(),
+            )
+        })
+        .collect())
+}
+
+/// Creates series `{database}.c{k}.s1` for k = `next`, `next + 1`, ... through `client`
+/// until `until(next)` says stop, retrying a refused one (606 while its SchemaRegion is copied)
+/// for at most `PATIENCE`; returns the next k. Each acknowledged k goes into `acked`.
+fn create_series_until(
+    client: &mut BlockingClient,
+    database: &str,
+    next: &mut u32,
+    acked: &mut BTreeSet<u32>,
+    mut until: impl FnMut(u32) -> bool,
+) -> usize {
+    let mut refusals = 0;
+    let mut refused_since: Option<Instant> = None;
+    while !until(*next) {
+        let statement = format!("CREATE TIMESERIES {database}.c{next}.s1 WITH DATATYPE=INT64");
+        match client.execute_sql(&statement) {
+            Ok(_) => {
+                acked.insert(*next);
+                *next += 1;
+                refused_since = None;
+            }
+            Err(error) => {
+                let since = *refused_since.get_or_insert_with(Instant::now);
+                assert!(since.elapsed() < PATIENCE, "{statement}: {error}");
+                refusals += 1;
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+    refusals
+}
+
+#[test]
+fn migrate_a_single_replica_schema_region_while_series_are_created() {
+    let mut cluster = start_1c3d("1");
+    let database = "root.sch";
+    let mut admin = cluster.client(0).unwrap();
+    admin
+        .execute_sql(&format!("CREATE DATABASE {database}"))
+        .unwrap();
+    let mut next = 0;
+    let mut acked = BTreeSet::new();
+    let mut creator = cluster.client(1).unwrap();
+    create_series_until(&mut creator, database, &mut next, &mut acked, |next| {
+        next >= 20
+    });
+    let before = schema_replicas(&mut admin).unwrap();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let (region, from, _) = before[0].clone();
+    let to = cluster
+        .show_cluster(0)
+        .unwrap()
+        .iter()
+        .find(|row| row.node_type == "DataNode" && row.node_id != from)
+        .map(|row| row.node_id)
+        .unwrap();
+    let refused = error_of(
+        &mut admin,
+        &format!("MIGRATE REGION {region} FROM {to} TO {from}"),
+    );
+    assert!(refused.contains("holds no replica"), "{refused}");
+    assert_eq!(schema_replicas(&mut admin).unwrap(), before);
+
+    // The ConfigNode aborts right after moving the replica, before finishing.
+    cluster.config_nodes[0].stop().expect("stop the ConfigNode");
+    cluster.config_nodes[0].options_mut().env.push((
+        "IOTDB_KILL_POINT".into(),
+        "MigrateRegion.SchemaMoved".into(),
+    ));
+    cluster.config_nodes[0].restart().expect("restart armed");
+    let mut admin = cluster.client(0).unwrap();
+    let started = Instant::now();
+    admin
+        .execute_sql(&format!("MIGRATE REGION {region} FROM {from} TO {to}"))
+        .expect("MIGRATE REGION");
+    let cn = &mut cluster.config_nodes[0];
+    let refusals = create_series_until(&mut creator, database, &mut next, &mut acked, |_| {
+        !cn.is_running() || started.elapsed() > PATIENCE
+    });
+    assert!(
+        started.elapsed() < PATIENCE,
+        "the ConfigNode never reached MigrateRegion.SchemaMoved"
+    );
+    cluster.config_nodes[0].options_mut().env.clear();
+    cluster.config_nodes[0]
+        .restart()
+        .expect("restart the ConfigNode");
+    let mut admin = cluster.client(0).unwrap();
+    wait_for("the migration finished", || {
+        let rows = schema_replicas(&mut admin).ok()?;
+        (rows == vec![(region, to, "Running".to_string())]).then_some(())
+    });
+    eprintln!(
+        "schema region {region} moved from DataNode {from} to {to} in {:?} (ConfigNode \
+         aborted after the move); {refusals} creations refused while it was copied",
+        started.elapsed()
+    );
+    // Creating goes on through the new holder; every acknowledged series is listed
+    // through every DataNode.
+    let until = next + 20;
+    create_series_until(&mut creator, database, &mut next, &mut acked, |next| {
+        next >= until
+    });
+    for via in 0..3 {
+        let mut client = cluster.client(via).unwrap();
+        let listed: BTreeSet<u32> = wait_for("every series listed", || {
+            let result = client
+                .execute_sql(&format!("SHOW TIMESERIES {database}.**"))
+                .ok()?;
+            let listed: BTreeSet<u32> = text_rows(&result)
+                .iter()
+                .map(|row| {
+                    row["Timeseries"]
+                        .strip_prefix(&format!("{database}.c"))
+                        .and_then(|rest| rest.strip_suffix(".s1"))
+                        .unwrap()
+                        .parse()
+                        .unwrap()
+                })
+                .collect();
+            (listed == acked).then_some(listed)
+        });
+        assert_eq!(listed.len(), acked.len());
+    }
+    let old = cluster.data_node_index(from, 0);
+    let dir = cluster.data_nodes[old]
+        .data_dir()
+        .join("datanode")
+        .join("schema")
+        .join(format!("region-{region}"));
+    wait_for("the old replica's directory removed", || {
+        (!dir.exists()).then_some(())
+    });
+
+    // Removing the new holder moves the region once more, and its series with it.
+    let holder = cluster.data_node_index(to, 0);
+    let via = (0..3).find(|i| *i != holder).unwrap();
+    let mut admin = cluster.client(via).unwrap();
+    admin
+        .execute_sql(&format!("REMOVE DATANODE {to}"))
+        .expect("REMOVE DATANODE");
+    cluster.data_nodes[holder]
+        .wait_exit(PATIENCE)
+        .expect("the removed DataNode stops itself");
+    let rows = wait_for("the region moved again", || {
+        let rows = schema_replicas(&mut admin).ok()?;
+        (rows.len() == 1 && rows[0].1 != to && rows[0].2 == "Running").then_some(rows)
+    });
+    assert_eq!(rows[0].0, region);
+    // Once the asked DataNode's mirror follows (a heartbeat), it counts every series.
+    let mut last = None;
+    let counted = Instant::now();
+    loop {
+        let count = admin
+            .execute_sql(&format!("COUNT TIMESERIES {database}.**"))
+            .map(|result| text_rows(&result)[0]["count(timeseries)"].clone());
+        if count.as_deref().ok() == Some(acked.len().to_string().as_str()) {
+            break;
+        }
+        assert!(
+            counted.elapsed() < Duration::from_secs(10),
+            "COUNT TIMESERIES: {count:?}, then {last:?}; {} acknowledged",
+            acked.len()
+        );
+        last = Some(count);
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }

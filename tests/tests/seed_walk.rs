@@ -12,12 +12,14 @@
 //!    written by a second client from now on, go to a region group placed on it too (the
 //!    database grows one with the cluster).
 //! 4. Shrink while the client writes: `remove-datanode.sh ip:port` on the fourth machine,
-//!    then `remove-datanode.sh <id>` on a machine whose DataNode holds no SchemaRegion
-//!    (SchemaRegions do not move yet: removing a DataNode that holds one is refused
-//!    and changes nothing). Each holds DataRegion replicas, which move (the
-//!    script asks the DataNode it removes, so `iotdb-ctl` moves to another one first);
-//!    each leaves `show cluster`, holds no replica and stops itself; every DataRegion
-//!    keeps two Running replicas.
+//!    then `remove-datanode.sh <id>` on the second or third machine, one whose DataNode
+//!    holds a SchemaRegion (when the first DataNode holds them all, `MIGRATE REGION`
+//!    moves one there first). Their DataRegion replicas move, and a
+//!    SchemaRegion (one replica: `schema_replication_factor=1`) is copied whole to
+//!    another DataNode (the script asks the DataNode it removes, so `iotdb-ctl` moves to
+//!    another one first); each leaves `show cluster`, holds no replica and stops itself;
+//!    every DataRegion keeps two Running replicas and every SchemaRegion is on a
+//!    remaining DataNode.
 //! 5. Stop the client and check every acknowledged point, then stop the cluster in the
 //!    seed's order: every DataNode, then every ConfigNode.
 //! 6. Upgrade: on each machine `bin/` and `sbin/` are replaced by those of a new release
@@ -400,26 +402,30 @@ fn seed_walk_start_expand_shrink_stop_upgrade_destroy() {
     assert_two_replicas_each(&data, &BTreeSet::from([3, 4, 5, 6]));
 
     // 4. Shrinking while the client writes: the fourth machine's DataNode by ip:port,
-    // then, by id, a DataNode other than the writer's that holds no SchemaRegion.
-    assert_eq!(holders(&regions(&m1, "SchemaRegion")), schema_holders);
-    assert!(!schema_holders.contains(&6), "{schema_holders:?}");
-    // A DataNode holding a SchemaRegion cannot be removed yet: refused, nothing changes.
-    let holder = schema_holders.first().unwrap().to_string();
-    m1.scripts
-        .run(
-            "remove-datanode.sh",
-            &[&holder, "-h", &m1.rpc(), "--timeout", "60"],
-        )
-        .fails_saying("SchemaRegions do not migrate yet");
-    assert_eq!(
-        running_cluster(&m1.scripts, &m1.rpc(), 7),
-        expected_expanded
-    );
+    // then, by id, a DataNode other than the writer's, holding a SchemaRegion if one does.
     remove_data_node(&m4, &m4.rpc(), 6, &m1);
+    let schema_holders = holders(&regions(&m1, "SchemaRegion"));
     let (victim, victim_id) = [(&m2, 4), (&m3, 5)]
         .into_iter()
-        .find(|(_, id)| !schema_holders.contains(id))
-        .expect("DataNode 4 or 5 holds no SchemaRegion");
+        .max_by_key(|(_, id)| schema_holders.contains(id))
+        .unwrap();
+    if !schema_holders.contains(&victim_id) {
+        // The writers' DataNode holds them all: move one onto the victim first, as an
+        // operator would (`MIGRATE REGION`), so that its removal moves it once more.
+        let schema = regions(&m1, "SchemaRegion");
+        let (region, replicas) = schema.iter().next().unwrap();
+        m1.sql(&format!(
+            "MIGRATE REGION {region} FROM {} TO {victim_id}",
+            replicas[0].0
+        ));
+        let deadline = Instant::now() + PATIENCE;
+        while regions(&m1, "SchemaRegion")[region] != [(victim_id, "Running".to_string())] {
+            assert!(Instant::now() < deadline, "SchemaRegion {region} not moved");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let schema_holders = holders(&regions(&m1, "SchemaRegion"));
+    assert!(schema_holders.contains(&victim_id));
     remove_data_node(victim, &victim_id.to_string(), victim_id, &m1);
     let remaining: BTreeSet<u32> = [3, 4, 5]
         .into_iter()
@@ -427,6 +433,16 @@ fn seed_walk_start_expand_shrink_stop_upgrade_destroy() {
         .collect();
     let data = settled_data_regions(&m1);
     assert_two_replicas_each(&data, &remaining);
+    let schema = regions(&m1, "SchemaRegion");
+    assert!(
+        holders(&schema).is_subset(&remaining),
+        "SchemaRegions on a removed DataNode: {schema:?}"
+    );
+    eprintln!(
+        "removed DataNodes 6 and {victim_id}; SchemaRegions were on {schema_holders:?}, now \
+         on {:?}",
+        holders(&schema)
+    );
     let shrunk = running_cluster(&m1.scripts, &m1.rpc(), 5);
     let expected_shrunk: Vec<Row> = expected
         .iter()

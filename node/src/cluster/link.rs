@@ -48,9 +48,11 @@ const REMOTE_ANSWER_BYTES_MAX: usize =
 /// sends one at a time; the bound only guards against a stalled shard 0.
 const LINK_QUEUE_MAX: usize = 1024;
 
-/// One request to the ConfigNode and where its answer goes.
+/// One request to the ConfigNode (or to another DataNode, `to`) and where its answer
+/// goes.
 pub struct LinkJob {
     body: Bytes,
+    to: Option<(NodeId, SocketAddr)>,
     reply: SyncSender<Result<Bytes, String>>,
 }
 
@@ -72,11 +74,29 @@ impl CnLink {
     /// Sends `request` to the ConfigNode leader and waits for its answer (blocking: for
     /// the control thread only).
     pub fn call(&self, request: &ToConfigNode) -> Result<FromConfigNode, Status> {
+        let body = self.send(protocol::encode(request), None)?;
+        protocol::decode("ConfigNode answer", &body)
+    }
+
+    /// Sends `request` to DataNode `node` at `address` and waits for its answer (blocking:
+    /// for the control thread only), at most [`CN_REQUEST_TIMEOUT`].
+    pub fn call_data_node(
+        &self,
+        node: NodeId,
+        address: SocketAddr,
+        request: &ToNode,
+    ) -> Result<FromNode, Status> {
+        let body = self.send(protocol::encode(request), Some((node, address)))?;
+        protocol::decode("DataNode answer", &body)
+    }
+
+    fn send(&self, body: Bytes, to: Option<(NodeId, SocketAddr)>) -> Result<Bytes, Status> {
         let (reply, answer) = sync_channel(1);
-        let job = LinkJob {
-            body: protocol::encode(request),
-            reply,
+        let asked = match to {
+            Some((node, _)) => format!("DataNode {node}"),
+            None => "the ConfigNode".to_string(),
         };
+        let job = LinkJob { body, to, reply };
         self.jobs.clone().try_send(job).map_err(|e| {
             if e.is_full() {
                 Status::new(
@@ -87,16 +107,15 @@ impl CnLink {
                 Status::internal("the DataNode is stopping: no line to the ConfigNode")
             }
         })?;
-        let body = answer
+        answer
             .recv_timeout(CN_REQUEST_TIMEOUT + Duration::from_secs(1))
-            .map_err(|_| Status::internal("the request to the ConfigNode was dropped"))?
+            .map_err(|_| Status::internal(format!("the request to {asked} was dropped")))?
             .map_err(|reason| {
                 Status::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
-                    format!("the ConfigNode could not be asked: {reason}"),
+                    format!("{asked} could not be asked: {reason}"),
                 )
-            })?;
-        protocol::decode("ConfigNode answer", &body)
+            })
     }
 }
 
@@ -164,7 +183,14 @@ pub fn start_on_shard(
             let endpoint = sender.clone();
             let config_nodes = config_nodes.clone();
             monoio::spawn(async move {
-                let answer = config_nodes.ask(&endpoint, job.body).await;
+                let answer = match job.to {
+                    Some((node, address)) => {
+                        ask_node(&endpoint, node, address, job.body, CN_REQUEST_TIMEOUT)
+                            .await
+                            .map_err(|status| status.message)
+                    }
+                    None => config_nodes.ask(&endpoint, job.body).await,
+                };
                 let _ = job.reply.try_send(answer);
             });
         }

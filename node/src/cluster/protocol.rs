@@ -150,6 +150,18 @@ pub enum SchemaRequest {
     /// node serves, answered with how many went ([`FromNode::Count`]). Every DataNode
     /// is asked, holder or not, so each drops its cached types of them.
     DeleteSeries { patterns: Vec<PathPattern> },
+    /// One part of a single-replica SchemaRegion copied here by the DataNode holding it
+    /// (migration `procedure`, at `MigrateStep::CopySchema`): parts come in order from 0;
+    /// the last one makes the copy durable under the region's directory. Answered with
+    /// how many series the copy holds so far ([`FromNode::Count`]).
+    InstallRegion {
+        procedure: u64,
+        group: u32,
+        database: String,
+        part: u32,
+        last: bool,
+        devices: Vec<crate::schema::StoredDevice>,
+    },
 }
 
 /// The schema views a cluster merges from every schema region's leader.

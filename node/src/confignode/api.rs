@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use super::ConfigNode;
 use super::error::{ConfigNodeError, Result};
 use super::model::{ConfigNodeSpec, DataNodeSpec, NodeId, NodeStatus, RegionGroupId};
-use super::procedure::ProcedureEnv;
+use super::procedure::{ProcedureEnv, ProcedureId};
 use super::store::CommandStore;
 use super::views::{RegionFilter, Table};
 use crate::sql::{DatabaseAttributes, PathPattern, RegionKind};
@@ -101,6 +101,18 @@ pub enum ConfigRequest {
         group: RegionGroupId,
         /// The DataNode whose replica leads it.
         leader: NodeId,
+    },
+    /// The DataNode holding the only replica of a SchemaRegion group copied it to the
+    /// destination of migration `procedure` (see `MigrateStep::CopySchema`).
+    SchemaRegionCopied {
+        /// The migration.
+        procedure: ProcedureId,
+        /// The group.
+        group: RegionGroupId,
+        /// The DataNode that copied it (and stopped changing it).
+        from: NodeId,
+        /// The DataNode now holding the copy.
+        to: NodeId,
     },
     /// Creates a database.
     CreateDatabase {
@@ -322,6 +334,15 @@ impl<S: CommandStore> ConfigNode<S> {
             }
             ConfigRequest::ReportSchemaLeader { group, leader } => {
                 self.report_schema_leader(group, leader)?;
+                ConfigResponse::Done
+            }
+            ConfigRequest::SchemaRegionCopied {
+                procedure,
+                group,
+                from,
+                to,
+            } => {
+                self.schema_region_copied(procedure, group, from, to)?;
                 ConfigResponse::Done
             }
             ConfigRequest::CreateDatabase { name, attributes } => {

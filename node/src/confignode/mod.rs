@@ -56,7 +56,9 @@ pub use model::{
 pub use node::{
     ConfigNode, HISTORY_COMMANDS_MAX, LOG_RECORDS_PER_SNAPSHOT, check_settings_unchanged,
 };
-pub use procedure::{KillMode, KillPoint, NoEffects, Procedure, ProcedureEnv};
+pub use procedure::{
+    KillMode, KillPoint, MigrateStep, NoEffects, Procedure, ProcedureEnv, ProcedureId,
+};
 pub use route::{DataNodeRoute, DatabaseRoute, RegionGroupRoute, ReplicaRoute, RouteSnapshot};
 pub use state::{
     ConfigCommand, ConfigState, DATABASE_NAME_BYTES_MAX, DatabaseState, database_of,

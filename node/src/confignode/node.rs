@@ -27,6 +27,7 @@ use super::placement::{plan_migration_shard, plan_migration_target};
 use super::procedure::{
     DeleteDatabaseStep, KillMode, KillPoint, LeaderReport, MIGRATION_STEP_TIMEOUT_MS,
     MIGRATIONS_PER_REMOVAL, MigrateStep, Procedure, ProcedureEnv, ProcedureId, RemoveDataNodeStep,
+    SCHEMA_COPY_TIMEOUT_MS,
 };
 use super::route::RouteSnapshot;
 use super::state::{ConfigCommand, ConfigState, database_of};
@@ -36,6 +37,11 @@ use crate::sql::{DatabaseAttributes, PathPattern, Ttl};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Why a SchemaRegion group of more than one replica keeps its DataNodes: it is a Raft
+/// group, and moving one of its voters is not built yet.
+const SCHEMA_RAFT_STAYS: &str = "a SchemaRegion replicated by Raft (schema_replication_factor \
+    above 1) does not migrate yet; a single-replica one does";
 
 /// Journal records replayed at most on open before a snapshot is written:
 /// bounds restart time while keeping snapshots (a full state rewrite) rare.
@@ -707,10 +713,8 @@ impl<S: CommandStore> ConfigNode<S> {
         self.mutate(|node| {
             let current = node.state.region_group(group)?;
             let refused = |reason: String| ConfigNodeError::RegionRefused { group, reason };
-            if current.kind != RegionGroupKind::Data {
-                return Err(refused(
-                    "only DataRegions migrate; a SchemaRegion keeps its DataNodes".into(),
-                ));
+            if current.elects_leader() {
+                return Err(refused(SCHEMA_RAFT_STAYS.into()));
             }
             if !current.replicas.iter().any(|r| r.data_node_id == from) {
                 return Err(refused(format!("DataNode {from} holds no replica of it")));
@@ -733,6 +737,32 @@ impl<S: CommandStore> ConfigNode<S> {
             }
             if let Some((id, ..)) = node.state.migration_of(group) {
                 return Err(refused(format!("migration {id} of it is running")));
+            }
+            if current.kind == RegionGroupKind::Schema
+                && let Some(id) = node.state.procedures().iter().find_map(|(id, p)| match p {
+                    Procedure::MigrateRegion {
+                        group: g,
+                        from: f,
+                        to: t,
+                        ..
+                    } if *f == to
+                        && *t == from
+                        && node
+                            .state
+                            .region_groups()
+                            .get(g)
+                            .is_some_and(|g| g.kind == RegionGroupKind::Schema) =>
+                    {
+                        Some(*id)
+                    }
+                    _ => None,
+                })
+            {
+                // Each DataNode's control thread would wait on the other's.
+                return Err(refused(format!(
+                    "migration {id} copies a SchemaRegion from DataNode {to} to {from}; wait \
+                     for it"
+                )));
             }
             for n in [from, to] {
                 if let Some(id) = node.state.removal_of(n) {
@@ -820,10 +850,9 @@ impl<S: CommandStore> ConfigNode<S> {
                 if !group.replicas.iter().any(|r| r.data_node_id == node_id) {
                     continue;
                 }
-                if group.kind == RegionGroupKind::Schema {
+                if group.elects_leader() {
                     return Err(refused(format!(
-                        "it holds a replica of SchemaRegion {} ({}), and SchemaRegions do \
-                         not migrate yet",
+                        "it holds a replica of SchemaRegion {} ({}): {SCHEMA_RAFT_STAYS}",
                         group.id, group.database
                     )));
                 }
@@ -939,12 +968,69 @@ impl<S: CommandStore> ConfigNode<S> {
     /// Whether `id` has waited at `step` past the timeout (starting the clock on first
     /// sight).
     fn waited_too_long(&mut self, id: ProcedureId, step: MigrateStep) -> bool {
+        self.waited_longer(id, step, MIGRATION_STEP_TIMEOUT_MS)
+    }
+
+    /// Whether `id` has waited at `step` more than `timeout_ms` (starting the clock on
+    /// first sight).
+    fn waited_longer(&mut self, id: ProcedureId, step: MigrateStep, timeout_ms: i64) -> bool {
         let now = (self.clock_ms)();
         let since = self.waiting_since.entry(id).or_insert((step, now));
         if since.0 != step {
             *since = (step, now);
         }
-        now - since.1 > MIGRATION_STEP_TIMEOUT_MS
+        now - since.1 > timeout_ms
+    }
+
+    /// The DataNode holding the only replica of a SchemaRegion group copied it to the
+    /// destination of migration `id` (step [`MigrateStep::CopySchema`]): the replica
+    /// moves there in one command and the migration finishes. Refused when `id` is no
+    /// such migration at that step (it finished, or was dropped: the copy is not used);
+    /// a report repeated after the move is answered `Ok`.
+    pub fn schema_region_copied(
+        &mut self,
+        id: ProcedureId,
+        group: RegionGroupId,
+        from: NodeId,
+        to: NodeId,
+    ) -> Result<()> {
+        self.mutate(|node| {
+            let refused = |reason: String| ConfigNodeError::RegionRefused { group, reason };
+            match node.state.procedures().get(&id) {
+                Some(Procedure::MigrateRegion {
+                    group: g,
+                    from: f,
+                    to: t,
+                    shard,
+                    step: MigrateStep::CopySchema,
+                    ..
+                }) if *g == group && *f == from && *t == to => {
+                    let replica = RegionReplica {
+                        data_node_id: to,
+                        shard: *shard,
+                    };
+                    node.commit(ConfigCommand::MoveSchemaReplica {
+                        group,
+                        from,
+                        to: replica,
+                    })?;
+                    tracing::info!(id, %group, %from, %to, "SchemaRegion moved: its migration finished");
+                    node.kill_point(KillPoint::MigrateSchemaMoved)?;
+                    node.commit(ConfigCommand::FinishProcedure { id })
+                }
+                None if node
+                    .state
+                    .region_groups()
+                    .get(&group)
+                    .is_some_and(|g| g.replicas.len() == 1 && g.replicas[0].data_node_id == to) =>
+                {
+                    Ok(())
+                }
+                _ => Err(refused(format!(
+                    "no migration {id} of it from DataNode {from} to {to} is copying it now"
+                ))),
+            }
+        })
     }
 
     fn advance_migration(
@@ -991,6 +1077,24 @@ impl<S: CommandStore> ConfigNode<S> {
                 report.is_some_and(|r| r.epoch == current.epoch && r.leader == leader.0)
             };
             match step {
+                MigrateStep::AddPeer if current.kind == RegionGroupKind::Schema => {
+                    // Nothing is added: the copy moves the only replica in one command.
+                    self.kill_point(KillPoint::MigratePeerAdded)?;
+                    step = MigrateStep::CopySchema;
+                    self.advance_to(id, procedure(step))?;
+                }
+                MigrateStep::CopySchema => {
+                    if holds(&self.state, new) {
+                        // Moved (`schema_region_copied`); the finish was not recorded.
+                        return self.commit(ConfigCommand::FinishProcedure { id });
+                    }
+                    let gone = !self.state.data_nodes().contains_key(&new);
+                    if gone || self.waited_longer(id, step, SCHEMA_COPY_TIMEOUT_MS) {
+                        tracing::warn!(id, %group, %from, to = %new, "migration: the SchemaRegion was not copied in time; dropped, the region takes changes where it was");
+                        return self.commit(ConfigCommand::FinishProcedure { id });
+                    }
+                    return Ok(());
+                }
                 MigrateStep::AddPeer => {
                     if !holds(&self.state, new) {
                         if !self.state.data_nodes().contains_key(&new) {
@@ -1161,7 +1265,9 @@ impl<S: CommandStore> ConfigNode<S> {
                         continue;
                     }
                     let current = self.state.region_group(group)?.clone();
-                    if current.kind != RegionGroupKind::Data {
+                    if current.elects_leader() {
+                        // Refused when the removal started; one placed here since waits.
+                        tracing::warn!(id, %group, node = %target, "{SCHEMA_RAFT_STAYS}; retried");
                         continue;
                     }
                     let Some(replica) = plan_migration_target(&self.state, &current, target) else {

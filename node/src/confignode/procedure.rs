@@ -92,13 +92,20 @@ pub enum MigrateStep {
     RemovePeer,
     /// Roll back: remove the new replica again (the catch-up failed or timed out).
     Cancel,
+    /// A SchemaRegion with a single replica (not a Raft group): its DataNode stops taking
+    /// changes to it, copies it to the new DataNode and reports it copied
+    /// (`SchemaRegionCopied`); the ConfigNode then moves the replica in one command
+    /// (`MoveSchemaReplica`) and finishes. Follows `AddPeer`, which adds nothing for
+    /// such a group; one that waits longer than [`SCHEMA_COPY_TIMEOUT_MS`] is dropped and
+    /// the region takes changes again where it was.
+    CopySchema,
 }
 
 impl MigrateStep {
     /// How `SHOW REGIONS` names the new replica's state at this step.
     pub fn new_replica_status(self) -> Option<&'static str> {
         match self {
-            MigrateStep::AddPeer | MigrateStep::CatchUp => Some("Adding"),
+            MigrateStep::AddPeer | MigrateStep::CatchUp | MigrateStep::CopySchema => Some("Adding"),
             MigrateStep::Cancel => Some("Removing"),
             MigrateStep::TransferLeader | MigrateStep::RemovePeer => None,
         }
@@ -107,7 +114,9 @@ impl MigrateStep {
     /// How `SHOW REGIONS` names the old replica's state at this step.
     pub fn old_replica_status(self) -> Option<&'static str> {
         match self {
-            MigrateStep::TransferLeader | MigrateStep::RemovePeer => Some("Removing"),
+            MigrateStep::TransferLeader | MigrateStep::RemovePeer | MigrateStep::CopySchema => {
+                Some("Removing")
+            }
             MigrateStep::AddPeer | MigrateStep::CatchUp | MigrateStep::Cancel => None,
         }
     }
@@ -161,6 +170,12 @@ pub struct PeerReport {
 /// a busy network in minutes; a migration stuck longer has failed and must not leave the
 /// group (or a DataNode removal) hanging forever, as IoTDB's users report.
 pub const MIGRATION_STEP_TIMEOUT_MS: i64 = 30 * 60 * 1000;
+
+/// Longest a single-replica SchemaRegion's copy may take before the migration is dropped.
+/// Why 2 minutes: the region refuses changes while it is copied, so a copy that cannot
+/// finish (its destination down) must give the region back soon; a region of a million
+/// series crosses in seconds.
+pub const SCHEMA_COPY_TIMEOUT_MS: i64 = 2 * 60 * 1000;
 
 /// Migrations a DataNode removal runs at once. Why 2: each ships a snapshot from a leader
 /// while clients keep writing; two keep the network busy without starving client writes.
@@ -217,6 +232,9 @@ pub enum KillPoint {
     MigrateLeaderMoved,
     /// The old replica is removed; the procedure is not finished yet.
     MigratePeerRemoved,
+    /// A single-replica SchemaRegion moved to the new DataNode; the procedure is not
+    /// finished yet.
+    MigrateSchemaMoved,
     /// The DataNode turned `Removing`; its migrations have not started.
     RemoveDataNodeStarted,
     /// A migration of the removal started; the next one has not.
@@ -227,7 +245,7 @@ pub enum KillPoint {
 
 impl KillPoint {
     /// Every kill point, for tests that crash at each.
-    pub const ALL: [KillPoint; 12] = [
+    pub const ALL: [KillPoint; 13] = [
         KillPoint::DeleteDatabaseStarted,
         KillPoint::DeleteDatabaseReplicasDropped,
         KillPoint::DeleteDatabaseForgetRecorded,
@@ -237,6 +255,7 @@ impl KillPoint {
         KillPoint::MigrateCaughtUp,
         KillPoint::MigrateLeaderMoved,
         KillPoint::MigratePeerRemoved,
+        KillPoint::MigrateSchemaMoved,
         KillPoint::RemoveDataNodeStarted,
         KillPoint::RemoveDataNodeMigrationStarted,
         KillPoint::RemoveDataNodeForgotten,
@@ -262,6 +281,7 @@ impl KillPoint {
             KillPoint::MigrateCaughtUp => "MigrateRegion.CaughtUp",
             KillPoint::MigrateLeaderMoved => "MigrateRegion.LeaderMoved",
             KillPoint::MigratePeerRemoved => "MigrateRegion.PeerRemoved",
+            KillPoint::MigrateSchemaMoved => "MigrateRegion.SchemaMoved",
             KillPoint::RemoveDataNodeStarted => "RemoveDataNode.Started",
             KillPoint::RemoveDataNodeMigrationStarted => "RemoveDataNode.MigrationStarted",
             KillPoint::RemoveDataNodeForgotten => "RemoveDataNode.Forgotten",

@@ -135,6 +135,17 @@ pub enum ConfigCommand {
         /// The DataNode whose replica leaves.
         node: NodeId,
     },
+    /// Moves the only replica of a SchemaRegion group that is not a Raft group to another
+    /// DataNode, which leads it (a migration's last step, once the old DataNode copied
+    /// the region there): one command, so no state ever shows two replicas of it.
+    MoveSchemaReplica {
+        /// The group.
+        group: RegionGroupId,
+        /// The DataNode holding it now.
+        from: NodeId,
+        /// The new replica (a DataNode not holding the group, and its core).
+        to: RegionReplica,
+    },
     /// Records a new procedure at its first step (see [`super::procedure`]).
     StartProcedure {
         /// Its id: the next of the procedure id sequence.
@@ -786,6 +797,36 @@ impl ConfigState {
                     return Err(refused("its last replica cannot be removed".into()));
                 }
             }
+            ConfigCommand::MoveSchemaReplica { group, from, to } => {
+                let current = self.region_group(*group)?;
+                let refused = |reason: String| ConfigNodeError::RegionRefused {
+                    group: *group,
+                    reason,
+                };
+                if current.kind != RegionGroupKind::Schema || current.replicas.len() != 1 {
+                    return Err(refused(
+                        "only a SchemaRegion group of one replica moves whole".into(),
+                    ));
+                }
+                if current.replicas[0].data_node_id != *from {
+                    return Err(refused(format!("DataNode {from} holds no replica of it")));
+                }
+                let node = self
+                    .data_nodes
+                    .get(&to.data_node_id)
+                    .ok_or(ConfigNodeError::NodeNotFound(to.data_node_id))?;
+                if to.data_node_id == *from {
+                    return Err(refused(format!(
+                        "DataNode {from} already holds a replica of it"
+                    )));
+                }
+                if u32::from(to.shard.0) >= node.spec.shard_count {
+                    return Err(refused(format!(
+                        "DataNode {} has no core {}",
+                        to.data_node_id, to.shard.0
+                    )));
+                }
+            }
             ConfigCommand::StartProcedure { id, procedure } => {
                 if *id != self.next_procedure_id {
                     return Err(invalid(format!("procedure id {id} out of sequence")));
@@ -1018,6 +1059,13 @@ impl ConfigState {
                 // A new version: every replica's view changes (the leader stops shipping
                 // to the removed one).
                 group.in_sync_version += 1;
+            }
+            ConfigCommand::MoveSchemaReplica { group, to, .. } => {
+                let group = self.region_groups.get_mut(group).expect("checked");
+                group.replicas = vec![*to];
+                group.out_of_sync.clear();
+                group.in_sync_version += 1;
+                group.set_leader(to.data_node_id);
             }
             ConfigCommand::StartProcedure { id, procedure } => {
                 self.next_procedure_id = id + 1;

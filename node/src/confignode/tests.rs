@@ -1285,6 +1285,214 @@ fn a_migration_that_never_catches_up_rolls_back() {
     );
 }
 
+/// The single-replica SchemaRegion group of `migration_cluster`'s database (created now),
+/// its holder and a DataNode holding nothing of it.
+fn schema_group(node: &mut ConfigNode) -> (RegionGroupId, NodeId, NodeId) {
+    let group = node
+        .get_or_create_schema_partitions("root.m", &[7])
+        .unwrap()
+        .0[0];
+    let holder = node.state().region_group(group).unwrap().replicas[0].data_node_id;
+    let other = *node
+        .state()
+        .data_nodes()
+        .keys()
+        .find(|n| **n != holder)
+        .unwrap();
+    (group, holder, other)
+}
+
+/// Advances procedures until migration `id` copies the SchemaRegion (at most 10 rounds).
+fn until_copying(node: &mut ConfigNode, id: ProcedureId) -> Result<()> {
+    for _ in 0..10 {
+        if matches!(
+            node.state().procedures().get(&id),
+            Some(Procedure::MigrateRegion {
+                step: MigrateStep::CopySchema,
+                ..
+            })
+        ) {
+            return Ok(());
+        }
+        let reports = healthy_reports(node);
+        node.advance_procedures(&reports)?;
+    }
+    panic!(
+        "migration {id} never copies: {:?}",
+        node.state().procedures()
+    );
+}
+
+/// `MIGRATE REGION` of a single-replica SchemaRegion crashed at each of its kill points
+/// resumes and ends as an uninterrupted one: the group names the new DataNode alone, which
+/// leads it. Reports that do not match the running copy are refused without a change,
+/// and one repeated after the move is answered.
+#[test]
+fn a_single_replica_schema_region_moves_whole_surviving_a_crash_at_every_kill_point() {
+    for point in [
+        None,
+        Some(KillPoint::MigrateStarted),
+        Some(KillPoint::MigratePeerAdded),
+        Some(KillPoint::MigrateSchemaMoved),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = migration_cluster(dir.path());
+        let (group, from, to) = schema_group(&mut node);
+        if let Some(point) = point {
+            node.set_kill_mode(KillMode::Fail(point));
+        }
+        let mut crashed = match node.migrate_region(group, from, to) {
+            Ok(id) => match until_copying(&mut node, id) {
+                Ok(()) => false,
+                Err(ConfigNodeError::Killed(_)) => true,
+                Err(other) => panic!("{point:?}: {other}"),
+            },
+            Err(ConfigNodeError::Killed(_)) => true,
+            Err(other) => panic!("{point:?}: {other}"),
+        };
+        if crashed {
+            drop(node);
+            node = open(dir.path());
+            node.set_leader(Some(NodeId(0)));
+            crashed = false;
+        }
+        let id = node.state().migration_of(group).expect("recorded").0;
+        until_copying(&mut node, id).unwrap();
+        // While it copies: the old replica is Removing and still the only one.
+        let regions = node.show_regions(
+            &RegionFilter {
+                kind: RegionKind::Schema,
+                databases: &[],
+                node_ids: &[],
+            },
+            &|_, _| None,
+        );
+        assert_eq!(
+            column(&regions, "Status"),
+            vec![Some("Removing".to_string())]
+        );
+        assert_eq!(column(&regions, "DataNodeId"), vec![Some(from.to_string())]);
+        let version = node.version();
+        for (wrong_id, wrong_from, wrong_to) in [(id + 1, from, to), (id, to, from)] {
+            let refused = node
+                .schema_region_copied(wrong_id, group, wrong_from, wrong_to)
+                .unwrap_err();
+            assert!(
+                refused.to_string().contains("is copying it now"),
+                "{refused}"
+            );
+        }
+        assert_eq!(node.version(), version, "refusals record nothing");
+
+        match node.schema_region_copied(id, group, from, to) {
+            Ok(()) => {}
+            Err(ConfigNodeError::Killed(name)) => {
+                assert_eq!(Some(name), point.map(KillPoint::name));
+                crashed = true;
+            }
+            Err(other) => panic!("{point:?}: {other}"),
+        }
+        assert_eq!(crashed, point == Some(KillPoint::MigrateSchemaMoved));
+        drop(node);
+        let mut node = open(dir.path());
+        node.set_leader(Some(NodeId(0)));
+        run_procedures(&mut node, 10);
+        let moved = node.state().region_group(group).unwrap();
+        assert_eq!(moved.replicas.len(), 1, "{point:?}");
+        assert_eq!(moved.replicas[0].data_node_id, to, "{point:?}");
+        assert_eq!(moved.leader, to, "{point:?}");
+        // The source's report, repeated after the move (its answer was lost): answered.
+        node.schema_region_copied(id, group, from, to).unwrap();
+    }
+}
+
+/// A SchemaRegion copy that never arrives is dropped after `SCHEMA_COPY_TIMEOUT_MS`: the
+/// group is as it was. A Raft-replicated SchemaRegion is refused, with the reason.
+#[test]
+fn a_schema_region_copy_that_never_arrives_is_dropped_and_raft_groups_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = migration_cluster(dir.path());
+    let (group, from, to) = schema_group(&mut node);
+    let before = node.state().region_group(group).unwrap().clone();
+    let id = node.migrate_region(group, from, to).unwrap();
+    until_copying(&mut node, id).unwrap();
+    fn later() -> i64 {
+        fixed_clock() + procedure::SCHEMA_COPY_TIMEOUT_MS + 1
+    }
+    node.set_clock(later);
+    node.advance_procedures(&HashMap::new()).unwrap();
+    assert!(node.state().procedures().is_empty());
+    assert_eq!(node.state().region_group(group).unwrap(), &before);
+    let refused = node.schema_region_copied(id, group, from, to).unwrap_err();
+    assert!(
+        refused.to_string().contains("is copying it now"),
+        "{refused}"
+    );
+
+    let attributes = DatabaseAttributes {
+        schema_replication_factor: Some(2),
+        ..DatabaseAttributes::default()
+    };
+    node.create_database("root.raft", &attributes).unwrap();
+    let raft = node
+        .get_or_create_schema_partitions("root.raft", &[1])
+        .unwrap()
+        .0[0];
+    let current = node.state().region_group(raft).unwrap().clone();
+    let outside = *node
+        .state()
+        .data_nodes()
+        .keys()
+        .find(|n| current.replicas.iter().all(|r| r.data_node_id != **n))
+        .unwrap();
+    let version = node.version();
+    let refused = node
+        .migrate_region(raft, current.leader, outside)
+        .unwrap_err();
+    assert!(
+        refused.to_string().contains("replicated by Raft"),
+        "{refused}"
+    );
+    let refused = node.remove_data_node(current.leader).unwrap_err();
+    assert!(
+        refused.to_string().contains("replicated by Raft"),
+        "{refused}"
+    );
+    assert_eq!(node.version(), version);
+}
+
+/// `REMOVE DATANODE` of the holder of a single-replica SchemaRegion moves it (once its
+/// copy is reported) and then forgets the node.
+#[test]
+fn remove_data_node_moves_its_single_replica_schema_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = migration_cluster(dir.path());
+    let (group, holder, _) = schema_group(&mut node);
+    let removal = node.remove_data_node(holder).unwrap();
+    let mut copied = false;
+    for _ in 0..40 {
+        if !node.state().procedures().contains_key(&removal) {
+            break;
+        }
+        if let Some((id, from, to, MigrateStep::CopySchema)) = node.state().migration_of(group) {
+            assert_eq!(from, holder);
+            node.schema_region_copied(id, group, from, to).unwrap();
+            copied = true;
+        }
+        let reports = healthy_reports(&node);
+        node.advance_procedures(&reports).unwrap();
+    }
+    assert!(copied);
+    assert!(
+        node.state().procedures().is_empty(),
+        "{:?}",
+        node.state().procedures()
+    );
+    assert!(!node.state().data_nodes().contains_key(&holder));
+    let moved = node.state().region_group(group).unwrap();
+    assert_ne!(moved.replicas[0].data_node_id, holder);
+}
+
 /// `REMOVE DATANODE` crashed at each of its kill points resumes and ends with the node
 /// forgotten and every group it held on other nodes with its full replica count; removals
 /// below the replication factor, of a node holding a SchemaRegion, or of an unknown node

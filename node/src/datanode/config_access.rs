@@ -17,7 +17,7 @@ use iotdb_net::{Status, StatusCode};
 
 use super::control::config_status;
 use crate::cluster::link::CnLink;
-use crate::cluster::protocol::{Delta, FromConfigNode, ToConfigNode};
+use crate::cluster::protocol::{Delta, FromConfigNode, FromNode, ToConfigNode, ToNode};
 use crate::confignode::{
     ConfigNode, ConfigRequest, ConfigResponse, ConfigState, NodeId, ProcedureEnv, RegionGroupId,
     RegionGroupKind, RouteSnapshot,
@@ -178,6 +178,27 @@ impl ConfigAccess {
             ConfigAccess::Local(node) => node.handle(request, env).map_err(config_status),
             ConfigAccess::Remote(remote) => remote.handle(request, env),
         }
+    }
+
+    /// Asks DataNode `node` (a member only: a standalone node has no other), at the
+    /// internal endpoint the state lists for it.
+    pub fn call_data_node(&self, node: NodeId, request: &ToNode) -> Result<FromNode, Status> {
+        let ConfigAccess::Remote(remote) = self else {
+            return Err(Status::internal(
+                "a standalone node has no other DataNode to ask",
+            ));
+        };
+        let info =
+            remote.mirror.data_nodes().get(&node).ok_or_else(|| {
+                Status::internal(format!("DataNode {node} is not in the cluster"))
+            })?;
+        let endpoint = format!("{}:{}", info.spec.internal_address, info.spec.internal_port);
+        let address = crate::config::parse_endpoint(&endpoint).ok_or_else(|| {
+            Status::internal(format!(
+                "DataNode {node}'s internal endpoint {endpoint} is not an address"
+            ))
+        })?;
+        remote.link.call_data_node(node, address, request)
     }
 
     /// The state (a member's mirror of it).

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+mod schema_move;
+
 use anyhow::Context;
 use iotdb_model::NodeId;
 use iotdb_net::{DataPartitionEntry, ResultSet, RouteTable, Status, StatusCode};
@@ -161,6 +163,10 @@ pub struct ControlPlane {
     /// The DataNode's "turned read-only" flag (`NodeShared::read_only_reported`): set here
     /// when a SchemaRegion's journal fails, so heartbeats and SHOW CLUSTER say `ReadOnly`.
     read_only_reported: Arc<AtomicBool>,
+    /// SchemaRegion copies being received from another DataNode, by group.
+    incoming: HashMap<u32, schema_move::Incoming>,
+    /// When this node last tried to copy a SchemaRegion away, by migration.
+    copy_attempts: HashMap<u64, Instant>,
 }
 
 /// What this process's DataNode declares when it registers.
@@ -317,6 +323,8 @@ impl ControlPlane {
             batching: false,
             shard_count: cores,
             read_only_reported: Arc::new(AtomicBool::new(false)),
+            incoming: HashMap::new(),
+            copy_attempts: HashMap::new(),
         }
     }
 
@@ -367,13 +375,12 @@ impl ControlPlane {
         )
         .with_context(|| format!("reconciling {}", data_dir.display()))?;
         let schema_dir = self.config.schema_dir();
-        super::lifecycle::reconcile_region_dirs(
-            &schema_dir,
-            &mine(RegionGroupKind::Schema),
-            next,
-            "schema",
-        )
-        .with_context(|| format!("reconciling {}", schema_dir.display()))?;
+        // A copy a migration moves here is kept too (the group names this node once the
+        // migration finishes).
+        let mut schema_kept = mine(RegionGroupKind::Schema);
+        schema_kept.extend(schema_move::copies_to(state, self.data_node_id));
+        super::lifecycle::reconcile_region_dirs(&schema_dir, &schema_kept, next, "schema")
+            .with_context(|| format!("reconciling {}", schema_dir.display()))?;
         Ok(())
     }
 
@@ -716,6 +723,14 @@ impl ControlPlane {
                 let others = self.other_live_data_nodes();
                 Ok(ControlAnswer::DeletedAndElsewhere { deleted, others })
             }
+            ControlRequest::Schema(SchemaRequest::InstallRegion {
+                procedure,
+                group,
+                database,
+                part,
+                last,
+                devices,
+            }) => self.install_schema_part(procedure, group, &database, part, last, devices),
             ControlRequest::Statement(statement) => self.execute(statement),
             ControlRequest::ReportReadOnly { reason } => {
                 tracing::error!(
@@ -932,6 +947,7 @@ impl ControlPlane {
     /// Takes note of which schema regions this node answers for now (unreplicated ones,
     /// and the replicated ones it leads), after catching those up.
     fn refresh_served(&mut self) -> Result<(), Status> {
+        self.open_placed_schemas();
         self.served.clear();
         let groups: Vec<(u32, bool)> = self
             .schemas
@@ -946,22 +962,17 @@ impl ControlPlane {
         Ok(())
     }
 
-    /// Periodic work of a cluster member's replicated schema regions (every
-    /// [`super::control_thread::MAINTENANCE_INTERVAL`] while idle): learns peers' addresses,
-    /// opens the replicas placed here that another DataNode created, applies what their
-    /// groups committed, and tells the ConfigNode which groups this node leads. Returns
-    /// the new route table when the ConfigNode state changed.
-    pub fn maintain(&mut self) -> Option<RouteView> {
-        self.schema_raft.as_ref()?;
-        let version = self.config_node.version();
-        self.update_schema_peers();
+    /// Opens the schema regions the state places here that are not open yet: replicas of
+    /// a replicated group another DataNode created, and a region a migration moved here
+    /// (so that views and queries count it at once).
+    fn open_placed_schemas(&mut self) {
         let placed: Vec<(u32, String)> = self
             .config_node
             .state()
             .region_groups()
             .values()
             .filter(|g| {
-                g.elects_leader()
+                g.kind == RegionGroupKind::Schema
                     && !self.schemas.contains_key(&g.id.0)
                     && g.replicas
                         .iter()
@@ -974,6 +985,19 @@ impl ControlPlane {
                 tracing::warn!(group, error = %format!("{e:#}"), "opening a schema region replica failed");
             }
         }
+    }
+
+    /// Periodic work of a cluster member's replicated schema regions (every
+    /// [`super::control_thread::MAINTENANCE_INTERVAL`] while idle): learns peers' addresses,
+    /// moves single-replica schema regions (`schema_move`), opens the replicas placed here
+    /// (`open_placed_schemas`), applies what their
+    /// groups committed, and tells the ConfigNode which groups this node leads. Returns
+    /// the new route table when the ConfigNode state changed.
+    pub fn maintain(&mut self) -> Option<RouteView> {
+        self.schema_raft.as_ref()?;
+        let version = self.config_node.version();
+        self.update_schema_peers();
+        self.move_schema_regions();
         if let Err(status) = self.refresh_served() {
             tracing::warn!(status = %status.message, "applying committed schema changes failed");
         }

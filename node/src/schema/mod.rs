@@ -28,5 +28,6 @@ pub use error::{Result, SchemaError};
 pub use region::{
     DeviceEntry, LOG_RECORDS_PER_SNAPSHOT, MEASUREMENT_NAME_BYTES_MAX,
     MEASUREMENTS_PER_REQUEST_MAX, MeasurementSchema, ReplicatedLog, SchemaCommand, SchemaRegion,
-    StoredSchema, TimeseriesEntry, TypeConflict, default_compressor, default_encoding,
+    StoredDevice, StoredSchema, TimeseriesEntry, TypeConflict, default_compressor,
+    default_encoding,
 };

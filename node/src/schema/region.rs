@@ -227,8 +227,9 @@ impl StoredSchema {
     }
 }
 
-/// A device as persisted: path, aligned flag, measurements by name.
-type StoredDevice = (String, bool, Vec<(String, StoredSchema)>);
+/// A device as persisted: path, aligned flag, measurements by name. A region copied to
+/// another DataNode travels as parts of these ([`SchemaRegion::export`]).
+pub type StoredDevice = (String, bool, Vec<(String, StoredSchema)>);
 
 /// The persisted snapshot of a region.
 #[derive(Debug, Serialize, Deserialize)]
@@ -252,6 +253,9 @@ pub struct SchemaRegion {
     devices: HashMap<Box<str>, Device>,
     series_count: usize,
     log: Log,
+    /// Why changes are refused now (`Some`): the region's only replica is being copied to
+    /// another DataNode, and a change made after the copy was taken would be lost.
+    frozen: Option<String>,
 }
 
 /// The log of a replicated SchemaRegion (a Raft group, see
@@ -366,6 +370,7 @@ impl SchemaRegion {
             devices: HashMap::new(),
             series_count: 0,
             log: Log::Journal(journal),
+            frozen: None,
         };
         if let Some(snapshot) = recovered.snapshot {
             region.load(snapshot)?;
@@ -400,6 +405,7 @@ impl SchemaRegion {
                 applied: 0,
                 since_snapshot: 0,
             },
+            frozen: None,
         };
         if let Some((index, data)) = restored {
             region.restore(index, data)?;
@@ -572,6 +578,53 @@ impl SchemaRegion {
         }
     }
 
+    /// Refuses every change from now on with `reason` (a retryable 606), or (`None`)
+    /// accepts them again. Reads are still answered.
+    pub fn set_frozen(&mut self, reason: Option<String>) {
+        self.frozen = reason;
+    }
+
+    /// Whether changes are refused now (see [`SchemaRegion::set_frozen`]).
+    pub fn is_frozen(&self) -> bool {
+        self.frozen.is_some()
+    }
+
+    /// The whole schema as devices, sorted by path, in parts of about `part_bytes` each
+    /// (at least one device a part; an empty region is one empty part): what a copy of
+    /// the region to another DataNode carries, one part per request.
+    pub fn export(&self, part_bytes: usize) -> Vec<Vec<StoredDevice>> {
+        let mut parts = vec![Vec::new()];
+        let mut bytes = 0;
+        for device in self.snapshot().devices {
+            // About what the device takes encoded: its path, and per measurement the
+            // name and a schema of a few small numbers.
+            let size = device.0.len()
+                + device
+                    .2
+                    .iter()
+                    .map(|(name, _)| name.len() + 48)
+                    .sum::<usize>();
+            let current = parts.last_mut().expect("one part at least");
+            if !current.is_empty() && bytes + size > part_bytes {
+                parts.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            parts.last_mut().expect("one part at least").push(device);
+        }
+        parts
+    }
+
+    /// Adds devices copied from another DataNode's replica ([`SchemaRegion::export`]'s
+    /// parts) to this region, in memory: [`SchemaRegion::checkpoint`] makes them durable.
+    /// A part that does not fit the state is [`SchemaError::Corrupt`].
+    pub fn import(&mut self, devices: Vec<StoredDevice>) -> Result<()> {
+        self.load(Snapshot {
+            database: self.database.clone(),
+            devices,
+        })
+    }
+
     /// Starts a batch: later changes are made durable together by
     /// [`SchemaRegion::end_batch`] (one fdatasync); answer nobody before.
     pub fn begin_batch(&mut self) {
@@ -687,6 +740,9 @@ impl SchemaRegion {
     /// Logs (synced) and applies a command; a replicated region proposes it and applies
     /// everything committed up to it.
     fn commit(&mut self, command: SchemaCommand) -> Result<()> {
+        if let Some(reason) = &self.frozen {
+            return Err(SchemaError::Unavailable(reason.clone()));
+        }
         if let Log::Journal(journal) = &self.log
             && journal.records_since_snapshot() >= LOG_RECORDS_PER_SNAPSHOT
         {
