@@ -16,6 +16,11 @@
 //!   after its restart the migration finishes, every acknowledged series is listed
 //!   through every DataNode, the old directory is gone, and `REMOVE DATANODE` of the new
 //!   holder moves it again.
+//! - `MIGRATE REGION` of the leader replica of a SchemaRegion replicated by Raft
+//!   (`schema_replication_factor=2`) while series are created: the new replica joins the
+//!   Raft group, catches up, takes leadership, the old one leaves; every acknowledged
+//!   series is listed through every DataNode, also after the new leader's DataNode is
+//!   removed (its replica moves the same way).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -606,4 +611,115 @@ fn migrate_a_single_replica_schema_region_while_series_are_created() {
         last = Some(count);
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+#[test]
+fn migrate_a_raft_schema_region_leader_while_series_are_created() {
+    let cluster = TestCluster::start_configured(
+        BINARY,
+        1,
+        3,
+        1,
+        &[
+            ("data_replication_factor", "1"),
+            ("schema_replication_factor", "2"),
+        ],
+    )
+    .expect("start 1C3D");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
+            rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
+        })
+        .unwrap();
+    let database = "root.raftsch";
+    let mut admin = cluster.client(0).unwrap();
+    admin
+        .execute_sql(&format!("CREATE DATABASE {database}"))
+        .unwrap();
+    let mut next = 0;
+    let mut acked = BTreeSet::new();
+    let mut creator = cluster.client(0).unwrap();
+    create_series_until(&mut creator, database, &mut next, &mut acked, |next| {
+        next >= 20
+    });
+    let leader_of = |admin: &mut BlockingClient| -> Option<(u32, u32, BTreeSet<u32>)> {
+        let result = admin.execute_sql("SHOW SCHEMA REGIONS").ok()?;
+        let rows = text_rows(&result);
+        // Settled: every replica Running (none `Adding` or `Removing`).
+        if rows.iter().any(|row| row["Status"] != "Running") {
+            return None;
+        }
+        let leader = rows.iter().find(|row| row["Role"] == "Leader")?;
+        let holders = rows
+            .iter()
+            .map(|row| row["DataNodeId"].parse().unwrap())
+            .collect();
+        Some((
+            leader["RegionId"].parse().unwrap(),
+            leader["DataNodeId"].parse().unwrap(),
+            holders,
+        ))
+    };
+    let (region, from, holders) = wait_for("a schema leader", || leader_of(&mut admin));
+    assert_eq!(holders.len(), 2, "{holders:?}");
+    let to = (1..=3).find(|n| !holders.contains(n)).unwrap();
+    let stay = *holders.iter().find(|n| **n != from).unwrap();
+
+    let started = Instant::now();
+    admin
+        .execute_sql(&format!("MIGRATE REGION {region} FROM {from} TO {to}"))
+        .expect("MIGRATE REGION");
+    let mut moved = false;
+    let refusals = create_series_until(&mut creator, database, &mut next, &mut acked, |_| {
+        moved = moved
+            || leader_of(&mut admin).is_some_and(|(_, leader, holders)| {
+                leader == to && holders == BTreeSet::from([stay, to])
+            });
+        moved || started.elapsed() > PATIENCE
+    });
+    assert!(moved, "the migration did not finish");
+    eprintln!(
+        "Raft schema region {region}: leader moved from DataNode {from} to {to} in {:?}; \
+         {refusals} creations refused meanwhile",
+        started.elapsed()
+    );
+    let until = next + 20;
+    create_series_until(&mut creator, database, &mut next, &mut acked, |next| {
+        next >= until
+    });
+    let listed_everywhere = |cluster: &TestCluster, vias: &[usize], acked: &BTreeSet<u32>| {
+        for &via in vias {
+            let mut client = cluster.client(via).unwrap();
+            wait_for("every series listed", || {
+                let result = client
+                    .execute_sql(&format!("COUNT TIMESERIES {database}.**"))
+                    .ok()?;
+                (text_rows(&result)[0]["count(timeseries)"] == acked.len().to_string())
+                    .then_some(())
+            });
+        }
+    };
+    listed_everywhere(&cluster, &[0, 1, 2], &acked);
+
+    // Removing the new leader's DataNode moves its replica the same way.
+    let mut cluster = cluster;
+    let holder = cluster.data_node_index(to, 0);
+    let via = (0..3).find(|i| *i != holder).unwrap();
+    let mut admin = cluster.client(via).unwrap();
+    admin
+        .execute_sql(&format!("REMOVE DATANODE {to}"))
+        .expect("REMOVE DATANODE");
+    cluster.data_nodes[holder]
+        .wait_exit(PATIENCE)
+        .expect("the removed DataNode stops itself");
+    wait_for("two Running replicas elsewhere", || {
+        leader_of(&mut admin).filter(|(_, _, holders)| holders.len() == 2 && !holders.contains(&to))
+    });
+    let mut creator = cluster.client(via).unwrap();
+    let until = next + 10;
+    create_series_until(&mut creator, database, &mut next, &mut acked, |next| {
+        next >= until
+    });
+    let vias: Vec<usize> = (0..3).filter(|i| *i != holder).collect();
+    listed_everywhere(&cluster, &vias, &acked);
 }

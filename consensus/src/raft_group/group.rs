@@ -226,6 +226,31 @@ impl<D: Disk> RaftGroup<D> {
         voters
     }
 
+    /// Through which index the leader knows voter `id` holds its log; `None` when this
+    /// node does not lead or `id` is no peer.
+    pub fn matched(&self, id: u64) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        self.node
+            .raft
+            .prs()
+            .get(id)
+            .map(|progress| progress.matched)
+    }
+
+    /// Asks voter `to` to take leadership (a leader only): once `to` holds the whole log it
+    /// campaigns at once, and this node steps down when it hears of the new term. Until
+    /// then (at most an election timeout) this node refuses proposals.
+    pub fn transfer_leader(&mut self, to: u64) -> Result<(), RaftGroupError> {
+        self.check_alive()?;
+        if !self.is_leader() {
+            return Err(self.not_leader());
+        }
+        self.node.transfer_leader(to);
+        Ok(())
+    }
+
     /// Index of the last entry handed to the host (what its state machine reflects once
     /// it applied every `Output`).
     pub fn applied_index(&self) -> u64 {

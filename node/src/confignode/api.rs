@@ -114,6 +114,16 @@ pub enum ConfigRequest {
         /// The DataNode now holding the copy.
         to: NodeId,
     },
+    /// The Raft leader of a replicated SchemaRegion group says the replica migration
+    /// `procedure` adds on `node` caught up (see `ConfigNode::schema_replica_caught_up`).
+    SchemaReplicaCaughtUp {
+        /// The migration.
+        procedure: ProcedureId,
+        /// The group.
+        group: RegionGroupId,
+        /// The DataNode of the new replica.
+        node: NodeId,
+    },
     /// Creates a database.
     CreateDatabase {
         /// `root.x...`.
@@ -343,6 +353,14 @@ impl<S: CommandStore> ConfigNode<S> {
                 to,
             } => {
                 self.schema_region_copied(procedure, group, from, to)?;
+                ConfigResponse::Done
+            }
+            ConfigRequest::SchemaReplicaCaughtUp {
+                procedure,
+                group,
+                node,
+            } => {
+                self.schema_replica_caught_up(procedure, group, node)?;
                 ConfigResponse::Done
             }
             ConfigRequest::CreateDatabase { name, attributes } => {

@@ -38,11 +38,6 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Why a SchemaRegion group of more than one replica keeps its DataNodes: it is a Raft
-/// group, and moving one of its voters is not built yet.
-const SCHEMA_RAFT_STAYS: &str = "a SchemaRegion replicated by Raft (schema_replication_factor \
-    above 1) does not migrate yet; a single-replica one does";
-
 /// Journal records replayed at most on open before a snapshot is written:
 /// bounds restart time while keeping snapshots (a full state rewrite) rare.
 pub const LOG_RECORDS_PER_SNAPSHOT: u64 = 4096;
@@ -713,9 +708,6 @@ impl<S: CommandStore> ConfigNode<S> {
         self.mutate(|node| {
             let current = node.state.region_group(group)?;
             let refused = |reason: String| ConfigNodeError::RegionRefused { group, reason };
-            if current.elects_leader() {
-                return Err(refused(SCHEMA_RAFT_STAYS.into()));
-            }
             if !current.replicas.iter().any(|r| r.data_node_id == from) {
                 return Err(refused(format!("DataNode {from} holds no replica of it")));
             }
@@ -850,12 +842,6 @@ impl<S: CommandStore> ConfigNode<S> {
                 if !group.replicas.iter().any(|r| r.data_node_id == node_id) {
                     continue;
                 }
-                if group.elects_leader() {
-                    return Err(refused(format!(
-                        "it holds a replica of SchemaRegion {} ({}): {SCHEMA_RAFT_STAYS}",
-                        group.id, group.database
-                    )));
-                }
                 let down = group.replicas.iter().map(|r| r.data_node_id).find(|n| {
                     *n != node_id
                         && node
@@ -982,6 +968,50 @@ impl<S: CommandStore> ConfigNode<S> {
         now - since.1 > timeout_ms
     }
 
+    /// The Raft leader of a replicated SchemaRegion group says the replica that migration
+    /// `id` adds is a voter holding the log through the commit index it saw when the
+    /// replica joined: the migration moves on to hand leadership over (if the old replica
+    /// leads) and remove the old replica. A report for a migration past that step is
+    /// answered `Ok`; one for no such migration is refused.
+    pub fn schema_replica_caught_up(
+        &mut self,
+        id: ProcedureId,
+        group: RegionGroupId,
+        node: NodeId,
+    ) -> Result<()> {
+        self.mutate(|this| match this.state.procedures().get(&id).cloned() {
+            Some(Procedure::MigrateRegion {
+                group: g,
+                to,
+                step,
+                from,
+                shard,
+                removal_of,
+            }) if g == group && to == node => {
+                if step != MigrateStep::CatchUp {
+                    return Ok(());
+                }
+                tracing::info!(id, %group, to = %node, "migration: the new schema replica caught up");
+                this.kill_point(KillPoint::MigrateCaughtUp)?;
+                this.advance_to(
+                    id,
+                    Procedure::MigrateRegion {
+                        group,
+                        from,
+                        to,
+                        shard,
+                        step: MigrateStep::TransferLeader,
+                        removal_of,
+                    },
+                )
+            }
+            _ => Err(ConfigNodeError::RegionRefused {
+                group,
+                reason: format!("no migration {id} adds a replica of it on DataNode {node}"),
+            }),
+        })
+    }
+
     /// The DataNode holding the only replica of a SchemaRegion group copied it to the
     /// destination of migration `id` (step [`MigrateStep::CopySchema`]): the replica
     /// moves there in one command and the migration finishes. Refused when `id` is no
@@ -1077,7 +1107,9 @@ impl<S: CommandStore> ConfigNode<S> {
                 report.is_some_and(|r| r.epoch == current.epoch && r.leader == leader.0)
             };
             match step {
-                MigrateStep::AddPeer if current.kind == RegionGroupKind::Schema => {
+                MigrateStep::AddPeer
+                    if current.kind == RegionGroupKind::Schema && !current.elects_leader() =>
+                {
                     // Nothing is added: the copy moves the only replica in one command.
                     self.kill_point(KillPoint::MigratePeerAdded)?;
                     step = MigrateStep::CopySchema;
@@ -1106,6 +1138,37 @@ impl<S: CommandStore> ConfigNode<S> {
                     }
                     self.kill_point(KillPoint::MigratePeerAdded)?;
                     step = MigrateStep::CatchUp;
+                    self.advance_to(id, procedure(step))?;
+                }
+                MigrateStep::CatchUp if current.kind == RegionGroupKind::Schema => {
+                    // Moved on by the Raft leader's `SchemaReplicaCaughtUp`.
+                    if self.waited_too_long(id, step) {
+                        tracing::warn!(id, %group, to = %new, "migration: the new schema replica did not catch up in time; rolling back");
+                        step = MigrateStep::Cancel;
+                        self.advance_to(id, procedure(step))?;
+                        continue;
+                    }
+                    return Ok(());
+                }
+                MigrateStep::TransferLeader if current.kind == RegionGroupKind::Schema => {
+                    // The group elects its leader: the old leader hands leadership over
+                    // itself, and the new one reports leading (`ReportSchemaLeader`).
+                    if current.leader == from {
+                        if self.waited_too_long(id, step) {
+                            step = MigrateStep::Cancel;
+                            self.advance_to(id, procedure(step))?;
+                            continue;
+                        }
+                        return Ok(());
+                    }
+                    step = MigrateStep::RemovePeer;
+                    self.advance_to(id, procedure(step))?;
+                }
+                MigrateStep::Cancel
+                    if current.kind == RegionGroupKind::Schema && current.leader == new =>
+                {
+                    // The new replica leads already: finish the move rather than undo it.
+                    step = MigrateStep::RemovePeer;
                     self.advance_to(id, procedure(step))?;
                 }
                 MigrateStep::CatchUp => {
@@ -1265,11 +1328,6 @@ impl<S: CommandStore> ConfigNode<S> {
                         continue;
                     }
                     let current = self.state.region_group(group)?.clone();
-                    if current.elects_leader() {
-                        // Refused when the removal started; one placed here since waits.
-                        tracing::warn!(id, %group, node = %target, "{SCHEMA_RAFT_STAYS}; retried");
-                        continue;
-                    }
                     let Some(replica) = plan_migration_target(&self.state, &current, target) else {
                         tracing::warn!(id, %group, node = %target, "no Running DataNode can take this replica yet; retried");
                         continue;

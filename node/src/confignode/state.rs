@@ -755,8 +755,10 @@ impl ConfigState {
                     group: *group,
                     reason,
                 };
-                if current.kind != RegionGroupKind::Data {
-                    return Err(refused("only data region groups migrate".into()));
+                if current.kind != RegionGroupKind::Data && !current.elects_leader() {
+                    return Err(refused(
+                        "a SchemaRegion of one replica moves whole (MoveSchemaReplica)".into(),
+                    ));
                 }
                 let node = self
                     .data_nodes
@@ -1046,10 +1048,13 @@ impl ConfigState {
                 group.replicas.push(*replica);
                 // Out of the in-sync set until its leader reports it caught up: with
                 // `in_sync` acknowledgement the leader asks it in; otherwise the
-                // migration's catch-up step takes it out of the list.
-                group.out_of_sync.push(replica.data_node_id);
-                group.out_of_sync.sort_unstable();
-                group.out_of_sync.dedup();
+                // migration's catch-up step takes it out of the list. (A SchemaRegion's
+                // Raft group keeps no in-sync set.)
+                if group.kind == RegionGroupKind::Data {
+                    group.out_of_sync.push(replica.data_node_id);
+                    group.out_of_sync.sort_unstable();
+                    group.out_of_sync.dedup();
+                }
                 group.in_sync_version += 1;
             }
             ConfigCommand::RemoveRegionReplica { group, node } => {

@@ -167,6 +167,11 @@ pub struct ControlPlane {
     incoming: HashMap<u32, schema_move::Incoming>,
     /// When this node last tried to copy a SchemaRegion away, by migration.
     copy_attempts: HashMap<u64, Instant>,
+    /// When this node last asked a Raft-replicated SchemaRegion group it leads to change
+    /// its voters, hand leadership over or report a new replica caught up, by group.
+    membership_attempts: HashMap<u32, Instant>,
+    /// The commit index a migration's new schema replica must reach, by migration.
+    catch_up_targets: HashMap<u64, u64>,
 }
 
 /// What this process's DataNode declares when it registers.
@@ -325,6 +330,8 @@ impl ControlPlane {
             read_only_reported: Arc::new(AtomicBool::new(false)),
             incoming: HashMap::new(),
             copy_attempts: HashMap::new(),
+            membership_attempts: HashMap::new(),
+            catch_up_targets: HashMap::new(),
         }
     }
 
@@ -442,8 +449,19 @@ impl ControlPlane {
     fn schema_region(&mut self, group: u32, database: &str) -> anyhow::Result<&mut SchemaRegion> {
         if !self.schemas.contains_key(&group) {
             let dir = self.schema_dir(group);
+            let joining = self
+                .config_node
+                .state()
+                .migration_of(RegionGroupId(group))
+                .is_some_and(|(_, _, to, _)| to == self.data_node_id);
             let elected = self.elected_group(group).map(|g| {
-                let replicas: Vec<NodeId> = g.replicas.iter().map(|r| r.data_node_id).collect();
+                // A replica a migration adds joins the group as it is (its leader adds it
+                // as a voter and sends it a snapshot): it founds nothing.
+                let replicas: Vec<NodeId> = if joining {
+                    Vec::new()
+                } else {
+                    g.replicas.iter().map(|r| r.data_node_id).collect()
+                };
                 (replicas, g.leader == self.data_node_id)
             });
             let mut region = match (elected, &mut self.schema_raft) {
@@ -1001,6 +1019,7 @@ impl ControlPlane {
         if let Err(status) = self.refresh_served() {
             tracing::warn!(status = %status.message, "applying committed schema changes failed");
         }
+        self.follow_schema_membership();
         let raft = self.schema_raft.as_mut()?;
         let open: HashSet<u32> = self.schemas.keys().copied().collect();
         let dropped: Vec<u32> = raft.groups().filter(|g| !open.contains(g)).collect();

@@ -38,7 +38,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_channel::mpsc;
 use iotdb_consensus::io::StdDisk;
 use iotdb_consensus::raft_group::{
-    Committed, RaftGroup, RaftGroupConfig, RaftGroupError, RestoredSnapshot,
+    Committed, MembershipChange, RaftGroup, RaftGroupConfig, RaftGroupError, RestoredSnapshot,
 };
 use iotdb_model::NodeId;
 
@@ -83,6 +83,12 @@ struct GroupShared {
     failed: AtomicBool,
     /// A lagging replica needs a newer snapshot.
     compact_requested: AtomicBool,
+    /// The voters of the configuration applied here (raft ids, sorted).
+    voters: Mutex<Vec<u64>>,
+    /// While this replica leads: through which index each voter holds the log.
+    matched: Mutex<HashMap<u64, u64>>,
+    /// The commit index this replica knows.
+    commit: AtomicU64,
 }
 
 /// What opening a group gives the control thread: the state both threads share, and the
@@ -114,6 +120,17 @@ enum Job {
     Close {
         group: u32,
         reply: SyncSender<()>,
+    },
+    /// The leader proposes a membership change (one at a time; refused ones are retried
+    /// by the control thread).
+    ChangeVoters {
+        group: u32,
+        change: MembershipChange,
+    },
+    /// The leader hands leadership to a voter.
+    TransferLeader {
+        group: u32,
+        to: u64,
     },
 }
 
@@ -245,6 +262,54 @@ impl SchemaRaft {
         self.groups
             .get(&group)
             .is_some_and(|shared| shared.failed.load(Ordering::Acquire))
+    }
+
+    /// The DataNodes whose replicas are voters of `group`, as the replica here applied.
+    pub fn voters(&self, group: u32) -> Vec<NodeId> {
+        self.groups
+            .get(&group)
+            .and_then(|shared| shared.voters.lock().ok().map(|v| v.clone()))
+            .unwrap_or_default()
+            .into_iter()
+            .map(node_of)
+            .collect()
+    }
+
+    /// While the replica here leads `group`: through which index `node`'s replica holds
+    /// the log.
+    pub fn matched(&self, group: u32, node: NodeId) -> Option<u64> {
+        let shared = self.groups.get(&group)?;
+        shared.matched.lock().ok()?.get(&raft_id(node)).copied()
+    }
+
+    /// The commit index of `group` the replica here knows.
+    pub fn commit_index(&self, group: u32) -> u64 {
+        self.groups
+            .get(&group)
+            .map_or(0, |shared| shared.commit.load(Ordering::Acquire))
+    }
+
+    /// Proposes adding (`add`) or removing `node`'s replica as a voter of `group` (the
+    /// replica here must lead; a refusal is only logged: the caller asks again).
+    pub fn change_voters(&self, group: u32, node: NodeId, add: bool) -> Result<(), String> {
+        let id = raft_id(node);
+        let change = if add {
+            MembershipChange::AddVoter(id)
+        } else {
+            MembershipChange::RemoveVoter(id)
+        };
+        Self::send(&self.jobs, Job::ChangeVoters { group, change })
+    }
+
+    /// Hands leadership of `group` to `node`'s replica (the replica here must lead).
+    pub fn transfer_leader(&self, group: u32, node: NodeId) -> Result<(), String> {
+        Self::send(
+            &self.jobs,
+            Job::TransferLeader {
+                group,
+                to: raft_id(node),
+            },
+        )
     }
 
     /// The groups with a replica here.
@@ -482,6 +547,38 @@ impl Host {
                     fail(group, replica, &e);
                 }
             }
+            Job::ChangeVoters { group, change } => {
+                let Some(replica) = self.replicas.get_mut(&group) else {
+                    return;
+                };
+                let proposed = match change {
+                    MembershipChange::AddVoter(id) => replica.group.propose_add_voter(id),
+                    MembershipChange::RemoveVoter(id) => replica.group.propose_remove_voter(id),
+                };
+                match proposed {
+                    Ok(_) => tracing::info!(
+                        group,
+                        ?change,
+                        "schema region group membership change proposed"
+                    ),
+                    Err(e) => {
+                        tracing::debug!(group, ?change, error = %e, "membership change not proposed")
+                    }
+                }
+                self.process(group);
+            }
+            Job::TransferLeader { group, to } => {
+                let Some(replica) = self.replicas.get_mut(&group) else {
+                    return;
+                };
+                match replica.group.transfer_leader(to) {
+                    Ok(()) => {
+                        tracing::info!(group, to = %node_of(to), "schema region group leadership handed over")
+                    }
+                    Err(e) => tracing::debug!(group, error = %e, "leadership not handed over"),
+                }
+                self.process(group);
+            }
             Job::Close { group, reply } => {
                 if let Some(mut replica) = self.replicas.remove(&group) {
                     for (_, waiting) in replica.pending.drain(..) {
@@ -619,6 +716,22 @@ impl Host {
                 .compact_requested
                 .store(true, Ordering::Release);
         }
+        let voters = replica.group.voters();
+        if let Ok(mut matched) = replica.shared.matched.lock() {
+            matched.clear();
+            for voter in &voters {
+                if let Some(index) = replica.group.matched(*voter) {
+                    matched.insert(*voter, index);
+                }
+            }
+        }
+        if let Ok(mut known) = replica.shared.voters.lock() {
+            *known = voters;
+        }
+        replica
+            .shared
+            .commit
+            .store(replica.group.commit_index(), Ordering::Release);
         // After the committed entries were queued: a reader that sees `ready` finds them.
         replica
             .shared

@@ -24,6 +24,7 @@
 //! a migration to it copies, deletes it once none does, and a restart there deletes a
 //! half-received `region-<g>.incoming`.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -121,7 +122,118 @@ fn remove_dir(dir: &Path) -> std::io::Result<()> {
     }
 }
 
+/// How often the leader of a Raft-replicated SchemaRegion group asks for the same
+/// membership step again (a change proposed, leadership handed over, a replica reported
+/// caught up). Why 1 s: a membership change commits in milliseconds; a second is room for
+/// it to show up in the applied configuration before the next attempt.
+const MEMBERSHIP_RETRY_INTERVAL: Duration = Duration::from_secs(1);
+
+/// What the leader of a Raft-replicated SchemaRegion group does this round.
+enum MembershipStep {
+    /// Add (`true`) or remove a voter, so that the voters become the state's replicas.
+    ChangeVoters(u32, NodeId, bool),
+    /// Tell the ConfigNode the replica migration `id` adds caught up.
+    ReportCaughtUp(ProcedureId, u32, NodeId),
+    /// Hand leadership to the replica a migration adds.
+    TransferLeader(u32, NodeId),
+}
+
 impl ControlPlane {
+    /// Moves the Raft-replicated SchemaRegion groups this node leads toward what the state
+    /// says (every maintenance round): the voters become the group's replicas (a replica a
+    /// migration adds joins, one it removes leaves, one change at a time), a new replica
+    /// holding the log through the commit index seen when it joined is reported caught
+    /// up, and the old replica, if it leads, hands leadership to the new one. Each step is
+    /// asked at most every [`MEMBERSHIP_RETRY_INTERVAL`] per group; Raft makes each safe
+    /// to repeat.
+    pub(super) fn follow_schema_membership(&mut self) {
+        let Some(raft) = &self.schema_raft else {
+            return;
+        };
+        let me = self.data_node_id;
+        let state = self.config_node.state();
+        let mut steps = Vec::new();
+        for &group in &self.served {
+            let Some(current) = state.region_groups().get(&RegionGroupId(group)) else {
+                continue;
+            };
+            if !current.elects_leader() || !raft.serves(group) {
+                continue;
+            }
+            let due = self
+                .membership_attempts
+                .get(&group)
+                .is_none_or(|at| at.elapsed() >= MEMBERSHIP_RETRY_INTERVAL);
+            let voters: BTreeSet<NodeId> = raft.voters(group).into_iter().collect();
+            if !due || voters.is_empty() {
+                continue;
+            }
+            let replicas: BTreeSet<NodeId> =
+                current.replicas.iter().map(|r| r.data_node_id).collect();
+            if let Some(add) = replicas.difference(&voters).next() {
+                steps.push(MembershipStep::ChangeVoters(group, *add, true));
+            } else if let Some(remove) = voters.difference(&replicas).next() {
+                steps.push(MembershipStep::ChangeVoters(group, *remove, false));
+            }
+            match state.migration_of(current.id) {
+                Some((id, _, to, MigrateStep::CatchUp)) if voters.contains(&to) => {
+                    let target = *self
+                        .catch_up_targets
+                        .entry(id)
+                        .or_insert_with(|| raft.commit_index(group));
+                    if raft
+                        .matched(group, to)
+                        .is_some_and(|matched| matched >= target)
+                    {
+                        steps.push(MembershipStep::ReportCaughtUp(id, group, to));
+                    }
+                }
+                Some((_, from, to, MigrateStep::TransferLeader)) if from == me => {
+                    steps.push(MembershipStep::TransferLeader(group, to));
+                }
+                _ => {}
+            }
+        }
+        let running: Vec<ProcedureId> = state.procedures().keys().copied().collect();
+        self.catch_up_targets.retain(|id, _| running.contains(id));
+        for step in steps {
+            let (group, outcome) = match step {
+                MembershipStep::ChangeVoters(group, node, add) => (
+                    group,
+                    self.schema_raft
+                        .as_ref()
+                        .expect("checked above")
+                        .change_voters(group, node, add)
+                        .map_err(Status::internal),
+                ),
+                MembershipStep::TransferLeader(group, to) => (
+                    group,
+                    self.schema_raft
+                        .as_ref()
+                        .expect("checked above")
+                        .transfer_leader(group, to)
+                        .map_err(Status::internal),
+                ),
+                MembershipStep::ReportCaughtUp(id, group, node) => (
+                    group,
+                    self.config(ConfigRequest::SchemaReplicaCaughtUp {
+                        procedure: id,
+                        group: RegionGroupId(group),
+                        node,
+                    })
+                    .map(|_| ()),
+                ),
+            };
+            self.membership_attempts.insert(group, Instant::now());
+            if let Err(status) = outcome {
+                tracing::warn!(group, error = %status.message, "a schema region membership step failed; retried");
+            }
+        }
+        let open: Vec<u32> = self.schemas.keys().copied().collect();
+        self.membership_attempts
+            .retain(|group, _| open.contains(group));
+    }
+
     /// The single-replica SchemaRegion migrations as they concern this DataNode (every
     /// maintenance round): a region no copy runs for any more takes changes again, each
     /// region being copied away is sent (at most every [`COPY_RETRY_INTERVAL`]), and
