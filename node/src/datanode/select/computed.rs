@@ -268,12 +268,14 @@ impl Shard {
     /// name are computed as a plain aggregate query, then each item is evaluated on its
     /// rows, the series expanded as in raw expressions (`count(root.sg.d1.s1) + 1`; under
     /// `ALIGN BY DEVICE`, by measurement: `count(s1) + 1`). `FILL`, `SLIMIT`, order and
-    /// `LIMIT` apply to the evaluated columns.
+    /// `LIMIT` apply to the evaluated columns. With `only` (under `ALIGN BY DEVICE`), the
+    /// rows of those devices alone (see `Shard::select_aggregates_by_device`).
     pub(in crate::datanode) async fn select_aggregate_expressions(
         self: &Rc<Self>,
         select: &Select,
         range: crate::sql::TimeRange,
         now_ms: i64,
+        only: Option<&[String]>,
     ) -> Result<ResultSet, Status> {
         let Projection::AggregateExpressions(items) = &select.projection else {
             return Err(Status::internal("not an aggregate expression projection"));
@@ -302,7 +304,7 @@ impl Shard {
             ..select.clone()
         };
         let aggregated = if select.align_by_device {
-            self.select_aggregates_by_device(&inner, range, now_ms)
+            self.select_aggregates_by_device(&inner, range, now_ms, only)
                 .await?
         } else {
             self.select_aggregates(&inner, range, now_ms).await?
