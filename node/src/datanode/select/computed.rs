@@ -13,7 +13,7 @@ use iotdb_net::{ResultSet, Status, Value as WireValue};
 use iotdb_storage::{DataType, TimeRange};
 
 use super::bind::{BoundCopy, Scalar, bind_each};
-use super::{Column, RawCursor, RowMaker, RowPages, Shard, series_window};
+use super::{Column, RawCursor, RawPart, RowMaker, RowPages, Shard, series_window};
 use crate::sql::{
     Aggregate, ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select, TimeOrder,
 };
@@ -67,7 +67,12 @@ impl Shard {
             row.extend(evaluate(&outputs, time, &cells)?);
             Ok(row)
         });
-        Ok(RowPages::new(header, vec![(cursor, make)], select, 1))
+        Ok(RowPages::new(
+            header,
+            vec![RawPart::whole(cursor, make)],
+            select,
+            1,
+        ))
     }
 
     /// Expressions `ALIGN BY DEVICE`: each device's rows with the items bound to its own
@@ -118,6 +123,7 @@ impl Shard {
             if outputs.is_empty() {
                 continue;
             }
+            let lacking = (2..width).filter(|at| !positions.contains(at)).collect();
             let own = super::within_device(filter_series, device);
             let cursor = RawCursor::of_select(self, fetched, select, range, now_ms, &own)?;
             let device = WireValue::Text(bytes::Bytes::from(device.to_string()));
@@ -133,7 +139,11 @@ impl Shard {
                 }
                 Ok(row)
             });
-            parts.push((cursor, make));
+            parts.push(RawPart {
+                cursor,
+                make,
+                lacking,
+            });
         }
         Ok(RowPages::new(result, parts, select, 2))
     }

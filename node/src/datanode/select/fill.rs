@@ -82,6 +82,8 @@ pub struct HeldFill {
     /// Each column's nearest known number among the rows answered (the latest ascending,
     /// the oldest descending): the other end of a LINEAR gap.
     answered: Vec<Anchor>,
+    /// Columns the current part never fills: no row waits for them.
+    lacking: Vec<usize>,
 }
 
 impl HeldFill {
@@ -100,7 +102,13 @@ impl HeldFill {
             first,
             held: Vec::new(),
             answered: vec![None; types.len()],
+            lacking: Vec::new(),
         })
+    }
+
+    /// The columns the current part never fills (a device's missing series).
+    pub fn set_lacking(&mut self, columns: &[usize]) {
+        columns.clone_into(&mut self.lacking);
     }
 
     /// Takes the part's next rows (time order; newer than the rows before ascending, older
@@ -165,6 +173,7 @@ impl HeldFill {
         } else {
             columns
                 .clone()
+                .filter(|c| !self.lacking.contains(c))
                 .map(|c| {
                     let oldest = self.held.iter().position(|row| self.is_known(row, c));
                     match oldest {
@@ -418,5 +427,30 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A descending `FILL(PREVIOUS)` holds no row back for a column the part never fills
+    /// (a device's missing series), and without that knowledge holds every row.
+    #[test]
+    fn held_fill_does_not_wait_for_a_column_the_part_lacks() {
+        let types = [DataType::Int64, DataType::Double, DataType::Double];
+        let page = |from: i64| -> Vec<Row> {
+            (from..from + 10)
+                .map(|t| {
+                    vec![
+                        Some(WireValue::Int64(t)),
+                        Some(WireValue::Double(1.0)),
+                        None,
+                    ]
+                })
+                .collect()
+        };
+        let mut held = HeldFill::new(&Fill::Previous, &types, 1, true).expect("held");
+        held.set_lacking(&[2]);
+        assert_eq!(held.push(page(10), false).expect("push").len(), 10);
+        assert_eq!(held.push(page(0), false).expect("push").len(), 10);
+        let mut held = HeldFill::new(&Fill::Previous, &types, 1, true).expect("held");
+        assert!(held.push(page(10), false).expect("push").is_empty());
+        assert_eq!(held.push(page(0), true).expect("push").len(), 20);
     }
 }

@@ -379,9 +379,30 @@ pub struct RowPages {
 /// Where a paged result's rows come from.
 enum Source {
     /// Raw parts still to read, in the result's order, each with how its rows are made.
-    Raw(VecDeque<(RawCursor, RowMaker)>),
+    Raw(VecDeque<RawPart>),
     /// Windows of an aggregate `GROUP BY` time still to aggregate.
     Windows(WindowPages),
+}
+
+/// One part of a raw result (the whole result, or one device under `ALIGN BY DEVICE`).
+pub struct RawPart {
+    pub cursor: RawCursor,
+    /// Turns the cursor's rows into the result's.
+    pub make: RowMaker,
+    /// The value columns the part never fills (a device's missing series): a descending
+    /// `FILL(PREVIOUS)` does not hold rows back for them.
+    pub lacking: Vec<usize>,
+}
+
+impl RawPart {
+    /// A part that may fill every column.
+    pub fn whole(cursor: RawCursor, make: RowMaker) -> RawPart {
+        RawPart {
+            cursor,
+            make,
+            lacking: Vec::new(),
+        }
+    }
 }
 
 /// Rows of one part of a result (the whole result, or one device under `ALIGN BY
@@ -392,7 +413,7 @@ impl RowPages {
     /// Pages of `parts`' rows under `header`, as `select` orders, fills and pages them.
     pub fn new(
         header: ResultSet,
-        parts: Vec<(RawCursor, RowMaker)>,
+        parts: Vec<RawPart>,
         select: &Select,
         first_value: usize,
     ) -> RowPages {
@@ -469,10 +490,13 @@ impl RowPages {
         // Each part's rows in time order (a raw page is; windows come in the result's).
         let parts: Vec<PartRows> = match &mut self.source {
             Source::Raw(parts) => {
-                let Some((cursor, make)) = parts.front_mut() else {
+                let Some(part) = parts.front_mut() else {
                     return Ok(false);
                 };
-                let (rows, part_done) = raw_rows(cursor, make).await?;
+                if let Some(held) = &mut self.held {
+                    held.set_lacking(&part.lacking);
+                }
+                let (rows, part_done) = raw_rows(&mut part.cursor, &part.make).await?;
                 if part_done {
                     parts.pop_front();
                 }
