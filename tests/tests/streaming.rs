@@ -585,6 +585,28 @@ fn windows_aligned_by_device_stream_device_after_device() {
         .flat_map(|rows| rows.into_iter().rev())
         .collect();
     assert_rows(&sql, &result.rows, &newest);
+    // Expressions of aggregates with HAVING (on an aggregate outside the select list),
+    // left-open windows labelled with their right ends.
+    let sql = format!(
+        "SELECT count(s1) + 1 FROM root.st.** GROUP BY ((-1, {}], 10ms) HAVING last_value(s3) < 0 ALIGN BY DEVICE",
+        ROWS - 1
+    );
+    let (result, _) = paged(&mut client, &sql);
+    assert_eq!(result.column_names, ["Time", "Device", "count(s1) + 1"]);
+    let having: Vec<Row> = (0..2)
+        .flat_map(|d| {
+            (0..ROWS / 10)
+                .filter(|k| (k * 10..k * 10 + 10).any(|t| t > 0 && t % 997 == 0))
+                .map(move |k| {
+                    vec![
+                        Some(Value::Int64(k * 10 + 9)),
+                        device(d),
+                        Some(Value::Double(11.0)),
+                    ]
+                })
+        })
+        .collect();
+    assert_rows(&sql, &result.rows, &having);
     // 300 windows a device: every device in one page, the fill still per device.
     let sql = format!(
         "SELECT count(s1), last_value(s3) FROM root.st.** GROUP BY ([0, {ROWS}), 500ms) FILL(PREVIOUS) ALIGN BY DEVICE"
@@ -639,6 +661,36 @@ fn sliding_and_calendar_windows_stream_in_pages() {
     );
     let (result, _) = paged(&mut client, &sql);
     assert_rows(&sql, &result.rows, &sliding(&|_, end| end - 1));
+
+    // FILL(LINEAR) and a descending FILL(PREVIOUS) over pages of windows: s3's last value
+    // in the windows of 5 ms that hold one (every 997 ms), the others filled.
+    let windows = |fill_rows: fn(&mut [Row], usize)| -> Vec<Row> {
+        let mut rows: Vec<Row> = (0..ROWS / 5)
+            .map(|k| {
+                let last = (k * 5..k * 5 + 5)
+                    .find(|t| t % 997 == 0)
+                    .map(|t| Value::Double(-(t as f64)));
+                vec![Some(Value::Int64(k * 5)), last]
+            })
+            .collect();
+        fill_rows(&mut rows, 1);
+        rows
+    };
+    let sql =
+        format!("SELECT last_value(s3) FROM root.st.d0 GROUP BY ([0, {ROWS}), 5ms) FILL(LINEAR)");
+    let (result, _) = paged(&mut client, &sql);
+    assert_rows(&sql, &result.rows, &windows(fill_linear));
+    let sql = format!(
+        "SELECT last_value(s3) FROM root.st.d0 GROUP BY ([0, {ROWS}), 5ms) FILL(PREVIOUS) ORDER BY TIME DESC LIMIT 5 OFFSET 9998"
+    );
+    let (result, _) = paged(&mut client, &sql);
+    let newest: Vec<Row> = windows(fill_previous)
+        .into_iter()
+        .rev()
+        .skip(9998)
+        .take(5)
+        .collect();
+    assert_rows(&sql, &result.rows, &newest);
 
     // Calendar months from a 31st (months clamp: Feb 28, Mar 31): 11,172 windows, paged;
     // the same windows answered whole in two ranges that meet at a 31st.
