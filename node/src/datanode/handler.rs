@@ -168,19 +168,31 @@ async fn stream_pages(mut pages: RowPages, stream: &ResponseStream) -> ResponseR
 /// [`SQL_PAGE_CELLS`] cells, as [`stream_pages`] does.
 async fn stream_whole(result: ResultSet, stream: &ResponseStream) -> ResponseResult {
     let rows_max = frame_rows_max(&result);
+    let mut frames = frames_of(result, rows_max);
+    let last = frames.pop().expect("frames_of answers at least one frame");
+    for frame in frames {
+        send_page(frame, stream).await?;
+    }
+    Ok(ResponsePayload::ResultSet(last))
+}
+
+/// `result` cut into frames of at most `rows_max` rows, each with the columns (one frame,
+/// perhaps empty, at least).
+fn frames_of(result: ResultSet, rows_max: usize) -> Vec<ResultSet> {
     let header = ResultSet {
         column_names: result.column_names,
         column_types: result.column_types,
         rows: Vec::new(),
     };
+    let mut frames = Vec::new();
     let mut rows = result.rows.into_iter().peekable();
     loop {
-        let mut page = header.clone();
-        page.rows = rows.by_ref().take(rows_max).collect();
+        let mut frame = header.clone();
+        frame.rows = rows.by_ref().take(rows_max.max(1)).collect();
+        frames.push(frame);
         if rows.peek().is_none() {
-            return Ok(ResponsePayload::ResultSet(page));
+            return frames;
         }
-        send_page(page, stream).await?;
     }
 }
 
@@ -322,4 +334,31 @@ async fn serve(shard: Rc<Shard>, pending: PendingConnection, slot: ConnectionSlo
     let end = iotdb_net::serve_pending(pending, handler, connection_limits()).await;
     tracing::debug!(?end, "connection ended");
     drop(slot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A whole result goes out in frames of at most the given rows, each with the columns,
+    /// the rows in order; an empty one as one empty frame.
+    #[test]
+    fn a_whole_result_is_cut_into_frames() {
+        let mut result = ResultSet::new(&[("Time", iotdb_net::DataType::Int64)]);
+        result.rows = (0..5)
+            .map(|t| vec![Some(iotdb_net::Value::Int64(t))])
+            .collect();
+        let frames = frames_of(result.clone(), 2);
+        assert_eq!(
+            frames.iter().map(|f| f.rows.len()).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        assert!(frames.iter().all(|f| f.column_names == result.column_names));
+        let rows: Vec<_> = frames.into_iter().flat_map(|f| f.rows).collect();
+        assert_eq!(rows, result.rows);
+        result.rows.clear();
+        let frames = frames_of(result, 2);
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].rows.is_empty());
+    }
 }
