@@ -426,3 +426,302 @@ fn a_data_node_without_the_data_streams_a_large_result_from_its_holder() {
     newest.reverse();
     assert_rows(sql, &result.rows, &newest[3..100_003]);
 }
+
+/// `FILL(PREVIOUS)` of `rows` (time order) in columns `first..`, as IoTDB fills.
+fn fill_previous(rows: &mut [Row], first: usize) {
+    let mut latest: Vec<Option<Value>> = vec![None; rows.first().map_or(0, Vec::len)];
+    for row in rows {
+        for (column, cell) in row.iter_mut().enumerate().skip(first) {
+            match cell {
+                Some(value) => latest[column] = Some(value.clone()),
+                None => cell.clone_from(&latest[column]),
+            }
+        }
+    }
+}
+
+/// `FILL(LINEAR)` of `rows` (time order) in columns `first..`: between the earlier and the
+/// later value of the column, integers truncated.
+fn fill_linear(rows: &mut [Row], first: usize) {
+    let width = rows.first().map_or(0, Vec::len);
+    for column in first..width {
+        let known: Vec<(usize, i64, f64)> = rows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, row)| Some((i, time(row), double(row[column].as_ref()?))))
+            .collect();
+        for pair in known.windows(2) {
+            let ((i1, t1, v1), (i2, t2, v2)) = (pair[0], pair[1]);
+            let integer = matches!(rows[i1][column], Some(Value::Int64(_)));
+            for row in &mut rows[i1 + 1..i2] {
+                let v = v1 + (v2 - v1) * ((time(row) - t1) as f64) / ((t2 - t1) as f64);
+                row[column] = Some(if integer {
+                    Value::Int64(v as i64)
+                } else {
+                    Value::Double(v)
+                });
+            }
+        }
+    }
+}
+
+fn time(row: &Row) -> i64 {
+    match row[0] {
+        Some(Value::Int64(t)) => t,
+        ref other => panic!("not a time: {other:?}"),
+    }
+}
+
+fn device(d: i64) -> Option<Value> {
+    Some(Value::Text(format!("root.st.d{d}").into()))
+}
+
+/// `FILL(LINEAR)`, and `FILL` in descending order, stream too: only the rows waiting for a
+/// later value are held back. Checked against the model filled whole, across pages, with
+/// `LIMIT`/`OFFSET` across a page, and per device (no fill from one device to the next).
+#[test]
+fn linear_and_descending_fills_stream_in_pages() {
+    let server = TestServer::start(server_options!()).expect("server");
+    let mut client = server.client().expect("connect");
+    write_all(&mut client);
+    // Three columns: a page reads about 21,845 points of each, so 7 pages; the gaps of s3
+    // (997 rows) cross pages.
+    let series = [(1, "s1"), (1, "s2"), (1, "s3")];
+    let mut linear = aligned(&series);
+    fill_linear(&mut linear, 1);
+    let sql = "SELECT s1, s2, s3 FROM root.st.d1 FILL(LINEAR)";
+    let (result, pages) = paged(&mut client, sql);
+    assert_rows(sql, &result.rows, &linear);
+    assert!(pages >= 2, "{sql}: {pages} frames");
+    let sql = "SELECT s1, s2, s3 FROM root.st.d1 FILL(LINEAR) LIMIT 5 OFFSET 21843";
+    let (result, _) = paged(&mut client, sql);
+    assert_rows(sql, &result.rows, &linear[21_843..21_848]);
+
+    let newest = |rows: &[Row]| -> Vec<Row> { rows.iter().rev().cloned().collect() };
+    let sql = "SELECT s1, s2, s3 FROM root.st.d1 FILL(LINEAR) ORDER BY TIME DESC";
+    let (result, _) = paged(&mut client, sql);
+    assert_rows(sql, &result.rows, &newest(&linear));
+    let mut previous = aligned(&series);
+    fill_previous(&mut previous, 1);
+    let sql = "SELECT s1, s2, s3 FROM root.st.d1 FILL(PREVIOUS) ORDER BY TIME DESC";
+    let (result, _) = paged(&mut client, sql);
+    assert_rows(sql, &result.rows, &newest(&previous));
+    let sql =
+        "SELECT s1, s2, s3 FROM root.st.d1 FILL(PREVIOUS) ORDER BY TIME DESC LIMIT 6 OFFSET 65534";
+    let (result, _) = paged(&mut client, sql);
+    assert_rows(sql, &result.rows, &newest(&previous)[65_534..65_540]);
+
+    // ALIGN BY DEVICE: d2 has no s3, and gets none of d1's.
+    let mut by_device = Vec::new();
+    for d in 0..3 {
+        let mut rows = aligned(&[(d, "s1"), (d, "s3")]);
+        fill_previous(&mut rows, 1);
+        by_device.extend(rows.into_iter().rev().map(|row| {
+            let mut with_device = vec![row[0].clone(), device(d)];
+            with_device.extend(row[1..].iter().cloned());
+            with_device
+        }));
+    }
+    let sql = "SELECT s1, s3 FROM root.st.** FILL(PREVIOUS) ORDER BY TIME DESC ALIGN BY DEVICE";
+    let (result, _) = paged(&mut client, sql);
+    assert_rows(sql, &result.rows, &by_device);
+}
+
+/// Windowed aggregates `ALIGN BY DEVICE` are answered device after device, a page of
+/// windows at a time (several whole devices a page when they have few windows).
+#[test]
+fn windows_aligned_by_device_stream_device_after_device() {
+    let server = TestServer::start(server_options!()).expect("server");
+    let mut client = server.client().expect("connect");
+    write_all(&mut client);
+    // count(s1) and last_value(s3) of window [start, start + width) of device d.
+    let window_row = |d: i64, start: i64, width: i64| -> Row {
+        let last_s3 = (start..start + width)
+            .filter(|t| t % 997 == 0 && d != 2)
+            .max()
+            .map(|t| Value::Double(-(t as f64)));
+        vec![
+            Some(Value::Int64(start)),
+            device(d),
+            Some(Value::Int64(width)),
+            last_s3,
+        ]
+    };
+    let model = |width: i64, fill: bool| -> Vec<Vec<Row>> {
+        (0..3)
+            .map(|d| {
+                let mut rows: Vec<Row> = (0..ROWS / width)
+                    .map(|k| window_row(d, k * width, width))
+                    .collect();
+                if fill {
+                    fill_previous(&mut rows, 2);
+                }
+                rows
+            })
+            .collect()
+    };
+    // 15,000 windows a device: two pages each.
+    let sql = format!(
+        "SELECT count(s1), last_value(s3) FROM root.st.** GROUP BY ([0, {ROWS}), 10ms) ALIGN BY DEVICE"
+    );
+    let (result, _) = paged(&mut client, &sql);
+    assert_eq!(
+        result.column_names,
+        ["Time", "Device", "count(s1)", "last_value(s3)"]
+    );
+    let expected: Vec<Row> = model(10, false).concat();
+    assert_rows(&sql, &result.rows, &expected);
+    for (offset, limit) in [(9998, 4), (14_998, 4)] {
+        let sql = format!("{sql} LIMIT {limit} OFFSET {offset}");
+        let (result, _) = paged(&mut client, &sql);
+        assert_rows(&sql, &result.rows, &expected[offset..offset + limit]);
+    }
+    let sql = format!(
+        "SELECT count(s1), last_value(s3) FROM root.st.** GROUP BY ([0, {ROWS}), 10ms) FILL(PREVIOUS) ORDER BY TIME DESC ALIGN BY DEVICE"
+    );
+    let (result, _) = paged(&mut client, &sql);
+    let newest: Vec<Row> = model(10, true)
+        .into_iter()
+        .flat_map(|rows| rows.into_iter().rev())
+        .collect();
+    assert_rows(&sql, &result.rows, &newest);
+    // Expressions of aggregates with HAVING (on an aggregate outside the select list),
+    // left-open windows labelled with their right ends.
+    let sql = format!(
+        "SELECT count(s1) + 1 FROM root.st.** GROUP BY ((-1, {}], 10ms) HAVING last_value(s3) < 0 ALIGN BY DEVICE",
+        ROWS - 1
+    );
+    let (result, _) = paged(&mut client, &sql);
+    assert_eq!(result.column_names, ["Time", "Device", "count(s1) + 1"]);
+    let having: Vec<Row> = (0..2)
+        .flat_map(|d| {
+            (0..ROWS / 10)
+                .filter(|k| (k * 10..k * 10 + 10).any(|t| t > 0 && t % 997 == 0))
+                .map(move |k| {
+                    vec![
+                        Some(Value::Int64(k * 10 + 9)),
+                        device(d),
+                        Some(Value::Double(11.0)),
+                    ]
+                })
+        })
+        .collect();
+    assert_rows(&sql, &result.rows, &having);
+    // 300 windows a device: every device in one page, the fill still per device.
+    let sql = format!(
+        "SELECT count(s1), last_value(s3) FROM root.st.** GROUP BY ([0, {ROWS}), 500ms) FILL(PREVIOUS) ALIGN BY DEVICE"
+    );
+    let (result, _) = paged(&mut client, &sql);
+    assert_rows(&sql, &result.rows, &model(500, true).concat());
+}
+
+/// Sliding and calendar-month windows are paged too: a page's `GROUP BY` range covers its
+/// windows whole, and only the windows starting in the page are answered.
+#[test]
+fn sliding_and_calendar_windows_stream_in_pages() {
+    let server = TestServer::start(server_options!()).expect("server");
+    let mut client = server.client().expect("connect");
+    write_all(&mut client);
+    // Window k: [4k, 4k + 10) clipped to ROWS: 37,500 windows, four pages.
+    let sliding = |label: &dyn Fn(i64, i64) -> i64| -> Vec<Row> {
+        (0..ROWS / 4)
+            .map(|k| {
+                let (start, end) = (4 * k, (4 * k + 10).min(ROWS));
+                let max_s2 = (start..end)
+                    .filter(|t| t % 3 == 0)
+                    .max()
+                    .map(|t| Value::Int64(t * 10));
+                vec![
+                    Some(Value::Int64(label(start, end))),
+                    Some(Value::Int64(end - start)),
+                    max_s2,
+                ]
+            })
+            .collect()
+    };
+    let expected = sliding(&|start, _| start);
+    let sql = format!(
+        "SELECT count(s1), max_value(s2) FROM root.st.d0 GROUP BY ([0, {ROWS}), 10ms, 4ms)"
+    );
+    let (result, _) = paged(&mut client, &sql);
+    assert_rows(&sql, &result.rows, &expected);
+    let sql = format!("{sql} LIMIT 5 OFFSET 9997");
+    let (result, _) = paged(&mut client, &sql);
+    assert_rows(&sql, &result.rows, &expected[9997..10_002]);
+    let sql = format!(
+        "SELECT count(s1), max_value(s2) FROM root.st.d0 GROUP BY ([0, {ROWS}), 10ms, 4ms) ORDER BY TIME DESC"
+    );
+    let (result, _) = paged(&mut client, &sql);
+    let newest: Vec<Row> = expected.iter().rev().cloned().collect();
+    assert_rows(&sql, &result.rows, &newest);
+    // Left-open: (4k, 4k + 10] (the data from time 1), each row labelled with its right end.
+    let sql = format!(
+        "SELECT count(s1), max_value(s2) FROM root.st.d0 GROUP BY ((-1, {}], 10ms, 4ms)",
+        ROWS - 1
+    );
+    let (result, _) = paged(&mut client, &sql);
+    assert_rows(&sql, &result.rows, &sliding(&|_, end| end - 1));
+
+    // FILL(LINEAR) and a descending FILL(PREVIOUS) over pages of windows: s3's last value
+    // in the windows of 5 ms that hold one (every 997 ms), the others filled.
+    let windows = |fill_rows: fn(&mut [Row], usize)| -> Vec<Row> {
+        let mut rows: Vec<Row> = (0..ROWS / 5)
+            .map(|k| {
+                let last = (k * 5..k * 5 + 5)
+                    .find(|t| t % 997 == 0)
+                    .map(|t| Value::Double(-(t as f64)));
+                vec![Some(Value::Int64(k * 5)), last]
+            })
+            .collect();
+        fill_rows(&mut rows, 1);
+        rows
+    };
+    let sql =
+        format!("SELECT last_value(s3) FROM root.st.d0 GROUP BY ([0, {ROWS}), 5ms) FILL(LINEAR)");
+    let (result, _) = paged(&mut client, &sql);
+    assert_rows(&sql, &result.rows, &windows(fill_linear));
+    let sql = format!(
+        "SELECT last_value(s3) FROM root.st.d0 GROUP BY ([0, {ROWS}), 5ms) FILL(PREVIOUS) ORDER BY TIME DESC LIMIT 5 OFFSET 9998"
+    );
+    let (result, _) = paged(&mut client, &sql);
+    let newest: Vec<Row> = windows(fill_previous)
+        .into_iter()
+        .rev()
+        .skip(9998)
+        .take(5)
+        .collect();
+    assert_rows(&sql, &result.rows, &newest);
+
+    // Calendar months from a 31st (months clamp: Feb 28, Mar 31): 11,172 windows, paged;
+    // the same windows answered whole in two ranges that meet at a 31st.
+    let (from, middle, to) = (
+        "1969-12-31T00:00:00",
+        "2719-12-31T00:00:00",
+        "2900-12-31T00:00:00",
+    );
+    let calendar = |a: &str, b: &str| {
+        format!("SELECT count(s1), min_time(s1) FROM root.st.d0 GROUP BY ([{a}, {b}), 1mo)")
+    };
+    let mut whole = client.execute_sql(&calendar(from, middle)).expect("first");
+    let rest = client.execute_sql(&calendar(middle, to)).expect("rest");
+    whole.rows.extend(rest.rows);
+    assert_eq!(whole.rows.len(), 11_172);
+    let sql = calendar(from, to);
+    let (result, _) = paged(&mut client, &sql);
+    assert_rows(&sql, &result.rows, &whole.rows);
+    // Descending pages: windows [1172, 11172) (1172 months on is a 31st), then the rest.
+    let sql = format!(
+        "{} ORDER BY TIME DESC LIMIT 4 OFFSET 9998",
+        calendar(from, to)
+    );
+    let (result, _) = paged(&mut client, &sql);
+    let newest: Vec<Row> = whole
+        .rows
+        .iter()
+        .rev()
+        .skip(9998)
+        .take(4)
+        .cloned()
+        .collect();
+    assert_rows(&sql, &result.rows, &newest);
+}

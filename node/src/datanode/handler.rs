@@ -9,7 +9,7 @@ use std::time::Instant;
 use bytes::BytesMut;
 use iotdb_net::{
     ConnectionLimits, Handler, Handshake, HandshakeAccepted, PendingConnection, Request,
-    ResponsePayload, ResponseResult, ResponseStream, Session, Status, StatusCode,
+    ResponsePayload, ResponseResult, ResponseStream, ResultSet, Session, Status, StatusCode,
 };
 use iotdb_runtime::ShardId;
 
@@ -138,7 +138,7 @@ impl ShardHandler {
                 shard.flush_all().await.map(|()| ResponsePayload::Done)
             }
             Request::ExecuteSql { statement } => match shard.open_sql(&statement).await? {
-                SqlAnswer::Whole(result) => Ok(ResponsePayload::ResultSet(result)),
+                SqlAnswer::Whole(result) => stream_whole(result, stream).await,
                 SqlAnswer::Pages(pages) => stream_pages(pages, stream).await,
             },
         }
@@ -152,8 +152,7 @@ pub const SQL_PAGE_CELLS: usize = 1 << 19;
 /// Sends a paged SQL result as frames of at most [`SQL_PAGE_CELLS`] cells, each a result
 /// set with the columns, the last one returned (empty when no row is left for it).
 async fn stream_pages(mut pages: RowPages, stream: &ResponseStream) -> ResponseResult {
-    let width = pages.header().column_names.len().max(1);
-    let rows_max = (SQL_PAGE_CELLS / width).max(1);
+    let rows_max = frame_rows_max(pages.header());
     loop {
         let (rows, more) = pages.next_page(rows_max).await?;
         let mut page = pages.header().clone();
@@ -161,11 +160,52 @@ async fn stream_pages(mut pages: RowPages, stream: &ResponseStream) -> ResponseR
         if !more {
             return Ok(ResponsePayload::ResultSet(page));
         }
-        stream
-            .send_more(ResponsePayload::ResultSet(page))
-            .await
-            .map_err(|e| Status::internal(format!("streaming a result: {e}")))?;
+        send_page(page, stream).await?;
     }
+}
+
+/// Sends a whole SQL result (`SELECT LAST`, `SHOW`: a row per series) in frames of at most
+/// [`SQL_PAGE_CELLS`] cells, as [`stream_pages`] does.
+async fn stream_whole(result: ResultSet, stream: &ResponseStream) -> ResponseResult {
+    let rows_max = frame_rows_max(&result);
+    let mut frames = frames_of(result, rows_max);
+    let last = frames.pop().expect("frames_of answers at least one frame");
+    for frame in frames {
+        send_page(frame, stream).await?;
+    }
+    Ok(ResponsePayload::ResultSet(last))
+}
+
+/// `result` cut into frames of at most `rows_max` rows, each with the columns (one frame,
+/// perhaps empty, at least).
+fn frames_of(result: ResultSet, rows_max: usize) -> Vec<ResultSet> {
+    let header = ResultSet {
+        column_names: result.column_names,
+        column_types: result.column_types,
+        rows: Vec::new(),
+    };
+    let mut frames = Vec::new();
+    let mut rows = result.rows.into_iter().peekable();
+    loop {
+        let mut frame = header.clone();
+        frame.rows = rows.by_ref().take(rows_max.max(1)).collect();
+        frames.push(frame);
+        if rows.peek().is_none() {
+            return frames;
+        }
+    }
+}
+
+/// Rows of a frame of `header`'s columns.
+fn frame_rows_max(header: &ResultSet) -> usize {
+    (SQL_PAGE_CELLS / header.column_names.len().max(1)).max(1)
+}
+
+async fn send_page(page: ResultSet, stream: &ResponseStream) -> Result<(), Status> {
+    stream
+        .send_more(ResponsePayload::ResultSet(page))
+        .await
+        .map_err(|e| Status::internal(format!("streaming a result: {e}")))
 }
 
 /// Limits of client connections (`docs/protocol.md`). One value per process, so every
@@ -294,4 +334,31 @@ async fn serve(shard: Rc<Shard>, pending: PendingConnection, slot: ConnectionSlo
     let end = iotdb_net::serve_pending(pending, handler, connection_limits()).await;
     tracing::debug!(?end, "connection ended");
     drop(slot);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A whole result goes out in frames of at most the given rows, each with the columns,
+    /// the rows in order; an empty one as one empty frame.
+    #[test]
+    fn a_whole_result_is_cut_into_frames() {
+        let mut result = ResultSet::new(&[("Time", iotdb_net::DataType::Int64)]);
+        result.rows = (0..5)
+            .map(|t| vec![Some(iotdb_net::Value::Int64(t))])
+            .collect();
+        let frames = frames_of(result.clone(), 2);
+        assert_eq!(
+            frames.iter().map(|f| f.rows.len()).collect::<Vec<_>>(),
+            [2, 2, 1]
+        );
+        assert!(frames.iter().all(|f| f.column_names == result.column_names));
+        let rows: Vec<_> = frames.into_iter().flat_map(|f| f.rows).collect();
+        assert_eq!(rows, result.rows);
+        result.rows.clear();
+        let frames = frames_of(result, 2);
+        assert_eq!(frames.len(), 1);
+        assert!(frames[0].rows.is_empty());
+    }
 }

@@ -44,8 +44,9 @@ use crate::sql::{
     TimeFilter, TimeOrder, TimeRange,
 };
 
-/// Most rows one `SELECT` returns over SQL: the answer is one frame, so its size is bounded
-/// here; use `LIMIT`/`OFFSET` (or the SDK's streamed queries) to page through more.
+/// Most rows of a SQL result built or gathered whole (`Shard::execute_sql`), and most rows
+/// a streamed `FILL` holds back while they wait for a later value; a result answered in
+/// pages (`select::RowPages`) has no row limit.
 pub const SQL_RESULT_ROWS_MAX: usize = 1_000_000;
 
 /// Most rows an aggregate with a value filter in `WHERE` reads: the rows the filter keeps
@@ -367,17 +368,18 @@ impl Shard {
             Projection::Aggregates(_) | Projection::AggregateExpressions(_)
                 if WindowPages::pageable(&select, range, now) =>
             {
-                let (windows, first) = WindowPages::open(self, &select, range, now).await?;
-                Ok(SqlAnswer::Pages(RowPages::windows(windows, first, &select)))
+                let windows = WindowPages::open(self, &select, range, now).await?;
+                Ok(SqlAnswer::Pages(RowPages::windows(windows, &select)))
             }
             Projection::Aggregates(_) => if select.align_by_device {
-                self.select_aggregates_by_device(&select, range, now).await
+                self.select_aggregates_by_device(&select, range, now, None)
+                    .await
             } else {
                 self.select_aggregates(&select, range, now).await
             }
             .map(SqlAnswer::Whole),
             Projection::AggregateExpressions(_) => self
-                .select_aggregate_expressions(&select, range, now)
+                .select_aggregate_expressions(&select, range, now, None)
                 .await
                 .map(SqlAnswer::Whole),
             Projection::Last(_) => {
@@ -670,12 +672,14 @@ impl Shard {
 
     /// Aggregates `ALIGN BY DEVICE`, as IoTDB lays them out: one row per device (per window
     /// and device with `GROUP BY`, devices in path order), a `Device` column after `Time`,
-    /// and one column per select item and measurement, named `count(s1)`.
-    pub(super) async fn select_aggregates_by_device(
+    /// and one column per select item and measurement, named `count(s1)`. With `only`, the
+    /// rows of those devices alone, under the columns of all (a page of `WindowPages`).
+    pub(in crate::datanode) async fn select_aggregates_by_device(
         self: &Rc<Self>,
         select: &Select,
         range: TimeRange,
         now: i64,
+        only: Option<&[String]>,
     ) -> Result<ResultSet, Status> {
         let Projection::Aggregates(aggregates) = &select.projection else {
             return Err(Status::internal("not an aggregate projection"));
@@ -714,7 +718,32 @@ impl Shard {
             }
         }
         let columns = super::select::series_window(columns, select);
+        // Each column's type, the same in every device that has it (known before any
+        // device is aggregated, so that a page of devices has the columns of all).
         let mut types: Vec<Option<WireType>> = vec![None; columns.len()];
+        for (device, has) in &devices {
+            for (position, (index, measurement)) in columns.iter().enumerate() {
+                if !has.contains(&(*index, measurement.clone())) {
+                    continue;
+                }
+                let function = aggregates[*index].function;
+                let series_type = types_of[&(device.clone(), measurement.clone())];
+                let data_type = super::query::to_storage_aggregation(wire_aggregation(function)?)
+                    .output_type(series_type);
+                match types[position] {
+                    Some(known) if known != data_type => {
+                        return Err(Status::illegal_parameter(format!(
+                            "{}({measurement}) is {} in one device and {} in {device}: \
+                             ALIGN BY DEVICE needs one type per column",
+                            function.as_str().to_ascii_lowercase(),
+                            known.name(),
+                            data_type.name()
+                        )));
+                    }
+                    _ => types[position] = Some(data_type),
+                }
+            }
+        }
         // A value filter: its paths resolved once, then each device's aggregates fold the
         // rows it keeps inside that device (its paths name only the device's series).
         let filter_series = match &select.value_filter {
@@ -724,6 +753,9 @@ impl Shard {
         // Per device: the rows' times and each column's cells.
         let mut blocks: Vec<DeviceBlock> = Vec::new();
         for (device, has) in &devices {
+            if only.is_some_and(|only| !only.contains(device)) {
+                continue;
+            }
             let mut times = None;
             let mut cells: Vec<Option<Vec<Option<WireValue>>>> = vec![None; columns.len()];
             for (index, aggregate) in aggregates.iter().enumerate() {
@@ -769,20 +801,7 @@ impl Shard {
                     points,
                 };
                 let batch = self.aggregate_batch(query, shape, select).await?;
-                for ((position, measurement), column) in wanted.iter().zip(&batch.columns) {
-                    let data_type = column.values.data_type();
-                    match types[*position] {
-                        Some(known) if known != data_type => {
-                            return Err(Status::illegal_parameter(format!(
-                                "{}({measurement}) is {} in one device and {} in {device}: \
-                                 ALIGN BY DEVICE needs one type per column",
-                                aggregate.function.as_str().to_ascii_lowercase(),
-                                known.name(),
-                                data_type.name()
-                            )));
-                        }
-                        _ => types[*position] = Some(data_type),
-                    }
+                for ((position, _), column) in wanted.iter().zip(&batch.columns) {
                     cells[*position] = Some(
                         (0..batch.timestamps.len())
                             .map(|row| column.value(row))
@@ -858,6 +877,36 @@ impl Shard {
             label_left_open(&mut result, window, select);
         }
         Ok(result)
+    }
+
+    /// The devices an aggregate `ALIGN BY DEVICE` may answer rows for, in path order: those
+    /// with a series that its select list or `HAVING` names (a device without an
+    /// aggregated series answers no row).
+    pub(in crate::datanode) async fn aggregate_devices(
+        &self,
+        select: &Select,
+    ) -> Result<Vec<String>, Status> {
+        let mut patterns = select.series_patterns();
+        if let Some(having) = &select.having {
+            having.visit(&mut |e| {
+                if let sql::Expr::Path(path) = e {
+                    for joined in select.from.iter().map(|from| from.join(path)) {
+                        if !patterns.contains(&joined) {
+                            patterns.push(joined);
+                        }
+                    }
+                }
+            });
+        }
+        let mut devices: Vec<String> = self
+            .matches(patterns)
+            .await?
+            .into_iter()
+            .map(|(device, _, _)| device)
+            .collect();
+        devices.sort();
+        devices.dedup();
+        Ok(devices)
     }
 
     /// Keeps the rows of an aggregate result where `having` holds. Its aggregates
@@ -1355,7 +1404,7 @@ pub const CALENDAR_WINDOWS_MAX: usize = 100_000;
 /// The windows of `GROUP BY ([start, end), n mo[, m mo])`: `n` natural months starting
 /// every `m` months from `start` (added to `start` each time, the day clamped to the
 /// month's length), clipped to `end`.
-fn calendar_windows(
+pub(super) fn calendar_windows(
     start: i64,
     end: i64,
     months: sql::CalendarWindows,

@@ -13,7 +13,7 @@ use iotdb_net::{ResultSet, Status, Value as WireValue};
 use iotdb_storage::{DataType, TimeRange};
 
 use super::bind::{BoundCopy, Scalar, bind_each};
-use super::{Column, RawCursor, RowMaker, RowPages, Shard, series_window};
+use super::{Column, RawCursor, RawPart, RowMaker, RowPages, Shard, series_window};
 use crate::sql::{
     Aggregate, ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select, TimeOrder,
 };
@@ -67,7 +67,12 @@ impl Shard {
             row.extend(evaluate(&outputs, time, &cells)?);
             Ok(row)
         });
-        Ok(RowPages::new(header, vec![(cursor, make)], select, 1))
+        Ok(RowPages::new(
+            header,
+            vec![RawPart::whole(cursor, make)],
+            select,
+            1,
+        ))
     }
 
     /// Expressions `ALIGN BY DEVICE`: each device's rows with the items bound to its own
@@ -118,6 +123,7 @@ impl Shard {
             if outputs.is_empty() {
                 continue;
             }
+            let lacking = (2..width).filter(|at| !positions.contains(at)).collect();
             let own = super::within_device(filter_series, device);
             let cursor = RawCursor::of_select(self, fetched, select, range, now_ms, &own)?;
             let device = WireValue::Text(bytes::Bytes::from(device.to_string()));
@@ -133,7 +139,11 @@ impl Shard {
                 }
                 Ok(row)
             });
-            parts.push((cursor, make));
+            parts.push(RawPart {
+                cursor,
+                make,
+                lacking,
+            });
         }
         Ok(RowPages::new(result, parts, select, 2))
     }
@@ -268,12 +278,14 @@ impl Shard {
     /// name are computed as a plain aggregate query, then each item is evaluated on its
     /// rows, the series expanded as in raw expressions (`count(root.sg.d1.s1) + 1`; under
     /// `ALIGN BY DEVICE`, by measurement: `count(s1) + 1`). `FILL`, `SLIMIT`, order and
-    /// `LIMIT` apply to the evaluated columns.
+    /// `LIMIT` apply to the evaluated columns. With `only` (under `ALIGN BY DEVICE`), the
+    /// rows of those devices alone (see `Shard::select_aggregates_by_device`).
     pub(in crate::datanode) async fn select_aggregate_expressions(
         self: &Rc<Self>,
         select: &Select,
         range: crate::sql::TimeRange,
         now_ms: i64,
+        only: Option<&[String]>,
     ) -> Result<ResultSet, Status> {
         let Projection::AggregateExpressions(items) = &select.projection else {
             return Err(Status::internal("not an aggregate expression projection"));
@@ -302,7 +314,7 @@ impl Shard {
             ..select.clone()
         };
         let aggregated = if select.align_by_device {
-            self.select_aggregates_by_device(&inner, range, now_ms)
+            self.select_aggregates_by_device(&inner, range, now_ms, only)
                 .await?
         } else {
             self.select_aggregates(&inner, range, now_ms).await?

@@ -25,7 +25,7 @@ use iotdb_storage::{
 
 pub use bind::{Bound, bind, push_down};
 pub use fill::{fill, fill_previous};
-pub use pages::{RawCursor, Row, RowMaker, RowPages, WindowPages};
+pub use pages::{RawCursor, RawPart, Row, RowMaker, RowPages, WindowPages};
 
 use super::Shard;
 use super::query::{RegionAnswer, RegionRead};
@@ -150,7 +150,12 @@ impl Shard {
             row.extend(cells);
             Ok(row)
         });
-        Ok(RowPages::new(header, vec![(cursor, make)], select, 1))
+        Ok(RowPages::new(
+            header,
+            vec![RawPart::whole(cursor, make)],
+            select,
+            1,
+        ))
     }
 
     /// Renames the column of each aliased select item; an alias must name one series.
@@ -236,6 +241,7 @@ impl Shard {
             if outputs.is_empty() {
                 continue;
             }
+            let lacking = (2..width).filter(|at| !positions.contains(at)).collect();
             let own = within_device(&resolved, &device);
             let cursor = RawCursor::of_select(self, outputs, select, range, now_ms, &own)?;
             let device = WireValue::Text(bytes::Bytes::from(device));
@@ -248,7 +254,11 @@ impl Shard {
                 }
                 Ok(row)
             });
-            parts.push((cursor, make));
+            parts.push(RawPart {
+                cursor,
+                make,
+                lacking,
+            });
         }
         Ok(RowPages::new(result, parts, select, 2))
     }

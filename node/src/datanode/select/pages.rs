@@ -8,7 +8,8 @@
 //!   (DESC)    [lo, end) sized by counts to at most 2n points a column ─ read whole ─▶
 //!             its rows;  end = lo
 //! RowPages    parts (one, or one per device) ─ cursor pages ─ row maker (Time[, Device],
-//!             cells or expressions) ─ FILL (PREVIOUS carried across pages) ─ OFFSET/LIMIT
+//!             cells or expressions) ─ FILL (PREVIOUS carried across pages; LINEAR and
+//!             descending fills hold back the rows that wait) ─ OFFSET/LIMIT
 //!             ─▶ pages of at most the asker's row count
 //! ```
 //!
@@ -23,9 +24,9 @@
 //! they can be) so that no column has more than twice a page's points in it, read whole,
 //! and answered newest first.
 //!
-//! `FILL(LINEAR)`, and `FILL` in descending order, need rows the part has not reached yet:
-//! such a part (the whole result, or one device under `ALIGN BY DEVICE`) is gathered first,
-//! up to [`SQL_RESULT_ROWS_MAX`] rows, then answered in pages.
+//! `FILL(LINEAR)`, and `FILL(PREVIOUS)` in descending order, need rows the part (the whole
+//! result, or one device under `ALIGN BY DEVICE`) has not reached yet: only the rows that
+//! wait for such a value are held back (`fill::HeldFill`), at most [`SQL_RESULT_ROWS_MAX`].
 
 use std::collections::VecDeque;
 use std::rc::Rc;
@@ -33,10 +34,12 @@ use std::rc::Rc;
 use iotdb_net::{ResultSet, Status, Value as WireValue};
 use iotdb_storage::{DataType, PointColumn, TimeRange, ValueFilter};
 
+use super::fill::HeldFill;
 use super::{Bound, Column, Rows, bind, fill, fill_previous, push_down, restrict_to_required};
 use crate::datanode::Shard;
 use crate::datanode::query::{align, check_window_count};
-use crate::datanode::sql_exec::{SQL_RESULT_ROWS_MAX, too_many_rows};
+use crate::datanode::sql_exec::{SQL_RESULT_ROWS_MAX, calendar_windows, too_many_rows};
+use crate::sql::time::add_months_millis;
 use crate::sql::{Expr, Fill, PathPattern, Select, TimeOrder};
 
 /// Points one page of a raw query reads over all its columns (each column reads this many
@@ -363,6 +366,9 @@ pub struct RowPages {
     descending: bool,
     /// `FILL(PREVIOUS)`'s latest value of each column in the current part.
     previous: Vec<Option<WireValue>>,
+    /// A fill that holds back the rows waiting for later pages (`FILL(LINEAR)`, a
+    /// descending `FILL(PREVIOUS)`).
+    held: Option<HeldFill>,
     /// Rows still to skip (`OFFSET`), rows still to answer (`LIMIT`).
     skip: usize,
     left: usize,
@@ -373,42 +379,69 @@ pub struct RowPages {
 /// Where a paged result's rows come from.
 enum Source {
     /// Raw parts still to read, in the result's order, each with how its rows are made.
-    Raw(VecDeque<(RawCursor, RowMaker)>),
+    Raw(VecDeque<RawPart>),
     /// Windows of an aggregate `GROUP BY` time still to aggregate.
     Windows(WindowPages),
 }
+
+/// One part of a raw result (the whole result, or one device under `ALIGN BY DEVICE`).
+pub struct RawPart {
+    pub cursor: RawCursor,
+    /// Turns the cursor's rows into the result's.
+    pub make: RowMaker,
+    /// The value columns the part never fills (a device's missing series): a descending
+    /// `FILL(PREVIOUS)` does not hold rows back for them.
+    pub lacking: Vec<usize>,
+}
+
+impl RawPart {
+    /// A part that may fill every column.
+    pub fn whole(cursor: RawCursor, make: RowMaker) -> RawPart {
+        RawPart {
+            cursor,
+            make,
+            lacking: Vec::new(),
+        }
+    }
+}
+
+/// Rows of one part of a result (the whole result, or one device under `ALIGN BY
+/// DEVICE`), and whether the part ends with them.
+type PartRows = (Vec<Row>, bool);
 
 impl RowPages {
     /// Pages of `parts`' rows under `header`, as `select` orders, fills and pages them.
     pub fn new(
         header: ResultSet,
-        parts: Vec<(RawCursor, RowMaker)>,
+        parts: Vec<RawPart>,
         select: &Select,
         first_value: usize,
     ) -> RowPages {
         RowPages::of(header, Source::Raw(parts.into()), select, first_value)
     }
 
-    /// Pages of an aggregate `GROUP BY` time result whose first page of windows is
-    /// `first` (see [`WindowPages::open`]).
-    pub fn windows(windows: WindowPages, first: ResultSet, select: &Select) -> RowPages {
-        let mut header = first;
-        let mut rows = std::mem::take(&mut header.rows);
-        let mut pages = RowPages::of(header, Source::Windows(windows), select, 1);
-        pages.fill_rows(&mut rows);
-        pages.take_rows(rows);
-        pages
+    /// Pages of an aggregate `GROUP BY` time result (see [`WindowPages::open`]).
+    pub fn windows(windows: WindowPages, select: &Select) -> RowPages {
+        let header = windows.header.clone();
+        let first_value = windows.first_value();
+        RowPages::of(header, Source::Windows(windows), select, first_value)
     }
 
     fn of(header: ResultSet, source: Source, select: &Select, first_value: usize) -> RowPages {
         let width = header.column_types.len();
+        let descending = select.order == TimeOrder::Descending;
+        let held = select
+            .fill
+            .as_ref()
+            .and_then(|how| HeldFill::new(how, &header.column_types, first_value, descending));
         RowPages {
             header,
             source,
             fill: select.fill.clone(),
             first_value,
-            descending: select.order == TimeOrder::Descending,
+            descending,
             previous: vec![None; width],
+            held,
             skip: select.offset.unwrap_or(0) as usize,
             left: select.limit.map_or(usize::MAX, |l| l as usize),
             ready: VecDeque::new(),
@@ -454,54 +487,56 @@ impl RowPages {
             self.source = Source::Raw(VecDeque::new());
             return Ok(false);
         }
-        match &mut self.source {
+        // Each part's rows in time order (a raw page is; windows come in the result's).
+        let parts: Vec<PartRows> = match &mut self.source {
             Source::Raw(parts) => {
-                // LINEAR needs later rows; descending FILL the older rows of later pages.
-                let whole_part = matches!(self.fill, Some(Fill::Linear))
-                    || (self.descending && self.fill.is_some());
-                let Some((cursor, make)) = parts.front_mut() else {
+                let Some(part) = parts.front_mut() else {
                     return Ok(false);
                 };
-                let (mut rows, part_done) = raw_rows(cursor, make, whole_part).await?;
+                if let Some(held) = &mut self.held {
+                    held.set_lacking(&part.lacking);
+                }
+                let (rows, part_done) = raw_rows(&mut part.cursor, &part.make).await?;
                 if part_done {
                     parts.pop_front();
                 }
-                if self.descending && whole_part {
-                    // The part came newest window first: back into time order to fill.
-                    rows.sort_by_key(|row| match row.first() {
-                        Some(Some(WireValue::Int64(t))) => *t,
-                        _ => i64::MIN,
-                    });
-                }
-                self.fill_rows(&mut rows);
-                if self.descending {
-                    rows.reverse();
-                }
-                if part_done {
-                    self.previous.iter_mut().for_each(|v| *v = None);
-                }
-                self.take_rows(rows);
+                vec![(rows, part_done)]
             }
             Source::Windows(windows) => {
-                // Rows in the result's order; a FILL here is in ascending order (see
-                // `WindowPages::open`).
-                let Some(mut rows) = windows.next_rows().await? else {
+                let Some(mut parts) = windows.next_parts().await? else {
                     return Ok(false);
                 };
-                self.fill_rows(&mut rows);
-                self.take_rows(rows);
+                if self.descending {
+                    parts.iter_mut().for_each(|(rows, _)| rows.reverse());
+                }
+                parts
             }
+        };
+        for (rows, part_done) in parts {
+            let mut rows = self.fill_part(rows, part_done)?;
+            if self.descending {
+                rows.reverse();
+            }
+            self.take_rows(rows);
         }
         Ok(true)
     }
 
-    /// `FILL` of the next rows in time order (`PREVIOUS` from the rows before them).
-    fn fill_rows(&mut self, rows: &mut [Row]) {
+    /// `FILL` of a part's next rows in time order (`PREVIOUS` from the rows before them):
+    /// the rows that can be answered now, in time order.
+    fn fill_part(&mut self, mut rows: Vec<Row>, part_done: bool) -> Result<Vec<Row>, Status> {
+        if let Some(held) = &mut self.held {
+            return held.push(rows, part_done);
+        }
         match &self.fill {
             None => {}
-            Some(Fill::Previous) => fill_previous(rows, self.first_value, &mut self.previous),
-            Some(how) => fill(how, &self.header.column_types, rows, self.first_value),
+            Some(Fill::Previous) => fill_previous(&mut rows, self.first_value, &mut self.previous),
+            Some(how) => fill(how, &self.header.column_types, &mut rows, self.first_value),
         }
+        if part_done {
+            self.previous.iter_mut().for_each(|v| *v = None);
+        }
+        Ok(rows)
     }
 
     /// Takes the next rows of the result (FILLed already) through OFFSET and LIMIT into
@@ -515,35 +550,37 @@ impl RowPages {
     }
 }
 
-/// The next page of a raw part's rows, all of the part's when `whole_part` (at most
-/// [`SQL_RESULT_ROWS_MAX`]), in ascending time order within each page; and whether the
-/// part is read.
-async fn raw_rows(
-    cursor: &mut RawCursor,
-    make: &RowMaker,
-    whole_part: bool,
-) -> Result<(Vec<Row>, bool), Status> {
-    let mut rows: Vec<Row> = Vec::new();
-    loop {
-        let Some(page) = cursor.next_rows().await? else {
-            return Ok((rows, true));
-        };
-        for (time, cells) in page.times.into_iter().zip(page.cells) {
-            rows.push(make(time, cells)?);
-        }
-        if rows.len() > SQL_RESULT_ROWS_MAX {
-            return Err(too_many_rows());
-        }
-        if !whole_part {
-            return Ok((rows, false));
-        }
+/// The next page of a raw part's rows, in ascending time order, and whether the part is
+/// read.
+async fn raw_rows(cursor: &mut RawCursor, make: &RowMaker) -> Result<PartRows, Status> {
+    let Some(page) = cursor.next_rows().await? else {
+        return Ok((Vec::new(), true));
+    };
+    let mut rows = Vec::with_capacity(page.times.len());
+    for (time, cells) in page.times.into_iter().zip(page.cells) {
+        rows.push(make(time, cells)?);
     }
+    Ok((rows, false))
 }
 
-/// Windows aggregated per page of an aggregate `GROUP BY` time query with many windows:
-/// the query runs whole for each page's windows (its `GROUP BY` range narrowed to them),
-/// in the result's order, so HAVING, `GROUP BY LEVEL`, SLIMIT and expressions of aggregates
-/// work as on a whole result; `RowPages` applies FILL, OFFSET and LIMIT across pages.
+/// Windows aggregated per page of an aggregate `GROUP BY` time query with many windows (or
+/// any number under `ALIGN BY DEVICE`): the query runs whole for each page's windows, its
+/// `GROUP BY` range narrowed to them, so HAVING, `GROUP BY LEVEL`, SLIMIT and expressions
+/// of aggregates work as on a whole result; `RowPages` applies FILL, OFFSET and LIMIT
+/// across pages.
+///
+/// ```text
+/// windows k = 0..count: [start + k·step, +interval) clipped to end (or calendar months)
+/// page      windows [first, last): GROUP BY [start(first), end(last - 1)), left-closed
+///           ─ aggregate ─ drop windows starting at or after start(last) (overlapping
+///           sliding windows the narrowed range adds) ─ label (right ends if left-open) ─▶
+/// ALIGN BY DEVICE: device after device (path order), each a part of its own; several
+///           whole devices a page when they have few windows
+/// ```
+///
+/// A page's windows are the statement's windows because each starts where the statement's
+/// does: fixed windows are `start + k·step`; a page of calendar windows starts only at a
+/// window whose day of the month is the statement's (months added to it then clamp alike).
 pub struct WindowPages {
     shard: Rc<Shard>,
     /// The query, LIMIT, OFFSET and FILL cleared (`RowPages` applies them).
@@ -551,45 +588,166 @@ pub struct WindowPages {
     /// The WHERE clause's time range, and the time it was resolved at.
     range: crate::sql::TimeRange,
     now_ms: i64,
-    /// The `GROUP BY` range in the statement's terms (`[a, b)`, or `(a, b]` when not
-    /// `left_closed`), and the window length.
-    a: i64,
-    b: i64,
-    left_closed: bool,
-    interval: i64,
-    /// Windows not yet aggregated: `[next, end)`, numbered from `a`.
+    windows: Windows,
+    /// A left-open range `((a, b], i)`: each row shows its window's right end (IoTDB).
+    right_labels: bool,
+    /// Under `ALIGN BY DEVICE` the devices in path order, each answered whole before the
+    /// next, and the first of those not answered yet.
+    devices: Option<Vec<String>>,
+    device: usize,
+    /// Windows of the current part not yet aggregated: `[next, end)`.
     next: i64,
     end: i64,
     descending: bool,
+    /// The result's columns.
+    header: ResultSet,
+    /// The first page's parts, aggregated by [`WindowPages::open`].
+    first: Option<Vec<PartRows>>,
 }
 
 /// Windows one page aggregates.
 pub const WINDOWS_PER_PAGE: i64 = 10_000;
 
+/// The windows of a `GROUP BY` time clause, window `k` as `[start, end)` in whole
+/// milliseconds (a left-open `(a, b]` shifted to `[a + 1, b + 1)`).
+enum Windows {
+    /// `[start + k·step, start + k·step + interval)` clipped to `end`.
+    Fixed {
+        start: i64,
+        end: i64,
+        interval: i64,
+        step: i64,
+    },
+    /// Natural months (at most `CALENDAR_WINDOWS_MAX`): each window, and the statement's
+    /// start and step in months.
+    Calendar {
+        windows: Vec<(i64, i64)>,
+        start: i64,
+        step: i64,
+    },
+}
+
+impl Windows {
+    /// The windows of `select`'s `GROUP BY` over `[start, end)`.
+    fn of(select: &Select, start: i64, end: i64) -> Result<Windows, Status> {
+        let group_by = select
+            .group_by
+            .as_ref()
+            .ok_or_else(|| Status::internal("paged windows without GROUP BY"))?;
+        if let Some(months) = group_by.months {
+            return Ok(Windows::Calendar {
+                windows: calendar_windows(start, end, months)?,
+                start,
+                step: i64::from(months.step),
+            });
+        }
+        let interval = group_by.interval_ms;
+        let step = group_by.sliding_step_ms.unwrap_or(interval);
+        if interval <= 0 || step <= 0 {
+            return Err(Status::illegal_parameter(
+                "GROUP BY interval and sliding step must be positive",
+            ));
+        }
+        let windows = Windows::Fixed {
+            start,
+            end,
+            interval,
+            step,
+        };
+        // The limits of the whole query (sliding windows are aggregated in panes).
+        check_window_count(windows.count() as u128)?;
+        if step != interval {
+            let (mut pane, mut other) = (interval, step);
+            while other != 0 {
+                (pane, other) = (other, pane % other);
+            }
+            check_window_count(span_windows(start, end, pane) as u128)?;
+        }
+        Ok(windows)
+    }
+
+    fn count(&self) -> i64 {
+        match self {
+            Windows::Fixed {
+                start, end, step, ..
+            } => span_windows(*start, *end, *step),
+            Windows::Calendar { windows, .. } => windows.len() as i64,
+        }
+    }
+
+    /// Window `k`'s `[start, end)`.
+    fn window(&self, k: i64) -> (i64, i64) {
+        match self {
+            Windows::Fixed {
+                start,
+                end,
+                interval,
+                step,
+            } => {
+                let from = i128::from(*start) + i128::from(k) * i128::from(*step);
+                let to = (from + i128::from(*interval)).min(i128::from(*end));
+                (from as i64, to as i64)
+            }
+            Windows::Calendar { windows, .. } => windows[k as usize],
+        }
+    }
+
+    /// The end of the window starting at `start`.
+    fn end_of(&self, start: i64) -> i64 {
+        match self {
+            Windows::Fixed { end, interval, .. } => start.saturating_add(*interval).min(*end),
+            Windows::Calendar { windows, .. } => {
+                let k = windows.partition_point(|w| w.0 < start);
+                windows.get(k).map_or(start, |w| w.1)
+            }
+        }
+    }
+
+    /// Whether a page may start at window `k`: the windows a narrowed range starting there
+    /// makes are the statement's.
+    fn starts_page(&self, k: i64) -> bool {
+        match self {
+            Windows::Fixed { .. } => true,
+            Windows::Calendar {
+                windows,
+                start,
+                step,
+            } => {
+                let from = windows[k as usize].0;
+                add_months_millis(from, -k * step) == Some(*start)
+            }
+        }
+    }
+}
+
+/// How many windows starting every `step` from `start` begin before `end`.
+fn span_windows(start: i64, end: i64, step: i64) -> i64 {
+    let span = (i128::from(end) - i128::from(start)).max(0);
+    let step = i128::from(step.max(1));
+    i64::try_from((span + step - 1) / step).unwrap_or(i64::MAX)
+}
+
 impl WindowPages {
-    /// Whether `select` is an aggregate `GROUP BY` time query of more than
-    /// [`WINDOWS_PER_PAGE`] tumbling windows that can be answered in pages: not `ALIGN BY
-    /// DEVICE` (rows by device first), not sliding or calendar windows, no `FILL(LINEAR)`,
-    /// no `FILL` in descending order. Other aggregate queries are answered whole.
+    /// Whether `select` is an aggregate `GROUP BY` time query answered in pages: under
+    /// `ALIGN BY DEVICE` always (device after device), otherwise past [`WINDOWS_PER_PAGE`]
+    /// windows. A query whose `GROUP BY` range is missing or empty is answered whole (and
+    /// refused there).
     pub fn pageable(select: &Select, range: crate::sql::TimeRange, now_ms: i64) -> bool {
         let Some(group_by) = &select.group_by else {
             return false;
         };
-        let tumbling = group_by.months.is_none()
-            && group_by
-                .sliding_step_ms
-                .is_none_or(|step| step == group_by.interval_ms);
-        let fill_pages = match &select.fill {
-            None => true,
-            Some(Fill::Linear) => false,
-            Some(_) => select.order == TimeOrder::Ascending,
-        };
-        if select.align_by_device || !tumbling || !fill_pages || group_by.interval_ms <= 0 {
+        let (a, b, left_closed) = Self::bounds(select, range, now_ms);
+        if a == i64::MIN || b == i64::MAX || a >= b {
             return false;
         }
-        let (a, b, _) = Self::bounds(select, range, now_ms);
-        let span = i128::from(b) - i128::from(a);
-        span > i128::from(WINDOWS_PER_PAGE) * i128::from(group_by.interval_ms)
+        if group_by.months.is_some() && group_by.range.is_none() {
+            return false;
+        }
+        if select.align_by_device {
+            return select.group_by_level.is_none();
+        }
+        let (start, end) = Self::shifted(a, b, left_closed);
+        Windows::of(select, start, end).is_ok_and(|w| w.count() > WINDOWS_PER_PAGE)
     }
 
     /// The `GROUP BY` range `(a, b, left_closed)` in the statement's terms: its own, or
@@ -605,18 +763,31 @@ impl WindowPages {
         }
     }
 
-    /// Pages for a [`WindowPages::pageable`] `select`, with its first page.
+    /// `[a, b)`, or `(a, b]` as the whole milliseconds `[a + 1, b + 1)`.
+    fn shifted(a: i64, b: i64, left_closed: bool) -> (i64, i64) {
+        if left_closed {
+            (a, b)
+        } else {
+            (a.saturating_add(1), b.saturating_add(1))
+        }
+    }
+
+    /// Pages for a [`WindowPages::pageable`] `select`; the first page is aggregated here,
+    /// so that an error in the query is answered before any row.
     pub async fn open(
         shard: &Rc<Shard>,
         select: &Select,
         range: crate::sql::TimeRange,
         now_ms: i64,
-    ) -> Result<(WindowPages, ResultSet), Status> {
-        let interval = select.group_by.as_ref().map_or(1, |g| g.interval_ms.max(1));
+    ) -> Result<WindowPages, Status> {
         let (a, b, left_closed) = Self::bounds(select, range, now_ms);
-        let span = i128::from(b) - i128::from(a);
-        let windows = (span + i128::from(interval) - 1) / i128::from(interval);
-        check_window_count(windows.max(0) as u128)?;
+        let (start, end) = Self::shifted(a, b, left_closed);
+        let windows = Windows::of(select, start, end)?;
+        let devices = if select.align_by_device {
+            Some(shard.aggregate_devices(select).await?)
+        } else {
+            None
+        };
         let mut narrowed = select.clone();
         narrowed.limit = None;
         narrowed.offset = None;
@@ -626,66 +797,160 @@ impl WindowPages {
             select: narrowed,
             range,
             now_ms,
-            a,
-            b,
-            left_closed,
-            interval,
+            end: windows.count(),
+            windows,
+            right_labels: !left_closed,
+            devices,
+            device: 0,
             next: 0,
-            end: i64::try_from(windows.max(0)).unwrap_or(i64::MAX),
             descending: select.order == TimeOrder::Descending,
+            header: ResultSet::new(&[]),
+            first: None,
         };
-        let first = pages
-            .next_result()
-            .await?
-            .ok_or_else(|| Status::internal("a paged GROUP BY without windows"))?;
-        Ok((pages, first))
+        let (header, first) = pages.next_result().await?;
+        pages.header = header;
+        pages.first = Some(first);
+        Ok(pages)
     }
 
-    /// The next page's rows, `None` once every window is answered.
-    async fn next_rows(&mut self) -> Result<Option<Vec<Row>>, Status> {
-        Ok(self.next_result().await?.map(|result| result.rows))
+    /// The first value column: after `Time` (and `Device`).
+    fn first_value(&self) -> usize {
+        1 + usize::from(self.devices.is_some())
     }
 
-    /// The next page's whole result (columns and rows).
-    async fn next_result(&mut self) -> Result<Option<ResultSet>, Status> {
-        if self.next >= self.end {
+    /// The next page's parts in the result's order, `None` once every window is answered.
+    async fn next_parts(&mut self) -> Result<Option<Vec<PartRows>>, Status> {
+        if let Some(first) = self.first.take() {
+            return Ok(Some(first));
+        }
+        let devices_left = self.devices.as_ref().map_or(1, Vec::len) > self.device;
+        if !devices_left {
             return Ok(None);
         }
-        let (first, last) = if self.descending {
+        Ok(Some(self.next_result().await?.1))
+    }
+
+    /// The next page's columns and parts (none when no device is left).
+    async fn next_result(&mut self) -> Result<(ResultSet, Vec<PartRows>), Status> {
+        let count = self.windows.count();
+        if let Some(devices) = &self.devices
+            && (count <= WINDOWS_PER_PAGE || self.device >= devices.len())
+        {
+            // Whole devices, as many as a page of windows holds (none: just the columns).
+            let per_page = usize::try_from(WINDOWS_PER_PAGE / count.max(1)).unwrap_or(1);
+            let to = self
+                .device
+                .saturating_add(per_page.max(1))
+                .min(devices.len());
+            let some = devices[self.device.min(to)..to].to_vec();
+            self.device = to;
+            let mut result = self.aggregate(0, count, Some(&some)).await?;
+            let rows = std::mem::take(&mut result.rows);
+            return Ok((result, by_device(rows)));
+        }
+        let (first, last) = self.next_block();
+        let device = self
+            .devices
+            .as_ref()
+            .and_then(|devices| devices.get(self.device..=self.device))
+            .map(<[String]>::to_vec);
+        let mut result = self.aggregate(first, last, device.as_deref()).await?;
+        let part_done = self.next >= self.end;
+        if part_done {
+            // The next device's windows (none follow without ALIGN BY DEVICE).
+            self.device += 1;
+            (self.next, self.end) = (0, count);
+        }
+        let rows = std::mem::take(&mut result.rows);
+        Ok((result, vec![(rows, part_done)]))
+    }
+
+    /// The next page's windows `[first, last)` of the current part, in the result's order.
+    fn next_block(&mut self) -> (i64, i64) {
+        if self.descending {
             let last = self.end;
-            let first = self.next.max(last - WINDOWS_PER_PAGE);
+            let mut first = self.next.max(last - WINDOWS_PER_PAGE);
+            while first > self.next && !self.windows.starts_page(first) {
+                first -= 1;
+            }
             self.end = first;
             (first, last)
         } else {
-            let last = self.end.min(self.next + WINDOWS_PER_PAGE);
             let first = self.next;
+            let mut last = self.end.min(first + WINDOWS_PER_PAGE);
+            let mut k = last;
+            while k > first && k < self.end && !self.windows.starts_page(k) {
+                k -= 1;
+            }
+            if k == first {
+                k = last;
+                while k < self.end && !self.windows.starts_page(k) {
+                    k += 1;
+                }
+            }
+            last = k;
             self.next = last;
             (first, last)
-        };
-        let at = |k: i64| {
-            let t = i128::from(self.a) + i128::from(k) * i128::from(self.interval);
-            i64::try_from(t.min(i128::from(self.b))).unwrap_or(self.b)
-        };
+        }
+    }
+
+    /// The whole query over windows `[first, last)` (of `devices` only, under `ALIGN BY
+    /// DEVICE`), labelled as the statement labels them.
+    async fn aggregate(
+        &self,
+        first: i64,
+        last: i64,
+        devices: Option<&[String]>,
+    ) -> Result<ResultSet, Status> {
+        let (from, _) = self.windows.window(first);
+        let (_, to) = self.windows.window(last - 1);
         let mut page = self.select.clone();
         if let Some(group_by) = &mut page.group_by {
             group_by.range = Some(crate::sql::GroupByRange {
-                start: crate::sql::TimeExpr::Absolute(at(first)),
-                end: crate::sql::TimeExpr::Absolute(at(last)),
-                left_closed: self.left_closed,
+                start: crate::sql::TimeExpr::Absolute(from),
+                end: crate::sql::TimeExpr::Absolute(to),
+                left_closed: true,
             });
         }
-        let result = match &page.projection {
-            crate::sql::Projection::AggregateExpressions(_) => {
+        let (range, now_ms) = (self.range, self.now_ms);
+        let mut result = match (&page.projection, devices) {
+            (crate::sql::Projection::AggregateExpressions(_), _) => {
                 self.shard
-                    .select_aggregate_expressions(&page, self.range, self.now_ms)
+                    .select_aggregate_expressions(&page, range, now_ms, devices)
                     .await?
             }
-            _ => {
+            (_, Some(_)) => {
                 self.shard
-                    .select_aggregates(&page, self.range, self.now_ms)
+                    .select_aggregates_by_device(&page, range, now_ms, devices)
                     .await?
             }
+            (_, None) => self.shard.select_aggregates(&page, range, now_ms).await?,
         };
-        Ok(Some(result))
+        // Overlapping sliding windows that start after the page's belong to the next page.
+        let next_start = (last < self.windows.count()).then(|| self.windows.window(last).0);
+        result.rows.retain(|row| match (row.first(), next_start) {
+            (Some(Some(WireValue::Int64(t))), Some(next)) => *t < next,
+            _ => true,
+        });
+        if self.right_labels {
+            for row in &mut result.rows {
+                if let Some(Some(WireValue::Int64(t))) = row.first_mut() {
+                    *t = self.windows.end_of(*t) - 1;
+                }
+            }
+        }
+        Ok(result)
     }
+}
+
+/// Rows of whole devices (their `Device` column second) cut into one part per device.
+fn by_device(rows: Vec<Row>) -> Vec<PartRows> {
+    let mut parts: Vec<PartRows> = Vec::new();
+    for row in rows {
+        match parts.last_mut() {
+            Some((part, _)) if part.last().map(|r| &r[1]) == Some(&row[1]) => part.push(row),
+            _ => parts.push((vec![row], true)),
+        }
+    }
+    parts
 }
