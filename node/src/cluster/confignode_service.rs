@@ -379,8 +379,8 @@ impl Service {
             .voters()
             .into_iter()
             .map(crate::cluster::replicated::node_of)
-            // Never itself: a leader does not vote itself out (see REMOVE CONFIGNODE's
-            // refusal of the leader).
+            // Never itself: a leader does not vote itself out (REMOVE CONFIGNODE of the
+            // leader hands leadership over first, see `serve`).
             .filter(|id| *id != self.node_id && !node.state().config_nodes().contains_key(id))
             .collect();
         for id in forgotten {
@@ -488,6 +488,22 @@ impl Service {
                 settings,
                 claimed_id,
             } => self.register(node, &settings, claimed_id),
+            ToConfigNode::Config {
+                request: ConfigRequest::RemoveConfigNode { node_id },
+                ..
+            } if node_id == self.node_id && self.node.borrow().state().config_nodes().len() > 1 => {
+                // A leader does not vote itself out: it hands leadership over and sends
+                // the asker on (no leader yet: it waits and asks again), and the next
+                // leader removes this node as it removes any follower.
+                tracing::info!(node_id = %self.node_id, "REMOVE CONFIGNODE of the leader: handing leadership over first");
+                if let Err(e) = self.node.borrow().store().hand_over_leadership() {
+                    tracing::warn!(error = %e, "handing ConfigNode leadership over failed");
+                }
+                FromConfigNode::NotLeader {
+                    leader: None,
+                    leader_address: None,
+                }
+            }
             ToConfigNode::Config {
                 mut request,
                 known_version,

@@ -130,6 +130,8 @@ enum Job {
         index: u64,
         snapshot: Vec<u8>,
     },
+    /// The leader hands leadership to the voter holding the most of its log.
+    HandOver,
 }
 
 /// The ConfigNode's command store over the Raft group.
@@ -242,6 +244,13 @@ impl RaftStore {
     /// Proposes removing `node` from the group's voters (the leader only; idempotent).
     pub fn remove_voter(&self, node: NodeId) -> Result<(), ConfigNodeError> {
         self.send(Job::RemoveVoter { id: raft_id(node) })
+    }
+
+    /// Hands leadership to another voter (the leader only; the one holding the most of
+    /// the log): it campaigns once it holds the whole log, within an election timeout.
+    /// Nothing happens when this node does not lead or is the only voter.
+    pub fn hand_over_leadership(&self) -> Result<(), ConfigNodeError> {
+        self.send(Job::HandOver)
     }
 
     /// Stops the raft thread.
@@ -507,6 +516,26 @@ impl Host {
                 }
                 if let Err(e) = self.group.propose_remove_voter(id) {
                     tracing::warn!(error = %e, id, "proposing a ConfigNode's removal failed; retried");
+                }
+            }
+            Job::HandOver => {
+                let me = self.group.id();
+                let successor = self
+                    .group
+                    .voters()
+                    .into_iter()
+                    .filter(|id| *id != me)
+                    .max_by_key(|id| self.group.matched(*id).unwrap_or(0));
+                let Some(successor) = successor else {
+                    return;
+                };
+                match self.group.transfer_leader(successor) {
+                    Ok(()) => {
+                        tracing::info!(to = %node_of(successor), "handing ConfigNode leadership over")
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "handing ConfigNode leadership over failed")
+                    }
                 }
             }
             Job::Compact { index, snapshot } => {
