@@ -481,20 +481,30 @@ fn create_series_until(
     refusals
 }
 
+/// Creates `database` and its first 20 series through DataNode `via`: the client, the
+/// next series number and the acknowledged ones, for [`create_series_until`].
+fn start_creating(
+    cluster: &TestCluster,
+    via: usize,
+    database: &str,
+) -> (BlockingClient, u32, BTreeSet<u32>) {
+    let mut creator = cluster.client(via).unwrap();
+    creator
+        .execute_sql(&format!("CREATE DATABASE {database}"))
+        .unwrap();
+    let (mut next, mut acked) = (0, BTreeSet::new());
+    create_series_until(&mut creator, database, &mut next, &mut acked, |next| {
+        next >= 20
+    });
+    (creator, next, acked)
+}
+
 #[test]
 fn migrate_a_single_replica_schema_region_while_series_are_created() {
     let mut cluster = start_1c3d("1");
     let database = "root.sch";
     let mut admin = cluster.client(0).unwrap();
-    admin
-        .execute_sql(&format!("CREATE DATABASE {database}"))
-        .unwrap();
-    let mut next = 0;
-    let mut acked = BTreeSet::new();
-    let mut creator = cluster.client(1).unwrap();
-    create_series_until(&mut creator, database, &mut next, &mut acked, |next| {
-        next >= 20
-    });
+    let (mut creator, mut next, mut acked) = start_creating(&cluster, 1, database);
     let before = schema_replicas(&mut admin).unwrap();
     assert_eq!(before.len(), 1, "{before:?}");
     let (region, from, _) = before[0].clone();
@@ -638,15 +648,7 @@ fn migrate_a_raft_schema_region_leader_while_series_are_created() {
         .unwrap();
     let database = "root.raftsch";
     let mut admin = cluster.client(0).unwrap();
-    admin
-        .execute_sql(&format!("CREATE DATABASE {database}"))
-        .unwrap();
-    let mut next = 0;
-    let mut acked = BTreeSet::new();
-    let mut creator = cluster.client(0).unwrap();
-    create_series_until(&mut creator, database, &mut next, &mut acked, |next| {
-        next >= 20
-    });
+    let (mut creator, mut next, mut acked) = start_creating(&cluster, 0, database);
     let leader_of = |admin: &mut BlockingClient| -> Option<(u32, u32, BTreeSet<u32>)> {
         let result = admin.execute_sql("SHOW SCHEMA REGIONS").ok()?;
         let rows = text_rows(&result);

@@ -951,6 +951,25 @@ impl<S: CommandStore> ConfigNode<S> {
         self.commit(ConfigCommand::AdvanceProcedure { id, procedure })
     }
 
+    /// A step that waits: once it waited past [`MIGRATION_STEP_TIMEOUT_MS`], logs `why`,
+    /// records `Cancel` (now `step`) and says so (`true`: go on with the rollback);
+    /// otherwise `false` (wait for the next round).
+    fn roll_back_if_late(
+        &mut self,
+        id: ProcedureId,
+        step: &mut MigrateStep,
+        procedure: &impl Fn(MigrateStep) -> Procedure,
+        why: &str,
+    ) -> Result<bool> {
+        if !self.waited_too_long(id, *step) {
+            return Ok(false);
+        }
+        tracing::warn!(id, procedure = ?procedure(*step), "{why}");
+        *step = MigrateStep::Cancel;
+        self.advance_to(id, procedure(*step))?;
+        Ok(true)
+    }
+
     /// Whether `id` has waited at `step` past the timeout (starting the clock on first
     /// sight).
     fn waited_too_long(&mut self, id: ProcedureId, step: MigrateStep) -> bool {
@@ -1142,10 +1161,12 @@ impl<S: CommandStore> ConfigNode<S> {
                 }
                 MigrateStep::CatchUp if current.kind == RegionGroupKind::Schema => {
                     // Moved on by the Raft leader's `SchemaReplicaCaughtUp`.
-                    if self.waited_too_long(id, step) {
-                        tracing::warn!(id, %group, to = %new, "migration: the new schema replica did not catch up in time; rolling back");
-                        step = MigrateStep::Cancel;
-                        self.advance_to(id, procedure(step))?;
+                    if self.roll_back_if_late(
+                        id,
+                        &mut step,
+                        &procedure,
+                        "migration: the new schema replica did not catch up in time; rolling back",
+                    )? {
                         continue;
                     }
                     return Ok(());
@@ -1154,9 +1175,7 @@ impl<S: CommandStore> ConfigNode<S> {
                     // The group elects its leader: the old leader hands leadership over
                     // itself, and the new one reports leading (`ReportSchemaLeader`).
                     if current.leader == from {
-                        if self.waited_too_long(id, step) {
-                            step = MigrateStep::Cancel;
-                            self.advance_to(id, procedure(step))?;
+                        if self.roll_back_if_late(id, &mut step, &procedure, "migration: the old schema replica did not hand leadership over in time; rolling back")? {
                             continue;
                         }
                         return Ok(());
@@ -1185,10 +1204,12 @@ impl<S: CommandStore> ConfigNode<S> {
                         self.state.settings().data_replication_ack == ReplicationAck::InSync;
                     let ready = caught_up && (!in_sync_ack || current.in_sync(new));
                     if !ready {
-                        if self.waited_too_long(id, step) {
-                            tracing::warn!(id, %group, to = %new, "migration: the new replica did not catch up in time; rolling back");
-                            step = MigrateStep::Cancel;
-                            self.advance_to(id, procedure(step))?;
+                        if self.roll_back_if_late(
+                            id,
+                            &mut step,
+                            &procedure,
+                            "migration: the new replica did not catch up in time; rolling back",
+                        )? {
                             continue;
                         }
                         return Ok(());
@@ -1216,9 +1237,7 @@ impl<S: CommandStore> ConfigNode<S> {
                 MigrateStep::TransferLeader => {
                     if current.leader == from {
                         if !running(&self.state, new) {
-                            if self.waited_too_long(id, step) {
-                                step = MigrateStep::Cancel;
-                                self.advance_to(id, procedure(step))?;
+                            if self.roll_back_if_late(id, &mut step, &procedure, "migration: the new replica's DataNode was not Running in time; rolling back")? {
                                 continue;
                             }
                             return Ok(());
@@ -1233,10 +1252,12 @@ impl<S: CommandStore> ConfigNode<S> {
                     if current.leader == new && !leads_now(reports.get(&group.0), new) {
                         // The new leader catches up from the old one before it serves;
                         // the old replica stays until then.
-                        if self.waited_too_long(id, step) {
-                            tracing::warn!(id, %group, to = %new, "migration: the new replica did not take over in time; rolling back");
-                            step = MigrateStep::Cancel;
-                            self.advance_to(id, procedure(step))?;
+                        if self.roll_back_if_late(
+                            id,
+                            &mut step,
+                            &procedure,
+                            "migration: the new replica did not take over in time; rolling back",
+                        )? {
                             continue;
                         }
                         return Ok(());
