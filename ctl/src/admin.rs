@@ -202,9 +202,11 @@ pub fn remove_config_node(
     }
 }
 
-/// `MIGRATE REGION region FROM from TO to`, then waits until `SHOW REGIONS` lists the
-/// region on `to` and not on `from`, with no replica `Adding` or `Removing`; a migration
-/// that rolled back (the region back on `from` only) is an error.
+/// `MIGRATE REGION region FROM from TO to` (a DataRegion or a SchemaRegion: region ids
+/// are one sequence), then waits until `SHOW REGIONS` lists the region on `to` and not on
+/// `from`, with no replica `Adding` or `Removing`; a migration that rolled back (the region
+/// back on `from` only, after the new replica or a `Removing` old one was seen) is an
+/// error.
 pub fn migrate_region(
     session: &mut Session,
     region: u32,
@@ -228,7 +230,7 @@ pub fn migrate_region(
     let mut seen_new = false;
     let mut last_states = String::new();
     loop {
-        let shown = session.execute("SHOW DATA REGIONS")?;
+        let shown = session.execute("SHOW REGIONS")?;
         let replicas: Vec<(String, String)> = rows(&shown)
             .into_iter()
             .filter(|row| row.get("RegionId").map(String::as_str) == Some(&region.to_string()))
@@ -243,7 +245,12 @@ pub fn migrate_region(
         let settled = replicas
             .iter()
             .all(|(_, status)| status != "Adding" && status != "Removing");
-        seen_new |= on(to);
+        // A single-replica SchemaRegion never lists its new replica before the move; its
+        // old one shows `Removing` while it is copied.
+        seen_new |= on(to)
+            || replicas
+                .iter()
+                .any(|(n, status)| *n == from.to_string() && status == "Removing");
         if on(to) && !on(from) && settled {
             writeln!(
                 out,
@@ -255,7 +262,8 @@ pub fn migrate_region(
         if seen_new && !on(to) && on(from) && settled {
             return Err(failed(format!(
                 "the migration of region {region} was rolled back (the new replica did not \
-                 catch up; see the ConfigNode's log)"
+                 catch up, or a SchemaRegion was not copied in time; see the ConfigNode's \
+                 log)"
             )));
         }
         let states = replicas

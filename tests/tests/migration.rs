@@ -672,19 +672,37 @@ fn migrate_a_raft_schema_region_leader_while_series_are_created() {
     let to = (1..=3).find(|n| !holders.contains(n)).unwrap();
     let stay = *holders.iter().find(|n| **n != from).unwrap();
 
+    // Through `iotdb-ctl migrate-region`, which waits for the end, while series are
+    // created.
     let started = Instant::now();
-    admin
-        .execute_sql(&format!("MIGRATE REGION {region} FROM {from} TO {to}"))
-        .expect("MIGRATE REGION");
-    let mut moved = false;
+    let ctl = std::process::Command::new(env!("CARGO_BIN_EXE_iotdb-ctl-under-test"))
+        .args(["-h", &cluster.data_nodes[1].address().to_string()])
+        .args(["migrate-region", &region.to_string()])
+        .args([from.to_string(), to.to_string()])
+        .args(["--timeout", "60"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("iotdb-ctl migrate-region");
+    let mut ctl = Some(ctl);
+    let mut output = None;
     let refusals = create_series_until(&mut creator, database, &mut next, &mut acked, |_| {
-        moved = moved
-            || leader_of(&mut admin).is_some_and(|(_, leader, holders)| {
-                leader == to && holders == BTreeSet::from([stay, to])
-            });
-        moved || started.elapsed() > PATIENCE
+        if let Some(child) = ctl.as_mut()
+            && child.try_wait().unwrap().is_some()
+        {
+            output = Some(ctl.take().unwrap().wait_with_output().unwrap());
+        }
+        output.is_some() || started.elapsed() > PATIENCE
     });
-    assert!(moved, "the migration did not finish");
+    let output = output.expect("iotdb-ctl migrate-region did not return");
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && printed.contains(&format!("region {region} migrated")),
+        "{printed}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (_, leader, holders) = leader_of(&mut admin).expect("settled");
+    assert_eq!((leader, holders), (to, BTreeSet::from([stay, to])));
     eprintln!(
         "Raft schema region {region}: leader moved from DataNode {from} to {to} in {:?}; \
          {refusals} creations refused meanwhile",
