@@ -18,6 +18,10 @@
 //!   after its restart the migration finishes, every acknowledged series is listed
 //!   through every DataNode, the old directory is gone, and `REMOVE DATANODE` of the new
 //!   holder moves it again.
+//! - `MIGRATE REGION` of a single-replica SchemaRegion to a DataNode SIGKILLed right after
+//!   the statement: the copy fails and is tried again (the region refusing changes
+//!   meanwhile, answered 606) until that DataNode is back; then it moves and every
+//!   acknowledged series is listed.
 //! - `MIGRATE REGION` of the leader replica of a SchemaRegion replicated by Raft
 //!   (`schema_replication_factor=2`) while series are created: the new replica joins the
 //!   Raft group, catches up, takes leadership, the old one leaves; every acknowledged
@@ -747,4 +751,54 @@ fn migrate_a_raft_schema_region_leader_while_series_are_created() {
     });
     let vias: Vec<usize> = (0..3).filter(|i| *i != holder).collect();
     listed_everywhere(&cluster, &vias, &acked);
+}
+
+#[test]
+fn a_schema_region_copy_to_a_killed_data_node_is_retried_until_it_is_back() {
+    let mut cluster = start_1c3d("1");
+    let database = "root.retry";
+    let (mut creator, mut next, mut acked) = start_creating(&cluster, 0, database);
+    let mut admin = cluster.client(0).unwrap();
+    let before = schema_replicas(&mut admin).unwrap();
+    let (region, from, _) = before[0].clone();
+    // The destination: neither the holder nor the creator's DataNode (index 0).
+    let to = (1..=3)
+        .find(|n| *n != from && cluster.data_node_index(*n, 0) != 0)
+        .unwrap();
+    let index = cluster.data_node_index(to, 0);
+    admin
+        .execute_sql(&format!("MIGRATE REGION {region} FROM {from} TO {to}"))
+        .expect("MIGRATE REGION");
+    cluster.data_nodes[index]
+        .kill()
+        .expect("SIGKILL the destination");
+    let killed = Instant::now();
+    // Creations go on (refused while the region waits for its copy); the destination
+    // comes back after 3 s.
+    let refusals = create_series_until(&mut creator, database, &mut next, &mut acked, |_| {
+        killed.elapsed() > Duration::from_secs(3)
+    });
+    cluster.data_nodes[index]
+        .restart()
+        .expect("restart the destination");
+    wait_for("the region moved", || {
+        let rows = schema_replicas(&mut admin).ok()?;
+        (rows == vec![(region, to, "Running".to_string())]).then_some(())
+    });
+    eprintln!(
+        "schema region {region} moved to DataNode {to} {:?} after it was killed; {refusals} \
+         creations refused meanwhile",
+        killed.elapsed()
+    );
+    let until = next + 10;
+    create_series_until(&mut creator, database, &mut next, &mut acked, |next| {
+        next >= until
+    });
+    let mut client = cluster.client(index).unwrap();
+    wait_for("every series listed", || {
+        let result = client
+            .execute_sql(&format!("COUNT TIMESERIES {database}.**"))
+            .ok()?;
+        (text_rows(&result)[0]["count(timeseries)"] == acked.len().to_string()).then_some(())
+    });
 }
