@@ -117,13 +117,23 @@ fn run(
             );
             monoio::time::sleep(Duration::from_millis(5)).await;
         }
+        // The expiry's jobs run on other threads: an operation is counted a moment before
+        // its fault is recorded, and the region turns read-only a moment after the job
+        // saw the error. Let both land before looking.
+        monoio::time::sleep(Duration::from_millis(20)).await;
         let operations = fs.operations().split_off(base);
         let fired = fs.fired();
         let fired_on = fired.first().map(|&(index, _)| fs.operations()[index].0);
         if let Some(kind) = fired_on
             && kind != OperationKind::Remove
         {
-            assert!(region.info().read_only.is_some(), "{kind:?} failed");
+            while region.info().read_only.is_none() {
+                assert!(
+                    Instant::now() < deadline,
+                    "{kind:?} failed, and the region takes writes"
+                );
+                monoio::time::sleep(Duration::from_millis(5)).await;
+            }
             let refused = region.write(&tablet(NOW_MS, 1, 0)).map(|_| ());
             expect_read_only("a write after the fault", &refused.unwrap_err());
         }
