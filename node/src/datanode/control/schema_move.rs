@@ -23,6 +23,11 @@
 //! [`COPY_RETRY_INTERVAL`] while the step lasts; the destination keeps `region-<g>` while
 //! a migration to it copies, deletes it once none does, and a restart there deletes a
 //! half-received `region-<g>.incoming`.
+//!
+//! A SchemaRegion replicated by Raft moves through its group's membership instead
+//! ([`ControlPlane::follow_schema_membership`], run by the replica that leads): the voters
+//! follow the state's replicas (a migration's new replica joins, an old one leaves), the
+//! new replica is reported caught up, and an old replica that leads hands leadership over.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
