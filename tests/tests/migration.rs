@@ -120,18 +120,16 @@ fn error_of(client: &mut BlockingClient, statement: &str) -> String {
 /// A 1C3D cluster (one core per DataNode) of `factor` replicas and three data region
 /// groups per database, every node Running.
 fn start_1c3d(factor: &str) -> TestCluster {
-    let cluster = TestCluster::start_configured(
-        BINARY,
-        1,
-        3,
-        1,
-        &[
-            ("data_replication_factor", factor),
-            ("data_region_group_extension_policy", "CUSTOM"),
-            ("default_data_region_group_num_per_database", "3"),
-        ],
-    )
-    .expect("start 1C3D");
+    start_1c3d_with(&[
+        ("data_replication_factor", factor),
+        ("data_region_group_extension_policy", "CUSTOM"),
+        ("default_data_region_group_num_per_database", "3"),
+    ])
+}
+
+/// A 1C3D cluster (one core per DataNode) with `settings`, every node Running.
+fn start_1c3d_with(settings: &[(&str, &str)]) -> TestCluster {
+    let cluster = TestCluster::start_configured(BINARY, 1, 3, 1, settings).expect("start 1C3D");
     cluster
         .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
             rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
@@ -634,22 +632,10 @@ fn migrate_a_single_replica_schema_region_while_series_are_created() {
 
 #[test]
 fn migrate_a_raft_schema_region_leader_while_series_are_created() {
-    let cluster = TestCluster::start_configured(
-        BINARY,
-        1,
-        3,
-        1,
-        &[
-            ("data_replication_factor", "1"),
-            ("schema_replication_factor", "2"),
-        ],
-    )
-    .expect("start 1C3D");
-    cluster
-        .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
-            rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
-        })
-        .unwrap();
+    let cluster = start_1c3d_with(&[
+        ("data_replication_factor", "1"),
+        ("schema_replication_factor", "2"),
+    ]);
     let database = "root.raftsch";
     let mut admin = cluster.client(0).unwrap();
     let (mut creator, mut next, mut acked) = start_creating(&cluster, 0, database);

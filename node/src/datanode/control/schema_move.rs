@@ -89,30 +89,33 @@ fn copies_from(state: &ConfigState, me: NodeId) -> Vec<Outgoing> {
         .collect()
 }
 
-/// Whether a migration copies SchemaRegion `group` to `me` now (its copy is kept here).
-fn copy_to(state: &ConfigState, me: NodeId, group: u32) -> Option<ProcedureId> {
+/// The migrations copying a SchemaRegion to `me` now: (migration, group).
+fn copies_to_me(state: &ConfigState, me: NodeId) -> impl Iterator<Item = (ProcedureId, u32)> + '_ {
     state
         .procedures()
         .iter()
-        .find_map(|(id, procedure)| match procedure {
+        .filter_map(move |(id, procedure)| match procedure {
             Procedure::MigrateRegion {
-                group: g,
+                group,
                 to,
                 step: MigrateStep::CopySchema,
                 ..
-            } if g.0 == group && *to == me => Some(*id),
+            } if *to == me => Some((*id, group.0)),
             _ => None,
         })
+}
+
+/// Whether a migration copies SchemaRegion `group` to `me` now (its copy is kept here).
+fn copy_to(state: &ConfigState, me: NodeId, group: u32) -> Option<ProcedureId> {
+    copies_to_me(state, me).find_map(|(id, g)| (g == group).then_some(id))
 }
 
 /// Groups whose copy to `me` a migration is waiting for: their directories stay at
 /// start-up even though the state does not list this node as a holder yet.
 pub(super) fn copies_to(state: &ConfigState, me: NodeId) -> Vec<u32> {
-    state
-        .region_groups()
-        .keys()
-        .filter(|group| copy_to(state, me, group.0).is_some())
-        .map(|group| group.0)
+    copies_to_me(state, me)
+        .map(|(_, group)| group)
+        .filter(|group| state.region_groups().contains_key(&RegionGroupId(*group)))
         .collect()
 }
 
@@ -133,16 +136,6 @@ fn remove_dir(dir: &Path) -> std::io::Result<()> {
 /// it to show up in the applied configuration before the next attempt.
 const MEMBERSHIP_RETRY_INTERVAL: Duration = Duration::from_secs(1);
 
-/// What the leader of a Raft-replicated SchemaRegion group does this round.
-enum MembershipStep {
-    /// Add (`true`) or remove a voter, so that the voters become the state's replicas.
-    ChangeVoters(u32, NodeId, bool),
-    /// Tell the ConfigNode the replica migration `id` adds caught up.
-    ReportCaughtUp(ProcedureId, u32, NodeId),
-    /// Hand leadership to the replica a migration adds.
-    TransferLeader(u32, NodeId),
-}
-
 impl ControlPlane {
     /// Moves the Raft-replicated SchemaRegion groups this node leads toward what the state
     /// says (every maintenance round): the voters become the group's replicas (a replica a
@@ -157,7 +150,10 @@ impl ControlPlane {
         };
         let me = self.data_node_id;
         let state = self.config_node.state();
-        let mut steps = Vec::new();
+        // Groups that took a step this round, and new replicas to report caught up (a
+        // ConfigNode request, made once the loop let go of the state).
+        let mut attempted = Vec::new();
+        let mut caught_up = Vec::new();
         for &group in &self.served {
             let Some(current) = state.region_groups().get(&RegionGroupId(group)) else {
                 continue;
@@ -175,10 +171,11 @@ impl ControlPlane {
             }
             let replicas: BTreeSet<NodeId> =
                 current.replicas.iter().map(|r| r.data_node_id).collect();
+            let mut asked = Vec::new();
             if let Some(add) = replicas.difference(&voters).next() {
-                steps.push(MembershipStep::ChangeVoters(group, *add, true));
+                asked.push(raft.change_voters(group, *add, true));
             } else if let Some(remove) = voters.difference(&replicas).next() {
-                steps.push(MembershipStep::ChangeVoters(group, *remove, false));
+                asked.push(raft.change_voters(group, *remove, false));
             }
             match state.migration_of(current.id) {
                 Some((id, _, to, MigrateStep::CatchUp)) if voters.contains(&to) => {
@@ -190,49 +187,36 @@ impl ControlPlane {
                         .matched(group, to)
                         .is_some_and(|matched| matched >= target)
                     {
-                        steps.push(MembershipStep::ReportCaughtUp(id, group, to));
+                        caught_up.push((id, group, to));
                     }
                 }
                 Some((_, from, to, MigrateStep::TransferLeader)) if from == me => {
-                    steps.push(MembershipStep::TransferLeader(group, to));
+                    asked.push(raft.transfer_leader(group, to));
                 }
                 _ => {}
+            }
+            if !asked.is_empty() {
+                attempted.push(group);
+            }
+            for error in asked.into_iter().filter_map(Result::err) {
+                tracing::warn!(group, %error, "a schema region membership step failed; retried");
             }
         }
         let running: Vec<ProcedureId> = state.procedures().keys().copied().collect();
         self.catch_up_targets.retain(|id, _| running.contains(id));
-        for step in steps {
-            let (group, outcome) = match step {
-                MembershipStep::ChangeVoters(group, node, add) => (
-                    group,
-                    self.schema_raft
-                        .as_ref()
-                        .expect("checked above")
-                        .change_voters(group, node, add)
-                        .map_err(Status::internal),
-                ),
-                MembershipStep::TransferLeader(group, to) => (
-                    group,
-                    self.schema_raft
-                        .as_ref()
-                        .expect("checked above")
-                        .transfer_leader(group, to)
-                        .map_err(Status::internal),
-                ),
-                MembershipStep::ReportCaughtUp(id, group, node) => (
-                    group,
-                    self.config(ConfigRequest::SchemaReplicaCaughtUp {
-                        procedure: id,
-                        group: RegionGroupId(group),
-                        node,
-                    })
-                    .map(|_| ()),
-                ),
-            };
-            self.membership_attempts.insert(group, Instant::now());
-            if let Err(status) = outcome {
-                tracing::warn!(group, error = %status.message, "a schema region membership step failed; retried");
+        for (id, group, node) in caught_up {
+            attempted.push(group);
+            if let Err(status) = self.config(ConfigRequest::SchemaReplicaCaughtUp {
+                procedure: id,
+                group: RegionGroupId(group),
+                node,
+            }) {
+                tracing::warn!(group, error = %status.message, "reporting a new schema replica caught up failed; retried");
             }
+        }
+        let now = Instant::now();
+        for group in attempted {
+            self.membership_attempts.insert(group, now);
         }
         let open: Vec<u32> = self.schemas.keys().copied().collect();
         self.membership_attempts
