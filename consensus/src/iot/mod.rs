@@ -36,7 +36,8 @@
 //! `SendSnapshot`), as is one behind what the leader's WAL still holds (`LogGone`).
 //! A replica never leads an epoch twice: it persists a fence before leading, and after a
 //! restart asks for a new epoch (`RequestNewEpoch`) instead of reusing one whose shipped
-//! entries it may have lost.
+//! entries it may have lost. A replica wiped for a snapshot that is named leader asks the
+//! same way with `step_down`: it holds nothing, and no leader would send it a snapshot.
 //!
 //! **A new leader catches up** before accepting writes: it probes the `running` replicas,
 //! and if one holds a longer log of which its own is a prefix, fetches the missing entries
@@ -256,6 +257,10 @@ pub enum Command {
     /// which it already led before a restart and must not lead again.
     RequestNewEpoch {
         epoch: Epoch,
+        /// This replica cannot lead at all (it was wiped and waits for a leader's
+        /// snapshot): the new epoch must name another replica, and none is named while no
+        /// other one runs. A replica that is only stale may lead the new epoch itself.
+        step_down: bool,
     },
     /// WAL at or above this index must be kept for followers.
     SetRetentionFloor(Index),

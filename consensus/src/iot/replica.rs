@@ -210,7 +210,10 @@ impl Replica {
 
     fn request_new_epoch(&mut self, out: &mut Vec<Command>) {
         self.new_epoch_requested_ms = self.now_ms;
-        out.push(Command::RequestNewEpoch { epoch: self.epoch });
+        out.push(Command::RequestNewEpoch {
+            epoch: self.epoch,
+            step_down: self.role == Role::Installing,
+        });
     }
 
     /// Named leader of an epoch it may not lead: ask again until a new view comes (the

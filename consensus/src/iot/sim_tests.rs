@@ -253,6 +253,7 @@ impl Model {
         };
         let mut requests = std::mem::take(&mut self.requests);
         let mut new_epoch = false;
+        let mut step_down_from = None;
         for request in requests.drain(..) {
             match request {
                 Command::RequestInSync {
@@ -272,9 +273,11 @@ impl Model {
                     view.in_sync_version += 1;
                     self.publish(view.clone(), now_ms);
                 }
-                Command::RequestNewEpoch { epoch } if epoch == view.epoch => {
+                Command::RequestNewEpoch { epoch, step_down } if epoch == view.epoch => {
                     self.counters.new_epoch_requests += 1;
                     new_epoch = true;
+                    // Only the named leader asks; a wiped one must not be named again.
+                    step_down_from = step_down.then_some(view.leader).or(step_down_from);
                 }
                 _ => {}
             }
@@ -296,6 +299,7 @@ impl Model {
                 .copied()
                 .filter(|peer| self.ack == AckMode::Leader || view.in_sync.contains(peer))
                 .filter(|&peer| !balance || peer != view.leader)
+                .filter(|&peer| step_down_from != Some(peer))
                 .collect();
             if candidates.is_empty() {
                 return;

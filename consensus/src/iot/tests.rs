@@ -348,7 +348,10 @@ fn a_restarted_leader_does_not_lead_its_epoch_again() {
     };
     replica.step(Event::View(view.clone()), &mut out);
     assert_eq!(replica.write_allowed(), Err(Refusal::Stale));
-    assert!(out.contains(&Command::RequestNewEpoch { epoch: 3 }));
+    assert!(out.contains(&Command::RequestNewEpoch {
+        epoch: 3,
+        step_down: false
+    }));
     out.clear();
     replica.step(Event::View(GroupView { epoch: 4, ..view }), &mut out);
     assert_eq!(
@@ -356,6 +359,49 @@ fn a_restarted_leader_does_not_lead_its_epoch_again() {
         Ok(3),
         "a single replica leads at once"
     );
+}
+
+/// A replica wiped for a snapshot holds nothing; named leader (the ConfigNode moved
+/// leadership to it before its rebuild), it asks for a new epoch naming another replica,
+/// again while no new view comes, and leads nothing meanwhile.
+#[test]
+fn a_wiped_replica_named_leader_asks_to_step_down() {
+    let recovered = Recovered {
+        last_index: 0,
+        durable_index: 0,
+        epochs: Epochs::from_pairs(vec![(1, 1)], 0).expect("ascending"),
+        awaiting_snapshot: true,
+    };
+    let mut replica = Replica::new(1, config(), recovered);
+    let mut out = Vec::new();
+    let view = GroupView {
+        epoch: 3,
+        leader: 1,
+        replicas: vec![0, 1],
+        in_sync: vec![0, 1],
+        in_sync_version: 1,
+        running: vec![0, 1],
+        ack: AckMode::Leader,
+    };
+    replica.step(Event::View(view), &mut out);
+    assert_eq!(replica.write_allowed(), Err(Refusal::Stale));
+    let step_down = Command::RequestNewEpoch {
+        epoch: 3,
+        step_down: true,
+    };
+    let requests = |out: &[Command]| {
+        out.iter()
+            .filter(|command| matches!(command, Command::RequestNewEpoch { .. }))
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(requests(&out), vec![step_down.clone()]);
+    out.clear();
+    replica.step(Event::Tick { now_ms: 10 }, &mut out);
+    assert!(requests(&out).is_empty(), "not again before resend_after_ms");
+    replica.step(Event::Tick { now_ms: 60 }, &mut out);
+    assert_eq!(requests(&out), vec![step_down]);
+    assert_eq!(replica.write_allowed(), Err(Refusal::Stale));
 }
 
 #[test]

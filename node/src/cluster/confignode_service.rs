@@ -661,8 +661,9 @@ impl Service {
     /// Evens out leadership of replicated region groups (a DataNode that came back, or
     /// rejoined an in-sync set, takes its share again). Cheap when even: no command.
     fn balance_leaders(&self) {
+        let reports = self.leader_reports.borrow();
         let mut node = self.node.borrow_mut();
-        match node.balance_leaders() {
+        match node.balance_leaders(&reports) {
             Ok(0) => {}
             Ok(moved) => tracing::info!(moved, "moved region group leaders to even them out"),
             Err(e) => tracing::warn!(error = %e, "balancing region group leaders failed"),

@@ -86,12 +86,17 @@ pub enum ConfigRequest {
         in_sync: Vec<NodeId>,
     },
     /// A replica named leader of an epoch it already led before a restart asks for a new
-    /// epoch (same leader); a no-op when the group moved past `epoch` already.
+    /// epoch (same leader); a no-op when the group moved past `epoch` already. With
+    /// `step_down` (a replica wiped for a snapshot cannot lead) another Running replica
+    /// is named instead, and nothing changes while none runs.
     NewLeaderEpoch {
         /// The group.
         group: RegionGroupId,
         /// The epoch it may not lead again.
         epoch: u64,
+        /// Name another replica.
+        #[serde(default)]
+        step_down: bool,
     },
     /// The Raft leader of a replicated SchemaRegion group says so: the ConfigNode records
     /// it (`SHOW REGIONS`, where other DataNodes send schema questions). Schema groups of
@@ -338,8 +343,12 @@ impl<S: CommandStore> ConfigNode<S> {
                 self.change_in_sync(group, epoch, version, &in_sync)?;
                 ConfigResponse::Done
             }
-            ConfigRequest::NewLeaderEpoch { group, epoch } => {
-                self.new_leader_epoch(group, epoch)?;
+            ConfigRequest::NewLeaderEpoch {
+                group,
+                epoch,
+                step_down,
+            } => {
+                self.new_leader_epoch(group, epoch, step_down)?;
                 ConfigResponse::Done
             }
             ConfigRequest::ReportSchemaLeader { group, leader } => {

@@ -21,7 +21,7 @@ use super::model::{
 use super::model::{RegionReplica, ReplicationAck};
 use super::placement::{
     plan_data_partitions, plan_leader_balance, plan_leader_failover, plan_region_groups,
-    plan_schema_partitions, region_group_target,
+    plan_schema_partitions, plan_step_down, region_group_target,
 };
 use super::placement::{plan_migration_shard, plan_migration_target};
 use super::procedure::{
@@ -450,13 +450,29 @@ impl<S: CommandStore> ConfigNode<S> {
 
     /// Bumps a region group's epoch, same leader (the leader asks after a restart: it may
     /// not lead an epoch twice). A no-op when the epoch moved past `epoch` already.
-    pub fn new_leader_epoch(&mut self, group: RegionGroupId, epoch: u64) -> Result<()> {
+    /// `step_down` (the leader was wiped for a snapshot and cannot lead): the new epoch
+    /// names another replica ([`plan_step_down`]); with no candidate nothing changes (a new
+    /// epoch naming it again would only be refused again) and the replica asks again.
+    pub fn new_leader_epoch(
+        &mut self,
+        group: RegionGroupId,
+        epoch: u64,
+        step_down: bool,
+    ) -> Result<()> {
         self.mutate(|node| {
             let current = node.state.region_group(group)?;
             if current.epoch > epoch {
                 return Ok(());
             }
-            node.commit(ConfigCommand::NewLeaderEpoch { group, epoch })
+            if !step_down {
+                return node.commit(ConfigCommand::NewLeaderEpoch { group, epoch });
+            }
+            match plan_step_down(&node.state, group) {
+                Some(leader) => node.commit(ConfigCommand::ChangeLeaders {
+                    changes: vec![(group, leader)],
+                }),
+                None => Ok(()),
+            }
         })
     }
 
@@ -485,10 +501,14 @@ impl<S: CommandStore> ConfigNode<S> {
     }
 
     /// Evens out leadership of replicated data region groups over the Running DataNodes
-    /// ([`plan_leader_balance`]); returns how many groups moved (0: nothing committed).
-    pub fn balance_leaders(&mut self) -> Result<usize> {
+    /// ([`plan_leader_balance`]: only to replicas their leader's latest report shows caught
+    /// up); returns how many groups moved (0: nothing committed).
+    pub fn balance_leaders(
+        &mut self,
+        reports: &std::collections::HashMap<u32, LeaderReport>,
+    ) -> Result<usize> {
         self.mutate(|node| {
-            let changes = plan_leader_balance(&node.state);
+            let changes = plan_leader_balance(&node.state, reports);
             let moved = changes.len();
             if moved > 0 {
                 node.commit(ConfigCommand::ChangeLeaders { changes })?;

@@ -34,6 +34,7 @@ use super::model::{
     NodeId, NodeStatus, REGION_GROUPS_PER_DATABASE_MAX, RegionGroup, RegionGroupId,
     RegionGroupKind, RegionGroupPolicy, RegionReplica, ReplicationAck, ShardId,
 };
+use super::procedure::LeaderReport;
 use super::state::{ConfigState, DatabaseState};
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, HashMap};
@@ -469,12 +470,31 @@ fn move_core_leader(counts: &mut HashMap<(NodeId, ShardId), u64>, group: &Region
 /// in_sync` only replicas of the in-sync set are candidates (the others may lack
 /// acknowledged writes).
 pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)> {
-    let running = |node_id: &NodeId| {
-        state
-            .data_nodes()
-            .get(node_id)
-            .is_some_and(|node| node.status == NodeStatus::Running)
-    };
+    plan_new_leaders(state, |group| !is_running(state, group.leader))
+}
+
+/// The replica to lead `group` instead of its leader, which cannot (it was wiped for a
+/// snapshot: it holds nothing), chosen as [`plan_leader_failover`] chooses; `None` when no
+/// other replica is a candidate.
+pub fn plan_step_down(state: &ConfigState, group: RegionGroupId) -> Option<NodeId> {
+    plan_new_leaders(state, |candidate| candidate.id == group)
+        .pop()
+        .map(|(_, leader)| leader)
+}
+
+fn is_running(state: &ConfigState, node_id: NodeId) -> bool {
+    state
+        .data_nodes()
+        .get(&node_id)
+        .is_some_and(|node| node.status == NodeStatus::Running)
+}
+
+/// New leaders, away from their current one, for the groups `replace` names.
+fn plan_new_leaders(
+    state: &ConfigState,
+    replace: impl Fn(&RegionGroup) -> bool,
+) -> Vec<(RegionGroupId, NodeId)> {
+    let running = |node_id: &NodeId| is_running(state, *node_id);
     let mut leaders: HashMap<(NodeId, RegionGroupKind), u64> = HashMap::new();
     for group in state.region_groups().values() {
         *leaders.entry((group.leader, group.kind)).or_default() += 1;
@@ -488,7 +508,7 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
     let mut changes = Vec::new();
     for group in state.region_groups().values() {
         // A group that elects its leader reports the new one itself.
-        if running(&group.leader) || group.elects_leader() {
+        if !replace(group) || group.elects_leader() {
             continue;
         }
         let core_counts = cores.get_mut(&group.kind).expect("both kinds");
@@ -496,6 +516,7 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
         let best = group
             .replicas
             .iter()
+            .filter(|replica| replica.data_node_id != group.leader)
             .filter(|replica| running(&replica.data_node_id))
             .filter(|replica| !in_sync_only || group.in_sync(replica.data_node_id))
             .filter(|replica| Some(replica.data_node_id) != adding)
@@ -523,6 +544,11 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
     changes
 }
 
+/// How far behind its leader's log (entries it lacks durably) a replica may be for the
+/// leader balancer to move leadership to it: the new leader fetches what it lacks before
+/// taking writes, so a small lag only delays them.
+pub const BALANCE_MAX_LAG_ENTRIES: u64 = 10_000;
+
 /// Leader moves that even out leadership of data region groups over the Running
 /// DataNodes (IoTDB balances leaders the same way after a node returns; greedy here):
 /// while one node leads at least two groups more than another node holding a replica of
@@ -530,14 +556,27 @@ pub fn plan_leader_failover(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)>
 /// counts; only replicated groups move. Only Running
 /// replicas are candidates, and with `data_replication_ack = in_sync` only members of
 /// the in-sync set; among equally loaded candidates, the one whose core leads the fewest.
+/// A candidate must also be one the group's leader reports (in `reports`, for its current
+/// epoch) shipping entries to and at most [`BALANCE_MAX_LAG_ENTRIES`] behind: a replica
+/// that returned behind its leader's WAL waits for a snapshot, holds nothing, and could
+/// not lead (with `leader` acknowledgement nothing else says so).
 /// Each group moves at most once per plan, so a plan never undoes itself; an even
 /// cluster gives an empty plan.
-pub fn plan_leader_balance(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)> {
-    let running = |node_id: &NodeId| {
-        state
-            .data_nodes()
-            .get(node_id)
-            .is_some_and(|node| node.status == NodeStatus::Running)
+pub fn plan_leader_balance(
+    state: &ConfigState,
+    reports: &HashMap<u32, LeaderReport>,
+) -> Vec<(RegionGroupId, NodeId)> {
+    let running = |node_id: &NodeId| is_running(state, *node_id);
+    let caught_up = |group: &RegionGroup, node: NodeId| {
+        reports.get(&group.id.0).is_some_and(|report| {
+            report.epoch == group.epoch
+                && report.leader == group.leader.0
+                && report.peers.iter().any(|peer| {
+                    peer.node == node.0
+                        && peer.shipping
+                        && peer.lag_entries <= BALANCE_MAX_LAG_ENTRIES
+                })
+        })
     };
     let in_sync_only = state.settings().data_replication_ack == ReplicationAck::InSync;
     let replicated = || {
@@ -580,6 +619,7 @@ pub fn plan_leader_balance(state: &ConfigState) -> Vec<(RegionGroupId, NodeId)> 
                 replica.data_node_id != group.leader && running(&replica.data_node_id)
             })
             .filter(|replica| !in_sync_only || group.in_sync(replica.data_node_id))
+            .filter(|replica| caught_up(group, replica.data_node_id))
             .min_by_key(|replica| {
                 let node = replica.data_node_id;
                 (

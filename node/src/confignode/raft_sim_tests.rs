@@ -249,6 +249,7 @@ fn random_request(env: &mut dyn Env, state: &ConfigState) -> ConfigRequest {
                 return ConfigRequest::NewLeaderEpoch {
                     group: group.id,
                     epoch,
+                    step_down: pick(3) == 0,
                 };
             }
             let in_sync = group

@@ -452,7 +452,7 @@ proptest! {
         // round) then moves replicated groups' leadership off it, and keeps leaders
         // within two of each other.
         for _ in 0..8 {
-            if node.balance_leaders().unwrap() == 0 {
+            if node.balance_leaders(&healthy_reports(&node)).unwrap() == 0 {
                 break;
             }
         }
@@ -875,23 +875,96 @@ fn leaders_even_out_when_a_node_returns() {
         counts.into_values().collect::<Vec<_>>()
     };
     assert_eq!(leaders(&node), vec![2, 2, 2]);
-    assert_eq!(node.balance_leaders().unwrap(), 0, "even already");
+    assert_eq!(
+        node.balance_leaders(&healthy_reports(&node)).unwrap(),
+        0,
+        "even already"
+    );
     node.set_node_status(nodes[0], NodeStatus::Unknown).unwrap();
     assert_eq!(leaders(&node)[0], 0);
-    node.balance_leaders().unwrap();
+    node.balance_leaders(&healthy_reports(&node)).unwrap();
     let down = leaders(&node);
     assert_eq!(down[0], 0, "nothing moves to a node that is down: {down:?}");
     assert!(down[1].abs_diff(down[2]) <= 1, "{down:?}");
     node.set_node_status(nodes[0], NodeStatus::Running).unwrap();
+    // Back, but behind its leaders' WAL (they report it waiting for snapshots), or not
+    // reported yet: nothing moves to it.
+    let mut behind = healthy_reports(&node);
+    for peer in behind
+        .values_mut()
+        .flat_map(|report| report.peers.iter_mut())
+    {
+        if peer.node == nodes[0].0 {
+            peer.shipping = false;
+        }
+    }
+    assert_eq!(node.balance_leaders(&behind).unwrap(), 0);
+    assert_eq!(node.balance_leaders(&HashMap::new()).unwrap(), 0);
     let version = node.version();
-    assert!(node.balance_leaders().unwrap() > 0);
+    assert!(node.balance_leaders(&healthy_reports(&node)).unwrap() > 0);
     assert_eq!(node.version(), version + 1, "one command");
     let after = leaders(&node);
     assert!(
         after.iter().max().unwrap() - after.iter().min().unwrap() <= 1,
         "{after:?}"
     );
-    assert_eq!(node.balance_leaders().unwrap(), 0, "a balanced plan stays");
+    assert_eq!(
+        node.balance_leaders(&healthy_reports(&node)).unwrap(),
+        0,
+        "a balanced plan stays"
+    );
+}
+
+/// A leader wiped for a snapshot asks to step down: another Running replica leads a new
+/// epoch; with none Running nothing changes (it asks again later); a request for an old
+/// epoch changes nothing.
+#[test]
+fn a_wiped_leader_steps_down_to_a_running_replica() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = open(dir.path());
+    let nodes: Vec<NodeId> = (1..=2)
+        .map(|host| node.register_data_node(data_node(host, 1)).unwrap())
+        .collect();
+    let attributes = DatabaseAttributes {
+        data_replication_factor: Some(2),
+        data_region_group_num: Some(1),
+        ..DatabaseAttributes::default()
+    };
+    node.create_database("root.w", &attributes).unwrap();
+    node.get_or_create_data_partition("root.w", 0, 0).unwrap();
+    let group = |node: &ConfigNode| {
+        node.state()
+            .region_groups()
+            .values()
+            .find(|g| g.kind == RegionGroupKind::Data)
+            .unwrap()
+            .clone()
+    };
+    let before = group(&node);
+    let other = *nodes.iter().find(|n| **n != before.leader).unwrap();
+    node.set_node_status(other, NodeStatus::Unknown).unwrap();
+    let version = node.version();
+    node.new_leader_epoch(before.id, before.epoch, true)
+        .unwrap();
+    assert_eq!(node.version(), version, "no other replica runs: no change");
+    node.set_node_status(other, NodeStatus::Running).unwrap();
+    node.new_leader_epoch(before.id, before.epoch, true)
+        .unwrap();
+    let after = group(&node);
+    assert_eq!(after.leader, other);
+    assert_eq!(after.epoch, before.epoch + 1);
+    let version = node.version();
+    node.new_leader_epoch(before.id, before.epoch, true)
+        .unwrap();
+    assert_eq!(
+        node.version(),
+        version,
+        "an old epoch's request changes nothing"
+    );
+    // Without step_down the same leader gets a new epoch (a restarted leader).
+    node.new_leader_epoch(after.id, after.epoch, false).unwrap();
+    assert_eq!(group(&node).leader, other);
+    assert_eq!(group(&node).epoch, after.epoch + 1);
 }
 
 /// Journals written while node ids and shards were bare integers still read: the typed ids
@@ -1060,7 +1133,7 @@ fn failover_spreads_leaders_over_cores() {
     assert!(after.values().all(|count| *count == 3), "{after:?}");
     // Back: balancing returns leaders to it, still even over cores.
     node.set_node_status(nodes[0], NodeStatus::Running).unwrap();
-    node.balance_leaders().unwrap();
+    node.balance_leaders(&healthy_reports(&node)).unwrap();
     let balanced = per_core(&node);
     assert_eq!(balanced.len(), 6, "{balanced:?}");
     assert!(balanced.values().all(|count| *count == 2), "{balanced:?}");

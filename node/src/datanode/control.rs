@@ -68,7 +68,11 @@ pub enum ControlRequest {
         in_sync: Vec<u32>,
     },
     /// A replica named leader of an epoch it led before a restart asks for a new epoch.
-    NewLeaderEpoch { group: u32, epoch: u64 },
+    NewLeaderEpoch {
+        group: u32,
+        epoch: u64,
+        step_down: bool,
+    },
 }
 
 /// The control plane's answer.
@@ -786,10 +790,15 @@ impl ControlPlane {
                 })?;
                 Ok(ControlAnswer::Done)
             }
-            ControlRequest::NewLeaderEpoch { group, epoch } => {
+            ControlRequest::NewLeaderEpoch {
+                group,
+                epoch,
+                step_down,
+            } => {
                 self.config(ConfigRequest::NewLeaderEpoch {
                     group: RegionGroupId(group),
                     epoch,
+                    step_down,
                 })?;
                 Ok(ControlAnswer::Done)
             }

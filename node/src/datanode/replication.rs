@@ -707,8 +707,12 @@ impl Shard {
                 };
                 self.spawn_control(group, request);
             }
-            Command::RequestNewEpoch { epoch } => {
-                let request = ControlRequest::NewLeaderEpoch { group, epoch };
+            Command::RequestNewEpoch { epoch, step_down } => {
+                let request = ControlRequest::NewLeaderEpoch {
+                    group,
+                    epoch,
+                    step_down,
+                };
                 self.spawn_control(group, request);
             }
             Command::SetRetentionFloor(floor) => driver.region.set_retention_floor(Some(floor)),
