@@ -398,7 +398,10 @@ fn a_wiped_replica_named_leader_asks_to_step_down() {
     assert_eq!(requests(&out), vec![step_down.clone()]);
     out.clear();
     replica.step(Event::Tick { now_ms: 10 }, &mut out);
-    assert!(requests(&out).is_empty(), "not again before resend_after_ms");
+    assert!(
+        requests(&out).is_empty(),
+        "not again before resend_after_ms"
+    );
     replica.step(Event::Tick { now_ms: 60 }, &mut out);
     assert_eq!(requests(&out), vec![step_down]);
     assert_eq!(replica.write_allowed(), Err(Refusal::Stale));
