@@ -180,6 +180,9 @@ pub struct RegionConfig {
     /// fdatasync period in `WalMode::Async`.
     pub wal_async_fsync: Duration,
     pub wal_segment_bytes: u64,
+    /// Write WAL segments with direct I/O where the file system allows it (default): no
+    /// copy of every logged byte into the page cache.
+    pub wal_direct_io: bool,
     /// The most WAL bytes kept for followers below the flushed index
     /// ([`WAL_RETENTION_BYTES_MAX_DEFAULT`]).
     pub wal_retention_bytes_max: u64,
@@ -212,6 +215,7 @@ impl Default for RegionConfig {
             wal_mode: WalMode::Sync,
             wal_async_fsync: Duration::from_millis(1000),
             wal_segment_bytes: WAL_SEGMENT_BYTES_DEFAULT,
+            wal_direct_io: true,
             wal_retention_bytes_max: WAL_RETENTION_BYTES_MAX_DEFAULT,
             time_partition_interval_ms: TIME_PARTITION_INTERVAL_MS_DEFAULT,
             memtable_flush_bytes: MEMTABLE_FLUSH_BYTES_DEFAULT,

@@ -121,7 +121,7 @@ fn recover_from(dir: &Path, damaged: &[u8], two: bool) {
     } else {
         std::fs::write(dir.join(segment_file_name(1)), damaged).expect("write");
     }
-    if let Ok(recovered) = recover(&MonoioStorage, dir) {
+    if let Ok(recovered) = recover(&MonoioStorage::default(), dir) {
         for record in &recovered.records {
             let _ = wal_entry::decode(&record.payload);
             let _ = deletion::decode_record(&record.payload);

@@ -405,14 +405,7 @@ impl Region {
             state.mods_dirty = true;
         }
 
-        let (wal, records) = Wal::open(
-            &dir.join("wal"),
-            WalOptions {
-                mode: config.wal_mode,
-                async_fsync: config.wal_async_fsync,
-                segment_bytes: config.wal_segment_bytes,
-            },
-        )?;
+        let (wal, records) = Wal::open(&dir.join("wal"), WalOptions::from_config(&config))?;
         state.replay(records)?;
         state.balance_memory();
         let region = Region {

@@ -20,6 +20,21 @@ pub const SEGMENT_VERSION: u16 = 1;
 /// Bytes of the segment header.
 pub const SEGMENT_HEADER_BYTES: usize = 16;
 
+/// The unit the real storage writes segments in (direct I/O: whole, aligned blocks). A
+/// segment may end in fewer than `BLOCK_BYTES` zero bytes after its last record — the
+/// padding of its last block — which recovery reads as the segment's clean end; the next
+/// write after it rewrites that block with the same record bytes and more.
+pub const BLOCK_BYTES: usize = 4096;
+
+/// Whether `tail`, what follows a segment's last record up to the end of a file of
+/// `file_len` bytes, is the zero padding of its last block rather than damage: zeros, less
+/// than a block, and ending where a block does.
+pub fn is_block_padding(tail: &[u8], file_len: usize) -> bool {
+    tail.len() < BLOCK_BYTES
+        && file_len.is_multiple_of(BLOCK_BYTES)
+        && tail.iter().all(|&byte| byte == 0)
+}
+
 /// Bytes of a record's header (checksum, length, index, kind, reserved).
 pub const RECORD_HEADER_BYTES: usize = 20;
 

@@ -194,7 +194,10 @@ impl Wal {
     /// must run on the monoio runtime thread that owns the region (it spawns the commit
     /// task there).
     pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Vec<WalRecord>)> {
-        Wal::open_with_storage(dir, options, Rc::new(MonoioStorage))
+        let storage = MonoioStorage {
+            direct_io: options.direct_io,
+        };
+        Wal::open_with_storage(dir, options, Rc::new(storage))
     }
 
     /// `open` on any storage (tests pass `MemoryStorage`).

@@ -48,6 +48,9 @@ pub struct WalOptions {
     /// A segment is closed and a new one begun once the next record would take it past
     /// this size (a segment always holds at least one record).
     pub segment_bytes: u64,
+    /// Segments are written with direct I/O where the file system allows it
+    /// ([`MonoioStorage::direct_io`]).
+    pub direct_io: bool,
 }
 
 impl WalOptions {
@@ -57,6 +60,7 @@ impl WalOptions {
             mode: config.wal_mode,
             async_fsync: config.wal_async_fsync,
             segment_bytes: config.wal_segment_bytes,
+            direct_io: config.wal_direct_io,
         }
     }
 }

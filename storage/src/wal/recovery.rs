@@ -1,5 +1,8 @@
 //! Recovery at open: read every segment in order, validate every record, cut a torn tail.
 //!
+//! A segment may end in the zero padding of its last block (`format::BLOCK_BYTES`): that is
+//! its clean end, in any segment, and its valid bytes stop before it.
+//!
 //! A damaged record is a *torn tail* only when it lies in the last segment and nothing
 //! valid follows it anywhere: a crash interrupted the last write, and no acknowledged
 //! record can be past that point. The tail is truncated and the log goes on from there.
@@ -11,7 +14,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::WalRecord;
-use super::format::{SEGMENT_HEADER_BYTES, decode_record, decode_segment_header};
+use super::format::{SEGMENT_HEADER_BYTES, decode_record, decode_segment_header, is_block_padding};
 use super::storage::WalStorage;
 use crate::config::WAL_READ_CHECKPOINT_BYTES;
 use crate::error::{Result, StorageError};
@@ -166,6 +169,11 @@ fn recover_segment(
                         *previous_index = Some(record.index);
                         segment.last_index = Some(record.index);
                         offset = record.end();
+                    }
+                    Err(_) if is_block_padding(&data[offset..], data.len()) => {
+                        // The zeros that fill the last block of a direct write.
+                        segment.bytes = offset as u64;
+                        break;
                     }
                     Err(reason) => {
                         damage = Some((offset, reason));

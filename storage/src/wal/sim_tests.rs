@@ -394,6 +394,7 @@ fn options(shape: &Shape) -> WalOptions {
         mode: WalMode::Sync,
         async_fsync: std::time::Duration::from_millis(1),
         segment_bytes: shape.segment_bytes,
+        direct_io: false,
     }
 }
 

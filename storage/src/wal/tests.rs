@@ -31,6 +31,7 @@ fn options(mode: WalMode, segment_bytes: u64) -> WalOptions {
         mode,
         async_fsync: Duration::from_millis(5),
         segment_bytes,
+        direct_io: true,
     }
 }
 
@@ -92,15 +93,37 @@ fn roundtrip_on_real_files() {
         assert_eq!(wal.durable_index(), 100);
         assert!(wal.segment_count() > 1);
         wal.close().await.unwrap();
+        let sizes = || -> Vec<u64> {
+            let mut sizes: Vec<(String, u64)> = std::fs::read_dir(&wal_dir)
+                .unwrap()
+                .map(|entry| {
+                    let entry = entry.unwrap();
+                    let name = entry.file_name().into_string().unwrap();
+                    (name, entry.metadata().unwrap().len())
+                })
+                .collect();
+            sizes.sort();
+            sizes.into_iter().map(|(_, len)| len).collect()
+        };
+        // Direct writes: every segment is whole blocks, its last one zero-padded.
+        let written = sizes();
+        assert!(
+            written
+                .iter()
+                .all(|len| len % format::BLOCK_BYTES as u64 == 0),
+            "{written:?}"
+        );
 
         let (wal, records) = Wal::open(&wal_dir, options(WalMode::Sync, 4096)).unwrap();
         assert_eq!(records, expected(1..=100));
         assert_eq!(wal.last_index(), 100);
-        let on_disk: u64 = std::fs::read_dir(&wal_dir)
-            .unwrap()
-            .map(|entry| entry.unwrap().metadata().unwrap().len())
-            .sum();
-        assert_eq!(wal.disk_bytes(), on_disk);
+        // Opening cut the active segment's padding; the others keep theirs (less than a
+        // block each), which the log does not count.
+        let on_disk = sizes();
+        let padding = on_disk.iter().sum::<u64>() - wal.disk_bytes();
+        assert!(padding < format::BLOCK_BYTES as u64 * (on_disk.len() as u64 - 1));
+        // The next write starts inside the active segment's last block: the bytes before
+        // it there are read back and written again unchanged.
         append_all(&wal, 101..=120).await;
         wal.append_parts(121, 0, &[b"two ", b"parts"]).unwrap();
         wal.wait_durable(121).await.unwrap();
@@ -285,6 +308,53 @@ fn a_flipped_bit_before_a_valid_record_is_corruption() {
     });
     assert!(matches!(
         open_memory(&storage, options(WalMode::Sync, 1 << 20)),
+        Err(StorageError::Corruption { .. })
+    ));
+}
+
+/// Direct writes leave a segment's last block zero-padded: that is a clean end in any
+/// segment, with nothing cut; zeros that do not end on a block boundary, or a block of
+/// them, are still damage.
+#[test]
+fn zero_padding_to_a_block_boundary_is_a_clean_segment_end() {
+    let storage = MemoryStorage::new();
+    block_on(async {
+        let (wal, _) = open_memory(&storage, options(WalMode::Sync, 1 << 20)).unwrap();
+        append_all(&wal, 1..=10).await;
+        wal.close().await.unwrap();
+    });
+    let first = memory_dir().join(segment_file_name(1));
+    let second = memory_dir().join(segment_file_name(11));
+    let intact = storage.contents(&first).unwrap();
+    let padded = |mut bytes: Vec<u8>| {
+        bytes.resize(bytes.len().next_multiple_of(format::BLOCK_BYTES), 0);
+        bytes
+    };
+    let mut next = Vec::new();
+    format::encode_segment_header(&mut next);
+    format::encode_record(&mut next, 11, 0, &[b"x"]);
+    storage.set_contents(&first, padded(intact.clone()));
+    storage.set_contents(&second, padded(next.clone()));
+    let recovered = recovery::recover(&storage, &memory_dir()).unwrap();
+    assert_eq!(recovered.records.len(), 11);
+    assert_eq!(recovered.truncated_bytes, 0);
+    assert_eq!(recovered.segments[0].bytes, intact.len() as u64);
+    assert_eq!(recovered.segments[1].bytes, next.len() as u64);
+
+    // Zeros ending off a block boundary in a segment that is not the last: corruption.
+    let mut short = intact.clone();
+    short.resize(intact.len() + 7, 0);
+    storage.set_contents(&first, short);
+    assert!(matches!(
+        recovery::recover(&storage, &memory_dir()),
+        Err(StorageError::Corruption { .. })
+    ));
+    // A whole block of zeros after the last record is not padding either.
+    let mut long = padded(intact);
+    long.resize(long.len() + format::BLOCK_BYTES, 0);
+    storage.set_contents(&first, long);
+    assert!(matches!(
+        recovery::recover(&storage, &memory_dir()),
         Err(StorageError::Corruption { .. })
     ));
 }
