@@ -286,7 +286,10 @@ impl MonoioFile {
         let from = lead + (tail_start - start) as usize;
         let to = lead + (end - start) as usize;
         state.tail = Some((tail_start, staging[from..to].to_vec()));
-        state.staging = staging;
+        // Kept like the log's batch buffers: not after one huge record grew it.
+        if staging.capacity() <= crate::config::WAL_BATCH_BYTES_MAX + 2 * BLOCK_BYTES {
+            state.staging = staging;
+        }
         Ok(state)
     }
 }
