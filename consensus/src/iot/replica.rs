@@ -43,7 +43,7 @@ pub struct Replica {
     /// Recovery corrected the table; it is persisted at the first step.
     epochs_dirty: bool,
     /// When `RequestNewEpoch` was last emitted (repeated while the view stays stale).
-    new_epoch_requested_ms: u64,
+    new_epoch_requested_ms: Option<u64>,
 }
 
 impl Replica {
@@ -83,7 +83,7 @@ impl Replica {
             installing_from: None,
             lead: None,
             epochs_dirty,
-            new_epoch_requested_ms: 0,
+            new_epoch_requested_ms: None,
             config,
         };
         replica.check_invariants();
@@ -196,8 +196,13 @@ impl Replica {
             return;
         }
         if self.role == Role::Installing {
-            // A wiped replica holds nothing: leading would lose the group's data.
-            self.request_new_epoch(out);
+            // A wiped replica holds nothing: leading would lose the group's data. It asks
+            // to step down at most once per `resend_after_ms` (a tick repeats it): with the
+            // replica holding the data down, two wiped ones named in turn would otherwise
+            // hand the group back and forth as fast as the ConfigNode commits.
+            if self.new_epoch_request_due() {
+                self.request_new_epoch(out);
+            }
             return;
         }
         if epoch <= self.epochs.leader_fence() && !mutant::active(Mutant::IgnoreLeaderFence) {
@@ -209,7 +214,7 @@ impl Replica {
     }
 
     fn request_new_epoch(&mut self, out: &mut Vec<Command>) {
-        self.new_epoch_requested_ms = self.now_ms;
+        self.new_epoch_requested_ms = Some(self.now_ms);
         out.push(Command::RequestNewEpoch {
             epoch: self.epoch,
             step_down: self.role == Role::Installing,
@@ -221,9 +226,14 @@ impl Replica {
     fn repeat_new_epoch_request(&mut self, out: &mut Vec<Command>) {
         let named =
             self.leader == Some(self.me) && matches!(self.role, Role::Stale | Role::Installing);
-        if named && self.now_ms >= self.new_epoch_requested_ms + self.config.resend_after_ms {
+        if named && self.new_epoch_request_due() {
             self.request_new_epoch(out);
         }
+    }
+
+    fn new_epoch_request_due(&self) -> bool {
+        self.new_epoch_requested_ms
+            .is_none_or(|at| self.now_ms >= at + self.config.resend_after_ms)
     }
 
     /// Moves to `epoch` (higher than or equal to the one known) led by `leader`: a

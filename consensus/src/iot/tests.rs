@@ -383,7 +383,7 @@ fn a_wiped_replica_named_leader_asks_to_step_down() {
         running: vec![0, 1],
         ack: AckMode::Leader,
     };
-    replica.step(Event::View(view), &mut out);
+    replica.step(Event::View(view.clone()), &mut out);
     assert_eq!(replica.write_allowed(), Err(Refusal::Stale));
     let step_down = Command::RequestNewEpoch {
         epoch: 3,
@@ -405,6 +405,19 @@ fn a_wiped_replica_named_leader_asks_to_step_down() {
     replica.step(Event::Tick { now_ms: 60 }, &mut out);
     assert_eq!(requests(&out), vec![step_down]);
     assert_eq!(replica.write_allowed(), Err(Refusal::Stale));
+    // Named again in a new epoch soon after (the other replica stepped down to it): it
+    // asks again only once `resend_after_ms` passed since the last time.
+    out.clear();
+    replica.step(Event::View(GroupView { epoch: 5, ..view }), &mut out);
+    assert!(requests(&out).is_empty(), "asked at 60 already: {out:?}");
+    replica.step(Event::Tick { now_ms: 110 }, &mut out);
+    assert_eq!(
+        requests(&out),
+        vec![Command::RequestNewEpoch {
+            epoch: 5,
+            step_down: true
+        }]
+    );
 }
 
 #[test]
