@@ -138,17 +138,14 @@ impl WalStorage for MonoioStorage {
             } else {
                 None
             };
-            let file = match direct {
-                Some(file) => MonoioFile {
-                    file: std::cell::RefCell::new(Rc::new(file)),
-                    path: path.to_path_buf(),
-                    direct: std::cell::RefCell::new(Some(DirectState::default())),
-                },
-                None => MonoioFile {
-                    file: std::cell::RefCell::new(Rc::new(open_segment(path, 0).await?)),
-                    path: path.to_path_buf(),
-                    direct: std::cell::RefCell::new(None),
-                },
+            let (file, direct) = match direct {
+                Some(file) => (file, Some(DirectState::default())),
+                None => (open_segment(path, 0).await?, None),
+            };
+            let file = MonoioFile {
+                file: std::cell::RefCell::new(Rc::new(file)),
+                path: path.to_path_buf(),
+                direct: std::cell::RefCell::new(direct),
             };
             if !existed {
                 sync_parent_dir(path).await?;
@@ -285,7 +282,11 @@ impl MonoioFile {
         let tail_start = end - end % block;
         let from = lead + (tail_start - start) as usize;
         let to = lead + (end - start) as usize;
-        state.tail = Some((tail_start, staging[from..to].to_vec()));
+        // The prefix's buffer holds the new tail: no allocation per write.
+        let mut tail = prefix;
+        tail.clear();
+        tail.extend_from_slice(&staging[from..to]);
+        state.tail = Some((tail_start, tail));
         // Kept like the log's batch buffers: not after one huge record grew it.
         if staging.capacity() <= crate::config::WAL_BATCH_BYTES_MAX + 2 * BLOCK_BYTES {
             state.staging = staging;

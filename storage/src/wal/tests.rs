@@ -268,14 +268,28 @@ fn storage_with_files(storage: &MemoryStorage, names: &[String]) -> MemoryStorag
     copy
 }
 
-#[test]
-fn a_flipped_bit_before_a_valid_record_is_corruption() {
+/// A memory storage holding one segment with records 1..=10.
+fn ten_records() -> MemoryStorage {
     let storage = MemoryStorage::new();
     block_on(async {
         let (wal, _) = open_memory(&storage, options(WalMode::Sync, 1 << 20)).unwrap();
         append_all(&wal, 1..=10).await;
         wal.close().await.unwrap();
     });
+    storage
+}
+
+/// The bytes of a segment holding one record, index 11, after `ten_records`'.
+fn segment_of_record_11() -> Vec<u8> {
+    let mut segment = Vec::new();
+    format::encode_segment_header(&mut segment);
+    format::encode_record(&mut segment, 11, 0, &[b"x"]);
+    segment
+}
+
+#[test]
+fn a_flipped_bit_before_a_valid_record_is_corruption() {
+    let storage = ten_records();
     let path = memory_dir().join(segment_file_name(1));
     let intact = storage.contents(&path).unwrap();
     let record_5_offset = SEGMENT_HEADER_BYTES
@@ -300,12 +314,10 @@ fn a_flipped_bit_before_a_valid_record_is_corruption() {
     }
     // Damage anywhere in a segment that is not the last is corruption too, even its tail.
     storage.set_contents(&path, intact[..intact.len() - 1].to_vec());
-    storage.set_contents(&memory_dir().join(segment_file_name(11)), {
-        let mut next = Vec::new();
-        format::encode_segment_header(&mut next);
-        format::encode_record(&mut next, 11, 0, &[b"x"]);
-        next
-    });
+    storage.set_contents(
+        &memory_dir().join(segment_file_name(11)),
+        segment_of_record_11(),
+    );
     assert!(matches!(
         open_memory(&storage, options(WalMode::Sync, 1 << 20)),
         Err(StorageError::Corruption { .. })
@@ -317,12 +329,7 @@ fn a_flipped_bit_before_a_valid_record_is_corruption() {
 /// them, are still damage.
 #[test]
 fn zero_padding_to_a_block_boundary_is_a_clean_segment_end() {
-    let storage = MemoryStorage::new();
-    block_on(async {
-        let (wal, _) = open_memory(&storage, options(WalMode::Sync, 1 << 20)).unwrap();
-        append_all(&wal, 1..=10).await;
-        wal.close().await.unwrap();
-    });
+    let storage = ten_records();
     let first = memory_dir().join(segment_file_name(1));
     let second = memory_dir().join(segment_file_name(11));
     let intact = storage.contents(&first).unwrap();
@@ -330,9 +337,7 @@ fn zero_padding_to_a_block_boundary_is_a_clean_segment_end() {
         bytes.resize(bytes.len().next_multiple_of(format::BLOCK_BYTES), 0);
         bytes
     };
-    let mut next = Vec::new();
-    format::encode_segment_header(&mut next);
-    format::encode_record(&mut next, 11, 0, &[b"x"]);
+    let next = segment_of_record_11();
     storage.set_contents(&first, padded(intact.clone()));
     storage.set_contents(&second, padded(next.clone()));
     let recovered = recovery::recover(&storage, &memory_dir()).unwrap();
