@@ -692,10 +692,17 @@ fn migrate_a_raft_schema_region_leader_while_series_are_created() {
         String::from_utf8_lossy(&output.stderr)
     );
     let (_, leader, holders) = leader_of(&mut admin).expect("settled");
-    assert_eq!((leader, holders), (to, BTreeSet::from([stay, to])));
+    assert_eq!(holders, BTreeSet::from([stay, to]));
+    // The old leader hands leadership to the new replica; but the group may have elected
+    // `stay` on its own between the listing above and the hand-over step (a loaded
+    // machine delays a heartbeat), and then the migration leaves leadership where it is.
+    assert!(
+        leader == to || leader == stay,
+        "leader {leader} after migrating {from} -> {to}"
+    );
     eprintln!(
-        "Raft schema region {region}: leader moved from DataNode {from} to {to} in {:?}; \
-         {refusals} creations refused meanwhile",
+        "Raft schema region {region}: moved from DataNode {from} to {to} in {:?}, leader \
+         {leader}; {refusals} creations refused meanwhile",
         started.elapsed()
     );
     let until = next + 20;
@@ -716,19 +723,20 @@ fn migrate_a_raft_schema_region_leader_while_series_are_created() {
     };
     listed_everywhere(&cluster, &[0, 1, 2], &acked);
 
-    // Removing the new leader's DataNode moves its replica the same way.
+    // Removing the leader's DataNode moves its replica the same way.
     let mut cluster = cluster;
-    let holder = cluster.data_node_index(to, 0);
+    let holder = cluster.data_node_index(leader, 0);
     let via = (0..3).find(|i| *i != holder).unwrap();
     let mut admin = cluster.client(via).unwrap();
     admin
-        .execute_sql(&format!("REMOVE DATANODE {to}"))
+        .execute_sql(&format!("REMOVE DATANODE {leader}"))
         .expect("REMOVE DATANODE");
     cluster.data_nodes[holder]
         .wait_exit(PATIENCE)
         .expect("the removed DataNode stops itself");
     wait_for("two Running replicas elsewhere", || {
-        leader_of(&mut admin).filter(|(_, _, holders)| holders.len() == 2 && !holders.contains(&to))
+        leader_of(&mut admin)
+            .filter(|(_, _, holders)| holders.len() == 2 && !holders.contains(&leader))
     });
     let mut creator = cluster.client(via).unwrap();
     let until = next + 10;

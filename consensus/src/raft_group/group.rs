@@ -360,6 +360,16 @@ impl<D: Disk> RaftGroup<D> {
                 expected += 1;
             }
         }
+        let last_index = self.node.raft.raft_log.last_index();
+        if message.get_msg_type() == MessageType::MsgHeartbeat && message.commit > last_index {
+            // raft-rs would panic: the leader counts entries here this replica lacks.
+            return Err(format!(
+                "a heartbeat committing through {} where this replica's log ends at \
+                 {last_index}: its log was lost (a wiped or replaced data directory) while \
+                 it stayed a voter",
+                message.commit
+            ));
+        }
         if message.get_msg_type() == MessageType::MsgSnapshot {
             let snapshot = message.get_snapshot();
             let max = snapshot_bytes_max(snapshot.get_metadata());
@@ -764,6 +774,33 @@ mod tests {
             Err(RaftGroupError::Malformed { .. })
         ));
         assert!(!group.has_failed());
+    }
+
+    /// A replica whose log was lost while it stayed a voter (its data directory wiped, or
+    /// it joined again before the group removed it): the leader's heartbeat commits
+    /// entries it lacks, which raft-rs would panic on. It is refused, and the replica
+    /// stays usable.
+    #[test]
+    fn a_heartbeat_committing_past_the_log_is_refused() {
+        let disk = SimDisk::new(DiskConfig::reliable(), SimRng::new(4));
+        let mut group = open(&disk, 2, vec![]);
+        let mut message = Message {
+            from: 1,
+            to: 2,
+            term: 3,
+            commit: 690,
+            ..Message::default()
+        };
+        message.set_msg_type(MessageType::MsgHeartbeat);
+        let refused = group.step(1, &encode_message(&message)).unwrap_err();
+        assert!(
+            refused.to_string().contains("its log was lost"),
+            "{refused}"
+        );
+        assert!(!group.has_failed());
+        message.commit = 0;
+        group.step(1, &encode_message(&message)).unwrap();
+        group.advance().unwrap();
     }
 
     #[test]

@@ -129,6 +129,17 @@ pub enum ConfigRequest {
         /// The DataNode of the new replica.
         node: NodeId,
     },
+    /// The Raft leader of a replicated SchemaRegion group says the replica migration
+    /// `procedure` removes on `node` is no longer a voter (see
+    /// `ConfigNode::schema_replica_removed`).
+    SchemaReplicaRemoved {
+        /// The migration.
+        procedure: ProcedureId,
+        /// The group.
+        group: RegionGroupId,
+        /// The DataNode of the removed replica.
+        node: NodeId,
+    },
     /// Creates a database.
     CreateDatabase {
         /// `root.x...`.
@@ -370,6 +381,14 @@ impl<S: CommandStore> ConfigNode<S> {
                 node,
             } => {
                 self.schema_replica_caught_up(procedure, group, node)?;
+                ConfigResponse::Done
+            }
+            ConfigRequest::SchemaReplicaRemoved {
+                procedure,
+                group,
+                node,
+            } => {
+                self.schema_replica_removed(procedure, group, node)?;
                 ConfigResponse::Done
             }
             ConfigRequest::CreateDatabase { name, attributes } => {

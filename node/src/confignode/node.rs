@@ -1051,6 +1051,59 @@ impl<S: CommandStore> ConfigNode<S> {
         })
     }
 
+    /// The Raft leader of a replicated SchemaRegion group says `node`'s replica, which
+    /// migration `id` removes (its old replica at [`MigrateStep::RemovePeer`], its new
+    /// one at [`MigrateStep::Cancel`]), is no longer a voter: the migration finishes. A
+    /// report for any other migration or step is refused without a change.
+    pub fn schema_replica_removed(
+        &mut self,
+        id: ProcedureId,
+        group: RegionGroupId,
+        node: NodeId,
+    ) -> Result<()> {
+        self.mutate(|this| {
+            let refused = |reason: String| ConfigNodeError::RegionRefused { group, reason };
+            let Some(Procedure::MigrateRegion {
+                group: g,
+                from,
+                to,
+                step,
+                ..
+            }) = this.state.procedures().get(&id).cloned()
+            else {
+                return Err(refused(format!("no migration {id} runs")));
+            };
+            let Some(removed) = step.leaving(from, to) else {
+                return Err(refused(format!(
+                    "migration {id} removes no replica now (step {step:?})"
+                )));
+            };
+            if g != group || removed != node {
+                return Err(refused(format!(
+                    "migration {id} removes no replica of it on DataNode {node}"
+                )));
+            }
+            if this
+                .state
+                .region_group(group)?
+                .replicas
+                .iter()
+                .any(|r| r.data_node_id == node)
+            {
+                // The ConfigNode's own step comes first (the next procedure round).
+                return Err(refused(format!(
+                    "DataNode {node} still holds a replica of it"
+                )));
+            }
+            if step == MigrateStep::Cancel {
+                tracing::warn!(id, %group, %from, %to, "region migration rolled back");
+            } else {
+                tracing::info!(id, %group, %from, %to, "region migration finished");
+            }
+            this.commit(ConfigCommand::FinishProcedure { id })
+        })
+    }
+
     /// The DataNode holding the only replica of a SchemaRegion group copied it to the
     /// destination of migration `id` (step [`MigrateStep::CopySchema`]): the replica
     /// moves there in one command and the migration finishes. Refused when `id` is no
@@ -1295,8 +1348,15 @@ impl<S: CommandStore> ConfigNode<S> {
                     if holds(&self.state, from) {
                         self.commit(ConfigCommand::RemoveRegionReplica { group, node: from })?;
                     }
-                    tracing::info!(id, %group, %from, to = %new, "region migration finished");
                     self.kill_point(KillPoint::MigratePeerRemoved)?;
+                    if current.kind == RegionGroupKind::Schema {
+                        // Finished by the Raft leader's `SchemaReplicaRemoved` once the
+                        // group no longer counts the old replica a voter: until then the
+                        // replica may not join again (its leader would still remember
+                        // how much of the log it held, and it holds nothing now).
+                        return Ok(());
+                    }
+                    tracing::info!(id, %group, %from, to = %new, "region migration finished");
                     return self.commit(ConfigCommand::FinishProcedure { id });
                 }
                 MigrateStep::Cancel => {
@@ -1310,6 +1370,10 @@ impl<S: CommandStore> ConfigNode<S> {
                     }
                     if holds(&self.state, new) && current.replicas.len() > 1 {
                         self.commit(ConfigCommand::RemoveRegionReplica { group, node: new })?;
+                    }
+                    if current.kind == RegionGroupKind::Schema {
+                        // Finished by `SchemaReplicaRemoved`, as `RemovePeer` is.
+                        return Ok(());
                     }
                     tracing::warn!(id, %group, %from, to = %new, "region migration rolled back");
                     return self.commit(ConfigCommand::FinishProcedure { id });

@@ -111,6 +111,16 @@ impl MigrateStep {
         }
     }
 
+    /// Of a migration `from` -> `to`, the replica this step takes out of the group: the
+    /// old one at `RemovePeer`, the new one at `Cancel` (a rollback).
+    pub fn leaving(self, from: NodeId, to: NodeId) -> Option<NodeId> {
+        match self {
+            MigrateStep::RemovePeer => Some(from),
+            MigrateStep::Cancel => Some(to),
+            _ => None,
+        }
+    }
+
     /// How `SHOW REGIONS` names the old replica's state at this step.
     pub fn old_replica_status(self) -> Option<&'static str> {
         match self {

@@ -1358,6 +1358,65 @@ fn a_migration_that_never_catches_up_rolls_back() {
     );
 }
 
+/// A SchemaRegion group of factor 2 (a Raft group) of a new database in
+/// `migration_cluster`: its id, the group as created, and a DataNode holding none of it.
+fn raft_schema_group(node: &mut ConfigNode) -> (RegionGroupId, RegionGroup, NodeId) {
+    let attributes = DatabaseAttributes {
+        schema_replication_factor: Some(2),
+        ..DatabaseAttributes::default()
+    };
+    node.create_database("root.raft", &attributes).unwrap();
+    let group = node
+        .get_or_create_schema_partitions("root.raft", &[1])
+        .unwrap()
+        .0[0];
+    let current = node.state().region_group(group).unwrap().clone();
+    assert!(current.elects_leader());
+    let outsider = *node
+        .state()
+        .data_nodes()
+        .keys()
+        .find(|n| current.replicas.iter().all(|r| r.data_node_id != **n))
+        .unwrap();
+    (group, current, outsider)
+}
+
+/// A Raft SchemaRegion migration whose new replica never catches up is rolled back after
+/// the timeout, and ends only once the group's leader reports the new replica no longer a
+/// voter: until then no migration may add it again.
+#[test]
+fn a_raft_schema_region_migration_rolled_back_waits_for_the_voter_to_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = migration_cluster(dir.path());
+    let (group, before, to) = raft_schema_group(&mut node);
+    let id = node.migrate_region(group, before.leader, to).unwrap();
+    let none = HashMap::new();
+    node.advance_procedures(&none).unwrap();
+    node.advance_procedures(&none).unwrap();
+    fn much_later() -> i64 {
+        fixed_clock() + procedure::MIGRATION_STEP_TIMEOUT_MS + 1
+    }
+    node.set_clock(much_later);
+    node.advance_procedures(&none).unwrap();
+    node.advance_procedures(&none).unwrap();
+    assert_eq!(
+        node.state().region_group(group).unwrap().replicas,
+        before.replicas
+    );
+    assert_eq!(
+        node.state().migration_of(group).map(|m| m.3),
+        Some(MigrateStep::Cancel)
+    );
+    let refused = node.migrate_region(group, before.leader, to);
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(
+        node.schema_replica_removed(id, group, before.leader)
+            .is_err()
+    );
+    node.schema_replica_removed(id, group, to).unwrap();
+    assert!(node.state().procedures().is_empty());
+}
+
 /// The single-replica SchemaRegion group of `migration_cluster`'s database (created now),
 /// its holder and a DataNode holding nothing of it.
 fn schema_group(node: &mut ConfigNode) -> (RegionGroupId, NodeId, NodeId) {
@@ -1506,7 +1565,9 @@ fn a_schema_region_copy_that_never_arrives_is_dropped() {
 /// `MIGRATE REGION` of the leader replica of a Raft-replicated SchemaRegion, crashed at
 /// each kill point of its way: the new replica is added, waits for its Raft leader's
 /// `SchemaReplicaCaughtUp`, the old replica stays until the group reports the new one
-/// leading, and then leaves; the resumed migration ends as an uninterrupted one.
+/// leading, and then leaves; the migration ends once the Raft leader reports the old
+/// replica no longer a voter (`SchemaReplicaRemoved`); the resumed migration ends as an
+/// uninterrupted one.
 #[test]
 fn a_raft_schema_region_migration_survives_a_crash_at_every_kill_point() {
     for point in [
@@ -1518,29 +1579,13 @@ fn a_raft_schema_region_migration_survives_a_crash_at_every_kill_point() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut node = migration_cluster(dir.path());
-        let attributes = DatabaseAttributes {
-            schema_replication_factor: Some(2),
-            ..DatabaseAttributes::default()
-        };
-        node.create_database("root.raft", &attributes).unwrap();
-        let group = node
-            .get_or_create_schema_partitions("root.raft", &[1])
-            .unwrap()
-            .0[0];
-        let current = node.state().region_group(group).unwrap().clone();
-        assert!(current.elects_leader());
+        let (group, current, to) = raft_schema_group(&mut node);
         let from = current.leader;
         let stay = current
             .replicas
             .iter()
             .map(|r| r.data_node_id)
             .find(|n| *n != from)
-            .unwrap();
-        let to = *node
-            .state()
-            .data_nodes()
-            .keys()
-            .find(|n| current.replicas.iter().all(|r| r.data_node_id != **n))
             .unwrap();
         if let Some(point) = point {
             node.set_kill_mode(KillMode::Fail(point));
@@ -1596,7 +1641,21 @@ fn a_raft_schema_region_migration_survives_a_crash_at_every_kill_point() {
         step(&mut node, &advance);
         step(&mut node, &advance);
         assert_eq!(crashed, point.is_some(), "{point:?}");
-        run_procedures(&mut node, 10);
+        for _ in 0..3 {
+            advance(&mut node).unwrap();
+        }
+        // The old replica is out of the group's replicas, but the migration runs until
+        // the Raft leader says it is no longer a voter (it may not join again before).
+        assert_eq!(
+            node.state().migration_of(group).map(|m| m.3),
+            Some(MigrateStep::RemovePeer),
+            "{point:?}"
+        );
+        let early = node.version();
+        assert!(node.schema_replica_removed(id, group, to).is_err());
+        assert_eq!(node.version(), early);
+        node.schema_replica_removed(id, group, from).unwrap();
+        assert!(node.state().migration_of(group).is_none(), "{point:?}");
         let moved = node.state().region_group(group).unwrap();
         let holders: std::collections::BTreeSet<NodeId> =
             moved.replicas.iter().map(|r| r.data_node_id).collect();
@@ -1605,6 +1664,7 @@ fn a_raft_schema_region_migration_survives_a_crash_at_every_kill_point() {
         // A late report of the finished migration is refused without a change.
         let version = node.version();
         assert!(node.schema_replica_caught_up(id, group, to).is_err());
+        assert!(node.schema_replica_removed(id, group, from).is_err());
         assert_eq!(node.version(), version);
     }
 }

@@ -254,15 +254,24 @@ pub fn show_regions(
         if !kind_matches || !database_matches {
             continue;
         }
-        let mut replicas = group.replicas.clone();
-        replicas.sort_by_key(|replica| replica.data_node_id);
-        for replica in replicas {
-            if !filter.node_ids.is_empty() && !filter.node_ids.contains(&replica.data_node_id.0) {
+        let mut holders: Vec<NodeId> = group.replicas.iter().map(|r| r.data_node_id).collect();
+        // A Raft SchemaRegion's replica that a migration removed stays listed, `Removing`,
+        // until its group no longer counts it a voter (the migration then ends).
+        if let Some(leaving) = state
+            .migration_of(group.id)
+            .and_then(|(_, from, to, step)| step.leaving(from, to))
+            .filter(|leaving| group.kind == RegionGroupKind::Schema && !holders.contains(leaving))
+        {
+            holders.push(leaving);
+        }
+        holders.sort();
+        for holder in holders {
+            if !filter.node_ids.is_empty() && !filter.node_ids.contains(&holder.0) {
                 continue;
             }
-            let node = state.data_nodes().get(&replica.data_node_id);
+            let node = state.data_nodes().get(&holder);
             let size = match group.kind {
-                RegionGroupKind::Data => tsfile_size(group.id, replica.data_node_id),
+                RegionGroupKind::Data => tsfile_size(group.id, holder),
                 RegionGroupKind::Schema => None,
             };
             // A replica a migration adds or removes says so (IoTDB's `Adding` and
@@ -270,9 +279,9 @@ pub fn show_regions(
             let migrating = state
                 .migration_of(group.id)
                 .and_then(|(_, from, to, step)| {
-                    if replica.data_node_id == to {
+                    if holder == to {
                         step.new_replica_status()
-                    } else if replica.data_node_id == from {
+                    } else if holder == from {
                         step.old_replica_status()
                     } else {
                         None
@@ -287,14 +296,14 @@ pub fn show_regions(
                 cell(&group.database),
                 cell(series_slots.get(&group.id).map_or(0, BTreeSet::len)),
                 cell(time_slots.get(&group.id).copied().unwrap_or(0)),
-                cell(replica.data_node_id),
+                cell(holder),
                 node.map(|node| node.spec.rpc_address.clone()),
                 node.map(|node| node.spec.rpc_port.to_string()),
                 node.map(|node| node.spec.internal_address.clone()),
-                cell(group.role_of(replica.data_node_id).as_str()),
+                cell(group.role_of(holder).as_str()),
                 cell(format_timestamp_ms(group.create_time_ms)),
                 size,
-                cell(group.in_sync(replica.data_node_id)),
+                cell(group.in_sync(holder)),
             ]);
         }
     }

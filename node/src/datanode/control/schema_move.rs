@@ -141,7 +141,8 @@ impl ControlPlane {
     /// says (every maintenance round): the voters become the group's replicas (a replica a
     /// migration adds joins, one it removes leaves, one change at a time), a new replica
     /// holding the log through the commit index seen when it joined is reported caught
-    /// up, and the old replica, if it leads, hands leadership to the new one. Each step is
+    /// up, the old replica, if it leads, hands leadership to the new one, and a replica the
+    /// migration removes is reported gone once no longer a voter. Each step is
     /// asked at most every [`MEMBERSHIP_RETRY_INTERVAL`] per group; Raft makes each safe
     /// to repeat.
     pub(super) fn follow_schema_membership(&mut self) {
@@ -154,6 +155,8 @@ impl ControlPlane {
         // ConfigNode request, made once the loop let go of the state).
         let mut attempted = Vec::new();
         let mut caught_up = Vec::new();
+        // Replicas a migration removes that are no longer voters, to report likewise.
+        let mut removed = Vec::new();
         for &group in &self.served {
             let Some(current) = state.region_groups().get(&RegionGroupId(group)) else {
                 continue;
@@ -193,6 +196,14 @@ impl ControlPlane {
                 Some((_, from, to, MigrateStep::TransferLeader)) if from == me => {
                     asked.push(raft.transfer_leader(group, to));
                 }
+                Some((id, from, to, step)) => {
+                    if let Some(leaving) = step.leaving(from, to)
+                        && !voters.contains(&leaving)
+                        && !replicas.contains(&leaving)
+                    {
+                        removed.push((id, group, leaving));
+                    }
+                }
                 _ => {}
             }
             if !asked.is_empty() {
@@ -212,6 +223,16 @@ impl ControlPlane {
                 node,
             }) {
                 tracing::warn!(group, error = %status.message, "reporting a new schema replica caught up failed; retried");
+            }
+        }
+        for (id, group, node) in removed {
+            attempted.push(group);
+            if let Err(status) = self.config(ConfigRequest::SchemaReplicaRemoved {
+                procedure: id,
+                group: RegionGroupId(group),
+                node,
+            }) {
+                tracing::warn!(group, error = %status.message, "reporting a schema replica removed failed; retried");
             }
         }
         let now = Instant::now();
