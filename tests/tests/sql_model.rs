@@ -413,3 +413,86 @@ fn sliding_filtered_grouped_and_computed_queries_match_the_model() {
     }
     assert_eq!(rows_of(&got), want, "aggregates ALIGN BY DEVICE");
 }
+
+/// Aggregates over more devices than the server asks the regions about at once, with
+/// points in two time partitions, some sealed and some in memtables: every series' count,
+/// sum, first and last value (which depend on folding the partitions in time order) match
+/// the model, with and without time windows.
+#[test]
+fn aggregates_over_hundreds_of_devices_match_the_model() {
+    const MANY: i64 = 600;
+    let day_ms = 24 * STEP_MS;
+    let server = TestServer::start(server_options!().cores(2)).expect("start");
+    let mut client = server.client().expect("client");
+    sql(&mut client, "CREATE DATABASE root.many");
+    // The first point before the flush, two later ones after it in a time partition (7
+    // days each) not adjacent to the first one's: each device is read in two parts.
+    let value = |d: i64, t: i64| (d * 31 + t / day_ms * 7) as f64 / 4.0;
+    let times = [0, 15 * day_ms, 16 * day_ms];
+    for (phase, phase_times) in [&times[..1], &times[1..]].into_iter().enumerate() {
+        for d in 0..MANY {
+            let rows: Vec<String> = phase_times
+                .iter()
+                .map(|&t| format!("({t}, {:?})", value(d, t)))
+                .collect();
+            sql(
+                &mut client,
+                &format!(
+                    "INSERT INTO root.many.d{d}(time, s1) VALUES {}",
+                    rows.join(", ")
+                ),
+            );
+        }
+        if phase == 0 {
+            sql(&mut client, "FLUSH");
+        }
+    }
+    let cells = |result: &ResultSet, row: usize| -> BTreeMap<String, f64> {
+        result
+            .column_names
+            .iter()
+            .zip(&result.rows[row])
+            .filter_map(|(name, cell)| Some((name.clone(), number(cell.as_ref()?))))
+            .collect()
+    };
+    let want = |d: i64, times: &[i64]| -> Vec<(String, f64)> {
+        let values: Vec<f64> = times.iter().map(|&t| value(d, t)).collect();
+        let path = format!("root.many.d{d}.s1");
+        vec![
+            (format!("count({path})"), values.len() as f64),
+            (format!("sum({path})"), values.iter().sum()),
+            (format!("first_value({path})"), values[0]),
+            (format!("last_value({path})"), *values.last().unwrap()),
+        ]
+    };
+    let functions = "count(s1), sum(s1), first_value(s1), last_value(s1)";
+    let whole = sql(
+        &mut client,
+        &format!("SELECT {functions} FROM root.many.**"),
+    );
+    assert_eq!(whole.rows.len(), 1);
+    let got = cells(&whole, 0);
+    assert_eq!(got.len(), 4 * MANY as usize);
+    for d in 0..MANY {
+        for (name, expected) in want(d, &times) {
+            assert_eq!(got.get(&name), Some(&expected), "{name}");
+        }
+    }
+    // Two windows of 10 days: the first point, then the two later ones.
+    let windowed = sql(
+        &mut client,
+        &format!(
+            "SELECT {functions} FROM root.many.** GROUP BY ([0, {}), 10d)",
+            20 * day_ms
+        ),
+    );
+    assert_eq!(windowed.rows.len(), 2);
+    for (row, window_times) in [&times[..1], &times[1..]].into_iter().enumerate() {
+        let got = cells(&windowed, row);
+        for d in 0..MANY {
+            for (name, expected) in want(d, window_times) {
+                assert_eq!(got.get(&name), Some(&expected), "window {row}: {name}");
+            }
+        }
+    }
+}

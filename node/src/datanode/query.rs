@@ -3,7 +3,7 @@
 //! owner (itself, through the mesh, or on another DataNode: `group_read`) for its part and
 //! stitches the parts in time order.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
 use iotdb_net::{
@@ -115,6 +115,12 @@ fn scan_one(
         ),
     }
 }
+
+/// Devices of an aggregate query whose regions are asked together: their reads share one
+/// request per region group and time part. Why 256: a round's partial states (one per
+/// series and window) stay small next to the answer, while a query over thousands of
+/// devices makes a few hops per round instead of one per device.
+const AGGREGATE_DEVICES_PER_ROUND: usize = 256;
 
 impl Shard {
     /// Serves a read of a region this shard owns.
@@ -474,87 +480,131 @@ impl Shard {
         };
         let rows = window_starts.len();
         let mut columns = Vec::new();
-        for (selection, types) in query.series.iter().zip(&types) {
-            for a in &aggregations {
-                for t in types {
-                    a.check(*t).map_err(|e| convert::status_of(&e))?;
+        for (selections, round_types) in query
+            .series
+            .chunks(AGGREGATE_DEVICES_PER_ROUND)
+            .zip(types.chunks(AGGREGATE_DEVICES_PER_ROUND))
+        {
+            // The series index of the value-filtered points of the next device.
+            let mut points_index = series_index;
+            let mut partials: Vec<Vec<Vec<Partial>>> = Vec::with_capacity(selections.len());
+            // One read per (region group, time part) for every device of the round that
+            // lies there (rather than one per device: each read is a hop to the owning
+            // shard or DataNode); each device remembers where its answers are, part by
+            // part in time order, so they fold in the order they did one device at a time.
+            let mut batches: Vec<(u32, TimeRange, Vec<SeriesKey>)> = Vec::new();
+            let mut batch_of: HashMap<(u32, i64, i64), usize> = HashMap::new();
+            let mut answers_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(selections.len());
+            for (selection, types) in selections.iter().zip(round_types) {
+                for a in &aggregations {
+                    for t in types {
+                        a.check(*t).map_err(|e| convert::status_of(&e))?;
+                    }
                 }
-            }
-            let keys: Vec<SeriesKey> = selection
-                .measurements
-                .iter()
-                .map(|m| SeriesKey::new(&selection.device, m))
-                .collect();
-            let mut partial: Vec<Vec<Partial>> = vec![vec![Partial::default(); panes]; keys.len()];
-            if let Some(points) = &shape.points {
-                for (offset, series_partial) in partial.iter_mut().enumerate() {
-                    let series = points.get(series_index + offset).ok_or_else(|| {
-                        Status::internal("a value-filtered aggregate lacks a series' points")
-                    })?;
-                    fold_points(series_partial, series, windows.as_ref());
+                let mut partial: Vec<Vec<Partial>> =
+                    vec![vec![Partial::default(); panes]; selection.measurements.len()];
+                if let Some(points) = &shape.points {
+                    for (offset, series_partial) in partial.iter_mut().enumerate() {
+                        let series = points.get(points_index + offset).ok_or_else(|| {
+                            Status::internal("a value-filtered aggregate lacks a series' points")
+                        })?;
+                        fold_points(series_partial, series, windows.as_ref());
+                    }
                 }
+                points_index += selection.measurements.len();
+                partials.push(partial);
+                let mut at = Vec::new();
+                if shape.points.is_none() {
+                    for (group, part) in self.parts_of(&selection.device, fetch) {
+                        let batch = *batch_of
+                            .entry((group, part.start, part.end))
+                            .or_insert_with(|| {
+                                batches.push((group, part, Vec::new()));
+                                batches.len() - 1
+                            });
+                        let keys = &mut batches[batch].2;
+                        at.push((batch, keys.len()));
+                        keys.extend(
+                            selection
+                                .measurements
+                                .iter()
+                                .map(|m| SeriesKey::new(&selection.device, m)),
+                        );
+                    }
+                }
+                answers_of.push(at);
             }
-            let regions = if shape.points.is_some() {
-                Vec::new()
-            } else {
-                self.parts_of(&selection.device, fetch)
-            };
-            for (group, part) in regions {
+            let mut answers = Vec::with_capacity(batches.len());
+            for (group, part, keys) in batches {
                 let read = RegionRead::Aggregate {
-                    keys: keys.clone(),
+                    keys,
                     range: part,
                     windows,
                     aggregations: wanted.clone(),
                 };
-                let RegionAnswer::Aggregates(answers) = self.read_group(group, read).await? else {
+                let RegionAnswer::Aggregates(answer) = self.read_group(group, read).await? else {
                     return Err(Status::internal("a region answered an aggregation wrongly"));
                 };
-                for (series_partial, answer) in partial.iter_mut().zip(answers) {
-                    if let Some((_, region_rows)) = answer {
-                        for (p, row) in series_partial.iter_mut().zip(region_rows) {
-                            p.fold(&wanted, &row.values);
-                        }
-                    }
-                }
+                answers.push(answer);
             }
-            if let Some(s) = &sliding {
-                partial = partial.iter().map(|panes| s.combine(panes)).collect();
-            }
-            for ((measurement, data_type), series_partial) in
-                selection.measurements.iter().zip(types).zip(partial)
+            for (((selection, types), mut partial), at) in selections
+                .iter()
+                .zip(round_types)
+                .zip(partials)
+                .zip(answers_of)
             {
-                let path = format!("{}.{measurement}", selection.device);
-                let index = series_index;
-                series_index += 1;
-                if let Some(groups) = &shape.groups {
-                    let group = *groups
-                        .of_series
-                        .get(index)
-                        .ok_or_else(|| Status::internal("GROUP BY LEVEL: a series has no group"))?;
-                    match &mut grouped[group] {
-                        slot @ None => *slot = Some((*data_type, series_partial)),
-                        Some((group_type, so_far)) => {
-                            check_group_type(
-                                &aggregations,
-                                &groups.names[group],
-                                *group_type,
-                                *data_type,
-                            )?;
-                            for (mine, theirs) in so_far.iter_mut().zip(&series_partial) {
-                                mine.merge_series(theirs);
+                for (batch, offset) in at {
+                    let answer = answers[batch]
+                        .get_mut(offset..offset + partial.len())
+                        .ok_or_else(|| {
+                            Status::internal("a region answered fewer series than asked")
+                        })?;
+                    for (series_partial, answer) in partial.iter_mut().zip(answer) {
+                        if let Some((_, region_rows)) = answer.take() {
+                            for (p, row) in series_partial.iter_mut().zip(region_rows) {
+                                p.fold(&wanted, &row.values);
                             }
                         }
                     }
-                    continue;
                 }
-                push_columns(
-                    &mut columns,
-                    &path,
-                    *data_type,
-                    &series_partial,
-                    &aggregations,
-                    rows,
-                );
+                if let Some(s) = &sliding {
+                    partial = partial.iter().map(|panes| s.combine(panes)).collect();
+                }
+                for ((measurement, data_type), series_partial) in
+                    selection.measurements.iter().zip(types).zip(partial)
+                {
+                    let path = format!("{}.{measurement}", selection.device);
+                    let index = series_index;
+                    series_index += 1;
+                    if let Some(groups) = &shape.groups {
+                        let group = *groups.of_series.get(index).ok_or_else(|| {
+                            Status::internal("GROUP BY LEVEL: a series has no group")
+                        })?;
+                        match &mut grouped[group] {
+                            slot @ None => *slot = Some((*data_type, series_partial)),
+                            Some((group_type, so_far)) => {
+                                check_group_type(
+                                    &aggregations,
+                                    &groups.names[group],
+                                    *group_type,
+                                    *data_type,
+                                )?;
+                                for (mine, theirs) in so_far.iter_mut().zip(&series_partial) {
+                                    mine.merge_series(theirs);
+                                }
+                            }
+                        }
+                        continue;
+                    }
+                    push_columns(
+                        &mut columns,
+                        &path,
+                        *data_type,
+                        &series_partial,
+                        &aggregations,
+                        rows,
+                    );
+                }
             }
         }
         if let Some(groups) = &shape.groups {
