@@ -478,6 +478,31 @@ fn aggregates_over_hundreds_of_devices_match_the_model() {
             assert_eq!(got.get(&name), Some(&expected), "{name}");
         }
     }
+    // The newest point of each device is in the later partition (another region read).
+    let last = sql(&mut client, "SELECT LAST s1 FROM root.many.**");
+    let text = |cell: &Option<Value>| match cell {
+        Some(Value::Text(bytes)) => String::from_utf8_lossy(bytes).into_owned(),
+        other => panic!("not text: {other:?}"),
+    };
+    let got: BTreeMap<String, (i64, String)> = last
+        .rows
+        .iter()
+        .map(|row| {
+            let Some(Value::Int64(time)) = &row[0] else {
+                panic!("no time: {row:?}")
+            };
+            (text(&row[1]), (*time, text(&row[2])))
+        })
+        .collect();
+    assert_eq!(got.len(), MANY as usize);
+    for d in 0..MANY {
+        let t = times[2];
+        assert_eq!(
+            got.get(&format!("root.many.d{d}.s1")),
+            Some(&(t, format!("{:?}", value(d, t)))),
+            "LAST of d{d}"
+        );
+    }
     // Two windows of 10 days: the first point, then the two later ones.
     let windowed = sql(
         &mut client,

@@ -116,11 +116,49 @@ fn scan_one(
     }
 }
 
-/// Devices of an aggregate query whose regions are asked together: their reads share one
-/// request per region group and time part. Why 256: a round's partial states (one per
-/// series and window) stay small next to the answer, while a query over thousands of
-/// devices makes a few hops per round instead of one per device.
-const AGGREGATE_DEVICES_PER_ROUND: usize = 256;
+/// Devices of an aggregate or last query whose regions are asked together: their reads
+/// share one request per region group (and time part). Why 256: a round's partial states
+/// (one per series and window) stay small next to the answer, while a query over
+/// thousands of devices makes a few hops per round instead of one per device.
+const DEVICES_PER_ROUND: usize = 256;
+
+/// The region reads of one round of devices, one per region group and part `P` (a time
+/// range, or nothing), each asking for the series of every device that lies there.
+struct Batches<P> {
+    /// (group, part, keys) in the order first asked for.
+    reads: Vec<(u32, P, Vec<SeriesKey>)>,
+    index: HashMap<(u32, P), usize>,
+}
+
+impl<P> Default for Batches<P> {
+    fn default() -> Self {
+        Batches {
+            reads: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<P: Copy + Eq + std::hash::Hash> Batches<P> {
+    /// Adds `selection`'s series to the read of (`group`, `part`); returns which read and
+    /// where in its answer the series' entries start.
+    fn add(&mut self, group: u32, part: P, selection: &SeriesSelection) -> (usize, usize) {
+        let reads = &mut self.reads;
+        let read = *self.index.entry((group, part)).or_insert_with(|| {
+            reads.push((group, part, Vec::new()));
+            reads.len() - 1
+        });
+        let keys = &mut self.reads[read].2;
+        let offset = keys.len();
+        keys.extend(
+            selection
+                .measurements
+                .iter()
+                .map(|m| SeriesKey::new(&selection.device, m)),
+        );
+        (read, offset)
+    }
+}
 
 impl Shard {
     /// Serves a read of a region this shard owns.
@@ -482,8 +520,8 @@ impl Shard {
         let mut columns = Vec::new();
         for (selections, round_types) in query
             .series
-            .chunks(AGGREGATE_DEVICES_PER_ROUND)
-            .zip(types.chunks(AGGREGATE_DEVICES_PER_ROUND))
+            .chunks(DEVICES_PER_ROUND)
+            .zip(types.chunks(DEVICES_PER_ROUND))
         {
             // The series index of the value-filtered points of the next device.
             let mut points_index = series_index;
@@ -492,8 +530,7 @@ impl Shard {
             // lies there (rather than one per device: each read is a hop to the owning
             // shard or DataNode); each device remembers where its answers are, part by
             // part in time order, so they fold in the order they did one device at a time.
-            let mut batches: Vec<(u32, TimeRange, Vec<SeriesKey>)> = Vec::new();
-            let mut batch_of: HashMap<(u32, i64, i64), usize> = HashMap::new();
+            let mut batches: Batches<(i64, i64)> = Batches::default();
             let mut answers_of: Vec<Vec<(usize, usize)>> = Vec::with_capacity(selections.len());
             for (selection, types) in selections.iter().zip(round_types) {
                 for a in &aggregations {
@@ -516,29 +553,16 @@ impl Shard {
                 let mut at = Vec::new();
                 if shape.points.is_none() {
                     for (group, part) in self.parts_of(&selection.device, fetch) {
-                        let batch = *batch_of
-                            .entry((group, part.start, part.end))
-                            .or_insert_with(|| {
-                                batches.push((group, part, Vec::new()));
-                                batches.len() - 1
-                            });
-                        let keys = &mut batches[batch].2;
-                        at.push((batch, keys.len()));
-                        keys.extend(
-                            selection
-                                .measurements
-                                .iter()
-                                .map(|m| SeriesKey::new(&selection.device, m)),
-                        );
+                        at.push(batches.add(group, (part.start, part.end), selection));
                     }
                 }
                 answers_of.push(at);
             }
-            let mut answers = Vec::with_capacity(batches.len());
-            for (group, part, keys) in batches {
+            let mut answers = Vec::with_capacity(batches.reads.len());
+            for (group, (start, end), keys) in batches.reads {
                 let read = RegionRead::Aggregate {
                     keys,
-                    range: part,
+                    range: TimeRange::new(start, end),
                     windows,
                     aggregations: wanted.clone(),
                 };
@@ -629,37 +653,53 @@ impl Shard {
         series: Vec<SeriesSelection>,
     ) -> Result<ResponsePayload, Status> {
         let mut out = Vec::new();
-        for selection in &series {
-            let keys: Vec<SeriesKey> = selection
-                .measurements
+        for selections in series.chunks(DEVICES_PER_ROUND) {
+            // One read per region group for every device of the round it holds; a group
+            // may hold partitions older and newer than another's: every group is asked,
+            // and the newest point kept.
+            let mut batches: Batches<()> = Batches::default();
+            let answers_of: Vec<Vec<(usize, usize)>> = selections
                 .iter()
-                .map(|m| SeriesKey::new(&selection.device, m))
+                .map(|selection| {
+                    self.groups_of(&selection.device)
+                        .into_iter()
+                        .map(|group| batches.add(group, (), selection))
+                        .collect()
+                })
                 .collect();
-            let mut found: Vec<Option<(i64, Value)>> = vec![None; keys.len()];
-            // A group may hold partitions older and newer than another's: ask every group
-            // and keep the newest point.
-            for group in self.groups_of(&selection.device) {
-                let RegionAnswer::Last(points) = self
-                    .read_group(group, RegionRead::Last { keys: keys.clone() })
-                    .await?
+            let mut answers = Vec::with_capacity(batches.reads.len());
+            for (group, (), keys) in batches.reads {
+                let RegionAnswer::Last(points) =
+                    self.read_group(group, RegionRead::Last { keys }).await?
                 else {
                     return Err(Status::internal("a region answered a last query wrongly"));
                 };
-                for (slot, point) in found.iter_mut().zip(points) {
-                    if let Some(point) = point
-                        && slot.as_ref().is_none_or(|(t, _)| point.0 > *t)
-                    {
-                        *slot = Some(point);
+                answers.push(points);
+            }
+            for (selection, at) in selections.iter().zip(answers_of) {
+                let mut found: Vec<Option<(i64, Value)>> = vec![None; selection.measurements.len()];
+                for (batch, offset) in at {
+                    let points = answers[batch]
+                        .get_mut(offset..offset + found.len())
+                        .ok_or_else(|| {
+                            Status::internal("a region answered fewer series than asked")
+                        })?;
+                    for (slot, point) in found.iter_mut().zip(points) {
+                        if let Some(point) = point.take()
+                            && slot.as_ref().is_none_or(|(t, _)| point.0 > *t)
+                        {
+                            *slot = Some(point);
+                        }
                     }
                 }
-            }
-            for (measurement, point) in selection.measurements.iter().zip(found) {
-                if let Some((timestamp, value)) = point {
-                    out.push(LastPoint {
-                        path: format!("{}.{measurement}", selection.device),
-                        timestamp,
-                        value: convert::to_wire_value(value),
-                    });
+                for (measurement, point) in selection.measurements.iter().zip(found) {
+                    if let Some((timestamp, value)) = point {
+                        out.push(LastPoint {
+                            path: format!("{}.{measurement}", selection.device),
+                            timestamp,
+                            value: convert::to_wire_value(value),
+                        });
+                    }
                 }
             }
         }
