@@ -1275,13 +1275,18 @@ fn literal_value(literal: &Literal, data_type: DataType) -> Result<Option<WireVa
 /// Matched series grouped by device, devices in first-seen order.
 fn selections(matched: &[Matched]) -> Vec<SeriesSelection> {
     let mut out: Vec<SeriesSelection> = Vec::new();
+    // Each device's place in `out` (a linear search was quadratic in the devices).
+    let mut index: HashMap<&str, usize> = HashMap::new();
     for (device, measurement, _) in matched {
-        match out.iter_mut().find(|s| &s.device == device) {
-            Some(selection) => selection.measurements.push(measurement.clone()),
-            None => out.push(SeriesSelection {
-                device: device.clone(),
-                measurements: vec![measurement.clone()],
-            }),
+        match index.get(device.as_str()) {
+            Some(&at) => out[at].measurements.push(measurement.clone()),
+            None => {
+                index.insert(device, out.len());
+                out.push(SeriesSelection {
+                    device: device.clone(),
+                    measurements: vec![measurement.clone()],
+                });
+            }
         }
     }
     out
