@@ -7,8 +7,8 @@ use std::collections::{BTreeSet, HashMap};
 use std::rc::Rc;
 
 use iotdb_net::{
-    AggregateQuery, ColumnBatch, LastPoint, NullBitmap, RawQuery, ResponsePayload, ResponseStream,
-    SeriesSelection, Status, StatusCode, WireColumn,
+    AggregateQuery, ColumnBatch, GroupByWindow, LastPoint, NullBitmap, RawQuery, ResponsePayload,
+    ResponseStream, SeriesSelection, Status, StatusCode, WireColumn,
 };
 use iotdb_runtime::ShardId;
 use iotdb_storage::{
@@ -449,37 +449,8 @@ impl Shard {
             return Err(Status::illegal_parameter("no aggregation requested"));
         }
         let range = TimeRange::new(query.start_time, query.end_time);
-        let sliding = match (query.group_by, step_ms) {
-            (Some(g), Some(step_ms)) if step_ms != g.interval_ms => {
-                if g.interval_ms <= 0 || step_ms <= 0 {
-                    return Err(Status::illegal_parameter(
-                        "GROUP BY interval and sliding step must be positive",
-                    ));
-                }
-                Some(Sliding {
-                    range: TimeRange::new(g.start_time, g.end_time),
-                    interval_ms: g.interval_ms,
-                    step_ms,
-                })
-            }
-            _ => None,
-        };
         // What the regions aggregate: the windows, or the panes of sliding windows.
-        let windows = query.group_by.map(|g| Windows {
-            range: TimeRange::new(g.start_time, g.end_time),
-            interval_ms: sliding.map_or(g.interval_ms, |s| s.pane_ms()),
-        });
-        if let Some(w) = &windows {
-            if w.interval_ms <= 0 {
-                return Err(Status::illegal_parameter(
-                    "GROUP BY interval must be positive",
-                ));
-            }
-            if let Some(s) = &sliding {
-                check_window_count(s.window_count() as u128)?;
-            }
-            check_window_count(w.count() as u128)?;
-        }
+        let (sliding, windows) = panes(query.group_by, step_ms)?;
         let fetch = windows.map_or(range, |w| range.intersect(w.range));
         // Partial states combine across regions: ask for count and sum too (avg), always.
         // Extreme combines from min and max.
@@ -540,18 +511,21 @@ impl Shard {
                 }
                 let mut partial: Vec<Vec<Partial>> =
                     vec![vec![Partial::default(); panes]; selection.measurements.len()];
-                if let Some(points) = &shape.points {
+                if let Some(folded) = &shape.folded {
                     for (offset, series_partial) in partial.iter_mut().enumerate() {
-                        let series = points.get(points_index + offset).ok_or_else(|| {
-                            Status::internal("a value-filtered aggregate lacks a series' points")
-                        })?;
-                        fold_points(series_partial, series, windows.as_ref());
+                        let series = folded
+                            .get(points_index + offset)
+                            .filter(|series| series.len() == panes)
+                            .ok_or_else(|| {
+                                Status::internal("a value-filtered aggregate lacks a series' panes")
+                            })?;
+                        series_partial.clone_from(series);
                     }
                 }
                 points_index += selection.measurements.len();
                 partials.push(partial);
                 let mut at = Vec::new();
-                if shape.points.is_none() {
+                if shape.folded.is_none() {
                     for (group, part) in self.parts_of(&selection.device, fetch) {
                         at.push(batches.add(group, (part.start, part.end), selection));
                     }
@@ -747,7 +721,7 @@ fn expand(
 /// An aggregation's state across regions (which are disjoint in time and folded in time
 /// order).
 #[derive(Clone, Debug, Default)]
-struct Partial {
+pub(super) struct Partial {
     count: i64,
     sum: f64,
     min: Option<Value>,
@@ -778,39 +752,120 @@ pub(super) struct Shape {
     /// Series aggregated together (`GROUP BY LEVEL`): one output column per group and
     /// aggregation instead of per series.
     pub groups: Option<SeriesGroups>,
-    /// The points to aggregate, already read (the rows a `WHERE` value filter kept), per
-    /// series in the query's order, each in time order: the regions are not asked.
-    pub points: Option<Vec<Vec<(i64, Value)>>>,
+    /// The series' partial states per pane, already folded from the rows a `WHERE` value
+    /// filter kept ([`FilteredFold`]), per series in the query's order: the regions are
+    /// not asked.
+    pub folded: Option<Vec<Vec<Partial>>>,
 }
 
-/// What one point contributes to a partial state, for [`Partial::fold`].
-const POINT_PARTS: [Aggregation; 8] = [
-    Aggregation::Count,
-    Aggregation::Sum,
-    Aggregation::Min,
-    Aggregation::Max,
-    Aggregation::First,
-    Aggregation::Last,
-    Aggregation::MinTime,
-    Aggregation::MaxTime,
-];
-
-/// Folds points (in time order) into per-window (or per-pane) partial states.
-fn fold_points(partial: &mut [Partial], points: &[(i64, Value)], windows: Option<&Windows>) {
-    for (time, value) in points {
-        let index = match windows {
-            None => 0,
-            Some(w) if w.range.contains(*time) => {
-                ((i128::from(*time) - i128::from(w.range.start)) / i128::from(w.interval_ms))
-                    as usize
+/// The sliding windows of `group_by` with `step_ms` (when the step differs from the
+/// interval), and the windows the points fold into: the windows themselves, or the
+/// sliding windows' panes; checked positive and at most [`storage::query::WINDOWS_MAX`].
+fn panes(
+    group_by: Option<GroupByWindow>,
+    step_ms: Option<i64>,
+) -> Result<(Option<Sliding>, Option<Windows>), Status> {
+    let sliding = match (group_by, step_ms) {
+        (Some(g), Some(step_ms)) if step_ms != g.interval_ms => {
+            if g.interval_ms <= 0 || step_ms <= 0 {
+                return Err(Status::illegal_parameter(
+                    "GROUP BY interval and sliding step must be positive",
+                ));
             }
-            Some(_) => continue,
+            Some(Sliding {
+                range: TimeRange::new(g.start_time, g.end_time),
+                interval_ms: g.interval_ms,
+                step_ms,
+            })
+        }
+        _ => None,
+    };
+    let windows = group_by.map(|g| Windows {
+        range: TimeRange::new(g.start_time, g.end_time),
+        interval_ms: sliding.map_or(g.interval_ms, |s| s.pane_ms()),
+    });
+    if let Some(w) = &windows {
+        if w.interval_ms <= 0 {
+            return Err(Status::illegal_parameter(
+                "GROUP BY interval must be positive",
+            ));
+        }
+        if let Some(s) = &sliding {
+            check_window_count(s.window_count() as u128)?;
+        }
+        check_window_count(w.count() as u128)?;
+    }
+    Ok((sliding, windows))
+}
+
+/// Value-filtered aggregates folded as the filtered rows are read, a page at a time: each
+/// series' points go into its partial state of the pane that holds them, so nothing but
+/// the partial states (series × panes) is kept, however many rows the filter keeps.
+pub(super) struct FilteredFold {
+    windows: FoldWindows,
+    /// Per series, per pane.
+    partials: Vec<Vec<Partial>>,
+}
+
+/// The panes a [`FilteredFold`] folds a point into.
+enum FoldWindows {
+    /// No `GROUP BY`: one pane.
+    Whole,
+    /// `GROUP BY` windows of one length, or the panes of sliding windows.
+    Fixed(Windows),
+    /// Calendar windows (`1mo`), `[start, end)` in time order: each aggregated on its own.
+    Calendar(Vec<(i64, i64)>),
+}
+
+impl FilteredFold {
+    /// A fold of `series` series for the windows `query_aggregate_shaped` aggregates under
+    /// `group_by` and `step_ms`, or for `calendar` windows (each then answered by a query
+    /// of its own, [`FilteredFold::pane`]).
+    pub fn new(
+        series: usize,
+        group_by: Option<GroupByWindow>,
+        step_ms: Option<i64>,
+        calendar: Option<Vec<(i64, i64)>>,
+    ) -> Result<Self, Status> {
+        let windows = match calendar {
+            Some(calendar) => FoldWindows::Calendar(calendar),
+            None => match panes(group_by, step_ms)?.1 {
+                Some(windows) => FoldWindows::Fixed(windows),
+                None => FoldWindows::Whole,
+            },
         };
-        let Some(p) = partial.get_mut(index) else {
-            continue;
+        let panes = match &windows {
+            FoldWindows::Whole => 1,
+            FoldWindows::Fixed(windows) => windows.count(),
+            FoldWindows::Calendar(calendar) => calendar.len(),
         };
-        let v = Some(value.clone());
-        let t = Some(Value::Int64(*time));
+        Ok(FilteredFold {
+            windows,
+            partials: vec![vec![Partial::default(); panes]; series],
+        })
+    }
+
+    /// Folds one point of `series` (points of a series come in time order).
+    pub fn fold(&mut self, series: usize, time: i64, value: Value) {
+        let pane = match &self.windows {
+            FoldWindows::Whole => Some(0),
+            FoldWindows::Fixed(w) => w.range.contains(time).then(|| {
+                ((i128::from(time) - i128::from(w.range.start)) / i128::from(w.interval_ms))
+                    as usize
+            }),
+            FoldWindows::Calendar(calendar) => {
+                let k = calendar.partition_point(|(_, end)| *end <= time);
+                calendar
+                    .get(k)
+                    .filter(|(start, _)| *start <= time)
+                    .map(|_| k)
+            }
+        };
+        let Some(p) = pane.and_then(|pane| self.partials[series].get_mut(pane)) else {
+            return;
+        };
+        let v = Some(value);
+        let t = Some(Value::Int64(time));
         p.fold(
             &POINT_PARTS,
             &[
@@ -825,7 +880,33 @@ fn fold_points(partial: &mut [Partial], points: &[(i64, Value)], windows: Option
             ],
         );
     }
+
+    /// The partial states of the series at `indices`, for [`Shape::folded`].
+    pub fn series(&self, indices: &[usize]) -> Vec<Vec<Partial>> {
+        indices.iter().map(|&i| self.partials[i].clone()).collect()
+    }
+
+    /// Of `folded` (from [`FilteredFold::series`] of a calendar fold), calendar window
+    /// `k`'s pane of every series.
+    pub fn pane(folded: &[Vec<Partial>], k: usize) -> Vec<Vec<Partial>> {
+        folded
+            .iter()
+            .map(|panes| panes.get(k).cloned().into_iter().collect())
+            .collect()
+    }
 }
+
+/// What one point contributes to a partial state, for [`Partial::fold`].
+const POINT_PARTS: [Aggregation; 8] = [
+    Aggregation::Count,
+    Aggregation::Sum,
+    Aggregation::Min,
+    Aggregation::Max,
+    Aggregation::First,
+    Aggregation::Last,
+    Aggregation::MinTime,
+    Aggregation::MaxTime,
+];
 
 /// Which group each series of a query belongs to.
 #[derive(Debug, Clone)]

@@ -35,24 +35,20 @@ use iotdb_storage::{DataType, SeriesKey};
 
 use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
+use super::query::{FilteredFold, Partial};
 use super::select::{RowPages, WindowPages};
 use super::write::PartialFailure;
 use super::{Message, Shard};
 use crate::cluster::protocol::{SchemaRequest, SchemaView};
 use crate::sql::{
-    self, AggregateFunction, Insert, Literal, PathPattern, Projection, Select, Statement,
-    TimeFilter, TimeOrder, TimeRange,
+    self, AggregateFunction, Insert, LastSortKey, Literal, PathPattern, Projection, Select,
+    Statement, TimeFilter, TimeOrder, TimeRange,
 };
 
 /// Most rows of a SQL result built or gathered whole (`Shard::execute_sql`), and most rows
 /// a streamed `FILL` holds back while they wait for a later value; a result answered in
 /// pages (`select::RowPages`) has no row limit.
 pub const SQL_RESULT_ROWS_MAX: usize = 1_000_000;
-
-/// Most rows an aggregate with a value filter in `WHERE` reads: the rows the filter keeps
-/// are aggregated on the receiving shard, in memory (about 10 M rows of a few series fit a
-/// few hundred MiB).
-pub const FILTERED_AGGREGATE_ROWS_MAX: usize = 10_000_000;
 
 /// Most rows one `INSERT` statement may carry: it becomes one tablet in one frame.
 pub const SQL_INSERT_ROWS_MAX: usize = 100_000;
@@ -415,21 +411,31 @@ impl Shard {
             }) => !window_range.left_closed,
             _ => false,
         };
-        // A value filter: its paths resolved once; each item then aggregates the rows it
-        // keeps (read raw, filtered on the regions' chunk statistics where they can).
-        let filter_series = match &select.value_filter {
-            Some(_) => Some(self.resolve_filter_paths(select).await?),
-            None => None,
-        };
-        let mut result: Option<ResultSet> = None;
-        for (index, aggregate) in aggregates.iter().enumerate() {
-            let aggregation = wire_aggregation(aggregate.function)?;
+        let mut items: Vec<Vec<Matched>> = Vec::with_capacity(aggregates.len());
+        for aggregate in aggregates {
             let patterns: Vec<PathPattern> = select
                 .from
                 .iter()
                 .map(|from| from.join(&aggregate.path))
                 .collect();
-            let matched = self.matches(patterns).await?;
+            items.push(self.matches(patterns).await?);
+        }
+        // A value filter: the rows it keeps (read raw, filtered on the regions' chunk
+        // statistics where they can) folded for every item in one pass.
+        let mut folded = match &select.value_filter {
+            Some(_) => {
+                let filter_series = self.resolve_filter_paths(select).await?;
+                let folded = self
+                    .filtered_partials(select, &items, range, group_by, now, &filter_series)
+                    .await?;
+                Some(folded.into_iter())
+            }
+            None => None,
+        };
+        let mut result: Option<ResultSet> = None;
+        for (index, (aggregate, matched)) in aggregates.iter().zip(items).enumerate() {
+            let aggregation = wire_aggregation(aggregate.function)?;
+            let folded = folded.as_mut().and_then(Iterator::next);
             if matched.is_empty() {
                 // IoTDB drops an item that matches no series from the header.
                 continue;
@@ -454,17 +460,10 @@ impl Shard {
                 aggregations: vec![aggregation],
                 group_by,
             };
-            let points = match &filter_series {
-                Some(filter_series) => Some(
-                    self.filtered_points(select, &matched, range, group_by, now, filter_series)
-                        .await?,
-                ),
-                None => None,
-            };
             let shape = super::query::Shape {
                 step_ms: select.group_by.as_ref().and_then(|g| g.sliding_step_ms),
                 groups,
-                points,
+                folded,
             };
             let names_of = shape.groups.as_ref().map_or(paths, |g| g.names.clone());
             let batch = self.aggregate_batch(query, shape, select).await?;
@@ -532,12 +531,7 @@ impl Shard {
         if select.order == TimeOrder::Descending && group_by.is_some() {
             result.rows.reverse();
         }
-        let offset = select.offset.unwrap_or(0) as usize;
-        let start = offset.min(result.rows.len());
-        let end = select.limit.map_or(result.rows.len(), |l| {
-            start.saturating_add(l as usize).min(result.rows.len())
-        });
-        result.rows = result.rows.drain(start..end).collect();
+        page_rows(&mut result.rows, select);
         bounded(result)
     }
 
@@ -560,7 +554,7 @@ impl Shard {
         };
         let windows = calendar_windows(window.start_time, window.end_time, months)?;
         let mut batches = Vec::with_capacity(windows.len());
-        for (start, end) in &windows {
+        for (k, (start, end)) in windows.iter().enumerate() {
             let (from, to) = (
                 query.start_time.max(*start),
                 query.end_time.min(*end).max(query.start_time.max(*start)),
@@ -571,22 +565,13 @@ impl Shard {
                 group_by: None,
                 ..query.clone()
             };
-            let points = shape.points.as_ref().map(|series| {
-                series
-                    .iter()
-                    .map(|points| {
-                        points
-                            .iter()
-                            .filter(|(t, _)| *t >= from && *t < to)
-                            .cloned()
-                            .collect()
-                    })
-                    .collect()
-            });
             let one_shape = super::query::Shape {
                 step_ms: None,
                 groups: shape.groups.clone(),
-                points,
+                folded: shape
+                    .folded
+                    .as_ref()
+                    .map(|folded| FilteredFold::pane(folded, k)),
             };
             let ResponsePayload::Batch(batch) = self.query_aggregate_shaped(one, one_shape).await?
             else {
@@ -608,35 +593,46 @@ impl Shard {
         super::query::stack_rows(&batches, labels)
     }
 
-    /// The points of `matched` (in [`selections`] order) in `range` (and the windows) on
-    /// the rows where `select`'s value filter holds: what a value-filtered aggregate
-    /// aggregates. At most [`FILTERED_AGGREGATE_ROWS_MAX`] rows.
-    async fn filtered_points(
+    /// The partial states, per pane, of every series of each of `items` (each in
+    /// [`selections`] order) folded from their points in `range` (and the windows) on the
+    /// rows where `select`'s value filter holds: what value-filtered aggregates aggregate.
+    /// One pass over the filtered pages for all the items (a series two items name is read
+    /// once), folded as each page comes, so memory holds the partial states, not the rows.
+    async fn filtered_partials(
         self: &Rc<Self>,
         select: &Select,
-        matched: &[Matched],
+        items: &[Vec<Matched>],
         range: TimeRange,
         group_by: Option<GroupByWindow>,
         now: i64,
         filter_series: &[(PathPattern, Vec<super::select::Column>)],
-    ) -> Result<Vec<Vec<(i64, iotdb_storage::Value)>>, Status> {
-        let outputs: Vec<super::select::Column> = selections(matched)
-            .iter()
-            .flat_map(|selection| {
-                selection.measurements.iter().map(|measurement| {
-                    let data_type = matched
-                        .iter()
-                        .find(|(d, m, _)| *d == selection.device && m == measurement)
-                        .map(|(_, _, t)| *t)
-                        .expect("a matched series");
-                    super::select::Column {
-                        device: selection.device.clone(),
-                        measurement: measurement.clone(),
-                        data_type,
-                    }
-                })
-            })
-            .collect();
+    ) -> Result<Vec<Vec<Vec<Partial>>>, Status> {
+        let mut columns: Vec<super::select::Column> = Vec::new();
+        let mut index_of: HashMap<(String, String), usize> = HashMap::new();
+        let mut item_series: Vec<Vec<usize>> = Vec::with_capacity(items.len());
+        for matched in items {
+            let types: HashMap<(&str, &str), DataType> = matched
+                .iter()
+                .map(|(d, m, t)| ((d.as_str(), m.as_str()), *t))
+                .collect();
+            let mut series = Vec::new();
+            for selection in selections(matched) {
+                for measurement in selection.measurements {
+                    let data_type = types[&(selection.device.as_str(), measurement.as_str())];
+                    let key = (selection.device.clone(), measurement);
+                    let index = *index_of.entry(key.clone()).or_insert_with(|| {
+                        columns.push(super::select::Column {
+                            device: key.0,
+                            measurement: key.1,
+                            data_type,
+                        });
+                        columns.len() - 1
+                    });
+                    series.push(index);
+                }
+            }
+            item_series.push(series);
+        }
         let mut fetch = iotdb_storage::TimeRange::new(range.start_ms, range.end_ms);
         if let Some(window) = group_by {
             fetch = fetch.intersect(iotdb_storage::TimeRange::new(
@@ -644,34 +640,39 @@ impl Shard {
                 window.end_time,
             ));
         }
-        let series = outputs.len();
-        let too_many = || {
-            Status::illegal_parameter(format!(
-                "the value filter keeps more than {FILTERED_AGGREGATE_ROWS_MAX} rows, the most \
-                 an aggregate with a value filter reads: narrow the time range"
-            ))
+        let calendar = match (select.group_by.as_ref().and_then(|g| g.months), group_by) {
+            (Some(months), Some(window)) => Some(calendar_windows(
+                window.start_time,
+                window.end_time,
+                months,
+            )?),
+            _ => None,
         };
-        let rows = super::select::RawCursor::open(
+        let step_ms = select.group_by.as_ref().and_then(|g| g.sliding_step_ms);
+        let mut fold = FilteredFold::new(columns.len(), group_by, step_ms, calendar)?;
+        let mut cursor = super::select::RawCursor::open(
             self.clone(),
-            outputs,
+            columns,
             select.value_filter.as_ref(),
             fetch,
             now,
             filter_series,
             None,
             TimeOrder::Ascending,
-        )?
-        .collect(None, FILTERED_AGGREGATE_ROWS_MAX, too_many)
-        .await?;
-        let mut points: Vec<Vec<(i64, iotdb_storage::Value)>> = vec![Vec::new(); series];
-        for (time, cells) in rows.times.iter().zip(rows.cells) {
-            for (column, cell) in points.iter_mut().zip(cells) {
-                if let Some(value) = cell {
-                    column.push((*time, convert::to_storage_value(value)));
+        )?;
+        while let Some(rows) = cursor.next_rows().await? {
+            for (time, cells) in rows.times.iter().zip(rows.cells) {
+                for (series, cell) in cells.into_iter().enumerate() {
+                    if let Some(value) = cell {
+                        fold.fold(series, *time, convert::to_storage_value(value));
+                    }
                 }
             }
         }
-        Ok(points)
+        Ok(item_series
+            .iter()
+            .map(|series| fold.series(series))
+            .collect())
     }
 
     /// Aggregates `ALIGN BY DEVICE`, as IoTDB lays them out: one row per device (per window
@@ -762,13 +763,43 @@ impl Shard {
             }
             let mut times = None;
             let mut cells: Vec<Option<Vec<Option<WireValue>>>> = vec![None; columns.len()];
-            for (index, aggregate) in aggregates.iter().enumerate() {
-                let wanted: Vec<(usize, &String)> = columns
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, column)| column.0 == index && has.contains(column))
-                    .map(|(position, (_, measurement))| (position, measurement))
-                    .collect();
+            // Each item's columns that the device has: (position, measurement).
+            let wanted_of: Vec<Vec<(usize, &String)>> = (0..aggregates.len())
+                .map(|index| {
+                    columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, column)| column.0 == index && has.contains(column))
+                        .map(|(position, (_, measurement))| (position, measurement))
+                        .collect()
+                })
+                .collect();
+            // With a value filter, the rows the device keeps folded for all items at once.
+            let mut folded = match &filter_series {
+                Some(filter_series) => {
+                    let own = super::select::within_device(filter_series, device);
+                    let items: Vec<Vec<Matched>> = wanted_of
+                        .iter()
+                        .map(|wanted| {
+                            wanted
+                                .iter()
+                                .map(|(_, m)| {
+                                    let key = (device.clone(), (*m).clone());
+                                    let data_type = types_of[&key];
+                                    (key.0, key.1, data_type)
+                                })
+                                .collect()
+                        })
+                        .collect();
+                    let folded = self
+                        .filtered_partials(select, &items, range, group_by, now, &own)
+                        .await?;
+                    Some(folded.into_iter())
+                }
+                None => None,
+            };
+            for (aggregate, wanted) in aggregates.iter().zip(&wanted_of) {
+                let folded = folded.as_mut().and_then(Iterator::next);
                 if wanted.is_empty() {
                     continue;
                 }
@@ -782,27 +813,10 @@ impl Shard {
                     aggregations: vec![wire_aggregation(aggregate.function)?],
                     group_by,
                 };
-                let points = match &filter_series {
-                    Some(filter_series) => {
-                        let own = super::select::within_device(filter_series, device);
-                        let matched: Vec<Matched> = wanted
-                            .iter()
-                            .map(|(_, m)| {
-                                let key = (device.clone(), (*m).clone());
-                                (key.0.clone(), key.1.clone(), types_of[&key])
-                            })
-                            .collect();
-                        Some(
-                            self.filtered_points(select, &matched, range, group_by, now, &own)
-                                .await?,
-                        )
-                    }
-                    None => None,
-                };
                 let shape = super::query::Shape {
                     step_ms,
                     groups: None,
-                    points,
+                    folded,
                 };
                 let batch = self.aggregate_batch(query, shape, select).await?;
                 for ((position, _), column) in wanted.iter().zip(&batch.columns) {
@@ -1022,22 +1036,44 @@ impl Shard {
             ("Value", WireType::Text),
             ("DataType", WireType::Text),
         ]);
-        for point in points {
-            // IoTDB's `SELECT LAST ... WHERE time >= t` keeps only newer last points.
-            if !range.contains(point.timestamp) {
-                continue;
-            }
-            let data_type = types
-                .get(&point.path)
-                .map_or("UNKNOWN", |t| t.name())
-                .to_string();
-            result.rows.push(vec![
-                Some(WireValue::Int64(point.timestamp)),
-                Some(text(point.path)),
-                Some(text(value_text(&point.value))),
-                Some(text(data_type)),
-            ]);
+        // IoTDB's `SELECT LAST ... WHERE time >= t` keeps only newer last points.
+        let mut points: Vec<_> = points
+            .into_iter()
+            .filter(|point| range.contains(point.timestamp))
+            .map(|point| {
+                let data_type = types.get(&point.path).map_or("UNKNOWN", |t| t.name());
+                let value = value_text(&point.value);
+                (point.timestamp, point.path, value, data_type)
+            })
+            .collect();
+        if let Some(order) = select.last_order {
+            // A stable sort: rows equal on the key keep the order they came in.
+            points.sort_by(|a, b| {
+                let ordering = match order.key {
+                    LastSortKey::Time => a.0.cmp(&b.0),
+                    LastSortKey::Timeseries => a.1.cmp(&b.1),
+                    LastSortKey::Value => a.2.cmp(&b.2),
+                    LastSortKey::DataType => a.3.cmp(b.3),
+                };
+                if order.descending {
+                    ordering.reverse()
+                } else {
+                    ordering
+                }
+            });
         }
+        result.rows = points
+            .into_iter()
+            .map(|(time, path, value, data_type)| {
+                vec![
+                    Some(WireValue::Int64(time)),
+                    Some(text(path)),
+                    Some(text(value)),
+                    Some(text(data_type)),
+                ]
+            })
+            .collect();
+        page_rows(&mut result.rows, select);
         Ok(result)
     }
 
@@ -1270,6 +1306,16 @@ fn literal_value(literal: &Literal, data_type: DataType) -> Result<Option<WireVa
         (Literal::Boolean(b), _) => return Err(b.to_string()),
     };
     Ok(Some(value))
+}
+
+/// Keeps the rows of a whole result that `select`'s `OFFSET` and `LIMIT` page to.
+fn page_rows(rows: &mut Vec<Vec<Option<WireValue>>>, select: &Select) {
+    let start = (select.offset.unwrap_or(0) as usize).min(rows.len());
+    let end = select.limit.map_or(rows.len(), |limit| {
+        start.saturating_add(limit as usize).min(rows.len())
+    });
+    rows.truncate(end);
+    rows.drain(..start);
 }
 
 /// Matched series grouped by device, devices in first-seen order.

@@ -637,11 +637,34 @@ pub enum TimeOrder {
     Descending,
 }
 
+/// How a `SELECT LAST` result is sorted: by one of its columns, as IoTDB allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastOrder {
+    /// The column sorted on.
+    pub key: LastSortKey,
+    /// `DESC`.
+    pub descending: bool,
+}
+
+/// A column of a `SELECT LAST` result to sort on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LastSortKey {
+    /// The last point's time.
+    Time,
+    /// The series path.
+    Timeseries,
+    /// The value, compared as the text IoTDB's `Value` column holds.
+    Value,
+    /// The type's name.
+    DataType,
+}
+
 /// `FILL(PREVIOUS | LINEAR | constant)`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Fill {
-    /// The latest earlier non-null value of the column.
-    Previous,
+    /// The latest earlier non-null value of the column; with a bound (`FILL(PREVIOUS,
+    /// 2m)`, in milliseconds) only a value at most that much older than the row.
+    Previous(Option<i64>),
     /// Linear interpolation in time between the neighbouring non-null values (numbers).
     Linear,
     /// A constant, for the columns whose type it fits.
@@ -678,6 +701,9 @@ pub struct Select {
     pub group_by_level: Option<Vec<usize>>,
     /// `ORDER BY TIME ASC|DESC`.
     pub order: TimeOrder,
+    /// `ORDER BY TIME | TIMESERIES | VALUE | DATATYPE [ASC|DESC]` of a `SELECT LAST`
+    /// (sorting its rows; `order` stays ascending); `None` elsewhere.
+    pub last_order: Option<LastOrder>,
     /// `LIMIT n`: most rows returned.
     pub limit: Option<u64>,
     /// `OFFSET m`: rows skipped first.

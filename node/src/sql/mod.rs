@@ -38,9 +38,9 @@ mod tests;
 
 pub use ast::{
     Aggregate, AggregateFunction, CalendarWindows, Comparison, Compressor, DataType,
-    DatabaseAttributes, Encoding, Fill, GroupByRange, GroupByTime, Insert, InsertRow, Literal,
-    MeasurementSpec, Projection, RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder,
-    TimeRange, Ttl,
+    DatabaseAttributes, Encoding, Fill, GroupByRange, GroupByTime, Insert, InsertRow, LastOrder,
+    LastSortKey, Literal, MeasurementSpec, Projection, RegionKind, Select, Statement, TimeExpr,
+    TimeFilter, TimeOrder, TimeRange, Ttl,
 };
 pub use error::{ParseError, ParseErrorKind};
 pub use expr::{ArithmeticOp, CompareOp, Expr, ScalarFunction, split_time_filter};

@@ -518,6 +518,7 @@ fn select_raw_columns() {
             group_by: None,
             group_by_level: None,
             order: TimeOrder::Ascending,
+            last_order: None,
             limit: None,
             offset: None,
         }
@@ -719,6 +720,50 @@ fn select_last() {
     // `last(s1)` is the aggregate, not a last query.
     let query = select("select last(s1) from root.sg.d1");
     assert!(matches!(query.projection, Projection::Aggregates(_)));
+}
+
+/// IoTDB sorts a LAST result by any of its columns and pages its rows; SLIMIT and SOFFSET
+/// it refuses there, and sorting by a LAST column elsewhere.
+#[test]
+fn select_last_order_and_paging() {
+    let query = select("SELECT LAST * FROM root.sg.** ORDER BY TIMESERIES DESC LIMIT 2 OFFSET 1");
+    assert_eq!(
+        query.last_order,
+        Some(LastOrder {
+            key: LastSortKey::Timeseries,
+            descending: true
+        })
+    );
+    assert_eq!(query.order, TimeOrder::Ascending);
+    assert_eq!((query.limit, query.offset), (Some(2), Some(1)));
+    for (sql, key) in [
+        (
+            "SELECT LAST s1 FROM root.sg.d1 ORDER BY TIME",
+            LastSortKey::Time,
+        ),
+        (
+            "SELECT LAST s1 FROM root.sg.d1 ORDER BY value ASC",
+            LastSortKey::Value,
+        ),
+        (
+            "SELECT LAST s1 FROM root.sg.d1 ORDER BY DataType",
+            LastSortKey::DataType,
+        ),
+    ] {
+        let order = select(sql).last_order.expect(sql);
+        assert_eq!((order.key, order.descending), (key, false), "{sql}");
+    }
+    assert!(
+        err("SELECT LAST s1 FROM root.sg.d1 SLIMIT 1")
+            .to_string()
+            .contains("SLIMIT and SOFFSET can not be used in LastQuery")
+    );
+    assert!(
+        err("SELECT s1 FROM root.sg.d1 ORDER BY TIMESERIES")
+            .to_string()
+            .contains("sorts only a SELECT LAST result")
+    );
+    assert_eq!(select("SELECT s1 FROM root.sg.d1").last_order, None);
 }
 
 #[test]
@@ -1172,7 +1217,27 @@ fn fill_clauses() {
     use crate::sql::Fill;
     assert_eq!(
         select("SELECT s1 FROM root.sg.d1 FILL(previous)").fill,
-        Some(Fill::Previous)
+        Some(Fill::Previous(None))
+    );
+    assert_eq!(
+        select("SELECT s1 FROM root.sg.d1 FILL(PREVIOUS, 2m)").fill,
+        Some(Fill::Previous(Some(120_000)))
+    );
+    for bad in [
+        "SELECT s1 FROM root.sg.d1 FILL(LINEAR, 2m)",
+        "SELECT s1 FROM root.sg.d1 FILL(1, 2m)",
+    ] {
+        assert!(
+            err(bad)
+                .to_string()
+                .contains("only FILL(PREVIOUS, duration) takes a time bound"),
+            "{bad}"
+        );
+    }
+    assert!(
+        err("SELECT s1 FROM root.sg.d1 FILL(PREVIOUS, 0ms)")
+            .to_string()
+            .contains("positive")
     );
     assert_eq!(
         select("SELECT count(s1) FROM root.sg.d1 GROUP BY ([0, 9), 3ms) FILL(LINEAR) ORDER BY TIME DESC").fill,

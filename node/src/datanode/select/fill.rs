@@ -1,11 +1,13 @@
 //! `FILL(PREVIOUS | LINEAR | constant)`: null cells of a result filled column by column, in
 //! time order, before the result is ordered and paged (IoTDB fills before `LIMIT`).
 //!
-//! `PREVIOUS` takes the latest earlier non-null value of the column; `LINEAR` interpolates
+//! `PREVIOUS` takes the latest earlier non-null value of the column (with a bound,
+//! `FILL(PREVIOUS, 2m)`, only one at most that much older than the row, as IoTDB);
+//! `LINEAR` interpolates
 //! in time between the earlier and the later non-null value of a numeric column (integers
 //! truncated) and leaves a cell without both neighbours null; a constant fills the columns
-//! whose type it fits (a number the numeric columns, an integer also the integer ones, a
-//! string the text columns, a boolean the boolean ones).
+//! whose type it fits by IoTDB's table (an integer the numeric columns, a float the FLOAT
+//! and DOUBLE ones, a boolean the BOOLEAN ones, and any constant the TEXT ones, as text).
 
 use iotdb_model::DataType;
 use iotdb_net::{Status, Value as WireValue};
@@ -19,7 +21,9 @@ type Row = Vec<Option<WireValue>>;
 /// Fills the nulls of `rows` (time order, times in column 0) in columns `first..`.
 pub fn fill(fill: &Fill, types: &[DataType], rows: &mut [Vec<Option<WireValue>>], first: usize) {
     match fill {
-        Fill::Previous => fill_previous(rows, first, &mut vec![None; types.len()]),
+        Fill::Previous(within_ms) => {
+            fill_previous(rows, first, *within_ms, &mut vec![None; types.len()])
+        }
         Fill::Linear => {
             for (column, data_type) in types.iter().enumerate().skip(first) {
                 linear(*data_type, rows, column, None, None);
@@ -40,21 +44,36 @@ pub fn fill(fill: &Fill, types: &[DataType], rows: &mut [Vec<Option<WireValue>>]
     }
 }
 
-/// `FILL(PREVIOUS)` of the columns `first..` of `rows` that follow earlier rows (a page
-/// of a streamed result): `previous` holds each column's latest value before them and is
-/// brought up to date.
+/// `FILL(PREVIOUS[, within_ms])` of the columns `first..` of `rows` that follow earlier
+/// rows (a page of a streamed result): `previous` holds each column's latest value before
+/// them with its row's time, and is brought up to date. With `within_ms`, a null is filled
+/// only from a value at most that many milliseconds older (IoTDB fills at exactly the bound).
 pub fn fill_previous(
     rows: &mut [Vec<Option<WireValue>>],
     first: usize,
-    previous: &mut [Option<WireValue>],
+    within_ms: Option<i64>,
+    previous: &mut [Option<(i64, WireValue)>],
 ) {
     for row in rows {
+        let time = time_of(row);
         for (column, cell) in row.iter_mut().enumerate().skip(first) {
-            match cell {
-                Some(value) => previous[column] = Some(value.clone()),
-                None => cell.clone_from(&previous[column]),
+            if let Some(value) = cell {
+                previous[column] = Some((time.unwrap_or(i64::MIN), value.clone()));
+            } else if let Some((then, value)) = &previous[column]
+                && near(time, *then, within_ms)
+            {
+                *cell = Some(value.clone());
             }
         }
+    }
+}
+
+/// Whether a value of time `then` may fill a row of time `time` under `within_ms`.
+fn near(time: Option<i64>, then: i64, within_ms: Option<i64>) -> bool {
+    match (within_ms, time) {
+        (None, _) => true,
+        (Some(within), Some(time)) => i128::from(time) - i128::from(then) <= i128::from(within),
+        (Some(_), None) => false,
     }
 }
 
@@ -73,6 +92,8 @@ pub fn fill_previous(
 /// only, exactly as [`fill`] fills the whole part.
 pub struct HeldFill {
     linear: bool,
+    /// `FILL(PREVIOUS, within_ms)`'s bound.
+    within_ms: Option<i64>,
     /// Pages come newest first (each older than the one before, in time order within).
     descending: bool,
     types: Vec<DataType>,
@@ -90,13 +111,14 @@ impl HeldFill {
     /// A fill that holds rows for `how` in that order; `None` when each page can be filled
     /// as it comes (a constant, or `PREVIOUS` in ascending order, whose latest values carry).
     pub fn new(how: &Fill, types: &[DataType], first: usize, descending: bool) -> Option<Self> {
-        let linear = match how {
-            Fill::Linear => true,
-            Fill::Previous if descending => false,
-            Fill::Previous | Fill::Constant(_) => return None,
+        let (linear, within_ms) = match how {
+            Fill::Linear => (true, None),
+            Fill::Previous(within_ms) if descending => (false, *within_ms),
+            Fill::Previous(_) | Fill::Constant(_) => return None,
         };
         Some(HeldFill {
             linear,
+            within_ms,
             descending,
             types: types.to_vec(),
             first,
@@ -199,10 +221,15 @@ impl HeldFill {
                 linear(self.types[c], &mut out, c, before, after);
             }
         } else {
-            let mut previous: Vec<Option<WireValue>> = (0..self.types.len())
-                .map(|c| self.held.iter().rev().find_map(|row| row[c].clone()))
+            let mut previous: Vec<Option<(i64, WireValue)>> = (0..self.types.len())
+                .map(|c| {
+                    self.held.iter().rev().find_map(|row| {
+                        let value = row[c].clone()?;
+                        Some((time_of(row).unwrap_or(i64::MIN), value))
+                    })
+                })
                 .collect();
-            fill_previous(&mut out, self.first, &mut previous);
+            fill_previous(&mut out, self.first, self.within_ms, &mut previous);
         }
         out
     }
@@ -289,16 +316,44 @@ fn linear(
     }
 }
 
+/// The value a constant fills a column of `data_type` with, by IoTDB's table ("Fill Null
+/// Value"): an integer fills the numeric and text columns (an INT32 one only when it fits),
+/// a float the FLOAT, DOUBLE and text ones, a boolean the BOOLEAN and text ones, a string
+/// the text ones; a text column takes the constant's text as IoTDB (Java) writes it.
 fn constant(literal: &Literal, data_type: DataType) -> Option<WireValue> {
+    if data_type == DataType::Text {
+        let text = match literal {
+            Literal::Integer(i) => i.to_string(),
+            Literal::Float(f) => java_double_text(*f),
+            Literal::Text(s) => s.clone(),
+            Literal::Boolean(b) => b.to_string(),
+            Literal::Null => return None,
+        };
+        return Some(WireValue::Text(bytes::Bytes::from(text)));
+    }
     match (literal, data_type) {
         (Literal::Integer(i), DataType::Int32) => i32::try_from(*i).ok().map(WireValue::Int32),
         (Literal::Integer(i), DataType::Int64) => Some(WireValue::Int64(*i)),
         (Literal::Integer(i), t) => of_type(t, *i as f64),
         (Literal::Float(f), DataType::Float | DataType::Double) => of_type(data_type, *f),
-        (Literal::Text(s), DataType::Text) => Some(WireValue::Text(bytes::Bytes::from(s.clone()))),
         (Literal::Boolean(b), DataType::Boolean) => Some(WireValue::Boolean(*b)),
         _ => None,
     }
+}
+
+/// `f` as Java's `Double.toString` writes it (IoTDB turns a DOUBLE constant into text
+/// so): plain decimals with at least one fraction digit in [10^-3, 10^7), else
+/// `<digit>.<digits>E<exponent>`.
+fn java_double_text(f: f64) -> String {
+    let magnitude = f.abs();
+    if magnitude == 0.0 || (1e-3..1e7).contains(&magnitude) {
+        // Debug prints the shortest round-trip digits and keeps a `.0` on integers.
+        return format!("{f:?}");
+    }
+    let scientific = format!("{f:e}");
+    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
+    let dot = if mantissa.contains('.') { "" } else { ".0" };
+    format!("{mantissa}{dot}E{exponent}")
 }
 
 #[cfg(test)]
@@ -329,11 +384,29 @@ mod tests {
             (7, None),
         ];
         let mut r = rows(&data);
-        fill(&Fill::Previous, &types, &mut r, 1);
+        fill(&Fill::Previous(None), &types, &mut r, 1);
         assert_eq!(
             column(&r),
             [None, Some(1.0), Some(1.0), Some(4.0), Some(4.0)]
         );
+        // Bounded by 1 ms: t=3 is 1 ms after t=2 and t=7 after t=6, so both fill.
+        let mut r = rows(&data);
+        fill(&Fill::Previous(Some(1)), &types, &mut r, 1);
+        assert_eq!(
+            column(&r),
+            [None, Some(1.0), Some(1.0), Some(4.0), Some(4.0)]
+        );
+        let mut r = rows(&[
+            (2, Some(1.0)),
+            (4, None),
+            (5, None),
+            (6, Some(4.0)),
+            (9, None),
+        ]);
+        fill(&Fill::Previous(Some(2)), &types, &mut r, 1);
+        // IoTDB fills a row at most the bound after the value: t=4 (exactly 2 after t=2)
+        // fills; t=5 and t=9 (3 after theirs) stay null.
+        assert_eq!(column(&r), [Some(1.0), Some(1.0), None, Some(4.0), None]);
         let mut r = rows(&data);
         fill(&Fill::Linear, &types, &mut r, 1);
         // t=3 lies a quarter of the way from (2, 1.0) to (6, 4.0).
@@ -353,6 +426,48 @@ mod tests {
             1,
         );
         assert_eq!(column(&r), column(&rows(&data)));
+    }
+
+    /// IoTDB's table of constants and the column types they fill ("Fill Null Value"):
+    /// every constant fills a TEXT column with its text.
+    #[test]
+    fn constant_fills_the_types_of_iotdbs_table() {
+        use DataType::{Boolean, Double, Float, Int32, Int64, Text};
+        let text = |s: &str| Some(WireValue::Text(bytes::Bytes::from(s.to_string())));
+        let cases = [
+            (Literal::Integer(7), Int32, Some(WireValue::Int32(7))),
+            (Literal::Integer(7), Int64, Some(WireValue::Int64(7))),
+            (Literal::Integer(7), Float, Some(WireValue::Float(7.0))),
+            (Literal::Integer(7), Double, Some(WireValue::Double(7.0))),
+            (Literal::Integer(7), Text, text("7")),
+            (Literal::Integer(7), Boolean, None),
+            (Literal::Integer(1 << 40), Int32, None),
+            (Literal::Float(2.5), Int32, None),
+            (Literal::Float(2.5), Int64, None),
+            (Literal::Float(2.5), Float, Some(WireValue::Float(2.5))),
+            (Literal::Float(2.5), Double, Some(WireValue::Double(2.5))),
+            (Literal::Float(2.0), Text, text("2.0")),
+            (Literal::Float(1e10), Text, text("1.0E10")),
+            (Literal::Float(-1.5e-5), Text, text("-1.5E-5")),
+            (Literal::Float(2.5), Boolean, None),
+            (
+                Literal::Boolean(true),
+                Boolean,
+                Some(WireValue::Boolean(true)),
+            ),
+            (Literal::Boolean(false), Text, text("false")),
+            (Literal::Boolean(true), Int64, None),
+            (Literal::Text("a".into()), Text, text("a")),
+            (Literal::Text("1".into()), Int64, None),
+            (Literal::Text("true".into()), Boolean, None),
+        ];
+        for (literal, data_type, want) in cases {
+            assert_eq!(
+                constant(&literal, data_type),
+                want,
+                "{literal:?} {data_type:?}"
+            );
+        }
     }
 
     /// Rows of `Time`, a DOUBLE, an INT64 and a TEXT column with nulls here and there
@@ -392,7 +507,8 @@ mod tests {
             for (how, descending) in [
                 (Fill::Linear, false),
                 (Fill::Linear, true),
-                (Fill::Previous, true),
+                (Fill::Previous(None), true),
+                (Fill::Previous(Some(7)), true),
             ] {
                 let mut whole = rows.clone();
                 fill(&how, &types, &mut whole, 1);
@@ -445,11 +561,11 @@ mod tests {
                 })
                 .collect()
         };
-        let mut held = HeldFill::new(&Fill::Previous, &types, 1, true).expect("held");
+        let mut held = HeldFill::new(&Fill::Previous(None), &types, 1, true).expect("held");
         held.set_lacking(&[2]);
         assert_eq!(held.push(page(10), false).expect("push").len(), 10);
         assert_eq!(held.push(page(0), false).expect("push").len(), 10);
-        let mut held = HeldFill::new(&Fill::Previous, &types, 1, true).expect("held");
+        let mut held = HeldFill::new(&Fill::Previous(None), &types, 1, true).expect("held");
         assert!(held.push(page(10), false).expect("push").is_empty());
         assert_eq!(held.push(page(0), true).expect("push").len(), 20);
     }

@@ -364,8 +364,8 @@ pub struct RowPages {
     /// The first value column (after `Time`, and `Device` under `ALIGN BY DEVICE`).
     first_value: usize,
     descending: bool,
-    /// `FILL(PREVIOUS)`'s latest value of each column in the current part.
-    previous: Vec<Option<WireValue>>,
+    /// `FILL(PREVIOUS)`'s latest value of each column in the current part, and its time.
+    previous: Vec<Option<(i64, WireValue)>>,
     /// A fill that holds back the rows waiting for later pages (`FILL(LINEAR)`, a
     /// descending `FILL(PREVIOUS)`).
     held: Option<HeldFill>,
@@ -530,7 +530,9 @@ impl RowPages {
         }
         match &self.fill {
             None => {}
-            Some(Fill::Previous) => fill_previous(&mut rows, self.first_value, &mut self.previous),
+            Some(Fill::Previous(within_ms)) => {
+                fill_previous(&mut rows, self.first_value, *within_ms, &mut self.previous)
+            }
             Some(how) => fill(how, &self.header.column_types, &mut rows, self.first_value),
         }
         if part_done {

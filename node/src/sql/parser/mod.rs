@@ -10,9 +10,9 @@ mod expr;
 
 use super::ast::{
     Aggregate, AggregateFunction, CalendarWindows, Comparison, Compressor, DataType,
-    DatabaseAttributes, Encoding, Fill, GroupByRange, GroupByTime, Insert, InsertRow, Literal,
-    MeasurementSpec, Projection, RegionKind, Select, Statement, TimeExpr, TimeFilter, TimeOrder,
-    Ttl,
+    DatabaseAttributes, Encoding, Fill, GroupByRange, GroupByTime, Insert, InsertRow, LastOrder,
+    LastSortKey, Literal, MeasurementSpec, Projection, RegionKind, Select, Statement, TimeExpr,
+    TimeFilter, TimeOrder, Ttl,
 };
 use super::error::{ParseError, ParseErrorKind};
 use super::expr::{Expr, ScalarFunction, split_time_filter};
@@ -891,25 +891,55 @@ impl<'a> Parser<'a> {
             }
             self.expect(&TokenKind::LeftParen, "'('")?;
             let fill = if self.eat_keyword("PREVIOUS") {
-                Fill::Previous
+                let within_ms = if self.eat(&TokenKind::Comma) {
+                    Some(self.positive_duration()?)
+                } else {
+                    None
+                };
+                Fill::Previous(within_ms)
             } else if self.eat_keyword("LINEAR") {
                 Fill::Linear
             } else {
                 Fill::Constant(self.literal()?)
             };
+            if !matches!(fill, Fill::Previous(_)) && self.peek().kind == TokenKind::Comma {
+                // IoTDB refuses a second argument but to PREVIOUS too.
+                return Err(self.invalid_at(
+                    self.peek().offset,
+                    "only FILL(PREVIOUS, duration) takes a time bound".to_string(),
+                ));
+            }
             self.expect(&TokenKind::RightParen, "')'")?;
             Some(fill)
         } else {
             None
         };
+        let is_last = matches!(projection, Projection::Last(_));
         let mut order = TimeOrder::Ascending;
+        let mut last_order = None;
         if self.eat_keyword("ORDER") {
             self.expect_keyword("BY")?;
-            self.expect_keyword("TIME")?;
-            if self.eat_keyword("DESC") {
-                order = TimeOrder::Descending;
-            } else {
+            let key_offset = self.peek().offset;
+            let key = [
+                LastSortKey::Time,
+                LastSortKey::Timeseries,
+                LastSortKey::Value,
+                LastSortKey::DataType,
+            ][self.expect_keyword_of(&["TIME", "TIMESERIES", "VALUE", "DATATYPE"])?];
+            let descending = self.eat_keyword("DESC");
+            if !descending {
                 self.eat_keyword("ASC");
+            }
+            if is_last {
+                last_order = Some(LastOrder { key, descending });
+            } else if key != LastSortKey::Time {
+                return Err(self.invalid_at(
+                    key_offset,
+                    "ORDER BY TIMESERIES, VALUE or DATATYPE sorts only a SELECT LAST result"
+                        .to_string(),
+                ));
+            } else if descending {
+                order = TimeOrder::Descending;
             }
         }
         let (mut limit, mut offset) = (None, None);
@@ -937,6 +967,13 @@ impl<'a> Parser<'a> {
                 "SELECT LAST does not support ALIGN BY DEVICE".to_string(),
             ));
         }
+        if is_last && (slimit.is_some() || soffset.is_some()) {
+            // IoTDB's words: its LAST result has one row per series, paged by LIMIT/OFFSET.
+            return Err(self.invalid_at(
+                self.peek().offset,
+                "SLIMIT and SOFFSET can not be used in LastQuery".to_string(),
+            ));
+        }
         Ok(Statement::Select(Select {
             projection,
             aliases,
@@ -951,6 +988,7 @@ impl<'a> Parser<'a> {
             group_by,
             group_by_level,
             order,
+            last_order,
             limit,
             offset,
         }))
