@@ -14,8 +14,17 @@ SELECT count(t), avg(t) FROM root.agg.d GROUP BY ([0, 10800000), 1h);
 SELECT LAST t FROM root.agg.d;
 SELECT LAST * FROM root.agg.**;
 SELECT LAST t FROM root.agg.d WHERE time > 7200000;
--- Errors.
+-- A LAST result sorted by any of its columns (ties keep their order) and paged by rows.
+SELECT LAST * FROM root.agg.** ORDER BY TIME DESC LIMIT 1;
+SELECT LAST * FROM root.agg.** ORDER BY TIMESERIES DESC;
+SELECT LAST * FROM root.agg.** ORDER BY VALUE;
+SELECT LAST * FROM root.agg.** ORDER BY DATATYPE DESC LIMIT 2 OFFSET 1;
+SELECT LAST * FROM root.agg.** LIMIT 2 OFFSET 1;
+-- MIN_TIME; items that match no series answer an empty result with its header.
 SELECT min_time(t) FROM root.agg.d;
-SELECT count(t) FROM root.agg.d GROUP BY ([10, 0), 1h);
 SELECT count(nope) FROM root.agg.d;
 SELECT LAST nope FROM root.agg.d;
+-- Errors.
+SELECT count(t) FROM root.agg.d GROUP BY ([10, 0), 1h);
+SELECT LAST * FROM root.agg.** SLIMIT 1;
+SELECT t FROM root.agg.d ORDER BY TIMESERIES;
