@@ -725,3 +725,86 @@ fn sliding_and_calendar_windows_stream_in_pages() {
         .collect();
     assert_rows(&sql, &result.rows, &newest);
 }
+
+/// Aggregates under a value filter fold the filtered rows page by page as they are read
+/// (all select items in one pass), over more rows than one page reads: whole, in windows,
+/// in sliding windows and per device, against the model.
+#[test]
+fn value_filtered_aggregates_fold_the_pages_as_they_come() {
+    let server = TestServer::start(server_options!()).expect("server");
+    let mut client = server.client().expect("connect");
+    write_all(&mut client);
+    // `s2 >= 1000000` keeps the times of d0's s2 from 100,000 on: every third time.
+    let kept: Vec<i64> = (0..ROWS)
+        .filter(|t| t % 3 == 0 && t * 10 >= 1_000_000)
+        .collect();
+    let s1 = |t: i64| t as f64 * 0.5;
+    let sql = "SELECT count(s1), sum(s1), min_value(s2), max_value(s2), first_value(s1), \
+               last_value(s2), avg(s2), count(s3) FROM root.st.d0 WHERE s2 >= 1000000";
+    let result = client.execute_sql(sql).expect(sql);
+    let n = kept.len() as i64;
+    let sum_s2: i64 = kept.iter().map(|t| t * 10).sum();
+    let expected = vec![
+        Some(Value::Int64(n)),
+        Some(Value::Double(kept.iter().map(|&t| s1(t)).sum())),
+        Some(Value::Int64(kept[0] * 10)),
+        Some(Value::Int64(kept[kept.len() - 1] * 10)),
+        Some(Value::Double(s1(kept[0]))),
+        Some(Value::Int64(kept[kept.len() - 1] * 10)),
+        Some(Value::Double(sum_s2 as f64 / n as f64)),
+        Some(Value::Int64(
+            kept.iter().filter(|t| *t % 997 == 0).count() as i64
+        )),
+    ];
+    assert_rows(sql, &result.rows, &[expected]);
+
+    // Windows of 10 s, and sliding windows of 20 s every 10 s: the count and sum of each.
+    let window = |start: i64, end: i64| -> Row {
+        let inside: Vec<i64> = kept
+            .iter()
+            .copied()
+            .filter(|t| (start..end).contains(t))
+            .collect();
+        let sum = (!inside.is_empty())
+            .then(|| Value::Double(inside.iter().map(|t| (t * 10) as f64).sum()));
+        vec![
+            Some(Value::Int64(start)),
+            Some(Value::Int64(inside.len() as i64)),
+            sum,
+        ]
+    };
+    let sql = format!(
+        "SELECT count(s1), sum(s2) FROM root.st.d0 WHERE s2 >= 1000000 GROUP BY ([0, {ROWS}), 10000ms)"
+    );
+    let result = client.execute_sql(&sql).expect("windows");
+    let windows: Vec<Row> = (0..ROWS / 10_000)
+        .map(|k| window(k * 10_000, k * 10_000 + 10_000))
+        .collect();
+    assert_rows(&sql, &result.rows, &windows);
+    let sql = format!(
+        "SELECT count(s1), sum(s2) FROM root.st.d0 WHERE s2 >= 1000000 GROUP BY ([0, {ROWS}), 20000ms, 10000ms)"
+    );
+    let result = client.execute_sql(&sql).expect("sliding");
+    let sliding: Vec<Row> = (0..ROWS / 10_000)
+        .map(|k| window(k * 10_000, (k * 10_000 + 20_000).min(ROWS)))
+        .collect();
+    assert_rows(&sql, &result.rows, &sliding);
+
+    // Per device, each device's own s1: s1 = t/2 + d > 74000 keeps t > 148000 - 2d.
+    let sql = "SELECT count(s1), max_value(s1) FROM root.st.** WHERE s1 > 74000 ALIGN BY DEVICE";
+    let result = client.execute_sql(sql).expect(sql);
+    assert_eq!(
+        result.column_names,
+        ["Device", "count(s1)", "max_value(s1)"]
+    );
+    let by_device: Vec<Row> = (0..3)
+        .map(|d| {
+            vec![
+                device(d),
+                Some(Value::Int64(ROWS - (148_001 - 2 * d))),
+                Some(Value::Double(s1(ROWS - 1) + d as f64)),
+            ]
+        })
+        .collect();
+    assert_rows(sql, &result.rows, &by_device);
+}
