@@ -94,7 +94,7 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
                     settings: config.cluster_settings(),
                     claimed_id: None,
                 },
-                super::registration::SEED_WAIT,
+                config.seed_config_node_wait(),
             )?;
             identity::store(
                 &dir,
@@ -192,7 +192,14 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
         tracing::info!(%node_id, %bound, cluster = %config.cluster_name, "ConfigNode started");
         metrics.set_status(crate::metrics::NodeStatus::Running);
         println!("{CONFIGNODE_READY_PREFIX}{node_id} on {bound}");
-        let outcome = heartbeat_loop(&service, &endpoint, config.heartbeat_interval(), &stop).await;
+        let outcome = heartbeat_loop(
+            &service,
+            &endpoint,
+            config.heartbeat_interval(),
+            &stop,
+            &metrics,
+        )
+        .await;
         metrics.set_status(crate::metrics::NodeStatus::Stopping);
         endpoint.shut_down();
         outcome
@@ -779,11 +786,22 @@ async fn heartbeat_loop(
     endpoint: &InternalEndpoint,
     interval: Duration,
     stop: &AtomicBool,
+    metrics: &crate::metrics::NodeMetrics,
 ) -> anyhow::Result<()> {
     let tick = interval.min(Duration::from_millis(50));
     let mut next = Instant::now();
+    let mut published: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
         service.tick()?;
+        if published.is_none_or(|at| at.elapsed() >= crate::metrics::GAUGE_PUBLISH_INTERVAL) {
+            published = Some(Instant::now());
+            // Only the leader hears heartbeats: a follower's statuses would be stale.
+            metrics.set_cluster(
+                service
+                    .is_leader()
+                    .then(|| service.node.borrow().cluster_gauges()),
+            );
+        }
         if !service.is_leader() || Instant::now() < next {
             monoio::time::sleep(tick).await;
             continue;

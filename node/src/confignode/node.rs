@@ -1662,6 +1662,12 @@ impl<S: CommandStore> ConfigNode<S> {
         views::show_cluster(&self.view_state(), details)
     }
 
+    /// The cluster gauges of the metrics endpoint (counted from `SHOW CLUSTER` and
+    /// `SHOW REGIONS`).
+    pub fn cluster_gauges(&self) -> views::ClusterGauges {
+        views::cluster_gauges(&self.view_state())
+    }
+
     /// `SHOW DATANODES`.
     pub fn show_data_nodes(&self) -> Table {
         views::show_data_nodes(&self.view_state())
