@@ -697,3 +697,58 @@ fn joining_survives_a_crash_at_each_kill_point() {
         .execute_sql("CREATE DATABASE root.two_config_nodes")
         .expect("the two-member group commits");
 }
+
+/// A DataNode started before its seed ConfigNode waits for it, saying so once in its log,
+/// and registers once the ConfigNode is up; one whose seed never comes exits after
+/// `seed_config_node_wait_in_ms` with an error naming the seed key.
+#[test]
+fn a_data_node_started_before_its_seed_waits_for_it_for_a_bounded_time() {
+    let mut cluster = TestCluster::planned(BINARY, &[]).unwrap();
+    let ip = iotdb_tests::server::next_loopback_host();
+    let mut data_node =
+        TestServer::launch_on(ip, cluster.data_node_options(ip, 1).unwrap()).unwrap();
+    let waiting = "the seed ConfigNode is not reachable yet; retrying for up to 20s";
+    let deadline = Instant::now() + PATIENCE;
+    while !std::fs::read_to_string(data_node.log_path())
+        .unwrap_or_default()
+        .contains(waiting)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the DataNode never said it waits:\n{}",
+            data_node.log_tail()
+        );
+        assert!(data_node.is_running(), "{}", data_node.log_tail());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.start_seed().unwrap();
+    data_node.wait_ready().unwrap();
+    cluster.data_nodes.push(data_node);
+    let rows = cluster.show_cluster(0).unwrap();
+    assert_eq!(data_node_ids(&rows).len(), 1, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|row| row.node_type != "DataNode" || row.status == "Running"),
+        "{rows:?}"
+    );
+
+    // No ConfigNode ever comes: the DataNode gives up after the configured wait.
+    let lonely = TestCluster::planned(BINARY, &[("seed_config_node_wait_in_ms", "1500")]).unwrap();
+    let ip = iotdb_tests::server::next_loopback_host();
+    let started = Instant::now();
+    let error = TestServer::start_on(ip, lonely.data_node_options(ip, 1).unwrap())
+        .err()
+        .expect("a DataNode without its seed does not start")
+        .to_string();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.contains("retrying for up to 1.5s")
+            && error.contains("dn_seed_config_node")
+            && error.contains("seed_config_node_wait_in_ms"),
+        "{error}"
+    );
+}
