@@ -71,8 +71,8 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Moves a DataRegion or SchemaRegion replica from one DataNode to another (MIGRATE REGION). Waits for
-    /// the end, printing progress.
+    /// Moves a DataRegion or SchemaRegion replica from one DataNode to another (MIGRATE
+    /// REGION). Waits for the end, printing progress.
     MigrateRegion {
         /// The region id (SHOW REGIONS).
         region: u32,

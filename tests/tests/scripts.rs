@@ -40,6 +40,29 @@ fn bin_dir(parent: &std::path::Path) -> std::path::PathBuf {
     )
 }
 
+/// Writes `conf` set for a standalone server on `ip:port` with one core to
+/// `home/conf/iotdb-system.toml`; the scripts of `home/sbin`, and a guard over `home/logs`.
+fn standalone_home(
+    home: &std::path::Path,
+    conf: &str,
+    ip: std::net::Ipv4Addr,
+    port: u16,
+) -> (Scripts, Guard) {
+    let conf = with_key(conf, "dn_rpc_address", &format!("\"{ip}\""));
+    let conf = with_key(&conf, "dn_rpc_port", &port.to_string());
+    let conf = with_key(&conf, "dn_cores", "1");
+    std::fs::create_dir_all(home.join("conf")).unwrap();
+    std::fs::write(home.join("conf/iotdb-system.toml"), conf).unwrap();
+    let scripts = Scripts {
+        sbin: home.join("sbin"),
+        env: vec![("HOME", home.to_path_buf())],
+    };
+    let guard = Guard {
+        log_dirs: vec![home.join("logs")],
+    };
+    (scripts, guard)
+}
+
 #[test]
 fn standalone_from_an_unpacked_installation() {
     let started = Instant::now();
@@ -54,18 +77,7 @@ fn standalone_from_an_unpacked_installation() {
     let ip = next_loopback_host();
     let port = free_port(ip).unwrap();
     let conf = std::fs::read_to_string(repository().join("conf/iotdb-system.toml")).unwrap();
-    let conf = with_key(&conf, "dn_rpc_address", &format!("\"{ip}\""));
-    let conf = with_key(&conf, "dn_rpc_port", &port.to_string());
-    let conf = with_key(&conf, "dn_cores", "1");
-    std::fs::create_dir_all(home.join("conf")).unwrap();
-    std::fs::write(home.join("conf/iotdb-system.toml"), conf).unwrap();
-    let scripts = Scripts {
-        sbin: home.join("sbin"),
-        env: vec![("HOME", home.to_path_buf())],
-    };
-    let _guard = Guard {
-        log_dirs: vec![home.join("logs")],
-    };
+    let (scripts, _guard) = standalone_home(home, &conf, ip, port);
     // data_dir = "data" is relative: to the installation.
     let data = home.join("data");
     let pid_file = home.join("logs/standalone.pid");
@@ -243,17 +255,7 @@ fn dist_tarball_unpacks_to_a_working_installation() {
     let ip = next_loopback_host();
     let port = free_port(ip).unwrap();
     let conf = std::fs::read_to_string(home.join("conf/iotdb-system.toml")).unwrap();
-    let conf = with_key(&conf, "dn_rpc_address", &format!("\"{ip}\""));
-    let conf = with_key(&conf, "dn_rpc_port", &port.to_string());
-    let conf = with_key(&conf, "dn_cores", "1");
-    std::fs::write(home.join("conf/iotdb-system.toml"), conf).unwrap();
-    let scripts = Scripts {
-        sbin: home.join("sbin"),
-        env: vec![("HOME", home.to_path_buf())],
-    };
-    let _guard = Guard {
-        log_dirs: vec![home.join("logs")],
-    };
+    let (scripts, _guard) = standalone_home(home, &conf, ip, port);
     let run = scripts.run("start-standalone.sh", &[]).ok();
     assert!(run.stdout.contains("is serving"), "{}", run.text());
     let pid = read_pid(&home.join("logs/standalone.pid"));

@@ -1204,6 +1204,25 @@ fn migration_cluster(dir: &Path) -> ConfigNode {
     node
 }
 
+/// The first data region group of `node` and a DataNode that holds no replica of it.
+fn data_group_and_outsider(node: &ConfigNode) -> (RegionGroup, NodeId) {
+    let group = node
+        .state()
+        .region_groups()
+        .values()
+        .find(|g| g.kind == RegionGroupKind::Data)
+        .unwrap()
+        .clone();
+    let outsider = node
+        .state()
+        .data_nodes()
+        .keys()
+        .copied()
+        .find(|n| group.replicas.iter().all(|r| r.data_node_id != *n))
+        .unwrap();
+    (group, outsider)
+}
+
 /// `MIGRATE REGION` of a group's leader crashed at each of its kill points resumes after
 /// a restart and ends as an uninterrupted one: the new replica holds the group and leads
 /// it, the old one is gone, nothing else moved; and refusals record nothing.
@@ -1219,26 +1238,13 @@ fn migrate_region_survives_a_crash_at_every_kill_point() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut node = migration_cluster(dir.path());
-        let group = node
-            .state()
-            .region_groups()
-            .values()
-            .find(|g| g.kind == RegionGroupKind::Data)
-            .unwrap()
-            .clone();
+        let (group, to) = data_group_and_outsider(&node);
         let from = group.leader;
         let stay = group
             .replicas
             .iter()
             .map(|r| r.data_node_id)
             .find(|n| *n != from)
-            .unwrap();
-        let to = node
-            .state()
-            .data_nodes()
-            .keys()
-            .copied()
-            .find(|n| group.replicas.iter().all(|r| r.data_node_id != *n))
             .unwrap();
         let untouched: Vec<RegionGroup> = node
             .state()
@@ -1314,20 +1320,7 @@ fn migrate_region_survives_a_crash_at_every_kill_point() {
 fn a_migration_that_never_catches_up_rolls_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = migration_cluster(dir.path());
-    let group = node
-        .state()
-        .region_groups()
-        .values()
-        .find(|g| g.kind == RegionGroupKind::Data)
-        .unwrap()
-        .clone();
-    let to = node
-        .state()
-        .data_nodes()
-        .keys()
-        .copied()
-        .find(|n| group.replicas.iter().all(|r| r.data_node_id != *n))
-        .unwrap();
+    let (group, to) = data_group_and_outsider(&node);
     node.migrate_region(group.id, group.leader, to).unwrap();
     let none = HashMap::new();
     node.advance_procedures(&none).unwrap();
@@ -1709,13 +1702,7 @@ fn remove_data_node_moves_its_single_replica_schema_region() {
 fn remove_data_node_is_refused_while_a_co_holder_is_down_or_a_group_migrates() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = migration_cluster(dir.path());
-    let group = node
-        .state()
-        .region_groups()
-        .values()
-        .find(|g| g.kind == RegionGroupKind::Data)
-        .unwrap()
-        .clone();
+    let (group, to) = data_group_and_outsider(&node);
     let victim = group.replicas[0].data_node_id;
     let co_holder = group.replicas[1].data_node_id;
 
@@ -1738,13 +1725,6 @@ fn remove_data_node_is_refused_while_a_co_holder_is_down_or_a_group_migrates() {
     assert!(node.state().procedures().is_empty());
 
     node.set_node_status(co_holder, NodeStatus::Running)
-        .unwrap();
-    let to = node
-        .state()
-        .data_nodes()
-        .keys()
-        .copied()
-        .find(|n| group.replicas.iter().all(|r| r.data_node_id != *n))
         .unwrap();
     let migration = node.migrate_region(group.id, co_holder, to).unwrap();
     let version = node.version();
