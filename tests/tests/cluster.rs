@@ -2,7 +2,8 @@
 //! 127.0.0.x addresses, started in the seed's order (ConfigNode first, then DataNodes that
 //! register through their seed). `SHOW CLUSTER` asked of any DataNode lists every node
 //! with its id and status; ids survive restarts; a DataNode killed with SIGKILL turns
-//! Unknown within three heartbeat intervals and Running again when it comes back; a node
+//! Unknown within three heartbeat intervals and Running again when it comes back (and
+//! stays so); a DataNode started before its seed ConfigNode waits for it; a node
 //! of another cluster, or with other cluster-wide settings, is refused at once.
 
 use std::collections::BTreeSet;
@@ -281,6 +282,13 @@ fn a_killed_data_node_turns_unknown_and_comes_back() {
         .unwrap();
     eprintln!("restarted DataNode Running after {:?}", restarted.elapsed());
     assert_eq!(data_node_ids(&rows).len(), 2, "no new id: {rows:?}");
+    // It stays Running: the connection failures the ConfigNode remembers of its previous
+    // process do not fail the first heartbeats after it registered again.
+    for _ in 0..(5 * TEST_HEARTBEAT_MS / 100) {
+        let rows = cluster.show_cluster(0).unwrap();
+        assert_eq!(status_of(&rows, victim_id), Some("Running"), "{rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Nodes that do not belong are refused with a clear error and a non-zero exit, never

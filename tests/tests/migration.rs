@@ -10,7 +10,8 @@
 //!   moves, snapshot and WAL tail) while a client writes: the node leaves `SHOW CLUSTER`
 //!   and stops itself, and every acknowledged point reads back. Refusals (an unknown
 //!   node, a destination already holding the region, a removal below the replication
-//!   factor) change nothing.
+//!   factor, a removal of the node while it is down and holds the only copies) change
+//!   nothing.
 //! - `REMOVE CONFIGNODE` of the leader (it hands leadership over first), then of a
 //!   follower with the script; the last one is refused.
 //! - `REMOVE DATANODE` of a node that holds nothing, sent through that node: it is
@@ -310,6 +311,37 @@ fn remove_data_node_moves_its_only_copies_and_stops_it() {
         .filter(|r| r.data_node == victim)
         .map(|r| r.region)
         .collect();
+
+    // While it is down its only copies cannot be sent: the removal is refused, nothing
+    // changes, and it is removed once it runs again.
+    cluster.data_nodes[victim_index].kill().expect("SIGKILL");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "the killed DataNode Unknown", |rows| {
+            rows.iter()
+                .any(|row| row.node_id == victim && row.status == "Unknown")
+        })
+        .unwrap();
+    let refused = error_of(&mut admin, &format!("REMOVE DATANODE {victim}"));
+    assert!(
+        refused.contains("it is Unknown and holds the only replica of DataRegion"),
+        "{refused}"
+    );
+    assert_eq!(
+        data_replicas(&mut admin)
+            .unwrap()
+            .iter()
+            .filter(|r| r.data_node == victim)
+            .map(|r| r.region)
+            .collect::<Vec<_>>(),
+        moved
+    );
+    cluster.data_nodes[victim_index].restart().expect("restart");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "the restarted DataNode Running", |rows| {
+            rows.iter()
+                .all(|row| row.node_id != victim || row.status == "Running")
+        })
+        .unwrap();
 
     // As the seed does it: `sbin/remove-datanode.sh ip:port` (here through DataNode 0,
     // naming the victim by its client address), which waits for the end.

@@ -234,6 +234,10 @@ struct Liveness {
     /// Bumped when the node registers again (a restart): the outcome of a heartbeat sent
     /// to its previous incarnation is ignored.
     incarnation: u64,
+    /// Registered again since the last heartbeat was sent: the connection failure the
+    /// endpoint remembers of the previous incarnation is forgotten before the next one,
+    /// else that heartbeat fails at once and the node just registered turns Unknown.
+    registered_again: bool,
 }
 
 struct Service {
@@ -608,6 +612,7 @@ impl Service {
                 entry.missed = 0;
                 entry.acked_version = None;
                 entry.incarnation += 1;
+                entry.registered_again = true;
                 FromConfigNode::Registered {
                     node_id,
                     leader: self.node_id,
@@ -821,6 +826,16 @@ async fn heartbeat_loop(
                 entry.in_flight = true;
             }
             endpoint.add_peer(target, address);
+            if std::mem::take(
+                &mut service
+                    .liveness
+                    .borrow_mut()
+                    .entry(target)
+                    .or_default()
+                    .registered_again,
+            ) {
+                endpoint.clear_unreachable(target);
+            }
             let (acked, incarnation) = {
                 let liveness = service.liveness.borrow();
                 (
