@@ -13,8 +13,10 @@ Usage: $(basename "$0") NODE [-h HOST[:PORT]] [-u USER] [-pw PASSWORD] [-c FILE]
 Removes DataNode NODE (its id from SHOW CLUSTER, or its rpc address and port as SHOW
 DATANODES lists them, e.g. iotdb-4:6667): the node turns Removing, every region replica on
 it moves to another DataNode (writes and queries go on), then it leaves the cluster and
-stops itself. Refused while fewer Running DataNodes than the largest replication factor
-would remain. Waits for the end (at most --timeout, default 1800 s; the removal goes on
+stops itself. Refused (nothing changes) while fewer Running DataNodes than the largest
+replication factor would remain, while another DataNode holding a replica of one of its
+region groups is not Running, while one of its groups is already migrating, and while the
+node itself is not Running and holds the only replica of a group (start it first). Waits for the end (at most --timeout, default 1800 s; the removal goes on
 after it), printing how many replicas the node still holds.
 
 Options:
@@ -27,7 +29,7 @@ Options:
   --no-wait            start the removal and return
   --role confignode    remove a ConfigNode instead (what remove-confignode.sh does): NODE
                        is its id or internal address:port (SHOW CONFIGNODES); refused for
-                       the last ConfigNode and for the leader
+                       the last ConfigNode (the leader hands leadership over first)
   --help               this help
 USAGE
 }

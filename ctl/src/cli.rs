@@ -59,8 +59,8 @@ enum Command {
         #[command(flatten)]
         wait: WaitArgs,
     },
-    /// Removes a ConfigNode (not the last, not the leader): it leaves the ConfigNode group
-    /// and stops itself.
+    /// Removes a ConfigNode (not the last; the leader hands leadership over first): it
+    /// leaves the ConfigNode group and stops itself.
     RemoveConfignode {
         /// The ConfigNode: its id, or host:port as SHOW CONFIGNODES lists it.
         node: String,
@@ -71,8 +71,8 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
     },
-    /// Moves a DataRegion replica from one DataNode to another (MIGRATE REGION). Waits for
-    /// the end, printing progress.
+    /// Moves a DataRegion or SchemaRegion replica from one DataNode to another (MIGRATE
+    /// REGION). Waits for the end, printing progress.
     MigrateRegion {
         /// The region id (SHOW REGIONS).
         region: u32,

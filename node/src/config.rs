@@ -49,6 +49,10 @@ pub struct ServerConfig {
     /// `host:port` of a running ConfigNode a DataNode registers with (IoTDB's
     /// `dn_seed_config_node`).
     pub dn_seed_config_node: String,
+    /// How long a starting node (a DataNode, or a ConfigNode joining a cluster) keeps
+    /// trying its seed ConfigNode while it does not answer before it exits with an error
+    /// naming the seed key.
+    pub seed_config_node_wait_in_ms: u64,
     /// How often the ConfigNode leader heartbeats every node; a node that misses
     /// [`HEARTBEATS_MISSED_FOR_UNKNOWN`] in a row (or whose connection breaks) is `Unknown`.
     pub heartbeat_interval_in_ms: u64,
@@ -149,6 +153,7 @@ impl Default for ServerConfig {
             cn_consensus_port: 10720,
             cn_seed_config_node: "127.0.0.1:10710".into(),
             dn_seed_config_node: "127.0.0.1:10710".into(),
+            seed_config_node_wait_in_ms: crate::cluster::registration::SEED_WAIT_MS_DEFAULT,
             heartbeat_interval_in_ms: 1000,
             dn_mpp_data_exchange_port: 10740,
             dn_schema_region_consensus_port: 10750,
@@ -295,6 +300,10 @@ impl ServerConfig {
     }
 
     /// The heartbeat interval.
+    pub fn seed_config_node_wait(&self) -> Duration {
+        Duration::from_millis(self.seed_config_node_wait_in_ms)
+    }
+
     pub fn heartbeat_interval(&self) -> Duration {
         Duration::from_millis(self.heartbeat_interval_in_ms)
     }

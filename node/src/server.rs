@@ -89,7 +89,7 @@ pub fn run_datanode(config: ServerConfig) -> anyhow::Result<()> {
             settings: config.cluster_settings(),
             claimed_id,
         },
-        registration::SEED_WAIT,
+        config.seed_config_node_wait(),
     )?;
     crate::cluster::kill_point("DataNode.Registered");
     if known.is_none() {
@@ -222,10 +222,6 @@ fn run_data_node(
     let config_node_id = control.config_node_id();
     let route = Arc::new(SharedRoute::new(control.route_view()));
     let read_only_reported = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let mut control = control;
-    control.share_read_only_flag(read_only_reported.clone());
-    let (control_thread, control) =
-        ControlThread::start(control, route.clone()).context("starting the control thread")?;
     let clustered = member.is_some();
     // A standalone server is both roles and serves both sets on the DataNode's port.
     let roles = if clustered {
@@ -234,6 +230,11 @@ fn run_data_node(
         vec![Role::ConfigNode, Role::DataNode]
     };
     let metrics = NodeMetrics::new(roles, cores);
+    let mut control = control;
+    control.share_read_only_flag(read_only_reported.clone());
+    control.share_metrics(metrics.clone());
+    let (control_thread, control) =
+        ControlThread::start(control, route.clone()).context("starting the control thread")?;
     crate::metrics::serve(
         config.dn_metrics_socket_address()?,
         "dn_metric_prometheus_reporter_port",

@@ -2,7 +2,7 @@
 //! of its own (127.0.0.x), started in the seed's order (the ConfigNode first), with a
 //! short heartbeat interval so status changes show within a test's patience.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -57,22 +57,8 @@ impl TestCluster {
         cores: usize,
         settings: &[(&str, &str)],
     ) -> anyhow::Result<TestCluster> {
-        let binary = binary.into();
-        let ip = next_loopback_host();
-        let port = free_port(ip)?;
-        let seed = format!("{ip}:{port}");
-        let mut cluster = TestCluster {
-            binary,
-            config_nodes: Vec::new(),
-            data_nodes: Vec::new(),
-            seed,
-            cluster_name: "testCluster".to_string(),
-            settings: settings
-                .iter()
-                .map(|(key, value)| (key.to_string(), value.to_string()))
-                .collect(),
-        };
-        cluster.add_config_node(ip, port)?;
+        let mut cluster = Self::planned(binary, settings)?;
+        cluster.start_seed()?;
         for _ in 1..config_nodes {
             let ip = next_loopback_host();
             let port = free_port(ip)?;
@@ -82,6 +68,37 @@ impl TestCluster {
             cluster.add_data_node(cores)?;
         }
         Ok(cluster)
+    }
+
+    /// A cluster with its seed ConfigNode's address chosen and no node started (a test
+    /// that starts nodes in an order of its own, e.g. a DataNode before its seed);
+    /// [`TestCluster::start_seed`] starts the seed.
+    pub fn planned(
+        binary: impl Into<std::path::PathBuf>,
+        settings: &[(&str, &str)],
+    ) -> anyhow::Result<TestCluster> {
+        let ip = next_loopback_host();
+        let port = free_port(ip)?;
+        Ok(TestCluster {
+            binary: binary.into(),
+            config_nodes: Vec::new(),
+            data_nodes: Vec::new(),
+            seed: format!("{ip}:{port}"),
+            cluster_name: "testCluster".to_string(),
+            settings: settings
+                .iter()
+                .map(|(key, value)| (key.to_string(), value.to_string()))
+                .collect(),
+        })
+    }
+
+    /// Starts the seed ConfigNode (the first; it founds the cluster) on its address.
+    pub fn start_seed(&mut self) -> anyhow::Result<()> {
+        let seed: SocketAddr = self.seed.parse().context("the seed address")?;
+        let IpAddr::V4(ip) = seed.ip() else {
+            bail!("the seed {seed} is not an IPv4 loopback address");
+        };
+        self.add_config_node(ip, seed.port())
     }
 
     /// Options of a ConfigNode of this cluster on `ip` (its seed is the first one's).

@@ -153,6 +153,9 @@ pub struct TestServer {
     address: SocketAddr,
     shard_count: usize,
     child: Option<Child>,
+    /// Between [`TestServer::launch_on`] and [`TestServer::wait_ready`]: the ready lines
+    /// the stdout reader forwards, and the port asked for.
+    starting: Option<(mpsc::Receiver<String>, u16)>,
 }
 
 impl TestServer {
@@ -164,6 +167,14 @@ impl TestServer {
     /// [`TestServer::start`] on a given loopback host (a cluster node whose internal
     /// address was chosen before it starts).
     pub fn start_on(ip: Ipv4Addr, options: ServerOptions) -> anyhow::Result<TestServer> {
+        let mut server = Self::launch_on(ip, options)?;
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    /// Starts the process as [`TestServer::start_on`] does but returns at once (a DataNode
+    /// started before its seed ConfigNode); [`TestServer::wait_ready`] waits for it.
+    pub fn launch_on(ip: Ipv4Addr, options: ServerOptions) -> anyhow::Result<TestServer> {
         let root = tempfile::Builder::new()
             .prefix("iotdb-test-")
             .tempdir()
@@ -175,13 +186,14 @@ impl TestServer {
             address: SocketAddr::new(IpAddr::V4(ip), 0),
             shard_count: 0,
             child: None,
+            starting: None,
         };
         let port = if server.options.kernel_port {
             0
         } else {
             free_port(ip)?
         };
-        server.spawn(port)?;
+        server.launch(port)?;
         Ok(server)
     }
 
@@ -294,7 +306,8 @@ impl TestServer {
             bail!("restart while the server still runs: stop or kill it first");
         }
         self.child = None;
-        self.spawn(self.address.port())
+        self.launch(self.address.port())?;
+        self.wait_ready()
     }
 
     /// The last [`LOG_TAIL_LINES`] lines of the server log.
@@ -310,7 +323,7 @@ impl TestServer {
         lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
     }
 
-    fn spawn(&mut self, port: u16) -> anyhow::Result<()> {
+    fn launch(&mut self, port: u16) -> anyhow::Result<()> {
         let data_dir = self.data_dir();
         let log = OpenOptions::new()
             .create(true)
@@ -355,6 +368,13 @@ impl TestServer {
             }
         });
         self.child = Some(child);
+        self.starting = Some((receiver, port));
+        Ok(())
+    }
+
+    /// Waits (at most [`READY_TIMEOUT`]) for the ready line of the process launched last.
+    pub fn wait_ready(&mut self) -> anyhow::Result<()> {
+        let (receiver, port) = self.starting.take().context("no start is under way")?;
         let deadline = Instant::now() + READY_TIMEOUT;
         let line = loop {
             match receiver.recv_timeout(Duration::from_millis(100)) {

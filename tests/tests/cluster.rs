@@ -2,7 +2,8 @@
 //! 127.0.0.x addresses, started in the seed's order (ConfigNode first, then DataNodes that
 //! register through their seed). `SHOW CLUSTER` asked of any DataNode lists every node
 //! with its id and status; ids survive restarts; a DataNode killed with SIGKILL turns
-//! Unknown within three heartbeat intervals and Running again when it comes back; a node
+//! Unknown within three heartbeat intervals and Running again when it comes back (and
+//! stays so); a DataNode started before its seed ConfigNode waits for it; a node
 //! of another cluster, or with other cluster-wide settings, is refused at once.
 
 use std::collections::BTreeSet;
@@ -281,6 +282,13 @@ fn a_killed_data_node_turns_unknown_and_comes_back() {
         .unwrap();
     eprintln!("restarted DataNode Running after {:?}", restarted.elapsed());
     assert_eq!(data_node_ids(&rows).len(), 2, "no new id: {rows:?}");
+    // It stays Running: the connection failures the ConfigNode remembers of its previous
+    // process do not fail the first heartbeats after it registered again.
+    for _ in 0..(5 * TEST_HEARTBEAT_MS / 100) {
+        let rows = cluster.show_cluster(0).unwrap();
+        assert_eq!(status_of(&rows, victim_id), Some("Running"), "{rows:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Nodes that do not belong are refused with a clear error and a non-zero exit, never
@@ -696,4 +704,59 @@ fn joining_survives_a_crash_at_each_kill_point() {
         .unwrap()
         .execute_sql("CREATE DATABASE root.two_config_nodes")
         .expect("the two-member group commits");
+}
+
+/// A DataNode started before its seed ConfigNode waits for it, saying so once in its log,
+/// and registers once the ConfigNode is up; one whose seed never comes exits after
+/// `seed_config_node_wait_in_ms` with an error naming the seed key.
+#[test]
+fn a_data_node_started_before_its_seed_waits_for_it_for_a_bounded_time() {
+    let mut cluster = TestCluster::planned(BINARY, &[]).unwrap();
+    let ip = iotdb_tests::server::next_loopback_host();
+    let mut data_node =
+        TestServer::launch_on(ip, cluster.data_node_options(ip, 1).unwrap()).unwrap();
+    let waiting = "the seed ConfigNode is not reachable yet; retrying for up to 20s";
+    let deadline = Instant::now() + PATIENCE;
+    while !std::fs::read_to_string(data_node.log_path())
+        .unwrap_or_default()
+        .contains(waiting)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the DataNode never said it waits:\n{}",
+            data_node.log_tail()
+        );
+        assert!(data_node.is_running(), "{}", data_node.log_tail());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cluster.start_seed().unwrap();
+    data_node.wait_ready().unwrap();
+    cluster.data_nodes.push(data_node);
+    let rows = cluster.show_cluster(0).unwrap();
+    assert_eq!(data_node_ids(&rows).len(), 1, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|row| row.node_type != "DataNode" || row.status == "Running"),
+        "{rows:?}"
+    );
+
+    // No ConfigNode ever comes: the DataNode gives up after the configured wait.
+    let lonely = TestCluster::planned(BINARY, &[("seed_config_node_wait_in_ms", "1500")]).unwrap();
+    let ip = iotdb_tests::server::next_loopback_host();
+    let started = Instant::now();
+    let error = TestServer::start_on(ip, lonely.data_node_options(ip, 1).unwrap())
+        .err()
+        .expect("a DataNode without its seed does not start")
+        .to_string();
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        error.contains("retrying for up to 1.5s")
+            && error.contains("dn_seed_config_node")
+            && error.contains("seed_config_node_wait_in_ms"),
+        "{error}"
+    );
 }

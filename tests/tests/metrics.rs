@@ -2,8 +2,10 @@
 //! text (a strict parser below: `# HELP`, `# TYPE`, `name{labels} value`, each sample
 //! under its family's TYPE), and the counters match what the test did — points written,
 //! write and query requests, an error by its status code, WAL fdatasyncs, flushed bytes —
-//! while the gauges show the node running and its region replicas. In a 1C3D cluster the
-//! ConfigNode reports its status, and the leaders of replicated region groups their lag.
+//! while the gauges show the node running and its region replicas, and a compaction
+//! counts its bytes. In a 1C3D cluster the ConfigNode reports its status and cluster
+//! gauges that agree with `SHOW CLUSTER` and `SHOW REGIONS`, the DataNodes their
+//! SchemaRegion replicas, and the leaders of replicated region groups their lag.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::{Read, Write};
@@ -11,6 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use iotdb_net::{CreateDatabase, DataType, RawQuery, SeriesSelection, Value, WireTablet};
+use iotdb_tests::cluster::text_rows;
 use iotdb_tests::server::{free_port, next_loopback_host};
 use iotdb_tests::{TestCluster, TestServer, server_options};
 
@@ -207,6 +210,27 @@ fn scrape_until(address: SocketAddr, what: &str, check: impl Fn(&Scrape) -> bool
     }
 }
 
+/// The samples of family `name` as (value of `label`, value of `status`) → value.
+fn by_status(scrape: &Scrape, name: &str, label: &str) -> BTreeMap<(String, String), f64> {
+    scrape
+        .samples
+        .iter()
+        .filter(|((family, _), _)| family == name)
+        .map(|((_, labels), value)| ((labels[label].clone(), labels["status"].clone()), *value))
+        .collect()
+}
+
+/// Rows of an admin view counted by (`column`, `Status`).
+fn tally(rows: &[BTreeMap<String, String>], column: &str) -> BTreeMap<(String, String), f64> {
+    let mut counts = BTreeMap::new();
+    for row in rows {
+        *counts
+            .entry((row[column].clone(), row["Status"].clone()))
+            .or_default() += 1.0;
+    }
+    counts
+}
+
 fn tablet(device: &str, data_type: DataType) -> WireTablet {
     let mut tablet = WireTablet::new(device, &[("s1", data_type), ("s2", data_type)]);
     for t in 0..ROWS {
@@ -228,7 +252,8 @@ fn standalone_metrics_count_what_was_written() {
     let options = server_options!()
         .cores(2)
         .set("dn_metric_reporter_list", "PROMETHEUS")
-        .set("dn_metric_prometheus_reporter_port", port);
+        .set("dn_metric_prometheus_reporter_port", port)
+        .set("compaction_cold_delay_in_ms", 200);
     let server = TestServer::start_on(ip, options.clone()).unwrap();
     let metrics = SocketAddr::new(ip.into(), port);
 
@@ -336,6 +361,17 @@ fn standalone_metrics_count_what_was_written() {
         written.counter("iotdb_points_written_total")
     );
 
+    // The same points again go to an unsequence file; with the sequence file of the first
+    // flush the partition is compacted.
+    assert_eq!(flushed.counter("iotdb_compaction_bytes_total"), 0.0);
+    client
+        .insert_tablets(&[tablet("root.m.d0", DataType::Int64)])
+        .unwrap();
+    client.flush(Vec::new()).unwrap();
+    scrape_until(metrics, "a compaction counted its bytes", |s| {
+        s.counter("iotdb_compaction_bytes_total") > 0.0
+    });
+
     let (status, _, _) = get(metrics, "/other");
     assert_eq!(status, "HTTP/1.1 404 Not Found");
 
@@ -433,6 +469,64 @@ fn cluster_nodes_report_status_and_replication_lag() {
         assert!(
             Instant::now() < deadline,
             "no DataNode reported a led group's lag"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // The ConfigNode's cluster gauges agree with SHOW CLUSTER and SHOW REGIONS, and the
+    // DataNodes' SchemaRegion replicas with SHOW REGIONS (the write created a schema
+    // region).
+    let cluster_rows = text_rows(&client.execute_sql("SHOW CLUSTER").unwrap());
+    let region_rows = text_rows(&client.execute_sql("SHOW REGIONS").unwrap());
+    let nodes = tally(&cluster_rows, "NodeType");
+    assert_eq!(nodes[&("DataNode".into(), "Running".into())], 3.0);
+    let replicas = tally(&region_rows, "Type");
+    let mut groups: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+    for row in &region_rows {
+        groups
+            .entry(row["Type"].clone())
+            .or_default()
+            .insert(row["RegionId"].clone());
+    }
+    let config_node = scrape_until(
+        metrics_of(&cluster.config_nodes[0], 9091),
+        "cluster gauges as SHOW CLUSTER and SHOW REGIONS",
+        |s| {
+            by_status(s, "iotdb_cluster_nodes", "type") == nodes
+                && by_status(s, "iotdb_cluster_region_replicas", "kind") == replicas
+        },
+    );
+    let running_groups: BTreeMap<(String, String), f64> = groups
+        .iter()
+        .map(|(kind, ids)| ((kind.clone(), "Running".to_string()), ids.len() as f64))
+        .collect();
+    assert_eq!(
+        by_status(&config_node, "iotdb_cluster_region_groups", "kind"),
+        running_groups
+    );
+    let schema_replicas = replicas
+        .iter()
+        .filter(|((kind, _), _)| kind == "SchemaRegion")
+        .map(|(_, count)| count)
+        .sum::<f64>();
+    assert!(schema_replicas >= 1.0, "{region_rows:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: f64 = cluster
+            .data_nodes
+            .iter()
+            .map(|node| {
+                scrape(metrics_of(node, 9092))
+                    .value("iotdb_region_replicas", &[("kind", "SchemaRegion")])
+                    .unwrap_or(0.0)
+            })
+            .sum();
+        if held == schema_replicas {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "DataNodes report {held} SchemaRegion replicas, SHOW REGIONS lists {schema_replicas}"
         );
         std::thread::sleep(Duration::from_millis(200));
     }

@@ -4,11 +4,14 @@
 //!   `data_replication_factor=2`, while a client writes, with the ConfigNode SIGKILLed in
 //!   the middle: after its restart the migration finishes, the new replica leads, the old
 //!   one's files are gone, and every acknowledged point reads back.
+//! - The same with the DataNode receiving the new replica SIGKILLed (and restarted) while
+//!   the replica is being added: the transfer starts again and finishes.
 //! - `REMOVE DATANODE` of a node holding single-replica groups (`factor 1`: the only copy
 //!   moves, snapshot and WAL tail) while a client writes: the node leaves `SHOW CLUSTER`
 //!   and stops itself, and every acknowledged point reads back. Refusals (an unknown
 //!   node, a destination already holding the region, a removal below the replication
-//!   factor) change nothing.
+//!   factor, a removal of the node while it is down and holds the only copies) change
+//!   nothing.
 //! - `REMOVE CONFIGNODE` of the leader (it hands leadership over first), then of a
 //!   follower with the script; the last one is refused.
 //! - `REMOVE DATANODE` of a node that holds nothing, sent through that node: it is
@@ -138,8 +141,31 @@ fn start_1c3d_with(settings: &[(&str, &str)]) -> TestCluster {
     cluster
 }
 
+/// What is SIGKILLed (and restarted half a second later) once a migration's new replica
+/// is listed.
+#[derive(Clone, Copy, Debug)]
+enum Crash {
+    /// The ConfigNode: its procedure resumes after the restart.
+    ConfigNode,
+    /// The DataNode receiving the new replica: the transfer starts again.
+    Target,
+}
+
 #[test]
 fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
+    migrate_region_of_a_leader_through(Crash::ConfigNode);
+}
+
+#[test]
+fn migrate_region_of_a_leader_finishes_after_a_target_data_node_kill() {
+    migrate_region_of_a_leader_through(Crash::Target);
+}
+
+/// `MIGRATE REGION` of a group's leader replica to the DataNode without one, while a
+/// client writes, with `crash` in the middle: the migration finishes, the new replica
+/// leads, nothing else moved, every acknowledged point reads back through every DataNode
+/// and the old replica's files are gone.
+fn migrate_region_of_a_leader_through(crash: Crash) {
     let mut cluster = start_1c3d("2");
     let database = "root.mig";
     let writer = Writer::start(cluster.data_nodes[0].address(), database, 0, PATIENCE);
@@ -159,7 +185,13 @@ fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
         .difference(&holders)
         .next()
         .expect("a third node");
-    let mut admin = cluster.client(1).unwrap();
+    // Statements go through a DataNode that stays up.
+    let target_index = cluster.data_node_index(target, 0);
+    let observer = [1, 2, 0]
+        .into_iter()
+        .find(|index| *index != target_index)
+        .unwrap();
+    let mut admin = cluster.client(observer).unwrap();
 
     // Refusals change nothing.
     let other = *holders.iter().find(|n| **n != leader.data_node).unwrap();
@@ -182,30 +214,33 @@ fn migrate_region_of_a_leader_finishes_after_a_config_node_kill() {
             leader.region, leader.data_node
         ))
         .expect("MIGRATE REGION");
-    // The new replica shows up `Adding`; then the ConfigNode dies mid-migration.
-    wait_for("the new replica listed", || {
-        let rows = data_replicas(&mut cluster.client(1).ok()?).ok()?;
-        rows.iter()
-            .any(|r| r.region == leader.region && r.data_node == target)
-            .then_some(())
+    // The new replica shows up `Adding`; then a node dies mid-migration.
+    let listed = wait_for("the new replica listed", || {
+        let rows = data_replicas(&mut cluster.client(observer).ok()?).ok()?;
+        rows.into_iter()
+            .find(|r| r.region == leader.region && r.data_node == target)
     });
-    cluster.config_nodes[0]
-        .kill()
-        .expect("SIGKILL the ConfigNode");
+    eprintln!(
+        "{crash:?} killed while the new replica is {}",
+        listed.status
+    );
+    let victim = match crash {
+        Crash::ConfigNode => &mut cluster.config_nodes[0],
+        Crash::Target => &mut cluster.data_nodes[target_index],
+    };
+    victim.kill().expect("SIGKILL");
     std::thread::sleep(Duration::from_millis(500));
-    cluster.config_nodes[0]
-        .restart()
-        .expect("restart the ConfigNode");
+    victim.restart().expect("restart");
 
     let after = wait_for("the migration finished", || {
-        let rows = data_replicas(&mut cluster.client(1).ok()?).ok()?;
+        let rows = data_replicas(&mut cluster.client(observer).ok()?).ok()?;
         let group: Vec<&Replica> = rows.iter().filter(|r| r.region == leader.region).collect();
         let nodes: BTreeSet<u32> = group.iter().map(|r| r.data_node).collect();
         let settled = group.iter().all(|r| r.status == "Running");
         (nodes == BTreeSet::from([other, target]) && settled).then_some(rows)
     });
     eprintln!(
-        "region {} moved from DataNode {} to {target} in {:?} (ConfigNode killed midway)",
+        "region {} moved from DataNode {} to {target} in {:?} ({crash:?} killed midway)",
         leader.region,
         leader.data_node,
         started.elapsed()
@@ -276,6 +311,37 @@ fn remove_data_node_moves_its_only_copies_and_stops_it() {
         .filter(|r| r.data_node == victim)
         .map(|r| r.region)
         .collect();
+
+    // While it is down its only copies cannot be sent: the removal is refused, nothing
+    // changes, and it is removed once it runs again.
+    cluster.data_nodes[victim_index].kill().expect("SIGKILL");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "the killed DataNode Unknown", |rows| {
+            rows.iter()
+                .any(|row| row.node_id == victim && row.status == "Unknown")
+        })
+        .unwrap();
+    let refused = error_of(&mut admin, &format!("REMOVE DATANODE {victim}"));
+    assert!(
+        refused.contains("it is Unknown and holds the only replica of DataRegion"),
+        "{refused}"
+    );
+    assert_eq!(
+        data_replicas(&mut admin)
+            .unwrap()
+            .iter()
+            .filter(|r| r.data_node == victim)
+            .map(|r| r.region)
+            .collect::<Vec<_>>(),
+        moved
+    );
+    cluster.data_nodes[victim_index].restart().expect("restart");
+    cluster
+        .wait_for_cluster(0, PATIENCE, "the restarted DataNode Running", |rows| {
+            rows.iter()
+                .all(|row| row.node_id != victim || row.status == "Running")
+        })
+        .unwrap();
 
     // As the seed does it: `sbin/remove-datanode.sh ip:port` (here through DataNode 0,
     // naming the victim by its client address), which waits for the end.

@@ -10,6 +10,9 @@
 //!   `show cluster` through `start-cli.sh`, stop in the seed's order (DataNodes, then the
 //!   ConfigNode), start again with every id and the data kept.
 //!
+//! - the tarball of `sbin/dist.sh` (binaries through `IOTDB_BIN_DIR`), unpacked: its
+//!   layout, and a standalone server started and stopped by its own `sbin/`.
+//!
 //! Beside them, `shipped_conf_lists_every_key_with_its_default` holds `conf/iotdb-system.toml`
 //! to the server's configuration keys and defaults.
 //!
@@ -37,6 +40,29 @@ fn bin_dir(parent: &std::path::Path) -> std::path::PathBuf {
     )
 }
 
+/// Writes `conf` set for a standalone server on `ip:port` with one core to
+/// `home/conf/iotdb-system.toml`; the scripts of `home/sbin`, and a guard over `home/logs`.
+fn standalone_home(
+    home: &std::path::Path,
+    conf: &str,
+    ip: std::net::Ipv4Addr,
+    port: u16,
+) -> (Scripts, Guard) {
+    let conf = with_key(conf, "dn_rpc_address", &format!("\"{ip}\""));
+    let conf = with_key(&conf, "dn_rpc_port", &port.to_string());
+    let conf = with_key(&conf, "dn_cores", "1");
+    std::fs::create_dir_all(home.join("conf")).unwrap();
+    std::fs::write(home.join("conf/iotdb-system.toml"), conf).unwrap();
+    let scripts = Scripts {
+        sbin: home.join("sbin"),
+        env: vec![("HOME", home.to_path_buf())],
+    };
+    let guard = Guard {
+        log_dirs: vec![home.join("logs")],
+    };
+    (scripts, guard)
+}
+
 #[test]
 fn standalone_from_an_unpacked_installation() {
     let started = Instant::now();
@@ -51,18 +77,7 @@ fn standalone_from_an_unpacked_installation() {
     let ip = next_loopback_host();
     let port = free_port(ip).unwrap();
     let conf = std::fs::read_to_string(repository().join("conf/iotdb-system.toml")).unwrap();
-    let conf = with_key(&conf, "dn_rpc_address", &format!("\"{ip}\""));
-    let conf = with_key(&conf, "dn_rpc_port", &port.to_string());
-    let conf = with_key(&conf, "dn_cores", "1");
-    std::fs::create_dir_all(home.join("conf")).unwrap();
-    std::fs::write(home.join("conf/iotdb-system.toml"), conf).unwrap();
-    let scripts = Scripts {
-        sbin: home.join("sbin"),
-        env: vec![("HOME", home.to_path_buf())],
-    };
-    let _guard = Guard {
-        log_dirs: vec![home.join("logs")],
-    };
+    let (scripts, _guard) = standalone_home(home, &conf, ip, port);
     // data_dir = "data" is relative: to the installation.
     let data = home.join("data");
     let pid_file = home.join("logs/standalone.pid");
@@ -146,6 +161,119 @@ fn standalone_from_an_unpacked_installation() {
         .fails_saying("expected sync, async or off");
     assert!(!pid_file.exists());
     eprintln!("standalone walk-through: {:?}", started.elapsed());
+}
+
+/// `sbin/dist.sh` packs a tarball whose unpacked tree has the distribution's layout and
+/// runs a standalone server from its own `sbin/` and `bin/`. `iotdb-perf` is not a binary
+/// of this test package: a stand-in script takes its place in the packed `bin/`.
+#[test]
+fn dist_tarball_unpacks_to_a_working_installation() {
+    let work_dir = tempfile::Builder::new()
+        .prefix("iotdb-dist-")
+        .tempdir()
+        .unwrap();
+    let work = work_dir.path();
+    let bin = bin_dir(&work.join("built"));
+    std::fs::write(bin.join("iotdb-perf"), "#!/bin/sh\necho stand-in\n").unwrap();
+    std::fs::set_permissions(
+        bin.join("iotdb-perf"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let checkout = Scripts {
+        sbin: repository().join("sbin"),
+        env: vec![("IOTDB_BIN_DIR", bin.clone())],
+    };
+    let out = work.join("out");
+    let run = checkout.run("dist.sh", &["-o", out.to_str().unwrap()]).ok();
+    let tarballs: Vec<std::path::PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(tarballs.len(), 1, "{tarballs:?}\n{}", run.text());
+    let tarball = &tarballs[0];
+    assert!(
+        run.stdout.contains(&tarball.display().to_string()),
+        "{}",
+        run.text()
+    );
+    let unpacked = work.join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let status = std::process::Command::new("tar")
+        .arg("-xzf")
+        .arg(tarball)
+        .arg("-C")
+        .arg(&unpacked)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let roots: Vec<std::path::PathBuf> = std::fs::read_dir(&unpacked)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .collect();
+    assert_eq!(roots.len(), 1, "one top directory: {roots:?}");
+    let home = &roots[0];
+    let name = home.file_name().unwrap().to_str().unwrap();
+    assert!(name.starts_with("iotdb-rs-"), "{name}");
+    assert_eq!(
+        tarball.file_name().unwrap().to_str().unwrap(),
+        format!("{name}.tar.gz")
+    );
+    for path in [
+        "bin/iotdb-server",
+        "bin/iotdb-ctl",
+        "bin/iotdb-perf",
+        "sbin/start-standalone.sh",
+        "sbin/stop-standalone.sh",
+        "sbin/start-confignode.sh",
+        "sbin/start-datanode.sh",
+        "sbin/remove-datanode.sh",
+        "sbin/destroy-all.sh",
+        "sbin/iotdb-common.sh",
+        "conf/iotdb-system.toml",
+        "docs/operations.md",
+        "README.md",
+        "ARCHITECTURE.md",
+    ] {
+        let file = home.join(path);
+        assert!(file.is_file(), "{path} missing from the tarball");
+        assert!(
+            !file.is_symlink(),
+            "{path} is a link, not the file: {}",
+            file.display()
+        );
+    }
+    assert!(
+        !home.join("sbin/dist.sh").exists(),
+        "dist.sh needs a checkout"
+    );
+    assert_eq!(
+        std::fs::read(home.join("conf/iotdb-system.toml")).unwrap(),
+        std::fs::read(repository().join("conf/iotdb-system.toml")).unwrap()
+    );
+
+    let ip = next_loopback_host();
+    let port = free_port(ip).unwrap();
+    let conf = std::fs::read_to_string(home.join("conf/iotdb-system.toml")).unwrap();
+    let (scripts, _guard) = standalone_home(home, &conf, ip, port);
+    let run = scripts.run("start-standalone.sh", &[]).ok();
+    assert!(run.stdout.contains("is serving"), "{}", run.text());
+    let pid = read_pid(&home.join("logs/standalone.pid"));
+    assert_eq!(
+        std::fs::read_link(format!("/proc/{pid}/exe")).unwrap(),
+        home.join("bin/iotdb-server").canonicalize().unwrap(),
+        "the installation runs its own bin/"
+    );
+    let host = format!("{ip}:{port}");
+    scripts.sql(&host, "CREATE DATABASE root.dist");
+    scripts.sql(&host, "INSERT INTO root.dist.d(time, s) VALUES (1, 7)");
+    let rows = scripts.sql(&host, "SELECT s FROM root.dist.d");
+    assert!(rows.contains(",7"), "{rows}");
+    scripts.run("stop-standalone.sh", &[]).ok();
+    assert!(
+        !alive(&pid),
+        "pid {pid} still runs after stop-standalone.sh"
+    );
 }
 
 #[test]

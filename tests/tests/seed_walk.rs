@@ -505,6 +505,30 @@ fn seed_walk_start_expand_shrink_stop_upgrade_destroy() {
         data,
         "regions moved across the restart"
     );
+    // The DataNode up first led every group for a while; the leaders even out.
+    let balanced = Instant::now();
+    loop {
+        let mut leaders: BTreeMap<u32, usize> = holders(&data).iter().map(|n| (*n, 0)).collect();
+        for row in csv_rows(&m1.sql("show regions")) {
+            if row["Type"] == "DataRegion" && row["Role"] == "Leader" {
+                *leaders
+                    .entry(row["DataNodeId"].parse().unwrap())
+                    .or_default() += 1;
+            }
+        }
+        let (most, least) = (leaders.values().max(), leaders.values().min());
+        if most
+            .zip(least)
+            .is_some_and(|(most, least)| most - least <= 1)
+        {
+            break;
+        }
+        assert!(
+            balanced.elapsed() < PATIENCE,
+            "DataRegion leaders per DataNode after the restart: {leaders:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     for machine in &serving {
         assert_eq!(check_databases(machine, &acked), points);
     }

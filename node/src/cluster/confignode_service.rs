@@ -94,7 +94,7 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
                     settings: config.cluster_settings(),
                     claimed_id: None,
                 },
-                super::registration::SEED_WAIT,
+                config.seed_config_node_wait(),
             )?;
             identity::store(
                 &dir,
@@ -192,7 +192,14 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
         tracing::info!(%node_id, %bound, cluster = %config.cluster_name, "ConfigNode started");
         metrics.set_status(crate::metrics::NodeStatus::Running);
         println!("{CONFIGNODE_READY_PREFIX}{node_id} on {bound}");
-        let outcome = heartbeat_loop(&service, &endpoint, config.heartbeat_interval(), &stop).await;
+        let outcome = heartbeat_loop(
+            &service,
+            &endpoint,
+            config.heartbeat_interval(),
+            &stop,
+            &metrics,
+        )
+        .await;
         metrics.set_status(crate::metrics::NodeStatus::Stopping);
         endpoint.shut_down();
         outcome
@@ -227,6 +234,10 @@ struct Liveness {
     /// Bumped when the node registers again (a restart): the outcome of a heartbeat sent
     /// to its previous incarnation is ignored.
     incarnation: u64,
+    /// Registered again since the last heartbeat was sent: the connection failure the
+    /// endpoint remembers of the previous incarnation is forgotten before the next one,
+    /// else that heartbeat fails at once and the node just registered turns Unknown.
+    registered_again: bool,
 }
 
 struct Service {
@@ -601,6 +612,7 @@ impl Service {
                 entry.missed = 0;
                 entry.acked_version = None;
                 entry.incarnation += 1;
+                entry.registered_again = true;
                 FromConfigNode::Registered {
                     node_id,
                     leader: self.node_id,
@@ -779,11 +791,22 @@ async fn heartbeat_loop(
     endpoint: &InternalEndpoint,
     interval: Duration,
     stop: &AtomicBool,
+    metrics: &crate::metrics::NodeMetrics,
 ) -> anyhow::Result<()> {
     let tick = interval.min(Duration::from_millis(50));
     let mut next = Instant::now();
+    let mut published: Option<Instant> = None;
     while !stop.load(Ordering::Acquire) {
         service.tick()?;
+        if published.is_none_or(|at| at.elapsed() >= crate::metrics::GAUGE_PUBLISH_INTERVAL) {
+            published = Some(Instant::now());
+            // Only the leader hears heartbeats: a follower's statuses would be stale.
+            metrics.set_cluster(
+                service
+                    .is_leader()
+                    .then(|| service.node.borrow().cluster_gauges()),
+            );
+        }
         if !service.is_leader() || Instant::now() < next {
             monoio::time::sleep(tick).await;
             continue;
@@ -803,6 +826,16 @@ async fn heartbeat_loop(
                 entry.in_flight = true;
             }
             endpoint.add_peer(target, address);
+            if std::mem::take(
+                &mut service
+                    .liveness
+                    .borrow_mut()
+                    .entry(target)
+                    .or_default()
+                    .registered_again,
+            ) {
+                endpoint.clear_unreachable(target);
+            }
             let (acked, incarnation) = {
                 let liveness = service.liveness.borrow();
                 (

@@ -15,10 +15,11 @@ use crate::internal::{
     EndpointConfig, InternalEndpoint, InternalError, InternalHandler, InternalLimits, SEED_PEER,
 };
 
-/// How long a starting node keeps trying an unreachable seed before it gives up with an
-/// error. Why 20 s: long enough for nodes started together by a script (the ConfigNode
-/// a moment after its DataNodes), short enough that a wrong address fails visibly.
-pub const SEED_WAIT: Duration = Duration::from_secs(20);
+/// The default `seed_config_node_wait_in_ms`: how long a starting node keeps trying an
+/// unreachable seed before it gives up with an error. Why 20 s: long enough for nodes
+/// started together by a script (the ConfigNode a moment after its DataNodes), short
+/// enough that a wrong address fails visibly.
+pub const SEED_WAIT_MS_DEFAULT: u64 = 20_000;
 
 /// The id a node that has none yet shows in its hello (never handed out: ids count up
 /// from 0 and a cluster never reaches this many nodes).
@@ -151,6 +152,11 @@ async fn ask_seed(
                     tracing::warn!(%address, %error, "the seed ConfigNode is not reachable yet; retrying for up to {wait:?}");
                 }
                 monoio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(error @ (InternalError::Unreachable { .. } | InternalError::Timeout { .. })) => {
+                break Err(anyhow::anyhow!(
+                    "{error}; gave up after {wait:?} (seed_config_node_wait_in_ms)"
+                ));
             }
             Err(InternalError::Refused { message, .. }) => {
                 break Err(anyhow::anyhow!("refused: {message}"));

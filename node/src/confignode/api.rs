@@ -68,7 +68,8 @@ pub enum ConfigRequest {
         /// The DataNode.
         node_id: NodeId,
     },
-    /// `REMOVE CONFIGNODE node`: forgets a ConfigNode (not the last, not the leader).
+    /// `REMOVE CONFIGNODE node`: forgets a ConfigNode (not the last; the service has the
+    /// leader hand leadership over before it asks this of the new one).
     RemoveConfigNode {
         /// The ConfigNode.
         node_id: NodeId,

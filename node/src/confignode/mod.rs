@@ -64,4 +64,4 @@ pub use state::{
     ConfigCommand, ConfigState, DATABASE_NAME_BYTES_MAX, DatabaseState, database_of,
     validate_database_name,
 };
-pub use views::{RegionFilter, Table};
+pub use views::{ClusterGauges, RegionFilter, Table};

@@ -519,8 +519,9 @@ impl<S: CommandStore> ConfigNode<S> {
 
     /// `REMOVE CONFIGNODE node`: forgets a ConfigNode (its host then takes it out of the
     /// Raft group, and the node stops itself once it applied its removal). Refused for the
-    /// last ConfigNode and for the leader (stop it first: the others elect a new leader,
-    /// which can remove it).
+    /// last ConfigNode and for this leader itself: the service
+    /// (`cluster::confignode_service`) has a leader asked to remove itself hand
+    /// leadership over first, and the new leader removes it.
     pub fn remove_config_node(&mut self, node_id: NodeId) -> Result<()> {
         self.mutate(|node| {
             if !node.state.config_nodes().contains_key(&node_id) {
@@ -715,10 +716,11 @@ impl<S: CommandStore> ConfigNode<S> {
     }
 
     /// `MIGRATE REGION group FROM from TO to`: starts a [`Procedure::MigrateRegion`] and
-    /// returns its id; [`Self::advance_procedures`] carries it out. Refused (nothing
-    /// recorded) when the group is not a data region group, `from` holds no replica of
-    /// it, `to` is not a Running DataNode or already holds one, or another migration or a
-    /// removal of either node runs.
+    /// returns its id; [`Self::advance_procedures`] carries it out (a DataRegion or a
+    /// SchemaRegion). Refused (nothing recorded) when `from` holds no replica of the
+    /// group, `to` is not a Running DataNode or already holds one, or another migration
+    /// of the group, a SchemaRegion migration the other way, or a removal of either node
+    /// runs.
     pub fn migrate_region(
         &mut self,
         group: RegionGroupId,
@@ -823,8 +825,9 @@ impl<S: CommandStore> ConfigNode<S> {
     /// `REMOVE DATANODE node`: starts a [`Procedure::RemoveDataNode`] (or returns the one
     /// already running). Refused when fewer Running DataNodes than the largest replication
     /// factor would remain, when another replica of a group on the node is not Running
-    /// (the node may hold the only good copy), or when it holds a SchemaRegion replica
-    /// (SchemaRegions do not migrate yet).
+    /// (the node may hold the only good copy), when a group on the node is already being
+    /// migrated, or when the node is not Running and holds the only replica of a group
+    /// (that copy can only come from the node itself, so the removal could never finish).
     pub fn remove_data_node(&mut self, node_id: NodeId) -> Result<ProcedureId> {
         self.mutate(|node| {
             if let Some(id) = node.state.removal_of(node_id) {
@@ -858,9 +861,19 @@ impl<S: CommandStore> ConfigNode<S> {
                      largest replication factor {largest_factor}"
                 )));
             }
+            let status = node.state.data_nodes()[&node_id].status;
             for group in node.state.region_groups().values() {
                 if !group.replicas.iter().any(|r| r.data_node_id == node_id) {
                     continue;
+                }
+                if group.replicas.len() == 1 && status != NodeStatus::Running {
+                    return Err(refused(format!(
+                        "it is {} and holds the only replica of {} {}; that copy can only \
+                         be sent by the node itself, so start it again first",
+                        status.as_str(),
+                        group.kind.as_str(),
+                        group.id
+                    )));
                 }
                 let down = group.replicas.iter().map(|r| r.data_node_id).find(|n| {
                     *n != node_id
@@ -1647,6 +1660,12 @@ impl<S: CommandStore> ConfigNode<S> {
     /// `SHOW CLUSTER [DETAILS]`.
     pub fn show_cluster(&self, details: bool) -> Table {
         views::show_cluster(&self.view_state(), details)
+    }
+
+    /// The cluster gauges of the metrics endpoint (counted from `SHOW CLUSTER` and
+    /// `SHOW REGIONS`).
+    pub fn cluster_gauges(&self) -> views::ClusterGauges {
+        views::cluster_gauges(&self.view_state())
     }
 
     /// `SHOW DATANODES`.

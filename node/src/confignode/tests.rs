@@ -1204,6 +1204,25 @@ fn migration_cluster(dir: &Path) -> ConfigNode {
     node
 }
 
+/// The first data region group of `node` and a DataNode that holds no replica of it.
+fn data_group_and_outsider(node: &ConfigNode) -> (RegionGroup, NodeId) {
+    let group = node
+        .state()
+        .region_groups()
+        .values()
+        .find(|g| g.kind == RegionGroupKind::Data)
+        .unwrap()
+        .clone();
+    let outsider = node
+        .state()
+        .data_nodes()
+        .keys()
+        .copied()
+        .find(|n| group.replicas.iter().all(|r| r.data_node_id != *n))
+        .unwrap();
+    (group, outsider)
+}
+
 /// `MIGRATE REGION` of a group's leader crashed at each of its kill points resumes after
 /// a restart and ends as an uninterrupted one: the new replica holds the group and leads
 /// it, the old one is gone, nothing else moved; and refusals record nothing.
@@ -1219,26 +1238,13 @@ fn migrate_region_survives_a_crash_at_every_kill_point() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         let mut node = migration_cluster(dir.path());
-        let group = node
-            .state()
-            .region_groups()
-            .values()
-            .find(|g| g.kind == RegionGroupKind::Data)
-            .unwrap()
-            .clone();
+        let (group, to) = data_group_and_outsider(&node);
         let from = group.leader;
         let stay = group
             .replicas
             .iter()
             .map(|r| r.data_node_id)
             .find(|n| *n != from)
-            .unwrap();
-        let to = node
-            .state()
-            .data_nodes()
-            .keys()
-            .copied()
-            .find(|n| group.replicas.iter().all(|r| r.data_node_id != *n))
             .unwrap();
         let untouched: Vec<RegionGroup> = node
             .state()
@@ -1248,7 +1254,8 @@ fn migrate_region_survives_a_crash_at_every_kill_point() {
             .cloned()
             .collect();
 
-        // Refusals: the destination holds it already, an unknown node, a schema region.
+        // Refusals: the destination holds it already, an unknown node, a source that holds
+        // no replica.
         let version = node.version();
         let refused = node.migrate_region(group.id, from, stay).unwrap_err();
         assert!(refused.to_string().contains("already holds"), "{refused}");
@@ -1313,20 +1320,7 @@ fn migrate_region_survives_a_crash_at_every_kill_point() {
 fn a_migration_that_never_catches_up_rolls_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut node = migration_cluster(dir.path());
-    let group = node
-        .state()
-        .region_groups()
-        .values()
-        .find(|g| g.kind == RegionGroupKind::Data)
-        .unwrap()
-        .clone();
-    let to = node
-        .state()
-        .data_nodes()
-        .keys()
-        .copied()
-        .find(|n| group.replicas.iter().all(|r| r.data_node_id != *n))
-        .unwrap();
+    let (group, to) = data_group_and_outsider(&node);
     node.migrate_region(group.id, group.leader, to).unwrap();
     let none = HashMap::new();
     node.advance_procedures(&none).unwrap();
@@ -1701,10 +1695,87 @@ fn remove_data_node_moves_its_single_replica_schema_region() {
     assert_ne!(moved.replicas[0].data_node_id, holder);
 }
 
+/// `REMOVE DATANODE` of a node whose co-holder of a group is Unknown is refused (the node
+/// may hold the only good copy), and so is one while a group on the node is migrating;
+/// neither records anything.
+#[test]
+fn remove_data_node_is_refused_while_a_co_holder_is_down_or_a_group_migrates() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = migration_cluster(dir.path());
+    let (group, to) = data_group_and_outsider(&node);
+    let victim = group.replicas[0].data_node_id;
+    let co_holder = group.replicas[1].data_node_id;
+
+    node.set_node_status(co_holder, NodeStatus::Unknown)
+        .unwrap();
+    let version = node.version();
+    let refused = node.remove_data_node(victim).unwrap_err();
+    assert!(
+        matches!(refused, ConfigNodeError::NodeRefused { node_id, .. } if node_id == victim),
+        "{refused}"
+    );
+    let message = refused.to_string();
+    assert!(
+        message.contains(&format!(
+            "DataNode {co_holder}, which holds another replica"
+        )) && message.contains("is not Running"),
+        "{message}"
+    );
+    assert_eq!(node.version(), version, "a refusal records nothing");
+    assert!(node.state().procedures().is_empty());
+
+    node.set_node_status(co_holder, NodeStatus::Running)
+        .unwrap();
+    let migration = node.migrate_region(group.id, co_holder, to).unwrap();
+    let version = node.version();
+    let refused = node.remove_data_node(victim).unwrap_err();
+    assert!(
+        refused.to_string().contains(&format!(
+            "region {} is being migrated (procedure {migration})",
+            group.id
+        )),
+        "{refused}"
+    );
+    assert_eq!(node.version(), version, "a refusal records nothing");
+    assert_eq!(node.state().procedures().len(), 1);
+}
+
+/// `REMOVE DATANODE` of a node that is not Running and holds the only replica of a group
+/// is refused (only that node could send the copy, so the removal could never finish);
+/// once the node runs again it is accepted.
+#[test]
+fn remove_data_node_that_is_down_with_a_single_replica_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut node = migration_cluster(dir.path());
+    let (group, holder, _) = schema_group(&mut node);
+    assert_eq!(node.state().region_group(group).unwrap().replicas.len(), 1);
+
+    node.set_node_status(holder, NodeStatus::Unknown).unwrap();
+    let version = node.version();
+    let refused = node.remove_data_node(holder).unwrap_err();
+    let message = refused.to_string();
+    assert!(
+        message.contains(&format!(
+            "it is Unknown and holds the only replica of SchemaRegion {group}"
+        )),
+        "{message}"
+    );
+    assert_eq!(node.version(), version, "a refusal records nothing");
+    assert!(node.state().procedures().is_empty());
+    assert_eq!(
+        node.state().data_nodes()[&holder].status,
+        NodeStatus::Unknown,
+        "the node is not turned Removing"
+    );
+
+    node.set_node_status(holder, NodeStatus::Running).unwrap();
+    let removal = node.remove_data_node(holder).unwrap();
+    assert!(node.state().procedures().contains_key(&removal));
+}
+
 /// `REMOVE DATANODE` crashed at each of its kill points resumes and ends with the node
 /// forgotten and every group it held on other nodes with its full replica count; removals
-/// below the replication factor, of a node holding a SchemaRegion, or of an unknown node
-/// are refused without a change.
+/// below the replication factor or of an unknown node are refused without a change.
 #[test]
 fn remove_data_node_survives_a_crash_at_every_kill_point() {
     for point in [

@@ -492,6 +492,79 @@ pub fn format_timestamp_ms(time_ms: i64) -> String {
     )
 }
 
+/// The cluster gauges of the ConfigNode's metrics endpoint, counted from the rows of
+/// `SHOW CLUSTER` and `SHOW REGIONS` so that a scrape and those statements agree. Keys
+/// are (node type or region kind, status), IoTDB's names.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterGauges {
+    /// Nodes by (`ConfigNode` | `DataNode`, status).
+    pub nodes: BTreeMap<(String, String), u64>,
+    /// Region groups by (`DataRegion` | `SchemaRegion`, group status: see
+    /// [`region_group_status`]).
+    pub region_groups: BTreeMap<(String, String), u64>,
+    /// Region replicas by (kind, the replica's status in `SHOW REGIONS`).
+    pub region_replicas: BTreeMap<(String, String), u64>,
+}
+
+/// Counts [`ClusterGauges`] from `state`.
+pub fn cluster_gauges(state: &ConfigState) -> ClusterGauges {
+    let mut gauges = ClusterGauges::default();
+    let text = |row: &[Option<String>], column: usize| row[column].clone().unwrap_or_default();
+    for row in &show_cluster(state, false).rows {
+        *gauges
+            .nodes
+            .entry((text(row, 1), text(row, 2)))
+            .or_default() += 1;
+    }
+    let all = RegionFilter {
+        kind: RegionKind::All,
+        databases: &[],
+        node_ids: &[],
+    };
+    // (kind, replica statuses) per region group, from the rows in region id order.
+    let mut groups: BTreeMap<String, (String, Vec<String>)> = BTreeMap::new();
+    for row in &show_regions(state, &all, &|_, _| None).rows {
+        let (kind, status) = (text(row, 1), text(row, 2));
+        *gauges
+            .region_replicas
+            .entry((kind.clone(), status.clone()))
+            .or_default() += 1;
+        groups
+            .entry(text(row, 0))
+            .or_insert_with(|| (kind, Vec::new()))
+            .1
+            .push(status);
+    }
+    for (kind, statuses) in groups.into_values() {
+        let status = region_group_status(&statuses);
+        *gauges
+            .region_groups
+            .entry((kind, status.to_string()))
+            .or_default() += 1;
+    }
+    gauges
+}
+
+/// IoTDB's RegionGroupStatus from its replicas' statuses: `Running` when every replica
+/// runs; `Disabled` when more than (n-1)/2 are `Unknown` or `Removing` (no majority
+/// left); `Discouraged` when one is `ReadOnly`; `Available` otherwise (an `Adding`
+/// replica, or a minority down).
+pub fn region_group_status(statuses: &[String]) -> &'static str {
+    let down = statuses
+        .iter()
+        .filter(|s| *s == "Unknown" || *s == "Removing")
+        .count();
+    if statuses.iter().all(|s| s == "Running") {
+        "Running"
+    } else if down > statuses.len().saturating_sub(1) / 2 {
+        "Disabled"
+    } else if statuses.iter().any(|s| s == "ReadOnly") {
+        "Discouraged"
+    } else {
+        "Available"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -504,5 +577,20 @@ mod tests {
             "2024-05-27T14:38:16.654"
         );
         assert_eq!(format_timestamp_ms(-1), "1969-12-31T23:59:59.999");
+    }
+
+    #[test]
+    fn region_group_status_follows_iotdb() {
+        let status = |replicas: &[&str]| {
+            let replicas: Vec<String> = replicas.iter().map(|s| s.to_string()).collect();
+            region_group_status(&replicas)
+        };
+        assert_eq!(status(&["Running", "Running"]), "Running");
+        assert_eq!(status(&["Running", "Running", "Unknown"]), "Available");
+        assert_eq!(status(&["Running", "Running", "Adding"]), "Available");
+        assert_eq!(status(&["Running", "Unknown"]), "Disabled");
+        assert_eq!(status(&["Unknown"]), "Disabled");
+        assert_eq!(status(&["Running", "Running", "ReadOnly"]), "Discouraged");
+        assert_eq!(status(&["Running", "Removing", "Unknown"]), "Disabled");
     }
 }

@@ -167,6 +167,8 @@ pub struct ControlPlane {
     /// The DataNode's "turned read-only" flag (`NodeShared::read_only_reported`): set here
     /// when a SchemaRegion's journal fails, so heartbeats and SHOW CLUSTER say `ReadOnly`.
     read_only_reported: Arc<AtomicBool>,
+    /// The process's metrics, where this plane publishes its gauges (`None` in tests).
+    metrics: Option<Arc<crate::metrics::NodeMetrics>>,
     /// SchemaRegion copies being received from another DataNode, by group.
     incoming: HashMap<u32, schema_move::Incoming>,
     /// When this node last tried to copy a SchemaRegion away, by migration.
@@ -332,6 +334,7 @@ impl ControlPlane {
             batching: false,
             shard_count: cores,
             read_only_reported: Arc::new(AtomicBool::new(false)),
+            metrics: None,
             incoming: HashMap::new(),
             copy_attempts: HashMap::new(),
             membership_attempts: HashMap::new(),
@@ -500,6 +503,23 @@ impl ControlPlane {
     /// [`NodeShared::read_only_reported`]: super::NodeShared::read_only_reported
     pub fn share_read_only_flag(&mut self, flag: Arc<AtomicBool>) {
         self.read_only_reported = flag;
+    }
+
+    /// The process's metrics, for [`Self::publish_metrics`].
+    pub fn share_metrics(&mut self, metrics: Arc<crate::metrics::NodeMetrics>) {
+        self.metrics = Some(metrics);
+    }
+
+    /// Publishes the SchemaRegion replicas this node holds and, on a standalone node
+    /// (whose ConfigNode is this plane's), the cluster gauges.
+    pub fn publish_metrics(&self) {
+        let Some(metrics) = &self.metrics else {
+            return;
+        };
+        metrics.set_schema_region_replicas(self.schemas.len() as u64);
+        if let ConfigAccess::Local(node) = &self.config_node {
+            metrics.set_cluster(Some(node.cluster_gauges()));
+        }
     }
 
     /// Once a SchemaRegion of this node failed a journal write: tells the ConfigNode this

@@ -133,7 +133,12 @@ impl Drop for ControlThread {
 fn run(mut plane: ControlPlane, route: &SharedRoute, jobs: &Receiver<Job>) {
     let mut stopping = false;
     let mut maintained = std::time::Instant::now();
+    let mut published: Option<std::time::Instant> = None;
     while !stopping {
+        if published.is_none_or(|at| at.elapsed() >= crate::metrics::GAUGE_PUBLISH_INTERVAL) {
+            published = Some(std::time::Instant::now());
+            plane.publish_metrics();
+        }
         if maintained.elapsed() >= MAINTENANCE_INTERVAL {
             maintained = std::time::Instant::now();
             if let Some(view) = plane.maintain() {

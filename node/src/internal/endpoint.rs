@@ -127,6 +127,15 @@ impl InternalEndpoint {
         }
     }
 
+    /// Forgets that peer `id` was found unreachable, because it proved alive another way
+    /// (it registered again after a restart): the next request connects at once instead
+    /// of failing for the rest of `unreachable_hold`.
+    pub fn clear_unreachable(&self, id: NodeId) {
+        if let Some(peer) = self.peers.borrow().get(&id) {
+            peer.clear_unreachable();
+        }
+    }
+
     fn peer(&self, id: NodeId) -> Result<Rc<Peer>, InternalError> {
         if self.shared.is_shut_down() {
             return Err(InternalError::Shutdown);

@@ -88,6 +88,12 @@ impl Peer {
         self.address.set(address);
     }
 
+    /// Forgets that the peer was found unreachable: the next send connects instead of
+    /// failing at once for the rest of `unreachable_hold`.
+    pub(crate) fn clear_unreachable(&self) {
+        self.unreachable_until.set(None);
+    }
+
     /// Queues a one-way message whose body of exactly `body_bytes` `write_body` encodes in
     /// place, into the frame that is sent (`internal_frame_with`); nothing is encoded when
     /// the peer cannot take it.

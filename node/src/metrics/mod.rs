@@ -15,6 +15,11 @@
 //! state (memtable bytes, region replicas, replication lag) are published by the shard
 //! once per [`GAUGE_PUBLISH_INTERVAL`]. The HTTP endpoint ([`http`]) reads every slot at
 //! scrape time and sums them; nothing is aggregated in between.
+//!
+//! Node-level gauges are published by their owner at the same interval: the SchemaRegion
+//! replica count by the control thread (which holds the SchemaRegions), and the cluster
+//! gauges (nodes, region groups and replicas by status) by the ConfigNode leader (the
+//! ConfigNode service, or a standalone node's control thread).
 
 pub mod http;
 pub mod text;
@@ -24,6 +29,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use iotdb_net::StatusCode;
+
+use crate::confignode::ClusterGauges;
 use iotdb_storage::metrics::{StorageMetrics, StorageSnapshot, WAL_FSYNC_BUCKETS_MICROS};
 
 use text::{Exposition, Kind};
@@ -178,6 +185,12 @@ pub struct NodeMetrics {
     roles: Vec<Role>,
     status: AtomicU8,
     shards: Vec<ShardMetrics>,
+    /// SchemaRegion replicas this DataNode holds; written by the control thread.
+    schema_region_replicas: AtomicU64,
+    /// The cluster as the ConfigNode leader sees it; `None` on a follower (its statuses
+    /// would be stale) and before the first publication. Written by the ConfigNode's
+    /// thread, replaced whole.
+    cluster: Mutex<Option<ClusterGauges>>,
 }
 
 impl NodeMetrics {
@@ -187,7 +200,21 @@ impl NodeMetrics {
             roles,
             status: AtomicU8::new(NodeStatus::Starting as u8),
             shards: (0..shards).map(|_| ShardMetrics::new()).collect(),
+            schema_region_replicas: AtomicU64::new(0),
+            cluster: Mutex::new(None),
         })
+    }
+
+    /// The SchemaRegion replicas this DataNode holds now.
+    pub fn set_schema_region_replicas(&self, count: u64) {
+        self.schema_region_replicas.store(count, Ordering::Relaxed);
+    }
+
+    /// The cluster gauges: the leader's view, or `None` where this node does not lead.
+    pub fn set_cluster(&self, gauges: Option<ClusterGauges>) {
+        if let Ok(mut cluster) = self.cluster.lock() {
+            *cluster = gauges;
+        }
     }
 
     /// Shard `index`'s slot.
@@ -235,10 +262,53 @@ impl NodeMetrics {
                 );
             }
         }
+        if self.roles.contains(&Role::ConfigNode) {
+            self.render_cluster(&mut out);
+        }
         if self.roles.contains(&Role::DataNode) {
             self.render_data_node(&mut out);
         }
         out.finish()
+    }
+
+    /// The ConfigNode leader's cluster gauges (families without samples elsewhere).
+    fn render_cluster(&self, out: &mut Exposition) {
+        let cluster = self.cluster.lock().ok().and_then(|c| c.clone());
+        let families: [(&str, &str, &str, Gauges); 3] = [
+            (
+                "iotdb_cluster_nodes",
+                "type",
+                "Nodes of the cluster by type and status, as SHOW CLUSTER lists them (on the \
+                 ConfigNode leader).",
+                |g| &g.nodes,
+            ),
+            (
+                "iotdb_cluster_region_groups",
+                "kind",
+                "Region groups by kind and status (Running: every replica runs; Available: \
+                 a minority is not Running; Discouraged: one is ReadOnly; Disabled: no \
+                 majority runs), on the ConfigNode leader.",
+                |g| &g.region_groups,
+            ),
+            (
+                "iotdb_cluster_region_replicas",
+                "kind",
+                "Region replicas by kind and status, as SHOW REGIONS lists them (on the \
+                 ConfigNode leader).",
+                |g| &g.region_replicas,
+            ),
+        ];
+        for (name, label, help, field) in families {
+            out.family(name, Kind::Gauge, help);
+            let Some(cluster) = &cluster else { continue };
+            for ((kind, status), count) in field(cluster) {
+                out.sample(
+                    name,
+                    &[(label, kind.as_str()), ("status", status.as_str())],
+                    *count as f64,
+                );
+            }
+        }
     }
 
     fn render_data_node(&self, out: &mut Exposition) {
@@ -313,6 +383,11 @@ impl NodeMetrics {
             "iotdb_region_replicas",
             &[("kind", "DataRegion")],
             sum(|s| &s.data_region_replicas),
+        )
+        .sample(
+            "iotdb_region_replicas",
+            &[("kind", "SchemaRegion")],
+            self.schema_region_replicas.load(Ordering::Relaxed) as f64,
         );
         out.family(
             "iotdb_replication_lag_entries",
@@ -339,6 +414,9 @@ impl NodeMetrics {
 
 /// One counter or gauge of a shard's slot, to sum over shards.
 type Field = fn(&ShardMetrics) -> &AtomicU64;
+
+/// One family of the cluster gauges.
+type Gauges = fn(&ClusterGauges) -> &std::collections::BTreeMap<(String, String), u64>;
 
 fn render_storage(out: &mut Exposition, storage: &StorageSnapshot) {
     out.family(
@@ -444,6 +522,15 @@ mod tests {
         metrics.shard(0).publish(100, 2, vec![(7, 3)]);
         metrics.shard(1).publish(50, 1, vec![(2, 0)]);
         metrics.set_status(NodeStatus::Running);
+        metrics.set_schema_region_replicas(4);
+        let mut cluster = ClusterGauges::default();
+        cluster
+            .nodes
+            .insert(("DataNode".into(), "Unknown".into()), 2);
+        cluster
+            .region_groups
+            .insert(("DataRegion".into(), "Available".into()), 5);
+        metrics.set_cluster(Some(cluster));
         let text = metrics.render();
         for line in [
             "iotdb_points_written_total 15",
@@ -453,6 +540,10 @@ mod tests {
             "iotdb_request_errors_total{status=\"other\"} 1",
             "iotdb_memtable_bytes 150",
             "iotdb_region_replicas{kind=\"DataRegion\"} 3",
+            "iotdb_region_replicas{kind=\"SchemaRegion\"} 4",
+            "iotdb_cluster_nodes{type=\"DataNode\",status=\"Unknown\"} 2",
+            "iotdb_cluster_region_groups{kind=\"DataRegion\",status=\"Available\"} 5",
+            "# TYPE iotdb_cluster_region_replicas gauge",
             "iotdb_replication_lag_entries{region=\"2\"} 0",
             "iotdb_replication_lag_entries{region=\"7\"} 3",
             "iotdb_node_status{role=\"ConfigNode\",status=\"Running\"} 1",
@@ -471,6 +562,10 @@ mod tests {
         assert!(
             !config_node.contains("iotdb_points_written_total"),
             "{config_node}"
+        );
+        assert!(
+            !config_node.contains("iotdb_cluster_nodes{"),
+            "no samples before the leader publishes: {config_node}"
         );
     }
 
