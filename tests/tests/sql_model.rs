@@ -1430,7 +1430,18 @@ fn database_level_device_is_queried_every_way_and_matches_the_model() {
 #[test]
 fn database_level_device_is_queried_every_way_through_a_data_node_without_it() {
     let binary = env!("CARGO_BIN_EXE_iotdb-server-under-test");
-    let cluster = iotdb_tests::TestCluster::start(binary, 3, 1).expect("start 1C3D");
+    // One data region group per database, so some DataNode holds none of root.mdl.d0.
+    let cluster = iotdb_tests::TestCluster::start_configured(
+        binary,
+        1,
+        3,
+        1,
+        &[
+            ("data_region_group_extension_policy", "CUSTOM"),
+            ("default_data_region_group_num_per_database", "1"),
+        ],
+    )
+    .expect("start 1C3D");
     cluster
         .wait_for_cluster(
             0,
