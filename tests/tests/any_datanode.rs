@@ -10,7 +10,9 @@
 //! 3. Schema statements through DataNodes that do not hold the SchemaRegion:
 //!    `CREATE [ALIGNED] TIMESERIES`, then `DELETE TIMESERIES`, seen by every DataNode.
 //! 4. Golden: SQL queries that need all three DataNodes answer exactly what a standalone
-//!    server holding the same data answers.
+//!    server holding the same data answers (raw, value filters with LIKE/REGEXP/IS NULL,
+//!    FILL raw and windowed, tumbling, sliding, left-open and calendar windows, ORDER BY
+//!    TIME DESC, SLIMIT, HAVING, GROUP BY LEVEL, LAST, ALIGN BY DEVICE).
 //! 5. A plain client of DataNode 1 keeps writing while DataNode 2, a leader of groups it
 //!    writes to, is killed: no error reaches the caller (the receiving DataNode sends a
 //!    forwarded write again once another replica leads), and every acknowledged point
@@ -190,6 +192,66 @@ fn golden(cluster: &TestCluster, standalone: &TestServer) {
             "SELECT count(d), first_value(t), last_value(b) FROM {DATABASE}.** GROUP BY LEVEL = 1"
         ),
         format!("SELECT LAST * FROM {DATABASE}.**"),
+        // FILL on raw rows and on windows (most days of the range have no point).
+        format!(
+            "SELECT d, i, t FROM {DATABASE}.d1 WHERE time < {} FILL(PREVIOUS)",
+            T0 + 90_000
+        ),
+        format!("SELECT d, l FROM {DATABASE}.d2 FILL(LINEAR)"),
+        format!(
+            "SELECT d, i FROM {DATABASE}.d3 WHERE time < {} FILL(7)",
+            T0 + 90_000
+        ),
+        format!(
+            "SELECT max_value(d), sum(i) FROM {DATABASE}.* GROUP BY ([{T0}, {}), 2d) FILL(PREVIOUS)",
+            T0 + 3 * week
+        ),
+        format!(
+            "SELECT max_value(d), sum(i) FROM {DATABASE}.d5 GROUP BY ([{T0}, {}), 1d) FILL(LINEAR)",
+            T0 + 3 * week
+        ),
+        // Left-open, calendar and left-open calendar windows.
+        format!(
+            "SELECT count(d), sum(i), last_value(t) FROM {DATABASE}.** GROUP BY (({T0}, {}], 1d)",
+            T0 + 3 * week
+        ),
+        format!(
+            "SELECT count(d), max_value(l) FROM {DATABASE}.** GROUP BY ([{}, {}), 1mo)",
+            T0 - 4 * week,
+            T0 + 8 * week
+        ),
+        format!(
+            "SELECT count(d), min_value(l) FROM {DATABASE}.d0 GROUP BY (({}, {}], 1mo, 2mo)",
+            T0 - 4 * week,
+            T0 + 12 * week
+        ),
+        // ORDER BY TIME DESC, raw and windowed; SLIMIT and SOFFSET.
+        format!("SELECT * FROM {DATABASE}.d0 ORDER BY TIME DESC LIMIT 50 OFFSET 10"),
+        format!(
+            "SELECT count(i), first_value(d) FROM {DATABASE}.** GROUP BY ([{T0}, {}), 1d) \
+             ORDER BY TIME DESC",
+            T0 + 3 * week
+        ),
+        format!("SELECT * FROM {DATABASE}.** LIMIT 40 SLIMIT 5 SOFFSET 3"),
+        format!("SELECT count(*) FROM {DATABASE}.** SLIMIT 4 SOFFSET 7"),
+        // HAVING.
+        format!(
+            "SELECT count(d), sum(i) FROM {DATABASE}.d3 GROUP BY ([{T0}, {}), 1d) HAVING count(d) > 10",
+            T0 + 3 * week
+        ),
+        // LIKE / REGEXP on the text series, IS NULL, per device too.
+        format!("SELECT t, d FROM {DATABASE}.d1 WHERE t LIKE 'v%-1%'"),
+        format!("SELECT t FROM {DATABASE}.d2 WHERE t REGEXP '^v[0-9]+-[0-9]{{2}}$'"),
+        format!("SELECT t FROM {DATABASE}.* WHERE t LIKE '%-3%' ALIGN BY DEVICE"),
+        format!("SELECT d, t FROM {DATABASE}.d4 WHERE d IS NULL"),
+        // Windowed GROUP BY LEVEL, at level 1 and at root.
+        format!(
+            "SELECT count(d), sum(i) FROM {DATABASE}.** GROUP BY ([{T0}, {}), 1d), LEVEL = 1",
+            T0 + 3 * week
+        ),
+        format!("SELECT count(*), max_value(d) FROM {DATABASE}.** GROUP BY LEVEL = 0"),
+        // Raw ALIGN BY DEVICE with a value filter.
+        format!("SELECT * FROM {DATABASE}.* WHERE d > 0 ALIGN BY DEVICE"),
         format!("SELECT d FROM {DATABASE}.d4 WHERE d > 100"),
         format!("SELECT count(d), avg(d), max_value(i) FROM {DATABASE}.d4 WHERE d > 100"),
         format!("COUNT TIMESERIES {DATABASE}.**"),

@@ -374,7 +374,7 @@ fn a_result_beyond_the_gathered_limit_is_streamed_whole() {
 
 /// The same paging through a DataNode that holds no replica of the data: every page's
 /// points come from the other DataNode (remote reads, themselves paged by bytes), and the
-/// answer is the model's, in both orders.
+/// answer is the model's, in both orders, with a value filter and `ALIGN BY DEVICE`.
 #[test]
 fn a_data_node_without_the_data_streams_a_large_result_from_its_holder() {
     const BINARY: &str = env!("CARGO_BIN_EXE_iotdb-server-under-test");
@@ -425,6 +425,32 @@ fn a_data_node_without_the_data_streams_a_large_result_from_its_holder() {
     let mut newest = expected.clone();
     newest.reverse();
     assert_rows(sql, &result.rows, &newest[3..100_003]);
+    // A value filter read remotely: s1 >= 10000 from time 20000 on.
+    let sql = "SELECT s1, s2, s3 FROM root.st.d0 WHERE s1 >= 10000";
+    let (result, _) = paged(&mut reader, sql);
+    let expected: Vec<Row> = aligned(&[(0, "s1"), (0, "s2"), (0, "s3")])
+        .into_iter()
+        .filter(|row| time(row) >= 20_000)
+        .collect();
+    assert!(expected.len() > 100_000);
+    assert_rows(sql, &result.rows, &expected);
+    // ALIGN BY DEVICE read remotely: device after device, d2 lacking s2.
+    let sql = "SELECT s1, s2 FROM root.st.d0, root.st.d2 WHERE time >= 60000 ALIGN BY DEVICE";
+    let (result, _) = paged(&mut reader, sql);
+    assert_eq!(result.column_names, ["Time", "Device", "s1", "s2"], "{sql}");
+    let expected: Vec<Row> = [0, 2]
+        .into_iter()
+        .flat_map(|d| {
+            aligned(&[(d, "s1"), (d, "s2")])
+                .into_iter()
+                .filter(|row| time(row) >= 60_000)
+                .map(move |mut row| {
+                    row.insert(1, device(d));
+                    row
+                })
+        })
+        .collect();
+    assert_rows(sql, &result.rows, &expected);
 }
 
 /// `FILL(PREVIOUS)` of `rows` (time order) in columns `first..`, as IoTDB fills.

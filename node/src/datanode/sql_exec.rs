@@ -41,8 +41,8 @@ use super::write::PartialFailure;
 use super::{Message, Shard};
 use crate::cluster::protocol::{SchemaRequest, SchemaView};
 use crate::sql::{
-    self, AggregateFunction, Insert, LastSortKey, Literal, PathPattern, Projection, Select,
-    Statement, TimeFilter, TimeOrder, TimeRange,
+    self, Aggregate, AggregateFunction, Insert, LastSortKey, Literal, PathPattern, Projection,
+    Select, Statement, TimeFilter, TimeOrder, TimeRange,
 };
 
 /// Most rows of a SQL result built or gathered whole (`Shard::execute_sql`), and most rows
@@ -445,7 +445,7 @@ impl Shard {
             let groups = select
                 .group_by_level
                 .as_ref()
-                .map(|levels| level_groups(&paths, levels));
+                .map(|levels| level_groups(&paths, levels, counts_every_measurement(aggregate)));
             let outputs = groups.as_ref().map_or(paths.len(), |g| g.names.len());
             if alias.is_some() && outputs > 1 {
                 return Err(Status::illegal_parameter(format!(
@@ -1001,7 +1001,13 @@ impl Shard {
         } else {
             let paths = column_order(&matched);
             match &select.group_by_level {
-                Some(levels) => level_groups(&paths, levels).names,
+                Some(levels) => {
+                    let aggregate = Aggregate {
+                        function,
+                        path: path.clone(),
+                    };
+                    level_groups(&paths, levels, counts_every_measurement(&aggregate)).names
+                }
                 None => paths,
             }
         };
@@ -1338,11 +1344,27 @@ fn selections(matched: &[Matched]) -> Vec<SeriesSelection> {
     out
 }
 
+/// Whether `aggregate` is IoTDB's `count(*)` (or `count(**)`): under `GROUP BY LEVEL` it
+/// counts the points of every measurement of a group together (`count(root.*.wf01.*.*)`,
+/// IoTDB's "Aggregation By Level" example 5 and `IoTDBAggregationByLevelIT`).
+fn counts_every_measurement(aggregate: &Aggregate) -> bool {
+    aggregate.function == AggregateFunction::Count
+        && aggregate
+            .path
+            .nodes
+            .last()
+            .is_some_and(|node| node.name().is_none())
+}
+
 /// `GROUP BY LEVEL = levels` of series `paths` (in query order): a series' group is its
 /// path with every node between root and the measurement replaced by `*`, except at the
-/// given levels (root is level 0), as IoTDB names the columns (`root.ln.*.*.status`).
-/// Groups are ordered by name.
-fn level_groups(paths: &[String], levels: &[usize]) -> super::query::SeriesGroups {
+/// given levels (root is level 0), as IoTDB names the columns (`root.ln.*.*.status`); with
+/// `merge_measurements` (`count(*)`) the measurement is `*` too. Groups are ordered by name.
+fn level_groups(
+    paths: &[String],
+    levels: &[usize],
+    merge_measurements: bool,
+) -> super::query::SeriesGroups {
     let keys: Vec<String> = paths
         .iter()
         .map(|path| {
@@ -1352,11 +1374,12 @@ fn level_groups(paths: &[String], levels: &[usize]) -> super::query::SeriesGroup
                 .iter()
                 .enumerate()
                 .map(|(level, node)| {
-                    if level == 0 || level == last || levels.contains(&level) {
-                        *node
+                    let kept = if level == last {
+                        !merge_measurements
                     } else {
-                        "*"
-                    }
+                        level == 0 || levels.contains(&level)
+                    };
+                    if kept { *node } else { "*" }
                 })
                 .collect::<Vec<_>>()
                 .join(".")

@@ -1207,21 +1207,13 @@ impl<'a> Parser<'a> {
     }
 
     /// `LEVEL = l[, l]*`: levels in increasing order, each once (root is level 0, which
-    /// every path shares, so it is refused).
+    /// every path shares: `LEVEL = 0` groups the series by measurement alone, as IoTDB).
     fn group_by_level(&mut self) -> Result<Vec<usize>, ParseError> {
         self.expect_keyword("LEVEL")?;
         self.expect(&TokenKind::Equal, "'='")?;
         let mut levels = Vec::new();
         loop {
-            let offset = self.peek().offset;
             let level = self.unsigned::<usize>("a path level")?;
-            if level == 0 {
-                return Err(self.invalid_at(
-                    offset,
-                    "GROUP BY LEVEL starts at 1: level 0 is root, shared by every series"
-                        .to_string(),
-                ));
-            }
             levels.push(level);
             // `LEVEL = 1, 3`: a comma followed by a number continues the list.
             if self.peek().kind == TokenKind::Comma && self.peek_at(1).kind == TokenKind::Number {
