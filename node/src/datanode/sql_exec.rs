@@ -1033,8 +1033,15 @@ impl Shard {
             .iter()
             .map(|(device, measurement, t)| (format!("{device}.{measurement}"), *t))
             .collect();
-        let ResponsePayload::Last(points) = self.query_last(selections(&matched)).await? else {
-            return Err(Status::internal("a last query answered wrongly"));
+        let points = if range.end_ms == TimeRange::ALL.end_ms {
+            let ResponsePayload::Last(points) = self.query_last(selections(&matched)).await? else {
+                return Err(Status::internal("a last query answered wrongly"));
+            };
+            points
+        } else {
+            // An upper bound (`WHERE time < t`): the newest point before it, which the
+            // newest point of the series (what `query_last` answers) may not be.
+            self.last_within(&matched, range).await?
         };
         let mut result = ResultSet::new(&[
             ("Time", WireType::Int64),
@@ -1081,6 +1088,51 @@ impl Shard {
             .collect();
         page_rows(&mut result.rows, select);
         Ok(result)
+    }
+
+    /// The newest point of each matched series within `range` (the series that have one),
+    /// as the aggregation `max_time, last_value` over it.
+    async fn last_within(
+        self: &Rc<Self>,
+        matched: &[Matched],
+        range: TimeRange,
+    ) -> Result<Vec<iotdb_net::LastPoint>, Status> {
+        let series = selections(matched);
+        let paths: Vec<String> = series
+            .iter()
+            .flat_map(|s| s.measurements.iter().map(|m| format!("{}.{m}", s.device)))
+            .collect();
+        let query = AggregateQuery {
+            series,
+            start_time: range.start_ms,
+            end_time: range.end_ms,
+            aggregations: vec![
+                iotdb_net::Aggregation::MaxTime,
+                iotdb_net::Aggregation::Last,
+            ],
+            group_by: None,
+        };
+        let ResponsePayload::Batch(batch) = self.query_aggregate(query).await? else {
+            return Err(Status::internal("a last query answered wrongly"));
+        };
+        if batch.columns.len() != 2 * paths.len() {
+            return Err(Status::internal(
+                "a last query answered another number of series",
+            ));
+        }
+        let mut points = Vec::new();
+        for (path, pair) in paths.into_iter().zip(batch.columns.chunks(2)) {
+            if let (Some(WireValue::Int64(timestamp)), Some(value)) =
+                (pair[0].value(0), pair[1].value(0))
+            {
+                points.push(iotdb_net::LastPoint {
+                    path,
+                    timestamp,
+                    value,
+                });
+            }
+        }
+        Ok(points)
     }
 
     /// `DELETE FROM patterns [WHERE time ...]`: a logged deletion in every region holding the

@@ -14,6 +14,9 @@ SELECT count(t), avg(t) FROM root.agg.d GROUP BY ([0, 10800000), 1h);
 SELECT LAST t FROM root.agg.d;
 SELECT LAST * FROM root.agg.**;
 SELECT LAST t FROM root.agg.d WHERE time > 7200000;
+-- An upper bound: the newest point before it, not the series' newest point.
+SELECT LAST * FROM root.agg.** WHERE time < 3601000;
+SELECT LAST t FROM root.agg.d WHERE time >= 1000 AND time < 3600000;
 -- A LAST result sorted by any of its columns (ties keep their order) and paged by rows.
 SELECT LAST * FROM root.agg.** ORDER BY TIME DESC LIMIT 1;
 SELECT LAST * FROM root.agg.** ORDER BY TIMESERIES DESC;
