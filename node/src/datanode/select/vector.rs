@@ -1027,24 +1027,20 @@ mod tests {
         let input = |c: usize| types[c];
         let of = |bound: Bound| bound.data_type(&input);
         let column = |c| b(Bound::Column(c));
-        assert_eq!(
-            of(Bound::Function(ScalarFunction::Abs, column(0))),
-            DataType::Int32
-        );
-        assert_eq!(
-            of(Bound::Function(ScalarFunction::Abs, column(1))),
-            DataType::Int64
-        );
+        for (function, c, want) in [
+            (ScalarFunction::Abs, 0, DataType::Int32),
+            (ScalarFunction::Abs, 1, DataType::Int64),
+            (ScalarFunction::Sign, 0, DataType::Double),
+            (ScalarFunction::Ceil, 0, DataType::Double),
+        ] {
+            assert_eq!(
+                of(Bound::Function(function, column(c))),
+                want,
+                "{function:?}"
+            );
+        }
         assert_eq!(of(Bound::Negate(column(2))), DataType::Float);
         assert_eq!(of(Bound::Negate(column(3))), DataType::Double);
-        assert_eq!(
-            of(Bound::Function(ScalarFunction::Sign, column(0))),
-            DataType::Double
-        );
-        assert_eq!(
-            of(Bound::Function(ScalarFunction::Ceil, column(0))),
-            DataType::Double
-        );
         assert_eq!(of(Bound::Round(column(0), 2)), DataType::Double);
         assert_eq!(
             of(Bound::Arithmetic(ArithmeticOp::Add, column(0), column(0))),
