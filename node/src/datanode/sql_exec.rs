@@ -969,13 +969,7 @@ impl Shard {
                 .find(|(c, _)| c == e)
                 .map(|(_, i)| i.clone())
         })?;
-        result.rows.retain(|row| {
-            let time = match row.first() {
-                Some(Some(WireValue::Int64(t))) if select.group_by.is_some() => *t,
-                _ => 0,
-            };
-            bound.passes(time, row)
-        });
+        super::select::retain_having(&bound, &mut result.rows, select.group_by.is_some());
         Ok(())
     }
 

@@ -19,13 +19,22 @@ pub enum ArithmeticOp {
     Modulo,
 }
 
-/// Built-in functions of one number.
+/// Built-in functions of one number (IoTDB's math functions; `round` also takes the
+/// decimal places to keep).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScalarFunction {
     Abs,
     Sin,
     Cos,
     Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Tanh,
+    Degrees,
+    Radians,
     Sqrt,
     Exp,
     Ln,
@@ -43,6 +52,14 @@ impl ScalarFunction {
             "sin" => ScalarFunction::Sin,
             "cos" => ScalarFunction::Cos,
             "tan" => ScalarFunction::Tan,
+            "asin" => ScalarFunction::Asin,
+            "acos" => ScalarFunction::Acos,
+            "atan" => ScalarFunction::Atan,
+            "sinh" => ScalarFunction::Sinh,
+            "cosh" => ScalarFunction::Cosh,
+            "tanh" => ScalarFunction::Tanh,
+            "degrees" => ScalarFunction::Degrees,
+            "radians" => ScalarFunction::Radians,
             "sqrt" => ScalarFunction::Sqrt,
             "exp" => ScalarFunction::Exp,
             "ln" => ScalarFunction::Ln,
@@ -55,19 +72,29 @@ impl ScalarFunction {
         })
     }
 
+    /// The function of `x`, as Java's `Math` computes it (IoTDB's definition): `round` is
+    /// `Math.rint`, halves to even.
     pub fn apply(self, x: f64) -> f64 {
         match self {
             ScalarFunction::Abs => x.abs(),
             ScalarFunction::Sin => x.sin(),
             ScalarFunction::Cos => x.cos(),
             ScalarFunction::Tan => x.tan(),
+            ScalarFunction::Asin => x.asin(),
+            ScalarFunction::Acos => x.acos(),
+            ScalarFunction::Atan => x.atan(),
+            ScalarFunction::Sinh => x.sinh(),
+            ScalarFunction::Cosh => x.cosh(),
+            ScalarFunction::Tanh => x.tanh(),
+            ScalarFunction::Degrees => x.to_degrees(),
+            ScalarFunction::Radians => x.to_radians(),
             ScalarFunction::Sqrt => x.sqrt(),
             ScalarFunction::Exp => x.exp(),
             ScalarFunction::Ln => x.ln(),
             ScalarFunction::Log10 => x.log10(),
             ScalarFunction::Ceil => x.ceil(),
             ScalarFunction::Floor => x.floor(),
-            ScalarFunction::Round => x.round(),
+            ScalarFunction::Round => x.round_ties_even(),
             ScalarFunction::Sign => {
                 if x == 0.0 {
                     0.0

@@ -23,3 +23,10 @@ SELECT s1 + 1, s1 * s2, cast(s1 AS TEXT) FROM root.ex.* ALIGN BY DEVICE;
 SELECT s1 - 1 AS m, s2 FROM root.ex.* WHERE s1 > 0 ALIGN BY DEVICE;
 SELECT * + 1 FROM root.ex.* WHERE time <= 2 ALIGN BY DEVICE;
 SELECT s1 + 1 FROM root.ex.* ORDER BY TIME DESC LIMIT 3 ALIGN BY DEVICE;
+-- IoTDB's result types: unary minus and abs keep the operand's type, the other functions are DOUBLE.
+SELECT -s1, abs(s1), sign(s1), ceil(s2), floor(s2), -s2 FROM root.ex.d1;
+SELECT asin(s2 / 4), acos(s2 / 4), atan(s2), sinh(s2), cosh(s2), tanh(s2), degrees(s2), radians(s2) FROM root.ex.d1;
+-- round is Math.rint(x * 10^places) / 10^places: halves go to the even neighbour.
+SELECT round(s2), round(s2, 1), round(s2 * 25, -1), round(s1 / 4, 1) FROM root.ex.d1;
+SELECT round(s2, 1.5) FROM root.ex.d1;
+SELECT abs(s1) FROM root.ex.* WHERE abs(s1) > 2 AND s1 IS NOT NULL;

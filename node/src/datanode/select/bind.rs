@@ -1,4 +1,4 @@
-//! Expressions bound to result columns, and their evaluation on rows.
+//! Expressions bound to result columns (evaluated a page at a time, see `select/vector`).
 //!
 //! A `WHERE` or `HAVING` expression names series by suffix paths (and, in `HAVING`,
 //! aggregates such as `count(s1)`). Binding replaces each such *leaf* by the index of a
@@ -6,9 +6,10 @@
 //! combination, all of which must hold (IoTDB's rule for wildcards in a filter). A leaf
 //! that matches nothing is null, so a comparison on it is never true.
 //!
-//! Evaluation follows SQL's three-valued logic: a comparison with null is null, `AND`
-//! is false if either side is false, `OR` true if either is true, and a row passes only
-//! when the expression is true. Numbers are compared and computed as f64.
+//! Evaluation (`Bound::evaluate`, on columns) follows SQL's three-valued logic: a
+//! comparison with null is null, `AND` is false if either side is false, `OR` true if
+//! either is true, and a row passes only when the expression is true. Numbers are compared
+//! and computed as f64.
 //!
 //! [`push_down`] turns the conjuncts that test one column against constants into a
 //! storage [`ValueFilter`] for that column, so the region filters (and skips chunks by
@@ -82,6 +83,8 @@ pub enum Bound {
     Matches(Box<Bound>, ValueFilter),
     IsNull(Box<Bound>),
     Function(ScalarFunction, Box<Bound>),
+    /// `round(e, places)`: `Math.rint(e · 10^places) / 10^places`, as IoTDB rounds.
+    Round(Box<Bound>, i32),
     /// `cast(e AS type)`: the value converted to the type's kind of scalar (see
     /// [`cast`]).
     Cast(storage::DataType, Box<Bound>),
@@ -304,77 +307,42 @@ fn bind_with(
             let function = ScalarFunction::from_name(name).ok_or_else(|| {
                 Status::illegal_parameter(format!("unknown function {name} in an expression"))
             })?;
-            let [arg] = args.as_slice() else {
-                return Err(Status::illegal_parameter(format!(
-                    "function {name} takes one argument"
-                )));
-            };
-            Bound::Function(function, child(arg)?)
+            match (function, args.as_slice()) {
+                (ScalarFunction::Round, [arg]) => Bound::Round(child(arg)?, 0),
+                (ScalarFunction::Round, [arg, places]) => Bound::Round(
+                    child(arg)?,
+                    decimal_places(places).ok_or_else(|| {
+                        Status::illegal_parameter(
+                            "the places of round(x, places) must be an integer constant",
+                        )
+                    })?,
+                ),
+                (_, [arg]) => Bound::Function(function, child(arg)?),
+                (ScalarFunction::Round, _) => {
+                    return Err(Status::illegal_parameter(format!(
+                        "function {name} takes one or two arguments"
+                    )));
+                }
+                _ => {
+                    return Err(Status::illegal_parameter(format!(
+                        "function {name} takes one argument"
+                    )));
+                }
+            }
         }
     })
 }
 
+/// The decimal places of `round(x, places)`: an integer constant, perhaps negated.
+fn decimal_places(places: &Expr) -> Option<i32> {
+    match places {
+        Expr::Constant(Literal::Integer(p)) => i32::try_from(*p).ok(),
+        Expr::Negate(inner) => decimal_places(inner)?.checked_neg(),
+        _ => None,
+    }
+}
+
 impl Bound {
-    /// The value of the expression at `time` on a row of cells.
-    pub fn eval(&self, time: i64, row: &[Option<WireValue>]) -> Scalar {
-        match self {
-            Bound::Time => Scalar::Number(time as f64),
-            Bound::Column(c) => Scalar::of(row.get(*c).and_then(Option::as_ref)),
-            Bound::Constant(s) => s.clone(),
-            Bound::Negate(e) => match e.eval(time, row) {
-                Scalar::Number(v) => Scalar::Number(-v),
-                _ => Scalar::Null,
-            },
-            Bound::Arithmetic(op, a, b) => match (a.eval(time, row), b.eval(time, row)) {
-                (Scalar::Number(x), Scalar::Number(y)) => Scalar::Number(match op {
-                    ArithmeticOp::Add => x + y,
-                    ArithmeticOp::Subtract => x - y,
-                    ArithmeticOp::Multiply => x * y,
-                    ArithmeticOp::Divide => x / y,
-                    ArithmeticOp::Modulo => x % y,
-                }),
-                _ => Scalar::Null,
-            },
-            Bound::Compare(op, a, b) => compare(*op, &a.eval(time, row), &b.eval(time, row)),
-            Bound::And(a, b) => match (a.eval(time, row), b.eval(time, row)) {
-                (Scalar::Bool(false), _) | (_, Scalar::Bool(false)) => Scalar::Bool(false),
-                (Scalar::Bool(true), Scalar::Bool(true)) => Scalar::Bool(true),
-                _ => Scalar::Null,
-            },
-            Bound::Or(a, b) => match (a.eval(time, row), b.eval(time, row)) {
-                (Scalar::Bool(true), _) | (_, Scalar::Bool(true)) => Scalar::Bool(true),
-                (Scalar::Bool(false), Scalar::Bool(false)) => Scalar::Bool(false),
-                _ => Scalar::Null,
-            },
-            Bound::Not(e) => match e.eval(time, row) {
-                Scalar::Bool(b) => Scalar::Bool(!b),
-                _ => Scalar::Null,
-            },
-            Bound::In(e, list) => match e.eval(time, row) {
-                Scalar::Null => Scalar::Null,
-                v => Scalar::Bool(
-                    list.iter()
-                        .any(|c| compare(CompareOp::Equal, &v, c) == Scalar::Bool(true)),
-                ),
-            },
-            Bound::Matches(e, filter) => match e.eval(time, row) {
-                Scalar::Text(t) => Scalar::Bool(filter.matches(&storage::Values::Text(vec![t]), 0)),
-                _ => Scalar::Null,
-            },
-            Bound::IsNull(e) => Scalar::Bool(e.eval(time, row) == Scalar::Null),
-            Bound::Function(f, e) => match e.eval(time, row) {
-                Scalar::Number(v) => Scalar::Number(f.apply(v)),
-                _ => Scalar::Null,
-            },
-            Bound::Cast(to, e) => cast(e.eval(time, row), *to),
-        }
-    }
-
-    /// Whether a row passes (the expression is true).
-    pub fn passes(&self, time: i64, row: &[Option<WireValue>]) -> bool {
-        self.eval(time, row) == Scalar::Bool(true)
-    }
-
     /// The top-level `AND` operands.
     fn conjuncts(&self) -> Vec<&Bound> {
         match self {
@@ -433,6 +401,7 @@ impl Bound {
             | Bound::Matches(e, _)
             | Bound::IsNull(e)
             | Bound::Function(_, e)
+            | Bound::Round(e, _)
             | Bound::Cast(_, e) => e.columns(out),
             Bound::Arithmetic(_, a, b)
             | Bound::Compare(_, a, b)
@@ -480,31 +449,23 @@ fn storage_op(op: CompareOp) -> storage::CompareOp {
     }
 }
 
-fn compare(op: CompareOp, a: &Scalar, b: &Scalar) -> Scalar {
-    use std::cmp::Ordering;
-    let ordering: Option<Ordering> = match (a, b) {
-        (Scalar::Number(x), Scalar::Number(y)) => x.partial_cmp(y),
-        (Scalar::Text(x), Scalar::Text(y)) => Some(x.cmp(y)),
-        (Scalar::Bool(x), Scalar::Bool(y)) => Some(x.cmp(y)),
-        _ => None,
-    };
-    let Some(o) = ordering else {
-        return Scalar::Null;
-    };
-    Scalar::Bool(match op {
-        CompareOp::Less => o == Ordering::Less,
-        CompareOp::LessEqual => o != Ordering::Greater,
-        CompareOp::Greater => o == Ordering::Greater,
-        CompareOp::GreaterEqual => o != Ordering::Less,
-        CompareOp::Equal => o == Ordering::Equal,
-        CompareOp::NotEqual => o != Ordering::Equal,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datanode::select::vector::Page;
     use crate::sql::{PathNode, PathPattern};
+
+    /// Whether one row passes, evaluated as a page of one row.
+    trait Passes {
+        fn passes(&self, time: i64, row: &[Option<WireValue>]) -> bool;
+    }
+
+    impl Passes for Bound {
+        fn passes(&self, time: i64, row: &[Option<WireValue>]) -> bool {
+            let page = Page::of_rows(vec![time], &[row.to_vec()]);
+            self.evaluate(&page).truth()[0]
+        }
+    }
 
     fn path(name: &str) -> Expr {
         Expr::Path(PathPattern::new(vec![PathNode::Name(name.to_string())]))

@@ -4,16 +4,18 @@
 //! the result), named after the expression with its full paths (`root.sg.d1.s1 + 1`).
 //!
 //! A path matching several series makes one column per combination (IoTDB's expansion).
-//! Arithmetic and the math functions are DOUBLE, comparisons and logic BOOLEAN, a cast the
-//! type it names; a plain path keeps its series' type and values.
+//! Each item is evaluated on a whole page of rows as columns (`select/vector`), with
+//! IoTDB's result types (`Bound::data_type`): unary minus and `abs` keep their operand's
+//! type, binary arithmetic and the other math functions are DOUBLE, comparisons and logic
+//! BOOLEAN, a cast the type it names; a plain path keeps its series' type and values.
 
 use std::rc::Rc;
 
 use iotdb_net::{ResultSet, Status, Value as WireValue};
 use iotdb_storage::{DataType, TimeRange};
 
-use super::bind::{BoundCopy, Scalar, bind_each};
-use super::{Column, RawCursor, RawPart, RowMaker, RowPages, Shard, series_window};
+use super::bind::{BoundCopy, bind_each};
+use super::{Column, Page, RawCursor, RawPart, Row, RowMaker, RowPages, Shard, series_window};
 use crate::sql::{
     Aggregate, ArithmeticOp, CompareOp, Expr, Literal, PathPattern, Projection, Select, TimeOrder,
 };
@@ -62,10 +64,11 @@ impl Shard {
             header.column_types.push(*data_type);
         }
         let cursor = RawCursor::of_select(self, fetched, select, range, now_ms, &filter_series)?;
-        let make: RowMaker = Box::new(move |time, cells| {
-            let mut row = vec![Some(WireValue::Int64(time))];
-            row.extend(evaluate(&outputs, time, &cells)?);
-            Ok(row)
+        let make: RowMaker = Box::new(move |page| {
+            let columns = evaluate(&outputs, &page)?;
+            Ok(rows_of(&page.times, columns, |_, time| {
+                vec![Some(WireValue::Int64(time))]
+            }))
         });
         Ok(RowPages::new(
             header,
@@ -127,17 +130,22 @@ impl Shard {
             let own = super::within_device(filter_series, device);
             let cursor = RawCursor::of_select(self, fetched, select, range, now_ms, &own)?;
             let device = WireValue::Text(bytes::Bytes::from(device.to_string()));
-            let make: RowMaker = Box::new(move |time, cells| {
-                let mut row = vec![None; width];
-                row[0] = Some(WireValue::Int64(time));
-                row[1] = Some(device.clone());
-                for (value, &at) in evaluate(&outputs, time, &cells)?
+            let make: RowMaker = Box::new(move |page| {
+                let mut rows = Vec::with_capacity(page.len());
+                let mut columns: Vec<_> = evaluate(&outputs, &page)?
                     .into_iter()
-                    .zip(&positions)
-                {
-                    row[at] = value;
+                    .map(Vec::into_iter)
+                    .collect();
+                for &time in &page.times {
+                    let mut row = vec![None; width];
+                    row[0] = Some(WireValue::Int64(time));
+                    row[1] = Some(device.clone());
+                    for (column, &at) in columns.iter_mut().zip(&positions) {
+                        row[at] = column.next().flatten();
+                    }
+                    rows.push(row);
                 }
-                Ok(row)
+                Ok(rows)
             });
             parts.push(RawPart {
                 cursor,
@@ -203,14 +211,17 @@ fn bind_items(
                 outputs.push((name_of(column), column.data_type, Output::Column(at)));
             }
         } else {
-            let data_type = output_type(item)?;
             let copies = bind_each(item, now_ms, &mut |e| match e {
                 Expr::Path(p) => leaves.iter().find(|(q, _)| q == p).map(|(_, i)| i.clone()),
                 _ => None,
             })?;
-            push_copies(&mut outputs, item, data_type, copies, &|at| {
-                name_of(&fetched[at])
-            });
+            push_copies(
+                &mut outputs,
+                item,
+                copies,
+                &|at| name_of(&fetched[at]),
+                &|at| fetched[at].data_type,
+            );
         }
         apply_alias(&mut outputs, first, select, index)?;
     }
@@ -218,15 +229,17 @@ fn bind_items(
 }
 
 /// Each copy of expression `item` (one per combination of the columns its leaves took) as
-/// an output column, named after the expression with `column_name` of each leaf's column.
+/// an output column, named after the expression with `column_name` of each leaf's column,
+/// of the type IoTDB gives it over those columns' types (`column_type`).
 fn push_copies(
     outputs: &mut Vec<OutputColumn>,
     item: &Expr,
-    data_type: DataType,
     copies: Vec<BoundCopy>,
     column_name: &dyn Fn(usize) -> String,
+    column_type: &dyn Fn(usize) -> DataType,
 ) {
     for (bound, taken) in copies {
+        let data_type = bound.data_type(column_type);
         let name = render(item, &|e| {
             taken
                 .iter()
@@ -256,18 +269,35 @@ fn apply_alias(
     Ok(())
 }
 
-/// The cells of `outputs` on one row (`cells`: the fetched series' values at `time`).
-fn evaluate(
-    outputs: &[OutputColumn],
-    time: i64,
-    cells: &[Option<WireValue>],
-) -> Result<Vec<Option<WireValue>>, Status> {
+/// The cells of `outputs` on every row of `page`, a column per output.
+fn evaluate(outputs: &[OutputColumn], page: &Page) -> Result<Vec<Vec<Option<WireValue>>>, Status> {
     outputs
         .iter()
         .map(|(name, data_type, output)| match output {
-            Output::Column(at) => Ok(cells[*at].clone()),
-            Output::Computed(bound) => wire_value(bound.eval(time, cells), *data_type)
+            Output::Column(at) => Ok((0..page.len()).map(|r| page.cell(*at, r)).collect()),
+            Output::Computed(bound) => bound
+                .evaluate(page)
+                .cells(*data_type)
                 .map_err(|e| Status::illegal_parameter(format!("{name}: {e}"))),
+        })
+        .collect()
+}
+
+/// Rows of `columns` (one cell per row each), each after the cells `first` makes of its
+/// index and time.
+fn rows_of(
+    times: &[i64],
+    columns: Vec<Vec<Option<WireValue>>>,
+    mut first: impl FnMut(usize, i64) -> Row,
+) -> Vec<Row> {
+    let mut columns: Vec<_> = columns.into_iter().map(Vec::into_iter).collect();
+    times
+        .iter()
+        .enumerate()
+        .map(|(r, &time)| {
+            let mut row = first(r, time);
+            row.extend(columns.iter_mut().map(|c| c.next().flatten()));
+            row
         })
         .collect()
 }
@@ -354,7 +384,6 @@ impl Shard {
                     ));
                 }
             } else {
-                let data_type = output_type(item)?;
                 let leaf_columns = |e: &Expr| {
                     let call = Aggregate::of_call(e)?;
                     leaves
@@ -363,8 +392,8 @@ impl Shard {
                         .map(|(_, i)| i.clone())
                 };
                 let copies = bind_each(item, now_ms, &mut |e| leaf_columns(e))?;
-                push_copies(&mut outputs, item, data_type, copies, &|at| {
-                    names[at].clone()
+                push_copies(&mut outputs, item, copies, &|at| names[at].clone(), &|at| {
+                    aggregated.column_types[at]
                 });
             }
             apply_alias(&mut outputs, first, select, index)?;
@@ -379,16 +408,12 @@ impl Shard {
             result.column_names.push(name.clone());
             result.column_types.push(*data_type);
         }
-        let mut rows = Vec::with_capacity(aggregated.rows.len());
-        for cells in &aggregated.rows {
-            let time = match cells.first() {
-                Some(Some(WireValue::Int64(time))) if select.group_by.is_some() => *time,
-                _ => 0,
-            };
-            let mut row = cells[..first_value].to_vec();
-            row.extend(evaluate(&outputs, time, cells)?);
-            rows.push(row);
-        }
+        // The aggregate rows transposed into columns once, every item evaluated on them.
+        let page = super::rows_page(&aggregated.rows, select.group_by.is_some());
+        let columns = evaluate(&outputs, &page)?;
+        let mut rows = rows_of(&page.times, columns, |r, _| {
+            aggregated.rows[r][..first_value].to_vec()
+        });
         if select.align_by_device {
             super::finish_device_rows(&mut result, rows, select, first_value);
         } else {
@@ -402,57 +427,6 @@ impl Shard {
         }
         Ok(result)
     }
-}
-
-/// The type of an expression's column.
-fn output_type(expr: &Expr) -> Result<DataType, Status> {
-    Ok(match expr {
-        Expr::Cast { data_type, .. } => data_type.stored().ok_or_else(|| {
-            Status::illegal_parameter(format!("cannot cast to {}", data_type.as_str()))
-        })?,
-        Expr::Compare(..)
-        | Expr::And(..)
-        | Expr::Or(..)
-        | Expr::Not(_)
-        | Expr::In { .. }
-        | Expr::Between { .. }
-        | Expr::Like { .. }
-        | Expr::Regexp { .. }
-        | Expr::IsNull { .. } => DataType::Boolean,
-        Expr::Time => DataType::Int64,
-        Expr::Constant(Literal::Text(_)) => DataType::Text,
-        Expr::Constant(Literal::Boolean(_)) => DataType::Boolean,
-        _ => DataType::Double,
-    })
-}
-
-/// A computed value as a cell of `data_type` (null where the value has another kind).
-fn wire_value(scalar: Scalar, data_type: DataType) -> Result<Option<WireValue>, String> {
-    let integer = |v: f64, min: f64, max: f64| {
-        if v.is_finite() && v >= min && v <= max {
-            Ok(v.trunc())
-        } else {
-            Err(format!("{v} is out of the range of {}", data_type.name()))
-        }
-    };
-    Ok(match (data_type, scalar) {
-        (_, Scalar::Null) => None,
-        (DataType::Boolean, Scalar::Bool(b)) => Some(WireValue::Boolean(b)),
-        (DataType::Int32, Scalar::Number(v)) => {
-            Some(WireValue::Int32(
-                integer(v, f64::from(i32::MIN), f64::from(i32::MAX))? as i32,
-            ))
-        }
-        (DataType::Int64, Scalar::Number(v)) => {
-            Some(WireValue::Int64(
-                integer(v, i64::MIN as f64, i64::MAX as f64)? as i64,
-            ))
-        }
-        (DataType::Float, Scalar::Number(v)) => Some(WireValue::Float(v as f32)),
-        (DataType::Double, Scalar::Number(v)) => Some(WireValue::Double(v)),
-        (DataType::Text, Scalar::Text(t)) => Some(WireValue::Text(t)),
-        _ => None,
-    })
 }
 
 /// The column name of an expression: its text with each path replaced by the series it

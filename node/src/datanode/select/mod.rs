@@ -5,7 +5,8 @@
 //! WHERE value filter ─ bind ─▶ Bound (paths → columns; filter-only series appended)
 //!                      push_down ─▶ one ValueFilter per column ─▶ regions (ScanFiltered:
 //!                                    chunk statistics skip or keep whole chunks)
-//! filtered columns ─ align on time ─ evaluate the whole filter per row ─ project ─▶ rows
+//! filtered columns ─ align on time into a Page ─ evaluate the whole filter on the page's
+//!                    columns (select/vector) ─ keep the passing rows ─ project ─▶ rows
 //! ```
 //!
 //! `ALIGN BY DEVICE` runs the same per device (the filter's paths resolved inside that
@@ -15,6 +16,7 @@ mod bind;
 mod computed;
 mod fill;
 mod pages;
+mod vector;
 
 use std::rc::Rc;
 
@@ -26,6 +28,7 @@ use iotdb_storage::{
 pub use bind::{Bound, bind, push_down};
 pub use fill::{fill, fill_previous};
 pub use pages::{RawCursor, RawPart, Row, RowMaker, RowPages, WindowPages};
+pub use vector::{Page, PageColumn, Vector};
 
 use super::Shard;
 use super::query::{RegionAnswer, RegionRead};
@@ -77,6 +80,29 @@ pub(super) fn finish_device_rows(
         out.extend(block);
     }
     result.rows = page(out, select);
+}
+
+/// Rows of an aggregate result as a page of columns: a row's time is its window's (its
+/// first cell) under `GROUP BY` time, 0 otherwise.
+pub fn rows_page(rows: &[Row], windowed: bool) -> Page {
+    let times = rows
+        .iter()
+        .map(|row| match row.first() {
+            Some(Some(WireValue::Int64(t))) if windowed => *t,
+            _ => 0,
+        })
+        .collect();
+    Page::of_rows(times, rows)
+}
+
+/// Keeps the rows of an aggregate result where `having` (bound to its columns) is true,
+/// evaluated on all of them at once.
+pub fn retain_having(having: &Bound, rows: &mut Vec<Row>, windowed: bool) {
+    let mut passing = having
+        .evaluate(&rows_page(rows, windowed))
+        .truth()
+        .into_iter();
+    rows.retain(|_| passing.next().unwrap_or(false));
 }
 
 /// `items` with SOFFSET and SLIMIT applied.
@@ -144,11 +170,14 @@ impl Shard {
             header.column_types.push(column.data_type);
         }
         let cursor = RawCursor::of_select(self, outputs, select, range, now_ms, &resolved)?;
-        let make: RowMaker = Box::new(|time, cells| {
-            let mut row = Vec::with_capacity(cells.len() + 1);
-            row.push(Some(WireValue::Int64(time)));
-            row.extend(cells);
-            Ok(row)
+        let make: RowMaker = Box::new(|page| {
+            let rows = (0..page.len()).map(|r| {
+                let mut row = Vec::with_capacity(page.columns.len() + 1);
+                row.push(Some(WireValue::Int64(page.times[r])));
+                row.extend((0..page.columns.len()).map(|c| page.cell(c, r)));
+                row
+            });
+            Ok(rows.collect())
         });
         Ok(RowPages::new(
             header,
@@ -245,14 +274,17 @@ impl Shard {
             let own = within_device(&resolved, &device);
             let cursor = RawCursor::of_select(self, outputs, select, range, now_ms, &own)?;
             let device = WireValue::Text(bytes::Bytes::from(device));
-            let make: RowMaker = Box::new(move |time, cells| {
-                let mut row = vec![None; width];
-                row[0] = Some(WireValue::Int64(time));
-                row[1] = Some(device.clone());
-                for (cell, &at) in cells.into_iter().zip(&positions) {
-                    row[at] = cell;
-                }
-                Ok(row)
+            let make: RowMaker = Box::new(move |page| {
+                let rows = (0..page.len()).map(|r| {
+                    let mut row = vec![None; width];
+                    row[0] = Some(WireValue::Int64(page.times[r]));
+                    row[1] = Some(device.clone());
+                    for (c, &at) in positions.iter().enumerate() {
+                        row[at] = page.cell(c, r);
+                    }
+                    row
+                });
+                Ok(rows.collect())
             });
             parts.push(RawPart {
                 cursor,

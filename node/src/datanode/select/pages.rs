@@ -4,11 +4,12 @@
 //! ```text
 //! RawCursor   [next, end) ─ fetch_columns: the first n points of every column ─▶
 //!             complete up to t* = the earliest last time among the columns that gave n
-//!             ─ align ─ value filter ─▶ the rows ≤ t*;  next = t* + 1
+//!             ─ align into a Page of columns ─ value filter evaluated on the columns
+//!             (select/vector) ─▶ the rows ≤ t*;  next = t* + 1
 //!   (DESC)    [lo, end) sized by counts to at most 2n points a column ─ read whole ─▶
 //!             its rows;  end = lo
 //! RowPages    parts (one, or one per device) ─ cursor pages ─ row maker (Time[, Device],
-//!             cells or expressions) ─ FILL (PREVIOUS carried across pages; LINEAR and
+//!             cells or expressions evaluated on the page's columns) ─ FILL (PREVIOUS carried across pages; LINEAR and
 //!             descending fills hold back the rows that wait) ─ OFFSET/LIMIT
 //!             ─▶ pages of at most the asker's row count
 //! ```
@@ -32,12 +33,13 @@ use std::collections::VecDeque;
 use std::rc::Rc;
 
 use iotdb_net::{ResultSet, Status, Value as WireValue};
-use iotdb_storage::{DataType, PointColumn, TimeRange, ValueFilter};
+use iotdb_storage::{PointColumn, TimeRange, ValueFilter};
 
 use super::fill::HeldFill;
+use super::vector::Page;
 use super::{Bound, Column, Rows, bind, fill, fill_previous, push_down, restrict_to_required};
 use crate::datanode::Shard;
-use crate::datanode::query::{align, check_window_count};
+use crate::datanode::query::check_window_count;
 use crate::datanode::sql_exec::{SQL_RESULT_ROWS_MAX, calendar_windows, too_many_rows};
 use crate::sql::time::add_months_millis;
 use crate::sql::{Expr, Fill, PathPattern, Select, TimeOrder};
@@ -52,9 +54,9 @@ pub const COLUMN_PAGE_POINTS_MIN: usize = 64;
 /// One row of a result: one cell per column.
 pub type Row = Vec<Option<WireValue>>;
 
-/// Turns a row's time and fetched cells into the result's row (`Time`, perhaps `Device`,
-/// then the value columns).
-pub type RowMaker = Box<dyn Fn(i64, Vec<Option<WireValue>>) -> Result<Row, Status>>;
+/// Turns a page of the fetched output columns into the result's rows (`Time`, perhaps
+/// `Device`, then the value columns).
+pub type RowMaker = Box<dyn Fn(Page) -> Result<Vec<Row>, Status>>;
 
 /// The rows of a raw query aligned by time, in ascending time order, a page at a time.
 pub struct RawCursor {
@@ -292,37 +294,33 @@ impl RawCursor {
         &self.fetched
     }
 
-    /// The next page of rows (perhaps empty when the filter kept none of its points), or
-    /// `None` once the range is read.
-    pub async fn next_rows(&mut self) -> Result<Option<Rows>, Status> {
+    /// The next page of the output columns' rows where the value filter holds (perhaps
+    /// none), aligned on time and filtered as columns, or `None` once the range is read.
+    pub async fn next_page(&mut self) -> Result<Option<Page>, Status> {
         let Some(points) = self.next_points().await? else {
             return Ok(None);
         };
-        let series: Vec<(String, DataType, PointColumn)> = self
-            .fetched
-            .iter()
-            .zip(points)
-            .map(|(c, p)| (c.path(), c.data_type, p))
-            .collect();
-        let mut rows = Rows {
-            times: Vec::new(),
-            cells: Vec::new(),
-        };
-        for batch in align(series, 0, None).0 {
-            for (r, &t) in batch.timestamps.iter().enumerate() {
-                let row: Vec<Option<WireValue>> =
-                    batch.columns.iter().map(|c| c.value(r)).collect();
-                if self.bound.as_ref().is_some_and(|b| !b.passes(t, &row)) {
-                    continue;
-                }
-                // A row that passes is kept even when every output cell is null (the filter
-                // may read only other series), as IoTDB does.
-                rows.times.push(t);
-                rows.cells
-                    .push(row.into_iter().take(self.output_count).collect());
-            }
+        let mut page = Page::align(points);
+        if let Some(bound) = &self.bound {
+            let passing = bound.evaluate(&page).truth();
+            page.retain(&passing);
         }
-        Ok(Some(rows))
+        // A row that passes is kept even when every output cell is null (the filter may
+        // read only other series), as IoTDB does.
+        page.columns.truncate(self.output_count);
+        Ok(Some(page))
+    }
+
+    /// The next page of rows as cells (see [`RawCursor::next_page`]).
+    pub async fn next_rows(&mut self) -> Result<Option<Rows>, Status> {
+        let Some(page) = self.next_page().await? else {
+            return Ok(None);
+        };
+        let cells = page.rows();
+        Ok(Some(Rows {
+            times: page.times,
+            cells,
+        }))
     }
 
     /// The first `rows_max` rows (all without it); more than `cap` rows is refused with
@@ -555,14 +553,10 @@ impl RowPages {
 /// The next page of a raw part's rows, in ascending time order, and whether the part is
 /// read.
 async fn raw_rows(cursor: &mut RawCursor, make: &RowMaker) -> Result<PartRows, Status> {
-    let Some(page) = cursor.next_rows().await? else {
+    let Some(page) = cursor.next_page().await? else {
         return Ok((Vec::new(), true));
     };
-    let mut rows = Vec::with_capacity(page.times.len());
-    for (time, cells) in page.times.into_iter().zip(page.cells) {
-        rows.push(make(time, cells)?);
-    }
-    Ok((rows, false))
+    Ok((make(page)?, false))
 }
 
 /// Windows aggregated per page of an aggregate `GROUP BY` time query with many windows (or
