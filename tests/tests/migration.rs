@@ -123,19 +123,31 @@ fn error_of(client: &mut BlockingClient, statement: &str) -> String {
 /// A 1C3D cluster (one core per DataNode) of `factor` replicas and three data region
 /// groups per database, every node Running.
 fn start_1c3d(factor: &str) -> TestCluster {
-    start_1c3d_with(&[
+    start_1c3d_with(&replicated(factor))
+}
+
+/// Settings for `factor` replicas and three data region groups per database.
+fn replicated(factor: &str) -> [(&str, &str); 3] {
+    [
         ("data_replication_factor", factor),
         ("data_region_group_extension_policy", "CUSTOM"),
         ("default_data_region_group_num_per_database", "3"),
-    ])
+    ]
 }
 
 /// A 1C3D cluster (one core per DataNode) with `settings`, every node Running.
 fn start_1c3d_with(settings: &[(&str, &str)]) -> TestCluster {
-    let cluster = TestCluster::start_configured(BINARY, 1, 3, 1, settings).expect("start 1C3D");
+    start_c3d_with(1, settings)
+}
+
+/// `config_nodes` ConfigNodes and three DataNodes (one core each) with `settings`, every
+/// node Running.
+fn start_c3d_with(config_nodes: usize, settings: &[(&str, &str)]) -> TestCluster {
+    let cluster = TestCluster::start_configured(BINARY, config_nodes, 3, 1, settings)
+        .expect("start the cluster");
     cluster
         .wait_for_cluster(0, PATIENCE, "every node Running", |rows| {
-            rows.len() == 4 && rows.iter().all(|row| row.status == "Running")
+            rows.len() == config_nodes + 3 && rows.iter().all(|row| row.status == "Running")
         })
         .unwrap();
     cluster
@@ -149,6 +161,9 @@ enum Crash {
     ConfigNode,
     /// The DataNode receiving the new replica: the transfer starts again.
     Target,
+    /// The leading ConfigNode of three, not restarted: the ConfigNode elected in its place
+    /// resumes the procedure from the replicated state.
+    ConfigNodeLeader,
 }
 
 #[test]
@@ -161,12 +176,21 @@ fn migrate_region_of_a_leader_finishes_after_a_target_data_node_kill() {
     migrate_region_of_a_leader_through(Crash::Target);
 }
 
+#[test]
+fn migrate_region_of_a_leader_finishes_after_the_config_node_leader_is_lost() {
+    migrate_region_of_a_leader_through(Crash::ConfigNodeLeader);
+}
+
 /// `MIGRATE REGION` of a group's leader replica to the DataNode without one, while a
 /// client writes, with `crash` in the middle: the migration finishes, the new replica
 /// leads, nothing else moved, every acknowledged point reads back through every DataNode
 /// and the old replica's files are gone.
 fn migrate_region_of_a_leader_through(crash: Crash) {
-    let mut cluster = start_1c3d("2");
+    let config_nodes = match crash {
+        Crash::ConfigNodeLeader => 3,
+        Crash::ConfigNode | Crash::Target => 1,
+    };
+    let mut cluster = start_c3d_with(config_nodes, &replicated("2"));
     let database = "root.mig";
     let writer = Writer::start(cluster.data_nodes[0].address(), database, 0, PATIENCE);
     wait_for("first writes", || (writer.acked() >= 5).then_some(()));
@@ -224,13 +248,25 @@ fn migrate_region_of_a_leader_through(crash: Crash) {
         "{crash:?} killed while the new replica is {}",
         listed.status
     );
+    let config_leader = |cluster: &TestCluster| {
+        cluster
+            .show_config_nodes(observer)
+            .ok()?
+            .into_iter()
+            .find(|(_, _, role)| role == "Leader")
+            .map(|(id, _, _)| id)
+    };
+    let lost_leader = config_leader(&cluster).expect("a ConfigNode leader");
     let victim = match crash {
         Crash::ConfigNode => &mut cluster.config_nodes[0],
         Crash::Target => &mut cluster.data_nodes[target_index],
+        Crash::ConfigNodeLeader => &mut cluster.config_nodes[lost_leader as usize],
     };
     victim.kill().expect("SIGKILL");
-    std::thread::sleep(Duration::from_millis(500));
-    victim.restart().expect("restart");
+    if !matches!(crash, Crash::ConfigNodeLeader) {
+        std::thread::sleep(Duration::from_millis(500));
+        victim.restart().expect("restart");
+    }
 
     let after = wait_for("the migration finished", || {
         let rows = data_replicas(&mut cluster.client(observer).ok()?).ok()?;
@@ -245,6 +281,10 @@ fn migrate_region_of_a_leader_through(crash: Crash) {
         leader.data_node,
         started.elapsed()
     );
+    if matches!(crash, Crash::ConfigNodeLeader) {
+        let leader = wait_for("a ConfigNode leader listed", || config_leader(&cluster));
+        assert_ne!(leader, lost_leader, "another ConfigNode leads");
+    }
     let new_leader = after
         .iter()
         .find(|r| r.region == leader.region && r.leader)
