@@ -128,6 +128,19 @@ impl CompareOp {
             other => other,
         }
     }
+
+    /// Whether `a op b` holds for operands ordered `ordering` (`a` against `b`).
+    pub fn holds(self, ordering: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering;
+        match self {
+            CompareOp::Less => ordering == Ordering::Less,
+            CompareOp::LessEqual => ordering != Ordering::Greater,
+            CompareOp::Greater => ordering == Ordering::Greater,
+            CompareOp::GreaterEqual => ordering != Ordering::Less,
+            CompareOp::Equal => ordering == Ordering::Equal,
+            CompareOp::NotEqual => ordering != Ordering::Equal,
+        }
+    }
 }
 
 /// One expression node.

@@ -510,15 +510,6 @@ fn arithmetic(op: ArithmeticOp, a: Vector, b: Vector) -> Vector {
 
 /// `a op b`: null where either side is (or is NaN), or where their kinds differ.
 fn compare(op: CompareOp, a: &Vector, b: &Vector) -> Vector {
-    use std::cmp::Ordering;
-    let holds = |o: Ordering| match op {
-        CompareOp::Less => o == Ordering::Less,
-        CompareOp::LessEqual => o != Ordering::Greater,
-        CompareOp::Greater => o == Ordering::Greater,
-        CompareOp::GreaterEqual => o != Ordering::Less,
-        CompareOp::Equal => o == Ordering::Equal,
-        CompareOp::NotEqual => o != Ordering::Equal,
-    };
     fn both(a: &[bool], b: &[bool]) -> Vec<bool> {
         a.iter().zip(b).map(|(a, b)| *a && *b).collect()
     }
@@ -538,11 +529,11 @@ fn compare(op: CompareOp, a: &Vector, b: &Vector) -> Vector {
             Vector::Bool(values, valid)
         }
         (Vector::Text(x, x_ok), Vector::Text(y, y_ok)) => Vector::Bool(
-            x.iter().zip(y).map(|(a, b)| holds(a.cmp(b))).collect(),
+            x.iter().zip(y).map(|(a, b)| op.holds(a.cmp(b))).collect(),
             both(x_ok, y_ok),
         ),
         (Vector::Bool(x, x_ok), Vector::Bool(y, y_ok)) => Vector::Bool(
-            x.iter().zip(y).map(|(a, b)| holds(a.cmp(b))).collect(),
+            x.iter().zip(y).map(|(a, b)| op.holds(a.cmp(b))).collect(),
             both(x_ok, y_ok),
         ),
         _ => Vector::Null(a.len()),
@@ -758,14 +749,7 @@ mod tests {
         let Some(o) = ordering else {
             return Scalar::Null;
         };
-        Scalar::Bool(match op {
-            CompareOp::Less => o == Ordering::Less,
-            CompareOp::LessEqual => o != Ordering::Greater,
-            CompareOp::Greater => o == Ordering::Greater,
-            CompareOp::GreaterEqual => o != Ordering::Less,
-            CompareOp::Equal => o == Ordering::Equal,
-            CompareOp::NotEqual => o != Ordering::Equal,
-        })
+        Scalar::Bool(op.holds(o))
     }
 
     /// Whether two results agree (NaN equals NaN).
