@@ -63,7 +63,12 @@ pub trait Float: Copy {
     }
     /// `n / power`, rounded to this type: [`Float::from_decimal`] with the power of ten
     /// looked up once per column rather than once per value.
-    fn from_scaled(n: i64, power: f64) -> Self;
+    #[inline]
+    fn from_scaled(n: i64, power: f64) -> Self {
+        Self::from_f64(n as f64 / power)
+    }
+    /// `value` rounded to this type.
+    fn from_f64(value: f64) -> Self;
 }
 
 impl Float for f64 {
@@ -78,8 +83,8 @@ impl Float for f64 {
         self
     }
     #[inline]
-    fn from_scaled(n: i64, power: f64) -> Self {
-        n as f64 / power
+    fn from_f64(value: f64) -> Self {
+        value
     }
 }
 
@@ -95,8 +100,8 @@ impl Float for f32 {
         f64::from(self)
     }
     #[inline]
-    fn from_scaled(n: i64, power: f64) -> Self {
-        (n as f64 / power) as f32
+    fn from_f64(value: f64) -> Self {
+        value as f32
     }
 }
 
@@ -114,28 +119,47 @@ pub fn encode<F: Float>(values: &[F], out: &mut Vec<u8>) {
     }
 }
 
-/// `v` as an integer at `exponent` when that round-trips bit for bit.
+/// `value` times `power` rounded to an integer, and whether dividing that integer by
+/// `power` gives back `value` bit for bit (the integer is meaningless when it does not).
+/// Branch-free, so a loop over a column vectorises.
 #[inline]
-fn to_decimal<F: Float>(value: F, exponent: usize) -> Option<i64> {
-    let scaled = value.to_f64() * POWERS_OF_TEN[exponent];
+fn to_decimal_unchecked<F: Float>(value: F, power: f64) -> (i64, bool) {
+    let scaled = value.to_f64() * power;
     // NaN and infinities are exceptions: NaN compares false here.
     let in_range = scaled.abs() < SCALED_ABS_LIMIT;
-    if !in_range {
-        return None;
+    // Below 2^51 in magnitude, `scaled + ROUNDING_MAGIC` lies in [2^52, 2^53), where the
+    // spacing of f64s is 1: it is the rounded integer plus the magic, exactly, and its bits
+    // minus the magic's bits are that integer (no float-to-integer conversion per value).
+    let shifted = scaled + ROUNDING_MAGIC;
+    let rounded = shifted - ROUNDING_MAGIC;
+    let n = (shifted.to_bits() as i64).wrapping_sub(ROUNDING_MAGIC.to_bits() as i64);
+    // `rounded` is `n as f64`, so this is `F::from_scaled(n, power)`, what decoding gives.
+    let exact = F::from_f64(rounded / power).to_raw() == value.to_raw();
+    (n, in_range & exact)
+}
+
+/// Sets `integers[i]` to `values[i]` times `power` rounded (meaningless where that does not
+/// round-trip) and returns how many values do not round-trip. A plain loop over two slices
+/// with a count: it vectorises (two values a step on x86-64's baseline SSE2).
+fn to_decimals<F: Float>(values: &[F], power: f64, integers: &mut [i64]) -> usize {
+    let mut misses = 0usize;
+    for (slot, &value) in integers.iter_mut().zip(values) {
+        let (n, exact) = to_decimal_unchecked(value, power);
+        *slot = n;
+        misses += usize::from(!exact);
     }
-    let n = ((scaled + ROUNDING_MAGIC) - ROUNDING_MAGIC) as i64;
-    (F::from_decimal(n, exponent).to_raw() == value.to_raw()).then_some(n)
+    misses
 }
 
 /// The smallest exponent with the fewest exceptions on a sample of `values`.
 fn choose_exponent<F: Float>(values: &[F]) -> usize {
     let step = (values.len() / EXPONENT_SAMPLE_VALUES).max(1);
-    let sample: Vec<F> = values.iter().step_by(step).copied().collect();
     let mut best = (usize::MAX, 0);
-    for exponent in 0..=EXPONENT_MAX {
-        let misses = sample
+    for (exponent, &power) in POWERS_OF_TEN.iter().enumerate() {
+        let misses = values
             .iter()
-            .filter(|&&v| to_decimal(v, exponent).is_none())
+            .step_by(step)
+            .filter(|&&v| !to_decimal_unchecked(v, power).1)
             .count();
         if misses < best.0 {
             best = (misses, exponent);
@@ -149,37 +173,35 @@ fn choose_exponent<F: Float>(values: &[F]) -> usize {
 
 /// Appends the ALP encoding and returns true, or appends nothing and returns false when too
 /// many values are exceptions.
+///
+/// The hot loop converts every value unconditionally and only counts the misses; the rare
+/// columns with exceptions take a second pass that gives each exception's slot the
+/// previous integer (so it costs a zero delta) and writes the exceptions.
 fn encode_alp<F: Float>(values: &[F], out: &mut Vec<u8>) -> bool {
     let exponent = choose_exponent(values);
-    let mut integers = Vec::with_capacity(values.len());
-    let mut exceptions = Vec::new();
-    let exceptions_max = values.len() / EXCEPTION_RATIO_DIVISOR;
-    // An exception's slot repeats the previous integer, so it costs a zero delta.
-    let mut previous = 0i64;
-    for (index, &value) in values.iter().enumerate() {
-        match to_decimal(value, exponent) {
-            Some(n) => {
-                integers.push(n);
-                previous = n;
-            }
-            None => {
-                if exceptions.len() == exceptions_max {
-                    return false;
-                }
-                integers.push(previous);
-                exceptions.push(index);
-            }
-        }
+    let power = POWERS_OF_TEN[exponent];
+    let mut integers = vec![0i64; values.len()];
+    let misses = to_decimals(values, power, &mut integers);
+    if misses > values.len() / EXCEPTION_RATIO_DIVISOR {
+        return false;
     }
     out.push(FLOAT_ALP);
     out.push(exponent as u8);
-    put_varint(out, exceptions.len() as u64);
-    let mut previous_index = 0;
-    for &index in &exceptions {
-        put_varint(out, (index - previous_index) as u64);
-        previous_index = index;
-        let raw = values[index].to_raw().to_le_bytes();
-        out.extend_from_slice(&raw[..F::BITS as usize / 8]);
+    put_varint(out, misses as u64);
+    if misses > 0 {
+        let mut previous = 0i64;
+        let mut previous_index = 0;
+        for (index, &value) in values.iter().enumerate() {
+            if to_decimal_unchecked(value, power).1 {
+                previous = integers[index];
+                continue;
+            }
+            integers[index] = previous;
+            put_varint(out, (index - previous_index) as u64);
+            previous_index = index;
+            let raw = value.to_raw().to_le_bytes();
+            out.extend_from_slice(&raw[..F::BITS as usize / 8]);
+        }
     }
     integer::encode(&integers, 1, out);
     true
@@ -360,6 +382,93 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// ALP as first written, the model [`encode_alp`] must match byte for byte: per value
+    /// a checked conversion (`as i64`, then [`Float::from_decimal`] to verify) and a branch.
+    fn encode_alp_model<F: Float>(values: &[F], out: &mut Vec<u8>) -> bool {
+        fn to_decimal<F: Float>(value: F, exponent: usize) -> Option<i64> {
+            let scaled = value.to_f64() * POWERS_OF_TEN[exponent];
+            // NaN and infinities are exceptions: NaN compares false here.
+            let in_range = scaled.abs() < SCALED_ABS_LIMIT;
+            if !in_range {
+                return None;
+            }
+            let n = ((scaled + ROUNDING_MAGIC) - ROUNDING_MAGIC) as i64;
+            (F::from_decimal(n, exponent).to_raw() == value.to_raw()).then_some(n)
+        }
+        let step = (values.len() / EXPONENT_SAMPLE_VALUES).max(1);
+        let sample: Vec<F> = values.iter().step_by(step).copied().collect();
+        let mut best = (usize::MAX, 0);
+        for exponent in 0..=EXPONENT_MAX {
+            let misses = sample
+                .iter()
+                .filter(|&&v| to_decimal(v, exponent).is_none())
+                .count();
+            if misses < best.0 {
+                best = (misses, exponent);
+                if misses == 0 {
+                    break;
+                }
+            }
+        }
+        let exponent = best.1;
+        let mut integers = Vec::new();
+        let mut exceptions = Vec::new();
+        let exceptions_max = values.len() / EXCEPTION_RATIO_DIVISOR;
+        let mut previous = 0i64;
+        for (index, &value) in values.iter().enumerate() {
+            match to_decimal(value, exponent) {
+                Some(n) => {
+                    integers.push(n);
+                    previous = n;
+                }
+                None => {
+                    if exceptions.len() == exceptions_max {
+                        return false;
+                    }
+                    integers.push(previous);
+                    exceptions.push(index);
+                }
+            }
+        }
+        out.push(FLOAT_ALP);
+        out.push(exponent as u8);
+        put_varint(out, exceptions.len() as u64);
+        let mut previous_index = 0;
+        for &index in &exceptions {
+            put_varint(out, (index - previous_index) as u64);
+            previous_index = index;
+            out.extend_from_slice(&values[index].to_raw().to_le_bytes()[..F::BITS as usize / 8]);
+        }
+        integer::encode(&integers, 1, out);
+        true
+    }
+
+    fn assert_alp_matches_model<F: Float>(values: &[F]) {
+        let (mut fast, mut model) = (Vec::new(), Vec::new());
+        let fast_ok = encode_alp(values, &mut fast);
+        let model_ok = encode_alp_model(values, &mut model);
+        assert_eq!(
+            (fast_ok, fast),
+            (model_ok, model),
+            "{} values",
+            values.len()
+        );
+    }
+
+    #[test]
+    fn alp_matches_the_model_on_exception_counts_at_the_limit() {
+        // 80 values allow 10 exceptions: 10 encode as ALP, 11 do not.
+        for exceptions in [0usize, 1, 10, 11] {
+            let mut values: Vec<f64> = (0..80).map(|i| f64::from(i) / 100.0 - 0.3).collect();
+            for slot in values.iter_mut().step_by(7).take(exceptions) {
+                *slot = f64::NAN;
+            }
+            assert_alp_matches_model(&values);
+            let narrow: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+            assert_alp_matches_model(&narrow);
+        }
+    }
+
     fn roundtrip_f64(values: &[f64]) -> (u8, usize) {
         let mut out = Vec::new();
         encode(values, &mut out);
@@ -478,6 +587,20 @@ mod tests {
         #[test]
         fn f32_roundtrips(values in proptest::collection::vec(any_f32(), 0..400)) {
             roundtrip_f32(&values);
+        }
+
+        #[test]
+        fn alp_matches_the_model(values in proptest::collection::vec(any_f64(), 0..400),
+                                 narrow in proptest::collection::vec(any_f32(), 0..400)) {
+            assert_alp_matches_model(&values);
+            assert_alp_matches_model(&narrow);
+        }
+
+        #[test]
+        fn alp_of_decimals_matches_the_model(values in proptest::collection::vec(
+            (-1_000_000_000i64..1_000_000_000, 0usize..=EXPONENT_MAX)
+                .prop_map(|(n, e)| n as f64 / POWERS_OF_TEN[e]), 0..400)) {
+            assert_alp_matches_model(&values);
         }
 
         #[test]

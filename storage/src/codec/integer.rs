@@ -50,30 +50,93 @@ const GROUP_LIMIT: u64 = 1 << 31;
 const RADIX_PAYLOAD_BYTES_MAX: usize = BLOCK_LEN / 2 * 4;
 
 /// Appends the encoding of `values` with differencing order `order` (0..=ORDER_MAX).
+///
+/// One pass and no allocation: the residuals are computed block by block into a stack
+/// buffer and packed at once. Whether they are all equal (the constant form) is known only
+/// at the end, so the blocks are written tentatively and replaced by the constant form when
+/// every block turned out to hold one and the same residual (then each block was a cheap
+/// zero-width one).
 pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
     assert!(order <= ORDER_MAX, "differencing order {order} unsupported");
     let order = usize::from(order).min(values.len());
-    let mut residuals = values.to_vec();
     out.push(order as u8);
-    for level in 0..order {
-        put_signed_varint(out, residuals[level]);
-        for i in (level + 1..residuals.len()).rev() {
-            residuals[i] = residuals[i].wrapping_sub(residuals[i - 1]);
+    // The seeds: the first value, then (order 2) the first first difference.
+    if order >= 1 {
+        put_signed_varint(out, values[0]);
+    }
+    if order == 2 {
+        put_signed_varint(out, values[1].wrapping_sub(values[0]));
+    }
+    if values.len() == order {
+        return;
+    }
+    let mode_at = out.len();
+    out.push(RESIDUALS_BLOCKS);
+    let mut scratch = [0i64; BLOCK_LEN];
+    // The residual every block so far was made of, while there is one.
+    let mut constant = Some(residual(values, order, order));
+    let mut start = order;
+    while start < values.len() {
+        let end = (start + BLOCK_LEN).min(values.len());
+        let block = &mut scratch[..end - start];
+        let (min, max) = fill_residuals(values, order, start, block);
+        constant = constant.filter(|&c| min == c && max == c);
+        encode_block(block, min, max, out);
+        start = end;
+    }
+    if let Some(residual) = constant {
+        out.truncate(mode_at);
+        out.push(RESIDUALS_CONSTANT);
+        put_signed_varint(out, residual);
+    }
+}
+
+/// The residual of differencing order `order` at `index` (at least `order`): the value
+/// itself, its first difference or its second difference, in wrapping arithmetic (equal to
+/// differencing the column `order` times in place).
+#[inline]
+fn residual(values: &[i64], order: usize, index: usize) -> i64 {
+    match order {
+        0 => values[index],
+        1 => values[index].wrapping_sub(values[index - 1]),
+        _ => values[index]
+            .wrapping_sub(values[index - 1].wrapping_mul(2))
+            .wrapping_add(values[index - 2]),
+    }
+}
+
+/// Sets `block` to the residuals of order `order` from index `start` (at least `order`) and
+/// returns their (min, max). The order is matched once, outside the loops.
+#[inline]
+fn fill_residuals(values: &[i64], order: usize, start: usize, block: &mut [i64]) -> (i64, i64) {
+    let end = start + block.len();
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    let mut keep = |slot: &mut i64, r: i64| {
+        *slot = r;
+        min = min.min(r);
+        max = max.max(r);
+    };
+    match order {
+        0 => {
+            for (slot, &v) in block.iter_mut().zip(&values[start..end]) {
+                keep(slot, v);
+            }
+        }
+        1 => {
+            for (slot, pair) in block.iter_mut().zip(values[start - 1..end].windows(2)) {
+                keep(slot, pair[1].wrapping_sub(pair[0]));
+            }
+        }
+        _ => {
+            for (slot, triple) in block.iter_mut().zip(values[start - 2..end].windows(3)) {
+                let r = triple[2]
+                    .wrapping_sub(triple[1].wrapping_mul(2))
+                    .wrapping_add(triple[0]);
+                keep(slot, r);
+            }
         }
     }
-    let residuals = &residuals[order..];
-    if residuals.is_empty() {
-        return;
-    }
-    if residuals.iter().all(|&r| r == residuals[0]) {
-        out.push(RESIDUALS_CONSTANT);
-        put_signed_varint(out, residuals[0]);
-        return;
-    }
-    out.push(RESIDUALS_BLOCKS);
-    for block in residuals.chunks(BLOCK_LEN) {
-        encode_block(block, out);
-    }
+    (min, max)
 }
 
 /// Encodes with each order in `orders` and keeps the shortest.
@@ -134,30 +197,36 @@ fn partial_group_bits(radix: u64, values: usize) -> u32 {
     128 - (product - 1).leading_zeros()
 }
 
-fn encode_block(block: &[i64], out: &mut Vec<u8>) {
-    let min = *block.iter().min().expect("non-empty block");
-    let max = *block.iter().max().expect("non-empty block");
+/// Appends one block of residuals whose minimum and maximum are `min` and `max`.
+fn encode_block(block: &[i64], min: i64, max: i64, out: &mut Vec<u8>) {
+    debug_assert!(!block.is_empty());
     let span = max.wrapping_sub(min) as u64;
     put_signed_varint(out, min);
     let (kind, per_group, group_bits) = block_layout(span);
     out.push(kind);
-    let mut writer =
-        BitWriter::with_capacity(block.len() * group_bits as usize / per_group / 8 + 8);
     if kind == KIND_RADIX {
         put_varint(out, span);
+    }
+    // The payload is appended to `out` itself: no buffer per block.
+    let payload_bytes = (block.len() * group_bits as usize).div_ceil(per_group * 8) + 8;
+    out.reserve(payload_bytes);
+    let mut writer = BitWriter::appending(std::mem::take(out));
+    if kind == KIND_RADIX {
         let radix = span + 1;
-        for group in block.chunks(per_group) {
-            let bits = if group.len() == per_group {
-                group_bits
-            } else {
-                partial_group_bits(radix, group.len())
-            };
-            // Horner from the last value, so the first value is the least significant digit.
-            let packed = group
+        let mut groups = block.chunks_exact(per_group);
+        // Horner from the last value, so the first value is the least significant digit.
+        let pack = |group: &[i64]| {
+            group
                 .iter()
                 .rev()
-                .fold(0u64, |acc, &v| acc * radix + v.wrapping_sub(min) as u64);
-            writer.write(packed, bits);
+                .fold(0u64, |acc, &v| acc * radix + v.wrapping_sub(min) as u64)
+        };
+        for group in groups.by_ref() {
+            writer.write(pack(group), group_bits);
+        }
+        let tail = groups.remainder();
+        if !tail.is_empty() {
+            writer.write(pack(tail), partial_group_bits(radix, tail.len()));
         }
     } else {
         let width = u32::from(kind);
@@ -165,7 +234,7 @@ fn encode_block(block: &[i64], out: &mut Vec<u8>) {
             writer.write(v.wrapping_sub(min) as u64, width);
         }
     }
-    writer.finish_into(out);
+    *out = writer.finish();
 }
 
 /// Decodes `count` values from the front of `reader`.
@@ -495,6 +564,64 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// The encoder as first written, the model [`encode`] must match byte for byte: the
+    /// column copied and differenced in place, then one scan for a constant and one for
+    /// each block's minimum and maximum.
+    fn encode_model(values: &[i64], order: u8, out: &mut Vec<u8>) {
+        let order = usize::from(order).min(values.len());
+        let mut residuals = values.to_vec();
+        out.push(order as u8);
+        for level in 0..order {
+            put_signed_varint(out, residuals[level]);
+            for i in (level + 1..residuals.len()).rev() {
+                residuals[i] = residuals[i].wrapping_sub(residuals[i - 1]);
+            }
+        }
+        let residuals = &residuals[order..];
+        if residuals.is_empty() {
+            return;
+        }
+        if residuals.iter().all(|&r| r == residuals[0]) {
+            out.push(RESIDUALS_CONSTANT);
+            put_signed_varint(out, residuals[0]);
+            return;
+        }
+        out.push(RESIDUALS_BLOCKS);
+        for block in residuals.chunks(BLOCK_LEN) {
+            let min = *block.iter().min().unwrap();
+            let max = *block.iter().max().unwrap();
+            encode_block(block, min, max, out);
+        }
+    }
+
+    fn assert_matches_model(values: &[i64], order: u8) {
+        let (mut fast, mut model) = (Vec::new(), Vec::new());
+        encode(values, order, &mut fast);
+        encode_model(values, order, &mut model);
+        assert_eq!(fast, model, "order {order}, {} values", values.len());
+    }
+
+    #[test]
+    fn encoding_matches_the_model() {
+        // Constant residuals of every order, over several blocks and at block edges.
+        for len in [0usize, 1, 2, 3, 255, 256, 257, 258, 1000] {
+            for order in 0..=ORDER_MAX {
+                let arithmetic: Vec<i64> = (0..len as i64).map(|i| 5 + 3 * i).collect();
+                let squares: Vec<i64> = (0..len as i64).map(|i| i * i).collect();
+                assert_matches_model(&vec![7; len], order);
+                assert_matches_model(&arithmetic, order);
+                assert_matches_model(&squares, order);
+            }
+        }
+        // Residuals constant in every block but one value.
+        let mut almost: Vec<i64> = (0..600).map(|i| i * 1000).collect();
+        almost[599] += 1;
+        for order in 0..=ORDER_MAX {
+            assert_matches_model(&almost, order);
+            assert_matches_model(&[i64::MIN, i64::MAX, 0, -1, i64::MAX, i64::MIN], order);
+        }
+    }
+
     fn roundtrip(values: &[i64], order: u8) -> usize {
         let mut out = Vec::new();
         encode(values, order, &mut out);
@@ -624,6 +751,30 @@ mod tests {
         fn small_spans_roundtrip(values in proptest::collection::vec(-300i64..300, 0..1200),
                                  order in 0..=ORDER_MAX) {
             roundtrip(&values, order);
+        }
+
+        #[test]
+        fn any_sequence_matches_the_model(
+            values in proptest::collection::vec(any::<i64>(), 0..700),
+            order in 0..=ORDER_MAX,
+        ) {
+            assert_matches_model(&values, order);
+        }
+
+        #[test]
+        fn small_steps_match_the_model(
+            start in any::<i64>(),
+            steps in proptest::collection::vec(-300i64..300, 0..1200),
+            order in 0..=ORDER_MAX,
+        ) {
+            let values: Vec<i64> = steps
+                .iter()
+                .scan(start, |v, &s| {
+                    *v = v.wrapping_add(s);
+                    Some(*v)
+                })
+                .collect();
+            assert_matches_model(&values, order);
         }
 
         #[test]

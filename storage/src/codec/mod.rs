@@ -21,6 +21,7 @@ pub mod float;
 pub mod integer;
 pub mod text;
 
+use std::ops::Range;
 use std::path::Path;
 
 use crate::error::StorageError;
@@ -76,17 +77,23 @@ pub fn decode_timestamps(bytes: &[u8], count: usize) -> Result<Vec<Timestamp>, C
 
 /// Appends the encoding of a value column.
 pub fn encode_values(values: &Values, out: &mut Vec<u8>) {
-    assert!(values.len() <= COLUMN_VALUES_MAX, "column too long");
+    encode_values_range(values, 0..values.len(), out);
+}
+
+/// Appends the encoding of the column `values[range]`, as [`encode_values`] of a copy of
+/// that range would, without the copy (a sealed-file chunk is a range of a series).
+pub fn encode_values_range(values: &Values, range: Range<usize>, out: &mut Vec<u8>) {
+    assert!(range.len() <= COLUMN_VALUES_MAX, "column too long");
     match values {
-        Values::Boolean(v) => text::encode_boolean(v, out),
+        Values::Boolean(v) => text::encode_boolean(&v[range], out),
         Values::Int32(v) => {
-            let wide: Vec<i64> = v.iter().map(|&x| i64::from(x)).collect();
+            let wide: Vec<i64> = v[range].iter().map(|&x| i64::from(x)).collect();
             integer::encode_best(&wide, &[0, 1, 2], out);
         }
-        Values::Int64(v) => integer::encode_best(v, &[0, 1, 2], out),
-        Values::Float(v) => float::encode(v, out),
-        Values::Double(v) => float::encode(v, out),
-        Values::Text(v) => text::encode_text(v, out),
+        Values::Int64(v) => integer::encode_best(&v[range], &[0, 1, 2], out),
+        Values::Float(v) => float::encode(&v[range], out),
+        Values::Double(v) => float::encode(&v[range], out),
+        Values::Text(v) => text::encode_text(&v[range], out),
     }
 }
 

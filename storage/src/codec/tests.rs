@@ -77,7 +77,24 @@ fn any_values() -> impl Strategy<Value = Values> {
     ]
 }
 
+/// What [`encode_values_range`] must write: [`encode_values`] of a copy of the range.
+fn encode_copy_of_range(values: &Values, range: std::ops::Range<usize>) -> Vec<u8> {
+    let mut copy = Values::with_capacity(values.data_type(), range.len());
+    copy.extend_from(values, range);
+    let mut out = Vec::new();
+    encode_values(&copy, &mut out);
+    out
+}
+
 proptest! {
+    #[test]
+    fn a_range_encodes_as_a_copy_of_it(values in any_values(), a in 0usize..600, b in 0usize..600) {
+        let (start, end) = (a.min(b).min(values.len()), a.max(b).min(values.len()));
+        let mut out = Vec::new();
+        encode_values_range(&values, start..end, &mut out);
+        prop_assert_eq!(out, encode_copy_of_range(&values, start..end));
+    }
+
     #[test]
     fn every_type_roundtrips_and_truncation_fails(values in any_values()) {
         let mut out = Vec::new();

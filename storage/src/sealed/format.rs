@@ -127,29 +127,58 @@ pub fn parse_footer(bytes: &[u8; FOOTER_LEN]) -> Result<(u64, u64), &'static str
 pub fn encode_block(raw: &[u8], compression: Compression, out: &mut Vec<u8>) {
     let start = out.len();
     let compressed = match compression {
-        Compression::None => None,
-        Compression::Lz4 => Some((COMPRESSION_LZ4, lz4_flex::block::compress(raw))),
+        Compression::None => false,
+        Compression::Lz4 => put_lz4(raw, out),
         // Compressing an in-memory slice fails only on allocation failure inside zstd;
         // storing the block uncompressed is then still correct.
-        Compression::Zstd => zstd::bulk::compress(raw, ZSTD_LEVEL)
-            .ok()
-            .map(|c| (COMPRESSION_ZSTD, c)),
+        Compression::Zstd => match zstd::bulk::compress(raw, ZSTD_LEVEL) {
+            Ok(payload) if pays(raw, payload.len()) => {
+                out.push(COMPRESSION_ZSTD);
+                put_varint(out, raw.len() as u64);
+                out.extend_from_slice(&payload);
+                true
+            }
+            _ => false,
+        },
     };
-    match compressed {
-        Some((tag, payload))
-            if payload.len() + crate::codec::bits::varint_len(raw.len() as u64) < raw.len() =>
-        {
-            out.push(tag);
-            put_varint(out, raw.len() as u64);
-            out.extend_from_slice(&payload);
-        }
-        _ => {
-            out.push(COMPRESSION_NONE);
-            out.extend_from_slice(raw);
-        }
+    if !compressed {
+        out.push(COMPRESSION_NONE);
+        out.extend_from_slice(raw);
     }
     let crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
+}
+
+/// Whether a compressed payload of `payload_len` bytes, with the varint of the raw length
+/// it needs, is smaller than `raw` stored as it is.
+fn pays(raw: &[u8], payload_len: usize) -> bool {
+    payload_len + crate::codec::bits::varint_len(raw.len() as u64) < raw.len()
+}
+
+/// Appends `raw` as an LZ4 block body (tag, raw length, payload) and returns true, or
+/// appends nothing and returns false when compression does not pay. The payload is
+/// compressed straight into `out`: no buffer per block.
+fn put_lz4(raw: &[u8], out: &mut Vec<u8>) -> bool {
+    let start = out.len();
+    out.push(COMPRESSION_LZ4);
+    put_varint(out, raw.len() as u64);
+    let payload_at = out.len();
+    out.resize(
+        payload_at + lz4_flex::block::get_maximum_output_size(raw.len()),
+        0,
+    );
+    match lz4_flex::block::compress_into(raw, &mut out[payload_at..]) {
+        Ok(payload_len) if pays(raw, payload_len) => {
+            out.truncate(payload_at + payload_len);
+            true
+        }
+        // The output holds the largest payload LZ4 can make, so this is a failure only
+        // in name; storing the block uncompressed is correct either way.
+        _ => {
+            out.truncate(start);
+            false
+        }
+    }
 }
 
 /// The raw bytes of a block, after checking its checksum and decompressing.

@@ -349,6 +349,23 @@ fn series_out_of_order_is_a_bug() {
     let _ = writer.write_series(&SeriesKey::new("root.sg.d1", "s"), &points);
 }
 
+#[test]
+#[should_panic(expected = "timestamps not strictly increasing")]
+fn timestamps_repeated_across_a_chunk_boundary_are_a_bug() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = WriterOptions {
+        chunk_points_max: 4,
+        ..WriterOptions::default()
+    };
+    let mut writer = SealedFileWriter::create(&dir.path().join("repeat.sealed"), options).unwrap();
+    // Each chunk of four increases; the fifth timestamp repeats the fourth.
+    let points = PointColumn {
+        timestamps: vec![1, 2, 3, 4, 4, 5, 6, 7],
+        values: Values::Int64(vec![0; 8]),
+    };
+    let _ = writer.write_series(&SeriesKey::new("root.sg.d1", "s"), &points);
+}
+
 /// Bytes on disk per point of the standard workload (100 of its 1000 devices, all 1000
 /// rows each), written with default options. The target is 1.08 (the project's bound is
 /// 1.2); the values' entropy floor is 0.96.

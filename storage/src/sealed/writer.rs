@@ -15,7 +15,7 @@ use crate::codec::{self, COLUMN_VALUES_MAX};
 use crate::error::{Result, StorageError};
 use crate::file_system::{FileSystem, StdFileSystem, WritableFile};
 use crate::stats::Stats;
-use crate::types::{PointColumn, SeriesKey, Timestamp, Values};
+use crate::types::{PointColumn, SeriesKey, Timestamp};
 
 /// Buffer between the encoder and the file: large enough that writes are few.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
@@ -32,6 +32,8 @@ pub struct SealedFileWriter {
     /// Reused encode buffers.
     column: Vec<u8>,
     block: Vec<u8>,
+    /// Whether each chunk of the series being written has evenly spaced timestamps.
+    chunk_regular: Vec<bool>,
 }
 
 impl SealedFileWriter {
@@ -64,6 +66,7 @@ impl SealedFileWriter {
             points: 0,
             column: Vec::new(),
             block: Vec::new(),
+            chunk_regular: Vec::new(),
         };
         writer.write_all(&format::header())?;
         Ok(writer)
@@ -91,16 +94,28 @@ impl SealedFileWriter {
             points.values.len(),
             "series {key}: timestamps and values differ in length"
         );
+        // One pass over the timestamps, before anything is written: they must strictly
+        // increase, and each regularly spaced chunk needs no time block.
+        let chunk_points_max = self.options.chunk_points_max;
+        self.chunk_regular.clear();
+        let mut increasing = true;
+        let mut previous_last: Option<Timestamp> = None;
+        for timestamps in points.timestamps.chunks(chunk_points_max) {
+            let spacing = Spacing::of(timestamps);
+            increasing &= spacing.increasing && previous_last.is_none_or(|t| t < timestamps[0]);
+            previous_last = timestamps.last().copied();
+            self.chunk_regular.push(spacing.regular);
+        }
         assert!(
-            points.timestamps.windows(2).all(|w| w[0] < w[1]),
+            increasing,
             "series {key}: timestamps not strictly increasing"
         );
-        let mut chunks = Vec::with_capacity(points.len().div_ceil(self.options.chunk_points_max));
-        let mut start = 0;
-        while start < points.len() {
-            let end = (start + self.options.chunk_points_max).min(points.len());
-            chunks.push(self.write_chunk(points, start..end)?);
-            start = end;
+        let mut chunks = Vec::with_capacity(self.chunk_regular.len());
+        for index in 0..self.chunk_regular.len() {
+            let start = index * chunk_points_max;
+            let end = (start + chunk_points_max).min(points.len());
+            let regular = self.chunk_regular[index];
+            chunks.push(self.write_chunk(points, start..end, regular)?);
         }
         self.points += points.len() as u64;
         self.series.push(SeriesMeta {
@@ -111,35 +126,27 @@ impl SealedFileWriter {
         Ok(())
     }
 
+    /// Writes `points[range]` as one chunk; `regular` says its timestamps are evenly spaced,
+    /// so the statistics imply them and no time block is written.
     fn write_chunk(
         &mut self,
         points: &PointColumn,
         range: std::ops::Range<usize>,
+        regular: bool,
     ) -> Result<ChunkMeta> {
         let stats = Stats::of(points, range.clone()).expect("chunk ranges are non-empty");
         let offset = self.offset;
 
-        // Regular timestamps are implied by the statistics: no time block.
-        let timestamps = &points.timestamps[range.clone()];
-        let regular = timestamps
-            .windows(2)
-            .all(|w| w[1].wrapping_sub(w[0]) == timestamps[1].wrapping_sub(timestamps[0]));
         self.block.clear();
         if !regular {
             self.column.clear();
-            codec::encode_timestamps(timestamps, &mut self.column);
+            codec::encode_timestamps(&points.timestamps[range.clone()], &mut self.column);
             format::encode_block(&self.column, self.options.compression, &mut self.block);
         }
         let time_block_len = self.block.len() as u64;
 
         self.column.clear();
-        if range.len() == points.len() {
-            codec::encode_values(&points.values, &mut self.column);
-        } else {
-            let mut values = Values::with_capacity(points.data_type(), range.len());
-            values.extend_from(&points.values, range);
-            codec::encode_values(&values, &mut self.column);
-        }
+        codec::encode_values_range(&points.values, range, &mut self.column);
         format::encode_block(&self.column, self.options.compression, &mut self.block);
         let value_block_len = self.block.len() as u64 - time_block_len;
 
@@ -209,4 +216,32 @@ fn first_time(series: &SeriesMeta) -> Timestamp {
 
 fn last_time(series: &SeriesMeta) -> Timestamp {
     series.chunks[series.chunks.len() - 1].stats.max_time
+}
+
+/// How a run of timestamps is spaced.
+struct Spacing {
+    /// Each timestamp is greater than the one before.
+    increasing: bool,
+    /// Every gap equals the first (wrapping), so the first and last timestamps and the
+    /// count imply them all.
+    regular: bool,
+}
+
+impl Spacing {
+    /// The spacing of `timestamps` (non-empty), in one branch-free pass.
+    fn of(timestamps: &[Timestamp]) -> Spacing {
+        let step = match timestamps {
+            [first, second, ..] => second.wrapping_sub(*first),
+            _ => 0,
+        };
+        let (mut increasing, mut regular) = (true, true);
+        for pair in timestamps.windows(2) {
+            increasing &= pair[0] < pair[1];
+            regular &= pair[1].wrapping_sub(pair[0]) == step;
+        }
+        Spacing {
+            increasing,
+            regular,
+        }
+    }
 }
