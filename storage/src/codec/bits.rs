@@ -156,17 +156,6 @@ impl BitWriter {
         }
     }
 
-    /// A writer whose stream continues `bytes` (which it hands back from
-    /// [`BitWriter::finish`]): a caller appending a bit stream to its output needs no
-    /// buffer of its own.
-    pub fn appending(bytes: Vec<u8>) -> BitWriter {
-        BitWriter {
-            bytes,
-            accumulator: 0,
-            filled_bits: 0,
-        }
-    }
-
     /// Appends the low `bits` bits of `value` (the rest must be zero).
     pub fn write(&mut self, value: u64, bits: u32) {
         debug_assert!(bits <= 64);
@@ -193,14 +182,6 @@ impl BitWriter {
 
     pub fn write_bit(&mut self, bit: bool) {
         self.write(u64::from(bit), 1);
-    }
-
-    /// The bytes, the stream padded with zero bits to a whole byte at their end.
-    pub fn finish(mut self) -> Vec<u8> {
-        let tail_bytes = self.filled_bits.div_ceil(8) as usize;
-        self.bytes
-            .extend_from_slice(&self.accumulator.to_le_bytes()[..tail_bytes]);
-        self.bytes
     }
 
     /// Appends the stream, padded with zero bits to a whole byte, to `out`.

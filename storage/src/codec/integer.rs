@@ -207,34 +207,136 @@ fn encode_block(block: &[i64], min: i64, max: i64, out: &mut Vec<u8>) {
     if kind == KIND_RADIX {
         put_varint(out, span);
     }
-    // The payload is appended to `out` itself: no buffer per block.
-    let payload_bytes = (block.len() * group_bits as usize).div_ceil(per_group * 8) + 8;
-    out.reserve(payload_bytes);
-    let mut writer = BitWriter::appending(std::mem::take(out));
+    if group_bits > SLACK_PACKER_BITS_MAX {
+        // Plain widths of 57 to 64 bits: rare enough for the general bit writer.
+        let mut writer = BitWriter::with_capacity(block.len() * group_bits as usize / 8 + 8);
+        for &v in block {
+            writer.write(v.wrapping_sub(min) as u64, group_bits);
+        }
+        writer.finish_into(out);
+        return;
+    }
+    // The payload is packed straight into `out`, with slack for the packer's 8-byte stores.
+    let payload_at = out.len();
+    let payload_bits_max = block.len().div_ceil(per_group) * group_bits as usize;
+    out.resize(payload_at + payload_bits_max.div_ceil(8) + 8, 0);
+    let mut packer = SlackPacker::new(&mut out[payload_at..]);
     if kind == KIND_RADIX {
         let radix = span + 1;
-        let mut groups = block.chunks_exact(per_group);
-        // Horner from the last value, so the first value is the least significant digit.
-        let pack = |group: &[i64]| {
-            group
-                .iter()
-                .rev()
-                .fold(0u64, |acc, &v| acc * radix + v.wrapping_sub(min) as u64)
+        // The usual group sizes get a loop of their own, with the group's digits multiplied
+        // by constant-length powers of the radix (independent products, unrolled) instead
+        // of a Horner chain of runtime length per group.
+        let tail = match per_group {
+            2 => pack_radix_groups::<2>(block, min, radix, group_bits, &mut packer),
+            3 => pack_radix_groups::<3>(block, min, radix, group_bits, &mut packer),
+            4 => pack_radix_groups::<4>(block, min, radix, group_bits, &mut packer),
+            _ => {
+                let mut groups = block.chunks_exact(per_group);
+                for group in groups.by_ref() {
+                    packer.put(radix_number(group, min, radix), group_bits);
+                }
+                groups.remainder()
+            }
         };
-        for group in groups.by_ref() {
-            writer.write(pack(group), group_bits);
-        }
-        let tail = groups.remainder();
         if !tail.is_empty() {
-            writer.write(pack(tail), partial_group_bits(radix, tail.len()));
+            let bits = partial_group_bits(radix, tail.len());
+            packer.put(radix_number(tail, min, radix), bits);
         }
     } else {
-        let width = u32::from(kind);
         for &v in block {
-            writer.write(v.wrapping_sub(min) as u64, width);
+            packer.put(v.wrapping_sub(min) as u64, group_bits);
         }
     }
-    *out = writer.finish();
+    let payload_len = packer.len();
+    assert!(
+        payload_len <= payload_bits_max.div_ceil(8),
+        "block payload past its bound"
+    );
+    out.truncate(payload_at + payload_len);
+}
+
+/// The number whose base-`radix` digits, least significant first, are `group`'s values
+/// minus `min` (Horner from the last value).
+fn radix_number(group: &[i64], min: i64, radix: u64) -> u64 {
+    group
+        .iter()
+        .rev()
+        .fold(0u64, |acc, &v| acc * radix + v.wrapping_sub(min) as u64)
+}
+
+/// Packs the whole groups of `K` values of `block` as [`radix_number`] would, and returns
+/// the partial group left over.
+fn pack_radix_groups<'b, const K: usize>(
+    block: &'b [i64],
+    min: i64,
+    radix: u64,
+    group_bits: u32,
+    packer: &mut SlackPacker<'_>,
+) -> &'b [i64] {
+    let mut powers = [1u64; K];
+    for i in 1..K {
+        powers[i] = powers[i - 1] * radix;
+    }
+    let mut groups = block.chunks_exact(K);
+    for group in groups.by_ref() {
+        // Every partial sum stays below radix^K <= 2^31: no overflow, and the same number
+        // as Horner's.
+        let number = group
+            .iter()
+            .zip(powers)
+            .map(|(&v, power)| v.wrapping_sub(min) as u64 * power)
+            .sum();
+        packer.put(number, group_bits);
+    }
+    groups.remainder()
+}
+
+/// The widest value [`SlackPacker`] takes: with at most 7 bits pending, 56 more still fit
+/// in its 64-bit accumulator.
+const SLACK_PACKER_BITS_MAX: u32 = 56;
+
+/// Packs values of at most [`SLACK_PACKER_BITS_MAX`] bits LSB-first (as [`BitWriter`]
+/// does, padded with zero bits to a whole byte) into a byte slice that has 8 bytes of
+/// slack past the packed bytes. Branch-free: every value stores the whole accumulator and
+/// advances by the whole bytes it holds, so no unpredictable "is a word full" branch
+/// (radix groups of 23 bits fill one every 2.8 values) stalls the packing loop.
+struct SlackPacker<'a> {
+    bytes: &'a mut [u8],
+    /// Whole bytes written.
+    position: usize,
+    /// Pending bits, fewer than 8 between calls, already stored at `position`.
+    accumulator: u64,
+    filled_bits: u32,
+}
+
+impl<'a> SlackPacker<'a> {
+    fn new(bytes: &'a mut [u8]) -> SlackPacker<'a> {
+        SlackPacker {
+            bytes,
+            position: 0,
+            accumulator: 0,
+            filled_bits: 0,
+        }
+    }
+
+    /// Appends the low `bits` bits of `value` (the rest must be zero).
+    #[inline]
+    fn put(&mut self, value: u64, bits: u32) {
+        debug_assert!(bits <= SLACK_PACKER_BITS_MAX && value >> bits == 0);
+        self.accumulator |= value << self.filled_bits;
+        self.filled_bits += bits;
+        self.bytes[self.position..self.position + 8]
+            .copy_from_slice(&self.accumulator.to_le_bytes());
+        let whole_bytes = self.filled_bits / 8;
+        self.position += whole_bytes as usize;
+        self.accumulator >>= whole_bytes * 8;
+        self.filled_bits -= whole_bytes * 8;
+    }
+
+    /// Bytes the packed values take, the last one padded.
+    fn len(&self) -> usize {
+        self.position + self.filled_bits.div_ceil(8) as usize
+    }
 }
 
 /// Decodes `count` values from the front of `reader`.
@@ -588,10 +690,41 @@ mod tests {
         }
         out.push(RESIDUALS_BLOCKS);
         for block in residuals.chunks(BLOCK_LEN) {
-            let min = *block.iter().min().unwrap();
-            let max = *block.iter().max().unwrap();
-            encode_block(block, min, max, out);
+            encode_block_model(block, out);
         }
+    }
+
+    /// One block as first written: a bit writer of its own, and every radix group packed
+    /// by Horner's rule.
+    fn encode_block_model(block: &[i64], out: &mut Vec<u8>) {
+        let min = *block.iter().min().unwrap();
+        let max = *block.iter().max().unwrap();
+        let span = max.wrapping_sub(min) as u64;
+        put_signed_varint(out, min);
+        let (kind, per_group, group_bits) = block_layout(span);
+        out.push(kind);
+        let mut writer = BitWriter::default();
+        if kind == KIND_RADIX {
+            put_varint(out, span);
+            let radix = span + 1;
+            for group in block.chunks(per_group) {
+                let bits = if group.len() == per_group {
+                    group_bits
+                } else {
+                    partial_group_bits(radix, group.len())
+                };
+                let packed = group
+                    .iter()
+                    .rev()
+                    .fold(0u64, |acc, &v| acc * radix + v.wrapping_sub(min) as u64);
+                writer.write(packed, bits);
+            }
+        } else {
+            for &v in block {
+                writer.write(v.wrapping_sub(min) as u64, u32::from(kind));
+            }
+        }
+        writer.finish_into(out);
     }
 
     fn assert_matches_model(values: &[i64], order: u8) {
@@ -612,6 +745,25 @@ mod tests {
                 assert_matches_model(&arithmetic, order);
                 assert_matches_model(&squares, order);
             }
+        }
+        // Radix blocks of every group size (spans 2..=40: groups of 19 down to 5; then
+        // 4, 3 and 2 values), each with a partial group, and plain blocks of every width.
+        for span in (2i64..=40).chain([200, 1200, 3_000_000]) {
+            let values: Vec<i64> = (0..301i64)
+                .map(|i| -17 + (i * 7919 + i * i) % (span + 1))
+                .collect();
+            assert_matches_model(&values, 0);
+        }
+        for width in 0..=64u32 {
+            let mask = if width == 64 {
+                u64::MAX
+            } else {
+                (1u64 << width) - 1
+            };
+            let values: Vec<i64> = (0..301u64)
+                .map(|i| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) & mask) as i64)
+                .collect();
+            assert_matches_model(&values, 0);
         }
         // Residuals constant in every block but one value.
         let mut almost: Vec<i64> = (0..600).map(|i| i * 1000).collect();
