@@ -21,8 +21,8 @@ use iotdb_storage::region::{deletion, wal_entry};
 use iotdb_storage::sealed::{SealedFile, SealedFileWriter, WriterOptions};
 use iotdb_storage::wal::MonoioStorage;
 use iotdb_storage::wal::format::{
-    SEGMENT_HEADER_BYTES, decode_record, decode_segment_header, encode_record,
-    encode_segment_header,
+    SEGMENT_FLAG_ZEROS_AHEAD, SEGMENT_HEADER_BYTES, decode_record, decode_segment_header,
+    encode_record, encode_segment_header,
 };
 use iotdb_storage::wal::recovery::{recover, segment_file_name};
 use iotdb_storage::{
@@ -90,7 +90,7 @@ fn wal_payloads() -> Vec<Vec<u8>> {
 
 fn valid_segment() -> Vec<u8> {
     let mut segment = Vec::new();
-    encode_segment_header(&mut segment);
+    encode_segment_header(&mut segment, SEGMENT_FLAG_ZEROS_AHEAD);
     for (index, payload) in wal_payloads().iter().enumerate() {
         encode_record(&mut segment, index as u64 + 1, index as u8 + 1, &[payload]);
     }

@@ -2,7 +2,9 @@
 //!
 //! ```text
 //! segment header (16 bytes):
-//!   magic "IOTDBWAL" (8) | version u16 LE | flags u16 LE (0) | crc32c of the first 12 bytes (4)
+//!   magic "IOTDBWAL" (8) | version u16 LE | flags u16 LE | crc32c of the first 12 bytes (4)
+//!   flags: bit 0 (SEGMENT_FLAG_ZEROS_AHEAD) the file may hold zeros past its last record
+//!   up to its end (written ahead so appends land inside the file); other bits are 0
 //! record (RECORD_HEADER_BYTES + payload):
 //!   crc32c u32 LE | payload length u32 LE | index u64 LE | kind u8 | reserved [0; 3] | payload
 //!   the crc covers everything after itself: length, index, kind, reserved and payload.
@@ -20,6 +22,15 @@ pub const SEGMENT_VERSION: u16 = 1;
 /// Bytes of the segment header.
 pub const SEGMENT_HEADER_BYTES: usize = 16;
 
+/// Segment flag: zeros may follow the last record up to the end of the file, however many
+/// blocks (the real storage writes them ahead of the log's end, so that an fdatasync after
+/// an append finds no file size to update; see `storage`). Without it, only the padding of
+/// the last block ([`is_block_padding`]) may. Every segment this code creates carries it.
+pub const SEGMENT_FLAG_ZEROS_AHEAD: u16 = 1;
+
+/// The flag bits this code knows.
+const SEGMENT_FLAGS_KNOWN: u16 = SEGMENT_FLAG_ZEROS_AHEAD;
+
 /// The unit the real storage writes segments in (direct I/O: whole, aligned blocks). A
 /// segment may end in fewer than `BLOCK_BYTES` zero bytes after its last record — the
 /// padding of its last block — which recovery reads as the segment's clean end; the next
@@ -30,9 +41,15 @@ pub const BLOCK_BYTES: usize = 4096;
 /// `file_len` bytes, is the zero padding of its last block rather than damage: zeros, less
 /// than a block, and ending where a block does.
 pub fn is_block_padding(tail: &[u8], file_len: usize) -> bool {
-    tail.len() < BLOCK_BYTES
-        && file_len.is_multiple_of(BLOCK_BYTES)
-        && tail.iter().all(|&byte| byte == 0)
+    tail.len() < BLOCK_BYTES && is_zeros_to_a_block_end(tail, file_len)
+}
+
+/// Whether `tail`, what follows a segment's last record up to the end of a file of
+/// `file_len` bytes, is zeros written ahead ([`SEGMENT_FLAG_ZEROS_AHEAD`]) or padding:
+/// zeros only, however many, ending where a block does. Zeros with a record after them are
+/// not: that is damage.
+pub fn is_zeros_to_a_block_end(tail: &[u8], file_len: usize) -> bool {
+    file_len.is_multiple_of(BLOCK_BYTES) && tail.iter().all(|&byte| byte == 0)
 }
 
 /// Bytes of a record's header (checksum, length, index, kind, reserved).
@@ -43,19 +60,19 @@ pub const RECORD_HEADER_BYTES: usize = 20;
 /// its own.
 pub const RECORD_PAYLOAD_BYTES_MAX: usize = crate::config::WAL_RECORD_PAYLOAD_BYTES_MAX;
 
-/// Appends a segment header to `buffer`.
-pub fn encode_segment_header(buffer: &mut Vec<u8>) {
+/// Appends a segment header with `flags` to `buffer`.
+pub fn encode_segment_header(buffer: &mut Vec<u8>, flags: u16) {
     let start = buffer.len();
     buffer.extend_from_slice(&SEGMENT_MAGIC);
     buffer.extend_from_slice(&SEGMENT_VERSION.to_le_bytes());
-    buffer.extend_from_slice(&0u16.to_le_bytes());
+    buffer.extend_from_slice(&flags.to_le_bytes());
     let crc = crc32c::crc32c(&buffer[start..]);
     buffer.extend_from_slice(&crc.to_le_bytes());
     debug_assert_eq!(buffer.len() - start, SEGMENT_HEADER_BYTES);
 }
 
-/// Checks a segment header at the start of `data`.
-pub fn decode_segment_header(data: &[u8]) -> Result<(), String> {
+/// Checks a segment header at the start of `data` and returns its flags.
+pub fn decode_segment_header(data: &[u8]) -> Result<u16, String> {
     let Some(header) = data.get(..SEGMENT_HEADER_BYTES) else {
         return Err(format!(
             "segment header incomplete: {} of {SEGMENT_HEADER_BYTES} bytes",
@@ -73,7 +90,11 @@ pub fn decode_segment_header(data: &[u8]) -> Result<(), String> {
     if version != SEGMENT_VERSION {
         return Err(format!("unsupported segment version {version}"));
     }
-    Ok(())
+    let flags = u16::from_le_bytes([header[10], header[11]]);
+    if flags & !SEGMENT_FLAGS_KNOWN != 0 {
+        return Err(format!("unsupported segment flags {flags:#06x}"));
+    }
+    Ok(flags)
 }
 
 /// Appends one record whose payload is the concatenation of `parts` to `buffer`, computing
@@ -171,9 +192,13 @@ mod tests {
 
     #[test]
     fn header_roundtrip_and_damage() {
+        for flags in [0, SEGMENT_FLAG_ZEROS_AHEAD] {
+            let mut buffer = Vec::new();
+            encode_segment_header(&mut buffer, flags);
+            assert_eq!(decode_segment_header(&buffer), Ok(flags));
+        }
         let mut buffer = Vec::new();
-        encode_segment_header(&mut buffer);
-        assert_eq!(decode_segment_header(&buffer), Ok(()));
+        encode_segment_header(&mut buffer, SEGMENT_FLAG_ZEROS_AHEAD);
         assert!(decode_segment_header(&buffer[..10]).is_err());
         for bit in 0..buffer.len() * 8 {
             let mut damaged = buffer.clone();

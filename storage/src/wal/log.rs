@@ -14,8 +14,8 @@ use super::WalOptions;
 use super::WalRecord;
 use super::commit;
 use super::format::{
-    RECORD_PAYLOAD_BYTES_MAX, SEGMENT_HEADER_BYTES, encode_record, encode_segment_header,
-    record_bytes,
+    RECORD_PAYLOAD_BYTES_MAX, SEGMENT_FLAG_ZEROS_AHEAD, SEGMENT_HEADER_BYTES, encode_record,
+    encode_segment_header, record_bytes,
 };
 use super::recovery::{recover, segment_file_name};
 use super::storage::{MonoioStorage, WalStorage};
@@ -359,7 +359,7 @@ impl Wal {
         let batch = pending.back_mut().expect("a batch to fill");
         debug_assert_eq!(batch.offset + batch.bytes.len() as u64, active.bytes);
         if header_bytes > 0 {
-            encode_segment_header(&mut batch.bytes);
+            encode_segment_header(&mut batch.bytes, SEGMENT_FLAG_ZEROS_AHEAD);
         }
         encode_record(&mut batch.bytes, index, kind, parts);
         batch.last_index = index;

@@ -14,7 +14,10 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use super::WalRecord;
-use super::format::{SEGMENT_HEADER_BYTES, decode_record, decode_segment_header, is_block_padding};
+use super::format::{
+    SEGMENT_FLAG_ZEROS_AHEAD, SEGMENT_HEADER_BYTES, decode_record, decode_segment_header,
+    is_block_padding, is_zeros_to_a_block_end,
+};
 use super::storage::WalStorage;
 use crate::config::WAL_READ_CHECKPOINT_BYTES;
 use crate::error::{Result, StorageError};
@@ -135,7 +138,8 @@ fn recover_segment(
     };
     let damage = match decode_segment_header(data) {
         Err(reason) => Some((0, reason)),
-        Ok(()) => {
+        Ok(flags) => {
+            let zeros_ahead = flags & SEGMENT_FLAG_ZEROS_AHEAD != 0;
             let mut offset = SEGMENT_HEADER_BYTES;
             let mut damage = None;
             while offset < data.len() {
@@ -172,6 +176,13 @@ fn recover_segment(
                     }
                     Err(_) if is_block_padding(&data[offset..], data.len()) => {
                         // The zeros that fill the last block of a direct write.
+                        segment.bytes = offset as u64;
+                        break;
+                    }
+                    Err(_)
+                        if zeros_ahead && is_zeros_to_a_block_end(&data[offset..], data.len()) =>
+                    {
+                        // Zeros written ahead of the log's end.
                         segment.bytes = offset as u64;
                         break;
                     }

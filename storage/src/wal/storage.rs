@@ -222,7 +222,31 @@ struct DirectState {
     /// the last write left them (`None` until a write, or after a failed one: then they
     /// are read back from the file).
     tail: Option<(u64, Vec<u8>)>,
+    /// Where the zeros written ahead of the log's end stop (0: none written through this
+    /// handle yet).
+    zeroed_to: u64,
 }
+
+/// The most zeros written ahead of a direct segment's end in one step, so that most appends
+/// land inside the file. A step writes as many zeros as the file already holds, up to this:
+/// a small segment holds at most twice its records, a large one grows 8 MiB at a time.
+///
+/// Why: an fdatasync after a write that grows the file must also write the inode (its new
+/// size), a second I/O and the file system's work each time; after a write inside the file,
+/// over blocks already written, it writes only the data. Profiled with synchronous clients
+/// (`iotdb-perf --pipeline 1`), writing inodes was ~8 % of the server's CPU; writing zeros
+/// ahead cut the server's CPU by about a quarter. Recovery reads the zeros past a
+/// segment's last record as its clean end (`format::SEGMENT_FLAG_ZEROS_AHEAD`), and
+/// opening the log cuts them off its last segment.
+const ZEROS_AHEAD_BYTES: u64 = 8 << 20;
+
+/// A block-aligned megabyte of zeros, the source of every zero write.
+#[repr(C, align(4096))]
+struct AlignedZeros([u8; ZEROS_WRITE_BYTES]);
+
+const ZEROS_WRITE_BYTES: usize = 1 << 20;
+
+static ZEROS: AlignedZeros = AlignedZeros([0; ZEROS_WRITE_BYTES]);
 
 impl MonoioFile {
     /// Writes `data` at `offset` as whole aligned blocks: the bytes before `offset` in its
@@ -259,6 +283,7 @@ impl MonoioFile {
         };
         let end = offset + data.len() as u64;
         let padded = (prefix_len + data.len()).next_multiple_of(BLOCK_BYTES);
+        let write_end = start + padded as u64;
         let mut staging = std::mem::take(&mut state.staging);
         staging.clear();
         staging.reserve(padded + BLOCK_BYTES);
@@ -279,6 +304,13 @@ impl MonoioFile {
             .await;
         let staging = window.into_inner();
         result?;
+        // After the data, so a segment's header always precedes its zeros: the next
+        // writes land inside the file.
+        if write_end > state.zeroed_to {
+            let to = write_end + write_end.min(ZEROS_AHEAD_BYTES);
+            self.write_zeros(write_end, to).await?;
+            state.zeroed_to = to;
+        }
         let tail_start = end - end % block;
         let from = lead + (tail_start - start) as usize;
         let to = lead + (end - start) as usize;
@@ -292,6 +324,23 @@ impl MonoioFile {
             state.staging = staging;
         }
         Ok(state)
+    }
+}
+
+impl MonoioFile {
+    /// Writes zeros over `[from, to)`, both block-aligned, a megabyte at a time.
+    async fn write_zeros(&self, from: u64, to: u64) -> io::Result<()> {
+        let mut at = from;
+        while at < to {
+            let len = usize::try_from(to - at)
+                .map_or(ZEROS_WRITE_BYTES, |left| left.min(ZEROS_WRITE_BYTES));
+            let file = self.file.borrow().clone();
+            let zeros: &'static [u8] = &ZEROS.0[..len];
+            let (result, _) = file.write_all_at(zeros, at).await;
+            result?;
+            at += len as u64;
+        }
+        Ok(())
     }
 }
 

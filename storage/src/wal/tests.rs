@@ -117,11 +117,15 @@ fn roundtrip_on_real_files() {
         let (wal, records) = Wal::open(&wal_dir, options(WalMode::Sync, 4096)).unwrap();
         assert_eq!(records, expected(1..=100));
         assert_eq!(wal.last_index(), 100);
-        // Opening cut the active segment's padding; the others keep theirs (less than a
-        // block each), which the log does not count.
+        // Opening cut the active segment's padding and zeros ahead; the others keep
+        // theirs (zeros written ahead, at most as many bytes as the segment held, and a
+        // block), which the log does not count.
         let on_disk = sizes();
         let padding = on_disk.iter().sum::<u64>() - wal.disk_bytes();
-        assert!(padding < format::BLOCK_BYTES as u64 * (on_disk.len() as u64 - 1));
+        assert!(
+            padding <= wal.disk_bytes() + format::BLOCK_BYTES as u64 * on_disk.len() as u64,
+            "{padding} bytes past the records in {on_disk:?}"
+        );
         // The next write starts inside the active segment's last block: the bytes before
         // it there are read back and written again unchanged.
         append_all(&wal, 101..=120).await;
@@ -282,8 +286,16 @@ fn ten_records() -> MemoryStorage {
 /// The bytes of a segment holding one record, index 11, after `ten_records`'.
 fn segment_of_record_11() -> Vec<u8> {
     let mut segment = Vec::new();
-    format::encode_segment_header(&mut segment);
+    format::encode_segment_header(&mut segment, format::SEGMENT_FLAG_ZEROS_AHEAD);
     format::encode_record(&mut segment, 11, 0, &[b"x"]);
+    segment
+}
+
+/// `segment` with its header's flags replaced by `flags` (the header's checksum redone).
+fn with_segment_flags(mut segment: Vec<u8>, flags: u16) -> Vec<u8> {
+    let mut header = Vec::new();
+    format::encode_segment_header(&mut header, flags);
+    segment[..SEGMENT_HEADER_BYTES].copy_from_slice(&header);
     segment
 }
 
@@ -325,8 +337,8 @@ fn a_flipped_bit_before_a_valid_record_is_corruption() {
 }
 
 /// Direct writes leave a segment's last block zero-padded: that is a clean end in any
-/// segment, with nothing cut; zeros that do not end on a block boundary, or a block of
-/// them, are still damage.
+/// segment, with nothing cut; zeros that do not end on a block boundary, or (in a segment
+/// without the zeros-ahead flag) a block of them, are still damage.
 #[test]
 fn zero_padding_to_a_block_boundary_is_a_clean_segment_end() {
     let storage = ten_records();
@@ -354,10 +366,53 @@ fn zero_padding_to_a_block_boundary_is_a_clean_segment_end() {
         recovery::recover(&storage, &memory_dir()),
         Err(StorageError::Corruption { .. })
     ));
-    // A whole block of zeros after the last record is not padding either.
-    let mut long = padded(intact);
+    // A whole block of zeros after the last record is not padding either, in a segment
+    // written without zeros ahead (as before the flag existed).
+    let mut long = padded(with_segment_flags(intact, 0));
     long.resize(long.len() + format::BLOCK_BYTES, 0);
     storage.set_contents(&first, long);
+    assert!(matches!(
+        recovery::recover(&storage, &memory_dir()),
+        Err(StorageError::Corruption { .. })
+    ));
+}
+
+/// A segment with the zeros-ahead flag may end in any number of zero blocks after its
+/// last record: a clean end, with nothing cut and nothing lost, in any segment. A record
+/// after such zeros is still damage, and unknown flags are refused.
+#[test]
+fn zeros_written_ahead_are_a_clean_segment_end() {
+    let storage = ten_records();
+    let first = memory_dir().join(segment_file_name(1));
+    let second = memory_dir().join(segment_file_name(11));
+    let intact = storage.contents(&first).unwrap();
+    let ahead = |bytes: &[u8], blocks: usize| {
+        let mut bytes = bytes.to_vec();
+        let len = bytes.len().next_multiple_of(format::BLOCK_BYTES) + blocks * format::BLOCK_BYTES;
+        bytes.resize(len, 0);
+        bytes
+    };
+    let next = segment_of_record_11();
+    storage.set_contents(&first, ahead(&intact, 2048));
+    storage.set_contents(&second, ahead(&next, 3));
+    let recovered = recovery::recover(&storage, &memory_dir()).unwrap();
+    assert_eq!(recovered.records.len(), 11);
+    assert_eq!(recovered.truncated_bytes, 0);
+    assert_eq!(recovered.segments[0].bytes, intact.len() as u64);
+    assert_eq!(recovered.segments[1].bytes, next.len() as u64);
+
+    // A record after the zeros, in a segment that is not the last: corruption.
+    let mut record_after = ahead(&intact, 2);
+    format::encode_record(&mut record_after, 11, 0, &[b"x"]);
+    record_after.resize(record_after.len().next_multiple_of(format::BLOCK_BYTES), 0);
+    storage.set_contents(&first, record_after);
+    assert!(matches!(
+        recovery::recover(&storage, &memory_dir()),
+        Err(StorageError::Corruption { .. })
+    ));
+
+    // A flag this code does not know: the header is refused.
+    storage.set_contents(&first, with_segment_flags(intact, 0x8001));
     assert!(matches!(
         recovery::recover(&storage, &memory_dir()),
         Err(StorageError::Corruption { .. })
@@ -368,7 +423,7 @@ fn zero_padding_to_a_block_boundary_is_a_clean_segment_end() {
 fn indexes_must_increase_across_the_log() {
     let storage = MemoryStorage::new();
     let mut bytes = Vec::new();
-    format::encode_segment_header(&mut bytes);
+    format::encode_segment_header(&mut bytes, format::SEGMENT_FLAG_ZEROS_AHEAD);
     format::encode_record(&mut bytes, 5, 0, &[b"a"]);
     format::encode_record(&mut bytes, 5, 0, &[b"b"]);
     storage.set_contents(&memory_dir().join(segment_file_name(5)), bytes);
