@@ -306,10 +306,18 @@ impl MonoioFile {
         result?;
         // After the data, so a segment's header always precedes its zeros: the next
         // writes land inside the file.
+        // Only a saving: the data is written whatever happens here, so a failure (a disk
+        // without room for them) stops zeros ahead for this file instead of failing the
+        // write.
         if write_end > state.zeroed_to {
             let to = write_end + write_end.min(ZEROS_AHEAD_BYTES);
-            self.write_zeros(write_end, to).await?;
-            state.zeroed_to = to;
+            state.zeroed_to = match self.write_zeros(write_end, to).await {
+                Ok(()) => to,
+                Err(error) => {
+                    tracing::debug!(path = %self.path.display(), %error, "no more WAL zeros ahead for this segment");
+                    u64::MAX
+                }
+            };
         }
         let tail_start = end - end % block;
         let from = lead + (tail_start - start) as usize;
