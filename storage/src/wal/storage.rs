@@ -304,10 +304,9 @@ impl MonoioFile {
             .await;
         let staging = window.into_inner();
         result?;
-        // After the data, so a segment's header always precedes its zeros: the next
-        // writes land inside the file.
-        // Only a saving: the data is written whatever happens here, so a failure (a disk
-        // without room for them) stops zeros ahead for this file instead of failing the
+        // Zeros ahead, after the data so a segment's header always precedes them. They
+        // are only a saving: the data is written whatever happens here, so a failure (a
+        // disk without room for them) stops them for this file instead of failing the
         // write.
         if write_end > state.zeroed_to {
             let to = write_end + write_end.min(ZEROS_AHEAD_BYTES);
@@ -333,9 +332,7 @@ impl MonoioFile {
         }
         Ok(state)
     }
-}
 
-impl MonoioFile {
     /// Writes zeros over `[from, to)`, both block-aligned, a megabyte at a time.
     async fn write_zeros(&self, from: u64, to: u64) -> io::Result<()> {
         let mut at = from;
