@@ -57,12 +57,8 @@ pub trait Float: Copy {
     fn to_raw(self) -> u64;
     fn from_raw(raw: u64) -> Self;
     fn to_f64(self) -> f64;
-    /// The value ALP decodes integer `n` at exponent `e` to.
-    fn from_decimal(n: i64, exponent: usize) -> Self {
-        Self::from_scaled(n, POWERS_OF_TEN[exponent])
-    }
-    /// `n / power`, rounded to this type: [`Float::from_decimal`] with the power of ten
-    /// looked up once per column rather than once per value.
+    /// `n / power`, rounded to this type: the value ALP decodes integer `n` to at the
+    /// exponent whose power of ten is `power` (looked up once per column).
     #[inline]
     fn from_scaled(n: i64, power: f64) -> Self {
         Self::from_f64(n as f64 / power)
@@ -383,7 +379,7 @@ mod tests {
     use proptest::prelude::*;
 
     /// ALP as first written, the model [`encode_alp`] must match byte for byte: per value
-    /// a checked conversion (`as i64`, then [`Float::from_decimal`] to verify) and a branch.
+    /// a checked conversion (`as i64`, then [`Float::from_scaled`] to verify) and a branch.
     fn encode_alp_model<F: Float>(values: &[F], out: &mut Vec<u8>) -> bool {
         fn to_decimal<F: Float>(value: F, exponent: usize) -> Option<i64> {
             let scaled = value.to_f64() * POWERS_OF_TEN[exponent];
@@ -393,7 +389,7 @@ mod tests {
                 return None;
             }
             let n = ((scaled + ROUNDING_MAGIC) - ROUNDING_MAGIC) as i64;
-            (F::from_decimal(n, exponent).to_raw() == value.to_raw()).then_some(n)
+            (F::from_scaled(n, POWERS_OF_TEN[exponent]).to_raw() == value.to_raw()).then_some(n)
         }
         let step = (values.len() / EXPONENT_SAMPLE_VALUES).max(1);
         let sample: Vec<F> = values.iter().step_by(step).copied().collect();

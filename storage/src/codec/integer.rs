@@ -74,13 +74,17 @@ pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
     out.push(RESIDUALS_BLOCKS);
     let mut scratch = [0i64; BLOCK_LEN];
     // The residual every block so far was made of, while there is one.
-    let mut constant = Some(residual(values, order, order));
+    let mut constant = None;
     let mut start = order;
     while start < values.len() {
         let end = (start + BLOCK_LEN).min(values.len());
         let block = &mut scratch[..end - start];
         let (min, max) = fill_residuals(values, order, start, block);
-        constant = constant.filter(|&c| min == c && max == c);
+        constant = if start == order {
+            (min == max).then_some(min)
+        } else {
+            constant.filter(|&c| min == c && max == c)
+        };
         encode_block(block, min, max, out);
         start = end;
     }
@@ -91,22 +95,10 @@ pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
     }
 }
 
-/// The residual of differencing order `order` at `index` (at least `order`): the value
-/// itself, its first difference or its second difference, in wrapping arithmetic (equal to
-/// differencing the column `order` times in place).
-#[inline]
-fn residual(values: &[i64], order: usize, index: usize) -> i64 {
-    match order {
-        0 => values[index],
-        1 => values[index].wrapping_sub(values[index - 1]),
-        _ => values[index]
-            .wrapping_sub(values[index - 1].wrapping_mul(2))
-            .wrapping_add(values[index - 2]),
-    }
-}
-
 /// Sets `block` to the residuals of order `order` from index `start` (at least `order`) and
-/// returns their (min, max). The order is matched once, outside the loops.
+/// returns their (min, max): the values themselves, their first or their second
+/// differences, in wrapping arithmetic (equal to differencing the column `order` times in
+/// place). The order is matched once, outside the loops.
 #[inline]
 fn fill_residuals(values: &[i64], order: usize, start: usize, block: &mut [i64]) -> (i64, i64) {
     let end = start + block.len();

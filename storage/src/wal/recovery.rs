@@ -174,15 +174,13 @@ fn recover_segment(
                         segment.last_index = Some(record.index);
                         offset = record.end();
                     }
-                    Err(_) if is_block_padding(&data[offset..], data.len()) => {
-                        // The zeros that fill the last block of a direct write.
-                        segment.bytes = offset as u64;
-                        break;
-                    }
+                    // The zeros that fill the last block of a direct write, or zeros
+                    // written ahead of the log's end.
                     Err(_)
-                        if zeros_ahead && is_zeros_to_a_block_end(&data[offset..], data.len()) =>
+                        if is_block_padding(&data[offset..], data.len())
+                            || zeros_ahead
+                                && is_zeros_to_a_block_end(&data[offset..], data.len()) =>
                     {
-                        // Zeros written ahead of the log's end.
                         segment.bytes = offset as u64;
                         break;
                     }
