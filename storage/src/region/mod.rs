@@ -268,6 +268,9 @@ struct State {
     /// WAL from this index on is kept for followers even when flushed
     /// ([`Region::set_retention_floor`]), within `wal_retention_bytes_max`.
     retention_floor: Option<u64>,
+    /// A trim left segments it meant to drop because a write into them was still in
+    /// flight: the tick tries again, so the cap holds once the WAL writer catches up.
+    wal_trim_pending: bool,
     /// Writes sealed files, MANIFEST and MODS (`RegionConfig::file_system`); shared with
     /// the jobs on the pool.
     file_system: Arc<dyn FileSystem>,
@@ -385,6 +388,7 @@ impl Region {
             files_to_remove: Vec::new(),
             removal_job: None,
             retention_floor: None,
+            wal_trim_pending: false,
             file_system,
         };
         for entry in &manifest.files {
@@ -785,6 +789,13 @@ impl Region {
             state.turn_read_only("a flush or compaction", &e);
         }
         state.start_removals();
+        if state.wal_trim_pending
+            && let Err(e) = state.trim_wal(&self.wal)
+        {
+            // Not retried each tick: the next flush or floor change tries again.
+            state.wal_trim_pending = false;
+            tracing::warn!(dir = %state.dir.display(), error = %e, "dropping WAL segments failed");
+        }
         state.balance_memory();
         state.start_metadata();
         state.start_flush();
@@ -1752,7 +1763,7 @@ impl State {
     /// Drops WAL segments the region no longer needs: every one below the flushed index,
     /// except those a retention floor keeps for followers while the WAL stays within
     /// `wal_retention_bytes_max` (past it, the oldest flushed segments go anyway).
-    fn trim_wal(&self, wal: &Wal) -> Result<()> {
+    fn trim_wal(&mut self, wal: &Wal) -> Result<()> {
         let flushed_bound = self.manifest.flushed_index + 1;
         let bound = match self.retention_floor {
             None => flushed_bound,
@@ -1775,6 +1786,13 @@ impl State {
             }
         };
         wal.remove_segments_below(bound)?;
+        // The WAL keeps a segment whose write is still in flight (or the active one until
+        // it is idle); what should have gone goes at a later tick.
+        self.wal_trim_pending = wal
+            .segment_spans()
+            .first()
+            .and_then(|oldest| oldest.last_index)
+            .is_some_and(|last| last < bound);
         Ok(())
     }
 
