@@ -20,6 +20,7 @@ pub mod config;
 pub mod error;
 pub mod file_system;
 pub mod filter;
+pub mod hash;
 pub mod memtable;
 pub mod metrics;
 pub mod query;

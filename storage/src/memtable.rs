@@ -10,9 +10,10 @@
 //! Owned by the region's shard; a frozen memtable is immutable and may be shared with the
 //! background flush thread.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use crate::hash::FastMap;
 use crate::types::{DataType, PointColumn, SeriesKey, Tablet, Timestamp, Values};
 use crate::with_values;
 
@@ -27,7 +28,7 @@ const SERIES_CAPACITY_MIN: usize = 16;
 const SERIES_ENTRY_BYTES: usize = std::mem::size_of::<(Arc<str>, SeriesBuffer)>() * 8 / 7 + 1;
 /// The same per device and side of a partition: its entry and its series map's header.
 const DEVICE_ENTRY_BYTES: usize =
-    std::mem::size_of::<(Arc<str>, HashMap<Arc<str>, SeriesBuffer>)>() * 8 / 7 + 1;
+    std::mem::size_of::<(Arc<str>, FastMap<Arc<str>, SeriesBuffer>)>() * 8 / 7 + 1;
 
 /// The points of one series in a memtable.
 #[derive(Clone, Debug)]
@@ -49,18 +50,19 @@ impl SeriesBuffer {
         self.points.timestamps.last().copied()
     }
 
-    /// Appends `timestamps[rows]` and `values[rows]`.
+    /// Appends `timestamps[rows]` and `values[rows]`; `increasing`: whether those
+    /// timestamps are strictly increasing (the caller checks once for every column).
     fn append_run(
         &mut self,
         timestamps: &[Timestamp],
         values: &Values,
         rows: std::ops::Range<usize>,
+        increasing: bool,
     ) {
         if rows.is_empty() {
             return;
         }
         let first = timestamps[rows.start];
-        let increasing = timestamps[rows.clone()].windows(2).all(|w| w[0] < w[1]);
         if !increasing || self.last_time().is_some_and(|last| last >= first) {
             self.sorted = false;
         }
@@ -126,7 +128,7 @@ pub fn sorted_newest_wins(points: &PointColumn) -> PointColumn {
 #[derive(Clone, Debug, Default)]
 pub struct SideTable {
     /// device → measurement → buffer.
-    pub devices: HashMap<Arc<str>, HashMap<Arc<str>, SeriesBuffer>>,
+    pub devices: FastMap<Arc<str>, FastMap<Arc<str>, SeriesBuffer>>,
 }
 
 impl SideTable {
@@ -200,7 +202,10 @@ impl Memtable {
 
     /// Appends the non-null cells of `tablet`. `partition_of` maps a timestamp to its time
     /// slot; `side_of(slot, t)` says whether a point at `t` is sequence or unsequence for
-    /// the tablet's device. Types were checked by the caller.
+    /// the tablet's device. Both are monotone in `t` (later times: the same or a later
+    /// slot; within a slot, unsequence up to a time and sequence after it), so a tablet
+    /// whose earliest and latest rows agree on both is one run, found without a look at
+    /// each row. Types were checked by the caller.
     pub fn apply(
         &mut self,
         tablet: &Tablet,
@@ -208,71 +213,86 @@ impl Memtable {
         side_of: impl Fn(i64, Timestamp) -> Side,
     ) {
         let rows = tablet.rows();
-        if rows == 0 {
+        let Some((min, max)) = min_max(&tablet.timestamps) else {
+            return;
+        };
+        let first = key_of(min, &partition_of, &side_of);
+        if first == key_of(max, &partition_of, &side_of) {
+            self.append_rows(tablet, first, 0..rows);
             return;
         }
-        // Split the rows into runs of one (partition, side); a typical tablet is one run.
-        let mut runs: Vec<(i64, Side, usize, usize)> = Vec::new();
+        // Split the rows into runs of one (partition, side).
         let mut start = 0;
         let mut current = key_of(tablet.timestamps[0], &partition_of, &side_of);
         for row in 1..rows {
             let key = key_of(tablet.timestamps[row], &partition_of, &side_of);
             if key != current {
-                runs.push((current.0, current.1, start, row));
+                self.append_rows(tablet, current, start..row);
                 start = row;
                 current = key;
             }
         }
-        runs.push((current.0, current.1, start, rows));
+        self.append_rows(tablet, current, start..rows);
+    }
 
-        for (slot, side, first, end) in runs {
-            let partition = self.partitions.entry(slot).or_default();
-            let table = match side {
-                Side::Sequence => &mut partition.sequence,
-                Side::Unsequence => &mut partition.unsequence,
-            };
-            let device = match table.devices.get_mut(&tablet.device) {
-                Some(d) => d,
-                None => {
-                    self.heap_bytes += DEVICE_ENTRY_BYTES;
-                    table.devices.entry(tablet.device.clone()).or_default()
-                }
-            };
-            for column in &tablet.columns {
-                let buffer = match device.get_mut(&column.measurement) {
-                    Some(b) => b,
-                    None => {
-                        self.heap_bytes += SERIES_ENTRY_BYTES;
-                        device
-                            .entry(column.measurement.clone())
-                            .or_insert_with(|| SeriesBuffer::new(column.values.data_type()))
-                    }
-                };
-                let before = buffer.heap_bytes();
-                match &column.nulls {
-                    Some(nulls) if !nulls.none_null() => {
-                        // Append maximal runs of non-null rows.
-                        let mut row = first;
-                        while row < end {
-                            if nulls.is_null(row) {
-                                row += 1;
-                                continue;
-                            }
-                            let run_start = row;
-                            while row < end && !nulls.is_null(row) {
-                                row += 1;
-                            }
-                            buffer.append_run(&tablet.timestamps, &column.values, run_start..row);
-                            self.points += (row - run_start) as u64;
-                        }
-                    }
-                    _ => {
-                        buffer.append_run(&tablet.timestamps, &column.values, first..end);
-                        self.points += (end - first) as u64;
-                    }
-                }
-                self.heap_bytes = self.heap_bytes + buffer.heap_bytes() - before;
+    /// Appends the non-null cells of `tablet`'s `rows` to partition `slot`'s `side`.
+    fn append_rows(
+        &mut self,
+        tablet: &Tablet,
+        (slot, side): (i64, Side),
+        rows: std::ops::Range<usize>,
+    ) {
+        let (first, end) = (rows.start, rows.end);
+        let partition = self.partitions.entry(slot).or_default();
+        let table = match side {
+            Side::Sequence => &mut partition.sequence,
+            Side::Unsequence => &mut partition.unsequence,
+        };
+        let device = match table.devices.get_mut(&tablet.device) {
+            Some(d) => d,
+            None => {
+                self.heap_bytes += DEVICE_ENTRY_BYTES;
+                table.devices.entry(tablet.device.clone()).or_default()
             }
+        };
+        let increasing = strictly_increasing(&tablet.timestamps[rows.clone()]);
+        for column in &tablet.columns {
+            let buffer = match device.get_mut(&column.measurement) {
+                Some(b) => b,
+                None => {
+                    self.heap_bytes += SERIES_ENTRY_BYTES;
+                    device
+                        .entry(column.measurement.clone())
+                        .or_insert_with(|| SeriesBuffer::new(column.values.data_type()))
+                }
+            };
+            let before = buffer.heap_bytes();
+            match &column.nulls {
+                Some(nulls) if !nulls.none_null() => {
+                    // Append maximal runs of non-null rows.
+                    let mut row = first;
+                    while row < end {
+                        if nulls.is_null(row) {
+                            row += 1;
+                            continue;
+                        }
+                        let run_start = row;
+                        while row < end && !nulls.is_null(row) {
+                            row += 1;
+                        }
+                        let run = run_start..row;
+                        let increasing =
+                            increasing || strictly_increasing(&tablet.timestamps[run.clone()]);
+                        buffer.append_run(&tablet.timestamps, &column.values, run, increasing);
+                        self.points += (row - run_start) as u64;
+                    }
+                }
+                _ => {
+                    buffer.append_run(&tablet.timestamps, &column.values, first..end, increasing);
+                    self.points += (end - first) as u64;
+                }
+            }
+            self.heap_bytes = self.heap_bytes + buffer.heap_bytes() - before;
         }
     }
 
@@ -298,6 +318,20 @@ impl Memtable {
     pub fn read(&self, slot: i64, key: &SeriesKey) -> Option<PointColumn> {
         read_partition(self.partitions.get(&slot)?, key)
     }
+}
+
+fn strictly_increasing(timestamps: &[Timestamp]) -> bool {
+    timestamps.windows(2).all(|w| w[0] < w[1])
+}
+
+/// The earliest and latest of `timestamps`, `None` when empty.
+fn min_max(timestamps: &[Timestamp]) -> Option<(Timestamp, Timestamp)> {
+    let first = *timestamps.first()?;
+    Some(
+        timestamps
+            .iter()
+            .fold((first, first), |(min, max), &t| (min.min(t), max.max(t))),
+    )
 }
 
 fn key_of(
@@ -432,23 +466,59 @@ mod tests {
     #[test]
     fn rows_split_by_partition_and_side() {
         let mut m = Memtable::default();
+        // Partition 0 flushed up to time 1: earlier rows there are unsequence.
+        let side = |slot: i64, t: i64| {
+            if slot == 0 && t <= 1 {
+                Side::Unsequence
+            } else {
+                Side::Sequence
+            }
+        };
         m.apply(
             &tablet("root.db.d1", &[1, 2, 11, 12], &[1.0, 2.0, 3.0, 4.0], None),
             |t| t / 10,
-            |_, t| {
-                if t == 2 {
-                    Side::Unsequence
-                } else {
-                    Side::Sequence
-                }
-            },
+            side,
         );
         assert_eq!(m.partitions.len(), 2);
         let p0 = &m.partitions[&0];
         let key = SeriesKey::new("root.db.d1", "s1");
-        assert_eq!(p0.sequence.get(&key).unwrap().points.timestamps, vec![1]);
-        assert_eq!(p0.unsequence.get(&key).unwrap().points.timestamps, vec![2]);
+        assert_eq!(p0.unsequence.get(&key).unwrap().points.timestamps, vec![1]);
+        assert_eq!(p0.sequence.get(&key).unwrap().points.timestamps, vec![2]);
         assert_eq!(m.read(0, &key).unwrap().timestamps, vec![1, 2]);
         assert_eq!(m.read(1, &key).unwrap().timestamps, vec![11, 12]);
+
+        // One partition, rows out of order across the flushed time: split by side even
+        // though the first and last rows are both sequence.
+        let mut m = Memtable::default();
+        m.apply(
+            &tablet("root.db.d1", &[3, 0, 1, 4], &[1.0, 2.0, 3.0, 4.0], None),
+            |_| 0,
+            side,
+        );
+        let p0 = &m.partitions[&0];
+        assert_eq!(
+            p0.unsequence.get(&key).unwrap().points.timestamps,
+            vec![0, 1]
+        );
+        let sequence = p0.sequence.get(&key).unwrap();
+        assert_eq!(sequence.points.timestamps, vec![3, 4]);
+        assert_eq!(sequence.points.values, Values::Double(vec![1.0, 4.0]));
+        assert_eq!(m.points(), 4);
+
+        // Every row on one side of one partition: one run, order kept, sorted at freeze.
+        let mut m = Memtable::default();
+        m.apply(
+            &tablet("root.db.d1", &[7, 5, 6], &[1.0, 2.0, 3.0], None),
+            |_| 0,
+            side,
+        );
+        let p0 = &m.partitions[&0];
+        assert!(p0.unsequence.is_empty());
+        assert_eq!(
+            p0.sequence.get(&key).unwrap().points.timestamps,
+            vec![7, 5, 6]
+        );
+        let frozen = m.freeze();
+        assert_eq!(frozen.read(0, &key).unwrap().timestamps, vec![5, 6, 7]);
     }
 }

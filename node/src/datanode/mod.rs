@@ -38,6 +38,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use iotdb_net::{Status, StatusCode};
 use iotdb_runtime::{MeshEndpoint, Reply, ShardId};
+use iotdb_storage::hash::FastMap;
 use iotdb_storage::{DataType, MemoryBudget, Region};
 
 use crate::config::ServerConfig;
@@ -148,7 +149,7 @@ pub enum Message {
 }
 
 /// measurement → type of one device.
-type DeviceTypes = HashMap<Arc<str>, DataType>;
+type DeviceTypes = FastMap<Arc<str>, DataType>;
 
 /// One core's DataNode state. Owned by that core.
 pub struct Shard {
@@ -158,7 +159,7 @@ pub struct Shard {
     regions: RefCell<HashMap<u32, Region>>,
     route: RefCell<Arc<RouteView>>,
     /// device → measurement → type, as the schema regions answered.
-    schema_cache: RefCell<HashMap<Arc<str>, DeviceTypes>>,
+    schema_cache: RefCell<FastMap<Arc<str>, DeviceTypes>>,
     /// The memtable budget every region of this shard draws on (`shard_write_memory_bytes`).
     memory: MemoryBudget,
     /// Shard 0 of a cluster member: the node's internal endpoint.
@@ -178,7 +179,7 @@ impl Shard {
             mesh,
             regions: RefCell::new(HashMap::new()),
             route: RefCell::new(route),
-            schema_cache: RefCell::new(HashMap::new()),
+            schema_cache: RefCell::new(FastMap::default()),
             memory,
             internal: RefCell::new(None),
             replication: replication::ShardReplication::default(),

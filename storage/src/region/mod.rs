@@ -42,7 +42,9 @@ mod replication;
 pub mod wal_entry;
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::hash::FastMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -215,7 +217,7 @@ pub struct SnapshotInfo {
 }
 
 /// device → measurement → the newest point read from every source.
-type LastCache = HashMap<Arc<str>, HashMap<Arc<str>, (Timestamp, Value)>>;
+type LastCache = FastMap<Arc<str>, FastMap<Arc<str>, (Timestamp, Value)>>;
 
 struct State {
     dir: PathBuf,
@@ -225,12 +227,12 @@ struct State {
     /// partition → files, in manifest order.
     files: BTreeMap<i64, Vec<LiveFile>>,
     /// device → measurement → type: a series keeps the type of its first write.
-    types: HashMap<Arc<str>, HashMap<Arc<str>, DataType>>,
+    types: FastMap<Arc<str>, FastMap<Arc<str>, DataType>>,
     active: Memtable,
     frozen: VecDeque<Frozen>,
     frozen_sequence: u64,
     /// (partition, device) → the newest time frozen or flushed: older points are unsequence.
-    flushed_last_time: HashMap<(i64, Arc<str>), Timestamp>,
+    flushed_last_time: FastMap<(i64, Arc<str>), Timestamp>,
     last_cache: LastCache,
     next_index: u64,
     /// Reused buffer for encoding WAL payloads.
@@ -359,12 +361,12 @@ impl Region {
             clock,
             manifest: manifest.clone(),
             files: BTreeMap::new(),
-            types: HashMap::new(),
+            types: FastMap::default(),
             active: Memtable::default(),
             frozen: VecDeque::new(),
             frozen_sequence: 0,
-            flushed_last_time: HashMap::new(),
-            last_cache: HashMap::new(),
+            flushed_last_time: FastMap::default(),
+            last_cache: FastMap::default(),
             next_index: manifest.flushed_index + 1,
             wal_scratch: Vec::new(),
             flush_job: None,
@@ -841,7 +843,7 @@ impl Region {
         let state = self.state.borrow();
         let spans = self.wal.segment_spans();
         RegionInfo {
-            series: state.types.values().map(HashMap::len).sum(),
+            series: state.types.values().map(FastMap::len).sum(),
             sealed_files: state.manifest.files.len(),
             sealed_bytes: state.files.values().flatten().map(|f| f.file.bytes()).sum(),
             wal_bytes: self.wal.disk_bytes(),
@@ -1179,10 +1181,24 @@ impl State {
                 }
             },
         );
+        self.offer_last(tablet);
+    }
+
+    /// Offers a written tablet's newest points to the last-value cache: each replaces an
+    /// older or equal-time entry (equal: the newer write wins). A series without an entry
+    /// stays without one: older files may hold newer points, and only a read of every
+    /// source may fill it.
+    fn offer_last(&mut self, tablet: &Tablet) {
+        let Some(cached) = self.last_cache.get_mut(&tablet.device) else {
+            return;
+        };
         // The newest row (the later of equal times) of a column without nulls is the same
         // for every such column.
         let newest_row = (0..tablet.rows()).max_by_key(|&r| (tablet.timestamps[r], r));
         for column in &tablet.columns {
+            let Some(entry) = cached.get_mut(&column.measurement) else {
+                continue;
+            };
             let newest = if column.nulls.as_ref().is_none_or(|n| n.none_null()) {
                 newest_row
             } else {
@@ -1190,34 +1206,11 @@ impl State {
                     .filter(|&r| !column.is_null(r))
                     .max_by_key(|&r| (tablet.timestamps[r], r))
             };
-            if let Some(row) = newest {
-                self.offer_last(
-                    device,
-                    &column.measurement,
-                    tablet.timestamps[row],
-                    column.values.get(row),
-                );
+            if let Some(row) = newest
+                && entry.0 <= tablet.timestamps[row]
+            {
+                *entry = (tablet.timestamps[row], column.values.get(row));
             }
-        }
-    }
-
-    /// Offers a written point to the last-value cache: it replaces an older or equal-time
-    /// entry (equal: the newer write wins). A series without an entry stays without one:
-    /// older files may hold newer points, and only a read of every source may fill it.
-    fn offer_last(
-        &mut self,
-        device: &Arc<str>,
-        measurement: &Arc<str>,
-        t: Timestamp,
-        value: Value,
-    ) {
-        if let Some(entry) = self
-            .last_cache
-            .get_mut(device)
-            .and_then(|s| s.get_mut(measurement))
-            && entry.0 <= t
-        {
-            *entry = (t, value);
         }
     }
 
