@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
 
+use iotdb_net::partition::time_slot;
 use iotdb_net::{Status, StatusCode, TabletView};
 use iotdb_runtime::ShardId;
 use iotdb_storage::config::WRITE_MEMORY_WAIT_MAX;
@@ -13,6 +14,7 @@ use iotdb_storage::{self as storage, DataType};
 
 use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
+use super::route::DevicePartitions;
 use super::{Message, Shard};
 use crate::cluster::protocol::SchemaRequest;
 
@@ -384,19 +386,14 @@ impl Shard {
     }
 
     /// Splits the tablet by time partition and returns each part with its region group,
-    /// creating missing partitions through the control plane.
+    /// creating missing partitions through the control plane. A tablet whose earliest
+    /// and latest rows share a time partition (nearly every one) is placed whole, with no
+    /// look at its other rows and no copy of its timestamps.
     async fn place(
         &self,
         device: &Arc<str>,
         payload: Payload,
     ) -> Result<Vec<(u32, Payload)>, Status> {
-        let timestamps = match &payload {
-            Payload::View(_, view) => view.timestamps().into_owned(),
-            Payload::Tablet(tablet) => tablet.timestamps.clone(),
-        };
-        if timestamps.is_empty() {
-            return Ok(Vec::new());
-        }
         for attempt in 0..2 {
             let route = self.route();
             let partitions = route.device(device).ok_or_else(|| {
@@ -405,31 +402,23 @@ impl Shard {
                     format!("no database holds {device}"),
                 )
             })?;
-            let groups: Vec<Option<u32>> =
-                timestamps.iter().map(|&t| partitions.group_at(t)).collect();
-            if groups.iter().all(Option::is_some) {
-                let groups: Vec<u32> = groups.into_iter().map(|g| g.expect("checked")).collect();
-                if groups.iter().all(|g| *g == groups[0]) {
-                    return Ok(vec![(groups[0], payload)]);
-                }
-                return Ok(split(&payload.to_tablet(), &groups));
-            }
+            let placed = match &payload {
+                Payload::View(_, view) => placement(&partitions, &view.timestamps()),
+                Payload::Tablet(tablet) => placement(&partitions, &tablet.timestamps),
+            };
+            let missing = match placed {
+                Placement::Empty => return Ok(Vec::new()),
+                Placement::Whole(group) => return Ok(vec![(group, payload)]),
+                Placement::Rows(groups) => return Ok(split(&payload.to_tablet(), &groups)),
+                Placement::Missing(slots) => slots,
+            };
             if attempt == 1 {
                 break;
             }
-            let interval = partitions.time_partition_interval_ms;
-            let mut slots: Vec<i64> = timestamps
-                .iter()
-                .zip(&groups)
-                .filter(|(_, g)| g.is_none())
-                .map(|(&t, _)| t.div_euclid(interval))
-                .collect();
-            slots.sort_unstable();
-            slots.dedup();
             let request = ControlRequest::EnsureDataPartitions {
                 database: partitions.database.to_string(),
                 series_slot: partitions.series_slot,
-                time_slots: slots,
+                time_slots: missing,
             };
             self.control(request).await?;
         }
@@ -548,27 +537,50 @@ fn mismatch(device: &str, measurement: &str, expected: DataType, actual: DataTyp
     )
 }
 
-/// Splits `tablet` by the region group of each row.
+/// Splits `tablet` by the region group of each row (`groups[row]`), one part per group in
+/// group order, each copying its runs of consecutive rows rather than point by point.
 fn split(tablet: &storage::Tablet, groups: &[u32]) -> Vec<(u32, Payload)> {
-    let mut order: Vec<u32> = groups.to_vec();
+    // Runs of consecutive rows of one group, in row order: each part copies whole runs.
+    let mut runs: Vec<(u32, std::ops::Range<usize>)> = Vec::new();
+    for (row, &group) in groups.iter().enumerate() {
+        match runs.last_mut() {
+            Some((last, range)) if *last == group => range.end = row + 1,
+            _ => runs.push((group, row..row + 1)),
+        }
+    }
+    let mut order: Vec<u32> = runs.iter().map(|(group, _)| *group).collect();
     order.sort_unstable();
     order.dedup();
     order
         .into_iter()
         .map(|group| {
-            let rows: Vec<usize> = (0..groups.len()).filter(|&r| groups[r] == group).collect();
+            let ranges: Vec<std::ops::Range<usize>> = runs
+                .iter()
+                .filter(|(g, _)| *g == group)
+                .map(|(_, range)| range.clone())
+                .collect();
+            let rows: usize = ranges.iter().map(ExactSizeIterator::len).sum();
+            let mut timestamps = Vec::with_capacity(rows);
+            for range in &ranges {
+                timestamps.extend_from_slice(&tablet.timestamps[range.clone()]);
+            }
             let columns = tablet
                 .columns
                 .iter()
                 .map(|c| {
-                    let mut values =
-                        storage::Values::with_capacity(c.values.data_type(), rows.len());
-                    let mut nulls = storage::NullBitmap::new(rows.len());
-                    for (i, &r) in rows.iter().enumerate() {
-                        values.push_from(&c.values, r);
-                        if c.is_null(r) {
-                            nulls.set_null(i);
+                    let mut values = storage::Values::with_capacity(c.values.data_type(), rows);
+                    let mut nulls = storage::NullBitmap::new(rows);
+                    let mut at = 0;
+                    for range in &ranges {
+                        values.extend_from(&c.values, range.clone());
+                        if c.nulls.is_some() {
+                            for (i, row) in range.clone().enumerate() {
+                                if c.is_null(row) {
+                                    nulls.set_null(at + i);
+                                }
+                            }
                         }
+                        at += range.len();
                     }
                     storage::TabletColumn {
                         measurement: c.measurement.clone(),
@@ -579,10 +591,136 @@ fn split(tablet: &storage::Tablet, groups: &[u32]) -> Vec<(u32, Payload)> {
                 .collect();
             let part = storage::Tablet {
                 device: tablet.device.clone(),
-                timestamps: rows.iter().map(|&r| tablet.timestamps[r]).collect(),
+                timestamps,
                 columns,
             };
             (group, Payload::Tablet(part))
         })
         .collect()
+}
+
+/// Where a tablet's rows go.
+#[derive(Debug, PartialEq)]
+enum Placement {
+    /// No rows.
+    Empty,
+    /// Every row to one region group.
+    Whole(u32),
+    /// Each row's region group (the tablet spans time partitions).
+    Rows(Vec<u32>),
+    /// The time slots (sorted, distinct) that have no data partition yet.
+    Missing(Vec<i64>),
+}
+
+/// The region groups of rows at `timestamps` of a device with `partitions`.
+fn placement(partitions: &DevicePartitions<'_>, timestamps: &[i64]) -> Placement {
+    let Some(&first) = timestamps.first() else {
+        return Placement::Empty;
+    };
+    let interval = partitions.time_partition_interval_ms;
+    let (min, max) = timestamps
+        .iter()
+        .fold((first, first), |(min, max), &t| (min.min(t), max.max(t)));
+    if time_slot(min, interval) == time_slot(max, interval) {
+        // Every row lies in the partition of the earliest.
+        return match partitions.group_at(min) {
+            Some(group) => Placement::Whole(group),
+            None => Placement::Missing(vec![time_slot(min, interval)]),
+        };
+    }
+    let groups: Vec<Option<u32>> = timestamps.iter().map(|&t| partitions.group_at(t)).collect();
+    if groups.iter().all(Option::is_some) {
+        return Placement::Rows(groups.into_iter().flatten().collect());
+    }
+    let mut slots: Vec<i64> = timestamps
+        .iter()
+        .zip(&groups)
+        .filter(|(_, g)| g.is_none())
+        .map(|(&t, _)| time_slot(t, interval))
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    Placement::Missing(slots)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn partitions(slots: &[(i64, u32)]) -> DevicePartitions<'_> {
+        DevicePartitions {
+            database: "root.db",
+            database_index: 0,
+            series_slot: 0,
+            time_partition_interval_ms: 10,
+            slots,
+        }
+    }
+
+    #[test]
+    fn a_tablet_in_one_partition_is_placed_whole() {
+        let slots = [(0, 7), (1, 8), (3, 9)];
+        let p = partitions(&slots);
+        assert_eq!(placement(&p, &[]), Placement::Empty);
+        // Out of order, but all in slot 1.
+        assert_eq!(placement(&p, &[15, 10, 19]), Placement::Whole(8));
+        assert_eq!(placement(&p, &[3, 12, 5]), Placement::Rows(vec![7, 8, 7]));
+        // Slot 2 has no partition yet; slot -1 (negative times floor) neither.
+        assert_eq!(placement(&p, &[21, 25]), Placement::Missing(vec![2]));
+        assert_eq!(
+            placement(&p, &[35, 21, -1, 22]),
+            Placement::Missing(vec![-1, 2])
+        );
+    }
+
+    #[test]
+    fn split_keeps_every_row_values_and_nulls() {
+        let groups = [1, 1, 2, 2, 1, 3, 1];
+        let rows = groups.len();
+        let mut nulls = storage::NullBitmap::new(rows);
+        for row in [1, 2, 6] {
+            nulls.set_null(row);
+        }
+        let tablet = storage::Tablet {
+            device: Arc::from("root.db.d1"),
+            timestamps: (0..rows as i64).map(|r| r * 100).collect(),
+            columns: vec![
+                storage::TabletColumn {
+                    measurement: Arc::from("s0"),
+                    values: storage::Values::Double((0..rows).map(|r| r as f64).collect()),
+                    nulls: Some(nulls),
+                },
+                storage::TabletColumn {
+                    measurement: Arc::from("s1"),
+                    values: storage::Values::Int64((0..rows as i64).map(|r| -r).collect()),
+                    nulls: None,
+                },
+            ],
+        };
+        let parts = split(&tablet, &groups);
+        assert_eq!(
+            parts.iter().map(|(g, _)| *g).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
+        for (group, payload) in &parts {
+            let Payload::Tablet(part) = payload else {
+                panic!("split makes engine tablets");
+            };
+            let expected: Vec<usize> = (0..rows).filter(|&r| groups[r] == *group).collect();
+            let times: Vec<i64> = expected.iter().map(|&r| r as i64 * 100).collect();
+            assert_eq!(part.timestamps, times, "group {group}");
+            for (column, original) in part.columns.iter().zip(&tablet.columns) {
+                assert_eq!(column.measurement, original.measurement);
+                for (i, &row) in expected.iter().enumerate() {
+                    assert_eq!(column.values.get(i), original.values.get(row));
+                    assert_eq!(column.is_null(i), original.is_null(row), "row {row}");
+                }
+                assert_eq!(column.values.len(), expected.len());
+            }
+            // A part without nulls carries no bitmap.
+            if *group == 3 {
+                assert!(part.columns[0].nulls.is_none());
+            }
+        }
+    }
 }
