@@ -394,6 +394,14 @@ impl Shard {
         device: &Arc<str>,
         payload: Payload,
     ) -> Result<Vec<(u32, Payload)>, Status> {
+        let rows = match &payload {
+            Payload::View(_, view) => view.row_count(),
+            Payload::Tablet(tablet) => tablet.rows(),
+        };
+        if rows == 0 {
+            // Nothing to place, whether or not a database holds the device.
+            return Ok(Vec::new());
+        }
         for attempt in 0..2 {
             let route = self.route();
             let partitions = route.device(device).ok_or_else(|| {
