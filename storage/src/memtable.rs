@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::hash::FastMap;
-use crate::types::{DataType, PointColumn, SeriesKey, Tablet, Timestamp, Values};
+use crate::types::{DataType, PointColumn, SeriesKey, Tablet, Timestamp, Values, time_bounds};
 use crate::with_values;
 
 /// The smallest capacity a series buffer grows to: small enough for millions of sparse
@@ -213,7 +213,7 @@ impl Memtable {
         side_of: impl Fn(i64, Timestamp) -> Side,
     ) {
         let rows = tablet.rows();
-        let Some((min, max)) = min_max(&tablet.timestamps) else {
+        let Some((min, max)) = time_bounds(&tablet.timestamps) else {
             return;
         };
         let first = key_of(min, &partition_of, &side_of);
@@ -322,16 +322,6 @@ impl Memtable {
 
 fn strictly_increasing(timestamps: &[Timestamp]) -> bool {
     timestamps.windows(2).all(|w| w[0] < w[1])
-}
-
-/// The earliest and latest of `timestamps`, `None` when empty.
-fn min_max(timestamps: &[Timestamp]) -> Option<(Timestamp, Timestamp)> {
-    let first = *timestamps.first()?;
-    Some(
-        timestamps
-            .iter()
-            .fold((first, first), |(min, max), &t| (min.min(t), max.max(t))),
-    )
 }
 
 fn key_of(

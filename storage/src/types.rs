@@ -15,6 +15,16 @@ use crate::error::{Result, StorageError};
 /// A timestamp in milliseconds since the Unix epoch.
 pub type Timestamp = i64;
 
+/// The earliest and latest of `timestamps` (in any order), `None` when empty.
+pub fn time_bounds(timestamps: &[Timestamp]) -> Option<(Timestamp, Timestamp)> {
+    let first = *timestamps.first()?;
+    Some(
+        timestamps
+            .iter()
+            .fold((first, first), |(min, max), &t| (min.min(t), max.max(t))),
+    )
+}
+
 pub use iotdb_model::DataType;
 
 /// One value of any type.

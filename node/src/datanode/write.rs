@@ -622,13 +622,10 @@ enum Placement {
 
 /// The region groups of rows at `timestamps` of a device with `partitions`.
 fn placement(partitions: &DevicePartitions<'_>, timestamps: &[i64]) -> Placement {
-    let Some(&first) = timestamps.first() else {
+    let Some((min, max)) = storage::types::time_bounds(timestamps) else {
         return Placement::Empty;
     };
     let interval = partitions.time_partition_interval_ms;
-    let (min, max) = timestamps
-        .iter()
-        .fold((first, first), |(min, max), &t| (min.min(t), max.max(t)));
     if time_slot(min, interval) == time_slot(max, interval) {
         // Every row lies in the partition of the earliest.
         return match partitions.group_at(min) {
