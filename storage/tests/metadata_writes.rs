@@ -120,3 +120,69 @@ fn deletions_reach_mods_through_the_pool_and_survive_a_restart() {
             region.close(true).await.unwrap();
         });
 }
+
+/// Copies the files of a region directory (sealed files, WAL, MANIFEST; MODS only when
+/// `with_mods`): the image a crash leaves when it lands before MODS was written.
+fn copy_region(from: &std::path::Path, to: &std::path::Path, with_mods: bool) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_region(&entry.path(), &target, with_mods);
+        } else if with_mods || entry.file_name() != deletion::MODS_NAME {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A deletion that reached only the WAL before a crash is replayed at the next open onto
+/// the sealed files; a flush after that lets the WAL drop its record, so that flush must
+/// write MODS first, or the deleted points come back at the open after.
+#[test]
+fn a_deletion_replayed_from_the_wal_reaches_mods_before_its_record_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let crashed = tempfile::tempdir().unwrap();
+    let config = RegionConfig {
+        wal_segment_bytes: 4 << 10,
+        ..RegionConfig::default()
+    };
+    let expected: Vec<i64> = (0..300).filter(|t| !(10..20).contains(t)).collect();
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let region = Region::open(dir.path(), config.clone()).unwrap();
+            region.write_durable(&tablet(0, 100)).await.unwrap();
+            region.flush().await.unwrap();
+            region
+                .delete(&[key()], TimeRange::new(10, 20))
+                .unwrap()
+                .durable()
+                .await
+                .unwrap();
+            // The crash image: the WAL holds the deletion, MODS does not (yet).
+            copy_region(dir.path(), crashed.path(), false);
+            region.close(false).await.unwrap();
+
+            let region = Region::open(crashed.path(), config.clone()).unwrap();
+            assert_eq!(timestamps(&region), expected[..90].to_vec(), "replayed");
+            // More writes and a flush: the manifest now covers the deletion's record.
+            region.write_durable(&tablet(100, 200)).await.unwrap();
+            region.flush().await.unwrap();
+            let info = region.info();
+            assert_eq!(info.flushed_index, info.last_index, "everything is flushed");
+            region.close(true).await.unwrap();
+
+            let region = Region::open(crashed.path(), config.clone()).unwrap();
+            assert_eq!(
+                timestamps(&region),
+                expected,
+                "after the flush and a reopen"
+            );
+            let mods = deletion::load(crashed.path()).unwrap();
+            assert_eq!(mods.values().map(Vec::len).sum::<usize>(), 1);
+            region.close(true).await.unwrap();
+        });
+}

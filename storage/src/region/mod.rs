@@ -1095,6 +1095,10 @@ impl State {
                     )
                 })?;
                 self.apply_deletions(record.index, &deletions);
+                // The sealed files' share of the deletion lives only in memory and in this
+                // record now: MODS must be written before a manifest lets the WAL drop it
+                // (a crash came before MODS was), or the points come back at the next open.
+                self.mods_dirty = true;
                 replayed += 1;
                 continue;
             }
