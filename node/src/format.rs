@@ -19,7 +19,11 @@ use anyhow::{Context, bail};
 use serde::{Deserialize, Serialize};
 
 /// The format this build writes.
-pub const DATA_FORMAT_VERSION: u32 = 1;
+///
+/// - 1: the first stamped format.
+/// - 2: sealed files of version 3 (the chunk index one zstd block) and compressed journal
+///   snapshots (`IOTDBSN2`). A build of format 2 reads format 1's files as they are.
+pub const DATA_FORMAT_VERSION: u32 = 2;
 
 /// The stamp's file name in a role's directory.
 pub const FORMAT_FILE: &str = "format.json";
@@ -91,10 +95,19 @@ pub fn check_and_stamp(data_dir: &Path) -> anyhow::Result<FormatStamp> {
 }
 
 /// Brings a directory of format `from` to [`DATA_FORMAT_VERSION`], one version at a time.
-/// Format 1 is the first: there is nothing to upgrade from yet.
 fn upgrade(_data_dir: &Path, from: u32) -> anyhow::Result<()> {
-    if from < DATA_FORMAT_VERSION {
-        bail!("no upgrade from data format version {from} to {DATA_FORMAT_VERSION} is known");
+    for version in from..DATA_FORMAT_VERSION {
+        match version {
+            // 1 → 2: nothing to rewrite. The storage engine reads version-2 sealed files
+            // (an uncompressed index) beside version-3 ones, and the journals read
+            // uncompressed snapshots (`IOTDBSN1`); each is rewritten in the new form by
+            // the next compaction or snapshot.
+            1 => {}
+            _ => bail!(
+                "no upgrade from data format version {version} to {} is known",
+                version + 1
+            ),
+        }
     }
     Ok(())
 }

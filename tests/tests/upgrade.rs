@@ -2,11 +2,15 @@
 //! point, and one written by a later build (a newer data format) is refused with a message
 //! naming both versions.
 //!
-//! `tests/fixtures/data-format-1/` is a standalone server's data directory written by the
-//! build that introduced format stamps (format 1): [`WRITES`] sent to a one-core server,
-//! with a flush in the middle (sealed files, a deletion's MODS) and the rest left in the
-//! WAL by a SIGKILL. Keep it: every later build must open it. When the format changes,
-//! add the new version's fixture beside it (`write_the_fixture`, below, writes one).
+//! `tests/fixtures/data-format-N/` is a standalone server's data directory written by the
+//! first build of format N: [`WRITES`] sent to a one-core server, with a flush in the
+//! middle (sealed files, a deletion — in MODS, or still only in the WAL where the kill
+//! came first — and from format 2 the folded, compressed
+//! schema and ConfigNode snapshots) and the rest left in the WAL by a SIGKILL. Format 1
+//! is the build that introduced format stamps; format 2 compressed the sealed files'
+//! index and the journals' snapshots. Keep them all: every later build must open each.
+//! When the format changes, add the new version's fixture beside them
+//! (`write_the_fixture`, below, writes one) and to [`FORMATS`].
 
 use std::path::{Path, PathBuf};
 
@@ -45,8 +49,11 @@ const QUERIES: &[&str] = &[
     "SHOW DATABASES",
 ];
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/data-format-1")
+/// The formats whose fixtures this build must open.
+const FORMATS: &[u32] = &[1, 2];
+
+fn fixture(format: u32) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/data-format-{format}"))
 }
 
 /// Copies a directory tree (the fixture into a server's temporary directory).
@@ -76,19 +83,55 @@ fn answers(server: &TestServer) -> Vec<ResultSet> {
 }
 
 #[test]
-fn data_written_by_format_1_opens_with_every_point() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    copy_tree(&fixture(), &data);
-    let mut old = TestServer::start(server_options!().data_dir(&data)).expect("open the fixture");
-    let found = answers(&old);
-    old.stop().expect("stop");
-    for role in ["confignode", "datanode"] {
-        let stamp =
-            std::fs::read_to_string(data.join(role).join("format.json")).expect("a format stamp");
-        assert!(stamp.contains("\"format_version\": 1"), "{role}: {stamp}");
+fn data_written_by_every_earlier_format_opens_with_every_point() {
+    assert_eq!(
+        FORMATS.last(),
+        Some(&iotdb_node::format::DATA_FORMAT_VERSION),
+        "no fixture of this build's format: write one (write_the_fixture)"
+    );
+    let expected = fresh_answers();
+    for &format in FORMATS {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        copy_tree(&fixture(format), &data);
+        let mut old = TestServer::start(server_options!().data_dir(&data))
+            .unwrap_or_else(|e| panic!("open the fixture of format {format}: {e:#}"));
+        let found = answers(&old);
+        // Opened again after the upgrade stamped it (and after a restart replayed it).
+        old.stop().expect("stop");
+        for role in ["confignode", "datanode"] {
+            let stamp = std::fs::read_to_string(data.join(role).join("format.json"))
+                .expect("a format stamp");
+            let current = format!(
+                "\"format_version\": {}",
+                iotdb_node::format::DATA_FORMAT_VERSION
+            );
+            assert!(stamp.contains(&current), "format {format}, {role}: {stamp}");
+        }
+        old.restart().expect("restart");
+        let again = answers(&old);
+        old.stop().expect("stop");
+        for (when, answered) in [("opened", &found), ("restarted", &again)] {
+            for ((query, found), expected) in QUERIES.iter().zip(answered).zip(&expected) {
+                assert!(!expected.rows.is_empty(), "{query}: nothing to compare");
+                assert_eq!(
+                    found.column_names, expected.column_names,
+                    "format {format} {when}, {query}: columns"
+                );
+                assert_eq!(
+                    found.rows, expected.rows,
+                    "format {format} {when}, {query}: rows"
+                );
+            }
+        }
+        // Every point of the WAL tail and the deletion are there.
+        let all = &found[0];
+        assert_eq!(all.rows.len(), 6, "format {format}: {all:?}");
     }
+}
 
+/// What a fresh server answers [`QUERIES`] after [`WRITES`].
+fn fresh_answers() -> Vec<ResultSet> {
     let mut fresh = TestServer::start(server_options!()).expect("a fresh server");
     let mut client = fresh.client().expect("connect");
     for statement in WRITES {
@@ -98,24 +141,14 @@ fn data_written_by_format_1_opens_with_every_point() {
     }
     let expected = answers(&fresh);
     fresh.stop().expect("stop");
-    for ((query, found), expected) in QUERIES.iter().zip(&found).zip(&expected) {
-        assert!(!expected.rows.is_empty(), "{query}: nothing to compare");
-        assert_eq!(
-            found.column_names, expected.column_names,
-            "{query}: columns"
-        );
-        assert_eq!(found.rows, expected.rows, "{query}: rows");
-    }
-    // Every point of the WAL tail and the deletion are there.
-    let all = &found[0];
-    assert_eq!(all.rows.len(), 6, "{all:?}");
+    expected
 }
 
 #[test]
 fn a_newer_data_format_is_refused_naming_both_versions() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    copy_tree(&fixture(), &data);
+    copy_tree(&fixture(1), &data);
     std::fs::write(
         data.join("datanode/format.json"),
         r#"{"format_version": 7, "written_by": "9.1.0"}"#,
@@ -128,7 +161,10 @@ fn a_newer_data_format_is_refused_naming_both_versions() {
     assert!(
         error.contains("data format version 7")
             && error.contains("iotdb-server 9.1.0")
-            && error.contains("format versions up to 1"),
+            && error.contains(&format!(
+                "format versions up to {}",
+                iotdb_node::format::DATA_FORMAT_VERSION
+            )),
         "{error}"
     );
     // Nothing was changed: the stamp still says 7.

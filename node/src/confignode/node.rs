@@ -220,9 +220,19 @@ impl<S: CommandStore> ConfigNode<S> {
         Ok(())
     }
 
+    /// [`ConfigNode::checkpoint`] if the log holds records since the latest snapshot.
+    pub fn fold_log(&mut self) -> Result<()> {
+        if self.journal.records_since_snapshot() > 0 {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+
     /// Checks, persists and applies one command.
     fn commit(&mut self, command: ConfigCommand) -> Result<()> {
-        if self.journal.records_since_snapshot() >= LOG_RECORDS_PER_SNAPSHOT {
+        if self.journal.records_since_snapshot() >= LOG_RECORDS_PER_SNAPSHOT
+            || self.journal.log_outgrew_snapshot()
+        {
             self.journal.write_snapshot(&self.state)?;
         }
         self.state.check(&command)?;

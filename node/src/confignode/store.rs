@@ -75,6 +75,11 @@ pub trait CommandStore: std::fmt::Debug {
     fn write_snapshot(&mut self, state: &ConfigState) -> Result<()>;
     /// Commands appended since the latest snapshot (the replay cost of a restart).
     fn records_since_snapshot(&self) -> u64;
+    /// Whether the log grew past what a new snapshot would cost
+    /// ([`Journal::log_outgrew_snapshot`]; stores that do not track it: never).
+    fn log_outgrew_snapshot(&self) -> bool {
+        false
+    }
 }
 
 impl CommandStore for Journal {
@@ -99,6 +104,10 @@ impl CommandStore for Journal {
 
     fn records_since_snapshot(&self) -> u64 {
         Journal::records_since_snapshot(self)
+    }
+
+    fn log_outgrew_snapshot(&self) -> bool {
+        Journal::log_outgrew_snapshot(self)
     }
 }
 

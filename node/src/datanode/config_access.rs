@@ -255,6 +255,19 @@ impl ConfigAccess {
         }
     }
 
+    /// Folds a local ConfigNode's log into a new snapshot if it holds records (`FLUSH`).
+    pub fn fold_log(&mut self) -> Result<(), Status> {
+        match self {
+            ConfigAccess::Local(node) => node.fold_log().map_err(|e| {
+                tracing::error!(error = %e, "folding the ConfigNode's log failed");
+                Status::internal(format!(
+                    "the data is flushed, but folding the ConfigNode's log failed: {e}"
+                ))
+            }),
+            ConfigAccess::Remote(_) => Ok(()),
+        }
+    }
+
     /// Fetches what the ConfigNode changed since the mirror's version (a member only).
     pub fn refresh(&mut self, env: &mut dyn ProcedureEnv) -> Result<(), Status> {
         match self {

@@ -60,6 +60,9 @@ pub enum ControlRequest {
     /// Bring a member's mirror of the ConfigNode state up to date now (a forwarded write or
     /// read named a region group this node has not heard of yet).
     Refresh,
+    /// `FLUSH`: fold the logs of the local ConfigNode and of the journaled SchemaRegions
+    /// into compressed snapshots, so that what the flush leaves on disk is compact.
+    FoldLogs,
     /// The leader replica of a replicated group asks to change its in-sync set.
     ChangeInSync {
         group: u32,
@@ -796,6 +799,10 @@ impl ControlPlane {
                 self.refresh_mirror()?;
                 Ok(ControlAnswer::Done)
             }
+            ControlRequest::FoldLogs => {
+                self.fold_logs()?;
+                Ok(ControlAnswer::Done)
+            }
             ControlRequest::ChangeInSync {
                 group,
                 epoch,
@@ -1190,6 +1197,25 @@ impl ControlPlane {
                 tracing::error!(group, error = %e, "checkpointing a schema region failed");
             }
         }
+    }
+
+    /// Folds the logs that hold records into new snapshots (`FLUSH`): the local
+    /// ConfigNode's and each journaled SchemaRegion's. The first failure is the answer
+    /// (the others are still tried); a failed journal refuses changes until a restart.
+    fn fold_logs(&mut self) -> Result<(), Status> {
+        let mut first_error = self.config_node.fold_log().err();
+        for (group, schema) in &mut self.schemas {
+            if let Err(e) = schema.fold_log() {
+                tracing::error!(group, error = %e, "folding a schema region's log failed");
+                first_error.get_or_insert_with(|| {
+                    Status::internal(format!(
+                        "the data is flushed, but folding the log of SchemaRegion {group} \
+                         failed: {e}"
+                    ))
+                });
+            }
+        }
+        first_error.map_or(Ok(()), Err)
     }
 
     /// Executes an administrative statement.

@@ -777,7 +777,8 @@ impl Shard {
         }
     }
 
-    /// Runs `f` on every shard (this one locally), for flush.
+    /// `FLUSH`: every region of every shard (this one locally) sealed into files, then the
+    /// control plane's logs folded into snapshots ([`ControlRequest::FoldLogs`]).
     pub async fn flush_all(&self) -> Result<(), Status> {
         for to in 0..self.shared.shard_count {
             let to = ShardId(to as u16);
@@ -790,7 +791,7 @@ impl Shard {
                     .map_err(|e| Status::internal(format!("flush on shard {}: {e}", to.0)))??;
             }
         }
-        Ok(())
+        self.control(ControlRequest::FoldLogs).await.map(drop)
     }
 
     /// Bytes on disk of every region of the node.

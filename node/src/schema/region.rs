@@ -672,6 +672,16 @@ impl SchemaRegion {
         Ok(())
     }
 
+    /// [`SchemaRegion::checkpoint`] of a journaled region whose log holds records since
+    /// its latest snapshot (`FLUSH`). A replicated region's log is compacted by its own
+    /// rules ([`SchemaRegion::catch_up`]).
+    pub fn fold_log(&mut self) -> Result<()> {
+        match &self.log {
+            Log::Journal(journal) if journal.records_since_snapshot() > 0 => self.checkpoint(),
+            _ => Ok(()),
+        }
+    }
+
     /// Applies a logged command. `Strict` (a region's own journal, where every command
     /// was planned against the state): a command that does not fit (only possible from a
     /// damaged log) is [`SchemaError::Corrupt`]. `Lenient` (a replicated log, where two
@@ -744,7 +754,8 @@ impl SchemaRegion {
             return Err(SchemaError::Unavailable(reason.clone()));
         }
         if let Log::Journal(journal) = &self.log
-            && journal.records_since_snapshot() >= LOG_RECORDS_PER_SNAPSHOT
+            && (journal.records_since_snapshot() >= LOG_RECORDS_PER_SNAPSHOT
+                || journal.log_outgrew_snapshot())
         {
             self.checkpoint()?;
         }

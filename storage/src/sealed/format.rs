@@ -7,12 +7,14 @@
 //!           time block (absent when the timestamps are regular) | value block
 //!   block : compression u8 | raw length varint (compressed only) | payload | crc32c u32 LE
 //!           (the checksum covers every byte of the block before it)
-//! index   : series count varint, then per series:
+//! index   : (version 3) one block, zstd-compressed when that pays, holding the raw index;
+//!           (version 2) the raw index, then its crc32c u32 LE. Either way the footer's
+//!           length leaves out the final 4 checksum bytes.
+//! raw index: series count varint, then per series:
 //!             device (length + 1 varint, bytes; 0 = the previous series' device)
 //!             measurement (length varint, bytes) | data type u8 | chunk count varint
 //!             | FLOAT/DOUBLE only: statistics exponent u8 (0..=18)
 //!             per chunk: an entry, coded against the previous entry (IndexContext)
-//!           crc32c u32 LE of the index
 //! footer  : index offset u64 LE | index length u64 LE | crc32c u32 LE of those 16 bytes
 //!           | FOOTER_MAGIC (8)                                                    28 bytes
 //! ```
@@ -58,8 +60,10 @@ use crate::types::{DataType, SeriesKey, Timestamp, Value};
 pub const MAGIC: [u8; 8] = *b"IOTDBRS\x01";
 /// The last bytes of every complete sealed file.
 pub const FOOTER_MAGIC: [u8; 8] = *b"IOTDBRSE";
-/// Bumped on every incompatible change; readers reject other versions.
-pub const FORMAT_VERSION: u32 = 2;
+/// The version this build writes; bumped on every incompatible change.
+pub const FORMAT_VERSION: u32 = 3;
+/// The oldest version this build still reads (version 2: the index uncompressed).
+pub const FORMAT_VERSION_MIN: u32 = 2;
 pub const HEADER_LEN: usize = 16;
 pub const FOOTER_LEN: usize = 28;
 /// Bytes of a block besides its payload at least: compression tag and checksum.
@@ -82,18 +86,19 @@ pub fn header() -> [u8; HEADER_LEN] {
     header
 }
 
-/// Checks a header; the error says what is wrong.
-pub fn check_header(bytes: &[u8]) -> Result<(), &'static str> {
+/// Checks a header and returns its format version; the error says what is wrong.
+pub fn check_header(bytes: &[u8]) -> Result<u32, &'static str> {
     if bytes.len() < HEADER_LEN || bytes[..8] != MAGIC {
         return Err("bad header magic");
     }
-    if bytes[8..12] != FORMAT_VERSION.to_le_bytes() {
+    let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+    if !(FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version) {
         return Err("unsupported format version");
     }
     if bytes[12..16] != [0; 4] {
         return Err("non-zero reserved header bytes");
     }
-    Ok(())
+    Ok(version)
 }
 
 /// The footer for an index at `index_offset` of `index_len` bytes (crc excluded).

@@ -54,7 +54,7 @@ impl SealedFile {
         }
         let map = map_file(&file).map_err(|e| StorageError::io("mmap sealed file", path, e))?;
         let bytes: &[u8] = &map;
-        format::check_header(bytes).map_err(|reason| corrupt(0, reason))?;
+        let version = format::check_header(bytes).map_err(|reason| corrupt(0, reason))?;
 
         let footer_offset = bytes.len() - FOOTER_LEN;
         let mut footer = [0u8; FOOTER_LEN];
@@ -73,13 +73,19 @@ impl SealedFile {
         }
         let index_start = index_offset as usize;
         let index_stop = index_start + index_len as usize;
-        let index = &bytes[index_start..index_stop];
-        let crc = &bytes[index_stop..footer_offset];
-        if u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) != crc32c::crc32c(index) {
-            return Err(corrupt(index_offset, "index checksum mismatch"));
-        }
+        let index = if version >= 3 {
+            format::decode_block(&bytes[index_start..footer_offset])
+                .map_err(|reason| corrupt(index_offset, &format!("index block: {reason}")))?
+        } else {
+            let crc = &bytes[index_stop..footer_offset];
+            let index = &bytes[index_start..index_stop];
+            if u32::from_le_bytes([crc[0], crc[1], crc[2], crc[3]]) != crc32c::crc32c(index) {
+                return Err(corrupt(index_offset, "index checksum mismatch"));
+            }
+            std::borrow::Cow::Borrowed(index)
+        };
         let series =
-            parse_index(index, index_offset).map_err(|e| e.into_corruption(path, index_offset))?;
+            parse_index(&index, index_offset).map_err(|e| e.into_corruption(path, index_offset))?;
 
         let points = series
             .iter()

@@ -405,3 +405,60 @@ fn standard_workload_costs_under_1_08_bytes_per_point() {
     let read = file.read_series(key, TimeRange::ALL).unwrap().unwrap();
     assert_eq!(read, workload::series(*d, *s, 1000));
 }
+
+/// A version-2 file (its index stored raw with a checksum after it, as builds before the
+/// compressed index wrote it) still opens and reads: made here from a version-3 file by
+/// storing its index raw and rewriting the header's version and the footer.
+#[test]
+fn a_version_2_file_with_a_raw_index_still_opens() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v3.sealed");
+    let mut rng = StdRng::seed_from_u64(2);
+    let mut writer = SealedFileWriter::create(&path, WriterOptions::default()).unwrap();
+    let mut written = Vec::new();
+    for d in 0..20 {
+        let key = SeriesKey::new(&format!("root.sg.d{d:02}"), "s");
+        let points = random_series(&mut rng, DataType::Double, 700);
+        writer.write_series(&key, &points).unwrap();
+        written.push((key, points));
+    }
+    writer.finish().unwrap();
+
+    let v3 = std::fs::read(&path).unwrap();
+    assert_eq!(format::check_header(&v3), Ok(format::FORMAT_VERSION));
+    let footer: [u8; format::FOOTER_LEN] = v3[v3.len() - format::FOOTER_LEN..].try_into().unwrap();
+    let (index_offset, _) = format::parse_footer(&footer).unwrap();
+    let index_start = index_offset as usize;
+    let raw = format::decode_block(&v3[index_start..v3.len() - format::FOOTER_LEN])
+        .unwrap()
+        .into_owned();
+    assert!(
+        raw.len() > v3.len() - format::FOOTER_LEN - index_start,
+        "the index compressed"
+    );
+    let mut v2 = v3[..index_start].to_vec();
+    v2[8..12].copy_from_slice(&2u32.to_le_bytes());
+    v2.extend_from_slice(&raw);
+    v2.extend_from_slice(&crc32c::crc32c(&raw).to_le_bytes());
+    v2.extend_from_slice(&format::footer(index_offset, raw.len() as u64));
+    let v2_path = dir.path().join("v2.sealed");
+    std::fs::write(&v2_path, &v2).unwrap();
+
+    let file = SealedFile::open(&v2_path).unwrap();
+    for (key, points) in &written {
+        let read = file.read_series(key, TimeRange::ALL).unwrap().unwrap();
+        assert_eq!(bits_of(&read), bits_of(points), "{key:?}");
+    }
+    // Version 1 and a version newer than this build's are refused.
+    for version in [1u32, format::FORMAT_VERSION + 1] {
+        let mut other = v2.clone();
+        other[8..12].copy_from_slice(&version.to_le_bytes());
+        let other_path = dir.path().join(format!("v{version}.sealed"));
+        std::fs::write(&other_path, &other).unwrap();
+        let Err(error) = SealedFile::open(&other_path) else {
+            panic!("version {version} opened");
+        };
+        let error = error.to_string();
+        assert!(error.contains("unsupported format version"), "{error}");
+    }
+}

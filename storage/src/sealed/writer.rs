@@ -8,10 +8,11 @@
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::format;
+use super::format::{self, FOOTER_LEN};
 use super::{ChunkMeta, SealedFileSummary, SeriesMeta, WriterOptions};
 use crate::codec::bits::put_varint;
 use crate::codec::{self, COLUMN_VALUES_MAX};
+use crate::config::Compression;
 use crate::error::{Result, StorageError};
 use crate::file_system::{FileSystem, StdFileSystem, WritableFile};
 use crate::stats::Stats;
@@ -186,11 +187,13 @@ impl SealedFileWriter {
                 context.put_chunk(chunk, &mut index);
             }
         }
-        let index_len = index.len() as u64;
-        let crc = crc32c::crc32c(&index);
-        index.extend_from_slice(&crc.to_le_bytes());
-        index.extend_from_slice(&format::footer(index_offset, index_len));
-        self.write_all(&index)?;
+        // The index is one zstd block (its series names and fixed fields compress to about
+        // half); the footer's length leaves out the block's checksum, as in version 2.
+        let mut tail = Vec::with_capacity(index.len() / 2 + FOOTER_LEN);
+        format::encode_block(&index, Compression::Zstd, &mut tail);
+        let index_len = (tail.len() - 4) as u64;
+        tail.extend_from_slice(&format::footer(index_offset, index_len));
+        self.write_all(&tail)?;
         let mut file = self
             .file
             .into_inner()
