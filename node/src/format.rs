@@ -21,8 +21,9 @@ use serde::{Deserialize, Serialize};
 /// The format this build writes.
 ///
 /// - 1: the first stamped format.
-/// - 2: sealed files of version 3 (the chunk index one zstd block) and compressed journal
-///   snapshots (`IOTDBSN2`). A build of format 2 reads format 1's files as they are.
+/// - 2: sealed files of version 3 (the chunk index one zstd block; integer blocks that
+///   repeat the previous block's frame in one byte) and compressed journal snapshots
+///   (`IOTDBSN2`). A build of format 2 reads format 1's files as they are.
 pub const DATA_FORMAT_VERSION: u32 = 2;
 
 /// The stamp's file name in a role's directory.

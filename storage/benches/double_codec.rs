@@ -4,7 +4,7 @@
 //! column (ALP) and, for reference, the timestamp column (sealed files imply regular
 //! timestamps from chunk statistics and store no time block, but irregular ones take this
 //! codec). Each figure is the best of several passes over 2,000 series of 1,000 points cut
-//! into chunks of `CHUNK_POINTS_MAX` (512), as the sealed-file writer cuts them.
+//! into chunks of `CHUNK_POINTS_MAX` (1024), as the sealed-file writer cuts them.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -4,8 +4,15 @@
 //! ```text
 //! [order u8] [order seeds: zigzag varints] [residual stream, count - order residuals]
 //! residual stream: [RESIDUALS_CONSTANT][zigzag varint]
-//!                | [RESIDUALS_BLOCKS] block*      (BLOCK_LEN residuals per block, last shorter)
-//! block: [min: zigzag varint] [kind u8] [kind == KIND_RADIX: span varint] [payload, whole bytes]
+//!                | [RESIDUALS_FRAMED] block*      (BLOCK_LEN residuals per block, last shorter)
+//!                | [RESIDUALS_BLOCKS] old block*  (read only: written before sealed format 3)
+//! block    : [kind u8] [kind != KIND_REPEAT: frame] [payload, whole bytes]
+//! old block: [min: zigzag varint] [kind u8] [kind == KIND_RADIX: span varint] [payload]
+//! frame    : [min: zigzag varint] [kind == KIND_RADIX: span varint]
+//!   KIND_REPEAT: the previous block's kind, min and span (never the first block). Each
+//!                block takes the cheapest of that, the column's frame (the bounds of all
+//!                its residuals) and its own: a random walk's blocks all share the
+//!                column's, and their headers shrink from 4-5 bytes to 1
 //!   kind 0..=64: each residual - min in `kind` bits, LSB-first
 //!   KIND_RADIX : groups of k residuals - min packed as one base-(span+1) number in the
 //!                fewest bits that hold (span+1)^k - 1, LSB-first, the first residual the
@@ -26,7 +33,9 @@
 //! order 2 with residual 0, are filled in closed form.
 
 use super::CodecError;
-use super::bits::{BitReader, BitWriter, ByteReader, bit_width, put_signed_varint, put_varint};
+use super::bits::{
+    BitReader, BitWriter, ByteReader, bit_width, put_signed_varint, put_varint, varint_len, zigzag,
+};
 
 /// Residuals per frame-of-reference block: large enough that the 3–5 header bytes cost
 /// under 0.02 bytes per value, small enough that one outlier widens few values.
@@ -36,10 +45,15 @@ const BLOCK_LEN: usize = 256;
 pub const ORDER_MAX: u8 = 2;
 
 const RESIDUALS_CONSTANT: u8 = 0;
+/// Blocks with a frame each (read only).
 const RESIDUALS_BLOCKS: u8 = 1;
+/// Blocks that may repeat the previous block's frame.
+const RESIDUALS_FRAMED: u8 = 2;
 
 /// Block kind: radix packing (kinds 0..=64 are plain bit widths).
 const KIND_RADIX: u8 = 0x80;
+/// Block kind: the previous block's frame (kind, minimum and span) again.
+const KIND_REPEAT: u8 = 0x81;
 
 /// A radix group's number stays below this, so it takes at most 31 bits: one unaligned
 /// 8-byte load reads any group, and dividing it by the radix is a multiply and a shift.
@@ -51,11 +65,10 @@ const RADIX_PAYLOAD_BYTES_MAX: usize = BLOCK_LEN / 2 * 4;
 
 /// Appends the encoding of `values` with differencing order `order` (0..=ORDER_MAX).
 ///
-/// One pass and no allocation: the residuals are computed block by block into a stack
-/// buffer and packed at once. Whether they are all equal (the constant form) is known only
-/// at the end, so the blocks are written tentatively and replaced by the constant form when
-/// every block turned out to hold one and the same residual (then each block was a cheap
-/// zero-width one).
+/// Two passes and no allocation: the residuals are computed block by block into a stack
+/// buffer, once for their bounds (a constant is written then and there) and once to pack
+/// them. Each block takes the cheapest frame of three: the previous block's (repeated in
+/// one byte), the whole column's, or its own.
 pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
     assert!(order <= ORDER_MAX, "differencing order {order} unsupported");
     let order = usize::from(order).min(values.len());
@@ -70,28 +83,56 @@ pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
     if values.len() == order {
         return;
     }
-    let mode_at = out.len();
-    out.push(RESIDUALS_BLOCKS);
     let mut scratch = [0i64; BLOCK_LEN];
-    // The residual every block so far was made of, while there is one.
-    let mut constant = None;
+    // A first pass for the bounds of every residual: a constant is written at once, and
+    // the column's own frame is a candidate for every block.
+    let (mut min, mut max) = (i64::MAX, i64::MIN);
+    let mut start = order;
+    while start < values.len() {
+        let end = (start + BLOCK_LEN).min(values.len());
+        let (block_min, block_max) =
+            fill_residuals(values, order, start, &mut scratch[..end - start]);
+        (min, max) = (min.min(block_min), max.max(block_max));
+        start = end;
+    }
+    if min == max {
+        out.push(RESIDUALS_CONSTANT);
+        put_signed_varint(out, min);
+        return;
+    }
+    out.push(RESIDUALS_FRAMED);
+    let column = Frame::new(min, max.wrapping_sub(min) as u64);
+    let mut previous: Option<Frame> = None;
     let mut start = order;
     while start < values.len() {
         let end = (start + BLOCK_LEN).min(values.len());
         let block = &mut scratch[..end - start];
         let (min, max) = fill_residuals(values, order, start, block);
-        constant = if start == order {
-            (min == max).then_some(min)
+        // The cheapest of: the previous frame again, the column's frame, the block's own;
+        // on a tie the earlier, so that later blocks can repeat a frame wide enough.
+        let own = Frame::new(min, max.wrapping_sub(min) as u64);
+        let stated = |frame: &Frame| frame.header_bytes() + frame.payload_bytes(block.len());
+        let repeat = previous
+            .filter(|frame| frame.holds(min, max))
+            .map(|frame| (1 + frame.payload_bytes(block.len()), frame));
+        let explicit = if stated(&column) <= stated(&own) {
+            column
         } else {
-            constant.filter(|&c| min == c && max == c)
+            own
         };
-        encode_block(block, min, max, out);
+        let frame = match repeat {
+            Some((bytes, frame)) if bytes <= stated(&explicit) => {
+                out.push(KIND_REPEAT);
+                frame
+            }
+            _ => {
+                explicit.put_header(out);
+                explicit
+            }
+        };
+        encode_payload(block, &frame, out);
+        previous = Some(frame);
         start = end;
-    }
-    if let Some(residual) = constant {
-        out.truncate(mode_at);
-        out.push(RESIDUALS_CONSTANT);
-        put_signed_varint(out, residual);
     }
 }
 
@@ -189,16 +230,74 @@ fn partial_group_bits(radix: u64, values: usize) -> u32 {
     128 - (product - 1).leading_zeros()
 }
 
-/// Appends one block of residuals whose minimum and maximum are `min` and `max`.
-fn encode_block(block: &[i64], min: i64, max: i64, out: &mut Vec<u8>) {
-    debug_assert!(!block.is_empty());
-    let span = max.wrapping_sub(min) as u64;
-    put_signed_varint(out, min);
-    let (kind, per_group, group_bits) = block_layout(span);
-    out.push(kind);
-    if kind == KIND_RADIX {
-        put_varint(out, span);
+/// How a block's residuals are packed: their frame of reference (minimum and span) and
+/// the layout that span takes.
+#[derive(Clone, Copy, Debug)]
+struct Frame {
+    min: i64,
+    span: u64,
+    kind: u8,
+    per_group: usize,
+    group_bits: u32,
+}
+
+impl Frame {
+    fn new(min: i64, span: u64) -> Frame {
+        let (kind, per_group, group_bits) = block_layout(span);
+        Frame {
+            min,
+            span,
+            kind,
+            per_group,
+            group_bits,
+        }
     }
+
+    /// Whether residuals from `min` to `max` fit the frame.
+    fn holds(&self, min: i64, max: i64) -> bool {
+        min >= self.min && max.wrapping_sub(self.min) as u64 <= self.span
+    }
+
+    /// Bytes of the block header that states this frame: kind, minimum, (radix) span.
+    fn header_bytes(&self) -> usize {
+        let span = if self.kind == KIND_RADIX {
+            varint_len(self.span)
+        } else {
+            0
+        };
+        1 + varint_len(zigzag(self.min)) + span
+    }
+
+    fn put_header(&self, out: &mut Vec<u8>) {
+        out.push(self.kind);
+        put_signed_varint(out, self.min);
+        if self.kind == KIND_RADIX {
+            put_varint(out, self.span);
+        }
+    }
+
+    /// Bytes of the payload of `len` residuals packed in this frame.
+    fn payload_bytes(&self, len: usize) -> usize {
+        let tail = len % self.per_group;
+        let tail_bits = if tail == 0 {
+            0
+        } else {
+            partial_group_bits(self.span + 1, tail) as usize
+        };
+        ((len / self.per_group) * self.group_bits as usize + tail_bits).div_ceil(8)
+    }
+}
+
+/// Appends the payload of one block of residuals packed in `frame` (which holds them).
+fn encode_payload(block: &[i64], frame: &Frame, out: &mut Vec<u8>) {
+    debug_assert!(!block.is_empty());
+    let Frame {
+        min,
+        span,
+        kind,
+        per_group,
+        group_bits,
+    } = *frame;
     if group_bits > SLACK_PACKER_BITS_MAX {
         // Plain widths of 57 to 64 bits: rare enough for the general bit writer.
         let mut writer = BitWriter::with_capacity(block.len() * group_bits as usize / 8 + 8);
@@ -392,11 +491,26 @@ pub fn decode_runs(
             }
             Ok(())
         }
-        RESIDUALS_BLOCKS => {
+        mode @ (RESIDUALS_FRAMED | RESIDUALS_BLOCKS) => {
             let mut left = residual_count;
+            let mut previous: Option<(i64, u8, u64)> = None;
             while left > 0 {
                 let run = &mut scratch[..left.min(BLOCK_LEN)];
-                decode_block(reader, run)?;
+                let (min, kind, span) = if mode == RESIDUALS_FRAMED {
+                    match reader.u8("block kind")? {
+                        KIND_REPEAT => previous.ok_or(CodecError::Invalid {
+                            what: "a repeated block frame with none before",
+                        })?,
+                        kind => read_frame(reader, kind)?,
+                    }
+                } else {
+                    let min = reader.signed_varint("block minimum")?;
+                    let kind = reader.u8("block kind")?;
+                    let (_, kind, span) = read_frame_span(reader, min, kind)?;
+                    (min, kind, span)
+                };
+                previous = Some((min, kind, span));
+                decode_payload(reader, run, min, kind, span)?;
                 integrator.integrate(run);
                 sink(run);
                 left -= run.len();
@@ -474,11 +588,35 @@ impl Integrator {
     }
 }
 
-fn decode_block(reader: &mut ByteReader<'_>, block: &mut [i64]) -> Result<(), CodecError> {
+/// The rest of a frame whose kind byte was `kind`: (minimum, kind, span).
+fn read_frame(reader: &mut ByteReader<'_>, kind: u8) -> Result<(i64, u8, u64), CodecError> {
     let min = reader.signed_varint("block minimum")?;
-    let kind = reader.u8("block kind")?;
+    read_frame_span(reader, min, kind)
+}
+
+/// A radix frame's span (0 for the other kinds).
+fn read_frame_span(
+    reader: &mut ByteReader<'_>,
+    min: i64,
+    kind: u8,
+) -> Result<(i64, u8, u64), CodecError> {
+    let span = if kind == KIND_RADIX {
+        reader.varint("block span")?
+    } else {
+        0
+    };
+    Ok((min, kind, span))
+}
+
+/// Decodes one block's payload, packed in the frame (`min`, `kind`, `span`).
+fn decode_payload(
+    reader: &mut ByteReader<'_>,
+    block: &mut [i64],
+    min: i64,
+    kind: u8,
+    span: u64,
+) -> Result<(), CodecError> {
     if kind == KIND_RADIX {
-        let span = reader.varint("block span")?;
         let (per_group, group_bits) = radix_group(span).ok_or(CodecError::Invalid {
             what: "radix block span",
         })?;
@@ -660,8 +798,11 @@ mod tests {
 
     /// The encoder as first written, the model [`encode`] must match byte for byte: the
     /// column copied and differenced in place, then one scan for a constant and one for
-    /// each block's minimum and maximum.
-    fn encode_model(values: &[i64], order: u8, out: &mut Vec<u8>) {
+    /// each block's minimum and maximum; each block encoded with the previous frame (when
+    /// its residuals fit), the column's and its own, the shortest kept (the earlier of
+    /// those on a tie). `legacy`: the blocks of [`RESIDUALS_BLOCKS`], every block with
+    /// a frame of its own, as builds before sealed format 3 wrote them.
+    fn encode_model(values: &[i64], order: u8, legacy: bool, out: &mut Vec<u8>) {
         let order = usize::from(order).min(values.len());
         let mut residuals = values.to_vec();
         out.push(order as u8);
@@ -680,24 +821,68 @@ mod tests {
             put_signed_varint(out, residuals[0]);
             return;
         }
-        out.push(RESIDUALS_BLOCKS);
+        out.push(if legacy {
+            RESIDUALS_BLOCKS
+        } else {
+            RESIDUALS_FRAMED
+        });
+        let mut previous: Option<(i64, u64)> = None;
+        let column_min = *residuals.iter().min().unwrap();
+        let column_span = residuals.iter().max().unwrap().wrapping_sub(column_min) as u64;
         for block in residuals.chunks(BLOCK_LEN) {
-            encode_block_model(block, out);
+            let min = *block.iter().min().unwrap();
+            let max = *block.iter().max().unwrap();
+            let stated = |min: i64, span: u64| {
+                let mut bytes = Vec::new();
+                if legacy {
+                    put_signed_varint(&mut bytes, min);
+                    bytes.push(block_layout(span).0);
+                } else {
+                    bytes.push(block_layout(span).0);
+                    put_signed_varint(&mut bytes, min);
+                }
+                if block_layout(span).0 == KIND_RADIX {
+                    put_varint(&mut bytes, span);
+                }
+                encode_payload_model(block, min, span, &mut bytes);
+                bytes
+            };
+            let mut frame = (min, max.wrapping_sub(min) as u64);
+            let mut own = stated(frame.0, frame.1);
+            if !legacy {
+                let column = stated(column_min, column_span);
+                if column.len() <= own.len() {
+                    (own, frame) = (column, (column_min, column_span));
+                }
+            }
+            let repeated = previous
+                .filter(|&(frame_min, frame_span)| {
+                    !legacy
+                        && block.iter().all(|&v| {
+                            v >= frame_min && v.wrapping_sub(frame_min) as u64 <= frame_span
+                        })
+                })
+                .map(|(frame_min, frame_span)| {
+                    let mut repeated = vec![KIND_REPEAT];
+                    encode_payload_model(block, frame_min, frame_span, &mut repeated);
+                    repeated
+                });
+            match repeated {
+                Some(repeated) if repeated.len() <= own.len() => out.extend_from_slice(&repeated),
+                _ => {
+                    out.extend_from_slice(&own);
+                    previous = Some(frame);
+                }
+            }
         }
     }
 
-    /// One block as first written: a bit writer of its own, and every radix group packed
-    /// by Horner's rule.
-    fn encode_block_model(block: &[i64], out: &mut Vec<u8>) {
-        let min = *block.iter().min().unwrap();
-        let max = *block.iter().max().unwrap();
-        let span = max.wrapping_sub(min) as u64;
-        put_signed_varint(out, min);
+    /// One block's payload as first written, in the frame `min`, `span`: a bit writer of
+    /// its own, and every radix group packed by Horner's rule.
+    fn encode_payload_model(block: &[i64], min: i64, span: u64, out: &mut Vec<u8>) {
         let (kind, per_group, group_bits) = block_layout(span);
-        out.push(kind);
         let mut writer = BitWriter::default();
         if kind == KIND_RADIX {
-            put_varint(out, span);
             let radix = span + 1;
             for group in block.chunks(per_group) {
                 let bits = if group.len() == per_group {
@@ -722,8 +907,52 @@ mod tests {
     fn assert_matches_model(values: &[i64], order: u8) {
         let (mut fast, mut model) = (Vec::new(), Vec::new());
         encode(values, order, &mut fast);
-        encode_model(values, order, &mut model);
+        encode_model(values, order, false, &mut model);
         assert_eq!(fast, model, "order {order}, {} values", values.len());
+        // Both what is written now and the older blocks, every one with its own frame,
+        // decode to the values.
+        let mut legacy = Vec::new();
+        encode_model(values, order, true, &mut legacy);
+        for bytes in [&fast, &legacy] {
+            let mut reader = ByteReader::new(bytes);
+            assert_eq!(decode(&mut reader, values.len()).unwrap(), values);
+            assert!(reader.finish("trailing bytes").is_ok());
+        }
+    }
+
+    /// The standard workload's random walk (steps of -100..=100): the first block states
+    /// the column's frame (min -100, span 200) and the three after it repeat it, one byte
+    /// each instead of five.
+    #[test]
+    fn a_random_walks_blocks_share_a_frame() {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        let mut v = 3000i64;
+        let values: Vec<i64> = (0..1000)
+            .map(|_| {
+                x = x
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1_442_695_040_888_963_407);
+                v += ((x >> 33) % 201) as i64 - 100;
+                v
+            })
+            .collect();
+        let residuals: Vec<i64> = values.windows(2).map(|w| w[1] - w[0]).collect();
+        let first = &residuals[..BLOCK_LEN];
+        assert!(
+            !(first.contains(&-100) && first.contains(&100)),
+            "the first block alone spans the range: a weaker test"
+        );
+        let (mut now, mut legacy) = (Vec::new(), Vec::new());
+        encode(&values, 1, &mut now);
+        encode_model(&values, 1, true, &mut legacy);
+        assert!(
+            now.len() + 3 * 4 <= legacy.len(),
+            "{} bytes now, {} before",
+            now.len(),
+            legacy.len()
+        );
+        let mut reader = ByteReader::new(&now);
+        assert_eq!(decode(&mut reader, values.len()).unwrap(), values);
     }
 
     #[test]

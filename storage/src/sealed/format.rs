@@ -62,7 +62,9 @@ pub const MAGIC: [u8; 8] = *b"IOTDBRS\x01";
 pub const FOOTER_MAGIC: [u8; 8] = *b"IOTDBRSE";
 /// The version this build writes; bumped on every incompatible change.
 pub const FORMAT_VERSION: u32 = 3;
-/// The oldest version this build still reads (version 2: the index uncompressed).
+/// The oldest version this build still reads. Version 3: the index one compressed block,
+/// and integer columns may repeat a block's frame (`codec::integer`'s `RESIDUALS_FRAMED`);
+/// version 2: the index uncompressed, every integer block with its own frame.
 pub const FORMAT_VERSION_MIN: u32 = 2;
 pub const HEADER_LEN: usize = 16;
 pub const FOOTER_LEN: usize = 28;
