@@ -65,10 +65,10 @@ const RADIX_PAYLOAD_BYTES_MAX: usize = BLOCK_LEN / 2 * 4;
 
 /// Appends the encoding of `values` with differencing order `order` (0..=ORDER_MAX).
 ///
-/// Two passes and no allocation: the residuals are computed block by block into a stack
-/// buffer, once for their bounds (a constant is written then and there) and once to pack
-/// them. Each block takes the cheapest frame of three: the previous block's (repeated in
-/// one byte), the whole column's, or its own.
+/// The residuals are computed block by block into one buffer, with each block's bounds
+/// (a constant is written then and there), and packed from it. Each block takes the
+/// cheapest frame of three: the previous block's (repeated in one byte), the whole
+/// column's, or its own.
 pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
     assert!(order <= ORDER_MAX, "differencing order {order} unsupported");
     let order = usize::from(order).min(values.len());
@@ -83,17 +83,16 @@ pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
     if values.len() == order {
         return;
     }
-    let mut scratch = [0i64; BLOCK_LEN];
-    // A first pass for the bounds of every residual: a constant is written at once, and
-    // the column's own frame is a candidate for every block.
+    // The residuals and their bounds in one pass: a constant is written at once, and the
+    // column's own frame is a candidate for every block.
+    let mut residuals = vec![0i64; values.len() - order];
+    let mut bounds = Vec::with_capacity(residuals.len().div_ceil(BLOCK_LEN));
     let (mut min, mut max) = (i64::MAX, i64::MIN);
-    let mut start = order;
-    while start < values.len() {
-        let end = (start + BLOCK_LEN).min(values.len());
+    for (index, block) in residuals.chunks_mut(BLOCK_LEN).enumerate() {
         let (block_min, block_max) =
-            fill_residuals(values, order, start, &mut scratch[..end - start]);
+            fill_residuals(values, order, order + index * BLOCK_LEN, block);
+        bounds.push((block_min, block_max));
         (min, max) = (min.min(block_min), max.max(block_max));
-        start = end;
     }
     if min == max {
         out.push(RESIDUALS_CONSTANT);
@@ -103,11 +102,7 @@ pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
     out.push(RESIDUALS_FRAMED);
     let column = Frame::new(min, max.wrapping_sub(min) as u64);
     let mut previous: Option<Frame> = None;
-    let mut start = order;
-    while start < values.len() {
-        let end = (start + BLOCK_LEN).min(values.len());
-        let block = &mut scratch[..end - start];
-        let (min, max) = fill_residuals(values, order, start, block);
+    for (block, &(min, max)) in residuals.chunks(BLOCK_LEN).zip(&bounds) {
         // The cheapest of: the previous frame again, the column's frame, the block's own;
         // on a tie the earlier, so that later blocks can repeat a frame wide enough.
         let own = Frame::new(min, max.wrapping_sub(min) as u64);
@@ -132,7 +127,6 @@ pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
         };
         encode_payload(block, &frame, out);
         previous = Some(frame);
-        start = end;
     }
 }
 
