@@ -152,6 +152,18 @@ pub struct Routing {
     pub requests: u64,
 }
 
+/// A data directory's bytes by kind of file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DiskBytes {
+    /// Sealed files (`*.tsf`).
+    pub sealed: u64,
+    /// WAL segments (files under a `wal/` directory).
+    pub wal: u64,
+    /// Everything else: schema and ConfigNode journals and snapshots, manifests, MODS,
+    /// format stamps.
+    pub other: u64,
+}
+
 /// Everything one run measured, for `--json`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {
@@ -174,6 +186,8 @@ pub struct Report {
     pub verified_after_restart: Option<u64>,
     /// Every byte of the data directory right after the final flush.
     pub disk_bytes: Option<u64>,
+    /// The same by kind of file.
+    pub disk_bytes_by_kind: Option<DiskBytes>,
     pub bytes_per_point: Option<f64>,
     /// The same once compaction has settled (every time partition in one file).
     pub disk_bytes_compacted: Option<u64>,
@@ -288,6 +302,12 @@ impl Report {
         }
         if let (Some(bytes), Some(per_point)) = (self.disk_bytes, self.bytes_per_point) {
             println!("bytes on disk after flush: {bytes} ({per_point:.3} bytes/point)");
+        }
+        if let Some(DiskBytes { sealed, wal, other }) = self.disk_bytes_by_kind {
+            println!(
+                "bytes on disk after flush by kind: sealed files {sealed}, WAL {wal}, \
+                 other {other} (schema and ConfigNode journals, manifests, MODS)"
+            );
         }
         if let (Some(bytes), Some(per_point)) =
             (self.disk_bytes_compacted, self.bytes_per_point_compacted)

@@ -33,7 +33,7 @@ use iotdb_net::{
 };
 
 use crate::progress::Progress;
-use crate::report::{self, Concurrency, Latencies, Phase, Report, Routing, WriteResult};
+use crate::report::{self, Concurrency, DiskBytes, Latencies, Phase, Report, Routing, WriteResult};
 use crate::verify::{self, Expected};
 use crate::workload::{self, T0_MS, WorkloadSpec};
 
@@ -463,8 +463,10 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
     drop(cluster);
     if let Some(server) = &mut server {
         let points = spec.points() as f64;
-        let bytes = dir_bytes(server.data_dir.path());
+        let by_kind = dir_bytes_by_kind(server.data_dir.path());
+        let bytes = by_kind.sealed + by_kind.wal + by_kind.other;
         report.disk_bytes = Some(bytes);
+        report.disk_bytes_by_kind = Some(by_kind);
         report.bytes_per_point = Some(bytes as f64 / points);
         report.compaction_settle_seconds = settle_compaction(server.data_dir.path());
         let bytes = dir_bytes(server.data_dir.path());
@@ -613,6 +615,32 @@ fn partitions_with_several_files(dir: &Path) -> usize {
         }
     }
     counts.values().filter(|&&n| n > 1).count()
+}
+
+/// Bytes of every file under `dir`, by kind: sealed files, WAL segments, the rest.
+fn dir_bytes_by_kind(dir: &Path) -> DiskBytes {
+    let mut bytes = DiskBytes::default();
+    let mut stack = vec![(dir.to_path_buf(), false)];
+    while let Some((current, in_wal)) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let Ok(metadata) = entry.metadata() else {
+                continue;
+            };
+            if metadata.is_dir() {
+                stack.push((entry.path(), in_wal || entry.file_name() == "wal"));
+            } else if entry.file_name().to_string_lossy().ends_with(".tsf") {
+                bytes.sealed += metadata.len();
+            } else if in_wal {
+                bytes.wal += metadata.len();
+            } else {
+                bytes.other += metadata.len();
+            }
+        }
+    }
+    bytes
 }
 
 /// Bytes of every file under `dir` (data files, WAL, metadata).
