@@ -29,6 +29,14 @@ fn key() -> SeriesKey {
     SeriesKey::new("root.meta.d0", "s0")
 }
 
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        .enable_timer()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
 fn timestamps(region: &Region) -> Vec<i64> {
     region
         .scan(&key(), TimeRange::ALL)
@@ -51,74 +59,70 @@ fn deletions_reach_mods_through_the_pool_and_survive_a_restart() {
         background: Some(pool.clone()),
         ..RegionConfig::default()
     };
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let region = Region::open(dir.path(), config.clone()).unwrap();
-            region.write_durable(&tablet(0, 100)).await.unwrap();
-            region.flush().await.unwrap();
+    block_on(async {
+        let region = Region::open(dir.path(), config.clone()).unwrap();
+        region.write_durable(&tablet(0, 100)).await.unwrap();
+        region.flush().await.unwrap();
+        assert!(
+            !dir.path().join(deletion::MODS_NAME).exists(),
+            "no deletion yet, no MODS"
+        );
+
+        // The DELETE itself writes only its WAL record (the region's tick may already
+        // have handed MODS to the pool by the time the record is durable, so that is
+        // not asserted here) ...
+        let jobs_before = pool.stats().jobs_completed;
+        region
+            .delete(&[key()], TimeRange::new(10, 20))
+            .unwrap()
+            .durable()
+            .await
+            .unwrap();
+        // ... and a metadata job on the pool persists it within a few ticks.
+        let deadline = Instant::now() + WAIT_MAX;
+        // MODS appears at its rename, before the job's directory fsync and return: wait
+        // for the job to complete as well.
+        while !dir.path().join(deletion::MODS_NAME).exists()
+            || pool.stats().jobs_completed <= jobs_before
+        {
             assert!(
-                !dir.path().join(deletion::MODS_NAME).exists(),
-                "no deletion yet, no MODS"
+                Instant::now() < deadline,
+                "MODS never written by a pool job"
             );
+            monoio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mods = deletion::load(dir.path()).unwrap();
+        assert_eq!(mods.values().map(Vec::len).sum::<usize>(), 1);
 
-            // The DELETE itself writes only its WAL record (the region's tick may already
-            // have handed MODS to the pool by the time the record is durable, so that is
-            // not asserted here) ...
-            let jobs_before = pool.stats().jobs_completed;
-            region
-                .delete(&[key()], TimeRange::new(10, 20))
-                .unwrap()
-                .durable()
-                .await
-                .unwrap();
-            // ... and a metadata job on the pool persists it within a few ticks.
-            let deadline = Instant::now() + WAIT_MAX;
-            // MODS appears at its rename, before the job's directory fsync and return: wait
-            // for the job to complete as well.
-            while !dir.path().join(deletion::MODS_NAME).exists()
-                || pool.stats().jobs_completed <= jobs_before
-            {
-                assert!(
-                    Instant::now() < deadline,
-                    "MODS never written by a pool job"
-                );
-                monoio::time::sleep(Duration::from_millis(5)).await;
-            }
-            let mods = deletion::load(dir.path()).unwrap();
-            assert_eq!(mods.values().map(Vec::len).sum::<usize>(), 1);
+        // A deletion followed at once by a flush: the flush's metadata job writes MODS
+        // before the manifest that lets the WAL drop the deletion's record.
+        region.write_durable(&tablet(100, 100)).await.unwrap();
+        region
+            .delete(&[key()], TimeRange::new(150, 160))
+            .unwrap()
+            .durable()
+            .await
+            .unwrap();
+        region.write_durable(&tablet(200, 50)).await.unwrap();
+        region.flush().await.unwrap();
+        let expected: Vec<i64> = (0..250)
+            .filter(|t| !(10..20).contains(t) && !(150..160).contains(t))
+            .collect();
+        assert_eq!(timestamps(&region), expected);
+        let info = region.info();
+        assert_eq!(info.flushed_index, info.last_index, "everything is flushed");
+        region.close(false).await.unwrap();
 
-            // A deletion followed at once by a flush: the flush's metadata job writes MODS
-            // before the manifest that lets the WAL drop the deletion's record.
-            region.write_durable(&tablet(100, 100)).await.unwrap();
-            region
-                .delete(&[key()], TimeRange::new(150, 160))
-                .unwrap()
-                .durable()
-                .await
-                .unwrap();
-            region.write_durable(&tablet(200, 50)).await.unwrap();
-            region.flush().await.unwrap();
-            let expected: Vec<i64> = (0..250)
-                .filter(|t| !(10..20).contains(t) && !(150..160).contains(t))
-                .collect();
-            assert_eq!(timestamps(&region), expected);
-            let info = region.info();
-            assert_eq!(info.flushed_index, info.last_index, "everything is flushed");
-            region.close(false).await.unwrap();
-
-            // Reopened from MANIFEST and MODS alone (the WAL holds nothing unflushed).
-            let region = Region::open(dir.path(), config.clone()).unwrap();
-            assert_eq!(timestamps(&region), expected);
-            region.compact().await.unwrap();
-            assert_eq!(timestamps(&region), expected);
-            region.close(true).await.unwrap();
-            let region = Region::open(dir.path(), config).unwrap();
-            assert_eq!(timestamps(&region), expected);
-            region.close(true).await.unwrap();
-        });
+        // Reopened from MANIFEST and MODS alone (the WAL holds nothing unflushed).
+        let region = Region::open(dir.path(), config.clone()).unwrap();
+        assert_eq!(timestamps(&region), expected);
+        region.compact().await.unwrap();
+        assert_eq!(timestamps(&region), expected);
+        region.close(true).await.unwrap();
+        let region = Region::open(dir.path(), config).unwrap();
+        assert_eq!(timestamps(&region), expected);
+        region.close(true).await.unwrap();
+    });
 }
 
 /// Copies the files of a region directory (sealed files, WAL, MANIFEST; MODS only when
@@ -148,41 +152,37 @@ fn a_deletion_replayed_from_the_wal_reaches_mods_before_its_record_is_dropped() 
         ..RegionConfig::default()
     };
     let expected: Vec<i64> = (0..300).filter(|t| !(10..20).contains(t)).collect();
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let region = Region::open(dir.path(), config.clone()).unwrap();
-            region.write_durable(&tablet(0, 100)).await.unwrap();
-            region.flush().await.unwrap();
-            region
-                .delete(&[key()], TimeRange::new(10, 20))
-                .unwrap()
-                .durable()
-                .await
-                .unwrap();
-            // The crash image: the WAL holds the deletion, MODS does not (yet).
-            copy_region(dir.path(), crashed.path(), false);
-            region.close(false).await.unwrap();
+    block_on(async {
+        let region = Region::open(dir.path(), config.clone()).unwrap();
+        region.write_durable(&tablet(0, 100)).await.unwrap();
+        region.flush().await.unwrap();
+        region
+            .delete(&[key()], TimeRange::new(10, 20))
+            .unwrap()
+            .durable()
+            .await
+            .unwrap();
+        // The crash image: the WAL holds the deletion, MODS does not (yet).
+        copy_region(dir.path(), crashed.path(), false);
+        region.close(false).await.unwrap();
 
-            let region = Region::open(crashed.path(), config.clone()).unwrap();
-            assert_eq!(timestamps(&region), expected[..90].to_vec(), "replayed");
-            // More writes and a flush: the manifest now covers the deletion's record.
-            region.write_durable(&tablet(100, 200)).await.unwrap();
-            region.flush().await.unwrap();
-            let info = region.info();
-            assert_eq!(info.flushed_index, info.last_index, "everything is flushed");
-            region.close(true).await.unwrap();
+        let region = Region::open(crashed.path(), config.clone()).unwrap();
+        assert_eq!(timestamps(&region), expected[..90].to_vec(), "replayed");
+        // More writes and a flush: the manifest now covers the deletion's record.
+        region.write_durable(&tablet(100, 200)).await.unwrap();
+        region.flush().await.unwrap();
+        let info = region.info();
+        assert_eq!(info.flushed_index, info.last_index, "everything is flushed");
+        region.close(true).await.unwrap();
 
-            let region = Region::open(crashed.path(), config.clone()).unwrap();
-            assert_eq!(
-                timestamps(&region),
-                expected,
-                "after the flush and a reopen"
-            );
-            let mods = deletion::load(crashed.path()).unwrap();
-            assert_eq!(mods.values().map(Vec::len).sum::<usize>(), 1);
-            region.close(true).await.unwrap();
-        });
+        let region = Region::open(crashed.path(), config.clone()).unwrap();
+        assert_eq!(
+            timestamps(&region),
+            expected,
+            "after the flush and a reopen"
+        );
+        let mods = deletion::load(crashed.path()).unwrap();
+        assert_eq!(mods.values().map(Vec::len).sum::<usize>(), 1);
+        region.close(true).await.unwrap();
+    });
 }
