@@ -9,8 +9,9 @@
 //! Nothing is answered before the store made the commands durable (at once,
 //! or at the end of a group-committed batch). Operations whose steps involve
 //! other nodes are procedures (`super::procedure`), resumed after a restart.
-//! After a call the route snapshot is rebuilt if the version moved. A single
-//! thread (the ConfigNode's) owns this value.
+//! The route snapshot is rebuilt when it is asked for after the version moved:
+//! once per batch of control requests, not once per command (each rebuild
+//! copies every partition). A single thread (the ConfigNode's) owns this value.
 
 use super::error::{ConfigNodeError, Result};
 use super::journal::Journal;
@@ -63,7 +64,9 @@ fn system_clock_ms() -> i64 {
 pub struct ConfigNode<S: CommandStore = Journal> {
     state: ConfigState,
     journal: S,
-    route: Arc<RouteSnapshot>,
+    /// The route snapshot of some version: rebuilt by [`ConfigNode::route_snapshot`] when
+    /// the state moved past it.
+    route: std::cell::RefCell<Arc<RouteSnapshot>>,
     clock_ms: fn() -> i64,
     /// Who leads the ConfigNode group: the consensus layer's view, never replicated state
     /// (a lone ConfigNode leads itself once registered).
@@ -126,7 +129,7 @@ impl<S: CommandStore> ConfigNode<S> {
         // persists the settings before any command.) The simulator found
         // both forms of this (sim_tests).
         journal.write_snapshot(&state)?;
-        let route = Arc::new(RouteSnapshot::from_state(&state));
+        let route = std::cell::RefCell::new(Arc::new(RouteSnapshot::from_state(&state)));
         let history_base = state.version();
         Ok(ConfigNode {
             history: std::collections::VecDeque::new(),
@@ -197,9 +200,14 @@ impl<S: CommandStore> ConfigNode<S> {
         self.state.version()
     }
 
-    /// The current route table.
+    /// The route table of the current state (rebuilt here if the state moved since the
+    /// last one was asked for).
     pub fn route_snapshot(&self) -> Arc<RouteSnapshot> {
-        Arc::clone(&self.route)
+        let mut route = self.route.borrow_mut();
+        if route.version != self.state.version() {
+            *route = Arc::new(RouteSnapshot::from_state(&self.state));
+        }
+        Arc::clone(&route)
     }
 
     /// Starts a batch: the commands of the following calls are applied at once but made
@@ -329,19 +337,11 @@ impl<S: CommandStore> ConfigNode<S> {
         Some(self.history.iter().skip(skip).cloned().collect())
     }
 
-    /// Rebuilds the route snapshot if the state changed.
-    fn publish(&mut self) {
-        if self.route.version != self.state.version() {
-            self.route = Arc::new(RouteSnapshot::from_state(&self.state));
-        }
-    }
-
-    /// Runs `operation` and republishes the route table whatever its outcome
-    /// (a multi-command operation may fail after its first commands).
+    /// Runs one operation that may change the state. Nothing follows it eagerly: the
+    /// route table is rebuilt when next asked for ([`ConfigNode::route_snapshot`]), so a
+    /// batch of operations (a thousand new partitions) rebuilds it once.
     fn mutate<T>(&mut self, operation: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        let result = operation(self);
-        self.publish();
-        result
+        operation(self)
     }
 
     /// Registers a ConfigNode, or re-registers a known one (same internal

@@ -855,9 +855,9 @@ impl ControlPlane {
         // (A database being deleted is asked about, so the ConfigNode refuses it.)
         let known = self
             .config_node
-            .route_snapshot()
+            .state()
             .database_of_device(device)
-            .map(|(name, _)| name.to_string());
+            .map(|database| database.name.clone());
         let database = match known {
             Some(name) if !create || self.config_node.state().procedure_on(&name).is_none() => name,
             _ if create => self
