@@ -164,6 +164,13 @@ pub struct DiskBytes {
     pub other: u64,
 }
 
+impl DiskBytes {
+    /// Every byte.
+    pub fn total(&self) -> u64 {
+        self.sealed + self.wal + self.other
+    }
+}
+
 /// Everything one run measured, for `--json`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Report {

@@ -464,12 +464,12 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
     if let Some(server) = &mut server {
         let points = spec.points() as f64;
         let by_kind = dir_bytes_by_kind(server.data_dir.path());
-        let bytes = by_kind.sealed + by_kind.wal + by_kind.other;
+        let bytes = by_kind.total();
         report.disk_bytes = Some(bytes);
         report.disk_bytes_by_kind = Some(by_kind);
         report.bytes_per_point = Some(bytes as f64 / points);
         report.compaction_settle_seconds = settle_compaction(server.data_dir.path());
-        let bytes = dir_bytes(server.data_dir.path());
+        let bytes = dir_bytes_by_kind(server.data_dir.path()).total();
         report.disk_bytes_compacted = Some(bytes);
         report.bytes_per_point_compacted = Some(bytes as f64 / points);
         // What a restart reads back (sealed files, WAL replay) must match as well.
@@ -641,21 +641,6 @@ fn dir_bytes_by_kind(dir: &Path) -> DiskBytes {
         }
     }
     bytes
-}
-
-/// Bytes of every file under `dir` (data files, WAL, metadata).
-fn dir_bytes(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 fn addresses_text(addresses: &[SocketAddr]) -> String {

@@ -37,6 +37,17 @@ fn block_on<F: std::future::Future>(future: F) -> F::Output {
         .block_on(future)
 }
 
+/// Deletes `start..end` of the series and waits until the deletion is durable (its WAL
+/// record synced).
+async fn delete_durable(region: &Region, start: i64, end: i64) {
+    region
+        .delete(&[key()], TimeRange::new(start, end))
+        .unwrap()
+        .durable()
+        .await
+        .unwrap();
+}
+
 fn timestamps(region: &Region) -> Vec<i64> {
     region
         .scan(&key(), TimeRange::ALL)
@@ -72,12 +83,7 @@ fn deletions_reach_mods_through_the_pool_and_survive_a_restart() {
         // have handed MODS to the pool by the time the record is durable, so that is
         // not asserted here) ...
         let jobs_before = pool.stats().jobs_completed;
-        region
-            .delete(&[key()], TimeRange::new(10, 20))
-            .unwrap()
-            .durable()
-            .await
-            .unwrap();
+        delete_durable(&region, 10, 20).await;
         // ... and a metadata job on the pool persists it within a few ticks.
         let deadline = Instant::now() + WAIT_MAX;
         // MODS appears at its rename, before the job's directory fsync and return: wait
@@ -97,12 +103,7 @@ fn deletions_reach_mods_through_the_pool_and_survive_a_restart() {
         // A deletion followed at once by a flush: the flush's metadata job writes MODS
         // before the manifest that lets the WAL drop the deletion's record.
         region.write_durable(&tablet(100, 100)).await.unwrap();
-        region
-            .delete(&[key()], TimeRange::new(150, 160))
-            .unwrap()
-            .durable()
-            .await
-            .unwrap();
+        delete_durable(&region, 150, 160).await;
         region.write_durable(&tablet(200, 50)).await.unwrap();
         region.flush().await.unwrap();
         let expected: Vec<i64> = (0..250)
@@ -125,16 +126,16 @@ fn deletions_reach_mods_through_the_pool_and_survive_a_restart() {
     });
 }
 
-/// Copies the files of a region directory (sealed files, WAL, MANIFEST; MODS only when
-/// `with_mods`): the image a crash leaves when it lands before MODS was written.
-fn copy_region(from: &std::path::Path, to: &std::path::Path, with_mods: bool) {
+/// Copies the files of a region directory but MODS (sealed files, WAL, MANIFEST): the
+/// image a crash leaves when it lands before MODS was written.
+fn copy_region_without_mods(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let entry = entry.unwrap();
         let target = to.join(entry.file_name());
         if entry.file_type().unwrap().is_dir() {
-            copy_region(&entry.path(), &target, with_mods);
-        } else if with_mods || entry.file_name() != deletion::MODS_NAME {
+            copy_region_without_mods(&entry.path(), &target);
+        } else if entry.file_name() != deletion::MODS_NAME {
             std::fs::copy(entry.path(), &target).unwrap();
         }
     }
@@ -156,14 +157,9 @@ fn a_deletion_replayed_from_the_wal_reaches_mods_before_its_record_is_dropped() 
         let region = Region::open(dir.path(), config.clone()).unwrap();
         region.write_durable(&tablet(0, 100)).await.unwrap();
         region.flush().await.unwrap();
-        region
-            .delete(&[key()], TimeRange::new(10, 20))
-            .unwrap()
-            .durable()
-            .await
-            .unwrap();
+        delete_durable(&region, 10, 20).await;
         // The crash image: the WAL holds the deletion, MODS does not (yet).
-        copy_region(dir.path(), crashed.path(), false);
+        copy_region_without_mods(dir.path(), crashed.path());
         region.close(false).await.unwrap();
 
         let region = Region::open(crashed.path(), config.clone()).unwrap();

@@ -346,10 +346,11 @@ fn flush_folds_the_schema_and_config_logs_into_compressed_snapshots() {
         .expect("schema directory")
         .map(|entry| entry.expect("entry").path())
         .collect();
-    let log_bytes = |path: &std::path::Path| std::fs::metadata(path).expect("log").len();
+    let file_bytes =
+        |path: &std::path::Path| std::fs::metadata(path).expect("a journal file").len();
     let schema_log_before: u64 = schema_dirs
         .iter()
-        .map(|dir| log_bytes(&dir.join("schema.log")))
+        .map(|dir| file_bytes(&dir.join("schema.log")))
         .sum();
     assert!(
         schema_log_before > 200 * 50,
@@ -359,7 +360,7 @@ fn flush_folds_the_schema_and_config_logs_into_compressed_snapshots() {
     client.execute_sql("FLUSH").expect("flush");
     for dir in &schema_dirs {
         assert_eq!(
-            log_bytes(&dir.join("schema.log")),
+            file_bytes(&dir.join("schema.log")),
             LOG_MAGIC_BYTES,
             "{dir:?}"
         );
@@ -368,14 +369,14 @@ fn flush_folds_the_schema_and_config_logs_into_compressed_snapshots() {
     }
     let snapshots: u64 = schema_dirs
         .iter()
-        .map(|dir| log_bytes(&dir.join("schema.snapshot")))
+        .map(|dir| file_bytes(&dir.join("schema.snapshot")))
         .sum();
     assert!(
         snapshots * 4 < schema_log_before,
         "snapshots of {snapshots} bytes for a log of {schema_log_before}"
     );
     assert_eq!(
-        log_bytes(&data.join("confignode/confignode.log")),
+        file_bytes(&data.join("confignode/confignode.log")),
         LOG_MAGIC_BYTES
     );
     // Nothing new: a second FLUSH rewrites no snapshot.

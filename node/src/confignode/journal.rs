@@ -572,6 +572,22 @@ mod tests {
         Journal::open(dir, "test")
     }
 
+    /// Opening the journal in `dir` reports corruption.
+    fn assert_corrupt(dir: &Path) {
+        assert!(matches!(open(dir), Err(JournalError::Corrupt { .. })));
+    }
+
+    /// Appends `record` until the log outgrows the snapshot; returns how many it took.
+    fn append_until_outgrown(journal: &mut Journal, record: &[u8]) -> usize {
+        let mut appended = 0;
+        while !journal.log_outgrew_snapshot() {
+            journal.append(&record).unwrap();
+            appended += 1;
+            assert!(appended < 10_000, "never outgrew");
+        }
+        appended
+    }
+
     #[test]
     fn records_and_snapshots_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -625,10 +641,7 @@ mod tests {
         // Flip a payload byte of the first record.
         bytes[LOG_MAGIC.len() + RECORD_HEADER_BYTES] ^= 0xff;
         fs::write(&log, &bytes).unwrap();
-        assert!(matches!(
-            open(dir.path()),
-            Err(JournalError::Corrupt { .. })
-        ));
+        assert_corrupt(dir.path());
     }
 
     #[test]
@@ -643,15 +656,9 @@ mod tests {
         let last = bytes.len() - 1;
         bytes[last] ^= 0x01;
         fs::write(&path, &bytes).unwrap();
-        assert!(matches!(
-            open(dir.path()),
-            Err(JournalError::Corrupt { .. })
-        ));
+        assert_corrupt(dir.path());
         fs::write(&path, b"short").unwrap();
-        assert!(matches!(
-            open(dir.path()),
-            Err(JournalError::Corrupt { .. })
-        ));
+        assert_corrupt(dir.path());
     }
 
     #[test]
@@ -704,10 +711,7 @@ mod tests {
             let middle = bytes.len() - 3;
             bytes[middle] ^= 0x10;
             fs::write(&path, &bytes).unwrap();
-            assert!(matches!(
-                open(dir.path()),
-                Err(JournalError::Corrupt { .. })
-            ));
+            assert_corrupt(dir.path());
         }
     }
 
@@ -717,12 +721,7 @@ mod tests {
         let (mut journal, _) = open(dir.path()).unwrap();
         // Records of about 1 KiB: the log passes LOG_COMPACT_BYTES_MIN after ~1000.
         let record = vec![7u8; 500];
-        let mut appended = 0;
-        while !journal.log_outgrew_snapshot() {
-            journal.append(&record).unwrap();
-            appended += 1;
-            assert!(appended < 10_000, "never outgrew");
-        }
+        let appended = append_until_outgrown(&mut journal, &record);
         let log_bytes = fs::metadata(dir.path().join("test.log")).unwrap().len();
         assert!(log_bytes >= LOG_COMPACT_BYTES_MIN, "{log_bytes}");
         assert!(log_bytes < LOG_COMPACT_BYTES_MIN + 2048, "{log_bytes}");
@@ -739,12 +738,7 @@ mod tests {
         assert!(!journal.log_outgrew_snapshot());
         let json_bytes = serde_json::to_vec(&big).unwrap().len() as u64;
         assert!(json_bytes > LOG_COMPACT_BYTES_MIN);
-        let mut appended = 0u64;
-        while !journal.log_outgrew_snapshot() {
-            journal.append(&record).unwrap();
-            appended += 1;
-            assert!(appended < 10_000, "never outgrew");
-        }
+        append_until_outgrown(&mut journal, &record);
         let log_bytes = fs::metadata(dir.path().join("test.log")).unwrap().len();
         assert!(
             log_bytes >= json_bytes && log_bytes < json_bytes + 2048,
@@ -756,9 +750,6 @@ mod tests {
     fn bad_magic_is_corruption() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join("test.log"), b"NOTALOG!").unwrap();
-        assert!(matches!(
-            open(dir.path()),
-            Err(JournalError::Corrupt { .. })
-        ));
+        assert_corrupt(dir.path());
     }
 }

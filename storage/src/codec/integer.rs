@@ -919,17 +919,7 @@ mod tests {
     /// each instead of five.
     #[test]
     fn a_random_walks_blocks_share_a_frame() {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        let mut v = 3000i64;
-        let values: Vec<i64> = (0..1000)
-            .map(|_| {
-                x = x
-                    .wrapping_mul(6_364_136_223_846_793_005)
-                    .wrapping_add(1_442_695_040_888_963_407);
-                v += ((x >> 33) % 201) as i64 - 100;
-                v
-            })
-            .collect();
+        let values = crate::sealed::workload::hundredths(0, 0, 1000);
         let residuals: Vec<i64> = values.windows(2).map(|w| w[1] - w[0]).collect();
         let first = &residuals[..BLOCK_LEN];
         assert!(

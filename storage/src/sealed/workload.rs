@@ -12,21 +12,32 @@ pub const STEP_MS: i64 = 1000;
 /// Sensors per device.
 pub const SENSORS: u64 = 10;
 
-/// Row `rows` points of sensor `sensor` of device `device`, all DOUBLE.
-pub fn series(device: u64, sensor: u64, rows: usize) -> PointColumn {
+/// The values of sensor `sensor` of device `device` for `rows` rows, in integer
+/// hundredths: the random walk itself.
+pub fn hundredths(device: u64, sensor: u64, rows: usize) -> Vec<i64> {
     let k = device * SENSORS + sensor;
     let mut x = k.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(1);
     let mut v = 2000 + ((x >> 40) % 2000);
-    let mut timestamps = Vec::with_capacity(rows);
-    let mut values = Vec::with_capacity(rows);
-    for row in 0..rows {
-        x = x
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        v = v.wrapping_add((x >> 33) % 201).wrapping_sub(100);
-        timestamps.push(START_TIME_MS + row as i64 * STEP_MS);
-        values.push(v as i64 as f64 / 100.0);
-    }
+    (0..rows)
+        .map(|_| {
+            x = x
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            v = v.wrapping_add((x >> 33) % 201).wrapping_sub(100);
+            v as i64
+        })
+        .collect()
+}
+
+/// Row `rows` points of sensor `sensor` of device `device`, all DOUBLE.
+pub fn series(device: u64, sensor: u64, rows: usize) -> PointColumn {
+    let timestamps = (0..rows as i64)
+        .map(|row| START_TIME_MS + row * STEP_MS)
+        .collect();
+    let values = hundredths(device, sensor, rows)
+        .into_iter()
+        .map(|v| v as f64 / 100.0)
+        .collect();
     PointColumn {
         timestamps,
         values: Values::Double(values),
