@@ -41,6 +41,6 @@ pub use region::{Deletion, LogEntry, LogRead, Region, RegionInfo, SnapshotInfo, 
 pub use stats::Stats;
 pub use transfer::{Chunk, SnapshotReader, SnapshotWriter};
 pub use types::{
-    DataType, NullBitmap, PointColumn, SeriesKey, Tablet, TabletColumn, TimeRange, Timestamp,
-    Value, Values,
+    DataType, NullBitmap, PointColumn, Points, SeriesKey, Tablet, TabletColumn, TimeRange,
+    Timestamp, Value, Values,
 };

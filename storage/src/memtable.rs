@@ -6,6 +6,8 @@
 //! a partition never overlap in time for a device. Within a series buffer an in-order
 //! append is a `memcpy`; an out-of-order one just marks the buffer unsorted, and
 //! [`Memtable::freeze`] sorts it (stable, so for a repeated timestamp the newest write wins).
+//! Timestamps that step evenly (a sensor sampled at a fixed period) are kept as first, step
+//! and count until one breaks the step, so such a series costs the memtable its values only.
 //!
 //! Owned by the region's shard; a frozen memtable is immutable and may be shared with the
 //! background flush thread.
@@ -14,7 +16,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::hash::FastMap;
-use crate::types::{DataType, PointColumn, SeriesKey, Tablet, Timestamp, Values, time_bounds};
+use crate::types::{
+    DataType, PointColumn, Points, SeriesKey, Tablet, Timestamp, Values, time_bounds,
+};
 use crate::with_values;
 
 /// The smallest capacity a series buffer grows to: small enough for millions of sparse
@@ -30,10 +34,167 @@ const SERIES_ENTRY_BYTES: usize = std::mem::size_of::<(Arc<str>, SeriesBuffer)>(
 const DEVICE_ENTRY_BYTES: usize =
     std::mem::size_of::<(Arc<str>, FastMap<Arc<str>, SeriesBuffer>)>() * 8 / 7 + 1;
 
+/// The shape of a run of timestamps appended to series buffers: found once per tablet run
+/// and shared by every column of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Shape {
+    /// One timestamp.
+    Single,
+    /// At least two timestamps, each `step` (> 0) after the one before.
+    Regular(i64),
+    /// Strictly increasing, unevenly spaced.
+    Increasing,
+    /// Anything else: a buffer it lands in needs a sort at freeze.
+    Unordered,
+}
+
+impl Shape {
+    pub(crate) fn of(timestamps: &[Timestamp]) -> Shape {
+        let [first, second, ..] = timestamps else {
+            return Shape::Single;
+        };
+        let step = second.wrapping_sub(*first);
+        if second > first
+            && timestamps
+                .windows(2)
+                .all(|w| w[1].wrapping_sub(w[0]) == step)
+        {
+            return Shape::Regular(step);
+        }
+        if timestamps.windows(2).all(|w| w[0] < w[1]) {
+            Shape::Increasing
+        } else {
+            Shape::Unordered
+        }
+    }
+
+    /// The shape of a part of a run of this shape.
+    fn of_part(self, part: &[Timestamp]) -> Shape {
+        match (self, part.len()) {
+            (_, 1) => Shape::Single,
+            (Shape::Regular(_) | Shape::Increasing, _) => self,
+            _ => Shape::of(part),
+        }
+    }
+}
+
+/// The timestamps of a series buffer. While they step evenly (a sensor sampled at a fixed
+/// period, the common case) only the first, the step and the count are kept, which halves
+/// the memory of a numeric series; the first timestamp off the step lists them all.
+#[derive(Clone, Debug)]
+enum Times {
+    /// `first + step * i` for `i` in `0..len`; `step` is meaningful once `len` ≥ 2, and
+    /// positive (the timestamps strictly increase).
+    Regular {
+        first: Timestamp,
+        step: i64,
+        len: usize,
+    },
+    Listed(Vec<Timestamp>),
+}
+
+impl Times {
+    fn len(&self) -> usize {
+        match self {
+            Times::Regular { len, .. } => *len,
+            Times::Listed(listed) => listed.len(),
+        }
+    }
+
+    fn last(&self) -> Option<Timestamp> {
+        match self {
+            Times::Regular { len: 0, .. } => None,
+            Times::Regular { first, step, len } => Some(first + step * (*len as i64 - 1)),
+            Times::Listed(listed) => listed.last().copied(),
+        }
+    }
+
+    /// Extends a regular list by a run of `count` timestamps from `start` shaped `shape`,
+    /// if the run keeps the step; false (and nothing changed) if not.
+    fn extend_regular(&mut self, start: Timestamp, count: usize, shape: Shape) -> bool {
+        let Times::Regular { first, step, len } = self else {
+            return false;
+        };
+        let run_step = match shape {
+            Shape::Single => None,
+            Shape::Regular(run_step) => Some(run_step),
+            Shape::Increasing | Shape::Unordered => return false,
+        };
+        let (new_step, fits) = match *len {
+            0 => (run_step.unwrap_or(0), true),
+            1 => {
+                let gap = start.checked_sub(*first).filter(|gap| *gap > 0);
+                (
+                    gap.unwrap_or(0),
+                    gap.is_some() && run_step.is_none_or(|s| Some(s) == gap),
+                )
+            }
+            n => {
+                let next = i64::try_from(n)
+                    .ok()
+                    .and_then(|n| step.checked_mul(n))
+                    .and_then(|offset| first.checked_add(offset));
+                (
+                    *step,
+                    next == Some(start) && run_step.is_none_or(|s| s == *step),
+                )
+            }
+        };
+        // The run's own last timestamp must not overflow either.
+        let last_fits = i64::try_from(count - 1)
+            .ok()
+            .and_then(|n| new_step.checked_mul(n))
+            .and_then(|offset| start.checked_add(offset))
+            .is_some();
+        if !(fits && last_fits) {
+            return false;
+        }
+        if *len == 0 {
+            *first = start;
+        }
+        *step = new_step;
+        *len += count;
+        true
+    }
+
+    /// The timestamps as a list, with room for `capacity`.
+    fn listed(&mut self, capacity: usize) -> &mut Vec<Timestamp> {
+        if let Times::Regular { first, step, len } = *self {
+            let mut listed = Vec::with_capacity(capacity.max(len));
+            listed.extend((0..len as i64).map(|i| first + step * i));
+            *self = Times::Listed(listed);
+        }
+        match self {
+            Times::Listed(listed) => listed,
+            Times::Regular { .. } => unreachable!("listed above"),
+        }
+    }
+
+    /// The timestamps as a slice: the list itself, or `scratch` filled with them.
+    fn as_slice<'a>(&'a self, scratch: &'a mut Vec<Timestamp>) -> &'a [Timestamp] {
+        match self {
+            Times::Regular { first, step, len } => {
+                scratch.clear();
+                scratch.extend((0..*len as i64).map(|i| first + step * i));
+                scratch
+            }
+            Times::Listed(listed) => listed,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Times::Regular { .. } => 0,
+            Times::Listed(listed) => listed.capacity() * 8,
+        }
+    }
+}
+
 /// The points of one series in a memtable.
 #[derive(Clone, Debug)]
 pub struct SeriesBuffer {
-    pub points: PointColumn,
+    times: Times,
+    values: Values,
     /// Whether timestamps are strictly increasing (no sort or dedup needed).
     sorted: bool,
 }
@@ -41,50 +202,105 @@ pub struct SeriesBuffer {
 impl SeriesBuffer {
     fn new(data_type: DataType) -> SeriesBuffer {
         SeriesBuffer {
-            points: PointColumn::new(data_type),
+            times: Times::Regular {
+                first: 0,
+                step: 0,
+                len: 0,
+            },
+            values: Values::new(data_type),
             sorted: true,
         }
     }
 
-    fn last_time(&self) -> Option<Timestamp> {
-        self.points.timestamps.last().copied()
+    /// The number of points (before dedup while unsorted).
+    pub fn len(&self) -> usize {
+        self.times.len()
     }
 
-    /// Appends `timestamps[rows]` and `values[rows]`; `increasing`: whether those
-    /// timestamps are strictly increasing (the caller checks once for every column).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The last timestamp appended (the newest once sorted).
+    pub fn last_time(&self) -> Option<Timestamp> {
+        self.times.last()
+    }
+
+    /// Whether the timestamps are kept as first, step and count only.
+    #[cfg(test)]
+    fn is_regular(&self) -> bool {
+        matches!(self.times, Times::Regular { .. })
+    }
+
+    /// The points borrowed; `scratch` holds the timestamps when the buffer keeps only
+    /// their step (the flush reuses one scratch for every series).
+    pub fn points<'a>(&'a self, scratch: &'a mut Vec<Timestamp>) -> Points<'a> {
+        Points {
+            timestamps: self.times.as_slice(scratch),
+            values: &self.values,
+        }
+    }
+
+    /// The points, copied.
+    pub fn to_points(&self) -> PointColumn {
+        let timestamps = match &self.times {
+            Times::Listed(listed) => listed.clone(),
+            Times::Regular { .. } => {
+                let mut timestamps = Vec::new();
+                self.times.as_slice(&mut timestamps);
+                timestamps
+            }
+        };
+        PointColumn {
+            timestamps,
+            values: self.values.clone(),
+        }
+    }
+
+    /// Appends `timestamps[rows]` and `values[rows]`, whose timestamps are shaped `shape`
+    /// (the caller finds it once for every column).
     fn append_run(
         &mut self,
         timestamps: &[Timestamp],
         values: &Values,
         rows: std::ops::Range<usize>,
-        increasing: bool,
+        shape: Shape,
     ) {
         if rows.is_empty() {
             return;
         }
-        let first = timestamps[rows.start];
-        if !increasing || self.last_time().is_some_and(|last| last >= first) {
-            self.sorted = false;
-        }
+        let start = timestamps[rows.start];
         self.reserve(rows.len());
-        self.points
-            .timestamps
-            .extend_from_slice(&timestamps[rows.clone()]);
-        self.points.values.extend_from(values, rows);
+        if !self.times.extend_regular(start, rows.len(), shape) {
+            if shape == Shape::Unordered || self.last_time().is_some_and(|last| last >= start) {
+                self.sorted = false;
+            }
+            let capacity = self.values_capacity();
+            self.times
+                .listed(capacity)
+                .extend_from_slice(&timestamps[rows.clone()]);
+        }
+        self.values.extend_from(values, rows);
+    }
+
+    fn values_capacity(&self) -> usize {
+        with_values!(&self.values, v => v.capacity())
     }
 
     /// Makes room for `additional` points, growing to powers of two: a series written in
     /// runs of 100 holds 1000 points in 1024 slots (Vec's own doubling from 100 would end
     /// at 1600, and touch twice the fresh memory on the way).
     fn reserve(&mut self, additional: usize) {
-        let needed = self.points.len() + additional;
-        if needed <= self.points.timestamps.capacity() {
+        let len = self.len();
+        let needed = len + additional;
+        if needed <= self.values_capacity() {
             return;
         }
         let target = needed.next_power_of_two().max(SERIES_CAPACITY_MIN);
-        let len = self.points.len();
-        self.points.timestamps.reserve_exact(target - len);
-        with_values!(&mut self.points.values, v => v.reserve_exact(target - len));
+        if let Times::Listed(listed) = &mut self.times {
+            listed.reserve_exact(target - len);
+        }
+        with_values!(&mut self.values, v => v.reserve_exact(target - len));
     }
 
     /// Sorts by time, keeping for each repeated timestamp the last-appended (newest) value.
@@ -92,17 +308,25 @@ impl SeriesBuffer {
         if self.sorted {
             return;
         }
-        self.points = sorted_newest_wins(&self.points);
+        let Times::Listed(timestamps) = &self.times else {
+            unreachable!("regular timestamps are sorted");
+        };
+        let sorted = sorted_newest_wins(Points {
+            timestamps,
+            values: &self.values,
+        });
+        self.times = Times::Listed(sorted.timestamps);
+        self.values = sorted.values;
         self.sorted = true;
     }
 
     fn heap_bytes(&self) -> usize {
-        self.points.timestamps.capacity() * 8 + self.points.values.heap_bytes()
+        self.times.heap_bytes() + self.values.heap_bytes()
     }
 }
 
 /// `points` sorted by time; for a repeated timestamp the value appended last wins.
-pub fn sorted_newest_wins(points: &PointColumn) -> PointColumn {
+pub fn sorted_newest_wins(points: Points<'_>) -> PointColumn {
     let mut order: Vec<usize> = (0..points.len()).collect();
     // Stable: equal timestamps keep arrival order, so the last of a run is the newest.
     order.sort_by_key(|&i| points.timestamps[i]);
@@ -119,7 +343,7 @@ pub fn sorted_newest_wins(points: &PointColumn) -> PointColumn {
             continue;
         }
         out.timestamps.push(t);
-        out.values.push_from(&points.values, i);
+        out.values.push_from(points.values, i);
     }
     out
 }
@@ -255,7 +479,7 @@ impl Memtable {
                 table.devices.entry(tablet.device.clone()).or_default()
             }
         };
-        let increasing = strictly_increasing(&tablet.timestamps[rows.clone()]);
+        let shape = Shape::of(&tablet.timestamps[rows.clone()]);
         for column in &tablet.columns {
             let buffer = match device.get_mut(&column.measurement) {
                 Some(b) => b,
@@ -281,14 +505,13 @@ impl Memtable {
                             row += 1;
                         }
                         let run = run_start..row;
-                        let increasing =
-                            increasing || strictly_increasing(&tablet.timestamps[run.clone()]);
-                        buffer.append_run(&tablet.timestamps, &column.values, run, increasing);
+                        let shape = shape.of_part(&tablet.timestamps[run.clone()]);
+                        buffer.append_run(&tablet.timestamps, &column.values, run, shape);
                         self.points += (row - run_start) as u64;
                     }
                 }
                 _ => {
-                    buffer.append_run(&tablet.timestamps, &column.values, first..end, increasing);
+                    buffer.append_run(&tablet.timestamps, &column.values, first..end, shape);
                     self.points += (end - first) as u64;
                 }
             }
@@ -320,10 +543,6 @@ impl Memtable {
     }
 }
 
-fn strictly_increasing(timestamps: &[Timestamp]) -> bool {
-    timestamps.windows(2).all(|w| w[0] < w[1])
-}
-
 fn key_of(
     t: Timestamp,
     partition_of: &impl Fn(Timestamp) -> i64,
@@ -339,9 +558,10 @@ fn read_partition(partition: &PartitionTable, key: &SeriesKey) -> Option<PointCo
         .filter_map(|side| side.get(key))
         .map(|buffer| {
             if buffer.sorted {
-                buffer.points.clone()
+                buffer.to_points()
             } else {
-                sorted_newest_wins(&buffer.points)
+                let mut scratch = Vec::new();
+                sorted_newest_wins(buffer.points(&mut scratch))
             }
         })
         .collect();
@@ -352,7 +572,7 @@ fn read_partition(partition: &PartitionTable, key: &SeriesKey) -> Option<PointCo
             let mut all = sides[0].clone();
             all.timestamps.extend_from_slice(&sides[1].timestamps);
             all.values.extend_from(&sides[1].values, 0..sides[1].len());
-            Some(sorted_newest_wins(&all))
+            Some(sorted_newest_wins(all.as_points()))
         }
     }
 }
@@ -376,6 +596,7 @@ impl FrozenMemtable {
 mod tests {
     use super::*;
     use crate::types::{NullBitmap, TabletColumn, Value};
+    use proptest::strategy::Just;
 
     fn tablet(device: &str, ts: &[i64], values: &[f64], nulls: Option<NullBitmap>) -> Tablet {
         Tablet {
@@ -400,7 +621,8 @@ mod tests {
                 |_, _| Side::Sequence,
             );
         }
-        let buffers = SERIES_CAPACITY_MIN * 16; // timestamps and doubles
+        // Doubles; one timestamp is kept as the first of a regular run, with no list.
+        let buffers = SERIES_CAPACITY_MIN * 8;
         assert_eq!(
             m.heap_bytes(),
             devices * (DEVICE_ENTRY_BYTES + SERIES_ENTRY_BYTES + buffers)
@@ -472,8 +694,14 @@ mod tests {
         assert_eq!(m.partitions.len(), 2);
         let p0 = &m.partitions[&0];
         let key = SeriesKey::new("root.db.d1", "s1");
-        assert_eq!(p0.unsequence.get(&key).unwrap().points.timestamps, vec![1]);
-        assert_eq!(p0.sequence.get(&key).unwrap().points.timestamps, vec![2]);
+        assert_eq!(
+            p0.unsequence.get(&key).unwrap().to_points().timestamps,
+            vec![1]
+        );
+        assert_eq!(
+            p0.sequence.get(&key).unwrap().to_points().timestamps,
+            vec![2]
+        );
         assert_eq!(m.read(0, &key).unwrap().timestamps, vec![1, 2]);
         assert_eq!(m.read(1, &key).unwrap().timestamps, vec![11, 12]);
 
@@ -487,12 +715,12 @@ mod tests {
         );
         let p0 = &m.partitions[&0];
         assert_eq!(
-            p0.unsequence.get(&key).unwrap().points.timestamps,
+            p0.unsequence.get(&key).unwrap().to_points().timestamps,
             vec![0, 1]
         );
         let sequence = p0.sequence.get(&key).unwrap();
-        assert_eq!(sequence.points.timestamps, vec![3, 4]);
-        assert_eq!(sequence.points.values, Values::Double(vec![1.0, 4.0]));
+        assert_eq!(sequence.to_points().timestamps, vec![3, 4]);
+        assert_eq!(sequence.to_points().values, Values::Double(vec![1.0, 4.0]));
         assert_eq!(m.points(), 4);
 
         // Every row on one side of one partition: one run, order kept, sorted at freeze.
@@ -505,10 +733,171 @@ mod tests {
         let p0 = &m.partitions[&0];
         assert!(p0.unsequence.is_empty());
         assert_eq!(
-            p0.sequence.get(&key).unwrap().points.timestamps,
+            p0.sequence.get(&key).unwrap().to_points().timestamps,
             vec![7, 5, 6]
         );
         let frozen = m.freeze();
         assert_eq!(frozen.read(0, &key).unwrap().timestamps, vec![5, 6, 7]);
+    }
+
+    fn append(m: &mut Memtable, ts: &[i64]) {
+        let values: Vec<f64> = ts.iter().map(|&t| t as f64).collect();
+        m.apply(
+            &tablet("root.db.d1", ts, &values, None),
+            |_| 0,
+            |_, _| Side::Sequence,
+        );
+    }
+
+    fn buffer(m: &Memtable) -> &SeriesBuffer {
+        m.partitions[&0]
+            .sequence
+            .get(&SeriesKey::new("root.db.d1", "s1"))
+            .unwrap()
+    }
+
+    #[test]
+    fn evenly_stepped_timestamps_keep_no_list() {
+        let mut m = Memtable::default();
+        append(&mut m, &[100]);
+        append(&mut m, &[110, 120, 130]);
+        append(&mut m, &[140]);
+        append(&mut m, &[150, 160]);
+        assert!(buffer(&m).is_regular());
+        // Only the values take memory: 16 doubles (the smallest capacity).
+        let entries = DEVICE_ENTRY_BYTES + SERIES_ENTRY_BYTES;
+        assert_eq!(m.heap_bytes(), entries + SERIES_CAPACITY_MIN * 8);
+        let expected: Vec<i64> = (0..7).map(|i| 100 + 10 * i).collect();
+        assert_eq!(buffer(&m).to_points().timestamps, expected);
+        let mut scratch = Vec::new();
+        assert_eq!(buffer(&m).points(&mut scratch).timestamps, &expected[..]);
+        assert_eq!(buffer(&m).last_time(), Some(160));
+
+        // A point off the step lists them all, and later ones are appended to the list.
+        append(&mut m, &[171, 180]);
+        assert!(!buffer(&m).is_regular());
+        assert_eq!(
+            m.heap_bytes(),
+            entries + SERIES_CAPACITY_MIN * 16,
+            "the list takes the values' capacity"
+        );
+        let mut expected = expected;
+        expected.extend([171, 180]);
+        assert_eq!(buffer(&m).to_points().timestamps, expected);
+        let frozen = m.freeze();
+        let key = SeriesKey::new("root.db.d1", "s1");
+        assert_eq!(frozen.read(0, &key).unwrap().timestamps, expected);
+    }
+
+    #[test]
+    fn a_second_point_sets_the_step_and_a_wrong_one_breaks_it() {
+        for (runs, regular) in [
+            (vec![vec![5], vec![7], vec![9, 11]], true),
+            (vec![vec![5], vec![7, 9]], true),
+            (vec![vec![5], vec![7, 10]], false),
+            (vec![vec![5], vec![5]], false),
+            (vec![vec![5], vec![4]], false),
+            (vec![vec![5, 6], vec![8]], false),
+            (vec![vec![5, 6], vec![7, 9]], false),
+            (vec![vec![5, 6], vec![7, 8]], true),
+            // Overflow: the step past i64::MAX ends the regular form, it does not wrap.
+            (vec![vec![i64::MAX - 1], vec![i64::MAX]], true),
+            (vec![vec![i64::MIN, 0], vec![i64::MAX]], false),
+            (vec![vec![i64::MIN], vec![0, i64::MAX]], false),
+        ] {
+            let mut m = Memtable::default();
+            for run in &runs {
+                append(&mut m, run);
+            }
+            assert_eq!(buffer(&m).is_regular(), regular, "{runs:?}");
+            let all: Vec<i64> = runs.concat();
+            assert_eq!(buffer(&m).to_points().timestamps, all, "{runs:?}");
+        }
+    }
+
+    /// A reference memtable of one series: every point appended, sorted stably by time,
+    /// the last of equal timestamps kept.
+    fn model(points: &[(i64, f64)]) -> PointColumn {
+        let mut sorted = points.to_vec();
+        sorted.sort_by_key(|p| p.0);
+        let mut out = PointColumn::new(DataType::Double);
+        for (n, &(t, v)) in sorted.iter().enumerate() {
+            if sorted.get(n + 1).is_some_and(|next| next.0 == t) {
+                continue;
+            }
+            out.timestamps.push(t);
+            out.values.push(Value::Double(v));
+        }
+        out
+    }
+
+    proptest::proptest! {
+        /// Runs regular, jittered, repeated, out of order and with nulls, near the ends of
+        /// i64 too: whatever form the buffer keeps, reads before and after freeze and the
+        /// flush's borrowed points equal the reference.
+        #[test]
+        fn every_form_reads_what_was_written(
+            runs in proptest::collection::vec(
+                (
+                    proptest::prop_oneof![
+                        Just(0i64),
+                        Just(i64::MAX - 40),
+                        Just(i64::MIN),
+                        -1000i64..1000,
+                    ],
+                    proptest::prop_oneof![Just(1i64), Just(10), -3i64..4],
+                    1usize..6,
+                    proptest::option::of(0usize..6),
+                    proptest::prop_oneof![Just(0i64), Just(0), -2i64..3],
+                ),
+                1..12,
+            )
+        ) {
+            let mut m = Memtable::default();
+            let mut written = Vec::new();
+            let mut next = 0.0;
+            let mut last = None;
+            for (start, step, len, null, jitter) in runs {
+                // A run continues the previous one half the time (the common case).
+                let start = match last {
+                    Some(t) if start % 2 == 0 => t,
+                    _ => start,
+                };
+                let ts: Vec<i64> = (0..len as i64)
+                    .map(|i| start.saturating_add(step.saturating_mul(i + 1)).saturating_add(
+                        if i == 1 { jitter } else { 0 },
+                    ))
+                    .collect();
+                let values: Vec<f64> = ts.iter().map(|_| { next += 1.0; next }).collect();
+                let nulls = null.filter(|&row| row < len).map(|row| {
+                    let mut bits = NullBitmap::new(len);
+                    bits.set_null(row);
+                    bits
+                });
+                for (row, (&t, &v)) in ts.iter().zip(&values).enumerate() {
+                    if nulls.as_ref().is_none_or(|bits| !bits.is_null(row)) {
+                        written.push((t, v));
+                    }
+                }
+                last = ts.last().copied();
+                m.apply(&tablet("root.db.d1", &ts, &values, nulls), |_| 0, |_, _| {
+                    Side::Sequence
+                });
+            }
+            let expected = model(&written);
+            let key = SeriesKey::new("root.db.d1", "s1");
+            if expected.is_empty() {
+                proptest::prop_assert!(m.read(0, &key).is_none_or(|p| p.is_empty()));
+                return Ok(());
+            }
+            proptest::prop_assert_eq!(m.read(0, &key).unwrap(), expected.clone());
+            let frozen = m.freeze();
+            proptest::prop_assert_eq!(frozen.read(0, &key).unwrap(), expected.clone());
+            let buffer = frozen.partitions[&0].sequence.get(&key).unwrap();
+            let mut scratch = vec![7; 3];
+            let points = buffer.points(&mut scratch);
+            proptest::prop_assert_eq!(points.timestamps, &expected.timestamps[..]);
+            proptest::prop_assert_eq!(points.values, &expected.values);
+        }
     }
 }

@@ -268,7 +268,9 @@ fn merge_cluster(mut cluster: Vec<RankedPiece<'_>>, range: TimeRange) -> Result<
         }
     }
     // Appended oldest rank first, so the stable sort keeps the newest of each timestamp last.
-    Ok(sorted_newest_wins(&all.expect("cluster is non-empty")))
+    Ok(sorted_newest_wins(
+        all.expect("cluster is non-empty").as_points(),
+    ))
 }
 
 /// `points` restricted to `range`.

@@ -1,7 +1,7 @@
 //! Per-chunk statistics: what aggregations read instead of the points when a chunk lies
 //! wholly inside a query window.
 
-use crate::types::{DataType, PointColumn, Timestamp, Value, Values};
+use crate::types::{DataType, PointColumn, Points, Timestamp, Value, Values};
 
 /// Statistics of a run of points of one series (a chunk, a memtable slice).
 ///
@@ -21,12 +21,12 @@ pub struct Stats {
 
 impl Stats {
     /// The statistics of `points[range]`, or `None` when the range is empty.
-    pub fn of(points: &PointColumn, range: std::ops::Range<usize>) -> Option<Stats> {
+    pub fn of(points: Points<'_>, range: std::ops::Range<usize>) -> Option<Stats> {
         if range.is_empty() {
             return None;
         }
         let (first_i, last_i) = (range.start, range.end - 1);
-        let (min, max, sum) = numeric_summary(&points.values, range.clone());
+        let (min, max, sum) = numeric_summary(points.values, range.clone());
         Some(Stats {
             count: range.len() as u64,
             min_time: points.timestamps[first_i],
@@ -41,7 +41,7 @@ impl Stats {
 
     /// The statistics of all of `points`, or `None` when empty.
     pub fn of_all(points: &PointColumn) -> Option<Stats> {
-        Stats::of(points, 0..points.len())
+        Stats::of(points.as_points(), 0..points.len())
     }
 
     /// The type of the values summarised.

@@ -417,6 +417,39 @@ impl PointColumn {
     pub fn data_type(&self) -> DataType {
         self.values.data_type()
     }
+
+    /// The column borrowed as [`Points`].
+    pub fn as_points(&self) -> Points<'_> {
+        Points {
+            timestamps: &self.timestamps,
+            values: &self.values,
+        }
+    }
+}
+
+/// Points of one series, borrowed: timestamps and values of the same length (what the
+/// sealed-file writer and the statistics read, whoever owns the columns).
+#[derive(Clone, Copy, Debug)]
+pub struct Points<'a> {
+    pub timestamps: &'a [Timestamp],
+    pub values: &'a Values,
+}
+
+impl Points<'_> {
+    /// The number of points.
+    pub fn len(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// Whether there are no points.
+    pub fn is_empty(&self) -> bool {
+        self.timestamps.is_empty()
+    }
+
+    /// The type of the values.
+    pub fn data_type(&self) -> DataType {
+        self.values.data_type()
+    }
 }
 
 /// A series' name inside a region: device path and measurement.

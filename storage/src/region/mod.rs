@@ -1325,11 +1325,8 @@ impl State {
         for (&slot, partition) in &memtable.partitions {
             for side in [&partition.sequence, &partition.unsequence] {
                 for (device, series) in &side.devices {
-                    let newest = series
-                        .values()
-                        .filter_map(|b| b.points.timestamps.last())
-                        .max();
-                    if let Some(&newest) = newest {
+                    let newest = series.values().filter_map(|b| b.last_time()).max();
+                    if let Some(newest) = newest {
                         let entry = self
                             .flushed_last_time
                             .entry((slot, device.clone()))
@@ -2116,15 +2113,17 @@ fn write_flush_files(
         let series: Vec<_> = side
             .sorted_series()
             .into_iter()
-            .filter(|(_, buffer)| !buffer.points.is_empty())
+            .filter(|(_, buffer)| !buffer.is_empty())
             .collect();
         if series.is_empty() {
             continue;
         }
         let path = target.sealed_dir.join(entry.file_name());
         let mut writer = SealedFileWriter::create_in(target.file_system, &path, target.options)?;
+        // One buffer holds the timestamps of every series that keeps only their step.
+        let mut timestamps = Vec::new();
         for (key, buffer) in series {
-            writer.write_series(&key, &buffer.points)?;
+            writer.write_points(&key, buffer.points(&mut timestamps))?;
         }
         writer.finish()?;
         out.push(LiveFile {

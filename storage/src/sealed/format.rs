@@ -927,7 +927,11 @@ mod tests {
         let chunks: Vec<ChunkMeta> = (0..2)
             .map(|i| {
                 let range = i * 500..(i + 1) * 500;
-                chunk(Stats::of(&points, range).unwrap(), 0, 480 + i as u64)
+                chunk(
+                    Stats::of(points.as_points(), range).unwrap(),
+                    0,
+                    480 + i as u64,
+                )
             })
             .collect();
         let bytes = roundtrip(&[(DataType::Double, chunks)]);

@@ -16,7 +16,7 @@ use crate::config::Compression;
 use crate::error::{Result, StorageError};
 use crate::file_system::{FileSystem, StdFileSystem, WritableFile};
 use crate::stats::Stats;
-use crate::types::{PointColumn, SeriesKey, Timestamp};
+use crate::types::{PointColumn, Points, SeriesKey, Timestamp};
 
 /// Buffer between the encoder and the file: large enough that writes are few.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
@@ -85,6 +85,11 @@ impl SealedFileWriter {
     /// with at least one point and strictly increasing timestamps: anything else is the
     /// caller's bug and panics.
     pub fn write_series(&mut self, key: &SeriesKey, points: &PointColumn) -> Result<()> {
+        self.write_points(key, points.as_points())
+    }
+
+    /// [`Self::write_series`] from borrowed columns.
+    pub fn write_points(&mut self, key: &SeriesKey, points: Points<'_>) -> Result<()> {
         assert!(
             self.series.last().is_none_or(|last| last.key < *key),
             "series {key} written out of key order"
@@ -131,7 +136,7 @@ impl SealedFileWriter {
     /// so the statistics imply them and no time block is written.
     fn write_chunk(
         &mut self,
-        points: &PointColumn,
+        points: Points<'_>,
         range: std::ops::Range<usize>,
         regular: bool,
     ) -> Result<ChunkMeta> {
@@ -147,7 +152,7 @@ impl SealedFileWriter {
         let time_block_len = self.block.len() as u64;
 
         self.column.clear();
-        codec::encode_values_range(&points.values, range, &mut self.column);
+        codec::encode_values_range(points.values, range, &mut self.column);
         format::encode_block(&self.column, self.options.compression, &mut self.block);
         let value_block_len = self.block.len() as u64 - time_block_len;
 
