@@ -109,6 +109,9 @@ fn request_kind(request: &Request) -> RequestKind {
 }
 
 impl ShardHandler {
+    /// Every path but the write's is boxed: a request's task is spawned with its future,
+    /// copied whole, and the future is as large as its largest path (a query's or an SQL
+    /// statement's, ~17 KiB); boxed, a write's task moves ~2.4 KiB.
     async fn dispatch(&self, request: Request, stream: &ResponseStream) -> ResponseResult {
         let shard = &self.shard;
         match request {
@@ -125,22 +128,27 @@ impl ShardHandler {
                 .insert(insert.tablets)
                 .await
                 .map(|()| ResponsePayload::Done),
-            Request::QueryRaw(query) => shard.query_raw(query, stream).await,
-            Request::QueryAggregate(query) => shard.query_aggregate(query).await,
-            Request::QueryLast(series) => shard.query_last(series).await,
+            Request::QueryRaw(query) => Box::pin(shard.query_raw(query, stream)).await,
+            Request::QueryAggregate(query) => Box::pin(shard.query_aggregate(query)).await,
+            Request::QueryLast(series) => Box::pin(shard.query_last(series)).await,
             Request::FetchRouteTable { known_version } => {
                 let route = shard.route();
                 Ok(ResponsePayload::RouteTable(
                     (route.version() != known_version).then(|| route.table.clone()),
                 ))
             }
-            Request::Flush { databases: _ } => {
-                shard.flush_all().await.map(|()| ResponsePayload::Done)
+            Request::Flush { databases: _ } => Box::pin(shard.flush_all())
+                .await
+                .map(|()| ResponsePayload::Done),
+            Request::ExecuteSql { statement } => {
+                Box::pin(async move {
+                    match shard.open_sql(&statement).await? {
+                        SqlAnswer::Whole(result) => stream_whole(result, stream).await,
+                        SqlAnswer::Pages(pages) => stream_pages(pages, stream).await,
+                    }
+                })
+                .await
             }
-            Request::ExecuteSql { statement } => match shard.open_sql(&statement).await? {
-                SqlAnswer::Whole(result) => stream_whole(result, stream).await,
-                SqlAnswer::Pages(pages) => stream_pages(pages, stream).await,
-            },
         }
     }
 }

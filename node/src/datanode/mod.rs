@@ -201,6 +201,13 @@ impl Shard {
     /// In a cluster, a schema question about a device whose SchemaRegion is on another
     /// DataNode is answered there (one internal request, from shard 0).
     pub async fn control(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
+        // Boxed: every request path that may ask the control plane (a write creating a
+        // series or a partition) would otherwise carry this future's kilobytes in its own,
+        // and a task's future is copied whole when spawned, once per request.
+        Box::pin(self.control_unboxed(request)).await
+    }
+
+    async fn control_unboxed(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
         let forwardable = request.forwardable();
         let answer = self.shared.control.call(request).await;
         if let (Ok(answer), Some(schema)) = (&answer, forwardable) {
@@ -209,23 +216,22 @@ impl Shard {
                     data_node,
                     internal_endpoint,
                 } => {
-                    return self
-                        .ask_schema_holder(*data_node, internal_endpoint, schema)
+                    return Box::pin(self.ask_schema_holder(*data_node, internal_endpoint, schema))
                         .await;
                 }
                 ControlAnswer::SeriesAndElsewhere { series, others } => {
-                    return self.match_everywhere(series.clone(), others, schema).await;
+                    return Box::pin(self.match_everywhere(series.clone(), others, schema)).await;
                 }
                 ControlAnswer::ShowAndElsewhere { result, others } => {
                     if let crate::cluster::protocol::SchemaRequest::Show { view, .. } = schema {
-                        return self.show_everywhere(view, result, others, schema).await;
+                        return Box::pin(self.show_everywhere(view, result, others, schema)).await;
                     }
                 }
                 ControlAnswer::DeletedAndElsewhere { deleted, others } => {
                     // Dropped first: a DataNode that fails to answer below must not leave
                     // this one writing to series that are gone.
                     self.drop_cached_schemas().await;
-                    return self.delete_everywhere(*deleted, others, schema).await;
+                    return Box::pin(self.delete_everywhere(*deleted, others, schema)).await;
                 }
                 _ => {}
             }

@@ -442,7 +442,7 @@ impl Shard {
         payloads: &[Payload],
     ) -> Result<(), Status> {
         if let Some(driver) = self.replicated_here(group)? {
-            return self.write_replicated(&driver, payloads).await;
+            return Box::pin(self.write_replicated(&driver, payloads)).await;
         }
         let region = self.region(group)?;
         let mut acks = Vec::with_capacity(payloads.len());
@@ -469,7 +469,7 @@ impl Shard {
         if let Err(status) = &result
             && status.code == StatusCode::SYSTEM_READ_ONLY
         {
-            self.report_read_only(&status.message).await;
+            Box::pin(self.report_read_only(&status.message)).await;
         }
         result
     }

@@ -509,6 +509,21 @@ impl Region {
         max_wait: Duration,
         mut operation: impl FnMut() -> Result<T>,
     ) -> Result<T> {
+        match operation() {
+            // Boxed: the wait's timer and budget futures would otherwise sit in every
+            // write's future (copied whole when a request's task is spawned).
+            Err(StorageError::Overloaded { .. }) => {
+                Box::pin(self.retrying_for_room(max_wait, operation)).await
+            }
+            other => other,
+        }
+    }
+
+    async fn retrying_for_room<T>(
+        &self,
+        max_wait: Duration,
+        mut operation: impl FnMut() -> Result<T>,
+    ) -> Result<T> {
         let deadline = Instant::now() + max_wait;
         loop {
             match operation() {
