@@ -312,11 +312,7 @@ impl<S: CommandStore> ConfigNode<S> {
         let committed = self.journal.poll_committed();
         let count = committed.len();
         if count > 0 {
-            self.mutate(|node| {
-                node.apply_committed(committed);
-                Ok(())
-            })
-            .expect("applying committed entries cannot fail");
+            self.apply_committed(committed);
         }
         count
     }
@@ -337,75 +333,62 @@ impl<S: CommandStore> ConfigNode<S> {
         Some(self.history.iter().skip(skip).cloned().collect())
     }
 
-    /// Runs one operation that may change the state. Nothing follows it eagerly: the
-    /// route table is rebuilt when next asked for ([`ConfigNode::route_snapshot`]), so a
-    /// batch of operations (a thousand new partitions) rebuilds it once.
-    fn mutate<T>(&mut self, operation: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
-        operation(self)
-    }
-
     /// Registers a ConfigNode, or re-registers a known one (same internal
     /// address and port); returns its id.
     pub fn register_config_node(&mut self, spec: ConfigNodeSpec) -> Result<NodeId> {
-        self.mutate(|node| {
-            let known = node
-                .state
-                .config_node_at(&spec.internal_address, spec.internal_port);
-            let node_id = match known {
-                Some(info) if info.spec == spec && info.status == NodeStatus::Running => {
-                    return Ok(info.node_id);
-                }
-                Some(info) => info.node_id,
-                None => node.state.next_node_id(),
-            };
-            node.commit(ConfigCommand::RegisterConfigNode { node_id, spec })?;
-            Ok(node_id)
-        })
+        let known = self
+            .state
+            .config_node_at(&spec.internal_address, spec.internal_port);
+        let node_id = match known {
+            Some(info) if info.spec == spec && info.status == NodeStatus::Running => {
+                return Ok(info.node_id);
+            }
+            Some(info) => info.node_id,
+            None => self.state.next_node_id(),
+        };
+        self.commit(ConfigCommand::RegisterConfigNode { node_id, spec })?;
+        Ok(node_id)
     }
 
     /// Registers a DataNode, or re-registers a known one (same internal
     /// address and port, e.g. after a restart: it becomes Running); returns
     /// its id.
     pub fn register_data_node(&mut self, spec: DataNodeSpec) -> Result<NodeId> {
-        self.mutate(|node| {
-            let known = node
-                .state
-                .data_node_at(&spec.internal_address, spec.internal_port);
-            let node_id = match known {
-                Some(info) if info.spec == spec && info.status == NodeStatus::Running => {
-                    return Ok(info.node_id);
-                }
-                Some(info) => info.node_id,
-                None => node.state.next_node_id(),
-            };
-            node.commit(ConfigCommand::RegisterDataNode { node_id, spec })?;
-            Ok(node_id)
-        })
+        let known = self
+            .state
+            .data_node_at(&spec.internal_address, spec.internal_port);
+        let node_id = match known {
+            Some(info) if info.spec == spec && info.status == NodeStatus::Running => {
+                return Ok(info.node_id);
+            }
+            Some(info) => info.node_id,
+            None => self.state.next_node_id(),
+        };
+        self.commit(ConfigCommand::RegisterDataNode { node_id, spec })?;
+        Ok(node_id)
     }
 
     /// Sets a node's status (from heartbeats or an admin command). When a
     /// DataNode stops being Running, leadership of its groups moves to
     /// Running replicas.
     pub fn set_node_status(&mut self, node_id: NodeId, status: NodeStatus) -> Result<()> {
-        self.mutate(|node| {
-            let current = node
-                .state
-                .data_nodes()
-                .get(&node_id)
-                .map(|info| info.status)
-                .or_else(|| {
-                    node.state
-                        .config_nodes()
-                        .get(&node_id)
-                        .map(|info| info.status)
-                })
-                .ok_or(ConfigNodeError::NodeNotFound(node_id))?;
-            if current != status || !plan_leader_failover(&node.state).is_empty() {
-                // One command: applying it also moves leadership off stopped nodes.
-                node.commit(ConfigCommand::SetNodeStatus { node_id, status })?;
-            }
-            Ok(())
-        })
+        let current = self
+            .state
+            .data_nodes()
+            .get(&node_id)
+            .map(|info| info.status)
+            .or_else(|| {
+                self.state
+                    .config_nodes()
+                    .get(&node_id)
+                    .map(|info| info.status)
+            })
+            .ok_or(ConfigNodeError::NodeNotFound(node_id))?;
+        if current != status || !plan_leader_failover(&self.state).is_empty() {
+            // One command: applying it also moves leadership off stopped nodes.
+            self.commit(ConfigCommand::SetNodeStatus { node_id, status })?;
+        }
+        Ok(())
     }
 
     /// Sets a region group's in-sync set to `in_sync` (its leader's request): the
@@ -418,43 +401,41 @@ impl<S: CommandStore> ConfigNode<S> {
         version: u64,
         in_sync: &[NodeId],
     ) -> Result<()> {
-        self.mutate(|node| {
-            let current = node.state.region_group(group)?;
-            let mut out_of_sync: Vec<NodeId> = current
-                .replicas
-                .iter()
-                .map(|replica| replica.data_node_id)
-                .filter(|node| !in_sync.contains(node))
-                .collect();
-            out_of_sync.sort_unstable();
-            // A replica joins the set only while its DataNode runs: the leader may believe
-            // a dead follower caught up (it was, when it died), but a new leader must never
-            // be chosen among nodes that are down.
-            if let Some(node_id) = in_sync.iter().find(|node_id| {
-                !current.in_sync(**node_id)
-                    && node
-                        .state
-                        .data_nodes()
-                        .get(node_id)
-                        .is_none_or(|info| info.status != NodeStatus::Running)
-            }) {
-                return Err(ConfigNodeError::StaleRequest(format!(
-                    "DataNode {node_id} is not Running: it cannot join the in-sync set of \
-                     region group {group}"
-                )));
-            }
-            if out_of_sync == current.out_of_sync
-                && current.epoch == epoch
-                && current.in_sync_version == version
-            {
-                return Ok(());
-            }
-            node.commit(ConfigCommand::ChangeInSync {
-                group,
-                epoch,
-                version,
-                out_of_sync,
-            })
+        let current = self.state.region_group(group)?;
+        let mut out_of_sync: Vec<NodeId> = current
+            .replicas
+            .iter()
+            .map(|replica| replica.data_node_id)
+            .filter(|node| !in_sync.contains(node))
+            .collect();
+        out_of_sync.sort_unstable();
+        // A replica joins the set only while its DataNode runs: the leader may believe
+        // a dead follower caught up (it was, when it died), but a new leader must never
+        // be chosen among nodes that are down.
+        if let Some(node_id) = in_sync.iter().find(|node_id| {
+            !current.in_sync(**node_id)
+                && self
+                    .state
+                    .data_nodes()
+                    .get(node_id)
+                    .is_none_or(|info| info.status != NodeStatus::Running)
+        }) {
+            return Err(ConfigNodeError::StaleRequest(format!(
+                "DataNode {node_id} is not Running: it cannot join the in-sync set of \
+                 region group {group}"
+            )));
+        }
+        if out_of_sync == current.out_of_sync
+            && current.epoch == epoch
+            && current.in_sync_version == version
+        {
+            return Ok(());
+        }
+        self.commit(ConfigCommand::ChangeInSync {
+            group,
+            epoch,
+            version,
+            out_of_sync,
         })
     }
 
@@ -469,44 +450,40 @@ impl<S: CommandStore> ConfigNode<S> {
         epoch: u64,
         step_down: bool,
     ) -> Result<()> {
-        self.mutate(|node| {
-            let current = node.state.region_group(group)?;
-            if current.epoch > epoch {
-                return Ok(());
-            }
-            if !step_down {
-                return node.commit(ConfigCommand::NewLeaderEpoch { group, epoch });
-            }
-            match plan_step_down(&node.state, group) {
-                Some(leader) => node.commit(ConfigCommand::ChangeLeaders {
-                    changes: vec![(group, leader)],
-                }),
-                None => Ok(()),
-            }
-        })
+        let current = self.state.region_group(group)?;
+        if current.epoch > epoch {
+            return Ok(());
+        }
+        if !step_down {
+            return self.commit(ConfigCommand::NewLeaderEpoch { group, epoch });
+        }
+        match plan_step_down(&self.state, group) {
+            Some(leader) => self.commit(ConfigCommand::ChangeLeaders {
+                changes: vec![(group, leader)],
+            }),
+            None => Ok(()),
+        }
     }
 
     /// Records the leader a replicated SchemaRegion group elected (its replica's report):
     /// a no-op when already recorded. Refused for a data group or an unreplicated one
     /// (their leaders are the ConfigNode's choice) and for a node holding no replica.
     pub fn report_schema_leader(&mut self, group: RegionGroupId, leader: NodeId) -> Result<()> {
-        self.mutate(|node| {
-            let current = node.state.region_group(group)?;
-            if !current.elects_leader() {
-                return Err(ConfigNodeError::NodeRefused {
-                    node_id: leader,
-                    reason: format!(
-                        "region group {group} does not elect its leader: the ConfigNode \
-                         chooses it"
-                    ),
-                });
-            }
-            if current.leader == leader {
-                return Ok(());
-            }
-            node.commit(ConfigCommand::ChangeLeaders {
-                changes: vec![(group, leader)],
-            })
+        let current = self.state.region_group(group)?;
+        if !current.elects_leader() {
+            return Err(ConfigNodeError::NodeRefused {
+                node_id: leader,
+                reason: format!(
+                    "region group {group} does not elect its leader: the ConfigNode \
+                     chooses it"
+                ),
+            });
+        }
+        if current.leader == leader {
+            return Ok(());
+        }
+        self.commit(ConfigCommand::ChangeLeaders {
+            changes: vec![(group, leader)],
         })
     }
 
@@ -517,14 +494,12 @@ impl<S: CommandStore> ConfigNode<S> {
         &mut self,
         reports: &std::collections::HashMap<u32, LeaderReport>,
     ) -> Result<usize> {
-        self.mutate(|node| {
-            let changes = plan_leader_balance(&node.state, reports);
-            let moved = changes.len();
-            if moved > 0 {
-                node.commit(ConfigCommand::ChangeLeaders { changes })?;
-            }
-            Ok(moved)
-        })
+        let changes = plan_leader_balance(&self.state, reports);
+        let moved = changes.len();
+        if moved > 0 {
+            self.commit(ConfigCommand::ChangeLeaders { changes })?;
+        }
+        Ok(moved)
     }
 
     /// `REMOVE CONFIGNODE node`: forgets a ConfigNode (its host then takes it out of the
@@ -533,30 +508,28 @@ impl<S: CommandStore> ConfigNode<S> {
     /// (`cluster::confignode_service`) has a leader asked to remove itself hand
     /// leadership over first, and the new leader removes it.
     pub fn remove_config_node(&mut self, node_id: NodeId) -> Result<()> {
-        self.mutate(|node| {
-            if !node.state.config_nodes().contains_key(&node_id) {
-                return Err(ConfigNodeError::NodeNotFound(node_id));
-            }
-            let refused = |reason: &str| ConfigNodeError::NodeRefused {
-                node_id,
-                reason: reason.to_string(),
-            };
-            if node.state.config_nodes().len() == 1 {
-                return Err(refused("the last ConfigNode cannot be removed"));
-            }
-            if node.leader == Some(node_id) {
-                return Err(refused(
-                    "it leads the ConfigNode group: stop it first (the others elect a new \
-                     leader), then remove it",
-                ));
-            }
-            node.commit(ConfigCommand::RemoveNode { node_id })
-        })
+        if !self.state.config_nodes().contains_key(&node_id) {
+            return Err(ConfigNodeError::NodeNotFound(node_id));
+        }
+        let refused = |reason: &str| ConfigNodeError::NodeRefused {
+            node_id,
+            reason: reason.to_string(),
+        };
+        if self.state.config_nodes().len() == 1 {
+            return Err(refused("the last ConfigNode cannot be removed"));
+        }
+        if self.leader == Some(node_id) {
+            return Err(refused(
+                "it leads the ConfigNode group: stop it first (the others elect a new \
+                 leader), then remove it",
+            ));
+        }
+        self.commit(ConfigCommand::RemoveNode { node_id })
     }
 
     /// Removes a node. A DataNode must hold no region replica.
     pub fn remove_node(&mut self, node_id: NodeId) -> Result<()> {
-        self.mutate(|node| node.commit(ConfigCommand::RemoveNode { node_id }))
+        self.commit(ConfigCommand::RemoveNode { node_id })
     }
 
     /// Resolves `CREATE DATABASE` attributes against the cluster defaults.
@@ -591,11 +564,9 @@ impl<S: CommandStore> ConfigNode<S> {
     /// with the first partition.
     pub fn create_database(&mut self, name: &str, attributes: &DatabaseAttributes) -> Result<()> {
         let settings = self.settings_for(attributes);
-        self.mutate(|node| {
-            node.commit(ConfigCommand::CreateDatabase {
-                name: name.to_string(),
-                settings,
-            })
+        self.commit(ConfigCommand::CreateDatabase {
+            name: name.to_string(),
+            settings,
         })
     }
 
@@ -621,11 +592,9 @@ impl<S: CommandStore> ConfigNode<S> {
         if let Some(count) = attributes.data_region_group_num {
             settings.data_region_groups = RegionGroupPolicy::Custom(count);
         }
-        self.mutate(|node| {
-            node.commit(ConfigCommand::AlterDatabase {
-                name: name.to_string(),
-                settings,
-            })
+        self.commit(ConfigCommand::AlterDatabase {
+            name: name.to_string(),
+            settings,
         })
     }
 
@@ -633,49 +602,43 @@ impl<S: CommandStore> ConfigNode<S> {
     pub fn set_ttl(&mut self, name: &str, ttl_ms: Option<u64>) -> Result<()> {
         let mut settings = self.state.database(name)?.settings.clone();
         settings.ttl_ms = ttl_ms;
-        self.mutate(|node| {
-            node.commit(ConfigCommand::AlterDatabase {
-                name: name.to_string(),
-                settings,
-            })
+        self.commit(ConfigCommand::AlterDatabase {
+            name: name.to_string(),
+            settings,
         })
     }
 
     /// Deletes one database with its region groups and partitions: a
     /// [`Procedure::DeleteDatabase`], run to its end (`env` drops the replicas).
     pub fn delete_database(&mut self, name: &str, env: &mut dyn ProcedureEnv) -> Result<()> {
-        self.mutate(|node| {
-            node.state.database(name)?;
-            let id = node.state.next_procedure_id();
-            node.commit(ConfigCommand::StartProcedure {
-                id,
-                procedure: Procedure::DeleteDatabase {
-                    name: name.to_string(),
-                    step: DeleteDatabaseStep::DropReplicas,
-                },
-            })?;
-            node.kill_point(KillPoint::DeleteDatabaseStarted)?;
-            node.run_procedure(id, env)
-        })
+        self.state.database(name)?;
+        let id = self.state.next_procedure_id();
+        self.commit(ConfigCommand::StartProcedure {
+            id,
+            procedure: Procedure::DeleteDatabase {
+                name: name.to_string(),
+                step: DeleteDatabaseStep::DropReplicas,
+            },
+        })?;
+        self.kill_point(KillPoint::DeleteDatabaseStarted)?;
+        self.run_procedure(id, env)
     }
 
     /// Resumes every procedure a crash interrupted, oldest first. A ConfigNode calls
     /// this once after opening (and, later, on becoming leader) before serving requests.
     pub fn resume_procedures(&mut self, env: &mut dyn ProcedureEnv) -> Result<usize> {
         let ids: Vec<ProcedureId> = self.state.procedures().keys().copied().collect();
-        self.mutate(|node| {
-            for &id in &ids {
-                let procedure = &node.state.procedures()[&id];
-                tracing::info!(
-                    id,
-                    kind = procedure.kind(),
-                    ?procedure,
-                    "resuming a procedure"
-                );
-                node.run_procedure(id, env)?;
-            }
-            Ok(ids.len())
-        })
+        for &id in &ids {
+            let procedure = &self.state.procedures()[&id];
+            tracing::info!(
+                id,
+                kind = procedure.kind(),
+                ?procedure,
+                "resuming a procedure"
+            );
+            self.run_procedure(id, env)?;
+        }
+        Ok(ids.len())
     }
 
     /// Runs procedure `id` from its recorded step to its end.
@@ -737,75 +700,73 @@ impl<S: CommandStore> ConfigNode<S> {
         from: NodeId,
         to: NodeId,
     ) -> Result<ProcedureId> {
-        self.mutate(|node| {
-            let current = node.state.region_group(group)?;
-            let refused = |reason: String| ConfigNodeError::RegionRefused { group, reason };
-            if !current.replicas.iter().any(|r| r.data_node_id == from) {
-                return Err(refused(format!("DataNode {from} holds no replica of it")));
-            }
-            let target = node
-                .state
-                .data_nodes()
-                .get(&to)
-                .ok_or(ConfigNodeError::NodeNotFound(to))?;
-            if target.status != NodeStatus::Running {
-                return Err(refused(format!(
-                    "DataNode {to} is {}, not Running",
-                    target.status.as_str()
-                )));
-            }
-            if current.replicas.iter().any(|r| r.data_node_id == to) {
-                return Err(refused(format!(
-                    "DataNode {to} already holds a replica of it"
-                )));
-            }
-            if let Some((id, ..)) = node.state.migration_of(group) {
-                return Err(refused(format!("migration {id} of it is running")));
-            }
-            if current.kind == RegionGroupKind::Schema
-                && let Some(id) = node.state.procedures().iter().find_map(|(id, p)| match p {
-                    Procedure::MigrateRegion {
-                        group: g,
-                        from: f,
-                        to: t,
-                        ..
-                    } if *f == to
-                        && *t == from
-                        && node
-                            .state
-                            .region_groups()
-                            .get(g)
-                            .is_some_and(|g| g.kind == RegionGroupKind::Schema) =>
-                    {
-                        Some(*id)
-                    }
-                    _ => None,
-                })
-            {
-                // Each DataNode's control thread would wait on the other's.
-                return Err(refused(format!(
-                    "migration {id} copies a SchemaRegion from DataNode {to} to {from}; wait \
-                     for it"
-                )));
-            }
-            for n in [from, to] {
-                if let Some(id) = node.state.removal_of(n) {
-                    return Err(refused(format!(
-                        "DataNode {n} is being removed (procedure {id})"
-                    )));
+        let current = self.state.region_group(group)?;
+        let refused = |reason: String| ConfigNodeError::RegionRefused { group, reason };
+        if !current.replicas.iter().any(|r| r.data_node_id == from) {
+            return Err(refused(format!("DataNode {from} holds no replica of it")));
+        }
+        let target = self
+            .state
+            .data_nodes()
+            .get(&to)
+            .ok_or(ConfigNodeError::NodeNotFound(to))?;
+        if target.status != NodeStatus::Running {
+            return Err(refused(format!(
+                "DataNode {to} is {}, not Running",
+                target.status.as_str()
+            )));
+        }
+        if current.replicas.iter().any(|r| r.data_node_id == to) {
+            return Err(refused(format!(
+                "DataNode {to} already holds a replica of it"
+            )));
+        }
+        if let Some((id, ..)) = self.state.migration_of(group) {
+            return Err(refused(format!("migration {id} of it is running")));
+        }
+        if current.kind == RegionGroupKind::Schema
+            && let Some(id) = self.state.procedures().iter().find_map(|(id, p)| match p {
+                Procedure::MigrateRegion {
+                    group: g,
+                    from: f,
+                    to: t,
+                    ..
+                } if *f == to
+                    && *t == from
+                    && self
+                        .state
+                        .region_groups()
+                        .get(g)
+                        .is_some_and(|g| g.kind == RegionGroupKind::Schema) =>
+                {
+                    Some(*id)
                 }
+                _ => None,
+            })
+        {
+            // Each DataNode's control thread would wait on the other's.
+            return Err(refused(format!(
+                "migration {id} copies a SchemaRegion from DataNode {to} to {from}; wait \
+                 for it"
+            )));
+        }
+        for n in [from, to] {
+            if let Some(id) = self.state.removal_of(n) {
+                return Err(refused(format!(
+                    "DataNode {n} is being removed (procedure {id})"
+                )));
             }
-            let shard = plan_migration_shard(&node.state, current.kind, to);
-            node.start_migration(
-                group,
-                from,
-                RegionReplica {
-                    data_node_id: to,
-                    shard,
-                },
-                None,
-            )
-        })
+        }
+        let shard = plan_migration_shard(&self.state, current.kind, to);
+        self.start_migration(
+            group,
+            from,
+            RegionReplica {
+                data_node_id: to,
+                shard,
+            },
+            None,
+        )
     }
 
     fn start_migration(
@@ -839,87 +800,85 @@ impl<S: CommandStore> ConfigNode<S> {
     /// migrated, or when the node is not Running and holds the only replica of a group
     /// (that copy can only come from the node itself, so the removal could never finish).
     pub fn remove_data_node(&mut self, node_id: NodeId) -> Result<ProcedureId> {
-        self.mutate(|node| {
-            if let Some(id) = node.state.removal_of(node_id) {
-                return Ok(id);
+        if let Some(id) = self.state.removal_of(node_id) {
+            return Ok(id);
+        }
+        if !self.state.data_nodes().contains_key(&node_id) {
+            return Err(ConfigNodeError::NodeNotFound(node_id));
+        }
+        let refused = |reason: String| ConfigNodeError::NodeRefused { node_id, reason };
+        let remaining = self
+            .state
+            .data_nodes()
+            .values()
+            .filter(|n| n.node_id != node_id && n.status == NodeStatus::Running)
+            .count();
+        let largest_factor = self
+            .state
+            .databases()
+            .values()
+            .map(|d| {
+                d.settings
+                    .data_replication_factor
+                    .max(d.settings.schema_replication_factor)
+            })
+            .max()
+            .unwrap_or(1)
+            .max(1);
+        if remaining < largest_factor as usize {
+            return Err(refused(format!(
+                "only {remaining} Running DataNodes would remain, fewer than the \
+                 largest replication factor {largest_factor}"
+            )));
+        }
+        let status = self.state.data_nodes()[&node_id].status;
+        for group in self.state.region_groups().values() {
+            if !group.replicas.iter().any(|r| r.data_node_id == node_id) {
+                continue;
             }
-            if !node.state.data_nodes().contains_key(&node_id) {
-                return Err(ConfigNodeError::NodeNotFound(node_id));
-            }
-            let refused = |reason: String| ConfigNodeError::NodeRefused { node_id, reason };
-            let remaining = node
-                .state
-                .data_nodes()
-                .values()
-                .filter(|n| n.node_id != node_id && n.status == NodeStatus::Running)
-                .count();
-            let largest_factor = node
-                .state
-                .databases()
-                .values()
-                .map(|d| {
-                    d.settings
-                        .data_replication_factor
-                        .max(d.settings.schema_replication_factor)
-                })
-                .max()
-                .unwrap_or(1)
-                .max(1);
-            if remaining < largest_factor as usize {
+            if group.replicas.len() == 1 && status != NodeStatus::Running {
                 return Err(refused(format!(
-                    "only {remaining} Running DataNodes would remain, fewer than the \
-                     largest replication factor {largest_factor}"
+                    "it is {} and holds the only replica of {} {}; that copy can only \
+                     be sent by the node itself, so start it again first",
+                    status.as_str(),
+                    group.kind.as_str(),
+                    group.id
                 )));
             }
-            let status = node.state.data_nodes()[&node_id].status;
-            for group in node.state.region_groups().values() {
-                if !group.replicas.iter().any(|r| r.data_node_id == node_id) {
-                    continue;
-                }
-                if group.replicas.len() == 1 && status != NodeStatus::Running {
-                    return Err(refused(format!(
-                        "it is {} and holds the only replica of {} {}; that copy can only \
-                         be sent by the node itself, so start it again first",
-                        status.as_str(),
-                        group.kind.as_str(),
-                        group.id
-                    )));
-                }
-                let down = group.replicas.iter().map(|r| r.data_node_id).find(|n| {
-                    *n != node_id
-                        && node
-                            .state
-                            .data_nodes()
-                            .get(n)
-                            .is_none_or(|info| info.status != NodeStatus::Running)
-                });
-                if let Some(down) = down {
-                    return Err(refused(format!(
-                        "DataNode {down}, which holds another replica of region {}, is not \
-                         Running; removing this one could lose the group's data",
-                        group.id
-                    )));
-                }
-                if let Some((id, ..)) = node.state.migration_of(group.id) {
-                    return Err(refused(format!(
-                        "region {} is being migrated (procedure {id}); wait for it",
-                        group.id
-                    )));
-                }
+            let down = group.replicas.iter().map(|r| r.data_node_id).find(|n| {
+                *n != node_id
+                    && self
+                        .state
+                        .data_nodes()
+                        .get(n)
+                        .is_none_or(|info| info.status != NodeStatus::Running)
+            });
+            if let Some(down) = down {
+                return Err(refused(format!(
+                    "DataNode {down}, which holds another replica of region {}, is not \
+                     Running; removing this one could lose the group's data",
+                    group.id
+                )));
             }
-            let id = node.state.next_procedure_id();
-            node.commit(ConfigCommand::StartProcedure {
-                id,
-                procedure: Procedure::RemoveDataNode {
-                    node: node_id,
-                    step: RemoveDataNodeStep::MoveReplicas,
-                },
-            })?;
-            tracing::info!(id, node = %node_id, "DataNode removal started");
-            node.kill_point(KillPoint::RemoveDataNodeStarted)?;
-            node.advance_removal(id, node_id, RemoveDataNodeStep::MoveReplicas)?;
-            Ok(id)
-        })
+            if let Some((id, ..)) = self.state.migration_of(group.id) {
+                return Err(refused(format!(
+                    "region {} is being migrated (procedure {id}); wait for it",
+                    group.id
+                )));
+            }
+        }
+        let id = self.state.next_procedure_id();
+        self.commit(ConfigCommand::StartProcedure {
+            id,
+            procedure: Procedure::RemoveDataNode {
+                node: node_id,
+                step: RemoveDataNodeStep::MoveReplicas,
+            },
+        })?;
+        tracing::info!(id, node = %node_id, "DataNode removal started");
+        self.kill_point(KillPoint::RemoveDataNodeStarted)?;
+        self.advance_removal(id, node_id, RemoveDataNodeStep::MoveReplicas)?;
+        Ok(id)
     }
 
     /// Moves every migration and DataNode removal on as far as the state and the leaders'
@@ -942,49 +901,46 @@ impl<S: CommandStore> ConfigNode<S> {
         self.catch_up_targets
             .retain(|id, _| ids.iter().any(|(known, _)| known == id));
         let before = self.state.version();
-        self.mutate(|node| {
-            for (id, procedure) in ids {
-                let outcome = match procedure {
-                    Procedure::MigrateRegion {
-                        group,
-                        from,
-                        to,
+        for (id, procedure) in ids {
+            let outcome = match procedure {
+                Procedure::MigrateRegion {
+                    group,
+                    from,
+                    to,
+                    shard,
+                    step,
+                    ..
+                } => self.advance_migration(
+                    id,
+                    group,
+                    from,
+                    RegionReplica {
+                        data_node_id: to,
                         shard,
-                        step,
-                        ..
-                    } => node.advance_migration(
-                        id,
-                        group,
-                        from,
-                        RegionReplica {
-                            data_node_id: to,
-                            shard,
-                        },
-                        step,
-                        reports,
-                    ),
-                    Procedure::RemoveDataNode { node: target, step } => {
-                        node.advance_removal(id, target, step)
-                    }
-                    Procedure::DeleteDatabase { .. } => Ok(()),
-                };
-                match outcome {
-                    Ok(()) => {}
-                    // A crash (a test's kill point) or a failed store stops everything.
-                    Err(
-                        error @ (ConfigNodeError::Killed(_)
-                        | ConfigNodeError::Store(_)
-                        | ConfigNodeError::Journal(_)),
-                    ) => return Err(error),
-                    // One procedure's refused step (a state that moved under it) must not
-                    // hold the others up: it is tried again next round.
-                    Err(error) => {
-                        tracing::warn!(id, %error, "a procedure step failed; retried next round")
-                    }
+                    },
+                    step,
+                    reports,
+                ),
+                Procedure::RemoveDataNode { node: target, step } => {
+                    self.advance_removal(id, target, step)
+                }
+                Procedure::DeleteDatabase { .. } => Ok(()),
+            };
+            match outcome {
+                Ok(()) => {}
+                // A crash (a test's kill point) or a failed store stops everything.
+                Err(
+                    error @ (ConfigNodeError::Killed(_)
+                    | ConfigNodeError::Store(_)
+                    | ConfigNodeError::Journal(_)),
+                ) => return Err(error),
+                // One procedure's refused step (a state that moved under it) must not
+                // hold the others up: it is tried again next round.
+                Err(error) => {
+                    tracing::warn!(id, %error, "a procedure step failed; retried next round")
                 }
             }
-            Ok(())
-        })?;
+        }
         Ok((self.state.version() - before) as usize)
     }
 
@@ -1041,7 +997,7 @@ impl<S: CommandStore> ConfigNode<S> {
         group: RegionGroupId,
         node: NodeId,
     ) -> Result<()> {
-        self.mutate(|this| match this.state.procedures().get(&id).cloned() {
+        match self.state.procedures().get(&id).cloned() {
             Some(Procedure::MigrateRegion {
                 group: g,
                 to,
@@ -1054,8 +1010,8 @@ impl<S: CommandStore> ConfigNode<S> {
                     return Ok(());
                 }
                 tracing::info!(id, %group, to = %node, "migration: the new schema replica caught up");
-                this.kill_point(KillPoint::MigrateCaughtUp)?;
-                this.advance_to(
+                self.kill_point(KillPoint::MigrateCaughtUp)?;
+                self.advance_to(
                     id,
                     Procedure::MigrateRegion {
                         group,
@@ -1071,7 +1027,7 @@ impl<S: CommandStore> ConfigNode<S> {
                 group,
                 reason: format!("no migration {id} adds a replica of it on DataNode {node}"),
             }),
-        })
+        }
     }
 
     /// The Raft leader of a replicated SchemaRegion group says `node`'s replica, which
@@ -1084,47 +1040,45 @@ impl<S: CommandStore> ConfigNode<S> {
         group: RegionGroupId,
         node: NodeId,
     ) -> Result<()> {
-        self.mutate(|this| {
-            let refused = |reason: String| ConfigNodeError::RegionRefused { group, reason };
-            let Some(Procedure::MigrateRegion {
-                group: g,
-                from,
-                to,
-                step,
-                ..
-            }) = this.state.procedures().get(&id).cloned()
-            else {
-                return Err(refused(format!("no migration {id} runs")));
-            };
-            let Some(removed) = step.leaving(from, to) else {
-                return Err(refused(format!(
-                    "migration {id} removes no replica now (step {step:?})"
-                )));
-            };
-            if g != group || removed != node {
-                return Err(refused(format!(
-                    "migration {id} removes no replica of it on DataNode {node}"
-                )));
-            }
-            if this
-                .state
-                .region_group(group)?
-                .replicas
-                .iter()
-                .any(|r| r.data_node_id == node)
-            {
-                // The ConfigNode's own step comes first (the next procedure round).
-                return Err(refused(format!(
-                    "DataNode {node} still holds a replica of it"
-                )));
-            }
-            if step == MigrateStep::Cancel {
-                tracing::warn!(id, %group, %from, %to, "region migration rolled back");
-            } else {
-                tracing::info!(id, %group, %from, %to, "region migration finished");
-            }
-            this.commit(ConfigCommand::FinishProcedure { id })
-        })
+        let refused = |reason: String| ConfigNodeError::RegionRefused { group, reason };
+        let Some(Procedure::MigrateRegion {
+            group: g,
+            from,
+            to,
+            step,
+            ..
+        }) = self.state.procedures().get(&id).cloned()
+        else {
+            return Err(refused(format!("no migration {id} runs")));
+        };
+        let Some(removed) = step.leaving(from, to) else {
+            return Err(refused(format!(
+                "migration {id} removes no replica now (step {step:?})"
+            )));
+        };
+        if g != group || removed != node {
+            return Err(refused(format!(
+                "migration {id} removes no replica of it on DataNode {node}"
+            )));
+        }
+        if self
+            .state
+            .region_group(group)?
+            .replicas
+            .iter()
+            .any(|r| r.data_node_id == node)
+        {
+            // The ConfigNode's own step comes first (the next procedure round).
+            return Err(refused(format!(
+                "DataNode {node} still holds a replica of it"
+            )));
+        }
+        if step == MigrateStep::Cancel {
+            tracing::warn!(id, %group, %from, %to, "region migration rolled back");
+        } else {
+            tracing::info!(id, %group, %from, %to, "region migration finished");
+        }
+        self.commit(ConfigCommand::FinishProcedure { id })
     }
 
     /// The DataNode holding the only replica of a SchemaRegion group copied it to the
@@ -1139,43 +1093,41 @@ impl<S: CommandStore> ConfigNode<S> {
         from: NodeId,
         to: NodeId,
     ) -> Result<()> {
-        self.mutate(|node| {
-            let refused = |reason: String| ConfigNodeError::RegionRefused { group, reason };
-            match node.state.procedures().get(&id) {
-                Some(Procedure::MigrateRegion {
-                    group: g,
-                    from: f,
-                    to: t,
-                    shard,
-                    step: MigrateStep::CopySchema,
-                    ..
-                }) if *g == group && *f == from && *t == to => {
-                    let replica = RegionReplica {
-                        data_node_id: to,
-                        shard: *shard,
-                    };
-                    node.commit(ConfigCommand::MoveSchemaReplica {
-                        group,
-                        from,
-                        to: replica,
-                    })?;
-                    tracing::info!(id, %group, %from, %to, "SchemaRegion moved: its migration finished");
-                    node.kill_point(KillPoint::MigrateSchemaMoved)?;
-                    node.commit(ConfigCommand::FinishProcedure { id })
-                }
-                None if node
-                    .state
-                    .region_groups()
-                    .get(&group)
-                    .is_some_and(|g| g.replicas.len() == 1 && g.replicas[0].data_node_id == to) =>
-                {
-                    Ok(())
-                }
-                _ => Err(refused(format!(
-                    "no migration {id} of it from DataNode {from} to {to} is copying it now"
-                ))),
+        let refused = |reason: String| ConfigNodeError::RegionRefused { group, reason };
+        match self.state.procedures().get(&id) {
+            Some(Procedure::MigrateRegion {
+                group: g,
+                from: f,
+                to: t,
+                shard,
+                step: MigrateStep::CopySchema,
+                ..
+            }) if *g == group && *f == from && *t == to => {
+                let replica = RegionReplica {
+                    data_node_id: to,
+                    shard: *shard,
+                };
+                self.commit(ConfigCommand::MoveSchemaReplica {
+                    group,
+                    from,
+                    to: replica,
+                })?;
+                tracing::info!(id, %group, %from, %to, "SchemaRegion moved: its migration finished");
+                self.kill_point(KillPoint::MigrateSchemaMoved)?;
+                self.commit(ConfigCommand::FinishProcedure { id })
             }
-        })
+            None if self
+                .state
+                .region_groups()
+                .get(&group)
+                .is_some_and(|g| g.replicas.len() == 1 && g.replicas[0].data_node_id == to) =>
+            {
+                Ok(())
+            }
+            _ => Err(refused(format!(
+                "no migration {id} of it from DataNode {from} to {to} is copying it now"
+            ))),
+        }
     }
 
     fn advance_migration(
@@ -1574,22 +1526,20 @@ impl<S: CommandStore> ConfigNode<S> {
         {
             return Ok((found, false));
         }
-        self.mutate(|node| {
-            node.grow_region_groups(database, RegionGroupKind::Schema)?;
-            let assignments = plan_schema_partitions(node.state.database(database)?, series_slots);
-            if !assignments.is_empty() {
-                node.commit(ConfigCommand::AssignSchemaPartitions {
-                    database: database.to_string(),
-                    assignments,
-                })?;
-            }
-            let state = node.state.database(database)?;
-            let groups = series_slots
-                .iter()
-                .map(|slot| state.schema_partitions[slot])
-                .collect();
-            Ok((groups, true))
-        })
+        self.grow_region_groups(database, RegionGroupKind::Schema)?;
+        let assignments = plan_schema_partitions(self.state.database(database)?, series_slots);
+        if !assignments.is_empty() {
+            self.commit(ConfigCommand::AssignSchemaPartitions {
+                database: database.to_string(),
+                assignments,
+            })?;
+        }
+        let state = self.state.database(database)?;
+        let groups = series_slots
+            .iter()
+            .map(|slot| state.schema_partitions[slot])
+            .collect();
+        Ok((groups, true))
     }
 
     /// The DataRegionGroup of (series slot, time slot), assigning it (and
@@ -1622,26 +1572,24 @@ impl<S: CommandStore> ConfigNode<S> {
         {
             return Ok((found, false));
         }
-        self.mutate(|node| {
-            node.grow_region_groups(database, RegionGroupKind::Data)?;
-            let assignments = plan_data_partitions(node.state.database(database)?, partitions);
-            if !assignments.is_empty() {
-                node.commit(ConfigCommand::AssignDataPartitions {
-                    database: database.to_string(),
-                    assignments,
-                })?;
-            }
-            let state = node.state.database(database)?;
-            let groups = partitions
-                .iter()
-                .map(|&(slot, time_slot)| {
-                    state
-                        .data_partition(slot, time_slot)
-                        .expect("assigned above")
-                })
-                .collect();
-            Ok((groups, true))
-        })
+        self.grow_region_groups(database, RegionGroupKind::Data)?;
+        let assignments = plan_data_partitions(self.state.database(database)?, partitions);
+        if !assignments.is_empty() {
+            self.commit(ConfigCommand::AssignDataPartitions {
+                database: database.to_string(),
+                assignments,
+            })?;
+        }
+        let state = self.state.database(database)?;
+        let groups = partitions
+            .iter()
+            .map(|&(slot, time_slot)| {
+                state
+                    .data_partition(slot, time_slot)
+                    .expect("assigned above")
+            })
+            .collect();
+        Ok((groups, true))
     }
 
     /// The DataRegionGroup of a partition, without creating it.
