@@ -13,6 +13,9 @@ use iotdb_storage::{
     Values,
 };
 
+mod support;
+use support::block_on;
+
 const REGIONS: usize = 6;
 const ROUNDS: i64 = 40;
 const ROWS: i64 = 500;
@@ -68,84 +71,80 @@ fn regions_share_a_bounded_pool_and_no_thread_is_started_per_job() {
             .count()
     };
     assert_eq!(pool_threads(&threads_before), POOL_THREADS);
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(async {
-            let config = RegionConfig {
-                // A few KiB per flush: every round freezes and flushes every region.
-                memtable_flush_bytes: 4 << 10,
-                compaction_files_trigger: 4,
-                time_partition_interval_ms: 1 << 40,
-                background: Some(pool.clone()),
-                ..RegionConfig::default()
-            };
-            let regions: Vec<Region> = dirs
-                .iter()
-                .map(|d| Region::open(d.path(), config.clone()).unwrap())
-                .collect();
-            let mut most_threads = 0;
-            for round in 0..ROUNDS {
-                for (i, region) in regions.iter().enumerate() {
-                    region
-                        .write_durable(&tablet(i, round * ROWS))
-                        .await
-                        .unwrap();
-                }
-                monoio::time::sleep(std::time::Duration::from_millis(2)).await;
-                let names = thread_names();
-                most_threads = most_threads.max(names.len());
-                assert_eq!(pool_threads(&names), POOL_THREADS, "threads: {names:?}");
-                assert!(
-                    names.len() <= threads_before.len(),
-                    "a thread appeared: {names:?}, before {threads_before:?}"
-                );
-            }
-            for region in &regions {
-                region.flush().await.unwrap();
-                region.compact().await.unwrap();
-            }
-            let mut flushes = 0;
-            let mut compactions = 0;
-            let mut deferred = 0;
+    block_on(async {
+        let config = RegionConfig {
+            // A few KiB per flush: every round freezes and flushes every region.
+            memtable_flush_bytes: 4 << 10,
+            compaction_files_trigger: 4,
+            time_partition_interval_ms: 1 << 40,
+            background: Some(pool.clone()),
+            ..RegionConfig::default()
+        };
+        let regions: Vec<Region> = dirs
+            .iter()
+            .map(|d| Region::open(d.path(), config.clone()).unwrap())
+            .collect();
+        let mut most_threads = 0;
+        for round in 0..ROUNDS {
             for (i, region) in regions.iter().enumerate() {
-                let info = region.info();
-                flushes += info.flushes;
-                compactions += info.compactions;
-                deferred += info.jobs_deferred;
-                let points = region
-                    .scan(
-                        &SeriesKey::new(&format!("root.pool.d{i}"), "s0"),
-                        TimeRange::ALL,
-                    )
-                    .unwrap()
+                region
+                    .write_durable(&tablet(i, round * ROWS))
+                    .await
                     .unwrap();
-                assert_eq!(points.len() as i64, ROUNDS * ROWS, "region {i}");
-                assert_eq!(info.sealed_files, 1, "region {i} compacted into one file");
             }
-            let stats = pool.stats();
+            monoio::time::sleep(std::time::Duration::from_millis(2)).await;
+            let names = thread_names();
+            most_threads = most_threads.max(names.len());
+            assert_eq!(pool_threads(&names), POOL_THREADS, "threads: {names:?}");
             assert!(
-                flushes >= (REGIONS as u64) * 10,
-                "expected many flushes, got {flushes}"
+                names.len() <= threads_before.len(),
+                "a thread appeared: {names:?}, before {threads_before:?}"
             );
-            assert!(compactions >= REGIONS as u64);
-            assert_eq!(
-                stats.jobs_refused, deferred,
-                "every refusal is one deferral"
-            );
-            assert!(stats.jobs_completed >= flushes + compactions);
-            assert!(stats.running_peak <= POOL_THREADS);
-            assert!(stats.compactions_running_peak < POOL_THREADS);
-            eprintln!(
-                "{flushes} flushes, {compactions} compactions, {deferred} deferred, \
+        }
+        for region in &regions {
+            region.flush().await.unwrap();
+            region.compact().await.unwrap();
+        }
+        let mut flushes = 0;
+        let mut compactions = 0;
+        let mut deferred = 0;
+        for (i, region) in regions.iter().enumerate() {
+            let info = region.info();
+            flushes += info.flushes;
+            compactions += info.compactions;
+            deferred += info.jobs_deferred;
+            let points = region
+                .scan(
+                    &SeriesKey::new(&format!("root.pool.d{i}"), "s0"),
+                    TimeRange::ALL,
+                )
+                .unwrap()
+                .unwrap();
+            assert_eq!(points.len() as i64, ROUNDS * ROWS, "region {i}");
+            assert_eq!(info.sealed_files, 1, "region {i} compacted into one file");
+        }
+        let stats = pool.stats();
+        assert!(
+            flushes >= (REGIONS as u64) * 10,
+            "expected many flushes, got {flushes}"
+        );
+        assert!(compactions >= REGIONS as u64);
+        assert_eq!(
+            stats.jobs_refused, deferred,
+            "every refusal is one deferral"
+        );
+        assert!(stats.jobs_completed >= flushes + compactions);
+        assert!(stats.running_peak <= POOL_THREADS);
+        assert!(stats.compactions_running_peak < POOL_THREADS);
+        eprintln!(
+            "{flushes} flushes, {compactions} compactions, {deferred} deferred, \
                  at most {most_threads} threads (before: {})",
-                threads_before.len()
-            );
-            for region in regions {
-                region.close(true).await.unwrap();
-            }
-        });
+            threads_before.len()
+        );
+        for region in regions {
+            region.close(true).await.unwrap();
+        }
+    });
     assert_eq!(pool_threads(&thread_names()), POOL_THREADS);
     drop(pool);
     assert_eq!(

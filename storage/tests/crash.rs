@@ -16,6 +16,9 @@ use iotdb_storage::{
 };
 use rand::{Rng, SeedableRng};
 
+mod support;
+use support::block_on;
+
 const ROWS: i64 = 10;
 const DEVICES: u64 = 4;
 const WRITERS: u64 = 8;
@@ -55,15 +58,6 @@ fn tablet(id: u64) -> Tablet {
             },
         ],
     }
-}
-
-/// Runs `future` on a fresh monoio runtime (io_uring, or epoll where it is missing).
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .expect("a monoio runtime")
-        .block_on(future)
 }
 
 /// The child: writes tablets `first..` from several tasks until killed.

@@ -10,14 +10,8 @@ use iotdb_storage::{
     Region, RegionConfig, SeriesKey, StorageError, Tablet, TabletColumn, TimeRange, Values,
 };
 
-/// Runs `future` on a fresh monoio runtime with timers.
-fn run<F: std::future::Future>(future: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
+mod support;
+use support::block_on;
 
 fn tablet(measurement: &str, values: Values) -> Tablet {
     let rows = values.len() as i64;
@@ -36,7 +30,7 @@ fn tablet(measurement: &str, values: Values) -> Tablet {
 fn an_unknown_wal_record_kind_stops_the_replay() {
     let dir = tempfile::tempdir().unwrap();
     let config = RegionConfig::default();
-    run(async {
+    block_on(async {
         let region = Region::open(dir.path(), config.clone()).unwrap();
         let index = region
             .write_durable(&tablet("s0", Values::Int64(vec![1, 2, 3])))
@@ -64,7 +58,7 @@ fn an_unknown_wal_record_kind_stops_the_replay() {
 fn a_missing_manifest_file_stops_the_open_before_anything_is_deleted() {
     let dir = tempfile::tempdir().unwrap();
     let config = RegionConfig::default();
-    run(async {
+    block_on(async {
         let region = Region::open(dir.path(), config.clone()).unwrap();
         region
             .write_durable(&tablet("s0", Values::Int64(vec![1, 2, 3])))
@@ -84,7 +78,7 @@ fn a_missing_manifest_file_stops_the_open_before_anything_is_deleted() {
     // copy of the data if the manifest's file was lost.
     let orphan = sealed.join("0-seq-000000000099-L1.tsf");
     std::fs::write(&orphan, b"compaction output").unwrap();
-    run(async {
+    block_on(async {
         let error = Region::open(dir.path(), config.clone())
             .err()
             .expect("the open must fail");
@@ -104,7 +98,7 @@ fn a_tablet_refused_for_overload_leaves_no_type_behind() {
         memtable_bytes_max: 64 * 1024,
         ..RegionConfig::default()
     };
-    run(async {
+    block_on(async {
         let region = Region::open(dir.path(), config).unwrap();
         // Fill the memtable past its limit.
         region

@@ -11,6 +11,9 @@ use iotdb_storage::{
     Values,
 };
 
+mod support;
+use support::block_on;
+
 const WAIT_MAX: Duration = Duration::from_secs(30);
 
 fn tablet(first: i64, rows: i64) -> Tablet {
@@ -27,14 +30,6 @@ fn tablet(first: i64, rows: i64) -> Tablet {
 
 fn key() -> SeriesKey {
     SeriesKey::new("root.meta.d0", "s0")
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 /// Deletes `start..end` of the series and waits until the deletion is durable (its WAL

@@ -14,13 +14,8 @@ use iotdb_storage::{
     TabletColumn, TimeRange, Values,
 };
 
-fn run<F: std::future::Future>(future: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
+mod support;
+use support::block_on;
 
 /// Small segments so a few dozen writes span several of them.
 fn config() -> RegionConfig {
@@ -78,7 +73,7 @@ fn entries(read: LogRead) -> Vec<LogEntry> {
 fn a_follower_applying_every_shipped_entry_matches_the_leader() {
     let dir = tempfile::tempdir().unwrap();
     let follower_dir = dir.path().join("follower");
-    run(async {
+    block_on(async {
         let leader = Region::open(&dir.path().join("leader"), config()).unwrap();
         let follower = Region::open(&follower_dir, config()).unwrap();
         let mut shipped = Vec::new();
@@ -136,7 +131,7 @@ fn a_follower_applying_every_shipped_entry_matches_the_leader() {
 #[test]
 fn refused_entries_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    run(async {
+    block_on(async {
         let leader = Region::open(&dir.path().join("leader"), config()).unwrap();
         let follower = Region::open(&dir.path().join("follower"), config()).unwrap();
         for i in 0..2 {
@@ -233,7 +228,7 @@ fn refused_entries_change_nothing() {
 fn the_wal_reads_back_by_index_across_segments_and_pending_batches() {
     let dir = tempfile::tempdir().unwrap();
     let region_dir = dir.path().join("region");
-    run(async {
+    block_on(async {
         let region = Region::open(&region_dir, config()).unwrap();
         let mut shipped = Vec::new();
         for i in 0..40 {
@@ -299,7 +294,7 @@ fn the_wal_reads_back_by_index_across_segments_and_pending_batches() {
 #[test]
 fn a_retention_floor_keeps_flushed_wal_within_the_cap() {
     let dir = tempfile::tempdir().unwrap();
-    run(async {
+    block_on(async {
         let region = Region::open(&dir.path().join("kept"), config()).unwrap();
         region.set_retention_floor(Some(1));
         for i in 0..40 {
@@ -387,7 +382,7 @@ fn a_snapshot_sent_in_chunks_installs_and_the_wal_tail_completes_it() {
     let follower_dir = dir.path().join("follower");
     let snapshot_dir = dir.path().join("snapshot");
     let staging_dir = dir.path().join("staging");
-    run(async {
+    block_on(async {
         // The follower holds stale data of its own, which the install replaces.
         let stale = Region::open(&follower_dir, config()).unwrap();
         stale.write_durable(&tablet(9, 0, 10)).await.unwrap();
@@ -461,7 +456,7 @@ fn refused_chunk(error: StorageError) -> bool {
 #[test]
 fn damaged_misnamed_and_out_of_order_chunks_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    run(async {
+    block_on(async {
         let chunk = Chunk::new(
             "sealed/0-seq-1-L0.tsf".into(),
             0,

@@ -11,14 +11,8 @@ use iotdb_storage::{
     MemoryBudget, Region, RegionConfig, StorageError, Tablet, TabletColumn, Values,
 };
 
-/// Runs `future` on a fresh monoio runtime with timers.
-fn run<F: std::future::Future>(future: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
+mod support;
+use support::block_on;
 
 /// `rows` points of one int64 series starting at `start`.
 fn tablet(start: i64, rows: i64) -> Tablet {
@@ -52,7 +46,7 @@ fn regions_sharing_a_budget_flush_when_their_sum_passes_the_threshold() {
     // 256 KiB, B at 128 KiB, and only their sum reaches 384 KiB.
     const FLUSH_BYTES: usize = 384 << 10;
     let budget = MemoryBudget::new(FLUSH_BYTES, usize::MAX);
-    run(async {
+    block_on(async {
         let a = Region::open_with_budget(dirs.0.path(), RegionConfig::default(), &budget).unwrap();
         let b = Region::open_with_budget(dirs.1.path(), RegionConfig::default(), &budget).unwrap();
         let mut next = 0;
@@ -97,7 +91,7 @@ fn writes_wait_while_the_shard_is_full_and_proceed_after_a_flush() {
     const MAX_BYTES: usize = 128 << 10;
     // Never flushes by itself: only the explicit flush below gives bytes back.
     let budget = MemoryBudget::new(usize::MAX, MAX_BYTES);
-    run(async {
+    block_on(async {
         let a = Region::open_with_budget(dirs.0.path(), RegionConfig::default(), &budget).unwrap();
         let b = Region::open_with_budget(dirs.1.path(), RegionConfig::default(), &budget).unwrap();
         let mut next = 0;
@@ -162,7 +156,7 @@ fn writes_wait_while_the_shard_is_full_and_proceed_after_a_flush() {
 fn closing_a_region_returns_its_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let budget = MemoryBudget::new(usize::MAX, usize::MAX);
-    run(async {
+    block_on(async {
         let region =
             Region::open_with_budget(dir.path(), RegionConfig::default(), &budget).unwrap();
         region.write_durable(&tablet(0, 1000)).await.unwrap();

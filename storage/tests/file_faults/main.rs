@@ -42,6 +42,10 @@ use iotdb_storage::{
     Region, RegionConfig, SeriesKey, StorageError, Tablet, TabletColumn, TimeRange, Values,
 };
 
+#[path = "../support/mod.rs"]
+mod support;
+use support::block_on;
+
 const DEVICE: &str = "root.faults.d0";
 const MEASUREMENTS: [&str; 2] = ["s0", "s1"];
 /// How long a test waits for a background job's failure to show.
@@ -87,14 +91,6 @@ fn config(file_system: Option<&FaultyFileSystem>) -> RegionConfig {
         file_system: file_system.map(|fs| Arc::new(fs.clone()) as _),
         ..RegionConfig::default()
     }
-}
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
-        .enable_timer()
-        .build()
-        .unwrap()
-        .block_on(future)
 }
 
 /// A test directory, on tmpfs where there is one: the runs fsync a lot.
