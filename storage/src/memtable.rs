@@ -53,11 +53,11 @@ impl Shape {
         let [first, second, ..] = timestamps else {
             return Shape::Single;
         };
-        let step = second.wrapping_sub(*first);
-        if second > first
+        let step = second.checked_sub(*first).filter(|step| *step > 0);
+        if let Some(step) = step
             && timestamps
                 .windows(2)
-                .all(|w| w[1].wrapping_sub(w[0]) == step)
+                .all(|w| w[1].checked_sub(w[0]) == Some(step))
         {
             return Shape::Regular(step);
         }
@@ -804,6 +804,9 @@ mod tests {
             (vec![vec![i64::MAX - 1], vec![i64::MAX]], true),
             (vec![vec![i64::MIN, 0], vec![i64::MAX]], false),
             (vec![vec![i64::MIN], vec![0, i64::MAX]], false),
+            // A difference past i64::MAX is no step, however it wraps.
+            (vec![vec![i64::MIN, i64::MAX]], false),
+            (vec![vec![i64::MIN + 1, 1]], false),
         ] {
             let mut m = Memtable::default();
             for run in &runs {
