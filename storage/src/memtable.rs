@@ -53,18 +53,18 @@ impl Shape {
         let [first, second, ..] = timestamps else {
             return Shape::Single;
         };
+        // One pass: a step must be positive, so a regular run is also increasing.
         let step = second.checked_sub(*first).filter(|step| *step > 0);
-        if let Some(step) = step
-            && timestamps
-                .windows(2)
-                .all(|w| w[1].checked_sub(w[0]) == Some(step))
-        {
-            return Shape::Regular(step);
+        let mut regular = step.is_some();
+        for w in timestamps.windows(2) {
+            if w[0] >= w[1] {
+                return Shape::Unordered;
+            }
+            regular &= w[1].checked_sub(w[0]) == step;
         }
-        if timestamps.windows(2).all(|w| w[0] < w[1]) {
-            Shape::Increasing
-        } else {
-            Shape::Unordered
+        match step {
+            Some(step) if regular => Shape::Regular(step),
+            _ => Shape::Increasing,
         }
     }
 

@@ -109,9 +109,10 @@ fn request_kind(request: &Request) -> RequestKind {
 }
 
 impl ShardHandler {
-    /// Every path but the write's is boxed: a request's task is spawned with its future,
-    /// copied whole, and the future is as large as its largest path (a query's or an SQL
-    /// statement's, ~17 KiB); boxed, a write's task moves ~2.4 KiB.
+    /// The query, SQL and flush paths are boxed (a control request boxes itself in
+    /// `Shard::control`): a request's task is spawned with its future, copied whole, and
+    /// the future is as large as its largest path (a query's or an SQL statement's,
+    /// ~17 KiB); boxed, a write's task moves ~2.4 KiB.
     async fn dispatch(&self, request: Request, stream: &ResponseStream) -> ResponseResult {
         let shard = &self.shard;
         match request {
