@@ -85,7 +85,9 @@ async fn next_work(shared: &Shared) -> Work {
 }
 
 /// Writes one batch (opening its segment first if it is a new one) and, in `Sync` mode,
-/// syncs it. Errors are the reason the log becomes read-only.
+/// makes it durable: an fdatasync, or nothing more where the file's writes are synchronous
+/// ([`super::WalFile::writes_are_durable`]). Errors are the reason the log becomes
+/// read-only.
 async fn write_batch(
     shared: &Shared,
     open: &mut Option<OpenSegment>,
@@ -111,6 +113,7 @@ async fn write_batch(
         });
     }
     let segment = open.as_mut().expect("segment opened above");
+    let started = std::time::Instant::now();
     let (result, mut buffer) = segment.file.write_all_at(batch.bytes, batch.offset).await;
     result.map_err(|error| {
         format!(
@@ -137,10 +140,15 @@ async fn write_batch(
             state.spare_buffers.push(buffer);
         }
     }
-    if shared.options.mode == WalMode::Sync {
-        sync(shared, open).await?;
-    } else {
+    if shared.options.mode != WalMode::Sync {
         shared.wake_waiters();
+    } else if segment.file.writes_are_durable() || mutant::trusts_every_write() {
+        // A synchronous write (`O_DSYNC`): durable as it completed, as after an fdatasync.
+        crate::metrics::wal_fsync(started.elapsed());
+        segment.unsynced = false;
+        made_durable(shared, batch.last_index);
+    } else {
+        sync(shared, open).await?;
     }
     Ok(())
 }
@@ -162,13 +170,19 @@ async fn sync(shared: &Shared, open: &mut Option<OpenSegment>) -> Result<(), Str
         crate::metrics::wal_fsync(started.elapsed());
     }
     segment.unsynced = false;
+    made_durable(shared, written_index);
+    Ok(())
+}
+
+/// Everything up to `written_index` is durable: moves the durable index and releases its
+/// waiters.
+fn made_durable(shared: &Shared, written_index: u64) {
     {
         let mut state = shared.state.borrow_mut();
         state.durable_index = state.durable_index.max(written_index);
         state.check_invariants();
     }
     shared.wake_waiters();
-    Ok(())
 }
 
 /// Async mode: asks the commit task for an fdatasync every `async_fsync`. Holds the log
@@ -206,12 +220,28 @@ pub(super) mod mutant {
     }
 
     #[cfg(test)]
+    thread_local! {
+        /// Treat every write as durable, whether or not the file writes synchronously.
+        pub static TRUST_EVERY_WRITE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+    }
+
+    #[cfg(test)]
     pub fn skips_fsync() -> bool {
         SKIP_FSYNC.with(std::cell::Cell::get)
     }
 
     #[cfg(not(test))]
     pub fn skips_fsync() -> bool {
+        false
+    }
+
+    #[cfg(test)]
+    pub fn trusts_every_write() -> bool {
+        TRUST_EVERY_WRITE.with(std::cell::Cell::get)
+    }
+
+    #[cfg(not(test))]
+    pub fn trusts_every_write() -> bool {
         false
     }
 }

@@ -196,6 +196,7 @@ impl Wal {
     pub fn open(dir: &Path, options: WalOptions) -> Result<(Wal, Vec<WalRecord>)> {
         let storage = MonoioStorage {
             direct_io: options.direct_io,
+            synchronous_writes: options.mode == WalMode::Sync,
         };
         Wal::open_with_storage(dir, options, Rc::new(storage))
     }

@@ -46,6 +46,8 @@ struct State {
     bytes_written: u64,
     faults: Vec<Fault>,
     io_delay_ticks: u32,
+    /// Writes are synchronous (`O_DSYNC`): a completed write is durable.
+    durable_writes: bool,
 }
 
 /// The fault-injecting in-memory storage.
@@ -82,6 +84,13 @@ impl MemoryStorage {
     /// Makes every write and fsync take `ticks` scheduler ticks.
     pub fn set_io_delay_ticks(&self, ticks: u32) {
         self.state.borrow_mut().io_delay_ticks = ticks;
+    }
+
+    /// Makes writes synchronous, as a file opened with `O_DSYNC`: a write that completes is
+    /// durable ([`WalFile::writes_are_durable`]); an armed [`Fault::SyncError`] then fails
+    /// the next write after its bytes reached the file but before they were durable.
+    pub fn set_durable_writes(&self, durable: bool) {
+        self.state.borrow_mut().durable_writes = durable;
     }
 
     /// A power loss: every file goes back to what its last fsync made durable.
@@ -208,9 +217,12 @@ impl WalFile for MemoryFileHandle {
         Box::pin(async move {
             let delay_ticks = self.storage.state.borrow().io_delay_ticks;
             YieldTicks::new(delay_ticks).await;
-            let fault = self
-                .storage
-                .take_fault(|fault| matches!(fault, Fault::WriteError | Fault::TornWrite { .. }));
+            let durable_writes = self.storage.state.borrow().durable_writes;
+            let fault = self.storage.take_fault(|fault| match fault {
+                Fault::WriteError | Fault::TornWrite { .. } => true,
+                // A synchronous write flushes, and reports the flush's failure.
+                Fault::SyncError => durable_writes,
+            });
             let stored = match fault {
                 Some(Fault::WriteError) => 0,
                 Some(Fault::TornWrite { bytes }) => bytes.min(buffer.len()),
@@ -222,12 +234,22 @@ impl WalFile for MemoryFileHandle {
                     file.contents.resize(start + stored, 0);
                 }
                 file.contents[start..start + stored].copy_from_slice(&buffer[..stored]);
+                if durable_writes && fault.is_none() {
+                    if file.durable.len() < start + stored {
+                        file.durable.resize(start + stored, 0);
+                    }
+                    file.durable[start..start + stored].copy_from_slice(&buffer[..stored]);
+                }
             });
             if let Err(error) = written {
                 return (Err(error), buffer);
             }
-            if fault.is_some() {
-                return (Err(io::Error::other("injected write fault")), buffer);
+            match fault {
+                Some(Fault::SyncError) => {
+                    return (Err(io::Error::other("injected fsync fault")), buffer);
+                }
+                Some(_) => return (Err(io::Error::other("injected write fault")), buffer),
+                None => {}
             }
             let mut state = self.storage.state.borrow_mut();
             state.writes += 1;
@@ -251,6 +273,10 @@ impl WalFile for MemoryFileHandle {
             self.storage.state.borrow_mut().syncs += 1;
             Ok(())
         })
+    }
+
+    fn writes_are_durable(&self) -> bool {
+        self.storage.state.borrow().durable_writes
     }
 }
 

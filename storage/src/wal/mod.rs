@@ -17,6 +17,13 @@
 //! (`Async`, with an fdatasync every `async_fsync` from a timer task), or at once (`Off`,
 //! nothing is written). A failed write or fsync makes the log read-only for good.
 //!
+//! In `Sync` mode the real storage opens direct segments with `O_DSYNC`: the write is
+//! durable when it completes and takes the fdatasync's place
+//! (`WalFile::writes_are_durable`). An fdatasync runs on an io_uring worker thread that the
+//! kernel must wake and the shard then waits for; a synchronous direct write completes as
+//! any write does, the file system flushing the disk's cache for it (the same number of
+//! device flushes, measured, with half the context switches).
+//!
 //! Files: `wal-<first index, 20 digits>.log` in the region's WAL directory; the format is
 //! in `format`, recovery (torn tail vs corruption) in `recovery`, the storage interface
 //! with its io_uring and fault-injecting in-memory implementations in `storage` and

@@ -27,6 +27,12 @@
 //! second in release), `SIM_TRACE=1` prints every event. The run must be able to fail:
 //! `a_log_that_acknowledges_before_fsync_is_caught` switches on a mutant that skips the
 //! fdatasync and expects a seed to catch it.
+//!
+//! Half the seeds write synchronously (`MemoryStorage::set_durable_writes`, as direct
+//! segments opened with `O_DSYNC` in sync mode): the log then makes no fdatasync, a
+//! completed write is durable, and an armed fsync fault fails a write whose bytes reached
+//! the file but not the disk. `a_log_that_trusts_writes_that_are_not_synchronous_is_caught`
+//! switches on a mutant that skips the fdatasync after any write, synchronous or not.
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, BTreeSet};
@@ -66,6 +72,9 @@ struct Shape {
     /// Per mille of steps that end the incarnation (power loss, process crash, close).
     crash_per_mille: u64,
     io_delay_ticks_max: u64,
+    /// Writes are synchronous (`O_DSYNC`, as direct segments in sync mode): the log makes
+    /// no fdatasync and trusts each completed write.
+    durable_writes: bool,
 }
 
 impl Shape {
@@ -76,6 +85,7 @@ impl Shape {
             fault_per_mille: rng.between(0, 20),
             crash_per_mille: rng.between(5, 40),
             io_delay_ticks_max: rng.between(0, IO_DELAY_TICKS_MAX),
+            durable_writes: rng.below(2) == 1,
         }
     }
 }
@@ -286,6 +296,10 @@ impl WalFile for SimFile {
             self.inner.sync_data().await
         })
     }
+
+    fn writes_are_durable(&self) -> bool {
+        self.inner.writes_are_durable()
+    }
 }
 
 thread_local! {
@@ -370,6 +384,7 @@ fn run_seed(seed: u64) -> Result<(u64, Stats), String> {
         ..Model::default()
     }));
     let memory = MemoryStorage::new();
+    memory.set_durable_writes(shape.durable_writes);
     let mut runtime = monoio::RuntimeBuilder::<monoio::LegacyDriver>::new()
         .build()
         .map_err(|error| format!("monoio runtime: {error}"))?;
@@ -809,6 +824,15 @@ fn a_log_that_acknowledges_before_fsync_is_caught() {
     let caught = (0..200).find_map(|seed| run_seed(seed).err());
     super::commit::mutant::SKIP_FSYNC.with(|skip| skip.set(false));
     // An acknowledged record lost, or an earlier segment found incomplete at recovery.
+    let reason = caught.expect("the mutant survives 200 seeds");
+    eprintln!("the mutant is caught: {reason}");
+}
+
+#[test]
+fn a_log_that_trusts_writes_that_are_not_synchronous_is_caught() {
+    super::commit::mutant::TRUST_EVERY_WRITE.with(|trust| trust.set(true));
+    let caught = (0..200).find_map(|seed| run_seed(seed).err());
+    super::commit::mutant::TRUST_EVERY_WRITE.with(|trust| trust.set(false));
     let reason = caught.expect("the mutant survives 200 seeds");
     eprintln!("the mutant is caught: {reason}");
 }

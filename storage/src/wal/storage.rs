@@ -66,6 +66,12 @@ pub trait WalFile {
     ) -> LocalBoxFuture<'_, (io::Result<()>, Vec<u8>)>;
     /// fdatasync.
     fn sync_data(&self) -> LocalBoxFuture<'_, io::Result<()>>;
+    /// Whether a completed [`WalFile::write_all_at`] is already as durable as after an
+    /// fdatasync (the file is written with `O_DSYNC`), so the log needs no fdatasync of its
+    /// own in sync mode. May turn false (never true again) while the file is open.
+    fn writes_are_durable(&self) -> bool {
+        false
+    }
 }
 
 /// The real storage: monoio files (io_uring) on the data path, `std::fs` for the rest.
@@ -76,11 +82,20 @@ pub struct MonoioStorage {
     /// to the device, with no copy into the page cache and no fresh page-cache memory
     /// for every megabyte logged.
     pub direct_io: bool,
+    /// Open direct segments with `O_DSYNC` as well, so that each write is durable when it
+    /// completes and no fdatasync follows it (the log's sync mode sets this). An fdatasync
+    /// runs on an io_uring worker thread, which the kernel wakes and the shard then waits
+    /// on; a synchronous direct write completes like any other write, its cache flush
+    /// issued by the file system. Buffered segments (no direct I/O) are fdatasynced as before.
+    pub synchronous_writes: bool,
 }
 
 impl Default for MonoioStorage {
     fn default() -> Self {
-        MonoioStorage { direct_io: true }
+        MonoioStorage {
+            direct_io: true,
+            synchronous_writes: true,
+        }
     }
 }
 
@@ -128,8 +143,13 @@ impl WalStorage for MonoioStorage {
     fn open_file<'a>(&'a self, path: &'a Path) -> LocalBoxFuture<'a, io::Result<Rc<dyn WalFile>>> {
         Box::pin(async move {
             let existed = std::fs::metadata(path).is_ok();
+            let synchronous = if self.synchronous_writes {
+                libc::O_DSYNC
+            } else {
+                0
+            };
             let direct = if self.direct_io {
-                match open_segment(path, libc::O_DIRECT).await {
+                match open_segment(path, libc::O_DIRECT | synchronous).await {
                     Ok(file) => Some(file),
                     // The file system takes no direct I/O (EINVAL): buffered writes.
                     Err(error) if error.raw_os_error() == Some(libc::EINVAL) => None,
@@ -143,6 +163,7 @@ impl WalStorage for MonoioStorage {
                 None => (open_segment(path, 0).await?, None),
             };
             let file = MonoioFile {
+                durable_writes: std::cell::Cell::new(direct.is_some() && self.synchronous_writes),
                 file: std::cell::RefCell::new(Rc::new(file)),
                 path: path.to_path_buf(),
                 direct: std::cell::RefCell::new(direct),
@@ -211,6 +232,8 @@ struct MonoioFile {
     path: PathBuf,
     /// `Some` while writes are direct.
     direct: std::cell::RefCell<Option<DirectState>>,
+    /// True while writes go through the direct handle opened with `O_DSYNC`.
+    durable_writes: std::cell::Cell<bool>,
 }
 
 /// What direct writes keep between calls (the commit task writes one batch at a time).
@@ -369,6 +392,7 @@ impl WalFile for MonoioFile {
                     // The device refuses this alignment: nothing was written; go on
                     // buffered from here (`direct` stays `None`).
                     tracing::warn!(path = %self.path.display(), %error, "direct WAL writes refused; writing through the page cache");
+                    self.durable_writes.set(false);
                     match open_segment(&self.path, 0).await {
                         Ok(file) => {
                             // Later writes and syncs use the buffered handle.
@@ -391,5 +415,9 @@ impl WalFile for MonoioFile {
     fn sync_data(&self) -> LocalBoxFuture<'_, io::Result<()>> {
         let file = self.file.borrow().clone();
         Box::pin(async move { file.sync_data().await })
+    }
+
+    fn writes_are_durable(&self) -> bool {
+        self.durable_writes.get()
     }
 }

@@ -506,6 +506,78 @@ fn one_tick_of_appends_is_one_write_and_one_fsync() {
 }
 
 #[test]
+fn synchronous_writes_need_no_fsync_and_survive_a_power_loss() {
+    let storage = MemoryStorage::new();
+    storage.set_durable_writes(true);
+    block_on(async {
+        let (wal, _) = open_memory(&storage, options(WalMode::Sync, 1 << 20)).unwrap();
+        let next_index = Rc::new(Cell::new(0));
+        for appender in spawn_appenders(&wal, &next_index, 16) {
+            appender.await.unwrap();
+        }
+        assert_eq!((storage.writes(), storage.syncs()), (1, 0));
+        assert_eq!(wal.durable_index(), 16);
+        drop(wal);
+    });
+    storage.crash();
+    block_on(async {
+        let (wal, records) = open_memory(&storage, options(WalMode::Sync, 1 << 20)).unwrap();
+        assert_eq!(records.len(), 16);
+        assert_eq!(wal.last_index(), 16);
+        // A synchronous write whose flush fails: its bytes reached the file but the log
+        // does not count them durable, and turns read-only.
+        storage.inject(Fault::SyncError);
+        wal.append(17, 0, b"lost").unwrap();
+        let error = wal.wait_durable(17).await.unwrap_err();
+        assert!(matches!(error, StorageError::ReadOnly(_)), "{error:?}");
+        assert_eq!(wal.durable_index(), 16);
+    });
+    storage.crash();
+    block_on(async {
+        let (_wal, records) = open_memory(&storage, options(WalMode::Sync, 1 << 20)).unwrap();
+        assert_eq!(
+            records.len(),
+            16,
+            "the unflushed write was lost in the power loss"
+        );
+    });
+}
+
+#[test]
+fn direct_segments_opened_for_synchronous_writes_say_so() {
+    let dir = tempfile::tempdir().unwrap();
+    // Whether this file system takes direct I/O at all (tmpfs does not).
+    let direct_works = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(dir.path().join("probe"))
+            .is_ok()
+    };
+    block_on(async {
+        for (index, (direct_io, synchronous_writes)) in
+            [(true, true), (true, false), (false, true), (false, false)]
+                .into_iter()
+                .enumerate()
+        {
+            let storage = MonoioStorage {
+                direct_io,
+                synchronous_writes,
+            };
+            let path = dir.path().join(format!("segment-{index}"));
+            let file = storage.open_file(&path).await.unwrap();
+            assert_eq!(
+                file.writes_are_durable(),
+                direct_io && synchronous_writes && direct_works,
+                "direct {direct_io}, synchronous {synchronous_writes}"
+            );
+        }
+    });
+}
+
+#[test]
 fn a_record_larger_than_a_batch_is_written_whole_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let wal_dir = dir.path().join("wal");
