@@ -169,6 +169,9 @@ pub struct Journal {
     deferred_sync: bool,
     /// Records appended but not yet synced.
     unsynced: bool,
+    /// Frames of deferred appends not yet written: a batch goes to the log in one write
+    /// at [`Journal::sync`], not a system call per record.
+    pending: Vec<u8>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -242,6 +245,7 @@ impl Journal {
             failed: false,
             deferred_sync: false,
             unsynced: false,
+            pending: Vec::new(),
         };
         Ok((journal, Recovered { snapshot, records }))
     }
@@ -260,32 +264,30 @@ impl Journal {
             });
         }
         let index = self.next_index;
-        let mut frame = Vec::with_capacity(RECORD_HEADER_BYTES + payload.len());
-        // The length fits: it is bounded by RECORD_BYTES_MAX above.
-        frame.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        frame.extend_from_slice(&checksum(index, &payload).to_le_bytes());
-        frame.extend_from_slice(&index.to_le_bytes());
-        frame.extend_from_slice(&payload);
-        let deferred = self.deferred_sync;
-        let written = self.log.write_all(&frame).and_then(|()| {
-            if deferred {
-                Ok(())
-            } else {
-                self.log.sync_data()
+        let frame_bytes = RECORD_HEADER_BYTES + payload.len();
+        if self.deferred_sync {
+            // Written with the rest of the batch at `sync`.
+            put_frame(&mut self.pending, index, &payload);
+            self.unsynced = true;
+        } else {
+            let mut frame = Vec::with_capacity(frame_bytes);
+            put_frame(&mut frame, index, &payload);
+            let written = self
+                .log
+                .write_all(&frame)
+                .and_then(|()| self.log.sync_data());
+            if let Err(source) = written {
+                self.failed = true;
+                return Err(JournalError::Io {
+                    operation: "append to log",
+                    path: self.log_path.clone(),
+                    source,
+                });
             }
-        });
-        self.unsynced |= deferred;
-        if let Err(source) = written {
-            self.failed = true;
-            return Err(JournalError::Io {
-                operation: "append to log",
-                path: self.log_path.clone(),
-                source,
-            });
         }
         self.next_index += 1;
         self.records_since_snapshot += 1;
-        self.log_bytes += frame.len() as u64;
+        self.log_bytes += frame_bytes as u64;
         Ok(index)
     }
 
@@ -313,6 +315,7 @@ impl Journal {
         }
         let payload = zstd::bulk::compress(&json, SNAPSHOT_ZSTD_LEVEL)
             .map_err(|error| JournalError::Encode(format!("compressing a snapshot: {error}")))?;
+        // Deferred records not yet written are in `state`: the snapshot covers them.
         let index = self.next_index - 1;
         let json_len = json.len() as u64;
         let mut bytes = Vec::with_capacity(SNAPSHOT_HEADER_BYTES + payload.len());
@@ -330,6 +333,7 @@ impl Journal {
         self.log = fs
             .open_append(&self.log_path)
             .map_err(io_error("open log", &self.log_path))?;
+        self.pending.clear();
         self.records_since_snapshot = 0;
         self.log_bytes = LOG_MAGIC.len() as u64;
         self.snapshot_json_bytes = json_len;
@@ -343,8 +347,9 @@ impl Journal {
         self.log_bytes >= LOG_COMPACT_BYTES_MIN.max(self.snapshot_json_bytes)
     }
 
-    /// Defers the fdatasync of later appends to [`Journal::sync`], so a batch of
-    /// records costs one sync; none of them is durable before it returns.
+    /// Defers the write and the fdatasync of later appends to [`Journal::sync`], so a
+    /// batch of records costs one write and one sync; none of them is durable before it
+    /// returns (a snapshot written meanwhile covers them).
     pub fn defer_sync(&mut self) {
         self.deferred_sync = true;
     }
@@ -354,7 +359,7 @@ impl Journal {
         self.failed
     }
 
-    /// Syncs deferred appends and ends deferral.
+    /// Writes and syncs deferred appends and ends deferral.
     pub fn sync(&mut self) -> Result<(), JournalError> {
         self.deferred_sync = false;
         if !self.unsynced {
@@ -362,6 +367,18 @@ impl Journal {
         }
         if self.failed {
             return Err(JournalError::Failed(self.log_path.clone()));
+        }
+        if !self.pending.is_empty() {
+            let written = self.log.write_all(&self.pending);
+            self.pending.clear();
+            if let Err(source) = written {
+                self.failed = true;
+                return Err(JournalError::Io {
+                    operation: "append to log",
+                    path: self.log_path.clone(),
+                    source,
+                });
+            }
         }
         if let Err(source) = self.log.sync_data() {
             self.failed = true;
@@ -379,6 +396,15 @@ impl Journal {
     pub fn records_since_snapshot(&self) -> u64 {
         self.records_since_snapshot
     }
+}
+
+/// Appends a record's frame (length, checksum, index, payload) to `out`.
+fn put_frame(out: &mut Vec<u8>, index: u64, payload: &[u8]) {
+    // The length fits: the caller bounded it by RECORD_BYTES_MAX.
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(&checksum(index, payload).to_le_bytes());
+    out.extend_from_slice(&index.to_le_bytes());
+    out.extend_from_slice(payload);
 }
 
 fn tmp_path(path: &Path) -> PathBuf {
@@ -604,6 +630,32 @@ mod tests {
         let (_, recovered) = open(dir.path()).unwrap();
         assert_eq!(recovered.snapshot, Some(vec![1, 2]));
         assert_eq!(recovered.records, vec![3]);
+    }
+
+    #[test]
+    fn a_deferred_batch_is_written_at_its_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let log_len = || fs::metadata(dir.path().join("test.log")).unwrap().len();
+        let (mut journal, _) = open(dir.path()).unwrap();
+        journal.append(&1u32).unwrap();
+        let before = log_len();
+        journal.defer_sync();
+        assert_eq!(journal.append(&2u32).unwrap(), 2);
+        assert_eq!(journal.append(&3u32).unwrap(), 3);
+        // Nothing of the batch reached the file: it goes in one write at `sync`.
+        assert_eq!(log_len(), before);
+        journal.sync().unwrap();
+        assert!(log_len() > before);
+        // A batch cut short by a snapshot: the snapshot holds its records.
+        journal.defer_sync();
+        journal.append(&4u32).unwrap();
+        journal.write_snapshot(&vec![1u32, 2, 3, 4]).unwrap();
+        journal.append(&5u32).unwrap();
+        journal.sync().unwrap();
+        drop(journal);
+        let (_, recovered) = open(dir.path()).unwrap();
+        assert_eq!(recovered.snapshot, Some(vec![1, 2, 3, 4]));
+        assert_eq!(recovered.records, vec![5]);
     }
 
     #[test]
