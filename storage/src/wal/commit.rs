@@ -12,6 +12,7 @@ use std::path::Path;
 use std::rc::{Rc, Weak};
 use std::task::Poll;
 
+use super::format::BLOCK_BYTES;
 use super::log::{Batch, Shared};
 use super::storage::WalFile;
 use crate::config::WalMode;
@@ -68,7 +69,7 @@ async fn next_work(shared: &Shared) -> Work {
             return Poll::Ready(Work::Stop);
         }
         if let Some(batch) = state.pending.pop_front() {
-            state.pending_bytes -= batch.bytes.len();
+            state.pending_bytes -= batch.len();
             return Poll::Ready(Work::Write(batch));
         }
         if state.sync_requested {
@@ -114,11 +115,14 @@ async fn write_batch(
     }
     let segment = open.as_mut().expect("segment opened above");
     let started = std::time::Instant::now();
-    let (result, mut buffer) = segment.file.write_all_at(batch.bytes, batch.offset).await;
+    let batch_bytes = batch.len();
+    let (result, mut buffer) = segment
+        .file
+        .write_all_at(batch.bytes, batch.start, batch.offset)
+        .await;
     result.map_err(|error| {
         format!(
-            "write {} bytes to {} at offset {}: {error}",
-            buffer.len(),
+            "write {batch_bytes} bytes to {} at offset {}: {error}",
             batch.path.display(),
             batch.offset
         )
@@ -134,7 +138,7 @@ async fn write_batch(
         state.check_invariants();
         // A buffer grown past a normal batch by one huge record is freed, not kept.
         if state.spare_buffers.len() < super::log::SPARE_BUFFERS_MAX
-            && buffer.capacity() <= crate::config::WAL_BATCH_BYTES_MAX
+            && buffer.capacity() <= crate::config::WAL_BATCH_BYTES_MAX + 2 * BLOCK_BYTES
         {
             buffer.clear();
             state.spare_buffers.push(buffer);

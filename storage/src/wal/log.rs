@@ -14,8 +14,8 @@ use super::WalOptions;
 use super::WalRecord;
 use super::commit;
 use super::format::{
-    RECORD_PAYLOAD_BYTES_MAX, SEGMENT_FLAG_ZEROS_AHEAD, SEGMENT_HEADER_BYTES, encode_record,
-    encode_segment_header, record_bytes,
+    BLOCK_BYTES, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_FLAG_ZEROS_AHEAD, SEGMENT_HEADER_BYTES,
+    encode_record, encode_segment_header, record_bytes,
 };
 use super::recovery::{recover, segment_file_name};
 use super::storage::{MonoioStorage, WalStorage};
@@ -106,10 +106,44 @@ pub(super) struct Batch {
     pub segment_first_index: u64,
     pub path: Rc<Path>,
     pub offset: u64,
+    /// The batch is `bytes[start..]`; `bytes[..start]` is room for the writer
+    /// ([`batch_buffer`]).
     pub bytes: Vec<u8>,
+    pub start: usize,
     /// The index of the batch's first record.
     pub first_index: u64,
     pub last_index: u64,
+}
+
+impl Batch {
+    /// The batch's bytes (its room before them not counted).
+    pub fn len(&self) -> usize {
+        self.bytes.len() - self.start
+    }
+}
+
+/// A batch buffer (`spare`, cleared) for a batch that begins at file offset `offset`, and
+/// where the batch starts in it: after room (zeros) sized so that the block holding
+/// `offset` begins at a block-aligned address. A direct writer puts that block's earlier
+/// bytes in the room and writes the buffer where it lies, with no copy of the batch
+/// (`storage::MonoioFile`); if the buffer moved while the batch grew, the writer copies it.
+/// The capacity a fresh batch buffer starts with.
+const BATCH_CAPACITY_MIN: usize = 64 << 10;
+
+pub(super) fn batch_buffer(mut spare: Vec<u8>, offset: u64) -> (Vec<u8>, usize) {
+    spare.clear();
+    // A fresh buffer starts with room for a small batch, so it need not move while
+    // the batch grows; a recycled one has the capacity of the batches before it.
+    spare.reserve(2 * BLOCK_BYTES + BATCH_CAPACITY_MIN);
+    let in_block = (offset % BLOCK_BYTES as u64) as usize;
+    let skew = spare.as_ptr() as usize % BLOCK_BYTES;
+    // start - in_block is a multiple of a block away from the buffer's alignment.
+    let mut start = (in_block + BLOCK_BYTES - skew) % BLOCK_BYTES;
+    if start < in_block {
+        start += BLOCK_BYTES;
+    }
+    spare.resize(start, 0);
+    (spare, start)
 }
 
 impl State {
@@ -345,20 +379,23 @@ impl Wal {
         let added_bytes = header_bytes + record_len;
         let joins_last_batch = pending.back().is_some_and(|batch| {
             batch.segment_first_index == active.first_index
-                && batch.bytes.len() + added_bytes <= WAL_BATCH_BYTES_MAX
+                && batch.len() + added_bytes <= WAL_BATCH_BYTES_MAX
         });
         if !joins_last_batch {
+            let (bytes, start) =
+                batch_buffer(spare_buffers.pop().unwrap_or_default(), active.bytes);
             pending.push_back(Batch {
                 segment_first_index: active.first_index,
                 path: active.path.clone(),
                 offset: active.bytes,
-                bytes: spare_buffers.pop().unwrap_or_default(),
+                bytes,
+                start,
                 first_index: index,
                 last_index: index,
             });
         }
         let batch = pending.back_mut().expect("a batch to fill");
-        debug_assert_eq!(batch.offset + batch.bytes.len() as u64, active.bytes);
+        debug_assert_eq!(batch.offset + batch.len() as u64, active.bytes);
         if header_bytes > 0 {
             encode_segment_header(&mut batch.bytes, SEGMENT_FLAG_ZEROS_AHEAD);
         }

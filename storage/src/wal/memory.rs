@@ -211,10 +211,12 @@ impl MemoryFileHandle {
 impl WalFile for MemoryFileHandle {
     fn write_all_at(
         &self,
-        buffer: Vec<u8>,
+        whole: Vec<u8>,
+        start: usize,
         offset: u64,
     ) -> LocalBoxFuture<'_, (io::Result<()>, Vec<u8>)> {
         Box::pin(async move {
+            let buffer = &whole[start..];
             let delay_ticks = self.storage.state.borrow().io_delay_ticks;
             YieldTicks::new(delay_ticks).await;
             let durable_writes = self.storage.state.borrow().durable_writes;
@@ -229,32 +231,32 @@ impl WalFile for MemoryFileHandle {
                 _ => buffer.len(),
             };
             let written = self.with_file(|file| {
-                let start = offset as usize;
-                if file.contents.len() < start + stored {
-                    file.contents.resize(start + stored, 0);
+                let at = offset as usize;
+                if file.contents.len() < at + stored {
+                    file.contents.resize(at + stored, 0);
                 }
-                file.contents[start..start + stored].copy_from_slice(&buffer[..stored]);
+                file.contents[at..at + stored].copy_from_slice(&buffer[..stored]);
                 if durable_writes && fault.is_none() {
-                    if file.durable.len() < start + stored {
-                        file.durable.resize(start + stored, 0);
+                    if file.durable.len() < at + stored {
+                        file.durable.resize(at + stored, 0);
                     }
-                    file.durable[start..start + stored].copy_from_slice(&buffer[..stored]);
+                    file.durable[at..at + stored].copy_from_slice(&buffer[..stored]);
                 }
             });
             if let Err(error) = written {
-                return (Err(error), buffer);
+                return (Err(error), whole);
             }
             match fault {
                 Some(Fault::SyncError) => {
-                    return (Err(io::Error::other("injected fsync fault")), buffer);
+                    return (Err(io::Error::other("injected fsync fault")), whole);
                 }
-                Some(_) => return (Err(io::Error::other("injected write fault")), buffer),
+                Some(_) => return (Err(io::Error::other("injected write fault")), whole),
                 None => {}
             }
             let mut state = self.storage.state.borrow_mut();
             state.writes += 1;
             state.bytes_written += buffer.len() as u64;
-            (Ok(()), buffer)
+            (Ok(()), whole)
         })
     }
 

@@ -214,13 +214,14 @@ fn copy_pending(state: &State, dir: &Path, gathered: &mut Gathered) -> Result<()
         if batch.last_index < gathered.next {
             continue;
         }
+        let bytes = &batch.bytes[batch.start..];
         let mut offset = if batch.offset == 0 {
             SEGMENT_HEADER_BYTES
         } else {
             0
         };
-        while offset < batch.bytes.len() {
-            let record = decode_record(&batch.bytes, offset).map_err(|reason| {
+        while offset < bytes.len() {
+            let record = decode_record(bytes, offset).map_err(|reason| {
                 StorageError::corruption(
                     dir,
                     batch.offset + offset as u64,
@@ -238,7 +239,7 @@ fn copy_pending(state: &State, dir: &Path, gathered: &mut Gathered) -> Result<()
             gathered.push(
                 record.index,
                 record.kind,
-                &batch.bytes[record.payload_start..record.end()],
+                &bytes[record.payload_start..record.end()],
             );
             if gathered.full() {
                 return Ok(());

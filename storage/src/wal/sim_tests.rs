@@ -275,6 +275,7 @@ impl WalFile for SimFile {
     fn write_all_at(
         &self,
         buffer: Vec<u8>,
+        start: usize,
         offset: u64,
     ) -> LocalBoxFuture<'_, (io::Result<()>, Vec<u8>)> {
         Box::pin(async move {
@@ -283,7 +284,7 @@ impl WalFile for SimFile {
                 return (Err(dead()), buffer);
             }
             // MemoryStorage has no delay of its own here: the write lands in this poll.
-            self.inner.write_all_at(buffer, offset).await
+            self.inner.write_all_at(buffer, start, offset).await
         })
     }
 

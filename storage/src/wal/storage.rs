@@ -58,10 +58,13 @@ pub trait WalStorage {
 
 /// One open segment file.
 pub trait WalFile {
-    /// Writes all of `buffer` at `offset`, returning the buffer for reuse.
+    /// Writes `buffer[start..]` at `offset`, returning the buffer for reuse.
+    /// `buffer[..start]` is room the file may overwrite: the log leaves it so that a
+    /// direct writer can put the first block's earlier bytes there and write in place.
     fn write_all_at(
         &self,
         buffer: Vec<u8>,
+        start: usize,
         offset: u64,
     ) -> LocalBoxFuture<'_, (io::Result<()>, Vec<u8>)>;
     /// fdatasync.
@@ -202,6 +205,20 @@ pub async fn read_range(path: &Path, offset: u64, len: usize) -> io::Result<Vec<
     result.map(|()| out)
 }
 
+/// Writes `buffer[start..]` at `offset` through the page cache.
+async fn write_buffered(
+    file: &monoio::fs::File,
+    buffer: Vec<u8>,
+    start: usize,
+    offset: u64,
+) -> (io::Result<()>, Vec<u8>) {
+    let end = buffer.len();
+    let (result, slice) = file
+        .write_all_at(monoio::buf::IoBuf::slice(buffer, start..end), offset)
+        .await;
+    (result, slice.into_inner())
+}
+
 /// fsync of the directory holding `path`, so a newly created file survives a crash.
 async fn sync_parent_dir(path: &Path) -> io::Result<()> {
     let dir: PathBuf = match path.parent() {
@@ -272,61 +289,113 @@ const ZEROS_WRITE_BYTES: usize = 1 << 20;
 static ZEROS: AlignedZeros = AlignedZeros([0; ZEROS_WRITE_BYTES]);
 
 impl MonoioFile {
-    /// Writes `data` at `offset` as whole aligned blocks: the bytes before `offset` in its
-    /// block (the previous write's tail, rewritten unchanged: a torn rewrite leaves each
-    /// sector old or new, and both hold the same bytes there), then `data`, then zeros to
-    /// the block's end.
+    /// Writes `buffer[start..]` at `offset` as whole aligned blocks: the bytes before
+    /// `offset` in its block (the previous write's tail, rewritten unchanged: a torn
+    /// rewrite leaves each sector old or new, and both hold the same bytes there), then
+    /// the data, then zeros to the block's end. Where the log left room before the data
+    /// with the block's start at an aligned address (`log::batch_buffer`), those bytes go
+    /// into the room and the buffer is written where it lies; otherwise into the staging
+    /// buffer with a copy of the data.
     async fn write_direct(
         &self,
         mut state: DirectState,
-        data: &[u8],
+        mut buffer: Vec<u8>,
+        start: usize,
         offset: u64,
-    ) -> io::Result<DirectState> {
+    ) -> (io::Result<DirectState>, Vec<u8>) {
         let block = BLOCK_BYTES as u64;
-        let start = offset - offset % block;
-        let prefix_len = (offset - start) as usize;
+        let block_start = offset - offset % block;
+        let prefix_len = (offset - block_start) as usize;
         let tail = state.tail.take();
         let prefix = match tail {
-            Some((at, bytes)) if at == start && bytes.len() == prefix_len => bytes,
+            Some((at, bytes)) if at == block_start && bytes.len() == prefix_len => bytes,
             _ if prefix_len == 0 => Vec::new(),
-            _ => {
-                let bytes = read_range(&self.path, start, prefix_len).await?;
-                if bytes.len() != prefix_len {
-                    return Err(io::Error::new(
+            _ => match read_range(&self.path, block_start, prefix_len).await {
+                Ok(bytes) if bytes.len() == prefix_len => bytes,
+                Ok(bytes) => {
+                    let error = io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         format!(
                             "{} ends at byte {}, before a write at {offset}",
                             self.path.display(),
-                            start + bytes.len() as u64
+                            block_start + bytes.len() as u64
                         ),
-                    ));
+                    );
+                    return (Err(error), buffer);
                 }
-                bytes
+                Err(error) => return (Err(error), buffer),
+            },
+        };
+        let data_len = buffer.len() - start;
+        let end = offset + data_len as u64;
+        let padded = (prefix_len + data_len).next_multiple_of(BLOCK_BYTES);
+        let write_end = block_start + padded as u64;
+        let file = self.file.borrow().clone();
+        // Where the window `[block_start, write_end)` of the file lies in the buffer
+        // written, and that buffer (the batch's own, or the staging buffer).
+        let in_place = start.checked_sub(prefix_len).filter(|&window| {
+            (buffer.as_ptr() as usize + window).is_multiple_of(BLOCK_BYTES)
+                && buffer.capacity() >= window + padded
+        });
+        let (result, window, written, batch) = if let Some(window) = in_place {
+            buffer[window..start].copy_from_slice(&prefix);
+            // Zeros to the block's end, inside the capacity: the buffer does not move.
+            buffer.resize(window + padded, 0);
+            let (result, slice) = file
+                .write_all_at(
+                    monoio::buf::IoBuf::slice(buffer, window..window + padded),
+                    block_start,
+                )
+                .await;
+            (result, window, slice.into_inner(), None)
+        } else {
+            let mut staging = std::mem::take(&mut state.staging);
+            staging.clear();
+            staging.reserve(padded + BLOCK_BYTES);
+            // The aligned window inside the buffer (its allocation moves with neither the
+            // buffer's moves nor the kernel's use of it).
+            let skew = staging.as_ptr() as usize % BLOCK_BYTES;
+            let lead = (BLOCK_BYTES - skew) % BLOCK_BYTES;
+            staging.resize(lead, 0);
+            staging.extend_from_slice(&prefix);
+            staging.extend_from_slice(&buffer[start..]);
+            staging.resize(lead + padded, 0);
+            let (result, slice) = file
+                .write_all_at(
+                    monoio::buf::IoBuf::slice(staging, lead..lead + padded),
+                    block_start,
+                )
+                .await;
+            (result, lead, slice.into_inner(), Some(buffer))
+        };
+        // The bytes of the block holding the end, as the file now has them: the next
+        // write's prefix. The prefix's buffer holds them: no allocation per write.
+        let tail_start = end - end % block;
+        let from = window + (tail_start - block_start) as usize;
+        let to = window + (end - block_start) as usize;
+        let mut tail = prefix;
+        tail.clear();
+        tail.extend_from_slice(&written[from..to]);
+        let buffer = match batch {
+            None => {
+                // The batch as it was handed over, without the zeros after it (a buffered
+                // retry of a refused direct write writes `buffer[start..]`).
+                let mut written = written;
+                written.truncate(start + data_len);
+                written
+            }
+            Some(batch) => {
+                // Kept like the log's batch buffers: not after one huge record grew it.
+                if written.capacity() <= crate::config::WAL_BATCH_BYTES_MAX + 2 * BLOCK_BYTES {
+                    state.staging = written;
+                }
+                batch
             }
         };
-        let end = offset + data.len() as u64;
-        let padded = (prefix_len + data.len()).next_multiple_of(BLOCK_BYTES);
-        let write_end = start + padded as u64;
-        let mut staging = std::mem::take(&mut state.staging);
-        staging.clear();
-        staging.reserve(padded + BLOCK_BYTES);
-        // The aligned window inside the buffer (its allocation moves with neither the
-        // buffer's moves nor the kernel's use of it).
-        let skew = staging.as_ptr() as usize % BLOCK_BYTES;
-        let lead = (BLOCK_BYTES - skew) % BLOCK_BYTES;
-        staging.resize(lead, 0);
-        staging.extend_from_slice(&prefix);
-        staging.extend_from_slice(data);
-        staging.resize(lead + padded, 0);
-        let file = self.file.borrow().clone();
-        let (result, window) = file
-            .write_all_at(
-                monoio::buf::IoBuf::slice(staging, lead..lead + padded),
-                start,
-            )
-            .await;
-        let staging = window.into_inner();
-        result?;
+        if let Err(error) = result {
+            return (Err(error), buffer);
+        }
+        state.tail = Some((tail_start, tail));
         // Zeros ahead, after the data so a segment's header always precedes them. They
         // are only a saving: the data is written whatever happens here, so a failure (a
         // disk without room for them) stops them for this file instead of failing the
@@ -341,19 +410,7 @@ impl MonoioFile {
                 }
             };
         }
-        let tail_start = end - end % block;
-        let from = lead + (tail_start - start) as usize;
-        let to = lead + (end - start) as usize;
-        // The prefix's buffer holds the new tail: no allocation per write.
-        let mut tail = prefix;
-        tail.clear();
-        tail.extend_from_slice(&staging[from..to]);
-        state.tail = Some((tail_start, tail));
-        // Kept like the log's batch buffers: not after one huge record grew it.
-        if staging.capacity() <= crate::config::WAL_BATCH_BYTES_MAX + 2 * BLOCK_BYTES {
-            state.staging = staging;
-        }
-        Ok(state)
+        (Ok(state), buffer)
     }
 
     /// Writes zeros over `[from, to)`, both block-aligned, a megabyte at a time.
@@ -376,14 +433,16 @@ impl WalFile for MonoioFile {
     fn write_all_at(
         &self,
         buffer: Vec<u8>,
+        start: usize,
         offset: u64,
     ) -> LocalBoxFuture<'_, (io::Result<()>, Vec<u8>)> {
         Box::pin(async move {
             let Some(state) = self.direct.borrow_mut().take() else {
                 let file = self.file.borrow().clone();
-                return file.write_all_at(buffer, offset).await;
+                return write_buffered(&file, buffer, start, offset).await;
             };
-            match self.write_direct(state, &buffer, offset).await {
+            let (result, buffer) = self.write_direct(state, buffer, start, offset).await;
+            match result {
                 Ok(state) => {
                     *self.direct.borrow_mut() = Some(state);
                     (Ok(()), buffer)
@@ -398,7 +457,7 @@ impl WalFile for MonoioFile {
                             // Later writes and syncs use the buffered handle.
                             let file = Rc::new(file);
                             *self.file.borrow_mut() = file.clone();
-                            file.write_all_at(buffer, offset).await
+                            write_buffered(&file, buffer, start, offset).await
                         }
                         Err(error) => (Err(error), buffer),
                     }

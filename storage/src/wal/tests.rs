@@ -578,6 +578,47 @@ fn direct_segments_opened_for_synchronous_writes_say_so() {
 }
 
 #[test]
+fn direct_writes_in_place_and_through_the_staging_copy_land_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("segment");
+    let storage = MonoioStorage::default();
+    let contents = block_on(async {
+        let file = storage.open_file(&path).await.unwrap();
+        // A plain buffer, mid-block at its end: the staging copy.
+        let (result, _) = file.write_all_at(vec![b'a'; 100], 0, 0).await;
+        result.unwrap();
+        // A batch buffer as the log makes it: the block's first 100 bytes go into its
+        // room and it is written where it lies (when the file takes direct I/O).
+        let (mut batch, start) = super::log::batch_buffer(Vec::new(), 100);
+        batch.extend_from_slice(&[b'b'; 5000]);
+        let (result, returned) = file.write_all_at(batch, start, 100).await;
+        result.unwrap();
+        assert_eq!(
+            returned.len(),
+            start + 5000,
+            "the batch comes back as it went"
+        );
+        if file.writes_are_durable() {
+            assert_eq!(
+                &returned[start - 100..start],
+                &[b'a'; 100][..],
+                "not in place"
+            );
+        }
+        // A buffer with no room before the data: the staging copy again.
+        let (result, _) = file.write_all_at(b"xxccc".to_vec(), 2, 5100).await;
+        result.unwrap();
+        std::fs::read(&path).unwrap()
+    });
+    let mut expected = vec![b'a'; 100];
+    expected.extend_from_slice(&[b'b'; 5000]);
+    expected.extend_from_slice(b"ccc");
+    assert_eq!(&contents[..expected.len()], &expected[..]);
+    // Zeros after the data (to the block's end, and written ahead).
+    assert!(contents[expected.len()..].iter().all(|&byte| byte == 0));
+}
+
+#[test]
 fn a_record_larger_than_a_batch_is_written_whole_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
     let wal_dir = dir.path().join("wal");
