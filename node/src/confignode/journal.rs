@@ -277,12 +277,7 @@ impl Journal {
                 .write_all(&frame)
                 .and_then(|()| self.log.sync_data());
             if let Err(source) = written {
-                self.failed = true;
-                return Err(JournalError::Io {
-                    operation: "append to log",
-                    path: self.log_path.clone(),
-                    source,
-                });
+                return Err(self.failure("append to log", source));
             }
         }
         self.next_index += 1;
@@ -372,24 +367,25 @@ impl Journal {
             let written = self.log.write_all(&self.pending);
             self.pending.clear();
             if let Err(source) = written {
-                self.failed = true;
-                return Err(JournalError::Io {
-                    operation: "append to log",
-                    path: self.log_path.clone(),
-                    source,
-                });
+                return Err(self.failure("append to log", source));
             }
         }
         if let Err(source) = self.log.sync_data() {
-            self.failed = true;
-            return Err(JournalError::Io {
-                operation: "sync log",
-                path: self.log_path.clone(),
-                source,
-            });
+            return Err(self.failure("sync log", source));
         }
         self.unsynced = false;
         Ok(())
+    }
+
+    /// Marks the journal failed (it must be reopened) and returns the error of the log
+    /// operation that failed.
+    fn failure(&mut self, operation: &'static str, source: std::io::Error) -> JournalError {
+        self.failed = true;
+        JournalError::Io {
+            operation,
+            path: self.log_path.clone(),
+            source,
+        }
     }
 
     /// Records appended since the latest snapshot (the replay cost).

@@ -337,17 +337,11 @@ impl MonoioFile {
             (buffer.as_ptr() as usize + window).is_multiple_of(BLOCK_BYTES)
                 && buffer.capacity() >= window + padded
         });
-        let (result, window, written, batch) = if let Some(window) = in_place {
+        let (to_write, window, batch) = if let Some(window) = in_place {
             buffer[window..start].copy_from_slice(&prefix);
             // Zeros to the block's end, inside the capacity: the buffer does not move.
             buffer.resize(window + padded, 0);
-            let (result, slice) = file
-                .write_all_at(
-                    monoio::buf::IoBuf::slice(buffer, window..window + padded),
-                    block_start,
-                )
-                .await;
-            (result, window, slice.into_inner(), None)
+            (buffer, window, None)
         } else {
             let mut staging = std::mem::take(&mut state.staging);
             staging.clear();
@@ -360,14 +354,15 @@ impl MonoioFile {
             staging.extend_from_slice(&prefix);
             staging.extend_from_slice(&buffer[start..]);
             staging.resize(lead + padded, 0);
-            let (result, slice) = file
-                .write_all_at(
-                    monoio::buf::IoBuf::slice(staging, lead..lead + padded),
-                    block_start,
-                )
-                .await;
-            (result, lead, slice.into_inner(), Some(buffer))
+            (staging, lead, Some(buffer))
         };
+        let (result, slice) = file
+            .write_all_at(
+                monoio::buf::IoBuf::slice(to_write, window..window + padded),
+                block_start,
+            )
+            .await;
+        let written = slice.into_inner();
         // The bytes of the block holding the end, as the file now has them: the next
         // write's prefix. The prefix's buffer holds them: no allocation per write.
         let tail_start = end - end % block;
