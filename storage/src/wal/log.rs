@@ -122,14 +122,14 @@ impl Batch {
     }
 }
 
+/// The capacity a fresh batch buffer starts with.
+const BATCH_CAPACITY_MIN: usize = 64 << 10;
+
 /// A batch buffer (`spare`, cleared) for a batch that begins at file offset `offset`, and
 /// where the batch starts in it: after room (zeros) sized so that the block holding
 /// `offset` begins at a block-aligned address. A direct writer puts that block's earlier
 /// bytes in the room and writes the buffer where it lies, with no copy of the batch
 /// (`storage::MonoioFile`); if the buffer moved while the batch grew, the writer copies it.
-/// The capacity a fresh batch buffer starts with.
-const BATCH_CAPACITY_MIN: usize = 64 << 10;
-
 pub(super) fn batch_buffer(mut spare: Vec<u8>, offset: u64) -> (Vec<u8>, usize) {
     spare.clear();
     // A fresh buffer starts with room for a small batch, so it need not move while
