@@ -89,6 +89,9 @@ pub struct ConfigNode<S: CommandStore = Journal> {
     /// the leader's last index when the catch-up step was first looked at (runtime; a
     /// new leader takes a later, so stricter, one).
     catch_up_targets: std::collections::HashMap<ProcedureId, u64>,
+    /// Inside [`ConfigNode::begin_batch`] .. [`ConfigNode::end_batch`]: appends are made
+    /// durable together at the end, except a procedure's steps (see `commit`).
+    batching: bool,
 }
 
 impl ConfigNode {
@@ -140,6 +143,7 @@ impl<S: CommandStore> ConfigNode<S> {
             clock_ms: system_clock_ms,
             leader: None,
             kill_mode: KillMode::Disarmed,
+            batching: false,
             reported_status: std::collections::BTreeMap::new(),
             waiting_since: std::collections::HashMap::new(),
             catch_up_targets: std::collections::HashMap::new(),
@@ -213,11 +217,13 @@ impl<S: CommandStore> ConfigNode<S> {
     /// Starts a batch: the commands of the following calls are applied at once but made
     /// durable together by [`ConfigNode::end_batch`] (one fdatasync); answer nobody before.
     pub fn begin_batch(&mut self) {
+        self.batching = true;
         self.journal.defer_sync();
     }
 
     /// Makes the batch durable.
     pub fn end_batch(&mut self) -> Result<()> {
+        self.batching = false;
         self.journal.sync()?;
         Ok(())
     }
@@ -245,6 +251,18 @@ impl<S: CommandStore> ConfigNode<S> {
         }
         self.state.check(&command)?;
         let before = self.journal.append(&command, &self.state)?;
+        if self.batching
+            && matches!(
+                command,
+                ConfigCommand::StartProcedure { .. } | ConfigCommand::AdvanceProcedure { .. }
+            )
+        {
+            // A procedure acts on its recorded step at once (drops replicas, deletes
+            // files), before the batch ends: the step must be durable first, or a crash
+            // after the act would forget the procedure that must finish it.
+            self.journal.sync()?;
+            self.journal.defer_sync();
+        }
         if before.is_empty() {
             self.state
                 .apply(&command)
