@@ -37,6 +37,19 @@ const SEGMENT_FLAGS_KNOWN: u16 = SEGMENT_FLAG_ZEROS_AHEAD;
 /// write after it rewrites that block with the same record bytes and more.
 pub const BLOCK_BYTES: usize = 4096;
 
+/// Where, in a buffer at `address`, to put the byte at position `in_block` of a block so
+/// that the block itself starts at a block-aligned address: the least offset at or past
+/// `in_block` that is `in_block` bytes past an aligned address.
+pub fn aligned_position(address: usize, in_block: usize) -> usize {
+    let skew = address % BLOCK_BYTES;
+    let position = (in_block + BLOCK_BYTES - skew) % BLOCK_BYTES;
+    if position < in_block {
+        position + BLOCK_BYTES
+    } else {
+        position
+    }
+}
+
 /// Whether `tail`, what follows a segment's last record up to the end of a file of
 /// `file_len` bytes, is the zero padding of its last block rather than damage: zeros, less
 /// than a block, and ending where a block does.

@@ -15,7 +15,7 @@ use super::WalRecord;
 use super::commit;
 use super::format::{
     BLOCK_BYTES, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_FLAG_ZEROS_AHEAD, SEGMENT_HEADER_BYTES,
-    encode_record, encode_segment_header, record_bytes,
+    aligned_position, encode_record, encode_segment_header, record_bytes,
 };
 use super::recovery::{recover, segment_file_name};
 use super::storage::{MonoioStorage, WalStorage};
@@ -136,12 +136,7 @@ pub(super) fn batch_buffer(mut spare: Vec<u8>, offset: u64) -> (Vec<u8>, usize) 
     // the batch grows; a recycled one has the capacity of the batches before it.
     spare.reserve(2 * BLOCK_BYTES + BATCH_CAPACITY_MIN);
     let in_block = (offset % BLOCK_BYTES as u64) as usize;
-    let skew = spare.as_ptr() as usize % BLOCK_BYTES;
-    // start - in_block is a multiple of a block away from the buffer's alignment.
-    let mut start = (in_block + BLOCK_BYTES - skew) % BLOCK_BYTES;
-    if start < in_block {
-        start += BLOCK_BYTES;
-    }
+    let start = aligned_position(spare.as_ptr() as usize, in_block);
     spare.resize(start, 0);
     (spare, start)
 }

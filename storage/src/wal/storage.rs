@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::rc::Rc;
 
-use super::format::BLOCK_BYTES;
+use super::format::{BLOCK_BYTES, aligned_position};
 
 /// A boxed future bound to the current thread. The WAL boxes one per batch at most, which
 /// is nothing next to a write and an fsync, and it keeps the traits object-safe.
@@ -348,8 +348,7 @@ impl MonoioFile {
             staging.reserve(padded + BLOCK_BYTES);
             // The aligned window inside the buffer (its allocation moves with neither the
             // buffer's moves nor the kernel's use of it).
-            let skew = staging.as_ptr() as usize % BLOCK_BYTES;
-            let lead = (BLOCK_BYTES - skew) % BLOCK_BYTES;
+            let lead = aligned_position(staging.as_ptr() as usize, 0);
             staging.resize(lead, 0);
             staging.extend_from_slice(&prefix);
             staging.extend_from_slice(&buffer[start..]);

@@ -849,3 +849,14 @@ fn paths_are_inside_the_directory() {
         Some(Path::new("/wal"))
     );
 }
+
+#[test]
+fn an_aligned_position_puts_its_block_on_an_aligned_address() {
+    for address in [0, 1, 17, 4095, 4096, 4097, 123_456] {
+        for in_block in [0, 1, 100, 4095] {
+            let position = format::aligned_position(address, in_block);
+            assert!(position >= in_block && position < in_block + format::BLOCK_BYTES);
+            assert_eq!((address + position - in_block) % format::BLOCK_BYTES, 0);
+        }
+    }
+}
