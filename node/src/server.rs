@@ -214,7 +214,7 @@ fn run_data_node(
     config: ServerConfig,
     cores: usize,
     listeners: Vec<TcpListener>,
-    control: ControlPlane,
+    mut control: ControlPlane,
     member: Option<crate::cluster::link::ClusterMember>,
 ) -> anyhow::Result<()> {
     let bound = listeners[0].local_addr()?;

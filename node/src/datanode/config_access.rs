@@ -19,8 +19,8 @@ use super::control::config_status;
 use crate::cluster::link::CnLink;
 use crate::cluster::protocol::{Delta, FromConfigNode, FromNode, ToConfigNode, ToNode};
 use crate::confignode::{
-    ConfigNode, ConfigRequest, ConfigResponse, ConfigState, NodeId, ProcedureEnv, RegionGroupId,
-    RegionGroupKind, RouteSnapshot,
+    ConfigCommand, ConfigNode, ConfigRequest, ConfigResponse, ConfigState, NodeId, ProcedureEnv,
+    RegionGroupId, RegionGroupKind, RouteSnapshot,
 };
 
 /// How long a removed DataNode goes on answering before it stops. Why: the news of its
@@ -217,6 +217,15 @@ impl ConfigAccess {
         match self {
             ConfigAccess::Local(node) => node.route_snapshot(),
             ConfigAccess::Remote(remote) => remote.route.clone(),
+        }
+    }
+
+    /// The commands that moved the state from `version` to the current one, oldest first,
+    /// where this node keeps them (a local ConfigNode's recent history); `None` otherwise.
+    pub fn commands_since(&self, version: u64) -> Option<Vec<ConfigCommand>> {
+        match self {
+            ConfigAccess::Local(node) => node.commands_since(version),
+            ConfigAccess::Remote(_) => None,
         }
     }
 

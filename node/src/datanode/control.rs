@@ -13,7 +13,7 @@ mod schema_move;
 
 use anyhow::Context;
 use iotdb_model::NodeId;
-use iotdb_net::{DataPartitionEntry, ResultSet, RouteTable, Status, StatusCode};
+use iotdb_net::{DataPartitionEntry, ResultSet, Status, StatusCode};
 use iotdb_storage::DataType;
 
 use super::config_access::ConfigAccess;
@@ -22,9 +22,9 @@ use super::schema_replication::SchemaRaft;
 use crate::cluster::protocol::SchemaRequest;
 use crate::config::ServerConfig;
 use crate::confignode::{
-    ConfigNode, ConfigNodeError, ConfigNodeSpec, ConfigRequest, ConfigResponse, DataNodeSpec,
-    KillMode, KillPoint, NodeStatus, ProcedureEnv, RegionGroupId, RegionGroupKind, ReplicationAck,
-    Role, RouteSnapshot, ShowRequest, Table,
+    ConfigCommand, ConfigNode, ConfigNodeError, ConfigNodeSpec, ConfigRequest, ConfigResponse,
+    DataNodeSpec, KillMode, KillPoint, NodeStatus, ProcedureEnv, RegionGroupId, RegionGroupKind,
+    ReplicationAck, Role, RouteSnapshot, ShowRequest, Table,
 };
 use crate::schema::{SchemaError, SchemaRegion, TypeConflict};
 use crate::sql::{self, DatabaseAttributes, Statement, Ttl};
@@ -181,6 +181,9 @@ pub struct ControlPlane {
     membership_attempts: HashMap<u32, Instant>,
     /// The commit index a migration's new schema replica must reach, by migration.
     catch_up_targets: HashMap<u64, u64>,
+    /// The route view built last: the next one is derived from it when only data
+    /// partitions were assigned since.
+    last_view: Option<RouteView>,
 }
 
 /// What this process's DataNode declares when it registers.
@@ -342,6 +345,7 @@ impl ControlPlane {
             copy_attempts: HashMap::new(),
             membership_attempts: HashMap::new(),
             catch_up_targets: HashMap::new(),
+            last_view: None,
         }
     }
 
@@ -553,12 +557,24 @@ impl ControlPlane {
     }
 
     /// The route table of the current ConfigNode state, with this node's indexes.
-    pub fn route_view(&self) -> RouteView {
-        route_view_of(
-            &self.config_node.route_snapshot(),
-            self.data_node_id,
-            self.shard_count,
-        )
+    /// The route view of the current state: derived from the previous one when the
+    /// commands since only assigned partitions (one write creating a device's partition
+    /// copies one flat vector), built whole from the ConfigNode's route snapshot otherwise.
+    pub fn route_view(&mut self) -> RouteView {
+        let version = self.config_node.version();
+        let derived = self.last_view.as_ref().and_then(|last| {
+            let commands = self.config_node.commands_since(last.version())?;
+            derive_route_view(last, version, &commands)
+        });
+        let view = derived.unwrap_or_else(|| {
+            route_view_of(
+                &self.config_node.route_snapshot(),
+                self.data_node_id,
+                self.shard_count,
+            )
+        });
+        self.last_view = Some(view.clone());
+        view
     }
 
     /// Handles a batch of requests with one fdatasync per journal (group commit): the
@@ -1351,7 +1367,33 @@ pub fn text_rows(result: &ResultSet) -> Vec<Vec<Option<String>>> {
         .collect()
 }
 
-/// The wire route table of a ConfigNode snapshot.
+/// `last` moved to `version` by `commands`, when they only assigned partitions (schema
+/// partitions are not part of the view); `None` when another command changed what the view
+/// holds, or a partition's database is unknown to `last`.
+pub fn derive_route_view(
+    last: &RouteView,
+    version: u64,
+    commands: &[ConfigCommand],
+) -> Option<RouteView> {
+    let mut added = Vec::new();
+    for command in commands {
+        match command {
+            ConfigCommand::AssignDataPartitions {
+                database,
+                assignments,
+            } => added.extend(
+                assignments
+                    .iter()
+                    .map(|(series, time, group)| (database.as_str(), *series, *time, group.0)),
+            ),
+            ConfigCommand::AssignSchemaPartitions { .. } => {}
+            _ => return None,
+        }
+    }
+    last.with_partitions(version, &added)
+}
+
+/// The route view of a ConfigNode snapshot.
 pub fn route_view_of(
     snapshot: &RouteSnapshot,
     data_node_id: NodeId,
@@ -1404,8 +1446,6 @@ pub fn route_view_of(
                 .collect(),
         })
         .collect();
-    let table = RouteTable::new(snapshot.version, databases, groups)
-        .expect("the ConfigNode keeps valid settings");
     let ttls = snapshot
         .databases
         .iter()
@@ -1416,7 +1456,14 @@ pub fn route_view_of(
             )
         })
         .collect();
-    let mut view = RouteView::new(table, data_node_id.0, shard_count, ttls);
+    let mut view = RouteView::new(
+        snapshot.version,
+        databases,
+        groups,
+        data_node_id.0,
+        shard_count,
+        ttls,
+    );
     view.group_databases = snapshot
         .region_groups
         .iter()
@@ -1523,4 +1570,165 @@ pub fn route_view_of(
         })
         .collect();
     view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{derive_route_view, route_view_of};
+    use crate::confignode::{
+        ClusterSettings, ConfigCommand, ConfigNode, ConfigNodeSpec, DataNodeSpec, NodeId,
+    };
+    use crate::datanode::route::RouteView;
+    use crate::sql::DatabaseAttributes;
+
+    fn data_node(host: u32) -> DataNodeSpec {
+        DataNodeSpec {
+            internal_address: format!("127.0.0.{host}"),
+            internal_port: 10730,
+            rpc_address: format!("127.0.0.{host}"),
+            rpc_port: 6667,
+            mpp_port: 10740,
+            schema_consensus_port: 10750,
+            data_consensus_port: 10760,
+            shard_count: 2,
+            version: "2.0.0".into(),
+            build_info: "test".into(),
+            registration_token: 0,
+        }
+    }
+
+    /// Everything a shard reads of a view, and the wire table clients fetch.
+    fn assert_same_view(derived: &RouteView, whole: &RouteView, devices: &[String], step: usize) {
+        assert_eq!(derived.version(), whole.version(), "step {step}");
+        assert_eq!(derived.wire_table(), whole.wire_table(), "step {step}");
+        assert_eq!(derived.ttls, whole.ttls, "step {step}");
+        assert_eq!(
+            derived.group_databases, whole.group_databases,
+            "step {step}"
+        );
+        assert_eq!(derived.replication, whole.replication, "step {step}");
+        assert_eq!(derived.read_replicas, whole.read_replicas, "step {step}");
+        for group in whole.wire_table().region_groups() {
+            let id = group.region_group_id;
+            assert_eq!(
+                derived.local_shard(id),
+                whole.local_shard(id),
+                "step {step}"
+            );
+            assert_eq!(
+                derived.remote_holder(id),
+                whole.remote_holder(id),
+                "step {step}"
+            );
+        }
+        for device in devices {
+            let (a, b) = (derived.device(device), whole.device(device));
+            assert_eq!(a.is_some(), b.is_some(), "step {step}: {device}");
+            let (Some(a), Some(b)) = (a, b) else { continue };
+            assert_eq!(a.slots, b.slots, "step {step}: {device}");
+            assert_eq!(a.series_slot, b.series_slot, "step {step}: {device}");
+            assert_eq!(
+                a.groups_in(i64::MIN, i64::MAX).collect::<Vec<_>>(),
+                b.groups_in(i64::MIN, i64::MAX).collect::<Vec<_>>(),
+                "step {step}: {device}"
+            );
+        }
+    }
+
+    /// A route view derived from the one before, command by command, is the view built
+    /// whole from the ConfigNode's state, at every version of a history that assigns
+    /// data and schema partitions (most steps), and creates databases, region groups and
+    /// DataNodes, changes TTLs (which take the whole rebuild).
+    #[test]
+    fn a_view_derived_from_assigned_partitions_is_the_view_built_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut node = ConfigNode::open(dir.path(), ClusterSettings::default()).unwrap();
+        node.register_config_node(ConfigNodeSpec {
+            internal_address: "127.0.0.1".into(),
+            internal_port: 10710,
+            consensus_port: 10720,
+            version: "2.0.0".into(),
+            build_info: "test".into(),
+        })
+        .unwrap();
+        node.set_leader(Some(NodeId(0)));
+        let this = node.register_data_node(data_node(1)).unwrap();
+        let databases = ["root.a", "root.b", "root.c"];
+        node.create_database(databases[0], &DatabaseAttributes::default())
+            .unwrap();
+        let devices: Vec<String> = databases
+            .iter()
+            .flat_map(|db| (0..40).map(move |d| format!("{db}.d{d}")))
+            .collect();
+        let whole = |node: &ConfigNode| route_view_of(&node.route_snapshot(), this, 2);
+        let mut last = whole(&node);
+        let (mut derived_count, mut rebuilt_count) = (0, 0);
+        let mut random = 0x2545_f491_4f6c_dd1d_u64;
+        let mut next = |bound: u64| {
+            random ^= random << 13;
+            random ^= random >> 7;
+            random ^= random << 17;
+            random % bound
+        };
+        let mut created = 1;
+        for step in 0..400 {
+            match next(20) {
+                0 if created < databases.len() => {
+                    node.create_database(databases[created], &DatabaseAttributes::default())
+                        .unwrap();
+                    created += 1;
+                }
+                1 => {
+                    node.register_data_node(data_node(2 + next(3) as u32))
+                        .unwrap();
+                }
+                2 => {
+                    let db = databases[next(created as u64) as usize];
+                    node.set_ttl(db, Some(1000 * (1 + next(5)))).unwrap();
+                }
+                3..=5 => {
+                    let db = databases[next(created as u64) as usize];
+                    node.get_or_create_schema_partition(db, next(1000) as u32)
+                        .unwrap();
+                }
+                _ => {
+                    let db = databases[next(created as u64) as usize];
+                    let pairs: Vec<(u32, i64)> = (0..1 + next(4))
+                        .map(|_| (next(1000) as u32, next(6) as i64 - 2))
+                        .collect();
+                    node.get_or_create_data_partitions(db, &pairs).unwrap();
+                }
+            }
+            let version = node.version();
+            let commands = node.commands_since(last.version()).unwrap();
+            // Only a command other than a partition assignment (a database's first
+            // partition also creates its region groups) takes the whole rebuild.
+            let only_partitions = commands.iter().all(|command| {
+                matches!(
+                    command,
+                    ConfigCommand::AssignDataPartitions { .. }
+                        | ConfigCommand::AssignSchemaPartitions { .. }
+                )
+            });
+            let expected = whole(&node);
+            match derive_route_view(&last, version, &commands) {
+                Some(derived) => {
+                    assert!(only_partitions, "step {step}: derived over {commands:?}");
+                    assert_same_view(&derived, &expected, &devices, step);
+                    derived_count += 1;
+                    last = derived;
+                }
+                None => {
+                    assert!(
+                        !only_partitions,
+                        "step {step}: not derived over {commands:?}"
+                    );
+                    rebuilt_count += 1;
+                    last = expected;
+                }
+            }
+        }
+        assert!(derived_count > 250, "{derived_count} derived");
+        assert!(rebuilt_count > 10, "{rebuilt_count} rebuilt");
+    }
 }

@@ -4,7 +4,7 @@
 //! ```text
 //!  shard k ──try_send(request, oneshot)──► bounded queue ──► control thread
 //!     ▲         (full: Overloaded, at once)                    │ takes every queued request
-//!     │                                                        │ (≤ CONTROL_BATCH_REQUESTS_MAX)
+//!     │   (or several requests at once, in one batch)          │ (≤ CONTROL_BATCH_REQUESTS_MAX)
 //!     │                                                        │ = one batch, one fdatasync
 //!     │                                                        │ per journal (group commit)
 //!     └──────────── answer (after the sync) ◄──────────────────┤
@@ -26,8 +26,8 @@ use iotdb_net::{Status, StatusCode};
 use super::control::{ControlAnswer, ControlPlane, ControlRequest};
 use super::route::SharedRoute;
 
-/// Control requests queued for the control thread at most. Each is a shard's question
-/// about schema or partitions (a few hundred bytes); a queue this deep is seconds of
+/// Control jobs queued for the control thread at most. Each is a shard's question about
+/// schema or partitions (a few hundred bytes; at most a few questions asked together); a queue this deep is seconds of
 /// control work, so a fuller one means the control plane is falling behind and the
 /// asker is better told `Overloaded` than made to wait without bound.
 pub const CONTROL_QUEUE_REQUESTS_MAX: usize = 4096;
@@ -45,7 +45,10 @@ pub const MAINTENANCE_INTERVAL: std::time::Duration = std::time::Duration::from_
 type Answer = Result<ControlAnswer, Status>;
 
 enum Job {
-    Request(ControlRequest, oneshot::Sender<Answer>),
+    /// Requests handled in the same batch: nearly always one; a write creating a device
+    /// sends its series and its data partition together, so they share one batch (one
+    /// sync of each journal, one route update) instead of taking two in turn.
+    Requests(Vec<(ControlRequest, oneshot::Sender<Answer>)>),
     /// Checkpoint and stop.
     Stop,
 }
@@ -60,25 +63,50 @@ impl ControlHandle {
     /// Asks the control plane; the answer comes once it is durable. Never blocks the
     /// calling shard: a full queue is `Overloaded` at once.
     pub async fn call(&self, request: ControlRequest) -> Answer {
-        let (sender, receiver) = oneshot::channel();
-        match self.queue.try_send(Job::Request(request, sender)) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => {
-                return Err(Status::new(
-                    StatusCode::WRITE_PROCESS_REJECT,
-                    format!(
-                        "overloaded: {CONTROL_QUEUE_REQUESTS_MAX} schema and partition requests \
-                         are already queued for the control plane; retry"
-                    ),
-                ));
-            }
-            Err(TrySendError::Disconnected(_)) => {
-                return Err(Status::internal("the control plane has stopped"));
-            }
-        }
-        receiver
+        self.call_together(vec![request])
             .await
-            .map_err(|_| Status::internal("the control plane stopped before answering"))?
+            .pop()
+            .expect("one answer per request")
+    }
+
+    /// Asks several requests in one batch of the control plane: each gets its answer (in
+    /// order), all once the batch is durable. A full queue refuses them all at once.
+    pub async fn call_together(&self, requests: Vec<ControlRequest>) -> Vec<Answer> {
+        let count = requests.len();
+        let mut receivers = Vec::with_capacity(count);
+        let job = requests
+            .into_iter()
+            .map(|request| {
+                let (sender, receiver) = oneshot::channel();
+                receivers.push(receiver);
+                (request, sender)
+            })
+            .collect();
+        let refused = match self.queue.try_send(Job::Requests(job)) {
+            Ok(()) => None,
+            Err(TrySendError::Full(_)) => Some(Status::new(
+                StatusCode::WRITE_PROCESS_REJECT,
+                format!(
+                    "overloaded: {CONTROL_QUEUE_REQUESTS_MAX} schema and partition requests \
+                     are already queued for the control plane; retry"
+                ),
+            )),
+            Err(TrySendError::Disconnected(_)) => {
+                Some(Status::internal("the control plane has stopped"))
+            }
+        };
+        if let Some(status) = refused {
+            return (0..count).map(|_| Err(status.clone())).collect();
+        }
+        let mut answers = Vec::with_capacity(count);
+        for receiver in receivers {
+            answers.push(receiver.await.unwrap_or_else(|_| {
+                Err(Status::internal(
+                    "the control plane stopped before answering",
+                ))
+            }));
+        }
+        answers
     }
 }
 
@@ -154,7 +182,7 @@ fn run(mut plane: ControlPlane, route: &SharedRoute, jobs: &Receiver<Job>) {
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Request(request, reply) => batch.push((request, reply)),
+                Job::Requests(requests) => batch.extend(requests),
                 Job::Stop => {
                     stopping = true;
                     break;

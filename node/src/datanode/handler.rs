@@ -135,7 +135,7 @@ impl ShardHandler {
             Request::FetchRouteTable { known_version } => {
                 let route = shard.route();
                 Ok(ResponsePayload::RouteTable(
-                    (route.version() != known_version).then(|| route.table.clone()),
+                    (route.version() != known_version).then(|| route.wire_table().clone()),
                 ))
             }
             Request::Flush { databases: _ } => Box::pin(shard.flush_all())

@@ -201,15 +201,44 @@ impl Shard {
     /// In a cluster, a schema question about a device whose SchemaRegion is on another
     /// DataNode is answered there (one internal request, from shard 0).
     pub async fn control(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
+        self.control_together(vec![request])
+            .await
+            .pop()
+            .expect("one answer per request")
+    }
+
+    /// [`Self::control`] for several requests handled in one batch of the control plane
+    /// (one sync of each journal, one route update for all): their answers, in order.
+    pub async fn control_together(
+        &self,
+        requests: Vec<ControlRequest>,
+    ) -> Vec<Result<ControlAnswer, Status>> {
         // Boxed: every request path that may ask the control plane (a write creating a
         // series or a partition) would otherwise carry this future's kilobytes in its own,
         // and a task's future is copied whole when spawned, once per request.
-        Box::pin(self.control_unboxed(request)).await
+        Box::pin(self.control_unboxed(requests)).await
     }
 
-    async fn control_unboxed(&self, request: ControlRequest) -> Result<ControlAnswer, Status> {
-        let forwardable = request.forwardable();
-        let answer = self.shared.control.call(request).await;
+    async fn control_unboxed(
+        &self,
+        requests: Vec<ControlRequest>,
+    ) -> Vec<Result<ControlAnswer, Status>> {
+        let forwardable: Vec<_> = requests.iter().map(ControlRequest::forwardable).collect();
+        let answers = self.shared.control.call_together(requests).await;
+        let mut followed = Vec::with_capacity(answers.len());
+        for (answer, forwardable) in answers.into_iter().zip(forwardable) {
+            followed.push(self.follow_answer(answer, forwardable).await);
+        }
+        followed
+    }
+
+    /// What an answer of the control plane leads to: the schema question asked where its
+    /// region is (a cluster member), the side effects spread to every shard.
+    async fn follow_answer(
+        &self,
+        answer: Result<ControlAnswer, Status>,
+        forwardable: Option<crate::cluster::protocol::SchemaRequest>,
+    ) -> Result<ControlAnswer, Status> {
         if let (Ok(answer), Some(schema)) = (&answer, forwardable) {
             match answer {
                 ControlAnswer::Elsewhere {

@@ -1,12 +1,19 @@
-//! The route table as a shard reads it: the published `RouteTable` (a read-mostly snapshot
-//! shared by every core behind an `Arc`) plus lookup indexes this node builds once per
-//! version.
+//! The route table as a shard reads it: a read-mostly snapshot shared by every core behind
+//! an `Arc`, with this node's lookup indexes.
+//!
+//! Each database's data partitions are one vector sorted by (series slot, time slot), so a
+//! device's partitions are one run of it, found by binary search. A version that only
+//! assigns partitions (nearly every change while data arrives) is derived from the one
+//! before ([`RouteView::with_partitions`]): it copies the vector of each database it extends
+//! — 16 bytes an entry, no hashing, no allocation per entry — and shares everything else.
+//! The wire form clients fetch ([`RouteTable`]) is built on the first fetch of a version.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
-use iotdb_net::{RouteTable, series_slot, time_slot};
+use iotdb_net::{DataPartitionEntry, DatabaseRoute, RegionGroupRoute, RouteTable};
+use iotdb_net::{series_slot, time_slot};
 
 /// The node's current route table. Written by the control thread, read by every shard: a
 /// shard checks the version (one atomic load) per request and takes the lock only when
@@ -19,7 +26,7 @@ pub struct SharedRoute {
 impl SharedRoute {
     pub fn new(view: RouteView) -> SharedRoute {
         SharedRoute {
-            version: AtomicU64::new(view.table.version()),
+            version: AtomicU64::new(view.version()),
             table: RwLock::new(Arc::new(view)),
         }
     }
@@ -35,8 +42,8 @@ impl SharedRoute {
     /// Publishes a newer table; an older or equal version is ignored.
     pub fn publish(&self, view: RouteView) {
         let mut table = self.table.write().expect("route lock poisoned");
-        if view.table.version() > table.table.version() {
-            let version = view.table.version();
+        if view.version() > table.version() {
+            let version = view.version();
             *table = Arc::new(view);
             self.version.store(version, Ordering::Release);
         }
@@ -51,10 +58,16 @@ pub struct LocalReplica {
 }
 
 /// A route table with this node's indexes.
+#[derive(Clone)]
 pub struct RouteView {
-    pub table: RouteTable,
-    /// (database index, series slot) → (time slot, region group) sorted by time slot.
-    partitions: HashMap<(usize, u32), Vec<(i64, u32)>>,
+    version: u64,
+    /// Each database with its data partitions sorted by (series slot, time slot); shared
+    /// with the versions before and after that did not change it.
+    databases: Vec<Arc<DatabaseRoute>>,
+    /// The data region groups and their replicas (the wire form), by id.
+    groups: Arc<Vec<RegionGroupRoute>>,
+    /// The wire form, built when a client first fetches this version.
+    wire: OnceLock<RouteTable>,
     /// region group → the shard of this node holding its replica.
     local: HashMap<u32, u16>,
     /// database → TTL in ms (`None`: forever); not part of the wire table.
@@ -140,31 +153,29 @@ pub struct DevicePartitions<'a> {
     pub database_index: usize,
     pub series_slot: u32,
     pub time_partition_interval_ms: i64,
-    /// (time slot, region group) in time order.
-    pub slots: &'a [(i64, u32)],
+    /// Its series slot's partitions, in time order.
+    pub slots: &'a [DataPartitionEntry],
 }
 
 impl RouteView {
+    /// The view of route table `version`: `databases` with their data partitions (in any
+    /// order), the data region groups `groups` (by id), this node's indexes.
     pub fn new(
-        table: RouteTable,
+        version: u64,
+        databases: Vec<DatabaseRoute>,
+        groups: Vec<RegionGroupRoute>,
         data_node_id: u32,
         shard_count: usize,
         ttls: HashMap<String, Option<i64>>,
     ) -> RouteView {
-        let mut partitions: HashMap<(usize, u32), Vec<(i64, u32)>> = HashMap::new();
-        for (index, database) in table.databases().iter().enumerate() {
-            for entry in &database.data_partitions {
-                partitions
-                    .entry((index, entry.series_slot))
-                    .or_default()
-                    .push((entry.time_slot, entry.region_group_id));
-            }
-        }
-        for slots in partitions.values_mut() {
-            slots.sort_unstable();
-        }
-        let local = table
-            .region_groups()
+        let databases = databases
+            .into_iter()
+            .map(|mut database| {
+                database.data_partitions.sort_unstable_by_key(partition_key);
+                Arc::new(database)
+            })
+            .collect();
+        let local = groups
             .iter()
             .filter_map(|group| {
                 group
@@ -180,8 +191,10 @@ impl RouteView {
             })
             .collect();
         RouteView {
-            table,
-            partitions,
+            version,
+            databases,
+            groups: Arc::new(groups),
+            wire: OnceLock::new(),
             local,
             ttls,
             internal_endpoints: HashMap::new(),
@@ -191,6 +204,64 @@ impl RouteView {
             read_replicas: HashMap::new(),
             data_node_id,
         }
+    }
+
+    /// This view at `version`, which differs from it only by the data partitions `added`
+    /// ((database, series slot, time slot, region group); a pair assigned again takes the
+    /// new group). `None` when a database is unknown here: the caller builds the view
+    /// whole.
+    pub fn with_partitions(
+        &self,
+        version: u64,
+        added: &[(&str, u32, i64, u32)],
+    ) -> Option<RouteView> {
+        let mut databases = self.databases.clone();
+        let mut by_database: HashMap<usize, Vec<DataPartitionEntry>> = HashMap::new();
+        for (database, series_slot, time_slot, group) in added {
+            let index = databases.iter().position(|d| d.name == *database)?;
+            by_database
+                .entry(index)
+                .or_default()
+                .push(DataPartitionEntry {
+                    series_slot: *series_slot,
+                    time_slot: *time_slot,
+                    region_group_id: *group,
+                });
+        }
+        for (index, mut entries) in by_database {
+            let old = &databases[index];
+            // The new entries first, then a stable sort (of a vector sorted but for them):
+            // of two entries for one pair the new one comes first and is the one kept.
+            entries.extend_from_slice(&old.data_partitions);
+            entries.sort_by_key(partition_key);
+            entries.dedup_by_key(|entry| partition_key(entry));
+            databases[index] = Arc::new(DatabaseRoute {
+                name: old.name.clone(),
+                series_slot_num: old.series_slot_num,
+                time_partition_interval_ms: old.time_partition_interval_ms,
+                data_partitions: entries,
+            });
+        }
+        Some(RouteView {
+            version,
+            databases,
+            wire: OnceLock::new(),
+            ..self.clone()
+        })
+    }
+
+    /// The route table in its wire form (what clients fetch), built on first use.
+    pub fn wire_table(&self) -> &RouteTable {
+        self.wire.get_or_init(|| {
+            let databases = self.databases.iter().map(|d| (**d).clone()).collect();
+            RouteTable::new(self.version, databases, (*self.groups).clone())
+                .expect("the ConfigNode keeps valid settings")
+        })
+    }
+
+    /// The databases, with their data partitions sorted by (series slot, time slot).
+    pub fn databases(&self) -> impl ExactSizeIterator<Item = &DatabaseRoute> {
+        self.databases.iter().map(|d| &**d)
     }
 
     /// The leader of a replicated group when another DataNode leads it: where a client
@@ -220,11 +291,7 @@ impl RouteView {
         if self.local.contains_key(&group) {
             return None;
         }
-        let route = self
-            .table
-            .region_groups()
-            .iter()
-            .find(|g| g.region_group_id == group)?;
+        let route = self.groups.iter().find(|g| g.region_group_id == group)?;
         let replica = route
             .replicas
             .iter()
@@ -246,7 +313,7 @@ impl RouteView {
     }
 
     pub fn version(&self) -> u64 {
-        self.table.version()
+        self.version
     }
 
     /// The database and partitions of `device`, or `None` when no database holds it. As in
@@ -255,21 +322,20 @@ impl RouteView {
     /// the device path.
     pub fn device(&self, device: &str) -> Option<DevicePartitions<'_>> {
         let (database_index, database) = self
-            .table
-            .databases()
+            .databases
             .iter()
             .enumerate()
             .find(|(_, d)| holds(&d.name, device))?;
         let slot = series_slot(device, database.series_slot_num);
+        let partitions = &database.data_partitions;
+        let first = partitions.partition_point(|p| p.series_slot < slot);
+        let end = first + partitions[first..].partition_point(|p| p.series_slot == slot);
         Some(DevicePartitions {
             database: &database.name,
             database_index,
             series_slot: slot,
             time_partition_interval_ms: database.time_partition_interval_ms,
-            slots: self
-                .partitions
-                .get(&(database_index, slot))
-                .map_or(&[], Vec::as_slice),
+            slots: &partitions[first..end],
         })
     }
 
@@ -300,15 +366,18 @@ impl RouteView {
     }
 
     /// The database holding region group `group`.
-    pub fn database_of_group(&self, group: u32) -> Option<&iotdb_net::DatabaseRoute> {
+    pub fn database_of_group(&self, group: u32) -> Option<&DatabaseRoute> {
         if let Some(name) = self.group_databases.get(&group) {
-            return self.table.databases().iter().find(|d| d.name == *name);
+            return self.databases().find(|d| d.name == *name);
         }
-        self.table
-            .databases()
-            .iter()
+        self.databases()
             .find(|d| d.data_partitions.iter().any(|p| p.region_group_id == group))
     }
+}
+
+/// The order of a database's data partitions: by series slot, then time slot.
+fn partition_key(entry: &DataPartitionEntry) -> (u32, i64) {
+    (entry.series_slot, entry.time_slot)
 }
 
 /// Whether database `database` holds `device`: the device is the database or lies below it
@@ -330,9 +399,9 @@ impl DevicePartitions<'_> {
     pub fn group_at(&self, t: i64) -> Option<u32> {
         let slot = time_slot(t, self.time_partition_interval_ms);
         self.slots
-            .binary_search_by_key(&slot, |(s, _)| *s)
+            .binary_search_by_key(&slot, |p| p.time_slot)
             .ok()
-            .map(|i| self.slots[i].1)
+            .map(|i| self.slots[i].region_group_id)
     }
 
     /// The (time slot, group) pairs overlapping `[start, end)`, in time order.
@@ -347,8 +416,8 @@ impl DevicePartitions<'_> {
         };
         self.slots
             .iter()
-            .copied()
-            .filter(move |(slot, _)| *slot >= first && *slot <= last)
+            .filter(move |p| p.time_slot >= first && p.time_slot <= last)
+            .map(|p| (p.time_slot, p.region_group_id))
     }
 }
 

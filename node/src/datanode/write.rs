@@ -343,14 +343,24 @@ impl Shard {
             return Ok(failures);
         }
         self.ensure_database(device).await?;
-        let answer = self
-            .control(ControlRequest::Schema(SchemaRequest::EnsureSeries {
-                device: device.to_string(),
-                aligned: view.is_aligned(),
-                measurements: missing.clone(),
-                use_existing: partial,
-            }))
-            .await?;
+        let series = ControlRequest::Schema(SchemaRequest::EnsureSeries {
+            device: device.to_string(),
+            aligned: view.is_aligned(),
+            measurements: missing.clone(),
+            use_existing: partial,
+        });
+        // A new device's first write needs its data partition too: both are asked in one
+        // batch of the control plane (one sync of each journal, one route update) rather
+        // than the partition after the series, when `place` finds it missing.
+        let mut answers = match self.missing_partitions(device, view) {
+            Some(partitions) => self.control_together(vec![series, partitions]).await,
+            None => vec![self.control(series).await],
+        };
+        let partitions = (answers.len() == 2).then(|| answers.pop().expect("two answers"));
+        let answer = answers.pop().expect("one answer per request")?;
+        if let Some(partitions) = partitions {
+            partitions?;
+        }
         let ControlAnswer::Types(types) = answer else {
             return Err(Status::internal(
                 "the control plane answered EnsureSeries wrongly",
@@ -372,6 +382,21 @@ impl Shard {
         }
         self.cache_types(device, &pairs);
         Ok(failures)
+    }
+
+    /// The request creating the data partitions a tablet of `device` lacks, if any (and
+    /// if a database holds the device).
+    fn missing_partitions(&self, device: &str, view: &TabletView) -> Option<ControlRequest> {
+        let route = self.route();
+        let partitions = route.device(device)?;
+        match placement(&partitions, &view.timestamps()) {
+            Placement::Missing(time_slots) => Some(ControlRequest::EnsureDataPartitions {
+                database: partitions.database.to_string(),
+                series_slot: partitions.series_slot,
+                time_slots,
+            }),
+            Placement::Empty | Placement::Whole(_) | Placement::Rows(_) => None,
+        }
     }
 
     async fn ensure_database(&self, device: &str) -> Result<(), Status> {
@@ -652,7 +677,7 @@ fn placement(partitions: &DevicePartitions<'_>, timestamps: &[i64]) -> Placement
 mod tests {
     use super::*;
 
-    fn partitions(slots: &[(i64, u32)]) -> DevicePartitions<'_> {
+    fn partitions(slots: &[iotdb_net::DataPartitionEntry]) -> DevicePartitions<'_> {
         DevicePartitions {
             database: "root.db",
             database_index: 0,
@@ -664,7 +689,13 @@ mod tests {
 
     #[test]
     fn a_tablet_in_one_partition_is_placed_whole() {
-        let slots = [(0, 7), (1, 8), (3, 9)];
+        let slots = [(0, 7), (1, 8), (3, 9)].map(|(time_slot, region_group_id)| {
+            iotdb_net::DataPartitionEntry {
+                series_slot: 0,
+                time_slot,
+                region_group_id,
+            }
+        });
         let p = partitions(&slots);
         assert_eq!(placement(&p, &[]), Placement::Empty);
         // Out of order, but all in slot 1.
