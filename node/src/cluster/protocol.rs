@@ -271,6 +271,24 @@ pub enum Delta {
 }
 
 impl Delta {
+    /// The commands this delta brings beyond a mirror at `version`, in order: what
+    /// [`Delta::apply_to`] applies to it when it joins (none when it is older). `None` for
+    /// a whole state, or commands that start past `version`.
+    pub fn commands_beyond(&self, version: u64) -> Option<Vec<ConfigCommand>> {
+        match self {
+            Delta::None => Some(Vec::new()),
+            Delta::Full(_) => None,
+            Delta::Commands {
+                from_version,
+                commands,
+            } => {
+                let skip = version.checked_sub(*from_version)?;
+                let skip = usize::try_from(skip).unwrap_or(usize::MAX);
+                Some(commands.get(skip..).unwrap_or_default().to_vec())
+            }
+        }
+    }
+
     /// Brings `mirror` up to date. A `Commands` delta that does not start at the mirror's
     /// version is refused (the caller asks for the whole state).
     pub fn apply_to(self, mirror: &mut ConfigState) -> Result<(), String> {
@@ -379,11 +397,23 @@ mod tests {
             from_version: first + 1,
             commands,
         };
+        assert!(gap.commands_beyond(first).is_none(), "a gap brings nothing");
         assert!(gap.apply_to(&mut mirror).is_err(), "a gap is refused");
         let delta = Delta::Commands {
             from_version: first,
             commands: node.commands_since(first).unwrap(),
         };
+        assert_eq!(
+            delta.commands_beyond(first + 1).unwrap(),
+            node.commands_since(first + 1).unwrap(),
+            "what a mirror one command ahead lacks"
+        );
+        assert_eq!(delta.commands_beyond(first + 9).unwrap(), vec![], "older");
+        assert!(
+            Delta::Full(Box::new(mirror.clone()))
+                .commands_beyond(first)
+                .is_none()
+        );
         let body = encode(&delta);
         let delta: Delta = decode("delta", &body).unwrap();
         delta.clone().apply_to(&mut mirror).unwrap();

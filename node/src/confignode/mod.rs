@@ -25,6 +25,7 @@
 
 mod api;
 mod error;
+mod history;
 pub mod journal;
 mod model;
 mod node;
@@ -42,10 +43,11 @@ mod raft_sim_tests;
 #[cfg(test)]
 mod sim_tests;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use api::{ConfigRequest, ConfigResponse, ShowRequest};
 pub use error::{ConfigNodeError, Result};
+pub use history::CommandHistory;
 pub use model::{
     ClusterSettings, ConfigNodeInfo, ConfigNodeSpec, DEFAULT_DATABASE_LEVEL, DataNodeInfo,
     DataNodeSpec, DatabaseSettings, NodeId, NodeStatus, REGION_GROUPS_PER_DATABASE_MAX,

@@ -14,6 +14,7 @@
 //! copies every partition). A single thread (the ConfigNode's) owns this value.
 
 use super::error::{ConfigNodeError, Result};
+use super::history::CommandHistory;
 use super::journal::Journal;
 use super::model::{
     ClusterSettings, ConfigNodeSpec, DataNodeSpec, DatabaseSettings, NodeId, NodeStatus,
@@ -78,10 +79,8 @@ pub struct ConfigNode<S: CommandStore = Journal> {
     /// written to the store — a node that cannot write its own disk must still be able to
     /// say so, and a restart starts from what the node reports again.
     reported_status: std::collections::BTreeMap<NodeId, NodeStatus>,
-    /// The last applied commands (at most [`HISTORY_COMMANDS_MAX`]): the command at
-    /// position `i` moved the state from version `history_base + i` to the next.
-    history: std::collections::VecDeque<ConfigCommand>,
-    history_base: u64,
+    /// The last applied commands (at most [`HISTORY_COMMANDS_MAX`]).
+    history: CommandHistory,
     /// When each waiting migration step was first seen waiting (runtime: a new leader
     /// starts the clock again), for [`MIGRATION_STEP_TIMEOUT_MS`].
     waiting_since: std::collections::HashMap<ProcedureId, (MigrateStep, i64)>,
@@ -133,10 +132,8 @@ impl<S: CommandStore> ConfigNode<S> {
         // both forms of this (sim_tests).
         journal.write_snapshot(&state)?;
         let route = std::cell::RefCell::new(Arc::new(RouteSnapshot::from_state(&state)));
-        let history_base = state.version();
         Ok(ConfigNode {
-            history: std::collections::VecDeque::new(),
-            history_base,
+            history: CommandHistory::at(state.version()),
             state,
             journal,
             route,
@@ -285,11 +282,7 @@ impl<S: CommandStore> ConfigNode<S> {
 
     /// Keeps an applied command for the deltas of DataNode mirrors.
     fn remember(&mut self, command: ConfigCommand) {
-        if self.history.len() == HISTORY_COMMANDS_MAX {
-            self.history.pop_front();
-            self.history_base += 1;
-        }
-        self.history.push_back(command);
+        self.history.push(command);
     }
 
     /// Applies a committed command; one that does not apply (checked against a state
@@ -316,8 +309,7 @@ impl<S: CommandStore> ConfigNode<S> {
                 }
                 Committed::State(state) => {
                     self.state = *state;
-                    self.history.clear();
-                    self.history_base = self.state.version();
+                    self.history.reset(self.state.version());
                 }
                 Committed::Nothing => {}
             }
@@ -344,11 +336,7 @@ impl<S: CommandStore> ConfigNode<S> {
     /// `None` when they are no longer kept (the caller then needs the whole state) or
     /// `version` is ahead of this node's.
     pub fn commands_since(&self, version: u64) -> Option<Vec<ConfigCommand>> {
-        if version < self.history_base || version > self.state.version() {
-            return None;
-        }
-        let skip = (version - self.history_base) as usize;
-        Some(self.history.iter().skip(skip).cloned().collect())
+        self.history.since(version)
     }
 
     /// Registers a ConfigNode, or re-registers a known one (same internal

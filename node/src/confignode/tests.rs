@@ -19,7 +19,7 @@ fn open(dir: &Path) -> ConfigNode {
     node
 }
 
-pub(super) fn data_node(host: u32, shards: u32) -> DataNodeSpec {
+pub(crate) fn data_node(host: u32, shards: u32) -> DataNodeSpec {
     DataNodeSpec {
         internal_address: format!("127.0.0.{host}"),
         internal_port: 10730,
@@ -35,7 +35,7 @@ pub(super) fn data_node(host: u32, shards: u32) -> DataNodeSpec {
     }
 }
 
-pub(super) fn config_node(host: u32) -> ConfigNodeSpec {
+pub(crate) fn config_node(host: u32) -> ConfigNodeSpec {
     ConfigNodeSpec {
         internal_address: format!("127.0.0.{host}"),
         internal_port: 10710,

@@ -19,8 +19,8 @@ use super::control::config_status;
 use crate::cluster::link::CnLink;
 use crate::cluster::protocol::{Delta, FromConfigNode, FromNode, ToConfigNode, ToNode};
 use crate::confignode::{
-    ConfigCommand, ConfigNode, ConfigRequest, ConfigResponse, ConfigState, NodeId, ProcedureEnv,
-    RegionGroupId, RegionGroupKind, RouteSnapshot,
+    CommandHistory, ConfigCommand, ConfigNode, ConfigRequest, ConfigResponse, ConfigState, NodeId,
+    ProcedureEnv, RegionGroupId, RegionGroupKind, RouteSnapshot,
 };
 
 /// How long a removed DataNode goes on answering before it stops. Why: the news of its
@@ -57,7 +57,11 @@ pub enum ConfigAccess {
 pub struct RemoteConfig {
     link: CnLink,
     mirror: ConfigState,
-    route: Arc<RouteSnapshot>,
+    /// The route snapshot of some version of the mirror, rebuilt when asked for after the
+    /// mirror moved.
+    route: std::cell::RefCell<Arc<RouteSnapshot>>,
+    /// The commands the mirror applied lately (from the deltas that brought them).
+    history: CommandHistory,
     data_node_id: NodeId,
     /// The mirror listed this node once (so its absence later means a removal).
     seen_self: bool,
@@ -67,12 +71,13 @@ pub struct RemoteConfig {
 
 impl RemoteConfig {
     pub fn new(link: CnLink, mirror: ConfigState, data_node_id: NodeId) -> RemoteConfig {
-        let route = Arc::new(RouteSnapshot::from_state(&mirror));
+        let route = std::cell::RefCell::new(Arc::new(RouteSnapshot::from_state(&mirror)));
         // The registration's state lists this node: a node removed before any later
         // delta reached it (one holding nothing goes at once) must still see its removal.
         let seen_self = mirror.data_nodes().contains_key(&data_node_id);
         RemoteConfig {
             link,
+            history: CommandHistory::at(mirror.version()),
             mirror,
             route,
             data_node_id,
@@ -101,6 +106,10 @@ impl RemoteConfig {
     /// state instead.
     pub fn apply(&mut self, delta: Delta, env: &mut dyn ProcedureEnv) -> Result<(), Status> {
         let before = self.local_groups();
+        let version = self.mirror.version();
+        // The commands this delta brings beyond the mirror, kept if they are what it
+        // applied (a delta that does not join it, or a whole state, resets the history).
+        let brought = delta.commands_beyond(version);
         if let Err(reason) = delta.apply_to(&mut self.mirror) {
             tracing::warn!(%reason, "the ConfigNode state mirror missed changes; fetching it whole");
             match self.link.call(&ToConfigNode::Fetch { known_version: 0 })? {
@@ -112,8 +121,13 @@ impl RemoteConfig {
                 other => return Err(unexpected(&other)),
             }
         }
-        if self.route.version != self.mirror.version() {
-            self.route = Arc::new(RouteSnapshot::from_state(&self.mirror));
+        match brought {
+            Some(commands) if version + commands.len() as u64 == self.mirror.version() => {
+                for command in commands {
+                    self.history.push(command);
+                }
+            }
+            _ => self.history.reset(self.mirror.version()),
         }
         let after = self.local_groups();
         let gone: Vec<_> = before
@@ -216,16 +230,22 @@ impl ConfigAccess {
     pub fn route_snapshot(&self) -> Arc<RouteSnapshot> {
         match self {
             ConfigAccess::Local(node) => node.route_snapshot(),
-            ConfigAccess::Remote(remote) => remote.route.clone(),
+            ConfigAccess::Remote(remote) => {
+                let mut route = remote.route.borrow_mut();
+                if route.version != remote.mirror.version() {
+                    *route = Arc::new(RouteSnapshot::from_state(&remote.mirror));
+                }
+                Arc::clone(&route)
+            }
         }
     }
 
-    /// The commands that moved the state from `version` to the current one, oldest first,
-    /// where this node keeps them (a local ConfigNode's recent history); `None` otherwise.
+    /// The commands that moved the state (or the mirror) from `version` to the current
+    /// one, oldest first; `None` when they are no longer kept.
     pub fn commands_since(&self, version: u64) -> Option<Vec<ConfigCommand>> {
         match self {
             ConfigAccess::Local(node) => node.commands_since(version),
-            ConfigAccess::Remote(_) => None,
+            ConfigAccess::Remote(remote) => remote.history.since(version),
         }
     }
 

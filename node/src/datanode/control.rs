@@ -1575,27 +1575,10 @@ pub fn route_view_of(
 #[cfg(test)]
 mod tests {
     use super::{derive_route_view, route_view_of};
-    use crate::confignode::{
-        ClusterSettings, ConfigCommand, ConfigNode, ConfigNodeSpec, DataNodeSpec, NodeId,
-    };
+    use crate::confignode::tests::{config_node, data_node};
+    use crate::confignode::{ClusterSettings, ConfigCommand, ConfigNode, NodeId};
     use crate::datanode::route::RouteView;
     use crate::sql::DatabaseAttributes;
-
-    fn data_node(host: u32) -> DataNodeSpec {
-        DataNodeSpec {
-            internal_address: format!("127.0.0.{host}"),
-            internal_port: 10730,
-            rpc_address: format!("127.0.0.{host}"),
-            rpc_port: 6667,
-            mpp_port: 10740,
-            schema_consensus_port: 10750,
-            data_consensus_port: 10760,
-            shard_count: 2,
-            version: "2.0.0".into(),
-            build_info: "test".into(),
-            registration_token: 0,
-        }
-    }
 
     /// Everything a shard reads of a view, and the wire table clients fetch.
     fn assert_same_view(derived: &RouteView, whole: &RouteView, devices: &[String], step: usize) {
@@ -1643,16 +1626,9 @@ mod tests {
     fn a_view_derived_from_assigned_partitions_is_the_view_built_whole() {
         let dir = tempfile::tempdir().unwrap();
         let mut node = ConfigNode::open(dir.path(), ClusterSettings::default()).unwrap();
-        node.register_config_node(ConfigNodeSpec {
-            internal_address: "127.0.0.1".into(),
-            internal_port: 10710,
-            consensus_port: 10720,
-            version: "2.0.0".into(),
-            build_info: "test".into(),
-        })
-        .unwrap();
+        node.register_config_node(config_node(1)).unwrap();
         node.set_leader(Some(NodeId(0)));
-        let this = node.register_data_node(data_node(1)).unwrap();
+        let this = node.register_data_node(data_node(1, 2)).unwrap();
         let databases = ["root.a", "root.b", "root.c"];
         node.create_database(databases[0], &DatabaseAttributes::default())
             .unwrap();
@@ -1679,7 +1655,7 @@ mod tests {
                     created += 1;
                 }
                 1 => {
-                    node.register_data_node(data_node(2 + next(3) as u32))
+                    node.register_data_node(data_node(2 + next(3) as u32, 2))
                         .unwrap();
                 }
                 2 => {
