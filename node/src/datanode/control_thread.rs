@@ -219,6 +219,54 @@ mod tests {
         pin!(future).poll(&mut context)
     }
 
+    /// Requests asked together travel as one job, so the control thread takes them into
+    /// one batch; each gets its own answer, in order. A full queue refuses them all.
+    #[test]
+    fn requests_asked_together_reach_one_batch_and_get_their_own_answers() {
+        let (queue, jobs) = mpsc::sync_channel(1);
+        let handle = ControlHandle { queue };
+        let ensure = |device: &str| ControlRequest::EnsureDatabase {
+            device: device.into(),
+        };
+        let mut together =
+            Box::pin(handle.call_together(vec![ensure("root.a.d"), ensure("root.b.d")]));
+        assert!(poll_once(together.as_mut()).is_pending());
+        let Ok(Job::Requests(requests)) = jobs.try_recv() else {
+            panic!("one job with both requests");
+        };
+        assert_eq!(requests.len(), 2);
+        assert!(jobs.try_recv().is_err(), "nothing else was queued");
+        for (index, (_, reply)) in requests.into_iter().enumerate() {
+            let answer = if index == 0 {
+                Ok(ControlAnswer::Done)
+            } else {
+                Err(Status::internal("the second failed"))
+            };
+            let _ = reply.send(answer);
+        }
+        let Poll::Ready(answers) = poll_once(together.as_mut()) else {
+            panic!("both answered");
+        };
+        assert!(matches!(answers[0], Ok(ControlAnswer::Done)));
+        assert_eq!(
+            answers[1].as_ref().err().unwrap().message,
+            "the second failed"
+        );
+        // The queue holds one job: a second pair is refused whole, at once.
+        let _waiting = poll_once(handle.call(ensure("root.c.d")));
+        let Poll::Ready(refused) =
+            poll_once(handle.call_together(vec![ensure("root.d.d"), ensure("root.e.d")]))
+        else {
+            panic!("a full queue must answer at once");
+        };
+        assert_eq!(refused.len(), 2);
+        assert!(refused.iter().all(|answer| {
+            answer
+                .as_ref()
+                .is_err_and(|status| status.code == StatusCode::WRITE_PROCESS_REJECT)
+        }));
+    }
+
     /// A full queue answers at once with a typed overload status; nothing waits.
     #[test]
     fn a_full_queue_answers_overloaded_at_once() {
