@@ -47,7 +47,8 @@ pub struct DatabaseRoute {
     pub name: String,
     pub series_slot_num: u32,
     pub time_partition_interval_ms: i64,
-    /// (series slot, time slot) → DataRegionGroup id.
+    /// (series slot, time slot) → DataRegionGroup id; sorted by (series slot, time slot)
+    /// in a [`RouteTable`].
     pub data_partitions: Vec<DataPartitionEntry>,
 }
 
@@ -84,6 +85,28 @@ pub struct RouteTarget<'a> {
     pub shard_id: u32,
 }
 
+/// The order of a database's data partitions: by series slot, then time slot.
+fn partition_key(entry: &DataPartitionEntry) -> (u32, i64) {
+    (entry.series_slot, entry.time_slot)
+}
+
+/// Sorts data partitions by (series slot, time slot); of two entries for one pair the later
+/// one is kept. A table the server built is sorted already: one pass checks it.
+fn sort_partitions(partitions: &mut Vec<DataPartitionEntry>) {
+    if partitions.is_sorted_by(|a, b| partition_key(a) < partition_key(b)) {
+        return;
+    }
+    partitions.sort_by_key(partition_key);
+    let mut kept: Vec<DataPartitionEntry> = Vec::with_capacity(partitions.len());
+    for entry in partitions.drain(..) {
+        match kept.last_mut() {
+            Some(last) if partition_key(last) == partition_key(&entry) => *last = entry,
+            _ => kept.push(entry),
+        }
+    }
+    *partitions = kept;
+}
+
 /// An immutable, versioned route table (a cluster view; read-only snapshots
 /// may be shared across cores behind an `Arc`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +114,9 @@ pub struct RouteTable {
     version: u64,
     databases: Vec<DatabaseRoute>,
     region_groups: Vec<RegionGroupRoute>,
-    /// Derived lookup indexes, rebuilt by [`RouteTable::new`].
-    partition_index: HashMap<(usize, u32, i64), u32>,
+    /// Region group id → its position in `region_groups` (a database's data partitions
+    /// are kept sorted by (series slot, time slot) and searched, not indexed: building
+    /// a table costs no hashing per partition, on the server or the client).
     region_group_index: HashMap<u32, usize>,
 }
 
@@ -101,11 +125,10 @@ impl RouteTable {
     /// the slot functions undefined.
     pub fn new(
         version: u64,
-        databases: Vec<DatabaseRoute>,
+        mut databases: Vec<DatabaseRoute>,
         region_groups: Vec<RegionGroupRoute>,
     ) -> Result<Self, DecodeError> {
-        let mut partition_index = HashMap::new();
-        for (database_index, database) in databases.iter().enumerate() {
+        for database in &mut databases {
             if database.series_slot_num == 0 {
                 return Err(DecodeError::invalid(
                     "route table",
@@ -118,12 +141,7 @@ impl RouteTable {
                     format!("{}: time_partition_interval is not positive", database.name),
                 ));
             }
-            for entry in &database.data_partitions {
-                partition_index.insert(
-                    (database_index, entry.series_slot, entry.time_slot),
-                    entry.region_group_id,
-                );
-            }
+            sort_partitions(&mut database.data_partitions);
         }
         let region_group_index = region_groups
             .iter()
@@ -134,7 +152,6 @@ impl RouteTable {
             version,
             databases,
             region_groups,
-            partition_index,
             region_group_index,
         })
     }
@@ -182,9 +199,11 @@ impl RouteTable {
         let database = &self.databases[database_index];
         let series = series_slot(device, database.series_slot_num);
         let time = time_slot(timestamp_ms, database.time_partition_interval_ms);
-        self.partition_index
-            .get(&(database_index, series, time))
-            .copied()
+        database
+            .data_partitions
+            .binary_search_by_key(&(series, time), partition_key)
+            .ok()
+            .map(|index| database.data_partitions[index].region_group_id)
     }
 
     pub fn region_group(&self, region_group_id: u32) -> Option<&RegionGroupRoute> {
@@ -362,6 +381,62 @@ pub(crate) mod tests {
             "prefix must end at a dot"
         );
         assert!(table.route_for("root.other.d1", 0).is_none());
+    }
+
+    /// Partitions arriving in any order (with one pair twice) are kept sorted, the later
+    /// of the two wins, and every lookup finds its group by search.
+    #[test]
+    fn partitions_in_any_order_are_sorted_and_found() {
+        let entry = |series_slot, time_slot, region_group_id| DataPartitionEntry {
+            series_slot,
+            time_slot,
+            region_group_id,
+        };
+        let database = |data_partitions| DatabaseRoute {
+            name: "root.sg".to_owned(),
+            series_slot_num: 1000,
+            time_partition_interval_ms: 1000,
+            data_partitions,
+        };
+        let device = "root.sg.d1";
+        let slot = series_slot(device, 1000);
+        let table = RouteTable::new(
+            1,
+            vec![database(vec![
+                entry(slot + 1, 0, 9),
+                entry(slot, 2, 5),
+                entry(slot, -1, 4),
+                entry(slot, 2, 6),
+                entry(slot - 1, 0, 8),
+            ])],
+            Vec::new(),
+        )
+        .unwrap();
+        assert_eq!(
+            table.databases()[0].data_partitions,
+            [
+                entry(slot - 1, 0, 8),
+                entry(slot, -1, 4),
+                entry(slot, 2, 6),
+                entry(slot + 1, 0, 9)
+            ]
+        );
+        assert_eq!(table.region_group_for(device, -1), Some(4));
+        assert_eq!(
+            table.region_group_for(device, 2500),
+            Some(6),
+            "the later entry"
+        );
+        assert_eq!(
+            table.region_group_for(device, 500),
+            None,
+            "time slot 0 of d1"
+        );
+        // A sorted table is kept as it is, and equal to its decoded copy.
+        let mut bytes = BytesMut::new();
+        table.encode(&mut bytes);
+        let decoded = RouteTable::decode(&mut WireReader::new(bytes.freeze())).unwrap();
+        assert_eq!(decoded, table);
     }
 
     pub fn arb_route_table() -> impl Strategy<Value = RouteTable> {
