@@ -110,24 +110,31 @@ impl RemoteConfig {
         // The commands this delta brings beyond the mirror, kept if they are what it
         // applied (a delta that does not join it, or a whole state, resets the history).
         let brought = delta.commands_beyond(version);
-        if let Err(reason) = delta.apply_to(&mut self.mirror) {
+        let applied = delta.apply_to(&mut self.mirror);
+        match (&applied, brought) {
+            (Ok(()), Some(commands))
+                if version + commands.len() as u64 == self.mirror.version() =>
+            {
+                for command in commands {
+                    self.history.push(command);
+                }
+            }
+            // Set before anything below can fail: a delta applied in part, or a whole
+            // state, leaves no history of how the mirror got where it is.
+            _ => self.history.reset(self.mirror.version()),
+        }
+        if let Err(reason) = applied {
             tracing::warn!(%reason, "the ConfigNode state mirror missed changes; fetching it whole");
             match self.link.call(&ToConfigNode::Fetch { known_version: 0 })? {
                 FromConfigNode::Answer { delta, .. } => {
-                    delta.apply_to(&mut self.mirror).map_err(|reason| {
+                    let refreshed = delta.apply_to(&mut self.mirror);
+                    self.history.reset(self.mirror.version());
+                    refreshed.map_err(|reason| {
                         Status::internal(format!("refreshing the mirror: {reason}"))
                     })?
                 }
                 other => return Err(unexpected(&other)),
             }
-        }
-        match brought {
-            Some(commands) if version + commands.len() as u64 == self.mirror.version() => {
-                for command in commands {
-                    self.history.push(command);
-                }
-            }
-            _ => self.history.reset(self.mirror.version()),
         }
         let after = self.local_groups();
         let gone: Vec<_> = before
