@@ -556,7 +556,6 @@ impl ControlPlane {
         }
     }
 
-    /// The route table of the current ConfigNode state, with this node's indexes.
     /// The route view of the current state: derived from the previous one when the
     /// commands since only assigned partitions (one write creating a device's partition
     /// copies one flat vector), built whole from the ConfigNode's route snapshot otherwise.
