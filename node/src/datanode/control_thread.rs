@@ -27,9 +27,9 @@ use super::control::{ControlAnswer, ControlPlane, ControlRequest};
 use super::route::SharedRoute;
 
 /// Control jobs queued for the control thread at most. Each is a shard's question about
-/// schema or partitions (a few hundred bytes; at most a few questions asked together); a queue this deep is seconds of
-/// control work, so a fuller one means the control plane is falling behind and the
-/// asker is better told `Overloaded` than made to wait without bound.
+/// schema or partitions, or a few asked together (a few hundred bytes each); a queue this
+/// deep is seconds of control work, so a fuller one means the control plane is falling
+/// behind and the asker is better told `Overloaded` than made to wait without bound.
 pub const CONTROL_QUEUE_REQUESTS_MAX: usize = 4096;
 
 /// Requests handled in one batch at most: bounds the time the first of them waits for
