@@ -28,7 +28,7 @@ pub use message::{
 };
 pub use partition::{
     DataPartitionEntry, DatabaseRoute, RegionGroupRoute, ReplicaRoute, RouteTable, RouteTarget,
-    series_slot, time_slot,
+    partition_key, series_slot, sort_partitions, time_slot,
 };
 pub use result::{ColumnBatch, LastPoint, ResultSet};
 pub use status::{Status, StatusCode};

@@ -86,13 +86,13 @@ pub struct RouteTarget<'a> {
 }
 
 /// The order of a database's data partitions: by series slot, then time slot.
-fn partition_key(entry: &DataPartitionEntry) -> (u32, i64) {
+pub fn partition_key(entry: &DataPartitionEntry) -> (u32, i64) {
     (entry.series_slot, entry.time_slot)
 }
 
 /// Sorts data partitions by (series slot, time slot); of two entries for one pair the later
 /// one is kept. A table the server built is sorted already: one pass checks it.
-fn sort_partitions(partitions: &mut Vec<DataPartitionEntry>) {
+pub fn sort_partitions(partitions: &mut Vec<DataPartitionEntry>) {
     if partitions.is_sorted_by(|a, b| partition_key(a) < partition_key(b)) {
         return;
     }

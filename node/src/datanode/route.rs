@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 
 use iotdb_net::{DataPartitionEntry, DatabaseRoute, RegionGroupRoute, RouteTable};
-use iotdb_net::{series_slot, time_slot};
+use iotdb_net::{series_slot, sort_partitions, time_slot};
 
 /// The node's current route table. Written by the control thread, read by every shard: a
 /// shard checks the version (one atomic load) per request and takes the lock only when
@@ -171,7 +171,7 @@ impl RouteView {
         let databases = databases
             .into_iter()
             .map(|mut database| {
-                database.data_partitions.sort_unstable_by_key(partition_key);
+                sort_partitions(&mut database.data_partitions);
                 Arc::new(database)
             })
             .collect();
@@ -228,13 +228,14 @@ impl RouteView {
                     region_group_id: *group,
                 });
         }
-        for (index, mut entries) in by_database {
+        for (index, new) in by_database {
             let old = &databases[index];
-            // The new entries first, then a stable sort (of a vector sorted but for them):
-            // of two entries for one pair the new one comes first and is the one kept.
+            // The old entries, then the new: of two entries for one pair the later (new)
+            // one is kept.
+            let mut entries = Vec::with_capacity(old.data_partitions.len() + new.len());
             entries.extend_from_slice(&old.data_partitions);
-            entries.sort_by_key(partition_key);
-            entries.dedup_by_key(|entry| partition_key(entry));
+            entries.extend(new);
+            sort_partitions(&mut entries);
             databases[index] = Arc::new(DatabaseRoute {
                 name: old.name.clone(),
                 series_slot_num: old.series_slot_num,
@@ -373,11 +374,6 @@ impl RouteView {
         self.databases()
             .find(|d| d.data_partitions.iter().any(|p| p.region_group_id == group))
     }
-}
-
-/// The order of a database's data partitions: by series slot, then time slot.
-fn partition_key(entry: &DataPartitionEntry) -> (u32, i64) {
-    (entry.series_slot, entry.time_slot)
 }
 
 /// Whether database `database` holds `device`: the device is the database or lies below it
