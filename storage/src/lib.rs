@@ -41,6 +41,6 @@ pub use region::{Deletion, LogEntry, LogRead, Region, RegionInfo, SnapshotInfo, 
 pub use stats::Stats;
 pub use transfer::{Chunk, SnapshotReader, SnapshotWriter};
 pub use types::{
-    DataType, NullBitmap, PointColumn, Points, SeriesKey, Tablet, TabletColumn, TimeRange,
-    Timestamp, Value, Values,
+    ColumnRef, DataType, NullBitmap, PointColumn, Points, SeriesKey, Tablet, TabletColumn,
+    TabletRef, TimeRange, Timestamp, Value, Values, ValuesRef,
 };

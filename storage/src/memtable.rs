@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use crate::hash::FastMap;
 use crate::types::{
-    DataType, PointColumn, Points, SeriesKey, Tablet, Timestamp, Values, time_bounds,
+    DataType, PointColumn, Points, SeriesKey, TabletRef, Timestamp, Values, ValuesRef, time_bounds,
 };
 use crate::with_values;
 
@@ -262,7 +262,7 @@ impl SeriesBuffer {
     fn append_run(
         &mut self,
         timestamps: &[Timestamp],
-        values: &Values,
+        values: ValuesRef<'_>,
         rows: std::ops::Range<usize>,
         shape: Shape,
     ) {
@@ -280,7 +280,7 @@ impl SeriesBuffer {
                 .listed(capacity)
                 .extend_from_slice(&timestamps[rows.clone()]);
         }
-        self.values.extend_from(values, rows);
+        self.values.extend_from_ref(values, rows);
     }
 
     fn values_capacity(&self) -> usize {
@@ -432,12 +432,12 @@ impl Memtable {
     /// each row. Types were checked by the caller.
     pub fn apply(
         &mut self,
-        tablet: &Tablet,
+        tablet: &TabletRef<'_>,
         partition_of: impl Fn(Timestamp) -> i64,
         side_of: impl Fn(i64, Timestamp) -> Side,
     ) {
         let rows = tablet.rows();
-        let Some((min, max)) = time_bounds(&tablet.timestamps) else {
+        let Some((min, max)) = time_bounds(tablet.timestamps) else {
             return;
         };
         let first = key_of(min, &partition_of, &side_of);
@@ -462,7 +462,7 @@ impl Memtable {
     /// Appends the non-null cells of `tablet`'s `rows` to partition `slot`'s `side`.
     fn append_rows(
         &mut self,
-        tablet: &Tablet,
+        tablet: &TabletRef<'_>,
         (slot, side): (i64, Side),
         rows: std::ops::Range<usize>,
     ) {
@@ -472,7 +472,7 @@ impl Memtable {
             Side::Sequence => &mut partition.sequence,
             Side::Unsequence => &mut partition.unsequence,
         };
-        let device = match table.devices.get_mut(&tablet.device) {
+        let device = match table.devices.get_mut(tablet.device) {
             Some(d) => d,
             None => {
                 self.heap_bytes += DEVICE_ENTRY_BYTES;
@@ -481,37 +481,37 @@ impl Memtable {
         };
         let shape = Shape::of(&tablet.timestamps[rows.clone()]);
         for column in &tablet.columns {
-            let buffer = match device.get_mut(&column.measurement) {
+            let buffer = match device.get_mut(column.measurement) {
                 Some(b) => b,
                 None => {
                     self.heap_bytes += SERIES_ENTRY_BYTES;
                     device
-                        .entry(column.measurement.clone())
+                        .entry(Arc::from(column.measurement))
                         .or_insert_with(|| SeriesBuffer::new(column.values.data_type()))
                 }
             };
             let before = buffer.heap_bytes();
-            match &column.nulls {
-                Some(nulls) if !nulls.none_null() => {
+            match column.nulls {
+                Some(_) if column.has_nulls() => {
                     // Append maximal runs of non-null rows.
                     let mut row = first;
                     while row < end {
-                        if nulls.is_null(row) {
+                        if column.is_null(row) {
                             row += 1;
                             continue;
                         }
                         let run_start = row;
-                        while row < end && !nulls.is_null(row) {
+                        while row < end && !column.is_null(row) {
                             row += 1;
                         }
                         let run = run_start..row;
                         let shape = shape.of_part(&tablet.timestamps[run.clone()]);
-                        buffer.append_run(&tablet.timestamps, &column.values, run, shape);
+                        buffer.append_run(tablet.timestamps, column.values, run, shape);
                         self.points += (row - run_start) as u64;
                     }
                 }
                 _ => {
-                    buffer.append_run(&tablet.timestamps, &column.values, first..end, shape);
+                    buffer.append_run(tablet.timestamps, column.values, first..end, shape);
                     self.points += (end - first) as u64;
                 }
             }
@@ -595,7 +595,7 @@ impl FrozenMemtable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::types::{NullBitmap, TabletColumn, Value};
+    use crate::types::{NullBitmap, Tablet, TabletColumn, Value};
     use proptest::strategy::Just;
 
     fn tablet(device: &str, ts: &[i64], values: &[f64], nulls: Option<NullBitmap>) -> Tablet {
@@ -616,7 +616,7 @@ mod tests {
         let devices = 1000;
         for d in 0..devices {
             m.apply(
-                &tablet(&format!("root.db.d{d}"), &[1], &[1.0], None),
+                &tablet(&format!("root.db.d{d}"), &[1], &[1.0], None).as_ref(),
                 |_| 0,
                 |_, _| Side::Sequence,
             );
@@ -631,7 +631,7 @@ mod tests {
         // Writing again to known series adds no entry overhead.
         let before = m.heap_bytes();
         m.apply(
-            &tablet("root.db.d0", &[2], &[2.0], None),
+            &tablet("root.db.d0", &[2], &[2.0], None).as_ref(),
             |_| 0,
             |_, _| Side::Sequence,
         );
@@ -642,12 +642,12 @@ mod tests {
     fn out_of_order_and_duplicates_newest_wins() {
         let mut m = Memtable::default();
         m.apply(
-            &tablet("root.db.d1", &[5, 1, 5], &[1.0, 2.0, 3.0], None),
+            &tablet("root.db.d1", &[5, 1, 5], &[1.0, 2.0, 3.0], None).as_ref(),
             |_| 0,
             |_, _| Side::Sequence,
         );
         m.apply(
-            &tablet("root.db.d1", &[1], &[9.0], None),
+            &tablet("root.db.d1", &[1], &[9.0], None).as_ref(),
             |_| 0,
             |_, _| Side::Sequence,
         );
@@ -665,7 +665,7 @@ mod tests {
         nulls.set_null(1);
         let mut m = Memtable::default();
         m.apply(
-            &tablet("root.db.d1", &[1, 2, 3], &[1.0, 2.0, 3.0], Some(nulls)),
+            &tablet("root.db.d1", &[1, 2, 3], &[1.0, 2.0, 3.0], Some(nulls)).as_ref(),
             |_| 0,
             |_, _| Side::Sequence,
         );
@@ -687,7 +687,7 @@ mod tests {
             }
         };
         m.apply(
-            &tablet("root.db.d1", &[1, 2, 11, 12], &[1.0, 2.0, 3.0, 4.0], None),
+            &tablet("root.db.d1", &[1, 2, 11, 12], &[1.0, 2.0, 3.0, 4.0], None).as_ref(),
             |t| t / 10,
             side,
         );
@@ -709,7 +709,7 @@ mod tests {
         // though the first and last rows are both sequence.
         let mut m = Memtable::default();
         m.apply(
-            &tablet("root.db.d1", &[3, 0, 1, 4], &[1.0, 2.0, 3.0, 4.0], None),
+            &tablet("root.db.d1", &[3, 0, 1, 4], &[1.0, 2.0, 3.0, 4.0], None).as_ref(),
             |_| 0,
             side,
         );
@@ -726,7 +726,7 @@ mod tests {
         // Every row on one side of one partition: one run, order kept, sorted at freeze.
         let mut m = Memtable::default();
         m.apply(
-            &tablet("root.db.d1", &[7, 5, 6], &[1.0, 2.0, 3.0], None),
+            &tablet("root.db.d1", &[7, 5, 6], &[1.0, 2.0, 3.0], None).as_ref(),
             |_| 0,
             side,
         );
@@ -743,7 +743,7 @@ mod tests {
     fn append(m: &mut Memtable, ts: &[i64]) {
         let values: Vec<f64> = ts.iter().map(|&t| t as f64).collect();
         m.apply(
-            &tablet("root.db.d1", ts, &values, None),
+            &tablet("root.db.d1", ts, &values, None).as_ref(),
             |_| 0,
             |_, _| Side::Sequence,
         );
@@ -883,7 +883,7 @@ mod tests {
                     }
                 }
                 last = ts.last().copied();
-                m.apply(&tablet("root.db.d1", &ts, &values, nulls), |_| 0, |_, _| {
+                m.apply(&tablet("root.db.d1", &ts, &values, nulls).as_ref(), |_| 0, |_, _| {
                     Side::Sequence
                 });
             }

@@ -110,14 +110,7 @@ impl Values {
 
     /// The type of the values.
     pub fn data_type(&self) -> DataType {
-        match self {
-            Values::Boolean(_) => DataType::Boolean,
-            Values::Int32(_) => DataType::Int32,
-            Values::Int64(_) => DataType::Int64,
-            Values::Float(_) => DataType::Float,
-            Values::Double(_) => DataType::Double,
-            Values::Text(_) => DataType::Text,
-        }
+        self.as_ref().data_type()
     }
 
     /// The number of values.
@@ -132,14 +125,7 @@ impl Values {
 
     /// The value at `index`. Panics when out of bounds (a bug, not bad input).
     pub fn get(&self, index: usize) -> Value {
-        match self {
-            Values::Boolean(v) => Value::Boolean(v[index]),
-            Values::Int32(v) => Value::Int32(v[index]),
-            Values::Int64(v) => Value::Int64(v[index]),
-            Values::Float(v) => Value::Float(v[index]),
-            Values::Double(v) => Value::Double(v[index]),
-            Values::Text(v) => Value::Text(v[index].clone()),
-        }
+        self.as_ref().get(index)
     }
 
     /// Appends `value`; its type must match (checked by the caller; a mismatch is a bug).
@@ -161,18 +147,36 @@ impl Values {
 
     /// Appends `other[range]`; the types must match (a mismatch is a bug).
     pub fn extend_from(&mut self, other: &Values, range: std::ops::Range<usize>) {
+        self.extend_from_ref(other.as_ref(), range);
+    }
+
+    /// Appends `other[range]`, wherever the values live; the types must match (a mismatch
+    /// is a bug).
+    pub fn extend_from_ref(&mut self, other: ValuesRef<'_>, range: std::ops::Range<usize>) {
         match (self, other) {
-            (Values::Boolean(a), Values::Boolean(b)) => a.extend_from_slice(&b[range]),
-            (Values::Int32(a), Values::Int32(b)) => a.extend_from_slice(&b[range]),
-            (Values::Int64(a), Values::Int64(b)) => a.extend_from_slice(&b[range]),
-            (Values::Float(a), Values::Float(b)) => a.extend_from_slice(&b[range]),
-            (Values::Double(a), Values::Double(b)) => a.extend_from_slice(&b[range]),
-            (Values::Text(a), Values::Text(b)) => a.extend_from_slice(&b[range]),
+            (Values::Boolean(a), ValuesRef::Boolean(b)) => a.extend_from_slice(&b[range]),
+            (Values::Int32(a), ValuesRef::Int32(b)) => a.extend_from_slice(&b[range]),
+            (Values::Int64(a), ValuesRef::Int64(b)) => a.extend_from_slice(&b[range]),
+            (Values::Float(a), ValuesRef::Float(b)) => a.extend_from_slice(&b[range]),
+            (Values::Double(a), ValuesRef::Double(b)) => a.extend_from_slice(&b[range]),
+            (Values::Text(a), ValuesRef::Text(b)) => a.extend_from_slice(&b[range]),
             (a, b) => panic!(
                 "extending a {} column with {} values",
                 a.data_type(),
                 b.data_type()
             ),
+        }
+    }
+
+    /// The values borrowed.
+    pub fn as_ref(&self) -> ValuesRef<'_> {
+        match self {
+            Values::Boolean(v) => ValuesRef::Boolean(v),
+            Values::Int32(v) => ValuesRef::Int32(v),
+            Values::Int64(v) => ValuesRef::Int64(v),
+            Values::Float(v) => ValuesRef::Float(v),
+            Values::Double(v) => ValuesRef::Double(v),
+            Values::Text(v) => ValuesRef::Text(v),
         }
     }
 
@@ -198,6 +202,73 @@ impl Values {
                 v.capacity() * std::mem::size_of::<Bytes>()
                     + v.iter().map(Bytes::len).sum::<usize>()
             }
+        }
+    }
+}
+
+/// A column of values borrowed from wherever they live: a [`Values`], or the bytes of a
+/// received request (a write appends from them without an owned copy first).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ValuesRef<'a> {
+    Boolean(&'a [bool]),
+    Int32(&'a [i32]),
+    Int64(&'a [i64]),
+    Float(&'a [f32]),
+    Double(&'a [f64]),
+    Text(&'a [Bytes]),
+}
+
+impl ValuesRef<'_> {
+    /// An owned copy.
+    pub fn to_values(&self) -> Values {
+        match self {
+            ValuesRef::Boolean(v) => Values::Boolean(v.to_vec()),
+            ValuesRef::Int32(v) => Values::Int32(v.to_vec()),
+            ValuesRef::Int64(v) => Values::Int64(v.to_vec()),
+            ValuesRef::Float(v) => Values::Float(v.to_vec()),
+            ValuesRef::Double(v) => Values::Double(v.to_vec()),
+            ValuesRef::Text(v) => Values::Text(v.to_vec()),
+        }
+    }
+
+    /// The type of the values.
+    pub fn data_type(&self) -> DataType {
+        match self {
+            ValuesRef::Boolean(_) => DataType::Boolean,
+            ValuesRef::Int32(_) => DataType::Int32,
+            ValuesRef::Int64(_) => DataType::Int64,
+            ValuesRef::Float(_) => DataType::Float,
+            ValuesRef::Double(_) => DataType::Double,
+            ValuesRef::Text(_) => DataType::Text,
+        }
+    }
+
+    /// The number of values.
+    pub fn len(&self) -> usize {
+        match self {
+            ValuesRef::Boolean(v) => v.len(),
+            ValuesRef::Int32(v) => v.len(),
+            ValuesRef::Int64(v) => v.len(),
+            ValuesRef::Float(v) => v.len(),
+            ValuesRef::Double(v) => v.len(),
+            ValuesRef::Text(v) => v.len(),
+        }
+    }
+
+    /// Whether the column is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The value at `index`. Panics when out of bounds (a bug, not bad input).
+    pub fn get(&self, index: usize) -> Value {
+        match self {
+            ValuesRef::Boolean(v) => Value::Boolean(v[index]),
+            ValuesRef::Int32(v) => Value::Int32(v[index]),
+            ValuesRef::Int64(v) => Value::Int64(v[index]),
+            ValuesRef::Float(v) => Value::Float(v[index]),
+            ValuesRef::Double(v) => Value::Double(v[index]),
+            ValuesRef::Text(v) => Value::Text(v[index].clone()),
         }
     }
 }
@@ -229,9 +300,7 @@ impl NullBitmap {
 
     /// Whether `row` is null. Rows past the end are not null.
     pub fn is_null(&self, row: usize) -> bool {
-        self.bytes
-            .get(row / 8)
-            .is_some_and(|byte| byte & (1 << (row % 8)) != 0)
+        bit_is_null(&self.bytes, row)
     }
 
     /// Marks `row` null, growing the bitmap as needed.
@@ -244,8 +313,20 @@ impl NullBitmap {
 
     /// Whether no row at all is null.
     pub fn none_null(&self) -> bool {
-        self.bytes.iter().all(|&b| b == 0)
+        no_bit_null(&self.bytes)
     }
+}
+
+/// Whether bit `row` of a null bitmap's `bytes` is set (rows past the end are not null).
+fn bit_is_null(bytes: &[u8], row: usize) -> bool {
+    bytes
+        .get(row / 8)
+        .is_some_and(|byte| byte & (1 << (row % 8)) != 0)
+}
+
+/// Whether no bit of a null bitmap's `bytes` is set.
+fn no_bit_null(bytes: &[u8]) -> bool {
+    bytes.iter().all(|&b| b == 0)
 }
 
 /// One measurement's column in a tablet.
@@ -343,6 +424,86 @@ impl Tablet {
 
     /// Checks the tablet's shape: every column as long as the timestamps, no repeated
     /// measurement, names non-empty. Types are checked against the series by the region.
+    pub fn validate(&self) -> Result<()> {
+        self.as_ref().validate()
+    }
+
+    /// The tablet borrowed, as the region writes it.
+    pub fn as_ref(&self) -> TabletRef<'_> {
+        TabletRef {
+            device: &self.device,
+            timestamps: &self.timestamps,
+            columns: self
+                .columns
+                .iter()
+                .map(|column| ColumnRef {
+                    measurement: &column.measurement,
+                    values: column.values.as_ref(),
+                    nulls: column.nulls.as_ref().map(NullBitmap::as_bytes),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One column of a [`TabletRef`].
+#[derive(Clone, Copy, Debug)]
+pub struct ColumnRef<'a> {
+    pub measurement: &'a str,
+    /// One value per row; a null row holds a placeholder.
+    pub values: ValuesRef<'a>,
+    /// The null bitmap's bytes (LSB first, 1 = null; rows past its end are not null);
+    /// `None`: no row is null.
+    pub nulls: Option<&'a [u8]>,
+}
+
+impl ColumnRef<'_> {
+    /// Whether `row` is null in this column.
+    pub fn is_null(&self, row: usize) -> bool {
+        self.nulls.is_some_and(|bytes| bit_is_null(bytes, row))
+    }
+
+    /// Whether some row of this column is null.
+    pub fn has_nulls(&self) -> bool {
+        self.nulls.is_some_and(|bytes| !no_bit_null(bytes))
+    }
+}
+
+/// A [`Tablet`] borrowed from wherever it lives: an owned tablet, or a received request's
+/// bytes, whose columns the region logs and appends without an owned copy in between.
+#[derive(Clone, Debug)]
+pub struct TabletRef<'a> {
+    pub device: &'a Arc<str>,
+    pub timestamps: &'a [Timestamp],
+    pub columns: Vec<ColumnRef<'a>>,
+}
+
+impl TabletRef<'_> {
+    /// The number of rows.
+    pub fn rows(&self) -> usize {
+        self.timestamps.len()
+    }
+
+    /// An owned copy.
+    pub fn to_tablet(&self) -> Tablet {
+        Tablet {
+            device: self.device.clone(),
+            timestamps: self.timestamps.to_vec(),
+            columns: self
+                .columns
+                .iter()
+                .map(|column| TabletColumn {
+                    measurement: Arc::from(column.measurement),
+                    values: column.values.to_values(),
+                    nulls: column
+                        .nulls
+                        .map(|bytes| NullBitmap::from_bytes(bytes.to_vec())),
+                })
+                .collect(),
+        }
+    }
+
+    /// See [`Tablet::validate`].
     pub fn validate(&self) -> Result<()> {
         if self.device.is_empty() {
             return Err(StorageError::InvalidTablet("empty device path".into()));

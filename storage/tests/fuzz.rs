@@ -75,7 +75,7 @@ fn sample_tablet() -> Tablet {
 
 fn wal_payloads() -> Vec<Vec<u8>> {
     let mut tablet = Vec::new();
-    wal_entry::encode(&sample_tablet(), &mut tablet);
+    wal_entry::encode(&sample_tablet().as_ref(), &mut tablet);
     let mut deletion = Vec::new();
     deletion::encode_record(
         &[

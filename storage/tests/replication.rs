@@ -166,7 +166,7 @@ fn refused_entries_change_nothing() {
         let mut wrong_type = tablet(0, 20, 2);
         wrong_type.columns[0].values = Values::Int32(vec![1, 2]);
         let mut wrong_type_payload = Vec::new();
-        iotdb_storage::region::wal_entry::encode(&wrong_type, &mut wrong_type_payload);
+        iotdb_storage::region::wal_entry::encode(&wrong_type.as_ref(), &mut wrong_type_payload);
         let wrong_type = LogEntry {
             payload: Bytes::from(wrong_type_payload),
             ..next.clone()

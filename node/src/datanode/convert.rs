@@ -1,51 +1,94 @@
 //! Between the wire (`iotdb-net`) and the engine (`iotdb-storage`): tablets in, points and
 //! aggregates out, and the one place engine errors become wire status codes.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use iotdb_net::tablet::ColumnValues;
+use iotdb_net::tablet::{ColumnValues, ColumnView};
 use iotdb_net::{Status, StatusCode, TabletView, TypedColumn, WireColumn};
 use iotdb_storage as storage;
-use storage::{StorageError, Values};
+use storage::{StorageError, Values, ValuesRef};
 
-/// The engine tablet of a wire tablet: one copy per fixed-width column; TEXT cells share
-/// the frame's bytes.
+/// The engine tablet of a wire tablet, owned: one copy per column; TEXT cells share the
+/// frame's bytes. The write path borrows instead ([`EngineView`]).
 pub fn to_storage_tablet(view: &TabletView, device: &Arc<str>) -> storage::Tablet {
-    let columns = view
-        .columns()
-        .map(|column| {
-            let values = match column.values() {
-                ColumnValues::Boolean(v) => Values::Boolean(v.iter().map(|&b| b != 0).collect()),
-                ColumnValues::Int32(v) => Values::Int32(v.into_owned()),
-                ColumnValues::Int64(v) => Values::Int64(v.into_owned()),
-                ColumnValues::Float(v) => Values::Float(v.into_owned()),
-                ColumnValues::Double(v) => Values::Double(v.into_owned()),
-                ColumnValues::Text(text) => {
-                    let data = view.bytes();
-                    Values::Text(
-                        (0..text.len())
-                            .map(|row| {
-                                let cell = text.get(row).unwrap_or_default();
-                                slice_of(data, cell)
-                            })
-                            .collect(),
-                    )
-                }
-            };
-            storage::TabletColumn {
-                measurement: Arc::from(column.measurement()),
-                values,
-                nulls: column
-                    .null_bitmap()
-                    .map(|bits| storage::NullBitmap::from_bytes(bits.to_vec())),
-            }
-        })
-        .collect();
-    storage::Tablet {
-        device: device.clone(),
-        timestamps: view.timestamps().into_owned(),
-        columns,
+    EngineView::new(view, device).tablet().to_tablet()
+}
+
+/// A received tablet in the engine's terms, borrowed from the frame where it lies: the
+/// timestamps and fixed-width columns are cast in place (copied only when the frame is
+/// unaligned in memory or the host big-endian); BOOLEAN and TEXT columns, whose wire forms
+/// differ from the engine's, are converted. The region logs and appends from it, so a
+/// written tablet is copied into the WAL's batch and into the memtable, and nowhere else.
+pub struct EngineView<'a> {
+    device: &'a Arc<str>,
+    timestamps: Cow<'a, [i64]>,
+    columns: Vec<(ColumnView<'a>, Held<'a>)>,
+}
+
+/// A column's values as [`EngineView`] holds them.
+enum Held<'a> {
+    Int32(Cow<'a, [i32]>),
+    Int64(Cow<'a, [i64]>),
+    Float(Cow<'a, [f32]>),
+    Double(Cow<'a, [f64]>),
+    Boolean(Vec<bool>),
+    Text(Vec<Bytes>),
+}
+
+impl<'a> EngineView<'a> {
+    pub fn new(view: &'a TabletView, device: &'a Arc<str>) -> EngineView<'a> {
+        let columns = view
+            .columns()
+            .map(|column| {
+                let held = match column.values() {
+                    ColumnValues::Boolean(v) => Held::Boolean(v.iter().map(|&b| b != 0).collect()),
+                    ColumnValues::Int32(v) => Held::Int32(v),
+                    ColumnValues::Int64(v) => Held::Int64(v),
+                    ColumnValues::Float(v) => Held::Float(v),
+                    ColumnValues::Double(v) => Held::Double(v),
+                    ColumnValues::Text(text) => {
+                        let data = view.bytes();
+                        Held::Text(
+                            (0..text.len())
+                                .map(|row| slice_of(data, text.get(row).unwrap_or_default()))
+                                .collect(),
+                        )
+                    }
+                };
+                (column, held)
+            })
+            .collect();
+        EngineView {
+            device,
+            timestamps: view.timestamps(),
+            columns,
+        }
+    }
+
+    /// The tablet, borrowed from the view.
+    pub fn tablet(&self) -> storage::TabletRef<'_> {
+        storage::TabletRef {
+            device: self.device,
+            timestamps: &self.timestamps,
+            columns: self
+                .columns
+                .iter()
+                .map(|(column, held)| storage::ColumnRef {
+                    measurement: column.measurement(),
+                    values: match held {
+                        Held::Int32(v) => ValuesRef::Int32(v),
+                        Held::Int64(v) => ValuesRef::Int64(v),
+                        Held::Float(v) => ValuesRef::Float(v),
+                        Held::Double(v) => ValuesRef::Double(v),
+                        Held::Boolean(v) => ValuesRef::Boolean(v),
+                        Held::Text(v) => ValuesRef::Text(v),
+                    },
+                    nulls: column.null_bitmap(),
+                })
+                .collect(),
+        }
     }
 }
 
@@ -193,5 +236,60 @@ mod tests {
             engine.columns[1].values.get(1),
             storage::Value::Text(Bytes::from("c"))
         );
+    }
+
+    #[test]
+    fn an_engine_view_borrows_numbers_from_the_frame_and_converts_the_rest() {
+        let mut tablet = WireTablet::new(
+            "root.db.d1",
+            &[
+                ("d", DataType::Double),
+                ("b", DataType::Boolean),
+                ("t", DataType::Text),
+            ],
+        );
+        for row in 0..10 {
+            let double = (row != 3).then_some(Value::Double(f64::from(row)));
+            let cells = [
+                double,
+                Some(Value::Boolean(row % 2 == 0)),
+                Some(Value::Text(Bytes::from(format!("v{row}")))),
+            ];
+            tablet.push_row(100 + i64::from(row), &cells).unwrap();
+        }
+        let body = iotdb_net::encode_insert_tablets(&[tablet]);
+        let request = iotdb_net::Request::decode(iotdb_net::Opcode::InsertTablets, body).unwrap();
+        let iotdb_net::Request::InsertTablets(insert) = request else {
+            panic!()
+        };
+        let view = &insert.tablets[0];
+        let device = Arc::from(view.device());
+        let engine = EngineView::new(view, &device);
+        // The frame keeps sections 8-aligned: on a little-endian host the timestamps and
+        // the DOUBLE column are the frame's own bytes.
+        if cfg!(target_endian = "little") {
+            assert!(matches!(engine.timestamps, Cow::Borrowed(_)));
+            assert!(matches!(
+                engine.columns[0].1,
+                Held::Double(Cow::Borrowed(_))
+            ));
+        }
+        let borrowed = engine.tablet();
+        assert_eq!(borrowed.timestamps, (100..110).collect::<Vec<i64>>());
+        assert!(borrowed.columns[0].is_null(3) && !borrowed.columns[0].is_null(4));
+        assert_eq!(
+            borrowed.columns[0].values.get(4),
+            storage::Value::Double(4.0)
+        );
+        assert_eq!(
+            borrowed.columns[1].values.get(1),
+            storage::Value::Boolean(false)
+        );
+        assert_eq!(
+            borrowed.columns[2].values.get(7),
+            storage::Value::Text(Bytes::from("v7"))
+        );
+        // The owned conversion is the borrowed tablet copied.
+        assert_eq!(to_storage_tablet(view, &device), borrowed.to_tablet());
     }
 }

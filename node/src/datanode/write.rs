@@ -475,9 +475,17 @@ impl Shard {
         for payload in payloads {
             // While the shard's memtable budget is full the write waits for a flush, up
             // to WRITE_MEMORY_WAIT_MAX, then gets Overloaded (606).
-            let written = region
-                .write_waiting(&payload.to_tablet(), WRITE_MEMORY_WAIT_MAX)
-                .await;
+            let written = match payload {
+                Payload::View(device, view) => {
+                    let engine = convert::EngineView::new(view, device);
+                    region
+                        .write_waiting_ref(&engine.tablet(), WRITE_MEMORY_WAIT_MAX)
+                        .await
+                }
+                Payload::Tablet(tablet) => {
+                    region.write_waiting(tablet, WRITE_MEMORY_WAIT_MAX).await
+                }
+            };
             match written {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {

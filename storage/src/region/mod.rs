@@ -63,7 +63,9 @@ use crate::filter::{FilterCounters, ValueFilter};
 use crate::memtable::{FrozenMemtable, Memtable, Side};
 use crate::query::{self, AggregateRow, Aggregation, RankedPiece, Windows};
 use crate::sealed::{SealedFile, SealedFileWriter, WriterOptions};
-use crate::types::{DataType, PointColumn, SeriesKey, Tablet, TimeRange, Timestamp, Value};
+use crate::types::{
+    DataType, PointColumn, SeriesKey, Tablet, TabletRef, TimeRange, Timestamp, Value,
+};
 use crate::wal::{Wal, WalOptions, WalRecord};
 
 pub use deletion::Deletion;
@@ -76,9 +78,6 @@ const TICK_INTERVAL: Duration = Duration::from_millis(10);
 /// Ranks of frozen memtables start here: above every file version, below the active one.
 const FROZEN_RANK_BASE: u64 = 1 << 62;
 const ACTIVE_RANK: u64 = u64::MAX;
-/// The largest WAL encoding buffer kept for reuse between writes (a huge tablet's buffer
-/// is freed rather than held).
-const WAL_SCRATCH_BYTES_MAX: usize = 1 << 20;
 
 /// A time source in milliseconds since the epoch (tests inject their own).
 pub type Clock = Rc<dyn Fn() -> Timestamp>;
@@ -235,8 +234,6 @@ struct State {
     flushed_last_time: FastMap<(i64, Arc<str>), Timestamp>,
     last_cache: LastCache,
     next_index: u64,
-    /// Reused buffer for encoding WAL payloads.
-    wal_scratch: Vec<u8>,
     flush_job: Option<Job<FlushOutput>>,
     compaction_job: Option<(i64, Job<CompactionOutput>)>,
     /// Why the region takes no more writes: a WAL append or fsync failed, or a flush,
@@ -368,7 +365,6 @@ impl Region {
             flushed_last_time: FastMap::default(),
             last_cache: FastMap::default(),
             next_index: manifest.flushed_index + 1,
-            wal_scratch: Vec::new(),
             flush_job: None,
             compaction_job: None,
             read_only: None,
@@ -445,19 +441,25 @@ impl Region {
     /// [`WriteAck::durable`] before acknowledging to a client. A type that disagrees with
     /// an existing series rejects the whole tablet.
     pub fn write(&self, tablet: &Tablet) -> Result<WriteAck> {
+        self.write_ref(&tablet.as_ref())
+    }
+
+    /// [`Region::write`] of a borrowed tablet (a received request's columns where they
+    /// lie): encoded straight into the WAL's batch, then appended to the memtable; no
+    /// owned copy of it is made on the way.
+    pub fn write_ref(&self, tablet: &TabletRef<'_>) -> Result<WriteAck> {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         state.admit_tablet(tablet)?;
         let index = state.next_index;
-        // The encoding buffer is reused from write to write: no allocation per tablet.
-        let mut payload = std::mem::take(&mut state.wal_scratch);
-        payload.clear();
-        wal_entry::encode(tablet, &mut payload);
-        let logged = self.log_tablet(state, index, &payload, tablet);
-        if payload.capacity() <= WAL_SCRATCH_BYTES_MAX {
-            state.wal_scratch = payload;
-        }
-        logged
+        self.append_record_with(
+            state,
+            index,
+            wal_entry::KIND_TABLET,
+            wal_entry::encoded_len(tablet),
+            |out| wal_entry::encode(tablet, out),
+        )?;
+        Ok(self.apply_logged(state, index, tablet))
     }
 
     /// Appends an admitted tablet's record at `index` (the next index), then applies it.
@@ -466,26 +468,46 @@ impl Region {
         state: &mut State,
         index: u64,
         payload: &[u8],
-        tablet: &Tablet,
+        tablet: &TabletRef<'_>,
     ) -> Result<WriteAck> {
         self.append_record(state, index, wal_entry::KIND_TABLET, payload)?;
+        Ok(self.apply_logged(state, index, tablet))
+    }
+
+    /// Applies a tablet whose record was just logged at `index`.
+    fn apply_logged(&self, state: &mut State, index: u64, tablet: &TabletRef<'_>) -> WriteAck {
         state.register_types(tablet);
         state.apply(tablet);
         state.balance_memory();
-        Ok(WriteAck {
+        WriteAck {
             wal: self.wal.clone(),
             index,
-        })
+        }
     }
 
     /// Appends one record at the region's next index; a WAL failure makes the region
     /// read-only.
     fn append_record(&self, state: &mut State, index: u64, kind: u8, payload: &[u8]) -> Result<()> {
+        self.append_record_with(state, index, kind, payload.len(), |out| {
+            out.extend_from_slice(payload)
+        })
+    }
+
+    /// [`Region::append_record`] of a payload of `payload_bytes` that `write` encodes into
+    /// the WAL's batch.
+    fn append_record_with(
+        &self,
+        state: &mut State,
+        index: u64,
+        kind: u8,
+        payload_bytes: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<()> {
         assert_eq!(
             index, state.next_index,
             "records are logged at the next index"
         );
-        if let Err(e) = self.wal.append(index, kind, payload) {
+        if let Err(e) = self.wal.append_with(index, kind, payload_bytes, write) {
             if let StorageError::ReadOnly(reason) = &e {
                 state.read_only = Some(reason.clone());
             }
@@ -499,7 +521,17 @@ impl Region {
     /// `max_wait`) for a flush to give bytes back instead of failing at once; past
     /// `max_wait` it fails with `Overloaded` as `write` does.
     pub async fn write_waiting(&self, tablet: &Tablet, max_wait: Duration) -> Result<WriteAck> {
-        self.waiting_for_room(max_wait, || self.write(tablet)).await
+        self.write_waiting_ref(&tablet.as_ref(), max_wait).await
+    }
+
+    /// [`Region::write_waiting`] of a borrowed tablet ([`Region::write_ref`]).
+    pub async fn write_waiting_ref(
+        &self,
+        tablet: &TabletRef<'_>,
+        max_wait: Duration,
+    ) -> Result<WriteAck> {
+        self.waiting_for_room(max_wait, || self.write_ref(tablet))
+            .await
     }
 
     /// Runs `operation` until it is not refused for a full memtable budget, waiting for a
@@ -973,7 +1005,7 @@ impl State {
     /// The checks a tablet passes before it is logged (a local write and a replicated
     /// one alike): the region is writable, the tablet is well formed, its types agree
     /// with the region's series, and the shard's memtable budget has room.
-    fn admit_tablet(&self, tablet: &Tablet) -> Result<()> {
+    fn admit_tablet(&self, tablet: &TabletRef<'_>) -> Result<()> {
         self.check_writable()?;
         tablet.validate()?;
         self.check_types(tablet)?;
@@ -1124,6 +1156,7 @@ impl State {
                     format!("record {}: {}", record.index, e.0),
                 )
             })?;
+            let tablet = tablet.as_ref();
             self.check_types(&tablet)?;
             self.register_types(&tablet);
             self.apply(&tablet);
@@ -1138,13 +1171,13 @@ impl State {
     /// Checks every column's type against its series. Registers nothing: new series are
     /// registered by [`State::register_types`] once the write is logged, so a tablet
     /// refused later (overload, a WAL failure) leaves no type behind.
-    fn check_types(&self, tablet: &Tablet) -> Result<()> {
-        let Some(known) = self.types.get(&tablet.device) else {
+    fn check_types(&self, tablet: &TabletRef<'_>) -> Result<()> {
+        let Some(known) = self.types.get(tablet.device) else {
             return Ok(());
         };
         for column in &tablet.columns {
             let actual = column.values.data_type();
-            if let Some(&expected) = known.get(&column.measurement)
+            if let Some(&expected) = known.get(column.measurement)
                 && expected != actual
             {
                 return Err(StorageError::TypeMismatch {
@@ -1158,27 +1191,27 @@ impl State {
     }
 
     /// Registers the series of a checked and logged tablet that are new.
-    fn register_types(&mut self, tablet: &Tablet) {
-        let known = self.types.get(&tablet.device);
+    fn register_types(&mut self, tablet: &TabletRef<'_>) {
+        let known = self.types.get(tablet.device);
         if tablet
             .columns
             .iter()
-            .all(|c| known.is_some_and(|m| m.contains_key(&c.measurement)))
+            .all(|c| known.is_some_and(|m| m.contains_key(c.measurement)))
         {
             return;
         }
         let series = self.types.entry(tablet.device.clone()).or_default();
         for column in &tablet.columns {
-            series
-                .entry(column.measurement.clone())
-                .or_insert(column.values.data_type());
+            if !series.contains_key(column.measurement) {
+                series.insert(Arc::from(column.measurement), column.values.data_type());
+            }
         }
     }
 
-    fn apply(&mut self, tablet: &Tablet) {
+    fn apply(&mut self, tablet: &TabletRef<'_>) {
         let interval = self.config.time_partition_interval_ms;
         let flushed = &self.flushed_last_time;
-        let device = &tablet.device;
+        let device = tablet.device;
         // The rows of a tablet nearly always share one time partition: look its flushed
         // time up once, not once per row.
         let memo: std::cell::Cell<Option<(i64, Option<Timestamp>)>> = std::cell::Cell::new(None);
@@ -1207,18 +1240,18 @@ impl State {
     /// older or equal-time entry (equal: the newer write wins). A series without an entry
     /// stays without one: older files may hold newer points, and only a read of every
     /// source may fill it.
-    fn offer_last(&mut self, tablet: &Tablet) {
-        let Some(cached) = self.last_cache.get_mut(&tablet.device) else {
+    fn offer_last(&mut self, tablet: &TabletRef<'_>) {
+        let Some(cached) = self.last_cache.get_mut(tablet.device) else {
             return;
         };
         // The newest row (the later of equal times) of a column without nulls is the same
         // for every such column.
         let newest_row = (0..tablet.rows()).max_by_key(|&r| (tablet.timestamps[r], r));
         for column in &tablet.columns {
-            let Some(entry) = cached.get_mut(&column.measurement) else {
+            let Some(entry) = cached.get_mut(column.measurement) else {
                 continue;
             };
-            let newest = if column.nulls.as_ref().is_none_or(|n| n.none_null()) {
+            let newest = if !column.has_nulls() {
                 newest_row
             } else {
                 (0..tablet.rows())

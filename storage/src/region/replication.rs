@@ -60,6 +60,7 @@ impl Region {
     /// payload is encoded once, into a buffer of exactly its size that becomes the entry's
     /// `Bytes` (the plain `write` reuses its buffer instead).
     pub fn write_for_replication(&self, tablet: &Tablet) -> Result<(WriteAck, LogEntry)> {
+        let tablet = &tablet.as_ref();
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         state.admit_tablet(tablet)?;
@@ -140,6 +141,7 @@ impl Region {
         match entry.kind {
             wal_entry::KIND_TABLET => {
                 let tablet = wal_entry::decode(&entry.payload).map_err(|e| invalid(e.0))?;
+                let tablet = tablet.as_ref();
                 state.admit_tablet(&tablet)?;
                 self.log_tablet(state, entry.index, &entry.payload, &tablet)
             }

@@ -13,32 +13,32 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::types::{DataType, NullBitmap, Tablet, TabletColumn, Values};
+use crate::types::{DataType, NullBitmap, Tablet, TabletColumn, TabletRef, Values, ValuesRef};
 
 /// The WAL record kind of a tablet write.
 pub const KIND_TABLET: u8 = 1;
 
-/// How many bytes [`encode`] appends for `tablet`, so a buffer is sized once: a tablet's
-/// payload is tens of kilobytes, and growing a buffer to it copies it and touches fresh
-/// memory more than once.
-pub fn encoded_len(tablet: &Tablet) -> usize {
+/// How many bytes [`encode`] appends for `tablet`, so a buffer is sized once (or a WAL
+/// record's length announced before its payload is encoded in place).
+pub fn encoded_len(tablet: &TabletRef<'_>) -> usize {
     let rows = tablet.rows();
     let header = 2 + tablet.device.len() + 4 + 2 + 8 * rows;
     let columns: usize = tablet
         .columns
         .iter()
         .map(|column| {
-            let bitmap = match &column.nulls {
-                Some(nulls) if !nulls.none_null() => rows.div_ceil(8),
-                _ => 0,
+            let bitmap = if column.has_nulls() {
+                rows.div_ceil(8)
+            } else {
+                0
             };
-            let values = match &column.values {
-                Values::Boolean(v) => v.len(),
-                Values::Int32(v) => 4 * v.len(),
-                Values::Float(v) => 4 * v.len(),
-                Values::Int64(v) => 8 * v.len(),
-                Values::Double(v) => 8 * v.len(),
-                Values::Text(v) => v.iter().map(|s| 4 + s.len()).sum(),
+            let values = match column.values {
+                ValuesRef::Boolean(v) => v.len(),
+                ValuesRef::Int32(v) => 4 * v.len(),
+                ValuesRef::Float(v) => 4 * v.len(),
+                ValuesRef::Int64(v) => 8 * v.len(),
+                ValuesRef::Double(v) => 8 * v.len(),
+                ValuesRef::Text(v) => v.iter().map(|s| 4 + s.len()).sum(),
             };
             2 + column.measurement.len() + 1 + 1 + bitmap + values
         })
@@ -46,33 +46,34 @@ pub fn encoded_len(tablet: &Tablet) -> usize {
     header + columns
 }
 
-/// Appends the encoding of `tablet` ([`encoded_len`] bytes) to `out`.
-pub fn encode(tablet: &Tablet, out: &mut Vec<u8>) {
+/// Appends the encoding of `tablet` ([`encoded_len`] bytes) to `out` (sized by the caller).
+pub fn encode(tablet: &TabletRef<'_>, out: &mut Vec<u8>) {
     let rows = tablet.rows();
-    out.reserve(encoded_len(tablet));
-    put_str16(out, &tablet.device);
+    put_str16(out, tablet.device);
     out.extend_from_slice(&(rows as u32).to_le_bytes());
     out.extend_from_slice(&(tablet.columns.len() as u16).to_le_bytes());
-    put_fixed(out, &tablet.timestamps);
+    put_fixed(out, tablet.timestamps);
     for column in &tablet.columns {
-        put_str16(out, &column.measurement);
+        put_str16(out, column.measurement);
         out.push(column.values.data_type().code());
-        match &column.nulls {
-            Some(nulls) if !nulls.none_null() => {
+        match column.nulls {
+            Some(bitmap) if column.has_nulls() => {
                 out.push(1);
-                let mut bitmap = nulls.as_bytes().to_vec();
-                bitmap.resize(rows.div_ceil(8), 0);
-                out.extend_from_slice(&bitmap);
+                // Exactly ceil(rows / 8) bytes: a shorter bitmap's missing rows are not null.
+                let bytes = rows.div_ceil(8);
+                let kept = bitmap.len().min(bytes);
+                out.extend_from_slice(&bitmap[..kept]);
+                out.resize(out.len() + bytes - kept, 0);
             }
             _ => out.push(0),
         }
-        match &column.values {
-            Values::Boolean(v) => out.extend(v.iter().map(|&b| u8::from(b))),
-            Values::Int32(v) => put_fixed(out, v),
-            Values::Int64(v) => put_fixed(out, v),
-            Values::Float(v) => put_fixed(out, v),
-            Values::Double(v) => put_fixed(out, v),
-            Values::Text(v) => {
+        match column.values {
+            ValuesRef::Boolean(v) => out.extend(v.iter().map(|&b| u8::from(b))),
+            ValuesRef::Int32(v) => put_fixed(out, v),
+            ValuesRef::Int64(v) => put_fixed(out, v),
+            ValuesRef::Float(v) => put_fixed(out, v),
+            ValuesRef::Double(v) => put_fixed(out, v),
+            ValuesRef::Text(v) => {
                 for s in v {
                     out.extend_from_slice(&(s.len() as u32).to_le_bytes());
                     out.extend_from_slice(s);
@@ -278,8 +279,8 @@ mod tests {
             ],
         };
         let mut buf = Vec::new();
-        encode(&tablet, &mut buf);
-        assert_eq!(buf.len(), encoded_len(&tablet));
+        encode(&tablet.as_ref(), &mut buf);
+        assert_eq!(buf.len(), encoded_len(&tablet.as_ref()));
         let back = decode(&buf).unwrap();
         assert_eq!(back.timestamps, tablet.timestamps);
         assert_eq!(back.columns[1], tablet.columns[1]);
@@ -292,5 +293,55 @@ mod tests {
         for cut in 0..buf.len() {
             assert!(decode(&buf[..cut]).is_err(), "cut at {cut}");
         }
+    }
+
+    #[test]
+    fn a_borrowed_tablet_encodes_whole_bitmaps_and_decodes_to_its_points() {
+        // A bitmap shorter than the rows (the rows past it are not null), one longer, and
+        // one with no bit set: the record holds ceil(rows / 8) bytes or none.
+        let device: Arc<str> = Arc::from("root.db.d1");
+        let timestamps: Vec<i64> = (0..20).collect();
+        let values: Vec<f64> = (0..20).map(f64::from).collect();
+        let short = [0b0000_0010u8];
+        let long = [0, 0, 0b0000_1000, 0xff];
+        let none = [0u8, 0, 0];
+        let column = |measurement, nulls| crate::types::ColumnRef {
+            measurement,
+            values: ValuesRef::Double(&values),
+            nulls,
+        };
+        let tablet = TabletRef {
+            device: &device,
+            timestamps: &timestamps,
+            columns: vec![
+                column("short", Some(&short[..])),
+                column("long", Some(&long[..])),
+                column("none", Some(&none[..])),
+                column("absent", None),
+            ],
+        };
+        let mut buf = Vec::new();
+        encode(&tablet, &mut buf);
+        assert_eq!(buf.len(), encoded_len(&tablet));
+        let back = decode(&buf).unwrap();
+        assert_eq!(back.device, device);
+        assert_eq!(back.timestamps, timestamps);
+        let nulls = |i: usize| -> Vec<usize> {
+            (0..20)
+                .filter(|&row| back.columns[i].is_null(row))
+                .collect()
+        };
+        assert_eq!(nulls(0), [1]);
+        assert_eq!(nulls(1), [19]);
+        assert_eq!(back.columns[1].nulls.as_ref().unwrap().as_bytes().len(), 3);
+        assert!(back.columns[2].nulls.is_none());
+        assert!(back.columns[3].nulls.is_none());
+        for column in &back.columns {
+            assert_eq!(column.values, Values::Double(values.clone()));
+        }
+        // The owned copy of the borrowed tablet encodes the same bytes.
+        let mut again = Vec::new();
+        encode(&tablet.to_tablet().as_ref(), &mut again);
+        assert_eq!(again, buf);
     }
 }

@@ -114,6 +114,23 @@ pub fn decode_segment_header(data: &[u8]) -> Result<u16, String> {
 /// the checksum over the bytes in place so the payload is copied exactly once.
 pub fn encode_record(buffer: &mut Vec<u8>, index: u64, kind: u8, parts: &[&[u8]]) {
     let payload_bytes: usize = parts.iter().map(|part| part.len()).sum();
+    encode_record_with(buffer, index, kind, payload_bytes, |buffer| {
+        for part in parts {
+            buffer.extend_from_slice(part);
+        }
+    });
+}
+
+/// Appends a record whose payload of `payload_bytes` bytes `write` appends to the buffer
+/// it is given (the payload is encoded where the record lies, with no copy of its own).
+/// Panics if `write` appends another number of bytes: the record would be corrupt.
+pub fn encode_record_with(
+    buffer: &mut Vec<u8>,
+    index: u64,
+    kind: u8,
+    payload_bytes: usize,
+    write: impl FnOnce(&mut Vec<u8>),
+) {
     assert!(
         payload_bytes <= RECORD_PAYLOAD_BYTES_MAX,
         "caller checks the payload size"
@@ -125,9 +142,12 @@ pub fn encode_record(buffer: &mut Vec<u8>, index: u64, kind: u8, parts: &[&[u8]]
     buffer.extend_from_slice(&index.to_le_bytes());
     buffer.push(kind);
     buffer.extend_from_slice(&[0; 3]);
-    for part in parts {
-        buffer.extend_from_slice(part);
-    }
+    write(buffer);
+    assert_eq!(
+        buffer.len() - start,
+        RECORD_HEADER_BYTES + payload_bytes,
+        "a record's payload is the length it announced"
+    );
     let crc = crc32c::crc32c(&buffer[start + 4..]);
     buffer[start..start + 4].copy_from_slice(&crc.to_le_bytes());
 }

@@ -15,7 +15,7 @@ use super::WalRecord;
 use super::commit;
 use super::format::{
     BLOCK_BYTES, RECORD_PAYLOAD_BYTES_MAX, SEGMENT_FLAG_ZEROS_AHEAD, SEGMENT_HEADER_BYTES,
-    aligned_position, encode_record, encode_segment_header, record_bytes,
+    aligned_position, encode_record_with, encode_segment_header, record_bytes,
 };
 use super::recovery::{recover, segment_file_name};
 use super::storage::{MonoioStorage, WalStorage};
@@ -318,8 +318,25 @@ impl Wal {
 
     /// `append` of a payload given in parts, copied once straight into the batch.
     pub fn append_parts(&self, index: u64, kind: u8, parts: &[&[u8]]) -> Result<()> {
-        let shared = self.shared();
         let payload_bytes: usize = parts.iter().map(|part| part.len()).sum();
+        self.append_with(index, kind, payload_bytes, |buffer| {
+            for part in parts {
+                buffer.extend_from_slice(part);
+            }
+        })
+    }
+
+    /// `append` of a payload of `payload_bytes` bytes that `write` encodes straight into
+    /// the batch (it must append exactly that many bytes to the buffer it is given; it is
+    /// not called when the log refuses the record or keeps nothing, `WalMode::Off`).
+    pub fn append_with(
+        &self,
+        index: u64,
+        kind: u8,
+        payload_bytes: usize,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<()> {
+        let shared = self.shared();
         if payload_bytes > RECORD_PAYLOAD_BYTES_MAX {
             return Err(StorageError::InvalidArgument(format!(
                 "WAL record payload of {payload_bytes} bytes exceeds {RECORD_PAYLOAD_BYTES_MAX}"
@@ -394,7 +411,7 @@ impl Wal {
         if header_bytes > 0 {
             encode_segment_header(&mut batch.bytes, SEGMENT_FLAG_ZEROS_AHEAD);
         }
-        encode_record(&mut batch.bytes, index, kind, parts);
+        encode_record_with(&mut batch.bytes, index, kind, payload_bytes, write);
         batch.last_index = index;
         let record_offset = active.bytes + header_bytes as u64;
         if active
