@@ -73,14 +73,23 @@ impl Payload {
     /// The payload cut into `pieces` tablets of consecutive rows (as even as rows allow),
     /// in row order: a tablet too large to forward in one internal frame travels in parts.
     pub(crate) fn split_rows(&self, pieces: usize) -> Vec<Payload> {
-        let tablet = self.to_tablet();
-        let rows = tablet.timestamps.len();
-        let pieces = pieces.clamp(1, rows.max(1));
-        let chunk_of: Vec<u32> = (0..rows).map(|row| (row * pieces / rows) as u32).collect();
-        split(&tablet, &chunk_of)
-            .into_iter()
-            .map(|(_, part)| part)
-            .collect()
+        self.with_tablet_ref(|tablet| {
+            let rows = tablet.rows();
+            let pieces = pieces.clamp(1, rows.max(1));
+            let chunk_of: Vec<u32> = (0..rows).map(|row| (row * pieces / rows) as u32).collect();
+            split(tablet, &chunk_of)
+                .into_iter()
+                .map(|(_, part)| part)
+                .collect()
+        })
+    }
+
+    /// Calls `f` with the payload as the engine reads it, borrowed (no owned copy).
+    fn with_tablet_ref<R>(&self, f: impl FnOnce(&storage::TabletRef<'_>) -> R) -> R {
+        match self {
+            Payload::View(device, view) => f(&convert::EngineView::new(view, device).tablet()),
+            Payload::Tablet(tablet) => f(&tablet.as_ref()),
+        }
     }
 
     pub(crate) fn to_tablet(&self) -> std::borrow::Cow<'_, storage::Tablet> {
@@ -442,7 +451,9 @@ impl Shard {
             let missing = match placed {
                 Placement::Empty => return Ok(Vec::new()),
                 Placement::Whole(group) => return Ok(vec![(group, payload)]),
-                Placement::Rows(groups) => return Ok(split(&payload.to_tablet(), &groups)),
+                Placement::Rows(groups) => {
+                    return Ok(payload.with_tablet_ref(|tablet| split(tablet, &groups)));
+                }
                 Placement::Missing(slots) => slots,
             };
             if attempt == 1 {
@@ -580,7 +591,7 @@ fn mismatch(device: &str, measurement: &str, expected: DataType, actual: DataTyp
 
 /// Splits `tablet` by the region group of each row (`groups[row]`), one part per group in
 /// group order, each copying its runs of consecutive rows rather than point by point.
-fn split(tablet: &storage::Tablet, groups: &[u32]) -> Vec<(u32, Payload)> {
+fn split(tablet: &storage::TabletRef<'_>, groups: &[u32]) -> Vec<(u32, Payload)> {
     // Runs of consecutive rows of one group, in row order: each part copies whole runs.
     let mut runs: Vec<(u32, std::ops::Range<usize>)> = Vec::new();
     for (row, &group) in groups.iter().enumerate() {
@@ -613,7 +624,7 @@ fn split(tablet: &storage::Tablet, groups: &[u32]) -> Vec<(u32, Payload)> {
                     let mut nulls = storage::NullBitmap::new(rows);
                     let mut at = 0;
                     for range in &ranges {
-                        values.extend_from(&c.values, range.clone());
+                        values.extend_from_ref(c.values, range.clone());
                         if c.nulls.is_some() {
                             for (i, row) in range.clone().enumerate() {
                                 if c.is_null(row) {
@@ -624,7 +635,7 @@ fn split(tablet: &storage::Tablet, groups: &[u32]) -> Vec<(u32, Payload)> {
                         at += range.len();
                     }
                     storage::TabletColumn {
-                        measurement: c.measurement.clone(),
+                        measurement: Arc::from(c.measurement),
                         values,
                         nulls: (!nulls.none_null()).then_some(nulls),
                     }
@@ -741,7 +752,7 @@ mod tests {
                 },
             ],
         };
-        let parts = split(&tablet, &groups);
+        let parts = split(&tablet.as_ref(), &groups);
         assert_eq!(
             parts.iter().map(|(g, _)| *g).collect::<Vec<_>>(),
             vec![1, 2, 3]
