@@ -197,7 +197,10 @@ mod tests {
         let engine = crate::datanode::convert::to_storage_tablet(&view, &"root.sg.d1".into());
         let payloads = [
             Payload::View("root.sg.d1".into(), view),
-            Payload::Tablet(engine),
+            Payload::Tablet {
+                tablet: engine,
+                aligned: false,
+            },
         ];
         let tablets: Vec<(Bytes, bool)> = payloads.iter().map(Payload::wire_contents).collect();
         let body = encode(9, &tablets);

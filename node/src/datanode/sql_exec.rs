@@ -24,20 +24,21 @@
 
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use iotdb_net::{
     AggregateQuery, ColumnBatch, DataType as WireType, GroupByWindow, ResponsePayload, ResultSet,
-    SeriesSelection, Status, StatusCode, TabletView, Value as WireValue, WireTablet,
+    SeriesSelection, Status, StatusCode, Value as WireValue,
 };
 use iotdb_runtime::ShardId;
-use iotdb_storage::{DataType, SeriesKey};
+use iotdb_storage::{self as storage, DataType, SeriesKey};
 
 use super::control::{ControlAnswer, ControlRequest};
 use super::convert;
 use super::query::{FilteredFold, Partial};
 use super::select::{RowPages, WindowPages};
-use super::write::PartialFailure;
+use super::write::{PartialFailure, Payload};
 use super::{Message, Shard};
 use crate::cluster::protocol::{SchemaRequest, SchemaView};
 use crate::sql::{
@@ -289,23 +290,30 @@ impl Shard {
                 _ => deduplicated.push(row),
             }
         }
-        let schema: Vec<(&str, WireType)> = insert
+        // The engine's tablet, built directly: a null cell (or one refused by a partial
+        // insert) holds its type's placeholder and is marked in the column's bitmap.
+        let rows = deduplicated.len();
+        let mut columns: Vec<storage::TabletColumn> = insert
             .measurements
             .iter()
             .zip(&types)
-            .map(|(m, t)| (m.as_str(), *t))
+            .map(|(name, data_type)| storage::TabletColumn {
+                measurement: Arc::from(name.as_str()),
+                values: storage::Values::with_capacity(*data_type, rows),
+                nulls: None,
+            })
             .collect();
-        let mut tablet = WireTablet::new(device.clone(), &schema);
-        tablet.is_aligned = insert.aligned;
         let partial = self.shared.config.enable_partial_insert;
         let mut failures: Vec<PartialFailure> = Vec::new();
-        for (time, literals) in deduplicated {
-            let mut cells = Vec::with_capacity(literals.len());
-            for ((literal, data_type), name) in
-                literals.iter().zip(&types).zip(&insert.measurements)
+        let mut timestamps = Vec::with_capacity(rows);
+        for (row, (time, literals)) in deduplicated.into_iter().enumerate() {
+            timestamps.push(time);
+            for ((literal, column), name) in
+                literals.iter().zip(&mut columns).zip(&insert.measurements)
             {
-                match literal_value(literal, *data_type) {
-                    Ok(cell) => cells.push(cell),
+                let data_type = column.values.data_type();
+                let value = match literal_value(literal, data_type) {
+                    Ok(value) => value,
                     Err(found) => {
                         let status = Status::new(
                             StatusCode::DATA_TYPE_MISMATCH,
@@ -319,19 +327,31 @@ impl Shard {
                         }
                         // IoTDB's partial insert: this cell is left out, the row's others stay.
                         failures.push(PartialFailure::new(name, status));
-                        cells.push(None);
+                        None
+                    }
+                };
+                match value {
+                    Some(value) => column.values.push(convert::to_storage_value(value)),
+                    None => {
+                        column.values.push(storage::types::placeholder(data_type));
+                        column
+                            .nulls
+                            .get_or_insert_with(|| storage::NullBitmap::new(rows))
+                            .set_null(row);
                     }
                 }
             }
-            tablet
-                .push_row(time, &cells)
-                .map_err(|e| Status::internal(format!("building the insert tablet: {e}")))?;
         }
-        let mut encoded = BytesMut::new();
-        tablet.encode_contents(&mut encoded);
-        let view = TabletView::decode(Bytes::from(encoded), insert.aligned)
-            .map_err(|e| Status::internal(format!("decoding the insert tablet: {e}")))?;
-        self.insert_reporting(vec![view], failures).await
+        let tablet = storage::Tablet {
+            device: Arc::from(device.as_str()),
+            timestamps,
+            columns,
+        };
+        let payload = Payload::Tablet {
+            tablet,
+            aligned: insert.aligned,
+        };
+        self.insert_payloads(vec![payload], failures).await
     }
 
     async fn execute_select(self: &Rc<Self>, select: Select) -> Result<SqlAnswer, Status> {

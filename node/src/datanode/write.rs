@@ -18,11 +18,14 @@ use super::route::DevicePartitions;
 use super::{Message, Shard};
 use crate::cluster::protocol::SchemaRequest;
 
-/// A tablet on its way to a region: the received view, or (split across time partitions)
-/// an engine tablet.
+/// A tablet on its way to a region: the received view, or an engine tablet (a view split
+/// across time partitions, or an SQL `INSERT`'s rows) with whether its device is aligned.
 pub enum Payload {
     View(Arc<str>, TabletView),
-    Tablet(storage::Tablet),
+    Tablet {
+        tablet: storage::Tablet,
+        aligned: bool,
+    },
 }
 
 /// How long a write keeps sending a region group's points to its holder again after
@@ -52,12 +55,59 @@ impl Payload {
     pub(crate) fn wire_contents(&self) -> (bytes::Bytes, bool) {
         match self {
             Payload::View(_, view) => (view.bytes().clone(), view.is_aligned()),
-            Payload::Tablet(tablet) => {
+            Payload::Tablet { tablet, aligned } => {
                 let wire = convert::to_wire_tablet(tablet);
                 let mut out = bytes::BytesMut::new();
                 wire.encode_contents(&mut out);
-                (out.freeze(), wire.is_aligned)
+                (out.freeze(), *aligned)
             }
+        }
+    }
+
+    /// The device written.
+    pub(crate) fn device(&self) -> &Arc<str> {
+        match self {
+            Payload::View(device, _) => device,
+            Payload::Tablet { tablet, .. } => &tablet.device,
+        }
+    }
+
+    /// Each column's measurement and type.
+    fn columns(&self) -> Vec<(&str, DataType)> {
+        match self {
+            Payload::View(_, view) => view
+                .columns()
+                .map(|column| (column.measurement(), column.data_type()))
+                .collect(),
+            Payload::Tablet { tablet, .. } => tablet
+                .columns
+                .iter()
+                .map(|column| (&*column.measurement, column.values.data_type()))
+                .collect(),
+        }
+    }
+
+    /// The rows' timestamps.
+    fn timestamps(&self) -> std::borrow::Cow<'_, [i64]> {
+        match self {
+            Payload::View(_, view) => view.timestamps(),
+            Payload::Tablet { tablet, .. } => std::borrow::Cow::Borrowed(&tablet.timestamps),
+        }
+    }
+
+    /// The payload as an owned engine tablet (a copy of a view).
+    fn into_tablet(self) -> storage::Tablet {
+        match self {
+            Payload::View(device, view) => convert::to_storage_tablet(&view, &device),
+            Payload::Tablet { tablet, .. } => tablet,
+        }
+    }
+
+    /// Whether the tablet's device is aligned (what a series it creates is).
+    pub(crate) fn is_aligned(&self) -> bool {
+        match self {
+            Payload::View(_, view) => view.is_aligned(),
+            Payload::Tablet { aligned, .. } => *aligned,
         }
     }
 
@@ -65,7 +115,7 @@ impl Payload {
     pub(crate) fn points(&self) -> u64 {
         let (rows, columns) = match self {
             Payload::View(_, view) => (view.row_count(), view.column_count()),
-            Payload::Tablet(tablet) => (tablet.rows(), tablet.columns.len()),
+            Payload::Tablet { tablet, .. } => (tablet.rows(), tablet.columns.len()),
         };
         (rows * columns) as u64
     }
@@ -73,11 +123,12 @@ impl Payload {
     /// The payload cut into `pieces` tablets of consecutive rows (as even as rows allow),
     /// in row order: a tablet too large to forward in one internal frame travels in parts.
     pub(crate) fn split_rows(&self, pieces: usize) -> Vec<Payload> {
+        let aligned = self.is_aligned();
         self.with_tablet_ref(|tablet| {
             let rows = tablet.rows();
             let pieces = pieces.clamp(1, rows.max(1));
             let chunk_of: Vec<u32> = (0..rows).map(|row| (row * pieces / rows) as u32).collect();
-            split(tablet, &chunk_of)
+            split(tablet, aligned, &chunk_of)
                 .into_iter()
                 .map(|(_, part)| part)
                 .collect()
@@ -88,7 +139,7 @@ impl Payload {
     fn with_tablet_ref<R>(&self, f: impl FnOnce(&storage::TabletRef<'_>) -> R) -> R {
         match self {
             Payload::View(device, view) => f(&convert::EngineView::new(view, device).tablet()),
-            Payload::Tablet(tablet) => f(&tablet.as_ref()),
+            Payload::Tablet { tablet, .. } => f(&tablet.as_ref()),
         }
     }
 
@@ -97,7 +148,7 @@ impl Payload {
             Payload::View(device, view) => {
                 std::borrow::Cow::Owned(convert::to_storage_tablet(view, device))
             }
-            Payload::Tablet(t) => std::borrow::Cow::Borrowed(t),
+            Payload::Tablet { tablet, .. } => std::borrow::Cow::Borrowed(tablet),
         }
     }
 }
@@ -118,17 +169,32 @@ impl Shard {
     pub async fn insert_reporting(
         self: &Rc<Self>,
         views: Vec<TabletView>,
+        failures: Vec<PartialFailure>,
+    ) -> Result<(), Status> {
+        let payloads = views
+            .into_iter()
+            .map(|view| Payload::View(Arc::from(view.device()), view))
+            .collect();
+        self.insert_payloads(payloads, failures).await
+    }
+
+    /// [`Shard::insert_reporting`] of tablets in either form: an SQL `INSERT` builds its
+    /// engine tablet directly and writes it here.
+    pub(crate) async fn insert_payloads(
+        self: &Rc<Self>,
+        payloads: Vec<Payload>,
         mut failures: Vec<PartialFailure>,
     ) -> Result<(), Status> {
         let partial = self.shared.config.enable_partial_insert;
         let mut by_group: HashMap<u32, Vec<Payload>> = HashMap::new();
-        for view in views {
-            let device: Arc<str> = Arc::from(view.device());
-            let rejected = self.check_schema(&device, &view, partial).await?;
+        for payload in payloads {
+            let device = payload.device().clone();
+            let aligned = payload.is_aligned();
+            let rejected = self.check_schema(&payload, partial).await?;
             let payload = if rejected.is_empty() {
-                Payload::View(device.clone(), view)
+                payload
             } else {
-                let mut tablet = convert::to_storage_tablet(&view, &device);
+                let mut tablet = payload.into_tablet();
                 tablet
                     .columns
                     .retain(|c| !rejected.iter().any(|f| *f.measurement == *c.measurement));
@@ -136,7 +202,7 @@ impl Shard {
                 if tablet.columns.is_empty() {
                     continue;
                 }
-                Payload::Tablet(tablet)
+                Payload::Tablet { tablet, aligned }
             };
             for (group, payload) in self.place(&device, payload).await? {
                 by_group.entry(group).or_default().push(payload);
@@ -326,26 +392,26 @@ impl Shard {
     /// returned as a failure when `partial`, refuses the tablet otherwise.
     async fn check_schema(
         &self,
-        device: &Arc<str>,
-        view: &TabletView,
+        payload: &Payload,
         partial: bool,
     ) -> Result<Vec<PartialFailure>, Status> {
-        let names: Vec<&str> = view.columns().map(|c| c.measurement()).collect();
+        let device = payload.device();
+        let columns = payload.columns();
+        let names: Vec<&str> = columns.iter().map(|&(name, _)| name).collect();
         let cached = self.cached_types(device, &names);
         let mut missing = Vec::new();
         let mut failures = Vec::new();
-        for (column, known) in view.columns().zip(&cached) {
-            let actual = column.data_type();
+        for (&(measurement, actual), known) in columns.iter().zip(&cached) {
             match known {
                 Some(expected) if *expected != actual => {
-                    let status = mismatch(device, column.measurement(), *expected, actual);
+                    let status = mismatch(device, measurement, *expected, actual);
                     if !partial {
                         return Err(status);
                     }
-                    failures.push(PartialFailure::new(column.measurement(), status));
+                    failures.push(PartialFailure::new(measurement, status));
                 }
                 Some(_) => {}
-                None => missing.push((column.measurement().to_string(), actual)),
+                None => missing.push((measurement.to_string(), actual)),
             }
         }
         if missing.is_empty() {
@@ -354,14 +420,14 @@ impl Shard {
         self.ensure_database(device).await?;
         let series = ControlRequest::Schema(SchemaRequest::EnsureSeries {
             device: device.to_string(),
-            aligned: view.is_aligned(),
+            aligned: payload.is_aligned(),
             measurements: missing.clone(),
             use_existing: partial,
         });
         // A new device's first write needs its data partition too: both are asked in one
         // batch of the control plane (one sync of each journal, one route update) rather
         // than the partition after the series, when `place` finds it missing.
-        let mut answers = match self.missing_partitions(device, view) {
+        let mut answers = match self.missing_partitions(device, &payload.timestamps()) {
             Some(partitions) => self.control_together(vec![series, partitions]).await,
             None => vec![self.control(series).await],
         };
@@ -395,10 +461,10 @@ impl Shard {
 
     /// The request creating the data partitions a tablet of `device` lacks, if any (and
     /// if a database holds the device).
-    fn missing_partitions(&self, device: &str, view: &TabletView) -> Option<ControlRequest> {
+    fn missing_partitions(&self, device: &str, timestamps: &[i64]) -> Option<ControlRequest> {
         let route = self.route();
         let partitions = route.device(device)?;
-        match placement(&partitions, &view.timestamps()) {
+        match placement(&partitions, timestamps) {
             Placement::Missing(time_slots) => Some(ControlRequest::EnsureDataPartitions {
                 database: partitions.database.to_string(),
                 series_slot: partitions.series_slot,
@@ -430,7 +496,7 @@ impl Shard {
     ) -> Result<Vec<(u32, Payload)>, Status> {
         let rows = match &payload {
             Payload::View(_, view) => view.row_count(),
-            Payload::Tablet(tablet) => tablet.rows(),
+            Payload::Tablet { tablet, .. } => tablet.rows(),
         };
         if rows == 0 {
             // Nothing to place, whether or not a database holds the device.
@@ -444,15 +510,13 @@ impl Shard {
                     format!("no database holds {device}"),
                 )
             })?;
-            let placed = match &payload {
-                Payload::View(_, view) => placement(&partitions, &view.timestamps()),
-                Payload::Tablet(tablet) => placement(&partitions, &tablet.timestamps),
-            };
+            let placed = placement(&partitions, &payload.timestamps());
             let missing = match placed {
                 Placement::Empty => return Ok(Vec::new()),
                 Placement::Whole(group) => return Ok(vec![(group, payload)]),
                 Placement::Rows(groups) => {
-                    return Ok(payload.with_tablet_ref(|tablet| split(tablet, &groups)));
+                    let aligned = payload.is_aligned();
+                    return Ok(payload.with_tablet_ref(|tablet| split(tablet, aligned, &groups)));
                 }
                 Placement::Missing(slots) => slots,
             };
@@ -493,7 +557,7 @@ impl Shard {
                         .write_waiting_ref(&engine.tablet(), WRITE_MEMORY_WAIT_MAX)
                         .await
                 }
-                Payload::Tablet(tablet) => {
+                Payload::Tablet { tablet, .. } => {
                     region.write_waiting(tablet, WRITE_MEMORY_WAIT_MAX).await
                 }
             };
@@ -590,8 +654,9 @@ fn mismatch(device: &str, measurement: &str, expected: DataType, actual: DataTyp
 }
 
 /// Splits `tablet` by the region group of each row (`groups[row]`), one part per group in
-/// group order, each copying its runs of consecutive rows rather than point by point.
-fn split(tablet: &storage::TabletRef<'_>, groups: &[u32]) -> Vec<(u32, Payload)> {
+/// group order, each copying its runs of consecutive rows rather than point by point; the
+/// parts keep the tablet's `aligned` flag.
+fn split(tablet: &storage::TabletRef<'_>, aligned: bool, groups: &[u32]) -> Vec<(u32, Payload)> {
     // Runs of consecutive rows of one group, in row order: each part copies whole runs.
     let mut runs: Vec<(u32, std::ops::Range<usize>)> = Vec::new();
     for (row, &group) in groups.iter().enumerate() {
@@ -646,7 +711,13 @@ fn split(tablet: &storage::TabletRef<'_>, groups: &[u32]) -> Vec<(u32, Payload)>
                 timestamps,
                 columns,
             };
-            (group, Payload::Tablet(part))
+            (
+                group,
+                Payload::Tablet {
+                    tablet: part,
+                    aligned,
+                },
+            )
         })
         .collect()
 }
@@ -729,6 +800,32 @@ mod tests {
     }
 
     #[test]
+    fn parts_of_an_aligned_tablet_are_forwarded_aligned() {
+        // A forwarded part tells the receiver how to create a missing series: an aligned
+        // device's parts must say aligned, or the receiver's EnsureSeries is refused.
+        let mut wire =
+            iotdb_net::WireTablet::new("root.db.v", &[("lat", storage::DataType::Float)]);
+        wire.is_aligned = true;
+        for row in 0..4 {
+            wire.push_row(row, &[Some(iotdb_net::Value::Float(row as f32))])
+                .unwrap();
+        }
+        let mut contents = bytes::BytesMut::new();
+        wire.encode_contents(&mut contents);
+        let view = TabletView::decode(contents.freeze(), true).unwrap();
+        let payload = Payload::View(Arc::from("root.db.v"), view);
+        assert!(payload.wire_contents().1);
+        let parts = payload.split_rows(2);
+        assert_eq!(parts.len(), 2);
+        for part in &parts {
+            assert!(part.is_aligned() && part.wire_contents().1);
+            assert_eq!(part.points(), 2);
+        }
+        let split_parts = payload.with_tablet_ref(|tablet| split(tablet, true, &[1, 1, 2, 2]));
+        assert!(split_parts.iter().all(|(_, part)| part.wire_contents().1));
+    }
+
+    #[test]
     fn split_keeps_every_row_values_and_nulls() {
         let groups = [1, 1, 2, 2, 1, 3, 1];
         let rows = groups.len();
@@ -752,13 +849,13 @@ mod tests {
                 },
             ],
         };
-        let parts = split(&tablet.as_ref(), &groups);
+        let parts = split(&tablet.as_ref(), false, &groups);
         assert_eq!(
             parts.iter().map(|(g, _)| *g).collect::<Vec<_>>(),
             vec![1, 2, 3]
         );
         for (group, payload) in &parts {
-            let Payload::Tablet(part) = payload else {
+            let Payload::Tablet { tablet: part, .. } = payload else {
                 panic!("split makes engine tablets");
             };
             let expected: Vec<usize> = (0..rows).filter(|&r| groups[r] == *group).collect();
