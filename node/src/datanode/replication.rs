@@ -847,9 +847,10 @@ impl Shard {
     ) -> Result<(), Status> {
         let mut acks = Vec::with_capacity(payloads.len());
         for payload in payloads {
-            let tablet = payload.to_tablet();
+            let engine = payload.engine();
+            let tablet = engine.tablet();
             acks.push(
-                self.log_replicated(driver, |region| region.write_for_replication(&tablet))
+                self.log_replicated(driver, |region| region.write_ref_for_replication(&tablet))
                     .await?,
             );
         }

@@ -137,18 +137,33 @@ impl Payload {
 
     /// Calls `f` with the payload as the engine reads it, borrowed (no owned copy).
     fn with_tablet_ref<R>(&self, f: impl FnOnce(&storage::TabletRef<'_>) -> R) -> R {
-        match self {
-            Payload::View(device, view) => f(&convert::EngineView::new(view, device).tablet()),
-            Payload::Tablet { tablet, .. } => f(&tablet.as_ref()),
-        }
+        f(&self.engine().tablet())
     }
 
-    pub(crate) fn to_tablet(&self) -> std::borrow::Cow<'_, storage::Tablet> {
+    /// The payload as the engine reads it: [`EnginePayload::tablet`] borrows it.
+    pub(crate) fn engine(&self) -> EnginePayload<'_> {
         match self {
             Payload::View(device, view) => {
-                std::borrow::Cow::Owned(convert::to_storage_tablet(view, device))
+                EnginePayload::View(convert::EngineView::new(view, device))
             }
-            Payload::Tablet { tablet, .. } => std::borrow::Cow::Borrowed(tablet),
+            Payload::Tablet { tablet, .. } => EnginePayload::Tablet(tablet),
+        }
+    }
+}
+
+/// A [`Payload`] ready for the engine: a view's columns cast from the frame, or an engine
+/// tablet as it is.
+pub(crate) enum EnginePayload<'a> {
+    View(convert::EngineView<'a>),
+    Tablet(&'a storage::Tablet),
+}
+
+impl EnginePayload<'_> {
+    /// The tablet, borrowed.
+    pub(crate) fn tablet(&self) -> storage::TabletRef<'_> {
+        match self {
+            EnginePayload::View(view) => view.tablet(),
+            EnginePayload::Tablet(tablet) => tablet.as_ref(),
         }
     }
 }
@@ -550,17 +565,10 @@ impl Shard {
         for payload in payloads {
             // While the shard's memtable budget is full the write waits for a flush, up
             // to WRITE_MEMORY_WAIT_MAX, then gets Overloaded (606).
-            let written = match payload {
-                Payload::View(device, view) => {
-                    let engine = convert::EngineView::new(view, device);
-                    region
-                        .write_waiting_ref(&engine.tablet(), WRITE_MEMORY_WAIT_MAX)
-                        .await
-                }
-                Payload::Tablet { tablet, .. } => {
-                    region.write_waiting(tablet, WRITE_MEMORY_WAIT_MAX).await
-                }
-            };
+            let engine = payload.engine();
+            let written = region
+                .write_waiting_ref(&engine.tablet(), WRITE_MEMORY_WAIT_MAX)
+                .await;
             match written {
                 Ok(ack) => acks.push(ack),
                 Err(e) => {

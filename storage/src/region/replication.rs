@@ -27,7 +27,7 @@ use bytes::Bytes;
 
 use super::{Region, deletion, wal_entry};
 use crate::error::{ReplicationError, Result};
-use crate::types::{SeriesKey, Tablet, TimeRange};
+use crate::types::{SeriesKey, Tablet, TabletRef, TimeRange};
 use crate::wal::WalRead;
 
 use super::{Deletion, WriteAck};
@@ -60,7 +60,14 @@ impl Region {
     /// payload is encoded once, into a buffer of exactly its size that becomes the entry's
     /// `Bytes` (the plain `write` reuses its buffer instead).
     pub fn write_for_replication(&self, tablet: &Tablet) -> Result<(WriteAck, LogEntry)> {
-        let tablet = &tablet.as_ref();
+        self.write_ref_for_replication(&tablet.as_ref())
+    }
+
+    /// [`Region::write_for_replication`] of a borrowed tablet ([`Region::write_ref`]).
+    pub fn write_ref_for_replication(
+        &self,
+        tablet: &TabletRef<'_>,
+    ) -> Result<(WriteAck, LogEntry)> {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
         state.admit_tablet(tablet)?;
