@@ -423,7 +423,8 @@ impl Tablet {
     }
 
     /// Checks the tablet's shape: every column as long as the timestamps, no repeated
-    /// measurement, names non-empty. Types are checked against the series by the region.
+    /// measurement, names non-empty and at most [`NAME_BYTES_MAX`] bytes. Types are checked
+    /// against the series by the region.
     pub fn validate(&self) -> Result<()> {
         self.as_ref().validate()
     }
@@ -469,6 +470,11 @@ impl ColumnRef<'_> {
     }
 }
 
+/// The longest device path or measurement name a tablet may carry, in bytes: the WAL
+/// records each with a 16-bit length (the DataNode's schema allows far less: 4,096 and
+/// 256).
+pub const NAME_BYTES_MAX: usize = u16::MAX as usize;
+
 /// A [`Tablet`] borrowed from wherever it lives: an owned tablet, or a received request's
 /// bytes, whose columns the region logs and appends without an owned copy in between.
 #[derive(Clone, Debug)]
@@ -508,10 +514,22 @@ impl TabletRef<'_> {
         if self.device.is_empty() {
             return Err(StorageError::InvalidTablet("empty device path".into()));
         }
+        if self.device.len() > NAME_BYTES_MAX {
+            return Err(StorageError::InvalidTablet(format!(
+                "a device path of {} bytes, at most {NAME_BYTES_MAX}",
+                self.device.len()
+            )));
+        }
         for (i, column) in self.columns.iter().enumerate() {
             if column.measurement.is_empty() {
                 return Err(StorageError::InvalidTablet(format!(
                     "column {i} has an empty measurement name"
+                )));
+            }
+            if column.measurement.len() > NAME_BYTES_MAX {
+                return Err(StorageError::InvalidTablet(format!(
+                    "column {i} has a measurement name of {} bytes, at most {NAME_BYTES_MAX}",
+                    column.measurement.len()
                 )));
             }
             if column.values.len() != self.rows() {

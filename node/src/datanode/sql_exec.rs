@@ -331,7 +331,17 @@ impl Shard {
                     }
                 };
                 match value {
-                    Some(value) => column.values.push(convert::to_storage_value(value)),
+                    Some(value) => {
+                        let value = convert::to_storage_value(value);
+                        if value.data_type() != data_type {
+                            return Err(Status::internal(format!(
+                                "a {} value for {device}.{name}, a {} series",
+                                value.data_type().name(),
+                                data_type.name()
+                            )));
+                        }
+                        column.values.push(value);
+                    }
                     None => {
                         column.values.push(storage::types::placeholder(data_type));
                         column

@@ -344,4 +344,29 @@ mod tests {
         encode(&tablet.to_tablet().as_ref(), &mut again);
         assert_eq!(again, buf);
     }
+
+    #[test]
+    fn names_longer_than_the_record_can_hold_are_refused_before_logging() {
+        let long: Arc<str> = Arc::from("d".repeat(crate::types::NAME_BYTES_MAX + 1));
+        let fits: Arc<str> = Arc::from("d".repeat(crate::types::NAME_BYTES_MAX));
+        let values = [1.0f64];
+        let tablet = |device, measurement| TabletRef {
+            device,
+            timestamps: &[7],
+            columns: vec![crate::types::ColumnRef {
+                measurement,
+                values: ValuesRef::Double(&values),
+                nulls: None,
+            }],
+        };
+        assert!(tablet(&long, "s").validate().is_err());
+        assert!(tablet(&fits, &long).validate().is_err());
+        // The longest names that fit round-trip.
+        let fitting = tablet(&fits, &fits);
+        fitting.validate().unwrap();
+        let mut buf = Vec::new();
+        encode(&fitting, &mut buf);
+        let back = decode(&buf).unwrap();
+        assert_eq!((&back.device, &back.columns[0].measurement), (&fits, &fits));
+    }
 }
