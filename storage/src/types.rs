@@ -344,6 +344,32 @@ impl TabletColumn {
     pub fn is_null(&self, row: usize) -> bool {
         self.nulls.as_ref().is_some_and(|n| n.is_null(row))
     }
+
+    /// Appends row `row`'s cell, of a tablet of `rows` rows: a value of the column's type,
+    /// or `None`, a null (its type's placeholder, marked in the bitmap). A value of another
+    /// type is refused, and its type returned.
+    pub fn push_cell(
+        &mut self,
+        row: usize,
+        rows: usize,
+        cell: Option<Value>,
+    ) -> std::result::Result<(), DataType> {
+        let data_type = self.values.data_type();
+        match cell {
+            Some(value) if value.data_type() != data_type => Err(value.data_type()),
+            Some(value) => {
+                self.values.push(value);
+                Ok(())
+            }
+            None => {
+                self.values.push(placeholder(data_type));
+                self.nulls
+                    .get_or_insert_with(|| NullBitmap::new(rows))
+                    .set_null(row);
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The write unit: one device, several measurements, N rows, a null bitmap per column.
@@ -389,31 +415,19 @@ impl Tablet {
         }
         let mut columns = Vec::with_capacity(cells.len());
         for ((measurement, value), &data_type) in cells.into_iter().zip(types) {
-            let mut values = Values::with_capacity(data_type, 1);
-            let nulls = match value {
-                Some(v) => {
-                    if v.data_type() != data_type {
-                        return Err(StorageError::TypeMismatch {
-                            series: format!("{device}.{measurement}"),
-                            expected: data_type,
-                            actual: v.data_type(),
-                        });
-                    }
-                    values.push(v);
-                    None
-                }
-                None => {
-                    values.push(placeholder(data_type));
-                    let mut n = NullBitmap::new(1);
-                    n.set_null(0);
-                    Some(n)
-                }
-            };
-            columns.push(TabletColumn {
+            let mut column = TabletColumn {
                 measurement,
-                values,
-                nulls,
-            });
+                values: Values::with_capacity(data_type, 1),
+                nulls: None,
+            };
+            column
+                .push_cell(0, 1, value)
+                .map_err(|actual| StorageError::TypeMismatch {
+                    series: format!("{device}.{}", column.measurement),
+                    expected: data_type,
+                    actual,
+                })?;
+            columns.push(column);
         }
         Ok(Tablet {
             device,

@@ -330,26 +330,15 @@ impl Shard {
                         None
                     }
                 };
-                match value {
-                    Some(value) => {
-                        let value = convert::to_storage_value(value);
-                        if value.data_type() != data_type {
-                            return Err(Status::internal(format!(
-                                "a {} value for {device}.{name}, a {} series",
-                                value.data_type().name(),
-                                data_type.name()
-                            )));
-                        }
-                        column.values.push(value);
-                    }
-                    None => {
-                        column.values.push(storage::types::placeholder(data_type));
-                        column
-                            .nulls
-                            .get_or_insert_with(|| storage::NullBitmap::new(rows))
-                            .set_null(row);
-                    }
-                }
+                column
+                    .push_cell(row, rows, value.map(convert::to_storage_value))
+                    .map_err(|actual| {
+                        Status::internal(format!(
+                            "a {} value for {device}.{name}, a {} series",
+                            actual.name(),
+                            data_type.name()
+                        ))
+                    })?;
             }
         }
         let tablet = storage::Tablet {
