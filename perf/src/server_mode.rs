@@ -833,9 +833,19 @@ async fn drive(
         flush_elapsed.as_secs_f64()
     );
 
-    // Verify every series: count, time range and values.
+    // Verify every series: count, time range and values. The first read of what the flush
+    // wrote: its time and the server's CPU are printed (not part of any figure).
+    let verify_started = Instant::now();
+    let verify_cpu = server_cpu();
     let verified = verify_all(&mut admin, spec, &expected).await?;
-    eprintln!("verified {verified} points");
+    let verify_cpu = match (verify_cpu, server_cpu()) {
+        (Some(a), Some(b)) => format!(", server CPU {:.2} s", b - a),
+        _ => String::new(),
+    };
+    eprintln!(
+        "verified {verified} points in {:.3} s{verify_cpu}",
+        verify_started.elapsed().as_secs_f64()
+    );
 
     // Queries: one series of each type the workload holds, asked what its type supports.
     let device = spec.device_path(0);

@@ -15,7 +15,9 @@
 //! through one [`FileSystem`], chosen when the region is opened
 //! (`RegionConfig::file_system`; `None` is [`StdFileSystem`]). The WAL keeps its own
 //! seam (`wal::WalStorage`, io_uring, simulated by `wal::MemoryStorage`); sealed files
-//! are read through `mmap` of the real file, which is why the fault-injecting
+//! are written with `O_DIRECT` where the file system allows it
+//! ([`FileSystem::create_new_sequential`], module `direct`: a flush's bytes skip the page
+//! cache) and read through `mmap` of the real file, which is why the fault-injecting
 //! implementation ([`faulty::FaultyFileSystem`]) wraps a real directory instead of
 //! holding files in memory.
 //!
@@ -29,6 +31,7 @@
 //! only after [`FileSystem::sync_dir`] of its directory. A failed fsync may have lost the
 //! data for good: the region never retries one, it turns read-only.
 
+mod direct;
 pub mod faulty;
 
 use std::io::{self, Write};
@@ -47,6 +50,13 @@ pub trait WritableFile: Write + Send {
 pub trait FileSystem: Send + Sync + std::fmt::Debug {
     /// Creates `path` for writing; fails with `AlreadyExists` if it exists.
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
+    /// Creates `path` for a file written once, front to back, synced, then only read (a
+    /// sealed file): its bytes need not pass through the page cache. Fails with
+    /// `AlreadyExists` if it exists. What is written may stay buffered until `flush` or
+    /// `sync_data`. The default is [`FileSystem::create_new`].
+    fn create_new_sequential(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        self.create_new(path)
+    }
     /// Creates `path` for writing, truncating it if it exists.
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
     /// Opens the existing file `path` for writing at its end (a journal's log).
@@ -111,6 +121,11 @@ impl FileSystem for StdFileSystem {
             .create_new(true)
             .open(path)?;
         Ok(Box::new(StdFile(file)))
+    }
+
+    /// `O_DIRECT` where the file system allows it (module `direct`).
+    fn create_new_sequential(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
+        Ok(Box::new(direct::DirectFile::create_new(path)?))
     }
 
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {

@@ -56,7 +56,7 @@ impl SealedFileWriter {
             options.chunk_points_max
         );
         let file = file_system
-            .create_new(path)
+            .create_new_sequential(path)
             .map_err(|e| StorageError::io("create sealed file", path, e))?;
         let mut writer = SealedFileWriter {
             path: path.to_path_buf(),
