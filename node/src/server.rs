@@ -254,6 +254,11 @@ fn run_data_node(
     });
     let listeners: Arc<Mutex<Vec<Option<TcpListener>>>> =
         Arc::new(Mutex::new(listeners.into_iter().map(Some).collect()));
+    // The storage pool's threads start here, on this unpinned thread, so that they may run
+    // on every core the process may use: started by a pinned shard they would inherit its
+    // one core.
+    crate::datanode::background_pool(&config)
+        .map_err(|status| anyhow::anyhow!("{}", status.message))?;
     let shards = ShardSetBuilder::new()
         .cores(cores)
         .pin_to_cores(config.dn_pin_shards_to_cores)

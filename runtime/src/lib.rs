@@ -63,6 +63,7 @@
 
 pub mod error;
 pub mod in_flight;
+pub mod join;
 pub mod limits;
 pub mod mesh;
 pub mod net;
@@ -73,6 +74,7 @@ mod wait_list;
 
 pub use error::{Full, RuntimeError};
 pub use in_flight::{InFlightLimit, Permit};
+pub use join::join_all;
 pub use mesh::{MeshEndpoint, Reply};
 pub use monoio::spawn;
 pub use shard::{DriverKind, ShardContext, ShardId, ShardSet, ShardSetBuilder, StopSignal};

@@ -169,7 +169,9 @@ impl std::fmt::Debug for BackgroundPool {
 }
 
 impl BackgroundPool {
-    /// Starts `options.threads` workers named `storage-bg-N`.
+    /// Starts `options.threads` workers named `storage-bg-N`. They inherit the calling
+    /// thread's CPU affinity: create the pool on a thread that may run on every core the
+    /// workers should use, not on a shard pinned to one.
     pub fn new(options: PoolOptions) -> Result<BackgroundPool> {
         if !(BACKGROUND_THREADS_MIN..=BACKGROUND_THREADS_MAX).contains(&options.threads) {
             return Err(StorageError::InvalidArgument(format!(

@@ -410,3 +410,83 @@ fn flush_folds_the_schema_and_config_logs_into_compressed_snapshots() {
     );
     server.stop().expect("clean stop");
 }
+
+/// The CPUs a thread of `pid` may run on (`Cpus_allowed_list` of its status), by thread
+/// name; the process's own (its main thread's) under the name `""`.
+fn allowed_cpus_by_thread(pid: u32) -> Vec<(String, String)> {
+    let allowed = |status: &str| {
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+            .map(|list| list.trim().to_owned())
+            .expect("Cpus_allowed_list in a thread's status")
+    };
+    let main = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mut threads = vec![(String::new(), allowed(&main))];
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).unwrap() {
+        let task = task.unwrap().path();
+        let (Ok(name), Ok(status)) = (
+            std::fs::read_to_string(task.join("comm")),
+            std::fs::read_to_string(task.join("status")),
+        ) else {
+            continue; // a thread that ended meanwhile
+        };
+        threads.push((name.trim().to_owned(), allowed(&status)));
+    }
+    threads
+}
+
+/// Shards are pinned to a core each, but the storage pool's threads (every flush and
+/// compaction) may run on every core the process may: they once inherited the pin of the
+/// shard that opened the first region, so all of a node's background work ran on core 0.
+#[test]
+fn background_threads_are_not_pinned_to_a_shards_core() {
+    let server = TestServer::start(
+        server_options!()
+            .cores(2)
+            .set("dn_pin_shards_to_cores", true),
+    )
+    .expect("start");
+    // Regions open (and the pool would have started then, were it not started already).
+    let mut client = server.client().expect("connect");
+    create_database(&mut client);
+    let mut rng = Rng(36);
+    let tablets: Vec<WireTablet> = (0..4)
+        .map(|d| {
+            tablet_of(
+                &format!("{DATABASE}.d{d}"),
+                &mut rng,
+                &[T0, T0 + STEP_MS],
+                1,
+            )
+        })
+        .collect();
+    client.insert_tablets(&tablets).expect("insert");
+    client.flush(Vec::new()).expect("flush");
+
+    let threads = allowed_cpus_by_thread(server.pid().expect("a running server"));
+    let process = threads[0].1.clone();
+    let pool: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("storage-bg-"))
+        .collect();
+    assert!(!pool.is_empty(), "no storage-bg thread in {threads:?}");
+    for (name, cpus) in &pool {
+        assert_eq!(
+            *cpus, process,
+            "{name} may run on {cpus}, the process on {process}"
+        );
+    }
+    // Where the process may use more than one core, the shards are pinned (so the check
+    // above tells a pinned pool apart from an unpinned one).
+    let shards: Vec<_> = threads
+        .iter()
+        .filter(|(name, _)| name.starts_with("shard-"))
+        .collect();
+    assert_eq!(shards.len(), 2, "{threads:?}");
+    if process.contains(['-', ',']) {
+        for (name, cpus) in shards {
+            assert!(!cpus.contains(['-', ',']), "{name} not pinned: {cpus}");
+        }
+    }
+}

@@ -52,9 +52,14 @@ const SCHEMA_REDIRECTS_MAX: usize = 3;
 
 /// The storage background pool of this process: every region of every shard hands its
 /// flushes, compactions and metadata writes to it (fixed threads, bounded queues; see
-/// `iotdb_storage::background`). Created on the first region open, sized by that server's
-/// `storage_background_threads`; a process runs one DataNode, so one pool.
-fn background_pool(config: &ServerConfig) -> Result<iotdb_storage::BackgroundPool, Status> {
+/// `iotdb_storage::background`), sized by the server's `storage_background_threads`; a
+/// process runs one DataNode, so one pool. The server starts it on its main thread before
+/// the shards ([`crate::server`]): its threads inherit the CPU affinity of the thread that
+/// creates the pool, and created by a shard pinned to core 0 (on the first region open, as
+/// it once was) every flush and compaction of the node ran on core 0, beside that shard.
+pub(crate) fn background_pool(
+    config: &ServerConfig,
+) -> Result<iotdb_storage::BackgroundPool, Status> {
     static POOL: std::sync::OnceLock<iotdb_storage::BackgroundPool> = std::sync::OnceLock::new();
     if let Some(pool) = POOL.get() {
         return Ok(pool.clone());
@@ -705,12 +710,17 @@ impl Shard {
     }
 
     /// Flushes every region of this shard.
+    ///
+    /// The regions flush at once (each flush is a job on the background pool, so they run
+    /// on as many pool threads as it has); the first error is returned once every flush
+    /// has ended.
     pub async fn flush_local(&self) -> Result<(), Status> {
         let regions: Vec<Region> = self.regions.borrow().values().cloned().collect();
-        for region in regions {
-            region.flush().await.map_err(|e| convert::status_of(&e))?;
+        let outcomes = iotdb_runtime::join_all(regions.iter().map(Region::flush)).await;
+        match outcomes.into_iter().find_map(Result::err) {
+            Some(e) => Err(convert::status_of(&e)),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Closes every region; `flush` for a clean shutdown.
@@ -814,17 +824,22 @@ impl Shard {
 
     /// `FLUSH`: every region of every shard (this one locally) sealed into files, then the
     /// control plane's logs folded into snapshots ([`ControlRequest::FoldLogs`]).
+    ///
+    /// Every shard flushes at once; the first error is returned once all have ended.
     pub async fn flush_all(&self) -> Result<(), Status> {
-        for to in 0..self.shared.shard_count {
-            let to = ShardId(to as u16);
+        let shards = (0..self.shared.shard_count).map(|to| ShardId(to as u16));
+        let outcomes = iotdb_runtime::join_all(shards.map(|to| async move {
             if to == self.id {
-                self.flush_local().await?;
-            } else {
-                self.mesh
-                    .request(to, |reply| Message::Flush { reply })
-                    .await
-                    .map_err(|e| Status::internal(format!("flush on shard {}: {e}", to.0)))??;
+                return self.flush_local().await;
             }
+            self.mesh
+                .request(to, |reply| Message::Flush { reply })
+                .await
+                .map_err(|e| Status::internal(format!("flush on shard {}: {e}", to.0)))?
+        }))
+        .await;
+        if let Some(e) = outcomes.into_iter().find_map(Result::err) {
+            return Err(e);
         }
         self.control(ControlRequest::FoldLogs).await.map(drop)
     }
