@@ -57,22 +57,33 @@ pub(super) struct DirectFile {
 impl DirectFile {
     /// Creates `path`; fails with `AlreadyExists` if it exists.
     pub(super) fn create_new(path: &Path) -> io::Result<DirectFile> {
+        DirectFile::create(path, true)
+    }
+
+    /// [`DirectFile::create_new`]; with `try_direct` false, as where the file system
+    /// refuses `O_DIRECT`.
+    fn create(path: &Path, try_direct: bool) -> io::Result<DirectFile> {
         let file = File::options().write(true).create_new(true).open(path)?;
-        let direct = match File::options()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(path)
-        {
+        let opened = match try_direct {
+            true => File::options()
+                .write(true)
+                .custom_flags(libc::O_DIRECT)
+                .open(path),
+            false => Err(io::Error::from_raw_os_error(libc::EINVAL)),
+        };
+        let direct = match opened {
             Ok(direct) => Some(direct),
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
             Err(e) => return Err(e),
         };
-        let storage = if direct.is_some() {
-            vec![0; BUFFER_BYTES + ALIGN]
+        // No buffer where every write goes through `file`.
+        let (storage, start) = if direct.is_some() {
+            let storage = vec![0; BUFFER_BYTES + ALIGN];
+            let start = storage.as_ptr().align_offset(ALIGN);
+            (storage, start)
         } else {
-            Vec::new()
+            (Vec::new(), 0)
         };
-        let start = storage.as_ptr().align_offset(ALIGN);
         Ok(DirectFile {
             file,
             direct,
@@ -238,6 +249,18 @@ mod tests {
             drop(file);
             assert!(std::fs::read(&path).unwrap() == bytes, "{name}");
         }
+    }
+
+    #[test]
+    fn without_direct_io_every_write_goes_through_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("buffered");
+        let bytes = pattern(2 * BUFFER_BYTES + 7);
+        let mut file = DirectFile::create(&path, false).unwrap();
+        assert!(!file.is_direct());
+        write_in_pieces(&mut file, &bytes, &[1, 65_535, 1 << 20]);
+        file.sync_data().unwrap();
+        assert!(std::fs::read(&path).unwrap() == bytes);
     }
 
     #[test]
