@@ -122,7 +122,9 @@ fn deletions_reach_mods_through_the_pool_and_survive_a_restart() {
 }
 
 /// Copies the files of a region directory but MODS (sealed files, WAL, MANIFEST): the
-/// image a crash leaves when it lands before MODS was written.
+/// image a crash leaves when it lands before MODS was written. The region is live: a
+/// pool job may be writing MODS meanwhile, so a file listed and gone by the time it is
+/// copied (a `.tmp` renamed) is left out, as a crash an instant later would.
 fn copy_region_without_mods(from: &std::path::Path, to: &std::path::Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
@@ -131,7 +133,12 @@ fn copy_region_without_mods(from: &std::path::Path, to: &std::path::Path) {
         if entry.file_type().unwrap().is_dir() {
             copy_region_without_mods(&entry.path(), &target);
         } else if entry.file_name() != deletion::MODS_NAME {
-            std::fs::copy(entry.path(), &target).unwrap();
+            match std::fs::copy(entry.path(), &target) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                copied => {
+                    copied.unwrap();
+                }
+            }
         }
     }
 }

@@ -822,26 +822,32 @@ impl Shard {
         }
     }
 
-    /// `FLUSH`: every region of every shard (this one locally) sealed into files, then the
+    /// `FLUSH`: every region of every shard (this one locally) sealed into files, and the
     /// control plane's logs folded into snapshots ([`ControlRequest::FoldLogs`]).
     ///
-    /// Every shard flushes at once; the first error is returned once all have ended.
+    /// Every shard flushes at once, and the control thread folds its logs meanwhile (they
+    /// share nothing); the first error is returned once all have ended.
     pub async fn flush_all(&self) -> Result<(), Status> {
-        let shards = (0..self.shared.shard_count).map(|to| ShardId(to as u16));
-        let outcomes = iotdb_runtime::join_all(shards.map(|to| async move {
-            if to == self.id {
-                return self.flush_local().await;
+        // `Some(shard)`: that shard's regions; `None`: the control plane's logs.
+        let parts = (0..self.shared.shard_count)
+            .map(|to| Some(ShardId(to as u16)))
+            .chain([None]);
+        let outcomes = iotdb_runtime::join_all(parts.map(|part| async move {
+            match part {
+                Some(to) if to == self.id => self.flush_local().await,
+                Some(to) => self
+                    .mesh
+                    .request(to, |reply| Message::Flush { reply })
+                    .await
+                    .map_err(|e| Status::internal(format!("flush on shard {}: {e}", to.0)))?,
+                None => self.control(ControlRequest::FoldLogs).await.map(drop),
             }
-            self.mesh
-                .request(to, |reply| Message::Flush { reply })
-                .await
-                .map_err(|e| Status::internal(format!("flush on shard {}: {e}", to.0)))?
         }))
         .await;
-        if let Some(e) = outcomes.into_iter().find_map(Result::err) {
-            return Err(e);
+        match outcomes.into_iter().find_map(Result::err) {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
-        self.control(ControlRequest::FoldLogs).await.map(drop)
     }
 
     /// Bytes on disk of every region of the node.

@@ -198,6 +198,12 @@ impl SealedFileWriter {
         format::encode_block(&index, Compression::Zstd, &mut tail);
         let index_len = (tail.len() - 4) as u64;
         tail.extend_from_slice(&format::footer(index_offset, index_len));
+        // What was written so far reaches the file now; the index and footer follow it
+        // through the page cache even where the file bypasses it (`O_DIRECT`), since
+        // `SealedFile::open` reads them back at once.
+        self.file
+            .flush()
+            .map_err(|e| StorageError::io("write sealed file", &self.path, e))?;
         self.write_all(&tail)?;
         let mut file = self
             .file
