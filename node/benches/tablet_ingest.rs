@@ -28,16 +28,9 @@ const ROUNDS: usize = 400;
 const ROWS: usize = 100;
 const SENSORS: usize = 10;
 
-/// CPU time this thread has used so far (the first field of its schedstat, nanoseconds).
+/// CPU time this thread has used so far.
 fn thread_cpu_time() -> Duration {
-    let schedstat =
-        std::fs::read_to_string("/proc/thread-self/schedstat").expect("read thread schedstat");
-    let nanos = schedstat
-        .split_whitespace()
-        .next()
-        .and_then(|field| field.parse().ok())
-        .expect("schedstat starts with nanoseconds on a CPU");
-    Duration::from_nanos(nanos)
+    iotdb_runtime::current_thread_cpu_time().expect("read this thread's schedstat")
 }
 
 fn main() {

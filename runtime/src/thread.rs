@@ -1,4 +1,5 @@
-//! Thread helpers: how many cores the process may use, and naming the calling thread.
+//! Thread helpers: how many cores the process may use, naming the calling thread, and the
+//! CPU time it has used.
 
 use crate::error::RuntimeError;
 use crate::limits::THREAD_NAME_BYTES_MAX;
@@ -42,6 +43,24 @@ pub fn set_current_thread_name(name: &str) -> Result<(), RuntimeError> {
 pub fn current_thread_name() -> std::io::Result<String> {
     let comm = std::fs::read_to_string("/proc/thread-self/comm")?;
     Ok(comm.trim_end_matches('\n').to_owned())
+}
+
+/// CPU time the calling thread has used so far: the first field of its schedstat,
+/// nanoseconds on a CPU (read from procfs, so no unsafe call). What a benchmark times when
+/// the machine is shared and wall time would count other processes' turns.
+pub fn current_thread_cpu_time() -> std::io::Result<std::time::Duration> {
+    let schedstat = std::fs::read_to_string("/proc/thread-self/schedstat")?;
+    let nanos = schedstat
+        .split_whitespace()
+        .next()
+        .and_then(|field| field.parse().ok())
+        .ok_or_else(|| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("schedstat does not start with nanoseconds: {schedstat:?}"),
+            )
+        })?;
+    Ok(std::time::Duration::from_nanos(nanos))
 }
 
 /// The environment variable with which mimalloc itself is told whether it may use
@@ -93,6 +112,16 @@ mod tests {
         if let Some(line) = status.lines().find(|line| line.starts_with("THP_enabled:")) {
             assert_eq!(line.split_whitespace().nth(1), Some("0"), "{line}");
         }
+    }
+
+    #[test]
+    fn current_thread_cpu_time_grows_with_work_on_this_thread() {
+        let before = current_thread_cpu_time().unwrap();
+        let mut x = 0u64;
+        while current_thread_cpu_time().unwrap() == before {
+            x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+        }
+        assert!(current_thread_cpu_time().unwrap() > before);
     }
 
     #[test]

@@ -19,17 +19,9 @@ const SERIES: u64 = 2000;
 /// Rows per series, as the workload fixes.
 const ROWS: usize = 1000;
 
-/// CPU time this thread has used so far: the first field of its schedstat, nanoseconds on
-/// a CPU (Linux; read from procfs so the bench needs no unsafe call).
+/// CPU time this thread has used so far.
 fn thread_cpu_time() -> Duration {
-    let schedstat =
-        std::fs::read_to_string("/proc/thread-self/schedstat").expect("read thread schedstat");
-    let nanos = schedstat
-        .split_whitespace()
-        .next()
-        .and_then(|field| field.parse().ok())
-        .expect("schedstat starts with nanoseconds on a CPU");
-    Duration::from_nanos(nanos)
+    iotdb_runtime::current_thread_cpu_time().expect("read this thread's schedstat")
 }
 
 fn main() {

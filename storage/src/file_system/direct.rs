@@ -64,17 +64,16 @@ impl DirectFile {
     /// refuses `O_DIRECT`.
     fn create(path: &Path, try_direct: bool) -> io::Result<DirectFile> {
         let file = File::options().write(true).create_new(true).open(path)?;
-        let opened = match try_direct {
-            true => File::options()
+        let opened = try_direct.then(|| {
+            File::options()
                 .write(true)
                 .custom_flags(libc::O_DIRECT)
-                .open(path),
-            false => Err(io::Error::from_raw_os_error(libc::EINVAL)),
-        };
+                .open(path)
+        });
         let direct = match opened {
-            Ok(direct) => Some(direct),
-            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => None,
-            Err(e) => return Err(e),
+            Some(Ok(direct)) => Some(direct),
+            Some(Err(e)) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
+            Some(Err(_)) | None => None,
         };
         // No buffer where every write goes through `file`.
         let (storage, start) = if direct.is_some() {
