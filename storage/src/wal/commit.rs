@@ -37,22 +37,29 @@ struct OpenSegment {
 /// The commit task: runs until the log closes or fails.
 pub(super) async fn run(shared: Rc<Shared>) {
     let mut open: Option<OpenSegment> = None;
+    run_until_stopped(&shared, &mut open).await;
+    if let Some(segment) = open {
+        segment.file.settle().await;
+    }
+}
+
+async fn run_until_stopped(shared: &Rc<Shared>, open: &mut Option<OpenSegment>) {
     loop {
-        match next_work(&shared).await {
+        match next_work(shared).await {
             Work::Write(batch) => {
-                if let Err(reason) = write_batch(&shared, &mut open, batch).await {
+                if let Err(reason) = write_batch(shared, open, batch).await {
                     shared.fail(reason);
                     return;
                 }
             }
             Work::Sync => {
-                if let Err(reason) = sync(&shared, &mut open).await {
+                if let Err(reason) = sync(shared, open).await {
                     shared.fail(reason);
                     return;
                 }
             }
             Work::Stop => {
-                if let Err(reason) = sync(&shared, &mut open).await {
+                if let Err(reason) = sync(shared, open).await {
                     shared.fail(reason);
                 }
                 return;
@@ -101,6 +108,9 @@ async fn write_batch(
         // The previous segment is complete: make it durable before writing past it, so
         // recovery never finds a later segment after an incomplete one.
         sync(shared, open).await?;
+        if let Some(previous) = open.take() {
+            previous.file.settle().await;
+        }
         let file = shared
             .storage
             .open_file(&batch.path)

@@ -618,6 +618,78 @@ fn direct_writes_in_place_and_through_the_staging_copy_land_alike() {
     assert!(contents[expected.len()..].iter().all(|&byte| byte == 0));
 }
 
+/// Zeros are written ahead of a direct segment's end by a task beside the commits, in
+/// steps of up to 8 MiB. Records of up to 700 KiB, some committed alone and most in bursts
+/// of batches, outrun the steps: whatever the interleaving, no zero
+/// lands on a record (all read back after a reopen), and once the log closes the file holds
+/// zeros, and only zeros, past its last record.
+#[test]
+fn zeros_written_beside_the_log_never_cover_its_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let record = |index: u64| -> Vec<u8> {
+        let len = 3000 + (index as usize * 7919) % (700 << 10);
+        (0..len)
+            .map(|byte| (byte as u64 * 31 + index) as u8)
+            .collect()
+    };
+    let count = 80;
+    let (data_end, file_len, contents) = block_on(async {
+        let (wal, _) = Wal::open(&wal_dir, options(WalMode::Sync, 1 << 30)).unwrap();
+        for index in 1..=count {
+            wal.append(index, 0, &record(index)).unwrap();
+            // The first records wait for their commits one by one, while the steps are
+            // small; the rest go in bursts of batches written back to back, racing the
+            // steps of zeros.
+            if index < 20 || index % 20 == 0 {
+                wal.wait_durable(index).await.unwrap();
+            }
+        }
+        wal.wait_durable(count).await.unwrap();
+        let segments = wal.segment_spans();
+        assert_eq!(segments.len(), 1);
+        wal.close().await.unwrap();
+        let path = wal_dir.join(segment_file_name(1));
+        let contents = std::fs::read(&path).unwrap();
+        (segments[0].bytes, contents.len() as u64, contents)
+    });
+    assert!(data_end > 24 << 20, "the records span several steps");
+    assert!(file_len >= data_end);
+    assert!(
+        contents[data_end as usize..].iter().all(|&byte| byte == 0),
+        "only zeros after the last record"
+    );
+    let direct_works = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(wal_dir.join(segment_file_name(1)))
+            .is_ok()
+    };
+    if direct_works {
+        // Half a step at least (4 MiB, past 8 MiB of records) was left ahead when the
+        // last write ended.
+        assert!(
+            file_len - data_end >= 4 << 20,
+            "{} bytes of zeros ahead",
+            file_len - data_end
+        );
+    }
+    block_on(async {
+        let (_wal, records) = Wal::open(&wal_dir, options(WalMode::Sync, 1 << 30)).unwrap();
+        assert_eq!(records.len(), count as usize);
+        for (position, read) in records.iter().enumerate() {
+            let index = position as u64 + 1;
+            assert_eq!(read.index, index);
+            assert!(
+                read.payload[..] == record(index)[..],
+                "record {index} changed"
+            );
+        }
+    });
+}
+
 #[test]
 fn a_record_larger_than_a_batch_is_written_whole_and_read_back() {
     let dir = tempfile::tempdir().unwrap();
