@@ -226,6 +226,7 @@ impl Wal {
         let storage = MonoioStorage {
             direct_io: options.direct_io,
             synchronous_writes: options.mode == WalMode::Sync,
+            zeros_ahead_limit: options.segment_bytes,
         };
         Wal::open_with_storage(dir, options, Rc::new(storage))
     }

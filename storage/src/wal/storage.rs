@@ -97,6 +97,10 @@ pub struct MonoioStorage {
     /// on; a synchronous direct write completes like any other write, its cache flush
     /// issued by the file system. Buffered segments (no direct I/O) are fdatasynced as before.
     pub synchronous_writes: bool,
+    /// Zeros are written ahead of a direct segment's end no further than this offset: the
+    /// segment size, past which the log begins a new segment (zeros beyond it would be
+    /// written for nothing).
+    pub zeros_ahead_limit: u64,
 }
 
 impl Default for MonoioStorage {
@@ -104,6 +108,7 @@ impl Default for MonoioStorage {
         MonoioStorage {
             direct_io: true,
             synchronous_writes: true,
+            zeros_ahead_limit: crate::config::WAL_SEGMENT_BYTES_DEFAULT,
         }
     }
 }
@@ -177,6 +182,7 @@ impl WalStorage for MonoioStorage {
                 path: path.to_path_buf(),
                 direct: std::cell::RefCell::new(direct),
                 zeros: std::cell::RefCell::new(ZerosAhead::default()),
+                zeros_limit: self.zeros_ahead_limit.next_multiple_of(BLOCK_BYTES as u64),
             };
             if !existed {
                 sync_parent_dir(path).await?;
@@ -259,6 +265,8 @@ struct MonoioFile {
     /// True while writes go through the direct handle opened with `O_DSYNC`.
     durable_writes: std::cell::Cell<bool>,
     zeros: std::cell::RefCell<ZerosAhead>,
+    /// [`MonoioStorage::zeros_ahead_limit`], block-aligned.
+    zeros_limit: u64,
 }
 
 /// What direct writes keep between calls (the commit task writes one batch at a time).
@@ -469,7 +477,11 @@ impl MonoioFile {
                 return;
             }
             let from = zeros.durable_to.max(end);
-            (from, from + zero_step(from), zeros.file.clone())
+            let to = (from + zero_step(from)).min(self.zeros_limit);
+            if to <= from {
+                return;
+            }
+            (from, to, zeros.file.clone())
         };
         let file = match file {
             Some(file) => file,

@@ -105,13 +105,19 @@ fn roundtrip_on_real_files() {
             sizes.sort();
             sizes.into_iter().map(|(_, len)| len).collect()
         };
-        // Direct writes: every segment is whole blocks, its last one zero-padded.
+        // Direct writes: every segment is whole blocks, its last one zero-padded; zeros
+        // are written ahead no further than the segment size (4096 bytes here, which
+        // these records never cross).
         let written = sizes();
         assert!(
             written
                 .iter()
                 .all(|len| len % format::BLOCK_BYTES as u64 == 0),
             "{written:?}"
+        );
+        assert!(
+            written.iter().all(|&len| len <= 4096),
+            "zeros past the segment size: {written:?}"
         );
 
         let (wal, records) = Wal::open(&wal_dir, options(WalMode::Sync, 4096)).unwrap();
@@ -565,6 +571,7 @@ fn direct_segments_opened_for_synchronous_writes_say_so() {
             let storage = MonoioStorage {
                 direct_io,
                 synchronous_writes,
+                ..MonoioStorage::default()
             };
             let path = dir.path().join(format!("segment-{index}"));
             let file = storage.open_file(&path).await.unwrap();
