@@ -255,6 +255,17 @@ async fn open_segment(path: &Path, flags: i32) -> io::Result<monoio::fs::File> {
         .await
 }
 
+/// Opens an existing segment for direct writes (no `O_DSYNC`), never creating it: a
+/// segment deleted meanwhile gets no new file of zeros in its place.
+async fn open_existing_direct(path: &Path) -> io::Result<monoio::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    monoio::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .await
+}
+
 /// A segment file opened through monoio.
 struct MonoioFile {
     /// Swapped for a buffered handle if a direct write is refused.
@@ -485,7 +496,7 @@ impl MonoioFile {
         };
         let file = match file {
             Some(file) => file,
-            None => match open_segment(&self.path, libc::O_DIRECT).await {
+            None => match open_existing_direct(&self.path).await {
                 Ok(file) => {
                     let file = Rc::new(file);
                     self.zeros.borrow_mut().file = Some(file.clone());
