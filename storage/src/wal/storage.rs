@@ -182,7 +182,11 @@ impl WalStorage for MonoioStorage {
                 path: path.to_path_buf(),
                 direct: std::cell::RefCell::new(direct),
                 zeros: std::cell::RefCell::new(ZerosAhead::default()),
-                zeros_limit: self.zeros_ahead_limit.next_multiple_of(BLOCK_BYTES as u64),
+                // Rounded up to a block; a limit too large to round is no limit.
+                zeros_limit: self
+                    .zeros_ahead_limit
+                    .checked_next_multiple_of(BLOCK_BYTES as u64)
+                    .unwrap_or(u64::MAX),
             };
             if !existed {
                 sync_parent_dir(path).await?;

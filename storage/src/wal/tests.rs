@@ -549,19 +549,21 @@ fn synchronous_writes_need_no_fsync_and_survive_a_power_loss() {
     });
 }
 
+/// Whether the file system holding `dir` takes direct I/O at all (tmpfs may not).
+fn direct_io_works(dir: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(dir.join("direct-io-probe"))
+        .is_ok()
+}
+
 #[test]
 fn direct_segments_opened_for_synchronous_writes_say_so() {
     let dir = tempfile::tempdir().unwrap();
-    // Whether this file system takes direct I/O at all (tmpfs does not).
-    let direct_works = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(dir.path().join("probe"))
-            .is_ok()
-    };
+    let direct_works = direct_io_works(dir.path());
     block_on(async {
         for (index, (direct_io, synchronous_writes)) in
             [(true, true), (true, false), (false, true), (false, false)]
@@ -582,6 +584,29 @@ fn direct_segments_opened_for_synchronous_writes_say_so() {
             );
         }
     });
+}
+
+/// `wal_file_size_threshold_in_byte` has no upper bound: a segment size too large to round
+/// to a block is no limit on the zeros ahead, not an overflow.
+#[test]
+fn a_segment_size_too_large_to_round_limits_no_zeros() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("segment");
+    let storage = MonoioStorage {
+        zeros_ahead_limit: u64::MAX,
+        ..MonoioStorage::default()
+    };
+    let len = block_on(async {
+        let file = storage.open_file(&path).await.unwrap();
+        let (result, _) = file.write_all_at(vec![b'a'; 100], 0, 0).await;
+        result.unwrap();
+        file.settle().await;
+        std::fs::metadata(&path).unwrap().len()
+    });
+    if direct_io_works(dir.path()) {
+        // The block written and as many zeros after it.
+        assert_eq!(len, 2 * format::BLOCK_BYTES as u64);
+    }
 }
 
 #[test]
@@ -666,15 +691,7 @@ fn zeros_written_beside_the_log_never_cover_its_records() {
         contents[data_end as usize..].iter().all(|&byte| byte == 0),
         "only zeros after the last record"
     );
-    let direct_works = {
-        use std::os::unix::fs::OpenOptionsExt;
-        std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(wal_dir.join(segment_file_name(1)))
-            .is_ok()
-    };
-    if direct_works {
+    if direct_io_works(dir.path()) {
         // Half a step at least (4 MiB, past 8 MiB of records) was left ahead when the
         // last write ended.
         assert!(
