@@ -717,10 +717,10 @@ impl Shard {
     pub async fn flush_local(&self) -> Result<(), Status> {
         let regions: Vec<Region> = self.regions.borrow().values().cloned().collect();
         let outcomes = iotdb_runtime::join_all(regions.iter().map(Region::flush)).await;
-        match outcomes.into_iter().find_map(Result::err) {
-            Some(e) => Err(convert::status_of(&e)),
-            None => Ok(()),
-        }
+        outcomes
+            .into_iter()
+            .collect::<Result<(), _>>()
+            .map_err(|e| convert::status_of(&e))
     }
 
     /// Closes every region; `flush` for a clean shutdown.
@@ -844,10 +844,7 @@ impl Shard {
             }
         }))
         .await;
-        match outcomes.into_iter().find_map(Result::err) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        outcomes.into_iter().collect()
     }
 
     /// Bytes on disk of every region of the node.

@@ -163,7 +163,7 @@ impl WalStorage for MonoioStorage {
                 0
             };
             let direct = if self.direct_io {
-                match open_segment(path, libc::O_DIRECT | synchronous).await {
+                match open_segment(path, libc::O_DIRECT | synchronous, true).await {
                     Ok(file) => Some(file),
                     // The file system takes no direct I/O (EINVAL): buffered writes.
                     Err(error) if error.raw_os_error() == Some(libc::EINVAL) => None,
@@ -174,7 +174,7 @@ impl WalStorage for MonoioStorage {
             };
             let (file, direct) = match direct {
                 Some(file) => (file, Some(DirectState::default())),
-                None => (open_segment(path, 0).await?, None),
+                None => (open_segment(path, 0, true).await?, None),
             };
             let file = MonoioFile {
                 durable_writes: std::cell::Cell::new(direct.is_some() && self.synchronous_writes),
@@ -248,24 +248,15 @@ async fn sync_parent_dir(path: &Path) -> io::Result<()> {
     result
 }
 
-/// Opens a segment for writing, creating it if missing, with `flags` added.
-async fn open_segment(path: &Path, flags: i32) -> io::Result<monoio::fs::File> {
+/// Opens a segment for writing with `flags` added, creating it if missing when `create`
+/// (a second descriptor of an open segment does not: a segment deleted meanwhile gets no
+/// new file in its place).
+async fn open_segment(path: &Path, flags: i32, create: bool) -> io::Result<monoio::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     monoio::fs::OpenOptions::new()
         .write(true)
-        .create(true)
+        .create(create)
         .custom_flags(flags)
-        .open(path)
-        .await
-}
-
-/// Opens an existing segment for direct writes (no `O_DSYNC`), never creating it: a
-/// segment deleted meanwhile gets no new file of zeros in its place.
-async fn open_existing_direct(path: &Path) -> io::Result<monoio::fs::File> {
-    use std::os::unix::fs::OpenOptionsExt;
-    monoio::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
         .open(path)
         .await
 }
@@ -453,10 +444,16 @@ impl MonoioFile {
     /// Before a write whose last block ends at `end`: waits for a step of zeros that
     /// reaches into it.
     async fn zeros_before_write(&self, end: u64) {
+        self.end_zero_step_if(|step| step.from < end).await;
+    }
+
+    /// Waits for the running step of zeros, if `condition` holds for it, and records how it
+    /// ended.
+    async fn end_zero_step_if(&self, condition: impl Fn(&ZeroStep) -> bool) {
         let step = {
             let mut zeros = self.zeros.borrow_mut();
             match &zeros.running {
-                Some(step) if step.from < end => zeros.running.take(),
+                Some(step) if condition(step) => zeros.running.take(),
                 _ => None,
             }
         };
@@ -472,17 +469,7 @@ impl MonoioFile {
     /// failure (a disk without room for them) stops them for this file instead of
     /// failing a write.
     async fn zeros_after_write(&self, end: u64) {
-        let ended = {
-            let mut zeros = self.zeros.borrow_mut();
-            match &zeros.running {
-                Some(step) if step.task.is_finished() => zeros.running.take(),
-                _ => None,
-            }
-        };
-        if let Some(step) = ended {
-            let to = step.to;
-            self.zero_step_ended(to, step.task.await);
-        }
+        self.end_zero_step_if(|step| step.task.is_finished()).await;
         let (from, to, file) = {
             let zeros = self.zeros.borrow();
             if zeros.running.is_some() || zeros.durable_to == u64::MAX {
@@ -500,7 +487,7 @@ impl MonoioFile {
         };
         let file = match file {
             Some(file) => file,
-            None => match open_existing_direct(&self.path).await {
+            None => match open_segment(&self.path, libc::O_DIRECT, false).await {
                 Ok(file) => {
                     let file = Rc::new(file);
                     self.zeros.borrow_mut().file = Some(file.clone());
@@ -577,7 +564,7 @@ impl WalFile for MonoioFile {
                     // buffered from here (`direct` stays `None`).
                     tracing::warn!(path = %self.path.display(), %error, "direct WAL writes refused; writing through the page cache");
                     self.durable_writes.set(false);
-                    match open_segment(&self.path, 0).await {
+                    match open_segment(&self.path, 0, true).await {
                         Ok(file) => {
                             // Later writes and syncs use the buffered handle.
                             let file = Rc::new(file);
@@ -606,12 +593,6 @@ impl WalFile for MonoioFile {
     }
 
     fn settle(&self) -> LocalBoxFuture<'_, ()> {
-        Box::pin(async move {
-            let step = self.zeros.borrow_mut().running.take();
-            if let Some(step) = step {
-                let to = step.to;
-                self.zero_step_ended(to, step.task.await);
-            }
-        })
+        Box::pin(self.end_zero_step_if(|_| true))
     }
 }
