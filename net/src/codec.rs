@@ -129,6 +129,19 @@ impl WireReader {
         self.take(length, what)
     }
 
+    /// [`WireReader::string`] left where it lies: where its bytes are in the reader's
+    /// buffer, checked to be UTF-8.
+    pub fn string_range(
+        &mut self,
+        what: &'static str,
+    ) -> Result<std::ops::Range<usize>, DecodeError> {
+        let bytes = self.byte_string(what)?;
+        if let Err(error) = std::str::from_utf8(&bytes) {
+            return Err(DecodeError::invalid(what, error.to_string()));
+        }
+        Ok(self.position - bytes.len()..self.position)
+    }
+
     /// A `u32` length then that many bytes of UTF-8.
     pub fn string(&mut self, what: &'static str) -> Result<String, DecodeError> {
         let bytes = self.byte_string(what)?;

@@ -245,7 +245,8 @@ impl WireTablet {
 /// Where one column's sections lie inside a [`TabletView`]'s bytes.
 #[derive(Debug, Clone)]
 struct ColumnLayout {
-    measurement: String,
+    /// Where the name lies in the tablet's bytes (UTF-8, checked when decoded).
+    measurement: Range<usize>,
     data_type: DataType,
     nulls: Option<Range<usize>>,
     values: Range<usize>,
@@ -257,7 +258,8 @@ struct ColumnLayout {
 #[derive(Debug, Clone)]
 pub struct TabletView {
     bytes: Bytes,
-    device: String,
+    /// Where the device path lies in `bytes` (UTF-8, checked when decoded).
+    device: Range<usize>,
     is_aligned: bool,
     row_count: usize,
     timestamps: Range<usize>,
@@ -268,12 +270,12 @@ impl TabletView {
     /// Validates `bytes` (one tablet's contents) and records where each section lies.
     pub fn decode(bytes: Bytes, is_aligned: bool) -> Result<Self, DecodeError> {
         let mut reader = WireReader::new(bytes.clone());
-        let device = reader.string("device")?;
+        let device = reader.string_range("device")?;
         let row_count = reader.u32("row count")? as usize;
         let column_count = reader.count("column count", 6)?;
         let mut schema = Vec::with_capacity(column_count);
         for _ in 0..column_count {
-            let measurement = reader.string("measurement")?;
+            let measurement = reader.string_range("measurement")?;
             let data_type = crate::types::data_type_of_code(reader.u8("data type")?)?;
             let has_nulls = reader.bool("null bitmap flag")?;
             schema.push((measurement, data_type, has_nulls));
@@ -331,7 +333,12 @@ impl TabletView {
     }
 
     pub fn device(&self) -> &str {
-        &self.device
+        self.text(&self.device)
+    }
+
+    /// A name of the tablet, where it lies in its bytes.
+    fn text(&self, range: &Range<usize>) -> &str {
+        std::str::from_utf8(&self.bytes[range.clone()]).expect("checked as UTF-8 when decoded")
     }
 
     pub fn is_aligned(&self) -> bool {
@@ -375,7 +382,7 @@ impl TabletView {
     /// Copies the view into an owned tablet (tests, forwarding to other formats).
     pub fn to_wire_tablet(&self) -> WireTablet {
         WireTablet {
-            device: self.device.clone(),
+            device: self.device().to_owned(),
             is_aligned: self.is_aligned,
             timestamps: self.timestamps().into_owned(),
             columns: self
@@ -440,7 +447,7 @@ impl<'a> TextColumn<'a> {
 
 impl<'a> ColumnView<'a> {
     pub fn measurement(&self) -> &'a str {
-        &self.layout.measurement
+        self.tablet.text(&self.layout.measurement)
     }
 
     pub fn data_type(&self) -> DataType {
@@ -501,7 +508,7 @@ impl<'a> ColumnView<'a> {
             ),
         };
         WireColumn {
-            measurement: self.layout.measurement.clone(),
+            measurement: self.measurement().to_owned(),
             values,
             nulls: self
                 .null_bitmap()
@@ -710,6 +717,31 @@ pub(crate) mod tests {
         let offsets_at = schema_end + padding_for(schema_end, 8) + 16;
         bytes[offsets_at + 4..offsets_at + 8].copy_from_slice(&5u32.to_le_bytes());
         assert!(TabletView::decode(bytes.freeze(), false).is_err());
+    }
+
+    /// Names are borrowed from the frame, so their UTF-8 is checked when the tablet is
+    /// decoded: a bad name is a decode error naming the field, never a panic later.
+    #[test]
+    fn names_that_are_not_utf8_are_rejected_at_decode() {
+        let tablet = WireTablet::new("root.sg.d1", &[("s1", DataType::Int64)]);
+        let encoded = encode(&tablet);
+        // The device's bytes follow its u32 length; the measurement's are found by value.
+        let device_at = 4;
+        let mut bad_device = BytesMut::from(&encoded[..]);
+        bad_device[device_at] = 0xff;
+        let error = TabletView::decode(bad_device.freeze(), false).unwrap_err();
+        assert!(error.to_string().contains("device"), "{error}");
+        let measurement_at = encoded
+            .windows(2)
+            .position(|window| window == b"s1")
+            .expect("the name is in the bytes");
+        let mut bad_measurement = BytesMut::from(&encoded[..]);
+        bad_measurement[measurement_at] = 0xff;
+        let error = TabletView::decode(bad_measurement.freeze(), false).unwrap_err();
+        assert!(error.to_string().contains("measurement"), "{error}");
+        let view = TabletView::decode(encoded, false).unwrap();
+        assert_eq!(view.device(), "root.sg.d1");
+        assert_eq!(view.column(0).measurement(), "s1");
     }
 
     proptest! {

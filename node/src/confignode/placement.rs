@@ -326,7 +326,8 @@ pub fn plan_data_partitions(
     database: &DatabaseState,
     partitions: &[(u32, i64)],
 ) -> Vec<(u32, i64, RegionGroupId)> {
-    assert!(!database.data_region_groups.is_empty());
+    let groups = &database.data_region_groups;
+    assert!(!groups.is_empty());
     let mut wanted: Vec<(i64, u32)> = partitions
         .iter()
         .filter(|&&(slot, time_slot)| database.data_partition(slot, time_slot).is_none())
@@ -337,47 +338,48 @@ pub fn plan_data_partitions(
     if wanted.is_empty() {
         return Vec::new();
     }
-    let mut totals: HashMap<RegionGroupId, u64> = database
-        .data_region_groups
-        .iter()
-        .map(|&group| (group, 0))
-        .collect();
+    // Partitions per group (`totals`) and, for each time slot asked for, per group in
+    // that time slot, counted in one pass over the table; a group is addressed by its
+    // position in the database's group list.
+    let mut time_slots: Vec<i64> = wanted.iter().map(|&(time_slot, _)| time_slot).collect();
+    time_slots.dedup();
+    debug_assert!(groups.is_sorted(), "data region groups are kept ascending");
+    let position = |group: &RegionGroupId| {
+        groups
+            .binary_search(group)
+            .expect("partition of a known group")
+    };
+    let mut totals = vec![0u64; groups.len()];
+    let mut per_time_slot = vec![vec![0u64; groups.len()]; time_slots.len()];
     for by_time in database.data_partitions.values() {
-        for group in by_time.values() {
-            *totals.get_mut(group).expect("partition of a known group") += 1;
+        for (time_slot, group) in by_time {
+            let at = position(group);
+            totals[at] += 1;
+            if let Ok(k) = time_slots.binary_search(time_slot) {
+                per_time_slot[k][at] += 1;
+            }
         }
     }
-    let mut per_time_slot: HashMap<i64, HashMap<RegionGroupId, u64>> = HashMap::new();
     let mut planned: BTreeMap<(u32, i64), RegionGroupId> = BTreeMap::new();
     let mut result = Vec::with_capacity(wanted.len());
     for (time_slot, slot) in wanted {
-        let counts = per_time_slot.entry(time_slot).or_insert_with(|| {
-            let mut counts: HashMap<RegionGroupId, u64> = database
-                .data_region_groups
-                .iter()
-                .map(|&group| (group, 0))
-                .collect();
-            for by_time in database.data_partitions.values() {
-                if let Some(group) = by_time.get(&time_slot) {
-                    *counts.get_mut(group).expect("known group") += 1;
-                }
-            }
-            counts
-        });
-        let fewest = counts.values().copied().min().expect("at least one group");
+        let k = time_slots
+            .binary_search(&time_slot)
+            .expect("every wanted time slot is counted");
+        let counts = &mut per_time_slot[k];
+        let fewest = counts.iter().copied().min().expect("at least one group");
         let inherited = neighbour_group(database, &planned, slot, time_slot)
-            .filter(|group| counts[group] <= fewest + DATA_PARTITION_INHERIT_SLACK);
-        let group = inherited.unwrap_or_else(|| {
-            *database
-                .data_region_groups
-                .iter()
-                .min_by_key(|group| (counts[*group], totals[*group], **group))
+            .map(|group| position(&group))
+            .filter(|&at| counts[at] <= fewest + DATA_PARTITION_INHERIT_SLACK);
+        let at = inherited.unwrap_or_else(|| {
+            (0..groups.len())
+                .min_by_key(|&at| (counts[at], totals[at], groups[at]))
                 .expect("at least one group")
         });
-        *counts.get_mut(&group).expect("known group") += 1;
-        *totals.get_mut(&group).expect("known group") += 1;
-        planned.insert((slot, time_slot), group);
-        result.push((slot, time_slot, group));
+        counts[at] += 1;
+        totals[at] += 1;
+        planned.insert((slot, time_slot), groups[at]);
+        result.push((slot, time_slot, groups[at]));
     }
     result
 }
