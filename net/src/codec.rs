@@ -43,15 +43,26 @@ impl WireReader {
 
     /// The next `length` bytes as a zero-copy slice.
     pub fn take(&mut self, length: usize, what: &'static str) -> Result<Bytes, DecodeError> {
+        let range = self.skip(length, what)?;
+        Ok(self.bytes.slice(range))
+    }
+
+    /// Passes the next `length` bytes and says where they lie: [`WireReader::take`]
+    /// without a handle on them (a handle is a reference count raised and dropped).
+    pub fn skip(
+        &mut self,
+        length: usize,
+        what: &'static str,
+    ) -> Result<std::ops::Range<usize>, DecodeError> {
         if length > self.remaining() {
             return Err(DecodeError::Truncated {
                 what,
                 needed: length - self.remaining(),
             });
         }
-        let slice = self.bytes.slice(self.position..self.position + length);
+        let start = self.position;
         self.position += length;
-        Ok(slice)
+        Ok(start..self.position)
     }
 
     fn array<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], DecodeError> {
@@ -70,8 +81,8 @@ impl WireReader {
     /// Skips zero padding up to the next multiple of `alignment` from the start.
     pub fn align(&mut self, alignment: usize) -> Result<(), DecodeError> {
         let padding = padding_for(self.position, alignment);
-        let pad = self.take(padding, "padding")?;
-        if pad.iter().any(|&byte| byte != 0) {
+        let pad = self.skip(padding, "padding")?;
+        if self.bytes[pad].iter().any(|&byte| byte != 0) {
             return Err(DecodeError::invalid("padding", "non-zero padding byte"));
         }
         Ok(())
@@ -119,6 +130,15 @@ impl WireReader {
 
     /// A `u32` length then that many bytes.
     pub fn byte_string(&mut self, what: &'static str) -> Result<Bytes, DecodeError> {
+        let range = self.byte_string_range(what)?;
+        Ok(self.bytes.slice(range))
+    }
+
+    /// [`WireReader::byte_string`] without a handle on it: where its bytes lie.
+    fn byte_string_range(
+        &mut self,
+        what: &'static str,
+    ) -> Result<std::ops::Range<usize>, DecodeError> {
         let length = self.u32(what)? as usize;
         if length > STRING_BYTES_MAX {
             return Err(DecodeError::invalid(
@@ -126,7 +146,7 @@ impl WireReader {
                 format!("length {length} over the limit"),
             ));
         }
-        self.take(length, what)
+        self.skip(length, what)
     }
 
     /// [`WireReader::string`] left where it lies: where its bytes are in the reader's
@@ -135,11 +155,11 @@ impl WireReader {
         &mut self,
         what: &'static str,
     ) -> Result<std::ops::Range<usize>, DecodeError> {
-        let bytes = self.byte_string(what)?;
-        if let Err(error) = std::str::from_utf8(&bytes) {
+        let range = self.byte_string_range(what)?;
+        if let Err(error) = std::str::from_utf8(&self.bytes[range.clone()]) {
             return Err(DecodeError::invalid(what, error.to_string()));
         }
-        Ok(self.position - bytes.len()..self.position)
+        Ok(range)
     }
 
     /// A `u32` length then that many bytes of UTF-8.

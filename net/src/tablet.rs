@@ -529,9 +529,7 @@ fn section(
         count: count as u64,
         remaining: reader.remaining(),
     })?;
-    let start = reader.position();
-    reader.take(length, what)?;
-    Ok(start..start + length)
+    reader.skip(length, what)
 }
 
 /// Offsets must start at 0 and never decrease; returns the data length.
