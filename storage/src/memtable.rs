@@ -233,11 +233,21 @@ impl SeriesBuffer {
     }
 
     /// The points borrowed; `scratch` holds the timestamps when the buffer keeps only
-    /// their step (the flush reuses one scratch for every series).
+    /// their step (a flush writes such a series from [`SeriesBuffer::evenly_spaced`]).
     pub fn points<'a>(&'a self, scratch: &'a mut Vec<Timestamp>) -> Points<'a> {
         Points {
             timestamps: self.times.as_slice(scratch),
             values: &self.values,
+        }
+    }
+
+    /// `(first, step)` when the timestamps are kept as first, step and count only (the
+    /// `i`th is `first + step * i`; the step is positive once there are two), with the
+    /// values they go with: what a flush writes without spelling the timestamps out.
+    pub fn evenly_spaced(&self) -> Option<(Timestamp, i64, &Values)> {
+        match self.times {
+            Times::Regular { first, step, len } if len > 0 => Some((first, step, &self.values)),
+            Times::Regular { .. } | Times::Listed(_) => None,
         }
     }
 

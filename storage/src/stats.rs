@@ -25,14 +25,31 @@ impl Stats {
         if range.is_empty() {
             return None;
         }
+        let (min_time, max_time) = (
+            points.timestamps[range.start],
+            points.timestamps[range.end - 1],
+        );
+        Stats::of_values(points.values, range, min_time, max_time)
+    }
+
+    /// [`Stats::of`] where the caller knows the first and last timestamps of the range.
+    pub fn of_values(
+        values: &Values,
+        range: std::ops::Range<usize>,
+        min_time: Timestamp,
+        max_time: Timestamp,
+    ) -> Option<Stats> {
+        if range.is_empty() {
+            return None;
+        }
         let (first_i, last_i) = (range.start, range.end - 1);
-        let (min, max, sum) = numeric_summary(points.values, range.clone());
+        let (min, max, sum) = numeric_summary(values, range.clone());
         Some(Stats {
             count: range.len() as u64,
-            min_time: points.timestamps[first_i],
-            max_time: points.timestamps[last_i],
-            first: points.values.get(first_i),
-            last: points.values.get(last_i),
+            min_time,
+            max_time,
+            first: values.get(first_i),
+            last: values.get(last_i),
             min,
             max,
             sum,

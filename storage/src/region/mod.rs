@@ -2168,10 +2168,16 @@ fn write_flush_files(
         }
         let path = target.sealed_dir.join(entry.file_name());
         let mut writer = SealedFileWriter::create_in(target.file_system, &path, target.options)?;
-        // One buffer holds the timestamps of every series that keeps only their step.
+        // A series kept as first, step and count is written so; the others' timestamps
+        // are spelled out (one buffer for all of them).
         let mut timestamps = Vec::new();
         for (key, buffer) in series {
-            writer.write_points(&key, buffer.points(&mut timestamps))?;
+            match buffer.evenly_spaced() {
+                Some((first, step, values)) => {
+                    writer.write_evenly_spaced(&key, first, step, values)?;
+                }
+                None => writer.write_points(&key, buffer.points(&mut timestamps))?,
+            }
         }
         writer.finish()?;
         out.push(LiveFile {

@@ -134,6 +134,61 @@ fn every_type_roundtrips_with_every_compression() {
     }
 }
 
+/// A series written as first, step and values is the same file, byte for byte, as the
+/// same series with its timestamps spelled out: every type, chunks of several sizes, a
+/// single point, a step that is not 1.
+#[test]
+fn evenly_spaced_series_write_the_same_file_as_their_timestamps() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let mut series: Vec<(SeriesKey, i64, i64, Values)> = Vec::new();
+    for (d, data_type) in DataType::ALL.into_iter().enumerate() {
+        for (s, len) in [1usize, 2, 63, 64, 65, 300].into_iter().enumerate() {
+            let values = random_series(&mut rng, data_type, len).values;
+            let first = rng.gen_range(-1_000_000..1_000_000);
+            let step = [1, 1000, 7][s % 3];
+            let key = SeriesKey::new(&format!("root.sg.d{d}"), &format!("s{s}"));
+            series.push((key, first, step, values));
+        }
+    }
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    for chunk_points_max in [1, 64, 1000] {
+        let options = WriterOptions {
+            compression: Compression::Lz4,
+            chunk_points_max,
+        };
+        let spelled = dir
+            .path()
+            .join(format!("spelled-{chunk_points_max}.sealed"));
+        let implied = dir
+            .path()
+            .join(format!("implied-{chunk_points_max}.sealed"));
+        let mut spelled_writer = SealedFileWriter::create(&spelled, options).unwrap();
+        let mut implied_writer = SealedFileWriter::create(&implied, options).unwrap();
+        for (key, first, step, values) in &series {
+            let timestamps: Vec<i64> = (0..values.len() as i64).map(|i| first + step * i).collect();
+            let points = PointColumn {
+                timestamps,
+                values: values.clone(),
+            };
+            spelled_writer.write_series(key, &points).unwrap();
+            implied_writer
+                .write_evenly_spaced(key, *first, *step, values)
+                .unwrap();
+        }
+        let (a, b) = (
+            spelled_writer.finish().unwrap(),
+            implied_writer.finish().unwrap(),
+        );
+        assert_eq!(a.points, b.points);
+        assert_eq!(
+            std::fs::read(&spelled).unwrap(),
+            std::fs::read(&implied).unwrap(),
+            "chunks of {chunk_points_max}"
+        );
+    }
+}
+
 #[test]
 fn chunk_stats_match_their_points() {
     let dir = tempfile::tempdir().unwrap();

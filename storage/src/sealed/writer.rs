@@ -16,7 +16,7 @@ use crate::config::Compression;
 use crate::error::{Result, StorageError};
 use crate::file_system::{FileSystem, StdFileSystem, WritableFile};
 use crate::stats::Stats;
-use crate::types::{PointColumn, Points, SeriesKey, Timestamp};
+use crate::types::{PointColumn, Points, SeriesKey, Timestamp, Values};
 
 /// Buffer between the encoder and the file: large enough that writes are few.
 const WRITE_BUFFER_BYTES: usize = 1 << 20;
@@ -90,11 +90,7 @@ impl SealedFileWriter {
 
     /// [`Self::write_series`] from borrowed columns.
     pub fn write_points(&mut self, key: &SeriesKey, points: Points<'_>) -> Result<()> {
-        assert!(
-            self.series.last().is_none_or(|last| last.key < *key),
-            "series {key} written out of key order"
-        );
-        assert!(!points.is_empty(), "series {key} has no points");
+        self.check_next_series(key, points.values.len());
         assert_eq!(
             points.timestamps.len(),
             points.values.len(),
@@ -120,39 +116,102 @@ impl SealedFileWriter {
         for index in 0..self.chunk_regular.len() {
             let start = index * chunk_points_max;
             let end = (start + chunk_points_max).min(points.len());
-            let regular = self.chunk_regular[index];
-            chunks.push(self.write_chunk(points, start..end, regular)?);
+            let times = if self.chunk_regular[index] {
+                ChunkTimes::Implied {
+                    min_time: points.timestamps[start],
+                    max_time: points.timestamps[end - 1],
+                }
+            } else {
+                ChunkTimes::Listed(&points.timestamps[start..end])
+            };
+            chunks.push(self.write_chunk(points.values, start..end, times)?);
         }
-        self.points += points.len() as u64;
-        self.series.push(SeriesMeta {
-            key: key.clone(),
-            data_type: points.data_type(),
-            chunks,
-        });
+        self.push_series(key, points.values, chunks);
         Ok(())
     }
 
-    /// Writes `points[range]` as one chunk; `regular` says its timestamps are evenly spaced,
-    /// so the statistics imply them and no time block is written.
+    /// [`Self::write_points`] of a series whose timestamps are `first + step * i` for each
+    /// of its values (the memtable keeps an evenly sampled series so): the same file,
+    /// without the timestamps spelled out to be checked and found evenly spaced again.
+    /// `step` must be positive when there are two values or more.
+    pub fn write_evenly_spaced(
+        &mut self,
+        key: &SeriesKey,
+        first: Timestamp,
+        step: i64,
+        values: &Values,
+    ) -> Result<()> {
+        self.check_next_series(key, values.len());
+        assert!(
+            step > 0 || values.len() == 1,
+            "series {key}: a step of {step} is not increasing"
+        );
+        let time_at = |index: usize| {
+            i64::try_from(index)
+                .ok()
+                .and_then(|index| step.checked_mul(index))
+                .and_then(|offset| first.checked_add(offset))
+                .unwrap_or_else(|| panic!("series {key}: timestamp {index} overflows"))
+        };
+        let chunk_points_max = self.options.chunk_points_max;
+        let mut chunks = Vec::with_capacity(values.len().div_ceil(chunk_points_max));
+        for start in (0..values.len()).step_by(chunk_points_max) {
+            let end = (start + chunk_points_max).min(values.len());
+            let times = ChunkTimes::Implied {
+                min_time: time_at(start),
+                max_time: time_at(end - 1),
+            };
+            chunks.push(self.write_chunk(values, start..end, times)?);
+        }
+        self.push_series(key, values, chunks);
+        Ok(())
+    }
+
+    /// The checks every series passes before it is written: it comes after the last one
+    /// in key order, and has points.
+    fn check_next_series(&self, key: &SeriesKey, points: usize) {
+        assert!(
+            self.series.last().is_none_or(|last| last.key < *key),
+            "series {key} written out of key order"
+        );
+        assert!(points > 0, "series {key} has no points");
+    }
+
+    fn push_series(&mut self, key: &SeriesKey, values: &Values, chunks: Vec<ChunkMeta>) {
+        self.points += values.len() as u64;
+        self.series.push(SeriesMeta {
+            key: key.clone(),
+            data_type: values.data_type(),
+            chunks,
+        });
+    }
+
+    /// Writes `values[range]` as one chunk, with a time block unless the chunk's
+    /// timestamps are evenly spaced (then its statistics imply them).
     fn write_chunk(
         &mut self,
-        points: Points<'_>,
+        values: &Values,
         range: std::ops::Range<usize>,
-        regular: bool,
+        times: ChunkTimes<'_>,
     ) -> Result<ChunkMeta> {
-        let stats = Stats::of(points, range.clone()).expect("chunk ranges are non-empty");
+        let (min_time, max_time) = match times {
+            ChunkTimes::Implied { min_time, max_time } => (min_time, max_time),
+            ChunkTimes::Listed(timestamps) => (timestamps[0], timestamps[timestamps.len() - 1]),
+        };
+        let stats = Stats::of_values(values, range.clone(), min_time, max_time)
+            .expect("chunk ranges are non-empty");
         let offset = self.offset;
 
         self.block.clear();
-        if !regular {
+        if let ChunkTimes::Listed(timestamps) = times {
             self.column.clear();
-            codec::encode_timestamps(&points.timestamps[range.clone()], &mut self.column);
+            codec::encode_timestamps(timestamps, &mut self.column);
             format::encode_block(&self.column, self.options.compression, &mut self.block);
         }
         let time_block_len = self.block.len() as u64;
 
         self.column.clear();
-        codec::encode_values_range(points.values, range, &mut self.column);
+        codec::encode_values_range(values, range, &mut self.column);
         format::encode_block(&self.column, self.options.compression, &mut self.block);
         let value_block_len = self.block.len() as u64 - time_block_len;
 
@@ -233,6 +292,19 @@ fn last_time(series: &SeriesMeta) -> Timestamp {
 }
 
 /// How a run of timestamps is spaced.
+/// The timestamps of a chunk as its writer sees them.
+#[derive(Clone, Copy)]
+enum ChunkTimes<'a> {
+    /// Evenly spaced from `min_time` to `max_time`: the statistics imply them, and the
+    /// chunk has no time block.
+    Implied {
+        min_time: Timestamp,
+        max_time: Timestamp,
+    },
+    /// Anything else: written in the chunk's time block.
+    Listed(&'a [Timestamp]),
+}
+
 struct Spacing {
     /// Each timestamp is greater than the one before.
     increasing: bool,
