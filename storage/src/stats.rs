@@ -96,6 +96,8 @@ fn max_option(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 /// (min, max, sum) of the values in `range`, or (None, None, 0) for non-numeric types.
+/// Compiled for AVX2 and SSE4.2 too, chosen at run time (`codec`'s "Wider vectors").
+#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.2"))]
 fn numeric_summary(
     values: &Values,
     range: std::ops::Range<usize>,

@@ -136,7 +136,9 @@ fn to_decimal_unchecked<F: Float>(value: F, power: f64) -> (i64, bool) {
 
 /// Sets `integers[i]` to `values[i]` times `power` rounded (meaningless where that does not
 /// round-trip) and returns how many values do not round-trip. A plain loop over two slices
-/// with a count: it vectorises (two values a step on x86-64's baseline SSE2).
+/// with a count: it vectorises (two values a step on x86-64's baseline SSE2, four with
+/// AVX2: compiled for both, chosen at run time, see [`super`]'s "Wider vectors").
+#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.2"))]
 fn to_decimals<F: Float>(values: &[F], power: f64, integers: &mut [i64]) -> usize {
     let mut misses = 0usize;
     for (slot, &value) in integers.iter_mut().zip(values) {

@@ -133,8 +133,9 @@ pub fn encode(values: &[i64], order: u8, out: &mut Vec<u8>) {
 /// Sets `block` to the residuals of order `order` from index `start` (at least `order`) and
 /// returns their (min, max): the values themselves, their first or their second
 /// differences, in wrapping arithmetic (equal to differencing the column `order` times in
-/// place). The order is matched once, outside the loops.
-#[inline]
+/// place). The order is matched once, outside the loops. Compiled for AVX2 and SSE4.2
+/// too, chosen at run time (see the [module above](super)'s "Wider vectors").
+#[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.2"))]
 fn fill_residuals(values: &[i64], order: usize, start: usize, block: &mut [i64]) -> (i64, i64) {
     let end = start + block.len();
     let (mut min, mut max) = (i64::MAX, i64::MIN);

@@ -15,6 +15,20 @@
 //! Decoders validate every length and tag against the bytes that remain and insist that
 //! the column ends exactly where the bytes do: random or truncated input gives a
 //! [`CodecError`], never a panic and never a silently shorter column.
+//!
+//! # Wider vectors where the CPU has them
+//!
+//! The binaries are built for x86-64's baseline (SSE2), so they run on any x86-64 machine,
+//! including the small ones IoT gateways use. The loops a flush spends most of its time in
+//! (`integer`'s residuals with their bounds, `float`'s decimal conversion, the chunk
+//! statistics' bounds) are compiled a second and third time for AVX2 and SSE4.2 with the
+//! `multiversion` crate, which picks the widest the CPU has when the process first calls
+//! them. The source, and so every result, is the same for all three (Rust never fuses or
+//! reorders floating-point operations on its own); the instructions differ: SSE2 has no
+//! 64-bit integer comparison, so the bounds of the residuals were a scalar loop. The sealed
+//! writer's bench under `callgrind` (2 M points of the standard workload, evenly spaced):
+//! 181.7 M instructions with the baseline only, 130.1 M with the clones on this AVX2 machine,
+//! 127.9 M with the whole build for `x86-64-v3`. The files are the same bytes.
 
 pub mod bits;
 pub mod float;
