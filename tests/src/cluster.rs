@@ -13,6 +13,16 @@ use crate::server::{Role, ServerOptions, TestServer, free_port, next_loopback_ho
 /// The heartbeat interval of test clusters: a killed DataNode is Unknown within three.
 pub const TEST_HEARTBEAT_MS: u64 = 200;
 
+/// Starts of a node tried at most, each on a fresh host and port, while a start is refused
+/// for a port that something took between its pick and the node's bind.
+const PORT_IN_USE_ATTEMPTS: u32 = 3;
+
+/// Whether a node's start failed because a port it was given is in use (the server's
+/// own message for it, in its log tail).
+fn port_in_use(error: &anyhow::Error) -> bool {
+    format!("{error:#}").contains("is already in use by another process")
+}
+
 /// ConfigNodes and DataNodes.
 pub struct TestCluster {
     binary: std::path::PathBuf,
@@ -156,12 +166,28 @@ impl TestCluster {
             .set("heartbeat_interval_in_ms", TEST_HEARTBEAT_MS))
     }
 
-    /// Starts one more DataNode (expansion).
+    /// Starts one more DataNode (expansion). Its internal port is picked free on a host of
+    /// its own, but something can take it before the node binds it (seen once in CI): a
+    /// start refused for a port in use is tried again on a fresh host and port, a bounded
+    /// number of times.
     pub fn add_data_node(&mut self, cores: usize) -> anyhow::Result<&mut TestServer> {
-        let ip = next_loopback_host();
-        let options = self.data_node_options(ip, cores)?;
-        let node = TestServer::start_on(ip, options)
-            .with_context(|| format!("starting DataNode {}", self.data_nodes.len() + 1))?;
+        let mut attempt = 1;
+        let node = loop {
+            let ip = next_loopback_host();
+            let options = self.data_node_options(ip, cores)?;
+            match TestServer::start_on(ip, options) {
+                Ok(node) => break node,
+                Err(error) if attempt < PORT_IN_USE_ATTEMPTS && port_in_use(&error) => {
+                    eprintln!("DataNode start refused for a port in use, retrying: {error:#}");
+                    attempt += 1;
+                }
+                Err(error) => {
+                    return Err(error).with_context(|| {
+                        format!("starting DataNode {}", self.data_nodes.len() + 1)
+                    });
+                }
+            }
+        };
         self.data_nodes.push(node);
         Ok(self.data_nodes.last_mut().expect("pushed"))
     }
