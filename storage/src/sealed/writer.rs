@@ -291,7 +291,6 @@ fn last_time(series: &SeriesMeta) -> Timestamp {
     series.chunks[series.chunks.len() - 1].stats.max_time
 }
 
-/// How a run of timestamps is spaced.
 /// The timestamps of a chunk as its writer sees them.
 #[derive(Clone, Copy)]
 enum ChunkTimes<'a> {
@@ -305,6 +304,7 @@ enum ChunkTimes<'a> {
     Listed(&'a [Timestamp]),
 }
 
+/// How a run of timestamps is spaced.
 struct Spacing {
     /// Each timestamp is greater than the one before.
     increasing: bool,
