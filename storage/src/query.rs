@@ -479,10 +479,12 @@ impl Accumulator {
             return;
         }
         self.count += rows.len() as u64;
+        // The sum in the lanes chunk statistics use, so that a chunk's points give the
+        // answer its statistics give.
         fn fold<T: Copy + PartialOrd>(v: &[T], to_f64: impl Fn(T) -> f64) -> (f64, T, T) {
-            let (mut sum, mut min, mut max) = (0.0, v[0], v[0]);
+            let sum = crate::stats::lane_sum(v, to_f64);
+            let (mut min, mut max) = (v[0], v[0]);
             for &x in v {
-                sum += to_f64(x);
                 if x < min {
                     min = x;
                 }

@@ -95,6 +95,35 @@ fn max_option(a: Option<f64>, b: Option<f64>) -> Option<f64> {
     }
 }
 
+/// How many running sums a summary keeps: value `i` of a run goes to lane `i % LANES`.
+pub const SUM_LANES: usize = 4;
+
+/// The sum of `values` as statistics and aggregates define it: value `i` is added to lane
+/// `i % 4` in order, and the lanes are added as `(l0 + l1) + (l2 + l3)`. Four independent
+/// chains of additions instead of one: a loop over them runs at the adder's throughput and
+/// vectorises, where a single chain waits out each addition's latency. Every sum of a run
+/// of points (a chunk's statistics, an aggregate over points) uses this order, so an
+/// answer from statistics and one from the same points agree bit for bit.
+#[inline]
+pub fn lane_sum<T: Copy>(values: &[T], to_f64: impl Fn(T) -> f64) -> f64 {
+    let mut sum = [0.0f64; SUM_LANES];
+    let mut chunks = values.chunks_exact(SUM_LANES);
+    for chunk in &mut chunks {
+        for (lane, &v) in sum.iter_mut().zip(chunk) {
+            *lane += to_f64(v);
+        }
+    }
+    for (lane, &v) in sum.iter_mut().zip(chunks.remainder()) {
+        *lane += to_f64(v);
+    }
+    combine_lanes(sum)
+}
+
+#[inline]
+fn combine_lanes(sum: [f64; SUM_LANES]) -> f64 {
+    (sum[0] + sum[1]) + (sum[2] + sum[3])
+}
+
 /// (min, max, sum) of the values in `range`, or (None, None, 0) for non-numeric types.
 /// Compiled for AVX2 and SSE4.2 too, chosen at run time (`codec`'s "Wider vectors").
 #[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.2"))]
@@ -102,28 +131,73 @@ fn numeric_summary(
     values: &Values,
     range: std::ops::Range<usize>,
 ) -> (Option<f64>, Option<f64>, f64) {
-    // `min` and `max` start at the infinities and take only a value that compares below
-    // or above them, so they are never NaN: each comparison below gives exactly what
-    // `f64::min` / `f64::max` give (a NaN value is skipped, a tie keeps the earlier value),
-    // with one instruction on the loop-carried path instead of a NaN check and a blend.
-    // The sum is added left to right, as aggregate answers are compared exactly.
-    #[inline]
-    fn fold(iter: impl Iterator<Item = f64>) -> (Option<f64>, Option<f64>, f64) {
-        let (mut min, mut max, mut sum) = (f64::INFINITY, f64::NEG_INFINITY, 0.0);
-        for v in iter {
-            min = if v < min { v } else { min };
-            max = if v > max { v } else { max };
-            sum += v;
-        }
-        (Some(min), Some(max), sum)
-    }
     match values {
-        Values::Int32(v) => fold(v[range].iter().map(|&x| f64::from(x))),
-        Values::Int64(v) => fold(v[range].iter().map(|&x| x as f64)),
-        Values::Float(v) => fold(v[range].iter().map(|&x| f64::from(x))),
-        Values::Double(v) => fold(v[range].iter().copied()),
+        Values::Int32(v) => fold(&v[range], f64::from),
+        Values::Int64(v) => fold(&v[range], |x| x as f64),
+        Values::Float(v) => fold(&v[range], f64::from),
+        Values::Double(v) => fold(&v[range], |x| x),
         Values::Boolean(_) | Values::Text(_) => (None, None, 0.0),
     }
+}
+
+/// min, max and [`lane_sum`] of `values` in one pass, in the sum's lanes.
+///
+/// `min` and `max` start at the infinities and take only a value that compares below or
+/// above them, so they are never NaN: each gives exactly what a left-to-right fold of
+/// `f64::min` / `f64::max` gives, a NaN value skipped and, of two equal values, the
+/// earlier kept. Kept per lane, they need that rule only where lanes tie: equal floats
+/// are the same bits except for the two zeros, so a zero result is replaced by the
+/// run's first zero, the one a left-to-right fold keeps.
+#[inline(always)]
+fn fold<T: Copy>(values: &[T], to_f64: impl Fn(T) -> f64) -> (Option<f64>, Option<f64>, f64) {
+    let mut min = [f64::INFINITY; SUM_LANES];
+    let mut max = [f64::NEG_INFINITY; SUM_LANES];
+    let mut sum = [0.0f64; SUM_LANES];
+    let mut chunks = values.chunks_exact(SUM_LANES);
+    for chunk in &mut chunks {
+        let v: [f64; SUM_LANES] = std::array::from_fn(|lane| to_f64(chunk[lane]));
+        for lane in 0..SUM_LANES {
+            min[lane] = if v[lane] < min[lane] {
+                v[lane]
+            } else {
+                min[lane]
+            };
+            max[lane] = if v[lane] > max[lane] {
+                v[lane]
+            } else {
+                max[lane]
+            };
+            sum[lane] += v[lane];
+        }
+    }
+    for (lane, &v) in chunks.remainder().iter().enumerate() {
+        let v = to_f64(v);
+        min[lane] = if v < min[lane] { v } else { min[lane] };
+        max[lane] = if v > max[lane] { v } else { max[lane] };
+        sum[lane] += v;
+    }
+    let first_zero = || {
+        values
+            .iter()
+            .map(|&v| to_f64(v))
+            .find(|v| *v == 0.0)
+            .expect("a zero result is one of the values")
+    };
+    let mut low = min
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, |m, v| if v < m { v } else { m });
+    let mut high = max
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, |m, v| if v > m { v } else { m });
+    if low == 0.0 {
+        low = first_zero();
+    }
+    if high == 0.0 {
+        high = first_zero();
+    }
+    (Some(low), Some(high), combine_lanes(sum))
 }
 
 #[cfg(test)]
@@ -162,18 +236,29 @@ mod tests {
     }
 
     proptest! {
-        /// Against `f64::min`, `f64::max` and a left-to-right sum; the sum bit for bit, as
-        /// aggregate answers are compared exactly.
+        /// Against `f64::min`, `f64::max` folded left to right and the sum added value by
+        /// value into lane `i % 4`; the sum bit for bit, as aggregate answers are compared
+        /// exactly, and the zeros' signs too (the earlier of two equal values is kept).
         #[test]
         fn summary_matches_a_plain_fold(values in proptest::collection::vec(
-            prop_oneof![any::<f64>(), Just(f64::NAN), -1e6f64..1e6], 1..300)) {
+            prop_oneof![any::<f64>(), Just(f64::NAN), Just(0.0), Just(-0.0), -1e6f64..1e6], 1..300)) {
             let stats = double_stats(&values);
             let min = values.iter().fold(f64::INFINITY, |m, &v| m.min(v));
             let max = values.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
-            let sum = values.iter().fold(0.0, |s, &v| s + v);
+            let mut lanes = [0.0f64; SUM_LANES];
+            for (i, &v) in values.iter().enumerate() {
+                lanes[i % SUM_LANES] += v;
+            }
+            let sum = (lanes[0] + lanes[1]) + (lanes[2] + lanes[3]);
+            let first_wins_min = values.iter().fold(f64::INFINITY, |m, &v| if v < m { v } else { m });
+            let first_wins_max =
+                values.iter().fold(f64::NEG_INFINITY, |m, &v| if v > m { v } else { m });
             prop_assert_eq!(stats.min, Some(min));
             prop_assert_eq!(stats.max, Some(max));
+            prop_assert_eq!(stats.min.map(f64::to_bits), Some(first_wins_min.to_bits()));
+            prop_assert_eq!(stats.max.map(f64::to_bits), Some(first_wins_max.to_bits()));
             prop_assert_eq!(stats.sum.to_bits(), sum.to_bits());
+            prop_assert_eq!(lane_sum(&values, |v| v).to_bits(), sum.to_bits());
         }
     }
 }
