@@ -25,16 +25,14 @@ use crate::with_values;
 /// series, large enough that dense ones skip the tiny sizes.
 const SERIES_CAPACITY_MIN: usize = 16;
 
-/// What a memtable holds per series besides its point buffers: its slot in the device's
-/// list (name and buffer headers) and its entry in the device's index by name, with the
-/// hash table's control byte and spare slots (hashbrown keeps at most 7/8 of its slots
-/// full). Counted in the memory budget, so a flood of new series of one point each is
-/// held to the budget too, not only bulky ones.
-const SERIES_ENTRY_BYTES: usize = std::mem::size_of::<(Arc<str>, SeriesBuffer)>()
-    + std::mem::size_of::<(Arc<str>, usize)>() * 8 / 7
-    + 1;
-/// The same per device and side of a partition: its entry and its series' headers.
-const DEVICE_ENTRY_BYTES: usize = std::mem::size_of::<(Arc<str>, DeviceSeries)>() * 8 / 7 + 1;
+/// What a memtable holds per series besides its point buffers: the map entry (key and
+/// buffer headers) with the hash table's control byte and spare slots (hashbrown keeps at
+/// most 7/8 of its slots full). Counted in the memory budget, so a flood of new series of
+/// one point each is held to the budget too, not only bulky ones.
+const SERIES_ENTRY_BYTES: usize = std::mem::size_of::<(Arc<str>, SeriesBuffer)>() * 8 / 7 + 1;
+/// The same per device and side of a partition: its entry and its series map's header.
+const DEVICE_ENTRY_BYTES: usize =
+    std::mem::size_of::<(Arc<str>, FastMap<Arc<str>, SeriesBuffer>)>() * 8 / 7 + 1;
 
 /// The shape of a run of timestamps appended to series buffers: found once per tablet run
 /// and shared by every column of it.
@@ -360,75 +358,11 @@ pub fn sorted_newest_wins(points: Points<'_>) -> PointColumn {
     out
 }
 
-/// The series of one device in one side of a partition: their buffers in the order they
-/// were first written, and an index by name.
-///
-/// A device's tablets nearly always carry its measurements in the same order, so the
-/// tablet's `i`th column is looked for at position `i` first: one comparison with a name
-/// that lies beside its neighbours (they were created together), where a hash probe per
-/// column reads scattered memory. The index answers when the order differs.
-#[derive(Clone, Debug, Default)]
-pub struct DeviceSeries {
-    series: Vec<(Arc<str>, SeriesBuffer)>,
-    index: FastMap<Arc<str>, usize>,
-}
-
-impl DeviceSeries {
-    /// The buffer of `measurement`.
-    pub fn get(&self, measurement: &str) -> Option<&SeriesBuffer> {
-        let position = self.position(measurement, 0)?;
-        Some(&self.series[position].1)
-    }
-
-    /// Every series with its buffer, in the order they were first written.
-    pub fn iter(&self) -> impl Iterator<Item = (&Arc<str>, &SeriesBuffer)> {
-        self.series.iter().map(|(name, buffer)| (name, buffer))
-    }
-
-    pub fn len(&self) -> usize {
-        self.series.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.series.is_empty()
-    }
-
-    /// Where `measurement` is, looked for at `hint` first.
-    fn position(&self, measurement: &str, hint: usize) -> Option<usize> {
-        match self.series.get(hint) {
-            Some((name, _)) if **name == *measurement => Some(hint),
-            _ => self.index.get(measurement).copied(),
-        }
-    }
-
-    /// The buffer of `measurement` (looked for at `hint` first), created for `data_type`
-    /// if the device has none yet: then also true.
-    fn get_or_create(
-        &mut self,
-        measurement: &str,
-        hint: usize,
-        data_type: DataType,
-    ) -> (&mut SeriesBuffer, bool) {
-        if let Some(position) = self.position(measurement, hint) {
-            return (&mut self.series[position].1, false);
-        }
-        let name: Arc<str> = Arc::from(measurement);
-        self.index.insert(name.clone(), self.series.len());
-        self.series.push((name, SeriesBuffer::new(data_type)));
-        let (_, buffer) = self.series.last_mut().expect("pushed above");
-        (buffer, true)
-    }
-
-    fn buffers_mut(&mut self) -> impl Iterator<Item = &mut SeriesBuffer> {
-        self.series.iter_mut().map(|(_, buffer)| buffer)
-    }
-}
-
 /// One side (sequence or unsequence) of one time partition.
 #[derive(Clone, Debug, Default)]
 pub struct SideTable {
-    /// device → its series.
-    pub devices: FastMap<Arc<str>, DeviceSeries>,
+    /// device → measurement → buffer.
+    pub devices: FastMap<Arc<str>, FastMap<Arc<str>, SeriesBuffer>>,
 }
 
 impl SideTable {
@@ -556,12 +490,16 @@ impl Memtable {
             }
         };
         let shape = Shape::of(&tablet.timestamps[rows.clone()]);
-        for (hint, column) in tablet.columns.iter().enumerate() {
-            let (buffer, created) =
-                device.get_or_create(column.measurement, hint, column.values.data_type());
-            if created {
-                self.heap_bytes += SERIES_ENTRY_BYTES;
-            }
+        for column in &tablet.columns {
+            let buffer = match device.get_mut(column.measurement) {
+                Some(b) => b,
+                None => {
+                    self.heap_bytes += SERIES_ENTRY_BYTES;
+                    device
+                        .entry(Arc::from(column.measurement))
+                        .or_insert_with(|| SeriesBuffer::new(column.values.data_type()))
+                }
+            };
             let before = buffer.heap_bytes();
             match column.nulls {
                 Some(_) if column.has_nulls() => {
@@ -596,7 +534,7 @@ impl Memtable {
         for partition in self.partitions.values_mut() {
             for side in [&mut partition.sequence, &mut partition.unsequence] {
                 for series in side.devices.values_mut() {
-                    for buffer in series.buffers_mut() {
+                    for buffer in series.values_mut() {
                         buffer.sort_dedup();
                     }
                 }
@@ -708,56 +646,6 @@ mod tests {
             |_, _| Side::Sequence,
         );
         assert_eq!(m.heap_bytes(), before);
-    }
-
-    /// One row at `t` of `device`, a DOUBLE column per measurement, its value `t * 10 + i`
-    /// for the measurement named `s{i}`.
-    fn row(device: &str, t: i64, measurements: &[usize]) -> Tablet {
-        Tablet {
-            device: Arc::from(device),
-            timestamps: vec![t],
-            columns: measurements
-                .iter()
-                .map(|&i| TabletColumn {
-                    measurement: Arc::from(format!("s{i}").as_str()),
-                    values: Values::Double(vec![(t * 10) as f64 + i as f64]),
-                    nulls: None,
-                })
-                .collect(),
-        }
-    }
-
-    #[test]
-    fn columns_in_any_order_reach_their_own_series() {
-        let mut m = Memtable::default();
-        // The first order, then others: reversed, a subset, new ones among known ones.
-        let orders: [&[usize]; 5] = [&[1, 2, 3], &[3, 2, 1], &[2], &[4, 1, 5, 3], &[1, 2, 3]];
-        for (t, order) in orders.iter().enumerate() {
-            m.apply(
-                &row("root.db.d1", t as i64, order).as_ref(),
-                |_| 0,
-                |_, _| Side::Sequence,
-            );
-        }
-        for i in 1..=5usize {
-            let points = m
-                .read(0, &SeriesKey::new("root.db.d1", &format!("s{i}")))
-                .unwrap();
-            let times: Vec<i64> = (0..orders.len() as i64)
-                .filter(|&t| orders[t as usize].contains(&i))
-                .collect();
-            let values = times.iter().map(|&t| (t * 10) as f64 + i as f64).collect();
-            assert_eq!(points.timestamps, times, "s{i}");
-            assert_eq!(points.values, Values::Double(values), "s{i}");
-        }
-        let side = &m.partitions[&0].sequence;
-        assert_eq!(side.devices["root.db.d1"].len(), 5);
-        let names: Vec<&str> = side.devices["root.db.d1"]
-            .iter()
-            .map(|(name, _)| &**name)
-            .collect();
-        assert_eq!(names, ["s1", "s2", "s3", "s4", "s5"]);
-        assert_eq!(m.points(), 3 + 3 + 1 + 4 + 3);
     }
 
     #[test]

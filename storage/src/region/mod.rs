@@ -1373,7 +1373,7 @@ impl State {
         for (&slot, partition) in &memtable.partitions {
             for side in [&partition.sequence, &partition.unsequence] {
                 for (device, series) in &side.devices {
-                    let newest = series.iter().filter_map(|(_, b)| b.last_time()).max();
+                    let newest = series.values().filter_map(|b| b.last_time()).max();
                     if let Some(newest) = newest {
                         let entry = self
                             .flushed_last_time
