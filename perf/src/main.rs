@@ -160,6 +160,13 @@ struct WorkloadArgs {
     /// Points per second the soak writes.
     #[arg(long, default_value_t = 100_000)]
     rate: u64,
+    /// Run the whole benchmark this many times, each on a fresh server and data directory
+    /// (embedded, `--cluster` or `storage`), print every run's figures, then the median,
+    /// the lowest and the highest of each headline figure, ending with the medians'
+    /// `points per server CPU-second with flush` and `points/s` lines. A shared machine's
+    /// speed drifts from run to run: compare medians, not single runs.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    runs: u32,
 }
 
 fn parse_types(spec: &str, sensors: usize) -> anyhow::Result<Vec<DataType>> {
@@ -263,12 +270,90 @@ fn main() -> anyhow::Result<()> {
     let spec = spec_of(&cli.workload)?;
     let wal_mode = WalMode::parse(&cli.workload.wal_mode)
         .with_context(|| format!("--wal-mode {:?}: sync, async or off", cli.workload.wal_mode))?;
-    let mut report = match &cli.mode {
+    if let Some(duration) = cli.workload.duration {
+        if cli.workload.runs > 1 {
+            bail!("--runs repeats the benchmark; a soak (--duration) runs once");
+        }
+        let options = server_mode::ServerOptions {
+            target: server_mode::Target::Embedded {
+                cores: cli.workload.cores,
+                wal_mode: wal_mode.name().to_string(),
+            },
+            route: server_mode::Route::One,
+            clients: 1,
+            pipeline: cli.workload.pipeline,
+            query_repeat: 0,
+            user: cli.workload.user.clone(),
+            password: cli.workload.password.clone(),
+        };
+        let soak = soak::SoakOptions {
+            duration,
+            rate: cli.workload.rate.max(1),
+        };
+        return soak::run(&spec, &options, &soak);
+    }
+    let runs = cli.workload.runs as usize;
+    if runs > 1 {
+        if !cli.workload.endpoints.is_empty() {
+            bail!(
+                "--runs needs a fresh server for every run: the servers of --endpoints keep \
+                 the first run's series and data; use the embedded server or --cluster"
+            );
+        }
+        if let Some(Mode::Storage {
+            data_dir: Some(dir),
+            ..
+        }) = &cli.mode
+        {
+            bail!(
+                "--runs needs a fresh directory for every run: leave out storage's \
+                 --data-dir ({}) and each run gets a temporary one",
+                dir.display()
+            );
+        }
+    }
+    let workload = serde_json::json!({
+        "database": spec.database, "devices": spec.devices, "sensors": spec.sensors, "rows": spec.rows,
+        "batch": spec.batch, "clients": cli.workload.clients, "interval_ms": spec.interval_ms,
+        "types": spec.types.iter().map(|t| t.name()).collect::<Vec<_>>(),
+        "out_of_order_ratio": spec.out_of_order_ratio, "seed": spec.seed, "wal_mode": wal_mode.name(),
+        "pipeline": cli.workload.pipeline, "cores": cli.workload.cores,
+    });
+    let mut reports = Vec::with_capacity(runs);
+    for run in 1..=runs {
+        if runs > 1 {
+            println!();
+            println!(
+                "==================================== run {run} of {runs} ===================================="
+            );
+        }
+        let mut report = run_once(&cli, &spec, wal_mode)?;
+        report.workload = workload.clone();
+        report.print();
+        reports.push(report);
+    }
+    let json = if runs > 1 {
+        let medians = report::Medians::of(&reports);
+        medians.print();
+        serde_json::json!({ "runs": reports, "medians": medians })
+    } else {
+        serde_json::to_value(&reports[0])?
+    };
+    if let Some(path) = &cli.workload.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&json)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// One run of the benchmark as the command line says (not `serve`, `node` or a soak).
+fn run_once(cli: &Cli, spec: &WorkloadSpec, wal_mode: WalMode) -> anyhow::Result<report::Report> {
+    let report = match &cli.mode {
         Some(Mode::Storage {
             in_flight,
             data_dir,
         }) => storage_mode::run(
-            &spec,
+            spec,
             &storage_mode::StorageOptions {
                 wal_mode,
                 in_flight: *in_flight,
@@ -277,25 +362,6 @@ fn main() -> anyhow::Result<()> {
             },
         )?,
         Some(Mode::Serve { .. } | Mode::Node { .. }) => unreachable!("served above"),
-        None if cli.workload.duration.is_some() => {
-            let options = server_mode::ServerOptions {
-                target: server_mode::Target::Embedded {
-                    cores: cli.workload.cores,
-                    wal_mode: wal_mode.name().to_string(),
-                },
-                route: server_mode::Route::One,
-                clients: 1,
-                pipeline: cli.workload.pipeline,
-                query_repeat: 0,
-                user: cli.workload.user.clone(),
-                password: cli.workload.password.clone(),
-            };
-            let soak = soak::SoakOptions {
-                duration: cli.workload.duration.expect("checked"),
-                rate: cli.workload.rate.max(1),
-            };
-            return soak::run(&spec, &options, &soak);
-        }
         None => {
             let target = if let Some(shape) = &cli.workload.cluster {
                 let mut settings = vec![format!(
@@ -325,7 +391,7 @@ fn main() -> anyhow::Result<()> {
                 }
             });
             server_mode::run(
-                &spec,
+                spec,
                 &server_mode::ServerOptions {
                     target,
                     route,
@@ -338,17 +404,5 @@ fn main() -> anyhow::Result<()> {
             )?
         }
     };
-    report.workload = serde_json::json!({
-        "database": spec.database, "devices": spec.devices, "sensors": spec.sensors, "rows": spec.rows,
-        "batch": spec.batch, "clients": cli.workload.clients, "interval_ms": spec.interval_ms,
-        "types": spec.types.iter().map(|t| t.name()).collect::<Vec<_>>(),
-        "out_of_order_ratio": spec.out_of_order_ratio, "seed": spec.seed, "wal_mode": wal_mode.name(),
-        "pipeline": cli.workload.pipeline, "cores": cli.workload.cores,
-    });
-    report.print();
-    if let Some(path) = &cli.workload.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    Ok(report)
 }

@@ -90,6 +90,8 @@ pub struct Phase {
     pub seconds: f64,
     pub points_per_second: f64,
     pub server_cpu_seconds: Option<f64>,
+    /// `None` without a CPU reading, or with a reading of 0 (a run shorter than the
+    /// 10 ms tick CPU time is counted in).
     pub points_per_server_cpu_second: Option<f64>,
 }
 
@@ -100,7 +102,9 @@ impl Phase {
             seconds,
             points_per_second: points as f64 / seconds.max(1e-9),
             server_cpu_seconds: cpu,
-            points_per_server_cpu_second: cpu.map(|c| points as f64 / c.max(1e-9)),
+            // A reading of zero is a run shorter than the clock tick CPU time is counted
+            // in (10 ms), not an infinite rate: no figure.
+            points_per_server_cpu_second: cpu.filter(|c| *c > 0.0).map(|c| points as f64 / c),
         }
     }
 }
@@ -349,6 +353,154 @@ impl Report {
     }
 }
 
+/// One headline figure over several runs: the median (the mean of the middle two for an
+/// even count), the lowest and the highest, and every run's value in run order.
+#[derive(Clone, Debug, Serialize)]
+pub struct Spread {
+    pub median: f64,
+    pub min: f64,
+    pub max: f64,
+    pub runs: Vec<f64>,
+}
+
+impl Spread {
+    /// `None` when no run measured the figure.
+    pub fn of(values: impl IntoIterator<Item = Option<f64>>) -> Option<Spread> {
+        let runs: Vec<f64> = values.into_iter().flatten().collect();
+        if runs.is_empty() {
+            return None;
+        }
+        let mut sorted = runs.clone();
+        sorted.sort_by(f64::total_cmp);
+        let middle = sorted.len() / 2;
+        let median = if sorted.len() % 2 == 1 {
+            sorted[middle]
+        } else {
+            (sorted[middle - 1] + sorted[middle]) / 2.0
+        };
+        Some(Spread {
+            median,
+            min: sorted[0],
+            max: sorted[sorted.len() - 1],
+            runs,
+        })
+    }
+}
+
+/// The headline figures of several runs of one command (`--runs`).
+#[derive(Clone, Debug, Serialize)]
+pub struct Medians {
+    pub runs: usize,
+    pub ingest_seconds: Option<Spread>,
+    pub with_flush_seconds: Option<Spread>,
+    pub points_per_second_ingest: Option<Spread>,
+    /// Through the flush: the headline.
+    pub points_per_second: Option<Spread>,
+    pub server_cpu_seconds_ingest: Option<Spread>,
+    pub server_cpu_seconds_with_flush: Option<Spread>,
+    pub points_per_server_cpu_second_ingest: Option<Spread>,
+    /// Through the flush: the headline.
+    pub points_per_server_cpu_second: Option<Spread>,
+    pub write_latency_p50_ms: Option<Spread>,
+    pub write_latency_p90_ms: Option<Spread>,
+    pub write_latency_p99_ms: Option<Spread>,
+    pub bytes_per_point: Option<Spread>,
+}
+
+impl Medians {
+    pub fn of(reports: &[Report]) -> Medians {
+        let writes: Vec<&WriteResult> = reports.iter().filter_map(|r| r.write.as_ref()).collect();
+        let figure =
+            |f: &dyn Fn(&WriteResult) -> Option<f64>| Spread::of(writes.iter().map(|w| f(w)));
+        Medians {
+            runs: reports.len(),
+            ingest_seconds: figure(&|w| Some(w.ingest.seconds)),
+            with_flush_seconds: figure(&|w| Some(w.with_flush.seconds)),
+            points_per_second_ingest: figure(&|w| Some(w.ingest.points_per_second)),
+            points_per_second: figure(&|w| Some(w.with_flush.points_per_second)),
+            server_cpu_seconds_ingest: figure(&|w| w.ingest.server_cpu_seconds),
+            server_cpu_seconds_with_flush: figure(&|w| w.with_flush.server_cpu_seconds),
+            points_per_server_cpu_second_ingest: figure(&|w| w.ingest.points_per_server_cpu_second),
+            points_per_server_cpu_second: figure(&|w| w.with_flush.points_per_server_cpu_second),
+            write_latency_p50_ms: figure(&|w| Some(w.latency.p50_ms)),
+            write_latency_p90_ms: figure(&|w| Some(w.latency.p90_ms)),
+            write_latency_p99_ms: figure(&|w| Some(w.latency.p99_ms)),
+            bytes_per_point: Spread::of(reports.iter().map(|r| r.bytes_per_point)),
+        }
+    }
+
+    /// Prints a line per figure (median, lowest, highest), ending with the medians'
+    /// `points per server CPU-second with flush: N` and `points/s: N`, as one run's
+    /// summary ends.
+    pub fn print(&self) {
+        println!();
+        println!(
+            "---------------------------------- Medians of {} runs ----------------------------------",
+            self.runs
+        );
+        let rows: [(&str, &Option<Spread>, u8); 12] = [
+            ("write seconds, ingest only", &self.ingest_seconds, 3),
+            (
+                "write seconds, through the flush",
+                &self.with_flush_seconds,
+                3,
+            ),
+            ("points/s, ingest only", &self.points_per_second_ingest, 0),
+            ("points/s, through the flush", &self.points_per_second, 0),
+            (
+                "server cpu seconds, ingest only",
+                &self.server_cpu_seconds_ingest,
+                2,
+            ),
+            (
+                "server cpu seconds with flush",
+                &self.server_cpu_seconds_with_flush,
+                2,
+            ),
+            (
+                "points per server CPU-second, ingest only",
+                &self.points_per_server_cpu_second_ingest,
+                0,
+            ),
+            (
+                "points per server CPU-second with flush",
+                &self.points_per_server_cpu_second,
+                0,
+            ),
+            ("write latency p50 ms", &self.write_latency_p50_ms, 3),
+            ("write latency p90 ms", &self.write_latency_p90_ms, 3),
+            ("write latency p99 ms", &self.write_latency_p99_ms, 3),
+            (
+                "bytes on disk per point after flush",
+                &self.bytes_per_point,
+                3,
+            ),
+        ];
+        println!(
+            "{:<44} {:>14} {:>14} {:>14}",
+            "figure", "median", "lowest", "highest"
+        );
+        for (name, spread, decimals) in rows {
+            if let Some(s) = spread {
+                let d = usize::from(decimals);
+                println!(
+                    "{name:<44} {:>14.d$} {:>14.d$} {:>14.d$}",
+                    s.median, s.min, s.max
+                );
+            }
+        }
+        println!(
+            "------------------------------------------------------------------------------------------------"
+        );
+        if let Some(s) = &self.points_per_server_cpu_second {
+            println!("points per server CPU-second with flush: {:.0}", s.median);
+        }
+        if let Some(s) = &self.points_per_second {
+            println!("points/s: {:.0}", s.median);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,6 +516,63 @@ mod tests {
         assert_eq!(s.p99_ms, 99.0);
         assert_eq!(s.max_ms, 100.0);
         assert!((s.avg_ms - 50.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_spread_takes_the_middle_value_or_the_middle_two() {
+        let odd = Spread::of([Some(3.0), None, Some(1.0), Some(2.0)]).expect("values");
+        assert_eq!((odd.median, odd.min, odd.max), (2.0, 1.0, 3.0));
+        assert_eq!(
+            odd.runs,
+            [3.0, 1.0, 2.0],
+            "in run order, the missing one left out"
+        );
+        let even = Spread::of([Some(4.0), Some(1.0), Some(3.0), Some(2.0)]).expect("values");
+        assert_eq!((even.median, even.min, even.max), (2.5, 1.0, 4.0));
+        assert!(Spread::of([None, None]).is_none());
+    }
+
+    fn report_of(seconds: f64, cpu: Option<f64>) -> Report {
+        let points = 1_000_000;
+        let mut latencies = Latencies::default();
+        latencies.record(Duration::from_secs_f64(seconds / 100.0));
+        let mut report = Report::default();
+        report.set_write(WriteResult::new(
+            points,
+            100,
+            0,
+            Phase::new(
+                points,
+                Duration::from_secs_f64(seconds * 0.8),
+                cpu.map(|c| c * 0.8),
+            ),
+            Phase::new(points, Duration::from_secs_f64(seconds), cpu),
+            &latencies,
+        ));
+        report.bytes_per_point = Some(seconds);
+        report
+    }
+
+    #[test]
+    fn medians_are_taken_figure_by_figure() {
+        let reports = [
+            report_of(0.5, Some(0.4)),
+            report_of(0.25, None),
+            report_of(1.0, Some(0.8)),
+        ];
+        let medians = Medians::of(&reports);
+        assert_eq!(medians.runs, 3);
+        let through = medians.with_flush_seconds.expect("every run wrote");
+        assert_eq!((through.median, through.min, through.max), (0.5, 0.25, 1.0));
+        assert_eq!(
+            medians.points_per_second.expect("rates").median,
+            2_000_000.0
+        );
+        // CPU where two of three runs read it: the mean of those two.
+        let cpu = medians.server_cpu_seconds_with_flush.expect("two runs");
+        assert_eq!(cpu.runs, [0.4, 0.8]);
+        assert!((cpu.median - 0.6).abs() < 1e-12);
+        assert_eq!(medians.bytes_per_point.expect("bytes").median, 0.5);
     }
 
     #[test]
