@@ -60,7 +60,7 @@ use crate::config::RegionConfig;
 use crate::error::{Result, StorageError};
 use crate::file_system::{FileSystem, std_file_system};
 use crate::filter::{FilterCounters, ValueFilter};
-use crate::memtable::{FrozenMemtable, Memtable, Side};
+use crate::memtable::{FrozenMemtable, Memtable, ReadScratch, Side};
 use crate::query::{self, AggregateRow, Aggregation, RankedPiece, Windows};
 use crate::sealed::{SealedFile, SealedFileWriter, WriterOptions};
 use crate::types::{
@@ -2170,13 +2170,13 @@ fn write_flush_files(
         let mut writer = SealedFileWriter::create_in(target.file_system, &path, target.options)?;
         // A series kept as first, step and count is written so; the others' timestamps
         // are spelled out (one buffer for all of them).
-        let mut timestamps = Vec::new();
+        let mut scratch = ReadScratch::default();
         for (key, buffer) in series {
-            match buffer.evenly_spaced() {
+            match buffer.evenly_spaced(&mut scratch) {
                 Some((first, step, values)) => {
                     writer.write_evenly_spaced(&key, first, step, values)?;
                 }
-                None => writer.write_points(&key, buffer.points(&mut timestamps))?,
+                None => writer.write_points(&key, buffer.points(&mut scratch))?,
             }
         }
         writer.finish()?;
