@@ -270,7 +270,7 @@ fn main() -> anyhow::Result<()> {
     let spec = spec_of(&cli.workload)?;
     let wal_mode = WalMode::parse(&cli.workload.wal_mode)
         .with_context(|| format!("--wal-mode {:?}: sync, async or off", cli.workload.wal_mode))?;
-    if let Some(duration) = cli.workload.duration {
+    if let (None, Some(duration)) = (&cli.mode, cli.workload.duration) {
         if cli.workload.runs > 1 {
             bail!("--runs repeats the benchmark; a soak (--duration) runs once");
         }
