@@ -257,15 +257,13 @@ impl Column {
         match self {
             Column::Plain(values) => values,
             Column::Decimal { exponent, digits } => {
-                let mut doubles = match std::mem::replace(scratch, Values::Boolean(Vec::new())) {
-                    Values::Double(mut doubles) => {
-                        doubles.clear();
-                        doubles
-                    }
-                    _ => Vec::new(),
-                };
-                decimal::decode(digits, POWERS_OF_TEN[*exponent], &mut doubles);
-                *scratch = Values::Double(doubles);
+                if !matches!(scratch, Values::Double(_)) {
+                    *scratch = Values::Double(Vec::new());
+                }
+                if let Values::Double(doubles) = &mut *scratch {
+                    doubles.clear();
+                    decimal::decode(digits, POWERS_OF_TEN[*exponent], doubles);
+                }
                 scratch
             }
         }
@@ -274,10 +272,10 @@ impl Column {
     fn to_values(&self) -> Values {
         match self {
             Column::Plain(values) => values.clone(),
-            Column::Decimal { exponent, digits } => {
-                let mut doubles = Vec::with_capacity(digits.len());
-                decimal::decode(digits, POWERS_OF_TEN[*exponent], &mut doubles);
-                Values::Double(doubles)
+            Column::Decimal { digits, .. } => {
+                let mut doubles = Values::Double(Vec::with_capacity(digits.len()));
+                self.as_values(&mut doubles);
+                doubles
             }
         }
     }
@@ -306,14 +304,11 @@ impl Column {
     }
 }
 
-/// The conversions between doubles and [`Column::Decimal`]'s digits.
+/// The conversions between doubles and [`Column::Decimal`]'s digits: the float codec's
+/// ALP conversion and decoding, held to 32-bit digits.
 mod decimal {
     use super::{DECIMAL_EXPONENT_MAX, POWERS_OF_TEN};
-
-    /// 1.5 × 2^52: below 2^51 in magnitude, `x + MAGIC` lies where the spacing of f64s is
-    /// 1, so it is `x` rounded to an integer plus `MAGIC`, exactly (as the codec's ALP
-    /// conversion rounds, without a float-to-integer conversion per value).
-    const MAGIC: f64 = 6_755_399_441_055_744.0;
+    use crate::codec::float::{Float, to_decimal_unchecked};
 
     /// Sets `out[i]` to `values[i] × power` rounded, and returns whether every one is a
     /// 32-bit integer whose division by `power` gives the value back bit for bit (`out` is
@@ -324,22 +319,22 @@ mod decimal {
         // A count of misses rather than a flag: the loop vectorises so.
         let mut misses = 0usize;
         for (slot, &value) in out.iter_mut().zip(values) {
-            let shifted = value * power + MAGIC;
-            let rounded = shifted - MAGIC;
-            // NaN compares false: not a digit.
-            let fits = rounded.abs() <= f64::from(i32::MAX);
-            let digit = (shifted.to_bits() as i64).wrapping_sub(MAGIC.to_bits() as i64) as i32;
-            *slot = digit;
-            let exact = fits & ((rounded / power).to_bits() == value.to_bits());
-            misses += usize::from(!exact);
+            let (n, exact) = to_decimal_unchecked(value, power);
+            *slot = n as i32;
+            let fits = n.unsigned_abs() <= i32::MAX as u64;
+            misses += usize::from(!(exact & fits));
         }
         misses == 0
     }
 
-    /// Appends `digits[i] / power` for every digit.
+    /// Appends `digits[i] / power` for every digit, as the codec decodes ALP's integers.
     #[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.2"))]
     pub(super) fn decode(digits: &[i32], power: f64, out: &mut Vec<f64>) {
-        out.extend(digits.iter().map(|&digit| f64::from(digit) / power));
+        out.extend(
+            digits
+                .iter()
+                .map(|&digit| f64::from_scaled(i64::from(digit), power)),
+        );
     }
 
     /// Appends `run` to `digits` at `*exponent`, or at the smallest larger exponent that

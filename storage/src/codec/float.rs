@@ -119,7 +119,7 @@ pub fn encode<F: Float>(values: &[F], out: &mut Vec<u8>) {
 /// `power` gives back `value` bit for bit (the integer is meaningless when it does not).
 /// Branch-free, so a loop over a column vectorises.
 #[inline]
-fn to_decimal_unchecked<F: Float>(value: F, power: f64) -> (i64, bool) {
+pub(crate) fn to_decimal_unchecked<F: Float>(value: F, power: f64) -> (i64, bool) {
     let scaled = value.to_f64() * power;
     // NaN and infinities are exceptions: NaN compares false here.
     let in_range = scaled.abs() < SCALED_ABS_LIMIT;
