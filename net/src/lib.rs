@@ -20,7 +20,9 @@ pub mod tablet;
 pub mod types;
 
 pub use error::{ClientError, DecodeError, NetError};
-pub use frame::{FLAG_MORE, Frame, FrameHeader, HEADER_BYTES, MAGIC, Opcode, PROTOCOL_VERSION};
+pub use frame::{
+    ChecksummedBody, FLAG_MORE, Frame, FrameHeader, HEADER_BYTES, MAGIC, Opcode, PROTOCOL_VERSION,
+};
 pub use message::{
     AggregateQuery, Aggregation, CreateDatabase, GroupByWindow, Handshake, HandshakeAccepted,
     InsertTablets, RawQuery, Request, ResponsePayload, ResponseResult, SeriesSelection,

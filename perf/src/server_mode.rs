@@ -25,11 +25,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
-use bytes::Bytes;
 use iotdb_net::{
-    AggregateQuery, Aggregation, AsyncCalls, AsyncClient, ClientConfig, ClientError,
-    CreateDatabase, Destination, GroupByWindow, Opcode, RawQuery, RouteTable, SeriesSelection,
-    ShardAwareClient, StatusCode, WireTablet,
+    AggregateQuery, Aggregation, AsyncCalls, AsyncClient, ChecksummedBody, ClientConfig,
+    ClientError, CreateDatabase, Destination, GroupByWindow, Opcode, RawQuery, RouteTable,
+    SeriesSelection, ShardAwareClient, StatusCode, WireTablet,
 };
 
 use crate::progress::Progress;
@@ -205,7 +204,8 @@ struct Prepared {
     device: String,
     first_time: i64,
     points: u64,
-    body: Bytes,
+    /// Encoded and checksummed before timing, as the workload prescribes.
+    body: ChecksummedBody,
 }
 
 pub(crate) fn client_config(options: &ServerOptions, shard: Option<u32>) -> ClientConfig {
@@ -342,7 +342,7 @@ impl Writer {
         }
     }
 
-    async fn send(&mut self, lane: &Lane, body: Bytes) -> Result<u64, ClientError> {
+    async fn send(&mut self, lane: &Lane, body: ChecksummedBody) -> Result<u64, ClientError> {
         let connection = match (self, lane) {
             (Writer::Pinned { client, .. }, Lane::Shard(shard)) => &mut client.connections[*shard],
             (Writer::ShardAware(client), Lane::Routed(destination)) => {
@@ -350,7 +350,9 @@ impl Writer {
             }
             _ => unreachable!("a lane comes from its own writer"),
         };
-        connection.send_body(Opcode::InsertTablets, body).await
+        connection
+            .send_checksummed(Opcode::InsertTablets, body)
+            .await
     }
 
     async fn receive(&mut self, lane: &Lane, id: u64) -> Result<(), ClientError> {
@@ -405,7 +407,9 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
                 device: wire.device.clone(),
                 first_time: wire.timestamps[0],
                 points: (wire.timestamps.len() * wire.columns.len()) as u64,
-                body: iotdb_net::encode_insert_tablets(std::slice::from_ref(&wire)),
+                body: ChecksummedBody::new(iotdb_net::encode_insert_tablets(std::slice::from_ref(
+                    &wire,
+                ))),
             }
         })
         .collect();

@@ -10,7 +10,7 @@ use monoio::net::TcpStream;
 use super::async_calls::AsyncCalls;
 use super::{ClientConfig, PendingRequests, into_done, into_handshake};
 use crate::error::{ClientError, NetError};
-use crate::frame::{Frame, Opcode};
+use crate::frame::{ChecksummedBody, Frame, Opcode};
 use crate::message::{HandshakeAccepted, Request, ResponsePayload, encode_insert_tablets};
 use crate::server::read_frame_plain;
 use crate::tablet::WireTablet;
@@ -78,8 +78,19 @@ impl AsyncClient {
     }
 
     pub async fn send_body(&mut self, opcode: Opcode, body: Bytes) -> Result<u64, ClientError> {
+        self.send_checksummed(opcode, ChecksummedBody::new(body))
+            .await
+    }
+
+    /// [`AsyncClient::send_body`] of a body whose checksum was taken before: a prepared
+    /// request is not read again on its way out.
+    pub async fn send_checksummed(
+        &mut self,
+        opcode: Opcode,
+        body: ChecksummedBody,
+    ) -> Result<u64, ClientError> {
         let request_id = self.pending.register(opcode);
-        let bytes = Frame::new(opcode as u8, 0, request_id, body).encode();
+        let bytes = Frame::with_checksummed(opcode as u8, 0, request_id, body).encode();
         let (result, _) = self.stream.write_all(bytes).await;
         result.map_err(|error| NetError::io("writing a request", error))?;
         Ok(request_id)
