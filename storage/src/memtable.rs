@@ -201,14 +201,15 @@ const DECIMAL_EXPONENT_MAX: usize = 9;
 ///
 /// Sensors mostly report decimals with a fixed number of places (`23.45`), which a DOUBLE
 /// holds as the nearest binary fraction. Such a value is `digit / 10^exponent` exactly, bit
-/// for bit, for a 32-bit integer `digit` (IEEE division is correctly rounded, and so is
-/// parsing `23.45`), so the memtable keeps those digits: half the memory of the doubles,
-/// and half the fresh pages a growing memtable touches (on the development VM a fresh page
-/// costs about 2 µs: with doubles, first-touch was half of the append's CPU). A value that
-/// does not fit raises the exponent if a larger one takes every digit so far and the run;
-/// otherwise the column turns into plain doubles for good. Every value is checked bit for
-/// bit before it is kept as a digit, so NaNs, infinities, `-0.0` and values with more
-/// places go to plain doubles, never to an approximation.
+/// for bit, for an integer `digit` (IEEE division is correctly rounded, and so is parsing
+/// `23.45`), so the memtable keeps those digits: 16-bit while every digit fits (`23.45` at
+/// exponent 2: a quarter of the memory of the doubles), 32-bit once one does not (`1013.25`:
+/// half), and so a quarter or half of the fresh pages a growing memtable touches (on the
+/// development VM a fresh page costs about 2 µs: with doubles, first-touch was half of the
+/// append's CPU). A value that does not fit raises the exponent if a larger one takes every
+/// digit so far and the run; otherwise the column turns into plain doubles for good. Every
+/// value is checked bit for bit before it is kept as a digit, so NaNs, infinities, `-0.0`
+/// and values with more places go to plain doubles, never to an approximation.
 #[derive(Clone, Debug)]
 enum Column {
     Plain(Values),
@@ -216,8 +217,47 @@ enum Column {
     /// yet: the first run picks it.
     Decimal {
         exponent: usize,
-        digits: Vec<i32>,
+        digits: Digits,
     },
+}
+
+/// The digits of a [`Column::Decimal`]: 16-bit until one does not fit, 32-bit from then on
+/// (the width never changes which digits or exponent are kept, only their bytes).
+#[derive(Clone, Debug)]
+enum Digits {
+    Narrow(Vec<i16>),
+    Wide(Vec<i32>),
+}
+
+/// Applies `$body` to the digits' vector whatever its width.
+macro_rules! with_digits {
+    ($digits:expr, $v:ident => $body:expr) => {
+        match $digits {
+            Digits::Narrow($v) => $body,
+            Digits::Wide($v) => $body,
+        }
+    };
+}
+
+impl Digits {
+    fn len(&self) -> usize {
+        with_digits!(self, v => v.len())
+    }
+
+    fn heap_bytes(&self) -> usize {
+        match self {
+            Digits::Narrow(v) => v.capacity() * std::mem::size_of::<i16>(),
+            Digits::Wide(v) => v.capacity() * std::mem::size_of::<i32>(),
+        }
+    }
+
+    /// Appends `digit / power` for every digit.
+    fn decode(&self, power: f64, out: &mut Vec<f64>) {
+        match self {
+            Digits::Narrow(v) => decimal::decode_narrow(v, power, out),
+            Digits::Wide(v) => decimal::decode(v, power, out),
+        }
+    }
 }
 
 impl Column {
@@ -225,7 +265,7 @@ impl Column {
         match data_type {
             DataType::Double => Column::Decimal {
                 exponent: 0,
-                digits: Vec::new(),
+                digits: Digits::Narrow(Vec::new()),
             },
             other => Column::Plain(Values::new(other)),
         }
@@ -234,21 +274,23 @@ impl Column {
     fn capacity(&self) -> usize {
         match self {
             Column::Plain(values) => with_values!(values, v => v.capacity()),
-            Column::Decimal { digits, .. } => digits.capacity(),
+            Column::Decimal { digits, .. } => with_digits!(digits, v => v.capacity()),
         }
     }
 
     fn reserve_exact(&mut self, additional: usize) {
         match self {
             Column::Plain(values) => with_values!(values, v => v.reserve_exact(additional)),
-            Column::Decimal { digits, .. } => digits.reserve_exact(additional),
+            Column::Decimal { digits, .. } => {
+                with_digits!(digits, v => v.reserve_exact(additional))
+            }
         }
     }
 
     fn heap_bytes(&self) -> usize {
         match self {
             Column::Plain(values) => values.heap_bytes(),
-            Column::Decimal { digits, .. } => digits.capacity() * std::mem::size_of::<i32>(),
+            Column::Decimal { digits, .. } => digits.heap_bytes(),
         }
     }
 
@@ -262,7 +304,7 @@ impl Column {
                 }
                 if let Values::Double(doubles) = &mut *scratch {
                     doubles.clear();
-                    decimal::decode(digits, POWERS_OF_TEN[*exponent], doubles);
+                    digits.decode(POWERS_OF_TEN[*exponent], doubles);
                 }
                 scratch
             }
@@ -287,9 +329,9 @@ impl Column {
             (Column::Decimal { exponent, digits }, ValuesRef::Double(doubles)) => {
                 let run = &doubles[rows];
                 if !decimal::extend(exponent, digits, run) {
-                    let mut plain =
-                        Vec::with_capacity(digits.capacity().max(digits.len() + run.len()));
-                    decimal::decode(digits, POWERS_OF_TEN[*exponent], &mut plain);
+                    let capacity = with_digits!(&*digits, v => v.capacity());
+                    let mut plain = Vec::with_capacity(capacity.max(digits.len() + run.len()));
+                    digits.decode(POWERS_OF_TEN[*exponent], &mut plain);
                     plain.extend_from_slice(run);
                     *self = Column::Plain(Values::Double(plain));
                 }
@@ -305,10 +347,14 @@ impl Column {
 }
 
 /// The conversions between doubles and [`Column::Decimal`]'s digits: the float codec's
-/// ALP conversion and decoding, held to 32-bit digits.
+/// ALP conversion and decoding, held to 32-bit digits (and to 16-bit ones while they fit).
 mod decimal {
-    use super::{DECIMAL_EXPONENT_MAX, POWERS_OF_TEN};
+    use super::{DECIMAL_EXPONENT_MAX, Digits, POWERS_OF_TEN};
     use crate::codec::float::{Float, to_decimal_unchecked};
+
+    /// Values converted at a time: the digits of a chunk are worked out on the stack
+    /// before they are stored at their width.
+    const CHUNK_VALUES: usize = 256;
 
     /// Sets `out[i]` to `values[i] × power` rounded, and returns whether every one is a
     /// 32-bit integer whose division by `power` gives the value back bit for bit (`out` is
@@ -327,6 +373,16 @@ mod decimal {
         misses == 0
     }
 
+    /// Whether every digit fits 16 bits.
+    #[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.2"))]
+    fn all_narrow(digits: &[i32]) -> bool {
+        let mut misses = 0usize;
+        for &digit in digits {
+            misses += usize::from(i16::try_from(digit).is_err());
+        }
+        misses == 0
+    }
+
     /// Appends `digits[i] / power` for every digit, as the codec decodes ALP's integers.
     #[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.2"))]
     pub(super) fn decode(digits: &[i32], power: f64, out: &mut Vec<f64>) {
@@ -337,36 +393,101 @@ mod decimal {
         );
     }
 
+    /// [`decode`] of 16-bit digits.
+    #[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.2"))]
+    pub(super) fn decode_narrow(digits: &[i16], power: f64, out: &mut Vec<f64>) {
+        out.extend(
+            digits
+                .iter()
+                .map(|&digit| f64::from_scaled(i64::from(digit), power)),
+        );
+    }
+
     /// Appends `run` to `digits` at `*exponent`, or at the smallest larger exponent that
     /// takes the run and every digit so far (rescaling those, exactly: `d × 10^k / 10^(e+k)`
-    /// and `d / 10^e` are the correctly rounded quotients of one rational). False, and
-    /// nothing changed, when no exponent up to the largest takes them.
-    pub(super) fn extend(exponent: &mut usize, digits: &mut Vec<i32>, run: &[f64]) -> bool {
+    /// and `d / 10^e` are the correctly rounded quotients of one rational), widening 16-bit
+    /// digits to 32 bits when one no longer fits. False when no exponent up to the largest
+    /// takes them: then `digits` holds what it held before (perhaps rescaled to a larger
+    /// exponent and wider, the same values).
+    pub(super) fn extend(exponent: &mut usize, digits: &mut Digits, run: &[f64]) -> bool {
         let start = digits.len();
-        let lowest = if start == 0 { 0 } else { *exponent };
-        digits.resize(start + run.len(), 0);
-        let powers = POWERS_OF_TEN.iter().enumerate();
-        for (candidate, &power) in powers.take(DECIMAL_EXPONENT_MAX + 1).skip(lowest) {
-            if !encode(run, power, &mut digits[start..]) {
-                continue;
-            }
-            if candidate == *exponent || start == 0 {
-                *exponent = candidate;
-                return true;
-            }
-            let factor = 10i32.pow((candidate - *exponent) as u32);
-            let rescaled: Option<Vec<i32>> = digits[..start]
-                .iter()
-                .map(|&d| d.checked_mul(factor))
-                .collect();
-            if let Some(rescaled) = rescaled {
-                digits[..start].copy_from_slice(&rescaled);
-                *exponent = candidate;
-                return true;
+        for chunk in run.chunks(CHUNK_VALUES) {
+            if !extend_chunk(exponent, digits, chunk) {
+                with_digits!(digits, v => v.truncate(start));
+                return false;
             }
         }
-        digits.truncate(start);
+        true
+    }
+
+    fn extend_chunk(exponent: &mut usize, digits: &mut Digits, chunk: &[f64]) -> bool {
+        let mut converted = [0i32; CHUNK_VALUES];
+        let converted = &mut converted[..chunk.len()];
+        let start = digits.len();
+        let lowest = if start == 0 { 0 } else { *exponent };
+        let powers = POWERS_OF_TEN.iter().enumerate();
+        for (candidate, &power) in powers.take(DECIMAL_EXPONENT_MAX + 1).skip(lowest) {
+            if !encode(chunk, power, converted) {
+                continue;
+            }
+            if candidate != *exponent && start > 0 {
+                let factor = 10i32.pow((candidate - *exponent) as u32);
+                if !rescale(digits, factor) {
+                    continue;
+                }
+            }
+            *exponent = candidate;
+            push(digits, converted);
+            return true;
+        }
         false
+    }
+
+    /// Multiplies every digit by `factor`, widening to 32 bits if a product needs them;
+    /// false, and nothing changed, if one overflows 32 bits.
+    fn rescale(digits: &mut Digits, factor: i32) -> bool {
+        let rescaled: Option<Vec<i32>> = match &*digits {
+            Digits::Narrow(v) => v
+                .iter()
+                .map(|&d| i32::from(d).checked_mul(factor))
+                .collect(),
+            Digits::Wide(v) => v.iter().map(|&d| d.checked_mul(factor)).collect(),
+        };
+        let Some(rescaled) = rescaled else {
+            return false;
+        };
+        *digits = match digits {
+            Digits::Narrow(narrow) if all_narrow(&rescaled) => {
+                for (slot, &digit) in narrow.iter_mut().zip(&rescaled) {
+                    *slot = digit as i16;
+                }
+                return true;
+            }
+            Digits::Narrow(narrow) => {
+                let mut wide = Vec::with_capacity(narrow.capacity());
+                wide.extend_from_slice(&rescaled);
+                Digits::Wide(wide)
+            }
+            Digits::Wide(_) => Digits::Wide(rescaled),
+        };
+        true
+    }
+
+    /// Appends `converted` at the digits' width, widening them first if it needs 32 bits.
+    fn push(digits: &mut Digits, converted: &[i32]) {
+        if let Digits::Narrow(narrow) = digits {
+            if all_narrow(converted) {
+                narrow.extend(converted.iter().map(|&digit| digit as i16));
+                return;
+            }
+            let mut wide =
+                Vec::with_capacity(narrow.capacity().max(narrow.len() + converted.len()));
+            wide.extend(narrow.iter().map(|&digit| i32::from(digit)));
+            *digits = Digits::Wide(wide);
+        }
+        if let Digits::Wide(wide) = digits {
+            wide.extend_from_slice(converted);
+        }
     }
 }
 
@@ -837,9 +958,9 @@ mod tests {
                 |_, _| Side::Sequence,
             );
         }
-        // Doubles that are whole numbers, kept as 32-bit digits; one timestamp is kept as
+        // Doubles that are whole numbers, kept as 16-bit digits; one timestamp is kept as
         // the first of a regular run, with no list.
-        let buffers = SERIES_CAPACITY_MIN * 4;
+        let buffers = SERIES_CAPACITY_MIN * 2;
         assert_eq!(
             m.heap_bytes(),
             devices * (DEVICE_ENTRY_BYTES + SERIES_ENTRY_BYTES + buffers)
@@ -901,31 +1022,14 @@ mod tests {
         Ok(())
     }
 
-    #[test]
-    fn decimals_are_kept_as_digits_and_read_back_bit_for_bit() {
+    /// Applies each run to one series at times `10 i + 0, 1, ...` and observes the memtable
+    /// after each.
+    fn after_each_run<T>(
+        runs: &[Vec<f64>],
+        observe: impl Fn(&Memtable) -> T,
+    ) -> (Memtable, Vec<T>) {
         let mut m = Memtable::default();
-        let values: Vec<f64> = (0..1000).map(|i| f64::from(2000 + i) / 100.0).collect();
-        let ts: Vec<i64> = (0..1000).collect();
-        m.apply(
-            &tablet("root.db.d1", &ts, &values, None).as_ref(),
-            |_| 0,
-            |_, _| Side::Sequence,
-        );
-        assert!(matches!(
-            buffer(&m).values,
-            Column::Decimal { exponent: 2, .. }
-        ));
-        // 1024 digits of 4 bytes: half what 1024 doubles take.
-        let entries = DEVICE_ENTRY_BYTES + SERIES_ENTRY_BYTES;
-        assert_eq!(m.heap_bytes(), entries + 1024 * 4);
-        check_values_round_trip(&[values]).unwrap();
-    }
-
-    #[test]
-    fn a_value_with_more_places_raises_the_exponent_and_one_that_fits_none_turns_plain() {
-        let runs = [vec![1.0, 2.0], vec![2.5], vec![-2.25, 0.0], vec![1e-12]];
-        let mut m = Memtable::default();
-        let mut exponents = Vec::new();
+        let mut seen = Vec::new();
         for (i, run) in runs.iter().enumerate() {
             let ts: Vec<i64> = (0..run.len() as i64).map(|t| 10 * i as i64 + t).collect();
             m.apply(
@@ -933,11 +1037,98 @@ mod tests {
                 |_| 0,
                 |_, _| Side::Sequence,
             );
-            exponents.push(match &buffer(&m).values {
-                Column::Decimal { exponent, .. } => Some(*exponent),
-                Column::Plain(_) => None,
-            });
+            seen.push(observe(&m));
         }
+        (m, seen)
+    }
+
+    /// A memtable holding `values` in one series, at times 0, 1, 2, ...
+    fn one_run(values: &[f64]) -> Memtable {
+        let mut m = Memtable::default();
+        let ts: Vec<i64> = (0..values.len() as i64).collect();
+        m.apply(
+            &tablet("root.db.d1", &ts, values, None).as_ref(),
+            |_| 0,
+            |_, _| Side::Sequence,
+        );
+        m
+    }
+
+    #[test]
+    fn decimals_are_kept_as_digits_and_read_back_bit_for_bit() {
+        let values: Vec<f64> = (0..1000).map(|i| f64::from(2000 + i) / 100.0).collect();
+        let m = one_run(&values);
+        assert!(matches!(
+            buffer(&m).values,
+            Column::Decimal { exponent: 2, .. }
+        ));
+        // 1024 digits of 2 bytes: a quarter of what 1024 doubles take.
+        let entries = DEVICE_ENTRY_BYTES + SERIES_ENTRY_BYTES;
+        assert_eq!(m.heap_bytes(), entries + 1024 * 2);
+        check_values_round_trip(&[values]).unwrap();
+    }
+
+    /// The width of a series' digits (None: plain doubles) and its heap bytes.
+    fn digits_width(m: &Memtable) -> Option<usize> {
+        match &buffer(m).values {
+            Column::Decimal {
+                digits: Digits::Narrow(_),
+                ..
+            } => Some(2),
+            Column::Decimal {
+                digits: Digits::Wide(_),
+                ..
+            } => Some(4),
+            Column::Plain(_) => None,
+        }
+    }
+
+    #[test]
+    fn digits_stay_16_bit_until_one_does_not_fit_then_widen_and_read_back_the_same() {
+        // 1013.25 hPa is 101325 at exponent 2: past 16 bits, so the digits widen.
+        let runs = [vec![23.45, -327.68, 327.67], vec![1013.25], vec![0.5, 20.0]];
+        let (_, widths) = after_each_run(&runs, digits_width);
+        assert_eq!(widths, [Some(2), Some(4), Some(4)]);
+        check_values_round_trip(&runs).unwrap();
+        // Rescaling to a larger exponent widens too: 30000 is 16-bit, 300000.0 at one
+        // place (3000000) is not.
+        let mut m = Memtable::default();
+        for (i, run) in [vec![30000.0], vec![0.5]].iter().enumerate() {
+            m.apply(
+                &tablet("root.db.d1", &[i as i64], run, None).as_ref(),
+                |_| 0,
+                |_, _| Side::Sequence,
+            );
+        }
+        assert_eq!(digits_width(&m), Some(4));
+        check_values_round_trip(&[vec![30000.0], vec![0.5]]).unwrap();
+    }
+
+    #[test]
+    fn a_long_run_converted_in_chunks_keeps_one_exponent_or_turns_plain_whole() {
+        // The last chunk of a 600-value run needs a larger exponent than the first two:
+        // the digits already converted are rescaled.
+        let mut run: Vec<f64> = (0..600).map(|i| f64::from(i) / 10.0).collect();
+        run[599] = 0.125;
+        let m = one_run(&run);
+        assert!(matches!(
+            buffer(&m).values,
+            Column::Decimal { exponent: 3, .. }
+        ));
+        check_values_round_trip(std::slice::from_ref(&run)).unwrap();
+        // A value no exponent takes in a later chunk turns the whole column plain, the
+        // earlier chunks of the run counted once.
+        run[590] = 1.0 / 3.0;
+        check_values_round_trip(&[vec![1.5; 10], run]).unwrap();
+    }
+
+    #[test]
+    fn a_value_with_more_places_raises_the_exponent_and_one_that_fits_none_turns_plain() {
+        let runs = [vec![1.0, 2.0], vec![2.5], vec![-2.25, 0.0], vec![1e-12]];
+        let (m, exponents) = after_each_run(&runs, |m| match &buffer(m).values {
+            Column::Decimal { exponent, .. } => Some(*exponent),
+            Column::Plain(_) => None,
+        });
         assert_eq!(exponents, [Some(0), Some(1), Some(2), None]);
         let points = m.read(0, &SeriesKey::new("root.db.d1", "s1")).unwrap();
         assert_eq!(
@@ -975,6 +1166,31 @@ mod tests {
                 ],
                 1..40),
             1..8)) {
+            check_values_round_trip(&runs)?;
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Runs longer than a conversion chunk, with a value of more places or none at
+        /// any position: chunks rescaled, widened, or the whole column turned plain.
+        #[test]
+        fn long_runs_read_back_bit_for_bit(
+            runs in proptest::collection::vec(
+                (200usize..700, 0usize..700, 0u32..4, proptest::num::f64::ANY, -40_000i64..40_000)
+                    .prop_map(|(len, odd_at, places, odd, start)| {
+                        let mut run: Vec<f64> =
+                            (0..len as i64).map(|i| (start + i) as f64 / 100.0).collect();
+                        if odd_at < len {
+                            run[odd_at] = if places == 3 {
+                                odd
+                            } else {
+                                (start * 7) as f64 / 10f64.powi(places as i32 + 2)
+                            };
+                        }
+                        run
+                    }),
+                1..4)) {
             check_values_round_trip(&runs)?;
         }
     }
@@ -1105,9 +1321,9 @@ mod tests {
         append(&mut m, &[140]);
         append(&mut m, &[150, 160]);
         assert!(buffer(&m).is_regular());
-        // Only the values take memory: 16 digits (the smallest capacity) of whole doubles.
+        // Only the values take memory: 16-bit digits (the smallest capacity) of whole doubles.
         let entries = DEVICE_ENTRY_BYTES + SERIES_ENTRY_BYTES;
-        assert_eq!(m.heap_bytes(), entries + SERIES_CAPACITY_MIN * 4);
+        assert_eq!(m.heap_bytes(), entries + SERIES_CAPACITY_MIN * 2);
         let expected: Vec<i64> = (0..7).map(|i| 100 + 10 * i).collect();
         assert_eq!(buffer(&m).to_points().timestamps, expected);
         let mut scratch = ReadScratch::default();
@@ -1119,7 +1335,7 @@ mod tests {
         assert!(!buffer(&m).is_regular());
         assert_eq!(
             m.heap_bytes(),
-            entries + SERIES_CAPACITY_MIN * (8 + 4),
+            entries + SERIES_CAPACITY_MIN * (8 + 2),
             "the list takes the values' capacity"
         );
         let mut expected = expected;
