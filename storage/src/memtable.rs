@@ -352,10 +352,6 @@ mod decimal {
     use super::{DECIMAL_EXPONENT_MAX, Digits, POWERS_OF_TEN};
     use crate::codec::float::{Float, to_decimal_unchecked};
 
-    /// Values converted at a time: the digits of a chunk are worked out on the stack
-    /// before they are stored at their width.
-    const CHUNK_VALUES: usize = 256;
-
     /// Sets `out[i]` to `values[i] × power` rounded, and returns whether every one is a
     /// 32-bit integer whose division by `power` gives the value back bit for bit (`out` is
     /// meaningless where not). Branch-free, so it vectorises; compiled for AVX2 and SSE4.2
@@ -373,14 +369,20 @@ mod decimal {
         misses == 0
     }
 
-    /// Whether every digit fits 16 bits.
+    /// [`encode`] into 16-bit digits: whether every value is exact as a 32-bit digit, and
+    /// whether every digit also fits 16 bits (`out` holds them when both).
     #[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.2"))]
-    fn all_narrow(digits: &[i32]) -> bool {
+    fn encode_narrow(values: &[f64], power: f64, out: &mut [i16]) -> (bool, bool) {
         let mut misses = 0usize;
-        for &digit in digits {
-            misses += usize::from(i16::try_from(digit).is_err());
+        let mut wide = 0usize;
+        for (slot, &value) in out.iter_mut().zip(values) {
+            let (n, exact) = to_decimal_unchecked(value, power);
+            *slot = n as i16;
+            let fits = n.unsigned_abs() <= i32::MAX as u64;
+            misses += usize::from(!(exact & fits));
+            wide += usize::from(i64::from(n as i16) != n);
         }
-        misses == 0
+        (misses == 0, wide == 0)
     }
 
     /// Appends `digits[i] / power` for every digit, as the codec decodes ALP's integers.
@@ -407,86 +409,85 @@ mod decimal {
     /// takes the run and every digit so far (rescaling those, exactly: `d × 10^k / 10^(e+k)`
     /// and `d / 10^e` are the correctly rounded quotients of one rational), widening 16-bit
     /// digits to 32 bits when one no longer fits. False when no exponent up to the largest
-    /// takes them: then `digits` holds what it held before (perhaps rescaled to a larger
-    /// exponent and wider, the same values).
+    /// takes them: then `digits` holds the values it held before (perhaps wider).
     pub(super) fn extend(exponent: &mut usize, digits: &mut Digits, run: &[f64]) -> bool {
-        let start = digits.len();
-        for chunk in run.chunks(CHUNK_VALUES) {
-            if !extend_chunk(exponent, digits, chunk) {
-                with_digits!(digits, v => v.truncate(start));
-                return false;
-            }
-        }
-        true
-    }
-
-    fn extend_chunk(exponent: &mut usize, digits: &mut Digits, chunk: &[f64]) -> bool {
-        let mut converted = [0i32; CHUNK_VALUES];
-        let converted = &mut converted[..chunk.len()];
         let start = digits.len();
         let lowest = if start == 0 { 0 } else { *exponent };
         let powers = POWERS_OF_TEN.iter().enumerate();
         for (candidate, &power) in powers.take(DECIMAL_EXPONENT_MAX + 1).skip(lowest) {
-            if !encode(chunk, power, converted) {
+            if !convert(digits, start, run, power) {
                 continue;
             }
-            if candidate != *exponent && start > 0 {
-                let factor = 10i32.pow((candidate - *exponent) as u32);
-                if !rescale(digits, factor) {
-                    continue;
-                }
+            if candidate == *exponent || start == 0 {
+                *exponent = candidate;
+                return true;
             }
-            *exponent = candidate;
-            push(digits, converted);
-            return true;
+            if rescale(digits, start, 10i32.pow((candidate - *exponent) as u32)) {
+                *exponent = candidate;
+                return true;
+            }
         }
+        with_digits!(digits, v => v.truncate(start));
         false
     }
 
-    /// Multiplies every digit by `factor`, widening to 32 bits if a product needs them;
-    /// false, and nothing changed, if one overflows 32 bits.
-    fn rescale(digits: &mut Digits, factor: i32) -> bool {
-        let rescaled: Option<Vec<i32>> = match &*digits {
-            Digits::Narrow(v) => v
-                .iter()
-                .map(|&d| i32::from(d).checked_mul(factor))
-                .collect(),
-            Digits::Wide(v) => v.iter().map(|&d| d.checked_mul(factor)).collect(),
-        };
-        let Some(rescaled) = rescaled else {
-            return false;
-        };
-        *digits = match digits {
-            Digits::Narrow(narrow) if all_narrow(&rescaled) => {
-                for (slot, &digit) in narrow.iter_mut().zip(&rescaled) {
-                    *slot = digit as i16;
-                }
+    /// Sets the digits past `start` to `run`'s at `power`, widening the digits if one
+    /// needs 32 bits; false (the tail meaningless) when a value is not exact there.
+    fn convert(digits: &mut Digits, start: usize, run: &[f64], power: f64) -> bool {
+        if let Digits::Narrow(narrow) = digits {
+            narrow.resize(start + run.len(), 0);
+            let (exact, fits) = encode_narrow(run, power, &mut narrow[start..]);
+            if !exact {
+                return false;
+            }
+            if fits {
                 return true;
             }
-            Digits::Narrow(narrow) => {
-                let mut wide = Vec::with_capacity(narrow.capacity());
-                wide.extend_from_slice(&rescaled);
-                Digits::Wide(wide)
-            }
-            Digits::Wide(_) => Digits::Wide(rescaled),
+            widen(digits);
+        }
+        let Digits::Wide(wide) = digits else {
+            unreachable!("widened above");
         };
-        true
+        wide.resize(start + run.len(), 0);
+        encode(run, power, &mut wide[start..])
     }
 
-    /// Appends `converted` at the digits' width, widening them first if it needs 32 bits.
-    fn push(digits: &mut Digits, converted: &[i32]) {
+    /// Turns 16-bit digits into 32-bit ones, the same values.
+    fn widen(digits: &mut Digits) {
         if let Digits::Narrow(narrow) = digits {
-            if all_narrow(converted) {
-                narrow.extend(converted.iter().map(|&digit| digit as i16));
-                return;
-            }
-            let mut wide =
-                Vec::with_capacity(narrow.capacity().max(narrow.len() + converted.len()));
+            let mut wide = Vec::with_capacity(narrow.capacity());
             wide.extend(narrow.iter().map(|&digit| i32::from(digit)));
             *digits = Digits::Wide(wide);
         }
-        if let Digits::Wide(wide) = digits {
-            wide.extend_from_slice(converted);
+    }
+
+    /// Multiplies the digits before `start` by `factor`, widening them all if a product
+    /// needs 32 bits; false, and nothing changed but perhaps the width, if one overflows.
+    fn rescale(digits: &mut Digits, start: usize, factor: i32) -> bool {
+        if let Digits::Narrow(narrow) = digits {
+            let narrowed: Option<Vec<i16>> = narrow[..start]
+                .iter()
+                .map(|&d| d.checked_mul(i16::try_from(factor).ok()?))
+                .collect();
+            if let Some(narrowed) = narrowed {
+                narrow[..start].copy_from_slice(&narrowed);
+                return true;
+            }
+            widen(digits);
+        }
+        let Digits::Wide(wide) = digits else {
+            unreachable!("widened above");
+        };
+        let rescaled: Option<Vec<i32>> = wide[..start]
+            .iter()
+            .map(|&d| d.checked_mul(factor))
+            .collect();
+        match rescaled {
+            Some(rescaled) => {
+                wide[..start].copy_from_slice(&rescaled);
+                true
+            }
+            None => false,
         }
     }
 }
@@ -1105,9 +1106,9 @@ mod tests {
     }
 
     #[test]
-    fn a_long_run_converted_in_chunks_keeps_one_exponent_or_turns_plain_whole() {
-        // The last chunk of a 600-value run needs a larger exponent than the first two:
-        // the digits already converted are rescaled.
+    fn a_long_run_with_one_value_of_more_places_takes_one_exponent_or_turns_plain_whole() {
+        // The last value of a 600-value run needs a larger exponent than the rest: the whole
+        // run is converted at that one.
         let mut run: Vec<f64> = (0..600).map(|i| f64::from(i) / 10.0).collect();
         run[599] = 0.125;
         let m = one_run(&run);
@@ -1116,8 +1117,8 @@ mod tests {
             Column::Decimal { exponent: 3, .. }
         ));
         check_values_round_trip(std::slice::from_ref(&run)).unwrap();
-        // A value no exponent takes in a later chunk turns the whole column plain, the
-        // earlier chunks of the run counted once.
+        // A value no exponent takes turns the whole column plain, after a run of digits,
+        // every value of the run counted once.
         run[590] = 1.0 / 3.0;
         check_values_round_trip(&[vec![1.5; 10], run]).unwrap();
     }
@@ -1172,8 +1173,8 @@ mod tests {
 
     proptest::proptest! {
         #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-        /// Runs longer than a conversion chunk, with a value of more places or none at
-        /// any position: chunks rescaled, widened, or the whole column turned plain.
+        /// Runs of hundreds of values, with a value of more places or none at any
+        /// position: digits rescaled, widened, or the whole column turned plain.
         #[test]
         fn long_runs_read_back_bit_for_bit(
             runs in proptest::collection::vec(
