@@ -54,8 +54,18 @@ pub struct LatencySummary {
     pub max_ms: f64,
 }
 
-/// utime + stime of process `pid` in seconds, from /proc.
+/// CPU seconds process `pid` has used, every thread's: the kernel's CPU clock of the
+/// process (nanoseconds), or where that cannot be read, utime + stime from /proc (10 ms
+/// ticks).
 pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
+    match iotdb_runtime::process_cpu_time(pid) {
+        Ok(time) => Some(time.as_secs_f64()),
+        Err(_) => procfs_cpu_seconds(pid),
+    }
+}
+
+/// utime + stime of process `pid` in seconds, from /proc.
+fn procfs_cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start past the last ')'.
     let rest = &stat[stat.rfind(')')? + 2..];
@@ -90,8 +100,8 @@ pub struct Phase {
     pub seconds: f64,
     pub points_per_second: f64,
     pub server_cpu_seconds: Option<f64>,
-    /// `None` without a CPU reading, or with a reading of 0 (a run shorter than the
-    /// 10 ms tick CPU time is counted in).
+    /// `None` without a CPU reading, or with a reading of 0 (a run too short for the CPU
+    /// clock read, 10 ms where only /proc's ticks could be).
     pub points_per_server_cpu_second: Option<f64>,
 }
 
@@ -102,8 +112,8 @@ impl Phase {
             seconds,
             points_per_second: points as f64 / seconds.max(1e-9),
             server_cpu_seconds: cpu,
-            // A reading of zero is a run shorter than the clock tick CPU time is counted
-            // in (10 ms), not an infinite rate: no figure.
+            // A reading of zero is a run shorter than the clock CPU time is counted in
+            // (10 ms ticks where only /proc could be read), not an infinite rate: no figure.
             points_per_server_cpu_second: cpu.filter(|c| *c > 0.0).map(|c| points as f64 / c),
         }
     }
@@ -299,7 +309,7 @@ impl Report {
             let shares: Vec<String> = self
                 .server_cpu_by_process
                 .iter()
-                .map(|(name, seconds)| format!("{name} {seconds:.2} s"))
+                .map(|(name, seconds)| format!("{name} {seconds:.3} s"))
                 .collect();
             println!("server cpu with flush by process: {}", shares.join(", "));
         }
@@ -338,12 +348,12 @@ impl Report {
                 w.ingest.points_per_server_cpu_second,
             ) {
                 println!(
-                    "server cpu, ingest only: {cpu:.2} s ({per_cpu:.0} points per server CPU-second)"
+                    "server cpu, ingest only: {cpu:.3} s ({per_cpu:.0} points per server CPU-second)"
                 );
             }
             println!("points/s ingest only: {:.0}", w.ingest.points_per_second);
             if let Some(cpu) = w.with_flush.server_cpu_seconds {
-                println!("server cpu with flush: {cpu:.2} s");
+                println!("server cpu with flush: {cpu:.3} s");
             }
             if let Some(per_cpu) = w.with_flush.points_per_server_cpu_second {
                 println!("points per server CPU-second with flush: {per_cpu:.0}");
@@ -450,12 +460,12 @@ impl Medians {
             (
                 "server cpu seconds, ingest only",
                 &self.server_cpu_seconds_ingest,
-                2,
+                3,
             ),
             (
                 "server cpu seconds with flush",
                 &self.server_cpu_seconds_with_flush,
-                2,
+                3,
             ),
             (
                 "points per server CPU-second, ingest only",

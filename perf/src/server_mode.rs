@@ -812,7 +812,7 @@ async fn drive(
             .map(|(_, seconds)| seconds)
             .sum();
         eprintln!(
-            "DataNodes' cpu through the flush together {data_nodes:.2} s ({:.0} points per \
+            "DataNodes' cpu through the flush together {data_nodes:.3} s ({:.0} points per \
              DataNode CPU-second)",
             spec.points() as f64 / data_nodes.max(f64::MIN_POSITIVE)
         );
@@ -843,7 +843,7 @@ async fn drive(
     let verify_cpu = server_cpu();
     let verified = verify_all(&mut admin, spec, &expected).await?;
     let verify_cpu = match (verify_cpu, server_cpu()) {
-        (Some(a), Some(b)) => format!(", server CPU {:.2} s", b - a),
+        (Some(a), Some(b)) => format!(", server CPU {:.3} s", b - a),
         _ => String::new(),
     };
     eprintln!(

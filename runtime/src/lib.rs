@@ -79,6 +79,6 @@ pub use mesh::{MeshEndpoint, Reply};
 pub use monoio::spawn;
 pub use shard::{DriverKind, ShardContext, ShardId, ShardSet, ShardSetBuilder, StopSignal};
 pub use thread::{
-    available_cores, current_thread_cpu_time, current_thread_name, log_colours,
+    available_cores, current_thread_cpu_time, current_thread_name, log_colours, process_cpu_time,
     set_current_thread_name, tune_allocator,
 };

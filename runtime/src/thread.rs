@@ -63,6 +63,35 @@ pub fn current_thread_cpu_time() -> std::io::Result<std::time::Duration> {
     Ok(std::time::Duration::from_nanos(nanos))
 }
 
+/// CPU time process `pid` has used so far: every thread's, those that have exited
+/// included, in nanoseconds (the kernel's CPU clock of the process, through
+/// `clock_getcpuclockid`), where /proc's utime and stime count 10 ms ticks. An error when
+/// the process is gone or its clock cannot be read.
+#[allow(unsafe_code)]
+pub fn process_cpu_time(pid: u32) -> std::io::Result<std::time::Duration> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid out of range"))?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: clock_getcpuclockid writes one clockid_t through the pointer, which points
+    // at a local that outlives the call.
+    let error = unsafe { libc::clock_getcpuclockid(pid, &mut clock) };
+    if error != 0 {
+        return Err(std::io::Error::from_raw_os_error(error));
+    }
+    let mut time = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec through the pointer, a local that outlives
+    // the call.
+    if unsafe { libc::clock_gettime(clock, &mut time) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let seconds = u64::try_from(time.tv_sec).unwrap_or(0);
+    let nanos = u32::try_from(time.tv_nsec).unwrap_or(0);
+    Ok(std::time::Duration::new(seconds, nanos))
+}
+
 /// The environment variable with which mimalloc itself is told whether it may use
 /// transparent huge pages; when it is set, [`tune_allocator`] leaves the choice to it.
 const ALLOW_THP_VARIABLE: &str = "MIMALLOC_ALLOW_THP";
@@ -122,6 +151,43 @@ mod tests {
             x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
         }
         assert!(current_thread_cpu_time().unwrap() > before);
+    }
+
+    #[test]
+    fn process_cpu_time_counts_every_thread_and_matches_procfs() {
+        let pid = std::process::id();
+        let before = process_cpu_time(pid).unwrap();
+        // Work on another thread that then exits: its CPU time stays in the process's.
+        let spent = std::thread::spawn(|| {
+            let start = current_thread_cpu_time().unwrap();
+            let mut x = 0u64;
+            while current_thread_cpu_time().unwrap() < start + std::time::Duration::from_millis(20)
+            {
+                x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+            }
+            current_thread_cpu_time().unwrap() - start
+        })
+        .join()
+        .unwrap();
+        let after = process_cpu_time(pid).unwrap();
+        assert!(
+            after - before >= spent,
+            "{before:?} -> {after:?}, the thread spent {spent:?}"
+        );
+        // /proc's ticks count the same time, 10 ms at a time.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+            .split_whitespace()
+            .collect();
+        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+        let procfs = std::time::Duration::from_millis(ticks * 10);
+        let now = process_cpu_time(pid).unwrap();
+        let difference = now.abs_diff(procfs);
+        assert!(
+            difference < std::time::Duration::from_millis(50),
+            "clock {now:?}, procfs {procfs:?}"
+        );
+        assert!(process_cpu_time(u32::MAX).is_err());
     }
 
     #[test]
