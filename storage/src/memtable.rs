@@ -244,6 +244,10 @@ impl Digits {
         with_digits!(self, v => v.len())
     }
 
+    fn capacity(&self) -> usize {
+        with_digits!(self, v => v.capacity())
+    }
+
     fn heap_bytes(&self) -> usize {
         match self {
             Digits::Narrow(v) => v.capacity() * std::mem::size_of::<i16>(),
@@ -254,7 +258,7 @@ impl Digits {
     /// Appends `digit / power` for every digit.
     fn decode(&self, power: f64, out: &mut Vec<f64>) {
         match self {
-            Digits::Narrow(v) => decimal::decode_narrow(v, power, out),
+            Digits::Narrow(v) => decimal::decode(v, power, out),
             Digits::Wide(v) => decimal::decode(v, power, out),
         }
     }
@@ -274,7 +278,7 @@ impl Column {
     fn capacity(&self) -> usize {
         match self {
             Column::Plain(values) => with_values!(values, v => v.capacity()),
-            Column::Decimal { digits, .. } => with_digits!(digits, v => v.capacity()),
+            Column::Decimal { digits, .. } => digits.capacity(),
         }
     }
 
@@ -329,8 +333,8 @@ impl Column {
             (Column::Decimal { exponent, digits }, ValuesRef::Double(doubles)) => {
                 let run = &doubles[rows];
                 if !decimal::extend(exponent, digits, run) {
-                    let capacity = with_digits!(&*digits, v => v.capacity());
-                    let mut plain = Vec::with_capacity(capacity.max(digits.len() + run.len()));
+                    let capacity = digits.capacity().max(digits.len() + run.len());
+                    let mut plain = Vec::with_capacity(capacity);
                     digits.decode(POWERS_OF_TEN[*exponent], &mut plain);
                     plain.extend_from_slice(run);
                     *self = Column::Plain(Values::Double(plain));
@@ -385,23 +389,14 @@ mod decimal {
         (misses == 0, wide == 0)
     }
 
-    /// Appends `digits[i] / power` for every digit, as the codec decodes ALP's integers.
+    /// Appends `digits[i] / power` for every digit (16- or 32-bit), as the codec decodes
+    /// ALP's integers.
     #[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.2"))]
-    pub(super) fn decode(digits: &[i32], power: f64, out: &mut Vec<f64>) {
+    pub(super) fn decode<D: Copy + Into<i64>>(digits: &[D], power: f64, out: &mut Vec<f64>) {
         out.extend(
             digits
                 .iter()
-                .map(|&digit| f64::from_scaled(i64::from(digit), power)),
-        );
-    }
-
-    /// [`decode`] of 16-bit digits.
-    #[multiversion::multiversion(targets("x86_64+avx2", "x86_64+sse4.2"))]
-    pub(super) fn decode_narrow(digits: &[i16], power: f64, out: &mut Vec<f64>) {
-        out.extend(
-            digits
-                .iter()
-                .map(|&digit| f64::from_scaled(i64::from(digit), power)),
+                .map(|&digit| f64::from_scaled(digit.into(), power)),
         );
     }
 
@@ -465,9 +460,10 @@ mod decimal {
     /// needs 32 bits; false, and nothing changed but perhaps the width, if one overflows.
     fn rescale(digits: &mut Digits, start: usize, factor: i32) -> bool {
         if let Digits::Narrow(narrow) = digits {
+            let narrow_factor = i16::try_from(factor).ok();
             let narrowed: Option<Vec<i16>> = narrow[..start]
                 .iter()
-                .map(|&d| d.checked_mul(i16::try_from(factor).ok()?))
+                .map(|&d| d.checked_mul(narrow_factor?))
                 .collect();
             if let Some(narrowed) = narrowed {
                 narrow[..start].copy_from_slice(&narrowed);
