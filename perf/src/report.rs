@@ -54,30 +54,13 @@ pub struct LatencySummary {
     pub max_ms: f64,
 }
 
-/// CPU seconds process `pid` has used, every thread's: the kernel's CPU clock of the
-/// process (nanoseconds), or where that cannot be read, utime + stime from /proc (10 ms
-/// ticks).
+/// CPU seconds process `pid` has used, every thread's (`runtime::process_cpu_time`: the
+/// process's CPU clock in nanoseconds, /proc's 10 ms ticks where that cannot be read).
 pub fn process_cpu_seconds(pid: u32) -> Option<f64> {
-    match iotdb_runtime::process_cpu_time(pid) {
-        Ok(time) => Some(time.as_secs_f64()),
-        Err(_) => procfs_cpu_seconds(pid),
-    }
+    iotdb_runtime::process_cpu_time(pid)
+        .ok()
+        .map(|time| time.as_secs_f64())
 }
-
-/// utime + stime of process `pid` in seconds, from /proc.
-fn procfs_cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may hold spaces) start past the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    Some((utime + stime) / USER_HZ)
-}
-
-/// /proc reports CPU times in USER_HZ ticks, which the kernel ABI fixes at 100 on x86-64
-/// and arm64.
-const USER_HZ: f64 = 100.0;
 
 /// The write phase's figures, ingest only and through the flush.
 #[derive(Clone, Debug, Serialize)]

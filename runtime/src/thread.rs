@@ -64,11 +64,16 @@ pub fn current_thread_cpu_time() -> std::io::Result<std::time::Duration> {
 }
 
 /// CPU time process `pid` has used so far: every thread's, those that have exited
-/// included, in nanoseconds (the kernel's CPU clock of the process, through
-/// `clock_getcpuclockid`), where /proc's utime and stime count 10 ms ticks. An error when
-/// the process is gone or its clock cannot be read.
-#[allow(unsafe_code)]
+/// included. Read from the kernel's CPU clock of the process (`clock_getcpuclockid`,
+/// nanoseconds); where that clock cannot be read, from /proc's utime and stime (10 ms
+/// ticks). An error when neither can be read (the process is gone).
 pub fn process_cpu_time(pid: u32) -> std::io::Result<std::time::Duration> {
+    clock_cpu_time(pid).or_else(|_| procfs_cpu_time(pid))
+}
+
+/// [`process_cpu_time`] from the process's CPU clock.
+#[allow(unsafe_code)]
+fn clock_cpu_time(pid: u32) -> std::io::Result<std::time::Duration> {
     let pid = libc::pid_t::try_from(pid)
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "pid out of range"))?;
     let mut clock: libc::clockid_t = 0;
@@ -90,6 +95,33 @@ pub fn process_cpu_time(pid: u32) -> std::io::Result<std::time::Duration> {
     let seconds = u64::try_from(time.tv_sec).unwrap_or(0);
     let nanos = u32::try_from(time.tv_nsec).unwrap_or(0);
     Ok(std::time::Duration::new(seconds, nanos))
+}
+
+/// /proc reports CPU times in USER_HZ ticks, which the kernel ABI fixes at 100 on x86-64
+/// and arm64.
+const USER_HZ_MILLIS: u64 = 10;
+
+/// [`process_cpu_time`] from /proc: utime + stime, in ticks.
+fn procfs_cpu_time(pid: u32) -> std::io::Result<std::time::Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let invalid = || {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("no utime and stime in /proc/{pid}/stat: {stat:?}"),
+        )
+    };
+    // Fields after the command name (which may hold spaces) start past the last ')'.
+    let rest = stat
+        .rfind(')')
+        .and_then(|end| stat.get(end + 2..))
+        .ok_or_else(invalid)?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let field = |index: usize| -> Option<u64> { fields.get(index)?.parse().ok() };
+    let ticks = field(11)
+        .zip(field(12))
+        .map(|(utime, stime)| utime + stime)
+        .ok_or_else(invalid)?;
+    Ok(std::time::Duration::from_millis(ticks * USER_HZ_MILLIS))
 }
 
 /// The environment variable with which mimalloc itself is told whether it may use
@@ -175,13 +207,8 @@ mod tests {
             "{before:?} -> {after:?}, the thread spent {spent:?}"
         );
         // /proc's ticks count the same time, 10 ms at a time.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
-            .split_whitespace()
-            .collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        let procfs = std::time::Duration::from_millis(ticks * 10);
-        let now = process_cpu_time(pid).unwrap();
+        let procfs = procfs_cpu_time(pid).unwrap();
+        let now = clock_cpu_time(pid).unwrap();
         let difference = now.abs_diff(procfs);
         assert!(
             difference < std::time::Duration::from_millis(50),
