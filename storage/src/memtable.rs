@@ -8,8 +8,9 @@
 //! [`Memtable::freeze`] sorts it (stable, so for a repeated timestamp the newest write wins).
 //! Timestamps that step evenly (a sensor sampled at a fixed period) are kept as first, step
 //! and count until one breaks the step, so such a series costs the memtable its values only;
-//! DOUBLE values that are decimals (`23.45`, bit for bit `2345 / 10^2`) are kept as 32-bit
-//! digits and an exponent, half the memory of the doubles (see `Column`).
+//! DOUBLE values that are decimals (`23.45`, bit for bit `2345 / 10^2`) are kept as digits
+//! and an exponent, 16-bit while they fit and 32-bit after, a quarter or half the memory of
+//! the doubles (see `Column`).
 //!
 //! Owned by the region's shard; a frozen memtable is immutable and may be shared with the
 //! background flush thread.
