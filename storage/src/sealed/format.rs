@@ -131,7 +131,8 @@ pub fn parse_footer(bytes: &[u8; FOOTER_LEN]) -> Result<(u64, u64), &'static str
 }
 
 /// Appends `raw` as a block: compressed with `compression` when that makes it smaller.
-pub fn encode_block(raw: &[u8], compression: Compression, out: &mut Vec<u8>) {
+/// Returns whether it was compressed.
+pub fn encode_block(raw: &[u8], compression: Compression, out: &mut Vec<u8>) -> bool {
     let start = out.len();
     let compressed = match compression {
         Compression::None => false,
@@ -154,6 +155,7 @@ pub fn encode_block(raw: &[u8], compression: Compression, out: &mut Vec<u8>) {
     }
     let crc = crc32c::crc32c(&out[start..]);
     out.extend_from_slice(&crc.to_le_bytes());
+    compressed
 }
 
 /// Whether a compressed payload of `payload_len` bytes, with the varint of the raw length

@@ -134,6 +134,63 @@ fn every_type_roundtrips_with_every_compression() {
     }
 }
 
+/// Blocks that compression keeps failing to shrink stop being tried, one in a few still
+/// is, and data that turns compressible again is compressed again: a file of text series
+/// whose first values are random bytes (LZ4 finds nothing) and whose later values repeat
+/// themselves (plain text either way, the same encoding tag) compresses the later ones,
+/// and every series reads back.
+#[test]
+fn compression_is_tried_again_when_data_turns_compressible() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(7);
+    let timestamps: Vec<i64> = (0..64).map(|i| i * 1000).collect();
+    let mut series = Vec::new();
+    for s in 0..60 {
+        let values: Vec<Bytes> = (0..64)
+            .map(|i| {
+                if s < 12 {
+                    Bytes::from((0..24).map(|_| rng.r#gen::<u8>()).collect::<Vec<u8>>())
+                } else {
+                    Bytes::from(format!(
+                        "status {s:03} row {i:03}: nominal, nominal, nominal"
+                    ))
+                }
+            })
+            .collect();
+        series.push((
+            SeriesKey::new("root.sg.d0", &format!("s{s:03}")),
+            PointColumn {
+                timestamps: timestamps.clone(),
+                values: Values::Text(values),
+            },
+        ));
+    }
+    let path = dir.path().join("probe.sealed");
+    let options = WriterOptions {
+        compression: Compression::Lz4,
+        chunk_points_max: 64,
+    };
+    write_file(&path, &series, options);
+    let file = SealedFile::open(&path).unwrap();
+    for (s, (key, points)) in series.iter().enumerate() {
+        let read = file.read_series(key, TimeRange::ALL).unwrap().unwrap();
+        assert_eq!(bits_of(&read), bits_of(points), "{key}");
+        let raw: usize = match &points.values {
+            Values::Text(v) => v.iter().map(|t| t.len() + 1).sum(),
+            _ => unreachable!(),
+        };
+        let block = file.find(key).unwrap().chunks[0].value_block_len as usize;
+        if s < 12 {
+            assert!(block > raw, "{key}: random bytes stay as they are");
+        } else if s >= 12 + usize::from(writer::PROBE_EVERY) {
+            assert!(
+                block < raw / 2,
+                "{key}: {block} bytes of {raw}: not compressed"
+            );
+        }
+    }
+}
+
 /// A series written as first, step and values is the same file, byte for byte, as the
 /// same series with its timestamps spelled out: every type, chunks of several sizes, a
 /// single point, a step that is not 1.
