@@ -248,8 +248,11 @@ struct Snapshot {
 #[derive(Serialize)]
 struct SnapshotView<'a> {
     database: &'a str,
-    devices: Vec<(&'a str, bool, Vec<(&'a str, StoredSchemaView)>)>,
+    devices: Vec<StoredDeviceView<'a>>,
 }
+
+/// A [`StoredDevice`] borrowed: path, aligned flag, measurements by name.
+type StoredDeviceView<'a> = (&'a str, bool, Vec<(&'a str, StoredSchemaView)>);
 
 /// A [`StoredSchema`] of static names, serialized as it is.
 #[derive(Serialize)]
