@@ -206,10 +206,16 @@ pub struct StoredSchema {
 
 impl From<MeasurementSchema> for StoredSchema {
     fn from(schema: MeasurementSchema) -> StoredSchema {
+        StoredSchema::from(StoredSchemaView::from(schema))
+    }
+}
+
+impl From<StoredSchemaView> for StoredSchema {
+    fn from(view: StoredSchemaView) -> StoredSchema {
         StoredSchema {
-            data_type: schema.data_type.as_str().to_string(),
-            encoding: schema.encoding.as_str().to_string(),
-            compressor: schema.compressor.as_str().to_string(),
+            data_type: view.data_type.to_string(),
+            encoding: view.encoding.to_string(),
+            compressor: view.compressor.to_string(),
         }
     }
 }
@@ -617,23 +623,22 @@ impl SchemaRegion {
         self.devices.get(device).map(|device| device.aligned)
     }
 
+    /// The snapshot, owned ([`snapshot_view`] copied: what a region copy exports).
     fn snapshot(&self) -> Snapshot {
-        let mut devices: Vec<StoredDevice> = self
+        let view = snapshot_view(&self.database, &self.devices);
+        let devices = view
             .devices
-            .iter()
-            .map(|(path, device)| {
-                let mut measurements: Vec<(String, StoredSchema)> = device
-                    .measurements
-                    .iter()
-                    .map(|(name, schema)| (name.to_string(), StoredSchema::from(*schema)))
+            .into_iter()
+            .map(|(path, aligned, measurements)| {
+                let measurements = measurements
+                    .into_iter()
+                    .map(|(name, schema)| (name.to_string(), StoredSchema::from(schema)))
                     .collect();
-                measurements.sort_by(|a, b| a.0.cmp(&b.0));
-                (path.to_string(), device.aligned, measurements)
+                (path.to_string(), aligned, measurements)
             })
             .collect();
-        devices.sort_by(|a, b| a.0.cmp(&b.0));
         Snapshot {
-            database: self.database.clone(),
+            database: view.database.to_string(),
             devices,
         }
     }
