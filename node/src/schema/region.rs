@@ -1269,9 +1269,10 @@ mod tests {
     use super::*;
     use crate::sql::DataType;
 
-    /// A checkpoint writes the borrowed snapshot view: its JSON must be the owned snapshot's,
-    /// byte for byte, so that files written before and after read the same (devices and
-    /// measurements sorted, aligned and not, several types, encodings and compressors).
+    /// A checkpoint writes the borrowed snapshot view: its JSON must be what the owned
+    /// snapshot of earlier builds wrote, byte for byte, so that files written before and
+    /// after read the same (devices and measurements out of order, aligned and not,
+    /// several types and encodings, a name that is not ASCII).
     #[test]
     fn the_borrowed_snapshot_is_the_owned_snapshot_byte_for_byte() {
         let dir = tempfile::tempdir().unwrap();
@@ -1299,13 +1300,30 @@ mod tests {
                 ],
             )
             .unwrap();
+        // What the owned snapshot of earlier builds wrote for this schema: devices and
+        // measurements sorted by their bytes, IoTDB's names for types, encodings and
+        // compressors.
+        let stored = |name: &str, data_type: &str, encoding: &str| {
+            format!(
+                r#"["{name}",{{"data_type":"{data_type}","encoding":"{encoding}","compressor":"LZ4"}}]"#
+            )
+        };
+        let three = [
+            stored("s10", "DOUBLE", "PLAIN"),
+            stored("s9", "INT32", "TS_2DIFF"),
+            stored("\u{e9}t\u{e9}", "TEXT", "PLAIN"),
+        ]
+        .join(",");
+        let expected = format!(
+            r#"{{"database":"root.sg","devices":[["root.sg.a.d2",true,[{},{}]],["root.sg.d1",false,[{three}]],["root.sg.d10",false,[{three}]],["root.sg.d2",false,[{three}]]]}}"#,
+            stored("x", "INT64", "TS_2DIFF"),
+            stored("y", "BOOLEAN", "RLE"),
+        );
         let owned = serde_json::to_vec(&region.snapshot()).unwrap();
         let borrowed =
             serde_json::to_vec(&snapshot_view(&region.database, &region.devices)).unwrap();
-        assert_eq!(
-            String::from_utf8(borrowed).unwrap(),
-            String::from_utf8(owned).unwrap()
-        );
+        assert_eq!(String::from_utf8(borrowed).unwrap(), expected);
+        assert_eq!(String::from_utf8(owned).unwrap(), expected);
         // And a checkpoint reopens to the same schema.
         region.checkpoint().unwrap();
         let before = region.snapshot();
