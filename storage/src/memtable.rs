@@ -258,10 +258,7 @@ impl Digits {
 
     /// Appends `digit / power` for every digit.
     fn decode(&self, power: f64, out: &mut Vec<f64>) {
-        match self {
-            Digits::Narrow(v) => decimal::decode(v, power, out),
-            Digits::Wide(v) => decimal::decode(v, power, out),
-        }
+        with_digits!(self, v => decimal::decode(v, power, out))
     }
 }
 
@@ -366,12 +363,20 @@ mod decimal {
         // A count of misses rather than a flag: the loop vectorises so.
         let mut misses = 0usize;
         for (slot, &value) in out.iter_mut().zip(values) {
-            let (n, exact) = to_decimal_unchecked(value, power);
+            let (n, kept) = to_digit(value, power);
             *slot = n as i32;
-            let fits = n.unsigned_abs() <= i32::MAX as u64;
-            misses += usize::from(!(exact & fits));
+            misses += usize::from(!kept);
         }
         misses == 0
+    }
+
+    /// `value × power` rounded, and whether it is kept as a digit: exact (dividing it by
+    /// `power` gives the value back bit for bit) and within 32 bits. Branch-free, for the
+    /// kernels above and below.
+    #[inline(always)]
+    fn to_digit(value: f64, power: f64) -> (i64, bool) {
+        let (n, exact) = to_decimal_unchecked(value, power);
+        (n, exact & (n.unsigned_abs() <= i32::MAX as u64))
     }
 
     /// [`encode`] into 16-bit digits: whether every value is exact as a 32-bit digit, and
@@ -381,10 +386,9 @@ mod decimal {
         let mut misses = 0usize;
         let mut wide = 0usize;
         for (slot, &value) in out.iter_mut().zip(values) {
-            let (n, exact) = to_decimal_unchecked(value, power);
+            let (n, kept) = to_digit(value, power);
             *slot = n as i16;
-            let fits = n.unsigned_abs() <= i32::MAX as u64;
-            misses += usize::from(!(exact & fits));
+            misses += usize::from(!kept);
             wide += usize::from(i64::from(n as i16) != n);
         }
         (misses == 0, wide == 0)
@@ -461,13 +465,9 @@ mod decimal {
     /// needs 32 bits; false, and nothing changed but perhaps the width, if one overflows.
     fn rescale(digits: &mut Digits, start: usize, factor: i32) -> bool {
         if let Digits::Narrow(narrow) = digits {
-            let narrow_factor = i16::try_from(factor).ok();
-            let narrowed: Option<Vec<i16>> = narrow[..start]
-                .iter()
-                .map(|&d| d.checked_mul(narrow_factor?))
-                .collect();
-            if let Some(narrowed) = narrowed {
-                narrow[..start].copy_from_slice(&narrowed);
+            let fits = i16::try_from(factor)
+                .is_ok_and(|factor| multiply(&mut narrow[..start], factor, i16::checked_mul));
+            if fits {
                 return true;
             }
             widen(digits);
@@ -475,17 +475,19 @@ mod decimal {
         let Digits::Wide(wide) = digits else {
             unreachable!("widened above");
         };
-        let rescaled: Option<Vec<i32>> = wide[..start]
-            .iter()
-            .map(|&d| d.checked_mul(factor))
-            .collect();
-        match rescaled {
-            Some(rescaled) => {
-                wide[..start].copy_from_slice(&rescaled);
-                true
-            }
-            None => false,
+        multiply(&mut wide[..start], factor, i32::checked_mul)
+    }
+
+    /// Multiplies every digit by `factor` when every product fits; false, and nothing
+    /// changed, when one does not.
+    fn multiply<D: Copy>(digits: &mut [D], factor: D, checked_mul: fn(D, D) -> Option<D>) -> bool {
+        if digits.iter().any(|&d| checked_mul(d, factor).is_none()) {
+            return false;
         }
+        for digit in digits {
+            *digit = checked_mul(*digit, factor).expect("every product fits: checked above");
+        }
+        true
     }
 }
 
