@@ -24,7 +24,10 @@ use serde::{Deserialize, Serialize};
 /// - 2: sealed files of version 3 (the chunk index one zstd block; integer blocks that
 ///   repeat the previous block's frame in one byte) and compressed journal snapshots
 ///   (`IOTDBSN2`). A build of format 2 reads format 1's files as they are.
-pub const DATA_FORMAT_VERSION: u32 = 2;
+/// - 3: compact WAL records of tablet writes (record kind 3: evenly stepped timestamps as
+///   first and step, decimal DOUBLE columns as 16- or 32-bit digits and an exponent). A
+///   build of format 3 replays format 2's records (kind 1) as they are.
+pub const DATA_FORMAT_VERSION: u32 = 3;
 
 /// The stamp's file name in a role's directory.
 pub const FORMAT_FILE: &str = "format.json";
@@ -104,6 +107,10 @@ fn upgrade(_data_dir: &Path, from: u32) -> anyhow::Result<()> {
             // uncompressed snapshots (`IOTDBSN1`); each is rewritten in the new form by
             // the next compaction or snapshot.
             1 => {}
+            // 2 → 3: nothing to rewrite. WAL replay and region replication read both
+            // tablet record kinds; the old records leave with the segments that hold them,
+            // at the next flush.
+            2 => {}
             _ => bail!(
                 "no upgrade from data format version {version} to {} is known",
                 version + 1

@@ -196,7 +196,7 @@ impl Times {
 
 /// The largest exponent a [`Column::Decimal`] uses: digits of a 32-bit integer hold at
 /// most ten decimal digits.
-const DECIMAL_EXPONENT_MAX: usize = 9;
+pub(crate) const DECIMAL_EXPONENT_MAX: usize = 9;
 
 /// The values of a series buffer.
 ///
@@ -262,6 +262,34 @@ impl Digits {
     }
 }
 
+/// A run of DOUBLE values already turned into digits before its write was logged (the
+/// compact WAL record keeps them: `wal_entry::TabletRecord`), so that the memtable need
+/// not convert the doubles again: `digits[i] / 10^exponent` is the run's `i`-th value bit
+/// for bit, `exponent` is the smallest that keeps every value of the run as a digit, and
+/// the digits are 16-bit exactly when every one fits 16 bits ([`decimal::digits_of`]
+/// finds them so).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DecimalRun<'a> {
+    pub exponent: usize,
+    pub digits: DigitsRef<'a>,
+}
+
+/// The digits of a [`DecimalRun`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DigitsRef<'a> {
+    Narrow(&'a [i16]),
+    Wide(&'a [i32]),
+}
+
+impl DigitsRef<'_> {
+    fn len(&self) -> usize {
+        match self {
+            DigitsRef::Narrow(v) => v.len(),
+            DigitsRef::Wide(v) => v.len(),
+        }
+    }
+}
+
 impl Column {
     fn new(data_type: DataType) -> Column {
         match data_type {
@@ -324,12 +352,24 @@ impl Column {
         }
     }
 
-    /// Appends `values[rows]`.
-    fn extend(&mut self, values: ValuesRef<'_>, rows: std::ops::Range<usize>) {
+    /// Appends `values[rows]`; `converted`, when given, holds those values' digits
+    /// ([`DecimalRun`]), which a decimal column appends without converting the doubles.
+    fn extend(
+        &mut self,
+        values: ValuesRef<'_>,
+        rows: std::ops::Range<usize>,
+        converted: Option<DecimalRun<'_>>,
+    ) {
         match (&mut *self, values) {
             (Column::Plain(plain), values) => plain.extend_from_ref(values, rows),
             (Column::Decimal { exponent, digits }, ValuesRef::Double(doubles)) => {
                 let run = &doubles[rows];
+                if let Some(converted) = converted {
+                    debug_assert_eq!(converted.digits.len(), run.len());
+                    if decimal::append(exponent, digits, converted) {
+                        return;
+                    }
+                }
                 if !decimal::extend(exponent, digits, run) {
                     let capacity = digits.capacity().max(digits.len() + run.len());
                     let mut plain = Vec::with_capacity(capacity);
@@ -350,8 +390,8 @@ impl Column {
 
 /// The conversions between doubles and [`Column::Decimal`]'s digits: the float codec's
 /// ALP conversion and decoding, held to 32-bit digits (and to 16-bit ones while they fit).
-mod decimal {
-    use super::{DECIMAL_EXPONENT_MAX, Digits, POWERS_OF_TEN};
+pub(crate) mod decimal {
+    use super::{DECIMAL_EXPONENT_MAX, DecimalRun, Digits, DigitsRef, POWERS_OF_TEN};
     use crate::codec::float::{Float, to_decimal_unchecked};
 
     /// Sets `out[i]` to `values[i] × power` rounded, and returns whether every one is a
@@ -450,6 +490,140 @@ mod decimal {
         };
         wide.resize(start + run.len(), 0);
         encode(run, power, &mut wide[start..])
+    }
+
+    /// How many exponents past the one its first and last values need [`digits_of`]
+    /// tries for a run before giving up (the memtable then converts the doubles itself):
+    /// a bound on the passes spent on values that are not decimals at all.
+    const EXTRA_EXPONENTS_TRIED: usize = 2;
+
+    /// Appends `values`' digits to `narrow` (when every digit fits 16 bits) or `wide`, at
+    /// the smallest exponent that keeps every value as a digit ([`to_digit`]), and returns
+    /// that exponent and whether the digits are wide: the digits and width [`extend`] keeps
+    /// for the same run in an empty column. `None`, and nothing appended, when no exponent
+    /// up to [`DECIMAL_EXPONENT_MAX`] keeps them all, or none within
+    /// [`EXTRA_EXPONENTS_TRIED`] of the exponent the run's first and last values need.
+    pub(crate) fn digits_of(
+        values: &[f64],
+        narrow: &mut Vec<i16>,
+        wide: &mut Vec<i32>,
+    ) -> Option<(usize, bool)> {
+        let (&first, &last) = (values.first()?, values.last()?);
+        let lowest = lowest_exponent(first)?.max(lowest_exponent(last)?);
+        let highest = (lowest + EXTRA_EXPONENTS_TRIED).min(DECIMAL_EXPONENT_MAX);
+        let start = narrow.len();
+        narrow.resize(start + values.len(), 0);
+        let powers = POWERS_OF_TEN.iter().enumerate();
+        for (exponent, &power) in powers.take(highest + 1).skip(lowest) {
+            let (exact, fits) = encode_narrow(values, power, &mut narrow[start..]);
+            if !exact {
+                continue;
+            }
+            if fits {
+                return Some((exponent, false));
+            }
+            narrow.truncate(start);
+            let wide_start = wide.len();
+            wide.resize(wide_start + values.len(), 0);
+            let exact = encode(values, power, &mut wide[wide_start..]);
+            debug_assert!(exact, "the same conversion as the 16-bit one");
+            return Some((exponent, true));
+        }
+        narrow.truncate(start);
+        None
+    }
+
+    /// The smallest exponent that keeps `value` as a digit.
+    fn lowest_exponent(value: f64) -> Option<usize> {
+        (0..=DECIMAL_EXPONENT_MAX).find(|&exponent| to_digit(value, POWERS_OF_TEN[exponent]).1)
+    }
+
+    /// Appends a run converted before it was logged ([`DecimalRun`]) to `digits` at
+    /// `*exponent`: the digits, exponent and width [`extend`] reaches from the run's
+    /// doubles, without converting them. The common exponent is the larger of the two
+    /// (multiplying the other side's digits: `d × 10^k / 10^(e+k)` is `d / 10^e`); false,
+    /// and nothing changed, when a digit would then leave 32 bits, where [`extend`] decides
+    /// (a larger exponent does not help; it turns the column into plain doubles).
+    pub(super) fn append(exponent: &mut usize, digits: &mut Digits, run: DecimalRun<'_>) -> bool {
+        let held = digits.len();
+        let target = if held == 0 {
+            run.exponent
+        } else {
+            (*exponent).max(run.exponent)
+        };
+        let held_factor = if held == 0 {
+            1
+        } else {
+            power_of_ten(target - *exponent)
+        };
+        let run_factor = power_of_ten(target - run.exponent);
+        // The held digits are rescaled as `rescale` would: 16-bit ones stay so only when
+        // the factor and every product fit 16 bits.
+        let held_range = if held_factor == 1 {
+            Some(true)
+        } else if held_factor > i64::from(i16::MAX) {
+            with_digits!(&*digits, v => scaled_range(v, held_factor)).map(|_| false)
+        } else {
+            with_digits!(&*digits, v => scaled_range(v, held_factor))
+        };
+        let run_range = match run.digits {
+            DigitsRef::Narrow(v) => scaled_range(v, run_factor),
+            DigitsRef::Wide(v) => scaled_range(v, run_factor),
+        };
+        let (Some(held_narrow), Some(run_narrow)) = (held_range, run_range) else {
+            return false;
+        };
+        let narrow = held_narrow && run_narrow && matches!(digits, Digits::Narrow(_));
+        if !narrow {
+            widen(digits);
+        }
+        match (digits, run.digits) {
+            (Digits::Narrow(v), DigitsRef::Narrow(run)) => {
+                // Every product fits 16 bits: checked above.
+                let factor = held_factor as i16;
+                if factor != 1 {
+                    v.iter_mut().for_each(|d| *d *= factor);
+                }
+                let factor = run_factor as i16;
+                v.extend(run.iter().map(|&d| d * factor));
+            }
+            (Digits::Narrow(_), DigitsRef::Wide(_)) => {
+                unreachable!("a wide run's digits do not fit 16 bits, times any factor")
+            }
+            (Digits::Wide(v), run) => {
+                // Every product fits 32 bits: checked above.
+                let factor = held_factor as i32;
+                if factor != 1 {
+                    v.iter_mut().for_each(|d| *d *= factor);
+                }
+                let factor = run_factor as i32;
+                match run {
+                    DigitsRef::Narrow(run) => v.extend(run.iter().map(|&d| i32::from(d) * factor)),
+                    DigitsRef::Wide(run) => v.extend(run.iter().map(|&d| d * factor)),
+                }
+            }
+        }
+        *exponent = target;
+        true
+    }
+
+    /// `10^k` for `k` ≤ [`DECIMAL_EXPONENT_MAX`].
+    fn power_of_ten(k: usize) -> i64 {
+        10i64.pow(k as u32)
+    }
+
+    /// Whether every digit times `factor` is a digit [`to_digit`] keeps (within ±`i32::MAX`),
+    /// and if so whether every product also fits 16 bits; `None` when one does not fit.
+    fn scaled_range<D: Copy + Into<i64>>(digits: &[D], factor: i64) -> Option<bool> {
+        let (low, high) = digits.iter().fold((0i64, 0i64), |(low, high), &d| {
+            let d = d.into();
+            (low.min(d), high.max(d))
+        });
+        // |digit| ≤ 2^31 and factor ≤ 10^9: no product overflows 64 bits.
+        let (low, high) = (low * factor, high * factor);
+        let keeps = -i64::from(i32::MAX) <= low && high <= i64::from(i32::MAX);
+        let narrow = i64::from(i16::MIN) <= low && high <= i64::from(i16::MAX);
+        keeps.then_some(narrow)
     }
 
     /// Turns 16-bit digits into 32-bit ones, the same values.
@@ -601,6 +775,7 @@ impl SeriesBuffer {
         values: ValuesRef<'_>,
         rows: std::ops::Range<usize>,
         shape: Shape,
+        converted: Option<DecimalRun<'_>>,
     ) {
         if rows.is_empty() {
             return;
@@ -616,7 +791,7 @@ impl SeriesBuffer {
                 .listed(capacity)
                 .extend_from_slice(&timestamps[rows.clone()]);
         }
-        self.values.extend(values, rows);
+        self.values.extend(values, rows, converted);
     }
 
     fn values_capacity(&self) -> usize {
@@ -773,36 +948,55 @@ impl Memtable {
         partition_of: impl Fn(Timestamp) -> i64,
         side_of: impl Fn(i64, Timestamp) -> Side,
     ) {
+        self.apply_converted(tablet, |_| None, partition_of, side_of);
+    }
+
+    /// [`Memtable::apply`] with some DOUBLE columns already converted to digits:
+    /// `converted(i)` is column `i`'s, for all the tablet's rows, when it has no null. A
+    /// tablet that is one run appends those digits instead of converting the doubles (the
+    /// same digits, exponent and width either way); one split into runs converts.
+    pub(crate) fn apply_converted<'c>(
+        &mut self,
+        tablet: &TabletRef<'_>,
+        converted: impl Fn(usize) -> Option<DecimalRun<'c>>,
+        partition_of: impl Fn(Timestamp) -> i64,
+        side_of: impl Fn(i64, Timestamp) -> Side,
+    ) {
         let rows = tablet.rows();
         let Some((min, max)) = time_bounds(tablet.timestamps) else {
             return;
         };
         let first = key_of(min, &partition_of, &side_of);
         if first == key_of(max, &partition_of, &side_of) {
-            self.append_rows(tablet, first, 0..rows);
+            self.append_rows(tablet, first, 0..rows, converted);
             return;
         }
+        let converted = |_| None;
         // Split the rows into runs of one (partition, side).
         let mut start = 0;
         let mut current = key_of(tablet.timestamps[0], &partition_of, &side_of);
         for row in 1..rows {
             let key = key_of(tablet.timestamps[row], &partition_of, &side_of);
             if key != current {
-                self.append_rows(tablet, current, start..row);
+                self.append_rows(tablet, current, start..row, converted);
                 start = row;
                 current = key;
             }
         }
-        self.append_rows(tablet, current, start..rows);
+        self.append_rows(tablet, current, start..rows, converted);
     }
 
     /// Appends the non-null cells of `tablet`'s `rows` to partition `slot`'s `side`.
-    fn append_rows(
+    /// `converted` is as [`Memtable::apply_converted`]'s, used only when `rows` are all the
+    /// tablet's.
+    fn append_rows<'c>(
         &mut self,
         tablet: &TabletRef<'_>,
         (slot, side): (i64, Side),
         rows: std::ops::Range<usize>,
+        converted: impl Fn(usize) -> Option<DecimalRun<'c>>,
     ) {
+        let whole = rows.start == 0 && rows.end == tablet.rows();
         let (first, end) = (rows.start, rows.end);
         let partition = self.partitions.entry(slot).or_default();
         let table = match side {
@@ -817,7 +1011,7 @@ impl Memtable {
             }
         };
         let shape = Shape::of(&tablet.timestamps[rows.clone()]);
-        for column in &tablet.columns {
+        for (index, column) in tablet.columns.iter().enumerate() {
             let buffer = match device.get_mut(column.measurement) {
                 Some(b) => b,
                 None => {
@@ -843,12 +1037,14 @@ impl Memtable {
                         }
                         let run = run_start..row;
                         let shape = shape.of_part(&tablet.timestamps[run.clone()]);
-                        buffer.append_run(tablet.timestamps, column.values, run, shape);
+                        buffer.append_run(tablet.timestamps, column.values, run, shape, None);
                         self.points += (row - run_start) as u64;
                     }
                 }
                 _ => {
-                    buffer.append_run(tablet.timestamps, column.values, first..end, shape);
+                    let converted = if whole { converted(index) } else { None };
+                    let rows = first..end;
+                    buffer.append_run(tablet.timestamps, column.values, rows, shape, converted);
                     self.points += (end - first) as u64;
                 }
             }
@@ -1193,6 +1389,120 @@ mod tests {
                 1..4)) {
             check_values_round_trip(&runs)?;
         }
+    }
+
+    /// Appends each run to a decimal column twice, converting its doubles and from the
+    /// digits [`decimal::digits_of`] finds (when it finds them), and checks both columns
+    /// hold the same digits, exponent and width (or the same plain doubles) after each.
+    fn check_converted_runs_keep_what_converting_keeps(
+        runs: &[Vec<f64>],
+    ) -> Result<(), proptest::test_runner::TestCaseError> {
+        let mut converting = Column::new(DataType::Double);
+        let mut given = Column::new(DataType::Double);
+        for run in runs {
+            let (mut narrow, mut wide) = (vec![7i16], vec![7i32]);
+            let found = decimal::digits_of(run, &mut narrow, &mut wide);
+            let converted = found.map(|(exponent, is_wide)| DecimalRun {
+                exponent,
+                digits: if is_wide {
+                    DigitsRef::Wide(&wide[1..])
+                } else {
+                    DigitsRef::Narrow(&narrow[1..])
+                },
+            });
+            // Nothing appended to the buffers but the digits found, at their width.
+            let appended = (narrow.len() - 1, wide.len() - 1);
+            let expected = match found {
+                None => (0, 0),
+                Some((_, false)) => (run.len(), 0),
+                Some((_, true)) => (0, run.len()),
+            };
+            proptest::prop_assert_eq!(appended, expected);
+            let values = ValuesRef::Double(run);
+            converting.extend(values, 0..run.len(), None);
+            given.extend(values, 0..run.len(), converted);
+            proptest::prop_assert_eq!(format!("{converting:?}"), format!("{given:?}"));
+        }
+        Ok(())
+    }
+
+    proptest::proptest! {
+        /// Decimals of up to 6 places around the 16-bit and 32-bit limits, zeros, and
+        /// values no exponent keeps: every path of `decimal::append` (a larger exponent on
+        /// either side, widening, a product past 32 bits) against `decimal::extend`.
+        #[test]
+        fn converted_runs_keep_what_converting_keeps(runs in proptest::collection::vec(
+            (
+                proptest::prop_oneof![
+                    proptest::strategy::Just(0i64),
+                    proptest::strategy::Just(1),
+                    proptest::strategy::Just(300),
+                    proptest::strategy::Just(33_000),
+                    proptest::strategy::Just(2_200_000_000),
+                ],
+                0u32..7,
+                0u32..3,
+            )
+                .prop_flat_map(|(range, places, odd_kind)| {
+                    proptest::collection::vec(
+                        proptest::prop_oneof![
+                            8 => (-range..=range)
+                                .prop_map(move |d| d as f64 / 10f64.powi(places as i32)),
+                            1 => proptest::strategy::Just(0.0),
+                            1 => proptest::strategy::Just(match odd_kind {
+                                0 => -327.68,
+                                1 => 0.1 + 0.2,
+                                _ => 21_474_836.47,
+                            }),
+                        ],
+                        1..30,
+                    )
+                }),
+            1..8)) {
+            check_converted_runs_keep_what_converting_keeps(&runs)?;
+        }
+    }
+
+    #[test]
+    fn converted_runs_rescale_as_converting_does() {
+        // Held digits rescaled by a factor past 16 bits: widened even when they are zeros.
+        // A run of fewer places than the held digits', of more, and one past 32 bits.
+        for runs in [
+            vec![vec![0.0, 0.0], vec![0.00001]],
+            vec![vec![1.5, 2.5], vec![3.25]],
+            vec![vec![3.25], vec![1.5]],
+            vec![vec![21_474_836.47], vec![0.001]],
+            vec![vec![0.001], vec![21_474_836.47]],
+        ] {
+            check_converted_runs_keep_what_converting_keeps(&runs).unwrap();
+        }
+    }
+
+    #[test]
+    fn digits_are_found_at_the_smallest_exponent_and_width() {
+        let found = |values: &[f64]| {
+            let (mut narrow, mut wide) = (Vec::new(), Vec::new());
+            let found = decimal::digits_of(values, &mut narrow, &mut wide);
+            (found, narrow, wide)
+        };
+        // The first and last values need one place, a middle one two.
+        assert_eq!(
+            found(&[1.5, 2.25, 3.5]),
+            (Some((2, false)), vec![150, 225, 350], vec![])
+        );
+        assert_eq!(
+            found(&[-327.68, 327.67]),
+            (Some((2, false)), vec![-32768, 32767], vec![])
+        );
+        assert_eq!(found(&[327.68]), (Some((2, true)), vec![], vec![32768]));
+        // More places than the first and last values' and two more: not searched.
+        assert_eq!(found(&[1.0, 0.001, 2.0]), (None, vec![], vec![]));
+        assert_eq!(
+            found(&[1.0, 0.01, 2.0]),
+            (Some((2, false)), vec![100, 1, 200], vec![])
+        );
+        assert_eq!(found(&[f64::NAN]), (None, vec![], vec![]));
+        assert_eq!(found(&[]), (None, vec![], vec![]));
     }
 
     #[test]

@@ -73,9 +73,34 @@ fn sample_tablet() -> Tablet {
     }
 }
 
-fn wal_payloads() -> Vec<Vec<u8>> {
+/// A tablet the compact record keeps in its shortest forms: evenly stepped timestamps and
+/// decimals as 16-bit and 32-bit digits.
+fn decimal_tablet() -> Tablet {
+    let rows = 8;
+    let column = |name: &str, scale: f64| TabletColumn {
+        measurement: Arc::from(name),
+        values: Values::Double((0..rows).map(|i| (i as f64 * scale) / 100.0).collect()),
+        nulls: None,
+    };
+    Tablet {
+        device: Arc::from("root.sg.d2"),
+        timestamps: (0..rows as i64).map(|t| 1_000 + t * 10).collect(),
+        columns: vec![column("narrow", 123.0), column("wide", 1_234_567.0)],
+    }
+}
+
+/// Every kind of WAL payload: the two tablet records (the compact one twice: every form
+/// of it, and one with nulls and every type), a deletion.
+fn wal_payloads() -> Vec<(u8, Vec<u8>)> {
     let mut tablet = Vec::new();
     wal_entry::encode(&sample_tablet().as_ref(), &mut tablet);
+    let compact = |source: Tablet| {
+        let mut record = wal_entry::TabletRecord::default();
+        record.prepare(&source.as_ref());
+        let mut payload = Vec::new();
+        record.encode(&source.as_ref(), &mut payload);
+        payload
+    };
     let mut deletion = Vec::new();
     deletion::encode_record(
         &[
@@ -85,14 +110,26 @@ fn wal_payloads() -> Vec<Vec<u8>> {
         TimeRange::new(0, 100),
         &mut deletion,
     );
-    vec![tablet, deletion]
+    vec![
+        (wal_entry::KIND_TABLET, tablet),
+        (wal_entry::KIND_TABLET_COMPACT, compact(sample_tablet())),
+        (wal_entry::KIND_TABLET_COMPACT, compact(decimal_tablet())),
+        (deletion::KIND_DELETE, deletion),
+    ]
+}
+
+/// Every decoder of a WAL payload.
+fn decode_payload(payload: &[u8]) {
+    let _ = wal_entry::decode(payload);
+    let _ = wal_entry::decode_compact(payload);
+    let _ = deletion::decode_record(payload);
 }
 
 fn valid_segment() -> Vec<u8> {
     let mut segment = Vec::new();
     encode_segment_header(&mut segment, SEGMENT_FLAG_ZEROS_AHEAD);
-    for (index, payload) in wal_payloads().iter().enumerate() {
-        encode_record(&mut segment, index as u64 + 1, index as u8 + 1, &[payload]);
+    for (index, (kind, payload)) in wal_payloads().iter().enumerate() {
+        encode_record(&mut segment, index as u64 + 1, *kind, &[payload]);
     }
     segment
 }
@@ -103,9 +140,7 @@ fn decode_segment(bytes: &[u8]) {
     }
     let mut offset = SEGMENT_HEADER_BYTES;
     while let Ok(record) = decode_record(bytes, offset) {
-        let payload = &bytes[record.payload_start..record.end()];
-        let _ = wal_entry::decode(payload);
-        let _ = deletion::decode_record(payload);
+        decode_payload(&bytes[record.payload_start..record.end()]);
         offset = record.end();
     }
 }
@@ -123,8 +158,7 @@ fn recover_from(dir: &Path, damaged: &[u8], two: bool) {
     }
     if let Ok(recovered) = recover(&MonoioStorage::default(), dir) {
         for record in &recovered.records {
-            let _ = wal_entry::decode(&record.payload);
-            let _ = deletion::decode_record(&record.payload);
+            decode_payload(&record.payload);
         }
     }
 }
@@ -186,7 +220,7 @@ fn storage_decoders_survive_arbitrary_and_mutated_input() {
     }
     assert_eq!(
         (records, offset),
-        (2, segment.len()),
+        (4, segment.len()),
         "the valid segment decodes whole"
     );
     let mut with_header = segment[..SEGMENT_HEADER_BYTES].to_vec();
@@ -199,11 +233,11 @@ fn storage_decoders_survive_arbitrary_and_mutated_input() {
     );
 
     // WAL payloads on their own.
-    let payloads = wal_payloads();
-    let check_payload = |bytes: Vec<u8>| {
-        let _ = wal_entry::decode(&bytes);
-        let _ = deletion::decode_record(&bytes);
-    };
+    let payloads = wal_payloads()
+        .into_iter()
+        .map(|(_, payload)| payload)
+        .collect();
+    let check_payload = |bytes: Vec<u8>| decode_payload(&bytes);
     fuzz(
         "wal payloads (arbitrary)",
         cases,

@@ -20,7 +20,7 @@ use support::block_on;
 /// Small segments so a few dozen writes span several of them.
 fn config() -> RegionConfig {
     RegionConfig {
-        wal_segment_bytes: 2048,
+        wal_segment_bytes: 1024,
         ..RegionConfig::default()
     }
 }
@@ -167,7 +167,10 @@ fn refused_entries_change_nothing() {
         wrong_type.columns[0].values = Values::Int32(vec![1, 2]);
         let mut wrong_type_payload = Vec::new();
         iotdb_storage::region::wal_entry::encode(&wrong_type.as_ref(), &mut wrong_type_payload);
+        // In the record kind of a WAL written before data format 3, which a follower
+        // still decodes: refused for its type, not its kind.
         let wrong_type = LogEntry {
+            kind: iotdb_storage::region::wal_entry::KIND_TABLET,
             payload: Bytes::from(wrong_type_payload),
             ..next.clone()
         };
@@ -219,6 +222,24 @@ fn refused_entries_change_nothing() {
             .await
             .unwrap();
         assert_eq!(follower.info().last_index, 3);
+        // An entry of the earlier tablet kind applies as well.
+        let mut earlier = Vec::new();
+        iotdb_storage::region::wal_entry::encode(&tablet(0, 30, 2).as_ref(), &mut earlier);
+        let earlier = LogEntry {
+            index: 4,
+            kind: iotdb_storage::region::wal_entry::KIND_TABLET,
+            payload: Bytes::from(earlier),
+        };
+        follower
+            .apply_replicated(&earlier)
+            .unwrap()
+            .durable()
+            .await
+            .unwrap();
+        assert_eq!(follower.info().last_index, 4);
+        let points = |region: &Region| contents(region).iter().map(|s| s.1.len()).sum::<usize>();
+        let before_earlier = points(&leader);
+        assert_eq!(points(&follower), before_earlier + 4);
         leader.close(false).await.unwrap();
         follower.close(false).await.unwrap();
     });

@@ -8,7 +8,9 @@
 //! came first — and from format 2 the folded, compressed
 //! schema and ConfigNode snapshots) and the rest left in the WAL by a SIGKILL. Format 1
 //! is the build that introduced format stamps; format 2 compressed the sealed files'
-//! index and the journals' snapshots. Keep them all: every later build must open each.
+//! index and the journals' snapshots; format 3 logs tablet writes in the compact WAL
+//! record (its WAL tail: a listed-timestamp record and a DOUBLE kept as digits). Keep them
+//! all: every later build must open each.
 //! When the format changes, add the new version's fixture beside them
 //! (`write_the_fixture`, below, writes one) and to [`FORMATS`].
 
@@ -50,7 +52,7 @@ const QUERIES: &[&str] = &[
 ];
 
 /// The formats whose fixtures this build must open.
-const FORMATS: &[u32] = &[1, 2];
+const FORMATS: &[u32] = &[1, 2, 3];
 
 fn fixture(format: u32) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("fixtures/data-format-{format}"))

@@ -234,6 +234,8 @@ struct State {
     flushed_last_time: FastMap<(i64, Arc<str>), Timestamp>,
     last_cache: LastCache,
     next_index: u64,
+    /// The compact record of the tablet being written, in buffers kept for the next.
+    tablet_record: wal_entry::TabletRecord,
     flush_job: Option<Job<FlushOutput>>,
     compaction_job: Option<(i64, Job<CompactionOutput>)>,
     /// Why the region takes no more writes: a WAL append or fsync failed, or a flush,
@@ -365,6 +367,7 @@ impl Region {
             flushed_last_time: FastMap::default(),
             last_cache: FastMap::default(),
             next_index: manifest.flushed_index + 1,
+            tablet_record: wal_entry::TabletRecord::default(),
             flush_job: None,
             compaction_job: None,
             read_only: None,
@@ -452,32 +455,44 @@ impl Region {
         let state = &mut *state;
         state.admit_tablet(tablet)?;
         let index = state.next_index;
-        self.append_record_with(
+        let mut record = std::mem::take(&mut state.tablet_record);
+        record.prepare(tablet);
+        let logged = self.append_record_with(
             state,
             index,
-            wal_entry::KIND_TABLET,
-            wal_entry::encoded_len(tablet),
-            |out| wal_entry::encode(tablet, out),
-        )?;
-        Ok(self.apply_logged(state, index, tablet))
+            wal_entry::KIND_TABLET_COMPACT,
+            record.encoded_len(tablet),
+            |out| record.encode(tablet, out),
+        );
+        let ack = logged.map(|()| self.apply_logged(state, index, tablet, Some(&record)));
+        state.tablet_record = record;
+        ack
     }
 
-    /// Appends an admitted tablet's record at `index` (the next index), then applies it.
+    /// Appends an admitted tablet's record of `kind` at `index` (the next index), then
+    /// applies it; `record` is the compact record's preparation when the caller made it.
     fn log_tablet(
         &self,
         state: &mut State,
-        index: u64,
-        payload: &[u8],
+        (index, kind, payload): (u64, u8, &[u8]),
         tablet: &TabletRef<'_>,
+        record: Option<&wal_entry::TabletRecord>,
     ) -> Result<WriteAck> {
-        self.append_record(state, index, wal_entry::KIND_TABLET, payload)?;
-        Ok(self.apply_logged(state, index, tablet))
+        self.append_record(state, index, kind, payload)?;
+        Ok(self.apply_logged(state, index, tablet, record))
     }
 
-    /// Applies a tablet whose record was just logged at `index`.
-    fn apply_logged(&self, state: &mut State, index: u64, tablet: &TabletRef<'_>) -> WriteAck {
+    /// Applies a tablet whose record was just logged at `index`; `record`, its compact
+    /// record's preparation, hands the memtable the digits it found.
+    fn apply_logged(
+        &self,
+        state: &mut State,
+        index: u64,
+        tablet: &TabletRef<'_>,
+        record: Option<&wal_entry::TabletRecord>,
+    ) -> WriteAck {
         state.register_types(tablet);
-        state.apply(tablet);
+        state.apply(tablet, record);
         state.balance_memory();
         WriteAck {
             wal: self.wal.clone(),
@@ -1119,7 +1134,7 @@ impl State {
         for record in records {
             // A kind this build does not know is not skipped: its write would be lost
             // silently (a newer version's record, or damage the checksum missed).
-            if record.kind != deletion::KIND_DELETE && record.kind != wal_entry::KIND_TABLET {
+            if record.kind != deletion::KIND_DELETE && !wal_entry::is_tablet(record.kind) {
                 return Err(StorageError::corruption(
                     self.dir.join("wal"),
                     record.index,
@@ -1149,7 +1164,7 @@ impl State {
                 replayed += 1;
                 continue;
             }
-            let tablet = wal_entry::decode(&record.payload).map_err(|e| {
+            let tablet = wal_entry::decode_kind(record.kind, &record.payload).map_err(|e| {
                 StorageError::corruption(
                     self.dir.join("wal"),
                     record.index,
@@ -1159,7 +1174,7 @@ impl State {
             let tablet = tablet.as_ref();
             self.check_types(&tablet)?;
             self.register_types(&tablet);
-            self.apply(&tablet);
+            self.apply(&tablet, None);
             replayed += 1;
         }
         if replayed > 0 {
@@ -1208,15 +1223,20 @@ impl State {
         }
     }
 
-    fn apply(&mut self, tablet: &TabletRef<'_>) {
+    /// Appends a logged tablet to the memtable; `record`, its compact record's
+    /// preparation, holds digits the memtable appends as they are.
+    fn apply(&mut self, tablet: &TabletRef<'_>, record: Option<&wal_entry::TabletRecord>) {
+        let rows = tablet.rows();
+        let converted = |column| record.and_then(|record| record.converted(column, rows));
         let interval = self.config.time_partition_interval_ms;
         let flushed = &self.flushed_last_time;
         let device = tablet.device;
         // The rows of a tablet nearly always share one time partition: look its flushed
         // time up once, not once per row.
         let memo: std::cell::Cell<Option<(i64, Option<Timestamp>)>> = std::cell::Cell::new(None);
-        self.active.apply(
+        self.active.apply_converted(
             tablet,
+            converted,
             |t| partition_of(t, interval),
             |slot, t| {
                 let last = match memo.get() {

@@ -33,7 +33,8 @@ use crate::wal::WalRead;
 use super::{Deletion, WriteAck};
 
 /// One WAL record as it travels between replicas: its search index, its kind
-/// (`wal_entry::KIND_TABLET` or `deletion::KIND_DELETE`) and its payload exactly as the
+/// (`wal_entry::KIND_TABLET_COMPACT`, `wal_entry::KIND_TABLET` from a WAL written before
+/// data format 3, or `deletion::KIND_DELETE`) and its payload exactly as the
 /// leader's WAL stores it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogEntry {
@@ -72,17 +73,19 @@ impl Region {
         let state = &mut *state;
         state.admit_tablet(tablet)?;
         let index = state.next_index;
-        let mut payload = Vec::with_capacity(wal_entry::encoded_len(tablet));
-        wal_entry::encode(tablet, &mut payload);
-        let ack = self.log_tablet(state, index, &payload, tablet)?;
-        Ok((
-            ack,
-            LogEntry {
-                index,
-                kind: wal_entry::KIND_TABLET,
-                payload: Bytes::from(payload),
-            },
-        ))
+        let kind = wal_entry::KIND_TABLET_COMPACT;
+        let mut record = std::mem::take(&mut state.tablet_record);
+        record.prepare(tablet);
+        let mut payload = Vec::with_capacity(record.encoded_len(tablet));
+        record.encode(tablet, &mut payload);
+        let logged = self.log_tablet(state, (index, kind, &payload), tablet, Some(&record));
+        state.tablet_record = record;
+        let entry = LogEntry {
+            index,
+            kind,
+            payload: Bytes::from(payload),
+        };
+        Ok((logged?, entry))
     }
 
     /// [`Region::delete`], also returning the logged record to ship to followers.
@@ -146,11 +149,13 @@ impl Region {
             reason,
         };
         match entry.kind {
-            wal_entry::KIND_TABLET => {
-                let tablet = wal_entry::decode(&entry.payload).map_err(|e| invalid(e.0))?;
+            kind if wal_entry::is_tablet(kind) => {
+                let tablet =
+                    wal_entry::decode_kind(kind, &entry.payload).map_err(|e| invalid(e.0))?;
                 let tablet = tablet.as_ref();
                 state.admit_tablet(&tablet)?;
-                self.log_tablet(state, entry.index, &entry.payload, &tablet)
+                let logged = (entry.index, kind, &entry.payload[..]);
+                self.log_tablet(state, logged, &tablet, None)
             }
             deletion::KIND_DELETE => {
                 let deletions = deletion::decode_record(&entry.payload).map_err(invalid)?;
