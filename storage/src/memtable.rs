@@ -567,6 +567,9 @@ pub(crate) mod decimal {
             with_digits!(&*digits, v => scaled_range(v, held_factor))
         };
         let run_range = match run.digits {
+            // As found: every digit kept, and 16-bit exactly when all fit.
+            DigitsRef::Narrow(_) if run_factor == 1 => Some(true),
+            DigitsRef::Wide(_) if run_factor == 1 => Some(false),
             DigitsRef::Narrow(v) => scaled_range(v, run_factor),
             DigitsRef::Wide(v) => scaled_range(v, run_factor),
         };
@@ -584,8 +587,7 @@ pub(crate) mod decimal {
                 if factor != 1 {
                     v.iter_mut().for_each(|d| *d *= factor);
                 }
-                let factor = run_factor as i16;
-                v.extend(run.iter().map(|&d| d * factor));
+                extend_scaled(v, run, run_factor as i16);
             }
             (Digits::Narrow(_), DigitsRef::Wide(_)) => {
                 unreachable!("a wide run's digits do not fit 16 bits, times any factor")
@@ -599,12 +601,25 @@ pub(crate) mod decimal {
                 let factor = run_factor as i32;
                 match run {
                     DigitsRef::Narrow(run) => v.extend(run.iter().map(|&d| i32::from(d) * factor)),
-                    DigitsRef::Wide(run) => v.extend(run.iter().map(|&d| d * factor)),
+                    DigitsRef::Wide(run) => extend_scaled(v, run, factor),
                 }
             }
         }
         *exponent = target;
         true
+    }
+
+    /// Appends `run`'s digits times `factor` (a copy when it is 1), every product known to
+    /// fit.
+    fn extend_scaled<D>(digits: &mut Vec<D>, run: &[D], factor: D)
+    where
+        D: Copy + PartialEq + std::ops::Mul<Output = D> + From<i8>,
+    {
+        if factor == D::from(1) {
+            digits.extend_from_slice(run);
+        } else {
+            digits.extend(run.iter().map(|&d| d * factor));
+        }
     }
 
     /// `10^k` for `k` ≤ [`DECIMAL_EXPONENT_MAX`].
@@ -615,10 +630,8 @@ pub(crate) mod decimal {
     /// Whether every digit times `factor` is a digit [`to_digit`] keeps (within ±`i32::MAX`),
     /// and if so whether every product also fits 16 bits; `None` when one does not fit.
     fn scaled_range<D: Copy + Into<i64>>(digits: &[D], factor: i64) -> Option<bool> {
-        let (low, high) = digits.iter().fold((0i64, 0i64), |(low, high), &d| {
-            let d = d.into();
-            (low.min(d), high.max(d))
-        });
+        let low = digits.iter().map(|&d| d.into()).min().unwrap_or(0);
+        let high = digits.iter().map(|&d| d.into()).max().unwrap_or(0);
         // |digit| ≤ 2^31 and factor ≤ 10^9: no product overflows 64 bits.
         let (low, high) = (low * factor, high * factor);
         let keeps = -i64::from(i32::MAX) <= low && high <= i64::from(i32::MAX);

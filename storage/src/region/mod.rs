@@ -218,6 +218,13 @@ pub struct SnapshotInfo {
 /// device → measurement → the newest point read from every source.
 type LastCache = FastMap<Arc<str>, FastMap<Arc<str>, (Timestamp, Value)>>;
 
+/// What [`State::admit_tablet`] found out about a tablet it let through.
+#[derive(Clone, Copy, Debug)]
+struct Admitted {
+    /// Every column's series is known already: nothing to register once it is logged.
+    types_known: bool,
+}
+
 struct State {
     dir: PathBuf,
     config: RegionConfig,
@@ -453,7 +460,7 @@ impl Region {
     pub fn write_ref(&self, tablet: &TabletRef<'_>) -> Result<WriteAck> {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
-        state.admit_tablet(tablet)?;
+        let admitted = state.admit_tablet(tablet)?;
         let index = state.next_index;
         let mut record = std::mem::take(&mut state.tablet_record);
         record.prepare(tablet);
@@ -464,7 +471,7 @@ impl Region {
             record.encoded_len(tablet),
             |out| record.encode(tablet, out),
         );
-        let ack = logged.map(|()| self.apply_logged(state, index, tablet, Some(&record)));
+        let ack = logged.map(|()| self.apply_logged(state, index, tablet, admitted, Some(&record)));
         state.tablet_record = record;
         ack
     }
@@ -475,11 +482,11 @@ impl Region {
         &self,
         state: &mut State,
         (index, kind, payload): (u64, u8, &[u8]),
-        tablet: &TabletRef<'_>,
+        (tablet, admitted): (&TabletRef<'_>, Admitted),
         record: Option<&wal_entry::TabletRecord>,
     ) -> Result<WriteAck> {
         self.append_record(state, index, kind, payload)?;
-        Ok(self.apply_logged(state, index, tablet, record))
+        Ok(self.apply_logged(state, index, tablet, admitted, record))
     }
 
     /// Applies a tablet whose record was just logged at `index`; `record`, its compact
@@ -489,9 +496,12 @@ impl Region {
         state: &mut State,
         index: u64,
         tablet: &TabletRef<'_>,
+        admitted: Admitted,
         record: Option<&wal_entry::TabletRecord>,
     ) -> WriteAck {
-        state.register_types(tablet);
+        if !admitted.types_known {
+            state.register_types(tablet);
+        }
         state.apply(tablet, record);
         state.balance_memory();
         WriteAck {
@@ -1020,10 +1030,10 @@ impl State {
     /// The checks a tablet passes before it is logged (a local write and a replicated
     /// one alike): the region is writable, the tablet is well formed, its types agree
     /// with the region's series, and the shard's memtable budget has room.
-    fn admit_tablet(&self, tablet: &TabletRef<'_>) -> Result<()> {
+    fn admit_tablet(&self, tablet: &TabletRef<'_>) -> Result<Admitted> {
         self.check_writable()?;
         tablet.validate()?;
-        self.check_types(tablet)?;
+        let types_known = self.check_types(tablet)?;
         let budget = self.memory.budget();
         if budget.is_full() {
             return Err(StorageError::Overloaded {
@@ -1031,7 +1041,7 @@ impl State {
                 limit_bytes: budget.max_bytes(),
             });
         }
-        Ok(())
+        Ok(Admitted { types_known })
     }
 
     /// The checks a deletion of `keys` series passes before it is logged.
@@ -1172,8 +1182,9 @@ impl State {
                 )
             })?;
             let tablet = tablet.as_ref();
-            self.check_types(&tablet)?;
-            self.register_types(&tablet);
+            if !self.check_types(&tablet)? {
+                self.register_types(&tablet);
+            }
             self.apply(&tablet, None);
             replayed += 1;
         }
@@ -1183,29 +1194,34 @@ impl State {
         Ok(())
     }
 
-    /// Checks every column's type against its series. Registers nothing: new series are
-    /// registered by [`State::register_types`] once the write is logged, so a tablet
-    /// refused later (overload, a WAL failure) leaves no type behind.
-    fn check_types(&self, tablet: &TabletRef<'_>) -> Result<()> {
+    /// Checks every column's type against its series, and says whether every column's
+    /// series is known (none to register). Registers nothing: new series are registered by
+    /// [`State::register_types`] once the write is logged, so a tablet refused later
+    /// (overload, a WAL failure) leaves no type behind.
+    fn check_types(&self, tablet: &TabletRef<'_>) -> Result<bool> {
         let Some(known) = self.types.get(tablet.device) else {
-            return Ok(());
+            return Ok(tablet.columns.is_empty());
         };
+        let mut all_known = true;
         for column in &tablet.columns {
             let actual = column.values.data_type();
-            if let Some(&expected) = known.get(column.measurement)
-                && expected != actual
-            {
-                return Err(StorageError::TypeMismatch {
-                    series: format!("{}.{}", tablet.device, column.measurement),
-                    expected,
-                    actual,
-                });
+            match known.get(column.measurement) {
+                Some(&expected) if expected != actual => {
+                    return Err(StorageError::TypeMismatch {
+                        series: format!("{}.{}", tablet.device, column.measurement),
+                        expected,
+                        actual,
+                    });
+                }
+                Some(_) => {}
+                None => all_known = false,
             }
         }
-        Ok(())
+        Ok(all_known)
     }
 
-    /// Registers the series of a checked and logged tablet that are new.
+    /// Registers the series of a checked and logged tablet that are new (called only when
+    /// [`State::check_types`] found one).
     fn register_types(&mut self, tablet: &TabletRef<'_>) {
         let known = self.types.get(tablet.device);
         if tablet

@@ -71,14 +71,19 @@ impl Region {
     ) -> Result<(WriteAck, LogEntry)> {
         let mut state = self.state.borrow_mut();
         let state = &mut *state;
-        state.admit_tablet(tablet)?;
+        let admitted = state.admit_tablet(tablet)?;
         let index = state.next_index;
         let kind = wal_entry::KIND_TABLET_COMPACT;
         let mut record = std::mem::take(&mut state.tablet_record);
         record.prepare(tablet);
         let mut payload = Vec::with_capacity(record.encoded_len(tablet));
         record.encode(tablet, &mut payload);
-        let logged = self.log_tablet(state, (index, kind, &payload), tablet, Some(&record));
+        let logged = self.log_tablet(
+            state,
+            (index, kind, &payload),
+            (tablet, admitted),
+            Some(&record),
+        );
         state.tablet_record = record;
         let entry = LogEntry {
             index,
@@ -153,9 +158,9 @@ impl Region {
                 let tablet =
                     wal_entry::decode_kind(kind, &entry.payload).map_err(|e| invalid(e.0))?;
                 let tablet = tablet.as_ref();
-                state.admit_tablet(&tablet)?;
+                let admitted = state.admit_tablet(&tablet)?;
                 let logged = (entry.index, kind, &entry.payload[..]);
-                self.log_tablet(state, logged, &tablet, None)
+                self.log_tablet(state, logged, (&tablet, admitted), None)
             }
             deletion::KIND_DELETE => {
                 let deletions = deletion::decode_record(&entry.payload).map_err(invalid)?;
