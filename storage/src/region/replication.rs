@@ -155,12 +155,18 @@ impl Region {
         };
         match entry.kind {
             kind if wal_entry::is_tablet(kind) => {
-                let tablet =
-                    wal_entry::decode_kind(kind, &entry.payload).map_err(|e| invalid(e.0))?;
-                let tablet = tablet.as_ref();
-                let admitted = state.admit_tablet(&tablet)?;
-                let logged = (entry.index, kind, &entry.payload[..]);
-                self.log_tablet(state, logged, (&tablet, admitted), None)
+                // The leader's digits go to the memtable as they are, as its own write's did.
+                let mut record = std::mem::take(&mut state.tablet_record);
+                let applied = wal_entry::decode_kind_into(kind, &entry.payload, &mut record)
+                    .map_err(|e| invalid(e.0).into())
+                    .and_then(|tablet| {
+                        let tablet = tablet.as_ref();
+                        let admitted = state.admit_tablet(&tablet)?;
+                        let logged = (entry.index, kind, &entry.payload[..]);
+                        self.log_tablet(state, logged, (&tablet, admitted), Some(&record))
+                    });
+                state.tablet_record = record;
+                applied
             }
             deletion::KIND_DELETE => {
                 let deletions = deletion::decode_record(&entry.payload).map_err(invalid)?;

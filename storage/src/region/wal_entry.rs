@@ -89,12 +89,17 @@ const TIMES_LISTED: u8 = 0;
 const TIMES_STEPPED: u8 = 1;
 
 impl TabletRecord {
-    /// Prepares `tablet`'s record: finds its timestamps' step and its DOUBLE columns'
-    /// digits (a column with a null row keeps its doubles).
-    pub fn prepare(&mut self, tablet: &TabletRef<'_>) {
+    fn clear(&mut self) {
+        self.step = None;
         self.forms.clear();
         self.narrow.clear();
         self.wide.clear();
+    }
+
+    /// Prepares `tablet`'s record: finds its timestamps' step and its DOUBLE columns'
+    /// digits (a column with a null row keeps its doubles).
+    pub fn prepare(&mut self, tablet: &TabletRef<'_>) {
+        self.clear();
         self.step = match crate::memtable::Shape::of(tablet.timestamps) {
             crate::memtable::Shape::Regular(step) if !tablet.columns.is_empty() => Some(step),
             _ => None,
@@ -396,15 +401,40 @@ impl Reader<'_> {
 
 /// Decodes a [`KIND_TABLET`] payload (written by [`encode`]).
 pub fn decode(payload: &[u8]) -> Result<Tablet, DecodeError> {
-    decode_either(payload, false)
+    decode_either(payload, false, None)
 }
 
 /// Decodes a [`KIND_TABLET_COMPACT`] payload (written by [`TabletRecord::encode`]).
 pub fn decode_compact(payload: &[u8]) -> Result<Tablet, DecodeError> {
-    decode_either(payload, true)
+    decode_either(payload, true, None)
 }
 
-fn decode_either(payload: &[u8], compact: bool) -> Result<Tablet, DecodeError> {
+/// Decodes a tablet record of either kind ([`decode_kind`]), keeping a compact record's
+/// digits in `record` for the memtable ([`TabletRecord::converted`]), as the leader's
+/// write did: a follower then appends them instead of converting the doubles again.
+/// Digits that did not come from [`TabletRecord::prepare`] (an entry damaged past its
+/// checks) still read back as the doubles decoded here: the memtable keeps `digit /
+/// 10^exponent` at whatever exponent and width it holds them, or converts the doubles when
+/// they do not fit.
+pub fn decode_kind_into(
+    kind: u8,
+    payload: &[u8],
+    record: &mut TabletRecord,
+) -> Result<Tablet, DecodeError> {
+    record.clear();
+    match kind {
+        KIND_TABLET_COMPACT => decode_either(payload, true, Some(record)),
+        kind => decode_kind(kind, payload),
+    }
+}
+
+/// Decodes either kind; `record`, for a compact one, receives each column's form and
+/// digits.
+fn decode_either(
+    payload: &[u8],
+    compact: bool,
+    mut record: Option<&mut TabletRecord>,
+) -> Result<Tablet, DecodeError> {
     let mut r = Reader {
         bytes: payload,
         at: 0,
@@ -454,20 +484,30 @@ fn decode_either(payload: &[u8], compact: bool) -> Result<Tablet, DecodeError> {
         } else {
             FORM_VALUES
         };
-        let values = match (form, data_type) {
-            (FORM_VALUES, _) => r.values(data_type, rows)?,
+        let (values, kept) = match (form, data_type) {
+            (FORM_VALUES, _) => (r.values(data_type, rows)?, Form::Values),
             (FORM_NARROW | FORM_WIDE, DataType::Double) => {
                 let exponent = r.array::<1>()?[0] as usize;
                 let power = *POWERS_OF_TEN
                     .get(exponent)
                     .filter(|_| exponent <= DECIMAL_EXPONENT_MAX)
                     .ok_or_else(|| DecodeError(format!("digit exponent {exponent}")))?;
-                let digit = |n: i64| f64::from_scaled(n, power);
-                Values::Double(if form == FORM_NARROW {
-                    r.fixed(rows, |b| digit(i16::from_le_bytes(b).into()))?
-                } else {
-                    r.fixed(rows, |b| digit(i32::from_le_bytes(b).into()))?
-                })
+                let wide = form == FORM_WIDE;
+                let digits = r.take(rows * if wide { 4 } else { 2 })?;
+                let (doubles, start) = match record.as_deref_mut() {
+                    Some(record) if wide => {
+                        keep(&mut record.wide, digits, i32::from_le_bytes, power)
+                    }
+                    Some(record) => keep(&mut record.narrow, digits, i16::from_le_bytes, power),
+                    None if wide => (scaled(digits, i32::from_le_bytes, power, |_| ()), 0),
+                    None => (scaled(digits, i16::from_le_bytes, power, |_| ()), 0),
+                };
+                let kept = Form::Digits {
+                    exponent,
+                    wide,
+                    start,
+                };
+                (Values::Double(doubles), kept)
             }
             (form, data_type) => {
                 return Err(DecodeError(format!(
@@ -475,6 +515,9 @@ fn decode_either(payload: &[u8], compact: bool) -> Result<Tablet, DecodeError> {
                 )));
             }
         };
+        if let Some(record) = record.as_deref_mut() {
+            record.forms.push(kept);
+        }
         out.push(TabletColumn {
             measurement,
             values,
@@ -492,6 +535,36 @@ fn decode_either(payload: &[u8], compact: bool) -> Result<Tablet, DecodeError> {
         timestamps,
         columns: out,
     })
+}
+
+/// The doubles of little-endian digits (`N` bytes each, read by `digit`) at `power`,
+/// handing each digit to `keep`.
+fn scaled<D: Into<i64> + Copy, const N: usize>(
+    bytes: &[u8],
+    digit: fn([u8; N]) -> D,
+    power: f64,
+    mut keep: impl FnMut(D),
+) -> Vec<f64> {
+    bytes
+        .chunks_exact(N)
+        .map(|chunk| {
+            let d = digit(chunk.try_into().expect("chunks_exact yields N bytes"));
+            keep(d);
+            f64::from_scaled(d.into(), power)
+        })
+        .collect()
+}
+
+/// [`scaled`], keeping the digits at the end of `kept`: the doubles, and where the digits
+/// start in `kept`.
+fn keep<D: Into<i64> + Copy, const N: usize>(
+    kept: &mut Vec<D>,
+    bytes: &[u8],
+    digit: fn([u8; N]) -> D,
+    power: f64,
+) -> (Vec<f64>, usize) {
+    let start = kept.len();
+    (scaled(bytes, digit, power, |d| kept.push(d)), start)
 }
 
 /// The timestamps `first + i × step` of an evenly stepped record, checked as
@@ -582,6 +655,39 @@ mod tests {
     }
 
     #[test]
+    fn a_decoded_record_keeps_the_digits_its_writer_found() {
+        let mut tablet = standard_request();
+        // A wide column and one of plain doubles beside the narrow ones.
+        tablet.columns[1].values = Values::Double(vec![123_456.75; 100]);
+        tablet.columns[2].values = Values::Double(vec![0.1 + 0.2; 100]);
+        let mut written = TabletRecord::default();
+        written.prepare(&tablet.as_ref());
+        let mut payload = Vec::new();
+        written.encode(&tablet.as_ref(), &mut payload);
+        let mut read = TabletRecord::default();
+        // What the buffers held before is dropped.
+        read.narrow.extend([1, 2, 3]);
+        let back = decode_kind_into(KIND_TABLET_COMPACT, &payload, &mut read).unwrap();
+        assert_eq!(bits(&back), bits(&tablet));
+        let digits = |record: &TabletRecord, column| format!("{:?}", record.converted(column, 100));
+        for column in 0..10 {
+            assert_eq!(
+                digits(&read, column),
+                digits(&written, column),
+                "column {column}"
+            );
+        }
+        assert!(digits(&read, 1).contains("Wide") && digits(&read, 0).contains("Narrow"));
+        assert!(read.converted(2, 100).is_none());
+        // A record of the earlier kind leaves none.
+        let mut earlier = Vec::new();
+        encode(&tablet.as_ref(), &mut earlier);
+        let back = decode_kind_into(KIND_TABLET, &earlier, &mut read).unwrap();
+        assert_eq!(bits(&back), bits(&tablet));
+        assert!((0..10).all(|column| read.converted(column, 100).is_none()));
+    }
+
+    #[test]
     fn hostile_compact_payloads_are_typed_errors() {
         let tablet = standard_request();
         let good = compact(&tablet);
@@ -623,6 +729,10 @@ mod tests {
                 .0
                 .contains("not a tablet")
         );
+        let mut record = TabletRecord::default();
+        assert!(decode_kind_into(77, &good, &mut record).is_err());
+        let damaged = &good[..good.len() - 1];
+        assert!(decode_kind_into(KIND_TABLET_COMPACT, damaged, &mut record).is_err());
     }
 
     /// A column of `data_type` with `rows` values drawn from `seed`: DOUBLEs of several
