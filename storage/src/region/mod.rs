@@ -472,6 +472,7 @@ impl Region {
             |out| record.encode(tablet, out),
         );
         let ack = logged.map(|()| self.apply_logged(state, index, tablet, admitted, Some(&record)));
+        record.done();
         state.tablet_record = record;
         ack
     }

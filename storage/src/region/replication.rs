@@ -84,6 +84,7 @@ impl Region {
             (tablet, admitted),
             Some(&record),
         );
+        record.done();
         state.tablet_record = record;
         let entry = LogEntry {
             index,
@@ -165,6 +166,7 @@ impl Region {
                         let logged = (entry.index, kind, &entry.payload[..]);
                         self.log_tablet(state, logged, (&tablet, admitted), Some(&record))
                     });
+                record.done();
                 state.tablet_record = record;
                 applied
             }

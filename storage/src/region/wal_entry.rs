@@ -88,7 +88,20 @@ const FORM_WIDE: u8 = 2;
 const TIMES_LISTED: u8 = 0;
 const TIMES_STEPPED: u8 = 1;
 
+/// The bytes of digits a [`TabletRecord`] keeps between writes (a few standard requests'
+/// worth); a larger tablet's buffers are freed after it ([`TabletRecord::done`]).
+const KEPT_BYTES_MAX: usize = 64 << 10;
+
 impl TabletRecord {
+    /// Readies the buffers for the next tablet: kept while small, freed after a large one,
+    /// so one large write does not hold its region's memory afterwards.
+    pub fn done(&mut self) {
+        let bytes = 2 * self.narrow.capacity() + 4 * self.wide.capacity();
+        if bytes > KEPT_BYTES_MAX {
+            *self = TabletRecord::default();
+        }
+    }
+
     fn clear(&mut self) {
         self.step = None;
         self.forms.clear();
@@ -685,6 +698,28 @@ mod tests {
         let back = decode_kind_into(KIND_TABLET, &earlier, &mut read).unwrap();
         assert_eq!(bits(&back), bits(&tablet));
         assert!((0..10).all(|column| read.converted(column, 100).is_none()));
+    }
+
+    #[test]
+    fn buffers_are_kept_for_small_tablets_and_freed_after_a_large_one() {
+        let mut record = TabletRecord::default();
+        record.prepare(&standard_request().as_ref());
+        record.done();
+        assert!(record.narrow.capacity() >= 1000, "kept for the next write");
+        let rows = 100_000;
+        let large = Tablet {
+            device: Arc::from("root.sg.d1"),
+            timestamps: (0..rows).collect(),
+            columns: vec![TabletColumn {
+                measurement: Arc::from("s"),
+                values: Values::Double((0..rows).map(|i| i as f64 / 4.0).collect()),
+                nulls: None,
+            }],
+        };
+        record.prepare(&large.as_ref());
+        assert!(record.converted(0, rows as usize).is_some());
+        record.done();
+        assert_eq!((record.narrow.capacity(), record.wide.capacity()), (0, 0));
     }
 
     #[test]
