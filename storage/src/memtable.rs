@@ -267,7 +267,9 @@ impl Digits {
 /// not convert the doubles again: `digits[i] / 10^exponent` is the run's `i`-th value bit
 /// for bit, `exponent` is the smallest that keeps every value of the run as a digit, and
 /// the digits are 16-bit exactly when every one fits 16 bits ([`decimal::digits_of`]
-/// finds them so).
+/// finds them so). A follower's run is its leader's, decoded from the record; one that
+/// does not hold to this (an entry damaged past its checks) is still kept as `digit /
+/// 10^exponent`, the doubles it was decoded to, at perhaps another exponent or width.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DecimalRun<'a> {
     pub exponent: usize,
