@@ -573,7 +573,9 @@ pub(crate) mod decimal {
             DigitsRef::Narrow(_) if run_factor == 1 => Some(true),
             DigitsRef::Wide(_) if run_factor == 1 => Some(false),
             DigitsRef::Narrow(v) => scaled_range(v, run_factor),
-            DigitsRef::Wide(v) => scaled_range(v, run_factor),
+            // Wide stays wide, even digits that would fit 16 bits (only a damaged
+            // replicated entry has those).
+            DigitsRef::Wide(v) => scaled_range(v, run_factor).map(|_| false),
         };
         let (Some(held_narrow), Some(run_narrow)) = (held_range, run_range) else {
             return false;
@@ -592,7 +594,7 @@ pub(crate) mod decimal {
                 extend_scaled(v, run, run_factor as i16);
             }
             (Digits::Narrow(_), DigitsRef::Wide(_)) => {
-                unreachable!("a wide run's digits do not fit 16 bits, times any factor")
+                unreachable!("a wide run makes the column wide: run_range above")
             }
             (Digits::Wide(v), run) => {
                 // Every product fits 32 bits: checked above.
@@ -1491,6 +1493,38 @@ mod tests {
         ] {
             check_converted_runs_keep_what_converting_keeps(&runs).unwrap();
         }
+    }
+
+    #[test]
+    fn runs_that_break_the_rules_read_back_what_they_hold() {
+        // What a damaged replicated entry could hand over: 32-bit digits that fit 16 bits,
+        // an exponent larger than the values need, one digit past `to_digit`'s range.
+        // Nothing panics, and each reads back as digit / 10^exponent.
+        let mut column = Column::new(DataType::Double);
+        column.extend(ValuesRef::Double(&[1.5]), 0..1, None);
+        let small = [3i32, -4];
+        let small_run = DecimalRun {
+            exponent: 0,
+            digits: DigitsRef::Wide(&small),
+        };
+        column.extend(ValuesRef::Double(&[3.0, -4.0]), 0..2, Some(small_run));
+        let extreme = [i32::MIN];
+        let extreme_run = DecimalRun {
+            exponent: 9,
+            digits: DigitsRef::Wide(&extreme),
+        };
+        let value = f64::from(i32::MIN) / 1e9;
+        column.extend(ValuesRef::Double(&[value]), 0..1, Some(extreme_run));
+        let mut scratch = Values::Double(Vec::new());
+        let Values::Double(read) = column.as_values(&mut scratch) else {
+            panic!("a DOUBLE column")
+        };
+        let bits: Vec<u64> = read.iter().map(|v| v.to_bits()).collect();
+        let expected: Vec<u64> = [1.5, 3.0, -4.0, value]
+            .iter()
+            .map(|v| v.to_bits())
+            .collect();
+        assert_eq!(bits, expected);
     }
 
     #[test]
