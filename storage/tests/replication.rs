@@ -559,3 +559,169 @@ fn damaged_misnamed_and_out_of_order_chunks_are_refused() {
         ));
     });
 }
+
+/// A leader's compact records with bytes replaced (digits that break the encoder's rules,
+/// other exponents, forms and counts), as a damaged entry that passed its checks would
+/// be: a follower refuses each with a typed error or applies it, never panics, and every
+/// point it applied reads back as the double its record decodes to.
+#[test]
+fn damaged_compact_entries_never_panic_a_follower() {
+    use iotdb_storage::region::wal_entry;
+    use proptest::prelude::*;
+    use proptest::test_runner::{Config, TestRunner};
+
+    let leader_dir = tempfile::tempdir().unwrap();
+    let follower_dir = tempfile::tempdir().unwrap();
+    block_on(async {
+        let config = RegionConfig {
+            wal_mode: iotdb_storage::WalMode::Off,
+            ..config()
+        };
+        let leader = Region::open(leader_dir.path(), config.clone()).unwrap();
+        let follower = Region::open(follower_dir.path(), config).unwrap();
+        // Decimals of two places in 16 bits, of three in 32, at evenly stepped times.
+        let decimals = |device: &str, first: i64| Tablet {
+            device: Arc::from(device),
+            timestamps: (first..first + 8).map(|t| t * 10).collect(),
+            columns: vec![
+                TabletColumn {
+                    measurement: Arc::from("narrow"),
+                    values: Values::Double((first..first + 8).map(|t| t as f64 / 4.0).collect()),
+                    nulls: None,
+                },
+                TabletColumn {
+                    measurement: Arc::from("wide"),
+                    values: Values::Double(
+                        (first..first + 8)
+                            .map(|t| (t * 1_234_567) as f64 / 1000.0)
+                            .collect(),
+                    ),
+                    nulls: None,
+                },
+            ],
+        };
+        // A leader's entry at the follower's next index.
+        let next = |tablet: &Tablet| {
+            let (_, entry) = leader.write_for_replication(tablet).unwrap();
+            LogEntry {
+                index: follower.info().last_index + 1,
+                ..entry
+            }
+        };
+        let valid = next(&decimals("root.rep.d9", 0));
+        follower.apply_replicated(&valid).unwrap();
+        let payload = valid.payload.to_vec();
+        // A record written by hand for `device`: each column 16- or 32-bit digits at any
+        // exponent, small ones (32-bit digits that fit 16 bits), any, and `i32::MIN` (past
+        // what the encoder keeps), at evenly stepped times.
+        type Column = (bool, u8, Vec<i32>);
+        let by_hand = |device: &str, columns: Vec<Column>| {
+            let mut record = Vec::new();
+            record.extend_from_slice(&(device.len() as u16).to_le_bytes());
+            record.extend_from_slice(device.as_bytes());
+            record.extend_from_slice(&8u32.to_le_bytes());
+            record.extend_from_slice(&2u16.to_le_bytes());
+            record.push(1);
+            record.extend_from_slice(&7_000i64.to_le_bytes());
+            record.extend_from_slice(&10i64.to_le_bytes());
+            for ((wide, exponent, digits), name) in columns.into_iter().zip(["narrow", "wide"]) {
+                record.extend_from_slice(&(name.len() as u16).to_le_bytes());
+                record.extend_from_slice(name.as_bytes());
+                record.extend_from_slice(&[iotdb_storage::DataType::Double.code(), 0]);
+                record.extend_from_slice(&[if wide { 2 } else { 1 }, exponent]);
+                for d in digits {
+                    if wide {
+                        record.extend_from_slice(&d.to_le_bytes());
+                    } else {
+                        record.extend_from_slice(&(d as i16).to_le_bytes());
+                    }
+                }
+            }
+            record
+        };
+        let digits = prop_oneof![
+            proptest::collection::vec(-50i32..50, 8),
+            proptest::collection::vec(any::<i16>().prop_map(i32::from), 8),
+            proptest::collection::vec(any::<i32>(), 8),
+            proptest::collection::vec(prop_oneof![Just(i32::MIN), -50i32..50], 8),
+        ];
+        let column = (any::<bool>(), 0u8..10, digits);
+        // Bytes of the leader's record replaced anywhere, or a record written by hand for
+        // a device of its own whose series the leader's record made first (16-bit at
+        // exponent 2, 32-bit at exponent 3).
+        let damage = prop_oneof![
+            proptest::collection::vec((0..payload.len(), any::<u8>()), 1..4).prop_map(Ok),
+            proptest::collection::vec(column, 2).prop_map(Err),
+        ];
+        let cases = std::cell::Cell::new(0);
+        let mut runner = TestRunner::new(Config {
+            cases: 256,
+            failure_persistence: None,
+            ..Config::default()
+        });
+        runner
+            .run(&damage, |damage| {
+                let damaged = match damage {
+                    Ok(replacements) => {
+                        let mut damaged = payload.clone();
+                        for (at, byte) in replacements {
+                            damaged[at] = byte;
+                        }
+                        damaged
+                    }
+                    Err(columns) => {
+                        cases.set(cases.get() + 1);
+                        let device = format!("root.rep.c{}", cases.get());
+                        follower
+                            .apply_replicated(&next(&decimals(&device, 0)))
+                            .unwrap();
+                        by_hand(&device, columns)
+                    }
+                };
+                let entry = LogEntry {
+                    index: follower.info().last_index + 1,
+                    kind: wal_entry::KIND_TABLET_COMPACT,
+                    payload: Bytes::from(damaged.clone()),
+                };
+                if follower.apply_replicated(&entry).is_ok() {
+                    // What was applied reads back as what the record decodes to.
+                    let tablet = wal_entry::decode_compact(&damaged).unwrap();
+                    for column in &tablet.columns {
+                        let Values::Double(written) = &column.values else {
+                            continue;
+                        };
+                        // Each timestamp's last non-null value in the record (the newest
+                        // write wins).
+                        let mut expected = std::collections::BTreeMap::new();
+                        for (row, (t, value)) in tablet.timestamps.iter().zip(written).enumerate() {
+                            if !column.is_null(row) {
+                                expected.insert(*t, value.to_bits());
+                            }
+                        }
+                        let key = SeriesKey::new(&tablet.device, &column.measurement);
+                        let range = TimeRange::new(i64::MIN, i64::MAX);
+                        let Some(points) = follower.scan(&key, range).unwrap() else {
+                            prop_assert!(expected.is_empty());
+                            continue;
+                        };
+                        let Values::Double(read) = &points.values else {
+                            panic!("a DOUBLE series reads back DOUBLEs");
+                        };
+                        for (t, bits) in expected {
+                            let at = points.timestamps.binary_search(&t);
+                            prop_assert!(at.is_ok(), "{} at {t} was applied", key);
+                            prop_assert_eq!(read[at.unwrap()].to_bits(), bits);
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        // The follower still takes a valid entry.
+        follower
+            .apply_replicated(&next(&decimals("root.rep.d9", 100)))
+            .unwrap();
+        leader.close(false).await.unwrap();
+        follower.close(false).await.unwrap();
+    });
+}
