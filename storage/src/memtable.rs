@@ -543,9 +543,10 @@ pub(crate) mod decimal {
     /// Appends a run converted before it was logged ([`DecimalRun`]) to `digits` at
     /// `*exponent`: the digits, exponent and width [`extend`] reaches from the run's
     /// doubles, without converting them. The common exponent is the larger of the two
-    /// (multiplying the other side's digits: `d × 10^k / 10^(e+k)` is `d / 10^e`); false,
-    /// and nothing changed, when a digit would then leave 32 bits, where [`extend`] decides
-    /// (a larger exponent does not help; it turns the column into plain doubles).
+    /// (the held digits rescaled as [`extend`] rescales them, the run's multiplied: `d ×
+    /// 10^k / 10^(e+k)` is `d / 10^e`); false, and nothing changed but perhaps the width
+    /// (as [`rescale`] leaves it), when a digit would then leave 32 bits, where [`extend`]
+    /// decides (a larger exponent does not help; it turns the column into plain doubles).
     pub(super) fn append(exponent: &mut usize, digits: &mut Digits, run: DecimalRun<'_>) -> bool {
         let held = digits.len();
         let target = if held == 0 {
@@ -553,22 +554,8 @@ pub(crate) mod decimal {
         } else {
             (*exponent).max(run.exponent)
         };
-        let held_factor = if held == 0 {
-            1
-        } else {
-            power_of_ten(target - *exponent)
-        };
         let run_factor = power_of_ten(target - run.exponent);
-        // The held digits are rescaled as `rescale` would: 16-bit ones stay so only when
-        // the factor and every product fit 16 bits.
-        let held_range = if held_factor == 1 {
-            Some(true)
-        } else if held_factor > i64::from(i16::MAX) {
-            with_digits!(&*digits, v => scaled_range(v, held_factor)).map(|_| false)
-        } else {
-            with_digits!(&*digits, v => scaled_range(v, held_factor))
-        };
-        let run_range = match run.digits {
+        let run_narrow = match run.digits {
             // As found: every digit kept, and 16-bit exactly when all fit.
             DigitsRef::Narrow(_) if run_factor == 1 => Some(true),
             DigitsRef::Wide(_) if run_factor == 1 => Some(false),
@@ -577,37 +564,31 @@ pub(crate) mod decimal {
             // replicated entry has those).
             DigitsRef::Wide(v) => scaled_range(v, run_factor).map(|_| false),
         };
-        let (Some(held_narrow), Some(run_narrow)) = (held_range, run_range) else {
+        let Some(run_narrow) = run_narrow else {
             return false;
         };
-        let narrow = held_narrow && run_narrow && matches!(digits, Digits::Narrow(_));
-        if !narrow {
+        if held > 0 && target > *exponent {
+            let factor = 10i32.pow((target - *exponent) as u32);
+            if !rescale(digits, held, factor) {
+                return false;
+            }
+        }
+        if !run_narrow {
             widen(digits);
         }
+        // Every product fits the width: checked above.
         match (digits, run.digits) {
             (Digits::Narrow(v), DigitsRef::Narrow(run)) => {
-                // Every product fits 16 bits: checked above.
-                let factor = held_factor as i16;
-                if factor != 1 {
-                    v.iter_mut().for_each(|d| *d *= factor);
-                }
                 extend_scaled(v, run, run_factor as i16);
             }
             (Digits::Narrow(_), DigitsRef::Wide(_)) => {
-                unreachable!("a wide run makes the column wide: run_range above")
+                unreachable!("a wide run makes the column wide: run_narrow above")
             }
-            (Digits::Wide(v), run) => {
-                // Every product fits 32 bits: checked above.
-                let factor = held_factor as i32;
-                if factor != 1 {
-                    v.iter_mut().for_each(|d| *d *= factor);
-                }
+            (Digits::Wide(v), DigitsRef::Narrow(run)) => {
                 let factor = run_factor as i32;
-                match run {
-                    DigitsRef::Narrow(run) => v.extend(run.iter().map(|&d| i32::from(d) * factor)),
-                    DigitsRef::Wide(run) => extend_scaled(v, run, factor),
-                }
+                v.extend(run.iter().map(|&d| i32::from(d) * factor));
             }
+            (Digits::Wide(v), DigitsRef::Wide(run)) => extend_scaled(v, run, run_factor as i32),
         }
         *exponent = target;
         true

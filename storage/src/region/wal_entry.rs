@@ -389,9 +389,7 @@ impl<'a> Reader<'a> {
             .map(|c| f(c.try_into().expect("chunks_exact yields N bytes")))
             .collect())
     }
-}
 
-impl Reader<'_> {
     /// `rows` values of `data_type` as [`put_values`] writes them.
     fn values(&mut self, data_type: DataType, rows: usize) -> Result<Values, DecodeError> {
         Ok(match data_type {
