@@ -284,10 +284,18 @@ pub(crate) enum DigitsRef<'a> {
 }
 
 impl DigitsRef<'_> {
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             DigitsRef::Narrow(v) => v.len(),
             DigitsRef::Wide(v) => v.len(),
+        }
+    }
+
+    /// Appends the digits of `range` to `out` as 64-bit integers.
+    pub(crate) fn widen_into(&self, range: std::ops::Range<usize>, out: &mut Vec<i64>) {
+        match self {
+            DigitsRef::Narrow(v) => out.extend(v[range].iter().map(|&d| i64::from(d))),
+            DigitsRef::Wide(v) => out.extend(v[range].iter().map(|&d| i64::from(d))),
         }
     }
 }
@@ -746,6 +754,22 @@ impl SeriesBuffer {
                 Some((first, step, self.values.as_values(&mut scratch.values)))
             }
             Times::Regular { .. } | Times::Listed(_) => None,
+        }
+    }
+
+    /// The values as the decimal digits they are kept as (DOUBLE values without a
+    /// non-decimal among them), index for index with [`Self::points`]' values: what a
+    /// flush encodes them from (`SealedFileWriter::write_points_with`).
+    pub(crate) fn decimal_run(&self) -> Option<DecimalRun<'_>> {
+        match &self.values {
+            Column::Decimal { exponent, digits } => Some(DecimalRun {
+                exponent: *exponent,
+                digits: match digits {
+                    Digits::Narrow(v) => DigitsRef::Narrow(v),
+                    Digits::Wide(v) => DigitsRef::Wide(v),
+                },
+            }),
+            Column::Plain(_) => None,
         }
     }
 

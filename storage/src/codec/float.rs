@@ -205,6 +205,27 @@ fn encode_alp<F: Float>(values: &[F], out: &mut Vec<u8>) -> bool {
     true
 }
 
+/// Appends the ALP encoding of values that are `integers[i] / 10^exponent` bit for bit
+/// (the memtable keeps DOUBLE columns as such digits: `memtable::Column::Decimal`), without
+/// choosing an exponent and converting every value again as [`encode`] does. The exponent
+/// is first lowered while every integer is a multiple of ten (`d / 10^e` and
+/// `(d / 10) / 10^(e - 1)` are the correctly rounded quotient of one rational, the same
+/// double), so the column is written at the smallest exponent that keeps all of it, with no
+/// exceptions: the encoding [`encode`] writes whenever its sample finds that exponent, and
+/// otherwise one at least as exact (its sample may pick a smaller exponent and store the
+/// values it misses raw). `integers` is scratch: divided in place.
+pub(crate) fn encode_decimals(mut exponent: usize, integers: &mut [i64], out: &mut Vec<u8>) {
+    assert!(exponent <= EXPONENT_MAX, "exponent {exponent} out of range");
+    while exponent > 0 && integers.iter().all(|&n| n % 10 == 0) {
+        integers.iter_mut().for_each(|n| *n /= 10);
+        exponent -= 1;
+    }
+    out.push(FLOAT_ALP);
+    out.push(exponent as u8);
+    put_varint(out, 0);
+    integer::encode(integers, 1, out);
+}
+
 fn encode_plain<F: Float>(values: &[F], out: &mut Vec<u8>) {
     out.push(FLOAT_PLAIN);
     for &value in values {
@@ -541,6 +562,25 @@ mod tests {
     }
 
     #[test]
+    fn decimals_from_digits_take_the_smallest_exponent() {
+        // Whole numbers held at exponent 3 (as 1000-multiples) are written at exponent 0,
+        // as `encode` writes them; zeros alone at exponent 0 too.
+        let mut digits: Vec<i64> = (0..100).map(|i| (i * 7 - 300) * 1000).collect();
+        let values: Vec<f64> = digits.iter().map(|&n| n as f64 / 1000.0).collect();
+        let mut written = Vec::new();
+        encode_decimals(3, &mut digits, &mut written);
+        let mut chosen = Vec::new();
+        encode(&values, &mut chosen);
+        assert_eq!((written[0], written[1]), (FLOAT_ALP, 0));
+        assert_eq!(written, chosen);
+        let mut zeros = vec![0i64; 10];
+        let mut written = Vec::new();
+        encode_decimals(5, &mut zeros, &mut written);
+        assert_eq!(written[1], 0);
+        assert_eq!(decode::<f64>(&written, 10).unwrap(), vec![0.0; 10]);
+    }
+
+    #[test]
     fn non_decimals_fall_back() {
         let values: Vec<f64> = (1..200).map(|i| (f64::from(i)).sqrt()).collect();
         assert_ne!(roundtrip_f64(&values).0, FLOAT_ALP);
@@ -599,6 +639,33 @@ mod tests {
             (-1_000_000_000i64..1_000_000_000, 0usize..=EXPONENT_MAX)
                 .prop_map(|(n, e)| n as f64 / POWERS_OF_TEN[e]), 0..400)) {
             assert_alp_matches_model(&values);
+        }
+
+        #[test]
+        fn decimals_from_digits_decode_to_their_values(
+            exponent in 0usize..=9,
+            digits in proptest::collection::vec(prop_oneof![
+                any::<i32>().prop_map(i64::from),
+                (-1000i64..1000).prop_map(|n| n * 1000),
+                Just(0i64),
+            ], 0..400),
+        ) {
+            let values: Vec<f64> = digits
+                .iter()
+                .map(|&n| f64::from_scaled(n, POWERS_OF_TEN[exponent]))
+                .collect();
+            let mut written = Vec::new();
+            encode_decimals(exponent, &mut digits.clone(), &mut written);
+            let read = decode::<f64>(&written, values.len()).unwrap();
+            let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            prop_assert_eq!(bits(&read), bits(&values));
+            // Where `encode` finds the same exponent it writes the same bytes (it finds no
+            // exception at the smallest exponent that keeps every value).
+            let mut chosen = Vec::new();
+            encode(&values, &mut chosen);
+            if chosen[0] == FLOAT_ALP && chosen[1] == written[1] {
+                prop_assert_eq!(chosen, written);
+            }
         }
 
         #[test]

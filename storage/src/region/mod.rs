@@ -2206,14 +2206,16 @@ fn write_flush_files(
         let path = target.sealed_dir.join(entry.file_name());
         let mut writer = SealedFileWriter::create_in(target.file_system, &path, target.options)?;
         // A series kept as first, step and count is written so; the others' timestamps
-        // are spelled out (one buffer for all of them).
+        // are spelled out (one buffer for all of them). DOUBLE values kept as decimal
+        // digits are encoded from the digits.
         let mut scratch = ReadScratch::default();
         for (key, buffer) in series {
+            let decimal = buffer.decimal_run();
             match buffer.evenly_spaced(&mut scratch) {
                 Some((first, step, values)) => {
-                    writer.write_evenly_spaced(&key, first, step, values)?;
+                    writer.write_evenly_spaced_with(&key, first, step, values, decimal)?;
                 }
-                None => writer.write_points(&key, buffer.points(&mut scratch))?,
+                None => writer.write_points_with(&key, buffer.points(&mut scratch), decimal)?,
             }
         }
         writer.finish()?;

@@ -246,6 +246,92 @@ fn evenly_spaced_series_write_the_same_file_as_their_timestamps() {
     }
 }
 
+/// DOUBLE values given with the decimal digits a memtable keeps them as are written from
+/// the digits: the same file, byte for byte, as from the values (16- and 32-bit digits,
+/// exponents 0 to 9, chunks of several sizes, a first chunk of whole thousands held at a
+/// larger exponent, which both write at a smaller one), evenly spaced or not.
+#[test]
+fn decimal_digits_write_the_same_file_as_their_values() {
+    use crate::memtable::{DecimalRun, DigitsRef};
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut series: Vec<(SeriesKey, usize, Vec<i16>, Vec<i32>)> = Vec::new();
+    for exponent in 0..=9usize {
+        for (s, len) in [1usize, 2, 64, 65, 300].into_iter().enumerate() {
+            let mut digits: Vec<i32> = (0..len)
+                .map(|_| rng.gen_range(-30_000..30_000) * if s % 2 == 0 { 1 } else { 1000 })
+                .collect();
+            for digit in digits.iter_mut().take(64) {
+                *digit = *digit / 1000 * 1000;
+            }
+            let narrow = digits
+                .iter()
+                .map(|&d| i16::try_from(d))
+                .collect::<Result<Vec<i16>, _>>()
+                .unwrap_or_default();
+            let key = SeriesKey::new(&format!("root.sg.e{exponent}"), &format!("s{s}"));
+            series.push((key, exponent, narrow, digits));
+        }
+    }
+    series.sort_by(|a, b| a.0.cmp(&b.0));
+    let power = |exponent: usize| crate::codec::float::POWERS_OF_TEN[exponent];
+    for chunk_points_max in [1, 64, 1000] {
+        let options = WriterOptions {
+            compression: Compression::Lz4,
+            chunk_points_max,
+        };
+        let plain = dir.path().join(format!("plain-{chunk_points_max}.sealed"));
+        let digits_path = dir.path().join(format!("digits-{chunk_points_max}.sealed"));
+        let mut plain_writer = SealedFileWriter::create(&plain, options).unwrap();
+        let mut digits_writer = SealedFileWriter::create(&digits_path, options).unwrap();
+        for (index, (key, exponent, narrow, wide)) in series.iter().enumerate() {
+            let values = Values::Double(
+                wide.iter()
+                    .map(|&d| f64::from(d) / power(*exponent))
+                    .collect(),
+            );
+            let digits = if narrow.is_empty() {
+                DigitsRef::Wide(wide)
+            } else {
+                DigitsRef::Narrow(narrow)
+            };
+            let run = Some(DecimalRun {
+                exponent: *exponent,
+                digits,
+            });
+            let (first, step) = (1_000 * index as i64, 7);
+            if index % 2 == 0 {
+                plain_writer
+                    .write_evenly_spaced(key, first, step, &values)
+                    .unwrap();
+                digits_writer
+                    .write_evenly_spaced_with(key, first, step, &values, run)
+                    .unwrap();
+            } else {
+                let timestamps: Vec<i64> = (0..values.len() as i64).map(|i| i * i + 3).collect();
+                let points = PointColumn { timestamps, values };
+                plain_writer.write_series(key, &points).unwrap();
+                digits_writer
+                    .write_points_with(key, points.as_points(), run)
+                    .unwrap();
+            }
+        }
+        plain_writer.finish().unwrap();
+        digits_writer.finish().unwrap();
+        assert_eq!(
+            std::fs::read(&plain).unwrap(),
+            std::fs::read(&digits_path).unwrap(),
+            "chunks of {chunk_points_max}"
+        );
+        let read: usize = read_everything(&digits_path)
+            .unwrap()
+            .iter()
+            .map(PointColumn::len)
+            .sum();
+        assert_eq!(read, series.iter().map(|s| s.3.len()).sum::<usize>());
+    }
+}
+
 #[test]
 fn chunk_stats_match_their_points() {
     let dir = tempfile::tempdir().unwrap();

@@ -15,6 +15,7 @@ use crate::codec::{self, COLUMN_VALUES_MAX};
 use crate::config::Compression;
 use crate::error::{Result, StorageError};
 use crate::file_system::{FileSystem, StdFileSystem, WritableFile};
+use crate::memtable::DecimalRun;
 use crate::stats::Stats;
 use crate::types::{PointColumn, Points, SeriesKey, Timestamp, Values};
 
@@ -33,6 +34,8 @@ pub struct SealedFileWriter {
     /// Reused encode buffers.
     column: Vec<u8>,
     block: Vec<u8>,
+    /// A chunk's decimal digits, widened for the codec.
+    integers: Vec<i64>,
     /// Whether each chunk of the series being written has evenly spaced timestamps.
     chunk_regular: Vec<bool>,
     probe: CompressionProbe,
@@ -138,6 +141,7 @@ impl SealedFileWriter {
             series: Vec::new(),
             points: 0,
             column: Vec::new(),
+            integers: Vec::new(),
             block: Vec::new(),
             chunk_regular: Vec::new(),
             probe: CompressionProbe::new(),
@@ -163,7 +167,21 @@ impl SealedFileWriter {
 
     /// [`Self::write_series`] from borrowed columns.
     pub fn write_points(&mut self, key: &SeriesKey, points: Points<'_>) -> Result<()> {
+        self.write_points_with(key, points, None)
+    }
+
+    /// [`Self::write_points`] of DOUBLE values that are also given as decimal digits
+    /// (`decimal`, index for index: a memtable's [`DecimalRun`]): their chunks are encoded
+    /// from the digits, with no exponent to find nor value to convert again. The file holds
+    /// the same values, bit for bit.
+    pub(crate) fn write_points_with(
+        &mut self,
+        key: &SeriesKey,
+        points: Points<'_>,
+        decimal: Option<DecimalRun<'_>>,
+    ) -> Result<()> {
         self.check_next_series(key, points.values.len());
+        check_decimal(key, points.values, decimal);
         assert_eq!(
             points.timestamps.len(),
             points.values.len(),
@@ -197,7 +215,7 @@ impl SealedFileWriter {
             } else {
                 ChunkTimes::Listed(&points.timestamps[start..end])
             };
-            chunks.push(self.write_chunk(points.values, start..end, times)?);
+            chunks.push(self.write_chunk(points.values, start..end, times, decimal)?);
         }
         self.push_series(key, points.values, chunks);
         Ok(())
@@ -214,7 +232,21 @@ impl SealedFileWriter {
         step: i64,
         values: &Values,
     ) -> Result<()> {
+        self.write_evenly_spaced_with(key, first, step, values, None)
+    }
+
+    /// [`Self::write_evenly_spaced`] with the values' decimal digits, as
+    /// [`Self::write_points_with`].
+    pub(crate) fn write_evenly_spaced_with(
+        &mut self,
+        key: &SeriesKey,
+        first: Timestamp,
+        step: i64,
+        values: &Values,
+        decimal: Option<DecimalRun<'_>>,
+    ) -> Result<()> {
         self.check_next_series(key, values.len());
+        check_decimal(key, values, decimal);
         assert!(
             step > 0 || values.len() == 1,
             "series {key}: a step of {step} is not increasing"
@@ -234,7 +266,7 @@ impl SealedFileWriter {
                 min_time: time_at(start),
                 max_time: time_at(end - 1),
             };
-            chunks.push(self.write_chunk(values, start..end, times)?);
+            chunks.push(self.write_chunk(values, start..end, times, decimal)?);
         }
         self.push_series(key, values, chunks);
         Ok(())
@@ -260,12 +292,14 @@ impl SealedFileWriter {
     }
 
     /// Writes `values[range]` as one chunk, with a time block unless the chunk's
-    /// timestamps are evenly spaced (then its statistics imply them).
+    /// timestamps are evenly spaced (then its statistics imply them); the values from
+    /// `decimal`'s digits where given.
     fn write_chunk(
         &mut self,
         values: &Values,
         range: std::ops::Range<usize>,
         times: ChunkTimes<'_>,
+        decimal: Option<DecimalRun<'_>>,
     ) -> Result<ChunkMeta> {
         let (min_time, max_time) = match times {
             ChunkTimes::Implied { min_time, max_time } => (min_time, max_time),
@@ -284,7 +318,14 @@ impl SealedFileWriter {
         let time_block_len = self.block.len() as u64;
 
         self.column.clear();
-        codec::encode_values_range(values, range, &mut self.column);
+        match decimal {
+            Some(run) => {
+                self.integers.clear();
+                run.digits.widen_into(range, &mut self.integers);
+                codec::float::encode_decimals(run.exponent, &mut self.integers, &mut self.column);
+            }
+            None => codec::encode_values_range(values, range, &mut self.column),
+        }
         self.put_column_block(BlockKind::Values);
         let value_block_len = self.block.len() as u64 - time_block_len;
 
@@ -365,6 +406,19 @@ impl SealedFileWriter {
             min_time: min_time.expect("non-empty"),
             max_time: max_time.expect("non-empty"),
         })
+    }
+}
+
+/// A series' decimal digits go with DOUBLE values, one digit a value.
+fn check_decimal(key: &SeriesKey, values: &Values, decimal: Option<DecimalRun<'_>>) {
+    if let Some(run) = decimal {
+        assert!(
+            matches!(values, Values::Double(_)) && run.digits.len() == values.len(),
+            "series {key}: {} decimal digits for {} {:?} values",
+            run.digits.len(),
+            values.len(),
+            values.data_type()
+        );
     }
 }
 
