@@ -9,3 +9,6 @@
 
 /// A `HashMap` hashed with foldhash; build it with `FastMap::default()`.
 pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
+/// A `HashSet` hashed with foldhash, as [`FastMap`].
+pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;
