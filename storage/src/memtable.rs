@@ -898,24 +898,29 @@ impl SideTable {
         self.devices.is_empty()
     }
 
-    /// Every series, sorted by key (the order sealed files want).
+    /// Every series, sorted by key (the order sealed files want): the devices sorted, then
+    /// each device's measurements (a key orders by device first), so a flush of N devices
+    /// of M series compares N log N device paths and N × M log M names, not N × M log(N ×
+    /// M) keys.
     pub fn sorted_series(&self) -> Vec<(SeriesKey, &SeriesBuffer)> {
-        let mut all: Vec<(SeriesKey, &SeriesBuffer)> = self
-            .devices
-            .iter()
-            .flat_map(|(device, series)| {
-                series.iter().map(|(measurement, buffer)| {
-                    (
-                        SeriesKey {
-                            device: device.clone(),
-                            measurement: measurement.clone(),
-                        },
-                        buffer,
-                    )
-                })
-            })
-            .collect();
-        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut devices: Vec<_> = self.devices.iter().collect();
+        devices.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        let mut all = Vec::with_capacity(devices.iter().map(|(_, series)| series.len()).sum());
+        let mut measurements = Vec::new();
+        for (device, series) in devices {
+            measurements.clear();
+            measurements.extend(series.iter());
+            measurements.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            all.extend(measurements.iter().map(|&(measurement, buffer)| {
+                (
+                    SeriesKey {
+                        device: device.clone(),
+                        measurement: measurement.clone(),
+                    },
+                    buffer,
+                )
+            }));
+        }
         all
     }
 }
@@ -1163,6 +1168,40 @@ mod tests {
                 nulls,
             }],
         }
+    }
+
+    /// Series come out in key order, devices and their measurements sorted apart as the
+    /// whole keys sort (names of several lengths, so a prefix sorts first).
+    #[test]
+    fn sorted_series_are_in_key_order() {
+        let mut m = Memtable::default();
+        let mut expected = Vec::new();
+        for d in [7, 70, 1, 10, 0, 700, 3] {
+            let device = format!("root.db.d{d}");
+            let measurements = ["s10", "s1", "s2", "t", "s"];
+            let tablet = Tablet {
+                device: Arc::from(device.as_str()),
+                timestamps: vec![1],
+                columns: measurements
+                    .iter()
+                    .map(|name| TabletColumn {
+                        measurement: Arc::from(*name),
+                        values: Values::Double(vec![1.0]),
+                        nulls: None,
+                    })
+                    .collect(),
+            };
+            m.apply(&tablet.as_ref(), |_| 0, |_, _| Side::Sequence);
+            expected.extend(
+                measurements
+                    .iter()
+                    .map(|name| SeriesKey::new(&device, name)),
+            );
+        }
+        expected.sort();
+        let side = &m.partitions[&0].sequence;
+        let keys: Vec<SeriesKey> = side.sorted_series().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, expected);
     }
 
     #[test]
