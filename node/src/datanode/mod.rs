@@ -39,7 +39,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use iotdb_net::{Status, StatusCode};
 use iotdb_runtime::{MeshEndpoint, Reply, ShardId};
 use iotdb_storage::hash::FastMap;
-use iotdb_storage::{DataType, MemoryBudget, Region};
+use iotdb_storage::{DataType, DeviceTypes, MemoryBudget, Region};
 
 use crate::config::ServerConfig;
 use control::{ControlAnswer, ControlRequest};
@@ -152,9 +152,6 @@ pub enum Message {
         reply: Reply<Result<bytes::Bytes, Status>>,
     },
 }
-
-/// measurement → type of one device.
-type DeviceTypes = FastMap<Arc<str>, DataType>;
 
 /// One core's DataNode state. Owned by that core.
 pub struct Shard {
@@ -641,7 +638,7 @@ impl Shard {
         let known = cache.get(device);
         measurements
             .iter()
-            .map(|m| known.and_then(|k| k.get(*m)).copied())
+            .map(|m| known.and_then(|k| k.get(m)))
             .collect()
     }
 
@@ -649,7 +646,7 @@ impl Shard {
         let mut cache = self.schema_cache.borrow_mut();
         let entry = cache.entry(device.clone()).or_default();
         for (m, t) in types {
-            entry.insert(m.clone(), *t);
+            entry.insert(m, *t);
         }
     }
 

@@ -484,16 +484,21 @@ impl Shard {
         let Some(known) = cache.get(&**payload.device()) else {
             return false;
         };
-        let cached =
-            |measurement: &str, data_type: DataType| known.get(measurement) == Some(&data_type);
+        let cached = |(position, (measurement, data_type)): (usize, (&str, DataType))| {
+            known.get_column(position, measurement) == Some(data_type)
+        };
         match payload {
             Payload::View(_, view) => view
                 .columns()
-                .all(|column| cached(column.measurement(), column.data_type())),
+                .map(|column| (column.measurement(), column.data_type()))
+                .enumerate()
+                .all(cached),
             Payload::Tablet { tablet, .. } => tablet
                 .columns
                 .iter()
-                .all(|column| cached(&column.measurement, column.values.data_type())),
+                .map(|column| (&*column.measurement, column.values.data_type()))
+                .enumerate()
+                .all(cached),
         }
     }
 

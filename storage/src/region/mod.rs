@@ -44,6 +44,7 @@ pub mod wal_entry;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, VecDeque};
 
+use crate::device_types::DeviceTypes;
 use crate::hash::FastMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -233,7 +234,7 @@ struct State {
     /// partition → files, in manifest order.
     files: BTreeMap<i64, Vec<LiveFile>>,
     /// device → measurement → type: a series keeps the type of its first write.
-    types: FastMap<Arc<str>, FastMap<Arc<str>, DataType>>,
+    types: FastMap<Arc<str>, DeviceTypes>,
     active: Memtable,
     frozen: VecDeque<Frozen>,
     frozen_sequence: u64,
@@ -644,11 +645,11 @@ impl Region {
             .types
             .iter()
             .flat_map(|(device, series)| {
-                series.iter().map(|(measurement, &t)| {
+                series.iter().map(|(measurement, t)| {
                     (
                         SeriesKey {
                             device: device.clone(),
-                            measurement: measurement.clone(),
+                            measurement: Arc::from(measurement),
                         },
                         t,
                     )
@@ -916,7 +917,7 @@ impl Region {
         let state = self.state.borrow();
         let spans = self.wal.segment_spans();
         RegionInfo {
-            series: state.types.values().map(FastMap::len).sum(),
+            series: state.types.values().map(DeviceTypes::len).sum(),
             sealed_files: state.manifest.files.len(),
             sealed_bytes: state.files.values().flatten().map(|f| f.file.bytes()).sum(),
             wal_bytes: self.wal.disk_bytes(),
@@ -1058,7 +1059,7 @@ impl State {
     }
 
     fn series_type(&self, key: &SeriesKey) -> Option<DataType> {
-        self.types.get(&key.device)?.get(&key.measurement).copied()
+        self.types.get(&key.device)?.get(&key.measurement)
     }
 
     /// Reports the memtables to the shard's budget and freezes the active one if the
@@ -1127,14 +1128,14 @@ impl State {
     ) -> Result<()> {
         let series = self.types.entry(device.clone()).or_default();
         match series.get(measurement) {
-            Some(&known) if known != data_type => Err(StorageError::corruption(
+            Some(known) if known != data_type => Err(StorageError::corruption(
                 path,
                 0,
                 format!("series {device}.{measurement} is {data_type} here but {known} elsewhere"),
             )),
             Some(_) => Ok(()),
             None => {
-                series.insert(measurement.clone(), data_type);
+                series.insert(measurement, data_type);
                 Ok(())
             }
         }
@@ -1204,10 +1205,10 @@ impl State {
             return Ok(tablet.columns.is_empty());
         };
         let mut all_known = true;
-        for column in &tablet.columns {
+        for (position, column) in tablet.columns.iter().enumerate() {
             let actual = column.values.data_type();
-            match known.get(column.measurement) {
-                Some(&expected) if expected != actual => {
+            match known.get_column(position, column.measurement) {
+                Some(expected) if expected != actual => {
                     return Err(StorageError::TypeMismatch {
                         series: format!("{}.{}", tablet.device, column.measurement),
                         expected,
@@ -1228,14 +1229,14 @@ impl State {
         if tablet
             .columns
             .iter()
-            .all(|c| known.is_some_and(|m| m.contains_key(c.measurement)))
+            .all(|c| known.is_some_and(|m| m.get(c.measurement).is_some()))
         {
             return;
         }
         let series = self.types.entry(tablet.device.clone()).or_default();
         for column in &tablet.columns {
-            if !series.contains_key(column.measurement) {
-                series.insert(Arc::from(column.measurement), column.values.data_type());
+            if series.get(column.measurement).is_none() {
+                series.insert(column.measurement, column.values.data_type());
             }
         }
     }
