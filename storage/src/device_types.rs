@@ -73,10 +73,25 @@ impl DeviceTypes {
 
     /// Records `measurement`'s type (replacing the one recorded, if any).
     pub fn insert(&mut self, measurement: &str, data_type: DataType) {
-        if let Some(position) = self.position(measurement) {
-            self.entries[position].1 = data_type;
-            return;
+        match self.position(measurement) {
+            Some(position) => self.entries[position].1 = data_type,
+            None => self.push(measurement, data_type),
         }
+    }
+
+    /// The type recorded for `measurement`; `data_type`, recorded now, if there was none.
+    pub fn get_or_insert(&mut self, measurement: &str, data_type: DataType) -> DataType {
+        match self.position(measurement) {
+            Some(position) => self.entries[position].1,
+            None => {
+                self.push(measurement, data_type);
+                data_type
+            }
+        }
+    }
+
+    /// Adds a name not recorded yet.
+    fn push(&mut self, measurement: &str, data_type: DataType) {
         let position = self.entries.len();
         self.names.push_str(measurement);
         let end = u32::try_from(self.names.len()).expect("a device's names fit 4 GiB");
@@ -134,7 +149,13 @@ mod tests {
                 types.insert(first, DataType::Text);
                 assert_eq!(types.get(first), Some(DataType::Text));
                 assert_eq!(types.len(), count);
+                // `get_or_insert` keeps a recorded type and records a new name.
+                assert_eq!(types.get_or_insert(first, DataType::Int32), DataType::Text);
+                assert_eq!(types.len(), count);
             }
+            assert_eq!(types.get_or_insert("new", DataType::Int32), DataType::Int32);
+            assert_eq!(types.get("new"), Some(DataType::Int32));
+            assert_eq!(types.len(), count + 1);
         }
     }
 }

@@ -1127,18 +1127,15 @@ impl State {
         path: &Path,
     ) -> Result<()> {
         let series = self.types.entry(device.clone()).or_default();
-        match series.get(measurement) {
-            Some(known) if known != data_type => Err(StorageError::corruption(
+        let known = series.get_or_insert(measurement, data_type);
+        if known != data_type {
+            return Err(StorageError::corruption(
                 path,
                 0,
                 format!("series {device}.{measurement} is {data_type} here but {known} elsewhere"),
-            )),
-            Some(_) => Ok(()),
-            None => {
-                series.insert(measurement, data_type);
-                Ok(())
-            }
+            ));
         }
+        Ok(())
     }
 
     fn replay(&mut self, records: Vec<WalRecord>) -> Result<()> {
@@ -1235,9 +1232,7 @@ impl State {
         }
         let series = self.types.entry(tablet.device.clone()).or_default();
         for column in &tablet.columns {
-            if series.get(column.measurement).is_none() {
-                series.insert(column.measurement, column.values.data_type());
-            }
+            series.get_or_insert(column.measurement, column.values.data_type());
         }
     }
 
