@@ -58,8 +58,8 @@
 //! static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 //! ```
 //!
-//! and calls [`tune_allocator`] first thing in `main` (transparent huge pages off: see its
-//! doc for the profile that asked for it).
+//! and calls [`tune_allocator`] first thing in `main` (transparent huge pages off, freed
+//! memory kept for reuse: see its doc for the profiles that asked for them).
 
 pub mod error;
 pub mod in_flight;
@@ -79,6 +79,6 @@ pub use mesh::{MeshEndpoint, Reply};
 pub use monoio::spawn;
 pub use shard::{DriverKind, ShardContext, ShardId, ShardSet, ShardSetBuilder, StopSignal};
 pub use thread::{
-    available_cores, current_thread_cpu_time, current_thread_name, log_colours, process_cpu_time,
-    set_current_thread_name, tune_allocator,
+    ALLOCATOR_PURGE_DELAY, available_cores, current_thread_cpu_time, current_thread_name,
+    log_colours, process_cpu_time, set_current_thread_name, tune_allocator,
 };
