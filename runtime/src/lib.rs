@@ -77,7 +77,9 @@ pub use in_flight::{InFlightLimit, Permit};
 pub use join::join_all;
 pub use mesh::{MeshEndpoint, Reply};
 pub use monoio::spawn;
-pub use shard::{DriverKind, ShardContext, ShardId, ShardSet, ShardSetBuilder, StopSignal};
+pub use shard::{
+    DriverKind, ShardContext, ShardId, ShardSet, ShardSetBuilder, StopSignal, UringSetup,
+};
 pub use thread::{
     ALLOCATOR_PURGE_DELAY, available_cores, current_thread_cpu_time, current_thread_name,
     log_colours, process_cpu_time, set_current_thread_name, tune_allocator,

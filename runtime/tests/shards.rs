@@ -5,7 +5,10 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use iotdb_runtime::{Reply, RuntimeError, ShardContext, ShardId, ShardSetBuilder, limits, time};
+use iotdb_runtime::{
+    DriverKind, Reply, RuntimeError, ShardContext, ShardId, ShardSetBuilder, UringSetup, limits,
+    time,
+};
 
 enum Message {
     Ping {
@@ -80,6 +83,11 @@ fn check_named_and_pinned(shard_count: usize) {
         all_ok(shards.join()).into_iter().enumerate()
     {
         eprintln!("shard {index}: pinned {pinned_core:?}, allowed {allowed:?}, driver {driver:?}");
+        // io_uring, set up as the probe found this kernel allows, or epoll where it is missing.
+        assert!(
+            driver == DriverKind::IoUring(UringSetup::probed()) || driver == DriverKind::Legacy,
+            "{driver:?}"
+        );
         assert_eq!(id, shard(index));
         assert_eq!(shards_seen, shard_count);
         assert_eq!(name.as_deref(), Some(format!("shard-{index}").as_str()));
