@@ -442,7 +442,7 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
         (_, Some(c)) => c.pids(),
         _ => Vec::new(),
     };
-    let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+    let mut runtime = iotdb_runtime::runtime_builder()
         .enable_timer()
         .build()
         .context("building the client runtime")?;

@@ -136,7 +136,7 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions, soak: &SoakOptions) -> 
         })
     };
 
-    let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+    let mut runtime = iotdb_runtime::runtime_builder()
         .enable_timer()
         .build()
         .context("building the client runtime")?;

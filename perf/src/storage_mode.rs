@@ -44,7 +44,7 @@ pub fn run(spec: &WorkloadSpec, options: &StorageOptions) -> anyhow::Result<Repo
     };
     let spec = spec.clone();
     let options = options.clone();
-    let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+    let mut runtime = iotdb_runtime::runtime_builder()
         .enable_timer()
         .build()
         .context("building the monoio runtime")?;

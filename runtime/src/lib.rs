@@ -79,6 +79,7 @@ pub use mesh::{MeshEndpoint, Reply};
 pub use monoio::spawn;
 pub use shard::{
     DriverKind, ShardContext, ShardId, ShardSet, ShardSetBuilder, StopSignal, UringSetup,
+    runtime_builder,
 };
 pub use thread::{
     ALLOCATOR_PURGE_DELAY, available_cores, current_thread_cpu_time, current_thread_name,

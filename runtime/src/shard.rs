@@ -107,6 +107,19 @@ impl UringSetup {
     }
 }
 
+/// A monoio runtime builder (io_uring, epoll where it is missing) whose ring is set up as
+/// [`UringSetup::probed`] says: what every shard builds, and what every other thread of the
+/// server and its tools that runs a monoio runtime (the ConfigNode's, raft's, the
+/// benchmark's) builds. Its ring takes submissions only from the thread that builds the
+/// runtime, which a monoio runtime (not `Send`) guarantees.
+pub fn runtime_builder() -> monoio::RuntimeBuilder<monoio::FusionDriver> {
+    let builder = monoio::RuntimeBuilder::<monoio::FusionDriver>::new();
+    match UringSetup::probed().builder() {
+        Some(uring) => builder.uring_builder(uring),
+        None => builder,
+    }
+}
+
 /// Entries of the ring that probes a setup: the smallest a kernel accepts costs least.
 const URING_PROBE_ENTRIES: u32 = 2;
 
@@ -387,19 +400,17 @@ impl<M: Send + 'static> ShardLaunch<M> {
             }
         });
         let setup = UringSetup::probed();
-        let mut builder = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+        let mut runtime = runtime_builder()
             .with_entries(self.io_uring_entries)
-            .enable_timer();
-        if let Some(uring) = setup.builder() {
-            builder = builder.uring_builder(uring);
-        }
-        let mut runtime = builder.build().map_err(|source| {
-            self.stop.request();
-            RuntimeError::RuntimeBuild {
-                shard: self.id,
-                source,
-            }
-        })?;
+            .enable_timer()
+            .build()
+            .map_err(|source| {
+                self.stop.request();
+                RuntimeError::RuntimeBuild {
+                    shard: self.id,
+                    source,
+                }
+            })?;
         let driver = match runtime {
             monoio::FusionRuntime::Uring(_) => DriverKind::IoUring(setup),
             monoio::FusionRuntime::Legacy(_) => DriverKind::Legacy,

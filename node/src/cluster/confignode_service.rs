@@ -159,7 +159,7 @@ pub fn run_confignode(config: ServerConfig) -> anyhow::Result<()> {
         let stop = stop.clone();
         move || stop.store(true, Ordering::Release)
     })?;
-    let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+    let mut runtime = iotdb_runtime::runtime_builder()
         .enable_timer()
         .build()
         .context("starting the ConfigNode runtime")?;

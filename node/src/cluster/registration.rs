@@ -50,7 +50,7 @@ pub fn register(
     let address =
         parse_endpoint(seed).with_context(|| format!("{seed_key} = {seed:?} is not host:port"))?;
     let body = protocol::encode(request);
-    let mut runtime = monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+    let mut runtime = iotdb_runtime::runtime_builder()
         .enable_timer()
         .build()
         .context("starting the registration runtime")?;

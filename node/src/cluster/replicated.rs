@@ -748,7 +748,7 @@ pub(crate) type RaftRuntime = monoio::FusionRuntime<
 
 /// The monoio runtime of a raft thread (timers for ticks).
 pub(crate) fn raft_runtime() -> Result<RaftRuntime, String> {
-    monoio::RuntimeBuilder::<monoio::FusionDriver>::new()
+    iotdb_runtime::runtime_builder()
         .enable_timer()
         .build()
         .map_err(|e| format!("starting the raft runtime: {e}"))
