@@ -4,9 +4,8 @@
 //! shard `i`. On its thread a shard pins itself to core `i mod cores` (a refusal is logged,
 //! not fatal: containers and CI machines sometimes forbid it), builds a monoio runtime with
 //! the io_uring driver (completions posted when the shard next enters the kernel, not by
-//! interrupting it: [`UringSetup`]; monoio falls back to epoll where io_uring is missing) and
-//! timers, and
-//! runs the user's future to completion. The future is built on the shard's thread, so it
+//! interrupting it: [`UringSetup`]; monoio falls back to epoll where io_uring is missing)
+//! and timers, and runs the user's future to completion. The future is built on the shard's thread, so it
 //! may hold `Rc`, `RefCell` and other `!Send` state: nothing in a shard is shared.
 //!
 //! Stopping is cooperative: [`ShardSet::shutdown`] raises the [`StopSignal`] every shard's
@@ -59,9 +58,9 @@ pub enum DriverKind {
 /// the locking for other submitters. Measured with the standard workload
 /// (`docs/performance.md`): rescheduling interrupts over a run 970–1,300 → 150–190, the
 /// server's CPU through the flush 2–6 % lower, synchronous clients unchanged. Not
-/// `IORING_SETUP_DEFER_TASKRUN`: it would
-/// leave completions unposted until the shard waits, and a shard kept busy by ready tasks
-/// submits without waiting (monoio), so its I/O could starve.
+/// `IORING_SETUP_DEFER_TASKRUN`: it would leave completions unposted until the shard
+/// waits, and a shard kept busy by ready tasks submits without waiting (monoio), so its
+/// I/O could starve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UringSetup {
     /// `IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER` (Linux 6.0 and later).
@@ -80,15 +79,17 @@ impl UringSetup {
         *PROBED.get_or_init(|| {
             let setup = [UringSetup::CooperativeSingleIssuer, UringSetup::Cooperative]
                 .into_iter()
-                .find(|setup| {
-                    setup
-                        .builder()
-                        .is_some_and(|builder| builder.build(URING_PROBE_ENTRIES).is_ok())
-                })
+                .find(|setup| setup.builds())
                 .unwrap_or(UringSetup::Plain);
             tracing::debug!(?setup, "io_uring setup probed");
             setup
         })
+    }
+
+    /// Whether this kernel builds a ring with this setup's flags (`Plain` has none: false).
+    fn builds(self) -> bool {
+        self.builder()
+            .is_some_and(|builder| builder.build(URING_PROBE_ENTRIES).is_ok())
     }
 
     /// The ring builder with this setup's flags (`None`: monoio's own, no flags).
@@ -518,12 +519,6 @@ mod tests {
         Some((major, minor))
     }
 
-    fn builds(setup: UringSetup) -> bool {
-        setup
-            .builder()
-            .is_some_and(|builder| builder.build(URING_PROBE_ENTRIES).is_ok())
-    }
-
     #[test]
     fn the_probed_setup_is_the_richest_this_kernel_takes() {
         let probed = UringSetup::probed();
@@ -532,10 +527,10 @@ mod tests {
             UringSetup::Cooperative => &[UringSetup::CooperativeSingleIssuer],
             UringSetup::Plain => &[UringSetup::CooperativeSingleIssuer, UringSetup::Cooperative],
         };
-        assert!(probed == UringSetup::Plain || builds(probed), "{probed:?}");
+        assert!(probed == UringSetup::Plain || probed.builds(), "{probed:?}");
         for &setup in richer {
             assert!(
-                !builds(setup),
+                !setup.builds(),
                 "{setup:?} builds, yet {probed:?} was chosen"
             );
         }

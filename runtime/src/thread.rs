@@ -136,9 +136,8 @@ const PURGE_DELAY_VARIABLE: &str = "MIMALLOC_PURGE_DELAY";
 /// is given back to the system ([`tune_allocator`]).
 ///
 /// Why 30 s: a flushed memtable frees its memory while the next one fills; a shard at full
-/// speed fills a memtable in seconds (the default budget flushes at 512 MiB, about ten
-/// seconds of one core's ingest), and it grows into the freed memory only if that memory is
-/// still there. mimalloc's own delay (1 s in the version linked) gave most of it back
+/// speed fills a memtable within seconds (the default budget flushes at 512 MiB), and it
+/// grows into the freed memory only if that memory is still there. mimalloc's own delay (1 s in the version linked) gave most of it back
 /// first, so every memtable faulted in fresh zeroed pages again: with memtables flushed
 /// every 16 MiB, 10,000–15,000 page faults a second for as long as ingest ran, against
 /// 2,000–3,000 once the memory stays (`docs/performance.md`). Thirty seconds covers a
@@ -229,8 +228,8 @@ mod tests {
             return;
         }
         // mimalloc's own default, before: 1 s in the linked version (any other value means
-        // the option's position is not what `MI_OPTION_PURGE_DELAY` says, unless a test
-        // above already tuned this process).
+        // the option's position is not what `MI_OPTION_PURGE_DELAY` says, unless another
+        // test of this process tuned it first).
         let before = allocator_purge_delay_ms();
         assert!(
             before == 1000 || before == ALLOCATOR_PURGE_DELAY.as_millis() as i64,
