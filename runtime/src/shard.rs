@@ -56,8 +56,9 @@ pub enum DriverKind {
 /// shard's loop makes (it submits or waits); `IORING_SETUP_SINGLE_ISSUER` tells the kernel
 /// that only the shard's own thread submits, which is the thread-per-core rule, so it skips
 /// the locking for other submitters. Measured with the standard workload
-/// (`docs/performance.md`): rescheduling interrupts over a run 970–1,300 → 150–190, the
-/// server's CPU through the flush 2–6 % lower, synchronous clients unchanged. Not
+/// (`docs/performance.md`): rescheduling interrupts over a run 970–1,300 → 120–190; what
+/// that saves in CPU is within the development machine's noise; synchronous clients
+/// unchanged. Not
 /// `IORING_SETUP_DEFER_TASKRUN`: it would leave completions unposted until the shard
 /// waits, and a shard kept busy by ready tasks submits without waiting (monoio), so its
 /// I/O could starve.
