@@ -2214,10 +2214,9 @@ fn write_flush_files(
                 None => writer.write_points_with(&key, buffer.points(&mut scratch), decimal)?,
             }
         }
-        writer.finish()?;
         out.push(LiveFile {
             entry,
-            file: Arc::new(SealedFile::open(&path)?),
+            file: Arc::new(writer.finish_open()?),
             deletions: Vec::new(),
         });
     }

@@ -779,7 +779,7 @@ mod tests {
     ) -> TabletColumn {
         let draw = |i: usize| {
             seed.wrapping_mul(6364136223846793005)
-                .wrapping_add(i as u64 * 1442695040888963407)
+                .wrapping_add((i as u64).wrapping_mul(1442695040888963407))
                 >> 20
         };
         let values = match data_type {

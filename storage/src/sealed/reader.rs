@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use memmap2::Mmap;
 
 use super::format::{self, FOOTER_LEN, HEADER_LEN};
-use super::{ChunkMeta, SeriesMeta};
+use super::{ChunkMeta, SealedFileSummary, SeriesMeta};
 use crate::codec::bits::ByteReader;
 use crate::codec::{self, CodecError};
 use crate::error::{Result, StorageError};
@@ -112,6 +112,49 @@ impl SealedFile {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The file a writer just finished (`SealedFileWriter::finish_open`), mapped, with the
+    /// index the writer built rather than the one it wrote, which holds the same (the
+    /// crate's tests parse the written one too and panic on any difference). Checks only that the
+    /// file has the size written.
+    pub(crate) fn from_written(
+        summary: &SealedFileSummary,
+        series: Vec<SeriesMeta>,
+    ) -> Result<SealedFile> {
+        let path = &summary.path;
+        let file = File::open(path).map_err(|e| StorageError::io("open sealed file", path, e))?;
+        let map = map_file(&file).map_err(|e| StorageError::io("mmap sealed file", path, e))?;
+        if map.len() as u64 != summary.bytes {
+            return Err(StorageError::corruption(
+                path,
+                0,
+                format!("{} bytes where {} were written", map.len(), summary.bytes),
+            ));
+        }
+        let written = SealedFile {
+            path: path.clone(),
+            map,
+            series,
+            points: summary.points,
+            min_time: summary.min_time,
+            max_time: summary.max_time,
+        };
+        #[cfg(test)]
+        {
+            let parsed = SealedFile::open(path)?;
+            // NaN statistics are unequal to themselves: those compare as printed.
+            let same_series = parsed.series == written.series
+                || format!("{:?}", parsed.series) == format!("{:?}", written.series);
+            assert!(
+                same_series
+                    && (parsed.points, parsed.min_time, parsed.max_time)
+                        == (written.points, written.min_time, written.max_time),
+                "{}: the index written differs from the writer's",
+                path.display()
+            );
+        }
+        Ok(written)
     }
 
     /// The file's size in bytes.

@@ -661,3 +661,47 @@ fn a_version_2_file_with_a_raw_index_still_opens() {
         assert!(error.contains("unsupported format version"), "{error}");
     }
 }
+
+/// A file opened from its writer's index is the file `open` reads back: the same series,
+/// chunks and statistics, and the same points from every chunk.
+#[test]
+fn a_file_opened_from_its_writer_reads_as_opened_from_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let series = sample_series(7, 3, 300);
+    let path = dir.path().join("written.sealed");
+    let options = WriterOptions {
+        compression: Compression::Zstd,
+        chunk_points_max: 64,
+    };
+    let mut writer = SealedFileWriter::create(&path, options).unwrap();
+    for (key, points) in &series {
+        writer.write_series(key, points).unwrap();
+    }
+    let written = writer.finish_open().unwrap();
+    let opened = SealedFile::open(&path).unwrap();
+    assert_eq!(written.bytes(), opened.bytes());
+    assert_eq!(written.points(), opened.points());
+    assert_eq!(
+        (written.min_time(), written.max_time()),
+        (opened.min_time(), opened.max_time())
+    );
+    assert_eq!(
+        format!("{:?}", written.series().collect::<Vec<_>>()),
+        format!("{:?}", opened.series().collect::<Vec<_>>())
+    );
+    for (key, points) in &series {
+        let from_writer = written.find(key).unwrap();
+        let from_disk = opened.find(key).unwrap();
+        let mut read = Vec::new();
+        for (a, b) in from_writer.chunks.iter().zip(&from_disk.chunks) {
+            let (x, y) = (
+                written.read_chunk(a).unwrap(),
+                opened.read_chunk(b).unwrap(),
+            );
+            assert_eq!(bits_of(&x), bits_of(&y));
+            read.push(x);
+        }
+        let timestamps: Vec<i64> = read.iter().flat_map(|c| c.timestamps.clone()).collect();
+        assert_eq!(timestamps, points.timestamps, "{key}");
+    }
+}

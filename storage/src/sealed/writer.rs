@@ -9,7 +9,7 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use super::format::{self, FOOTER_LEN};
-use super::{ChunkMeta, SealedFileSummary, SeriesMeta, WriterOptions};
+use super::{ChunkMeta, SealedFile, SealedFileSummary, SeriesMeta, WriterOptions};
 use crate::codec::bits::put_varint;
 use crate::codec::{self, COLUMN_VALUES_MAX};
 use crate::config::Compression;
@@ -357,7 +357,20 @@ impl SealedFileWriter {
     /// least one series must have been written (an empty sealed file is a caller's bug).
     /// The caller makes the file's directory entry durable (fsync of the directory) when it
     /// records the file in its manifest.
-    pub fn finish(mut self) -> Result<SealedFileSummary> {
+    pub fn finish(self) -> Result<SealedFileSummary> {
+        self.finish_with_index().map(|(summary, _)| summary)
+    }
+
+    /// [`SealedFileWriter::finish`], then the file opened for reading from the index the
+    /// writer built ([`SealedFile::from_written`]): the same file `SealedFile::open` gives,
+    /// without reading back, decompressing and checking the index just written.
+    pub fn finish_open(self) -> Result<SealedFile> {
+        let (summary, series) = self.finish_with_index()?;
+        SealedFile::from_written(&summary, series)
+    }
+
+    /// [`SealedFileWriter::finish`], with the file's index as written.
+    fn finish_with_index(mut self) -> Result<(SealedFileSummary, Vec<SeriesMeta>)> {
         assert!(
             !self.series.is_empty(),
             "a sealed file needs at least one series"
@@ -398,14 +411,15 @@ impl SealedFileWriter {
             .map_err(|e| StorageError::io("fdatasync sealed file", &self.path, e))?;
         let min_time = self.series.iter().map(first_time).min();
         let max_time = self.series.iter().map(last_time).max();
-        Ok(SealedFileSummary {
+        let summary = SealedFileSummary {
             path: self.path,
             bytes: self.offset,
             series: self.series.len(),
             points: self.points,
             min_time: min_time.expect("non-empty"),
             max_time: max_time.expect("non-empty"),
-        })
+        };
+        Ok((summary, self.series))
     }
 }
 
