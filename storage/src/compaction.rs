@@ -15,7 +15,7 @@ use crate::error::{Result, StorageError};
 use crate::file_system::FileSystem;
 use crate::query;
 use crate::region::Deletion;
-use crate::sealed::{SealedFile, SealedFileSummary, SealedFileWriter, WriterOptions};
+use crate::sealed::{SealedFile, SealedFileWriter, WriterOptions};
 use crate::types::{DataType, SeriesKey, TimeRange};
 
 /// One file to merge: its newest-wins version and the deletions to apply to it.
@@ -26,9 +26,10 @@ pub struct Input {
 }
 
 /// Merges `inputs` into a new file at `output`, dropping the points their deletions hide.
-/// Returns `None` (and writes nothing) when no point remains. `bytes_per_second` limits
-/// the write rate (0: unlimited); `cancel` aborts, removing the partial output. The output
-/// is written through `file_system`.
+/// Returns the output opened for reading (from the writer's index,
+/// [`SealedFileWriter::finish_open`]), or `None` (and writes nothing) when no point
+/// remains. `bytes_per_second` limits the write rate (0: unlimited); `cancel` aborts,
+/// removing the partial output. The output is written through `file_system`.
 pub fn merge_files(
     file_system: &dyn FileSystem,
     inputs: &[Input],
@@ -36,7 +37,7 @@ pub fn merge_files(
     options: WriterOptions,
     bytes_per_second: u64,
     cancel: &AtomicBool,
-) -> Result<Option<SealedFileSummary>> {
+) -> Result<Option<SealedFile>> {
     let mut series: BTreeMap<&SeriesKey, DataType> = BTreeMap::new();
     for input in inputs {
         for meta in input.file.series() {
@@ -82,10 +83,10 @@ pub fn merge_files(
             let _ = file_system.remove_file(output);
             return Ok(None);
         }
-        writer.finish().map(Some)
+        writer.finish_open().map(Some)
     })();
     match result {
-        Ok(summary) => Ok(summary),
+        Ok(file) => Ok(file),
         Err(e) => {
             let _ = file_system.remove_file(output);
             Err(e)

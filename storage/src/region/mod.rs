@@ -2122,14 +2122,11 @@ impl State {
             {
                 manifest::sync_dir(file_system, sealed)?;
             }
-            let output = match written {
-                Some(_) => Some(LiveFile {
-                    entry,
-                    file: Arc::new(SealedFile::open(&path)?),
-                    deletions: Vec::new(),
-                }),
-                None => None,
-            };
+            let output = written.map(|file| LiveFile {
+                entry,
+                file: Arc::new(file),
+                deletions: Vec::new(),
+            });
             Ok(CompactionOutput {
                 partition,
                 inputs: input_ids,
