@@ -116,8 +116,8 @@ impl SealedFile {
 
     /// The file a writer just finished (`SealedFileWriter::finish_open`), mapped, with the
     /// index the writer built rather than the one it wrote, which holds the same (the
-    /// crate's tests parse the written one too and panic on any difference). Checks only that the
-    /// file has the size written.
+    /// crate's tests parse the written one too and panic on any difference). Checks only
+    /// that the file has the size written.
     pub(crate) fn from_written(
         summary: &SealedFileSummary,
         series: Vec<SeriesMeta>,
