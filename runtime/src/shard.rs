@@ -5,8 +5,9 @@
 //! not fatal: containers and CI machines sometimes forbid it), builds a monoio runtime with
 //! the io_uring driver (completions posted when the shard next enters the kernel, not by
 //! interrupting it: [`UringSetup`]; monoio falls back to epoll where io_uring is missing)
-//! and timers, and runs the user's future to completion. The future is built on the shard's thread, so it
-//! may hold `Rc`, `RefCell` and other `!Send` state: nothing in a shard is shared.
+//! and timers, and runs the user's future to completion. The future is built on the
+//! shard's thread, so it may hold `Rc`, `RefCell` and other `!Send` state: nothing in a
+//! shard is shared.
 //!
 //! Stopping is cooperative: [`ShardSet::shutdown`] raises the [`StopSignal`] every shard's
 //! context carries, wakes them, and joins the threads. A shard's future is expected to watch
@@ -58,10 +59,9 @@ pub enum DriverKind {
 /// the locking for other submitters. Measured with the standard workload
 /// (`docs/performance.md`): rescheduling interrupts over a run 970–1,300 → 120–190; what
 /// that saves in CPU is within the development machine's noise; synchronous clients
-/// unchanged. Not
-/// `IORING_SETUP_DEFER_TASKRUN`: it would leave completions unposted until the shard
-/// waits, and a shard kept busy by ready tasks submits without waiting (monoio), so its
-/// I/O could starve.
+/// unchanged. Not `IORING_SETUP_DEFER_TASKRUN`: it would leave completions unposted until
+/// the shard waits, and a shard kept busy by ready tasks submits without waiting
+/// (monoio), so its I/O could starve.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UringSetup {
     /// `IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER` (Linux 6.0 and later).

@@ -137,10 +137,11 @@ const PURGE_DELAY_VARIABLE: &str = "MIMALLOC_PURGE_DELAY";
 ///
 /// Why 30 s: a flushed memtable frees its memory while the next one fills; a shard at full
 /// speed fills a memtable within seconds (the default budget flushes at 512 MiB), and it
-/// grows into the freed memory only if that memory is still there. mimalloc's own delay (1 s in the version linked) gave most of it back
-/// first, so every memtable faulted in fresh zeroed pages again: with memtables flushed
-/// every 16 MiB, 10,000–15,000 page faults a second for as long as ingest ran, against
-/// 2,000–3,000 once the memory stays (`docs/performance.md`). Thirty seconds covers a
+/// grows into the freed memory only if that memory is still there. mimalloc's own delay
+/// (1 s in the version linked) gave most of it back first, so every memtable faulted in
+/// fresh zeroed pages again: with memtables flushed every 16 MiB, 10,000–15,000 page
+/// faults a second for as long as ingest ran, against 2,000–3,000 once the memory stays
+/// (`docs/performance.md`). Thirty seconds covers a
 /// memtable's cycle at any rate where page faults cost a noticeable share of the CPU; memory
 /// still goes back half a minute after ingest or a large query stops needing it, so a
 /// server's resident size follows its load.
