@@ -81,16 +81,25 @@ fn sample_series(seed: u64, per_type: usize, len_max: usize) -> Vec<(SeriesKey, 
     series
 }
 
+/// A writer at `path` that has written `series` and is ready to finish.
+fn writer_of(
+    path: &Path,
+    series: &[(SeriesKey, PointColumn)],
+    options: WriterOptions,
+) -> SealedFileWriter {
+    let mut writer = SealedFileWriter::create(path, options).unwrap();
+    for (key, points) in series {
+        writer.write_series(key, points).unwrap();
+    }
+    writer
+}
+
 fn write_file(
     path: &Path,
     series: &[(SeriesKey, PointColumn)],
     options: WriterOptions,
 ) -> SealedFileSummary {
-    let mut writer = SealedFileWriter::create(path, options).unwrap();
-    for (key, points) in series {
-        writer.write_series(key, points).unwrap();
-    }
-    writer.finish().unwrap()
+    writer_of(path, series, options).finish().unwrap()
 }
 
 #[test]
@@ -673,11 +682,7 @@ fn a_file_opened_from_its_writer_reads_as_opened_from_disk() {
         compression: Compression::Zstd,
         chunk_points_max: 64,
     };
-    let mut writer = SealedFileWriter::create(&path, options).unwrap();
-    for (key, points) in &series {
-        writer.write_series(key, points).unwrap();
-    }
-    let written = writer.finish_open().unwrap();
+    let written = writer_of(&path, &series, options).finish_open().unwrap();
     let opened = SealedFile::open(&path).unwrap();
     assert_eq!(written.bytes(), opened.bytes());
     assert_eq!(written.points(), opened.points());
