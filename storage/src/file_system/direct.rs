@@ -17,10 +17,12 @@
 //!
 //! The file is created with an ordinary descriptor (`create_new`'s semantics exactly),
 //! then opened a second time with `O_DIRECT`. Where the file system refuses `O_DIRECT`
-//! (at that open, or at a write: `EINVAL`), every write goes through the ordinary
+//! (at that open, or at a write: `EINVAL`), the buffer is written through the ordinary
 //! descriptor instead: the same bytes, through the page cache. Once a tail has been
 //! written (by `flush`), later writes go through the ordinary descriptor too, since the
-//! file's end is no longer aligned.
+//! file's end is no longer aligned. Either way writes are gathered in the buffer: the
+//! sealed-file writer hands over each block as it encodes it, with no buffer of its own
+//! ([`FileSystem::create_new_sequential`](super::FileSystem::create_new_sequential)).
 //!
 //! What this moves: a query of a file just flushed reads it from the disk, not from the
 //! page cache (one read per page, the first time).
@@ -43,7 +45,7 @@ const BUFFER_BYTES: usize = 1 << 20;
 pub(super) struct DirectFile {
     /// The descriptor `create_new` opened: the tail's writes, the fallback, and fsync.
     file: File,
-    /// The same file opened with `O_DIRECT`; `None` once writes go through `file`.
+    /// The same file opened with `O_DIRECT`; `None` once the buffer goes through `file`.
     direct: Option<File>,
     /// Holds the aligned buffer: `storage[start..start + BUFFER_BYTES]`. Never resized.
     storage: Vec<u8>,
@@ -75,14 +77,10 @@ impl DirectFile {
             Some(Err(e)) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
             Some(Err(_)) | None => None,
         };
-        // No buffer where every write goes through `file`.
-        let (storage, start) = if direct.is_some() {
-            let storage = vec![0; BUFFER_BYTES + ALIGN];
-            let start = storage.as_ptr().align_offset(ALIGN);
-            (storage, start)
-        } else {
-            (Vec::new(), 0)
-        };
+        // Zeroed by the allocator's fresh pages, not by a pass over it: only what is
+        // written into it is touched.
+        let storage = vec![0; BUFFER_BYTES + ALIGN];
+        let start = storage.as_ptr().align_offset(ALIGN);
         Ok(DirectFile {
             file,
             direct,
@@ -170,18 +168,12 @@ impl DirectFile {
 
 impl Write for DirectFile {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
-        if self.direct.is_none() {
-            let offset = self.offset;
-            self.file.write_all_at(bytes, offset)?;
-            self.offset += bytes.len() as u64;
-            return Ok(bytes.len());
-        }
         // A full buffer is written before this call's bytes are taken, so an error
         // leaves them unwritten, as `Write` promises.
         if self.len == BUFFER_BYTES {
-            self.write_direct(BUFFER_BYTES)?;
-            if self.direct.is_none() {
-                return self.write(bytes);
+            match self.direct {
+                Some(_) => self.write_direct(BUFFER_BYTES)?,
+                None => self.write_buffered_all()?,
             }
         }
         let n = bytes.len().min(BUFFER_BYTES - self.len);
@@ -250,14 +242,24 @@ mod tests {
         }
     }
 
+    /// Without direct I/O the buffer still gathers the writes: the file grows a whole
+    /// buffer at a time, then by the rest at the sync.
     #[test]
-    fn without_direct_io_every_write_goes_through_the_page_cache() {
+    fn without_direct_io_writes_are_gathered_then_go_through_the_page_cache() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("buffered");
         let bytes = pattern(2 * BUFFER_BYTES + 7);
         let mut file = DirectFile::create(&path, false).unwrap();
         assert!(!file.is_direct());
-        write_in_pieces(&mut file, &bytes, &[1, 65_535, 1 << 20]);
+        let length = || std::fs::metadata(&path).unwrap().len();
+        write_in_pieces(&mut file, &bytes[..BUFFER_BYTES], &[1, 4093, 65_535]);
+        assert_eq!(
+            length(),
+            0,
+            "a buffer's worth of small writes stays gathered"
+        );
+        write_in_pieces(&mut file, &bytes[BUFFER_BYTES..], &[1, 65_535, 1 << 20]);
+        assert_eq!(length(), 2 * BUFFER_BYTES as u64);
         file.sync_data().unwrap();
         assert!(std::fs::read(&path).unwrap() == bytes);
     }

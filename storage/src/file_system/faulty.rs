@@ -29,8 +29,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{FileSystem, WritableFile};
 
-/// The kinds of operation the seam performs (a write is one `Write::write` call: the
-/// sealed-file writer buffers up to 1 MiB per call).
+/// The kinds of operation the seam performs (a write is one `Write::write` call: a sealed
+/// file's are gathered up to 1 MiB per call, `create_new_sequential`'s default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum OperationKind {
     Create,

@@ -52,10 +52,16 @@ pub trait FileSystem: Send + Sync + std::fmt::Debug {
     fn create_new(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
     /// Creates `path` for a file written once, front to back, synced, then only read (a
     /// sealed file): its bytes need not pass through the page cache. Fails with
-    /// `AlreadyExists` if it exists. What is written may stay buffered until `flush` or
-    /// `sync_data`. The default is [`FileSystem::create_new`].
+    /// `AlreadyExists` if it exists. The file gathers what is written in a buffer of its
+    /// own, so its writer writes blocks of any size with none in front of it; they may stay
+    /// there until `flush` or `sync_data`. The default is [`FileSystem::create_new`]'s
+    /// file behind a buffer of [`SEQUENTIAL_BUFFER_BYTES`].
     fn create_new_sequential(&self, path: &Path) -> io::Result<Box<dyn WritableFile>> {
-        self.create_new(path)
+        let file = self.create_new(path)?;
+        Ok(Box::new(io::BufWriter::with_capacity(
+            SEQUENTIAL_BUFFER_BYTES,
+            file,
+        )))
     }
     /// Creates `path` for writing, truncating it if it exists.
     fn create(&self, path: &Path) -> io::Result<Box<dyn WritableFile>>;
@@ -84,6 +90,19 @@ pub trait FileSystem: Send + Sync + std::fmt::Debug {
     fn hard_link(&self, from: &Path, to: &Path) -> io::Result<()>;
     /// fsync of a directory: makes creates, renames and removes inside it durable.
     fn sync_dir(&self, dir: &Path) -> io::Result<()>;
+}
+
+/// What the default [`FileSystem::create_new_sequential`] gathers before it writes: a
+/// write call per MiB of a sealed file.
+pub const SEQUENTIAL_BUFFER_BYTES: usize = 1 << 20;
+
+/// A file whose writes are gathered in a buffer (the default
+/// [`FileSystem::create_new_sequential`]): `sync_data` writes the buffer out first.
+impl WritableFile for io::BufWriter<Box<dyn WritableFile>> {
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.flush()?;
+        self.get_mut().sync_data()
+    }
 }
 
 /// The real file system: `std::fs`, blocking (called on the background pool, and by
@@ -189,5 +208,45 @@ impl FileSystem for StdFileSystem {
 
     fn sync_dir(&self, dir: &Path) -> io::Result<()> {
         std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::faulty::{FaultyFileSystem, OperationKind};
+    use super::*;
+
+    /// A file system without a sequential file of its own gathers a sealed file's small
+    /// writes: a write call per [`SEQUENTIAL_BUFFER_BYTES`], and the bytes all there after
+    /// the sync.
+    #[test]
+    fn the_default_sequential_file_gathers_small_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let file_system = FaultyFileSystem::new(&dir.path().join("backup")).unwrap();
+        let path = dir.path().join("sealed");
+        let bytes: Vec<u8> = (0..SEQUENTIAL_BUFFER_BYTES * 2 + 100)
+            .map(|i| (i * 7 + i / 251) as u8)
+            .collect();
+        let mut file = file_system.create_new_sequential(&path).unwrap();
+        for block in bytes.chunks(1000) {
+            file.write_all(block).unwrap();
+        }
+        file.sync_data().unwrap();
+        let kinds: Vec<OperationKind> = file_system
+            .operations()
+            .into_iter()
+            .map(|(kind, _)| kind)
+            .filter(|kind| *kind != OperationKind::Create)
+            .collect();
+        assert_eq!(
+            kinds,
+            [
+                OperationKind::Write,
+                OperationKind::Write,
+                OperationKind::Write,
+                OperationKind::SyncData
+            ]
+        );
+        assert!(std::fs::read(&path).unwrap() == bytes);
     }
 }

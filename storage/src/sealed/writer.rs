@@ -5,7 +5,7 @@
 //! final fdatasync. A writer that fails or is dropped before `finish` leaves a partial file
 //! that `SealedFile::open` rejects (no footer); the owning region deletes it.
 
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::format::{self, FOOTER_LEN};
@@ -19,13 +19,11 @@ use crate::memtable::DecimalRun;
 use crate::stats::Stats;
 use crate::types::{PointColumn, Points, SeriesKey, Timestamp, Values};
 
-/// Buffer between the encoder and the file: large enough that writes are few.
-const WRITE_BUFFER_BYTES: usize = 1 << 20;
-
 /// Builds a sealed file. Owned by one flush or compaction task.
 pub struct SealedFileWriter {
     path: PathBuf,
-    file: BufWriter<Box<dyn WritableFile>>,
+    /// Gathers the blocks itself (`FileSystem::create_new_sequential`).
+    file: Box<dyn WritableFile>,
     options: WriterOptions,
     /// Bytes written so far: the offset of the next block.
     offset: u64,
@@ -135,7 +133,7 @@ impl SealedFileWriter {
             .map_err(|e| StorageError::io("create sealed file", path, e))?;
         let mut writer = SealedFileWriter {
             path: path.to_path_buf(),
-            file: BufWriter::with_capacity(WRITE_BUFFER_BYTES, file),
+            file,
             options,
             offset: 0,
             series: Vec::new(),
@@ -403,11 +401,8 @@ impl SealedFileWriter {
             .flush()
             .map_err(|e| StorageError::io("write sealed file", &self.path, e))?;
         self.write_all(&tail)?;
-        let mut file = self
-            .file
-            .into_inner()
-            .map_err(|e| StorageError::io("write sealed file", &self.path, e.into_error()))?;
-        file.sync_data()
+        self.file
+            .sync_data()
             .map_err(|e| StorageError::io("fdatasync sealed file", &self.path, e))?;
         let min_time = self.series.iter().map(first_time).min();
         let max_time = self.series.iter().map(last_time).max();
