@@ -401,6 +401,10 @@ impl SealedFileWriter {
             .flush()
             .map_err(|e| StorageError::io("write sealed file", &self.path, e))?;
         self.write_all(&tail)?;
+        // Written out here, so that a failed write is reported as one, not as the sync's.
+        self.file
+            .flush()
+            .map_err(|e| StorageError::io("write sealed file", &self.path, e))?;
         self.file
             .sync_data()
             .map_err(|e| StorageError::io("fdatasync sealed file", &self.path, e))?;
