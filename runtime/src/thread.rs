@@ -141,10 +141,9 @@ const PURGE_DELAY_VARIABLE: &str = "MIMALLOC_PURGE_DELAY";
 /// (1 s in the version linked) gave most of it back first, so every memtable faulted in
 /// fresh zeroed pages again: with memtables flushed every 16 MiB, 10,000–15,000 page
 /// faults a second for as long as ingest ran, against 2,000–3,000 once the memory stays
-/// (`docs/performance.md`). Thirty seconds covers a
-/// memtable's cycle at any rate where page faults cost a noticeable share of the CPU; memory
-/// still goes back half a minute after ingest or a large query stops needing it, so a
-/// server's resident size follows its load.
+/// (`docs/performance.md`). Thirty seconds covers a memtable's cycle at any rate where page
+/// faults cost a noticeable share of the CPU; memory still goes back half a minute after
+/// ingest or a large query stops needing it, so a server's resident size follows its load.
 pub const ALLOCATOR_PURGE_DELAY: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// mimalloc's option `purge_delay` (`mi_option_purge_delay` in `mimalloc.h`: the same

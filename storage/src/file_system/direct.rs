@@ -77,8 +77,7 @@ impl DirectFile {
             Some(Err(e)) if e.raw_os_error() != Some(libc::EINVAL) => return Err(e),
             Some(Err(_)) | None => None,
         };
-        // Zeroed by the allocator's fresh pages, not by a pass over it: only what is
-        // written into it is touched.
+        // Also where every write goes through `file`: the buffer gathers them either way.
         let storage = vec![0; BUFFER_BYTES + ALIGN];
         let start = storage.as_ptr().align_offset(ALIGN);
         Ok(DirectFile {

@@ -156,6 +156,13 @@ impl SealedFileWriter {
         Ok(())
     }
 
+    /// Writes out what the file has gathered (a failure is a write's, not the sync's).
+    fn flush(&mut self) -> Result<()> {
+        self.file
+            .flush()
+            .map_err(|e| StorageError::io("write sealed file", &self.path, e))
+    }
+
     /// Writes one series. Series must come in strictly increasing key order, each once,
     /// with at least one point and strictly increasing timestamps: anything else is the
     /// caller's bug and panics.
@@ -397,14 +404,9 @@ impl SealedFileWriter {
         // What was written so far reaches the file now; the index and footer follow it
         // through the page cache even where the file bypasses it (`O_DIRECT`), since
         // `SealedFile::open` reads them back at once.
-        self.file
-            .flush()
-            .map_err(|e| StorageError::io("write sealed file", &self.path, e))?;
+        self.flush()?;
         self.write_all(&tail)?;
-        // Written out here, so that a failed write is reported as one, not as the sync's.
-        self.file
-            .flush()
-            .map_err(|e| StorageError::io("write sealed file", &self.path, e))?;
+        self.flush()?;
         self.file
             .sync_data()
             .map_err(|e| StorageError::io("fdatasync sealed file", &self.path, e))?;
