@@ -1,9 +1,10 @@
-//! [`DeviceTypes`]: the types of one device's measurements, kept for a check on every
-//! write (the DataNode's schema cache, a region's own types).
+//! [`MeasurementMap`]: a value per measurement of one device, kept for lookups on every
+//! write — the types of [`DeviceTypes`] (the DataNode's schema cache, a region's own
+//! types) and a memtable's series buffers.
 //!
 //! One device's entry keeps its names side by side in one buffer, in the order they were
-//! added, with their types beside them in a second: a write whose columns come in that
-//! order (a client sends a device's tablets with the same columns) is checked column by
+//! added, with their values beside them in a second: a write whose columns come in that
+//! order (a client sends a device's tablets with the same columns) is matched column by
 //! column against consecutive bytes. With a thousand devices written in turn, a device's
 //! entry is out of the CPU's caches by its next request; a map per device (a hash table of
 //! `Arc<str>` keys) took a miss per column for its slots and one per name for its key's
@@ -16,20 +17,34 @@ use crate::types::DataType;
 /// a device with more keeps a hash index of them.
 const SCANNED_NAMES_MAX: usize = 32;
 
-/// The types of one device's measurements.
-#[derive(Clone, Debug, Default)]
-pub struct DeviceTypes {
+/// A value per measurement of one device, in the order the measurements were added.
+#[derive(Clone, Debug)]
+pub struct MeasurementMap<T> {
     /// Every name, one after another.
     names: String,
-    /// Per name, in the order added: where it ends in `names`, and its type.
-    entries: Vec<(u32, DataType)>,
+    /// Per name, in the order added: where it ends in `names`, and its value.
+    entries: Vec<(u32, T)>,
     /// Name → position, for a device of more than [`SCANNED_NAMES_MAX`] names.
     index: Option<FastMap<Box<str>, u32>>,
 }
 
-impl DeviceTypes {
+impl<T> Default for MeasurementMap<T> {
+    fn default() -> Self {
+        MeasurementMap {
+            names: String::new(),
+            entries: Vec::new(),
+            index: None,
+        }
+    }
+}
+
+impl<T> MeasurementMap<T> {
     pub fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 
     fn name(&self, position: usize) -> &str {
@@ -47,55 +62,52 @@ impl DeviceTypes {
         }
     }
 
-    /// The type of `measurement`, if known.
-    pub fn get(&self, measurement: &str) -> Option<DataType> {
-        self.position(measurement)
-            .map(|position| self.entries[position].1)
-    }
-
-    /// [`Self::get`] of a tablet's column `column`: its name is first compared with the
+    /// The position of a tablet's column `column`: its name is first compared with the
     /// name added at that position, so a tablet in the order of the names needs no search.
-    pub fn get_column(&self, column: usize, measurement: &str) -> Option<DataType> {
+    pub fn column_position(&self, column: usize, measurement: &str) -> Option<usize> {
         if column < self.entries.len() && self.name(column) == measurement {
-            return Some(self.entries[column].1);
+            return Some(column);
         }
-        self.get(measurement)
+        self.position(measurement)
     }
 
-    /// Every name with its type, in the order they were added.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, DataType)> {
-        (0..self.entries.len()).map(|position| (self.name(position), self.entries[position].1))
+    /// The value of `measurement`, if it has one.
+    pub fn get(&self, measurement: &str) -> Option<&T> {
+        self.position(measurement)
+            .map(|position| &self.entries[position].1)
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+    /// The value at `position` (from [`Self::column_position`] or [`Self::push`]).
+    pub fn at_mut(&mut self, position: usize) -> &mut T {
+        &mut self.entries[position].1
     }
 
-    /// Records `measurement`'s type (replacing the one recorded, if any).
-    pub fn insert(&mut self, measurement: &str, data_type: DataType) {
-        match self.position(measurement) {
-            Some(position) => self.entries[position].1 = data_type,
-            None => self.push(measurement, data_type),
-        }
+    /// Every name with its value, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
+        (0..self.entries.len()).map(|position| (self.name(position), &self.entries[position].1))
     }
 
-    /// The type recorded for `measurement`; `data_type`, recorded now, if there was none.
-    pub fn get_or_insert(&mut self, measurement: &str, data_type: DataType) -> DataType {
-        match self.position(measurement) {
-            Some(position) => self.entries[position].1,
-            None => {
-                self.push(measurement, data_type);
-                data_type
-            }
-        }
+    /// Every value, in the order added.
+    pub fn values(&self) -> impl Iterator<Item = &T> {
+        self.entries.iter().map(|(_, value)| value)
     }
 
-    /// Adds a name not recorded yet.
-    fn push(&mut self, measurement: &str, data_type: DataType) {
+    /// Every value, in the order added, to change.
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
+        self.entries.iter_mut().map(|(_, value)| value)
+    }
+
+    /// Adds `measurement`, which has no value yet (the caller looked), and returns its
+    /// position.
+    pub fn push(&mut self, measurement: &str, value: T) -> usize {
+        debug_assert!(
+            self.position(measurement).is_none(),
+            "{measurement} is there"
+        );
         let position = self.entries.len();
         self.names.push_str(measurement);
         let end = u32::try_from(self.names.len()).expect("a device's names fit 4 GiB");
-        self.entries.push((end, data_type));
+        self.entries.push((end, value));
         match &mut self.index {
             Some(index) => {
                 index.insert(measurement.into(), position as u32);
@@ -108,12 +120,107 @@ impl DeviceTypes {
             }
             None => {}
         }
+        position
+    }
+
+    /// The heap bytes this holds besides what its values own.
+    pub fn heap_bytes(&self) -> usize {
+        self.names.capacity()
+            + self.entries.capacity() * std::mem::size_of::<(u32, T)>()
+            + self.index.as_ref().map_or(0, |index| {
+                index.capacity() * (std::mem::size_of::<(Box<str>, u32)>() + 1) + self.names.len()
+            })
+    }
+}
+
+/// The types of one device's measurements.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceTypes(MeasurementMap<DataType>);
+
+impl DeviceTypes {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The type of `measurement`, if known.
+    pub fn get(&self, measurement: &str) -> Option<DataType> {
+        self.0.get(measurement).copied()
+    }
+
+    /// [`Self::get`] of a tablet's column `column` (see [`MeasurementMap::column_position`]).
+    pub fn get_column(&self, column: usize, measurement: &str) -> Option<DataType> {
+        self.0
+            .column_position(column, measurement)
+            .map(|position| self.0.entries[position].1)
+    }
+
+    /// Every name with its type, in the order they were added.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, DataType)> {
+        self.0.iter().map(|(name, &data_type)| (name, data_type))
+    }
+
+    /// Records `measurement`'s type (replacing the one recorded, if any).
+    pub fn insert(&mut self, measurement: &str, data_type: DataType) {
+        match self.0.position(measurement) {
+            Some(position) => *self.0.at_mut(position) = data_type,
+            None => {
+                self.0.push(measurement, data_type);
+            }
+        }
+    }
+
+    /// The type recorded for `measurement`; `data_type`, recorded now, if there was none.
+    pub fn get_or_insert(&mut self, measurement: &str, data_type: DataType) -> DataType {
+        match self.0.position(measurement) {
+            Some(position) => self.0.entries[position].1,
+            None => {
+                self.0.push(measurement, data_type);
+                data_type
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Values come back by name and by column, in the order added, from a scanned map and
+    /// one with an index; `push` gives positions that `at_mut` and `column_position` agree
+    /// on, and the values change in place.
+    #[test]
+    fn a_measurement_map_finds_values_by_column_and_by_name() {
+        for count in [1, SCANNED_NAMES_MAX, SCANNED_NAMES_MAX + 1, 100] {
+            let mut map: MeasurementMap<Vec<usize>> = MeasurementMap::default();
+            for i in 0..count {
+                assert_eq!(map.column_position(i, &format!("m{i}")), None);
+                assert_eq!(map.push(&format!("m{i}"), vec![i]), i);
+            }
+            assert_eq!(map.len(), count);
+            for i in 0..count {
+                let name = format!("m{i}");
+                assert_eq!(map.column_position(i, &name), Some(i));
+                assert_eq!(map.column_position(count - 1 - i, &name), Some(i));
+                assert_eq!(map.column_position(count + 3, &name), Some(i));
+                map.at_mut(i).push(i * 10);
+                assert_eq!(map.get(&name), Some(&vec![i, i * 10]));
+            }
+            assert_eq!(map.get("m"), None);
+            assert_eq!(map.column_position(0, "absent"), None);
+            let names: Vec<&str> = map.iter().map(|(name, _)| name).collect();
+            let expected: Vec<String> = (0..count).map(|i| format!("m{i}")).collect();
+            assert_eq!(names, expected);
+            for value in map.values_mut() {
+                value.clear();
+            }
+            assert!(map.values().all(Vec::is_empty));
+            assert!(map.heap_bytes() >= count * std::mem::size_of::<(u32, Vec<usize>)>());
+        }
+    }
 
     /// Names of every length (empty included) come back with their types, by name and by
     /// column (in the cached order, out of it, absent), across the switch to an index, and

@@ -35,7 +35,7 @@ pub mod wal;
 pub use background::{BackgroundPool, JobClass, PoolOptions, PoolStats, QueueFull};
 pub use budget::MemoryBudget;
 pub use config::{Compression, RegionConfig, WalMode};
-pub use device_types::DeviceTypes;
+pub use device_types::{DeviceTypes, MeasurementMap};
 pub use error::{ReplicationError, Result, StorageError};
 pub use filter::{CompareOp, FilterCounters, Operand, ValueFilter, Verdict};
 pub use query::{AggregateRow, Aggregation, Windows};

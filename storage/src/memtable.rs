@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::codec::float::POWERS_OF_TEN;
+use crate::device_types::MeasurementMap;
 use crate::hash::FastMap;
 use crate::types::{
     DataType, PointColumn, Points, SeriesKey, TabletRef, Timestamp, Values, ValuesRef, time_bounds,
@@ -29,14 +30,15 @@ use crate::with_values;
 /// series, large enough that dense ones skip the tiny sizes.
 const SERIES_CAPACITY_MIN: usize = 16;
 
-/// What a memtable holds per series besides its point buffers: the map entry (key and
-/// buffer headers) with the hash table's control byte and spare slots (hashbrown keeps at
-/// most 7/8 of its slots full). Counted in the memory budget, so a flood of new series of
-/// one point each is held to the budget too, not only bulky ones.
-const SERIES_ENTRY_BYTES: usize = std::mem::size_of::<(Arc<str>, SeriesBuffer)>() * 8 / 7 + 1;
-/// The same per device and side of a partition: its entry and its series map's header.
+/// What a memtable holds per series besides its point buffers and its name's bytes: its
+/// entry in its device's [`MeasurementMap`] (the buffer headers, where the name ends) with
+/// the spare room the entries' doubling leaves. Counted in the memory budget, so a flood of
+/// new series of one point each is held to the budget too, not only bulky ones.
+const SERIES_ENTRY_BYTES: usize = std::mem::size_of::<(u32, SeriesBuffer)>() * 2;
+/// The same per device and side of a partition: its entry in the device map, with the hash
+/// table's control byte and spare slots (hashbrown keeps at most 7/8 of its slots full).
 const DEVICE_ENTRY_BYTES: usize =
-    std::mem::size_of::<(Arc<str>, FastMap<Arc<str>, SeriesBuffer>)>() * 8 / 7 + 1;
+    std::mem::size_of::<(Arc<str>, MeasurementMap<SeriesBuffer>)>() * 8 / 7 + 1;
 
 /// The shape of a run of timestamps appended to series buffers: found once per tablet run
 /// and shared by every column of it.
@@ -886,7 +888,7 @@ pub fn sorted_newest_wins(points: Points<'_>) -> PointColumn {
 #[derive(Clone, Debug, Default)]
 pub struct SideTable {
     /// device → measurement → buffer.
-    pub devices: FastMap<Arc<str>, FastMap<Arc<str>, SeriesBuffer>>,
+    pub devices: FastMap<Arc<str>, MeasurementMap<SeriesBuffer>>,
 }
 
 impl SideTable {
@@ -915,7 +917,7 @@ impl SideTable {
                 (
                     SeriesKey {
                         device: device.clone(),
-                        measurement: measurement.clone(),
+                        measurement: Arc::from(measurement),
                     },
                     buffer,
                 )
@@ -1039,15 +1041,15 @@ impl Memtable {
         };
         let shape = Shape::of(&tablet.timestamps[rows.clone()]);
         for (index, column) in tablet.columns.iter().enumerate() {
-            let buffer = match device.get_mut(column.measurement) {
-                Some(b) => b,
+            let position = match device.column_position(index, column.measurement) {
+                Some(position) => position,
                 None => {
-                    self.heap_bytes += SERIES_ENTRY_BYTES;
-                    device
-                        .entry(Arc::from(column.measurement))
-                        .or_insert_with(|| SeriesBuffer::new(column.values.data_type()))
+                    self.heap_bytes += SERIES_ENTRY_BYTES + column.measurement.len();
+                    let buffer = SeriesBuffer::new(column.values.data_type());
+                    device.push(column.measurement, buffer)
                 }
             };
+            let buffer = device.at_mut(position);
             let before = buffer.heap_bytes();
             match column.nulls {
                 Some(_) if column.has_nulls() => {
@@ -1158,12 +1160,19 @@ mod tests {
     use crate::types::{NullBitmap, Tablet, TabletColumn, Value};
     use proptest::strategy::{Just, Strategy};
 
+    /// The measurement of [`tablet`]'s one column.
+    const MEASUREMENT: &str = "s1";
+
+    /// What a memtable's budget counts for one series of [`tablet`] besides its buffers:
+    /// its device's entry, its own, and its name's bytes.
+    const ENTRIES: usize = DEVICE_ENTRY_BYTES + SERIES_ENTRY_BYTES + MEASUREMENT.len();
+
     fn tablet(device: &str, ts: &[i64], values: &[f64], nulls: Option<NullBitmap>) -> Tablet {
         Tablet {
             device: Arc::from(device),
             timestamps: ts.to_vec(),
             columns: vec![TabletColumn {
-                measurement: Arc::from("s1"),
+                measurement: Arc::from(MEASUREMENT),
                 values: Values::Double(values.to_vec()),
                 nulls,
             }],
@@ -1204,6 +1213,58 @@ mod tests {
         assert_eq!(keys, expected);
     }
 
+    /// A device's tablets need not keep their columns in one order: a column is matched
+    /// by its position first and by its name when that misses, so every point lands in
+    /// its own series whether the columns come in the order first seen, reversed, with
+    /// some left out or with new ones among them.
+    #[test]
+    fn columns_in_any_order_reach_their_own_series() {
+        let mut m = Memtable::default();
+        let orders: [&[&str]; 5] = [
+            &["a", "b", "c"],
+            &["c", "b", "a"],
+            &["b"],
+            &["d", "a", "e", "c"],
+            &["a", "b", "c", "d", "e"],
+        ];
+        let mut expected: BTreeMap<&str, Vec<(i64, f64)>> = BTreeMap::new();
+        for (row, order) in orders.iter().enumerate() {
+            let t = row as i64 * 10;
+            let value = |name: &str| (name.as_bytes()[0] - b'a') as f64 * 100.0 + row as f64;
+            let tablet = Tablet {
+                device: Arc::from("root.db.d1"),
+                timestamps: vec![t],
+                columns: order
+                    .iter()
+                    .map(|name| TabletColumn {
+                        measurement: Arc::from(*name),
+                        values: Values::Double(vec![value(name)]),
+                        nulls: None,
+                    })
+                    .collect(),
+            };
+            m.apply(&tablet.as_ref(), |_| 0, |_, _| Side::Sequence);
+            for name in order.iter() {
+                expected.entry(name).or_default().push((t, value(name)));
+            }
+        }
+        let frozen = m.freeze();
+        for (name, points) in expected {
+            let read = frozen.read(0, &SeriesKey::new("root.db.d1", name)).unwrap();
+            let Values::Double(values) = &read.values else {
+                panic!("{name}: doubles expected");
+            };
+            let got: Vec<(i64, f64)> = read
+                .timestamps
+                .iter()
+                .copied()
+                .zip(values.iter().copied())
+                .collect();
+            assert_eq!(got, points, "{name}");
+        }
+        assert!(frozen.read(0, &SeriesKey::new("root.db.d1", "f")).is_none());
+    }
+
     #[test]
     fn the_budget_counts_every_new_series_and_device() {
         let mut m = Memtable::default();
@@ -1218,10 +1279,7 @@ mod tests {
         // Doubles that are whole numbers, kept as 16-bit digits; one timestamp is kept as
         // the first of a regular run, with no list.
         let buffers = SERIES_CAPACITY_MIN * 2;
-        assert_eq!(
-            m.heap_bytes(),
-            devices * (DEVICE_ENTRY_BYTES + SERIES_ENTRY_BYTES + buffers)
-        );
+        assert_eq!(m.heap_bytes(), devices * (ENTRIES + buffers));
         assert!(SERIES_ENTRY_BYTES > std::mem::size_of::<SeriesBuffer>());
         // Writing again to known series adds no entry overhead.
         let before = m.heap_bytes();
@@ -1320,8 +1378,7 @@ mod tests {
             Column::Decimal { exponent: 2, .. }
         ));
         // 1024 digits of 2 bytes: a quarter of what 1024 doubles take.
-        let entries = DEVICE_ENTRY_BYTES + SERIES_ENTRY_BYTES;
-        assert_eq!(m.heap_bytes(), entries + 1024 * 2);
+        assert_eq!(m.heap_bytes(), ENTRIES + 1024 * 2);
         check_values_round_trip(&[values]).unwrap();
     }
 
@@ -1725,8 +1782,7 @@ mod tests {
         append(&mut m, &[150, 160]);
         assert!(buffer(&m).is_regular());
         // Only the values take memory: 16-bit digits (the smallest capacity) of whole doubles.
-        let entries = DEVICE_ENTRY_BYTES + SERIES_ENTRY_BYTES;
-        assert_eq!(m.heap_bytes(), entries + SERIES_CAPACITY_MIN * 2);
+        assert_eq!(m.heap_bytes(), ENTRIES + SERIES_CAPACITY_MIN * 2);
         let expected: Vec<i64> = (0..7).map(|i| 100 + 10 * i).collect();
         assert_eq!(buffer(&m).to_points().timestamps, expected);
         let mut scratch = ReadScratch::default();
@@ -1738,7 +1794,7 @@ mod tests {
         assert!(!buffer(&m).is_regular());
         assert_eq!(
             m.heap_bytes(),
-            entries + SERIES_CAPACITY_MIN * (8 + 2),
+            ENTRIES + SERIES_CAPACITY_MIN * (8 + 2),
             "the list takes the values' capacity"
         );
         let mut expected = expected;
