@@ -3,9 +3,9 @@
 //! types) and a memtable's series buffers.
 //!
 //! One device's entry keeps its names side by side in one buffer, in the order they were
-//! added, with their values beside them in a second: a write whose columns come in that
-//! order (a client sends a device's tablets with the same columns) is matched column by
-//! column against consecutive bytes. With a thousand devices written in turn, a device's
+//! added, where each ends in a second and their values in a third: a write whose columns
+//! come in that order (a client sends a device's tablets with the same columns) is matched
+//! column by column against consecutive bytes. With a thousand devices written in turn, a device's
 //! entry is out of the CPU's caches by its next request; a map per device (a hash table of
 //! `Arc<str>` keys) took a miss per column for its slots and one per name for its key's
 //! bytes, where this takes a few for the whole entry.
@@ -22,8 +22,11 @@ const SCANNED_NAMES_MAX: usize = 32;
 pub struct MeasurementMap<T> {
     /// Every name, one after another.
     names: String,
-    /// Per name, in the order added: where it ends in `names`, and its value.
-    entries: Vec<(u32, T)>,
+    /// Per name, in the order added: where it ends in `names` (apart from the values, so
+    /// that matching a tablet's names reads a few consecutive bytes however large they are).
+    ends: Vec<u32>,
+    /// Per name, in the order added, its value.
+    values: Vec<T>,
     /// Name → position, for a device of more than [`SCANNED_NAMES_MAX`] names.
     index: Option<FastMap<Box<str>, u32>>,
 }
@@ -32,7 +35,8 @@ impl<T> Default for MeasurementMap<T> {
     fn default() -> Self {
         MeasurementMap {
             names: String::new(),
-            entries: Vec::new(),
+            ends: Vec::new(),
+            values: Vec::new(),
             index: None,
         }
     }
@@ -40,32 +44,32 @@ impl<T> Default for MeasurementMap<T> {
 
 impl<T> MeasurementMap<T> {
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.ends.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.ends.is_empty()
     }
 
     fn name(&self, position: usize) -> &str {
         let start = match position {
             0 => 0,
-            _ => self.entries[position - 1].0 as usize,
+            _ => self.ends[position - 1] as usize,
         };
-        &self.names[start..self.entries[position].0 as usize]
+        &self.names[start..self.ends[position] as usize]
     }
 
     fn position(&self, measurement: &str) -> Option<usize> {
         match &self.index {
             Some(index) => index.get(measurement).map(|&position| position as usize),
-            None => (0..self.entries.len()).find(|&position| self.name(position) == measurement),
+            None => (0..self.ends.len()).find(|&position| self.name(position) == measurement),
         }
     }
 
     /// The position of a tablet's column `column`: its name is first compared with the
     /// name added at that position, so a tablet in the order of the names needs no search.
     pub fn column_position(&self, column: usize, measurement: &str) -> Option<usize> {
-        if column < self.entries.len() && self.name(column) == measurement {
+        if column < self.ends.len() && self.name(column) == measurement {
             return Some(column);
         }
         self.position(measurement)
@@ -74,27 +78,27 @@ impl<T> MeasurementMap<T> {
     /// The value of `measurement`, if it has one.
     pub fn get(&self, measurement: &str) -> Option<&T> {
         self.position(measurement)
-            .map(|position| &self.entries[position].1)
+            .map(|position| &self.values[position])
     }
 
     /// The value at `position` (from [`Self::column_position`] or [`Self::push`]).
     pub fn at_mut(&mut self, position: usize) -> &mut T {
-        &mut self.entries[position].1
+        &mut self.values[position]
     }
 
     /// Every name with its value, in the order they were added.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &T)> {
-        (0..self.entries.len()).map(|position| (self.name(position), &self.entries[position].1))
+        (0..self.ends.len()).map(|position| (self.name(position), &self.values[position]))
     }
 
     /// Every value, in the order added.
     pub fn values(&self) -> impl Iterator<Item = &T> {
-        self.entries.iter().map(|(_, value)| value)
+        self.values.iter()
     }
 
     /// Every value, in the order added, to change.
     pub fn values_mut(&mut self) -> impl Iterator<Item = &mut T> {
-        self.entries.iter_mut().map(|(_, value)| value)
+        self.values.iter_mut()
     }
 
     /// Adds `measurement`, which has no value yet (the caller looked), and returns its
@@ -104,16 +108,17 @@ impl<T> MeasurementMap<T> {
             self.position(measurement).is_none(),
             "{measurement} is there"
         );
-        let position = self.entries.len();
+        let position = self.ends.len();
         self.names.push_str(measurement);
         let end = u32::try_from(self.names.len()).expect("a device's names fit 4 GiB");
-        self.entries.push((end, value));
+        self.ends.push(end);
+        self.values.push(value);
         match &mut self.index {
             Some(index) => {
                 index.insert(measurement.into(), position as u32);
             }
-            None if self.entries.len() > SCANNED_NAMES_MAX => {
-                let index = (0..self.entries.len())
+            None if self.ends.len() > SCANNED_NAMES_MAX => {
+                let index = (0..self.ends.len())
                     .map(|position| (self.name(position).into(), position as u32))
                     .collect();
                 self.index = Some(index);
@@ -126,7 +131,8 @@ impl<T> MeasurementMap<T> {
     /// The heap bytes this holds besides what its values own.
     pub fn heap_bytes(&self) -> usize {
         self.names.capacity()
-            + self.entries.capacity() * std::mem::size_of::<(u32, T)>()
+            + self.ends.capacity() * std::mem::size_of::<u32>()
+            + self.values.capacity() * std::mem::size_of::<T>()
             + self.index.as_ref().map_or(0, |index| {
                 index.capacity() * (std::mem::size_of::<(Box<str>, u32)>() + 1) + self.names.len()
             })
@@ -155,7 +161,7 @@ impl DeviceTypes {
     pub fn get_column(&self, column: usize, measurement: &str) -> Option<DataType> {
         self.0
             .column_position(column, measurement)
-            .map(|position| self.0.entries[position].1)
+            .map(|position| self.0.values[position])
     }
 
     /// Every name with its type, in the order they were added.
@@ -176,7 +182,7 @@ impl DeviceTypes {
     /// The type recorded for `measurement`; `data_type`, recorded now, if there was none.
     pub fn get_or_insert(&mut self, measurement: &str, data_type: DataType) -> DataType {
         match self.0.position(measurement) {
-            Some(position) => self.0.entries[position].1,
+            Some(position) => self.0.values[position],
             None => {
                 self.0.push(measurement, data_type);
                 data_type

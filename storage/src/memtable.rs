@@ -34,7 +34,7 @@ const SERIES_CAPACITY_MIN: usize = 16;
 /// entry in its device's [`MeasurementMap`] (the buffer headers, where the name ends) with
 /// the spare room the entries' doubling leaves. Counted in the memory budget, so a flood of
 /// new series of one point each is held to the budget too, not only bulky ones.
-const SERIES_ENTRY_BYTES: usize = std::mem::size_of::<(u32, SeriesBuffer)>() * 2;
+const SERIES_ENTRY_BYTES: usize = (std::mem::size_of::<SeriesBuffer>() + 4) * 2;
 /// The same per device and side of a partition: its entry in the device map, with the hash
 /// table's control byte and spare slots (hashbrown keeps at most 7/8 of its slots full).
 const DEVICE_ENTRY_BYTES: usize =
