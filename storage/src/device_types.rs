@@ -127,16 +127,6 @@ impl<T> MeasurementMap<T> {
         }
         position
     }
-
-    /// The heap bytes this holds besides what its values own.
-    pub fn heap_bytes(&self) -> usize {
-        self.names.capacity()
-            + self.ends.capacity() * std::mem::size_of::<u32>()
-            + self.values.capacity() * std::mem::size_of::<T>()
-            + self.index.as_ref().map_or(0, |index| {
-                index.capacity() * (std::mem::size_of::<(Box<str>, u32)>() + 1) + self.names.len()
-            })
-    }
 }
 
 /// The types of one device's measurements.
@@ -224,7 +214,6 @@ mod tests {
                 value.clear();
             }
             assert!(map.values().all(Vec::is_empty));
-            assert!(map.heap_bytes() >= count * std::mem::size_of::<(u32, Vec<usize>)>());
         }
     }
 
