@@ -2,8 +2,9 @@
 //! single-replica SchemaRegion's), injected through `Journal::open_in` with the storage
 //! engine's `FaultyFileSystem`.
 //!
-//! A scenario opens a fresh journal, appends records one by one (each synced) and as a
-//! group-committed batch, writes a snapshot (the compaction: a new snapshot file, then a
+//! A scenario opens a fresh journal, appends records one by one (each synced) and as two
+//! group-committed batches (the second written ahead of its sync, as the control plane
+//! writes every journal a batch changed before syncing any), writes a snapshot (the compaction: a new snapshot file, then a
 //! fresh log) and appends again. A counting run records every operation; then each index
 //! gets one fault: a crash followed by a power loss (every file cut to its last
 //! fdatasync, every create, rename and remove not followed by a directory fsync undone),
@@ -97,9 +98,18 @@ fn steps(journal: &mut Journal, outcome: &mut Outcome) -> Result<(), JournalErro
     }
     journal.sync()?;
     outcome.acknowledged.append(&mut outcome.unsure);
+    // A batch written ahead of its sync: still acknowledged only once the sync returns.
+    journal.defer_sync();
+    for record in [6, 7] {
+        outcome.unsure.push(record);
+        journal.append(&record)?;
+    }
+    journal.write_deferred()?;
+    journal.sync()?;
+    outcome.acknowledged.append(&mut outcome.unsure);
     // The compaction: everything so far becomes the snapshot.
     journal.write_snapshot(&outcome.acknowledged)?;
-    for record in [6, 7] {
+    for record in [8, 9] {
         outcome.unsure.push(record);
         journal.append(&record)?;
         outcome.acknowledged.append(&mut outcome.unsure);
@@ -153,11 +163,12 @@ fn a_fault_at_every_operation_of_appends_a_batch_and_a_snapshot() {
     let dir = counting.path().join("journal");
     let outcome = scenario(Arc::new(fs.clone()), &dir);
     assert!(!outcome.failed);
-    assert_eq!(outcome.acknowledged, (1..=7).collect::<Vec<_>>());
+    assert_eq!(outcome.acknowledged, (1..=9).collect::<Vec<_>>());
     check_reopen(&dir, &outcome, "the counting run");
     let operations = fs.operations();
-    // Open (directory, log creation, read, open, sync), five appends, one batch sync, a
-    // snapshot and a fresh log (each create, write, sync, rename, directory sync).
+    // Open (directory, log creation, read, open, sync), four appends, two batches (each a
+    // write and a sync), a snapshot and a fresh log (each create, write, sync, rename,
+    // directory sync).
     assert!(operations.len() >= 30, "{operations:?}");
 
     fault_every_operation(

@@ -218,6 +218,12 @@ impl<S: CommandStore> ConfigNode<S> {
         self.journal.defer_sync();
     }
 
+    /// Writes the batch's commands to the journal without making them durable yet
+    /// ([`CommandStore::write_deferred`]); [`ConfigNode::end_batch`] does.
+    pub fn write_batch(&mut self) -> Result<()> {
+        self.journal.write_deferred()
+    }
+
     /// Makes the batch durable.
     pub fn end_batch(&mut self) -> Result<()> {
         self.batching = false;

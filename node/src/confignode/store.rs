@@ -68,6 +68,12 @@ pub trait CommandStore: std::fmt::Debug {
     }
     /// Makes the following appends wait for [`CommandStore::sync`] (group commit).
     fn defer_sync(&mut self);
+    /// Writes the deferred appends without making them durable (a batch writes every
+    /// journal it changed before it syncs any: [`Journal::write_deferred`]); a store that
+    /// has nothing to write ahead of its sync does nothing.
+    fn write_deferred(&mut self) -> Result<()> {
+        Ok(())
+    }
     /// Makes every deferred append durable and ends deferral.
     fn sync(&mut self) -> Result<()>;
     /// Replaces the snapshot with `state` (covering every command so far) and starts an
@@ -90,6 +96,11 @@ impl CommandStore for Journal {
 
     fn defer_sync(&mut self) {
         Journal::defer_sync(self);
+    }
+
+    fn write_deferred(&mut self) -> Result<()> {
+        Journal::write_deferred(self)?;
+        Ok(())
     }
 
     fn sync(&mut self) -> Result<()> {

@@ -273,6 +273,15 @@ impl ConfigAccess {
         }
     }
 
+    /// Writes a local ConfigNode's batch to its journal, not yet durable
+    /// ([`ConfigNode::write_batch`]).
+    pub fn write_batch(&mut self) -> Result<(), Status> {
+        match self {
+            ConfigAccess::Local(node) => node.write_batch().map_err(config_status),
+            ConfigAccess::Remote(_) => Ok(()),
+        }
+    }
+
     /// Makes the batch durable (a remote ConfigNode made each change durable before it
     /// answered).
     pub fn end_batch(&mut self) -> Result<(), Status> {

@@ -600,6 +600,19 @@ impl ControlPlane {
         let mut answers: Vec<Result<ControlAnswer, Status>> =
             requests.into_iter().map(|r| self.dispatch(r)).collect();
         self.batching = false;
+        // Every journal's records are written before any is synced: the first sync then
+        // carries the others' bytes too, and theirs is little more than a cache flush
+        // (`Journal::write_deferred`). A failed write fails its journal (its sync below
+        // fails too) and is the error the batch reports, naming the I/O error.
+        let mut written = self.config_node.write_batch();
+        for (group, schema) in &mut self.schemas {
+            if failed_before.contains(group) {
+                continue;
+            }
+            if let Err(e) = schema.write_batch() {
+                written = Err(schema_status(e));
+            }
+        }
         let mut synced = self.config_node.end_batch();
         for (group, schema) in &mut self.schemas {
             if failed_before.contains(group) {
@@ -608,6 +621,9 @@ impl ControlPlane {
             if let Err(e) = schema.end_batch() {
                 synced = Err(schema_status(e));
             }
+        }
+        if written.is_err() {
+            synced = written;
         }
         if let Err(status) = synced {
             tracing::error!(status = %status.message, "making control-plane changes durable failed");

@@ -704,6 +704,15 @@ impl SchemaRegion {
         matches!(&self.log, Log::Journal(journal) if journal.has_failed())
     }
 
+    /// Writes the batch's records to the journal, not yet durable
+    /// ([`Journal::write_deferred`]); [`SchemaRegion::end_batch`] makes them so.
+    pub fn write_batch(&mut self) -> Result<()> {
+        if let Log::Journal(journal) = &mut self.log {
+            journal.write_deferred()?;
+        }
+        Ok(())
+    }
+
     /// Makes the batch durable (a replicated region's changes are durable once
     /// committed).
     pub fn end_batch(&mut self) -> Result<()> {
