@@ -602,29 +602,18 @@ impl ControlPlane {
         self.batching = false;
         // Every journal's records are written before any is synced: the first sync then
         // carries the others' bytes too, and theirs is little more than a cache flush
-        // (`Journal::write_deferred`). A failed write fails its journal (its sync below
-        // fails too) and is the error the batch reports, naming the I/O error.
-        let mut written = self.config_node.write_batch();
-        for (group, schema) in &mut self.schemas {
-            if failed_before.contains(group) {
-                continue;
-            }
-            if let Err(e) = schema.write_batch() {
-                written = Err(schema_status(e));
-            }
-        }
-        let mut synced = self.config_node.end_batch();
-        for (group, schema) in &mut self.schemas {
-            if failed_before.contains(group) {
-                continue;
-            }
-            if let Err(e) = schema.end_batch() {
-                synced = Err(schema_status(e));
-            }
-        }
-        if written.is_err() {
-            synced = written;
-        }
+        // (`Journal::write_deferred`). A failed write fails its journal (its sync fails
+        // too) and is the error the batch reports, naming the I/O error.
+        let config_written = self.config_node.write_batch();
+        let schemas_written =
+            each_live_schema(&mut self.schemas, &failed_before, SchemaRegion::write_batch);
+        let config_synced = self.config_node.end_batch();
+        let schemas_synced =
+            each_live_schema(&mut self.schemas, &failed_before, SchemaRegion::end_batch);
+        let synced = schemas_written
+            .and(config_written)
+            .and(schemas_synced)
+            .and(config_synced);
         if let Err(status) = synced {
             tracing::error!(status = %status.message, "making control-plane changes durable failed");
             for answer in &mut answers {
@@ -1585,6 +1574,25 @@ pub fn route_view_of(
         })
         .collect();
     view
+}
+
+/// Runs `step` on every SchemaRegion but those whose journal failed before this batch
+/// (`failed_before`: they refuse every request and have nothing to make durable); the
+/// last error, as a status.
+fn each_live_schema(
+    schemas: &mut HashMap<u32, SchemaRegion>,
+    failed_before: &HashSet<u32>,
+    mut step: impl FnMut(&mut SchemaRegion) -> Result<(), SchemaError>,
+) -> Result<(), Status> {
+    let mut result = Ok(());
+    for (group, schema) in schemas {
+        if !failed_before.contains(group)
+            && let Err(e) = step(schema)
+        {
+            result = Err(schema_status(e));
+        }
+    }
+    result
 }
 
 #[cfg(test)]
