@@ -75,6 +75,24 @@ pub struct WriteResult {
     /// ingest.
     pub with_flush: Phase,
     pub latency: LatencySummary,
+    /// Each device's first write (which creates its series and data partitions) apart
+    /// from the rest; `None` where the run does not time it (the storage mode).
+    pub first_round: Option<FirstRound>,
+}
+
+/// The first round of the writes: the first request of each device in sending order.
+/// Against a fresh server each creates its device's series (and, for a new series slot,
+/// its data partition) through the control plane, whose journals are synced before the
+/// write is answered; later requests find them.
+#[derive(Clone, Debug, Serialize)]
+pub struct FirstRound {
+    pub requests: u64,
+    /// From the first request sent until every first-round request was acknowledged.
+    pub seconds: f64,
+    /// The other requests' points over the rest of the ingest (from the end of the first
+    /// round to the last acknowledgement; later requests sent before the first round
+    /// ended count here too).
+    pub later_points_per_second: f64,
 }
 
 /// Wall time and server CPU of one stretch of the run.
@@ -118,6 +136,7 @@ impl WriteResult {
             ingest,
             with_flush,
             latency: latency.summary(),
+            first_round: None,
         }
     }
 }
@@ -335,6 +354,13 @@ impl Report {
                 );
             }
             println!("points/s ingest only: {:.0}", w.ingest.points_per_second);
+            if let Some(f) = &w.first_round {
+                println!(
+                    "first round (each device's first write, creating its series): {} requests \
+                     in {:.3} s; later writes at {:.0} points/s",
+                    f.requests, f.seconds, f.later_points_per_second
+                );
+            }
             if let Some(cpu) = w.with_flush.server_cpu_seconds {
                 println!("server cpu with flush: {cpu:.3} s");
             }
@@ -398,6 +424,8 @@ pub struct Medians {
     pub write_latency_p90_ms: Option<Spread>,
     pub write_latency_p99_ms: Option<Spread>,
     pub bytes_per_point: Option<Spread>,
+    pub first_round_seconds: Option<Spread>,
+    pub later_points_per_second: Option<Spread>,
 }
 
 impl Medians {
@@ -419,6 +447,10 @@ impl Medians {
             write_latency_p90_ms: figure(&|w| Some(w.latency.p90_ms)),
             write_latency_p99_ms: figure(&|w| Some(w.latency.p99_ms)),
             bytes_per_point: Spread::of(reports.iter().map(|r| r.bytes_per_point)),
+            first_round_seconds: figure(&|w| w.first_round.as_ref().map(|f| f.seconds)),
+            later_points_per_second: figure(&|w| {
+                w.first_round.as_ref().map(|f| f.later_points_per_second)
+            }),
         }
     }
 
@@ -431,7 +463,7 @@ impl Medians {
             "---------------------------------- Medians of {} runs ----------------------------------",
             self.runs
         );
-        let rows: [(&str, &Option<Spread>, u8); 12] = [
+        let rows: [(&str, &Option<Spread>, u8); 14] = [
             ("write seconds, ingest only", &self.ingest_seconds, 3),
             (
                 "write seconds, through the flush",
@@ -467,6 +499,16 @@ impl Medians {
                 "bytes on disk per point after flush",
                 &self.bytes_per_point,
                 3,
+            ),
+            (
+                "write seconds, first round (new devices)",
+                &self.first_round_seconds,
+                3,
+            ),
+            (
+                "points/s after the first round",
+                &self.later_points_per_second,
+                0,
             ),
         ];
         println!(

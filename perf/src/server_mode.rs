@@ -17,7 +17,7 @@
 //! ```
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -32,7 +32,9 @@ use iotdb_net::{
 };
 
 use crate::progress::Progress;
-use crate::report::{self, Concurrency, DiskBytes, Latencies, Phase, Report, Routing, WriteResult};
+use crate::report::{
+    self, Concurrency, DiskBytes, FirstRound, Latencies, Phase, Report, Routing, WriteResult,
+};
 use crate::verify::{self, Expected};
 use crate::workload::{self, T0_MS, WorkloadSpec};
 
@@ -698,6 +700,7 @@ async fn drive(
     let retried = Rc::new(Cell::new(0u64));
     let latencies = Rc::new(RefCell::new(Latencies::default()));
     let direct = Rc::new(Cell::new(0u64));
+    let first_round = Rc::new(FirstRoundClock::of(&requests));
     let mut clients = Vec::new();
     for index in 0..options.clients.max(1) {
         clients.push(
@@ -730,6 +733,7 @@ async fn drive(
             latencies: latencies.clone(),
             route: route.clone(),
             points_done: points_done.clone(),
+            first_round: first_round.clone(),
         };
         tasks.push(monoio::spawn(write_client(client, shared, pipeline)));
     }
@@ -823,7 +827,7 @@ async fn drive(
     };
     let latencies = latencies.borrow().clone();
     let points = spec.points();
-    let write = WriteResult::new(
+    let mut write = WriteResult::new(
         points,
         requests.len() as u64,
         errors.get(),
@@ -831,6 +835,7 @@ async fn drive(
         Phase::new(points, flush_elapsed, cpu_since(flush_cpu)),
         &latencies,
     );
+    write.first_round = first_round.result(&requests, started, ingest_elapsed);
     eprintln!(
         "wrote {points} points in {:.3} s, {:.3} s through the flush",
         ingest_elapsed.as_secs_f64(),
@@ -1020,6 +1025,67 @@ struct WriteShared {
     /// The route table of the pinned clients (`one`, `spread`).
     route: Rc<RefCell<RouteTable>>,
     points_done: Rc<Cell<u64>>,
+    first_round: Rc<FirstRoundClock>,
+}
+
+/// Times the first round of the writes: the first request of each device in sending
+/// order (against a fresh server, the one that creates the device's series).
+struct FirstRoundClock {
+    /// Per request, whether it is its device's first.
+    first: Vec<bool>,
+    /// First-round requests not acknowledged yet.
+    left: Cell<usize>,
+    /// When the last of them was.
+    done: Cell<Option<Instant>>,
+}
+
+impl FirstRoundClock {
+    fn of(requests: &[Prepared]) -> FirstRoundClock {
+        let mut seen = HashSet::new();
+        let first: Vec<bool> = requests
+            .iter()
+            .map(|request| seen.insert(request.device.as_str()))
+            .collect();
+        let left = first.iter().filter(|&&f| f).count();
+        FirstRoundClock {
+            first,
+            left: Cell::new(left),
+            done: Cell::new(None),
+        }
+    }
+
+    /// Request `index` was acknowledged.
+    fn acknowledged(&self, index: usize) {
+        if self.first[index] {
+            self.left.set(self.left.get() - 1);
+            if self.left.get() == 0 {
+                self.done.set(Some(Instant::now()));
+            }
+        }
+    }
+
+    /// The round's figures once the writes are over (`None` if some first request was
+    /// never acknowledged, or the first round was the whole run).
+    fn result(
+        &self,
+        requests: &[Prepared],
+        started: Instant,
+        ingest: Duration,
+    ) -> Option<FirstRound> {
+        let seconds = self.done.get()?.duration_since(started).as_secs_f64();
+        let later_seconds = ingest.as_secs_f64() - seconds;
+        let later_points: u64 = requests
+            .iter()
+            .zip(&self.first)
+            .filter(|(_, first)| !**first)
+            .map(|(request, _)| request.points)
+            .sum();
+        (later_points > 0 && later_seconds > 0.0).then(|| FirstRound {
+            requests: self.first.iter().filter(|&&f| f).count() as u64,
+            seconds,
+            later_points_per_second: later_points as f64 / later_seconds,
+        })
+    }
 }
 
 /// One write in flight: its request, the connection it went out on, its id there, when
@@ -1072,6 +1138,7 @@ async fn write_client(
         match client.receive(&write.lane, write.id).await {
             Ok(()) => {
                 shared.latencies.borrow_mut().record(write.sent.elapsed());
+                shared.first_round.acknowledged(write.index);
                 shared
                     .points_done
                     .set(shared.points_done.get() + requests[write.index].points);
@@ -1139,5 +1206,67 @@ pub(crate) async fn connect_admin(
         Ok(()) => Ok(admin),
         Err(e) if e.status_code() == Some(StatusCode::DATABASE_ALREADY_EXISTS) => Ok(admin),
         Err(e) => Err(e).context("creating the database"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prepared(device: &str, points: u64) -> Prepared {
+        Prepared {
+            device: device.to_string(),
+            first_time: 0,
+            points,
+            body: ChecksummedBody::new(bytes::Bytes::new()),
+        }
+    }
+
+    /// The first round is each device's first request in sending order, wherever it
+    /// lies; it ends when the last of them is acknowledged, in whatever order they are;
+    /// the later writes' rate counts the other requests over the rest of the ingest.
+    #[test]
+    fn the_first_round_is_each_devices_first_request() {
+        let requests: Vec<Prepared> = [("a", 10), ("b", 10), ("a", 30), ("c", 10), ("b", 30)]
+            .into_iter()
+            .map(|(device, points)| prepared(device, points))
+            .collect();
+        let clock = FirstRoundClock::of(&requests);
+        assert_eq!(clock.first, vec![true, true, false, true, false]);
+        let started = Instant::now();
+        for index in [2, 3, 0, 4] {
+            clock.acknowledged(index);
+        }
+        assert!(
+            clock.done.get().is_none(),
+            "b's first is not acknowledged yet"
+        );
+        assert!(
+            clock
+                .result(&requests, started, Duration::from_secs(1))
+                .is_none()
+        );
+        clock.acknowledged(1);
+        let done = clock.done.get().expect("every first request acknowledged");
+        let ingest = done.duration_since(started) + Duration::from_secs(2);
+        let round = clock
+            .result(&requests, started, ingest)
+            .expect("a first round and later writes");
+        assert_eq!(round.requests, 3);
+        assert!(round.seconds < 1.0);
+        assert!(
+            (round.later_points_per_second - 30.0).abs() < 1e-6,
+            "{round:?}"
+        );
+        // A run of first requests only has no later rate.
+        let only: Vec<Prepared> = ["a", "b"].iter().map(|d| prepared(d, 10)).collect();
+        let clock = FirstRoundClock::of(&only);
+        clock.acknowledged(0);
+        clock.acknowledged(1);
+        assert!(
+            clock
+                .result(&only, started, Duration::from_secs(1))
+                .is_none()
+        );
     }
 }
