@@ -356,8 +356,8 @@ impl Report {
             println!("points/s ingest only: {:.0}", w.ingest.points_per_second);
             if let Some(f) = &w.first_round {
                 println!(
-                    "first round (each device's first write, creating its series): {} requests \
-                     in {:.3} s; later writes at {:.0} points/s",
+                    "first round (each device's first write, which creates its series on a \
+                     fresh server): {} requests in {:.3} s; later writes at {:.0} points/s",
                     f.requests, f.seconds, f.later_points_per_second
                 );
             }
