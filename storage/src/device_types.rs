@@ -5,10 +5,10 @@
 //! One device's entry keeps its names side by side in one buffer, in the order they were
 //! added, where each ends in a second and their values in a third: a write whose columns
 //! come in that order (a client sends a device's tablets with the same columns) is matched
-//! column by column against consecutive bytes. With a thousand devices written in turn, a device's
-//! entry is out of the CPU's caches by its next request; a map per device (a hash table of
-//! `Arc<str>` keys) took a miss per column for its slots and one per name for its key's
-//! bytes, where this takes a few for the whole entry.
+//! column by column against consecutive bytes. With a thousand devices written in turn, a
+//! device's entry is out of the CPU's caches by its next request; a map per device (a hash
+//! table of `Arc<str>` keys) took a miss per column for its slots and one per name for its
+//! key's bytes, where this takes a few for the whole entry.
 
 use crate::hash::FastMap;
 use crate::types::DataType;
@@ -22,8 +22,9 @@ const SCANNED_NAMES_MAX: usize = 32;
 pub struct MeasurementMap<T> {
     /// Every name, one after another.
     names: String,
-    /// Per name, in the order added: where it ends in `names` (apart from the values, so
-    /// that matching a tablet's names reads a few consecutive bytes however large they are).
+    /// Per name, in the order added: where it ends in `names` (kept apart from the values,
+    /// so that matching a tablet's names reads a few consecutive bytes however large the
+    /// values are).
     ends: Vec<u32>,
     /// Per name, in the order added, its value.
     values: Vec<T>,
