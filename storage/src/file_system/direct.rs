@@ -102,7 +102,8 @@ impl DirectFile {
 
     /// Writes the buffer's first `bytes` (a multiple of [`ALIGN`]) with `O_DIRECT`, and
     /// keeps the rest at the buffer's start. On `EINVAL` (the file system or this offset
-    /// refuses direct I/O) writes it through the ordinary descriptor and stays there.
+    /// refuses direct I/O), or with no `O_DIRECT` descriptor at all, writes the whole
+    /// buffer through the ordinary descriptor, where later writes stay.
     fn write_direct(&mut self, bytes: usize) -> io::Result<()> {
         debug_assert_eq!(bytes % ALIGN, 0);
         let mut written = 0;
@@ -170,10 +171,7 @@ impl Write for DirectFile {
         // A full buffer is written before this call's bytes are taken, so an error
         // leaves them unwritten, as `Write` promises.
         if self.len == BUFFER_BYTES {
-            match self.direct {
-                Some(_) => self.write_direct(BUFFER_BYTES)?,
-                None => self.write_buffered_all()?,
-            }
+            self.write_direct(BUFFER_BYTES)?;
         }
         let n = bytes.len().min(BUFFER_BYTES - self.len);
         let at = self.start + self.len;
