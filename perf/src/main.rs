@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 mod cluster_mode;
+mod floor;
 mod progress;
 mod report;
 mod server_mode;
@@ -61,6 +62,17 @@ enum Mode {
         cores: Option<usize>,
         #[arg(long = "set", value_name = "KEY=VALUE")]
         set: Vec<String>,
+    },
+    /// The least a synchronous-client write run of the workload can cost on this machine:
+    /// the same request bytes from `--clients` clients, one request in flight each (not
+    /// `--pipeline`), to a server with one shard and one WAL per core (`--cores`) that
+    /// only appends each request to its shard's WAL and answers once it is durable.
+    /// Compare its figure with `--pipeline 1` against the real server.
+    Floor {
+        /// Keep the shards' logs here (on the disk the server's data would use) instead of
+        /// a temporary directory.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
     /// Write the workload in process into one storage-engine region (no network).
     Storage {
@@ -293,6 +305,15 @@ fn main() -> anyhow::Result<()> {
         return soak::run(&spec, &options, &soak);
     }
     let runs = cli.workload.runs as usize;
+    if let Some(Mode::Floor { data_dir }) = &cli.mode {
+        let options = floor::FloorOptions {
+            cores: cli.workload.cores,
+            clients: cli.workload.clients,
+            wal_mode,
+            data_dir: data_dir.clone(),
+        };
+        return floor::run_all(&spec, &options, runs, cli.workload.json.as_deref());
+    }
     if runs > 1 {
         if !cli.workload.endpoints.is_empty() {
             bail!(
@@ -361,7 +382,9 @@ fn run_once(cli: &Cli, spec: &WorkloadSpec, wal_mode: WalMode) -> anyhow::Result
                 query_repeat: cli.workload.query_repeat,
             },
         )?,
-        Some(Mode::Serve { .. } | Mode::Node { .. }) => unreachable!("served above"),
+        Some(Mode::Serve { .. } | Mode::Node { .. } | Mode::Floor { .. }) => {
+            unreachable!("served above")
+        }
         None => {
             let target = if let Some(shape) = &cli.workload.cluster {
                 let mut settings = vec![format!(
