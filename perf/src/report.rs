@@ -306,6 +306,11 @@ impl Report {
                 "concurrency: {} clients x {} connections (one per core written to), {} requests in flight per client = {} write requests in flight",
                 c.clients, c.connections_per_client, c.pipeline, c.requests_in_flight
             );
+            if c.pipeline == 1 {
+                println!(
+                    "synchronous clients: `iotdb-perf floor` with the same workload options shows what this machine allows them (a server that only makes each request durable)"
+                );
+            }
         }
         if !self.server_cpu_by_process.is_empty() {
             let shares: Vec<String> = self
