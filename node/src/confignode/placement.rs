@@ -339,8 +339,9 @@ pub fn plan_data_partitions(
         return Vec::new();
     }
     // Partitions per group (`totals`) and, for each time slot asked for, per group in
-    // that time slot, counted in one pass over the table; a group is addressed by its
-    // position in the database's group list.
+    // that time slot, from the counts the state keeps as partitions are assigned (not a
+    // pass over the whole table per call); a group is addressed by its position in the
+    // database's group list.
     let mut time_slots: Vec<i64> = wanted.iter().map(|&(time_slot, _)| time_slot).collect();
     time_slots.dedup();
     debug_assert!(groups.is_sorted(), "data region groups are kept ascending");
@@ -349,15 +350,15 @@ pub fn plan_data_partitions(
             .binary_search(group)
             .expect("partition of a known group")
     };
+    let counts = database.partition_counts();
     let mut totals = vec![0u64; groups.len()];
+    for (group, &count) in &counts.by_group {
+        totals[position(group)] = count;
+    }
     let mut per_time_slot = vec![vec![0u64; groups.len()]; time_slots.len()];
-    for by_time in database.data_partitions.values() {
-        for (time_slot, group) in by_time {
-            let at = position(group);
-            totals[at] += 1;
-            if let Ok(k) = time_slots.binary_search(time_slot) {
-                per_time_slot[k][at] += 1;
-            }
+    for (k, time_slot) in time_slots.iter().enumerate() {
+        for (group, &count) in counts.by_time_slot.get(time_slot).into_iter().flatten() {
+            per_time_slot[k][position(group)] = count;
         }
     }
     let mut planned: BTreeMap<(u32, i64), RegionGroupId> = BTreeMap::new();

@@ -180,11 +180,124 @@ pub struct DatabaseState {
     pub data_region_groups: Vec<RegionGroupId>,
     /// SchemaPartition: series slot → SchemaRegionGroup.
     pub schema_partitions: BTreeMap<u32, RegionGroupId>,
-    /// DataPartition: series slot → time slot → DataRegionGroup.
+    /// DataPartition: series slot → time slot → DataRegionGroup. Changed only through
+    /// [`DatabaseState::assign_data_partition`], which keeps the counts below.
     pub data_partitions: BTreeMap<u32, BTreeMap<i64, RegionGroupId>>,
+    /// `data_partitions` counted by group, as placement weighs them; derived, so neither
+    /// serialized nor compared.
+    #[serde(skip)]
+    partition_counts: DerivedCounts,
 }
 
+/// DataPartitions counted per DataRegionGroup, overall and within each time slot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionCounts {
+    /// Partitions per group, every time slot.
+    pub by_group: BTreeMap<RegionGroupId, u64>,
+    /// Partitions per group within each time slot.
+    pub by_time_slot: BTreeMap<i64, BTreeMap<RegionGroupId, u64>>,
+}
+
+impl PartitionCounts {
+    /// Counts a whole partition table.
+    pub fn of(partitions: &BTreeMap<u32, BTreeMap<i64, RegionGroupId>>) -> PartitionCounts {
+        let mut counts = PartitionCounts::default();
+        for by_time in partitions.values() {
+            for (&time_slot, &group) in by_time {
+                counts.add(time_slot, group);
+            }
+        }
+        counts
+    }
+
+    fn add(&mut self, time_slot: i64, group: RegionGroupId) {
+        *self.by_group.entry(group).or_default() += 1;
+        *self
+            .by_time_slot
+            .entry(time_slot)
+            .or_default()
+            .entry(group)
+            .or_default() += 1;
+    }
+
+    fn remove(&mut self, time_slot: i64, group: RegionGroupId) {
+        fn decrement<K: Ord>(map: &mut BTreeMap<K, u64>, key: K) {
+            if let Some(count) = map.get_mut(&key) {
+                *count -= 1;
+                if *count == 0 {
+                    map.remove(&key);
+                }
+            }
+        }
+        decrement(&mut self.by_group, group);
+        if let Some(by_group) = self.by_time_slot.get_mut(&time_slot) {
+            decrement(by_group, group);
+            if by_group.is_empty() {
+                self.by_time_slot.remove(&time_slot);
+            }
+        }
+    }
+}
+
+/// Counts derived from the state: `None` until the first assignment after the state was
+/// read back (then counted whole once). Equal to any other: not part of the state.
+#[derive(Debug, Clone, Default)]
+struct DerivedCounts(Option<PartitionCounts>);
+
+impl PartialEq for DerivedCounts {
+    fn eq(&self, _: &DerivedCounts) -> bool {
+        true
+    }
+}
+
+impl Eq for DerivedCounts {}
+
 impl DatabaseState {
+    /// A database with no region groups or partitions yet.
+    pub fn new(name: String, settings: DatabaseSettings) -> DatabaseState {
+        DatabaseState {
+            name,
+            settings,
+            schema_region_groups: Vec::new(),
+            data_region_groups: Vec::new(),
+            schema_partitions: BTreeMap::new(),
+            data_partitions: BTreeMap::new(),
+            partition_counts: DerivedCounts::default(),
+        }
+    }
+
+    /// Assigns (series slot, time slot) to `group`, keeping the partition counts.
+    pub fn assign_data_partition(
+        &mut self,
+        series_slot: u32,
+        time_slot: i64,
+        group: RegionGroupId,
+    ) {
+        let previous = self
+            .data_partitions
+            .entry(series_slot)
+            .or_default()
+            .insert(time_slot, group);
+        match &mut self.partition_counts.0 {
+            Some(counts) => {
+                if let Some(previous) = previous {
+                    counts.remove(time_slot, previous);
+                }
+                counts.add(time_slot, group);
+            }
+            None => self.partition_counts.0 = Some(PartitionCounts::of(&self.data_partitions)),
+        }
+    }
+
+    /// The partitions counted by group: kept as they are assigned, counted here only for a
+    /// state read back and not assigned to since.
+    pub fn partition_counts(&self) -> std::borrow::Cow<'_, PartitionCounts> {
+        match &self.partition_counts.0 {
+            Some(counts) => std::borrow::Cow::Borrowed(counts),
+            None => std::borrow::Cow::Owned(PartitionCounts::of(&self.data_partitions)),
+        }
+    }
+
     /// The region groups of `kind`.
     pub fn region_groups(&self, kind: RegionGroupKind) -> &[RegionGroupId] {
         match kind {
@@ -965,14 +1078,7 @@ impl ConfigState {
             ConfigCommand::CreateDatabase { name, settings } => {
                 self.databases.insert(
                     name.clone(),
-                    DatabaseState {
-                        name: name.clone(),
-                        settings: settings.clone(),
-                        schema_region_groups: Vec::new(),
-                        data_region_groups: Vec::new(),
-                        schema_partitions: BTreeMap::new(),
-                        data_partitions: BTreeMap::new(),
-                    },
+                    DatabaseState::new(name.clone(), settings.clone()),
                 );
             }
             ConfigCommand::AlterDatabase { name, settings } => {
@@ -1015,11 +1121,7 @@ impl ConfigState {
             } => {
                 let database = self.databases.get_mut(database).expect("checked");
                 for &(slot, time_slot, group) in assignments {
-                    database
-                        .data_partitions
-                        .entry(slot)
-                        .or_default()
-                        .insert(time_slot, group);
+                    database.assign_data_partition(slot, time_slot, group);
                 }
             }
             ConfigCommand::ChangeLeaders { changes } => {

@@ -505,6 +505,51 @@ proptest! {
         }
     }
 
+    /// The partition counts placement reads are kept as partitions are assigned, equal
+    /// to a recount of the table; a node restarted part way (its counts derived again
+    /// from the state it reads back) assigns exactly what a node never restarted does.
+    #[test]
+    fn partition_counts_are_kept_and_a_restart_places_the_same(
+        groups in 1u32..5,
+        requests in proptest::collection::vec(
+            proptest::collection::vec((0u32..200, 0i64..3), 1..30), 1..10),
+        restart_at in 0usize..10,
+        checkpoint in any::<bool>(),
+    ) {
+        let attributes = DatabaseAttributes {
+            data_region_group_num: Some(groups),
+            ..DatabaseAttributes::default()
+        };
+        let start = |dir: &Path| {
+            let mut node = open(dir);
+            node.register_data_node(data_node(1, 4)).unwrap();
+            node.create_database("root.c", &attributes).unwrap();
+            node
+        };
+        let (dir_kept, dir_restarted) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let mut kept = start(dir_kept.path());
+        let mut restarted = start(dir_restarted.path());
+        for (index, batch) in requests.iter().enumerate() {
+            if index == restart_at {
+                if checkpoint {
+                    restarted.checkpoint().unwrap();
+                }
+                drop(restarted);
+                restarted = open(dir_restarted.path());
+            }
+            let (a, _) = kept.get_or_create_data_partitions("root.c", batch).unwrap();
+            let (b, _) = restarted.get_or_create_data_partitions("root.c", batch).unwrap();
+            prop_assert_eq!(a, b);
+            for node in [&kept, &restarted] {
+                let database = node.state().database("root.c").unwrap();
+                prop_assert_eq!(
+                    database.partition_counts().into_owned(),
+                    state::PartitionCounts::of(&database.data_partitions)
+                );
+            }
+        }
+    }
+
     /// Any sequence of operations survives a restart exactly, whether or
     /// not a snapshot was taken in between.
     #[test]
