@@ -433,6 +433,58 @@ fn unknown_databases_and_series_get_typed_statuses() {
     assert_healthy(&server);
 }
 
+/// An aggregate whose answer would pass the server's bound (windows × series × functions)
+/// is refused with a typed status before anything is read, where it used to grow until
+/// the kernel killed the server; a large one within the bound (its windows asked a part of
+/// the series at a time) is answered in full.
+#[test]
+fn an_aggregate_too_large_to_answer_gets_a_typed_error() {
+    let server = TestServer::start(server_options!()).expect("start");
+    seed(&server);
+    let mut client = server.client().expect("connect");
+    let hour = 3_600_000;
+    let aggregate = |end_time: i64, interval_ms: i64| iotdb_net::AggregateQuery {
+        series: query(DEVICE, &["s1", "s3"]).series,
+        start_time: 0,
+        end_time,
+        aggregations: vec![iotdb_net::Aggregation::Count, iotdb_net::Aggregation::Avg],
+        group_by: Some(iotdb_net::GroupByWindow {
+            start_time: 0,
+            end_time,
+            interval_ms,
+        }),
+    };
+    // 5 M windows (under the window bound) × 2 series × 2 functions: 20 M values.
+    let error = client
+        .query_aggregate(aggregate(5_000_000 * hour, hour))
+        .expect_err("an aggregate of 20 M values was answered");
+    assert_eq!(
+        error.status_code(),
+        Some(StatusCode::ILLEGAL_PARAMETER),
+        "{error}"
+    );
+    assert!(error.to_string().contains("values"), "{error}");
+    client.ping().expect("usable after the refusal");
+    // 1 M one-millisecond windows × 2 series × 2 functions: 4 M values, in rounds of
+    // a series each (a series' windows fill a round). Every window is there; the points
+    // at 1, 2 and 3 ms are counted in theirs.
+    let batches = client
+        .query_aggregate(aggregate(1_000_000, 1))
+        .expect("an aggregate of 4 M values");
+    let (names, rows) = rows_of(&batches).expect("well-formed batches");
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert_eq!(rows.len(), 1_000_000);
+    for (t, (time, values)) in rows.iter().enumerate().take(4).skip(1) {
+        assert_eq!(*time, t as i64);
+        assert_eq!(
+            (&values[0], &values[2]),
+            (&Some(Value::Int64(1)), &Some(Value::Int64(1))),
+            "window {t}"
+        );
+    }
+    assert_healthy(&server);
+}
+
 #[test]
 fn a_flood_of_bad_input_keeps_memory_bounded() {
     let server = TestServer::start(server_options!().cores(2)).expect("start");

@@ -122,6 +122,18 @@ fn scan_one(
 /// thousands of devices makes a few hops per round instead of one per device.
 const DEVICES_PER_ROUND: usize = 256;
 
+/// Most partial states (one per series and window or pane) an aggregate round holds: a
+/// round takes devices while they fit, and a device whose series and windows alone pass
+/// it is asked a part of its series at a time. A partial state is a few hundred bytes, and
+/// the regions' answers for the round are about as large again: some 100 MB at most.
+const PARTIALS_PER_ROUND: usize = 256 * 1024;
+
+/// Most values an aggregate answers (windows × series × functions, or × groups under
+/// `GROUP BY LEVEL`): the answer is built whole and sent as one frame, and a client takes
+/// frames of 256 MiB at most by default. Past it the query is refused (illegal parameter)
+/// before anything is read.
+pub const AGGREGATE_VALUES_MAX: usize = 16_000_000;
+
 /// The region reads of one round of devices, one per region group and part `P` (a time
 /// range, or nothing), each asking for the series of every device that lies there.
 struct Batches<P> {
@@ -488,12 +500,15 @@ impl Shard {
             (None, None) => vec![query.start_time],
         };
         let rows = window_starts.len();
+        let series_count: usize = query.series.iter().map(|s| s.measurements.len()).sum();
+        let output_columns = shape
+            .groups
+            .as_ref()
+            .map_or(series_count, |g| g.names.len());
+        check_aggregate_values(rows, output_columns, aggregations.len())?;
         let mut columns = Vec::new();
-        for (selections, round_types) in query
-            .series
-            .chunks(DEVICES_PER_ROUND)
-            .zip(types.chunks(DEVICES_PER_ROUND))
-        {
+        for (selections, round_types) in aggregate_rounds(&query.series, &types, panes) {
+            let (selections, round_types) = (&*selections, &*round_types);
             // The series index of the value-filtered points of the next device.
             let mut points_index = series_index;
             let mut partials: Vec<Vec<Vec<Partial>>> = Vec::with_capacity(selections.len());
@@ -1167,6 +1182,79 @@ impl Sliding {
     }
 }
 
+/// Refuses an aggregate answering more than [`AGGREGATE_VALUES_MAX`] values.
+fn check_aggregate_values(rows: usize, columns: usize, functions: usize) -> Result<(), Status> {
+    let values = (rows as u128) * (columns as u128) * (functions as u128);
+    if values > AGGREGATE_VALUES_MAX as u128 {
+        return Err(Status::illegal_parameter(format!(
+            "the aggregate would answer {values} values ({rows} windows x {columns} series or \
+             groups x {functions} functions), more than {AGGREGATE_VALUES_MAX}: ask for fewer \
+             series, or fewer windows (a wider GROUP BY interval or a narrower time range)"
+        )));
+    }
+    Ok(())
+}
+
+/// One round of an aggregate: its selections with their types (borrowed where whole
+/// devices, a part of one device's series otherwise).
+type Round<'a> = (
+    std::borrow::Cow<'a, [SeriesSelection]>,
+    std::borrow::Cow<'a, [Vec<DataType>]>,
+);
+
+/// The rounds an aggregate over `series` asks its regions in, with each selection's
+/// types: consecutive devices while a round holds at most [`DEVICES_PER_ROUND`] devices
+/// and [`PARTIALS_PER_ROUND`] partial states (`panes` per series); a device with more
+/// series than that allows is asked in parts of its series, each a round of its own.
+/// Series keep their order.
+fn aggregate_rounds<'a>(
+    series: &'a [SeriesSelection],
+    types: &'a [Vec<DataType>],
+    panes: usize,
+) -> Vec<Round<'a>> {
+    use std::borrow::Cow;
+    let per_round = (PARTIALS_PER_ROUND / panes.max(1)).max(1);
+    let mut rounds: Vec<Round<'a>> = Vec::new();
+    let whole = |range: std::ops::Range<usize>| -> Round<'a> {
+        (
+            Cow::Borrowed(&series[range.clone()]),
+            Cow::Borrowed(&types[range]),
+        )
+    };
+    let (mut first, mut in_round) = (0usize, 0usize);
+    for (index, (selection, selection_types)) in series.iter().zip(types).enumerate() {
+        let count = selection.measurements.len();
+        let full = index - first == DEVICES_PER_ROUND || in_round + count > per_round;
+        if index > first && (full || count > per_round) {
+            rounds.push(whole(first..index));
+            (first, in_round) = (index, 0);
+        }
+        if count > per_round {
+            for (measurements, part_types) in selection
+                .measurements
+                .chunks(per_round)
+                .zip(selection_types.chunks(per_round))
+            {
+                let part = SeriesSelection {
+                    device: selection.device.clone(),
+                    measurements: measurements.to_vec(),
+                };
+                rounds.push((
+                    Cow::Owned(vec![part]),
+                    Cow::Owned(vec![part_types.to_vec()]),
+                ));
+            }
+            first = index + 1;
+            continue;
+        }
+        in_round += count;
+    }
+    if first < series.len() {
+        rounds.push(whole(first..series.len()));
+    }
+    rounds
+}
+
 /// Refuses a `GROUP BY` of more than [`storage::query::WINDOWS_MAX`] windows.
 pub(super) fn check_window_count(windows: u128) -> Result<(), Status> {
     let windows_max = storage::query::WINDOWS_MAX;
@@ -1243,4 +1331,93 @@ pub(super) fn align(
         });
     }
     (batches, timestamps.len())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn devices(series: &[usize]) -> (Vec<SeriesSelection>, Vec<Vec<DataType>>) {
+        let selections: Vec<SeriesSelection> = series
+            .iter()
+            .enumerate()
+            .map(|(d, &n)| SeriesSelection {
+                device: format!("root.db.d{d}"),
+                measurements: (0..n).map(|s| format!("s{s}")).collect(),
+            })
+            .collect();
+        let types = series.iter().map(|&n| vec![DataType::Double; n]).collect();
+        (selections, types)
+    }
+
+    /// (device, measurement) of every series, in the order the rounds ask them.
+    fn flattened(rounds: &[Round<'_>]) -> Vec<(String, String)> {
+        rounds
+            .iter()
+            .flat_map(|(selections, types)| {
+                assert_eq!(selections.len(), types.len());
+                selections.iter().zip(types.iter()).flat_map(|(s, t)| {
+                    assert_eq!(s.measurements.len(), t.len());
+                    s.measurements.iter().map(|m| (s.device.clone(), m.clone()))
+                })
+            })
+            .collect()
+    }
+
+    fn sizes(rounds: &[Round<'_>]) -> Vec<(usize, usize)> {
+        rounds
+            .iter()
+            .map(|(s, _)| (s.len(), s.iter().map(|s| s.measurements.len()).sum()))
+            .collect()
+    }
+
+    #[test]
+    fn aggregate_rounds_hold_bounded_devices_and_partial_states_in_order() {
+        // Few series and windows: one round, every device.
+        let (series, types) = devices(&[10, 10, 10]);
+        let rounds = aggregate_rounds(&series, &types, 1);
+        assert_eq!(sizes(&rounds), vec![(3, 30)]);
+        // At most DEVICES_PER_ROUND devices a round.
+        let (series, types) = devices(&[1; 600]);
+        let rounds = aggregate_rounds(&series, &types, 1);
+        assert_eq!(sizes(&rounds), vec![(256, 256), (256, 256), (88, 88)]);
+        // 25 series a round at these panes: devices of 10 go two by two, and one of 5
+        // still fits beside two.
+        let panes = PARTIALS_PER_ROUND / 25;
+        let (series, types) = devices(&[10, 10, 10, 10, 5, 6]);
+        let rounds = aggregate_rounds(&series, &types, panes);
+        assert_eq!(sizes(&rounds), vec![(2, 20), (3, 25), (1, 6)]);
+        // A device past the round alone is asked in parts, each a round of its own; its
+        // neighbours keep rounds of their own.
+        let (series, types) = devices(&[3, 60, 4, 4]);
+        let rounds = aggregate_rounds(&series, &types, panes);
+        assert_eq!(
+            sizes(&rounds),
+            vec![(1, 3), (1, 25), (1, 25), (1, 10), (2, 8)]
+        );
+        let expected: Vec<(String, String)> = series
+            .iter()
+            .flat_map(|s| s.measurements.iter().map(|m| (s.device.clone(), m.clone())))
+            .collect();
+        assert_eq!(flattened(&rounds), expected);
+        // More panes than a round holds: a series a round.
+        let (series, types) = devices(&[2, 1]);
+        let rounds = aggregate_rounds(&series, &types, PARTIALS_PER_ROUND * 2);
+        assert_eq!(sizes(&rounds), vec![(1, 1), (1, 1), (1, 1)]);
+        assert!(aggregate_rounds(&[], &[], 1).is_empty());
+    }
+
+    #[test]
+    fn an_aggregate_past_its_values_is_refused_before_reading() {
+        assert!(check_aggregate_values(24_000, 10_000, 2).is_err());
+        assert!(check_aggregate_values(1_000, 10_000, 1).is_ok());
+        assert!(check_aggregate_values(usize::MAX, usize::MAX, 40).is_err());
+        let status = check_aggregate_values(16_001, 1_000, 1).unwrap_err();
+        assert_eq!(status.code, iotdb_model::StatusCode::ILLEGAL_PARAMETER);
+        assert!(
+            status.message.contains("16001000 values"),
+            "{}",
+            status.message
+        );
+    }
 }
