@@ -214,6 +214,9 @@ pub fn run(spec: &WorkloadSpec, options: &FloorOptions) -> anyhow::Result<FloorR
         .build()
         .context("building the client runtime")?;
     let timed = runtime.block_on(drive(&addresses, options.clients, requests.clone()));
+    // The clients' tasks, and with them their connections, go with the runtime: a shard
+    // waiting on a connection a failed run left open would never stop.
+    drop(runtime);
     let stopped = stop_server(server);
     // A client's failure explains a shard's (a connection closed inside a request).
     let (seconds, cpu_seconds) = timed?;
