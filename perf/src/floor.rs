@@ -31,7 +31,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, anyhow, bail};
 use bytes::Bytes;
-use iotdb_net::ChecksummedBody;
 use iotdb_storage::WalMode;
 use iotdb_storage::wal::{Wal, WalOptions};
 use monoio::buf::{IoBufMut, SliceMut};
@@ -39,6 +38,8 @@ use monoio::io::{AsyncReadRent, AsyncWriteRent, AsyncWriteRentExt};
 use monoio::net::{TcpListener, TcpStream};
 use serde::Serialize;
 
+use crate::report::Spread;
+use crate::server_mode;
 use crate::workload::{self, WorkloadSpec};
 
 /// The record kind the floor's logs hold (their only one).
@@ -148,9 +149,7 @@ pub fn run_all(
         reports.push(report);
     }
     let median = |figure: fn(&FloorReport) -> Option<f64>| {
-        let mut values: Vec<f64> = reports.iter().filter_map(figure).collect();
-        values.sort_by(f64::total_cmp);
-        values.get(values.len() / 2).copied()
+        Spread::of(reports.iter().map(figure)).map(|spread| spread.median)
     };
     if runs > 1
         && let (Some(rate), Some(seconds)) = (
@@ -183,10 +182,7 @@ pub fn run(spec: &WorkloadSpec, options: &FloorOptions) -> anyhow::Result<FloorR
     let requests: Vec<(usize, Bytes)> = generated
         .iter()
         .map(|request| {
-            let wire = crate::server_mode::to_wire(&request.tablet);
-            let body = ChecksummedBody::new(iotdb_net::encode_insert_tablets(
-                std::slice::from_ref(&wire),
-            ));
+            let body = server_mode::request_body(&server_mode::to_wire(&request.tablet));
             let device = device_index
                 .get(&*request.tablet.device)
                 .copied()
@@ -536,12 +532,9 @@ mod tests {
             .enumerate()
             .filter(|(i, _)| i % 7 % 2 == 1)
             .map(|(_, r)| {
-                let wire = crate::server_mode::to_wire(&r.tablet);
-                ChecksummedBody::new(iotdb_net::encode_insert_tablets(std::slice::from_ref(
-                    &wire,
-                )))
-                .body()
-                .clone()
+                server_mode::request_body(&server_mode::to_wire(&r.tablet))
+                    .body()
+                    .clone()
             })
             .collect();
         bodies.sort();

@@ -202,6 +202,11 @@ pub(crate) fn to_wire(tablet: &iotdb_storage::Tablet) -> WireTablet {
     iotdb_node::datanode::convert::to_wire_tablet(tablet)
 }
 
+/// The insert body `iotdb-perf` sends for `wire`, encoded and checksummed.
+pub(crate) fn request_body(wire: &WireTablet) -> ChecksummedBody {
+    ChecksummedBody::new(iotdb_net::encode_insert_tablets(std::slice::from_ref(wire)))
+}
+
 struct Prepared {
     device: String,
     first_time: i64,
@@ -409,9 +414,7 @@ pub fn run(spec: &WorkloadSpec, options: &ServerOptions) -> anyhow::Result<Repor
                 device: wire.device.clone(),
                 first_time: wire.timestamps[0],
                 points: (wire.timestamps.len() * wire.columns.len()) as u64,
-                body: ChecksummedBody::new(iotdb_net::encode_insert_tablets(std::slice::from_ref(
-                    &wire,
-                ))),
+                body: request_body(&wire),
             }
         })
         .collect();

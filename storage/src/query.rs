@@ -151,6 +151,28 @@ impl Windows {
     fn index_of(&self, t: Timestamp) -> usize {
         (((t as i128) - (self.range.start as i128)) / (self.interval_ms as i128)) as usize
     }
+
+    /// The windows that overlap `part`, as windows of their own (the same interval; the
+    /// last still ends where the last of these does), and the index here of the first of
+    /// them. A region asked for one time part of a long range answers a row for each of
+    /// these, not for every window of the range.
+    pub fn within(&self, part: TimeRange) -> (Windows, usize) {
+        let overlap = self.range.intersect(part);
+        if overlap.is_empty() {
+            let empty = TimeRange::new(self.range.start, self.range.start);
+            return (
+                Windows {
+                    range: empty,
+                    ..*self
+                },
+                0,
+            );
+        }
+        let first = self.index_of(overlap.start);
+        let last = self.index_of(overlap.end - 1);
+        let range = TimeRange::new(self.window(first).start, self.window(last).end);
+        (Windows { range, ..*self }, first)
+    }
 }
 
 /// One row of an aggregation result: a window's start and one value per function (`None`
@@ -715,5 +737,36 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(err, StorageError::UnsupportedAggregation { .. }));
+    }
+
+    #[test]
+    fn windows_within_a_part_are_the_windows_overlapping_it_in_place() {
+        for (start, end, interval) in [
+            (0i64, 100i64, 10i64),
+            (-35, 61, 7),
+            (5, 6, 1),
+            (3, 1_000, 250),
+        ] {
+            let windows = Windows {
+                range: TimeRange::new(start, end),
+                interval_ms: interval,
+            };
+            for part_start in start - 20..end + 20 {
+                for part_end in [part_start + 1, part_start + 9, part_start + 40, i64::MAX] {
+                    let part = TimeRange::new(part_start, part_end);
+                    let overlapping: Vec<TimeRange> = (0..windows.count())
+                        .map(|k| windows.window(k))
+                        .filter(|w| w.start < part.end && part.start < w.end)
+                        .collect();
+                    let (within, first) = windows.within(part);
+                    let got: Vec<TimeRange> =
+                        (0..within.count()).map(|j| within.window(j)).collect();
+                    assert_eq!(got, overlapping, "{windows:?} within {part:?}");
+                    if let Some(w) = got.first() {
+                        assert_eq!(windows.window(first), *w, "{windows:?} within {part:?}");
+                    }
+                }
+            }
+        }
     }
 }

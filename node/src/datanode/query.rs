@@ -548,14 +548,14 @@ impl Shard {
                 answers_of.push(at);
             }
             let mut answers = Vec::with_capacity(batches.reads.len());
-            // Each read asks only the windows its time part overlaps; its rows fold into
-            // the panes from its first window on.
+            // Each read asks only the windows its time part overlaps (`Windows::within`);
+            // its rows fold into the panes from its first window on.
             let mut first_panes = Vec::with_capacity(batches.reads.len());
             for (group, (start, end), keys) in batches.reads {
                 let range = TimeRange::new(start, end);
                 let (read_windows, first_pane) = match windows {
                     Some(w) => {
-                        let (within, first) = windows_within(w, range);
+                        let (within, first) = w.within(range);
                         (Some(within), first)
                     }
                     None => (None, 0),
@@ -1195,35 +1195,6 @@ impl Sliding {
     }
 }
 
-/// The windows of `windows` that overlap `part`, as windows of their own (the same
-/// interval; the last still ends where the last of `windows` does), and the index among
-/// `windows` of the first of them. A region asked for one time part of a long range
-/// answers a row for each of these, not for every window of the range.
-fn windows_within(windows: Windows, part: TimeRange) -> (Windows, usize) {
-    let interval = i128::from(windows.interval_ms.max(1));
-    let base = i128::from(windows.range.start);
-    let from = i128::from(part.start).max(base);
-    let to = i128::from(part.end).min(i128::from(windows.range.end));
-    if from >= to {
-        let empty = TimeRange::new(windows.range.start, windows.range.start);
-        return (
-            Windows {
-                range: empty,
-                ..windows
-            },
-            0,
-        );
-    }
-    // The window holding `from`, and past the last window starting before `to`.
-    let first = (from - base).div_euclid(interval);
-    let past = (to - base + interval - 1).div_euclid(interval);
-    let start = base + first * interval;
-    let end = (base + past * interval).min(i128::from(windows.range.end));
-    // Both lie within `windows.range`, so within i64.
-    let range = TimeRange::new(start as i64, end as i64);
-    (Windows { range, ..windows }, first as usize)
-}
-
 /// Refuses an aggregate answering more than [`AGGREGATE_VALUES_MAX`] values.
 fn check_aggregate_values(rows: usize, columns: usize, functions: usize) -> Result<(), Status> {
     let values = (rows as u128) * (columns as u128) * (functions as u128);
@@ -1447,37 +1418,6 @@ mod tests {
         let rounds = aggregate_rounds(&series, &types, PARTIALS_PER_ROUND * 2);
         assert_eq!(sizes(&rounds), vec![(1, 1), (1, 1), (1, 1)]);
         assert!(aggregate_rounds(&[], &[], 1).is_empty());
-    }
-
-    #[test]
-    fn windows_within_a_part_are_the_windows_overlapping_it_in_place() {
-        for (start, end, interval) in [
-            (0i64, 100i64, 10i64),
-            (-35, 61, 7),
-            (5, 6, 1),
-            (3, 1_000, 250),
-        ] {
-            let windows = Windows {
-                range: TimeRange::new(start, end),
-                interval_ms: interval,
-            };
-            for part_start in start - 20..end + 20 {
-                for part_end in [part_start + 1, part_start + 9, part_start + 40, i64::MAX] {
-                    let part = TimeRange::new(part_start, part_end);
-                    let overlapping: Vec<TimeRange> = (0..windows.count())
-                        .map(|k| windows.window(k))
-                        .filter(|w| w.start < part.end && part.start < w.end)
-                        .collect();
-                    let (within, first) = windows_within(windows, part);
-                    let got: Vec<TimeRange> =
-                        (0..within.count()).map(|j| within.window(j)).collect();
-                    assert_eq!(got, overlapping, "{windows:?} within {part:?}");
-                    if let Some(w) = got.first() {
-                        assert_eq!(windows.window(first), *w, "{windows:?} within {part:?}");
-                    }
-                }
-            }
-        }
     }
 
     #[test]
